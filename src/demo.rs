@@ -1,0 +1,169 @@
+//! `understudy demo`: the whole story in one command, needing nothing but this binary. A temp
+//! base dir, the fixture app as builds 1.0.0 (served), 1.1.0 (mirrored, scored, promoted) and
+//! 1.2.0 (loses an endpoint, rejected), with a little traffic and a narration of each event.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ProcessEnv};
+use crate::events::{Event, Events};
+
+/// Why the demo stopped early.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(String);
+
+fn err(e: impl std::fmt::Display) -> DemoError {
+    DemoError(e.to_string())
+}
+
+/// Run the demo; `keep` leaves the temp base dir in place for a look around.
+pub fn run(keep: bool) -> Result<(), DemoError> {
+    let base = std::env::temp_dir().join(format!("understudy-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&base).map_err(err)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
+    let result = rt.block_on(story(&base));
+    drop(rt);
+    if keep {
+        println!("\nthe base dir is kept at {}", base.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    result
+}
+
+async fn story(base: &Path) -> Result<(), DemoError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
+    std::fs::write(
+        base.join(".env"),
+        format!(
+            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=41000-41999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=warn\n"
+        ),
+    )
+    .map_err(err)?;
+    let cfg = Config::load(base, &ProcessEnv, &[]).map_err(err)?;
+    let _ = crate::init_logging(&cfg);
+    let exe = std::env::current_exe().map_err(err)?;
+    println!("understudy demo: base dir {}, proxy on http://{addr}\n", base.display());
+
+    let events = Events::default();
+    let mut rx = events.subscribe();
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(crate::run(cfg, listener, events, cancel.clone()));
+
+    let outcome = async {
+        println!("1. dropping demo-app-1.0.0 into the base dir");
+        drop_build(base, &exe, "1.0.0", "")?;
+        wait_for(&mut rx, |e| matches!(e, Event::Ready { role, .. } if role == "running")).await?;
+        println!("   GET /api/items → {}", get(addr, "/api/items").await?.1.trim());
+
+        println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET");
+        drop_build(base, &exe, "1.1.0", "")?;
+        let traffic = tokio::spawn(traffic(addr));
+        wait_for(&mut rx, |e| matches!(e, Event::Promoted { .. })).await?;
+        println!("   GET /api/items → {}", get(addr, "/api/items").await?.1.trim());
+
+        println!("\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away");
+        drop_build(base, &exe, "1.2.0", "--not-found /api/items")?;
+        wait_for(&mut rx, |e| matches!(e, Event::Rejected { version, .. } if version == "1.2.0")).await?;
+        println!("   GET /api/items → {}  (users never noticed)", get(addr, "/api/items").await?.1.trim());
+        traffic.abort();
+        wait_for(&mut rx, |e| matches!(e, Event::Archived { .. })).await.ok();
+        println!("\nthe base dir now holds:");
+        print_tree(base, 1);
+        Ok::<(), DemoError>(())
+    }
+    .await;
+    cancel.cancel();
+    let _ = server.await;
+    outcome
+}
+
+/// Write a build as an executable script that starts the fixture app, the way a deploy tool
+/// would: written under a temp name, then moved into place atomically.
+fn drop_build(base: &Path, exe: &Path, version: &str, faults: &str) -> Result<(), DemoError> {
+    let script = format!("#!/bin/sh\nexec '{}' fixture-app --version {version} {faults}\n", exe.display());
+    let tmp = base.join(format!(".demo-app-{version}.tmp"));
+    std::fs::write(&tmp, script).map_err(err)?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(err)?;
+    std::fs::rename(&tmp, base.join(format!("demo-app-{version}"))).map_err(err)
+}
+
+async fn wait_for(rx: &mut broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Result<(), DemoError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return Err(DemoError("nothing happened for 60 s".into())),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => return Err(err(e)),
+            Ok(Ok(e)) => e,
+        };
+        narrate(&e);
+        if want(&e) {
+            return Ok(());
+        }
+    }
+}
+
+fn narrate(e: &Event) {
+    let line = match e {
+        Event::BuildFound { file, .. } => format!("found build {file}"),
+        Event::Started { role, version, number, port } => format!("started {version} as {role} (instance {number}, port {port})"),
+        Event::Ready { role, version, .. } => format!("{version} is ready: `{role}` now points at it"),
+        Event::Scored { version, summary, .. } => format!("scored {version}: {summary}"),
+        Event::Promoted { from, to } => format!("PROMOTED {to} (was {})", from.as_deref().unwrap_or("nothing")),
+        Event::Rejected { version, reasons } => format!("REJECTED {version}: {}", reasons.join("; ")),
+        Event::Archived { version, zip } => format!("archived {version} as {zip}"),
+        Event::Stopped { version, number } => format!("stopped {version} instance {number}"),
+        Event::Exited { role, version, status } => format!("{role} {version} exited: {status}"),
+        Event::ArchiveDeleted { zip, reason } => format!("deleted {zip}: {reason}"),
+    };
+    println!("   · {line}");
+}
+
+async fn traffic(addr: SocketAddr) {
+    let paths = ["/api/items", "/api/items/42", "/health", "/"];
+    for i in 0.. {
+        let _ = get(addr, paths[i % paths.len()]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET, so the demo needs no client library.
+async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), DemoError> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.map_err(err)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.map_err(err)?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+fn print_tree(dir: &Path, depth: usize) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let meta = std::fs::symlink_metadata(&p);
+        let indent = "   ".repeat(depth);
+        if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+            let target = std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default();
+            println!("{indent}{name} -> {target}");
+        } else if meta.as_ref().is_ok_and(|m| m.is_dir()) {
+            println!("{indent}{name}/");
+            if depth < 3 && name != "logs" {
+                print_tree(&p, depth + 1);
+            }
+        } else {
+            println!("{indent}{name}");
+        }
+    }
+}

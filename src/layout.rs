@@ -1,0 +1,179 @@
+//! Every path and name in the base dir, in one place: version folders, numbered instance
+//! folders, the `running`/`testing` symlinks (swapped atomically), archive, rejected, state.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+
+/// Which part an instance plays; also the name of its symlink in the base dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves users.
+    Running,
+    /// Receives mirrored copies and is scored.
+    Testing,
+}
+
+impl Role {
+    /// The symlink name and the word used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Running => "running",
+            Role::Testing => "testing",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Paths in one base dir for one identifier.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    base: PathBuf,
+    identifier: String,
+}
+
+impl Layout {
+    /// A layout rooted at `base` for builds named `<identifier>-<version>`.
+    pub fn new(base: &Path, identifier: &str) -> Layout {
+        Layout { base: base.to_path_buf(), identifier: identifier.to_string() }
+    }
+
+    /// The base dir.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The build name prefix.
+    pub fn identifier(&self) -> &str {
+        &self.identifier
+    }
+
+    /// `<identifier>-<version>`: the folder name and the archive stem.
+    pub fn version_name(&self, v: &Version) -> String {
+        format!("{}-{}", self.identifier, v)
+    }
+
+    /// Folder holding one version's artifact and its instance folders.
+    pub fn version_dir(&self, v: &Version) -> PathBuf {
+        self.base.join(self.version_name(v))
+    }
+
+    /// Folder of instance `n` of version `v`.
+    pub fn instance_dir(&self, v: &Version, n: u32) -> PathBuf {
+        self.version_dir(v).join(n.to_string())
+    }
+
+    /// Create the next numbered instance folder (with `logs/json/`) and return its number.
+    /// `create_dir` fails on an existing folder, so two starts never share one.
+    pub fn create_instance_dir(&self, v: &Version) -> io::Result<(u32, PathBuf)> {
+        let vdir = self.version_dir(v);
+        let mut n = 1 + std::fs::read_dir(&vdir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+            .max()
+            .unwrap_or(0);
+        loop {
+            let dir = vdir.join(n.to_string());
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    std::fs::create_dir_all(dir.join("logs").join("json"))?;
+                    return Ok((n, dir));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Where the `running` or `testing` symlink lives.
+    pub fn link(&self, role: Role) -> PathBuf {
+        self.base.join(role.as_str())
+    }
+
+    /// Point the role's symlink at `target` atomically: a temp link renamed over the old one,
+    /// so readers see the old or the new folder, never none. The link is relative to the base.
+    pub fn point(&self, role: Role, target: &Path) -> io::Result<()> {
+        let rel = target.strip_prefix(&self.base).unwrap_or(target);
+        let tmp = self.base.join(format!(".{}.tmp-{}", role.as_str(), std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(rel, &tmp)?;
+        std::fs::rename(&tmp, self.link(role))
+    }
+
+    /// Remove the role's symlink (when nothing plays that role), so it never dangles.
+    pub fn unpoint(&self, role: Role) -> io::Result<()> {
+        match std::fs::remove_file(self.link(role)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Zipped version folders that nothing uses any more.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.base.join("archive")
+    }
+
+    /// The zip of one version.
+    pub fn archive_zip(&self, v: &Version) -> PathBuf {
+        self.archive_dir().join(format!("{}.zip", self.version_name(v)))
+    }
+
+    /// Version folders and files that were turned away, each with a `reason.json`.
+    pub fn rejected_dir(&self) -> PathBuf {
+        self.base.join("rejected")
+    }
+
+    /// understudy's own bookkeeping (state file).
+    pub fn state_dir(&self) -> PathBuf {
+        self.base.join(".understudy")
+    }
+
+    /// The persisted supervisor state, so a restart resumes where it was.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join("state.json")
+    }
+
+    /// The properties file copied into each instance, if configured.
+    pub fn properties_source(&self, name: &str) -> PathBuf {
+        self.base.join(name)
+    }
+}
+
+/// Write `bytes` to `path` atomically (temp file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_swap_is_relative_and_replaces() {
+        let base = std::env::temp_dir().join(format!("understudy-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let l = Layout::new(&base, "app");
+        let v = Version::parse("1.0.0").unwrap();
+        std::fs::create_dir_all(l.version_dir(&v)).unwrap();
+        let (n1, d1) = l.create_instance_dir(&v).unwrap();
+        let (n2, d2) = l.create_instance_dir(&v).unwrap();
+        assert_eq!((n1, n2), (1, 2));
+        assert!(d2.join("logs/json").is_dir());
+        l.point(Role::Running, &d1).unwrap();
+        l.point(Role::Running, &d2).unwrap();
+        assert_eq!(std::fs::read_link(l.link(Role::Running)).unwrap(), PathBuf::from("app-1.0.0/2"));
+        assert!(l.link(Role::Running).join("logs").is_dir());
+        l.unpoint(Role::Running).unwrap();
+        assert!(std::fs::symlink_metadata(l.link(Role::Running)).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

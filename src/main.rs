@@ -1,0 +1,120 @@
+//! understudy's command line: parse, validate config, then hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use understudy::config::{parse_override, Config, ProcessEnv};
+
+/// Exit code for bad configuration (EX_USAGE), as linkerd2-proxy does.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "understudy", version, about = "Shadow-traffic canary: new builds watch the lead play to real traffic, then take over")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Supervise the base dir: start builds dropped there, proxy users, mirror, score, promote.
+    Run {
+        /// The base directory (default: the current directory).
+        #[arg(long, short)]
+        base: Option<PathBuf>,
+        /// Proxy listen address (LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Build name prefix (IDENTIFIER).
+        #[arg(long)]
+        identifier: Option<String>,
+        /// Child port range (PORT_RANGE).
+        #[arg(long)]
+        port_range: Option<String>,
+        /// Any config key: --set STABLE_WINDOW=5m (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// A self-contained demo in a temporary base dir: v1 serves, v2 is mirrored and promoted,
+    /// v3 with a lost endpoint is rejected.
+    Demo {
+        /// Keep the temporary base dir afterwards for a look around.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print a documented .env with every key and its default.
+    ExampleEnv,
+    #[command(hide = true)]
+    FixtureApp(understudy::fixture::FixtureArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run { base, listen, identifier, port_range, set } => {
+            let mut overrides = Vec::new();
+            for (k, v) in [("LISTEN", listen), ("IDENTIFIER", identifier), ("PORT_RANGE", port_range)] {
+                if let Some(v) = v {
+                    overrides.push((k.to_string(), v));
+                }
+            }
+            for s in &set {
+                match parse_override(s) {
+                    Ok(kv) => overrides.push(kv),
+                    Err(e) => return fail_config(e),
+                }
+            }
+            let base = base.unwrap_or_else(|| PathBuf::from("."));
+            let base = std::fs::canonicalize(&base).unwrap_or(base);
+            let cfg = match Config::load(&base, &ProcessEnv, &overrides) {
+                Ok(c) => c,
+                Err(e) => return fail_config(e),
+            };
+            report(run(cfg))
+        }
+        Command::Demo { keep } => report(understudy::demo::run(keep).context("demo failed")),
+        Command::ExampleEnv => {
+            print!("{}", Config::example());
+            ExitCode::SUCCESS
+        }
+        Command::FixtureApp(args) => report(understudy::fixture::main(args).context("fixture app failed")),
+    }
+}
+
+fn fail_config(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("understudy: bad configuration: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("understudy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    understudy::init_logging(&cfg).context("cannot set up logging")?;
+    for k in &cfg.unknown_keys {
+        tracing::warn!("ignoring unknown key {k:?} in {}", cfg.base.join(".env").display());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on LISTEN={}", cfg.listen))?;
+        tracing::info!("understudy {} listening on {} for {}-<version> in {}", env!("CARGO_PKG_VERSION"), cfg.listen, cfg.identifier, cfg.base.display());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            understudy::shutdown_signal().await;
+            tracing::info!("shutting down: stopping children");
+            stop.cancel();
+        });
+        understudy::run(cfg, listener, understudy::Events::default(), cancel).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,173 @@
+//! Counting error and warn lines in an instance's logs: JSON lines by their level field
+//! (`level`, `severity`, `lvl`; names or numeric levels such as 50/40), plain lines by regex.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use regex_lite::Regex;
+
+/// Largest chunk read from one file per poll, so a flood of logs cannot stall the scorer.
+const MAX_READ_PER_POLL: u64 = 8 * 1024 * 1024;
+
+/// How a line is judged.
+pub struct LevelRules {
+    plain_error: Option<Regex>,
+    plain_warn: Option<Regex>,
+}
+
+/// A line's severity, as far as scoring cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Counts as an error.
+    Error,
+    /// Counts as a warning.
+    Warn,
+    /// Does not count.
+    Other,
+}
+
+impl LevelRules {
+    /// Rules with the configured plain-line regexes (validated at config load; empty means none).
+    pub fn new(error: &str, warn: &str) -> LevelRules {
+        LevelRules { plain_error: Regex::new(error).ok().filter(|_| !error.is_empty()), plain_warn: Regex::new(warn).ok().filter(|_| !warn.is_empty()) }
+    }
+
+    /// Classify one line.
+    pub fn classify(&self, line: &str) -> Level {
+        let t = line.trim();
+        if t.starts_with('{') {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(t) {
+                let level = ["level", "severity", "lvl", "log.level", "levelname"]
+                    .iter()
+                    .find_map(|k| map.iter().find(|(mk, _)| mk.eq_ignore_ascii_case(k)).map(|(_, v)| v));
+                return match level {
+                    Some(serde_json::Value::String(s)) => level_name(s),
+                    Some(serde_json::Value::Number(n)) => match n.as_f64() {
+                        Some(n) if n >= 50.0 => Level::Error,
+                        Some(n) if n >= 40.0 => Level::Warn,
+                        _ => Level::Other,
+                    },
+                    _ => Level::Other,
+                };
+            }
+        }
+        if self.plain_error.as_ref().is_some_and(|r| r.is_match(t)) {
+            Level::Error
+        } else if self.plain_warn.as_ref().is_some_and(|r| r.is_match(t)) {
+            Level::Warn
+        } else {
+            Level::Other
+        }
+    }
+}
+
+fn level_name(s: &str) -> Level {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "error" | "err" | "fatal" | "critical" | "crit" | "panic" | "alert" | "emerg" | "emergency" | "severe" => Level::Error,
+        "warn" | "warning" => Level::Warn,
+        _ => Level::Other,
+    }
+}
+
+/// Follows the log files of one instance folder (`logs/json/*`, `logs/*`, `stderr`), counting
+/// error and warn lines in what is appended.
+pub struct LogTail {
+    dir: PathBuf,
+    offsets: HashMap<PathBuf, u64>,
+    errors: u64,
+    warns: u64,
+}
+
+impl LogTail {
+    /// Count everything, including what was logged at startup.
+    pub fn from_start(dir: PathBuf) -> LogTail {
+        LogTail { dir, offsets: HashMap::new(), errors: 0, warns: 0 }
+    }
+
+    /// Count only lines appended from now on.
+    pub fn from_now(dir: PathBuf) -> LogTail {
+        let offsets = log_files(&dir).into_iter().filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len()))).collect();
+        LogTail { dir, offsets, errors: 0, warns: 0 }
+    }
+
+    /// Read what was appended and return the running totals (errors, warns).
+    pub fn poll(&mut self, rules: &LevelRules) -> (u64, u64) {
+        for path in log_files(&self.dir) {
+            let off = self.offsets.get(&path).copied().unwrap_or(0);
+            let Some((consumed, text)) = read_complete_lines(&path, off) else { continue };
+            for line in text.lines() {
+                match rules.classify(line) {
+                    Level::Error => self.errors += 1,
+                    Level::Warn => self.warns += 1,
+                    Level::Other => {}
+                }
+            }
+            self.offsets.insert(path, off + consumed);
+        }
+        (self.errors, self.warns)
+    }
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.join("stderr")];
+    for sub in [dir.join("logs"), dir.join("logs").join("json")] {
+        if let Ok(rd) = std::fs::read_dir(&sub) {
+            out.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    out
+}
+
+/// Bytes from `off` up to the last newline (a line still being written waits for the next poll).
+fn read_complete_lines(path: &Path, off: u64) -> Option<(u64, String)> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    if len <= off {
+        return None;
+    }
+    f.seek(SeekFrom::Start(off)).ok()?;
+    let mut buf = Vec::new();
+    f.take((len - off).min(MAX_READ_PER_POLL)).read_to_end(&mut buf).ok()?;
+    let end = buf.iter().rposition(|b| *b == b'\n')? + 1;
+    buf.truncate(end);
+    Some((end as u64, String::from_utf8_lossy(&buf).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        let r = LevelRules::new(r"(?i)\berror\b", r"(?i)\bwarn(ing)?\b");
+        assert_eq!(r.classify(r#"{"level":"ERROR","msg":"x"}"#), Level::Error);
+        assert_eq!(r.classify(r#"{"Severity":"warning"}"#), Level::Warn);
+        assert_eq!(r.classify(r#"{"lvl":"info","msg":"error in text"}"#), Level::Other);
+        assert_eq!(r.classify(r#"{"level":50}"#), Level::Error);
+        assert_eq!(r.classify(r#"{"level":40}"#), Level::Warn);
+        assert_eq!(r.classify(r#"{"level":30}"#), Level::Other);
+        assert_eq!(r.classify("2024 ERROR boom"), Level::Error);
+        assert_eq!(r.classify("WARNING: disk"), Level::Warn);
+        assert_eq!(r.classify("all fine"), Level::Other);
+    }
+
+    #[test]
+    fn tail_counts_only_complete_appended_lines() {
+        let dir = std::env::temp_dir().join(format!("understudy-logs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs/json")).unwrap();
+        let f = dir.join("logs/json/app.log");
+        std::fs::write(&f, "{\"level\":\"error\"}\n").unwrap();
+        let rules = LevelRules::new("", "");
+        let mut from_now = LogTail::from_now(dir.clone());
+        let mut from_start = LogTail::from_start(dir.clone());
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        h.write_all(b"{\"level\":\"warn\"}\n{\"level\":\"error\"").unwrap();
+        assert_eq!(from_now.poll(&rules), (0, 1));
+        assert_eq!(from_start.poll(&rules), (1, 1));
+        h.write_all(b"}\n").unwrap();
+        assert_eq!(from_now.poll(&rules), (1, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

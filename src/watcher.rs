@@ -1,0 +1,175 @@
+//! Notices builds dropped into the base dir, whether they arrive by `cp` (written in place) or by
+//! an atomic `mv`, and reports each once it is complete: unchanged for `SETTLE_TIME` and not open
+//! for writing by any process. inotify pokes a rescan; a periodic rescan is the backstop.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::Watcher as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::artifact::{parse_name, ArtifactName, NameError};
+
+/// How often the base dir is rescanned even without an inotify event.
+const RESCAN_EVERY: Duration = Duration::from_millis(250);
+
+/// A complete build in the base dir, ready to be installed.
+#[derive(Debug, Clone)]
+pub struct Dropped {
+    /// Where it lies now.
+    pub path: PathBuf,
+    /// Its parsed name.
+    pub name: ArtifactName,
+}
+
+struct Candidate {
+    len: u64,
+    mtime: Option<SystemTime>,
+    since: Instant,
+    reported: bool,
+}
+
+/// Watch `base` for builds of `identifier` and send each complete one on `tx`, until `cancel`.
+/// `ignore` names files in the base dir that are not builds (the properties file).
+pub async fn run(
+    base: PathBuf,
+    identifier: String,
+    ignore: Vec<String>,
+    settle: Duration,
+    tx: mpsc::Sender<Dropped>,
+    cancel: CancellationToken,
+) {
+    let (poke_tx, mut poke_rx) = mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        // Never block inotify's thread: one pending poke is enough to trigger a rescan.
+        let _ = poke_tx.try_send(());
+    })
+    .and_then(|mut w| w.watch(&base, notify::RecursiveMode::NonRecursive).map(|()| w));
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot watch {} ({e}); rescanning every {RESCAN_EVERY:?} instead", base.display());
+            None
+        }
+    };
+
+    let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
+    let mut logged: HashSet<String> = HashSet::new();
+    let mut tick = tokio::time::interval(RESCAN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+            Some(()) = poke_rx.recv() => {}
+        }
+        for d in scan(&base, &identifier, &ignore, settle, &mut candidates, &mut logged) {
+            if tx.send(d).await.is_err() {
+                return;
+            }
+        }
+    }
+    drop(watcher);
+}
+
+fn scan(
+    base: &Path,
+    identifier: &str,
+    ignore: &[String],
+    settle: Duration,
+    candidates: &mut HashMap<PathBuf, Candidate>,
+    logged: &mut HashSet<String>,
+) -> Vec<Dropped> {
+    let mut ready = Vec::new();
+    let Ok(entries) = std::fs::read_dir(base) else { return ready };
+    let mut seen = HashSet::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        if ignore.iter().any(|i| *i == file_name) {
+            continue;
+        }
+        let name = match parse_name(&file_name, identifier) {
+            Ok(n) => n,
+            Err(NameError::InProgress(_)) => continue,
+            Err(e) => {
+                if logged.insert(file_name.clone()) {
+                    tracing::warn!("ignoring {}: {e}", entry.path().display());
+                }
+                continue;
+            }
+        };
+        let path = entry.path();
+        seen.insert(path.clone());
+        let (len, mtime) = (meta.len(), meta.modified().ok());
+        let now = Instant::now();
+        let c = candidates.entry(path.clone()).or_insert(Candidate { len, mtime, since: now, reported: false });
+        if c.len != len || c.mtime != mtime {
+            *c = Candidate { len, mtime, since: now, reported: false };
+            continue;
+        }
+        if c.reported || now.duration_since(c.since) < settle {
+            continue;
+        }
+        if open_for_writing(&path) {
+            c.since = now;
+            continue;
+        }
+        c.reported = true;
+        tracing::info!("build {} is complete ({} bytes)", path.display(), len);
+        ready.push(Dropped { path, name });
+    }
+    candidates.retain(|p, _| seen.contains(p));
+    ready
+}
+
+/// Whether any process we can see holds `path` open for writing (a `cp` still copying, or a
+/// writer that paused). Processes we may not inspect are skipped: the settle time still holds.
+fn open_for_writing(path: &Path) -> bool {
+    let Ok(target) = std::fs::canonicalize(path) else { return false };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    for p in procs.filter_map(|e| e.ok()) {
+        let pid = p.file_name();
+        if !pid.to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.filter_map(|e| e.ok()) {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l == target) {
+                let info = p.path().join("fdinfo").join(fd.file_name());
+                let flags = std::fs::read_to_string(info).ok().and_then(|t| {
+                    t.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                });
+                // O_WRONLY = 1, O_RDWR = 2; unknown flags count as writing, to be safe.
+                if flags.is_none_or(|f| f & 0o3 != 0) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_file_held_open_for_writing_is_not_complete() {
+        let dir = std::env::temp_dir().join(format!("understudy-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("app-1.0.0");
+        let mut f = std::fs::File::create(&p).unwrap();
+        f.write_all(b"half").unwrap();
+        assert!(open_for_writing(&p));
+        drop(f);
+        assert!(!open_for_writing(&p));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
