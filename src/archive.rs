@@ -154,7 +154,7 @@ mod tests {
         let zip = archive_version(&l, &v).unwrap();
         assert!(!l.version_dir(&v).exists());
         let mut a = zip::ZipArchive::new(fs::File::open(&zip).unwrap()).unwrap();
-        let names: Vec<String> = a.file_names().map(String::from).collect();
+        let names: Vec<String> = a.file_names().map(|n| n.unwrap().into_owned()).collect();
         assert!(names.contains(&"app-1.0.0/1/logs/json/app.log".to_string()), "{names:?}");
         let mut s = String::new();
         io::Read::read_to_string(&mut a.by_name("app-1.0.0/app-1.0.0.jar").unwrap(), &mut s).unwrap();

@@ -559,6 +559,12 @@ mod tests {
     }
 
     #[test]
+    fn env_example_is_current() {
+        let committed = include_str!("../.env.example");
+        assert_eq!(committed, Config::example(), "regenerate with: cargo run -- example-env > .env.example");
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("K", "500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("K", "10m").unwrap(), Duration::from_secs(600));

@@ -1,0 +1,1 @@
+//! Scoring, promotion, rejection, archive: placeholder until filled in below.

@@ -1,0 +1,230 @@
+//! Test support: a temp base dir, fixture builds, the real understudy binary as a child process
+//! (SIGTERM and reap on drop), a tiny HTTP client, polling with deadlines, and the orphan check.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_understudy");
+
+/// Each base dir gets its own slice of ports for children, so parallel tests never compete.
+static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
+
+/// A temp base dir under cargo's target tmp dir, removed on drop.
+pub struct Base {
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub port_range: (u16, u16),
+}
+
+impl Base {
+    pub fn new(name: &str) -> Base {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        let n = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
+        let start = 43000 + (std::process::id() as u16 % 50) * 200 + n * 20;
+        Base { path: std::fs::canonicalize(&path).unwrap(), listen: free_addr(), port_range: (start, start + 19) }
+    }
+
+    /// `.env` with the basics plus `extra` lines.
+    pub fn write_env(&self, extra: &str) {
+        let text = format!(
+            "IDENTIFIER=app\nLISTEN={}\nPORT_RANGE={}-{}\nSETTLE_TIME=200ms\nSHUTDOWN_GRACE=2s\nREADY_TIMEOUT=10s\nLOG_LEVEL=info\n{extra}\n",
+            self.listen, self.port_range.0, self.port_range.1
+        );
+        std::fs::write(self.path.join(".env"), text).unwrap();
+    }
+
+    /// The script a fixture build consists of.
+    pub fn fixture_script(version: &str, faults: &str) -> String {
+        format!("#!/bin/sh\nexec '{BIN}' fixture-app --version {version} {faults}\n")
+    }
+
+    /// Drop a fixture build the way a deploy tool does: written elsewhere, then `mv`ed in.
+    pub fn drop_fixture(&self, version: &str, faults: &str) {
+        let tmp = self.path.join(format!(".app-{version}.tmp"));
+        std::fs::write(&tmp, Self::fixture_script(version, faults)).unwrap();
+        std::fs::rename(&tmp, self.path.join(format!("app-{version}"))).unwrap();
+    }
+
+    /// Drop a fixture build the way `cp` does: written in place.
+    pub fn copy_fixture(&self, version: &str, faults: &str) {
+        std::fs::write(self.path.join(format!("app-{version}")), Self::fixture_script(version, faults)).unwrap();
+    }
+
+    pub fn link(&self, role: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.path.join(role)).ok()
+    }
+
+    /// The version folder name a role's symlink points into (`app-1.0.0`), if any.
+    pub fn version_of(&self, role: &str) -> Option<String> {
+        self.link(role).and_then(|l| l.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()))
+    }
+
+    /// Port and pid of the instance a role's symlink points at.
+    pub fn instance_info(&self, role: &str) -> Option<(u16, i32)> {
+        let text = std::fs::read_to_string(self.path.join(role).join("instance.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some((v["port"].as_u64()? as u16, v["pid"].as_i64()? as i32))
+    }
+
+    /// A fixture's own request counters, asked directly (not through the proxy).
+    pub fn fixture_stats(&self, role: &str) -> Option<serde_json::Value> {
+        let (port, _) = self.instance_info(role)?;
+        let (status, body) = http(SocketAddr::from(([127, 0, 0, 1], port)), "GET", "/__fixture/stats").ok()?;
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+}
+
+impl Drop for Base {
+    fn drop(&mut self) {
+        kill_processes_under(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A loopback address nobody listens on right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// The real understudy binary, supervising a base dir.
+pub struct Understudy {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    base: PathBuf,
+}
+
+impl Understudy {
+    pub fn start(base: &Base) -> Understudy {
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", base.path.file_name().unwrap().to_string_lossy()));
+        let child = Command::new(BIN)
+            .args(["run", "--base"])
+            .arg(&base.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let u = Understudy { child: Some(child), addr: base.listen, log, base: base.path.clone() };
+        wait_until("understudy to listen", Duration::from_secs(10), || TcpStream::connect(u.addr).ok().map(|_| ()));
+        u
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.addr, "GET", path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for exit, then check that no process is left in the base dir.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "understudy exited with {status}; log:\n{}", self.log_text());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("understudy did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = processes_under(&self.base);
+        assert!(left.is_empty(), "processes left behind after understudy stopped: {left:?}");
+    }
+}
+
+impl Drop for Understudy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            kill_processes_under(&self.base);
+        }
+    }
+}
+
+/// Poll `f` every 20 ms until it yields, or panic naming `what` after `limit`.
+pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let body = if method == "POST" { "x=1" } else { "" };
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Processes whose working directory is inside `dir` (every instance's cwd is its folder).
+pub fn processes_under(dir: &Path) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else { continue };
+        if cwd.starts_with(dir) {
+            let cmd = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
+            // A zombie has no cwd link; one we can still read is alive.
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+fn kill_processes_under(dir: &Path) {
+    for (pid, _) in processes_under(dir) {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// The median of the latencies of `n` sequential GETs through `addr`.
+pub fn p50(addr: SocketAddr, path: &str, n: usize) -> Duration {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let (s, _) = http(addr, "GET", path).unwrap();
+            assert_eq!(s, 200);
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[n / 2]
+}

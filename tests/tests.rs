@@ -1,0 +1,8 @@
+//! Integration tests: the real binary, real child processes on real loopback ports, real files.
+//! One test binary (a `mod` per area) keeps link time down.
+
+mod support;
+
+mod config;
+mod core;
+mod promotion;
