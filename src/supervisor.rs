@@ -26,6 +26,8 @@ use crate::watcher::Dropped;
 
 /// How often a draining instance's in-flight count is checked.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
+/// How often archives are checked against the size and disk budgets between archivings.
+const GC_EVERY: Duration = Duration::from_secs(60);
 /// Consecutive failed restarts of a running version before understudy stops trying.
 const MAX_RUNNING_RESTARTS: u32 = 5;
 
@@ -127,9 +129,11 @@ impl Supervisor {
     /// child and wait for background work. State on disk is kept so the next start resumes.
     pub async fn run(mut self, cancel: CancellationToken) {
         self.resume();
+        let mut gc = tokio::time::interval(GC_EVERY);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                _ = gc.tick() => self.collect_garbage_in_background(),
                 Some(d) = self.wiring.dropped.recv() => self.on_dropped(d).await,
                 Some(e) = self.inst_rx.recv() => self.on_instance(e),
                 Some(s) = self.wiring.verdicts.recv() => self.on_scored(s),
@@ -529,6 +533,23 @@ impl Supervisor {
             tracing::error!("cannot move the refused build aside: {e}");
         }
         self.wiring.events.emit(Event::Rejected { version: d.name.version.to_string(), reasons });
+        self.collect_garbage_in_background();
+    }
+
+    fn collect_garbage_in_background(&self) {
+        let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
+        let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
+        self.background.spawn(async move {
+            match tokio::task::spawn_blocking(move || archive::collect_garbage(&layout, max, min_free)).await {
+                Ok(Ok(deleted)) => {
+                    for d in deleted {
+                        events.emit(Event::ArchiveDeleted { zip: d.zip.display().to_string(), reason: d.reason });
+                    }
+                }
+                Ok(Err(e)) => tracing::error!("archive cleanup failed: {e}"),
+                Err(e) => tracing::error!("archive cleanup task failed: {e}"),
+            }
+        });
     }
 
     async fn shutdown(mut self) {
