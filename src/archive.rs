@@ -17,14 +17,25 @@ use crate::layout::Layout;
 pub enum ArchiveError {
     /// A file step failed.
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// Writing the zip failed.
     #[error("cannot write zip {path}: {source}")]
-    Zip { path: PathBuf, source: zip::result::ZipError },
+    Zip {
+        path: PathBuf,
+        source: zip::result::ZipError,
+    },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
-    move |source| ArchiveError::Io { what, path: path.to_path_buf(), source }
+    move |source| ArchiveError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
@@ -45,40 +56,60 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
 pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
     let file = fs::File::create(out).map_err(io_err("cannot create", out))?;
     let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
-    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
     let mut stack = vec![(dir.to_path_buf(), root.to_string())];
     while let Some((d, prefix)) = stack.pop() {
-        let mut entries: Vec<_> = fs::read_dir(&d).map_err(io_err("cannot read", &d))?.filter_map(|e| e.ok()).collect();
+        let mut entries: Vec<_> = fs::read_dir(&d)
+            .map_err(io_err("cannot read", &d))?
+            .filter_map(|e| e.ok())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let path = e.path();
             let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
             let meta = fs::symlink_metadata(&path).map_err(io_err("cannot stat", &path))?;
             if meta.is_dir() {
-                zip.add_directory(&name, opts).map_err(|source| ArchiveError::Zip { path: out.to_path_buf(), source })?;
+                zip.add_directory(&name, opts)
+                    .map_err(|source| ArchiveError::Zip {
+                        path: out.to_path_buf(),
+                        source,
+                    })?;
                 stack.push((path, name));
             } else if meta.is_file() {
-                zip.start_file(&name, opts).map_err(|source| ArchiveError::Zip { path: out.to_path_buf(), source })?;
+                zip.start_file(&name, opts)
+                    .map_err(|source| ArchiveError::Zip {
+                        path: out.to_path_buf(),
+                        source,
+                    })?;
                 let mut f = fs::File::open(&path).map_err(io_err("cannot open", &path))?;
                 io::copy(&mut f, &mut zip).map_err(io_err("cannot write into zip", out))?;
             }
         }
     }
-    let mut w = zip.finish().map_err(|source| ArchiveError::Zip { path: out.to_path_buf(), source })?;
+    let mut w = zip.finish().map_err(|source| ArchiveError::Zip {
+        path: out.to_path_buf(),
+        source,
+    })?;
     w.flush().map_err(io_err("cannot write", out))?;
     Ok(())
 }
 
 /// Total size of regular files under `p`, not following symlinks.
 pub fn dir_size(p: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(p) else { return 0 };
+    let Ok(meta) = fs::symlink_metadata(p) else {
+        return 0;
+    };
     if meta.is_file() {
         return meta.len();
     }
     if !meta.is_dir() {
         return 0;
     }
-    fs::read_dir(p).map(|rd| rd.filter_map(|e| e.ok()).map(|e| dir_size(&e.path())).sum()).unwrap_or(0)
+    fs::read_dir(p)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `p`.
@@ -107,17 +138,32 @@ pub struct Deleted {
 /// Delete the oldest archives (by modification time) while the base dir is over `max_base_size`
 /// or free disk is under `min_free_disk`. Only `archive/*.zip` is ever touched, so the running and
 /// testing versions (live folders) are safe by construction. Stops when no archive is left.
-pub fn collect_garbage(layout: &Layout, max_base_size: u64, min_free_disk: u64) -> Result<Vec<Deleted>, ArchiveError> {
+pub fn collect_garbage(
+    layout: &Layout,
+    max_base_size: u64,
+    min_free_disk: u64,
+) -> Result<Vec<Deleted>, ArchiveError> {
     let adir = layout.archive_dir();
     let mut zips: Vec<(std::time::SystemTime, PathBuf)> = match fs::read_dir(&adir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "zip"))
-            .filter_map(|p| fs::metadata(&p).and_then(|m| m.modified()).ok().map(|t| (t, p)))
+            .filter_map(|p| {
+                fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(|t| (t, p))
+            })
             .collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(ArchiveError::Io { what: "cannot read", path: adir, source }),
+        Err(source) => {
+            return Err(ArchiveError::Io {
+                what: "cannot read",
+                path: adir,
+                source,
+            })
+        }
     };
     zips.sort();
     let mut size = dir_size(layout.base());
@@ -127,7 +173,10 @@ pub fn collect_garbage(layout: &Layout, max_base_size: u64, min_free_disk: u64) 
         let reason = if size > max_base_size {
             format!("base dir is {size} bytes, over MAX_BASE_SIZE {max_base_size}")
         } else if free.is_some_and(|f| f < min_free_disk) {
-            format!("free disk {} bytes is under MIN_FREE_DISK {min_free_disk}", free.unwrap_or(0))
+            format!(
+                "free disk {} bytes is under MIN_FREE_DISK {min_free_disk}",
+                free.unwrap_or(0)
+            )
         } else {
             break;
         };
@@ -150,14 +199,22 @@ mod tests {
         let v = Version::parse("1.0.0").unwrap();
         fs::create_dir_all(l.instance_dir(&v, 1).join("logs/json")).unwrap();
         fs::write(l.version_dir(&v).join("app-1.0.0.jar"), b"jar").unwrap();
-        fs::write(l.instance_dir(&v, 1).join("logs/json/app.log"), b"{\"level\":\"info\"}\n").unwrap();
+        fs::write(
+            l.instance_dir(&v, 1).join("logs/json/app.log"),
+            b"{\"level\":\"info\"}\n",
+        )
+        .unwrap();
         let zip = archive_version(&l, &v).unwrap();
         assert!(!l.version_dir(&v).exists());
         let mut a = zip::ZipArchive::new(fs::File::open(&zip).unwrap()).unwrap();
         let names: Vec<String> = a.file_names().map(|n| n.unwrap().into_owned()).collect();
-        assert!(names.contains(&"app-1.0.0/1/logs/json/app.log".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"app-1.0.0/1/logs/json/app.log".to_string()),
+            "{names:?}"
+        );
         let mut s = String::new();
-        io::Read::read_to_string(&mut a.by_name("app-1.0.0/app-1.0.0.jar").unwrap(), &mut s).unwrap();
+        io::Read::read_to_string(&mut a.by_name("app-1.0.0/app-1.0.0.jar").unwrap(), &mut s)
+            .unwrap();
         assert_eq!(s, "jar");
         fs::remove_dir_all(&base).unwrap();
     }

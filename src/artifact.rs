@@ -63,14 +63,29 @@ pub fn parse_name(file_name: &str, identifier: &str) -> Result<ArtifactName, Nam
     } else {
         (rest, Kind::Executable)
     };
-    let version = Version::parse(version)
-        .map_err(|_| NameError::BadVersion { name: file_name.to_string(), version: version.to_string() })?;
-    Ok(ArtifactName { file_name: file_name.to_string(), version, kind })
+    let version = Version::parse(version).map_err(|_| NameError::BadVersion {
+        name: file_name.to_string(),
+        version: version.to_string(),
+    })?;
+    Ok(ArtifactName {
+        file_name: file_name.to_string(),
+        version,
+        kind,
+    })
 }
 
 /// Names that download tools, editors and copy utilities use while a file is incomplete.
 pub fn is_temp_name(name: &str) -> bool {
-    const SUFFIXES: &[&str] = &[".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~"];
+    const SUFFIXES: &[&str] = &[
+        ".part",
+        ".partial",
+        ".tmp",
+        ".temp",
+        ".crdownload",
+        ".download",
+        ".swp",
+        "~",
+    ];
     name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
@@ -79,10 +94,17 @@ pub fn is_temp_name(name: &str) -> bool {
 pub enum InstallError {
     /// A filesystem step failed.
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// The zip cannot be read.
     #[error("{path} is not a readable zip: {source}")]
-    Zip { path: PathBuf, source: zip::result::ZipError },
+    Zip {
+        path: PathBuf,
+        source: zip::result::ZipError,
+    },
     /// The zip holds nothing startable.
     #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level: put the program there")]
     NothingToStart { path: PathBuf, identifier: String },
@@ -100,12 +122,20 @@ pub struct Installed {
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> InstallError + 'a {
-    move |source| InstallError::Io { what, path: path.to_path_buf(), source }
+    move |source| InstallError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Move a dropped build into its version folder and find what to start.
 /// Blocking: call from `spawn_blocking`.
-pub fn install(layout: &Layout, dropped: &Path, name: &ArtifactName) -> Result<Installed, InstallError> {
+pub fn install(
+    layout: &Layout,
+    dropped: &Path,
+    name: &ArtifactName,
+) -> Result<Installed, InstallError> {
     let vdir = layout.version_dir(&name.version);
     // An executable build has the version folder's own name: move it out of the way first.
     let incoming = layout.state_dir().join("incoming");
@@ -116,21 +146,36 @@ pub fn install(layout: &Layout, dropped: &Path, name: &ArtifactName) -> Result<I
     let dest = vdir.join(&name.file_name);
     move_file(&staged, &dest)?;
     match name.kind {
-        Kind::Jar => Ok(Installed { version: name.version.clone(), program: dest, kind: Kind::Jar }),
+        Kind::Jar => Ok(Installed {
+            version: name.version.clone(),
+            program: dest,
+            kind: Kind::Jar,
+        }),
         Kind::Executable => {
             make_executable(&dest)?;
-            Ok(Installed { version: name.version.clone(), program: dest, kind: Kind::Executable })
+            Ok(Installed {
+                version: name.version.clone(),
+                program: dest,
+                kind: Kind::Executable,
+            })
         }
         Kind::Zip => {
             let bundle = vdir.join("bundle");
             let _ = fs::remove_dir_all(&bundle);
             unzip(&dest, &bundle)?;
             let (program, kind) = find_program(&bundle, layout.identifier(), &name.version)
-                .ok_or_else(|| InstallError::NothingToStart { path: dest.clone(), identifier: layout.identifier().to_string() })?;
+                .ok_or_else(|| InstallError::NothingToStart {
+                    path: dest.clone(),
+                    identifier: layout.identifier().to_string(),
+                })?;
             if kind == Kind::Executable {
                 make_executable(&program)?;
             }
-            Ok(Installed { version: name.version.clone(), program, kind })
+            Ok(Installed {
+                version: name.version.clone(),
+                program,
+                kind,
+            })
         }
     }
 }
@@ -141,10 +186,18 @@ pub fn find_installed(layout: &Layout, version: &Version) -> Option<Installed> {
     let bundle = vdir.join("bundle");
     if bundle.is_dir() {
         let (program, kind) = find_program(&bundle, layout.identifier(), version)?;
-        return Some(Installed { version: version.clone(), program, kind });
+        return Some(Installed {
+            version: version.clone(),
+            program,
+            kind,
+        });
     }
     let (program, kind) = find_program(&vdir, layout.identifier(), version)?;
-    Some(Installed { version: version.clone(), program, kind })
+    Some(Installed {
+        version: version.clone(),
+        program,
+        kind,
+    })
 }
 
 /// Rename, or copy then delete when the drop is on another filesystem.
@@ -155,7 +208,11 @@ pub fn move_file(from: &Path, to: &Path) -> Result<(), InstallError> {
             fs::copy(from, to).map_err(io_err("cannot copy build to", to))?;
             fs::remove_file(from).map_err(io_err("cannot remove dropped build", from))
         }
-        Err(source) => Err(InstallError::Io { what: "cannot move build", path: from.to_path_buf(), source }),
+        Err(source) => Err(InstallError::Io {
+            what: "cannot move build",
+            path: from.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -168,8 +225,14 @@ fn make_executable(path: &Path) -> Result<(), InstallError> {
 
 fn unzip(zip_path: &Path, into: &Path) -> Result<(), InstallError> {
     let file = fs::File::open(zip_path).map_err(io_err("cannot open", zip_path))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|source| InstallError::Zip { path: zip_path.to_path_buf(), source })?;
-    archive.extract(into).map_err(|source| InstallError::Zip { path: zip_path.to_path_buf(), source })
+    let mut archive = zip::ZipArchive::new(file).map_err(|source| InstallError::Zip {
+        path: zip_path.to_path_buf(),
+        source,
+    })?;
+    archive.extract(into).map_err(|source| InstallError::Zip {
+        path: zip_path.to_path_buf(),
+        source,
+    })
 }
 
 /// The program in `dir`: `<id>-<v>.jar`, `<id>-<v>`, `<id>.jar`, `<id>`, then the only jar,
@@ -187,14 +250,25 @@ fn find_program(dir: &Path, identifier: &str, version: &Version) -> Option<(Path
             return Some((p, kind));
         }
     }
-    let files: Vec<PathBuf> = fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
-    let jars: Vec<&PathBuf> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "jar")).collect();
+    let files: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    let jars: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jar"))
+        .collect();
     if jars.len() == 1 {
         return Some((jars[0].clone(), Kind::Jar));
     }
     let exes: Vec<&PathBuf> = files
         .iter()
-        .filter(|p| p.extension().is_none_or(|e| e != "zip") && fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0))
+        .filter(|p| {
+            p.extension().is_none_or(|e| e != "zip")
+                && fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        })
         .collect();
     if exes.len() == 1 {
         return Some((exes[0].clone(), Kind::Executable));
@@ -209,13 +283,34 @@ mod tests {
     #[test]
     fn names() {
         let n = parse_name("app-1.10.0.jar", "app").unwrap();
-        assert_eq!((n.version.to_string(), n.kind), ("1.10.0".to_string(), Kind::Jar));
+        assert_eq!(
+            (n.version.to_string(), n.kind),
+            ("1.10.0".to_string(), Kind::Jar)
+        );
         assert!(n.version > Version::parse("1.9.0").unwrap());
-        assert_eq!(parse_name("app-2.0.0", "app").unwrap().kind, Kind::Executable);
-        assert_eq!(parse_name("app-2.0.0-rc.1.zip", "app").unwrap().kind, Kind::Zip);
-        assert!(matches!(parse_name("app-1.0.jar", "app"), Err(NameError::BadVersion { .. })));
-        assert!(matches!(parse_name("other-1.0.0.jar", "app"), Err(NameError::OtherIdentifier(..))));
-        assert!(matches!(parse_name("app-1.0.0.jar.part", "app"), Err(NameError::InProgress(_))));
-        assert!(matches!(parse_name(".app-1.0.0.jar", "app"), Err(NameError::InProgress(_))));
+        assert_eq!(
+            parse_name("app-2.0.0", "app").unwrap().kind,
+            Kind::Executable
+        );
+        assert_eq!(
+            parse_name("app-2.0.0-rc.1.zip", "app").unwrap().kind,
+            Kind::Zip
+        );
+        assert!(matches!(
+            parse_name("app-1.0.jar", "app"),
+            Err(NameError::BadVersion { .. })
+        ));
+        assert!(matches!(
+            parse_name("other-1.0.0.jar", "app"),
+            Err(NameError::OtherIdentifier(..))
+        ));
+        assert!(matches!(
+            parse_name("app-1.0.0.jar.part", "app"),
+            Err(NameError::InProgress(_))
+        ));
+        assert!(matches!(
+            parse_name(".app-1.0.0.jar", "app"),
+            Err(NameError::InProgress(_))
+        ));
     }
 }

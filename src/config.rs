@@ -75,21 +75,37 @@ const VILI_ALIASES: &[(&str, &str)] = &[
 pub enum ConfigError {
     /// A key has a value that does not parse.
     #[error("config key {key} has value {value:?}: expected {expected}")]
-    Invalid { key: String, value: String, expected: String },
+    Invalid {
+        key: String,
+        value: String,
+        expected: String,
+    },
     /// A required key is missing.
     #[error("config key {key} is not set: {hint}")]
-    Missing { key: &'static str, hint: &'static str },
+    Missing {
+        key: &'static str,
+        hint: &'static str,
+    },
     /// The `.env` file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A `.env` line is not `KEY=VALUE`.
     #[error("{path}:{line}: expected KEY=VALUE, found {text:?}")]
-    Syntax { path: PathBuf, line: usize, text: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
     /// A CLI `--set` that is not `KEY=VALUE`.
     #[error("--set {0:?}: expected KEY=VALUE")]
     BadOverride(String),
     /// The base directory is missing or not a directory.
-    #[error("base directory {path} does not exist or is not a directory: create it or pass --base")]
+    #[error(
+        "base directory {path} does not exist or is not a directory: create it or pass --base"
+    )]
     NoBase { path: PathBuf },
 }
 
@@ -197,9 +213,15 @@ impl Env for BTreeMap<String, String> {
 impl Config {
     /// Load `.env` from `base`, apply `UNDERSTUDY_<KEY>` variables from `env`, then `overrides`
     /// (CLI), and validate everything.
-    pub fn load(base: &Path, env: &dyn Env, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+    pub fn load(
+        base: &Path,
+        env: &dyn Env,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         if !base.is_dir() {
-            return Err(ConfigError::NoBase { path: base.to_path_buf() });
+            return Err(ConfigError::NoBase {
+                path: base.to_path_buf(),
+            });
         }
         let mut raw: BTreeMap<String, String> = BTreeMap::new();
         let mut unknown = Vec::new();
@@ -216,7 +238,12 @@ impl Config {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ConfigError::Read { path: env_path, source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: env_path,
+                    source,
+                })
+            }
         }
         for doc in KEYS {
             if let Some(v) = env.var(&format!("UNDERSTUDY_{}", doc.key)) {
@@ -227,7 +254,10 @@ impl Config {
             let k = canonical_key(key).ok_or_else(|| ConfigError::Invalid {
                 key: key.clone(),
                 value: value.clone(),
-                expected: format!("a known key, one of {}", KEYS.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")),
+                expected: format!(
+                    "a known key, one of {}",
+                    KEYS.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")
+                ),
             })?;
             raw.insert(k.to_string(), value.clone());
         }
@@ -238,51 +268,82 @@ impl Config {
 
     fn from_raw(base: &Path, raw: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let get = |key: &'static str| -> &str {
-            raw.get(key).map(String::as_str).unwrap_or_else(|| KEYS.iter().find(|k| k.key == key).expect("every key read is in KEYS").default)
+            raw.get(key).map(String::as_str).unwrap_or_else(|| {
+                KEYS.iter()
+                    .find(|k| k.key == key)
+                    .expect("every key read is in KEYS")
+                    .default
+            })
         };
         let identifier = get("IDENTIFIER").trim().to_string();
         if identifier.is_empty() {
             return Err(ConfigError::Missing {
                 key: "IDENTIFIER",
-                hint: "set it in .env to the name prefix of your builds (myapp for myapp-1.2.3.jar)",
+                hint:
+                    "set it in .env to the name prefix of your builds (myapp for myapp-1.2.3.jar)",
             });
         }
         if identifier.contains('/') || identifier.starts_with('.') {
-            return Err(invalid("IDENTIFIER", &identifier, "a plain file-name prefix without '/' or a leading '.'"));
+            return Err(invalid(
+                "IDENTIFIER",
+                &identifier,
+                "a plain file-name prefix without '/' or a leading '.'",
+            ));
         }
         let scheme = get("SCHEME").trim().to_ascii_lowercase();
         if scheme != "http" {
-            return Err(invalid("SCHEME", &scheme, "http (children are reached over plain HTTP on loopback)"));
+            return Err(invalid(
+                "SCHEME",
+                &scheme,
+                "http (children are reached over plain HTTP on loopback)",
+            ));
         }
         let upstream_host = get("UPSTREAM_HOST").trim();
         let upstream_host = match upstream_host {
             "" | "localhost" => "127.0.0.1".to_string(),
-            h => h.trim_start_matches("http://").trim_end_matches('/').to_string(),
+            h => h
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
         };
-        let properties_file = Some(get("PROPERTIES_FILE_NAME").trim().to_string()).filter(|s| !s.is_empty());
+        let properties_file =
+            Some(get("PROPERTIES_FILE_NAME").trim().to_string()).filter(|s| !s.is_empty());
         let port_key = get("PORT_KEY").trim().to_string();
         if port_key.is_empty() {
-            return Err(invalid("PORT_KEY", &port_key, "a non-empty properties key such as server.port"));
+            return Err(invalid(
+                "PORT_KEY",
+                &port_key,
+                "a non-empty properties key such as server.port",
+            ));
         }
         let ready_path = Some(get("READY_PATH").trim().to_string()).filter(|s| !s.is_empty());
         if let Some(p) = &ready_path {
             if !p.starts_with('/') {
-                return Err(invalid("READY_PATH", p, "a path starting with '/', such as /health"));
+                return Err(invalid(
+                    "READY_PATH",
+                    p,
+                    "a path starting with '/', such as /health",
+                ));
             }
         }
-        let log_dir = Some(get("LOG_DIR").trim()).filter(|s| !s.is_empty()).map(|d| {
-            let p = PathBuf::from(d);
-            if p.is_absolute() {
-                p
-            } else {
-                base.join(p)
-            }
-        });
+        let log_dir = Some(get("LOG_DIR").trim())
+            .filter(|s| !s.is_empty())
+            .map(|d| {
+                let p = PathBuf::from(d);
+                if p.is_absolute() {
+                    p
+                } else {
+                    base.join(p)
+                }
+            });
         let score = ScoreConfig {
             stable_window: parse_duration("STABLE_WINDOW", get("STABLE_WINDOW"))?,
             min_mirrored: parse_num("MIN_MIRRORED", get("MIN_MIRRORED"))?,
             max_5xx_delta: parse_ratio("MAX_5XX_DELTA", get("MAX_5XX_DELTA"))?,
-            max_client_error_delta: parse_ratio("MAX_CLIENT_ERROR_DELTA", get("MAX_CLIENT_ERROR_DELTA"))?,
+            max_client_error_delta: parse_ratio(
+                "MAX_CLIENT_ERROR_DELTA",
+                get("MAX_CLIENT_ERROR_DELTA"),
+            )?,
             max_log_error_delta: parse_float("MAX_LOG_ERROR_DELTA", get("MAX_LOG_ERROR_DELTA"))?,
             max_log_warn_delta: parse_float("MAX_LOG_WARN_DELTA", get("MAX_LOG_WARN_DELTA"))?,
             min_endpoint_pairs: parse_num("MIN_ENDPOINT_PAIRS", get("MIN_ENDPOINT_PAIRS"))?,
@@ -295,7 +356,11 @@ impl Config {
             evaluate_every: parse_duration("EVALUATE_EVERY", get("EVALUATE_EVERY"))?,
         };
         if score.evaluate_every.is_zero() {
-            return Err(invalid("EVALUATE_EVERY", get("EVALUATE_EVERY"), "a duration above zero"));
+            return Err(invalid(
+                "EVALUATE_EVERY",
+                get("EVALUATE_EVERY"),
+                "a duration above zero",
+            ));
         }
         let cfg = Config {
             base: base.to_path_buf(),
@@ -367,14 +432,25 @@ fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, Config
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((k, v)) = line.split_once('=') else {
-            return Err(ConfigError::Syntax { path: path.to_path_buf(), line: i + 1, text: line.to_string() });
+            return Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: i + 1,
+                text: line.to_string(),
+            });
         };
         let k = k.trim();
         if k.is_empty() {
-            return Err(ConfigError::Syntax { path: path.to_path_buf(), line: i + 1, text: line.to_string() });
+            return Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: i + 1,
+                text: line.to_string(),
+            });
         }
         let v = v.trim();
-        let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
             &v[1..v.len() - 1]
         } else {
             v
@@ -393,7 +469,11 @@ pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::Invalid { key: key.to_string(), value: value.to_string(), expected: expected.to_string() }
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
 }
 
 fn parse_listen(v: &str) -> Result<SocketAddr, ConfigError> {
@@ -402,7 +482,11 @@ fn parse_listen(v: &str) -> Result<SocketAddr, ConfigError> {
     if let Ok(port) = v.parse::<u16>() {
         return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
-    let v = if let Some(rest) = v.strip_prefix("localhost:") { format!("127.0.0.1:{rest}") } else { v.to_string() };
+    let v = if let Some(rest) = v.strip_prefix("localhost:") {
+        format!("127.0.0.1:{rest}")
+    } else {
+        v.to_string()
+    };
     v.parse().map_err(|_| invalid("LISTEN", &v, expected))
 }
 
@@ -410,15 +494,28 @@ fn parse_listen(v: &str) -> Result<SocketAddr, ConfigError> {
 fn parse_port_range(v: &str) -> Result<(u16, u16), ConfigError> {
     let t = v.trim();
     let expected = "an inclusive range of ports such as 20000-20099 (low-high, 1..65535)";
-    let parts = t.split_once("..").or_else(|| t.split_once('-')).or_else(|| t.split_once(':'));
+    let parts = t
+        .split_once("..")
+        .or_else(|| t.split_once('-'))
+        .or_else(|| t.split_once(':'));
     let (a, b) = parts.ok_or_else(|| invalid("PORT_RANGE", v, expected))?;
-    let a: u16 = a.trim().parse().map_err(|_| invalid("PORT_RANGE", v, expected))?;
-    let b: u16 = b.trim().parse().map_err(|_| invalid("PORT_RANGE", v, expected))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| invalid("PORT_RANGE", v, expected))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| invalid("PORT_RANGE", v, expected))?;
     if a == 0 || b < a {
         return Err(invalid("PORT_RANGE", v, expected));
     }
     if b - a < 1 {
-        return Err(invalid("PORT_RANGE", v, "at least two ports (running and testing need one each)"));
+        return Err(invalid(
+            "PORT_RANGE",
+            v,
+            "at least two ports (running and testing need one each)",
+        ));
     }
     Ok((a, b))
 }
@@ -427,7 +524,9 @@ fn parse_port_range(v: &str) -> Result<(u16, u16), ConfigError> {
 pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let expected = "a duration such as 500ms, 30s, 10m or 1h";
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| invalid(key, v, expected))?;
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| invalid(key, v, expected))?;
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| invalid(key, v, expected))?;
     let secs = match unit.trim() {
@@ -444,7 +543,9 @@ pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
 fn parse_size(key: &str, v: &str) -> Result<u64, ConfigError> {
     let t = v.trim();
     let expected = "a size such as 1048576, 512KiB, 10MiB or 1GiB";
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| invalid(key, v, expected))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -459,7 +560,9 @@ fn parse_size(key: &str, v: &str) -> Result<u64, ConfigError> {
 }
 
 fn parse_num(key: &str, v: &str) -> Result<u64, ConfigError> {
-    v.trim().parse().map_err(|_| invalid(key, v, "a whole number such as 100"))
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(key, v, "a whole number such as 100"))
 }
 
 fn parse_positive(key: &str, v: &str) -> Result<usize, ConfigError> {
@@ -484,12 +587,18 @@ fn parse_ratio(key: &str, v: &str) -> Result<f64, ConfigError> {
 }
 
 fn parse_regex(key: &str, v: &str) -> Result<String, ConfigError> {
-    regex_lite::Regex::new(v).map(|_| v.to_string()).map_err(|e| invalid(key, v, &format!("a valid regex ({e})")))
+    regex_lite::Regex::new(v)
+        .map(|_| v.to_string())
+        .map_err(|e| invalid(key, v, &format!("a valid regex ({e})")))
 }
 
 fn parse_template(key: &str, v: &str) -> Result<String, ConfigError> {
     if !v.contains("{artifact}") {
-        return Err(invalid(key, v, "a command containing {artifact}, such as `java -jar {artifact}`"));
+        return Err(invalid(
+            key,
+            v,
+            "a command containing {artifact}, such as `java -jar {artifact}`",
+        ));
     }
     Ok(v.trim().to_string())
 }
@@ -498,14 +607,22 @@ fn parse_methods(v: &str) -> Result<Vec<Method>, ConfigError> {
     let mut out = Vec::new();
     for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         let upper = m.to_ascii_uppercase();
-        let method = Method::from_bytes(upper.as_bytes()).map_err(|_| invalid("MIRROR_METHODS", v, "a comma-separated list of HTTP methods such as GET,HEAD,OPTIONS"))?;
+        let method = Method::from_bytes(upper.as_bytes()).map_err(|_| {
+            invalid(
+                "MIRROR_METHODS",
+                v,
+                "a comma-separated list of HTTP methods such as GET,HEAD,OPTIONS",
+            )
+        })?;
         out.push(method);
     }
     Ok(out)
 }
 
 fn parse_level(v: &str) -> Result<tracing::Level, ConfigError> {
-    v.trim().parse().map_err(|_| invalid("LOG_LEVEL", v, "one of error, warn, info, debug, trace"))
+    v.trim()
+        .parse()
+        .map_err(|_| invalid("LOG_LEVEL", v, "one of error, warn, info, debug, trace"))
 }
 
 #[cfg(test)]
@@ -513,10 +630,17 @@ mod tests {
     use super::*;
 
     fn load(env_text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("understudy-config-{}-{}", std::process::id(), rand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "understudy-config-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(".env"), env_text).unwrap();
-        let env: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let r = Config::load(&dir, &env, &[]);
         std::fs::remove_dir_all(&dir).unwrap();
         r
@@ -538,22 +662,36 @@ mod tests {
         assert_eq!(cfg.listen.port(), 8081);
         assert_eq!(cfg.port_range, (9000, 9010));
         assert_eq!(cfg.identifier, "app");
-        assert_eq!(cfg.properties_file.as_deref(), Some("local_override.properties"));
+        assert_eq!(
+            cfg.properties_file.as_deref(),
+            Some("local_override.properties")
+        );
         assert_eq!(cfg.upstream_host, "127.0.0.1");
     }
 
     #[test]
     fn env_overrides_file() {
-        let cfg = load("IDENTIFIER=a\nLISTEN=127.0.0.1:1000\n", &[("UNDERSTUDY_LISTEN", "127.0.0.1:2000")]).unwrap();
+        let cfg = load(
+            "IDENTIFIER=a\nLISTEN=127.0.0.1:1000\n",
+            &[("UNDERSTUDY_LISTEN", "127.0.0.1:2000")],
+        )
+        .unwrap();
         assert_eq!(cfg.listen.port(), 2000);
     }
 
     #[test]
     fn bad_values_name_key_and_value() {
-        let e = load("IDENTIFIER=a\nPORT_RANGE=abc\n", &[]).unwrap_err().to_string();
+        let e = load("IDENTIFIER=a\nPORT_RANGE=abc\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PORT_RANGE") && e.contains("abc"), "{e}");
-        let e = load("IDENTIFIER=a\nSTABLE_WINDOW=10 minutes\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("STABLE_WINDOW") && e.contains("10 minutes"), "{e}");
+        let e = load("IDENTIFIER=a\nSTABLE_WINDOW=10 minutes\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("STABLE_WINDOW") && e.contains("10 minutes"),
+            "{e}"
+        );
         let e = load("", &[]).unwrap_err().to_string();
         assert!(e.contains("IDENTIFIER"), "{e}");
     }
@@ -561,13 +699,23 @@ mod tests {
     #[test]
     fn env_example_is_current() {
         let committed = include_str!("../.env.example");
-        assert_eq!(committed, Config::example(), "regenerate with: cargo run -- example-env > .env.example");
+        assert_eq!(
+            committed,
+            Config::example(),
+            "regenerate with: cargo run -- example-env > .env.example"
+        );
     }
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!(parse_duration("K", "500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("K", "10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(
+            parse_duration("K", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("K", "10m").unwrap(),
+            Duration::from_secs(600)
+        );
         assert!(parse_duration("K", "10").is_err());
         assert_eq!(parse_size("K", "1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("K", "2048").unwrap(), 2048);

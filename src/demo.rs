@@ -26,7 +26,10 @@ fn err(e: impl std::fmt::Display) -> DemoError {
 pub fn run(keep: bool) -> Result<(), DemoError> {
     let base = std::env::temp_dir().join(format!("understudy-demo-{}", std::process::id()));
     std::fs::create_dir_all(&base).map_err(err)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(err)?;
     let result = rt.block_on(story(&base));
     drop(rt);
     if keep {
@@ -38,7 +41,9 @@ pub fn run(keep: bool) -> Result<(), DemoError> {
 }
 
 async fn story(base: &Path) -> Result<(), DemoError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
     std::fs::write(
         base.join(".env"),
@@ -50,7 +55,10 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let cfg = Config::load(base, &ProcessEnv, &[]).map_err(err)?;
     let _ = crate::init_logging(&cfg);
     let exe = std::env::current_exe().map_err(err)?;
-    println!("understudy demo: base dir {}, proxy on http://{addr}\n", base.display());
+    println!(
+        "understudy demo: base dir {}, proxy on http://{addr}\n",
+        base.display()
+    );
 
     let events = Events::default();
     let mut rx = events.subscribe();
@@ -60,21 +68,42 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let outcome = async {
         println!("1. dropping demo-app-1.0.0 into the base dir");
         drop_build(base, &exe, "1.0.0", "")?;
-        wait_for(&mut rx, |e| matches!(e, Event::Ready { role, .. } if role == "running")).await?;
-        println!("   GET /api/items → {}", get(addr, "/api/items").await?.1.trim());
+        wait_for(
+            &mut rx,
+            |e| matches!(e, Event::Ready { role, .. } if role == "running"),
+        )
+        .await?;
+        println!(
+            "   GET /api/items → {}",
+            get(addr, "/api/items").await?.1.trim()
+        );
 
         println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET");
         drop_build(base, &exe, "1.1.0", "")?;
         let traffic = tokio::spawn(traffic(addr));
         wait_for(&mut rx, |e| matches!(e, Event::Promoted { .. })).await?;
-        println!("   GET /api/items → {}", get(addr, "/api/items").await?.1.trim());
+        println!(
+            "   GET /api/items → {}",
+            get(addr, "/api/items").await?.1.trim()
+        );
 
-        println!("\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away");
+        println!(
+            "\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away"
+        );
         drop_build(base, &exe, "1.2.0", "--not-found /api/items")?;
-        wait_for(&mut rx, |e| matches!(e, Event::Rejected { version, .. } if version == "1.2.0")).await?;
-        println!("   GET /api/items → {}  (users never noticed)", get(addr, "/api/items").await?.1.trim());
+        wait_for(
+            &mut rx,
+            |e| matches!(e, Event::Rejected { version, .. } if version == "1.2.0"),
+        )
+        .await?;
+        println!(
+            "   GET /api/items → {}  (users never noticed)",
+            get(addr, "/api/items").await?.1.trim()
+        );
         traffic.abort();
-        wait_for(&mut rx, |e| matches!(e, Event::Archived { .. })).await.ok();
+        wait_for(&mut rx, |e| matches!(e, Event::Archived { .. }))
+            .await
+            .ok();
         println!("\nthe base dir now holds:");
         print_tree(base, 1);
         Ok::<(), DemoError>(())
@@ -88,14 +117,21 @@ async fn story(base: &Path) -> Result<(), DemoError> {
 /// Write a build as an executable script that starts the fixture app, the way a deploy tool
 /// would: written under a temp name, then moved into place atomically.
 fn drop_build(base: &Path, exe: &Path, version: &str, faults: &str) -> Result<(), DemoError> {
-    let script = format!("#!/bin/sh\nexec '{}' fixture-app --version {version} {faults}\n", exe.display());
+    let script = format!(
+        "#!/bin/sh\nexec '{}' fixture-app --version {version} {faults}\n",
+        exe.display()
+    );
     let tmp = base.join(format!(".demo-app-{version}.tmp"));
     std::fs::write(&tmp, script).map_err(err)?;
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(err)?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(err)?;
     std::fs::rename(&tmp, base.join(format!("demo-app-{version}"))).map_err(err)
 }
 
-async fn wait_for(rx: &mut broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Result<(), DemoError> {
+async fn wait_for(
+    rx: &mut broadcast::Receiver<Event>,
+    want: impl Fn(&Event) -> bool,
+) -> Result<(), DemoError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let e = match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -114,14 +150,32 @@ async fn wait_for(rx: &mut broadcast::Receiver<Event>, want: impl Fn(&Event) -> 
 fn narrate(e: &Event) {
     let line = match e {
         Event::BuildFound { file, .. } => format!("found build {file}"),
-        Event::Started { role, version, number, port } => format!("started {version} as {role} (instance {number}, port {port})"),
-        Event::Ready { role, version, .. } => format!("{version} is ready: `{role}` now points at it"),
-        Event::Scored { version, summary, .. } => format!("scored {version}: {summary}"),
-        Event::Promoted { from, to } => format!("PROMOTED {to} (was {})", from.as_deref().unwrap_or("nothing")),
-        Event::Rejected { version, reasons } => format!("REJECTED {version}: {}", reasons.join("; ")),
+        Event::Started {
+            role,
+            version,
+            number,
+            port,
+        } => format!("started {version} as {role} (instance {number}, port {port})"),
+        Event::Ready { role, version, .. } => {
+            format!("{version} is ready: `{role}` now points at it")
+        }
+        Event::Scored {
+            version, summary, ..
+        } => format!("scored {version}: {summary}"),
+        Event::Promoted { from, to } => format!(
+            "PROMOTED {to} (was {})",
+            from.as_deref().unwrap_or("nothing")
+        ),
+        Event::Rejected { version, reasons } => {
+            format!("REJECTED {version}: {}", reasons.join("; "))
+        }
         Event::Archived { version, zip } => format!("archived {version} as {zip}"),
         Event::Stopped { version, number } => format!("stopped {version} instance {number}"),
-        Event::Exited { role, version, status } => format!("{role} {version} exited: {status}"),
+        Event::Exited {
+            role,
+            version,
+            status,
+        } => format!("{role} {version} exited: {status}"),
         Event::ArchiveDeleted { zip, reason } => format!("deleted {zip}: {reason}"),
     };
     println!("   · {line}");
@@ -138,24 +192,42 @@ async fn traffic(addr: SocketAddr) {
 /// A minimal HTTP/1.1 GET, so the demo needs no client library.
 async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), DemoError> {
     let mut s = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.map_err(err)?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(err)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.map_err(err)?;
     let text = String::from_utf8_lossy(&buf);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 fn print_tree(dir: &Path, depth: usize) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
     entries.sort();
     for p in entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let meta = std::fs::symlink_metadata(&p);
         let indent = "   ".repeat(depth);
         if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
-            let target = std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default();
+            let target = std::fs::read_link(&p)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
             println!("{indent}{name} -> {target}");
         } else if meta.as_ref().is_ok_and(|m| m.is_dir()) {
             println!("{indent}{name}/");

@@ -11,17 +11,40 @@ pub enum Event {
     /// A complete build was found in the base dir.
     BuildFound { file: String, version: String },
     /// A build was refused or rejected; its files are in `rejected/`.
-    Rejected { version: String, reasons: Vec<String> },
+    Rejected {
+        version: String,
+        reasons: Vec<String>,
+    },
     /// An instance was started.
-    Started { role: String, version: String, number: u32, port: u16 },
+    Started {
+        role: String,
+        version: String,
+        number: u32,
+        port: u16,
+    },
     /// An instance answers and now plays its role.
-    Ready { role: String, version: String, number: u32, port: u16 },
+    Ready {
+        role: String,
+        version: String,
+        number: u32,
+        port: u16,
+    },
     /// An instance exited on its own.
-    Exited { role: String, version: String, status: String },
+    Exited {
+        role: String,
+        version: String,
+        status: String,
+    },
     /// An instance was stopped.
     Stopped { version: String, number: u32 },
     /// The scorer evaluated testing.
-    Scored { version: String, verdict: String, score: u32, pairs: u64, summary: String },
+    Scored {
+        version: String,
+        verdict: String,
+        score: u32,
+        pairs: u64,
+        summary: String,
+    },
     /// Traffic now goes to a new running version.
     Promoted { from: Option<String>, to: String },
     /// A version folder was zipped into the archive.
@@ -38,7 +61,9 @@ pub struct Events {
 
 impl Default for Events {
     fn default() -> Self {
-        Events { tx: broadcast::channel(256).0 }
+        Events {
+            tx: broadcast::channel(256).0,
+        }
     }
 }
 

@@ -26,7 +26,9 @@ const READY_POLL: Duration = Duration::from_millis(50);
 const STDERR_TAIL: u64 = 4096;
 
 /// Identifies one started child across events, so late events of a replaced instance are ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct InstanceId(pub u64);
 
 /// What an instance reports to the supervisor.
@@ -59,10 +61,18 @@ pub enum InstanceError {
     NoPort(u16, u16),
     /// A file step in the instance folder failed.
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The command could not be executed.
     #[error("cannot start {command:?} in {dir}: {source}")]
-    Spawn { command: String, dir: PathBuf, source: std::io::Error },
+    Spawn {
+        command: String,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Ports handed to children; a port is taken only if free and not already handed out.
@@ -75,20 +85,31 @@ pub struct PortPool {
 impl PortPool {
     /// A pool over the inclusive `range`.
     pub fn new(range: (u16, u16)) -> PortPool {
-        PortPool { range, taken: Arc::default() }
+        PortPool {
+            range,
+            taken: Arc::default(),
+        }
     }
 
     /// Take a port that nobody is bound to; it is returned by [`PortPool::release`].
     pub fn take(&self) -> Option<u16> {
-        let mut taken = self.taken.lock().expect("port pool lock is never poisoned: no panics while held");
-        (self.range.0..=self.range.1).find(|p| !taken.contains(p) && TcpListener::bind(("0.0.0.0", *p)).is_ok()).inspect(|p| {
-            taken.insert(*p);
-        })
+        let mut taken = self
+            .taken
+            .lock()
+            .expect("port pool lock is never poisoned: no panics while held");
+        (self.range.0..=self.range.1)
+            .find(|p| !taken.contains(p) && TcpListener::bind(("0.0.0.0", *p)).is_ok())
+            .inspect(|p| {
+                taken.insert(*p);
+            })
     }
 
     /// Give a port back once its child is reaped.
     pub fn release(&self, port: u16) {
-        self.taken.lock().expect("port pool lock is never poisoned").remove(&port);
+        self.taken
+            .lock()
+            .expect("port pool lock is never poisoned")
+            .remove(&port);
     }
 }
 
@@ -138,7 +159,9 @@ impl Instance {
         spec: StartSpec,
         events: mpsc::UnboundedSender<InstanceEvent>,
     ) -> Result<Instance, InstanceError> {
-        let port = ports.take().ok_or(InstanceError::NoPort(cfg.port_range.0, cfg.port_range.1))?;
+        let port = ports
+            .take()
+            .ok_or(InstanceError::NoPort(cfg.port_range.0, cfg.port_range.1))?;
         match Self::spawn(cfg, ports, port, spec, events) {
             Ok(i) => Ok(i),
             Err(e) => {
@@ -161,7 +184,12 @@ impl Instance {
             move |source| InstanceError::Io { what, path, source }
         };
         // A link to the program, as Vili keeps one, so the folder says what ran.
-        let link_name = spec.installed.program.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("artifact"));
+        let link_name = spec
+            .installed
+            .program
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("artifact"));
         let link = dir.join(&link_name);
         let _ = std::fs::remove_file(&link);
         // Relative (`../app-1.2.0.jar`), so the base dir can be moved and archives stay readable.
@@ -170,7 +198,8 @@ impl Instance {
             .and_then(|vdir| spec.installed.program.strip_prefix(vdir).ok())
             .map(|rel| Path::new("..").join(rel))
             .unwrap_or_else(|| spec.installed.program.clone());
-        std::os::unix::fs::symlink(&target, &link).map_err(io("cannot link artifact into", &dir))?;
+        std::os::unix::fs::symlink(&target, &link)
+            .map_err(io("cannot link artifact into", &dir))?;
 
         let properties = match &cfg.properties_file {
             Some(name) => {
@@ -178,11 +207,15 @@ impl Instance {
                 match std::fs::read_to_string(&src) {
                     Ok(text) => {
                         let dst = dir.join(name);
-                        std::fs::write(&dst, rewrite_property(&text, &cfg.port_key, port)).map_err(io("cannot write", &dst))?;
+                        std::fs::write(&dst, rewrite_property(&text, &cfg.port_key, port))
+                            .map_err(io("cannot write", &dst))?;
                         true
                     }
                     Err(e) => {
-                        tracing::warn!("properties file {} not readable ({e}); passing the port without it", src.display());
+                        tracing::warn!(
+                            "properties file {} not readable ({e}); passing the port without it",
+                            src.display()
+                        );
                         false
                     }
                 }
@@ -202,15 +235,20 @@ impl Instance {
                     .replace("{dir}", &dir.to_string_lossy())
             })
             .collect();
-        if spec.installed.kind == Kind::Jar && !properties && argv.first().is_some_and(|p| Path::new(p).ends_with("java")) {
+        if spec.installed.kind == Kind::Jar
+            && !properties
+            && argv.first().is_some_and(|p| Path::new(p).ends_with("java"))
+        {
             argv.insert(1, format!("-D{}={}", cfg.port_key, port));
         }
         let command_line = argv.join(" ");
 
         let stdout_path = dir.join("stdout");
         let stderr_path = dir.join("stderr");
-        let stdout = std::fs::File::create(&stdout_path).map_err(io("cannot create", &stdout_path))?;
-        let stderr = std::fs::File::create(&stderr_path).map_err(io("cannot create", &stderr_path))?;
+        let stdout =
+            std::fs::File::create(&stdout_path).map_err(io("cannot create", &stdout_path))?;
+        let stderr =
+            std::fs::File::create(&stderr_path).map_err(io("cannot create", &stderr_path))?;
 
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
@@ -235,7 +273,11 @@ impl Instance {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| InstanceError::Spawn { command: command_line.clone(), dir: dir.clone(), source })?;
+        let child = cmd.spawn().map_err(|source| InstanceError::Spawn {
+            command: command_line.clone(),
+            dir: dir.clone(),
+            source,
+        })?;
         let pid = child.id().expect("a just-spawned child has a pid");
 
         let info = serde_json::json!({
@@ -247,14 +289,38 @@ impl Instance {
             "command": command_line,
             "started_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         });
-        let _ = std::fs::write(dir.join("instance.json"), serde_json::to_vec_pretty(&info).unwrap_or_default());
-        tracing::info!("started {} {} #{} (pid {pid}, port {port}): {command_line}", spec.role, spec.installed.version, spec.number);
+        let _ = std::fs::write(
+            dir.join("instance.json"),
+            serde_json::to_vec_pretty(&info).unwrap_or_default(),
+        );
+        tracing::info!(
+            "started {} {} #{} (pid {pid}, port {port}): {command_line}",
+            spec.role,
+            spec.installed.version,
+            spec.number
+        );
 
         let stop = CancellationToken::new();
         let id = spec.id;
         let grace = cfg.shutdown_grace;
-        let probe = Probe { host: cfg.upstream_host.clone(), port, path: cfg.ready_path.clone(), timeout: cfg.ready_timeout };
-        let task = tokio::spawn(supervise_child(id, child, pid, probe, grace, stderr_path, stop.clone(), events, ports.clone(), port));
+        let probe = Probe {
+            host: cfg.upstream_host.clone(),
+            port,
+            path: cfg.ready_path.clone(),
+            timeout: cfg.ready_timeout,
+        };
+        let task = tokio::spawn(supervise_child(
+            id,
+            child,
+            pid,
+            probe,
+            grace,
+            stderr_path,
+            stop.clone(),
+            events,
+            ports.clone(),
+            port,
+        ));
         Ok(Instance {
             id,
             role: spec.role,
@@ -300,14 +366,26 @@ impl Probe {
             }
             tokio::time::sleep(READY_POLL).await;
         }
-        Err(format!("not ready on port {} within {:?} (last: {last})", self.port, self.timeout))
+        Err(format!(
+            "not ready on port {} within {:?} (last: {last})",
+            self.port, self.timeout
+        ))
     }
 
     async fn check(&self) -> Result<(), String> {
-        let mut s = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| format!("connect: {e}"))?;
-        let Some(path) = &self.path else { return Ok(()) };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n", self.host, self.port);
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        let mut s = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n",
+            self.host, self.port
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut buf = [0u8; 32];
         let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
             .await
@@ -387,7 +465,9 @@ fn killpg(pgid: u32, sig: libc::c_int) {
 /// The last `max` bytes of a file, as text (for rejection reasons).
 pub fn tail(path: &Path, max: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
     let mut buf = Vec::new();
@@ -426,9 +506,18 @@ mod tests {
 
     #[test]
     fn property_is_rewritten_or_added() {
-        assert_eq!(rewrite_property("a=1\nserver.port = 80\n", "server.port", 9000), "a=1\nserver.port=9000\n");
-        assert_eq!(rewrite_property("a=1\n", "server.port", 9000), "a=1\nserver.port=9000\n");
-        assert_eq!(rewrite_property("# server.port=1\n", "server.port", 9), "# server.port=1\nserver.port=9\n");
+        assert_eq!(
+            rewrite_property("a=1\nserver.port = 80\n", "server.port", 9000),
+            "a=1\nserver.port=9000\n"
+        );
+        assert_eq!(
+            rewrite_property("a=1\n", "server.port", 9000),
+            "a=1\nserver.port=9000\n"
+        );
+        assert_eq!(
+            rewrite_property("# server.port=1\n", "server.port", 9),
+            "# server.port=1\nserver.port=9\n"
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub struct Layout {
 impl Layout {
     /// A layout rooted at `base` for builds named `<identifier>-<version>`.
     pub fn new(base: &Path, identifier: &str) -> Layout {
-        Layout { base: base.to_path_buf(), identifier: identifier.to_string() }
+        Layout {
+            base: base.to_path_buf(),
+            identifier: identifier.to_string(),
+        }
     }
 
     /// The base dir.
@@ -101,7 +104,9 @@ impl Layout {
     /// so readers see the old or the new folder, never none. The link is relative to the base.
     pub fn point(&self, role: Role, target: &Path) -> io::Result<()> {
         let rel = target.strip_prefix(&self.base).unwrap_or(target);
-        let tmp = self.base.join(format!(".{}.tmp-{}", role.as_str(), std::process::id()));
+        let tmp = self
+            .base
+            .join(format!(".{}.tmp-{}", role.as_str(), std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(rel, &tmp)?;
         std::fs::rename(&tmp, self.link(role))
@@ -122,7 +127,8 @@ impl Layout {
 
     /// The zip of one version.
     pub fn archive_zip(&self, v: &Version) -> PathBuf {
-        self.archive_dir().join(format!("{}.zip", self.version_name(v)))
+        self.archive_dir()
+            .join(format!("{}.zip", self.version_name(v)))
     }
 
     /// Version folders and files that were turned away, each with a `reason.json`.
@@ -170,7 +176,10 @@ mod tests {
         assert!(d2.join("logs/json").is_dir());
         l.point(Role::Running, &d1).unwrap();
         l.point(Role::Running, &d2).unwrap();
-        assert_eq!(std::fs::read_link(l.link(Role::Running)).unwrap(), PathBuf::from("app-1.0.0/2"));
+        assert_eq!(
+            std::fs::read_link(l.link(Role::Running)).unwrap(),
+            PathBuf::from("app-1.0.0/2")
+        );
         assert!(l.link(Role::Running).join("logs").is_dir());
         l.unpoint(Role::Running).unwrap();
         assert!(std::fs::symlink_metadata(l.link(Role::Running)).is_err());

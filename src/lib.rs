@@ -51,7 +51,11 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
     let cfg = Arc::new(cfg);
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
-    let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(cfg.mirror_queue, cfg.mirror_methods.clone(), cfg.mirror_max_body);
+    let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
+        cfg.mirror_queue,
+        cfg.mirror_methods.clone(),
+        cfg.mirror_max_body,
+    );
     let (pairs_tx, pairs_rx) = mpsc::channel(PAIR_QUEUE);
     let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
     let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
@@ -61,16 +65,47 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
         cfg.identifier,
         cfg.base.display()
     );
-    let proxy = Arc::new(proxy::Proxy::new(routes_rx, mirror_queue, stats.clone(), hint));
+    let proxy = Arc::new(proxy::Proxy::new(
+        routes_rx,
+        mirror_queue,
+        stats.clone(),
+        hint,
+    ));
 
     let tasks = TaskTracker::new();
     tasks.spawn(proxy::serve(listener, proxy, cancel.clone()));
-    tasks.spawn(proxy::mirror::run(mirror_rx, cfg.mirror_concurrency, cfg.mirror_timeout, pairs_tx, cancel.clone()));
-    tasks.spawn(score::run(cfg.score.clone(), stats, pairs_rx, scorer_rx, verdict_tx, cancel.clone()));
+    tasks.spawn(proxy::mirror::run(
+        mirror_rx,
+        cfg.mirror_concurrency,
+        cfg.mirror_timeout,
+        pairs_tx,
+        cancel.clone(),
+    ));
+    tasks.spawn(score::run(
+        cfg.score.clone(),
+        stats,
+        pairs_rx,
+        scorer_rx,
+        verdict_tx,
+        cancel.clone(),
+    ));
     let mut ignore = vec![".env".to_string()];
     ignore.extend(cfg.properties_file.clone());
-    tasks.spawn(watcher::run(cfg.base.clone(), cfg.identifier.clone(), ignore, cfg.settle_time, dropped_tx, cancel.clone()));
-    let wiring = supervisor::Wiring { routes: routes_tx, dropped: dropped_rx, verdicts: verdict_rx, scorer: scorer_tx, events };
+    tasks.spawn(watcher::run(
+        cfg.base.clone(),
+        cfg.identifier.clone(),
+        ignore,
+        cfg.settle_time,
+        dropped_tx,
+        cancel.clone(),
+    ));
+    let wiring = supervisor::Wiring {
+        routes: routes_tx,
+        dropped: dropped_rx,
+        verdicts: verdict_rx,
+        scorer: scorer_tx,
+        events,
+    };
     tasks.spawn(supervisor::Supervisor::new(cfg, wiring).run(cancel));
     tasks.close();
     tasks.wait().await;
@@ -78,11 +113,16 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
 
 /// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set.
 pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
-    let builder = tracing_subscriber::fmt().with_max_level(cfg.log_level).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(cfg.log_level)
+        .with_target(false);
     match &cfg.log_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("understudy.log"))?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("understudy.log"))?;
             let _ = builder.with_writer(std::sync::Mutex::new(f)).try_init();
         }
         None => {
@@ -95,8 +135,10 @@ pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler only fails outside a runtime");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler only fails outside a runtime");
+    let mut term = signal(SignalKind::terminate())
+        .expect("installing a SIGTERM handler only fails outside a runtime");
+    let mut int = signal(SignalKind::interrupt())
+        .expect("installing a SIGINT handler only fails outside a runtime");
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

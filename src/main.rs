@@ -11,7 +11,11 @@ use understudy::config::{parse_override, Config, ProcessEnv};
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "understudy", version, about = "Shadow-traffic canary: new builds watch the lead play to real traffic, then take over")]
+#[command(
+    name = "understudy",
+    version,
+    about = "Shadow-traffic canary: new builds watch the lead play to real traffic, then take over"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,9 +56,19 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { base, listen, identifier, port_range, set } => {
+        Command::Run {
+            base,
+            listen,
+            identifier,
+            port_range,
+            set,
+        } => {
             let mut overrides = Vec::new();
-            for (k, v) in [("LISTEN", listen), ("IDENTIFIER", identifier), ("PORT_RANGE", port_range)] {
+            for (k, v) in [
+                ("LISTEN", listen),
+                ("IDENTIFIER", identifier),
+                ("PORT_RANGE", port_range),
+            ] {
                 if let Some(v) = v {
                     overrides.push((k.to_string(), v));
                 }
@@ -78,7 +92,9 @@ fn main() -> ExitCode {
             print!("{}", Config::example());
             ExitCode::SUCCESS
         }
-        Command::FixtureApp(args) => report(understudy::fixture::main(args).context("fixture app failed")),
+        Command::FixtureApp(args) => {
+            report(understudy::fixture::main(args).context("fixture app failed"))
+        }
     }
 }
 
@@ -100,12 +116,26 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 fn run(cfg: Config) -> anyhow::Result<()> {
     understudy::init_logging(&cfg).context("cannot set up logging")?;
     for k in &cfg.unknown_keys {
-        tracing::warn!("ignoring unknown key {k:?} in {}", cfg.base.join(".env").display());
+        tracing::warn!(
+            "ignoring unknown key {k:?} in {}",
+            cfg.base.join(".env").display()
+        );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on LISTEN={}", cfg.listen))?;
-        tracing::info!("understudy {} listening on {} for {}-<version> in {}", env!("CARGO_PKG_VERSION"), cfg.listen, cfg.identifier, cfg.base.display());
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on LISTEN={}", cfg.listen))?;
+        tracing::info!(
+            "understudy {} listening on {} for {}-<version> in {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.listen,
+            cfg.identifier,
+            cfg.base.display()
+        );
         let cancel = tokio_util::sync::CancellationToken::new();
         let stop = cancel.clone();
         tokio::spawn(async move {

@@ -48,8 +48,15 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream for the instance listening on `host:port`.
     pub fn new(id: InstanceId, version: Version, host: &str, port: u16) -> Upstream {
-        let authority = format!("{host}:{port}").parse().expect("host from config and a u16 port form a valid authority");
-        Upstream { id, version, authority, inflight: AtomicUsize::new(0) }
+        let authority = format!("{host}:{port}")
+            .parse()
+            .expect("host from config and a u16 port form a valid authority");
+        Upstream {
+            id,
+            version,
+            authority,
+            inflight: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -114,9 +121,16 @@ impl hyper::body::Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ProxyBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ProxyBody::Stream(inner, _) => Pin::new(inner).poll_frame(cx),
         }
     }
@@ -144,7 +158,9 @@ pub fn upstream_client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector)
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
 }
 
 /// The proxy's shared state, cloned (as an `Arc`) into every connection.
@@ -158,11 +174,26 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy reading routes from `routes` and handing copies to `mirror`.
-    pub fn new(routes: watch::Receiver<Arc<Routes>>, mirror: MirrorQueue, stats: Arc<ProxyStats>, no_running_hint: String) -> Proxy {
-        Proxy { routes, client: upstream_client(), mirror, stats, no_running_hint }
+    pub fn new(
+        routes: watch::Receiver<Arc<Routes>>,
+        mirror: MirrorQueue,
+        stats: Arc<ProxyStats>,
+        no_running_hint: String,
+    ) -> Proxy {
+        Proxy {
+            routes,
+            client: upstream_client(),
+            mirror,
+            stats,
+            no_running_hint,
+        }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<ProxyBody>, Infallible> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // Take the in-flight count while the routes are borrowed: a swap waits for this borrow, so
         // a drain that starts after the swap sees every request that chose the old upstream.
@@ -173,7 +204,10 @@ impl Proxy {
                 None => {
                     drop(routes);
                     self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                    return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE, self.no_running_hint.clone()));
+                    return Ok(error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        self.no_running_hint.clone(),
+                    ));
                 }
             }
         };
@@ -183,15 +217,27 @@ impl Proxy {
         let (body, copy_body) = match &mirror_to {
             Some(_) => match request_body_len(&parts.headers) {
                 Some(0) => (ProxyBody::Full(None), Some(Bytes::new())),
-                Some(n) if n <= self.mirror.max_body() => match http_body_util::Limited::new(body, n as usize).collect().await {
-                    Ok(c) => {
-                        let b = c.to_bytes();
-                        (ProxyBody::Full(Some(b.clone())), Some(b))
+                Some(n) if n <= self.mirror.max_body() => {
+                    match http_body_util::Limited::new(body, n as usize)
+                        .collect()
+                        .await
+                    {
+                        Ok(c) => {
+                            let b = c.to_bytes();
+                            (ProxyBody::Full(Some(b.clone())), Some(b))
+                        }
+                        Err(e) => {
+                            return Ok(error_response(
+                                StatusCode::BAD_REQUEST,
+                                format!("understudy: could not read the request body: {e}\n"),
+                            ))
+                        }
                     }
-                    Err(e) => return Ok(error_response(StatusCode::BAD_REQUEST, format!("understudy: could not read the request body: {e}\n"))),
-                },
+                }
                 _ => {
-                    self.stats.mirror_skipped_body.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .mirror_skipped_body
+                        .fetch_add(1, Ordering::Relaxed);
                     (ProxyBody::Stream(body, None), None)
                 }
             },
@@ -202,13 +248,22 @@ impl Proxy {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(http::uri::Scheme::HTTP);
         uri.authority = Some(running.authority.clone());
-        uri.path_and_query = path_and_query.clone().or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        uri.path_and_query = path_and_query
+            .clone()
+            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
         parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
         strip_hop_by_hop(&mut parts.headers);
         append_forwarded_for(&mut parts.headers, peer);
 
         // Only a mirrored request pays for copying its head.
-        let copy = copy_body.map(|b| (parts.method.clone(), path_and_query, parts.headers.clone(), b));
+        let copy = copy_body.map(|b| {
+            (
+                parts.method.clone(),
+                path_and_query,
+                parts.headers.clone(),
+                b,
+            )
+        });
 
         let started = Instant::now();
         let result = self.client.request(Request::from_parts(parts, body)).await;
@@ -217,7 +272,15 @@ impl Proxy {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 if let (Some(target), Some((method, pq, headers, body))) = (mirror_to, copy) {
-                    let job = MirrorJob { target, method, path_and_query: pq, headers, body, running_status: rparts.status, running_latency: latency };
+                    let job = MirrorJob {
+                        target,
+                        method,
+                        path_and_query: pq,
+                        headers,
+                        body,
+                        running_status: rparts.status,
+                        running_latency: latency,
+                    };
                     if self.mirror.offer(job) {
                         self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -225,14 +288,24 @@ impl Proxy {
                     }
                 }
                 strip_hop_by_hop(&mut rparts.headers);
-                Ok(Response::from_parts(rparts, ProxyBody::Stream(rbody, Some(guard))))
+                Ok(Response::from_parts(
+                    rparts,
+                    ProxyBody::Stream(rbody, Some(guard)),
+                ))
             }
             Err(e) => {
                 self.stats.bad_gateway.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("running {} at {} failed: {e:?}", running.version, running.authority);
+                tracing::warn!(
+                    "running {} at {} failed: {e:?}",
+                    running.version,
+                    running.authority
+                );
                 Ok(error_response(
                     StatusCode::BAD_GATEWAY,
-                    format!("understudy: the running instance ({} at {}) did not answer: {e}\n", running.version, running.authority),
+                    format!(
+                        "understudy: the running instance ({} at {}) did not answer: {e}\n",
+                        running.version, running.authority
+                    ),
                 ))
             }
         }
@@ -260,7 +333,8 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cancel: Cancellatio
         let cancel = cancel.clone();
         tracker.spawn(async move {
             let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -278,7 +352,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cancel: Cancellatio
 fn error_response(status: StatusCode, text: String) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::text(text));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -307,7 +384,10 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     if let Some(conn) = h.get(header::CONNECTION) {
         if let Ok(s) = conn.to_str() {
-            let named: Vec<HeaderName> = s.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()).collect();
+            let named: Vec<HeaderName> = s
+                .split(',')
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+                .collect();
             for n in named {
                 h.remove(n);
             }
@@ -337,7 +417,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -352,7 +435,10 @@ mod tests {
         assert_eq!(request_body_len(&h), Some(0));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
         assert_eq!(request_body_len(&h), Some(12));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         assert_eq!(request_body_len(&h), None);
     }
 }

@@ -83,7 +83,11 @@ pub struct Evaluation {
 impl Evaluation {
     /// One line for the log: verdict, score and each part.
     pub fn summary(&self) -> String {
-        let parts: Vec<String> = self.parts.iter().map(|p| format!("{}={} ({})", p.name, p.score, p.detail)).collect();
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| format!("{}={} ({})", p.name, p.score, p.detail))
+            .collect();
         let verdict = match &self.verdict {
             Verdict::Wait(why) => format!("wait: {why}"),
             Verdict::Promote => "promote".to_string(),
@@ -160,11 +164,19 @@ fn fold_segment(seg: &str) -> &str {
         return "{n}";
     }
     let is_hexish = |b: u8| b.is_ascii_hexdigit() || b == b'-';
-    if seg.len() == 36 && seg.bytes().all(is_hexish) && seg.bytes().filter(|b| *b == b'-').count() == 4 {
+    if seg.len() == 36
+        && seg.bytes().all(is_hexish)
+        && seg.bytes().filter(|b| *b == b'-').count() == 4
+    {
         return "{uuid}";
     }
     let has_digit = seg.bytes().any(|b| b.is_ascii_digit());
-    if seg.len() >= 8 && has_digit && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if seg.len() >= 8
+        && has_digit
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return "{id}";
     }
     seg
@@ -178,7 +190,12 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     let pairs = s.pairs.max(1) as f64;
 
     // Endpoints that exist on running and are gone on testing.
-    let missing: Vec<&String> = s.endpoints.iter().filter(|(_, e)| e.missing_on_testing > 0 && e.missing_on_testing * 2 > e.pairs).map(|(k, _)| k).collect();
+    let missing: Vec<&String> = s
+        .endpoints
+        .iter()
+        .filter(|(_, e)| e.missing_on_testing > 0 && e.missing_on_testing * 2 > e.pairs)
+        .map(|(k, _)| k)
+        .collect();
     for k in &missing {
         let e = &s.endpoints[*k];
         reasons.push(format!("endpoint regression: {k} answers 404/405/501 on testing but not on running ({} of {} pairs)", e.missing_on_testing, e.pairs));
@@ -186,7 +203,11 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     parts.push(Part {
         name: "endpoints",
         score: if missing.is_empty() { 100 } else { 0 },
-        detail: format!("{} endpoints, {} missing on testing", s.endpoints.len(), missing.len()),
+        detail: format!(
+            "{} endpoints, {} missing on testing",
+            s.endpoints.len(),
+            missing.len()
+        ),
     });
 
     // 5xx (and no answer) rate, overall and per endpoint.
@@ -195,7 +216,11 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     let delta = (test5 as f64 - run5 as f64) / pairs;
     let mut worst = delta;
     if delta > cfg.max_5xx_delta {
-        reasons.push(format!("5xx rate: testing {:.1}% vs running {:.1}% overall", pct(test5, s.pairs), pct(run5, s.pairs)));
+        reasons.push(format!(
+            "5xx rate: testing {:.1}% vs running {:.1}% overall",
+            pct(test5, s.pairs),
+            pct(run5, s.pairs)
+        ));
     }
     for (k, e) in &s.endpoints {
         if e.pairs < cfg.min_endpoint_pairs {
@@ -204,18 +229,33 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         let d = (e.testing_5xx as f64 - e.running_5xx as f64) / e.pairs as f64;
         worst = worst.max(d);
         if d > cfg.max_5xx_delta && delta <= cfg.max_5xx_delta {
-            reasons.push(format!("5xx rate on {k}: testing {:.1}% vs running {:.1}%", pct(e.testing_5xx, e.pairs), pct(e.running_5xx, e.pairs)));
+            reasons.push(format!(
+                "5xx rate on {k}: testing {:.1}% vs running {:.1}%",
+                pct(e.testing_5xx, e.pairs),
+                pct(e.running_5xx, e.pairs)
+            ));
         }
     }
-    parts.push(Part { name: "5xx", score: ratio_score(worst, cfg.max_5xx_delta), detail: format!("testing {test5} vs running {run5} of {} pairs", s.pairs) });
+    parts.push(Part {
+        name: "5xx",
+        score: ratio_score(worst, cfg.max_5xx_delta),
+        detail: format!("testing {test5} vs running {run5} of {} pairs", s.pairs),
+    });
 
     // 2xx on running, 4xx on testing.
     let ok4: u64 = s.endpoints.values().map(|e| e.ok_to_client_error).sum();
     let share = ok4 as f64 / pairs;
     if share > cfg.max_client_error_delta {
-        reasons.push(format!("client errors: {ok4} of {} pairs answered 2xx on running but 4xx on testing", s.pairs));
+        reasons.push(format!(
+            "client errors: {ok4} of {} pairs answered 2xx on running but 4xx on testing",
+            s.pairs
+        ));
     }
-    parts.push(Part { name: "4xx", score: ratio_score(share, cfg.max_client_error_delta), detail: format!("{ok4} pairs 2xx→4xx") });
+    parts.push(Part {
+        name: "4xx",
+        score: ratio_score(share, cfg.max_client_error_delta),
+        detail: format!("{ok4} pairs 2xx→4xx"),
+    });
 
     // Log lines per request.
     let run_reqs = s.running_requests.max(1) as f64;
@@ -229,7 +269,10 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     parts.push(Part {
         name: "log_errors",
         score: ratio_score(err_delta, cfg.max_log_error_delta),
-        detail: format!("testing {} vs running {}", s.testing_errors, s.running_errors),
+        detail: format!(
+            "testing {} vs running {}",
+            s.testing_errors, s.running_errors
+        ),
     });
     let warn_delta = s.testing_warns as f64 / pairs - s.running_warns as f64 / run_reqs;
     if warn_delta > cfg.max_log_warn_delta {
@@ -249,23 +292,42 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
         let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max);
         if over {
-            reasons.push(format!("latency: testing p95 {:?} is {ratio:.1}× running's {:?}", t, r));
+            reasons.push(format!(
+                "latency: testing p95 {:?} is {ratio:.1}× running's {:?}",
+                t, r
+            ));
         }
-        parts.push(Part { name: "latency", score: if over { 0 } else { 100 }, detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×)", t, r) });
+        parts.push(Part {
+            name: "latency",
+            score: if over { 0 } else { 100 },
+            detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×)", t, r),
+        });
     }
 
     let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
     let verdict = if s.pairs < cfg.min_mirrored {
         // Never judge on no evidence, in either direction.
-        Verdict::Wait(format!("too little traffic: {} of {} mirrored pairs needed", s.pairs, cfg.min_mirrored))
+        Verdict::Wait(format!(
+            "too little traffic: {} of {} mirrored pairs needed",
+            s.pairs, cfg.min_mirrored
+        ))
     } else if !reasons.is_empty() {
         Verdict::Reject(reasons)
     } else if s.elapsed < cfg.stable_window {
-        Verdict::Wait(format!("stable for {}s of {}s", s.elapsed.as_secs(), cfg.stable_window.as_secs()))
+        Verdict::Wait(format!(
+            "stable for {}s of {}s",
+            s.elapsed.as_secs(),
+            cfg.stable_window.as_secs()
+        ))
     } else {
         Verdict::Promote
     };
-    Evaluation { verdict, score, parts, pairs: s.pairs }
+    Evaluation {
+        verdict,
+        score,
+        parts,
+        pairs: s.pairs,
+    }
 }
 
 fn pct(n: u64, of: u64) -> f64 {
@@ -301,7 +363,10 @@ impl Scorecard {
             return;
         }
         self.pairs += 1;
-        let e = self.endpoints.entry(endpoint_key(&p.method, &p.path)).or_default();
+        let e = self
+            .endpoints
+            .entry(endpoint_key(&p.method, &p.path))
+            .or_default();
         e.pairs += 1;
         let run = p.running_status;
         if run >= 500 {
@@ -310,8 +375,12 @@ impl Scorecard {
         match p.testing_status {
             None => e.testing_5xx += 1,
             Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
-            Some(t) if matches!(t, 404 | 405 | 501) && run != 404 && run != t => e.missing_on_testing += 1,
-            Some(t) if (400..500).contains(&t) && (200..300).contains(&run) => e.ok_to_client_error += 1,
+            Some(t) if matches!(t, 404 | 405 | 501) && run != 404 && run != t => {
+                e.missing_on_testing += 1
+            }
+            Some(t) if (400..500).contains(&t) && (200..300).contains(&run) => {
+                e.ok_to_client_error += 1
+            }
             _ => {}
         }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
@@ -322,7 +391,12 @@ impl Scorecard {
     }
 
     /// Read new log lines and summarise.
-    pub fn summary(&mut self, rules: &LevelRules, running_requests_now: u64, now: Instant) -> Summary {
+    pub fn summary(
+        &mut self,
+        rules: &LevelRules,
+        running_requests_now: u64,
+        now: Instant,
+    ) -> Summary {
         let (te, tw) = self.testing_log.poll(rules);
         let (re, rw) = self.running_log.poll(rules);
         Summary {
@@ -450,21 +524,40 @@ mod tests {
 
     fn summary(pairs: u64, elapsed: u64) -> Summary {
         let mut endpoints = BTreeMap::new();
-        endpoints.insert("GET /a".to_string(), EndpointStats { pairs, ..Default::default() });
-        Summary { elapsed: Duration::from_secs(elapsed), pairs, endpoints, running_requests: pairs, ..Default::default() }
+        endpoints.insert(
+            "GET /a".to_string(),
+            EndpointStats {
+                pairs,
+                ..Default::default()
+            },
+        );
+        Summary {
+            elapsed: Duration::from_secs(elapsed),
+            pairs,
+            endpoints,
+            running_requests: pairs,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn too_little_data_waits_even_with_regressions() {
         let mut s = summary(10, 3600);
         s.testing_errors = 1000;
-        assert!(matches!(evaluate(&s, &cfg()).verdict, Verdict::Wait(w) if w.contains("too little traffic")));
+        assert!(
+            matches!(evaluate(&s, &cfg()).verdict, Verdict::Wait(w) if w.contains("too little traffic"))
+        );
     }
 
     #[test]
     fn healthy_waits_for_window_then_promotes() {
-        assert!(matches!(evaluate(&summary(200, 10), &cfg()).verdict, Verdict::Wait(w) if w.contains("stable")));
-        assert_eq!(evaluate(&summary(200, 60), &cfg()).verdict, Verdict::Promote);
+        assert!(
+            matches!(evaluate(&summary(200, 10), &cfg()).verdict, Verdict::Wait(w) if w.contains("stable"))
+        );
+        assert_eq!(
+            evaluate(&summary(200, 60), &cfg()).verdict,
+            Verdict::Promote
+        );
         assert_eq!(evaluate(&summary(200, 60), &cfg()).score, 100);
     }
 
@@ -475,16 +568,30 @@ mod tests {
         s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 200;
         s.testing_errors = 200;
         let e = evaluate(&s, &cfg());
-        let Verdict::Reject(r) = e.verdict else { panic!("{e:?}") };
-        assert!(r.iter().any(|r| r.contains("5xx")) && r.iter().any(|r| r.contains("log errors")), "{r:?}");
+        let Verdict::Reject(r) = e.verdict else {
+            panic!("{e:?}")
+        };
+        assert!(
+            r.iter().any(|r| r.contains("5xx")) && r.iter().any(|r| r.contains("log errors")),
+            "{r:?}"
+        );
         assert_eq!(e.score, 0);
     }
 
     #[test]
     fn missing_endpoint_is_named() {
         let mut s = summary(200, 600);
-        s.endpoints.insert("GET /api/items".to_string(), EndpointStats { pairs: 20, missing_on_testing: 20, ..Default::default() });
-        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else { panic!() };
+        s.endpoints.insert(
+            "GET /api/items".to_string(),
+            EndpointStats {
+                pairs: 20,
+                missing_on_testing: 20,
+                ..Default::default()
+            },
+        );
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!()
+        };
         assert!(r[0].contains("GET /api/items"), "{r:?}");
     }
 
@@ -515,18 +622,30 @@ mod tests {
         c.record(&p("/items/18", 200, Some(500)));
         c.record(&p("/x", 404, Some(404)));
         c.record(&p("/y", 200, None));
-        c.record(&Pair { testing: InstanceId(2), ..p("/z", 200, Some(500)) });
+        c.record(&Pair {
+            testing: InstanceId(2),
+            ..p("/z", 200, Some(500))
+        });
         assert_eq!(c.pairs, 4);
         let items = &c.endpoints["GET /items/{n}"];
-        assert_eq!((items.pairs, items.missing_on_testing, items.testing_5xx), (2, 1, 1));
+        assert_eq!(
+            (items.pairs, items.missing_on_testing, items.testing_5xx),
+            (2, 1, 1)
+        );
         assert_eq!(c.endpoints["GET /x"].missing_on_testing, 0);
         assert_eq!(c.endpoints["GET /y"].testing_5xx, 1);
     }
 
     #[test]
     fn endpoint_folding() {
-        assert_eq!(endpoint_key(&Method::GET, "/users/42/orders"), "GET /users/{n}/orders");
-        assert_eq!(endpoint_key(&Method::GET, "/o/3f2b8c1e-1111-2222-3333-444455556666"), "GET /o/{uuid}");
+        assert_eq!(
+            endpoint_key(&Method::GET, "/users/42/orders"),
+            "GET /users/{n}/orders"
+        );
+        assert_eq!(
+            endpoint_key(&Method::GET, "/o/3f2b8c1e-1111-2222-3333-444455556666"),
+            "GET /o/{uuid}"
+        );
         assert_eq!(endpoint_key(&Method::POST, "/a/ab12cd34ef"), "POST /a/{id}");
         assert_eq!(endpoint_key(&Method::GET, "/health"), "GET /health");
     }

@@ -18,10 +18,12 @@ use crate::archive;
 use crate::artifact::{self, Installed};
 use crate::config::Config;
 use crate::events::{Event, Events};
-use crate::instance::{Instance, InstanceEvent, InstanceEventKind, InstanceId, PortPool, StartSpec};
+use crate::instance::{
+    Instance, InstanceEvent, InstanceEventKind, InstanceId, PortPool, StartSpec,
+};
 use crate::layout::{write_atomic, Layout, Role};
 use crate::proxy::{Routes, Upstream};
-use crate::score::{ScorerControl, Scored, Verdict};
+use crate::score::{Scored, ScorerControl, Verdict};
 use crate::watcher::Dropped;
 
 /// How often a draining instance's in-flight count is checked.
@@ -151,13 +153,18 @@ impl Supervisor {
         let state: PersistedState = match serde_json::from_str(&text) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("ignoring unreadable {}: {e}", self.layout.state_file().display());
+                tracing::warn!(
+                    "ignoring unreadable {}: {e}",
+                    self.layout.state_file().display()
+                );
                 return;
             }
         };
         self.persisted = state.clone();
         let find = |v: &Option<String>| {
-            v.as_deref().and_then(|v| Version::parse(v).ok()).and_then(|v| artifact::find_installed(&self.layout, &v))
+            v.as_deref()
+                .and_then(|v| Version::parse(v).ok())
+                .and_then(|v| artifact::find_installed(&self.layout, &v))
         };
         let (running, testing) = (find(&state.running), find(&state.testing));
         if let Some(r) = running {
@@ -173,14 +180,25 @@ impl Supervisor {
 
     fn persist(&mut self) {
         let now = PersistedState {
-            running: self.next.as_ref().or(self.running.as_ref()).map(|s| s.version().to_string()),
-            testing: self.testing.as_ref().map(|s| s.version().to_string()).or_else(|| self.pending.as_ref().map(|p| p.version.to_string())),
+            running: self
+                .next
+                .as_ref()
+                .or(self.running.as_ref())
+                .map(|s| s.version().to_string()),
+            testing: self
+                .testing
+                .as_ref()
+                .map(|s| s.version().to_string())
+                .or_else(|| self.pending.as_ref().map(|p| p.version.to_string())),
         };
         if now == self.persisted {
             return;
         }
         let _ = std::fs::create_dir_all(self.layout.state_dir());
-        match serde_json::to_vec_pretty(&now).map_err(std::io::Error::other).and_then(|b| write_atomic(&self.layout.state_file(), &b)) {
+        match serde_json::to_vec_pretty(&now)
+            .map_err(std::io::Error::other)
+            .and_then(|b| write_atomic(&self.layout.state_file(), &b))
+        {
             Ok(()) => self.persisted = now,
             Err(e) => tracing::error!("cannot save {}: {e}", self.layout.state_file().display()),
         }
@@ -188,16 +206,28 @@ impl Supervisor {
 
     /// The newest version that is or is about to be running.
     fn running_version(&self) -> Option<&Version> {
-        self.next.as_ref().or(self.running.as_ref()).map(Slot::version)
+        self.next
+            .as_ref()
+            .or(self.running.as_ref())
+            .map(Slot::version)
     }
 
     async fn on_dropped(&mut self, d: Dropped) {
         let v = d.name.version.clone();
-        self.wiring.events.emit(Event::BuildFound { file: d.name.file_name.clone(), version: v.to_string() });
-        let newest_candidate = self.testing.as_ref().map(Slot::version).or(self.pending.as_ref().map(|p| &p.version));
+        self.wiring.events.emit(Event::BuildFound {
+            file: d.name.file_name.clone(),
+            version: v.to_string(),
+        });
+        let newest_candidate = self
+            .testing
+            .as_ref()
+            .map(Slot::version)
+            .or(self.pending.as_ref().map(|p| &p.version));
         let refusal = match (self.running_version(), newest_candidate) {
             (Some(r), _) if v <= *r => Some(format!("{v} is not newer than running {r}")),
-            (_, Some(t)) if v <= *t => Some(format!("{v} is not newer than {t}, which is being tested")),
+            (_, Some(t)) if v <= *t => {
+                Some(format!("{v} is not newer than {t}, which is being tested"))
+            }
             _ => None,
         };
         if let Some(reason) = refusal {
@@ -206,7 +236,8 @@ impl Supervisor {
         }
         let layout = self.layout.clone();
         let (path, name) = (d.path.clone(), d.name.clone());
-        let installed = tokio::task::spawn_blocking(move || artifact::install(&layout, &path, &name)).await;
+        let installed =
+            tokio::task::spawn_blocking(move || artifact::install(&layout, &path, &name)).await;
         let installed = match installed {
             Ok(Ok(i)) => i,
             Ok(Err(e)) => {
@@ -236,9 +267,15 @@ impl Supervisor {
         if !running_ready || self.next.is_some() {
             return;
         }
-        let Some(installed) = self.pending.take() else { return };
+        let Some(installed) = self.pending.take() else {
+            return;
+        };
         if let Some(old) = self.testing.take() {
-            tracing::info!("{} replaces {} as testing", installed.version, old.version());
+            tracing::info!(
+                "{} replaces {} as testing",
+                installed.version,
+                old.version()
+            );
             self.clear_testing_route();
             let after = self.after_stop_for(old.version());
             self.retire(old, false, after);
@@ -262,11 +299,32 @@ impl Supervisor {
         let (number, dir) = self
             .layout
             .create_instance_dir(&installed.version)
-            .map_err(|e| format!("cannot create an instance folder for {}: {e}", installed.version))?;
-        let spec = StartSpec { id, role, installed: installed.clone(), number, dir };
-        let instance = Instance::start(&self.cfg, &self.ports, spec, self.inst_tx.clone()).map_err(|e| e.to_string())?;
-        self.wiring.events.emit(Event::Started { role: role.to_string(), version: installed.version.to_string(), number, port: instance.port });
-        Ok(Slot { instance, installed, upstream: None })
+            .map_err(|e| {
+                format!(
+                    "cannot create an instance folder for {}: {e}",
+                    installed.version
+                )
+            })?;
+        let spec = StartSpec {
+            id,
+            role,
+            installed: installed.clone(),
+            number,
+            dir,
+        };
+        let instance = Instance::start(&self.cfg, &self.ports, spec, self.inst_tx.clone())
+            .map_err(|e| e.to_string())?;
+        self.wiring.events.emit(Event::Started {
+            role: role.to_string(),
+            version: installed.version.to_string(),
+            number,
+            port: instance.port,
+        });
+        Ok(Slot {
+            instance,
+            installed,
+            upstream: None,
+        })
     }
 
     fn on_instance(&mut self, e: InstanceEvent) {
@@ -284,32 +342,86 @@ impl Supervisor {
         match (part, e.kind) {
             (_, InstanceEventKind::Stopped) => {}
             (Part::Running, InstanceEventKind::Ready) => {
-                let up = ready_slot(&self.cfg, &self.layout, &self.wiring.events, self.running.as_mut().expect("matched above"), Role::Running);
+                let up = ready_slot(
+                    &self.cfg,
+                    &self.layout,
+                    &self.wiring.events,
+                    self.running.as_mut().expect("matched above"),
+                    Role::Running,
+                );
                 self.publish(|r| r.running = Some(up));
                 self.restarts = 0;
                 self.start_pending();
             }
             (Part::Testing, InstanceEventKind::Ready) => {
-                let up = ready_slot(&self.cfg, &self.layout, &self.wiring.events, self.testing.as_mut().expect("matched above"), Role::Testing);
-                let testing_dir = self.testing.as_ref().map(|t| t.instance.dir.clone()).unwrap_or_default();
-                let running_dir = self.running.as_ref().map(|r| r.instance.dir.clone()).unwrap_or_default();
+                let up = ready_slot(
+                    &self.cfg,
+                    &self.layout,
+                    &self.wiring.events,
+                    self.testing.as_mut().expect("matched above"),
+                    Role::Testing,
+                );
+                let testing_dir = self
+                    .testing
+                    .as_ref()
+                    .map(|t| t.instance.dir.clone())
+                    .unwrap_or_default();
+                let running_dir = self
+                    .running
+                    .as_ref()
+                    .map(|r| r.instance.dir.clone())
+                    .unwrap_or_default();
                 self.publish(|r| r.testing = Some(up));
-                let _ = self.wiring.scorer.send(ScorerControl::Watch { testing: id, testing_dir, running_dir });
+                let _ = self.wiring.scorer.send(ScorerControl::Watch {
+                    testing: id,
+                    testing_dir,
+                    running_dir,
+                });
             }
             (Part::Next, InstanceEventKind::Ready) => self.finish_promotion(),
-            (Part::Testing, InstanceEventKind::NotReady { reason }) => self.reject_testing(vec![format!("never became ready: {reason}")]),
-            (Part::Testing, InstanceEventKind::Exited { status, stderr_tail }) => {
+            (Part::Testing, InstanceEventKind::NotReady { reason }) => {
+                self.reject_testing(vec![format!("never became ready: {reason}")])
+            }
+            (
+                Part::Testing,
+                InstanceEventKind::Exited {
+                    status,
+                    stderr_tail,
+                },
+            ) => {
                 self.emit_exit(Role::Testing, id, &status);
-                self.reject_testing(vec![format!("testing exited ({status}); stderr ends with:\n{stderr_tail}")]);
+                self.reject_testing(vec![format!(
+                    "testing exited ({status}); stderr ends with:\n{stderr_tail}"
+                )]);
             }
-            (Part::Next, InstanceEventKind::NotReady { reason }) => self.abort_promotion(vec![format!("the new running instance never became ready: {reason}")]),
-            (Part::Next, InstanceEventKind::Exited { status, stderr_tail }) => {
-                self.abort_promotion(vec![format!("the new running instance exited ({status}); stderr ends with:\n{stderr_tail}")])
+            (Part::Next, InstanceEventKind::NotReady { reason }) => {
+                self.abort_promotion(vec![format!(
+                    "the new running instance never became ready: {reason}"
+                )])
             }
-            (Part::Running, InstanceEventKind::NotReady { reason }) => self.running_failed(format!("never became ready: {reason}")),
-            (Part::Running, InstanceEventKind::Exited { status, stderr_tail }) => {
+            (
+                Part::Next,
+                InstanceEventKind::Exited {
+                    status,
+                    stderr_tail,
+                },
+            ) => self.abort_promotion(vec![format!(
+                "the new running instance exited ({status}); stderr ends with:\n{stderr_tail}"
+            )]),
+            (Part::Running, InstanceEventKind::NotReady { reason }) => {
+                self.running_failed(format!("never became ready: {reason}"))
+            }
+            (
+                Part::Running,
+                InstanceEventKind::Exited {
+                    status,
+                    stderr_tail,
+                },
+            ) => {
                 self.emit_exit(Role::Running, id, &status);
-                self.running_failed(format!("exited ({status}); stderr ends with:\n{stderr_tail}"));
+                self.running_failed(format!(
+                    "exited ({status}); stderr ends with:\n{stderr_tail}"
+                ));
             }
         }
     }
@@ -320,7 +432,11 @@ impl Supervisor {
             Role::Testing => &self.testing,
         };
         if let Some(s) = slot.as_ref().filter(|s| s.id() == id) {
-            self.wiring.events.emit(Event::Exited { role: role.to_string(), version: s.version().to_string(), status: status.to_string() });
+            self.wiring.events.emit(Event::Exited {
+                role: role.to_string(),
+                version: s.version().to_string(),
+                status: status.to_string(),
+            });
         }
     }
 
@@ -331,12 +447,27 @@ impl Supervisor {
 }
 
 /// Mark a slot ready: its symlink now points at it, and it gets an upstream.
-fn ready_slot(cfg: &Config, layout: &Layout, events: &Events, slot: &mut Slot, role: Role) -> Arc<Upstream> {
+fn ready_slot(
+    cfg: &Config,
+    layout: &Layout,
+    events: &Events,
+    slot: &mut Slot,
+    role: Role,
+) -> Arc<Upstream> {
     {
-        let up = Arc::new(Upstream::new(slot.id(), slot.version().clone(), &cfg.upstream_host, slot.instance.port));
+        let up = Arc::new(Upstream::new(
+            slot.id(),
+            slot.version().clone(),
+            &cfg.upstream_host,
+            slot.instance.port,
+        ));
         slot.upstream = Some(up.clone());
         if let Err(e) = layout.point(role, &slot.instance.dir) {
-            tracing::error!("cannot point {} at {}: {e}", layout.link(role).display(), slot.instance.dir.display());
+            tracing::error!(
+                "cannot point {} at {}: {e}",
+                layout.link(role).display(),
+                slot.instance.dir.display()
+            );
         }
         events.emit(Event::Ready {
             role: role.to_string(),
@@ -375,7 +506,11 @@ impl Supervisor {
         if !ever_ready {
             // A first build that never worked is turned away, like a failing testing build.
             let _ = self.layout.unpoint(Role::Running);
-            self.retire(slot, false, AfterStop::Reject(vec![format!("running {why}")]));
+            self.retire(
+                slot,
+                false,
+                AfterStop::Reject(vec![format!("running {why}")]),
+            );
             if let Some(p) = self.pending.take() {
                 self.start_running(p);
             }
@@ -387,12 +522,22 @@ impl Supervisor {
             tracing::error!("running {} failed {} times in a row; not restarting it. Drop a new build to recover.", installed.version, self.restarts - 1);
             return;
         }
-        tracing::info!("restarting running {} (attempt {})", installed.version, self.restarts);
+        tracing::info!(
+            "restarting running {} (attempt {})",
+            installed.version,
+            self.restarts
+        );
         self.start_running(installed);
     }
 
     fn on_scored(&mut self, s: Scored) {
-        let Some(testing) = self.testing.as_ref().filter(|t| t.id() == s.testing && t.upstream.is_some()) else { return };
+        let Some(testing) = self
+            .testing
+            .as_ref()
+            .filter(|t| t.id() == s.testing && t.upstream.is_some())
+        else {
+            return;
+        };
         let ev = &s.evaluation;
         self.wiring.events.emit(Event::Scored {
             version: testing.version().to_string(),
@@ -418,14 +563,21 @@ impl Supervisor {
         if self.next.is_some() {
             return;
         }
-        let Some(testing) = self.testing.take() else { return };
+        let Some(testing) = self.testing.take() else {
+            return;
+        };
         self.clear_testing_route();
         let installed = testing.installed.clone();
-        tracing::info!("promoting {}: starting a fresh running instance", installed.version);
+        tracing::info!(
+            "promoting {}: starting a fresh running instance",
+            installed.version
+        );
         self.retire(testing, false, AfterStop::Keep);
         match self.start(Role::Running, installed.clone()) {
             Ok(slot) => self.next = Some(slot),
-            Err(e) => self.reject_in_background(installed.version, vec![format!("promotion failed: {e}")]),
+            Err(e) => {
+                self.reject_in_background(installed.version, vec![format!("promotion failed: {e}")])
+            }
         }
     }
 
@@ -435,8 +587,15 @@ impl Supervisor {
         let up = self.ready(&mut next, Role::Running);
         self.publish(|r| r.running = Some(up));
         let old = self.running.replace(next);
-        let to = self.running.as_ref().map(|s| s.version().to_string()).unwrap_or_default();
-        self.wiring.events.emit(Event::Promoted { from: old.as_ref().map(|o| o.version().to_string()), to });
+        let to = self
+            .running
+            .as_ref()
+            .map(|s| s.version().to_string())
+            .unwrap_or_default();
+        self.wiring.events.emit(Event::Promoted {
+            from: old.as_ref().map(|o| o.version().to_string()),
+            to,
+        });
         self.restarts = 0;
         if let Some(old) = old {
             let after = self.after_stop_for(old.version());
@@ -447,13 +606,22 @@ impl Supervisor {
 
     fn abort_promotion(&mut self, reasons: Vec<String>) {
         let next = self.next.take().expect("called for the next slot");
-        tracing::error!("promotion of {} failed; {} keeps serving", next.version(), self.running.as_ref().map(|r| r.version().to_string()).unwrap_or_default());
+        tracing::error!(
+            "promotion of {} failed; {} keeps serving",
+            next.version(),
+            self.running
+                .as_ref()
+                .map(|r| r.version().to_string())
+                .unwrap_or_default()
+        );
         self.retire(next, false, AfterStop::Reject(reasons));
         self.start_pending();
     }
 
     fn reject_testing(&mut self, reasons: Vec<String>) {
-        let Some(testing) = self.testing.take() else { return };
+        let Some(testing) = self.testing.take() else {
+            return;
+        };
         tracing::warn!("rejecting {}: {}", testing.version(), reasons.join("; "));
         self.clear_testing_route();
         self.retire(testing, false, AfterStop::Reject(reasons));
@@ -462,7 +630,9 @@ impl Supervisor {
 
     /// Archive a version's folder after its stop only if no part still uses it.
     fn after_stop_for(&self, v: &Version) -> AfterStop {
-        let used = [&self.running, &self.testing, &self.next].iter().any(|s| s.as_ref().is_some_and(|s| s.version() == v))
+        let used = [&self.running, &self.testing, &self.next]
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|s| s.version() == v))
             || self.pending.as_ref().is_some_and(|p| p.version == *v);
         if used {
             AfterStop::Keep
@@ -481,17 +651,26 @@ impl Supervisor {
         self.background.spawn(async move {
             if let (true, Some(up)) = (drain, slot.upstream.as_ref()) {
                 let deadline = tokio::time::Instant::now() + grace;
-                while up.inflight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+                while up.inflight.load(Ordering::Acquire) > 0
+                    && tokio::time::Instant::now() < deadline
+                {
                     tokio::time::sleep(DRAIN_POLL).await;
                 }
                 let left = up.inflight.load(Ordering::Acquire);
                 if left > 0 {
-                    tracing::warn!("{} requests still in flight on {} after {grace:?}; stopping it anyway", left, up.version);
+                    tracing::warn!(
+                        "{} requests still in flight on {} after {grace:?}; stopping it anyway",
+                        left,
+                        up.version
+                    );
                 }
             }
             let (version, number) = (slot.version().clone(), slot.instance.number);
             slot.instance.stop().await;
-            events.emit(Event::Stopped { version: version.to_string(), number });
+            events.emit(Event::Stopped {
+                version: version.to_string(),
+                number,
+            });
             finish_version(layout, events, version, after, limits).await;
         });
     }
@@ -499,18 +678,37 @@ impl Supervisor {
     fn archive_in_background(&self, v: Version) {
         let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
         let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.background.spawn(finish_version(layout, events, v, AfterStop::Archive, limits));
+        self.background.spawn(finish_version(
+            layout,
+            events,
+            v,
+            AfterStop::Archive,
+            limits,
+        ));
     }
 
     fn reject_in_background(&self, v: Version, reasons: Vec<String>) {
         let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
         let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.background.spawn(finish_version(layout, events, v, AfterStop::Reject(reasons), limits));
+        self.background.spawn(finish_version(
+            layout,
+            events,
+            v,
+            AfterStop::Reject(reasons),
+            limits,
+        ));
     }
 
     async fn reject_version_now(&self, v: &Version, reasons: Vec<String>) {
         let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        finish_version(self.layout.clone(), self.wiring.events.clone(), v.clone(), AfterStop::Reject(reasons), limits).await;
+        finish_version(
+            self.layout.clone(),
+            self.wiring.events.clone(),
+            v.clone(),
+            AfterStop::Reject(reasons),
+            limits,
+        )
+        .await;
     }
 
     /// A build that is not newer than what runs: move the file aside with the reason.
@@ -532,7 +730,10 @@ impl Supervisor {
         if let Ok(Err(e)) = res {
             tracing::error!("cannot move the refused build aside: {e}");
         }
-        self.wiring.events.emit(Event::Rejected { version: d.name.version.to_string(), reasons });
+        self.wiring.events.emit(Event::Rejected {
+            version: d.name.version.to_string(),
+            reasons,
+        });
         self.collect_garbage_in_background();
     }
 
@@ -540,10 +741,17 @@ impl Supervisor {
         let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
         let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
         self.background.spawn(async move {
-            match tokio::task::spawn_blocking(move || archive::collect_garbage(&layout, max, min_free)).await {
+            match tokio::task::spawn_blocking(move || {
+                archive::collect_garbage(&layout, max, min_free)
+            })
+            .await
+            {
                 Ok(Ok(deleted)) => {
                     for d in deleted {
-                        events.emit(Event::ArchiveDeleted { zip: d.zip.display().to_string(), reason: d.reason });
+                        events.emit(Event::ArchiveDeleted {
+                            zip: d.zip.display().to_string(),
+                            reason: d.reason,
+                        });
                     }
                 }
                 Ok(Err(e)) => tracing::error!("archive cleanup failed: {e}"),
@@ -553,7 +761,10 @@ impl Supervisor {
     }
 
     async fn shutdown(mut self) {
-        let slots: Vec<Slot> = [self.running.take(), self.testing.take(), self.next.take()].into_iter().flatten().collect();
+        let slots: Vec<Slot> = [self.running.take(), self.testing.take(), self.next.take()]
+            .into_iter()
+            .flatten()
+            .collect();
         futures_join_all(slots.into_iter().map(|s| s.instance.stop())).await;
         self.background.close();
         self.background.wait().await;
@@ -567,7 +778,9 @@ enum Part {
     Next,
 }
 
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
     for h in handles {
         let _ = h.await;
@@ -580,11 +793,20 @@ fn write_reason(dir: &std::path::Path, v: &Version, reasons: &[String]) -> std::
         "reasons": reasons,
         "rejected_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
     });
-    std::fs::write(dir.join("reason.json"), serde_json::to_vec_pretty(&body).unwrap_or_default())
+    std::fs::write(
+        dir.join("reason.json"),
+        serde_json::to_vec_pretty(&body).unwrap_or_default(),
+    )
 }
 
 /// Archive or reject a version folder (blocking work on a blocking thread), then collect garbage.
-async fn finish_version(layout: Layout, events: Events, v: Version, after: AfterStop, limits: (u64, u64)) {
+async fn finish_version(
+    layout: Layout,
+    events: Events,
+    v: Version,
+    after: AfterStop,
+    limits: (u64, u64),
+) {
     let reasons = match &after {
         AfterStop::Keep => return,
         AfterStop::Archive => None,
@@ -593,37 +815,51 @@ async fn finish_version(layout: Layout, events: Events, v: Version, after: After
     let l = layout.clone();
     let v2 = v.clone();
     let r2 = reasons.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<(Option<std::path::PathBuf>, Vec<archive::Deleted>), String> {
-        let zip = match r2 {
-            None => Some(archive::archive_version(&l, &v2).map_err(|e| e.to_string())?),
-            Some(reasons) => {
-                let dir = l.version_dir(&v2);
-                let dest = l.rejected_dir().join(l.version_name(&v2));
-                std::fs::create_dir_all(l.rejected_dir()).map_err(|e| e.to_string())?;
-                let _ = std::fs::remove_dir_all(&dest);
-                if dir.exists() {
-                    std::fs::rename(&dir, &dest).map_err(|e| format!("cannot move {} to {}: {e}", dir.display(), dest.display()))?;
-                } else {
-                    std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
+    let res = tokio::task::spawn_blocking(
+        move || -> Result<(Option<std::path::PathBuf>, Vec<archive::Deleted>), String> {
+            let zip = match r2 {
+                None => Some(archive::archive_version(&l, &v2).map_err(|e| e.to_string())?),
+                Some(reasons) => {
+                    let dir = l.version_dir(&v2);
+                    let dest = l.rejected_dir().join(l.version_name(&v2));
+                    std::fs::create_dir_all(l.rejected_dir()).map_err(|e| e.to_string())?;
+                    let _ = std::fs::remove_dir_all(&dest);
+                    if dir.exists() {
+                        std::fs::rename(&dir, &dest).map_err(|e| {
+                            format!("cannot move {} to {}: {e}", dir.display(), dest.display())
+                        })?;
+                    } else {
+                        std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
+                    }
+                    write_reason(&dest, &v2, &reasons).map_err(|e| e.to_string())?;
+                    None
                 }
-                write_reason(&dest, &v2, &reasons).map_err(|e| e.to_string())?;
-                None
-            }
-        };
-        let deleted = archive::collect_garbage(&l, limits.0, limits.1).map_err(|e| e.to_string())?;
-        Ok((zip, deleted))
-    })
+            };
+            let deleted =
+                archive::collect_garbage(&l, limits.0, limits.1).map_err(|e| e.to_string())?;
+            Ok((zip, deleted))
+        },
+    )
     .await;
     match res {
         Ok(Ok((zip, deleted))) => {
             if let Some(zip) = zip {
-                events.emit(Event::Archived { version: v.to_string(), zip: zip.display().to_string() });
+                events.emit(Event::Archived {
+                    version: v.to_string(),
+                    zip: zip.display().to_string(),
+                });
             }
             if let Some(reasons) = reasons {
-                events.emit(Event::Rejected { version: v.to_string(), reasons });
+                events.emit(Event::Rejected {
+                    version: v.to_string(),
+                    reasons,
+                });
             }
             for d in deleted {
-                events.emit(Event::ArchiveDeleted { zip: d.zip.display().to_string(), reason: d.reason });
+                events.emit(Event::ArchiveDeleted {
+                    zip: d.zip.display().to_string(),
+                    reason: d.reason,
+                });
             }
         }
         Ok(Err(e)) => tracing::error!("cannot file away version {v}: {e}"),

@@ -46,11 +46,17 @@ pub async fn run(
         // Never block inotify's thread: one pending poke is enough to trigger a rescan.
         let _ = poke_tx.try_send(());
     })
-    .and_then(|mut w| w.watch(&base, notify::RecursiveMode::NonRecursive).map(|()| w));
+    .and_then(|mut w| {
+        w.watch(&base, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
     let watcher = match watcher {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!("cannot watch {} ({e}); rescanning every {RESCAN_EVERY:?} instead", base.display());
+            tracing::warn!(
+                "cannot watch {} ({e}); rescanning every {RESCAN_EVERY:?} instead",
+                base.display()
+            );
             None
         }
     };
@@ -65,7 +71,14 @@ pub async fn run(
             _ = tick.tick() => {}
             Some(()) = poke_rx.recv() => {}
         }
-        for d in scan(&base, &identifier, &ignore, settle, &mut candidates, &mut logged) {
+        for d in scan(
+            &base,
+            &identifier,
+            &ignore,
+            settle,
+            &mut candidates,
+            &mut logged,
+        ) {
             if tx.send(d).await.is_err() {
                 return;
             }
@@ -83,15 +96,21 @@ fn scan(
     logged: &mut HashSet<String>,
 ) -> Vec<Dropped> {
     let mut ready = Vec::new();
-    let Ok(entries) = std::fs::read_dir(base) else { return ready };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return ready;
+    };
     let mut seen = HashSet::new();
     for entry in entries.filter_map(|e| e.ok()) {
-        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
         if !meta.is_file() {
             continue;
         }
-        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else { continue };
-        if ignore.iter().any(|i| *i == file_name) {
+        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if ignore.contains(&file_name) {
             continue;
         }
         let name = match parse_name(&file_name, identifier) {
@@ -108,9 +127,19 @@ fn scan(
         seen.insert(path.clone());
         let (len, mtime) = (meta.len(), meta.modified().ok());
         let now = Instant::now();
-        let c = candidates.entry(path.clone()).or_insert(Candidate { len, mtime, since: now, reported: false });
+        let c = candidates.entry(path.clone()).or_insert(Candidate {
+            len,
+            mtime,
+            since: now,
+            reported: false,
+        });
         if c.len != len || c.mtime != mtime {
-            *c = Candidate { len, mtime, since: now, reported: false };
+            *c = Candidate {
+                len,
+                mtime,
+                since: now,
+                reported: false,
+            };
             continue;
         }
         if c.reported || now.duration_since(c.since) < settle {
@@ -131,19 +160,30 @@ fn scan(
 /// Whether any process we can see holds `path` open for writing (a `cp` still copying, or a
 /// writer that paused). Processes we may not inspect are skipped: the settle time still holds.
 fn open_for_writing(path: &Path) -> bool {
-    let Ok(target) = std::fs::canonicalize(path) else { return false };
-    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     for p in procs.filter_map(|e| e.ok()) {
         let pid = p.file_name();
-        if !pid.to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())) {
+        if !pid
+            .to_str()
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.filter_map(|e| e.ok()) {
             if std::fs::read_link(fd.path()).is_ok_and(|l| l == target) {
                 let info = p.path().join("fdinfo").join(fd.file_name());
                 let flags = std::fs::read_to_string(info).ok().and_then(|t| {
-                    t.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
                 });
                 // O_WRONLY = 1, O_RDWR = 2; unknown flags count as writing, to be safe.
                 if flags.is_none_or(|f| f & 0o3 != 0) {

@@ -23,7 +23,10 @@ fn vili_env_is_accepted_unchanged() {
     u.addr = std::net::SocketAddr::from(([127, 0, 0, 1], base.listen.port()));
     let (status, body) = u.get("/");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("app-<version>"), "503 says what to do: {body}");
+    assert!(
+        body.contains("app-<version>"),
+        "503 says what to do: {body}"
+    );
     u.stop();
 }
 
@@ -41,16 +44,31 @@ fn bad_values_fail_at_start_naming_key_and_value() {
     for (key, value) in cases {
         let base = Base::new("bad-env");
         base.write_env(&format!("{key}={value}"));
-        let out = Command::new(BIN).args(["run", "--base"]).arg(&base.path).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["run", "--base"])
+            .arg(&base.path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{key}={value} should fail: {err}");
-        assert!(err.contains(&key.to_ascii_uppercase()) && err.contains(value), "{key}={value}: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{key}={value} should fail: {err}"
+        );
+        assert!(
+            err.contains(&key.to_ascii_uppercase()) && err.contains(value),
+            "{key}={value}: {err}"
+        );
         assert!(err.contains("expected"), "says what is expected: {err}");
     }
     // A missing identifier is named too.
     let base = Base::new("no-identifier");
     std::fs::write(base.path.join(".env"), "LISTEN=127.0.0.1:0\n").unwrap();
-    let out = Command::new(BIN).args(["run", "--base"]).arg(&base.path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--base"])
+        .arg(&base.path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("IDENTIFIER"));
 }
@@ -68,7 +86,11 @@ fn env_and_cli_override_the_file() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("understudy on the CLI address", Duration::from_secs(10), || http(addr, "GET", "/").ok());
+    wait_until(
+        "understudy on the CLI address",
+        Duration::from_secs(10),
+        || http(addr, "GET", "/").ok(),
+    );
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

@@ -14,28 +14,41 @@ fn drop_v1_serves_drop_v2_is_mirrored_gets_only() {
 
     // v1 arrives by cp (written in place).
     base.copy_fixture("1.0.0", "");
-    let body = wait_until("v1 to serve", Duration::from_secs(10), || match u.get("/hello") {
-        (200, b) => Some(b),
-        _ => None,
+    let body = wait_until("v1 to serve", Duration::from_secs(10), || {
+        match u.get("/hello") {
+            (200, b) => Some(b),
+            _ => None,
+        }
     });
     assert!(body.contains("hello from 1.0.0"), "{body}");
     assert!(base.path.join("app-1.0.0/1/stdout").is_file());
     assert!(base.path.join("app-1.0.0/1/logs/json").is_dir());
-    assert_eq!(base.link("running").unwrap(), std::path::PathBuf::from("app-1.0.0/1"));
+    assert_eq!(
+        base.link("running").unwrap(),
+        std::path::PathBuf::from("app-1.0.0/1")
+    );
 
     // v2 arrives by an atomic mv.
     base.drop_fixture("1.1.0", "");
-    wait_until("testing to be ready", Duration::from_secs(10), || base.fixture_stats("testing"));
+    wait_until("testing to be ready", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
     let (_, testing_pid) = base.instance_info("testing").unwrap();
     let (_, running_pid) = base.instance_info("running").unwrap();
-    assert!(pid_alive(testing_pid) && pid_alive(running_pid), "symlinks point at live instances");
+    assert!(
+        pid_alive(testing_pid) && pid_alive(running_pid),
+        "symlinks point at live instances"
+    );
 
     let stdout = base.path.join("running/stdout");
     let before = std::fs::metadata(&stdout).unwrap().len();
     for i in 0..20 {
         let (status, body) = u.get(&format!("/items/{i}"));
         assert_eq!(status, 200);
-        assert!(body.contains("hello from 1.0.0"), "users get running's answer: {body}");
+        assert!(
+            body.contains("hello from 1.0.0"),
+            "users get running's answer: {body}"
+        );
     }
     for _ in 0..5 {
         let (status, body) = http(u.addr, "POST", "/items").unwrap();
@@ -44,15 +57,26 @@ fn drop_v1_serves_drop_v2_is_mirrored_gets_only() {
     }
     // A last GET is a barrier: once it is mirrored, every earlier copy has been sent.
     u.get("/barrier");
-    let stats = wait_until("21 mirrored GETs at testing", Duration::from_secs(10), || {
-        base.fixture_stats("testing").filter(|s| s["mirrored"] == 21)
-    });
-    assert_eq!(stats["requests"], 21, "POSTs are not mirrored by default: {stats}");
+    let stats = wait_until(
+        "21 mirrored GETs at testing",
+        Duration::from_secs(10),
+        || {
+            base.fixture_stats("testing")
+                .filter(|s| s["mirrored"] == 21)
+        },
+    );
+    assert_eq!(
+        stats["requests"], 21,
+        "POSTs are not mirrored by default: {stats}"
+    );
     assert_eq!(stats["version"], "1.1.0");
     let after = std::fs::metadata(&stdout).unwrap().len();
     assert!(after > before, "running/stdout grows ({before} → {after})");
     let json_log = std::fs::read_to_string(base.path.join("testing/logs/json/app.log")).unwrap();
-    assert!(json_log.contains("\"mirror\":true"), "mirrored copies carry X-Understudy-Mirror");
+    assert!(
+        json_log.contains("\"mirror\":true"),
+        "mirrored copies carry X-Understudy-Mirror"
+    );
 
     u.stop();
 }
@@ -63,24 +87,39 @@ fn hung_testing_does_not_slow_users() {
     base.write_env("MIRROR_TIMEOUT=60s");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 to serve", Duration::from_secs(10), || (u.get("/").0 == 200).then_some(()));
+    wait_until("v1 to serve", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
 
     // The healthy case: a testing instance that answers at once.
     base.drop_fixture("1.1.0", "");
-    wait_until("healthy testing", Duration::from_secs(10), || base.fixture_stats("testing"));
+    wait_until("healthy testing", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
     p50(u.addr, "/warm", 50);
     let healthy = p50(u.addr, "/a", 300);
 
     // The hung case: a testing instance that answers after 30 s.
     base.drop_fixture("1.2.0", "--slow-ms 30000");
-    wait_until("hung testing to replace healthy", Duration::from_secs(10), || {
-        base.fixture_stats("testing").filter(|s| s["version"] == "1.2.0")
-    });
+    wait_until(
+        "hung testing to replace healthy",
+        Duration::from_secs(10),
+        || {
+            base.fixture_stats("testing")
+                .filter(|s| s["version"] == "1.2.0")
+        },
+    );
     let hung = p50(u.addr, "/a", 300);
     let stats = base.fixture_stats("testing").unwrap();
-    assert!(stats["requests"].as_u64().unwrap() > 0, "testing did receive copies: {stats}");
+    assert!(
+        stats["requests"].as_u64().unwrap() > 0,
+        "testing did receive copies: {stats}"
+    );
     eprintln!("p50 healthy {healthy:?}, hung {hung:?}");
-    assert!(hung <= healthy * 2, "user p50 with hung testing {hung:?} vs healthy {healthy:?}");
+    assert!(
+        hung <= healthy * 2,
+        "user p50 with hung testing {hung:?} vs healthy {healthy:?}"
+    );
     u.stop();
 }
 
@@ -105,10 +144,14 @@ fn half_written_build_waits_until_complete() {
     }
     f.write_all(rest.as_bytes()).unwrap();
     drop(f);
-    let body = wait_until("the completed build to serve", Duration::from_secs(10), || match u.get("/") {
-        (200, b) => Some(b),
-        _ => None,
-    });
+    let body = wait_until(
+        "the completed build to serve",
+        Duration::from_secs(10),
+        || match u.get("/") {
+            (200, b) => Some(b),
+            _ => None,
+        },
+    );
     assert!(body.contains("1.0.0"));
     u.stop();
 }
@@ -123,33 +166,58 @@ fn zip_bundle_is_unpacked_and_started() {
         let mut z = zip::ZipWriter::new(std::fs::File::create(&tmp).unwrap());
         let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
         z.start_file("app", opts).unwrap();
-        z.write_all(Base::fixture_script("2.0.0", "").as_bytes()).unwrap();
+        z.write_all(Base::fixture_script("2.0.0", "").as_bytes())
+            .unwrap();
         z.start_file("README.txt", opts).unwrap();
         z.write_all(b"docs").unwrap();
         z.finish().unwrap();
     }
     std::fs::rename(&tmp, base.path.join("app-2.0.0.zip")).unwrap();
-    let body = wait_until("the bundle to serve", Duration::from_secs(10), || match u.get("/") {
-        (200, b) => Some(b),
-        _ => None,
+    let body = wait_until("the bundle to serve", Duration::from_secs(10), || {
+        match u.get("/") {
+            (200, b) => Some(b),
+            _ => None,
+        }
     });
     assert!(body.contains("2.0.0"), "{body}");
-    assert!(base.path.join("app-2.0.0/app-2.0.0.zip").is_file(), "the bundle itself is kept");
+    assert!(
+        base.path.join("app-2.0.0/app-2.0.0.zip").is_file(),
+        "the bundle itself is kept"
+    );
     u.stop();
 }
 
 #[test]
 fn jar_builds_run_with_properties_or_system_property() {
-    if std::process::Command::new("javac").arg("-version").output().is_err() {
-        panic!("javac is needed for the jar test (Java 17 is on every machine this project targets)");
+    if std::process::Command::new("javac")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        panic!(
+            "javac is needed for the jar test (Java 17 is on every machine this project targets)"
+        );
     }
     let work = Base::new("java-build");
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/java/Hello.java");
     let classes = work.path.join("classes");
-    let ok = std::process::Command::new("javac").arg("-d").arg(&classes).arg(&src).status().unwrap();
+    let ok = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(ok.success(), "javac failed");
     let jar = work.path.join("hello.jar");
-    let ok = std::process::Command::new("jar").arg("cfe").arg(&jar).arg("Hello").arg("-C").arg(&classes).arg(".").status().unwrap();
+    let ok = std::process::Command::new("jar")
+        .arg("cfe")
+        .arg(&jar)
+        .arg("Hello")
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(ok.success(), "jar failed");
 
     // Without a properties file the port arrives as -Dserver.port, as Vili does it.
@@ -158,26 +226,42 @@ fn jar_builds_run_with_properties_or_system_property() {
     let mut u = Understudy::start(&base);
     std::fs::copy(&jar, base.path.join(".app.tmp")).unwrap();
     std::fs::rename(base.path.join(".app.tmp"), base.path.join("app-1.0.0.jar")).unwrap();
-    let body = wait_until("the jar to serve", Duration::from_secs(30), || match u.get("/x") {
-        (200, b) => Some(b),
-        _ => None,
+    let body = wait_until("the jar to serve", Duration::from_secs(30), || {
+        match u.get("/x") {
+            (200, b) => Some(b),
+            _ => None,
+        }
     });
-    assert!(body.contains("hello from java, port from system-property"), "{body}");
+    assert!(
+        body.contains("hello from java, port from system-property"),
+        "{body}"
+    );
     u.stop();
 
     // With one, the instance gets a copy with the port key rewritten.
     let base = Base::new("jar-properties");
-    base.write_env("READY_TIMEOUT=30s\nPROPERTIES_FILE_NAME=application.properties\nPORT_KEY=server.port");
-    std::fs::write(base.path.join("application.properties"), "greeting=hi\nserver.port=1\n").unwrap();
+    base.write_env(
+        "READY_TIMEOUT=30s\nPROPERTIES_FILE_NAME=application.properties\nPORT_KEY=server.port",
+    );
+    std::fs::write(
+        base.path.join("application.properties"),
+        "greeting=hi\nserver.port=1\n",
+    )
+    .unwrap();
     let mut u = Understudy::start(&base);
     std::fs::copy(&jar, base.path.join("app-1.0.0.jar")).unwrap();
-    let body = wait_until("the jar to serve", Duration::from_secs(30), || match u.get("/x") {
-        (200, b) => Some(b),
-        _ => None,
+    let body = wait_until("the jar to serve", Duration::from_secs(30), || {
+        match u.get("/x") {
+            (200, b) => Some(b),
+            _ => None,
+        }
     });
     assert!(body.contains("port from properties"), "{body}");
     let (port, _) = base.instance_info("running").unwrap();
     let props = std::fs::read_to_string(base.path.join("running/application.properties")).unwrap();
-    assert!(props.contains(&format!("server.port={port}")) && props.contains("greeting=hi"), "{props}");
+    assert!(
+        props.contains(&format!("server.port={port}")) && props.contains("greeting=hi"),
+        "{props}"
+    );
     u.stop();
 }

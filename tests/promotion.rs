@@ -13,7 +13,11 @@ use crate::support::*;
 const FAST: &str = "STABLE_WINDOW=2s\nMIN_MIRRORED=30\nEVALUATE_EVERY=250ms";
 
 /// Send GETs without pause from `threads` clients until `stop`; returns each client's answers.
-fn steady_traffic(addr: std::net::SocketAddr, threads: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<(u16, String)>>> {
+fn steady_traffic(
+    addr: std::net::SocketAddr,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<(u16, String)>>> {
     (0..threads)
         .map(|t| {
             let stop = stop.clone();
@@ -36,13 +40,21 @@ fn start_with_v1(name: &str, extra: &str) -> (Base, Understudy) {
     base.write_env(&format!("{FAST}\n{extra}"));
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 to serve", Duration::from_secs(10), || (u.get("/").0 == 200).then_some(()));
+    wait_until("v1 to serve", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
     (base, u)
 }
 
 fn reason(base: &Base, version: &str) -> String {
-    let path = base.path.join(format!("rejected/app-{version}/reason.json"));
-    wait_until(&format!("{} to appear", path.display()), Duration::from_secs(20), || std::fs::read_to_string(&path).ok())
+    let path = base
+        .path
+        .join(format!("rejected/app-{version}/reason.json"));
+    wait_until(
+        &format!("{} to appear", path.display()),
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&path).ok(),
+    )
 }
 
 #[test]
@@ -51,11 +63,17 @@ fn healthy_build_is_promoted_with_zero_failed_requests() {
     let stop = Arc::new(AtomicBool::new(false));
     let clients = steady_traffic(u.addr, 4, stop.clone());
     base.drop_fixture("1.1.0", "");
-    wait_until("promotion to 1.1.0", Duration::from_secs(30), || (base.version_of("running")? == "app-1.1.0").then_some(()));
-    wait_until("a v2 answer", Duration::from_secs(5), || u.get("/").1.contains("1.1.0").then_some(()));
+    wait_until("promotion to 1.1.0", Duration::from_secs(30), || {
+        (base.version_of("running")? == "app-1.1.0").then_some(())
+    });
+    wait_until("a v2 answer", Duration::from_secs(5), || {
+        u.get("/").1.contains("1.1.0").then_some(())
+    });
     // Keep the load on through draining and the old instance's stop.
     let zip = base.path.join("archive/app-1.0.0.zip");
-    wait_until("v1 archived", Duration::from_secs(20), || zip.is_file().then_some(()));
+    wait_until("v1 archived", Duration::from_secs(20), || {
+        zip.is_file().then_some(())
+    });
     stop.store(true, Ordering::Relaxed);
 
     let mut total = 0;
@@ -63,25 +81,55 @@ fn healthy_build_is_promoted_with_zero_failed_requests() {
         let answers = c.join().unwrap();
         total += answers.len();
         let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
-        assert!(failed.is_empty(), "{} of {} requests failed: {:?}", failed.len(), answers.len(), &failed[..failed.len().min(3)]);
-        let first_v2 = answers.iter().position(|(_, b)| b.contains("1.1.0")).expect("every client saw v2");
-        assert!(answers[first_v2..].iter().all(|(_, b)| b.contains("1.1.0")), "after the switch every answer is v2's");
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            answers.len(),
+            &failed[..failed.len().min(3)]
+        );
+        let first_v2 = answers
+            .iter()
+            .position(|(_, b)| b.contains("1.1.0"))
+            .expect("every client saw v2");
+        assert!(
+            answers[first_v2..].iter().all(|(_, b)| b.contains("1.1.0")),
+            "after the switch every answer is v2's"
+        );
     }
     assert!(total > 100, "steady traffic ({total} requests)");
 
     // The old version's folder is a zip with its logs inside.
-    assert!(!base.path.join("app-1.0.0").exists(), "the archived folder is gone");
+    assert!(
+        !base.path.join("app-1.0.0").exists(),
+        "the archived folder is gone"
+    );
     let mut a = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
     let mut log = String::new();
-    a.by_name("app-1.0.0/1/logs/json/app.log").unwrap().read_to_string(&mut log).unwrap();
+    a.by_name("app-1.0.0/1/logs/json/app.log")
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(log.contains("\"version\":\"1.0.0\""), "{log:.200}");
-    assert!(a.by_name("app-1.0.0/app-1.0.0").is_ok(), "the artifact is archived");
-    assert!(base.link("testing").is_none(), "no testing link after promotion");
+    assert!(
+        a.by_name("app-1.0.0/app-1.0.0").is_ok(),
+        "the artifact is archived"
+    );
+    assert!(
+        base.link("testing").is_none(),
+        "no testing link after promotion"
+    );
 
     // The score and its parts were logged at each evaluation.
     let log = u.log_text();
-    assert!(log.contains("\"event\":\"scored\"") && log.contains("5xx=") && log.contains("log_errors="), "score parts logged");
-    assert!(log.contains("too little traffic") || log.contains("stable for"), "waiting is explained");
+    assert!(
+        log.contains("\"event\":\"scored\"") && log.contains("5xx=") && log.contains("log_errors="),
+        "score parts logged"
+    );
+    assert!(
+        log.contains("too little traffic") || log.contains("stable for"),
+        "waiting is explained"
+    );
     u.stop();
 }
 
@@ -94,12 +142,24 @@ fn endpoint_that_404s_only_on_testing_is_rejected_and_named() {
     let r = reason(&base, "1.1.0");
     stop.store(true, Ordering::Relaxed);
     for c in clients {
-        assert!(c.join().unwrap().iter().all(|(s, b)| *s == 200 && b.contains("1.0.0")), "users only ever saw v1");
+        assert!(
+            c.join()
+                .unwrap()
+                .iter()
+                .all(|(s, b)| *s == 200 && b.contains("1.0.0")),
+            "users only ever saw v1"
+        );
     }
-    assert!(r.contains("endpoint regression") && r.contains("GET /api/items"), "{r}");
+    assert!(
+        r.contains("endpoint regression") && r.contains("GET /api/items"),
+        "{r}"
+    );
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     assert!(u.get("/api/items").1.contains("1.0.0"));
-    assert!(!base.path.join("app-1.1.0").exists(), "the rejected version moved aside");
+    assert!(
+        !base.path.join("app-1.1.0").exists(),
+        "the rejected version moved aside"
+    );
     u.stop();
 }
 
@@ -136,7 +196,10 @@ fn build_that_crashes_at_start_is_rejected_with_its_stderr() {
     let (base, mut u) = start_with_v1("reject-crash", "");
     base.drop_fixture("1.1.0", "--crash-at-start");
     let r = reason(&base, "1.1.0");
-    assert!(r.contains("fatal: cannot load configuration"), "stderr tail in the reason: {r}");
+    assert!(
+        r.contains("fatal: cannot load configuration"),
+        "stderr tail in the reason: {r}"
+    );
     assert_eq!(u.get("/").0, 200);
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     u.stop();
@@ -157,20 +220,34 @@ fn newer_build_replaces_testing_and_the_old_one_is_archived() {
     // A long window: nothing is promoted while this test runs.
     let (base, mut u) = start_with_v1("replace-testing", "STABLE_WINDOW=10m");
     base.drop_fixture("1.1.0", "");
-    wait_until("v2 testing", Duration::from_secs(10), || (base.version_of("testing")? == "app-1.1.0").then_some(()));
+    wait_until("v2 testing", Duration::from_secs(10), || {
+        (base.version_of("testing")? == "app-1.1.0").then_some(())
+    });
     base.drop_fixture("1.2.0", "");
-    wait_until("v3 testing", Duration::from_secs(10), || base.fixture_stats("testing").filter(|s| s["version"] == "1.2.0"));
-    wait_until("v2 archived", Duration::from_secs(10), || base.path.join("archive/app-1.1.0.zip").is_file().then_some(()));
+    wait_until("v3 testing", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+            .filter(|s| s["version"] == "1.2.0")
+    });
+    wait_until("v2 archived", Duration::from_secs(10), || {
+        base.path
+            .join("archive/app-1.1.0.zip")
+            .is_file()
+            .then_some(())
+    });
     assert!(!base.path.join("app-1.1.0").exists());
     for _ in 0..5 {
         assert!(u.get("/x").1.contains("1.0.0"));
     }
-    wait_until("v3 gets the copies", Duration::from_secs(5), || base.fixture_stats("testing").filter(|s| s["mirrored"] == 5));
+    wait_until("v3 gets the copies", Duration::from_secs(5), || {
+        base.fixture_stats("testing").filter(|s| s["mirrored"] == 5)
+    });
 
     // Older than or equal to running: refused, with a reason.
     base.drop_fixture("0.9.0", "");
     let refused = base.path.join("rejected/app-0.9.0.refused/reason.json");
-    let r = wait_until("0.9.0 refused", Duration::from_secs(10), || std::fs::read_to_string(&refused).ok());
+    let r = wait_until("0.9.0 refused", Duration::from_secs(10), || {
+        std::fs::read_to_string(&refused).ok()
+    });
     assert!(r.contains("not newer than running 1.0.0"), "{r}");
     u.stop();
 }
@@ -179,7 +256,8 @@ fn fake_archive(dir: &Path, name: &str, age_secs: u64) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
     let f = std::fs::File::options().write(true).open(&p).unwrap();
-    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(age_secs)).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(age_secs))
+        .unwrap();
     p
 }
 
@@ -195,14 +273,29 @@ fn archives_over_the_size_budget_go_oldest_first() {
     base.write_env(&format!("{FAST}\nMAX_BASE_SIZE=2500KiB"));
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 to serve", Duration::from_secs(10), || (u.get("/").0 == 200).then_some(()));
+    wait_until("v1 to serve", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
     base.drop_fixture("1.1.0", "");
-    wait_until("v2 testing", Duration::from_secs(10), || base.fixture_stats("testing"));
+    wait_until("v2 testing", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
     // A refused build triggers collection too; so does every archive.
     base.drop_fixture("0.5.0", "");
-    wait_until("the oldest archive deleted", Duration::from_secs(10), || (!oldest.exists()).then_some(()));
-    assert!(middle.exists() && newest.exists(), "only as many as needed go, oldest first");
-    assert!(base.path.join("app-1.0.0/1/stdout").is_file() && base.path.join("app-1.1.0/1/stdout").is_file(), "live versions untouched");
+    wait_until(
+        "the oldest archive deleted",
+        Duration::from_secs(10),
+        || (!oldest.exists()).then_some(()),
+    );
+    assert!(
+        middle.exists() && newest.exists(),
+        "only as many as needed go, oldest first"
+    );
+    assert!(
+        base.path.join("app-1.0.0/1/stdout").is_file()
+            && base.path.join("app-1.1.0/1/stdout").is_file(),
+        "live versions untouched"
+    );
     assert_eq!(u.get("/").0, 200);
     assert!(u.log_text().contains("archive_deleted"));
     u.stop();

@@ -47,9 +47,20 @@ pub struct MirrorQueue {
 
 impl MirrorQueue {
     /// A queue of `capacity` copies for `methods`, with bodies up to `max_body` bytes.
-    pub fn new(capacity: usize, methods: Vec<Method>, max_body: u64) -> (MirrorQueue, mpsc::Receiver<MirrorJob>) {
+    pub fn new(
+        capacity: usize,
+        methods: Vec<Method>,
+        max_body: u64,
+    ) -> (MirrorQueue, mpsc::Receiver<MirrorJob>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (MirrorQueue { tx, methods: methods.into(), max_body }, rx)
+        (
+            MirrorQueue {
+                tx,
+                methods: methods.into(),
+                max_body,
+            },
+            rx,
+        )
     }
 
     /// Whether requests with this method are copied.
@@ -110,13 +121,17 @@ async fn send_copy(client: &super::UpstreamClient, job: MirrorJob, timeout: Dura
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(http::uri::Scheme::HTTP);
     uri.authority = Some(job.target.authority.clone());
-    uri.path_and_query = job.path_and_query.clone().or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+    uri.path_and_query = job
+        .path_and_query
+        .clone()
+        .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
     let uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
     let mut req = Request::new(ProxyBody::Full(Some(job.body)));
     *req.method_mut() = job.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = job.headers;
-    req.headers_mut().insert(&MIRROR_HEADER, HeaderValue::from_static("1"));
+    req.headers_mut()
+        .insert(&MIRROR_HEADER, HeaderValue::from_static("1"));
 
     let started = Instant::now();
     let outcome = tokio::time::timeout(timeout, async {
@@ -139,7 +154,11 @@ async fn send_copy(client: &super::UpstreamClient, job: MirrorJob, timeout: Dura
     Pair {
         testing: job.target.id,
         method: job.method,
-        path: job.path_and_query.as_ref().map(|p| p.path().to_string()).unwrap_or_else(|| "/".to_string()),
+        path: job
+            .path_and_query
+            .as_ref()
+            .map(|p| p.path().to_string())
+            .unwrap_or_else(|| "/".to_string()),
         running_status: job.running_status.as_u16(),
         running_latency: job.running_latency,
         testing_status,

@@ -30,17 +30,25 @@ pub enum Level {
 impl LevelRules {
     /// Rules with the configured plain-line regexes (validated at config load; empty means none).
     pub fn new(error: &str, warn: &str) -> LevelRules {
-        LevelRules { plain_error: Regex::new(error).ok().filter(|_| !error.is_empty()), plain_warn: Regex::new(warn).ok().filter(|_| !warn.is_empty()) }
+        LevelRules {
+            plain_error: Regex::new(error).ok().filter(|_| !error.is_empty()),
+            plain_warn: Regex::new(warn).ok().filter(|_| !warn.is_empty()),
+        }
     }
 
     /// Classify one line.
     pub fn classify(&self, line: &str) -> Level {
         let t = line.trim();
         if t.starts_with('{') {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(t) {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(t)
+            {
                 let level = ["level", "severity", "lvl", "log.level", "levelname"]
                     .iter()
-                    .find_map(|k| map.iter().find(|(mk, _)| mk.eq_ignore_ascii_case(k)).map(|(_, v)| v));
+                    .find_map(|k| {
+                        map.iter()
+                            .find(|(mk, _)| mk.eq_ignore_ascii_case(k))
+                            .map(|(_, v)| v)
+                    });
                 return match level {
                     Some(serde_json::Value::String(s)) => level_name(s),
                     Some(serde_json::Value::Number(n)) => match n.as_f64() {
@@ -64,7 +72,8 @@ impl LevelRules {
 
 fn level_name(s: &str) -> Level {
     match s.trim().to_ascii_lowercase().as_str() {
-        "error" | "err" | "fatal" | "critical" | "crit" | "panic" | "alert" | "emerg" | "emergency" | "severe" => Level::Error,
+        "error" | "err" | "fatal" | "critical" | "crit" | "panic" | "alert" | "emerg"
+        | "emergency" | "severe" => Level::Error,
         "warn" | "warning" => Level::Warn,
         _ => Level::Other,
     }
@@ -82,20 +91,35 @@ pub struct LogTail {
 impl LogTail {
     /// Count everything, including what was logged at startup.
     pub fn from_start(dir: PathBuf) -> LogTail {
-        LogTail { dir, offsets: HashMap::new(), errors: 0, warns: 0 }
+        LogTail {
+            dir,
+            offsets: HashMap::new(),
+            errors: 0,
+            warns: 0,
+        }
     }
 
     /// Count only lines appended from now on.
     pub fn from_now(dir: PathBuf) -> LogTail {
-        let offsets = log_files(&dir).into_iter().filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len()))).collect();
-        LogTail { dir, offsets, errors: 0, warns: 0 }
+        let offsets = log_files(&dir)
+            .into_iter()
+            .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len())))
+            .collect();
+        LogTail {
+            dir,
+            offsets,
+            errors: 0,
+            warns: 0,
+        }
     }
 
     /// Read what was appended and return the running totals (errors, warns).
     pub fn poll(&mut self, rules: &LevelRules) -> (u64, u64) {
         for path in log_files(&self.dir) {
             let off = self.offsets.get(&path).copied().unwrap_or(0);
-            let Some((consumed, text)) = read_complete_lines(&path, off) else { continue };
+            let Some((consumed, text)) = read_complete_lines(&path, off) else {
+                continue;
+            };
             for line in text.lines() {
                 match rules.classify(line) {
                     Level::Error => self.errors += 1,
@@ -113,7 +137,11 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.join("stderr")];
     for sub in [dir.join("logs"), dir.join("logs").join("json")] {
         if let Ok(rd) = std::fs::read_dir(&sub) {
-            out.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()));
+            out.extend(
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file()),
+            );
         }
     }
     out
@@ -128,7 +156,9 @@ fn read_complete_lines(path: &Path, off: u64) -> Option<(u64, String)> {
     }
     f.seek(SeekFrom::Start(off)).ok()?;
     let mut buf = Vec::new();
-    f.take((len - off).min(MAX_READ_PER_POLL)).read_to_end(&mut buf).ok()?;
+    f.take((len - off).min(MAX_READ_PER_POLL))
+        .read_to_end(&mut buf)
+        .ok()?;
     let end = buf.iter().rposition(|b| *b == b'\n')? + 1;
     buf.truncate(end);
     Some((end as u64, String::from_utf8_lossy(&buf).into_owned()))
@@ -143,7 +173,10 @@ mod tests {
         let r = LevelRules::new(r"(?i)\berror\b", r"(?i)\bwarn(ing)?\b");
         assert_eq!(r.classify(r#"{"level":"ERROR","msg":"x"}"#), Level::Error);
         assert_eq!(r.classify(r#"{"Severity":"warning"}"#), Level::Warn);
-        assert_eq!(r.classify(r#"{"lvl":"info","msg":"error in text"}"#), Level::Other);
+        assert_eq!(
+            r.classify(r#"{"lvl":"info","msg":"error in text"}"#),
+            Level::Other
+        );
         assert_eq!(r.classify(r#"{"level":50}"#), Level::Error);
         assert_eq!(r.classify(r#"{"level":40}"#), Level::Warn);
         assert_eq!(r.classify(r#"{"level":30}"#), Level::Other);
@@ -163,7 +196,8 @@ mod tests {
         let mut from_start = LogTail::from_start(dir.clone());
         use std::io::Write;
         let mut h = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
-        h.write_all(b"{\"level\":\"warn\"}\n{\"level\":\"error\"").unwrap();
+        h.write_all(b"{\"level\":\"warn\"}\n{\"level\":\"error\"")
+            .unwrap();
         assert_eq!(from_now.poll(&rules), (0, 1));
         assert_eq!(from_start.poll(&rules), (1, 1));
         h.write_all(b"}\n").unwrap();

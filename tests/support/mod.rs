@@ -24,12 +24,17 @@ pub struct Base {
 
 impl Base {
     pub fn new(name: &str) -> Base {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         let n = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
         let start = 43000 + (std::process::id() as u16 % 50) * 200 + n * 20;
-        Base { path: std::fs::canonicalize(&path).unwrap(), listen: free_addr(), port_range: (start, start + 19) }
+        Base {
+            path: std::fs::canonicalize(&path).unwrap(),
+            listen: free_addr(),
+            port_range: (start, start + 19),
+        }
     }
 
     /// `.env` with the basics plus `extra` lines.
@@ -55,7 +60,11 @@ impl Base {
 
     /// Drop a fixture build the way `cp` does: written in place.
     pub fn copy_fixture(&self, version: &str, faults: &str) {
-        std::fs::write(self.path.join(format!("app-{version}")), Self::fixture_script(version, faults)).unwrap();
+        std::fs::write(
+            self.path.join(format!("app-{version}")),
+            Self::fixture_script(version, faults),
+        )
+        .unwrap();
     }
 
     pub fn link(&self, role: &str) -> Option<PathBuf> {
@@ -64,7 +73,11 @@ impl Base {
 
     /// The version folder name a role's symlink points into (`app-1.0.0`), if any.
     pub fn version_of(&self, role: &str) -> Option<String> {
-        self.link(role).and_then(|l| l.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()))
+        self.link(role).and_then(|l| {
+            l.components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        })
     }
 
     /// Port and pid of the instance a role's symlink points at.
@@ -77,8 +90,15 @@ impl Base {
     /// A fixture's own request counters, asked directly (not through the proxy).
     pub fn fixture_stats(&self, role: &str) -> Option<serde_json::Value> {
         let (port, _) = self.instance_info(role)?;
-        let (status, body) = http(SocketAddr::from(([127, 0, 0, 1], port)), "GET", "/__fixture/stats").ok()?;
-        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+        let (status, body) = http(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "GET",
+            "/__fixture/stats",
+        )
+        .ok()?;
+        (status == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
     }
 }
 
@@ -91,7 +111,10 @@ impl Drop for Base {
 
 /// A loopback address nobody listens on right now.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// The real understudy binary, supervising a base dir.
@@ -104,7 +127,10 @@ pub struct Understudy {
 
 impl Understudy {
     pub fn start(base: &Base) -> Understudy {
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", base.path.file_name().unwrap().to_string_lossy()));
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{}.log",
+            base.path.file_name().unwrap().to_string_lossy()
+        ));
         let child = Command::new(BIN)
             .args(["run", "--base"])
             .arg(&base.path)
@@ -113,8 +139,15 @@ impl Understudy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let u = Understudy { child: Some(child), addr: base.listen, log, base: base.path.clone() };
-        wait_until("understudy to listen", Duration::from_secs(10), || TcpStream::connect(u.addr).ok().map(|_| ()));
+        let u = Understudy {
+            child: Some(child),
+            addr: base.listen,
+            log,
+            base: base.path.clone(),
+        };
+        wait_until("understudy to listen", Duration::from_secs(10), || {
+            TcpStream::connect(u.addr).ok().map(|_| ())
+        });
         u
     }
 
@@ -128,14 +161,20 @@ impl Understudy {
 
     /// SIGTERM, wait for exit, then check that no process is left in the base dir.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "understudy exited with {status}; log:\n{}", self.log_text());
+                assert!(
+                    status.success(),
+                    "understudy exited with {status}; log:\n{}",
+                    self.log_text()
+                );
                 break;
             }
             if Instant::now() > deadline {
@@ -146,7 +185,10 @@ impl Understudy {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = processes_under(&self.base);
-        assert!(left.is_empty(), "processes left behind after understudy stopped: {left:?}");
+        assert!(
+            left.is_empty(),
+            "processes left behind after understudy stopped: {left:?}"
+        );
     }
 }
 
@@ -183,8 +225,15 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16,
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -192,10 +241,16 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16,
 pub fn processes_under(dir: &Path) -> Vec<(i32, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else {
+            continue;
+        };
         if cwd.starts_with(dir) {
-            let cmd = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
+            let cmd = std::fs::read_to_string(e.path().join("cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
             // A zombie has no cwd link; one we can still read is alive.
             out.push((pid, cmd));
         }
