@@ -342,36 +342,22 @@ impl Supervisor {
         match (part, e.kind) {
             (_, InstanceEventKind::Stopped) => {}
             (Part::Running, InstanceEventKind::Ready) => {
-                let up = ready_slot(
-                    &self.cfg,
-                    &self.layout,
-                    &self.wiring.events,
-                    self.running.as_mut().expect("matched above"),
-                    Role::Running,
-                );
-                self.publish(|r| r.running = Some(up));
+                let mut slot = self.running.take().expect("matched above");
+                self.serve(&mut slot, Role::Running);
+                self.running = Some(slot);
                 self.restarts = 0;
                 self.start_pending();
             }
             (Part::Testing, InstanceEventKind::Ready) => {
-                let up = ready_slot(
-                    &self.cfg,
-                    &self.layout,
-                    &self.wiring.events,
-                    self.testing.as_mut().expect("matched above"),
-                    Role::Testing,
-                );
-                let testing_dir = self
-                    .testing
-                    .as_ref()
-                    .map(|t| t.instance.dir.clone())
-                    .unwrap_or_default();
+                let mut slot = self.testing.take().expect("matched above");
+                self.serve(&mut slot, Role::Testing);
+                let testing_dir = slot.instance.dir.clone();
+                self.testing = Some(slot);
                 let running_dir = self
                     .running
                     .as_ref()
                     .map(|r| r.instance.dir.clone())
                     .unwrap_or_default();
-                self.publish(|r| r.testing = Some(up));
                 let _ = self.wiring.scorer.send(ScorerControl::Watch {
                     testing: id,
                     testing_dir,
@@ -440,46 +426,35 @@ impl Supervisor {
         }
     }
 
-    /// Mark a slot ready: its symlink now points at it, and it gets an upstream.
-    fn ready(&self, slot: &mut Slot, role: Role) -> Arc<Upstream> {
-        ready_slot(&self.cfg, &self.layout, &self.wiring.events, slot, role)
-    }
-}
-
-/// Mark a slot ready: its symlink now points at it, and it gets an upstream.
-fn ready_slot(
-    cfg: &Config,
-    layout: &Layout,
-    events: &Events,
-    slot: &mut Slot,
-    role: Role,
-) -> Arc<Upstream> {
-    {
+    /// Put a ready instance into service: route to it first, then point its symlink and announce
+    /// it, so whoever sees the symlink can rely on the route.
+    fn serve(&self, slot: &mut Slot, role: Role) {
         let up = Arc::new(Upstream::new(
             slot.id(),
             slot.version().clone(),
-            &cfg.upstream_host,
+            &self.cfg.upstream_host,
             slot.instance.port,
         ));
         slot.upstream = Some(up.clone());
-        if let Err(e) = layout.point(role, &slot.instance.dir) {
+        self.publish(|r| match role {
+            Role::Running => r.running = Some(up),
+            Role::Testing => r.testing = Some(up),
+        });
+        if let Err(e) = self.layout.point(role, &slot.instance.dir) {
             tracing::error!(
                 "cannot point {} at {}: {e}",
-                layout.link(role).display(),
+                self.layout.link(role).display(),
                 slot.instance.dir.display()
             );
         }
-        events.emit(Event::Ready {
+        self.wiring.events.emit(Event::Ready {
             role: role.to_string(),
             version: slot.version().to_string(),
             number: slot.instance.number,
             port: slot.instance.port,
         });
-        up
     }
-}
 
-impl Supervisor {
     fn publish(&self, change: impl FnOnce(&mut Routes)) {
         self.wiring.routes.send_modify(|r| {
             let mut next = (**r).clone();
@@ -584,8 +559,7 @@ impl Supervisor {
     /// Promotion, step 2: the new instance is ready; swap routes atomically, drain and stop the old.
     fn finish_promotion(&mut self) {
         let mut next = self.next.take().expect("called for the next slot");
-        let up = self.ready(&mut next, Role::Running);
-        self.publish(|r| r.running = Some(up));
+        self.serve(&mut next, Role::Running);
         let old = self.running.replace(next);
         let to = self
             .running

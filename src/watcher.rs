@@ -42,7 +42,16 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let (poke_tx, mut poke_rx) = mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        // Opening or reading files (our own rescan opens the dir) is no news; a write that
+        // closes is. Anything else (create, modify, rename, remove) may be a build.
+        if let Ok(ev) = &res {
+            if matches!(ev.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write))
+            {
+                return;
+            }
+        }
         // Never block inotify's thread: one pending poke is enough to trigger a rescan.
         let _ = poke_tx.try_send(());
     })

@@ -5,4 +5,5 @@ mod support;
 
 mod config;
 mod core;
+mod faults;
 mod promotion;

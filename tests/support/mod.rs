@@ -155,6 +155,17 @@ impl Understudy {
         http(self.addr, "GET", path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("understudy is running").id()
+    }
+
+    /// SIGKILL understudy itself, as a crash or an OOM kill would.
+    pub fn kill_hard(&mut self) {
+        let mut c = self.child.take().expect("understudy is running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

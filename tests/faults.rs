@@ -1,0 +1,112 @@
+//! Faults: understudy killed hard, restarted, a running instance that dies, an idle understudy.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn killed_hard_it_leaves_no_orphans() {
+    let base = Base::new("kill-9");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    wait_until("testing ready", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
+    assert_eq!(
+        processes_under(&base.path).len(),
+        2,
+        "running and testing are up"
+    );
+    u.kill_hard();
+    wait_until(
+        "children gone after kill -9",
+        Duration::from_secs(5),
+        || processes_under(&base.path).is_empty().then_some(()),
+    );
+}
+
+#[test]
+fn restarted_it_resumes_running_and_testing() {
+    let base = Base::new("resume");
+    base.write_env("STABLE_WINDOW=10m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    wait_until("testing ready", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
+    u.stop();
+
+    let mut u = Understudy::start(&base);
+    wait_until("running resumed", Duration::from_secs(10), || {
+        u.get("/").1.contains("1.0.0").then_some(())
+    });
+    wait_until("testing resumed", Duration::from_secs(10), || {
+        (base.link("testing")? == std::path::Path::new("app-1.1.0/2")).then_some(())
+    });
+    assert_eq!(
+        base.link("running").unwrap(),
+        std::path::PathBuf::from("app-1.0.0/2"),
+        "a new instance folder per start"
+    );
+    wait_until("mirroring resumed", Duration::from_secs(5), || {
+        u.get("/again");
+        base.fixture_stats("testing")
+            .filter(|s| s["mirrored"].as_u64() > Some(0) && s["version"] == "1.1.0")
+    });
+    u.stop();
+}
+
+#[test]
+fn a_running_instance_that_dies_is_restarted() {
+    let base = Base::new("running-dies");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    wait_until("v1 serves", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
+    let (_, pid) = base.instance_info("running").unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    wait_until("a new running instance", Duration::from_secs(10), || {
+        (base.link("running")? == std::path::Path::new("app-1.0.0/2")).then_some(())
+    });
+    assert_eq!(u.get("/").0, 200);
+    u.stop();
+}
+
+#[test]
+fn idle_it_does_not_spin() {
+    let base = Base::new("idle");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    wait_until("testing ready", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
+    let before = cpu_ticks(u.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(u.pid()) - before;
+    // Clock ticks are 10 ms: an idle supervisor should stay far below 10% of a core.
+    assert!(
+        used < 20,
+        "understudy used {used} ticks of CPU in 2 s while idle"
+    );
+    u.stop();
+}
