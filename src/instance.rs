@@ -289,9 +289,9 @@ impl Instance {
             "command": command_line,
             "started_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         });
-        let _ = std::fs::write(
-            dir.join("instance.json"),
-            serde_json::to_vec_pretty(&info).unwrap_or_default(),
+        let _ = crate::layout::write_atomic(
+            &dir.join("instance.json"),
+            &serde_json::to_vec_pretty(&info).unwrap_or_default(),
         );
         tracing::info!(
             "started {} {} #{} (pid {pid}, port {port}): {command_line}",

@@ -767,9 +767,9 @@ fn write_reason(dir: &std::path::Path, v: &Version, reasons: &[String]) -> std::
         "reasons": reasons,
         "rejected_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
     });
-    std::fs::write(
-        dir.join("reason.json"),
-        serde_json::to_vec_pretty(&body).unwrap_or_default(),
+    write_atomic(
+        &dir.join("reason.json"),
+        &serde_json::to_vec_pretty(&body).unwrap_or_default(),
     )
 }
 

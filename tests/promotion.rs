@@ -71,9 +71,11 @@ fn healthy_build_is_promoted_with_zero_failed_requests() {
     });
     // Keep the load on through draining and the old instance's stop.
     let zip = base.path.join("archive/app-1.0.0.zip");
-    wait_until("v1 archived", Duration::from_secs(20), || {
-        zip.is_file().then_some(())
-    });
+    wait_until(
+        "v1 archived and its folder gone",
+        Duration::from_secs(20),
+        || (zip.is_file() && !base.path.join("app-1.0.0").exists()).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
 
     let mut total = 0;
@@ -100,10 +102,6 @@ fn healthy_build_is_promoted_with_zero_failed_requests() {
     assert!(total > 100, "steady traffic ({total} requests)");
 
     // The old version's folder is a zip with its logs inside.
-    assert!(
-        !base.path.join("app-1.0.0").exists(),
-        "the archived folder is gone"
-    );
     let mut a = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
     let mut log = String::new();
     a.by_name("app-1.0.0/1/logs/json/app.log")
@@ -228,13 +226,14 @@ fn newer_build_replaces_testing_and_the_old_one_is_archived() {
         base.fixture_stats("testing")
             .filter(|s| s["version"] == "1.2.0")
     });
-    wait_until("v2 archived", Duration::from_secs(10), || {
-        base.path
-            .join("archive/app-1.1.0.zip")
-            .is_file()
-            .then_some(())
-    });
-    assert!(!base.path.join("app-1.1.0").exists());
+    wait_until(
+        "v2 archived and its folder gone",
+        Duration::from_secs(10),
+        || {
+            let zipped = base.path.join("archive/app-1.1.0.zip").is_file();
+            (zipped && !base.path.join("app-1.1.0").exists()).then_some(())
+        },
+    );
     for _ in 0..5 {
         assert!(u.get("/x").1.contains("1.0.0"));
     }
