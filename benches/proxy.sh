@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Proxy benchmarks, side by side in one run on this machine: the fixture app directly (the floor),
+# understudy (running only; running + mirrored testing; hung testing), nginx (plain reverse proxy;
+# with `mirror`), and a promotion under load. Prints a table; docs/benchmarks.md keeps results.
+#
+#   bash benches/proxy.sh            # 15 s per case at 32 and 128 connections
+#   DURATION=5 CONNS="32" bash benches/proxy.sh
+#
+# Installs wrk and nginx from Debian's packages if missing. Never run by `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-"32 128"}
+THREADS=${THREADS:-2}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release -q
+BIN=$PWD/target/release/understudy
+WORK=$(mktemp -d /tmp/understudy-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cat > "$WORK/report.lua" <<'LUA'
+done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\n", s.requests, s.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    e.connect + e.read + e.write + e.timeout + e.status))
+end
+LUA
+
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+wait_body() { for _ in $(seq 400); do curl -s "http://127.0.0.1:$1/" | grep -q "$2" && return 0; sleep 0.05; done; echo "no '$2' on $1" >&2; return 1; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# run_case NAME PORT [PID-to-measure]
+run_case() {
+  local name=$1 port=$2 pid=${3:-}
+  for c in $CONNS; do
+    wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" "http://127.0.0.1:$port/api/items" >/dev/null 2>&1 || true
+    local t0=0; [ -n "$pid" ] && t0=$(cpu_ticks "$pid")
+    local out; out=$(wrk -t"$THREADS" -c"$c" -d"${DURATION}s" -s "$WORK/report.lua" "http://127.0.0.1:$port/api/items" 2>&1 | grep RESULT)
+    local cpu="-" rss="-"
+    if [ -n "$pid" ]; then
+      cpu=$(( ( $(cpu_ticks "$pid") - t0 ) * 100 / (DURATION * $(getconf CLK_TCK)) ))%
+      rss="$(( $(rss_kib "$pid") / 1024 ))MiB"
+    fi
+    read -r _ req dur p50 p99 p999 err <<<"$out"
+    local rps=$(( req * 1000000 / dur ))
+    printf "%s %s %s %s %s %s %s %s %s\n" "$name" "$c" "$rps" "$p50" "$p99" "$p999" "$err" "$cpu" "$rss" >> "$WORK/results"
+    printf "%-28s c=%-4s %8s req/s  p50 %6sus  p99 %6sus  p99.9 %6sus  errors %s  cpu %s  rss %s\n" "$name" "$c" "$rps" "$p50" "$p99" "$p999" "$err" "$cpu" "$rss"
+  done
+}
+
+app() { # app PORT VERSION [faults...]
+  local port=$1 v=$2; shift 2
+  "$BIN" fixture-app --version "$v" --port "$port" --quiet "$@" >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$port"
+}
+
+build() { # build BASE VERSION [faults]
+  printf '#!/bin/sh\nexec %s fixture-app --version %s --quiet %s\n' "$BIN" "$2" "${3:-}" > "$1/.tmp-$2"
+  chmod +x "$1/.tmp-$2"; mv "$1/.tmp-$2" "$1/app-$2"
+}
+
+echo "understudy benchmarks: $(nproc) cores, wrk -t$THREADS, ${DURATION}s per case after ${WARMUP}s warm-up"
+: > "$WORK/results"
+
+# 1. Direct.
+mkdir -p "$WORK/direct" && cd "$WORK/direct"
+app 39001 1.0.0; app 39002 1.0.0
+cd - >/dev/null
+run_case direct 39001
+
+# 4. nginx, plain and mirrored (to the second app instance).
+cat > "$WORK/nginx.conf" <<NGX
+worker_processes 2;
+error_log $WORK/nginx-error.log;
+pid $WORK/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream app { server 127.0.0.1:39001; keepalive 256; }
+  upstream mirror_app { server 127.0.0.1:39002; keepalive 256; }
+  server { listen 127.0.0.1:39101;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:39102;
+    location / { mirror /__mirror; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /__mirror { internal; proxy_pass http://mirror_app\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+NGX
+"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
+wait_port 39101
+run_case nginx-plain 39101
+run_case nginx-mirror 39102
+kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+
+# 2 and 3. understudy: running only, then running + testing (every GET mirrored), then hung testing.
+B=$WORK/base && mkdir -p "$B"
+printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:39200\nPORT_RANGE=39300-39399\nSTABLE_WINDOW=1h\nLOG_LEVEL=warn\nSETTLE_TIME=100ms\n' > "$B/.env"
+"$BIN" run --base "$B" 2>"$WORK/understudy.log" &
+UPID=$!; PIDS+=($UPID)
+wait_port 39200
+build "$B" 1.0.0; wait_body 39200 "1.0.0"
+run_case understudy-running 39200 "$UPID"
+build "$B" 1.1.0
+for _ in $(seq 200); do [ -L "$B/testing" ] && break; sleep 0.05; done
+run_case understudy-mirror 39200 "$UPID"
+build "$B" 1.2.0 "--slow-ms 10000"
+for _ in $(seq 200); do [ "$(readlink "$B/testing")" = "app-1.2.0/1" ] && break; sleep 0.05; done
+run_case understudy-mirror-hung 39200 "$UPID"
+kill -TERM "$UPID"; wait "$UPID" 2>/dev/null || true
+
+# 5. A promotion under 128 connections of load: errors, and the switch's own latency.
+P=$WORK/promote && mkdir -p "$P"
+printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:39210\nPORT_RANGE=39400-39499\nSTABLE_WINDOW=3s\nMIN_MIRRORED=100\nEVALUATE_EVERY=250ms\nLOG_LEVEL=info\nSETTLE_TIME=100ms\n' > "$P/.env"
+"$BIN" run --base "$P" 2>"$WORK/promote.log" &
+PPID2=$!; PIDS+=($PPID2)
+wait_port 39210
+build "$P" 1.0.0; wait_body 39210 "1.0.0"
+(sleep 2; build "$P" 1.1.0) &
+out=$(wrk -t"$THREADS" -c128 -d12s -s "$WORK/report.lua" "http://127.0.0.1:39210/api/items" 2>&1 | grep RESULT)
+read -r _ req dur p50 p99 p999 err <<<"$out"
+promoted=$(grep -c '"event":"promoted"' "$WORK/promote.log" || true)
+echo "promotion-under-load c=128: $(( req * 1000000 / dur )) req/s  p50 ${p50}us  p99 ${p99}us  p99.9 ${p999}us  errors $err  promoted=$promoted"
+python3 - "$WORK/promote.log" <<'PY'
+import json, re, sys
+from datetime import datetime
+ts = lambda l: datetime.fromisoformat(l.split()[0].rstrip('Z'))
+ev = []
+for l in open(sys.argv[1]):
+    m = re.search(r'(\{"event".*\})\s*$', l)
+    if m: ev.append((ts(l), json.loads(m.group(1))))
+verdict = next((t for t, e in ev if e["event"] == "scored" and e["verdict"] == "promote"), None)
+started = next((t for t, e in ev if e["event"] == "started" and e["role"] == "running" and e["version"] == "1.1.0"), None)
+ready = next((t for t, e in ev if e["event"] == "ready" and e["role"] == "running" and e["version"] == "1.1.0"), None)
+promoted = next((t for t, e in ev if e["event"] == "promoted"), None)
+if None in (verdict, started, ready, promoted):
+    print("promotion latency: no promotion seen"); sys.exit(0)
+ms = lambda d: d.total_seconds() * 1000
+print(f"promotion latency: verdict→traffic {ms(promoted - verdict):.1f} ms, of which app start→ready {ms(ready - started):.1f} ms; understudy's own part {ms(promoted - verdict) - ms(ready - started):.1f} ms")
+PY
+kill -TERM "$PPID2"; wait "$PPID2" 2>/dev/null || true
+
+echo
+python3 - "$WORK/results" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+by = {(r[0], r[1]): r for r in rows}
+print("| case | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | understudy CPU | understudy RSS | vs direct | vs nginx |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    name, c = r[0], r[1]
+    d = by.get(("direct", c)); n = by.get(("nginx-mirror" if "mirror" in name else "nginx-plain", c))
+    vd = f"{int(r[2])/int(d[2]):.2f}×" if d and name != "direct" else "-"
+    vn = f"{int(r[2])/int(n[2]):.2f}×" if n and name.startswith("understudy") else "-"
+    print(f"| {name} | {c} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | {r[7]} | {r[8]} | {vd} | {vn} |")
+PY
