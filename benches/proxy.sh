@@ -85,9 +85,9 @@ echo "understudy benchmarks: $(nproc) cores, wrk -t$THREADS, ${DURATION}s per ca
 
 # 1. Direct.
 mkdir -p "$WORK/direct" && cd "$WORK/direct"
-app 39001 1.0.0; app 39002 1.0.0
+app 18001 1.0.0; app 18002 1.0.0
 cd - >/dev/null
-run_case direct 39001
+run_case direct 18001
 
 # 4. nginx, plain and mirrored (to the second app instance).
 cat > "$WORK/nginx.conf" <<NGX
@@ -97,46 +97,46 @@ pid $WORK/nginx.pid;
 events { worker_connections 8192; }
 http {
   access_log off;
-  upstream app { server 127.0.0.1:39001; keepalive 256; }
-  upstream mirror_app { server 127.0.0.1:39002; keepalive 256; }
-  server { listen 127.0.0.1:39101;
+  upstream app { server 127.0.0.1:18001; keepalive 256; }
+  upstream mirror_app { server 127.0.0.1:18002; keepalive 256; }
+  server { listen 127.0.0.1:18101;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:39102;
+  server { listen 127.0.0.1:18102;
     location / { mirror /__mirror; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location = /__mirror { internal; proxy_pass http://mirror_app\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 NGX
 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
-wait_port 39101
-run_case nginx-plain 39101
-run_case nginx-mirror 39102
+wait_port 18101
+run_case nginx-plain 18101
+run_case nginx-mirror 18102
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
 
 # 2 and 3. understudy: running only, then running + testing (every GET mirrored), then hung testing.
 B=$WORK/base && mkdir -p "$B"
-printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:39200\nPORT_RANGE=39300-39399\nSTABLE_WINDOW=1h\nLOG_LEVEL=warn\nSETTLE_TIME=100ms\n' > "$B/.env"
+printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:18200\nPORT_RANGE=18300-18399\nSTABLE_WINDOW=1h\nLOG_LEVEL=warn\nSETTLE_TIME=100ms\n' > "$B/.env"
 "$BIN" run --base "$B" 2>"$WORK/understudy.log" &
 UPID=$!; PIDS+=($UPID)
-wait_port 39200
-build "$B" 1.0.0; wait_body 39200 "1.0.0"
-run_case understudy-running 39200 "$UPID"
+wait_port 18200
+build "$B" 1.0.0; wait_body 18200 "1.0.0"
+run_case understudy-running 18200 "$UPID"
 build "$B" 1.1.0
 for _ in $(seq 200); do [ -L "$B/testing" ] && break; sleep 0.05; done
-run_case understudy-mirror 39200 "$UPID"
+run_case understudy-mirror 18200 "$UPID"
 build "$B" 1.2.0 "--slow-ms 10000"
 for _ in $(seq 200); do [ "$(readlink "$B/testing")" = "app-1.2.0/1" ] && break; sleep 0.05; done
-run_case understudy-mirror-hung 39200 "$UPID"
+run_case understudy-mirror-hung 18200 "$UPID"
 kill -TERM "$UPID"; wait "$UPID" 2>/dev/null || true
 
 # 5. A promotion under 128 connections of load: errors, and the switch's own latency.
 P=$WORK/promote && mkdir -p "$P"
-printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:39210\nPORT_RANGE=39400-39499\nSTABLE_WINDOW=3s\nMIN_MIRRORED=100\nEVALUATE_EVERY=250ms\nLOG_LEVEL=info\nSETTLE_TIME=100ms\n' > "$P/.env"
+printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:18210\nPORT_RANGE=18400-18499\nSTABLE_WINDOW=3s\nMIN_MIRRORED=100\nEVALUATE_EVERY=250ms\nLOG_LEVEL=info\nSETTLE_TIME=100ms\n' > "$P/.env"
 "$BIN" run --base "$P" 2>"$WORK/promote.log" &
 PPID2=$!; PIDS+=($PPID2)
-wait_port 39210
-build "$P" 1.0.0; wait_body 39210 "1.0.0"
+wait_port 18210
+build "$P" 1.0.0; wait_body 18210 "1.0.0"
 (sleep 2; build "$P" 1.1.0) &
-out=$(wrk -t"$THREADS" -c128 -d12s -s "$WORK/report.lua" "http://127.0.0.1:39210/api/items" 2>&1 | grep RESULT)
+out=$(wrk -t"$THREADS" -c128 -d12s -s "$WORK/report.lua" "http://127.0.0.1:18210/api/items" 2>&1 | grep RESULT)
 read -r _ req dur p50 p99 p999 err <<<"$out"
 promoted=$(grep -c '"event":"promoted"' "$WORK/promote.log" || true)
 echo "promotion-under-load c=128: $(( req * 1000000 / dur )) req/s  p50 ${p50}us  p99 ${p99}us  p99.9 ${p999}us  errors $err  promoted=$promoted"

@@ -29,7 +29,8 @@ impl Base {
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         let n = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
-        let start = 43000 + (std::process::id() as u16 % 50) * 200 + n * 20;
+        // Below the kernel's ephemeral range (32768+), so outgoing connections never take them.
+        let start = 21000 + (std::process::id() as u16 % 50) * 200 + n * 20;
         Base {
             path: std::fs::canonicalize(&path).unwrap(),
             listen: free_addr(),
