@@ -47,7 +47,7 @@ LUA
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 wait_body() { for _ in $(seq 400); do curl -s "http://127.0.0.1:$1/" | grep -q "$2" && return 0; sleep 0.05; done; echo "no '$2' on $1" >&2; return 1; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }  # current, at the end of the case
 
 # run_case NAME PORT [PID-to-measure]
 run_case() {

@@ -51,6 +51,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_LOG_WARN_DELTA", default: "0.5", doc: "Largest allowed excess of testing's warn log lines per mirrored request over running's." },
     KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged." },
     KeyDoc { key: "MAX_P95_RATIO", default: "", doc: "Reject when testing's p95 latency exceeds running's by this factor (e.g. 2.0); empty reports only." },
+    KeyDoc { key: "MAX_BODY_DIFF", default: "", doc: "Reject when more than this share of same-status answers differ in body (e.g. 0.05); empty reports only." },
     KeyDoc { key: "PLAIN_LOG_ERROR_REGEX", default: "(?i)\\b(error|fatal|panic|exception)\\b", doc: "Regex marking a non-JSON log line as an error." },
     KeyDoc { key: "PLAIN_LOG_WARN_REGEX", default: "(?i)\\bwarn(ing)?\\b", doc: "Regex marking a non-JSON log line as a warning." },
     KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
@@ -181,6 +182,8 @@ pub struct ScoreConfig {
     pub min_endpoint_pairs: u64,
     /// Optional p95 latency ceiling as a ratio to running.
     pub max_p95_ratio: Option<f64>,
+    /// Optional ceiling on the share of differing bodies.
+    pub max_body_diff: Option<f64>,
     /// Plain-text error line regex.
     pub plain_error_regex: String,
     /// Plain-text warn line regex.
@@ -350,6 +353,10 @@ impl Config {
             max_p95_ratio: match get("MAX_P95_RATIO").trim() {
                 "" => None,
                 v => Some(parse_float("MAX_P95_RATIO", v)?),
+            },
+            max_body_diff: match get("MAX_BODY_DIFF").trim() {
+                "" => None,
+                v => Some(parse_ratio("MAX_BODY_DIFF", v)?),
             },
             plain_error_regex: parse_regex("PLAIN_LOG_ERROR_REGEX", get("PLAIN_LOG_ERROR_REGEX"))?,
             plain_warn_regex: parse_regex("PLAIN_LOG_WARN_REGEX", get("PLAIN_LOG_WARN_REGEX"))?,

@@ -107,8 +107,8 @@ impl Drop for InflightGuard {
 pub enum ProxyBody {
     /// A body known in full (error pages, mirrored copies).
     Full(Option<Bytes>),
-    /// A streamed body.
-    Stream(Incoming, Option<InflightGuard>),
+    /// A streamed body; running's answer to a mirrored request also feeds a [`mirror::Tee`].
+    Stream(Incoming, Option<InflightGuard>, Option<Box<mirror::Tee>>),
 }
 
 impl ProxyBody {
@@ -131,21 +131,41 @@ impl hyper::body::Body for ProxyBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            ProxyBody::Stream(inner, _) => Pin::new(inner).poll_frame(cx),
+            ProxyBody::Stream(inner, _, tee) => {
+                let r = Pin::new(&mut *inner).poll_frame(cx);
+                if let Some(t) = tee.as_mut() {
+                    let ended = match &r {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(d) = frame.data_ref() {
+                                t.feed(d);
+                            }
+                            inner.is_end_stream().then_some(true)
+                        }
+                        Poll::Ready(None) => Some(true),
+                        Poll::Ready(Some(Err(_))) => Some(false),
+                        Poll::Pending => None,
+                    };
+                    if let Some(complete) = ended {
+                        t.finish(complete);
+                        *tee = None;
+                    }
+                }
+                r
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
-            ProxyBody::Stream(inner, _) => inner.is_end_stream(),
+            ProxyBody::Stream(inner, ..) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Stream(inner, _) => inner.size_hint(),
+            ProxyBody::Stream(inner, ..) => inner.size_hint(),
         }
     }
 }
@@ -238,10 +258,10 @@ impl Proxy {
                     self.stats
                         .mirror_skipped_body
                         .fetch_add(1, Ordering::Relaxed);
-                    (ProxyBody::Stream(body, None), None)
+                    (ProxyBody::Stream(body, None, None), None)
                 }
             },
-            None => (ProxyBody::Stream(body, None), None),
+            None => (ProxyBody::Stream(body, None, None), None),
         };
 
         let path_and_query = parts.uri.path_and_query().cloned();
@@ -271,26 +291,34 @@ impl Proxy {
         match result {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
-                if let (Some(target), Some((method, pq, headers, body))) = (mirror_to, copy) {
-                    let job = MirrorJob {
-                        target,
-                        method,
-                        path_and_query: pq,
-                        headers,
-                        body,
-                        running_status: rparts.status,
-                        running_latency: latency,
-                    };
-                    if self.mirror.offer(job) {
-                        self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+                let tee = match (mirror_to, copy) {
+                    (Some(target), Some((method, pq, headers, body))) => {
+                        let job = MirrorJob {
+                            target,
+                            method,
+                            path_and_query: pq,
+                            headers,
+                            body,
+                            running_status: rparts.status,
+                            running_latency: latency,
+                            running_body: None,
+                        };
+                        let mut tee =
+                            mirror::Tee::new(job, self.mirror.clone(), self.stats.clone());
+                        if hyper::body::Body::is_end_stream(&rbody) {
+                            // No body will be polled (HEAD, 204, 304): offer the copy now.
+                            tee.finish(true);
+                            None
+                        } else {
+                            Some(Box::new(tee))
+                        }
                     }
-                }
+                    _ => None,
+                };
                 strip_hop_by_hop(&mut rparts.headers);
                 Ok(Response::from_parts(
                     rparts,
-                    ProxyBody::Stream(rbody, Some(guard)),
+                    ProxyBody::Stream(rbody, Some(guard), tee),
                 ))
             }
             Err(e) => {

@@ -42,6 +42,8 @@ pub struct Pair {
     pub testing_latency: Option<Duration>,
     /// Why testing gave no answer.
     pub testing_error: Option<String>,
+    /// Whether both bodies matched, where both statuses agreed and both bodies were read.
+    pub body_same: Option<bool>,
 }
 
 /// The scorer's decision.
@@ -110,6 +112,10 @@ pub struct EndpointStats {
     pub missing_on_testing: u64,
     /// Running answered 2xx and testing 4xx (other than the missing-endpoint codes).
     pub ok_to_client_error: u64,
+    /// Pairs with the same status whose bodies were compared.
+    pub bodies_compared: u64,
+    /// Of those, bodies that differed.
+    pub bodies_differ: u64,
 }
 
 /// What the verdict is computed from; plain data, built by [`Scorecard::summary`].
@@ -287,6 +293,39 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         detail: format!("testing {} vs running {}", s.testing_warns, s.running_warns),
     });
 
+    // Bodies (where statuses agree), reported; judged only when a ceiling is set, since a new
+    // version may rightly answer differently.
+    let compared: u64 = s.endpoints.values().map(|e| e.bodies_compared).sum();
+    let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
+    let body_share = differ as f64 / compared.max(1) as f64;
+    let body_over = cfg
+        .max_body_diff
+        .is_some_and(|max| compared > 0 && body_share > max);
+    if body_over {
+        let worst = s
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.bodies_differ > 0)
+            .max_by_key(|(_, e)| e.bodies_differ)
+            .map(|(k, _)| k.as_str())
+            .unwrap_or("?");
+        reasons.push(format!("bodies: {differ} of {compared} same-status answers differ from running's (most on {worst})"));
+    }
+    parts.push(Part {
+        name: "bodies",
+        score: cfg
+            .max_body_diff
+            .map_or(100, |max| ratio_score(body_share, max)),
+        detail: format!(
+            "{differ} of {compared} differ{}",
+            if cfg.max_body_diff.is_none() {
+                ", reported only"
+            } else {
+                ""
+            }
+        ),
+    });
+
     // Latency, reported; judged only when a ceiling is set.
     if let (Some(r), Some(t)) = (s.running_p95, s.testing_p95) {
         let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
@@ -382,6 +421,12 @@ impl Scorecard {
                 e.ok_to_client_error += 1
             }
             _ => {}
+        }
+        if let Some(same) = p.body_same {
+            e.bodies_compared += 1;
+            if !same {
+                e.bodies_differ += 1;
+            }
         }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
         push_sample(&mut self.running_latency, slot, p.running_latency);
@@ -516,6 +561,7 @@ mod tests {
             max_log_warn_delta: 0.5,
             min_endpoint_pairs: 5,
             max_p95_ratio: None,
+            max_body_diff: None,
             plain_error_regex: String::new(),
             plain_warn_regex: String::new(),
             evaluate_every: Duration::from_secs(1),
@@ -579,6 +625,26 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_reported_and_judged_only_with_a_ceiling() {
+        let mut s = summary(200, 600);
+        let e = s.endpoints.get_mut("GET /a").unwrap();
+        e.bodies_compared = 200;
+        e.bodies_differ = 150;
+        assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+        let strict = ScoreConfig {
+            max_body_diff: Some(0.1),
+            ..cfg()
+        };
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        assert!(
+            r[0].contains("150 of 200") && r[0].contains("GET /a"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
     fn missing_endpoint_is_named() {
         let mut s = summary(200, 600);
         s.endpoints.insert(
@@ -617,6 +683,7 @@ mod tests {
             testing_status: t,
             testing_latency: Some(Duration::from_millis(1)),
             testing_error: None,
+            body_same: None,
         };
         c.record(&p("/items/17", 200, Some(404)));
         c.record(&p("/items/18", 200, Some(500)));

@@ -299,3 +299,21 @@ fn archives_over_the_size_budget_go_oldest_first() {
     assert!(u.log_text().contains("archive_deleted"));
     u.stop();
 }
+
+#[test]
+fn differing_bodies_are_reported_and_rejected_only_with_a_ceiling() {
+    // The fixture's answer names its version, so every v2 body differs from v1's.
+    let (base, mut u) = start_with_v1("reject-bodies", "MAX_BODY_DIFF=0.5");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = steady_traffic(u.addr, 2, stop.clone());
+    base.drop_fixture("1.1.0", "");
+    let r = reason(&base, "1.1.0");
+    stop.store(true, Ordering::Relaxed);
+    clients.into_iter().for_each(|c| drop(c.join()));
+    assert!(
+        r.contains("bodies:") && r.contains("differ from running"),
+        "{r}"
+    );
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}

@@ -13,11 +13,89 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{upstream_client, ProxyBody, Upstream};
+use std::sync::atomic::Ordering;
+
+use super::{upstream_client, ProxyBody, ProxyStats, Upstream};
 use crate::score::Pair;
 
 /// Marks a mirrored copy so the app can skip side effects.
 pub static MIRROR_HEADER: HeaderName = HeaderName::from_static("x-understudy-mirror");
+
+/// How much of a body is fingerprinted; longer bodies compare by this prefix and their length.
+pub const COMPARED_BODY: usize = 64 * 1024;
+
+/// A cheap fingerprint of a body: FNV-1a over its first [`COMPARED_BODY`] bytes, and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDigest {
+    hash: u64,
+    len: u64,
+}
+
+impl Default for BodyDigest {
+    fn default() -> Self {
+        BodyDigest {
+            hash: 0xcbf2_9ce4_8422_2325,
+            len: 0,
+        }
+    }
+}
+
+impl BodyDigest {
+    /// Fold in the next chunk of the body.
+    pub fn feed(&mut self, d: &[u8]) {
+        let room = COMPARED_BODY.saturating_sub(self.len as usize).min(d.len());
+        for b in &d[..room] {
+            self.hash ^= u64::from(*b);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.len += d.len() as u64;
+    }
+}
+
+/// Watches running's answer stream past on its way to the user and hands the copy to the mirror
+/// when it ends, with running's body fingerprint; the user's stream is never held up.
+pub struct Tee {
+    job: Option<MirrorJob>,
+    digest: BodyDigest,
+    queue: MirrorQueue,
+    stats: Arc<ProxyStats>,
+}
+
+impl Tee {
+    /// A tee that will offer `job` to `queue` once running's body is done.
+    pub fn new(job: MirrorJob, queue: MirrorQueue, stats: Arc<ProxyStats>) -> Tee {
+        Tee {
+            job: Some(job),
+            digest: BodyDigest::default(),
+            queue,
+            stats,
+        }
+    }
+
+    /// Running's body went past.
+    pub fn feed(&mut self, d: &[u8]) {
+        self.digest.feed(d);
+    }
+
+    /// Running's body ended (`complete`) or was abandoned: offer the copy, never waiting.
+    pub fn finish(&mut self, complete: bool) {
+        let Some(mut job) = self.job.take() else {
+            return;
+        };
+        job.running_body = complete.then_some(self.digest);
+        if self.queue.offer(job) {
+            self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
 
 /// A copy of one user request, with running's answer to compare against.
 pub struct MirrorJob {
@@ -35,6 +113,8 @@ pub struct MirrorJob {
     pub running_status: StatusCode,
     /// How long running took to answer (to headers).
     pub running_latency: Duration,
+    /// Running's body fingerprint, when its body was read to the end.
+    pub running_body: Option<BodyDigest>,
 }
 
 /// The proxy's side of the mirror: decides eligibility and offers copies without waiting.
@@ -140,16 +220,31 @@ async fn send_copy(client: &super::UpstreamClient, job: MirrorJob, timeout: Dura
         let latency = started.elapsed();
         // Drain the body so the connection goes back to the pool; a broken body is a failure.
         let mut body = resp.into_body();
+        let mut digest = BodyDigest::default();
         while let Some(frame) = body.frame().await {
-            frame.map_err(|e| format!("body: {e}"))?;
+            if let Some(d) = frame.map_err(|e| format!("body: {e}"))?.data_ref() {
+                digest.feed(d);
+            }
         }
-        Ok::<_, String>((status, latency))
+        Ok::<_, String>((status, latency, digest))
     })
     .await;
-    let (testing_status, testing_latency, testing_error) = match outcome {
-        Ok(Ok((s, l))) => (Some(s.as_u16()), Some(l), None),
-        Ok(Err(e)) => (None, None, Some(e)),
-        Err(_) => (None, None, Some(format!("no answer within {timeout:?}"))),
+    let (testing_status, testing_latency, testing_error, body_same) = match outcome {
+        Ok(Ok((s, l, digest))) => {
+            // Bodies are compared only where the statuses agree: a different status is judged on its own.
+            let same = job
+                .running_body
+                .filter(|_| s == job.running_status)
+                .map(|r| r == digest);
+            (Some(s.as_u16()), Some(l), None, same)
+        }
+        Ok(Err(e)) => (None, None, Some(e), None),
+        Err(_) => (
+            None,
+            None,
+            Some(format!("no answer within {timeout:?}")),
+            None,
+        ),
     };
     Pair {
         testing: job.target.id,
@@ -164,5 +259,6 @@ async fn send_copy(client: &super::UpstreamClient, job: MirrorJob, timeout: Dura
         testing_status,
         testing_latency,
         testing_error,
+        body_same,
     }
 }
