@@ -275,12 +275,14 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers);
         append_forwarded_for(&mut parts.headers, peer);
 
-        // Only a mirrored request pays for copying its head.
+        // Only a mirrored request pays for copying its head. The copy is deep: hyper's header
+        // values are slices of the connection's 8 KiB read buffer, and a queued copy must not keep
+        // that buffer alive.
         let copy = copy_body.map(|b| {
             (
                 parts.method.clone(),
-                path_and_query,
-                parts.headers.clone(),
+                path_and_query.map(detach_path),
+                detach_headers(&parts.headers),
                 b,
             )
         });
@@ -377,6 +379,22 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cancel: Cancellatio
     let _ = tokio::time::timeout(CONNECTION_CLOSE_GRACE, tracker.wait()).await;
 }
 
+fn detach_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (k, v) in h {
+        let mut copy = HeaderValue::from_bytes(v.as_bytes())
+            .expect("a valid header value stays valid when copied");
+        copy.set_sensitive(v.is_sensitive());
+        out.append(k.clone(), copy);
+    }
+    out
+}
+
+fn detach_path(p: http::uri::PathAndQuery) -> http::uri::PathAndQuery {
+    http::uri::PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes()))
+        .expect("a valid path stays valid when copied")
+}
+
 fn error_response(status: StatusCode, text: String) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::text(text));
     *r.status_mut() = status;
@@ -441,6 +459,69 @@ fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn no_running_is_503_and_unreachable_running_is_502_never_an_empty_200() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(Arc::new(Routes::default()));
+        let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024);
+        let proxy = Arc::new(Proxy::new(
+            rx,
+            queue,
+            Arc::default(),
+            "no running instance\n".into(),
+        ));
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, proxy, cancel.clone()));
+
+        let answer = get(addr).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 503") && answer.ends_with("no running instance\n"),
+            "{answer}"
+        );
+
+        // A port nobody listens on: bind one, then close it.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let up = Arc::new(Upstream::new(
+            InstanceId(1),
+            Version::new(1, 0, 0),
+            "127.0.0.1",
+            closed,
+        ));
+        tx.send_replace(Arc::new(Routes {
+            running: Some(up.clone()),
+            testing: None,
+        }));
+        let answer = get(addr).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 502") && answer.contains("did not answer"),
+            "{answer}"
+        );
+        assert_eq!(
+            up.inflight.load(Ordering::Acquire),
+            0,
+            "a failed request leaves no in-flight count"
+        );
+
+        cancel.cancel();
+        server.await.unwrap();
+    }
 
     #[test]
     fn hop_by_hop_headers_go() {

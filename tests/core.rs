@@ -269,3 +269,26 @@ fn jar_builds_run_with_properties_or_system_property() {
     );
     u.stop();
 }
+
+#[test]
+fn large_answers_stream_through_unchanged() {
+    let base = Base::new("large-body");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    wait_until("testing ready", Duration::from_secs(10), || {
+        base.fixture_stats("testing")
+    });
+    let n = 20 * 1024 * 1024;
+    let (status, body) = u.get(&format!("/__fixture/bytes/{n}"));
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), n);
+    assert!(
+        body.bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'a' + (i % 26) as u8),
+        "body unchanged"
+    );
+    u.stop();
+}
