@@ -3,7 +3,7 @@
 # understudy (running only; running + mirrored testing; hung testing), nginx (plain reverse proxy;
 # with `mirror`), and a promotion under load. Prints a table; docs/benchmarks.md keeps results.
 #
-#   bash benches/proxy.sh            # 15 s per case at 32 and 128 connections
+#   bash benches/proxy.sh            # 15 s per case at 1, 32 and 128 connections
 #   DURATION=5 CONNS="32" bash benches/proxy.sh
 #
 # Installs wrk and nginx from Debian's packages if missing. Never run by `cargo test`.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-"32 128"}
+CONNS=${CONNS:-"1 32 128"}   # 1 connection shows the hop's own latency; 32 and 128 show load
 THREADS=${THREADS:-2}
 
 need=()
@@ -53,9 +53,10 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }  # current, at the end
 run_case() {
   local name=$1 port=$2 pid=${3:-}
   for c in $CONNS; do
-    wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" "http://127.0.0.1:$port/api/items" >/dev/null 2>&1 || true
+    local t=$(( c < THREADS ? c : THREADS ))
+    wrk -t"$t" -c"$c" -d"${WARMUP}s" "http://127.0.0.1:$port/api/items" >/dev/null 2>&1 || true
     local t0=0; [ -n "$pid" ] && t0=$(cpu_ticks "$pid")
-    local out; out=$(wrk -t"$THREADS" -c"$c" -d"${DURATION}s" -s "$WORK/report.lua" "http://127.0.0.1:$port/api/items" 2>&1 | grep RESULT)
+    local out; out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" -s "$WORK/report.lua" "http://127.0.0.1:$port/api/items" 2>&1 | grep RESULT)
     local cpu="-" rss="-"
     if [ -n "$pid" ]; then
       cpu=$(( ( $(cpu_ticks "$pid") - t0 ) * 100 / (DURATION * $(getconf CLK_TCK)) ))%
