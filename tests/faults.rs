@@ -110,3 +110,47 @@ fn idle_it_does_not_spin() {
     );
     u.stop();
 }
+
+#[test]
+fn a_child_that_ignores_sigterm_gets_sigkill_after_the_grace() {
+    let base = Base::new("ignore-sigterm");
+    base.write_env("SHUTDOWN_GRACE=1s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--ignore-sigterm");
+    wait_until("v1 serves", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
+    let started = std::time::Instant::now();
+    u.stop(); // asserts that nothing is left in the base dir
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "SIGTERM alone did not stop it, so the grace was waited out ({took:?})"
+    );
+    assert!(
+        u.log_text()
+            .contains("did not stop within 1s of SIGTERM; sending SIGKILL"),
+        "the escalation is logged"
+    );
+}
+
+#[test]
+fn ready_path_must_answer_2xx() {
+    let base = Base::new("ready-path");
+    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=1s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    wait_until("v1 ready on /health", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
+    base.drop_fixture("1.1.0", "--not-found /health");
+    let path = base.path.join("rejected/app-1.1.0/reason.json");
+    let r = wait_until("1.1.0 rejected", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path).ok()
+    });
+    assert!(
+        r.contains("never became ready") && r.contains("/health answered 404"),
+        "{r}"
+    );
+    u.stop();
+}

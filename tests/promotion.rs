@@ -317,3 +317,29 @@ fn differing_bodies_are_reported_and_rejected_only_with_a_ceiling() {
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     u.stop();
 }
+
+#[test]
+fn startup_errors_count_for_testing_not_for_running() {
+    // Running logged 500 errors at its start: that is not testing's fault, so v2 is promoted.
+    let base = Base::new("startup-errors");
+    base.write_env(FAST);
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--startup-errors 500");
+    wait_until("v1 to serve", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = steady_traffic(u.addr, 2, stop.clone());
+    base.drop_fixture("1.1.0", "");
+    wait_until("promotion to 1.1.0", Duration::from_secs(30), || {
+        (base.version_of("running")? == "app-1.1.0").then_some(())
+    });
+    // Testing logging 500 errors at its own start is rejected.
+    base.drop_fixture("1.2.0", "--startup-errors 500");
+    let r = reason(&base, "1.2.0");
+    stop.store(true, Ordering::Relaxed);
+    clients.into_iter().for_each(|c| drop(c.join()));
+    assert!(r.contains("log errors: testing 500 error lines"), "{r}");
+    let mut u = u;
+    u.stop();
+}
