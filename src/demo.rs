@@ -48,7 +48,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     std::fs::write(
         base.join(".env"),
         format!(
-            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=24000-24999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=warn\n"
+            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=24000-24999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=error\n"
         ),
     )
     .map_err(err)?;

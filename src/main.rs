@@ -121,7 +121,11 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             cfg.base.join(".env").display()
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.worker_threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
