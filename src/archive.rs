@@ -96,6 +96,60 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
+/// broken build is quarantined with its logs and never retried unless dropped again.
+pub fn reject_version(
+    layout: &Layout,
+    v: &Version,
+    reasons: &[String],
+) -> Result<PathBuf, ArchiveError> {
+    let dir = layout.version_dir(v);
+    let rdir = layout.rejected_dir();
+    fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
+    let dest = rdir.join(layout.version_name(v));
+    let _ = fs::remove_dir_all(&dest);
+    if dir.exists() {
+        fs::rename(&dir, &dest).map_err(io_err("cannot move the rejected version to", &dest))?;
+    } else {
+        fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
+    }
+    write_reason(&dest, v, reasons)?;
+    Ok(dest)
+}
+
+/// Move a dropped build that will not be started (not newer than what runs) to
+/// `rejected/<file>.refused/` with a `reason.json`, so the base dir shows it was seen.
+pub fn refuse_file(
+    layout: &Layout,
+    dropped: &Path,
+    file_name: &str,
+    v: &Version,
+    reasons: &[String],
+) -> Result<PathBuf, ArchiveError> {
+    let dest = layout.rejected_dir().join(format!("{file_name}.refused"));
+    let _ = fs::remove_dir_all(&dest);
+    fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
+    let target = dest.join(file_name);
+    crate::artifact::move_file(dropped, &target).map_err(|e| ArchiveError::Io {
+        what: "cannot move the refused build to",
+        path: target,
+        source: io::Error::other(e.to_string()),
+    })?;
+    write_reason(&dest, v, reasons)?;
+    Ok(dest)
+}
+
+fn write_reason(dir: &Path, v: &Version, reasons: &[String]) -> Result<(), ArchiveError> {
+    let body = serde_json::json!({
+        "version": v.to_string(),
+        "reasons": reasons,
+        "rejected_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+    });
+    let path = dir.join("reason.json");
+    crate::layout::write_atomic(&path, &serde_json::to_vec_pretty(&body).unwrap_or_default())
+        .map_err(io_err("cannot write", &path))
+}
+
 /// Total size of regular files under `p`, not following symlinks.
 pub fn dir_size(p: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(p) else {

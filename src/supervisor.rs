@@ -135,7 +135,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = gc.tick() => self.collect_garbage_in_background(),
+                _ = gc.tick() => { self.background.spawn(self.filing().collect()); }
                 Some(d) = self.wiring.dropped.recv() => self.on_dropped(d).await,
                 Some(e) = self.inst_rx.recv() => self.on_instance(e),
                 Some(s) = self.wiring.verdicts.recv() => self.on_scored(s),
@@ -231,7 +231,7 @@ impl Supervisor {
             _ => None,
         };
         if let Some(reason) = refusal {
-            self.refuse_file(d, reason).await;
+            self.background.spawn(self.filing().refuse(d, reason));
             return;
         }
         let layout = self.layout.clone();
@@ -242,7 +242,9 @@ impl Supervisor {
             Ok(Ok(i)) => i,
             Ok(Err(e)) => {
                 let reason = format!("cannot install {}: {e}", d.path.display());
-                self.reject_version_now(&v, vec![reason]).await;
+                self.filing()
+                    .finish(v, AfterStop::Reject(vec![reason]))
+                    .await;
                 return;
             }
             Err(e) => {
@@ -619,9 +621,7 @@ impl Supervisor {
     /// archive or reject its version folder.
     fn retire(&self, slot: Slot, drain: bool, after: AfterStop) {
         let grace = self.cfg.shutdown_grace;
-        let layout = self.layout.clone();
-        let events = self.wiring.events.clone();
-        let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
+        let filing = self.filing();
         self.background.spawn(async move {
             if let (true, Some(up)) = (drain, slot.upstream.as_ref()) {
                 let deadline = tokio::time::Instant::now() + grace;
@@ -641,97 +641,31 @@ impl Supervisor {
             }
             let (version, number) = (slot.version().clone(), slot.instance.number);
             slot.instance.stop().await;
-            events.emit(Event::Stopped {
+            filing.events.emit(Event::Stopped {
                 version: version.to_string(),
                 number,
             });
-            finish_version(layout, events, version, after, limits).await;
+            filing.finish(version, after).await;
         });
+    }
+
+    fn filing(&self) -> Filing {
+        Filing {
+            layout: self.layout.clone(),
+            events: self.wiring.events.clone(),
+            max_base_size: self.cfg.max_base_size,
+            min_free_disk: self.cfg.min_free_disk,
+        }
     }
 
     fn archive_in_background(&self, v: Version) {
-        let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
-        let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.background.spawn(finish_version(
-            layout,
-            events,
-            v,
-            AfterStop::Archive,
-            limits,
-        ));
+        self.background
+            .spawn(self.filing().finish(v, AfterStop::Archive));
     }
 
     fn reject_in_background(&self, v: Version, reasons: Vec<String>) {
-        let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
-        let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.background.spawn(finish_version(
-            layout,
-            events,
-            v,
-            AfterStop::Reject(reasons),
-            limits,
-        ));
-    }
-
-    async fn reject_version_now(&self, v: &Version, reasons: Vec<String>) {
-        let limits = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        finish_version(
-            self.layout.clone(),
-            self.wiring.events.clone(),
-            v.clone(),
-            AfterStop::Reject(reasons),
-            limits,
-        )
-        .await;
-    }
-
-    /// A build that is not newer than what runs: move the file aside with the reason.
-    async fn refuse_file(&self, d: Dropped, reason: String) {
-        tracing::warn!("refusing {}: {reason}", d.path.display());
-        let layout = self.layout.clone();
-        let file_name = d.name.file_name.clone();
-        let version = d.name.version.clone();
-        let reasons = vec![reason];
-        let r2 = reasons.clone();
-        let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let dir = layout.rejected_dir().join(format!("{file_name}.refused"));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            artifact::move_file(&d.path, &dir.join(&file_name)).map_err(std::io::Error::other)?;
-            write_reason(&dir, &version, &r2)
-        })
-        .await;
-        if let Ok(Err(e)) = res {
-            tracing::error!("cannot move the refused build aside: {e}");
-        }
-        self.wiring.events.emit(Event::Rejected {
-            version: d.name.version.to_string(),
-            reasons,
-        });
-        self.collect_garbage_in_background();
-    }
-
-    fn collect_garbage_in_background(&self) {
-        let (layout, events) = (self.layout.clone(), self.wiring.events.clone());
-        let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.background.spawn(async move {
-            match tokio::task::spawn_blocking(move || {
-                archive::collect_garbage(&layout, max, min_free)
-            })
-            .await
-            {
-                Ok(Ok(deleted)) => {
-                    for d in deleted {
-                        events.emit(Event::ArchiveDeleted {
-                            zip: d.zip.display().to_string(),
-                            reason: d.reason,
-                        });
-                    }
-                }
-                Ok(Err(e)) => tracing::error!("archive cleanup failed: {e}"),
-                Err(e) => tracing::error!("archive cleanup task failed: {e}"),
-            }
-        });
+        self.background
+            .spawn(self.filing().finish(v, AfterStop::Reject(reasons)));
     }
 
     async fn shutdown(mut self) {
@@ -761,82 +695,84 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     }
 }
 
-fn write_reason(dir: &std::path::Path, v: &Version, reasons: &[String]) -> std::io::Result<()> {
-    let body = serde_json::json!({
-        "version": v.to_string(),
-        "reasons": reasons,
-        "rejected_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-    });
-    write_atomic(
-        &dir.join("reason.json"),
-        &serde_json::to_vec_pretty(&body).unwrap_or_default(),
-    )
-}
-
-/// Archive or reject a version folder (blocking work on a blocking thread), then collect garbage.
-async fn finish_version(
+/// Files version folders away off the supervisor's task (blocking work on blocking threads):
+/// archive, reject, refuse, and keep the archives within their budgets.
+#[derive(Clone)]
+struct Filing {
     layout: Layout,
     events: Events,
-    v: Version,
-    after: AfterStop,
-    limits: (u64, u64),
-) {
-    let reasons = match &after {
-        AfterStop::Keep => return,
-        AfterStop::Archive => None,
-        AfterStop::Reject(r) => Some(r.clone()),
-    };
-    let l = layout.clone();
-    let v2 = v.clone();
-    let r2 = reasons.clone();
-    let res = tokio::task::spawn_blocking(
-        move || -> Result<(Option<std::path::PathBuf>, Vec<archive::Deleted>), String> {
-            let zip = match r2 {
-                None => Some(archive::archive_version(&l, &v2).map_err(|e| e.to_string())?),
-                Some(reasons) => {
-                    let dir = l.version_dir(&v2);
-                    let dest = l.rejected_dir().join(l.version_name(&v2));
-                    std::fs::create_dir_all(l.rejected_dir()).map_err(|e| e.to_string())?;
-                    let _ = std::fs::remove_dir_all(&dest);
-                    if dir.exists() {
-                        std::fs::rename(&dir, &dest).map_err(|e| {
-                            format!("cannot move {} to {}: {e}", dir.display(), dest.display())
-                        })?;
-                    } else {
-                        std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
-                    }
-                    write_reason(&dest, &v2, &reasons).map_err(|e| e.to_string())?;
-                    None
-                }
-            };
-            let deleted =
-                archive::collect_garbage(&l, limits.0, limits.1).map_err(|e| e.to_string())?;
-            Ok((zip, deleted))
-        },
-    )
-    .await;
-    match res {
-        Ok(Ok((zip, deleted))) => {
-            if let Some(zip) = zip {
-                events.emit(Event::Archived {
-                    version: v.to_string(),
+    max_base_size: u64,
+    min_free_disk: u64,
+}
+
+impl Filing {
+    /// Archive or reject a version folder after its instance is stopped, then collect garbage.
+    async fn finish(self, v: Version, after: AfterStop) {
+        let layout = self.layout.clone();
+        let (v2, after2) = (v.clone(), after);
+        let res = tokio::task::spawn_blocking(move || match &after2 {
+            AfterStop::Keep => Ok(None),
+            AfterStop::Archive => archive::archive_version(&layout, &v2).map(|zip| {
+                Some(Event::Archived {
+                    version: v2.to_string(),
                     zip: zip.display().to_string(),
-                });
+                })
+            }),
+            AfterStop::Reject(reasons) => {
+                archive::reject_version(&layout, &v2, reasons).map(|_| {
+                    Some(Event::Rejected {
+                        version: v2.to_string(),
+                        reasons: reasons.clone(),
+                    })
+                })
             }
-            if let Some(reasons) = reasons {
-                events.emit(Event::Rejected {
-                    version: v.to_string(),
-                    reasons,
-                });
-            }
-            for d in deleted {
-                events.emit(Event::ArchiveDeleted {
-                    zip: d.zip.display().to_string(),
-                    reason: d.reason,
-                });
-            }
+        })
+        .await;
+        match res {
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(event))) => self.events.emit(event),
+            Ok(Err(e)) => tracing::error!("cannot file away version {v}: {e}"),
+            Err(e) => tracing::error!("filing task failed for {v}: {e}"),
         }
-        Ok(Err(e)) => tracing::error!("cannot file away version {v}: {e}"),
-        Err(e) => tracing::error!("archive task failed for {v}: {e}"),
+        self.collect().await;
+    }
+
+    /// Move a build that will not be started aside, with the reason.
+    async fn refuse(self, d: Dropped, reason: String) {
+        tracing::warn!("refusing {}: {reason}", d.path.display());
+        let layout = self.layout.clone();
+        let reasons = vec![reason];
+        let (r2, v) = (reasons.clone(), d.name.version.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            archive::refuse_file(&layout, &d.path, &d.name.file_name, &d.name.version, &r2)
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            tracing::error!("cannot move the refused build aside: {e}");
+        }
+        self.events.emit(Event::Rejected {
+            version: v.to_string(),
+            reasons,
+        });
+        self.collect().await;
+    }
+
+    /// Delete the oldest archives while over the size budget or short of disk.
+    async fn collect(self) {
+        let (layout, max, min_free) = (self.layout.clone(), self.max_base_size, self.min_free_disk);
+        match tokio::task::spawn_blocking(move || archive::collect_garbage(&layout, max, min_free))
+            .await
+        {
+            Ok(Ok(deleted)) => {
+                for d in deleted {
+                    self.events.emit(Event::ArchiveDeleted {
+                        zip: d.zip.display().to_string(),
+                        reason: d.reason,
+                    });
+                }
+            }
+            Ok(Err(e)) => tracing::error!("archive cleanup failed: {e}"),
+            Err(e) => tracing::error!("archive cleanup task failed: {e}"),
+        }
     }
 }
