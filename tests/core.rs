@@ -87,9 +87,7 @@ fn hung_testing_does_not_slow_users() {
     base.write_env("MIRROR_TIMEOUT=60s");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 to serve", Duration::from_secs(10), || {
-        (u.get("/").0 == 200).then_some(())
-    });
+    u.wait_serving();
 
     // The healthy case: a testing instance that answers at once.
     base.drop_fixture("1.1.0", "");
@@ -277,9 +275,7 @@ fn large_answers_stream_through_unchanged() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     base.drop_fixture("1.1.0", "");
-    wait_until("testing ready", Duration::from_secs(10), || {
-        base.fixture_stats("testing")
-    });
+    base.wait_testing();
     let n = 20 * 1024 * 1024;
     let (status, body) = u.get(&format!("/__fixture/bytes/{n}"));
     assert_eq!(status, 200);

@@ -22,9 +22,7 @@ fn killed_hard_it_leaves_no_orphans() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     base.drop_fixture("1.1.0", "");
-    wait_until("testing ready", Duration::from_secs(10), || {
-        base.fixture_stats("testing")
-    });
+    base.wait_testing();
     assert_eq!(
         processes_under(&base.path).len(),
         2,
@@ -45,9 +43,7 @@ fn restarted_it_resumes_running_and_testing() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     base.drop_fixture("1.1.0", "");
-    wait_until("testing ready", Duration::from_secs(10), || {
-        base.fixture_stats("testing")
-    });
+    base.wait_testing();
     u.stop();
 
     let mut u = Understudy::start(&base);
@@ -76,9 +72,7 @@ fn a_running_instance_that_dies_is_restarted() {
     base.write_env("");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 serves", Duration::from_secs(10), || {
-        (u.get("/").0 == 200).then_some(())
-    });
+    u.wait_serving();
     let (_, pid) = base.instance_info("running").unwrap();
     unsafe {
         libc::kill(pid, libc::SIGKILL);
@@ -97,9 +91,7 @@ fn idle_it_does_not_spin() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     base.drop_fixture("1.1.0", "");
-    wait_until("testing ready", Duration::from_secs(10), || {
-        base.fixture_stats("testing")
-    });
+    base.wait_testing();
     let before = cpu_ticks(u.pid());
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(u.pid()) - before;
@@ -117,9 +109,7 @@ fn a_child_that_ignores_sigterm_gets_sigkill_after_the_grace() {
     base.write_env("SHUTDOWN_GRACE=1s");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "--ignore-sigterm");
-    wait_until("v1 serves", Duration::from_secs(10), || {
-        (u.get("/").0 == 200).then_some(())
-    });
+    u.wait_serving();
     let started = std::time::Instant::now();
     u.stop(); // asserts that nothing is left in the base dir
     let took = started.elapsed();

@@ -40,9 +40,7 @@ fn start_with_v1(name: &str, extra: &str) -> (Base, Understudy) {
     base.write_env(&format!("{FAST}\n{extra}"));
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 to serve", Duration::from_secs(10), || {
-        (u.get("/").0 == 200).then_some(())
-    });
+    u.wait_serving();
     (base, u)
 }
 
@@ -272,13 +270,9 @@ fn archives_over_the_size_budget_go_oldest_first() {
     base.write_env(&format!("{FAST}\nMAX_BASE_SIZE=2500KiB"));
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
-    wait_until("v1 to serve", Duration::from_secs(10), || {
-        (u.get("/").0 == 200).then_some(())
-    });
+    u.wait_serving();
     base.drop_fixture("1.1.0", "");
-    wait_until("v2 testing", Duration::from_secs(10), || {
-        base.fixture_stats("testing")
-    });
+    base.wait_testing();
     // A refused build triggers collection too; so does every archive.
     base.drop_fixture("0.5.0", "");
     wait_until(
@@ -325,9 +319,7 @@ fn startup_errors_count_for_testing_not_for_running() {
     base.write_env(FAST);
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "--startup-errors 500");
-    wait_until("v1 to serve", Duration::from_secs(10), || {
-        (u.get("/").0 == 200).then_some(())
-    });
+    u.wait_serving();
     let stop = Arc::new(AtomicBool::new(false));
     let clients = steady_traffic(u.addr, 2, stop.clone());
     base.drop_fixture("1.1.0", "");

@@ -88,6 +88,13 @@ impl Base {
         Some((v["port"].as_u64()? as u16, v["pid"].as_i64()? as i32))
     }
 
+    /// Wait until the testing instance is up and routed (its symlink appears only then).
+    pub fn wait_testing(&self) -> serde_json::Value {
+        wait_until("testing to be ready", Duration::from_secs(10), || {
+            self.fixture_stats("testing")
+        })
+    }
+
     /// A fixture's own request counters, asked directly (not through the proxy).
     pub fn fixture_stats(&self, role: &str) -> Option<serde_json::Value> {
         let (port, _) = self.instance_info(role)?;
@@ -150,6 +157,13 @@ impl Understudy {
             TcpStream::connect(u.addr).ok().map(|_| ())
         });
         u
+    }
+
+    /// Wait until a build serves through the proxy.
+    pub fn wait_serving(&self) {
+        wait_until("a running build to serve", Duration::from_secs(10), || {
+            (self.get("/").0 == 200).then_some(())
+        });
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
