@@ -37,7 +37,7 @@ pub struct ArtifactName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// Not `<identifier>-…`.
-    #[error("{0:?} does not start with the identifier {1:?}-")]
+    #[error("{0:?} is not named {1}-<version>[.jar|.zip]")]
     OtherIdentifier(String, String),
     /// The part after the identifier is not semver.
     #[error("{name:?}: {version:?} is not a semantic version (x.y.z): rename it to <identifier>-<x.y.z>[.jar|.zip]")]

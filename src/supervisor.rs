@@ -218,18 +218,12 @@ impl Supervisor {
             file: d.name.file_name.clone(),
             version: v.to_string(),
         });
-        let newest_candidate = self
+        let candidate = self
             .testing
             .as_ref()
             .map(Slot::version)
             .or(self.pending.as_ref().map(|p| &p.version));
-        let refusal = match (self.running_version(), newest_candidate) {
-            (Some(r), _) if v <= *r => Some(format!("{v} is not newer than running {r}")),
-            (_, Some(t)) if v <= *t => {
-                Some(format!("{v} is not newer than {t}, which is being tested"))
-            }
-            _ => None,
-        };
+        let refusal = refusal(&v, self.running_version(), candidate);
         if let Some(reason) = refusal {
             self.background.spawn(self.filing().refuse(d, reason));
             return;
@@ -679,6 +673,15 @@ impl Supervisor {
     }
 }
 
+/// Why a build is not started: it must be newer than running and than the build being tested.
+fn refusal(v: &Version, running: Option<&Version>, candidate: Option<&Version>) -> Option<String> {
+    match (running, candidate) {
+        (Some(r), _) if v <= r => Some(format!("{v} is not newer than running {r}")),
+        (_, Some(t)) if v <= t => Some(format!("{v} is not newer than {t}, which is being tested")),
+        _ => None,
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Part {
     Running,
@@ -774,5 +777,39 @@ impl Filing {
             Ok(Err(e)) => tracing::error!("archive cleanup failed: {e}"),
             Err(e) => tracing::error!("archive cleanup task failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_newer_builds_are_started() {
+        assert_eq!(
+            refusal(&v("1.0.0"), None, None),
+            None,
+            "the first build runs"
+        );
+        assert!(refusal(&v("1.0.0"), Some(&v("1.0.0")), None)
+            .unwrap()
+            .contains("not newer than running 1.0.0"));
+        assert!(
+            refusal(&v("1.9.0"), Some(&v("1.10.0")), None).is_some(),
+            "semver order, not text order"
+        );
+        assert_eq!(refusal(&v("1.10.0"), Some(&v("1.9.0")), None), None);
+        assert!(refusal(&v("1.1.0"), Some(&v("1.0.0")), Some(&v("1.1.0")))
+            .unwrap()
+            .contains("being tested"));
+        assert_eq!(
+            refusal(&v("1.2.0"), Some(&v("1.0.0")), Some(&v("1.1.0"))),
+            None,
+            "a newer build replaces testing"
+        );
     }
 }
