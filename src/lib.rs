@@ -42,6 +42,8 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 pub use events::{Event, Events};
 
+/// Verdicts waiting for the supervisor; a stale one is skipped when full.
+const VERDICT_QUEUE: usize = 16;
 /// Capacity of the pair channel from the mirror to the scorer; pairs beyond it are dropped.
 const PAIR_QUEUE: usize = 4096;
 
@@ -58,7 +60,7 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
     );
     let (pairs_tx, pairs_rx) = mpsc::channel(PAIR_QUEUE);
     let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
-    let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
+    let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
     let (dropped_tx, dropped_rx) = mpsc::channel(16);
     let hint = format!(
         "understudy: no running instance yet: drop a build named {}-<version>[.jar|.zip] into {}\n",

@@ -507,7 +507,7 @@ pub async fn run(
     stats: Arc<ProxyStats>,
     mut pairs: mpsc::Receiver<Pair>,
     mut control: mpsc::UnboundedReceiver<ScorerControl>,
-    verdicts: mpsc::UnboundedSender<Scored>,
+    verdicts: mpsc::Sender<Scored>,
     cancel: CancellationToken,
 ) {
     let rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
@@ -538,7 +538,8 @@ pub async fn run(
                 if let Some(c) = card.as_mut() {
                     let s = c.summary(&rules, stats.requests.load(Ordering::Relaxed), Instant::now());
                     let evaluation = evaluate(&s, &cfg);
-                    if verdicts.send(Scored { testing: c.testing, evaluation }).is_err() {
+                    // A supervisor that lags skips a verdict; the next evaluation follows soon.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {
                         break;
                     }
                 }

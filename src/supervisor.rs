@@ -75,7 +75,7 @@ pub struct Wiring {
     /// Complete builds from the watcher.
     pub dropped: mpsc::Receiver<Dropped>,
     /// Verdicts from the scorer.
-    pub verdicts: mpsc::UnboundedReceiver<Scored>,
+    pub verdicts: mpsc::Receiver<Scored>,
     /// Tells the scorer what to score.
     pub scorer: mpsc::UnboundedSender<ScorerControl>,
     /// Where decisions are announced.
