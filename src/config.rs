@@ -41,7 +41,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
     KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
     KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },
-    KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Threads serving the proxy; auto means one per core. 1 suits a box shared with the apps (see docs/benchmarks.md)." },
+    KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Proxy threads, each with its own event loop (as nginx's workers); auto means one per core." },
     KeyDoc { key: "LOG_DIR", default: "", doc: "Directory for understudy's own log (understudy.log); empty logs to stderr." },
     KeyDoc { key: "LOG_LEVEL", default: "info", doc: "understudy's own log level: error, warn, info, debug or trace." },
     KeyDoc { key: "STABLE_WINDOW", default: "10m", doc: "How long testing must be scored without a regression before it is promoted." },
@@ -150,7 +150,7 @@ pub struct Config {
     pub mirror_concurrency: usize,
     /// Mirror answer deadline.
     pub mirror_timeout: Duration,
-    /// Proxy runtime threads; `None` means one per core.
+    /// Proxy threads; `None` means one per core.
     pub worker_threads: Option<usize>,
     /// Own log directory, if any.
     pub log_dir: Option<PathBuf>,

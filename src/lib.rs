@@ -67,15 +67,54 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
         cfg.identifier,
         cfg.base.display()
     );
-    let proxy = Arc::new(proxy::Proxy::new(
-        routes_rx,
-        mirror_queue,
-        stats.clone(),
-        hint,
-    ));
+    // The proxy runs thread-per-core, as nginx does: each thread has its own single-threaded
+    // runtime, accepts on a clone of the listener, and keeps its connections and their upstream
+    // connections to itself, so a request never wakes another thread.
+    let threads = cfg
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listener = listener
+        .into_std()
+        .expect("a tokio listener converts back to std");
+    let mut proxy_threads = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let listener = listener
+            .try_clone()
+            .expect("cloning a listening socket only fails when out of descriptors");
+        let proxy = proxy::Proxy::new(
+            routes_rx.clone(),
+            mirror_queue.clone(),
+            stats.clone(),
+            hint.clone(),
+        );
+        let cancel = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("understudy-proxy-{i}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)
+                        .expect("registering the listener with this thread's runtime");
+                    proxy::serve(listener, Arc::new(proxy), cancel).await;
+                });
+            });
+        match spawned {
+            Ok(h) => proxy_threads.push(h),
+            Err(e) => tracing::error!("cannot start proxy thread {i}: {e}"),
+        }
+    }
+    drop(listener);
 
     let tasks = TaskTracker::new();
-    tasks.spawn(proxy::serve(listener, proxy, cancel.clone()));
+    tasks.spawn(async move {
+        let _ = tokio::task::spawn_blocking(move || {
+            proxy_threads.into_iter().for_each(|h| drop(h.join()))
+        })
+        .await;
+    });
     tasks.spawn(proxy::mirror::run(
         mirror_rx,
         cfg.mirror_concurrency,
