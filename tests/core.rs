@@ -288,3 +288,40 @@ fn large_answers_stream_through_unchanged() {
     );
     u.stop();
 }
+
+#[test]
+fn a_build_serves_within_two_seconds_and_other_names_are_logged_once() {
+    let base = Base::new("timely");
+    base.write_env("SETTLE_TIME=500ms"); // the default
+    let mut u = Understudy::start(&base);
+    std::fs::write(base.path.join("notes.txt"), "not a build").unwrap();
+    std::fs::write(base.path.join("app-1.0.jar"), "not semver").unwrap();
+    let dropped = std::time::Instant::now();
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let took = dropped.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "served {took:?} after the drop"
+    );
+    // Many rescans later, each stray name was logged exactly once.
+    wait_until("a few more rescans", Duration::from_secs(5), || {
+        (dropped.elapsed() > Duration::from_secs(2)).then_some(())
+    });
+    let log = u.log_text();
+    let ignoring: Vec<&str> = log.lines().filter(|l| l.contains("ignoring")).collect();
+    assert_eq!(ignoring.len(), 2, "one line per stray name: {ignoring:?}");
+    assert!(
+        ignoring
+            .iter()
+            .any(|l| l.contains("notes.txt") && l.contains("is not named app-<version>")),
+        "{ignoring:?}"
+    );
+    assert!(
+        ignoring
+            .iter()
+            .any(|l| l.contains("\"1.0\" is not a semantic version")),
+        "{ignoring:?}"
+    );
+    u.stop();
+}
