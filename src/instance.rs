@@ -340,11 +340,6 @@ impl Instance {
         self.stop.cancel();
         let _ = self.task.await;
     }
-
-    /// A token that stops this child when cancelled, for stopping it without owning the handle.
-    pub fn stopper(&self) -> CancellationToken {
-        self.stop.clone()
-    }
 }
 
 struct Probe {

@@ -667,7 +667,14 @@ impl Supervisor {
             .into_iter()
             .flatten()
             .collect();
-        futures_join_all(slots.into_iter().map(|s| s.instance.stop())).await;
+        // Stop every child at once, then wait for each to be reaped.
+        let stops: Vec<_> = slots
+            .into_iter()
+            .map(|s| tokio::spawn(s.instance.stop()))
+            .collect();
+        for stop in stops {
+            let _ = stop.await;
+        }
         self.background.close();
         self.background.wait().await;
     }
@@ -687,15 +694,6 @@ enum Part {
     Running,
     Testing,
     Next,
-}
-
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
-    futs: impl Iterator<Item = F>,
-) {
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    for h in handles {
-        let _ = h.await;
-    }
 }
 
 /// Files version folders away off the supervisor's task (blocking work on blocking threads):
