@@ -24,6 +24,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release -q
+cargo bench -q --bench switch --no-run 2>/dev/null
 BIN=$PWD/target/release/understudy
 WORK=$(mktemp -d /tmp/understudy-bench.XXXXXX)
 PIDS=()
@@ -147,26 +148,38 @@ PPID2=$!; PIDS+=($PPID2)
 wait_port 18210
 build "$P" 1.0.0; wait_body 18210 "1.0.0"
 (sleep 2; build "$P" 1.1.0) &
-out=$(wrk -t"$THREADS" -c128 -d12s -s "$WORK/report.lua" "http://127.0.0.1:18210/api/items" 2>&1 | grep RESULT)
-read -r _ req dur p50 p99 p999 err <<<"$out"
-promoted=$(grep -c '"event":"promoted"' "$WORK/promote.log" || true)
-echo "promotion-under-load c=128: $(( req * 1000000 / dur )) req/s  p50 ${p50}us  p99 ${p99}us  p99.9 ${p999}us  errors $err  promoted=$promoted"
-python3 - "$WORK/promote.log" <<'PY'
-import json, re, sys
-from datetime import datetime
-ts = lambda l: datetime.fromisoformat(l.split()[0].rstrip('Z'))
+# Our own load generator here: it reports latency per second, so the switch second can be compared.
+cargo bench -q --bench switch -- 127.0.0.1:18210 128 12 /api/items > "$WORK/switch.txt"
+python3 - "$WORK/promote.log" "$WORK/switch.txt" <<'PY'
+import json, re, sys, statistics
+from datetime import datetime, timezone
+ts = lambda l: datetime.fromisoformat(l.split()[0].rstrip('Z')).replace(tzinfo=timezone.utc)
 ev = []
 for l in open(sys.argv[1]):
     m = re.search(r'(\{"event".*\})\s*$', l)
     if m: ev.append((ts(l), json.loads(m.group(1))))
-verdict = next((t for t, e in ev if e["event"] == "scored" and e["verdict"] == "promote"), None)
-started = next((t for t, e in ev if e["event"] == "started" and e["role"] == "running" and e["version"] == "1.1.0"), None)
-ready = next((t for t, e in ev if e["event"] == "ready" and e["role"] == "running" and e["version"] == "1.1.0"), None)
-promoted = next((t for t, e in ev if e["event"] == "promoted"), None)
+seconds = [l.split()[1:] for l in open(sys.argv[2]) if l.startswith("SECOND")]
+seconds = [(int(s), int(n), int(e), int(p50), int(p99)) for s, n, e, p50, p99 in seconds]
+total = sum(n for _, n, _, _, _ in seconds); errors = sum(e for _, _, e, _, _ in seconds)
+first = lambda pred: next((t for t, e in ev if pred(e)), None)
+verdict = first(lambda e: e["event"] == "scored" and e["verdict"] == "promote")
+started = first(lambda e: e["event"] == "started" and e["role"] == "running" and e["version"] == "1.1.0")
+ready = first(lambda e: e["event"] == "ready" and e["role"] == "running" and e["version"] == "1.1.0")
+promoted = first(lambda e: e["event"] == "promoted")
+print(f"promotion-under-load c=128: {total} requests in {len(seconds)} s, errors {errors}")
 if None in (verdict, started, ready, promoted):
-    print("promotion latency: no promotion seen"); sys.exit(0)
+    print("promotion: none seen"); sys.exit(0)
 ms = lambda d: d.total_seconds() * 1000
 print(f"promotion latency: verdict→traffic {ms(promoted - verdict):.1f} ms, of which app start→ready {ms(ready - started):.1f} ms; understudy's own part {ms(promoted - verdict) - ms(ready - started):.1f} ms")
+switch = int(promoted.timestamp())
+steady = [p99 for s, n, e, p50, p99 in seconds[1:-1] if abs(s - switch) > 1]
+at = [p99 for s, n, e, p50, p99 in seconds if s == switch]
+if steady and at:
+    base = statistics.median(steady)
+    print(f"switch second p99 {at[0]} µs vs steady median p99 {base:.0f} µs ({at[0] / base:.2f}×)")
+for s, n, e, p50, p99 in seconds:
+    mark = "  <- switch" if s == switch else ""
+    print(f"  second {s - seconds[0][0]:>2}: {n:>6} req, {e} errors, p50 {p50} µs, p99 {p99} µs{mark}")
 PY
 kill -TERM "$PPID2"; wait "$PPID2" 2>/dev/null || true
 
