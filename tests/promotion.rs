@@ -44,6 +44,33 @@ fn start_with_v1(name: &str, extra: &str) -> (Base, Understudy) {
     (base, u)
 }
 
+/// v1 serves under steady traffic; v2 with `faults` is dropped and must be rejected. Returns the
+/// reason, after checking that users only ever saw v1 and that v1 still runs.
+fn rejected_under_traffic(name: &str, extra_env: &str, faults: &str) -> String {
+    let (base, mut u) = start_with_v1(name, extra_env);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = steady_traffic(u.addr, 2, stop.clone());
+    base.drop_fixture("1.1.0", faults);
+    let r = reason(&base, "1.1.0");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let answers = c.join().unwrap();
+        assert!(
+            answers
+                .iter()
+                .all(|(s, b)| *s == 200 && b.contains("1.0.0")),
+            "users only ever saw v1"
+        );
+    }
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    assert!(
+        !base.path.join("app-1.1.0").exists(),
+        "the rejected version moved aside"
+    );
+    u.stop();
+    r
+}
+
 fn reason(base: &Base, version: &str) -> String {
     let path = base
         .path
@@ -131,60 +158,23 @@ fn healthy_build_is_promoted_with_zero_failed_requests() {
 
 #[test]
 fn endpoint_that_404s_only_on_testing_is_rejected_and_named() {
-    let (base, mut u) = start_with_v1("reject-404", "");
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = steady_traffic(u.addr, 2, stop.clone());
-    base.drop_fixture("1.1.0", "--not-found /api/items");
-    let r = reason(&base, "1.1.0");
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        assert!(
-            c.join()
-                .unwrap()
-                .iter()
-                .all(|(s, b)| *s == 200 && b.contains("1.0.0")),
-            "users only ever saw v1"
-        );
-    }
+    let r = rejected_under_traffic("reject-404", "", "--not-found /api/items");
     assert!(
         r.contains("endpoint regression") && r.contains("GET /api/items"),
         "{r}"
     );
-    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
-    assert!(u.get("/api/items").1.contains("1.0.0"));
-    assert!(
-        !base.path.join("app-1.1.0").exists(),
-        "the rejected version moved aside"
-    );
-    u.stop();
 }
 
 #[test]
 fn extra_5xx_on_one_endpoint_is_rejected() {
-    let (base, mut u) = start_with_v1("reject-5xx", "");
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = steady_traffic(u.addr, 2, stop.clone());
-    base.drop_fixture("1.1.0", "--fail-path /health");
-    let r = reason(&base, "1.1.0");
-    stop.store(true, Ordering::Relaxed);
-    clients.into_iter().for_each(|c| drop(c.join()));
+    let r = rejected_under_traffic("reject-5xx", "", "--fail-path /health");
     assert!(r.contains("5xx rate"), "{r}");
-    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
-    u.stop();
 }
 
 #[test]
 fn error_logs_per_request_are_rejected() {
-    let (base, mut u) = start_with_v1("reject-logs", "");
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = steady_traffic(u.addr, 2, stop.clone());
-    base.drop_fixture("1.1.0", "--log-errors");
-    let r = reason(&base, "1.1.0");
-    stop.store(true, Ordering::Relaxed);
-    clients.into_iter().for_each(|c| drop(c.join()));
+    let r = rejected_under_traffic("reject-logs", "", "--log-errors");
     assert!(r.contains("log errors"), "{r}");
-    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
-    u.stop();
 }
 
 #[test]
@@ -297,19 +287,11 @@ fn archives_over_the_size_budget_go_oldest_first() {
 #[test]
 fn differing_bodies_are_reported_and_rejected_only_with_a_ceiling() {
     // The fixture's answer names its version, so every v2 body differs from v1's.
-    let (base, mut u) = start_with_v1("reject-bodies", "MAX_BODY_DIFF=0.5");
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = steady_traffic(u.addr, 2, stop.clone());
-    base.drop_fixture("1.1.0", "");
-    let r = reason(&base, "1.1.0");
-    stop.store(true, Ordering::Relaxed);
-    clients.into_iter().for_each(|c| drop(c.join()));
+    let r = rejected_under_traffic("reject-bodies", "MAX_BODY_DIFF=0.5", "");
     assert!(
         r.contains("bodies:") && r.contains("differ from running"),
         "{r}"
     );
-    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
-    u.stop();
 }
 
 #[test]
@@ -317,7 +299,7 @@ fn startup_errors_count_for_testing_not_for_running() {
     // Running logged 500 errors at its start: that is not testing's fault, so v2 is promoted.
     let base = Base::new("startup-errors");
     base.write_env(FAST);
-    let u = Understudy::start(&base);
+    let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "--startup-errors 500");
     u.wait_serving();
     let stop = Arc::new(AtomicBool::new(false));
@@ -332,6 +314,5 @@ fn startup_errors_count_for_testing_not_for_running() {
     stop.store(true, Ordering::Relaxed);
     clients.into_iter().for_each(|c| drop(c.join()));
     assert!(r.contains("log errors: testing 500 error lines"), "{r}");
-    let mut u = u;
     u.stop();
 }
