@@ -488,6 +488,11 @@ pub enum ScorerControl {
         /// Running's instance folder (logs counted from now).
         running_dir: std::path::PathBuf,
     },
+    /// Running was restarted: count its logs from the new instance folder, keeping the score.
+    Running {
+        /// The new running instance folder.
+        running_dir: std::path::PathBuf,
+    },
     /// No testing instance: stop scoring.
     Clear,
 }
@@ -531,6 +536,12 @@ pub async fn run(
                         testing_log: LogTail::from_start(testing_dir),
                         running_log: LogTail::from_now(running_dir),
                     }),
+                    ScorerControl::Running { running_dir } => {
+                        if let Some(c) = card.as_mut() {
+                            c.running_log.follow(running_dir);
+                        }
+                        continue;
+                    }
                     ScorerControl::Clear => None,
                 };
             }

@@ -340,6 +340,14 @@ impl Supervisor {
             (Part::Running, InstanceEventKind::Ready) => {
                 let mut slot = self.running.take().expect("matched above");
                 self.serve(&mut slot, Role::Running);
+                if self.testing.as_ref().is_some_and(|t| t.upstream.is_some()) {
+                    // A restarted running: testing is still being scored against it.
+                    let running_dir = slot.instance.dir.clone();
+                    let _ = self
+                        .wiring
+                        .scorer
+                        .send(ScorerControl::Running { running_dir });
+                }
                 self.running = Some(slot);
                 self.restarts = 0;
                 self.start_pending();

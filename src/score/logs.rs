@@ -113,6 +113,13 @@ impl LogTail {
         }
     }
 
+    /// Follow another instance folder from now on, keeping the totals (a restarted running).
+    pub fn follow(&mut self, dir: PathBuf) {
+        let fresh = LogTail::from_now(dir);
+        self.dir = fresh.dir;
+        self.offsets = fresh.offsets;
+    }
+
     /// Read what was appended and return the running totals (errors, warns).
     pub fn poll(&mut self, rules: &LevelRules) -> (u64, u64) {
         for path in log_files(&self.dir) {
@@ -202,6 +209,19 @@ mod tests {
         assert_eq!(from_start.poll(&rules), (1, 1));
         h.write_all(b"}\n").unwrap();
         assert_eq!(from_now.poll(&rules), (1, 1));
+
+        // A restarted instance: its startup lines do not count, the totals carry on.
+        let other = dir.join("2");
+        std::fs::create_dir_all(other.join("logs/json")).unwrap();
+        std::fs::write(other.join("logs/json/app.log"), "{\"level\":\"error\"}\n").unwrap();
+        from_now.follow(other.clone());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(other.join("logs/json/app.log"))
+            .unwrap()
+            .write_all(b"{\"level\":\"warn\"}\n")
+            .unwrap();
+        assert_eq!(from_now.poll(&rules), (1, 2));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
