@@ -83,6 +83,10 @@ pub struct Wiring {
 }
 
 /// The state machine's owner. Its fields are the only record of what runs.
+///
+/// The parts are independent `Option`s rather than one phase enum because they overlap: running
+/// may be restarting while testing is scored, and a build may be pending during a promotion. Each
+/// input is decided in one `match` on (which part the instance plays, what happened).
 pub struct Supervisor {
     cfg: Arc<Config>,
     layout: Layout,
