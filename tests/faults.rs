@@ -144,3 +144,22 @@ fn ready_path_must_answer_2xx() {
     );
     u.stop();
 }
+
+#[test]
+fn a_first_build_that_crashes_is_rejected_and_the_next_one_serves() {
+    let base = Base::new("first-crash");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--crash-at-start");
+    let path = base.path.join("rejected/app-1.0.0/reason.json");
+    let r = wait_until("1.0.0 rejected", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path).ok()
+    });
+    assert!(r.contains("fatal: cannot load configuration"), "{r}");
+    assert_eq!(u.get("/").0, 503, "nothing runs yet, and the proxy says so");
+    assert!(base.link("running").is_none(), "no dangling running link");
+    base.drop_fixture("1.0.1", "");
+    u.wait_serving();
+    assert!(u.get("/").1.contains("1.0.1"));
+    u.stop();
+}
