@@ -37,7 +37,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
     KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
-    KeyDoc { key: "MIRROR_MAX_BODY", default: "1MiB", doc: "Largest request body copied to testing; larger requests are not mirrored." },
+    KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
     KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
     KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },
