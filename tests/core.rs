@@ -325,3 +325,32 @@ fn a_build_serves_within_two_seconds_and_other_names_are_logged_once() {
     );
     u.stop();
 }
+
+#[test]
+fn opted_in_posts_are_mirrored_up_to_the_body_limit() {
+    let base = Base::new("mirror-posts");
+    base.write_env("MIRROR_METHODS=GET,POST\nMIRROR_MAX_BODY=16");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (status, body) = http_with_body(u.addr, "POST", "/orders", "small=1").unwrap();
+    assert!(status == 200 && body.contains("1.0.0 POST"), "{body}");
+    let big = "x".repeat(100);
+    let (status, body) = http_with_body(u.addr, "POST", "/orders", &big).unwrap();
+    assert!(
+        status == 200 && body.contains("1.0.0 POST"),
+        "a large body still reaches running: {body}"
+    );
+    u.get("/barrier");
+    let stats = wait_until(
+        "the small POST and the GET mirrored",
+        Duration::from_secs(10),
+        || base.fixture_stats("testing").filter(|s| s["mirrored"] == 2),
+    );
+    assert_eq!(
+        stats["requests"], 2,
+        "the POST over MIRROR_MAX_BODY was not copied: {stats}"
+    );
+    u.stop();
+}

@@ -244,9 +244,23 @@ pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_with_body(
+        addr,
+        method,
+        path,
+        if method == "POST" { "x=1" } else { "" },
+    )
+}
+
+/// One HTTP/1.1 request with a body and `Connection: close`; returns status and body.
+pub fn http_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let body = if method == "POST" { "x=1" } else { "" };
     write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
