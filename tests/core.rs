@@ -270,12 +270,7 @@ fn jar_builds_run_with_properties_or_system_property() {
 
 #[test]
 fn large_answers_stream_through_unchanged() {
-    let base = Base::new("large-body");
-    base.write_env("");
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    base.drop_fixture("1.1.0", "");
-    base.wait_testing();
+    let (_base, mut u) = start_with_testing("large-body", "");
     let n = 20 * 1024 * 1024;
     let (status, body) = u.get(&format!("/__fixture/bytes/{n}"));
     assert_eq!(status, 200);
@@ -328,12 +323,10 @@ fn a_build_serves_within_two_seconds_and_other_names_are_logged_once() {
 
 #[test]
 fn opted_in_posts_are_mirrored_up_to_the_body_limit() {
-    let base = Base::new("mirror-posts");
-    base.write_env("MIRROR_METHODS=GET,POST\nMIRROR_MAX_BODY=16");
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    base.drop_fixture("1.1.0", "");
-    base.wait_testing();
+    let (base, mut u) = start_with_testing(
+        "mirror-posts",
+        "MIRROR_METHODS=GET,POST\nMIRROR_MAX_BODY=16",
+    );
     let (status, body) = http_with_body(u.addr, "POST", "/orders", "small=1").unwrap();
     assert!(status == 200 && body.contains("1.0.0 POST"), "{body}");
     let big = "x".repeat(100);

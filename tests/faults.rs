@@ -17,12 +17,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn killed_hard_it_leaves_no_orphans() {
-    let base = Base::new("kill-9");
-    base.write_env("");
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    base.drop_fixture("1.1.0", "");
-    base.wait_testing();
+    let (base, mut u) = start_with_testing("kill-9", "");
     assert_eq!(
         processes_under(&base.path).len(),
         2,
@@ -38,12 +33,7 @@ fn killed_hard_it_leaves_no_orphans() {
 
 #[test]
 fn restarted_it_resumes_running_and_testing() {
-    let base = Base::new("resume");
-    base.write_env("STABLE_WINDOW=10m");
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    base.drop_fixture("1.1.0", "");
-    base.wait_testing();
+    let (base, mut u) = start_with_testing("resume", "STABLE_WINDOW=10m");
     u.stop();
 
     let mut u = Understudy::start(&base);
@@ -86,12 +76,7 @@ fn a_running_instance_that_dies_is_restarted() {
 
 #[test]
 fn idle_it_does_not_spin() {
-    let base = Base::new("idle");
-    base.write_env("");
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    base.drop_fixture("1.1.0", "");
-    base.wait_testing();
+    let (_base, mut u) = start_with_testing("idle", "");
     let before = cpu_ticks(u.pid());
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(u.pid()) - before;

@@ -117,6 +117,17 @@ impl Drop for Base {
     }
 }
 
+/// A base dir with `extra_env`, understudy started, v1.0.0 running and v1.1.0 testing.
+pub fn start_with_testing(name: &str, extra_env: &str) -> (Base, Understudy) {
+    let base = Base::new(name);
+    base.write_env(extra_env);
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    (base, u)
+}
+
 /// A loopback address nobody listens on right now.
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
