@@ -82,6 +82,17 @@ build() { # build BASE VERSION [faults]
   chmod +x "$1/.tmp-$2"; mv "$1/.tmp-$2" "$1/app-$2"
 }
 
+# start_understudy DIR PORT RANGE EXTRA-ENV LOG: sets USPID to understudy's pid once it listens.
+start_understudy() {
+  mkdir -p "$1"
+  printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:%s\nPORT_RANGE=%s\nSETTLE_TIME=100ms\n%b' "$2" "$3" "$4" > "$1/.env"
+  "$BIN" run --base "$1" 2>"$5" &
+  USPID=$!; PIDS+=($USPID)
+  wait_port "$2"
+}
+wait_testing() { for _ in $(seq 200); do [ -L "$1/testing" ] && break; sleep 0.05; done; }
+stop_understudy() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
+
 echo "understudy benchmarks: $(nproc) cores, wrk -t$THREADS, ${DURATION}s per case after ${WARMUP}s warm-up"
 : > "$WORK/results"
 
@@ -115,37 +126,29 @@ run_case nginx-mirror 18102
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
 
 # 2 and 3. understudy: running only, then running + testing (every GET mirrored), then hung testing.
-B=$WORK/base && mkdir -p "$B"
-printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:18200\nPORT_RANGE=18300-18349\nSTABLE_WINDOW=1h\nLOG_LEVEL=warn\nSETTLE_TIME=100ms\n' > "$B/.env"
-"$BIN" run --base "$B" 2>"$WORK/understudy.log" &
-UPID=$!; PIDS+=($UPID)
-wait_port 18200
+B=$WORK/base
+start_understudy "$B" 18200 18300-18349 'STABLE_WINDOW=1h\nLOG_LEVEL=warn\n' "$WORK/understudy.log"
+UPID=$USPID
 build "$B" 1.0.0; wait_body 18200 "1.0.0"
 run_case understudy-running 18200 "$UPID"
-build "$B" 1.1.0
-for _ in $(seq 200); do [ -L "$B/testing" ] && break; sleep 0.05; done
+build "$B" 1.1.0; wait_testing "$B"
 run_case understudy-mirror 18200 "$UPID"
-kill -TERM "$UPID"; wait "$UPID" 2>/dev/null || true
+stop_understudy "$UPID"
 
 # 3b. A fresh understudy whose testing instance hangs (answers after 10 s): users must not notice,
 # and memory must stay bounded (measured in its own process, so earlier cases do not count).
-H=$WORK/hung && mkdir -p "$H"
-printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:18205\nPORT_RANGE=18350-18399\nSTABLE_WINDOW=1h\nLOG_LEVEL=warn\nSETTLE_TIME=100ms\n' > "$H/.env"
-"$BIN" run --base "$H" 2>"$WORK/hung.log" &
-HPID=$!; PIDS+=($HPID)
-wait_port 18205
+H=$WORK/hung
+start_understudy "$H" 18205 18350-18399 'STABLE_WINDOW=1h\nLOG_LEVEL=warn\n' "$WORK/hung.log"
+HPID=$USPID
 build "$H" 1.0.0; wait_body 18205 "1.0.0"
-build "$H" 1.1.0 "--slow-ms 10000"
-for _ in $(seq 200); do [ -L "$H/testing" ] && break; sleep 0.05; done
+build "$H" 1.1.0 "--slow-ms 10000"; wait_testing "$H"
 run_case understudy-mirror-hung 18205 "$HPID"
-kill -TERM "$HPID"; wait "$HPID" 2>/dev/null || true
+stop_understudy "$HPID"
 
 # 5. A promotion under 128 connections of load: errors, and the switch's own latency.
-P=$WORK/promote && mkdir -p "$P"
-printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:18210\nPORT_RANGE=18400-18499\nSTABLE_WINDOW=3s\nMIN_MIRRORED=100\nEVALUATE_EVERY=250ms\nLOG_LEVEL=info\nSETTLE_TIME=100ms\n' > "$P/.env"
-"$BIN" run --base "$P" 2>"$WORK/promote.log" &
-PPID2=$!; PIDS+=($PPID2)
-wait_port 18210
+P=$WORK/promote
+start_understudy "$P" 18210 18400-18499 'STABLE_WINDOW=3s\nMIN_MIRRORED=100\nEVALUATE_EVERY=250ms\nLOG_LEVEL=info\n' "$WORK/promote.log"
+PPID2=$USPID
 build "$P" 1.0.0; wait_body 18210 "1.0.0"
 (sleep 2; build "$P" 1.1.0) &
 # Our own load generator here: it reports latency per second, so the switch second can be compared.
@@ -181,7 +184,7 @@ for s, n, e, p50, p99 in seconds:
     mark = "  <- switch" if s == switch else ""
     print(f"  second {s - seconds[0][0]:>2}: {n:>6} req, {e} errors, p50 {p50} µs, p99 {p99} µs{mark}")
 PY
-kill -TERM "$PPID2"; wait "$PPID2" 2>/dev/null || true
+stop_understudy "$PPID2"
 
 echo
 python3 - "$WORK/results" <<'PY'

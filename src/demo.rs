@@ -73,19 +73,13 @@ async fn story(base: &Path) -> Result<(), DemoError> {
             |e| matches!(e, Event::Ready { role, .. } if role == "running"),
         )
         .await?;
-        println!(
-            "   GET /api/items → {}",
-            get(addr, "/api/items").await?.1.trim()
-        );
+        show_answer(addr, "").await?;
 
         println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET");
         drop_build(base, &exe, "1.1.0", "")?;
         let traffic = tokio::spawn(traffic(addr));
         wait_for(&mut rx, |e| matches!(e, Event::Promoted { .. })).await?;
-        println!(
-            "   GET /api/items → {}",
-            get(addr, "/api/items").await?.1.trim()
-        );
+        show_answer(addr, "").await?;
 
         println!(
             "\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away"
@@ -96,10 +90,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
             |e| matches!(e, Event::Rejected { version, .. } if version == "1.2.0"),
         )
         .await?;
-        println!(
-            "   GET /api/items → {}  (users never noticed)",
-            get(addr, "/api/items").await?.1.trim()
-        );
+        show_answer(addr, "  (users never noticed)").await?;
         traffic.abort();
         wait_for(&mut rx, |e| matches!(e, Event::Archived { .. }))
             .await
@@ -187,6 +178,15 @@ async fn traffic(addr: SocketAddr) {
         let _ = get(addr, paths[i % paths.len()]).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What a user gets from the proxy right now.
+async fn show_answer(addr: SocketAddr, remark: &str) -> Result<(), DemoError> {
+    println!(
+        "   GET /api/items → {}{remark}",
+        get(addr, "/api/items").await?.1.trim()
+    );
+    Ok(())
 }
 
 /// A minimal HTTP/1.1 GET, so the demo needs no client library.
