@@ -6,4 +6,7 @@ mod support;
 mod config;
 mod core;
 mod faults;
+mod instance_faults;
 mod promotion;
+mod proxy_faults;
+mod shutdown;
