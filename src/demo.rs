@@ -11,7 +11,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ProcessEnv};
+use semver::Version;
+
 use crate::events::{Event, Events};
+use crate::layout::Role;
 
 /// Why the demo stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +73,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         drop_build(base, &exe, "1.0.0", "")?;
         wait_for(
             &mut rx,
-            |e| matches!(e, Event::Ready { role, .. } if role == "running"),
+            |e| matches!(e, Event::Ready { role: Role::Running, .. }),
         )
         .await?;
         show_answer(addr, "").await?;
@@ -87,7 +90,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         drop_build(base, &exe, "1.2.0", "--not-found /api/items")?;
         wait_for(
             &mut rx,
-            |e| matches!(e, Event::Rejected { version, .. } if version == "1.2.0"),
+            |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 2, 0)),
         )
         .await?;
         show_answer(addr, "  (users never noticed)").await?;
@@ -153,21 +156,30 @@ fn narrate(e: &Event) {
         Event::Scored {
             version, summary, ..
         } => format!("scored {version}: {summary}"),
+        Event::Promoting { version } => {
+            format!("{version} passed: starting a fresh running instance of it")
+        }
         Event::Promoted { from, to } => format!(
             "PROMOTED {to} (was {})",
-            from.as_deref().unwrap_or("nothing")
+            from.as_ref().map_or("nothing".to_string(), Version::to_string)
         ),
+        Event::PromotionFailed { version, reasons } => {
+            format!("promotion of {version} failed: {}", reasons.join("; "))
+        }
         Event::Rejected { version, reasons } => {
             format!("REJECTED {version}: {}", reasons.join("; "))
         }
-        Event::Archived { version, zip } => format!("archived {version} as {zip}"),
+        Event::Archived { version, zip } => format!("archived {version} as {}", zip.display()),
         Event::Stopped { version, number } => format!("stopped {version} instance {number}"),
         Event::Exited {
             role,
             version,
             status,
         } => format!("{role} {version} exited: {status}"),
-        Event::ArchiveDeleted { zip, reason } => format!("deleted {zip}: {reason}"),
+        Event::RestartScheduled {
+            version, delay_ms, ..
+        } => format!("running {version} failed; restarting in {delay_ms} ms"),
+        Event::ArchiveDeleted { zip, reason } => format!("deleted {}: {reason}", zip.display()),
     };
     println!("   · {line}");
 }

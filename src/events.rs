@@ -1,56 +1,163 @@
-//! What understudy tells the outside world: each decision the supervisor makes becomes an
-//! [`Event`], logged and broadcast to whoever listens (the demo today; SSE and webhooks later).
+//! What understudy tells the outside world: each decision the supervisor makes becomes a typed
+//! [`Event`], logged with structured fields and broadcast to whoever listens (the demo today; SSE,
+//! webhooks and the audit log later). A slow listener loses old events; the supervisor never waits.
 
+use std::path::PathBuf;
+
+use semver::Version;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::layout::Role;
+
+/// Events kept for a listener that falls behind before it starts losing the oldest.
+const EVENT_BACKLOG: usize = 256;
+
+/// The scorer's verdict without its reasons, as events and metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// Too little evidence yet.
+    Wait,
+    /// Good to promote.
+    Promote,
+    /// A regression: turn it away.
+    Reject,
+}
+
+impl std::fmt::Display for VerdictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VerdictKind::Wait => "wait",
+            VerdictKind::Promote => "promote",
+            VerdictKind::Reject => "reject",
+        })
+    }
+}
+
 /// Something worth telling an operator.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A complete build was found in the base dir.
-    BuildFound { file: String, version: String },
+    BuildFound { file: String, version: Version },
     /// A build was refused or rejected; its files are in `rejected/`.
     Rejected {
-        version: String,
+        version: Version,
         reasons: Vec<String>,
     },
     /// An instance was started.
     Started {
-        role: String,
-        version: String,
+        role: Role,
+        version: Version,
         number: u32,
         port: u16,
     },
     /// An instance answers and now plays its role.
     Ready {
-        role: String,
-        version: String,
+        role: Role,
+        version: Version,
         number: u32,
         port: u16,
     },
     /// An instance exited on its own.
     Exited {
-        role: String,
-        version: String,
+        role: Role,
+        version: Version,
         status: String,
     },
-    /// An instance was stopped.
-    Stopped { version: String, number: u32 },
+    /// An instance was stopped and reaped.
+    Stopped { version: Version, number: u32 },
+    /// Running failed; it is started again after `delay_ms`.
+    RestartScheduled {
+        version: Version,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
     /// The scorer evaluated testing.
     Scored {
-        version: String,
-        verdict: String,
+        version: Version,
+        verdict: VerdictKind,
         score: u32,
         pairs: u64,
         summary: String,
     },
+    /// Testing passed; a fresh running instance of its version is starting.
+    Promoting { version: Version },
     /// Traffic now goes to a new running version.
-    Promoted { from: Option<String>, to: String },
+    Promoted { from: Option<Version>, to: Version },
+    /// A promotion failed before the switch; running is untouched.
+    PromotionFailed {
+        version: Version,
+        reasons: Vec<String>,
+    },
     /// A version folder was zipped into the archive.
-    Archived { version: String, zip: String },
+    Archived { version: Version, zip: PathBuf },
     /// An old archive was deleted to stay within the size or disk budget.
-    ArchiveDeleted { zip: String, reason: String },
+    ArchiveDeleted { zip: PathBuf, reason: String },
+}
+
+impl Event {
+    /// Write the event to understudy's log as structured fields, named by what happened.
+    fn log(&self) {
+        const T: &str = "understudy::events";
+        match self {
+            Event::BuildFound { file, version } => {
+                tracing::info!(target: T, %version, file, "build_found")
+            }
+            Event::Rejected { version, reasons } => {
+                tracing::warn!(target: T, %version, reasons = %reasons.join("; "), "rejected")
+            }
+            Event::Started {
+                role,
+                version,
+                number,
+                port,
+            } => tracing::info!(target: T, %role, %version, number, port, "started"),
+            Event::Ready {
+                role,
+                version,
+                number,
+                port,
+            } => tracing::info!(target: T, %role, %version, number, port, "ready"),
+            Event::Exited {
+                role,
+                version,
+                status,
+            } => tracing::warn!(target: T, %role, %version, status, "exited"),
+            Event::Stopped { version, number } => {
+                tracing::info!(target: T, %version, number, "stopped")
+            }
+            Event::RestartScheduled {
+                version,
+                attempt,
+                delay_ms,
+                reason,
+            } => tracing::warn!(target: T, %version, attempt, delay_ms, reason, "restart_scheduled"),
+            Event::Scored {
+                version,
+                verdict,
+                score,
+                pairs,
+                summary,
+            } => tracing::info!(target: T, %version, %verdict, score, pairs, summary, "scored"),
+            Event::Promoting { version } => tracing::info!(target: T, %version, "promoting"),
+            Event::Promoted { from, to } => {
+                let from = from.as_ref().map(Version::to_string).unwrap_or_default();
+                tracing::info!(target: T, from, %to, "promoted")
+            }
+            Event::PromotionFailed { version, reasons } => {
+                tracing::error!(target: T, %version, reasons = %reasons.join("; "), "promotion_failed")
+            }
+            Event::Archived { version, zip } => {
+                tracing::info!(target: T, %version, zip = %zip.display(), "archived")
+            }
+            Event::ArchiveDeleted { zip, reason } => {
+                tracing::info!(target: T, zip = %zip.display(), reason, "archive_deleted")
+            }
+        }
+    }
 }
 
 /// The broadcast side; cheap to clone, never blocks (slow listeners lose old events).
@@ -62,7 +169,7 @@ pub struct Events {
 impl Default for Events {
     fn default() -> Self {
         Events {
-            tx: broadcast::channel(256).0,
+            tx: broadcast::channel(EVENT_BACKLOG).0,
         }
     }
 }
@@ -70,7 +177,7 @@ impl Default for Events {
 impl Events {
     /// Log `e` and send it to every subscriber.
     pub fn emit(&self, e: Event) {
-        tracing::info!(target: "understudy::events", "{}", serde_json::to_string(&e).unwrap_or_default());
+        e.log();
         let _ = self.tx.send(e);
     }
 

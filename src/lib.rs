@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use events::{Event, Events};
@@ -46,11 +46,93 @@ pub use events::{Event, Events};
 const VERDICT_QUEUE: usize = 16;
 /// Capacity of the pair channel from the mirror to the scorer; pairs beyond it are dropped.
 const PAIR_QUEUE: usize = 4096;
+/// Complete builds waiting for the supervisor; the watcher waits when it is full.
+const DROPPED_QUEUE: usize = 16;
 
-/// Run understudy on an already bound `listener` until `cancel`; then stop every child and join
-/// every task before returning.
-pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: CancellationToken) {
+/// Why understudy stopped other than by a shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A task died; every child was stopped before returning.
+    #[error("the {task} task failed: {message}; every child was stopped")]
+    TaskFailed {
+        /// Which task.
+        task: &'static str,
+        /// Its panic message, or how it ended.
+        message: String,
+    },
+    /// The users' proxy could not start or one of its threads died.
+    #[error("proxy: {0}")]
+    Proxy(#[from] proxy::ProxyError),
+    /// The listener could not be handed to the proxy threads.
+    #[error("cannot use the listening socket: {0}")]
+    Listener(std::io::Error),
+}
+
+/// The control tasks (mirror, scorer, watcher, supervisor) by name, so a death can be named.
+struct Tasks {
+    set: JoinSet<()>,
+    names: Vec<(Id, &'static str)>,
+}
+
+impl Tasks {
+    fn new() -> Tasks {
+        Tasks {
+            set: JoinSet::new(),
+            names: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self, name: &'static str, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(f).id();
+        self.names.push((id, name));
+    }
+
+    fn name(&self, id: Id) -> &'static str {
+        self.names
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or("unknown", |(_, n)| n)
+    }
+
+    /// Wait for the next task to end; `Some` names it and says why when it died (a panic).
+    async fn next_end(&mut self) -> Option<(&'static str, Option<String>)> {
+        let res = self.set.join_next_with_id().await?;
+        Some(match res {
+            Ok((id, ())) => (self.name(id), None),
+            Err(e) => {
+                let name = self.name(e.id());
+                let message = if e.is_panic() {
+                    panic_message(e.into_panic())
+                } else {
+                    "cancelled".to_string()
+                };
+                (name, Some(message))
+            }
+        })
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-text payload".to_string())
+}
+
+/// Run understudy on an already bound `listener` until `shutdown` (or until a task dies), then
+/// shut down in order: stop accepting, let in-flight user requests finish (bounded by
+/// `SHUTDOWN_GRACE`), stop every child, join every task.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    events: Events,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
+    // Cancelled by a proxy thread that dies.
+    let fatal = CancellationToken::new();
+    let stop_proxy = CancellationToken::new();
+    let stop_control = CancellationToken::new();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
     let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
@@ -61,85 +143,65 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
     let (pairs_tx, pairs_rx) = mpsc::channel(PAIR_QUEUE);
     let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
     let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
-    let (dropped_tx, dropped_rx) = mpsc::channel(16);
-    let hint = format!(
-        "understudy: no running instance yet: drop a build named {}-<version>[.jar|.zip] into {}\n",
-        cfg.identifier,
-        cfg.base.display()
-    );
-    // The proxy runs thread-per-core, as nginx does: each thread has its own single-threaded
-    // runtime, accepts on a clone of the listener, and keeps its connections and their upstream
-    // connections to itself, so a request never wakes another thread.
-    let threads = cfg
-        .worker_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let listener = listener
-        .into_std()
-        .expect("a tokio listener converts back to std");
-    let mut proxy_threads = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let listener = listener
-            .try_clone()
-            .expect("cloning a listening socket only fails when out of descriptors");
-        let proxy = proxy::Proxy::new(
-            routes_rx.clone(),
-            mirror_queue.clone(),
-            stats.clone(),
-            hint.clone(),
-        );
-        let cancel = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("understudy-proxy-{i}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread runtime builds");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener)
-                        .expect("registering the listener with this thread's runtime");
-                    proxy::serve(listener, Arc::new(proxy), cancel).await;
-                });
-            });
-        match spawned {
-            Ok(h) => proxy_threads.push(h),
-            Err(e) => tracing::error!("cannot start proxy thread {i}: {e}"),
-        }
-    }
-    drop(listener);
+    let (dropped_tx, dropped_rx) = mpsc::channel(DROPPED_QUEUE);
+    let settings = proxy::ProxySettings {
+        threads: cfg
+            .worker_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        no_running_hint: format!(
+            "understudy: no running instance yet: drop a build named {}-<version>[.jar|.zip] into {}\n",
+            cfg.identifier,
+            cfg.base.display()
+        ),
+        drain_grace: cfg.shutdown_grace,
+    };
+    let listener = listener.into_std().map_err(RunError::Listener)?;
+    let proxy = proxy::start(
+        listener,
+        settings,
+        routes_rx,
+        mirror_queue,
+        stats.clone(),
+        stop_proxy.clone(),
+        fatal.clone(),
+    )?;
 
-    let tasks = TaskTracker::new();
-    tasks.spawn(async move {
-        let _ = tokio::task::spawn_blocking(move || {
-            proxy_threads.into_iter().for_each(|h| drop(h.join()))
-        })
-        .await;
-    });
-    tasks.spawn(proxy::mirror::run(
-        mirror_rx,
-        cfg.mirror_concurrency,
-        cfg.mirror_timeout,
-        pairs_tx,
-        cancel.clone(),
-    ));
-    tasks.spawn(score::run(
-        cfg.score.clone(),
-        stats,
-        pairs_rx,
-        scorer_rx,
-        verdict_tx,
-        cancel.clone(),
-    ));
+    let live = supervisor::LiveGroups::default();
+    let mut tasks = Tasks::new();
+    tasks.spawn(
+        "mirror",
+        proxy::mirror::run(
+            mirror_rx,
+            cfg.mirror_concurrency,
+            cfg.mirror_timeout,
+            pairs_tx,
+            stop_control.clone(),
+        ),
+    );
+    tasks.spawn(
+        "scorer",
+        score::run(
+            cfg.score.clone(),
+            stats.clone(),
+            pairs_rx,
+            scorer_rx,
+            verdict_tx,
+            stop_control.clone(),
+        ),
+    );
     let mut ignore = vec![".env".to_string()];
     ignore.extend(cfg.properties_file.clone());
-    tasks.spawn(watcher::run(
-        cfg.base.clone(),
-        cfg.identifier.clone(),
-        ignore,
-        cfg.settle_time,
-        dropped_tx,
-        cancel.clone(),
-    ));
+    tasks.spawn(
+        "watcher",
+        watcher::run(
+            cfg.base.clone(),
+            cfg.identifier.clone(),
+            ignore,
+            cfg.settle_time,
+            dropped_tx,
+            stop_control.clone(),
+        ),
+    );
     let wiring = supervisor::Wiring {
         routes: routes_tx,
         dropped: dropped_rx,
@@ -147,9 +209,40 @@ pub async fn run(cfg: Config, listener: TcpListener, events: Events, cancel: Can
         scorer: scorer_tx,
         events,
     };
-    tasks.spawn(supervisor::Supervisor::new(cfg, wiring).run(cancel));
-    tasks.close();
-    tasks.wait().await;
+    tasks.spawn(
+        "supervisor",
+        supervisor::run(cfg.clone(), wiring, live.clone(), stop_control.clone()),
+    );
+
+    let mut failure = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        _ = fatal.cancelled() => Some(("proxy thread", "a proxy thread died".to_string())),
+        Some((task, why)) = tasks.next_end() => Some((task, why.unwrap_or_else(|| "ended on its own".into()))),
+    };
+    if let Some((task, message)) = &failure {
+        tracing::error!("the {task} task failed ({message}); stopping everything");
+    }
+
+    // 1. Stop accepting users and let the requests in flight finish.
+    stop_proxy.cancel();
+    let proxy_result = proxy.join().await;
+    // 2. Stop the children and every control task.
+    stop_control.cancel();
+    while let Some((task, why)) = tasks.next_end().await {
+        if let (Some(message), None) = (why, &failure) {
+            failure = Some((task, message));
+        }
+    }
+    // 3. A task that died may have left children: stop them the hard way.
+    if !live.is_empty() {
+        let grace = cfg.shutdown_grace;
+        let live = live.clone();
+        let _ = tokio::task::spawn_blocking(move || live.kill_all(grace)).await;
+    }
+    match failure {
+        Some((task, message)) => Err(RunError::TaskFailed { task, message }),
+        None => proxy_result.map_err(RunError::from),
+    }
 }
 
 /// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set.
@@ -170,6 +263,8 @@ pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
             let _ = builder.with_writer(std::io::stderr).try_init();
         }
     }
+    // A panic anywhere goes to understudy's log, wherever that is.
+    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
     Ok(())
 }
 

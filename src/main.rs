@@ -147,8 +147,11 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             tracing::info!("shutting down: stopping children");
             stop.cancel();
         });
-        understudy::run(cfg, listener, understudy::Events::default(), cancel).await;
-        tracing::info!("stopped");
-        Ok(())
+        let result = understudy::run(cfg, listener, understudy::Events::default(), cancel).await;
+        match &result {
+            Ok(()) => tracing::info!("stopped"),
+            Err(e) => tracing::error!("stopped: {e}"),
+        }
+        result.map_err(anyhow::Error::from)
     })
 }

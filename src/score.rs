@@ -477,7 +477,7 @@ fn p95(v: &[Duration]) -> Option<Duration> {
 }
 
 /// What the supervisor tells the scorer.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ScorerControl {
     /// Score this testing instance from now on (a fresh scorecard).
     Watch {

@@ -1,825 +1,1103 @@
-//! The supervisor: the one owner of what runs. It receives every input (a complete build, an
-//! instance's readiness or exit, a verdict) on channels and decides in one `match`; slow work
-//! (stopping, draining, archiving) runs in background tasks that report back as inputs.
-//! Routes are published to the proxy on a `watch` channel; state is persisted after each change
-//! so a restart resumes where it was.
+//! The supervisor: the one owner of what runs. Every input (a complete build, an instance's
+//! readiness or exit, a verdict, a finished piece of work, a timer) goes through [`decide`], a pure
+//! function of the [`State`], the input and the time, which answers with [`Action`]s. The
+//! [`executor`] carries the actions out off the supervisor's task and reports each completion back
+//! as an input, so nothing slow ever holds a decision up and every decision can be tested without
+//! processes, files or sleeps.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+pub mod executor;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use semver::Version;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::time::Instant;
 
-use crate::archive;
-use crate::artifact::{self, Installed};
-use crate::config::Config;
-use crate::events::{Event, Events};
-use crate::instance::{
-    Instance, InstanceEvent, InstanceEventKind, InstanceId, PortPool, StartSpec,
-};
-use crate::layout::{write_atomic, Layout, Role};
-use crate::proxy::{Routes, Upstream};
+use crate::artifact::Installed;
+use crate::events::{Event, VerdictKind};
+use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
+use crate::layout::Role;
 use crate::score::{Scored, ScorerControl, Verdict};
 use crate::watcher::Dropped;
 
-/// How often a draining instance's in-flight count is checked.
-const DRAIN_POLL: Duration = Duration::from_millis(10);
-/// How often archives are checked against the size and disk budgets between archivings.
+pub use executor::{run, LiveGroups, Wiring};
+
+/// How often archives are checked against the size and disk budgets between filings.
 const GC_EVERY: Duration = Duration::from_secs(60);
-/// Consecutive failed restarts of a running version before understudy stops trying.
+/// A running instance that stayed up this long counts as a good start: its failure count resets.
+const RESTART_STABLE: Duration = Duration::from_secs(10);
+/// Delay before the second restart in a row; doubled for each further one up to the cap.
+const RESTART_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between restarts of a failing running version.
+const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Failures in a row after which understudy says loudly that running is crash-looping, keeps
+/// retrying at the cap, and lets a newly dropped build replace it.
 const MAX_RUNNING_RESTARTS: u32 = 5;
+/// How long a port found bound by another program is left alone before it is tried again.
+const BUSY_PORT_RETRY: Duration = Duration::from_secs(1);
 
 /// What survives a restart: which versions play which part.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersistedState {
-    /// The version serving users.
-    pub running: Option<String>,
-    /// The version being scored.
-    pub testing: Option<String>,
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persisted {
+    /// The version serving users (or restarting to serve them).
+    pub running: Option<Version>,
+    /// The version being scored, or waiting to be.
+    pub testing: Option<Version>,
+    /// A version that passed and whose fresh running instance was starting (mid-promotion).
+    #[serde(default)]
+    pub promoting: Option<Version>,
 }
 
-/// One instance in a part, with its installed build; `upstream` is set once it is ready.
-struct Slot {
-    instance: Instance,
-    installed: Installed,
-    upstream: Option<Arc<Upstream>>,
+/// What the executor found on disk at start, for [`Input::Resume`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Resumed {
+    /// The running version, installed and startable.
+    pub running: Option<Installed>,
+    /// The version that was under test.
+    pub testing: Option<Installed>,
+    /// The version that was being promoted when understudy stopped.
+    pub promoting: Option<Installed>,
+}
+
+/// A started child as the supervisor knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// Process (and process group) id.
+    pub pid: u32,
+    /// Instance folder number.
+    pub number: u32,
+    /// Instance folder.
+    pub dir: PathBuf,
+}
+
+/// Why a start did not produce a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// Another program holds the port: try another one.
+    PortBusy(u16),
+    /// The start itself failed; the reason is recorded with the version.
+    Failed(String),
+}
+
+/// What the executor filed away, reported back in [`Input::Filed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filed {
+    /// The version folder is now this zip.
+    Archived(PathBuf),
+    /// The version folder (or the refused file) is in `rejected/`, with these reasons.
+    Rejected(Vec<String>),
+}
+
+/// Everything the supervisor reacts to.
+#[derive(Debug)]
+pub enum Input {
+    /// At start: what was running and testing before.
+    Resume(Resumed),
+    /// The watcher found a complete build.
+    Dropped(Dropped),
+    /// An install finished.
+    Installed {
+        version: Version,
+        result: Result<Installed, String>,
+    },
+    /// A start finished: the child runs, or why not.
+    Started {
+        id: InstanceId,
+        result: Result<Launched, StartFailure>,
+    },
+    /// A child became ready, did not, or exited.
+    Instance(InstanceEvent),
+    /// A retired child is stopped and reaped.
+    Stopped { id: InstanceId },
+    /// The scorer judged testing.
+    Scored(Scored),
+    /// Archiving or rejecting a version finished.
+    Filed {
+        version: Version,
+        result: Result<Filed, String>,
+    },
+    /// Garbage collection deleted these archives (zip, reason).
+    Collected(Vec<(PathBuf, String)>),
+    /// A deadline from [`State::deadline`] passed.
+    Tick,
+}
+
+/// Where users and mirrored copies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its version.
+    pub version: Version,
+    /// Its port.
+    pub port: u16,
+}
+
+/// The whole routing table, published at once so the proxy never sees half a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// Serves users.
+    pub running: Option<Target>,
+    /// Gets mirrored copies.
+    pub testing: Option<Target>,
+    /// Running is down and being restarted (users are told to retry).
+    pub restarting: Option<Version>,
+}
+
+/// What the executor is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Move a dropped build into its version folder; reports [`Input::Installed`].
+    Install(Dropped),
+    /// Move a build that will not be started into `rejected/`; reports [`Input::Filed`].
+    Refuse { dropped: Dropped, reason: String },
+    /// Start an instance on `port`; reports [`Input::Started`], then instance events.
+    Start {
+        id: InstanceId,
+        role: Role,
+        installed: Installed,
+        port: u16,
+    },
+    /// Publish a new routing table to the proxy.
+    Route(Routing),
+    /// Point the role's symlink at an instance folder (after its route is live).
+    Point { role: Role, dir: PathBuf },
+    /// Remove the role's symlink.
+    Unpoint(Role),
+    /// Drain user requests (if `drain`), stop and reap an instance; reports [`Input::Stopped`].
+    Retire { id: InstanceId, drain: bool },
+    /// Zip a version folder into the archive; reports [`Input::Filed`].
+    Archive(Version),
+    /// Move a version folder into `rejected/` with reasons; reports [`Input::Filed`].
+    Reject {
+        version: Version,
+        reasons: Vec<String>,
+    },
+    /// Delete old archives over budget; reports [`Input::Collected`].
+    Collect,
+    /// Write the state file.
+    Persist(Persisted),
+    /// Tell the scorer what to score.
+    Score(ScorerControl),
+    /// Announce a decision.
+    Emit(Event),
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a free port in `PORT_RANGE`.
+    NeedsPort,
+    /// Asked to start on this port; no child yet.
+    Starting { port: u16 },
+    /// The child runs; not ready yet.
+    Up { port: u16, child: Launched },
+    /// Ready and routed since `since`.
+    Ready {
+        port: u16,
+        child: Launched,
+        since: Instant,
+    },
+}
+
+impl Phase {
+    fn port(&self) -> Option<u16> {
+        match self {
+            Phase::NeedsPort => None,
+            Phase::Starting { port } | Phase::Up { port, .. } | Phase::Ready { port, .. } => {
+                Some(*port)
+            }
+        }
+    }
+
+    fn child(&self) -> Option<&Launched> {
+        match self {
+            Phase::Up { child, .. } | Phase::Ready { child, .. } => Some(child),
+            _ => None,
+        }
+    }
+}
+
+/// One instance playing (or about to play) a part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    /// Identity across inputs; a late input about another id is ignored.
+    pub id: InstanceId,
+    /// The role it will play once ready.
+    pub role: Role,
+    /// What it runs.
+    pub installed: Installed,
+    /// Where it is.
+    pub phase: Phase,
+    /// The version worked before (resumed, restarted or promoted): a failure restarts it rather
+    /// than rejecting it.
+    pub proven: bool,
 }
 
 impl Slot {
-    fn id(&self) -> InstanceId {
-        self.instance.id
-    }
     fn version(&self) -> &Version {
         &self.installed.version
     }
+    fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready { .. })
+    }
+    fn target(&self) -> Option<Target> {
+        match &self.phase {
+            Phase::Ready { port, .. } => Some(Target {
+                id: self.id,
+                version: self.version().clone(),
+                port: *port,
+            }),
+            _ => None,
+        }
+    }
 }
 
-/// What happens to a version's folder once its instance is stopped.
+/// What happens to a version folder once a retired instance is stopped.
+#[derive(Debug, Clone, PartialEq)]
 enum AfterStop {
-    /// Another part still uses the folder (or it may be used again): leave it.
+    /// The version goes on (a restart): leave the folder.
     Keep,
-    /// Nothing uses the version any more: zip it into the archive.
-    Archive,
+    /// Zip it into the archive unless another part still uses the version.
+    ArchiveIfUnused,
     /// Move it to `rejected/` with these reasons.
     Reject(Vec<String>),
 }
 
-/// Everything a supervisor needs from the rest of understudy.
-pub struct Wiring {
-    /// Where the proxy reads routes.
-    pub routes: watch::Sender<Arc<Routes>>,
-    /// Complete builds from the watcher.
-    pub dropped: mpsc::Receiver<Dropped>,
-    /// Verdicts from the scorer.
-    pub verdicts: mpsc::Receiver<Scored>,
-    /// Tells the scorer what to score.
-    pub scorer: mpsc::UnboundedSender<ScorerControl>,
-    /// Where decisions are announced.
-    pub events: Events,
+/// An instance on its way out: its port stays taken until it is reaped.
+#[derive(Debug, Clone, PartialEq)]
+struct Retiring {
+    version: Version,
+    number: Option<u32>,
+    port: Option<u16>,
+    after: AfterStop,
+    /// Its start is still under way: it is stopped as soon as it reports.
+    awaiting_start: bool,
 }
 
-/// The state machine's owner. Its fields are the only record of what runs.
-///
-/// The parts are independent `Option`s rather than one phase enum because they overlap: running
-/// may be restarting while testing is scored, and a build may be pending during a promotion. Each
-/// input is decided in one `match` on (which part the instance plays, what happened).
-pub struct Supervisor {
-    cfg: Arc<Config>,
-    layout: Layout,
-    ports: PortPool,
-    wiring: Wiring,
-    inst_tx: mpsc::UnboundedSender<InstanceEvent>,
-    inst_rx: mpsc::UnboundedReceiver<InstanceEvent>,
-    next_id: u64,
-    /// Serves users (routed once ready).
+/// Running is down and will be started again at `at`.
+#[derive(Debug, Clone, PartialEq)]
+struct Restart {
+    installed: Installed,
+    at: Instant,
+}
+
+/// Everything the supervisor knows; only [`decide`] changes it.
+#[derive(Debug)]
+pub struct State {
+    ports: (u16, u16),
+    /// Ports handed to instances that are not yet reaped.
+    taken: BTreeSet<u16>,
+    /// Ports another program was found holding, left alone until `busy_retry`.
+    busy: BTreeSet<u16>,
+    busy_retry: Option<Instant>,
+    last_id: u64,
     running: Option<Slot>,
-    /// Receives mirrored copies (routed once ready).
     testing: Option<Slot>,
-    /// A fresh running instance of the promoted version, until it is ready and swapped in.
+    /// A fresh running instance of the version being promoted, until it is ready.
     next: Option<Slot>,
-    /// A build that arrived while running was not ready; it becomes testing when it is.
+    /// An installed build waiting for running to be ready before it is tested.
     pending: Option<Installed>,
-    /// Failed restarts of the running version since it was last ready.
-    restarts: u32,
-    background: TaskTracker,
-    persisted: PersistedState,
+    /// The build being installed; later drops wait in `drops`.
+    installing: Option<Version>,
+    drops: VecDeque<Dropped>,
+    restart: Option<Restart>,
+    /// Running failures in a row.
+    failures: u32,
+    /// After a restart resumed mid-promotion: promote this version once running is ready.
+    resume_promotion: Option<Installed>,
+    retiring: BTreeMap<InstanceId, Retiring>,
+    persisted: Option<Persisted>,
+    next_gc: Instant,
 }
 
-impl Supervisor {
-    /// A supervisor for `cfg`, talking to the rest through `wiring`.
-    pub fn new(cfg: Arc<Config>, wiring: Wiring) -> Supervisor {
-        let (inst_tx, inst_rx) = mpsc::unbounded_channel();
-        Supervisor {
-            layout: Layout::new(&cfg.base, &cfg.identifier),
-            ports: PortPool::new(cfg.port_range),
-            cfg,
-            wiring,
-            inst_tx,
-            inst_rx,
-            next_id: 0,
+impl State {
+    /// A supervisor with nothing running, handing out ports from the inclusive range `ports`.
+    pub fn new(ports: (u16, u16), now: Instant) -> State {
+        State {
+            ports,
+            taken: BTreeSet::new(),
+            busy: BTreeSet::new(),
+            busy_retry: None,
+            last_id: 0,
             running: None,
             testing: None,
             next: None,
             pending: None,
-            restarts: 0,
-            background: TaskTracker::new(),
-            persisted: PersistedState::default(),
+            installing: None,
+            drops: VecDeque::new(),
+            restart: None,
+            failures: 0,
+            resume_promotion: None,
+            retiring: BTreeMap::new(),
+            persisted: None,
+            next_gc: now,
         }
     }
 
-    /// Resume from the state file, then decide on every input until `cancel`; then stop every
-    /// child and wait for background work. State on disk is kept so the next start resumes.
-    pub async fn run(mut self, cancel: CancellationToken) {
-        self.resume();
-        let mut gc = tokio::time::interval(GC_EVERY);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = gc.tick() => { self.background.spawn(self.filing().collect()); }
-                Some(d) = self.wiring.dropped.recv() => self.on_dropped(d).await,
-                Some(e) = self.inst_rx.recv() => self.on_instance(e),
-                Some(s) = self.wiring.verdicts.recv() => self.on_scored(s),
+    /// When the supervisor next needs an [`Input::Tick`]: a restart, a garbage collection, or a
+    /// retry of ports that were busy.
+    pub fn deadline(&self) -> Instant {
+        [
+            self.restart.as_ref().map(|r| r.at),
+            self.busy_retry,
+            Some(self.next_gc),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("next_gc is always set")
+    }
+
+    /// The instance serving users, if any.
+    pub fn running(&self) -> Option<&Slot> {
+        self.running.as_ref()
+    }
+
+    /// The instance being scored, if any.
+    pub fn testing(&self) -> Option<&Slot> {
+        self.testing.as_ref()
+    }
+
+    /// The fresh running instance of a promotion under way, if any.
+    pub fn next(&self) -> Option<&Slot> {
+        self.next.as_ref()
+    }
+
+    /// The installed build waiting to be tested, if any.
+    pub fn pending(&self) -> Option<&Installed> {
+        self.pending.as_ref()
+    }
+
+    /// Ports held by instances that are not yet reaped.
+    pub fn ports_taken(&self) -> &BTreeSet<u16> {
+        &self.taken
+    }
+}
+
+/// Decide what to do about `input` at `now`: update `state` and return the actions, in order.
+/// Pure: no I/O, no clock, no await; the executor does the rest.
+pub fn decide(state: &mut State, input: Input, now: Instant) -> Vec<Action> {
+    let mut d = Decision {
+        s: state,
+        out: Vec::new(),
+        now,
+    };
+    match input {
+        Input::Resume(r) => d.resume(r),
+        Input::Dropped(dropped) => d.dropped(dropped),
+        Input::Installed { version, result } => d.installed(version, result),
+        Input::Started { id, result } => d.started(id, result),
+        Input::Instance(e) => d.instance(e),
+        Input::Stopped { id } => d.stopped(id),
+        Input::Scored(s) => d.scored(s),
+        Input::Filed { version, result } => d.filed(version, result),
+        Input::Collected(deleted) => {
+            for (zip, reason) in deleted {
+                d.emit(Event::ArchiveDeleted { zip, reason });
             }
-            self.persist();
         }
-        self.shutdown().await;
+        Input::Tick => d.tick(),
+    }
+    d.assign_ports();
+    d.persist();
+    d.out
+}
+
+/// One call of [`decide`]: the state, the actions so far, and the time.
+struct Decision<'a> {
+    s: &'a mut State,
+    out: Vec<Action>,
+    now: Instant,
+}
+
+impl Decision<'_> {
+    fn emit(&mut self, e: Event) {
+        self.out.push(Action::Emit(e));
     }
 
-    fn resume(&mut self) {
-        let text = match std::fs::read_to_string(self.layout.state_file()) {
-            Ok(t) => t,
-            Err(_) => return,
-        };
-        let state: PersistedState = match serde_json::from_str(&text) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(
-                    "ignoring unreadable {}: {e}",
-                    self.layout.state_file().display()
-                );
-                return;
-            }
-        };
-        self.persisted = state.clone();
-        let find = |v: &Option<String>| {
-            v.as_deref()
-                .and_then(|v| Version::parse(v).ok())
-                .and_then(|v| artifact::find_installed(&self.layout, &v))
-        };
-        let (running, testing) = (find(&state.running), find(&state.testing));
-        if let Some(r) = running {
-            tracing::info!("resuming: running {}", r.version);
-            self.start_running(r);
-        }
-        if let Some(t) = testing {
-            tracing::info!("resuming: testing {}", t.version);
-            self.pending = Some(t);
-            self.start_pending();
+    fn new_slot(&mut self, role: Role, installed: Installed, proven: bool) -> Slot {
+        self.s.last_id += 1;
+        Slot {
+            id: InstanceId(self.s.last_id),
+            role,
+            installed,
+            phase: Phase::NeedsPort,
+            proven,
         }
     }
 
-    fn persist(&mut self) {
-        let now = PersistedState {
-            running: self
-                .next
-                .as_ref()
-                .or(self.running.as_ref())
-                .map(|s| s.version().to_string()),
-            testing: self
-                .testing
-                .as_ref()
-                .map(|s| s.version().to_string())
-                .or_else(|| self.pending.as_ref().map(|p| p.version.to_string())),
-        };
-        if now == self.persisted {
-            return;
+    fn resume(&mut self, r: Resumed) {
+        if let Some(running) = r.running {
+            let slot = self.new_slot(Role::Running, running, true);
+            self.s.running = Some(slot);
+            self.s.resume_promotion = r.promoting;
+        } else if let Some(promoting) = r.promoting {
+            // Nothing else to serve: the version that passed its scoring serves.
+            let slot = self.new_slot(Role::Running, promoting, true);
+            self.s.running = Some(slot);
         }
-        let _ = std::fs::create_dir_all(self.layout.state_dir());
-        match serde_json::to_vec_pretty(&now)
-            .map_err(std::io::Error::other)
-            .and_then(|b| write_atomic(&self.layout.state_file(), &b))
-        {
-            Ok(()) => self.persisted = now,
-            Err(e) => tracing::error!("cannot save {}: {e}", self.layout.state_file().display()),
-        }
+        self.s.pending = r.testing;
     }
 
-    /// The newest version that is or is about to be running.
+    /// The version that serves or is about to: the one being promoted, else running's.
     fn running_version(&self) -> Option<&Version> {
-        self.next
+        self.s
+            .next
             .as_ref()
-            .or(self.running.as_ref())
+            .or(self.s.running.as_ref())
             .map(Slot::version)
+            .or(self.s.restart.as_ref().map(|r| &r.installed.version))
     }
 
-    async fn on_dropped(&mut self, d: Dropped) {
-        let v = d.name.version.clone();
-        self.wiring.events.emit(Event::BuildFound {
-            file: d.name.file_name.clone(),
-            version: v.to_string(),
+    /// The newest build on its way to testing.
+    fn candidate_version(&self) -> Option<&Version> {
+        [
+            self.s.testing.as_ref().map(Slot::version),
+            self.s.pending.as_ref().map(|p| &p.version),
+            self.s.installing.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    fn dropped(&mut self, dropped: Dropped) {
+        let version = dropped.name.version.clone();
+        self.emit(Event::BuildFound {
+            file: dropped.name.file_name.clone(),
+            version: version.clone(),
         });
-        let candidate = self
-            .testing
-            .as_ref()
-            .map(Slot::version)
-            .or(self.pending.as_ref().map(|p| &p.version));
-        let refusal = refusal(&v, self.running_version(), candidate);
-        if let Some(reason) = refusal {
-            self.background.spawn(self.filing().refuse(d, reason));
+        if self.s.installing.is_some() {
+            // One install at a time; the refusal rule is applied when its turn comes.
+            self.s.drops.push_back(dropped);
             return;
         }
-        let layout = self.layout.clone();
-        let (path, name) = (d.path.clone(), d.name.clone());
-        let installed =
-            tokio::task::spawn_blocking(move || artifact::install(&layout, &path, &name)).await;
-        let installed = match installed {
-            Ok(Ok(i)) => i,
-            Ok(Err(e)) => {
-                let reason = format!("cannot install {}: {e}", d.path.display());
-                self.filing()
-                    .finish(v, AfterStop::Reject(vec![reason]))
-                    .await;
-                return;
+        self.consider(dropped);
+    }
+
+    fn consider(&mut self, dropped: Dropped) {
+        let version = &dropped.name.version;
+        match refusal(version, self.running_version(), self.candidate_version()) {
+            Some(reason) => self.out.push(Action::Refuse { dropped, reason }),
+            None => {
+                self.s.installing = Some(version.clone());
+                self.out.push(Action::Install(dropped));
             }
-            Err(e) => {
-                tracing::error!("install task failed: {e}");
-                return;
-            }
-        };
-        if self.running.is_none() && self.next.is_none() {
-            self.start_running(installed);
+        }
+    }
+
+    fn installed(&mut self, version: Version, result: Result<Installed, String>) {
+        if self.s.installing.as_ref() == Some(&version) {
+            self.s.installing = None;
+        }
+        match result {
+            Err(reason) => self.out.push(Action::Reject {
+                version,
+                reasons: vec![reason],
+            }),
+            Ok(installed) => self.place(installed),
+        }
+        while self.s.installing.is_none() {
+            let Some(next) = self.s.drops.pop_front() else {
+                break;
+            };
+            self.consider(next);
+        }
+    }
+
+    /// An installed build: the first one serves; later ones are tested once running is ready.
+    fn place(&mut self, installed: Installed) {
+        let nothing_serves =
+            self.s.running.is_none() && self.s.next.is_none() && self.s.restart.is_none();
+        if nothing_serves {
+            let slot = self.new_slot(Role::Running, installed, false);
+            self.s.running = Some(slot);
             return;
         }
-        if let Some(old) = self.pending.replace(installed) {
+        if self.s.failures > MAX_RUNNING_RESTARTS && self.s.running.is_none() {
+            if let Some(r) = self.s.restart.take() {
+                // Running is crash-looping: the new build is the way out, as the log promised.
+                tracing::warn!(
+                    "{} replaces running {}, which failed {} times in a row",
+                    installed.version,
+                    r.installed.version,
+                    self.s.failures
+                );
+                self.s.failures = 0;
+                self.archive_if_unused(r.installed.version);
+                let slot = self.new_slot(Role::Running, installed, false);
+                self.s.running = Some(slot);
+                self.publish_routes();
+                return;
+            }
+        }
+        if let Some(old) = self.s.pending.replace(installed) {
             // A newer build supersedes one that never started.
-            self.archive_in_background(old.version);
+            self.archive_if_unused(old.version);
         }
         self.start_pending();
     }
 
     /// Start the pending build as testing once running is ready and no promotion is under way.
     fn start_pending(&mut self) {
-        let running_ready = self.running.as_ref().is_some_and(|r| r.upstream.is_some());
-        if !running_ready || self.next.is_some() {
+        let running_ready = self.s.running.as_ref().is_some_and(Slot::is_ready);
+        if !running_ready || self.s.next.is_some() {
             return;
         }
-        let Some(installed) = self.pending.take() else {
+        let Some(installed) = self.s.pending.take() else {
             return;
         };
-        if let Some(old) = self.testing.take() {
+        if let Some(old) = self.s.testing.take() {
             tracing::info!(
                 "{} replaces {} as testing",
                 installed.version,
                 old.version()
             );
-            self.clear_testing_route();
-            let after = self.after_stop_for(old.version());
-            self.retire(old, false, after);
+            self.unroute_testing(&old);
+            self.retire(old, false, AfterStop::ArchiveIfUnused);
         }
-        match self.start(Role::Testing, installed.clone()) {
-            Ok(slot) => self.testing = Some(slot),
-            Err(e) => self.reject_in_background(installed.version, vec![e]),
-        }
+        let slot = self.new_slot(Role::Testing, installed, false);
+        self.s.testing = Some(slot);
     }
 
-    fn start_running(&mut self, installed: Installed) {
-        match self.start(Role::Running, installed.clone()) {
-            Ok(slot) => self.running = Some(slot),
-            Err(e) => self.reject_in_background(installed.version, vec![e]),
+    /// Give a port to every slot waiting for one: running first, then a promotion, then testing.
+    fn assign_ports(&mut self) {
+        if self.s.busy_retry.is_some_and(|t| self.now >= t) {
+            self.s.busy.clear();
+            self.s.busy_retry = None;
         }
-    }
-
-    fn start(&mut self, role: Role, installed: Installed) -> Result<Slot, String> {
-        self.next_id += 1;
-        let id = InstanceId(self.next_id);
-        let (number, dir) = self
-            .layout
-            .create_instance_dir(&installed.version)
-            .map_err(|e| {
-                format!(
-                    "cannot create an instance folder for {}: {e}",
-                    installed.version
-                )
-            })?;
-        let spec = StartSpec {
-            id,
-            role,
-            installed: installed.clone(),
-            number,
-            dir,
-        };
-        let instance = Instance::start(&self.cfg, &self.ports, spec, self.inst_tx.clone())
-            .map_err(|e| e.to_string())?;
-        self.wiring.events.emit(Event::Started {
-            role: role.to_string(),
-            version: installed.version.to_string(),
-            number,
-            port: instance.port,
-        });
-        Ok(Slot {
-            instance,
-            installed,
-            upstream: None,
-        })
-    }
-
-    fn on_instance(&mut self, e: InstanceEvent) {
-        let id = e.id;
-        let is = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.id() == id);
-        let part = if is(&self.running) {
-            Part::Running
-        } else if is(&self.testing) {
-            Part::Testing
-        } else if is(&self.next) {
-            Part::Next
-        } else {
-            return; // a retired instance: its stop is already handled
-        };
-        match (part, e.kind) {
-            (_, InstanceEventKind::Stopped) => {}
-            (Part::Running, InstanceEventKind::Ready) => {
-                let mut slot = self.running.take().expect("matched above");
-                self.serve(&mut slot, Role::Running);
-                if self.testing.as_ref().is_some_and(|t| t.upstream.is_some()) {
-                    // A restarted running: testing is still being scored against it.
-                    let running_dir = slot.instance.dir.clone();
-                    let _ = self
-                        .wiring
-                        .scorer
-                        .send(ScorerControl::Running { running_dir });
+        for part in [Part::Running, Part::Next, Part::Testing] {
+            let waiting = self
+                .slot_mut(part)
+                .is_some_and(|s| s.phase == Phase::NeedsPort);
+            if !waiting {
+                continue;
+            }
+            let (lo, hi) = self.s.ports;
+            let free = (lo..=hi).find(|p| !self.s.taken.contains(p) && !self.s.busy.contains(p));
+            let Some(port) = free else {
+                if !self.s.busy.is_empty() && self.s.busy_retry.is_none() {
+                    self.s.busy_retry = Some(self.now + BUSY_PORT_RETRY);
                 }
-                self.running = Some(slot);
-                self.restarts = 0;
+                continue;
+            };
+            self.s.taken.insert(port);
+            let slot = self.slot_mut(part).expect("checked above");
+            slot.phase = Phase::Starting { port };
+            let action = Action::Start {
+                id: slot.id,
+                role: slot.role,
+                installed: slot.installed.clone(),
+                port,
+            };
+            self.out.push(action);
+        }
+    }
+
+    fn slot_mut(&mut self, part: Part) -> Option<&mut Slot> {
+        match part {
+            Part::Running => self.s.running.as_mut(),
+            Part::Testing => self.s.testing.as_mut(),
+            Part::Next => self.s.next.as_mut(),
+        }
+    }
+
+    fn part_of(&self, id: InstanceId) -> Option<Part> {
+        let is = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.id == id);
+        if is(&self.s.running) {
+            Some(Part::Running)
+        } else if is(&self.s.testing) {
+            Some(Part::Testing)
+        } else if is(&self.s.next) {
+            Some(Part::Next)
+        } else {
+            None
+        }
+    }
+
+    fn started(&mut self, id: InstanceId, result: Result<Launched, StartFailure>) {
+        let Some(part) = self.part_of(id) else {
+            self.started_after_retire(id, result);
+            return;
+        };
+        let slot = self.slot_mut(part).expect("part_of found it");
+        let Phase::Starting { port } = slot.phase else {
+            return;
+        };
+        match result {
+            Ok(child) => {
+                let event = Event::Started {
+                    role: slot.role,
+                    version: slot.version().clone(),
+                    number: child.number,
+                    port,
+                };
+                slot.phase = Phase::Up { port, child };
+                self.emit(event);
+            }
+            Err(StartFailure::PortBusy(p)) => {
+                slot.phase = Phase::NeedsPort;
+                self.s.taken.remove(&p);
+                self.s.busy.insert(p);
+            }
+            Err(StartFailure::Failed(reason)) => {
+                slot.phase = Phase::NeedsPort;
+                self.s.taken.remove(&port);
+                self.failed(part, format!("could not be started: {reason}"));
+            }
+        }
+    }
+
+    /// A start that finished after its instance was retired: stop what it started.
+    fn started_after_retire(&mut self, id: InstanceId, result: Result<Launched, StartFailure>) {
+        let Some(r) = self.s.retiring.get_mut(&id) else {
+            return;
+        };
+        if !r.awaiting_start {
+            return;
+        }
+        r.awaiting_start = false;
+        match result {
+            Ok(child) => {
+                r.number = Some(child.number);
+                self.out.push(Action::Retire { id, drain: false });
+            }
+            Err(_) => self.stopped(id),
+        }
+    }
+
+    fn instance(&mut self, e: InstanceEvent) {
+        let Some(part) = self.part_of(e.id) else {
+            return; // a retired instance: its stop is already under way
+        };
+        match e.kind {
+            InstanceEventKind::Ready => self.ready(part),
+            InstanceEventKind::NotReady { reason } => {
+                self.failed(part, format!("never became ready: {reason}"))
+            }
+            InstanceEventKind::Exited {
+                status,
+                stderr_tail,
+            } => {
+                let slot = self.slot_mut(part).expect("part_of found it");
+                let event = Event::Exited {
+                    role: slot.role,
+                    version: slot.version().clone(),
+                    status: status.clone(),
+                };
+                self.emit(event);
+                self.failed(
+                    part,
+                    format!("exited ({status}); stderr ends with:\n{stderr_tail}"),
+                );
+            }
+        }
+    }
+
+    fn ready(&mut self, part: Part) {
+        let now = self.now;
+        let slot = self.slot_mut(part).expect("part_of found it");
+        let Phase::Up { port, child } = slot.phase.clone() else {
+            return;
+        };
+        slot.phase = Phase::Ready {
+            port,
+            child: child.clone(),
+            since: now,
+        };
+        slot.proven |= slot.role == Role::Running;
+        match part {
+            Part::Running => {
+                self.s.restart = None;
+                self.serve(Part::Running);
+                if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
+                    // A restarted running: testing is still scored against it.
+                    self.out.push(Action::Score(ScorerControl::Running {
+                        running_dir: child.dir.clone(),
+                    }));
+                }
+                if let Some(promoting) = self.s.resume_promotion.take() {
+                    self.begin_promotion_of(promoting);
+                }
                 self.start_pending();
             }
-            (Part::Testing, InstanceEventKind::Ready) => {
-                let mut slot = self.testing.take().expect("matched above");
-                self.serve(&mut slot, Role::Testing);
-                let testing_dir = slot.instance.dir.clone();
-                self.testing = Some(slot);
+            Part::Testing => {
+                self.serve(Part::Testing);
                 let running_dir = self
+                    .s
                     .running
                     .as_ref()
-                    .map(|r| r.instance.dir.clone())
+                    .and_then(|r| r.phase.child())
+                    .map(|c| c.dir.clone())
                     .unwrap_or_default();
-                let _ = self.wiring.scorer.send(ScorerControl::Watch {
-                    testing: id,
-                    testing_dir,
+                let testing = self.s.testing.as_ref().expect("serving testing");
+                self.out.push(Action::Score(ScorerControl::Watch {
+                    testing: testing.id,
+                    testing_dir: child.dir,
                     running_dir,
-                });
+                }));
             }
-            (Part::Next, InstanceEventKind::Ready) => self.finish_promotion(),
-            (Part::Testing, InstanceEventKind::NotReady { reason }) => {
-                self.reject_testing(vec![format!("never became ready: {reason}")])
-            }
-            (
-                Part::Testing,
-                InstanceEventKind::Exited {
-                    status,
-                    stderr_tail,
-                },
-            ) => {
-                self.emit_exit(Role::Testing, id, &status);
-                self.reject_testing(vec![format!(
-                    "testing exited ({status}); stderr ends with:\n{stderr_tail}"
-                )]);
-            }
-            (Part::Next, InstanceEventKind::NotReady { reason }) => {
-                self.abort_promotion(vec![format!(
-                    "the new running instance never became ready: {reason}"
-                )])
-            }
-            (
-                Part::Next,
-                InstanceEventKind::Exited {
-                    status,
-                    stderr_tail,
-                },
-            ) => self.abort_promotion(vec![format!(
-                "the new running instance exited ({status}); stderr ends with:\n{stderr_tail}"
-            )]),
-            (Part::Running, InstanceEventKind::NotReady { reason }) => {
-                self.running_failed(format!("never became ready: {reason}"))
-            }
-            (
-                Part::Running,
-                InstanceEventKind::Exited {
-                    status,
-                    stderr_tail,
-                },
-            ) => {
-                self.emit_exit(Role::Running, id, &status);
-                self.running_failed(format!(
-                    "exited ({status}); stderr ends with:\n{stderr_tail}"
-                ));
-            }
-        }
-    }
-
-    fn emit_exit(&self, role: Role, id: InstanceId, status: &str) {
-        let slot = match role {
-            Role::Running => &self.running,
-            Role::Testing => &self.testing,
-        };
-        if let Some(s) = slot.as_ref().filter(|s| s.id() == id) {
-            self.wiring.events.emit(Event::Exited {
-                role: role.to_string(),
-                version: s.version().to_string(),
-                status: status.to_string(),
-            });
+            Part::Next => self.finish_promotion(),
         }
     }
 
     /// Put a ready instance into service: route to it first, then point its symlink and announce
     /// it, so whoever sees the symlink can rely on the route.
-    fn serve(&self, slot: &mut Slot, role: Role) {
-        let up = Arc::new(Upstream::new(
-            slot.id(),
-            slot.version().clone(),
-            &self.cfg.upstream_host,
-            slot.instance.port,
-        ));
-        slot.upstream = Some(up.clone());
-        self.publish(|r| match role {
-            Role::Running => r.running = Some(up),
-            Role::Testing => r.testing = Some(up),
-        });
-        if let Err(e) = self.layout.point(role, &slot.instance.dir) {
-            tracing::error!(
-                "cannot point {} at {}: {e}",
-                self.layout.link(role).display(),
-                slot.instance.dir.display()
-            );
-        }
-        self.wiring.events.emit(Event::Ready {
-            role: role.to_string(),
-            version: slot.version().to_string(),
-            number: slot.instance.number,
-            port: slot.instance.port,
-        });
+    fn serve(&mut self, part: Part) {
+        self.publish_routes();
+        let slot = self.slot_mut(part).expect("serving a slot");
+        let Phase::Ready { port, child, .. } = &slot.phase else {
+            return;
+        };
+        let (role, dir) = (slot.role, child.dir.clone());
+        let event = Event::Ready {
+            role,
+            version: slot.version().clone(),
+            number: child.number,
+            port: *port,
+        };
+        self.out.push(Action::Point { role, dir });
+        self.emit(event);
     }
 
-    fn publish(&self, change: impl FnOnce(&mut Routes)) {
-        self.wiring.routes.send_modify(|r| {
-            let mut next = (**r).clone();
-            change(&mut next);
-            *r = Arc::new(next);
-        });
+    fn publish_routes(&mut self) {
+        let routing = Routing {
+            running: self.s.running.as_ref().and_then(Slot::target),
+            testing: self.s.testing.as_ref().and_then(Slot::target),
+            restarting: match &self.s.running {
+                Some(r) if r.proven && !r.is_ready() => Some(r.version().clone()),
+                None => self.s.restart.as_ref().map(|r| r.installed.version.clone()),
+                _ => None,
+            },
+        };
+        self.out.push(Action::Route(routing));
     }
 
-    fn clear_testing_route(&self) {
-        self.publish(|r| r.testing = None);
-        let _ = self.wiring.scorer.send(ScorerControl::Clear);
-        if let Err(e) = self.layout.unpoint(Role::Testing) {
-            tracing::warn!("cannot remove the testing link: {e}");
+    /// An instance failed to start, to get ready, or to stay up.
+    fn failed(&mut self, part: Part, why: String) {
+        match part {
+            Part::Testing => self.reject_testing(vec![format!("testing {why}")]),
+            Part::Next => self.abort_promotion(vec![format!(
+                "the new running instance of the promoted version {why}"
+            )]),
+            Part::Running => self.running_failed(why),
         }
     }
 
     fn running_failed(&mut self, why: String) {
-        let slot = self.running.take().expect("called for the running slot");
-        let was_serving = slot.upstream.is_some();
-        self.publish(|r| r.running = None);
-        let ever_ready = was_serving || self.restarts > 0;
-        tracing::error!("running {} {why}", slot.version());
+        let slot = self.s.running.take().expect("called for running");
+        let version = slot.version().clone();
         let installed = slot.installed.clone();
-        if !ever_ready {
+        tracing::error!("running {version} {why}");
+        if !slot.proven {
             // A first build that never worked is turned away, like a failing testing build.
-            let _ = self.layout.unpoint(Role::Running);
-            self.retire(
-                slot,
-                false,
-                AfterStop::Reject(vec![format!("running {why}")]),
-            );
-            if let Some(p) = self.pending.take() {
-                self.start_running(p);
+            self.publish_routes();
+            self.out.push(Action::Unpoint(Role::Running));
+            self.retire(slot, false, AfterStop::Reject(vec![format!("running {why}")]));
+            if let Some(next) = self.s.pending.take() {
+                let slot = self.new_slot(Role::Running, next, false);
+                self.s.running = Some(slot);
             }
             return;
         }
+        let stayed_up = match slot.phase {
+            Phase::Ready { since, .. } => self.now.saturating_duration_since(since),
+            _ => Duration::ZERO,
+        };
         self.retire(slot, false, AfterStop::Keep);
-        self.restarts += 1;
-        if self.restarts > MAX_RUNNING_RESTARTS {
-            tracing::error!("running {} failed {} times in a row; not restarting it. Drop a new build to recover.", installed.version, self.restarts - 1);
-            return;
+        self.s.failures = if stayed_up >= RESTART_STABLE {
+            1
+        } else {
+            self.s.failures + 1
+        };
+        let delay = restart_delay(self.s.failures);
+        if self.s.failures > MAX_RUNNING_RESTARTS {
+            tracing::error!(
+                "running {version} failed {} times in a row; retrying every {:?}. Drop a newer build to replace it.",
+                self.s.failures,
+                RESTART_BACKOFF_CAP
+            );
         }
-        tracing::info!(
-            "restarting running {} (attempt {})",
-            installed.version,
-            self.restarts
-        );
-        self.start_running(installed);
+        self.emit(Event::RestartScheduled {
+            version,
+            attempt: self.s.failures,
+            delay_ms: delay.as_millis() as u64,
+            reason: why,
+        });
+        self.s.restart = Some(Restart {
+            installed,
+            at: self.now + delay,
+        });
+        self.restart_if_due();
+        self.publish_routes();
     }
 
-    fn on_scored(&mut self, s: Scored) {
-        let Some(testing) = self
-            .testing
-            .as_ref()
-            .filter(|t| t.id() == s.testing && t.upstream.is_some())
-        else {
+    fn restart_if_due(&mut self) {
+        let due = self.s.restart.as_ref().is_some_and(|r| self.now >= r.at);
+        if !due || self.s.running.is_some() {
+            return;
+        }
+        let r = self.s.restart.take().expect("checked above");
+        let slot = self.new_slot(Role::Running, r.installed, true);
+        self.s.running = Some(slot);
+    }
+
+    fn tick(&mut self) {
+        self.restart_if_due();
+        if self.now >= self.s.next_gc {
+            self.s.next_gc = self.now + GC_EVERY;
+            self.out.push(Action::Collect);
+        }
+    }
+
+    fn scored(&mut self, s: Scored) {
+        let Some(testing) = self.s.testing.as_ref().filter(|t| t.id == s.testing) else {
             return;
         };
+        if !testing.is_ready() {
+            return;
+        }
+        let version = testing.version().clone();
         let ev = &s.evaluation;
-        self.wiring.events.emit(Event::Scored {
-            version: testing.version().to_string(),
-            verdict: match &ev.verdict {
-                Verdict::Wait(_) => "wait",
-                Verdict::Promote => "promote",
-                Verdict::Reject(_) => "reject",
-            }
-            .to_string(),
+        let verdict = match &ev.verdict {
+            Verdict::Wait(_) => VerdictKind::Wait,
+            Verdict::Promote => VerdictKind::Promote,
+            Verdict::Reject(_) => VerdictKind::Reject,
+        };
+        self.emit(Event::Scored {
+            version,
+            verdict,
             score: ev.score,
             pairs: ev.pairs,
             summary: ev.summary(),
         });
-        match &ev.verdict {
+        match s.evaluation.verdict {
             Verdict::Wait(_) => {}
-            Verdict::Reject(reasons) => self.reject_testing(reasons.clone()),
+            Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => self.begin_promotion(),
         }
     }
 
-    /// Promotion, step 1: stop testing and start a fresh running instance of its version.
-    fn begin_promotion(&mut self) {
-        if self.next.is_some() {
-            return;
+    fn unroute_testing(&mut self, old: &Slot) {
+        if old.is_ready() {
+            self.out.push(Action::Score(ScorerControl::Clear));
         }
-        let Some(testing) = self.testing.take() else {
+        self.out.push(Action::Unpoint(Role::Testing));
+        self.publish_routes();
+    }
+
+    fn reject_testing(&mut self, reasons: Vec<String>) {
+        let Some(testing) = self.s.testing.take() else {
             return;
         };
-        self.clear_testing_route();
-        let installed = testing.installed.clone();
-        tracing::info!(
-            "promoting {}: starting a fresh running instance",
-            installed.version
-        );
-        self.retire(testing, false, AfterStop::Keep);
-        match self.start(Role::Running, installed.clone()) {
-            Ok(slot) => self.next = Some(slot),
-            Err(e) => {
-                self.reject_in_background(installed.version, vec![format!("promotion failed: {e}")])
-            }
+        tracing::warn!("rejecting {}: {}", testing.version(), reasons.join("; "));
+        self.unroute_testing(&testing);
+        self.retire(testing, false, AfterStop::Reject(reasons));
+        self.start_pending();
+    }
+
+    /// Promotion, step 1: stop testing and start a fresh running instance of its version.
+    fn begin_promotion(&mut self) {
+        if self.s.next.is_some() {
+            return;
         }
+        let Some(testing) = self.s.testing.take() else {
+            return;
+        };
+        self.unroute_testing(&testing);
+        let installed = testing.installed.clone();
+        self.retire(testing, false, AfterStop::ArchiveIfUnused);
+        self.begin_promotion_of(installed);
+    }
+
+    fn begin_promotion_of(&mut self, installed: Installed) {
+        self.emit(Event::Promoting {
+            version: installed.version.clone(),
+        });
+        let slot = self.new_slot(Role::Running, installed, false);
+        self.s.next = Some(slot);
     }
 
     /// Promotion, step 2: the new instance is ready; swap routes atomically, drain and stop the old.
     fn finish_promotion(&mut self) {
-        let mut next = self.next.take().expect("called for the next slot");
-        self.serve(&mut next, Role::Running);
-        let old = self.running.replace(next);
-        let to = self
-            .running
-            .as_ref()
-            .map(|s| s.version().to_string())
-            .unwrap_or_default();
-        self.wiring.events.emit(Event::Promoted {
-            from: old.as_ref().map(|o| o.version().to_string()),
+        let mut next = self.s.next.take().expect("called for next");
+        next.proven = true;
+        let to = next.version().clone();
+        let old = self.s.running.replace(next);
+        let restarting = self.s.restart.take();
+        self.s.failures = 0;
+        self.serve(Part::Running);
+        self.emit(Event::Promoted {
+            from: old
+                .as_ref()
+                .map(|o| o.version().clone())
+                .or(restarting.as_ref().map(|r| r.installed.version.clone())),
             to,
         });
-        self.restarts = 0;
         if let Some(old) = old {
-            let after = self.after_stop_for(old.version());
-            self.retire(old, true, after);
+            self.retire(old, true, AfterStop::ArchiveIfUnused);
+        } else if let Some(r) = restarting {
+            self.archive_if_unused(r.installed.version);
         }
         self.start_pending();
     }
 
     fn abort_promotion(&mut self, reasons: Vec<String>) {
-        let next = self.next.take().expect("called for the next slot");
+        let next = self.s.next.take().expect("called for next");
         tracing::error!(
             "promotion of {} failed; {} keeps serving",
             next.version(),
-            self.running
-                .as_ref()
-                .map(|r| r.version().to_string())
-                .unwrap_or_default()
+            self.running_version()
+                .map(Version::to_string)
+                .unwrap_or_else(|| "nothing".into())
         );
+        self.emit(Event::PromotionFailed {
+            version: next.version().clone(),
+            reasons: reasons.clone(),
+        });
         self.retire(next, false, AfterStop::Reject(reasons));
         self.start_pending();
     }
 
-    fn reject_testing(&mut self, reasons: Vec<String>) {
-        let Some(testing) = self.testing.take() else {
+    /// Take an instance out of its part: stop it (draining first if `drain`) and file its
+    /// version away afterwards as `after` says.
+    fn retire(&mut self, slot: Slot, drain: bool, after: AfterStop) {
+        let number = slot.phase.child().map(|c| c.number);
+        let retiring = Retiring {
+            version: slot.version().clone(),
+            number,
+            port: slot.phase.port(),
+            after,
+            awaiting_start: matches!(slot.phase, Phase::Starting { .. }),
+        };
+        let stop_now = matches!(slot.phase, Phase::Up { .. } | Phase::Ready { .. });
+        let no_child = slot.phase == Phase::NeedsPort;
+        self.s.retiring.insert(slot.id, retiring);
+        if stop_now {
+            self.out.push(Action::Retire { id: slot.id, drain });
+        } else if no_child {
+            self.stopped(slot.id);
+        }
+    }
+
+    /// A retired instance is gone: free its port and file its version away.
+    fn stopped(&mut self, id: InstanceId) {
+        let Some(r) = self.s.retiring.remove(&id) else {
             return;
         };
-        tracing::warn!("rejecting {}: {}", testing.version(), reasons.join("; "));
-        self.clear_testing_route();
-        self.retire(testing, false, AfterStop::Reject(reasons));
-        self.start_pending();
-    }
-
-    /// Archive a version's folder after its stop only if no part still uses it.
-    fn after_stop_for(&self, v: &Version) -> AfterStop {
-        let used = [&self.running, &self.testing, &self.next]
-            .iter()
-            .any(|s| s.as_ref().is_some_and(|s| s.version() == v))
-            || self.pending.as_ref().is_some_and(|p| p.version == *v);
-        if used {
-            AfterStop::Keep
-        } else {
-            AfterStop::Archive
+        if let Some(port) = r.port {
+            self.s.taken.remove(&port);
         }
-    }
-
-    /// Stop an instance in the background (draining user requests first if `drain`), then
-    /// archive or reject its version folder.
-    fn retire(&self, slot: Slot, drain: bool, after: AfterStop) {
-        let grace = self.cfg.shutdown_grace;
-        let filing = self.filing();
-        self.background.spawn(async move {
-            if let (true, Some(up)) = (drain, slot.upstream.as_ref()) {
-                let deadline = tokio::time::Instant::now() + grace;
-                while up.inflight.load(Ordering::Acquire) > 0
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(DRAIN_POLL).await;
-                }
-                let left = up.inflight.load(Ordering::Acquire);
-                if left > 0 {
-                    tracing::warn!(
-                        "{} requests still in flight on {} after {grace:?}; stopping it anyway",
-                        left,
-                        up.version
-                    );
-                }
-            }
-            let (version, number) = (slot.version().clone(), slot.instance.number);
-            slot.instance.stop().await;
-            filing.events.emit(Event::Stopped {
-                version: version.to_string(),
+        if let Some(number) = r.number {
+            self.emit(Event::Stopped {
+                version: r.version.clone(),
                 number,
             });
-            filing.finish(version, after).await;
-        });
-    }
-
-    fn filing(&self) -> Filing {
-        Filing {
-            layout: self.layout.clone(),
-            events: self.wiring.events.clone(),
-            max_base_size: self.cfg.max_base_size,
-            min_free_disk: self.cfg.min_free_disk,
+        }
+        match r.after {
+            AfterStop::Keep => {}
+            AfterStop::ArchiveIfUnused => self.archive_if_unused(r.version),
+            AfterStop::Reject(reasons) => self.out.push(Action::Reject {
+                version: r.version,
+                reasons,
+            }),
         }
     }
 
-    fn archive_in_background(&self, v: Version) {
-        self.background
-            .spawn(self.filing().finish(v, AfterStop::Archive));
-    }
-
-    fn reject_in_background(&self, v: Version, reasons: Vec<String>) {
-        self.background
-            .spawn(self.filing().finish(v, AfterStop::Reject(reasons)));
-    }
-
-    async fn shutdown(mut self) {
-        let slots: Vec<Slot> = [self.running.take(), self.testing.take(), self.next.take()]
+    fn archive_if_unused(&mut self, version: Version) {
+        // An instance of it still stopping files it away once it is reaped.
+        for r in self.s.retiring.values_mut() {
+            if r.version == version && r.after == AfterStop::Keep {
+                r.after = AfterStop::ArchiveIfUnused;
+            }
+        }
+        let s = &*self.s;
+        let in_slot = [&s.running, &s.testing, &s.next]
             .into_iter()
             .flatten()
-            .collect();
-        // Stop every child at once, then wait for each to be reaped.
-        let stops: Vec<_> = slots
-            .into_iter()
-            .map(|s| tokio::spawn(s.instance.stop()))
-            .collect();
-        for stop in stops {
-            let _ = stop.await;
+            .any(|slot| *slot.version() == version);
+        let in_use = in_slot
+            || s.pending.as_ref().is_some_and(|p| p.version == version)
+            || s.restart
+                .as_ref()
+                .is_some_and(|r| r.installed.version == version)
+            || s.resume_promotion
+                .as_ref()
+                .is_some_and(|p| p.version == version)
+            || s.retiring.values().any(|r| r.version == version);
+        if !in_use {
+            self.out.push(Action::Archive(version));
         }
-        self.background.close();
-        self.background.wait().await;
+    }
+
+    fn filed(&mut self, version: Version, result: Result<Filed, String>) {
+        match result {
+            Ok(Filed::Archived(zip)) => self.emit(Event::Archived { version, zip }),
+            Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected { version, reasons }),
+            Err(e) => tracing::error!("cannot file away version {version}: {e}"),
+        }
+        self.out.push(Action::Collect);
+    }
+
+    fn persist(&mut self) {
+        let s = &*self.s;
+        let now = Persisted {
+            running: s
+                .running
+                .as_ref()
+                .map(|r| r.version().clone())
+                .or(s.restart.as_ref().map(|r| r.installed.version.clone())),
+            testing: s
+                .testing
+                .as_ref()
+                .map(|t| t.version().clone())
+                .or(s.pending.as_ref().map(|p| p.version.clone())),
+            promoting: s
+                .next
+                .as_ref()
+                .map(|n| n.version().clone())
+                .or(s.resume_promotion.as_ref().map(|p| p.version.clone())),
+        };
+        if s.persisted.as_ref() != Some(&now) {
+            self.s.persisted = Some(now.clone());
+            self.out.push(Action::Persist(now));
+        }
     }
 }
 
-/// Why a build is not started: it must be newer than running and than the build being tested.
-fn refusal(v: &Version, running: Option<&Version>, candidate: Option<&Version>) -> Option<String> {
-    match (running, candidate) {
-        (Some(r), _) if v <= r => Some(format!("{v} is not newer than running {r}")),
-        (_, Some(t)) if v <= t => Some(format!("{v} is not newer than {t}, which is being tested")),
-        _ => None,
-    }
-}
-
-#[derive(Clone, Copy)]
+/// The three parts an instance can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     Running,
     Testing,
     Next,
 }
 
-/// Files version folders away off the supervisor's task (blocking work on blocking threads):
-/// archive, reject, refuse, and keep the archives within their budgets.
-#[derive(Clone)]
-struct Filing {
-    layout: Layout,
-    events: Events,
-    max_base_size: u64,
-    min_free_disk: u64,
+/// How long to wait before restarting running after `failures` failures in a row: at once the
+/// first time, then 1 s, 2 s, 4 s … up to the cap.
+fn restart_delay(failures: u32) -> Duration {
+    if failures <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - 2).min(16);
+    (RESTART_BACKOFF_BASE * 2u32.pow(doublings)).min(RESTART_BACKOFF_CAP)
 }
 
-impl Filing {
-    /// Archive or reject a version folder after its instance is stopped, then collect garbage.
-    async fn finish(self, v: Version, after: AfterStop) {
-        let layout = self.layout.clone();
-        let (v2, after2) = (v.clone(), after);
-        let res = tokio::task::spawn_blocking(move || match &after2 {
-            AfterStop::Keep => Ok(None),
-            AfterStop::Archive => archive::archive_version(&layout, &v2).map(|zip| {
-                Some(Event::Archived {
-                    version: v2.to_string(),
-                    zip: zip.display().to_string(),
-                })
-            }),
-            AfterStop::Reject(reasons) => {
-                archive::reject_version(&layout, &v2, reasons).map(|_| {
-                    Some(Event::Rejected {
-                        version: v2.to_string(),
-                        reasons: reasons.clone(),
-                    })
-                })
-            }
-        })
-        .await;
-        match res {
-            Ok(Ok(None)) => return,
-            Ok(Ok(Some(event))) => self.events.emit(event),
-            Ok(Err(e)) => tracing::error!("cannot file away version {v}: {e}"),
-            Err(e) => tracing::error!("filing task failed for {v}: {e}"),
-        }
-        self.collect().await;
-    }
-
-    /// Move a build that will not be started aside, with the reason.
-    async fn refuse(self, d: Dropped, reason: String) {
-        tracing::warn!("refusing {}: {reason}", d.path.display());
-        let layout = self.layout.clone();
-        let reasons = vec![reason];
-        let (r2, v) = (reasons.clone(), d.name.version.clone());
-        let res = tokio::task::spawn_blocking(move || {
-            archive::refuse_file(&layout, &d.path, &d.name.file_name, &d.name.version, &r2)
-        })
-        .await;
-        if let Ok(Err(e)) = res {
-            tracing::error!("cannot move the refused build aside: {e}");
-        }
-        self.events.emit(Event::Rejected {
-            version: v.to_string(),
-            reasons,
-        });
-        self.collect().await;
-    }
-
-    /// Delete the oldest archives while over the size budget or short of disk.
-    async fn collect(self) {
-        let (layout, max, min_free) = (self.layout.clone(), self.max_base_size, self.min_free_disk);
-        match tokio::task::spawn_blocking(move || archive::collect_garbage(&layout, max, min_free))
-            .await
-        {
-            Ok(Ok(deleted)) => {
-                for d in deleted {
-                    self.events.emit(Event::ArchiveDeleted {
-                        zip: d.zip.display().to_string(),
-                        reason: d.reason,
-                    });
-                }
-            }
-            Ok(Err(e)) => tracing::error!("archive cleanup failed: {e}"),
-            Err(e) => tracing::error!("archive cleanup task failed: {e}"),
-        }
+/// Why a build is not started: it must be newer than running and than the build being tested.
+fn refusal(v: &Version, running: Option<&Version>, candidate: Option<&Version>) -> Option<String> {
+    match (running, candidate) {
+        (Some(r), _) if v <= r => Some(format!(
+            "{v} is not newer than running {r}: drop a higher version"
+        )),
+        (_, Some(t)) if v <= t => Some(format!(
+            "{v} is not newer than {t}, which is being tested: drop a higher version"
+        )),
+        _ => None,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(s: &str) -> Version {
-        Version::parse(s).unwrap()
-    }
-
-    #[test]
-    fn only_newer_builds_are_started() {
-        assert_eq!(
-            refusal(&v("1.0.0"), None, None),
-            None,
-            "the first build runs"
-        );
-        assert!(refusal(&v("1.0.0"), Some(&v("1.0.0")), None)
-            .unwrap()
-            .contains("not newer than running 1.0.0"));
-        assert!(
-            refusal(&v("1.9.0"), Some(&v("1.10.0")), None).is_some(),
-            "semver order, not text order"
-        );
-        assert_eq!(refusal(&v("1.10.0"), Some(&v("1.9.0")), None), None);
-        assert!(refusal(&v("1.1.0"), Some(&v("1.0.0")), Some(&v("1.1.0")))
-            .unwrap()
-            .contains("being tested"));
-        assert_eq!(
-            refusal(&v("1.2.0"), Some(&v("1.0.0")), Some(&v("1.1.0"))),
-            None,
-            "a newer build replaces testing"
-        );
-    }
-}
+mod tests;

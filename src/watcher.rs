@@ -16,7 +16,7 @@ use crate::artifact::{parse_name, ArtifactName, NameError};
 const RESCAN_EVERY: Duration = Duration::from_millis(250);
 
 /// A complete build in the base dir, ready to be installed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dropped {
     /// Where it lies now.
     pub path: PathBuf,

@@ -82,45 +82,31 @@ fn drop_v1_serves_drop_v2_is_mirrored_gets_only() {
 }
 
 #[test]
-fn hung_testing_does_not_slow_users() {
+fn hung_testing_does_not_hold_users_up() {
     let base = Base::new("hung-testing");
-    base.write_env("MIRROR_TIMEOUT=60s");
+    base.write_env("MIRROR_TIMEOUT=60s\nMIRROR_CONCURRENCY=4\nMIRROR_QUEUE=8");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-
-    // The healthy case: a testing instance that answers at once.
-    base.drop_fixture("1.1.0", "");
-    wait_until("healthy testing", Duration::from_secs(10), || {
-        base.fixture_stats("testing")
-    });
-    p50(u.addr, "/warm", 50);
-    // Other tests share the two cores: take the median of three rounds as the healthy figure.
-    let mut rounds: Vec<Duration> = (0..3).map(|_| p50(u.addr, "/a", 200)).collect();
-    rounds.sort();
-    let healthy = rounds[1];
-
-    // The hung case: a testing instance that answers after 30 s.
-    base.drop_fixture("1.2.0", "--slow-ms 30000");
-    wait_until(
-        "hung testing to replace healthy",
-        Duration::from_secs(10),
-        || {
-            base.fixture_stats("testing")
-                .filter(|s| s["version"] == "1.2.0")
-        },
-    );
-    // A systematic slowdown shows in every round; a noisy neighbour in one at most.
-    let hung: Vec<Duration> = (0..3).map(|_| p50(u.addr, "/a", 200)).collect();
+    // A testing instance that answers after 30 s: every copy to it hangs.
+    base.drop_fixture("1.1.0", "--slow-ms 30000");
+    base.wait_testing();
+    // Far more requests than the mirror's slots and queue hold; none may wait for testing.
+    // (How much a hung testing costs users in latency is measured in benches/proxy.sh.)
+    for i in 0..200 {
+        let started = std::time::Instant::now();
+        let (status, body) = u.get(&format!("/a/{i}"));
+        assert!(status == 200 && body.contains("1.0.0"), "{status} {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "request {i} took {:?}: it waited for the hung testing",
+            started.elapsed()
+        );
+    }
     let stats = base.fixture_stats("testing").unwrap();
     assert!(
         stats["requests"].as_u64().unwrap() > 0,
         "testing did receive copies: {stats}"
-    );
-    eprintln!("p50 healthy {healthy:?}, hung {hung:?}");
-    assert!(
-        hung.iter().any(|h| *h <= healthy * 2),
-        "user p50 with hung testing {hung:?} vs healthy {healthy:?}"
     );
     u.stop();
 }

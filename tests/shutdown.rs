@@ -1,1 +1,154 @@
-//! placeholder
+//! Shutdown as a protocol, tasks that die, and a supervisor that is never held up: the real
+//! binary, real children, real signals.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    let base = Base::new("sigterm-inflight");
+    base.write_env("SHUTDOWN_GRACE=5s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--slow-ms 1000");
+    u.wait_serving();
+    let before = base.fixture_stats("running").unwrap()["requests"]
+        .as_u64()
+        .unwrap();
+    let addr = u.addr;
+    let clients: Vec<_> = (0..20)
+        .map(|i| std::thread::spawn(move || http(addr, "GET", &format!("/slow/{i}"))))
+        .collect();
+    // All 20 have reached the app (it counts a request before it sleeps) when SIGTERM arrives.
+    wait_until("20 requests in flight", Duration::from_secs(5), || {
+        let n = base.fixture_stats("running")?["requests"].as_u64()?;
+        (n >= before + 20).then_some(())
+    });
+    u.sigterm();
+    let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for (i, a) in answers.iter().enumerate() {
+        match a {
+            Ok((200, body)) => assert!(body.contains("hello from 1.0.0"), "{body}"),
+            other => panic!("request {i} in flight at SIGTERM got {other:?}"),
+        }
+    }
+    assert_eq!(u.wait_exit(Duration::from_secs(15)), Some(0), "{}", u.log_text());
+    assert!(
+        processes_under(&base.path).is_empty(),
+        "children are stopped after the requests finished"
+    );
+}
+
+#[test]
+fn a_task_that_panics_stops_the_children_and_exits_non_zero() {
+    let base = Base::new("panic");
+    base.write_env("");
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_PANIC", "supervisor")]);
+    base.drop_fixture("1.0.0", "");
+    let code = u.wait_exit(Duration::from_secs(20));
+    let log = u.log_text();
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "exit code {code:?}; log:\n{log}"
+    );
+    assert!(
+        log.contains("panic") && log.contains("injected"),
+        "the panic is in the log:\n{log}"
+    );
+    assert!(
+        log.contains("supervisor"),
+        "the log names the task:\n{log}"
+    );
+    wait_until("no child left", Duration::from_secs(5), || {
+        processes_under(&base.path).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn upstream_host_may_be_ipv6_or_a_host_name() {
+    for host in ["::1", "[::1]", "localhost"] {
+        let name = format!("upstream-{}", host.replace([':', '[', ']'], "x"));
+        let base = Base::new(&name);
+        base.write_env(&format!("UPSTREAM_HOST={host}\nMIN_MIRRORED=1000"));
+        let mut u = Understudy::start(&base);
+        base.drop_fixture("1.0.0", "");
+        u.wait_serving();
+        assert!(u.get("/x").1.contains("hello from 1.0.0"), "{host}");
+        base.drop_fixture("1.1.0", "");
+        base.wait_testing();
+        wait_until(
+            &format!("a copy mirrored through {host}"),
+            Duration::from_secs(10),
+            || {
+                u.get("/copy");
+                base.fixture_stats("testing")
+                    .filter(|s| s["mirrored"].as_u64() > Some(0))
+            },
+        );
+        u.stop();
+    }
+}
+
+/// A zip bundle of `size` bytes of incompressible data plus the fixture program.
+fn big_bundle(path: &std::path::Path, version: &str, size: usize) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    zip.start_file(format!("app-{version}"), exec).unwrap();
+    zip.write_all(Base::fixture_script(version, "").as_bytes())
+        .unwrap();
+    let stored = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let chunk_len = 1 << 20;
+    let mut chunk = vec![0u8; chunk_len];
+    for f in 0..(size / (8 * chunk_len)) {
+        zip.start_file(format!("data/blob-{f}"), stored).unwrap();
+        for _ in 0..8 {
+            for b in chunk.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes());
+            }
+            zip.write_all(&chunk).unwrap();
+        }
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn a_crash_of_running_is_handled_while_a_large_bundle_unpacks() {
+    let base = Base::new("slow-install");
+    base.write_env("");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let staged = base.path.join(".app-2.0.0.zip.part");
+    big_bundle(&staged, "2.0.0", 200 << 20);
+    std::fs::rename(&staged, base.path.join("app-2.0.0.zip")).unwrap();
+    wait_until("the install to begin", Duration::from_secs(10), || {
+        u.log_text().contains("installing").then_some(())
+    });
+    let (_, pid) = base.instance_info("running").unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    wait_until("2.0.0 to be installed", Duration::from_secs(30), || {
+        u.log_text().contains("installed 2.0.0").then_some(())
+    });
+    let log = u.log_text();
+    let restart = log
+        .find("restart_scheduled")
+        .unwrap_or_else(|| panic!("no restart in the log:\n{log}"));
+    let installed = log.find("installed 2.0.0").unwrap();
+    assert!(
+        restart < installed,
+        "the crash was handled before the unpack ended:\n{log}"
+    );
+    wait_until("running back", Duration::from_secs(10), || {
+        (u.get("/").0 == 200).then_some(())
+    });
+}

@@ -146,6 +146,11 @@ pub struct Understudy {
 
 impl Understudy {
     pub fn start(base: &Base) -> Understudy {
+        Self::start_with_env(base, &[])
+    }
+
+    /// Start with extra environment variables (fault injection, `UNDERSTUDY_<KEY>` overrides).
+    pub fn start_with_env(base: &Base, env: &[(&str, &str)]) -> Understudy {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "{}.log",
             base.path.file_name().unwrap().to_string_lossy()
@@ -153,6 +158,7 @@ impl Understudy {
         let child = Command::new(BIN)
             .args(["run", "--base"])
             .arg(&base.path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -190,6 +196,21 @@ impl Understudy {
         let mut c = self.child.take().expect("understudy is running");
         c.kill().unwrap();
         c.wait().unwrap();
+    }
+
+    /// Wait for understudy to exit on its own and return its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("understudy is running");
+        let status = wait_until("understudy to exit", limit, || child.try_wait().unwrap());
+        self.child = None;
+        status.code()
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,565 @@
+//! Carries out the supervisor's [`Action`]s and turns each completion into an [`Input`]. Slow
+//! work never runs on the supervisor's task: installs, filing and collection run on blocking
+//! threads, children are spawned on the long-lived spawner thread, symlinks and the state file
+//! are written in order by one file task, and drains and stops run as tasks of their own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{decide, Action, Filed, Input, Launched, Persisted, Resumed, Routing, StartFailure, State};
+use crate::archive;
+use crate::artifact::{self, Installed, Kind};
+use crate::config::Config;
+use crate::events::Events;
+use crate::instance::{
+    Instance, InstanceError, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec, Spawner,
+};
+use crate::layout::{write_atomic, Layout, Role};
+use crate::proxy::{Routes, Upstream};
+use crate::score::{Scored, ScorerControl};
+use crate::watcher::Dropped;
+
+/// How often a panic sweep checks whether killed process groups are gone.
+const SWEEP_POLL: Duration = Duration::from_millis(20);
+/// Fault injection for the tests: `UNDERSTUDY_INJECT_PANIC=supervisor` makes the supervisor
+/// panic once running is ready, to prove a dying task stops every child.
+const INJECT_PANIC: &str = "UNDERSTUDY_INJECT_PANIC";
+
+/// Everything the supervisor needs from the rest of understudy.
+pub struct Wiring {
+    /// Where the proxy reads routes.
+    pub routes: watch::Sender<Arc<Routes>>,
+    /// Complete builds from the watcher.
+    pub dropped: mpsc::Receiver<Dropped>,
+    /// Verdicts from the scorer.
+    pub verdicts: mpsc::Receiver<Scored>,
+    /// Tells the scorer what to score.
+    pub scorer: mpsc::UnboundedSender<ScorerControl>,
+    /// Where decisions are announced.
+    pub events: Events,
+}
+
+/// The process groups of every child not yet reaped, kept outside the supervisor's task so that
+/// if that task dies (a panic), [`LiveGroups::kill_all`] can still stop every child.
+#[derive(Clone, Default)]
+pub struct LiveGroups(Arc<Mutex<BTreeMap<InstanceId, u32>>>);
+
+impl LiveGroups {
+    fn insert(&self, id: InstanceId, pgid: u32) {
+        self.lock().insert(id, pgid);
+    }
+
+    fn remove(&self, id: InstanceId) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<InstanceId, u32>> {
+        // The map stays consistent even if a holder panicked: each operation is one insert/remove.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether any child is still known to run.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Last resort after a task died: SIGTERM every group, wait up to `grace`, SIGKILL the rest.
+    /// Blocking; the orderly path stops children through their instances instead.
+    pub fn kill_all(&self, grace: Duration) {
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        let groups: Vec<Pid> = self
+            .lock()
+            .values()
+            .map(|p| Pid::from_raw(*p as i32))
+            .collect();
+        for g in &groups {
+            let _ = killpg(*g, Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline
+            && groups.iter().any(|g| killpg(*g, None).is_ok())
+        {
+            std::thread::sleep(SWEEP_POLL);
+        }
+        for g in &groups {
+            let _ = killpg(*g, Signal::SIGKILL);
+        }
+        self.lock().clear();
+    }
+}
+
+/// Work finished off the supervisor's task, on its way back to become an [`Input`].
+enum Done {
+    Installed {
+        version: semver::Version,
+        result: Result<Installed, String>,
+    },
+    Started {
+        id: InstanceId,
+        result: Result<Instance, InstanceError>,
+    },
+    Stopped {
+        id: InstanceId,
+    },
+    Filed {
+        version: semver::Version,
+        result: Result<Filed, String>,
+    },
+    Collected(Vec<(PathBuf, String)>),
+}
+
+/// Small file writes that must happen in the order they were decided.
+enum FileJob {
+    Point(Role, PathBuf),
+    Unpoint(Role),
+    Persist(Persisted),
+}
+
+/// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
+/// out every action; then stop every child and wait for all work to finish.
+pub async fn run(cfg: Arc<Config>, wiring: Wiring, live: LiveGroups, cancel: CancellationToken) {
+    let (spawner, spawner_thread) = match Spawner::new(tokio::runtime::Handle::current()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot start the spawner thread: {e}; no build can be started");
+            return;
+        }
+    };
+    let Wiring {
+        routes,
+        mut dropped,
+        mut verdicts,
+        scorer,
+        events,
+    } = wiring;
+    let layout = Layout::new(&cfg.base, &cfg.identifier);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (inst_tx, mut inst_rx) = mpsc::unbounded_channel();
+    let (files_tx, files_rx) = mpsc::unbounded_channel();
+    let files = tokio::spawn(write_files(layout.clone(), files_rx));
+    let mut exec = Executor {
+        cfg: cfg.clone(),
+        layout: layout.clone(),
+        spawner,
+        instances: HashMap::new(),
+        upstreams: HashMap::new(),
+        routes,
+        scorer,
+        events,
+        inst_tx,
+        done_tx,
+        files_tx,
+        live,
+        tasks: TaskTracker::new(),
+        inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
+    };
+    let mut state = State::new(cfg.port_range, Instant::now());
+    let resumed = {
+        let layout = layout.clone();
+        tokio::task::spawn_blocking(move || resume_from_disk(&layout))
+            .await
+            .unwrap_or_default()
+    };
+    exec.perform_all(decide(&mut state, Input::Resume(resumed), Instant::now()));
+    loop {
+        let deadline = state.deadline();
+        let input = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(d) = done_rx.recv() => exec.complete(d),
+            Some(e) = inst_rx.recv() => Input::Instance(e),
+            Some(s) = verdicts.recv() => Input::Scored(s),
+            Some(d) = dropped.recv() => Input::Dropped(d),
+            _ = tokio::time::sleep_until(deadline) => Input::Tick,
+        };
+        exec.perform_all(decide(&mut state, input, Instant::now()));
+    }
+    exec.shutdown(done_rx, files).await;
+    // Every clone of the spawner is gone once its tasks are joined; its thread ends with them.
+    let _ = tokio::task::spawn_blocking(move || spawner_thread.join()).await;
+}
+
+/// Read which versions ran before a restart. Blocking.
+fn resume_from_disk(layout: &Layout) -> Resumed {
+    let path = layout.state_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Resumed::default(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}; starting with nothing", path.display());
+            return Resumed::default();
+        }
+    };
+    let persisted: Persisted = match serde_json::from_str(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("ignoring unreadable {}: {e}", path.display());
+            return Resumed::default();
+        }
+    };
+    let find = |v: &Option<semver::Version>, part: &str| {
+        let v = v.as_ref()?;
+        let found = artifact::find_installed(layout, v);
+        match &found {
+            Some(_) => tracing::info!("resuming: {part} {v}"),
+            None => tracing::warn!(
+                "{} names {part} {v}, but {} holds no startable build",
+                path.display(),
+                layout.version_dir(v).display()
+            ),
+        }
+        found
+    };
+    Resumed {
+        running: find(&persisted.running, "running"),
+        testing: find(&persisted.testing, "testing"),
+        promoting: find(&persisted.promoting, "promoting"),
+    }
+}
+
+/// Write symlinks and the state file one after the other, in the order decided.
+async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
+    while let Some(job) = rx.recv().await {
+        let layout = layout.clone();
+        let res = tokio::task::spawn_blocking(move || match job {
+            FileJob::Point(role, dir) => layout.point(role, &dir).map_err(|e| {
+                format!(
+                    "cannot point {} at {}: {e}",
+                    layout.link(role).display(),
+                    dir.display()
+                )
+            }),
+            FileJob::Unpoint(role) => layout
+                .unpoint(role)
+                .map_err(|e| format!("cannot remove {}: {e}", layout.link(role).display())),
+            FileJob::Persist(p) => {
+                let path = layout.state_file();
+                std::fs::create_dir_all(layout.state_dir())
+                    .and_then(|()| {
+                        let bytes = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
+                        write_atomic(&path, &bytes)
+                    })
+                    .map_err(|e| format!("cannot save {}: {e}", path.display()))
+            }
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("{e}"),
+            Err(e) => tracing::error!("file task failed: {e}"),
+        }
+    }
+}
+
+/// The hands of the supervisor: owns the child handles and the upstreams, and the channels
+/// that carry completions back.
+struct Executor {
+    cfg: Arc<Config>,
+    layout: Layout,
+    spawner: Spawner,
+    instances: HashMap<InstanceId, Instance>,
+    upstreams: HashMap<InstanceId, Arc<Upstream>>,
+    routes: watch::Sender<Arc<Routes>>,
+    scorer: mpsc::UnboundedSender<ScorerControl>,
+    events: Events,
+    inst_tx: mpsc::UnboundedSender<InstanceEvent>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    files_tx: mpsc::UnboundedSender<FileJob>,
+    live: LiveGroups,
+    tasks: TaskTracker,
+    inject_panic: bool,
+}
+
+impl Executor {
+    fn perform_all(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            self.perform(a);
+        }
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Install(d) => self.install(d),
+            Action::Refuse { dropped, reason } => self.refuse(dropped, reason),
+            Action::Start {
+                id,
+                role,
+                installed,
+                port,
+            } => self.start(id, role, installed, port),
+            Action::Route(r) => self.route(r),
+            Action::Point { role, dir } => {
+                let _ = self.files_tx.send(FileJob::Point(role, dir));
+            }
+            Action::Unpoint(role) => {
+                let _ = self.files_tx.send(FileJob::Unpoint(role));
+            }
+            Action::Persist(p) => {
+                let _ = self.files_tx.send(FileJob::Persist(p));
+            }
+            Action::Retire { id, drain } => self.retire(id, drain),
+            Action::Archive(v) => self.file(v, None),
+            Action::Reject { version, reasons } => self.file(version, Some(reasons)),
+            Action::Collect => self.collect(),
+            Action::Score(c) => {
+                let _ = self.scorer.send(c);
+            }
+            Action::Emit(e) => {
+                let ready = matches!(e, crate::events::Event::Ready { role: Role::Running, .. });
+                self.events.emit(e);
+                if ready && self.inject_panic {
+                    panic!("injected panic ({INJECT_PANIC}=supervisor)");
+                }
+            }
+        }
+    }
+
+    /// Run blocking `work` off the supervisor's task and send its result back as a completion.
+    fn blocking(&self, work: impl FnOnce() -> Done + Send + 'static) {
+        let done = self.done_tx.clone();
+        self.tasks.spawn(async move {
+            match tokio::task::spawn_blocking(work).await {
+                Ok(d) => {
+                    let _ = done.send(d);
+                }
+                Err(e) => tracing::error!("background work failed: {e}"),
+            }
+        });
+    }
+
+    fn install(&self, d: Dropped) {
+        let layout = self.layout.clone();
+        tracing::info!("installing {}", d.path.display());
+        self.blocking(move || {
+            let result = artifact::install(&layout, &d.path, &d.name)
+                .map_err(|e| format!("cannot install {}: {e}", d.path.display()));
+            if result.is_ok() {
+                tracing::info!("installed {}", d.name.version);
+            }
+            Done::Installed {
+                version: d.name.version,
+                result,
+            }
+        });
+    }
+
+    fn refuse(&self, d: Dropped, reason: String) {
+        tracing::warn!("refusing {}: {reason}", d.path.display());
+        let layout = self.layout.clone();
+        self.blocking(move || {
+            let reasons = vec![reason];
+            let result = archive::refuse_file(
+                &layout,
+                &d.path,
+                &d.name.file_name,
+                &d.name.version,
+                &reasons,
+            )
+            .map(|_| Filed::Rejected(reasons))
+            .map_err(|e| format!("cannot move the refused build aside: {e}"));
+            Done::Filed {
+                version: d.name.version,
+                result,
+            }
+        });
+    }
+
+    fn start(&self, id: InstanceId, role: Role, installed: Installed, port: u16) {
+        let cfg = &self.cfg;
+        let command = match installed.kind {
+            Kind::Jar => cfg.jar_command.clone(),
+            _ => cfg.exec_command.clone(),
+        };
+        let spec = LaunchSpec {
+            id,
+            role,
+            installed,
+            port,
+            command,
+            port_key: cfg.port_key.clone(),
+            properties: cfg.properties_file.as_ref().map(|p| cfg.base.join(p)),
+            probe: ProbeSpec {
+                host: cfg.upstream_host.clone(),
+                path: cfg.ready_path.clone(),
+                timeout: cfg.ready_timeout,
+            },
+            grace: cfg.shutdown_grace,
+        };
+        let (spawner, layout, events, done) = (
+            self.spawner.clone(),
+            self.layout.clone(),
+            self.inst_tx.clone(),
+            self.done_tx.clone(),
+        );
+        self.tasks.spawn(async move {
+            let result = spawner
+                .run(move || Instance::start(&layout, spec, events))
+                .await;
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("cannot start instance {id:?}: {e}");
+                    return;
+                }
+            };
+            let _ = done.send(Done::Started { id, result });
+        });
+    }
+
+    fn route(&mut self, r: Routing) {
+        let host = self.cfg.upstream_host.clone();
+        let mut upstream = |t: &Option<super::Target>| -> Option<Arc<Upstream>> {
+            let t = t.as_ref()?;
+            if let Some(u) = self.upstreams.get(&t.id) {
+                return Some(u.clone());
+            }
+            match Upstream::new(t.id, t.version.clone(), &host, t.port) {
+                Ok(u) => {
+                    let u = Arc::new(u);
+                    self.upstreams.insert(t.id, u.clone());
+                    Some(u)
+                }
+                Err(e) => {
+                    tracing::error!("cannot route to {} on port {}: {e}", t.version, t.port);
+                    None
+                }
+            }
+        };
+        let routes = Routes {
+            running: upstream(&r.running),
+            testing: upstream(&r.testing),
+            restarting: r.restarting,
+        };
+        self.routes.send_replace(Arc::new(routes));
+    }
+
+    fn retire(&mut self, id: InstanceId, drain: bool) {
+        let instance = self.instances.remove(&id);
+        let upstream = self.upstreams.get(&id).cloned().filter(|_| drain);
+        let grace = self.cfg.shutdown_grace;
+        let done = self.done_tx.clone();
+        self.tasks.spawn(async move {
+            if let Some(up) = upstream {
+                let left = up.drain(grace).await;
+                if left > 0 {
+                    tracing::warn!(
+                        "{left} requests still in flight on {} after {grace:?}; stopping it anyway",
+                        up.version
+                    );
+                }
+            }
+            if let Some(i) = instance {
+                i.stop().await;
+            }
+            let _ = done.send(Done::Stopped { id });
+        });
+    }
+
+    fn file(&self, version: semver::Version, reject: Option<Vec<String>>) {
+        let layout = self.layout.clone();
+        self.blocking(move || {
+            let result = match reject {
+                None => archive::archive_version(&layout, &version).map(Filed::Archived),
+                Some(reasons) => archive::reject_version(&layout, &version, &reasons)
+                    .map(|_| Filed::Rejected(reasons)),
+            }
+            .map_err(|e| e.to_string());
+            Done::Filed { version, result }
+        });
+    }
+
+    fn collect(&self) {
+        let layout = self.layout.clone();
+        let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
+        self.blocking(move || {
+            let deleted = match archive::collect_garbage(&layout, max, min_free) {
+                Ok(d) => d.into_iter().map(|d| (d.zip, d.reason)).collect(),
+                Err(e) => {
+                    tracing::error!("archive cleanup failed: {e}");
+                    Vec::new()
+                }
+            };
+            Done::Collected(deleted)
+        });
+    }
+
+    /// Turn a completion into an input, keeping the handles it carries.
+    fn complete(&mut self, d: Done) -> Input {
+        match d {
+            Done::Installed { version, result } => Input::Installed { version, result },
+            Done::Started { id, result } => {
+                let result = match result {
+                    Ok(instance) => {
+                        let launched = Launched {
+                            pid: instance.pid,
+                            number: instance.number,
+                            dir: instance.dir.clone(),
+                        };
+                        self.live.insert(id, instance.pid);
+                        self.instances.insert(id, instance);
+                        Ok(launched)
+                    }
+                    Err(InstanceError::PortBusy { port }) => Err(StartFailure::PortBusy(port)),
+                    Err(e) => Err(StartFailure::Failed(e.to_string())),
+                };
+                Input::Started { id, result }
+            }
+            Done::Stopped { id } => {
+                self.upstreams.remove(&id);
+                self.live.remove(id);
+                Input::Stopped { id }
+            }
+            Done::Filed { version, result } => Input::Filed { version, result },
+            Done::Collected(deleted) => Input::Collected(deleted),
+        }
+    }
+
+    /// Stop every child at once, wait for all work (stopping children whose start was still
+    /// under way), then let the file task write what is queued.
+    async fn shutdown(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>, files: JoinHandle<()>) {
+        for (id, instance) in self.instances.drain() {
+            let live = self.live.clone();
+            self.tasks.spawn(async move {
+                instance.stop().await;
+                live.remove(id);
+            });
+        }
+        self.tasks.close();
+        let stop_late = |d: Done, tasks: &TaskTracker, live: &LiveGroups| {
+            if let Done::Started {
+                id,
+                result: Ok(instance),
+            } = d
+            {
+                let live = live.clone();
+                live.insert(id, instance.pid);
+                tasks.spawn(async move {
+                    instance.stop().await;
+                    live.remove(id);
+                });
+            }
+        };
+        // A closed tracker still tracks tasks spawned later; `wait` ends once it is empty.
+        loop {
+            tokio::select! {
+                Some(d) = done_rx.recv() => stop_late(d, &self.tasks, &self.live),
+                _ = self.tasks.wait() => break,
+            }
+        }
+        while let Ok(d) = done_rx.try_recv() {
+            stop_late(d, &self.tasks, &self.live);
+        }
+        self.tasks.wait().await;
+        drop(self.files_tx);
+        let _ = files.await;
+    }
+}

@@ -1,0 +1,563 @@
+//! Table-style tests of `decide`: inputs in, actions out. No processes, files or sleeps; time is
+//! tokio's paused clock, moved by hand.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::artifact::{ArtifactName, Kind};
+use crate::score::Evaluation;
+
+const PORTS: (u16, u16) = (30000, 30009);
+
+fn v(s: &str) -> Version {
+    Version::parse(s).unwrap()
+}
+
+fn build(ver: &str) -> Dropped {
+    Dropped {
+        path: PathBuf::from(format!("/base/app-{ver}")),
+        name: ArtifactName {
+            file_name: format!("app-{ver}"),
+            version: v(ver),
+            kind: Kind::Executable,
+        },
+    }
+}
+
+fn installed(ver: &str) -> Installed {
+    Installed {
+        version: v(ver),
+        program: PathBuf::from(format!("/base/app-{ver}/app-{ver}")),
+        kind: Kind::Executable,
+    }
+}
+
+fn dir(id: InstanceId) -> PathBuf {
+    PathBuf::from(format!("/base/instance-{}", id.0))
+}
+
+/// A supervisor state driven by hand, with tokio's (paused) clock as `now`.
+struct Sim {
+    s: State,
+}
+
+impl Sim {
+    fn new(ports: (u16, u16)) -> Sim {
+        let mut s = State::new(ports, Instant::now());
+        // Collection is due at once; take it out of the way so tables stay about the story.
+        let _ = decide(&mut s, Input::Tick, Instant::now());
+        Sim { s }
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Action> {
+        decide(&mut self.s, input, Instant::now())
+    }
+
+    /// Drop and install a build; returns the actions of the install's completion.
+    fn deliver(&mut self, ver: &str) -> Vec<Action> {
+        let a = self.feed(Input::Dropped(build(ver)));
+        assert!(a.contains(&Action::Install(build(ver))), "{a:#?}");
+        self.feed(Input::Installed {
+            version: v(ver),
+            result: Ok(installed(ver)),
+        })
+    }
+
+    fn launch(&mut self, id: InstanceId) -> Vec<Action> {
+        self.feed(Input::Started {
+            id,
+            result: Ok(Launched {
+                pid: 1000 + id.0 as u32,
+                number: 1,
+                dir: dir(id),
+            }),
+        })
+    }
+
+    fn event(&mut self, id: InstanceId, kind: InstanceEventKind) -> Vec<Action> {
+        self.feed(Input::Instance(InstanceEvent { id, kind }))
+    }
+
+    /// Launch and ready the instance a `Start` in `actions` asked for.
+    fn bring_up(&mut self, actions: &[Action]) -> (InstanceId, Vec<Action>) {
+        let (id, _, _) = start_in(actions).expect("a Start action");
+        self.launch(id);
+        (id, self.event(id, InstanceEventKind::Ready))
+    }
+
+    /// Running 1.0.0 serving and `testing` ready; returns (running id, testing id).
+    fn serving_with_testing(&mut self, testing: &str) -> (InstanceId, InstanceId) {
+        let a = self.deliver("1.0.0");
+        let (running, a) = self.bring_up(&a);
+        assert!(start_in(&a).is_none(), "nothing pending yet: {a:#?}");
+        let a = self.deliver(testing);
+        let (testing, _) = self.bring_up(&a);
+        (running, testing)
+    }
+
+    fn verdict(&mut self, testing: InstanceId, verdict: Verdict) -> Vec<Action> {
+        self.feed(Input::Scored(Scored {
+            testing,
+            evaluation: Evaluation {
+                verdict,
+                score: 100,
+                parts: Vec::new(),
+                pairs: 500,
+            },
+        }))
+    }
+}
+
+fn start_in(actions: &[Action]) -> Option<(InstanceId, Role, u16)> {
+    actions.iter().find_map(|a| match a {
+        Action::Start { id, role, port, .. } => Some((*id, *role, *port)),
+        _ => None,
+    })
+}
+
+fn routes_in(actions: &[Action]) -> Option<&Routing> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::Route(r) => Some(r),
+        _ => None,
+    })
+}
+
+fn emitted(actions: &[Action]) -> Vec<&Event> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(actions: &[Action], f: impl Fn(&Action) -> bool) -> usize {
+    actions
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no such action in {actions:#?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_build_serves_route_before_symlink() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Dropped(build("1.0.0")));
+    assert_eq!(
+        a,
+        vec![
+            Action::Emit(Event::BuildFound {
+                file: "app-1.0.0".into(),
+                version: v("1.0.0")
+            }),
+            Action::Install(build("1.0.0")),
+        ]
+    );
+    let a = sim.feed(Input::Installed {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    let (id, role, port) = start_in(&a).unwrap();
+    assert_eq!((role, port), (Role::Running, PORTS.0));
+    assert!(a.contains(&Action::Persist(Persisted {
+        running: Some(v("1.0.0")),
+        ..Persisted::default()
+    })));
+    let a = sim.launch(id);
+    assert!(matches!(emitted(&a)[..], [Event::Started { port: p, .. }] if *p == PORTS.0));
+    let a = sim.event(id, InstanceEventKind::Ready);
+    let route = position(&a, |a| matches!(a, Action::Route(_)));
+    let point = position(
+        &a,
+        |a| matches!(a, Action::Point { role: Role::Running, dir: d } if *d == dir(id)),
+    );
+    assert!(route < point, "the route is live before the symlink moves");
+    assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn older_or_same_builds_are_refused() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    for ver in ["1.0.0", "0.9.0"] {
+        let a = sim.feed(Input::Dropped(build(ver)));
+        assert!(
+            matches!(&a[1], Action::Refuse { reason, .. } if reason.contains("not newer than running 1.0.0")),
+            "{a:#?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn newer_build_replaces_testing_and_the_old_is_archived_once_stopped() {
+    let mut sim = Sim::new(PORTS);
+    let (_, old_testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.deliver("1.2.0");
+    assert!(a.contains(&Action::Retire {
+        id: old_testing,
+        drain: false
+    }));
+    assert!(a.contains(&Action::Score(ScorerControl::Clear)));
+    assert!(a.contains(&Action::Unpoint(Role::Testing)));
+    assert_eq!(routes_in(&a).unwrap().testing, None);
+    let (_, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Testing);
+    assert!(!a.iter().any(|a| matches!(a, Action::Archive(_))));
+    let a = sim.feed(Input::Stopped { id: old_testing });
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_build_is_superseded_by_a_newer_one() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (running, _, _) = start_in(&a).unwrap();
+    sim.launch(running);
+    let a = sim.deliver("1.1.0");
+    assert!(start_in(&a).is_none(), "running is not ready: 1.1.0 waits");
+    let a = sim.deliver("1.2.0");
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+    let a = sim.event(running, InstanceEventKind::Ready);
+    let (id, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Testing);
+    assert_eq!(sim.s.testing().unwrap().id, id);
+    assert_eq!(*sim.s.testing().unwrap().version(), v("1.2.0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn drops_during_an_install_wait_their_turn() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Dropped(build("1.0.0")));
+    let a = sim.feed(Input::Dropped(build("1.1.0")));
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    let a = sim.feed(Input::Installed {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert!(a.contains(&Action::Install(build("1.1.0"))), "{a:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn promotion_swaps_routes_then_drains_the_old_running() {
+    let mut sim = Sim::new(PORTS);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    assert!(emitted(&a).contains(&&Event::Promoting {
+        version: v("1.1.0")
+    }));
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    assert_eq!(
+        routes_in(&a).unwrap().running.as_ref().unwrap().id,
+        old,
+        "users stay on the old running until the new one is ready"
+    );
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, next);
+    assert!(emitted(&a).contains(&&Event::Promoted {
+        from: Some(v("1.0.0")),
+        to: v("1.1.0")
+    }));
+    let route = position(&a, |a| matches!(a, Action::Route(_)));
+    let retire = position(&a, |a| *a == Action::Retire { id: old, drain: true });
+    assert!(route < retire, "the old running drains after the switch");
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Archive(_))),
+        "1.1.0 runs: {a:#?}"
+    );
+    let a = sim.feed(Input::Stopped { id: old });
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    assert_eq!(
+        sim.s.persisted.as_ref().unwrap().running,
+        Some(v("1.1.0"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_fresh_running_instance_leaves_the_old_one_serving() {
+    let mut sim = Sim::new(PORTS);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.launch(next);
+    let a = sim.event(
+        next,
+        InstanceEventKind::Exited {
+            status: "exit status: 3".into(),
+            stderr_tail: "boom".into(),
+        },
+    );
+    assert!(
+        routes_in(&a).is_none(),
+        "routes are not touched: {a:#?}"
+    );
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::PromotionFailed { version, .. } if *version == v("1.1.0"))));
+    assert!(a.contains(&Action::Retire {
+        id: next,
+        drain: false
+    }));
+    assert_eq!(sim.s.running().unwrap().id, old);
+    assert!(sim.s.running().unwrap().is_ready());
+    let a = sim.feed(Input::Stopped { id: next });
+    assert!(
+        a.iter().any(
+            |a| matches!(a, Action::Reject { version, reasons } if *version == v("1.1.0") && reasons[0].contains("boom"))
+        ),
+        "{a:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replaces_a_crash_loop() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (mut id, _) = sim.bring_up(&a);
+    let crash = |sim: &mut Sim, id| {
+        sim.event(
+            id,
+            InstanceEventKind::Exited {
+                status: "signal: 9".into(),
+                stderr_tail: String::new(),
+            },
+        )
+    };
+    // (attempt, delay before the restart) for crashes a second after each ready.
+    let table = [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 4),
+        (5, 8),
+        (6, 16),
+        (7, 30),
+        (8, 30),
+    ];
+    for (attempt, delay) in table {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let a = crash(&mut sim, id);
+        assert!(
+            emitted(&a).iter().any(|e| matches!(e,
+                Event::RestartScheduled { attempt: n, delay_ms, .. } if *n == attempt && *delay_ms == delay * 1000)),
+            "attempt {attempt}: {a:#?}"
+        );
+        assert_eq!(
+            routes_in(&a).unwrap().restarting,
+            Some(v("1.0.0")),
+            "users are told running restarts"
+        );
+        assert!(!a.iter().any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
+        sim.feed(Input::Stopped { id });
+        let a = if delay == 0 {
+            a
+        } else {
+            assert!(start_in(&a).is_none(), "attempt {attempt} waits {delay}s");
+            assert_eq!(
+                sim.s.restart.as_ref().unwrap().at,
+                Instant::now() + Duration::from_secs(delay)
+            );
+            assert!(sim.s.deadline() <= Instant::now() + Duration::from_secs(delay));
+            tokio::time::advance(Duration::from_secs(delay) - Duration::from_millis(1)).await;
+            assert!(start_in(&sim.feed(Input::Tick)).is_none(), "not before its time");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            sim.feed(Input::Tick)
+        };
+        let (restarted, a) = sim.bring_up(&a);
+        assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, restarted);
+        assert_eq!(routes_in(&a).unwrap().restarting, None);
+        id = restarted;
+    }
+    // Past the limit, a newer build is the way out: it serves as soon as it is installed.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    crash(&mut sim, id);
+    let a = sim.deliver("1.1.0");
+    let (_, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    let stopped = sim.feed(Input::Stopped { id });
+    assert!(stopped.contains(&Action::Archive(v("1.0.0"))), "{stopped:#?}");
+
+    // A running instance that stays up a while starts a fresh count.
+    let (id, _) = sim.bring_up(&a);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(&mut sim, id);
+    let (id, _) = sim.bring_up(&a);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(&mut sim, id);
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::RestartScheduled { attempt: 2, .. })));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = sim.feed(Input::Tick);
+    let (id, _) = sim.bring_up(&a);
+    tokio::time::advance(RESTART_STABLE).await;
+    let a = crash(&mut sim, id);
+    assert!(
+        emitted(&a)
+            .iter()
+            .any(|e| matches!(e, Event::RestartScheduled { attempt: 1, delay_ms: 0, .. })),
+        "{a:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_build_that_never_works_is_rejected_and_the_next_one_serves() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (id, _, _) = start_in(&a).unwrap();
+    sim.launch(id);
+    sim.deliver("1.1.0");
+    let a = sim.event(
+        id,
+        InstanceEventKind::NotReady {
+            reason: "no answer".into(),
+        },
+    );
+    assert!(a.contains(&Action::Unpoint(Role::Running)));
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    assert_eq!(*sim.s.running().unwrap().version(), v("1.1.0"));
+    let a = sim.feed(Input::Stopped { id });
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Reject { version, .. } if *version == v("1.0.0"))));
+    assert_ne!(next, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_mid_promotion_finishes_the_promotion() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: None,
+        promoting: Some(installed("1.1.0")),
+    }));
+    let (running, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    sim.launch(running);
+    let a = sim.event(running, InstanceEventKind::Ready);
+    assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, running);
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    assert_ne!(next, running);
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(emitted(&a).contains(&&Event::Promoted {
+        from: Some(v("1.0.0")),
+        to: v("1.1.0")
+    }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn verdicts_and_exits_of_replaced_instances_are_ignored() {
+    let mut sim = Sim::new(PORTS);
+    let (running, old_testing) = sim.serving_with_testing("1.1.0");
+    sim.deliver("1.2.0");
+    assert_eq!(sim.verdict(old_testing, Verdict::Promote), vec![]);
+    assert_eq!(
+        sim.verdict(old_testing, Verdict::Reject(vec!["x".into()])),
+        vec![]
+    );
+    assert_eq!(
+        sim.event(
+            old_testing,
+            InstanceEventKind::Exited {
+                status: "signal: 15".into(),
+                stderr_tail: String::new()
+            }
+        ),
+        vec![]
+    );
+    assert_eq!(sim.s.running().unwrap().id, running);
+    // A verdict for a testing instance that is not ready yet is ignored too.
+    let new_testing = sim.s.testing().unwrap().id;
+    assert_eq!(sim.verdict(new_testing, Verdict::Promote), vec![]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_ports_are_enough_a_promotion_waits_for_a_freed_port() {
+    let mut sim = Sim::new((40000, 40001));
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "both ports are held: {a:#?}");
+    let a = sim.feed(Input::Stopped { id: testing });
+    let (next, role, port) = start_in(&a).unwrap();
+    assert_eq!((role, port), (Role::Running, 40001));
+    sim.launch(next);
+    sim.event(next, InstanceEventKind::Ready);
+    // A build dropped meanwhile gets the old running's port once it is reaped.
+    let a = sim.deliver("1.2.0");
+    assert!(start_in(&a).is_none());
+    let a = sim.feed(Input::Stopped { id: old });
+    let (_, role, port) = start_in(&a).unwrap();
+    assert_eq!((role, port), (Role::Testing, 40000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_port_held_by_another_program_is_skipped_then_retried() {
+    let mut sim = Sim::new((50000, 50001));
+    let a = sim.deliver("1.0.0");
+    let (id, _, port) = start_in(&a).unwrap();
+    assert_eq!(port, 50000);
+    let a = sim.feed(Input::Started {
+        id,
+        result: Err(StartFailure::PortBusy(50000)),
+    });
+    assert_eq!(start_in(&a), Some((id, Role::Running, 50001)));
+    let a = sim.feed(Input::Started {
+        id,
+        result: Err(StartFailure::PortBusy(50001)),
+    });
+    assert!(start_in(&a).is_none(), "every port is busy: wait");
+    tokio::time::advance(BUSY_PORT_RETRY).await;
+    let a = sim.feed(Input::Tick);
+    assert_eq!(start_in(&a), Some((id, Role::Running, 50000)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_collection_runs_on_its_timer_and_after_filing() {
+    let mut sim = Sim::new(PORTS);
+    assert_eq!(sim.s.deadline(), Instant::now() + GC_EVERY);
+    tokio::time::advance(GC_EVERY).await;
+    assert!(sim.feed(Input::Tick).contains(&Action::Collect));
+    let a = sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Ok(Filed::Archived(PathBuf::from("/base/archive/app-1.0.0.zip"))),
+    });
+    assert!(a.contains(&Action::Collect));
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::Archived { .. })));
+}
+
+#[test]
+fn only_newer_builds_are_started() {
+    assert_eq!(
+        refusal(&v("1.0.0"), None, None),
+        None,
+        "the first build runs"
+    );
+    assert!(refusal(&v("1.0.0"), Some(&v("1.0.0")), None)
+        .unwrap()
+        .contains("not newer than running 1.0.0"));
+    assert!(
+        refusal(&v("1.9.0"), Some(&v("1.10.0")), None).is_some(),
+        "semver order, not text order"
+    );
+    assert_eq!(refusal(&v("1.10.0"), Some(&v("1.9.0")), None), None);
+    assert!(refusal(&v("1.1.0"), Some(&v("1.0.0")), Some(&v("1.1.0")))
+        .unwrap()
+        .contains("being tested"));
+    assert_eq!(
+        refusal(&v("1.2.0"), Some(&v("1.0.0")), Some(&v("1.1.0"))),
+        None,
+        "a newer build replaces testing"
+    );
+}
