@@ -119,6 +119,20 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic with a non-text payload".to_string())
 }
 
+/// The cancellation tokens of the shutdown sequence, in the order they are cancelled.
+#[derive(Default)]
+struct Stops {
+    /// Cancelled by a proxy thread that dies.
+    fatal: CancellationToken,
+    /// Stops the proxy from accepting; it then drains.
+    proxy: CancellationToken,
+    /// Stops the mirror, scorer, watcher and supervisor (which stops the children).
+    control: CancellationToken,
+}
+
+/// A task that died: its name and why.
+type Failure = (&'static str, String);
+
 /// Run understudy on an already bound `listener` until `shutdown` (or until a task dies), then
 /// shut down in order: stop accepting, let in-flight user requests finish (bounded by
 /// `SHUTDOWN_GRACE`), stop every child, join every task.
@@ -129,10 +143,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
-    // Cancelled by a proxy thread that dies.
-    let fatal = CancellationToken::new();
-    let stop_proxy = CancellationToken::new();
-    let stop_control = CancellationToken::new();
+    let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
     let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
@@ -140,11 +151,33 @@ pub async fn run(
         cfg.mirror_methods.clone(),
         cfg.mirror_max_body,
     );
-    let (pairs_tx, pairs_rx) = mpsc::channel(PAIR_QUEUE);
-    let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
-    let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
-    let (dropped_tx, dropped_rx) = mpsc::channel(DROPPED_QUEUE);
-    let settings = proxy::ProxySettings {
+    let listener = listener.into_std().map_err(RunError::Listener)?;
+    let proxy = proxy::start(
+        listener,
+        proxy_settings(&cfg),
+        routes_rx,
+        mirror_queue,
+        stats.clone(),
+        stops.proxy.clone(),
+        stops.fatal.clone(),
+    )?;
+    let live = supervisor::LiveGroups::default();
+    let control = Control {
+        cfg: cfg.clone(),
+        mirror_rx,
+        routes: routes_tx,
+        stats,
+        events,
+        live: live.clone(),
+        stop: stops.control.clone(),
+    };
+    let mut tasks = control.spawn();
+    let failure = first_failure(&shutdown, &stops.fatal, &mut tasks).await;
+    shut_down(&cfg, stops, proxy, tasks, live, failure).await
+}
+
+fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
+    proxy::ProxySettings {
         threads: cfg
             .worker_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -154,80 +187,110 @@ pub async fn run(
             cfg.base.display()
         ),
         drain_grace: cfg.shutdown_grace,
-    };
-    let listener = listener.into_std().map_err(RunError::Listener)?;
-    let proxy = proxy::start(
-        listener,
-        settings,
-        routes_rx,
-        mirror_queue,
-        stats.clone(),
-        stop_proxy.clone(),
-        fatal.clone(),
-    )?;
+    }
+}
 
-    let live = supervisor::LiveGroups::default();
-    let mut tasks = Tasks::new();
-    tasks.spawn(
-        "mirror",
-        proxy::mirror::run(
-            mirror_rx,
-            cfg.mirror_concurrency,
-            cfg.mirror_timeout,
-            pairs_tx,
-            stop_control.clone(),
-        ),
-    );
-    tasks.spawn(
-        "scorer",
-        score::run(
-            cfg.score.clone(),
-            stats.clone(),
-            pairs_rx,
-            scorer_rx,
-            verdict_tx,
-            stop_control.clone(),
-        ),
-    );
-    let mut ignore = vec![".env".to_string()];
-    ignore.extend(cfg.properties_file.clone());
-    tasks.spawn(
-        "watcher",
-        watcher::run(
-            cfg.base.clone(),
-            cfg.identifier.clone(),
-            ignore,
-            cfg.settle_time,
-            dropped_tx,
-            stop_control.clone(),
-        ),
-    );
-    let wiring = supervisor::Wiring {
-        routes: routes_tx,
-        dropped: dropped_rx,
-        verdicts: verdict_rx,
-        scorer: scorer_tx,
-        events,
-    };
-    tasks.spawn(
-        "supervisor",
-        supervisor::run(cfg.clone(), wiring, live.clone(), stop_control.clone()),
-    );
+/// What the control tasks (mirror, scorer, watcher, supervisor) are started with.
+struct Control {
+    cfg: Arc<Config>,
+    mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
+    routes: watch::Sender<Arc<proxy::Routes>>,
+    stats: Arc<proxy::ProxyStats>,
+    events: Events,
+    live: supervisor::LiveGroups,
+    stop: CancellationToken,
+}
 
-    let mut failure = tokio::select! {
+impl Control {
+    fn spawn(self) -> Tasks {
+        let cfg = self.cfg;
+        let (pairs_tx, pairs_rx) = mpsc::channel(PAIR_QUEUE);
+        let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
+        let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
+        let (dropped_tx, dropped_rx) = mpsc::channel(DROPPED_QUEUE);
+        let mut tasks = Tasks::new();
+        tasks.spawn(
+            "mirror",
+            proxy::mirror::run(
+                self.mirror_rx,
+                cfg.mirror_concurrency,
+                cfg.mirror_timeout,
+                pairs_tx,
+                self.stop.clone(),
+            ),
+        );
+        tasks.spawn(
+            "scorer",
+            score::run(
+                cfg.score.clone(),
+                self.stats,
+                pairs_rx,
+                scorer_rx,
+                verdict_tx,
+                self.stop.clone(),
+            ),
+        );
+        let mut ignore = vec![".env".to_string()];
+        ignore.extend(cfg.properties_file.clone());
+        tasks.spawn(
+            "watcher",
+            watcher::run(
+                cfg.base.clone(),
+                cfg.identifier.clone(),
+                ignore,
+                cfg.settle_time,
+                dropped_tx,
+                self.stop.clone(),
+            ),
+        );
+        let wiring = supervisor::Wiring {
+            routes: self.routes,
+            dropped: dropped_rx,
+            verdicts: verdict_rx,
+            scorer: scorer_tx,
+            events: self.events,
+        };
+        tasks.spawn(
+            "supervisor",
+            supervisor::run(cfg.clone(), wiring, self.live, self.stop),
+        );
+        tasks
+    }
+}
+
+/// Wait for the shutdown signal, or for the first task or proxy thread to die.
+async fn first_failure(
+    shutdown: &CancellationToken,
+    fatal: &CancellationToken,
+    tasks: &mut Tasks,
+) -> Option<Failure> {
+    let failure = tokio::select! {
         _ = shutdown.cancelled() => None,
         _ = fatal.cancelled() => Some(("proxy thread", "a proxy thread died".to_string())),
-        Some((task, why)) = tasks.next_end() => Some((task, why.unwrap_or_else(|| "ended on its own".into()))),
+        Some((task, why)) = tasks.next_end() => {
+            Some((task, why.unwrap_or_else(|| "ended on its own".into())))
+        }
     };
     if let Some((task, message)) = &failure {
         tracing::error!("the {task} task failed ({message}); stopping everything");
     }
+    failure
+}
 
+/// The shutdown sequence; returns the first failure, if any.
+async fn shut_down(
+    cfg: &Config,
+    stops: Stops,
+    proxy: proxy::ProxyHandle,
+    mut tasks: Tasks,
+    live: supervisor::LiveGroups,
+    mut failure: Option<Failure>,
+) -> Result<(), RunError> {
     // 1. Stop accepting users and let the requests in flight finish.
-    stop_proxy.cancel();
+    stops.proxy.cancel();
     let proxy_result = proxy.join().await;
     // 2. Stop the children and every control task.
-    stop_control.cancel();
+    stops.control.cancel();
     while let Some((task, why)) = tasks.next_end().await {
         if let (Some(message), None) = (why, &failure) {
             failure = Some((task, message));
@@ -236,7 +299,6 @@ pub async fn run(
     // 3. A task that died may have left children: stop them the hard way.
     if !live.is_empty() {
         let grace = cfg.shutdown_grace;
-        let live = live.clone();
         let _ = tokio::task::spawn_blocking(move || live.kill_all(grace)).await;
     }
     match failure {
