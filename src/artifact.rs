@@ -105,6 +105,9 @@ pub enum InstallError {
         path: PathBuf,
         source: zip::result::ZipError,
     },
+    /// An executable build that is neither an ELF binary nor a script with a `#!` line.
+    #[error("{path} is not a program: an executable build must start with an ELF header or a #! line, but it starts with {start}; drop the real build (a .jar or .zip if it is one)")]
+    NotAProgram { path: PathBuf, start: String },
     /// The zip holds nothing startable.
     #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level: put the program there")]
     NothingToStart { path: PathBuf, identifier: String },
@@ -152,6 +155,7 @@ pub fn install(
             kind: Kind::Jar,
         }),
         Kind::Executable => {
+            check_program(&dest)?;
             make_executable(&dest)?;
             Ok(Installed {
                 version: name.version.clone(),
@@ -169,6 +173,7 @@ pub fn install(
                     identifier: layout.identifier().to_string(),
                 })?;
             if kind == Kind::Executable {
+                check_program(&program)?;
                 make_executable(&program)?;
             }
             Ok(Installed {
@@ -214,6 +219,33 @@ pub fn move_file(from: &Path, to: &Path) -> Result<(), InstallError> {
             source,
         }),
     }
+}
+
+/// Refuse what `/bin/sh` would otherwise try to run: an empty file, random bytes, a fragment.
+fn check_program(path: &Path) -> Result<(), InstallError> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let mut f = fs::File::open(path).map_err(io_err("cannot open", path))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]).map_err(io_err("cannot read", path))? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let head = &head[..n];
+    if head.starts_with(b"\x7fELF") || head.starts_with(b"#!") {
+        return Ok(());
+    }
+    let start = if head.is_empty() {
+        "nothing (the file is empty)".to_string()
+    } else {
+        format!("{:02x?}", head)
+    };
+    Err(InstallError::NotAProgram {
+        path: path.to_path_buf(),
+        start,
+    })
 }
 
 fn make_executable(path: &Path) -> Result<(), InstallError> {

@@ -146,10 +146,67 @@ impl Layout {
         self.state_dir().join("state.json")
     }
 
+    /// Held by the one understudy supervising this base dir.
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir().join("lock")
+    }
+
+    /// Take the base dir for this process: an exclusive `flock` on `.understudy/lock`, held until
+    /// the returned guard is dropped (or the process dies), with our pid written inside so a second
+    /// understudy can name who holds it.
+    pub fn lock(&self) -> Result<BaseLock, LockError> {
+        use std::io::{Seek, Write};
+        let path = self.lock_file();
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(self.state_dir()).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(LockError::Held {
+                    base: self.base.clone(),
+                    pid: holder.trim().to_string(),
+                });
+            }
+            Err((_, e)) => return Err(io(std::io::Error::from(e))),
+        };
+        lock.set_len(0).map_err(io)?;
+        lock.rewind().map_err(io)?;
+        writeln!(lock, "{}", std::process::id()).map_err(io)?;
+        Ok(BaseLock { _lock: lock })
+    }
+
     /// The properties file copied into each instance, if configured.
     pub fn properties_source(&self, name: &str) -> PathBuf {
         self.base.join(name)
     }
+}
+
+/// Proof that this process supervises the base dir; the lock goes with it.
+pub struct BaseLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Why the base dir could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another understudy supervises it.
+    #[error("{base} is already supervised by another understudy (pid {pid}); stop that one first or use another base dir")]
+    Held { base: PathBuf, pid: String },
+    /// The lock file could not be opened or written.
+    #[error("cannot lock {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
 }
 
 /// Write `bytes` to `path` atomically (temp file in the same folder, then rename).

@@ -114,6 +114,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
+    let _lock = understudy::layout::Layout::new(&cfg.base, &cfg.identifier).lock()?;
     understudy::init_logging(&cfg).context("cannot set up logging")?;
     for k in &cfg.unknown_keys {
         tracing::warn!(

@@ -113,12 +113,21 @@ fn scan(
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
             continue;
         };
-        if !meta.is_file() {
-            continue;
-        }
         let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        if meta.is_symlink() && parse_name(&file_name, identifier).is_ok() {
+            if logged.insert(file_name.clone()) {
+                tracing::warn!(
+                    "ignoring {}: it is a symlink, and a build must be a regular file; cp or mv the build itself",
+                    entry.path().display()
+                );
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            continue;
+        }
         if ignore.contains(&file_name) {
             continue;
         }

@@ -6,6 +6,7 @@ mod support;
 mod config;
 mod core;
 mod faults;
+mod hostile;
 mod instance_faults;
 mod promotion;
 mod proxy_faults;

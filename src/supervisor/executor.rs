@@ -188,42 +188,84 @@ pub async fn run(cfg: Arc<Config>, wiring: Wiring, live: LiveGroups, cancel: Can
     let _ = tokio::task::spawn_blocking(move || spawner_thread.join()).await;
 }
 
-/// Read which versions ran before a restart. Blocking.
+/// Read which versions ran before a restart. Blocking. The state file says; where it is
+/// missing, unreadable or names a version that is gone, the `running` and `testing` symlinks and
+/// the version folders they point into say instead (with a warning).
 fn resume_from_disk(layout: &Layout) -> Resumed {
     let path = layout.state_file();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Resumed::default(),
+    let persisted = match std::fs::read_to_string(&path) {
+        Ok(text) => match serde_json::from_str::<Persisted>(&text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("{} is unreadable ({e}); rebuilding state from the symlinks", path.display());
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
-            tracing::warn!("cannot read {}: {e}; starting with nothing", path.display());
-            return Resumed::default();
+            tracing::warn!("cannot read {} ({e}); rebuilding state from the symlinks", path.display());
+            None
         }
     };
-    let persisted: Persisted = match serde_json::from_str(&text) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!("ignoring unreadable {}: {e}", path.display());
-            return Resumed::default();
+    let had_state = persisted.is_some();
+    let persisted = persisted.unwrap_or_default();
+    let find = |named: &Option<semver::Version>, role: Option<Role>| {
+        if let Some(v) = named {
+            match artifact::find_installed(layout, v) {
+                Some(found) => {
+                    tracing::info!("resuming {v} from {}", path.display());
+                    return Some(found);
+                }
+                None => tracing::warn!(
+                    "{} names {v}, but {} holds no startable build",
+                    path.display(),
+                    layout.version_dir(v).display()
+                ),
+            }
         }
-    };
-    let find = |v: &Option<semver::Version>, part: &str| {
-        let v = v.as_ref()?;
-        let found = artifact::find_installed(layout, v);
+        let role = role?;
+        let v = linked_version(layout, role)?;
+        let found = artifact::find_installed(layout, &v);
         match &found {
-            Some(_) => tracing::info!("resuming: {part} {v}"),
+            Some(_) => tracing::warn!(
+                "rebuilt state: {role} is {v}, from the {} symlink",
+                layout.link(role).display()
+            ),
             None => tracing::warn!(
-                "{} names {part} {v}, but {} holds no startable build",
-                path.display(),
-                layout.version_dir(v).display()
+                "the {} symlink points into {}, which holds no startable build",
+                layout.link(role).display(),
+                layout.version_dir(&v).display()
             ),
         }
         found
     };
-    Resumed {
-        running: find(&persisted.running, "running"),
-        testing: find(&persisted.testing, "testing"),
-        promoting: find(&persisted.promoting, "promoting"),
+    let resumed = Resumed {
+        running: find(&persisted.running, Some(Role::Running)),
+        testing: find(&persisted.testing, Some(Role::Testing)),
+        promoting: find(&persisted.promoting, None),
+    };
+    if had_state && resumed == Resumed::default() {
+        tracing::warn!(
+            "nothing to resume: neither {} nor the symlinks name an installed build; drop a build to start",
+            path.display()
+        );
     }
+    resumed
+}
+
+/// The version whose folder the role's symlink points into (`app-1.0.0/2` → 1.0.0).
+fn linked_version(layout: &Layout, role: Role) -> Option<semver::Version> {
+    let target = std::fs::read_link(layout.link(role)).ok()?;
+    let folder = target
+        .strip_prefix(layout.base())
+        .unwrap_or(&target)
+        .components()
+        .next()?
+        .as_os_str()
+        .to_str()?
+        .to_string();
+    let v = folder.strip_prefix(&format!("{}-", layout.identifier()))?;
+    semver::Version::parse(v).ok()
 }
 
 /// Write symlinks and the state file one after the other, in the order decided.

@@ -1,0 +1,118 @@
+//! Bad input and tampering: lost state, a second supervisor, things that are not programs,
+//! symlinks dropped into the base dir. Each asserts what a user sees: files, exit codes, answers.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn lost_or_broken_state_is_rebuilt_from_the_symlinks() {
+    let (base, mut u) = start_with_testing("lost-state", "STABLE_WINDOW=10m");
+    u.stop();
+    let state = base.path.join(".understudy/state.json");
+    let cases: [(&str, Option<&str>); 3] = [
+        ("deleted", None),
+        ("garbage", Some("{not json")),
+        (
+            "naming a missing version",
+            Some(r#"{"running":"9.9.9","testing":null}"#),
+        ),
+    ];
+    for (what, content) in cases {
+        match content {
+            None => std::fs::remove_file(&state).unwrap(),
+            Some(text) => std::fs::write(&state, text).unwrap(),
+        }
+        let mut u = Understudy::start(&base);
+        wait_until(
+            &format!("running to serve with state {what}"),
+            Duration::from_secs(10),
+            || u.get("/").1.contains("hello from 1.0.0").then_some(()),
+        );
+        assert!(
+            u.log_text().contains("rebuilt state: running is 1.0.0"),
+            "{what}: the log says what was rebuilt:\n{}",
+            u.log_text()
+        );
+        u.stop();
+    }
+}
+
+#[test]
+fn a_second_understudy_on_the_same_base_dir_is_refused_naming_the_first() {
+    let base = Base::new("second");
+    base.write_env("");
+    let mut first = Understudy::start(&base);
+    let out = Command::new(BIN)
+        .args(["run", "--base"])
+        .arg(&base.path)
+        .args(["--listen", &free_addr().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second one must not run: {err}");
+    assert!(
+        err.contains("already supervised") && err.contains(&first.pid().to_string()),
+        "{err}"
+    );
+    // The first one is unaffected.
+    base.drop_fixture("1.0.0", "");
+    first.wait_serving();
+    first.stop();
+}
+
+#[test]
+fn a_build_that_is_not_a_program_is_refused_before_it_runs() {
+    let base = Base::new("not-a-program");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let cases: [(&str, &[u8]); 2] = [("1.0.0", b""), ("1.0.1", b"\x13\x37garbage\xff")];
+    for (version, bytes) in cases {
+        let tmp = base.path.join(format!(".app-{version}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, base.path.join(format!("app-{version}"))).unwrap();
+        let reason = wait_until(
+            &format!("{version} to be rejected"),
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(
+                    base.path
+                        .join(format!("rejected/app-{version}/reason.json")),
+                )
+                .ok()
+            },
+        );
+        assert!(
+            reason.contains("is not a program") && reason.contains("ELF header or a #! line"),
+            "{reason}"
+        );
+    }
+    assert!(processes_under(&base.path).is_empty(), "nothing was started");
+    assert_eq!(u.get("/").0, 503);
+    u.stop();
+}
+
+#[test]
+fn a_symlink_dropped_as_a_build_is_logged_once() {
+    let base = Base::new("dropped-symlink");
+    base.write_env("");
+    let u = Understudy::start(&base);
+    let real = base.path.join(".real-build");
+    std::fs::write(&real, Base::fixture_script("1.0.0", "")).unwrap();
+    std::os::unix::fs::symlink(&real, base.path.join("app-1.0.0")).unwrap();
+    let line = wait_until("the symlink to be logged", Duration::from_secs(5), || {
+        u.log_text()
+            .lines()
+            .find(|l| l.contains("app-1.0.0") && l.contains("is a symlink"))
+            .map(str::to_string)
+    });
+    assert!(line.contains("regular file"), "{line}");
+    // Rescans see it again and again; the log says it once.
+    wait_until("a few rescans", Duration::from_secs(2), || {
+        (u.log_text().matches("is a symlink").count() == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(u.log_text().matches("is a symlink").count(), 1);
+}
