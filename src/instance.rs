@@ -1,27 +1,38 @@
-//! One child process: started in its own process group, in its own instance folder, with its
-//! port injected; probed for readiness; stopped with SIGTERM to the group, then SIGKILL after the
-//! grace period; always reaped. Knows nothing of proxies or scores.
+//! One child process: started in its own process group, in its own numbered instance folder, with
+//! its port injected; probed for readiness; stopped with SIGTERM to the group, then SIGKILL to the
+//! group after the grace period; always reaped. Knows nothing of proxies, scores or port pools.
 
-use std::collections::HashSet;
-use std::net::TcpListener;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use semver::Version;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::{Installed, Kind};
-use crate::config::Config;
-use crate::layout::Role;
+use crate::layout::{Layout, Role};
 
 /// How often readiness is probed while an instance starts.
 const READY_POLL: Duration = Duration::from_millis(50);
+/// The longest one readiness attempt may take, so a hung attempt cannot eat the whole timeout.
+const PROBE_ATTEMPT: Duration = Duration::from_secs(2);
+/// How much of a ready path's body is read: enough to prove a whole answer, bounded for safety.
+const PROBE_BODY_MAX: usize = 64 * 1024;
+/// How often a stopping process group is checked for members left.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+/// How long SIGKILLed group members may take to vanish before stop gives up waiting for them.
+const KILL_WAIT: Duration = Duration::from_secs(1);
 /// How much of stderr a rejection reason quotes.
 const STDERR_TAIL: u64 = 4096;
 
@@ -40,80 +51,94 @@ pub struct InstanceEvent {
     pub kind: InstanceEventKind,
 }
 
-/// The things that happen to a child.
+/// The things that happen to a child on its own; a requested stop is known when `stop()` returns.
 #[derive(Debug, Clone)]
 pub enum InstanceEventKind {
-    /// It answers on its port (and `READY_PATH`).
+    /// It answers on its port (and `READY_PATH` answered 2xx).
     Ready,
     /// It did not become ready in time; it is still running until stopped.
-    NotReady { reason: String },
-    /// It exited on its own (not asked to stop).
-    Exited { status: String, stderr_tail: String },
-    /// It was stopped on request and reaped.
-    Stopped,
+    NotReady {
+        /// What the last readiness attempt got.
+        reason: String,
+    },
+    /// It exited on its own (not asked to stop); what was left in its group was SIGKILLed.
+    Exited {
+        /// Its exit status, as the OS reports it.
+        status: String,
+        /// The end of its stderr, for the rejection reason.
+        stderr_tail: String,
+    },
 }
 
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
-    /// No free port in `PORT_RANGE`.
-    #[error("no free port in PORT_RANGE {0}-{1}: widen the range or free ports")]
-    NoPort(u16, u16),
+    /// Someone else is bound to the port chosen for the child.
+    #[error(
+        "port {port} is already bound by another process: choose another port for the instance"
+    )]
+    PortBusy {
+        /// The port that was chosen.
+        port: u16,
+    },
     /// A file step in the instance folder failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// The step that failed.
         what: &'static str,
+        /// The file or folder it failed on.
         path: PathBuf,
-        source: std::io::Error,
+        /// The OS error.
+        source: io::Error,
     },
     /// The command could not be executed.
     #[error("cannot start {command:?} in {dir}: {source}")]
     Spawn {
+        /// The command line, as run.
         command: String,
+        /// The instance folder it was run in.
         dir: PathBuf,
-        source: std::io::Error,
+        /// The OS error.
+        source: io::Error,
     },
 }
 
-/// Ports handed to children; a port is taken only if free and not already handed out.
+/// Everything needed to start one child; built by the supervisor's executor from `Config`.
 #[derive(Debug, Clone)]
-pub struct PortPool {
-    range: (u16, u16),
-    taken: Arc<Mutex<HashSet<u16>>>,
+pub struct LaunchSpec {
+    /// Event identity.
+    pub id: InstanceId,
+    /// The part it plays.
+    pub role: Role,
+    /// What to run.
+    pub installed: Installed,
+    /// The port the child must listen on; chosen by the supervisor.
+    pub port: u16,
+    /// Argv words, already shell-split, with `{artifact}`, `{port}` and `{dir}` placeholders.
+    pub command: Vec<String>,
+    /// Properties key holding the port (or `-D<key>=<port>` for a jar without properties).
+    pub port_key: String,
+    /// Properties file copied (same file name) into the instance folder with the port rewritten;
+    /// a relative path is taken from the base dir. The source is never modified.
+    pub properties: Option<PathBuf>,
+    /// How readiness is decided.
+    pub probe: ProbeSpec,
+    /// Time between SIGTERM and SIGKILL when stopping.
+    pub grace: Duration,
 }
 
-impl PortPool {
-    /// A pool over the inclusive `range`.
-    pub fn new(range: (u16, u16)) -> PortPool {
-        PortPool {
-            range,
-            taken: Arc::default(),
-        }
-    }
-
-    /// Take a port that nobody is bound to; it is returned by [`PortPool::release`].
-    pub fn take(&self) -> Option<u16> {
-        let mut taken = self
-            .taken
-            .lock()
-            .expect("port pool lock is never poisoned: no panics while held");
-        (self.range.0..=self.range.1)
-            .find(|p| !taken.contains(p) && TcpListener::bind(("0.0.0.0", *p)).is_ok())
-            .inspect(|p| {
-                taken.insert(*p);
-            })
-    }
-
-    /// Give a port back once its child is reaped.
-    pub fn release(&self, port: u16) {
-        self.taken
-            .lock()
-            .expect("port pool lock is never poisoned")
-            .remove(&port);
-    }
+/// How readiness is probed: the port accepts connections, and `path` (if any) answers 2xx.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// Where the child listens: IPv4, IPv6 without brackets, or a host name.
+    pub host: String,
+    /// Path that must answer 2xx; `None` means accepting a connection is enough.
+    pub path: Option<String>,
+    /// How long the child may take to become ready.
+    pub timeout: Duration,
 }
 
-/// A started child: the supervisor's handle to it.
+/// A started child: the supervisor's handle to it. Stop it with [`Instance::stop`].
 #[derive(Debug)]
 pub struct Instance {
     /// Event identity.
@@ -133,201 +158,64 @@ pub struct Instance {
     /// When it was started.
     pub started: Instant,
     stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-/// Everything needed to start one child.
-#[derive(Debug, Clone)]
-pub struct StartSpec {
-    /// Event identity.
-    pub id: InstanceId,
-    /// The part it plays.
-    pub role: Role,
-    /// What to run.
-    pub installed: Installed,
-    /// Instance folder number.
-    pub number: u32,
-    /// Instance folder (already created with `logs/json/`).
-    pub dir: PathBuf,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Instance {
-    /// Start the child and its owner task, which reports on `events` until the child is reaped.
+    /// Blocking: create the next numbered instance folder, link the artifact, copy properties,
+    /// spawn the child and its owner task, which reports on `events` until the child is reaped.
+    /// Must run on the [`Spawner`] thread: `PR_SET_PDEATHSIG` fires when the forking thread ends.
     pub fn start(
-        cfg: &Config,
-        ports: &PortPool,
-        spec: StartSpec,
+        layout: &Layout,
+        spec: LaunchSpec,
         events: mpsc::UnboundedSender<InstanceEvent>,
     ) -> Result<Instance, InstanceError> {
-        let port = ports
-            .take()
-            .ok_or(InstanceError::NoPort(cfg.port_range.0, cfg.port_range.1))?;
-        match Self::spawn(cfg, ports, port, spec, events) {
-            Ok(i) => Ok(i),
-            Err(e) => {
-                ports.release(port);
-                Err(e)
-            }
+        if !port_is_free(spec.port) {
+            return Err(InstanceError::PortBusy { port: spec.port });
         }
-    }
-
-    fn spawn(
-        cfg: &Config,
-        ports: &PortPool,
-        port: u16,
-        spec: StartSpec,
-        events: mpsc::UnboundedSender<InstanceEvent>,
-    ) -> Result<Instance, InstanceError> {
-        let dir = spec.dir.clone();
-        let io = |what: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| InstanceError::Io { what, path, source }
-        };
-        // A link to the program, as Vili keeps one, so the folder says what ran.
-        let link_name = spec
-            .installed
-            .program
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("artifact"));
-        let link = dir.join(&link_name);
-        let _ = std::fs::remove_file(&link);
-        // Relative (`../app-1.2.0.jar`), so the base dir can be moved and archives stay readable.
-        let target = dir
-            .parent()
-            .and_then(|vdir| spec.installed.program.strip_prefix(vdir).ok())
-            .map(|rel| Path::new("..").join(rel))
-            .unwrap_or_else(|| spec.installed.program.clone());
-        std::os::unix::fs::symlink(&target, &link)
-            .map_err(io("cannot link artifact into", &dir))?;
-
-        let properties = match &cfg.properties_file {
-            Some(name) => {
-                let src = cfg.base.join(name);
-                match std::fs::read_to_string(&src) {
-                    Ok(text) => {
-                        let dst = dir.join(name);
-                        std::fs::write(&dst, rewrite_property(&text, &cfg.port_key, port))
-                            .map_err(io("cannot write", &dst))?;
-                        true
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "properties file {} not readable ({e}); passing the port without it",
-                            src.display()
-                        );
-                        false
-                    }
-                }
-            }
+        let version = spec.installed.version.clone();
+        let (number, dir) = layout.create_instance_dir(&version).map_err(io_err(
+            "cannot create an instance folder in",
+            &layout.version_dir(&version),
+        ))?;
+        link_artifact(&dir, &spec.installed.program)?;
+        let with_properties = match &spec.properties {
+            Some(src) => write_properties(layout.base(), src, &dir, &spec.port_key, spec.port)?,
             None => false,
         };
-
-        let template = match spec.installed.kind {
-            Kind::Jar => &cfg.jar_command,
-            _ => &cfg.exec_command,
-        };
-        let mut argv: Vec<String> = template
-            .split_whitespace()
-            .map(|w| {
-                w.replace("{artifact}", &spec.installed.program.to_string_lossy())
-                    .replace("{port}", &port.to_string())
-                    .replace("{dir}", &dir.to_string_lossy())
-            })
-            .collect();
-        if spec.installed.kind == Kind::Jar
-            && !properties
-            && argv.first().is_some_and(|p| Path::new(p).ends_with("java"))
-        {
-            argv.insert(1, format!("-D{}={}", cfg.port_key, port));
-        }
+        let argv = build_argv(&spec, &dir, with_properties);
+        let stdio = open_stdio(&dir)?;
+        let stderr_path = stdio.stderr_path.clone();
+        let child = spawn_child(&argv, &dir, &spec, stdio)?;
+        let pid = child
+            .id()
+            .expect("a just-spawned, unreaped child has a pid");
         let command_line = argv.join(" ");
-
-        let stdout_path = dir.join("stdout");
-        let stderr_path = dir.join("stderr");
-        let stdout =
-            std::fs::File::create(&stdout_path).map_err(io("cannot create", &stdout_path))?;
-        let stderr =
-            std::fs::File::create(&stderr_path).map_err(io("cannot create", &stderr_path))?;
-
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .current_dir(&dir)
-            .env("PORT", port.to_string())
-            .env("UNDERSTUDY_ROLE", spec.role.as_str())
-            .env("UNDERSTUDY_VERSION", spec.installed.version.to_string())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .kill_on_drop(true);
-        let parent = std::process::id();
-        // SAFETY: the closure only calls async-signal-safe libc functions between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // If understudy is killed hard, the kernel kills the child: no orphans.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|source| InstanceError::Spawn {
-            command: command_line.clone(),
-            dir: dir.clone(),
-            source,
-        })?;
-        let pid = child.id().expect("a just-spawned child has a pid");
-
-        let info = serde_json::json!({
-            "version": spec.installed.version.to_string(),
-            "role": spec.role,
-            "number": spec.number,
-            "port": port,
-            "pid": pid,
-            "command": command_line,
-            "started_unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-        });
-        let _ = crate::layout::write_atomic(
-            &dir.join("instance.json"),
-            &serde_json::to_vec_pretty(&info).unwrap_or_default(),
-        );
+        write_instance_json(&dir, &spec, number, pid, &command_line);
         tracing::info!(
-            "started {} {} #{} (pid {pid}, port {port}): {command_line}",
+            "started {} {version} #{number} (pid {pid}, port {}): {command_line}",
             spec.role,
-            spec.installed.version,
-            spec.number
+            spec.port
         );
 
         let stop = CancellationToken::new();
-        let id = spec.id;
-        let grace = cfg.shutdown_grace;
-        let probe = Probe {
-            host: cfg.upstream_host.clone(),
-            port,
-            path: cfg.ready_path.clone(),
-            timeout: cfg.ready_timeout,
-        };
-        let task = tokio::spawn(supervise_child(
-            id,
-            child,
+        let owner = Owner {
+            id: spec.id,
             pid,
-            probe,
-            grace,
+            grace: spec.grace,
             stderr_path,
-            stop.clone(),
+            stop: stop.clone(),
             events,
-            ports.clone(),
-            port,
-        ));
+        };
+        let probe = Probe::new(spec.probe, spec.port);
+        let task = tokio::spawn(owner.run(child, probe));
         Ok(Instance {
-            id,
+            id: spec.id,
             role: spec.role,
-            version: spec.installed.version,
-            number: spec.number,
+            version,
+            number,
             dir,
-            port,
+            port: spec.port,
             pid,
             started: Instant::now(),
             stop,
@@ -335,125 +223,547 @@ impl Instance {
         })
     }
 
-    /// Ask the child to stop (SIGTERM, grace, SIGKILL) and wait until it is reaped.
+    /// SIGTERM to the whole process group, wait up to the grace for the whole group to be gone,
+    /// SIGKILL the group, reap. Returns once the child is reaped.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
 }
 
-struct Probe {
-    host: String,
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> InstanceError {
+    let path = path.to_path_buf();
+    move |source| InstanceError::Io { what, path, source }
+}
+
+/// Link the program into the instance folder, as Vili keeps one, so the folder says what ran.
+fn link_artifact(dir: &Path, program: &Path) -> Result<(), InstanceError> {
+    let name = program
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("artifact"));
+    let link = dir.join(name);
+    let _ = std::fs::remove_file(&link);
+    // Relative (`../app-1.2.0.jar`), so the base dir can be moved and archives stay readable.
+    let target = dir
+        .parent()
+        .and_then(|vdir| program.strip_prefix(vdir).ok())
+        .map(|rel| Path::new("..").join(rel))
+        .unwrap_or_else(|| program.to_path_buf());
+    std::os::unix::fs::symlink(&target, &link).map_err(io_err("cannot link artifact as", &link))
+}
+
+/// Copy the properties file into `dir` (same file name) with the port rewritten. Returns whether
+/// it was written; an unreadable source is logged and the port is passed without it.
+fn write_properties(
+    base: &Path,
+    src: &Path,
+    dir: &Path,
+    key: &str,
     port: u16,
-    path: Option<String>,
-    timeout: Duration,
-}
-
-impl Probe {
-    /// Poll until the port answers (and the path answers 2xx), or the deadline passes.
-    async fn wait_ready(&self) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut last = String::from("no answer yet");
-        while tokio::time::Instant::now() < deadline {
-            match self.check().await {
-                Ok(()) => return Ok(()),
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(READY_POLL).await;
-        }
-        Err(format!(
-            "not ready on port {} within {:?} (last: {last})",
-            self.port, self.timeout
-        ))
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        let mut s = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n",
-            self.host, self.port
+) -> Result<bool, InstanceError> {
+    let src = base.join(src); // an absolute `src` stays as it is
+    let Some(name) = src.file_name() else {
+        tracing::warn!(
+            "properties file {} has no file name; passing the port without it",
+            src.display()
         );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = [0u8; 32];
-        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
-            .await
-            .map_err(|_| format!("{path} did not answer in 2s"))?
-            .map_err(|e| format!("read: {e}"))?;
-        let head = String::from_utf8_lossy(&buf[..n]);
-        match head.split_whitespace().nth(1) {
-            Some(code) if code.starts_with('2') => Ok(()),
-            Some(code) => Err(format!("{path} answered {code}")),
-            None => Err(format!("{path} answered no status line")),
+        return Ok(false);
+    };
+    let dst = dir.join(name);
+    let text = match std::fs::read_to_string(&src) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::warn!(
+                "properties file {} not readable ({e}); passing the port without it",
+                src.display()
+            );
+            return Ok(false);
         }
+    };
+    std::fs::write(&dst, rewrite_property(&text, key, port))
+        .map_err(io_err("cannot write properties", &dst))?;
+    Ok(true)
+}
+
+/// The command's words with placeholders replaced; a `java` jar start without a properties file
+/// gets `-D<key>=<port>`, as Vili does.
+fn build_argv(spec: &LaunchSpec, dir: &Path, with_properties: bool) -> Vec<String> {
+    let program = spec.installed.program.to_string_lossy();
+    let port = spec.port.to_string();
+    let dir = dir.to_string_lossy();
+    let mut argv: Vec<String> = spec
+        .command
+        .iter()
+        .map(|w| {
+            w.replace("{artifact}", &program)
+                .replace("{port}", &port)
+                .replace("{dir}", &dir)
+        })
+        .collect();
+    if spec.installed.kind == Kind::Jar
+        && !with_properties
+        && argv.first().is_some_and(|p| Path::new(p).ends_with("java"))
+    {
+        argv.insert(1, format!("-D{}={}", spec.port_key, spec.port));
+    }
+    argv
+}
+
+/// The child's stdout and stderr files in its instance folder.
+struct ChildStdio {
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    stderr_path: PathBuf,
+}
+
+fn open_stdio(dir: &Path) -> Result<ChildStdio, InstanceError> {
+    let stdout_path = dir.join("stdout");
+    let stderr_path = dir.join("stderr");
+    Ok(ChildStdio {
+        stdout: std::fs::File::create(&stdout_path)
+            .map_err(io_err("cannot create", &stdout_path))?,
+        stderr: std::fs::File::create(&stderr_path)
+            .map_err(io_err("cannot create", &stderr_path))?,
+        stderr_path,
+    })
+}
+
+/// Spawn the child as the leader of its own process group, killed by the kernel if the spawning
+/// thread (the [`Spawner`]) or understudy dies.
+fn spawn_child(
+    argv: &[String],
+    dir: &Path,
+    spec: &LaunchSpec,
+    stdio: ChildStdio,
+) -> Result<tokio::process::Child, InstanceError> {
+    let spawn_err = |source| InstanceError::Spawn {
+        command: argv.join(" "),
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Err(spawn_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the start command is empty: set JAR_COMMAND or EXEC_COMMAND",
+        )));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("PORT", spec.port.to_string())
+        .env("UNDERSTUDY_ROLE", spec.role.as_str())
+        .env("UNDERSTUDY_VERSION", spec.installed.version.to_string())
+        .stdin(Stdio::null())
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr)
+        .process_group(0)
+        .kill_on_drop(true);
+    let parent = nix::unistd::getpid();
+    // SAFETY: `pre_exec` runs in the forked child before exec, where only async-signal-safe work
+    // is allowed. The closure only makes two raw syscalls through nix (prctl, getppid), compares
+    // integers and builds an `io::Error` from an errno code, which does not allocate; it takes no
+    // locks and touches no state shared with other threads of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            // If the spawning thread or understudy dies, even by SIGKILL, the kernel kills the child.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // Understudy died between fork and prctl: the signal will never come, so do not run.
+            if nix::unistd::getppid() != parent {
+                return Err(Errno::ESRCH.into());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(spawn_err)
+}
+
+/// Record what runs in the folder; a failure only loses information, so it is logged.
+fn write_instance_json(dir: &Path, spec: &LaunchSpec, number: u32, pid: u32, command: &str) {
+    let info = serde_json::json!({
+        "version": spec.installed.version.to_string(),
+        "role": spec.role,
+        "number": number,
+        "port": spec.port,
+        "pid": pid,
+        "command": command,
+        "started_unix_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    });
+    let path = dir.join("instance.json");
+    let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
+    if let Err(e) = crate::layout::write_atomic(&path, &bytes) {
+        tracing::warn!("cannot write {}: {e}", path.display());
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn supervise_child(
+/// Whether nobody is bound to `port` right now, on 0.0.0.0 or on [::] (any address of either
+/// family, so a child listening on 127.0.0.1 or ::1 only also counts as bound).
+pub fn port_is_free(port: u16) -> bool {
+    let v4 = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok();
+    // Without IPv6 on the host, nobody can be bound there.
+    let v6 = match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::AddrInUse,
+    };
+    v4 && v6
+}
+
+/// Runs jobs (child spawns) on one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread*
+/// that forked a child exits, so children must never be spawned from a short-lived thread.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The spawner thread has ended (every handle was dropped) or the job panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("the spawner thread is gone or the job panicked: no child was started")]
+pub struct SpawnerGone;
+
+impl Spawner {
+    /// Start the thread; `rt` is entered on it so `tokio::process` and `tokio::spawn` work there.
+    /// The thread ends when every `Spawner` clone is dropped, which kills the children it forked.
+    pub fn new(rt: tokio::runtime::Handle) -> io::Result<(Spawner, std::thread::JoinHandle<()>)> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("understudy-spawner".into())
+            .spawn(move || {
+                let _rt = rt.enter();
+                for job in rx {
+                    // A panicking job must not end the thread: that would kill every child.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a job on the spawner thread panicked; the thread goes on");
+                    }
+                }
+            })?;
+        Ok((Spawner { jobs }, thread))
+    }
+
+    /// Run `f` on the spawner thread and return its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SpawnerGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| SpawnerGone)?;
+        rx.await.map_err(|_| SpawnerGone)
+    }
+}
+
+/// The task that owns one child: readiness, exit watch, stop.
+struct Owner {
     id: InstanceId,
-    mut child: tokio::process::Child,
     pid: u32,
-    probe: Probe,
     grace: Duration,
     stderr_path: PathBuf,
     stop: CancellationToken,
     events: mpsc::UnboundedSender<InstanceEvent>,
-    ports: PortPool,
-    port: u16,
-) {
-    let send = |kind| {
-        let _ = events.send(InstanceEvent { id, kind });
-    };
-    let ready = probe.wait_ready();
-    tokio::pin!(ready);
-    let mut probing = true;
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                // The leader is gone; anything it left in its group goes too.
-                killpg(pid, libc::SIGKILL);
-                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| format!("unknown ({e})"));
-                if stop.is_cancelled() {
-                    send(InstanceEventKind::Stopped);
-                } else {
-                    send(InstanceEventKind::Exited { status, stderr_tail: tail(&stderr_path, STDERR_TAIL) });
+}
+
+impl Owner {
+    fn pgid(&self) -> Pid {
+        Pid::from_raw(self.pid as i32)
+    }
+
+    fn send(&self, kind: InstanceEventKind) {
+        let _ = self.events.send(InstanceEvent { id: self.id, kind });
+    }
+
+    async fn run(self, mut child: tokio::process::Child, probe: Probe) {
+        let ready = probe.wait_ready();
+        tokio::pin!(ready);
+        let mut probing = true;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    self.stop_group(&mut child).await;
+                    return;
                 }
-                break;
-            }
-            r = &mut ready, if probing => {
-                probing = false;
-                match r {
-                    Ok(()) => send(InstanceEventKind::Ready),
-                    Err(reason) => send(InstanceEventKind::NotReady { reason }),
+                status = child.wait() => {
+                    // The leader is gone; anything it left in its group goes too.
+                    signal_group(self.pgid(), Signal::SIGKILL);
+                    if !self.stop.is_cancelled() {
+                        let status = status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|e| format!("unknown ({e})"));
+                        let stderr_tail = tail(&self.stderr_path, STDERR_TAIL);
+                        self.send(InstanceEventKind::Exited { status, stderr_tail });
+                    }
+                    return;
                 }
-            }
-            _ = stop.cancelled() => {
-                killpg(pid, libc::SIGTERM);
-                if tokio::time::timeout(grace, child.wait()).await.is_err() {
-                    tracing::warn!("pid {pid} did not stop within {grace:?} of SIGTERM; sending SIGKILL");
-                    killpg(pid, libc::SIGKILL);
-                    let _ = child.wait().await;
+                r = &mut ready, if probing => {
+                    probing = false;
+                    match r {
+                        Ok(()) => self.send(InstanceEventKind::Ready),
+                        Err(e) => self.send(InstanceEventKind::NotReady { reason: e.to_string() }),
+                    }
                 }
-                killpg(pid, libc::SIGKILL);
-                send(InstanceEventKind::Stopped);
-                break;
             }
         }
     }
-    ports.release(port);
+
+    /// SIGTERM the group, wait up to the grace for the leader and then every member to be gone,
+    /// SIGKILL the group if any is left, reap the leader.
+    async fn stop_group(&self, child: &mut tokio::process::Child) {
+        let (pid, pgid, grace) = (self.pid, self.pgid(), self.grace);
+        let deadline = tokio::time::Instant::now() + grace;
+        signal_group(pgid, Signal::SIGTERM);
+        // The leader must be reaped first: as a zombie it would keep the group alive.
+        let gone = match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(_) => wait_group_gone(pgid, deadline).await,
+            Err(_) => false,
+        };
+        if gone {
+            return;
+        }
+        tracing::warn!(
+            "pid {pid} or a process in its group did not stop within {grace:?} of SIGTERM; sending SIGKILL"
+        );
+        signal_group(pgid, Signal::SIGKILL);
+        let _ = child.wait().await;
+        if !wait_group_gone(pgid, tokio::time::Instant::now() + KILL_WAIT).await {
+            tracing::warn!(
+                "process group {pgid} still has members {KILL_WAIT:?} after SIGKILL (zombies nobody reaps?)"
+            );
+        }
+    }
 }
 
-fn killpg(pgid: u32, sig: libc::c_int) {
-    // SAFETY: killpg has no memory-safety preconditions; a stale group id only yields ESRCH.
-    unsafe {
-        libc::killpg(pgid as libc::pid_t, sig);
+/// Send `sig` to the process group; a group already gone is not an error.
+fn signal_group(pgid: Pid, sig: Signal) {
+    match killpg(pgid, sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => tracing::warn!("cannot send {sig} to process group {pgid}: {e}"),
+    }
+}
+
+/// Whether any process is left in the group (EPERM means one exists that we may not signal).
+fn group_exists(pgid: Pid) -> bool {
+    matches!(killpg(pgid, None), Ok(()) | Err(Errno::EPERM))
+}
+
+/// Poll until the group has no members, or `deadline`; returns whether it is gone.
+async fn wait_group_gone(pgid: Pid, deadline: tokio::time::Instant) -> bool {
+    loop {
+        if !group_exists(pgid) {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(GROUP_POLL.min(deadline - now)).await;
+    }
+}
+
+/// Why one readiness attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// Nothing accepts connections on the port yet.
+    #[error("connecting to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    /// The attempt (connect, or request and answer) took too long.
+    #[error("{what} on {addr} took longer than {limit:?}")]
+    Timeout {
+        what: String,
+        addr: String,
+        limit: Duration,
+    },
+    /// The ready path's URI cannot be formed from the host and path.
+    #[error("http://{addr}{path} is not a valid URI for the ready check: {source}")]
+    Uri {
+        addr: String,
+        path: String,
+        source: http::uri::InvalidUri,
+    },
+    /// The request failed before a whole response head arrived.
+    #[error("GET {path} on {addr} failed: {}", chain(source))]
+    Request {
+        path: String,
+        addr: String,
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The response body broke off.
+    #[error("GET {path} on {addr}: reading the answer failed: {source}")]
+    Body {
+        path: String,
+        addr: String,
+        source: hyper::Error,
+    },
+    /// A whole response arrived, but not 2xx.
+    #[error("{path} answered {status} on {addr}")]
+    Status {
+        path: String,
+        addr: String,
+        status: http::StatusCode,
+    },
+}
+
+/// The instance never became ready; says what the last attempt got.
+#[derive(Debug, thiserror::Error)]
+#[error("not ready on {addr} within {timeout:?} (last attempt: {last})")]
+struct NotReady {
+    addr: String,
+    timeout: Duration,
+    last: ProbeError,
+}
+
+/// An error and its sources, on one line (hyper's errors say little at the top level).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The readiness check of one instance.
+struct Probe {
+    host: String,
+    port: u16,
+    /// `host:port`, with brackets around an IPv6 address.
+    addr: String,
+    path: Option<String>,
+    timeout: Duration,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Probe {
+    fn new(spec: ProbeSpec, port: u16) -> Probe {
+        let addr = match spec.host.parse::<Ipv6Addr>() {
+            Ok(v6) => SocketAddr::from((v6, port)).to_string(),
+            Err(_) => format!("{}:{port}", spec.host),
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(PROBE_ATTEMPT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        Probe {
+            host: spec.host,
+            port,
+            addr,
+            path: spec.path.map(|p| {
+                if p.starts_with('/') {
+                    p
+                } else {
+                    format!("/{p}")
+                }
+            }),
+            timeout: spec.timeout,
+            client,
+        }
+    }
+
+    /// Poll until an attempt succeeds or the timeout passes; at least one attempt is made.
+    async fn wait_ready(&self) -> Result<(), NotReady> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let limit = PROBE_ATTEMPT.min(left).max(READY_POLL);
+            let last = match self.check(limit).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(NotReady {
+                    addr: self.addr.clone(),
+                    timeout: self.timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(READY_POLL.min(deadline - now)).await;
+        }
+    }
+
+    /// One attempt, bounded by `limit`.
+    async fn check(&self, limit: Duration) -> Result<(), ProbeError> {
+        let timeout = |what: &str| ProbeError::Timeout {
+            what: what.to_string(),
+            addr: self.addr.clone(),
+            limit,
+        };
+        let Some(path) = &self.path else {
+            tokio::time::timeout(
+                limit,
+                tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+            )
+            .await
+            .map_err(|_| timeout("connecting"))?
+            .map_err(|source| ProbeError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })?;
+            return Ok(());
+        };
+        tokio::time::timeout(limit, self.get(path))
+            .await
+            .map_err(|_| timeout(&format!("GET {path}")))?
+    }
+
+    /// GET the ready path and read the whole answer (the body up to a bound): 2xx is ready.
+    async fn get(&self, path: &str) -> Result<(), ProbeError> {
+        let uri: http::Uri = format!("http://{}{path}", self.addr)
+            .parse()
+            .map_err(|source| ProbeError::Uri {
+                addr: self.addr.clone(),
+                path: path.to_string(),
+                source,
+            })?;
+        let resp = self
+            .client
+            .get(uri)
+            .await
+            .map_err(|source| match source.is_connect() {
+                true => ProbeError::Connect {
+                    addr: self.addr.clone(),
+                    source: io::Error::new(io::ErrorKind::ConnectionRefused, chain(&source)),
+                },
+                false => ProbeError::Request {
+                    path: path.to_string(),
+                    addr: self.addr.clone(),
+                    source,
+                },
+            })?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut read = 0;
+        while read < PROBE_BODY_MAX {
+            match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                Some(Err(source)) => {
+                    return Err(ProbeError::Body {
+                        path: path.to_string(),
+                        addr: self.addr.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ProbeError::Status {
+                path: path.to_string(),
+                addr: self.addr.clone(),
+                status,
+            })
+        }
     }
 }
 
@@ -513,19 +823,5 @@ mod tests {
             rewrite_property("# server.port=1\n", "server.port", 9),
             "# server.port=1\nserver.port=9\n"
         );
-    }
-
-    #[test]
-    fn ports_skip_bound_ones() {
-        // A one-port range, so no neighbouring port (busy or not) can decide the outcome.
-        let held = TcpListener::bind("0.0.0.0:0").unwrap();
-        let p = held.local_addr().unwrap().port();
-        let pool = PortPool::new((p, p));
-        assert_eq!(pool.take(), None, "a bound port is skipped");
-        drop(held);
-        assert_eq!(pool.take(), Some(p), "a free port is handed out");
-        assert_eq!(pool.take(), None, "and not twice");
-        pool.release(p);
-        assert_eq!(pool.take(), Some(p), "a released port comes back");
     }
 }
