@@ -547,9 +547,40 @@ fn signal_group(pgid: Pid, sig: Signal) {
     }
 }
 
-/// Whether any process is left in the group (EPERM means one exists that we may not signal).
+/// Whether a live process is left in the group. `killpg(0)` also counts zombies (a SIGKILLed
+/// grandchild waits for init to reap it), so a "yes" is confirmed from `/proc` when readable.
 fn group_exists(pgid: Pid) -> bool {
-    matches!(killpg(pgid, None), Ok(()) | Err(Errno::EPERM))
+    // EPERM means a member exists that we may not signal.
+    if !matches!(killpg(pgid, None), Ok(()) | Err(Errno::EPERM)) {
+        return false;
+    }
+    live_member_in_proc(pgid).unwrap_or(true)
+}
+
+/// Whether `/proc` lists a process of group `pgid` that is not a zombie; `None` if unreadable.
+fn live_member_in_proc(pgid: Pid) -> Option<bool> {
+    let pgid = pgid.as_raw().to_string();
+    let live = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .as_encoded_bytes()
+                .iter()
+                .all(u8::is_ascii_digit)
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let mut fields = stat
+                .rsplit_once(')')
+                .map_or("", |(_, r)| r)
+                .split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1);
+            pgrp == Some(pgid.as_str()) && !matches!(state, Some("Z") | Some("X"))
+        });
+    Some(live)
 }
 
 /// Poll until the group has no members, or `deadline`; returns whether it is gone.
@@ -809,6 +840,8 @@ fn rewrite_property(text: &str, key: &str, port: u16) -> String {
 mod tests {
     use super::*;
 
+    use std::io::{Read, Write};
+
     #[test]
     fn property_is_rewritten_or_added() {
         assert_eq!(
@@ -823,5 +856,453 @@ mod tests {
             rewrite_property("# server.port=1\n", "server.port", 9),
             "# server.port=1\nserver.port=9\n"
         );
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("stderr");
+        std::fs::write(&f, "0123456789").unwrap();
+        assert_eq!(tail(&f, 4), "6789");
+        assert_eq!(tail(&f, 100), "0123456789");
+        assert_eq!(tail(&dir.path().join("none"), 4), "");
+    }
+
+    #[test]
+    fn a_port_bound_on_either_loopback_is_not_free() {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = v4.local_addr().unwrap().port();
+        assert!(!port_is_free(p), "bound on 127.0.0.1");
+        drop(v4);
+        assert!(port_is_free(p), "free once closed");
+        if let Ok(v6) = TcpListener::bind("[::1]:0") {
+            let p = v6.local_addr().unwrap().port();
+            assert!(!port_is_free(p), "bound on ::1");
+        }
+    }
+
+    fn installed(vdir: &Path, kind: Kind) -> Installed {
+        let program = vdir.join(match kind {
+            Kind::Jar => "app-1.0.0.jar",
+            _ => "app-1.0.0",
+        });
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        Installed {
+            version: Version::new(1, 0, 0),
+            program,
+            kind,
+        }
+    }
+
+    fn spec(installed: Installed, port: u16, command: &[&str]) -> LaunchSpec {
+        LaunchSpec {
+            id: InstanceId(1),
+            role: Role::Testing,
+            installed,
+            port,
+            command: command.iter().map(|w| w.to_string()).collect(),
+            port_key: "server.port".into(),
+            properties: None,
+            probe: ProbeSpec {
+                host: "127.0.0.1".into(),
+                path: None,
+                timeout: Duration::from_millis(200),
+            },
+            grace: Duration::from_millis(300),
+        }
+    }
+
+    #[test]
+    fn argv_fills_placeholders_and_gives_a_bare_jar_its_port() {
+        let base = tempfile::tempdir().unwrap();
+        let jar = installed(base.path(), Kind::Jar);
+        let dir = base.path().join("1");
+        let s = spec(
+            jar.clone(),
+            9000,
+            &["/usr/bin/java", "-jar", "{artifact}", "--dir={dir}"],
+        );
+        let argv = build_argv(&s, &dir, false);
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/java".to_string(),
+                "-Dserver.port=9000".into(),
+                "-jar".into(),
+                jar.program.to_string_lossy().into_owned(),
+                format!("--dir={}", dir.display()),
+            ]
+        );
+        assert!(
+            !build_argv(&s, &dir, true)
+                .iter()
+                .any(|w| w.starts_with("-D")),
+            "a properties file carries the port instead"
+        );
+        let exe = spec(
+            installed(base.path(), Kind::Executable),
+            7,
+            &["{artifact}", "--port", "{port}"],
+        );
+        assert_eq!(build_argv(&exe, &dir, false)[1..], ["--port", "7"]);
+    }
+
+    #[test]
+    fn properties_are_copied_and_the_source_is_never_modified() {
+        let base = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let src = elsewhere.path().join("application.properties");
+        std::fs::write(&src, "server.port=80\nname=x\n").unwrap();
+        let dir = base.path().join("1");
+        std::fs::create_dir(&dir).unwrap();
+        // Absolute source outside the base dir.
+        assert!(write_properties(base.path(), &src, &dir, "server.port", 9000).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("application.properties")).unwrap(),
+            "server.port=9000\nname=x\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&src).unwrap(),
+            "server.port=80\nname=x\n"
+        );
+        // Relative source, taken from the base dir.
+        std::fs::write(base.path().join("app.properties"), "a=1\n").unwrap();
+        assert!(write_properties(base.path(), Path::new("app.properties"), &dir, "k", 5).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("app.properties")).unwrap(),
+            "a=1\nk=5\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("app.properties")).unwrap(),
+            "a=1\n"
+        );
+        // Missing source: started without it.
+        assert!(!write_properties(base.path(), Path::new("none"), &dir, "k", 5).unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_spawner_runs_every_job_on_its_one_thread_until_dropped() {
+        let (spawner, thread) = Spawner::new(tokio::runtime::Handle::current()).unwrap();
+        let a = spawner.run(|| std::thread::current().id()).await.unwrap();
+        let b = spawner
+            .clone()
+            .run(|| std::thread::current().id())
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, std::thread::current().id());
+        let inside = spawner.run(|| tokio::spawn(async { 7 })).await.unwrap();
+        assert_eq!(
+            inside.await.unwrap(),
+            7,
+            "the runtime is entered on the thread"
+        );
+        assert!(spawner.run(|| panic!("a job that panics")).await.is_err());
+        assert_eq!(
+            spawner.run(|| 1).await.unwrap(),
+            1,
+            "a panic does not end the thread"
+        );
+        drop(spawner);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// A base dir with the version folder of app 1.0.0, and a spawner.
+    struct Rig {
+        base: tempfile::TempDir,
+        layout: Layout,
+        spawner: Spawner,
+        events: mpsc::UnboundedReceiver<InstanceEvent>,
+        tx: mpsc::UnboundedSender<InstanceEvent>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let base = tempfile::tempdir().unwrap();
+            let layout = Layout::new(base.path(), "app");
+            std::fs::create_dir_all(layout.version_dir(&Version::new(1, 0, 0))).unwrap();
+            let (spawner, _thread) = Spawner::new(tokio::runtime::Handle::current()).unwrap();
+            let (tx, events) = mpsc::unbounded_channel();
+            Rig {
+                base,
+                layout,
+                spawner,
+                events,
+                tx,
+            }
+        }
+
+        fn spec(&self, port: u16, command: &[&str]) -> LaunchSpec {
+            let vdir = self.layout.version_dir(&Version::new(1, 0, 0));
+            spec(installed(&vdir, Kind::Executable), port, command)
+        }
+
+        async fn start(&self, spec: LaunchSpec) -> Result<Instance, InstanceError> {
+            let (layout, tx) = (self.layout.clone(), self.tx.clone());
+            self.spawner
+                .run(move || Instance::start(&layout, spec, tx))
+                .await
+                .unwrap()
+        }
+
+        async fn next_event(&mut self) -> InstanceEventKind {
+            tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+                .await
+                .expect("an instance event within 10 s")
+                .expect("the channel stays open")
+                .kind
+        }
+    }
+
+    /// A free port below the kernel's ephemeral range (32768+), so no outgoing connection of a
+    /// parallel test takes it between the check and the start; each call gets a new one.
+    fn free_port() -> u16 {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let start = 24000 + (std::process::id() % 40) as u16 * 100;
+        loop {
+            let p = start + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+            if port_is_free(p) {
+                return p;
+            }
+        }
+    }
+
+    /// Alive and not a zombie (a zombie has been killed; it only waits for its parent).
+    fn running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_kills_a_grandchild_that_ignores_sigterm() {
+        let mut rig = Rig::new();
+        // The leader dies on SIGTERM; its background child ignores it (ignored stays across exec)
+        // and writes its pid only once it does.
+        let script = r#"sh -c "trap '' TERM; echo \$\$ > grandchild.pid; exec sleep 30" & wait"#;
+        let inst = rig
+            .start(rig.spec(free_port(), &["/bin/sh", "-c", script]))
+            .await
+            .unwrap();
+        assert!(inst.dir.join("stdout").is_file() && inst.dir.join("app-1.0.0").is_symlink());
+        let pidfile = inst.dir.join("grandchild.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grandchild: u32 = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "no grandchild.pid within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let leader = inst.pid;
+        assert!(running(grandchild) && running(leader));
+        let t = Instant::now();
+        inst.stop().await;
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "the grace was waited out"
+        );
+        assert!(!running(leader), "the leader is reaped");
+        assert!(!running(grandchild), "the grandchild got SIGKILL");
+        assert!(!group_exists(Pid::from_raw(leader as i32)));
+        while let Ok(e) = rig.events.try_recv() {
+            assert!(
+                matches!(e.kind, InstanceEventKind::NotReady { .. }),
+                "a requested stop reports no exit: {e:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_that_obeys_sigterm_stops_without_waiting_the_grace() {
+        let rig = Rig::new();
+        let mut s = rig.spec(free_port(), &["/bin/sh", "-c", "sleep 30 & wait"]);
+        s.grace = Duration::from_secs(10);
+        let inst = rig.start(s).await.unwrap();
+        let t = Instant::now();
+        inst.stop().await;
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exit_on_its_own_is_reported_and_its_group_killed() {
+        let mut rig = Rig::new();
+        let script =
+            "(trap '' TERM; exec sleep 30) & echo $! > grandchild.pid; echo boom >&2; exit 3";
+        let inst = rig
+            .start(rig.spec(free_port(), &["/bin/sh", "-c", script]))
+            .await
+            .unwrap();
+        let kind = loop {
+            match rig.next_event().await {
+                InstanceEventKind::NotReady { .. } => continue,
+                k => break k,
+            }
+        };
+        let InstanceEventKind::Exited {
+            status,
+            stderr_tail,
+        } = kind
+        else {
+            panic!("expected Exited, got {kind:?}");
+        };
+        assert!(status.contains('3'), "{status}");
+        assert!(stderr_tail.contains("boom"), "{stderr_tail}");
+        let grandchild: u32 = std::fs::read_to_string(inst.dir.join("grandchild.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running(grandchild) {
+            assert!(
+                Instant::now() < deadline,
+                "grandchild {grandchild} still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        inst.stop().await; // stopping an exited instance returns at once
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_port_is_refused_and_a_bad_command_says_what_failed() {
+        let rig = Rig::new();
+        let p = free_port();
+        let held = TcpListener::bind(("127.0.0.1", p)).unwrap();
+        let e = rig.start(rig.spec(p, &["/bin/true"])).await.unwrap_err();
+        assert!(
+            matches!(e, InstanceError::PortBusy { port } if port == p),
+            "{e}"
+        );
+        drop(held);
+        // A child forked by a parallel test holds a copy of `held` until its exec.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !port_is_free(p) {
+            assert!(
+                Instant::now() < deadline,
+                "port {p} not free 5 s after close"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let e = rig
+            .start(rig.spec(p, &["/nonexistent/program", "{port}"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, InstanceError::Spawn { .. }), "{e}");
+        assert!(e.to_string().contains("/nonexistent/program"), "{e}");
+        let dir = rig.base.path().join("app-1.0.0");
+        assert!(
+            dir.join("1").is_dir(),
+            "the failed spawn kept its folder, for its files"
+        );
+        assert!(
+            !dir.join("2").exists(),
+            "a busy port is refused before any folder"
+        );
+    }
+
+    /// Answer every connection on `listener` with `status`, as a whole HTTP/1.1 response.
+    fn canned_server(listener: TcpListener, status: &'static str) {
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+    }
+
+    fn probe(host: &str, port: u16, path: Option<&str>) -> Probe {
+        Probe::new(
+            ProbeSpec {
+                host: host.into(),
+                path: path.map(String::from),
+                timeout: Duration::from_millis(300),
+            },
+            port,
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_needs_a_whole_2xx_answer_on_the_path() {
+        let ok = TcpListener::bind("127.0.0.1:0").unwrap();
+        let okp = ok.local_addr().unwrap().port();
+        canned_server(ok, "200 OK");
+        let nf = TcpListener::bind("127.0.0.1:0").unwrap();
+        let nfp = nf.local_addr().unwrap().port();
+        canned_server(nf, "404 Not Found");
+
+        probe("127.0.0.1", okp, Some("/health"))
+            .wait_ready()
+            .await
+            .unwrap();
+        probe("localhost", okp, Some("health"))
+            .wait_ready()
+            .await
+            .unwrap();
+        let e = probe("127.0.0.1", nfp, Some("/health"))
+            .wait_ready()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("/health answered 404"), "{e}");
+        probe("127.0.0.1", nfp, None).wait_ready().await.unwrap();
+
+        let closed = free_port();
+        let e = probe("127.0.0.1", closed, None)
+            .wait_ready()
+            .await
+            .unwrap_err();
+        assert!(matches!(e.last, ProbeError::Connect { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&format!("127.0.0.1:{closed}")),
+            "{e}"
+        );
+        let e = probe("127.0.0.1", closed, Some("/health"))
+            .wait_ready()
+            .await
+            .unwrap_err();
+        assert!(matches!(e.last, ProbeError::Connect { .. }), "{e}");
+
+        if let Ok(v6) = TcpListener::bind("[::1]:0") {
+            let p = v6.local_addr().unwrap().port();
+            canned_server(v6, "204 No Content");
+            probe("::1", p, Some("/health")).wait_ready().await.unwrap();
+            probe("::1", p, None).wait_ready().await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_answer_is_not_ready() {
+        // Accepts and sends a status line but never finishes the head.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut s in l.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n");
+                held.push(s);
+            }
+        });
+        let e = probe("127.0.0.1", p, Some("/"))
+            .wait_ready()
+            .await
+            .unwrap_err();
+        assert!(matches!(e.last, ProbeError::Timeout { .. }), "{e}");
     }
 }
