@@ -1,1 +1,71 @@
-//! placeholder
+//! Instance faults: a child's whole process group is stopped (a grandchild that ignores SIGTERM
+//! included), and readiness on `READY_PATH` is decided by a whole HTTP answer.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn a_grandchild_that_ignores_sigterm_is_killed_with_its_group() {
+    let base = Base::new("grandchild");
+    base.write_env("SHUTDOWN_GRACE=1s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--spawn-grandchild");
+    u.wait_serving();
+    let (_, leader) = base.instance_info("running").unwrap();
+    let grandchild = wait_until("grandchild.pid", Duration::from_secs(10), || {
+        read_pid_file(&base, "running", "grandchild.pid")
+    });
+    assert_ne!(grandchild, leader);
+    assert!(
+        process_running(grandchild),
+        "the grandchild runs beside the app"
+    );
+
+    let started = Instant::now();
+    u.stop(); // asserts a clean exit and that no process is left in the base dir
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the leader stopped on SIGTERM but its grandchild did not, so the grace was waited out"
+    );
+    assert!(!process_running(leader), "the leader is gone");
+    assert!(
+        !process_running(grandchild),
+        "the grandchild got SIGKILL with its group"
+    );
+    assert!(
+        u.log_text()
+            .contains("did not stop within 1s of SIGTERM; sending SIGKILL"),
+        "the escalation is logged"
+    );
+}
+
+#[test]
+fn ready_path_is_judged_by_a_whole_answer_through_a_host_name() {
+    // `localhost` may resolve to ::1 first; the fixture listens on both loopbacks.
+    let base = Base::new("ready-path-host");
+    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=1s\nUPSTREAM_HOST=localhost");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    assert!(
+        u.get("/").1.contains("1.0.0"),
+        "/health answered 200: ready"
+    );
+
+    base.drop_fixture("1.1.0", "--not-found /health");
+    let path = base.path.join("rejected/app-1.1.0/reason.json");
+    let r = wait_until("1.1.0 rejected", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path).ok()
+    });
+    assert!(
+        r.contains("/health answered 404"),
+        "the reason says what the check got: {r}"
+    );
+    assert!(
+        base.link("testing").is_none(),
+        "a build that is never ready is not tested"
+    );
+    assert!(u.get("/").1.contains("1.0.0"), "running keeps serving");
+    u.stop();
+}
