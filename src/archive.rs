@@ -166,18 +166,13 @@ pub fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Free bytes for unprivileged users on the filesystem holding `p`.
+/// Free bytes for unprivileged users on the filesystem holding `p`; `None` when it cannot be
+/// asked (the disk budget is then skipped rather than guessed).
 pub fn free_disk(p: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is a properly sized out-parameter.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        Some(st.f_bavail as u64 * st.f_frsize as u64)
-    }
+    let st = nix::sys::statvfs::statvfs(p).ok()?;
+    let available: u64 = st.blocks_available();
+    let block: u64 = st.fragment_size();
+    Some(available.saturating_mul(block))
 }
 
 /// One archive deleted by [`collect_garbage`], and why.
