@@ -72,33 +72,73 @@ const VILI_ALIASES: &[(&str, &str)] = &[
     ("port_identifier", "PORT_KEY"),
 ];
 
+/// Longest timeout, grace, settle time or evaluation period: beyond an hour a value is a typo.
+const MAX_SHORT_DURATION: Duration = Duration::from_secs(3600);
+/// Longest stable window: a canary scored for more than 30 days is never going to be promoted.
+const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Largest size budget: far beyond any disk understudy will run on.
+const MAX_SIZE: u64 = 1 << 50;
+/// Largest mirrored body: every queued copy holds up to this much memory.
+const MAX_MIRROR_BODY: u64 = 1 << 30;
+/// Largest pair count: more mirrored pairs than a service sees in months.
+const MAX_COUNT: u64 = 1_000_000_000;
+/// Largest mirror queue: each slot may hold a body, so memory bounds it.
+const MAX_MIRROR_QUEUE: u64 = 1_000_000;
+/// Most mirrored requests in flight: each holds a connection to testing.
+const MAX_MIRROR_CONCURRENCY: u64 = 10_000;
+/// Most proxy threads: far more than cores on any machine understudy serves from.
+const MAX_WORKER_THREADS: u64 = 256;
+/// Largest allowed log-line excess per mirrored request.
+const MAX_LOG_DELTA: f64 = 1000.0;
+/// Largest p95 latency factor.
+const MAX_P95_FACTOR: f64 = 1000.0;
+/// Longest start command, in bytes (Linux caps one argument at 128 KiB).
+const MAX_COMMAND_LEN: usize = 32 * 1024;
+/// Longest path (PATH_MAX).
+const MAX_PATH_LEN: usize = 4096;
+/// Longest value echoed back in an error; longer ones are cut.
+const MAX_ECHO: usize = 200;
+
 /// Why the configuration could not be used; each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A key has a value that does not parse.
+    /// A key has a value that does not parse or is out of bounds.
     #[error("config key {key} has value {value:?}: expected {expected}")]
     Invalid {
+        /// The canonical key.
         key: String,
+        /// The value as given (cut if very long).
         value: String,
+        /// What would be accepted, with bounds and an example.
         expected: String,
     },
     /// A required key is missing.
     #[error("config key {key} is not set: {hint}")]
     Missing {
+        /// The missing key.
         key: &'static str,
+        /// How to set it.
         hint: &'static str,
     },
     /// The `.env` file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The `.env` file.
         path: PathBuf,
+        /// Why reading failed.
         source: std::io::Error,
     },
-    /// A `.env` line is not `KEY=VALUE`.
-    #[error("{path}:{line}: expected KEY=VALUE, found {text:?}")]
+    /// A `.env` line does not follow dotenv syntax.
+    #[error(
+        "{path}:{line}: cannot parse {text:?}: expected KEY=VALUE; put a value holding spaces, \
+         '#', '$', '\\' or quotes in single quotes (KEY='a b')"
+    )]
     Syntax {
+        /// The `.env` file.
         path: PathBuf,
+        /// 1-based line where the bad entry starts.
         line: usize,
+        /// That line's text.
         text: String,
     },
     /// A CLI `--set` that is not `KEY=VALUE`.
@@ -108,7 +148,21 @@ pub enum ConfigError {
     #[error(
         "base directory {path} does not exist or is not a directory: create it or pass --base"
     )]
-    NoBase { path: PathBuf },
+    NoBase {
+        /// The base directory as given.
+        path: PathBuf,
+    },
+    /// understudy cannot write its state into the base directory.
+    #[error(
+        "cannot write in {path}: {source}; understudy keeps its state in .understudy/ in the base \
+         directory: make it a writable directory for this user, or pass another --base"
+    )]
+    NotWritable {
+        /// The path that could not be created or written.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Validated configuration; every field has been parsed and checked.
@@ -122,15 +176,16 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Ports for children.
     pub port_range: (u16, u16),
-    /// Host the children listen on.
+    /// Host the children listen on: an IP address (IPv6 without brackets) or a host name.
     pub upstream_host: String,
     /// Properties file name in the base dir, if any.
     pub properties_file: Option<String>,
     /// Port key in the properties file.
     pub port_key: String,
-    /// Start template for jars.
+    /// Start template for jars, as words; `{artifact}`, `{port}` and `{dir}` are left in them
+    /// for the caller to replace.
     pub jar_command: String,
-    /// Start template for executables.
+    /// Start template for executables, as words, placeholders left in like `jar_command`.
     pub exec_command: String,
     /// Readiness path, if any.
     pub ready_path: Option<String>,
@@ -231,24 +286,12 @@ impl Config {
         }
         let mut raw: BTreeMap<String, String> = BTreeMap::new();
         let mut unknown = Vec::new();
-        let env_path = base.join(".env");
-        match std::fs::read_to_string(&env_path) {
-            Ok(text) => {
-                for (key, value) in parse_dotenv(&env_path, &text)? {
-                    match canonical_key(&key) {
-                        Some(k) => {
-                            raw.insert(k.to_string(), value);
-                        }
-                        None => unknown.push(key),
-                    }
+        for (key, value) in read_dotenv(&base.join(".env"))? {
+            match canonical_key(&key) {
+                Some(k) => {
+                    raw.insert(k.to_string(), value);
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: env_path,
-                    source,
-                })
+                None => unknown.push(key),
             }
         }
         for doc in KEYS {
@@ -257,173 +300,440 @@ impl Config {
             }
         }
         for (key, value) in overrides {
-            let k = canonical_key(key).ok_or_else(|| ConfigError::Invalid {
-                key: key.clone(),
-                value: value.clone(),
-                expected: format!(
-                    "a known key, one of {}",
-                    KEYS.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")
-                ),
+            let k = canonical_key(key).ok_or_else(|| {
+                let known: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+                invalid(
+                    key,
+                    value,
+                    &format!("a known key, one of {}", known.join(", ")),
+                )
             })?;
             raw.insert(k.to_string(), value.clone());
         }
-        let mut cfg = Self::from_raw(base, &raw)?;
+        let mut cfg = Self::from_raw(base, &Raw(&raw))?;
         cfg.unknown_keys = unknown;
         Ok(cfg)
     }
 
-    fn from_raw(base: &Path, raw: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let get = |key: &'static str| -> &str {
-            raw.get(key).map(String::as_str).unwrap_or_else(|| {
-                KEYS.iter()
-                    .find(|k| k.key == key)
-                    .expect("every key read is in KEYS")
-                    .default
-            })
-        };
-        let identifier = get("IDENTIFIER").trim().to_string();
-        if identifier.is_empty() {
-            return Err(ConfigError::Missing {
-                key: "IDENTIFIER",
-                hint:
-                    "set it in .env to the name prefix of your builds (myapp for myapp-1.2.3.jar)",
-            });
-        }
-        if identifier.contains('/') || identifier.starts_with('.') {
-            return Err(invalid(
-                "IDENTIFIER",
-                &identifier,
-                "a plain file-name prefix without '/' or a leading '.'",
-            ));
-        }
-        let scheme = get("SCHEME").trim().to_ascii_lowercase();
-        if scheme != "http" {
-            return Err(invalid(
-                "SCHEME",
-                &scheme,
-                "http (children are reached over plain HTTP on loopback)",
-            ));
-        }
-        let upstream_host = get("UPSTREAM_HOST").trim();
-        let upstream_host = match upstream_host {
-            "" | "localhost" => "127.0.0.1".to_string(),
-            h => h
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_string(),
-        };
-        let properties_file =
-            Some(get("PROPERTIES_FILE_NAME").trim().to_string()).filter(|s| !s.is_empty());
-        let port_key = get("PORT_KEY").trim().to_string();
-        if port_key.is_empty() {
-            return Err(invalid(
-                "PORT_KEY",
-                &port_key,
-                "a non-empty properties key such as server.port",
-            ));
-        }
-        let ready_path = Some(get("READY_PATH").trim().to_string()).filter(|s| !s.is_empty());
-        if let Some(p) = &ready_path {
-            if !p.starts_with('/') {
-                return Err(invalid(
-                    "READY_PATH",
-                    p,
-                    "a path starting with '/', such as /health",
-                ));
-            }
-        }
-        let log_dir = Some(get("LOG_DIR").trim())
-            .filter(|s| !s.is_empty())
-            .map(|d| {
-                let p = PathBuf::from(d);
-                if p.is_absolute() {
-                    p
-                } else {
-                    base.join(p)
-                }
-            });
-        let score = ScoreConfig {
-            stable_window: parse_duration("STABLE_WINDOW", get("STABLE_WINDOW"))?,
-            min_mirrored: parse_num("MIN_MIRRORED", get("MIN_MIRRORED"))?,
-            max_5xx_delta: parse_ratio("MAX_5XX_DELTA", get("MAX_5XX_DELTA"))?,
-            max_client_error_delta: parse_ratio(
-                "MAX_CLIENT_ERROR_DELTA",
-                get("MAX_CLIENT_ERROR_DELTA"),
-            )?,
-            max_log_error_delta: parse_float("MAX_LOG_ERROR_DELTA", get("MAX_LOG_ERROR_DELTA"))?,
-            max_log_warn_delta: parse_float("MAX_LOG_WARN_DELTA", get("MAX_LOG_WARN_DELTA"))?,
-            min_endpoint_pairs: parse_num("MIN_ENDPOINT_PAIRS", get("MIN_ENDPOINT_PAIRS"))?,
-            max_p95_ratio: match get("MAX_P95_RATIO").trim() {
-                "" => None,
-                v => Some(parse_float("MAX_P95_RATIO", v)?),
-            },
-            max_body_diff: match get("MAX_BODY_DIFF").trim() {
-                "" => None,
-                v => Some(parse_ratio("MAX_BODY_DIFF", v)?),
-            },
-            plain_error_regex: parse_regex("PLAIN_LOG_ERROR_REGEX", get("PLAIN_LOG_ERROR_REGEX"))?,
-            plain_warn_regex: parse_regex("PLAIN_LOG_WARN_REGEX", get("PLAIN_LOG_WARN_REGEX"))?,
-            evaluate_every: parse_duration("EVALUATE_EVERY", get("EVALUATE_EVERY"))?,
-        };
-        if score.evaluate_every.is_zero() {
-            return Err(invalid(
-                "EVALUATE_EVERY",
-                get("EVALUATE_EVERY"),
-                "a duration above zero",
-            ));
-        }
-        let cfg = Config {
+    /// Validate every key, one group at a time, and assemble the result.
+    fn from_raw(base: &Path, raw: &Raw) -> Result<Config, ConfigError> {
+        let id = identity(raw)?;
+        let children = children(raw)?;
+        let mirror = mirror(raw)?;
+        let logging = logging(base, raw)?;
+        let score = scoring(raw)?;
+        let budgets = budgets(raw)?;
+        Ok(Config {
             base: base.to_path_buf(),
-            identifier,
-            listen: parse_listen(get("LISTEN"))?,
-            port_range: parse_port_range(get("PORT_RANGE"))?,
-            upstream_host,
-            properties_file,
-            port_key,
-            jar_command: parse_template("JAR_COMMAND", get("JAR_COMMAND"))?,
-            exec_command: parse_template("EXEC_COMMAND", get("EXEC_COMMAND"))?,
-            ready_path,
-            ready_timeout: parse_duration("READY_TIMEOUT", get("READY_TIMEOUT"))?,
-            shutdown_grace: parse_duration("SHUTDOWN_GRACE", get("SHUTDOWN_GRACE"))?,
-            settle_time: parse_duration("SETTLE_TIME", get("SETTLE_TIME"))?,
-            mirror_methods: parse_methods(get("MIRROR_METHODS"))?,
-            mirror_max_body: parse_size("MIRROR_MAX_BODY", get("MIRROR_MAX_BODY"))?,
-            mirror_queue: parse_positive("MIRROR_QUEUE", get("MIRROR_QUEUE"))?,
-            mirror_concurrency: parse_positive("MIRROR_CONCURRENCY", get("MIRROR_CONCURRENCY"))?,
-            mirror_timeout: parse_duration("MIRROR_TIMEOUT", get("MIRROR_TIMEOUT"))?,
-            worker_threads: match get("WORKER_THREADS").trim() {
-                "" | "auto" => None,
-                v => Some(parse_positive("WORKER_THREADS", v)?),
-            },
-            log_dir,
-            log_level: parse_level(get("LOG_LEVEL"))?,
+            identifier: id.identifier,
+            listen: id.listen,
+            port_range: id.port_range,
+            upstream_host: id.upstream_host,
+            properties_file: children.properties_file,
+            port_key: children.port_key,
+            jar_command: children.jar_command,
+            exec_command: children.exec_command,
+            ready_path: children.ready_path,
+            ready_timeout: children.ready_timeout,
+            shutdown_grace: children.shutdown_grace,
+            settle_time: children.settle_time,
+            mirror_methods: mirror.methods,
+            mirror_max_body: mirror.max_body,
+            mirror_queue: mirror.queue,
+            mirror_concurrency: mirror.concurrency,
+            mirror_timeout: mirror.timeout,
+            worker_threads: mirror.worker_threads,
+            log_dir: logging.dir,
+            log_level: logging.level,
             score,
-            max_base_size: parse_size("MAX_BASE_SIZE", get("MAX_BASE_SIZE"))?,
-            min_free_disk: parse_size("MIN_FREE_DISK", get("MIN_FREE_DISK"))?,
+            max_base_size: budgets.max_base_size,
+            min_free_disk: budgets.min_free_disk,
             unknown_keys: Vec::new(),
-        };
-        Ok(cfg)
+        })
     }
 
-    /// Text of `.env.example`: every key with its default and meaning.
+    /// Text of `.env.example`: every key with its default and meaning, quoted so that it reads
+    /// back (by dotenv rules) as exactly the default.
     pub fn example() -> String {
         let mut out = String::from(
             "# understudy configuration: copy to <base dir>/.env and edit.\n\
              # Environment variables UNDERSTUDY_<KEY> override this file; CLI flags override both.\n\
              # Durations: 500ms, 30s, 10m, 1h. Sizes: 512KiB, 10MiB, 1GiB (or plain bytes).\n\
+             # dotenv rules: `KEY=value # comment`; put values with spaces, #, $ or \\ in single quotes.\n\
              # Vili's keys (port, scheme, endpoint, port_range, identifier, log_dir,\n\
              # properties_file_name, port_identifier) are accepted too.\n\n",
         );
         for k in KEYS {
             out.push_str(&format!("# {}\n", k.doc));
-            if k.key == "IDENTIFIER" {
-                out.push_str("IDENTIFIER=myapp\n\n");
+            let value = if k.key == "IDENTIFIER" {
+                "myapp"
             } else {
-                out.push_str(&format!("{}={}\n\n", k.key, k.default));
-            }
+                k.default
+            };
+            out.push_str(&format!("{}={}\n\n", k.key, dotenv_quote(value)));
         }
         out
     }
+}
+
+/// Check that understudy can keep its state in `base`: create `.understudy/` if missing and a
+/// file inside it, then remove that file. Run at start so a read-only base fails before any child.
+pub fn check_base_writable(base: &Path) -> Result<(), ConfigError> {
+    let dir = base.join(".understudy");
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConfigError::NotWritable { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(fail(&dir))?;
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(fail(&probe))?;
+    std::fs::remove_file(&probe).map_err(fail(&probe))
+}
+
+/// The raw values after layering, with defaults from [`KEYS`] for keys nobody set.
+struct Raw<'a>(&'a BTreeMap<String, String>);
+
+impl Raw<'_> {
+    /// The value of `key`, or its default.
+    fn get(&self, key: &'static str) -> &str {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| default_of(key))
+    }
+
+    /// The trimmed value of `key`, refused beyond `max_len` bytes.
+    fn text(&self, key: &'static str, max_len: usize, expected: &str) -> Result<&str, ConfigError> {
+        let v = self.get(key).trim();
+        if v.len() > max_len {
+            return Err(invalid(
+                key,
+                v,
+                &format!("{expected}, at most {max_len} bytes"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// A duration between `min` and `max`.
+    fn duration(
+        &self,
+        key: &'static str,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let v = self.get(key);
+        let expected = format!(
+            "a duration between {} and {}, such as {}",
+            show_duration(min),
+            show_duration(max),
+            default_of(key)
+        );
+        match parse_duration(key, v) {
+            Ok(d) if d >= min && d <= max => Ok(d),
+            _ => Err(invalid(key, v, &expected)),
+        }
+    }
+
+    /// A size in bytes, at most `max`.
+    fn size(&self, key: &'static str, max: u64) -> Result<u64, ConfigError> {
+        let v = self.get(key);
+        let expected = format!(
+            "a size between 0 and {}, such as {}",
+            show_size(max),
+            default_of(key)
+        );
+        parse_size(v, max).ok_or_else(|| invalid(key, v, &expected))
+    }
+
+    /// A whole number between `min` and `max`; `why` is appended to the error.
+    fn count(&self, key: &'static str, min: u64, max: u64, why: &str) -> Result<u64, ConfigError> {
+        let v = self.get(key);
+        match v.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(invalid(
+                key,
+                v,
+                &format!(
+                    "a whole number between {min} and {max}, such as {}{why}",
+                    default_of(key)
+                ),
+            )),
+        }
+    }
+
+    /// Like [`Raw::count`], for in-memory sizes.
+    fn count_usize(&self, key: &'static str, max: u64) -> Result<usize, ConfigError> {
+        let n = self.count(key, 1, max, "")?;
+        usize::try_from(n).map_err(|_| invalid(key, self.get(key), "a smaller number"))
+    }
+
+    /// A number between `min` and `max`; `what` describes it (`a fraction`).
+    fn number(
+        &self,
+        key: &'static str,
+        min: f64,
+        max: f64,
+        what: &str,
+    ) -> Result<f64, ConfigError> {
+        let v = self.get(key);
+        parse_number(v, min, max).ok_or_else(|| {
+            invalid(
+                key,
+                v,
+                &format!(
+                    "{what} between {min} and {max}, such as {}",
+                    default_of(key)
+                ),
+            )
+        })
+    }
+
+    /// Like [`Raw::number`], where empty means "not set"; `example` shows a value.
+    fn optional_number(
+        &self,
+        key: &'static str,
+        min: f64,
+        max: f64,
+        what: &str,
+        example: &str,
+    ) -> Result<Option<f64>, ConfigError> {
+        let v = self.get(key);
+        if v.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_number(v, min, max).map(Some).ok_or_else(|| {
+            invalid(
+                key,
+                v,
+                &format!(
+                    "{what} between {min} and {max}, such as {example}, or empty to only report"
+                ),
+            )
+        })
+    }
+}
+
+/// The default of `key` in [`KEYS`].
+fn default_of(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|k| k.key == key)
+        .map(|k| k.default)
+        .unwrap_or("")
+}
+
+/// Who understudy is and where it and the children are reached.
+struct Identity {
+    identifier: String,
+    listen: SocketAddr,
+    port_range: (u16, u16),
+    upstream_host: String,
+}
+
+/// IDENTIFIER, SCHEME, UPSTREAM_HOST, LISTEN, PORT_RANGE.
+fn identity(raw: &Raw) -> Result<Identity, ConfigError> {
+    let identifier = raw.text(
+        "IDENTIFIER",
+        128,
+        "a plain file-name prefix without '/' or a leading '.'",
+    )?;
+    if identifier.is_empty() {
+        return Err(ConfigError::Missing {
+            key: "IDENTIFIER",
+            hint: "set it in .env to the name prefix of your builds (myapp for myapp-1.2.3.jar)",
+        });
+    }
+    if identifier.contains('/') || identifier.starts_with('.') {
+        return Err(invalid(
+            "IDENTIFIER",
+            identifier,
+            "a plain file-name prefix without '/' or a leading '.'",
+        ));
+    }
+    let scheme = raw.get("SCHEME").trim().to_ascii_lowercase();
+    if scheme != "http" {
+        return Err(invalid(
+            "SCHEME",
+            &scheme,
+            "http (children are reached over plain HTTP on loopback)",
+        ));
+    }
+    Ok(Identity {
+        identifier: identifier.to_string(),
+        listen: parse_listen(raw.get("LISTEN"))?,
+        port_range: parse_port_range(raw.get("PORT_RANGE"))?,
+        upstream_host: parse_upstream_host(raw.get("UPSTREAM_HOST"))?,
+    })
+}
+
+/// How children are started, made ready and stopped.
+struct Children {
+    properties_file: Option<String>,
+    port_key: String,
+    jar_command: String,
+    exec_command: String,
+    ready_path: Option<String>,
+    ready_timeout: Duration,
+    shutdown_grace: Duration,
+    settle_time: Duration,
+}
+
+/// PROPERTIES_FILE_NAME, PORT_KEY, JAR_COMMAND, EXEC_COMMAND, READY_*, SHUTDOWN_GRACE,
+/// SETTLE_TIME.
+fn children(raw: &Raw) -> Result<Children, ConfigError> {
+    let file_expected = "a file name in the base dir such as application.properties, without '/'";
+    let properties_file = raw.text("PROPERTIES_FILE_NAME", 255, file_expected)?;
+    if properties_file.contains('/') || properties_file == "." || properties_file == ".." {
+        return Err(invalid(
+            "PROPERTIES_FILE_NAME",
+            properties_file,
+            file_expected,
+        ));
+    }
+    let key_expected = "a non-empty properties key without spaces or '=', such as server.port";
+    let port_key = raw.text("PORT_KEY", 256, key_expected)?;
+    if port_key.is_empty() || port_key.contains(|c: char| c.is_whitespace() || c == '=') {
+        return Err(invalid("PORT_KEY", port_key, key_expected));
+    }
+    let path_expected = "a path starting with '/' without spaces, such as /health, or empty";
+    let ready_path = raw.text("READY_PATH", 2048, path_expected)?;
+    if !ready_path.is_empty()
+        && (!ready_path.starts_with('/') || ready_path.contains(|c: char| c.is_whitespace()))
+    {
+        return Err(invalid("READY_PATH", ready_path, path_expected));
+    }
+    let ms = Duration::from_millis(1);
+    Ok(Children {
+        properties_file: Some(properties_file.to_string()).filter(|s| !s.is_empty()),
+        port_key: port_key.to_string(),
+        jar_command: parse_command("JAR_COMMAND", raw.get("JAR_COMMAND"))?,
+        exec_command: parse_command("EXEC_COMMAND", raw.get("EXEC_COMMAND"))?,
+        ready_path: Some(ready_path.to_string()).filter(|s| !s.is_empty()),
+        ready_timeout: raw.duration("READY_TIMEOUT", ms, MAX_SHORT_DURATION)?,
+        shutdown_grace: raw.duration("SHUTDOWN_GRACE", Duration::ZERO, MAX_SHORT_DURATION)?,
+        settle_time: raw.duration("SETTLE_TIME", Duration::ZERO, MAX_SHORT_DURATION)?,
+    })
+}
+
+/// How copies of user requests reach testing.
+struct Mirror {
+    methods: Vec<Method>,
+    max_body: u64,
+    queue: usize,
+    concurrency: usize,
+    timeout: Duration,
+    worker_threads: Option<usize>,
+}
+
+/// MIRROR_*, WORKER_THREADS.
+fn mirror(raw: &Raw) -> Result<Mirror, ConfigError> {
+    let worker_threads = match raw.get("WORKER_THREADS").trim() {
+        "" | "auto" => None,
+        v => Some(
+            parse_number(v, 1.0, MAX_WORKER_THREADS as f64)
+                .filter(|n| n.fract() == 0.0)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    invalid(
+                        "WORKER_THREADS",
+                        v,
+                        &format!(
+                            "auto or a whole number between 1 and {MAX_WORKER_THREADS}, such as 4"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    Ok(Mirror {
+        methods: parse_methods(raw.get("MIRROR_METHODS"))?,
+        max_body: raw.size("MIRROR_MAX_BODY", MAX_MIRROR_BODY)?,
+        queue: raw.count_usize("MIRROR_QUEUE", MAX_MIRROR_QUEUE)?,
+        concurrency: raw.count_usize("MIRROR_CONCURRENCY", MAX_MIRROR_CONCURRENCY)?,
+        timeout: raw.duration(
+            "MIRROR_TIMEOUT",
+            Duration::from_millis(1),
+            MAX_SHORT_DURATION,
+        )?,
+        worker_threads,
+    })
+}
+
+/// understudy's own log.
+struct Logging {
+    dir: Option<PathBuf>,
+    level: tracing::Level,
+}
+
+/// LOG_DIR (relative to the base dir), LOG_LEVEL.
+fn logging(base: &Path, raw: &Raw) -> Result<Logging, ConfigError> {
+    let dir_expected = "a directory (created if missing), or empty to log to stderr";
+    let v = raw.text("LOG_DIR", MAX_PATH_LEN, dir_expected)?;
+    let dir = Some(v).filter(|s| !s.is_empty()).map(|d| base.join(d));
+    if let Some(d) = &dir {
+        if std::fs::metadata(d).is_ok_and(|m| !m.is_dir()) {
+            return Err(invalid(
+                "LOG_DIR",
+                v,
+                &format!(
+                    "a directory, but {} is a file: remove it or choose another LOG_DIR",
+                    d.display()
+                ),
+            ));
+        }
+    }
+    Ok(Logging {
+        dir,
+        level: parse_level(raw.get("LOG_LEVEL"))?,
+    })
+}
+
+/// The thresholds testing is judged by.
+fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
+    let fraction = "a fraction";
+    let lines = "a number of log lines per mirrored request";
+    Ok(ScoreConfig {
+        stable_window: raw.duration("STABLE_WINDOW", Duration::ZERO, MAX_WINDOW)?,
+        min_mirrored: raw.count(
+            "MIN_MIRRORED",
+            1,
+            MAX_COUNT,
+            " (promoting with no evidence is what the operator's promote command is for)",
+        )?,
+        max_5xx_delta: raw.number("MAX_5XX_DELTA", 0.0, 1.0, fraction)?,
+        max_client_error_delta: raw.number("MAX_CLIENT_ERROR_DELTA", 0.0, 1.0, fraction)?,
+        max_log_error_delta: raw.number("MAX_LOG_ERROR_DELTA", 0.0, MAX_LOG_DELTA, lines)?,
+        max_log_warn_delta: raw.number("MAX_LOG_WARN_DELTA", 0.0, MAX_LOG_DELTA, lines)?,
+        min_endpoint_pairs: raw.count("MIN_ENDPOINT_PAIRS", 1, MAX_COUNT, "")?,
+        max_p95_ratio: raw.optional_number(
+            "MAX_P95_RATIO",
+            1.0,
+            MAX_P95_FACTOR,
+            "a factor (testing's p95 over running's)",
+            "2.0",
+        )?,
+        max_body_diff: raw.optional_number("MAX_BODY_DIFF", 0.0, 1.0, fraction, "0.05")?,
+        plain_error_regex: parse_regex(raw, "PLAIN_LOG_ERROR_REGEX")?,
+        plain_warn_regex: parse_regex(raw, "PLAIN_LOG_WARN_REGEX")?,
+        evaluate_every: raw.duration(
+            "EVALUATE_EVERY",
+            Duration::from_millis(10),
+            MAX_SHORT_DURATION,
+        )?,
+    })
+}
+
+/// Disk budgets for archives.
+struct Budgets {
+    max_base_size: u64,
+    min_free_disk: u64,
+}
+
+/// MAX_BASE_SIZE, MIN_FREE_DISK.
+fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
+    Ok(Budgets {
+        max_base_size: raw.size("MAX_BASE_SIZE", MAX_SIZE)?,
+        min_free_disk: raw.size("MIN_FREE_DISK", MAX_SIZE)?,
+    })
 }
 
 /// Map a key as written (upper case, or a Vili lower-case key) to the canonical key.
@@ -436,42 +746,100 @@ fn canonical_key(key: &str) -> Option<&'static str> {
     KEYS.iter().find(|k| k.key == upper).map(|k| k.key)
 }
 
-/// Parse `KEY=VALUE` lines; `#` comments, blank lines, `export ` prefixes and quotes are allowed.
+/// The entries of the `.env` at `path`, in order; no file means none.
+fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_dotenv(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Parse `.env` text by the usual dotenv rules (dotenvy): `# comments`, blank lines, `export `,
+/// quotes, `KEY=value # comment`. A syntax error names the line where the bad entry starts.
 fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines_read = std::cell::Cell::new(0);
+    let reader = LineReader {
+        rest: text.as_bytes(),
+        lines_read: &lines_read,
+    };
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    let mut done = 0;
+    for entry in dotenvy::from_read_iter(reader) {
+        match entry {
+            Ok(kv) => {
+                out.push(kv);
+                done = lines_read.get();
+            }
+            Err(_) => {
+                // The bad entry starts at the first line after the last good one that is
+                // neither blank nor a comment.
+                let (line, bad) = text
+                    .lines()
+                    .enumerate()
+                    .skip(done)
+                    .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                    .unwrap_or((done, ""));
+                return Err(ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    line: line + 1,
+                    text: cut(bad),
+                });
+            }
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(ConfigError::Syntax {
-                path: path.to_path_buf(),
-                line: i + 1,
-                text: line.to_string(),
-            });
-        };
-        let k = k.trim();
-        if k.is_empty() {
-            return Err(ConfigError::Syntax {
-                path: path.to_path_buf(),
-                line: i + 1,
-                text: line.to_string(),
-            });
-        }
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            &v[1..v.len() - 1]
-        } else {
-            v
-        };
-        out.push((k.to_string(), v.to_string()));
     }
     Ok(out)
+}
+
+/// Hands dotenvy one line per read, so `lines_read` says how many lines the entries returned so
+/// far took (dotenvy's errors carry no line number).
+struct LineReader<'a> {
+    rest: &'a [u8],
+    lines_read: &'a std::cell::Cell<usize>,
+}
+
+impl std::io::Read for LineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.rest.is_empty() || buf.is_empty() {
+            return Ok(0);
+        }
+        let line_end = self
+            .rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.rest.len(), |i| i + 1);
+        let n = line_end.min(buf.len());
+        buf[..n].copy_from_slice(&self.rest[..n]);
+        self.rest = &self.rest[n..];
+        if n == line_end {
+            self.lines_read.set(self.lines_read.get() + 1);
+        }
+        Ok(n)
+    }
+}
+
+/// `v` as a dotenv value that reads back as exactly `v`.
+fn dotenv_quote(v: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/{}@%+<>".contains(c);
+    if v.chars().all(plain) {
+        v.to_string()
+    } else if !v.contains('\'') {
+        format!("'{v}'")
+    } else {
+        let escaped: String = v
+            .chars()
+            .flat_map(|c| match c {
+                '\\' | '"' | '$' => vec!['\\', c],
+                '\n' => vec!['\\', 'n'],
+                c => vec![c],
+            })
+            .collect();
+        format!("\"{escaped}\"")
+    }
 }
 
 /// Parse a CLI `KEY=VALUE` override.
@@ -485,8 +853,16 @@ pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
-        value: value.to_string(),
+        value: cut(value),
         expected: expected.to_string(),
+    }
+}
+
+/// `v`, cut to [`MAX_ECHO`] characters so an absurd value does not flood the terminal.
+fn cut(v: &str) -> String {
+    match v.char_indices().nth(MAX_ECHO) {
+        None => v.to_string(),
+        Some((i, _)) => format!("{}… ({} bytes in all)", &v[..i], v.len()),
     }
 }
 
@@ -534,7 +910,50 @@ fn parse_port_range(v: &str) -> Result<(u16, u16), ConfigError> {
     Ok((a, b))
 }
 
-/// Parse `500ms`, `30s`, `10m`, `1h`.
+/// Parse UPSTREAM_HOST: an IPv4 address, an IPv6 address (brackets optional, stored without),
+/// or an RFC 1123 host name, as written; Vili's `http://host/` form is accepted; empty means
+/// 127.0.0.1.
+fn parse_upstream_host(v: &str) -> Result<String, ConfigError> {
+    let expected = "an IPv4 address such as 127.0.0.1, an IPv6 address such as ::1 or [::1], \
+                    or a host name of letters, digits, hyphens and dots, such as localhost";
+    let host = v.trim();
+    let host = host.strip_prefix("http://").unwrap_or(host);
+    let host = host.trim_end_matches('/');
+    if host.is_empty() {
+        return Ok("127.0.0.1".to_string());
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(inner.to_string()),
+            Err(_) => Err(invalid("UPSTREAM_HOST", v, expected)),
+        };
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() || is_host_name(host) {
+        Ok(host.to_string())
+    } else {
+        Err(invalid("UPSTREAM_HOST", v, expected))
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of 1–63 letters, digits and inner hyphens, at most
+/// 253 bytes, and a last label that is not all digits (that would be a mistyped IPv4 address).
+fn is_host_name(h: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    h.len() <= 253
+        && h.split('.').all(label_ok)
+        && !h
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Parse `500ms`, `30s`, `10m`, `1h` without bounds (but never panicking: a value too large for
+/// a [`Duration`] is an error).
 pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let expected = "a duration such as 500ms, 30s, 10m or 1h";
@@ -550,64 +969,102 @@ pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
         "h" => n * 3600.0,
         _ => return Err(invalid(key, v, expected)),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| invalid(key, v, expected))
 }
 
-/// Parse sizes: `1024`, `512KiB`, `10MB`, `1GiB`, `1G`.
-fn parse_size(key: &str, v: &str) -> Result<u64, ConfigError> {
+/// `d` in the units durations are written in.
+fn show_duration(d: Duration) -> String {
+    let (s, ms) = (d.as_secs(), d.subsec_millis());
+    match (s, ms) {
+        (0, 0) => "0s".to_string(),
+        (0, ms) => format!("{ms}ms"),
+        (s, 0) if s.is_multiple_of(86_400) && s > 86_400 => {
+            format!("{}h ({} days)", s / 3600, s / 86_400)
+        }
+        (s, 0) if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        (s, 0) if s.is_multiple_of(60) => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        (s, ms) => format!("{}ms", s * 1000 + u64::from(ms)),
+    }
+}
+
+/// Parse sizes `1024`, `512KiB`, `10MB`, `1GiB`, `1G`, `1PiB` (binary units) up to `max` bytes.
+fn parse_size(v: &str, max: u64) -> Option<u64> {
     let t = v.trim();
-    let expected = "a size such as 1048576, 512KiB, 10MiB or 1GiB";
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| invalid(key, v, expected))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(invalid(key, v, expected)),
+    let n: f64 = num.parse().ok()?;
+    let power = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 1,
+        "m" | "mb" | "mib" => 2,
+        "g" | "gb" | "gib" => 3,
+        "t" | "tb" | "tib" => 4,
+        "p" | "pb" | "pib" => 5,
+        _ => return None,
     };
-    Ok((n * mult) as u64)
+    let bytes = n * 1024f64.powi(power);
+    // `max` is at most 2^50, exact in an f64, so the comparison is exact too.
+    (bytes.is_finite() && bytes <= max as f64).then_some(bytes as u64)
 }
 
-fn parse_num(key: &str, v: &str) -> Result<u64, ConfigError> {
+/// `n` bytes in the largest binary unit that divides it.
+fn show_size(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut i = 0;
+    let mut v = n;
+    while i + 1 < units.len() && v >= 1024 && v.is_multiple_of(1024) {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v}{}", units[i])
+}
+
+/// A finite number between `min` and `max`.
+fn parse_number(v: &str, min: f64, max: f64) -> Option<f64> {
     v.trim()
-        .parse()
-        .map_err(|_| invalid(key, v, "a whole number such as 100"))
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && (min..=max).contains(n))
 }
 
-fn parse_positive(key: &str, v: &str) -> Result<usize, ConfigError> {
-    match v.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(key, v, "a whole number above zero")),
+/// A regex of at most 4 KiB that compiles.
+fn parse_regex(raw: &Raw, key: &'static str) -> Result<String, ConfigError> {
+    let v = raw.get(key);
+    if v.len() > 4096 {
+        return Err(invalid(key, v, "a regex of at most 4096 bytes"));
     }
-}
-
-fn parse_float(key: &str, v: &str) -> Result<f64, ConfigError> {
-    match v.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
-        _ => Err(invalid(key, v, "a non-negative number such as 0.05")),
-    }
-}
-
-fn parse_ratio(key: &str, v: &str) -> Result<f64, ConfigError> {
-    match parse_float(key, v) {
-        Ok(n) if n <= 1.0 => Ok(n),
-        _ => Err(invalid(key, v, "a fraction between 0 and 1 such as 0.01")),
-    }
-}
-
-fn parse_regex(key: &str, v: &str) -> Result<String, ConfigError> {
     regex_lite::Regex::new(v)
         .map(|_| v.to_string())
         .map_err(|e| invalid(key, v, &format!("a valid regex ({e})")))
 }
 
-fn parse_template(key: &str, v: &str) -> Result<String, ConfigError> {
-    if !v.contains("{artifact}") {
+/// A start command template, split into words by shell rules; one word must hold `{artifact}`.
+fn parse_command(key: &str, v: &str) -> Result<String, ConfigError> {
+    if v.len() > MAX_COMMAND_LEN {
+        return Err(invalid(
+            key,
+            v,
+            &format!("a command of at most {MAX_COMMAND_LEN} bytes"),
+        ));
+    }
+    let words = shell_words::split(v).map_err(|e| {
+        invalid(
+            key,
+            v,
+            &format!("words split as a shell would ({e}), such as `java \"-Dname=a b\" -jar {{artifact}}`"),
+        )
+    })?;
+    if words.is_empty() {
+        return Err(invalid(
+            key,
+            v,
+            "a non-empty command containing {artifact}, such as `java -jar {artifact}`",
+        ));
+    }
+    if !words.iter().any(|w| w.contains("{artifact}")) {
         return Err(invalid(
             key,
             v,
@@ -617,17 +1074,17 @@ fn parse_template(key: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.trim().to_string())
 }
 
+/// At most 32 methods of at most 32 bytes each, comma-separated.
 fn parse_methods(v: &str) -> Result<Vec<Method>, ConfigError> {
+    let expected = "a comma-separated list of at most 32 HTTP methods such as GET,HEAD,OPTIONS";
     let mut out = Vec::new();
     for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         let upper = m.to_ascii_uppercase();
-        let method = Method::from_bytes(upper.as_bytes()).map_err(|_| {
-            invalid(
-                "MIRROR_METHODS",
-                v,
-                "a comma-separated list of HTTP methods such as GET,HEAD,OPTIONS",
-            )
-        })?;
+        if upper.len() > 32 || out.len() >= 32 {
+            return Err(invalid("MIRROR_METHODS", v, expected));
+        }
+        let method = Method::from_bytes(upper.as_bytes())
+            .map_err(|_| invalid("MIRROR_METHODS", v, expected))?;
         out.push(method);
     }
     Ok(out)
@@ -680,7 +1137,8 @@ mod tests {
             cfg.properties_file.as_deref(),
             Some("local_override.properties")
         );
-        assert_eq!(cfg.upstream_host, "127.0.0.1");
+        // What the user wrote is kept; the children are reached by that name.
+        assert_eq!(cfg.upstream_host, "localhost");
     }
 
     #[test]
@@ -743,7 +1201,270 @@ mod tests {
             Duration::from_secs(600)
         );
         assert!(parse_duration("K", "10").is_err());
-        assert_eq!(parse_size("K", "1MiB").unwrap(), 1 << 20);
-        assert_eq!(parse_size("K", "2048").unwrap(), 2048);
+        assert_eq!(parse_size("1MiB", MAX_SIZE), Some(1 << 20));
+        assert_eq!(parse_size("2048", MAX_SIZE), Some(2048));
+        assert_eq!(parse_size("1PiB", MAX_SIZE), Some(MAX_SIZE));
+        assert_eq!(parse_size("1025TiB", MAX_SIZE), None);
+        assert_eq!(show_size(MAX_SIZE), "1PiB");
+        assert_eq!(show_duration(MAX_WINDOW), "720h (30 days)");
+        assert_eq!(show_duration(Duration::from_millis(10)), "10ms");
+    }
+
+    /// `load` with `.env` text and CLI overrides, in a fresh temp dir.
+    fn load_set(env_text: &str, set: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), env_text).unwrap();
+        let set: Vec<(String, String)> = set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(dir.path(), &BTreeMap::new(), &set)
+    }
+
+    fn invalid_key(r: Result<Config, ConfigError>) -> (String, String, String) {
+        match r {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                expected,
+            }) => (key, value, expected),
+            other => panic!("expected ConfigError::Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dotenv_follows_the_usual_rules() {
+        let cfg = load(
+            "\u{feff}# a comment\n\
+             export IDENTIFIER=app # the build name\n\
+             \n   \n\
+             LISTEN=\"127.0.0.1:1234\"\n\
+             PORT_KEY='my.port'   # single quotes\n\
+             READY_PATH=/health#not-a-comment\n\
+             MIRROR_METHODS=GET # only GET\n\
+             some_other_tool=1\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.identifier, "app");
+        assert_eq!(cfg.listen.port(), 1234);
+        assert_eq!(cfg.port_key, "my.port");
+        assert_eq!(cfg.ready_path.as_deref(), Some("/health#not-a-comment"));
+        assert_eq!(cfg.mirror_methods, vec![Method::GET]);
+        assert_eq!(cfg.unknown_keys, vec!["some_other_tool".to_string()]);
+    }
+
+    #[test]
+    fn dotenv_syntax_errors_name_file_and_line() {
+        for (text, line) in [
+            ("IDENTIFIER=a\n\n# note\nLISTEN=1 2\n", 4),
+            ("IDENTIFIER=a\nNOT A LINE\n", 2),
+            (
+                "# c\nIDENTIFIER=a\nJAR_COMMAND=\"java -jar {artifact}\n\nX=1\n",
+                3,
+            ),
+            ("IDENTIFIER='a\nb'\nLISTEN=\"x\" y\n", 3),
+        ] {
+            match load(text, &[]) {
+                Err(e @ ConfigError::Syntax { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(&format!(".env:{line}:")), "{text:?}: {msg}");
+                }
+                other => panic!("{text:?}: expected a syntax error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn env_example_reads_back_as_the_defaults() {
+        let entries = parse_dotenv(Path::new(".env.example"), &Config::example()).unwrap();
+        assert_eq!(entries.len(), KEYS.len());
+        for ((key, value), doc) in entries.iter().zip(KEYS) {
+            assert_eq!(key, doc.key);
+            if doc.key != "IDENTIFIER" {
+                assert_eq!(value, doc.default, "{key}");
+            }
+        }
+        load(&Config::example(), &[]).unwrap();
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for key in [
+            "STABLE_WINDOW",
+            "READY_TIMEOUT",
+            "EVALUATE_EVERY",
+            "SETTLE_TIME",
+        ] {
+            let (k, v, expected) = invalid_key(load_set(
+                "IDENTIFIER=a\n",
+                &[(key, "99999999999999999999h")],
+            ));
+            assert_eq!((k.as_str(), v.as_str()), (key, "99999999999999999999h"));
+            assert!(expected.contains("a duration between"), "{expected}");
+        }
+        let (_, _, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "31d")]));
+        assert!(expected.contains("720h (30 days)"), "{expected}");
+        assert!(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "720h")]).is_ok());
+        assert!(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "721h")]).is_err());
+    }
+
+    #[test]
+    fn counts_have_bounds() {
+        for (key, value) in [
+            ("WORKER_THREADS", "100000"),
+            ("WORKER_THREADS", "0"),
+            ("MIRROR_QUEUE", "18446744073709551615"),
+            ("MIRROR_QUEUE", "1000001"),
+            ("MIRROR_CONCURRENCY", "10001"),
+            ("MIN_ENDPOINT_PAIRS", "1000000001"),
+            ("MAX_P95_RATIO", "0.5"),
+            ("MAX_LOG_WARN_DELTA", "1e300"),
+            ("MAX_BASE_SIZE", "2PiB"),
+            ("MIRROR_MAX_BODY", "2GiB"),
+        ] {
+            let (k, v, _) = invalid_key(load_set("IDENTIFIER=a\n", &[(key, value)]));
+            assert_eq!((k.as_str(), v.as_str()), (key, value));
+        }
+        let cfg = load_set(
+            "IDENTIFIER=a\n",
+            &[
+                ("WORKER_THREADS", "256"),
+                ("MIRROR_QUEUE", "1000000"),
+                ("MAX_BASE_SIZE", "1PiB"),
+                ("MAX_P95_RATIO", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.worker_threads, Some(256));
+        assert_eq!(cfg.mirror_queue, 1_000_000);
+        assert_eq!(cfg.score.max_p95_ratio, Some(1.0));
+    }
+
+    /// Keys where twenty digits are a plausible value.
+    const SHORT_TEXT: &[&str] = &[
+        "IDENTIFIER",
+        "PROPERTIES_FILE_NAME",
+        "PORT_KEY",
+        "MIRROR_METHODS",
+        "JAR_COMMAND",
+        "EXEC_COMMAND",
+        "LOG_DIR",
+        "PLAIN_LOG_ERROR_REGEX",
+        "PLAIN_LOG_WARN_REGEX",
+    ];
+    /// Keys where 400 characters are a plausible value.
+    const LONG_TEXT: &[&str] = &[
+        "JAR_COMMAND",
+        "EXEC_COMMAND",
+        "LOG_DIR",
+        "PLAIN_LOG_ERROR_REGEX",
+        "PLAIN_LOG_WARN_REGEX",
+    ];
+
+    #[test]
+    fn every_key_refuses_an_absurd_value_cleanly() {
+        for doc in KEYS {
+            // The default's unit (`m`, `KiB`, `-20099`, ` -jar {artifact}`) after absurd digits.
+            let unit = doc
+                .default
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+            for digits in [20, 400, 100_000] {
+                let value = format!("{}{unit}", "9".repeat(digits));
+                let r =
+                    std::panic::catch_unwind(|| load_set("IDENTIFIER=a\n", &[(doc.key, &value)]));
+                let r = r.unwrap_or_else(|_| panic!("{}={value:.40}… panicked", doc.key));
+                match r {
+                    Err(e) => assert!(e.to_string().contains(doc.key), "{}: {e}", doc.key),
+                    // Twenty digits are a fine name; 400 a fine command, path or regex.
+                    Ok(_) => assert!(
+                        (digits == 20 && SHORT_TEXT.contains(&doc.key))
+                            || (digits <= 400 && LONG_TEXT.contains(&doc.key)),
+                        "{}={value:.40}… was accepted",
+                        doc.key
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn upstream_host_is_an_address_or_a_host_name() {
+        for (written, stored) in [
+            ("", "127.0.0.1"),
+            ("localhost", "localhost"),
+            ("http://localhost/", "localhost"),
+            ("10.0.0.7", "10.0.0.7"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("http://[fe80::1]/", "fe80::1"),
+            ("app-1.internal.example", "app-1.internal.example"),
+        ] {
+            let cfg = load_set("IDENTIFIER=a\n", &[("UPSTREAM_HOST", written)]).unwrap();
+            assert_eq!(cfg.upstream_host, stored, "{written:?}");
+        }
+        for bad in [
+            "localhost:8080",
+            "[::1",
+            "[localhost]",
+            "exa mple",
+            "-bad.example",
+            "999.1.1.1",
+            "under_score",
+            "https://x",
+        ] {
+            let (k, v, _) = invalid_key(load_set("IDENTIFIER=a\n", &[("UPSTREAM_HOST", bad)]));
+            assert_eq!((k.as_str(), v.as_str()), ("UPSTREAM_HOST", bad));
+        }
+    }
+
+    #[test]
+    fn min_mirrored_zero_is_refused() {
+        let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\nMIN_MIRRORED=0\n", &[]));
+        assert_eq!((k.as_str(), v.as_str()), ("MIN_MIRRORED", "0"));
+        assert!(expected.contains("promote command"), "{expected}");
+    }
+
+    #[test]
+    fn log_dir_must_not_be_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "IDENTIFIER=a\nLOG_DIR=taken\n").unwrap();
+        std::fs::write(dir.path().join("taken"), "").unwrap();
+        let (k, v, expected) = invalid_key(Config::load(dir.path(), &BTreeMap::new(), &[]));
+        assert_eq!((k.as_str(), v.as_str()), ("LOG_DIR", "taken"));
+        assert!(
+            expected.contains(&dir.path().join("taken").display().to_string()),
+            "{expected}"
+        );
+        std::fs::remove_file(dir.path().join("taken")).unwrap();
+        let cfg = Config::load(dir.path(), &BTreeMap::new(), &[]).unwrap();
+        assert_eq!(cfg.log_dir, Some(dir.path().join("taken")));
+    }
+
+    #[test]
+    fn base_must_be_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        check_base_writable(dir.path()).unwrap();
+        let state = dir.path().join(".understudy");
+        assert!(state.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&state).unwrap().count(),
+            0,
+            "probe removed"
+        );
+
+        // `.understudy` a file: nothing can be created in it, even by root.
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".understudy");
+        std::fs::write(&state, "").unwrap();
+        let e = check_base_writable(dir.path()).unwrap_err();
+        assert!(matches!(e, ConfigError::NotWritable { .. }), "{e:?}");
+        assert!(e.to_string().contains(&state.display().to_string()), "{e}");
+
+        // A read-only file system (procfs refuses even root).
+        if Path::new("/proc/self").is_dir() {
+            let e = check_base_writable(Path::new("/proc/self")).unwrap_err();
+            assert!(e.to_string().contains("/proc/self/.understudy"), "{e}");
+        }
     }
 }
