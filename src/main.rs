@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use understudy::config::{parse_override, Config, ProcessEnv};
+use understudy::config::{check_base_writable, parse_override, Config, ProcessEnv};
 
 /// Exit code for bad configuration (EX_USAGE), as linkerd2-proxy does.
 const EXIT_CONFIG: u8 = 64;
@@ -85,6 +85,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail_config(e),
             };
+            if let Err(e) = check_base_writable(&cfg.base) {
+                return fail_config(e);
+            }
             report(run(cfg))
         }
         Command::Demo { keep } => report(understudy::demo::run(keep).context("demo failed")),

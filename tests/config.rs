@@ -43,7 +43,8 @@ fn bad_values_fail_at_start_naming_key_and_value() {
     ];
     for (key, value) in cases {
         let base = Base::new("bad-env");
-        base.write_env(&format!("{key}={value}"));
+        // Quoted, as dotenv wants values with spaces.
+        base.write_env(&format!("{key}='{value}'"));
         let out = Command::new(BIN)
             .args(["run", "--base"])
             .arg(&base.path)
@@ -95,4 +96,111 @@ fn env_and_cli_override_the_file() {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     assert!(child.wait().unwrap().success());
+}
+
+/// Run understudy on `base` with `args`; its exit code and stderr.
+fn run_briefly(base: &Base, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["run", "--base"])
+        .arg(&base.path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn out_of_bounds_values_fail_at_start_without_panicking() {
+    let cases = [
+        ("STABLE_WINDOW", "99999999999999999999h"),
+        ("READY_TIMEOUT", "99999999999999999999h"),
+        ("SHUTDOWN_GRACE", "2h"),
+        ("WORKER_THREADS", "100000"),
+        ("MIRROR_QUEUE", "18446744073709551615"),
+        ("MIRROR_CONCURRENCY", "0"),
+        ("MIN_MIRRORED", "0"),
+        ("MAX_BASE_SIZE", "99999999999999999999PiB"),
+        ("MAX_P95_RATIO", "0.5"),
+        ("UPSTREAM_HOST", "localhost:8080"),
+        ("UPSTREAM_HOST", "[::1"),
+        ("JAR_COMMAND", "java '-Dname=a b -jar {artifact}"),
+        ("JAR_COMMAND", "   "),
+        ("EXEC_COMMAND", "./start.sh --port {port}"),
+    ];
+    for (key, value) in cases {
+        let base = Base::new("bounds");
+        base.write_env("");
+        let (code, err) = run_briefly(&base, &["--set", &format!("{key}={value}")]);
+        assert_eq!(code, Some(64), "{key}={value} should fail cleanly: {err}");
+        assert!(
+            err.contains(key) && err.contains(value) && err.contains("expected"),
+            "{key}={value}: {err}"
+        );
+    }
+    let base = Base::new("bounds-min-mirrored");
+    base.write_env("MIN_MIRRORED=0");
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("promote command"),
+        "says what to do instead: {err}"
+    );
+}
+
+#[test]
+fn dotenv_comments_after_values_are_dropped() {
+    let base = Base::new("env-comments");
+    base.write_env(
+        "STABLE_WINDOW=1s # one second\nexport MIRROR_METHODS=GET   # GETs only\nJAR_COMMAND='java \"-Dname=a b\" -jar {artifact}'",
+    );
+    let mut u = Understudy::start(&base);
+    let (status, _) = u.get("/");
+    assert_eq!(status, 503);
+    u.stop();
+
+    // A line that is not KEY=VALUE names the file and the line.
+    let base = Base::new("env-syntax");
+    base.write_env("READY_TIMEOUT=5 minutes");
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    let line = std::fs::read_to_string(base.path.join(".env"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("READY_TIMEOUT=5"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("{}:{line}:", base.path.join(".env").display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn log_dir_that_is_a_file_fails_at_start() {
+    let base = Base::new("log-dir-file");
+    let file = base.path.join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    base.write_env(&format!("LOG_DIR={}", file.display()));
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("LOG_DIR") && err.contains(&file.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn unwritable_base_fails_at_start_naming_the_path() {
+    // Tests run as root, which chmod does not stop: make `.understudy` a file instead, so nothing
+    // can be created inside it.
+    let base = Base::new("unwritable");
+    base.write_env("");
+    let state = base.path.join(".understudy");
+    std::fs::write(&state, "").unwrap();
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains(&state.display().to_string()), "{err}");
 }
