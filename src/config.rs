@@ -30,8 +30,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "UPSTREAM_HOST", default: "127.0.0.1", doc: "Host the children listen on, as the proxy reaches them." },
     KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file in the base dir copied into each instance folder with the port key rewritten." },
     KeyDoc { key: "PORT_KEY", default: "server.port", doc: "Key holding the port in the properties file (or -D<key>=<port> for a jar without one)." },
-    KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started; {artifact}, {port} and {dir} are replaced." },
-    KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started; {artifact}, {port} and {dir} are replaced." },
+    KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
+    KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
     KeyDoc { key: "READY_PATH", default: "", doc: "Path that must answer 2xx before an instance is ready; empty means the port accepting connections is enough." },
     KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
     KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
@@ -184,9 +184,9 @@ pub struct Config {
     pub port_key: String,
     /// Start template for jars, as words; `{artifact}`, `{port}` and `{dir}` are left in them
     /// for the caller to replace.
-    pub jar_command: String,
+    pub jar_command: Vec<String>,
     /// Start template for executables, as words, placeholders left in like `jar_command`.
-    pub exec_command: String,
+    pub exec_command: Vec<String>,
     /// Readiness path, if any.
     pub ready_path: Option<String>,
     /// Readiness deadline.
@@ -570,8 +570,8 @@ fn identity(raw: &Raw) -> Result<Identity, ConfigError> {
 struct Children {
     properties_file: Option<String>,
     port_key: String,
-    jar_command: String,
-    exec_command: String,
+    jar_command: Vec<String>,
+    exec_command: Vec<String>,
     ready_path: Option<String>,
     ready_timeout: Duration,
     shutdown_grace: Duration,
@@ -1042,7 +1042,7 @@ fn parse_regex(raw: &Raw, key: &'static str) -> Result<String, ConfigError> {
 }
 
 /// A start command template, split into words by shell rules; one word must hold `{artifact}`.
-fn parse_command(key: &str, v: &str) -> Result<String, ConfigError> {
+fn parse_command(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     if v.len() > MAX_COMMAND_LEN {
         return Err(invalid(
             key,
@@ -1071,7 +1071,7 @@ fn parse_command(key: &str, v: &str) -> Result<String, ConfigError> {
             "a command containing {artifact}, such as `java -jar {artifact}`",
         ));
     }
-    Ok(v.trim().to_string())
+    Ok(words)
 }
 
 /// At most 32 methods of at most 32 bytes each, comma-separated.
@@ -1385,6 +1385,40 @@ mod tests {
                     ),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn start_commands_are_split_into_shell_words() {
+        let cfg = load_set(
+            "IDENTIFIER=a\nJAR_COMMAND='java \"-Dname=a b\" -jar {artifact}'\n",
+            &[("EXEC_COMMAND", "{dir}/run --port={port} {artifact}")],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.jar_command,
+            ["java", "-Dname=a b", "-jar", "{artifact}"]
+        );
+        assert_eq!(
+            cfg.exec_command,
+            ["{dir}/run", "--port={port}", "{artifact}"]
+        );
+        let cfg = load_set("IDENTIFIER=a\n", &[]).unwrap();
+        assert_eq!(cfg.jar_command, ["java", "-jar", "{artifact}"]);
+        assert_eq!(cfg.exec_command, ["{artifact}"]);
+        for (key, bad, why) in [
+            (
+                "JAR_COMMAND",
+                "java \"-Dname=a b -jar {artifact}",
+                "missing closing quote",
+            ),
+            ("EXEC_COMMAND", "", "non-empty"),
+            ("EXEC_COMMAND", "  ", "non-empty"),
+            ("JAR_COMMAND", "java -jar app.jar", "containing {artifact}"),
+        ] {
+            let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[(key, bad)]));
+            assert_eq!((k.as_str(), v.as_str()), (key, bad));
+            assert!(expected.contains(why), "{bad:?}: {expected}");
         }
     }
 
