@@ -3,9 +3,10 @@
 //! (`Wait`, `Promote` or `Reject(reasons)`) and a 0–100 score with its parts.
 
 pub mod logs;
+mod pair;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,34 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ScoreConfig;
 use crate::instance::InstanceId;
-use crate::proxy::ProxyStats;
 use logs::{LevelRules, LogTail};
+pub use pair::Pair;
 
 /// Latency samples kept per side; older ones are overwritten so memory stays bounded.
 const LATENCY_SAMPLES: usize = 8192;
-
-/// One mirrored request: what running and testing answered.
-#[derive(Debug, Clone)]
-pub struct Pair {
-    /// The testing instance the copy went to.
-    pub testing: InstanceId,
-    /// Request method.
-    pub method: Method,
-    /// Request path (no query).
-    pub path: String,
-    /// Running's status.
-    pub running_status: u16,
-    /// Running's time to headers.
-    pub running_latency: Duration,
-    /// Testing's status; `None` when it failed or timed out.
-    pub testing_status: Option<u16>,
-    /// Testing's time to the end of its body.
-    pub testing_latency: Option<Duration>,
-    /// Why testing gave no answer.
-    pub testing_error: Option<String>,
-    /// Whether both bodies matched, where both statuses agreed and both bodies were read.
-    pub body_same: Option<bool>,
-}
 
 /// The scorer's decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,7 +38,7 @@ pub enum Verdict {
 
 /// One part of the score, so a user can see why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Part {
+pub struct ScorePart {
     /// What is measured.
     pub name: &'static str,
     /// 0–100 for this part.
@@ -77,7 +55,7 @@ pub struct Evaluation {
     /// 0–100; the lowest part.
     pub score: u32,
     /// The parts.
-    pub parts: Vec<Part>,
+    pub parts: Vec<ScorePart>,
     /// Mirrored pairs seen.
     pub pairs: u64,
 }
@@ -191,11 +169,32 @@ fn fold_segment(seg: &str) -> &str {
 /// Pure verdict: too little data waits; any real regression rejects with its reasons; otherwise
 /// promote once the stable window is over.
 pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
-    let mut parts = Vec::new();
     let mut reasons = Vec::new();
-    let pairs = s.pairs.max(1) as f64;
+    let mut parts = vec![
+        endpoints_part(s, &mut reasons),
+        server_error_part(s, cfg, &mut reasons),
+        client_error_part(s, cfg, &mut reasons),
+        log_errors_part(s, cfg, &mut reasons),
+        log_warns_part(s, cfg, &mut reasons),
+        bodies_part(s, cfg, &mut reasons),
+    ];
+    parts.extend(latency_part(s, cfg, &mut reasons));
+    let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
+    Evaluation {
+        verdict: verdict(s, cfg, reasons),
+        score,
+        parts,
+        pairs: s.pairs,
+    }
+}
 
-    // Endpoints that exist on running and are gone on testing.
+/// Pairs as a divisor: never zero.
+fn pairs_divisor(s: &Summary) -> f64 {
+    s.pairs.max(1) as f64
+}
+
+/// Endpoints that exist on running and are gone on testing (most of their pairs).
+fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
     let missing: Vec<&String> = s
         .endpoints
         .iter()
@@ -206,7 +205,7 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         let e = &s.endpoints[*k];
         reasons.push(format!("endpoint regression: {k} answers 404/405/501 on testing but not on running ({} of {} pairs)", e.missing_on_testing, e.pairs));
     }
-    parts.push(Part {
+    ScorePart {
         name: "endpoints",
         score: if missing.is_empty() { 100 } else { 0 },
         detail: format!(
@@ -214,12 +213,15 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
             s.endpoints.len(),
             missing.len()
         ),
-    });
+    }
+}
 
-    // 5xx (and no answer) rate, overall and per endpoint.
+/// 5xx (and no answer) rate, overall and per endpoint with enough pairs; an endpoint is named
+/// only when the overall rate is within bounds.
+fn server_error_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
     let run5: u64 = s.endpoints.values().map(|e| e.running_5xx).sum();
     let test5: u64 = s.endpoints.values().map(|e| e.testing_5xx).sum();
-    let delta = (test5 as f64 - run5 as f64) / pairs;
+    let delta = (test5 as f64 - run5 as f64) / pairs_divisor(s);
     let mut worst = delta;
     if delta > cfg.max_5xx_delta {
         reasons.push(format!(
@@ -242,59 +244,73 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
             ));
         }
     }
-    parts.push(Part {
+    ScorePart {
         name: "5xx",
         score: ratio_score(worst, cfg.max_5xx_delta),
         detail: format!("testing {test5} vs running {run5} of {} pairs", s.pairs),
-    });
+    }
+}
 
-    // 2xx on running, 4xx on testing.
+/// Requests running answers 2xx and testing 4xx.
+fn client_error_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
     let ok4: u64 = s.endpoints.values().map(|e| e.ok_to_client_error).sum();
-    let share = ok4 as f64 / pairs;
+    let share = ok4 as f64 / pairs_divisor(s);
     if share > cfg.max_client_error_delta {
         reasons.push(format!(
             "client errors: {ok4} of {} pairs answered 2xx on running but 4xx on testing",
             s.pairs
         ));
     }
-    parts.push(Part {
+    ScorePart {
         name: "4xx",
         score: ratio_score(share, cfg.max_client_error_delta),
         detail: format!("{ok4} pairs 2xx→4xx"),
-    });
+    }
+}
 
-    // Log lines per request.
-    let run_reqs = s.running_requests.max(1) as f64;
-    let err_delta = s.testing_errors as f64 / pairs - s.running_errors as f64 / run_reqs;
+/// Excess of testing's log lines per mirrored request over running's per user request.
+fn log_line_delta(s: &Summary, testing: u64, running: u64) -> f64 {
+    testing as f64 / pairs_divisor(s) - running as f64 / s.running_requests.max(1) as f64
+}
+
+/// Error log lines per request.
+fn log_errors_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
+    let err_delta = log_line_delta(s, s.testing_errors, s.running_errors);
     if err_delta > cfg.max_log_error_delta {
         reasons.push(format!(
             "log errors: testing {} error lines for {} mirrored requests vs running {} for {} requests",
             s.testing_errors, s.pairs, s.running_errors, s.running_requests
         ));
     }
-    parts.push(Part {
+    ScorePart {
         name: "log_errors",
         score: ratio_score(err_delta, cfg.max_log_error_delta),
         detail: format!(
             "testing {} vs running {}",
             s.testing_errors, s.running_errors
         ),
-    });
-    let warn_delta = s.testing_warns as f64 / pairs - s.running_warns as f64 / run_reqs;
+    }
+}
+
+/// Warn log lines per request.
+fn log_warns_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
+    let warn_delta = log_line_delta(s, s.testing_warns, s.running_warns);
     if warn_delta > cfg.max_log_warn_delta {
         reasons.push(format!(
             "log warnings: testing {} warn lines for {} mirrored requests vs running {} for {} requests",
             s.testing_warns, s.pairs, s.running_warns, s.running_requests
         ));
     }
-    parts.push(Part {
+    ScorePart {
         name: "log_warns",
         score: ratio_score(warn_delta, cfg.max_log_warn_delta),
         detail: format!("testing {} vs running {}", s.testing_warns, s.running_warns),
-    });
+    }
+}
 
-    // Bodies (where statuses agree), reported; judged only when a ceiling is set, since a new
-    // version may rightly answer differently.
+/// Bodies (where statuses agree), reported; judged only when a ceiling is set, since a new
+/// version may rightly answer differently.
+fn bodies_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
     let compared: u64 = s.endpoints.values().map(|e| e.bodies_compared).sum();
     let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
     let body_share = differ as f64 / compared.max(1) as f64;
@@ -311,7 +327,7 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
             .unwrap_or("?");
         reasons.push(format!("bodies: {differ} of {compared} same-status answers differ from running's (most on {worst})"));
     }
-    parts.push(Part {
+    ScorePart {
         name: "bodies",
         score: cfg
             .max_body_diff
@@ -324,28 +340,30 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
                 ""
             }
         ),
-    });
-
-    // Latency, reported; judged only when a ceiling is set.
-    if let (Some(r), Some(t)) = (s.running_p95, s.testing_p95) {
-        let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
-        let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max);
-        if over {
-            reasons.push(format!(
-                "latency: testing p95 {:?} is {ratio:.1}× running's {:?}",
-                t, r
-            ));
-        }
-        parts.push(Part {
-            name: "latency",
-            score: if over { 0 } else { 100 },
-            detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×)", t, r),
-        });
     }
+}
 
-    let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
-    let verdict = if s.pairs < cfg.min_mirrored {
-        // Never judge on no evidence, in either direction.
+/// p95 latency, reported once both sides have samples; judged only when a ceiling is set.
+fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
+    let (r, t) = (s.running_p95?, s.testing_p95?);
+    let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
+    let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max);
+    if over {
+        reasons.push(format!(
+            "latency: testing p95 {:?} is {ratio:.1}× running's {:?}",
+            t, r
+        ));
+    }
+    Some(ScorePart {
+        name: "latency",
+        score: if over { 0 } else { 100 },
+        detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×)", t, r),
+    })
+}
+
+/// Never judge on no evidence, in either direction; then any reason rejects; then the window.
+fn verdict(s: &Summary, cfg: &ScoreConfig, reasons: Vec<String>) -> Verdict {
+    if s.pairs < cfg.min_mirrored {
         Verdict::Wait(format!(
             "too little traffic: {} of {} mirrored pairs needed",
             s.pairs, cfg.min_mirrored
@@ -360,12 +378,6 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         ))
     } else {
         Verdict::Promote
-    };
-    Evaluation {
-        verdict,
-        score,
-        parts,
-        pairs: s.pairs,
     }
 }
 
@@ -507,9 +519,10 @@ pub struct Scored {
 }
 
 /// The scorer task: folds pairs, evaluates every `EVALUATE_EVERY`, and reports to the supervisor.
+/// `requests` counts user requests (the proxy's counter, shared), the denominator for running's logs.
 pub async fn run(
     cfg: ScoreConfig,
-    stats: Arc<ProxyStats>,
+    requests: Arc<AtomicU64>,
     mut pairs: mpsc::Receiver<Pair>,
     mut control: mpsc::UnboundedReceiver<ScorerControl>,
     verdicts: mpsc::Sender<Scored>,
@@ -532,7 +545,7 @@ pub async fn run(
                         endpoints: BTreeMap::new(),
                         running_latency: Vec::new(),
                         testing_latency: Vec::new(),
-                        requests_at_start: stats.requests.load(Ordering::Relaxed),
+                        requests_at_start: requests.load(Ordering::Relaxed),
                         testing_log: LogTail::from_start(testing_dir),
                         running_log: LogTail::from_now(running_dir),
                     }),
@@ -547,7 +560,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
-                    let s = c.summary(&rules, stats.requests.load(Ordering::Relaxed), Instant::now());
+                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now());
                     let evaluation = evaluate(&s, &cfg);
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
                     if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {

@@ -1,0 +1,31 @@
+//! What the mirror hands the scorer: one mirrored request and both answers. Owned by the scorer so
+//! that it depends on nothing of the proxy's.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::instance::InstanceId;
+
+/// One mirrored request: what running and testing answered.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The testing instance the copy went to.
+    pub testing: InstanceId,
+    /// Request method.
+    pub method: Method,
+    /// Request path (no query).
+    pub path: String,
+    /// Running's status.
+    pub running_status: u16,
+    /// Running's time to headers.
+    pub running_latency: Duration,
+    /// Testing's status; `None` when it failed or timed out.
+    pub testing_status: Option<u16>,
+    /// Testing's time to the end of its body.
+    pub testing_latency: Option<Duration>,
+    /// Why testing gave no answer, in words (the mirror's error, displayed).
+    pub testing_error: Option<String>,
+    /// Whether both bodies matched, where both statuses agreed and both bodies were read.
+    pub body_same: Option<bool>,
+}
