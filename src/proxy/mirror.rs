@@ -197,7 +197,32 @@ pub async fn run(
     tracker.wait().await;
 }
 
-async fn send_copy(client: &super::UpstreamClient, job: MirrorJob, timeout: Duration) -> Pair {
+/// Why a mirrored copy got no usable answer from testing.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The request failed: connection refused or reset, or a broken response head.
+    #[error("{0}")]
+    Request(#[from] hyper_util::client::legacy::Error),
+    /// The response body broke off.
+    #[error("body: {0}")]
+    Body(#[from] hyper::Error),
+    /// Testing did not answer (headers and body) within the mirror timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What testing answered: status, time to the end of its body, and its body fingerprint.
+type TestingAnswer = (StatusCode, Duration, BodyDigest);
+
+async fn send_copy(client: &super::UpstreamClient, mut job: MirrorJob, timeout: Duration) -> Pair {
+    let req = copy_request(&mut job);
+    let outcome = fetch(client, req, timeout).await;
+    pair(job, outcome)
+}
+
+/// The request to testing: the copied head, marked with [`MIRROR_HEADER`], and the body (both
+/// moved out of `job`, which keeps what the pair needs).
+fn copy_request(job: &mut MirrorJob) -> Request<ProxyBody> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(http::uri::Scheme::HTTP);
     uri.authority = Some(job.target.authority.clone());
@@ -206,45 +231,53 @@ async fn send_copy(client: &super::UpstreamClient, job: MirrorJob, timeout: Dura
         .clone()
         .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
     let uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
-    let mut req = Request::new(ProxyBody::Full(Some(job.body)));
+    let mut req = Request::new(ProxyBody::Full(Some(std::mem::take(&mut job.body))));
     *req.method_mut() = job.method.clone();
     *req.uri_mut() = uri;
-    *req.headers_mut() = job.headers;
+    *req.headers_mut() = std::mem::take(&mut job.headers);
     req.headers_mut()
         .insert(&MIRROR_HEADER, HeaderValue::from_static("1"));
+    req
+}
 
+/// Send the copy and read testing's whole body (so the connection goes back to the pool), all
+/// within `timeout`; a broken body is a failure.
+async fn fetch(
+    client: &super::UpstreamClient,
+    req: Request<ProxyBody>,
+    timeout: Duration,
+) -> Result<TestingAnswer, MirrorError> {
     let started = Instant::now();
-    let outcome = tokio::time::timeout(timeout, async {
-        let resp = client.request(req).await.map_err(|e| format!("{e}"))?;
+    let answer = async {
+        let resp = client.request(req).await?;
         let status = resp.status();
         let latency = started.elapsed();
-        // Drain the body so the connection goes back to the pool; a broken body is a failure.
         let mut body = resp.into_body();
         let mut digest = BodyDigest::default();
         while let Some(frame) = body.frame().await {
-            if let Some(d) = frame.map_err(|e| format!("body: {e}"))?.data_ref() {
+            if let Some(d) = frame?.data_ref() {
                 digest.feed(d);
             }
         }
-        Ok::<_, String>((status, latency, digest))
-    })
-    .await;
+        Ok((status, latency, digest))
+    };
+    tokio::time::timeout(timeout, answer)
+        .await
+        .unwrap_or(Err(MirrorError::Timeout(timeout)))
+}
+
+/// The pair for the scorer. Bodies are compared only where the statuses agree: a different
+/// status is judged on its own.
+fn pair(job: MirrorJob, outcome: Result<TestingAnswer, MirrorError>) -> Pair {
     let (testing_status, testing_latency, testing_error, body_same) = match outcome {
-        Ok(Ok((s, l, digest))) => {
-            // Bodies are compared only where the statuses agree: a different status is judged on its own.
+        Ok((s, l, digest)) => {
             let same = job
                 .running_body
                 .filter(|_| s == job.running_status)
                 .map(|r| r == digest);
             (Some(s.as_u16()), Some(l), None, same)
         }
-        Ok(Err(e)) => (None, None, Some(e), None),
-        Err(_) => (
-            None,
-            None,
-            Some(format!("no answer within {timeout:?}")),
-            None,
-        ),
+        Err(e) => (None, None, Some(e.to_string()), None),
     };
     Pair {
         testing: job.target.id,
