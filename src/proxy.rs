@@ -1,36 +1,105 @@
 //! The reverse proxy users talk to. Every request goes to `running` and its answer streams back
 //! unchanged; a copy of eligible requests is handed to the mirror (see [`mirror`]) without
 //! waiting, so testing is never on the user's path.
+//!
+//! It runs thread-per-core, as nginx's workers do ([`start`]): each thread has its own
+//! current-thread runtime, accepts on a clone of the one listener and keeps its connections and
+//! their upstream connections to itself, so a request never wakes another thread. On stop, each
+//! thread stops accepting and lets the requests in flight finish (bounded), then ends.
 
 pub mod mirror;
 
+use std::any::Any;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use semver::Version;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::instance::InstanceId;
 use mirror::{MirrorJob, MirrorQueue};
 
-/// How long open user connections get to finish when understudy shuts down.
-const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Answer to a `CONNECT`: understudy is not a forward proxy, and tunnels would bypass the mirror.
+const CONNECT_REFUSED: &str = "understudy: CONNECT is not supported; this is a reverse proxy\n";
+
+/// Settings of the users' proxy.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Proxy threads, each with its own event loop (0 counts as 1).
+    pub threads: usize,
+    /// Body of the 503 answered while nothing runs: says what to drop where.
+    pub no_running_hint: String,
+    /// How long requests in flight at stop may take to finish before their connections are cut.
+    pub drain_grace: Duration,
+}
+
+/// Why the proxy could not start or an upstream could not be addressed, or how a thread ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// `UPSTREAM_HOST` and the port do not form an HTTP authority.
+    #[error("upstream host {host:?} with port {port} is not a usable address: {reason}")]
+    BadUpstream {
+        /// The host as configured.
+        host: String,
+        /// The instance's port.
+        port: u16,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The listening socket could not be made non-blocking.
+    #[error("cannot prepare the listening socket: {0}")]
+    Listener(#[source] std::io::Error),
+    /// A proxy thread could not get its clone of the listening socket.
+    #[error("cannot give proxy thread {thread} its clone of the listening socket: {source}")]
+    ListenerClone {
+        /// The thread's index.
+        thread: usize,
+        /// The OS error (out of descriptors, usually).
+        source: std::io::Error,
+    },
+    /// A proxy thread could not build its event loop.
+    #[error("proxy thread {thread} cannot build its event loop: {source}")]
+    Runtime {
+        /// The thread's index.
+        thread: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The OS refused to start a proxy thread.
+    #[error("cannot start proxy thread {thread}: {source}")]
+    Spawn {
+        /// The thread's index.
+        thread: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A proxy thread panicked.
+    #[error("proxy thread {thread} panicked: {message}")]
+    Panicked {
+        /// The thread's index.
+        thread: usize,
+        /// The panic message.
+        message: String,
+    },
+}
 
 /// One instance as the proxy sees it: where it listens and how many user requests it is serving.
 #[derive(Debug)]
@@ -39,25 +108,85 @@ pub struct Upstream {
     pub id: InstanceId,
     /// Its version, for messages.
     pub version: Version,
-    /// `host:port`.
-    pub authority: http::uri::Authority,
-    /// User requests in flight, including their response bodies; drained before a stop.
-    pub inflight: AtomicUsize,
+    /// `host:port`, with an IPv6 literal in brackets.
+    pub authority: Authority,
+    /// User requests in flight, including their response bodies; see [`Upstream::drain`].
+    inflight: AtomicUsize,
+    /// Set once someone drains: only then does the last request out pay for a wake-up.
+    draining: AtomicBool,
+    /// Signalled when `inflight` drops to zero while draining.
+    idle: Notify,
 }
 
 impl Upstream {
-    /// An upstream for the instance listening on `host:port`.
-    pub fn new(id: InstanceId, version: Version, host: &str, port: u16) -> Upstream {
-        let authority = format!("{host}:{port}")
-            .parse()
-            .expect("host from config and a u16 port form a valid authority");
-        Upstream {
+    /// An upstream for the instance listening on `host:port`; `host` is an IP address (IPv6 with or
+    /// without brackets) or a name the connector resolves.
+    pub fn new(
+        id: InstanceId,
+        version: Version,
+        host: &str,
+        port: u16,
+    ) -> Result<Upstream, ProxyError> {
+        Ok(Upstream {
             id,
             version,
-            authority,
+            authority: upstream_authority(host, port)?,
             inflight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            idle: Notify::new(),
+        })
+    }
+
+    /// User requests in flight now (response bodies included), for status and logs.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no user request (its response body included) is in flight here, or when
+    /// `grace` is over; returns how many were left. Woken by the last request out, never polled.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        // SeqCst pairs with the guard's decrement and flag read: either this load sees zero, or
+        // the guard that brings the count to zero sees the flag and wakes the waiter below.
+        self.draining.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.inflight.load(Ordering::SeqCst) == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.inflight.load(Ordering::SeqCst);
+            }
         }
     }
+}
+
+/// `host:port` as an authority: IPv6 literals are bracketed, names kept for the connector.
+fn upstream_authority(host: &str, port: u16) -> Result<Authority, ProxyError> {
+    let bad = |reason: &str| ProxyError::BadUpstream {
+        host: host.to_string(),
+        port,
+        reason: reason.to_string(),
+    };
+    if host.is_empty() {
+        return Err(bad("the host is empty"));
+    }
+    if host.contains(['@', '/', '?', '#']) || host.chars().any(char::is_whitespace) {
+        return Err(bad("expected an IP address or a host name, nothing more"));
+    }
+    let text = match host.parse::<Ipv6Addr>() {
+        Ok(ip) => format!("[{ip}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
+    };
+    let authority: Authority = text
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    if authority.host().is_empty() || authority.port_u16() != Some(port) {
+        return Err(bad("expected an IP address or a host name without a port"));
+    }
+    Ok(authority)
 }
 
 /// Where traffic goes now; published by the supervisor, read by the proxy on every request.
@@ -67,13 +196,16 @@ pub struct Routes {
     pub running: Option<Arc<Upstream>>,
     /// Gets mirrored copies.
     pub testing: Option<Arc<Upstream>>,
+    /// Running's version while it is being restarted (with `running` empty): users are told to
+    /// retry shortly instead of being told to drop a build.
+    pub restarting: Option<Version>,
 }
 
 /// Counters shown in status and metrics; relaxed atomics, never a lock on the request path.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
-    /// User requests received.
-    pub requests: AtomicU64,
+    /// User requests received; shared with the scorer, for which it is running's denominator.
+    pub requests: Arc<AtomicU64>,
     /// User requests answered 502 (running unreachable).
     pub bad_gateway: AtomicU64,
     /// User requests answered 503 (nothing running).
@@ -94,11 +226,18 @@ impl InflightGuard {
         u.inflight.fetch_add(1, Ordering::AcqRel);
         InflightGuard(u.clone())
     }
+
+    fn upstream(&self) -> &Upstream {
+        &self.0
+    }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+        let up = &self.0;
+        if up.inflight.fetch_sub(1, Ordering::SeqCst) == 1 && up.draining.load(Ordering::SeqCst) {
+            up.idle.notify_waiters();
+        }
     }
 }
 
@@ -109,12 +248,6 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A streamed body; running's answer to a mirrored request also feeds a [`mirror::Tee`].
     Stream(Incoming, Option<InflightGuard>, Option<Box<mirror::Tee>>),
-}
-
-impl ProxyBody {
-    fn text(s: String) -> ProxyBody {
-        ProxyBody::Full(Some(Bytes::from(s)))
-    }
 }
 
 impl hyper::body::Body for ProxyBody {
@@ -183,22 +316,36 @@ pub fn upstream_client() -> UpstreamClient {
         .build(connector)
 }
 
-/// The proxy's shared state, cloned (as an `Arc`) into every connection.
-pub struct Proxy {
+/// The proxy's shared state, cloned (as an `Arc`) into every connection of one thread.
+struct Proxy {
     routes: watch::Receiver<Arc<Routes>>,
     client: UpstreamClient,
     mirror: MirrorQueue,
     stats: Arc<ProxyStats>,
-    no_running_hint: String,
+    no_running_hint: Bytes,
+}
+
+/// The upstreams chosen for one request; the guard counts it on running (and names running).
+struct Route {
+    running: InflightGuard,
+    testing: Option<Arc<Upstream>>,
+}
+
+/// A mirrored request's head and body, deep-copied: hyper's header values are slices of the
+/// connection's 8 KiB read buffer, and a queued copy must not keep that buffer alive.
+struct RequestCopy {
+    method: Method,
+    path_and_query: Option<PathAndQuery>,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 impl Proxy {
-    /// A proxy reading routes from `routes` and handing copies to `mirror`.
-    pub fn new(
+    fn new(
         routes: watch::Receiver<Arc<Routes>>,
         mirror: MirrorQueue,
         stats: Arc<ProxyStats>,
-        no_running_hint: String,
+        no_running_hint: Bytes,
     ) -> Proxy {
         Proxy {
             routes,
@@ -215,139 +362,343 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        // Take the in-flight count while the routes are borrowed: a swap waits for this borrow, so
-        // a drain that starts after the swap sees every request that chose the old upstream.
-        let (running, guard, testing) = {
-            let routes = self.routes.borrow();
-            match &routes.running {
-                Some(r) => (r.clone(), InflightGuard::new(r), routes.testing.clone()),
-                None => {
-                    drop(routes);
-                    self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                    return Ok(error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        self.no_running_hint.clone(),
-                    ));
-                }
-            }
+        if req.method() == Method::CONNECT {
+            return Ok(error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Bytes::from_static(CONNECT_REFUSED.as_bytes()),
+            ));
+        }
+        let route = match self.route() {
+            Ok(r) => r,
+            Err(restarting) => return Ok(self.unavailable(restarting)),
         };
         let (mut parts, body) = req.into_parts();
-        let mirror_to = testing.filter(|_| self.mirror.wants(&parts.method));
-
-        let (body, copy_body) = match &mirror_to {
-            Some(_) => match request_body_len(&parts.headers) {
-                Some(0) => (ProxyBody::Full(None), Some(Bytes::new())),
-                Some(n) if n <= self.mirror.max_body() => {
-                    match http_body_util::Limited::new(body, n as usize)
-                        .collect()
-                        .await
-                    {
-                        Ok(c) => {
-                            let b = c.to_bytes();
-                            (ProxyBody::Full(Some(b.clone())), Some(b))
-                        }
-                        Err(e) => {
-                            return Ok(error_response(
-                                StatusCode::BAD_REQUEST,
-                                format!("understudy: could not read the request body: {e}\n"),
-                            ))
-                        }
-                    }
-                }
-                _ => {
-                    self.stats
-                        .mirror_skipped_body
-                        .fetch_add(1, Ordering::Relaxed);
-                    (ProxyBody::Stream(body, None, None), None)
-                }
-            },
-            None => (ProxyBody::Stream(body, None, None), None),
+        let mirror_to = route.testing.filter(|_| self.mirror.wants(&parts.method));
+        let (body, copy_body) = match self
+            .request_body(mirror_to.is_some(), &parts.headers, body)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("understudy: could not read the request body: {e}\n").into(),
+                ))
+            }
         };
-
         let path_and_query = parts.uri.path_and_query().cloned();
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(http::uri::Scheme::HTTP);
-        uri.authority = Some(running.authority.clone());
-        uri.path_and_query = path_and_query
-            .clone()
-            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-        parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
-        strip_hop_by_hop(&mut parts.headers);
-        append_forwarded_for(&mut parts.headers, peer);
-
-        // Only a mirrored request pays for copying its head. The copy is deep: hyper's header
-        // values are slices of the connection's 8 KiB read buffer, and a queued copy must not keep
-        // that buffer alive.
-        let copy = copy_body.map(|b| {
-            (
-                parts.method.clone(),
-                path_and_query.map(detach_path),
-                detach_headers(&parts.headers),
-                b,
-            )
+        point_at(
+            &mut parts,
+            route.running.upstream(),
+            path_and_query.clone(),
+            peer,
+        );
+        // Only a mirrored request pays for copying its head.
+        let copy = copy_body.map(|body| RequestCopy {
+            method: parts.method.clone(),
+            path_and_query: path_and_query.map(detach_path),
+            headers: detach_headers(&parts.headers),
+            body,
         });
 
         let started = Instant::now();
         let result = self.client.request(Request::from_parts(parts, body)).await;
         let latency = started.elapsed();
-        match result {
-            Ok(resp) => {
-                let (mut rparts, rbody) = resp.into_parts();
-                let tee = match (mirror_to, copy) {
-                    (Some(target), Some((method, pq, headers, body))) => {
-                        let job = MirrorJob {
-                            target,
-                            method,
-                            path_and_query: pq,
-                            headers,
-                            body,
-                            running_status: rparts.status,
-                            running_latency: latency,
-                            running_body: None,
-                        };
-                        let mut tee =
-                            mirror::Tee::new(job, self.mirror.clone(), self.stats.clone());
-                        if hyper::body::Body::is_end_stream(&rbody) {
-                            // No body will be polled (HEAD, 204, 304): offer the copy now.
-                            tee.finish(true);
-                            None
-                        } else {
-                            Some(Box::new(tee))
-                        }
-                    }
-                    _ => None,
-                };
-                strip_hop_by_hop(&mut rparts.headers);
-                Ok(Response::from_parts(
-                    rparts,
-                    ProxyBody::Stream(rbody, Some(guard), tee),
-                ))
+        Ok(match result {
+            Ok(resp) => self.relay(resp, route.running, mirror_to.zip(copy), latency),
+            Err(e) => self.bad_gateway(route.running.upstream(), &e),
+        })
+    }
+
+    /// Choose running (counting the request on it) and testing; with nothing running, the
+    /// version being restarted, if any.
+    fn route(&self) -> Result<Route, Option<Version>> {
+        // Take the in-flight count while the routes are borrowed: a swap waits for this borrow, so
+        // a drain that starts after the swap sees every request that chose the old upstream.
+        let routes = self.routes.borrow();
+        match &routes.running {
+            Some(r) => Ok(Route {
+                running: InflightGuard::new(r),
+                testing: routes.testing.clone(),
+            }),
+            None => Err(routes.restarting.clone()),
+        }
+    }
+
+    /// Nothing running: a 503 saying to retry shortly (running restarts) or what to drop where.
+    fn unavailable(&self, restarting: Option<Version>) -> Response<ProxyBody> {
+        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+        match restarting {
+            Some(v) => {
+                let text = format!("understudy: running {v} is restarting; retry in a moment\n");
+                let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, text.into());
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
             }
-            Err(e) => {
-                self.stats.bad_gateway.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "running {} at {} failed: {e:?}",
-                    running.version,
-                    running.authority
-                );
-                Ok(error_response(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "understudy: the running instance ({} at {}) did not answer: {e}\n",
-                        running.version, running.authority
-                    ),
-                ))
+            None => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.no_running_hint.clone(),
+            ),
+        }
+    }
+
+    /// The body to forward and, for a mirrored request whose body is small enough, the copy's
+    /// body (read in full first, which can fail).
+    async fn request_body(
+        &self,
+        mirrored: bool,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<(ProxyBody, Option<Bytes>), Box<dyn std::error::Error + Send + Sync>> {
+        if !mirrored {
+            return Ok((ProxyBody::Stream(body, None, None), None));
+        }
+        match request_body_len(headers) {
+            Some(0) => Ok((ProxyBody::Full(None), Some(Bytes::new()))),
+            Some(n) if n <= self.mirror.max_body() => {
+                match http_body_util::Limited::new(body, n as usize)
+                    .collect()
+                    .await
+                {
+                    Ok(c) => {
+                        let b = c.to_bytes();
+                        Ok((ProxyBody::Full(Some(b.clone())), Some(b)))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => {
+                self.stats
+                    .mirror_skipped_body
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok((ProxyBody::Stream(body, None, None), None))
             }
         }
     }
+
+    /// Running's answer on its way to the user, holding the in-flight count until its body ends
+    /// and, for a mirrored request, teeing the body to offer the copy when it ends.
+    fn relay(
+        &self,
+        resp: Response<Incoming>,
+        running: InflightGuard,
+        mirror: Option<(Arc<Upstream>, RequestCopy)>,
+        latency: Duration,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = resp.into_parts();
+        let tee = mirror.and_then(|(target, copy)| {
+            let job = MirrorJob {
+                target,
+                method: copy.method,
+                path_and_query: copy.path_and_query,
+                headers: copy.headers,
+                body: copy.body,
+                running_status: parts.status,
+                running_latency: latency,
+                running_body: None,
+            };
+            let mut tee = mirror::Tee::new(job, self.mirror.clone(), self.stats.clone());
+            if hyper::body::Body::is_end_stream(&body) {
+                // No body will be polled (HEAD, 204, 304): offer the copy now.
+                tee.finish(true);
+                None
+            } else {
+                Some(Box::new(tee))
+            }
+        });
+        strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, ProxyBody::Stream(body, Some(running), tee))
+    }
+
+    /// Running did not answer: a 502 that says which instance, never an empty 200.
+    fn bad_gateway(
+        &self,
+        running: &Upstream,
+        e: &hyper_util::client::legacy::Error,
+    ) -> Response<ProxyBody> {
+        self.stats.bad_gateway.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "running {} at {} failed: {e:?}",
+            running.version,
+            running.authority
+        );
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "understudy: the running instance ({} at {}) did not answer: {e}\n",
+                running.version, running.authority
+            )
+            .into(),
+        )
+    }
 }
 
-/// Accept users on `listener` until `cancel`, then let open connections finish (bounded).
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cancel: CancellationToken) {
-    let tracker = TaskTracker::new();
+/// Point the request at `to` (keeping its path and query), drop hop-by-hop headers and append
+/// the peer to `X-Forwarded-For`.
+fn point_at(
+    parts: &mut http::request::Parts,
+    to: &Upstream,
+    path_and_query: Option<PathAndQuery>,
+    peer: SocketAddr,
+) {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(to.authority.clone());
+    uri.path_and_query = path_and_query.or_else(|| Some(PathAndQuery::from_static("/")));
+    parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
+    strip_hop_by_hop(&mut parts.headers);
+    append_forwarded_for(&mut parts.headers, peer);
+}
+
+/// The running proxy threads, from [`start`].
+pub struct ProxyHandle {
+    threads: Vec<ProxyThread>,
+}
+
+/// One proxy thread: it reports how it ended on `done` as its very last act.
+struct ProxyThread {
+    index: usize,
+    done: oneshot::Receiver<Result<(), ProxyError>>,
+}
+
+impl ProxyHandle {
+    /// Wait for every proxy thread to end (call after cancelling `stop`); Err names a thread that
+    /// panicked (the first one; others are logged). Awaits without blocking the runtime.
+    pub async fn join(self) -> Result<(), ProxyError> {
+        let mut first = None;
+        for t in self.threads {
+            let ended = t.done.await.unwrap_or_else(|_| {
+                Err(ProxyError::Panicked {
+                    thread: t.index,
+                    message: "it ended without reporting how".to_string(),
+                })
+            });
+            if let Err(e) = ended {
+                if first.is_some() {
+                    tracing::error!("{e}");
+                } else {
+                    first = Some(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Start `settings.threads` proxy threads on clones of `listener`; each stops accepting when
+/// `stop` is cancelled, lets in-flight requests finish (bounded by `drain_grace`), then ends. If a
+/// thread panics (or cannot build its event loop), it cancels `fatal`. Never blocks.
+pub fn start(
+    listener: std::net::TcpListener,
+    settings: ProxySettings,
+    routes: watch::Receiver<Arc<Routes>>,
+    mirror: MirrorQueue,
+    stats: Arc<ProxyStats>,
+    stop: CancellationToken,
+    fatal: CancellationToken,
+) -> Result<ProxyHandle, ProxyError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(ProxyError::Listener)?;
+    // Threads already started when a later one fails are stopped through this token.
+    let started = stop.child_token();
+    let hint = Bytes::from(settings.no_running_hint);
+    let count = settings.threads.max(1);
+    let mut threads = Vec::with_capacity(count);
+    for index in 0..count {
+        let proxy = Proxy::new(routes.clone(), mirror.clone(), stats.clone(), hint.clone());
+        let spawned = listener
+            .try_clone()
+            .map_err(|source| ProxyError::ListenerClone {
+                thread: index,
+                source,
+            })
+            .and_then(|listener| {
+                let (done_tx, done) = oneshot::channel();
+                let (stop, fatal, grace) = (started.clone(), fatal.clone(), settings.drain_grace);
+                std::thread::Builder::new()
+                    .name(format!("understudy-proxy-{index}"))
+                    .spawn(move || {
+                        let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            proxy_thread(index, listener, proxy, stop, grace)
+                        }))
+                        .unwrap_or_else(|panic| {
+                            Err(ProxyError::Panicked {
+                                thread: index,
+                                message: panic_message(panic.as_ref()),
+                            })
+                        });
+                        if ended.is_err() {
+                            fatal.cancel();
+                        }
+                        let _ = done_tx.send(ended);
+                    })
+                    .map_err(|source| ProxyError::Spawn {
+                        thread: index,
+                        source,
+                    })?;
+                Ok(ProxyThread { index, done })
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                started.cancel();
+                return Err(e);
+            }
+        }
+    }
+    Ok(ProxyHandle { threads })
+}
+
+/// The body of one proxy thread: its own runtime, serving until `stop` and the drain are over.
+/// The runtime is built and dropped here, never on the caller's (async) thread.
+fn proxy_thread(
+    index: usize,
+    listener: std::net::TcpListener,
+    proxy: Proxy,
+    stop: CancellationToken,
+    drain_grace: Duration,
+) -> Result<(), ProxyError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ProxyError::Runtime {
+            thread: index,
+            source,
+        })?;
+    rt.block_on(async move {
+        let listener =
+            TcpListener::from_std(listener).map_err(|source| ProxyError::ListenerClone {
+                thread: index,
+                source,
+            })?;
+        serve(listener, Arc::new(proxy), stop, drain_grace).await;
+        Ok(())
+    })
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_string())
+}
+
+/// Accept users on `listener` until `stop`; then stop accepting and give the connections up to
+/// `drain_grace` to finish what they are answering. Returns as soon as they are all closed.
+async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+    drain_grace: Duration,
+) {
+    let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
+            biased;
+            _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -359,24 +710,39 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cancel: Cancellatio
             },
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        connections.spawn(connection(stream, peer, proxy.clone(), stop.clone()));
     }
-    tracker.close();
-    let _ = tokio::time::timeout(CONNECTION_CLOSE_GRACE, tracker.wait()).await;
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(drain_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} user connections still busy {drain_grace:?} after stop; closing them",
+            connections.len()
+        );
+    }
+}
+
+/// One user connection. On `stop`, hyper's graceful shutdown answers the request in flight with
+/// keep-alive off and closes an idle connection at once.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+) {
+    let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 fn detach_headers(h: &HeaderMap) -> HeaderMap {
@@ -390,13 +756,13 @@ fn detach_headers(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-fn detach_path(p: http::uri::PathAndQuery) -> http::uri::PathAndQuery {
-    http::uri::PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes()))
+fn detach_path(p: PathAndQuery) -> PathAndQuery {
+    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes()))
         .expect("a valid path stays valid when copied")
 }
 
-fn error_response(status: StatusCode, text: String) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::text(text));
+fn error_response(status: StatusCode, text: Bytes) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::Full(Some(text)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -459,16 +825,118 @@ fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn get(addr: SocketAddr) -> String {
+    /// Send a raw request on a fresh connection and read the whole answer.
+    async fn send(addr: SocketAddr, raw: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    async fn get(addr: SocketAddr) -> String {
+        send(
+            addr,
+            "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    }
+
+    /// Poll `f` until it holds, failing after `limit`.
+    async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A tiny upstream answering `hello` to every request, after `delay` for paths under /slow;
+    /// counts the requests it received.
+    async fn tiny_upstream(bind: &str, delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let hits = counted.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            if req.uri().path().starts_with("/slow") {
+                                // The upstream's own latency, not a synchronisation.
+                                tokio::time::sleep(delay).await;
+                            }
+                            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                                Bytes::from_static(b"hello"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, hits)
+    }
+
+    struct Running {
+        addr: SocketAddr,
+        routes: watch::Sender<Arc<Routes>>,
+        handle: ProxyHandle,
+        stop: CancellationToken,
+        fatal: CancellationToken,
+    }
+
+    /// The proxy through [`start`], on a loopback port, with `threads` threads.
+    fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (routes, rx) = watch::channel(Arc::new(Routes::default()));
+        let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024);
+        let (stop, fatal) = (CancellationToken::new(), CancellationToken::new());
+        let settings = ProxySettings {
+            threads,
+            no_running_hint: "no running instance\n".into(),
+            drain_grace,
+        };
+        let handle = start(
+            listener,
+            settings,
+            rx,
+            queue,
+            Arc::default(),
+            stop.clone(),
+            fatal.clone(),
+        )
+        .unwrap();
+        Running {
+            addr,
+            routes,
+            handle,
+            stop,
+            fatal,
+        }
+    }
+
+    fn upstream(host: &str, port: u16) -> Arc<Upstream> {
+        Arc::new(Upstream::new(InstanceId(1), Version::new(1, 0, 0), host, port).unwrap())
+    }
+
+    fn route_to(routes: &watch::Sender<Arc<Routes>>, up: &Arc<Upstream>) {
+        routes.send_replace(Arc::new(Routes {
+            running: Some(up.clone()),
+            ..Routes::default()
+        }));
     }
 
     #[tokio::test]
@@ -481,10 +949,15 @@ mod tests {
             rx,
             queue,
             Arc::default(),
-            "no running instance\n".into(),
+            Bytes::from_static(b"no running instance\n"),
         ));
         let cancel = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, proxy, cancel.clone()));
+        let server = tokio::spawn(serve(
+            listener,
+            proxy,
+            cancel.clone(),
+            Duration::from_secs(5),
+        ));
 
         let answer = get(addr).await;
         assert!(
@@ -498,29 +971,207 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let up = Arc::new(Upstream::new(
-            InstanceId(1),
-            Version::new(1, 0, 0),
-            "127.0.0.1",
-            closed,
-        ));
-        tx.send_replace(Arc::new(Routes {
-            running: Some(up.clone()),
-            testing: None,
-        }));
+        let up = upstream("127.0.0.1", closed);
+        route_to(&tx, &up);
         let answer = get(addr).await;
         assert!(
             answer.starts_with("HTTP/1.1 502") && answer.contains("did not answer"),
             "{answer}"
         );
         assert_eq!(
-            up.inflight.load(Ordering::Acquire),
+            up.inflight(),
             0,
             "a failed request leaves no in-flight count"
         );
 
         cancel.cancel();
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stop_lets_requests_in_flight_finish_and_closes_idle_connections() {
+        let (up_addr, hits) = tiny_upstream("127.0.0.1:0", Duration::from_millis(500)).await;
+        let p = start_proxy(2, Duration::from_secs(10));
+        let up = upstream("127.0.0.1", up_addr.port());
+        route_to(&p.routes, &up);
+
+        // An idle keep-alive connection: one request answered, then nothing.
+        let mut idle = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        idle.write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"hello") {
+            let mut buf = [0u8; 512];
+            let n = idle.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the keep-alive answer was cut short");
+            seen.extend_from_slice(&buf[..n]);
+        }
+
+        let clients: Vec<_> = (0..20)
+            .map(|_| {
+                let addr = p.addr;
+                tokio::spawn(async move {
+                    send(
+                        addr,
+                        "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    )
+                    .await
+                })
+            })
+            .collect();
+        eventually(
+            "20 requests in flight upstream",
+            Duration::from_secs(5),
+            || hits.load(Ordering::SeqCst) == 21,
+        )
+        .await;
+        assert_eq!(up.inflight(), 20);
+
+        p.stop.cancel();
+        let stopped = Instant::now();
+        p.handle.join().await.unwrap();
+        let took = stopped.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "join waited {took:?}, not just for the requests in flight"
+        );
+        for c in clients {
+            let answer = c.await.unwrap();
+            assert!(
+                answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+                "{answer}"
+            );
+        }
+        assert_eq!(up.inflight(), 0);
+        let mut rest = [0u8; 16];
+        assert_eq!(
+            idle.read(&mut rest).await.unwrap_or(0),
+            0,
+            "the idle connection is closed"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(p.addr).await.is_err(),
+            "nothing accepts after stop"
+        );
+        assert!(!p.fatal.is_cancelled());
+    }
+
+    /// Poll `f` once: `true` when it is done.
+    async fn poll_once(f: Pin<&mut impl std::future::Future>) -> bool {
+        tokio::select! {
+            biased;
+            _ = f => true,
+            _ = std::future::ready(()) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn drain_resolves_when_the_last_request_ends_or_at_grace() {
+        let up = upstream("127.0.0.1", 1);
+        assert_eq!(up.drain(Duration::from_secs(5)).await, 0, "idle: at once");
+
+        let (first, second) = (InflightGuard::new(&up), InflightGuard::new(&up));
+        let started = Instant::now();
+        let drain = up.drain(Duration::from_secs(10));
+        tokio::pin!(drain);
+        assert!(!poll_once(drain.as_mut()).await, "two requests in flight");
+        drop(first);
+        assert!(!poll_once(drain.as_mut()).await, "one request in flight");
+        drop(second);
+        let left = tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .expect("the last request out wakes the drain");
+        assert_eq!(left, 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "woken, not at grace"
+        );
+
+        let _stuck = InflightGuard::new(&up);
+        let started = Instant::now();
+        assert_eq!(up.drain(Duration::from_millis(200)).await, 1);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn drain_counts_a_streaming_body_until_it_ends() {
+        let (up_addr, _) = tiny_upstream("127.0.0.1:0", Duration::ZERO).await;
+        let p = start_proxy(1, Duration::from_secs(5));
+        let up = upstream("127.0.0.1", up_addr.port());
+        route_to(&p.routes, &up);
+        assert!(get(p.addr).await.ends_with("hello"));
+        assert_eq!(up.drain(Duration::from_secs(5)).await, 0);
+        p.stop.cancel();
+        p.handle.join().await.unwrap();
+    }
+
+    #[test]
+    fn upstream_authorities() {
+        let a = |host: &str| upstream_authority(host, 20001).map(|a| a.to_string());
+        assert_eq!(a("127.0.0.1").unwrap(), "127.0.0.1:20001");
+        assert_eq!(a("::1").unwrap(), "[::1]:20001");
+        assert_eq!(a("[::1]").unwrap(), "[::1]:20001");
+        assert_eq!(a("fe80::1:2").unwrap(), "[fe80::1:2]:20001");
+        assert_eq!(a("localhost").unwrap(), "localhost:20001");
+        for bad in ["", "user@host", "a b", "host/x", "127.0.0.1:80", "::1]"] {
+            let e = a(bad).expect_err(bad);
+            assert!(matches!(e, ProxyError::BadUpstream { .. }), "{bad}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn proxies_to_an_ipv6_upstream_given_without_brackets() {
+        let (up_addr, hits) = tiny_upstream("[::1]:0", Duration::ZERO).await;
+        let p = start_proxy(1, Duration::from_secs(5));
+        route_to(&p.routes, &upstream("::1", up_addr.port()));
+        let answer = get(p.addr).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+            "{answer}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        p.stop.cancel();
+        p.handle.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn restarting_running_is_503_with_retry_after() {
+        let p = start_proxy(1, Duration::from_secs(5));
+        p.routes.send_replace(Arc::new(Routes {
+            restarting: Some(Version::new(1, 4, 2)),
+            ..Routes::default()
+        }));
+        let answer = get(p.addr).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("\r\nretry-after: 1\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("understudy: running 1.4.2 is restarting; retry in a moment\n"),
+            "{answer}"
+        );
+        p.stop.cancel();
+        p.handle.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connect_is_405_and_never_forwarded() {
+        let (up_addr, hits) = tiny_upstream("127.0.0.1:0", Duration::ZERO).await;
+        let p = start_proxy(1, Duration::from_secs(5));
+        route_to(&p.routes, &upstream("127.0.0.1", up_addr.port()));
+        let answer = send(
+            p.addr,
+            "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "CONNECT reached running");
+        p.stop.cancel();
+        p.handle.join().await.unwrap();
     }
 
     #[test]
