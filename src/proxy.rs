@@ -1096,12 +1096,51 @@ mod tests {
 
     #[tokio::test]
     async fn drain_counts_a_streaming_body_until_it_ends() {
-        let (up_addr, _) = tiny_upstream("127.0.0.1:0", Duration::ZERO).await;
+        // An upstream that sends its head and half its body, then holds until released.
+        let held = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_port = held.local_addr().unwrap().port();
+        let (release, released) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = held.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+                .await
+                .unwrap();
+            let _ = released.await;
+            s.write_all(b"world").await.unwrap();
+        });
         let p = start_proxy(1, Duration::from_secs(5));
-        let up = upstream("127.0.0.1", up_addr.port());
+        let up = upstream("127.0.0.1", up_port);
         route_to(&p.routes, &up);
-        assert!(get(p.addr).await.ends_with("hello"));
-        assert_eq!(up.drain(Duration::from_secs(5)).await, 0);
+
+        let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        user.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"hello") {
+            let mut buf = [0u8; 512];
+            let n = user.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the answer was cut short");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let drain = up.drain(Duration::from_secs(10));
+        tokio::pin!(drain);
+        assert!(
+            !poll_once(drain.as_mut()).await,
+            "the body is still streaming"
+        );
+        assert_eq!(up.inflight(), 1);
+
+        release.send(()).unwrap();
+        let mut rest = String::new();
+        user.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "world");
+        let left = tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .expect("the end of the body wakes the drain");
+        assert_eq!(left, 0);
         p.stop.cancel();
         p.handle.join().await.unwrap();
     }
