@@ -228,7 +228,10 @@ fn check_program(path: &Path) -> Result<(), InstallError> {
     let mut f = fs::File::open(path).map_err(io_err("cannot open", path))?;
     let mut n = 0;
     while n < head.len() {
-        match f.read(&mut head[n..]).map_err(io_err("cannot read", path))? {
+        match f
+            .read(&mut head[n..])
+            .map_err(io_err("cannot read", path))?
+        {
             0 => break,
             k => n += k,
         }

@@ -71,10 +71,15 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let outcome = async {
         println!("1. dropping demo-app-1.0.0 into the base dir");
         drop_build(base, &exe, "1.0.0", "")?;
-        wait_for(
-            &mut rx,
-            |e| matches!(e, Event::Ready { role: Role::Running, .. }),
-        )
+        wait_for(&mut rx, |e| {
+            matches!(
+                e,
+                Event::Ready {
+                    role: Role::Running,
+                    ..
+                }
+            )
+        })
         .await?;
         show_answer(addr, "").await?;
 
@@ -161,7 +166,8 @@ fn narrate(e: &Event) {
         }
         Event::Promoted { from, to } => format!(
             "PROMOTED {to} (was {})",
-            from.as_ref().map_or("nothing".to_string(), Version::to_string)
+            from.as_ref()
+                .map_or("nothing".to_string(), Version::to_string)
         ),
         Event::PromotionFailed { version, reasons } => {
             format!("promotion of {version} failed: {}", reasons.join("; "))

@@ -134,7 +134,9 @@ impl Event {
                 attempt,
                 delay_ms,
                 reason,
-            } => tracing::warn!(target: T, %version, attempt, delay_ms, reason, "restart_scheduled"),
+            } => {
+                tracing::warn!(target: T, %version, attempt, delay_ms, reason, "restart_scheduled")
+            }
             Event::Scored {
                 version,
                 verdict,

@@ -169,18 +169,18 @@ impl Layout {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        {
-            Ok(l) => l,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(LockError::Held {
-                    base: self.base.clone(),
-                    pid: holder.trim().to_string(),
-                });
-            }
-            Err((_, e)) => return Err(io(std::io::Error::from(e))),
-        };
+        let mut lock =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    return Err(LockError::Held {
+                        base: self.base.clone(),
+                        pid: holder.trim().to_string(),
+                    });
+                }
+                Err((_, e)) => return Err(io(std::io::Error::from(e))),
+            };
         lock.set_len(0).map_err(io)?;
         lock.rewind().map_err(io)?;
         writeln!(lock, "{}", std::process::id()).map_err(io)?;

@@ -82,7 +82,11 @@ impl Tasks {
         }
     }
 
-    fn spawn(&mut self, name: &'static str, f: impl std::future::Future<Output = ()> + Send + 'static) {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        f: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let id = self.set.spawn(f).id();
         self.names.push((id, name));
     }
@@ -223,7 +227,7 @@ impl Control {
             "scorer",
             score::run(
                 cfg.score.clone(),
-                self.stats,
+                self.stats.requests.clone(),
                 pairs_rx,
                 scorer_rx,
                 verdict_tx,

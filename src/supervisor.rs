@@ -796,7 +796,11 @@ impl Decision<'_> {
             // A first build that never worked is turned away, like a failing testing build.
             self.publish_routes();
             self.out.push(Action::Unpoint(Role::Running));
-            self.retire(slot, false, AfterStop::Reject(vec![format!("running {why}")]));
+            self.retire(
+                slot,
+                false,
+                AfterStop::Reject(vec![format!("running {why}")]),
+            );
             if let Some(next) = self.s.pending.take() {
                 let slot = self.new_slot(Role::Running, next, false);
                 self.s.running = Some(slot);

@@ -89,7 +89,10 @@ fn a_build_that_is_not_a_program_is_refused_before_it_runs() {
             "{reason}"
         );
     }
-    assert!(processes_under(&base.path).is_empty(), "nothing was started");
+    assert!(
+        processes_under(&base.path).is_empty(),
+        "nothing was started"
+    );
     assert_eq!(u.get("/").0, 503);
     u.stop();
 }

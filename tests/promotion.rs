@@ -146,7 +146,10 @@ fn healthy_build_is_promoted_with_zero_failed_requests() {
     // The score and its parts were logged at each evaluation.
     let log = u.log_text();
     assert!(
-        log.contains(" scored ") && log.contains("verdict=wait") && log.contains("5xx=") && log.contains("log_errors="),
+        log.contains(" scored ")
+            && log.contains("verdict=wait")
+            && log.contains("5xx=")
+            && log.contains("log_errors="),
         "score parts logged as structured fields"
     );
     assert!(

@@ -27,7 +27,6 @@ fn connect_is_405_and_never_reaches_running() {
 }
 
 #[test]
-#[ignore = "needs lib::run to stop the children only after ProxyHandle::join (lib/supervisor rewrite)"]
 fn a_request_in_flight_at_sigterm_is_answered() {
     let base = Base::new("proxy-drain-at-stop");
     base.write_env("");

@@ -33,7 +33,12 @@ fn sigterm_lets_requests_in_flight_finish() {
             other => panic!("request {i} in flight at SIGTERM got {other:?}"),
         }
     }
-    assert_eq!(u.wait_exit(Duration::from_secs(15)), Some(0), "{}", u.log_text());
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        u.log_text()
+    );
     assert!(
         processes_under(&base.path).is_empty(),
         "children are stopped after the requests finished"
@@ -56,10 +61,7 @@ fn a_task_that_panics_stops_the_children_and_exits_non_zero() {
         log.contains("panic") && log.contains("injected"),
         "the panic is in the log:\n{log}"
     );
-    assert!(
-        log.contains("supervisor"),
-        "the log names the task:\n{log}"
-    );
+    assert!(log.contains("supervisor"), "the log names the task:\n{log}");
     wait_until("no child left", Duration::from_secs(5), || {
         processes_under(&base.path).is_empty().then_some(())
     });

@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{decide, Action, Filed, Input, Launched, Persisted, Resumed, Routing, StartFailure, State};
+use super::{
+    decide, Action, Filed, Input, Launched, Persisted, Resumed, Routing, StartFailure, State,
+};
 use crate::archive;
 use crate::artifact::{self, Installed, Kind};
 use crate::config::Config;
@@ -197,13 +199,19 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         Ok(text) => match serde_json::from_str::<Persisted>(&text) {
             Ok(p) => Some(p),
             Err(e) => {
-                tracing::warn!("{} is unreadable ({e}); rebuilding state from the symlinks", path.display());
+                tracing::warn!(
+                    "{} is unreadable ({e}); rebuilding state from the symlinks",
+                    path.display()
+                );
                 None
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
-            tracing::warn!("cannot read {} ({e}); rebuilding state from the symlinks", path.display());
+            tracing::warn!(
+                "cannot read {} ({e}); rebuilding state from the symlinks",
+                path.display()
+            );
             None
         }
     };
@@ -356,7 +364,13 @@ impl Executor {
                 let _ = self.scorer.send(c);
             }
             Action::Emit(e) => {
-                let ready = matches!(e, crate::events::Event::Ready { role: Role::Running, .. });
+                let ready = matches!(
+                    e,
+                    crate::events::Event::Ready {
+                        role: Role::Running,
+                        ..
+                    }
+                );
                 self.events.emit(e);
                 if ready && self.inject_panic {
                     panic!("injected panic ({INJECT_PANIC}=supervisor)");

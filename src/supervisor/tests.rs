@@ -265,7 +265,12 @@ async fn promotion_swaps_routes_then_drains_the_old_running() {
         to: v("1.1.0")
     }));
     let route = position(&a, |a| matches!(a, Action::Route(_)));
-    let retire = position(&a, |a| *a == Action::Retire { id: old, drain: true });
+    let retire = position(&a, |a| {
+        *a == Action::Retire {
+            id: old,
+            drain: true,
+        }
+    });
     assert!(route < retire, "the old running drains after the switch");
     let a = sim.feed(Input::Stopped { id: testing });
     assert!(
@@ -274,10 +279,7 @@ async fn promotion_swaps_routes_then_drains_the_old_running() {
     );
     let a = sim.feed(Input::Stopped { id: old });
     assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
-    assert_eq!(
-        sim.s.persisted.as_ref().unwrap().running,
-        Some(v("1.1.0"))
-    );
+    assert_eq!(sim.s.persisted.as_ref().unwrap().running, Some(v("1.1.0")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -294,10 +296,7 @@ async fn a_failing_fresh_running_instance_leaves_the_old_one_serving() {
             stderr_tail: "boom".into(),
         },
     );
-    assert!(
-        routes_in(&a).is_none(),
-        "routes are not touched: {a:#?}"
-    );
+    assert!(routes_in(&a).is_none(), "routes are not touched: {a:#?}");
     assert!(emitted(&a)
         .iter()
         .any(|e| matches!(e, Event::PromotionFailed { version, .. } if *version == v("1.1.0"))));
@@ -354,7 +353,9 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
             Some(v("1.0.0")),
             "users are told running restarts"
         );
-        assert!(!a.iter().any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
+        assert!(!a
+            .iter()
+            .any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
         sim.feed(Input::Stopped { id });
         let a = if delay == 0 {
             a
@@ -366,12 +367,18 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
             );
             assert!(sim.s.deadline() <= Instant::now() + Duration::from_secs(delay));
             tokio::time::advance(Duration::from_secs(delay) - Duration::from_millis(1)).await;
-            assert!(start_in(&sim.feed(Input::Tick)).is_none(), "not before its time");
+            assert!(
+                start_in(&sim.feed(Input::Tick)).is_none(),
+                "not before its time"
+            );
             tokio::time::advance(Duration::from_millis(1)).await;
             sim.feed(Input::Tick)
         };
         let (restarted, a) = sim.bring_up(&a);
-        assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, restarted);
+        assert_eq!(
+            routes_in(&a).unwrap().running.as_ref().unwrap().id,
+            restarted
+        );
         assert_eq!(routes_in(&a).unwrap().restarting, None);
         id = restarted;
     }
@@ -382,7 +389,10 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
     let (_, role, _) = start_in(&a).unwrap();
     assert_eq!(role, Role::Running);
     let stopped = sim.feed(Input::Stopped { id });
-    assert!(stopped.contains(&Action::Archive(v("1.0.0"))), "{stopped:#?}");
+    assert!(
+        stopped.contains(&Action::Archive(v("1.0.0"))),
+        "{stopped:#?}"
+    );
 
     // A running instance that stays up a while starts a fresh count.
     let (id, _) = sim.bring_up(&a);
@@ -400,9 +410,14 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
     tokio::time::advance(RESTART_STABLE).await;
     let a = crash(&mut sim, id);
     assert!(
-        emitted(&a)
-            .iter()
-            .any(|e| matches!(e, Event::RestartScheduled { attempt: 1, delay_ms: 0, .. })),
+        emitted(&a).iter().any(|e| matches!(
+            e,
+            Event::RestartScheduled {
+                attempt: 1,
+                delay_ms: 0,
+                ..
+            }
+        )),
         "{a:#?}"
     );
 }
@@ -529,7 +544,9 @@ async fn garbage_collection_runs_on_its_timer_and_after_filing() {
     assert!(sim.feed(Input::Tick).contains(&Action::Collect));
     let a = sim.feed(Input::Filed {
         version: v("1.0.0"),
-        result: Ok(Filed::Archived(PathBuf::from("/base/archive/app-1.0.0.zip"))),
+        result: Ok(Filed::Archived(PathBuf::from(
+            "/base/archive/app-1.0.0.zip",
+        ))),
     });
     assert!(a.contains(&Action::Collect));
     assert!(emitted(&a)
