@@ -4,6 +4,7 @@
 mod support;
 
 mod config;
+mod builds;
 mod core;
 mod faults;
 mod hostile;
