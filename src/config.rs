@@ -222,7 +222,7 @@ pub struct Config {
 }
 
 /// Thresholds the scorer judges testing by.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScoreConfig {
     /// Time testing must be scored before promotion.
     pub stable_window: Duration,
@@ -1096,6 +1096,80 @@ fn parse_level(v: &str) -> Result<tracing::Level, ConfigError> {
         .map_err(|_| invalid("LOG_LEVEL", v, "one of error, warn, info, debug, trace"))
 }
 
+/// Keys a reload (SIGHUP) applies to the running understudy; any other changed key is named as
+/// needing a restart. The supervisor reads these when it acts; the scorer gets its thresholds.
+pub const LIVE_KEYS: &[&str] = &[
+    "UPSTREAM_HOST",
+    "PROPERTIES_FILE_NAME",
+    "PORT_KEY",
+    "JAR_COMMAND",
+    "EXEC_COMMAND",
+    "READY_PATH",
+    "READY_TIMEOUT",
+    "SHUTDOWN_GRACE",
+    "STABLE_WINDOW",
+    "MIN_MIRRORED",
+    "MAX_5XX_DELTA",
+    "MAX_CLIENT_ERROR_DELTA",
+    "MAX_LOG_ERROR_DELTA",
+    "MAX_LOG_WARN_DELTA",
+    "MIN_ENDPOINT_PAIRS",
+    "MAX_P95_RATIO",
+    "MAX_BODY_DIFF",
+    "PLAIN_LOG_ERROR_REGEX",
+    "PLAIN_LOG_WARN_REGEX",
+    "EVALUATE_EVERY",
+    "MAX_BASE_SIZE",
+    "MIN_FREE_DISK",
+];
+
+/// The keys whose values differ between two configurations, in `KEYS` order.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! compare {
+        ($($($field:ident).+ => $key:literal),* $(,)?) => {
+            $(if old.$($field).+ != new.$($field).+ { changed.push($key); })*
+        };
+    }
+    compare!(
+        identifier => "IDENTIFIER",
+        listen => "LISTEN",
+        port_range => "PORT_RANGE",
+        upstream_host => "UPSTREAM_HOST",
+        properties_file => "PROPERTIES_FILE_NAME",
+        port_key => "PORT_KEY",
+        jar_command => "JAR_COMMAND",
+        exec_command => "EXEC_COMMAND",
+        ready_path => "READY_PATH",
+        ready_timeout => "READY_TIMEOUT",
+        shutdown_grace => "SHUTDOWN_GRACE",
+        settle_time => "SETTLE_TIME",
+        mirror_methods => "MIRROR_METHODS",
+        mirror_max_body => "MIRROR_MAX_BODY",
+        mirror_queue => "MIRROR_QUEUE",
+        mirror_concurrency => "MIRROR_CONCURRENCY",
+        mirror_timeout => "MIRROR_TIMEOUT",
+        worker_threads => "WORKER_THREADS",
+        log_dir => "LOG_DIR",
+        log_level => "LOG_LEVEL",
+        score.stable_window => "STABLE_WINDOW",
+        score.min_mirrored => "MIN_MIRRORED",
+        score.max_5xx_delta => "MAX_5XX_DELTA",
+        score.max_client_error_delta => "MAX_CLIENT_ERROR_DELTA",
+        score.max_log_error_delta => "MAX_LOG_ERROR_DELTA",
+        score.max_log_warn_delta => "MAX_LOG_WARN_DELTA",
+        score.min_endpoint_pairs => "MIN_ENDPOINT_PAIRS",
+        score.max_p95_ratio => "MAX_P95_RATIO",
+        score.max_body_diff => "MAX_BODY_DIFF",
+        score.plain_error_regex => "PLAIN_LOG_ERROR_REGEX",
+        score.plain_warn_regex => "PLAIN_LOG_WARN_REGEX",
+        score.evaluate_every => "EVALUATE_EVERY",
+        max_base_size => "MAX_BASE_SIZE",
+        min_free_disk => "MIN_FREE_DISK",
+    );
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1149,6 +1223,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.listen.port(), 2000);
+    }
+
+    #[test]
+    fn a_reload_names_the_keys_that_changed() {
+        let a = load("IDENTIFIER=a\n", &[]).unwrap();
+        let b = load(
+            "IDENTIFIER=a\nSTABLE_WINDOW=1s\nLISTEN=127.0.0.1:1\nMAX_BODY_DIFF=0.1\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            changed_keys(&a, &b),
+            vec!["LISTEN", "STABLE_WINDOW", "MAX_BODY_DIFF"]
+        );
+        assert!(changed_keys(&a, &a).is_empty());
+        for k in LIVE_KEYS {
+            assert!(KEYS.iter().any(|d| d.key == *k), "{k} is a key");
+        }
     }
 
     #[test]

@@ -66,7 +66,8 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let events = Events::default();
     let mut rx = events.subscribe();
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(crate::run(cfg, listener, events, cancel.clone()));
+    let (_reload_tx, reload) = tokio::sync::mpsc::channel(1);
+    let server = tokio::spawn(crate::run(cfg, listener, events, cancel.clone(), reload));
 
     let outcome = async {
         println!("1. dropping demo-app-1.0.0 into the base dir");

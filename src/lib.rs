@@ -140,13 +140,19 @@ type Failure = (&'static str, String);
 /// Run understudy on an already bound `listener` until `shutdown` (or until a task dies), then
 /// shut down in order: stop accepting, let in-flight user requests finish (bounded by
 /// `SHUTDOWN_GRACE`), stop every child, join every task.
+///
+/// Each configuration received on `reload` (a re-read `.env`, already validated) is applied: the
+/// keys in [`config::LIVE_KEYS`] take effect at once, any other changed key is named in the log as
+/// needing a restart.
 pub async fn run(
     cfg: Config,
     listener: TcpListener,
     events: Events,
     shutdown: CancellationToken,
+    reload: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
+    let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
@@ -168,6 +174,7 @@ pub async fn run(
     let live = supervisor::LiveGroups::default();
     let control = Control {
         cfg: cfg.clone(),
+        config: config_rx,
         mirror_rx,
         routes: routes_tx,
         stats,
@@ -176,7 +183,7 @@ pub async fn run(
         stop: stops.control.clone(),
     };
     let mut tasks = control.spawn();
-    let failure = first_failure(&shutdown, &stops.fatal, &mut tasks).await;
+    let failure = first_failure(&shutdown, &stops.fatal, &mut tasks, reload, config_tx).await;
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
 }
 
@@ -197,6 +204,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
 /// What the control tasks (mirror, scorer, watcher, supervisor) are started with.
 struct Control {
     cfg: Arc<Config>,
+    config: watch::Receiver<Arc<Config>>,
     mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
     routes: watch::Sender<Arc<proxy::Routes>>,
     stats: Arc<proxy::ProxyStats>,
@@ -256,29 +264,56 @@ impl Control {
         };
         tasks.spawn(
             "supervisor",
-            supervisor::run(cfg.clone(), wiring, self.live, self.stop),
+            supervisor::run(self.config, wiring, self.live, self.stop),
         );
         tasks
     }
 }
 
-/// Wait for the shutdown signal, or for the first task or proxy thread to die.
+/// Wait for the shutdown signal, or for the first task or proxy thread to die; meanwhile apply
+/// reloaded configurations.
 async fn first_failure(
     shutdown: &CancellationToken,
     fatal: &CancellationToken,
     tasks: &mut Tasks,
+    mut reload: mpsc::Receiver<Config>,
+    config: watch::Sender<Arc<Config>>,
 ) -> Option<Failure> {
-    let failure = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        _ = fatal.cancelled() => Some(("proxy thread", "a proxy thread died".to_string())),
-        Some((task, why)) = tasks.next_end() => {
-            Some((task, why.unwrap_or_else(|| "ended on its own".into())))
+    let failure = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            _ = fatal.cancelled() => break Some(("proxy thread", "a proxy thread died".to_string())),
+            Some((task, why)) = tasks.next_end() => {
+                break Some((task, why.unwrap_or_else(|| "ended on its own".into())))
+            }
+            Some(new) = reload.recv() => apply_reload(&config, new),
         }
     };
     if let Some((task, message)) = &failure {
         tracing::error!("the {task} task failed ({message}); stopping everything");
     }
     failure
+}
+
+/// Publish a reloaded configuration and say what it changed.
+fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
+    let changed = config::changed_keys(&config.borrow(), &new);
+    if changed.is_empty() {
+        tracing::info!("reloaded {}: nothing changed", new.base.join(".env").display());
+        return;
+    }
+    let (live, restart): (Vec<&str>, Vec<&str>) =
+        changed.iter().partition(|k| config::LIVE_KEYS.contains(k));
+    if !live.is_empty() {
+        tracing::info!("reloaded configuration: applied {}", live.join(", "));
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "reloaded configuration: {} changed but take effect only when understudy restarts",
+            restart.join(", ")
+        );
+    }
+    config.send_replace(Arc::new(new));
 }
 
 /// The shutdown sequence; returns the first failure, if any.

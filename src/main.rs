@@ -88,7 +88,7 @@ fn main() -> ExitCode {
             if let Err(e) = check_base_writable(&cfg.base) {
                 return fail_config(e);
             }
-            report(run(cfg))
+            report(run(cfg, overrides))
         }
         Command::Demo { keep } => report(understudy::demo::run(keep).context("demo failed")),
         Command::ExampleEnv => {
@@ -116,7 +116,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
     let _lock = understudy::layout::Layout::new(&cfg.base, &cfg.identifier).lock()?;
     understudy::init_logging(&cfg).context("cannot set up logging")?;
     for k in &cfg.unknown_keys {
@@ -151,11 +151,40 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             tracing::info!("shutting down: stopping children");
             stop.cancel();
         });
-        let result = understudy::run(cfg, listener, understudy::Events::default(), cancel).await;
+        let reload = reload_on_sighup(cfg.base.clone(), overrides)?;
+        let result =
+            understudy::run(cfg, listener, understudy::Events::default(), cancel, reload).await;
         match &result {
             Ok(()) => tracing::info!("stopped"),
             Err(e) => tracing::error!("stopped: {e}"),
         }
         result.map_err(anyhow::Error::from)
     })
+}
+
+/// SIGHUP re-reads `.env` (with the same environment and CLI overrides): a valid configuration is
+/// handed to understudy, an invalid one is refused in the log and the old one stays.
+fn reload_on_sighup(
+    base: PathBuf,
+    overrides: Vec<(String, String)>,
+) -> anyhow::Result<tokio::sync::mpsc::Receiver<Config>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading {}", base.join(".env").display());
+            match Config::load(&base, &ProcessEnv, &overrides) {
+                Ok(cfg) => {
+                    if tx.send(cfg).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "SIGHUP: refusing the new configuration ({e}); the old one stays in force"
+                ),
+            }
+        }
+    });
+    Ok(rx)
 }

@@ -507,6 +507,8 @@ pub enum ScorerControl {
     },
     /// No testing instance: stop scoring.
     Clear,
+    /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
+    Config(ScoreConfig),
 }
 
 /// A verdict about one testing instance, sent to the supervisor.
@@ -528,7 +530,8 @@ pub async fn run(
     verdicts: mpsc::Sender<Scored>,
     cancel: CancellationToken,
 ) {
-    let rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
+    let mut cfg = cfg;
+    let mut rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
     let mut card: Option<Scorecard> = None;
     let mut tick = tokio::time::interval(cfg.evaluate_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -556,6 +559,15 @@ pub async fn run(
                         continue;
                     }
                     ScorerControl::Clear => None,
+                    ScorerControl::Config(new) => {
+                        if new.evaluate_every != cfg.evaluate_every {
+                            tick = tokio::time::interval(new.evaluate_every);
+                            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        rules = LevelRules::new(&new.plain_error_regex, &new.plain_warn_regex);
+                        cfg = new;
+                        continue;
+                    }
                 };
             }
             _ = tick.tick() => {

@@ -122,3 +122,43 @@ fn a_symlink_dropped_as_a_build_is_logged_once() {
     }
     assert_eq!(u.log_text().matches("is a symlink").count(), 1);
 }
+
+#[test]
+fn sighup_reloads_the_env_and_refuses_a_bad_one() {
+    let settled = "STABLE_WINDOW=10m\nMIN_MIRRORED=1000\nEVALUATE_EVERY=200ms";
+    let (base, mut u) = start_with_testing("sighup", settled);
+    let hup = |u: &Understudy| unsafe {
+        libc::kill(u.pid() as i32, libc::SIGHUP);
+    };
+
+    // A bad value is refused; the old configuration stays and users are served.
+    base.write_env(&format!("{settled}\nSTABLE_WINDOW=banana"));
+    hup(&u);
+    let line = wait_until("the refusal", Duration::from_secs(5), || {
+        u.log_text()
+            .lines()
+            .find(|l| l.contains("refusing the new configuration"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains("STABLE_WINDOW") && line.contains("banana"),
+        "{line}"
+    );
+    assert!(u.get("/").1.contains("1.0.0"), "still serving after SIGHUP");
+
+    // A good one is applied: the new window and evidence let 1.1.0 be promoted.
+    base.write_env(&format!(
+        "{settled}\nSTABLE_WINDOW=1s\nMIN_MIRRORED=5\nSETTLE_TIME=300ms"
+    ));
+    hup(&u);
+    wait_until("the reload", Duration::from_secs(5), || {
+        let log = u.log_text();
+        (log.contains("applied STABLE_WINDOW, MIN_MIRRORED")
+            && log.contains("SETTLE_TIME changed but take effect only when understudy restarts"))
+        .then_some(())
+    });
+    wait_until("1.1.0 promoted under the new rules", Duration::from_secs(20), || {
+        u.get("/").1.contains("1.1.0").then_some(())
+    });
+    u.stop();
+}

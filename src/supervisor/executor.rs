@@ -128,7 +128,15 @@ enum FileJob {
 
 /// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
 /// out every action; then stop every child and wait for all work to finish.
-pub async fn run(cfg: Arc<Config>, wiring: Wiring, live: LiveGroups, cancel: CancellationToken) {
+/// `config` carries reloaded configurations (SIGHUP): the supervisor uses the new values from
+/// its next action on, and hands the scorer its new thresholds.
+pub async fn run(
+    mut config: watch::Receiver<Arc<Config>>,
+    wiring: Wiring,
+    live: LiveGroups,
+    cancel: CancellationToken,
+) {
+    let cfg = config.borrow_and_update().clone();
     let (spawner, spawner_thread) = match Spawner::new(tokio::runtime::Handle::current()) {
         Ok(s) => s,
         Err(e) => {
@@ -182,6 +190,11 @@ pub async fn run(cfg: Arc<Config>, wiring: Wiring, live: LiveGroups, cancel: Can
             Some(s) = verdicts.recv() => Input::Scored(s),
             Some(d) = dropped.recv() => Input::Dropped(d),
             _ = tokio::time::sleep_until(deadline) => Input::Tick,
+            Ok(()) = config.changed() => {
+                let new = config.borrow_and_update().clone();
+                exec.reconfigure(new);
+                continue;
+            }
         };
         exec.perform_all(decide(&mut state, input, Instant::now()));
     }
@@ -546,6 +559,14 @@ impl Executor {
             };
             Done::Collected(deleted)
         });
+    }
+
+    /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed.
+    fn reconfigure(&mut self, new: Arc<Config>) {
+        if new.score != self.cfg.score {
+            let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));
+        }
+        self.cfg = new;
     }
 
     /// Turn a completion into an input, keeping the handles it carries.
