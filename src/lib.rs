@@ -299,7 +299,10 @@ async fn first_failure(
 fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
     let changed = config::changed_keys(&config.borrow(), &new);
     if changed.is_empty() {
-        tracing::info!("reloaded {}: nothing changed", new.base.join(".env").display());
+        tracing::info!(
+            "reloaded {}: nothing changed",
+            new.base.join(".env").display()
+        );
         return;
     }
     let (live, restart): (Vec<&str>, Vec<&str>) =

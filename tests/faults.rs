@@ -123,3 +123,73 @@ fn a_first_build_that_crashes_is_rejected_and_the_next_one_serves() {
     assert!(u.get("/").1.contains("1.0.1"));
     u.stop();
 }
+
+/// One GET with its raw answer head, to see headers such as `Retry-After`.
+fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_crash_looping_running_backs_off_and_users_are_told_to_retry() {
+    let base = Base::new("crash-loop");
+    base.write_env("");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--exit-after-ms 300");
+    u.wait_serving();
+    // The first restart is immediate; the second waits 1 s, the third 2 s.
+    wait_until("the third failure", Duration::from_secs(20), || {
+        let log = u.log_text();
+        (log.contains("attempt=2 delay_ms=1000") && log.contains("attempt=3 delay_ms=2000"))
+            .then_some(())
+    });
+    // While running waits for its restart, users get 503 with Retry-After, not "drop a build".
+    let answer = wait_until("a 503 while restarting", Duration::from_secs(10), || {
+        let a = raw_get(u.addr, "/");
+        a.starts_with("HTTP/1.1 503").then_some(a)
+    });
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: "), "{answer}");
+    assert!(answer.contains("running 1.0.0 is restarting"), "{answer}");
+    assert!(
+        !std::fs::read_dir(base.path.join("rejected"))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false),
+        "a version that served is never rejected for crashing"
+    );
+}
+
+#[test]
+fn two_ports_are_enough_to_promote_and_test_the_next_build() {
+    let base = Base::new("two-ports");
+    let lo = base.port_range.0;
+    base.write_env(&format!(
+        "PORT_RANGE={lo}-{}\nSTABLE_WINDOW=1s\nMIN_MIRRORED=5\nEVALUATE_EVERY=200ms",
+        lo + 1
+    ));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    wait_until("1.1.0 promoted", Duration::from_secs(20), || {
+        u.get("/").1.contains("1.1.0").then_some(())
+    });
+    base.drop_fixture("1.2.0", "");
+    wait_until("1.2.0 promoted too", Duration::from_secs(20), || {
+        u.get("/").1.contains("1.2.0").then_some(())
+    });
+    assert!(
+        !base.path.join("rejected/app-1.1.0").exists()
+            && !base.path.join("rejected/app-1.2.0").exists(),
+        "no build lost to the port range"
+    );
+    u.stop();
+}

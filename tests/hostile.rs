@@ -157,8 +157,10 @@ fn sighup_reloads_the_env_and_refuses_a_bad_one() {
             && log.contains("SETTLE_TIME changed but take effect only when understudy restarts"))
         .then_some(())
     });
-    wait_until("1.1.0 promoted under the new rules", Duration::from_secs(20), || {
-        u.get("/").1.contains("1.1.0").then_some(())
-    });
+    wait_until(
+        "1.1.0 promoted under the new rules",
+        Duration::from_secs(20),
+        || u.get("/").1.contains("1.1.0").then_some(()),
+    );
     u.stop();
 }

@@ -3,8 +3,8 @@
 
 mod support;
 
-mod config;
 mod builds;
+mod config;
 mod core;
 mod faults;
 mod hostile;
