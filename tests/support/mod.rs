@@ -341,3 +341,22 @@ fn kill_processes_under(dir: &Path) {
 pub fn pid_alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
+
+
+/// Whether `pid` exists and is not a zombie (a killed process whose parent has not reaped it yet
+/// is gone for every purpose but its pid).
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+/// The pid a fixture wrote to `file` in the instance folder a role's symlink points at.
+pub fn read_pid_file(base: &Base, role: &str, file: &str) -> Option<i32> {
+    std::fs::read_to_string(base.path.join(role).join(file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
