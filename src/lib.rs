@@ -7,10 +7,12 @@
 //! - [`layout`]: every path in the base dir; atomic `running`/`testing` symlinks.
 //! - [`artifact`]: build names (`<identifier>-<semver>`) and installing into version folders.
 //! - [`watcher`]: notices complete builds (`cp` or `mv`) in the base dir.
-//! - [`instance`]: one child process: port, process group, readiness, SIGTERM→SIGKILL, reaping.
+//! - [`instance`]: one child process: launch spec, spawner thread, process group, readiness,
+//!   SIGTERM→SIGKILL to the group, reaping.
 //! - [`proxy`]: the users' reverse proxy; [`proxy::mirror`] copies requests to testing.
 //! - [`score`]: pairs and log lines → verdict and score (pure [`score::evaluate`]).
-//! - [`supervisor`]: the one owner of state; decides on every input.
+//! - [`supervisor`]: the one owner of state; the pure [`supervisor::decide`] answers every input
+//!   with actions, which [`supervisor::executor`] carries out and reports back.
 //! - [`archive`]: zips retired versions, deletes old archives over budget.
 //! - [`events`]: decisions, logged and broadcast.
 //! - [`demo`]: the self-contained demo behind `understudy demo`.
