@@ -569,7 +569,7 @@ impl Decision<'_> {
             self.s.busy.clear();
             self.s.busy_retry = None;
         }
-        for part in [Part::Running, Part::Next, Part::Testing] {
+        for part in [SlotKey::Running, SlotKey::Next, SlotKey::Testing] {
             let waiting = self
                 .slot_mut(part)
                 .is_some_and(|s| s.phase == Phase::NeedsPort);
@@ -597,22 +597,22 @@ impl Decision<'_> {
         }
     }
 
-    fn slot_mut(&mut self, part: Part) -> Option<&mut Slot> {
+    fn slot_mut(&mut self, part: SlotKey) -> Option<&mut Slot> {
         match part {
-            Part::Running => self.s.running.as_mut(),
-            Part::Testing => self.s.testing.as_mut(),
-            Part::Next => self.s.next.as_mut(),
+            SlotKey::Running => self.s.running.as_mut(),
+            SlotKey::Testing => self.s.testing.as_mut(),
+            SlotKey::Next => self.s.next.as_mut(),
         }
     }
 
-    fn part_of(&self, id: InstanceId) -> Option<Part> {
+    fn part_of(&self, id: InstanceId) -> Option<SlotKey> {
         let is = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.id == id);
         if is(&self.s.running) {
-            Some(Part::Running)
+            Some(SlotKey::Running)
         } else if is(&self.s.testing) {
-            Some(Part::Testing)
+            Some(SlotKey::Testing)
         } else if is(&self.s.next) {
-            Some(Part::Next)
+            Some(SlotKey::Next)
         } else {
             None
         }
@@ -697,7 +697,7 @@ impl Decision<'_> {
         }
     }
 
-    fn ready(&mut self, part: Part) {
+    fn ready(&mut self, part: SlotKey) {
         let now = self.now;
         let slot = self.slot_mut(part).expect("part_of found it");
         let Phase::Up { port, child } = slot.phase.clone() else {
@@ -710,9 +710,9 @@ impl Decision<'_> {
         };
         slot.proven |= slot.role == Role::Running;
         match part {
-            Part::Running => {
+            SlotKey::Running => {
                 self.s.restart = None;
-                self.serve(Part::Running);
+                self.serve(SlotKey::Running);
                 if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
                     // A restarted running: testing is still scored against it.
                     self.out.push(Action::Score(ScorerControl::Running {
@@ -724,8 +724,8 @@ impl Decision<'_> {
                 }
                 self.start_pending();
             }
-            Part::Testing => {
-                self.serve(Part::Testing);
+            SlotKey::Testing => {
+                self.serve(SlotKey::Testing);
                 let running_dir = self
                     .s
                     .running
@@ -740,13 +740,13 @@ impl Decision<'_> {
                     running_dir,
                 }));
             }
-            Part::Next => self.finish_promotion(),
+            SlotKey::Next => self.finish_promotion(),
         }
     }
 
     /// Put a ready instance into service: route to it first, then point its symlink and announce
     /// it, so whoever sees the symlink can rely on the route.
-    fn serve(&mut self, part: Part) {
+    fn serve(&mut self, part: SlotKey) {
         self.publish_routes();
         let slot = self.slot_mut(part).expect("serving a slot");
         let Phase::Ready { port, child, .. } = &slot.phase else {
@@ -777,13 +777,13 @@ impl Decision<'_> {
     }
 
     /// An instance failed to start, to get ready, or to stay up.
-    fn failed(&mut self, part: Part, why: String) {
+    fn failed(&mut self, part: SlotKey, why: String) {
         match part {
-            Part::Testing => self.reject_testing(vec![format!("testing {why}")]),
-            Part::Next => self.abort_promotion(vec![format!(
+            SlotKey::Testing => self.reject_testing(vec![format!("testing {why}")]),
+            SlotKey::Next => self.abort_promotion(vec![format!(
                 "the new running instance of the promoted version {why}"
             )]),
-            Part::Running => self.running_failed(why),
+            SlotKey::Running => self.running_failed(why),
         }
     }
 
@@ -933,7 +933,7 @@ impl Decision<'_> {
         let old = self.s.running.replace(next);
         let restarting = self.s.restart.take();
         self.s.failures = 0;
-        self.serve(Part::Running);
+        self.serve(SlotKey::Running);
         self.emit(Event::Promoted {
             from: old
                 .as_ref()
@@ -1072,9 +1072,9 @@ impl Decision<'_> {
     }
 }
 
-/// The three parts an instance can play.
+/// Which of the three slots an instance sits in (running, testing, or the next running).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+enum SlotKey {
     Running,
     Testing,
     Next,
