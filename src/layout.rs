@@ -222,8 +222,8 @@ mod tests {
 
     #[test]
     fn symlink_swap_is_relative_and_replaces() {
-        let base = std::env::temp_dir().join(format!("understudy-layout-{}", std::process::id()));
-        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
         let l = Layout::new(&base, "app");
         let v = Version::parse("1.0.0").unwrap();
         std::fs::create_dir_all(l.version_dir(&v)).unwrap();
@@ -240,6 +240,18 @@ mod tests {
         assert!(l.link(Role::Running).join("logs").is_dir());
         l.unpoint(Role::Running).unwrap();
         assert!(std::fs::symlink_metadata(l.link(Role::Running)).is_err());
-        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn one_lock_per_base_dir_and_the_refusal_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path(), "app");
+        let held = l.lock().unwrap();
+        match l.lock() {
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("a second lock must be refused, got {:?}", other.map(|_| ())),
+        }
+        drop(held);
+        assert!(l.lock().is_ok(), "the lock goes with its holder");
     }
 }

@@ -20,21 +20,51 @@ pub struct Base {
     pub path: PathBuf,
     pub listen: SocketAddr,
     pub port_range: (u16, u16),
+    _dir: tempfile::TempDir,
+    _ports: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Ports for children come in slices of this many, below the kernel's ephemeral range (32768+)
+/// so that outgoing connections never take them.
+const PORT_SLICE: u16 = 20;
+const PORT_SLICES: std::ops::Range<u16> = 21000..32000;
+
+/// Claim a slice of ports no other test holds, in this process or any other running at the same
+/// time: a `flock` per slice, held as long as the base dir lives.
+fn claim_ports() -> (u16, nix::fcntl::Flock<std::fs::File>) {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = std::env::temp_dir().join("understudy-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
+    let slices = (PORT_SLICES.end - PORT_SLICES.start) / PORT_SLICE;
+    for i in 0..slices {
+        let start = PORT_SLICES.start + ((first + i) % slices) * PORT_SLICE;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(start.to_string()))
+            .unwrap();
+        if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            return (start, lock);
+        }
+    }
+    panic!("every port slice in {PORT_SLICES:?} is held by other tests");
 }
 
 impl Base {
     pub fn new(name: &str) -> Base {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        let n = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
-        // Below the kernel's ephemeral range (32768+), so outgoing connections never take them.
-        let start = 21000 + (std::process::id() as u16 % 50) * 200 + n * 20;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let (start, lock) = claim_ports();
         Base {
-            path: std::fs::canonicalize(&path).unwrap(),
+            path: std::fs::canonicalize(dir.path()).unwrap(),
             listen: free_addr(),
-            port_range: (start, start + 19),
+            port_range: (start, start + PORT_SLICE - 1),
+            _dir: dir,
+            _ports: lock,
         }
     }
 
@@ -112,8 +142,8 @@ impl Base {
 
 impl Drop for Base {
     fn drop(&mut self) {
+        // Children first; the folder goes with the TempDir afterwards.
         kill_processes_under(&self.path);
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -341,7 +371,6 @@ fn kill_processes_under(dir: &Path) {
 pub fn pid_alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
-
 
 /// Whether `pid` exists and is not a zombie (a killed process whose parent has not reaped it yet
 /// is gone for every purpose but its pid).
