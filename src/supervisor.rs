@@ -35,6 +35,8 @@ const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Failures in a row after which understudy says loudly that running is crash-looping, keeps
 /// retrying at the cap, and lets a newly dropped build replace it.
 const MAX_RUNNING_RESTARTS: u32 = 5;
+/// Attempts at filing a version away (a full disk, say) before understudy gives up on it.
+const MAX_FILING_ATTEMPTS: u32 = 10;
 /// How long a port found bound by another program is left alone before it is tried again.
 const BUSY_PORT_RETRY: Duration = Duration::from_secs(1);
 
@@ -113,10 +115,11 @@ pub enum Input {
     Stopped { id: InstanceId },
     /// The scorer judged testing.
     Scored(Scored),
-    /// Archiving or rejecting a version finished.
+    /// Archiving or rejecting a version finished; a failed one carries the action to retry.
     Filed {
         version: Version,
         result: Result<Filed, String>,
+        retry: Option<Action>,
     },
     /// Garbage collection deleted these archives (zip, reason).
     Collected(Vec<(PathBuf, String)>),
@@ -309,6 +312,8 @@ pub struct State {
     /// After a restart resumed mid-promotion: promote this version once running is ready.
     resume_promotion: Option<Installed>,
     retiring: BTreeMap<InstanceId, Retiring>,
+    /// Filings that failed, retried at each collection, with the attempts so far.
+    refile: Vec<(Action, u32)>,
     persisted: Option<Persisted>,
     next_gc: Instant,
 }
@@ -332,6 +337,7 @@ impl State {
             failures: 0,
             resume_promotion: None,
             retiring: BTreeMap::new(),
+            refile: Vec::new(),
             persisted: None,
             next_gc: now,
         }
@@ -393,7 +399,11 @@ pub fn decide(state: &mut State, input: Input, now: Instant) -> Vec<Action> {
         Input::Instance(e) => d.instance(e),
         Input::Stopped { id } => d.stopped(id),
         Input::Scored(s) => d.scored(s),
-        Input::Filed { version, result } => d.filed(version, result),
+        Input::Filed {
+            version,
+            result,
+            retry,
+        } => d.filed(version, result, retry),
         Input::Collected(deleted) => {
             for (zip, reason) in deleted {
                 d.emit(Event::ArchiveDeleted { zip, reason });
@@ -854,6 +864,9 @@ impl Decision<'_> {
         if self.now >= self.s.next_gc {
             self.s.next_gc = self.now + GC_EVERY;
             self.out.push(Action::Collect);
+            for (action, _) in &self.s.refile {
+                self.out.push(action.clone());
+            }
         }
     }
 
@@ -1037,11 +1050,27 @@ impl Decision<'_> {
         }
     }
 
-    fn filed(&mut self, version: Version, result: Result<Filed, String>) {
+    fn filed(&mut self, version: Version, result: Result<Filed, String>, retry: Option<Action>) {
+        let earlier = self
+            .s
+            .refile
+            .iter()
+            .position(|(a, _)| Some(a) == retry.as_ref());
+        let attempts = earlier.map_or(0, |i| self.s.refile.remove(i).1) + 1;
         match result {
             Ok(Filed::Archived(zip)) => self.emit(Event::Archived { version, zip }),
             Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected { version, reasons }),
-            Err(e) => tracing::error!("cannot file away version {version}: {e}"),
+            Err(e) => match retry {
+                Some(action) if attempts < MAX_FILING_ATTEMPTS => {
+                    tracing::error!(
+                        "cannot file away version {version} (attempt {attempts}): {e}; retrying in {GC_EVERY:?}"
+                    );
+                    self.s.refile.push((action, attempts));
+                }
+                _ => tracing::error!(
+                    "cannot file away version {version}: {e}; giving up after {attempts} attempts, its folder stays"
+                ),
+            },
         }
         self.out.push(Action::Collect);
     }

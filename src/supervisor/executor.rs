@@ -115,6 +115,7 @@ enum Done {
     Filed {
         version: semver::Version,
         result: Result<Filed, String>,
+        retry: Option<Action>,
     },
     Collected(Vec<(PathBuf, String)>),
 }
@@ -438,6 +439,7 @@ impl Executor {
             Done::Filed {
                 version: d.name.version,
                 result,
+                retry: None,
             }
         });
     }
@@ -536,13 +538,25 @@ impl Executor {
     fn file(&self, version: semver::Version, reject: Option<Vec<String>>) {
         let layout = self.layout.clone();
         self.blocking(move || {
+            let retry = match &reject {
+                None => Action::Archive(version.clone()),
+                Some(reasons) => Action::Reject {
+                    version: version.clone(),
+                    reasons: reasons.clone(),
+                },
+            };
             let result = match reject {
                 None => archive::archive_version(&layout, &version).map(Filed::Archived),
                 Some(reasons) => archive::reject_version(&layout, &version, &reasons)
                     .map(|_| Filed::Rejected(reasons)),
             }
             .map_err(|e| e.to_string());
-            Done::Filed { version, result }
+            let retry = result.is_err().then_some(retry);
+            Done::Filed {
+                version,
+                result,
+                retry,
+            }
         });
     }
 
@@ -595,7 +609,15 @@ impl Executor {
                 self.live.remove(id);
                 Input::Stopped { id }
             }
-            Done::Filed { version, result } => Input::Filed { version, result },
+            Done::Filed {
+                version,
+                result,
+                retry,
+            } => Input::Filed {
+                version,
+                result,
+                retry,
+            },
             Done::Collected(deleted) => Input::Collected(deleted),
         }
     }

@@ -547,6 +547,7 @@ async fn garbage_collection_runs_on_its_timer_and_after_filing() {
         result: Ok(Filed::Archived(PathBuf::from(
             "/base/archive/app-1.0.0.zip",
         ))),
+        retry: None,
     });
     assert!(a.contains(&Action::Collect));
     assert!(emitted(&a)
@@ -576,5 +577,30 @@ fn only_newer_builds_are_started() {
         refusal(&v("1.2.0"), Some(&v("1.0.0")), Some(&v("1.1.0"))),
         None,
         "a newer build replaces testing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_filing_is_retried_at_each_collection_then_given_up() {
+    let mut sim = Sim::new(PORTS);
+    let archive = Action::Archive(v("1.0.0"));
+    let fail = |sim: &mut Sim| {
+        sim.feed(Input::Filed {
+            version: v("1.0.0"),
+            result: Err("No space left on device".into()),
+            retry: Some(Action::Archive(v("1.0.0"))),
+        })
+    };
+    fail(&mut sim);
+    for attempt in 2..=MAX_FILING_ATTEMPTS {
+        tokio::time::advance(GC_EVERY).await;
+        let a = sim.feed(Input::Tick);
+        assert!(a.contains(&archive), "attempt {attempt} is made: {a:#?}");
+        fail(&mut sim);
+    }
+    tokio::time::advance(GC_EVERY).await;
+    assert!(
+        !sim.feed(Input::Tick).contains(&archive),
+        "given up after {MAX_FILING_ATTEMPTS} attempts"
     );
 }
