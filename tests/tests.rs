@@ -12,3 +12,4 @@ mod instance_faults;
 mod promotion;
 mod proxy_faults;
 mod shutdown;
+mod soak;
