@@ -52,7 +52,7 @@ fn soak_builds_under_steady_load_fail_no_user_request() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let path = if i % 2 == 0 {
+                    let path = if i.is_multiple_of(2) {
                         "/api/items".to_string()
                     } else {
                         format!("/api/items/{t}{i}")
@@ -75,7 +75,7 @@ fn soak_builds_under_steady_load_fail_no_user_request() {
     let mut minor = 1;
     while started.elapsed() < Duration::from_secs(seconds) {
         let version = format!("1.{minor}.0");
-        let bad = minor % 2 == 0;
+        let bad = minor.is_multiple_of(2);
         let faults = match (bad, minor % 4) {
             (false, _) => "--quiet",
             (true, 0) => "--quiet --fail-path /api/items",
