@@ -72,7 +72,7 @@ fn soak_builds_under_steady_load_fail_no_user_request() {
     let started = Instant::now();
     let mut outcomes = Vec::new();
     let mut baseline = None;
-    let mut minor = 1;
+    let mut minor: u32 = 1;
     while started.elapsed() < Duration::from_secs(seconds) {
         let version = format!("1.{minor}.0");
         let bad = minor.is_multiple_of(2);
