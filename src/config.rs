@@ -28,7 +28,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "PORT_RANGE", default: "20000-20099", doc: "Ports handed to child instances; ports already bound are skipped." },
     KeyDoc { key: "SCHEME", default: "http", doc: "Scheme used to reach the children; only http is supported." },
     KeyDoc { key: "UPSTREAM_HOST", default: "127.0.0.1", doc: "Host the children listen on, as the proxy reaches them." },
-    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file in the base dir copied into each instance folder with the port key rewritten." },
+    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file (a name in the base dir, or an absolute path) copied into each instance folder with the port key rewritten; the original is never changed." },
     KeyDoc { key: "PORT_KEY", default: "server.port", doc: "Key holding the port in the properties file (or -D<key>=<port> for a jar without one)." },
     KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
     KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
@@ -581,9 +581,16 @@ struct Children {
 /// PROPERTIES_FILE_NAME, PORT_KEY, JAR_COMMAND, EXEC_COMMAND, READY_*, SHUTDOWN_GRACE,
 /// SETTLE_TIME.
 fn children(raw: &Raw) -> Result<Children, ConfigError> {
-    let file_expected = "a file name in the base dir such as application.properties, without '/'";
-    let properties_file = raw.text("PROPERTIES_FILE_NAME", 255, file_expected)?;
-    if properties_file.contains('/') || properties_file == "." || properties_file == ".." {
+    let file_expected =
+        "a file name in the base dir such as application.properties, or an absolute path to a file";
+    let properties_file = raw.text("PROPERTIES_FILE_NAME", 4096, file_expected)?;
+    let named = Path::new(properties_file)
+        .file_name()
+        .is_some_and(|n| n != "." && n != "..");
+    let relative_path = !properties_file.starts_with('/') && properties_file.contains('/');
+    // A file name can be 255 bytes long; only an absolute path may be longer.
+    let too_long = !properties_file.starts_with('/') && properties_file.len() > 255;
+    if !properties_file.is_empty() && (!named || relative_path || too_long) {
         return Err(invalid(
             "PROPERTIES_FILE_NAME",
             properties_file,

@@ -164,3 +164,32 @@ fn sighup_reloads_the_env_and_refuses_a_bad_one() {
     );
     u.stop();
 }
+
+#[test]
+fn an_absolute_properties_file_is_copied_never_rewritten_in_place() {
+    let base = Base::new("abs-properties");
+    let outside = tempfile::tempdir().unwrap();
+    let props = outside.path().join("shared.properties");
+    let original = "greeting=hi\nserver.port=1\n";
+    std::fs::write(&props, original).unwrap();
+    base.write_env(&format!("PROPERTIES_FILE_NAME={}", props.display()));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    for role in ["running", "testing"] {
+        let (port, _) = base.instance_info(role).unwrap();
+        let copy = std::fs::read_to_string(base.path.join(role).join("shared.properties")).unwrap();
+        assert!(
+            copy.contains(&format!("server.port={port}")) && copy.contains("greeting=hi"),
+            "{role}: {copy}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&props).unwrap(),
+        original,
+        "the operator's own file is untouched"
+    );
+    u.stop();
+}
