@@ -187,6 +187,8 @@ fn narrate(e: &Event) {
             version, delay_ms, ..
         } => format!("running {version} failed; restarting in {delay_ms} ms"),
         Event::ArchiveDeleted { zip, reason } => format!("deleted {}: {reason}", zip.display()),
+        Event::Paused => "paused by the operator".to_string(),
+        Event::Resumed => "resumed by the operator".to_string(),
     };
     println!("   · {line}");
 }

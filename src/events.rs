@@ -92,6 +92,10 @@ pub enum Event {
         version: Version,
         reasons: Vec<String>,
     },
+    /// An operator paused automatic decisions.
+    Paused,
+    /// An operator resumed automatic decisions.
+    Resumed,
     /// A version folder was zipped into the archive.
     Archived { version: Version, zip: PathBuf },
     /// An old archive was deleted to stay within the size or disk budget.
@@ -152,6 +156,8 @@ impl Event {
             Event::PromotionFailed { version, reasons } => {
                 tracing::error!(target: T, %version, reasons = %reasons.join("; "), "promotion_failed")
             }
+            Event::Paused => tracing::info!(target: T, "paused"),
+            Event::Resumed => tracing::info!(target: T, "resumed"),
             Event::Archived { version, zip } => {
                 tracing::info!(target: T, %version, zip = %zip.display(), "archived")
             }

@@ -174,7 +174,12 @@ pub async fn run(
         stops.fatal.clone(),
     )?;
     let live = supervisor::LiveGroups::default();
+    let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
+    let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
+    let _handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
     let control = Control {
+        commands: commands_rx,
+        status: status_tx,
         cfg: cfg.clone(),
         config: config_rx,
         mirror_rx,
@@ -212,6 +217,8 @@ struct Control {
     stats: Arc<proxy::ProxyStats>,
     events: Events,
     live: supervisor::LiveGroups,
+    commands: mpsc::Receiver<supervisor::CommandRequest>,
+    status: watch::Sender<Arc<supervisor::Status>>,
     stop: CancellationToken,
 }
 
@@ -263,6 +270,8 @@ impl Control {
             verdicts: verdict_rx,
             scorer: scorer_tx,
             events: self.events,
+            commands: self.commands,
+            status: self.status,
         };
         tasks.spawn(
             "supervisor",

@@ -5,6 +5,7 @@
 //! as an input, so nothing slow ever holds a decision up and every decision can be tested without
 //! processes, files or sleeps.
 
+pub mod control;
 pub mod executor;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -19,9 +20,10 @@ use crate::artifact::Installed;
 use crate::events::{Event, VerdictKind};
 use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
 use crate::layout::Role;
-use crate::score::{Scored, ScorerControl, Verdict};
+use crate::score::{Evaluation, Scored, ScorerControl, Verdict};
 use crate::watcher::Dropped;
 
+pub use control::{Command, CommandError, CommandRequest, Status, SupervisorHandle};
 pub use executor::{run, LiveGroups, Wiring};
 
 /// How often archives are checked against the size and disk budgets between filings.
@@ -125,6 +127,8 @@ pub enum Input {
     Collected(Vec<(PathBuf, String)>),
     /// A deadline from [`State::deadline`] passed.
     Tick,
+    /// An operator's command; the answer goes out as [`Action::Reply`] with the same `id`.
+    Command { id: u64, command: Command },
 }
 
 /// Where users and mirrored copies go.
@@ -186,6 +190,11 @@ pub enum Action {
     Score(ScorerControl),
     /// Announce a decision.
     Emit(Event),
+    /// Answer the command with this `id`.
+    Reply {
+        id: u64,
+        result: Result<String, CommandError>,
+    },
 }
 
 /// Where an instance is in its life.
@@ -314,6 +323,10 @@ pub struct State {
     retiring: BTreeMap<InstanceId, Retiring>,
     /// Filings that failed, retried at each collection, with the attempts so far.
     refile: Vec<(Action, u32)>,
+    /// Scoring goes on, but verdicts are not acted on.
+    paused: bool,
+    /// The latest evaluation of the testing instance, for status.
+    verdict: Option<(InstanceId, Evaluation)>,
     persisted: Option<Persisted>,
     next_gc: Instant,
 }
@@ -338,6 +351,8 @@ impl State {
             resume_promotion: None,
             retiring: BTreeMap::new(),
             refile: Vec::new(),
+            paused: false,
+            verdict: None,
             persisted: None,
             next_gc: now,
         }
@@ -381,6 +396,55 @@ impl State {
     pub fn ports_taken(&self) -> &BTreeSet<u16> {
         &self.taken
     }
+
+    /// What status shows, with `wall` turning the monotonic clock into wall-clock time.
+    pub fn status(&self, wall: impl Fn(Instant) -> std::time::SystemTime) -> Status {
+        let slot = |s: &Option<Slot>| {
+            s.as_ref().map(|s| {
+                let child = s.phase.child();
+                control::InstanceStatus {
+                    version: s.version().clone(),
+                    instance: child.map(|c| c.number),
+                    port: s.phase.port(),
+                    pid: child.map(|c| c.pid),
+                    ready: s.is_ready(),
+                    since: match s.phase {
+                        Phase::Ready { since, .. } => Some(control::rfc3339(wall(since))),
+                        _ => None,
+                    },
+                }
+            })
+        };
+        let verdict = self.verdict.as_ref().and_then(|(id, ev)| {
+            let testing = self.testing.as_ref().filter(|t| t.id == *id)?;
+            let (verdict, reasons) = match &ev.verdict {
+                Verdict::Wait(why) => (VerdictKind::Wait, vec![why.clone()]),
+                Verdict::Promote => (VerdictKind::Promote, Vec::new()),
+                Verdict::Reject(r) => (VerdictKind::Reject, r.clone()),
+            };
+            Some(control::VerdictStatus {
+                version: testing.version().clone(),
+                verdict,
+                score: ev.score,
+                pairs: ev.pairs,
+                reasons,
+                parts: ev.parts.clone(),
+            })
+        });
+        Status {
+            running: slot(&self.running),
+            testing: slot(&self.testing),
+            promoting: slot(&self.next),
+            restarting: match &self.running {
+                None => self.restart.as_ref().map(|r| r.installed.version.clone()),
+                Some(_) => None,
+            },
+            pending: self.pending.as_ref().map(|p| p.version.clone()),
+            installing: self.installing.clone(),
+            paused: self.paused,
+            verdict,
+        }
+    }
 }
 
 /// Decide what to do about `input` at `now`: update `state` and return the actions, in order.
@@ -410,6 +474,10 @@ pub fn decide(state: &mut State, input: Input, now: Instant) -> Vec<Action> {
             }
         }
         Input::Tick => d.tick(),
+        Input::Command { id, command } => {
+            let result = d.command(command);
+            d.out.push(Action::Reply { id, result });
+        }
     }
     d.assign_ports();
     d.persist();
@@ -878,6 +946,7 @@ impl Decision<'_> {
             return;
         }
         let version = testing.version().clone();
+        self.s.verdict = Some((s.testing, s.evaluation.clone()));
         let ev = &s.evaluation;
         let verdict = match &ev.verdict {
             Verdict::Wait(_) => VerdictKind::Wait,
@@ -891,6 +960,9 @@ impl Decision<'_> {
             pairs: ev.pairs,
             summary: ev.summary(),
         });
+        if self.s.paused {
+            return; // scored and shown, not acted on
+        }
         match s.evaluation.verdict {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
@@ -1073,6 +1145,57 @@ impl Decision<'_> {
             },
         }
         self.out.push(Action::Collect);
+    }
+
+    fn command(&mut self, command: Command) -> Result<String, CommandError> {
+        match command {
+            Command::Promote => {
+                if let Some(next) = &self.s.next {
+                    return Err(CommandError::NothingToPromote(format!(
+                        "the promotion of {} is already under way",
+                        next.version()
+                    )));
+                }
+                let testing = self.s.testing.as_ref().ok_or_else(|| {
+                    CommandError::NothingToPromote("no build is being tested".into())
+                })?;
+                if !testing.is_ready() {
+                    return Err(CommandError::NothingToPromote(format!(
+                        "{} is not ready yet",
+                        testing.version()
+                    )));
+                }
+                let version = testing.version().clone();
+                tracing::info!("operator promotes {version}");
+                self.begin_promotion();
+                Ok(format!("promoting {version}"))
+            }
+            Command::Abort => {
+                let reasons = vec!["aborted by operator".to_string()];
+                if let Some(testing) = &self.s.testing {
+                    let version = testing.version().clone();
+                    self.reject_testing(reasons);
+                    return Ok(format!("rejected {version}"));
+                }
+                let pending = self.s.pending.take().ok_or(CommandError::NothingToAbort)?;
+                let version = pending.version;
+                self.out.push(Action::Reject {
+                    version: version.clone(),
+                    reasons,
+                });
+                Ok(format!("rejected {version}"))
+            }
+            Command::Pause => {
+                self.s.paused = true;
+                self.emit(Event::Paused);
+                Ok("paused: testing is still scored, but nothing is promoted or rejected until resumed".into())
+            }
+            Command::Resume => {
+                self.s.paused = false;
+                self.emit(Event::Resumed);
+                Ok("resumed: verdicts are acted on again".into())
+            }
+        }
     }
 
     fn persist(&mut self) {

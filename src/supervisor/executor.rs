@@ -47,6 +47,10 @@ pub struct Wiring {
     pub scorer: mpsc::UnboundedSender<ScorerControl>,
     /// Where decisions are announced.
     pub events: Events,
+    /// Operators' commands (admin API, CLI).
+    pub commands: mpsc::Receiver<super::CommandRequest>,
+    /// Where the status is published after every decision.
+    pub status: watch::Sender<Arc<super::Status>>,
 }
 
 /// The process groups of every child not yet reaped, kept outside the supervisor's task so that
@@ -151,6 +155,8 @@ pub async fn run(
         mut verdicts,
         scorer,
         events,
+        mut commands,
+        status,
     } = wiring;
     let layout = Layout::new(&cfg.base, &cfg.identifier);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -172,6 +178,8 @@ pub async fn run(
         live,
         tasks: TaskTracker::new(),
         inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
+        replies: HashMap::new(),
+        last_reply: 0,
     };
     let mut state = State::new(cfg.port_range, Instant::now());
     let resumed = {
@@ -181,6 +189,7 @@ pub async fn run(
             .unwrap_or_default()
     };
     exec.perform_all(decide(&mut state, Input::Resume(resumed), Instant::now()));
+    publish_status(&status, &state);
     loop {
         let deadline = state.deadline();
         let input = tokio::select! {
@@ -196,12 +205,31 @@ pub async fn run(
                 exec.reconfigure(new);
                 continue;
             }
+            Some(req) = commands.recv() => {
+                exec.last_reply += 1;
+                exec.replies.insert(exec.last_reply, req.reply);
+                Input::Command { id: exec.last_reply, command: req.command }
+            }
         };
         exec.perform_all(decide(&mut state, input, Instant::now()));
+        publish_status(&status, &state);
     }
     exec.shutdown(done_rx, files).await;
     // Every clone of the spawner is gone once its tasks are joined; its thread ends with them.
     let _ = tokio::task::spawn_blocking(move || spawner_thread.join()).await;
+}
+
+/// Publish the state's status if it changed, with ready times turned into wall-clock time.
+fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
+    let (mono, wall) = (Instant::now(), std::time::SystemTime::now());
+    let new = state.status(|t| wall - mono.saturating_duration_since(t));
+    status.send_if_modified(|old| {
+        let changed = **old != new;
+        if changed {
+            *old = Arc::new(new);
+        }
+        changed
+    });
 }
 
 /// Read which versions ran before a restart. Blocking. The state file says; where it is
@@ -341,6 +369,9 @@ struct Executor {
     live: LiveGroups,
     tasks: TaskTracker,
     inject_panic: bool,
+    /// Operators waiting for an answer, by the id their command was decided under.
+    replies: HashMap<u64, tokio::sync::oneshot::Sender<Result<String, super::CommandError>>>,
+    last_reply: u64,
 }
 
 impl Executor {
@@ -376,6 +407,11 @@ impl Executor {
             Action::Collect => self.collect(),
             Action::Score(c) => {
                 let _ = self.scorer.send(c);
+            }
+            Action::Reply { id, result } => {
+                if let Some(reply) = self.replies.remove(&id) {
+                    let _ = reply.send(result);
+                }
             }
             Action::Emit(e) => {
                 let ready = matches!(

@@ -604,3 +604,98 @@ async fn a_failed_filing_is_retried_at_each_collection_then_given_up() {
         "given up after {MAX_FILING_ATTEMPTS} attempts"
     );
 }
+
+fn reply_in(actions: &[Action], id: u64) -> &Result<String, CommandError> {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Reply { id: i, result } if *i == id => Some(result),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no reply {id} in {actions:#?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_scoring_is_shown_but_not_acted_on() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Pause,
+    });
+    assert!(reply_in(&a, 1).is_ok());
+    let a = sim.verdict(testing, Verdict::Reject(vec!["5xx rate".into()]));
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::Scored { .. })));
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Retire { .. })),
+        "{a:#?}"
+    );
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "no promotion while paused");
+    let status = sim.s.status(|_| std::time::SystemTime::UNIX_EPOCH);
+    assert!(status.paused);
+    assert_eq!(status.verdict.unwrap().verdict, VerdictKind::Promote);
+    sim.feed(Input::Command {
+        id: 2,
+        command: Command::Resume,
+    });
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(start_in(&a).map(|(_, r, _)| r), Some(Role::Running));
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_promote_and_abort_and_their_refusals() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert!(
+        matches!(reply_in(&a, 1), Err(CommandError::NothingToPromote(r)) if r.contains("no build")),
+        "{a:#?}"
+    );
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::Abort,
+    });
+    assert_eq!(reply_in(&a, 2), &Err(CommandError::NothingToAbort));
+
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Abort,
+    });
+    assert_eq!(reply_in(&a, 3), &Ok("rejected 1.1.0".to_string()));
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(a.iter().any(|a| matches!(a,
+        Action::Reject { version, reasons } if *version == v("1.1.0") && reasons == &["aborted by operator"])));
+
+    let a = sim.deliver("1.2.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 4,
+        command: Command::Promote,
+    });
+    assert_eq!(reply_in(&a, 4), &Ok("promoting 1.2.0".to_string()));
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    let a = sim.feed(Input::Command {
+        id: 5,
+        command: Command::Promote,
+    });
+    assert!(
+        matches!(reply_in(&a, 5), Err(CommandError::NothingToPromote(r)) if r.contains("under way"))
+    );
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(a.contains(&Action::Retire {
+        id: running,
+        drain: true
+    }));
+}

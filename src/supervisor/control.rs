@@ -1,0 +1,152 @@
+//! How the outside (admin API, CLI, fleet tools) steers and watches the supervisor: a
+//! [`Command`] goes in with a reply channel and becomes an input to `decide`; the [`Status`] comes
+//! out on a watch channel after every decision. The admin side holds a [`SupervisorHandle`] and
+//! never touches the base dir itself.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use semver::Version;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::events::VerdictKind;
+use crate::score::ScorePart;
+
+/// Commands waiting for the supervisor; a caller waits for room rather than being dropped.
+pub const COMMAND_QUEUE: usize = 32;
+
+/// What an operator can ask of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Promote the build under test now, whatever its verdict.
+    Promote,
+    /// Reject the build under test now ("aborted by operator"); running is untouched.
+    Abort,
+    /// Keep scoring, but take no automatic promotion or rejection until resumed.
+    Pause,
+    /// Undo [`Command::Pause`].
+    Resume,
+}
+
+/// Why a command was refused; the admin API answers 409 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Promote with no ready testing instance.
+    #[error("nothing to promote: {0}")]
+    NothingToPromote(String),
+    /// Abort with no build under test.
+    #[error("nothing to abort: no build is being tested or waiting to be")]
+    NothingToAbort,
+    /// The supervisor is shutting down.
+    #[error("understudy is shutting down")]
+    ShuttingDown,
+}
+
+/// A command and where its answer goes.
+#[derive(Debug)]
+pub struct CommandRequest {
+    /// What is asked.
+    pub command: Command,
+    /// The supervisor's answer: what it did, or why not.
+    pub reply: oneshot::Sender<Result<String, CommandError>>,
+}
+
+/// One instance as status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceStatus {
+    /// Its version.
+    pub version: Version,
+    /// Its instance folder number, once started.
+    pub instance: Option<u32>,
+    /// Its port, once chosen.
+    pub port: Option<u16>,
+    /// Its pid, once started.
+    pub pid: Option<u32>,
+    /// Whether it answers and plays its part.
+    pub ready: bool,
+    /// When it became ready, as RFC 3339.
+    pub since: Option<String>,
+}
+
+/// The latest verdict about the build under test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictStatus {
+    /// The version judged.
+    pub version: Version,
+    /// Wait, promote or reject.
+    pub verdict: VerdictKind,
+    /// 0–100, the lowest part.
+    pub score: u32,
+    /// Mirrored pairs seen.
+    pub pairs: u64,
+    /// Why it waits or would be rejected.
+    pub reasons: Vec<String>,
+    /// Each part of the score.
+    pub parts: Vec<ScorePart>,
+}
+
+/// What the supervisor is doing, published after every decision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Status {
+    /// Serves users.
+    pub running: Option<InstanceStatus>,
+    /// Is scored against running.
+    pub testing: Option<InstanceStatus>,
+    /// The fresh running instance of a promotion under way.
+    pub promoting: Option<InstanceStatus>,
+    /// Running is down and being restarted.
+    pub restarting: Option<Version>,
+    /// A build installed and waiting for its turn as testing.
+    pub pending: Option<Version>,
+    /// A build being installed.
+    pub installing: Option<Version>,
+    /// No automatic promotion or rejection while set.
+    pub paused: bool,
+    /// The latest verdict about testing, if it has been scored.
+    pub verdict: Option<VerdictStatus>,
+}
+
+/// Format a wall-clock instant as RFC 3339 (UTC), as status and history show times.
+pub fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// The admin side's hold on the supervisor: send commands, read the status.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    commands: mpsc::Sender<CommandRequest>,
+    status: watch::Receiver<Arc<Status>>,
+}
+
+impl SupervisorHandle {
+    /// A handle over the channels the supervisor listens and publishes on.
+    pub fn new(
+        commands: mpsc::Sender<CommandRequest>,
+        status: watch::Receiver<Arc<Status>>,
+    ) -> SupervisorHandle {
+        SupervisorHandle { commands, status }
+    }
+
+    /// Ask the supervisor and wait for its answer.
+    pub async fn send(&self, command: Command) -> Result<String, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(CommandRequest { command, reply })
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new status (for live views).
+    pub fn watch(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+}
