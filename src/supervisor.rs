@@ -1195,6 +1195,12 @@ impl Decision<'_> {
                 self.emit(Event::Resumed);
                 Ok("resumed: verdicts are acted on again".into())
             }
+            Command::PromoteAt(_) => Err(CommandError::Refused(
+                "scheduled promotion is not available yet".into(),
+            )),
+            Command::Rollback(_) => Err(CommandError::Refused(
+                "rollback is not available yet".into(),
+            )),
         }
     }
 

@@ -27,6 +27,10 @@ pub enum Command {
     Pause,
     /// Undo [`Command::Pause`].
     Resume,
+    /// Promote the build under test at this instant (effective dating); stored durably, fires once.
+    PromoteAt(SystemTime),
+    /// Bring back the previous version (or the one named) from its archive, with zero downtime.
+    Rollback(Option<Version>),
 }
 
 /// Why a command was refused; the admin API answers 409 with this text.
@@ -41,6 +45,12 @@ pub enum CommandError {
     /// The supervisor is shutting down.
     #[error("understudy is shutting down")]
     ShuttingDown,
+    /// A version that was never archived, or whose archive is gone.
+    #[error("no archived version {0}: it was never archived here, or its archive was deleted")]
+    UnknownVersion(String),
+    /// The command is valid but cannot be carried out now.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A command and where its answer goes.
