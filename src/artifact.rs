@@ -2,7 +2,7 @@
 //! into its version folder (a zip is unpacked there) so it can be started.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -108,6 +108,27 @@ pub enum InstallError {
     /// An executable build that is neither an ELF binary nor a script with a `#!` line.
     #[error("{path} is not a program: an executable build must start with an ELF header or a #! line, but it starts with {start}; drop the real build (a .jar or .zip if it is one)")]
     NotAProgram { path: PathBuf, start: String },
+    /// The build's `.sha256` names another digest: the copy is truncated or corrupt.
+    #[error("{path} does not match its checksum {checksum}: expected sha256 {expected}, actual sha256 {actual}; the copy is incomplete or corrupt: drop the build again")]
+    ChecksumMismatch {
+        path: PathBuf,
+        checksum: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// The `.sha256` beside the build holds no digest.
+    #[error("{path} is not a sha256 checksum ({why}): write it with `sha256sum <build> > <build>.sha256`")]
+    BadChecksum { path: PathBuf, why: String },
+    /// Unpacking the zip went past a bound; the partial `bundle/` was removed.
+    #[error("{path} unpacks to more than {bound}: unpacking stopped and the partial bundle was removed; {advice}")]
+    TooBig {
+        path: PathBuf,
+        bound: String,
+        advice: &'static str,
+    },
+    /// A zip entry that would land outside `bundle/` (an absolute path, `..`, a symlink out).
+    #[error("{path} holds {entry:?}, which would land outside the bundle folder: rebuild the zip with relative paths only")]
+    UnsafeEntry { path: PathBuf, entry: String },
     /// The zip holds nothing startable.
     #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level: put the program there")]
     NothingToStart { path: PathBuf, identifier: String },
@@ -132,22 +153,125 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> I
     }
 }
 
-/// Move a dropped build into its version folder and find what to start.
-/// Blocking: call from `spawn_blocking`.
+/// Bounds on what installing one build may write, so a zip bomb cannot fill the disk that the
+/// running version and its logs live on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallLimits {
+    /// Largest total a `.zip` bundle may unpack to, counted as it is written (`MAX_UNPACKED_SIZE`).
+    pub max_unpacked: u64,
+    /// Free disk that unpacking must leave on the base dir's filesystem (`MIN_FREE_DISK`).
+    pub min_free_disk: u64,
+}
+
+/// The suffix of a build's checksum file: `app-1.2.0.jar.sha256` guards `app-1.2.0.jar`.
+pub const CHECKSUM_SUFFIX: &str = ".sha256";
+
+/// The name of the checksum file that guards `build_file` (`<build file>.sha256`).
+pub fn checksum_name(build_file: &str) -> String {
+    format!("{build_file}{CHECKSUM_SUFFIX}")
+}
+
+/// The build a checksum file guards, if `file_name` is `<a build's name>.sha256`: such a file is
+/// a companion that travels with its build, not a build nor a stray name.
+pub fn checksum_of(file_name: &str, identifier: &str) -> Option<ArtifactName> {
+    let build = file_name.strip_suffix(CHECKSUM_SUFFIX)?;
+    parse_name(build, identifier).ok()
+}
+
+/// The hex digest in a `sha256sum`-style line: 64 hex digits, optionally followed by whitespace
+/// and a file name. Lower-cased, so either case compares equal.
+pub fn parse_checksum(text: &str) -> Result<String, String> {
+    let first = text
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| "it is empty".to_string())?;
+    if first.len() != 64 || !first.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "it starts with {:?}, not 64 hex digits",
+            first.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(first.to_ascii_lowercase())
+}
+
+/// The SHA-256 of a file's content, in lower-case hex. Blocking.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    use sha2::Digest;
+    let mut f = fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Check `build` against the digest in `checksum`.
+fn verify_checksum(build: &Path, checksum: &Path) -> Result<(), InstallError> {
+    let text = fs::read_to_string(checksum).map_err(|e| InstallError::BadChecksum {
+        path: checksum.to_path_buf(),
+        why: format!("cannot read it as text: {e}"),
+    })?;
+    let expected = parse_checksum(&text).map_err(|why| InstallError::BadChecksum {
+        path: checksum.to_path_buf(),
+        why,
+    })?;
+    let actual = sha256_file(build).map_err(io_err("cannot read build to checksum", build))?;
+    if actual != expected {
+        return Err(InstallError::ChecksumMismatch {
+            path: build.to_path_buf(),
+            checksum: checksum.to_path_buf(),
+            expected,
+            actual,
+        });
+    }
+    tracing::info!(
+        "{} matches its checksum {}",
+        build.display(),
+        checksum.display()
+    );
+    Ok(())
+}
+
+/// Move a dropped build (and its `.sha256`, if one lies beside it) into its version folder,
+/// verify the checksum, unpack a zip within `limits`, and find what to start. On an error the
+/// build stays in its version folder, for the caller to reject with it. Blocking: call from
+/// `spawn_blocking`.
 pub fn install(
     layout: &Layout,
     dropped: &Path,
     name: &ArtifactName,
+    limits: InstallLimits,
 ) -> Result<Installed, InstallError> {
     let vdir = layout.version_dir(&name.version);
+    let sum_name = checksum_name(&name.file_name);
+    let dropped_sum = dropped.with_file_name(&sum_name);
+    let has_sum = fs::symlink_metadata(&dropped_sum).is_ok_and(|m| m.is_file());
     // An executable build has the version folder's own name: move it out of the way first.
     let incoming = layout.state_dir().join("incoming");
     fs::create_dir_all(&incoming).map_err(io_err("cannot create", &incoming))?;
     let staged = incoming.join(&name.file_name);
     move_file(dropped, &staged)?;
+    if has_sum {
+        move_file(&dropped_sum, &incoming.join(&sum_name))?;
+    }
     fs::create_dir_all(&vdir).map_err(io_err("cannot create version folder", &vdir))?;
     let dest = vdir.join(&name.file_name);
     move_file(&staged, &dest)?;
+    if has_sum {
+        let sum = vdir.join(&sum_name);
+        move_file(&incoming.join(&sum_name), &sum)?;
+        verify_checksum(&dest, &sum)?;
+    }
     match name.kind {
         Kind::Jar => Ok(Installed {
             version: name.version.clone(),
@@ -166,7 +290,11 @@ pub fn install(
         Kind::Zip => {
             let bundle = vdir.join("bundle");
             let _ = fs::remove_dir_all(&bundle);
-            unzip(&dest, &bundle)?;
+            if let Err(e) = unzip(&dest, &bundle, limits, layout.base()) {
+                // A partial bundle is never started and only fills the disk.
+                let _ = fs::remove_dir_all(&bundle);
+                return Err(e);
+            }
             let (program, kind) = find_program(&bundle, layout.identifier(), &name.version)
                 .ok_or_else(|| InstallError::NothingToStart {
                     path: dest.clone(),
@@ -223,7 +351,6 @@ pub fn move_file(from: &Path, to: &Path) -> Result<(), InstallError> {
 
 /// Refuse what `/bin/sh` would otherwise try to run: an empty file, random bytes, a fragment.
 fn check_program(path: &Path) -> Result<(), InstallError> {
-    use std::io::Read;
     let mut head = [0u8; 4];
     let mut f = fs::File::open(path).map_err(io_err("cannot open", path))?;
     let mut n = 0;
@@ -258,16 +385,177 @@ fn make_executable(path: &Path) -> Result<(), InstallError> {
     fs::set_permissions(path, perm).map_err(io_err("cannot make executable", path))
 }
 
-fn unzip(zip_path: &Path, into: &Path) -> Result<(), InstallError> {
+/// How much free disk may be used before it is asked again, even if we think we have more:
+/// other writers (the running version's logs) share the disk.
+const RECHECK_DISK_EVERY: u64 = 16 << 20;
+
+/// Bytes written while unpacking, held against `MAX_UNPACKED_SIZE` and `MIN_FREE_DISK`. The
+/// sizes a zip's directory claims are never trusted: only bytes actually written count.
+struct Budget<'a> {
+    zip: &'a Path,
+    disk: &'a Path,
+    limits: InstallLimits,
+    written: u64,
+    /// Bytes we may still write before free disk must be asked again (`None`: cannot be asked).
+    disk_allowance: Option<u64>,
+    since_check: u64,
+}
+
+impl Budget<'_> {
+    fn take(&mut self, n: u64) -> Result<(), InstallError> {
+        if self.written.saturating_add(n) > self.limits.max_unpacked {
+            return Err(InstallError::TooBig {
+                path: self.zip.to_path_buf(),
+                bound: format!("MAX_UNPACKED_SIZE ({} bytes)", self.limits.max_unpacked),
+                advice: "raise MAX_UNPACKED_SIZE if the bundle is really that big",
+            });
+        }
+        let stale = self.since_check.saturating_add(n) > RECHECK_DISK_EVERY;
+        if stale || self.disk_allowance.is_some_and(|a| a < n) {
+            self.disk_allowance = crate::archive::free_disk(self.disk)
+                .map(|free| free.saturating_sub(self.limits.min_free_disk));
+            self.since_check = 0;
+        }
+        if let Some(allowance) = self.disk_allowance {
+            if allowance < n {
+                return Err(InstallError::TooBig {
+                    path: self.zip.to_path_buf(),
+                    bound: format!(
+                        "what leaves MIN_FREE_DISK ({} bytes) free on the disk of {}",
+                        self.limits.min_free_disk,
+                        self.disk.display()
+                    ),
+                    advice: "free disk space or lower MIN_FREE_DISK, then drop the build again",
+                });
+            }
+            self.disk_allowance = Some(allowance - n);
+        }
+        self.written += n;
+        self.since_check += n;
+        Ok(())
+    }
+}
+
+/// Unpack `zip_path` into `into`, counting every byte written against `limits`. Entries must stay
+/// inside `into`: absolute paths, `..` that climbs out, writing through a symlink and symlinks
+/// pointing out are refused.
+fn unzip(
+    zip_path: &Path,
+    into: &Path,
+    limits: InstallLimits,
+    disk: &Path,
+) -> Result<(), InstallError> {
+    let zip_err = |source| InstallError::Zip {
+        path: zip_path.to_path_buf(),
+        source,
+    };
     let file = fs::File::open(zip_path).map_err(io_err("cannot open", zip_path))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|source| InstallError::Zip {
-        path: zip_path.to_path_buf(),
-        source,
-    })?;
-    archive.extract(into).map_err(|source| InstallError::Zip {
-        path: zip_path.to_path_buf(),
-        source,
-    })
+    let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
+    fs::create_dir_all(into).map_err(io_err("cannot create", into))?;
+    let mut budget = Budget {
+        zip: zip_path,
+        disk,
+        limits,
+        written: 0,
+        disk_allowance: None,
+        since_check: u64::MAX / 2,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(zip_err)?;
+        let unsafe_entry = |name: &str| InstallError::UnsafeEntry {
+            path: zip_path.to_path_buf(),
+            entry: name.to_string(),
+        };
+        let raw_name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        let rel = entry
+            .enclosed_name()
+            .ok_or_else(|| unsafe_entry(&raw_name))?;
+        let out = into.join(&rel);
+        if through_symlink(into, &rel) {
+            return Err(unsafe_entry(&raw_name));
+        }
+        if entry.is_dir() {
+            fs::create_dir_all(&out).map_err(io_err("cannot create", &out))?;
+            continue;
+        }
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+        }
+        if entry.is_symlink() {
+            let mut target = Vec::new();
+            (&mut entry)
+                .take(4096)
+                .read_to_end(&mut target)
+                .map_err(io_err("cannot read zip entry from", zip_path))?;
+            let target = String::from_utf8(target).map_err(|_| unsafe_entry(&raw_name))?;
+            if !stays_inside(&rel, Path::new(&target)) {
+                return Err(unsafe_entry(&raw_name));
+            }
+            budget.take(target.len() as u64)?;
+            let _ = fs::remove_file(&out);
+            std::os::unix::fs::symlink(&target, &out)
+                .map_err(io_err("cannot create symlink", &out))?;
+            continue;
+        }
+        let _ = fs::remove_file(&out);
+        let mut f = fs::File::create(&out).map_err(io_err("cannot create", &out))?;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("cannot unpack entry of", zip_path)(e)),
+            };
+            budget.take(n as u64)?;
+            f.write_all(&buf[..n])
+                .map_err(io_err("cannot write", &out))?;
+        }
+        if let Some(mode) = entry.unix_mode() {
+            fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o777))
+                .map_err(io_err("cannot set permissions of", &out))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any folder on the way from `root` to `root/rel` is a symlink (which could lead out).
+fn through_symlink(root: &Path, rel: &Path) -> bool {
+    let mut at = root.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(c) = parts.next() {
+        at.push(c);
+        if parts.peek().is_none() {
+            break;
+        }
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether a symlink at `link` (relative to the bundle) pointing at `target` stays inside it.
+fn stays_inside(link: &Path, target: &Path) -> bool {
+    use std::path::Component;
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth = link.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
 }
 
 /// The program in `dir`: `<id>-<v>.jar`, `<id>-<v>`, `<id>.jar`, `<id>`, then the only jar,
@@ -314,6 +602,130 @@ fn find_program(dir: &Path, identifier: &str, version: &Version) -> Option<(Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp_base(name: &str) -> PathBuf {
+        let base = std::env::temp_dir().join(format!("understudy-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        base
+    }
+
+    const NO_LIMITS: InstallLimits = InstallLimits {
+        max_unpacked: u64::MAX,
+        min_free_disk: 0,
+    };
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        for (name, bytes) in entries {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn checksums_parse_as_sha256sum_writes_them() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            parse_checksum(&format!("{hex}  app-1.0.0.jar\n")),
+            Ok(hex.clone())
+        );
+        assert_eq!(parse_checksum(&hex.to_uppercase()), Ok(hex.clone()));
+        assert!(parse_checksum("").unwrap_err().contains("empty"));
+        assert!(parse_checksum(&hex[..63])
+            .unwrap_err()
+            .contains("64 hex digits"));
+        assert_eq!(
+            checksum_of("app-1.0.0.jar.sha256", "app").map(|n| n.kind),
+            Some(Kind::Jar)
+        );
+        assert_eq!(
+            checksum_of("app-1.0.0.sha256", "app").map(|n| n.kind),
+            Some(Kind::Executable)
+        );
+        assert!(checksum_of("app-1.0.sha256", "app").is_none());
+        assert!(checksum_of("other-1.0.0.sha256", "app").is_none());
+    }
+
+    #[test]
+    fn a_mismatched_checksum_fails_the_install_and_both_stay_in_the_folder() {
+        let base = temp_base("sum");
+        let l = Layout::new(&base, "app");
+        fs::write(base.join("app-1.0.0.jar"), b"jar").unwrap();
+        fs::write(base.join("app-1.0.0.jar.sha256"), "00".repeat(32)).unwrap();
+        let name = parse_name("app-1.0.0.jar", "app").unwrap();
+        let err = install(&l, &base.join("app-1.0.0.jar"), &name, NO_LIMITS).unwrap_err();
+        assert!(
+            matches!(&err, InstallError::ChecksumMismatch { expected, .. } if *expected == "00".repeat(32)),
+            "{err}"
+        );
+        let vdir = base.join("app-1.0.0");
+        assert!(
+            vdir.join("app-1.0.0.jar").is_file() && vdir.join("app-1.0.0.jar.sha256").is_file()
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn unpacking_stops_at_the_bound_and_leaves_no_bundle() {
+        let base = temp_base("bomb");
+        let l = Layout::new(&base, "app");
+        let zeros = vec![0u8; 3 << 20];
+        fs::write(
+            base.join("app-1.0.0.zip"),
+            zip_of(&[("app", b"#!/bin/sh\n"), ("z", &zeros)]),
+        )
+        .unwrap();
+        let name = parse_name("app-1.0.0.zip", "app").unwrap();
+        let limits = InstallLimits {
+            max_unpacked: 1 << 20,
+            min_free_disk: 0,
+        };
+        let err = install(&l, &base.join("app-1.0.0.zip"), &name, limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("MAX_UNPACKED_SIZE (1048576 bytes)"),
+            "{err}"
+        );
+        assert!(!base.join("app-1.0.0/bundle").exists());
+        // Free disk is a bound too: asking to keep more than any disk has stops it at once.
+        fs::rename(
+            base.join("app-1.0.0/app-1.0.0.zip"),
+            base.join("app-1.0.0.zip"),
+        )
+        .unwrap();
+        fs::remove_dir_all(base.join("app-1.0.0")).unwrap();
+        let limits = InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: u64::MAX / 2,
+        };
+        let err = install(&l, &base.join("app-1.0.0.zip"), &name, limits).unwrap_err();
+        assert!(err.to_string().contains("MIN_FREE_DISK"), "{err}");
+        assert!(!base.join("app-1.0.0/bundle").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn entries_leading_out_of_the_bundle_are_refused() {
+        assert!(stays_inside(Path::new("lib/a.so"), Path::new("a.so.1")));
+        assert!(stays_inside(Path::new("lib/a"), Path::new("../bin/x")));
+        assert!(!stays_inside(Path::new("a"), Path::new("../x")));
+        assert!(!stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+        let base = temp_base("slip");
+        let l = Layout::new(&base, "app");
+        fs::write(
+            base.join("app-1.0.0.zip"),
+            zip_of(&[("app", b"#!/bin/sh\n"), ("../evil", b"x")]),
+        )
+        .unwrap();
+        let name = parse_name("app-1.0.0.zip", "app").unwrap();
+        let err = install(&l, &base.join("app-1.0.0.zip"), &name, NO_LIMITS).unwrap_err();
+        assert!(matches!(err, InstallError::UnsafeEntry { .. }), "{err}");
+        assert!(!base.join("evil").exists() && !base.join("app-1.0.0/evil").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn names() {

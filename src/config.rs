@@ -58,6 +58,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
     KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
     KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
+    KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
 ];
 
 /// Vili's lower-case `.env` keys and the keys they mean here, so a Vili `.env` works unchanged.
@@ -217,6 +218,8 @@ pub struct Config {
     pub max_base_size: u64,
     /// Free disk to keep, in bytes.
     pub min_free_disk: u64,
+    /// Largest total a `.zip` bundle may unpack to, in bytes: a zip bomb is rejected, not unpacked.
+    pub max_unpacked_size: u64,
     /// Unknown keys seen in `.env` (logged once tracing is up, never fatal: a Vili `.env` may carry others).
     pub unknown_keys: Vec<String>,
 }
@@ -348,6 +351,7 @@ impl Config {
             score,
             max_base_size: budgets.max_base_size,
             min_free_disk: budgets.min_free_disk,
+            max_unpacked_size: budgets.max_unpacked_size,
             unknown_keys: Vec::new(),
         })
     }
@@ -733,13 +737,15 @@ fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
 struct Budgets {
     max_base_size: u64,
     min_free_disk: u64,
+    max_unpacked_size: u64,
 }
 
-/// MAX_BASE_SIZE, MIN_FREE_DISK.
+/// MAX_BASE_SIZE, MIN_FREE_DISK, MAX_UNPACKED_SIZE.
 fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
     Ok(Budgets {
         max_base_size: raw.size("MAX_BASE_SIZE", MAX_SIZE)?,
         min_free_disk: raw.size("MIN_FREE_DISK", MAX_SIZE)?,
+        max_unpacked_size: raw.size("MAX_UNPACKED_SIZE", MAX_SIZE)?,
     })
 }
 

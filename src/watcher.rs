@@ -10,7 +10,7 @@ use notify::Watcher as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifact::{parse_name, ArtifactName, NameError};
+use crate::artifact::{checksum_name, checksum_of, parse_name, ArtifactName, NameError};
 
 /// How often the base dir is rescanned even without an inotify event.
 const RESCAN_EVERY: Duration = Duration::from_millis(250);
@@ -116,6 +116,22 @@ fn scan(
         let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        if checksum_of(&file_name, identifier).is_some() {
+            // A build's `.sha256` travels with its build: never a build, never a stray name.
+            if meta.is_symlink() {
+                if logged.insert(file_name.clone()) {
+                    tracing::warn!(
+                        "ignoring {}: it is a symlink, and a checksum must be a regular file; cp or mv the checksum itself",
+                        entry.path().display()
+                    );
+                }
+            } else if meta.is_file() {
+                let path = entry.path();
+                seen.insert(path.clone());
+                track(candidates, path, &meta, Instant::now());
+            }
+            continue;
+        }
         if meta.is_symlink() && parse_name(&file_name, identifier).is_ok() {
             if logged.insert(file_name.clone()) {
                 tracing::warn!(
@@ -167,12 +183,74 @@ fn scan(
             c.since = now;
             continue;
         }
+        // A checksum dropped together with the build must be complete too, or a build would be
+        // judged against half a digest.
+        let sum = path.with_file_name(checksum_name(&name.file_name));
+        if let Some(waiting) = checksum_incomplete(&sum, candidates, settle, now) {
+            if logged.insert(format!("{}\0waiting", sum.display())) {
+                tracing::info!(
+                    "{} waits for its checksum {}: {waiting}",
+                    path.display(),
+                    sum.display()
+                );
+            }
+            continue;
+        }
+        let Some(c) = candidates.get_mut(&path) else {
+            continue;
+        };
         c.reported = true;
         tracing::info!("build {} is complete ({} bytes)", path.display(), len);
         ready.push(Dropped { path, name });
     }
     candidates.retain(|p, _| seen.contains(p));
     ready
+}
+
+/// Note `path`'s size and mtime; a change restarts its settle time.
+fn track(
+    candidates: &mut HashMap<PathBuf, Candidate>,
+    path: PathBuf,
+    meta: &std::fs::Metadata,
+    now: Instant,
+) {
+    let (len, mtime) = (meta.len(), meta.modified().ok());
+    let c = candidates.entry(path).or_insert(Candidate {
+        len,
+        mtime,
+        since: now,
+        reported: false,
+    });
+    if c.len != len || c.mtime != mtime {
+        *c = Candidate {
+            len,
+            mtime,
+            since: now,
+            reported: false,
+        };
+    }
+}
+
+/// Why the checksum file at `sum` is not complete yet, if one lies there: it changed lately, or
+/// is still open for writing. `None` when there is none or it is complete.
+fn checksum_incomplete(
+    sum: &Path,
+    candidates: &mut HashMap<PathBuf, Candidate>,
+    settle: Duration,
+    now: Instant,
+) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(sum)
+        .ok()
+        .filter(|m| m.is_file())?;
+    track(candidates, sum.to_path_buf(), &meta, now);
+    let c = candidates.get(sum)?;
+    if now.duration_since(c.since) < settle {
+        return Some("it changed less than SETTLE_TIME ago");
+    }
+    if open_for_writing(sum) {
+        return Some("it is still open for writing");
+    }
+    None
 }
 
 /// Whether any process we can see holds `path` open for writing (a `cp` still copying, or a

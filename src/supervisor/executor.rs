@@ -444,9 +444,13 @@ impl Executor {
 
     fn install(&self, d: Dropped) {
         let layout = self.layout.clone();
+        let limits = artifact::InstallLimits {
+            max_unpacked: self.cfg.max_unpacked_size,
+            min_free_disk: self.cfg.min_free_disk,
+        };
         tracing::info!("installing {}", d.path.display());
         self.blocking(move || {
-            let result = artifact::install(&layout, &d.path, &d.name)
+            let result = artifact::install(&layout, &d.path, &d.name, limits)
                 .map_err(|e| format!("cannot install {}: {e}", d.path.display()));
             if result.is_ok() {
                 tracing::info!("installed {}", d.name.version);
