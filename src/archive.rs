@@ -46,8 +46,14 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
     fs::create_dir_all(&adir).map_err(io_err("cannot create", &adir))?;
     let dest = layout.archive_zip(v);
     let tmp = dest.with_extension("zip.tmp");
-    zip_dir(&dir, &layout.version_name(v), &tmp)?;
-    fs::rename(&tmp, &dest).map_err(io_err("cannot move archive into place at", &dest))?;
+    let written = zip_dir(&dir, &layout.version_name(v), &tmp).and_then(|()| {
+        fs::rename(&tmp, &dest).map_err(io_err("cannot move archive into place at", &dest))
+    });
+    if let Err(e) = written {
+        // A half-written zip is no archive; the folder stays, so nothing is lost.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::remove_dir_all(&dir).map_err(io_err("cannot remove archived folder", &dir))?;
     Ok(dest)
 }
@@ -135,8 +141,87 @@ pub fn refuse_file(
         path: target,
         source: io::Error::other(e.to_string()),
     })?;
+    let sum_name = crate::artifact::checksum_name(file_name);
+    let sum = dropped.with_file_name(&sum_name);
+    if fs::symlink_metadata(&sum).is_ok_and(|m| m.is_file()) {
+        let target = dest.join(&sum_name);
+        crate::artifact::move_file(&sum, &target).map_err(|e| ArchiveError::Io {
+            what: "cannot move the refused build's checksum to",
+            path: target,
+            source: io::Error::other(e.to_string()),
+        })?;
+    }
     write_reason(&dest, v, reasons)?;
     Ok(dest)
+}
+
+/// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
+/// symlink), logging each, so they neither fill the disk nor confuse a reader. Only names that
+/// understudy's own writers use are touched: `archive/*.zip.tmp`, `<version>/<n>/instance.tmp-*`,
+/// `.understudy/state.tmp-*`, `.running.tmp-*` and `.testing.tmp-*`. Call at start, before
+/// anything is written, while the base dir lock is held. Blocking. Returns what was removed.
+pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
+    let files_in = |dir: &Path| -> Vec<(PathBuf, String)> {
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| Some((e.path(), e.file_name().to_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut stray = Vec::new();
+    for (path, name) in files_in(&layout.archive_dir()) {
+        if name.ends_with(".zip.tmp") {
+            stray.push(path);
+        }
+    }
+    for (path, name) in files_in(&layout.state_dir()) {
+        if name.starts_with("state.tmp-") {
+            stray.push(path);
+        }
+    }
+    let prefix = format!("{}-", layout.identifier());
+    for (path, name) in files_in(layout.base()) {
+        if name.starts_with(".running.tmp-") || name.starts_with(".testing.tmp-") {
+            stray.push(path);
+            continue;
+        }
+        let is_version = name
+            .strip_prefix(&prefix)
+            .is_some_and(|v| Version::parse(v).is_ok());
+        if !is_version || !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        for (inst, n) in files_in(&path) {
+            if n.parse::<u32>().is_err() || !inst.is_dir() {
+                continue;
+            }
+            for (p, n) in files_in(&inst) {
+                if n.starts_with("instance.tmp-") {
+                    stray.push(p);
+                }
+            }
+        }
+    }
+    stray.retain(|p| match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => false,
+        Ok(_) => match fs::remove_file(p) {
+            Ok(()) => {
+                tracing::info!("removed {}, a temp file left by an earlier crash", p.display());
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot remove {}, a temp file left by an earlier crash: {e}; delete it by hand",
+                    p.display()
+                );
+                false
+            }
+        },
+        Err(_) => false,
+    });
+    stray
 }
 
 fn write_reason(dir: &Path, v: &Version, reasons: &[String]) -> Result<(), ArchiveError> {
@@ -178,28 +263,29 @@ pub fn free_disk(p: &Path) -> Option<u64> {
 /// One archive deleted by [`collect_garbage`], and why.
 #[derive(Debug, Clone)]
 pub struct Deleted {
-    /// The zip removed.
+    /// The file (usually a zip) removed from `archive/`.
     pub zip: PathBuf,
     /// Which budget it was removed for.
     pub reason: String,
 }
 
-/// Delete the oldest archives (by modification time) while the base dir is over `max_base_size`
-/// or free disk is under `min_free_disk`. Only `archive/*.zip` is ever touched, so the running and
-/// testing versions (live folders) are safe by construction. Stops when no archive is left.
+/// Delete the oldest files in `archive/` (by modification time) while the base dir is over
+/// `max_base_size` or free disk is under `min_free_disk`. Everything in `archive/` counts and may
+/// go, whatever its name (a copy someone left there weighs as much as a zip); nothing outside it
+/// is ever touched, so the running and testing versions (live folders) are safe by construction.
+/// Stops when `archive/` is empty.
 pub fn collect_garbage(
     layout: &Layout,
     max_base_size: u64,
     min_free_disk: u64,
 ) -> Result<Vec<Deleted>, ArchiveError> {
     let adir = layout.archive_dir();
-    let mut zips: Vec<(std::time::SystemTime, PathBuf)> = match fs::read_dir(&adir) {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = match fs::read_dir(&adir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "zip"))
             .filter_map(|p| {
-                fs::metadata(&p)
+                fs::symlink_metadata(&p)
                     .and_then(|m| m.modified())
                     .ok()
                     .map(|t| (t, p))
@@ -214,10 +300,10 @@ pub fn collect_garbage(
             })
         }
     };
-    zips.sort();
+    files.sort();
     let mut size = dir_size(layout.base());
     let mut deleted = Vec::new();
-    for (_, zip) in zips {
+    for (_, path) in files {
         let free = free_disk(layout.base());
         let reason = if size > max_base_size {
             format!("base dir is {size} bytes, over MAX_BASE_SIZE {max_base_size}")
@@ -229,10 +315,15 @@ pub fn collect_garbage(
         } else {
             break;
         };
-        let len = fs::metadata(&zip).map(|m| m.len()).unwrap_or(0);
-        fs::remove_file(&zip).map_err(io_err("cannot delete archive", &zip))?;
+        let len = dir_size(&path);
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            fs::remove_dir_all(&path).map_err(io_err("cannot delete from archive", &path))?;
+        } else {
+            fs::remove_file(&path).map_err(io_err("cannot delete archive", &path))?;
+        }
         size = size.saturating_sub(len);
-        deleted.push(Deleted { zip, reason });
+        deleted.push(Deleted { zip: path, reason });
     }
     Ok(deleted)
 }
@@ -265,6 +356,69 @@ mod tests {
         io::Read::read_to_string(&mut a.by_name("app-1.0.0/app-1.0.0.jar").unwrap(), &mut s)
             .unwrap();
         assert_eq!(s, "jar");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_failed_archive_leaves_no_temp_and_keeps_the_folder() {
+        let base = std::env::temp_dir().join(format!("understudy-archfail-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let l = Layout::new(&base, "app");
+        let v = Version::parse("1.0.0").unwrap();
+        fs::create_dir_all(l.version_dir(&v)).unwrap();
+        fs::write(l.version_dir(&v).join("app-1.0.0.jar"), b"jar").unwrap();
+        // The archive's place is taken by a folder: the rename fails after the zip was written.
+        fs::create_dir_all(l.archive_zip(&v).join("x")).unwrap();
+        assert!(archive_version(&l, &v).is_err());
+        assert!(!l.archive_zip(&v).with_extension("zip.tmp").exists());
+        assert!(l.version_dir(&v).join("app-1.0.0.jar").is_file());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn stray_temps_go_and_nothing_else() {
+        let base = std::env::temp_dir().join(format!("understudy-stray-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let l = Layout::new(&base, "app");
+        let stray = [
+            "archive/app-1.0.0.zip.tmp",
+            "app-1.0.0/3/instance.tmp-1",
+            ".understudy/state.tmp-1",
+            ".running.tmp-1",
+            ".testing.tmp-1",
+        ];
+        let keep = [
+            "archive/app-0.1.0.zip",
+            "app-1.0.0/3/instance.json",
+            ".understudy/state.json",
+            "other/instance.tmp-1",
+            "app-1.0.0.tmp",
+        ];
+        for p in stray.iter().chain(&keep) {
+            let p = base.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, b"x").unwrap();
+        }
+        let mut removed = remove_stray_temps(&l);
+        removed.sort();
+        let mut want: Vec<PathBuf> = stray.iter().map(|p| base.join(p)).collect();
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(keep.iter().all(|p| base.join(p).is_file()));
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn collection_counts_and_deletes_any_file_in_the_archive() {
+        let base = std::env::temp_dir().join(format!("understudy-gc-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let l = Layout::new(&base, "app");
+        fs::create_dir_all(l.archive_dir()).unwrap();
+        fs::write(l.archive_dir().join("copy.bin"), vec![0u8; 4096]).unwrap();
+        let deleted = collect_garbage(&l, 1024, 0).unwrap();
+        assert_eq!(deleted.len(), 1);
+        assert!(deleted[0].reason.contains("MAX_BASE_SIZE"));
+        assert!(!l.archive_dir().join("copy.bin").exists());
         fs::remove_dir_all(&base).unwrap();
     }
 }

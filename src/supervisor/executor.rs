@@ -184,9 +184,12 @@ pub async fn run(
     let mut state = State::new(cfg.port_range, Instant::now());
     let resumed = {
         let layout = layout.clone();
-        tokio::task::spawn_blocking(move || resume_from_disk(&layout))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            archive::remove_stray_temps(&layout);
+            resume_from_disk(&layout)
+        })
+        .await
+        .unwrap_or_default()
     };
     exec.perform_all(decide(&mut state, Input::Resume(resumed), Instant::now()));
     publish_status(&status, &state);
