@@ -1134,6 +1134,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "EVALUATE_EVERY",
     "MAX_BASE_SIZE",
     "MIN_FREE_DISK",
+    "MAX_UNPACKED_SIZE",
 ];
 
 /// The keys whose values differ between two configurations, in `KEYS` order.
@@ -1179,6 +1180,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         score.evaluate_every => "EVALUATE_EVERY",
         max_base_size => "MAX_BASE_SIZE",
         min_free_disk => "MIN_FREE_DISK",
+        max_unpacked_size => "MAX_UNPACKED_SIZE",
     );
     changed
 }
