@@ -251,15 +251,6 @@ pub fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Free bytes for unprivileged users on the filesystem holding `p`; `None` when it cannot be
-/// asked (the disk budget is then skipped rather than guessed).
-pub fn free_disk(p: &Path) -> Option<u64> {
-    let st = nix::sys::statvfs::statvfs(p).ok()?;
-    let available: u64 = st.blocks_available();
-    let block: u64 = st.fragment_size();
-    Some(available.saturating_mul(block))
-}
-
 /// One archive deleted by [`collect_garbage`], and why.
 #[derive(Debug, Clone)]
 pub struct Deleted {
@@ -304,7 +295,7 @@ pub fn collect_garbage(
     let mut size = dir_size(layout.base());
     let mut deleted = Vec::new();
     for (_, path) in files {
-        let free = free_disk(layout.base());
+        let free = crate::layout::free_disk(layout.base());
         let reason = if size > max_base_size {
             format!("base dir is {size} bytes, over MAX_BASE_SIZE {max_base_size}")
         } else if free.is_some_and(|f| f < min_free_disk) {

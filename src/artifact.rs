@@ -412,7 +412,7 @@ impl Budget<'_> {
         }
         let stale = self.since_check.saturating_add(n) > RECHECK_DISK_EVERY;
         if stale || self.disk_allowance.is_some_and(|a| a < n) {
-            self.disk_allowance = crate::archive::free_disk(self.disk)
+            self.disk_allowance = crate::layout::free_disk(self.disk)
                 .map(|free| free.saturating_sub(self.limits.min_free_disk));
             self.since_check = 0;
         }

@@ -59,6 +59,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
     KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
     KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
+    KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
+    KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
 ];
 
 /// Vili's lower-case `.env` keys and the keys they mean here, so a Vili `.env` works unchanged.
@@ -220,6 +222,10 @@ pub struct Config {
     pub min_free_disk: u64,
     /// Largest total a `.zip` bundle may unpack to, in bytes: a zip bomb is rejected, not unpacked.
     pub max_unpacked_size: u64,
+    /// Admin API address; `None` when `ADMIN_LISTEN=off` (the unix socket is still served).
+    pub admin_listen: Option<SocketAddr>,
+    /// Admin bearer token from `ADMIN_TOKEN`; `None` means generate (or reuse) `admin.token`.
+    pub admin_token: Option<String>,
     /// Unknown keys seen in `.env` (logged once tracing is up, never fatal: a Vili `.env` may carry others).
     pub unknown_keys: Vec<String>,
 }
@@ -326,6 +332,7 @@ impl Config {
         let logging = logging(base, raw)?;
         let score = scoring(raw)?;
         let budgets = budgets(raw)?;
+        let admin = admin(raw)?;
         Ok(Config {
             base: base.to_path_buf(),
             identifier: id.identifier,
@@ -352,6 +359,8 @@ impl Config {
             max_base_size: budgets.max_base_size,
             min_free_disk: budgets.min_free_disk,
             max_unpacked_size: budgets.max_unpacked_size,
+            admin_listen: admin.listen,
+            admin_token: admin.token,
             unknown_keys: Vec::new(),
         })
     }
@@ -746,6 +755,44 @@ fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
         max_base_size: raw.size("MAX_BASE_SIZE", MAX_SIZE)?,
         min_free_disk: raw.size("MIN_FREE_DISK", MAX_SIZE)?,
         max_unpacked_size: raw.size("MAX_UNPACKED_SIZE", MAX_SIZE)?,
+    })
+}
+
+/// Where the admin API listens and what it asks for.
+struct Admin {
+    listen: Option<SocketAddr>,
+    token: Option<String>,
+}
+
+/// ADMIN_LISTEN, ADMIN_TOKEN.
+fn admin(raw: &Raw) -> Result<Admin, ConfigError> {
+    let expected = "host:port such as 127.0.0.1:8081, a bare port (loopback), or off";
+    let v = raw.text("ADMIN_LISTEN", 256, expected)?.trim();
+    let listen = if v.eq_ignore_ascii_case("off") {
+        None
+    } else if let Ok(port) = v.parse::<u16>() {
+        // A bare port is loopback here, never all interfaces: this API steers production.
+        Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    } else {
+        let v2 = v
+            .strip_prefix("localhost:")
+            .map(|p| format!("127.0.0.1:{p}"));
+        Some(
+            v2.as_deref()
+                .unwrap_or(v)
+                .parse()
+                .map_err(|_| invalid("ADMIN_LISTEN", v, expected))?,
+        )
+    };
+    let token_expected = "at least 16 visible ASCII characters without spaces, or empty";
+    let token = raw.text("ADMIN_TOKEN", 1024, token_expected)?;
+    if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
+        // Never echo a secret back into a log.
+        return Err(invalid("ADMIN_TOKEN", "(hidden)", token_expected));
+    }
+    Ok(Admin {
+        listen,
+        token: Some(token.to_string()).filter(|t| !t.is_empty()),
     })
 }
 
@@ -1181,6 +1228,8 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         max_base_size => "MAX_BASE_SIZE",
         min_free_disk => "MIN_FREE_DISK",
         max_unpacked_size => "MAX_UNPACKED_SIZE",
+        admin_listen => "ADMIN_LISTEN",
+        admin_token => "ADMIN_TOKEN",
     );
     changed
 }

@@ -146,6 +146,21 @@ impl Layout {
         self.state_dir().join("state.json")
     }
 
+    /// The admin API's unix socket (mode 0600): the CLI's way in, guarded by its file mode.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.state_dir().join("admin.sock")
+    }
+
+    /// Where the admin API listens, written at start so tools need not know the config.
+    pub fn admin_json(&self) -> PathBuf {
+        self.state_dir().join("admin.json")
+    }
+
+    /// The generated admin bearer token (mode 0600) when `ADMIN_TOKEN` is unset.
+    pub fn admin_token(&self) -> PathBuf {
+        self.state_dir().join("admin.token")
+    }
+
     /// Held by the one understudy supervising this base dir.
     pub fn lock_file(&self) -> PathBuf {
         self.state_dir().join("lock")
@@ -207,6 +222,15 @@ pub enum LockError {
     /// The lock file could not be opened or written.
     #[error("cannot lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// Free bytes for unprivileged users on the filesystem holding `p`; `None` when it cannot be
+/// asked (the disk budget is then skipped rather than guessed).
+pub fn free_disk(p: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(p).ok()?;
+    let available: u64 = st.blocks_available();
+    let block: u64 = st.fragment_size();
+    Some(available.saturating_mul(block))
 }
 
 /// Write `bytes` to `path` atomically (temp file in the same folder, then rename).

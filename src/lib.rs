@@ -15,10 +15,14 @@
 //!   with actions, which [`supervisor::executor`] carries out and reports back.
 //! - [`archive`]: zips retired versions, deletes old archives over budget.
 //! - [`events`]: decisions, logged and broadcast.
+//! - [`admin`]: the operators' HTTP API (TCP and unix socket): status, steering, verdicts.
+//! - [`cli`]: `understudy status|promote|...`, the admin API's client over the unix socket.
 //! - [`demo`]: the self-contained demo behind `understudy demo`.
 
+pub mod admin;
 pub mod archive;
 pub mod artifact;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod events;
@@ -65,6 +69,9 @@ pub enum RunError {
     /// The users' proxy could not start or one of its threads died.
     #[error("proxy: {0}")]
     Proxy(#[from] proxy::ProxyError),
+    /// The admin API could not be set up.
+    #[error("admin API: {0}")]
+    Admin(#[from] admin::AdminError),
     /// The listener could not be handed to the proxy threads.
     #[error("cannot use the listening socket: {0}")]
     Listener(std::io::Error),
@@ -154,6 +161,7 @@ pub async fn run(
     reload: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
+    let admin = admin::bind(&cfg, &layout::Layout::new(&cfg.base, &cfg.identifier))?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
@@ -176,7 +184,11 @@ pub async fn run(
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
-    let _handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
+    let handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
+    let admin_state = admin::AdminState {
+        handle,
+        stats: stats.clone(),
+    };
     let control = Control {
         commands: commands_rx,
         status: status_tx,
@@ -190,6 +202,10 @@ pub async fn run(
         stop: stops.control.clone(),
     };
     let mut tasks = control.spawn();
+    tasks.spawn(
+        "admin",
+        admin::serve(admin, admin_state, stops.control.clone()),
+    );
     let failure = first_failure(&shutdown, &stops.fatal, &mut tasks, reload, config_tx).await;
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
 }

@@ -50,6 +50,8 @@ enum Command {
     },
     /// Print a documented .env with every key and its default.
     ExampleEnv,
+    #[command(flatten)]
+    Control(understudy::cli::ControlCommand),
     #[command(hide = true)]
     FixtureApp(understudy::fixture::FixtureArgs),
 }
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
             print!("{}", Config::example());
             ExitCode::SUCCESS
         }
+        Command::Control(c) => ExitCode::from(understudy::cli::main(c)),
         Command::FixtureApp(args) => {
             report(understudy::fixture::main(args).context("fixture app failed"))
         }

@@ -83,6 +83,7 @@ fn env_and_cli_override_the_file() {
         .args(["run", "--base"])
         .arg(&base.path)
         .env("UNDERSTUDY_LISTEN", "127.0.0.1:1")
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
         .args(["--listen", &addr.to_string()])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod builds;
 mod config;
 mod core;

@@ -185,9 +185,16 @@ impl Understudy {
             "{}.log",
             base.path.file_name().unwrap().to_string_lossy()
         ));
+        // The admin API's default port would be shared by every test running at once: unless a
+        // test chooses, each understudy takes an ephemeral one (written to admin.json).
+        let env_file = std::fs::read_to_string(base.path.join(".env")).unwrap_or_default();
+        let admin_default = (!env_file.contains("ADMIN_LISTEN")
+            && !env.iter().any(|(k, _)| k.contains("ADMIN_LISTEN")))
+        .then_some(("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0"));
         let child = Command::new(BIN)
             .args(["run", "--base"])
             .arg(&base.path)
+            .envs(admin_default)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -321,9 +328,27 @@ pub fn http_with_body(
     path: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    http_request(addr, method, path, &[], body)
+}
+
+/// One HTTP/1.1 request with extra headers and a body, `Connection: close`; status and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}\r\n{body}")?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);

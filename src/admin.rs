@@ -1,0 +1,466 @@
+//! The operators' side door: an HTTP API (axum) on `ADMIN_LISTEN` and on the unix socket
+//! `.understudy/admin.sock`, through which status is read and the supervisor is steered. Every
+//! command becomes a [`Command`] for the supervisor; this module never touches the base dir's
+//! builds itself, so the supervisor stays the one owner of state.
+//!
+//! Over TCP every mutating call needs `Authorization: Bearer <token>`; the unix socket needs none
+//! (its mode 0600 lets only understudy's own user connect). Read-only calls (status, verdict,
+//! gate) need no token: a fleet tool only reads.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::events::VerdictKind;
+use crate::layout::{write_atomic, Layout};
+use crate::proxy::ProxyStats;
+use crate::supervisor::{Command, CommandError, Status, SupervisorHandle};
+
+/// Why the admin API could not be set up; understudy does not start without it.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The TCP address is taken or not ours.
+    #[error("cannot listen on ADMIN_LISTEN={addr}: {source}; choose another address or set ADMIN_LISTEN=off")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file under `.understudy/` could not be written.
+    #[error("cannot {what} {path}: {source}; check that the base dir is writable")]
+    File {
+        /// What was attempted.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The admin listeners, bound before anything else starts so a taken port fails fast.
+pub struct Bound {
+    tcp: Option<tokio::net::TcpListener>,
+    unix: tokio::net::UnixListener,
+    socket: PathBuf,
+    token: Arc<str>,
+}
+
+impl Bound {
+    /// The TCP address actually bound (a port 0 in `ADMIN_LISTEN` is resolved here).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+/// Bind `ADMIN_LISTEN` and the unix socket, settle the token and write `admin.json`.
+pub fn bind(cfg: &Config, layout: &Layout) -> Result<Bound, AdminError> {
+    let file = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AdminError::File { what, path, source }
+    };
+    let tcp = match cfg.admin_listen {
+        None => None,
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|source| AdminError::Listen { addr, source })?;
+            Some(l)
+        }
+    };
+    let dir = layout.state_dir();
+    std::fs::create_dir_all(&dir).map_err(file("create", &dir))?;
+    let socket = layout.admin_socket();
+    let unix = bind_socket(&socket).map_err(file("serve the admin socket", &socket))?;
+    let token: Arc<str> = match &cfg.admin_token {
+        Some(t) => t.as_str().into(),
+        None => {
+            let path = layout.admin_token();
+            token_file(&path)
+                .map_err(file("write the admin token", &path))?
+                .into()
+        }
+    };
+    let bound = Bound {
+        tcp,
+        unix,
+        socket,
+        token,
+    };
+    let info = json!({
+        "listen": bound.local_addr().map(|a| a.to_string()),
+        "socket": bound.socket,
+        "pid": std::process::id(),
+        "token_file": cfg.admin_token.is_none().then(|| layout.admin_token()),
+    });
+    let path = layout.admin_json();
+    write_atomic(&path, info.to_string().as_bytes()).map_err(file("write", &path))?;
+    if let Some(addr) = bound.local_addr() {
+        tracing::info!("admin API on http://{addr} and {}", bound.socket.display());
+    }
+    Ok(bound)
+}
+
+/// Bind the socket under a temporary name, make it 0600, then move it into place, so nobody
+/// else can ever connect to it. We hold the base dir's lock, so an old socket file is stale.
+fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension(format!("sock.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    listener.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(listener)
+}
+
+/// The token kept in `path` (mode 0600), made on first use so scripts keep working across
+/// restarts.
+fn token_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(t) = std::fs::read_to_string(path) {
+        let t = t.trim();
+        if t.len() >= 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(t.to_string());
+        }
+    }
+    let mut raw = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(format!("{token}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(token)
+}
+
+/// What the handlers read and steer.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The supervisor's commands and status.
+    pub handle: SupervisorHandle,
+    /// The proxy's counters.
+    pub stats: Arc<ProxyStats>,
+}
+
+/// Serve both listeners until `stop`, then let the calls in flight finish.
+pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
+    let Bound {
+        tcp,
+        unix,
+        socket,
+        token,
+    } = bound;
+    let local = router(state.clone(), None);
+    let unix_stop = stop.clone();
+    let unix_task = async move {
+        if let Err(e) = axum::serve(unix, local)
+            .with_graceful_shutdown(unix_stop.cancelled_owned())
+            .await
+        {
+            tracing::warn!("admin socket stopped: {e}");
+        }
+    };
+    let tcp_task = async move {
+        if let Some(tcp) = tcp {
+            let remote = router(state, Some(token));
+            if let Err(e) = axum::serve(tcp, remote)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::warn!("admin API stopped: {e}");
+            }
+        }
+    };
+    tokio::join!(unix_task, tcp_task);
+    let _ = std::fs::remove_file(&socket);
+}
+
+/// The API; with `token`, mutating calls need it as a bearer token.
+pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
+    let mut steer = Router::new()
+        .route("/api/promote", post(promote))
+        .route("/api/abort", post(abort))
+        .route("/api/pause", post(pause))
+        .route("/api/resume", post(resume))
+        .route("/api/rollback", post(rollback));
+    if let Some(token) = token {
+        steer = steer.route_layer(middleware::from_fn_with_state(token, require_token));
+    }
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/verdict", get(verdict))
+        .route("/api/gate", post(gate))
+        .merge(steer)
+        .with_state(state)
+}
+
+async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if same(t.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({
+                "ok": false,
+                "error": "this call changes what serves users: send Authorization: Bearer <token> \
+                          (ADMIN_TOKEN, or the file .understudy/admin.token), or use the unix socket",
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// Compare without an early exit, so the time taken does not tell how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The counters status shows beside the supervisor's state.
+#[derive(Debug, Serialize)]
+struct Counters {
+    requests: u64,
+    mirrored: u64,
+    dropped_copies: u64,
+    skipped_copies: u64,
+    bad_gateway: u64,
+    unavailable: u64,
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    #[serde(flatten)]
+    status: &'a Status,
+    counters: Counters,
+}
+
+async fn status(State(s): State<AdminState>) -> Response {
+    let st = s.handle.status();
+    let c = &s.stats;
+    let counters = Counters {
+        requests: c.requests.load(Ordering::Relaxed),
+        mirrored: c.mirrored.load(Ordering::Relaxed),
+        dropped_copies: c.mirror_dropped.load(Ordering::Relaxed),
+        skipped_copies: c.mirror_skipped_body.load(Ordering::Relaxed),
+        bad_gateway: c.bad_gateway.load(Ordering::Relaxed),
+        unavailable: c.unavailable.load(Ordering::Relaxed),
+    };
+    Json(StatusBody {
+        status: &st,
+        counters,
+    })
+    .into_response()
+}
+
+/// The verdict as a fleet tool reads it: wait, promote or reject, with a score and reasons.
+#[derive(Debug, Serialize)]
+struct VerdictBody {
+    verdict: VerdictKind,
+    score: u32,
+    reasons: Vec<String>,
+    version: Option<String>,
+    pairs: u64,
+}
+
+fn current_verdict(st: &Status) -> VerdictBody {
+    match (&st.verdict, &st.testing) {
+        (Some(v), _) => VerdictBody {
+            verdict: v.verdict,
+            score: v.score,
+            reasons: v.reasons.clone(),
+            version: Some(v.version.to_string()),
+            pairs: v.pairs,
+        },
+        (None, Some(t)) => VerdictBody {
+            verdict: VerdictKind::Wait,
+            score: 0,
+            reasons: vec![format!("{} is not scored yet", t.version)],
+            version: Some(t.version.to_string()),
+            pairs: 0,
+        },
+        (None, None) => VerdictBody {
+            verdict: VerdictKind::Wait,
+            score: 0,
+            reasons: vec!["no build is being tested".to_string()],
+            version: None,
+            pairs: 0,
+        },
+    }
+}
+
+async fn verdict(State(s): State<AdminState>) -> Response {
+    Json(current_verdict(&s.handle.status())).into_response()
+}
+
+/// A Flagger `confirm-promotion` webhook: 200 lets the rollout go on, anything else holds it.
+async fn gate(State(s): State<AdminState>) -> Response {
+    let v = current_verdict(&s.handle.status());
+    let code = if v.verdict == VerdictKind::Promote {
+        StatusCode::OK
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    let why = match v.verdict {
+        VerdictKind::Promote => "understudy's verdict is promote".to_string(),
+        other => format!("understudy's verdict is {other}: {}", v.reasons.join("; ")),
+    };
+    (
+        code,
+        Json(json!({ "verdict": v.verdict, "score": v.score, "message": why })),
+    )
+        .into_response()
+}
+
+fn answer(r: Result<String, CommandError>) -> Response {
+    match r {
+        Ok(message) => (
+            StatusCode::OK,
+            Json(json!({ "ok": true, "message": message })),
+        ),
+        Err(e) => {
+            let code = match e {
+                CommandError::UnknownVersion(_) => StatusCode::NOT_FOUND,
+                CommandError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::CONFLICT,
+            };
+            (code, Json(json!({ "ok": false, "error": e.to_string() })))
+        }
+    }
+    .into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "ok": false, "error": message })),
+    )
+        .into_response()
+}
+
+/// A JSON object body, or none at all (an empty body means no options).
+fn options(body: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Default::default());
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("the body must be a JSON object".to_string()),
+        Err(e) => Err(format!("the body is not JSON: {e}")),
+    }
+}
+
+/// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z`.
+pub fn parse_instant(s: &str) -> Result<SystemTime, String> {
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| {
+            format!("\"at\": {s:?} is not an RFC 3339 instant such as 2026-12-01T03:00:00Z ({e})")
+        })
+}
+
+async fn promote(State(s): State<AdminState>, body: Bytes) -> Response {
+    let opts = match options(&body) {
+        Ok(o) => o,
+        Err(e) => return bad_request(e),
+    };
+    let command = match opts.get("at") {
+        None | Some(serde_json::Value::Null) => Command::Promote,
+        Some(serde_json::Value::String(at)) => match parse_instant(at) {
+            Ok(t) => Command::PromoteAt(t),
+            Err(e) => return bad_request(e),
+        },
+        Some(other) => return bad_request(format!("\"at\" must be a string, not {other}")),
+    };
+    answer(s.handle.send(command).await)
+}
+
+async fn abort(State(s): State<AdminState>) -> Response {
+    answer(s.handle.send(Command::Abort).await)
+}
+
+async fn pause(State(s): State<AdminState>) -> Response {
+    answer(s.handle.send(Command::Pause).await)
+}
+
+async fn resume(State(s): State<AdminState>) -> Response {
+    answer(s.handle.send(Command::Resume).await)
+}
+
+async fn rollback(State(s): State<AdminState>, body: Bytes) -> Response {
+    let opts = match options(&body) {
+        Ok(o) => o,
+        Err(e) => return bad_request(e),
+    };
+    let version = match opts.get("version") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(v)) => match semver::Version::parse(v.trim()) {
+            Ok(v) => Some(v),
+            Err(e) => return bad_request(format!("\"version\": {v:?} is not a version ({e})")),
+        },
+        Some(other) => return bad_request(format!("\"version\" must be a string, not {other}")),
+    };
+    answer(s.handle.send(Command::Rollback(version)).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_tokens_exactly() {
+        assert!(same(b"abcdef", b"abcdef"));
+        assert!(!same(b"abcdef", b"abcdeg"));
+        assert!(!same(b"abc", b"abcdef"));
+    }
+
+    #[test]
+    fn options_accept_nothing_or_an_object() {
+        assert!(options(&Bytes::from_static(b"")).unwrap().is_empty());
+        assert!(options(&Bytes::from_static(b" \n")).unwrap().is_empty());
+        assert_eq!(
+            options(&Bytes::from_static(br#"{"at":"x"}"#)).unwrap()["at"],
+            "x"
+        );
+        assert!(options(&Bytes::from_static(b"[1]")).is_err());
+        assert!(options(&Bytes::from_static(b"{")).is_err());
+    }
+
+    #[test]
+    fn instants_are_rfc3339() {
+        let t = parse_instant("2026-12-01T03:00:00Z").unwrap();
+        assert_eq!(
+            crate::supervisor::control::rfc3339(t),
+            "2026-12-01T03:00:00Z"
+        );
+        assert!(parse_instant("tomorrow").unwrap_err().contains("RFC 3339"));
+    }
+}

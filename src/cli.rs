@@ -1,0 +1,274 @@
+//! `understudy status | promote | abort | pause | resume | rollback | verdict`: the admin API's
+//! client. It talks to `<base>/.understudy/admin.sock`, so it needs no token and no address:
+//! whoever may open the socket (understudy's own user) may steer.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+use crate::layout::Layout;
+
+/// Exit code when understudy answered and refused (409, 404, 400, ...).
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code when understudy could not be reached at all.
+pub const EXIT_UNREACHABLE: u8 = 2;
+
+/// Where the running understudy is found and how its answer is shown.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The base directory understudy supervises (default: the current directory).
+    #[arg(long, short)]
+    pub base: Option<PathBuf>,
+    /// Print the API's JSON answer instead of text, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The operator commands, each one admin API call.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ControlCommand {
+    /// What runs, what is tested, the verdict and the counters.
+    Status(Target),
+    /// Promote the build under test now, or at an instant (--at 2026-12-01T03:00:00Z).
+    Promote {
+        /// Promote at this RFC 3339 instant instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Reject the build under test now; running is untouched.
+    Abort(Target),
+    /// Keep scoring but take no automatic promotion or rejection.
+    Pause(Target),
+    /// Undo pause.
+    Resume(Target),
+    /// Bring back the previous version (or VERSION) from its archive.
+    Rollback {
+        /// The version to bring back (default: the one before running).
+        version: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The verdict about the build under test: wait, promote or reject.
+    Verdict(Target),
+}
+
+/// Why a call did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No socket, or nobody listening on it.
+    #[error("cannot reach understudy at {path}: {source}; is `understudy run` running on this base dir (--base)?")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The connection broke or the answer was not HTTP.
+    #[error("talking to understudy at {path} failed: {message}")]
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Run one operator command; returns the process exit code (0, [`EXIT_REFUSED`],
+/// [`EXIT_UNREACHABLE`]).
+pub fn main(command: ControlCommand) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("understudy: cannot start the async runtime: {e}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    rt.block_on(run(command))
+}
+
+async fn run(command: ControlCommand) -> u8 {
+    use ControlCommand as C;
+    let (target, method, path, body) = match command {
+        C::Status(t) => (t, Method::GET, "/api/status", None),
+        C::Verdict(t) => (t, Method::GET, "/api/verdict", None),
+        C::Promote { at, target } => (
+            target,
+            Method::POST,
+            "/api/promote",
+            at.map(|at| json!({ "at": at })),
+        ),
+        C::Abort(t) => (t, Method::POST, "/api/abort", None),
+        C::Pause(t) => (t, Method::POST, "/api/pause", None),
+        C::Resume(t) => (t, Method::POST, "/api/resume", None),
+        C::Rollback { version, target } => (
+            target,
+            Method::POST,
+            "/api/rollback",
+            version.map(|v| json!({ "version": v })),
+        ),
+    };
+    let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
+    // The identifier does not matter for the state dir.
+    let socket = Layout::new(&base, "").admin_socket();
+    let (code, answer) = match call(&socket, method, path, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy: {e}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    let ok = (200..300).contains(&code);
+    if target.json {
+        println!("{answer}");
+    } else if !ok {
+        let why = answer["error"].as_str().unwrap_or("refused").to_string();
+        eprintln!("understudy: refused ({code}): {why}");
+    } else if path == "/api/status" {
+        print!("{}", status_text(&answer));
+    } else if path == "/api/verdict" {
+        println!("{}", verdict_text(&answer));
+    } else {
+        println!("{}", answer["message"].as_str().unwrap_or("done"));
+    }
+    if ok {
+        0
+    } else {
+        EXIT_REFUSED
+    }
+}
+
+/// One HTTP/1.1 call over the unix socket; the status code and the JSON body.
+pub async fn call(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), CliError> {
+    let protocol = |message: String| CliError::Protocol {
+        path: socket.to_path_buf(),
+        message,
+    };
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| CliError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "understudy")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(bytes)))
+        .map_err(|e| protocol(e.to_string()))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let code = res.status().as_u16();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| protocol(e.to_string()))?
+        .to_bytes();
+    conn.abort();
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&body) }));
+    Ok((code, value))
+}
+
+fn instance_line(part: &str, v: &Value) -> String {
+    if v.is_null() {
+        return format!("{part:<10}none\n");
+    }
+    let mut line = format!("{part:<10}{}", v["version"].as_str().unwrap_or("?"));
+    if let Some(n) = v["instance"].as_u64() {
+        line.push_str(&format!("  #{n}"));
+    }
+    if let Some(p) = v["port"].as_u64() {
+        line.push_str(&format!("  port {p}"));
+    }
+    if let Some(p) = v["pid"].as_u64() {
+        line.push_str(&format!("  pid {p}"));
+    }
+    match v["since"].as_str() {
+        Some(since) => line.push_str(&format!("  ready since {since}")),
+        None if v["ready"] == json!(true) => line.push_str("  ready"),
+        None => line.push_str("  starting"),
+    }
+    line.push('\n');
+    line
+}
+
+fn verdict_text(v: &Value) -> String {
+    let mut s = format!(
+        "{} (score {})",
+        v["verdict"].as_str().unwrap_or("?"),
+        v["score"].as_u64().unwrap_or(0)
+    );
+    if let Some(pairs) = v["pairs"].as_u64() {
+        s.push_str(&format!(", {pairs} pairs"));
+    }
+    let reasons: Vec<&str> = v["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !reasons.is_empty() {
+        s.push_str(": ");
+        s.push_str(&reasons.join("; "));
+    }
+    s
+}
+
+/// The status as a few aligned lines for a terminal.
+fn status_text(v: &Value) -> String {
+    let mut out = instance_line("running", &v["running"]);
+    if let Some(r) = v["restarting"].as_str() {
+        out.push_str(&format!("{:<10}{r} is restarting\n", ""));
+    }
+    out.push_str(&instance_line("testing", &v["testing"]));
+    if !v["promoting"].is_null() {
+        out.push_str(&instance_line("promoting", &v["promoting"]));
+    }
+    for key in ["installing", "pending"] {
+        if let Some(x) = v[key].as_str() {
+            out.push_str(&format!("{key:<10}{x}\n"));
+        }
+    }
+    if !v["verdict"].is_null() {
+        out.push_str(&format!(
+            "{:<10}{}\n",
+            "verdict",
+            verdict_text(&v["verdict"])
+        ));
+    }
+    if v["paused"] == json!(true) {
+        out.push_str(&format!(
+            "{:<10}yes: no automatic promotion or rejection (understudy resume)\n",
+            "paused"
+        ));
+    }
+    let c = &v["counters"];
+    out.push_str(&format!(
+        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
+        "traffic",
+        c["requests"].as_u64().unwrap_or(0),
+        c["mirrored"].as_u64().unwrap_or(0),
+        c["dropped_copies"].as_u64().unwrap_or(0)
+    ));
+    out
+}

@@ -1,0 +1,220 @@
+//! The admin API and the CLI as an operator meets them: status, promote, abort, pause, resume,
+//! verdict and gate, over TCP with a token and over the unix socket without one.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The admin address and token understudy wrote for tools to find.
+fn admin(base: &Base) -> (SocketAddr, String) {
+    let info = wait_until("admin.json", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(base.path.join(".understudy/admin.json")).ok()?;
+        serde_json::from_str::<Value>(&text).ok()
+    });
+    let addr = info["listen"]
+        .as_str()
+        .expect("a TCP listener")
+        .parse()
+        .unwrap();
+    let token = std::fs::read_to_string(base.path.join(".understudy/admin.token")).unwrap();
+    (addr, token.trim().to_string())
+}
+
+fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let (code, text) = http_request(addr, method, path, &headers, body).unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (code, json)
+}
+
+/// `understudy <args> --base <base>`: exit code, stdout, stderr.
+fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--base")
+        .arg(&base.path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it() {
+    let (base, mut u) = start_with_testing("admin-token", "");
+    let (addr, token) = admin(&base);
+    for f in ["admin.token", "admin.sock"] {
+        let mode = std::fs::metadata(base.path.join(".understudy").join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f} is private to understudy's user");
+    }
+    for path in [
+        "/api/promote",
+        "/api/abort",
+        "/api/pause",
+        "/api/resume",
+        "/api/rollback",
+    ] {
+        let (code, body) = api(addr, "POST", path, None, "");
+        assert_eq!(code, 401, "{path} without a token: {body}");
+        assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
+        let (code, _) = api(addr, "POST", path, Some("wrong-token-wrong-token"), "");
+        assert_eq!(code, 401, "{path} with a wrong token");
+    }
+    // Nothing changed: 1.1.0 is still testing, 1.0.0 running, not paused.
+    let (code, status) = api(addr, "GET", "/api/status", None, "");
+    assert_eq!(code, 200);
+    assert_eq!(status["running"]["version"], "1.0.0", "{status}");
+    assert_eq!(status["testing"]["version"], "1.1.0", "{status}");
+    assert_eq!(status["paused"], false);
+    assert!(status["counters"]["requests"].is_u64(), "{status}");
+
+    // With the token: pause, resume.
+    let (code, body) = api(addr, "POST", "/api/pause", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    let (_, status) = api(addr, "GET", "/api/status", None, "");
+    assert_eq!(status["paused"], true, "{status}");
+    let (code, _) = api(addr, "POST", "/api/resume", Some(&token), "");
+    assert_eq!(code, 200);
+    let (_, status) = api(addr, "GET", "/api/status", None, "");
+    assert_eq!(status["paused"], false, "{status}");
+    // A bad body is a 400 naming the problem, and changes nothing.
+    let (code, body) = api(
+        addr,
+        "POST",
+        "/api/promote",
+        Some(&token),
+        r#"{"at":"tomorrow"}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("RFC 3339"),
+        "{body}"
+    );
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+
+    // Promote now, with the token: the operator overrules the wait.
+    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    wait_until("1.1.0 running", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    // Nothing left to promote: 409 with the reason.
+    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to promote"),
+        "{body}"
+    );
+    u.stop();
+}
+
+#[test]
+fn verdict_and_gate_answer_as_fleet_tools_expect() {
+    let (base, mut u) = start_with_testing("admin-verdict", "");
+    let (addr, _) = admin(&base);
+    // Too little evidence: wait, and say why.
+    let (code, v) = api(addr, "GET", "/api/verdict", None, "");
+    assert_eq!(code, 200);
+    assert_eq!(v["verdict"], "wait", "{v}");
+    assert!(!v["reasons"].as_array().unwrap().is_empty(), "{v}");
+    // Flagger's confirm-promotion webhook payload: held (403) with the reason.
+    let flagger = r#"{"name":"app","namespace":"default","phase":"Progressing","metadata":{}}"#;
+    let (code, body) = api(addr, "POST", "/api/gate", None, flagger);
+    assert_eq!(code, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("wait"), "{body}");
+    u.stop();
+}
+
+#[test]
+fn the_cli_steers_through_the_unix_socket() {
+    let (base, mut u) = start_with_testing("admin-cli", "ADMIN_LISTEN=off");
+    let (code, out, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("running") && out.contains("1.0.0"), "{out}");
+    assert!(out.contains("testing") && out.contains("1.1.0"), "{out}");
+    let (code, out, _) = cli(&base, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["testing"]["version"], "1.1.0");
+
+    let (code, out, err) = cli(&base, &["pause"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.is_empty());
+    let (_, out, _) = cli(&base, &["status"]);
+    assert!(out.contains("paused"), "{out}");
+    assert_eq!(cli(&base, &["resume"]).0, 0);
+
+    // Abort: testing is rejected with the operator's reason, running untouched.
+    let (code, _, err) = cli(&base, &["abort"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("testing gone", Duration::from_secs(20), || {
+        base.link("testing").is_none().then_some(())
+    });
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    assert!(
+        u.log_text().contains("aborted by operator"),
+        "{}",
+        u.log_text()
+    );
+
+    // Refused: exit 1 with the reason on stderr.
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nothing to promote"), "{err}");
+    let (code, _, err) = cli(&base, &["abort"]);
+    assert_eq!(code, 1, "{err}");
+    u.stop();
+    // Nobody there: exit 2, saying so.
+    let (code, _, err) = cli(&base, &["status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot reach understudy"), "{err}");
+}
+
+#[test]
+fn a_bare_admin_port_is_loopback_and_a_taken_one_is_a_clear_error() {
+    let base = Base::new("admin-bare");
+    let port = free_addr().port();
+    base.write_env(&format!("ADMIN_LISTEN={port}"));
+    let mut u = Understudy::start(&base);
+    let (addr, _) = admin(&base);
+    assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], port)));
+    // A second base dir asking for the same admin port is refused, naming the key.
+    let other = Base::new("admin-taken");
+    other.write_env(&format!("ADMIN_LISTEN=127.0.0.1:{port}"));
+    let out = Command::new(BIN)
+        .args(["run", "--base"])
+        .arg(&other.path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "exits non-zero");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("ADMIN_LISTEN") && log.contains(&port.to_string()),
+        "{log}"
+    );
+    u.stop();
+}
