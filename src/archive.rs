@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use semver::Version;
@@ -84,6 +85,8 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
                     })?;
                 stack.push((path, name));
             } else if meta.is_file() {
+                // Keep the mode: an executable must still be one when a rollback restores it.
+                let opts = opts.unix_permissions(meta.permissions().mode() & 0o777);
                 zip.start_file(&name, opts)
                     .map_err(|source| ArchiveError::Zip {
                         path: out.to_path_buf(),

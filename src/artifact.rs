@@ -313,6 +313,86 @@ pub fn install(
     }
 }
 
+/// Why a version could not be brought back for a rollback.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Neither its folder nor its archive exists.
+    #[error("{version} was never archived here, or its archive {zip} was deleted")]
+    Missing {
+        /// The version asked for.
+        version: Version,
+        /// Where its archive would be.
+        zip: PathBuf,
+    },
+    /// Unpacking failed.
+    #[error("cannot restore {version} from {zip}: {source}")]
+    Unpack {
+        /// The version asked for.
+        version: Version,
+        /// Its archive.
+        zip: PathBuf,
+        /// What went wrong.
+        source: InstallError,
+    },
+    /// The folder is back but holds nothing startable.
+    #[error("{dir} holds no startable build named {identifier}-{version}")]
+    NothingToStart {
+        /// The version folder.
+        dir: PathBuf,
+        /// The build name prefix.
+        identifier: String,
+        /// The version asked for.
+        version: Version,
+    },
+}
+
+/// Bring `version` back into its version folder for a rollback: as it is when the folder is still
+/// there, else unpacked from its archive zip (bounded by `limits`, like any bundle). The archive
+/// is kept. Blocking.
+pub fn restore(
+    layout: &Layout,
+    version: &Version,
+    limits: InstallLimits,
+) -> Result<Installed, RestoreError> {
+    if let Some(found) = find_installed(layout, version) {
+        return Ok(found);
+    }
+    let zip = layout.archive_zip(version);
+    if !zip.is_file() {
+        return Err(RestoreError::Missing {
+            version: version.clone(),
+            zip,
+        });
+    }
+    let unpack = |source| RestoreError::Unpack {
+        version: version.clone(),
+        zip: zip.clone(),
+        source,
+    };
+    let tmp = layout.state_dir().join(format!("restore.tmp-{version}"));
+    let _ = fs::remove_dir_all(&tmp);
+    let vdir = layout.version_dir(version);
+    let moved = unzip(&zip, &tmp, limits, layout.base()).and_then(|()| {
+        // The zip holds one folder named like the version folder.
+        let inner = tmp.join(layout.version_name(version));
+        let _ = fs::remove_dir_all(&vdir);
+        fs::rename(&inner, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
+    });
+    let _ = fs::remove_dir_all(&tmp);
+    moved.map_err(unpack)?;
+    let installed =
+        find_installed(layout, version).ok_or_else(|| RestoreError::NothingToStart {
+            dir: vdir.clone(),
+            identifier: layout.identifier().to_string(),
+            version: version.clone(),
+        })?;
+    // Archives made before modes were kept hold no executable bit.
+    if installed.kind == Kind::Executable {
+        make_executable(&installed.program).map_err(unpack)?;
+    }
+    Ok(installed)
+}
+
 /// Find an already installed build in its version folder (after a restart).
 pub fn find_installed(layout: &Layout, version: &Version) -> Option<Installed> {
     let vdir = layout.version_dir(version);

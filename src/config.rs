@@ -1511,6 +1511,7 @@ mod tests {
     ];
     /// Keys where 400 characters are a plausible value.
     const LONG_TEXT: &[&str] = &[
+        "ADMIN_TOKEN",
         "JAR_COMMAND",
         "EXEC_COMMAND",
         "LOG_DIR",

@@ -141,6 +141,11 @@ impl Layout {
         self.base.join(".understudy")
     }
 
+    /// The append-only record of which version served users when.
+    pub fn history_file(&self) -> PathBuf {
+        self.state_dir().join("history.jsonl")
+    }
+
     /// The persisted supervisor state, so a restart resumes where it was.
     pub fn state_file(&self) -> PathBuf {
         self.state_dir().join("state.json")

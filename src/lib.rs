@@ -15,6 +15,7 @@
 //!   with actions, which [`supervisor::executor`] carries out and reports back.
 //! - [`archive`]: zips retired versions, deletes old archives over budget.
 //! - [`events`]: decisions, logged and broadcast.
+//! - [`history`]: `history.jsonl`, the fsynced record of which version served users when.
 //! - [`admin`]: the operators' HTTP API (TCP and unix socket): status, steering, verdicts.
 //! - [`cli`]: `understudy status|promote|...`, the admin API's client over the unix socket.
 //! - [`demo`]: the self-contained demo behind `understudy demo`.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod history;
 pub mod instance;
 pub mod layout;
 pub mod proxy;

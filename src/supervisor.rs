@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::artifact::Installed;
 use crate::events::{Event, VerdictKind};
+use crate::history::SwitchWhy;
 use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
 use crate::layout::Role;
 use crate::score::{Evaluation, Scored, ScorerControl, Verdict};
@@ -63,6 +64,8 @@ pub struct Resumed {
     pub testing: Option<Installed>,
     /// The version that was being promoted when understudy stopped.
     pub promoting: Option<Installed>,
+    /// The version that served before running, from the history: what a rollback brings back.
+    pub previous: Option<Version>,
 }
 
 /// A started child as the supervisor knows it.
@@ -82,6 +85,15 @@ pub enum StartFailure {
     /// Another program holds the port: try another one.
     PortBusy(u16),
     /// The start itself failed; the reason is recorded with the version.
+    Failed(String),
+}
+
+/// Why a version could not be brought back for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFailure {
+    /// Neither its folder nor its archive is there.
+    Missing,
+    /// It is there but could not be unpacked or holds no startable build.
     Failed(String),
 }
 
@@ -127,6 +139,11 @@ pub enum Input {
     Collected(Vec<(PathBuf, String)>),
     /// A deadline from [`State::deadline`] passed.
     Tick,
+    /// A version asked for by a rollback is back in its folder, or why not.
+    Restored {
+        version: Version,
+        result: Result<Installed, RestoreFailure>,
+    },
     /// An operator's command; the answer goes out as [`Action::Reply`] with the same `id`.
     Command { id: u64, command: Command },
 }
@@ -184,6 +201,15 @@ pub enum Action {
     },
     /// Delete old archives over budget; reports [`Input::Collected`].
     Collect,
+    /// Bring a version back into its folder from its archive (a rollback); reports
+    /// [`Input::Restored`].
+    Restore(Version),
+    /// Append a switch of the version serving users to the history (after its symlink).
+    Record {
+        from: Option<Version>,
+        to: Version,
+        why: SwitchWhy,
+    },
     /// Write the state file.
     Persist(Persisted),
     /// Tell the scorer what to score.
@@ -327,6 +353,14 @@ pub struct State {
     paused: bool,
     /// The latest evaluation of the testing instance, for status.
     verdict: Option<(InstanceId, Evaluation)>,
+    /// The version the history last recorded as serving users.
+    serving: Option<Version>,
+    /// The version that served before it: what a plain rollback brings back.
+    previous: Option<Version>,
+    /// Why the promotion under way happens, recorded when it switches.
+    switch_why: Option<SwitchWhy>,
+    /// A rollback waiting for its version to be restored, and the command to answer.
+    restoring: Option<(Version, u64)>,
     persisted: Option<Persisted>,
     next_gc: Instant,
 }
@@ -353,6 +387,10 @@ impl State {
             refile: Vec::new(),
             paused: false,
             verdict: None,
+            serving: None,
+            previous: None,
+            switch_why: None,
+            restoring: None,
             persisted: None,
             next_gc: now,
         }
@@ -474,9 +512,11 @@ pub fn decide(state: &mut State, input: Input, now: Instant) -> Vec<Action> {
             }
         }
         Input::Tick => d.tick(),
+        Input::Restored { version, result } => d.restored(version, result),
         Input::Command { id, command } => {
-            let result = d.command(command);
-            d.out.push(Action::Reply { id, result });
+            if let Some(result) = d.command(id, command) {
+                d.out.push(Action::Reply { id, result });
+            }
         }
     }
     d.assign_ports();
@@ -508,6 +548,8 @@ impl Decision<'_> {
     }
 
     fn resume(&mut self, r: Resumed) {
+        self.s.serving = r.running.as_ref().map(|i| i.version.clone());
+        self.s.previous = r.previous;
         if let Some(running) = r.running {
             let slot = self.new_slot(Role::Running, running, true);
             self.s.running = Some(slot);
@@ -606,6 +648,7 @@ impl Decision<'_> {
                 );
                 self.s.failures = 0;
                 self.archive_if_unused(r.installed.version);
+                self.s.switch_why = Some(SwitchWhy::CrashLoop);
                 let slot = self.new_slot(Role::Running, installed, false);
                 self.s.running = Some(slot);
                 self.publish_routes();
@@ -798,7 +841,7 @@ impl Decision<'_> {
                     }));
                 }
                 if let Some(promoting) = self.s.resume_promotion.take() {
-                    self.begin_promotion_of(promoting);
+                    self.begin_promotion_of(promoting, SwitchWhy::Automatic);
                 }
                 self.start_pending();
             }
@@ -831,14 +874,31 @@ impl Decision<'_> {
             return;
         };
         let (role, dir) = (slot.role, child.dir.clone());
+        let version = slot.version().clone();
         let event = Event::Ready {
             role,
-            version: slot.version().clone(),
+            version: version.clone(),
             number: child.number,
             port: *port,
         };
         self.out.push(Action::Point { role, dir });
         self.emit(event);
+        if role == Role::Running && self.s.serving.as_ref() != Some(&version) {
+            let from = self.s.serving.replace(version.clone());
+            let why = self.s.switch_why.take().unwrap_or(if from.is_none() {
+                SwitchWhy::First
+            } else {
+                SwitchWhy::Automatic
+            });
+            if from.is_some() {
+                self.s.previous = from.clone();
+            }
+            self.out.push(Action::Record {
+                from,
+                to: version,
+                why,
+            });
+        }
     }
 
     fn publish_routes(&mut self) {
@@ -966,7 +1026,7 @@ impl Decision<'_> {
         match s.evaluation.verdict {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
-            Verdict::Promote => self.begin_promotion(),
+            Verdict::Promote => self.begin_promotion(SwitchWhy::Automatic),
         }
     }
 
@@ -989,7 +1049,7 @@ impl Decision<'_> {
     }
 
     /// Promotion, step 1: stop testing and start a fresh running instance of its version.
-    fn begin_promotion(&mut self) {
+    fn begin_promotion(&mut self, why: SwitchWhy) {
         if self.s.next.is_some() {
             return;
         }
@@ -999,10 +1059,11 @@ impl Decision<'_> {
         self.unroute_testing(&testing);
         let installed = testing.installed.clone();
         self.retire(testing, false, AfterStop::ArchiveIfUnused);
-        self.begin_promotion_of(installed);
+        self.begin_promotion_of(installed, why);
     }
 
-    fn begin_promotion_of(&mut self, installed: Installed) {
+    fn begin_promotion_of(&mut self, installed: Installed, why: SwitchWhy) {
+        self.s.switch_why = Some(why);
         self.emit(Event::Promoting {
             version: installed.version.clone(),
         });
@@ -1031,6 +1092,20 @@ impl Decision<'_> {
         } else if let Some(r) = restarting {
             self.archive_if_unused(r.installed.version);
         }
+        // A rollback leaves testing in place: it is scored against the new running from now on.
+        let running_dir = self
+            .s
+            .running
+            .as_ref()
+            .and_then(|r| r.phase.child())
+            .map(|c| c.dir.clone());
+        if let (Some(running_dir), true) = (
+            running_dir,
+            self.s.testing.as_ref().is_some_and(Slot::is_ready),
+        ) {
+            self.out
+                .push(Action::Score(ScorerControl::Running { running_dir }));
+        }
         self.start_pending();
     }
 
@@ -1047,7 +1122,12 @@ impl Decision<'_> {
             version: next.version().clone(),
             reasons: reasons.clone(),
         });
-        self.retire(next, false, AfterStop::Reject(reasons));
+        // A version brought back by a rollback had served before: it goes back to the archive.
+        let after = match self.s.switch_why.take() {
+            Some(SwitchWhy::Rollback) => AfterStop::ArchiveIfUnused,
+            _ => AfterStop::Reject(reasons),
+        };
+        self.retire(next, false, after);
         self.start_pending();
     }
 
@@ -1147,27 +1227,31 @@ impl Decision<'_> {
         self.out.push(Action::Collect);
     }
 
-    fn command(&mut self, command: Command) -> Result<String, CommandError> {
-        match command {
+    /// Carry out an operator's command; `None` means the answer comes later (a rollback waits
+    /// for its version to be restored).
+    fn command(&mut self, id: u64, command: Command) -> Option<Result<String, CommandError>> {
+        Some(match command {
             Command::Promote => {
                 if let Some(next) = &self.s.next {
-                    return Err(CommandError::NothingToPromote(format!(
+                    return Some(Err(CommandError::NothingToPromote(format!(
                         "the promotion of {} is already under way",
                         next.version()
-                    )));
+                    ))));
                 }
-                let testing = self.s.testing.as_ref().ok_or_else(|| {
-                    CommandError::NothingToPromote("no build is being tested".into())
-                })?;
+                let Some(testing) = self.s.testing.as_ref() else {
+                    return Some(Err(CommandError::NothingToPromote(
+                        "no build is being tested".into(),
+                    )));
+                };
                 if !testing.is_ready() {
-                    return Err(CommandError::NothingToPromote(format!(
+                    return Some(Err(CommandError::NothingToPromote(format!(
                         "{} is not ready yet",
                         testing.version()
-                    )));
+                    ))));
                 }
                 let version = testing.version().clone();
                 tracing::info!("operator promotes {version}");
-                self.begin_promotion();
+                self.begin_promotion(SwitchWhy::Operator);
                 Ok(format!("promoting {version}"))
             }
             Command::Abort => {
@@ -1175,9 +1259,11 @@ impl Decision<'_> {
                 if let Some(testing) = &self.s.testing {
                     let version = testing.version().clone();
                     self.reject_testing(reasons);
-                    return Ok(format!("rejected {version}"));
+                    return Some(Ok(format!("rejected {version}")));
                 }
-                let pending = self.s.pending.take().ok_or(CommandError::NothingToAbort)?;
+                let Some(pending) = self.s.pending.take() else {
+                    return Some(Err(CommandError::NothingToAbort));
+                };
                 let version = pending.version;
                 self.out.push(Action::Reject {
                     version: version.clone(),
@@ -1198,10 +1284,68 @@ impl Decision<'_> {
             Command::PromoteAt(_) => Err(CommandError::Refused(
                 "scheduled promotion is not available yet".into(),
             )),
-            Command::Rollback(_) => Err(CommandError::Refused(
-                "rollback is not available yet".into(),
-            )),
+            Command::Rollback(version) => return self.rollback(id, version),
+        })
+    }
+
+    /// Rollback, step 1: check it makes sense, then have the version restored.
+    fn rollback(
+        &mut self,
+        id: u64,
+        version: Option<Version>,
+    ) -> Option<Result<String, CommandError>> {
+        let refuse = |why: String| Some(Err(CommandError::Refused(why)));
+        if let Some(next) = &self.s.next {
+            return refuse(format!(
+                "the promotion of {} is under way; roll back once it is done",
+                next.version()
+            ));
         }
+        if let Some((v, _)) = &self.s.restoring {
+            return refuse(format!("a rollback to {v} is already under way"));
+        }
+        let running = self.running_version().cloned();
+        let Some(target) = version.or_else(|| self.s.previous.clone()) else {
+            return refuse(
+                "no earlier version served here: name the version to roll back to".into(),
+            );
+        };
+        if running.as_ref() == Some(&target) {
+            return refuse(format!("{target} is already running"));
+        }
+        tracing::info!("operator rolls back to {target}");
+        self.s.restoring = Some((target.clone(), id));
+        self.out.push(Action::Restore(target));
+        None
+    }
+
+    /// Rollback, step 2: the version is back in its folder; promote it like any other.
+    fn restored(&mut self, version: Version, result: Result<Installed, RestoreFailure>) {
+        let Some((wanted, id)) = self.s.restoring.take() else {
+            return;
+        };
+        if wanted != version {
+            self.s.restoring = Some((wanted, id));
+            return;
+        }
+        let result = match result {
+            Err(RestoreFailure::Missing) => Err(CommandError::UnknownVersion(version.to_string())),
+            Err(RestoreFailure::Failed(why)) => Err(CommandError::Refused(format!(
+                "cannot bring back {version}: {why}"
+            ))),
+            Ok(_) if self.s.next.is_some() => Err(CommandError::Refused(
+                "a promotion started meanwhile; try again once it is done".into(),
+            )),
+            Ok(installed) => {
+                let from = self.running_version().map(Version::to_string);
+                self.begin_promotion_of(installed, SwitchWhy::Rollback);
+                Ok(format!(
+                    "rolling back from {} to {version}: it starts, and takes over once ready",
+                    from.as_deref().unwrap_or("nothing")
+                ))
+            }
+        };
+        self.out.push(Action::Reply { id, result });
     }
 
     fn persist(&mut self) {

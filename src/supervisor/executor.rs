@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    decide, Action, Filed, Input, Launched, Persisted, Resumed, Routing, StartFailure, State,
+    decide, Action, Filed, Input, Launched, Persisted, RestoreFailure, Resumed, Routing,
+    StartFailure, State,
 };
 use crate::archive;
 use crate::artifact::{self, Installed, Kind};
@@ -122,13 +123,27 @@ enum Done {
         retry: Option<Action>,
     },
     Collected(Vec<(PathBuf, String)>),
+    Restored {
+        version: semver::Version,
+        result: Result<Installed, RestoreFailure>,
+    },
 }
+
+/// An operator's answer, sent once the file writes decided before it are done.
+type Reply = (
+    tokio::sync::oneshot::Sender<Result<String, super::CommandError>>,
+    Result<String, super::CommandError>,
+);
 
 /// Small file writes that must happen in the order they were decided.
 enum FileJob {
     Point(Role, PathBuf),
     Unpoint(Role),
     Persist(Persisted),
+    Record(crate::history::Switch),
+    /// Not a write: an answer that must not overtake the writes before it (a schedule is
+    /// stored before the operator hears it is).
+    Reply(Reply),
 }
 
 /// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
@@ -292,10 +307,18 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         }
         found
     };
+    let running = find(&persisted.running, Some(Role::Running));
+    // What served before running, for a plain rollback.
+    let previous = running.as_ref().and_then(|r| {
+        let switches = crate::history::read(&layout.history_file()).ok()?;
+        let last = switches.iter().rev().find(|s| s.to == r.version)?;
+        last.from.clone()
+    });
     let resumed = Resumed {
-        running: find(&persisted.running, Some(Role::Running)),
+        running,
         testing: find(&persisted.testing, Some(Role::Testing)),
         promoting: find(&persisted.promoting, None),
+        previous,
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(
@@ -324,6 +347,13 @@ fn linked_version(layout: &Layout, role: Role) -> Option<semver::Version> {
 /// Write symlinks and the state file one after the other, in the order decided.
 async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
     while let Some(job) = rx.recv().await {
+        let job = match job {
+            FileJob::Reply((reply, result)) => {
+                let _ = reply.send(result);
+                continue;
+            }
+            job => job,
+        };
         let layout = layout.clone();
         let res = tokio::task::spawn_blocking(move || match job {
             FileJob::Point(role, dir) => layout.point(role, &dir).map_err(|e| {
@@ -345,6 +375,17 @@ async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
                     })
                     .map_err(|e| format!("cannot save {}: {e}", path.display()))
             }
+            FileJob::Record(switch) => {
+                let path = layout.history_file();
+                crate::history::append(&path, &switch).map_err(|e| {
+                    format!(
+                        "cannot record the switch to {} in {}: {e}",
+                        switch.to,
+                        path.display()
+                    )
+                })
+            }
+            FileJob::Reply(_) => Ok(()),
         })
         .await;
         match res {
@@ -413,9 +454,25 @@ impl Executor {
             }
             Action::Reply { id, result } => {
                 if let Some(reply) = self.replies.remove(&id) {
-                    let _ = reply.send(result);
+                    let _ = self.files_tx.send(FileJob::Reply((reply, result)));
                 }
             }
+            Action::Record { from, to, why } => {
+                let switch = crate::history::Switch {
+                    at: super::control::rfc3339(std::time::SystemTime::now()),
+                    from,
+                    to,
+                    why,
+                };
+                tracing::info!(
+                    "{} serves users from now on ({}), recorded in {}",
+                    switch.to,
+                    switch.why,
+                    self.layout.history_file().display()
+                );
+                let _ = self.files_tx.send(FileJob::Record(switch));
+            }
+            Action::Restore(version) => self.restore(version),
             Action::Emit(e) => {
                 let ready = matches!(
                     e,
@@ -442,6 +499,25 @@ impl Executor {
                 }
                 Err(e) => tracing::error!("background work failed: {e}"),
             }
+        });
+    }
+
+    /// Bring a version back into its folder, from the archive if its folder is gone.
+    fn restore(&self, version: semver::Version) {
+        let layout = self.layout.clone();
+        let limits = artifact::InstallLimits {
+            max_unpacked: self.cfg.max_unpacked_size,
+            min_free_disk: self.cfg.min_free_disk,
+        };
+        self.blocking(move || {
+            let result = artifact::restore(&layout, &version, limits).map_err(|e| match e {
+                artifact::RestoreError::Missing { .. } => RestoreFailure::Missing,
+                other => RestoreFailure::Failed(other.to_string()),
+            });
+            if let Err(RestoreFailure::Failed(why)) = &result {
+                tracing::error!("{why}");
+            }
+            Done::Restored { version, result }
         });
     }
 
@@ -662,6 +738,7 @@ impl Executor {
                 retry,
             },
             Done::Collected(deleted) => Input::Collected(deleted),
+            Done::Restored { version, result } => Input::Restored { version, result },
         }
     }
 

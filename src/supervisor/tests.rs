@@ -453,6 +453,7 @@ async fn resume_mid_promotion_finishes_the_promotion() {
         running: Some(installed("1.0.0")),
         testing: None,
         promoting: Some(installed("1.1.0")),
+        previous: None,
     }));
     let (running, role, _) = start_in(&a).unwrap();
     assert_eq!(role, Role::Running);
@@ -698,4 +699,129 @@ async fn operator_promote_and_abort_and_their_refusals() {
         id: running,
         drain: true
     }));
+}
+
+fn records_in(actions: &[Action]) -> Vec<(Option<Version>, Version, SwitchWhy)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record { from, to, why } => Some((from.clone(), to.clone(), *why)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_switch_of_the_serving_version_is_recorded_once_with_why() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (running, a) = sim.bring_up(&a);
+    assert_eq!(records_in(&a), vec![(None, v("1.0.0"), SwitchWhy::First)]);
+    // A restart of the same version is no switch.
+    let a = sim.event(
+        running,
+        InstanceEventKind::Exited {
+            status: "exit status: 1".into(),
+            stderr_tail: String::new(),
+        },
+    );
+    let (_, a) = sim.bring_up(&a);
+    assert!(records_in(&a).is_empty(), "{a:#?}");
+    // An operator's promotion is recorded as the operator's.
+    let a = sim.deliver("1.1.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Operator)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
+    let mut sim = Sim::new(PORTS);
+    // Nothing served before: nothing to roll back to.
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(None),
+    });
+    assert!(
+        matches!(reply_in(&a, 1), Err(CommandError::Refused(r)) if r.contains("name the version"))
+    );
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Automatic)]
+    );
+    // Rolling back to what runs is refused.
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::Rollback(Some(v("1.1.0"))),
+    });
+    assert!(
+        matches!(reply_in(&a, 2), Err(CommandError::Refused(r)) if r.contains("already running"))
+    );
+    // A plain rollback asks for the previous version; the answer waits for it.
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Rollback(None),
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Reply { .. })));
+    // A version never archived: 404-style answer, nothing changes.
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Err(RestoreFailure::Missing),
+    });
+    assert!(matches!(reply_in(&a, 3), Err(CommandError::UnknownVersion(x)) if x == "1.0.0"));
+    assert!(start_in(&a).is_none());
+    // Restored: promoted like any build, recorded as a rollback.
+    sim.feed(Input::Command {
+        id: 4,
+        command: Command::Rollback(None),
+    });
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert!(matches!(reply_in(&a, 4), Ok(m) if m.contains("1.0.0")));
+    let (next, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    );
+    assert_eq!(sim.s.running().unwrap().id, next);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_whose_version_fails_to_start_goes_back_to_the_archive_not_to_rejected() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("0.9.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("0.9.0"))));
+    let a = sim.feed(Input::Restored {
+        version: v("0.9.0"),
+        result: Ok(installed("0.9.0")),
+    });
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.launch(next);
+    sim.event(
+        next,
+        InstanceEventKind::NotReady {
+            reason: "timeout".into(),
+        },
+    );
+    let a = sim.feed(Input::Stopped { id: next });
+    assert!(a.contains(&Action::Archive(v("0.9.0"))), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Reject { .. })));
 }

@@ -1,0 +1,162 @@
+//! The record of what served users when: `.understudy/history.jsonl`, one switch per line,
+//! appended and fsynced as each switch happens and never rewritten, so "which version answered
+//! at 03:12 last night?" has an answer that survives restarts and crashes.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+/// Why the version serving users changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchWhy {
+    /// The first build to serve in this base dir.
+    First,
+    /// Testing passed its scoring.
+    Automatic,
+    /// An operator's promote.
+    Operator,
+    /// A promotion scheduled for this instant (effective dating).
+    Scheduled,
+    /// An operator's (or the guard's) rollback to an earlier version.
+    Rollback,
+    /// A newer build replaced a running version that kept crashing.
+    CrashLoop,
+}
+
+impl std::fmt::Display for SwitchWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SwitchWhy::First => "first",
+            SwitchWhy::Automatic => "automatic",
+            SwitchWhy::Operator => "operator",
+            SwitchWhy::Scheduled => "scheduled",
+            SwitchWhy::Rollback => "rollback",
+            SwitchWhy::CrashLoop => "crash_loop",
+        })
+    }
+}
+
+/// One change of the version serving users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switch {
+    /// When users started being served by `to`, RFC 3339 (UTC).
+    pub at: String,
+    /// The version that served before, if any.
+    pub from: Option<Version>,
+    /// The version that serves from `at` on.
+    pub to: Version,
+    /// Why.
+    pub why: SwitchWhy,
+}
+
+impl Switch {
+    /// The switch instant, if its text parses.
+    pub fn instant(&self) -> Option<SystemTime> {
+        parse_rfc3339(&self.at)
+    }
+}
+
+/// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z`.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// Append `switch` as one line and fsync it before returning.
+pub fn append(path: &Path, switch: &Switch) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut line = serde_json::to_vec(switch).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    // A line torn by a crash must not swallow this one.
+    let len = f.metadata()?.len();
+    if len > 0 {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8];
+        f.read_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+/// Every switch recorded in `path`, oldest first; a missing file is an empty history and a
+/// damaged line (a crash mid-append) is skipped.
+pub fn read(path: &Path) -> std::io::Result<Vec<Switch>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// The switch in force at `at`: the last one that happened at or before it.
+pub fn serving_at(switches: &[Switch], at: SystemTime) -> Option<&Switch> {
+    switches
+        .iter()
+        .rev()
+        .find(|s| s.instant().is_some_and(|t| t <= at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sw(at: &str, to: &str) -> Switch {
+        Switch {
+            at: at.into(),
+            from: None,
+            to: Version::parse(to).unwrap(),
+            why: SwitchWhy::Automatic,
+        }
+    }
+
+    #[test]
+    fn the_version_at_an_instant_is_the_last_switch_before_it() {
+        let h = vec![
+            sw("2026-12-01T01:00:00Z", "1.0.0"),
+            sw("2026-12-01T02:00:00Z", "1.1.0"),
+        ];
+        let at = |s| serving_at(&h, parse_rfc3339(s).unwrap()).map(|s| s.to.to_string());
+        assert_eq!(at("2026-12-01T00:59:59Z"), None);
+        assert_eq!(at("2026-12-01T01:00:00Z").as_deref(), Some("1.0.0"));
+        assert_eq!(at("2026-12-01T01:59:59Z").as_deref(), Some("1.0.0"));
+        assert_eq!(at("2026-12-01T03:00:00Z").as_deref(), Some("1.1.0"));
+    }
+
+    #[test]
+    fn appends_survive_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h/history.jsonl");
+        append(&path, &sw("2026-12-01T01:00:00Z", "1.0.0")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"at\":\"2026-")
+            .unwrap();
+        append(&path, &sw("2026-12-01T02:00:00Z", "1.1.0")).unwrap();
+        let h = read(&path).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].to.to_string(), "1.0.0");
+        assert_eq!(h[1].to.to_string(), "1.1.0");
+    }
+}
