@@ -332,7 +332,7 @@ pub enum RestoreError {
         /// Its archive.
         zip: PathBuf,
         /// What went wrong.
-        source: InstallError,
+        source: Box<InstallError>,
     },
     /// The folder is back but holds nothing startable.
     #[error("{dir} holds no startable build named {identifier}-{version}")]
@@ -367,7 +367,7 @@ pub fn restore(
     let unpack = |source| RestoreError::Unpack {
         version: version.clone(),
         zip: zip.clone(),
-        source,
+        source: Box::new(source),
     };
     let tmp = layout.state_dir().join(format!("restore.tmp-{version}"));
     let _ = fs::remove_dir_all(&tmp);
