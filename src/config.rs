@@ -222,6 +222,10 @@ pub struct Config {
     pub max_unpacked_size: u64,
     /// Unknown keys seen in `.env` (logged once tracing is up, never fatal: a Vili `.env` may carry others).
     pub unknown_keys: Vec<String>,
+    /// Not a key: understudy's own program, started as each instance's watchdog (see
+    /// [`crate::watchdog`]). `load` leaves it `None` (no watchdog); `main` sets it, since only
+    /// `main` knows the running executable is understudy. A reload keeps the value in force.
+    pub watchdog: Option<PathBuf>,
 }
 
 /// Thresholds the scorer judges testing by.
@@ -353,6 +357,7 @@ impl Config {
             min_free_disk: budgets.min_free_disk,
             max_unpacked_size: budgets.max_unpacked_size,
             unknown_keys: Vec::new(),
+            watchdog: None,
         })
     }
 
