@@ -228,6 +228,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Unknown keys seen in `.env` (logged once tracing is up, never fatal: a Vili `.env` may carry others).
     pub unknown_keys: Vec<String>,
+    /// Not a key: understudy's own program, started as each instance's watchdog (see
+    /// [`crate::watchdog`]). `load` leaves it `None` (no watchdog); `main` sets it, since only
+    /// `main` knows the running executable is understudy. A reload keeps the value in force.
+    pub watchdog: Option<PathBuf>,
 }
 
 /// Thresholds the scorer judges testing by.
@@ -362,6 +366,7 @@ impl Config {
             admin_listen: admin.listen,
             admin_token: admin.token,
             unknown_keys: Vec::new(),
+            watchdog: None,
         })
     }
 

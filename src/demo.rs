@@ -55,7 +55,9 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         ),
     )
     .map_err(err)?;
-    let cfg = Config::load(base, &ProcessEnv, &[]).map_err(err)?;
+    let mut cfg = Config::load(base, &ProcessEnv, &[]).map_err(err)?;
+    // The demo runs only inside understudy's own binary.
+    cfg.watchdog = Some(PathBuf::from(crate::watchdog::SELF_EXE));
     let _ = crate::init_logging(&cfg);
     let exe = std::env::current_exe().map_err(err)?;
     println!(

@@ -1,6 +1,7 @@
 //! One child process: started in its own process group, in its own numbered instance folder, with
-//! its port injected; probed for readiness; stopped with SIGTERM to the group, then SIGKILL to the
-//! group after the grace period; always reaped. Knows nothing of proxies, scores or port pools.
+//! its port injected, guarded by a [`Watchdog`] that kills the group if understudy dies; probed for
+//! readiness; stopped with SIGTERM to the group, then SIGKILL to the group after the grace period;
+//! always reaped. Knows nothing of proxies, scores or port pools.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifact::{Installed, Kind};
 use crate::layout::{Layout, Role};
+use crate::watchdog::Watchdog;
 
 /// How often readiness is probed while an instance starts.
 const READY_POLL: Duration = Duration::from_millis(50);
@@ -101,6 +103,17 @@ pub enum InstanceError {
         /// The OS error.
         source: io::Error,
     },
+    /// The child's watchdog could not be started; the child was killed, since a hard kill of
+    /// understudy would have left its group running.
+    #[error("cannot start the watchdog {program} for process group {pgid}: {source}")]
+    Watchdog {
+        /// The watchdog program (understudy's own executable).
+        program: PathBuf,
+        /// The child's process group.
+        pgid: u32,
+        /// The OS error.
+        source: io::Error,
+    },
 }
 
 /// Everything needed to start one child; built by the supervisor's executor from `Config`.
@@ -125,6 +138,10 @@ pub struct LaunchSpec {
     pub probe: ProbeSpec,
     /// Time between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
+    /// Understudy's own program, started as the child's [`Watchdog`] so that a hard kill of
+    /// understudy kills the child's whole group, not only the child. `None` starts none: the
+    /// library's unit tests run in an executable that is not understudy.
+    pub watchdog: Option<PathBuf>,
 }
 
 /// How readiness is probed: the port accepts connections, and `path` (if any) answers 2xx.
@@ -190,8 +207,25 @@ impl Instance {
         let pid = child
             .id()
             .expect("a just-spawned, unreaped child has a pid");
+        let watchdog = match &spec.watchdog {
+            None => None,
+            Some(program) => match Watchdog::spawn(program, pid, &dir) {
+                Ok(w) => Some(w),
+                Err(source) => {
+                    // Unguarded, the group could outlive a hard kill of understudy: not started.
+                    // Dropping `child` lets tokio reap the leader (`kill_on_drop`).
+                    signal_group(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    return Err(InstanceError::Watchdog {
+                        program: program.clone(),
+                        pgid: pid,
+                        source,
+                    });
+                }
+            },
+        };
         let command_line = argv.join(" ");
-        write_instance_json(&dir, &spec, number, pid, &command_line);
+        let watchdog_pid = watchdog.as_ref().map(Watchdog::pid);
+        write_instance_json(&dir, &spec, number, pid, watchdog_pid, &command_line);
         tracing::info!(
             "started {} {version} #{number} (pid {pid}, port {}): {command_line}",
             spec.role,
@@ -208,7 +242,7 @@ impl Instance {
             events,
         };
         let probe = Probe::new(spec.probe, spec.port);
-        let task = tokio::spawn(owner.run(child, probe));
+        let task = tokio::spawn(owner.run(child, watchdog, probe));
         Ok(Instance {
             id: spec.id,
             role: spec.role,
@@ -224,7 +258,7 @@ impl Instance {
     }
 
     /// SIGTERM to the whole process group, wait up to the grace for the whole group to be gone,
-    /// SIGKILL the group, reap. Returns once the child is reaped.
+    /// SIGKILL the group, reap. Returns once the child and its watchdog are reaped.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
@@ -379,13 +413,21 @@ fn spawn_child(
 }
 
 /// Record what runs in the folder; a failure only loses information, so it is logged.
-fn write_instance_json(dir: &Path, spec: &LaunchSpec, number: u32, pid: u32, command: &str) {
+fn write_instance_json(
+    dir: &Path,
+    spec: &LaunchSpec,
+    number: u32,
+    pid: u32,
+    watchdog: Option<u32>,
+    command: &str,
+) {
     let info = serde_json::json!({
         "version": spec.installed.version.to_string(),
         "role": spec.role,
         "number": number,
         "port": spec.port,
         "pid": pid,
+        "watchdog_pid": watchdog,
         "command": command,
         "started_unix_ms": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -478,7 +520,17 @@ impl Owner {
         let _ = self.events.send(InstanceEvent { id: self.id, kind });
     }
 
-    async fn run(self, mut child: tokio::process::Child, probe: Probe) {
+    /// Own the child until it is reaped and its group is gone or killed, then dismiss its
+    /// watchdog: never before (a hard kill of understudy in between would leave the group
+    /// unguarded), never later (the watchdog could kill a group whose id was recycled).
+    async fn run(self, child: tokio::process::Child, watchdog: Option<Watchdog>, probe: Probe) {
+        self.supervise(child, probe).await;
+        if let Some(w) = watchdog {
+            w.dismiss().await;
+        }
+    }
+
+    async fn supervise(&self, mut child: tokio::process::Child, probe: Probe) {
         let ready = probe.wait_ready();
         tokio::pin!(ready);
         let mut probing = true;
@@ -909,6 +961,7 @@ mod tests {
                 timeout: Duration::from_millis(200),
             },
             grace: Duration::from_millis(300),
+            watchdog: None,
         }
     }
 

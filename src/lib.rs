@@ -9,6 +9,7 @@
 //! - [`watcher`]: notices complete builds (`cp` or `mv`) in the base dir.
 //! - [`instance`]: one child process: launch spec, spawner thread, process group, readiness,
 //!   SIGTERM→SIGKILL to the group, reaping.
+//! - [`watchdog`]: the per-instance process that kills a child's whole group if understudy dies.
 //! - [`proxy`]: the users' reverse proxy; [`proxy::mirror`] copies requests to testing.
 //! - [`score`]: pairs and log lines → verdict and score (pure [`score::evaluate`]).
 //! - [`supervisor`]: the one owner of state; the pure [`supervisor::decide`] answers every input
@@ -33,6 +34,7 @@ pub mod layout;
 pub mod proxy;
 pub mod score;
 pub mod supervisor;
+pub mod watchdog;
 pub mod watcher;
 
 /// The fixture app used by the tests and the demo (hidden subcommand `fixture-app`).
@@ -325,7 +327,9 @@ async fn first_failure(
 }
 
 /// Publish a reloaded configuration and say what it changed.
-fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
+fn apply_reload(config: &watch::Sender<Arc<Config>>, mut new: Config) {
+    // Not a key: set once by `main`, a re-read `.env` does not carry it.
+    new.watchdog = config.borrow().watchdog.clone();
     let changed = config::changed_keys(&config.borrow(), &new);
     if changed.is_empty() {
         tracing::info!(

@@ -54,6 +54,9 @@ enum Command {
     Control(understudy::cli::ControlCommand),
     #[command(hide = true)]
     FixtureApp(understudy::fixture::FixtureArgs),
+    /// Started by understudy beside each child: kills the child's process group if understudy dies.
+    #[command(hide = true)]
+    Watchdog(understudy::watchdog::WatchdogArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,10 +86,12 @@ fn main() -> ExitCode {
             }
             let base = base.unwrap_or_else(|| PathBuf::from("."));
             let base = std::fs::canonicalize(&base).unwrap_or(base);
-            let cfg = match Config::load(&base, &ProcessEnv, &overrides) {
+            let mut cfg = match Config::load(&base, &ProcessEnv, &overrides) {
                 Ok(c) => c,
                 Err(e) => return fail_config(e),
             };
+            // This executable is understudy: it guards each child as its watchdog.
+            cfg.watchdog = Some(PathBuf::from(understudy::watchdog::SELF_EXE));
             if let Err(e) = check_base_writable(&cfg.base) {
                 return fail_config(e);
             }
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         Command::FixtureApp(args) => {
             report(understudy::fixture::main(args).context("fixture app failed"))
         }
+        Command::Watchdog(args) => report(understudy::watchdog::main(args).context("watchdog")),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Faults: understudy killed hard, restarted, a running instance that dies, an idle understudy.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -17,6 +17,122 @@ fn killed_hard_it_leaves_no_orphans() {
         "children gone after kill -9",
         Duration::from_secs(5),
         || processes_under(&base.path).is_empty().then_some(()),
+    );
+}
+
+/// Issue 8: a build started through a wrapper script that does not `exec` runs its server as
+/// understudy's grandchild, out of reach of the parent-death signal. After `kill -9` of
+/// understudy, each instance's watchdog must take its whole group down within a second.
+#[test]
+fn killed_hard_it_leaves_no_grandchild_of_a_wrapper_script() {
+    let base = Base::new("kill-9-wrapper");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_wrapped_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_wrapped_fixture("1.1.0", "--spawn-grandchild");
+    base.wait_testing();
+    let mut ports = Vec::new();
+    for role in ["running", "testing"] {
+        let (port, leader) = base.instance_info(role).unwrap();
+        let server = processes_under(&base.path)
+            .into_iter()
+            .find(|(pid, cmd)| parent_of(*pid) == Some(leader) && cmd.contains("fixture-app"));
+        assert!(
+            server.is_some(),
+            "{role}: the server is a child of the wrapper {leader}, not the leader itself: {:?}",
+            processes_under(&base.path)
+        );
+        assert!(port_answers(port), "{role} answers on {port}");
+        ports.push(port);
+    }
+    let grandchild = read_pid_file(&base, "testing", "grandchild.pid").unwrap();
+    assert_eq!(
+        watchdogs(&base.path).len(),
+        2,
+        "one watchdog per instance: {:?}",
+        leftovers(&base.path)
+    );
+
+    u.kill_hard();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(1);
+    loop {
+        let left = leftovers(&base.path);
+        let answering: Vec<u16> = ports.iter().copied().filter(|p| port_answers(*p)).collect();
+        if left.is_empty() && answering.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "1 s after kill -9 of understudy, processes survive: {left:?}; ports still answering: {answering:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !process_running(grandchild),
+        "the fixture's own helper (ignoring SIGTERM) is gone too"
+    );
+}
+
+/// A watchdog never outlives its instance: not when the instance dies and is restarted, not when
+/// understudy stops normally, and a reload (SIGHUP) keeps new instances guarded.
+#[test]
+fn watchdogs_end_with_their_instances_and_a_normal_stop_leaves_none() {
+    let base = Base::new("watchdog-stop");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.write_env("MIN_MIRRORED=1000");
+    unsafe {
+        libc::kill(u.pid() as i32, libc::SIGHUP);
+    }
+    wait_until("the reload", Duration::from_secs(5), || {
+        u.log_text()
+            .contains("reloaded configuration: applied MIN_MIRRORED")
+            .then_some(())
+    });
+    base.drop_wrapped_fixture("1.0.0", "");
+    u.wait_serving();
+    let first = base
+        .watchdog_pid("running")
+        .expect("instance.json names a watchdog");
+    assert_eq!(
+        watchdogs(&base.path)
+            .iter()
+            .map(|(p, _)| *p)
+            .collect::<Vec<_>>(),
+        [first]
+    );
+
+    // The instance dies on its own (its wrapper is killed): its watchdog goes with it.
+    let (_, leader) = base.instance_info("running").unwrap();
+    unsafe {
+        libc::kill(leader, libc::SIGKILL);
+    }
+    wait_until("a new running instance", Duration::from_secs(10), || {
+        (base.link("running")? == std::path::Path::new("app-1.0.0/2")).then_some(())
+    });
+    u.wait_serving();
+    let second = base
+        .watchdog_pid("running")
+        .expect("the new instance is guarded");
+    wait_until("the old watchdog gone", Duration::from_secs(5), || {
+        (!process_running(first)).then_some(())
+    });
+    assert_eq!(
+        watchdogs(&base.path)
+            .iter()
+            .map(|(p, _)| *p)
+            .collect::<Vec<_>>(),
+        [second]
+    );
+
+    u.stop(); // SIGTERM; asserts no process works in the base dir any more
+    let left = leftovers(&base.path);
+    assert!(left.is_empty(), "left after a normal stop: {left:?}");
+    assert!(
+        !process_running(second),
+        "watchdog {second} outlived understudy"
     );
 }
 

@@ -583,6 +583,7 @@ impl Executor {
                 timeout: cfg.ready_timeout,
             },
             grace: cfg.shutdown_grace,
+            watchdog: cfg.watchdog.clone(),
         };
         let (spawner, layout, events, done) = (
             self.spawner.clone(),

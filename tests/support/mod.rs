@@ -89,6 +89,18 @@ impl Base {
         std::fs::rename(&tmp, self.path.join(format!("app-{version}"))).unwrap();
     }
 
+    /// Drop a fixture build whose start script runs the server *without* `exec` (then says how it
+    /// ended, so no shell can turn the last command into an `exec`): the shell is the instance's
+    /// leader and the server its child, a grandchild of understudy.
+    pub fn drop_wrapped_fixture(&self, version: &str, faults: &str) {
+        let script = format!(
+            "#!/bin/sh\n'{BIN}' fixture-app --version {version} {faults}\necho \"wrapper: the server exited with $?\" >&2\n"
+        );
+        let tmp = self.path.join(format!(".app-{version}.tmp"));
+        std::fs::write(&tmp, script).unwrap();
+        std::fs::rename(&tmp, self.path.join(format!("app-{version}"))).unwrap();
+    }
+
     /// Drop a fixture build the way `cp` does: written in place.
     pub fn copy_fixture(&self, version: &str, faults: &str) {
         std::fs::write(
@@ -116,6 +128,13 @@ impl Base {
         let text = std::fs::read_to_string(self.path.join(role).join("instance.json")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         Some((v["port"].as_u64()? as u16, v["pid"].as_i64()? as i32))
+    }
+
+    /// The pid of the watchdog guarding the instance a role's symlink points at, if it has one.
+    pub fn watchdog_pid(&self, role: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.path.join(role).join("instance.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(v["watchdog_pid"].as_i64()? as i32)
     }
 
     /// Wait until the testing instance is up and routed (its symlink appears only then).
@@ -383,6 +402,58 @@ pub fn processes_under(dir: &Path) -> Vec<(i32, String)> {
         }
     }
     out
+}
+
+/// Live processes of a base dir in the widest sense: those working inside it (every instance's
+/// cwd is its folder) and those with an argument inside it (a watchdog names its instance folder,
+/// understudy its base dir). A zombie has neither a cwd link nor a command line.
+pub fn leftovers(dir: &Path) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cwd_inside = std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(dir));
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if cwd_inside || args.iter().any(|a| Path::new(a).starts_with(dir)) {
+            out.push((pid, args.join(" ")));
+        }
+    }
+    out
+}
+
+/// The live watchdogs guarding instances of a base dir.
+pub fn watchdogs(dir: &Path) -> Vec<(i32, String)> {
+    leftovers(dir)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.split(' ').nth(1) == Some("watchdog"))
+        .collect()
+}
+
+/// The parent pid of a live process, from `/proc/<pid>/stat`.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether something accepts connections on a loopback port.
+pub fn port_answers(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
 }
 
 fn kill_processes_under(dir: &Path) {
