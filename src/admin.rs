@@ -164,6 +164,8 @@ pub struct AdminState {
     pub handle: SupervisorHandle,
     /// The proxy's counters.
     pub stats: Arc<ProxyStats>,
+    /// `history.jsonl`, read (never written) to answer what served when.
+    pub history: PathBuf,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish.
@@ -214,6 +216,7 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/status", get(status))
         .route("/api/verdict", get(verdict))
         .route("/api/gate", post(gate))
+        .route("/api/history", get(history))
         .merge(steer)
         .with_state(state)
 }
@@ -338,6 +341,42 @@ async fn gate(State(s): State<AdminState>) -> Response {
         Json(json!({ "verdict": v.verdict, "score": v.score, "message": why })),
     )
         .into_response()
+}
+
+/// `?at=<RFC 3339>`: the instant asked about.
+#[derive(Debug, serde::Deserialize)]
+struct HistoryQuery {
+    at: Option<String>,
+}
+
+/// Which version served users at `at` (default: now), and every switch.
+async fn history(
+    State(s): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Response {
+    let at = match q.at.as_deref().map(parse_instant).transpose() {
+        Ok(at) => at.unwrap_or_else(SystemTime::now),
+        Err(e) => return bad_request(e),
+    };
+    let path = s.history.clone();
+    let switches = match tokio::task::spawn_blocking(move || crate::history::read(&path)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "ok": false, "error": format!("cannot read {}: {e}", s.history.display()) })),
+            )
+                .into_response()
+        }
+        Err(e) => return bad_request(format!("reading the history failed: {e}")),
+    };
+    let serving = crate::history::serving_at(&switches, at).map(|s| s.to.to_string());
+    Json(json!({
+        "at": crate::supervisor::control::rfc3339(at),
+        "serving": serving,
+        "switches": switches,
+    }))
+    .into_response()
 }
 
 fn answer(r: Result<String, CommandError>) -> Response {

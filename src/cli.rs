@@ -55,6 +55,14 @@ pub enum ControlCommand {
     },
     /// The verdict about the build under test: wait, promote or reject.
     Verdict(Target),
+    /// Which version served users when (--at T: at that instant), and every switch.
+    History {
+        /// The instant asked about (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Why a call did not get an answer.
@@ -96,6 +104,7 @@ pub fn main(command: ControlCommand) -> u8 {
 
 async fn run(command: ControlCommand) -> u8 {
     use ControlCommand as C;
+    let history_path;
     let (target, method, path, body) = match command {
         C::Status(t) => (t, Method::GET, "/api/status", None),
         C::Verdict(t) => (t, Method::GET, "/api/verdict", None),
@@ -105,6 +114,13 @@ async fn run(command: ControlCommand) -> u8 {
             "/api/promote",
             at.map(|at| json!({ "at": at })),
         ),
+        C::History { at, target } => {
+            history_path = match at {
+                Some(at) => format!("/api/history?at={}", at.replace('+', "%2B")),
+                None => "/api/history".to_string(),
+            };
+            (target, Method::GET, history_path.as_str(), None)
+        }
         C::Abort(t) => (t, Method::POST, "/api/abort", None),
         C::Pause(t) => (t, Method::POST, "/api/pause", None),
         C::Resume(t) => (t, Method::POST, "/api/resume", None),
@@ -135,6 +151,8 @@ async fn run(command: ControlCommand) -> u8 {
         print!("{}", status_text(&answer));
     } else if path == "/api/verdict" {
         println!("{}", verdict_text(&answer));
+    } else if path.starts_with("/api/history") {
+        print!("{}", history_text(&answer));
     } else {
         println!("{}", answer["message"].as_str().unwrap_or("done"));
     }
@@ -232,6 +250,25 @@ fn verdict_text(v: &Value) -> String {
         s.push_str(&reasons.join("; "));
     }
     s
+}
+
+fn history_text(v: &Value) -> String {
+    let mut out = String::new();
+    for s in v["switches"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{}  {} -> {}  ({})\n",
+            s["at"].as_str().unwrap_or("?"),
+            s["from"].as_str().unwrap_or("nothing"),
+            s["to"].as_str().unwrap_or("?"),
+            s["why"].as_str().unwrap_or("?")
+        ));
+    }
+    out.push_str(&format!(
+        "at {}: {} served users\n",
+        v["at"].as_str().unwrap_or("?"),
+        v["serving"].as_str().unwrap_or("nothing")
+    ));
+    out
 }
 
 /// The status as a few aligned lines for a terminal.

@@ -192,6 +192,7 @@ pub async fn run(
     let admin_state = admin::AdminState {
         handle,
         stats: stats.clone(),
+        history: layout::Layout::new(&cfg.base, &cfg.identifier).history_file(),
     };
     let control = Control {
         commands: commands_rx,

@@ -218,3 +218,85 @@ fn a_bare_admin_port_is_loopback_and_a_taken_one_is_a_clear_error() {
     );
     u.stop();
 }
+
+#[test]
+fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
+    let (base, mut u) = start_with_testing("admin-rollback", "");
+    // Operator promotes 1.1.0; 1.0.0 is archived.
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.0.0 archived", Duration::from_secs(30), || {
+        let zip = base.path.join("archive/app-1.0.0.zip");
+        (zip.is_file() && !base.path.join("app-1.0.0").exists()).then_some(())
+    });
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.1.0"));
+
+    // Steady traffic while rolling back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, addr) = (stop.clone(), u.addr);
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http(addr, "GET", "/") {
+                    Ok((200, _)) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let (code, out, err) = cli(&base, &["rollback"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1.0.0"), "{out}");
+    wait_until("1.0.0 running again", Duration::from_secs(30), || {
+        (base.version_of("running").as_deref() == Some("app-1.0.0")).then_some(())
+    });
+    // Let the old instance drain under traffic before judging.
+    wait_until("1.1.0 archived", Duration::from_secs(30), || {
+        base.path
+            .join("archive/app-1.1.0.zip")
+            .is_file()
+            .then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.join().unwrap();
+    assert!(ok > 20, "traffic flowed: {ok}");
+    assert!(failed.is_empty(), "{} failed of {}: {:?}", failed.len(), ok as usize + failed.len(), &failed[..failed.len().min(5)]);
+    assert!(u.get("/").1.contains("1.0.0"));
+
+    // The history says what served when, and why.
+    let (code, out, _) = cli(&base, &["history", "--json"]);
+    assert_eq!(code, 0);
+    let h: Value = serde_json::from_str(&out).unwrap();
+    let switches = h["switches"].as_array().unwrap();
+    let whys: Vec<(&str, &str)> = switches
+        .iter()
+        .map(|s| (s["to"].as_str().unwrap(), s["why"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        whys,
+        vec![("1.0.0", "first"), ("1.1.0", "operator"), ("1.0.0", "rollback")]
+    );
+    assert_eq!(h["serving"], "1.0.0");
+    // At the instant of the operator's promotion, 1.1.0 served.
+    let at = switches[1]["at"].as_str().unwrap();
+    let (_, out, _) = cli(&base, &["history", "--json", "--at", at]);
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["serving"], "1.1.0", "{h}");
+    // Before anything served: nothing.
+    let (_, out, _) = cli(&base, &["history", "--json", "--at", "2000-01-01T00:00:00Z"]);
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert!(h["serving"].is_null(), "{h}");
+
+    // A version never archived: 404 naming it, exit 1, nothing changes.
+    let (addr, token) = admin(&base);
+    let (code, body) = api(addr, "POST", "/api/rollback", Some(&token), r#"{"version":"9.9.9"}"#);
+    assert_eq!(code, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("9.9.9"), "{body}");
+    let (code, _, err) = cli(&base, &["rollback", "9.9.9"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("9.9.9") && err.contains("never archived"), "{err}");
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    u.stop();
+}
