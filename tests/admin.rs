@@ -10,38 +10,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// The admin address and token understudy wrote for tools to find.
-fn admin(base: &Base) -> (SocketAddr, String) {
-    let info = wait_until("admin.json", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(base.path.join(".understudy/admin.json")).ok()?;
-        serde_json::from_str::<Value>(&text).ok()
-    });
-    let addr = info["listen"]
-        .as_str()
-        .expect("a TCP listener")
-        .parse()
-        .unwrap();
-    let token = std::fs::read_to_string(base.path.join(".understudy/admin.token")).unwrap();
-    (addr, token.trim().to_string())
-}
-
-fn api(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, Value) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
-    }
-    let (code, text) = http_request(addr, method, path, &headers, body).unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (code, json)
-}
-
 /// `understudy <args> --base <base>`: exit code, stdout, stderr.
 fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)

@@ -8,6 +8,7 @@ mod builds;
 mod config;
 mod core;
 mod faults;
+mod fleet;
 mod hostile;
 mod instance_faults;
 mod promotion;

@@ -485,3 +485,38 @@ pub fn read_pid_file(base: &Base, role: &str, file: &str) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// The admin address and token understudy wrote for tools to find (`.understudy/admin.json`,
+/// `.understudy/admin.token`).
+pub fn admin(base: &Base) -> (SocketAddr, String) {
+    let info = wait_until("admin.json", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(base.path.join(".understudy/admin.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    });
+    let addr = info["listen"]
+        .as_str()
+        .expect("a TCP listener")
+        .parse()
+        .unwrap();
+    let token = std::fs::read_to_string(base.path.join(".understudy/admin.token")).unwrap();
+    (addr, token.trim().to_string())
+}
+
+/// One admin API call with a JSON body and, when given, the bearer token; status and the answer
+/// as JSON (a body that is not JSON comes back as a JSON string).
+pub fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let (code, text) = http_request(addr, method, path, &headers, body).unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (code, json)
+}
