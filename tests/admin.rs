@@ -230,7 +230,13 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = traffic.join().unwrap();
     assert!(ok > 20, "traffic flowed: {ok}");
-    assert!(failed.is_empty(), "{} failed of {}: {:?}", failed.len(), ok as usize + failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     assert!(u.get("/").1.contains("1.0.0"));
 
     // The history says what served when, and why.
@@ -244,7 +250,11 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
         .collect();
     assert_eq!(
         whys,
-        vec![("1.0.0", "first"), ("1.1.0", "operator"), ("1.0.0", "rollback")]
+        vec![
+            ("1.0.0", "first"),
+            ("1.1.0", "operator"),
+            ("1.0.0", "rollback")
+        ]
     );
     assert_eq!(h["serving"], "1.0.0");
     // At the instant of the operator's promotion, 1.1.0 served.
@@ -253,18 +263,30 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     let h: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h["serving"], "1.1.0", "{h}");
     // Before anything served: nothing.
-    let (_, out, _) = cli(&base, &["history", "--json", "--at", "2000-01-01T00:00:00Z"]);
+    let (_, out, _) = cli(
+        &base,
+        &["history", "--json", "--at", "2000-01-01T00:00:00Z"],
+    );
     let h: Value = serde_json::from_str(&out).unwrap();
     assert!(h["serving"].is_null(), "{h}");
 
     // A version never archived: 404 naming it, exit 1, nothing changes.
     let (addr, token) = admin(&base);
-    let (code, body) = api(addr, "POST", "/api/rollback", Some(&token), r#"{"version":"9.9.9"}"#);
+    let (code, body) = api(
+        addr,
+        "POST",
+        "/api/rollback",
+        Some(&token),
+        r#"{"version":"9.9.9"}"#,
+    );
     assert_eq!(code, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("9.9.9"), "{body}");
     let (code, _, err) = cli(&base, &["rollback", "9.9.9"]);
     assert_eq!(code, 1);
-    assert!(err.contains("9.9.9") && err.contains("never archived"), "{err}");
+    assert!(
+        err.contains("9.9.9") && err.contains("never archived"),
+        "{err}"
+    );
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
     u.stop();
 }
