@@ -208,7 +208,8 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/abort", post(abort))
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
-        .route("/api/rollback", post(rollback));
+        .route("/api/rollback", post(rollback))
+        .route("/api/schedule/{id}", axum::routing::delete(cancel_schedule));
     if let Some(token) = token {
         steer = steer.route_layer(middleware::from_fn_with_state(token, require_token));
     }
@@ -217,6 +218,7 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/verdict", get(verdict))
         .route("/api/gate", post(gate))
         .route("/api/history", get(history))
+        .route("/api/schedule", get(schedules))
         .merge(steer)
         .with_state(state)
 }
@@ -387,7 +389,9 @@ fn answer(r: Result<String, CommandError>) -> Response {
         ),
         Err(e) => {
             let code = match e {
-                CommandError::UnknownVersion(_) => StatusCode::NOT_FOUND,
+                CommandError::UnknownVersion(_) | CommandError::UnknownSchedule(_) => {
+                    StatusCode::NOT_FOUND
+                }
                 CommandError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::CONFLICT,
             };
@@ -440,6 +444,21 @@ async fn promote(State(s): State<AdminState>, body: Bytes) -> Response {
         Some(other) => return bad_request(format!("\"at\" must be a string, not {other}")),
     };
     answer(s.handle.send(command).await)
+}
+
+/// Scheduled promotions, pending and recently finished.
+async fn schedules(State(s): State<AdminState>) -> Response {
+    Json(json!({ "schedules": s.handle.status().schedules })).into_response()
+}
+
+async fn cancel_schedule(
+    State(s): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match id.trim_start_matches('#').parse::<u64>() {
+        Ok(id) => answer(s.handle.send(Command::CancelSchedule(id)).await),
+        Err(_) => bad_request(format!("{id:?} is not a schedule id (a number)")),
+    }
 }
 
 async fn abort(State(s): State<AdminState>) -> Response {

@@ -55,11 +55,30 @@ pub enum ControlCommand {
     },
     /// The verdict about the build under test: wait, promote or reject.
     Verdict(Target),
+    /// Scheduled promotions; `schedule cancel ID` cancels one.
+    Schedule {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Which version served users when (--at T: at that instant), and every switch.
     History {
         /// The instant asked about (RFC 3339); default now.
         #[arg(long)]
         at: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// What to do with schedules.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ScheduleAction {
+    /// Cancel a pending scheduled promotion.
+    Cancel {
+        /// Its id, as `understudy schedule` lists it.
+        id: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -104,7 +123,7 @@ pub fn main(command: ControlCommand) -> u8 {
 
 async fn run(command: ControlCommand) -> u8 {
     use ControlCommand as C;
-    let history_path;
+    let owned_path;
     let (target, method, path, body) = match command {
         C::Status(t) => (t, Method::GET, "/api/status", None),
         C::Verdict(t) => (t, Method::GET, "/api/verdict", None),
@@ -115,11 +134,26 @@ async fn run(command: ControlCommand) -> u8 {
             at.map(|at| json!({ "at": at })),
         ),
         C::History { at, target } => {
-            history_path = match at {
+            owned_path = match at {
                 Some(at) => format!("/api/history?at={}", at.replace('+', "%2B")),
                 None => "/api/history".to_string(),
             };
-            (target, Method::GET, history_path.as_str(), None)
+            (target, Method::GET, owned_path.as_str(), None)
+        }
+        C::Schedule {
+            action: None,
+            target,
+        } => (target, Method::GET, "/api/schedule", None),
+        C::Schedule {
+            action: Some(ScheduleAction::Cancel { id, target: inner }),
+            target,
+        } => {
+            owned_path = format!("/api/schedule/{id}");
+            let target = Target {
+                base: inner.base.or(target.base),
+                json: inner.json || target.json,
+            };
+            (target, Method::DELETE, owned_path.as_str(), None)
         }
         C::Abort(t) => (t, Method::POST, "/api/abort", None),
         C::Pause(t) => (t, Method::POST, "/api/pause", None),
@@ -151,6 +185,8 @@ async fn run(command: ControlCommand) -> u8 {
         print!("{}", status_text(&answer));
     } else if path == "/api/verdict" {
         println!("{}", verdict_text(&answer));
+    } else if path == "/api/schedule" {
+        print!("{}", schedule_text(&answer));
     } else if path.starts_with("/api/history") {
         print!("{}", history_text(&answer));
     } else {
@@ -252,6 +288,29 @@ fn verdict_text(v: &Value) -> String {
     s
 }
 
+fn schedule_text(v: &Value) -> String {
+    let list = v["schedules"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no scheduled promotions\n".to_string();
+    }
+    let mut out = String::new();
+    for s in list {
+        let what = s["version"].as_str().unwrap_or("the build under test");
+        let mut line = format!(
+            "#{}  {}  {what}  {}",
+            s["id"],
+            s["at"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?")
+        );
+        if let Some(r) = s["reason"].as_str() {
+            line.push_str(&format!(": {r}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 fn history_text(v: &Value) -> String {
     let mut out = String::new();
     for s in v["switches"].as_array().into_iter().flatten() {
@@ -292,6 +351,17 @@ fn status_text(v: &Value) -> String {
             "verdict",
             verdict_text(&v["verdict"])
         ));
+    }
+    for sch in v["schedules"].as_array().into_iter().flatten() {
+        if sch["state"] == "pending" {
+            out.push_str(&format!(
+                "{:<10}#{} promotes {} at {}\n",
+                "scheduled",
+                sch["id"],
+                sch["version"].as_str().unwrap_or("the build under test"),
+                sch["at"].as_str().unwrap_or("?")
+            ));
+        }
     }
     if v["paused"] == json!(true) {
         out.push_str(&format!(

@@ -59,6 +59,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
     KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
     KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
+    KeyDoc { key: "PROMOTE_AT", default: "", doc: "RFC 3339 instant (2026-12-01T03:00:00Z) at which the build then under test is promoted, once; empty means none." },
+    KeyDoc { key: "MISSED_SCHEDULE_GRACE", default: "1h", doc: "How late a scheduled promotion may still fire (after understudy was down); later it is recorded as missed." },
     KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
     KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
 ];
@@ -222,6 +224,10 @@ pub struct Config {
     pub min_free_disk: u64,
     /// Largest total a `.zip` bundle may unpack to, in bytes: a zip bomb is rejected, not unpacked.
     pub max_unpacked_size: u64,
+    /// `PROMOTE_AT`: promote whatever is under test at this instant, once.
+    pub promote_at: Option<std::time::SystemTime>,
+    /// How late a scheduled promotion may still fire.
+    pub missed_schedule_grace: Duration,
     /// Admin API address; `None` when `ADMIN_LISTEN=off` (the unix socket is still served).
     pub admin_listen: Option<SocketAddr>,
     /// Admin bearer token from `ADMIN_TOKEN`; `None` means generate (or reuse) `admin.token`.
@@ -337,6 +343,9 @@ impl Config {
         let score = scoring(raw)?;
         let budgets = budgets(raw)?;
         let admin = admin(raw)?;
+        let promote_at = promote_at(raw)?;
+        let missed_schedule_grace =
+            raw.duration("MISSED_SCHEDULE_GRACE", Duration::ZERO, MAX_WINDOW)?;
         Ok(Config {
             base: base.to_path_buf(),
             identifier: id.identifier,
@@ -363,6 +372,8 @@ impl Config {
             max_base_size: budgets.max_base_size,
             min_free_disk: budgets.min_free_disk,
             max_unpacked_size: budgets.max_unpacked_size,
+            promote_at,
+            missed_schedule_grace,
             admin_listen: admin.listen,
             admin_token: admin.token,
             unknown_keys: Vec::new(),
@@ -761,6 +772,18 @@ fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
         min_free_disk: raw.size("MIN_FREE_DISK", MAX_SIZE)?,
         max_unpacked_size: raw.size("MAX_UNPACKED_SIZE", MAX_SIZE)?,
     })
+}
+
+/// PROMOTE_AT: an RFC 3339 instant, or empty.
+fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, ConfigError> {
+    let expected = "an RFC 3339 instant such as 2026-12-01T03:00:00Z, or empty";
+    let v = raw.text("PROMOTE_AT", 64, expected)?;
+    if v.is_empty() {
+        return Ok(None);
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map(|t| Some(t.into()))
+        .map_err(|_| invalid("PROMOTE_AT", v, expected))
 }
 
 /// Where the admin API listens and what it asks for.
@@ -1233,6 +1256,8 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         max_base_size => "MAX_BASE_SIZE",
         min_free_disk => "MIN_FREE_DISK",
         max_unpacked_size => "MAX_UNPACKED_SIZE",
+        promote_at => "PROMOTE_AT",
+        missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",
         admin_token => "ADMIN_TOKEN",
     );

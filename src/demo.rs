@@ -191,6 +191,17 @@ fn narrate(e: &Event) {
         Event::ArchiveDeleted { zip, reason } => format!("deleted {}: {reason}", zip.display()),
         Event::Paused => "paused by the operator".to_string(),
         Event::Resumed => "resumed by the operator".to_string(),
+        Event::Scheduled { id, version, at } => format!(
+            "schedule #{id}: {} will be promoted at {at}",
+            version
+                .as_ref()
+                .map_or("the build under test".to_string(), Version::to_string)
+        ),
+        Event::ScheduleEnded {
+            id,
+            outcome,
+            reason,
+        } => format!("schedule #{id} {outcome}: {reason}"),
     };
     println!("   · {line}");
 }

@@ -96,6 +96,18 @@ pub enum Event {
     Paused,
     /// An operator resumed automatic decisions.
     Resumed,
+    /// A promotion was scheduled for `at` (RFC 3339).
+    Scheduled {
+        id: u64,
+        version: Option<Version>,
+        at: String,
+    },
+    /// A scheduled promotion fired, was missed, or was cancelled.
+    ScheduleEnded {
+        id: u64,
+        outcome: String,
+        reason: String,
+    },
     /// A version folder was zipped into the archive.
     Archived { version: Version, zip: PathBuf },
     /// An old archive was deleted to stay within the size or disk budget.
@@ -158,6 +170,15 @@ impl Event {
             }
             Event::Paused => tracing::info!(target: T, "paused"),
             Event::Resumed => tracing::info!(target: T, "resumed"),
+            Event::Scheduled { id, version, at } => {
+                let version = version.as_ref().map(Version::to_string).unwrap_or_default();
+                tracing::info!(target: T, id, version, at, "scheduled")
+            }
+            Event::ScheduleEnded {
+                id,
+                outcome,
+                reason,
+            } => tracing::info!(target: T, id, outcome, reason, "schedule_ended"),
             Event::Archived { version, zip } => {
                 tracing::info!(target: T, %version, zip = %zip.display(), "archived")
             }

@@ -7,10 +7,11 @@
 
 pub mod control;
 pub mod executor;
+pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,9 @@ use crate::watcher::Dropped;
 
 pub use control::{Command, CommandError, CommandRequest, Status, SupervisorHandle};
 pub use executor::{run, LiveGroups, Wiring};
+pub use schedule::{Now, Schedule};
+
+use schedule::{Origin, Outcome};
 
 /// How often archives are checked against the size and disk budgets between filings.
 const GC_EVERY: Duration = Duration::from_secs(60);
@@ -53,6 +57,9 @@ pub struct Persisted {
     /// A version that passed and whose fresh running instance was starting (mid-promotion).
     #[serde(default)]
     pub promoting: Option<Version>,
+    /// Scheduled promotions, pending and recently finished: saved before the operator is told.
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
 }
 
 /// What the executor found on disk at start, for [`Input::Resume`].
@@ -66,6 +73,12 @@ pub struct Resumed {
     pub promoting: Option<Installed>,
     /// The version that served before running, from the history: what a rollback brings back.
     pub previous: Option<Version>,
+    /// Scheduled promotions from the state file.
+    pub schedules: Vec<Schedule>,
+    /// `PROMOTE_AT`: a promotion of whatever is under test at that instant.
+    pub promote_at: Option<SystemTime>,
+    /// `MISSED_SCHEDULE_GRACE`: how late a schedule may still fire.
+    pub schedule_grace: Duration,
 }
 
 /// A started child as the supervisor knows it.
@@ -361,6 +374,13 @@ pub struct State {
     switch_why: Option<SwitchWhy>,
     /// A rollback waiting for its version to be restored, and the command to answer.
     restoring: Option<(Version, u64)>,
+    /// Scheduled promotions, pending and recently finished.
+    schedules: Vec<Schedule>,
+    last_schedule_id: u64,
+    /// How late a due schedule may still fire.
+    schedule_grace: Duration,
+    /// When a pending schedule next needs a look.
+    schedule_check: Option<Instant>,
     persisted: Option<Persisted>,
     next_gc: Instant,
 }
@@ -391,6 +411,10 @@ impl State {
             previous: None,
             switch_why: None,
             restoring: None,
+            schedules: Vec::new(),
+            last_schedule_id: 0,
+            schedule_grace: Duration::from_secs(3600),
+            schedule_check: None,
             persisted: None,
             next_gc: now,
         }
@@ -402,6 +426,7 @@ impl State {
         [
             self.restart.as_ref().map(|r| r.at),
             self.busy_retry,
+            self.schedule_check,
             Some(self.next_gc),
         ]
         .into_iter()
@@ -481,18 +506,21 @@ impl State {
             installing: self.installing.clone(),
             paused: self.paused,
             verdict,
+            schedules: self.schedules.clone(),
         }
     }
 }
 
 /// Decide what to do about `input` at `now`: update `state` and return the actions, in order.
 /// Pure: no I/O, no clock, no await; the executor does the rest.
-pub fn decide(state: &mut State, input: Input, now: Instant) -> Vec<Action> {
+pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
     let mut d = Decision {
         s: state,
         out: Vec::new(),
-        now,
+        now: now.mono,
+        wall: now.wall,
     };
+    let mut reply = None;
     match input {
         Input::Resume(r) => d.resume(r),
         Input::Dropped(dropped) => d.dropped(dropped),
@@ -514,13 +542,16 @@ pub fn decide(state: &mut State, input: Input, now: Instant) -> Vec<Action> {
         Input::Tick => d.tick(),
         Input::Restored { version, result } => d.restored(version, result),
         Input::Command { id, command } => {
-            if let Some(result) = d.command(id, command) {
-                d.out.push(Action::Reply { id, result });
-            }
+            reply = d
+                .command(id, command)
+                .map(|result| Action::Reply { id, result });
         }
     }
+    d.run_schedules();
     d.assign_ports();
     d.persist();
+    // After the state write: an operator told "scheduled" can rely on it surviving a crash.
+    d.out.extend(reply);
     d.out
 }
 
@@ -529,6 +560,7 @@ struct Decision<'a> {
     s: &'a mut State,
     out: Vec<Action>,
     now: Instant,
+    wall: SystemTime,
 }
 
 impl Decision<'_> {
@@ -550,6 +582,8 @@ impl Decision<'_> {
     fn resume(&mut self, r: Resumed) {
         self.s.serving = r.running.as_ref().map(|i| i.version.clone());
         self.s.previous = r.previous;
+        self.s.schedule_grace = r.schedule_grace;
+        self.resume_schedules(r.schedules, r.promote_at);
         if let Some(running) = r.running {
             let slot = self.new_slot(Role::Running, running, true);
             self.s.running = Some(slot);
@@ -1014,7 +1048,7 @@ impl Decision<'_> {
             Verdict::Reject(_) => VerdictKind::Reject,
         };
         self.emit(Event::Scored {
-            version,
+            version: version.clone(),
             verdict,
             score: ev.score,
             pairs: ev.pairs,
@@ -1026,7 +1060,13 @@ impl Decision<'_> {
         match s.evaluation.verdict {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
-            Verdict::Promote => self.begin_promotion(SwitchWhy::Automatic),
+            Verdict::Promote => {
+                if self.held_by_schedule(&version) {
+                    tracing::info!("{version} passed; its promotion waits for its scheduled time");
+                } else {
+                    self.begin_promotion(SwitchWhy::Automatic)
+                }
+            }
         }
     }
 
@@ -1043,6 +1083,8 @@ impl Decision<'_> {
             return;
         };
         tracing::warn!("rejecting {}: {}", testing.version(), reasons.join("; "));
+        let why = format!("{} was rejected: {}", testing.version(), reasons.join("; "));
+        self.cancel_schedules_of(testing.version(), &why);
         self.unroute_testing(&testing);
         self.retire(testing, false, AfterStop::Reject(reasons));
         self.start_pending();
@@ -1281,9 +1323,8 @@ impl Decision<'_> {
                 self.emit(Event::Resumed);
                 Ok("resumed: verdicts are acted on again".into())
             }
-            Command::PromoteAt(_) => Err(CommandError::Refused(
-                "scheduled promotion is not available yet".into(),
-            )),
+            Command::PromoteAt(at) => self.schedule(at),
+            Command::CancelSchedule(sid) => self.cancel_schedule(sid),
             Command::Rollback(version) => return self.rollback(id, version),
         })
     }
@@ -1348,6 +1389,219 @@ impl Decision<'_> {
         self.out.push(Action::Reply { id, result });
     }
 
+    /// Take back the schedules of the state file, and add `PROMOTE_AT`'s unless it is there.
+    fn resume_schedules(&mut self, schedules: Vec<Schedule>, promote_at: Option<SystemTime>) {
+        self.s.last_schedule_id = schedules.iter().map(|s| s.id).max().unwrap_or(0);
+        self.s.schedules = schedules;
+        let wanted = promote_at.map(control::rfc3339);
+        for s in &mut self.s.schedules {
+            if s.origin == Origin::Config && s.is_pending() && Some(&s.at) != wanted.as_ref() {
+                s.outcome = Outcome::Cancelled {
+                    reason: "PROMOTE_AT no longer asks for it".into(),
+                };
+            }
+        }
+        if let (Some(at), Some(text)) = (promote_at, wanted) {
+            let known = self
+                .s
+                .schedules
+                .iter()
+                .any(|s| s.origin == Origin::Config && s.at == text);
+            if !known {
+                self.s.last_schedule_id += 1;
+                let sch = Schedule::new(self.s.last_schedule_id, None, at, Origin::Config);
+                tracing::info!(
+                    "PROMOTE_AT: whatever is under test at {} will be promoted then",
+                    sch.at
+                );
+                self.s.schedules.push(sch);
+            }
+        }
+    }
+
+    /// `PromoteAt`: schedule the build under test; stored before the answer goes out.
+    fn schedule(&mut self, at: SystemTime) -> Result<String, CommandError> {
+        if at <= self.wall {
+            return Err(CommandError::Refused(format!(
+                "{} is not in the future: promote now without \"at\"",
+                control::rfc3339(at)
+            )));
+        }
+        let Some(version) = self.candidate_version().cloned() else {
+            return Err(CommandError::NothingToPromote(
+                "no build is being tested, so there is nothing to schedule".into(),
+            ));
+        };
+        self.s.last_schedule_id += 1;
+        let id = self.s.last_schedule_id;
+        let replaced = format!("replaced by schedule #{id}");
+        for s in &mut self.s.schedules {
+            if s.is_pending() && s.version.as_ref() == Some(&version) {
+                s.outcome = Outcome::Cancelled {
+                    reason: replaced.clone(),
+                };
+            }
+        }
+        let sch = Schedule::new(id, Some(version.clone()), at, Origin::Operator);
+        let message = format!(
+            "schedule #{id}: {version} will be promoted at {} (until then it is scored, but not promoted automatically)",
+            sch.at
+        );
+        tracing::info!("{message}");
+        self.emit(Event::Scheduled {
+            id,
+            version: Some(version),
+            at: sch.at.clone(),
+        });
+        self.s.schedules.push(sch);
+        schedule::prune(&mut self.s.schedules);
+        Ok(message)
+    }
+
+    fn cancel_schedule(&mut self, id: u64) -> Result<String, CommandError> {
+        let Some(s) = self.s.schedules.iter_mut().find(|s| s.id == id) else {
+            return Err(CommandError::UnknownSchedule(id));
+        };
+        if !s.is_pending() {
+            return Err(CommandError::Refused(format!(
+                "schedule #{id} is no longer pending ({:?})",
+                s.outcome
+            )));
+        }
+        s.outcome = Outcome::Cancelled {
+            reason: "cancelled by operator".into(),
+        };
+        self.emit(Event::ScheduleEnded {
+            id,
+            outcome: "cancelled".into(),
+            reason: "cancelled by operator".into(),
+        });
+        Ok(format!("schedule #{id} cancelled"))
+    }
+
+    /// A pending operator schedule names this version: it is promoted at its time, not before.
+    fn held_by_schedule(&self, version: &Version) -> bool {
+        self.s
+            .schedules
+            .iter()
+            .any(|s| s.is_pending() && s.version.as_ref() == Some(version))
+    }
+
+    fn cancel_schedules_of(&mut self, version: &Version, reason: &str) {
+        let mut ended = Vec::new();
+        for s in &mut self.s.schedules {
+            if s.is_pending() && s.version.as_ref() == Some(version) {
+                s.outcome = Outcome::Cancelled {
+                    reason: reason.to_string(),
+                };
+                ended.push(s.id);
+            }
+        }
+        for id in ended {
+            tracing::warn!("schedule #{id} cancelled: {reason}");
+            self.emit(Event::ScheduleEnded {
+                id,
+                outcome: "cancelled".into(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Fire what is due, record what can no longer fire, and plan the next look.
+    fn run_schedules(&mut self) {
+        let now = Now {
+            mono: self.now,
+            wall: self.wall,
+        };
+        let grace = self.s.schedule_grace;
+        let mut next: Option<Instant> = None;
+        for i in 0..self.s.schedules.len() {
+            let sch = self.s.schedules[i].clone();
+            if !sch.is_pending() {
+                continue;
+            }
+            let under_test = |v: &Version| {
+                self.s.testing.as_ref().is_some_and(|t| t.version() == v)
+                    || self.s.pending.as_ref().is_some_and(|p| p.version == *v)
+                    || self.s.installing.as_ref() == Some(v)
+            };
+            let ended = match &sch.version {
+                Some(v) if !under_test(v) => Some(Outcome::Cancelled {
+                    reason: format!("{v} is no longer under test (promoted, rejected or replaced)"),
+                }),
+                _ if self.wall < sch.instant() => None,
+                _ => self.fire(&sch, grace),
+            };
+            match ended {
+                Some(outcome) => {
+                    let (name, reason) = match &outcome {
+                        Outcome::Fired { promoted, .. } => {
+                            ("fired", format!("promoting {promoted}"))
+                        }
+                        Outcome::Missed { reason } => ("missed", reason.clone()),
+                        Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
+                        Outcome::Pending => ("pending", String::new()),
+                    };
+                    if name == "missed" {
+                        tracing::error!("schedule #{} missed: {reason}", sch.id);
+                    }
+                    self.emit(Event::ScheduleEnded {
+                        id: sch.id,
+                        outcome: name.into(),
+                        reason,
+                    });
+                    self.s.schedules[i].outcome = outcome;
+                }
+                None => {
+                    let check = schedule::next_check(&sch, now, grace);
+                    next = Some(next.map_or(check, |n| n.min(check)));
+                }
+            }
+        }
+        self.s.schedule_check = next;
+        schedule::prune(&mut self.s.schedules);
+    }
+
+    /// A due schedule: promote its build if it is ready, wait for it within the grace, or give up.
+    fn fire(&mut self, sch: &Schedule, grace: Duration) -> Option<Outcome> {
+        let late = self.wall.duration_since(sch.instant()).unwrap_or_default();
+        let ready = self
+            .s
+            .testing
+            .as_ref()
+            .filter(|t| t.is_ready() && sch.version.as_ref().is_none_or(|v| t.version() == v))
+            .map(|t| t.version().clone());
+        match ready {
+            Some(version) if self.s.next.is_none() => {
+                tracing::info!("schedule #{} fires: promoting {version}", sch.id);
+                self.begin_promotion(SwitchWhy::Scheduled);
+                Some(Outcome::Fired {
+                    fired_at: control::rfc3339(self.wall),
+                    promoted: version,
+                })
+            }
+            _ if late > grace => Some(Outcome::Missed {
+                reason: format!(
+                    "due at {}, but {} could not be promoted within MISSED_SCHEDULE_GRACE ({grace:?})",
+                    sch.at,
+                    sch.version
+                        .as_ref()
+                        .map_or("the build under test".to_string(), Version::to_string)
+                ),
+            }),
+            _ if sch.version.is_none()
+                && self.s.testing.is_none()
+                && self.s.pending.is_none() =>
+            {
+                Some(Outcome::Cancelled {
+                    reason: format!("nothing was under test at {}", sch.at),
+                })
+            }
+            // Due, but its build is not ready yet (starting after a restart): wait for it.
+            _ => None,
+        }
+    }
+
     fn persist(&mut self) {
         let s = &*self.s;
         let now = Persisted {
@@ -1366,6 +1620,7 @@ impl Decision<'_> {
                 .as_ref()
                 .map(|n| n.version().clone())
                 .or(s.resume_promotion.as_ref().map(|p| p.version.clone())),
+            schedules: s.schedules.clone(),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

@@ -10,21 +10,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// `understudy <args> --base <base>`: exit code, stdout, stderr.
-fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--base")
-        .arg(&base.path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it() {
     let (base, mut u) = start_with_testing("admin-token", "");

@@ -15,3 +15,4 @@ mod promotion;
 mod proxy_faults;
 mod shutdown;
 mod soak;
+mod steering;

@@ -31,6 +31,8 @@ pub enum Command {
     PromoteAt(SystemTime),
     /// Bring back the previous version (or the one named) from its archive, with zero downtime.
     Rollback(Option<Version>),
+    /// Cancel a pending scheduled promotion.
+    CancelSchedule(u64),
 }
 
 /// Why a command was refused; the admin API answers 409 with this text.
@@ -48,6 +50,9 @@ pub enum CommandError {
     /// A version that was never archived, or whose archive is gone.
     #[error("no archived version {0}: it was never archived here, or its archive was deleted")]
     UnknownVersion(String),
+    /// No schedule has this id.
+    #[error("no schedule #{0}: list them with GET /api/schedule")]
+    UnknownSchedule(u64),
     /// The command is valid but cannot be carried out now.
     #[error("{0}")]
     Refused(String),
@@ -115,6 +120,8 @@ pub struct Status {
     pub paused: bool,
     /// The latest verdict about testing, if it has been scored.
     pub verdict: Option<VerdictStatus>,
+    /// Scheduled promotions, pending and recently finished.
+    pub schedules: Vec<super::Schedule>,
 }
 
 /// Format a wall-clock instant as RFC 3339 (UTC), as status and history show times.

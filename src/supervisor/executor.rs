@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    decide, Action, Filed, Input, Launched, Persisted, RestoreFailure, Resumed, Routing,
+    decide, Action, Filed, Input, Launched, Now, Persisted, RestoreFailure, Resumed, Routing,
     StartFailure, State,
 };
 use crate::archive;
@@ -206,7 +206,10 @@ pub async fn run(
         .await
         .unwrap_or_default()
     };
-    exec.perform_all(decide(&mut state, Input::Resume(resumed), Instant::now()));
+    let mut resumed = resumed;
+    resumed.promote_at = cfg.promote_at;
+    resumed.schedule_grace = cfg.missed_schedule_grace;
+    exec.perform_all(decide(&mut state, Input::Resume(resumed), Now::read()));
     publish_status(&status, &state);
     loop {
         let deadline = state.deadline();
@@ -229,7 +232,7 @@ pub async fn run(
                 Input::Command { id: exec.last_reply, command: req.command }
             }
         };
-        exec.perform_all(decide(&mut state, input, Instant::now()));
+        exec.perform_all(decide(&mut state, input, Now::read()));
         publish_status(&status, &state);
     }
     exec.shutdown(done_rx, files).await;
@@ -319,6 +322,9 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         testing: find(&persisted.testing, Some(Role::Testing)),
         promoting: find(&persisted.promoting, None),
         previous,
+        schedules: persisted.schedules.clone(),
+        promote_at: None,
+        schedule_grace: Duration::ZERO,
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(

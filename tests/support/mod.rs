@@ -520,3 +520,18 @@ pub fn api(
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (code, json)
 }
+
+/// `understudy <args> --base <base>`: exit code, stdout, stderr.
+pub fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--base")
+        .arg(&base.path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
