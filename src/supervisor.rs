@@ -374,6 +374,8 @@ pub struct State {
     switch_why: Option<SwitchWhy>,
     /// A rollback waiting for its version to be restored, and the command to answer.
     restoring: Option<(Version, u64)>,
+    /// Instance news that arrived before the instance's start completion, replayed after it.
+    early: Vec<InstanceEvent>,
     /// Scheduled promotions, pending and recently finished.
     schedules: Vec<Schedule>,
     last_schedule_id: u64,
@@ -411,6 +413,7 @@ impl State {
             previous: None,
             switch_why: None,
             restoring: None,
+            early: Vec::new(),
             schedules: Vec::new(),
             last_schedule_id: 0,
             schedule_grace: Duration::from_secs(3600),
@@ -792,13 +795,24 @@ impl Decision<'_> {
                 };
                 slot.phase = Phase::Up { port, child };
                 self.emit(event);
+                let (early, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.s.early)
+                    .into_iter()
+                    .partition(|e| e.id == id);
+                self.s.early = rest;
+                for e in early {
+                    self.instance(e);
+                }
             }
             Err(StartFailure::PortBusy(p)) => {
+                self.s.early.retain(|e| e.id != id);
+                let slot = self.slot_mut(part).expect("part_of found it");
                 slot.phase = Phase::NeedsPort;
                 self.s.taken.remove(&p);
                 self.s.busy.insert(p);
             }
             Err(StartFailure::Failed(reason)) => {
+                self.s.early.retain(|e| e.id != id);
+                let slot = self.slot_mut(part).expect("part_of found it");
                 slot.phase = Phase::NeedsPort;
                 self.s.taken.remove(&port);
                 self.failed(part, format!("could not be started: {reason}"));
@@ -828,6 +842,13 @@ impl Decision<'_> {
         let Some(part) = self.part_of(e.id) else {
             return; // a retired instance: its stop is already under way
         };
+        let slot = self.slot_mut(part).expect("part_of found it");
+        if matches!(slot.phase, Phase::Starting { .. }) {
+            // The child's owner reported before its start completion arrived (a fast child):
+            // keep the news until the start is known, or readiness would be lost.
+            self.s.early.push(e);
+            return;
+        }
         match e.kind {
             InstanceEventKind::Ready => self.ready(part),
             InstanceEventKind::NotReady { reason } => {
@@ -1176,6 +1197,7 @@ impl Decision<'_> {
     /// Take an instance out of its part: stop it (draining first if `drain`) and file its
     /// version away afterwards as `after` says.
     fn retire(&mut self, slot: Slot, drain: bool, after: AfterStop) {
+        self.s.early.retain(|e| e.id != slot.id);
         let number = slot.phase.child().map(|c| c.number);
         let retiring = Retiring {
             version: slot.version().clone(),

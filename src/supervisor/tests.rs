@@ -1025,3 +1025,22 @@ fn schedules_round_trip_through_the_state_file() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn readiness_reported_before_the_start_completion_is_not_lost() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (id, _, _) = start_in(&a).unwrap();
+    // A fast child: its owner says "ready" before the spawner's completion arrives.
+    let a = sim.event(id, InstanceEventKind::Ready);
+    assert!(
+        routes_in(&a).is_none(),
+        "not routed before it is known to run: {a:#?}"
+    );
+    let a = sim.launch(id);
+    assert_eq!(
+        routes_in(&a).and_then(|r| r.running.as_ref()).map(|t| t.id),
+        Some(id),
+        "{a:#?}"
+    );
+}
