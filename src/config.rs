@@ -61,6 +61,11 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
     KeyDoc { key: "PROMOTE_AT", default: "", doc: "RFC 3339 instant (2026-12-01T03:00:00Z) at which the build then under test is promoted, once; empty means none." },
     KeyDoc { key: "MISSED_SCHEDULE_GRACE", default: "1h", doc: "How late a scheduled promotion may still fire (after understudy was down); later it is recorded as missed." },
+    KeyDoc { key: "PRE_START", default: "", doc: "Hook run before a new build starts (as testing, or as the first build); failing or timing out rejects the build." },
+    KeyDoc { key: "PRE_PROMOTE", default: "", doc: "Hook run before a promotion starts; failing leaves running untouched and the build testing." },
+    KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained; a failure is reported." },
+    KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
+    KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
     KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
     KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
 ];
@@ -224,6 +229,10 @@ pub struct Config {
     pub min_free_disk: u64,
     /// Largest total a `.zip` bundle may unpack to, in bytes: a zip bomb is rejected, not unpacked.
     pub max_unpacked_size: u64,
+    /// Lifecycle hooks (argv words), run with UNDERSTUDY_VERSION, _PREVIOUS, _DIR, _PORT.
+    pub hooks: HookCommands,
+    /// How long a hook may run.
+    pub hook_timeout: Duration,
     /// `PROMOTE_AT`: promote whatever is under test at this instant, once.
     pub promote_at: Option<std::time::SystemTime>,
     /// How late a scheduled promotion may still fire.
@@ -238,6 +247,19 @@ pub struct Config {
     /// [`crate::watchdog`]). `load` leaves it `None` (no watchdog); `main` sets it, since only
     /// `main` knows the running executable is understudy. A reload keeps the value in force.
     pub watchdog: Option<PathBuf>,
+}
+
+/// The lifecycle hook commands, each already split into words; `None` when unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookCommands {
+    /// Before a new build starts; failing rejects it.
+    pub pre_start: Option<Vec<String>>,
+    /// Before a promotion; failing leaves running untouched.
+    pub pre_promote: Option<Vec<String>>,
+    /// After a promotion's switch.
+    pub post_promote: Option<Vec<String>>,
+    /// After a rollback's switch.
+    pub post_rollback: Option<Vec<String>>,
 }
 
 /// Thresholds the scorer judges testing by.
@@ -344,6 +366,14 @@ impl Config {
         let budgets = budgets(raw)?;
         let admin = admin(raw)?;
         let promote_at = promote_at(raw)?;
+        let hooks = HookCommands {
+            pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
+            pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
+            post_promote: parse_hook("POST_PROMOTE", raw.get("POST_PROMOTE"))?,
+            post_rollback: parse_hook("POST_ROLLBACK", raw.get("POST_ROLLBACK"))?,
+        };
+        let hook_timeout =
+            raw.duration("HOOK_TIMEOUT", Duration::from_millis(1), MAX_SHORT_DURATION)?;
         let missed_schedule_grace =
             raw.duration("MISSED_SCHEDULE_GRACE", Duration::ZERO, MAX_WINDOW)?;
         Ok(Config {
@@ -372,6 +402,8 @@ impl Config {
             max_base_size: budgets.max_base_size,
             min_free_disk: budgets.min_free_disk,
             max_unpacked_size: budgets.max_unpacked_size,
+            hooks,
+            hook_timeout,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -1130,6 +1162,27 @@ fn parse_regex(raw: &Raw, key: &'static str) -> Result<String, ConfigError> {
 }
 
 /// A start command template, split into words by shell rules; one word must hold `{artifact}`.
+/// A hook command split into words as a shell would; empty means no hook.
+fn parse_hook(key: &str, v: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    if v.len() > MAX_COMMAND_LEN {
+        return Err(invalid(
+            key,
+            v,
+            &format!("a command of at most {MAX_COMMAND_LEN} bytes, or empty"),
+        ));
+    }
+    let words = shell_words::split(v).map_err(|e| {
+        invalid(
+            key,
+            v,
+            &format!(
+                "words split as a shell would ({e}), such as `./hooks/check.sh --quick`, or empty"
+            ),
+        )
+    })?;
+    Ok(Some(words).filter(|w| !w.is_empty()))
+}
+
 fn parse_command(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     if v.len() > MAX_COMMAND_LEN {
         return Err(invalid(
@@ -1256,6 +1309,11 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         max_base_size => "MAX_BASE_SIZE",
         min_free_disk => "MIN_FREE_DISK",
         max_unpacked_size => "MAX_UNPACKED_SIZE",
+        hooks.pre_start => "PRE_START",
+        hooks.pre_promote => "PRE_PROMOTE",
+        hooks.post_promote => "POST_PROMOTE",
+        hooks.post_rollback => "POST_ROLLBACK",
+        hook_timeout => "HOOK_TIMEOUT",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",
@@ -1541,6 +1599,10 @@ mod tests {
     ];
     /// Keys where 400 characters are a plausible value.
     const LONG_TEXT: &[&str] = &[
+        "PRE_START",
+        "PRE_PROMOTE",
+        "POST_PROMOTE",
+        "POST_ROLLBACK",
         "ADMIN_TOKEN",
         "JAR_COMMAND",
         "EXEC_COMMAND",

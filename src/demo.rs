@@ -197,6 +197,12 @@ fn narrate(e: &Event) {
                 .as_ref()
                 .map_or("the build under test".to_string(), Version::to_string)
         ),
+        Event::HookRan {
+            hook, version, ok, ..
+        } => format!(
+            "{hook} for {version} {}",
+            if *ok { "succeeded" } else { "FAILED" }
+        ),
         Event::ScheduleEnded {
             id,
             outcome,

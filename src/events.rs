@@ -96,6 +96,13 @@ pub enum Event {
     Paused,
     /// An operator resumed automatic decisions.
     Resumed,
+    /// A lifecycle hook finished.
+    HookRan {
+        hook: String,
+        version: Version,
+        ok: bool,
+        detail: String,
+    },
     /// A promotion was scheduled for `at` (RFC 3339).
     Scheduled {
         id: u64,
@@ -170,6 +177,18 @@ impl Event {
             }
             Event::Paused => tracing::info!(target: T, "paused"),
             Event::Resumed => tracing::info!(target: T, "resumed"),
+            Event::HookRan {
+                hook,
+                version,
+                ok,
+                detail,
+            } => {
+                if *ok {
+                    tracing::info!(target: T, hook, %version, "hook_ran")
+                } else {
+                    tracing::warn!(target: T, hook, %version, detail, "hook_failed")
+                }
+            }
             Event::Scheduled { id, version, at } => {
                 let version = version.as_ref().map(Version::to_string).unwrap_or_default();
                 tracing::info!(target: T, id, version, at, "scheduled")

@@ -16,6 +16,7 @@
 //!   with actions, which [`supervisor::executor`] carries out and reports back.
 //! - [`archive`]: zips retired versions, deletes old archives over budget.
 //! - [`events`]: decisions, logged and broadcast.
+//! - [`hooks`]: the operator's PRE_START / PRE_PROMOTE / POST_PROMOTE / POST_ROLLBACK commands.
 //! - [`history`]: `history.jsonl`, the fsynced record of which version served users when.
 //! - [`admin`]: the operators' HTTP API (TCP and unix socket): status, steering, verdicts.
 //! - [`cli`]: `understudy status|promote|...`, the admin API's client over the unix socket.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod history;
+pub mod hooks;
 pub mod instance;
 pub mod layout;
 pub mod proxy;

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::artifact::Installed;
 use crate::events::{Event, VerdictKind};
 use crate::history::SwitchWhy;
+use crate::hooks::{Hook, HookSet};
 use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
 use crate::layout::Role;
 use crate::score::{Evaluation, Scored, ScorerControl, Verdict};
@@ -47,6 +48,47 @@ const MAX_FILING_ATTEMPTS: u32 = 10;
 /// How long a port found bound by another program is left alone before it is tried again.
 const BUSY_PORT_RETRY: Duration = Duration::from_secs(1);
 
+/// A promotion or a rollback is a transaction: journaled (in the state file) before each step,
+/// so that a crash in the middle is resolved at the next start, never left half done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnKind {
+    /// Testing (or a scheduled or operator-chosen build) becomes running.
+    Promotion,
+    /// An earlier version comes back from its archive.
+    Rollback,
+}
+
+/// How far a transaction got. Before [`TxnStep::Switched`] a crash undoes it (the old version
+/// serves); from it on a crash completes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnStep {
+    /// `PRE_PROMOTE` is running; nothing has changed yet.
+    PrePromote,
+    /// The fresh running instance is starting.
+    Starting,
+    /// It is ready; the switch comes next.
+    Ready,
+    /// Users are served by the new version; draining the old one and `POST_*` remain.
+    Switched,
+}
+
+/// The journal entry of a promotion or rollback under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Promotion or rollback.
+    pub kind: TxnKind,
+    /// The version that takes over.
+    pub version: Version,
+    /// The version serving before.
+    pub from: Option<Version>,
+    /// How far it got.
+    pub step: TxnStep,
+    /// Why it happens, for the history.
+    pub why: SwitchWhy,
+}
+
 /// What survives a restart: which versions play which part.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Persisted {
@@ -60,6 +102,9 @@ pub struct Persisted {
     /// Scheduled promotions, pending and recently finished: saved before the operator is told.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+    /// The promotion or rollback under way, written before each of its steps.
+    #[serde(default)]
+    pub txn: Option<Txn>,
 }
 
 /// What the executor found on disk at start, for [`Input::Resume`].
@@ -79,6 +124,10 @@ pub struct Resumed {
     pub promote_at: Option<SystemTime>,
     /// `MISSED_SCHEDULE_GRACE`: how late a schedule may still fire.
     pub schedule_grace: Duration,
+    /// The transaction that was under way, to be undone or completed.
+    pub txn: Option<Txn>,
+    /// Which hooks are configured.
+    pub hooks: HookSet,
 }
 
 /// A started child as the supervisor knows it.
@@ -152,6 +201,13 @@ pub enum Input {
     Collected(Vec<(PathBuf, String)>),
     /// A deadline from [`State::deadline`] passed.
     Tick,
+    /// A hook finished; `id` is the instance a `PRE_START` was for.
+    HookDone {
+        hook: Hook,
+        id: Option<InstanceId>,
+        version: Version,
+        result: Result<(), String>,
+    },
     /// A version asked for by a rollback is back in its folder, or why not.
     Restored {
         version: Version,
@@ -217,6 +273,15 @@ pub enum Action {
     /// Bring a version back into its folder from its archive (a rollback); reports
     /// [`Input::Restored`].
     Restore(Version),
+    /// Run a hook; reports [`Input::HookDone`]. `dir` `None` means the version folder.
+    RunHook {
+        hook: Hook,
+        id: Option<InstanceId>,
+        version: Version,
+        previous: Option<Version>,
+        dir: Option<PathBuf>,
+        port: Option<u16>,
+    },
     /// Append a switch of the version serving users to the history (after its symlink).
     Record {
         from: Option<Version>,
@@ -241,6 +306,8 @@ pub enum Action {
 pub enum Phase {
     /// Waiting for a free port in `PORT_RANGE`.
     NeedsPort,
+    /// Has its port; `PRE_START` runs before it is started.
+    PreStart { port: u16 },
     /// Asked to start on this port; no child yet.
     Starting { port: u16 },
     /// The child runs; not ready yet.
@@ -257,9 +324,10 @@ impl Phase {
     fn port(&self) -> Option<u16> {
         match self {
             Phase::NeedsPort => None,
-            Phase::Starting { port } | Phase::Up { port, .. } | Phase::Ready { port, .. } => {
-                Some(*port)
-            }
+            Phase::PreStart { port }
+            | Phase::Starting { port }
+            | Phase::Up { port, .. }
+            | Phase::Ready { port, .. } => Some(*port),
         }
     }
 
@@ -357,8 +425,17 @@ pub struct State {
     restart: Option<Restart>,
     /// Running failures in a row.
     failures: u32,
-    /// After a restart resumed mid-promotion: promote this version once running is ready.
-    resume_promotion: Option<Installed>,
+    /// The promotion or rollback under way.
+    txn: Option<Txn>,
+    /// The old running instance of a switched transaction, until it is stopped.
+    txn_old: Option<InstanceId>,
+    /// A transaction completed at start: its `POST_*` hook runs once running is ready.
+    txn_post_due: bool,
+    /// Which hooks are configured.
+    hooks: HookSet,
+    /// The version whose `PRE_PROMOTE` failed: not promoted automatically again (an operator's
+    /// promote tries again), and the failure, for status.
+    hook_block: Option<(Version, String)>,
     retiring: BTreeMap<InstanceId, Retiring>,
     /// Filings that failed, retried at each collection, with the attempts so far.
     refile: Vec<(Action, u32)>,
@@ -404,7 +481,11 @@ impl State {
             drops: VecDeque::new(),
             restart: None,
             failures: 0,
-            resume_promotion: None,
+            txn: None,
+            txn_old: None,
+            txn_post_due: false,
+            hooks: HookSet::default(),
+            hook_block: None,
             retiring: BTreeMap::new(),
             refile: Vec::new(),
             paused: false,
@@ -510,6 +591,11 @@ impl State {
             paused: self.paused,
             verdict,
             schedules: self.schedules.clone(),
+            transaction: self.txn.clone(),
+            hook_failure: self
+                .hook_block
+                .as_ref()
+                .map(|(v, why)| format!("{v}: {why}")),
         }
     }
 }
@@ -544,6 +630,12 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
         }
         Input::Tick => d.tick(),
         Input::Restored { version, result } => d.restored(version, result),
+        Input::HookDone {
+            hook,
+            id,
+            version,
+            result,
+        } => d.hook_done(hook, id, version, result),
         Input::Command { id, command } => {
             reply = d
                 .command(id, command)
@@ -586,17 +678,59 @@ impl Decision<'_> {
         self.s.serving = r.running.as_ref().map(|i| i.version.clone());
         self.s.previous = r.previous;
         self.s.schedule_grace = r.schedule_grace;
+        self.s.hooks = r.hooks;
         self.resume_schedules(r.schedules, r.promote_at);
+        let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
+        if switched {
+            // Users were already served by the new version: complete the transaction.
+            let t = r.txn.clone().expect("checked above");
+            tracing::warn!(
+                "completing the {:?} of {} that was interrupted after its switch: it serves, {} is filed away",
+                t.kind,
+                t.version,
+                t.from.as_ref().map_or("nothing".to_string(), Version::to_string)
+            );
+            self.s.txn = Some(t);
+            self.s.txn_post_due = true;
+        }
+        let undone = if switched { None } else { r.promoting.clone() };
         if let Some(running) = r.running {
             let slot = self.new_slot(Role::Running, running, true);
             self.s.running = Some(slot);
-            self.s.resume_promotion = r.promoting;
-        } else if let Some(promoting) = r.promoting {
+        } else if let (Some(promoting), None) = (&undone, &r.txn) {
             // Nothing else to serve: the version that passed its scoring serves.
-            let slot = self.new_slot(Role::Running, promoting, true);
+            let slot = self.new_slot(Role::Running, promoting.clone(), true);
             self.s.running = Some(slot);
+            self.s.pending = r.testing;
+            return;
         }
         self.s.pending = r.testing;
+        let Some(undone) = undone else {
+            return;
+        };
+        // Interrupted before its switch: undo it. The old version serves; a promoted build is
+        // tested again (unless a newer one waits), a restored one goes back to the archive.
+        let kind = r.txn.as_ref().map_or(TxnKind::Promotion, |t| t.kind);
+        tracing::warn!(
+            "undoing the {kind:?} of {} that was interrupted before its switch: {} keeps serving",
+            undone.version,
+            self.s
+                .running
+                .as_ref()
+                .map_or("nothing".to_string(), |r| r.version().to_string())
+        );
+        let newer_waits = self
+            .s
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.version > undone.version);
+        if kind == TxnKind::Promotion && !newer_waits {
+            if let Some(old) = self.s.pending.replace(undone) {
+                self.archive_if_unused(old.version);
+            }
+        } else {
+            self.archive_if_unused(undone.version);
+        }
     }
 
     /// The version that serves or is about to: the one being promoted, else running's.
@@ -743,7 +877,24 @@ impl Decision<'_> {
                 continue;
             };
             self.s.taken.insert(port);
+            let pre_start = self.s.hooks.pre_start;
+            let previous = self.running_version().cloned();
             let slot = self.slot_mut(part).expect("checked above");
+            let new_build =
+                slot.role == Role::Testing || (part == SlotKey::Running && !slot.proven);
+            if pre_start && new_build {
+                slot.phase = Phase::PreStart { port };
+                let action = Action::RunHook {
+                    hook: Hook::PreStart,
+                    id: Some(slot.id),
+                    version: slot.version().clone(),
+                    previous: previous.filter(|p| p != slot.version()),
+                    dir: None,
+                    port: Some(port),
+                };
+                self.out.push(action);
+                continue;
+            }
             slot.phase = Phase::Starting { port };
             let action = Action::Start {
                 id: slot.id,
@@ -895,8 +1046,11 @@ impl Decision<'_> {
                         running_dir: child.dir.clone(),
                     }));
                 }
-                if let Some(promoting) = self.s.resume_promotion.take() {
-                    self.begin_promotion_of(promoting, SwitchWhy::Automatic);
+                if std::mem::take(&mut self.s.txn_post_due) {
+                    if let Some(from) = self.s.txn.as_ref().and_then(|t| t.from.clone()) {
+                        self.archive_if_unused(from);
+                    }
+                    self.after_switch();
                 }
                 self.start_pending();
             }
@@ -916,7 +1070,14 @@ impl Decision<'_> {
                     running_dir,
                 }));
             }
-            SlotKey::Next => self.finish_promotion(),
+            SlotKey::Next => {
+                // Journal "ready" on its own, before the switch is even decided.
+                if let Some(t) = self.s.txn.as_mut() {
+                    t.step = TxnStep::Ready;
+                }
+                self.persist();
+                self.finish_promotion()
+            }
         }
     }
 
@@ -1082,7 +1243,14 @@ impl Decision<'_> {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => {
-                if self.held_by_schedule(&version) {
+                if self
+                    .s
+                    .hook_block
+                    .as_ref()
+                    .is_some_and(|(v, _)| *v == version)
+                {
+                    // PRE_PROMOTE said no: an operator's promote may try again.
+                } else if self.held_by_schedule(&version) {
                     tracing::info!("{version} passed; its promotion waits for its scheduled time");
                 } else {
                     self.begin_promotion(SwitchWhy::Automatic)
@@ -1113,9 +1281,42 @@ impl Decision<'_> {
 
     /// Promotion, step 1: stop testing and start a fresh running instance of its version.
     fn begin_promotion(&mut self, why: SwitchWhy) {
-        if self.s.next.is_some() {
+        if self.s.next.is_some() || self.s.txn.is_some() {
             return;
         }
+        let Some(testing) = self.s.testing.as_ref() else {
+            return;
+        };
+        if self.s.hooks.pre_promote {
+            let version = testing.version().clone();
+            let (dir, port) = (
+                testing.phase.child().map(|c| c.dir.clone()),
+                testing.phase.port(),
+            );
+            let id = testing.id;
+            let from = self.running_version().cloned();
+            self.s.txn = Some(Txn {
+                kind: TxnKind::Promotion,
+                version: version.clone(),
+                from: from.clone(),
+                step: TxnStep::PrePromote,
+                why,
+            });
+            self.out.push(Action::RunHook {
+                hook: Hook::PrePromote,
+                id: Some(id),
+                version,
+                previous: from,
+                dir,
+                port,
+            });
+            return;
+        }
+        self.promote_testing(why);
+    }
+
+    /// Promotion, step 1 proper: stop testing and start a fresh running instance of its version.
+    fn promote_testing(&mut self, why: SwitchWhy) {
         let Some(testing) = self.s.testing.take() else {
             return;
         };
@@ -1127,6 +1328,17 @@ impl Decision<'_> {
 
     fn begin_promotion_of(&mut self, installed: Installed, why: SwitchWhy) {
         self.s.switch_why = Some(why);
+        self.s.txn = Some(Txn {
+            kind: if why == SwitchWhy::Rollback {
+                TxnKind::Rollback
+            } else {
+                TxnKind::Promotion
+            },
+            version: installed.version.clone(),
+            from: self.running_version().cloned(),
+            step: TxnStep::Starting,
+            why,
+        });
         self.emit(Event::Promoting {
             version: installed.version.clone(),
         });
@@ -1142,6 +1354,12 @@ impl Decision<'_> {
         let old = self.s.running.replace(next);
         let restarting = self.s.restart.take();
         self.s.failures = 0;
+        // Write-ahead: the switch is journaled before the route, symlink or history show it.
+        if let Some(t) = self.s.txn.as_mut() {
+            t.step = TxnStep::Switched;
+        }
+        self.persist();
+        self.s.txn_old = old.as_ref().map(|o| o.id);
         self.serve(SlotKey::Running);
         self.emit(Event::Promoted {
             from: old
@@ -1152,8 +1370,11 @@ impl Decision<'_> {
         });
         if let Some(old) = old {
             self.retire(old, true, AfterStop::ArchiveIfUnused);
-        } else if let Some(r) = restarting {
-            self.archive_if_unused(r.installed.version);
+        } else {
+            if let Some(r) = restarting {
+                self.archive_if_unused(r.installed.version);
+            }
+            self.after_switch();
         }
         // A rollback leaves testing in place: it is scored against the new running from now on.
         let running_dir = self
@@ -1185,6 +1406,7 @@ impl Decision<'_> {
             version: next.version().clone(),
             reasons: reasons.clone(),
         });
+        self.s.txn = None;
         // A version brought back by a rollback had served before: it goes back to the archive.
         let after = match self.s.switch_why.take() {
             Some(SwitchWhy::Rollback) => AfterStop::ArchiveIfUnused,
@@ -1207,7 +1429,7 @@ impl Decision<'_> {
             awaiting_start: matches!(slot.phase, Phase::Starting { .. }),
         };
         let stop_now = matches!(slot.phase, Phase::Up { .. } | Phase::Ready { .. });
-        let no_child = slot.phase == Phase::NeedsPort;
+        let no_child = matches!(slot.phase, Phase::NeedsPort | Phase::PreStart { .. });
         self.s.retiring.insert(slot.id, retiring);
         if stop_now {
             self.out.push(Action::Retire { id: slot.id, drain });
@@ -1216,8 +1438,126 @@ impl Decision<'_> {
         }
     }
 
+    /// The switch is done and the old instance drained and stopped: run the `POST_*` hook, or
+    /// close the transaction.
+    fn after_switch(&mut self) {
+        let Some(t) = &self.s.txn else {
+            return;
+        };
+        let hook = match t.kind {
+            TxnKind::Promotion => Hook::PostPromote,
+            TxnKind::Rollback => Hook::PostRollback,
+        };
+        if !self.s.hooks.has(hook) {
+            self.s.txn = None;
+            return;
+        }
+        let running = self.s.running.as_ref();
+        self.out.push(Action::RunHook {
+            hook,
+            id: running.map(|r| r.id),
+            version: t.version.clone(),
+            previous: t.from.clone(),
+            dir: running.and_then(|r| r.phase.child()).map(|c| c.dir.clone()),
+            port: running.and_then(|r| r.phase.port()),
+        });
+    }
+
+    fn hook_done(
+        &mut self,
+        hook: Hook,
+        id: Option<InstanceId>,
+        version: Version,
+        result: Result<(), String>,
+    ) {
+        self.emit(Event::HookRan {
+            hook: hook.key().to_string(),
+            version: version.clone(),
+            ok: result.is_ok(),
+            detail: result.clone().err().unwrap_or_default(),
+        });
+        match hook {
+            Hook::PreStart => self.pre_start_done(id, result),
+            Hook::PrePromote => {
+                let current = self
+                    .s
+                    .txn
+                    .as_ref()
+                    .is_some_and(|t| t.step == TxnStep::PrePromote && t.version == version);
+                if !current {
+                    return;
+                }
+                let txn = self.s.txn.take().expect("checked above");
+                let still_testing = self
+                    .s
+                    .testing
+                    .as_ref()
+                    .is_some_and(|t| *t.version() == version && t.is_ready());
+                match result {
+                    Ok(()) if still_testing => self.promote_testing(txn.why),
+                    Ok(()) => {
+                        tracing::info!("{version} left testing while PRE_PROMOTE ran; no promotion")
+                    }
+                    Err(e) => {
+                        let reason = format!("PRE_PROMOTE refused it: {e}");
+                        tracing::error!(
+                            "promotion of {version} aborted, running untouched, {version} stays testing: {reason}"
+                        );
+                        self.emit(Event::PromotionFailed {
+                            version: version.clone(),
+                            reasons: vec![reason.clone()],
+                        });
+                        self.s.hook_block = Some((version, reason));
+                    }
+                }
+            }
+            Hook::PostPromote | Hook::PostRollback => {
+                if let Err(e) = &result {
+                    tracing::error!("{e} (the switch to {version} stands)");
+                }
+                if self.s.txn.as_ref().is_some_and(|t| t.version == version) {
+                    self.s.txn = None;
+                }
+            }
+        }
+    }
+
+    fn pre_start_done(&mut self, id: Option<InstanceId>, result: Result<(), String>) {
+        let Some(id) = id else {
+            return;
+        };
+        let Some(part) = self.part_of(id) else {
+            return; // retired meanwhile
+        };
+        let slot = self.slot_mut(part).expect("part_of found it");
+        let Phase::PreStart { port } = slot.phase else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                slot.phase = Phase::Starting { port };
+                let action = Action::Start {
+                    id,
+                    role: slot.role,
+                    installed: slot.installed.clone(),
+                    port,
+                };
+                self.out.push(action);
+            }
+            Err(e) => {
+                slot.phase = Phase::NeedsPort;
+                self.s.taken.remove(&port);
+                self.failed(part, format!("was refused by PRE_START: {e}"));
+            }
+        }
+    }
+
     /// A retired instance is gone: free its port and file its version away.
     fn stopped(&mut self, id: InstanceId) {
+        if self.s.txn_old == Some(id) {
+            self.s.txn_old = None;
+            self.after_switch();
+        }
         let Some(r) = self.s.retiring.remove(&id) else {
             return;
         };
@@ -1257,9 +1597,6 @@ impl Decision<'_> {
             || s.restart
                 .as_ref()
                 .is_some_and(|r| r.installed.version == version)
-            || s.resume_promotion
-                .as_ref()
-                .is_some_and(|p| p.version == version)
             || s.retiring.values().any(|r| r.version == version);
         if !in_use {
             self.out.push(Action::Archive(version));
@@ -1313,8 +1650,15 @@ impl Decision<'_> {
                         testing.version()
                     ))));
                 }
+                if let Some(t) = &self.s.txn {
+                    return Some(Err(CommandError::NothingToPromote(format!(
+                        "the {:?} of {} is already under way",
+                        t.kind, t.version
+                    ))));
+                }
                 let version = testing.version().clone();
                 tracing::info!("operator promotes {version}");
+                self.s.hook_block = None;
                 self.begin_promotion(SwitchWhy::Operator);
                 Ok(format!("promoting {version}"))
             }
@@ -1366,6 +1710,12 @@ impl Decision<'_> {
         }
         if let Some((v, _)) = &self.s.restoring {
             return refuse(format!("a rollback to {v} is already under way"));
+        }
+        if let Some(t) = &self.s.txn {
+            return refuse(format!(
+                "the {:?} of {} is still under way; roll back once it is done",
+                t.kind, t.version
+            ));
         }
         let running = self.running_version().cloned();
         let Some(target) = version.or_else(|| self.s.previous.clone()) else {
@@ -1637,12 +1987,9 @@ impl Decision<'_> {
                 .as_ref()
                 .map(|t| t.version().clone())
                 .or(s.pending.as_ref().map(|p| p.version.clone())),
-            promoting: s
-                .next
-                .as_ref()
-                .map(|n| n.version().clone())
-                .or(s.resume_promotion.as_ref().map(|p| p.version.clone())),
+            promoting: s.next.as_ref().map(|n| n.version().clone()),
             schedules: s.schedules.clone(),
+            txn: s.txn.clone(),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

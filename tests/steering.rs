@@ -86,3 +86,88 @@ fn a_scheduled_promotion_survives_a_hard_kill_and_fires_exactly_once() {
     assert!(err.contains("42"), "{err}");
     u.stop();
 }
+
+#[test]
+fn a_failing_pre_promote_leaves_running_untouched_with_the_reason_in_status() {
+    // Single quotes: dotenv leaves `$UNDERSTUDY_VERSION` for the hook's shell.
+    let hook =
+        r#"PRE_PROMOTE='/bin/sh -c "echo smoke test failed for $UNDERSTUDY_VERSION; exit 1"'"#;
+    let (base, mut u) = start_with_testing("pre-promote", hook);
+    let (code, out, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "the promotion is asked for: {err}");
+    let _ = out;
+    let (addr, _) = admin(&base);
+    let status = wait_until(
+        "the hook's refusal in status",
+        Duration::from_secs(20),
+        || {
+            let (_, s) = api(addr, "GET", "/api/status", None, "");
+            s["hook_failure"].is_string().then_some(s)
+        },
+    );
+    let why = status["hook_failure"].as_str().unwrap();
+    assert!(
+        why.contains("PRE_PROMOTE") && why.contains("smoke test failed for 1.1.0"),
+        "{why}"
+    );
+    assert_eq!(status["running"]["version"], "1.0.0", "{status}");
+    assert_eq!(status["testing"]["version"], "1.1.0", "{status}");
+    assert!(status["transaction"].is_null(), "{status}");
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
+    assert!(u.get("/").1.contains("1.0.0"));
+    // Its output is kept with the instance.
+    let log = std::fs::read_to_string(base.path.join("testing/hooks.log")).unwrap();
+    assert!(log.contains("smoke test failed for 1.1.0"), "{log}");
+    u.stop();
+}
+
+#[test]
+fn killed_between_ready_and_switch_the_old_version_serves_and_the_journal_is_resolved() {
+    let base = Base::new("crash-switch");
+    base.write_env("");
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_CRASH", "before-switch")]);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    // It dies by SIGKILL once the fresh 1.1.0 instance is ready and journaled.
+    let exit = u.wait_exit(Duration::from_secs(20));
+    assert_eq!(exit, None, "killed by a signal, not an exit code");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(base.path.join(".understudy/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["txn"]["step"], "ready", "{state}");
+    // No orphan: every process of every build goes with it.
+    wait_until(
+        "no process of any build left",
+        Duration::from_secs(2),
+        || leftovers(&base.path).is_empty().then_some(()),
+    );
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    assert!(u.get("/").1.contains("1.0.0"), "the old version serves");
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    base.wait_testing();
+    assert_eq!(
+        base.version_of("testing").as_deref(),
+        Some("app-1.1.0"),
+        "tested again"
+    );
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(base.path.join(".understudy/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(state["txn"].is_null(), "the journal is resolved: {state}");
+    assert_eq!(state["running"], "1.0.0");
+    assert!(u.log_text().contains("undoing"), "{}", u.log_text());
+    assert!(
+        !switches(&base).iter().any(|(to, _, _)| to == "1.1.0"),
+        "1.1.0 never served: {:?}",
+        switches(&base)
+    );
+    u.stop();
+}

@@ -122,6 +122,10 @@ pub struct Status {
     pub verdict: Option<VerdictStatus>,
     /// Scheduled promotions, pending and recently finished.
     pub schedules: Vec<super::Schedule>,
+    /// The promotion or rollback under way, and how far it got.
+    pub transaction: Option<super::Txn>,
+    /// Why the last `PRE_PROMOTE` refused the build under test (it stays testing).
+    pub hook_failure: Option<String>,
 }
 
 /// Format a wall-clock instant as RFC 3339 (UTC), as status and history show times.

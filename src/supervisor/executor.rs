@@ -35,6 +35,9 @@ const SWEEP_POLL: Duration = Duration::from_millis(20);
 /// Fault injection for the tests: `UNDERSTUDY_INJECT_PANIC=supervisor` makes the supervisor
 /// panic once running is ready, to prove a dying task stops every child.
 const INJECT_PANIC: &str = "UNDERSTUDY_INJECT_PANIC";
+/// Fault injection for the tests: `UNDERSTUDY_INJECT_CRASH=before-switch` makes understudy kill
+/// itself (SIGKILL) once a promotion's fresh instance is ready and journaled, before the switch.
+const INJECT_CRASH: &str = "UNDERSTUDY_INJECT_CRASH";
 
 /// Everything the supervisor needs from the rest of understudy.
 pub struct Wiring {
@@ -127,6 +130,12 @@ enum Done {
         version: semver::Version,
         result: Result<Installed, RestoreFailure>,
     },
+    Hook {
+        hook: crate::hooks::Hook,
+        id: Option<InstanceId>,
+        version: semver::Version,
+        result: Result<(), String>,
+    },
 }
 
 /// An operator's answer, sent once the file writes decided before it are done.
@@ -209,6 +218,12 @@ pub async fn run(
     let mut resumed = resumed;
     resumed.promote_at = cfg.promote_at;
     resumed.schedule_grace = cfg.missed_schedule_grace;
+    resumed.hooks = crate::hooks::HookSet {
+        pre_start: cfg.hooks.pre_start.is_some(),
+        pre_promote: cfg.hooks.pre_promote.is_some(),
+        post_promote: cfg.hooks.post_promote.is_some(),
+        post_rollback: cfg.hooks.post_rollback.is_some(),
+    };
     exec.perform_all(decide(&mut state, Input::Resume(resumed), Now::read()));
     publish_status(&status, &state);
     loop {
@@ -325,6 +340,8 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         schedules: persisted.schedules.clone(),
         promote_at: None,
         schedule_grace: Duration::ZERO,
+        txn: persisted.txn.clone(),
+        hooks: Default::default(),
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(
@@ -352,7 +369,12 @@ fn linked_version(layout: &Layout, role: Role) -> Option<semver::Version> {
 
 /// Write symlinks and the state file one after the other, in the order decided.
 async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
+    // Fault injection for the tests: die hard right after journaling "ready", before the switch.
+    let crash_before_switch = std::env::var(INJECT_CRASH).is_ok_and(|v| v == "before-switch");
     while let Some(job) = rx.recv().await {
+        let crash = crash_before_switch
+            && matches!(&job, FileJob::Persist(p)
+                if p.txn.as_ref().is_some_and(|t| t.step == super::TxnStep::Ready));
         let job = match job {
             FileJob::Reply((reply, result)) => {
                 let _ = reply.send(result);
@@ -398,6 +420,10 @@ async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("{e}"),
             Err(e) => tracing::error!("file task failed: {e}"),
+        }
+        if crash {
+            tracing::error!("{INJECT_CRASH}=before-switch: dying by SIGKILL");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -479,6 +505,14 @@ impl Executor {
                 let _ = self.files_tx.send(FileJob::Record(switch));
             }
             Action::Restore(version) => self.restore(version),
+            Action::RunHook {
+                hook,
+                id,
+                version,
+                previous,
+                dir,
+                port,
+            } => self.run_hook(hook, id, version, previous, dir, port),
             Action::Emit(e) => {
                 let ready = matches!(
                     e,
@@ -505,6 +539,50 @@ impl Executor {
                 }
                 Err(e) => tracing::error!("background work failed: {e}"),
             }
+        });
+    }
+
+    /// Run a hook as a task of its own and report how it went.
+    fn run_hook(
+        &self,
+        hook: crate::hooks::Hook,
+        id: Option<InstanceId>,
+        version: semver::Version,
+        previous: Option<semver::Version>,
+        dir: Option<PathBuf>,
+        port: Option<u16>,
+    ) {
+        use crate::hooks::Hook;
+        let h = &self.cfg.hooks;
+        let argv = match hook {
+            Hook::PreStart => h.pre_start.clone(),
+            Hook::PrePromote => h.pre_promote.clone(),
+            Hook::PostPromote => h.post_promote.clone(),
+            Hook::PostRollback => h.post_rollback.clone(),
+        }
+        .unwrap_or_default();
+        let env = crate::hooks::HookEnv {
+            dir: dir.unwrap_or_else(|| self.layout.version_dir(&version)),
+            version: version.clone(),
+            previous,
+            port,
+        };
+        let (base, timeout, done) = (
+            self.layout.base().to_path_buf(),
+            self.cfg.hook_timeout,
+            self.done_tx.clone(),
+        );
+        tracing::info!("running {hook} for {version}: {}", argv.join(" "));
+        self.tasks.spawn(async move {
+            let result = crate::hooks::run(hook, &argv, &base, &env, timeout)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = done.send(Done::Hook {
+                hook,
+                id,
+                version,
+                result,
+            });
         });
     }
 
@@ -746,6 +824,17 @@ impl Executor {
             },
             Done::Collected(deleted) => Input::Collected(deleted),
             Done::Restored { version, result } => Input::Restored { version, result },
+            Done::Hook {
+                hook,
+                id,
+                version,
+                result,
+            } => Input::HookDone {
+                hook,
+                id,
+                version,
+                result,
+            },
         }
     }
 

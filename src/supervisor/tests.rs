@@ -467,28 +467,166 @@ async fn a_first_build_that_never_works_is_rejected_and_the_next_one_serves() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn resume_mid_promotion_finishes_the_promotion() {
+async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_again() {
+    for txn in [
+        None,
+        Some(Txn {
+            kind: TxnKind::Promotion,
+            version: v("1.1.0"),
+            from: Some(v("1.0.0")),
+            step: TxnStep::Ready,
+            why: SwitchWhy::Automatic,
+        }),
+    ] {
+        let mut sim = Sim::new(PORTS);
+        let a = sim.feed(Input::Resume(Resumed {
+            running: Some(installed("1.0.0")),
+            promoting: Some(installed("1.1.0")),
+            txn: txn.clone(),
+            ..Default::default()
+        }));
+        // The journal is resolved in the first state write: no transaction left.
+        assert!(a.iter().any(|a| matches!(a, Action::Persist(p) if p.txn.is_none() && p.promoting.is_none() && p.testing == Some(v("1.1.0")))), "{a:#?}");
+        let (running, a) = sim.bring_up(&a);
+        assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, running);
+        assert_eq!(*sim.s.running().unwrap().version(), v("1.0.0"));
+        let (_, role, _) = start_in(&a).unwrap();
+        assert_eq!(role, Role::Testing, "1.1.0 is tested again ({txn:?})");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_after_the_switch_completes_the_transaction() {
     let mut sim = Sim::new(PORTS);
+    sim.s.hooks.post_promote = true;
     let a = sim.feed(Input::Resume(Resumed {
-        running: Some(installed("1.0.0")),
-        testing: None,
-        promoting: Some(installed("1.1.0")),
+        running: Some(installed("1.1.0")),
+        txn: Some(Txn {
+            kind: TxnKind::Promotion,
+            version: v("1.1.0"),
+            from: Some(v("1.0.0")),
+            step: TxnStep::Switched,
+            why: SwitchWhy::Operator,
+        }),
+        hooks: HookSet {
+            post_promote: true,
+            ..Default::default()
+        },
         ..Default::default()
     }));
-    let (running, role, _) = start_in(&a).unwrap();
-    assert_eq!(role, Role::Running);
-    sim.launch(running);
-    let a = sim.event(running, InstanceEventKind::Ready);
-    assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, running);
-    let (next, role, _) = start_in(&a).unwrap();
-    assert_eq!(role, Role::Running);
-    assert_ne!(next, running);
-    sim.launch(next);
-    let a = sim.event(next, InstanceEventKind::Ready);
-    assert!(emitted(&a).contains(&&Event::Promoted {
-        from: Some(v("1.0.0")),
-        to: v("1.1.0")
+    let (_, a) = sim.bring_up(&a);
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: Hook::PostPromote, version, .. } if *version == v("1.1.0"))), "{a:#?}");
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PostPromote,
+        id: None,
+        version: v("1.1.0"),
+        result: Ok(()),
+    });
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Persist(p) if p.txn.is_none())),
+        "{a:#?}"
+    );
+}
+
+fn hooks_in(actions: &[Action]) -> Vec<Hook> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RunHook { hook, .. } => Some(*hook),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_pre_promote_leaves_running_untouched_and_the_build_testing() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        post_promote: true,
+        ..Default::default()
+    };
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote]);
+    assert!(
+        start_in(&a).is_none(),
+        "nothing starts before PRE_PROMOTE says yes"
+    );
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Err("exit status: 1".into()),
+    });
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::PromotionFailed { .. })));
+    assert_eq!(sim.s.testing().unwrap().id, testing);
+    assert_eq!(sim.s.running().unwrap().id, running);
+    let status = sim.s.status(|_| wall0());
+    assert!(status.hook_failure.unwrap().contains("PRE_PROMOTE"));
+    // Passing again does not retry on its own...
+    assert!(hooks_in(&sim.verdict(testing, Verdict::Promote)).is_empty());
+    // ...an operator's promote does, and a yes goes on to the promotion and POST_PROMOTE.
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote]);
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Ok(()),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert!(a.contains(&Action::Retire {
+        id: running,
+        drain: true
     }));
+    assert!(
+        hooks_in(&a).is_empty(),
+        "POST_PROMOTE waits for the old to drain"
+    );
+    let a = sim.feed(Input::Stopped { id: running });
+    assert_eq!(hooks_in(&a), vec![Hook::PostPromote]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_pre_start_rejects_the_build_before_it_runs() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks.pre_start = true;
+    let a = sim.deliver("1.0.0");
+    assert_eq!(hooks_in(&a), vec![Hook::PreStart]);
+    assert!(start_in(&a).is_none());
+    let id = sim.s.running().unwrap().id;
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PreStart,
+        id: Some(id),
+        version: v("1.0.0"),
+        result: Ok(()),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(hooks_in(&a), vec![], "running is up");
+    let a = sim.deliver("1.1.0");
+    assert_eq!(hooks_in(&a), vec![Hook::PreStart]);
+    let tid = sim.s.testing().unwrap().id;
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PreStart,
+        id: Some(tid),
+        version: v("1.1.0"),
+        result: Err("PRE_START `check` failed (exit status: 2)".into()),
+    });
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, reasons }
+        if *version == v("1.1.0") && reasons[0].contains("PRE_START"))),
+        "{a:#?}"
+    );
+    assert!(sim.s.testing().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -772,13 +910,20 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
     assert!(
         matches!(reply_in(&a, 1), Err(CommandError::Refused(r)) if r.contains("name the version"))
     );
-    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let (old, testing) = sim.serving_with_testing("1.1.0");
     let a = sim.verdict(testing, Verdict::Promote);
     let (_, a) = sim.bring_up(&a);
     assert_eq!(
         records_in(&a),
         vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Automatic)]
     );
+    // A rollback waits for the promotion's transaction to end (the old instance drained).
+    let a = sim.feed(Input::Command {
+        id: 9,
+        command: Command::Rollback(None),
+    });
+    assert!(matches!(reply_in(&a, 9), Err(CommandError::Refused(r)) if r.contains("under way")));
+    sim.feed(Input::Stopped { id: old });
     // Rolling back to what runs is refused.
     let a = sim.feed(Input::Command {
         id: 2,
