@@ -66,6 +66,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained; a failure is reported." },
     KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
     KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
+    KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
     KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
     KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
 ];
@@ -233,6 +234,8 @@ pub struct Config {
     pub hooks: HookCommands,
     /// How long a hook may run.
     pub hook_timeout: Duration,
+    /// How long after a promotion the new running is guarded (0: not at all).
+    pub rollback_window: Duration,
     /// `PROMOTE_AT`: promote whatever is under test at this instant, once.
     pub promote_at: Option<std::time::SystemTime>,
     /// How late a scheduled promotion may still fire.
@@ -366,6 +369,7 @@ impl Config {
         let budgets = budgets(raw)?;
         let admin = admin(raw)?;
         let promote_at = promote_at(raw)?;
+        let rollback_window = raw.duration("ROLLBACK_WINDOW", Duration::ZERO, MAX_WINDOW)?;
         let hooks = HookCommands {
             pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
             pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
@@ -404,6 +408,7 @@ impl Config {
             max_unpacked_size: budgets.max_unpacked_size,
             hooks,
             hook_timeout,
+            rollback_window,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -1314,6 +1319,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         hooks.post_promote => "POST_PROMOTE",
         hooks.post_rollback => "POST_ROLLBACK",
         hook_timeout => "HOOK_TIMEOUT",
+        rollback_window => "ROLLBACK_WINDOW",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",

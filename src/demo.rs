@@ -197,6 +197,11 @@ fn narrate(e: &Event) {
                 .as_ref()
                 .map_or("the build under test".to_string(), Version::to_string)
         ),
+        Event::GuardTripped {
+            version,
+            to,
+            reason,
+        } => format!("ROLLING BACK {version} to {to}: {reason}"),
         Event::HookRan {
             hook, version, ok, ..
         } => format!(

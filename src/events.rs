@@ -96,6 +96,12 @@ pub enum Event {
     Paused,
     /// An operator resumed automatic decisions.
     Resumed,
+    /// A promoted version did worse than the one it replaced within `ROLLBACK_WINDOW`.
+    GuardTripped {
+        version: Version,
+        to: Version,
+        reason: String,
+    },
     /// A lifecycle hook finished.
     HookRan {
         hook: String,
@@ -177,6 +183,11 @@ impl Event {
             }
             Event::Paused => tracing::info!(target: T, "paused"),
             Event::Resumed => tracing::info!(target: T, "resumed"),
+            Event::GuardTripped {
+                version,
+                to,
+                reason,
+            } => tracing::error!(target: T, %version, %to, reason, "guard_tripped"),
             Event::HookRan {
                 hook,
                 version,

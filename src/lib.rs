@@ -295,6 +295,7 @@ impl Control {
             events: self.events,
             commands: self.commands,
             status: self.status,
+            traffic: self.stats.clone(),
         };
         tasks.spawn(
             "supervisor",

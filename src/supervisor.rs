@@ -45,6 +45,10 @@ const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
 const MAX_RUNNING_RESTARTS: u32 = 5;
 /// Attempts at filing a version away (a full disk, say) before understudy gives up on it.
 const MAX_FILING_ATTEMPTS: u32 = 10;
+/// Requests the new running must have answered since a switch before its 5xx rate is judged.
+const GUARD_MIN_REQUESTS: u64 = 20;
+/// How far back the traffic before a switch is looked at, for the guard's baseline.
+const GUARD_BASELINE: Duration = Duration::from_secs(60);
 /// How long a port found bound by another program is left alone before it is tried again.
 const BUSY_PORT_RETRY: Duration = Duration::from_secs(1);
 
@@ -128,6 +132,10 @@ pub struct Resumed {
     pub txn: Option<Txn>,
     /// Which hooks are configured.
     pub hooks: HookSet,
+    /// `ROLLBACK_WINDOW`: how long a promoted version is guarded (zero: not at all).
+    pub rollback_window: Duration,
+    /// `MAX_5XX_DELTA`: how much worse than before the switch its 5xx rate may be.
+    pub max_5xx_delta: f64,
 }
 
 /// A started child as the supervisor knows it.
@@ -201,6 +209,8 @@ pub enum Input {
     Collected(Vec<(PathBuf, String)>),
     /// A deadline from [`State::deadline`] passed.
     Tick,
+    /// The proxy's counters, sampled every second: user requests and 5xx answers (cumulative).
+    Traffic { requests: u64, errors: u64 },
     /// A hook finished; `id` is the instance a `PRE_START` was for.
     HookDone {
         hook: Hook,
@@ -396,6 +406,21 @@ struct Retiring {
     awaiting_start: bool,
 }
 
+/// A promoted version watched for `ROLLBACK_WINDOW` against the traffic before its switch.
+#[derive(Debug, Clone, PartialEq)]
+struct Guard {
+    /// The promoted version.
+    version: Version,
+    /// The version it replaced, kept in its folder until the window ends.
+    from: Version,
+    /// When the watch ends.
+    until: Instant,
+    /// The counters at the switch (the first sample after it, if none came before).
+    start: Option<(u64, u64)>,
+    /// The 5xx share of user requests in the minute before the switch.
+    baseline: f64,
+}
+
 /// Running is down and will be started again at `at`.
 #[derive(Debug, Clone, PartialEq)]
 struct Restart {
@@ -449,8 +474,15 @@ pub struct State {
     previous: Option<Version>,
     /// Why the promotion under way happens, recorded when it switches.
     switch_why: Option<SwitchWhy>,
-    /// A rollback waiting for its version to be restored, and the command to answer.
-    restoring: Option<(Version, u64)>,
+    /// A rollback waiting for its version to be restored, and the command to answer (none for
+    /// the guard's own).
+    restoring: Option<(Version, Option<u64>)>,
+    /// Traffic samples of the last minute: (when, requests, 5xx answers).
+    traffic: VecDeque<(Instant, u64, u64)>,
+    /// The promoted version under watch.
+    guard: Option<Guard>,
+    guard_window: Duration,
+    guard_max_delta: f64,
     /// Instance news that arrived before the instance's start completion, replayed after it.
     early: Vec<InstanceEvent>,
     /// Scheduled promotions, pending and recently finished.
@@ -494,6 +526,10 @@ impl State {
             previous: None,
             switch_why: None,
             restoring: None,
+            traffic: VecDeque::new(),
+            guard: None,
+            guard_window: Duration::ZERO,
+            guard_max_delta: 0.01,
             early: Vec::new(),
             schedules: Vec::new(),
             last_schedule_id: 0,
@@ -592,6 +628,15 @@ impl State {
             verdict,
             schedules: self.schedules.clone(),
             transaction: self.txn.clone(),
+            guarded: self.guard.as_ref().map(|g| {
+                format!(
+                    "{} is watched until {} against {:.1}% 5xx before its switch; {} is kept to roll back to",
+                    g.version,
+                    control::rfc3339(wall(g.until)),
+                    g.baseline * 100.0,
+                    g.from
+                )
+            }),
             hook_failure: self
                 .hook_block
                 .as_ref()
@@ -630,6 +675,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
         }
         Input::Tick => d.tick(),
         Input::Restored { version, result } => d.restored(version, result),
+        Input::Traffic { requests, errors } => d.traffic(requests, errors),
         Input::HookDone {
             hook,
             id,
@@ -679,6 +725,8 @@ impl Decision<'_> {
         self.s.previous = r.previous;
         self.s.schedule_grace = r.schedule_grace;
         self.s.hooks = r.hooks;
+        self.s.guard_window = r.rollback_window;
+        self.s.guard_max_delta = r.max_5xx_delta;
         self.resume_schedules(r.schedules, r.promote_at);
         let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
         if switched {
@@ -1179,8 +1227,9 @@ impl Decision<'_> {
                 RESTART_BACKOFF_CAP
             );
         }
+        let why_short = why.lines().next().unwrap_or_default().to_string();
         self.emit(Event::RestartScheduled {
-            version,
+            version: version.clone(),
             attempt: self.s.failures,
             delay_ms: delay.as_millis() as u64,
             reason: why,
@@ -1191,6 +1240,9 @@ impl Decision<'_> {
         });
         self.restart_if_due();
         self.publish_routes();
+        if self.s.guard.as_ref().is_some_and(|g| g.version == version) {
+            self.guard_rollback(format!("failed within ROLLBACK_WINDOW: {why_short}"));
+        }
     }
 
     fn restart_if_due(&mut self) {
@@ -1368,8 +1420,29 @@ impl Decision<'_> {
                 .or(restarting.as_ref().map(|r| r.installed.version.clone())),
             to,
         });
+        let guarded = self.s.guard_window > Duration::ZERO
+            && self
+                .s
+                .txn
+                .as_ref()
+                .is_some_and(|t| t.kind == TxnKind::Promotion);
         if let Some(old) = old {
-            self.retire(old, true, AfterStop::ArchiveIfUnused);
+            // Guarded, the replaced version's folder stays until the window ends: a rollback
+            // then starts it straight away.
+            let after = if guarded {
+                let version = self
+                    .s
+                    .running
+                    .as_ref()
+                    .expect("just placed")
+                    .version()
+                    .clone();
+                self.start_guard(version, old.version().clone());
+                AfterStop::Keep
+            } else {
+                AfterStop::ArchiveIfUnused
+            };
+            self.retire(old, true, after);
         } else {
             if let Some(r) = restarting {
                 self.archive_if_unused(r.installed.version);
@@ -1727,7 +1800,7 @@ impl Decision<'_> {
             return refuse(format!("{target} is already running"));
         }
         tracing::info!("operator rolls back to {target}");
-        self.s.restoring = Some((target.clone(), id));
+        self.s.restoring = Some((target.clone(), Some(id)));
         self.out.push(Action::Restore(target));
         None
     }
@@ -1758,7 +1831,101 @@ impl Decision<'_> {
                 ))
             }
         };
-        self.out.push(Action::Reply { id, result });
+        match (id, result) {
+            (Some(id), result) => self.out.push(Action::Reply { id, result }),
+            (None, Err(e)) => tracing::error!("the guard's rollback to {version} failed: {e}"),
+            (None, Ok(m)) => tracing::warn!("guard: {m}"),
+        }
+    }
+
+    /// A traffic sample: keep a minute of them, and judge the promoted version under watch.
+    fn traffic(&mut self, requests: u64, errors: u64) {
+        let now = self.now;
+        self.s.traffic.push_back((now, requests, errors));
+        while self.s.traffic.len() > 1
+            && self
+                .s
+                .traffic
+                .front()
+                .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > GUARD_BASELINE)
+        {
+            self.s.traffic.pop_front();
+        }
+        let Some(g) = self.s.guard.as_mut() else {
+            return;
+        };
+        let Some((r0, e0)) = g.start else {
+            g.start = Some((requests, errors));
+            return;
+        };
+        if now >= g.until {
+            let g = self.s.guard.take().expect("checked above");
+            tracing::info!(
+                "{} held through ROLLBACK_WINDOW; {} is filed away",
+                g.version,
+                g.from
+            );
+            self.archive_if_unused(g.from);
+            return;
+        }
+        let (dr, de) = (requests.saturating_sub(r0), errors.saturating_sub(e0));
+        if dr < GUARD_MIN_REQUESTS {
+            return;
+        }
+        let rate = de as f64 / dr as f64;
+        if rate > g.baseline + self.s.guard_max_delta {
+            let why = format!(
+                "5xx rate {:.1}% over {dr} requests since the switch, against {:.1}% before it (MAX_5XX_DELTA {:.1} points)",
+                rate * 100.0,
+                g.baseline * 100.0,
+                self.s.guard_max_delta * 100.0
+            );
+            self.guard_rollback(why);
+        }
+    }
+
+    /// Start watching `version`, just promoted over `from`.
+    fn start_guard(&mut self, version: Version, from: Version) {
+        let (first, last) = (self.s.traffic.front(), self.s.traffic.back());
+        let baseline = match (first, last) {
+            (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => {
+                e1.saturating_sub(e0) as f64 / (r1 - r0) as f64
+            }
+            _ => 0.0,
+        };
+        self.s.guard = Some(Guard {
+            version,
+            from,
+            until: self.now + self.s.guard_window,
+            start: last.map(|&(_, r, e)| (r, e)),
+            baseline,
+        });
+    }
+
+    /// The promoted version does worse than the one it replaced: bring that one back.
+    fn guard_rollback(&mut self, why: String) {
+        let Some(g) = self.s.guard.take() else {
+            return;
+        };
+        tracing::error!("guard: {} {why}; rolling back to {}", g.version, g.from);
+        self.emit(Event::GuardTripped {
+            version: g.version.clone(),
+            to: g.from.clone(),
+            reason: why,
+        });
+        if self.s.next.is_some() || self.s.restoring.is_some() {
+            tracing::error!(
+                "guard: another switch is under way; not rolling back to {}",
+                g.from
+            );
+            self.archive_if_unused(g.from);
+            return;
+        }
+        // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback.
+        self.s.txn = None;
+        self.s.txn_old = None;
+        self.s.restoring = Some((g.from.clone(), None));
+        self.out.push(Action::Restore(g.from));
     }
 
     /// Take back the schedules of the state file, and add `PROMOTE_AT`'s unless it is there.

@@ -207,9 +207,12 @@ fn temp_files_left_by_a_crash_are_removed_at_start() {
     std::fs::write(&keep, b"{}").unwrap();
     let mut u = Understudy::start(&base);
     wait_until(
-        "the archive to be collected",
+        "the archive to be collected and logged",
         Duration::from_secs(10),
-        || (!base.path.join("archive/old-notes.bin").exists()).then_some(()),
+        || {
+            let gone = !base.path.join("archive/old-notes.bin").exists();
+            (gone && u.log_text().contains("old-notes.bin")).then_some(())
+        },
     );
     let log = u.log_text();
     for s in stray {

@@ -203,7 +203,8 @@ fn a_child_that_ignores_sigterm_gets_sigkill_after_the_grace() {
 #[test]
 fn ready_path_must_answer_2xx() {
     let base = Base::new("ready-path");
-    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=1s");
+    // Long enough for a loaded machine to start the fixture, so the last probe sees its 404.
+    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=3s");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     wait_until("v1 ready on /health", Duration::from_secs(10), || {

@@ -171,3 +171,62 @@ fn killed_between_ready_and_switch_the_old_version_serves_and_the_journal_is_res
     );
     u.stop();
 }
+
+#[test]
+fn a_promoted_version_that_answers_500s_is_rolled_back_by_the_guard() {
+    let base = Base::new("guard");
+    base.write_env("ROLLBACK_WINDOW=2m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    for _ in 0..20 {
+        assert_eq!(u.get("/").0, 200);
+    }
+    // Passes as testing, fails once it serves users.
+    base.drop_fixture("1.1.0", "--fail-as-running");
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.1.0 running", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    let (_, out, _) = cli(&base, &["status", "--json"]);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        status["guarded"]
+            .as_str()
+            .is_some_and(|g| g.contains("1.1.0")),
+        "{status}"
+    );
+    // Users meet its 500s; the guard sees them and brings 1.0.0 back.
+    wait_until(
+        "the guard's rollback to 1.0.0",
+        Duration::from_secs(30),
+        || {
+            let _ = u.get("/");
+            (base.version_of("running").as_deref() == Some("app-1.0.0")).then_some(())
+        },
+    );
+    wait_until("1.0.0 answering", Duration::from_secs(10), || {
+        let (code, body) = u.get("/");
+        (code == 200 && body.contains("1.0.0")).then_some(())
+    });
+    let whys: Vec<(String, String)> = switches(&base)
+        .into_iter()
+        .map(|(to, why, _)| (to, why))
+        .collect();
+    assert_eq!(
+        whys,
+        vec![
+            ("1.0.0".to_string(), "first".to_string()),
+            ("1.1.0".to_string(), "operator".to_string()),
+            ("1.0.0".to_string(), "rollback".to_string()),
+        ]
+    );
+    let log = u.log_text();
+    assert!(
+        log.contains("guard_tripped") && log.contains("5xx rate"),
+        "{log}"
+    );
+    u.stop();
+}

@@ -122,6 +122,8 @@ pub struct Status {
     pub verdict: Option<VerdictStatus>,
     /// Scheduled promotions, pending and recently finished.
     pub schedules: Vec<super::Schedule>,
+    /// The version promoted last, while `ROLLBACK_WINDOW` watches it.
+    pub guarded: Option<String>,
     /// The promotion or rollback under way, and how far it got.
     pub transaction: Option<super::Txn>,
     /// Why the last `PRE_PROMOTE` refused the build under test (it stays testing).

@@ -30,6 +30,8 @@ use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
 use crate::watcher::Dropped;
 
+/// How often the proxy's counters are handed to the supervisor (the guard's samples).
+const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
 /// How often a panic sweep checks whether killed process groups are gone.
 const SWEEP_POLL: Duration = Duration::from_millis(20);
 /// Fault injection for the tests: `UNDERSTUDY_INJECT_PANIC=supervisor` makes the supervisor
@@ -55,6 +57,8 @@ pub struct Wiring {
     pub commands: mpsc::Receiver<super::CommandRequest>,
     /// Where the status is published after every decision.
     pub status: watch::Sender<Arc<super::Status>>,
+    /// The proxy's counters, sampled every second for the guard.
+    pub traffic: Arc<crate::proxy::ProxyStats>,
 }
 
 /// The process groups of every child not yet reaped, kept outside the supervisor's task so that
@@ -181,7 +185,10 @@ pub async fn run(
         events,
         mut commands,
         status,
+        traffic,
     } = wiring;
+    let mut sample = tokio::time::interval(TRAFFIC_EVERY);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let layout = Layout::new(&cfg.base, &cfg.identifier);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (inst_tx, mut inst_rx) = mpsc::unbounded_channel();
@@ -218,6 +225,8 @@ pub async fn run(
     let mut resumed = resumed;
     resumed.promote_at = cfg.promote_at;
     resumed.schedule_grace = cfg.missed_schedule_grace;
+    resumed.rollback_window = cfg.rollback_window;
+    resumed.max_5xx_delta = cfg.score.max_5xx_delta;
     resumed.hooks = crate::hooks::HookSet {
         pre_start: cfg.hooks.pre_start.is_some(),
         pre_promote: cfg.hooks.pre_promote.is_some(),
@@ -236,6 +245,13 @@ pub async fn run(
             Some(s) = verdicts.recv() => Input::Scored(s),
             Some(d) = dropped.recv() => Input::Dropped(d),
             _ = tokio::time::sleep_until(deadline) => Input::Tick,
+            _ = sample.tick() => {
+                use std::sync::atomic::Ordering::Relaxed;
+                Input::Traffic {
+                    requests: traffic.requests.load(Relaxed),
+                    errors: traffic.server_errors.load(Relaxed) + traffic.bad_gateway.load(Relaxed),
+                }
+            }
             Ok(()) = config.changed() => {
                 let new = config.borrow_and_update().clone();
                 exec.reconfigure(new);
@@ -342,6 +358,8 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         schedule_grace: Duration::ZERO,
         txn: persisted.txn.clone(),
         hooks: Default::default(),
+        rollback_window: Duration::ZERO,
+        max_5xx_delta: 0.0,
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(

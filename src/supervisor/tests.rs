@@ -1189,3 +1189,64 @@ async fn readiness_reported_before_the_start_completion_is_not_lost() {
         "{a:#?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away_one_that_holds() {
+    for bad in [true, false] {
+        let mut sim = Sim::new(PORTS);
+        sim.s.guard_window = Duration::from_secs(300);
+        let (old, testing) = sim.serving_with_testing("1.1.0");
+        // A clean minute before the switch.
+        sim.feed(Input::Traffic {
+            requests: 0,
+            errors: 0,
+        });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        sim.feed(Input::Traffic {
+            requests: 1000,
+            errors: 2,
+        });
+        let a = sim.verdict(testing, Verdict::Promote);
+        let (_, a) = sim.bring_up(&a);
+        assert!(a.contains(&Action::Retire {
+            id: old,
+            drain: true
+        }));
+        let a = sim.feed(Input::Stopped { id: old });
+        assert!(
+            !a.contains(&Action::Archive(v("1.0.0"))),
+            "kept for the window: {a:#?}"
+        );
+        assert!(sim.s.status(|_| wall0()).guarded.is_some());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let errors = if bad { 2 + 25 } else { 2 };
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors,
+        });
+        if bad {
+            assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+            assert!(emitted(&a).iter().any(
+                |e| matches!(e, Event::GuardTripped { reason, .. } if reason.contains("5xx rate"))
+            ));
+            let a = sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Ok(installed("1.0.0")),
+            });
+            let (_, a) = sim.bring_up(&a);
+            assert_eq!(
+                records_in(&a),
+                vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+            );
+        } else {
+            assert!(!a.contains(&Action::Restore(v("1.0.0"))));
+            tokio::time::advance(Duration::from_secs(300)).await;
+            let a = sim.feed(Input::Traffic {
+                requests: 5000,
+                errors: 2,
+            });
+            assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+            assert!(sim.s.status(|_| wall0()).guarded.is_none());
+        }
+    }
+}
