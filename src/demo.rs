@@ -51,7 +51,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     std::fs::write(
         base.join(".env"),
         format!(
-            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=24000-24999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=error\n"
+            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=24000-24999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=error\nADMIN_LISTEN=off\n"
         ),
     )
     .map_err(err)?;
@@ -102,10 +102,45 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         )
         .await?;
         show_answer(addr, "  (users never noticed)").await?;
+
+        println!(
+            "\n4. the operator changes their mind: `understudy rollback --base {}`",
+            base.display()
+        );
+        let socket = crate::layout::Layout::new(base, "demo-app").admin_socket();
+        let (code, answer) = crate::cli::call(&socket, hyper::Method::POST, "/api/rollback", None)
+            .await
+            .map_err(err)?;
+        println!(
+            "   understudy answers {code}: {}",
+            answer["message"]
+                .as_str()
+                .or(answer["error"].as_str())
+                .unwrap_or("?")
+        );
+        wait_for(
+            &mut rx,
+            |e| matches!(e, Event::Promoted { to, .. } if *to == Version::new(1, 0, 0)),
+        )
+        .await?;
+        show_answer(addr, "  (back, with zero downtime)").await?;
         traffic.abort();
         wait_for(&mut rx, |e| matches!(e, Event::Archived { .. }))
             .await
             .ok();
+        let (_, history) = crate::cli::call(&socket, hyper::Method::GET, "/api/history", None)
+            .await
+            .map_err(err)?;
+        println!("\n`understudy history` says who served when:");
+        for s in history["switches"].as_array().into_iter().flatten() {
+            println!(
+                "   {}  {} → {}  ({})",
+                s["at"].as_str().unwrap_or("?"),
+                s["from"].as_str().unwrap_or("nothing"),
+                s["to"].as_str().unwrap_or("?"),
+                s["why"].as_str().unwrap_or("?")
+            );
+        }
         println!("\nthe base dir now holds:");
         print_tree(base, 1);
         Ok::<(), DemoError>(())
