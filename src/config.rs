@@ -1082,6 +1082,10 @@ fn is_host_name(h: &str) -> bool {
 pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let expected = "a duration such as 500ms, 30s, 10m or 1h";
+    // Zero needs no unit.
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .ok_or_else(|| invalid(key, v, expected))?;

@@ -1886,6 +1886,10 @@ impl Decision<'_> {
 
     /// Start watching `version`, just promoted over `from`.
     fn start_guard(&mut self, version: Version, from: Version) {
+        if let Some(earlier) = self.s.guard.take() {
+            // A newer promotion ends the earlier watch: its kept version is filed away.
+            self.archive_if_unused(earlier.from);
+        }
         let (first, last) = (self.s.traffic.front(), self.s.traffic.back());
         let baseline = match (first, last) {
             (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => {

@@ -37,7 +37,8 @@ fn steady_traffic(
 
 fn start_with_v1(name: &str, extra: &str) -> (Base, Understudy) {
     let base = Base::new(name);
-    base.write_env(&format!("{FAST}\n{extra}"));
+    // No guard window: the replaced version is archived as soon as it is stopped.
+    base.write_env(&format!("{FAST}\nROLLBACK_WINDOW=0\n{extra}"));
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 fn requests_seen(base: &Base) -> u64 {
-    base.fixture_stats("running").unwrap()["requests"]
-        .as_u64()
-        .unwrap()
+    // The `running` symlink follows the route by a moment: poll for it.
+    let stats = wait_until("running's stats", Duration::from_secs(10), || {
+        base.fixture_stats("running")
+    });
+    stats["requests"].as_u64().unwrap()
 }
 
 #[test]
