@@ -116,9 +116,22 @@ fn soak_builds_under_steady_load_fail_no_user_request() {
     }
     let (rss0, fds0) = baseline.unwrap_or((rss_kib(u.pid()), open_fds(u.pid())));
     let (rss1, fds1) = (rss_kib(u.pid()), open_fds(u.pid()));
+    let promoted = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Promoted)
+        .count();
+    let rejected_by = |why: &str| {
+        outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Rejected(r) if r.contains(why)))
+            .count()
+    };
     eprintln!(
-        "soak {seconds}s: {} builds, {} user requests answered, {} failed; RSS {rss0} → {rss1} KiB ({:+.1}%), fds {fds0} → {fds1}",
+        "soak {seconds}s: {} builds ({promoted} good promoted, {} bad rejected: {} for an endpoint regression, {} for the 5xx rate), {} user requests answered, {} failed; RSS {rss0} → {rss1} KiB ({:+.1}%), fds {fds0} → {fds1}",
         outcomes.len(),
+        outcomes.len() - promoted,
+        rejected_by("endpoint regression"),
+        rejected_by("5xx rate"),
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
         (rss1 as f64 / rss0.max(1) as f64 - 1.0) * 100.0
