@@ -166,6 +166,10 @@ pub struct AdminState {
     pub stats: Arc<ProxyStats>,
     /// `history.jsonl`, read (never written) to answer what served when.
     pub history: PathBuf,
+    /// The supervisor's events, for the SSE stream.
+    pub events: crate::events::Events,
+    /// Ends every event stream at shutdown, so draining the API never waits on one.
+    pub stop: CancellationToken,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish.
@@ -218,6 +222,8 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/verdict", get(verdict))
         .route("/api/gate", post(gate))
         .route("/api/history", get(history))
+        .route("/api/events", get(events))
+        .route("/api/events/recent", get(recent_events))
         .route("/api/schedule", get(schedules))
         .merge(steer)
         .with_state(state)
@@ -343,6 +349,71 @@ async fn gate(State(s): State<AdminState>) -> Response {
         Json(json!({ "verdict": v.verdict, "score": v.score, "message": why })),
     )
         .into_response()
+}
+
+/// `?after=<seq>`: resume after this event (as the `Last-Event-ID` header does).
+#[derive(Debug, serde::Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+/// Server-sent events: every decision as it happens, each with its sequence number as the SSE id,
+/// so a client that reconnects with `Last-Event-ID` (or `?after=`) gets what it missed, as far as
+/// the backlog reaches.
+async fn events(
+    State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.after);
+    let (missed, rx) = match last {
+        Some(last) => s.events.subscribe_after(last),
+        None => (Vec::new(), s.events.subscribe()),
+    };
+    let sse = |e: &crate::events::Stamped| {
+        SseEvent::default()
+            .id(e.seq.to_string())
+            .event(e.name())
+            .data(serde_json::to_string(e).unwrap_or_default())
+    };
+    let queue: std::collections::VecDeque<_> = missed.into();
+    let stream = futures_util::stream::unfold(
+        (queue, rx, s.stop.clone()),
+        move |(mut queue, mut rx, stop)| async move {
+            if let Some(e) = queue.pop_front() {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(sse(&e)),
+                    (queue, rx, stop),
+                ));
+            }
+            let item = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = rx.recv() => match r {
+                    Ok(e) => sse(&e),
+                    Err(RecvError::Lagged(n)) => SseEvent::default()
+                        .comment(format!("this client fell behind: {n} events were dropped")),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(item), (queue, rx, stop)))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The last 100 events, oldest first, as JSON (`understudy events`).
+async fn recent_events(State(s): State<AdminState>) -> Response {
+    let recent = s.events.recent(100);
+    let list: Vec<&crate::events::Stamped> = recent.iter().map(|e| &**e).collect();
+    Json(json!({ "events": list })).into_response()
 }
 
 /// `?at=<RFC 3339>`: the instant asked about.

@@ -55,6 +55,14 @@ pub enum ControlCommand {
     },
     /// The verdict about the build under test: wait, promote or reject.
     Verdict(Target),
+    /// The latest events (decisions), one per line; --follow keeps printing them as they happen.
+    Events {
+        /// Keep following until understudy stops or you interrupt.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Scheduled promotions; `schedule cancel ID` cancels one.
     Schedule {
         #[command(subcommand)]
@@ -123,6 +131,9 @@ pub fn main(command: ControlCommand) -> u8 {
 
 async fn run(command: ControlCommand) -> u8 {
     use ControlCommand as C;
+    if let C::Events { follow, target } = &command {
+        return events(target, *follow).await;
+    }
     let owned_path;
     let (target, method, path, body) = match command {
         C::Status(t) => (t, Method::GET, "/api/status", None),
@@ -140,6 +151,7 @@ async fn run(command: ControlCommand) -> u8 {
             };
             (target, Method::GET, owned_path.as_str(), None)
         }
+        C::Events { .. } => unreachable!("handled above"),
         C::Schedule {
             action: None,
             target,
@@ -197,6 +209,111 @@ async fn run(command: ControlCommand) -> u8 {
     } else {
         EXIT_REFUSED
     }
+}
+
+/// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.
+async fn events(target: &Target, follow: bool) -> u8 {
+    let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
+    let socket = Layout::new(&base, "").admin_socket();
+    let (code, answer) = match call(&socket, Method::GET, "/api/events/recent", None).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy: {e}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    if !(200..300).contains(&code) {
+        eprintln!("understudy: refused ({code}): {answer}");
+        return EXIT_REFUSED;
+    }
+    let mut last = 0;
+    for e in answer["events"].as_array().into_iter().flatten() {
+        last = e["seq"].as_u64().unwrap_or(last);
+        println!("{}", event_line(e, target.json));
+    }
+    if !follow {
+        return 0;
+    }
+    match follow_events(&socket, last, target.json).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("understudy: {e}");
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+/// Print the SSE stream after event `last` until it ends (understudy stopped).
+async fn follow_events(socket: &Path, last: u64, json: bool) -> Result<(), CliError> {
+    let protocol = |message: String| CliError::Protocol {
+        path: socket.to_path_buf(),
+        message,
+    };
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| CliError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri(format!("/api/events?after={last}"))
+        .header(hyper::header::HOST, "understudy")
+        .header(hyper::header::ACCEPT, "text/event-stream")
+        .body(Full::new(bytes::Bytes::new()))
+        .map_err(|e| protocol(e.to_string()))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let mut body = res.into_body();
+    let mut pending = String::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| protocol(e.to_string()))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        pending.push_str(&String::from_utf8_lossy(data));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if let Some(data) = line.trim_end().strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                    println!("{}", event_line(&v, json));
+                }
+            }
+        }
+    }
+    conn.abort();
+    Ok(())
+}
+
+/// One event on one line: `#seq at name key=value ...`, or its JSON.
+fn event_line(e: &Value, json: bool) -> String {
+    if json {
+        return e.to_string();
+    }
+    let mut line = format!(
+        "#{} {} {}",
+        e["seq"],
+        e["at"].as_str().unwrap_or("?"),
+        e["event"].as_str().unwrap_or("?")
+    );
+    if let Some(fields) = e.as_object() {
+        for (k, v) in fields {
+            if matches!(k.as_str(), "seq" | "at" | "event") {
+                continue;
+            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    line
 }
 
 /// One HTTP/1.1 call over the unix socket; the status code and the JSON body.

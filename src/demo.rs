@@ -166,7 +166,7 @@ fn drop_build(base: &Path, exe: &Path, version: &str, faults: &str) -> Result<()
 }
 
 async fn wait_for(
-    rx: &mut broadcast::Receiver<Event>,
+    rx: &mut broadcast::Receiver<std::sync::Arc<crate::events::Stamped>>,
     want: impl Fn(&Event) -> bool,
 ) -> Result<(), DemoError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -175,7 +175,7 @@ async fn wait_for(
             Err(_) => return Err(DemoError("nothing happened for 60 s".into())),
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(e)) => return Err(err(e)),
-            Ok(Ok(e)) => e,
+            Ok(Ok(e)) => e.event.clone(),
         };
         narrate(&e);
         if want(&e) {

@@ -1,8 +1,12 @@
 //! What understudy tells the outside world: each decision the supervisor makes becomes a typed
-//! [`Event`], logged with structured fields and broadcast to whoever listens (the demo today; SSE,
-//! webhooks and the audit log later). A slow listener loses old events; the supervisor never waits.
+//! [`Event`], stamped with a sequence number and the time, logged with structured fields, kept in
+//! a bounded backlog (so a listener that reconnects with the last number it saw misses nothing)
+//! and broadcast to whoever listens (the admin API's SSE stream, the demo). A slow listener loses
+//! old events; the supervisor never waits.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use semver::Version;
 use serde::Serialize;
@@ -10,8 +14,9 @@ use tokio::sync::broadcast;
 
 use crate::layout::Role;
 
-/// Events kept for a listener that falls behind before it starts losing the oldest.
-const EVENT_BACKLOG: usize = 256;
+/// Events kept for a listener that falls behind before it starts losing the oldest, and for one
+/// that reconnects with `Last-Event-ID`.
+pub const EVENT_BACKLOG: usize = 1024;
 
 /// The scorer's verdict without its reasons, as events and metrics show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,6 +37,28 @@ impl std::fmt::Display for VerdictKind {
             VerdictKind::Promote => "promote",
             VerdictKind::Reject => "reject",
         })
+    }
+}
+
+/// An event as it went out: its place in the sequence and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped {
+    /// 1, 2, 3 … in the order emitted, per run of understudy.
+    pub seq: u64,
+    /// When it was emitted, RFC 3339 (UTC).
+    pub at: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Stamped {
+    /// The event's name (`promoted`, `rejected`, ...), as SSE's `event:` field carries it.
+    pub fn name(&self) -> String {
+        serde_json::to_value(&self.event)
+            .ok()
+            .and_then(|v| v["event"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "event".to_string())
     }
 }
 
@@ -222,26 +249,99 @@ impl Event {
 /// The broadcast side; cheap to clone, never blocks (slow listeners lose old events).
 #[derive(Clone)]
 pub struct Events {
-    tx: broadcast::Sender<Event>,
+    inner: Arc<Mutex<Backlog>>,
+    tx: broadcast::Sender<Arc<Stamped>>,
+}
+
+/// The last [`EVENT_BACKLOG`] events and the next number.
+struct Backlog {
+    next: u64,
+    kept: VecDeque<Arc<Stamped>>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
+            inner: Arc::new(Mutex::new(Backlog {
+                next: 1,
+                kept: VecDeque::with_capacity(EVENT_BACKLOG),
+            })),
             tx: broadcast::channel(EVENT_BACKLOG).0,
         }
     }
 }
 
 impl Events {
-    /// Log `e` and send it to every subscriber.
+    /// Stamp `e`, log it, keep it in the backlog and send it to every subscriber.
     pub fn emit(&self, e: Event) {
         e.log();
-        let _ = self.tx.send(e);
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let stamped = Arc::new(Stamped {
+            seq: b.next,
+            at,
+            event: e,
+        });
+        b.next += 1;
+        if b.kept.len() == EVENT_BACKLOG {
+            b.kept.pop_front();
+        }
+        b.kept.push_back(stamped.clone());
+        // Sent under the lock, so a subscriber's backlog and its receiver never overlap or gap.
+        let _ = self.tx.send(stamped);
     }
 
     /// A new listener, seeing events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Stamped>> {
         self.tx.subscribe()
+    }
+
+    /// A listener resuming after event `last`: the kept events after it, then everything new.
+    /// Events older than the backlog are gone; the first one returned says where it resumes.
+    pub fn subscribe_after(
+        &self,
+        last: u64,
+    ) -> (Vec<Arc<Stamped>>, broadcast::Receiver<Arc<Stamped>>) {
+        let b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let missed = b.kept.iter().filter(|e| e.seq > last).cloned().collect();
+        (missed, self.tx.subscribe())
+    }
+
+    /// The most recent events, oldest first, at most `n`.
+    pub fn recent(&self, n: usize) -> Vec<Arc<Stamped>> {
+        let b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        b.kept.iter().rev().take(n).rev().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_resuming_after_an_event_gets_exactly_what_followed() {
+        let events = Events::default();
+        for _ in 0..5 {
+            events.emit(Event::Paused);
+        }
+        let (missed, mut rx) = events.subscribe_after(3);
+        assert_eq!(missed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+        events.emit(Event::Resumed);
+        let next = rx.try_recv().unwrap();
+        assert_eq!((next.seq, next.name().as_str()), (6, "resumed"));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_backlog_is_bounded() {
+        let events = Events::default();
+        for _ in 0..EVENT_BACKLOG + 10 {
+            events.emit(Event::Paused);
+        }
+        let (missed, _) = events.subscribe_after(0);
+        assert_eq!(missed.len(), EVENT_BACKLOG);
+        assert_eq!(missed[0].seq, 11);
     }
 }

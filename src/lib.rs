@@ -195,6 +195,8 @@ pub async fn run(
         handle,
         stats: stats.clone(),
         history: layout::Layout::new(&cfg.base, &cfg.identifier).history_file(),
+        events: events.clone(),
+        stop: stops.control.clone(),
     };
     let control = Control {
         commands: commands_rx,

@@ -13,6 +13,7 @@ mod hostile;
 mod instance_faults;
 mod promotion;
 mod proxy_faults;
+mod seeing;
 mod shutdown;
 mod soak;
 mod steering;
