@@ -33,6 +33,9 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
     KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
     KeyDoc { key: "READY_PATH", default: "", doc: "Path that must answer 2xx before an instance is ready; empty means the port accepting connections is enough." },
+    KeyDoc { key: "HEALTH_PATH", default: "", doc: "Path each ready child must answer 2xx on every HEARTBEAT_EVERY; empty means its port accepting connections is enough." },
+    KeyDoc { key: "HEARTBEAT_EVERY", default: "2s", doc: "How often each ready child is probed (HEALTH_PATH, or its port); also how often .understudy/status.json is rewritten." },
+    KeyDoc { key: "HEARTBEAT_MISSES", default: "3", doc: "Heartbeats missed in a row after which running is restarted and testing rejected (\"stopped answering\")." },
     KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
     KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
     KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
@@ -200,6 +203,12 @@ pub struct Config {
     pub exec_command: Vec<String>,
     /// Readiness path, if any.
     pub ready_path: Option<String>,
+    /// Heartbeat path, if any (else the port is probed).
+    pub health_path: Option<String>,
+    /// Heartbeat period (and status.json's).
+    pub heartbeat_every: Duration,
+    /// Misses in a row that count as "stopped answering".
+    pub heartbeat_misses: u32,
     /// Readiness deadline.
     pub ready_timeout: Duration,
     /// SIGTERM → SIGKILL grace, and drain bound.
@@ -391,6 +400,9 @@ impl Config {
             jar_command: children.jar_command,
             exec_command: children.exec_command,
             ready_path: children.ready_path,
+            health_path: children.health_path,
+            heartbeat_every: children.heartbeat_every,
+            heartbeat_misses: children.heartbeat_misses,
             ready_timeout: children.ready_timeout,
             shutdown_grace: children.shutdown_grace,
             settle_time: children.settle_time,
@@ -639,6 +651,9 @@ struct Children {
     jar_command: Vec<String>,
     exec_command: Vec<String>,
     ready_path: Option<String>,
+    health_path: Option<String>,
+    heartbeat_every: Duration,
+    heartbeat_misses: u32,
     ready_timeout: Duration,
     shutdown_grace: Duration,
     settle_time: Duration,
@@ -675,8 +690,21 @@ fn children(raw: &Raw) -> Result<Children, ConfigError> {
     {
         return Err(invalid("READY_PATH", ready_path, path_expected));
     }
+    let health_path = raw.text("HEALTH_PATH", 2048, path_expected)?;
+    if !health_path.is_empty()
+        && (!health_path.starts_with('/') || health_path.contains(|c: char| c.is_whitespace()))
+    {
+        return Err(invalid("HEALTH_PATH", health_path, path_expected));
+    }
     let ms = Duration::from_millis(1);
     Ok(Children {
+        health_path: Some(health_path.to_string()).filter(|s| !s.is_empty()),
+        heartbeat_every: raw.duration(
+            "HEARTBEAT_EVERY",
+            Duration::from_millis(100),
+            MAX_SHORT_DURATION,
+        )?,
+        heartbeat_misses: raw.count("HEARTBEAT_MISSES", 1, 1000, "")? as u32,
         properties_file: Some(properties_file.to_string()).filter(|s| !s.is_empty()),
         port_key: port_key.to_string(),
         jar_command: parse_command("JAR_COMMAND", raw.get("JAR_COMMAND"))?,
@@ -1255,6 +1283,9 @@ pub const LIVE_KEYS: &[&str] = &[
     "JAR_COMMAND",
     "EXEC_COMMAND",
     "READY_PATH",
+    "HEALTH_PATH",
+    "HEARTBEAT_EVERY",
+    "HEARTBEAT_MISSES",
     "READY_TIMEOUT",
     "SHUTDOWN_GRACE",
     "STABLE_WINDOW",
@@ -1292,6 +1323,9 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         jar_command => "JAR_COMMAND",
         exec_command => "EXEC_COMMAND",
         ready_path => "READY_PATH",
+        health_path => "HEALTH_PATH",
+        heartbeat_every => "HEARTBEAT_EVERY",
+        heartbeat_misses => "HEARTBEAT_MISSES",
         ready_timeout => "READY_TIMEOUT",
         shutdown_grace => "SHUTDOWN_GRACE",
         settle_time => "SETTLE_TIME",

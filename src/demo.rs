@@ -237,6 +237,9 @@ fn narrate(e: &Event) {
             to,
             reason,
         } => format!("ROLLING BACK {version} to {to}: {reason}"),
+        Event::HeartbeatLost { role, version, .. } => {
+            format!("{role} {version} stopped answering its heartbeats")
+        }
         Event::HookRan {
             hook, version, ok, ..
         } => format!(

@@ -129,6 +129,13 @@ pub enum Event {
         to: Version,
         reason: String,
     },
+    /// A ready instance stopped answering its heartbeats (its process may still be there).
+    HeartbeatLost {
+        role: Role,
+        version: Version,
+        misses: u32,
+        reason: String,
+    },
     /// A lifecycle hook finished.
     HookRan {
         hook: String,
@@ -215,6 +222,12 @@ impl Event {
                 to,
                 reason,
             } => tracing::error!(target: T, %version, %to, reason, "guard_tripped"),
+            Event::HeartbeatLost {
+                role,
+                version,
+                misses,
+                reason,
+            } => tracing::warn!(target: T, %role, %version, misses, reason, "heartbeat_lost"),
             Event::HookRan {
                 hook,
                 version,

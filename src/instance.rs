@@ -63,6 +63,15 @@ pub enum InstanceEventKind {
         /// What the last readiness attempt got.
         reason: String,
     },
+    /// A heartbeat after readiness was answered.
+    Heartbeat,
+    /// `misses` heartbeats in a row went unanswered; the process may still be there.
+    Unresponsive {
+        /// How many in a row.
+        misses: u32,
+        /// What the last one got.
+        reason: String,
+    },
     /// It exited on its own (not asked to stop); what was left in its group was SIGKILLed.
     Exited {
         /// Its exit status, as the OS reports it.
@@ -153,6 +162,12 @@ pub struct ProbeSpec {
     pub path: Option<String>,
     /// How long the child may take to become ready.
     pub timeout: Duration,
+    /// Path a ready child must answer 2xx on each heartbeat; `None` means the port accepting.
+    pub health_path: Option<String>,
+    /// Time between heartbeats once ready; zero means none.
+    pub heartbeat_every: Duration,
+    /// Misses in a row reported as [`InstanceEventKind::Unresponsive`].
+    pub heartbeat_misses: u32,
 }
 
 /// A started child: the supervisor's handle to it. Stop it with [`Instance::stop`].
@@ -534,7 +549,20 @@ impl Owner {
         let ready = probe.wait_ready();
         tokio::pin!(ready);
         let mut probing = true;
+        // Heartbeats start once ready; a beat runs inside the select so an exit is never missed.
+        let every = probe.heartbeat_every;
+        let mut next_beat: Option<tokio::time::Instant> = None;
+        let mut misses = 0u32;
         loop {
+            let beat_due = async {
+                match next_beat {
+                    Some(at) => {
+                        tokio::time::sleep_until(at).await;
+                        probe.beat().await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
@@ -556,8 +584,34 @@ impl Owner {
                 r = &mut ready, if probing => {
                     probing = false;
                     match r {
-                        Ok(()) => self.send(InstanceEventKind::Ready),
+                        Ok(()) => {
+                            self.send(InstanceEventKind::Ready);
+                            if !every.is_zero() {
+                                next_beat = Some(tokio::time::Instant::now() + every);
+                            }
+                        }
                         Err(e) => self.send(InstanceEventKind::NotReady { reason: e.to_string() }),
+                    }
+                }
+                r = beat_due => {
+                    next_beat = Some(tokio::time::Instant::now() + every);
+                    match r {
+                        Ok(()) => {
+                            misses = 0;
+                            self.send(InstanceEventKind::Heartbeat);
+                        }
+                        Err(e) => {
+                            misses += 1;
+                            if misses >= probe.heartbeat_misses {
+                                // Said once per run of misses; the supervisor stops it.
+                                if misses == probe.heartbeat_misses {
+                                    self.send(InstanceEventKind::Unresponsive {
+                                        misses,
+                                        reason: e.to_string(),
+                                    });
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -721,6 +775,9 @@ struct Probe {
     addr: String,
     path: Option<String>,
     timeout: Duration,
+    health_path: Option<String>,
+    heartbeat_every: Duration,
+    heartbeat_misses: u32,
     client: Client<HttpConnector, Empty<Bytes>>,
 }
 
@@ -747,7 +804,47 @@ impl Probe {
                 }
             }),
             timeout: spec.timeout,
+            health_path: spec.health_path.map(|p| {
+                if p.starts_with('/') {
+                    p
+                } else {
+                    format!("/{p}")
+                }
+            }),
+            heartbeat_every: spec.heartbeat_every,
+            heartbeat_misses: spec.heartbeat_misses.max(1),
             client,
+        }
+    }
+
+    /// One heartbeat, bounded by the period: `HEALTH_PATH` answers 2xx, or the port accepts.
+    async fn beat(&self) -> Result<(), ProbeError> {
+        let limit = self.heartbeat_every.clamp(READY_POLL, PROBE_ATTEMPT);
+        match &self.health_path {
+            Some(path) => tokio::time::timeout(limit, self.get(path))
+                .await
+                .map_err(|_| ProbeError::Timeout {
+                    what: format!("GET {path}"),
+                    addr: self.addr.clone(),
+                    limit,
+                })?,
+            None => {
+                tokio::time::timeout(
+                    limit,
+                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+                )
+                .await
+                .map_err(|_| ProbeError::Timeout {
+                    what: "connecting".to_string(),
+                    addr: self.addr.clone(),
+                    limit,
+                })?
+                .map_err(|source| ProbeError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+                Ok(())
+            }
         }
     }
 
@@ -959,6 +1056,9 @@ mod tests {
                 host: "127.0.0.1".into(),
                 path: None,
                 timeout: Duration::from_millis(200),
+                health_path: None,
+                heartbeat_every: Duration::ZERO,
+                heartbeat_misses: 3,
             },
             grace: Duration::from_millis(300),
             watchdog: None,
@@ -1285,6 +1385,9 @@ mod tests {
                 host: host.into(),
                 path: path.map(String::from),
                 timeout: Duration::from_millis(300),
+                health_path: None,
+                heartbeat_every: Duration::ZERO,
+                heartbeat_misses: 3,
             },
             port,
         )

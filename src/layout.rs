@@ -141,6 +141,11 @@ impl Layout {
         self.base.join(".understudy")
     }
 
+    /// Rewritten every `HEARTBEAT_EVERY` by the supervisor: a stale file means a stuck one.
+    pub fn status_file(&self) -> PathBuf {
+        self.state_dir().join("status.json")
+    }
+
     /// The append-only record of which version served users when.
     pub fn history_file(&self) -> PathBuf {
         self.state_dir().join("history.jsonl")

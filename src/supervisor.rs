@@ -363,6 +363,8 @@ pub struct Slot {
     /// The version worked before (resumed, restarted or promoted): a failure restarts it rather
     /// than rejecting it.
     pub proven: bool,
+    /// When it last answered a heartbeat (presence), once ready.
+    pub last_heartbeat: Option<Instant>,
 }
 
 impl Slot {
@@ -595,6 +597,7 @@ impl State {
                         Phase::Ready { since, .. } => Some(control::rfc3339(wall(since))),
                         _ => None,
                     },
+                    last_heartbeat: s.last_heartbeat.map(|t| control::rfc3339(wall(t))),
                 }
             })
         };
@@ -717,6 +720,7 @@ impl Decision<'_> {
             installed,
             phase: Phase::NeedsPort,
             proven,
+            last_heartbeat: None,
         }
     }
 
@@ -1050,6 +1054,25 @@ impl Decision<'_> {
         }
         match e.kind {
             InstanceEventKind::Ready => self.ready(part),
+            InstanceEventKind::Heartbeat => {
+                let now = self.now;
+                let slot = self.slot_mut(part).expect("part_of found it");
+                slot.last_heartbeat = Some(now);
+            }
+            InstanceEventKind::Unresponsive { misses, reason } => {
+                let slot = self.slot_mut(part).expect("part_of found it");
+                let event = Event::HeartbeatLost {
+                    role: slot.role,
+                    version: slot.version().clone(),
+                    misses,
+                    reason: reason.clone(),
+                };
+                self.emit(event);
+                self.failed(
+                    part,
+                    format!("stopped answering: {misses} heartbeats missed in a row ({reason})"),
+                );
+            }
             InstanceEventKind::NotReady { reason } => {
                 self.failed(part, format!("never became ready: {reason}"))
             }

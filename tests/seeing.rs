@@ -133,3 +133,89 @@ fn an_sse_client_sees_a_promotion_in_order_and_a_reconnect_misses_nothing() {
     );
     u.stop();
 }
+
+/// Poll the instance's stdout until the fixture says it hangs; when the test saw it.
+fn wait_for_hang(base: &Base, role: &str) -> Instant {
+    wait_until("the fixture to hang", Duration::from_secs(10), || {
+        let out = std::fs::read_to_string(base.path.join(role).join("stdout")).ok()?;
+        out.contains("fixture: hanging").then(Instant::now)
+    })
+}
+
+#[test]
+fn a_testing_build_that_stops_answering_is_rejected_within_the_heartbeat_bound() {
+    let base = Base::new("heartbeat-testing");
+    base.write_env("HEARTBEAT_EVERY=300ms\nHEARTBEAT_MISSES=3");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--hang-after-ms 1500");
+    base.wait_testing();
+    let hung = wait_for_hang(&base, "testing");
+    let reason = base.path.join("rejected/app-1.1.0/reason.json");
+    let text = wait_until("1.1.0 rejected", Duration::from_secs(10), || {
+        std::fs::read_to_string(&reason).ok()
+    });
+    let took = hung.elapsed();
+    // HEARTBEAT_EVERY × (HEARTBEAT_MISSES + 1) = 1.2 s, plus stopping it and filing it away.
+    assert!(took < Duration::from_millis(1200 + 1000), "took {took:?}");
+    assert!(
+        text.contains("stopped answering") && text.contains("3 heartbeats"),
+        "{text}"
+    );
+    assert!(u.log_text().contains("heartbeat_lost"));
+    // Running never noticed.
+    assert_eq!(u.get("/").0, 200);
+    u.stop();
+}
+
+#[test]
+fn a_running_build_that_stops_answering_is_restarted_and_presence_is_published() {
+    let base = Base::new("heartbeat-running");
+    base.write_env("HEARTBEAT_EVERY=300ms\nHEARTBEAT_MISSES=3");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--hang-after-ms 2500");
+    u.wait_serving();
+    // Presence: status.json is rewritten every HEARTBEAT_EVERY and shows the last heartbeat.
+    let read = || -> Option<Value> {
+        serde_json::from_str(
+            &std::fs::read_to_string(base.path.join(".understudy/status.json")).ok()?,
+        )
+        .ok()
+    };
+    let first = wait_until("a heartbeat in status.json", Duration::from_secs(5), || {
+        read().filter(|s| s["status"]["running"]["last_heartbeat"].is_string())
+    });
+    let t0 = first["written_unix_ms"].as_u64().unwrap();
+    wait_until("status.json rewritten", Duration::from_secs(5), || {
+        read().filter(|s| s["written_unix_ms"].as_u64() > Some(t0 + 250))
+    });
+    wait_for_hang(&base, "running");
+    // Users are never held: an answer comes quickly, and running is restarted as a new instance.
+    wait_until(
+        "running restarted as instance 2",
+        Duration::from_secs(10),
+        || {
+            let started = Instant::now();
+            let (code, _) = u.get("/");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "a user waited {:?}",
+                started.elapsed()
+            );
+            // 502 while the closed port is not yet known to be dead (at most the heartbeat bound),
+        // 503 with Retry-After while it restarts, 200 again after.
+        assert!(matches!(code, 200 | 502 | 503), "{code}");
+            let link = base.link("running")?;
+            link.to_string_lossy()
+                .ends_with("app-1.0.0/2")
+                .then_some(())
+        },
+    );
+    assert!(
+        u.log_text().contains("stopped answering"),
+        "{}",
+        u.log_text()
+    );
+    u.stop();
+}

@@ -82,6 +82,8 @@ pub struct InstanceStatus {
     pub ready: bool,
     /// When it became ready, as RFC 3339.
     pub since: Option<String>,
+    /// When it last answered a heartbeat, as RFC 3339 (presence).
+    pub last_heartbeat: Option<String>,
 }
 
 /// The latest verdict about the build under test.

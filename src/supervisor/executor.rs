@@ -154,6 +154,8 @@ enum FileJob {
     Unpoint(Role),
     Persist(Persisted),
     Record(crate::history::Switch),
+    /// The presence file, already serialised.
+    Status(Vec<u8>),
     /// Not a write: an answer that must not overtake the writes before it (a schedule is
     /// stored before the operator hears it is).
     Reply(Reply),
@@ -187,6 +189,8 @@ pub async fn run(
         status,
         traffic,
     } = wiring;
+    let mut presence = tokio::time::interval(cfg.heartbeat_every);
+    presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sample = tokio::time::interval(TRAFFIC_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let layout = Layout::new(&cfg.base, &cfg.identifier);
@@ -251,6 +255,10 @@ pub async fn run(
                     requests: traffic.requests.load(Relaxed),
                     errors: traffic.server_errors.load(Relaxed) + traffic.bad_gateway.load(Relaxed),
                 }
+            }
+            _ = presence.tick() => {
+                exec.write_presence(&status);
+                continue;
             }
             Ok(()) = config.changed() => {
                 let new = config.borrow_and_update().clone();
@@ -431,6 +439,11 @@ async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
                     )
                 })
             }
+            FileJob::Status(bytes) => {
+                let path = layout.status_file();
+                write_atomic(&path, &bytes)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            }
             FileJob::Reply(_) => Ok(()),
         })
         .await;
@@ -560,6 +573,22 @@ impl Executor {
         });
     }
 
+    /// Rewrite `.understudy/status.json` from the loop itself: if the supervisor is stuck, the
+    /// file goes stale, which is what a monitor watches for.
+    fn write_presence(&self, status: &watch::Sender<Arc<super::Status>>) {
+        let now = std::time::SystemTime::now();
+        let body = serde_json::json!({
+            "written_at": super::control::rfc3339(now),
+            "written_unix_ms": now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "pid": std::process::id(),
+            "heartbeat_every_ms": self.cfg.heartbeat_every.as_millis() as u64,
+            "status": &**status.borrow(),
+        });
+        let _ = self.files_tx.send(FileJob::Status(
+            serde_json::to_vec_pretty(&body).unwrap_or_default(),
+        ));
+    }
+
     /// Run a hook as a task of its own and report how it went.
     fn run_hook(
         &self,
@@ -683,6 +712,9 @@ impl Executor {
                 host: cfg.upstream_host.clone(),
                 path: cfg.ready_path.clone(),
                 timeout: cfg.ready_timeout,
+                health_path: cfg.health_path.clone(),
+                heartbeat_every: cfg.heartbeat_every,
+                heartbeat_misses: cfg.heartbeat_misses,
             },
             grace: cfg.shutdown_grace,
             watchdog: cfg.watchdog.clone(),
