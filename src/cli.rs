@@ -63,6 +63,18 @@ pub enum ControlCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// An instance's stdout and JSON logs (`running` or `testing`); --follow goes on across
+    /// promotions and restarts, marking each switch.
+    Logs {
+        /// `running` or `testing`.
+        #[arg(value_parser = ["running", "testing"])]
+        role: String,
+        /// Keep following until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Scheduled promotions; `schedule cancel ID` cancels one.
     Schedule {
         #[command(subcommand)]
@@ -134,6 +146,15 @@ async fn run(command: ControlCommand) -> u8 {
     if let C::Events { follow, target } = &command {
         return events(target, *follow).await;
     }
+    if let C::Logs {
+        role,
+        follow,
+        target,
+    } = &command
+    {
+        let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
+        return logs(&base.join(role), *follow).await;
+    }
     let owned_path;
     let (target, method, path, body) = match command {
         C::Status(t) => (t, Method::GET, "/api/status", None),
@@ -151,7 +172,7 @@ async fn run(command: ControlCommand) -> u8 {
             };
             (target, Method::GET, owned_path.as_str(), None)
         }
-        C::Events { .. } => unreachable!("handled above"),
+        C::Events { .. } | C::Logs { .. } => unreachable!("handled above"),
         C::Schedule {
             action: None,
             target,
@@ -209,6 +230,65 @@ async fn run(command: ControlCommand) -> u8 {
     } else {
         EXIT_REFUSED
     }
+}
+
+/// How often `logs --follow` looks for new lines and for a switch of the symlink.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `understudy logs running|testing [--follow]`: the files behind the role's symlink, read
+/// directly (the CLI runs on the host that owns the base dir).
+async fn logs(link: &Path, follow: bool) -> u8 {
+    let mut current: Option<PathBuf> = None;
+    let mut offsets: std::collections::BTreeMap<PathBuf, u64> = Default::default();
+    loop {
+        let target = std::fs::canonicalize(link).ok();
+        if target != current {
+            match (&current, &target) {
+                (None, None) if !follow => {
+                    eprintln!(
+                        "understudy: {} does not exist: nothing plays that part now",
+                        link.display()
+                    );
+                    return EXIT_REFUSED;
+                }
+                (_, Some(dir)) => {
+                    if current.is_some() || follow {
+                        println!("==> {} is now {} <==", link.display(), dir.display());
+                    }
+                    offsets.clear();
+                }
+                (Some(_), None) => println!("==> {} is gone <==", link.display()),
+                (None, None) => {}
+            }
+            current = target;
+        }
+        if let Some(dir) = &current {
+            for file in log_files(dir) {
+                let from = offsets.get(&file).copied().unwrap_or(0);
+                if let Ok(bytes) = std::fs::read(&file) {
+                    if (bytes.len() as u64) > from {
+                        print!("{}", String::from_utf8_lossy(&bytes[from as usize..]));
+                        offsets.insert(file, bytes.len() as u64);
+                    }
+                }
+            }
+        }
+        if !follow {
+            return 0;
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// `stdout`, then every file under `logs/json/`, of an instance folder.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join("stdout")];
+    if let Ok(rd) = std::fs::read_dir(dir.join("logs/json")) {
+        let mut json: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        json.sort();
+        files.extend(json);
+    }
+    files
 }
 
 /// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.

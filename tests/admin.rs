@@ -34,6 +34,8 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
         let (code, _) = api(addr, "POST", path, Some("wrong-token-wrong-token"), "");
         assert_eq!(code, 401, "{path} with a wrong token");
     }
+    let (code, _) = api(addr, "DELETE", "/api/schedule/1", None, "");
+    assert_eq!(code, 401, "cancelling a schedule needs the token too");
     // Nothing changed: 1.1.0 is still testing, 1.0.0 running, not paused.
     let (code, status) = api(addr, "GET", "/api/status", None, "");
     assert_eq!(code, 200);

@@ -204,8 +204,8 @@ fn a_running_build_that_stops_answering_is_restarted_and_presence_is_published()
                 started.elapsed()
             );
             // 502 while the closed port is not yet known to be dead (at most the heartbeat bound),
-        // 503 with Retry-After while it restarts, 200 again after.
-        assert!(matches!(code, 200 | 502 | 503), "{code}");
+            // 503 with Retry-After while it restarts, 200 again after.
+            assert!(matches!(code, 200 | 502 | 503), "{code}");
             let link = base.link("running")?;
             link.to_string_lossy()
                 .ends_with("app-1.0.0/2")
@@ -217,5 +217,58 @@ fn a_running_build_that_stops_answering_is_restarted_and_presence_is_published()
         "{}",
         u.log_text()
     );
+    u.stop();
+}
+
+#[test]
+fn logs_follow_goes_on_across_a_promotion_and_marks_the_switch() {
+    let (base, mut u) = start_with_testing("logs-follow", "");
+    let (code, out, err) = cli(&base, &["logs", "running"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fixture 1.0.0 listening"), "{out}");
+    let mut follower = std::process::Command::new(BIN)
+        .args(["logs", "running", "--follow", "--base"])
+        .arg(&base.path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (seen, stdout) = (seen.clone(), follower.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut s = seen.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        })
+    };
+    wait_until(
+        "the follower prints 1.0.0's log",
+        Duration::from_secs(10),
+        || {
+            seen.lock()
+                .unwrap()
+                .contains("fixture 1.0.0 listening")
+                .then_some(())
+        },
+    );
+    assert_eq!(cli(&base, &["promote"]).0, 0);
+    wait_until(
+        "the follower moves to 1.1.0",
+        Duration::from_secs(20),
+        || {
+            let s = seen.lock().unwrap();
+            (s.contains("app-1.1.0") && s.contains("fixture 1.1.0 listening")).then_some(())
+        },
+    );
+    let text = seen.lock().unwrap().clone();
+    assert!(
+        text.matches("is now").count() >= 2,
+        "the switch is marked: {text}"
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    reader.join().unwrap();
     u.stop();
 }
