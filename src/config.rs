@@ -70,6 +70,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
     KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
     KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
+    KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// URLs each event is POSTed to as JSON, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
     KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
     KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
 ];
@@ -243,6 +244,8 @@ pub struct Config {
     pub hooks: HookCommands,
     /// How long a hook may run.
     pub hook_timeout: Duration,
+    /// Where every event is POSTed.
+    pub webhook_urls: Vec<String>,
     /// How long after a promotion the new running is guarded (0: not at all).
     pub rollback_window: Duration,
     /// `PROMOTE_AT`: promote whatever is under test at this instant, once.
@@ -379,6 +382,7 @@ impl Config {
         let admin = admin(raw)?;
         let promote_at = promote_at(raw)?;
         let rollback_window = raw.duration("ROLLBACK_WINDOW", Duration::ZERO, MAX_WINDOW)?;
+        let webhook_urls = webhook_urls(raw)?;
         let hooks = HookCommands {
             pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
             pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
@@ -421,6 +425,7 @@ impl Config {
             hooks,
             hook_timeout,
             rollback_window,
+            webhook_urls,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -837,6 +842,30 @@ fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
         min_free_disk: raw.size("MIN_FREE_DISK", MAX_SIZE)?,
         max_unpacked_size: raw.size("MAX_UNPACKED_SIZE", MAX_SIZE)?,
     })
+}
+
+/// WEBHOOK_URLS: comma-separated `http://host[:port]/path` URLs.
+fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
+    let expected = "comma-separated http:// URLs such as http://127.0.0.1:9000/hooks (https needs a local relay: this build carries no TLS), at most 16";
+    let v = raw.text("WEBHOOK_URLS", 16 * 1024, expected)?;
+    let urls: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    let bad = urls.iter().find(|u| {
+        u.parse::<http::Uri>()
+            .map(|uri| uri.scheme_str() != Some("http") || uri.host().is_none())
+            .unwrap_or(true)
+    });
+    if let Some(u) = bad {
+        return Err(invalid("WEBHOOK_URLS", u, expected));
+    }
+    if urls.len() > 16 {
+        return Err(invalid("WEBHOOK_URLS", v, expected));
+    }
+    Ok(urls)
 }
 
 /// PROMOTE_AT: an RFC 3339 instant, or empty.
@@ -1358,6 +1387,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         hooks.post_rollback => "POST_ROLLBACK",
         hook_timeout => "HOOK_TIMEOUT",
         rollback_window => "ROLLBACK_WINDOW",
+        webhook_urls => "WEBHOOK_URLS",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",

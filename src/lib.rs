@@ -38,6 +38,7 @@ pub mod score;
 pub mod supervisor;
 pub mod watchdog;
 pub mod watcher;
+pub mod webhooks;
 
 /// The fixture app used by the tests and the demo (hidden subcommand `fixture-app`).
 #[doc(hidden)]
@@ -206,7 +207,7 @@ pub async fn run(
         mirror_rx,
         routes: routes_tx,
         stats,
-        events,
+        events: events.clone(),
         live: live.clone(),
         stop: stops.control.clone(),
     };
@@ -215,6 +216,18 @@ pub async fn run(
         "admin",
         admin::serve(admin, admin_state, stops.control.clone()),
     );
+    let webhook_stats = Arc::new(webhooks::WebhookStats::default());
+    for url in &cfg.webhook_urls {
+        tasks.spawn(
+            "webhook",
+            webhooks::run(
+                url.clone(),
+                events.clone(),
+                webhook_stats.clone(),
+                stops.control.clone(),
+            ),
+        );
+    }
     let failure = first_failure(&shutdown, &stops.fatal, &mut tasks, reload, config_tx).await;
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
 }

@@ -272,3 +272,95 @@ fn logs_follow_goes_on_across_a_promotion_and_marks_the_switch() {
     reader.join().unwrap();
     u.stop();
 }
+
+/// A webhook receiver on a loopback port: answers 200 and records each body, or (`hang`) accepts
+/// and never answers.
+fn receiver(hang: bool) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            if hang {
+                held.push(s); // never read, never answered
+                continue;
+            }
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head, then the body by Content-Length.
+            let body = loop {
+                let n = match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= len {
+                        break Some(rest[..len].to_string());
+                    }
+                }
+            };
+            if let Some(body) = body {
+                if let Ok(v) = serde_json::from_str(&body) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, got)
+}
+
+#[test]
+fn a_hanging_webhook_delays_nothing_and_a_good_one_gets_every_event_in_order() {
+    let (good, got) = receiver(false);
+    let (hang, _) = receiver(true);
+    let base = Base::new("webhooks");
+    base.write_env(&format!(
+        "STABLE_WINDOW=1s\nMIN_MIRRORED=5\nEVALUATE_EVERY=200ms\nWEBHOOK_URLS=http://{hang}/stuck,http://{good}/hooks"
+    ));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    let started = Instant::now();
+    wait_until("1.1.0 promoted on time", Duration::from_secs(15), || {
+        let t = Instant::now();
+        assert_eq!(u.get("/api/items").0, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the proxy was held up: {:?}",
+            t.elapsed()
+        );
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let events = wait_until(
+        "the promotion at the good webhook",
+        Duration::from_secs(10),
+        || {
+            let g = got.lock().unwrap();
+            g.iter()
+                .any(|e| e["event"] == "promoted")
+                .then(|| g.clone())
+        },
+    );
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert_eq!(seqs[0], 1, "from the first event on: {seqs:?}");
+    u.stop();
+}

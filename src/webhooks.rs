@@ -1,0 +1,100 @@
+//! Webhooks: every event POSTed as JSON to each of `WEBHOOK_URLS`, so other programs are told
+//! rather than poll. One task per URL keeps its events in order and retries with backoff; the
+//! queue is the event broadcast's bounded backlog, so a slow or dead receiver only loses events
+//! (counted and logged), and never holds up the supervisor or grows memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Events, Stamped};
+
+/// How long one POST may take before it counts as failed.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per event before it is given up (and counted as dropped).
+const ATTEMPTS: u32 = 5;
+/// The first retry's delay; doubled for each further one.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// Events not delivered to a webhook (lost to a full queue or given up after retries), per run.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    /// Delivered with a 2xx answer.
+    pub delivered: AtomicU64,
+    /// Never delivered.
+    pub dropped: AtomicU64,
+}
+
+/// Deliver events to `url` until `stop`.
+pub async fn run(url: String, events: Events, stats: Arc<WebhookStats>, stop: CancellationToken) {
+    let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("webhook {url}: cannot build an HTTP client ({e}); no events go there");
+            stop.cancelled().await;
+            return;
+        }
+    };
+    let mut rx = events.subscribe();
+    loop {
+        let e = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = rx.recv() => match r {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    stats.dropped.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!("webhook {url} is too slow: {n} events dropped");
+                    continue;
+                }
+                Err(RecvError::Closed) => {
+                    stop.cancelled().await;
+                    return;
+                }
+            },
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            ok = deliver(&client, &url, &e) => {
+                if ok {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "webhook {url}: event #{} ({}) given up after {ATTEMPTS} attempts",
+                        e.seq,
+                        e.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// POST one event, retrying with backoff; whether a 2xx came back.
+async fn deliver(client: &reqwest::Client, url: &str, e: &Stamped) -> bool {
+    let body = serde_json::to_vec(e).unwrap_or_default();
+    let mut delay = BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let sent = client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Understudy-Event", e.name())
+            .header("X-Understudy-Seq", e.seq.to_string())
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => tracing::debug!("webhook {url}: #{} answered {}", e.seq, r.status()),
+            Err(err) => tracing::debug!("webhook {url}: #{} failed: {err}", e.seq),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+    false
+}
