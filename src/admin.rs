@@ -30,6 +30,8 @@ use crate::layout::{write_atomic, Layout};
 use crate::proxy::ProxyStats;
 use crate::supervisor::{Command, CommandError, Status, SupervisorHandle};
 
+mod dashboard;
+
 /// Why the admin API could not be set up; understudy does not start without it.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -218,6 +220,7 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         steer = steer.route_layer(middleware::from_fn_with_state(token, require_token));
     }
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/api/status", get(status))
         .route("/api/verdict", get(verdict))
         .route("/api/gate", post(gate))

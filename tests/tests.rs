@@ -7,6 +7,7 @@ mod admin;
 mod builds;
 mod config;
 mod core;
+mod dashboard;
 mod faults;
 mod fleet;
 mod hostile;
