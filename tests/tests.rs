@@ -11,6 +11,7 @@ mod faults;
 mod fleet;
 mod hostile;
 mod instance_faults;
+mod metrics;
 mod promotion;
 mod proxy_faults;
 mod seeing;
