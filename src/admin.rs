@@ -172,6 +172,8 @@ pub struct AdminState {
     pub events: crate::events::Events,
     /// Ends every event stream at shutdown, so draining the API never waits on one.
     pub stop: CancellationToken,
+    /// What `GET /metrics` shows.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish.
@@ -228,6 +230,7 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/events", get(events))
         .route("/api/events/recent", get(recent_events))
         .route("/api/schedule", get(schedules))
+        .route("/metrics", get(metrics))
         .merge(steer)
         .with_state(state)
 }
@@ -275,6 +278,14 @@ struct StatusBody<'a> {
     #[serde(flatten)]
     status: &'a Status,
     counters: Counters,
+}
+
+/// `GET /metrics`: the Prometheus text exposition; read-only, so no token, as scrapers expect.
+async fn metrics(State(s): State<AdminState>) -> Response {
+    match s.metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn status(State(s): State<AdminState>) -> Response {

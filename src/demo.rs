@@ -202,7 +202,7 @@ fn narrate(e: &Event) {
         Event::Promoting { version } => {
             format!("{version} passed: starting a fresh running instance of it")
         }
-        Event::Promoted { from, to } => format!(
+        Event::Promoted { from, to, .. } => format!(
             "PROMOTED {to} (was {})",
             from.as_ref()
                 .map_or("nothing".to_string(), Version::to_string)

@@ -12,6 +12,7 @@ use semver::Version;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::history::SwitchWhy;
 use crate::layout::Role;
 
 /// Events kept for a listener that falls behind before it starts losing the oldest, and for one
@@ -112,8 +113,12 @@ pub enum Event {
     },
     /// Testing passed; a fresh running instance of its version is starting.
     Promoting { version: Version },
-    /// Traffic now goes to a new running version.
-    Promoted { from: Option<Version>, to: Version },
+    /// Traffic now goes to a new running version; `why` tells a promotion from a rollback.
+    Promoted {
+        from: Option<Version>,
+        to: Version,
+        why: SwitchWhy,
+    },
     /// A promotion failed before the switch; running is untouched.
     PromotionFailed {
         version: Version,
@@ -208,9 +213,9 @@ impl Event {
                 summary,
             } => tracing::info!(target: T, %version, %verdict, score, pairs, summary, "scored"),
             Event::Promoting { version } => tracing::info!(target: T, %version, "promoting"),
-            Event::Promoted { from, to } => {
+            Event::Promoted { from, to, why } => {
                 let from = from.as_ref().map(Version::to_string).unwrap_or_default();
-                tracing::info!(target: T, from, %to, "promoted")
+                tracing::info!(target: T, from, %to, %why, "promoted")
             }
             Event::PromotionFailed { version, reasons } => {
                 tracing::error!(target: T, %version, reasons = %reasons.join("; "), "promotion_failed")

@@ -19,6 +19,7 @@
 //! - [`hooks`]: the operator's PRE_START / PRE_PROMOTE / POST_PROMOTE / POST_ROLLBACK commands.
 //! - [`history`]: `history.jsonl`, the fsynced record of which version served users when.
 //! - [`admin`]: the operators' HTTP API (TCP and unix socket): status, steering, verdicts.
+//! - [`metrics`]: `GET /metrics` (Prometheus text): traffic, decisions, score, children's usage.
 //! - [`cli`]: `understudy status|promote|...`, the admin API's client over the unix socket.
 //! - [`demo`]: the self-contained demo behind `understudy demo`.
 
@@ -33,6 +34,7 @@ pub mod history;
 pub mod hooks;
 pub mod instance;
 pub mod layout;
+pub mod metrics;
 pub mod proxy;
 pub mod score;
 pub mod supervisor;
@@ -192,12 +194,16 @@ pub async fn run(
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
     let handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
+    let (metrics, event_counters) = metrics::Metrics::new(stats.clone(), handle.clone());
+    // Subscribed before the supervisor starts, so the counters see its first event.
+    let counted_events = events.subscribe();
     let admin_state = admin::AdminState {
         handle,
         stats: stats.clone(),
         history: layout::Layout::new(&cfg.base, &cfg.identifier).history_file(),
         events: events.clone(),
         stop: stops.control.clone(),
+        metrics,
     };
     let control = Control {
         commands: commands_rx,
@@ -212,6 +218,10 @@ pub async fn run(
         stop: stops.control.clone(),
     };
     let mut tasks = control.spawn();
+    tasks.spawn(
+        "metrics",
+        metrics::count_events(counted_events, event_counters, stops.control.clone()),
+    );
     tasks.spawn(
         "admin",
         admin::serve(admin, admin_state, stops.control.clone()),
@@ -275,6 +285,7 @@ impl Control {
                 cfg.mirror_concurrency,
                 cfg.mirror_timeout,
                 pairs_tx,
+                self.stats.clone(),
                 self.stop.clone(),
             ),
         );

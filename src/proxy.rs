@@ -218,6 +218,73 @@ pub struct ProxyStats {
     pub mirror_dropped: AtomicU64,
     /// Eligible requests not mirrored because their body was too large or unsized.
     pub mirror_skipped_body: AtomicU64,
+    /// What running answered to user requests.
+    pub running: Answers,
+    /// What testing answered to mirrored copies.
+    pub testing: Answers,
+}
+
+/// Upper bounds of the latency buckets, in microseconds: 1 ms to 10 s, the range in which an
+/// HTTP service's answers are told apart (slower ones land in the overflow bucket).
+pub const LATENCY_BUCKETS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+
+/// Index of [`Answers::classes`] counting requests that got no answer at all.
+pub const NO_ANSWER: usize = 5;
+
+/// What one instance answered: a count per status class and a latency histogram (time to the
+/// response head). Plain relaxed atomics, so recording an answer costs three atomic adds on the
+/// request path, never a lock, an allocation or a wake-up; the metrics module reads them at
+/// scrape time.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Per status class: 1xx, 2xx, 3xx, 4xx, 5xx, then no answer ([`NO_ANSWER`]).
+    classes: [AtomicU64; 6],
+    /// Answers per latency bucket (not cumulative), the last one past [`LATENCY_BUCKETS_US`].
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    /// Sum of the latencies, in nanoseconds (wraps after 584 years of waiting).
+    latency_sum_ns: AtomicU64,
+}
+
+/// A reading of [`Answers`]' latency histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyReading {
+    /// Answers per bucket of [`LATENCY_BUCKETS_US`] (not cumulative), then the overflow.
+    pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    /// Sum of the latencies.
+    pub sum: Duration,
+}
+
+impl Answers {
+    /// An answer with `status` after `latency`.
+    pub fn answered(&self, status: StatusCode, latency: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BUCKETS_US.partition_point(|&bound| bound * 1_000 < ns);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// A request that got no answer (refused, reset, timed out).
+    pub fn unanswered(&self) {
+        self.classes[NO_ANSWER].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts per status class, indexed as [`Answers::answered`] fills them (then [`NO_ANSWER`]).
+    pub fn classes(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.classes[i].load(Ordering::Relaxed))
+    }
+
+    /// The latency histogram as it stands.
+    pub fn latency(&self) -> LatencyReading {
+        LatencyReading {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum: Duration::from_nanos(self.latency_sum_ns.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// Counts a user request against its upstream until the response body is done.
@@ -411,9 +478,13 @@ impl Proxy {
                 if resp.status().is_server_error() {
                     self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
                 }
+                self.stats.running.answered(resp.status(), latency);
                 self.relay(resp, route.running, mirror_to.zip(copy), latency)
             }
-            Err(e) => self.bad_gateway(route.running.upstream(), &e),
+            Err(e) => {
+                self.stats.running.unanswered();
+                self.bad_gateway(route.running.upstream(), &e)
+            }
         })
     }
 

@@ -1442,6 +1442,7 @@ impl Decision<'_> {
                 .map(|o| o.version().clone())
                 .or(restarting.as_ref().map(|r| r.installed.version.clone())),
             to,
+            why: self.s.txn.as_ref().map_or(SwitchWhy::Automatic, |t| t.why),
         });
         let guarded = self.s.guard_window > Duration::ZERO
             && self

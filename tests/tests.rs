@@ -12,6 +12,7 @@ mod faults;
 mod fleet;
 mod hostile;
 mod instance_faults;
+mod metrics;
 mod promotion;
 mod proxy_faults;
 mod seeing;

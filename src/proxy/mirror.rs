@@ -160,12 +160,14 @@ impl MirrorQueue {
 }
 
 /// Send queued copies to testing, at most `concurrency` at once, each bounded by `timeout`,
-/// and report every pair on `pairs` (dropped if the scorer lags). Runs until `cancel`.
+/// count testing's answers in `stats.testing` and report every pair on `pairs` (dropped if the
+/// scorer lags). Runs until `cancel`.
 pub async fn run(
     mut rx: mpsc::Receiver<MirrorJob>,
     concurrency: usize,
     timeout: Duration,
     pairs: mpsc::Sender<Pair>,
+    stats: Arc<ProxyStats>,
     cancel: CancellationToken,
 ) {
     let client = upstream_client();
@@ -184,12 +186,13 @@ pub async fn run(
         };
         let client = client.clone();
         let pairs = pairs.clone();
+        let stats = stats.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                pair = send_copy(&client, job, timeout) => { let _ = pairs.try_send(pair); }
+                pair = send_copy(&client, job, timeout, &stats) => { let _ = pairs.try_send(pair); }
             }
         });
     }
@@ -214,9 +217,18 @@ pub enum MirrorError {
 /// What testing answered: status, time to the end of its body, and its body fingerprint.
 type TestingAnswer = (StatusCode, Duration, BodyDigest);
 
-async fn send_copy(client: &super::UpstreamClient, mut job: MirrorJob, timeout: Duration) -> Pair {
+async fn send_copy(
+    client: &super::UpstreamClient,
+    mut job: MirrorJob,
+    timeout: Duration,
+    stats: &ProxyStats,
+) -> Pair {
     let req = copy_request(&mut job);
     let outcome = fetch(client, req, timeout).await;
+    match &outcome {
+        Ok((status, latency, _)) => stats.testing.answered(*status, *latency),
+        Err(_) => stats.testing.unanswered(),
+    }
     pair(job, outcome)
 }
 

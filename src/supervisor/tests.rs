@@ -282,7 +282,8 @@ async fn promotion_swaps_routes_then_drains_the_old_running() {
     assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, next);
     assert!(emitted(&a).contains(&&Event::Promoted {
         from: Some(v("1.0.0")),
-        to: v("1.1.0")
+        to: v("1.1.0"),
+        why: SwitchWhy::Automatic,
     }));
     let route = position(&a, |a| matches!(a, Action::Route(_)));
     let retire = position(&a, |a| {

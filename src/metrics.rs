@@ -1,0 +1,627 @@
+//! `GET /metrics`: what understudy has seen, in the Prometheus text format, encoded by
+//! `prometheus-client` so the exposition follows the format wherever it is subtle (escaping,
+//! `+Inf`, cumulative buckets, `_total`).
+//!
+//! Three sources, each read where it is cheapest:
+//! - **Traffic** ([`ProxyStats`]): the proxy and the mirror count with relaxed atomics they own
+//!   (the request path takes no lock, allocates nothing and builds no label set); the
+//!   [collector](Scrape) turns them into series at scrape time.
+//! - **Decisions** ([`Event`]s): [`count_events`] follows the event stream and bumps counters
+//!   whose handles ([`EventCounters`]) were made once, at start.
+//! - **State** (the supervisor's [`Status`](crate::supervisor::Status) and `/proc`): the current
+//!   score and each child's CPU time and resident memory are read when scraped, so they are never
+//!   stale and cost nothing in between.
+//!
+//! Every series is named `understudy_*`; the running/testing instance is the label `role`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use semver::Version;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, Stamped, VerdictKind};
+use crate::history::SwitchWhy;
+use crate::proxy::{Answers, ProxyStats, LATENCY_BUCKETS_US, NO_ANSWER};
+use crate::supervisor::SupervisorHandle;
+
+/// The `Content-Type` of [`Metrics::render`]'s text (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Every series' name starts with this and `_`.
+const PREFIX: &str = "understudy";
+
+/// The `class` label of [`Answers::classes`], index for index.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// Label pairs of a family; built once per series (at start, or per scrape), never per request.
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The registry behind `GET /metrics`. Cheap to clone: the admin API's handlers share one.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Register every series: the event counters (returned, to be fed by [`count_events`]) and
+    /// the scrape-time collector that reads `stats` and `supervisor`'s status.
+    pub fn new(stats: Arc<ProxyStats>, supervisor: SupervisorHandle) -> (Metrics, EventCounters) {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let counters = EventCounters::register(&mut registry);
+        registry.register_collector(Box::new(Scrape { stats, supervisor }));
+        let metrics = Metrics {
+            registry: Arc::new(registry),
+        };
+        (metrics, counters)
+    }
+
+    /// The exposition, as of now. Reads a few small files under `/proc` (the children's usage).
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Counters of the supervisor's decisions, bumped by [`count_events`]. The families are made once
+/// and every handle is kept, so each series shows (at 0) before its first event and counting one
+/// is an atomic add.
+#[derive(Debug)]
+pub struct EventCounters {
+    /// Scored verdicts, by kind: wait, promote, reject.
+    verdicts: [Counter; 3],
+    /// Switches that were not rollbacks, by why: first, automatic, operator, scheduled,
+    /// crash_loop.
+    promotions: [Counter; 5],
+    /// Promotions that failed before the switch.
+    promotion_failures: Counter,
+    /// Builds refused or rejected.
+    rejections: Counter,
+    /// Completed rollbacks by trigger: guard, operator.
+    rollbacks: [Counter; 2],
+    /// Times the guard found a promoted version worse than the one it replaced.
+    guard_trips: Counter,
+    /// Restarts of running scheduled after it failed.
+    restarts: Counter,
+    /// Events this counter missed because it fell behind the broadcast.
+    missed: Counter,
+    /// The version the guard is bringing back, until the next switch (which is then its).
+    guard_target: Option<Version>,
+}
+
+/// The `why` label of promotions, as [`EventCounters::promotions`] is indexed.
+const PROMOTION_WHYS: [&str; 5] = ["first", "automatic", "operator", "scheduled", "crash_loop"];
+/// The `verdict` label, as [`EventCounters::verdicts`] is indexed.
+const VERDICTS: [&str; 3] = ["wait", "promote", "reject"];
+/// The `trigger` label of rollbacks, as [`EventCounters::rollbacks`] is indexed.
+const TRIGGERS: [&str; 2] = ["guard", "operator"];
+
+impl EventCounters {
+    /// Help texts here end without a period: the registry adds one.
+    fn register(registry: &mut Registry) -> EventCounters {
+        let mut plain = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let promotion_failures = plain(
+            "promotion_failures",
+            "Promotions and rollbacks that failed before the switch; running stayed",
+        );
+        let rejections = plain("rejections", "Builds refused or rejected");
+        let guard_trips = plain(
+            "guard_trips",
+            "Times the guard found a promoted version doing worse than the one it replaced",
+        );
+        let restarts = plain(
+            "instance_restarts",
+            "Restarts of the running instance scheduled after it failed",
+        );
+        let missed = plain(
+            "metrics_events_missed",
+            "Events the decision counters missed by falling behind; they undercount by this much",
+        );
+        EventCounters {
+            verdicts: family(
+                registry,
+                "verdicts",
+                "Verdicts of the scorer about the build under test, by kind",
+                "verdict",
+                VERDICTS,
+            ),
+            promotions: family(
+                registry,
+                "promotions",
+                "Switches of running to a new version, by why (rollbacks are counted apart)",
+                "why",
+                PROMOTION_WHYS,
+            ),
+            promotion_failures,
+            rejections,
+            rollbacks: family(
+                registry,
+                "rollbacks",
+                "Completed rollbacks to an earlier version, by trigger (the guard or an operator)",
+                "trigger",
+                TRIGGERS,
+            ),
+            guard_trips,
+            restarts,
+            missed,
+            guard_target: None,
+        }
+    }
+
+    /// Count one event.
+    pub fn count(&mut self, event: &Event) {
+        match event {
+            Event::Scored { verdict, .. } => {
+                let i = match verdict {
+                    VerdictKind::Wait => 0,
+                    VerdictKind::Promote => 1,
+                    VerdictKind::Reject => 2,
+                };
+                self.verdicts[i].inc();
+            }
+            Event::Promoted { to, why, .. } => {
+                // A rollback the guard asked for ends in the next switch, to the version it named.
+                let guard = self.guard_target.take();
+                let i = match why {
+                    SwitchWhy::Rollback => {
+                        let by_guard = guard.as_ref() == Some(to);
+                        self.rollbacks[usize::from(!by_guard)].inc();
+                        return;
+                    }
+                    SwitchWhy::First => 0,
+                    SwitchWhy::Automatic => 1,
+                    SwitchWhy::Operator => 2,
+                    SwitchWhy::Scheduled => 3,
+                    SwitchWhy::CrashLoop => 4,
+                };
+                self.promotions[i].inc();
+            }
+            Event::PromotionFailed { .. } => {
+                self.guard_target = None;
+                self.promotion_failures.inc();
+            }
+            Event::Rejected { .. } => {
+                self.rejections.inc();
+            }
+            Event::GuardTripped { to, .. } => {
+                self.guard_target = Some(to.clone());
+                self.guard_trips.inc();
+            }
+            Event::RestartScheduled { .. } => {
+                self.restarts.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// `n` events went by unseen.
+    pub fn missed(&self, n: u64) {
+        self.missed.inc_by(n);
+    }
+}
+
+/// Register a counter family with one label, create a series for each of `values`, and keep the
+/// handles (in the order of `values`).
+fn family<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let f = Family::<Labels, Counter>::default();
+    registry.register(name, help, f.clone());
+    values.map(|v| f.get_or_create(&vec![(label, v)]).clone())
+}
+
+/// Follow the event stream and count each event until `stop`. Falling behind skips the events
+/// lost (counted in `understudy_metrics_events_missed_total`); it never slows the supervisor.
+pub async fn count_events(
+    mut events: broadcast::Receiver<Arc<Stamped>>,
+    mut counters: EventCounters,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            next = events.recv() => match next {
+                Ok(e) => counters.count(&e.event),
+                Err(RecvError::Lagged(n)) => counters.missed(n),
+                // Nothing more will come; a control task ends only at stop.
+                Err(RecvError::Closed) => return stop.cancelled().await,
+            },
+        }
+    }
+}
+
+/// The collector asked at every scrape: traffic counters, the current score, children's usage.
+struct Scrape {
+    stats: Arc<ProxyStats>,
+    supervisor: SupervisorHandle,
+}
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let s = &self.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "requests",
+                "User requests received by the proxy.",
+                load(&s.requests),
+            ),
+            (
+                "unavailable",
+                "User requests answered 503 by understudy because nothing was running.",
+                load(&s.unavailable),
+            ),
+            (
+                "mirrored",
+                "Copies of user requests handed to the mirror queue for testing.",
+                load(&s.mirrored),
+            ),
+            (
+                "mirror_dropped",
+                "Copies dropped because the mirror queue was full (testing too slow).",
+                load(&s.mirror_dropped),
+            ),
+            (
+                "mirror_skipped_body",
+                "Eligible requests not copied: body over MIRROR_MAX_BODY or of unknown length.",
+                load(&s.mirror_skipped_body),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(m)?;
+        }
+        let roles = [("running", &s.running), ("testing", &s.testing)];
+        encode_answers(&mut enc, &roles)?;
+
+        let status = self.supervisor.status();
+        if let Some(v) = &status.verdict {
+            let m = enc.encode_descriptor(
+                "score",
+                "The latest score of the build under test, 0-100 (the lowest part).",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(v.score)).encode(m)?;
+            let mut m = enc.encode_descriptor(
+                "score_part",
+                "Each part of the latest score of the build under test, 0-100.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for p in &v.parts {
+                let labels = [("part", p.name)];
+                ConstGauge::new(i64::from(p.score)).encode(m.encode_family(&&labels[..])?)?;
+            }
+        }
+
+        let children: Vec<(&'static str, u32)> = [
+            ("running", status.running.as_ref()),
+            ("testing", status.testing.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(role, i)| Some((role, i?.pid?)))
+        .collect();
+        encode_children(&mut enc, &usage(&children))
+    }
+}
+
+/// `understudy_responses_total{role,class}` and `understudy_request_duration_seconds{role}`.
+fn encode_answers(
+    enc: &mut DescriptorEncoder,
+    roles: &[(&'static str, &Answers)],
+) -> Result<(), fmt::Error> {
+    let mut m = enc.encode_descriptor(
+        "responses",
+        "Answers by instance (running: to users; testing: to mirrored copies) and status class; \
+         class none: it did not answer (running: the user got a 502 from understudy).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (role, answers) in roles {
+        for (class, n) in CLASSES.iter().zip(answers.classes()) {
+            let labels = [("role", *role), ("class", *class)];
+            ConstCounter::new(n).encode(m.encode_family(&&labels[..])?)?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "request_duration",
+        "Time from sending a request to an instance to its response head (running: user \
+         requests; testing: mirrored copies).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for (role, answers) in roles {
+        let reading = answers.latency();
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain([f64::INFINITY])
+            .zip(reading.buckets)
+            .collect();
+        // Count as the buckets add up, so `_count` always equals the `+Inf` bucket.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let labels = [("role", *role)];
+        m.encode_family(&&labels[..])?
+            .encode_histogram::<NoLabelSet>(reading.sum.as_secs_f64(), count, &buckets, None)?;
+    }
+    debug_assert_eq!(CLASSES.len(), NO_ANSWER + 1);
+    Ok(())
+}
+
+/// One child's usage, as `/proc` tells it.
+#[derive(Debug, Clone, PartialEq)]
+struct Usage {
+    role: &'static str,
+    cpu_seconds: f64,
+    resident_bytes: u64,
+}
+
+/// CPU time and resident memory of each `(role, pid)` (the instance's leader process: for a start
+/// script that does not `exec`, the shell); a process gone meanwhile is left out.
+fn usage(children: &[(&'static str, u32)]) -> Vec<Usage> {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+    if children.is_empty() {
+        return Vec::new();
+    }
+    let Ok(mut sys) = System::new() else {
+        return Vec::new();
+    };
+    let pids: Vec<Pid> = children.iter().map(|(_, p)| Pid::from_u32(*p)).collect();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&pids),
+        true,
+        ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .without_tasks(),
+    );
+    children
+        .iter()
+        .zip(&pids)
+        .filter_map(|(&(role, _), pid)| {
+            let p = sys.process(*pid)?;
+            Some(Usage {
+                role,
+                cpu_seconds: p.accumulated_cpu_time() as f64 / 1000.0,
+                resident_bytes: p.memory(),
+            })
+        })
+        .collect()
+}
+
+/// `understudy_child_cpu_seconds_total{role}` and `understudy_child_resident_memory_bytes{role}`.
+fn encode_children(enc: &mut DescriptorEncoder, children: &[Usage]) -> Result<(), fmt::Error> {
+    if children.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(
+        "child_cpu",
+        "CPU time (user and system) used by each instance's process.",
+        Some(&Unit::Seconds),
+        MetricType::Counter,
+    )?;
+    for c in children {
+        let labels = [("role", c.role)];
+        ConstCounter::new(c.cpu_seconds).encode(m.encode_family(&&labels[..])?)?;
+    }
+    let mut m = enc.encode_descriptor(
+        "child_resident_memory",
+        "Resident memory of each instance's process.",
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+    )?;
+    for c in children {
+        let labels = [("role", c.role)];
+        ConstGauge::new(c.resident_bytes).encode(m.encode_family(&&labels[..])?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn promoted(to: &str, why: SwitchWhy) -> Event {
+        Event::Promoted {
+            from: Some(v("1.0.0")),
+            to: v(to),
+            why,
+        }
+    }
+
+    fn get(c: &[Counter]) -> Vec<u64> {
+        c.iter().map(Counter::get).collect()
+    }
+
+    #[test]
+    fn events_map_to_their_counters() {
+        let mut registry = Registry::default();
+        let mut c = EventCounters::register(&mut registry);
+        for verdict in [VerdictKind::Wait, VerdictKind::Wait, VerdictKind::Reject] {
+            c.count(&Event::Scored {
+                version: v("1.1.0"),
+                verdict,
+                score: 40,
+                pairs: 10,
+                summary: String::new(),
+            });
+        }
+        c.count(&promoted("1.1.0", SwitchWhy::Automatic));
+        c.count(&promoted("1.2.0", SwitchWhy::Operator));
+        c.count(&promoted("1.3.0", SwitchWhy::Scheduled));
+        c.count(&Event::Rejected {
+            version: v("1.4.0"),
+            reasons: vec!["5xx".into()],
+        });
+        c.count(&Event::RestartScheduled {
+            version: v("1.3.0"),
+            attempt: 1,
+            delay_ms: 1000,
+            reason: "exited".into(),
+        });
+        c.count(&Event::PromotionFailed {
+            version: v("1.5.0"),
+            reasons: vec![],
+        });
+        // Neither promotion nor decision: not counted anywhere.
+        c.count(&Event::Paused);
+        c.count(&Event::Promoting {
+            version: v("1.5.0"),
+        });
+
+        assert_eq!(get(&c.verdicts), [2, 0, 1]);
+        assert_eq!(get(&c.promotions), [0, 1, 1, 1, 0]);
+        assert_eq!(get(&c.rollbacks), [0, 0]);
+        assert_eq!(c.rejections.get(), 1);
+        assert_eq!(c.restarts.get(), 1);
+        assert_eq!(c.promotion_failures.get(), 1);
+        assert_eq!(c.guard_trips.get(), 0);
+    }
+
+    #[test]
+    fn a_rollback_counts_as_the_guards_only_when_the_guard_asked_for_that_version() {
+        let mut registry = Registry::default();
+        let mut c = EventCounters::register(&mut registry);
+        // The guard trips and brings 1.0.0 back.
+        c.count(&Event::GuardTripped {
+            version: v("1.1.0"),
+            to: v("1.0.0"),
+            reason: "5xx rate".into(),
+        });
+        c.count(&promoted("1.0.0", SwitchWhy::Rollback));
+        // An operator rolls back later.
+        c.count(&promoted("0.9.0", SwitchWhy::Rollback));
+        // The guard trips while another switch is under way: that switch is no rollback, and the
+        // next operator rollback is not the guard's.
+        c.count(&Event::GuardTripped {
+            version: v("1.1.0"),
+            to: v("1.0.0"),
+            reason: "5xx rate".into(),
+        });
+        c.count(&promoted("1.2.0", SwitchWhy::Operator));
+        c.count(&promoted("1.0.0", SwitchWhy::Rollback));
+        assert_eq!(get(&c.rollbacks), [1, 2], "guard, operator");
+        assert_eq!(c.guard_trips.get(), 2);
+        assert_eq!(get(&c.promotions), [0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn the_exposition_parses_with_cumulative_buckets_and_no_score_before_a_verdict() {
+        let stats = Arc::new(ProxyStats::default());
+        let (commands, _) = tokio::sync::mpsc::channel(1);
+        let (_status, status) = tokio::sync::watch::channel(Arc::default());
+        let (metrics, _) = Metrics::new(stats.clone(), SupervisorHandle::new(commands, status));
+        let ok = http::StatusCode::OK;
+        stats.running.answered(ok, Duration::from_micros(1_000)); // on a bound: in it
+        stats.running.answered(ok, Duration::from_micros(1_001));
+        stats
+            .running
+            .answered(http::StatusCode::NOT_FOUND, Duration::from_secs(60));
+        stats.running.unanswered();
+        let text = metrics.render().unwrap();
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let sample = |name: &str, labels: &[(&str, &str)]| {
+            scrape
+                .samples
+                .iter()
+                .find(|x| {
+                    x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
+                })
+                .map(|x| x.value.clone())
+        };
+        let counter = |class| {
+            sample(
+                "understudy_responses_total",
+                &[("role", "running"), ("class", class)],
+            )
+        };
+        use prometheus_parse::Value;
+        assert_eq!(counter("2xx"), Some(Value::Counter(2.0)));
+        assert_eq!(counter("4xx"), Some(Value::Counter(1.0)));
+        assert_eq!(counter("none"), Some(Value::Counter(1.0)));
+        let Some(Value::Histogram(buckets)) = sample(
+            "understudy_request_duration_seconds",
+            &[("role", "running")],
+        ) else {
+            panic!("no running histogram in\n{text}");
+        };
+        let at = |le: f64| buckets.iter().find(|b| b.less_than == le).unwrap().count;
+        assert_eq!((at(0.001), at(0.0025), at(10.0)), (1.0, 2.0, 2.0));
+        assert_eq!(
+            at(f64::INFINITY),
+            3.0,
+            "the unanswered request has no latency"
+        );
+        assert!(
+            sample("understudy_score", &[]).is_none(),
+            "no verdict, no score"
+        );
+        assert!(sample("understudy_child_resident_memory_bytes", &[]).is_none());
+    }
+
+    #[tokio::test]
+    async fn lagging_skips_the_lost_events_and_counts_them() {
+        let (tx, rx) = broadcast::channel(2);
+        let mut registry = Registry::default();
+        let counters = EventCounters::register(&mut registry);
+        let (rejections, missed) = (counters.rejections.clone(), counters.missed.clone());
+        for n in 0..5 {
+            let event = Event::Rejected {
+                version: Version::new(1, n, 0),
+                reasons: vec![],
+            };
+            let stamped = Stamped {
+                seq: n + 1,
+                at: String::new(),
+                event,
+            };
+            tx.send(Arc::new(stamped)).unwrap();
+        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(count_events(rx, counters, stop.clone()));
+        while rejections.get() + missed.get() < 5 {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!((rejections.get(), missed.get()), (2, 3));
+    }
+}

@@ -1,0 +1,188 @@
+//! `GET /metrics` as Prometheus scrapes it: the real binary with a running and a testing build,
+//! real traffic, and the exposition read by a Prometheus text parser.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use prometheus_parse::{Scrape, Value};
+
+use crate::support::*;
+
+/// Scoring often and early, so a verdict (and its score) comes within the test; promotion only
+/// when asked (the stable window is the default 10 minutes).
+const FAST_SCORING: &str = "EVALUATE_EVERY=200ms\nMIN_MIRRORED=5";
+
+/// `GET /metrics` over the admin TCP listener, without a token: the Content-Type and the body.
+fn scrape_raw(addr: SocketAddr) -> (String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (content_type, body.to_string())
+}
+
+fn scrape(addr: SocketAddr) -> Scrape {
+    let (_, body) = scrape_raw(addr);
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("a parsable exposition")
+}
+
+/// The value of the counter, gauge or untyped sample `name` whose labels include `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .find(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .and_then(|x| match x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// A histogram's `+Inf` bucket (its count) for `role`, and its `_count`, which must agree.
+fn histogram_count(s: &Scrape, name: &str, role: &str) -> Option<f64> {
+    let sample = s
+        .samples
+        .iter()
+        .find(|x| x.metric == name && x.labels.get("role") == Some(role))?;
+    let Value::Histogram(buckets) = &sample.value else {
+        panic!("{name} is not a histogram: {sample:?}");
+    };
+    let inf = buckets.iter().find(|b| b.less_than.is_infinite())?.count;
+    let count = value(s, &format!("{name}_count"), &[("role", role)])?;
+    assert_eq!(inf, count, "{name}{{role={role}}}: +Inf bucket and _count");
+    Some(count)
+}
+
+#[test]
+fn metrics_show_traffic_score_decisions_and_children() {
+    let (base, mut u) = start_with_testing("metrics", FAST_SCORING);
+    let (addr, token) = admin(&base);
+    u.wait_serving();
+    const SENT: usize = 40;
+    for i in 0..SENT {
+        let (code, _) = u.get(&format!("/hello/{i}"));
+        assert_eq!(code, 200);
+    }
+
+    let (content_type, _) = scrape_raw(addr);
+    assert!(
+        content_type.starts_with("text/plain") && content_type.contains("version=0.0.4"),
+        "{content_type}"
+    );
+    // The copies reach testing and the scorer evaluates asynchronously: wait for both.
+    let s = wait_until(
+        "testing's answers and a score in /metrics",
+        Duration::from_secs(20),
+        || {
+            let s = scrape(addr);
+            (histogram_count(&s, "understudy_request_duration_seconds", "testing")? > 0.0
+                && value(&s, "understudy_score", &[]).is_some())
+            .then_some(s)
+        },
+    );
+
+    let requests = value(&s, "understudy_requests_total", &[]).unwrap();
+    assert!(requests >= SENT as f64, "requests {requests} < {SENT}");
+    let running_2xx = value(
+        &s,
+        "understudy_responses_total",
+        &[("role", "running"), ("class", "2xx")],
+    )
+    .unwrap();
+    assert!(running_2xx >= SENT as f64, "running 2xx {running_2xx}");
+    for class in ["1xx", "3xx", "4xx", "5xx", "none"] {
+        let labels = [("role", "running"), ("class", class)];
+        assert_eq!(
+            value(&s, "understudy_responses_total", &labels),
+            Some(0.0),
+            "{class}"
+        );
+    }
+    let running_latency =
+        histogram_count(&s, "understudy_request_duration_seconds", "running").unwrap();
+    assert!(running_latency >= SENT as f64, "{running_latency}");
+    let mirrored = value(&s, "understudy_mirrored_total", &[]).unwrap();
+    assert!(mirrored >= 1.0, "mirrored {mirrored}");
+    assert_eq!(value(&s, "understudy_mirror_dropped_total", &[]), Some(0.0));
+    let testing_2xx = value(
+        &s,
+        "understudy_responses_total",
+        &[("role", "testing"), ("class", "2xx")],
+    )
+    .unwrap();
+    assert!(
+        testing_2xx >= 1.0 && testing_2xx <= mirrored,
+        "{testing_2xx}"
+    );
+
+    let score = value(&s, "understudy_score", &[]).unwrap();
+    assert!((0.0..=100.0).contains(&score), "score {score}");
+    let parts: Vec<_> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "understudy_score_part")
+        .collect();
+    assert!(!parts.is_empty(), "no score parts");
+    for p in parts {
+        assert!(p.labels.get("part").is_some(), "{p:?}");
+    }
+    let waits = value(&s, "understudy_verdicts_total", &[("verdict", "wait")]).unwrap();
+    assert!(waits >= 1.0, "verdicts wait {waits}");
+
+    for role in ["running", "testing"] {
+        let rss = value(
+            &s,
+            "understudy_child_resident_memory_bytes",
+            &[("role", role)],
+        )
+        .unwrap_or_else(|| panic!("no memory for {role}"));
+        assert!(rss > 1024.0 * 1024.0, "{role} resident memory {rss}");
+        let cpu = value(&s, "understudy_child_cpu_seconds_total", &[("role", role)])
+            .unwrap_or_else(|| panic!("no CPU time for {role}"));
+        assert!(cpu >= 0.0, "{role} CPU {cpu}");
+    }
+    // Decisions not taken yet show, at zero.
+    for (name, labels) in [
+        ("understudy_promotions_total", [("why", "operator")]),
+        ("understudy_rollbacks_total", [("trigger", "guard")]),
+        ("understudy_rollbacks_total", [("trigger", "operator")]),
+    ] {
+        assert_eq!(value(&s, name, &labels), Some(0.0), "{name}{labels:?}");
+    }
+    for name in [
+        "understudy_rejections_total",
+        "understudy_instance_restarts_total",
+        "understudy_guard_trips_total",
+    ] {
+        assert_eq!(value(&s, name, &[]), Some(0.0), "{name}");
+    }
+
+    // An operator's promotion is counted from the event stream.
+    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    let s = wait_until("the promotion counted", Duration::from_secs(20), || {
+        let s = scrape(addr);
+        (value(&s, "understudy_promotions_total", &[("why", "operator")]) == Some(1.0)).then_some(s)
+    });
+    assert_eq!(
+        value(&s, "understudy_rollbacks_total", &[("trigger", "operator")]),
+        Some(0.0)
+    );
+    u.stop();
+}
