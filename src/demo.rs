@@ -187,6 +187,8 @@ async fn wait_for(
 fn narrate(e: &Event) {
     let line = match e {
         Event::BuildFound { file, .. } => format!("found build {file}"),
+        Event::Installed { version } => format!("installed {version} in its version folder"),
+        Event::RolledBack { to, .. } => format!("ROLLED BACK to {to}"),
         Event::Started {
             role,
             version,

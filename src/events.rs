@@ -74,6 +74,10 @@ pub enum Event {
         version: Version,
         reasons: Vec<String>,
     },
+    /// A build is in its version folder (and unpacked), ready to be started.
+    Installed { version: Version },
+    /// A rollback switched users back to an earlier version (after its `promoted`).
+    RolledBack { from: Option<Version>, to: Version },
     /// An instance was started.
     Started {
         role: Role,
@@ -173,6 +177,11 @@ impl Event {
         match self {
             Event::BuildFound { file, version } => {
                 tracing::info!(target: T, %version, file, "build_found")
+            }
+            Event::Installed { version } => tracing::info!(target: T, %version, "installed"),
+            Event::RolledBack { from, to } => {
+                let from = from.as_ref().map(Version::to_string).unwrap_or_default();
+                tracing::warn!(target: T, from, %to, "rolled_back")
             }
             Event::Rejected { version, reasons } => {
                 tracing::warn!(target: T, %version, reasons = %reasons.join("; "), "rejected")

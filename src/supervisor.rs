@@ -841,7 +841,12 @@ impl Decision<'_> {
                 version,
                 reasons: vec![reason],
             }),
-            Ok(installed) => self.place(installed),
+            Ok(installed) => {
+                self.emit(Event::Installed {
+                    version: installed.version.clone(),
+                });
+                self.place(installed)
+            }
         }
         while self.s.installing.is_none() {
             let Some(next) = self.s.drops.pop_front() else {
@@ -1436,14 +1441,19 @@ impl Decision<'_> {
         self.persist();
         self.s.txn_old = old.as_ref().map(|o| o.id);
         self.serve(SlotKey::Running);
+        let from = old
+            .as_ref()
+            .map(|o| o.version().clone())
+            .or(restarting.as_ref().map(|r| r.installed.version.clone()));
+        let why = self.s.txn.as_ref().map_or(SwitchWhy::Automatic, |t| t.why);
         self.emit(Event::Promoted {
-            from: old
-                .as_ref()
-                .map(|o| o.version().clone())
-                .or(restarting.as_ref().map(|r| r.installed.version.clone())),
-            to,
-            why: self.s.txn.as_ref().map_or(SwitchWhy::Automatic, |t| t.why),
+            from: from.clone(),
+            to: to.clone(),
+            why,
         });
+        if why == SwitchWhy::Rollback {
+            self.emit(Event::RolledBack { from, to });
+        }
         let guarded = self.s.guard_window > Duration::ZERO
             && self
                 .s
