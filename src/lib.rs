@@ -11,6 +11,7 @@
 //!   SIGTERM→SIGKILL to the group, reaping.
 //! - [`watchdog`]: the per-instance process that kills a child's whole group if understudy dies.
 //! - [`proxy`]: the users' reverse proxy; [`proxy::mirror`] copies requests to testing.
+//! - [`diff`]: names how testing's answer differs from running's (pure), aggregated per endpoint.
 //! - [`score`]: pairs and log lines → verdict and score (pure [`score::evaluate`]).
 //! - [`supervisor`]: the one owner of state; the pure [`supervisor::decide`] answers every input
 //!   with actions, which [`supervisor::executor`] carries out and reports back.
@@ -29,6 +30,7 @@ pub mod artifact;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod diff;
 pub mod events;
 pub mod history;
 pub mod hooks;
