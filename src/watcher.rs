@@ -109,6 +109,7 @@ fn scan(
         return ready;
     };
     let mut seen = HashSet::new();
+    let mut present = HashSet::new();
     for entry in entries.filter_map(|e| e.ok()) {
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
             continue;
@@ -116,6 +117,7 @@ fn scan(
         let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
+        present.insert(file_name.clone());
         if checksum_of(&file_name, identifier).is_some() {
             // A build's `.sha256` travels with its build: never a build, never a stray name.
             if meta.is_symlink() {
@@ -187,7 +189,7 @@ fn scan(
         // judged against half a digest.
         let sum = path.with_file_name(checksum_name(&name.file_name));
         if let Some(waiting) = checksum_incomplete(&sum, candidates, settle, now) {
-            if logged.insert(format!("{}\0waiting", sum.display())) {
+            if logged.insert(format!("{}\0waiting", checksum_name(&name.file_name))) {
                 tracing::info!(
                     "{} waits for its checksum {}: {waiting}",
                     path.display(),
@@ -204,6 +206,9 @@ fn scan(
         ready.push(Dropped { path, name });
     }
     candidates.retain(|p, _| seen.contains(p));
+    // Forget what was said about files that are gone (a key is a file name, or a checksum's
+    // name and why its build waits), or every build that waited for its checksum would stay here.
+    logged.retain(|k| k.split('\0').next().is_some_and(|f| present.contains(f)));
     ready
 }
 
@@ -307,5 +312,49 @@ mod tests {
         drop(f);
         assert!(!open_for_writing(&p));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_was_logged_about_a_file_is_forgotten_once_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        let (mut candidates, mut logged) = (HashMap::new(), HashSet::new());
+        for minor in 0..3 {
+            // A stray name, and a build whose checksum is still being written: each logged once.
+            let build = format!("app-1.{minor}.0");
+            let stray = format!("app-stray{minor}");
+            std::fs::write(base.join(&stray), b"x").unwrap();
+            std::fs::write(base.join(&build), b"build").unwrap();
+            let sum_path = base.join(checksum_name(&build));
+            let mut sum = std::fs::File::create(&sum_path).unwrap();
+            sum.write_all(b"ab").unwrap();
+            let found = scan(
+                base,
+                "app",
+                &[],
+                Duration::ZERO,
+                &mut candidates,
+                &mut logged,
+            );
+            assert!(found.is_empty(), "{found:?}");
+            assert_eq!(logged.len(), 2, "{logged:?}");
+            // The build and its checksum are taken away, the stray is removed.
+            drop(sum);
+            for p in [base.join(&stray), base.join(&build), sum_path] {
+                std::fs::remove_file(p).unwrap();
+            }
+            scan(
+                base,
+                "app",
+                &[],
+                Duration::ZERO,
+                &mut candidates,
+                &mut logged,
+            );
+            assert!(
+                logged.is_empty(),
+                "kept after the files are gone: {logged:?}"
+            );
+        }
     }
 }
