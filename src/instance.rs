@@ -1384,7 +1384,8 @@ mod tests {
             ProbeSpec {
                 host: host.into(),
                 path: path.map(String::from),
-                timeout: Duration::from_millis(300),
+                // Long enough for a loaded machine to answer a local GET.
+                timeout: Duration::from_secs(1),
                 health_path: None,
                 heartbeat_every: Duration::ZERO,
                 heartbeat_misses: 3,
