@@ -414,6 +414,19 @@ async fn shut_down(
     }
 }
 
+/// Raise the open-files soft limit to the hard limit, as servers do: every user connection, every
+/// upstream connection and every child's files count against it, and the common default soft
+/// limit (1024, or 512) is reached by a few hundred idle keep-alive clients. Returns (old, new).
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some((soft, soft));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
+    Some((soft, hard))
+}
+
 /// Keep glibc to two malloc arenas. understudy's heap in use stays at 2–5 MiB, but glibc gives
 /// each allocating thread its own arena and keeps its freed memory at that thread's peak: with a
 /// dozen threads, RSS grew by a third over the first minutes of the soak before levelling off.

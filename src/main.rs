@@ -129,6 +129,13 @@ fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
     understudy::limit_malloc_arenas();
     let _lock = understudy::layout::Layout::new(&cfg.base, &cfg.identifier).lock()?;
     understudy::init_logging(&cfg).context("cannot set up logging")?;
+    match understudy::raise_fd_limit() {
+        Some((old, new)) if new > old => {
+            tracing::info!("open files limit raised from {old} to {new}")
+        }
+        Some(_) => {}
+        None => tracing::warn!("cannot read or raise the open files limit (RLIMIT_NOFILE)"),
+    }
     for k in &cfg.unknown_keys {
         tracing::warn!(
             "ignoring unknown key {k:?} in {}",

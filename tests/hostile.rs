@@ -193,3 +193,41 @@ fn an_absolute_properties_file_is_copied_never_rewritten_in_place() {
     );
     u.stop();
 }
+
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_limit_at_start() {
+    let base = Base::new("fd-limit");
+    base.write_env("");
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 512 && exec '{BIN}' run --base '{}'",
+            base.path.display()
+        ))
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("understudy to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(base.listen).ok().map(|_| ())
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let soft = line.split_whitespace().nth(3).unwrap().to_string();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(soft, hard, "soft limit raised to the hard one: {line}");
+}
