@@ -39,6 +39,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
     KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
     KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
+    KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head; slower (slowloris) connections are closed." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
     KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
@@ -216,6 +217,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a dropped file must stay unchanged.
     pub settle_time: Duration,
+    /// How long a user may take to send a request head.
+    pub header_timeout: Duration,
     /// Methods that are mirrored.
     pub mirror_methods: Vec<Method>,
     /// Largest mirrored body.
@@ -383,6 +386,11 @@ impl Config {
         let promote_at = promote_at(raw)?;
         let rollback_window = raw.duration("ROLLBACK_WINDOW", Duration::ZERO, MAX_WINDOW)?;
         let webhook_urls = webhook_urls(raw)?;
+        let header_timeout = raw.duration(
+            "HEADER_TIMEOUT",
+            Duration::from_millis(100),
+            MAX_SHORT_DURATION,
+        )?;
         let hooks = HookCommands {
             pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
             pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
@@ -426,6 +434,7 @@ impl Config {
             hook_timeout,
             rollback_window,
             webhook_urls,
+            header_timeout,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -1388,6 +1397,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         hook_timeout => "HOOK_TIMEOUT",
         rollback_window => "ROLLBACK_WINDOW",
         webhook_urls => "WEBHOOK_URLS",
+        header_timeout => "HEADER_TIMEOUT",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",

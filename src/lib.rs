@@ -255,6 +255,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
             cfg.base.display()
         ),
         drain_grace: cfg.shutdown_grace,
+        header_timeout: cfg.header_timeout,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct ProxySettings {
     pub no_running_hint: String,
     /// How long requests in flight at stop may take to finish before their connections are cut.
     pub drain_grace: Duration,
+    /// How long a client may take to send a whole request head (slowloris clients are cut off).
+    pub header_timeout: Duration,
 }
 
 /// Why the proxy could not start or an upstream could not be addressed, or how a thread ended.
@@ -392,6 +394,7 @@ struct Proxy {
     mirror: MirrorQueue,
     stats: Arc<ProxyStats>,
     no_running_hint: Bytes,
+    header_timeout: Duration,
 }
 
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
@@ -415,6 +418,7 @@ impl Proxy {
         mirror: MirrorQueue,
         stats: Arc<ProxyStats>,
         no_running_hint: Bytes,
+        header_timeout: Duration,
     ) -> Proxy {
         Proxy {
             routes,
@@ -422,6 +426,7 @@ impl Proxy {
             mirror,
             stats,
             no_running_hint,
+            header_timeout,
         }
     }
 
@@ -685,7 +690,13 @@ pub fn start(
     let count = settings.threads.max(1);
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
-        let proxy = Proxy::new(routes.clone(), mirror.clone(), stats.clone(), hint.clone());
+        let proxy = Proxy::new(
+            routes.clone(),
+            mirror.clone(),
+            stats.clone(),
+            hint.clone(),
+            settings.header_timeout,
+        );
         let spawned = listener
             .try_clone()
             .map_err(|source| ProxyError::ListenerClone {
@@ -811,9 +822,13 @@ async fn connection(
     proxy: Arc<Proxy>,
     stop: CancellationToken,
 ) {
+    let header_timeout = proxy.header_timeout;
     let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+    // A client gets HEADER_TIMEOUT to send each whole request head, then the connection is closed.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
@@ -986,6 +1001,7 @@ mod tests {
             threads,
             no_running_hint: "no running instance\n".into(),
             drain_grace,
+            header_timeout: Duration::from_secs(10),
         };
         let handle = start(
             listener,

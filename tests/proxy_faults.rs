@@ -55,3 +55,49 @@ fn a_request_in_flight_at_sigterm_is_answered() {
         "stop waited for more than the request in flight"
     );
 }
+
+#[test]
+fn a_slowloris_client_is_cut_off_after_header_timeout_and_users_are_served() {
+    use std::io::{Read, Write};
+    let base = Base::new("slowloris");
+    base.write_env("HEADER_TIMEOUT=1s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // Twenty clients trickling a request head, a byte at a time.
+    let mut slow: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(u.addr).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    // A user is still served meanwhile.
+    assert_eq!(u.get("/").0, 200);
+    // Each trickler is closed once its head took longer than HEADER_TIMEOUT.
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"X-Trickle: 1\r\n");
+        let mut buf = [0u8; 256];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // an error answer (408) before the close is fine
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(
+            closed,
+            "a slow client was kept open after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    u.stop();
+}
