@@ -1044,6 +1044,7 @@ mod tests {
             queue,
             Arc::default(),
             Bytes::from_static(b"no running instance\n"),
+            Duration::from_secs(10),
         ));
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(
