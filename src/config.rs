@@ -39,7 +39,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
     KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
     KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
-    KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head; slower (slowloris) connections are closed." },
+    KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head, and how long a keep-alive connection may sit idle; slower (slowloris) or idler connections are closed." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
     KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },

@@ -99,5 +99,26 @@ fn a_slowloris_client_is_cut_off_after_header_timeout_and_users_are_served() {
         "{:?}",
         started.elapsed()
     );
+    // An idle keep-alive connection is closed after the same time.
+    let mut idle = std::net::TcpStream::connect(u.addr).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let waited = Instant::now();
+    let closed = loop {
+        match idle.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue, // the rest of the answer
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "an idle keep-alive connection was kept {:?}",
+        waited.elapsed()
+    );
     u.stop();
 }
