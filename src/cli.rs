@@ -329,16 +329,7 @@ async fn follow_events(socket: &Path, last: u64, json: bool) -> Result<(), CliEr
         path: socket.to_path_buf(),
         message,
     };
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| CliError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| protocol(e.to_string()))?;
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = connect(socket).await?;
     let req = hyper::Request::builder()
         .uri(format!("/api/events?after={last}"))
         .header(hyper::header::HOST, "understudy")
@@ -396,6 +387,31 @@ fn event_line(e: &Value, json: bool) -> String {
     line
 }
 
+/// An HTTP/1.1 connection to the admin socket, its driver running as a task.
+async fn connect(
+    socket: &Path,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>,
+        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    ),
+    CliError,
+> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| CliError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| CliError::Protocol {
+            path: socket.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok((sender, tokio::spawn(conn)))
+}
+
 /// One HTTP/1.1 call over the unix socket; the status code and the JSON body.
 pub async fn call(
     socket: &Path,
@@ -407,16 +423,7 @@ pub async fn call(
         path: socket.to_path_buf(),
         message,
     };
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| CliError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| protocol(e.to_string()))?;
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = connect(socket).await?;
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let req = hyper::Request::builder()
         .method(method)
