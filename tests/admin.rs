@@ -188,20 +188,30 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.1.0"));
 
     // Steady traffic while rolling back.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let answered = std::sync::Arc::new(AtomicU32::new(0));
     let traffic = {
-        let (stop, addr) = (stop.clone(), u.addr);
+        let (stop, answered, addr) = (stop.clone(), answered.clone(), u.addr);
         std::thread::spawn(move || {
             let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 match http(addr, "GET", "/") {
                     Ok((200, _)) => ok += 1,
                     other => failed.push(format!("{other:?}")),
                 }
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             (ok, failed)
         })
     };
+    // Traffic before, during and after the switch.
+    let at_least = |n: u32| {
+        wait_until("traffic", Duration::from_secs(10), || {
+            (answered.load(Ordering::Relaxed) >= n).then_some(())
+        })
+    };
+    at_least(10);
     let (code, out, err) = cli(&base, &["rollback"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1.0.0"), "{out}");
@@ -215,9 +225,10 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
             .is_file()
             .then_some(())
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    at_least(answered.load(Ordering::Relaxed) + 10);
+    stop.store(true, Ordering::Relaxed);
     let (ok, failed) = traffic.join().unwrap();
-    assert!(ok > 20, "traffic flowed: {ok}");
+    assert!(ok >= 20, "traffic flowed: {ok}");
     assert!(
         failed.is_empty(),
         "{} failed of {}: {:?}",
