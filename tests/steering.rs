@@ -60,7 +60,12 @@ fn a_scheduled_promotion_survives_a_hard_kill_and_fires_exactly_once() {
     wait_until("the scheduled promotion", Duration::from_secs(40), || {
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
     });
-    assert_eq!(scheduled_switches(&base), 1, "{:?}", switches(&base));
+    // The history line follows the symlink by a moment.
+    wait_until(
+        "the scheduled switch in the history",
+        Duration::from_secs(5),
+        || (scheduled_switches(&base) == 1).then_some(()),
+    );
     let (_, _, switched_at) = switches(&base).pop().unwrap();
     let switched = understudy::history::parse_rfc3339(&switched_at).unwrap();
     assert!(switched >= due, "fired at {switched_at}, before {at}");
@@ -211,6 +216,11 @@ fn a_promoted_version_that_answers_500s_is_rolled_back_by_the_guard() {
         let (code, body) = u.get("/");
         (code == 200 && body.contains("1.0.0")).then_some(())
     });
+    wait_until(
+        "three switches in the history",
+        Duration::from_secs(5),
+        || (switches(&base).len() >= 3).then_some(()),
+    );
     let whys: Vec<(String, String)> = switches(&base)
         .into_iter()
         .map(|(to, why, _)| (to, why))
