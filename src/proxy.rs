@@ -208,8 +208,6 @@ pub struct Routes {
 pub struct ProxyStats {
     /// User requests received; shared with the scorer, for which it is running's denominator.
     pub requests: Arc<AtomicU64>,
-    /// Answers from running with a 5xx status (the guard's error rate after a switch).
-    pub server_errors: AtomicU64,
     /// User requests answered 502 (running unreachable).
     pub bad_gateway: AtomicU64,
     /// User requests answered 503 (nothing running).
@@ -480,9 +478,6 @@ impl Proxy {
         let latency = started.elapsed();
         Ok(match result {
             Ok(resp) => {
-                if resp.status().is_server_error() {
-                    self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
-                }
                 self.stats.running.answered(resp.status(), latency);
                 self.relay(resp, route.running, mirror_to.zip(copy), latency)
             }

@@ -251,9 +251,11 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => Input::Tick,
             _ = sample.tick() => {
                 use std::sync::atomic::Ordering::Relaxed;
+                // 5xx answers from running, and requests running never answered (502s).
+                let classes = traffic.running.classes();
                 Input::Traffic {
                     requests: traffic.requests.load(Relaxed),
-                    errors: traffic.server_errors.load(Relaxed) + traffic.bad_gateway.load(Relaxed),
+                    errors: classes[4] + classes[crate::proxy::NO_ANSWER],
                 }
             }
             _ = presence.tick() => {
