@@ -63,6 +63,9 @@ pub struct Answer<'a> {
     pub body: &'a [u8],
     /// The version of the instance that answered (`1.0.0`), so version strings are not differences.
     pub version: &'a str,
+    /// Response headers compared (`Content-Type` is compared on its own, as `$content_type`);
+    /// `None` compares none.
+    pub headers: Option<&'a http::HeaderMap>,
 }
 
 /// What the operator said about their answers (`DIFF_IGNORE`, `DIFF_UNORDERED`).
@@ -73,6 +76,9 @@ pub struct DiffOptions<'a> {
     pub ignore: &'a [String],
     /// Array paths whose order does not matter (`$.tags`, `$.items[*].tags`).
     pub unordered: &'a [String],
+    /// Response headers never compared, lower case (`DIFF_IGNORE_HEADERS`); `set-cookie` here
+    /// means its values are not compared, the cookie names still are.
+    pub ignore_headers: &'a [String],
 }
 
 /// How testing's answer differs from running's at one path.
@@ -86,6 +92,27 @@ pub enum DiffKind {
     Added,
     /// Both have a value, of different JSON types (a number became a string).
     TypeChanged,
+    /// The values differ only by the versions they carry (`"v": "1.0.0"` vs `"v": "1.1.0"`):
+    /// shown to the operator as expected, never counted against testing.
+    Expected,
+}
+
+impl DiffKind {
+    /// Whether this kind counts against testing (everything but [`DiffKind::Expected`]).
+    pub fn counts(self) -> bool {
+        self != DiffKind::Expected
+    }
+
+    /// The word shown in tables and reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Changed => "changed",
+            DiffKind::Missing => "missing",
+            DiffKind::Added => "added",
+            DiffKind::TypeChanged => "type changed",
+            DiffKind::Expected => "version (expected)",
+        }
+    }
 }
 
 /// One difference in one pair: where, what kind, and an example to show the operator.
@@ -120,6 +147,9 @@ pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Diffe
             (cut(rt).to_string(), cut(tt).to_string())
         });
     }
+    if let (Some(rh), Some(th)) = (running.headers, testing.headers) {
+        diff_headers(rh, th, opts, (running.version, testing.version), &mut out);
+    }
     if running.body == testing.body {
         return out.list;
     }
@@ -134,7 +164,7 @@ pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Diffe
         path.push('$');
         walker.value(&mut path, &r, &t);
     } else if let (true, Ok(r), Ok(t)) = (
-        is_text(rt) || is_text(tt),
+        is_text(rt) || is_text(tt) || (rt.is_empty() && tt.is_empty()),
         std::str::from_utf8(running.body),
         std::str::from_utf8(testing.body),
     ) {
@@ -224,6 +254,15 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// A difference by the versions only: listed, but it does not make the values differ.
+    fn expected(&mut self, path: &str, r: &Value, t: &Value) {
+        if let Some(out) = self.out.as_deref_mut() {
+            out.push(path, DiffKind::Expected, || {
+                (json_example(Some(r)), json_example(Some(t)))
+            });
+        }
+    }
+
     fn value(&mut self, path: &mut String, r: &Value, t: &Value) {
         if self.done() || path_in(path, self.opts.ignore) {
             return;
@@ -260,7 +299,10 @@ impl Walker<'_, '_> {
             }
             (Value::Array(ra), Value::Array(ta)) => self.array(path, ra, ta),
             (Value::String(rs), Value::String(ts)) => {
-                if !same_but_version(rs, ts, self.versions) {
+                if rs == ts {
+                } else if same_but_version(rs, ts, self.versions) {
+                    self.expected(path, r, t);
+                } else {
                     self.report(path, DiffKind::Changed, Some(r), Some(t));
                 }
             }
@@ -428,11 +470,14 @@ fn diff_lines(r: &str, t: &str, versions: (&str, &str), out: &mut Out) {
     loop {
         match (rl.next(), tl.next()) {
             (Some(a), Some(b)) => {
-                if !same_but_version(a, b, versions) {
-                    out.push("line[*]", DiffKind::Changed, || {
-                        (cut(a).to_string(), cut(b).to_string())
-                    });
-                }
+                let kind = if a == b {
+                    continue;
+                } else if same_but_version(a, b, versions) {
+                    DiffKind::Expected
+                } else {
+                    DiffKind::Changed
+                };
+                out.push("line[*]", kind, || (cut(a).to_string(), cut(b).to_string()));
             }
             (Some(a), None) => {
                 out.push("line[*]", DiffKind::Missing, || {
@@ -447,6 +492,79 @@ fn diff_lines(r: &str, t: &str, versions: (&str, &str), out: &mut Out) {
                 return;
             }
             (None, None) => return,
+        }
+    }
+}
+
+/// Headers never compared whatever the operator lists: they describe the connection or the
+/// transfer, not the answer.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-type",
+    "x-understudy-mirror",
+];
+
+/// Response headers, at `$header.<name>` (lower case); several values of one name compare as
+/// one list. `Set-Cookie` in the ignore list compares cookie names only.
+fn diff_headers(
+    rh: &http::HeaderMap,
+    th: &http::HeaderMap,
+    opts: &DiffOptions,
+    versions: (&str, &str),
+    out: &mut Out,
+) {
+    let ignored = |name: &str| {
+        HOP_BY_HOP.contains(&name) || opts.ignore_headers.iter().any(|i| i == name)
+    };
+    let names = rh.keys().chain(th.keys().filter(|k| !rh.contains_key(*k)));
+    for name in names {
+        let n = name.as_str();
+        let cookie_names_only = n == "set-cookie" && ignored(n);
+        if ignored(n) && !cookie_names_only {
+            continue;
+        }
+        let values = |h: &http::HeaderMap| -> Option<String> {
+            let mut all = h.get_all(name).iter().peekable();
+            all.peek()?;
+            let mut joined = String::new();
+            for v in all {
+                let v = String::from_utf8_lossy(v.as_bytes());
+                let v = if cookie_names_only {
+                    v.split('=').next().unwrap_or("").trim().to_string()
+                } else {
+                    v.into_owned()
+                };
+                if !joined.is_empty() {
+                    joined.push_str(", ");
+                }
+                joined.push_str(&v);
+            }
+            Some(joined)
+        };
+        let path = format!("$header.{n}");
+        match (values(rh), values(th)) {
+            (Some(r), Some(t)) if r == t => {}
+            (Some(r), Some(t)) => {
+                let kind = if same_but_version(&r, &t, versions) {
+                    DiffKind::Expected
+                } else {
+                    DiffKind::Changed
+                };
+                out.push(&path, kind, || (cut(&r).to_string(), cut(&t).to_string()));
+            }
+            (Some(r), None) => out.push(&path, DiffKind::Missing, || {
+                (cut(&r).to_string(), String::new())
+            }),
+            (None, Some(t)) => out.push(&path, DiffKind::Added, || {
+                (String::new(), cut(&t).to_string())
+            }),
+            (None, None) => {}
         }
     }
 }
@@ -625,6 +743,7 @@ mod tests {
             content_type: ct,
             body: body.as_bytes(),
             version,
+            headers: None,
         }
     }
 
@@ -643,6 +762,7 @@ mod tests {
         let opts = DiffOptions {
             ignore: &ignore,
             unordered: &unordered,
+            ignore_headers: &[],
         };
         diff(&answer(JSON, r, "1.0.0"), &answer(JSON, t, "1.1.0"), &opts)
             .into_iter()
@@ -695,9 +815,10 @@ mod tests {
             ("ignore inside unordered matching", r#"{"i":[{"id":1,"at":1},{"id":2,"at":2}]}"#, r#"{"i":[{"id":2,"at":5},{"id":1,"at":6}]}"#,
                 &["$.i[*].at"], &["$.i"], vec![]),
             ("ignore array elements", r#"{"a":[1,2]}"#, r#"{"a":[3]}"#, &["$.a[*]"], &[], vec![]),
-            ("version in JSON string", r#"{"v":"1.0.0"}"#, r#"{"v":"1.1.0"}"#, &[], &[], vec![]),
-            ("version inside a string", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-abc"}"#, &[], &[], vec![]),
-            ("version twice", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.1.0"}"#, &[], &[], vec![]),
+            ("version in JSON string", r#"{"v":"1.0.0"}"#, r#"{"v":"1.1.0"}"#, &[], &[], vec![p("$.v", Expected)]),
+            ("version inside a string", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-abc"}"#, &[], &[], vec![p("$.build", Expected)]),
+            ("version twice", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.1.0"}"#, &[], &[], vec![p("$.b", Expected)]),
+            ("versions in unordered elements still match", r#"{"t":[{"v":"1.0.0","n":1},{"v":"x","n":2}]}"#, r#"{"t":[{"v":"x","n":2},{"v":"1.1.0","n":1}]}"#, &[], &["$.t"], vec![]),
             ("version plus another change", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-xyz"}"#, &[], &[], vec![p("$.build", Changed)]),
             ("version only half replaced", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.0.0"}"#, &[], &[], vec![p("$.b", Changed)]),
             ("wrong version", r#"{"v":"1.0.0"}"#, r#"{"v":"1.2.0"}"#, &[], &[], vec![p("$.v", Changed)]),
@@ -730,7 +851,7 @@ mod tests {
             ("many changed lines aggregate", "a\nb\nc", "x\ny\nz", vec![p("line[*]", Changed)]),
             ("missing line", "a\nb", "a", vec![p("line[*]", Missing)]),
             ("added line", "a", "a\nb", vec![p("line[*]", Added)]),
-            ("version in a line", "version 1.0.0\nok", "version 1.1.0\nok", vec![]),
+            ("version in a line", "version 1.0.0\nok", "version 1.1.0\nok", vec![p("line[*]", Expected)]),
             ("version and change in a line", "version 1.0.0 up", "version 1.1.0 down", vec![p("line[*]", Changed)]),
         ];
         for (name, r, t, want) in cases {
@@ -753,6 +874,85 @@ mod tests {
             (d[0].running.as_str(), d[0].testing.as_str()),
             ("old", "new")
         );
+    }
+
+    #[test]
+    fn text_without_a_content_type_is_text() {
+        let d = diff(
+            &answer(None, "hello from 1.0.0 GET /\n", "1.0.0"),
+            &answer(None, "hello from 1.1.0 GET /\n", "1.1.0"),
+            &DiffOptions::default(),
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].path.as_str(), d[0].kind), ("line[*]", Expected));
+        assert!(!d[0].kind.counts());
+    }
+
+    #[test]
+    fn headers_are_compared_minus_the_ignored_ones() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        let rh = h(&[
+            ("date", "Mon"),
+            ("cache-control", "no-store"),
+            ("x-version", "1.0.0"),
+            ("set-cookie", "sid=abc; Path=/"),
+            ("x-gone", "1"),
+            ("connection", "keep-alive"),
+        ]);
+        let th = h(&[
+            ("date", "Tue"),
+            ("cache-control", "max-age=60"),
+            ("x-version", "1.1.0"),
+            ("set-cookie", "sid=xyz; Path=/"),
+            ("x-new", "1"),
+        ]);
+        let ignore = strings(&["date", "set-cookie"]);
+        let opts = DiffOptions {
+            ignore_headers: &ignore,
+            ..DiffOptions::default()
+        };
+        let r = Answer {
+            headers: Some(&rh),
+            ..answer(None, "same", "1.0.0")
+        };
+        let t = Answer {
+            headers: Some(&th),
+            ..answer(None, "same", "1.1.0")
+        };
+        let mut got: Vec<_> = diff(&r, &t, &opts)
+            .into_iter()
+            .map(|d| (d.path, d.kind))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                p("$header.cache-control", Changed),
+                p("$header.x-gone", Missing),
+                p("$header.x-new", Added),
+                p("$header.x-version", Expected),
+            ]
+        );
+        // A cookie that is no longer set is named even though values are ignored.
+        let th2 = h(&[("set-cookie", "other=1")]);
+        let t2 = Answer {
+            headers: Some(&th2),
+            ..answer(None, "same", "1.1.0")
+        };
+        let r2h = h(&[("set-cookie", "sid=1")]);
+        let r2 = Answer {
+            headers: Some(&r2h),
+            ..answer(None, "same", "1.0.0")
+        };
+        let d = diff(&r2, &t2, &opts);
+        assert_eq!(d[0].path, "$header.set-cookie");
+        assert_eq!((d[0].running.as_str(), d[0].testing.as_str()), ("sid", "other"));
     }
 
     #[test]
