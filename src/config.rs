@@ -56,7 +56,18 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_LOG_WARN_DELTA", default: "0.5", doc: "Largest allowed excess of testing's warn log lines per mirrored request over running's." },
     KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged." },
     KeyDoc { key: "MAX_P95_RATIO", default: "", doc: "Reject when testing's p95 latency exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "MAX_BODY_DIFF", default: "", doc: "Reject when more than this share of same-status answers differ in body (e.g. 0.05); empty reports only." },
+    KeyDoc { key: "MAX_BODY_DIFF", default: "auto", doc: "Reject when a difference (one path of one endpoint, not noise) is in more than this share of same-status answers; auto means 0.05 with NOISE_CANCEL on and report only with it off; empty reports only." },
+    KeyDoc { key: "DIFF_MAX_BODY", default: "256KiB", doc: "Largest answer body compared field by field (JSON) or line by line (text); larger bodies compare by length and hash." },
+    KeyDoc { key: "DIFF_SAMPLE", default: "1", doc: "Share of mirrored requests whose answers are compared (0 to 1), to bound the cost of diffing." },
+    KeyDoc { key: "DIFF_IGNORE", default: "", doc: "Comma-separated JSON paths that are known noise ($.meta.request_id, $.items[*].updated_at); everything under them is ignored." },
+    KeyDoc { key: "DIFF_UNORDERED", default: "", doc: "Comma-separated JSON array paths whose order does not matter ($.tags)." },
+    KeyDoc { key: "DIFF_IGNORE_HEADERS", default: "Date,Server,Set-Cookie,Content-Length,ETag,Age,Last-Modified,Expires", doc: "Response headers not compared (hop-by-hop ones never are); for Set-Cookie only the values are ignored, cookie names still compare." },
+    KeyDoc { key: "NOISE_CANCEL", default: "on", doc: "on runs a second instance of running's version while a build is tested and mirrors to both: differences that running has with itself are noise and do not count; off saves that instance (differences are then 'noise unknown')." },
+    KeyDoc { key: "DIFF_RELATIVE", default: "0.2", doc: "A difference counts only when its rate is more than this share above its noise rate (0.2 = 20 %)." },
+    KeyDoc { key: "DIFF_ABSOLUTE", default: "0.03", doc: "...and more than this many points above it (0.03 = 3 points of the endpoint's pairs)." },
+    KeyDoc { key: "CONFIDENCE", default: "0.99", doc: "Confidence a rate comparison (5xx, 2xx→4xx, differences) or latency shift (Mann-Whitney U) needs before it rejects or clears; below it the verdict waits." },
+    KeyDoc { key: "MAX_RSS_RATIO", default: "", doc: "Reject when testing's memory (RSS) exceeds running's by this factor (e.g. 2.0); empty reports only." },
+    KeyDoc { key: "MAX_CPU_RATIO", default: "", doc: "Reject when testing's CPU time per request exceeds running's by this factor (e.g. 2.0); empty reports only." },
     KeyDoc { key: "PLAIN_LOG_ERROR_REGEX", default: "(?i)\\b(error|fatal|panic|exception)\\b", doc: "Regex marking a non-JSON log line as an error." },
     KeyDoc { key: "PLAIN_LOG_WARN_REGEX", default: "(?i)\\bwarn(ing)?\\b", doc: "Regex marking a non-JSON log line as a warning." },
     KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
@@ -237,6 +248,8 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// Scoring thresholds.
     pub score: ScoreConfig,
+    /// How answers are compared.
+    pub diff: DiffConfig,
     /// Base dir size budget in bytes.
     pub max_base_size: u64,
     /// Free disk to keep, in bytes.
@@ -299,14 +312,101 @@ pub struct ScoreConfig {
     pub min_endpoint_pairs: u64,
     /// Optional p95 latency ceiling as a ratio to running.
     pub max_p95_ratio: Option<f64>,
-    /// Optional ceiling on the share of differing bodies.
+    /// Optional ceiling on the share of pairs with one (non-noise) difference.
     pub max_body_diff: Option<f64>,
+    /// Relative margin a difference rate needs over its noise rate to count.
+    pub diff_relative: f64,
+    /// Absolute margin a difference rate needs over its noise rate to count.
+    pub diff_absolute: f64,
+    /// Confidence a rate comparison needs before it decides.
+    pub confidence: f64,
+    /// Optional ceiling on testing's RSS over running's.
+    pub max_rss_ratio: Option<f64>,
+    /// Optional ceiling on testing's CPU per request over running's.
+    pub max_cpu_ratio: Option<f64>,
+    /// `NOISE_CANCEL`: a secondary measures noise, so differences wait for it.
+    pub noise_cancel: bool,
     /// Plain-text error line regex.
     pub plain_error_regex: String,
     /// Plain-text warn line regex.
     pub plain_warn_regex: String,
     /// Evaluation period.
     pub evaluate_every: Duration,
+}
+
+/// How answers are captured and compared (the mirror's side of judging answers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffConfig {
+    /// Largest body compared in full, in bytes.
+    pub max_body: usize,
+    /// Share of mirrored requests compared.
+    pub sample: f64,
+    /// Whether a second instance of running measures noise.
+    pub noise_cancel: bool,
+    /// JSON paths that are noise.
+    pub ignore: Vec<String>,
+    /// JSON array paths compared as multisets.
+    pub unordered: Vec<String>,
+    /// Header names (lower case) not compared.
+    pub ignore_headers: Vec<String>,
+}
+
+/// NOISE_CANCEL: on or off.
+fn noise_cancel(raw: &Raw) -> Result<bool, ConfigError> {
+    let v = raw.get("NOISE_CANCEL");
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(invalid("NOISE_CANCEL", v, "on or off")),
+    }
+}
+
+/// A comma-separated list of JSON paths, each starting with `$`.
+fn json_paths(raw: &Raw, key: &'static str) -> Result<Vec<String>, ConfigError> {
+    let expected = "comma-separated JSON paths starting with $, such as $.meta.request_id,$.items[*].updated_at";
+    let v = raw.text(key, 16 * 1024, expected)?;
+    let paths: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if paths.len() > 256 || paths.iter().any(|p| !p.starts_with('$')) {
+        return Err(invalid(key, v, &format!("{expected}, at most 256")));
+    }
+    Ok(paths)
+}
+
+/// The DIFF_* keys and NOISE_CANCEL.
+fn diffing(raw: &Raw) -> Result<DiffConfig, ConfigError> {
+    let max_body = raw.size("DIFF_MAX_BODY", 64 << 20)?;
+    let headers = raw.text(
+        "DIFF_IGNORE_HEADERS",
+        16 * 1024,
+        "comma-separated header names such as Date,Server",
+    )?;
+    let ignore_headers = headers
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) => Ok(n.as_str().to_string()),
+            Err(_) => Err(invalid(
+                "DIFF_IGNORE_HEADERS",
+                headers,
+                "comma-separated header names such as Date,Server",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(DiffConfig {
+        max_body: usize::try_from(max_body)
+            .map_err(|_| invalid("DIFF_MAX_BODY", raw.get("DIFF_MAX_BODY"), "a smaller size"))?,
+        sample: raw.number("DIFF_SAMPLE", 0.0, 1.0, "a fraction")?,
+        noise_cancel: noise_cancel(raw)?,
+        ignore: json_paths(raw, "DIFF_IGNORE")?,
+        unordered: json_paths(raw, "DIFF_UNORDERED")?,
+        ignore_headers,
+    })
 }
 
 /// Where raw values come from, so tests can feed a map instead of the process environment.
@@ -381,6 +481,7 @@ impl Config {
         let mirror = mirror(raw)?;
         let logging = logging(base, raw)?;
         let score = scoring(raw)?;
+        let diff = diffing(raw)?;
         let budgets = budgets(raw)?;
         let admin = admin(raw)?;
         let promote_at = promote_at(raw)?;
@@ -427,6 +528,7 @@ impl Config {
             log_dir: logging.dir,
             log_level: logging.level,
             score,
+            diff,
             max_base_size: budgets.max_base_size,
             min_free_disk: budgets.min_free_disk,
             max_unpacked_size: budgets.max_unpacked_size,
@@ -826,7 +928,29 @@ fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
             "a factor (testing's p95 over running's)",
             "2.0",
         )?,
-        max_body_diff: raw.optional_number("MAX_BODY_DIFF", 0.0, 1.0, fraction, "0.05")?,
+        max_body_diff: if raw.get("MAX_BODY_DIFF").trim().eq_ignore_ascii_case("auto") {
+            noise_cancel(raw)?.then_some(0.05)
+        } else {
+            raw.optional_number("MAX_BODY_DIFF", 0.0, 1.0, fraction, "0.05")?
+        },
+        diff_relative: raw.number("DIFF_RELATIVE", 0.0, 100.0, "a share over the noise rate")?,
+        diff_absolute: raw.number("DIFF_ABSOLUTE", 0.0, 1.0, fraction)?,
+        confidence: raw.number("CONFIDENCE", 0.5, 0.9999, "a confidence")?,
+        max_rss_ratio: raw.optional_number(
+            "MAX_RSS_RATIO",
+            1.0,
+            MAX_P95_FACTOR,
+            "a factor (testing's RSS over running's)",
+            "2.0",
+        )?,
+        max_cpu_ratio: raw.optional_number(
+            "MAX_CPU_RATIO",
+            1.0,
+            MAX_P95_FACTOR,
+            "a factor (testing's CPU per request over running's)",
+            "2.0",
+        )?,
+        noise_cancel: noise_cancel(raw)?,
         plain_error_regex: parse_regex(raw, "PLAIN_LOG_ERROR_REGEX")?,
         plain_warn_regex: parse_regex(raw, "PLAIN_LOG_WARN_REGEX")?,
         evaluate_every: raw.duration(
@@ -1335,6 +1459,14 @@ pub const LIVE_KEYS: &[&str] = &[
     "MIN_ENDPOINT_PAIRS",
     "MAX_P95_RATIO",
     "MAX_BODY_DIFF",
+    "DIFF_IGNORE",
+    "DIFF_UNORDERED",
+    "DIFF_IGNORE_HEADERS",
+    "DIFF_RELATIVE",
+    "DIFF_ABSOLUTE",
+    "CONFIDENCE",
+    "MAX_RSS_RATIO",
+    "MAX_CPU_RATIO",
     "PLAIN_LOG_ERROR_REGEX",
     "PLAIN_LOG_WARN_REGEX",
     "EVALUATE_EVERY",
@@ -1384,6 +1516,17 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         score.min_endpoint_pairs => "MIN_ENDPOINT_PAIRS",
         score.max_p95_ratio => "MAX_P95_RATIO",
         score.max_body_diff => "MAX_BODY_DIFF",
+        diff.max_body => "DIFF_MAX_BODY",
+        diff.sample => "DIFF_SAMPLE",
+        diff.ignore => "DIFF_IGNORE",
+        diff.unordered => "DIFF_UNORDERED",
+        diff.ignore_headers => "DIFF_IGNORE_HEADERS",
+        diff.noise_cancel => "NOISE_CANCEL",
+        score.diff_relative => "DIFF_RELATIVE",
+        score.diff_absolute => "DIFF_ABSOLUTE",
+        score.confidence => "CONFIDENCE",
+        score.max_rss_ratio => "MAX_RSS_RATIO",
+        score.max_cpu_ratio => "MAX_CPU_RATIO",
         score.plain_error_regex => "PLAIN_LOG_ERROR_REGEX",
         score.plain_warn_regex => "PLAIN_LOG_WARN_REGEX",
         score.evaluate_every => "EVALUATE_EVERY",
@@ -1693,6 +1836,7 @@ mod tests {
         "LOG_DIR",
         "PLAIN_LOG_ERROR_REGEX",
         "PLAIN_LOG_WARN_REGEX",
+        "DIFF_IGNORE_HEADERS",
     ];
 
     #[test]

@@ -114,6 +114,8 @@ pub enum Event {
         score: u32,
         pairs: u64,
         summary: String,
+        /// Where answers differ, worst first, with noise rates and examples.
+        diffs: Vec<crate::score::DiffRow>,
     },
     /// Testing passed; a fresh running instance of its version is starting.
     Promoting { version: Version },
@@ -220,6 +222,7 @@ impl Event {
                 score,
                 pairs,
                 summary,
+                ..
             } => tracing::info!(target: T, %version, %verdict, score, pairs, summary, "scored"),
             Event::Promoting { version } => tracing::info!(target: T, %version, "promoting"),
             Event::Promoted { from, to, why } => {

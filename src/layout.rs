@@ -14,6 +14,9 @@ pub enum Role {
     Running,
     /// Receives mirrored copies and is scored.
     Testing,
+    /// A second instance of running's version, sent the diffed copies so that the differences
+    /// running has with itself are known as noise (`NOISE_CANCEL`).
+    Secondary,
 }
 
 impl Role {
@@ -22,6 +25,7 @@ impl Role {
         match self {
             Role::Running => "running",
             Role::Testing => "testing",
+            Role::Secondary => "secondary",
         }
     }
 }

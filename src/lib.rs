@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod score;
 pub mod supervisor;
+pub mod usage;
 pub mod watchdog;
 pub mod watcher;
 pub mod webhooks;
@@ -181,7 +182,10 @@ pub async fn run(
         cfg.mirror_queue,
         cfg.mirror_methods.clone(),
         cfg.mirror_max_body,
+        cfg.diff.max_body,
+        cfg.diff.sample,
     );
+    let capture_budget = mirror_queue.budget();
     let listener = listener.into_std().map_err(RunError::Listener)?;
     let proxy = proxy::start(
         listener,
@@ -213,6 +217,7 @@ pub async fn run(
         cfg: cfg.clone(),
         config: config_rx,
         mirror_rx,
+        capture_budget,
         routes: routes_tx,
         stats,
         events: events.clone(),
@@ -264,6 +269,7 @@ struct Control {
     cfg: Arc<Config>,
     config: watch::Receiver<Arc<Config>>,
     mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
+    capture_budget: proxy::mirror::CaptureBudget,
     routes: watch::Sender<Arc<proxy::Routes>>,
     stats: Arc<proxy::ProxyStats>,
     events: Events,
@@ -285,8 +291,12 @@ impl Control {
             "mirror",
             proxy::mirror::run(
                 self.mirror_rx,
-                cfg.mirror_concurrency,
-                cfg.mirror_timeout,
+                proxy::mirror::MirrorSettings {
+                    concurrency: cfg.mirror_concurrency,
+                    timeout: cfg.mirror_timeout,
+                    config: self.config.clone(),
+                    budget: self.capture_budget,
+                },
                 pairs_tx,
                 self.stats.clone(),
                 self.stop.clone(),

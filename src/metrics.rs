@@ -379,7 +379,7 @@ fn encode_answers(
     Ok(())
 }
 
-/// One child's usage, as `/proc` tells it.
+/// One child's usage, by role.
 #[derive(Debug, Clone, PartialEq)]
 struct Usage {
     role: &'static str,
@@ -387,34 +387,18 @@ struct Usage {
     resident_bytes: u64,
 }
 
-/// CPU time and resident memory of each `(role, pid)` (the instance's leader process: for a start
-/// script that does not `exec`, the shell); a process gone meanwhile is left out.
+/// CPU time and resident memory of each `(role, pid)`; a process gone meanwhile is left out.
 fn usage(children: &[(&'static str, u32)]) -> Vec<Usage> {
-    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-    if children.is_empty() {
-        return Vec::new();
-    }
-    let Ok(mut sys) = System::new() else {
-        return Vec::new();
-    };
-    let pids: Vec<Pid> = children.iter().map(|(_, p)| Pid::from_u32(*p)).collect();
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&pids),
-        true,
-        ProcessRefreshKind::nothing()
-            .with_cpu()
-            .with_memory()
-            .without_tasks(),
-    );
+    let pids: Vec<u32> = children.iter().map(|(_, p)| *p).collect();
     children
         .iter()
-        .zip(&pids)
-        .filter_map(|(&(role, _), pid)| {
-            let p = sys.process(*pid)?;
+        .zip(crate::usage::of(&pids))
+        .filter_map(|(&(role, _), u)| {
+            let u = u?;
             Some(Usage {
                 role,
-                cpu_seconds: p.accumulated_cpu_time() as f64 / 1000.0,
-                resident_bytes: p.memory(),
+                cpu_seconds: u.cpu_seconds,
+                resident_bytes: u.resident_bytes,
             })
         })
         .collect()
@@ -481,6 +465,7 @@ mod tests {
                 score: 40,
                 pairs: 10,
                 summary: String::new(),
+                diffs: Vec::new(),
             });
         }
         c.count(&promoted("1.1.0", SwitchWhy::Automatic));

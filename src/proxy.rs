@@ -198,6 +198,9 @@ pub struct Routes {
     pub running: Option<Arc<Upstream>>,
     /// Gets mirrored copies.
     pub testing: Option<Arc<Upstream>>,
+    /// Gets the diffed copies too: a second instance of running's version, whose differences
+    /// from running are noise (`NOISE_CANCEL`).
+    pub secondary: Option<Arc<Upstream>>,
     /// Running's version while it is being restarted (with `running` empty): users are told to
     /// retry shortly instead of being told to drop a build.
     pub restarting: Option<Version>,
@@ -297,6 +300,10 @@ impl InflightGuard {
     }
 
     fn upstream(&self) -> &Upstream {
+        &self.0
+    }
+
+    fn shared(&self) -> &Arc<Upstream> {
         &self.0
     }
 }
@@ -399,6 +406,7 @@ struct Proxy {
 struct Route {
     running: InflightGuard,
     testing: Option<Arc<Upstream>>,
+    secondary: Option<Arc<Upstream>>,
 }
 
 /// A mirrored request's head and body, deep-copied: hyper's header values are slices of the
@@ -479,7 +487,8 @@ impl Proxy {
         Ok(match result {
             Ok(resp) => {
                 self.stats.running.answered(resp.status(), latency);
-                self.relay(resp, route.running, mirror_to.zip(copy), latency)
+                let mirror = mirror_to.zip(copy).map(|(t, c)| (t, c, route.secondary));
+                self.relay(resp, route.running, mirror, latency)
             }
             Err(e) => {
                 self.stats.running.unanswered();
@@ -498,6 +507,7 @@ impl Proxy {
             Some(r) => Ok(Route {
                 running: InflightGuard::new(r),
                 testing: routes.testing.clone(),
+                secondary: routes.secondary.clone(),
             }),
             None => Err(routes.restarting.clone()),
         }
@@ -561,11 +571,19 @@ impl Proxy {
         &self,
         resp: Response<Incoming>,
         running: InflightGuard,
-        mirror: Option<(Arc<Upstream>, RequestCopy)>,
+        mirror: Option<(Arc<Upstream>, RequestCopy, Option<Arc<Upstream>>)>,
         latency: Duration,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = resp.into_parts();
-        let tee = mirror.and_then(|(target, copy)| {
+        let tee = mirror.and_then(|(target, copy, secondary)| {
+            // Only a sampled copy pays for keeping running's headers.
+            let diff = self.mirror.sampled().then(|| {
+                Box::new(mirror::DiffJob {
+                    running: running.shared().clone(),
+                    headers: parts.headers.clone(),
+                    secondary,
+                })
+            });
             let job = MirrorJob {
                 target,
                 method: copy.method,
@@ -575,6 +593,7 @@ impl Proxy {
                 running_status: parts.status,
                 running_latency: latency,
                 running_body: None,
+                diff,
             };
             let mut tee = mirror::Tee::new(job, self.mirror.clone(), self.stats.clone());
             if hyper::body::Body::is_end_stream(&body) {
@@ -990,7 +1009,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (routes, rx) = watch::channel(Arc::new(Routes::default()));
-        let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024);
+        let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024, 0, 0.0);
         let (stop, fatal) = (CancellationToken::new(), CancellationToken::new());
         let settings = ProxySettings {
             threads,
@@ -1033,7 +1052,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(Arc::new(Routes::default()));
-        let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024);
+        let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024, 0, 0.0);
         let proxy = Arc::new(Proxy::new(
             rx,
             queue,

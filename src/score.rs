@@ -4,6 +4,7 @@
 
 pub mod logs;
 mod pair;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ScoreConfig;
+use crate::diff::{DiffKind, DiffStats};
 use crate::instance::InstanceId;
+use stats::RateCheck;
 use logs::{LevelRules, LogTail};
 pub use pair::Pair;
 
@@ -58,6 +61,54 @@ pub struct Evaluation {
     pub parts: Vec<ScorePart>,
     /// Mirrored pairs seen.
     pub pairs: u64,
+    /// The differences in answers, worst first (at most [`MAX_DIFF_ROWS`]).
+    pub diffs: Vec<DiffRow>,
+}
+
+/// Rows of the differences table kept in an evaluation (status, events, dashboard).
+pub const MAX_DIFF_ROWS: usize = 20;
+/// Pairs with a secondary answer an endpoint needs before its noise is known.
+pub const MIN_NOISE_PAIRS: u64 = 10;
+
+/// How one difference (endpoint, path, kind) is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffJudgement {
+    /// Clearly above its noise (or noise unknown and judged by `MAX_BODY_DIFF`): it counts.
+    Counts,
+    /// Not clearly above the rate at which running differs from itself: it does not count.
+    Noise,
+    /// Only the versions differ: it never counts.
+    Expected,
+    /// No secondary measured this endpoint's noise (`NOISE_CANCEL=off`, or not yet).
+    NoiseUnknown,
+    /// Not enough pairs yet to tell it from noise.
+    Unsure,
+}
+
+/// One row of the differences table: where answers differ, how often, and an example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffRow {
+    /// `GET /items/{n}`.
+    pub endpoint: String,
+    /// `$.items[*].price`.
+    pub path: String,
+    /// What kind of difference.
+    pub kind: DiffKind,
+    /// Pairs with this difference.
+    pub pairs: u64,
+    /// Pairs of this endpoint compared.
+    pub of: u64,
+    /// `pairs / of`.
+    pub rate: f64,
+    /// How often running differed from itself here, when measured.
+    pub noise_rate: Option<f64>,
+    /// How it is judged.
+    pub judgement: DiffJudgement,
+    /// Running's value in one pair (at most 200 bytes).
+    pub running: String,
+    /// Testing's value in the same pair.
+    pub testing: String,
 }
 
 impl Evaluation {
@@ -73,7 +124,35 @@ impl Evaluation {
             Verdict::Promote => "promote".to_string(),
             Verdict::Reject(r) => format!("reject: {}", r.join("; ")),
         };
-        format!("score {} [{}] → {verdict}", self.score, parts.join(", "))
+        let diffs: Vec<String> = self
+            .diffs
+            .iter()
+            .filter(|d| d.judgement != DiffJudgement::Expected)
+            .take(3)
+            .map(|d| {
+                format!(
+                    "{} {} {} {}/{}{} ({:?})",
+                    d.endpoint,
+                    d.path,
+                    d.kind.as_str(),
+                    d.pairs,
+                    d.of,
+                    d.noise_rate
+                        .map_or(String::new(), |n| format!(" noise {:.0}%", n * 100.0)),
+                    d.judgement
+                )
+            })
+            .collect();
+        let diffs = if diffs.is_empty() {
+            String::new()
+        } else {
+            format!(" differences: {}", diffs.join("; "))
+        };
+        format!(
+            "score {} [{}] → {verdict}{diffs}",
+            self.score,
+            parts.join(", ")
+        )
     }
 }
 
@@ -119,6 +198,35 @@ pub struct Summary {
     pub running_p95: Option<Duration>,
     /// Testing's p95 latency over the pairs.
     pub testing_p95: Option<Duration>,
+    /// Running's latency samples, in seconds (for Mann-Whitney U).
+    pub running_latencies: Vec<f64>,
+    /// Testing's latency samples, in seconds.
+    pub testing_latencies: Vec<f64>,
+    /// Differences between testing's and running's answers.
+    pub diffs: DiffStats,
+    /// Differences between the secondary's and running's answers (the noise).
+    pub noise: DiffStats,
+    /// Whether a secondary is expected to measure noise (`NOISE_CANCEL=on`).
+    pub noise_expected: bool,
+    /// Resource use of both instances, when sampled.
+    pub resources: Option<Resources>,
+}
+
+/// CPU and memory of both instances over the scoring window, sampled with sysinfo.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Resources {
+    /// Running's resident memory, bytes.
+    pub running_rss: u64,
+    /// Testing's resident memory, bytes.
+    pub testing_rss: u64,
+    /// Running's CPU seconds since scoring began.
+    pub running_cpu: f64,
+    /// Testing's CPU seconds since scoring began.
+    pub testing_cpu: f64,
+    /// User requests running served over the same time.
+    pub running_requests: u64,
+    /// Mirrored requests testing answered over the same time.
+    pub testing_requests: u64,
 }
 
 /// Fold `/users/42/orders/9f1c…` into `/users/{n}/orders/{id}` so one endpoint is one key.
@@ -169,22 +277,52 @@ fn fold_segment(seg: &str) -> &str {
 /// Pure verdict: too little data waits; any real regression rejects with its reasons; otherwise
 /// promote once the stable window is over.
 pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
-    let mut reasons = Vec::new();
+    let mut j = Judging::default();
+    let (bodies, diffs) = bodies_part(s, cfg, &mut j);
     let mut parts = vec![
-        endpoints_part(s, &mut reasons),
-        server_error_part(s, cfg, &mut reasons),
-        client_error_part(s, cfg, &mut reasons),
-        log_errors_part(s, cfg, &mut reasons),
-        log_warns_part(s, cfg, &mut reasons),
-        bodies_part(s, cfg, &mut reasons),
+        endpoints_part(s, &mut j.reasons),
+        server_error_part(s, cfg, &mut j),
+        client_error_part(s, cfg, &mut j),
+        log_errors_part(s, cfg, &mut j),
+        log_warns_part(s, cfg, &mut j.reasons),
+        bodies,
     ];
-    parts.extend(latency_part(s, cfg, &mut reasons));
+    parts.extend(latency_part(s, cfg, &mut j.reasons));
+    parts.extend(resources_part(s, cfg, &mut j.reasons));
     let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
     Evaluation {
-        verdict: verdict(s, cfg, reasons),
+        verdict: verdict(s, cfg, j),
         score,
         parts,
         pairs: s.pairs,
+        diffs,
+    }
+}
+
+/// What the parts found: regressions (reasons to reject) and doubts (reasons to wait).
+#[derive(Default)]
+struct Judging {
+    reasons: Vec<String>,
+    unsure: Vec<String>,
+}
+
+impl Judging {
+    /// Judge a rate by its confidence interval: `Worse` rejects with `what`, `Undecided` above
+    /// the margin waits, anything else passes.
+    fn rate(&mut self, check: RateCheck, point_over: bool, confidence: f64, what: String) {
+        match check {
+            RateCheck::Worse { .. } => self.reasons.push(format!(
+                "{what} (at {:.0}% confidence)",
+                confidence * 100.0
+            )),
+            RateCheck::Undecided { low, high } if point_over => self.unsure.push(format!(
+                "{what}, but not yet sure at {:.0}% confidence (excess between {:.1} and {:.1} points)",
+                confidence * 100.0,
+                low * 100.0,
+                high * 100.0
+            )),
+            _ => {}
+        }
     }
 }
 
@@ -216,33 +354,61 @@ fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
     }
 }
 
-/// 5xx (and no answer) rate, overall and per endpoint with enough pairs; an endpoint is named
-/// only when the overall rate is within bounds.
-fn server_error_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
+/// 5xx (and no answer) rate, overall and per endpoint with enough pairs, compared with running's
+/// at `CONFIDENCE`; an endpoint is named only when the overall rate is within bounds.
+fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let run5: u64 = s.endpoints.values().map(|e| e.running_5xx).sum();
     let test5: u64 = s.endpoints.values().map(|e| e.testing_5xx).sum();
     let delta = (test5 as f64 - run5 as f64) / pairs_divisor(s);
     let mut worst = delta;
-    if delta > cfg.max_5xx_delta {
-        reasons.push(format!(
-            "5xx rate: testing {:.1}% vs running {:.1}% overall",
+    let check = stats::compare_rates(
+        test5,
+        s.pairs,
+        run5,
+        s.pairs,
+        cfg.max_5xx_delta,
+        cfg.confidence,
+    );
+    let overall_worse = matches!(check, RateCheck::Worse { .. });
+    j.rate(
+        check,
+        delta > cfg.max_5xx_delta,
+        cfg.confidence,
+        format!(
+            "5xx rate: testing {:.1}% vs running {:.1}% overall ({test5} and {run5} of {} pairs)",
             pct(test5, s.pairs),
-            pct(run5, s.pairs)
-        ));
-    }
+            pct(run5, s.pairs),
+            s.pairs
+        ),
+    );
     for (k, e) in &s.endpoints {
         if e.pairs < cfg.min_endpoint_pairs {
             continue;
         }
         let d = (e.testing_5xx as f64 - e.running_5xx as f64) / e.pairs as f64;
         worst = worst.max(d);
-        if d > cfg.max_5xx_delta && delta <= cfg.max_5xx_delta {
-            reasons.push(format!(
-                "5xx rate on {k}: testing {:.1}% vs running {:.1}%",
-                pct(e.testing_5xx, e.pairs),
-                pct(e.running_5xx, e.pairs)
-            ));
+        if overall_worse {
+            continue;
         }
+        let check = stats::compare_rates(
+            e.testing_5xx,
+            e.pairs,
+            e.running_5xx,
+            e.pairs,
+            cfg.max_5xx_delta,
+            cfg.confidence,
+        );
+        j.rate(
+            check,
+            d > cfg.max_5xx_delta,
+            cfg.confidence,
+            format!(
+                "5xx rate on {k}: testing {:.1}% vs running {:.1}% of {} pairs",
+                pct(e.testing_5xx, e.pairs),
+                pct(e.running_5xx, e.pairs),
+                e.pairs
+            ),
+        );
     }
     ScorePart {
         name: "5xx",
@@ -251,16 +417,19 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) 
     }
 }
 
-/// Requests running answers 2xx and testing 4xx.
-fn client_error_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
+/// Requests running answers 2xx and testing 4xx, at `CONFIDENCE`.
+fn client_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let ok4: u64 = s.endpoints.values().map(|e| e.ok_to_client_error).sum();
     let share = ok4 as f64 / pairs_divisor(s);
-    if share > cfg.max_client_error_delta {
-        reasons.push(format!(
+    j.rate(
+        stats::compare_rate_to(ok4, s.pairs, cfg.max_client_error_delta, cfg.confidence),
+        share > cfg.max_client_error_delta,
+        cfg.confidence,
+        format!(
             "client errors: {ok4} of {} pairs answered 2xx on running but 4xx on testing",
             s.pairs
-        ));
-    }
+        ),
+    );
     ScorePart {
         name: "4xx",
         score: ratio_score(share, cfg.max_client_error_delta),
@@ -273,15 +442,35 @@ fn log_line_delta(s: &Summary, testing: u64, running: u64) -> f64 {
     testing as f64 / pairs_divisor(s) - running as f64 / s.running_requests.max(1) as f64
 }
 
-/// Error log lines per request.
-fn log_errors_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
+/// Error log lines per request: testing's share of requests with an error line against running's,
+/// at `CONFIDENCE` (a request logging several lines counts once: the bound needs a proportion).
+fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let err_delta = log_line_delta(s, s.testing_errors, s.running_errors);
-    if err_delta > cfg.max_log_error_delta {
-        reasons.push(format!(
+    let running_n = s.running_requests.max(1);
+    let check = stats::compare_rates(
+        s.testing_errors.min(s.pairs),
+        s.pairs,
+        s.running_errors.min(running_n),
+        running_n,
+        cfg.max_log_error_delta.min(1.0),
+        cfg.confidence,
+    );
+    let check = match check {
+        // More lines than requests is an excess whatever the bound says.
+        _ if err_delta > cfg.max_log_error_delta && s.testing_errors > s.pairs => {
+            RateCheck::Worse { low: 1.0, high: 1.0 }
+        }
+        c => c,
+    };
+    j.rate(
+        check,
+        err_delta > cfg.max_log_error_delta,
+        cfg.confidence,
+        format!(
             "log errors: testing {} error lines for {} mirrored requests vs running {} for {} requests",
             s.testing_errors, s.pairs, s.running_errors, s.running_requests
-        ));
-    }
+        ),
+    );
     ScorePart {
         name: "log_errors",
         score: ratio_score(err_delta, cfg.max_log_error_delta),
@@ -308,68 +497,235 @@ fn log_warns_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
     }
 }
 
-/// Bodies (where statuses agree), reported; judged only when a ceiling is set, since a new
-/// version may rightly answer differently.
-fn bodies_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
-    let compared: u64 = s.endpoints.values().map(|e| e.bodies_compared).sum();
-    let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
-    let body_share = differ as f64 / compared.max(1) as f64;
-    let body_over = cfg
-        .max_body_diff
-        .is_some_and(|max| compared > 0 && body_share > max);
-    if body_over {
-        let worst = s
+/// Answers (where statuses agree), judged per endpoint and path: a difference counts when it is
+/// clearly above its noise (the rate at which running differs from its own secondary) and then
+/// rejects above `MAX_BODY_DIFF`; without noise measured it is reported, and judged only when
+/// noise cancellation is off and `MAX_BODY_DIFF` is set.
+fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, Vec<DiffRow>) {
+    let mut rows = Vec::new();
+    let mut worst = 0.0f64;
+    let (mut counted, mut noise_paths, mut expected) = (0usize, 0usize, 0usize);
+    for (endpoint, e) in &s.diffs.endpoints {
+        let noise = s
+            .noise
             .endpoints
-            .iter()
-            .filter(|(_, e)| e.bodies_differ > 0)
-            .max_by_key(|(_, e)| e.bodies_differ)
-            .map(|(k, _)| k.as_str())
-            .unwrap_or("?");
-        reasons.push(format!("bodies: {differ} of {compared} same-status answers differ from running's (most on {worst})"));
-    }
-    ScorePart {
-        name: "bodies",
-        score: cfg
-            .max_body_diff
-            .map_or(100, |max| ratio_score(body_share, max)),
-        detail: format!(
-            "{differ} of {compared} differ{}",
-            if cfg.max_body_diff.is_none() {
-                ", reported only"
+            .get(endpoint)
+            .filter(|n| n.pairs >= MIN_NOISE_PAIRS);
+        for ((path, kind), ps) in &e.paths {
+            let rate = ps.pairs as f64 / e.pairs.max(1) as f64;
+            let noise_k = noise.map(|n| {
+                n.paths
+                    .iter()
+                    .filter(|((p, k), _)| p == path && k.counts())
+                    .map(|(_, x)| x.pairs)
+                    .sum::<u64>()
+                    .min(n.pairs)
+            });
+            let noise_rate = noise.zip(noise_k).map(|(n, k)| k as f64 / n.pairs as f64);
+            let judgement = if !kind.counts() {
+                expected += 1;
+                DiffJudgement::Expected
+            } else if let (Some(n), Some(nk), Some(nr)) = (noise, noise_k, noise_rate) {
+                let margin = cfg.diff_absolute.max(nr * cfg.diff_relative);
+                match stats::compare_rates(ps.pairs, e.pairs, nk, n.pairs, margin, cfg.confidence)
+                {
+                    RateCheck::Worse { .. } => DiffJudgement::Counts,
+                    RateCheck::Fine { .. } => DiffJudgement::Noise,
+                    RateCheck::Undecided { .. } => {
+                        if rate - nr > margin {
+                            DiffJudgement::Unsure
+                        } else {
+                            DiffJudgement::Noise
+                        }
+                    }
+                }
+            } else if s.noise_expected {
+                DiffJudgement::Unsure
             } else {
-                ""
+                DiffJudgement::NoiseUnknown
+            };
+            let row = DiffRow {
+                endpoint: endpoint.clone(),
+                path: path.clone(),
+                kind: *kind,
+                pairs: ps.pairs,
+                of: e.pairs,
+                rate,
+                noise_rate,
+                judgement,
+                running: ps.example.running.clone(),
+                testing: ps.example.testing.clone(),
+            };
+            let what = || {
+                format!(
+                    "answers differ on {endpoint} at {path} ({}): {} of {} pairs ({:.1}%){}; e.g. running {} vs testing {}",
+                    kind.as_str(),
+                    ps.pairs,
+                    e.pairs,
+                    rate * 100.0,
+                    noise_rate.map_or(String::new(), |n| format!(", running differs from itself in {:.1}%", n * 100.0)),
+                    show_example(&row.running),
+                    show_example(&row.testing),
+                )
+            };
+            match judgement {
+                DiffJudgement::Counts | DiffJudgement::NoiseUnknown => {
+                    if judgement == DiffJudgement::Counts {
+                        counted += 1;
+                    }
+                    let judged = cfg.max_body_diff.filter(|_| {
+                        judgement == DiffJudgement::Counts || !s.noise_expected
+                    });
+                    if let Some(max) = judged {
+                        worst = worst.max(rate / max.max(1e-9) / 2.0);
+                        j.rate(
+                            stats::compare_rate_to(ps.pairs, e.pairs, max, cfg.confidence),
+                            rate > max,
+                            cfg.confidence,
+                            what(),
+                        );
+                    }
+                }
+                DiffJudgement::Unsure => {
+                    if cfg.max_body_diff.is_some_and(|max| rate > max) {
+                        j.unsure.push(format!(
+                            "{} (noise not measured yet{})",
+                            what(),
+                            if s.noise_expected {
+                                ": waiting for the secondary's answers"
+                            } else {
+                                ""
+                            }
+                        ));
+                    }
+                }
+                DiffJudgement::Noise => noise_paths += 1,
+                DiffJudgement::Expected => {}
+            }
+            rows.push(row);
+        }
+    }
+    let order = |r: &DiffRow| match r.judgement {
+        DiffJudgement::Counts => 0,
+        DiffJudgement::Unsure => 1,
+        DiffJudgement::NoiseUnknown => 2,
+        DiffJudgement::Noise => 3,
+        DiffJudgement::Expected => 4,
+    };
+    rows.sort_by(|a, b| {
+        order(a)
+            .cmp(&order(b))
+            .then(b.rate.total_cmp(&a.rate))
+            .then_with(|| a.endpoint.cmp(&b.endpoint))
+    });
+    rows.truncate(MAX_DIFF_ROWS);
+    let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
+    let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
+    let part = ScorePart {
+        name: "bodies",
+        score: (100.0 * (1.0 - worst.min(1.0))) as u32,
+        detail: format!(
+            "{differ} of {compared} compared answers differ; {counted} paths count, {noise_paths} noise, {expected} version only{}",
+            match (s.noise_expected, cfg.max_body_diff) {
+                (false, None) => ", noise unknown, reported only",
+                (false, Some(_)) => ", noise unknown",
+                _ => "",
             }
         ),
+    };
+    (part, rows)
+}
+
+/// An example value for a reason: quoted as captured, or "(none)".
+fn show_example(v: &str) -> String {
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.to_string()
     }
 }
 
-/// p95 latency, reported once both sides have samples; judged only when a ceiling is set.
+/// Testing's memory and CPU per request against running's, each judged only with its ceiling.
+fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
+    let r = s.resources?;
+    let rss_ratio = r.testing_rss as f64 / (r.running_rss.max(1)) as f64;
+    let run_per = r.running_cpu / r.running_requests.max(1) as f64;
+    let test_per = r.testing_cpu / r.testing_requests.max(1) as f64;
+    let cpu_ratio = test_per / run_per.max(1e-9);
+    let mut over = false;
+    if let Some(max) = cfg.max_rss_ratio.filter(|m| rss_ratio > *m) {
+        over = true;
+        reasons.push(format!(
+            "memory: testing uses {:.1} MiB, {rss_ratio:.1}× running's {:.1} MiB (MAX_RSS_RATIO {max})",
+            r.testing_rss as f64 / 1048576.0,
+            r.running_rss as f64 / 1048576.0
+        ));
+    }
+    let enough = r.testing_requests >= cfg.min_mirrored && r.running_cpu > 0.05;
+    if let Some(max) = cfg.max_cpu_ratio.filter(|m| enough && cpu_ratio > *m) {
+        over = true;
+        reasons.push(format!(
+            "CPU: testing uses {:.0} µs per request, {cpu_ratio:.1}× running's {:.0} µs (MAX_CPU_RATIO {max})",
+            test_per * 1e6,
+            run_per * 1e6
+        ));
+    }
+    Some(ScorePart {
+        name: "resources",
+        score: if over { 0 } else { 100 },
+        detail: format!(
+            "RSS testing {:.1} MiB vs running {:.1} MiB ({rss_ratio:.2}×); CPU per request testing {:.0} µs vs running {:.0} µs ({cpu_ratio:.2}×)",
+            r.testing_rss as f64 / 1048576.0,
+            r.running_rss as f64 / 1048576.0,
+            test_per * 1e6,
+            run_per * 1e6
+        ),
+    })
+}
+
+/// p95 latency, reported once both sides have samples, with Mann-Whitney U's verdict on whether
+/// testing is slower; judged only when a ceiling is set, and then only a shift that is both
+/// over the ceiling and significant at `CONFIDENCE` rejects.
 fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
     let (r, t) = (s.running_p95?, s.testing_p95?);
     let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
-    let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max);
+    let mw = stats::mann_whitney(&s.running_latencies, &s.testing_latencies);
+    let significant = mw.is_some_and(|m| m.p_slower < 1.0 - cfg.confidence);
+    let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max) && significant;
+    let mw_text = mw.map_or(String::new(), |m| {
+        format!(
+            "; Mann-Whitney: P(testing slower) {:.2}, p {:.2e} over {} and {} samples",
+            m.effect,
+            m.p_slower,
+            s.running_latencies.len(),
+            s.testing_latencies.len()
+        )
+    });
     if over {
         reasons.push(format!(
-            "latency: testing p95 {:?} is {ratio:.1}× running's {:?}",
+            "latency: testing p95 {:?} is {ratio:.1}× running's {:?}{mw_text}",
             t, r
         ));
     }
     Some(ScorePart {
         name: "latency",
         score: if over { 0 } else { 100 },
-        detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×)", t, r),
+        detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×){mw_text}", t, r),
     })
 }
 
-/// Never judge on no evidence, in either direction; then any reason rejects; then the window.
-fn verdict(s: &Summary, cfg: &ScoreConfig, reasons: Vec<String>) -> Verdict {
+/// Never judge on no evidence, in either direction; then any reason rejects; then doubts wait;
+/// then the window.
+fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
     if s.pairs < cfg.min_mirrored {
         Verdict::Wait(format!(
             "too little traffic: {} of {} mirrored pairs needed",
             s.pairs, cfg.min_mirrored
         ))
-    } else if !reasons.is_empty() {
-        Verdict::Reject(reasons)
+    } else if !j.reasons.is_empty() {
+        Verdict::Reject(j.reasons)
+    } else if !j.unsure.is_empty() {
+        Verdict::Wait(format!("more evidence needed: {}", j.unsure.join("; ")))
     } else if s.elapsed < cfg.stable_window {
         Verdict::Wait(format!(
             "stable for {}s of {}s",
@@ -405,9 +761,79 @@ pub struct Scorecard {
     requests_at_start: u64,
     testing_log: LogTail,
     running_log: LogTail,
+    diffs: DiffStats,
+    noise: DiffStats,
+    /// Testing's and running's pids, with their CPU seconds and the request count when first
+    /// sampled (CPU per request is measured from there).
+    testing_cpu: CpuBase,
+    running_cpu: CpuBase,
+}
+
+/// A process's CPU at the first sample, to measure what it used since.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuBase {
+    pid: u32,
+    first: Option<(f64, u64)>,
 }
 
 impl Scorecard {
+    /// A fresh scorecard for `testing`, logs counted from testing's start and from running's now.
+    pub fn new(watch: Watch, requests_now: u64, now: Instant) -> Scorecard {
+        Scorecard {
+            testing: watch.testing,
+            since: now,
+            pairs: 0,
+            endpoints: BTreeMap::new(),
+            running_latency: Vec::new(),
+            testing_latency: Vec::new(),
+            requests_at_start: requests_now,
+            testing_log: LogTail::from_start(watch.testing_dir),
+            running_log: LogTail::from_now(watch.running_dir),
+            diffs: DiffStats::default(),
+            noise: DiffStats::default(),
+            testing_cpu: CpuBase {
+                pid: watch.testing_pid,
+                first: None,
+            },
+            running_cpu: CpuBase {
+                pid: watch.running_pid.unwrap_or(0),
+                first: None,
+            },
+        }
+    }
+
+    /// Running was restarted: follow its new logs and process.
+    fn follow_running(&mut self, dir: std::path::PathBuf, pid: Option<u32>) {
+        self.running_log.follow(dir);
+        self.running_cpu = CpuBase {
+            pid: pid.unwrap_or(0),
+            first: None,
+        };
+    }
+
+    /// Sample both processes; `None` until both have two samples apart.
+    fn resources(&mut self, running_requests: u64) -> Option<Resources> {
+        let (t, r) = (self.testing_cpu.pid, self.running_cpu.pid);
+        if t == 0 || r == 0 {
+            return None;
+        }
+        let usage = crate::usage::of(&[t, r]);
+        let (tu, ru) = (usage.first().copied()??, usage.get(1).copied()??);
+        let tb = *self.testing_cpu.first.get_or_insert((tu.cpu_seconds, self.pairs));
+        let rb = *self
+            .running_cpu
+            .first
+            .get_or_insert((ru.cpu_seconds, running_requests));
+        Some(Resources {
+            running_rss: ru.resident_bytes,
+            testing_rss: tu.resident_bytes,
+            running_cpu: ru.cpu_seconds - rb.0,
+            testing_cpu: tu.cpu_seconds - tb.0,
+            running_requests: running_requests.saturating_sub(rb.1),
+            testing_requests: self.pairs.saturating_sub(tb.1),
+        })
+    }
+
     /// Fold one pair in.
     pub fn record(&mut self, p: &Pair) {
         if p.testing != self.testing {
@@ -434,10 +860,15 @@ impl Scorecard {
             }
             _ => {}
         }
-        if let Some(same) = p.body_same {
+        if let Some(diffs) = &p.diffs {
             e.bodies_compared += 1;
-            if !same {
+            if diffs.iter().any(|d| d.kind.counts()) {
                 e.bodies_differ += 1;
+            }
+            let key = endpoint_key(&p.method, &p.path);
+            self.diffs.record(&key, diffs);
+            if let Some(noise) = &p.noise {
+                self.noise.record(&key, noise);
             }
         }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
@@ -447,16 +878,24 @@ impl Scorecard {
         }
     }
 
-    /// Read new log lines and summarise.
+    /// Read new log lines, sample both processes and summarise.
     pub fn summary(
         &mut self,
         rules: &LevelRules,
         running_requests_now: u64,
         now: Instant,
+        noise_expected: bool,
     ) -> Summary {
         let (te, tw) = self.testing_log.poll(rules);
         let (re, rw) = self.running_log.poll(rules);
+        let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
         Summary {
+            running_latencies: secs(&self.running_latency),
+            testing_latencies: secs(&self.testing_latency),
+            diffs: self.diffs.clone(),
+            noise: self.noise.clone(),
+            noise_expected,
+            resources: self.resources(running_requests_now),
             elapsed: now.duration_since(self.since),
             pairs: self.pairs,
             endpoints: self.endpoints.clone(),
@@ -492,23 +931,33 @@ fn p95(v: &[Duration]) -> Option<Duration> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScorerControl {
     /// Score this testing instance from now on (a fresh scorecard).
-    Watch {
-        /// The testing instance.
-        testing: InstanceId,
-        /// Its instance folder (logs counted from its start).
-        testing_dir: std::path::PathBuf,
-        /// Running's instance folder (logs counted from now).
-        running_dir: std::path::PathBuf,
-    },
+    Watch(Watch),
     /// Running was restarted: count its logs from the new instance folder, keeping the score.
     Running {
         /// The new running instance folder.
         running_dir: std::path::PathBuf,
+        /// Its process.
+        running_pid: Option<u32>,
     },
     /// No testing instance: stop scoring.
     Clear,
     /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
     Config(ScoreConfig),
+}
+
+/// What to score: the testing instance against the running one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    /// The testing instance.
+    pub testing: InstanceId,
+    /// Its instance folder (logs counted from its start).
+    pub testing_dir: std::path::PathBuf,
+    /// Its process, for memory and CPU.
+    pub testing_pid: u32,
+    /// Running's instance folder (logs counted from now).
+    pub running_dir: std::path::PathBuf,
+    /// Running's process.
+    pub running_pid: Option<u32>,
 }
 
 /// A verdict about one testing instance, sent to the supervisor.
@@ -541,20 +990,10 @@ pub async fn run(
             Some(p) = pairs.recv() => if let Some(c) = card.as_mut() { c.record(&p) },
             Some(c) = control.recv() => {
                 card = match c {
-                    ScorerControl::Watch { testing, testing_dir, running_dir } => Some(Scorecard {
-                        testing,
-                        since: Instant::now(),
-                        pairs: 0,
-                        endpoints: BTreeMap::new(),
-                        running_latency: Vec::new(),
-                        testing_latency: Vec::new(),
-                        requests_at_start: requests.load(Ordering::Relaxed),
-                        testing_log: LogTail::from_start(testing_dir),
-                        running_log: LogTail::from_now(running_dir),
-                    }),
-                    ScorerControl::Running { running_dir } => {
+                    ScorerControl::Watch(w) => Some(Scorecard::new(w, requests.load(Ordering::Relaxed), Instant::now())),
+                    ScorerControl::Running { running_dir, running_pid } => {
                         if let Some(c) = card.as_mut() {
-                            c.running_log.follow(running_dir);
+                            c.follow_running(running_dir, running_pid);
                         }
                         continue;
                     }
@@ -572,7 +1011,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
-                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now());
+                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), cfg.noise_cancel);
                     let evaluation = evaluate(&s, &cfg);
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
                     if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {
@@ -599,6 +1038,12 @@ mod tests {
             min_endpoint_pairs: 5,
             max_p95_ratio: None,
             max_body_diff: None,
+            diff_relative: 0.2,
+            diff_absolute: 0.03,
+            confidence: 0.99,
+            max_rss_ratio: None,
+            max_cpu_ratio: None,
+            noise_cancel: false,
             plain_error_regex: String::new(),
             plain_warn_regex: String::new(),
             evaluate_every: Duration::from_secs(1),
@@ -661,13 +1106,43 @@ mod tests {
         assert_eq!(e.score, 0);
     }
 
+    fn difference(path: &str, kind: DiffKind) -> crate::diff::Difference {
+        crate::diff::Difference {
+            path: path.to_string(),
+            kind,
+            running: "3".to_string(),
+            testing: "6".to_string(),
+        }
+    }
+
+    /// `n` pairs of `GET /a`, `k` of them with `diff` (and `noise_k` of `n` noise pairs).
+    fn with_diffs(
+        n: u64,
+        k: u64,
+        diff: &crate::diff::Difference,
+        noise: Option<(u64, u64)>,
+    ) -> Summary {
+        let mut s = summary(n, 600);
+        for i in 0..n {
+            let d = if i < k { vec![diff.clone()] } else { vec![] };
+            s.diffs.record("GET /a", &d);
+        }
+        if let Some((nn, nk)) = noise {
+            for i in 0..nn {
+                let d = if i < nk { vec![diff.clone()] } else { vec![] };
+                s.noise.record("GET /a", &d);
+            }
+        }
+        s
+    }
+
     #[test]
-    fn bodies_are_reported_and_judged_only_with_a_ceiling() {
-        let mut s = summary(200, 600);
-        let e = s.endpoints.get_mut("GET /a").unwrap();
-        e.bodies_compared = 200;
-        e.bodies_differ = 150;
-        assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+    fn differences_without_noise_are_reported_and_judged_only_with_a_ceiling() {
+        let price = difference("$.items[*].price", DiffKind::Changed);
+        let s = with_diffs(200, 150, &price, None);
+        let e = evaluate(&s, &cfg());
+        assert_eq!(e.verdict, Verdict::Promote);
+        assert_eq!(e.diffs[0].judgement, DiffJudgement::NoiseUnknown);
         let strict = ScoreConfig {
             max_body_diff: Some(0.1),
             ..cfg()
@@ -676,9 +1151,127 @@ mod tests {
             panic!()
         };
         assert!(
-            r[0].contains("150 of 200") && r[0].contains("GET /a"),
+            r[0].contains("150 of 200")
+                && r[0].contains("GET /a")
+                && r[0].contains("$.items[*].price")
+                && r[0].contains("running 3 vs testing 6"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn noise_cancels_what_running_does_to_itself() {
+        let on = ScoreConfig {
+            max_body_diff: Some(0.05),
+            noise_cancel: true,
+            ..cfg()
+        };
+        let ts = difference("$.ts", DiffKind::Changed);
+        // Every pair differs, and so does running from itself: noise, promoted.
+        let mut s = with_diffs(200, 200, &ts, Some((190, 190)));
+        s.noise_expected = true;
+        let e = evaluate(&s, &on);
+        assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+        assert_eq!(e.diffs[0].judgement, DiffJudgement::Noise);
+        assert_eq!(e.diffs[0].noise_rate, Some(1.0));
+        // The same rate where running agrees with itself: a regression.
+        let mut s = with_diffs(200, 200, &ts, Some((190, 0)));
+        s.noise_expected = true;
+        assert!(matches!(evaluate(&s, &on).verdict, Verdict::Reject(_)));
+        // A rate clearly above a partial noise rate counts too.
+        let mut s = with_diffs(400, 300, &ts, Some((400, 100)));
+        s.noise_expected = true;
+        assert!(matches!(evaluate(&s, &on).verdict, Verdict::Reject(_)));
+        // Noise not measured yet: wait and say so, never reject.
+        let mut s = with_diffs(200, 200, &ts, Some((3, 3)));
+        s.noise_expected = true;
+        let e = evaluate(&s, &on);
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("noise not measured")),
+            "{e:?}"
+        );
+        // Version-only differences never count.
+        let v = difference("$.version", DiffKind::Expected);
+        let s = with_diffs(200, 200, &v, None);
+        let strict = ScoreConfig {
+            max_body_diff: Some(0.01),
+            ..cfg()
+        };
+        let e = evaluate(&s, &strict);
+        assert_eq!(e.verdict, Verdict::Promote);
+        assert_eq!(e.diffs[0].judgement, DiffJudgement::Expected);
+    }
+
+    #[test]
+    fn a_handful_of_unlucky_requests_waits_a_real_shift_rejects() {
+        // 3 5xx in 120 pairs against none: 2.5 % is over the 1-point margin, but not surely.
+        let mut s = summary(120, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 3;
+        let e = evaluate(&s, &cfg());
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("not yet sure at 99%")),
+            "{e:?}"
+        );
+        // 30 in 300: surely worse.
+        let mut s = summary(300, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 30;
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!()
+        };
+        assert!(r[0].contains("at 99% confidence"), "{r:?}");
+        // 1 in 1000: within the margin, promoted.
+        let mut s = summary(1000, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 1;
+        assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn latency_rejects_only_a_significant_shift_over_the_ceiling() {
+        let strict = ScoreConfig {
+            max_p95_ratio: Some(1.5),
+            ..cfg()
+        };
+        let mut s = summary(200, 600);
+        s.running_latencies = (0..200).map(|i| 0.001 + (i % 10) as f64 * 1e-4).collect();
+        s.testing_latencies = s.running_latencies.iter().map(|l| l * 3.0).collect();
+        s.running_p95 = Some(Duration::from_micros(1900));
+        s.testing_p95 = Some(Duration::from_micros(5700));
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        assert!(r[0].contains("Mann-Whitney"), "{r:?}");
+        // Same p95s from a handful of samples: not significant, no rejection.
+        s.running_latencies.truncate(4);
+        s.testing_latencies.truncate(4);
+        assert_eq!(evaluate(&s, &strict).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn resources_are_reported_and_judged_with_a_ceiling() {
+        let mut s = summary(200, 600);
+        s.resources = Some(Resources {
+            running_rss: 10 << 20,
+            testing_rss: 40 << 20,
+            running_cpu: 1.0,
+            testing_cpu: 8.0,
+            running_requests: 1000,
+            testing_requests: 1000,
+        });
+        let e = evaluate(&s, &cfg());
+        assert_eq!(e.verdict, Verdict::Promote);
+        assert!(e.parts.iter().any(|p| p.name == "resources"
+            && p.detail.contains("4.00×")
+            && p.detail.contains("8.00×")));
+        let strict = ScoreConfig {
+            max_rss_ratio: Some(2.0),
+            max_cpu_ratio: Some(2.0),
+            ..cfg()
+        };
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        assert!(r.iter().any(|r| r.contains("memory") && r.contains("40.0 MiB")), "{r:?}");
+        assert!(r.iter().any(|r| r.contains("CPU") && r.contains("8000 µs")), "{r:?}");
     }
 
     #[test]
@@ -700,17 +1293,17 @@ mod tests {
 
     #[test]
     fn record_classifies_pairs() {
-        let mut c = Scorecard {
-            testing: InstanceId(1),
-            since: Instant::now(),
-            pairs: 0,
-            endpoints: BTreeMap::new(),
-            running_latency: vec![],
-            testing_latency: vec![],
-            requests_at_start: 0,
-            testing_log: LogTail::from_start("/nonexistent".into()),
-            running_log: LogTail::from_start("/nonexistent".into()),
-        };
+        let mut c = Scorecard::new(
+            Watch {
+                testing: InstanceId(1),
+                testing_dir: "/nonexistent".into(),
+                testing_pid: 0,
+                running_dir: "/nonexistent".into(),
+                running_pid: None,
+            },
+            0,
+            Instant::now(),
+        );
         let p = |path: &str, r, t| Pair {
             testing: InstanceId(1),
             method: Method::GET,
@@ -720,7 +1313,8 @@ mod tests {
             testing_status: t,
             testing_latency: Some(Duration::from_millis(1)),
             testing_error: None,
-            body_same: None,
+            diffs: None,
+            noise: None,
         };
         c.record(&p("/items/17", 200, Some(404)));
         c.record(&p("/items/18", 200, Some(500)));

@@ -136,6 +136,8 @@ pub struct Resumed {
     pub rollback_window: Duration,
     /// `MAX_5XX_DELTA`: how much worse than before the switch its 5xx rate may be.
     pub max_5xx_delta: f64,
+    /// `NOISE_CANCEL`: run a secondary of running's version while a build is tested.
+    pub noise_cancel: bool,
 }
 
 /// A started child as the supervisor knows it.
@@ -245,6 +247,8 @@ pub struct Routing {
     pub running: Option<Target>,
     /// Gets mirrored copies.
     pub testing: Option<Target>,
+    /// Gets the diffed copies too, to measure noise.
+    pub secondary: Option<Target>,
     /// Running is down and being restarted (users are told to retry).
     pub restarting: Option<Version>,
 }
@@ -444,6 +448,12 @@ pub struct State {
     testing: Option<Slot>,
     /// A fresh running instance of the version being promoted, until it is ready.
     next: Option<Slot>,
+    /// A second instance of running's version while a build is tested (`NOISE_CANCEL`).
+    secondary: Option<Slot>,
+    /// Whether to run one.
+    noise_cancel: bool,
+    /// The testing instance whose secondary failed: noise stays unknown for it.
+    secondary_off: Option<InstanceId>,
     /// An installed build waiting for running to be ready before it is tested.
     pending: Option<Installed>,
     /// The build being installed; later drops wait in `drops`.
@@ -510,6 +520,9 @@ impl State {
             running: None,
             testing: None,
             next: None,
+            secondary: None,
+            noise_cancel: false,
+            secondary_off: None,
             pending: None,
             installing: None,
             drops: VecDeque::new(),
@@ -572,6 +585,11 @@ impl State {
         self.next.as_ref()
     }
 
+    /// The second instance of running's version that measures noise, if any.
+    pub fn secondary(&self) -> Option<&Slot> {
+        self.secondary.as_ref()
+    }
+
     /// The installed build waiting to be tested, if any.
     pub fn pending(&self) -> Option<&Installed> {
         self.pending.as_ref()
@@ -615,12 +633,14 @@ impl State {
                 pairs: ev.pairs,
                 reasons,
                 parts: ev.parts.clone(),
+                diffs: ev.diffs.clone(),
             })
         });
         Status {
             running: slot(&self.running),
             testing: slot(&self.testing),
             promoting: slot(&self.next),
+            secondary: slot(&self.secondary),
             restarting: match &self.running {
                 None => self.restart.as_ref().map(|r| r.installed.version.clone()),
                 Some(_) => None,
@@ -692,6 +712,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
         }
     }
     d.run_schedules();
+    d.fit_secondary();
     d.assign_ports();
     d.persist();
     // After the state write: an operator told "scheduled" can rely on it surviving a crash.
@@ -731,6 +752,7 @@ impl Decision<'_> {
         self.s.hooks = r.hooks;
         self.s.guard_window = r.rollback_window;
         self.s.guard_max_delta = r.max_5xx_delta;
+        self.s.noise_cancel = r.noise_cancel;
         self.resume_schedules(r.schedules, r.promote_at);
         let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
         if switched {
@@ -918,7 +940,12 @@ impl Decision<'_> {
             self.s.busy.clear();
             self.s.busy_retry = None;
         }
-        for part in [SlotKey::Running, SlotKey::Next, SlotKey::Testing] {
+        for part in [
+            SlotKey::Running,
+            SlotKey::Next,
+            SlotKey::Testing,
+            SlotKey::Secondary,
+        ] {
             let waiting = self
                 .slot_mut(part)
                 .is_some_and(|s| s.phase == Phase::NeedsPort);
@@ -968,6 +995,7 @@ impl Decision<'_> {
             SlotKey::Running => self.s.running.as_mut(),
             SlotKey::Testing => self.s.testing.as_mut(),
             SlotKey::Next => self.s.next.as_mut(),
+            SlotKey::Secondary => self.s.secondary.as_mut(),
         }
     }
 
@@ -979,6 +1007,8 @@ impl Decision<'_> {
             Some(SlotKey::Testing)
         } else if is(&self.s.next) {
             Some(SlotKey::Next)
+        } else if is(&self.s.secondary) {
+            Some(SlotKey::Secondary)
         } else {
             None
         }
@@ -1120,6 +1150,7 @@ impl Decision<'_> {
                     // A restarted running: testing is still scored against it.
                     self.out.push(Action::Score(ScorerControl::Running {
                         running_dir: child.dir.clone(),
+                        running_pid: Some(child.pid),
                     }));
                 }
                 if std::mem::take(&mut self.s.txn_post_due) {
@@ -1132,20 +1163,19 @@ impl Decision<'_> {
             }
             SlotKey::Testing => {
                 self.serve(SlotKey::Testing);
-                let running_dir = self
-                    .s
-                    .running
-                    .as_ref()
-                    .and_then(|r| r.phase.child())
-                    .map(|c| c.dir.clone())
-                    .unwrap_or_default();
+                let running = self.s.running.as_ref().and_then(|r| r.phase.child());
+                let running_dir = running.map(|c| c.dir.clone()).unwrap_or_default();
+                let running_pid = running.map(|c| c.pid);
                 let testing = self.s.testing.as_ref().expect("serving testing");
-                self.out.push(Action::Score(ScorerControl::Watch {
+                self.out.push(Action::Score(ScorerControl::Watch(crate::score::Watch {
                     testing: testing.id,
                     testing_dir: child.dir,
+                    testing_pid: child.pid,
                     running_dir,
-                }));
+                    running_pid,
+                })));
             }
+            SlotKey::Secondary => self.serve(SlotKey::Secondary),
             SlotKey::Next => {
                 // Journal "ready" on its own, before the switch is even decided.
                 if let Some(t) = self.s.txn.as_mut() {
@@ -1197,6 +1227,7 @@ impl Decision<'_> {
         let routing = Routing {
             running: self.s.running.as_ref().and_then(Slot::target),
             testing: self.s.testing.as_ref().and_then(Slot::target),
+            secondary: self.s.secondary.as_ref().and_then(Slot::target),
             restarting: match &self.s.running {
                 Some(r) if r.proven && !r.is_ready() => Some(r.version().clone()),
                 None => self.s.restart.as_ref().map(|r| r.installed.version.clone()),
@@ -1214,6 +1245,74 @@ impl Decision<'_> {
                 "the new running instance of the promoted version {why}"
             )]),
             SlotKey::Running => self.running_failed(why),
+            SlotKey::Secondary => self.secondary_failed(why),
+        }
+    }
+
+    /// The noise instance failed: testing is judged without it ("noise unknown"); never a
+    /// reason to reject testing or to touch running.
+    fn secondary_failed(&mut self, why: String) {
+        let Some(slot) = self.s.secondary.take() else {
+            return;
+        };
+        tracing::warn!(
+            "the secondary instance of {} {why}; differences are judged without noise cancellation for this build",
+            slot.version()
+        );
+        self.s.secondary_off = self.s.testing.as_ref().map(|t| t.id);
+        self.drop_secondary(slot);
+    }
+
+    fn drop_secondary(&mut self, slot: Slot) {
+        let was_ready = slot.is_ready();
+        let kept_for_rollback = self
+            .s
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.from == *slot.version());
+        let after = if kept_for_rollback {
+            AfterStop::Keep
+        } else {
+            AfterStop::ArchiveIfUnused
+        };
+        self.retire(slot, false, after);
+        if was_ready {
+            self.out.push(Action::Unpoint(Role::Secondary));
+            self.publish_routes();
+        }
+    }
+
+    /// Run a secondary of running's version exactly while a build is tested against a ready
+    /// running and no promotion is under way; replace it when running's version changes.
+    fn fit_secondary(&mut self) {
+        let running = self
+            .s
+            .running
+            .as_ref()
+            .filter(|r| r.is_ready())
+            .map(|r| r.installed.clone());
+        let testing = self.s.testing.as_ref().map(|t| t.id);
+        let wanted = running.filter(|_| {
+            self.s.noise_cancel
+                && testing.is_some()
+                && testing != self.s.secondary_off
+                && self.s.next.is_none()
+                && self.s.txn.is_none()
+        });
+        let fits = match (&self.s.secondary, &wanted) {
+            (Some(sec), Some(w)) => *sec.version() == w.version,
+            (None, None) => true,
+            _ => false,
+        };
+        if fits {
+            return;
+        }
+        if let Some(old) = self.s.secondary.take() {
+            self.drop_secondary(old);
+        }
+        if let Some(installed) = wanted {
+            let slot = self.new_slot(Role::Secondary, installed, true);
+            self.s.secondary = Some(slot);
         }
     }
 
@@ -1315,6 +1414,7 @@ impl Decision<'_> {
             score: ev.score,
             pairs: ev.pairs,
             summary: ev.summary(),
+            diffs: ev.diffs.clone(),
         });
         if self.s.paused {
             return; // scored and shown, not acted on
@@ -1484,18 +1584,20 @@ impl Decision<'_> {
             self.after_switch();
         }
         // A rollback leaves testing in place: it is scored against the new running from now on.
-        let running_dir = self
+        let running = self
             .s
             .running
             .as_ref()
             .and_then(|r| r.phase.child())
-            .map(|c| c.dir.clone());
-        if let (Some(running_dir), true) = (
-            running_dir,
+            .map(|c| (c.dir.clone(), c.pid));
+        if let (Some((running_dir, pid)), true) = (
+            running,
             self.s.testing.as_ref().is_some_and(Slot::is_ready),
         ) {
-            self.out
-                .push(Action::Score(ScorerControl::Running { running_dir }));
+            self.out.push(Action::Score(ScorerControl::Running {
+                running_dir,
+                running_pid: Some(pid),
+            }));
         }
         self.start_pending();
     }
@@ -1695,7 +1797,7 @@ impl Decision<'_> {
             }
         }
         let s = &*self.s;
-        let in_slot = [&s.running, &s.testing, &s.next]
+        let in_slot = [&s.running, &s.testing, &s.next, &s.secondary]
             .into_iter()
             .flatten()
             .any(|slot| *slot.version() == version);
@@ -2209,6 +2311,7 @@ enum SlotKey {
     Running,
     Testing,
     Next,
+    Secondary,
 }
 
 /// How long to wait before restarting running after `failures` failures in a row: at once the

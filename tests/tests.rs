@@ -12,6 +12,7 @@ mod faults;
 mod fleet;
 mod hostile;
 mod instance_faults;
+mod judging;
 mod metrics;
 mod promotion;
 mod proxy_faults;

@@ -13,9 +13,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::watch;
 
 use super::{upstream_client, ProxyBody, ProxyStats, Upstream};
+use crate::config::Config;
+use crate::diff::{self, DiffOptions, Difference};
 use crate::score::Pair;
 
 /// Marks a mirrored copy so the app can skip side effects.
@@ -29,6 +33,18 @@ pub const COMPARED_BODY: usize = 64 * 1024;
 pub struct BodyDigest {
     hash: u64,
     len: u64,
+}
+
+impl BodyDigest {
+    /// The body's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the body was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Default for BodyDigest {
@@ -52,11 +68,119 @@ impl BodyDigest {
     }
 }
 
+/// Bytes of answer bodies held for diffing at once, across all captures: past it a body is
+/// compared by length and hash only, so memory stays bounded however large or many the answers.
+pub const CAPTURE_BUDGET: usize = 32 << 20;
+
+/// A shared count of captured bytes, against [`CAPTURE_BUDGET`].
+#[derive(Clone, Default)]
+pub struct CaptureBudget(Arc<AtomicUsize>);
+
+impl CaptureBudget {
+    fn take(&self, n: usize) -> bool {
+        let mut held = self.0.load(Ordering::Relaxed);
+        loop {
+            if held + n > CAPTURE_BUDGET {
+                return false;
+            }
+            match self
+                .0
+                .compare_exchange_weak(held, held + n, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes held now (for tests and metrics).
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A body seen going past: its fingerprint always, and its chunks (shared, not copied) while it
+/// stays within the diff cap and the capture budget.
+pub struct BodyCapture {
+    digest: BodyDigest,
+    chunks: Vec<Bytes>,
+    held: usize,
+    max: usize,
+    whole: bool,
+    budget: CaptureBudget,
+}
+
+impl BodyCapture {
+    /// A capture keeping at most `max` bytes (0: fingerprint only).
+    pub fn new(max: usize, budget: CaptureBudget) -> BodyCapture {
+        BodyCapture {
+            digest: BodyDigest::default(),
+            chunks: Vec::new(),
+            held: 0,
+            max,
+            whole: max > 0,
+            budget,
+        }
+    }
+
+    /// The next chunk of the body.
+    pub fn feed(&mut self, d: &Bytes) {
+        self.digest.feed(d);
+        if !self.whole || d.is_empty() {
+            return;
+        }
+        if self.held + d.len() <= self.max && self.budget.take(d.len()) {
+            self.held += d.len();
+            self.chunks.push(d.clone());
+        } else {
+            self.whole = false;
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        self.chunks = Vec::new();
+        self.budget.give_back(std::mem::take(&mut self.held));
+    }
+
+    /// The whole body when it was kept, else `None` (compare by [`BodyCapture::digest`]).
+    fn body(&mut self) -> Option<Bytes> {
+        if !self.whole {
+            return None;
+        }
+        Some(match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks[0].clone(),
+            _ => {
+                let mut all = Vec::with_capacity(self.held);
+                for c in &self.chunks {
+                    all.extend_from_slice(c);
+                }
+                Bytes::from(all)
+            }
+        })
+    }
+
+    fn digest(&self) -> BodyDigest {
+        self.digest
+    }
+}
+
+impl Drop for BodyCapture {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Watches running's answer stream past on its way to the user and hands the copy to the mirror
-/// when it ends, with running's body fingerprint; the user's stream is never held up.
+/// when it ends, with running's body captured; the user's stream is never held up.
 pub struct Tee {
     job: Option<MirrorJob>,
-    digest: BodyDigest,
+    capture: Option<BodyCapture>,
     queue: MirrorQueue,
     stats: Arc<ProxyStats>,
 }
@@ -64,17 +188,20 @@ pub struct Tee {
 impl Tee {
     /// A tee that will offer `job` to `queue` once running's body is done.
     pub fn new(job: MirrorJob, queue: MirrorQueue, stats: Arc<ProxyStats>) -> Tee {
+        let max = if job.diff.is_some() { queue.diff_max } else { 0 };
         Tee {
             job: Some(job),
-            digest: BodyDigest::default(),
+            capture: Some(BodyCapture::new(max, queue.budget.clone())),
             queue,
             stats,
         }
     }
 
     /// Running's body went past.
-    pub fn feed(&mut self, d: &[u8]) {
-        self.digest.feed(d);
+    pub fn feed(&mut self, d: &Bytes) {
+        if let Some(c) = self.capture.as_mut() {
+            c.feed(d);
+        }
     }
 
     /// Running's body ended (`complete`) or was abandoned: offer the copy, never waiting.
@@ -82,7 +209,7 @@ impl Tee {
         let Some(mut job) = self.job.take() else {
             return;
         };
-        job.running_body = complete.then_some(self.digest);
+        job.running_body = self.capture.take().filter(|_| complete);
         if self.queue.offer(job) {
             self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -95,6 +222,17 @@ impl Drop for Tee {
     fn drop(&mut self) {
         self.finish(false);
     }
+}
+
+/// What a sampled copy needs to be diffed: running's side of the comparison and where the
+/// secondary (running's version, for noise) listens.
+pub struct DiffJob {
+    /// Running, for its version.
+    pub running: Arc<Upstream>,
+    /// Running's response headers.
+    pub headers: HeaderMap,
+    /// The secondary instance, when noise cancellation runs one.
+    pub secondary: Option<Arc<Upstream>>,
 }
 
 /// A copy of one user request, with running's answer to compare against.
@@ -113,8 +251,11 @@ pub struct MirrorJob {
     pub running_status: StatusCode,
     /// How long running took to answer (to headers).
     pub running_latency: Duration,
-    /// Running's body fingerprint, when its body was read to the end.
-    pub running_body: Option<BodyDigest>,
+    /// Running's body, when it was read to the end (captured for a diffed copy, else only its
+    /// fingerprint).
+    pub running_body: Option<BodyCapture>,
+    /// Set when this copy's answers are compared field by field (`DIFF_SAMPLE`).
+    pub diff: Option<Box<DiffJob>>,
 }
 
 /// The proxy's side of the mirror: decides eligibility and offers copies without waiting.
@@ -123,14 +264,22 @@ pub struct MirrorQueue {
     tx: mpsc::Sender<MirrorJob>,
     methods: Arc<[Method]>,
     max_body: u64,
+    diff_max: usize,
+    /// Copies sampled for diffing, out of 2^32 (`DIFF_SAMPLE`).
+    sample: u64,
+    seen: Arc<AtomicU64>,
+    budget: CaptureBudget,
 }
 
 impl MirrorQueue {
-    /// A queue of `capacity` copies for `methods`, with bodies up to `max_body` bytes.
+    /// A queue of `capacity` copies for `methods`, with bodies up to `max_body` bytes; a share
+    /// `sample` of them (0..1) has answers of up to `diff_max` bytes captured for diffing.
     pub fn new(
         capacity: usize,
         methods: Vec<Method>,
         max_body: u64,
+        diff_max: usize,
+        sample: f64,
     ) -> (MirrorQueue, mpsc::Receiver<MirrorJob>) {
         let (tx, rx) = mpsc::channel(capacity);
         (
@@ -138,6 +287,10 @@ impl MirrorQueue {
                 tx,
                 methods: methods.into(),
                 max_body,
+                diff_max,
+                sample: (sample.clamp(0.0, 1.0) * (1u64 << 32) as f64) as u64,
+                seen: Arc::new(AtomicU64::new(0)),
+                budget: CaptureBudget::default(),
             },
             rx,
         )
@@ -153,23 +306,59 @@ impl MirrorQueue {
         self.max_body
     }
 
+    /// Whether the next copy is diffed: spread evenly (the n-th copy is sampled when
+    /// `n × DIFF_SAMPLE` crosses a whole number), no random source on the request path.
+    pub fn sampled(&self) -> bool {
+        if self.sample >= 1 << 32 {
+            return true;
+        }
+        if self.sample == 0 {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        ((n + 1) * self.sample) >> 32 != (n * self.sample) >> 32
+    }
+
+    /// The captured-bytes budget, shared with the mirror worker.
+    pub fn budget(&self) -> CaptureBudget {
+        self.budget.clone()
+    }
+
     /// Hand over a copy; `false` when the queue is full and the copy was dropped.
     pub fn offer(&self, job: MirrorJob) -> bool {
         self.tx.try_send(job).is_ok()
     }
 }
 
-/// Send queued copies to testing, at most `concurrency` at once, each bounded by `timeout`,
-/// count testing's answers in `stats.testing` and report every pair on `pairs` (dropped if the
-/// scorer lags). Runs until `cancel`.
+/// What the mirror worker needs besides its queue.
+pub struct MirrorSettings {
+    /// Copies in flight at once.
+    pub concurrency: usize,
+    /// Deadline for testing's (and the secondary's) whole answer.
+    pub timeout: Duration,
+    /// The live configuration: what to ignore when diffing, re-read for every pair.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// The captured-bytes budget (the queue's).
+    pub budget: CaptureBudget,
+}
+
+/// Send queued copies to testing (and, for a sampled copy with noise cancellation, to the
+/// secondary), at most `concurrency` at once, each bounded by `timeout`, diff the answers, count
+/// testing's answers in `stats.testing` and report every pair on `pairs` (dropped if the scorer
+/// lags). Runs until `cancel`.
 pub async fn run(
     mut rx: mpsc::Receiver<MirrorJob>,
-    concurrency: usize,
-    timeout: Duration,
+    settings: MirrorSettings,
     pairs: mpsc::Sender<Pair>,
     stats: Arc<ProxyStats>,
     cancel: CancellationToken,
 ) {
+    let MirrorSettings {
+        concurrency,
+        timeout,
+        config,
+        budget,
+    } = settings;
     let client = upstream_client();
     let permits = Arc::new(Semaphore::new(concurrency));
     let tracker = TaskTracker::new();
@@ -188,11 +377,13 @@ pub async fn run(
         let pairs = pairs.clone();
         let stats = stats.clone();
         let cancel = cancel.clone();
+        let cfg = config.borrow().clone();
+        let budget = budget.clone();
         tracker.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                pair = send_copy(&client, job, timeout, &stats) => { let _ = pairs.try_send(pair); }
+                pair = send_copy(&client, job, timeout, &stats, &cfg, budget) => { let _ = pairs.try_send(pair); }
             }
         });
     }
@@ -214,82 +405,206 @@ pub enum MirrorError {
     Timeout(Duration),
 }
 
-/// What testing answered: status, time to the end of its body, and its body fingerprint.
-type TestingAnswer = (StatusCode, Duration, BodyDigest);
+/// What an instance answered to a copy: status, headers, time to the end of its body, body.
+struct Answered {
+    status: StatusCode,
+    headers: HeaderMap,
+    latency: Duration,
+    body: BodyCapture,
+}
 
 async fn send_copy(
     client: &super::UpstreamClient,
     mut job: MirrorJob,
     timeout: Duration,
     stats: &ProxyStats,
+    cfg: &Config,
+    budget: CaptureBudget,
 ) -> Pair {
-    let req = copy_request(&mut job);
-    let outcome = fetch(client, req, timeout).await;
+    let max = if job.diff.is_some() {
+        cfg.diff.max_body
+    } else {
+        0
+    };
+    let secondary_req = job
+        .diff
+        .as_ref()
+        .and_then(|d| d.secondary.clone())
+        .map(|s| copy_request(&job, &s));
+    let req = copy_request(&job, &job.target);
+    job.headers = HeaderMap::new();
+    let testing = fetch(client, req, timeout, max, budget.clone());
+    let (outcome, secondary) = match secondary_req {
+        Some(sreq) => {
+            let (t, s) = tokio::join!(testing, fetch(client, sreq, timeout, max, budget));
+            (t, s.ok())
+        }
+        None => (testing.await, None),
+    };
     match &outcome {
-        Ok((status, latency, _)) => stats.testing.answered(*status, *latency),
+        Ok(a) => stats.testing.answered(a.status, a.latency),
         Err(_) => stats.testing.unanswered(),
     }
-    pair(job, outcome)
+    pair(job, outcome, secondary, cfg)
 }
 
-/// The request to testing: the copied head, marked with [`MIRROR_HEADER`], and the body (both
-/// moved out of `job`, which keeps what the pair needs).
-fn copy_request(job: &mut MirrorJob) -> Request<ProxyBody> {
+/// The request to `to`: the copied head, marked with [`MIRROR_HEADER`], and the body (shared).
+fn copy_request(job: &MirrorJob, to: &Upstream) -> Request<ProxyBody> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(job.target.authority.clone());
+    uri.authority = Some(to.authority.clone());
     uri.path_and_query = job
         .path_and_query
         .clone()
         .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
     let uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
-    let mut req = Request::new(ProxyBody::Full(Some(std::mem::take(&mut job.body))));
+    let mut req = Request::new(ProxyBody::Full(Some(job.body.clone())));
     *req.method_mut() = job.method.clone();
     *req.uri_mut() = uri;
-    *req.headers_mut() = std::mem::take(&mut job.headers);
+    *req.headers_mut() = job.headers.clone();
     req.headers_mut()
         .insert(&MIRROR_HEADER, HeaderValue::from_static("1"));
     req
 }
 
-/// Send the copy and read testing's whole body (so the connection goes back to the pool), all
-/// within `timeout`; a broken body is a failure.
+/// Send the copy and read the whole body (so the connection goes back to the pool), keeping up
+/// to `max` bytes of it, all within `timeout`; a broken body is a failure.
 async fn fetch(
     client: &super::UpstreamClient,
     req: Request<ProxyBody>,
     timeout: Duration,
-) -> Result<TestingAnswer, MirrorError> {
+    max: usize,
+    budget: CaptureBudget,
+) -> Result<Answered, MirrorError> {
     let started = Instant::now();
     let answer = async {
         let resp = client.request(req).await?;
         let status = resp.status();
         let latency = started.elapsed();
-        let mut body = resp.into_body();
-        let mut digest = BodyDigest::default();
+        let (parts, mut body) = resp.into_parts();
+        let mut capture = BodyCapture::new(max, budget);
         while let Some(frame) = body.frame().await {
             if let Some(d) = frame?.data_ref() {
-                digest.feed(d);
+                capture.feed(d);
             }
         }
-        Ok((status, latency, digest))
+        Ok(Answered {
+            status,
+            headers: if max > 0 { parts.headers } else { HeaderMap::new() },
+            latency,
+            body: capture,
+        })
     };
     tokio::time::timeout(timeout, answer)
         .await
         .unwrap_or(Err(MirrorError::Timeout(timeout)))
 }
 
-/// The pair for the scorer. Bodies are compared only where the statuses agree: a different
-/// status is judged on its own.
-fn pair(job: MirrorJob, outcome: Result<TestingAnswer, MirrorError>) -> Pair {
-    let (testing_status, testing_latency, testing_error, body_same) = match outcome {
-        Ok((s, l, digest)) => {
-            let same = job
-                .running_body
-                .filter(|_| s == job.running_status)
-                .map(|r| r == digest);
-            (Some(s.as_u16()), Some(l), None, same)
+/// Compare `other`'s answer with running's, where the statuses agree: field by field when both
+/// bodies were kept, else by fingerprint (headers are compared either way).
+fn judge(
+    running: (StatusCode, &HeaderMap, &mut BodyCapture, &str),
+    other: (&mut Answered, &str),
+    cfg: &Config,
+) -> Option<Vec<Difference>> {
+    let (status, headers, body, version) = running;
+    let (answer, other_version) = other;
+    if answer.status != status {
+        return None;
+    }
+    let opts = DiffOptions {
+        ignore: &cfg.diff.ignore,
+        unordered: &cfg.diff.unordered,
+        ignore_headers: &cfg.diff.ignore_headers,
+    };
+    let content_type = |h: &HeaderMap| {
+        h.get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (rct, oct) = (content_type(headers), content_type(&answer.headers));
+    let (rb, ob) = (body.body(), answer.body.body());
+    let whole = rb.is_some() && ob.is_some();
+    let code = status.as_u16();
+    let (rbody, obody): (&[u8], &[u8]) = match (&rb, &ob) {
+        (Some(r), Some(o)) => (r, o),
+        _ => (&[], &[]),
+    };
+    let mut out = diff::diff(
+        &side(code, rct.as_deref(), headers, rbody, version),
+        &side(code, oct.as_deref(), &answer.headers, obody, other_version),
+        &opts,
+    );
+    if !whole && body.digest() != answer.body.digest() {
+        out.push(Difference {
+            path: "$body".to_string(),
+            kind: diff::DiffKind::Changed,
+            running: format!("<{} bytes, compared by hash>", body.digest().len),
+            testing: format!("<{} bytes, compared by hash>", answer.body.digest().len),
+        });
+    }
+    Some(out)
+}
+
+/// One side of a comparison, borrowed.
+fn side<'a>(
+    status: u16,
+    content_type: Option<&'a str>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    version: &'a str,
+) -> diff::Answer<'a> {
+    diff::Answer {
+        status,
+        content_type,
+        body,
+        version,
+        headers: Some(headers),
+    }
+}
+
+/// The pair for the scorer. Answers are compared only where the statuses agree: a different
+/// status is judged on its own. Without a diff job only the body fingerprints are compared.
+fn pair(
+    mut job: MirrorJob,
+    outcome: Result<Answered, MirrorError>,
+    secondary: Option<Answered>,
+    cfg: &Config,
+) -> Pair {
+    let (testing_status, testing_latency, testing_error, diffs, noise) = match outcome {
+        Ok(mut a) => {
+            let (status, latency) = (a.status, a.latency);
+            let (diffs, noise) = match (job.running_body.as_mut(), job.diff.as_ref()) {
+                (Some(rb), Some(d)) => {
+                    let rv = d.running.version.to_string();
+                    let tv = job.target.version.to_string();
+                    let diffs = judge((job.running_status, &d.headers, rb, &rv), (&mut a, &tv), cfg);
+                    let noise = secondary.and_then(|mut s| {
+                        judge((job.running_status, &d.headers, rb, &rv), (&mut s, &rv), cfg)
+                    });
+                    (diffs, noise)
+                }
+                (Some(rb), None) => {
+                    let same = rb.digest() == a.body.digest();
+                    let diffs = (status == job.running_status).then(|| {
+                        if same {
+                            Vec::new()
+                        } else {
+                            vec![Difference {
+                                path: "$body".to_string(),
+                                kind: diff::DiffKind::Changed,
+                                running: format!("<{} bytes, compared by hash>", rb.digest().len),
+                                testing: format!("<{} bytes, compared by hash>", a.body.digest().len),
+                            }]
+                        }
+                    });
+                    (diffs, None)
+                }
+                (None, _) => (None, None),
+            };
+            (Some(status.as_u16()), Some(latency), None, diffs, noise)
         }
-        Err(e) => (None, None, Some(e.to_string()), None),
+        Err(e) => (None, None, Some(e.to_string()), None, None),
     };
     Pair {
         testing: job.target.id,
@@ -304,6 +619,7 @@ fn pair(job: MirrorJob, outcome: Result<TestingAnswer, MirrorError>) -> Pair {
         testing_status,
         testing_latency,
         testing_error,
-        body_same,
+        diffs,
+        noise,
     }
 }

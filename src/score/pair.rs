@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use crate::diff::Difference;
 use crate::instance::InstanceId;
 
 /// One mirrored request: what running and testing answered.
@@ -26,6 +27,10 @@ pub struct Pair {
     pub testing_latency: Option<Duration>,
     /// Why testing gave no answer, in words (the mirror's error, displayed).
     pub testing_error: Option<String>,
-    /// Whether both bodies matched, where both statuses agreed and both bodies were read.
-    pub body_same: Option<bool>,
+    /// How testing's answer differs from running's (empty: equivalent), where both statuses
+    /// agreed, both bodies were read and the pair was sampled (`DIFF_SAMPLE`); else `None`.
+    pub diffs: Option<Vec<Difference>>,
+    /// How the secondary instance of running's version differs from running (the noise), under
+    /// the same conditions; `None` without a secondary answer.
+    pub noise: Option<Vec<Difference>>,
 }

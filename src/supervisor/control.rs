@@ -101,6 +101,8 @@ pub struct VerdictStatus {
     pub reasons: Vec<String>,
     /// Each part of the score.
     pub parts: Vec<ScorePart>,
+    /// Where answers differ (endpoint, path, kind, rate, noise rate, example), worst first.
+    pub diffs: Vec<crate::score::DiffRow>,
 }
 
 /// What the supervisor is doing, published after every decision.
@@ -112,6 +114,8 @@ pub struct Status {
     pub testing: Option<InstanceStatus>,
     /// The fresh running instance of a promotion under way.
     pub promoting: Option<InstanceStatus>,
+    /// The second instance of running's version that measures noise (`NOISE_CANCEL`).
+    pub secondary: Option<InstanceStatus>,
     /// Running is down and being restarted.
     pub restarting: Option<Version>,
     /// A build installed and waiting for its turn as testing.

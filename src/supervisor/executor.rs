@@ -230,6 +230,7 @@ pub async fn run(
     resumed.promote_at = cfg.promote_at;
     resumed.schedule_grace = cfg.missed_schedule_grace;
     resumed.rollback_window = cfg.rollback_window;
+    resumed.noise_cancel = cfg.diff.noise_cancel;
     resumed.max_5xx_delta = cfg.score.max_5xx_delta;
     resumed.hooks = crate::hooks::HookSet {
         pre_start: cfg.hooks.pre_start.is_some(),
@@ -370,6 +371,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         hooks: Default::default(),
         rollback_window: Duration::ZERO,
         max_5xx_delta: 0.0,
+        noise_cancel: false,
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(
@@ -764,6 +766,7 @@ impl Executor {
         let routes = Routes {
             running: upstream(&r.running),
             testing: upstream(&r.testing),
+            secondary: upstream(&r.secondary),
             restarting: r.restarting,
         };
         self.routes.send_replace(Arc::new(routes));

@@ -123,6 +123,7 @@ impl Sim {
                 score: 100,
                 parts: Vec::new(),
                 pairs: 500,
+                diffs: Vec::new(),
             },
         }))
     }

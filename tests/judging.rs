@@ -1,0 +1,185 @@
+//! Judging answers: mirrored pairs compared field by field, with the differences running has with
+//! itself (measured on a secondary instance of its version) cancelled as noise, and version
+//! strings expected to differ. Real binary, real fixture children on loopback.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Fast scoring for tests: a short window, few pairs, frequent evaluation.
+const FAST: &str = "STABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0";
+
+/// GET `/api/items` (and one text endpoint) without pause from two clients until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(addr: std::net::SocketAddr) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..2)
+            .map(|t| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut i = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        let path = ["/api/items", "/api/items", "/hello"][i % 3];
+                        let _ = http(addr, "GET", path);
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Traffic { stop, clients }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients.drain(..) {
+            let _ = c.join();
+        }
+    }
+}
+
+/// v1 with `v1_flags` serving under traffic, then v2 with `v2_flags` dropped.
+fn run(name: &str, env: &str, v1_flags: &str, v2_flags: &str) -> (Base, Understudy, Traffic) {
+    let base = Base::new(name);
+    base.write_env(&format!("{FAST}\n{env}"));
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", v1_flags);
+    u.wait_serving();
+    let traffic = Traffic::start(u.addr);
+    base.drop_fixture("1.1.0", v2_flags);
+    (base, u, traffic)
+}
+
+/// The reason v1.1.0 was rejected (reason.json), waiting for it.
+fn rejection(base: &Base) -> String {
+    let path = base.path.join("rejected/app-1.1.0/reason.json");
+    wait_until("1.1.0 to be rejected", Duration::from_secs(30), || {
+        std::fs::read_to_string(&path).ok()
+    })
+}
+
+/// Wait until v1.1.0 serves users.
+fn promoted(base: &Base) {
+    wait_until("1.1.0 to be promoted", Duration::from_secs(30), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+}
+
+#[test]
+fn a_wrong_json_field_rejects_naming_path_and_example_through_noise() {
+    let (base, mut u, traffic) = run(
+        "judge-price",
+        "",
+        "--noisy",
+        "--noisy --double-price",
+    );
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("$.items[*].price"), "the path is named: {r}");
+    assert!(r.contains("GET /api/items"), "the endpoint is named: {r}");
+    assert!(r.contains("changed"), "the kind is named: {r}");
+    assert!(
+        r.contains("running 3 vs testing 6") || r.contains("running 5 vs testing 10"),
+        "an example pair is shown: {r}"
+    );
+    assert!(
+        !r.contains("$.ts") && !r.contains("$.request_id") && !r.contains("$.version"),
+        "noise and versions are not reasons: {r}"
+    );
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}
+
+#[test]
+fn noise_and_versions_are_recognised_and_the_build_is_promoted() {
+    let (base, mut u, traffic) = run("judge-noise", "", "--noisy", "--noisy");
+    let (addr, _) = admin(&base);
+    // While 1.1.0 is tested, the table shows why nothing counts.
+    let diffs = wait_until(
+        "timestamp and id judged as noise",
+        Duration::from_secs(30),
+        || {
+            let (_, s) = api(addr, "GET", "/api/status", None, "");
+            let diffs = s["verdict"]["diffs"].as_array()?.clone();
+            let judged = |path: &str, j: &str| {
+                diffs
+                    .iter()
+                    .any(|d| d["path"] == path && d["judgement"] == j)
+            };
+            (judged("$.ts", "noise") && judged("$.request_id", "noise")).then_some(diffs)
+        },
+    );
+    let text = serde_json::to_string(&diffs).unwrap();
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d["path"] == "$.version" && d["judgement"] == "expected"),
+        "the version is an expected difference: {text}"
+    );
+    assert!(
+        diffs.iter().all(|d| d["judgement"] != "counts"),
+        "nothing counts: {text}"
+    );
+    let secondary = base.path.join("secondary");
+    assert!(
+        std::fs::read_link(&secondary).is_ok_and(|l| l.starts_with("app-1.0.0")),
+        "the secondary runs running's version behind its own symlink"
+    );
+    promoted(&base);
+    drop(traffic);
+    wait_until(
+        "the secondary to be stopped after the promotion",
+        Duration::from_secs(10),
+        || std::fs::read_link(&secondary).is_err().then_some(()),
+    );
+    u.stop();
+}
+
+#[test]
+fn reordered_keys_are_no_difference_reordered_arrays_are() {
+    let env = "NOISE_CANCEL=off\nMAX_BODY_DIFF=0.05";
+    let (base, mut u, traffic) = run("judge-order", env, "", "--reorder-keys --reverse-items");
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("$.items[*].name"), "array order differs: {r}");
+    assert!(!r.contains("$.count"), "key order is not a difference: {r}");
+    u.stop();
+    drop(base);
+
+    let env = "NOISE_CANCEL=off\nMAX_BODY_DIFF=0.05\nDIFF_UNORDERED=$.items";
+    let (base, mut u, traffic) = run(
+        "judge-unordered",
+        env,
+        "",
+        "--reorder-keys --reverse-items",
+    );
+    promoted(&base);
+    drop(traffic);
+    u.stop();
+}
+
+#[test]
+fn a_header_only_difference_is_named() {
+    let (base, mut u, traffic) = run(
+        "judge-header",
+        "",
+        "",
+        "--items-content-type text/x-json",
+    );
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("$content_type"), "the header is named: {r}");
+    assert!(
+        r.contains("application/json") && r.contains("text/x-json"),
+        "with both values: {r}"
+    );
+    u.stop();
+}
