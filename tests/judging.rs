@@ -154,7 +154,7 @@ fn reordered_keys_are_no_difference_reordered_arrays_are() {
     u.stop();
     drop(base);
 
-    let env = "NOISE_CANCEL=off\nMAX_BODY_DIFF=0.05\nDIFF_UNORDERED=$.items";
+    let env = "NOISE_CANCEL=off\nMAX_BODY_DIFF=0.05\nDIFF_UNORDERED='$.items'";
     let (base, mut u, traffic) = run(
         "judge-unordered",
         env,
