@@ -289,13 +289,19 @@ fn archives_over_the_size_budget_go_oldest_first() {
 }
 
 #[test]
-fn differing_bodies_are_reported_and_rejected_only_with_a_ceiling() {
-    // The fixture's answer names its version, so every v2 body differs from v1's.
-    let r = rejected_under_traffic("reject-bodies", "MAX_BODY_DIFF=0.5", "");
+fn differing_bodies_are_rejected_with_a_ceiling_when_noise_is_unknown() {
+    // Without noise cancellation a difference is judged only against MAX_BODY_DIFF; the
+    // fixture's version in every answer is expected, so only the doubled price is.
+    let r = rejected_under_traffic(
+        "reject-bodies",
+        "NOISE_CANCEL=off\nMAX_BODY_DIFF=0.5",
+        "--double-price",
+    );
     assert!(
-        r.contains("bodies:") && r.contains("differ from running"),
+        r.contains("answers differ on GET /api/items at $.items[*].price"),
         "{r}"
     );
+    assert!(!r.contains("$.version") && !r.contains("line[*]"), "{r}");
 }
 
 #[test]
