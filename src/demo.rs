@@ -73,7 +73,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
 
     let outcome = async {
         println!("1. dropping demo-app-1.0.0 into the base dir");
-        drop_build(base, &exe, "1.0.0", "")?;
+        drop_build(base, &exe, "1.0.0", "--noisy")?;
         wait_for(&mut rx, |e| {
             matches!(
                 e,
@@ -86,8 +86,10 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         .await?;
         show_answer(addr, "").await?;
 
-        println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET");
-        drop_build(base, &exe, "1.1.0", "")?;
+        println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET;");
+        println!("   a second 1.0.0 (the secondary) gets them too, so the timestamp and request id");
+        println!("   that differ in every answer are known as noise, and the version as expected");
+        drop_build(base, &exe, "1.1.0", "--noisy")?;
         let traffic = tokio::spawn(traffic(addr));
         wait_for(&mut rx, |e| matches!(e, Event::Promoted { .. })).await?;
         show_answer(addr, "").await?;
@@ -95,7 +97,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         println!(
             "\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away"
         );
-        drop_build(base, &exe, "1.2.0", "--not-found /api/items")?;
+        drop_build(base, &exe, "1.2.0", "--noisy --not-found /api/items")?;
         wait_for(
             &mut rx,
             |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 2, 0)),
@@ -104,7 +106,18 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         show_answer(addr, "  (users never noticed)").await?;
 
         println!(
-            "\n4. the operator changes their mind: `understudy rollback --base {}`",
+            "\n4. dropping demo-app-1.3.0, which doubles every price behind a 200: its answers are turned away"
+        );
+        drop_build(base, &exe, "1.3.0", "--noisy --double-price")?;
+        wait_for(
+            &mut rx,
+            |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 3, 0)),
+        )
+        .await?;
+        show_answer(addr, "  (users never noticed)").await?;
+
+        println!(
+            "\n5. the operator changes their mind: `understudy rollback --base {}`",
             base.display()
         );
         let socket = crate::layout::Layout::new(base, "demo-app").admin_socket();
