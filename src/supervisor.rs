@@ -1297,7 +1297,6 @@ impl Decision<'_> {
                 && testing.is_some()
                 && testing != self.s.secondary_off
                 && self.s.next.is_none()
-                && self.s.txn.is_none()
         });
         let fits = match (&self.s.secondary, &wanted) {
             (Some(sec), Some(w)) => *sec.version() == w.version,

@@ -1252,3 +1252,76 @@ async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away
         }
     }
 }
+
+/// The `Start` of `role` in `actions`, if any.
+fn start_of(actions: &[Action], role: Role) -> Option<(InstanceId, Version)> {
+    actions.iter().find_map(|a| match a {
+        Action::Start {
+            id,
+            role: r,
+            installed,
+            ..
+        } if *r == role => Some((*id, installed.version.clone())),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.noise_cancel = true;
+    let a = sim.deliver("1.0.0");
+    let (_running, a) = sim.bring_up(&a);
+    assert!(
+        start_of(&a, Role::Secondary).is_none(),
+        "nothing tested, no secondary: {a:#?}"
+    );
+    let a = sim.deliver("1.1.0");
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    let (secondary, version) = start_of(&a, Role::Secondary).expect("a secondary starts");
+    assert_eq!(version, v("1.0.0"), "of running's version");
+    sim.launch(testing);
+    sim.event(testing, InstanceEventKind::Ready);
+    sim.launch(secondary);
+    let a = sim.event(secondary, InstanceEventKind::Ready);
+    assert_eq!(
+        routes_in(&a).unwrap().secondary.as_ref().unwrap().id,
+        secondary
+    );
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Point { role: Role::Secondary, .. })));
+    // Promotion: the secondary of the old version goes with it.
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(a.contains(&Action::Retire {
+        id: secondary,
+        drain: false
+    }));
+    assert!(a.contains(&Action::Unpoint(Role::Secondary)));
+    assert_eq!(routes_in(&a).unwrap().secondary, None);
+    let (next, _) = start_of(&a, Role::Running).unwrap();
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(start_of(&a, Role::Secondary).is_none(), "nothing tested");
+    // The next build gets a secondary of the new running version.
+    let a = sim.deliver("1.2.0");
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    let (secondary, version) = start_of(&a, Role::Secondary).unwrap();
+    assert_eq!(version, v("1.1.0"));
+    sim.launch(secondary);
+    // A secondary that dies costs testing nothing, and is not started again for it.
+    let a = sim.event(
+        secondary,
+        InstanceEventKind::Exited {
+            status: "exit status: 1".into(),
+            stderr_tail: String::new(),
+        },
+    );
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Reject { .. })),
+        "{a:#?}"
+    );
+    assert!(start_of(&a, Role::Secondary).is_none(), "{a:#?}");
+    assert_eq!(sim.s.testing().unwrap().id, testing);
+    assert!(sim.s.secondary().is_none());
+}
