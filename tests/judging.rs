@@ -183,3 +183,72 @@ fn a_header_only_difference_is_named() {
     );
     u.stop();
 }
+
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The bound stated in README.md for answers captured for diffing.
+const RSS_BOUND_MIB: u64 = 128;
+
+#[test]
+fn capturing_1_mib_answers_under_load_holds_bounded_memory() {
+    let base = Base::new("judge-memory");
+    base.write_env(&format!("{FAST}\nDIFF_MAX_BODY=2MiB\nSTABLE_WINDOW=1h"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (addr, _) = admin(&base);
+    wait_until("the secondary", Duration::from_secs(10), || {
+        base.link("secondary")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            let proxy = u.addr;
+            std::thread::spawn(move || {
+                let mut ok = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match http(proxy, "GET", "/__fixture/bytes/1048576") {
+                        Ok((200, body)) if body.len() == 1 << 20 => ok += 1,
+                        other => panic!("a user got {:?}", other.map(|(s, b)| (s, b.len()))),
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let pid = u.pid();
+    let mut peak = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let served: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let (_, status) = api(addr, "GET", "/api/status", None, "");
+    let bodies = status["verdict"]["parts"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "bodies"))
+        .map(|p| p["detail"].to_string())
+        .unwrap_or_default();
+    eprintln!("1 MiB answers: {served} served, peak RSS {} MiB; {bodies}", peak / 1024);
+    assert!(served >= 50, "the load ran: {served} answers");
+    assert!(
+        peak / 1024 < RSS_BOUND_MIB,
+        "peak RSS {} MiB is over the bound of {RSS_BOUND_MIB} MiB",
+        peak / 1024
+    );
+    assert!(bodies.contains("compared"), "answers were compared: {bodies}");
+    u.stop();
+}

@@ -160,7 +160,10 @@ impl BodyCapture {
                 for c in &self.chunks {
                     all.extend_from_slice(c);
                 }
-                Bytes::from(all)
+                // The chunks go: the budget now counts the one contiguous copy.
+                let all = Bytes::from(all);
+                self.chunks = vec![all.clone()];
+                all
             }
         })
     }
@@ -330,6 +333,10 @@ impl MirrorQueue {
     }
 }
 
+/// Pairs diffed at once, each on a blocking thread: parsing two large JSON answers is CPU work
+/// that must not stall the control tasks, and its transient memory is bounded by this.
+const DIFF_THREADS: usize = 2;
+
 /// What the mirror worker needs besides its queue.
 pub struct MirrorSettings {
     /// Copies in flight at once.
@@ -361,6 +368,7 @@ pub async fn run(
     } = settings;
     let client = upstream_client();
     let permits = Arc::new(Semaphore::new(concurrency));
+    let diff_permits = Arc::new(Semaphore::new(DIFF_THREADS));
     let tracker = TaskTracker::new();
     loop {
         // Wait for a free slot first: while testing is slow the queue fills and new copies are
@@ -379,11 +387,16 @@ pub async fn run(
         let cancel = cancel.clone();
         let cfg = config.borrow().clone();
         let budget = budget.clone();
+        let diff_permits = diff_permits.clone();
         tracker.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                pair = send_copy(&client, job, timeout, &stats, &cfg, budget) => { let _ = pairs.try_send(pair); }
+                pair = send_copy(&client, job, timeout, &stats, cfg, budget, diff_permits) => {
+                    if let Some(pair) = pair {
+                        let _ = pairs.try_send(pair);
+                    }
+                }
             }
         });
     }
@@ -418,9 +431,10 @@ async fn send_copy(
     mut job: MirrorJob,
     timeout: Duration,
     stats: &ProxyStats,
-    cfg: &Config,
+    cfg: Arc<Config>,
     budget: CaptureBudget,
-) -> Pair {
+    diff_permits: Arc<Semaphore>,
+) -> Option<Pair> {
     let max = if job.diff.is_some() {
         cfg.diff.max_body
     } else {
@@ -445,7 +459,16 @@ async fn send_copy(
         Ok(a) => stats.testing.answered(a.status, a.latency),
         Err(_) => stats.testing.unanswered(),
     }
-    pair(job, outcome, secondary, cfg)
+    if job.diff.is_none() {
+        return Some(pair(job, outcome, secondary, &cfg));
+    }
+    let permit = diff_permits.acquire_owned().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        pair(job, outcome, secondary, &cfg)
+    })
+    .await
+    .ok()
 }
 
 /// The request to `to`: the copied head, marked with [`MIRROR_HEADER`], and the body (shared).
