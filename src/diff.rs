@@ -83,6 +83,7 @@ pub struct DiffOptions<'a> {
 
 /// How testing's answer differs from running's at one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DiffKind {
     /// Both have a value of the same type, but not the same value.
     Changed,

@@ -82,6 +82,10 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
     assert_eq!(shown(&dom, "running-port"), Some(port.to_string()), "{dom}");
     assert_eq!(shown(&dom, "verdict").as_deref(), Some("wait"), "{dom}");
     assert!(dom.contains(">5xx<"), "the parts of the score: {dom}");
+    assert!(
+        dom.contains(">line[*]<") && dom.contains(">expected<"),
+        "the differences table: the text answers differ by their versions only: {dom}"
+    );
     assert!(dom.contains(">scored<"), "the recent events: {dom}");
     assert!(
         dom.contains("<polyline"),
