@@ -520,9 +520,8 @@ fn diff_headers(
     versions: (&str, &str),
     out: &mut Out,
 ) {
-    let ignored = |name: &str| {
-        HOP_BY_HOP.contains(&name) || opts.ignore_headers.iter().any(|i| i == name)
-    };
+    let ignored =
+        |name: &str| HOP_BY_HOP.contains(&name) || opts.ignore_headers.iter().any(|i| i == name);
     let names = rh.keys().chain(th.keys().filter(|k| !rh.contains_key(*k)));
     for name in names {
         let n = name.as_str();
@@ -953,7 +952,10 @@ mod tests {
         };
         let d = diff(&r2, &t2, &opts);
         assert_eq!(d[0].path, "$header.set-cookie");
-        assert_eq!((d[0].running.as_str(), d[0].testing.as_str()), ("sid", "other"));
+        assert_eq!(
+            (d[0].running.as_str(), d[0].testing.as_str()),
+            ("sid", "other")
+        );
     }
 
     #[test]

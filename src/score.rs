@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ScoreConfig;
 use crate::diff::{DiffKind, DiffStats};
 use crate::instance::InstanceId;
-use stats::RateCheck;
 use logs::{LevelRules, LogTail};
 pub use pair::Pair;
+use stats::RateCheck;
 
 /// Latency samples kept per side; older ones are overwritten so memory stays bounded.
 const LATENCY_SAMPLES: usize = 8192;
@@ -458,7 +458,10 @@ fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart
     let check = match check {
         // More lines than requests is an excess whatever the bound says.
         _ if err_delta > cfg.max_log_error_delta && s.testing_errors > s.pairs => {
-            RateCheck::Worse { low: 1.0, high: 1.0 }
+            RateCheck::Worse {
+                low: 1.0,
+                high: 1.0,
+            }
         }
         c => c,
     };
@@ -527,8 +530,7 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
                 DiffJudgement::Expected
             } else if let (Some(n), Some(nk), Some(nr)) = (noise, noise_k, noise_rate) {
                 let margin = cfg.diff_absolute.max(nr * cfg.diff_relative);
-                match stats::compare_rates(ps.pairs, e.pairs, nk, n.pairs, margin, cfg.confidence)
-                {
+                match stats::compare_rates(ps.pairs, e.pairs, nk, n.pairs, margin, cfg.confidence) {
                     RateCheck::Worse { .. } => DiffJudgement::Counts,
                     RateCheck::Fine { .. } => DiffJudgement::Noise,
                     RateCheck::Undecided { .. } => {
@@ -573,9 +575,9 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
                     if judgement == DiffJudgement::Counts {
                         counted += 1;
                     }
-                    let judged = cfg.max_body_diff.filter(|_| {
-                        judgement == DiffJudgement::Counts || !s.noise_expected
-                    });
+                    let judged = cfg
+                        .max_body_diff
+                        .filter(|_| judgement == DiffJudgement::Counts || !s.noise_expected);
                     if let Some(max) = judged {
                         worst = worst.max(rate / max.max(1e-9) / 2.0);
                         j.rate(
@@ -710,7 +712,10 @@ fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Op
     Some(ScorePart {
         name: "latency",
         score: if over { 0 } else { 100 },
-        detail: format!("p95 testing {:?} vs running {:?} ({ratio:.2}×){mw_text}", t, r),
+        detail: format!(
+            "p95 testing {:?} vs running {:?} ({ratio:.2}×){mw_text}",
+            t, r
+        ),
     })
 }
 
@@ -819,7 +824,10 @@ impl Scorecard {
         }
         let usage = crate::usage::of(&[t, r]);
         let (tu, ru) = (usage.first().copied()??, usage.get(1).copied()??);
-        let tb = *self.testing_cpu.first.get_or_insert((tu.cpu_seconds, self.pairs));
+        let tb = *self
+            .testing_cpu
+            .first
+            .get_or_insert((tu.cpu_seconds, self.pairs));
         let rb = *self
             .running_cpu
             .first
@@ -1270,8 +1278,15 @@ mod tests {
         let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
             panic!()
         };
-        assert!(r.iter().any(|r| r.contains("memory") && r.contains("40.0 MiB")), "{r:?}");
-        assert!(r.iter().any(|r| r.contains("CPU") && r.contains("8000 µs")), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|r| r.contains("memory") && r.contains("40.0 MiB")),
+            "{r:?}"
+        );
+        assert!(
+            r.iter().any(|r| r.contains("CPU") && r.contains("8000 µs")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -1167,13 +1167,14 @@ impl Decision<'_> {
                 let running_dir = running.map(|c| c.dir.clone()).unwrap_or_default();
                 let running_pid = running.map(|c| c.pid);
                 let testing = self.s.testing.as_ref().expect("serving testing");
-                self.out.push(Action::Score(ScorerControl::Watch(crate::score::Watch {
-                    testing: testing.id,
-                    testing_dir: child.dir,
-                    testing_pid: child.pid,
-                    running_dir,
-                    running_pid,
-                })));
+                self.out
+                    .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
+                        testing: testing.id,
+                        testing_dir: child.dir,
+                        testing_pid: child.pid,
+                        running_dir,
+                        running_pid,
+                    })));
             }
             SlotKey::Secondary => self.serve(SlotKey::Secondary),
             SlotKey::Next => {
@@ -1589,10 +1590,9 @@ impl Decision<'_> {
             .as_ref()
             .and_then(|r| r.phase.child())
             .map(|c| (c.dir.clone(), c.pid));
-        if let (Some((running_dir, pid)), true) = (
-            running,
-            self.s.testing.as_ref().is_some_and(Slot::is_ready),
-        ) {
+        if let (Some((running_dir, pid)), true) =
+            (running, self.s.testing.as_ref().is_some_and(Slot::is_ready))
+        {
             self.out.push(Action::Score(ScorerControl::Running {
                 running_dir,
                 running_pid: Some(pid),

@@ -75,12 +75,7 @@ fn promoted(base: &Base) {
 
 #[test]
 fn a_wrong_json_field_rejects_naming_path_and_example_through_noise() {
-    let (base, mut u, traffic) = run(
-        "judge-price",
-        "",
-        "--noisy",
-        "--noisy --double-price",
-    );
+    let (base, mut u, traffic) = run("judge-price", "", "--noisy", "--noisy --double-price");
     let r = rejection(&base);
     drop(traffic);
     assert!(r.contains("$.items[*].price"), "the path is named: {r}");
@@ -155,12 +150,7 @@ fn reordered_keys_are_no_difference_reordered_arrays_are() {
     drop(base);
 
     let env = "NOISE_CANCEL=off\nMAX_BODY_DIFF=0.05\nDIFF_UNORDERED='$.items'";
-    let (base, mut u, traffic) = run(
-        "judge-unordered",
-        env,
-        "",
-        "--reorder-keys --reverse-items",
-    );
+    let (base, mut u, traffic) = run("judge-unordered", env, "", "--reorder-keys --reverse-items");
     promoted(&base);
     drop(traffic);
     u.stop();
@@ -168,12 +158,7 @@ fn reordered_keys_are_no_difference_reordered_arrays_are() {
 
 #[test]
 fn a_header_only_difference_is_named() {
-    let (base, mut u, traffic) = run(
-        "judge-header",
-        "",
-        "",
-        "--items-content-type text/x-json",
-    );
+    let (base, mut u, traffic) = run("judge-header", "", "", "--items-content-type text/x-json");
     let r = rejection(&base);
     drop(traffic);
     assert!(r.contains("$content_type"), "the header is named: {r}");
@@ -242,13 +227,19 @@ fn capturing_1_mib_answers_under_load_holds_bounded_memory() {
         .and_then(|p| p.iter().find(|p| p["name"] == "bodies"))
         .map(|p| p["detail"].to_string())
         .unwrap_or_default();
-    eprintln!("1 MiB answers: {served} served, peak RSS {} MiB; {bodies}", peak / 1024);
+    eprintln!(
+        "1 MiB answers: {served} served, peak RSS {} MiB; {bodies}",
+        peak / 1024
+    );
     assert!(served >= 50, "the load ran: {served} answers");
     assert!(
         peak / 1024 < RSS_BOUND_MIB,
         "peak RSS {} MiB is over the bound of {RSS_BOUND_MIB} MiB",
         peak / 1024
     );
-    assert!(bodies.contains("compared"), "answers were compared: {bodies}");
+    assert!(
+        bodies.contains("compared"),
+        "answers were compared: {bodies}"
+    );
     u.stop();
 }

@@ -191,7 +191,11 @@ pub struct Tee {
 impl Tee {
     /// A tee that will offer `job` to `queue` once running's body is done.
     pub fn new(job: MirrorJob, queue: MirrorQueue, stats: Arc<ProxyStats>) -> Tee {
-        let max = if job.diff.is_some() { queue.diff_max } else { 0 };
+        let max = if job.diff.is_some() {
+            queue.diff_max
+        } else {
+            0
+        };
         Tee {
             job: Some(job),
             capture: Some(BodyCapture::new(max, queue.budget.clone())),
@@ -513,7 +517,11 @@ async fn fetch(
         }
         Ok(Answered {
             status,
-            headers: if max > 0 { parts.headers } else { HeaderMap::new() },
+            headers: if max > 0 {
+                parts.headers
+            } else {
+                HeaderMap::new()
+            },
             latency,
             body: capture,
         })
@@ -601,9 +609,17 @@ fn pair(
                 (Some(rb), Some(d)) => {
                     let rv = d.running.version.to_string();
                     let tv = job.target.version.to_string();
-                    let diffs = judge((job.running_status, &d.headers, rb, &rv), (&mut a, &tv), cfg);
+                    let diffs = judge(
+                        (job.running_status, &d.headers, rb, &rv),
+                        (&mut a, &tv),
+                        cfg,
+                    );
                     let noise = secondary.and_then(|mut s| {
-                        judge((job.running_status, &d.headers, rb, &rv), (&mut s, &rv), cfg)
+                        judge(
+                            (job.running_status, &d.headers, rb, &rv),
+                            (&mut s, &rv),
+                            cfg,
+                        )
                     });
                     (diffs, noise)
                 }
@@ -617,7 +633,10 @@ fn pair(
                                 path: "$body".to_string(),
                                 kind: diff::DiffKind::Changed,
                                 running: format!("<{} bytes, compared by hash>", rb.digest().len),
-                                testing: format!("<{} bytes, compared by hash>", a.body.digest().len),
+                                testing: format!(
+                                    "<{} bytes, compared by hash>",
+                                    a.body.digest().len
+                                ),
                             }]
                         }
                     });

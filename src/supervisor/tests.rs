@@ -1288,9 +1288,13 @@ async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
         routes_in(&a).unwrap().secondary.as_ref().unwrap().id,
         secondary
     );
-    assert!(a
-        .iter()
-        .any(|a| matches!(a, Action::Point { role: Role::Secondary, .. })));
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Point {
+            role: Role::Secondary,
+            ..
+        }
+    )));
     // Promotion: the secondary of the old version goes with it.
     let a = sim.verdict(testing, Verdict::Promote);
     assert!(a.contains(&Action::Retire {
