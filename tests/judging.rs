@@ -243,3 +243,15 @@ fn capturing_1_mib_answers_under_load_holds_bounded_memory() {
     );
     u.stop();
 }
+
+#[test]
+fn a_build_using_far_more_memory_than_running_is_rejected_with_the_figures() {
+    let (base, mut u, traffic) = run("judge-rss", "MAX_RSS_RATIO=3", "", "--ballast-mib 96");
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(
+        r.contains("memory: testing uses") && r.contains("MAX_RSS_RATIO 3"),
+        "{r}"
+    );
+    u.stop();
+}
