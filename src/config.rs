@@ -1355,9 +1355,22 @@ fn parse_regex(raw: &Raw, key: &'static str) -> Result<String, ConfigError> {
     if v.len() > 4096 {
         return Err(invalid(key, v, "a regex of at most 4096 bytes"));
     }
-    regex_lite::Regex::new(v)
-        .map(|_| v.to_string())
-        .map_err(|e| invalid(key, v, &format!("a valid regex ({e})")))
+    regex::Regex::new(v).map(|_| v.to_string()).map_err(|e| {
+        let reason = regex_reason(&e);
+        invalid(key, v, &format!("a valid regex ({reason})"))
+    })
+}
+
+/// Why a regex did not compile, on one line. The `regex` crate's syntax errors repeat the whole
+/// pattern with a caret under the fault over several lines; the value is already echoed (cut).
+fn regex_reason(e: &regex::Error) -> String {
+    let s = e.to_string();
+    s.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_string())
+        .unwrap_or(s)
 }
 
 /// A start command template, split into words by shell rules; one word must hold `{artifact}`.
@@ -1637,6 +1650,27 @@ mod tests {
         );
         let e = load("", &[]).unwrap_err().to_string();
         assert!(e.contains("IDENTIFIER"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_regex_is_named_on_one_line() {
+        let (key, value, expected) = invalid_key(load_set(
+            "IDENTIFIER=a\n",
+            &[("PLAIN_LOG_WARN_REGEX", "(?i)warn(")],
+        ));
+        assert_eq!(
+            (key.as_str(), value.as_str(), expected.as_str()),
+            (
+                "PLAIN_LOG_WARN_REGEX",
+                "(?i)warn(",
+                "a valid regex (unclosed group)"
+            )
+        );
+        let cfg = load("IDENTIFIER=a\n", &[]).unwrap();
+        assert_eq!(
+            cfg.score.plain_error_regex,
+            r"(?i)\b(error|fatal|panic|exception)\b"
+        );
     }
 
     #[test]

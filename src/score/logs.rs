@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use regex_lite::Regex;
+use regex::Regex;
 
 /// Largest chunk read from one file per poll, so a flood of logs cannot stall the scorer.
 const MAX_READ_PER_POLL: u64 = 8 * 1024 * 1024;
@@ -190,6 +190,19 @@ mod tests {
         assert_eq!(r.classify("2024 ERROR boom"), Level::Error);
         assert_eq!(r.classify("WARNING: disk"), Level::Warn);
         assert_eq!(r.classify("all fine"), Level::Other);
+
+        // The defaults; `\b` and `(?i)` are Unicode-aware.
+        let r = LevelRules::new(
+            r"(?i)\b(error|fatal|panic|exception)\b",
+            r"(?i)\bwarn(ing)?\b",
+        );
+        assert_eq!(r.classify("user josé: Exception in thread"), Level::Error);
+        assert_eq!(r.classify("took 3µs, [Warning] pool low"), Level::Warn);
+        assert_eq!(
+            r.classify("errors=0 warnings=0 panicked-task"),
+            Level::Other
+        );
+        assert_eq!(r.classify("éerror"), Level::Other);
     }
 
     #[test]
