@@ -40,6 +40,10 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
     KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
     KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head, and how long a keep-alive connection may sit idle; slower (slowloris) or idler connections are closed." },
+    KeyDoc { key: "MAX_HEADER_BYTES", default: "64KiB", doc: "Largest request head (request line and headers) a user may send; larger ones are answered 431." },
+    KeyDoc { key: "MAX_HEADERS", default: "100", doc: "Most header fields in one request; more are answered 431." },
+    KeyDoc { key: "MAX_REQUEST_BODY", default: "100MiB", doc: "Largest request body a user may send: a larger declared one is answered 413 before anything is forwarded, a chunked one is cut off and answered 413." },
+    KeyDoc { key: "MAX_CONNECTIONS", default: "10000", doc: "Most user connections open at once; past it understudy stops accepting (new users wait in the listen backlog) and closes idle keep-alive connections to make room." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
     KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
@@ -250,6 +254,8 @@ pub struct Config {
     pub score: ScoreConfig,
     /// How answers are compared.
     pub diff: DiffConfig,
+    /// What users may send, and how many at once.
+    pub limits: UserLimits,
     /// Base dir size budget in bytes.
     pub max_base_size: u64,
     /// Free disk to keep, in bytes.
@@ -332,6 +338,37 @@ pub struct ScoreConfig {
     pub plain_warn_regex: String,
     /// Evaluation period.
     pub evaluate_every: Duration,
+}
+
+/// What one user may send and how many may be connected (the proxy's limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserLimits {
+    /// Largest request head, bytes.
+    pub header_bytes: usize,
+    /// Most header fields per request.
+    pub headers: usize,
+    /// Largest request body, bytes.
+    pub request_body: u64,
+    /// Most user connections at once.
+    pub connections: usize,
+}
+
+/// MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_BODY, MAX_CONNECTIONS.
+fn user_limits(raw: &Raw) -> Result<UserLimits, ConfigError> {
+    let header_bytes = raw.size("MAX_HEADER_BYTES", 16 << 20)?;
+    if header_bytes < 1024 {
+        return Err(invalid(
+            "MAX_HEADER_BYTES",
+            raw.get("MAX_HEADER_BYTES"),
+            "a size between 1KiB and 16MiB, such as 64KiB",
+        ));
+    }
+    Ok(UserLimits {
+        header_bytes: header_bytes as usize,
+        headers: raw.count_usize("MAX_HEADERS", 10_000)?,
+        request_body: raw.size("MAX_REQUEST_BODY", MAX_SIZE)?,
+        connections: raw.count_usize("MAX_CONNECTIONS", 10_000_000)?,
+    })
 }
 
 /// How answers are captured and compared (the mirror's side of judging answers).
@@ -482,6 +519,7 @@ impl Config {
         let logging = logging(base, raw)?;
         let score = scoring(raw)?;
         let diff = diffing(raw)?;
+        let limits = user_limits(raw)?;
         let budgets = budgets(raw)?;
         let admin = admin(raw)?;
         let promote_at = promote_at(raw)?;
@@ -529,6 +567,7 @@ impl Config {
             log_level: logging.level,
             score,
             diff,
+            limits,
             max_base_size: budgets.max_base_size,
             min_free_disk: budgets.min_free_disk,
             max_unpacked_size: budgets.max_unpacked_size,
@@ -1530,6 +1569,10 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         score.max_p95_ratio => "MAX_P95_RATIO",
         score.max_body_diff => "MAX_BODY_DIFF",
         diff.max_body => "DIFF_MAX_BODY",
+        limits.header_bytes => "MAX_HEADER_BYTES",
+        limits.headers => "MAX_HEADERS",
+        limits.request_body => "MAX_REQUEST_BODY",
+        limits.connections => "MAX_CONNECTIONS",
         diff.sample => "DIFF_SAMPLE",
         diff.ignore => "DIFF_IGNORE",
         diff.unordered => "DIFF_UNORDERED",

@@ -261,6 +261,11 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
         ),
         drain_grace: cfg.shutdown_grace,
         header_timeout: cfg.header_timeout,
+        limits: proxy::Limits {
+            header_bytes: cfg.limits.header_bytes,
+            headers: cfg.limits.headers,
+            body: cfg.limits.request_body,
+        },
     }
 }
 

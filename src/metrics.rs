@@ -282,6 +282,16 @@ impl Collector for Scrape {
                 load(&s.unavailable),
             ),
             (
+                "refused",
+                "User requests refused before anything was forwarded: smuggling attempts (400), bodies over MAX_REQUEST_BODY (413).",
+                load(&s.refused),
+            ),
+            (
+                "upstream_broken",
+                "Answers from running that broke off after their head was relayed; the user's connection was closed.",
+                load(&crate::proxy::BROKEN_ANSWERS),
+            ),
+            (
                 "mirrored",
                 "Copies of user requests handed to the mirror queue for testing.",
                 load(&s.mirrored),

@@ -7,6 +7,7 @@
 //! their upstream connections to itself, so a request never wakes another thread. On stop, each
 //! thread stops accepting and lets the requests in flight finish (bounded), then ends.
 
+pub mod framing;
 pub mod mirror;
 
 use std::any::Any;
@@ -37,6 +38,13 @@ use tokio_util::task::TaskTracker;
 use crate::instance::InstanceId;
 use mirror::{MirrorJob, MirrorQueue};
 
+/// Answer to a request framed two ways at once.
+const SMUGGLING_REFUSED: &str = "understudy: a request with both Content-Length and Transfer-Encoding is refused (request smuggling); send one of them\n";
+
+/// Answer to a request body over the limit.
+const TOO_LARGE_REFUSED: &str =
+    "understudy: the request body is larger than MAX_REQUEST_BODY allows\n";
+
 /// Answer to a `CONNECT`: understudy is not a forward proxy, and tunnels would bypass the mirror.
 const CONNECT_REFUSED: &str = "understudy: CONNECT is not supported; this is a reverse proxy\n";
 
@@ -51,6 +59,34 @@ pub struct ProxySettings {
     pub drain_grace: Duration,
     /// How long a client may take to send a whole request head (slowloris clients are cut off).
     pub header_timeout: Duration,
+    /// Limits on what one request may be.
+    pub limits: Limits,
+}
+
+/// What one request may be (`MAX_HEADER_BYTES`, `MAX_HEADERS`, `MAX_REQUEST_BODY`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request head, in bytes (at least 8 KiB); larger heads get 431.
+    pub header_bytes: usize,
+    /// Most header fields in a request head; more get 431.
+    pub headers: usize,
+    /// Largest request body; larger ones get 413 (declared) or are cut off (chunked).
+    pub body: u64,
+}
+
+/// Answers whose body broke off after their head was sent (the upstream reset or closed early):
+/// the user's connection is closed, the next request is served. Process-wide, read by metrics.
+pub static BROKEN_ANSWERS: AtomicU64 = AtomicU64::new(0);
+
+/// Why a body being relayed failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The other side's stream failed.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    /// A chunked request body went past `MAX_REQUEST_BODY`.
+    #[error("the request body is larger than MAX_REQUEST_BODY ({0} bytes)")]
+    TooLarge(u64),
 }
 
 /// Why the proxy could not start or an upstream could not be addressed, or how a thread ended.
@@ -215,6 +251,9 @@ pub struct ProxyStats {
     pub bad_gateway: AtomicU64,
     /// User requests answered 503 (nothing running).
     pub unavailable: AtomicU64,
+    /// User requests refused before anything was forwarded: smuggling attempts (400) and bodies
+    /// over `MAX_REQUEST_BODY` (413).
+    pub refused: AtomicU64,
     /// Copies handed to the mirror queue.
     pub mirrored: AtomicU64,
     /// Copies dropped because the mirror queue was full.
@@ -324,16 +363,18 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A streamed body; running's answer to a mirrored request also feeds a [`mirror::Tee`].
     Stream(Incoming, Option<InflightGuard>, Option<Box<mirror::Tee>>),
+    /// A user's request body of unknown length, cut off past this many more bytes.
+    Capped(Incoming, u64),
 }
 
 impl hyper::body::Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(
                 b.take()
@@ -359,7 +400,21 @@ impl hyper::body::Body for ProxyBody {
                         *tee = None;
                     }
                 }
-                r
+                if let Poll::Ready(Some(Err(_))) = &r {
+                    BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
+                }
+                r.map(|f| f.map(|f| f.map_err(BodyError::from)))
+            }
+            ProxyBody::Capped(inner, left) => {
+                let r = Pin::new(&mut *inner).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &r {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > *left {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(n - *left))));
+                    }
+                    *left -= n;
+                }
+                r.map(|f| f.map(|f| f.map_err(BodyError::from)))
             }
         }
     }
@@ -367,14 +422,14 @@ impl hyper::body::Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
-            ProxyBody::Stream(inner, ..) => inner.is_end_stream(),
+            ProxyBody::Stream(inner, ..) | ProxyBody::Capped(inner, _) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Stream(inner, ..) => inner.size_hint(),
+            ProxyBody::Stream(inner, ..) | ProxyBody::Capped(inner, _) => inner.size_hint(),
         }
     }
 }
@@ -400,6 +455,7 @@ struct Proxy {
     stats: Arc<ProxyStats>,
     no_running_hint: Bytes,
     header_timeout: Duration,
+    limits: Limits,
 }
 
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
@@ -425,6 +481,7 @@ impl Proxy {
         stats: Arc<ProxyStats>,
         no_running_hint: Bytes,
         header_timeout: Duration,
+        limits: Limits,
     ) -> Proxy {
         Proxy {
             routes,
@@ -433,6 +490,7 @@ impl Proxy {
             stats,
             no_running_hint,
             header_timeout,
+            limits,
         }
     }
 
@@ -440,6 +498,7 @@ impl Proxy {
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        smuggling: Arc<AtomicBool>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         if req.method() == Method::CONNECT {
@@ -447,6 +506,12 @@ impl Proxy {
                 StatusCode::METHOD_NOT_ALLOWED,
                 Bytes::from_static(CONNECT_REFUSED.as_bytes()),
             ));
+        }
+        if smuggling.load(Ordering::Relaxed) {
+            return Ok(self.refuse(StatusCode::BAD_REQUEST, SMUGGLING_REFUSED));
+        }
+        if request_body_len(req.headers()).is_some_and(|n| n > self.limits.body) {
+            return Ok(self.refuse(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_REFUSED));
         }
         let route = match self.route() {
             Ok(r) => r,
@@ -490,6 +555,9 @@ impl Proxy {
                 let mirror = mirror_to.zip(copy).map(|(t, c)| (t, c, route.secondary));
                 self.relay(resp, route.running, mirror, latency)
             }
+            Err(e) if body_too_large(&e) => {
+                self.refuse(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_REFUSED)
+            }
             Err(e) => {
                 self.stats.running.unanswered();
                 self.bad_gateway(route.running.upstream(), &e)
@@ -511,6 +579,16 @@ impl Proxy {
             }),
             None => Err(routes.restarting.clone()),
         }
+    }
+
+    /// A request refused before anything was forwarded; the connection is closed after the
+    /// answer, so whatever the client sent after it is never read as a request.
+    fn refuse(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let mut r = error_response(status, Bytes::from_static(why.as_bytes()));
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
     }
 
     /// Nothing running: a 503 saying to retry shortly (running restarts) or what to drop where.
@@ -539,8 +617,13 @@ impl Proxy {
         headers: &HeaderMap,
         body: Incoming,
     ) -> Result<(ProxyBody, Option<Bytes>), Box<dyn std::error::Error + Send + Sync>> {
+        let cap = self.limits.body;
+        let unsized_body = move |body| match request_body_len(headers) {
+            None => ProxyBody::Capped(body, cap),
+            Some(_) => ProxyBody::Stream(body, None, None),
+        };
         if !mirrored {
-            return Ok((ProxyBody::Stream(body, None, None), None));
+            return Ok((unsized_body(body), None));
         }
         match request_body_len(headers) {
             Some(0) => Ok((ProxyBody::Full(None), Some(Bytes::new()))),
@@ -560,7 +643,7 @@ impl Proxy {
                 self.stats
                     .mirror_skipped_body
                     .fetch_add(1, Ordering::Relaxed);
-                Ok((ProxyBody::Stream(body, None, None), None))
+                Ok((unsized_body(body), None))
             }
         }
     }
@@ -710,6 +793,7 @@ pub fn start(
             stats.clone(),
             hint.clone(),
             settings.header_timeout,
+            settings.limits,
         );
         let spawned = listener
             .try_clone()
@@ -836,13 +920,23 @@ async fn connection(
     proxy: Arc<Proxy>,
     stop: CancellationToken,
 ) {
-    let header_timeout = proxy.header_timeout;
-    let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer));
+    let (header_timeout, limits) = (proxy.header_timeout, proxy.limits);
+    let (stream, smuggling) = framing::Sniffed::new(stream);
+    let svc =
+        hyper::service::service_fn(move |req| proxy.clone().handle(req, peer, smuggling.clone()));
     // A client gets HEADER_TIMEOUT to send each whole request head, then the connection is closed.
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(stream), svc);
+        .max_header_size(limits.header_bytes)
+        .max_buf_size(limits.header_bytes.max(8192) + 8192);
+    if limits.headers != HYPER_MAX_HEADERS {
+        // hyper keeps its default number of header slots on the stack; any other bound costs a
+        // heap allocation per request, so it is only paid for when asked.
+        builder.max_headers(limits.headers);
+    }
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
@@ -878,6 +972,18 @@ fn error_response(status: StatusCode, text: Bytes) -> Response<ProxyBody> {
     r
 }
 
+/// Whether an upstream request failed because the user's chunked body went over the limit.
+fn body_too_large(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if matches!(s.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// The request body length: `Some(0)` when the request has no body, `None` when unsized.
 fn request_body_len(h: &HeaderMap) -> Option<u64> {
     if h.contains_key(header::TRANSFER_ENCODING) {
@@ -888,6 +994,9 @@ fn request_body_len(h: &HeaderMap) -> Option<u64> {
         Some(v) => v.to_str().ok()?.trim().parse().ok(),
     }
 }
+
+/// hyper's own bound on header fields per request head.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 7] = [
@@ -1016,6 +1125,11 @@ mod tests {
             no_running_hint: "no running instance\n".into(),
             drain_grace,
             header_timeout: Duration::from_secs(10),
+            limits: Limits {
+                header_bytes: 64 << 10,
+                headers: 100,
+                body: 1 << 20,
+            },
         };
         let handle = start(
             listener,
@@ -1059,6 +1173,11 @@ mod tests {
             Arc::default(),
             Bytes::from_static(b"no running instance\n"),
             Duration::from_secs(10),
+            Limits {
+                header_bytes: 64 << 10,
+                headers: 100,
+                body: 1 << 20,
+            },
         ));
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(

@@ -11,6 +11,7 @@ mod dashboard;
 mod faults;
 mod fleet;
 mod hostile;
+mod hostile_clients;
 mod instance_faults;
 mod judging;
 mod metrics;

@@ -1,0 +1,180 @@
+//! Hostile clients at the users' proxy: request smuggling, absolute-form targets, oversized heads
+//! and bodies, an upstream that breaks off mid-answer. Real binary, real child, raw sockets.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Send `raw` as is and read what comes back until the proxy closes or goes quiet.
+fn exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Requests running has seen (the fixture's own counter, asked directly).
+fn seen(base: &Base) -> u64 {
+    wait_until("running's stats", Duration::from_secs(10), || {
+        base.fixture_stats("running")
+    })["requests"]
+        .as_u64()
+        .unwrap()
+}
+
+fn serving(name: &str, env: &str, faults: &str) -> (Base, Understudy) {
+    let base = Base::new(name);
+    base.write_env(env);
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", faults);
+    u.wait_serving();
+    (base, u)
+}
+
+#[test]
+fn smuggling_attempts_are_refused_and_never_forwarded() {
+    let (base, mut u) = serving("hostile-smuggle", "", "");
+    let before = seen(&base);
+    let attempts: [&[u8]; 3] = [
+        // Content-Length and Transfer-Encoding together: which one frames the body?
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        // Two different lengths.
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        // A transfer coding other than chunked last.
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    ];
+    for raw in attempts {
+        let answer = exchange(u.addr, raw);
+        assert_eq!(status_of(&answer), 400, "{answer}");
+        assert!(
+            !answer.contains("hello from"),
+            "nothing was answered by running: {answer}"
+        );
+    }
+    assert_eq!(seen(&base), before, "no attempt reached running");
+    let stdout = std::fs::read_to_string(base.path.join("running/stdout")).unwrap();
+    assert!(!stdout.contains("/smuggled"), "{stdout}");
+    // The proxy still serves.
+    assert_eq!(u.get("/after").0, 200);
+    u.stop();
+}
+
+#[test]
+fn an_absolute_form_target_goes_to_running_never_to_that_host() {
+    let (base, mut u) = serving("hostile-absolute", "", "");
+    // A listener standing for "other.host": it must never be contacted.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let target = format!("http://{}/stolen?x=1", other.local_addr().unwrap());
+    let raw = format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        other.local_addr().unwrap()
+    );
+    let answer = exchange(u.addr, raw.as_bytes());
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.contains("hello from 1.0.0 GET /stolen"), "{answer}");
+    assert!(
+        other.accept().is_err(),
+        "understudy connected to the other host"
+    );
+    let _ = base;
+    u.stop();
+}
+
+#[test]
+fn oversized_heads_get_431_and_oversized_bodies_413() {
+    let env = "MAX_HEADER_BYTES=16KiB\nMAX_HEADERS=50\nMAX_REQUEST_BODY=1KiB";
+    let (base, mut u) = serving("hostile-sizes", env, "");
+    let before = seen(&base);
+    let big = "a".repeat(20 * 1024);
+    let answer = exchange(
+        u.addr,
+        format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 431, "a 20 KiB header: {answer:.200}");
+    let many: String = (0..60).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+    let answer = exchange(
+        u.addr,
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 431, "60 headers: {answer:.200}");
+    let body = "b".repeat(2048);
+    let answer = exchange(
+        u.addr,
+        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n{body}")
+            .as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 413, "a 2 KiB body: {answer:.200}");
+    assert!(
+        answer.contains("MAX_REQUEST_BODY"),
+        "says which limit: {answer:.300}"
+    );
+    let chunked = format!("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{body}\r\n0\r\n\r\n");
+    let answer = exchange(u.addr, chunked.as_bytes());
+    assert_eq!(
+        status_of(&answer),
+        413,
+        "a 2 KiB chunked body: {answer:.200}"
+    );
+    // Within the limits, all is well.
+    let (status, _) =
+        http_request(u.addr, "POST", "/small", &[("X-A", "1")], &"c".repeat(1000)).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen(&base),
+        before + 1,
+        "only the request within the limits reached running"
+    );
+    u.stop();
+}
+
+#[test]
+fn an_upstream_that_breaks_off_mid_answer_costs_only_that_answer() {
+    let (base, mut u) = serving("hostile-reset", "", "--reset-path /broken");
+    let answer = exchange(
+        u.addr,
+        b"GET /broken HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let complete = answer.contains("hello from") && answer.ends_with("/broken\n");
+    assert!(
+        status_of(&answer) == 502 || (status_of(&answer) == 200 && !complete),
+        "a 502 or a truncated answer, never a complete one: {answer:.300}"
+    );
+    assert_eq!(u.get("/next").0, 200, "the next request is served");
+    let metrics = std::thread::spawn({
+        let (addr, _) = admin(&base);
+        move || http(addr, "GET", "/metrics").unwrap().1
+    })
+    .join()
+    .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("understudy_upstream_broken_total") && !l.ends_with(" 0")),
+        "counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("broken"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    u.stop();
+}
