@@ -266,7 +266,32 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
             headers: cfg.limits.headers,
             body: cfg.limits.request_body,
         },
+        max_connections: max_connections(cfg),
     }
+}
+
+/// Open files understudy keeps for itself beyond its users and the mirror: state, logs, the
+/// admin API, the watcher, pipes to the children.
+const FD_RESERVE: u64 = 128;
+
+/// `MAX_CONNECTIONS`, lowered to what the open-files limit can hold: each user connection may
+/// need a second descriptor to running, and the mirror holds up to two per copy in flight
+/// (testing and the secondary); running out of descriptors must never stop the proxy accepting.
+fn max_connections(cfg: &Config) -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let configured = cfg.limits.connections;
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return configured;
+    };
+    let mirror = 2 * cfg.mirror_concurrency as u64;
+    let room = (soft.saturating_sub(FD_RESERVE + mirror) / 2).max(16);
+    let max = configured.min(usize::try_from(room).unwrap_or(usize::MAX));
+    if max < configured {
+        tracing::warn!(
+            "at most {max} user connections at once: the open-files limit is {soft} (raise it with `ulimit -n` or LimitNOFILE= to allow MAX_CONNECTIONS={configured})"
+        );
+    }
+    max
 }
 
 /// What the control tasks (mirror, scorer, watcher, supervisor) are started with.

@@ -61,6 +61,77 @@ pub struct ProxySettings {
     pub header_timeout: Duration,
     /// Limits on what one request may be.
     pub limits: Limits,
+    /// Most user connections open at once, across threads (`MAX_CONNECTIONS`, lowered to what
+    /// the open-files limit allows).
+    pub max_connections: usize,
+}
+
+/// Idle keep-alive connections asked to close per round when the connection limit is reached
+/// (as nginx frees up to 32 reusable connections when it runs short).
+const ROOM_BATCH: usize = 32;
+
+/// User connections open across all proxy threads, against their limit: at the limit the accept
+/// loops stop accepting (new users wait in the kernel's backlog, not in a spin of failed
+/// accepts) and ask idle keep-alive connections to close.
+#[derive(Debug)]
+pub struct Connections {
+    open: AtomicUsize,
+    max: usize,
+    /// How many more connections may answer the current call to make room.
+    to_close: AtomicUsize,
+    make_room: Notify,
+    freed: Notify,
+}
+
+impl Connections {
+    fn new(max: usize) -> Connections {
+        Connections {
+            open: AtomicUsize::new(0),
+            max: max.max(1),
+            to_close: AtomicUsize::new(0),
+            make_room: Notify::new(),
+            freed: Notify::new(),
+        }
+    }
+
+    /// User connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn full(&self) -> bool {
+        self.open.load(Ordering::Acquire) >= self.max
+    }
+
+    /// Ask up to `n` connections to close once idle.
+    fn ask_to_close(&self, n: usize) {
+        self.to_close.store(n, Ordering::Release);
+        self.make_room.notify_waiters();
+    }
+
+    /// Whether this connection is one of those asked to close.
+    fn chosen(&self) -> bool {
+        self.to_close
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// One open user connection, counted while it lives.
+struct Counted(Arc<Connections>);
+
+impl Counted {
+    fn new(c: &Arc<Connections>) -> Counted {
+        c.open.fetch_add(1, Ordering::AcqRel);
+        Counted(c.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_waiters();
+    }
 }
 
 /// What one request may be (`MAX_HEADER_BYTES`, `MAX_HEADERS`, `MAX_REQUEST_BODY`).
@@ -785,6 +856,7 @@ pub fn start(
     let started = stop.child_token();
     let hint = Bytes::from(settings.no_running_hint);
     let count = settings.threads.max(1);
+    let conns = Arc::new(Connections::new(settings.max_connections));
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
         let proxy = Proxy::new(
@@ -804,11 +876,12 @@ pub fn start(
             .and_then(|listener| {
                 let (done_tx, done) = oneshot::channel();
                 let (stop, fatal, grace) = (started.clone(), fatal.clone(), settings.drain_grace);
+                let conns = conns.clone();
                 std::thread::Builder::new()
                     .name(format!("understudy-proxy-{index}"))
                     .spawn(move || {
                         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            proxy_thread(index, listener, proxy, stop, grace)
+                            proxy_thread(index, listener, proxy, conns, stop, grace)
                         }))
                         .unwrap_or_else(|panic| {
                             Err(ProxyError::Panicked {
@@ -844,6 +917,7 @@ fn proxy_thread(
     index: usize,
     listener: std::net::TcpListener,
     proxy: Proxy,
+    conns: Arc<Connections>,
     stop: CancellationToken,
     drain_grace: Duration,
 ) -> Result<(), ProxyError> {
@@ -860,7 +934,7 @@ fn proxy_thread(
                 thread: index,
                 source,
             })?;
-        serve(listener, Arc::new(proxy), stop, drain_grace).await;
+        serve(listener, Arc::new(proxy), conns, stop, drain_grace).await;
         Ok(())
     })
 }
@@ -878,11 +952,28 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    conns: Arc<Connections>,
     stop: CancellationToken,
     drain_grace: Duration,
 ) {
     let connections = TaskTracker::new();
-    loop {
+    'accept: loop {
+        while conns.full() {
+            // At the limit: make room by closing idle keep-alive connections, and wait for one
+            // to go (or look again shortly: another thread may have taken the room).
+            let freed = conns.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if !conns.full() {
+                break;
+            }
+            conns.ask_to_close(ROOM_BATCH);
+            tokio::select! {
+                _ = stop.cancelled() => break 'accept,
+                _ = freed => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
         let (stream, peer) = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -897,7 +988,14 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, peer, proxy.clone(), stop.clone()));
+        let counted = Counted::new(&conns);
+        connections.spawn(connection(
+            stream,
+            peer,
+            proxy.clone(),
+            stop.clone(),
+            counted,
+        ));
     }
     drop(listener);
     connections.close();
@@ -919,6 +1017,7 @@ async fn connection(
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     stop: CancellationToken,
+    counted: Counted,
 ) {
     let (header_timeout, limits) = (proxy.header_timeout, proxy.limits);
     let (stream, smuggling) = framing::Sniffed::new(stream);
@@ -938,9 +1037,14 @@ async fn connection(
     }
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = stop.cancelled() => {}
+    let conns = &counted.0;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.cancelled() => break,
+            // Asked to make room: an idle connection closes at once, a busy one after its answer.
+            _ = conns.make_room.notified() => if conns.chosen() { break },
+        }
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
@@ -1130,6 +1234,7 @@ mod tests {
                 headers: 100,
                 body: 1 << 20,
             },
+            max_connections: 100,
         };
         let handle = start(
             listener,
@@ -1183,6 +1288,7 @@ mod tests {
         let server = tokio::spawn(serve(
             listener,
             proxy,
+            Arc::new(Connections::new(100)),
             cancel.clone(),
             Duration::from_secs(5),
         ));

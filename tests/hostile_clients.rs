@@ -178,3 +178,68 @@ fn an_upstream_that_breaks_off_mid_answer_costs_only_that_answer() {
     );
     u.stop();
 }
+
+/// Open `n` connections that never send anything; the ones the kernel accepted.
+fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .collect()
+}
+
+/// A request on a fresh connection, and how long it took to be answered.
+fn timed_get(addr: std::net::SocketAddr, path: &str) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    let (status, _) = http(addr, "GET", path).unwrap_or((0, String::new()));
+    (status, started.elapsed())
+}
+
+#[test]
+fn at_max_connections_idle_keep_alive_connections_make_room() {
+    let (_base, mut u) = serving("hostile-maxconn", "MAX_CONNECTIONS=20", "");
+    let idle = idle_connections(u.addr, 40);
+    assert_eq!(idle.len(), 40, "the kernel took them all (backlog)");
+    let (status, took) = timed_get(u.addr, "/new-user");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(2), "answered in {took:?}");
+    drop(idle);
+    u.stop();
+}
+
+#[test]
+fn at_the_open_files_limit_a_new_user_is_still_served() {
+    let base = Base::new("hostile-fds");
+    base.write_env("LOG_DIR=own-logs");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 512 && exec '{BIN}' run --base '{}'",
+            base.path.display()
+        ))
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("understudy to listen", Duration::from_secs(10), || {
+        TcpStream::connect(base.listen).ok()
+    });
+    base.drop_fixture("1.0.0", "");
+    wait_until("running to serve", Duration::from_secs(20), || {
+        (http(base.listen, "GET", "/").ok()?.0 == 200).then_some(())
+    });
+    let idle = idle_connections(base.listen, 600);
+    assert!(idle.len() >= 550, "{} idle connections open", idle.len());
+    let (status, took) = timed_get(base.listen, "/new-user");
+    let log =
+        std::fs::read_to_string(base.path.join("own-logs/understudy.log")).unwrap_or_default();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    drop(idle);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(status, 200, "{log}");
+    assert!(took < Duration::from_secs(2), "answered in {took:?}");
+    assert!(log.contains("at most"), "the lowered limit is said: {log}");
+    let emfile = log.matches("Too many open files").count();
+    assert!(emfile < 5, "{emfile} accept errors: {log}");
+}
