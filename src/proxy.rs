@@ -527,6 +527,8 @@ struct Proxy {
     no_running_hint: Bytes,
     header_timeout: Duration,
     limits: Limits,
+    /// Upgraded connections (WebSocket and the like) spliced to running, joined at shutdown.
+    splices: TaskTracker,
 }
 
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
@@ -562,6 +564,7 @@ impl Proxy {
             no_running_hint,
             header_timeout,
             limits,
+            splices: TaskTracker::new(),
         }
     }
 
@@ -588,6 +591,9 @@ impl Proxy {
             Ok(r) => r,
             Err(restarting) => return Ok(self.unavailable(restarting)),
         };
+        if wants_upgrade(req.headers()) {
+            return Ok(self.upgrade(req, route.running, peer).await);
+        }
         let (mut parts, body) = req.into_parts();
         let mirror_to = route.testing.filter(|_| self.mirror.wants(&parts.method));
         let (body, copy_body) = match self
@@ -760,6 +766,76 @@ impl Proxy {
         });
         strip_hop_by_hop(&mut parts.headers);
         Response::from_parts(parts, ProxyBody::Stream(body, Some(running), tee))
+    }
+
+    /// A protocol upgrade (`Connection: upgrade`, as a WebSocket handshake): the handshake goes to
+    /// running only, never mirrored; on `101` both connections are spliced both ways until
+    /// either side closes. The splice holds running's in-flight count, so a promotion drains it
+    /// up to `SHUTDOWN_GRACE`; then the old instance is stopped, which closes it (clients
+    /// reconnect, to the new version).
+    async fn upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        running: InflightGuard,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let user_side = hyper::upgrade::on(&mut req);
+        let (mut parts, body) = req.into_parts();
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
+        let path_and_query = parts.uri.path_and_query().cloned();
+        point_at(&mut parts, running.upstream(), path_and_query, peer);
+        if let Some(p) = protocol {
+            parts.headers.insert(header::UPGRADE, p);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let started = Instant::now();
+        let sent = self
+            .client
+            .request(Request::from_parts(
+                parts,
+                ProxyBody::Stream(body, None, None),
+            ))
+            .await;
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.running.unanswered();
+                return self.bad_gateway(running.upstream(), &e);
+            }
+        };
+        self.stats
+            .running
+            .answered(resp.status(), started.elapsed());
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // Refused: relay the answer as any other.
+            return self.relay(resp, running, None, started.elapsed());
+        }
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        self.splices.spawn(async move {
+            let _inflight = running;
+            match tokio::try_join!(user_side, upstream_side) {
+                Ok((user, upstream)) => {
+                    let (mut user, mut upstream) = (TokioIo::new(user), TokioIo::new(upstream));
+                    let _ = tokio::io::copy_bidirectional(&mut user, &mut upstream).await;
+                }
+                Err(e) => tracing::debug!("an upgrade from {peer} did not complete: {e}"),
+            }
+        });
+        let (mut parts, _) = resp.into_parts();
+        // The upgrade headers are the answer itself here, not hop-by-hop noise.
+        let (conn, up) = (
+            parts.headers.remove(header::CONNECTION),
+            parts.headers.remove(header::UPGRADE),
+        );
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.extend(
+            [(header::CONNECTION, conn), (header::UPGRADE, up)]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?))),
+        );
+        Response::from_parts(parts, ProxyBody::Full(None))
     }
 
     /// Running did not answer: a 502 that says which instance, never an empty 200.
@@ -999,10 +1075,12 @@ async fn serve(
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(drain_grace, connections.wait())
-        .await
-        .is_err()
-    {
+    proxy.splices.close();
+    let drained = async {
+        connections.wait().await;
+        proxy.splices.wait().await;
+    };
+    if tokio::time::timeout(drain_grace, drained).await.is_err() {
         tracing::warn!(
             "{} user connections still busy {drain_grace:?} after stop; closing them",
             connections.len()
@@ -1035,7 +1113,9 @@ async fn connection(
         // heap allocation per request, so it is only paid for when asked.
         builder.max_headers(limits.headers);
     }
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     let conns = &counted.0;
     loop {
@@ -1074,6 +1154,17 @@ fn error_response(status: StatusCode, text: Bytes) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// Whether a request asks to switch protocols (`Connection: upgrade` with an `Upgrade` header).
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
 }
 
 /// Whether an upstream request failed because the user's chunked body went over the limit.

@@ -21,3 +21,4 @@ mod seeing;
 mod shutdown;
 mod soak;
 mod steering;
+mod upgrades;

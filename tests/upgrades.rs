@@ -1,0 +1,149 @@
+//! Protocol upgrades through the proxy: a real WebSocket client (tungstenite) talks through
+//! understudy to a real WebSocket server, reached through the running build (a fixture that relays
+//! its port to the server, as an app would serve it itself).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tungstenite::Message;
+
+use crate::support::*;
+
+/// A WebSocket echo server answering each text message with `<name>:<message>`; counts the
+/// handshakes it completed (port probes of the relay in front of it are not handshakes).
+fn echo_server(name: &'static str) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let Ok(mut ws) = tungstenite::accept(stream) else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                while let Ok(msg) = ws.read() {
+                    match msg {
+                        Message::Text(t) => {
+                            if ws.send(Message::text(format!("{name}:{t}"))).is_err() {
+                                return;
+                            }
+                        }
+                        Message::Close(_) => return,
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+type Socket = tungstenite::WebSocket<TcpStream>;
+
+fn open(proxy: SocketAddr) -> Socket {
+    let stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let (ws, resp) = tungstenite::client(format!("ws://{proxy}/chat"), stream).unwrap();
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+fn echo(ws: &mut Socket, text: &str) -> String {
+    ws.send(Message::text(text)).unwrap();
+    match ws.read().unwrap() {
+        Message::Text(t) => t.to_string(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn websockets_are_spliced_to_running_and_follow_a_promotion() {
+    let (a, _) = echo_server("v1");
+    let (b, b_accepted) = echo_server("v2");
+    let base = Base::new("upgrade-ws");
+    base.write_env("STABLE_WINDOW=1h\nROLLBACK_WINDOW=0\nSHUTDOWN_GRACE=2s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", &format!("--relay-to {a}"));
+    wait_until("running", Duration::from_secs(10), || base.link("running"));
+
+    let mut ws = open(u.addr);
+    for i in 0..3 {
+        assert_eq!(
+            echo(&mut ws, &format!("hello {i}")),
+            format!("v1:hello {i}")
+        );
+    }
+
+    base.drop_fixture("1.1.0", &format!("--relay-to {b}"));
+    wait_until("testing", Duration::from_secs(10), || base.link("testing"));
+    let mut second = open(u.addr);
+    assert_eq!(echo(&mut second, "again"), "v1:again");
+    assert_eq!(
+        b_accepted.load(Ordering::SeqCst),
+        0,
+        "a handshake is never mirrored to testing"
+    );
+    drop(second);
+
+    let (addr, token) = admin(&base);
+    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    // The open socket stays up while the promotion drains it, then ends within the grace.
+    let asked = Instant::now();
+    let ended = loop {
+        match ws
+            .send(Message::text("still there?"))
+            .and_then(|_| ws.read())
+        {
+            Ok(Message::Text(t)) => assert_eq!(t.as_str(), "v1:still there?"),
+            Ok(_) => {}
+            Err(_) => break asked.elapsed(),
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "the socket never ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        ended < Duration::from_secs(10),
+        "ended {ended:?} after the promotion (SHUTDOWN_GRACE is 2 s)"
+    );
+    wait_until("1.1.0 running", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    let mut fresh = open(u.addr);
+    assert_eq!(echo(&mut fresh, "hello"), "v2:hello");
+    let _ = fresh.close(None);
+    u.stop();
+}
+
+#[test]
+fn a_refused_upgrade_is_relayed_as_an_answer() {
+    let base = Base::new("upgrade-refused");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // The fixture is a plain HTTP server: it answers the handshake with a 200, which is relayed.
+    let (status, body) = http_request(
+        u.addr,
+        "GET",
+        "/chat",
+        &[("Connection", "Upgrade"), ("Upgrade", "websocket")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("hello from 1.0.0"), "{body}");
+    assert_eq!(u.get("/after").0, 200);
+    u.stop();
+}
