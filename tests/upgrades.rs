@@ -28,14 +28,13 @@ fn echo_server(name: &'static str) -> (SocketAddr, Arc<AtomicU64>) {
                 };
                 count.fetch_add(1, Ordering::SeqCst);
                 while let Ok(msg) = ws.read() {
-                    match msg {
-                        Message::Text(t) => {
-                            if ws.send(Message::text(format!("{name}:{t}"))).is_err() {
-                                return;
-                            }
-                        }
-                        Message::Close(_) => return,
-                        _ => {}
+                    let answered = match msg {
+                        Message::Text(t) => ws.send(Message::text(format!("{name}:{t}"))).is_ok(),
+                        Message::Close(_) => false,
+                        _ => true,
+                    };
+                    if !answered {
+                        return;
                     }
                 }
             });
