@@ -63,11 +63,11 @@ pub enum ControlCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// An instance's stdout and JSON logs (`running` or `testing`); --follow goes on across
-    /// promotions and restarts, marking each switch.
+    /// An instance's stdout and JSON logs (`running`, `testing` or `secondary`); --follow goes on
+    /// across promotions and restarts, marking each switch.
     Logs {
-        /// `running` or `testing`.
-        #[arg(value_parser = ["running", "testing"])]
+        /// `running`, `testing` or `secondary` (running's twin that measures noise).
+        #[arg(value_parser = ["running", "testing", "secondary"])]
         role: String,
         /// Keep following until interrupted.
         #[arg(long, short)]
@@ -544,6 +544,9 @@ fn status_text(v: &Value) -> String {
     if !v["promoting"].is_null() {
         out.push_str(&instance_line("promoting", &v["promoting"]));
     }
+    if !v["secondary"].is_null() {
+        out.push_str(&instance_line("secondary", &v["secondary"]));
+    }
     for key in ["installing", "pending"] {
         if let Some(x) = v[key].as_str() {
             out.push_str(&format!("{key:<10}{x}\n"));
@@ -555,6 +558,25 @@ fn status_text(v: &Value) -> String {
             "verdict",
             verdict_text(&v["verdict"])
         ));
+        // Where answers differ and count (or are not yet told from noise).
+        for d in v["verdict"]["diffs"].as_array().into_iter().flatten() {
+            let judged = d["judgement"].as_str().unwrap_or("?");
+            if judged != "counts" && judged != "unsure" {
+                continue;
+            }
+            out.push_str(&format!(
+                "{:<10}{} {} {}: {:.1}% of {} ({}); running {} vs testing {}\n",
+                "differs",
+                d["endpoint"].as_str().unwrap_or("?"),
+                d["path"].as_str().unwrap_or("?"),
+                d["kind"].as_str().unwrap_or("?"),
+                d["rate"].as_f64().unwrap_or(0.0) * 100.0,
+                d["of"],
+                judged,
+                d["running"].as_str().unwrap_or(""),
+                d["testing"].as_str().unwrap_or("")
+            ));
+        }
     }
     for sch in v["schedules"].as_array().into_iter().flatten() {
         if sch["state"] == "pending" {
