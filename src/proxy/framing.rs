@@ -37,27 +37,43 @@ struct Scan {
 }
 
 impl Scan {
+    /// Scan the next bytes read; whether a header block naming both just ended. Jumps from line
+    /// end to line end (memchr), looking only at the first bytes of each line.
     fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut both = false;
-        for &b in bytes {
-            if b == b'\n' {
-                let line = &self.line[..self.len];
-                if line.is_empty() || line == b"\r" {
-                    // A blank line ends a header block.
-                    both |= self.content_length && self.transfer_encoding;
-                    self.content_length = false;
-                    self.transfer_encoding = false;
-                } else if line.starts_with(b"content-length:") {
-                    self.content_length = true;
-                } else if line.starts_with(b"transfer-encoding:") {
-                    self.transfer_encoding = true;
-                }
-                self.len = 0;
-            } else if self.len < PREFIX {
-                self.line[self.len] = b.to_ascii_lowercase();
-                self.len += 1;
-            }
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', bytes) {
+            self.take(&bytes[start..nl]);
+            both |= self.end_line();
+            start = nl + 1;
         }
+        self.take(&bytes[start..]);
+        both
+    }
+
+    /// Keep the start of the current line, lower-cased.
+    fn take(&mut self, part: &[u8]) {
+        let n = part.len().min(PREFIX - self.len);
+        for (slot, b) in self.line[self.len..self.len + n].iter_mut().zip(part) {
+            *slot = b.to_ascii_lowercase();
+        }
+        self.len += n;
+    }
+
+    fn end_line(&mut self) -> bool {
+        let line = &self.line[..self.len];
+        let mut both = false;
+        if line.is_empty() || line == b"\r" {
+            // A blank line ends a header block.
+            both = self.content_length && self.transfer_encoding;
+            self.content_length = false;
+            self.transfer_encoding = false;
+        } else if line.starts_with(b"content-length:") {
+            self.content_length = true;
+        } else if line.starts_with(b"transfer-encoding:") {
+            self.transfer_encoding = true;
+        }
+        self.len = 0;
         both
     }
 }
