@@ -767,7 +767,9 @@ pub struct Scorecard {
     testing_log: LogTail,
     running_log: LogTail,
     diffs: DiffStats,
-    noise: DiffStats,
+    noise_diffs: DiffStats,
+    /// Whether a secondary measures noise for this build.
+    noise: bool,
     /// Testing's and running's pids, with their CPU seconds and the request count when first
     /// sampled (CPU per request is measured from there).
     testing_cpu: CpuBase,
@@ -795,7 +797,8 @@ impl Scorecard {
             testing_log: LogTail::from_start(watch.testing_dir),
             running_log: LogTail::from_now(watch.running_dir),
             diffs: DiffStats::default(),
-            noise: DiffStats::default(),
+            noise_diffs: DiffStats::default(),
+            noise: watch.noise,
             testing_cpu: CpuBase {
                 pid: watch.testing_pid,
                 first: None,
@@ -876,7 +879,7 @@ impl Scorecard {
             let key = endpoint_key(&p.method, &p.path);
             self.diffs.record(&key, diffs);
             if let Some(noise) = &p.noise {
-                self.noise.record(&key, noise);
+                self.noise_diffs.record(&key, noise);
             }
         }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
@@ -901,7 +904,7 @@ impl Scorecard {
             running_latencies: secs(&self.running_latency),
             testing_latencies: secs(&self.testing_latency),
             diffs: self.diffs.clone(),
-            noise: self.noise.clone(),
+            noise: self.noise_diffs.clone(),
             noise_expected,
             resources: self.resources(running_requests_now),
             elapsed: now.duration_since(self.since),
@@ -949,6 +952,8 @@ pub enum ScorerControl {
     },
     /// No testing instance: stop scoring.
     Clear,
+    /// The secondary was given up for this build: noise stays unknown.
+    NoNoise,
     /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
     Config(ScoreConfig),
 }
@@ -966,6 +971,8 @@ pub struct Watch {
     pub running_dir: std::path::PathBuf,
     /// Running's process.
     pub running_pid: Option<u32>,
+    /// Whether a secondary measures noise for this build (`NOISE_CANCEL=on` and one could run).
+    pub noise: bool,
 }
 
 /// A verdict about one testing instance, sent to the supervisor.
@@ -1006,6 +1013,12 @@ pub async fn run(
                         continue;
                     }
                     ScorerControl::Clear => None,
+                    ScorerControl::NoNoise => {
+                        if let Some(c) = card.as_mut() {
+                            c.noise = false;
+                        }
+                        continue;
+                    }
                     ScorerControl::Config(new) => {
                         if new.evaluate_every != cfg.evaluate_every {
                             tick = tokio::time::interval(new.evaluate_every);
@@ -1019,7 +1032,8 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
-                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), cfg.noise_cancel);
+                    let noise = c.noise;
+                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
                     let evaluation = evaluate(&s, &cfg);
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
                     if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {
@@ -1315,6 +1329,7 @@ mod tests {
                 testing_pid: 0,
                 running_dir: "/nonexistent".into(),
                 running_pid: None,
+                noise: false,
             },
             0,
             Instant::now(),

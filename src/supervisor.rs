@@ -955,6 +955,18 @@ impl Decision<'_> {
             let (lo, hi) = self.s.ports;
             let free = (lo..=hi).find(|p| !self.s.taken.contains(p) && !self.s.busy.contains(p));
             let Some(port) = free else {
+                if part == SlotKey::Secondary && self.s.busy.is_empty() {
+                    // No port to spare in PORT_RANGE: noise stays unknown rather than have the
+                    // verdict wait for an instance that cannot start.
+                    if let Some(slot) = self.s.secondary.take() {
+                        tracing::warn!(
+                            "no free port in PORT_RANGE for the secondary instance of {}; differences are judged without noise cancellation",
+                            slot.version()
+                        );
+                        self.give_up_secondary(slot);
+                    }
+                    continue;
+                }
                 if !self.s.busy.is_empty() && self.s.busy_retry.is_none() {
                     self.s.busy_retry = Some(self.now + BUSY_PORT_RETRY);
                 }
@@ -1167,6 +1179,7 @@ impl Decision<'_> {
                 let running_dir = running.map(|c| c.dir.clone()).unwrap_or_default();
                 let running_pid = running.map(|c| c.pid);
                 let testing = self.s.testing.as_ref().expect("serving testing");
+                let noise = self.s.noise_cancel && self.s.secondary_off != Some(testing.id);
                 self.out
                     .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
                         testing: testing.id,
@@ -1174,6 +1187,7 @@ impl Decision<'_> {
                         testing_pid: child.pid,
                         running_dir,
                         running_pid,
+                        noise,
                     })));
             }
             SlotKey::Secondary => self.serve(SlotKey::Secondary),
@@ -1260,7 +1274,15 @@ impl Decision<'_> {
             "the secondary instance of {} {why}; differences are judged without noise cancellation for this build",
             slot.version()
         );
+        self.give_up_secondary(slot);
+    }
+
+    /// No secondary for the build under test: it is judged with noise unknown.
+    fn give_up_secondary(&mut self, slot: Slot) {
         self.s.secondary_off = self.s.testing.as_ref().map(|t| t.id);
+        if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
+            self.out.push(Action::Score(ScorerControl::NoNoise));
+        }
         self.drop_secondary(slot);
     }
 

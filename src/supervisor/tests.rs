@@ -1329,3 +1329,25 @@ async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
     assert_eq!(sim.s.testing().unwrap().id, testing);
     assert!(sim.s.secondary().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_a_port_to_spare_the_build_is_judged_with_noise_unknown() {
+    let mut sim = Sim::new((30000, 30001));
+    sim.s.noise_cancel = true;
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    let a = sim.deliver("1.1.0");
+    assert!(start_of(&a, Role::Secondary).is_none(), "{a:#?}");
+    assert!(sim.s.secondary().is_none());
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    sim.launch(testing);
+    let a = sim.event(testing, InstanceEventKind::Ready);
+    let watch = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Score(ScorerControl::Watch(w)) => Some(w.clone()),
+            _ => None,
+        })
+        .expect("scored");
+    assert!(!watch.noise, "the scorer is told noise is unknown");
+}
