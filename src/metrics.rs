@@ -302,6 +302,11 @@ impl Collector for Scrape {
                 load(&s.mirror_dropped),
             ),
             (
+                "diff_skipped",
+                "Sampled pairs whose answers were not compared because both diff threads were busy (diffing sheds load instead of slowing the mirror).",
+                load(&s.diff_skipped),
+            ),
+            (
                 "mirror_skipped_body",
                 "Eligible requests not copied: body over MIRROR_MAX_BODY or of unknown length.",
                 load(&s.mirror_skipped_body),

@@ -331,6 +331,8 @@ pub struct ProxyStats {
     pub mirror_dropped: AtomicU64,
     /// Eligible requests not mirrored because their body was too large or unsized.
     pub mirror_skipped_body: AtomicU64,
+    /// Sampled pairs not compared because both diff threads were busy.
+    pub diff_skipped: AtomicU64,
     /// What running answered to user requests.
     pub running: Answers,
     /// What testing answered to mirrored copies.

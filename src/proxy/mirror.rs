@@ -466,7 +466,13 @@ async fn send_copy(
     if job.diff.is_none() {
         return Some(pair(job, outcome, secondary, &cfg));
     }
-    let permit = diff_permits.acquire_owned().await.ok()?;
+    // Both diff threads busy: this pair is not compared rather than waited for, so the mirror
+    // keeps its pace and diffing sheds load by itself (counted).
+    let Ok(permit) = diff_permits.try_acquire_owned() else {
+        stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
+        job.running_body = None;
+        return Some(pair(job, outcome, secondary, &cfg));
+    };
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         pair(job, outcome, secondary, &cfg)
