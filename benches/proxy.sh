@@ -5,6 +5,10 @@
 #
 #   bash benches/proxy.sh            # 15 s per case at 1, 32 and 128 connections
 #   DURATION=5 CONNS="32" bash benches/proxy.sh
+#   CASES="mirror" US_ENV='DIFF_SAMPLE=0\nNOISE_CANCEL=off\n' APP_FLAGS=--noisy bash benches/proxy.sh
+#
+# CASES picks cases (direct nginx running mirror hung promotion; default all); US_ENV adds .env
+# lines to the understudy of cases 2 and 3; APP_FLAGS adds fixture-app flags to its builds.
 #
 # Installs wrk and nginx from Debian's packages if missing. Never run by `cargo test`.
 set -euo pipefail
@@ -14,6 +18,10 @@ DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-"1 32 128"}   # 1 connection shows the hop's own latency; 32 and 128 show load
 THREADS=${THREADS:-2}
+CASES=${CASES:-all}
+US_ENV=${US_ENV:-}
+APP_FLAGS=${APP_FLAGS:-}
+want() { [ "$CASES" = all ] || [[ " $CASES " == *" $1 "* ]]; }
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -24,7 +32,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release -q
-cargo bench -q --bench switch --no-run 2>/dev/null
+if want promotion; then cargo bench -q --bench switch --no-run 2>/dev/null; fi
 BIN=$PWD/target/release/understudy
 WORK=$(mktemp -d /tmp/understudy-bench.XXXXXX)
 PIDS=()
@@ -90,6 +98,16 @@ start_understudy() {
   USPID=$!; PIDS+=($USPID)
   wait_port "$2"
 }
+# mirror_status BASE: what understudy's admin API says about the mirror and the diffs.
+mirror_status() {
+  curl -s --unix-socket "$1/.understudy/admin.sock" http://admin/api/status | python3 -c '
+import json, sys
+s = json.load(sys.stdin); c = s.get("counters", {})
+bodies = next((p["detail"] for p in ((s.get("verdict") or {}).get("parts") or []) if p.get("name") == "bodies"), "-")
+sec = "up" if s.get("secondary") else "none"
+m, d = c.get("mirrored"), c.get("dropped_copies")
+print(f"mirror: {m} copies, {d} dropped; secondary {sec}; bodies: {bodies}")' || true
+}
 wait_testing() { for _ in $(seq 200); do [ -L "$1/testing" ] && break; sleep 0.05; done; }
 stop_understudy() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 
@@ -97,10 +115,12 @@ echo "understudy benchmarks: $(nproc) cores, wrk -t$THREADS, ${DURATION}s per ca
 : > "$WORK/results"
 
 # 1. Direct.
+if want direct || want nginx; then
 mkdir -p "$WORK/direct" && cd "$WORK/direct"
 app 18001 1.0.0; app 18002 1.0.0
 cd - >/dev/null
-run_case direct 18001
+fi
+if want direct; then run_case direct 18001; fi
 
 # 4. nginx, plain and mirrored (to the second app instance).
 cat > "$WORK/nginx.conf" <<NGX
@@ -119,24 +139,32 @@ http {
     location = /__mirror { internal; proxy_pass http://mirror_app\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 NGX
+if want nginx; then
 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
 wait_port 18101
 run_case nginx-plain 18101
 run_case nginx-mirror 18102
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+fi
 
 # 2 and 3. understudy: running only, then running + testing (every GET mirrored), then hung testing.
 B=$WORK/base
-start_understudy "$B" 18200 18300-18349 'STABLE_WINDOW=1h\nLOG_LEVEL=warn\n' "$WORK/understudy.log"
+if want running || want mirror; then
+start_understudy "$B" 18200 18300-18349 "STABLE_WINDOW=1h\nLOG_LEVEL=warn\n$US_ENV" "$WORK/understudy.log"
 UPID=$USPID
-build "$B" 1.0.0; wait_body 18200 "1.0.0"
-run_case understudy-running 18200 "$UPID"
-build "$B" 1.1.0; wait_testing "$B"
-run_case understudy-mirror 18200 "$UPID"
+build "$B" 1.0.0 "$APP_FLAGS"; wait_body 18200 "1.0.0"
+if want running; then run_case understudy-running 18200 "$UPID"; fi
+if want mirror; then
+  build "$B" 1.1.0 "$APP_FLAGS"; wait_testing "$B"
+  run_case understudy-mirror 18200 "$UPID"
+  mirror_status "$B"
+fi
 stop_understudy "$UPID"
+fi
 
 # 3b. A fresh understudy whose testing instance hangs (answers after 10 s): users must not notice,
 # and memory must stay bounded (measured in its own process, so earlier cases do not count).
+if want hung; then
 H=$WORK/hung
 start_understudy "$H" 18205 18350-18399 'STABLE_WINDOW=1h\nLOG_LEVEL=warn\n' "$WORK/hung.log"
 HPID=$USPID
@@ -144,8 +172,10 @@ build "$H" 1.0.0; wait_body 18205 "1.0.0"
 build "$H" 1.1.0 "--slow-ms 10000"; wait_testing "$H"
 run_case understudy-mirror-hung 18205 "$HPID"
 stop_understudy "$HPID"
+fi
 
 # 5. A promotion under 128 connections of load: errors, and the switch's own latency.
+if want promotion; then
 P=$WORK/promote
 start_understudy "$P" 18210 18400-18499 'STABLE_WINDOW=3s\nMIN_MIRRORED=100\nEVALUATE_EVERY=250ms\nLOG_LEVEL=info\n' "$WORK/promote.log"
 PPID2=$USPID
@@ -185,6 +215,7 @@ for s, n, e, p50, p99 in seconds:
     print(f"  second {s - seconds[0][0]:>2}: {n:>6} req, {e} errors, p50 {p50} µs, p99 {p99} µs{mark}")
 PY
 stop_understudy "$PPID2"
+fi
 
 echo
 python3 - "$WORK/results" <<'PY'
