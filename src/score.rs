@@ -570,7 +570,10 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
                     show_example(&row.testing),
                 )
             };
+            // An endpoint seen too seldom is reported, never judged (as its 5xx rate is not).
+            let few = e.pairs < cfg.min_endpoint_pairs;
             match judgement {
+                _ if few => {}
                 DiffJudgement::Counts | DiffJudgement::NoiseUnknown => {
                     if judgement == DiffJudgement::Counts {
                         counted += 1;
@@ -603,6 +606,9 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
                 }
                 DiffJudgement::Noise => noise_paths += 1,
                 DiffJudgement::Expected => {}
+            }
+            if few && judgement == DiffJudgement::Noise {
+                noise_paths += 1;
             }
             rows.push(row);
         }
@@ -1212,6 +1218,15 @@ mod tests {
             matches!(&e.verdict, Verdict::Wait(w) if w.contains("noise not measured")),
             "{e:?}"
         );
+        // An endpoint seen only a few times is reported, not judged.
+        let mut s = with_diffs(200, 200, &ts, Some((3, 3)));
+        s.noise_expected = true;
+        for _ in 0..3 {
+            s.diffs
+                .record("GET /rare", &[difference("$.x", DiffKind::Changed)]);
+        }
+        s.diffs.endpoints.remove("GET /a");
+        assert_eq!(evaluate(&s, &on).verdict, Verdict::Promote);
         // Version-only differences never count.
         let v = difference("$.version", DiffKind::Expected);
         let s = with_diffs(200, 200, &v, None);
