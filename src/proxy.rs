@@ -77,9 +77,7 @@ const ROOM_BATCH: usize = 32;
 pub struct Connections {
     open: AtomicUsize,
     max: usize,
-    /// How many more connections may answer the current call to make room.
-    to_close: AtomicUsize,
-    make_room: Notify,
+    /// Woken when a connection closes, for accept loops waiting at the limit.
     freed: Notify,
 }
 
@@ -88,8 +86,6 @@ impl Connections {
         Connections {
             open: AtomicUsize::new(0),
             max: max.max(1),
-            to_close: AtomicUsize::new(0),
-            make_room: Notify::new(),
             freed: Notify::new(),
         }
     }
@@ -102,9 +98,20 @@ impl Connections {
     fn full(&self) -> bool {
         self.open.load(Ordering::Acquire) >= self.max
     }
+}
 
-    /// Ask up to `n` connections to close once idle.
-    fn ask_to_close(&self, n: usize) {
+/// One proxy thread's way to make room: its connections wait on `make_room`, and those that
+/// claim one of `to_close` close once idle. Per thread, so a connection's wake-ups never touch
+/// another thread's lock.
+#[derive(Debug, Default)]
+struct Room {
+    to_close: AtomicUsize,
+    make_room: Notify,
+}
+
+impl Room {
+    /// Ask up to `n` of this thread's connections to close once idle.
+    fn ask(&self, n: usize) {
         self.to_close.store(n, Ordering::Release);
         self.make_room.notify_waiters();
     }
@@ -531,6 +538,8 @@ struct Proxy {
     limits: Limits,
     /// Upgraded connections (WebSocket and the like) spliced to running, joined at shutdown.
     splices: TaskTracker,
+    /// This thread's connections asked to make room at the connection limit.
+    room: Room,
 }
 
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
@@ -567,6 +576,7 @@ impl Proxy {
             header_timeout,
             limits,
             splices: TaskTracker::new(),
+            room: Room::default(),
         }
     }
 
@@ -1045,7 +1055,7 @@ async fn serve(
             if !conns.full() {
                 break;
             }
-            conns.ask_to_close(ROOM_BATCH);
+            proxy.room.ask(ROOM_BATCH);
             tokio::select! {
                 _ = stop.cancelled() => break 'accept,
                 _ = freed => {}
@@ -1100,6 +1110,8 @@ async fn connection(
     counted: Counted,
 ) {
     let (header_timeout, limits) = (proxy.header_timeout, proxy.limits);
+    let owner = proxy.clone();
+    let room = &owner.room;
     let (stream, smuggling) = framing::Sniffed::new(stream);
     let svc =
         hyper::service::service_fn(move |req| proxy.clone().handle(req, peer, smuggling.clone()));
@@ -1119,13 +1131,13 @@ async fn connection(
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
-    let conns = &counted.0;
+    let _counted = counted;
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = stop.cancelled() => break,
             // Asked to make room: an idle connection closes at once, a busy one after its answer.
-            _ = conns.make_room.notified() => if conns.chosen() { break },
+            _ = room.make_room.notified() => if room.chosen() { break },
         }
     }
     conn.as_mut().graceful_shutdown();
