@@ -232,6 +232,8 @@ pub struct Upstream {
     draining: AtomicBool,
     /// Signalled when `inflight` drops to zero while draining.
     idle: Notify,
+    /// Cancelled when a drain's grace is over: upgraded connections still spliced are closed.
+    closed: CancellationToken,
 }
 
 impl Upstream {
@@ -250,6 +252,7 @@ impl Upstream {
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
+            closed: CancellationToken::new(),
         })
     }
 
@@ -273,6 +276,8 @@ impl Upstream {
                 return 0;
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                // The grace is over: what is still spliced (WebSockets) is closed now.
+                self.closed.cancel();
                 return self.inflight.load(Ordering::SeqCst);
             }
         }
@@ -826,11 +831,16 @@ impl Proxy {
         }
         let upstream_side = hyper::upgrade::on(&mut resp);
         self.splices.spawn(async move {
+            let closed = running.upstream().closed.clone();
             let _inflight = running;
             match tokio::try_join!(user_side, upstream_side) {
                 Ok((user, upstream)) => {
                     let (mut user, mut upstream) = (TokioIo::new(user), TokioIo::new(upstream));
-                    let _ = tokio::io::copy_bidirectional(&mut user, &mut upstream).await;
+                    // Until either side closes, or a drain's grace ends (both are then dropped).
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut user, &mut upstream) => {}
+                        _ = closed.cancelled() => {}
+                    }
                 }
                 Err(e) => tracing::debug!("an upgrade from {peer} did not complete: {e}"),
             }
