@@ -682,11 +682,18 @@ fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
         name: "resources",
         score: if over { 0 } else { 100 },
         detail: format!(
-            "RSS testing {:.1} MiB vs running {:.1} MiB ({rss_ratio:.2}×); CPU per request testing {:.0} µs vs running {:.0} µs ({cpu_ratio:.2}×)",
+            "RSS testing {:.1} MiB vs running {:.1} MiB ({rss_ratio:.2}×); {}",
             r.testing_rss as f64 / 1048576.0,
             r.running_rss as f64 / 1048576.0,
-            test_per * 1e6,
-            run_per * 1e6
+            if r.running_cpu > 0.05 && r.testing_cpu > 0.0 {
+                format!(
+                    "CPU per request testing {:.0} µs vs running {:.0} µs ({cpu_ratio:.2}×)",
+                    test_per * 1e6,
+                    run_per * 1e6
+                )
+            } else {
+                "CPU per request: too little CPU time used yet to compare".to_string()
+            }
         ),
     })
 }

@@ -4,7 +4,7 @@
 //!
 //! Without chromium the test is skipped with a loud message, unless `UNDERSTUDY_REQUIRE_BROWSER`
 //! (which `.ci/run` sets) or `CI` is set: then it fails. `UNDERSTUDY_SCREENSHOT=1` copies the
-//! screenshot taken after the promotion to `docs/dashboard.png`.
+//! screenshot taken while a build is tested to `docs/dashboard.png`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -92,6 +92,14 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
         "the score drawn over time: {dom}"
     );
 
+    // While 1.1.0 is tested: verdict, parts, differences, events.
+    let png = browser.screenshot(&url);
+    if std::env::var("UNDERSTUDY_SCREENSHOT").is_ok_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+        std::fs::copy(&png, &docs).unwrap();
+        eprintln!("dashboard screenshot written to {}", docs.display());
+    }
+
     // Promote (over TCP, with the token, as the page's button does) and watch the page follow.
     let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
     assert_eq!(code, 200, "{body}");
@@ -120,13 +128,6 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
         dom.contains(">promoted<"),
         "the promotion among the events: {dom}"
     );
-
-    let png = browser.screenshot(&url);
-    if std::env::var("UNDERSTUDY_SCREENSHOT").is_ok_and(|v| v == "1") {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
-        std::fs::copy(&png, &docs).unwrap();
-        eprintln!("dashboard screenshot written to {}", docs.display());
-    }
 }
 
 /// `$CHROMIUM`, or `chromium` on the `PATH`.
