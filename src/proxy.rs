@@ -547,6 +547,16 @@ struct Proxy {
     room: Room,
 }
 
+/// One user connection as its requests see it: built once per connection, so a request pays no
+/// formatting for its `X-Forwarded-For`.
+struct Peer {
+    addr: SocketAddr,
+    /// The peer's IP as a header value.
+    forwarded: HeaderValue,
+    /// Raised by the framing sniffer: a header block named both framing headers.
+    smuggling: Arc<AtomicBool>,
+}
+
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
 struct Route {
     running: InflightGuard,
@@ -588,8 +598,7 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        smuggling: Arc<AtomicBool>,
+        peer: Arc<Peer>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         if req.method() == Method::CONNECT {
@@ -598,7 +607,7 @@ impl Proxy {
                 Bytes::from_static(CONNECT_REFUSED.as_bytes()),
             ));
         }
-        if smuggling.load(Ordering::Relaxed) {
+        if peer.smuggling.load(Ordering::Relaxed) {
             return Ok(self.refuse(StatusCode::BAD_REQUEST, SMUGGLING_REFUSED));
         }
         if request_body_len(req.headers()).is_some_and(|n| n > self.limits.body) {
@@ -609,7 +618,7 @@ impl Proxy {
             Err(restarting) => return Ok(self.unavailable(restarting)),
         };
         if wants_upgrade(req.headers()) {
-            return Ok(self.upgrade(req, route.running, peer).await);
+            return Ok(self.upgrade(req, route.running, &peer).await);
         }
         let (mut parts, body) = req.into_parts();
         let mirror_to = route.testing.filter(|_| self.mirror.wants(&parts.method));
@@ -630,7 +639,7 @@ impl Proxy {
             &mut parts,
             route.running.upstream(),
             path_and_query.clone(),
-            peer,
+            &peer,
         );
         // Only a mirrored request pays for copying its head.
         let copy = copy_body.map(|body| RequestCopy {
@@ -794,7 +803,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         running: InflightGuard,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> Response<ProxyBody> {
         let user_side = hyper::upgrade::on(&mut req);
         let (mut parts, body) = req.into_parts();
@@ -830,6 +839,7 @@ impl Proxy {
             return self.relay(resp, running, None, started.elapsed());
         }
         let upstream_side = hyper::upgrade::on(&mut resp);
+        let addr = peer.addr;
         self.splices.spawn(async move {
             let closed = running.upstream().closed.clone();
             let _inflight = running;
@@ -842,7 +852,7 @@ impl Proxy {
                         _ = closed.cancelled() => {}
                     }
                 }
-                Err(e) => tracing::debug!("an upgrade from {peer} did not complete: {e}"),
+                Err(e) => tracing::debug!("an upgrade from {addr} did not complete: {e}"),
             }
         });
         let (mut parts, _) = resp.into_parts();
@@ -889,7 +899,7 @@ fn point_at(
     parts: &mut http::request::Parts,
     to: &Upstream,
     path_and_query: Option<PathAndQuery>,
-    peer: SocketAddr,
+    peer: &Peer,
 ) {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(http::uri::Scheme::HTTP);
@@ -897,7 +907,7 @@ fn point_at(
     uri.path_and_query = path_and_query.or_else(|| Some(PathAndQuery::from_static("/")));
     parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
     strip_hop_by_hop(&mut parts.headers);
-    append_forwarded_for(&mut parts.headers, peer);
+    append_forwarded_for(&mut parts.headers, &peer.forwarded);
 }
 
 /// The running proxy threads, from [`start`].
@@ -1123,8 +1133,13 @@ async fn connection(
     let owner = proxy.clone();
     let room = &owner.room;
     let (stream, smuggling) = framing::Sniffed::new(stream);
-    let svc =
-        hyper::service::service_fn(move |req| proxy.clone().handle(req, peer, smuggling.clone()));
+    let peer = Arc::new(Peer {
+        addr: peer,
+        forwarded: HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value"),
+        smuggling,
+    });
+    let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer.clone()));
     // A client gets HEADER_TIMEOUT to send each whole request head, then the connection is closed.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -1245,13 +1260,14 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
+fn append_forwarded_for(h: &mut HeaderMap, ip: &HeaderValue) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let ip = peer.ip().to_string();
-    let value = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    // Most requests carry none: the connection's value is shared, nothing is formatted.
+    let Some(prev) = h.get(&XFF).and_then(|v| v.to_str().ok()) else {
+        h.insert(&XFF, ip.clone());
+        return;
     };
+    let value = format!("{prev}, {}", ip.to_str().unwrap_or_default());
     if let Ok(v) = HeaderValue::from_str(&value) {
         h.insert(&XFF, v);
     }
@@ -1260,6 +1276,18 @@ fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_set_or_appended() {
+        let ip = HeaderValue::from_static("10.0.0.7");
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, &ip);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        append_forwarded_for(&mut h, &ip);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.7");
+    }
     use std::sync::atomic::AtomicUsize;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
