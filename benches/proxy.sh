@@ -69,13 +69,14 @@ LUA
 
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 wait_body() { for _ in $(seq 400); do curl -s "http://127.0.0.1:$1/" | grep -q "$2" && return 0; sleep 0.05; done; echo "no '$2' on $1" >&2; return 1; }
-# A proxy's processes: the given pids and their children (nginx's workers).
-family() { local p; for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done; }
-cpu_ticks() { local t=0 p; for p in $(family "$@"); do t=$(( t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
-rss_kib() { local t=0 p; for p in $(family "$@"); do t=$(( t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }  # current, at the end of the case
+# A proxy's processes are given as pids (threads are counted in their process); not their children,
+# which for understudy are the builds it runs.
+with_children() { local p; for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done; }
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
+rss_kib() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }  # current, at the end of the case
 ROUND=1
 
-# run_case NAME PORT [PIDS to measure, space-separated, children included]
+# run_case NAME PORT [PIDS to measure, space-separated]
 run_case() {
   local name=$1 port=$2 pids=${3:-}
   for c in $CONNS; do
@@ -243,8 +244,8 @@ fi
 one_case() {
   case $1 in
     direct) run_case direct 18001 ;;
-    nginx) run_case nginx-plain 18101 "$(cat "$WORK/nginx.pid")" ;;
-    nginx-mirror) run_case nginx-mirror 18102 "$(cat "$WORK/nginx.pid")" ;;
+    nginx) run_case nginx-plain 18101 "$(with_children "$(cat "$WORK/nginx.pid")")" ;;
+    nginx-mirror) run_case nginx-mirror 18102 "$(with_children "$(cat "$WORK/nginx.pid")")" ;;
     haproxy) run_case haproxy 18111 "$HAPID" ;;
     running) run_case understudy-running 18200 "$UPID" ;;
     mirror) run_case understudy-mirror 18201 "$MPID"; mirror_status "$M" ;;
