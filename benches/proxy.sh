@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Proxy benchmarks, side by side in one run on this machine: the fixture app directly (the floor),
+# Proxy benchmarks, side by side in one run on this machine: the backend directly (the floor),
 # understudy (running only; running + mirrored testing; hung testing), nginx (plain reverse proxy;
-# with `mirror`), and a promotion under load. Prints a table; docs/benchmarks.md keeps results.
+# with `mirror`), HAProxy (plain), and a promotion under load. Prints a table; docs/benchmarks.md
+# keeps results.
 #
 #   bash benches/proxy.sh            # 15 s per case at 1, 32 and 128 connections
 #   DURATION=5 CONNS="32" bash benches/proxy.sh
 #   CASES="mirror" US_ENV='DIFF_SAMPLE=0\nNOISE_CANCEL=off\n' APP_FLAGS=--noisy bash benches/proxy.sh
+#   BACKEND=static ROUNDS=3 CASES="direct nginx haproxy running mirror" bash benches/proxy.sh
 #
-# CASES picks cases (direct nginx running mirror hung promotion; default all); US_ENV adds .env
-# lines to the understudy of cases 2 and 3; APP_FLAGS adds fixture-app flags to its builds.
+# CASES picks cases (direct nginx haproxy running mirror hung promotion; default all); US_ENV adds
+# .env lines to the understudy of cases 2 and 3; APP_FLAGS adds fixture-app flags to its builds.
+# BACKEND=static replaces the fixture app by nginx answering a fixed 2-byte body (`ok`), so the
+# backend is not the bottleneck; understudy's builds are then a script that execs such an nginx on
+# $PORT (hung and promotion need the fixture app and are skipped). ROUNDS repeats the cases
+# direct..mirror, rotating their order each round, and prints medians. US_BIN measures another
+# understudy binary (no build). For every proxy the CPU time of all its processes (utime + stime
+# from /proc) over the measured interval is reported, as a share of one core and per request.
 #
-# Installs wrk and nginx from Debian's packages if missing. Never run by `cargo test`.
+# Installs wrk, nginx and haproxy from Debian's packages if missing. Never run by `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,26 +29,32 @@ THREADS=${THREADS:-2}
 CASES=${CASES:-all}
 US_ENV=${US_ENV:-}
 APP_FLAGS=${APP_FLAGS:-}
+BACKEND=${BACKEND:-app}      # app (the fixture app) or static (nginx, fixed 2-byte body)
+ROUNDS=${ROUNDS:-1}
+US_BIN=${US_BIN:-}
 want() { [ "$CASES" = all ] || [[ " $CASES " == *" $1 "* ]]; }
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if want haproxy; then command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy); fi
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-cargo build --release -q
-if want promotion; then cargo bench -q --bench switch --no-run 2>/dev/null; fi
-BIN=$PWD/target/release/understudy
+if [ -z "$US_BIN" ]; then cargo build --release -q; fi
+if want promotion && [ "$BACKEND" = app ]; then cargo bench -q --bench switch --no-run 2>/dev/null; fi
+BIN=${US_BIN:-$PWD/target/release/understudy}
 WORK=$(mktemp -d /tmp/understudy-bench.XXXXXX)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/haproxy.pid" ] && kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -55,26 +69,33 @@ LUA
 
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 wait_body() { for _ in $(seq 400); do curl -s "http://127.0.0.1:$1/" | grep -q "$2" && return 0; sleep 0.05; done; echo "no '$2' on $1" >&2; return 1; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }  # current, at the end of the case
+# A proxy's processes are given as pids (threads are counted in their process); not their children,
+# which for understudy are the builds it runs.
+with_children() { local p; for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done; }
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
+rss_kib() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }  # current, at the end of the case
+ROUND=1
 
-# run_case NAME PORT [PID-to-measure]
+# run_case NAME PORT [PIDS to measure, space-separated]
 run_case() {
-  local name=$1 port=$2 pid=${3:-}
+  local name=$1 port=$2 pids=${3:-}
   for c in $CONNS; do
     local t=$(( c < THREADS ? c : THREADS ))
     wrk -t"$t" -c"$c" -d"${WARMUP}s" "http://127.0.0.1:$port/api/items" >/dev/null 2>&1 || true
-    local t0=0; [ -n "$pid" ] && t0=$(cpu_ticks "$pid")
+    local t0=0; [ -n "$pids" ] && t0=$(cpu_ticks $pids)
     local out; out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" -s "$WORK/report.lua" "http://127.0.0.1:$port/api/items" 2>&1 | grep RESULT)
-    local cpu="-" rss="-"
-    if [ -n "$pid" ]; then
-      cpu=$(( ( $(cpu_ticks "$pid") - t0 ) * 100 / (DURATION * $(getconf CLK_TCK)) ))%
-      rss="$(( $(rss_kib "$pid") / 1024 ))MiB"
-    fi
+    local ticks=-1 cpu="-" rss="-" per="-"
+    [ -n "$pids" ] && ticks=$(( $(cpu_ticks $pids) - t0 ))
     read -r _ req dur p50 p99 p999 err <<<"$out"
     local rps=$(( req * 1000000 / dur ))
-    printf "%s %s %s %s %s %s %s %s %s\n" "$name" "$c" "$rps" "$p50" "$p99" "$p999" "$err" "$cpu" "$rss" >> "$WORK/results"
-    printf "%-28s c=%-4s %8s req/s  p50 %6sus  p99 %6sus  p99.9 %6sus  errors %s  cpu %s  rss %s\n" "$name" "$c" "$rps" "$p50" "$p99" "$p999" "$err" "$cpu" "$rss"
+    if [ -n "$pids" ]; then
+      cpu=$(( ticks * 100 * 1000000 / (dur * $(getconf CLK_TCK)) ))%
+      per=$(( ticks * 1000000 * 10 / ($(getconf CLK_TCK) * req) ))  # tenths of a µs
+      per=$(( per / 10 )).$(( per % 10 ))
+      rss="$(( $(rss_kib $pids) / 1024 ))MiB"
+    fi
+    printf "%s %s %s %s %s %s %s %s %s %s %s\n" "$name" "$c" "$rps" "$p50" "$p99" "$p999" "$err" "$cpu" "$rss" "$per" "$ROUND" >> "$WORK/results"
+    printf "%-22s c=%-4s %8s req/s  p50 %6sus  p99 %6sus  p99.9 %6sus  errors %s  cpu %s = %s us/req  rss %s\n" "$name" "$c" "$rps" "$p50" "$p99" "$p999" "$err" "$cpu" "$per" "$rss"
   done
 }
 
@@ -85,8 +106,39 @@ app() { # app PORT VERSION [faults...]
   wait_port "$port"
 }
 
+# The static backend: nginx in the foreground on $PORT answering `ok` to everything, its files
+# in the current directory (an understudy instance folder, or one of ours).
+cat > "$WORK/static.sh" <<STATIC
+#!/bin/sh
+cat > nginx.conf <<EOF
+worker_processes 1;
+daemon off;
+pid nginx.pid;
+error_log stderr;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  server { listen 127.0.0.1:\$PORT; location / { default_type text/plain; return 200 "ok"; } }
+}
+EOF
+exec $NGINX -e stderr -p "\$PWD" -c "\$PWD/nginx.conf"
+STATIC
+chmod +x "$WORK/static.sh"
+
+static() { # static PORT: a static backend of ours
+  mkdir -p "$WORK/static-$1"
+  (cd "$WORK/static-$1" && PORT=$1 exec "$WORK/static.sh" >/dev/null 2>&1) &
+  PIDS+=($!)
+  wait_port "$1"
+}
+
 build() { # build BASE VERSION [faults]
-  printf '#!/bin/sh\nexec %s fixture-app --version %s --quiet %s\n' "$BIN" "$2" "${3:-}" > "$1/.tmp-$2"
+  if [ "$BACKEND" = static ]; then
+    printf '#!/bin/sh\nexec %s\n' "$WORK/static.sh" > "$1/.tmp-$2"
+  else
+    printf '#!/bin/sh\nexec %s fixture-app --version %s --quiet %s\n' "$BIN" "$2" "${3:-}" > "$1/.tmp-$2"
+  fi
   chmod +x "$1/.tmp-$2"; mv "$1/.tmp-$2" "$1/app-$2"
 }
 
@@ -114,15 +166,19 @@ stop_understudy() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 echo "understudy benchmarks: $(nproc) cores, wrk -t$THREADS, ${DURATION}s per case after ${WARMUP}s warm-up"
 : > "$WORK/results"
 
-# 1. Direct.
-if want direct || want nginx; then
-mkdir -p "$WORK/direct" && cd "$WORK/direct"
-app 18001 1.0.0; app 18002 1.0.0
-cd - >/dev/null
+# Backends: the fixture app (or the static nginx) on 18001, and a second one on 18002 for
+# nginx's mirror.
+if want direct || want nginx || want haproxy; then
+  if [ "$BACKEND" = static ]; then
+    static 18001; static 18002
+  else
+    mkdir -p "$WORK/direct" && cd "$WORK/direct"
+    app 18001 1.0.0; app 18002 1.0.0
+    cd - >/dev/null
+  fi
 fi
-if want direct; then run_case direct 18001; fi
 
-# 4. nginx, plain and mirrored (to the second app instance).
+# nginx, plain and mirrored (to the second backend).
 cat > "$WORK/nginx.conf" <<NGX
 worker_processes 2;
 error_log $WORK/nginx-error.log;
@@ -140,26 +196,78 @@ http {
 }
 NGX
 if want nginx; then
-"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
-wait_port 18101
-run_case nginx-plain 18101
-run_case nginx-mirror 18102
-kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+  "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
+  wait_port 18101; wait_port 18102
 fi
 
-# 2 and 3. understudy: running only, then running + testing (every GET mirrored), then hung testing.
-B=$WORK/base
-if want running || want mirror; then
-start_understudy "$B" 18200 18300-18349 "STABLE_WINDOW=1h\nLOG_LEVEL=warn\n$US_ENV" "$WORK/understudy.log"
-UPID=$USPID
-build "$B" 1.0.0 "$APP_FLAGS"; wait_body 18200 "1.0.0"
-if want running; then run_case understudy-running 18200 "$UPID"; fi
-if want mirror; then
-  build "$B" 1.1.0 "$APP_FLAGS"; wait_testing "$B"
-  run_case understudy-mirror 18200 "$UPID"
-  mirror_status "$B"
+# HAProxy: 2 threads, idle server connections shared between users, no logging.
+cat > "$WORK/haproxy.cfg" <<HAP
+global
+  nbthread 2
+  maxconn 4000
+  pidfile $WORK/haproxy.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+  http-reuse always
+frontend users
+  bind 127.0.0.1:18111
+  default_backend app
+backend app
+  server app1 127.0.0.1:18001 maxconn 1000
+HAP
+if want haproxy; then
+  "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+  HAPID=$!; PIDS+=($HAPID)
+  wait_port 18111
 fi
-stop_understudy "$UPID"
+
+# understudy: one with a running instance only, one with running + testing (every GET mirrored).
+RUNNING_BODY=1.0.0; [ "$BACKEND" = static ] && RUNNING_BODY=ok
+if want running; then
+  B=$WORK/base
+  start_understudy "$B" 18200 18300-18349 "STABLE_WINDOW=1h\nLOG_LEVEL=warn\n$US_ENV" "$WORK/understudy.log"
+  UPID=$USPID
+  build "$B" 1.0.0 "$APP_FLAGS"; wait_body 18200 "$RUNNING_BODY"
+fi
+if want mirror; then
+  M=$WORK/mirror
+  start_understudy "$M" 18201 18500-18549 "STABLE_WINDOW=1h\nLOG_LEVEL=warn\nADMIN_LISTEN=off\n$US_ENV" "$WORK/understudy-mirror.log"
+  MPID=$USPID
+  build "$M" 1.0.0 "$APP_FLAGS"; wait_body 18201 "$RUNNING_BODY"
+  build "$M" 1.1.0 "$APP_FLAGS"; wait_testing "$M"
+fi
+
+one_case() {
+  case $1 in
+    direct) run_case direct 18001 ;;
+    nginx) run_case nginx-plain 18101 "$(with_children "$(cat "$WORK/nginx.pid")")" ;;
+    nginx-mirror) run_case nginx-mirror 18102 "$(with_children "$(cat "$WORK/nginx.pid")")" ;;
+    haproxy) run_case haproxy 18111 "$HAPID" ;;
+    running) run_case understudy-running 18200 "$UPID" ;;
+    mirror) run_case understudy-mirror 18201 "$MPID"; mirror_status "$M" ;;
+  esac
+}
+ORDER=()
+for k in direct nginx haproxy running nginx-mirror mirror; do
+  w=$k; [ "$k" = nginx-mirror ] && w=nginx
+  if want "$w"; then ORDER+=("$k"); fi
+done
+for (( ROUND = 1; ROUND <= ROUNDS; ROUND++ )); do
+  [ "$ROUNDS" -gt 1 ] && echo "-- round $ROUND"
+  n=${#ORDER[@]}
+  for (( i = 0; i < n; i++ )); do one_case "${ORDER[$(( (i + ROUND - 1) % n ))]}"; done
+done
+ROUND=1
+if want nginx; then kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"; fi
+if want running; then stop_understudy "$UPID"; fi
+if want mirror; then stop_understudy "$MPID"; fi
+if [ "$BACKEND" != app ] && { want hung || want promotion; }; then
+  echo "hung and promotion need the fixture app: skipped with BACKEND=$BACKEND"
+  CASES=" direct nginx haproxy running mirror "  # none of them is wanted any more
 fi
 
 # 3b. A fresh understudy whose testing instance hangs (answers after 10 s): users must not notice,
@@ -186,18 +294,24 @@ cargo bench -q --bench switch -- 127.0.0.1:18210 128 12 /api/items > "$WORK/swit
 python3 - "$WORK/promote.log" "$WORK/switch.txt" <<'PY'
 import json, re, sys, statistics
 from datetime import datetime, timezone
-ts = lambda l: datetime.fromisoformat(l.split()[0].rstrip('Z')).replace(tzinfo=timezone.utc)
+# understudy logs `2026-12-01T07:56:20.123456Z  INFO promoted from=1.0.0 to=1.1.0 why=...`,
+# perhaps with colour codes.
 ev = []
 for l in open(sys.argv[1]):
-    m = re.search(r'(\{"event".*\})\s*$', l)
-    if m: ev.append((ts(l), json.loads(m.group(1))))
+    l = re.sub(r'\x1b\[[0-9;]*m', '', l).strip()
+    m = re.match(r'(\d{4}-\d\d-\d\dT[\d:.]+)Z?\s+[A-Z]+\s+(?:\S+: )?(\w+)\b(.*)$', l)
+    if not m: continue
+    t = datetime.fromisoformat(m.group(1)[:26]).replace(tzinfo=timezone.utc)
+    e = {k: v.strip('"') for k, v in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', m.group(3))}
+    e["event"] = m.group(2)
+    ev.append((t, e))
 seconds = [l.split()[1:] for l in open(sys.argv[2]) if l.startswith("SECOND")]
 seconds = [(int(s), int(n), int(e), int(p50), int(p99)) for s, n, e, p50, p99 in seconds]
 total = sum(n for _, n, _, _, _ in seconds); errors = sum(e for _, _, e, _, _ in seconds)
 first = lambda pred: next((t for t, e in ev if pred(e)), None)
-verdict = first(lambda e: e["event"] == "scored" and e["verdict"] == "promote")
-started = first(lambda e: e["event"] == "started" and e["role"] == "running" and e["version"] == "1.1.0")
-ready = first(lambda e: e["event"] == "ready" and e["role"] == "running" and e["version"] == "1.1.0")
+verdict = first(lambda e: e["event"] == "scored" and e.get("verdict") == "promote")
+started = first(lambda e: e["event"] == "started" and e.get("role") == "running" and e.get("version") == "1.1.0")
+ready = first(lambda e: e["event"] == "ready" and e.get("role") == "running" and e.get("version") == "1.1.0")
 promoted = first(lambda e: e["event"] == "promoted")
 print(f"promotion-under-load c=128: {total} requests in {len(seconds)} s, errors {errors}")
 if None in (verdict, started, ready, promoted):
@@ -218,16 +332,42 @@ stop_understudy "$PPID2"
 fi
 
 echo
-python3 - "$WORK/results" <<'PY'
-import sys
+python3 - "$WORK/results" "$ROUNDS" <<'PY'
+import sys, statistics
 rows = [l.split() for l in open(sys.argv[1])]
-by = {(r[0], r[1]): r for r in rows}
-print("| case | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | understudy CPU | understudy RSS | vs direct | vs nginx |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for r in rows:
-    name, c = r[0], r[1]
-    d = by.get(("direct", c)); n = by.get(("nginx-mirror" if "mirror" in name else "nginx-plain", c))
-    vd = f"{int(r[2])/int(d[2]):.2f}×" if d and name != "direct" else "-"
-    vn = f"{int(r[2])/int(n[2]):.2f}×" if n and name.startswith("understudy") else "-"
-    print(f"| {name} | {c} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | {r[7]} | {r[8]} | {vd} | {vn} |")
+rounds = int(sys.argv[2])
+med = lambda xs: statistics.median(xs)
+def num(x):
+    try: return float(x.rstrip('%'))
+    except ValueError: return None
+# Medians over rounds of each (case, conns); one round: the run itself.
+cells = {}
+for r in rows: cells.setdefault((r[0], r[1]), []).append(r)
+agg = {}
+for key, rs in cells.items():
+    m = {}
+    for i, f in [(2, "rps"), (3, "p50"), (4, "p99"), (5, "p999"), (7, "cpu"), (9, "per")]:
+        v = [num(r[i]) for r in rs if num(r[i]) is not None]
+        m[f] = med(v) if v else None
+    m["err"] = sum(int(r[6]) for r in rs); m["rss"] = rs[-1][8]; m["n"] = len(rs)
+    m["range"] = f"{min(int(r[2]) for r in rs)}–{max(int(r[2]) for r in rs)}"
+    agg[key] = m
+if rounds > 1:
+    print(f"Medians of {rounds} rounds:")
+def fmt(v, d=0): return "-" if v is None else (f"{v:.{d}f}" if d else f"{v:.0f}")
+print("| case | conns | req/s | range | p50 µs | p99 µs | p99.9 µs | errors | proxy CPU | CPU/req µs | RSS | vs direct | vs nginx | vs haproxy |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for key in cells:
+    name, c = key; m = agg[key]
+    ratio = lambda other: f"{m['rps'] / agg[other]['rps']:.2f}×" if other in agg and other != key else "-"
+    vd = ratio(("direct", c)) if name != "direct" else "-"
+    vn = ratio(("nginx-mirror" if "mirror" in name else "nginx-plain", c)) if name.startswith(("understudy", "haproxy")) else "-"
+    vh = ratio(("haproxy", c)) if name.startswith(("understudy", "nginx")) and "mirror" not in name else "-"
+    cpu = "-" if m["cpu"] is None else f"{m['cpu']:.0f}%"
+    print(f"| {name} | {c} | {fmt(m['rps'])} | {m['range']} | {fmt(m['p50'])} | {fmt(m['p99'])} | {fmt(m['p999'])} | {m['err']} | {cpu} | {fmt(m['per'], 1)} | {m['rss']} | {vd} | {vn} | {vh} |")
+d1 = agg.get(("direct", "1"))
+if d1:
+    added = [f"{n} +{agg[(n, '1')]['p50'] - d1['p50']:.0f} µs" for n in ("nginx-plain", "haproxy", "understudy-running") if (n, "1") in agg]
+    if added: print("p50 added over direct at 1 connection: " + ", ".join(added))
+print("(proxy CPU: utime + stime of all the proxy's processes over the measured interval, as a share of one core; CPU/req: the same per request.)")
 PY
