@@ -303,7 +303,7 @@ impl Collector for Scrape {
             ),
             (
                 "diff_skipped",
-                "Sampled pairs whose answers were not compared because both diff threads were busy (diffing sheds load instead of slowing the mirror).",
+                "Sampled copies whose answers were not compared because diffing was at its bound (16 sampled copies in flight, or the low-priority diff threads and their queue busy): diffing sheds load instead of slowing users or the mirror.",
                 load(&s.diff_skipped),
             ),
             (

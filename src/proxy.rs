@@ -343,7 +343,7 @@ pub struct ProxyStats {
     pub mirror_dropped: AtomicU64,
     /// Eligible requests not mirrored because their body was too large or unsized.
     pub mirror_skipped_body: AtomicU64,
-    /// Sampled pairs not compared because both diff threads were busy.
+    /// Sampled copies not compared because diffing was at its bound.
     pub diff_skipped: AtomicU64,
     /// What running answered to user requests.
     pub running: Answers,
@@ -763,8 +763,17 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         let tee = mirror.and_then(|(target, copy, secondary)| {
             // Only a sampled copy pays for keeping running's headers.
-            let diff = self.mirror.sampled().then(|| {
+            let slot = match self.mirror.sample() {
+                mirror::Sampled::Yes(slot) => Some(slot),
+                mirror::Sampled::No => None,
+                mirror::Sampled::Busy => {
+                    self.stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            };
+            let diff = slot.map(|slot| {
                 Box::new(mirror::DiffJob {
+                    slot,
                     running: running.shared().clone(),
                     headers: parts.headers.clone(),
                     secondary,

@@ -231,9 +231,31 @@ impl Drop for Tee {
     }
 }
 
+/// Whether a copy is diffed.
+pub enum Sampled {
+    /// Not sampled (`DIFF_SAMPLE`).
+    No,
+    /// Sampled, but all [`MAX_SAMPLED_IN_FLIGHT`] places are taken: mirrored without a diff.
+    Busy,
+    /// Sampled, with its place.
+    Yes(SampleSlot),
+}
+
+/// One of the [`MAX_SAMPLED_IN_FLIGHT`] places of a sampled copy, given back when the copy is
+/// done (or dropped anywhere on its way).
+pub struct SampleSlot(Arc<AtomicUsize>);
+
+impl Drop for SampleSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a sampled copy needs to be diffed: running's side of the comparison and where the
 /// secondary (running's version, for noise) listens.
 pub struct DiffJob {
+    /// Its place among the sampled copies in flight.
+    pub slot: SampleSlot,
     /// Running, for its version.
     pub running: Arc<Upstream>,
     /// Running's response headers.
@@ -275,6 +297,8 @@ pub struct MirrorQueue {
     /// Copies sampled for diffing, out of 2^32 (`DIFF_SAMPLE`).
     sample: u64,
     seen: Arc<AtomicU64>,
+    /// Sampled copies in flight (see [`MAX_SAMPLED_IN_FLIGHT`]).
+    sampled_in_flight: Arc<AtomicUsize>,
     budget: CaptureBudget,
 }
 
@@ -297,6 +321,7 @@ impl MirrorQueue {
                 diff_max,
                 sample: (sample.clamp(0.0, 1.0) * (1u64 << 32) as f64) as u64,
                 seen: Arc::new(AtomicU64::new(0)),
+                sampled_in_flight: Arc::new(AtomicUsize::new(0)),
                 budget: CaptureBudget::default(),
             },
             rx,
@@ -313,17 +338,26 @@ impl MirrorQueue {
         self.max_body
     }
 
-    /// Whether the next copy is diffed: spread evenly (the n-th copy is sampled when
-    /// `n × DIFF_SAMPLE` crosses a whole number), no random source on the request path.
-    pub fn sampled(&self) -> bool {
-        if self.sample >= 1 << 32 {
-            return true;
+    /// Whether the next copy is diffed (`DIFF_SAMPLE`, spread evenly: the n-th copy is sampled
+    /// when `n × DIFF_SAMPLE` crosses a whole number; no random source on the request path): its
+    /// place among the sampled copies in flight, or why not.
+    pub fn sample(&self) -> Sampled {
+        let due = if self.sample >= 1 << 32 {
+            true
+        } else if self.sample == 0 {
+            false
+        } else {
+            let n = self.seen.fetch_add(1, Ordering::Relaxed);
+            ((n + 1) * self.sample) >> 32 != (n * self.sample) >> 32
+        };
+        if !due {
+            return Sampled::No;
         }
-        if self.sample == 0 {
-            return false;
+        if self.sampled_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_SAMPLED_IN_FLIGHT {
+            self.sampled_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Sampled::Busy;
         }
-        let n = self.seen.fetch_add(1, Ordering::Relaxed);
-        ((n + 1) * self.sample) >> 32 != (n * self.sample) >> 32
+        Sampled::Yes(SampleSlot(self.sampled_in_flight.clone()))
     }
 
     /// The captured-bytes budget, shared with the mirror worker.
@@ -337,9 +371,91 @@ impl MirrorQueue {
     }
 }
 
-/// Pairs diffed at once, each on a blocking thread: parsing two large JSON answers is CPU work
-/// that must not stall the control tasks, and its transient memory is bounded by this.
+/// Threads that diff pairs. Parsing two large JSON answers is CPU work: it runs on these threads
+/// only, at a lower scheduling priority (nice +10), so it uses what the proxy leaves of the cores
+/// and never competes with users; their transient memory is bounded by their number.
 const DIFF_THREADS: usize = 2;
+
+/// Pairs waiting for a diff thread; when full, a pair is not compared (counted) rather than
+/// waited for, so diffing sheds load by itself.
+const DIFF_QUEUE: usize = 4;
+
+/// Sampled copies (captured answers, a copy to the secondary) in flight at once; past it a copy
+/// is mirrored without being diffed, so the diffing's extra work stays bounded under load.
+pub const MAX_SAMPLED_IN_FLIGHT: usize = 16;
+
+/// One pair's comparison, run on a diff thread.
+type DiffWork = Box<dyn FnOnce() + Send>;
+
+/// The low-priority diff threads and the queue to them.
+struct Differ {
+    tx: std::sync::mpsc::SyncSender<DiffWork>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Differ {
+    fn start() -> Differ {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DiffWork>(DIFF_QUEUE);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let threads = (0..DIFF_THREADS)
+            .filter_map(|i| {
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("understudy-diff-{i}"))
+                    .spawn(move || {
+                        lower_priority();
+                        loop {
+                            // The lock is held only to take the next item, never while diffing.
+                            let next = rx.lock().map(|r| r.recv());
+                            match next {
+                                Ok(Ok(work)) => work(),
+                                _ => return,
+                            }
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        Differ { tx, threads }
+    }
+
+    /// Run `f` on a diff thread and await its result; `None` when the threads are all busy and
+    /// their queue is full (the caller then does without).
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work: DiffWork = Box::new(move || {
+            // A bug in one comparison costs that pair, not the thread.
+            if let Ok(out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                let _ = tx.send(out);
+            }
+        });
+        self.tx.try_send(work).ok()?;
+        rx.await.ok()
+    }
+
+    /// Close the queue and wait for the threads to finish what they hold.
+    async fn stop(self) {
+        drop(self.tx);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Make the calling thread yield the CPU to understudy's other threads (nice +10, this thread
+/// only: Linux keeps a nice value per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read and set this thread's scheduling priority.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
 
 /// What the mirror worker needs besides its queue.
 pub struct MirrorSettings {
@@ -372,7 +488,7 @@ pub async fn run(
     } = settings;
     let client = upstream_client();
     let permits = Arc::new(Semaphore::new(concurrency));
-    let diff_permits = Arc::new(Semaphore::new(DIFF_THREADS));
+    let differ = Arc::new(Differ::start());
     let tracker = TaskTracker::new();
     loop {
         // Wait for a free slot first: while testing is slow the queue fills and new copies are
@@ -391,12 +507,12 @@ pub async fn run(
         let cancel = cancel.clone();
         let cfg = config.borrow().clone();
         let budget = budget.clone();
-        let diff_permits = diff_permits.clone();
+        let differ = differ.clone();
         tracker.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                pair = send_copy(&client, job, timeout, &stats, cfg, budget, diff_permits) => {
+                pair = send_copy(&client, job, timeout, &stats, cfg, budget, &differ) => {
                     if let Some(pair) = pair {
                         let _ = pairs.try_send(pair);
                     }
@@ -406,6 +522,9 @@ pub async fn run(
     }
     tracker.close();
     tracker.wait().await;
+    if let Ok(differ) = Arc::try_unwrap(differ) {
+        differ.stop().await;
+    }
 }
 
 /// Why a mirrored copy got no usable answer from testing.
@@ -437,7 +556,7 @@ async fn send_copy(
     stats: &ProxyStats,
     cfg: Arc<Config>,
     budget: CaptureBudget,
-    diff_permits: Arc<Semaphore>,
+    differ: &Differ,
 ) -> Option<Pair> {
     let max = if job.diff.is_some() {
         cfg.diff.max_body
@@ -463,22 +582,47 @@ async fn send_copy(
         Ok(a) => stats.testing.answered(a.status, a.latency),
         Err(_) => stats.testing.unanswered(),
     }
-    if job.diff.is_none() {
+    let worth_diffing = job.diff.is_some()
+        && job.running_body.is_some()
+        && outcome
+            .as_ref()
+            .is_ok_and(|a| a.status == job.running_status);
+    if !worth_diffing {
         return Some(pair(job, outcome, secondary, &cfg));
     }
-    // Both diff threads busy: this pair is not compared rather than waited for, so the mirror
+    // The diff threads are busy: this pair is not compared rather than waited for, so the mirror
     // keeps its pace and diffing sheds load by itself (counted).
-    let Ok(permit) = diff_permits.try_acquire_owned() else {
-        stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
-        job.running_body = None;
-        return Some(pair(job, outcome, secondary, &cfg));
+    let (testing, method, path) = (
+        job.target.id,
+        job.method.clone(),
+        job.path_and_query.clone(),
+    );
+    let (running_status, running_latency) = (job.running_status, job.running_latency);
+    let (testing_status, testing_latency) = match &outcome {
+        Ok(a) => (Some(a.status.as_u16()), Some(a.latency)),
+        Err(_) => (None, None),
     };
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        pair(job, outcome, secondary, &cfg)
-    })
-    .await
-    .ok()
+    let diffed = differ
+        .run(move || pair(job, outcome, secondary, &cfg))
+        .await;
+    Some(diffed.unwrap_or_else(|| {
+        stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
+        Pair {
+            testing,
+            method,
+            path: path
+                .as_ref()
+                .map(|p| p.path().to_string())
+                .unwrap_or_else(|| "/".to_string()),
+            running_status: running_status.as_u16(),
+            running_latency,
+            testing_status,
+            testing_latency,
+            testing_error: None,
+            diffs: None,
+            noise: None,
+        }
+    }))
 }
 
 /// The request to `to`: the copied head, marked with [`MIRROR_HEADER`], and the body (shared).
