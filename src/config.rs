@@ -332,6 +332,9 @@ pub struct ScoreConfig {
     pub max_cpu_ratio: Option<f64>,
     /// `NOISE_CANCEL`: a secondary measures noise, so differences wait for it.
     pub noise_cancel: bool,
+    /// `DIFF_SAMPLE`: the share of pairs meant to be compared; promotion waits for that share of
+    /// `MIN_MIRRORED` to have been compared.
+    pub diff_sample: f64,
     /// Plain-text error line regex.
     pub plain_error_regex: String,
     /// Plain-text warn line regex.
@@ -990,6 +993,7 @@ fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
             "2.0",
         )?,
         noise_cancel: noise_cancel(raw)?,
+        diff_sample: raw.number("DIFF_SAMPLE", 0.0, 1.0, "a fraction")?,
         plain_error_regex: parse_regex(raw, "PLAIN_LOG_ERROR_REGEX")?,
         plain_warn_regex: parse_regex(raw, "PLAIN_LOG_WARN_REGEX")?,
         evaluate_every: raw.duration(

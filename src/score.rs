@@ -169,6 +169,8 @@ pub struct EndpointStats {
     pub missing_on_testing: u64,
     /// Running answered 2xx and testing 4xx (other than the missing-endpoint codes).
     pub ok_to_client_error: u64,
+    /// Pairs where both answered the same status (those whose answers can be compared).
+    pub same_status: u64,
     /// Pairs with the same status whose bodies were compared.
     pub bodies_compared: u64,
     /// Of those, bodies that differed.
@@ -732,6 +734,21 @@ fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Op
     })
 }
 
+/// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of
+/// `MIN_MIRRORED`. Diffing sheds load when busy, and a build must not pass because its answers
+/// went unread.
+fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
+    // Only pairs with the same status on both sides can be compared.
+    let comparable: u64 = s.endpoints.values().map(|e| e.same_status).sum();
+    let needed = (cfg.min_mirrored.min(comparable) as f64 * cfg.diff_sample).ceil() as u64;
+    let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
+    (compared < needed).then(|| {
+        format!(
+            "too few answers compared: {compared} of {needed} needed (diffing sheds load when the machine is busy; DIFF_SAMPLE lowers the need)"
+        )
+    })
+}
+
 /// Never judge on no evidence, in either direction; then any reason rejects; then doubts wait;
 /// then the window.
 fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
@@ -742,6 +759,8 @@ fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
         ))
     } else if !j.reasons.is_empty() {
         Verdict::Reject(j.reasons)
+    } else if let Some(why) = too_few_compared(s, cfg) {
+        Verdict::Wait(why)
     } else if !j.unsure.is_empty() {
         Verdict::Wait(format!("more evidence needed: {}", j.unsure.join("; ")))
     } else if s.elapsed < cfg.stable_window {
@@ -883,6 +902,9 @@ impl Scorecard {
                 e.ok_to_client_error += 1
             }
             _ => {}
+        }
+        if p.testing_status == Some(run) {
+            e.same_status += 1;
         }
         if let Some(diffs) = &p.diffs {
             e.bodies_compared += 1;
@@ -1079,6 +1101,7 @@ mod tests {
             max_rss_ratio: None,
             max_cpu_ratio: None,
             noise_cancel: false,
+            diff_sample: 0.0,
             plain_error_regex: String::new(),
             plain_warn_regex: String::new(),
             evaluate_every: Duration::from_secs(1),
@@ -1244,6 +1267,34 @@ mod tests {
         let e = evaluate(&s, &strict);
         assert_eq!(e.verdict, Verdict::Promote);
         assert_eq!(e.diffs[0].judgement, DiffJudgement::Expected);
+    }
+
+    #[test]
+    fn promotion_waits_for_enough_compared_answers() {
+        let sampled = ScoreConfig {
+            diff_sample: 0.5,
+            ..cfg()
+        };
+        let mut s = summary(200, 600);
+        s.endpoints.get_mut("GET /a").unwrap().same_status = 200;
+        // 100 mirrored pairs needed, half of them compared: 49 is not enough.
+        for _ in 0..49 {
+            s.diffs.record("GET /a", &[]);
+        }
+        let e = evaluate(&s, &sampled);
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("49 of 50")),
+            "{e:?}"
+        );
+        s.diffs.record("GET /a", &[]);
+        assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
+        // Pairs whose statuses differ cannot be compared, and are not waited for.
+        s.endpoints.get_mut("GET /a").unwrap().same_status = 40;
+        s.diffs = DiffStats::default();
+        for _ in 0..20 {
+            s.diffs.record("GET /a", &[]);
+        }
+        assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
     }
 
     #[test]

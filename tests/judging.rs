@@ -95,7 +95,8 @@ fn a_wrong_json_field_rejects_naming_path_and_example_through_noise() {
 
 #[test]
 fn noise_and_versions_are_recognised_and_the_build_is_promoted() {
-    let (base, mut u, traffic) = run("judge-noise", "", "--noisy", "--noisy");
+    // A window long enough to look at the table before the promotion.
+    let (base, mut u, traffic) = run("judge-noise", "STABLE_WINDOW=8s", "--noisy", "--noisy");
     let (addr, _) = admin(&base);
     // While 1.1.0 is tested, the table shows why nothing counts.
     let diffs = wait_until(
