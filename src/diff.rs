@@ -96,12 +96,16 @@ pub enum DiffKind {
     /// The values differ only by the versions they carry (`"v": "1.0.0"` vs `"v": "1.1.0"`):
     /// shown to the operator as expected, never counted against testing.
     Expected,
+    /// Bodies over `DIFF_MAX_BODY` whose length or hash differ: they could not be compared field
+    /// by field, so a version string cannot be told from a regression; reported, never counted.
+    Uncompared,
 }
 
 impl DiffKind {
-    /// Whether this kind counts against testing (everything but [`DiffKind::Expected`]).
+    /// Whether this kind counts against testing (not [`DiffKind::Expected`] nor
+    /// [`DiffKind::Uncompared`]).
     pub fn counts(self) -> bool {
-        self != DiffKind::Expected
+        !matches!(self, DiffKind::Expected | DiffKind::Uncompared)
     }
 
     /// The word shown in tables and reasons.
@@ -112,6 +116,7 @@ impl DiffKind {
             DiffKind::Added => "added",
             DiffKind::TypeChanged => "type changed",
             DiffKind::Expected => "version (expected)",
+            DiffKind::Uncompared => "too large to compare (length or hash)",
         }
     }
 }

@@ -80,6 +80,8 @@ pub enum DiffJudgement {
     Noise,
     /// Only the versions differ: it never counts.
     Expected,
+    /// Answers over `DIFF_MAX_BODY` that differ by length or hash: reported, never counted.
+    TooLarge,
     /// No secondary measured this endpoint's noise (`NOISE_CANCEL=off`, or not yet).
     NoiseUnknown,
     /// Not enough pairs yet to tell it from noise.
@@ -527,7 +529,9 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
                     .min(n.pairs)
             });
             let noise_rate = noise.zip(noise_k).map(|(n, k)| k as f64 / n.pairs as f64);
-            let judgement = if !kind.counts() {
+            let judgement = if *kind == DiffKind::Uncompared {
+                DiffJudgement::TooLarge
+            } else if !kind.counts() {
                 expected += 1;
                 DiffJudgement::Expected
             } else if let (Some(n), Some(nk), Some(nr)) = (noise, noise_k, noise_rate) {
@@ -607,7 +611,7 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
                     }
                 }
                 DiffJudgement::Noise => noise_paths += 1,
-                DiffJudgement::Expected => {}
+                DiffJudgement::Expected | DiffJudgement::TooLarge => {}
             }
             if few && judgement == DiffJudgement::Noise {
                 noise_paths += 1;
@@ -621,6 +625,7 @@ fn bodies_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> (ScorePart, V
         DiffJudgement::NoiseUnknown => 2,
         DiffJudgement::Noise => 3,
         DiffJudgement::Expected => 4,
+        DiffJudgement::TooLarge => 5,
     };
     rows.sort_by(|a, b| {
         order(a)

@@ -115,7 +115,7 @@ pub struct BodyCapture {
 }
 
 impl BodyCapture {
-    /// A capture keeping at most `max` bytes (0: fingerprint only).
+    /// A capture keeping at most `max` bytes and the fingerprint of the rest (0: nothing at all).
     pub fn new(max: usize, budget: CaptureBudget) -> BodyCapture {
         BodyCapture {
             digest: BodyDigest::default(),
@@ -129,6 +129,10 @@ impl BodyCapture {
 
     /// The next chunk of the body.
     pub fn feed(&mut self, d: &Bytes) {
+        if self.max == 0 {
+            // Not compared at all: nothing to keep, nothing to fingerprint.
+            return;
+        }
         self.digest.feed(d);
         if !self.whole || d.is_empty() {
             return;
@@ -719,9 +723,9 @@ fn judge(
     if !whole && body.digest() != answer.body.digest() {
         out.push(Difference {
             path: "$body".to_string(),
-            kind: diff::DiffKind::Changed,
-            running: format!("<{} bytes, compared by hash>", body.digest().len),
-            testing: format!("<{} bytes, compared by hash>", answer.body.digest().len),
+            kind: diff::DiffKind::Uncompared,
+            running: format!("<{} bytes, over DIFF_MAX_BODY>", body.digest().len),
+            testing: format!("<{} bytes, over DIFF_MAX_BODY>", answer.body.digest().len),
         });
     }
     Some(out)
@@ -773,26 +777,9 @@ fn pair(
                     });
                     (diffs, noise)
                 }
-                (Some(rb), None) => {
-                    let same = rb.digest() == a.body.digest();
-                    let diffs = (status == job.running_status).then(|| {
-                        if same {
-                            Vec::new()
-                        } else {
-                            vec![Difference {
-                                path: "$body".to_string(),
-                                kind: diff::DiffKind::Changed,
-                                running: format!("<{} bytes, compared by hash>", rb.digest().len),
-                                testing: format!(
-                                    "<{} bytes, compared by hash>",
-                                    a.body.digest().len
-                                ),
-                            }]
-                        }
-                    });
-                    (diffs, None)
-                }
-                (None, _) => (None, None),
+                // Not sampled: not compared. A fingerprint cannot tell a version string from a
+                // regression, and a half-judged pair would only mislead the scorer.
+                _ => (None, None),
             };
             (Some(status.as_u16()), Some(latency), None, diffs, noise)
         }
