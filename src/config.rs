@@ -401,16 +401,20 @@ fn noise_cancel(raw: &Raw) -> Result<bool, ConfigError> {
     }
 }
 
+/// The non-empty, trimmed items of a comma-separated value.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A comma-separated list of JSON paths, each starting with `$`.
 fn json_paths(raw: &Raw, key: &'static str) -> Result<Vec<String>, ConfigError> {
     let expected = "comma-separated JSON paths starting with $, such as $.meta.request_id,$.items[*].updated_at";
     let v = raw.text(key, 16 * 1024, expected)?;
-    let paths: Vec<String> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
+    let paths = comma_list(v);
     if paths.len() > 256 || paths.iter().any(|p| !p.starts_with('$')) {
         return Err(invalid(key, v, &format!("{expected}, at most 256")));
     }
@@ -1024,12 +1028,7 @@ fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
 fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     let expected = "comma-separated http:// URLs such as http://127.0.0.1:9000/hooks (https needs a local relay: this build carries no TLS), at most 16";
     let v = raw.text("WEBHOOK_URLS", 16 * 1024, expected)?;
-    let urls: Vec<String> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_string)
-        .collect();
+    let urls = comma_list(v);
     let bad = urls.iter().find(|u| {
         u.parse::<http::Uri>()
             .map(|uri| uri.scheme_str() != Some("http") || uri.host().is_none())
