@@ -9,6 +9,7 @@
 
 pub mod framing;
 pub mod mirror;
+pub mod pool;
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -226,6 +227,8 @@ pub struct Upstream {
     pub version: Version,
     /// `host:port`, with an IPv6 literal in brackets.
     pub authority: Authority,
+    /// The same as a `Host` header, for requests that came without one.
+    pub(crate) host: HeaderValue,
     /// User requests in flight, including their response bodies; see [`Upstream::drain`].
     inflight: AtomicUsize,
     /// Set once someone drains: only then does the last request out pay for a wake-up.
@@ -245,10 +248,13 @@ impl Upstream {
         host: &str,
         port: u16,
     ) -> Result<Upstream, ProxyError> {
+        let authority = upstream_authority(host, port)?;
         Ok(Upstream {
             id,
             version,
-            authority: upstream_authority(host, port)?,
+            host: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
+            authority,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
@@ -446,8 +452,14 @@ impl Drop for InflightGuard {
 pub enum ProxyBody {
     /// A body known in full (error pages, mirrored copies).
     Full(Option<Bytes>),
-    /// A streamed body; running's answer to a mirrored request also feeds a [`mirror::Tee`].
-    Stream(Incoming, Option<InflightGuard>, Option<Box<mirror::Tee>>),
+    /// A streamed body; running's answer to a mirrored request also feeds a [`mirror::Tee`], and
+    /// running's answer gives its connection back to the pool when it ends.
+    Stream(
+        Incoming,
+        Option<InflightGuard>,
+        Option<Box<mirror::Tee>>,
+        Option<pool::Lent>,
+    ),
     /// A user's request body of unknown length, cut off past this many more bytes.
     Capped(Incoming, u64),
 }
@@ -466,27 +478,30 @@ impl hyper::body::Body for ProxyBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            ProxyBody::Stream(inner, _, tee) => {
+            ProxyBody::Stream(inner, _, tee, lent) => {
                 let r = Pin::new(&mut *inner).poll_frame(cx);
-                if let Some(t) = tee.as_mut() {
-                    let ended = match &r {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            if let Some(d) = frame.data_ref() {
-                                t.feed(d);
-                            }
-                            inner.is_end_stream().then_some(true)
+                let ended = match &r {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(t), Some(d)) = (tee.as_mut(), frame.data_ref()) {
+                            t.feed(d);
                         }
-                        Poll::Ready(None) => Some(true),
-                        Poll::Ready(Some(Err(_))) => Some(false),
-                        Poll::Pending => None,
-                    };
-                    if let Some(complete) = ended {
-                        t.finish(complete);
-                        *tee = None;
+                        inner.is_end_stream().then_some(true)
                     }
-                }
-                if let Poll::Ready(Some(Err(_))) = &r {
-                    BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
+                    Poll::Ready(None) => Some(true),
+                    Poll::Ready(Some(Err(_))) => {
+                        BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
+                        Some(false)
+                    }
+                    Poll::Pending => None,
+                };
+                if let Some(complete) = ended {
+                    if let Some(mut t) = tee.take() {
+                        t.finish(complete);
+                    }
+                    // A connection whose answer broke off is dropped, which closes it.
+                    if let Some(l) = lent.take().filter(|_| complete) {
+                        l.give_back();
+                    }
                 }
                 r.map(|f| f.map(|f| f.map_err(BodyError::from)))
             }
@@ -519,10 +534,10 @@ impl hyper::body::Body for ProxyBody {
     }
 }
 
-/// The HTTP client used for upstream requests.
+/// The HTTP client of the mirror (users' requests use [`pool::Pool`]).
 pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
-/// A pooled keep-alive client to the children.
+/// A pooled keep-alive client to the children, for the mirror's copies.
 pub fn upstream_client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -535,7 +550,8 @@ pub fn upstream_client() -> UpstreamClient {
 /// The proxy's shared state, cloned (as an `Arc`) into every connection of one thread.
 struct Proxy {
     routes: watch::Receiver<Arc<Routes>>,
-    client: UpstreamClient,
+    /// This thread's connections to running.
+    pool: Arc<pool::Pool>,
     mirror: MirrorQueue,
     stats: Arc<ProxyStats>,
     no_running_hint: Bytes,
@@ -584,7 +600,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             routes,
-            client: upstream_client(),
+            pool: Arc::default(),
             mirror,
             stats,
             no_running_hint,
@@ -610,7 +626,8 @@ impl Proxy {
         if peer.smuggling.load(Ordering::Relaxed) {
             return Ok(self.refuse(StatusCode::BAD_REQUEST, SMUGGLING_REFUSED));
         }
-        if request_body_len(req.headers()).is_some_and(|n| n > self.limits.body) {
+        let body_len = request_body_len(req.headers());
+        if body_len.is_some_and(|n| n > self.limits.body) {
             return Ok(self.refuse(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_REFUSED));
         }
         let route = match self.route() {
@@ -618,14 +635,12 @@ impl Proxy {
             Err(restarting) => return Ok(self.unavailable(restarting)),
         };
         if wants_upgrade(req.headers()) {
-            return Ok(self.upgrade(req, route.running, &peer).await);
+            // Boxed: a rare path whose state would otherwise make every request's future larger.
+            return Ok(Box::pin(self.upgrade(req, route.running, &peer)).await);
         }
         let (mut parts, body) = req.into_parts();
         let mirror_to = route.testing.filter(|_| self.mirror.wants(&parts.method));
-        let (body, copy_body) = match self
-            .request_body(mirror_to.is_some(), &parts.headers, body)
-            .await
-        {
+        let (body, copy_body) = match self.request_body(mirror_to.is_some(), body_len, body).await {
             Ok(b) => b,
             Err(e) => {
                 return Ok(error_response(
@@ -650,13 +665,16 @@ impl Proxy {
         });
 
         let started = Instant::now();
-        let result = self.client.request(Request::from_parts(parts, body)).await;
+        let result = self
+            .pool
+            .send(route.running.shared(), Request::from_parts(parts, body))
+            .await;
         let latency = started.elapsed();
         Ok(match result {
-            Ok(resp) => {
+            Ok((resp, lent)) => {
                 self.stats.running.answered(resp.status(), latency);
                 let mirror = mirror_to.zip(copy).map(|(t, c)| (t, c, route.secondary));
-                self.relay(resp, route.running, mirror, latency)
+                self.relay(resp, lent, route.running, mirror, latency)
             }
             Err(e) if body_too_large(&e) => {
                 self.refuse(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_REFUSED)
@@ -717,18 +735,18 @@ impl Proxy {
     async fn request_body(
         &self,
         mirrored: bool,
-        headers: &HeaderMap,
+        body_len: Option<u64>,
         body: Incoming,
     ) -> Result<(ProxyBody, Option<Bytes>), Box<dyn std::error::Error + Send + Sync>> {
         let cap = self.limits.body;
-        let unsized_body = move |body| match request_body_len(headers) {
+        let unsized_body = move |body| match body_len {
             None => ProxyBody::Capped(body, cap),
-            Some(_) => ProxyBody::Stream(body, None, None),
+            Some(_) => ProxyBody::Stream(body, None, None, None),
         };
         if !mirrored {
             return Ok((unsized_body(body), None));
         }
-        match request_body_len(headers) {
+        match body_len {
             Some(0) => Ok((ProxyBody::Full(None), Some(Bytes::new()))),
             Some(n) if n <= self.mirror.max_body() => {
                 match http_body_util::Limited::new(body, n as usize)
@@ -756,6 +774,7 @@ impl Proxy {
     fn relay(
         &self,
         resp: Response<Incoming>,
+        lent: pool::Lent,
         running: InflightGuard,
         mirror: Option<(Arc<Upstream>, RequestCopy, Option<Arc<Upstream>>)>,
         latency: Duration,
@@ -800,7 +819,13 @@ impl Proxy {
             }
         });
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, ProxyBody::Stream(body, Some(running), tee))
+        let lent = if hyper::body::Body::is_end_stream(&body) {
+            lent.give_back();
+            None
+        } else {
+            Some(lent)
+        };
+        Response::from_parts(parts, ProxyBody::Stream(body, Some(running), tee, lent))
     }
 
     /// A protocol upgrade (`Connection: upgrade`, as a WebSocket handshake): the handshake goes to
@@ -827,13 +852,13 @@ impl Proxy {
         }
         let started = Instant::now();
         let sent = self
-            .client
-            .request(Request::from_parts(
-                parts,
-                ProxyBody::Stream(body, None, None),
-            ))
+            .pool
+            .send(
+                running.shared(),
+                Request::from_parts(parts, ProxyBody::Stream(body, None, None, None)),
+            )
             .await;
-        let mut resp = match sent {
+        let (mut resp, lent) = match sent {
             Ok(r) => r,
             Err(e) => {
                 self.stats.running.unanswered();
@@ -845,13 +870,15 @@ impl Proxy {
             .answered(resp.status(), started.elapsed());
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             // Refused: relay the answer as any other.
-            return self.relay(resp, running, None, started.elapsed());
+            return self.relay(resp, lent, running, None, started.elapsed());
         }
         let upstream_side = hyper::upgrade::on(&mut resp);
         let addr = peer.addr;
         self.splices.spawn(async move {
             let closed = running.upstream().closed.clone();
             let _inflight = running;
+            // The upstream connection is the splice's now: never back to the pool.
+            let _connection = lent;
             match tokio::try_join!(user_side, upstream_side) {
                 Ok((user, upstream)) => {
                     let (mut user, mut upstream) = (TokioIo::new(user), TokioIo::new(upstream));
@@ -880,11 +907,7 @@ impl Proxy {
     }
 
     /// Running did not answer: a 502 that says which instance, never an empty 200.
-    fn bad_gateway(
-        &self,
-        running: &Upstream,
-        e: &hyper_util::client::legacy::Error,
-    ) -> Response<ProxyBody> {
+    fn bad_gateway(&self, running: &Upstream, e: &pool::UpstreamError) -> Response<ProxyBody> {
         self.stats.bad_gateway.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             "running {} at {} failed: {e:?}",
@@ -910,11 +933,12 @@ fn point_at(
     path_and_query: Option<PathAndQuery>,
     peer: &Peer,
 ) {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(to.authority.clone());
-    uri.path_and_query = path_and_query.or_else(|| Some(PathAndQuery::from_static("/")));
-    parts.uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
+    // Origin form (`/path?query`), as a client sends to a server; an HTTP/1.0 request without a
+    // `Host` gets the instance's.
+    parts.uri = Uri::from(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
+    if !parts.headers.contains_key(header::HOST) {
+        parts.headers.insert(header::HOST, to.host.clone());
+    }
     strip_hop_by_hop(&mut parts.headers);
     append_forwarded_for(&mut parts.headers, &peer.forwarded);
 }
@@ -1155,7 +1179,8 @@ async fn connection(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_header_size(limits.header_bytes)
-        .max_buf_size(limits.header_bytes.max(8192) + 8192);
+        .max_buf_size(limits.header_bytes.max(8192) + 8192)
+        .writev(false);
     if limits.headers != HYPER_MAX_HEADERS {
         // hyper keeps its default number of header slots on the stack; any other bound costs a
         // heap allocation per request, so it is only paid for when asked.
@@ -1216,7 +1241,7 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
 }
 
 /// Whether an upstream request failed because the user's chunked body went over the limit.
-fn body_too_large(e: &hyper_util::client::legacy::Error) -> bool {
+fn body_too_large(e: &pool::UpstreamError) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if matches!(s.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))) {
@@ -1253,19 +1278,38 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        if let Ok(s) = conn.to_str() {
-            let named: Vec<HeaderName> = s
-                .split(',')
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-                .collect();
-            for n in named {
-                h.remove(n);
-            }
+    // One pass over the names notes which of HOP_BY_HOP are present (most messages carry none,
+    // or only `Connection: keep-alive`): cheaper than seven removals.
+    let mut present = 0u32;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            present |= 1 << i;
         }
     }
-    for n in &HOP_BY_HOP {
+    if present == 0 {
+        return;
+    }
+    // Headers named by `Connection` go too; its usual tokens name no header.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !["close", "keep-alive", "upgrade", ""]
+                .iter()
+                .any(|c| t.eq_ignore_ascii_case(c))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for n in named {
         h.remove(n);
+    }
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
     }
 }
 
@@ -1709,9 +1753,19 @@ mod tests {
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        // A second Connection line counts too.
+        h.append(header::CONNECTION, HeaderValue::from_static("X-Other"));
+        h.insert("x-other", HeaderValue::from_static("2"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::CONTENT_TYPE));
+
+        // Nothing hop-by-hop: nothing goes.
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
