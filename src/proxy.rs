@@ -27,9 +27,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use semver::Version;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
@@ -532,19 +530,6 @@ impl hyper::body::Body for ProxyBody {
             ProxyBody::Stream(inner, ..) | ProxyBody::Capped(inner, _) => inner.size_hint(),
         }
     }
-}
-
-/// The HTTP client of the mirror (users' requests use [`pool::Pool`]).
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
-
-/// A pooled keep-alive client to the children, for the mirror's copies.
-pub fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
 }
 
 /// The proxy's shared state, cloned (as an `Arc`) into every connection of one thread.

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-use super::{upstream_client, ProxyBody, ProxyStats, Upstream};
+use super::pool::{Pool, UpstreamError};
+use super::{ProxyBody, ProxyStats, Upstream};
 use crate::config::Config;
 use crate::diff::{self, DiffOptions, Difference};
 use crate::score::Pair;
@@ -490,7 +491,7 @@ pub async fn run(
         config,
         budget,
     } = settings;
-    let client = upstream_client();
+    let client = Arc::new(Pool::default());
     let permits = Arc::new(Semaphore::new(concurrency));
     let differ = Arc::new(Differ::start());
     let tracker = TaskTracker::new();
@@ -512,7 +513,8 @@ pub async fn run(
         let cfg = config.borrow().clone();
         let budget = budget.clone();
         let differ = differ.clone();
-        tracker.spawn(async move {
+        // Boxed once here: the copy's future is kilobytes, and spawning moves it several times.
+        tracker.spawn(Box::pin(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
@@ -522,7 +524,7 @@ pub async fn run(
                     }
                 }
             }
-        });
+        }));
     }
     tracker.close();
     tracker.wait().await;
@@ -536,7 +538,7 @@ pub async fn run(
 pub enum MirrorError {
     /// The request failed: connection refused or reset, or a broken response head.
     #[error("{0}")]
-    Request(#[from] hyper_util::client::legacy::Error),
+    Request(#[from] UpstreamError),
     /// The response body broke off.
     #[error("body: {0}")]
     Body(#[from] hyper::Error),
@@ -554,7 +556,7 @@ struct Answered {
 }
 
 async fn send_copy(
-    client: &super::UpstreamClient,
+    client: &Arc<Pool>,
     mut job: MirrorJob,
     timeout: Duration,
     stats: &ProxyStats,
@@ -567,17 +569,17 @@ async fn send_copy(
     } else {
         0
     };
-    let secondary_req = job
-        .diff
-        .as_ref()
-        .and_then(|d| d.secondary.clone())
-        .map(|s| copy_request(&job, &s));
+    let secondary = job.diff.as_ref().and_then(|d| d.secondary.clone());
+    let secondary_req = secondary.as_ref().map(|s| copy_request(&job, s));
     let req = copy_request(&job, &job.target);
     job.headers = HeaderMap::new();
-    let testing = fetch(client, req, timeout, max, budget.clone());
+    let testing = fetch(client, &job.target, req, timeout, max, budget.clone());
     let (outcome, secondary) = match secondary_req {
         Some(sreq) => {
-            let (t, s) = tokio::join!(testing, fetch(client, sreq, timeout, max, budget));
+            let to = secondary
+                .as_ref()
+                .expect("a secondary request has a secondary");
+            let (t, s) = tokio::join!(testing, fetch(client, to, sreq, timeout, max, budget));
             (t, s.ok())
         }
         None => (testing.await, None),
@@ -631,27 +633,30 @@ async fn send_copy(
 
 /// The request to `to`: the copied head, marked with [`MIRROR_HEADER`], and the body (shared).
 fn copy_request(job: &MirrorJob, to: &Upstream) -> Request<ProxyBody> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(to.authority.clone());
-    uri.path_and_query = job
-        .path_and_query
-        .clone()
-        .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-    let uri = Uri::from_parts(uri).expect("scheme, authority and path form a valid URI");
+    let uri = Uri::from(
+        job.path_and_query
+            .clone()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
     let mut req = Request::new(ProxyBody::Full(Some(job.body.clone())));
     *req.method_mut() = job.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = job.headers.clone();
     req.headers_mut()
         .insert(&MIRROR_HEADER, HeaderValue::from_static("1"));
+    // The user's `Host`, as running got it; a request that came without one gets the instance's.
+    if !req.headers().contains_key(http::header::HOST) {
+        req.headers_mut()
+            .insert(http::header::HOST, to.host.clone());
+    }
     req
 }
 
 /// Send the copy and read the whole body (so the connection goes back to the pool), keeping up
 /// to `max` bytes of it, all within `timeout`; a broken body is a failure.
 async fn fetch(
-    client: &super::UpstreamClient,
+    client: &Arc<Pool>,
+    to: &Arc<Upstream>,
     req: Request<ProxyBody>,
     timeout: Duration,
     max: usize,
@@ -659,7 +664,7 @@ async fn fetch(
 ) -> Result<Answered, MirrorError> {
     let started = Instant::now();
     let answer = async {
-        let resp = client.request(req).await?;
+        let (resp, lent) = client.send(to, req).await?;
         let status = resp.status();
         let latency = started.elapsed();
         let (parts, mut body) = resp.into_parts();
@@ -669,6 +674,7 @@ async fn fetch(
                 capture.feed(d);
             }
         }
+        lent.give_back();
         Ok(Answered {
             status,
             headers: if max > 0 {
