@@ -196,3 +196,113 @@ async fn connect(upstream: &Upstream) -> Result<SendRequest<ProxyBody>, Upstream
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use semver::Version;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::instance::InstanceId;
+
+    /// An upstream that answers `hi` to each request head it reads; with `close_after_answer` it
+    /// closes the connection after each answer without saying so (as servers with a short
+    /// keep-alive timeout do). Counts the connections it accepted.
+    async fn raw_upstream(close_after_answer: bool) -> (Arc<Upstream>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.clear();
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+                        if s.write_all(answer).await.is_err() || close_after_answer {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let up = Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap();
+        (Arc::new(up), accepted)
+    }
+
+    async fn get(pool: &Arc<Pool>, up: &Arc<Upstream>) -> String {
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "x")
+            .body(ProxyBody::Full(None))
+            .unwrap();
+        let (resp, lent) = pool.send(up, req).await.expect("the upstream answers");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        lent.give_back();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_answer_was_read() {
+        let (up, accepted) = raw_upstream(false).await;
+        let pool = Arc::new(Pool::default());
+        for _ in 0..5 {
+            assert_eq!(get(&pool, &up).await, "hi");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_idle_is_never_used() {
+        let (up, accepted) = raw_upstream(true).await;
+        let pool = Arc::new(Pool::default());
+        for _ in 0..5 {
+            assert_eq!(get(&pool, &up).await, "hi");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn an_answer_not_read_to_its_end_closes_its_connection() {
+        let (up, accepted) = raw_upstream(false).await;
+        let pool = Arc::new(Pool::default());
+        let req = Request::new(ProxyBody::Full(None));
+        let (resp, lent) = pool.send(&up, req).await.unwrap();
+        drop((resp, lent));
+        assert_eq!(get(&pool, &up).await, "hi");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error_naming_the_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let up = Arc::new(
+            Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap(),
+        );
+        let pool = Arc::new(Pool::default());
+        let err = pool
+            .send(&up, Request::new(ProxyBody::Full(None)))
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+}
