@@ -255,24 +255,24 @@ mod tests {
         String::from_utf8_lossy(&body).into_owned()
     }
 
-    #[tokio::test]
-    async fn a_connection_is_reused_once_its_answer_was_read() {
-        let (up, accepted) = raw_upstream(false).await;
+    /// Connections the upstream accepted for five requests in a row, each answer read.
+    async fn connections_for_five_gets(close_after_answer: bool) -> usize {
+        let (up, accepted) = raw_upstream(close_after_answer).await;
         let pool = Arc::new(Pool::default());
         for _ in 0..5 {
             assert_eq!(get(&pool, &up).await, "hi");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        accepted.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_answer_was_read() {
+        assert_eq!(connections_for_five_gets(false).await, 1);
     }
 
     #[tokio::test]
     async fn a_connection_the_upstream_closed_while_idle_is_never_used() {
-        let (up, accepted) = raw_upstream(true).await;
-        let pool = Arc::new(Pool::default());
-        for _ in 0..5 {
-            assert_eq!(get(&pool, &up).await, "hi");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+        assert_eq!(connections_for_five_gets(true).await, 5);
     }
 
     #[tokio::test]
