@@ -15,6 +15,7 @@
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 CONNS=${CONNS:-8}
 US_BIN=${US_BIN:-}
 need=()
@@ -34,28 +35,14 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for f in "$WORK"/backend/nginx.pid "$WORK"/base/*/*/nginx.pid; do
-    if [ -f "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+    if [ -f "$f" ]; then kill "$(cat "$f" 2>/dev/null)" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# The static backend: nginx in the foreground on $PORT, its files in the current directory.
-{
-  echo '#!/bin/sh'
-  echo 'cat > nginx.conf <<CONF'
-  echo 'worker_processes 1;'
-  echo 'daemon off;'
-  echo 'pid nginx.pid;'
-  echo 'error_log stderr;'
-  echo 'events { worker_connections 8192; }'
-  echo 'http { access_log off; keepalive_requests 10000000;'
-  echo '  server { listen 127.0.0.1:$PORT; location / { default_type text/plain; return 200 "ok"; } } }'
-  echo 'CONF'
-  echo "exec $NGINX -e stderr -p \"\$PWD\" -c \"\$PWD/nginx.conf\""
-} > "$WORK/static.sh"
-chmod +x "$WORK/static.sh"
+write_static_sh "$WORK/static.sh" "$NGINX"
 
 answers_ok() { # answers_ok PORT: wait (up to 2 minutes: valgrind is slow) for `ok`
   for _ in $(seq 600); do
@@ -86,15 +73,11 @@ measure() {
 
 echo "user-space instructions per request under callgrind (wrk -t1 -c$CONNS, 10 s after 3 s)"
 
-# HAProxy: 2 threads, idle server connections shared between users, no logging.
+# HAProxy (benches/common.sh), in front of its own static backend.
 mkdir -p "$WORK/backend"
 (cd "$WORK/backend" && PORT=19401 exec "$WORK/static.sh" >/dev/null 2>&1) &
 PIDS+=($!)
-printf '%s\n' 'global' '  nbthread 2' '  maxconn 4000' 'defaults' '  mode http' \
-  '  timeout connect 5s' '  timeout client 30s' '  timeout server 30s' \
-  '  timeout http-keep-alive 30s' '  http-reuse always' 'frontend users' \
-  '  bind 127.0.0.1:19411' '  default_backend app' 'backend app' \
-  '  server app1 127.0.0.1:19401 maxconn 1000' > "$WORK/haproxy.cfg"
+write_haproxy_cfg "$WORK/haproxy.cfg" 19411 19401
 valgrind -q --tool=callgrind --callgrind-out-file="$WORK/haproxy.cg" \
   "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HPID=$!

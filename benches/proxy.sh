@@ -21,6 +21,7 @@
 # Installs wrk, nginx and haproxy from Debian's packages if missing. Never run by `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
@@ -108,23 +109,7 @@ app() { # app PORT VERSION [faults...]
 
 # The static backend: nginx in the foreground on $PORT answering `ok` to everything, its files
 # in the current directory (an understudy instance folder, or one of ours).
-cat > "$WORK/static.sh" <<STATIC
-#!/bin/sh
-cat > nginx.conf <<EOF
-worker_processes 1;
-daemon off;
-pid nginx.pid;
-error_log stderr;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  server { listen 127.0.0.1:\$PORT; location / { default_type text/plain; return 200 "ok"; } }
-}
-EOF
-exec $NGINX -e stderr -p "\$PWD" -c "\$PWD/nginx.conf"
-STATIC
-chmod +x "$WORK/static.sh"
+write_static_sh "$WORK/static.sh" "$NGINX"
 
 static() { # static PORT: a static backend of ours
   mkdir -p "$WORK/static-$1"
@@ -201,24 +186,7 @@ if want nginx; then
 fi
 
 # HAProxy: 2 threads, idle server connections shared between users, no logging.
-cat > "$WORK/haproxy.cfg" <<HAP
-global
-  nbthread 2
-  maxconn 4000
-  pidfile $WORK/haproxy.pid
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  timeout http-keep-alive 30s
-  http-reuse always
-frontend users
-  bind 127.0.0.1:18111
-  default_backend app
-backend app
-  server app1 127.0.0.1:18001 maxconn 1000
-HAP
+write_haproxy_cfg "$WORK/haproxy.cfg" 18111 18001 "$WORK/haproxy.pid"
 if want haproxy; then
   "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
   HAPID=$!; PIDS+=($HAPID)

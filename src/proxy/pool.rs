@@ -239,8 +239,12 @@ mod tests {
                 });
             }
         });
+        (upstream_at(port), accepted)
+    }
+
+    fn upstream_at(port: u16) -> Arc<Upstream> {
         let up = Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap();
-        (Arc::new(up), accepted)
+        Arc::new(up)
     }
 
     async fn get(pool: &Arc<Pool>, up: &Arc<Upstream>) -> String {
@@ -291,9 +295,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let up = Arc::new(
-            Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap(),
-        );
+        let up = upstream_at(port);
         let pool = Arc::new(Pool::default());
         let err = pool
             .send(&up, Request::new(ProxyBody::Full(None)))
