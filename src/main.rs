@@ -7,6 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use understudy::config::{check_base_writable, parse_override, Config, ProcessEnv};
 
+/// mimalloc instead of glibc's malloc: the proxy threads allocate what the mirror frees, and
+/// glibc's per-arena locks made that cross-thread traffic a futex storm (docs/benchmarks.md).
+/// Its arenas are committed as used (`.cargo/config.toml`), which keeps resident memory down.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for bad configuration (EX_USAGE), as linkerd2-proxy does.
 const EXIT_CONFIG: u8 = 64;
 
