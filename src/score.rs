@@ -1046,19 +1046,11 @@ pub async fn run(
     let mut tick = tokio::time::interval(cfg.evaluate_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // In this order: a new testing instance (or none) is known before the pairs queued
+        // behind it are counted, and pairs arriving without pause never delay an evaluation.
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
-            Some(p) = pairs.recv() => {
-                if let Some(c) = card.as_mut() { c.record(&p) }
-                // Take what has queued, then let the next pairs gather: under load this task is
-                // woken once per PAIR_PAUSE, not once per mirrored request (each the wake-up of a
-                // parked runtime thread; measured in docs/benchmarks.md).
-                for _ in 0..PAIR_BATCH {
-                    let Ok(p) = pairs.try_recv() else { break };
-                    if let Some(c) = card.as_mut() { c.record(&p) }
-                }
-                tokio::time::sleep(PAIR_PAUSE).await;
-            }
             Some(c) = control.recv() => {
                 card = match c {
                     ScorerControl::Watch(w) => Some(Scorecard::new(w, requests.load(Ordering::Relaxed), Instant::now())),
@@ -1096,6 +1088,17 @@ pub async fn run(
                         break;
                     }
                 }
+            }
+            Some(p) = pairs.recv() => {
+                if let Some(c) = card.as_mut() { c.record(&p) }
+                // Take what has queued, then let the next pairs gather: under load this task is
+                // woken once per PAIR_PAUSE, not once per mirrored request (each the wake-up of a
+                // parked runtime thread; measured in docs/benchmarks.md).
+                for _ in 0..PAIR_BATCH {
+                    let Ok(p) = pairs.try_recv() else { break };
+                    if let Some(c) = card.as_mut() { c.record(&p) }
+                }
+                tokio::time::sleep(PAIR_PAUSE).await;
             }
         }
     }
@@ -1456,6 +1459,59 @@ mod tests {
         );
         assert_eq!(c.endpoints["GET /x"].missing_on_testing, 0);
         assert_eq!(c.endpoints["GET /y"].testing_5xx, 1);
+    }
+
+    /// The scorer takes pairs in batches and pauses between them: a burst larger than one batch,
+    /// sent while it pauses, is counted in full, and the evaluation after it says so.
+    #[tokio::test(start_paused = true)]
+    async fn the_scorer_counts_every_pair_of_a_burst() {
+        let (pairs_tx, pairs_rx) = mpsc::channel(4 * PAIR_BATCH);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (verdict_tx, mut verdicts) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        let scorer = tokio::spawn(run(
+            cfg(),
+            Arc::new(AtomicU64::new(0)),
+            pairs_rx,
+            control_rx,
+            verdict_tx,
+            cancel.clone(),
+        ));
+        control_tx
+            .send(ScorerControl::Watch(Watch {
+                testing: InstanceId(1),
+                testing_dir: "/nonexistent".into(),
+                testing_pid: 0,
+                running_dir: "/nonexistent".into(),
+                running_pid: None,
+                noise: false,
+            }))
+            .unwrap();
+        let pair = Pair {
+            testing: InstanceId(1),
+            method: Method::GET,
+            path: "/a".to_string(),
+            running_status: 200,
+            running_latency: Duration::from_millis(1),
+            testing_status: Some(200),
+            testing_latency: Some(Duration::from_millis(1)),
+            testing_error: None,
+            diffs: None,
+            noise: None,
+        };
+        let burst = 3 * PAIR_BATCH as u64 + 7;
+        for _ in 0..burst {
+            pairs_tx.send(pair.clone()).await.unwrap();
+        }
+        // Evaluations come every second (paused time runs ahead while all tasks wait).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = 0;
+        while seen < burst && tokio::time::Instant::now() < deadline {
+            seen = verdicts.recv().await.unwrap().evaluation.pairs;
+        }
+        assert_eq!(seen, burst, "every pair of the burst is counted");
+        cancel.cancel();
+        scorer.await.unwrap();
     }
 
     #[test]
