@@ -1417,20 +1417,21 @@ mod tests {
         assert!(r[0].contains("GET /api/items"), "{r:?}");
     }
 
+    /// Scoring testing instance 1, with no log folders and no processes.
+    fn watch_instance_1() -> Watch {
+        Watch {
+            testing: InstanceId(1),
+            testing_dir: "/nonexistent".into(),
+            testing_pid: 0,
+            running_dir: "/nonexistent".into(),
+            running_pid: None,
+            noise: false,
+        }
+    }
+
     #[test]
     fn record_classifies_pairs() {
-        let mut c = Scorecard::new(
-            Watch {
-                testing: InstanceId(1),
-                testing_dir: "/nonexistent".into(),
-                testing_pid: 0,
-                running_dir: "/nonexistent".into(),
-                running_pid: None,
-                noise: false,
-            },
-            0,
-            Instant::now(),
-        );
+        let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
         let p = |path: &str, r, t| Pair {
             testing: InstanceId(1),
             method: Method::GET,
@@ -1478,14 +1479,7 @@ mod tests {
             cancel.clone(),
         ));
         control_tx
-            .send(ScorerControl::Watch(Watch {
-                testing: InstanceId(1),
-                testing_dir: "/nonexistent".into(),
-                testing_pid: 0,
-                running_dir: "/nonexistent".into(),
-                running_pid: None,
-                noise: false,
-            }))
+            .send(ScorerControl::Watch(watch_instance_1()))
             .unwrap();
         let pair = Pair {
             testing: InstanceId(1),
