@@ -44,6 +44,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_HEADERS", default: "100", doc: "Most header fields in one request; more are answered 431." },
     KeyDoc { key: "MAX_REQUEST_BODY", default: "100MiB", doc: "Largest request body a user may send: a larger declared one is answered 413 before anything is forwarded, a chunked one is cut off and answered 413." },
     KeyDoc { key: "MAX_CONNECTIONS", default: "10000", doc: "Most user connections open at once; past it understudy stops accepting (new users wait in the listen backlog) and closes idle keep-alive connections to make room." },
+    KeyDoc { key: "FAST_PATH", default: "on", doc: "on relays plain requests (an HTTP/1.1 GET or HEAD without a body, not mirrored) on understudy's own lean path; off sends every request through hyper, as the rest are." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
     KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
@@ -234,6 +235,8 @@ pub struct Config {
     pub settle_time: Duration,
     /// How long a user may take to send a request head.
     pub header_timeout: Duration,
+    /// `FAST_PATH`: plain requests skip hyper.
+    pub fast_path: bool,
     /// Methods that are mirrored.
     pub mirror_methods: Vec<Method>,
     /// Largest mirrored body.
@@ -393,11 +396,16 @@ pub struct DiffConfig {
 
 /// NOISE_CANCEL: on or off.
 fn noise_cancel(raw: &Raw) -> Result<bool, ConfigError> {
-    let v = raw.get("NOISE_CANCEL");
+    on_off(raw, "NOISE_CANCEL")
+}
+
+/// A switch: on or off (also true/false, yes/no, 1/0).
+fn on_off(raw: &Raw, key: &'static str) -> Result<bool, ConfigError> {
+    let v = raw.get(key);
     match v.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" => Ok(true),
         "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(invalid("NOISE_CANCEL", v, "on or off")),
+        _ => Err(invalid(key, v, "on or off")),
     }
 }
 
@@ -537,6 +545,7 @@ impl Config {
             Duration::from_millis(100),
             MAX_SHORT_DURATION,
         )?;
+        let fast_path = on_off(raw, "FAST_PATH")?;
         let hooks = HookCommands {
             pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
             pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
@@ -583,6 +592,7 @@ impl Config {
             rollback_window,
             webhook_urls,
             header_timeout,
+            fast_path,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -1600,6 +1610,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         rollback_window => "ROLLBACK_WINDOW",
         webhook_urls => "WEBHOOK_URLS",
         header_timeout => "HEADER_TIMEOUT",
+        fast_path => "FAST_PATH",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",

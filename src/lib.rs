@@ -267,6 +267,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
             body: cfg.limits.request_body,
         },
         max_connections: max_connections(cfg),
+        fast_path: cfg.fast_path,
     }
 }
 

@@ -7,6 +7,7 @@
 //! their upstream connections to itself, so a request never wakes another thread. On stop, each
 //! thread stops accepting and lets the requests in flight finish (bounded), then ends.
 
+mod fast;
 pub mod framing;
 pub mod mirror;
 pub mod pool;
@@ -63,6 +64,8 @@ pub struct ProxySettings {
     /// Most user connections open at once, across threads (`MAX_CONNECTIONS`, lowered to what
     /// the open-files limit allows).
     pub max_connections: usize,
+    /// Whether plain requests take the plain path (`FAST_PATH`) or all go through hyper.
+    pub fast_path: bool,
 }
 
 /// Idle keep-alive connections asked to close per round when the connection limit is reached
@@ -546,6 +549,10 @@ struct Proxy {
     splices: TaskTracker,
     /// This thread's connections asked to make room at the connection limit.
     room: Room,
+    /// Whether plain requests take the plain path ([`fast`]).
+    fast_path: bool,
+    /// This thread's connections to running for the plain path.
+    fast_pool: fast::Pool,
 }
 
 /// One user connection as its requests see it: built once per connection, so a request pays no
@@ -582,8 +589,11 @@ impl Proxy {
         no_running_hint: Bytes,
         header_timeout: Duration,
         limits: Limits,
+        fast_path: bool,
     ) -> Proxy {
         Proxy {
+            fast_path,
+            fast_pool: fast::Pool::default(),
             routes,
             pool: Arc::default(),
             mirror,
@@ -893,19 +903,23 @@ impl Proxy {
 
     /// Running did not answer: a 502 that says which instance, never an empty 200.
     fn bad_gateway(&self, running: &Upstream, e: &pool::UpstreamError) -> Response<ProxyBody> {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            self.bad_gateway_text(running, e).into(),
+        )
+    }
+
+    /// The words of a 502 (counted and logged here), for both paths.
+    fn bad_gateway_text(&self, running: &Upstream, e: &pool::UpstreamError) -> String {
         self.stats.bad_gateway.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             "running {} at {} failed: {e:?}",
             running.version,
             running.authority
         );
-        error_response(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "understudy: the running instance ({} at {}) did not answer: {e}\n",
-                running.version, running.authority
-            )
-            .into(),
+        format!(
+            "understudy: the running instance ({} at {}) did not answer: {e}\n",
+            running.version, running.authority
         )
     }
 }
@@ -992,6 +1006,7 @@ pub fn start(
             hint.clone(),
             settings.header_timeout,
             settings.limits,
+            settings.fast_path,
         );
         let spawned = listener
             .try_clone()
@@ -1161,20 +1176,31 @@ async fn serve(
 /// One user connection. On `stop`, hyper's graceful shutdown answers the request in flight with
 /// keep-alive off and closes an idle connection at once.
 async fn connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     stop: CancellationToken,
     counted: Counted,
 ) {
+    let _counted = counted;
+    let forwarded = HeaderValue::from_str(&peer.ip().to_string())
+        .expect("an IP address is a valid header value");
+    // Plain requests first; from the first request that is not, hyper has the connection.
+    let read = if proxy.fast_path {
+        match fast::serve(&mut stream, &proxy, forwarded.as_bytes(), &stop).await {
+            fast::Outcome::Closed => return,
+            fast::Outcome::Hyper(read) => read,
+        }
+    } else {
+        Vec::new()
+    };
     let (header_timeout, limits) = (proxy.header_timeout, proxy.limits);
     let owner = proxy.clone();
     let room = &owner.room;
-    let (stream, smuggling) = framing::Sniffed::new(stream);
+    let (stream, smuggling) = framing::Sniffed::new(fast::Rewind::new(read, stream));
     let peer = Arc::new(Peer {
         addr: peer,
-        forwarded: HeaderValue::from_str(&peer.ip().to_string())
-            .expect("an IP address is a valid header value"),
+        forwarded,
         smuggling,
     });
     let svc = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer.clone()));
@@ -1195,7 +1221,6 @@ async fn connection(
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
-    let _counted = counted;
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
@@ -1436,6 +1461,7 @@ mod tests {
                 body: 1 << 20,
             },
             max_connections: 100,
+            fast_path: true,
         };
         let handle = start(
             listener,
@@ -1467,6 +1493,211 @@ mod tests {
         }));
     }
 
+    /// An upstream speaking raw HTTP/1.1 by path: `/len` (a length), `/chunked`, `/eof` (ended
+    /// by closing), `/broken` (closes mid-body), `/bye` (a length, then closes without saying).
+    /// Keeps every request head it read; counts connections.
+    async fn scripted_upstream() -> (
+        Arc<Upstream>,
+        Arc<AtomicUsize>,
+        Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, h) = (accepted.clone(), heads.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let heads = h.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end);
+                        // A body by Content-Length (the tests send no chunked ones).
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        while buf.len() < len {
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..len);
+                        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                        heads.lock().unwrap().push(head);
+                        let (answer, close): (&[u8], bool) = match path.as_str() {
+                            "/chunked" => (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", false),
+                            "/eof" => (b"HTTP/1.1 200 OK\r\n\r\nuntil close", true),
+                            "/broken" => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello", true),
+                            "/bye" => (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye", true),
+                            _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nkeep-alive: timeout=5\r\n\r\nhello", false),
+                        };
+                        if s.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (upstream("127.0.0.1", port), accepted, heads)
+    }
+
+    /// One user connection through the proxy, as hyper's client (a real, independent client).
+    async fn user(
+        addr: SocketAddr,
+    ) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>> {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    }
+
+    async fn ask(
+        sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+        method: &str,
+        path: &str,
+        body: &'static str,
+    ) -> (StatusCode, HeaderMap, String) {
+        sender.ready().await.unwrap();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "t")
+            .header("te", "trailers")
+            .header("keep-alive", "timeout=5")
+            .header("x-forwarded-for", "192.0.2.1")
+            .body(http_body_util::Full::new(Bytes::from_static(
+                body.as_bytes(),
+            )))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn plain_requests_share_one_upstream_connection_then_a_post_goes_to_hyper() {
+        let (up, accepted, heads) = scripted_upstream().await;
+        let proxy = start_proxy(1, Duration::from_secs(5));
+        route_to(&proxy.routes, &up);
+        let mut u = user(proxy.addr).await;
+        assert_eq!(ask(&mut u, "GET", "/len", "").await.2, "hello");
+        assert_eq!(ask(&mut u, "GET", "/chunked", "").await.2, "hello world");
+        let (status, headers, body) = ask(&mut u, "HEAD", "/len", "").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+        assert_eq!(headers["content-length"], "5");
+        assert!(!headers.contains_key("keep-alive"), "{headers:?}");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "plain requests share a connection"
+        );
+        // A request with a body is hyper's, on the same user connection, and so is what follows.
+        assert_eq!(ask(&mut u, "POST", "/len", "x").await.2, "hello");
+        assert_eq!(ask(&mut u, "GET", "/len", "").await.2, "hello");
+        // hyper's path has connections of its own: the plain path's one is not handed over.
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 5);
+        for h in &heads {
+            let lower = h.to_ascii_lowercase();
+            assert!(
+                lower.contains("x-forwarded-for: 192.0.2.1, 127.0.0.1\r\n"),
+                "{h}"
+            );
+            assert!(
+                !lower.contains("\r\nte:") && !lower.contains("\r\nkeep-alive:"),
+                "{h}"
+            );
+        }
+        assert!(
+            heads[0].starts_with("GET /len HTTP/1.1\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[3].starts_with("POST /len HTTP/1.1\r\n"),
+            "{}",
+            heads[3]
+        );
+        proxy.stop.cancel();
+        proxy.handle.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_running_closed_while_idle_is_replaced_unseen() {
+        let (up, accepted, _) = scripted_upstream().await;
+        let proxy = start_proxy(1, Duration::from_secs(5));
+        route_to(&proxy.routes, &up);
+        let mut u = user(proxy.addr).await;
+        for _ in 0..3 {
+            let (status, _, body) = ask(&mut u, "GET", "/bye", "").await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "bye"));
+        }
+        assert!(accepted.load(Ordering::SeqCst) >= 3);
+        proxy.stop.cancel();
+        proxy.handle.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answer_ended_by_close_closes_the_user_connection_after_it() {
+        let (up, _, _) = scripted_upstream().await;
+        let proxy = start_proxy(1, Duration::from_secs(5));
+        route_to(&proxy.routes, &up);
+        // No `Connection: close` from the user: the proxy closes because the answer needs it.
+        let answer = send(proxy.addr, "GET /eof HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nuntil close"), "{answer}");
+        proxy.stop.cancel();
+        proxy.handle.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answer_broken_off_closes_only_its_user_connection() {
+        let (up, _, _) = scripted_upstream().await;
+        let proxy = start_proxy(1, Duration::from_secs(5));
+        route_to(&proxy.routes, &up);
+        let before = BROKEN_ANSWERS.load(Ordering::Relaxed);
+        let answer = send(proxy.addr, "GET /broken HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\nhello"),
+            "cut where running broke off: {answer}"
+        );
+        assert!(BROKEN_ANSWERS.load(Ordering::Relaxed) > before);
+        let mut u = user(proxy.addr).await;
+        assert_eq!(ask(&mut u, "GET", "/len", "").await.2, "hello");
+        proxy.stop.cancel();
+        proxy.handle.join().await.unwrap();
+    }
+
     #[tokio::test]
     async fn no_running_is_503_and_unreachable_running_is_502_never_an_empty_200() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1484,6 +1715,7 @@ mod tests {
                 headers: 100,
                 body: 1 << 20,
             },
+            true,
         ));
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(

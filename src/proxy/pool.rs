@@ -48,6 +48,15 @@ pub enum UpstreamError {
     /// something that is not HTTP).
     #[error("{0}")]
     Http(#[from] hyper::Error),
+    /// The connection failed while the request was sent or the answer head read.
+    #[error("the connection failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// The instance closed the connection without answering.
+    #[error("the instance closed the connection without answering")]
+    Closed,
+    /// The instance answered something the proxy cannot relay.
+    #[error("it answered {0}")]
+    BadAnswer(String),
 }
 
 /// An idle connection and when it went idle.
