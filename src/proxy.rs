@@ -1493,7 +1493,8 @@ mod tests {
         }));
     }
 
-    /// An upstream speaking raw HTTP/1.1 by path: `/len` (a length), `/chunked`, `/eof` (ended
+    /// An upstream speaking raw HTTP/1.1 by path: `/len` (a length), `/big` (300 000 bytes),
+    /// `/chunked`, `/eof` (ended
     /// by closing), `/broken` (closes mid-body), `/bye` (a length, then closes without saying).
     /// Keeps every request head it read; counts connections.
     async fn scripted_upstream() -> (
@@ -1544,7 +1545,12 @@ mod tests {
                         buf.drain(..len);
                         let path = head.split(' ').nth(1).unwrap_or("").to_string();
                         heads.lock().unwrap().push(head);
+                        let big: Vec<u8>;
                         let (answer, close): (&[u8], bool) = match path.as_str() {
+                            "/big" => {
+                                big = [&b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n"[..], &[b'x'; 300_000]].concat();
+                                (&big, false)
+                            }
                             "/chunked" => (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", false),
                             "/eof" => (b"HTTP/1.1 200 OK\r\n\r\nuntil close", true),
                             "/broken" => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello", true),
@@ -1609,6 +1615,7 @@ mod tests {
         let mut u = user(proxy.addr).await;
         assert_eq!(ask(&mut u, "GET", "/len", "").await.2, "hello");
         assert_eq!(ask(&mut u, "GET", "/chunked", "").await.2, "hello world");
+        assert_eq!(ask(&mut u, "GET", "/big", "").await.2, "x".repeat(300_000));
         let (status, headers, body) = ask(&mut u, "HEAD", "/len", "").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
         assert_eq!(headers["content-length"], "5");
@@ -1624,7 +1631,7 @@ mod tests {
         // hyper's path has connections of its own: the plain path's one is not handed over.
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         let heads = heads.lock().unwrap().clone();
-        assert_eq!(heads.len(), 5);
+        assert_eq!(heads.len(), 6);
         for h in &heads {
             let lower = h.to_ascii_lowercase();
             assert!(
@@ -1642,9 +1649,9 @@ mod tests {
             heads[0]
         );
         assert!(
-            heads[3].starts_with("POST /len HTTP/1.1\r\n"),
+            heads[4].starts_with("POST /len HTTP/1.1\r\n"),
             "{}",
-            heads[3]
+            heads[4]
         );
         proxy.stop.cancel();
         proxy.handle.join().await.unwrap();

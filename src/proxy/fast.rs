@@ -31,6 +31,12 @@ const SLOTS: usize = 100;
 /// Largest answer head taken from running (hyper's client allows about as much).
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
 
+/// First size of the buffer running's answers are read into.
+const ANSWER_BUFFER: usize = 8 * 1024;
+
+/// Largest that buffer grows to while a large body is copied through it.
+const MAX_BODY_READ: usize = 64 * 1024;
+
 /// How long an upstream connection may stay idle in the pool before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -534,6 +540,8 @@ async fn exchange(
             None => (Box::pin(connect(upstream)).await?, false),
         };
         answer.clear();
+        // An empty Vec would be read into 64 bytes at a time.
+        answer.reserve(ANSWER_BUFFER);
         let got = match conn.write_all(request).await {
             Ok(()) => conn.read_buf(answer).await,
             Err(e) => Err(e),
@@ -554,9 +562,11 @@ pub(super) async fn serve(
     forwarded: &[u8],
     stop: &CancellationToken,
 ) -> Outcome {
+    // A connection that never sends a request costs its 4 KiB read buffer only; the others are
+    // sized by their first use.
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
-    let mut answer: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::new();
+    let mut answer: Vec<u8> = Vec::new();
     let header_timeout = proxy.header_timeout;
     let max_head = proxy.limits.header_bytes;
     let stopped = stop.cancelled();
@@ -665,6 +675,10 @@ pub(super) async fn serve(
             return Outcome::Closed;
         }
         while !broken && !framing.done() {
+            if answer.len() == answer.capacity() && answer.capacity() < MAX_BODY_READ {
+                // A large body: read it in larger pieces (fewer system calls), up to a bound.
+                answer.reserve(answer.capacity());
+            }
             answer.clear();
             match conn.read_buf(&mut answer).await {
                 Ok(0) if framing == Framing::Close => break,
