@@ -1197,7 +1197,7 @@ async fn connection(
     let (header_timeout, limits) = (proxy.header_timeout, proxy.limits);
     let owner = proxy.clone();
     let room = &owner.room;
-    let (stream, smuggling) = framing::Sniffed::new(fast::Rewind::new(read, stream));
+    let (stream, smuggling) = framing::Sniffed::new(read, stream);
     let peer = Arc::new(Peer {
         addr: peer,
         forwarded,

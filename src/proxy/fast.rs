@@ -6,19 +6,16 @@
 //!
 //! Anything else (a body, another method, an upgrade, a smuggling attempt, an oversized or
 //! malformed head, a request to mirror, nothing running) hands the connection to hyper from that
-//! request on, bytes already read included ([`Rewind`]): the plain path never answers what it
-//! does not fully understand. Measured against hyper's path in docs/benchmarks.md.
+//! request on, bytes already read included (`framing::Sniffed` gives them first): the plain path
+//! never answers what it does not fully understand. Measured in docs/benchmarks.md.
 
-use std::io;
 use std::mem::MaybeUninit;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -735,71 +732,6 @@ fn bad_gateway_answer(text: &str, close: bool, out: &mut Vec<u8>) {
     );
 }
 
-/// A stream that first gives back bytes already read from it (by the plain path), for hyper.
-pub(super) struct Rewind<S> {
-    pre: Vec<u8>,
-    pos: usize,
-    inner: S,
-}
-
-impl<S> Rewind<S> {
-    /// `inner`, with `pre` read again first.
-    pub(super) fn new(pre: Vec<u8>, inner: S) -> Rewind<S> {
-        Rewind { pre, pos: 0, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.pos < this.pre.len() {
-            let n = (this.pre.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.pre[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.pre.len() {
-                this.pre = Vec::new();
-                this.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1031,16 +963,5 @@ mod tests {
         assert!(!f.done());
         assert_eq!(f.feed(b"deNEXT"), Ok(2));
         assert!(f.done());
-    }
-
-    #[tokio::test]
-    async fn rewind_gives_back_what_was_read_first() {
-        let (mut a, b) = tokio::io::duplex(64);
-        a.write_all(b" world").await.unwrap();
-        drop(a);
-        let mut r = Rewind::new(b"hello".to_vec(), b);
-        let mut s = String::new();
-        r.read_to_string(&mut s).await.unwrap();
-        assert_eq!(s, "hello world");
     }
 }

@@ -20,9 +20,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Bytes of a line kept for matching: the longest name looked for, with its colon.
 const PREFIX: usize = 18;
 
-/// A stream whose incoming bytes are watched for a header block with both framing headers.
+/// A stream whose incoming bytes are watched for a header block with both framing headers; it
+/// first gives back the bytes the plain path (`fast`) already read from it, watched the same way.
 pub struct Sniffed<S> {
     inner: S,
+    /// Read before hyper had the stream, given to it first; `pos` of them given so far.
+    pre: Vec<u8>,
+    pos: usize,
     scan: Scan,
     flag: Arc<AtomicBool>,
 }
@@ -79,12 +83,15 @@ impl Scan {
 }
 
 impl<S> Sniffed<S> {
-    /// Watch `inner`; the flag is raised (and stays raised) once a block names both headers.
-    pub fn new(inner: S) -> (Sniffed<S>, Arc<AtomicBool>) {
+    /// Watch `pre`, then `inner`; the flag is raised (and stays raised) once a block names both
+    /// headers.
+    pub fn new(pre: Vec<u8>, inner: S) -> (Sniffed<S>, Arc<AtomicBool>) {
         let flag = Arc::new(AtomicBool::new(false));
         (
             Sniffed {
                 inner,
+                pre,
+                pos: 0,
                 scan: Scan::default(),
                 flag: flag.clone(),
             },
@@ -100,6 +107,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
+        let this = &mut *self;
+        if this.pos < this.pre.len() {
+            let n = (this.pre.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.pre[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.pre.len() {
+                this.pre = Vec::new();
+                this.pos = 0;
+            }
+            if this.scan.feed(&buf.filled()[before..]) {
+                this.flag.store(true, Ordering::Relaxed);
+            }
+            return Poll::Ready(Ok(()));
+        }
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
             let this = &mut *self;
@@ -144,6 +165,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bytes_read_before_come_first_and_are_watched_too() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut a, b) = tokio::io::duplex(256);
+        a.write_all(b"Transfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        drop(a);
+        let pre = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n".to_vec();
+        let (mut s, flag) = Sniffed::new(pre, b);
+        let mut all = String::new();
+        s.read_to_string(&mut all).await.unwrap();
+        assert_eq!(
+            all,
+            "POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert!(flag.load(Ordering::Relaxed));
+    }
 
     fn both(chunks: &[&str]) -> bool {
         let mut s = Scan::default();
