@@ -33,8 +33,8 @@ fn drop_v1_serves_drop_v2_is_mirrored_gets_only() {
     wait_until("testing to be ready", Duration::from_secs(10), || {
         base.fixture_stats("testing")
     });
-    let (_, testing_pid) = base.instance_info("testing").unwrap();
-    let (_, running_pid) = base.instance_info("running").unwrap();
+    let (_, testing_pid) = base.wait_instance_info("testing");
+    let (_, running_pid) = base.wait_instance_info("running");
     assert!(
         pid_alive(testing_pid) && pid_alive(running_pid),
         "symlinks point at live instances"
@@ -245,7 +245,7 @@ fn jar_builds_run_with_properties_or_system_property() {
         }
     });
     assert!(body.contains("port from properties"), "{body}");
-    let (port, _) = base.instance_info("running").unwrap();
+    let (port, _) = base.wait_instance_info("running");
     let props = std::fs::read_to_string(base.path.join("running/application.properties")).unwrap();
     assert!(
         props.contains(&format!("server.port={port}")) && props.contains("greeting=hi"),

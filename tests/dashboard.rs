@@ -78,7 +78,7 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
         Some("1.1.0"),
         "{dom}"
     );
-    let (port, _) = base.instance_info("running").unwrap();
+    let (port, _) = base.wait_instance_info("running");
     assert_eq!(shown(&dom, "running-port"), Some(port.to_string()), "{dom}");
     assert_eq!(shown(&dom, "verdict").as_deref(), Some("wait"), "{dom}");
     assert!(dom.contains(">5xx<"), "the parts of the score: {dom}");

@@ -35,7 +35,7 @@ fn killed_hard_it_leaves_no_grandchild_of_a_wrapper_script() {
     base.wait_testing();
     let mut ports = Vec::new();
     for role in ["running", "testing"] {
-        let (port, leader) = base.instance_info(role).unwrap();
+        let (port, leader) = base.wait_instance_info(role);
         let server = processes_under(&base.path)
             .into_iter()
             .find(|(pid, cmd)| parent_of(*pid) == Some(leader) && cmd.contains("fixture-app"));
@@ -106,7 +106,7 @@ fn watchdogs_end_with_their_instances_and_a_normal_stop_leaves_none() {
     );
 
     // The instance dies on its own (its wrapper is killed): its watchdog goes with it.
-    let (_, leader) = base.instance_info("running").unwrap();
+    let (_, leader) = base.wait_instance_info("running");
     unsafe {
         libc::kill(leader, libc::SIGKILL);
     }
@@ -172,7 +172,7 @@ fn a_running_instance_that_dies_is_restarted() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    let (_, pid) = base.instance_info("running").unwrap();
+    let (_, pid) = base.wait_instance_info("running");
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }

@@ -179,7 +179,7 @@ fn an_absolute_properties_file_is_copied_never_rewritten_in_place() {
     base.drop_fixture("1.1.0", "");
     base.wait_testing();
     for role in ["running", "testing"] {
-        let (port, _) = base.instance_info(role).unwrap();
+        let (port, _) = base.wait_instance_info(role);
         let copy = std::fs::read_to_string(base.path.join(role).join("shared.properties")).unwrap();
         assert!(
             copy.contains(&format!("server.port={port}")) && copy.contains("greeting=hi"),

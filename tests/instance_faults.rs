@@ -12,7 +12,7 @@ fn a_grandchild_that_ignores_sigterm_is_killed_with_its_group() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "--spawn-grandchild");
     u.wait_serving();
-    let (_, leader) = base.instance_info("running").unwrap();
+    let (_, leader) = base.wait_instance_info("running");
     let grandchild = wait_until("grandchild.pid", Duration::from_secs(10), || {
         read_pid_file(&base, "running", "grandchild.pid")
     });

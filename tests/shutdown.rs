@@ -134,7 +134,7 @@ fn a_crash_of_running_is_handled_while_a_large_bundle_unpacks() {
     wait_until("the install to begin", Duration::from_secs(10), || {
         u.log_text().contains("installing").then_some(())
     });
-    let (_, pid) = base.instance_info("running").unwrap();
+    let (_, pid) = base.wait_instance_info("running");
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }

@@ -130,6 +130,16 @@ impl Base {
         Some((v["port"].as_u64()? as u16, v["pid"].as_i64()? as i32))
     }
 
+    /// [`Base::instance_info`] once the role's symlink and its `instance.json` are there: the
+    /// symlink follows the route by a moment, so a build can serve before it appears.
+    pub fn wait_instance_info(&self, role: &str) -> (u16, i32) {
+        wait_until(
+            &format!("{role}'s instance.json"),
+            Duration::from_secs(10),
+            || self.instance_info(role),
+        )
+    }
+
     /// The pid of the watchdog guarding the instance a role's symlink points at, if it has one.
     pub fn watchdog_pid(&self, role: &str) -> Option<i32> {
         let text = std::fs::read_to_string(self.path.join(role).join("instance.json")).ok()?;
