@@ -605,7 +605,12 @@ pub(super) async fn serve(
             Ok(r) => r,
             Err(_) => return Outcome::Hyper(buf),
         };
-        if route.testing.is_some() && proxy.mirror.wants(&http::Method::GET) {
+        let method = if plain.head {
+            http::Method::HEAD
+        } else {
+            http::Method::GET
+        };
+        if route.testing.is_some() && proxy.mirror.wants(&method) {
             return Outcome::Hyper(buf);
         }
         proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
