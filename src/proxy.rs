@@ -6,6 +6,9 @@
 //! current-thread runtime, accepts on a clone of the one listener and keeps its connections and
 //! their upstream connections to itself, so a request never wakes another thread. On stop, each
 //! thread stops accepting and lets the requests in flight finish (bounded), then ends.
+//!
+//! A plain request (HTTP/1.1 `GET` or `HEAD`, no body, not mirrored) is relayed by [`fast`]
+//! without hyper; everything else, and the rest of that connection, by hyper below.
 
 mod fast;
 pub mod framing;
@@ -1173,8 +1176,9 @@ async fn serve(
     }
 }
 
-/// One user connection. On `stop`, hyper's graceful shutdown answers the request in flight with
-/// keep-alive off and closes an idle connection at once.
+/// One user connection: the plain path ([`fast`]) while its requests are plain, then hyper with
+/// the bytes already read. On `stop`, either answers the request in flight and closes the
+/// connection (hyper's graceful shutdown turns keep-alive off), and closes an idle one at once.
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -1494,9 +1498,8 @@ mod tests {
     }
 
     /// An upstream speaking raw HTTP/1.1 by path: `/len` (a length), `/big` (300 000 bytes),
-    /// `/chunked`, `/eof` (ended
-    /// by closing), `/broken` (closes mid-body), `/bye` (a length, then closes without saying).
-    /// Keeps every request head it read; counts connections.
+    /// `/chunked`, `/eof` (ended by closing), `/broken` (closes mid-body), `/bye` (a length, then
+    /// closes without saying). Keeps every request head it read; counts connections.
     async fn scripted_upstream() -> (
         Arc<Upstream>,
         Arc<AtomicUsize>,
