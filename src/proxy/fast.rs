@@ -12,14 +12,14 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::UpstreamError;
+use super::pool::{self, UpstreamError, IDLE_TIMEOUT, MAX_IDLE};
 use super::{Proxy, Upstream, BROKEN_ANSWERS};
 
 /// Header slots parsed on the stack, for a request head and for an answer head (hyper's bound).
@@ -33,15 +33,6 @@ const ANSWER_BUFFER: usize = 8 * 1024;
 
 /// Largest that buffer grows to while a large body is copied through it.
 const MAX_BODY_READ: usize = 64 * 1024;
-
-/// How long an upstream connection may stay idle in the pool before it is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Idle upstream connections kept per proxy thread; past it the oldest is closed.
-const MAX_IDLE: usize = 1024;
-
-/// How long connecting to an instance may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the plain path did with a connection.
 pub(super) enum Outcome {
@@ -504,24 +495,6 @@ impl Pool {
     }
 }
 
-/// A new connection to `upstream`.
-async fn connect(upstream: &Upstream) -> Result<TcpStream, UpstreamError> {
-    let authority = upstream.authority.as_str();
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-        Ok(Err(source)) => Err(UpstreamError::Connect {
-            authority: authority.to_string(),
-            source,
-        }),
-        Err(_) => Err(UpstreamError::ConnectTimeout {
-            authority: authority.to_string(),
-        }),
-    }
-}
-
 /// Send `request` to `upstream` and wait for the first bytes of its answer (into `answer`), on an
 /// idle connection or a new one. A `GET` or `HEAD` that an idle connection closed before any
 /// answer is sent again on another: running may have closed it while idle.
@@ -534,7 +507,7 @@ async fn exchange(
     loop {
         let (mut conn, reused) = match pool.take(upstream) {
             Some(c) => (c, true),
-            None => (Box::pin(connect(upstream)).await?, false),
+            None => (Box::pin(pool::open(upstream)).await?, false),
         };
         answer.clear();
         // An empty Vec would be read into 64 bytes at a time.

@@ -18,14 +18,14 @@ use tokio::net::TcpStream;
 use super::{ProxyBody, Upstream};
 
 /// How long an upstream connection may wait for a request before it is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long connecting to an instance may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Idle connections kept per proxy thread, all upstreams together (more than the users'
 /// concurrency of a thread rarely happens; past it the oldest is closed).
-const MAX_IDLE: usize = 1024;
+pub(super) const MAX_IDLE: usize = 1024;
 
 /// Why a request could not be forwarded to an instance.
 #[derive(Debug, thiserror::Error)]
@@ -176,22 +176,7 @@ impl Pool {
 
 /// A new connection to `upstream`, its driving task spawned on this thread.
 async fn connect(upstream: &Upstream) -> Result<SendRequest<ProxyBody>, UpstreamError> {
-    let authority = upstream.authority.as_str();
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => {
-            return Err(UpstreamError::Connect {
-                authority: authority.to_string(),
-                source,
-            })
-        }
-        Err(_) => {
-            return Err(UpstreamError::ConnectTimeout {
-                authority: authority.to_string(),
-            })
-        }
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = open(upstream).await?;
     // One buffer per message, written with send(2): cheaper here than writev(2) (see
     // docs/benchmarks.md).
     let (sender, conn) = http1::Builder::new()
@@ -204,6 +189,24 @@ async fn connect(upstream: &Upstream) -> Result<SendRequest<ProxyBody>, Upstream
         }
     });
     Ok(sender)
+}
+
+/// A TCP connection to `upstream` (no delay on), within `CONNECT_TIMEOUT`; for both paths.
+pub(super) async fn open(upstream: &Upstream) -> Result<TcpStream, UpstreamError> {
+    let authority = upstream.authority.as_str();
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(source)) => Err(UpstreamError::Connect {
+            authority: authority.to_string(),
+            source,
+        }),
+        Err(_) => Err(UpstreamError::ConnectTimeout {
+            authority: authority.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
