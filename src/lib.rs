@@ -469,6 +469,13 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
     Some((soft, hard))
 }
 
+/// At most this many threads for blocking work (installs, archives, collection, file writes).
+/// Each thread the allocator serves keeps pages of its own: tokio starts one whenever the others
+/// are busy and, as idle ones are woken in turn, rarely lets one go, so with its default of 512
+/// the count crept up over a long soak and resident memory by 1.5–2.5 MiB with each (see
+/// docs/benchmarks.md). Four covers an install, an archive, a collection and a file write at once.
+pub const MAX_BLOCKING_THREADS: usize = 4;
+
 /// Keep glibc to two malloc arenas. understudy's heap in use stays at 2–5 MiB, but glibc gives
 /// each allocating thread its own arena and keeps its freed memory at that thread's peak: with a
 /// dozen threads, RSS grew by a third over the first minutes of the soak before levelling off.
