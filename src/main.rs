@@ -20,10 +20,10 @@ const MI_PAGE_RECLAIM_ON_FREE: i32 = 35;
 const MI_PAGE_FULL_RETAIN: i32 = 36;
 
 /// Let any thread take back the pages a finished thread left behind when it frees into them.
-/// By default only their (gone) owner could: tokio's blocking threads come and go with every
-/// build, and their half-used pages made resident memory climb about 0.5 MiB a minute in the
-/// 20-minute soak while the live heap stayed flat (docs/benchmarks.md). A value the user set
-/// (`MIMALLOC_PAGE_RECLAIM_ON_FREE`) is kept. False when the numbering cannot be confirmed (the
+/// By default only their (gone) owner could, so a blocking thread that tokio retires after idling
+/// leaves its half-used pages resident for good; with the blocking-thread cap the soak's
+/// memory oscillated around a level instead of climbing (docs/benchmarks.md, "Soak memory").
+/// A value the user set (`MIMALLOC_PAGE_RECLAIM_ON_FREE`) is kept. False when the numbering cannot be confirmed (the
 /// neighbours do not hold their defaults: another mimalloc, or `MIMALLOC_*` set): nothing written.
 fn reclaim_abandoned_pages() -> bool {
     use libmimalloc_sys::{mi_option_get, mi_option_set};
