@@ -23,8 +23,9 @@ const MI_PAGE_FULL_RETAIN: i32 = 36;
 /// By default only their (gone) owner could, so a blocking thread that tokio retires after idling
 /// leaves its half-used pages resident for good; with the blocking-thread cap the soak's
 /// memory oscillated around a level instead of climbing (docs/benchmarks.md, "Soak memory").
-/// A value the user set (`MIMALLOC_PAGE_RECLAIM_ON_FREE`) is kept. False when the numbering cannot be confirmed (the
-/// neighbours do not hold their defaults: another mimalloc, or `MIMALLOC_*` set): nothing written.
+/// A value the user set (`MIMALLOC_PAGE_RECLAIM_ON_FREE`) is kept. False when the numbering
+/// cannot be confirmed (the neighbours do not hold their defaults: another mimalloc, or
+/// `MIMALLOC_*` set): nothing written.
 fn reclaim_abandoned_pages() -> bool {
     use libmimalloc_sys::{mi_option_get, mi_option_set};
     // SAFETY: plain option reads and one write; mimalloc allows both at any time, from any thread.
