@@ -44,7 +44,10 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_HEADERS", default: "100", doc: "Most header fields in one request; more are answered 431." },
     KeyDoc { key: "MAX_REQUEST_BODY", default: "100MiB", doc: "Largest request body a user may send: a larger declared one is answered 413 before anything is forwarded, a chunked one is cut off and answered 413." },
     KeyDoc { key: "MAX_CONNECTIONS", default: "10000", doc: "Most user connections open at once; past it understudy stops accepting (new users wait in the listen backlog) and closes idle keep-alive connections to make room." },
-    KeyDoc { key: "FAST_PATH", default: "on", doc: "on relays plain requests (an HTTP/1.1 GET or HEAD without a body, not mirrored) on understudy's own lean path; off sends every request through hyper, as the rest are." },
+    KeyDoc { key: "UPSTREAM_TIMEOUT", default: "60s", doc: "How long running may send nothing while understudy waits for its answer head or the next part of its body; the user then gets 504 (or, mid-body, a closed connection)." },
+    KeyDoc { key: "SEND_TIMEOUT", default: "60s", doc: "How long a user may take no byte of an answer before the connection is closed (as nginx's send_timeout)." },
+    KeyDoc { key: "ANSWER_BUFFER", default: "1MiB", doc: "How much of one answer understudy reads from running ahead of a slow user, so running's connection is freed at running's pace." },
+    KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold together; past it answers stream at the user's pace." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
     KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
@@ -235,8 +238,14 @@ pub struct Config {
     pub settle_time: Duration,
     /// How long a user may take to send a request head.
     pub header_timeout: Duration,
-    /// `FAST_PATH`: plain requests skip hyper.
-    pub fast_path: bool,
+    /// `UPSTREAM_TIMEOUT`: running's silence allowed while an answer is awaited.
+    pub upstream_timeout: Duration,
+    /// `SEND_TIMEOUT`: a user's silence allowed while an answer waits to be taken.
+    pub send_timeout: Duration,
+    /// `ANSWER_BUFFER`: one answer's read-ahead.
+    pub answer_buffer: u64,
+    /// `ANSWER_MEMORY`: all answers' read-ahead.
+    pub answer_memory: u64,
     /// Methods that are mirrored.
     pub mirror_methods: Vec<Method>,
     /// Largest mirrored body.
@@ -545,7 +554,18 @@ impl Config {
             Duration::from_millis(100),
             MAX_SHORT_DURATION,
         )?;
-        let fast_path = on_off(raw, "FAST_PATH")?;
+        let upstream_timeout = raw.duration(
+            "UPSTREAM_TIMEOUT",
+            Duration::from_millis(100),
+            MAX_SHORT_DURATION,
+        )?;
+        let send_timeout = raw.duration(
+            "SEND_TIMEOUT",
+            Duration::from_millis(100),
+            MAX_SHORT_DURATION,
+        )?;
+        let answer_buffer = raw.size("ANSWER_BUFFER", 1 << 30)?;
+        let answer_memory = raw.size("ANSWER_MEMORY", 64 << 30)?;
         let hooks = HookCommands {
             pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
             pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
@@ -592,7 +612,10 @@ impl Config {
             rollback_window,
             webhook_urls,
             header_timeout,
-            fast_path,
+            upstream_timeout,
+            send_timeout,
+            answer_buffer,
+            answer_memory,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -1610,7 +1633,10 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         rollback_window => "ROLLBACK_WINDOW",
         webhook_urls => "WEBHOOK_URLS",
         header_timeout => "HEADER_TIMEOUT",
-        fast_path => "FAST_PATH",
+        upstream_timeout => "UPSTREAM_TIMEOUT",
+        send_timeout => "SEND_TIMEOUT",
+        answer_buffer => "ANSWER_BUFFER",
+        answer_memory => "ANSWER_MEMORY",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",

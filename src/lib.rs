@@ -267,7 +267,10 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
             body: cfg.limits.request_body,
         },
         max_connections: max_connections(cfg),
-        fast_path: cfg.fast_path,
+        upstream_timeout: cfg.upstream_timeout,
+        send_timeout: cfg.send_timeout,
+        answer_buffer: usize::try_from(cfg.answer_buffer).unwrap_or(usize::MAX),
+        answer_memory: usize::try_from(cfg.answer_memory).unwrap_or(usize::MAX),
     }
 }
 

@@ -1,164 +1,179 @@
-//! Request smuggling guard. hyper frames a request that carries both `Content-Length` and
-//! `Transfer-Encoding` by the latter and drops the former before the service sees it (RFC 9112
-//! §6.3 allows that), so the service cannot tell such a request from an honest chunked one. nginx
-//! and HAProxy refuse it instead, and so does understudy: [`Sniffed`] watches the bytes hyper
-//! reads for a header block naming both, and raises a per-connection flag the service checks
-//! before forwarding anything.
+//! Where a message body ends (RFC 9112 §6): the one framing decoder of the engine, for request
+//! bodies coming from users and answer bodies coming from instances, in either direction.
 //!
-//! The scan looks at the first bytes of every line (no allocation, a few comparisons per line); a
-//! body line that happens to look like a header block with both names would also raise the flag:
-//! the cost of that false alarm is one refused request on a connection that is then closed.
+//! A body is relayed as its sender framed it (chunk sizes, extensions and trailers included), so
+//! the decoder's job is to say how many of the bytes read belong to the body and to check them
+//! strictly: a chunk line ends in CRLF, never a bare LF, so understudy and the peer behind it can
+//! never disagree on where a message ends (request smuggling). The data of the chunks is handed to
+//! a callback for those who need it (the mirror's capture, an HTTP/1.0 client's unchunked copy).
 
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Bytes of a line kept for matching: the longest name looked for, with its colon.
-const PREFIX: usize = 18;
-
-/// A stream whose incoming bytes are watched for a header block with both framing headers; it
-/// first gives back the bytes the plain path (`fast`) already read from it, watched the same way.
-pub struct Sniffed<S> {
-    inner: S,
-    /// Read before hyper had the stream, given to it first; `pos` of them given so far.
-    pre: Vec<u8>,
-    pos: usize,
-    scan: Scan,
-    flag: Arc<AtomicBool>,
+/// How a body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (or its end reached).
+    Empty,
+    /// This many more bytes.
+    Length(u64),
+    /// Chunked: where the parser is.
+    Chunked(Chunk),
+    /// Until the sender closes the connection (answers only).
+    Close,
 }
 
-/// Where the scan is: the start of the current line, and what the current block named.
-#[derive(Default)]
-struct Scan {
-    line: [u8; PREFIX],
-    len: usize,
-    content_length: bool,
-    transfer_encoding: bool,
+/// Where a chunked body's parser is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// In a chunk-size line's digits.
+    Size {
+        /// The size so far.
+        n: u64,
+        /// Digits read.
+        digits: u8,
+    },
+    /// In a chunk extension (or the blanks before it).
+    Ext(u64),
+    /// After the size line's CR.
+    SizeLf(u64),
+    /// In a chunk's data, this many bytes left.
+    Data(u64),
+    /// After a chunk's data.
+    DataCr,
+    /// After a chunk's data and CR.
+    DataLf,
+    /// At the start of a trailer line (or the final blank line).
+    TrailerStart,
+    /// In a trailer line.
+    TrailerLine,
+    /// After a trailer line's CR.
+    TrailerLineLf,
+    /// After the final CR.
+    TrailerLf,
+    /// Past the final blank line.
+    Done,
 }
 
-impl Scan {
-    /// Scan the next bytes read; whether a header block naming both just ended. Jumps from line
-    /// end to line end (memchr), looking only at the first bytes of each line.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        let mut both = false;
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', bytes) {
-            self.take(&bytes[start..nl]);
-            both |= self.end_line();
-            start = nl + 1;
+/// A chunked body that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadChunk;
+
+impl std::fmt::Display for BadChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a chunked body that is not well-formed")
+    }
+}
+
+impl std::error::Error for BadChunk {}
+
+/// Whether `b` may appear in a chunk extension or a trailer line: visible ASCII, blanks and
+/// bytes past ASCII (obs-text); never a control byte.
+fn text_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+impl Chunk {
+    /// A chunked body's first state.
+    pub const START: Chunk = Chunk::Size { n: 0, digits: 0 };
+
+    fn after_size(n: u64) -> Chunk {
+        if n == 0 {
+            Chunk::TrailerStart
+        } else {
+            Chunk::Data(n)
         }
-        self.take(&bytes[start..]);
-        both
     }
 
-    /// Keep the start of the current line, lower-cased.
-    fn take(&mut self, part: &[u8]) {
-        let n = part.len().min(PREFIX - self.len);
-        for (slot, b) in self.line[self.len..self.len + n].iter_mut().zip(part) {
-            *slot = b.to_ascii_lowercase();
-        }
-        self.len += n;
-    }
-
-    fn end_line(&mut self) -> bool {
-        let line = &self.line[..self.len];
-        let mut both = false;
-        if line.is_empty() || line == b"\r" {
-            // A blank line ends a header block.
-            both = self.content_length && self.transfer_encoding;
-            self.content_length = false;
-            self.transfer_encoding = false;
-        } else if line.starts_with(b"content-length:") {
-            self.content_length = true;
-        } else if line.starts_with(b"transfer-encoding:") {
-            self.transfer_encoding = true;
-        }
-        self.len = 0;
-        both
-    }
-}
-
-impl<S> Sniffed<S> {
-    /// Watch `pre`, then `inner`; the flag is raised (and stays raised) once a block names both
-    /// headers.
-    pub fn new(pre: Vec<u8>, inner: S) -> (Sniffed<S>, Arc<AtomicBool>) {
-        let flag = Arc::new(AtomicBool::new(false));
-        (
-            Sniffed {
-                inner,
-                pre,
-                pos: 0,
-                scan: Scan::default(),
-                flag: flag.clone(),
-            },
-            flag,
-        )
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        if this.pos < this.pre.len() {
-            let n = (this.pre.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.pre[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.pre.len() {
-                this.pre = Vec::new();
-                this.pos = 0;
+    /// Read on through `bytes`; how many of them belong to the body. Chunk data goes to `data`.
+    pub fn feed(&mut self, bytes: &[u8], data: &mut impl FnMut(&[u8])) -> Result<usize, BadChunk> {
+        let mut i = 0;
+        while i < bytes.len() {
+            match *self {
+                Chunk::Done => return Ok(i),
+                Chunk::Data(n) => {
+                    let take = n.min((bytes.len() - i) as u64) as usize;
+                    data(&bytes[i..i + take]);
+                    i += take;
+                    *self = if take as u64 == n {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(n - take as u64)
+                    };
+                    continue;
+                }
+                _ => {}
             }
-            if this.scan.feed(&buf.filled()[before..]) {
-                this.flag.store(true, Ordering::Relaxed);
-            }
-            return Poll::Ready(Ok(()));
+            let b = bytes[i];
+            i += 1;
+            *self = self.step(b)?;
         }
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            let this = &mut *self;
-            if this.scan.feed(&buf.filled()[before..]) {
-                this.flag.store(true, Ordering::Relaxed);
+        Ok(i)
+    }
+
+    /// One byte of a size line, a data end or a trailer.
+    fn step(self, b: u8) -> Result<Chunk, BadChunk> {
+        Ok(match (self, b) {
+            (Chunk::Size { n, digits }, b) if b.is_ascii_hexdigit() => {
+                if digits >= 15 {
+                    return Err(BadChunk);
+                }
+                let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                Chunk::Size {
+                    n: n * 16 + d,
+                    digits: digits + 1,
+                }
             }
-        }
-        r
+            (Chunk::Size { n, digits: 1.. }, b';' | b' ' | b'\t') => Chunk::Ext(n),
+            (Chunk::Size { n, digits: 1.. } | Chunk::Ext(n), b'\r') => Chunk::SizeLf(n),
+            (Chunk::Ext(n), b) if text_byte(b) => Chunk::Ext(n),
+            (Chunk::SizeLf(n), b'\n') => Chunk::after_size(n),
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::START,
+            (Chunk::TrailerStart, b'\r') => Chunk::TrailerLf,
+            (Chunk::TrailerLf, b'\n') => Chunk::Done,
+            (Chunk::TrailerLine, b'\r') => Chunk::TrailerLineLf,
+            (Chunk::TrailerLineLf, b'\n') => Chunk::TrailerStart,
+            (Chunk::TrailerStart | Chunk::TrailerLine, b) if text_byte(b) => Chunk::TrailerLine,
+            _ => return Err(BadChunk),
+        })
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+impl Framing {
+    /// Read on through `bytes`; how many of them belong to the body (the rest is the next
+    /// message, or bytes that should not be there). The body's data goes to `data`.
+    pub fn feed(&mut self, bytes: &[u8], data: &mut impl FnMut(&[u8])) -> Result<usize, BadChunk> {
+        match self {
+            Framing::Empty => Ok(0),
+            Framing::Close => {
+                data(bytes);
+                Ok(bytes.len())
+            }
+            Framing::Length(n) => {
+                let take = (*n).min(bytes.len() as u64);
+                *n -= take;
+                data(&bytes[..take as usize]);
+                if *n == 0 {
+                    *self = Framing::Empty;
+                }
+                Ok(take as usize)
+            }
+            Framing::Chunked(c) => {
+                let took = c.feed(bytes, data)?;
+                if *c == Chunk::Done {
+                    *self = Framing::Empty;
+                }
+                Ok(took)
+            }
+        }
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    /// [`Framing::feed`] without looking at the data.
+    pub fn skip(&mut self, bytes: &[u8]) -> Result<usize, BadChunk> {
+        self.feed(bytes, &mut |_| {})
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    /// Whether the body has ended (a close-delimited one ends only with its connection).
+    pub fn done(&self) -> bool {
+        *self == Framing::Empty
     }
 }
 
@@ -166,59 +181,61 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn bytes_read_before_come_first_and_are_watched_too() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut a, b) = tokio::io::duplex(256);
-        a.write_all(b"Transfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
-        drop(a);
-        let pre = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n".to_vec();
-        let (mut s, flag) = Sniffed::new(pre, b);
-        let mut all = String::new();
-        s.read_to_string(&mut all).await.unwrap();
-        assert_eq!(
-            all,
-            "POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-        );
-        assert!(flag.load(Ordering::Relaxed));
-    }
-
-    fn both(chunks: &[&str]) -> bool {
-        let mut s = Scan::default();
-        chunks.iter().any(|c| s.feed(c.as_bytes()))
+    #[test]
+    fn a_chunked_body_ends_where_it_ends_however_it_is_split() {
+        let body =
+            b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
+        let mut input = body.to_vec();
+        input.extend_from_slice(b"NEXT");
+        for split in 0..input.len() {
+            let mut c = Chunk::START;
+            let mut data = Vec::new();
+            let first = c
+                .feed(&input[..split], &mut |d| data.extend_from_slice(d))
+                .unwrap();
+            assert_eq!(first, split.min(body.len()), "split at {split}");
+            let second = c
+                .feed(&input[split..], &mut |d| data.extend_from_slice(d))
+                .unwrap();
+            assert_eq!(first + second, body.len(), "split at {split}");
+            assert_eq!(c, Chunk::Done);
+            assert_eq!(data, b"Wikipedia in\r\n\r\nchunks.");
+        }
+        let mut c = Chunk::START;
+        assert_eq!(c.feed(b"0\r\n\r\n", &mut |_| {}), Ok(5));
+        assert_eq!(c, Chunk::Done);
     }
 
     #[test]
-    fn a_block_naming_both_is_found_across_reads_in_any_case_and_order() {
-        assert!(both(&[
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-        ]));
-        assert!(both(&[
-            "POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\nhost: x\r\ncontent-LENGTH: 4\r\n\r\n"
-        ]));
-        assert!(both(&[
-            "POST / HTTP/1.1\r\nContent-Le",
-            "ngth: 4\r\nTransfer-Enc",
-            "oding: chunked\r\n",
-            "\r\n"
-        ]));
+    fn a_chunked_body_that_is_not_one_is_an_error() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"2\r\nabX",
+            b"0\r\n\rX",
+            b"1000000000000000\r\n",
+            b"2\nab\r\n",
+            b"2\r\nab\n",
+            b"0\r\n\n",
+            b"0\r\nTrailer: x\n",
+            b"2;a\x00b\r\n",
+        ] {
+            let mut c = Chunk::START;
+            assert_eq!(
+                c.feed(bad, &mut |_| {}),
+                Err(BadChunk),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
-    fn honest_requests_and_separate_blocks_are_not() {
-        assert!(!both(&["POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"]));
-        assert!(!both(&[
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-        ]));
-        // One request with each, one after the other: no block has both.
-        assert!(!both(&[
-            "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-        ]));
-        // A header value mentioning the other name is not that header.
-        assert!(!both(&[
-            "GET / HTTP/1.1\r\nX-Note: content-length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        ]));
+    fn a_length_takes_what_it_says() {
+        let mut f = Framing::Length(5);
+        assert_eq!(f.skip(b"abc"), Ok(3));
+        assert!(!f.done());
+        assert_eq!(f.skip(b"deNEXT"), Ok(2));
+        assert!(f.done());
     }
 }

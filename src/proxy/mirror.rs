@@ -2,13 +2,14 @@
 //! waited on) and are sent to testing by a worker with its own connection pool, concurrency limit
 //! and timeout. Each answered copy becomes a [`Pair`] for the scorer.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::header::{HeaderMap, HeaderName};
+use http::{Method, StatusCode};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,8 +18,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
+use super::answer::{self, Asker};
+use super::exchange;
+use super::framing::Framing;
 use super::pool::{Pool, UpstreamError};
-use super::{ProxyBody, ProxyStats, Upstream};
+use super::{ProxyStats, Upstream};
 use crate::config::Config;
 use crate::diff::{self, DiffOptions, Difference};
 use crate::score::Pair;
@@ -129,7 +133,7 @@ impl BodyCapture {
     }
 
     /// The next chunk of the body.
-    pub fn feed(&mut self, d: &Bytes) {
+    pub fn feed(&mut self, d: &[u8]) {
         if self.max == 0 {
             // Not compared at all: nothing to keep, nothing to fingerprint.
             return;
@@ -140,7 +144,7 @@ impl BodyCapture {
         }
         if self.held + d.len() <= self.max && self.budget.take(d.len()) {
             self.held += d.len();
-            self.chunks.push(d.clone());
+            self.chunks.push(Bytes::copy_from_slice(d));
         } else {
             self.whole = false;
             self.release();
@@ -210,7 +214,7 @@ impl Tee {
     }
 
     /// Running's body went past.
-    pub fn feed(&mut self, d: &Bytes) {
+    pub fn feed(&mut self, d: &[u8]) {
         if let Some(c) = self.capture.as_mut() {
             c.feed(d);
         }
@@ -539,9 +543,12 @@ pub enum MirrorError {
     /// The request failed: connection refused or reset, or a broken response head.
     #[error("{0}")]
     Request(#[from] UpstreamError),
-    /// The response body broke off.
+    /// The answer's body broke off or was not well-formed.
     #[error("body: {0}")]
-    Body(#[from] hyper::Error),
+    Body(&'static str),
+    /// The answer's status is not a status.
+    #[error("an answer with status {0}")]
+    Status(u16),
     /// Testing did not answer (headers and body) within the mirror timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -573,13 +580,25 @@ async fn send_copy(
     let secondary_req = secondary.as_ref().map(|s| copy_request(&job, s));
     let req = copy_request(&job, &job.target);
     job.headers = HeaderMap::new();
-    let testing = fetch(client, &job.target, req, timeout, max, budget.clone());
+    let method = job.method.clone();
+    let testing = fetch(
+        client,
+        &job.target,
+        &method,
+        req,
+        timeout,
+        max,
+        budget.clone(),
+    );
     let (outcome, secondary) = match secondary_req {
         Some(sreq) => {
             let to = secondary
                 .as_ref()
                 .expect("a secondary request has a secondary");
-            let (t, s) = tokio::join!(testing, fetch(client, to, sreq, timeout, max, budget));
+            let (t, s) = tokio::join!(
+                testing,
+                fetch(client, to, &method, sreq, timeout, max, budget)
+            );
             (t, s.ok())
         }
         None => (testing.await, None),
@@ -631,57 +650,101 @@ async fn send_copy(
     }))
 }
 
-/// The request to `to`: the copied head, marked with [`MIRROR_HEADER`], and the body (shared).
-fn copy_request(job: &MirrorJob, to: &Upstream) -> Request<ProxyBody> {
-    let uri = Uri::from(
-        job.path_and_query
-            .clone()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    let mut req = Request::new(ProxyBody::Full(Some(job.body.clone())));
-    *req.method_mut() = job.method.clone();
-    *req.uri_mut() = uri;
-    *req.headers_mut() = job.headers.clone();
-    req.headers_mut()
-        .insert(&MIRROR_HEADER, HeaderValue::from_static("1"));
+/// The request to `to`: the copied head (less its framing: the body goes whole, with its length),
+/// marked with [`MIRROR_HEADER`], then the body.
+fn copy_request(job: &MirrorJob, to: &Upstream) -> Vec<u8> {
+    let path = job.path_and_query.as_ref().map_or("/", |p| p.as_str());
+    let mut out = Vec::with_capacity(256 + job.body.len());
+    out.extend_from_slice(job.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
     // The user's `Host`, as running got it; a request that came without one gets the instance's.
-    if !req.headers().contains_key(http::header::HOST) {
-        req.headers_mut()
-            .insert(http::header::HOST, to.host.clone());
+    if !job.headers.contains_key(http::header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(to.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    req
+    for (k, v) in &job.headers {
+        if k == http::header::CONTENT_LENGTH || k == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(MIRROR_HEADER.as_str().as_bytes());
+    out.extend_from_slice(b": 1\r\n");
+    if !job.body.is_empty() {
+        let _ = write!(out, "content-length: {}\r\n", job.body.len());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&job.body);
+    out
 }
 
-/// Send the copy and read the whole body (so the connection goes back to the pool), keeping up
-/// to `max` bytes of it, all within `timeout`; a broken body is a failure.
+/// Send the copy and read the whole answer (so the connection goes back to the pool), keeping up
+/// to `max` bytes of its body, all within `timeout`; a broken body is a failure.
 async fn fetch(
-    client: &Arc<Pool>,
+    client: &Pool,
     to: &Arc<Upstream>,
-    req: Request<ProxyBody>,
+    method: &Method,
+    req: Vec<u8>,
     timeout: Duration,
     max: usize,
     budget: CaptureBudget,
 ) -> Result<Answered, MirrorError> {
     let started = Instant::now();
     let answer = async {
-        let (resp, lent) = client.send(to, req).await?;
-        let status = resp.status();
+        let mut answer = Vec::new();
+        let mut out = Vec::new();
+        let retry = exchange::retryable(method);
+        let mut conn = exchange::send(client, to, &req, retry, &mut answer, timeout).await?;
+        let asker = Asker {
+            head: method == Method::HEAD,
+            ..Asker::default()
+        };
+        let a = loop {
+            let a = exchange::read_head(&mut conn, &mut answer, asker, &mut out, timeout).await?;
+            if !a.interim {
+                break a;
+            }
+            answer.drain(..a.len);
+        };
+        let status = StatusCode::from_u16(a.status).map_err(|_| MirrorError::Status(a.status))?;
         let latency = started.elapsed();
-        let (parts, mut body) = resp.into_parts();
+        let headers = if max > 0 {
+            answer::header_map(&answer[..a.len])
+        } else {
+            HeaderMap::new()
+        };
         let mut capture = BodyCapture::new(max, budget);
-        while let Some(frame) = body.frame().await {
-            if let Some(d) = frame?.data_ref() {
-                capture.feed(d);
+        let mut framing = a.framing;
+        let mut extra = false;
+        let mut from = a.len;
+        loop {
+            let took = framing
+                .feed(&answer[from..], &mut |d| capture.feed(d))
+                .map_err(|_| MirrorError::Body("a chunked body that is not well-formed"))?;
+            extra |= from + took < answer.len();
+            if framing.done() {
+                break;
+            }
+            answer.clear();
+            from = 0;
+            match conn.read_buf(&mut answer).await {
+                Ok(0) if framing == Framing::Close => break,
+                Ok(1..) => {}
+                _ => return Err(MirrorError::Body("the body broke off")),
             }
         }
-        lent.give_back();
+        if a.reusable && !extra {
+            client.put(to.clone(), conn);
+        }
         Ok(Answered {
             status,
-            headers: if max > 0 {
-                parts.headers
-            } else {
-                HeaderMap::new()
-            },
+            headers,
             latency,
             body: capture,
         })

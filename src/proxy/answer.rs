@@ -1,0 +1,354 @@
+//! Answer phase, the head: an instance's answer head parsed in place, framed by RFC 9112 §6.3 and
+//! rewritten for the user (status line as HTTP/1.1, hop-by-hop headers dropped, `Connection`
+//! saying what understudy does with the user's connection). The one parser of answer heads, for
+//! users' answers and for mirrored copies alike.
+
+use std::mem::MaybeUninit;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::framing::{Chunk, Framing};
+use super::head::{always_hop_by_hop, content_length, is, named_by_connection, tokens};
+use super::head::{ConnectionTokens, SLOTS};
+
+/// Largest answer head taken from an instance (hyper's client allows about as much).
+pub const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+/// What the user's side needs to know to frame an answer for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asker {
+    /// The request was `HEAD`: no body whatever the answer says.
+    pub head: bool,
+    /// The request was HTTP/1.0: no interim answers, no chunked answer.
+    pub http10: bool,
+    /// The user's connection closes after this answer anyway.
+    pub close: bool,
+    /// The request asked for an upgrade: a `101` is welcome.
+    pub upgrade: bool,
+}
+
+/// An instance's answer head, rewritten for the user.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// Bytes of the head in the instance's buffer.
+    pub len: usize,
+    /// Its status code.
+    pub status: u16,
+    /// An interim answer (1xx but 101): relayed (to HTTP/1.1 users), the final one follows.
+    pub interim: bool,
+    /// `101 Switching Protocols` to an upgrade request: from here on, bytes both ways.
+    pub switching: bool,
+    /// How its body ends, as the instance sends it.
+    pub framing: Framing,
+    /// The body is chunked but the user speaks HTTP/1.0: relay its data only.
+    pub dechunk: bool,
+    /// Whether the instance's connection can carry another request after this answer.
+    pub reusable: bool,
+    /// Whether the user's connection is closed after it.
+    pub close: bool,
+}
+
+/// Why an answer head cannot be relayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAnswer {
+    /// Not HTTP/1.x.
+    #[error("an answer head that is not HTTP/1.x ({0})")]
+    NotHttp(String),
+    /// `Content-Length` not a number, or two different ones.
+    #[error("an answer with an invalid Content-Length")]
+    Length,
+    /// A `101` to a request that asked for no upgrade.
+    #[error("101 Switching Protocols to a request that asked for no upgrade")]
+    Switching,
+    /// Over [`MAX_ANSWER_HEAD`].
+    #[error("an answer head larger than 64 KiB")]
+    TooLarge,
+}
+
+/// What the headers say about framing.
+#[derive(Default)]
+struct Framed {
+    coded: bool,
+    chunked: bool,
+    length: Option<u64>,
+}
+
+fn framed(headers: &[httparse::Header<'_>]) -> Result<Framed, BadAnswer> {
+    let mut f = Framed::default();
+    for h in headers {
+        let name = h.name.as_bytes();
+        if is(name, b"transfer-encoding") {
+            f.coded = true;
+            if let Some(last) = tokens(h.value).last() {
+                f.chunked = is(last, b"chunked");
+            }
+        } else if is(name, b"content-length") {
+            let n = content_length(h.value).ok_or(BadAnswer::Length)?;
+            if f.length.is_some_and(|m| m != n) {
+                return Err(BadAnswer::Length);
+            }
+            f.length = Some(n);
+        }
+    }
+    Ok(f)
+}
+
+/// Parse the instance's answer head in `buf` (`None`: not whole yet) and write the user's form of
+/// it into `out`.
+pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answer>, BadAnswer> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_ANSWER_HEAD => {
+            return Err(BadAnswer::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(BadAnswer::NotHttp(e.to_string())),
+    };
+    let (Some(version), Some(status)) = (res.version, res.code) else {
+        return Err(BadAnswer::NotHttp("no status".to_string()));
+    };
+    let headers = &*res.headers;
+    let switching = status == 101;
+    if switching && !asker.upgrade {
+        return Err(BadAnswer::Switching);
+    }
+    let interim = (100..200).contains(&status) && !switching;
+    let f = framed(headers)?;
+    let conn = ConnectionTokens::of(headers);
+    let framing = if asker.head || interim || switching || status == 204 || status == 304 {
+        Framing::Empty
+    } else if f.coded {
+        if f.chunked {
+            Framing::Chunked(Chunk::START)
+        } else {
+            Framing::Close
+        }
+    } else {
+        match f.length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    let dechunk = asker.http10 && matches!(framing, Framing::Chunked(_));
+    let close = !interim && !switching && (asker.close || framing == Framing::Close || dechunk);
+    let keep_alive = if version == 1 {
+        !conn.close
+    } else {
+        conn.keep_alive
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&status_digits(status));
+    out.push(b' ');
+    out.extend_from_slice(res.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_headers(headers, conn, &f, dechunk, switching, out);
+    if switching {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if close && !interim {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if asker.http10 && !interim {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(Answer {
+        len,
+        status,
+        interim,
+        switching,
+        framing,
+        dechunk,
+        reusable: keep_alive && framing != Framing::Close && !switching,
+        close,
+    }))
+}
+
+/// The instance's headers that go on to the user, in their order.
+fn write_headers(
+    headers: &[httparse::Header<'_>],
+    conn: ConnectionTokens,
+    f: &Framed,
+    dechunk: bool,
+    switching: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut length_written = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        let mut drop = always_hop_by_hop(name)
+            || (is(name, b"upgrade") && !switching)
+            || (conn.names && named_by_connection(headers, name));
+        if is(name, b"content-length") {
+            // A coded body drops its length (RFC 9112 §6.3); equal duplicates go once.
+            drop |= f.coded || length_written;
+            length_written = true;
+        } else if is(name, b"transfer-encoding") {
+            drop |= dechunk;
+        }
+        if drop {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A status code's three digits.
+fn status_digits(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+/// The headers of a whole answer head in `buf` as a map (for the diff of a sampled copy; the
+/// head was parsed once already, so this cannot fail but on a head that changed).
+pub fn header_map(buf: &[u8]) -> HeaderMap {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
+    let mut res = httparse::Response::new(&mut []);
+    let mut map = HeaderMap::new();
+    if httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        .is_ok()
+    {
+        for h in res.headers.iter() {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) {
+                map.append(k, v);
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(raw: &str, asker: Asker) -> (Answer, String) {
+        let mut out = Vec::new();
+        let a = parse(raw.as_bytes(), asker, &mut out)
+            .unwrap()
+            .expect("a whole head");
+        (a, String::from_utf8(out).unwrap())
+    }
+
+    const PLAIN: Asker = Asker {
+        head: false,
+        http10: false,
+        close: false,
+        upgrade: false,
+    };
+
+    #[test]
+    fn an_answer_head_is_rewritten_and_framed() {
+        let (a, out) = answered(
+            "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhi",
+            PLAIN,
+        );
+        assert_eq!(
+            (a.status, a.framing, a.reusable, a.close),
+            (200, Framing::Length(2), true, false)
+        );
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+    }
+
+    #[test]
+    fn a_length_beside_chunked_is_dropped_and_every_connection_line_counts() {
+        let (a, out) = answered(
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: X-A\r\nConnection: close, X-B\r\nX-A: 1\r\nX-B: 2\r\nTrailer: X-T\r\n\r\n",
+            PLAIN,
+        );
+        assert_eq!(
+            (a.framing, a.reusable, a.close),
+            (Framing::Chunked(Chunk::START), false, false)
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_users_get_no_chunks_and_explicit_keep_alive() {
+        let asker = Asker {
+            http10: true,
+            ..PLAIN
+        };
+        let (a, out) = answered(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            asker,
+        );
+        assert!(a.dechunk && a.close);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+        let (a, out) = answered("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", asker);
+        assert!(!a.close);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nconnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn head_204_304_and_interim_answers_have_no_body() {
+        let head = Asker {
+            head: true,
+            ..PLAIN
+        };
+        let (a, _) = answered("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", head);
+        assert_eq!((a.framing, a.reusable), (Framing::Empty, true));
+        let (a, _) = answered("HTTP/1.1 204 No Content\r\n\r\n", PLAIN);
+        assert_eq!(a.framing, Framing::Empty);
+        let (a, out) = answered(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nContent-Length: 9\r\n\r\n",
+            PLAIN,
+        );
+        assert_eq!(a.framing, Framing::Empty);
+        assert_eq!(
+            out,
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"
+        );
+        let (a, out) = answered("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", PLAIN);
+        assert!(a.interim && !a.close);
+        assert_eq!(out, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+    }
+
+    #[test]
+    fn broken_answer_heads_are_errors() {
+        let mut out = Vec::new();
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+        ] {
+            assert!(parse(raw.as_bytes(), PLAIN, &mut out).is_err(), "{raw:?}");
+        }
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", PLAIN, &mut out), Ok(None));
+        let upgrade = Asker {
+            upgrade: true,
+            ..PLAIN
+        };
+        let (a, out) = answered(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            upgrade,
+        );
+        assert!(a.switching && !a.reusable);
+        assert_eq!(
+            out,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        );
+    }
+}

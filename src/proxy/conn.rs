@@ -1,0 +1,231 @@
+//! One user connection, request after request: read a head (within `HEADER_TIMEOUT`), refuse it
+//! or route it, and hand it to [`forward`](super::forward); keep the connection while both sides
+//! agree to. The connection's three buffers live here and are reused by every request on it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::forward::{self, Next};
+use super::framing::Framing;
+use super::head::{self, Parsed, RequestHead};
+use super::reply::{self, Ending};
+use super::{Counted, Proxy};
+
+/// Answer to a request body over the limit.
+pub(super) const TOO_LARGE_REFUSED: &str =
+    "understudy: the request body is larger than MAX_REQUEST_BODY allows\n";
+
+/// Answer to a head that never ended within the limit.
+const HEAD_TOO_LARGE: &str =
+    "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
+
+/// A user connection's buffers, reused by each of its requests.
+#[derive(Default)]
+pub(super) struct Bufs {
+    /// What the user sent and is not handled yet (the next head, the rest of a body).
+    pub buf: Vec<u8>,
+    /// What goes out next: a rewritten head (to the instance) or an answer (to the user).
+    pub out: Vec<u8>,
+    /// What the instance sent and is not relayed yet.
+    pub answer: Vec<u8>,
+}
+
+/// Serve the user on `client` until either side closes, `stop`, or an error.
+pub(super) async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+    counted: Counted,
+) {
+    let _counted = counted;
+    let forwarded = peer.ip().to_string();
+    // A connection that never sends a request costs its 4 KiB read buffer only; the others are
+    // sized by their first use.
+    let mut bufs = Bufs {
+        buf: Vec::with_capacity(4096),
+        ..Bufs::default()
+    };
+    loop {
+        let Some(parsed) = read_head(&mut client, &proxy, &mut bufs, &forwarded, &stop).await
+        else {
+            return;
+        };
+        let next = match parsed {
+            Parsed::Partial => unreachable_partial(),
+            Parsed::Refused(r) => {
+                proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
+                let close = Ending {
+                    close: true,
+                    ..Ending::default()
+                };
+                own_answer(
+                    &mut client,
+                    &proxy,
+                    &mut bufs.out,
+                    r.status,
+                    r.why.as_bytes(),
+                    close,
+                )
+                .await;
+                Next::Close
+            }
+            Parsed::Request(req) => {
+                bufs.buf.drain(..req.len);
+                route(&mut client, &proxy, req, &mut bufs, &stop).await
+            }
+        };
+        if matches!(next, Next::Close) || stop.is_cancelled() {
+            let _ = client.shutdown().await;
+            return;
+        }
+        forward::shrink(&proxy, &mut bufs);
+    }
+}
+
+/// `read_head` never returns a partial head.
+fn unreachable_partial() -> Next {
+    Next::Close
+}
+
+/// Read until `bufs.buf` starts with a whole request head (rewritten into `bufs.out`), within
+/// `HEADER_TIMEOUT`, which also bounds an idle keep-alive; `None` when the connection is done.
+async fn read_head(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    bufs: &mut Bufs,
+    forwarded: &str,
+    stop: &CancellationToken,
+) -> Option<Parsed> {
+    let max_head = proxy.limits.header_bytes;
+    let timer = tokio::time::sleep(proxy.header_timeout);
+    tokio::pin!(timer);
+    let mut room = std::pin::pin!(proxy.room.make_room.notified());
+    loop {
+        if !bufs.buf.is_empty() {
+            let parsed = head::parse(
+                &bufs.buf,
+                proxy.limits.headers,
+                forwarded.as_bytes(),
+                &mut bufs.out,
+            );
+            match parsed {
+                Parsed::Partial if bufs.buf.len() >= max_head => {
+                    return Some(Parsed::Refused(head::Refusal {
+                        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        why: HEAD_TOO_LARGE,
+                    }))
+                }
+                Parsed::Partial => {}
+                p => return Some(p),
+            }
+        }
+        if bufs.buf.capacity() == bufs.buf.len() {
+            bufs.buf.reserve(4096.min(max_head));
+        }
+        tokio::select! {
+            biased;
+            r = client.read_buf(&mut bufs.buf) => match r {
+                Ok(1..) => {}
+                _ => return None,
+            },
+            () = &mut timer => return None,
+            () = stop.cancelled() => return None,
+            () = &mut room => {
+                if proxy.room.chosen() {
+                    return None;
+                }
+                room.set(proxy.room.make_room.notified());
+            }
+        }
+    }
+}
+
+/// Refuse a body over the limit, answer 503 with nothing running, or forward.
+async fn route(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    req: RequestHead,
+    bufs: &mut Bufs,
+    stop: &CancellationToken,
+) -> Next {
+    // understudy's own answer leaves a body unread: then the connection cannot go on.
+    let unread = req.body != Framing::Empty;
+    let ending = Ending {
+        head: req.method == Method::HEAD,
+        close: req.close || unread,
+        retry: false,
+    };
+    if matches!(req.body, Framing::Length(n) if n > proxy.limits.body) {
+        proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let status = StatusCode::PAYLOAD_TOO_LARGE;
+        let close = Ending {
+            close: true,
+            ..ending
+        };
+        own_answer(
+            client,
+            proxy,
+            &mut bufs.out,
+            status,
+            TOO_LARGE_REFUSED.as_bytes(),
+            close,
+        )
+        .await;
+        return Next::Close;
+    }
+    let route = match proxy.route() {
+        Ok(r) => r,
+        Err(restarting) => {
+            proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let ending = Ending {
+                retry: restarting.is_some(),
+                ..ending
+            };
+            let text = match restarting {
+                Some(v) => format!("understudy: running {v} is restarting; retry in a moment\n"),
+                None => String::from_utf8_lossy(&proxy.no_running_hint).into_owned(),
+            };
+            own_answer(
+                client,
+                proxy,
+                &mut bufs.out,
+                status,
+                text.as_bytes(),
+                ending,
+            )
+            .await;
+            return next_after(ending);
+        }
+    };
+    proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
+    forward::forward(client, proxy, req, route, bufs, stop).await
+}
+
+fn next_after(ending: Ending) -> Next {
+    if ending.close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+/// Write one of understudy's own answers (within `SEND_TIMEOUT`).
+pub(super) async fn own_answer(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    text: &[u8],
+    ending: Ending,
+) {
+    reply::write(out, status, text, ending);
+    let _ = tokio::time::timeout(proxy.send_timeout, client.write_all(out)).await;
+}

@@ -1,0 +1,486 @@
+//! Read-head phase: a user's request head, parsed in place (httparse, as hyper and pingora do),
+//! checked against the rules of RFC 9112 that keep a proxy and its app agreeing on where a message
+//! ends, and rewritten into the head running receives (docs/http1.md says what changes). The one
+//! place where a request head's headers are dropped, added or refused.
+
+use std::mem::MaybeUninit;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, StatusCode};
+
+use super::framing::{Chunk, Framing};
+
+/// Header slots parsed on the stack, for a request head and for an answer head (hyper's bound).
+pub const SLOTS: usize = 100;
+
+/// A request head the engine forwards (its rewritten form is in the output buffer).
+#[derive(Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Bytes of the head in the user's buffer.
+    pub len: usize,
+    /// Its method.
+    pub method: Method,
+    /// How its body ends.
+    pub body: Framing,
+    /// The user's connection closes after this answer.
+    pub close: bool,
+    /// An HTTP/1.0 request: no interim answers, no chunked answer, keep-alive only when asked.
+    pub http10: bool,
+    /// It asked for a protocol upgrade (a WebSocket handshake).
+    pub upgrade: bool,
+    /// It came without `Host` (HTTP/1.0): the instance's goes at `host_at` in the rewritten head.
+    pub needs_host: bool,
+    /// Where, in the rewritten head, a supplied `Host` line goes (just after the request line).
+    pub host_at: usize,
+}
+
+/// A request understudy answers itself, with why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer.
+    pub status: StatusCode,
+    /// The line of text saying what failed and what to do.
+    pub why: &'static str,
+}
+
+/// What a user's buffered bytes are.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    /// A request to forward, rewritten.
+    Request(RequestHead),
+    /// A request refused: nothing is forwarded and the connection closes after the answer.
+    Refused(Refusal),
+}
+
+const fn refusal(status: StatusCode, why: &'static str) -> Parsed {
+    Parsed::Refused(Refusal { status, why })
+}
+
+const MALFORMED: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: the request head is not valid HTTP/1.1 (RFC 9112); fix the client\n",
+);
+const BAD_TARGET: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: the request target is not a path (or an http:// URL); send /path?query\n",
+);
+const NO_HOST: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: an HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2)\n",
+);
+const SMUGGLING: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: a request with both Content-Length and Transfer-Encoding is refused (request smuggling); send one of them\n",
+);
+const BAD_LENGTH: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: Content-Length must be one header of decimal digits\n",
+);
+const BAD_CODING: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: the only Transfer-Encoding accepted in a request is one `chunked`\n",
+);
+const CONNECT: Parsed = refusal(
+    StatusCode::METHOD_NOT_ALLOWED,
+    "understudy: CONNECT is not supported; this is a reverse proxy\n",
+);
+const TOO_LARGE_HEAD: Parsed = refusal(
+    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    "understudy: the request has more header fields than MAX_HEADERS allows\n",
+);
+
+/// Whether `name` is `lower` (ASCII, any case); `lower` is lower case.
+pub fn is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.eq_ignore_ascii_case(lower)
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones left out.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// A `Content-Length` value: one to nineteen decimal digits, nothing else (no sign, no list).
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Whether a header is hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1), given its name;
+/// `Upgrade` and `Transfer-Encoding` are the callers' to decide.
+pub fn always_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => is(name, b"te"),
+        10 => is(name, b"connection") || is(name, b"keep-alive"),
+        16 => is(name, b"proxy-connection"),
+        _ => false,
+    }
+}
+
+/// Whether any `Connection` header among `headers` names `name` (its other tokens name nothing).
+pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| is(h.name.as_bytes(), b"connection"))
+        .flat_map(|h| tokens(h.value))
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// What the `Connection` lines of a head say, all lines together.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnectionTokens {
+    /// `close`.
+    pub close: bool,
+    /// `keep-alive`.
+    pub keep_alive: bool,
+    /// `upgrade`.
+    pub upgrade: bool,
+    /// Some other token: a header made hop-by-hop.
+    pub names: bool,
+}
+
+impl ConnectionTokens {
+    /// Read every `Connection` line of `headers`.
+    pub fn of(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
+        let mut c = ConnectionTokens::default();
+        for h in headers
+            .iter()
+            .filter(|h| is(h.name.as_bytes(), b"connection"))
+        {
+            for t in tokens(h.value) {
+                if is(t, b"close") {
+                    c.close = true;
+                } else if is(t, b"keep-alive") {
+                    c.keep_alive = true;
+                } else if is(t, b"upgrade") {
+                    c.upgrade = true;
+                } else {
+                    c.names = true;
+                }
+            }
+        }
+        c
+    }
+}
+
+/// Bytes a request target may hold as understudy forwards it: visible ASCII but `#`.
+fn target_byte(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && b != b'#'
+}
+
+/// The target's origin form and, for an absolute form, its authority.
+fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
+    if target.starts_with('/') || target == "*" {
+        return Some((target, None));
+    }
+    let lower = target
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let rest = if lower.starts_with("http://") {
+        &target[7..]
+    } else if lower.starts_with("https://") {
+        &target[8..]
+    } else {
+        return None;
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some((if path.is_empty() { "/" } else { path }, Some(authority)))
+}
+
+/// Parse the user's request head in `buf` and, if it is to be forwarded, write running's form of
+/// it into `out`: the request line as HTTP/1.1 in origin form, the headers less the hop-by-hop
+/// ones, the user's address (`forwarded`) appended to `X-Forwarded-For`.
+pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>) -> Parsed {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut slots[..max_headers.clamp(1, SLOTS)],
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return TOO_LARGE_HEAD,
+        Err(_) => return MALFORMED,
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return MALFORMED;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return MALFORMED;
+    };
+    if method == Method::CONNECT {
+        // Tunnels would bypass the mirror, and understudy is not a forward proxy.
+        return CONNECT;
+    }
+    if !target.bytes().all(target_byte) {
+        return BAD_TARGET;
+    }
+    let Some((path, authority)) = split_target(target) else {
+        return BAD_TARGET;
+    };
+    let headers = &*req.headers;
+    let conn = ConnectionTokens::of(headers);
+    let http10 = version == 0;
+    let (mut hosts, mut length, mut chunked, mut upgrade_header) = (0, None, false, false);
+    for h in headers {
+        let (name, value) = (h.name.as_bytes(), h.value);
+        if is(name, b"host") {
+            hosts += 1;
+        } else if is(name, b"content-length") {
+            if length.is_some() {
+                return BAD_LENGTH;
+            }
+            match content_length(value) {
+                Some(n) => length = Some(n),
+                None => return BAD_LENGTH,
+            }
+        } else if is(name, b"transfer-encoding") {
+            if chunked || !is(value.trim_ascii(), b"chunked") {
+                return BAD_CODING;
+            }
+            chunked = true;
+        } else if is(name, b"upgrade") {
+            upgrade_header = true;
+        }
+    }
+    if hosts > 1 || (hosts == 0 && !http10 && authority.is_none()) {
+        return NO_HOST;
+    }
+    if chunked && length.is_some() {
+        return SMUGGLING;
+    }
+    let body = match (chunked, length) {
+        (true, _) => Framing::Chunked(Chunk::START),
+        (false, Some(n)) if n > 0 => Framing::Length(n),
+        _ => Framing::Empty,
+    };
+    let upgrade = upgrade_header && conn.upgrade;
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host_at = out.len();
+    if let Some(a) = authority {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    write_headers(headers, conn, upgrade, authority.is_some(), out);
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    write_forwarded_for(headers, forwarded, out);
+    Parsed::Request(RequestHead {
+        len,
+        method,
+        body,
+        close: conn.close || (http10 && !conn.keep_alive),
+        http10,
+        upgrade,
+        needs_host: hosts == 0 && authority.is_none(),
+        host_at,
+    })
+}
+
+/// The user's headers that go on, in their order.
+fn write_headers(
+    headers: &[httparse::Header<'_>],
+    conn: ConnectionTokens,
+    upgrade: bool,
+    absolute: bool,
+    out: &mut Vec<u8>,
+) {
+    for h in headers {
+        let name = h.name.as_bytes();
+        let drop = always_hop_by_hop(name)
+            || (is(name, b"upgrade") && !upgrade)
+            || is(name, b"x-forwarded-for")
+            || (absolute && is(name, b"host"))
+            || (conn.names && named_by_connection(headers, name));
+        if drop {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.trim_ascii());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `x-forwarded-for` with the values the user sent (all lines, in order) and then its address;
+/// the blank line that ends the head.
+fn write_forwarded_for(headers: &[httparse::Header<'_>], forwarded: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for h in headers
+        .iter()
+        .filter(|h| is(h.name.as_bytes(), b"x-forwarded-for"))
+    {
+        let v = h.value.trim_ascii();
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(forwarded);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Put `host: <authority>` where a request without `Host` needs it (rare: HTTP/1.0 only).
+pub fn supply_host(head: &RequestHead, authority: &[u8], out: &mut Vec<u8>) {
+    if head.needs_host {
+        let line = [b"host: ", authority, b"\r\n"].concat();
+        out.splice(head.host_at..head.host_at, line);
+    }
+}
+
+/// The path and query and the headers of a rewritten head (for a mirrored copy); `None` when its
+/// target is not one the mirror can send (`*`).
+pub fn copy_of(rewritten: &[u8]) -> Option<(PathAndQuery, HeaderMap)> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
+    let mut req = httparse::Request::new(&mut []);
+    httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, rewritten, &mut slots)
+        .ok()?;
+    let path = PathAndQuery::try_from(req.path?).ok()?;
+    if !path.as_str().starts_with('/') {
+        return None;
+    }
+    let mut map = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) {
+            map.append(k, v);
+        }
+    }
+    Some((path, map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &str) -> (Parsed, String) {
+        let mut out = Vec::new();
+        let p = parse(raw.as_bytes(), 100, b"10.0.0.9", &mut out);
+        (p, String::from_utf8(out).unwrap())
+    }
+
+    fn request(raw: &str) -> (RequestHead, String) {
+        match parsed(raw) {
+            (Parsed::Request(r), out) => (r, out),
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_get_is_rewritten_for_running() {
+        let raw = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nAccept: */*\r\n\r\nGET /next";
+        let (r, out) = request(raw);
+        assert_eq!(r.len, raw.len() - "GET /next".len());
+        assert_eq!((r.body, r.close, r.http10), (Framing::Empty, false, false));
+        assert_eq!(
+            out,
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+        );
+        let (path, headers) = copy_of(out.as_bytes()).unwrap();
+        assert_eq!(path.as_str(), "/a?b=1");
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.9");
+    }
+
+    #[test]
+    fn every_connection_line_names_hop_by_hop_headers() {
+        let raw = "GET / HTTP/1.1\r\nX-A: 1\r\nHost: x\r\nConnection: x-a\r\nConnection: X-B, close\r\nX-B: 2\r\nX-C: 3\r\nX-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\n\r\n";
+        let (r, out) = request(raw);
+        assert!(r.close);
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: x\r\nX-C: 3\r\nx-forwarded-for: 1.2.3.4, 5.6.7.8, 10.0.0.9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_are_framed_and_framing_attacks_refused() {
+        let (r, _) = request("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(r.body, Framing::Length(5));
+        let (r, out) = request("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.body, Framing::Chunked(Chunk::START));
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+        for (raw, status) in [
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1,1\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHo st: x\r\n\r\n", 400),
+            ("GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET example.com HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x\r\nA: \x01\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", 431),
+        ] {
+            let mut out = Vec::new();
+            match parse(raw.as_bytes(), 3, b"ip", &mut out) {
+                Parsed::Refused(r) => assert_eq!(r.status.as_u16(), status, "{raw:?}"),
+                other => panic!("{raw:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn absolute_form_http10_and_upgrades() {
+        let (r, out) =
+            request("GET http://example.com:8080/p?q=1 HTTP/1.1\r\nHost: other\r\nA: b\r\n\r\n");
+        assert!(!r.needs_host);
+        assert_eq!(
+            out,
+            "GET /p?q=1 HTTP/1.1\r\nhost: example.com:8080\r\nA: b\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+        );
+        let (r, mut out) = request("GET / HTTP/1.0\r\nA: b\r\n\r\n");
+        assert!(r.http10 && r.close && r.needs_host);
+        let mut bytes = std::mem::take(&mut out).into_bytes();
+        supply_host(&r, b"127.0.0.1:9", &mut bytes);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "GET / HTTP/1.1\r\nhost: 127.0.0.1:9\r\nA: b\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+        );
+        let (r, _) = request("GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
+        assert!(r.http10 && !r.close);
+        let (r, out) = request(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert!(r.upgrade);
+        assert_eq!(
+            out,
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nconnection: upgrade\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bare_lf_heads_are_read_and_forwarded_with_crlf() {
+        let (_, out) = request("GET / HTTP/1.1\nHost: x\n\n");
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: x\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+        );
+        assert_eq!(parsed("GET / HTTP/1.1\r\nHost: x\r\n").0, Parsed::Partial);
+    }
+}

@@ -1,0 +1,67 @@
+//! understudy's own answers to users (400, 405, 413, 431, 502, 503, 504): the one writer of them,
+//! so every refusal and failure has the same shape (docs/http1.md) and none carries a body to a
+//! `HEAD`, which a client would read as the next answer.
+
+use std::io::Write;
+
+use http::StatusCode;
+
+/// How an own answer ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ending {
+    /// The request was `HEAD`: the length is written, the body is not.
+    pub head: bool,
+    /// understudy closes the connection after it.
+    pub close: bool,
+    /// Ask the client to retry in a second (running restarts).
+    pub retry: bool,
+}
+
+/// Write the whole answer into `out` (cleared first).
+pub fn write(out: &mut Vec<u8>, status: StatusCode, text: &[u8], ending: Ending) {
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}{}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Unknown"),
+        text.len(),
+        if ending.retry { "retry-after: 1\r\n" } else { "" },
+        if ending.close { "connection: close\r\n" } else { "" },
+    );
+    if !ending.head {
+        out.extend_from_slice(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_gets_the_length_and_no_body() {
+        let mut out = Vec::new();
+        let close = Ending {
+            head: true,
+            close: true,
+            retry: false,
+        };
+        write(&mut out, StatusCode::BAD_GATEWAY, b"gone\n", close);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+        );
+        write(
+            &mut out,
+            StatusCode::SERVICE_UNAVAILABLE,
+            b"wait\n",
+            Ending {
+                retry: true,
+                ..Ending::default()
+            },
+        );
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("retry-after: 1\r\n\r\nwait\n"));
+    }
+}
