@@ -15,6 +15,7 @@
 //! answers) and `pool` (keep-alive connections to the instances).
 
 mod answer;
+mod bufs;
 mod conn;
 mod exchange;
 mod forward;

@@ -11,30 +11,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::forward::{self, Next};
+use super::bufs::{Bufs, Next};
+use super::forward;
 use super::framing::Framing;
 use super::head::{self, Parsed, RequestHead};
 use super::reply::{self, Ending};
 use super::{Counted, Proxy};
 
-/// Answer to a request body over the limit.
-pub(super) const TOO_LARGE_REFUSED: &str =
-    "understudy: the request body is larger than MAX_REQUEST_BODY allows\n";
-
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: &str =
     "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
-
-/// A user connection's buffers, reused by each of its requests.
-#[derive(Default)]
-pub(super) struct Bufs {
-    /// What the user sent and is not handled yet (the next head, the rest of a body).
-    pub buf: Vec<u8>,
-    /// What goes out next: a rewritten head (to the instance) or an answer (to the user).
-    pub out: Vec<u8>,
-    /// What the instance sent and is not relayed yet.
-    pub answer: Vec<u8>,
-}
 
 /// Serve the user on `client` until either side closes, `stop`, or an error.
 pub(super) async fn serve(
@@ -85,7 +71,7 @@ pub(super) async fn serve(
             let _ = client.shutdown().await;
             return;
         }
-        forward::shrink(&proxy, &mut bufs);
+        bufs.shrink();
     }
 }
 
@@ -174,7 +160,7 @@ async fn route(
             proxy,
             &mut bufs.out,
             status,
-            TOO_LARGE_REFUSED.as_bytes(),
+            reply::TOO_LARGE.as_bytes(),
             close,
         )
         .await;
@@ -218,7 +204,7 @@ fn next_after(ending: Ending) -> Next {
 }
 
 /// Write one of understudy's own answers (within `SEND_TIMEOUT`).
-pub(super) async fn own_answer(
+async fn own_answer(
     client: &mut TcpStream,
     proxy: &Proxy,
     out: &mut Vec<u8>,
@@ -226,6 +212,5 @@ pub(super) async fn own_answer(
     text: &[u8],
     ending: Ending,
 ) {
-    reply::write(out, status, text, ending);
-    let _ = tokio::time::timeout(proxy.send_timeout, client.write_all(out)).await;
+    reply::send(client, out, status, text, ending, proxy.send_timeout).await;
 }

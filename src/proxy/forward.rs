@@ -16,25 +16,14 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Answer, Asker};
-use super::conn::{own_answer, Bufs, TOO_LARGE_REFUSED};
+use super::bufs::{Bufs, Next};
 use super::exchange::{self, ANSWER_READ};
 use super::framing::{BadChunk, Framing};
 use super::head::{self, RequestHead};
 use super::mirror::{self, MirrorJob, Tee};
 use super::pool::UpstreamError;
-use super::reply::Ending;
+use super::reply::{self, Ending};
 use super::{InflightGuard, Proxy, Route, BROKEN_ANSWERS};
-
-/// What the user's connection does after a request.
-pub(super) enum Next {
-    /// Read the next request.
-    KeepAlive,
-    /// Close it.
-    Close,
-}
-
-/// Buffers kept between requests up to this size; a larger one (after a large answer) goes.
-const KEPT_BUFFER: usize = 64 * 1024;
 
 /// Bytes every answer may hold before it counts against `ANSWER_MEMORY`.
 const FREE_ANSWER: usize = 16 * 1024;
@@ -350,7 +339,7 @@ async fn failed(
         Failure::ClientGone => return Next::Close,
         Failure::TooLarge => {
             proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
-            (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_REFUSED.into())
+            (StatusCode::PAYLOAD_TOO_LARGE, reply::TOO_LARGE.into())
         }
         Failure::BadBody => {
             proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -370,15 +359,8 @@ async fn failed(
             (status, proxy.failure_text(running, &e).into())
         }
     };
-    own_answer(
-        client,
-        proxy,
-        &mut bufs.out,
-        status,
-        text.as_bytes(),
-        ending,
-    )
-    .await;
+    let (text, timeout) = (text.as_bytes(), proxy.send_timeout);
+    reply::send(client, &mut bufs.out, status, text, ending, timeout).await;
     if ending.close {
         Next::Close
     } else {
@@ -672,18 +654,4 @@ fn room_to_read(proxy: &Proxy, out: &mut Vec<u8>, sent: &mut usize, held: &mut u
     *held += counted;
     out.reserve(grow);
     true
-}
-
-/// Between requests: a buffer grown by a large answer or head goes, so an idle connection holds
-/// little.
-pub(super) fn shrink(_proxy: &Proxy, bufs: &mut Bufs) {
-    if bufs.out.capacity() > KEPT_BUFFER {
-        bufs.out = Vec::new();
-    }
-    if bufs.answer.capacity() > KEPT_BUFFER {
-        bufs.answer = Vec::new();
-    }
-    if bufs.buf.capacity() > KEPT_BUFFER && bufs.buf.len() < KEPT_BUFFER {
-        bufs.buf.shrink_to(KEPT_BUFFER);
-    }
 }

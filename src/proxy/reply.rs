@@ -3,8 +3,14 @@
 //! `HEAD`, which a client would read as the next answer.
 
 use std::io::Write;
+use std::time::Duration;
 
 use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Answer to a request body over the limit.
+pub const TOO_LARGE: &str = "understudy: the request body is larger than MAX_REQUEST_BODY allows\n";
 
 /// How an own answer ends.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,6 +38,19 @@ pub fn write(out: &mut Vec<u8>, status: StatusCode, text: &[u8], ending: Ending)
     if !ending.head {
         out.extend_from_slice(text);
     }
+}
+
+/// Write one of understudy's own answers to `client` (within `send_timeout`), built in `out`.
+pub async fn send(
+    client: &mut TcpStream,
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    text: &[u8],
+    ending: Ending,
+    send_timeout: Duration,
+) {
+    write(out, status, text, ending);
+    let _ = tokio::time::timeout(send_timeout, client.write_all(out)).await;
 }
 
 #[cfg(test)]

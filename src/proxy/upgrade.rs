@@ -8,8 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::answer::Answer;
-use super::conn::Bufs;
-use super::forward::Next;
+use super::bufs::{Bufs, Next};
 use super::InflightGuard;
 
 /// Relay the `101` (its head in `bufs.out`), hand over what each side already sent past its head,

@@ -1,0 +1,40 @@
+//! What a user connection holds between its requests: three buffers, reused by each request, and
+//! what the connection does after one.
+
+/// Buffers kept between requests up to this size; a larger one (after a large answer) goes.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+/// A user connection's buffers, reused by each of its requests.
+#[derive(Default)]
+pub struct Bufs {
+    /// What the user sent and is not handled yet (the next head, the rest of a body).
+    pub buf: Vec<u8>,
+    /// What goes out next: a rewritten head (to the instance) or an answer (to the user).
+    pub out: Vec<u8>,
+    /// What the instance sent and is not relayed yet.
+    pub answer: Vec<u8>,
+}
+
+impl Bufs {
+    /// Between requests: a buffer grown by a large answer or head goes, so an idle connection
+    /// holds little.
+    pub fn shrink(&mut self) {
+        if self.out.capacity() > KEPT_BUFFER {
+            self.out = Vec::new();
+        }
+        if self.answer.capacity() > KEPT_BUFFER {
+            self.answer = Vec::new();
+        }
+        if self.buf.capacity() > KEPT_BUFFER && self.buf.len() < KEPT_BUFFER {
+            self.buf.shrink_to(KEPT_BUFFER);
+        }
+    }
+}
+
+/// What the user's connection does after a request.
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close it.
+    Close,
+}
