@@ -270,6 +270,7 @@ struct Counters {
     dropped_copies: u64,
     skipped_copies: u64,
     bad_gateway: u64,
+    gateway_timeout: u64,
     unavailable: u64,
 }
 
@@ -297,6 +298,7 @@ async fn status(State(s): State<AdminState>) -> Response {
         dropped_copies: c.mirror_dropped.load(Ordering::Relaxed),
         skipped_copies: c.mirror_skipped_body.load(Ordering::Relaxed),
         bad_gateway: c.bad_gateway.load(Ordering::Relaxed),
+        gateway_timeout: c.gateway_timeout.load(Ordering::Relaxed),
         unavailable: c.unavailable.load(Ordering::Relaxed),
     };
     Json(StatusBody {

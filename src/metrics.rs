@@ -283,8 +283,18 @@ impl Collector for Scrape {
             ),
             (
                 "refused",
-                "User requests refused before anything was forwarded: smuggling attempts (400), bodies over MAX_REQUEST_BODY (413).",
+                "User requests refused before anything was forwarded: malformed or smuggling heads (400), bodies over MAX_REQUEST_BODY (413), oversized heads (431), CONNECT (405).",
                 load(&s.refused),
+            ),
+            (
+                "bad_gateway",
+                "User requests answered 502 by understudy: running refused, reset or answered something that is not HTTP/1.x.",
+                load(&s.bad_gateway),
+            ),
+            (
+                "gateway_timeout",
+                "User requests answered 504 by understudy: running sent nothing for UPSTREAM_TIMEOUT.",
+                load(&s.gateway_timeout),
             ),
             (
                 "upstream_broken",

@@ -19,6 +19,7 @@ mod promotion;
 mod proxy_faults;
 mod seeing;
 mod shutdown;
+mod slow_readers;
 mod soak;
 mod steering;
 mod upgrades;

@@ -96,3 +96,126 @@ pub async fn read_head(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use semver::Version;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::instance::InstanceId;
+
+    /// An instance that reads each request head and then resets its connection (as an app that
+    /// resets on a timeout), or, with `answer_fresh`, answers on every connection but the first
+    /// `resets` ones. Counts the request heads it read.
+    async fn resetting(resets: usize, answer_fresh: bool) -> (Arc<Upstream>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            let mut accepted = 0;
+            while let Ok((mut s, _)) = listener.accept().await {
+                accepted += 1;
+                let (counted, reset) = (counted.clone(), !answer_fresh || accepted <= resets);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        if !matches!(s.read_buf(&mut buf).await, Ok(1..)) {
+                            return;
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if reset {
+                        let _ = s.set_zero_linger();
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        let up = Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap();
+        (Arc::new(up), seen)
+    }
+
+    async fn pooled(pool: &Pool, up: &Arc<Upstream>, n: usize) {
+        for _ in 0..n {
+            pool.put(up.clone(), pool::open(up).await.unwrap());
+        }
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    const SECOND: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_get_failing_on_a_reused_connection_is_sent_once_more_on_a_fresh_one_only() {
+        let (up, seen) = resetting(0, false).await;
+        let pool = Pool::default();
+        pooled(&pool, &up, 3).await;
+        let mut answer = Vec::new();
+        let sent = send(&pool, &up, GET, true, &mut answer, SECOND).await;
+        assert!(sent.is_err(), "every connection resets");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            2,
+            "once reused, once fresh: never the pool"
+        );
+        assert_eq!(pool.idle(), 2, "the other idle connections were not walked");
+    }
+
+    #[tokio::test]
+    async fn the_retry_answers_when_the_fresh_connection_does() {
+        let (up, seen) = resetting(1, true).await;
+        let pool = Pool::default();
+        pooled(&pool, &up, 1).await;
+        let mut answer = Vec::new();
+        let conn = send(&pool, &up, GET, true, &mut answer, SECOND).await;
+        assert!(conn.is_ok(), "{:?}", conn.err());
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_not_be_retried_is_sent_once() {
+        let (up, seen) = resetting(1, true).await;
+        let pool = Pool::default();
+        pooled(&pool, &up, 1).await;
+        let mut answer = Vec::new();
+        let post = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
+        let retry = retryable(&Method::POST);
+        assert!(send(&pool, &up, post, retry, &mut answer, SECOND)
+            .await
+            .is_err());
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a POST reached the app twice"
+        );
+        for m in [Method::PUT, Method::PATCH, Method::DELETE, Method::POST] {
+            assert!(!retryable(&m), "{m}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_never_answers_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move { listener.accept().await });
+        let up = Arc::new(
+            Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap(),
+        );
+        let mut answer = Vec::new();
+        let t = Duration::from_millis(200);
+        let sent = send(&Pool::default(), &up, GET, true, &mut answer, t).await;
+        assert!(
+            matches!(sent, Err(UpstreamError::Timeout(_))),
+            "{:?}",
+            sent.err()
+        );
+        drop(held);
+    }
+}

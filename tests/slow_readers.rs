@@ -1,0 +1,181 @@
+//! Slow readers never hold the app (issue: 500 `slowhttptest -X` readers against an app with 32
+//! workers left users timed out; nginx reads answers into its buffers and frees the app). Here:
+//! an app with a fixed pool of blocking workers, three times as many users that ask for a large
+//! answer and never read it, then ordinary users, who must all be served. The answers are larger
+//! than what the kernel's socket buffers on the way can absorb (loopback autotunes them to
+//! megabytes), so only understudy's own read-ahead (`ANSWER_BUFFER`) frees the workers:
+//! with `ANSWER_BUFFER=0` this test fails.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const WORKERS: usize = 4;
+const BIG: usize = 8_000_000;
+
+/// An app with `WORKERS` blocking threads, each serving one connection at a time and closing it
+/// after the answer (so only writing holds a worker): `/big` answers `BIG` bytes, anything else
+/// `ok`. Counts the big answers written in full.
+fn worker_app() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    for _ in 0..WORKERS {
+        let (listener, written) = (listener.try_clone().unwrap(), written.clone());
+        std::thread::spawn(move || {
+            while let Ok((conn, _)) = listener.accept() {
+                serve(conn, &written);
+            }
+        });
+    }
+    (addr, written)
+}
+
+fn serve(mut conn: TcpStream, written: &AtomicU64) {
+    small_buffer(&conn, libc::SO_SNDBUF, 64 * 1024);
+    let mut buf = Vec::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    if !buf.starts_with(b"GET /big ") {
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        return;
+    }
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {BIG}\r\nconnection: close\r\n\r\n");
+    if conn.write_all(head.as_bytes()).is_ok() && conn.write_all(&vec![b'x'; BIG]).is_ok() {
+        written.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Give `conn` a kernel buffer of `size` for `which` (`SO_SNDBUF`, `SO_RCVBUF`), so the kernel
+/// does not absorb what understudy must (measured: with the app's left to autotune, loopback
+/// absorbed 8 MB answers even with `ANSWER_BUFFER=0`; with 64 KiB the test tells them apart).
+fn small_buffer(conn: &impl std::os::fd::AsRawFd, which: libc::c_int, size: libc::c_int) {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: setsockopt on a descriptor `conn` owns, reading an int that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            which,
+            (&size as *const libc::c_int).cast(),
+            len,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// A user connection with a 4 KiB receive buffer (set before connecting, so the window stays
+/// small), as `slowhttptest -X` makes.
+fn slow_reader(addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("the proxy listens on IPv4 loopback")
+    };
+    // SAFETY: a new socket, configured and connected through plain libc calls on values that
+    // live across them; the descriptor is handed to a TcpStream that owns it from here on.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        small_buffer(
+            &std::os::fd::BorrowedFd::borrow_raw(fd),
+            libc::SO_RCVBUF,
+            4096,
+        );
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let sa_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let r = libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), sa_len);
+        assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn slow_readers_of_large_answers_never_hold_the_app_and_users_are_served() {
+    let (app, written) = worker_app();
+    let base = Base::new("slow-readers");
+    base.write_env("ANSWER_BUFFER=16MiB\nANSWER_MEMORY=512MiB");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", &format!("--relay-to {app}"));
+    u.wait_serving();
+
+    let slow: Vec<TcpStream> = (0..3 * WORKERS)
+        .map(|_| {
+            let mut s = slow_reader(u.addr);
+            s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let asked = Instant::now();
+    // understudy reads every big answer at the app's pace, whatever its readers do.
+    wait_until(
+        "the app to write every big answer in full",
+        Duration::from_secs(20),
+        || (written.load(Ordering::SeqCst) == slow.len() as u64).then_some(()),
+    );
+    eprintln!(
+        "every big answer written {:?} after asking",
+        asked.elapsed()
+    );
+    let started = Instant::now();
+    let users: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let addr = u.addr;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                answer
+            })
+        })
+        .collect();
+    for user in users {
+        let answer = user.join().unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+            "{answer:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    eprintln!("users served after {:?}", started.elapsed());
+    // The slow readers still get their whole answers, at their pace.
+    let mut first = slow.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !got.ends_with(&[b'x'; 16]) || got.len() < BIG {
+        let n = first.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "the slow reader's answer was cut off at {} bytes",
+            got.len()
+        );
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got.len() - head_end, BIG);
+    eprintln!("a slow reader's whole answer after {:?}", started.elapsed());
+    u.stop();
+}
