@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::bufs::{Bufs, Next};
 use super::forward;
 use super::framing::Framing;
-use super::head::{self, Parsed, RequestHead};
+use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
 use super::{Counted, Proxy};
 
@@ -44,8 +44,7 @@ pub(super) async fn serve(
             return;
         };
         let next = match parsed {
-            Parsed::Partial => unreachable_partial(),
-            Parsed::Refused(r) => {
+            Err(r) => {
                 proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
                 let close = Ending {
                     close: true,
@@ -62,7 +61,7 @@ pub(super) async fn serve(
                 .await;
                 Next::Close
             }
-            Parsed::Request(req) => {
+            Ok(req) => {
                 bufs.buf.drain(..req.len);
                 route(&mut client, &proxy, req, &mut bufs, &stop).await
             }
@@ -75,11 +74,6 @@ pub(super) async fn serve(
     }
 }
 
-/// `read_head` never returns a partial head.
-fn unreachable_partial() -> Next {
-    Next::Close
-}
-
 /// Read until `bufs.buf` starts with a whole request head (rewritten into `bufs.out`), within
 /// `HEADER_TIMEOUT`, which also bounds an idle keep-alive; `None` when the connection is done.
 async fn read_head(
@@ -88,7 +82,7 @@ async fn read_head(
     bufs: &mut Bufs,
     forwarded: &str,
     stop: &CancellationToken,
-) -> Option<Parsed> {
+) -> Option<Result<RequestHead, Refusal>> {
     let max_head = proxy.limits.header_bytes;
     let timer = tokio::time::sleep(proxy.header_timeout);
     tokio::pin!(timer);
@@ -103,13 +97,14 @@ async fn read_head(
             );
             match parsed {
                 Parsed::Partial if bufs.buf.len() >= max_head => {
-                    return Some(Parsed::Refused(head::Refusal {
+                    return Some(Err(Refusal {
                         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                         why: HEAD_TOO_LARGE,
                     }))
                 }
                 Parsed::Partial => {}
-                p => return Some(p),
+                Parsed::Request(r) => return Some(Ok(r)),
+                Parsed::Refused(r) => return Some(Err(r)),
             }
         }
         if bufs.buf.capacity() == bufs.buf.len() {

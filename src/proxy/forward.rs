@@ -99,49 +99,14 @@ pub(super) async fn forward(
             head: bufs.out.clone(),
             body: Some(Vec::new()),
         });
-    let started = Instant::now();
-    let sent = if req.body == Framing::Empty {
-        let retry = exchange::retryable(&req.method);
-        exchange::send(
-            &proxy.pool,
-            &running,
-            &bufs.out,
-            retry,
-            &mut bufs.answer,
-            proxy.upstream_timeout,
-        )
-        .await
-        .map(|c| (c, true))
-        .map_err(Failure::from)
-    } else {
-        send_with_body(client, proxy, &req, &running, bufs, &mut copy).await
-    };
     let asker = Asker {
         head: req.method == Method::HEAD,
         http10: req.http10,
         close: req.close || stop.is_cancelled(),
         upgrade: req.upgrade,
     };
-    let answered = match sent {
-        Ok((mut conn, body_done)) => {
-            let asker = Asker {
-                close: asker.close || !body_done,
-                ..asker
-            };
-            match final_head(client, proxy, &mut conn, asker, bufs).await {
-                // A body left half-sent leaves running's connection in the middle of a request.
-                Ok(a) => Ok((
-                    conn,
-                    Answer {
-                        reusable: a.reusable && body_done,
-                        ..a
-                    },
-                )),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
+    let started = Instant::now();
+    let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut copy).await;
     let latency = started.elapsed();
     let (conn, a) = match answered {
         Ok(x) => x,
@@ -165,6 +130,34 @@ pub(super) async fn forward(
     } else {
         Next::Close
     }
+}
+
+/// The upstream phase: the request (and its body) to running, running's final answer head back.
+async fn upstream(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    req: &RequestHead,
+    running: &Arc<super::Upstream>,
+    asker: Asker,
+    bufs: &mut Bufs,
+    copy: &mut Option<Copy>,
+) -> Result<(TcpStream, Answer), Failure> {
+    let (mut conn, body_done) = if req.body == Framing::Empty {
+        let (retry, timeout) = (exchange::retryable(&req.method), proxy.upstream_timeout);
+        let answer = &mut bufs.answer;
+        let conn = exchange::send(&proxy.pool, running, &bufs.out, retry, answer, timeout).await?;
+        (conn, true)
+    } else {
+        send_with_body(client, proxy, req, running, bufs, copy).await?
+    };
+    let asker = Asker {
+        close: asker.close || !body_done,
+        ..asker
+    };
+    let a = final_head(client, proxy, &mut conn, asker, bufs).await?;
+    // A body left half-sent leaves running's connection in the middle of a request.
+    let reusable = a.reusable && body_done;
+    Ok((conn, Answer { reusable, ..a }))
 }
 
 /// Read running's answer head, relaying interim ones (to HTTP/1.1 users), until the final one.

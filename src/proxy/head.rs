@@ -200,6 +200,48 @@ fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     Some((if path.is_empty() { "/" } else { path }, Some(authority)))
 }
 
+/// What a request's headers say about its host and framing.
+struct Seen {
+    hosts: usize,
+    length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+}
+
+impl Seen {
+    /// Read the headers, refusing a framing that two parsers could read two ways.
+    fn of(headers: &[httparse::Header<'_>]) -> Result<Seen, Parsed> {
+        let mut seen = Seen {
+            hosts: 0,
+            length: None,
+            chunked: false,
+            upgrade: false,
+        };
+        for h in headers {
+            let (name, value) = (h.name.as_bytes(), h.value);
+            if is(name, b"host") {
+                seen.hosts += 1;
+            } else if is(name, b"content-length") {
+                if seen.length.is_some() {
+                    return Err(BAD_LENGTH);
+                }
+                seen.length = Some(content_length(value).ok_or(BAD_LENGTH)?);
+            } else if is(name, b"transfer-encoding") {
+                if seen.chunked || !is(value.trim_ascii(), b"chunked") {
+                    return Err(BAD_CODING);
+                }
+                seen.chunked = true;
+            } else if is(name, b"upgrade") {
+                seen.upgrade = true;
+            }
+        }
+        if seen.chunked && seen.length.is_some() {
+            return Err(SMUGGLING);
+        }
+        Ok(seen)
+    }
+}
+
 /// Parse the user's request head in `buf` and, if it is to be forwarded, write running's form of
 /// it into `out`: the request line as HTTP/1.1 in origin form, the headers less the hop-by-hop
 /// ones, the user's address (`forwarded`) appended to `X-Forwarded-For`.
@@ -235,33 +277,18 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     let headers = &*req.headers;
     let conn = ConnectionTokens::of(headers);
     let http10 = version == 0;
-    let (mut hosts, mut length, mut chunked, mut upgrade_header) = (0, None, false, false);
-    for h in headers {
-        let (name, value) = (h.name.as_bytes(), h.value);
-        if is(name, b"host") {
-            hosts += 1;
-        } else if is(name, b"content-length") {
-            if length.is_some() {
-                return BAD_LENGTH;
-            }
-            match content_length(value) {
-                Some(n) => length = Some(n),
-                None => return BAD_LENGTH,
-            }
-        } else if is(name, b"transfer-encoding") {
-            if chunked || !is(value.trim_ascii(), b"chunked") {
-                return BAD_CODING;
-            }
-            chunked = true;
-        } else if is(name, b"upgrade") {
-            upgrade_header = true;
-        }
-    }
+    let seen = match Seen::of(headers) {
+        Ok(seen) => seen,
+        Err(refused) => return refused,
+    };
+    let Seen {
+        hosts,
+        length,
+        chunked,
+        upgrade: upgrade_header,
+    } = seen;
     if hosts > 1 || (hosts == 0 && !http10 && authority.is_none()) {
         return NO_HOST;
-    }
-    if chunked && length.is_some() {
-        return SMUGGLING;
     }
     let body = match (chunked, length) {
         (true, _) => Framing::Chunked(Chunk::START),
