@@ -37,6 +37,15 @@ struct Upstream {
     ended: Option<String>,
 }
 
+impl Upstream {
+    /// Whether what arrived tells already whether `want` did: all of it, a byte that differs,
+    /// or the end.
+    fn settled(&self, want: &[u8]) -> bool {
+        let n = self.unread.len().min(want.len());
+        n == want.len() || self.unread[..n] != want[..n] || self.ended.is_some()
+    }
+}
+
 /// The app: the listener the relay build connects to for each connection understudy opens.
 pub struct App {
     listener: TcpListener,
@@ -113,10 +122,7 @@ impl App {
             self.poll_now();
             let now = Instant::now();
             if let Some(i) = self.arrived() {
-                let c = &self.conns[i];
-                let n = c.unread.len().min(want.len());
-                let settled = n == want.len() || c.unread[..n] != want[..n] || c.ended.is_some();
-                if settled || now >= deadline {
+                if self.conns[i].settled(want) || now >= deadline {
                     return self.take(i, want);
                 }
             } else if now >= deadline {
@@ -434,6 +440,8 @@ fn check_refusal_head(text: &str, status: u16, close: Option<bool>) -> Result<us
 
 /// Plays cases against one running understudy and its relay build.
 pub struct Runner {
+    /// Which mode this is, in front of each progress line (both modes run at once).
+    pub label: &'static str,
     pub addr: SocketAddr,
     pub relay_port: u16,
     pub app: App,
@@ -452,7 +460,8 @@ impl Runner {
             self.app.close_all();
             let quiet = self.app.quiesce(self.relay_port);
             let verdict = if result.is_ok() { "ok  " } else { "FAIL" };
-            eprintln!("{verdict} {} ({:?})", case.name, started.elapsed());
+            let took = started.elapsed();
+            eprintln!("[{}] {verdict} {} ({took:?})", self.label, case.name);
             if let Err(e) = result {
                 failures.push(format!("{}: {e}", case.name));
             }
@@ -511,7 +520,7 @@ impl Runner {
         let answered = loop {
             self.app.poll_now();
             if let Some(i) = self.app.arrived() {
-                if self.app.conns[i].unread.len() >= once.forwarded.len() {
+                if self.app.conns[i].settled(&once.forwarded) {
                     self.app.take(i, &once.forwarded)?;
                     copies += 1;
                     if copies == 1 {
@@ -667,7 +676,8 @@ fn mismatch(want: &[u8], got: &[u8], ended: &Option<String>) -> String {
     let from = at.saturating_sub(80);
     let cut = if from > 0 { "…" } else { "" };
     format!(
-        "they differ at byte {at} ({} expected, {} received{})\n      expected: {cut}{}\n      received: {cut}{}",
+        "they differ at byte {at} ({} expected, {} received{})\n      \
+         expected: {cut}{}\n      received: {cut}{}",
         want.len(),
         got.len(),
         ended_note(ended),
