@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod builds;
 mod config;
+mod conformance;
 mod core;
 mod dashboard;
 mod faults;
