@@ -1125,12 +1125,11 @@ fn host_cases() -> Vec<Case> {
             &fwd("GET / HTTP/1.1\r\nHost: example.com\r\n"),
             OK,
         ),
-        Case::new("CONNECT: 405, the connection kept")
-            .with([
-                send("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
-                refused_open(405),
-            ])
-            .with(follow_up()),
+        refusal(
+            "CONNECT: 405, closed (a tunnel's bytes would follow)",
+            "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            405,
+        ),
     ]
 }
 

@@ -46,7 +46,9 @@ pub(super) async fn serve(
         let next = match parsed {
             Err(r) => {
                 proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
+                // Refused before its method was trusted: a HEAD still gets no body.
                 let close = Ending {
+                    head: bufs.buf.starts_with(b"HEAD "),
                     close: true,
                     ..Ending::default()
                 };

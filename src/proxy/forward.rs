@@ -89,7 +89,7 @@ pub(super) async fn forward(
 ) -> Next {
     let running = route.running.shared().clone();
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
-    let mut copy = route
+    let copy = route
         .testing
         .clone()
         .filter(|_| !req.upgrade && proxy.mirror.wants(&req.method))
@@ -105,13 +105,21 @@ pub(super) async fn forward(
         close: req.close || stop.is_cancelled(),
         upgrade: req.upgrade,
     };
+    let mut body = BodyIn {
+        framing: req.body,
+        seen: 0,
+        limit: proxy.limits.body,
+        copy_limit: proxy.mirror.max_body(),
+        copy,
+    };
     let started = Instant::now();
-    let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut copy).await;
+    let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut body).await;
     let latency = started.elapsed();
     let (conn, a) = match answered {
         Ok(x) => x,
         Err(f) => {
-            let close = asker.close || req.body != Framing::Empty;
+            // A request read whole keeps its connection; a body left half-read cannot.
+            let close = asker.close || !body.framing.done();
             return failed(client, proxy, &running, f, asker, close, bufs).await;
         }
     };
@@ -122,7 +130,10 @@ pub(super) async fn forward(
     if a.switching {
         return Box::pin(super::upgrade::splice(client, conn, a, route.running, bufs)).await;
     }
-    let tee = copy.and_then(|c| tee(proxy, c, &route, &a, &bufs.answer, latency));
+    let tee = body
+        .copy
+        .take()
+        .and_then(|c| tee(proxy, c, &route, &a, &bufs.answer, latency));
     let close = a.close;
     let relayed = relay(client, proxy, conn, a, route.running, tee, bufs).await;
     if relayed && !close {
@@ -140,7 +151,7 @@ async fn upstream(
     running: &Arc<super::Upstream>,
     asker: Asker,
     bufs: &mut Bufs,
-    copy: &mut Option<Copy>,
+    body: &mut BodyIn,
 ) -> Result<(TcpStream, Answer), Failure> {
     let (mut conn, body_done) = if req.body == Framing::Empty {
         let (retry, timeout) = (exchange::retryable(&req.method), proxy.upstream_timeout);
@@ -148,7 +159,7 @@ async fn upstream(
         let conn = exchange::send(&proxy.pool, running, &bufs.out, retry, answer, timeout).await?;
         (conn, true)
     } else {
-        send_with_body(client, proxy, req, running, bufs, copy).await?
+        send_with_body(client, proxy, req, running, bufs, body).await?
     };
     let asker = Asker {
         close: asker.close || !body_done,
@@ -198,16 +209,10 @@ async fn send_with_body(
     req: &RequestHead,
     running: &Arc<super::Upstream>,
     bufs: &mut Bufs,
-    copy: &mut Option<Copy>,
+    body: &mut BodyIn,
 ) -> Result<(TcpStream, bool), Failure> {
     let (mut conn, _) = exchange::connection(&proxy.pool, running, false).await?;
-    let mut body = BodyIn {
-        framing: req.body,
-        seen: 0,
-        limit: proxy.limits.body,
-        copy_limit: proxy.mirror.max_body(),
-    };
-    let took = body.take(&bufs.buf, copy)?;
+    let took = body.take(&bufs.buf)?;
     bufs.out.extend_from_slice(&bufs.buf[..took]);
     bufs.buf.drain(..took);
     let upstream_timeout = proxy.upstream_timeout;
@@ -231,7 +236,7 @@ async fn send_with_body(
                 if !matches!(r, Ok(Ok(1..))) {
                     return Err(Failure::ClientGone);
                 }
-                let took = body.take(&bufs.buf, copy)?;
+                let took = body.take(&bufs.buf)?;
                 write_timed(&mut conn, &bufs.buf[..took], upstream_timeout).await?;
                 bufs.buf.drain(..took);
             }
@@ -270,19 +275,20 @@ async fn early_answer(
     }
 }
 
-/// A user's body on its way: framing, bytes so far, bounds.
+/// A user's body on its way: framing, bytes so far, bounds, and the mirror's copy of it.
 struct BodyIn {
     framing: Framing,
     seen: u64,
     limit: u64,
     copy_limit: u64,
+    copy: Option<Copy>,
 }
 
 impl BodyIn {
     /// How many of `bytes` belong to the body (checked, counted, copied for the mirror).
-    fn take(&mut self, bytes: &[u8], copy: &mut Option<Copy>) -> Result<usize, Failure> {
+    fn take(&mut self, bytes: &[u8]) -> Result<usize, Failure> {
         let mut seen = self.seen;
-        let mut keep = copy.as_mut().and_then(|c| c.body.as_mut());
+        let mut keep = self.copy.as_mut().and_then(|c| c.body.as_mut());
         let mut over_copy = false;
         let copy_limit = self.copy_limit;
         let took = self
@@ -300,7 +306,7 @@ impl BodyIn {
             .map_err(|BadChunk| Failure::BadBody)?;
         self.seen = seen;
         if over_copy {
-            if let Some(c) = copy.as_mut() {
+            if let Some(c) = self.copy.as_mut() {
                 c.body = None;
             }
         }

@@ -303,7 +303,7 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let host_at = out.len();
     if let Some(a) = authority {
-        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(b"Host: ");
         out.extend_from_slice(a.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -370,7 +370,7 @@ fn write_forwarded_for(headers: &[httparse::Header<'_>], forwarded: &[u8], out: 
 /// Put `host: <authority>` where a request without `Host` needs it (rare: HTTP/1.0 only).
 pub fn supply_host(head: &RequestHead, authority: &[u8], out: &mut Vec<u8>) {
     if head.needs_host {
-        let line = [b"host: ", authority, b"\r\n"].concat();
+        let line = [b"Host: ", authority, b"\r\n"].concat();
         out.splice(head.host_at..head.host_at, line);
     }
 }
@@ -479,7 +479,7 @@ mod tests {
         assert!(!r.needs_host);
         assert_eq!(
             out,
-            "GET /p?q=1 HTTP/1.1\r\nhost: example.com:8080\r\nA: b\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+            "GET /p?q=1 HTTP/1.1\r\nHost: example.com:8080\r\nA: b\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
         );
         let (r, mut out) = request("GET / HTTP/1.0\r\nA: b\r\n\r\n");
         assert!(r.http10 && r.close && r.needs_host);
@@ -487,7 +487,7 @@ mod tests {
         supply_host(&r, b"127.0.0.1:9", &mut bytes);
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            "GET / HTTP/1.1\r\nhost: 127.0.0.1:9\r\nA: b\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\nA: b\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
         );
         let (r, _) = request("GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
         assert!(r.http10 && !r.close);
