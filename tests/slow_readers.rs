@@ -179,3 +179,44 @@ fn slow_readers_of_large_answers_never_hold_the_app_and_users_are_served() {
     eprintln!("a slow reader's whole answer after {:?}", started.elapsed());
     u.stop();
 }
+
+#[test]
+fn a_user_that_takes_nothing_for_send_timeout_is_closed() {
+    let (app, written) = worker_app();
+    let base = Base::new("send-timeout");
+    base.write_env("SEND_TIMEOUT=1s\nANSWER_BUFFER=16MiB");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", &format!("--relay-to {app}"));
+    u.wait_serving();
+
+    let mut stalled = slow_reader(u.addr);
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let asked = Instant::now();
+    wait_until(
+        "the big answer to leave the app",
+        Duration::from_secs(10),
+        || (written.load(Ordering::SeqCst) == 1).then_some(()),
+    );
+    // Being idle is the behaviour under test: this user takes nothing for twice SEND_TIMEOUT.
+    std::thread::sleep(Duration::from_secs(2));
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let ended = loop {
+        match stalled.read(&mut chunk) {
+            Ok(0) => break "closed",
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => panic!("the stalled user was never closed: {e} after {got} bytes"),
+        }
+    };
+    assert!(got < BIG, "the whole answer arrived ({got} bytes, {ended})");
+    assert!(asked.elapsed() >= Duration::from_secs(1));
+    // Others are served as ever.
+    assert_eq!(u.get("/small").0, 200);
+    u.stop();
+}
