@@ -47,7 +47,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "UPSTREAM_TIMEOUT", default: "60s", doc: "How long running may send nothing while understudy waits for its answer head or the next part of its body; the user then gets 504 (or, mid-body, a closed connection)." },
     KeyDoc { key: "SEND_TIMEOUT", default: "60s", doc: "How long a user may take no byte of an answer before the connection is closed (as nginx's send_timeout)." },
     KeyDoc { key: "ANSWER_BUFFER", default: "1MiB", doc: "How much of one answer understudy reads from running ahead of a slow user, so running's connection is freed at running's pace." },
-    KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold together; past it answers stream at the user's pace." },
+    KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold in memory together; past it they spill to unnamed temporary files under .understudy/." },
+    KeyDoc { key: "ANSWER_SPILL", default: "1GiB", doc: "How much all answers read ahead may hold on disk together (never below MIN_FREE_DISK free); past it and ANSWER_MEMORY, answers stream at the user's pace." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
     KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
@@ -244,8 +245,10 @@ pub struct Config {
     pub send_timeout: Duration,
     /// `ANSWER_BUFFER`: one answer's read-ahead.
     pub answer_buffer: u64,
-    /// `ANSWER_MEMORY`: all answers' read-ahead.
+    /// `ANSWER_MEMORY`: all answers' read-ahead in memory.
     pub answer_memory: u64,
+    /// `ANSWER_SPILL`: all answers' read-ahead on disk.
+    pub answer_spill: u64,
     /// Methods that are mirrored.
     pub mirror_methods: Vec<Method>,
     /// Largest mirrored body.
@@ -566,6 +569,7 @@ impl Config {
         )?;
         let answer_buffer = raw.size("ANSWER_BUFFER", 1 << 30)?;
         let answer_memory = raw.size("ANSWER_MEMORY", 64 << 30)?;
+        let answer_spill = raw.size("ANSWER_SPILL", MAX_SIZE)?;
         let hooks = HookCommands {
             pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
             pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
@@ -616,6 +620,7 @@ impl Config {
             send_timeout,
             answer_buffer,
             answer_memory,
+            answer_spill,
             promote_at,
             missed_schedule_grace,
             admin_listen: admin.listen,
@@ -1637,6 +1642,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         send_timeout => "SEND_TIMEOUT",
         answer_buffer => "ANSWER_BUFFER",
         answer_memory => "ANSWER_MEMORY",
+        answer_spill => "ANSWER_SPILL",
         promote_at => "PROMOTE_AT",
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",

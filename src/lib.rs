@@ -271,6 +271,9 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
         send_timeout: cfg.send_timeout,
         answer_buffer: usize::try_from(cfg.answer_buffer).unwrap_or(usize::MAX),
         answer_memory: usize::try_from(cfg.answer_memory).unwrap_or(usize::MAX),
+        spill_dir: cfg.base.join(".understudy"),
+        answer_spill: cfg.answer_spill,
+        min_free_disk: cfg.min_free_disk,
     }
 }
 

@@ -23,7 +23,9 @@ pub mod framing;
 mod head;
 pub mod mirror;
 pub mod pool;
+mod relay;
 mod reply;
+mod spill;
 mod upgrade;
 
 use std::any::Any;
@@ -70,6 +72,12 @@ pub struct ProxySettings {
     pub answer_buffer: usize,
     /// `ANSWER_MEMORY`: how much all answers read ahead may hold together.
     pub answer_memory: usize,
+    /// Where answers past those spill (`.understudy/`).
+    pub spill_dir: std::path::PathBuf,
+    /// `ANSWER_SPILL`: how much all spilled answers may hold on disk together.
+    pub answer_spill: u64,
+    /// `MIN_FREE_DISK`: spilling never leaves less free.
+    pub min_free_disk: u64,
 }
 
 /// Idle keep-alive connections asked to close per round when the connection limit is reached
@@ -459,7 +467,9 @@ struct Proxy {
     /// `ANSWER_BUFFER`: how much of one answer is read ahead of a slow user.
     answer_buffer: usize,
     /// `ANSWER_MEMORY` left, for all threads.
-    answer_memory: Arc<forward::AnswerMemory>,
+    answer_memory: Arc<relay::AnswerMemory>,
+    /// `ANSWER_SPILL` left, and where, for all threads.
+    spills: Arc<spill::Spills>,
     limits: Limits,
     /// This thread's connections asked to make room at the connection limit.
     room: Room,
@@ -478,7 +488,8 @@ impl Proxy {
         routes: watch::Receiver<Arc<Routes>>,
         mirror: MirrorQueue,
         stats: Arc<ProxyStats>,
-        answer_memory: Arc<forward::AnswerMemory>,
+        answer_memory: Arc<relay::AnswerMemory>,
+        spills: Arc<spill::Spills>,
     ) -> Proxy {
         Proxy {
             routes,
@@ -491,6 +502,7 @@ impl Proxy {
             send_timeout: settings.send_timeout,
             answer_buffer: settings.answer_buffer,
             answer_memory,
+            spills,
             limits: settings.limits,
             room: Room::default(),
         }
@@ -578,7 +590,12 @@ pub fn start(
         .map_err(ProxyError::Listener)?;
     // Threads already started when a later one fails are stopped through this token.
     let started = stop.child_token();
-    let answer_memory = Arc::new(forward::AnswerMemory::new(settings.answer_memory));
+    let answer_memory = Arc::new(relay::AnswerMemory::new(settings.answer_memory));
+    let spills = Arc::new(spill::Spills::new(
+        settings.spill_dir.clone(),
+        settings.answer_spill,
+        settings.min_free_disk,
+    ));
     let count = settings.threads.max(1);
     let conns = Arc::new(Connections::new(settings.max_connections));
     let mut threads = Vec::with_capacity(count);
@@ -589,6 +606,7 @@ pub fn start(
             mirror.clone(),
             stats.clone(),
             answer_memory.clone(),
+            spills.clone(),
         );
         let spawned = listener
             .try_clone()

@@ -108,9 +108,29 @@ fn slow_reader(addr: SocketAddr) -> TcpStream {
 
 #[test]
 fn slow_readers_of_large_answers_never_hold_the_app_and_users_are_served() {
+    slow_readers_are_served("slow-readers", "ANSWER_BUFFER=16MiB\nANSWER_MEMORY=512MiB");
+}
+
+/// With answers past `ANSWER_MEMORY` (1 MiB here for 12 answers of 8 MB), the rest spills to
+/// disk and the app is freed all the same (with `ANSWER_SPILL=0` this test fails); the spill
+/// files have no name, so nothing is left in `.understudy/`.
+#[test]
+fn answers_past_answer_memory_spill_to_disk_and_leave_nothing_behind() {
+    let base = slow_readers_are_served("spill", "ANSWER_BUFFER=16MiB\nANSWER_MEMORY=1MiB");
+    let left: Vec<_> = std::fs::read_dir(base.path.join(".understudy"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("spill"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Slow readers ask for big answers, then users must be served at once; returns the base dir.
+fn slow_readers_are_served(name: &str, env: &str) -> Base {
     let (app, written) = worker_app();
-    let base = Base::new("slow-readers");
-    base.write_env("ANSWER_BUFFER=16MiB\nANSWER_MEMORY=512MiB");
+    let base = Base::new(name);
+    base.write_env(env);
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", &format!("--relay-to {app}"));
     u.wait_serving();
@@ -178,6 +198,7 @@ fn slow_readers_of_large_answers_never_hold_the_app_and_users_are_served() {
     assert_eq!(got.len() - head_end, BIG);
     eprintln!("a slow reader's whole answer after {:?}", started.elapsed());
     u.stop();
+    base
 }
 
 #[test]

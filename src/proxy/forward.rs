@@ -3,8 +3,7 @@
 //! into understudy's buffers (up to `ANSWER_BUFFER` per answer, `ANSWER_MEMORY` in all) so a slow
 //! reader never holds running's connection, and the copy handed to the mirror when it ends.
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Answer, Asker};
@@ -23,33 +21,7 @@ use super::head::{self, RequestHead};
 use super::mirror::{self, MirrorJob, Tee};
 use super::pool::UpstreamError;
 use super::reply::{self, Ending};
-use super::{InflightGuard, Proxy, Route, BROKEN_ANSWERS};
-
-/// Bytes every answer may hold before it counts against `ANSWER_MEMORY`.
-const FREE_ANSWER: usize = 16 * 1024;
-
-/// Answer memory left for the whole process (`ANSWER_MEMORY`), shared by every proxy thread.
-#[derive(Debug)]
-pub struct AnswerMemory(AtomicUsize);
-
-impl AnswerMemory {
-    /// A budget of `bytes`.
-    pub fn new(bytes: usize) -> AnswerMemory {
-        AnswerMemory(AtomicUsize::new(bytes))
-    }
-
-    fn take(&self, n: usize) -> bool {
-        self.0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(n)
-            })
-            .is_ok()
-    }
-
-    fn give_back(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::AcqRel);
-    }
-}
+use super::{Proxy, Route};
 
 /// Why a request got no answer from running.
 enum Failure {
@@ -135,7 +107,7 @@ pub(super) async fn forward(
         .take()
         .and_then(|c| tee(proxy, c, &route, &a, &bufs.answer, latency));
     let close = a.close;
-    let relayed = relay(client, proxy, conn, a, route.running, tee, bufs).await;
+    let relayed = super::relay::relay(client, proxy, conn, a, route.running, tee, bufs).await;
     if relayed && !close {
         Next::KeepAlive
     } else {
@@ -427,230 +399,4 @@ async fn write_timed(
         Ok(Err(e)) => Err(UpstreamError::Io(e)),
         Err(_) => Err(UpstreamError::Timeout(timeout)),
     }
-}
-
-/// The answer's body on its way, and what is left to do with running's connection.
-struct Upstream<'a> {
-    conn: Option<TcpStream>,
-    running: Option<InflightGuard>,
-    framing: Framing,
-    dechunk: bool,
-    reusable: bool,
-    extra: bool,
-    broken: bool,
-    tee: Option<Box<Tee>>,
-    proxy: &'a Proxy,
-}
-
-impl Upstream<'_> {
-    /// Take `bytes` read from running into `out` (as they are, or their data for a dechunked
-    /// answer), feeding the tee; bytes past the body's end mark the connection unusable.
-    fn take(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        let dechunk = self.dechunk;
-        let tee = &mut self.tee;
-        let took = self.framing.feed(bytes, &mut |d| {
-            if dechunk {
-                out.extend_from_slice(d);
-            }
-            if let Some(t) = tee.as_mut() {
-                t.feed(d);
-            }
-        });
-        match took {
-            Ok(n) => {
-                if !dechunk {
-                    out.extend_from_slice(&bytes[..n]);
-                }
-                self.extra |= n < bytes.len();
-            }
-            Err(BadChunk) => self.broken = true,
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.conn.is_none()
-    }
-
-    /// The body was read to its end, or broke: running's connection goes back to the pool (or is
-    /// closed), its in-flight count is released and the copy offered, before the user has it all.
-    fn finish(&mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let complete = !self.broken;
-        if let Some(mut t) = self.tee.take() {
-            t.finish(complete);
-        }
-        if let Some(running) = self.running.take() {
-            if complete && self.reusable && !self.extra {
-                self.proxy.pool.put(running.shared().clone(), conn);
-            }
-        }
-        if self.broken {
-            BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Relay the answer (its head in `bufs.out`, its first bytes in `bufs.answer`) to the user; running
-/// is read at its own pace into `bufs.out` while the user takes it at theirs. Whether the user
-/// got the whole answer.
-async fn relay(
-    client: &mut TcpStream,
-    proxy: &Proxy,
-    conn: TcpStream,
-    a: Answer,
-    running: InflightGuard,
-    tee: Option<Box<Tee>>,
-    bufs: &mut Bufs,
-) -> bool {
-    let mut up = Upstream {
-        conn: Some(conn),
-        running: Some(running),
-        framing: a.framing,
-        dechunk: a.dechunk,
-        reusable: a.reusable,
-        extra: false,
-        broken: false,
-        tee,
-        proxy,
-    };
-    let Bufs { out, answer, .. } = bufs;
-    up.take(&answer[a.len..], out);
-    let mut sent = 0;
-    let mut held = 0;
-    let mut clock = Clock::default();
-    let complete = loop {
-        if up.broken || up.framing.done() {
-            up.finish();
-        }
-        if sent < out.len() {
-            match client.try_write(&out[sent..]) {
-                Ok(n) => {
-                    sent += n;
-                    clock.wrote();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => break false,
-            }
-        }
-        if sent == out.len() {
-            out.clear();
-            sent = 0;
-            if up.done() {
-                break !up.broken;
-            }
-        }
-        let can_read = !up.done() && room_to_read(proxy, out, &mut sent, &mut held);
-        let can_write = sent < out.len();
-        let (read_by, write_by) = clock.deadlines(proxy, can_read, can_write);
-        tokio::select! {
-            r = read_some(&mut up.conn, answer), if can_read => match r {
-                Ok(0) if up.framing == Framing::Close => up.framing = Framing::Empty,
-                Ok(0) | Err(_) => up.broken = true,
-                Ok(_) => {
-                    up.take(answer, out);
-                    clock.read();
-                }
-            },
-            r = client.writable(), if can_write => if r.is_err() {
-                break false;
-            },
-            () = read_by, if can_read => up.broken = true,
-            () = write_by, if can_write => break false,
-        }
-    };
-    up.broken |= !complete && !up.done();
-    up.finish();
-    proxy.answer_memory.give_back(held);
-    complete
-}
-
-/// The relay's two deadlines: running must send something within `UPSTREAM_TIMEOUT` of the last
-/// bytes (counted only while understudy is reading), the user must take something within
-/// `SEND_TIMEOUT` (counted only while there is something to take). Created on first need: most
-/// answers never wait.
-#[derive(Default)]
-struct Clock {
-    timers: Option<Pin<Box<Sleep>>>,
-    send: Option<Pin<Box<Sleep>>>,
-    reading: bool,
-    writing: bool,
-    read_progress: bool,
-    write_progress: bool,
-}
-
-impl Clock {
-    fn read(&mut self) {
-        self.read_progress = true;
-    }
-
-    fn wrote(&mut self) {
-        self.write_progress = true;
-    }
-
-    /// The two timers, each moved on when its side made progress or just started waiting.
-    fn deadlines(
-        &mut self,
-        proxy: &Proxy,
-        can_read: bool,
-        can_write: bool,
-    ) -> (Pin<&mut Sleep>, Pin<&mut Sleep>) {
-        let now = tokio::time::Instant::now();
-        let restart_read = can_read && (!self.reading || self.read_progress);
-        let restart_write = can_write && (!self.writing || self.write_progress);
-        (self.reading, self.writing) = (can_read, can_write);
-        (self.read_progress, self.write_progress) = (false, false);
-        let read = self
-            .timers
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(proxy.upstream_timeout)));
-        if restart_read {
-            read.as_mut().reset(now + proxy.upstream_timeout);
-        }
-        let write = self
-            .send
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(proxy.send_timeout)));
-        if restart_write {
-            write.as_mut().reset(now + proxy.send_timeout);
-        }
-        (read.as_mut(), write.as_mut())
-    }
-}
-
-/// Read from running's connection into `answer` (cleared first).
-async fn read_some(conn: &mut Option<TcpStream>, answer: &mut Vec<u8>) -> std::io::Result<usize> {
-    answer.clear();
-    if answer.capacity() < ANSWER_READ {
-        answer.reserve(ANSWER_READ);
-    }
-    match conn.as_mut() {
-        Some(c) => c.read_buf(answer).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Whether one more read from running fits: within `ANSWER_BUFFER` for this answer, and past its
-/// free part, within `ANSWER_MEMORY` (`held` counts what this answer took of it).
-fn room_to_read(proxy: &Proxy, out: &mut Vec<u8>, sent: &mut usize, held: &mut usize) -> bool {
-    if out.capacity() - out.len() >= ANSWER_READ {
-        return true;
-    }
-    if *sent > 0 {
-        out.drain(..*sent);
-        *sent = 0;
-        if out.capacity() - out.len() >= ANSWER_READ {
-            return true;
-        }
-    }
-    let grow = out.capacity().max(ANSWER_READ);
-    if out.capacity() + grow > proxy.answer_buffer.max(FREE_ANSWER) {
-        return false;
-    }
-    let counted = (out.capacity() + grow).saturating_sub(FREE_ANSWER.max(*held + FREE_ANSWER));
-    if counted > 0 && !proxy.answer_memory.take(counted) {
-        return false;
-    }
-    *held += counted;
-    out.reserve(grow);
-    true
 }

@@ -106,6 +106,9 @@ fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
         send_timeout: Duration::from_secs(10),
         answer_buffer: 1 << 20,
         answer_memory: 64 << 20,
+        spill_dir: std::env::temp_dir(),
+        answer_spill: 0,
+        min_free_disk: 0,
     };
     let handle = start(
         listener,

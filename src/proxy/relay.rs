@@ -1,0 +1,369 @@
+//! Answer phase, the body: running's answer relayed to the user, read at running's pace ahead of
+//! the user's into memory (`ANSWER_BUFFER` per answer, `ANSWER_MEMORY` in all) and past that onto
+//! disk (`spill`), so a slow reader never holds running's connection; running's connection goes
+//! back to the pool, its in-flight count drops and the mirror's copy is offered as soon as the
+//! body is read, before the user has it all. `UPSTREAM_TIMEOUT` bounds running's silence and
+//! `SEND_TIMEOUT` the user's.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use super::answer::Answer;
+use super::bufs::Bufs;
+use super::exchange::ANSWER_READ;
+use super::framing::{BadChunk, Framing};
+use super::mirror::Tee;
+use super::spill::Spill;
+use super::{InflightGuard, Proxy, BROKEN_ANSWERS};
+
+/// Largest piece read back from a spill file at once.
+const REFILL: usize = 64 * 1024;
+
+/// Bytes every answer may hold before it counts against `ANSWER_MEMORY`.
+const FREE_ANSWER: usize = 16 * 1024;
+
+/// Answer memory left for the whole process (`ANSWER_MEMORY`), shared by every proxy thread.
+#[derive(Debug)]
+pub struct AnswerMemory(AtomicUsize);
+
+impl AnswerMemory {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> AnswerMemory {
+        AnswerMemory(AtomicUsize::new(bytes))
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::AcqRel);
+    }
+}
+
+/// The answer's body on its way, and what is left to do with running's connection.
+struct Upstream<'a> {
+    conn: Option<TcpStream>,
+    running: Option<InflightGuard>,
+    framing: Framing,
+    dechunk: bool,
+    reusable: bool,
+    extra: bool,
+    broken: bool,
+    tee: Option<Box<Tee>>,
+    proxy: &'a Proxy,
+}
+
+impl Upstream<'_> {
+    /// Take `bytes` read from running into `out` (as they are, or their data for a dechunked
+    /// answer), feeding the tee; bytes past the body's end mark the connection unusable.
+    fn take(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let dechunk = self.dechunk;
+        let tee = &mut self.tee;
+        let took = self.framing.feed(bytes, &mut |d| {
+            if dechunk {
+                out.extend_from_slice(d);
+            }
+            if let Some(t) = tee.as_mut() {
+                t.feed(d);
+            }
+        });
+        match took {
+            Ok(n) => {
+                if !dechunk {
+                    out.extend_from_slice(&bytes[..n]);
+                }
+                self.extra |= n < bytes.len();
+            }
+            Err(BadChunk) => self.broken = true,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    /// The body was read to its end, or broke: running's connection goes back to the pool (or is
+    /// closed), its in-flight count is released and the copy offered, before the user has it all.
+    fn finish(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let complete = !self.broken;
+        if let Some(mut t) = self.tee.take() {
+            t.finish(complete);
+        }
+        if let Some(running) = self.running.take() {
+            if complete && self.reusable && !self.extra {
+                self.proxy.pool.put(running.shared().clone(), conn);
+            }
+        }
+        if self.broken {
+            BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Relay the answer (its head in `bufs.out`, its first bytes in `bufs.answer`) to the user; running
+/// is read at its own pace while the user takes it at theirs. Whether the user got it all.
+pub(super) async fn relay(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    conn: TcpStream,
+    a: Answer,
+    running: InflightGuard,
+    tee: Option<Box<Tee>>,
+    bufs: &mut Bufs,
+) -> bool {
+    let mut up = Upstream {
+        conn: Some(conn),
+        running: Some(running),
+        framing: a.framing,
+        dechunk: a.dechunk,
+        reusable: a.reusable,
+        extra: false,
+        broken: false,
+        tee,
+        proxy,
+    };
+    let Bufs { out, answer, .. } = bufs;
+    up.take(&answer[a.len..], out);
+    let mut ahead = ReadAhead::default();
+    let mut clock = Clock::default();
+    let complete = loop {
+        if up.broken || up.framing.done() {
+            up.finish();
+        }
+        match ahead.send(client, out, &mut clock) {
+            Ok(true) if up.done() => break !up.broken,
+            Ok(_) => {}
+            Err(()) => break false,
+        }
+        let read = answer.capacity().max(ANSWER_READ);
+        let target = if up.done() {
+            None
+        } else {
+            ahead.target(proxy, out, read)
+        };
+        let can_write = ahead.sent < out.len();
+        let (read_by, write_by) = clock.deadlines(proxy, target.is_some(), can_write);
+        tokio::select! {
+            r = read_some(&mut up.conn, answer), if target.is_some() => match r {
+                Ok(0) if up.framing == Framing::Close => up.framing = Framing::Empty,
+                Ok(0) | Err(_) => up.broken = true,
+                Ok(_) => {
+                    ahead.took(target, &mut up, answer, out);
+                    clock.read();
+                }
+            },
+            r = client.writable(), if can_write => if r.is_err() {
+                break false;
+            },
+            () = read_by, if target.is_some() => up.broken = true,
+            () = write_by, if can_write => break false,
+        }
+    };
+    up.broken |= !complete && !up.done();
+    up.finish();
+    ahead.release(proxy);
+    complete
+}
+
+/// Where the next bytes read from running go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// After what waits in memory.
+    Memory,
+    /// After what waits on disk (memory is full, or bytes already wait there).
+    Disk,
+}
+
+/// What of the answer is read ahead of the user: `out[sent..]` in memory (`held` of it counted
+/// against `ANSWER_MEMORY`), then what waits in `spill`.
+#[derive(Default)]
+struct ReadAhead {
+    sent: usize,
+    held: usize,
+    spill: Option<Spill>,
+    /// The piece on its way to disk (its capacity is reused).
+    to_disk: Vec<u8>,
+}
+
+impl ReadAhead {
+    /// Write what the user can take now without waiting; `Ok(true)` once nothing waits at all.
+    fn send(
+        &mut self,
+        client: &TcpStream,
+        out: &mut Vec<u8>,
+        clock: &mut Clock,
+    ) -> Result<bool, ()> {
+        if self.sent < out.len() {
+            match client.try_write(&out[self.sent..]) {
+                Ok(n) => {
+                    self.sent += n;
+                    clock.wrote();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(()),
+            }
+        }
+        if self.sent < out.len() {
+            return Ok(false);
+        }
+        out.clear();
+        self.sent = 0;
+        match self.spill.as_mut().filter(|s| s.pending()) {
+            Some(s) => match s.refill(out, REFILL) {
+                Ok(()) => Ok(false),
+                Err(e) => {
+                    tracing::warn!("an answer spilled to disk could not be read back: {e}");
+                    Err(())
+                }
+            },
+            None => Ok(true),
+        }
+    }
+
+    /// Where one more read from running can go, if anywhere: memory while it has room and
+    /// nothing waits on disk, else disk while `ANSWER_SPILL` and the free disk allow.
+    fn target(&mut self, proxy: &Proxy, out: &mut Vec<u8>, read: usize) -> Option<Target> {
+        let on_disk = self.spill.as_ref().is_some_and(Spill::pending);
+        if !on_disk && room_to_read(proxy, out, &mut self.sent, &mut self.held) {
+            return Some(Target::Memory);
+        }
+        if self.spill.is_none() {
+            self.spill = proxy.spills.open();
+        }
+        let spill = self.spill.as_mut()?;
+        spill.reserve(read).then_some(Target::Disk)
+    }
+
+    /// Bytes read from running into `answer` go where `target` said.
+    fn took(
+        &mut self,
+        target: Option<Target>,
+        up: &mut Upstream<'_>,
+        answer: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        if target != Some(Target::Disk) {
+            up.take(answer, out);
+            return;
+        }
+        self.to_disk.clear();
+        up.take(answer, &mut self.to_disk);
+        let Some(spill) = self.spill.as_mut() else {
+            up.broken = true;
+            return;
+        };
+        if let Err(e) = spill.write(&self.to_disk) {
+            // Bytes already taken from running cannot be lost or reordered: the answer breaks.
+            tracing::warn!("an answer could not be spilled to disk: {e}");
+            up.broken = true;
+        }
+        spill.unreserve();
+    }
+
+    /// Give back what this answer took of the memory and disk budgets.
+    fn release(self, proxy: &Proxy) {
+        proxy.answer_memory.give_back(self.held);
+        // The spill file goes with its descriptor, and its budget with the `Spill`.
+    }
+}
+
+/// The relay's two deadlines: running must send something within `UPSTREAM_TIMEOUT` of the last
+/// bytes (counted only while understudy is reading), the user must take something within
+/// `SEND_TIMEOUT` (counted only while there is something to take). Created on first need: most
+/// answers never wait.
+#[derive(Default)]
+struct Clock {
+    timers: Option<Pin<Box<Sleep>>>,
+    send: Option<Pin<Box<Sleep>>>,
+    reading: bool,
+    writing: bool,
+    read_progress: bool,
+    write_progress: bool,
+}
+
+impl Clock {
+    fn read(&mut self) {
+        self.read_progress = true;
+    }
+
+    fn wrote(&mut self) {
+        self.write_progress = true;
+    }
+
+    /// The two timers, each moved on when its side made progress or just started waiting.
+    fn deadlines(
+        &mut self,
+        proxy: &Proxy,
+        can_read: bool,
+        can_write: bool,
+    ) -> (Pin<&mut Sleep>, Pin<&mut Sleep>) {
+        let now = tokio::time::Instant::now();
+        let restart_read = can_read && (!self.reading || self.read_progress);
+        let restart_write = can_write && (!self.writing || self.write_progress);
+        (self.reading, self.writing) = (can_read, can_write);
+        (self.read_progress, self.write_progress) = (false, false);
+        let read = self
+            .timers
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(proxy.upstream_timeout)));
+        if restart_read {
+            read.as_mut().reset(now + proxy.upstream_timeout);
+        }
+        let write = self
+            .send
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(proxy.send_timeout)));
+        if restart_write {
+            write.as_mut().reset(now + proxy.send_timeout);
+        }
+        (read.as_mut(), write.as_mut())
+    }
+}
+
+/// Read from running's connection into `answer` (cleared first).
+async fn read_some(conn: &mut Option<TcpStream>, answer: &mut Vec<u8>) -> std::io::Result<usize> {
+    answer.clear();
+    if answer.capacity() < ANSWER_READ {
+        answer.reserve(ANSWER_READ);
+    }
+    match conn.as_mut() {
+        Some(c) => c.read_buf(answer).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether one more read from running fits: within `ANSWER_BUFFER` for this answer, and past its
+/// free part, within `ANSWER_MEMORY` (`held` counts what this answer took of it).
+fn room_to_read(proxy: &Proxy, out: &mut Vec<u8>, sent: &mut usize, held: &mut usize) -> bool {
+    if out.capacity() - out.len() >= ANSWER_READ {
+        return true;
+    }
+    if *sent > 0 {
+        out.drain(..*sent);
+        *sent = 0;
+        if out.capacity() - out.len() >= ANSWER_READ {
+            return true;
+        }
+    }
+    let grow = out.capacity().max(ANSWER_READ);
+    if out.capacity() + grow > proxy.answer_buffer.max(FREE_ANSWER) {
+        return false;
+    }
+    let counted = (out.capacity() + grow).saturating_sub(FREE_ANSWER.max(*held + FREE_ANSWER));
+    if counted > 0 && !proxy.answer_memory.take(counted) {
+        return false;
+    }
+    *held += counted;
+    out.reserve(grow);
+    true
+}
