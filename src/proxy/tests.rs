@@ -5,12 +5,16 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
-use http::{HeaderMap, Request, Response};
+use std::sync::atomic::Ordering;
+
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::upstream::upstream_authority;
 use super::*;
+use crate::instance::InstanceId;
 
 use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,0 +1,156 @@
+//! The instances as the proxy sees them: where each listens, how many user requests it is
+//! serving (drained before it is stopped), and the routes the supervisor publishes.
+
+use std::net::Ipv6Addr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::uri::Authority;
+use semver::Version;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::ProxyError;
+use crate::instance::InstanceId;
+
+/// One instance as the proxy sees it: where it listens and how many user requests it is serving.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The instance behind it.
+    pub id: InstanceId,
+    /// Its version, for messages.
+    pub version: Version,
+    /// `host:port`, with an IPv6 literal in brackets.
+    pub authority: Authority,
+    /// The same as a `Host` header, for requests that came without one.
+    pub(crate) host: HeaderValue,
+    /// User requests in flight, including their response bodies; see [`Upstream::drain`].
+    pub(super) inflight: AtomicUsize,
+    /// Set once someone drains: only then does the last request out pay for a wake-up.
+    pub(super) draining: AtomicBool,
+    /// Signalled when `inflight` drops to zero while draining.
+    pub(super) idle: Notify,
+    /// Cancelled when a drain's grace is over: upgraded connections still spliced are closed.
+    pub(super) closed: CancellationToken,
+}
+
+impl Upstream {
+    /// An upstream for the instance listening on `host:port`; `host` is an IP address (IPv6 with or
+    /// without brackets) or a name the connector resolves.
+    pub fn new(
+        id: InstanceId,
+        version: Version,
+        host: &str,
+        port: u16,
+    ) -> Result<Upstream, ProxyError> {
+        let authority = upstream_authority(host, port)?;
+        Ok(Upstream {
+            id,
+            version,
+            host: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
+            authority,
+            inflight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            idle: Notify::new(),
+            closed: CancellationToken::new(),
+        })
+    }
+
+    /// User requests in flight now (response bodies included), for status and logs.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no user request (its response body included) is in flight here, or when
+    /// `grace` is over; returns how many were left. Woken by the last request out, never polled.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        // SeqCst pairs with the guard's decrement and flag read: either this load sees zero, or
+        // the guard that brings the count to zero sees the flag and wakes the waiter below.
+        self.draining.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.inflight.load(Ordering::SeqCst) == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                // The grace is over: what is still spliced (WebSockets) is closed now.
+                self.closed.cancel();
+                return self.inflight.load(Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// `host:port` as an authority: IPv6 literals are bracketed, names kept for the connector.
+pub(super) fn upstream_authority(host: &str, port: u16) -> Result<Authority, ProxyError> {
+    let bad = |reason: &str| ProxyError::BadUpstream {
+        host: host.to_string(),
+        port,
+        reason: reason.to_string(),
+    };
+    if host.is_empty() {
+        return Err(bad("the host is empty"));
+    }
+    if host.contains(['@', '/', '?', '#']) || host.chars().any(char::is_whitespace) {
+        return Err(bad("expected an IP address or a host name, nothing more"));
+    }
+    let text = match host.parse::<Ipv6Addr>() {
+        Ok(ip) => format!("[{ip}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
+    };
+    let authority: Authority = text
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    if authority.host().is_empty() || authority.port_u16() != Some(port) {
+        return Err(bad("expected an IP address or a host name without a port"));
+    }
+    Ok(authority)
+}
+
+/// Where traffic goes now; published by the supervisor, read by the proxy on every request.
+#[derive(Debug, Default, Clone)]
+pub struct Routes {
+    /// Gets every user request.
+    pub running: Option<Arc<Upstream>>,
+    /// Gets mirrored copies.
+    pub testing: Option<Arc<Upstream>>,
+    /// Gets the diffed copies too: a second instance of running's version, whose differences
+    /// from running are noise (`NOISE_CANCEL`).
+    pub secondary: Option<Arc<Upstream>>,
+    /// Running's version while it is being restarted (with `running` empty): users are told to
+    /// retry shortly instead of being told to drop a build.
+    pub restarting: Option<Version>,
+}
+
+/// Counts a user request against its upstream until the response body is done.
+pub struct InflightGuard(Arc<Upstream>);
+
+impl InflightGuard {
+    pub(super) fn new(u: &Arc<Upstream>) -> InflightGuard {
+        u.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(u.clone())
+    }
+
+    pub(super) fn upstream(&self) -> &Upstream {
+        &self.0
+    }
+
+    pub(super) fn shared(&self) -> &Arc<Upstream> {
+        &self.0
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let up = &self.0;
+        if up.inflight.fetch_sub(1, Ordering::SeqCst) == 1 && up.draining.load(Ordering::SeqCst) {
+            up.idle.notify_waiters();
+        }
+    }
+}
