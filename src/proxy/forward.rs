@@ -388,7 +388,8 @@ fn tee(
     )))
 }
 
-/// Write all of `bytes` within `timeout` of no progress... as a whole write, bounded.
+/// Write all of `bytes` within `timeout` (a head, an interim answer or a piece of a request body:
+/// small, so one bound for the whole write).
 async fn write_timed(
     stream: &mut TcpStream,
     bytes: &[u8],

@@ -18,6 +18,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
+mod capture;
+mod differ;
+
+pub use capture::{BodyCapture, BodyDigest, CaptureBudget, CAPTURE_BUDGET, COMPARED_BODY};
+use differ::Differ;
+pub use differ::MAX_SAMPLED_IN_FLIGHT;
+
 use super::answer::{self, Asker};
 use super::exchange;
 use super::framing::Framing;
@@ -29,164 +36,6 @@ use crate::score::Pair;
 
 /// Marks a mirrored copy so the app can skip side effects.
 pub static MIRROR_HEADER: HeaderName = HeaderName::from_static("x-understudy-mirror");
-
-/// How much of a body is fingerprinted; longer bodies compare by this prefix and their length.
-pub const COMPARED_BODY: usize = 64 * 1024;
-
-/// A cheap fingerprint of a body: FNV-1a over its first [`COMPARED_BODY`] bytes, and its length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyDigest {
-    hash: u64,
-    len: u64,
-}
-
-impl BodyDigest {
-    /// The body's length in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the body was empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Default for BodyDigest {
-    fn default() -> Self {
-        BodyDigest {
-            hash: 0xcbf2_9ce4_8422_2325,
-            len: 0,
-        }
-    }
-}
-
-impl BodyDigest {
-    /// Fold in the next chunk of the body.
-    pub fn feed(&mut self, d: &[u8]) {
-        let room = COMPARED_BODY.saturating_sub(self.len as usize).min(d.len());
-        for b in &d[..room] {
-            self.hash ^= u64::from(*b);
-            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.len += d.len() as u64;
-    }
-}
-
-/// Bytes of answer bodies held for diffing at once, across all captures: past it a body is
-/// compared by length and hash only, so memory stays bounded however large or many the answers.
-pub const CAPTURE_BUDGET: usize = 32 << 20;
-
-/// A shared count of captured bytes, against [`CAPTURE_BUDGET`].
-#[derive(Clone, Default)]
-pub struct CaptureBudget(Arc<AtomicUsize>);
-
-impl CaptureBudget {
-    fn take(&self, n: usize) -> bool {
-        let mut held = self.0.load(Ordering::Relaxed);
-        loop {
-            if held + n > CAPTURE_BUDGET {
-                return false;
-            }
-            match self
-                .0
-                .compare_exchange_weak(held, held + n, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(now) => held = now,
-            }
-        }
-    }
-
-    fn give_back(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Bytes held now (for tests and metrics).
-    pub fn held(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A body seen going past: its fingerprint always, and its chunks (shared, not copied) while it
-/// stays within the diff cap and the capture budget.
-pub struct BodyCapture {
-    digest: BodyDigest,
-    chunks: Vec<Bytes>,
-    held: usize,
-    max: usize,
-    whole: bool,
-    budget: CaptureBudget,
-}
-
-impl BodyCapture {
-    /// A capture keeping at most `max` bytes and the fingerprint of the rest (0: nothing at all).
-    pub fn new(max: usize, budget: CaptureBudget) -> BodyCapture {
-        BodyCapture {
-            digest: BodyDigest::default(),
-            chunks: Vec::new(),
-            held: 0,
-            max,
-            whole: max > 0,
-            budget,
-        }
-    }
-
-    /// The next chunk of the body.
-    pub fn feed(&mut self, d: &[u8]) {
-        if self.max == 0 {
-            // Not compared at all: nothing to keep, nothing to fingerprint.
-            return;
-        }
-        self.digest.feed(d);
-        if !self.whole || d.is_empty() {
-            return;
-        }
-        if self.held + d.len() <= self.max && self.budget.take(d.len()) {
-            self.held += d.len();
-            self.chunks.push(Bytes::copy_from_slice(d));
-        } else {
-            self.whole = false;
-            self.release();
-        }
-    }
-
-    fn release(&mut self) {
-        self.chunks = Vec::new();
-        self.budget.give_back(std::mem::take(&mut self.held));
-    }
-
-    /// The whole body when it was kept, else `None` (compare by [`BodyCapture::digest`]).
-    fn body(&mut self) -> Option<Bytes> {
-        if !self.whole {
-            return None;
-        }
-        Some(match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => self.chunks[0].clone(),
-            _ => {
-                let mut all = Vec::with_capacity(self.held);
-                for c in &self.chunks {
-                    all.extend_from_slice(c);
-                }
-                // The chunks go: the budget now counts the one contiguous copy.
-                let all = Bytes::from(all);
-                self.chunks = vec![all.clone()];
-                all
-            }
-        })
-    }
-
-    fn digest(&self) -> BodyDigest {
-        self.digest
-    }
-}
-
-impl Drop for BodyCapture {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
 
 /// Watches running's answer stream past on its way to the user and hands the copy to the mirror
 /// when it ends, with running's body captured; the user's stream is never held up.
@@ -377,92 +226,6 @@ impl MirrorQueue {
     /// Hand over a copy; `false` when the queue is full and the copy was dropped.
     pub fn offer(&self, job: MirrorJob) -> bool {
         self.tx.try_send(job).is_ok()
-    }
-}
-
-/// Threads that diff pairs. Parsing two large JSON answers is CPU work: it runs on these threads
-/// only, at a lower scheduling priority (nice +10), so it uses what the proxy leaves of the cores
-/// and never competes with users; their transient memory is bounded by their number.
-const DIFF_THREADS: usize = 2;
-
-/// Pairs waiting for a diff thread; when full, a pair is not compared (counted) rather than
-/// waited for, so diffing sheds load by itself.
-const DIFF_QUEUE: usize = 4;
-
-/// Sampled copies (captured answers, a copy to the secondary) in flight at once; past it a copy
-/// is mirrored without being diffed, so the diffing's extra work stays bounded under load.
-pub const MAX_SAMPLED_IN_FLIGHT: usize = 16;
-
-/// One pair's comparison, run on a diff thread.
-type DiffWork = Box<dyn FnOnce() + Send>;
-
-/// The low-priority diff threads and the queue to them.
-struct Differ {
-    tx: std::sync::mpsc::SyncSender<DiffWork>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Differ {
-    fn start() -> Differ {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<DiffWork>(DIFF_QUEUE);
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        let threads = (0..DIFF_THREADS)
-            .filter_map(|i| {
-                let rx = rx.clone();
-                std::thread::Builder::new()
-                    .name(format!("understudy-diff-{i}"))
-                    .spawn(move || {
-                        lower_priority();
-                        loop {
-                            // The lock is held only to take the next item, never while diffing.
-                            let next = rx.lock().map(|r| r.recv());
-                            match next {
-                                Ok(Ok(work)) => work(),
-                                _ => return,
-                            }
-                        }
-                    })
-                    .ok()
-            })
-            .collect();
-        Differ { tx, threads }
-    }
-
-    /// Run `f` on a diff thread and await its result; `None` when the threads are all busy and
-    /// their queue is full (the caller then does without).
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let work: DiffWork = Box::new(move || {
-            // A bug in one comparison costs that pair, not the thread.
-            if let Ok(out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                let _ = tx.send(out);
-            }
-        });
-        self.tx.try_send(work).ok()?;
-        rx.await.ok()
-    }
-
-    /// Close the queue and wait for the threads to finish what they hold.
-    async fn stop(self) {
-        drop(self.tx);
-        let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
-    }
-}
-
-/// Make the calling thread yield the CPU to understudy's other threads (nice +10, this thread
-/// only: Linux keeps a nice value per thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority only read and set this thread's scheduling priority.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 
@@ -793,8 +556,8 @@ fn judge(
         out.push(Difference {
             path: "$body".to_string(),
             kind: diff::DiffKind::Uncompared,
-            running: format!("<{} bytes, over DIFF_MAX_BODY>", body.digest().len),
-            testing: format!("<{} bytes, over DIFF_MAX_BODY>", answer.body.digest().len),
+            running: format!("<{} bytes, over DIFF_MAX_BODY>", body.digest().len()),
+            testing: format!("<{} bytes, over DIFF_MAX_BODY>", answer.body.digest().len()),
         });
     }
     Some(out)
