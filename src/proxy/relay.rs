@@ -94,10 +94,22 @@ impl Upstream<'_> {
     /// The body was read to its end, or broke: running's connection goes back to the pool (or is
     /// closed), its in-flight count is released and the copy offered, before the user has it all.
     fn finish(&mut self) {
+        if self.broken && self.conn.is_some() {
+            BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
+        }
+        self.end(!self.broken);
+    }
+
+    /// The user went away before running's body was read: running's connection is closed (it is
+    /// in the middle of an answer), which is not running's fault, so it is not counted as broken.
+    fn abandon(&mut self) {
+        self.end(false);
+    }
+
+    fn end(&mut self, complete: bool) {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        let complete = !self.broken;
         if let Some(mut t) = self.tee.take() {
             t.finish(complete);
         }
@@ -105,9 +117,6 @@ impl Upstream<'_> {
             if complete && self.reusable && !self.extra {
                 self.proxy.pool.put(running.shared().clone(), conn);
             }
-        }
-        if self.broken {
-            BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -171,8 +180,7 @@ pub(super) async fn relay(
             () = write_by, if can_write => break false,
         }
     };
-    up.broken |= !complete && !up.done();
-    up.finish();
+    up.abandon();
     ahead.release(proxy);
     complete
 }
