@@ -754,4 +754,6 @@ async fn serve(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
