@@ -126,7 +126,19 @@ pub fn always_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// Whether any `Connection` header among `headers` names `name` (its other tokens name nothing).
+/// Framing headers and `Host` belong to the message whatever a `Connection` line says: dropping
+/// them while the body is relayed as framed would let the next hop read the body as another
+/// message (request smuggling). `close` names no header.
 pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    let kept = [
+        &b"content-length"[..],
+        b"transfer-encoding",
+        b"host",
+        b"close",
+    ];
+    if kept.iter().any(|k| is(name, k)) {
+        return false;
+    }
     headers
         .iter()
         .filter(|h| is(h.name.as_bytes(), b"connection"))
@@ -176,7 +188,8 @@ fn target_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) && b != b'#'
 }
 
-/// The target's origin form and, for an absolute form, its authority.
+/// The target's path and query and, for an absolute form, its authority (the path may then be
+/// empty or start with `?`: the origin form needs a `/` before it, RFC 9112 §3.2.1).
 fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     if target.starts_with('/') || target == "*" {
         return Some((target, None));
@@ -197,7 +210,7 @@ fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     if authority.is_empty() || authority.contains('@') {
         return None;
     }
-    Some((if path.is_empty() { "/" } else { path }, Some(authority)))
+    Some((path, Some(authority)))
 }
 
 /// What a request's headers say about its host and framing.
@@ -299,6 +312,9 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
+    if !path.starts_with('/') && path != "*" {
+        out.push(b'/');
+    }
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let host_at = out.len();

@@ -1192,13 +1192,12 @@ proptest! {
     /// An absolute-form target is forwarded in origin form (RFC 9112 §3.2.1: `/` for an empty
     /// path), its authority the first header, the user's `Host` lines dropped.
     #[test]
-    #[ignore = "head.rs bug: `GET http://a?q HTTP/1.1` is forwarded as `GET ?q HTTP/1.1`, not `/?q` (see found::absolute_form_without_a_path)"]
     fn absolute_targets_are_forwarded_in_origin_form(
         (req, authority, origin) in absolute_request(),
     ) {
         let (_, out) = forwarded(&req.render(), PEER)?;
         let others: Vec<Field> = req.fields.iter().filter(|f| !f.named("host")).cloned().collect();
-        let mut headers = vec![("host".to_string(), authority)];
+        let mut headers = vec![("Host".to_string(), authority)];
         headers.extend(expected_request_headers(&others, PEER));
         let again = reread_request(&out)?;
         prop_assert_eq!(&again.second, &origin);
@@ -1257,7 +1256,6 @@ proptest! {
     /// receives, read by the same rules, says the same length or chunking (else the bytes of one
     /// body are read as another request: request smuggling).
     #[test]
-    #[ignore = "head.rs bug (request smuggling): `Connection: content-length` or `Connection: transfer-encoding` drops the framing header while the body is relayed (see found::connection_naming_request_framing)"]
     fn apps_frame_forwarded_bodies_as_relayed(raw in any_request_bytes()) {
         if let (Parsed::Request(r), mut out) = parse_request(&raw, PEER) {
             head::supply_host(&r, b"127.0.0.1:9", &mut out);
@@ -1269,7 +1267,6 @@ proptest! {
 
     /// The app can read every head understudy forwards: by the same rules, it is a request.
     #[test]
-    #[ignore = "head.rs bugs: `Connection: host` forwards an HTTP/1.1 head without Host; `http://a?q` forwards target `?q` (see found::connection_naming_host, found::absolute_form_without_a_path)"]
     fn apps_accept_forwarded_heads(raw in any_request_bytes()) {
         if let (Parsed::Request(r), mut out) = parse_request(&raw, PEER) {
             head::supply_host(&r, b"127.0.0.1:9", &mut out);
@@ -1285,7 +1282,6 @@ proptest! {
     /// read by the same rules, says the same (close-delimited for an answer understudy
     /// dechunks).
     #[test]
-    #[ignore = "answer.rs bug: `Connection: content-length` or `Connection: transfer-encoding` drops the framing header while the body is relayed so framed (see found::connection_naming_answer_framing)"]
     fn users_frame_relayed_bodies_as_relayed(raw in any_answer_bytes(), asker in asker()) {
         let mut out = Vec::new();
         if let Ok(Some(a)) = answer::parse(&raw, asker, &mut out) {
@@ -1296,28 +1292,26 @@ proptest! {
     }
 }
 
-/// The smallest inputs found by the ignored properties above, byte for byte: each fails until
-/// the engine is fixed, then the property and its test lose their `ignore` together.
+/// The smallest inputs the properties above found against the first version of the engine, byte
+/// for byte, kept as tests of their own (each failed before its fix).
 mod found {
     use super::*;
 
-    /// RFC 9112 §3.2.1: an empty path is sent as `/`, so `http://a?q` is `/?q`. Today the app
-    /// gets `GET ?q HTTP/1.1` (which understudy itself refuses as a target) and the mirror's
-    /// `copy_of` gives no copy.
+    /// RFC 9112 §3.2.1: an empty path is sent as `/`, so `http://a?q` is `/?q`. The app got
+    /// `GET ?q HTTP/1.1` (which understudy itself refuses as a target) and the mirror's
+    /// `copy_of` gave no copy.
     #[test]
-    #[ignore = "head.rs bug: the engine's author fixes it"]
     fn absolute_form_without_a_path() {
         let (_, out) = parse_request(b"GET http://a?q HTTP/1.1\r\n\r\n", PEER);
         assert_eq!(
             text(&out),
-            "GET /?q HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
+            "GET /?q HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
         );
     }
 
-    /// `Connection: host` makes understudy drop the only `Host` of an HTTP/1.1 request it
-    /// accepted: the app gets a head RFC 9112 §3.2 says it must refuse.
+    /// `Connection: host` made understudy drop the only `Host` of an HTTP/1.1 request it
+    /// accepted: the app got a head RFC 9112 §3.2 says it must refuse.
     #[test]
-    #[ignore = "head.rs bug: the engine's author fixes it"]
     fn connection_naming_host() {
         let (_, out) = parse_request(
             b"GET / HTTP/1.1\r\nHost: h\r\nConnection: host\r\n\r\n",
@@ -1330,10 +1324,9 @@ mod found {
         );
     }
 
-    /// Request smuggling: the framing header goes, the body is relayed as framed, and the app
-    /// reads the body's bytes as its next request.
+    /// Request smuggling: the framing header went, the body was relayed as framed, and the app
+    /// read the body's bytes as its next request.
     #[test]
-    #[ignore = "head.rs bug: the engine's author fixes it"]
     fn connection_naming_request_framing() {
         for raw in [
             &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\n"[..],
@@ -1349,10 +1342,9 @@ mod found {
         }
     }
 
-    /// The same for answers: the user is told neither length nor chunking while understudy relays
-    /// a length- or chunk-delimited body and keeps the connection open.
+    /// The same for answers: the user was told neither length nor chunking while understudy
+    /// relayed a length- or chunk-delimited body and kept the connection open.
     #[test]
-    #[ignore = "answer.rs bug: the engine's author fixes it"]
     fn connection_naming_answer_framing() {
         for raw in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\n"[..],
