@@ -674,6 +674,27 @@ fn no_body_cases() -> Vec<Case> {
 fn smuggling_cases() -> Vec<Case> {
     let post = |framing: &str| format!("POST /p HTTP/1.1\r\nHost: x\r\n{framing}\r\nhello");
     vec![
+        // Found by the property tests: a Connection line naming a framing header must not drop it
+        // while the body is relayed as framed (the app would read the body as a request).
+        same(
+            "Connection: content-length keeps the request's Content-Length",
+            "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\nhello",
+            &(fwd("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n") + "hello"),
+            OK,
+        ),
+        same(
+            "Connection: transfer-encoding, host keeps the request's framing and Host",
+            "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding, host\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            &(fwd("POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n") + "5\r\nhello\r\n0\r\n\r\n"),
+            OK,
+        ),
+        relayed(
+            "an answer's Connection: content-length keeps its Content-Length",
+            GET,
+            &get_fwd(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\nok",
+            OK,
+        ),
         refusal(
             "a request with Content-Length and Transfer-Encoding: 400",
             &post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
