@@ -240,11 +240,16 @@ impl ReadAhead {
         }
     }
 
-    /// Where one more read from running can go, if anywhere: memory while it has room and
-    /// nothing waits on disk, else disk while `ANSWER_SPILL` and the free disk allow.
+    /// Where one more read of up to `read` bytes from running can go, if anywhere: nowhere once
+    /// this answer has `ANSWER_BUFFER` waiting for the user; else memory while `ANSWER_MEMORY`
+    /// has room and nothing waits on disk; else disk while `ANSWER_SPILL` and the free disk allow.
     fn target(&mut self, proxy: &Proxy, out: &mut Vec<u8>, read: usize) -> Option<Target> {
-        let on_disk = self.spill.as_ref().is_some_and(Spill::pending);
-        if !on_disk && room_to_read(proxy, out, &mut self.sent, &mut self.held) {
+        let on_disk = self.spill.as_ref().map_or(0, Spill::waiting);
+        let waiting = (out.len() - self.sent) as u64 + on_disk;
+        if waiting + read as u64 > proxy.answer_buffer.max(FREE_ANSWER) as u64 {
+            return None;
+        }
+        if on_disk == 0 && memory_room(proxy, out, &mut self.sent, &mut self.held) {
             return Some(Target::Memory);
         }
         if self.spill.is_none() {
@@ -293,7 +298,7 @@ impl ReadAhead {
 /// answers never wait.
 #[derive(Default)]
 struct Clock {
-    timers: Option<Pin<Box<Sleep>>>,
+    read: Option<Pin<Box<Sleep>>>,
     send: Option<Pin<Box<Sleep>>>,
     reading: bool,
     writing: bool,
@@ -323,7 +328,7 @@ impl Clock {
         (self.reading, self.writing) = (can_read, can_write);
         (self.read_progress, self.write_progress) = (false, false);
         let read = self
-            .timers
+            .read
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(proxy.upstream_timeout)));
         if restart_read {
             read.as_mut().reset(now + proxy.upstream_timeout);
@@ -350,9 +355,9 @@ async fn read_some(conn: &mut Option<TcpStream>, answer: &mut Vec<u8>) -> std::i
     }
 }
 
-/// Whether one more read from running fits: within `ANSWER_BUFFER` for this answer, and past its
-/// free part, within `ANSWER_MEMORY` (`held` counts what this answer took of it).
-fn room_to_read(proxy: &Proxy, out: &mut Vec<u8>, sent: &mut usize, held: &mut usize) -> bool {
+/// Whether one more read from running fits in memory: `out` has room, or may grow within
+/// `ANSWER_MEMORY` past its free part (`held` counts what this answer took of it).
+fn memory_room(proxy: &Proxy, out: &mut Vec<u8>, sent: &mut usize, held: &mut usize) -> bool {
     if out.capacity() - out.len() >= ANSWER_READ {
         return true;
     }
@@ -364,10 +369,7 @@ fn room_to_read(proxy: &Proxy, out: &mut Vec<u8>, sent: &mut usize, held: &mut u
         }
     }
     let grow = out.capacity().max(ANSWER_READ);
-    if out.capacity() + grow > proxy.answer_buffer.max(FREE_ANSWER) {
-        return false;
-    }
-    let counted = (out.capacity() + grow).saturating_sub(FREE_ANSWER.max(*held + FREE_ANSWER));
+    let counted = (out.capacity() + grow).saturating_sub(*held + FREE_ANSWER);
     if counted > 0 && !proxy.answer_memory.take(counted) {
         return false;
     }

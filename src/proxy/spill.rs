@@ -145,6 +145,11 @@ impl Spill {
         self.spills.give_back(std::mem::take(&mut self.reserved));
     }
 
+    /// Bytes waiting on disk.
+    pub fn waiting(&self) -> u64 {
+        self.written - self.read
+    }
+
     /// Whether bytes wait on disk.
     pub fn pending(&self) -> bool {
         self.read < self.written
