@@ -508,13 +508,9 @@ fn options(body: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, S
     }
 }
 
-/// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z`.
+/// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z` (bounded: see [`crate::instant`]).
 pub fn parse_instant(s: &str) -> Result<SystemTime, String> {
-    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-        .map(SystemTime::from)
-        .map_err(|e| {
-            format!("\"at\": {s:?} is not an RFC 3339 instant such as 2026-12-01T03:00:00Z ({e})")
-        })
+    crate::instant::parse(s).map_err(|e| format!("\"at\": {e}"))
 }
 
 async fn promote(State(s): State<AdminState>, body: Bytes) -> Response {
@@ -573,7 +569,33 @@ async fn rollback(State(s): State<AdminState>, body: Bytes) -> Response {
         },
         Some(other) => return bad_request(format!("\"version\" must be a string, not {other}")),
     };
+    if let Some(v) = &version {
+        if let Err(refused) = served_before(&s, v).await {
+            return refused;
+        }
+    }
     answer(s.handle.send(Command::Rollback(version)).await)
+}
+
+/// A rollback goes only to a version that served users here before, as `history.jsonl` says.
+async fn served_before(s: &AdminState, v: &semver::Version) -> Result<(), Response> {
+    let path = s.history.clone();
+    let switches = tokio::task::spawn_blocking(move || crate::history::read(&path))
+        .await
+        .map_err(|e| bad_request(format!("reading the history failed: {e}")))?
+        .unwrap_or_default();
+    if switches.iter().any(|sw| &sw.to == v) {
+        return Ok(());
+    }
+    let error = format!(
+        "{v} never served users here ({} lists every version that did): a rollback goes to one of those",
+        s.history.display()
+    );
+    Err((
+        StatusCode::CONFLICT,
+        Json(json!({ "ok": false, "error": error })),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -1088,9 +1088,18 @@ fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, ConfigError> {
     if v.is_empty() {
         return Ok(None);
     }
-    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .map(|t| Some(t.into()))
-        .map_err(|_| invalid("PROMOTE_AT", v, expected))
+    crate::instant::parse(v).map(Some).map_err(|e| match e {
+        crate::instant::InstantError::OutOfRange { .. } => invalid(
+            "PROMOTE_AT",
+            v,
+            &format!(
+                "an instant from {} to {} in UTC",
+                crate::instant::EARLIEST,
+                crate::instant::LATEST
+            ),
+        ),
+        crate::instant::InstantError::NotRfc3339 { .. } => invalid("PROMOTE_AT", v, expected),
+    })
 }
 
 /// Where the admin API listens and what it asks for.

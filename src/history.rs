@@ -60,11 +60,9 @@ impl Switch {
     }
 }
 
-/// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z`.
+/// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z` (bounded: see [`crate::instant`]).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(SystemTime::from)
+    crate::instant::parse(s).ok()
 }
 
 /// Append `switch` as one line and fsync it before returning.

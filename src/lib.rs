@@ -35,6 +35,7 @@ pub mod events;
 pub mod history;
 pub mod hooks;
 pub mod instance;
+pub mod instant;
 pub mod layout;
 pub mod metrics;
 pub mod proxy;

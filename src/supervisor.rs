@@ -1956,6 +1956,18 @@ impl Decision<'_> {
         if running.as_ref() == Some(&target) {
             return refuse(format!("{target} is already running"));
         }
+        let under_test = [self.s.testing(), self.s.next()]
+            .into_iter()
+            .flatten()
+            .any(|slot| slot.version() == &target);
+        if under_test || self.s.pending().is_some_and(|p| p.version == target) {
+            // Rolling back to a build that never served would put untested code in front of users
+            // (and a later abort would move the folder running lives in).
+            return refuse(format!(
+                "{target} is the build under test and never served: promote it or abort it; a \
+                 rollback goes to a version that served before"
+            ));
+        }
         tracing::info!("operator rolls back to {target}");
         self.s.restoring = Some((target.clone(), Some(id)));
         self.out.push(Action::Restore(target));

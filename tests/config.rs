@@ -130,6 +130,8 @@ fn out_of_bounds_values_fail_at_start_without_panicking() {
         ("JAR_COMMAND", "java '-Dname=a b -jar {artifact}"),
         ("JAR_COMMAND", "   "),
         ("EXEC_COMMAND", "./start.sh --port {port}"),
+        // Valid RFC 3339, but year 10000 in UTC: converting it panicked and stopped understudy.
+        ("PROMOTE_AT", "9999-12-31T23:59:59-23:59"),
     ];
     for (key, value) in cases {
         let base = Base::new("bounds");

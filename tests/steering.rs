@@ -29,6 +29,31 @@ fn scheduled_switches(base: &Base) -> usize {
         .count()
 }
 
+/// Valid RFC 3339 whose UTC date is in year 10000: it used to panic the supervisor (every child
+/// stopped, exit 1) through the CLI and the API, and the history handler through `?at=`.
+#[test]
+fn an_instant_past_year_9999_is_refused_everywhere_and_understudy_keeps_serving() {
+    let (base, mut u) = start_with_testing("instant-bounds", "");
+    let far = "9999-12-31T23:59:59-23:59";
+    let (code, _, err) = cli(&base, &["promote", "--at", far]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("9999-12-31T23:59:59Z"),
+        "says the range: {err}"
+    );
+    let (addr, token) = admin(&base);
+    let body = format!("{{\"at\": \"{far}\"}}");
+    let (code, answer) = api(addr, "POST", "/api/promote", Some(&token), &body);
+    assert_eq!(code, 400, "{answer}");
+    let (code, answer) = api(addr, "GET", &format!("/api/history?at={far}"), None, "");
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(u.get("/").0, 200, "understudy still serves");
+    let (code, out, _) = cli(&base, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1.1.0"), "testing is still under test: {out}");
+    u.stop();
+}
+
 #[test]
 fn a_scheduled_promotion_survives_a_hard_kill_and_fires_exactly_once() {
     let (base, mut u) = start_with_testing("schedule-kill", "");
@@ -238,5 +263,41 @@ fn a_promoted_version_that_answers_500s_is_rolled_back_by_the_guard() {
         log.contains("guard_tripped") && log.contains("5xx rate"),
         "{log}"
     );
+    u.stop();
+}
+
+/// The sequence: a rollback named the build under test (200, and the never-served build
+/// took over); a later abort moved the folder running lived in to `rejected/`; after a restart,
+/// 503. Now the rollback is 409, and so is one to a version that never served here.
+#[test]
+fn a_rollback_to_the_build_under_test_or_to_a_version_that_never_served_is_409() {
+    let (base, mut u) = start_with_testing("rollback-under-test", "STABLE_WINDOW=1h");
+    let (addr, token) = admin(&base);
+    let rollback = |v: &str| {
+        let body = format!("{{\"version\": \"{v}\"}}");
+        api(addr, "POST", "/api/rollback", Some(&token), &body)
+    };
+    let (code, body) = rollback("1.1.0");
+    assert_eq!(code, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("never served"), "{body}");
+    let (code, body) = rollback("0.9.0");
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
+
+    let (code, body) = api(addr, "POST", "/api/abort", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    wait_until("1.1.0 rejected", Duration::from_secs(10), || {
+        base.path.join("rejected/app-1.1.0").exists().then_some(())
+    });
+    assert!(
+        base.path.join("app-1.0.0").exists(),
+        "running's folder stays"
+    );
+    assert_eq!(u.get("/").0, 200);
+    u.stop();
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    assert!(u.get("/").1.contains("1.0.0"));
     u.stop();
 }
