@@ -30,6 +30,7 @@ mod relay;
 mod reply;
 mod spill;
 mod stats;
+mod timer;
 mod upgrade;
 mod upstream;
 

@@ -279,7 +279,10 @@ fn a_rollback_to_the_build_under_test_or_to_a_version_that_never_served_is_409()
     };
     let (code, body) = rollback("1.1.0");
     assert_eq!(code, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("never served"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("never served"),
+        "{body}"
+    );
     let (code, body) = rollback("0.9.0");
     assert_eq!(code, 409, "{body}");
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));

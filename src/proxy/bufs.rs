@@ -1,11 +1,14 @@
-//! What a user connection holds between its requests: three buffers, reused by each request, and
-//! what the connection does after one.
+//! What a user connection holds between its requests: three buffers and two timers, reused by
+//! each request, and what the connection does after one.
+
+use std::time::Duration;
+
+use super::timer::Timer;
 
 /// Buffers kept between requests up to this size; a larger one (after a large answer) goes.
 const KEPT_BUFFER: usize = 64 * 1024;
 
-/// A user connection's buffers, reused by each of its requests.
-#[derive(Default)]
+/// A user connection's buffers and timers, reused by each of its requests.
 pub struct Bufs {
     /// What the user sent and is not handled yet (the next head, the rest of a body).
     pub buf: Vec<u8>,
@@ -13,9 +16,24 @@ pub struct Bufs {
     pub out: Vec<u8>,
     /// What the instance sent and is not relayed yet.
     pub answer: Vec<u8>,
+    /// `HEADER_TIMEOUT`: for a request head, and between the reads of a request body.
+    pub head_timer: Timer,
+    /// `UPSTREAM_TIMEOUT`: for running's answer head.
+    pub upstream_timer: Timer,
 }
 
 impl Bufs {
+    /// Empty buffers (the read buffer with room for a small head) and the two timers.
+    pub fn new(header_timeout: Duration, upstream_timeout: Duration) -> Bufs {
+        Bufs {
+            buf: Vec::with_capacity(4096),
+            out: Vec::new(),
+            answer: Vec::new(),
+            head_timer: Timer::new(header_timeout),
+            upstream_timer: Timer::new(upstream_timeout),
+        }
+    }
+
     /// Between requests: a buffer grown by a large answer or head goes, so an idle connection
     /// holds little.
     pub fn shrink(&mut self) {

@@ -32,12 +32,9 @@ pub(super) async fn serve(
 ) {
     let _counted = counted;
     let forwarded = peer.ip().to_string();
-    // A connection that never sends a request costs its 4 KiB read buffer only; the others are
-    // sized by their first use.
-    let mut bufs = Bufs {
-        buf: Vec::with_capacity(4096),
-        ..Bufs::default()
-    };
+    // A connection that never sends a request costs its 4 KiB read buffer and two timers; the
+    // other buffers are sized by their first use.
+    let mut bufs = Bufs::new(proxy.header_timeout, proxy.upstream_timeout);
     loop {
         let Some(parsed) = read_head(&mut client, &proxy, &mut bufs, &forwarded, &stop).await
         else {
@@ -86,8 +83,7 @@ async fn read_head(
     stop: &CancellationToken,
 ) -> Option<Result<RequestHead, Refusal>> {
     let max_head = proxy.limits.header_bytes;
-    let timer = tokio::time::sleep(proxy.header_timeout);
-    tokio::pin!(timer);
+    bufs.head_timer.arm();
     let mut room = std::pin::pin!(proxy.room.make_room.notified());
     loop {
         if !bufs.buf.is_empty() {
@@ -118,7 +114,7 @@ async fn read_head(
                 Ok(1..) => {}
                 _ => return None,
             },
-            () = &mut timer => return None,
+            () = bufs.head_timer.expired() => return None,
             () = stop.cancelled() => return None,
             () = &mut room => {
                 if proxy.room.chosen() {

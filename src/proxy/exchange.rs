@@ -5,7 +5,6 @@
 //! instance may have closed it while idle); never after an answer byte, never twice.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +12,7 @@ use tokio::net::TcpStream;
 
 use super::answer::{self, Answer, Asker};
 use super::pool::{self, Pool, UpstreamError};
+use super::timer::Timer;
 use super::Upstream;
 
 /// First size of the buffer an instance's answer is read into.
@@ -50,7 +50,7 @@ pub async fn send(
     request: &[u8],
     retry: bool,
     answer: &mut Vec<u8>,
-    timeout: Duration,
+    timer: &mut Timer,
 ) -> Result<TcpStream, UpstreamError> {
     let mut fresh = false;
     loop {
@@ -62,12 +62,12 @@ pub async fn send(
             conn.write_all(request).await?;
             conn.read_buf(answer).await
         };
-        match tokio::time::timeout(timeout, exchanged).await {
-            Err(_) => return Err(UpstreamError::Timeout(timeout)),
-            Ok(Ok(1..)) => return Ok(conn),
-            Ok(_) if reused && retry && !fresh => fresh = true,
-            Ok(Ok(_)) => return Err(UpstreamError::Closed),
-            Ok(Err(e)) => return Err(UpstreamError::Io(e)),
+        match timer.bound(exchanged).await {
+            None => return Err(UpstreamError::Timeout(timer.after())),
+            Some(Ok(1..)) => return Ok(conn),
+            Some(_) if reused && retry && !fresh => fresh = true,
+            Some(Ok(_)) => return Err(UpstreamError::Closed),
+            Some(Err(e)) => return Err(UpstreamError::Io(e)),
         }
     }
 }
@@ -79,7 +79,7 @@ pub async fn read_head(
     answer: &mut Vec<u8>,
     asker: Asker,
     out: &mut Vec<u8>,
-    timeout: Duration,
+    timer: &mut Timer,
 ) -> Result<Answer, UpstreamError> {
     loop {
         if let Some(a) = answer::parse(answer, asker, out)? {
@@ -88,11 +88,11 @@ pub async fn read_head(
         if answer.capacity() == answer.len() {
             answer.reserve(ANSWER_READ);
         }
-        match tokio::time::timeout(timeout, conn.read_buf(answer)).await {
-            Err(_) => return Err(UpstreamError::Timeout(timeout)),
-            Ok(Ok(1..)) => {}
-            Ok(Ok(_)) => return Err(UpstreamError::Closed),
-            Ok(Err(e)) => return Err(UpstreamError::Io(e)),
+        match timer.bound(conn.read_buf(answer)).await {
+            None => return Err(UpstreamError::Timeout(timer.after())),
+            Some(Ok(1..)) => {}
+            Some(Ok(_)) => return Err(UpstreamError::Closed),
+            Some(Err(e)) => return Err(UpstreamError::Io(e)),
         }
     }
 }
@@ -100,6 +100,8 @@ pub async fn read_head(
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use std::time::Duration;
 
     use semver::Version;
     use tokio::net::TcpListener;
@@ -157,7 +159,7 @@ mod tests {
         let pool = Pool::default();
         pooled(&pool, &up, 3).await;
         let mut answer = Vec::new();
-        let sent = send(&pool, &up, GET, true, &mut answer, SECOND).await;
+        let sent = send(&pool, &up, GET, true, &mut answer, &mut Timer::new(SECOND)).await;
         assert!(sent.is_err(), "every connection resets");
         assert_eq!(
             seen.load(Ordering::SeqCst),
@@ -173,7 +175,7 @@ mod tests {
         let pool = Pool::default();
         pooled(&pool, &up, 1).await;
         let mut answer = Vec::new();
-        let conn = send(&pool, &up, GET, true, &mut answer, SECOND).await;
+        let conn = send(&pool, &up, GET, true, &mut answer, &mut Timer::new(SECOND)).await;
         assert!(conn.is_ok(), "{:?}", conn.err());
         assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
         assert_eq!(seen.load(Ordering::SeqCst), 2);
@@ -187,9 +189,9 @@ mod tests {
         let mut answer = Vec::new();
         let post = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
         let retry = retryable(&Method::POST);
-        assert!(send(&pool, &up, post, retry, &mut answer, SECOND)
-            .await
-            .is_err());
+        let mut timer = Timer::new(SECOND);
+        let sent = send(&pool, &up, post, retry, &mut answer, &mut timer).await;
+        assert!(sent.is_err());
         assert_eq!(
             seen.load(Ordering::SeqCst),
             1,
@@ -209,8 +211,8 @@ mod tests {
             Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap(),
         );
         let mut answer = Vec::new();
-        let t = Duration::from_millis(200);
-        let sent = send(&Pool::default(), &up, GET, true, &mut answer, t).await;
+        let mut t = Timer::new(Duration::from_millis(200));
+        let sent = send(&Pool::default(), &up, GET, true, &mut answer, &mut t).await;
         assert!(
             matches!(sent, Err(UpstreamError::Timeout(_))),
             "{:?}",

@@ -126,9 +126,9 @@ async fn upstream(
     body: &mut BodyIn,
 ) -> Result<(TcpStream, Answer), Failure> {
     let (mut conn, body_done) = if req.body == Framing::Empty {
-        let (retry, timeout) = (exchange::retryable(&req.method), proxy.upstream_timeout);
-        let answer = &mut bufs.answer;
-        let conn = exchange::send(&proxy.pool, running, &bufs.out, retry, answer, timeout).await?;
+        let retry = exchange::retryable(&req.method);
+        let (answer, timer) = (&mut bufs.answer, &mut bufs.upstream_timer);
+        let conn = exchange::send(&proxy.pool, running, &bufs.out, retry, answer, timer).await?;
         (conn, true)
     } else {
         send_with_body(client, proxy, req, running, bufs, body).await?
@@ -157,7 +157,7 @@ async fn final_head(
             &mut bufs.answer,
             asker,
             &mut bufs.out,
-            proxy.upstream_timeout,
+            &mut bufs.upstream_timer,
         )
         .await?;
         if !a.interim {
@@ -204,8 +204,8 @@ async fn send_with_body(
                     return Ok((conn, false));
                 }
             }
-            r = tokio::time::timeout(proxy.header_timeout, client.read_buf(&mut bufs.buf)) => {
-                if !matches!(r, Ok(Ok(1..))) {
+            r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => {
+                if !matches!(r, Some(Ok(1..))) {
                     return Err(Failure::ClientGone);
                 }
                 let took = body.take(&bufs.buf)?;

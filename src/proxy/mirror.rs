@@ -29,6 +29,7 @@ use super::answer::{self, Asker};
 use super::exchange;
 use super::framing::Framing;
 use super::pool::{Pool, UpstreamError};
+use super::timer::Timer;
 use super::{ProxyStats, Upstream};
 use crate::config::Config;
 use crate::diff::{self, DiffOptions, Difference};
@@ -463,13 +464,16 @@ async fn fetch(
         let mut answer = Vec::new();
         let mut out = Vec::new();
         let retry = exchange::retryable(method);
-        let mut conn = exchange::send(client, to, &req, retry, &mut answer, timeout).await?;
+        // The whole copy is bounded below; this timer only serves the exchange's own waits.
+        let mut timer = Timer::new(timeout);
+        let mut conn = exchange::send(client, to, &req, retry, &mut answer, &mut timer).await?;
         let asker = Asker {
             head: method == Method::HEAD,
             ..Asker::default()
         };
         let a = loop {
-            let a = exchange::read_head(&mut conn, &mut answer, asker, &mut out, timeout).await?;
+            let a =
+                exchange::read_head(&mut conn, &mut answer, asker, &mut out, &mut timer).await?;
             if !a.interim {
                 break a;
             }
