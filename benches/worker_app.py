@@ -2,7 +2,10 @@
 serves one request at a time and is busy until its answer is written, so a worker that waits on
 a slow reader serves nobody else. Each answer closes its connection (a container's idle
 keep-alive connections wait in a selector, not in a worker; closing models that without one).
-`/big` answers BIG bytes (1 000 000 by default), anything else `ok`. For benches/slow-readers.sh.
+`/big` answers BIG bytes (1 000 000 by default), anything else `ok`. Each connection's send
+buffer is SNDBUF bytes (64 KiB): on loopback Linux starts it at about 1.4 MB (ten segments of
+64 KiB), which would absorb a whole 1 MB answer and hide the attack; on a real network (1 460-byte
+segments) it starts near 64 KiB, as here. For benches/slow-readers.sh.
 
     PORT=18001 WORKERS=32 python3 benches/worker_app.py
 """
@@ -14,6 +17,7 @@ PORT = int(os.environ["PORT"])
 WORKERS = int(os.environ.get("WORKERS", "32"))
 BIG = int(os.environ.get("BIG", "1000000"))
 BODY = b"x" * BIG
+SNDBUF = int(os.environ.get("SNDBUF", "65536"))
 
 
 def serve(conn):
@@ -33,6 +37,7 @@ def serve(conn):
 def worker(listener):
     while True:
         conn, _ = listener.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         try:
             serve(conn)
         except OSError:
