@@ -269,7 +269,8 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     let h: Value = serde_json::from_str(&out).unwrap();
     assert!(h["serving"].is_null(), "{h}");
 
-    // A version never archived: 404 naming it, exit 1, nothing changes.
+    // A version that never served here: 409 naming it (issue 22: a rollback goes only to a
+    // version that served before), exit 1, nothing changes.
     let (addr, token) = admin(&base);
     let (code, body) = api(
         addr,
@@ -278,12 +279,12 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
         Some(&token),
         r#"{"version":"9.9.9"}"#,
     );
-    assert_eq!(code, 404, "{body}");
+    assert_eq!(code, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("9.9.9"), "{body}");
     let (code, _, err) = cli(&base, &["rollback", "9.9.9"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("9.9.9") && err.contains("never archived"),
+        err.contains("9.9.9") && err.contains("never served"),
         "{err}"
     );
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
