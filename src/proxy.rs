@@ -374,10 +374,10 @@ fn proxy_thread(
                 thread: index,
                 source,
             })?;
-        let header_timeout = proxy.header_timeout;
+        let proxy = Arc::new(proxy);
         tokio::select! {
-            () = accept::serve(listener, Arc::new(proxy), conns, stop, drain_grace) => {}
-            () = keep_a_timer_due(header_timeout) => {}
+            () = accept::serve(listener, proxy.clone(), conns, stop, drain_grace) => {}
+            () = keep_a_timer_due(&proxy) => {}
         }
         Ok(())
     })
@@ -387,15 +387,19 @@ fn proxy_thread(
 /// Every request arms a header timer `HEADER_TIMEOUT` from now; when it is the earliest timer,
 /// tokio wakes its own event loop through an eventfd to re-plan its sleep: a `write(2)` and an
 /// extra `epoll_wait` for about one request in six under load (measured, docs/benchmarks.md).
-/// With this tick always due sooner, arming a header timer never is the earliest.
-async fn keep_a_timer_due(header_timeout: Duration) {
-    let period = header_timeout
+/// With this tick always due sooner, arming a header timer never is the earliest. Each tick also
+/// drops the thread's pooled connections that instances closed (stopped ones), even while no
+/// request gives one back.
+async fn keep_a_timer_due(proxy: &Proxy) {
+    let period = proxy
+        .header_timeout
         .min(Duration::from_secs(1))
         .max(Duration::from_millis(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        proxy.pool.sweep();
     }
 }
 

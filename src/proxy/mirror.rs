@@ -263,6 +263,19 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(concurrency));
     let differ = Arc::new(Differ::start());
     let tracker = TaskTracker::new();
+    // Connections to instances stopped since (a rejected testing, a retired secondary) are dropped
+    // within a second even while no copy is sent.
+    let sweeper = cancel.child_token();
+    let (sweeping, stop_sweeping) = (client.clone(), sweeper.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop_sweeping.cancelled() => return,
+                _ = tick.tick() => sweeping.sweep(),
+            }
+        }
+    });
     loop {
         // Wait for a free slot first: while testing is slow the queue fills and new copies are
         // dropped at the proxy, instead of piling up here.
@@ -294,6 +307,7 @@ pub async fn run(
             }
         }));
     }
+    sweeper.cancel();
     tracker.close();
     tracker.wait().await;
     if let Ok(differ) = Arc::try_unwrap(differ) {

@@ -68,10 +68,15 @@ struct Idle {
     since: Instant,
 }
 
+/// How often every idle connection is looked at (and the closed ones dropped), at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Idle keep-alive connections, newest last.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
+    /// When every idle connection was last looked at.
+    swept: Mutex<Option<Instant>>,
 }
 
 impl Pool {
@@ -111,6 +116,28 @@ impl Pool {
             stream,
             since,
         });
+        drop(idle);
+        self.sweep_at(since);
+    }
+
+    /// Drop every idle connection that is stale or closed, at most once per `SWEEP_EVERY`.
+    pub fn sweep(&self) {
+        self.sweep_at(Instant::now());
+    }
+
+    /// Once per `SWEEP_EVERY`, drop every idle connection that is stale or closed (an instance
+    /// stopped since): the amortised sweep above stops at the first live connection, and closed
+    /// ones behind it would hold their descriptors until they reach the front.
+    fn sweep_at(&self, now: Instant) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
+            if swept.is_some_and(|at| now.duration_since(at) < SWEEP_EVERY) {
+                return;
+            }
+            *swept = Some(now);
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && quiet(&c.stream));
     }
 
     /// Idle connections held now (for tests).
