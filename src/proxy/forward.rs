@@ -163,13 +163,26 @@ async fn final_head(
         if !a.interim {
             return Ok(a);
         }
-        if !asker.http10 {
-            write_timed(client, &bufs.out, proxy.send_timeout)
-                .await
-                .map_err(|_| Failure::ClientGone)?;
-        }
-        bufs.answer.drain(..a.len);
+        pass_interim(client, proxy, asker.http10, a.len, bufs).await?;
     }
+}
+
+/// An interim answer (rewritten in `bufs.out`) goes to an HTTP/1.1 user (an HTTP/1.0 one gets
+/// none), and leaves `bufs.answer`.
+async fn pass_interim(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    http10: bool,
+    len: usize,
+    bufs: &mut Bufs,
+) -> Result<(), Failure> {
+    if !http10 {
+        write_timed(client, &bufs.out, proxy.send_timeout)
+            .await
+            .map_err(|_| Failure::ClientGone)?;
+    }
+    bufs.answer.drain(..len);
+    Ok(())
 }
 
 /// Send the head and the user's body to running as the user framed it, checking its framing and
@@ -238,12 +251,7 @@ async fn early_answer(
         if !a.interim {
             return Ok(true);
         }
-        if !req.http10 {
-            write_timed(client, &bufs.out, proxy.send_timeout)
-                .await
-                .map_err(|_| Failure::ClientGone)?;
-        }
-        bufs.answer.drain(..a.len);
+        pass_interim(client, proxy, req.http10, a.len, bufs).await?;
     }
 }
 
