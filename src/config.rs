@@ -1069,11 +1069,21 @@ fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     let urls = comma_list(v);
     let bad = urls.iter().find(|u| {
         u.parse::<http::Uri>()
-            .map(|uri| uri.scheme_str() != Some("http") || uri.host().is_none())
+            .map(|uri| {
+                // A port past 65535 parses as an authority but names no port at all.
+                let written = uri.authority().map_or("", |a| a.as_str());
+                let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
+                let bad_port = after_host.contains(':') && uri.port_u16().is_none();
+                uri.scheme_str() != Some("http") || uri.host().is_none() || bad_port
+            })
             .unwrap_or(true)
     });
     if let Some(u) = bad {
-        return Err(invalid("WEBHOOK_URLS", u, expected));
+        return Err(invalid(
+            "WEBHOOK_URLS",
+            &crate::webhooks::redacted(u),
+            expected,
+        ));
     }
     if urls.len() > 16 {
         return Err(invalid("WEBHOOK_URLS", v, expected));

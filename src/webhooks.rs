@@ -28,8 +28,27 @@ pub struct WebhookStats {
     pub dropped: AtomicU64,
 }
 
-/// Deliver events to `url` until `stop`.
-pub async fn run(url: String, events: Events, stats: Arc<WebhookStats>, stop: CancellationToken) {
+/// `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Deliver events to `target` until `stop`.
+pub async fn run(
+    target: String,
+    events: Events,
+    stats: Arc<WebhookStats>,
+    stop: CancellationToken,
+) {
+    // Everything logged names the receiver without its credentials.
+    let url = redacted(&target);
     let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -57,7 +76,7 @@ pub async fn run(url: String, events: Events, stats: Arc<WebhookStats>, stop: Ca
         };
         tokio::select! {
             _ = stop.cancelled() => return,
-            ok = deliver(&client, &url, &e) => {
+            ok = deliver(&client, &target, &url, &e) => {
                 if ok {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -73,13 +92,13 @@ pub async fn run(url: String, events: Events, stats: Arc<WebhookStats>, stop: Ca
     }
 }
 
-/// POST one event, retrying with backoff; whether a 2xx came back.
-async fn deliver(client: &reqwest::Client, url: &str, e: &Stamped) -> bool {
+/// POST one event to `target` (shown as `url`), retrying with backoff; whether a 2xx came back.
+async fn deliver(client: &reqwest::Client, target: &str, url: &str, e: &Stamped) -> bool {
     let body = serde_json::to_vec(e).unwrap_or_default();
     let mut delay = BACKOFF;
     for attempt in 1..=ATTEMPTS {
         let sent = client
-            .post(url)
+            .post(target)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Understudy-Event", e.name())
             .header("X-Understudy-Seq", e.seq.to_string())
@@ -97,4 +116,21 @@ async fn deliver(client: &reqwest::Client, url: &str, e: &Stamped) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redacted("http://user:secret@hooks.example:9000/in?x=1"),
+            "http://***@hooks.example:9000/in?x=1"
+        );
+        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
+        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
+        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
 }

@@ -132,6 +132,8 @@ fn out_of_bounds_values_fail_at_start_without_panicking() {
         ("EXEC_COMMAND", "./start.sh --port {port}"),
         // Valid RFC 3339, but year 10000 in UTC: converting it panicked and stopped understudy.
         ("PROMOTE_AT", "9999-12-31T23:59:59-23:59"),
+        // A port past 65535 was accepted at start.
+        ("WEBHOOK_URLS", "http://127.0.0.1:99999/hooks"),
     ];
     for (key, value) in cases {
         let base = Base::new("bounds");
