@@ -1079,16 +1079,24 @@ fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
             .unwrap_or(true)
     });
     if let Some(u) = bad {
-        return Err(invalid(
-            "WEBHOOK_URLS",
-            &crate::webhooks::redacted(u),
-            expected,
-        ));
+        return Err(invalid("WEBHOOK_URLS", &redacted(u), expected));
     }
     if urls.len() > 16 {
         return Err(invalid("WEBHOOK_URLS", v, expected));
     }
     Ok(urls)
+}
+
+/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 /// PROMOTE_AT: an RFC 3339 instant, or empty.
@@ -1673,6 +1681,18 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redacted("http://user:secret@hooks.example:9000/in?x=1"),
+            "http://***@hooks.example:9000/in?x=1"
+        );
+        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
+        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
+        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
 
     fn load(env_text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!(

@@ -28,18 +28,6 @@ pub struct WebhookStats {
     pub dropped: AtomicU64,
 }
 
-/// `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
 /// Deliver events to `target` until `stop`.
 pub async fn run(
     target: String,
@@ -48,7 +36,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     // Everything logged names the receiver without its credentials.
-    let url = redacted(&target);
+    let url = crate::config::redacted(&target);
     let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -116,21 +104,4 @@ async fn deliver(client: &reqwest::Client, target: &str, url: &str, e: &Stamped)
         }
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_never_show() {
-        assert_eq!(
-            redacted("http://user:secret@hooks.example:9000/in?x=1"),
-            "http://***@hooks.example:9000/in?x=1"
-        );
-        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
-        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
-        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
-        assert_eq!(redacted("not a url"), "not a url");
-    }
 }
