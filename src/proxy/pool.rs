@@ -116,11 +116,10 @@ impl Pool {
             stream,
             since,
         });
-        drop(idle);
-        self.sweep_at(since);
     }
 
-    /// Drop every idle connection that is stale or closed, at most once per `SWEEP_EVERY`.
+    /// Drop every idle connection that is stale or closed, at most once per `SWEEP_EVERY`; called
+    /// by a tick (each proxy thread's, the mirror's sweeper), never on the request path.
     pub fn sweep(&self) {
         self.sweep_at(Instant::now());
     }
