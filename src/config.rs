@@ -89,10 +89,13 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "PRE_PROMOTE", default: "", doc: "Hook run before a promotion starts; failing leaves running untouched and the build testing." },
     KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained; a failure is reported." },
     KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
+    KeyDoc { key: "HOOK_LOG_MAX", default: "1MiB", doc: "Largest .understudy/hooks.log; past it the older half is dropped with a marker line, so a chatty hook cannot fill the disk." },
     KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
     KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
     KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// URLs each event is POSTed to as JSON, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
     KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
+    KeyDoc { key: "MAX_ADMIN_CONNECTIONS", default: "256", doc: "Most admin API connections open at once (SSE streams included); past it new ones wait in the backlog, so the admin side can never use up the descriptors the proxy and the children need." },
+    KeyDoc { key: "ADMIN_HOSTS", default: "", doc: "Comma-separated extra names the admin API answers to in Host (the listen address and localhost always work); any other Host gets 421, so a web page cannot read the API through DNS rebinding." },
     KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
 ];
 
@@ -293,6 +296,12 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Admin bearer token from `ADMIN_TOKEN`; `None` means generate (or reuse) `admin.token`.
     pub admin_token: Option<String>,
+    /// `MAX_ADMIN_CONNECTIONS`: the admin side's share of descriptors, so it cannot starve the proxy.
+    pub admin_connections: usize,
+    /// `ADMIN_HOSTS`: extra `Host` names (lower case, port stripped) the admin API answers to.
+    pub admin_hosts: Vec<String>,
+    /// `HOOK_LOG_MAX`: bytes hooks.log may grow to before its older half is dropped.
+    pub hook_log_max: u64,
     /// Unknown keys seen in `.env` (logged once tracing is up, never fatal: a Vili `.env` may carry others).
     pub unknown_keys: Vec<String>,
     /// Not a key: understudy's own program, started as each instance's watchdog (see
@@ -578,6 +587,7 @@ impl Config {
         };
         let hook_timeout =
             raw.duration("HOOK_TIMEOUT", Duration::from_millis(1), MAX_SHORT_DURATION)?;
+        let hook_log_max = raw.size("HOOK_LOG_MAX", MAX_SIZE)?.max(4096);
         let missed_schedule_grace =
             raw.duration("MISSED_SCHEDULE_GRACE", Duration::ZERO, MAX_WINDOW)?;
         Ok(Config {
@@ -625,6 +635,9 @@ impl Config {
             missed_schedule_grace,
             admin_listen: admin.listen,
             admin_token: admin.token,
+            admin_connections: admin.connections,
+            admin_hosts: admin.hosts,
+            hook_log_max,
             unknown_keys: Vec::new(),
             watchdog: None,
         })
@@ -1124,6 +1137,8 @@ fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, ConfigError> {
 struct Admin {
     listen: Option<SocketAddr>,
     token: Option<String>,
+    connections: usize,
+    hosts: Vec<String>,
 }
 
 /// ADMIN_LISTEN, ADMIN_TOKEN.
@@ -1152,10 +1167,30 @@ fn admin(raw: &Raw) -> Result<Admin, ConfigError> {
         // Never echo a secret back into a log.
         return Err(invalid("ADMIN_TOKEN", "(hidden)", token_expected));
     }
+    let connections = raw.count_usize("MAX_ADMIN_CONNECTIONS", 100_000)?;
     Ok(Admin {
         listen,
         token: Some(token.to_string()).filter(|t| !t.is_empty()),
+        connections,
+        hosts: admin_hosts(raw)?,
     })
+}
+
+/// ADMIN_HOSTS: host names (no port, no scheme), kept lower case for comparison with `Host`.
+fn admin_hosts(raw: &Raw) -> Result<Vec<String>, ConfigError> {
+    let expected = "comma-separated host names such as understudy.internal,10.0.0.5, at most 64";
+    let v = raw.text("ADMIN_HOSTS", 16 * 1024, expected)?;
+    let hosts = comma_list(v);
+    let bad = |h: &String| {
+        h.len() > 253
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    };
+    if hosts.len() > 64 || hosts.iter().any(bad) {
+        return Err(invalid("ADMIN_HOSTS", v, expected));
+    }
+    Ok(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect())
 }
 
 /// Map a key as written (upper case, or a Vili lower-case key) to the canonical key.
@@ -1674,6 +1709,9 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
         admin_listen => "ADMIN_LISTEN",
         admin_token => "ADMIN_TOKEN",
+        admin_connections => "MAX_ADMIN_CONNECTIONS",
+        admin_hosts => "ADMIN_HOSTS",
+        hook_log_max => "HOOK_LOG_MAX",
     );
     changed
 }
