@@ -2023,6 +2023,7 @@ mod tests {
         "LOG_DIR",
         "PLAIN_LOG_ERROR_REGEX",
         "PLAIN_LOG_WARN_REGEX",
+        "ADMIN_HOSTS",
     ];
     /// Keys where 400 characters are a plausible value.
     const LONG_TEXT: &[&str] = &[
