@@ -30,7 +30,11 @@ use crate::layout::{write_atomic, Layout};
 use crate::proxy::ProxyStats;
 use crate::supervisor::{Command, CommandError, Status, SupervisorHandle};
 
+mod conns;
 mod dashboard;
+
+/// Connections the unix socket holds at once: the CLI's, counted in `FD_RESERVE`.
+const UNIX_CONNECTIONS: usize = 32;
 
 /// Why the admin API could not be set up; understudy does not start without it.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,12 @@ pub struct Bound {
     unix: tokio::net::UnixListener,
     socket: PathBuf,
     token: Arc<str>,
+    /// `MAX_ADMIN_CONNECTIONS`, for the TCP listener.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// `HEADER_TIMEOUT`, for heads and for idle connections.
+    header_timeout: std::time::Duration,
+    /// `ADMIN_HOSTS` and the names always allowed.
+    hosts: conns::AllowedHosts,
 }
 
 impl Bound {
@@ -104,6 +114,9 @@ pub fn bind(cfg: &Config, layout: &Layout) -> Result<Bound, AdminError> {
         unix,
         socket,
         token,
+        permits: Arc::new(tokio::sync::Semaphore::new(cfg.admin_connections)),
+        header_timeout: cfg.header_timeout,
+        hosts: conns::AllowedHosts(cfg.admin_hosts.clone().into()),
     };
     let info = json!({
         "listen": bound.local_addr().map(|a| a.to_string()),
@@ -176,33 +189,27 @@ pub struct AdminState {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// Serve both listeners until `stop`, then let the calls in flight finish.
+/// Serve both listeners until `stop`, then let the calls in flight finish. TCP holds at most
+/// `MAX_ADMIN_CONNECTIONS` and refuses a `Host` that is not ours (421); the unix socket, which only
+/// understudy's own user can reach, has a fixed bound of its own inside the descriptor reserve.
 pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
     let Bound {
         tcp,
         unix,
         socket,
         token,
+        permits,
+        header_timeout,
+        hosts,
     } = bound;
     let local = router(state.clone(), None);
-    let unix_stop = stop.clone();
-    let unix_task = async move {
-        if let Err(e) = axum::serve(unix, local)
-            .with_graceful_shutdown(unix_stop.cancelled_owned())
-            .await
-        {
-            tracing::warn!("admin socket stopped: {e}");
-        }
-    };
+    let local_permits = Arc::new(tokio::sync::Semaphore::new(UNIX_CONNECTIONS));
+    let unix_task = conns::serve(unix, local, local_permits, header_timeout, stop.clone());
     let tcp_task = async move {
         if let Some(tcp) = tcp {
-            let remote = router(state, Some(token));
-            if let Err(e) = axum::serve(tcp, remote)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                tracing::warn!("admin API stopped: {e}");
-            }
+            let remote = router(state, Some(token))
+                .layer(middleware::from_fn_with_state(hosts, conns::require_host));
+            conns::serve(tcp, remote, permits, header_timeout, stop).await;
         }
     };
     tokio::join!(unix_task, tcp_task);

@@ -600,6 +600,10 @@ impl Owner {
                             misses = 0;
                             self.send(InstanceEventKind::Heartbeat);
                         }
+                        Err(e @ ProbeError::Unmade { .. }) => {
+                            // Not the child's fault: neither a miss nor an answer.
+                            tracing::warn!("{e}");
+                        }
                         Err(e) => {
                             misses += 1;
                             if misses >= probe.heartbeat_misses {
@@ -744,6 +748,48 @@ enum ProbeError {
         addr: String,
         status: http::StatusCode,
     },
+    /// understudy itself ran out of descriptors or memory: the probe was never made, which says
+    /// nothing about the child.
+    #[error("could not probe {addr}: understudy is out of {what}; raise `ulimit -n` (LimitNOFILE=) or lower MAX_CONNECTIONS / MAX_ADMIN_CONNECTIONS")]
+    Unmade { addr: String, what: &'static str },
+}
+
+impl ProbeError {
+    /// `Connect`, unless the failure was understudy's own resources.
+    fn connect(addr: &str, source: io::Error) -> ProbeError {
+        match own_shortage(&source) {
+            Some(what) => ProbeError::Unmade {
+                addr: addr.to_string(),
+                what,
+            },
+            None => ProbeError::Connect {
+                addr: addr.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// Which of understudy's own resources an error (or one of its causes) says ran out: a socket
+/// that could not be made is not a child that stopped answering.
+fn own_shortage(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let io = err.downcast_ref::<io::Error>();
+        // A wrapping io::Error's `source()` skips what it wraps: look inside it too.
+        let inner = io.and_then(io::Error::get_ref);
+        let inner = inner.and_then(|i| i.downcast_ref::<io::Error>());
+        let code = io.and_then(io::Error::raw_os_error);
+        if let Some(code) = code.or_else(|| inner.and_then(io::Error::raw_os_error)) {
+            match code {
+                libc::EMFILE | libc::ENFILE => return Some("file descriptors"),
+                libc::ENOBUFS | libc::ENOMEM => return Some("memory"),
+                _ => {}
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The instance never became ready; says what the last attempt got.
@@ -839,10 +885,7 @@ impl Probe {
                     addr: self.addr.clone(),
                     limit,
                 })?
-                .map_err(|source| ProbeError::Connect {
-                    addr: self.addr.clone(),
-                    source,
-                })?;
+                .map_err(|source| ProbeError::connect(&self.addr, source))?;
                 Ok(())
             }
         }
@@ -884,10 +927,7 @@ impl Probe {
             )
             .await
             .map_err(|_| timeout("connecting"))?
-            .map_err(|source| ProbeError::Connect {
-                addr: self.addr.clone(),
-                source,
-            })?;
+            .map_err(|source| ProbeError::connect(&self.addr, source))?;
             return Ok(());
         };
         tokio::time::timeout(limit, self.get(path))
@@ -909,6 +949,10 @@ impl Probe {
             .get(uri)
             .await
             .map_err(|source| match source.is_connect() {
+                _ if own_shortage(&source).is_some() => ProbeError::Unmade {
+                    addr: self.addr.clone(),
+                    what: own_shortage(&source).unwrap_or("resources"),
+                },
                 true => ProbeError::Connect {
                     addr: self.addr.clone(),
                     source: io::Error::new(io::ErrorKind::ConnectionRefused, chain(&source)),
@@ -1377,6 +1421,25 @@ mod tests {
                 );
             }
         });
+    }
+
+    #[test]
+    fn a_probe_understudy_could_not_make_is_not_the_childs_fault() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(matches!(
+            ProbeError::connect("127.0.0.1:1", emfile),
+            ProbeError::Unmade {
+                what: "file descriptors",
+                ..
+            }
+        ));
+        let wrapped = io::Error::other(io::Error::from_raw_os_error(libc::ENFILE));
+        assert_eq!(own_shortage(&wrapped), Some("file descriptors"));
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert!(matches!(
+            ProbeError::connect("127.0.0.1:1", refused),
+            ProbeError::Connect { .. }
+        ));
     }
 
     fn probe(host: &str, port: u16, path: Option<&str>) -> Probe {

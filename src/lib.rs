@@ -283,16 +283,17 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
 const FD_RESERVE: u64 = 128;
 
 /// `MAX_CONNECTIONS`, lowered to what the open-files limit can hold: each user connection may
-/// need a second descriptor to running, and the mirror holds up to two per copy in flight
-/// (testing and the secondary); running out of descriptors must never stop the proxy accepting.
+/// need a second descriptor to running, the mirror holds up to two per copy in flight (testing
+/// and the secondary), and the admin API up to `MAX_ADMIN_CONNECTIONS`; running out of
+/// descriptors must never stop the proxy accepting.
 fn max_connections(cfg: &Config) -> usize {
     use nix::sys::resource::{getrlimit, Resource};
     let configured = cfg.limits.connections;
     let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return configured;
     };
-    let mirror = 2 * cfg.mirror_concurrency as u64;
-    let room = (soft.saturating_sub(FD_RESERVE + mirror) / 2).max(16);
+    let others = 2 * cfg.mirror_concurrency as u64 + cfg.admin_connections as u64;
+    let room = (soft.saturating_sub(FD_RESERVE.saturating_add(others)) / 2).max(16);
     let max = configured.min(usize::try_from(room).unwrap_or(usize::MAX));
     if max < configured {
         tracing::warn!(

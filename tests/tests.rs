@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod admin_side;
 mod builds;
 mod config;
 mod conformance;

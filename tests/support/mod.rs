@@ -210,6 +210,11 @@ impl Understudy {
 
     /// Start with extra environment variables (fault injection, `UNDERSTUDY_<KEY>` overrides).
     pub fn start_with_env(base: &Base, env: &[(&str, &str)]) -> Understudy {
+        Self::start_limited(base, env, None)
+    }
+
+    /// Start with the open-files limit (soft and hard) set to `nofile`, as `ulimit -n` would.
+    pub fn start_limited(base: &Base, env: &[(&str, &str)], nofile: Option<u64>) -> Understudy {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "{}.log",
             base.path.file_name().unwrap().to_string_lossy()
@@ -220,7 +225,24 @@ impl Understudy {
         let admin_default = (!env_file.contains("ADMIN_LISTEN")
             && !env.iter().any(|(k, _)| k.contains("ADMIN_LISTEN")))
         .then_some(("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0"));
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(["run", "--base"])
             .arg(&base.path)
             .envs(admin_default)

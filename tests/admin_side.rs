@@ -1,0 +1,295 @@
+//! The admin side must not take the service down: its connections are bounded and timed out,
+//! understudy's own descriptor shortage is never blamed on running, and a page reached through
+//! DNS rebinding cannot read the API (issue 22, items 3 and 4).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Raise this test process's own open-files limit, so it can hold the attack's connections.
+fn raise_own_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = want.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/// Open `n` connections to `addr` at once (those the backlog cannot take time out and are left
+/// out); every 22nd asks for the SSE stream, the rest send nothing.
+fn flood(addr: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let tries = (0..n).map(|i| async move {
+            let connect = tokio::net::TcpStream::connect(addr);
+            let mut s = tokio::time::timeout(Duration::from_millis(500), connect)
+                .await
+                .ok()?
+                .ok()?;
+            if i % 22 == 0 {
+                let head = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                s.write_all(head.as_bytes()).await.ok()?;
+            }
+            Some(s)
+        });
+        futures_util::future::join_all(tries)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    })
+}
+
+#[test]
+fn eleven_hundred_admin_connections_under_ulimit_1024_never_cost_running_a_heartbeat() {
+    raise_own_nofile(8192);
+    let base = Base::new("admin-fds");
+    base.write_env("HEARTBEAT_EVERY=200ms\nHEARTBEAT_MISSES=2\nHEADER_TIMEOUT=2s\n");
+    let mut u = Understudy::start_limited(&base, &[], Some(1024));
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (_, pid) = base.wait_instance_info("running");
+    let (addr, _) = admin(&base);
+
+    let held = flood(addr, 1100);
+    assert!(
+        held.len() > 300,
+        "only {} connections were made",
+        held.len()
+    );
+    // understudy holds at most MAX_ADMIN_CONNECTIONS of them: its descriptors stay in budget.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", u.pid()))
+        .unwrap()
+        .count();
+    assert!(
+        fds < 256 + 200,
+        "understudy holds {fds} descriptors of 1024"
+    );
+    // Ten heartbeat periods and more: every user is served, running keeps its process.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut served = 0;
+    while Instant::now() < until {
+        let (code, body) = u.get("/");
+        assert_eq!(
+            code,
+            200,
+            "a user got {code} {body}; log:\n{}",
+            u.log_text()
+        );
+        served += 1;
+    }
+    assert!(served > 10);
+    assert_eq!(
+        base.wait_instance_info("running").1,
+        pid,
+        "running was restarted"
+    );
+    let log = u.log_text();
+    assert!(!log.contains("stopped answering"), "{log}");
+    // The API answers again once the idle ones are timed out.
+    drop(held);
+    wait_until("the admin API to answer", Duration::from_secs(10), || {
+        http(addr, "GET", "/api/status").ok().filter(|r| r.0 == 200)
+    });
+    u.stop();
+}
+
+/// Read until the peer closes; how long that took, or `None` if it stayed open past `limit`.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed())
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// Read one answer's head and its `Content-Length` body from a kept-alive connection.
+fn read_answer(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a whole answer");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return head.to_string();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_half_sent_head_a_silent_and_a_kept_alive_connection_are_closed_after_header_timeout() {
+    let base = Base::new("admin-timeouts");
+    base.write_env("HEADER_TIMEOUT=1s\n");
+    let mut u = Understudy::start(&base);
+    let (addr, _) = admin(&base);
+
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET /api/status HTTP/1.1\r\nHo").unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut kept = TcpStream::connect(addr).unwrap();
+    write!(kept, "GET /api/status HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let head = read_answer(&mut kept);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    for (what, s) in [
+        ("half-sent head", &mut half),
+        ("silent", &mut silent),
+        ("kept-alive idle", &mut kept),
+    ] {
+        let took = closed_within(s, Duration::from_secs(6));
+        assert!(
+            took.is_some(),
+            "the {what} connection was still open after 6 s"
+        );
+    }
+    u.stop();
+}
+
+/// Ask for the event stream and read its status line.
+fn sse(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    s
+}
+
+#[test]
+fn event_streams_outlive_the_idle_timeout_but_count_against_max_admin_connections() {
+    let base = Base::new("admin-bound");
+    base.write_env("HEADER_TIMEOUT=1s\nMAX_ADMIN_CONNECTIONS=3\n");
+    let mut u = Understudy::start(&base);
+    let (addr, _) = admin(&base);
+    let mut streams: Vec<TcpStream> = (0..3).map(|_| sse(addr)).collect();
+
+    // A fourth connection waits: its request is not answered while three streams are open.
+    let mut waiting = TcpStream::connect(addr).unwrap();
+    write!(
+        waiting,
+        "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "a fourth admin connection was served past MAX_ADMIN_CONNECTIONS=3"
+    );
+    // Past HEADER_TIMEOUT the streams are still open.
+    for s in &mut streams {
+        assert!(
+            closed_within(s, Duration::from_millis(300)).is_none(),
+            "an event stream was timed out"
+        );
+    }
+    // One stream ends: the waiting call is answered.
+    streams.pop();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(streams);
+    u.stop();
+}
+
+/// A GET with the given `Host` header; the status code.
+fn get_with_host(addr: SocketAddr, path: &str, host: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+#[test]
+fn a_host_that_is_not_ours_gets_421_so_dns_rebinding_reads_nothing() {
+    let base = Base::new("admin-rebinding");
+    base.write_env("ADMIN_HOSTS=understudy.internal\n");
+    let mut u = Understudy::start(&base);
+    let (addr, token) = admin(&base);
+    let port = addr.port();
+    for path in [
+        "/api/status",
+        "/metrics",
+        "/api/events",
+        "/",
+        "/api/verdict",
+    ] {
+        assert_eq!(
+            get_with_host(addr, path, &format!("rebind.evil.example:{port}")),
+            421,
+            "{path}"
+        );
+        assert_eq!(get_with_host(addr, path, "127.0.0.1.nip.io"), 421, "{path}");
+    }
+    // A steering call with the right token but a foreign Host is refused too.
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /api/pause HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    let (_, status) = api(addr, "GET", "/api/status", None, "");
+    assert_eq!(status["paused"], false, "a refused call changed something");
+    // Ours: the address, localhost, ADMIN_HOSTS.
+    for host in [
+        addr.to_string(),
+        format!("localhost:{port}"),
+        "understudy.internal".to_string(),
+    ] {
+        assert_eq!(get_with_host(addr, "/api/status", &host), 200, "{host}");
+    }
+    // The unix socket (the CLI) is not a browser's to reach: unaffected.
+    let (code, out, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    u.stop();
+}
