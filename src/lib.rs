@@ -201,7 +201,13 @@ pub async fn run(
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
     let handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
-    let (metrics, event_counters) = metrics::Metrics::new(stats.clone(), handle.clone());
+    let webhook_stats: Arc<[Arc<webhooks::WebhookStats>]> = cfg
+        .webhook_urls
+        .iter()
+        .map(|u| Arc::new(webhooks::WebhookStats::new(u)))
+        .collect();
+    let (metrics, event_counters) =
+        metrics::Metrics::new(stats.clone(), handle.clone(), webhook_stats.clone());
     // Subscribed before the supervisor starts, so the counters see its first event.
     let counted_events = events.subscribe();
     let admin_state = admin::AdminState {
@@ -234,14 +240,13 @@ pub async fn run(
         "admin",
         admin::serve(admin, admin_state, stops.control.clone()),
     );
-    let webhook_stats = Arc::new(webhooks::WebhookStats::default());
-    for url in &cfg.webhook_urls {
+    for (url, stats) in cfg.webhook_urls.iter().zip(webhook_stats.iter()) {
         tasks.spawn(
             "webhook",
             webhooks::run(
                 url.clone(),
                 events.clone(),
-                webhook_stats.clone(),
+                stats.clone(),
                 stops.control.clone(),
             ),
         );

@@ -33,6 +33,7 @@ use crate::events::{Event, Stamped, VerdictKind};
 use crate::history::SwitchWhy;
 use crate::proxy::{Answers, ProxyStats, LATENCY_BUCKETS_US, NO_ANSWER};
 use crate::supervisor::SupervisorHandle;
+use crate::webhooks::WebhookStats;
 
 /// The `Content-Type` of [`Metrics::render`]'s text (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -61,10 +62,18 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     /// Register every series: the event counters (returned, to be fed by [`count_events`]) and
     /// the scrape-time collector that reads `stats` and `supervisor`'s status.
-    pub fn new(stats: Arc<ProxyStats>, supervisor: SupervisorHandle) -> (Metrics, EventCounters) {
+    pub fn new(
+        stats: Arc<ProxyStats>,
+        supervisor: SupervisorHandle,
+        webhooks: Arc<[Arc<WebhookStats>]>,
+    ) -> (Metrics, EventCounters) {
         let mut registry = Registry::with_prefix(PREFIX);
         let counters = EventCounters::register(&mut registry);
-        registry.register_collector(Box::new(Scrape { stats, supervisor }));
+        registry.register_collector(Box::new(Scrape {
+            stats,
+            supervisor,
+            webhooks,
+        }));
         let metrics = Metrics {
             registry: Arc::new(registry),
         };
@@ -258,6 +267,7 @@ pub async fn count_events(
 struct Scrape {
     stats: Arc<ProxyStats>,
     supervisor: SupervisorHandle,
+    webhooks: Arc<[Arc<WebhookStats>]>,
 }
 
 impl fmt::Debug for Scrape {
@@ -328,6 +338,7 @@ impl Collector for Scrape {
         }
         let roles = [("running", &s.running), ("testing", &s.testing)];
         encode_answers(&mut enc, &roles)?;
+        encode_webhooks(&mut enc, &self.webhooks)?;
 
         let status = self.supervisor.status();
         if let Some(v) = &status.verdict {
@@ -427,6 +438,34 @@ fn usage(children: &[(&'static str, u32)]) -> Vec<Usage> {
             })
         })
         .collect()
+}
+
+/// `understudy_webhook_delivered_total{url}` and `understudy_webhook_dropped_total{url}`, the URL
+/// with its credentials redacted.
+fn encode_webhooks(
+    enc: &mut DescriptorEncoder,
+    hooks: &[Arc<WebhookStats>],
+) -> Result<(), fmt::Error> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let series: [(&str, &str, fn(&WebhookStats) -> &AtomicU64); 2] = [
+        ("webhook_delivered", "Events a webhook receiver answered 2xx to.", |w| &w.delivered),
+        (
+            "webhook_dropped",
+            "Events a webhook receiver never got: lost while it was too slow, or given up after retries.",
+            |w| &w.dropped,
+        ),
+    ];
+    for (name, help, field) in series {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for w in hooks {
+            let labels = [("url", w.url.as_str())];
+            let n = field(w).load(Ordering::Relaxed);
+            ConstCounter::new(n).encode(m.encode_family(&&labels[..])?)?;
+        }
+    }
+    Ok(())
 }
 
 /// `understudy_child_cpu_seconds_total{role}` and `understudy_child_resident_memory_bytes{role}`.
@@ -557,7 +596,13 @@ mod tests {
         let stats = Arc::new(ProxyStats::default());
         let (commands, _) = tokio::sync::mpsc::channel(1);
         let (_status, status) = tokio::sync::watch::channel(Arc::default());
-        let (metrics, _) = Metrics::new(stats.clone(), SupervisorHandle::new(commands, status));
+        let hooks: Arc<[Arc<WebhookStats>]> = vec![Arc::new(WebhookStats::new(
+            "http://user:secret@hooks.example:9000/in",
+        ))]
+        .into();
+        hooks[0].dropped.fetch_add(3, Ordering::Relaxed);
+        let handle = SupervisorHandle::new(commands, status);
+        let (metrics, _) = Metrics::new(stats.clone(), handle, hooks);
         let ok = http::StatusCode::OK;
         stats.running.answered(ok, Duration::from_micros(1_000)); // on a bound: in it
         stats.running.answered(ok, Duration::from_micros(1_001));
@@ -584,6 +629,15 @@ mod tests {
             )
         };
         use prometheus_parse::Value;
+        assert_eq!(
+            sample(
+                "understudy_webhook_dropped_total",
+                &[("url", "http://***@hooks.example:9000/in")]
+            ),
+            Some(Value::Counter(3.0)),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
         assert_eq!(counter("2xx"), Some(Value::Counter(2.0)));
         assert_eq!(counter("4xx"), Some(Value::Counter(1.0)));
         assert_eq!(counter("none"), Some(Value::Counter(1.0)));

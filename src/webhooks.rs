@@ -19,13 +19,26 @@ const ATTEMPTS: u32 = 5;
 /// The first retry's delay; doubled for each further one.
 const BACKOFF: Duration = Duration::from_millis(500);
 
-/// Events not delivered to a webhook (lost to a full queue or given up after retries), per run.
+/// One receiver's deliveries since start, read by `/metrics`: a receiver losing events must show
+/// somewhere other than a log line.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
+    /// The receiver's URL with credentials redacted: the only form that may be shown.
+    pub url: String,
     /// Delivered with a 2xx answer.
     pub delivered: AtomicU64,
-    /// Never delivered.
+    /// Never delivered (lost to a full queue or given up after retries).
     pub dropped: AtomicU64,
+}
+
+impl WebhookStats {
+    /// Counters for the receiver `target`, named without its credentials.
+    pub fn new(target: &str) -> WebhookStats {
+        WebhookStats {
+            url: crate::config::redacted(target),
+            ..WebhookStats::default()
+        }
+    }
 }
 
 /// Deliver events to `target` until `stop`.
@@ -36,7 +49,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     // Everything logged names the receiver without its credentials.
-    let url = crate::config::redacted(&target);
+    let url = stats.url.clone();
     let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {

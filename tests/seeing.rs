@@ -364,3 +364,44 @@ fn a_hanging_webhook_delays_nothing_and_a_good_one_gets_every_event_in_order() {
     assert_eq!(seqs[0], 1, "from the first event on: {seqs:?}");
     u.stop();
 }
+
+#[test]
+fn a_refusing_webhook_is_counted_per_url_in_metrics_and_its_credentials_shown_nowhere() {
+    let dead = free_addr();
+    let base = Base::new("webhook-dropped");
+    base.write_env(&format!(
+        "WEBHOOK_URLS=http://ops:hunter2secret@{dead}/hooks"
+    ));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    let shown = format!("http://***@{dead}/hooks");
+    // Five attempts with backoff (0.5 + 1 + 2 + 4 s) before the first event is given up.
+    let text = wait_until(
+        "a dropped event in /metrics",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = http(addr, "GET", "/metrics").ok()?;
+            text.lines()
+                .any(|l| {
+                    l.starts_with("understudy_webhook_dropped_total{")
+                        && l.contains(&format!("url=\"{shown}\""))
+                        && !l.ends_with(" 0")
+                })
+                .then_some(text)
+        },
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("understudy_webhook_delivered_total{"),
+        "{text}"
+    );
+    let log = u.log_text();
+    assert!(
+        log.contains(&shown),
+        "the given-up warning names the receiver: {log}"
+    );
+    assert!(!log.contains("hunter2"), "{log}");
+    u.stop();
+}
