@@ -440,6 +440,9 @@ fn usage(children: &[(&'static str, u32)]) -> Vec<Usage> {
         .collect()
 }
 
+/// Which of a receiver's counters a series shows.
+type WebhookCounter = fn(&WebhookStats) -> &AtomicU64;
+
 /// `understudy_webhook_delivered_total{url}` and `understudy_webhook_dropped_total{url}`, the URL
 /// with its credentials redacted.
 fn encode_webhooks(
@@ -449,7 +452,7 @@ fn encode_webhooks(
     if hooks.is_empty() {
         return Ok(());
     }
-    let series: [(&str, &str, fn(&WebhookStats) -> &AtomicU64); 2] = [
+    let series: [(&str, &str, WebhookCounter); 2] = [
         ("webhook_delivered", "Events a webhook receiver answered 2xx to.", |w| &w.delivered),
         (
             "webhook_dropped",
