@@ -129,16 +129,17 @@ pub enum HookError {
     },
 }
 
-/// Run `argv` for `hook` from `base`, with the release in its environment, bounded by `timeout`
-/// (its whole process group is killed past it).
+/// Run `argv` for `hook` from `base`, with the release in its environment, bounded by `timeout`.
+/// Its output goes to `hooks.log`, capped at `log_max`; its whole process group is killed when it
+/// ends, times out, or understudy stops, so nothing it started in the background outlives it.
 pub async fn run(
     hook: Hook,
     argv: &[String],
     base: &Path,
     env: &HookEnv,
     timeout: Duration,
+    log_max: u64,
 ) -> Result<(), HookError> {
-    use std::io::Write;
     let command = argv.join(" ");
     let log_path = env.dir.join("hooks.log");
     let log_err = |source| HookError::Log {
@@ -147,23 +148,91 @@ pub async fn run(
         source,
     };
     let _ = std::fs::create_dir_all(&env.dir);
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(log_err)?;
-    let _ = writeln!(
-        log,
-        "== {hook} for {} at {}: {command}",
-        env.version,
-        time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    );
-    let start_len = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut log = CappedLog::open(&log_path, log_max).map_err(log_err)?;
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    log.line(&format!(
+        "== {hook} for {} at {now}: {command}",
+        env.version
+    ));
+    log.mark_start();
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
+    let (reader, writer) = std::io::pipe().map_err(log_err)?;
+    let mut cmd = command_for(hook, program, args, base, env);
+    cmd.stdout(writer.try_clone().map_err(log_err)?)
+        .stderr(writer);
+    let mut child = cmd.spawn().map_err(|source| HookError::Spawn {
+        hook,
+        command: command.clone(),
+        source,
+    })?;
+    // Our copy of the writer went into `cmd`: drop it, so the pipe ends with the hook's group.
+    drop(cmd);
+    let group = child.id().map(Group::new);
+    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(log_err)?;
+    let waited = tokio::time::timeout(timeout, async {
+        let pump = log.pump(output);
+        tokio::pin!(pump);
+        let mut pumped = false;
+        let status = tokio::select! {
+            status = child.wait() => status,
+            () = &mut pump => {
+                pumped = true;
+                child.wait().await
+            }
+        };
+        // The hook is done: whatever it left running in its group goes too.
+        if let Some(g) = &group {
+            g.kill();
+        }
+        if !pumped {
+            let _ = tokio::time::timeout(OUTPUT_LINGER, pump).await;
+        }
+        status
+    })
+    .await;
+    let status = match waited {
+        Ok(status) => status,
+        Err(_) => {
+            drop(group);
+            let _ = child.wait().await;
+            log.line(&format!("== killed after HOOK_TIMEOUT ({timeout:?})"));
+            return Err(HookError::TimedOut {
+                hook,
+                command,
+                timeout,
+            });
+        }
+    };
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        other => {
+            let status = match other {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            log.line(&format!("== {status}"));
+            Err(HookError::Failed {
+                hook,
+                command,
+                status,
+                tail: log.tail(),
+            })
+        }
+    }
+}
+
+/// The hook's command: its environment, its own process group, no stdin.
+fn command_for(
+    hook: Hook,
+    program: &str,
+    args: &[String],
+    base: &Path,
+    env: &HookEnv,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(base)
@@ -182,64 +251,147 @@ pub async fn run(
         )
         .env("UNDERSTUDY_HOOK", hook.key())
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(log_err)?)
-        .stderr(log.try_clone().map_err(log_err)?)
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|source| HookError::Spawn {
-        hook,
-        command: command.clone(),
-        source,
-    })?;
-    let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            if let Some(pgid) = pgid {
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            }
-            let _ = child.wait().await;
-            let _ = writeln!(log, "== killed after HOOK_TIMEOUT ({timeout:?})");
-            return Err(HookError::TimedOut {
-                hook,
-                command,
-                timeout,
-            });
-        }
-    };
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        other => {
-            let status = match other {
-                Ok(s) => s.to_string(),
-                Err(e) => format!("unknown ({e})"),
-            };
-            let _ = writeln!(log, "== {status}");
-            Err(HookError::Failed {
-                hook,
-                command,
-                status,
-                tail: output_tail(&log_path, start_len),
-            })
-        }
+    cmd
+}
+
+/// A hook's process group, SIGKILLed when this is dropped: when the hook ends (a background
+/// grandchild goes with it), when it times out, and when understudy stops mid-hook.
+struct Group(nix::unistd::Pid);
+
+impl Group {
+    fn new(pid: u32) -> Group {
+        Group(nix::unistd::Pid::from_raw(pid as i32))
+    }
+
+    fn kill(&self) {
+        let _ = nix::sys::signal::killpg(self.0, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
-/// The last few hundred bytes a hook wrote, on one line.
-fn output_tail(path: &Path, from: u64) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let mine = &text[(from as usize).min(text.len())..];
-    let start = mine.len().saturating_sub(400);
-    let tail = String::from_utf8_lossy(&mine[start..]);
-    let tail = tail
-        .lines()
-        .filter(|l| !l.starts_with("== "))
-        .collect::<Vec<_>>()
-        .join(" | ");
-    if tail.trim().is_empty() {
-        "(no output)".to_string()
-    } else {
-        tail
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How long the output may keep coming after the hook itself exited (from what it left behind).
+const OUTPUT_LINGER: Duration = Duration::from_millis(200);
+
+/// `hooks.log`, never larger than its cap: past it, the older half is dropped with a marker.
+struct CappedLog {
+    path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+    max: u64,
+    /// Where this hook's own output starts, for the failure's tail.
+    start: u64,
+}
+
+impl CappedLog {
+    fn open(path: &Path, max: u64) -> std::io::Result<CappedLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        let mut log = CappedLog {
+            path: path.to_path_buf(),
+            file,
+            len,
+            max: max.max(1024),
+            start: len,
+        };
+        if log.len > log.max {
+            log.trim()?;
+        }
+        Ok(log)
+    }
+
+    fn mark_start(&mut self) {
+        self.start = self.len;
+    }
+
+    /// Append a line of understudy's own (errors are ignored: the log is for reading).
+    fn line(&mut self, text: &str) {
+        let _ = self.append(format!("{text}\n").as_bytes());
+    }
+
+    fn append(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let keep = self.max / 2;
+        if bytes.len() as u64 > keep {
+            bytes = &bytes[bytes.len() - keep as usize..];
+        }
+        if self.len + bytes.len() as u64 > self.max {
+            self.trim()?;
+        }
+        self.file.write_all(bytes)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Keep the newest half, after a marker saying how much went; copied through a bounded
+    /// buffer into a new file that replaces the old one.
+    fn trim(&mut self) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let keep = (self.max / 2).min(self.len);
+        let dropped = self.len - keep;
+        let tmp = self.path.with_extension("log.trim");
+        let mut out = std::fs::File::create(&tmp)?;
+        let marker = format!(
+            "== {dropped} older bytes dropped (HOOK_LOG_MAX={})\n",
+            self.max
+        );
+        out.write_all(marker.as_bytes())?;
+        let mut old = std::fs::File::open(&self.path)?;
+        old.seek(SeekFrom::Start(dropped))?;
+        std::io::copy(&mut old.take(keep), &mut out)?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+        self.len = self.file.metadata()?.len();
+        self.start = self.start.saturating_sub(dropped).max(marker.len() as u64);
+        Ok(())
+    }
+
+    /// Copy the hook's output into the log until the pipe ends (the hook's group is gone) or,
+    /// once the hook is gone, it falls silent.
+    async fn pump(&mut self, mut output: tokio::net::unix::pipe::Receiver) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match output.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if self.append(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last few hundred bytes this hook wrote, on one line, read from the end of the file.
+    fn tail(&self) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let from = self.start.max(self.len.saturating_sub(400));
+        let mut mine = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&self.path) {
+            let _ = f.seek(SeekFrom::Start(from));
+            let _ = f.take(400).read_to_end(&mut mine);
+        }
+        let tail = String::from_utf8_lossy(&mine);
+        let tail = tail
+            .lines()
+            .filter(|l| !l.starts_with("== "))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        if tail.trim().is_empty() {
+            "(no output)".to_string()
+        } else {
+            tail
+        }
     }
 }
 
@@ -271,6 +423,7 @@ mod tests {
             dir.path(),
             &env(dir.path()),
             Duration::from_secs(10),
+            1 << 20,
         )
         .await
         .unwrap();
@@ -289,6 +442,7 @@ mod tests {
             dir.path(),
             &env(dir.path()),
             Duration::from_secs(10),
+            1 << 20,
         )
         .await
         .unwrap_err()
@@ -310,10 +464,132 @@ mod tests {
             dir.path(),
             &env(dir.path()),
             Duration::from_millis(300),
+            1 << 20,
         )
         .await
         .unwrap_err();
         assert!(matches!(e, HookError::TimedOut { .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    fn alive(pid: i32) -> bool {
+        // A zombie is dead for our purposes: its group can no longer act.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| !st.contains(") Z "))
+            .unwrap_or(false)
+    }
+
+    async fn gone(pid_file: &Path) {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} outlived its hook"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_hook_leaves_running_in_the_background_is_killed_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("bg.pid");
+        let argv = sh(&format!(
+            "sleep 30 & echo $! > {}; echo started",
+            pid_file.display()
+        ));
+        let started = std::time::Instant::now();
+        run(
+            Hook::PostPromote,
+            &argv,
+            dir.path(),
+            &env(dir.path()),
+            Duration::from_secs(20),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the background job"
+        );
+        gone(&pid_file).await;
+        let log = std::fs::read_to_string(dir.path().join("hooks.log")).unwrap();
+        assert!(log.contains("started"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_hook_cut_short_by_understudy_stopping_takes_its_group_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("bg.pid");
+        let argv = sh(&format!(
+            "sleep 30 & echo $! > {}; sleep 30",
+            pid_file.display()
+        ));
+        let release = env(dir.path());
+        let hook = run(
+            Hook::PreStart,
+            &argv,
+            dir.path(),
+            &release,
+            Duration::from_secs(60),
+            1 << 20,
+        );
+        // Stopping drops the hook's future, as the executor's task is dropped at shutdown.
+        let cut = tokio::time::timeout(Duration::from_millis(500), hook).await;
+        assert!(cut.is_err());
+        gone(&pid_file).await;
+    }
+
+    #[tokio::test]
+    async fn a_chatty_hook_keeps_hooks_log_under_its_cap_and_fails_with_a_short_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 64 * 1024;
+        // 5 MB of output, then a last word and a failure.
+        let argv = sh("head -c 5000000 /dev/zero | tr '\\0' x; echo; echo the last word; exit 4");
+        let e = run(
+            Hook::PreStart,
+            &argv,
+            dir.path(),
+            &env(dir.path()),
+            Duration::from_secs(20),
+            cap,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the last word") && e.len() < 1000, "{e:.2000}");
+        let log = std::fs::read_to_string(dir.path().join("hooks.log")).unwrap();
+        assert!(log.len() as u64 <= cap, "hooks.log is {} bytes", log.len());
+        assert!(
+            log.starts_with("== ") && log.contains("older bytes dropped (HOOK_LOG_MAX=65536)"),
+            "{:.200}",
+            log
+        );
+        assert!(
+            log.contains("the last word") && log.contains("== exit status: 4"),
+            "{}",
+            &log[log.len() - 200..]
+        );
+        // A second run starts from the capped log and keeps it capped.
+        run(
+            Hook::PostPromote,
+            &sh("head -c 100000 /dev/zero | tr '\\0' y"),
+            dir.path(),
+            &env(dir.path()),
+            Duration::from_secs(20),
+            cap,
+        )
+        .await
+        .unwrap();
+        let len = std::fs::metadata(dir.path().join("hooks.log"))
+            .unwrap()
+            .len();
+        assert!(len <= cap, "hooks.log is {len} bytes");
     }
 }

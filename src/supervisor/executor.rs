@@ -618,14 +618,15 @@ impl Executor {
             previous,
             port,
         };
-        let (base, timeout, done) = (
+        let (base, timeout, log_max, done) = (
             self.layout.base().to_path_buf(),
             self.cfg.hook_timeout,
+            self.cfg.hook_log_max,
             self.done_tx.clone(),
         );
         tracing::info!("running {hook} for {version}: {}", argv.join(" "));
         self.tasks.spawn(async move {
-            let result = crate::hooks::run(hook, &argv, &base, &env, timeout)
+            let result = crate::hooks::run(hook, &argv, &base, &env, timeout, log_max)
                 .await
                 .map_err(|e| e.to_string());
             let _ = done.send(Done::Hook {
