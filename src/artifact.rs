@@ -516,6 +516,21 @@ impl Budget<'_> {
     }
 }
 
+/// Unpack a bundle again (from the protected copy), within the same limits as at install.
+pub fn unpack_bundle(
+    zip_path: &Path,
+    into: &Path,
+    limits: InstallLimits,
+    disk: &Path,
+) -> Result<(), InstallError> {
+    unzip(zip_path, into, limits, disk)
+}
+
+/// Give a restored executable its execute bits back (a copy keeps them, an archive may not).
+pub fn mark_executable(path: &Path) -> Result<(), InstallError> {
+    make_executable(path)
+}
+
 /// Unpack `zip_path` into `into`, counting every byte written against `limits`. Entries must stay
 /// inside `into`: absolute paths, `..` that climbs out, writing through a symlink and symlinks
 /// pointing out are refused.

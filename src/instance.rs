@@ -112,6 +112,9 @@ pub enum InstanceError {
         /// The OS error.
         source: io::Error,
     },
+    /// The installed program was changed or removed and could not be restored.
+    #[error("{0}")]
+    Build(#[from] crate::store::StoreError),
     /// The child's watchdog could not be started; the child was killed, since a hard kill of
     /// understudy would have left its group running.
     #[error("cannot start the watchdog {program} for process group {pgid}: {source}")]

@@ -40,6 +40,7 @@ pub mod layout;
 pub mod metrics;
 pub mod proxy;
 pub mod score;
+pub mod store;
 pub mod supervisor;
 pub mod usage;
 pub mod watchdog;

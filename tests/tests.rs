@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod admin_side;
+mod build_bytes;
 mod builds;
 mod config;
 mod conformance;

@@ -401,7 +401,22 @@ fn linked_version(layout: &Layout, role: Role) -> Option<semver::Version> {
 async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
     // Fault injection for the tests: die hard right after journaling "ready", before the switch.
     let crash_before_switch = std::env::var(INJECT_CRASH).is_ok_and(|v| v == "before-switch");
+    // What each role's symlink was last pointed at, to repair it if someone removes or moves it.
+    let mut pointed: HashMap<Role, PathBuf> = HashMap::new();
     while let Some(job) = rx.recv().await {
+        match &job {
+            FileJob::Point(role, dir) => {
+                pointed.insert(*role, dir.clone());
+            }
+            FileJob::Unpoint(role) => {
+                pointed.remove(role);
+            }
+            FileJob::Status(_) => {
+                let (layout, links) = (layout.clone(), pointed.clone());
+                let _ = tokio::task::spawn_blocking(move || repair_links(&layout, &links)).await;
+            }
+            _ => {}
+        }
         let crash = crash_before_switch
             && matches!(&job, FileJob::Persist(p)
                 if p.txn.as_ref().is_some_and(|t| t.step == super::TxnStep::Ready));
@@ -459,6 +474,31 @@ async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
         if crash {
             tracing::error!("{INJECT_CRASH}=before-switch: dying by SIGKILL");
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Point back any role symlink that was deleted or pointed elsewhere since understudy set it (a
+/// user's `running` must lead to what serves), and say so. Blocking.
+fn repair_links(layout: &Layout, pointed: &HashMap<Role, PathBuf>) {
+    for (role, dir) in pointed {
+        let link = layout.link(*role);
+        let want = dir.strip_prefix(layout.base()).unwrap_or(dir);
+        let found = std::fs::read_link(&link).ok();
+        if found.as_deref() == Some(want) {
+            continue;
+        }
+        let was = match &found {
+            None => "missing".to_string(),
+            Some(t) => format!("pointing at {}", t.display()),
+        };
+        match layout.point(*role, dir) {
+            Ok(()) => tracing::warn!(
+                "{} was {was}: pointed it back at {}",
+                link.display(),
+                want.display()
+            ),
+            Err(e) => tracing::error!("{} was {was} and cannot be repaired: {e}", link.display()),
         }
     }
 }
@@ -666,7 +706,14 @@ impl Executor {
         tracing::info!("installing {}", d.path.display());
         self.blocking(move || {
             let result = artifact::install(&layout, &d.path, &d.name, limits)
-                .map_err(|e| format!("cannot install {}: {e}", d.path.display()));
+                .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
+                .and_then(|installed| {
+                    crate::store::seal(&layout, &installed)
+                        .map(|()| installed)
+                        .map_err(|e| {
+                            format!("cannot keep a protected copy of {}: {e}", d.path.display())
+                        })
+                });
             if result.is_ok() {
                 tracing::info!("installed {}", d.name.version);
             }
@@ -730,9 +777,20 @@ impl Executor {
             self.inst_tx.clone(),
             self.done_tx.clone(),
         );
+        let limits = artifact::InstallLimits {
+            max_unpacked: self.cfg.max_unpacked_size,
+            min_free_disk: self.cfg.min_free_disk,
+        };
         self.tasks.spawn(async move {
             let result = spawner
-                .run(move || Instance::start(&layout, spec, events))
+                .run(move || {
+                    // Only the bytes that were installed and scored are ever started.
+                    if let Some(repaired) = crate::store::ensure(&layout, &spec.installed, limits)?
+                    {
+                        tracing::warn!("{repaired}");
+                    }
+                    Instance::start(&layout, spec, events)
+                })
                 .await;
             let result = match result {
                 Ok(r) => r,
@@ -811,6 +869,9 @@ impl Executor {
                     .map(|_| Filed::Rejected(reasons)),
             }
             .map_err(|e| e.to_string());
+            if result.is_ok() {
+                crate::store::forget(&layout, &version);
+            }
             let retry = result.is_err().then_some(retry);
             Done::Filed {
                 version,

@@ -1,0 +1,242 @@
+//! The protected copies of installed builds, so what starts is always what was installed and
+//! scored. A version folder is the user's to look into, and a `mv` or `cp` of a build with the
+//! folder's name lands inside it; `.understudy/store/` is understudy's own. Before every start the
+//! program is checked against the digest taken at install: a program replaced or removed, or a
+//! whole version folder deleted, is restored from the copy (or, lacking one, from the archive),
+//! and the log says so.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{self, InstallLimits, Installed, Kind};
+use crate::layout::{write_atomic, Layout};
+
+/// Why a build's bytes could not be kept or brought back; the start is refused with it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file of the store or of the version folder could not be read or written.
+    #[error("{what} {path}: {source}; check the base dir's disk and permissions")]
+    Io {
+        /// What was attempted.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The protected copy itself no longer matches: nothing trustworthy is left to start.
+    #[error(
+        "the protected copy {path} of {version} does not match its digest: drop the build again"
+    )]
+    Corrupt {
+        /// The version.
+        version: Version,
+        /// The stored copy.
+        path: PathBuf,
+    },
+    /// The bundle could not be unpacked again.
+    #[error("cannot restore {version}: {source}")]
+    Restore {
+        /// The version.
+        version: Version,
+        /// Why.
+        source: Box<artifact::InstallError>,
+    },
+}
+
+/// What was installed, as digests: kept beside the copy in `seal.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Seal {
+    /// File name of the copy: the build as dropped (the jar, the executable or the zip).
+    artifact: String,
+    /// SHA-256 of the copy.
+    artifact_sha256: String,
+    /// The program that is started, relative to the version folder.
+    program: PathBuf,
+    /// SHA-256 of that program as installed.
+    program_sha256: String,
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `.understudy/store/<identifier>-<version>/`.
+fn entry(layout: &Layout, v: &Version) -> PathBuf {
+    layout
+        .state_dir()
+        .join("store")
+        .join(layout.version_name(v))
+}
+
+/// The build file a version was installed from: the zip for a bundle, else the program itself.
+fn artifact_of(layout: &Layout, installed: &Installed) -> PathBuf {
+    let vdir = layout.version_dir(&installed.version);
+    if installed.program.starts_with(vdir.join("bundle")) {
+        vdir.join(format!("{}.zip", layout.version_name(&installed.version)))
+    } else {
+        installed.program.clone()
+    }
+}
+
+/// Keep a copy of what was just installed, with its digests. Blocking.
+pub fn seal(layout: &Layout, installed: &Installed) -> Result<(), StoreError> {
+    let dir = entry(layout, &installed.version);
+    fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+    let artifact = artifact_of(layout, installed);
+    let name = artifact
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".to_string());
+    let copy = dir.join(&name);
+    copy_atomic(&artifact, &copy)?;
+    let vdir = layout.version_dir(&installed.version);
+    let seal = Seal {
+        artifact: name,
+        artifact_sha256: digest(&copy)?,
+        program: installed
+            .program
+            .strip_prefix(&vdir)
+            .unwrap_or(&installed.program)
+            .to_path_buf(),
+        program_sha256: digest(&installed.program)?,
+    };
+    let path = dir.join("seal.json");
+    let bytes = serde_json::to_vec_pretty(&seal).map_err(io::Error::other);
+    bytes
+        .and_then(|b| write_atomic(&path, &b))
+        .map_err(io_err("cannot write", &path))
+}
+
+/// Make sure the program about to start is the one installed: restore it from the copy when it
+/// was changed or removed. `Ok(Some(what))` says what was repaired, for the log. Blocking.
+pub fn ensure(
+    layout: &Layout,
+    installed: &Installed,
+    limits: InstallLimits,
+) -> Result<Option<String>, StoreError> {
+    let dir = entry(layout, &installed.version);
+    let Some(seal) = read_seal(&dir) else {
+        if !installed.program.exists() {
+            // Installed before the store existed, and since deleted: the archive may have it.
+            let restored = artifact::restore(layout, &installed.version, limits).ok();
+            if let Some(r) = restored {
+                seal(layout, &r)?;
+                return Ok(Some(format!(
+                    "{} was missing: restored from the archive",
+                    installed.program.display()
+                )));
+            }
+            return Ok(None);
+        }
+        // Installed before the store existed: keep what is there from now on.
+        seal(layout, installed)?;
+        return Ok(None);
+    };
+    let vdir = layout.version_dir(&installed.version);
+    let program = vdir.join(&seal.program);
+    let found = digest(&program).ok();
+    if found.as_deref() == Some(seal.program_sha256.as_str()) {
+        return Ok(None);
+    }
+    let why = match &found {
+        None => "missing",
+        Some(_) => "not the build that was installed and scored",
+    };
+    restore(layout, installed, &dir, &seal, limits)?;
+    Ok(Some(format!(
+        "{} was {why}: restored from the protected copy in {}",
+        program.display(),
+        dir.display()
+    )))
+}
+
+/// Put the copy back into the version folder (unpacking a bundle again) and check the result.
+fn restore(
+    layout: &Layout,
+    installed: &Installed,
+    dir: &Path,
+    seal: &Seal,
+    limits: InstallLimits,
+) -> Result<(), StoreError> {
+    let version = &installed.version;
+    let copy = dir.join(&seal.artifact);
+    if digest(&copy).ok().as_deref() != Some(seal.artifact_sha256.as_str()) {
+        return Err(StoreError::Corrupt {
+            version: version.clone(),
+            path: copy,
+        });
+    }
+    let vdir = layout.version_dir(version);
+    fs::create_dir_all(&vdir).map_err(io_err("cannot create", &vdir))?;
+    let program = vdir.join(&seal.program);
+    if seal.program.starts_with("bundle") {
+        let bundle = vdir.join("bundle");
+        let _ = fs::remove_dir_all(&bundle);
+        let zip = vdir.join(&seal.artifact);
+        copy_atomic(&copy, &zip)?;
+        artifact::unpack_bundle(&zip, &bundle, limits, layout.base()).map_err(|e| {
+            StoreError::Restore {
+                version: version.clone(),
+                source: Box::new(e),
+            }
+        })?;
+    } else {
+        // A folder where the program belongs (a `mv` of a directory) is moved out of the way.
+        if program.is_dir() {
+            let aside = vdir.join(format!(".displaced-{}", std::process::id()));
+            fs::rename(&program, &aside).map_err(io_err("cannot move aside", &program))?;
+        }
+        copy_atomic(&copy, &program)?;
+    }
+    if installed.kind == Kind::Executable {
+        artifact::mark_executable(&program).map_err(|e| StoreError::Restore {
+            version: version.clone(),
+            source: Box::new(e),
+        })?;
+    }
+    if digest(&program).ok().as_deref() != Some(seal.program_sha256.as_str()) {
+        return Err(StoreError::Corrupt {
+            version: version.clone(),
+            path: program,
+        });
+    }
+    Ok(())
+}
+
+/// Drop a version's copy once its folder is archived or rejected (a rollback restores from the
+/// archive and seals again). Blocking; a failure only leaves a stale copy.
+pub fn forget(layout: &Layout, version: &Version) {
+    let _ = fs::remove_dir_all(entry(layout, version));
+}
+
+fn read_seal(dir: &Path) -> Option<Seal> {
+    let text = fs::read(dir.join("seal.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn digest(path: &Path) -> Result<String, StoreError> {
+    artifact::sha256_file(path).map_err(io_err("cannot read", path))
+}
+
+/// Copy through a temp file renamed into place: a reader sees the old file or the whole new one.
+fn copy_atomic(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let tmp = to.with_file_name(format!(
+        ".{}.copy-{}",
+        to.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    fs::copy(from, &tmp).map_err(io_err("cannot copy to", &tmp))?;
+    let file = fs::File::open(&tmp).map_err(io_err("cannot open", &tmp))?;
+    file.sync_all().map_err(io_err("cannot sync", &tmp))?;
+    fs::rename(&tmp, to).map_err(io_err("cannot move into place", to))
+}
