@@ -448,6 +448,9 @@ pub struct State {
     testing: Option<Slot>,
     /// A fresh running instance of the version being promoted, until it is ready.
     next: Option<Slot>,
+    /// A fresh instance of running's version, started because running stopped answering its
+    /// heartbeats while its process lives: it takes over once ready (start, switch, then stop).
+    spare: Option<Slot>,
     /// A second instance of running's version while a build is tested (`NOISE_CANCEL`).
     secondary: Option<Slot>,
     /// Whether to run one.
@@ -520,6 +523,7 @@ impl State {
             running: None,
             testing: None,
             next: None,
+            spare: None,
             secondary: None,
             noise_cancel: false,
             secondary_off: None,
@@ -942,6 +946,7 @@ impl Decision<'_> {
         }
         for part in [
             SlotKey::Running,
+            SlotKey::Spare,
             SlotKey::Next,
             SlotKey::Testing,
             SlotKey::Secondary,
@@ -1007,6 +1012,7 @@ impl Decision<'_> {
             SlotKey::Running => self.s.running.as_mut(),
             SlotKey::Testing => self.s.testing.as_mut(),
             SlotKey::Next => self.s.next.as_mut(),
+            SlotKey::Spare => self.s.spare.as_mut(),
             SlotKey::Secondary => self.s.secondary.as_mut(),
         }
     }
@@ -1019,6 +1025,8 @@ impl Decision<'_> {
             Some(SlotKey::Testing)
         } else if is(&self.s.next) {
             Some(SlotKey::Next)
+        } else if is(&self.s.spare) {
+            Some(SlotKey::Spare)
         } else if is(&self.s.secondary) {
             Some(SlotKey::Secondary)
         } else {
@@ -1115,10 +1123,12 @@ impl Decision<'_> {
                     reason: reason.clone(),
                 };
                 self.emit(event);
-                self.failed(
-                    part,
-                    format!("stopped answering: {misses} heartbeats missed in a row ({reason})"),
-                );
+                let why =
+                    format!("stopped answering: {misses} heartbeats missed in a row ({reason})");
+                match part {
+                    SlotKey::Running => self.running_unresponsive(why),
+                    _ => self.failed(part, why),
+                }
             }
             InstanceEventKind::NotReady { reason } => {
                 self.failed(part, format!("never became ready: {reason}"))
@@ -1155,24 +1165,15 @@ impl Decision<'_> {
         };
         slot.proven |= slot.role == Role::Running;
         match part {
-            SlotKey::Running => {
-                self.s.restart = None;
-                self.serve(SlotKey::Running);
-                if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
-                    // A restarted running: testing is still scored against it.
-                    self.out.push(Action::Score(ScorerControl::Running {
-                        running_dir: child.dir.clone(),
-                        running_pid: Some(child.pid),
-                    }));
+            SlotKey::Spare => {
+                let old = self.swap_in_spare();
+                self.running_ready(child);
+                // Users are routed to the fresh one first; then the old one drains and stops.
+                if let Some(old) = old {
+                    self.retire(old, true, AfterStop::Keep);
                 }
-                if std::mem::take(&mut self.s.txn_post_due) {
-                    if let Some(from) = self.s.txn.as_ref().and_then(|t| t.from.clone()) {
-                        self.archive_if_unused(from);
-                    }
-                    self.after_switch();
-                }
-                self.start_pending();
             }
+            SlotKey::Running => self.running_ready(child),
             SlotKey::Testing => {
                 self.serve(SlotKey::Testing);
                 let running = self.s.running.as_ref().and_then(|r| r.phase.child());
@@ -1199,6 +1200,74 @@ impl Decision<'_> {
                 self.persist();
                 self.finish_promotion()
             }
+        }
+    }
+
+    /// Running is ready (first start, restart or a spare that took over): serve it, keep testing
+    /// scored against it, finish a transaction resumed at start, and test what waits.
+    fn running_ready(&mut self, child: Launched) {
+        self.s.restart = None;
+        self.serve(SlotKey::Running);
+        if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
+            // A restarted running: testing is still scored against it.
+            self.out.push(Action::Score(ScorerControl::Running {
+                running_dir: child.dir.clone(),
+                running_pid: Some(child.pid),
+            }));
+        }
+        if std::mem::take(&mut self.s.txn_post_due) {
+            if let Some(from) = self.s.txn.as_ref().and_then(|t| t.from.clone()) {
+                self.archive_if_unused(from);
+            }
+            self.after_switch();
+        }
+        self.start_pending();
+    }
+
+    /// Running stopped answering its heartbeats while its process lives: start a fresh instance
+    /// of the same version beside it and switch once that one is ready, as a promotion does, so
+    /// users are served all along. Stop-then-start only when that cannot be done (a promotion
+    /// under way, a spare already starting, a running never proven).
+    fn running_unresponsive(&mut self, why: String) {
+        let can_heal = self.s.spare.is_none()
+            && self.s.next.is_none()
+            && self
+                .s
+                .running
+                .as_ref()
+                .is_some_and(|r| r.proven && r.is_ready());
+        if !can_heal {
+            return self.running_failed(why);
+        }
+        let installed = self.s.running.as_ref().expect("checked").installed.clone();
+        self.emit(Event::RestartScheduled {
+            version: installed.version.clone(),
+            attempt: self.s.failures + 1,
+            delay_ms: 0,
+            reason: format!("{why}; a fresh instance starts beside it and takes over once ready"),
+        });
+        let slot = self.new_slot(Role::Running, installed, true);
+        self.s.spare = Some(slot);
+    }
+
+    /// The spare is ready: it becomes running; the unresponsive one is returned, to be stopped.
+    fn swap_in_spare(&mut self) -> Option<Slot> {
+        let spare = self.s.spare.take().expect("called for the spare");
+        self.s.failures = 0;
+        self.s.running.replace(spare)
+    }
+
+    /// The spare failed to start or get ready: running, still unresponsive, is restarted the
+    /// plain way (stop, then start, with backoff).
+    fn spare_failed(&mut self, why: String) {
+        let Some(spare) = self.s.spare.take() else {
+            return;
+        };
+        self.retire(spare, false, AfterStop::Keep);
+        if self.s.running.is_some() {
+            self.running_failed(format!(
+                "stopped answering its heartbeats, and the fresh instance started beside it {why}"
+            ));
         }
     }
 
@@ -1260,6 +1329,7 @@ impl Decision<'_> {
                 "the new running instance of the promoted version {why}"
             )]),
             SlotKey::Running => self.running_failed(why),
+            SlotKey::Spare => self.spare_failed(why),
             SlotKey::Secondary => self.secondary_failed(why),
         }
     }
@@ -1339,6 +1409,14 @@ impl Decision<'_> {
     }
 
     fn running_failed(&mut self, why: String) {
+        if let Some(spare) = self.s.spare.take() {
+            // A fresh instance is already on its way: it takes over as soon as it is ready.
+            let old = self.s.running.replace(spare).expect("called for running");
+            tracing::error!("running {} {why}", old.version());
+            self.retire(old, false, AfterStop::Keep);
+            self.publish_routes();
+            return;
+        }
         let slot = self.s.running.take().expect("called for running");
         let version = slot.version().clone();
         let installed = slot.installed.clone();
@@ -1818,7 +1896,7 @@ impl Decision<'_> {
             }
         }
         let s = &*self.s;
-        let in_slot = [&s.running, &s.testing, &s.next, &s.secondary]
+        let in_slot = [&s.running, &s.testing, &s.next, &s.secondary, &s.spare]
             .into_iter()
             .flatten()
             .any(|slot| *slot.version() == version);
@@ -2345,6 +2423,8 @@ enum SlotKey {
     Testing,
     Next,
     Secondary,
+    /// A fresh instance of running's version replacing an unresponsive one.
+    Spare,
 }
 
 /// How long to wait before restarting running after `failures` failures in a row: at once the

@@ -69,3 +69,41 @@ fn ready_path_is_judged_by_a_whole_answer_through_a_host_name() {
     assert!(u.get("/").1.contains("1.0.0"), "running keeps serving");
     u.stop();
 }
+
+#[test]
+fn a_running_that_fails_its_health_check_is_replaced_without_a_failed_request() {
+    let base = Base::new("heal-start-first");
+    base.write_env("HEALTH_PATH=/health\nHEARTBEAT_EVERY=200ms\nHEARTBEAT_MISSES=2\n");
+    let mut u = Understudy::start(&base);
+    // Its port answers users; its health check answers 500: alive, but failing the check.
+    base.drop_fixture("1.0.0", "--fail-path /health");
+    u.wait_serving();
+    let (_, first) = base.wait_instance_info("running");
+    let mut pids = vec![first];
+    let mut failed = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Every user request while running is replaced, twice over.
+    while pids.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replaced {} times: {pids:?}\n{}",
+            pids.len() - 1,
+            u.log_text()
+        );
+        match http(u.addr, "GET", "/api/items") {
+            Ok((200, _)) => {}
+            other => failed.push(format!("{other:?}")),
+        }
+        if let Some((_, pid)) = base.instance_info("running") {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {failed:?}",
+        failed.len()
+    );
+    u.stop();
+}

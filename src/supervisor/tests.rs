@@ -1351,3 +1351,93 @@ async fn without_a_port_to_spare_the_build_is_judged_with_noise_unknown() {
         .expect("scored");
     assert!(!watch.noise, "the scorer is told noise is unknown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unresponsive_running_is_replaced_start_then_switch_then_stop() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (old, _) = sim.bring_up(&a);
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "GET /health timed out".into(),
+    };
+    let a = sim.event(old, lost);
+    // A fresh instance starts beside it; nothing is stopped and users stay on the old one.
+    let (fresh, role, _) = start_in(&a).expect("a fresh instance starts first");
+    assert_eq!(role, Role::Running);
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Retire { .. })),
+        "{a:#?}"
+    );
+    assert!(
+        routes_in(&a).is_none_or(|r| r.running.as_ref().is_some_and(|t| t.id == old)),
+        "{a:#?}"
+    );
+    sim.launch(fresh);
+    let a = sim.event(fresh, InstanceEventKind::Ready);
+    // Switch first, then drain and stop the old one.
+    let routed = position(
+        &a,
+        |x| matches!(x, Action::Route(r) if r.running.as_ref().is_some_and(|t| t.id == fresh)),
+    );
+    let retired = position(&a, |x| {
+        *x == Action::Retire {
+            id: old,
+            drain: true,
+        }
+    });
+    assert!(routed < retired, "{a:#?}");
+    assert!(routes_in(&a).unwrap().restarting.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spare_that_never_gets_ready_falls_back_to_stop_then_start() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (old, _) = sim.bring_up(&a);
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "refused".into(),
+    };
+    let a = sim.event(old, lost);
+    let (fresh, _, _) = start_in(&a).unwrap();
+    sim.launch(fresh);
+    let a = sim.event(
+        fresh,
+        InstanceEventKind::NotReady {
+            reason: "port never opened".into(),
+        },
+    );
+    assert!(
+        a.contains(&Action::Retire {
+            id: old,
+            drain: false
+        }),
+        "{a:#?}"
+    );
+    let (again, _, _) = start_in(&a).expect("the plain restart");
+    assert_ne!(again, fresh);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_unresponsive_running_dies_the_spare_on_its_way_takes_over() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (old, _) = sim.bring_up(&a);
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "refused".into(),
+    };
+    let a = sim.event(old, lost);
+    let (fresh, _, _) = start_in(&a).unwrap();
+    let died = InstanceEventKind::Exited {
+        status: "signal: 9".into(),
+        stderr_tail: String::new(),
+    };
+    let a = sim.event(old, died);
+    assert!(start_in(&a).is_none(), "no second fresh instance: {a:#?}");
+    sim.launch(fresh);
+    let a = sim.event(fresh, InstanceEventKind::Ready);
+    let r = routes_in(&a).unwrap();
+    assert_eq!(r.running.as_ref().map(|t| t.id), Some(fresh));
+}
