@@ -1227,15 +1227,17 @@ impl Decision<'_> {
     /// Running stopped answering its heartbeats while its process lives: start a fresh instance
     /// of the same version beside it and switch once that one is ready, as a promotion does, so
     /// users are served all along. Stop-then-start only when that cannot be done (a promotion
-    /// under way, a spare already starting, a running never proven).
+    /// under way, a spare already starting, a running never proven or still guarded).
     fn running_unresponsive(&mut self, why: String) {
+        let guarded = |r: &Slot| self.s.guard.as_ref().is_some_and(|g| g.version == *r.version());
+        // Within ROLLBACK_WINDOW a failing new running is rolled back instead (running_failed).
         let can_heal = self.s.spare.is_none()
             && self.s.next.is_none()
             && self
                 .s
                 .running
                 .as_ref()
-                .is_some_and(|r| r.proven && r.is_ready());
+                .is_some_and(|r| r.proven && r.is_ready() && !guarded(r));
         if !can_heal {
             return self.running_failed(why);
         }
