@@ -595,6 +595,12 @@ fn status_text(v: &Value) -> String {
             "paused"
         ));
     }
+    if let Some(why) = v["disk_full"].as_str() {
+        out.push_str(&format!(
+            "{:<10}{why}; still serving, retrying every heartbeat\n",
+            "disk full"
+        ));
+    }
     let c = &v["counters"];
     out.push_str(&format!(
         "{:<10}{} requests, {} mirrored, {} copies dropped\n",

@@ -239,6 +239,8 @@ fn narrate(e: &Event) {
             version, delay_ms, ..
         } => format!("running {version} failed; restarting in {delay_ms} ms"),
         Event::ArchiveDeleted { zip, reason } => format!("deleted {}: {reason}", zip.display()),
+        Event::DiskFull { why } => format!("cannot save state, still serving: {why}"),
+        Event::DiskRecovered => "state is saved again".to_string(),
         Event::Paused => "paused by the operator".to_string(),
         Event::Resumed => "resumed by the operator".to_string(),
         Event::Scheduled { id, version, at } => format!(

@@ -170,6 +170,10 @@ pub enum Event {
     Archived { version: Version, zip: PathBuf },
     /// An old archive was deleted to stay within the size or disk budget.
     ArchiveDeleted { zip: PathBuf, reason: String },
+    /// understudy cannot save its state (a full or read-only disk); it keeps serving and retries.
+    DiskFull { why: String },
+    /// Its state is saved again.
+    DiskRecovered,
 }
 
 impl Event {
@@ -272,6 +276,8 @@ impl Event {
             Event::ArchiveDeleted { zip, reason } => {
                 tracing::info!(target: T, zip = %zip.display(), reason, "archive_deleted")
             }
+            Event::DiskFull { why } => tracing::error!(target: T, why, "disk_full"),
+            Event::DiskRecovered => tracing::info!(target: T, "disk_recovered"),
         }
     }
 }

@@ -341,6 +341,13 @@ impl Collector for Scrape {
         encode_webhooks(&mut enc, &self.webhooks)?;
 
         let status = self.supervisor.status();
+        let m = enc.encode_descriptor(
+            "disk_full",
+            "1 while understudy cannot save its state files (a full or read-only disk; it keeps serving and retries), else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(status.disk_full.is_some())).encode(m)?;
         if let Some(v) = &status.verdict {
             let m = enc.encode_descriptor(
                 "score",

@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod executor;
+mod files;
 pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -227,6 +228,9 @@ pub enum Input {
     },
     /// An operator's command; the answer goes out as [`Action::Reply`] with the same `id`.
     Command { id: u64, command: Command },
+    /// The state files stopped being written (why: a full or read-only disk), or are again
+    /// (`None`); understudy keeps serving either way.
+    Disk { failing: Option<String> },
 }
 
 /// Where users and mirrored copies go.
@@ -451,6 +455,8 @@ pub struct State {
     /// A fresh instance of running's version, started because running stopped answering its
     /// heartbeats while its process lives: it takes over once ready (start, switch, then stop).
     spare: Option<Slot>,
+    /// Why the state files cannot be written right now (a full disk), while it lasts.
+    disk_full: Option<String>,
     /// A second instance of running's version while a build is tested (`NOISE_CANCEL`).
     secondary: Option<Slot>,
     /// Whether to run one.
@@ -524,6 +530,7 @@ impl State {
             testing: None,
             next: None,
             spare: None,
+            disk_full: None,
             secondary: None,
             noise_cancel: false,
             secondary_off: None,
@@ -652,6 +659,7 @@ impl State {
             pending: self.pending.as_ref().map(|p| p.version.clone()),
             installing: self.installing.clone(),
             paused: self.paused,
+            disk_full: self.disk_full.clone(),
             verdict,
             schedules: self.schedules.clone(),
             transaction: self.txn.clone(),
@@ -714,6 +722,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
                 .command(id, command)
                 .map(|result| Action::Reply { id, result });
         }
+        Input::Disk { failing } => d.disk(failing),
     }
     d.run_schedules();
     d.fit_secondary();
@@ -733,6 +742,16 @@ struct Decision<'a> {
 }
 
 impl Decision<'_> {
+    /// The state files could not be written (or can again): say so once each way.
+    fn disk(&mut self, failing: Option<String>) {
+        let was = std::mem::replace(&mut self.s.disk_full, failing.clone());
+        match (was, failing) {
+            (None, Some(why)) => self.emit(Event::DiskFull { why }),
+            (Some(_), None) => self.emit(Event::DiskRecovered),
+            _ => {}
+        }
+    }
+
     fn emit(&mut self, e: Event) {
         self.out.push(Action::Emit(e));
     }
@@ -1229,7 +1248,12 @@ impl Decision<'_> {
     /// users are served all along. Stop-then-start only when that cannot be done (a promotion
     /// under way, a spare already starting, a running never proven or still guarded).
     fn running_unresponsive(&mut self, why: String) {
-        let guarded = |r: &Slot| self.s.guard.as_ref().is_some_and(|g| g.version == *r.version());
+        let guarded = |r: &Slot| {
+            self.s
+                .guard
+                .as_ref()
+                .is_some_and(|g| g.version == *r.version())
+        };
         // Within ROLLBACK_WINDOW a failing new running is rolled back instead (running_failed).
         let can_heal = self.s.spare.is_none()
             && self.s.next.is_none()

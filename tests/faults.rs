@@ -314,3 +314,57 @@ fn two_ports_are_enough_to_promote_and_test_the_next_build() {
     );
     u.stop();
 }
+
+#[test]
+fn with_no_space_left_understudy_keeps_serving_says_disk_full_and_saves_once_it_can() {
+    let base = Base::new("disk-full");
+    base.write_env("HEARTBEAT_EVERY=200ms\n");
+    let flag = base.path.join("disk-is-full");
+    let flag_text = flag.to_string_lossy().to_string();
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_DISK_FULL", &flag_text)]);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    std::fs::write(&flag, "").unwrap();
+    // A new build changes the state while nothing can be saved.
+    base.drop_fixture("1.1.0", "");
+    let status = wait_until("disk_full in status", Duration::from_secs(10), || {
+        let (_, s) = api(addr, "GET", "/api/status", None, "");
+        s["disk_full"].is_string().then_some(s)
+    });
+    assert!(
+        status["disk_full"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{status}"
+    );
+    assert_eq!(u.get("/").0, 200, "users are served while the disk is full");
+    let (_, metrics) = http(addr, "GET", "/metrics").unwrap();
+    assert!(metrics.contains("understudy_disk_full 1"), "{metrics}");
+    let (_, events) = api(addr, "GET", "/api/events/recent", None, "");
+    assert!(events.to_string().contains("\"disk_full\""), "{events}");
+    let (code, out, _) = cli(&base, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("disk full"), "{out}");
+    let stale = std::fs::read_to_string(base.path.join(".understudy/state.json")).unwrap();
+
+    std::fs::remove_file(&flag).unwrap();
+    wait_until(
+        "the state to be saved again",
+        Duration::from_secs(10),
+        || {
+            let (_, s) = api(addr, "GET", "/api/status", None, "");
+            let saved = std::fs::read_to_string(base.path.join(".understudy/state.json")).ok()?;
+            (s["disk_full"].is_null() && saved != stale).then_some(())
+        },
+    );
+    let (_, metrics) = http(addr, "GET", "/metrics").unwrap();
+    assert!(metrics.contains("understudy_disk_full 0"), "{metrics}");
+    let (_, events) = api(addr, "GET", "/api/events/recent", None, "");
+    assert!(
+        events.to_string().contains("\"disk_recovered\""),
+        "{events}"
+    );
+    u.stop();
+}

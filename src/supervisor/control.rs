@@ -124,6 +124,9 @@ pub struct Status {
     pub installing: Option<Version>,
     /// No automatic promotion or rejection while set.
     pub paused: bool,
+    /// Why understudy cannot save its state right now (a full disk); it keeps serving and
+    /// retries every heartbeat.
+    pub disk_full: Option<String>,
     /// The latest verdict about testing, if it has been scored.
     pub verdict: Option<VerdictStatus>,
     /// Scheduled promotions, pending and recently finished.

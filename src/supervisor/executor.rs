@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::files::{write_files, FileJob};
 use super::{
     decide, Action, Filed, Input, Launched, Now, Persisted, RestoreFailure, Resumed, Routing,
     StartFailure, State,
@@ -25,7 +26,7 @@ use crate::events::Events;
 use crate::instance::{
     Instance, InstanceError, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec, Spawner,
 };
-use crate::layout::{write_atomic, Layout, Role};
+use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
 use crate::watcher::Dropped;
@@ -37,9 +38,6 @@ const SWEEP_POLL: Duration = Duration::from_millis(20);
 /// Fault injection for the tests: `UNDERSTUDY_INJECT_PANIC=supervisor` makes the supervisor
 /// panic once running is ready, to prove a dying task stops every child.
 const INJECT_PANIC: &str = "UNDERSTUDY_INJECT_PANIC";
-/// Fault injection for the tests: `UNDERSTUDY_INJECT_CRASH=before-switch` makes understudy kill
-/// itself (SIGKILL) once a promotion's fresh instance is ready and journaled, before the switch.
-const INJECT_CRASH: &str = "UNDERSTUDY_INJECT_CRASH";
 
 /// Everything the supervisor needs from the rest of understudy.
 pub struct Wiring {
@@ -140,25 +138,8 @@ enum Done {
         version: semver::Version,
         result: Result<(), String>,
     },
-}
-
-/// An operator's answer, sent once the file writes decided before it are done.
-type Reply = (
-    tokio::sync::oneshot::Sender<Result<String, super::CommandError>>,
-    Result<String, super::CommandError>,
-);
-
-/// Small file writes that must happen in the order they were decided.
-enum FileJob {
-    Point(Role, PathBuf),
-    Unpoint(Role),
-    Persist(Persisted),
-    Record(crate::history::Switch),
-    /// The presence file, already serialised.
-    Status(Vec<u8>),
-    /// Not a write: an answer that must not overtake the writes before it (a schedule is
-    /// stored before the operator hears it is).
-    Reply(Reply),
+    /// The file writer started failing (why) or works again (`None`).
+    Disk(Option<String>),
 }
 
 /// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
@@ -197,7 +178,10 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (inst_tx, mut inst_rx) = mpsc::unbounded_channel();
     let (files_tx, files_rx) = mpsc::unbounded_channel();
-    let files = tokio::spawn(write_files(layout.clone(), files_rx));
+    let disk_tx = done_tx.clone();
+    let files = tokio::spawn(write_files(layout.clone(), files_rx, move |why| {
+        let _ = disk_tx.send(Done::Disk(why));
+    }));
     let mut exec = Executor {
         cfg: cfg.clone(),
         layout: layout.clone(),
@@ -395,112 +379,6 @@ fn linked_version(layout: &Layout, role: Role) -> Option<semver::Version> {
         .to_string();
     let v = folder.strip_prefix(&format!("{}-", layout.identifier()))?;
     semver::Version::parse(v).ok()
-}
-
-/// Write symlinks and the state file one after the other, in the order decided.
-async fn write_files(layout: Layout, mut rx: mpsc::UnboundedReceiver<FileJob>) {
-    // Fault injection for the tests: die hard right after journaling "ready", before the switch.
-    let crash_before_switch = std::env::var(INJECT_CRASH).is_ok_and(|v| v == "before-switch");
-    // What each role's symlink was last pointed at, to repair it if someone removes or moves it.
-    let mut pointed: HashMap<Role, PathBuf> = HashMap::new();
-    while let Some(job) = rx.recv().await {
-        match &job {
-            FileJob::Point(role, dir) => {
-                pointed.insert(*role, dir.clone());
-            }
-            FileJob::Unpoint(role) => {
-                pointed.remove(role);
-            }
-            FileJob::Status(_) => {
-                let (layout, links) = (layout.clone(), pointed.clone());
-                let _ = tokio::task::spawn_blocking(move || repair_links(&layout, &links)).await;
-            }
-            _ => {}
-        }
-        let crash = crash_before_switch
-            && matches!(&job, FileJob::Persist(p)
-                if p.txn.as_ref().is_some_and(|t| t.step == super::TxnStep::Ready));
-        let job = match job {
-            FileJob::Reply((reply, result)) => {
-                let _ = reply.send(result);
-                continue;
-            }
-            job => job,
-        };
-        let layout = layout.clone();
-        let res = tokio::task::spawn_blocking(move || match job {
-            FileJob::Point(role, dir) => layout.point(role, &dir).map_err(|e| {
-                format!(
-                    "cannot point {} at {}: {e}",
-                    layout.link(role).display(),
-                    dir.display()
-                )
-            }),
-            FileJob::Unpoint(role) => layout
-                .unpoint(role)
-                .map_err(|e| format!("cannot remove {}: {e}", layout.link(role).display())),
-            FileJob::Persist(p) => {
-                let path = layout.state_file();
-                std::fs::create_dir_all(layout.state_dir())
-                    .and_then(|()| {
-                        let bytes = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
-                        write_atomic(&path, &bytes)
-                    })
-                    .map_err(|e| format!("cannot save {}: {e}", path.display()))
-            }
-            FileJob::Record(switch) => {
-                let path = layout.history_file();
-                crate::history::append(&path, &switch).map_err(|e| {
-                    format!(
-                        "cannot record the switch to {} in {}: {e}",
-                        switch.to,
-                        path.display()
-                    )
-                })
-            }
-            FileJob::Status(bytes) => {
-                let path = layout.status_file();
-                write_atomic(&path, &bytes)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
-            }
-            FileJob::Reply(_) => Ok(()),
-        })
-        .await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("{e}"),
-            Err(e) => tracing::error!("file task failed: {e}"),
-        }
-        if crash {
-            tracing::error!("{INJECT_CRASH}=before-switch: dying by SIGKILL");
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-}
-
-/// Point back any role symlink that was deleted or pointed elsewhere since understudy set it (a
-/// user's `running` must lead to what serves), and say so. Blocking.
-fn repair_links(layout: &Layout, pointed: &HashMap<Role, PathBuf>) {
-    for (role, dir) in pointed {
-        let link = layout.link(*role);
-        let want = dir.strip_prefix(layout.base()).unwrap_or(dir);
-        let found = std::fs::read_link(&link).ok();
-        if found.as_deref() == Some(want) {
-            continue;
-        }
-        let was = match &found {
-            None => "missing".to_string(),
-            Some(t) => format!("pointing at {}", t.display()),
-        };
-        match layout.point(*role, dir) {
-            Ok(()) => tracing::warn!(
-                "{} was {was}: pointed it back at {}",
-                link.display(),
-                want.display()
-            ),
-            Err(e) => tracing::error!("{} was {was} and cannot be repaired: {e}", link.display()),
-        }
-    }
 }
 
 /// The hands of the supervisor: owns the child handles and the upstreams, and the channels
@@ -952,6 +830,7 @@ impl Executor {
                 version,
                 result,
             },
+            Done::Disk(failing) => Input::Disk { failing },
         }
     }
 
