@@ -4,6 +4,12 @@
 //! Every key, its default and its meaning is listed once, in [`KEYS`]; `.env.example` is generated
 //! from the same table, so the two cannot drift.
 
+mod dotenv;
+mod keys;
+mod parse;
+#[cfg(test)]
+mod test_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,130 +17,16 @@ use std::time::Duration;
 
 use http::Method;
 
-/// A config key, its default and a one-line description, as shown in `.env.example`.
-pub struct KeyDoc {
-    /// Upper-case key as written in `.env`.
-    pub key: &'static str,
-    /// Default value, as text; empty means "unset".
-    pub default: &'static str,
-    /// What the key controls.
-    pub doc: &'static str,
-}
+use dotenv::read_dotenv;
+use keys::canonical_key;
+pub use keys::{KeyDoc, KEYS};
+pub use parse::parse_duration;
+use parse::{
+    comma_list, invalid, on_off, parse_number, Raw, MAX_COMMAND_LEN, MAX_COUNT, MAX_LOG_DELTA,
+    MAX_MIRROR_BODY, MAX_MIRROR_CONCURRENCY, MAX_MIRROR_QUEUE, MAX_P95_FACTOR, MAX_PATH_LEN,
+    MAX_SHORT_DURATION, MAX_SIZE, MAX_WINDOW, MAX_WORKER_THREADS,
+};
 
-/// Every config key understudy reads, in the order `.env.example` lists them.
-pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "IDENTIFIER", default: "", doc: "Name prefix of your builds: myapp for myapp-1.2.3.jar (required)." },
-    KeyDoc { key: "LISTEN", default: "127.0.0.1:8080", doc: "Address the proxy listens on for users; a bare port means 0.0.0.0:<port>." },
-    KeyDoc { key: "PORT_RANGE", default: "20000-20099", doc: "Ports handed to child instances; ports already bound are skipped." },
-    KeyDoc { key: "SCHEME", default: "http", doc: "Scheme used to reach the children; only http is supported." },
-    KeyDoc { key: "UPSTREAM_HOST", default: "127.0.0.1", doc: "Host the children listen on, as the proxy reaches them." },
-    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file (a name in the base dir, or an absolute path) copied into each instance folder with the port key rewritten; the original is never changed." },
-    KeyDoc { key: "PORT_KEY", default: "server.port", doc: "Key holding the port in the properties file (or -D<key>=<port> for a jar without one)." },
-    KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
-    KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
-    KeyDoc { key: "READY_PATH", default: "", doc: "Path that must answer 2xx before an instance is ready; empty means the port accepting connections is enough." },
-    KeyDoc { key: "HEALTH_PATH", default: "", doc: "Path each ready child must answer 2xx on every HEARTBEAT_EVERY; empty means its port accepting connections is enough." },
-    KeyDoc { key: "HEARTBEAT_EVERY", default: "2s", doc: "How often each ready child is probed (HEALTH_PATH, or its port); also how often .understudy/status.json is rewritten." },
-    KeyDoc { key: "HEARTBEAT_MISSES", default: "3", doc: "Heartbeats missed in a row after which running is restarted and testing rejected (\"stopped answering\")." },
-    KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
-    KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
-    KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
-    KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head, and how long a keep-alive connection may sit idle; slower (slowloris) or idler connections are closed." },
-    KeyDoc { key: "MAX_HEADER_BYTES", default: "64KiB", doc: "Largest request head (request line and headers) a user may send; larger ones are answered 431." },
-    KeyDoc { key: "MAX_HEADERS", default: "100", doc: "Most header fields in one request; more are answered 431." },
-    KeyDoc { key: "MAX_REQUEST_BODY", default: "100MiB", doc: "Largest request body a user may send: a larger declared one is answered 413 before anything is forwarded, a chunked one is cut off and answered 413." },
-    KeyDoc { key: "MAX_CONNECTIONS", default: "10000", doc: "Most user connections open at once; past it understudy stops accepting (new users wait in the listen backlog) and closes idle keep-alive connections to make room." },
-    KeyDoc { key: "UPSTREAM_TIMEOUT", default: "60s", doc: "How long running may send nothing while understudy waits for its answer head or the next part of its body; the user then gets 504 (or, mid-body, a closed connection)." },
-    KeyDoc { key: "SEND_TIMEOUT", default: "60s", doc: "How long a user may take no byte of an answer before the connection is closed (as nginx's send_timeout)." },
-    KeyDoc { key: "ANSWER_BUFFER", default: "1MiB", doc: "How much of one answer understudy reads from running ahead of a slow user, so running's connection is freed at running's pace." },
-    KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold in memory together; past it they spill to unnamed temporary files under .understudy/." },
-    KeyDoc { key: "ANSWER_SPILL", default: "1GiB", doc: "How much all answers read ahead may hold on disk together (never below MIN_FREE_DISK free); past it and ANSWER_MEMORY, answers stream at the user's pace." },
-    KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
-    KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
-    KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
-    KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
-    KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },
-    KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Proxy threads, each with its own event loop (as nginx's workers); auto means one per core." },
-    KeyDoc { key: "LOG_DIR", default: "", doc: "Directory for understudy's own log (understudy.log); empty logs to stderr." },
-    KeyDoc { key: "LOG_LEVEL", default: "info", doc: "understudy's own log level: error, warn, info, debug or trace." },
-    KeyDoc { key: "STABLE_WINDOW", default: "10m", doc: "How long testing must be scored without a regression before it is promoted." },
-    KeyDoc { key: "MIN_MIRRORED", default: "100", doc: "Mirrored pairs needed before any verdict; below it understudy waits and says so." },
-    KeyDoc { key: "MAX_5XX_DELTA", default: "0.01", doc: "Largest allowed excess of testing's 5xx rate over running's, overall and per endpoint (0.01 = 1 point)." },
-    KeyDoc { key: "MAX_CLIENT_ERROR_DELTA", default: "0.05", doc: "Largest allowed share of requests that running answers 2xx and testing answers 4xx." },
-    KeyDoc { key: "MAX_LOG_ERROR_DELTA", default: "0.05", doc: "Largest allowed excess of testing's error log lines per mirrored request over running's." },
-    KeyDoc { key: "MAX_LOG_WARN_DELTA", default: "0.5", doc: "Largest allowed excess of testing's warn log lines per mirrored request over running's." },
-    KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged." },
-    KeyDoc { key: "MAX_P95_RATIO", default: "", doc: "Reject when testing's p95 latency exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "MAX_BODY_DIFF", default: "auto", doc: "Reject when a difference (one path of one endpoint, not noise) is in more than this share of same-status answers; auto means 0.05 with NOISE_CANCEL on and report only with it off; empty reports only." },
-    KeyDoc { key: "DIFF_MAX_BODY", default: "256KiB", doc: "Largest answer body compared field by field (JSON) or line by line (text); larger bodies compare by length and hash." },
-    KeyDoc { key: "DIFF_SAMPLE", default: "1", doc: "Share of mirrored requests whose answers are compared (0 to 1), to bound the cost of diffing." },
-    KeyDoc { key: "DIFF_IGNORE", default: "", doc: "Comma-separated JSON paths that are known noise ($.meta.request_id, $.items[*].updated_at); everything under them is ignored." },
-    KeyDoc { key: "DIFF_UNORDERED", default: "", doc: "Comma-separated JSON array paths whose order does not matter ($.tags)." },
-    KeyDoc { key: "DIFF_IGNORE_HEADERS", default: "Date,Server,Set-Cookie,Content-Length,ETag,Age,Last-Modified,Expires", doc: "Response headers not compared (hop-by-hop ones never are); for Set-Cookie only the values are ignored, cookie names still compare." },
-    KeyDoc { key: "NOISE_CANCEL", default: "on", doc: "on runs a second instance of running's version while a build is tested and mirrors to both: differences that running has with itself are noise and do not count; off saves that instance (differences are then 'noise unknown')." },
-    KeyDoc { key: "DIFF_RELATIVE", default: "0.2", doc: "A difference counts only when its rate is more than this share above its noise rate (0.2 = 20 %)." },
-    KeyDoc { key: "DIFF_ABSOLUTE", default: "0.03", doc: "...and more than this many points above it (0.03 = 3 points of the endpoint's pairs)." },
-    KeyDoc { key: "CONFIDENCE", default: "0.99", doc: "Confidence a rate comparison (5xx, 2xx→4xx, differences) or latency shift (Mann-Whitney U) needs before it rejects or clears; below it the verdict waits." },
-    KeyDoc { key: "MAX_RSS_RATIO", default: "", doc: "Reject when testing's memory (RSS) exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "MAX_CPU_RATIO", default: "", doc: "Reject when testing's CPU time per request exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "PLAIN_LOG_ERROR_REGEX", default: "(?i)\\b(error|fatal|panic|exception)\\b", doc: "Regex marking a non-JSON log line as an error." },
-    KeyDoc { key: "PLAIN_LOG_WARN_REGEX", default: "(?i)\\bwarn(ing)?\\b", doc: "Regex marking a non-JSON log line as a warning." },
-    KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
-    KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
-    KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
-    KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
-    KeyDoc { key: "PROMOTE_AT", default: "", doc: "RFC 3339 instant (2026-12-01T03:00:00Z) at which the build then under test is promoted, once; empty means none." },
-    KeyDoc { key: "MISSED_SCHEDULE_GRACE", default: "1h", doc: "How late a scheduled promotion may still fire (after understudy was down); later it is recorded as missed." },
-    KeyDoc { key: "PRE_START", default: "", doc: "Hook run before a new build starts (as testing, or as the first build); failing or timing out rejects the build." },
-    KeyDoc { key: "PRE_PROMOTE", default: "", doc: "Hook run before a promotion starts; failing leaves running untouched and the build testing." },
-    KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained; a failure is reported." },
-    KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
-    KeyDoc { key: "HOOK_LOG_MAX", default: "1MiB", doc: "Largest .understudy/hooks.log; past it the older half is dropped with a marker line, so a chatty hook cannot fill the disk." },
-    KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
-    KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
-    KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// URLs each event is POSTed to as JSON, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
-    KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
-    KeyDoc { key: "MAX_ADMIN_CONNECTIONS", default: "256", doc: "Most admin API connections open at once (SSE streams included); past it new ones wait in the backlog, so the admin side can never use up the descriptors the proxy and the children need." },
-    KeyDoc { key: "ADMIN_HOSTS", default: "", doc: "Comma-separated extra names the admin API answers to in Host (the listen address and localhost always work); any other Host gets 421, so a web page cannot read the API through DNS rebinding." },
-    KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
-];
-
-/// Vili's lower-case `.env` keys and the keys they mean here, so a Vili `.env` works unchanged.
-const VILI_ALIASES: &[(&str, &str)] = &[
-    ("port", "LISTEN"),
-    ("scheme", "SCHEME"),
-    ("endpoint", "UPSTREAM_HOST"),
-    ("port_range", "PORT_RANGE"),
-    ("identifier", "IDENTIFIER"),
-    ("log_dir", "LOG_DIR"),
-    ("properties_file_name", "PROPERTIES_FILE_NAME"),
-    ("port_identifier", "PORT_KEY"),
-];
-
-/// Longest timeout, grace, settle time or evaluation period: beyond an hour a value is a typo.
-const MAX_SHORT_DURATION: Duration = Duration::from_secs(3600);
-/// Longest stable window: a canary scored for more than 30 days is never going to be promoted.
-const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Largest size budget: far beyond any disk understudy will run on.
-const MAX_SIZE: u64 = 1 << 50;
-/// Largest mirrored body: every queued copy holds up to this much memory.
-const MAX_MIRROR_BODY: u64 = 1 << 30;
-/// Largest pair count: more mirrored pairs than a service sees in months.
-const MAX_COUNT: u64 = 1_000_000_000;
-/// Largest mirror queue: each slot may hold a body, so memory bounds it.
-const MAX_MIRROR_QUEUE: u64 = 1_000_000;
-/// Most mirrored requests in flight: each holds a connection to testing.
-const MAX_MIRROR_CONCURRENCY: u64 = 10_000;
-/// Most proxy threads: far more than cores on any machine understudy serves from.
-const MAX_WORKER_THREADS: u64 = 256;
-/// Largest allowed log-line excess per mirrored request.
-const MAX_LOG_DELTA: f64 = 1000.0;
-/// Largest p95 latency factor.
-const MAX_P95_FACTOR: f64 = 1000.0;
-/// Longest start command, in bytes (Linux caps one argument at 128 KiB).
-const MAX_COMMAND_LEN: usize = 32 * 1024;
-/// Longest path (PATH_MAX).
-const MAX_PATH_LEN: usize = 4096;
 /// Longest value echoed back in an error; longer ones are cut.
 const MAX_ECHO: usize = 200;
 
@@ -420,25 +312,6 @@ fn noise_cancel(raw: &Raw) -> Result<bool, ConfigError> {
     on_off(raw, "NOISE_CANCEL")
 }
 
-/// A switch: on or off (also true/false, yes/no, 1/0).
-fn on_off(raw: &Raw, key: &'static str) -> Result<bool, ConfigError> {
-    let v = raw.get(key);
-    match v.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(invalid(key, v, "on or off")),
-    }
-}
-
-/// The non-empty, trimmed items of a comma-separated value.
-fn comma_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// A comma-separated list of JSON paths, each starting with `$`.
 fn json_paths(raw: &Raw, key: &'static str) -> Result<Vec<String>, ConfigError> {
     let expected = "comma-separated JSON paths starting with $, such as $.meta.request_id,$.items[*].updated_at";
@@ -646,24 +519,7 @@ impl Config {
     /// Text of `.env.example`: every key with its default and meaning, quoted so that it reads
     /// back (by dotenv rules) as exactly the default.
     pub fn example() -> String {
-        let mut out = String::from(
-            "# understudy configuration: copy to <base dir>/.env and edit.\n\
-             # Environment variables UNDERSTUDY_<KEY> override this file; CLI flags override both.\n\
-             # Durations: 500ms, 30s, 10m, 1h. Sizes: 512KiB, 10MiB, 1GiB (or plain bytes).\n\
-             # dotenv rules: `KEY=value # comment`; put values with spaces, #, $ or \\ in single quotes.\n\
-             # Vili's keys (port, scheme, endpoint, port_range, identifier, log_dir,\n\
-             # properties_file_name, port_identifier) are accepted too.\n\n",
-        );
-        for k in KEYS {
-            out.push_str(&format!("# {}\n", k.doc));
-            let value = if k.key == "IDENTIFIER" {
-                "myapp"
-            } else {
-                k.default
-            };
-            out.push_str(&format!("{}={}\n\n", k.key, dotenv_quote(value)));
-        }
-        out
+        keys::example()
     }
 }
 
@@ -679,138 +535,6 @@ pub fn check_base_writable(base: &Path) -> Result<(), ConfigError> {
     let probe = dir.join(format!(".write-check-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(fail(&probe))?;
     std::fs::remove_file(&probe).map_err(fail(&probe))
-}
-
-/// The raw values after layering, with defaults from [`KEYS`] for keys nobody set.
-struct Raw<'a>(&'a BTreeMap<String, String>);
-
-impl Raw<'_> {
-    /// The value of `key`, or its default.
-    fn get(&self, key: &'static str) -> &str {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or_else(|| default_of(key))
-    }
-
-    /// The trimmed value of `key`, refused beyond `max_len` bytes.
-    fn text(&self, key: &'static str, max_len: usize, expected: &str) -> Result<&str, ConfigError> {
-        let v = self.get(key).trim();
-        if v.len() > max_len {
-            return Err(invalid(
-                key,
-                v,
-                &format!("{expected}, at most {max_len} bytes"),
-            ));
-        }
-        Ok(v)
-    }
-
-    /// A duration between `min` and `max`.
-    fn duration(
-        &self,
-        key: &'static str,
-        min: Duration,
-        max: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let v = self.get(key);
-        let expected = format!(
-            "a duration between {} and {}, such as {}",
-            show_duration(min),
-            show_duration(max),
-            default_of(key)
-        );
-        match parse_duration(key, v) {
-            Ok(d) if d >= min && d <= max => Ok(d),
-            _ => Err(invalid(key, v, &expected)),
-        }
-    }
-
-    /// A size in bytes, at most `max`.
-    fn size(&self, key: &'static str, max: u64) -> Result<u64, ConfigError> {
-        let v = self.get(key);
-        let expected = format!(
-            "a size between 0 and {}, such as {}",
-            show_size(max),
-            default_of(key)
-        );
-        parse_size(v, max).ok_or_else(|| invalid(key, v, &expected))
-    }
-
-    /// A whole number between `min` and `max`; `why` is appended to the error.
-    fn count(&self, key: &'static str, min: u64, max: u64, why: &str) -> Result<u64, ConfigError> {
-        let v = self.get(key);
-        match v.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(invalid(
-                key,
-                v,
-                &format!(
-                    "a whole number between {min} and {max}, such as {}{why}",
-                    default_of(key)
-                ),
-            )),
-        }
-    }
-
-    /// Like [`Raw::count`], for in-memory sizes.
-    fn count_usize(&self, key: &'static str, max: u64) -> Result<usize, ConfigError> {
-        let n = self.count(key, 1, max, "")?;
-        usize::try_from(n).map_err(|_| invalid(key, self.get(key), "a smaller number"))
-    }
-
-    /// A number between `min` and `max`; `what` describes it (`a fraction`).
-    fn number(
-        &self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-        what: &str,
-    ) -> Result<f64, ConfigError> {
-        let v = self.get(key);
-        parse_number(v, min, max).ok_or_else(|| {
-            invalid(
-                key,
-                v,
-                &format!(
-                    "{what} between {min} and {max}, such as {}",
-                    default_of(key)
-                ),
-            )
-        })
-    }
-
-    /// Like [`Raw::number`], where empty means "not set"; `example` shows a value.
-    fn optional_number(
-        &self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-        what: &str,
-        example: &str,
-    ) -> Result<Option<f64>, ConfigError> {
-        let v = self.get(key);
-        if v.trim().is_empty() {
-            return Ok(None);
-        }
-        parse_number(v, min, max).map(Some).ok_or_else(|| {
-            invalid(
-                key,
-                v,
-                &format!(
-                    "{what} between {min} and {max}, such as {example}, or empty to only report"
-                ),
-            )
-        })
-    }
-}
-
-/// The default of `key` in [`KEYS`].
-fn default_of(key: &str) -> &'static str {
-    KEYS.iter()
-        .find(|k| k.key == key)
-        .map(|k| k.default)
-        .unwrap_or("")
 }
 
 /// Who understudy is and where it and the children are reached.
@@ -1193,126 +917,12 @@ fn admin_hosts(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     Ok(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect())
 }
 
-/// Map a key as written (upper case, or a Vili lower-case key) to the canonical key.
-fn canonical_key(key: &str) -> Option<&'static str> {
-    if let Some((_, k)) = VILI_ALIASES.iter().find(|(alias, _)| *alias == key) {
-        return Some(k);
-    }
-    let upper = key.to_ascii_uppercase();
-    let upper = upper.strip_prefix("UNDERSTUDY_").unwrap_or(&upper);
-    KEYS.iter().find(|k| k.key == upper).map(|k| k.key)
-}
-
-/// The entries of the `.env` at `path`, in order; no file means none.
-fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_dotenv(path, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Parse `.env` text by the usual dotenv rules (dotenvy): `# comments`, blank lines, `export `,
-/// quotes, `KEY=value # comment`. A syntax error names the line where the bad entry starts.
-fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines_read = std::cell::Cell::new(0);
-    let reader = LineReader {
-        rest: text.as_bytes(),
-        lines_read: &lines_read,
-    };
-    let mut out = Vec::new();
-    let mut done = 0;
-    for entry in dotenvy::from_read_iter(reader) {
-        match entry {
-            Ok(kv) => {
-                out.push(kv);
-                done = lines_read.get();
-            }
-            Err(_) => {
-                // The bad entry starts at the first line after the last good one that is
-                // neither blank nor a comment.
-                let (line, bad) = text
-                    .lines()
-                    .enumerate()
-                    .skip(done)
-                    .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-                    .unwrap_or((done, ""));
-                return Err(ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    line: line + 1,
-                    text: cut(bad),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Hands dotenvy one line per read, so `lines_read` says how many lines the entries returned so
-/// far took (dotenvy's errors carry no line number).
-struct LineReader<'a> {
-    rest: &'a [u8],
-    lines_read: &'a std::cell::Cell<usize>,
-}
-
-impl std::io::Read for LineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.rest.is_empty() || buf.is_empty() {
-            return Ok(0);
-        }
-        let line_end = self
-            .rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(self.rest.len(), |i| i + 1);
-        let n = line_end.min(buf.len());
-        buf[..n].copy_from_slice(&self.rest[..n]);
-        self.rest = &self.rest[n..];
-        if n == line_end {
-            self.lines_read.set(self.lines_read.get() + 1);
-        }
-        Ok(n)
-    }
-}
-
-/// `v` as a dotenv value that reads back as exactly `v`.
-fn dotenv_quote(v: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/{}@%+<>".contains(c);
-    if v.chars().all(plain) {
-        v.to_string()
-    } else if !v.contains('\'') {
-        format!("'{v}'")
-    } else {
-        let escaped: String = v
-            .chars()
-            .flat_map(|c| match c {
-                '\\' | '"' | '$' => vec!['\\', c],
-                '\n' => vec!['\\', 'n'],
-                c => vec![c],
-            })
-            .collect();
-        format!("\"{escaped}\"")
-    }
-}
-
 /// Parse a CLI `KEY=VALUE` override.
 pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| ConfigError::BadOverride(s.to_string()))
-}
-
-fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        value: cut(value),
-        expected: expected.to_string(),
-    }
 }
 
 /// `v`, cut to [`MAX_ECHO`] characters so an absurd value does not flood the terminal.
@@ -1407,88 +1017,6 @@ fn is_host_name(h: &str) -> bool {
             .rsplit('.')
             .next()
             .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Parse `500ms`, `30s`, `10m`, `1h` without bounds (but never panicking: a value too large for
-/// a [`Duration`] is an error).
-pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
-    let t = v.trim();
-    let expected = "a duration such as 500ms, 30s, 10m or 1h";
-    // Zero needs no unit.
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| invalid(key, v, expected))?;
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| invalid(key, v, expected))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(invalid(key, v, expected)),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| invalid(key, v, expected))
-}
-
-/// `d` in the units durations are written in.
-fn show_duration(d: Duration) -> String {
-    let (s, ms) = (d.as_secs(), d.subsec_millis());
-    match (s, ms) {
-        (0, 0) => "0s".to_string(),
-        (0, ms) => format!("{ms}ms"),
-        (s, 0) if s.is_multiple_of(86_400) && s > 86_400 => {
-            format!("{}h ({} days)", s / 3600, s / 86_400)
-        }
-        (s, 0) if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        (s, 0) if s.is_multiple_of(60) => format!("{}m", s / 60),
-        (s, 0) => format!("{s}s"),
-        (s, ms) => format!("{}ms", s * 1000 + u64::from(ms)),
-    }
-}
-
-/// Parse sizes `1024`, `512KiB`, `10MB`, `1GiB`, `1G`, `1PiB` (binary units) up to `max` bytes.
-fn parse_size(v: &str, max: u64) -> Option<u64> {
-    let t = v.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let power = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 1,
-        "m" | "mb" | "mib" => 2,
-        "g" | "gb" | "gib" => 3,
-        "t" | "tb" | "tib" => 4,
-        "p" | "pb" | "pib" => 5,
-        _ => return None,
-    };
-    let bytes = n * 1024f64.powi(power);
-    // `max` is at most 2^50, exact in an f64, so the comparison is exact too.
-    (bytes.is_finite() && bytes <= max as f64).then_some(bytes as u64)
-}
-
-/// `n` bytes in the largest binary unit that divides it.
-fn show_size(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut i = 0;
-    let mut v = n;
-    while i + 1 < units.len() && v >= 1024 && v.is_multiple_of(1024) {
-        v /= 1024;
-        i += 1;
-    }
-    format!("{v}{}", units[i])
-}
-
-/// A finite number between `min` and `max`.
-fn parse_number(v: &str, min: f64, max: f64) -> Option<f64> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && (min..=max).contains(n))
 }
 
 /// A regex of at most 4 KiB that compiles.
@@ -1719,6 +1247,7 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_support::{invalid_key, load, load_set};
 
     #[test]
     fn credentials_never_show() {
@@ -1730,47 +1259,6 @@ mod tests {
         assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
         assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
         assert_eq!(redacted("not a url"), "not a url");
-    }
-
-    fn load(env_text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!(
-            "understudy-config-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(".env"), env_text).unwrap();
-        let env: BTreeMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let r = Config::load(&dir, &env, &[]);
-        std::fs::remove_dir_all(&dir).unwrap();
-        r
-    }
-
-    fn rand_suffix() -> u64 {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        N.fetch_add(1, Ordering::Relaxed)
-    }
-
-    #[test]
-    fn vili_env_is_accepted() {
-        let cfg = load(
-            "port=8081\nscheme=http\nendpoint=localhost\nport_range=9000-9010\nidentifier=app\nlog_dir=\nproperties_file_name=local_override.properties\nport_identifier=server.port\n",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(cfg.listen.port(), 8081);
-        assert_eq!(cfg.port_range, (9000, 9010));
-        assert_eq!(cfg.identifier, "app");
-        assert_eq!(
-            cfg.properties_file.as_deref(),
-            Some("local_override.properties")
-        );
-        // What the user wrote is kept; the children are reached by that name.
-        assert_eq!(cfg.upstream_host, "localhost");
     }
 
     #[test]
@@ -1837,179 +1325,6 @@ mod tests {
             cfg.score.plain_error_regex,
             r"(?i)\b(error|fatal|panic|exception)\b"
         );
-    }
-
-    #[test]
-    fn env_example_is_current() {
-        let committed = include_str!("../.env.example");
-        assert_eq!(
-            committed,
-            Config::example(),
-            "regenerate with: cargo run -- example-env > .env.example"
-        );
-    }
-
-    #[test]
-    fn readme_documents_every_key() {
-        let readme = include_str!("../README.md");
-        for k in KEYS {
-            assert!(
-                readme.contains(&format!("| `{}` |", k.key)),
-                "README.md's config table lacks {}",
-                k.key
-            );
-        }
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(
-            parse_duration("K", "500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_duration("K", "10m").unwrap(),
-            Duration::from_secs(600)
-        );
-        assert!(parse_duration("K", "10").is_err());
-        assert_eq!(parse_size("1MiB", MAX_SIZE), Some(1 << 20));
-        assert_eq!(parse_size("2048", MAX_SIZE), Some(2048));
-        assert_eq!(parse_size("1PiB", MAX_SIZE), Some(MAX_SIZE));
-        assert_eq!(parse_size("1025TiB", MAX_SIZE), None);
-        assert_eq!(show_size(MAX_SIZE), "1PiB");
-        assert_eq!(show_duration(MAX_WINDOW), "720h (30 days)");
-        assert_eq!(show_duration(Duration::from_millis(10)), "10ms");
-    }
-
-    /// `load` with `.env` text and CLI overrides, in a fresh temp dir.
-    fn load_set(env_text: &str, set: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".env"), env_text).unwrap();
-        let set: Vec<(String, String)> = set
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::load(dir.path(), &BTreeMap::new(), &set)
-    }
-
-    fn invalid_key(r: Result<Config, ConfigError>) -> (String, String, String) {
-        match r {
-            Err(ConfigError::Invalid {
-                key,
-                value,
-                expected,
-            }) => (key, value, expected),
-            other => panic!("expected ConfigError::Invalid, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn dotenv_follows_the_usual_rules() {
-        let cfg = load(
-            "\u{feff}# a comment\n\
-             export IDENTIFIER=app # the build name\n\
-             \n   \n\
-             LISTEN=\"127.0.0.1:1234\"\n\
-             PORT_KEY='my.port'   # single quotes\n\
-             READY_PATH=/health#not-a-comment\n\
-             MIRROR_METHODS=GET # only GET\n\
-             some_other_tool=1\n",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(cfg.identifier, "app");
-        assert_eq!(cfg.listen.port(), 1234);
-        assert_eq!(cfg.port_key, "my.port");
-        assert_eq!(cfg.ready_path.as_deref(), Some("/health#not-a-comment"));
-        assert_eq!(cfg.mirror_methods, vec![Method::GET]);
-        assert_eq!(cfg.unknown_keys, vec!["some_other_tool".to_string()]);
-    }
-
-    #[test]
-    fn dotenv_syntax_errors_name_file_and_line() {
-        for (text, line) in [
-            ("IDENTIFIER=a\n\n# note\nLISTEN=1 2\n", 4),
-            ("IDENTIFIER=a\nNOT A LINE\n", 2),
-            (
-                "# c\nIDENTIFIER=a\nJAR_COMMAND=\"java -jar {artifact}\n\nX=1\n",
-                3,
-            ),
-            ("IDENTIFIER='a\nb'\nLISTEN=\"x\" y\n", 3),
-        ] {
-            match load(text, &[]) {
-                Err(e @ ConfigError::Syntax { .. }) => {
-                    let msg = e.to_string();
-                    assert!(msg.contains(&format!(".env:{line}:")), "{text:?}: {msg}");
-                }
-                other => panic!("{text:?}: expected a syntax error, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn env_example_reads_back_as_the_defaults() {
-        let entries = parse_dotenv(Path::new(".env.example"), &Config::example()).unwrap();
-        assert_eq!(entries.len(), KEYS.len());
-        for ((key, value), doc) in entries.iter().zip(KEYS) {
-            assert_eq!(key, doc.key);
-            if doc.key != "IDENTIFIER" {
-                assert_eq!(value, doc.default, "{key}");
-            }
-        }
-        load(&Config::example(), &[]).unwrap();
-    }
-
-    #[test]
-    fn huge_durations_are_errors_not_panics() {
-        for key in [
-            "STABLE_WINDOW",
-            "READY_TIMEOUT",
-            "EVALUATE_EVERY",
-            "SETTLE_TIME",
-        ] {
-            let (k, v, expected) = invalid_key(load_set(
-                "IDENTIFIER=a\n",
-                &[(key, "99999999999999999999h")],
-            ));
-            assert_eq!((k.as_str(), v.as_str()), (key, "99999999999999999999h"));
-            assert!(expected.contains("a duration between"), "{expected}");
-        }
-        let (_, _, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "31d")]));
-        assert!(expected.contains("720h (30 days)"), "{expected}");
-        assert!(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "720h")]).is_ok());
-        assert!(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "721h")]).is_err());
-    }
-
-    #[test]
-    fn counts_have_bounds() {
-        for (key, value) in [
-            ("WORKER_THREADS", "100000"),
-            ("WORKER_THREADS", "0"),
-            ("MIRROR_QUEUE", "18446744073709551615"),
-            ("MIRROR_QUEUE", "1000001"),
-            ("MIRROR_CONCURRENCY", "10001"),
-            ("MIN_ENDPOINT_PAIRS", "1000000001"),
-            ("MAX_P95_RATIO", "0.5"),
-            ("MAX_LOG_WARN_DELTA", "1e300"),
-            ("MAX_BASE_SIZE", "2PiB"),
-            ("MIRROR_MAX_BODY", "2GiB"),
-        ] {
-            let (k, v, _) = invalid_key(load_set("IDENTIFIER=a\n", &[(key, value)]));
-            assert_eq!((k.as_str(), v.as_str()), (key, value));
-        }
-        let cfg = load_set(
-            "IDENTIFIER=a\n",
-            &[
-                ("WORKER_THREADS", "256"),
-                ("MIRROR_QUEUE", "1000000"),
-                ("MAX_BASE_SIZE", "1PiB"),
-                ("MAX_P95_RATIO", "1"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(cfg.worker_threads, Some(256));
-        assert_eq!(cfg.mirror_queue, 1_000_000);
-        assert_eq!(cfg.score.max_p95_ratio, Some(1.0));
     }
 
     /// Keys where twenty digits are a plausible value.
