@@ -7,6 +7,7 @@
 mod dotenv;
 mod keys;
 mod parse;
+mod reload;
 #[cfg(test)]
 mod test_support;
 
@@ -26,6 +27,7 @@ use parse::{
     MAX_MIRROR_BODY, MAX_MIRROR_CONCURRENCY, MAX_MIRROR_QUEUE, MAX_P95_FACTOR, MAX_PATH_LEN,
     MAX_SHORT_DURATION, MAX_SIZE, MAX_WINDOW, MAX_WORKER_THREADS,
 };
+pub use reload::{changed_keys, LIVE_KEYS};
 
 /// Longest value echoed back in an error; longer ones are cut.
 const MAX_ECHO: usize = 200;
@@ -1119,131 +1121,6 @@ fn parse_level(v: &str) -> Result<tracing::Level, ConfigError> {
         .map_err(|_| invalid("LOG_LEVEL", v, "one of error, warn, info, debug, trace"))
 }
 
-/// Keys a reload (SIGHUP) applies to the running understudy; any other changed key is named as
-/// needing a restart. The supervisor reads these when it acts; the scorer gets its thresholds.
-pub const LIVE_KEYS: &[&str] = &[
-    "UPSTREAM_HOST",
-    "PROPERTIES_FILE_NAME",
-    "PORT_KEY",
-    "JAR_COMMAND",
-    "EXEC_COMMAND",
-    "READY_PATH",
-    "HEALTH_PATH",
-    "HEARTBEAT_EVERY",
-    "HEARTBEAT_MISSES",
-    "READY_TIMEOUT",
-    "SHUTDOWN_GRACE",
-    "STABLE_WINDOW",
-    "MIN_MIRRORED",
-    "MAX_5XX_DELTA",
-    "MAX_CLIENT_ERROR_DELTA",
-    "MAX_LOG_ERROR_DELTA",
-    "MAX_LOG_WARN_DELTA",
-    "MIN_ENDPOINT_PAIRS",
-    "MAX_P95_RATIO",
-    "MAX_BODY_DIFF",
-    "DIFF_IGNORE",
-    "DIFF_UNORDERED",
-    "DIFF_IGNORE_HEADERS",
-    "DIFF_RELATIVE",
-    "DIFF_ABSOLUTE",
-    "CONFIDENCE",
-    "MAX_RSS_RATIO",
-    "MAX_CPU_RATIO",
-    "PLAIN_LOG_ERROR_REGEX",
-    "PLAIN_LOG_WARN_REGEX",
-    "EVALUATE_EVERY",
-    "MAX_BASE_SIZE",
-    "MIN_FREE_DISK",
-    "MAX_UNPACKED_SIZE",
-];
-
-/// The keys whose values differ between two configurations, in `KEYS` order.
-pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    macro_rules! compare {
-        ($($($field:ident).+ => $key:literal),* $(,)?) => {
-            $(if old.$($field).+ != new.$($field).+ { changed.push($key); })*
-        };
-    }
-    compare!(
-        identifier => "IDENTIFIER",
-        listen => "LISTEN",
-        port_range => "PORT_RANGE",
-        upstream_host => "UPSTREAM_HOST",
-        properties_file => "PROPERTIES_FILE_NAME",
-        port_key => "PORT_KEY",
-        jar_command => "JAR_COMMAND",
-        exec_command => "EXEC_COMMAND",
-        ready_path => "READY_PATH",
-        health_path => "HEALTH_PATH",
-        heartbeat_every => "HEARTBEAT_EVERY",
-        heartbeat_misses => "HEARTBEAT_MISSES",
-        ready_timeout => "READY_TIMEOUT",
-        shutdown_grace => "SHUTDOWN_GRACE",
-        settle_time => "SETTLE_TIME",
-        mirror_methods => "MIRROR_METHODS",
-        mirror_max_body => "MIRROR_MAX_BODY",
-        mirror_queue => "MIRROR_QUEUE",
-        mirror_concurrency => "MIRROR_CONCURRENCY",
-        mirror_timeout => "MIRROR_TIMEOUT",
-        worker_threads => "WORKER_THREADS",
-        log_dir => "LOG_DIR",
-        log_level => "LOG_LEVEL",
-        score.stable_window => "STABLE_WINDOW",
-        score.min_mirrored => "MIN_MIRRORED",
-        score.max_5xx_delta => "MAX_5XX_DELTA",
-        score.max_client_error_delta => "MAX_CLIENT_ERROR_DELTA",
-        score.max_log_error_delta => "MAX_LOG_ERROR_DELTA",
-        score.max_log_warn_delta => "MAX_LOG_WARN_DELTA",
-        score.min_endpoint_pairs => "MIN_ENDPOINT_PAIRS",
-        score.max_p95_ratio => "MAX_P95_RATIO",
-        score.max_body_diff => "MAX_BODY_DIFF",
-        diff.max_body => "DIFF_MAX_BODY",
-        limits.header_bytes => "MAX_HEADER_BYTES",
-        limits.headers => "MAX_HEADERS",
-        limits.request_body => "MAX_REQUEST_BODY",
-        limits.connections => "MAX_CONNECTIONS",
-        diff.sample => "DIFF_SAMPLE",
-        diff.ignore => "DIFF_IGNORE",
-        diff.unordered => "DIFF_UNORDERED",
-        diff.ignore_headers => "DIFF_IGNORE_HEADERS",
-        diff.noise_cancel => "NOISE_CANCEL",
-        score.diff_relative => "DIFF_RELATIVE",
-        score.diff_absolute => "DIFF_ABSOLUTE",
-        score.confidence => "CONFIDENCE",
-        score.max_rss_ratio => "MAX_RSS_RATIO",
-        score.max_cpu_ratio => "MAX_CPU_RATIO",
-        score.plain_error_regex => "PLAIN_LOG_ERROR_REGEX",
-        score.plain_warn_regex => "PLAIN_LOG_WARN_REGEX",
-        score.evaluate_every => "EVALUATE_EVERY",
-        max_base_size => "MAX_BASE_SIZE",
-        min_free_disk => "MIN_FREE_DISK",
-        max_unpacked_size => "MAX_UNPACKED_SIZE",
-        hooks.pre_start => "PRE_START",
-        hooks.pre_promote => "PRE_PROMOTE",
-        hooks.post_promote => "POST_PROMOTE",
-        hooks.post_rollback => "POST_ROLLBACK",
-        hook_timeout => "HOOK_TIMEOUT",
-        rollback_window => "ROLLBACK_WINDOW",
-        webhook_urls => "WEBHOOK_URLS",
-        header_timeout => "HEADER_TIMEOUT",
-        upstream_timeout => "UPSTREAM_TIMEOUT",
-        send_timeout => "SEND_TIMEOUT",
-        answer_buffer => "ANSWER_BUFFER",
-        answer_memory => "ANSWER_MEMORY",
-        answer_spill => "ANSWER_SPILL",
-        promote_at => "PROMOTE_AT",
-        missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
-        admin_listen => "ADMIN_LISTEN",
-        admin_token => "ADMIN_TOKEN",
-        admin_connections => "MAX_ADMIN_CONNECTIONS",
-        admin_hosts => "ADMIN_HOSTS",
-        hook_log_max => "HOOK_LOG_MAX",
-    );
-    changed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1269,24 +1146,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.listen.port(), 2000);
-    }
-
-    #[test]
-    fn a_reload_names_the_keys_that_changed() {
-        let a = load("IDENTIFIER=a\n", &[]).unwrap();
-        let b = load(
-            "IDENTIFIER=a\nSTABLE_WINDOW=1s\nLISTEN=127.0.0.1:1\nMAX_BODY_DIFF=0.1\n",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(
-            changed_keys(&a, &b),
-            vec!["LISTEN", "STABLE_WINDOW", "MAX_BODY_DIFF"]
-        );
-        assert!(changed_keys(&a, &a).is_empty());
-        for k in LIVE_KEYS {
-            assert!(KEYS.iter().any(|d| d.key == *k), "{k} is a key");
-        }
     }
 
     #[test]
