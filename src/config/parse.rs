@@ -33,7 +33,7 @@ pub(super) const MAX_COMMAND_LEN: usize = 32 * 1024;
 /// Longest path (PATH_MAX).
 pub(super) const MAX_PATH_LEN: usize = 4096;
 
-/// The raw values after layering, with defaults from [`KEYS`] for keys nobody set.
+/// The raw values after layering, with defaults from [`KEYS`](super::KEYS) for keys nobody set.
 pub(super) struct Raw<'a>(pub(super) &'a BTreeMap<String, String>);
 
 impl Raw<'_> {
