@@ -2,7 +2,19 @@
 //! overridden by CLI flags. Parsed and validated before any port is bound.
 //!
 //! Every key, its default and its meaning is listed once, in [`KEYS`]; `.env.example` is generated
-//! from the same table, so the two cannot drift.
+//! from the same table, so the two cannot drift. The keys are read in groups, each in the module
+//! that owns it: `serving` (users and children), `judging` (scoring and diffing) and `operating`
+//! (own log, budgets, admin API, hooks, webhooks, schedule).
+
+mod dotenv;
+mod judging;
+mod keys;
+mod operating;
+mod parse;
+mod reload;
+mod serving;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,130 +23,16 @@ use std::time::Duration;
 
 use http::Method;
 
-/// A config key, its default and a one-line description, as shown in `.env.example`.
-pub struct KeyDoc {
-    /// Upper-case key as written in `.env`.
-    pub key: &'static str,
-    /// Default value, as text; empty means "unset".
-    pub default: &'static str,
-    /// What the key controls.
-    pub doc: &'static str,
-}
+use dotenv::read_dotenv;
+pub use judging::{DiffConfig, ScoreConfig};
+use keys::canonical_key;
+pub use keys::{KeyDoc, KEYS};
+pub use operating::{redacted, HookCommands};
+pub use parse::parse_duration;
+use parse::{invalid, Raw, MAX_WINDOW};
+pub use reload::{changed_keys, LIVE_KEYS};
+pub use serving::UserLimits;
 
-/// Every config key understudy reads, in the order `.env.example` lists them.
-pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "IDENTIFIER", default: "", doc: "Name prefix of your builds: myapp for myapp-1.2.3.jar (required)." },
-    KeyDoc { key: "LISTEN", default: "127.0.0.1:8080", doc: "Address the proxy listens on for users; a bare port means 0.0.0.0:<port>." },
-    KeyDoc { key: "PORT_RANGE", default: "20000-20099", doc: "Ports handed to child instances; ports already bound are skipped." },
-    KeyDoc { key: "SCHEME", default: "http", doc: "Scheme used to reach the children; only http is supported." },
-    KeyDoc { key: "UPSTREAM_HOST", default: "127.0.0.1", doc: "Host the children listen on, as the proxy reaches them." },
-    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file (a name in the base dir, or an absolute path) copied into each instance folder with the port key rewritten; the original is never changed." },
-    KeyDoc { key: "PORT_KEY", default: "server.port", doc: "Key holding the port in the properties file (or -D<key>=<port> for a jar without one)." },
-    KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
-    KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
-    KeyDoc { key: "READY_PATH", default: "", doc: "Path that must answer 2xx before an instance is ready; empty means the port accepting connections is enough." },
-    KeyDoc { key: "HEALTH_PATH", default: "", doc: "Path each ready child must answer 2xx on every HEARTBEAT_EVERY; empty means its port accepting connections is enough." },
-    KeyDoc { key: "HEARTBEAT_EVERY", default: "2s", doc: "How often each ready child is probed (HEALTH_PATH, or its port); also how often .understudy/status.json is rewritten." },
-    KeyDoc { key: "HEARTBEAT_MISSES", default: "3", doc: "Heartbeats missed in a row after which running is restarted and testing rejected (\"stopped answering\")." },
-    KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
-    KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
-    KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
-    KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head, and how long a keep-alive connection may sit idle; slower (slowloris) or idler connections are closed." },
-    KeyDoc { key: "MAX_HEADER_BYTES", default: "64KiB", doc: "Largest request head (request line and headers) a user may send; larger ones are answered 431." },
-    KeyDoc { key: "MAX_HEADERS", default: "100", doc: "Most header fields in one request; more are answered 431." },
-    KeyDoc { key: "MAX_REQUEST_BODY", default: "100MiB", doc: "Largest request body a user may send: a larger declared one is answered 413 before anything is forwarded, a chunked one is cut off and answered 413." },
-    KeyDoc { key: "MAX_CONNECTIONS", default: "10000", doc: "Most user connections open at once; past it understudy stops accepting (new users wait in the listen backlog) and closes idle keep-alive connections to make room." },
-    KeyDoc { key: "UPSTREAM_TIMEOUT", default: "60s", doc: "How long running may send nothing while understudy waits for its answer head or the next part of its body; the user then gets 504 (or, mid-body, a closed connection)." },
-    KeyDoc { key: "SEND_TIMEOUT", default: "60s", doc: "How long a user may take no byte of an answer before the connection is closed (as nginx's send_timeout)." },
-    KeyDoc { key: "ANSWER_BUFFER", default: "1MiB", doc: "How much of one answer understudy reads from running ahead of a slow user, so running's connection is freed at running's pace." },
-    KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold in memory together; past it they spill to unnamed temporary files under .understudy/." },
-    KeyDoc { key: "ANSWER_SPILL", default: "1GiB", doc: "How much all answers read ahead may hold on disk together (never below MIN_FREE_DISK free); past it and ANSWER_MEMORY, answers stream at the user's pace." },
-    KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
-    KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
-    KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
-    KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
-    KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },
-    KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Proxy threads, each with its own event loop (as nginx's workers); auto means one per core." },
-    KeyDoc { key: "LOG_DIR", default: "", doc: "Directory for understudy's own log (understudy.log); empty logs to stderr." },
-    KeyDoc { key: "LOG_LEVEL", default: "info", doc: "understudy's own log level: error, warn, info, debug or trace." },
-    KeyDoc { key: "STABLE_WINDOW", default: "10m", doc: "How long testing must be scored without a regression before it is promoted." },
-    KeyDoc { key: "MIN_MIRRORED", default: "100", doc: "Mirrored pairs needed before any verdict; below it understudy waits and says so." },
-    KeyDoc { key: "MAX_5XX_DELTA", default: "0.01", doc: "Largest allowed excess of testing's 5xx rate over running's, overall and per endpoint (0.01 = 1 point)." },
-    KeyDoc { key: "MAX_CLIENT_ERROR_DELTA", default: "0.05", doc: "Largest allowed share of requests that running answers 2xx and testing answers 4xx." },
-    KeyDoc { key: "MAX_LOG_ERROR_DELTA", default: "0.05", doc: "Largest allowed excess of testing's error log lines per mirrored request over running's." },
-    KeyDoc { key: "MAX_LOG_WARN_DELTA", default: "0.5", doc: "Largest allowed excess of testing's warn log lines per mirrored request over running's." },
-    KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged." },
-    KeyDoc { key: "MAX_P95_RATIO", default: "", doc: "Reject when testing's p95 latency exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "MAX_BODY_DIFF", default: "auto", doc: "Reject when a difference (one path of one endpoint, not noise) is in more than this share of same-status answers; auto means 0.05 with NOISE_CANCEL on and report only with it off; empty reports only." },
-    KeyDoc { key: "DIFF_MAX_BODY", default: "256KiB", doc: "Largest answer body compared field by field (JSON) or line by line (text); larger bodies compare by length and hash." },
-    KeyDoc { key: "DIFF_SAMPLE", default: "1", doc: "Share of mirrored requests whose answers are compared (0 to 1), to bound the cost of diffing." },
-    KeyDoc { key: "DIFF_IGNORE", default: "", doc: "Comma-separated JSON paths that are known noise ($.meta.request_id, $.items[*].updated_at); everything under them is ignored." },
-    KeyDoc { key: "DIFF_UNORDERED", default: "", doc: "Comma-separated JSON array paths whose order does not matter ($.tags)." },
-    KeyDoc { key: "DIFF_IGNORE_HEADERS", default: "Date,Server,Set-Cookie,Content-Length,ETag,Age,Last-Modified,Expires", doc: "Response headers not compared (hop-by-hop ones never are); for Set-Cookie only the values are ignored, cookie names still compare." },
-    KeyDoc { key: "NOISE_CANCEL", default: "on", doc: "on runs a second instance of running's version while a build is tested and mirrors to both: differences that running has with itself are noise and do not count; off saves that instance (differences are then 'noise unknown')." },
-    KeyDoc { key: "DIFF_RELATIVE", default: "0.2", doc: "A difference counts only when its rate is more than this share above its noise rate (0.2 = 20 %)." },
-    KeyDoc { key: "DIFF_ABSOLUTE", default: "0.03", doc: "...and more than this many points above it (0.03 = 3 points of the endpoint's pairs)." },
-    KeyDoc { key: "CONFIDENCE", default: "0.99", doc: "Confidence a rate comparison (5xx, 2xx→4xx, differences) or latency shift (Mann-Whitney U) needs before it rejects or clears; below it the verdict waits." },
-    KeyDoc { key: "MAX_RSS_RATIO", default: "", doc: "Reject when testing's memory (RSS) exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "MAX_CPU_RATIO", default: "", doc: "Reject when testing's CPU time per request exceeds running's by this factor (e.g. 2.0); empty reports only." },
-    KeyDoc { key: "PLAIN_LOG_ERROR_REGEX", default: "(?i)\\b(error|fatal|panic|exception)\\b", doc: "Regex marking a non-JSON log line as an error." },
-    KeyDoc { key: "PLAIN_LOG_WARN_REGEX", default: "(?i)\\bwarn(ing)?\\b", doc: "Regex marking a non-JSON log line as a warning." },
-    KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
-    KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
-    KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
-    KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
-    KeyDoc { key: "PROMOTE_AT", default: "", doc: "RFC 3339 instant (2026-12-01T03:00:00Z) at which the build then under test is promoted, once; empty means none." },
-    KeyDoc { key: "MISSED_SCHEDULE_GRACE", default: "1h", doc: "How late a scheduled promotion may still fire (after understudy was down); later it is recorded as missed." },
-    KeyDoc { key: "PRE_START", default: "", doc: "Hook run before a new build starts (as testing, or as the first build); failing or timing out rejects the build." },
-    KeyDoc { key: "PRE_PROMOTE", default: "", doc: "Hook run before a promotion starts; failing leaves running untouched and the build testing." },
-    KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained; a failure is reported." },
-    KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
-    KeyDoc { key: "HOOK_LOG_MAX", default: "1MiB", doc: "Largest .understudy/hooks.log; past it the older half is dropped with a marker line, so a chatty hook cannot fill the disk." },
-    KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
-    KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
-    KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// URLs each event is POSTed to as JSON, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
-    KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
-    KeyDoc { key: "MAX_ADMIN_CONNECTIONS", default: "256", doc: "Most admin API connections open at once (SSE streams included); past it new ones wait in the backlog, so the admin side can never use up the descriptors the proxy and the children need." },
-    KeyDoc { key: "ADMIN_HOSTS", default: "", doc: "Comma-separated extra names the admin API answers to in Host (the listen address and localhost always work); any other Host gets 421, so a web page cannot read the API through DNS rebinding." },
-    KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
-];
-
-/// Vili's lower-case `.env` keys and the keys they mean here, so a Vili `.env` works unchanged.
-const VILI_ALIASES: &[(&str, &str)] = &[
-    ("port", "LISTEN"),
-    ("scheme", "SCHEME"),
-    ("endpoint", "UPSTREAM_HOST"),
-    ("port_range", "PORT_RANGE"),
-    ("identifier", "IDENTIFIER"),
-    ("log_dir", "LOG_DIR"),
-    ("properties_file_name", "PROPERTIES_FILE_NAME"),
-    ("port_identifier", "PORT_KEY"),
-];
-
-/// Longest timeout, grace, settle time or evaluation period: beyond an hour a value is a typo.
-const MAX_SHORT_DURATION: Duration = Duration::from_secs(3600);
-/// Longest stable window: a canary scored for more than 30 days is never going to be promoted.
-const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Largest size budget: far beyond any disk understudy will run on.
-const MAX_SIZE: u64 = 1 << 50;
-/// Largest mirrored body: every queued copy holds up to this much memory.
-const MAX_MIRROR_BODY: u64 = 1 << 30;
-/// Largest pair count: more mirrored pairs than a service sees in months.
-const MAX_COUNT: u64 = 1_000_000_000;
-/// Largest mirror queue: each slot may hold a body, so memory bounds it.
-const MAX_MIRROR_QUEUE: u64 = 1_000_000;
-/// Most mirrored requests in flight: each holds a connection to testing.
-const MAX_MIRROR_CONCURRENCY: u64 = 10_000;
-/// Most proxy threads: far more than cores on any machine understudy serves from.
-const MAX_WORKER_THREADS: u64 = 256;
-/// Largest allowed log-line excess per mirrored request.
-const MAX_LOG_DELTA: f64 = 1000.0;
-/// Largest p95 latency factor.
-const MAX_P95_FACTOR: f64 = 1000.0;
-/// Longest start command, in bytes (Linux caps one argument at 128 KiB).
-const MAX_COMMAND_LEN: usize = 32 * 1024;
-/// Longest path (PATH_MAX).
-const MAX_PATH_LEN: usize = 4096;
 /// Longest value echoed back in an error; longer ones are cut.
 const MAX_ECHO: usize = 200;
 
@@ -202,6 +100,14 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// `v`, cut to [`MAX_ECHO`] characters so an absurd value does not flood the terminal.
+fn cut(v: &str) -> String {
+    match v.char_indices().nth(MAX_ECHO) {
+        None => v.to_string(),
+        Some((i, _)) => format!("{}… ({} bytes in all)", &v[..i], v.len()),
+    }
 }
 
 /// Validated configuration; every field has been parsed and checked.
@@ -310,178 +216,6 @@ pub struct Config {
     pub watchdog: Option<PathBuf>,
 }
 
-/// The lifecycle hook commands, each already split into words; `None` when unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HookCommands {
-    /// Before a new build starts; failing rejects it.
-    pub pre_start: Option<Vec<String>>,
-    /// Before a promotion; failing leaves running untouched.
-    pub pre_promote: Option<Vec<String>>,
-    /// After a promotion's switch.
-    pub post_promote: Option<Vec<String>>,
-    /// After a rollback's switch.
-    pub post_rollback: Option<Vec<String>>,
-}
-
-/// Thresholds the scorer judges testing by.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoreConfig {
-    /// Time testing must be scored before promotion.
-    pub stable_window: Duration,
-    /// Pairs needed before any verdict.
-    pub min_mirrored: u64,
-    /// Allowed 5xx-rate excess.
-    pub max_5xx_delta: f64,
-    /// Allowed share of 2xx→4xx pairs.
-    pub max_client_error_delta: f64,
-    /// Allowed error-lines-per-request excess.
-    pub max_log_error_delta: f64,
-    /// Allowed warn-lines-per-request excess.
-    pub max_log_warn_delta: f64,
-    /// Pairs an endpoint needs before it is judged alone.
-    pub min_endpoint_pairs: u64,
-    /// Optional p95 latency ceiling as a ratio to running.
-    pub max_p95_ratio: Option<f64>,
-    /// Optional ceiling on the share of pairs with one (non-noise) difference.
-    pub max_body_diff: Option<f64>,
-    /// Relative margin a difference rate needs over its noise rate to count.
-    pub diff_relative: f64,
-    /// Absolute margin a difference rate needs over its noise rate to count.
-    pub diff_absolute: f64,
-    /// Confidence a rate comparison needs before it decides.
-    pub confidence: f64,
-    /// Optional ceiling on testing's RSS over running's.
-    pub max_rss_ratio: Option<f64>,
-    /// Optional ceiling on testing's CPU per request over running's.
-    pub max_cpu_ratio: Option<f64>,
-    /// `NOISE_CANCEL`: a secondary measures noise, so differences wait for it.
-    pub noise_cancel: bool,
-    /// `DIFF_SAMPLE`: the share of pairs meant to be compared; promotion waits for that share of
-    /// `MIN_MIRRORED` to have been compared.
-    pub diff_sample: f64,
-    /// Plain-text error line regex.
-    pub plain_error_regex: String,
-    /// Plain-text warn line regex.
-    pub plain_warn_regex: String,
-    /// Evaluation period.
-    pub evaluate_every: Duration,
-}
-
-/// What one user may send and how many may be connected (the proxy's limits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserLimits {
-    /// Largest request head, bytes.
-    pub header_bytes: usize,
-    /// Most header fields per request.
-    pub headers: usize,
-    /// Largest request body, bytes.
-    pub request_body: u64,
-    /// Most user connections at once.
-    pub connections: usize,
-}
-
-/// MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_BODY, MAX_CONNECTIONS.
-fn user_limits(raw: &Raw) -> Result<UserLimits, ConfigError> {
-    let header_bytes = raw.size("MAX_HEADER_BYTES", 16 << 20)?;
-    if header_bytes < 1024 {
-        return Err(invalid(
-            "MAX_HEADER_BYTES",
-            raw.get("MAX_HEADER_BYTES"),
-            "a size between 1KiB and 16MiB, such as 64KiB",
-        ));
-    }
-    Ok(UserLimits {
-        header_bytes: header_bytes as usize,
-        headers: raw.count_usize("MAX_HEADERS", 10_000)?,
-        request_body: raw.size("MAX_REQUEST_BODY", MAX_SIZE)?,
-        connections: raw.count_usize("MAX_CONNECTIONS", 10_000_000)?,
-    })
-}
-
-/// How answers are captured and compared (the mirror's side of judging answers).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiffConfig {
-    /// Largest body compared in full, in bytes.
-    pub max_body: usize,
-    /// Share of mirrored requests compared.
-    pub sample: f64,
-    /// Whether a second instance of running measures noise.
-    pub noise_cancel: bool,
-    /// JSON paths that are noise.
-    pub ignore: Vec<String>,
-    /// JSON array paths compared as multisets.
-    pub unordered: Vec<String>,
-    /// Header names (lower case) not compared.
-    pub ignore_headers: Vec<String>,
-}
-
-/// NOISE_CANCEL: on or off.
-fn noise_cancel(raw: &Raw) -> Result<bool, ConfigError> {
-    on_off(raw, "NOISE_CANCEL")
-}
-
-/// A switch: on or off (also true/false, yes/no, 1/0).
-fn on_off(raw: &Raw, key: &'static str) -> Result<bool, ConfigError> {
-    let v = raw.get(key);
-    match v.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(invalid(key, v, "on or off")),
-    }
-}
-
-/// The non-empty, trimmed items of a comma-separated value.
-fn comma_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// A comma-separated list of JSON paths, each starting with `$`.
-fn json_paths(raw: &Raw, key: &'static str) -> Result<Vec<String>, ConfigError> {
-    let expected = "comma-separated JSON paths starting with $, such as $.meta.request_id,$.items[*].updated_at";
-    let v = raw.text(key, 16 * 1024, expected)?;
-    let paths = comma_list(v);
-    if paths.len() > 256 || paths.iter().any(|p| !p.starts_with('$')) {
-        return Err(invalid(key, v, &format!("{expected}, at most 256")));
-    }
-    Ok(paths)
-}
-
-/// The DIFF_* keys and NOISE_CANCEL.
-fn diffing(raw: &Raw) -> Result<DiffConfig, ConfigError> {
-    let max_body = raw.size("DIFF_MAX_BODY", 64 << 20)?;
-    let headers = raw.text(
-        "DIFF_IGNORE_HEADERS",
-        16 * 1024,
-        "comma-separated header names such as Date,Server",
-    )?;
-    let ignore_headers = headers
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(|h| match http::HeaderName::from_bytes(h.as_bytes()) {
-            Ok(n) => Ok(n.as_str().to_string()),
-            Err(_) => Err(invalid(
-                "DIFF_IGNORE_HEADERS",
-                headers,
-                "comma-separated header names such as Date,Server",
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(DiffConfig {
-        max_body: usize::try_from(max_body)
-            .map_err(|_| invalid("DIFF_MAX_BODY", raw.get("DIFF_MAX_BODY"), "a smaller size"))?,
-        sample: raw.number("DIFF_SAMPLE", 0.0, 1.0, "a fraction")?,
-        noise_cancel: noise_cancel(raw)?,
-        ignore: json_paths(raw, "DIFF_IGNORE")?,
-        unordered: json_paths(raw, "DIFF_UNORDERED")?,
-        ignore_headers,
-    })
-}
-
 /// Where raw values come from, so tests can feed a map instead of the process environment.
 pub trait Env {
     /// The value of environment variable `name`, if set.
@@ -547,50 +281,73 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Validate every key, one group at a time, and assemble the result.
+    /// Validate every key, one group at a time (in this order: the first invalid key is the one
+    /// reported), and assemble the result.
     fn from_raw(base: &Path, raw: &Raw) -> Result<Config, ConfigError> {
-        let id = identity(raw)?;
-        let children = children(raw)?;
-        let mirror = mirror(raw)?;
-        let logging = logging(base, raw)?;
-        let score = scoring(raw)?;
-        let diff = diffing(raw)?;
-        let limits = user_limits(raw)?;
-        let budgets = budgets(raw)?;
-        let admin = admin(raw)?;
-        let promote_at = promote_at(raw)?;
-        let rollback_window = raw.duration("ROLLBACK_WINDOW", Duration::ZERO, MAX_WINDOW)?;
-        let webhook_urls = webhook_urls(raw)?;
-        let header_timeout = raw.duration(
-            "HEADER_TIMEOUT",
-            Duration::from_millis(100),
-            MAX_SHORT_DURATION,
-        )?;
-        let upstream_timeout = raw.duration(
-            "UPSTREAM_TIMEOUT",
-            Duration::from_millis(100),
-            MAX_SHORT_DURATION,
-        )?;
-        let send_timeout = raw.duration(
-            "SEND_TIMEOUT",
-            Duration::from_millis(100),
-            MAX_SHORT_DURATION,
-        )?;
-        let answer_buffer = raw.size("ANSWER_BUFFER", 1 << 30)?;
-        let answer_memory = raw.size("ANSWER_MEMORY", 64 << 30)?;
-        let answer_spill = raw.size("ANSWER_SPILL", MAX_SIZE)?;
-        let hooks = HookCommands {
-            pre_start: parse_hook("PRE_START", raw.get("PRE_START"))?,
-            pre_promote: parse_hook("PRE_PROMOTE", raw.get("PRE_PROMOTE"))?,
-            post_promote: parse_hook("POST_PROMOTE", raw.get("POST_PROMOTE"))?,
-            post_rollback: parse_hook("POST_ROLLBACK", raw.get("POST_ROLLBACK"))?,
+        let groups = Groups {
+            id: serving::identity(raw)?,
+            children: serving::children(raw)?,
+            mirror: serving::mirror(raw)?,
+            logging: operating::logging(base, raw)?,
+            score: judging::scoring(raw)?,
+            diff: judging::diffing(raw)?,
+            limits: serving::user_limits(raw)?,
+            budgets: operating::budgets(raw)?,
+            admin: operating::admin(raw)?,
+            promote_at: operating::promote_at(raw)?,
+            rollback_window: raw.duration("ROLLBACK_WINDOW", Duration::ZERO, MAX_WINDOW)?,
+            webhook_urls: operating::webhook_urls(raw)?,
+            pacing: serving::pacing(raw)?,
+            hooks: operating::hooks(raw)?,
+            missed_schedule_grace: raw.duration(
+                "MISSED_SCHEDULE_GRACE",
+                Duration::ZERO,
+                MAX_WINDOW,
+            )?,
         };
-        let hook_timeout =
-            raw.duration("HOOK_TIMEOUT", Duration::from_millis(1), MAX_SHORT_DURATION)?;
-        let hook_log_max = raw.size("HOOK_LOG_MAX", MAX_SIZE)?.max(4096);
-        let missed_schedule_grace =
-            raw.duration("MISSED_SCHEDULE_GRACE", Duration::ZERO, MAX_WINDOW)?;
-        Ok(Config {
+        Ok(groups.into_config(base))
+    }
+
+    /// Text of `.env.example`: every key with its default and meaning, quoted so that it reads
+    /// back (by dotenv rules) as exactly the default.
+    pub fn example() -> String {
+        keys::example()
+    }
+}
+
+/// Every group of keys, validated, before they are laid out flat in a [`Config`].
+struct Groups {
+    id: serving::Identity,
+    children: serving::Children,
+    mirror: serving::Mirror,
+    logging: operating::Logging,
+    score: ScoreConfig,
+    diff: DiffConfig,
+    limits: UserLimits,
+    budgets: operating::Budgets,
+    admin: operating::Admin,
+    promote_at: Option<std::time::SystemTime>,
+    rollback_window: Duration,
+    webhook_urls: Vec<String>,
+    pacing: serving::Pacing,
+    hooks: operating::Hooks,
+    missed_schedule_grace: Duration,
+}
+
+impl Groups {
+    /// The configuration, field by field; `unknown_keys` and `watchdog` are left for the caller.
+    fn into_config(self, base: &Path) -> Config {
+        let Groups {
+            id,
+            children,
+            mirror,
+            logging,
+            admin,
+            pacing,
+            hooks,
+            ..
+        } = self;
+        Config {
             base: base.to_path_buf(),
             identifier: id.identifier,
             listen: id.listen,
@@ -615,55 +372,32 @@ impl Config {
             worker_threads: mirror.worker_threads,
             log_dir: logging.dir,
             log_level: logging.level,
-            score,
-            diff,
-            limits,
-            max_base_size: budgets.max_base_size,
-            min_free_disk: budgets.min_free_disk,
-            max_unpacked_size: budgets.max_unpacked_size,
-            hooks,
-            hook_timeout,
-            rollback_window,
-            webhook_urls,
-            header_timeout,
-            upstream_timeout,
-            send_timeout,
-            answer_buffer,
-            answer_memory,
-            answer_spill,
-            promote_at,
-            missed_schedule_grace,
+            score: self.score,
+            diff: self.diff,
+            limits: self.limits,
+            max_base_size: self.budgets.max_base_size,
+            min_free_disk: self.budgets.min_free_disk,
+            max_unpacked_size: self.budgets.max_unpacked_size,
+            hooks: hooks.commands,
+            hook_timeout: hooks.timeout,
+            rollback_window: self.rollback_window,
+            webhook_urls: self.webhook_urls,
+            header_timeout: pacing.header_timeout,
+            upstream_timeout: pacing.upstream_timeout,
+            send_timeout: pacing.send_timeout,
+            answer_buffer: pacing.answer_buffer,
+            answer_memory: pacing.answer_memory,
+            answer_spill: pacing.answer_spill,
+            promote_at: self.promote_at,
+            missed_schedule_grace: self.missed_schedule_grace,
             admin_listen: admin.listen,
             admin_token: admin.token,
             admin_connections: admin.connections,
             admin_hosts: admin.hosts,
-            hook_log_max,
+            hook_log_max: hooks.log_max,
             unknown_keys: Vec::new(),
             watchdog: None,
-        })
-    }
-
-    /// Text of `.env.example`: every key with its default and meaning, quoted so that it reads
-    /// back (by dotenv rules) as exactly the default.
-    pub fn example() -> String {
-        let mut out = String::from(
-            "# understudy configuration: copy to <base dir>/.env and edit.\n\
-             # Environment variables UNDERSTUDY_<KEY> override this file; CLI flags override both.\n\
-             # Durations: 500ms, 30s, 10m, 1h. Sizes: 512KiB, 10MiB, 1GiB (or plain bytes).\n\
-             # dotenv rules: `KEY=value # comment`; put values with spaces, #, $ or \\ in single quotes.\n\
-             # Vili's keys (port, scheme, endpoint, port_range, identifier, log_dir,\n\
-             # properties_file_name, port_identifier) are accepted too.\n\n",
-        );
-        for k in KEYS {
-            out.push_str(&format!("# {}\n", k.doc));
-            let value = if k.key == "IDENTIFIER" {
-                "myapp"
-            } else {
-                k.default
-            };
-            out.push_str(&format!("{}={}\n\n", k.key, dotenv_quote(value)));
         }
-        out
     }
 }
 
@@ -681,624 +415,6 @@ pub fn check_base_writable(base: &Path) -> Result<(), ConfigError> {
     std::fs::remove_file(&probe).map_err(fail(&probe))
 }
 
-/// The raw values after layering, with defaults from [`KEYS`] for keys nobody set.
-struct Raw<'a>(&'a BTreeMap<String, String>);
-
-impl Raw<'_> {
-    /// The value of `key`, or its default.
-    fn get(&self, key: &'static str) -> &str {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or_else(|| default_of(key))
-    }
-
-    /// The trimmed value of `key`, refused beyond `max_len` bytes.
-    fn text(&self, key: &'static str, max_len: usize, expected: &str) -> Result<&str, ConfigError> {
-        let v = self.get(key).trim();
-        if v.len() > max_len {
-            return Err(invalid(
-                key,
-                v,
-                &format!("{expected}, at most {max_len} bytes"),
-            ));
-        }
-        Ok(v)
-    }
-
-    /// A duration between `min` and `max`.
-    fn duration(
-        &self,
-        key: &'static str,
-        min: Duration,
-        max: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let v = self.get(key);
-        let expected = format!(
-            "a duration between {} and {}, such as {}",
-            show_duration(min),
-            show_duration(max),
-            default_of(key)
-        );
-        match parse_duration(key, v) {
-            Ok(d) if d >= min && d <= max => Ok(d),
-            _ => Err(invalid(key, v, &expected)),
-        }
-    }
-
-    /// A size in bytes, at most `max`.
-    fn size(&self, key: &'static str, max: u64) -> Result<u64, ConfigError> {
-        let v = self.get(key);
-        let expected = format!(
-            "a size between 0 and {}, such as {}",
-            show_size(max),
-            default_of(key)
-        );
-        parse_size(v, max).ok_or_else(|| invalid(key, v, &expected))
-    }
-
-    /// A whole number between `min` and `max`; `why` is appended to the error.
-    fn count(&self, key: &'static str, min: u64, max: u64, why: &str) -> Result<u64, ConfigError> {
-        let v = self.get(key);
-        match v.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(invalid(
-                key,
-                v,
-                &format!(
-                    "a whole number between {min} and {max}, such as {}{why}",
-                    default_of(key)
-                ),
-            )),
-        }
-    }
-
-    /// Like [`Raw::count`], for in-memory sizes.
-    fn count_usize(&self, key: &'static str, max: u64) -> Result<usize, ConfigError> {
-        let n = self.count(key, 1, max, "")?;
-        usize::try_from(n).map_err(|_| invalid(key, self.get(key), "a smaller number"))
-    }
-
-    /// A number between `min` and `max`; `what` describes it (`a fraction`).
-    fn number(
-        &self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-        what: &str,
-    ) -> Result<f64, ConfigError> {
-        let v = self.get(key);
-        parse_number(v, min, max).ok_or_else(|| {
-            invalid(
-                key,
-                v,
-                &format!(
-                    "{what} between {min} and {max}, such as {}",
-                    default_of(key)
-                ),
-            )
-        })
-    }
-
-    /// Like [`Raw::number`], where empty means "not set"; `example` shows a value.
-    fn optional_number(
-        &self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-        what: &str,
-        example: &str,
-    ) -> Result<Option<f64>, ConfigError> {
-        let v = self.get(key);
-        if v.trim().is_empty() {
-            return Ok(None);
-        }
-        parse_number(v, min, max).map(Some).ok_or_else(|| {
-            invalid(
-                key,
-                v,
-                &format!(
-                    "{what} between {min} and {max}, such as {example}, or empty to only report"
-                ),
-            )
-        })
-    }
-}
-
-/// The default of `key` in [`KEYS`].
-fn default_of(key: &str) -> &'static str {
-    KEYS.iter()
-        .find(|k| k.key == key)
-        .map(|k| k.default)
-        .unwrap_or("")
-}
-
-/// Who understudy is and where it and the children are reached.
-struct Identity {
-    identifier: String,
-    listen: SocketAddr,
-    port_range: (u16, u16),
-    upstream_host: String,
-}
-
-/// IDENTIFIER, SCHEME, UPSTREAM_HOST, LISTEN, PORT_RANGE.
-fn identity(raw: &Raw) -> Result<Identity, ConfigError> {
-    let identifier = raw.text(
-        "IDENTIFIER",
-        128,
-        "a plain file-name prefix without '/' or a leading '.'",
-    )?;
-    if identifier.is_empty() {
-        return Err(ConfigError::Missing {
-            key: "IDENTIFIER",
-            hint: "set it in .env to the name prefix of your builds (myapp for myapp-1.2.3.jar)",
-        });
-    }
-    if identifier.contains('/') || identifier.starts_with('.') {
-        return Err(invalid(
-            "IDENTIFIER",
-            identifier,
-            "a plain file-name prefix without '/' or a leading '.'",
-        ));
-    }
-    let scheme = raw.get("SCHEME").trim().to_ascii_lowercase();
-    if scheme != "http" {
-        return Err(invalid(
-            "SCHEME",
-            &scheme,
-            "http (children are reached over plain HTTP on loopback)",
-        ));
-    }
-    Ok(Identity {
-        identifier: identifier.to_string(),
-        listen: parse_listen(raw.get("LISTEN"))?,
-        port_range: parse_port_range(raw.get("PORT_RANGE"))?,
-        upstream_host: parse_upstream_host(raw.get("UPSTREAM_HOST"))?,
-    })
-}
-
-/// How children are started, made ready and stopped.
-struct Children {
-    properties_file: Option<String>,
-    port_key: String,
-    jar_command: Vec<String>,
-    exec_command: Vec<String>,
-    ready_path: Option<String>,
-    health_path: Option<String>,
-    heartbeat_every: Duration,
-    heartbeat_misses: u32,
-    ready_timeout: Duration,
-    shutdown_grace: Duration,
-    settle_time: Duration,
-}
-
-/// PROPERTIES_FILE_NAME, PORT_KEY, JAR_COMMAND, EXEC_COMMAND, READY_*, SHUTDOWN_GRACE,
-/// SETTLE_TIME.
-fn children(raw: &Raw) -> Result<Children, ConfigError> {
-    let file_expected =
-        "a file name in the base dir such as application.properties, or an absolute path to a file";
-    let properties_file = raw.text("PROPERTIES_FILE_NAME", 4096, file_expected)?;
-    let named = Path::new(properties_file)
-        .file_name()
-        .is_some_and(|n| n != "." && n != "..");
-    let relative_path = !properties_file.starts_with('/') && properties_file.contains('/');
-    // A file name can be 255 bytes long; only an absolute path may be longer.
-    let too_long = !properties_file.starts_with('/') && properties_file.len() > 255;
-    if !properties_file.is_empty() && (!named || relative_path || too_long) {
-        return Err(invalid(
-            "PROPERTIES_FILE_NAME",
-            properties_file,
-            file_expected,
-        ));
-    }
-    let key_expected = "a non-empty properties key without spaces or '=', such as server.port";
-    let port_key = raw.text("PORT_KEY", 256, key_expected)?;
-    if port_key.is_empty() || port_key.contains(|c: char| c.is_whitespace() || c == '=') {
-        return Err(invalid("PORT_KEY", port_key, key_expected));
-    }
-    let path_expected = "a path starting with '/' without spaces, such as /health, or empty";
-    let ready_path = raw.text("READY_PATH", 2048, path_expected)?;
-    if !ready_path.is_empty()
-        && (!ready_path.starts_with('/') || ready_path.contains(|c: char| c.is_whitespace()))
-    {
-        return Err(invalid("READY_PATH", ready_path, path_expected));
-    }
-    let health_path = raw.text("HEALTH_PATH", 2048, path_expected)?;
-    if !health_path.is_empty()
-        && (!health_path.starts_with('/') || health_path.contains(|c: char| c.is_whitespace()))
-    {
-        return Err(invalid("HEALTH_PATH", health_path, path_expected));
-    }
-    let ms = Duration::from_millis(1);
-    Ok(Children {
-        health_path: Some(health_path.to_string()).filter(|s| !s.is_empty()),
-        heartbeat_every: raw.duration(
-            "HEARTBEAT_EVERY",
-            Duration::from_millis(100),
-            MAX_SHORT_DURATION,
-        )?,
-        heartbeat_misses: raw.count("HEARTBEAT_MISSES", 1, 1000, "")? as u32,
-        properties_file: Some(properties_file.to_string()).filter(|s| !s.is_empty()),
-        port_key: port_key.to_string(),
-        jar_command: parse_command("JAR_COMMAND", raw.get("JAR_COMMAND"))?,
-        exec_command: parse_command("EXEC_COMMAND", raw.get("EXEC_COMMAND"))?,
-        ready_path: Some(ready_path.to_string()).filter(|s| !s.is_empty()),
-        ready_timeout: raw.duration("READY_TIMEOUT", ms, MAX_SHORT_DURATION)?,
-        shutdown_grace: raw.duration("SHUTDOWN_GRACE", Duration::ZERO, MAX_SHORT_DURATION)?,
-        settle_time: raw.duration("SETTLE_TIME", Duration::ZERO, MAX_SHORT_DURATION)?,
-    })
-}
-
-/// How copies of user requests reach testing.
-struct Mirror {
-    methods: Vec<Method>,
-    max_body: u64,
-    queue: usize,
-    concurrency: usize,
-    timeout: Duration,
-    worker_threads: Option<usize>,
-}
-
-/// MIRROR_*, WORKER_THREADS.
-fn mirror(raw: &Raw) -> Result<Mirror, ConfigError> {
-    let worker_threads = match raw.get("WORKER_THREADS").trim() {
-        "" | "auto" => None,
-        v => Some(
-            parse_number(v, 1.0, MAX_WORKER_THREADS as f64)
-                .filter(|n| n.fract() == 0.0)
-                .map(|n| n as usize)
-                .ok_or_else(|| {
-                    invalid(
-                        "WORKER_THREADS",
-                        v,
-                        &format!(
-                            "auto or a whole number between 1 and {MAX_WORKER_THREADS}, such as 4"
-                        ),
-                    )
-                })?,
-        ),
-    };
-    Ok(Mirror {
-        methods: parse_methods(raw.get("MIRROR_METHODS"))?,
-        max_body: raw.size("MIRROR_MAX_BODY", MAX_MIRROR_BODY)?,
-        queue: raw.count_usize("MIRROR_QUEUE", MAX_MIRROR_QUEUE)?,
-        concurrency: raw.count_usize("MIRROR_CONCURRENCY", MAX_MIRROR_CONCURRENCY)?,
-        timeout: raw.duration(
-            "MIRROR_TIMEOUT",
-            Duration::from_millis(1),
-            MAX_SHORT_DURATION,
-        )?,
-        worker_threads,
-    })
-}
-
-/// understudy's own log.
-struct Logging {
-    dir: Option<PathBuf>,
-    level: tracing::Level,
-}
-
-/// LOG_DIR (relative to the base dir), LOG_LEVEL.
-fn logging(base: &Path, raw: &Raw) -> Result<Logging, ConfigError> {
-    let dir_expected = "a directory (created if missing), or empty to log to stderr";
-    let v = raw.text("LOG_DIR", MAX_PATH_LEN, dir_expected)?;
-    let dir = Some(v).filter(|s| !s.is_empty()).map(|d| base.join(d));
-    if let Some(d) = &dir {
-        if std::fs::metadata(d).is_ok_and(|m| !m.is_dir()) {
-            return Err(invalid(
-                "LOG_DIR",
-                v,
-                &format!(
-                    "a directory, but {} is a file: remove it or choose another LOG_DIR",
-                    d.display()
-                ),
-            ));
-        }
-    }
-    Ok(Logging {
-        dir,
-        level: parse_level(raw.get("LOG_LEVEL"))?,
-    })
-}
-
-/// The thresholds testing is judged by.
-fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
-    let fraction = "a fraction";
-    let lines = "a number of log lines per mirrored request";
-    Ok(ScoreConfig {
-        stable_window: raw.duration("STABLE_WINDOW", Duration::ZERO, MAX_WINDOW)?,
-        min_mirrored: raw.count(
-            "MIN_MIRRORED",
-            1,
-            MAX_COUNT,
-            " (promoting with no evidence is what the operator's promote command is for)",
-        )?,
-        max_5xx_delta: raw.number("MAX_5XX_DELTA", 0.0, 1.0, fraction)?,
-        max_client_error_delta: raw.number("MAX_CLIENT_ERROR_DELTA", 0.0, 1.0, fraction)?,
-        max_log_error_delta: raw.number("MAX_LOG_ERROR_DELTA", 0.0, MAX_LOG_DELTA, lines)?,
-        max_log_warn_delta: raw.number("MAX_LOG_WARN_DELTA", 0.0, MAX_LOG_DELTA, lines)?,
-        min_endpoint_pairs: raw.count("MIN_ENDPOINT_PAIRS", 1, MAX_COUNT, "")?,
-        max_p95_ratio: raw.optional_number(
-            "MAX_P95_RATIO",
-            1.0,
-            MAX_P95_FACTOR,
-            "a factor (testing's p95 over running's)",
-            "2.0",
-        )?,
-        max_body_diff: if raw.get("MAX_BODY_DIFF").trim().eq_ignore_ascii_case("auto") {
-            noise_cancel(raw)?.then_some(0.05)
-        } else {
-            raw.optional_number("MAX_BODY_DIFF", 0.0, 1.0, fraction, "0.05")?
-        },
-        diff_relative: raw.number("DIFF_RELATIVE", 0.0, 100.0, "a share over the noise rate")?,
-        diff_absolute: raw.number("DIFF_ABSOLUTE", 0.0, 1.0, fraction)?,
-        confidence: raw.number("CONFIDENCE", 0.5, 0.9999, "a confidence")?,
-        max_rss_ratio: raw.optional_number(
-            "MAX_RSS_RATIO",
-            1.0,
-            MAX_P95_FACTOR,
-            "a factor (testing's RSS over running's)",
-            "2.0",
-        )?,
-        max_cpu_ratio: raw.optional_number(
-            "MAX_CPU_RATIO",
-            1.0,
-            MAX_P95_FACTOR,
-            "a factor (testing's CPU per request over running's)",
-            "2.0",
-        )?,
-        noise_cancel: noise_cancel(raw)?,
-        diff_sample: raw.number("DIFF_SAMPLE", 0.0, 1.0, "a fraction")?,
-        plain_error_regex: parse_regex(raw, "PLAIN_LOG_ERROR_REGEX")?,
-        plain_warn_regex: parse_regex(raw, "PLAIN_LOG_WARN_REGEX")?,
-        evaluate_every: raw.duration(
-            "EVALUATE_EVERY",
-            Duration::from_millis(10),
-            MAX_SHORT_DURATION,
-        )?,
-    })
-}
-
-/// Disk budgets for archives.
-struct Budgets {
-    max_base_size: u64,
-    min_free_disk: u64,
-    max_unpacked_size: u64,
-}
-
-/// MAX_BASE_SIZE, MIN_FREE_DISK, MAX_UNPACKED_SIZE.
-fn budgets(raw: &Raw) -> Result<Budgets, ConfigError> {
-    Ok(Budgets {
-        max_base_size: raw.size("MAX_BASE_SIZE", MAX_SIZE)?,
-        min_free_disk: raw.size("MIN_FREE_DISK", MAX_SIZE)?,
-        max_unpacked_size: raw.size("MAX_UNPACKED_SIZE", MAX_SIZE)?,
-    })
-}
-
-/// WEBHOOK_URLS: comma-separated `http://host[:port]/path` URLs.
-fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
-    let expected = "comma-separated http:// URLs such as http://127.0.0.1:9000/hooks (https needs a local relay: this build carries no TLS), at most 16";
-    let v = raw.text("WEBHOOK_URLS", 16 * 1024, expected)?;
-    let urls = comma_list(v);
-    let bad = urls.iter().find(|u| {
-        u.parse::<http::Uri>()
-            .map(|uri| {
-                // A port past 65535 parses as an authority but names no port at all.
-                let written = uri.authority().map_or("", |a| a.as_str());
-                let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
-                let bad_port = after_host.contains(':') && uri.port_u16().is_none();
-                uri.scheme_str() != Some("http") || uri.host().is_none() || bad_port
-            })
-            .unwrap_or(true)
-    });
-    if let Some(u) = bad {
-        return Err(invalid("WEBHOOK_URLS", &redacted(u), expected));
-    }
-    if urls.len() > 16 {
-        return Err(invalid("WEBHOOK_URLS", v, expected));
-    }
-    Ok(urls)
-}
-
-/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
-/// PROMOTE_AT: an RFC 3339 instant, or empty.
-fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, ConfigError> {
-    let expected = "an RFC 3339 instant such as 2026-12-01T03:00:00Z, or empty";
-    let v = raw.text("PROMOTE_AT", 64, expected)?;
-    if v.is_empty() {
-        return Ok(None);
-    }
-    crate::instant::parse(v).map(Some).map_err(|e| match e {
-        crate::instant::InstantError::OutOfRange { .. } => invalid(
-            "PROMOTE_AT",
-            v,
-            &format!(
-                "an instant from {} to {} in UTC",
-                crate::instant::EARLIEST,
-                crate::instant::LATEST
-            ),
-        ),
-        crate::instant::InstantError::NotRfc3339 { .. } => invalid("PROMOTE_AT", v, expected),
-    })
-}
-
-/// Where the admin API listens and what it asks for.
-struct Admin {
-    listen: Option<SocketAddr>,
-    token: Option<String>,
-    connections: usize,
-    hosts: Vec<String>,
-}
-
-/// ADMIN_LISTEN, ADMIN_TOKEN.
-fn admin(raw: &Raw) -> Result<Admin, ConfigError> {
-    let expected = "host:port such as 127.0.0.1:8081, a bare port (loopback), or off";
-    let v = raw.text("ADMIN_LISTEN", 256, expected)?.trim();
-    let listen = if v.eq_ignore_ascii_case("off") {
-        None
-    } else if let Ok(port) = v.parse::<u16>() {
-        // A bare port is loopback here, never all interfaces: this API steers production.
-        Some(SocketAddr::from(([127, 0, 0, 1], port)))
-    } else {
-        let v2 = v
-            .strip_prefix("localhost:")
-            .map(|p| format!("127.0.0.1:{p}"));
-        Some(
-            v2.as_deref()
-                .unwrap_or(v)
-                .parse()
-                .map_err(|_| invalid("ADMIN_LISTEN", v, expected))?,
-        )
-    };
-    let token_expected = "at least 16 visible ASCII characters without spaces, or empty";
-    let token = raw.text("ADMIN_TOKEN", 1024, token_expected)?;
-    if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
-        // Never echo a secret back into a log.
-        return Err(invalid("ADMIN_TOKEN", "(hidden)", token_expected));
-    }
-    let connections = raw.count_usize("MAX_ADMIN_CONNECTIONS", 100_000)?;
-    Ok(Admin {
-        listen,
-        token: Some(token.to_string()).filter(|t| !t.is_empty()),
-        connections,
-        hosts: admin_hosts(raw)?,
-    })
-}
-
-/// ADMIN_HOSTS: host names (no port, no scheme), kept lower case for comparison with `Host`.
-fn admin_hosts(raw: &Raw) -> Result<Vec<String>, ConfigError> {
-    let expected = "comma-separated host names such as understudy.internal,10.0.0.5, at most 64";
-    let v = raw.text("ADMIN_HOSTS", 16 * 1024, expected)?;
-    let hosts = comma_list(v);
-    let bad = |h: &String| {
-        h.len() > 253
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
-    };
-    if hosts.len() > 64 || hosts.iter().any(bad) {
-        return Err(invalid("ADMIN_HOSTS", v, expected));
-    }
-    Ok(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect())
-}
-
-/// Map a key as written (upper case, or a Vili lower-case key) to the canonical key.
-fn canonical_key(key: &str) -> Option<&'static str> {
-    if let Some((_, k)) = VILI_ALIASES.iter().find(|(alias, _)| *alias == key) {
-        return Some(k);
-    }
-    let upper = key.to_ascii_uppercase();
-    let upper = upper.strip_prefix("UNDERSTUDY_").unwrap_or(&upper);
-    KEYS.iter().find(|k| k.key == upper).map(|k| k.key)
-}
-
-/// The entries of the `.env` at `path`, in order; no file means none.
-fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_dotenv(path, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Parse `.env` text by the usual dotenv rules (dotenvy): `# comments`, blank lines, `export `,
-/// quotes, `KEY=value # comment`. A syntax error names the line where the bad entry starts.
-fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines_read = std::cell::Cell::new(0);
-    let reader = LineReader {
-        rest: text.as_bytes(),
-        lines_read: &lines_read,
-    };
-    let mut out = Vec::new();
-    let mut done = 0;
-    for entry in dotenvy::from_read_iter(reader) {
-        match entry {
-            Ok(kv) => {
-                out.push(kv);
-                done = lines_read.get();
-            }
-            Err(_) => {
-                // The bad entry starts at the first line after the last good one that is
-                // neither blank nor a comment.
-                let (line, bad) = text
-                    .lines()
-                    .enumerate()
-                    .skip(done)
-                    .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-                    .unwrap_or((done, ""));
-                return Err(ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    line: line + 1,
-                    text: cut(bad),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Hands dotenvy one line per read, so `lines_read` says how many lines the entries returned so
-/// far took (dotenvy's errors carry no line number).
-struct LineReader<'a> {
-    rest: &'a [u8],
-    lines_read: &'a std::cell::Cell<usize>,
-}
-
-impl std::io::Read for LineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.rest.is_empty() || buf.is_empty() {
-            return Ok(0);
-        }
-        let line_end = self
-            .rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(self.rest.len(), |i| i + 1);
-        let n = line_end.min(buf.len());
-        buf[..n].copy_from_slice(&self.rest[..n]);
-        self.rest = &self.rest[n..];
-        if n == line_end {
-            self.lines_read.set(self.lines_read.get() + 1);
-        }
-        Ok(n)
-    }
-}
-
-/// `v` as a dotenv value that reads back as exactly `v`.
-fn dotenv_quote(v: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/{}@%+<>".contains(c);
-    if v.chars().all(plain) {
-        v.to_string()
-    } else if !v.contains('\'') {
-        format!("'{v}'")
-    } else {
-        let escaped: String = v
-            .chars()
-            .flat_map(|c| match c {
-                '\\' | '"' | '$' => vec!['\\', c],
-                '\n' => vec!['\\', 'n'],
-                c => vec![c],
-            })
-            .collect();
-        format!("\"{escaped}\"")
-    }
-}
-
 /// Parse a CLI `KEY=VALUE` override.
 pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
     s.split_once('=')
@@ -1307,471 +423,10 @@ pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
         .ok_or_else(|| ConfigError::BadOverride(s.to_string()))
 }
 
-fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        value: cut(value),
-        expected: expected.to_string(),
-    }
-}
-
-/// `v`, cut to [`MAX_ECHO`] characters so an absurd value does not flood the terminal.
-fn cut(v: &str) -> String {
-    match v.char_indices().nth(MAX_ECHO) {
-        None => v.to_string(),
-        Some((i, _)) => format!("{}… ({} bytes in all)", &v[..i], v.len()),
-    }
-}
-
-fn parse_listen(v: &str) -> Result<SocketAddr, ConfigError> {
-    let v = v.trim();
-    let expected = "host:port such as 127.0.0.1:8080, or a bare port such as 8080";
-    if let Ok(port) = v.parse::<u16>() {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    let v = if let Some(rest) = v.strip_prefix("localhost:") {
-        format!("127.0.0.1:{rest}")
-    } else {
-        v.to_string()
-    };
-    v.parse().map_err(|_| invalid("LISTEN", &v, expected))
-}
-
-/// Parse `a-b` (also `a:b`, `a..b`) into an inclusive port range.
-fn parse_port_range(v: &str) -> Result<(u16, u16), ConfigError> {
-    let t = v.trim();
-    let expected = "an inclusive range of ports such as 20000-20099 (low-high, 1..65535)";
-    let parts = t
-        .split_once("..")
-        .or_else(|| t.split_once('-'))
-        .or_else(|| t.split_once(':'));
-    let (a, b) = parts.ok_or_else(|| invalid("PORT_RANGE", v, expected))?;
-    let a: u16 = a
-        .trim()
-        .parse()
-        .map_err(|_| invalid("PORT_RANGE", v, expected))?;
-    let b: u16 = b
-        .trim()
-        .parse()
-        .map_err(|_| invalid("PORT_RANGE", v, expected))?;
-    if a == 0 || b < a {
-        return Err(invalid("PORT_RANGE", v, expected));
-    }
-    if b - a < 1 {
-        return Err(invalid(
-            "PORT_RANGE",
-            v,
-            "at least two ports (running and testing need one each)",
-        ));
-    }
-    Ok((a, b))
-}
-
-/// Parse UPSTREAM_HOST: an IPv4 address, an IPv6 address (brackets optional, stored without),
-/// or an RFC 1123 host name, as written; Vili's `http://host/` form is accepted; empty means
-/// 127.0.0.1.
-fn parse_upstream_host(v: &str) -> Result<String, ConfigError> {
-    let expected = "an IPv4 address such as 127.0.0.1, an IPv6 address such as ::1 or [::1], \
-                    or a host name of letters, digits, hyphens and dots, such as localhost";
-    let host = v.trim();
-    let host = host.strip_prefix("http://").unwrap_or(host);
-    let host = host.trim_end_matches('/');
-    if host.is_empty() {
-        return Ok("127.0.0.1".to_string());
-    }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return match inner.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => Ok(inner.to_string()),
-            Err(_) => Err(invalid("UPSTREAM_HOST", v, expected)),
-        };
-    }
-    if host.parse::<std::net::IpAddr>().is_ok() || is_host_name(host) {
-        Ok(host.to_string())
-    } else {
-        Err(invalid("UPSTREAM_HOST", v, expected))
-    }
-}
-
-/// RFC 1123 host name: dot-separated labels of 1–63 letters, digits and inner hyphens, at most
-/// 253 bytes, and a last label that is not all digits (that would be a mistyped IPv4 address).
-fn is_host_name(h: &str) -> bool {
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    h.len() <= 253
-        && h.split('.').all(label_ok)
-        && !h
-            .rsplit('.')
-            .next()
-            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Parse `500ms`, `30s`, `10m`, `1h` without bounds (but never panicking: a value too large for
-/// a [`Duration`] is an error).
-pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
-    let t = v.trim();
-    let expected = "a duration such as 500ms, 30s, 10m or 1h";
-    // Zero needs no unit.
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| invalid(key, v, expected))?;
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| invalid(key, v, expected))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(invalid(key, v, expected)),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| invalid(key, v, expected))
-}
-
-/// `d` in the units durations are written in.
-fn show_duration(d: Duration) -> String {
-    let (s, ms) = (d.as_secs(), d.subsec_millis());
-    match (s, ms) {
-        (0, 0) => "0s".to_string(),
-        (0, ms) => format!("{ms}ms"),
-        (s, 0) if s.is_multiple_of(86_400) && s > 86_400 => {
-            format!("{}h ({} days)", s / 3600, s / 86_400)
-        }
-        (s, 0) if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        (s, 0) if s.is_multiple_of(60) => format!("{}m", s / 60),
-        (s, 0) => format!("{s}s"),
-        (s, ms) => format!("{}ms", s * 1000 + u64::from(ms)),
-    }
-}
-
-/// Parse sizes `1024`, `512KiB`, `10MB`, `1GiB`, `1G`, `1PiB` (binary units) up to `max` bytes.
-fn parse_size(v: &str, max: u64) -> Option<u64> {
-    let t = v.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let power = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 1,
-        "m" | "mb" | "mib" => 2,
-        "g" | "gb" | "gib" => 3,
-        "t" | "tb" | "tib" => 4,
-        "p" | "pb" | "pib" => 5,
-        _ => return None,
-    };
-    let bytes = n * 1024f64.powi(power);
-    // `max` is at most 2^50, exact in an f64, so the comparison is exact too.
-    (bytes.is_finite() && bytes <= max as f64).then_some(bytes as u64)
-}
-
-/// `n` bytes in the largest binary unit that divides it.
-fn show_size(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut i = 0;
-    let mut v = n;
-    while i + 1 < units.len() && v >= 1024 && v.is_multiple_of(1024) {
-        v /= 1024;
-        i += 1;
-    }
-    format!("{v}{}", units[i])
-}
-
-/// A finite number between `min` and `max`.
-fn parse_number(v: &str, min: f64, max: f64) -> Option<f64> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && (min..=max).contains(n))
-}
-
-/// A regex of at most 4 KiB that compiles.
-fn parse_regex(raw: &Raw, key: &'static str) -> Result<String, ConfigError> {
-    let v = raw.get(key);
-    if v.len() > 4096 {
-        return Err(invalid(key, v, "a regex of at most 4096 bytes"));
-    }
-    regex::Regex::new(v).map(|_| v.to_string()).map_err(|e| {
-        let reason = regex_reason(&e);
-        invalid(key, v, &format!("a valid regex ({reason})"))
-    })
-}
-
-/// Why a regex did not compile, on one line. The `regex` crate's syntax errors repeat the whole
-/// pattern with a caret under the fault over several lines; the value is already echoed (cut).
-fn regex_reason(e: &regex::Error) -> String {
-    let s = e.to_string();
-    s.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_string())
-        .unwrap_or(s)
-}
-
-/// A start command template, split into words by shell rules; one word must hold `{artifact}`.
-/// A hook command split into words as a shell would; empty means no hook.
-fn parse_hook(key: &str, v: &str) -> Result<Option<Vec<String>>, ConfigError> {
-    if v.len() > MAX_COMMAND_LEN {
-        return Err(invalid(
-            key,
-            v,
-            &format!("a command of at most {MAX_COMMAND_LEN} bytes, or empty"),
-        ));
-    }
-    let words = shell_words::split(v).map_err(|e| {
-        invalid(
-            key,
-            v,
-            &format!(
-                "words split as a shell would ({e}), such as `./hooks/check.sh --quick`, or empty"
-            ),
-        )
-    })?;
-    Ok(Some(words).filter(|w| !w.is_empty()))
-}
-
-fn parse_command(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
-    if v.len() > MAX_COMMAND_LEN {
-        return Err(invalid(
-            key,
-            v,
-            &format!("a command of at most {MAX_COMMAND_LEN} bytes"),
-        ));
-    }
-    let words = shell_words::split(v).map_err(|e| {
-        invalid(
-            key,
-            v,
-            &format!("words split as a shell would ({e}), such as `java \"-Dname=a b\" -jar {{artifact}}`"),
-        )
-    })?;
-    if words.is_empty() {
-        return Err(invalid(
-            key,
-            v,
-            "a non-empty command containing {artifact}, such as `java -jar {artifact}`",
-        ));
-    }
-    if !words.iter().any(|w| w.contains("{artifact}")) {
-        return Err(invalid(
-            key,
-            v,
-            "a command containing {artifact}, such as `java -jar {artifact}`",
-        ));
-    }
-    Ok(words)
-}
-
-/// At most 32 methods of at most 32 bytes each, comma-separated.
-fn parse_methods(v: &str) -> Result<Vec<Method>, ConfigError> {
-    let expected = "a comma-separated list of at most 32 HTTP methods such as GET,HEAD,OPTIONS";
-    let mut out = Vec::new();
-    for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let upper = m.to_ascii_uppercase();
-        if upper.len() > 32 || out.len() >= 32 {
-            return Err(invalid("MIRROR_METHODS", v, expected));
-        }
-        let method = Method::from_bytes(upper.as_bytes())
-            .map_err(|_| invalid("MIRROR_METHODS", v, expected))?;
-        out.push(method);
-    }
-    Ok(out)
-}
-
-fn parse_level(v: &str) -> Result<tracing::Level, ConfigError> {
-    v.trim()
-        .parse()
-        .map_err(|_| invalid("LOG_LEVEL", v, "one of error, warn, info, debug, trace"))
-}
-
-/// Keys a reload (SIGHUP) applies to the running understudy; any other changed key is named as
-/// needing a restart. The supervisor reads these when it acts; the scorer gets its thresholds.
-pub const LIVE_KEYS: &[&str] = &[
-    "UPSTREAM_HOST",
-    "PROPERTIES_FILE_NAME",
-    "PORT_KEY",
-    "JAR_COMMAND",
-    "EXEC_COMMAND",
-    "READY_PATH",
-    "HEALTH_PATH",
-    "HEARTBEAT_EVERY",
-    "HEARTBEAT_MISSES",
-    "READY_TIMEOUT",
-    "SHUTDOWN_GRACE",
-    "STABLE_WINDOW",
-    "MIN_MIRRORED",
-    "MAX_5XX_DELTA",
-    "MAX_CLIENT_ERROR_DELTA",
-    "MAX_LOG_ERROR_DELTA",
-    "MAX_LOG_WARN_DELTA",
-    "MIN_ENDPOINT_PAIRS",
-    "MAX_P95_RATIO",
-    "MAX_BODY_DIFF",
-    "DIFF_IGNORE",
-    "DIFF_UNORDERED",
-    "DIFF_IGNORE_HEADERS",
-    "DIFF_RELATIVE",
-    "DIFF_ABSOLUTE",
-    "CONFIDENCE",
-    "MAX_RSS_RATIO",
-    "MAX_CPU_RATIO",
-    "PLAIN_LOG_ERROR_REGEX",
-    "PLAIN_LOG_WARN_REGEX",
-    "EVALUATE_EVERY",
-    "MAX_BASE_SIZE",
-    "MIN_FREE_DISK",
-    "MAX_UNPACKED_SIZE",
-];
-
-/// The keys whose values differ between two configurations, in `KEYS` order.
-pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    macro_rules! compare {
-        ($($($field:ident).+ => $key:literal),* $(,)?) => {
-            $(if old.$($field).+ != new.$($field).+ { changed.push($key); })*
-        };
-    }
-    compare!(
-        identifier => "IDENTIFIER",
-        listen => "LISTEN",
-        port_range => "PORT_RANGE",
-        upstream_host => "UPSTREAM_HOST",
-        properties_file => "PROPERTIES_FILE_NAME",
-        port_key => "PORT_KEY",
-        jar_command => "JAR_COMMAND",
-        exec_command => "EXEC_COMMAND",
-        ready_path => "READY_PATH",
-        health_path => "HEALTH_PATH",
-        heartbeat_every => "HEARTBEAT_EVERY",
-        heartbeat_misses => "HEARTBEAT_MISSES",
-        ready_timeout => "READY_TIMEOUT",
-        shutdown_grace => "SHUTDOWN_GRACE",
-        settle_time => "SETTLE_TIME",
-        mirror_methods => "MIRROR_METHODS",
-        mirror_max_body => "MIRROR_MAX_BODY",
-        mirror_queue => "MIRROR_QUEUE",
-        mirror_concurrency => "MIRROR_CONCURRENCY",
-        mirror_timeout => "MIRROR_TIMEOUT",
-        worker_threads => "WORKER_THREADS",
-        log_dir => "LOG_DIR",
-        log_level => "LOG_LEVEL",
-        score.stable_window => "STABLE_WINDOW",
-        score.min_mirrored => "MIN_MIRRORED",
-        score.max_5xx_delta => "MAX_5XX_DELTA",
-        score.max_client_error_delta => "MAX_CLIENT_ERROR_DELTA",
-        score.max_log_error_delta => "MAX_LOG_ERROR_DELTA",
-        score.max_log_warn_delta => "MAX_LOG_WARN_DELTA",
-        score.min_endpoint_pairs => "MIN_ENDPOINT_PAIRS",
-        score.max_p95_ratio => "MAX_P95_RATIO",
-        score.max_body_diff => "MAX_BODY_DIFF",
-        diff.max_body => "DIFF_MAX_BODY",
-        limits.header_bytes => "MAX_HEADER_BYTES",
-        limits.headers => "MAX_HEADERS",
-        limits.request_body => "MAX_REQUEST_BODY",
-        limits.connections => "MAX_CONNECTIONS",
-        diff.sample => "DIFF_SAMPLE",
-        diff.ignore => "DIFF_IGNORE",
-        diff.unordered => "DIFF_UNORDERED",
-        diff.ignore_headers => "DIFF_IGNORE_HEADERS",
-        diff.noise_cancel => "NOISE_CANCEL",
-        score.diff_relative => "DIFF_RELATIVE",
-        score.diff_absolute => "DIFF_ABSOLUTE",
-        score.confidence => "CONFIDENCE",
-        score.max_rss_ratio => "MAX_RSS_RATIO",
-        score.max_cpu_ratio => "MAX_CPU_RATIO",
-        score.plain_error_regex => "PLAIN_LOG_ERROR_REGEX",
-        score.plain_warn_regex => "PLAIN_LOG_WARN_REGEX",
-        score.evaluate_every => "EVALUATE_EVERY",
-        max_base_size => "MAX_BASE_SIZE",
-        min_free_disk => "MIN_FREE_DISK",
-        max_unpacked_size => "MAX_UNPACKED_SIZE",
-        hooks.pre_start => "PRE_START",
-        hooks.pre_promote => "PRE_PROMOTE",
-        hooks.post_promote => "POST_PROMOTE",
-        hooks.post_rollback => "POST_ROLLBACK",
-        hook_timeout => "HOOK_TIMEOUT",
-        rollback_window => "ROLLBACK_WINDOW",
-        webhook_urls => "WEBHOOK_URLS",
-        header_timeout => "HEADER_TIMEOUT",
-        upstream_timeout => "UPSTREAM_TIMEOUT",
-        send_timeout => "SEND_TIMEOUT",
-        answer_buffer => "ANSWER_BUFFER",
-        answer_memory => "ANSWER_MEMORY",
-        answer_spill => "ANSWER_SPILL",
-        promote_at => "PROMOTE_AT",
-        missed_schedule_grace => "MISSED_SCHEDULE_GRACE",
-        admin_listen => "ADMIN_LISTEN",
-        admin_token => "ADMIN_TOKEN",
-        admin_connections => "MAX_ADMIN_CONNECTIONS",
-        admin_hosts => "ADMIN_HOSTS",
-        hook_log_max => "HOOK_LOG_MAX",
-    );
-    changed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_never_show() {
-        assert_eq!(
-            redacted("http://user:secret@hooks.example:9000/in?x=1"),
-            "http://***@hooks.example:9000/in?x=1"
-        );
-        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
-        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
-        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
-        assert_eq!(redacted("not a url"), "not a url");
-    }
-
-    fn load(env_text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!(
-            "understudy-config-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(".env"), env_text).unwrap();
-        let env: BTreeMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let r = Config::load(&dir, &env, &[]);
-        std::fs::remove_dir_all(&dir).unwrap();
-        r
-    }
-
-    fn rand_suffix() -> u64 {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        N.fetch_add(1, Ordering::Relaxed)
-    }
-
-    #[test]
-    fn vili_env_is_accepted() {
-        let cfg = load(
-            "port=8081\nscheme=http\nendpoint=localhost\nport_range=9000-9010\nidentifier=app\nlog_dir=\nproperties_file_name=local_override.properties\nport_identifier=server.port\n",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(cfg.listen.port(), 8081);
-        assert_eq!(cfg.port_range, (9000, 9010));
-        assert_eq!(cfg.identifier, "app");
-        assert_eq!(
-            cfg.properties_file.as_deref(),
-            Some("local_override.properties")
-        );
-        // What the user wrote is kept; the children are reached by that name.
-        assert_eq!(cfg.upstream_host, "localhost");
-    }
+    use crate::config::test_support::{load, load_set};
 
     #[test]
     fn env_overrides_file() {
@@ -1781,24 +436,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.listen.port(), 2000);
-    }
-
-    #[test]
-    fn a_reload_names_the_keys_that_changed() {
-        let a = load("IDENTIFIER=a\n", &[]).unwrap();
-        let b = load(
-            "IDENTIFIER=a\nSTABLE_WINDOW=1s\nLISTEN=127.0.0.1:1\nMAX_BODY_DIFF=0.1\n",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(
-            changed_keys(&a, &b),
-            vec!["LISTEN", "STABLE_WINDOW", "MAX_BODY_DIFF"]
-        );
-        assert!(changed_keys(&a, &a).is_empty());
-        for k in LIVE_KEYS {
-            assert!(KEYS.iter().any(|d| d.key == *k), "{k} is a key");
-        }
     }
 
     #[test]
@@ -1816,200 +453,6 @@ mod tests {
         );
         let e = load("", &[]).unwrap_err().to_string();
         assert!(e.contains("IDENTIFIER"), "{e}");
-    }
-
-    #[test]
-    fn a_bad_regex_is_named_on_one_line() {
-        let (key, value, expected) = invalid_key(load_set(
-            "IDENTIFIER=a\n",
-            &[("PLAIN_LOG_WARN_REGEX", "(?i)warn(")],
-        ));
-        assert_eq!(
-            (key.as_str(), value.as_str(), expected.as_str()),
-            (
-                "PLAIN_LOG_WARN_REGEX",
-                "(?i)warn(",
-                "a valid regex (unclosed group)"
-            )
-        );
-        let cfg = load("IDENTIFIER=a\n", &[]).unwrap();
-        assert_eq!(
-            cfg.score.plain_error_regex,
-            r"(?i)\b(error|fatal|panic|exception)\b"
-        );
-    }
-
-    #[test]
-    fn env_example_is_current() {
-        let committed = include_str!("../.env.example");
-        assert_eq!(
-            committed,
-            Config::example(),
-            "regenerate with: cargo run -- example-env > .env.example"
-        );
-    }
-
-    #[test]
-    fn readme_documents_every_key() {
-        let readme = include_str!("../README.md");
-        for k in KEYS {
-            assert!(
-                readme.contains(&format!("| `{}` |", k.key)),
-                "README.md's config table lacks {}",
-                k.key
-            );
-        }
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(
-            parse_duration("K", "500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_duration("K", "10m").unwrap(),
-            Duration::from_secs(600)
-        );
-        assert!(parse_duration("K", "10").is_err());
-        assert_eq!(parse_size("1MiB", MAX_SIZE), Some(1 << 20));
-        assert_eq!(parse_size("2048", MAX_SIZE), Some(2048));
-        assert_eq!(parse_size("1PiB", MAX_SIZE), Some(MAX_SIZE));
-        assert_eq!(parse_size("1025TiB", MAX_SIZE), None);
-        assert_eq!(show_size(MAX_SIZE), "1PiB");
-        assert_eq!(show_duration(MAX_WINDOW), "720h (30 days)");
-        assert_eq!(show_duration(Duration::from_millis(10)), "10ms");
-    }
-
-    /// `load` with `.env` text and CLI overrides, in a fresh temp dir.
-    fn load_set(env_text: &str, set: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".env"), env_text).unwrap();
-        let set: Vec<(String, String)> = set
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::load(dir.path(), &BTreeMap::new(), &set)
-    }
-
-    fn invalid_key(r: Result<Config, ConfigError>) -> (String, String, String) {
-        match r {
-            Err(ConfigError::Invalid {
-                key,
-                value,
-                expected,
-            }) => (key, value, expected),
-            other => panic!("expected ConfigError::Invalid, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn dotenv_follows_the_usual_rules() {
-        let cfg = load(
-            "\u{feff}# a comment\n\
-             export IDENTIFIER=app # the build name\n\
-             \n   \n\
-             LISTEN=\"127.0.0.1:1234\"\n\
-             PORT_KEY='my.port'   # single quotes\n\
-             READY_PATH=/health#not-a-comment\n\
-             MIRROR_METHODS=GET # only GET\n\
-             some_other_tool=1\n",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(cfg.identifier, "app");
-        assert_eq!(cfg.listen.port(), 1234);
-        assert_eq!(cfg.port_key, "my.port");
-        assert_eq!(cfg.ready_path.as_deref(), Some("/health#not-a-comment"));
-        assert_eq!(cfg.mirror_methods, vec![Method::GET]);
-        assert_eq!(cfg.unknown_keys, vec!["some_other_tool".to_string()]);
-    }
-
-    #[test]
-    fn dotenv_syntax_errors_name_file_and_line() {
-        for (text, line) in [
-            ("IDENTIFIER=a\n\n# note\nLISTEN=1 2\n", 4),
-            ("IDENTIFIER=a\nNOT A LINE\n", 2),
-            (
-                "# c\nIDENTIFIER=a\nJAR_COMMAND=\"java -jar {artifact}\n\nX=1\n",
-                3,
-            ),
-            ("IDENTIFIER='a\nb'\nLISTEN=\"x\" y\n", 3),
-        ] {
-            match load(text, &[]) {
-                Err(e @ ConfigError::Syntax { .. }) => {
-                    let msg = e.to_string();
-                    assert!(msg.contains(&format!(".env:{line}:")), "{text:?}: {msg}");
-                }
-                other => panic!("{text:?}: expected a syntax error, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn env_example_reads_back_as_the_defaults() {
-        let entries = parse_dotenv(Path::new(".env.example"), &Config::example()).unwrap();
-        assert_eq!(entries.len(), KEYS.len());
-        for ((key, value), doc) in entries.iter().zip(KEYS) {
-            assert_eq!(key, doc.key);
-            if doc.key != "IDENTIFIER" {
-                assert_eq!(value, doc.default, "{key}");
-            }
-        }
-        load(&Config::example(), &[]).unwrap();
-    }
-
-    #[test]
-    fn huge_durations_are_errors_not_panics() {
-        for key in [
-            "STABLE_WINDOW",
-            "READY_TIMEOUT",
-            "EVALUATE_EVERY",
-            "SETTLE_TIME",
-        ] {
-            let (k, v, expected) = invalid_key(load_set(
-                "IDENTIFIER=a\n",
-                &[(key, "99999999999999999999h")],
-            ));
-            assert_eq!((k.as_str(), v.as_str()), (key, "99999999999999999999h"));
-            assert!(expected.contains("a duration between"), "{expected}");
-        }
-        let (_, _, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "31d")]));
-        assert!(expected.contains("720h (30 days)"), "{expected}");
-        assert!(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "720h")]).is_ok());
-        assert!(load_set("IDENTIFIER=a\n", &[("STABLE_WINDOW", "721h")]).is_err());
-    }
-
-    #[test]
-    fn counts_have_bounds() {
-        for (key, value) in [
-            ("WORKER_THREADS", "100000"),
-            ("WORKER_THREADS", "0"),
-            ("MIRROR_QUEUE", "18446744073709551615"),
-            ("MIRROR_QUEUE", "1000001"),
-            ("MIRROR_CONCURRENCY", "10001"),
-            ("MIN_ENDPOINT_PAIRS", "1000000001"),
-            ("MAX_P95_RATIO", "0.5"),
-            ("MAX_LOG_WARN_DELTA", "1e300"),
-            ("MAX_BASE_SIZE", "2PiB"),
-            ("MIRROR_MAX_BODY", "2GiB"),
-        ] {
-            let (k, v, _) = invalid_key(load_set("IDENTIFIER=a\n", &[(key, value)]));
-            assert_eq!((k.as_str(), v.as_str()), (key, value));
-        }
-        let cfg = load_set(
-            "IDENTIFIER=a\n",
-            &[
-                ("WORKER_THREADS", "256"),
-                ("MIRROR_QUEUE", "1000000"),
-                ("MAX_BASE_SIZE", "1PiB"),
-                ("MAX_P95_RATIO", "1"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(cfg.worker_threads, Some(256));
-        assert_eq!(cfg.mirror_queue, 1_000_000);
-        assert_eq!(cfg.score.max_p95_ratio, Some(1.0));
     }
 
     /// Keys where twenty digits are a plausible value.
@@ -2064,93 +507,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn start_commands_are_split_into_shell_words() {
-        let cfg = load_set(
-            "IDENTIFIER=a\nJAR_COMMAND='java \"-Dname=a b\" -jar {artifact}'\n",
-            &[("EXEC_COMMAND", "{dir}/run --port={port} {artifact}")],
-        )
-        .unwrap();
-        assert_eq!(
-            cfg.jar_command,
-            ["java", "-Dname=a b", "-jar", "{artifact}"]
-        );
-        assert_eq!(
-            cfg.exec_command,
-            ["{dir}/run", "--port={port}", "{artifact}"]
-        );
-        let cfg = load_set("IDENTIFIER=a\n", &[]).unwrap();
-        assert_eq!(cfg.jar_command, ["java", "-jar", "{artifact}"]);
-        assert_eq!(cfg.exec_command, ["{artifact}"]);
-        for (key, bad, why) in [
-            (
-                "JAR_COMMAND",
-                "java \"-Dname=a b -jar {artifact}",
-                "missing closing quote",
-            ),
-            ("EXEC_COMMAND", "", "non-empty"),
-            ("EXEC_COMMAND", "  ", "non-empty"),
-            ("JAR_COMMAND", "java -jar app.jar", "containing {artifact}"),
-        ] {
-            let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[(key, bad)]));
-            assert_eq!((k.as_str(), v.as_str()), (key, bad));
-            assert!(expected.contains(why), "{bad:?}: {expected}");
-        }
-    }
-
-    #[test]
-    fn upstream_host_is_an_address_or_a_host_name() {
-        for (written, stored) in [
-            ("", "127.0.0.1"),
-            ("localhost", "localhost"),
-            ("http://localhost/", "localhost"),
-            ("10.0.0.7", "10.0.0.7"),
-            ("::1", "::1"),
-            ("[::1]", "::1"),
-            ("http://[fe80::1]/", "fe80::1"),
-            ("app-1.internal.example", "app-1.internal.example"),
-        ] {
-            let cfg = load_set("IDENTIFIER=a\n", &[("UPSTREAM_HOST", written)]).unwrap();
-            assert_eq!(cfg.upstream_host, stored, "{written:?}");
-        }
-        for bad in [
-            "localhost:8080",
-            "[::1",
-            "[localhost]",
-            "exa mple",
-            "-bad.example",
-            "999.1.1.1",
-            "under_score",
-            "https://x",
-        ] {
-            let (k, v, _) = invalid_key(load_set("IDENTIFIER=a\n", &[("UPSTREAM_HOST", bad)]));
-            assert_eq!((k.as_str(), v.as_str()), ("UPSTREAM_HOST", bad));
-        }
-    }
-
-    #[test]
-    fn min_mirrored_zero_is_refused() {
-        let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\nMIN_MIRRORED=0\n", &[]));
-        assert_eq!((k.as_str(), v.as_str()), ("MIN_MIRRORED", "0"));
-        assert!(expected.contains("promote command"), "{expected}");
-    }
-
-    #[test]
-    fn log_dir_must_not_be_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".env"), "IDENTIFIER=a\nLOG_DIR=taken\n").unwrap();
-        std::fs::write(dir.path().join("taken"), "").unwrap();
-        let (k, v, expected) = invalid_key(Config::load(dir.path(), &BTreeMap::new(), &[]));
-        assert_eq!((k.as_str(), v.as_str()), ("LOG_DIR", "taken"));
-        assert!(
-            expected.contains(&dir.path().join("taken").display().to_string()),
-            "{expected}"
-        );
-        std::fs::remove_file(dir.path().join("taken")).unwrap();
-        let cfg = Config::load(dir.path(), &BTreeMap::new(), &[]).unwrap();
-        assert_eq!(cfg.log_dir, Some(dir.path().join("taken")));
     }
 
     #[test]

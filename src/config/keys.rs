@@ -1,0 +1,192 @@
+//! Every config key, its default and its meaning, listed once in [`KEYS`]; `.env.example` is
+//! generated from the same table by [`example`], so the two cannot drift.
+
+use super::dotenv::dotenv_quote;
+
+/// A config key, its default and a one-line description, as shown in `.env.example`.
+pub struct KeyDoc {
+    /// Upper-case key as written in `.env`.
+    pub key: &'static str,
+    /// Default value, as text; empty means "unset".
+    pub default: &'static str,
+    /// What the key controls.
+    pub doc: &'static str,
+}
+
+/// Every config key understudy reads, in the order `.env.example` lists them.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "IDENTIFIER", default: "", doc: "Name prefix of your builds: myapp for myapp-1.2.3.jar (required)." },
+    KeyDoc { key: "LISTEN", default: "127.0.0.1:8080", doc: "Address the proxy listens on for users; a bare port means 0.0.0.0:<port>." },
+    KeyDoc { key: "PORT_RANGE", default: "20000-20099", doc: "Ports handed to child instances; ports already bound are skipped." },
+    KeyDoc { key: "SCHEME", default: "http", doc: "Scheme used to reach the children; only http is supported." },
+    KeyDoc { key: "UPSTREAM_HOST", default: "127.0.0.1", doc: "Host the children listen on, as the proxy reaches them." },
+    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file (a name in the base dir, or an absolute path) copied into each instance folder with the port key rewritten; the original is never changed." },
+    KeyDoc { key: "PORT_KEY", default: "server.port", doc: "Key holding the port in the properties file (or -D<key>=<port> for a jar without one)." },
+    KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
+    KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
+    KeyDoc { key: "READY_PATH", default: "", doc: "Path that must answer 2xx before an instance is ready; empty means the port accepting connections is enough." },
+    KeyDoc { key: "HEALTH_PATH", default: "", doc: "Path each ready child must answer 2xx on every HEARTBEAT_EVERY; empty means its port accepting connections is enough." },
+    KeyDoc { key: "HEARTBEAT_EVERY", default: "2s", doc: "How often each ready child is probed (HEALTH_PATH, or its port); also how often .understudy/status.json is rewritten." },
+    KeyDoc { key: "HEARTBEAT_MISSES", default: "3", doc: "Heartbeats missed in a row after which running is restarted and testing rejected (\"stopped answering\")." },
+    KeyDoc { key: "READY_TIMEOUT", default: "60s", doc: "How long an instance may take to become ready before it is rejected." },
+    KeyDoc { key: "SHUTDOWN_GRACE", default: "10s", doc: "Time between SIGTERM and SIGKILL when stopping an instance; also bounds draining." },
+    KeyDoc { key: "SETTLE_TIME", default: "500ms", doc: "How long a dropped build must stay unchanged (and closed) before it is picked up." },
+    KeyDoc { key: "HEADER_TIMEOUT", default: "10s", doc: "How long a user may take to send a whole request head, and how long a keep-alive connection may sit idle; slower (slowloris) or idler connections are closed." },
+    KeyDoc { key: "MAX_HEADER_BYTES", default: "64KiB", doc: "Largest request head (request line and headers) a user may send; larger ones are answered 431." },
+    KeyDoc { key: "MAX_HEADERS", default: "100", doc: "Most header fields in one request; more are answered 431." },
+    KeyDoc { key: "MAX_REQUEST_BODY", default: "100MiB", doc: "Largest request body a user may send: a larger declared one is answered 413 before anything is forwarded, a chunked one is cut off and answered 413." },
+    KeyDoc { key: "MAX_CONNECTIONS", default: "10000", doc: "Most user connections open at once; past it understudy stops accepting (new users wait in the listen backlog) and closes idle keep-alive connections to make room." },
+    KeyDoc { key: "UPSTREAM_TIMEOUT", default: "60s", doc: "How long running may send nothing while understudy waits for its answer head or the next part of its body; the user then gets 504 (or, mid-body, a closed connection)." },
+    KeyDoc { key: "SEND_TIMEOUT", default: "60s", doc: "How long a user may take no byte of an answer before the connection is closed (as nginx's send_timeout)." },
+    KeyDoc { key: "ANSWER_BUFFER", default: "1MiB", doc: "How much of one answer understudy reads from running ahead of a slow user, so running's connection is freed at running's pace." },
+    KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold in memory together; past it they spill to unnamed temporary files under .understudy/." },
+    KeyDoc { key: "ANSWER_SPILL", default: "1GiB", doc: "How much all answers read ahead may hold on disk together (never below MIN_FREE_DISK free); past it and ANSWER_MEMORY, answers stream at the user's pace." },
+    KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
+    KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
+    KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
+    KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
+    KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },
+    KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Proxy threads, each with its own event loop (as nginx's workers); auto means one per core." },
+    KeyDoc { key: "LOG_DIR", default: "", doc: "Directory for understudy's own log (understudy.log); empty logs to stderr." },
+    KeyDoc { key: "LOG_LEVEL", default: "info", doc: "understudy's own log level: error, warn, info, debug or trace." },
+    KeyDoc { key: "STABLE_WINDOW", default: "10m", doc: "How long testing must be scored without a regression before it is promoted." },
+    KeyDoc { key: "MIN_MIRRORED", default: "100", doc: "Mirrored pairs needed before any verdict; below it understudy waits and says so." },
+    KeyDoc { key: "MAX_5XX_DELTA", default: "0.01", doc: "Largest allowed excess of testing's 5xx rate over running's, overall and per endpoint (0.01 = 1 point)." },
+    KeyDoc { key: "MAX_CLIENT_ERROR_DELTA", default: "0.05", doc: "Largest allowed share of requests that running answers 2xx and testing answers 4xx." },
+    KeyDoc { key: "MAX_LOG_ERROR_DELTA", default: "0.05", doc: "Largest allowed excess of testing's error log lines per mirrored request over running's." },
+    KeyDoc { key: "MAX_LOG_WARN_DELTA", default: "0.5", doc: "Largest allowed excess of testing's warn log lines per mirrored request over running's." },
+    KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged." },
+    KeyDoc { key: "MAX_P95_RATIO", default: "", doc: "Reject when testing's p95 latency exceeds running's by this factor (e.g. 2.0); empty reports only." },
+    KeyDoc { key: "MAX_BODY_DIFF", default: "auto", doc: "Reject when a difference (one path of one endpoint, not noise) is in more than this share of same-status answers; auto means 0.05 with NOISE_CANCEL on and report only with it off; empty reports only." },
+    KeyDoc { key: "DIFF_MAX_BODY", default: "256KiB", doc: "Largest answer body compared field by field (JSON) or line by line (text); larger bodies compare by length and hash." },
+    KeyDoc { key: "DIFF_SAMPLE", default: "1", doc: "Share of mirrored requests whose answers are compared (0 to 1), to bound the cost of diffing." },
+    KeyDoc { key: "DIFF_IGNORE", default: "", doc: "Comma-separated JSON paths that are known noise ($.meta.request_id, $.items[*].updated_at); everything under them is ignored." },
+    KeyDoc { key: "DIFF_UNORDERED", default: "", doc: "Comma-separated JSON array paths whose order does not matter ($.tags)." },
+    KeyDoc { key: "DIFF_IGNORE_HEADERS", default: "Date,Server,Set-Cookie,Content-Length,ETag,Age,Last-Modified,Expires", doc: "Response headers not compared (hop-by-hop ones never are); for Set-Cookie only the values are ignored, cookie names still compare." },
+    KeyDoc { key: "NOISE_CANCEL", default: "on", doc: "on runs a second instance of running's version while a build is tested and mirrors to both: differences that running has with itself are noise and do not count; off saves that instance (differences are then 'noise unknown')." },
+    KeyDoc { key: "DIFF_RELATIVE", default: "0.2", doc: "A difference counts only when its rate is more than this share above its noise rate (0.2 = 20 %)." },
+    KeyDoc { key: "DIFF_ABSOLUTE", default: "0.03", doc: "...and more than this many points above it (0.03 = 3 points of the endpoint's pairs)." },
+    KeyDoc { key: "CONFIDENCE", default: "0.99", doc: "Confidence a rate comparison (5xx, 2xx→4xx, differences) or latency shift (Mann-Whitney U) needs before it rejects or clears; below it the verdict waits." },
+    KeyDoc { key: "MAX_RSS_RATIO", default: "", doc: "Reject when testing's memory (RSS) exceeds running's by this factor (e.g. 2.0); empty reports only." },
+    KeyDoc { key: "MAX_CPU_RATIO", default: "", doc: "Reject when testing's CPU time per request exceeds running's by this factor (e.g. 2.0); empty reports only." },
+    KeyDoc { key: "PLAIN_LOG_ERROR_REGEX", default: "(?i)\\b(error|fatal|panic|exception)\\b", doc: "Regex marking a non-JSON log line as an error." },
+    KeyDoc { key: "PLAIN_LOG_WARN_REGEX", default: "(?i)\\bwarn(ing)?\\b", doc: "Regex marking a non-JSON log line as a warning." },
+    KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
+    KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
+    KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
+    KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to; a bigger one is rejected." },
+    KeyDoc { key: "PROMOTE_AT", default: "", doc: "RFC 3339 instant (2026-12-01T03:00:00Z) at which the build then under test is promoted, once; empty means none." },
+    KeyDoc { key: "MISSED_SCHEDULE_GRACE", default: "1h", doc: "How late a scheduled promotion may still fire (after understudy was down); later it is recorded as missed." },
+    KeyDoc { key: "PRE_START", default: "", doc: "Hook run before a new build starts (as testing, or as the first build); failing or timing out rejects the build." },
+    KeyDoc { key: "PRE_PROMOTE", default: "", doc: "Hook run before a promotion starts; failing leaves running untouched and the build testing." },
+    KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained; a failure is reported." },
+    KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained; a failure is reported." },
+    KeyDoc { key: "HOOK_LOG_MAX", default: "1MiB", doc: "Largest .understudy/hooks.log; past it the older half is dropped with a marker line, so a chatty hook cannot fill the disk." },
+    KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
+    KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
+    KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// URLs each event is POSTed to as JSON, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
+    KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
+    KeyDoc { key: "MAX_ADMIN_CONNECTIONS", default: "256", doc: "Most admin API connections open at once (SSE streams included); past it new ones wait in the backlog, so the admin side can never use up the descriptors the proxy and the children need." },
+    KeyDoc { key: "ADMIN_HOSTS", default: "", doc: "Comma-separated extra names the admin API answers to in Host (the listen address and localhost always work); any other Host gets 421, so a web page cannot read the API through DNS rebinding." },
+    KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
+];
+
+/// Vili's lower-case `.env` keys and the keys they mean here, so a Vili `.env` works unchanged.
+const VILI_ALIASES: &[(&str, &str)] = &[
+    ("port", "LISTEN"),
+    ("scheme", "SCHEME"),
+    ("endpoint", "UPSTREAM_HOST"),
+    ("port_range", "PORT_RANGE"),
+    ("identifier", "IDENTIFIER"),
+    ("log_dir", "LOG_DIR"),
+    ("properties_file_name", "PROPERTIES_FILE_NAME"),
+    ("port_identifier", "PORT_KEY"),
+];
+
+/// Map a key as written (upper case, or a Vili lower-case key) to the canonical key.
+pub(super) fn canonical_key(key: &str) -> Option<&'static str> {
+    if let Some((_, k)) = VILI_ALIASES.iter().find(|(alias, _)| *alias == key) {
+        return Some(k);
+    }
+    let upper = key.to_ascii_uppercase();
+    let upper = upper.strip_prefix("UNDERSTUDY_").unwrap_or(&upper);
+    KEYS.iter().find(|k| k.key == upper).map(|k| k.key)
+}
+
+/// The default of `key` in [`KEYS`].
+pub(super) fn default_of(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|k| k.key == key)
+        .map(|k| k.default)
+        .unwrap_or("")
+}
+
+/// Text of `.env.example`: every key with its default and meaning, quoted so that it reads
+/// back (by dotenv rules) as exactly the default.
+pub(super) fn example() -> String {
+    let mut out = String::from(
+        "# understudy configuration: copy to <base dir>/.env and edit.\n\
+         # Environment variables UNDERSTUDY_<KEY> override this file; CLI flags override both.\n\
+         # Durations: 500ms, 30s, 10m, 1h. Sizes: 512KiB, 10MiB, 1GiB (or plain bytes).\n\
+         # dotenv rules: `KEY=value # comment`; put values with spaces, #, $ or \\ in single quotes.\n\
+         # Vili's keys (port, scheme, endpoint, port_range, identifier, log_dir,\n\
+         # properties_file_name, port_identifier) are accepted too.\n\n",
+    );
+    for k in KEYS {
+        out.push_str(&format!("# {}\n", k.doc));
+        let value = if k.key == "IDENTIFIER" {
+            "myapp"
+        } else {
+            k.default
+        };
+        out.push_str(&format!("{}={}\n\n", k.key, dotenv_quote(value)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::load;
+    use crate::config::Config;
+
+    #[test]
+    fn vili_env_is_accepted() {
+        let cfg = load(
+            "port=8081\nscheme=http\nendpoint=localhost\nport_range=9000-9010\nidentifier=app\nlog_dir=\nproperties_file_name=local_override.properties\nport_identifier=server.port\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 8081);
+        assert_eq!(cfg.port_range, (9000, 9010));
+        assert_eq!(cfg.identifier, "app");
+        assert_eq!(
+            cfg.properties_file.as_deref(),
+            Some("local_override.properties")
+        );
+        // What the user wrote is kept; the children are reached by that name.
+        assert_eq!(cfg.upstream_host, "localhost");
+    }
+
+    #[test]
+    fn env_example_is_current() {
+        let committed = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"));
+        assert_eq!(
+            committed,
+            Config::example(),
+            "regenerate with: cargo run -- example-env > .env.example"
+        );
+    }
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for k in KEYS {
+            assert!(
+                readme.contains(&format!("| `{}` |", k.key)),
+                "README.md's config table lacks {}",
+                k.key
+            );
+        }
+    }
+}

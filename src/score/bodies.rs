@@ -1,0 +1,398 @@
+//! The bodies part of the score: where testing's answers differ from running's, per endpoint and
+//! path, each difference judged against its noise (the rate at which running differs from itself)
+//! and listed in the differences table ([`DiffRow`]).
+
+use serde::Serialize;
+
+use super::judging::{Judging, ScorePart};
+use super::scorecard::Summary;
+use super::stats::{self, RateCheck};
+use crate::config::ScoreConfig;
+use crate::diff::{DiffKind, EndpointDiffs};
+
+/// Rows of the differences table kept in an evaluation (status, events, dashboard).
+pub const MAX_DIFF_ROWS: usize = 20;
+/// Pairs with a secondary answer an endpoint needs before its noise is known.
+pub const MIN_NOISE_PAIRS: u64 = 10;
+
+/// How one difference (endpoint, path, kind) is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffJudgement {
+    /// Clearly above its noise (or noise unknown and judged by `MAX_BODY_DIFF`): it counts.
+    Counts,
+    /// Not clearly above the rate at which running differs from itself: it does not count.
+    Noise,
+    /// Only the versions differ: it never counts.
+    Expected,
+    /// Answers over `DIFF_MAX_BODY` that differ by length or hash: reported, never counted.
+    TooLarge,
+    /// No secondary measured this endpoint's noise (`NOISE_CANCEL=off`, or not yet).
+    NoiseUnknown,
+    /// Not enough pairs yet to tell it from noise.
+    Unsure,
+}
+
+/// One row of the differences table: where answers differ, how often, and an example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffRow {
+    /// `GET /items/{n}`.
+    pub endpoint: String,
+    /// `$.items[*].price`.
+    pub path: String,
+    /// What kind of difference.
+    pub kind: DiffKind,
+    /// Pairs with this difference.
+    pub pairs: u64,
+    /// Pairs of this endpoint compared.
+    pub of: u64,
+    /// `pairs / of`.
+    pub rate: f64,
+    /// How often running differed from itself here, when measured.
+    pub noise_rate: Option<f64>,
+    /// How it is judged.
+    pub judgement: DiffJudgement,
+    /// Running's value in one pair (at most 200 bytes).
+    pub running: String,
+    /// Testing's value in the same pair.
+    pub testing: String,
+}
+
+/// Answers (where statuses agree), judged per endpoint and path: a difference counts when it is
+/// clearly above its noise (the rate at which running differs from its own secondary) and then
+/// rejects above `MAX_BODY_DIFF`; without noise measured it is reported, and judged only when
+/// noise cancellation is off and `MAX_BODY_DIFF` is set.
+pub(super) fn bodies_part(
+    s: &Summary,
+    cfg: &ScoreConfig,
+    j: &mut Judging,
+) -> (ScorePart, Vec<DiffRow>) {
+    let mut rows = Vec::new();
+    let mut tally = Tally::default();
+    for (endpoint, e) in &s.diffs.endpoints {
+        let noise = s
+            .noise
+            .endpoints
+            .get(endpoint)
+            .filter(|n| n.pairs >= MIN_NOISE_PAIRS);
+        for ((path, kind), ps) in &e.paths {
+            let rate = ps.pairs as f64 / e.pairs.max(1) as f64;
+            let noise_k = noise.map(|n| noise_pairs(n, path));
+            let noise_rate = noise.zip(noise_k).map(|(n, k)| k as f64 / n.pairs as f64);
+            let judgement = judge(
+                s,
+                cfg,
+                *kind,
+                (ps.pairs, e.pairs),
+                noise.zip(noise_k).map(|(n, k)| (k, n.pairs)),
+            );
+            let row = DiffRow {
+                endpoint: endpoint.clone(),
+                path: path.clone(),
+                kind: *kind,
+                pairs: ps.pairs,
+                of: e.pairs,
+                rate,
+                noise_rate,
+                judgement,
+                running: ps.example.running.clone(),
+                testing: ps.example.testing.clone(),
+            };
+            weigh(s, cfg, j, &row, &mut tally);
+            rows.push(row);
+        }
+    }
+    sort_rows(&mut rows);
+    rows.truncate(MAX_DIFF_ROWS);
+    (tally.part(s, cfg), rows)
+}
+
+/// Pairs in which running differed from its secondary at `path` (any counting kind), at most
+/// the endpoint's noise pairs.
+fn noise_pairs(noise: &EndpointDiffs, path: &str) -> u64 {
+    noise
+        .paths
+        .iter()
+        .filter(|((p, k), _)| p == path && k.counts())
+        .map(|(_, x)| x.pairs)
+        .sum::<u64>()
+        .min(noise.pairs)
+}
+
+/// How a difference of `kind` in `pairs` of `of` is judged, against `noise` (pairs with the same
+/// difference between running and its secondary, of the secondary's pairs) when measured.
+fn judge(
+    s: &Summary,
+    cfg: &ScoreConfig,
+    kind: DiffKind,
+    (pairs, of): (u64, u64),
+    noise: Option<(u64, u64)>,
+) -> DiffJudgement {
+    let rate = pairs as f64 / of.max(1) as f64;
+    if kind == DiffKind::Uncompared {
+        DiffJudgement::TooLarge
+    } else if !kind.counts() {
+        DiffJudgement::Expected
+    } else if let Some((nk, n)) = noise {
+        let nr = nk as f64 / n as f64;
+        let margin = cfg.diff_absolute.max(nr * cfg.diff_relative);
+        match stats::compare_rates(pairs, of, nk, n, margin, cfg.confidence) {
+            RateCheck::Worse { .. } => DiffJudgement::Counts,
+            RateCheck::Fine { .. } => DiffJudgement::Noise,
+            RateCheck::Undecided { .. } => {
+                if rate - nr > margin {
+                    DiffJudgement::Unsure
+                } else {
+                    DiffJudgement::Noise
+                }
+            }
+        }
+    } else if s.noise_expected {
+        DiffJudgement::Unsure
+    } else {
+        DiffJudgement::NoiseUnknown
+    }
+}
+
+/// What the bodies part counted while judging its rows.
+#[derive(Default)]
+struct Tally {
+    /// The worst judged rate as a share of twice its ceiling (1 scores 0).
+    worst: f64,
+    /// Paths whose difference counts.
+    counted: usize,
+    /// Paths whose difference is noise.
+    noise_paths: usize,
+    /// Paths where only the versions differ.
+    expected: usize,
+}
+
+impl Tally {
+    /// The part, from what was counted.
+    fn part(&self, s: &Summary, cfg: &ScoreConfig) -> ScorePart {
+        let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
+        let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
+        ScorePart {
+            name: "bodies",
+            score: (100.0 * (1.0 - self.worst.min(1.0))) as u32,
+            detail: format!(
+                "{differ} of {compared} compared answers differ; {} paths count, {} noise, {} version only{}",
+                self.counted,
+                self.noise_paths,
+                self.expected,
+                match (s.noise_expected, cfg.max_body_diff) {
+                    (false, None) => ", noise unknown, reported only",
+                    (false, Some(_)) => ", noise unknown",
+                    _ => "",
+                }
+            ),
+        }
+    }
+}
+
+/// Count one row, and judge it: a difference that counts (or whose noise is unknown with noise
+/// cancellation off) rejects over `MAX_BODY_DIFF`; an unsure one over it waits. An endpoint seen
+/// too seldom is reported, never judged (as its 5xx rate is not).
+fn weigh(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut Tally) {
+    let judgement = row.judgement;
+    if judgement == DiffJudgement::Expected {
+        t.expected += 1;
+    }
+    let few = row.of < cfg.min_endpoint_pairs;
+    match judgement {
+        _ if few => {}
+        DiffJudgement::Counts | DiffJudgement::NoiseUnknown => {
+            if judgement == DiffJudgement::Counts {
+                t.counted += 1;
+            }
+            let judged = cfg
+                .max_body_diff
+                .filter(|_| judgement == DiffJudgement::Counts || !s.noise_expected);
+            if let Some(max) = judged {
+                t.worst = t.worst.max(row.rate / max.max(1e-9) / 2.0);
+                j.rate(
+                    stats::compare_rate_to(row.pairs, row.of, max, cfg.confidence),
+                    row.rate > max,
+                    cfg.confidence,
+                    differ_reason(row),
+                );
+            }
+        }
+        DiffJudgement::Unsure => {
+            if cfg.max_body_diff.is_some_and(|max| row.rate > max) {
+                j.unsure.push(format!(
+                    "{} (noise not measured yet{})",
+                    differ_reason(row),
+                    if s.noise_expected {
+                        ": waiting for the secondary's answers"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        DiffJudgement::Noise => t.noise_paths += 1,
+        DiffJudgement::Expected | DiffJudgement::TooLarge => {}
+    }
+    if few && judgement == DiffJudgement::Noise {
+        t.noise_paths += 1;
+    }
+}
+
+/// A row as a reason: where, how often, the noise, and an example.
+fn differ_reason(row: &DiffRow) -> String {
+    format!(
+        "answers differ on {} at {} ({}): {} of {} pairs ({:.1}%){}; e.g. running {} vs testing {}",
+        row.endpoint,
+        row.path,
+        row.kind.as_str(),
+        row.pairs,
+        row.of,
+        row.rate * 100.0,
+        row.noise_rate.map_or(String::new(), |n| format!(
+            ", running differs from itself in {:.1}%",
+            n * 100.0
+        )),
+        show_example(&row.running),
+        show_example(&row.testing),
+    )
+}
+
+/// Worst first: what counts, then doubts, then the unjudged, then noise; by rate within each.
+fn sort_rows(rows: &mut [DiffRow]) {
+    let order = |r: &DiffRow| match r.judgement {
+        DiffJudgement::Counts => 0,
+        DiffJudgement::Unsure => 1,
+        DiffJudgement::NoiseUnknown => 2,
+        DiffJudgement::Noise => 3,
+        DiffJudgement::Expected => 4,
+        DiffJudgement::TooLarge => 5,
+    };
+    rows.sort_by(|a, b| {
+        order(a)
+            .cmp(&order(b))
+            .then(b.rate.total_cmp(&a.rate))
+            .then_with(|| a.endpoint.cmp(&b.endpoint))
+    });
+}
+
+/// An example value for a reason: quoted as captured, or "(none)".
+fn show_example(v: &str) -> String {
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::test_support::{cfg, summary};
+    use crate::score::{evaluate, Verdict};
+
+    fn difference(path: &str, kind: DiffKind) -> crate::diff::Difference {
+        crate::diff::Difference {
+            path: path.to_string(),
+            kind,
+            running: "3".to_string(),
+            testing: "6".to_string(),
+        }
+    }
+
+    /// `n` pairs of `GET /a`, `k` of them with `diff` (and `noise_k` of `n` noise pairs).
+    fn with_diffs(
+        n: u64,
+        k: u64,
+        diff: &crate::diff::Difference,
+        noise: Option<(u64, u64)>,
+    ) -> Summary {
+        let mut s = summary(n, 600);
+        for i in 0..n {
+            let d = if i < k { vec![diff.clone()] } else { vec![] };
+            s.diffs.record("GET /a", &d);
+        }
+        if let Some((nn, nk)) = noise {
+            for i in 0..nn {
+                let d = if i < nk { vec![diff.clone()] } else { vec![] };
+                s.noise.record("GET /a", &d);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn differences_without_noise_are_reported_and_judged_only_with_a_ceiling() {
+        let price = difference("$.items[*].price", DiffKind::Changed);
+        let s = with_diffs(200, 150, &price, None);
+        let e = evaluate(&s, &cfg());
+        assert_eq!(e.verdict, Verdict::Promote);
+        assert_eq!(e.diffs[0].judgement, DiffJudgement::NoiseUnknown);
+        let strict = ScoreConfig {
+            max_body_diff: Some(0.1),
+            ..cfg()
+        };
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        assert!(
+            r[0].contains("150 of 200")
+                && r[0].contains("GET /a")
+                && r[0].contains("$.items[*].price")
+                && r[0].contains("running 3 vs testing 6"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn noise_cancels_what_running_does_to_itself() {
+        let on = ScoreConfig {
+            max_body_diff: Some(0.05),
+            noise_cancel: true,
+            ..cfg()
+        };
+        let ts = difference("$.ts", DiffKind::Changed);
+        // Every pair differs, and so does running from itself: noise, promoted.
+        let mut s = with_diffs(200, 200, &ts, Some((190, 190)));
+        s.noise_expected = true;
+        let e = evaluate(&s, &on);
+        assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+        assert_eq!(e.diffs[0].judgement, DiffJudgement::Noise);
+        assert_eq!(e.diffs[0].noise_rate, Some(1.0));
+        // The same rate where running agrees with itself: a regression.
+        let mut s = with_diffs(200, 200, &ts, Some((190, 0)));
+        s.noise_expected = true;
+        assert!(matches!(evaluate(&s, &on).verdict, Verdict::Reject(_)));
+        // A rate clearly above a partial noise rate counts too.
+        let mut s = with_diffs(400, 300, &ts, Some((400, 100)));
+        s.noise_expected = true;
+        assert!(matches!(evaluate(&s, &on).verdict, Verdict::Reject(_)));
+        // Noise not measured yet: wait and say so, never reject.
+        let mut s = with_diffs(200, 200, &ts, Some((3, 3)));
+        s.noise_expected = true;
+        let e = evaluate(&s, &on);
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("noise not measured")),
+            "{e:?}"
+        );
+        // An endpoint seen only a few times is reported, not judged.
+        let mut s = with_diffs(200, 200, &ts, Some((3, 3)));
+        s.noise_expected = true;
+        for _ in 0..3 {
+            s.diffs
+                .record("GET /rare", &[difference("$.x", DiffKind::Changed)]);
+        }
+        s.diffs.endpoints.remove("GET /a");
+        assert_eq!(evaluate(&s, &on).verdict, Verdict::Promote);
+        // Version-only differences never count.
+        let v = difference("$.version", DiffKind::Expected);
+        let s = with_diffs(200, 200, &v, None);
+        let strict = ScoreConfig {
+            max_body_diff: Some(0.01),
+            ..cfg()
+        };
+        let e = evaluate(&s, &strict);
+        assert_eq!(e.verdict, Verdict::Promote);
+        assert_eq!(e.diffs[0].judgement, DiffJudgement::Expected);
+    }
+}

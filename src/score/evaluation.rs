@@ -1,0 +1,585 @@
+//! The evaluation: [`evaluate`] is a pure function from a scorecard's [`Summary`] to a
+//! [`Verdict`] (`Wait`, `Promote` or `Reject(reasons)`) and a 0–100 score with its parts.
+
+use serde::Serialize;
+
+use super::bodies::{bodies_part, DiffJudgement, DiffRow};
+use super::judging::{Judging, ScorePart};
+use super::scorecard::Summary;
+use super::stats::{self, RateCheck};
+use crate::config::ScoreConfig;
+
+/// The scorer's decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", content = "reasons")]
+pub enum Verdict {
+    /// Not enough evidence yet (too few pairs, or the window is not over); the reason says which.
+    Wait(String),
+    /// Stable for the window with enough traffic: promote.
+    Promote,
+    /// A real regression; each reason names what and where.
+    Reject(Vec<String>),
+}
+
+/// A verdict with its score and parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// What to do.
+    pub verdict: Verdict,
+    /// 0–100; the lowest part.
+    pub score: u32,
+    /// The parts.
+    pub parts: Vec<ScorePart>,
+    /// Mirrored pairs seen.
+    pub pairs: u64,
+    /// The differences in answers, worst first (at most [`MAX_DIFF_ROWS`](super::MAX_DIFF_ROWS)).
+    pub diffs: Vec<DiffRow>,
+}
+
+impl Evaluation {
+    /// One line for the log: verdict, score and each part.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| format!("{}={} ({})", p.name, p.score, p.detail))
+            .collect();
+        let verdict = match &self.verdict {
+            Verdict::Wait(why) => format!("wait: {why}"),
+            Verdict::Promote => "promote".to_string(),
+            Verdict::Reject(r) => format!("reject: {}", r.join("; ")),
+        };
+        let diffs: Vec<String> = self
+            .diffs
+            .iter()
+            .filter(|d| d.judgement != DiffJudgement::Expected)
+            .take(3)
+            .map(|d| {
+                format!(
+                    "{} {} {} {}/{}{} ({:?})",
+                    d.endpoint,
+                    d.path,
+                    d.kind.as_str(),
+                    d.pairs,
+                    d.of,
+                    d.noise_rate
+                        .map_or(String::new(), |n| format!(" noise {:.0}%", n * 100.0)),
+                    d.judgement
+                )
+            })
+            .collect();
+        let diffs = if diffs.is_empty() {
+            String::new()
+        } else {
+            format!(" differences: {}", diffs.join("; "))
+        };
+        format!(
+            "score {} [{}] → {verdict}{diffs}",
+            self.score,
+            parts.join(", ")
+        )
+    }
+}
+
+/// Pure verdict: too little data waits; any real regression rejects with its reasons; otherwise
+/// promote once the stable window is over.
+pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
+    let mut j = Judging::default();
+    let (bodies, diffs) = bodies_part(s, cfg, &mut j);
+    let mut parts = vec![
+        endpoints_part(s, &mut j.reasons),
+        server_error_part(s, cfg, &mut j),
+        client_error_part(s, cfg, &mut j),
+        log_errors_part(s, cfg, &mut j),
+        log_warns_part(s, cfg, &mut j.reasons),
+        bodies,
+    ];
+    parts.extend(latency_part(s, cfg, &mut j.reasons));
+    parts.extend(resources_part(s, cfg, &mut j.reasons));
+    let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
+    Evaluation {
+        verdict: verdict(s, cfg, j),
+        score,
+        parts,
+        pairs: s.pairs,
+        diffs,
+    }
+}
+
+/// Pairs as a divisor: never zero.
+fn pairs_divisor(s: &Summary) -> f64 {
+    s.pairs.max(1) as f64
+}
+
+/// Endpoints that exist on running and are gone on testing (most of their pairs).
+fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
+    let missing: Vec<&String> = s
+        .endpoints
+        .iter()
+        .filter(|(_, e)| e.missing_on_testing > 0 && e.missing_on_testing * 2 > e.pairs)
+        .map(|(k, _)| k)
+        .collect();
+    for k in &missing {
+        let e = &s.endpoints[*k];
+        reasons.push(format!("endpoint regression: {k} answers 404/405/501 on testing but not on running ({} of {} pairs)", e.missing_on_testing, e.pairs));
+    }
+    ScorePart {
+        name: "endpoints",
+        score: if missing.is_empty() { 100 } else { 0 },
+        detail: format!(
+            "{} endpoints, {} missing on testing",
+            s.endpoints.len(),
+            missing.len()
+        ),
+    }
+}
+
+/// 5xx (and no answer) rate, overall and per endpoint with enough pairs, compared with running's
+/// at `CONFIDENCE`; an endpoint is named only when the overall rate is within bounds.
+fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
+    let run5: u64 = s.endpoints.values().map(|e| e.running_5xx).sum();
+    let test5: u64 = s.endpoints.values().map(|e| e.testing_5xx).sum();
+    let delta = (test5 as f64 - run5 as f64) / pairs_divisor(s);
+    let mut worst = delta;
+    let check = stats::compare_rates(
+        test5,
+        s.pairs,
+        run5,
+        s.pairs,
+        cfg.max_5xx_delta,
+        cfg.confidence,
+    );
+    let overall_worse = matches!(check, RateCheck::Worse { .. });
+    j.rate(
+        check,
+        delta > cfg.max_5xx_delta,
+        cfg.confidence,
+        format!(
+            "5xx rate: testing {:.1}% vs running {:.1}% overall ({test5} and {run5} of {} pairs)",
+            pct(test5, s.pairs),
+            pct(run5, s.pairs),
+            s.pairs
+        ),
+    );
+    for (k, e) in &s.endpoints {
+        if e.pairs < cfg.min_endpoint_pairs {
+            continue;
+        }
+        let d = (e.testing_5xx as f64 - e.running_5xx as f64) / e.pairs as f64;
+        worst = worst.max(d);
+        if overall_worse {
+            continue;
+        }
+        let check = stats::compare_rates(
+            e.testing_5xx,
+            e.pairs,
+            e.running_5xx,
+            e.pairs,
+            cfg.max_5xx_delta,
+            cfg.confidence,
+        );
+        j.rate(
+            check,
+            d > cfg.max_5xx_delta,
+            cfg.confidence,
+            format!(
+                "5xx rate on {k}: testing {:.1}% vs running {:.1}% of {} pairs",
+                pct(e.testing_5xx, e.pairs),
+                pct(e.running_5xx, e.pairs),
+                e.pairs
+            ),
+        );
+    }
+    ScorePart {
+        name: "5xx",
+        score: ratio_score(worst, cfg.max_5xx_delta),
+        detail: format!("testing {test5} vs running {run5} of {} pairs", s.pairs),
+    }
+}
+
+/// Requests running answers 2xx and testing 4xx, at `CONFIDENCE`.
+fn client_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
+    let ok4: u64 = s.endpoints.values().map(|e| e.ok_to_client_error).sum();
+    let share = ok4 as f64 / pairs_divisor(s);
+    j.rate(
+        stats::compare_rate_to(ok4, s.pairs, cfg.max_client_error_delta, cfg.confidence),
+        share > cfg.max_client_error_delta,
+        cfg.confidence,
+        format!(
+            "client errors: {ok4} of {} pairs answered 2xx on running but 4xx on testing",
+            s.pairs
+        ),
+    );
+    ScorePart {
+        name: "4xx",
+        score: ratio_score(share, cfg.max_client_error_delta),
+        detail: format!("{ok4} pairs 2xx→4xx"),
+    }
+}
+
+/// Excess of testing's log lines per mirrored request over running's per user request.
+fn log_line_delta(s: &Summary, testing: u64, running: u64) -> f64 {
+    testing as f64 / pairs_divisor(s) - running as f64 / s.running_requests.max(1) as f64
+}
+
+/// Error log lines per request: testing's share of requests with an error line against running's,
+/// at `CONFIDENCE` (a request logging several lines counts once: the bound needs a proportion).
+fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
+    let err_delta = log_line_delta(s, s.testing_errors, s.running_errors);
+    let running_n = s.running_requests.max(1);
+    let check = stats::compare_rates(
+        s.testing_errors.min(s.pairs),
+        s.pairs,
+        s.running_errors.min(running_n),
+        running_n,
+        cfg.max_log_error_delta.min(1.0),
+        cfg.confidence,
+    );
+    let check = match check {
+        // More lines than requests is an excess whatever the bound says.
+        _ if err_delta > cfg.max_log_error_delta && s.testing_errors > s.pairs => {
+            RateCheck::Worse {
+                low: 1.0,
+                high: 1.0,
+            }
+        }
+        c => c,
+    };
+    j.rate(
+        check,
+        err_delta > cfg.max_log_error_delta,
+        cfg.confidence,
+        format!(
+            "log errors: testing {} error lines for {} mirrored requests vs running {} for {} requests",
+            s.testing_errors, s.pairs, s.running_errors, s.running_requests
+        ),
+    );
+    ScorePart {
+        name: "log_errors",
+        score: ratio_score(err_delta, cfg.max_log_error_delta),
+        detail: format!(
+            "testing {} vs running {}",
+            s.testing_errors, s.running_errors
+        ),
+    }
+}
+
+/// Warn log lines per request.
+fn log_warns_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
+    let warn_delta = log_line_delta(s, s.testing_warns, s.running_warns);
+    if warn_delta > cfg.max_log_warn_delta {
+        reasons.push(format!(
+            "log warnings: testing {} warn lines for {} mirrored requests vs running {} for {} requests",
+            s.testing_warns, s.pairs, s.running_warns, s.running_requests
+        ));
+    }
+    ScorePart {
+        name: "log_warns",
+        score: ratio_score(warn_delta, cfg.max_log_warn_delta),
+        detail: format!("testing {} vs running {}", s.testing_warns, s.running_warns),
+    }
+}
+
+/// Testing's memory and CPU per request against running's, each judged only with its ceiling.
+fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
+    let r = s.resources?;
+    let rss_ratio = r.testing_rss as f64 / (r.running_rss.max(1)) as f64;
+    let run_per = r.running_cpu / r.running_requests.max(1) as f64;
+    let test_per = r.testing_cpu / r.testing_requests.max(1) as f64;
+    let cpu_ratio = test_per / run_per.max(1e-9);
+    let mut over = false;
+    if let Some(max) = cfg.max_rss_ratio.filter(|m| rss_ratio > *m) {
+        over = true;
+        reasons.push(format!(
+            "memory: testing uses {:.1} MiB, {rss_ratio:.1}× running's {:.1} MiB (MAX_RSS_RATIO {max})",
+            r.testing_rss as f64 / 1048576.0,
+            r.running_rss as f64 / 1048576.0
+        ));
+    }
+    let enough = r.testing_requests >= cfg.min_mirrored && r.running_cpu > 0.05;
+    if let Some(max) = cfg.max_cpu_ratio.filter(|m| enough && cpu_ratio > *m) {
+        over = true;
+        reasons.push(format!(
+            "CPU: testing uses {:.0} µs per request, {cpu_ratio:.1}× running's {:.0} µs (MAX_CPU_RATIO {max})",
+            test_per * 1e6,
+            run_per * 1e6
+        ));
+    }
+    Some(ScorePart {
+        name: "resources",
+        score: if over { 0 } else { 100 },
+        detail: format!(
+            "RSS testing {:.1} MiB vs running {:.1} MiB ({rss_ratio:.2}×); {}",
+            r.testing_rss as f64 / 1048576.0,
+            r.running_rss as f64 / 1048576.0,
+            if r.running_cpu > 0.05 && r.testing_cpu > 0.0 {
+                format!(
+                    "CPU per request testing {:.0} µs vs running {:.0} µs ({cpu_ratio:.2}×)",
+                    test_per * 1e6,
+                    run_per * 1e6
+                )
+            } else {
+                "CPU per request: too little CPU time used yet to compare".to_string()
+            }
+        ),
+    })
+}
+
+/// p95 latency, reported once both sides have samples, with Mann-Whitney U's verdict on whether
+/// testing is slower; judged only when a ceiling is set, and then only a shift that is both
+/// over the ceiling and significant at `CONFIDENCE` rejects.
+fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
+    let (r, t) = (s.running_p95?, s.testing_p95?);
+    let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
+    let mw = stats::mann_whitney(&s.running_latencies, &s.testing_latencies);
+    let significant = mw.is_some_and(|m| m.p_slower < 1.0 - cfg.confidence);
+    let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max) && significant;
+    let mw_text = mw.map_or(String::new(), |m| {
+        format!(
+            "; Mann-Whitney: P(testing slower) {:.2}, p {:.2e} over {} and {} samples",
+            m.effect,
+            m.p_slower,
+            s.running_latencies.len(),
+            s.testing_latencies.len()
+        )
+    });
+    if over {
+        reasons.push(format!(
+            "latency: testing p95 {:?} is {ratio:.1}× running's {:?}{mw_text}",
+            t, r
+        ));
+    }
+    Some(ScorePart {
+        name: "latency",
+        score: if over { 0 } else { 100 },
+        detail: format!(
+            "p95 testing {:?} vs running {:?} ({ratio:.2}×){mw_text}",
+            t, r
+        ),
+    })
+}
+
+/// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of
+/// `MIN_MIRRORED`. Diffing sheds load when busy, and a build must not pass because its answers
+/// went unread.
+fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
+    // Only pairs with the same status on both sides can be compared.
+    let comparable: u64 = s.endpoints.values().map(|e| e.same_status).sum();
+    let needed = (cfg.min_mirrored.min(comparable) as f64 * cfg.diff_sample).ceil() as u64;
+    let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
+    (compared < needed).then(|| {
+        format!(
+            "too few answers compared: {compared} of {needed} needed (diffing sheds load when the machine is busy; DIFF_SAMPLE lowers the need)"
+        )
+    })
+}
+
+/// Never judge on no evidence, in either direction; then any reason rejects; then doubts wait;
+/// then the window.
+fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
+    if s.pairs < cfg.min_mirrored {
+        Verdict::Wait(format!(
+            "too little traffic: {} of {} mirrored pairs needed",
+            s.pairs, cfg.min_mirrored
+        ))
+    } else if !j.reasons.is_empty() {
+        Verdict::Reject(j.reasons)
+    } else if let Some(why) = too_few_compared(s, cfg) {
+        Verdict::Wait(why)
+    } else if !j.unsure.is_empty() {
+        Verdict::Wait(format!("more evidence needed: {}", j.unsure.join("; ")))
+    } else if s.elapsed < cfg.stable_window {
+        Verdict::Wait(format!(
+            "stable for {}s of {}s",
+            s.elapsed.as_secs(),
+            cfg.stable_window.as_secs()
+        ))
+    } else {
+        Verdict::Promote
+    }
+}
+
+fn pct(n: u64, of: u64) -> f64 {
+    100.0 * n as f64 / of.max(1) as f64
+}
+
+/// 100 at or below zero excess, falling to 0 at twice the allowed excess.
+fn ratio_score(value: f64, limit: f64) -> u32 {
+    if value <= 0.0 {
+        return 100;
+    }
+    let limit = limit.max(1e-9);
+    (100.0 * (1.0 - value / (2.0 * limit))).clamp(0.0, 100.0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::diff::DiffStats;
+    use crate::score::scorecard::{EndpointStats, Resources};
+    use crate::score::test_support::{cfg, summary};
+
+    #[test]
+    fn too_little_data_waits_even_with_regressions() {
+        let mut s = summary(10, 3600);
+        s.testing_errors = 1000;
+        assert!(
+            matches!(evaluate(&s, &cfg()).verdict, Verdict::Wait(w) if w.contains("too little traffic"))
+        );
+    }
+
+    #[test]
+    fn healthy_waits_for_window_then_promotes() {
+        assert!(
+            matches!(evaluate(&summary(200, 10), &cfg()).verdict, Verdict::Wait(w) if w.contains("stable"))
+        );
+        assert_eq!(
+            evaluate(&summary(200, 60), &cfg()).verdict,
+            Verdict::Promote
+        );
+        assert_eq!(evaluate(&summary(200, 60), &cfg()).score, 100);
+    }
+
+    #[test]
+    fn errors_and_5xx_reject_never_promote() {
+        // Vili's inverted check promoted exactly this build.
+        let mut s = summary(200, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 200;
+        s.testing_errors = 200;
+        let e = evaluate(&s, &cfg());
+        let Verdict::Reject(r) = e.verdict else {
+            panic!("{e:?}")
+        };
+        assert!(
+            r.iter().any(|r| r.contains("5xx")) && r.iter().any(|r| r.contains("log errors")),
+            "{r:?}"
+        );
+        assert_eq!(e.score, 0);
+    }
+
+    #[test]
+    fn promotion_waits_for_enough_compared_answers() {
+        let sampled = ScoreConfig {
+            diff_sample: 0.5,
+            ..cfg()
+        };
+        let mut s = summary(200, 600);
+        s.endpoints.get_mut("GET /a").unwrap().same_status = 200;
+        // 100 mirrored pairs needed, half of them compared: 49 is not enough.
+        for _ in 0..49 {
+            s.diffs.record("GET /a", &[]);
+        }
+        let e = evaluate(&s, &sampled);
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("49 of 50")),
+            "{e:?}"
+        );
+        s.diffs.record("GET /a", &[]);
+        assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
+        // Pairs whose statuses differ cannot be compared, and are not waited for.
+        s.endpoints.get_mut("GET /a").unwrap().same_status = 40;
+        s.diffs = DiffStats::default();
+        for _ in 0..20 {
+            s.diffs.record("GET /a", &[]);
+        }
+        assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn a_handful_of_unlucky_requests_waits_a_real_shift_rejects() {
+        // 3 5xx in 120 pairs against none: 2.5 % is over the 1-point margin, but not surely.
+        let mut s = summary(120, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 3;
+        let e = evaluate(&s, &cfg());
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("not yet sure at 99%")),
+            "{e:?}"
+        );
+        // 30 in 300: surely worse.
+        let mut s = summary(300, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 30;
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!()
+        };
+        assert!(r[0].contains("at 99% confidence"), "{r:?}");
+        // 1 in 1000: within the margin, promoted.
+        let mut s = summary(1000, 600);
+        s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 1;
+        assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn latency_rejects_only_a_significant_shift_over_the_ceiling() {
+        let strict = ScoreConfig {
+            max_p95_ratio: Some(1.5),
+            ..cfg()
+        };
+        let mut s = summary(200, 600);
+        s.running_latencies = (0..200).map(|i| 0.001 + (i % 10) as f64 * 1e-4).collect();
+        s.testing_latencies = s.running_latencies.iter().map(|l| l * 3.0).collect();
+        s.running_p95 = Some(Duration::from_micros(1900));
+        s.testing_p95 = Some(Duration::from_micros(5700));
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        assert!(r[0].contains("Mann-Whitney"), "{r:?}");
+        // Same p95s from a handful of samples: not significant, no rejection.
+        s.running_latencies.truncate(4);
+        s.testing_latencies.truncate(4);
+        assert_eq!(evaluate(&s, &strict).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn resources_are_reported_and_judged_with_a_ceiling() {
+        let mut s = summary(200, 600);
+        s.resources = Some(Resources {
+            running_rss: 10 << 20,
+            testing_rss: 40 << 20,
+            running_cpu: 1.0,
+            testing_cpu: 8.0,
+            running_requests: 1000,
+            testing_requests: 1000,
+        });
+        let e = evaluate(&s, &cfg());
+        assert_eq!(e.verdict, Verdict::Promote);
+        assert!(e.parts.iter().any(|p| p.name == "resources"
+            && p.detail.contains("4.00×")
+            && p.detail.contains("8.00×")));
+        let strict = ScoreConfig {
+            max_rss_ratio: Some(2.0),
+            max_cpu_ratio: Some(2.0),
+            ..cfg()
+        };
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        assert!(
+            r.iter()
+                .any(|r| r.contains("memory") && r.contains("40.0 MiB")),
+            "{r:?}"
+        );
+        assert!(
+            r.iter().any(|r| r.contains("CPU") && r.contains("8000 µs")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn missing_endpoint_is_named() {
+        let mut s = summary(200, 600);
+        s.endpoints.insert(
+            "GET /api/items".to_string(),
+            EndpointStats {
+                pairs: 20,
+                missing_on_testing: 20,
+                ..Default::default()
+            },
+        );
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!()
+        };
+        assert!(r[0].contains("GET /api/items"), "{r:?}");
+    }
+}

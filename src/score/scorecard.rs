@@ -1,0 +1,396 @@
+//! The scorecard: what the scorer tallies for one testing instance (pairs per endpoint, latency
+//! samples, log lines, resource use) and the plain [`Summary`] it hands to
+//! [`evaluate`](super::evaluate).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Method;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::logs::{LevelRules, LogTail};
+use super::pair::Pair;
+use crate::diff::DiffStats;
+use crate::instance::InstanceId;
+
+/// Latency samples kept per side; older ones are overwritten so memory stays bounded.
+const LATENCY_SAMPLES: usize = 8192;
+
+/// Counts for one endpoint (method + folded path).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointStats {
+    /// Pairs seen.
+    pub pairs: u64,
+    /// Running answered 5xx.
+    pub running_5xx: u64,
+    /// Testing answered 5xx or gave no answer.
+    pub testing_5xx: u64,
+    /// Running answered non-404 and testing 404/405/501: the endpoint is gone on testing.
+    pub missing_on_testing: u64,
+    /// Running answered 2xx and testing 4xx (other than the missing-endpoint codes).
+    pub ok_to_client_error: u64,
+    /// Pairs where both answered the same status (those whose answers can be compared).
+    pub same_status: u64,
+    /// Pairs with the same status whose bodies were compared.
+    pub bodies_compared: u64,
+    /// Of those, bodies that differed.
+    pub bodies_differ: u64,
+}
+
+/// What the verdict is computed from; plain data, built by [`Scorecard::summary`].
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Time since testing became ready.
+    pub elapsed: Duration,
+    /// Mirrored pairs.
+    pub pairs: u64,
+    /// Per endpoint.
+    pub endpoints: BTreeMap<String, EndpointStats>,
+    /// User requests running served in the window (the denominator for its log lines).
+    pub running_requests: u64,
+    /// Error lines in testing's logs since it started (startup errors count).
+    pub testing_errors: u64,
+    /// Warn lines in testing's logs since it started.
+    pub testing_warns: u64,
+    /// Error lines in running's logs during the window (its startup errors do not count).
+    pub running_errors: u64,
+    /// Warn lines in running's logs during the window.
+    pub running_warns: u64,
+    /// Running's p95 latency over the pairs.
+    pub running_p95: Option<Duration>,
+    /// Testing's p95 latency over the pairs.
+    pub testing_p95: Option<Duration>,
+    /// Running's latency samples, in seconds (for Mann-Whitney U).
+    pub running_latencies: Vec<f64>,
+    /// Testing's latency samples, in seconds.
+    pub testing_latencies: Vec<f64>,
+    /// Differences between testing's and running's answers.
+    pub diffs: DiffStats,
+    /// Differences between the secondary's and running's answers (the noise).
+    pub noise: DiffStats,
+    /// Whether a secondary is expected to measure noise (`NOISE_CANCEL=on`).
+    pub noise_expected: bool,
+    /// Resource use of both instances, when sampled.
+    pub resources: Option<Resources>,
+}
+
+/// CPU and memory of both instances over the scoring window, sampled with sysinfo.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Resources {
+    /// Running's resident memory, bytes.
+    pub running_rss: u64,
+    /// Testing's resident memory, bytes.
+    pub testing_rss: u64,
+    /// Running's CPU seconds since scoring began.
+    pub running_cpu: f64,
+    /// Testing's CPU seconds since scoring began.
+    pub testing_cpu: f64,
+    /// User requests running served over the same time.
+    pub running_requests: u64,
+    /// Mirrored requests testing answered over the same time.
+    pub testing_requests: u64,
+}
+
+/// Fold `/users/42/orders/9f1c…` into `/users/{n}/orders/{id}` so one endpoint is one key.
+pub fn endpoint_key(method: &Method, path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    out.push_str(method.as_str());
+    out.push(' ');
+    let mut first = true;
+    for seg in path.split('/') {
+        if !first {
+            out.push('/');
+        }
+        first = false;
+        out.push_str(fold_segment(seg));
+    }
+    if path.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// One path segment, folded when it is an id (`{n}`, `{uuid}`, `{id}`).
+fn fold_segment(seg: &str) -> &str {
+    if seg.is_empty() {
+        return seg;
+    }
+    if seg.bytes().all(|b| b.is_ascii_digit()) {
+        return "{n}";
+    }
+    let is_hexish = |b: u8| b.is_ascii_hexdigit() || b == b'-';
+    if seg.len() == 36
+        && seg.bytes().all(is_hexish)
+        && seg.bytes().filter(|b| *b == b'-').count() == 4
+    {
+        return "{uuid}";
+    }
+    let has_digit = seg.bytes().any(|b| b.is_ascii_digit());
+    if seg.len() >= 8
+        && has_digit
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return "{id}";
+    }
+    seg
+}
+
+/// What to score: the testing instance against the running one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    /// The testing instance.
+    pub testing: InstanceId,
+    /// Its instance folder (logs counted from its start).
+    pub testing_dir: std::path::PathBuf,
+    /// Its process, for memory and CPU.
+    pub testing_pid: u32,
+    /// Running's instance folder (logs counted from now).
+    pub running_dir: std::path::PathBuf,
+    /// Running's process.
+    pub running_pid: Option<u32>,
+    /// Whether a secondary measures noise for this build (`NOISE_CANCEL=on` and one could run).
+    pub noise: bool,
+}
+
+/// Running tallies for the current testing instance.
+pub struct Scorecard {
+    /// The testing instance scored; pairs for any other are ignored.
+    pub(super) testing: InstanceId,
+    since: Instant,
+    pairs: u64,
+    endpoints: BTreeMap<String, EndpointStats>,
+    running_latency: Vec<Duration>,
+    testing_latency: Vec<Duration>,
+    requests_at_start: u64,
+    testing_log: LogTail,
+    running_log: LogTail,
+    diffs: DiffStats,
+    noise_diffs: DiffStats,
+    /// Whether a secondary measures noise for this build.
+    pub(super) noise: bool,
+    /// Testing's and running's pids, with their CPU seconds and the request count when first
+    /// sampled (CPU per request is measured from there).
+    testing_cpu: CpuBase,
+    running_cpu: CpuBase,
+}
+
+/// A process's CPU at the first sample, to measure what it used since.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuBase {
+    pid: u32,
+    first: Option<(f64, u64)>,
+}
+
+impl Scorecard {
+    /// A fresh scorecard for `testing`, logs counted from testing's start and from running's now.
+    pub fn new(watch: Watch, requests_now: u64, now: Instant) -> Scorecard {
+        Scorecard {
+            testing: watch.testing,
+            since: now,
+            pairs: 0,
+            endpoints: BTreeMap::new(),
+            running_latency: Vec::new(),
+            testing_latency: Vec::new(),
+            requests_at_start: requests_now,
+            testing_log: LogTail::from_start(watch.testing_dir),
+            running_log: LogTail::from_now(watch.running_dir),
+            diffs: DiffStats::default(),
+            noise_diffs: DiffStats::default(),
+            noise: watch.noise,
+            testing_cpu: CpuBase {
+                pid: watch.testing_pid,
+                first: None,
+            },
+            running_cpu: CpuBase {
+                pid: watch.running_pid.unwrap_or(0),
+                first: None,
+            },
+        }
+    }
+
+    /// Running was restarted: follow its new logs and process.
+    pub(super) fn follow_running(&mut self, dir: std::path::PathBuf, pid: Option<u32>) {
+        self.running_log.follow(dir);
+        self.running_cpu = CpuBase {
+            pid: pid.unwrap_or(0),
+            first: None,
+        };
+    }
+
+    /// Sample both processes; `None` until both have two samples apart.
+    fn resources(&mut self, running_requests: u64) -> Option<Resources> {
+        let (t, r) = (self.testing_cpu.pid, self.running_cpu.pid);
+        if t == 0 || r == 0 {
+            return None;
+        }
+        let usage = crate::usage::of(&[t, r]);
+        let (tu, ru) = (usage.first().copied()??, usage.get(1).copied()??);
+        let tb = *self
+            .testing_cpu
+            .first
+            .get_or_insert((tu.cpu_seconds, self.pairs));
+        let rb = *self
+            .running_cpu
+            .first
+            .get_or_insert((ru.cpu_seconds, running_requests));
+        Some(Resources {
+            running_rss: ru.resident_bytes,
+            testing_rss: tu.resident_bytes,
+            running_cpu: ru.cpu_seconds - rb.0,
+            testing_cpu: tu.cpu_seconds - tb.0,
+            running_requests: running_requests.saturating_sub(rb.1),
+            testing_requests: self.pairs.saturating_sub(tb.1),
+        })
+    }
+
+    /// Fold one pair in.
+    pub fn record(&mut self, p: &Pair) {
+        if p.testing != self.testing {
+            return;
+        }
+        self.pairs += 1;
+        let e = self
+            .endpoints
+            .entry(endpoint_key(&p.method, &p.path))
+            .or_default();
+        e.pairs += 1;
+        let run = p.running_status;
+        if run >= 500 {
+            e.running_5xx += 1;
+        }
+        match p.testing_status {
+            None => e.testing_5xx += 1,
+            Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
+            Some(t) if matches!(t, 404 | 405 | 501) && run != 404 && run != t => {
+                e.missing_on_testing += 1
+            }
+            Some(t) if (400..500).contains(&t) && (200..300).contains(&run) => {
+                e.ok_to_client_error += 1
+            }
+            _ => {}
+        }
+        if p.testing_status == Some(run) {
+            e.same_status += 1;
+        }
+        if let Some(diffs) = &p.diffs {
+            e.bodies_compared += 1;
+            if diffs.iter().any(|d| d.kind.counts()) {
+                e.bodies_differ += 1;
+            }
+            let key = endpoint_key(&p.method, &p.path);
+            self.diffs.record(&key, diffs);
+            if let Some(noise) = &p.noise {
+                self.noise_diffs.record(&key, noise);
+            }
+        }
+        let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
+        push_sample(&mut self.running_latency, slot, p.running_latency);
+        if let Some(l) = p.testing_latency {
+            push_sample(&mut self.testing_latency, slot, l);
+        }
+    }
+
+    /// Read new log lines, sample both processes and summarise.
+    pub fn summary(
+        &mut self,
+        rules: &LevelRules,
+        running_requests_now: u64,
+        now: Instant,
+        noise_expected: bool,
+    ) -> Summary {
+        let (te, tw) = self.testing_log.poll(rules);
+        let (re, rw) = self.running_log.poll(rules);
+        let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+        Summary {
+            running_latencies: secs(&self.running_latency),
+            testing_latencies: secs(&self.testing_latency),
+            diffs: self.diffs.clone(),
+            noise: self.noise_diffs.clone(),
+            noise_expected,
+            resources: self.resources(running_requests_now),
+            elapsed: now.duration_since(self.since),
+            pairs: self.pairs,
+            endpoints: self.endpoints.clone(),
+            running_requests: running_requests_now.saturating_sub(self.requests_at_start),
+            testing_errors: te,
+            testing_warns: tw,
+            running_errors: re,
+            running_warns: rw,
+            running_p95: p95(&self.running_latency),
+            testing_p95: p95(&self.testing_latency),
+        }
+    }
+}
+
+fn push_sample(v: &mut Vec<Duration>, slot: usize, d: Duration) {
+    if v.len() < LATENCY_SAMPLES {
+        v.push(d);
+    } else {
+        v[slot] = d;
+    }
+}
+
+fn p95(v: &[Duration]) -> Option<Duration> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    Some(s[(s.len() * 95 / 100).min(s.len() - 1)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::test_support::watch_instance_1;
+
+    #[test]
+    fn record_classifies_pairs() {
+        let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
+        let p = |path: &str, r, t| Pair {
+            testing: InstanceId(1),
+            method: Method::GET,
+            path: path.to_string(),
+            running_status: r,
+            running_latency: Duration::from_millis(1),
+            testing_status: t,
+            testing_latency: Some(Duration::from_millis(1)),
+            testing_error: None,
+            diffs: None,
+            noise: None,
+        };
+        c.record(&p("/items/17", 200, Some(404)));
+        c.record(&p("/items/18", 200, Some(500)));
+        c.record(&p("/x", 404, Some(404)));
+        c.record(&p("/y", 200, None));
+        c.record(&Pair {
+            testing: InstanceId(2),
+            ..p("/z", 200, Some(500))
+        });
+        assert_eq!(c.pairs, 4);
+        let items = &c.endpoints["GET /items/{n}"];
+        assert_eq!(
+            (items.pairs, items.missing_on_testing, items.testing_5xx),
+            (2, 1, 1)
+        );
+        assert_eq!(c.endpoints["GET /x"].missing_on_testing, 0);
+        assert_eq!(c.endpoints["GET /y"].testing_5xx, 1);
+    }
+
+    #[test]
+    fn endpoint_folding() {
+        assert_eq!(
+            endpoint_key(&Method::GET, "/users/42/orders"),
+            "GET /users/{n}/orders"
+        );
+        assert_eq!(
+            endpoint_key(&Method::GET, "/o/3f2b8c1e-1111-2222-3333-444455556666"),
+            "GET /o/{uuid}"
+        );
+        assert_eq!(endpoint_key(&Method::POST, "/a/ab12cd34ef"), "POST /a/{id}");
+        assert_eq!(endpoint_key(&Method::GET, "/health"), "GET /health");
+    }
+}

@@ -1,0 +1,182 @@
+//! The scorer task: folds mirrored pairs into a [`Scorecard`], evaluates it every
+//! `EVALUATE_EVERY`, and sends each verdict to the supervisor, which steers it with
+//! [`ScorerControl`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::evaluation::{evaluate, Evaluation};
+use super::logs::LevelRules;
+use super::pair::Pair;
+use super::scorecard::{Scorecard, Watch};
+use crate::config::ScoreConfig;
+use crate::instance::InstanceId;
+
+/// What the supervisor tells the scorer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScorerControl {
+    /// Score this testing instance from now on (a fresh scorecard).
+    Watch(Watch),
+    /// Running was restarted: count its logs from the new instance folder, keeping the score.
+    Running {
+        /// The new running instance folder.
+        running_dir: std::path::PathBuf,
+        /// Its process.
+        running_pid: Option<u32>,
+    },
+    /// No testing instance: stop scoring.
+    Clear,
+    /// The secondary was given up for this build: noise stays unknown.
+    NoNoise,
+    /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
+    Config(ScoreConfig),
+}
+
+/// A verdict about one testing instance, sent to the supervisor.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// The testing instance.
+    pub testing: InstanceId,
+    /// The evaluation.
+    pub evaluation: Evaluation,
+}
+
+/// How long the scorer lets mirrored pairs gather after taking a batch (see [`run`]).
+const PAIR_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Most pairs the scorer takes at once before pausing.
+const PAIR_BATCH: usize = 1024;
+
+/// The scorer task: folds pairs, evaluates every `EVALUATE_EVERY`, and reports to the supervisor.
+/// `requests` counts user requests (the proxy's counter, shared), the denominator for running's logs.
+pub async fn run(
+    cfg: ScoreConfig,
+    requests: Arc<AtomicU64>,
+    mut pairs: mpsc::Receiver<Pair>,
+    mut control: mpsc::UnboundedReceiver<ScorerControl>,
+    verdicts: mpsc::Sender<Scored>,
+    cancel: CancellationToken,
+) {
+    let mut cfg = cfg;
+    let mut rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
+    let mut card: Option<Scorecard> = None;
+    let mut tick = tokio::time::interval(cfg.evaluate_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // In this order: a new testing instance (or none) is known before the pairs queued
+        // behind it are counted, and pairs arriving without pause never delay an evaluation.
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(c) = control.recv() => {
+                card = match c {
+                    ScorerControl::Watch(w) => Some(Scorecard::new(w, requests.load(Ordering::Relaxed), Instant::now())),
+                    ScorerControl::Running { running_dir, running_pid } => {
+                        if let Some(c) = card.as_mut() {
+                            c.follow_running(running_dir, running_pid);
+                        }
+                        continue;
+                    }
+                    ScorerControl::Clear => None,
+                    ScorerControl::NoNoise => {
+                        if let Some(c) = card.as_mut() {
+                            c.noise = false;
+                        }
+                        continue;
+                    }
+                    ScorerControl::Config(new) => {
+                        if new.evaluate_every != cfg.evaluate_every {
+                            tick = tokio::time::interval(new.evaluate_every);
+                            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        rules = LevelRules::new(&new.plain_error_regex, &new.plain_warn_regex);
+                        cfg = new;
+                        continue;
+                    }
+                };
+            }
+            _ = tick.tick() => {
+                if let Some(c) = card.as_mut() {
+                    let noise = c.noise;
+                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
+                    let evaluation = evaluate(&s, &cfg);
+                    // A supervisor that lags skips a verdict; the next evaluation follows soon.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {
+                        break;
+                    }
+                }
+            }
+            Some(p) = pairs.recv() => {
+                if let Some(c) = card.as_mut() { c.record(&p) }
+                // Take what has queued, then let the next pairs gather: under load this task is
+                // woken once per PAIR_PAUSE, not once per mirrored request (each the wake-up of a
+                // parked runtime thread; measured in docs/benchmarks.md).
+                for _ in 0..PAIR_BATCH {
+                    let Ok(p) = pairs.try_recv() else { break };
+                    if let Some(c) = card.as_mut() { c.record(&p) }
+                }
+                tokio::time::sleep(PAIR_PAUSE).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::Method;
+
+    use super::*;
+    use crate::score::test_support::{cfg, watch_instance_1};
+
+    /// The scorer takes pairs in batches and pauses between them: a burst larger than one batch,
+    /// sent while it pauses, is counted in full, and the evaluation after it says so.
+    #[tokio::test(start_paused = true)]
+    async fn the_scorer_counts_every_pair_of_a_burst() {
+        let (pairs_tx, pairs_rx) = mpsc::channel(4 * PAIR_BATCH);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (verdict_tx, mut verdicts) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        let scorer = tokio::spawn(run(
+            cfg(),
+            Arc::new(AtomicU64::new(0)),
+            pairs_rx,
+            control_rx,
+            verdict_tx,
+            cancel.clone(),
+        ));
+        control_tx
+            .send(ScorerControl::Watch(watch_instance_1()))
+            .unwrap();
+        let pair = Pair {
+            testing: InstanceId(1),
+            method: Method::GET,
+            path: "/a".to_string(),
+            running_status: 200,
+            running_latency: Duration::from_millis(1),
+            testing_status: Some(200),
+            testing_latency: Some(Duration::from_millis(1)),
+            testing_error: None,
+            diffs: None,
+            noise: None,
+        };
+        let burst = 3 * PAIR_BATCH as u64 + 7;
+        for _ in 0..burst {
+            pairs_tx.send(pair.clone()).await.unwrap();
+        }
+        // Evaluations come every second (paused time runs ahead while all tasks wait).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = 0;
+        while seen < burst && tokio::time::Instant::now() < deadline {
+            seen = verdicts.recv().await.unwrap().evaluation.pairs;
+        }
+        assert_eq!(seen, burst, "every pair of the burst is counted");
+        cancel.cancel();
+        scorer.await.unwrap();
+    }
+}

@@ -1,0 +1,65 @@
+//! What the score's unit tests share: thresholds, a healthy summary, and a testing instance to
+//! watch.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::scorecard::{EndpointStats, Summary, Watch};
+use crate::config::ScoreConfig;
+use crate::instance::InstanceId;
+
+/// Thresholds the tests judge by: a 60 s window, 100 pairs, no optional ceilings.
+pub(super) fn cfg() -> ScoreConfig {
+    ScoreConfig {
+        stable_window: Duration::from_secs(60),
+        min_mirrored: 100,
+        max_5xx_delta: 0.01,
+        max_client_error_delta: 0.05,
+        max_log_error_delta: 0.05,
+        max_log_warn_delta: 0.5,
+        min_endpoint_pairs: 5,
+        max_p95_ratio: None,
+        max_body_diff: None,
+        diff_relative: 0.2,
+        diff_absolute: 0.03,
+        confidence: 0.99,
+        max_rss_ratio: None,
+        max_cpu_ratio: None,
+        noise_cancel: false,
+        diff_sample: 0.0,
+        plain_error_regex: String::new(),
+        plain_warn_regex: String::new(),
+        evaluate_every: Duration::from_secs(1),
+    }
+}
+
+/// `pairs` healthy pairs of `GET /a`, `elapsed` seconds into the window.
+pub(super) fn summary(pairs: u64, elapsed: u64) -> Summary {
+    let mut endpoints = BTreeMap::new();
+    endpoints.insert(
+        "GET /a".to_string(),
+        EndpointStats {
+            pairs,
+            ..Default::default()
+        },
+    );
+    Summary {
+        elapsed: Duration::from_secs(elapsed),
+        pairs,
+        endpoints,
+        running_requests: pairs,
+        ..Default::default()
+    }
+}
+
+/// Scoring testing instance 1, with no log folders and no processes.
+pub(super) fn watch_instance_1() -> Watch {
+    Watch {
+        testing: InstanceId(1),
+        testing_dir: "/nonexistent".into(),
+        testing_pid: 0,
+        running_dir: "/nonexistent".into(),
+        running_pid: None,
+        noise: false,
+    }
+}
