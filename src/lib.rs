@@ -174,7 +174,13 @@ pub async fn run(
     reload: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
-    let admin = admin::bind(&cfg, &layout::Layout::new(&cfg.base, &cfg.identifier))?;
+    // The address actually bound: with `LISTEN=…:0` only the listener knows the port.
+    let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let admin = admin::bind(
+        &cfg,
+        &layout::Layout::new(&cfg.base, &cfg.identifier),
+        listen,
+    )?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
@@ -217,6 +223,7 @@ pub async fn run(
         events: events.clone(),
         stop: stops.control.clone(),
         metrics,
+        listen,
     };
     let control = Control {
         commands: commands_rx,

@@ -194,7 +194,7 @@ fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
         tracing::info!(
             "understudy {} listening on {} for {}-<version> in {}",
             env!("CARGO_PKG_VERSION"),
-            cfg.listen,
+            listener.local_addr().unwrap_or(cfg.listen),
             cfg.identifier,
             cfg.base.display()
         );
