@@ -1,5 +1,5 @@
 //! Log scanning: the `regex` crate against `regex-lite` on 1 M generated log lines, with the
-//! default PLAIN_LOG_ERROR_REGEX and PLAIN_LOG_WARN_REGEX.
+//! defaults of PLAIN_LOG_ERROR_REGEX and PLAIN_LOG_WARN_REGEX (from `understudy::config::KEYS`).
 //!
 //!   cargo bench --bench logscan            # 1 000 000 lines, 5 runs per engine
 //!   cargo bench --bench logscan -- 200000 3
@@ -8,8 +8,9 @@
 //! a neighbour's load hits both alike):
 //! - **regex only**: every line (plain and JSON) through the two regexes as `LevelRules::classify`
 //!   does for plain lines: `is_match(error)`, else `is_match(warn)`;
-//! - **scorer path**: `LevelRules::classify` as written, where a JSON line is judged by its level
-//!   field and only the other lines reach the regexes;
+//! - **scorer path**: the scorer's own code (`understudy::score::logs`), where a JSON line is
+//!   judged by its level field and only the other lines reach the regexes: for `regex`,
+//!   `LevelRules::classify` itself; for `regex-lite`, the same `json_level` and then its regexes;
 //! - **non-ASCII**: regex only, on the lines with a non-ASCII character (`µs`, `josé`). The
 //!   `regex` crate's `\b` is Unicode-aware, and its lazy DFA can give up on such a haystack and
 //!   fall back to a slower engine; `regex-lite`'s `\b` is ASCII-only.
@@ -19,14 +20,15 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-const ERROR_RE: &str = r"(?i)\b(error|fatal|panic|exception)\b";
-const WARN_RE: &str = r"(?i)\bwarn(ing)?\b";
+use understudy::score::logs::{json_level, Level, LevelRules};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Error,
-    Warn,
-    Other,
+/// A key's default, as understudy ships it.
+fn default_of(key: &str) -> &'static str {
+    understudy::config::KEYS
+        .iter()
+        .find(|k| k.key == key)
+        .map(|k| k.default)
+        .unwrap_or_else(|| panic!("{key} is not a config key"))
 }
 
 /// The two compiled regexes of one engine.
@@ -71,45 +73,17 @@ fn classify_plain<E: Engine>(e: &E, line: &str) -> Level {
     }
 }
 
-/// `LevelRules::classify` as in `src/score/logs.rs`.
+/// The scorer path with another engine: the scorer's JSON half, then the engine's regexes.
 fn classify_scorer<E: Engine>(e: &E, line: &str) -> Level {
-    let t = line.trim();
-    if t.starts_with('{') {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(t) {
-            let level = ["level", "severity", "lvl", "log.level", "levelname"]
-                .iter()
-                .find_map(|k| {
-                    map.iter()
-                        .find(|(mk, _)| mk.eq_ignore_ascii_case(k))
-                        .map(|(_, v)| v)
-                });
-            return match level {
-                Some(serde_json::Value::String(s)) => {
-                    match s.trim().to_ascii_lowercase().as_str() {
-                        "error" | "err" | "fatal" | "critical" | "crit" | "panic" | "alert"
-                        | "emerg" | "emergency" | "severe" => Level::Error,
-                        "warn" | "warning" => Level::Warn,
-                        _ => Level::Other,
-                    }
-                }
-                Some(serde_json::Value::Number(n)) => match n.as_f64() {
-                    Some(n) if n >= 50.0 => Level::Error,
-                    Some(n) if n >= 40.0 => Level::Warn,
-                    _ => Level::Other,
-                },
-                _ => Level::Other,
-            };
-        }
-    }
-    classify_plain(e, t)
+    json_level(line).unwrap_or_else(|| classify_plain(e, line))
 }
 
 /// (errors, warns, others) and the time it took.
-fn scan<E: Engine>(e: &E, lines: &[String], f: fn(&E, &str) -> Level) -> ([u64; 3], Duration) {
+fn scan(lines: &[String], f: impl Fn(&str) -> Level) -> ([u64; 3], Duration) {
     let start = Instant::now();
     let mut counts = [0u64; 3];
     for line in lines {
-        let i = match f(e, black_box(line)) {
+        let i = match f(black_box(line)) {
             Level::Error => 0,
             Level::Warn => 1,
             Level::Other => 2,
@@ -295,16 +269,20 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    let (error_re, warn_re) = (
+        default_of("PLAIN_LOG_ERROR_REGEX"),
+        default_of("PLAIN_LOG_WARN_REGEX"),
+    );
     let t = Instant::now();
     let full = Full(
-        regex::Regex::new(ERROR_RE).unwrap(),
-        regex::Regex::new(WARN_RE).unwrap(),
+        regex::Regex::new(error_re).unwrap(),
+        regex::Regex::new(warn_re).unwrap(),
     );
     let full_build = t.elapsed();
     let t = Instant::now();
     let lite = Lite(
-        regex_lite::Regex::new(ERROR_RE).unwrap(),
-        regex_lite::Regex::new(WARN_RE).unwrap(),
+        regex_lite::Regex::new(error_re).unwrap(),
+        regex_lite::Regex::new(warn_re).unwrap(),
     );
     let lite_build = t.elapsed();
     println!(
@@ -312,17 +290,23 @@ fn main() {
         full_build.as_micros(),
         lite_build.as_micros()
     );
+    // The scorer's own rules, with the same (default) regexes.
+    let rules = LevelRules::new(error_re, warn_re);
+    let plain_full = |l: &str| classify_plain(&full, l);
+    let plain_lite = |l: &str| classify_plain(&lite, l);
+    let scorer_full = |l: &str| rules.classify(l);
+    let scorer_lite = |l: &str| classify_scorer(&lite, l);
 
     // Warm-up (caches, the lazy DFA's states, page faults), checking the counts on the way.
-    let (cf, _) = scan(&full, &lines, classify_plain::<Full>);
-    let (cl, _) = scan(&lite, &lines, classify_plain::<Lite>);
+    let (cf, _) = scan(&lines, plain_full);
+    let (cl, _) = scan(&lines, plain_lite);
     assert_eq!(cf, cl, "regex only: regex and regex-lite disagree");
     println!(
         "regex only:  errors {}, warns {}, other {} (both engines)",
         cf[0], cf[1], cf[2]
     );
-    let (sf, _) = scan(&full, &lines, classify_scorer::<Full>);
-    let (sl, _) = scan(&lite, &lines, classify_scorer::<Lite>);
+    let (sf, _) = scan(&lines, scorer_full);
+    let (sl, _) = scan(&lines, scorer_lite);
     assert_eq!(sf, sl, "scorer path: regex and regex-lite disagree");
     println!(
         "scorer path: errors {}, warns {}, other {} (both engines)",
@@ -330,8 +314,8 @@ fn main() {
     );
 
     let wide: Vec<String> = lines.iter().filter(|l| !l.is_ascii()).cloned().collect();
-    let (wf, _) = scan(&full, &wide, classify_plain::<Full>);
-    let (wl, _) = scan(&lite, &wide, classify_plain::<Lite>);
+    let (wf, _) = scan(&wide, plain_full);
+    let (wl, _) = scan(&wide, plain_lite);
     assert_eq!(wf, wl, "non-ASCII: regex and regex-lite disagree");
     println!(
         "non-ASCII:   {} lines: errors {}, warns {}, other {} (both engines)",
@@ -346,27 +330,27 @@ fn main() {
     for i in 0..runs {
         // Alternate which engine goes first.
         let (a, b) = if i % 2 == 0 {
-            let a = scan(&full, &lines, classify_plain::<Full>);
-            (a, scan(&lite, &lines, classify_plain::<Lite>))
+            let a = scan(&lines, plain_full);
+            (a, scan(&lines, plain_lite))
         } else {
-            let b = scan(&lite, &lines, classify_plain::<Lite>);
-            (scan(&full, &lines, classify_plain::<Full>), b)
+            let b = scan(&lines, plain_lite);
+            (scan(&lines, plain_full), b)
         };
         assert_eq!((a.0, b.0), (cf, cf));
         rf.push(a.1);
         rl.push(b.1);
         let (a, b) = if i % 2 == 0 {
-            let a = scan(&full, &lines, classify_scorer::<Full>);
-            (a, scan(&lite, &lines, classify_scorer::<Lite>))
+            let a = scan(&lines, scorer_full);
+            (a, scan(&lines, scorer_lite))
         } else {
-            let b = scan(&lite, &lines, classify_scorer::<Lite>);
-            (scan(&full, &lines, classify_scorer::<Full>), b)
+            let b = scan(&lines, scorer_lite);
+            (scan(&lines, scorer_full), b)
         };
         assert_eq!((a.0, b.0), (sf, sf));
         pf.push(a.1);
         pl.push(b.1);
-        let a = scan(&full, &wide, classify_plain::<Full>);
-        let b = scan(&lite, &wide, classify_plain::<Lite>);
+        let a = scan(&wide, plain_full);
+        let b = scan(&wide, plain_lite);
         assert_eq!((a.0, b.0), (wf, wf));
         nf.push(a.1);
         nl.push(b.1);

@@ -80,8 +80,9 @@ impl Bound {
     }
 }
 
-/// Bind `ADMIN_LISTEN` and the unix socket, settle the token and write `admin.json`.
-pub fn bind(cfg: &Config, layout: &Layout) -> Result<Bound, AdminError> {
+/// Bind `ADMIN_LISTEN` and the unix socket, settle the token and write `admin.json`, which also
+/// names `proxy`, the users' address actually bound (so `LISTEN=127.0.0.1:0` can be found).
+pub fn bind(cfg: &Config, layout: &Layout, proxy: SocketAddr) -> Result<Bound, AdminError> {
     let file = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| AdminError::File { what, path, source }
@@ -120,6 +121,7 @@ pub fn bind(cfg: &Config, layout: &Layout) -> Result<Bound, AdminError> {
     };
     let info = json!({
         "listen": bound.local_addr().map(|a| a.to_string()),
+        "proxy": proxy.to_string(),
         "socket": bound.socket,
         "pid": std::process::id(),
         "token_file": cfg.admin_token.is_none().then(|| layout.admin_token()),
@@ -187,6 +189,8 @@ pub struct AdminState {
     pub stop: CancellationToken,
     /// What `GET /metrics` shows.
     pub metrics: crate::metrics::Metrics,
+    /// The users' address the proxy bound (`LISTEN`, a port 0 resolved), shown in status.
+    pub listen: SocketAddr,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish. TCP holds at most
@@ -286,6 +290,8 @@ struct StatusBody<'a> {
     #[serde(flatten)]
     status: &'a Status,
     counters: Counters,
+    /// Where users reach the proxy.
+    listen: String,
 }
 
 /// `GET /metrics`: the Prometheus text exposition; read-only, so no token, as scrapers expect.
@@ -311,6 +317,7 @@ async fn status(State(s): State<AdminState>) -> Response {
     Json(StatusBody {
         status: &st,
         counters,
+        listen: s.listen.to_string(),
     })
     .into_response()
 }

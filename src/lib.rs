@@ -175,7 +175,13 @@ pub async fn run(
     reload: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
-    let admin = admin::bind(&cfg, &layout::Layout::new(&cfg.base, &cfg.identifier))?;
+    // The address actually bound: with `LISTEN=…:0` only the listener knows the port.
+    let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let admin = admin::bind(
+        &cfg,
+        &layout::Layout::new(&cfg.base, &cfg.identifier),
+        listen,
+    )?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
@@ -218,6 +224,7 @@ pub async fn run(
         events: events.clone(),
         stop: stops.control.clone(),
         metrics,
+        listen,
     };
     let control = Control {
         commands: commands_rx,
@@ -489,18 +496,6 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
 /// the count crept up over a long soak and resident memory by 1.5–2.5 MiB with each (see
 /// docs/benchmarks.md). Four covers an install, an archive, a collection and a file write at once.
 pub const MAX_BLOCKING_THREADS: usize = 4;
-
-/// Keep glibc to two malloc arenas. understudy's heap in use stays at 2–5 MiB, but glibc gives
-/// each allocating thread its own arena and keeps its freed memory at that thread's peak: with a
-/// dozen threads, RSS grew by a third over the first minutes of the soak before levelling off.
-/// Two arenas keep it flat (see docs/benchmarks.md). Call before any thread starts.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called at start, before other threads.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
 
 /// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set.
 pub fn init_logging(cfg: &Config) -> std::io::Result<()> {

@@ -158,7 +158,6 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 }
 
 fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
-    understudy::limit_malloc_arenas();
     let _lock = understudy::layout::Layout::new(&cfg.base, &cfg.identifier).lock()?;
     understudy::init_logging(&cfg).context("cannot set up logging")?;
     match understudy::raise_fd_limit() {
@@ -195,7 +194,7 @@ fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
         tracing::info!(
             "understudy {} listening on {} for {}-<version> in {}",
             env!("CARGO_PKG_VERSION"),
-            cfg.listen,
+            listener.local_addr().unwrap_or(cfg.listen),
             cfg.identifier,
             cfg.base.display()
         );

@@ -43,6 +43,11 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
     assert_eq!(status["testing"]["version"], "1.1.0", "{status}");
     assert_eq!(status["paused"], false);
     assert!(status["counters"]["requests"].is_u64(), "{status}");
+    assert_eq!(
+        status["listen"],
+        u.addr.to_string(),
+        "where users reach the proxy"
+    );
 
     // With the token: pause, resume.
     let (code, body) = api(addr, "POST", "/api/pause", Some(&token), "");
@@ -152,7 +157,8 @@ fn the_cli_steers_through_the_unix_socket() {
 #[test]
 fn a_bare_admin_port_is_loopback_and_a_taken_one_is_a_clear_error() {
     let base = Base::new("admin-bare");
-    let port = free_addr().port();
+    // A port of the base dir's own slice, which no other test takes: no build runs here to use it.
+    let port = base.port_range.1;
     base.write_env(&format!("ADMIN_LISTEN={port}"));
     let mut u = Understudy::start(&base);
     let (addr, _) = admin(&base);

@@ -11,16 +11,21 @@ fn vili_env_is_accepted_unchanged() {
     std::fs::write(
         base.path.join(".env"),
         format!(
-            "port={}\nscheme=http\nendpoint=localhost\nport_range={}-{}\nidentifier=app\nlog_dir=\nproperties_file_name=\nport_identifier=server.port\n",
-            base.listen.port(),
+            "port=0\nscheme=http\nendpoint=localhost\nport_range={}-{}\nidentifier=app\nlog_dir=\nproperties_file_name=\nport_identifier=server.port\n",
             base.port_range.0,
             base.port_range.1
         ),
     )
     .unwrap();
-    // A Vili port means all interfaces; reach it on loopback.
+    // A Vili port means all interfaces (the harness reaches it on loopback).
     let mut u = Understudy::start(&base);
-    u.addr = std::net::SocketAddr::from(([127, 0, 0, 1], base.listen.port()));
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(base.path.join(".understudy/admin.json")).unwrap(),
+    )
+    .unwrap();
+    let bound: std::net::SocketAddr = info["proxy"].as_str().unwrap().parse().unwrap();
+    assert!(bound.ip().is_unspecified(), "all interfaces: {info}");
+    assert_eq!(bound.port(), u.addr.port());
     let (status, body) = u.get("/");
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -78,16 +83,23 @@ fn bad_values_fail_at_start_naming_key_and_value() {
 fn env_and_cli_override_the_file() {
     let base = Base::new("override");
     base.write_env("");
-    let addr = free_addr();
+    // Three loopback addresses (all of 127/8 is loopback): the file says 127.0.0.1, the
+    // environment 127.0.0.2, the CLI 127.0.0.3; the proxy must be where the CLI says.
     let mut child = Command::new(BIN)
         .args(["run", "--base"])
         .arg(&base.path)
-        .env("UNDERSTUDY_LISTEN", "127.0.0.1:1")
+        .env("UNDERSTUDY_LISTEN", "127.0.0.2:0")
         .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
-        .args(["--listen", &addr.to_string()])
+        .args(["--listen", "127.0.0.3:0"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let addr = wait_proxy_addr(&base, child.id());
+    assert_eq!(
+        addr.ip(),
+        std::net::Ipv4Addr::new(127, 0, 0, 3),
+        "the CLI's address"
+    );
     wait_until(
         "understudy on the CLI address",
         Duration::from_secs(10),

@@ -47,7 +47,7 @@ fn a_second_understudy_on_the_same_base_dir_is_refused_naming_the_first() {
     let out = Command::new(BIN)
         .args(["run", "--base"])
         .arg(&base.path)
-        .args(["--listen", &free_addr().to_string()])
+        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -215,9 +215,7 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit_at_start() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("understudy to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(base.listen).ok().map(|_| ())
-    });
+    wait_proxy_addr(&base, child.id());
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let line = limits
         .lines()

@@ -220,16 +220,14 @@ fn at_the_open_files_limit_a_new_user_is_still_served() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("understudy to listen", Duration::from_secs(10), || {
-        TcpStream::connect(base.listen).ok()
-    });
+    let addr = wait_proxy_addr(&base, child.id());
     base.drop_fixture("1.0.0", "");
     wait_until("running to serve", Duration::from_secs(20), || {
-        (http(base.listen, "GET", "/").ok()?.0 == 200).then_some(())
+        (http(addr, "GET", "/").ok()?.0 == 200).then_some(())
     });
-    let idle = idle_connections(base.listen, 600);
+    let idle = idle_connections(addr, 600);
     assert!(idle.len() >= 550, "{} idle connections open", idle.len());
-    let (status, took) = timed_get(base.listen, "/new-user");
+    let (status, took) = timed_get(addr, "/new-user");
     let log =
         std::fs::read_to_string(base.path.join("own-logs/understudy.log")).unwrap_or_default();
     unsafe {

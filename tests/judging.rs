@@ -183,7 +183,10 @@ fn rss_kib(pid: u32) -> u64 {
 /// The bound stated in README.md for answers captured for diffing.
 const RSS_BOUND_MIB: u64 = 128;
 
+/// Not part of `cargo test`: resident memory depends on the build and on what else the machine
+/// runs, so `bash benches/capture-memory.sh` runs it alone, in release mode.
 #[test]
+#[ignore = "a benchmark, not a check for every change: bash benches/capture-memory.sh"]
 fn capturing_1_mib_answers_under_load_holds_bounded_memory() {
     let base = Base::new("judge-memory");
     base.write_env(&format!("{FAST}\nDIFF_MAX_BODY=2MiB\nSTABLE_WINDOW=1h"));

@@ -1,6 +1,8 @@
-//! Soak: steady user traffic while build after build arrives, half of them bad. 30 seconds in
-//! `cargo test`; `bash benches/soak.sh` runs the same scenario for ten minutes and records memory
-//! and descriptors in docs/benchmarks.md.
+//! Soak: steady user traffic while build after build arrives, half of them bad. Not part of
+//! `cargo test` (ignored: it takes the machine for its whole run, and what it judges needs a
+//! release build): `bash benches/soak.sh` runs it for ten minutes in release mode and judges
+//! memory and descriptors (docs/benchmarks.md). Run on its own, it lasts `UNDERSTUDY_SOAK_SECS`
+//! (30 s by default).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +34,7 @@ enum Outcome {
 }
 
 #[test]
+#[ignore = "a benchmark, not a check for every change: bash benches/soak.sh"]
 fn soak_builds_under_steady_load_fail_no_user_request() {
     let seconds: u64 = std::env::var("UNDERSTUDY_SOAK_SECS")
         .ok()

@@ -18,7 +18,6 @@ static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
 /// A temp base dir under cargo's target tmp dir, removed on drop.
 pub struct Base {
     pub path: PathBuf,
-    pub listen: SocketAddr,
     pub port_range: (u16, u16),
     _dir: tempfile::TempDir,
     _ports: nix::fcntl::Flock<std::fs::File>,
@@ -61,18 +60,19 @@ impl Base {
         let (start, lock) = claim_ports();
         Base {
             path: std::fs::canonicalize(dir.path()).unwrap(),
-            listen: free_addr(),
             port_range: (start, start + PORT_SLICE - 1),
             _dir: dir,
             _ports: lock,
         }
     }
 
-    /// `.env` with the basics plus `extra` lines.
+    /// `.env` with the basics plus `extra` lines. The proxy takes a port the kernel picks
+    /// (`LISTEN=127.0.0.1:0`), read back from `admin.json`: a port chosen beforehand could be
+    /// taken by another test before understudy binds it.
     pub fn write_env(&self, extra: &str) {
         let text = format!(
-            "IDENTIFIER=app\nLISTEN={}\nPORT_RANGE={}-{}\nSETTLE_TIME=200ms\nSHUTDOWN_GRACE=2s\nREADY_TIMEOUT=10s\nLOG_LEVEL=info\n{extra}\n",
-            self.listen, self.port_range.0, self.port_range.1
+            "IDENTIFIER=app\nLISTEN=127.0.0.1:0\nPORT_RANGE={}-{}\nSETTLE_TIME=200ms\nSHUTDOWN_GRACE=2s\nREADY_TIMEOUT=10s\nLOG_LEVEL=info\n{extra}\n",
+            self.port_range.0, self.port_range.1
         );
         std::fs::write(self.path.join(".env"), text).unwrap();
     }
@@ -187,7 +187,8 @@ pub fn start_with_testing(name: &str, extra_env: &str) -> (Base, Understudy) {
     (base, u)
 }
 
-/// A loopback address nobody listens on right now.
+/// A loopback address nobody listens on right now (and may take any moment): only for an address
+/// that must refuse, such as a dead webhook. understudy's own `LISTEN` is always port 0.
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -252,14 +253,22 @@ impl Understudy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let u = Understudy {
+        let mut u = Understudy {
             child: Some(child),
-            addr: base.listen,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
             base: base.path.clone(),
         };
-        wait_until("understudy to listen", Duration::from_secs(10), || {
-            TcpStream::connect(u.addr).ok().map(|_| ())
+        let child = u.child.as_mut().unwrap();
+        let pid = child.id();
+        u.addr = wait_until("understudy to listen", Duration::from_secs(10), || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "understudy exited ({status}) before listening; log:\n{}",
+                    std::fs::read_to_string(&u.log).unwrap_or_default()
+                );
+            }
+            proxy_addr(base, pid)
         });
         u
     }
@@ -532,6 +541,29 @@ pub fn admin(base: &Base) -> (SocketAddr, String) {
         .unwrap();
     let token = std::fs::read_to_string(base.path.join(".understudy/admin.token")).unwrap();
     (addr, token.trim().to_string())
+}
+
+/// Where the understudy with `pid` bound its proxy, once its `admin.json` says so (an older
+/// `admin.json`, left by an understudy before it, names another pid). An address on every
+/// interface is reached on loopback.
+pub fn proxy_addr(base: &Base, pid: u32) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(base.path.join(".understudy/admin.json")).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    if info["pid"].as_u64() != Some(u64::from(pid)) {
+        return None;
+    }
+    let mut addr: SocketAddr = info["proxy"].as_str()?.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Some(addr)
+}
+
+/// [`proxy_addr`], waited for: understudy started another way than [`Understudy::start`].
+pub fn wait_proxy_addr(base: &Base, pid: u32) -> SocketAddr {
+    wait_until("understudy to listen", Duration::from_secs(10), || {
+        proxy_addr(base, pid)
+    })
 }
 
 /// One admin API call with a JSON body and, when given, the bearer token; status and the answer
