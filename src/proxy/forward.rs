@@ -370,7 +370,6 @@ fn tee(
             slot,
             running: route.running.shared().clone(),
             headers: super::answer::header_map(&answer[..a.len]),
-            secondary: route.secondary.clone(),
         })),
         mirror::Sampled::No => None,
         mirror::Sampled::Busy => {
@@ -388,6 +387,7 @@ fn tee(
         running_latency: latency,
         running_body: None,
         diff,
+        secondary: route.secondary.clone(),
     };
     Some(Box::new(Tee::new(
         job,

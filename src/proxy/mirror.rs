@@ -110,8 +110,7 @@ impl Drop for SampleSlot {
     }
 }
 
-/// What a sampled copy needs to be diffed: running's side of the comparison and where the
-/// secondary (running's version, for noise) listens.
+/// What a sampled copy needs to be diffed: running's side of the comparison.
 pub struct DiffJob {
     /// Its place among the sampled copies in flight.
     pub slot: SampleSlot,
@@ -119,8 +118,6 @@ pub struct DiffJob {
     pub running: Arc<Upstream>,
     /// Running's response headers.
     pub headers: HeaderMap,
-    /// The secondary instance, when noise cancellation runs one.
-    pub secondary: Option<Arc<Upstream>>,
 }
 
 /// A copy of one user request, with running's answer to compare against.
@@ -144,6 +141,10 @@ pub struct MirrorJob {
     pub running_body: Option<BodyCapture>,
     /// Set when this copy's answers are compared field by field (`DIFF_SAMPLE`).
     pub diff: Option<Box<DiffJob>>,
+    /// The secondary (running's version), when one runs: it gets every copy testing gets, so
+    /// testing's latency and load are compared with its, like with like; its answers are diffed
+    /// (as noise) only for sampled copies.
+    pub secondary: Option<Arc<Upstream>>,
 }
 
 /// The proxy's side of the mirror: decides eligibility and offers copies without waiting.
@@ -354,7 +355,7 @@ async fn send_copy(
     } else {
         0
     };
-    let secondary = job.diff.as_ref().and_then(|d| d.secondary.clone());
+    let secondary = job.secondary.clone();
     let secondary_req = secondary.as_ref().map(|s| copy_request(&job, s));
     let req = copy_request(&job, &job.target);
     job.headers = HeaderMap::new();
@@ -385,13 +386,16 @@ async fn send_copy(
         Ok(a) => stats.testing.answered(a.status, a.latency),
         Err(_) => stats.testing.unanswered(),
     }
+    let secondary_latency = secondary.as_ref().map(|s| s.latency);
     let worth_diffing = job.diff.is_some()
         && job.running_body.is_some()
         && outcome
             .as_ref()
             .is_ok_and(|a| a.status == job.running_status);
     if !worth_diffing {
-        return Some(pair(job, outcome, secondary, &cfg));
+        let mut p = pair(job, outcome, secondary, &cfg);
+        p.secondary_latency = secondary_latency;
+        return Some(p);
     }
     // The diff threads are busy: this pair is not compared rather than waited for, so the mirror
     // keeps its pace and diffing sheds load by itself (counted).
@@ -408,7 +412,7 @@ async fn send_copy(
     let diffed = differ
         .run(move || pair(job, outcome, secondary, &cfg))
         .await;
-    Some(diffed.unwrap_or_else(|| {
+    let mut p = diffed.unwrap_or_else(|| {
         stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
         Pair {
             testing,
@@ -421,11 +425,14 @@ async fn send_copy(
             running_latency,
             testing_status,
             testing_latency,
+            secondary_latency: None,
             testing_error: None,
             diffs: None,
             noise: None,
         }
-    }))
+    });
+    p.secondary_latency = secondary_latency;
+    Some(p)
 }
 
 /// The request to `to`: the copied head (less its framing: the body goes whole, with its length),
@@ -647,6 +654,7 @@ fn pair(
         running_latency: job.running_latency,
         testing_status,
         testing_latency,
+        secondary_latency: None,
         testing_error,
         diffs,
         noise,

@@ -325,38 +325,73 @@ fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
     })
 }
 
-/// p95 latency, reported once both sides have samples, with Mann-Whitney U's verdict on whether
-/// testing is slower; judged only when a ceiling is set, and then only a shift that is both
-/// over the ceiling and significant at `CONFIDENCE` rejects.
+/// Paired copies the latency judgement waits for before it may reject.
+const MIN_LATENCY_PAIRS: usize = 30;
+
+/// Latency, judged like with like: testing against the secondary (running's version), pair by
+/// pair over the very same copies on the very same path (Wilcoxon signed-rank). Rejects only
+/// when testing's p95 exceeds the secondary's by `MAX_P95_RATIO` *and* the shift is significant
+/// at `CONFIDENCE`. Running's user-path p95 is shown beside it for information; without a
+/// secondary, latency is reported and never judged.
 fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
-    let (r, t) = (s.running_p95?, s.testing_p95?);
-    let ratio = t.as_secs_f64() / r.as_secs_f64().max(1e-6);
-    let mw = stats::mann_whitney(&s.running_latencies, &s.testing_latencies);
-    let significant = mw.is_some_and(|m| m.p_slower < 1.0 - cfg.confidence);
+    let user_path = match (s.running_p95, s.testing_p95) {
+        (Some(r), Some(t)) => {
+            format!("; running serves users at p95 {r:?}, testing {t:?} on the mirror")
+        }
+        (Some(r), None) => format!("; running serves users at p95 {r:?}"),
+        _ => String::new(),
+    };
+    let (Some(t), Some(sec)) = (s.testing_paired_p95, s.secondary_p95) else {
+        let detail = match s.noise_expected {
+            true => format!("waiting for copies answered by both testing and the secondary{user_path}"),
+            false => format!("reported, not judged: no secondary (NOISE_CANCEL=off) to compare with on the same path{user_path}"),
+        };
+        return (s.testing_p95.is_some()).then_some(ScorePart {
+            name: "latency",
+            score: 100,
+            detail,
+        });
+    };
+    let ratio = t.as_secs_f64() / sec.as_secs_f64().max(1e-6);
+    // The test is of the factor itself: is testing, copy by copy, more than `max` times slower
+    // than the secondary? A tail spike alone, or a small steady shift, is not a regression.
+    let max = cfg.max_p95_ratio.unwrap_or(1.0);
+    let scaled: Vec<(f64, f64)> = s.latency_pairs.iter().map(|&(t, s)| (t, s * max)).collect();
+    let w = stats::wilcoxon_signed_rank(&scaled);
+    let enough = s.latency_pairs.len() >= MIN_LATENCY_PAIRS;
+    let significant = enough && w.is_some_and(|w| w.p_slower < 1.0 - cfg.confidence);
     let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max) && significant;
-    let mw_text = mw.map_or(String::new(), |m| {
+    let test_text = w.map_or(String::new(), |w| {
         format!(
-            "; Mann-Whitney: P(testing slower) {:.2}, p {:.2e} over {} and {} samples",
-            m.effect,
-            m.p_slower,
-            s.running_latencies.len(),
-            s.testing_latencies.len()
+            "; Wilcoxon signed-rank: testing over {max}× the secondary on {:.0}% of {} paired copies, p {:.2e}",
+            w.slower_share * 100.0,
+            w.n,
+            w.p_slower
         )
     });
     if over {
         reasons.push(format!(
-            "latency: testing p95 {:?} is {ratio:.1}× running's {:?}{mw_text}",
-            t, r
+            "latency: testing p95 {t:?} is {ratio:.1}× the secondary's {sec:?} on the same copies{}{test_text}",
+            slowest_endpoint(s)
         ));
     }
     Some(ScorePart {
         name: "latency",
         score: if over { 0 } else { 100 },
         detail: format!(
-            "p95 testing {:?} vs running {:?} ({ratio:.2}×){mw_text}",
-            t, r
+            "p95 testing {t:?} vs secondary {sec:?} ({ratio:.2}×){test_text}{user_path}"
         ),
     })
+}
+
+/// "; slowest: GET /api/items (3.1×)", the endpoint whose paired copies shifted most.
+fn slowest_endpoint(s: &Summary) -> String {
+    s.endpoints
+        .iter()
+        .filter(|(_, e)| e.latency_paired >= 8)
+        .filter_map(|(k, e)| Some((k, e.latency_shift()?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(String::new(), |(k, f)| format!("; slowest: {k} ({f:.1}×)"))
 }
 
 /// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of
@@ -510,25 +545,66 @@ mod tests {
         assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
     }
 
+    /// A summary with `n` paired copies, testing `factor`× the secondary on `GET /a`.
+    fn with_paired_latency(n: u64, factor: f64) -> Summary {
+        let mut s = summary(n, 600);
+        s.noise_expected = true;
+        s.latency_pairs = (0..n)
+            .map(|i| {
+                let sec = 0.001 + (i % 10) as f64 * 1e-4;
+                (sec * factor, sec)
+            })
+            .collect();
+        let e = s.endpoints.get_mut("GET /a").unwrap();
+        e.latency_paired = n;
+        e.latency_log_ratio = n as f64 * factor.ln();
+        s.secondary_p95 = Some(Duration::from_micros(1900));
+        s.testing_paired_p95 = Some(Duration::from_secs_f64(0.0019 * factor));
+        s.running_p95 = Some(Duration::from_micros(900));
+        s.testing_p95 = Some(Duration::from_secs_f64(0.0019 * factor));
+        s
+    }
+
     #[test]
-    fn latency_rejects_only_a_significant_shift_over_the_ceiling() {
-        let strict = ScoreConfig {
-            max_p95_ratio: Some(1.5),
+    fn latency_rejects_a_significant_shift_over_the_ceiling_against_the_secondary() {
+        let two = ScoreConfig {
+            max_p95_ratio: Some(2.0),
             ..cfg()
         };
-        let mut s = summary(200, 600);
-        s.running_latencies = (0..200).map(|i| 0.001 + (i % 10) as f64 * 1e-4).collect();
-        s.testing_latencies = s.running_latencies.iter().map(|l| l * 3.0).collect();
-        s.running_p95 = Some(Duration::from_micros(1900));
-        s.testing_p95 = Some(Duration::from_micros(5700));
-        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+        let Verdict::Reject(r) = evaluate(&with_paired_latency(200, 3.0), &two).verdict else {
             panic!()
         };
-        assert!(r[0].contains("Mann-Whitney"), "{r:?}");
-        // Same p95s from a handful of samples: not significant, no rejection.
-        s.running_latencies.truncate(4);
-        s.testing_latencies.truncate(4);
-        assert_eq!(evaluate(&s, &strict).verdict, Verdict::Promote);
+        assert!(
+            r[0].contains("the secondary's")
+                && r[0].contains("Wilcoxon")
+                && r[0].contains("slowest: GET /a (3.0×)"),
+            "{r:?}"
+        );
+        // Testing 2.5× slower than running's user path but equal to the secondary: promoted.
+        let mut fair = with_paired_latency(200, 1.0);
+        fair.running_p95 = Some(Duration::from_micros(700));
+        assert_eq!(evaluate(&fair, &two).verdict, Verdict::Promote);
+        // A handful of pairs: not significant yet, no rejection.
+        let mut few = with_paired_latency(200, 3.0);
+        few.latency_pairs.truncate(12);
+        assert_eq!(evaluate(&few, &two).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn without_a_secondary_latency_is_reported_never_judged() {
+        let two = ScoreConfig {
+            max_p95_ratio: Some(2.0),
+            ..cfg()
+        };
+        let mut s = with_paired_latency(200, 3.0);
+        s.noise_expected = false;
+        s.latency_pairs.clear();
+        s.secondary_p95 = None;
+        s.testing_paired_p95 = None;
+        let e = evaluate(&s, &two);
+        assert_eq!(e.verdict, Verdict::Promote);
+        let part = e.parts.iter().find(|p| p.name == "latency").unwrap();
+        assert!(part.detail.contains("not judged"), "{}", part.detail);
     }
 
     #[test]

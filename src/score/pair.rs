@@ -23,8 +23,11 @@ pub struct Pair {
     pub running_latency: Duration,
     /// Testing's status; `None` when it failed or timed out.
     pub testing_status: Option<u16>,
-    /// Testing's time to the end of its body.
+    /// Testing's time to its answer's head, on the mirror's path.
     pub testing_latency: Option<Duration>,
+    /// The secondary's (running's version) time to the head of its answer to the very same copy,
+    /// on the very same path: the fair comparator for testing's latency.
+    pub secondary_latency: Option<Duration>,
     /// Why testing gave no answer, in words (the mirror's error, displayed).
     pub testing_error: Option<String>,
     /// How testing's answer differs from running's (empty: equivalent), where both statuses

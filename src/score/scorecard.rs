@@ -36,6 +36,19 @@ pub struct EndpointStats {
     pub bodies_compared: u64,
     /// Of those, bodies that differed.
     pub bodies_differ: u64,
+    /// Copies both testing and the secondary answered (their latencies are paired).
+    pub latency_paired: u64,
+    /// Sum over those of ln(testing's latency / the secondary's): divided by `latency_paired`,
+    /// the log of the typical factor by which testing is slower here.
+    pub latency_log_ratio: f64,
+}
+
+impl EndpointStats {
+    /// The typical (geometric mean) factor by which testing answered slower than the secondary.
+    pub fn latency_shift(&self) -> Option<f64> {
+        (self.latency_paired > 0)
+            .then(|| (self.latency_log_ratio / self.latency_paired as f64).exp())
+    }
 }
 
 /// What the verdict is computed from; plain data, built by [`Scorecard::summary`].
@@ -63,6 +76,12 @@ pub struct Summary {
     pub testing_p95: Option<Duration>,
     /// Running's latency samples, in seconds (for Mann-Whitney U).
     pub running_latencies: Vec<f64>,
+    /// The secondary's p95 over the copies it answered with testing.
+    pub secondary_p95: Option<Duration>,
+    /// Testing's p95 over those same copies.
+    pub testing_paired_p95: Option<Duration>,
+    /// (testing, secondary) latency of the same copy, in seconds: the paired comparison.
+    pub latency_pairs: Vec<(f64, f64)>,
     /// Testing's latency samples, in seconds.
     pub testing_latencies: Vec<f64>,
     /// Differences between testing's and running's answers.
@@ -164,6 +183,9 @@ pub struct Scorecard {
     endpoints: BTreeMap<String, EndpointStats>,
     running_latency: Vec<Duration>,
     testing_latency: Vec<Duration>,
+    /// (testing, secondary) latencies of copies both answered, ring-buffered like the others.
+    paired_latency: Vec<(Duration, Duration)>,
+    paired: u64,
     requests_at_start: u64,
     testing_log: LogTail,
     running_log: LogTail,
@@ -194,6 +216,8 @@ impl Scorecard {
             endpoints: BTreeMap::new(),
             running_latency: Vec::new(),
             testing_latency: Vec::new(),
+            paired_latency: Vec::new(),
+            paired: 0,
             requests_at_start: requests_now,
             testing_log: LogTail::from_start(watch.testing_dir),
             running_log: LogTail::from_now(watch.running_dir),
@@ -291,6 +315,23 @@ impl Scorecard {
         if let Some(l) = p.testing_latency {
             push_sample(&mut self.testing_latency, slot, l);
         }
+        if let (Some(t), Some(s)) = (p.testing_latency, p.secondary_latency) {
+            let e = self
+                .endpoints
+                .get_mut(&endpoint_key(&p.method, &p.path))
+                .expect("inserted above");
+            e.latency_paired += 1;
+            // Floored at a microsecond, so a zero reading cannot make an infinite factor.
+            let floor = |d: Duration| d.as_secs_f64().max(1e-6);
+            e.latency_log_ratio += (floor(t) / floor(s)).ln();
+            let slot = (self.paired % LATENCY_SAMPLES as u64) as usize;
+            self.paired += 1;
+            if self.paired_latency.len() < LATENCY_SAMPLES {
+                self.paired_latency.push((t, s));
+            } else {
+                self.paired_latency[slot] = (t, s);
+            }
+        }
     }
 
     /// Read new log lines, sample both processes and summarise.
@@ -305,6 +346,13 @@ impl Scorecard {
         let (re, rw) = self.running_log.poll(rules);
         let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
         Summary {
+            latency_pairs: self
+                .paired_latency
+                .iter()
+                .map(|(t, s)| (t.as_secs_f64(), s.as_secs_f64()))
+                .collect(),
+            secondary_p95: p95(&self.paired_latency.iter().map(|p| p.1).collect::<Vec<_>>()),
+            testing_paired_p95: p95(&self.paired_latency.iter().map(|p| p.0).collect::<Vec<_>>()),
             running_latencies: secs(&self.running_latency),
             testing_latencies: secs(&self.testing_latency),
             diffs: self.diffs.clone(),
@@ -358,6 +406,7 @@ mod tests {
             running_latency: Duration::from_millis(1),
             testing_status: t,
             testing_latency: Some(Duration::from_millis(1)),
+            secondary_latency: None,
             testing_error: None,
             diffs: None,
             noise: None,

@@ -161,6 +161,7 @@ mod tests {
             running_latency: Duration::from_millis(1),
             testing_status: Some(200),
             testing_latency: Some(Duration::from_millis(1)),
+            secondary_latency: None,
             testing_error: None,
             diffs: None,
             noise: None,

@@ -172,6 +172,62 @@ pub fn mann_whitney(running: &[f64], testing: &[f64]) -> Option<MannWhitney> {
     })
 }
 
+/// Whether testing answered the same copies slower than the secondary did.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Wilcoxon {
+    /// Pairs with a difference (ties at zero are left out, as the test does).
+    pub n: usize,
+    /// Normal-approximation z with tie correction (positive: testing slower).
+    pub z: f64,
+    /// One-sided p-value that testing is not slower.
+    pub p_slower: f64,
+    /// Share of the non-tied pairs where testing was the slower one.
+    pub slower_share: f64,
+}
+
+/// Wilcoxon signed-rank test on paired latencies (testing, secondary) of the same copies: each
+/// pair cancels what the copy itself cost, so it sees a shift with far fewer samples than an
+/// unpaired test. NaN pairs are ignored; None with fewer than 8 non-tied pairs.
+pub fn wilcoxon_signed_rank(pairs: &[(f64, f64)]) -> Option<Wilcoxon> {
+    let mut d: Vec<f64> = pairs
+        .iter()
+        .map(|(t, s)| t - s)
+        .filter(|x| !x.is_nan() && *x != 0.0)
+        .collect();
+    let n = d.len();
+    if n < MIN_LATENCY_SAMPLES {
+        return None;
+    }
+    d.sort_unstable_by(|a, b| a.abs().total_cmp(&b.abs()));
+    let (mut w_plus, mut tie_sum, mut i) = (0.0, 0.0, 0);
+    while i < n {
+        let mut j = i + 1;
+        while j < n && d[j].abs() == d[i].abs() {
+            j += 1;
+        }
+        let average_rank = (i + 1 + j) as f64 / 2.0;
+        w_plus += average_rank * d[i..j].iter().filter(|x| **x > 0.0).count() as f64;
+        let t = (j - i) as f64;
+        tie_sum += t * t * t - t;
+        i = j;
+    }
+    let nf = n as f64;
+    let mean = nf * (nf + 1.0) / 4.0;
+    let variance = (nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_sum / 48.0).max(0.0);
+    let (z, p_slower) = if variance > 0.0 {
+        let z = (w_plus - mean - 0.5) / variance.sqrt();
+        (z, normal_cdf(-z))
+    } else {
+        (0.0, 0.5)
+    };
+    Some(Wilcoxon {
+        n,
+        z,
+        p_slower,
+        slower_share: d.iter().filter(|x| **x > 0.0).count() as f64 / nf,
+    })
+}
+
 /// Sorts an interval for a difference against the margin it must stay under.
 fn classify(low: f64, high: f64, margin: f64) -> RateCheck {
     if low > margin {
@@ -584,5 +640,44 @@ mod tests {
         for v in [mw.u, mw.z, mw.p_slower, mw.effect] {
             assert!(v.is_finite(), "{mw:?}");
         }
+    }
+
+    #[test]
+    fn wilcoxon_sees_a_paired_shift_that_noise_would_hide() {
+        // Each copy costs 1–50 ms; testing adds 10 % on every one of them.
+        let pairs: Vec<(f64, f64)> = (0..60)
+            .map(|i| {
+                let s = 0.001 + (i * 37 % 50) as f64 * 0.001;
+                (s * 1.1, s)
+            })
+            .collect();
+        let w = wilcoxon_signed_rank(&pairs).unwrap();
+        assert!(w.p_slower < 0.001 && w.slower_share == 1.0, "{w:?}");
+        // The same spread, unpaired, leaves Mann-Whitney unsure.
+        let (t, s): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let mw = mann_whitney(&s, &t).unwrap();
+        assert!(mw.p_slower > 0.05, "{mw:?}");
+    }
+
+    #[test]
+    fn wilcoxon_finds_no_shift_between_equals_and_needs_enough_pairs() {
+        let same: Vec<(f64, f64)> = (0..100)
+            .map(|i| {
+                let s = 0.002 + (i % 7) as f64 * 1e-4;
+                if i % 2 == 0 {
+                    (s, s + 1e-5)
+                } else {
+                    (s + 1e-5, s)
+                }
+            })
+            .collect();
+        let w = wilcoxon_signed_rank(&same).unwrap();
+        assert!(w.p_slower > 0.3, "{w:?}");
+        assert!(
+            wilcoxon_signed_rank(&[(1.0, 1.0); 50]).is_none(),
+            "all tied"
+        );
+        assert!(wilcoxon_signed_rank(&[(2.0, 1.0); 5]).is_none(), "too few");
+        assert!(wilcoxon_signed_rank(&[(f64::NAN, 1.0); 50]).is_none());
     }
 }
