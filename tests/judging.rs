@@ -281,3 +281,20 @@ fn a_build_slower_than_the_secondary_on_the_same_copies_is_rejected_by_default()
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     u.stop();
 }
+
+#[test]
+fn the_memory_of_a_start_script_that_does_not_exec_is_its_servers() {
+    // 1.1.0's start script waits on the server (no `exec`): the shell is the instance's leader,
+    // and the 96 MiB are the server's, its child's.
+    let base = Base::new("judge-rss-wrapped");
+    base.write_env(&format!("{FAST}\nMAX_RSS_RATIO=3"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let traffic = Traffic::start(u.addr);
+    base.drop_wrapped_fixture("1.1.0", "--ballast-mib 96");
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("memory: testing uses"), "{r}");
+    u.stop();
+}

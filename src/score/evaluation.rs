@@ -283,40 +283,41 @@ fn log_warns_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
 /// Testing's memory and CPU per request against running's, each judged only with its ceiling.
 fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
     let r = s.resources?;
-    let rss_ratio = r.testing_rss as f64 / (r.running_rss.max(1)) as f64;
-    let run_per = r.running_cpu / r.running_requests.max(1) as f64;
+    let other = r.other;
+    let rss_ratio = r.testing_rss as f64 / (r.other_rss.max(1)) as f64;
+    let other_per = r.other_cpu / r.other_requests.max(1) as f64;
     let test_per = r.testing_cpu / r.testing_requests.max(1) as f64;
-    let cpu_ratio = test_per / run_per.max(1e-9);
+    let cpu_ratio = test_per / other_per.max(1e-9);
     let mut over = false;
     if let Some(max) = cfg.max_rss_ratio.filter(|m| rss_ratio > *m) {
         over = true;
         reasons.push(format!(
-            "memory: testing uses {:.1} MiB, {rss_ratio:.1}× running's {:.1} MiB (MAX_RSS_RATIO {max})",
+            "memory: testing uses {:.1} MiB, {rss_ratio:.1}× the {other}'s {:.1} MiB (MAX_RSS_RATIO {max})",
             r.testing_rss as f64 / 1048576.0,
-            r.running_rss as f64 / 1048576.0
+            r.other_rss as f64 / 1048576.0
         ));
     }
-    let enough = r.testing_requests >= cfg.min_mirrored && r.running_cpu > 0.05;
+    let enough = r.testing_requests >= cfg.min_mirrored && r.other_cpu > 0.05;
     if let Some(max) = cfg.max_cpu_ratio.filter(|m| enough && cpu_ratio > *m) {
         over = true;
         reasons.push(format!(
-            "CPU: testing uses {:.0} µs per request, {cpu_ratio:.1}× running's {:.0} µs (MAX_CPU_RATIO {max})",
+            "CPU: testing uses {:.0} µs per request, {cpu_ratio:.1}× the {other}'s {:.0} µs (MAX_CPU_RATIO {max})",
             test_per * 1e6,
-            run_per * 1e6
+            other_per * 1e6
         ));
     }
     Some(ScorePart {
         name: "resources",
         score: if over { 0 } else { 100 },
         detail: format!(
-            "RSS testing {:.1} MiB vs running {:.1} MiB ({rss_ratio:.2}×); {}",
+            "RSS testing {:.1} MiB vs {other} {:.1} MiB ({rss_ratio:.2}×); {}",
             r.testing_rss as f64 / 1048576.0,
-            r.running_rss as f64 / 1048576.0,
-            if r.running_cpu > 0.05 && r.testing_cpu > 0.0 {
+            r.other_rss as f64 / 1048576.0,
+            if r.other_cpu > 0.05 && r.testing_cpu > 0.0 {
                 format!(
-                    "CPU per request testing {:.0} µs vs running {:.0} µs ({cpu_ratio:.2}×)",
+                    "CPU per request testing {:.0} µs vs {other} {:.0} µs ({cpu_ratio:.2}×)",
                     test_per * 1e6,
-                    run_per * 1e6
+                    other_per * 1e6
                 )
             } else {
                 "CPU per request: too little CPU time used yet to compare".to_string()
@@ -611,11 +612,12 @@ mod tests {
     fn resources_are_reported_and_judged_with_a_ceiling() {
         let mut s = summary(200, 600);
         s.resources = Some(Resources {
-            running_rss: 10 << 20,
+            other: "secondary",
+            other_rss: 10 << 20,
             testing_rss: 40 << 20,
-            running_cpu: 1.0,
+            other_cpu: 1.0,
             testing_cpu: 8.0,
-            running_requests: 1000,
+            other_requests: 1000,
             testing_requests: 1000,
         });
         let e = evaluate(&s, &cfg());
@@ -632,8 +634,9 @@ mod tests {
             panic!()
         };
         assert!(
-            r.iter()
-                .any(|r| r.contains("memory") && r.contains("40.0 MiB")),
+            r.iter().any(|r| r.contains("memory")
+                && r.contains("40.0 MiB")
+                && r.contains("the secondary's")),
             "{r:?}"
         );
         assert!(

@@ -94,19 +94,23 @@ pub struct Summary {
     pub resources: Option<Resources>,
 }
 
-/// CPU and memory of both instances over the scoring window, sampled with sysinfo.
+/// CPU and memory of testing and of what it is compared with, each instance's whole process
+/// group, over the scoring window: the secondary (same copies, same path) when one runs, else
+/// running (which also serves users).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Resources {
-    /// Running's resident memory, bytes.
-    pub running_rss: u64,
+    /// What testing is compared with: `secondary` or `running`.
+    pub other: &'static str,
+    /// Its resident memory, bytes.
+    pub other_rss: u64,
     /// Testing's resident memory, bytes.
     pub testing_rss: u64,
-    /// Running's CPU seconds since scoring began.
-    pub running_cpu: f64,
+    /// Its CPU seconds since scoring began.
+    pub other_cpu: f64,
     /// Testing's CPU seconds since scoring began.
     pub testing_cpu: f64,
-    /// User requests running served over the same time.
-    pub running_requests: u64,
+    /// Requests it answered over the same time.
+    pub other_requests: u64,
     /// Mirrored requests testing answered over the same time.
     pub testing_requests: u64,
 }
@@ -197,6 +201,10 @@ pub struct Scorecard {
     /// sampled (CPU per request is measured from there).
     testing_cpu: CpuBase,
     running_cpu: CpuBase,
+    /// The secondary's process group, once it runs (the fairer comparator).
+    secondary_cpu: CpuBase,
+    /// Copies the secondary answered.
+    secondary_answered: u64,
 }
 
 /// A process's CPU at the first sample, to measure what it used since.
@@ -232,6 +240,8 @@ impl Scorecard {
                 pid: watch.running_pid.unwrap_or(0),
                 first: None,
             },
+            secondary_cpu: CpuBase::default(),
+            secondary_answered: 0,
         }
     }
 
@@ -244,28 +254,47 @@ impl Scorecard {
         };
     }
 
-    /// Sample both processes; `None` until both have two samples apart.
+    /// The secondary runs (or stopped: `None`): its process group becomes the comparator.
+    pub(super) fn follow_secondary(&mut self, pid: Option<u32>) {
+        self.secondary_cpu = CpuBase {
+            pid: pid.unwrap_or(0),
+            first: None,
+        };
+    }
+
+    /// Sample testing's process group and the comparator's (the secondary's when it runs, else
+    /// running's); `None` until both can be read.
     fn resources(&mut self, running_requests: u64) -> Option<Resources> {
-        let (t, r) = (self.testing_cpu.pid, self.running_cpu.pid);
-        if t == 0 || r == 0 {
+        let secondary = self.secondary_cpu.pid != 0;
+        let (other, other_requests) = match secondary {
+            true => ("secondary", self.secondary_answered),
+            false => ("running", running_requests),
+        };
+        let (t, o) = match secondary {
+            true => (self.testing_cpu.pid, self.secondary_cpu.pid),
+            false => (self.testing_cpu.pid, self.running_cpu.pid),
+        };
+        if t == 0 || o == 0 {
             return None;
         }
-        let usage = crate::usage::of(&[t, r]);
-        let (tu, ru) = (usage.first().copied()??, usage.get(1).copied()??);
+        let usage = crate::usage::of_groups(&[t, o]);
+        let (tu, ou) = (usage.first().copied()??, usage.get(1).copied()??);
         let tb = *self
             .testing_cpu
             .first
             .get_or_insert((tu.cpu_seconds, self.pairs));
-        let rb = *self
-            .running_cpu
-            .first
-            .get_or_insert((ru.cpu_seconds, running_requests));
+        let base = match secondary {
+            true => &mut self.secondary_cpu,
+            false => &mut self.running_cpu,
+        };
+        let ob = *base.first.get_or_insert((ou.cpu_seconds, other_requests));
         Some(Resources {
-            running_rss: ru.resident_bytes,
+            other,
+            other_rss: ou.resident_bytes,
             testing_rss: tu.resident_bytes,
-            running_cpu: ru.cpu_seconds - rb.0,
+            other_cpu: ou.cpu_seconds - ob.0,
             testing_cpu: tu.cpu_seconds - tb.0,
-            running_requests: running_requests.saturating_sub(rb.1),
+            other_requests: other_requests.saturating_sub(ob.1),
             testing_requests: self.pairs.saturating_sub(tb.1),
         })
     }
@@ -314,6 +343,9 @@ impl Scorecard {
         push_sample(&mut self.running_latency, slot, p.running_latency);
         if let Some(l) = p.testing_latency {
             push_sample(&mut self.testing_latency, slot, l);
+        }
+        if p.secondary_latency.is_some() {
+            self.secondary_answered += 1;
         }
         if let (Some(t), Some(s)) = (p.testing_latency, p.secondary_latency) {
             let e = self

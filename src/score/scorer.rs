@@ -32,6 +32,9 @@ pub enum ScorerControl {
     Clear,
     /// The secondary was given up for this build: noise stays unknown.
     NoNoise,
+    /// The secondary is ready (its pid, the id of its process group) or gone (`None`): testing's
+    /// memory and CPU are compared with it, which gets exactly testing's copies.
+    Secondary(Option<u32>),
     /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
     Config(ScoreConfig),
 }
@@ -85,6 +88,12 @@ pub async fn run(
                     ScorerControl::NoNoise => {
                         if let Some(c) = card.as_mut() {
                             c.noise = false;
+                        }
+                        continue;
+                    }
+                    ScorerControl::Secondary(pid) => {
+                        if let Some(c) = card.as_mut() {
+                            c.follow_secondary(pid);
                         }
                         continue;
                     }
