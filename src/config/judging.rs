@@ -26,6 +26,9 @@ pub struct ScoreConfig {
     pub max_log_warn_delta: f64,
     /// Pairs an endpoint needs before it is judged alone.
     pub min_endpoint_pairs: u64,
+    /// `MAX_ENDPOINTS`: endpoints tallied one by one; the rest share one row, so a client asking
+    /// for endless distinct paths cannot grow understudy's memory.
+    pub max_endpoints: usize,
     /// Optional p95 latency ceiling as a ratio to running.
     pub max_p95_ratio: Option<f64>,
     /// Optional ceiling on the share of pairs with one (non-noise) difference.
@@ -70,6 +73,7 @@ pub(super) fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
         max_log_error_delta: raw.number("MAX_LOG_ERROR_DELTA", 0.0, MAX_LOG_DELTA, lines)?,
         max_log_warn_delta: raw.number("MAX_LOG_WARN_DELTA", 0.0, MAX_LOG_DELTA, lines)?,
         min_endpoint_pairs: raw.count("MIN_ENDPOINT_PAIRS", 1, MAX_COUNT, "")?,
+        max_endpoints: raw.count_usize("MAX_ENDPOINTS", 100_000)?,
         max_p95_ratio: raw.optional_number(
             "MAX_P95_RATIO",
             1.0,

@@ -55,6 +55,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_CLIENT_ERROR_DELTA", default: "0.05", doc: "Largest allowed share of requests that running answers 2xx and testing answers 4xx." },
     KeyDoc { key: "MAX_LOG_ERROR_DELTA", default: "0.05", doc: "Largest allowed excess of testing's error log lines per mirrored request over running's." },
     KeyDoc { key: "MAX_LOG_WARN_DELTA", default: "0.5", doc: "Largest allowed excess of testing's warn log lines per mirrored request over running's." },
+    KeyDoc { key: "MAX_ENDPOINTS", default: "256", doc: "Endpoints scored one by one (and the same number of differing paths per endpoint); pairs of any further endpoint are counted together as \"(other endpoints)\", so endless distinct paths cannot grow memory." },
     KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged." },
     KeyDoc { key: "MAX_P95_RATIO", default: "2", doc: "Reject when testing's p95 latency exceeds the secondary's (running's version, same copies, same path) by this factor and the shift is significant at CONFIDENCE; empty reports only. Without a secondary (NOISE_CANCEL=off) latency is reported, never judged." },
     KeyDoc { key: "MAX_BODY_DIFF", default: "auto", doc: "Reject when a difference (one path of one endpoint, not noise) is in more than this share of same-status answers; auto means 0.05 with NOISE_CANCEL on and report only with it off; empty reports only." },

@@ -127,9 +127,16 @@ fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
         name: "endpoints",
         score: if missing.is_empty() { 100 } else { 0 },
         detail: format!(
-            "{} endpoints, {} missing on testing",
+            "{} endpoints, {} missing on testing{}",
             s.endpoints.len(),
-            missing.len()
+            missing.len(),
+            match s.endpoint_overflow {
+                0 => String::new(),
+                n => format!(
+                    "; MAX_ENDPOINTS reached: {n} pairs of further endpoints counted as {}",
+                    crate::score::scorecard::OTHER_ENDPOINTS
+                ),
+            }
         ),
     }
 }

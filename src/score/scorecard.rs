@@ -16,6 +16,10 @@ use crate::instance::InstanceId;
 
 /// Latency samples kept per side; older ones are overwritten so memory stays bounded.
 const LATENCY_SAMPLES: usize = 8192;
+/// `MAX_ENDPOINTS` until the scorer says otherwise.
+const MAX_ENDPOINTS_DEFAULT: usize = 256;
+/// The row that counts every endpoint past `MAX_ENDPOINTS`.
+pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
 
 /// Counts for one endpoint (method + folded path).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,6 +80,8 @@ pub struct Summary {
     pub testing_p95: Option<Duration>,
     /// Running's latency samples, in seconds (for Mann-Whitney U).
     pub running_latencies: Vec<f64>,
+    /// Pairs counted under [`OTHER_ENDPOINTS`] because `MAX_ENDPOINTS` were already kept.
+    pub endpoint_overflow: u64,
     /// The secondary's p95 over the copies it answered with testing.
     pub secondary_p95: Option<Duration>,
     /// Testing's p95 over those same copies.
@@ -185,6 +191,10 @@ pub struct Scorecard {
     since: Instant,
     pairs: u64,
     endpoints: BTreeMap<String, EndpointStats>,
+    /// `MAX_ENDPOINTS`: endpoints tallied alone before the rest share [`OTHER_ENDPOINTS`].
+    max_endpoints: usize,
+    /// Pairs counted under [`OTHER_ENDPOINTS`].
+    endpoint_overflow: u64,
     running_latency: Vec<Duration>,
     testing_latency: Vec<Duration>,
     /// (testing, secondary) latencies of copies both answered, ring-buffered like the others.
@@ -222,6 +232,8 @@ impl Scorecard {
             since: now,
             pairs: 0,
             endpoints: BTreeMap::new(),
+            max_endpoints: MAX_ENDPOINTS_DEFAULT,
+            endpoint_overflow: 0,
             running_latency: Vec::new(),
             testing_latency: Vec::new(),
             paired_latency: Vec::new(),
@@ -299,59 +311,44 @@ impl Scorecard {
         })
     }
 
+    /// Use `MAX_ENDPOINTS` from now on (from the scorer's configuration).
+    pub(super) fn limit_endpoints(&mut self, max: usize) {
+        self.max_endpoints = max.max(1);
+        self.diffs = DiffStats::with_limits(self.max_endpoints, self.max_endpoints);
+        self.noise_diffs = DiffStats::with_limits(self.max_endpoints, self.max_endpoints);
+    }
+
+    /// The row a pair is tallied under: its endpoint, or [`OTHER_ENDPOINTS`] once
+    /// `MAX_ENDPOINTS` are kept.
+    fn row(&mut self, p: &Pair) -> String {
+        let key = endpoint_key(&p.method, &p.path);
+        if self.endpoints.contains_key(&key) || self.endpoints.len() < self.max_endpoints {
+            return key;
+        }
+        self.endpoint_overflow += 1;
+        OTHER_ENDPOINTS.to_string()
+    }
+
     /// Fold one pair in.
     pub fn record(&mut self, p: &Pair) {
         if p.testing != self.testing {
             return;
         }
         self.pairs += 1;
-        let e = self
-            .endpoints
-            .entry(endpoint_key(&p.method, &p.path))
-            .or_default();
-        e.pairs += 1;
-        let run = p.running_status;
-        if run >= 500 {
-            e.running_5xx += 1;
-        }
-        match p.testing_status {
-            None => e.testing_5xx += 1,
-            Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
-            Some(t) if matches!(t, 404 | 405 | 501) && run != 404 && run != t => {
-                e.missing_on_testing += 1
-            }
-            Some(t) if (400..500).contains(&t) && (200..300).contains(&run) => {
-                e.ok_to_client_error += 1
-            }
-            _ => {}
-        }
-        if p.testing_status == Some(run) {
-            e.same_status += 1;
-        }
+        let key = self.row(p);
+        let e = self.endpoints.entry(key.clone()).or_default();
+        tally_statuses(e, p);
         if let Some(diffs) = &p.diffs {
             e.bodies_compared += 1;
             if diffs.iter().any(|d| d.kind.counts()) {
                 e.bodies_differ += 1;
             }
-            let key = endpoint_key(&p.method, &p.path);
             self.diffs.record(&key, diffs);
             if let Some(noise) = &p.noise {
                 self.noise_diffs.record(&key, noise);
             }
         }
-        let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
-        push_sample(&mut self.running_latency, slot, p.running_latency);
-        if let Some(l) = p.testing_latency {
-            push_sample(&mut self.testing_latency, slot, l);
-        }
-        if p.secondary_latency.is_some() {
-            self.secondary_answered += 1;
-        }
         if let (Some(t), Some(s)) = (p.testing_latency, p.secondary_latency) {
-            let e = self
-                .endpoints
-                .get_mut(&endpoint_key(&p.method, &p.path))
-                .expect("inserted above");
             e.latency_paired += 1;
             // Floored at a microsecond, so a zero reading cannot make an infinite factor.
             let floor = |d: Duration| d.as_secs_f64().max(1e-6);
@@ -363,6 +360,14 @@ impl Scorecard {
             } else {
                 self.paired_latency[slot] = (t, s);
             }
+        }
+        if p.secondary_latency.is_some() {
+            self.secondary_answered += 1;
+        }
+        let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
+        push_sample(&mut self.running_latency, slot, p.running_latency);
+        if let Some(l) = p.testing_latency {
+            push_sample(&mut self.testing_latency, slot, l);
         }
     }
 
@@ -394,6 +399,7 @@ impl Scorecard {
             elapsed: now.duration_since(self.since),
             pairs: self.pairs,
             endpoints: self.endpoints.clone(),
+            endpoint_overflow: self.endpoint_overflow,
             running_requests: running_requests_now.saturating_sub(self.requests_at_start),
             testing_errors: te,
             testing_warns: tw,
@@ -402,6 +408,29 @@ impl Scorecard {
             running_p95: p95(&self.running_latency),
             testing_p95: p95(&self.testing_latency),
         }
+    }
+}
+
+/// Count a pair's statuses into its endpoint's row.
+fn tally_statuses(e: &mut EndpointStats, p: &Pair) {
+    e.pairs += 1;
+    let run = p.running_status;
+    if run >= 500 {
+        e.running_5xx += 1;
+    }
+    match p.testing_status {
+        None => e.testing_5xx += 1,
+        Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
+        Some(t) if matches!(t, 404 | 405 | 501) && run != 404 && run != t => {
+            e.missing_on_testing += 1
+        }
+        Some(t) if (400..500).contains(&t) && (200..300).contains(&run) => {
+            e.ok_to_client_error += 1
+        }
+        _ => {}
+    }
+    if p.testing_status == Some(run) {
+        e.same_status += 1;
     }
 }
 
@@ -459,6 +488,34 @@ mod tests {
         );
         assert_eq!(c.endpoints["GET /x"].missing_on_testing, 0);
         assert_eq!(c.endpoints["GET /y"].testing_5xx, 1);
+    }
+
+    #[test]
+    fn endpoints_past_the_cap_share_one_row_and_known_ones_keep_counting() {
+        let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
+        c.limit_endpoints(3);
+        let p = |path: &str| Pair {
+            testing: InstanceId(1),
+            method: Method::GET,
+            path: path.to_string(),
+            running_status: 200,
+            running_latency: Duration::from_millis(1),
+            testing_status: Some(500),
+            testing_latency: Some(Duration::from_millis(1)),
+            secondary_latency: None,
+            testing_error: None,
+            diffs: Some(Vec::new()),
+            noise: None,
+        };
+        for i in 0..1000 {
+            c.record(&p(&format!("/random/word{i}x")));
+            c.record(&p("/api/items"));
+        }
+        assert_eq!(c.endpoints.len(), 4, "{:?}", c.endpoints.keys());
+        assert_eq!(c.endpoints["GET /api/items"].testing_5xx, 1000);
+        assert_eq!(c.endpoints[OTHER_ENDPOINTS].pairs, 998);
+        assert_eq!(c.endpoint_overflow, 998);
+        assert!(c.diffs.endpoints.len() <= 3);
     }
 
     #[test]

@@ -77,7 +77,11 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             Some(c) = control.recv() => {
                 card = match c {
-                    ScorerControl::Watch(w) => Some(Scorecard::new(w, requests.load(Ordering::Relaxed), Instant::now())),
+                    ScorerControl::Watch(w) => {
+                        let mut c = Scorecard::new(w, requests.load(Ordering::Relaxed), Instant::now());
+                        c.limit_endpoints(cfg.max_endpoints);
+                        Some(c)
+                    }
                     ScorerControl::Running { running_dir, running_pid } => {
                         if let Some(c) = card.as_mut() {
                             c.follow_running(running_dir, running_pid);

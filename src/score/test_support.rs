@@ -18,6 +18,7 @@ pub(super) fn cfg() -> ScoreConfig {
         max_log_error_delta: 0.05,
         max_log_warn_delta: 0.5,
         min_endpoint_pairs: 5,
+        max_endpoints: 256,
         max_p95_ratio: None,
         max_body_diff: None,
         diff_relative: 0.2,
