@@ -64,6 +64,16 @@ pub enum TxnKind {
     Rollback,
 }
 
+impl TxnKind {
+    /// Its name in events and logs, as the state file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnKind::Promotion => "promotion",
+            TxnKind::Rollback => "rollback",
+        }
+    }
+}
+
 /// How far a transaction got. Before [`TxnStep::Switched`] a crash undoes it (the old version
 /// serves); from it on a crash completes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -781,12 +791,11 @@ impl Decision<'_> {
         if switched {
             // Users were already served by the new version: complete the transaction.
             let t = r.txn.clone().expect("checked above");
-            tracing::warn!(
-                "completing the {:?} of {} that was interrupted after its switch: it serves, {} is filed away",
-                t.kind,
-                t.version,
-                t.from.as_ref().map_or("nothing".to_string(), Version::to_string)
-            );
+            self.emit(Event::SwitchCompleted {
+                kind: t.kind.name().to_string(),
+                version: t.version.clone(),
+                from: t.from.clone(),
+            });
             self.s.txn = Some(t);
             self.s.txn_post_due = true;
         }
@@ -808,14 +817,11 @@ impl Decision<'_> {
         // Interrupted before its switch: undo it. The old version serves; a promoted build is
         // tested again (unless a newer one waits), a restored one goes back to the archive.
         let kind = r.txn.as_ref().map_or(TxnKind::Promotion, |t| t.kind);
-        tracing::warn!(
-            "undoing the {kind:?} of {} that was interrupted before its switch: {} keeps serving",
-            undone.version,
-            self.s
-                .running
-                .as_ref()
-                .map_or("nothing".to_string(), |r| r.version().to_string())
-        );
+        self.emit(Event::SwitchUndone {
+            kind: kind.name().to_string(),
+            version: undone.version.clone(),
+            serving: self.s.running.as_ref().map(|r| r.version().clone()),
+        });
         let newer_waits = self
             .s
             .pending
@@ -913,12 +919,11 @@ impl Decision<'_> {
         if self.s.failures > MAX_RUNNING_RESTARTS && self.s.running.is_none() {
             if let Some(r) = self.s.restart.take() {
                 // Running is crash-looping: the new build is the way out, as the log promised.
-                tracing::warn!(
-                    "{} replaces running {}, which failed {} times in a row",
-                    installed.version,
-                    r.installed.version,
-                    self.s.failures
-                );
+                self.emit(Event::CrashLoopReplaced {
+                    version: installed.version.clone(),
+                    replaced: r.installed.version.clone(),
+                    failures: self.s.failures,
+                });
                 self.s.failures = 0;
                 self.archive_if_unused(r.installed.version);
                 self.s.switch_why = Some(SwitchWhy::CrashLoop);
@@ -945,11 +950,6 @@ impl Decision<'_> {
             return;
         };
         if let Some(old) = self.s.testing.take() {
-            tracing::info!(
-                "{} replaces {} as testing",
-                installed.version,
-                old.version()
-            );
             self.unroute_testing(&old);
             self.retire(old, false, AfterStop::ArchiveIfUnused);
         }
@@ -983,11 +983,7 @@ impl Decision<'_> {
                     // No port to spare in PORT_RANGE: noise stays unknown rather than have the
                     // verdict wait for an instance that cannot start.
                     if let Some(slot) = self.s.secondary.take() {
-                        tracing::warn!(
-                            "no free port in PORT_RANGE for the secondary instance of {}; differences are judged without noise cancellation",
-                            slot.version()
-                        );
-                        self.give_up_secondary(slot);
+                        self.give_up_secondary(slot, "no free port in PORT_RANGE".into());
                     }
                     continue;
                 }
@@ -1366,15 +1362,15 @@ impl Decision<'_> {
         let Some(slot) = self.s.secondary.take() else {
             return;
         };
-        tracing::warn!(
-            "the secondary instance of {} {why}; differences are judged without noise cancellation for this build",
-            slot.version()
-        );
-        self.give_up_secondary(slot);
+        self.give_up_secondary(slot, why);
     }
 
     /// No secondary for the build under test: it is judged with noise unknown.
-    fn give_up_secondary(&mut self, slot: Slot) {
+    fn give_up_secondary(&mut self, slot: Slot, reason: String) {
+        self.emit(Event::SecondaryGivenUp {
+            version: slot.version().clone(),
+            reason,
+        });
         self.s.secondary_off = self.s.testing.as_ref().map(|t| t.id);
         if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
             self.out.push(Action::Score(ScorerControl::NoNoise));
@@ -1438,7 +1434,6 @@ impl Decision<'_> {
         if let Some(spare) = self.s.spare.take() {
             // A fresh instance is already on its way: it takes over as soon as it is ready.
             let old = self.s.running.replace(spare).expect("called for running");
-            tracing::error!("running {} {why}", old.version());
             self.retire(old, false, AfterStop::Keep);
             self.publish_routes();
             return;
@@ -1446,7 +1441,6 @@ impl Decision<'_> {
         let slot = self.s.running.take().expect("called for running");
         let version = slot.version().clone();
         let installed = slot.installed.clone();
-        tracing::error!("running {version} {why}");
         if !slot.proven {
             // A first build that never worked is turned away, like a failing testing build.
             self.publish_routes();
@@ -1474,11 +1468,11 @@ impl Decision<'_> {
         };
         let delay = restart_delay(self.s.failures);
         if self.s.failures > MAX_RUNNING_RESTARTS {
-            tracing::error!(
-                "running {version} failed {} times in a row; retrying every {:?}. Drop a newer build to replace it.",
-                self.s.failures,
-                RESTART_BACKOFF_CAP
-            );
+            self.emit(Event::CrashLooping {
+                version: version.clone(),
+                failures: self.s.failures,
+                retry_every_ms: RESTART_BACKOFF_CAP.as_millis() as u64,
+            });
         }
         let why_short = why.lines().next().unwrap_or_default().to_string();
         self.emit(Event::RestartScheduled {
@@ -1557,7 +1551,7 @@ impl Decision<'_> {
                 {
                     // PRE_PROMOTE said no: an operator's promote may try again.
                 } else if self.held_by_schedule(&version) {
-                    tracing::info!("{version} passed; its promotion waits for its scheduled time");
+                    // Scored says it passed, Scheduled said when it will be promoted.
                 } else {
                     self.begin_promotion(SwitchWhy::Automatic)
                 }
@@ -1577,7 +1571,10 @@ impl Decision<'_> {
         let Some(testing) = self.s.testing.take() else {
             return;
         };
-        tracing::warn!("rejecting {}: {}", testing.version(), reasons.join("; "));
+        self.emit(Event::Rejecting {
+            version: testing.version().clone(),
+            reasons: reasons.clone(),
+        });
         let why = format!("{} was rejected: {}", testing.version(), reasons.join("; "));
         self.cancel_schedules_of(testing.version(), &why);
         self.unroute_testing(&testing);
@@ -1729,13 +1726,6 @@ impl Decision<'_> {
 
     fn abort_promotion(&mut self, reasons: Vec<String>) {
         let next = self.s.next.take().expect("called for next");
-        tracing::error!(
-            "promotion of {} failed; {} keeps serving",
-            next.version(),
-            self.running_version()
-                .map(Version::to_string)
-                .unwrap_or_else(|| "nothing".into())
-        );
         self.emit(Event::PromotionFailed {
             version: next.version().clone(),
             reasons: reasons.clone(),
@@ -1829,14 +1819,10 @@ impl Decision<'_> {
                     .is_some_and(|t| *t.version() == version && t.is_ready());
                 match result {
                     Ok(()) if still_testing => self.promote_testing(txn.why),
-                    Ok(()) => {
-                        tracing::info!("{version} left testing while PRE_PROMOTE ran; no promotion")
-                    }
+                    // It left testing while PRE_PROMOTE ran (what took it out said so): no promotion.
+                    Ok(()) => {}
                     Err(e) => {
                         let reason = format!("PRE_PROMOTE refused it: {e}");
-                        tracing::error!(
-                            "promotion of {version} aborted, running untouched, {version} stays testing: {reason}"
-                        );
                         self.emit(Event::PromotionFailed {
                             version: version.clone(),
                             reasons: vec![reason.clone()],
@@ -1846,9 +1832,7 @@ impl Decision<'_> {
                 }
             }
             Hook::PostPromote | Hook::PostRollback => {
-                if let Err(e) = &result {
-                    tracing::error!("{e} (the switch to {version} stands)");
-                }
+                // A failure was announced by HookRan above; the switch stands either way.
                 if self.s.txn.as_ref().is_some_and(|t| t.version == version) {
                     self.s.txn = None;
                 }
@@ -1947,17 +1931,18 @@ impl Decision<'_> {
         match result {
             Ok(Filed::Archived(zip)) => self.emit(Event::Archived { version, zip }),
             Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected { version, reasons }),
-            Err(e) => match retry {
-                Some(action) if attempts < MAX_FILING_ATTEMPTS => {
-                    tracing::error!(
-                        "cannot file away version {version} (attempt {attempts}): {e}; retrying in {GC_EVERY:?}"
-                    );
+            Err(error) => {
+                let retrying = retry.is_some() && attempts < MAX_FILING_ATTEMPTS;
+                self.emit(Event::FilingFailed {
+                    version,
+                    attempt: attempts,
+                    error,
+                    retrying,
+                });
+                if let Some(action) = retry.filter(|_| retrying) {
                     self.s.refile.push((action, attempts));
                 }
-                _ => tracing::error!(
-                    "cannot file away version {version}: {e}; giving up after {attempts} attempts, its folder stays"
-                ),
-            },
+            }
         }
         self.out.push(Action::Collect);
     }
@@ -1991,7 +1976,6 @@ impl Decision<'_> {
                     ))));
                 }
                 let version = testing.version().clone();
-                tracing::info!("operator promotes {version}");
                 self.s.hook_block = None;
                 self.begin_promotion(SwitchWhy::Operator);
                 Ok(format!("promoting {version}"))
@@ -2072,7 +2056,6 @@ impl Decision<'_> {
                  rollback goes to a version that served before"
             ));
         }
-        tracing::info!("operator rolls back to {target}");
         self.s.restoring = Some((target.clone(), Some(id)));
         self.out.push(Action::Restore(target));
         None
@@ -2106,8 +2089,12 @@ impl Decision<'_> {
         };
         match (id, result) {
             (Some(id), result) => self.out.push(Action::Reply { id, result }),
-            (None, Err(e)) => tracing::error!("the guard's rollback to {version} failed: {e}"),
-            (None, Ok(m)) => tracing::warn!("guard: {m}"),
+            (None, Err(e)) => self.emit(Event::RollbackFailed {
+                version,
+                reason: e.to_string(),
+            }),
+            // Promoting says it.
+            (None, Ok(_)) => {}
         }
     }
 
@@ -2133,11 +2120,10 @@ impl Decision<'_> {
         };
         if now >= g.until {
             let g = self.s.guard.take().expect("checked above");
-            tracing::info!(
-                "{} held through ROLLBACK_WINDOW; {} is filed away",
-                g.version,
-                g.from
-            );
+            self.emit(Event::GuardEnded {
+                version: g.version.clone(),
+                from: g.from.clone(),
+            });
             self.archive_if_unused(g.from);
             return;
         }
@@ -2184,17 +2170,16 @@ impl Decision<'_> {
         let Some(g) = self.s.guard.take() else {
             return;
         };
-        tracing::error!("guard: {} {why}; rolling back to {}", g.version, g.from);
         self.emit(Event::GuardTripped {
             version: g.version.clone(),
             to: g.from.clone(),
             reason: why,
         });
         if self.s.next.is_some() || self.s.restoring.is_some() {
-            tracing::error!(
-                "guard: another switch is under way; not rolling back to {}",
-                g.from
-            );
+            self.emit(Event::RollbackFailed {
+                version: g.from.clone(),
+                reason: "another switch is under way".into(),
+            });
             self.archive_if_unused(g.from);
             return;
         }
@@ -2226,10 +2211,11 @@ impl Decision<'_> {
             if !known {
                 self.s.last_schedule_id += 1;
                 let sch = Schedule::new(self.s.last_schedule_id, None, at, Origin::Config);
-                tracing::info!(
-                    "PROMOTE_AT: whatever is under test at {} will be promoted then",
-                    sch.at
-                );
+                self.emit(Event::Scheduled {
+                    id: sch.id,
+                    version: None,
+                    at: sch.at.clone(),
+                });
                 self.s.schedules.push(sch);
             }
         }
@@ -2263,7 +2249,6 @@ impl Decision<'_> {
             "schedule #{id}: {version} will be promoted at {} (until then it is scored, but not promoted automatically)",
             sch.at
         );
-        tracing::info!("{message}");
         self.emit(Event::Scheduled {
             id,
             version: Some(version),
@@ -2314,7 +2299,6 @@ impl Decision<'_> {
             }
         }
         for id in ended {
-            tracing::warn!("schedule #{id} cancelled: {reason}");
             self.emit(Event::ScheduleEnded {
                 id,
                 outcome: "cancelled".into(),
@@ -2358,9 +2342,6 @@ impl Decision<'_> {
                         Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
                         Outcome::Pending => ("pending", String::new()),
                     };
-                    if name == "missed" {
-                        tracing::error!("schedule #{} missed: {reason}", sch.id);
-                    }
                     self.emit(Event::ScheduleEnded {
                         id: sch.id,
                         outcome: name.into(),
@@ -2389,7 +2370,6 @@ impl Decision<'_> {
             .map(|t| t.version().clone());
         match ready {
             Some(version) if self.s.next.is_none() => {
-                tracing::info!("schedule #{} fires: promoting {version}", sch.id);
                 self.begin_promotion(SwitchWhy::Scheduled);
                 Some(Outcome::Fired {
                     fired_at: control::rfc3339(self.wall),

@@ -406,8 +406,25 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
     }
     // Past the limit, a newer build is the way out: it serves as soon as it is installed.
     tokio::time::advance(Duration::from_secs(1)).await;
-    crash(&mut sim, id);
+    let a = crash(&mut sim, id);
+    assert!(
+        emitted(&a).iter().any(|e| matches!(
+            e,
+            Event::CrashLooping {
+                failures: 9,
+                retry_every_ms: 30_000,
+                ..
+            }
+        )),
+        "{a:#?}"
+    );
     let a = sim.deliver("1.1.0");
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+            Event::CrashLoopReplaced { version, replaced, failures: 9 }
+                if *version == v("1.1.0") && *replaced == v("1.0.0"))),
+        "{a:#?}"
+    );
     let (_, role, _) = start_in(&a).unwrap();
     assert_eq!(role, Role::Running);
     let stopped = sim.feed(Input::Stopped { id });
@@ -763,6 +780,44 @@ async fn a_failed_filing_is_retried_at_each_collection_then_given_up() {
     assert!(
         !sim.feed(Input::Tick).contains(&archive),
         "given up after {MAX_FILING_ATTEMPTS} attempts"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn decide_announces_a_failed_filing_as_an_event_not_a_log_line() {
+    // decide logs nothing itself: what an operator must hear comes back as an event.
+    let mut sim = Sim::new(PORTS);
+    let filing_failed = |a: &[Action]| -> Vec<(u32, bool)> {
+        emitted(a)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::FilingFailed {
+                    version,
+                    attempt,
+                    error,
+                    retrying,
+                } => {
+                    assert_eq!((version, error.as_str()), (&v("1.0.0"), "disk full"));
+                    Some((*attempt, *retrying))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let fail = |sim: &mut Sim, retry| {
+        sim.feed(Input::Filed {
+            version: v("1.0.0"),
+            result: Err("disk full".into()),
+            retry,
+        })
+    };
+    let a = fail(&mut sim, Some(Action::Archive(v("1.0.0"))));
+    assert_eq!(filing_failed(&a), vec![(1, true)], "{a:#?}");
+    let a = fail(&mut sim, None);
+    assert_eq!(
+        filing_failed(&a),
+        vec![(1, false)],
+        "nothing to retry: {a:#?}"
     );
 }
 
