@@ -2,10 +2,22 @@
 //! tokio's paused clock, moved by hand.
 
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
+use semver::Version;
+use tokio::time::Instant;
+
+use super::decide::{refusal, BUSY_PORT_RETRY, GC_EVERY, MAX_FILING_ATTEMPTS, RESTART_STABLE};
+use super::schedule::{Origin, Outcome};
 use super::*;
-use crate::artifact::{ArtifactName, Kind};
-use crate::score::Evaluation;
+use crate::artifact::{ArtifactName, Installed, Kind};
+use crate::events::{Event, VerdictKind};
+use crate::history::SwitchWhy;
+use crate::hooks::{Hook, HookSet};
+use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
+use crate::layout::Role;
+use crate::score::{Evaluation, Scored, ScorerControl, Verdict};
+use crate::watcher::Dropped;
 
 const PORTS: (u16, u16) = (30000, 30009);
 
