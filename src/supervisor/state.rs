@@ -90,7 +90,7 @@ pub struct Persisted {
     pub txn: Option<Txn>,
 }
 
-/// What the executor found on disk at start, for [`Input::Resume`].
+/// What the executor found on disk at start, for [`Input::Resume`](super::Input::Resume).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Resumed {
     /// The running version, installed and startable.
@@ -238,7 +238,7 @@ pub(super) struct Restart {
     pub(super) at: Instant,
 }
 
-/// Everything the supervisor knows; only [`decide`] changes it.
+/// Everything the supervisor knows; only [`decide()`](super::decide()) changes it.
 #[derive(Debug)]
 pub struct State {
     pub(super) ports: (u16, u16),
@@ -366,7 +366,7 @@ impl State {
         }
     }
 
-    /// When the supervisor next needs an [`Input::Tick`]: a restart, a garbage collection, or a
+    /// When the supervisor next needs an [`Input::Tick`](super::Input::Tick): a restart, a garbage collection, or a
     /// retry of ports that were busy.
     pub fn deadline(&self) -> Instant {
         [
