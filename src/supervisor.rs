@@ -9,6 +9,7 @@ pub mod control;
 mod decide;
 pub mod executor;
 mod files;
+mod resume;
 pub mod schedule;
 mod state;
 
