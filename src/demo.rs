@@ -268,6 +268,43 @@ fn narrate(e: &Event) {
             outcome,
             reason,
         } => format!("schedule #{id} {outcome}: {reason}"),
+        Event::Rejecting { version, reasons } => {
+            format!("rejecting {version}: {}", reasons.join("; "))
+        }
+        Event::SwitchCompleted { kind, version, .. } => {
+            format!("completed the interrupted {kind} of {version}")
+        }
+        Event::SwitchUndone { kind, version, .. } => {
+            format!("undid the interrupted {kind} of {version}")
+        }
+        Event::CrashLooping {
+            version, failures, ..
+        } => format!("running {version} CRASH-LOOPS ({failures} failures in a row)"),
+        Event::CrashLoopReplaced {
+            version, replaced, ..
+        } => format!("{version} replaces crash-looping {replaced}"),
+        Event::SecondaryGivenUp { version, reason } => {
+            format!("secondary {version} given up ({reason}): noise unknown")
+        }
+        Event::FilingFailed {
+            version,
+            error,
+            retrying,
+            ..
+        } => format!(
+            "cannot file away {version}: {error}{}",
+            if *retrying {
+                "; retrying"
+            } else {
+                "; giving up"
+            }
+        ),
+        Event::RollbackFailed { version, reason } => {
+            format!("rollback to {version} failed: {reason}")
+        }
+        Event::GuardEnded { version, from } => {
+            format!("{version} held through the rollback window; {from} is filed away")
+        }
     };
     println!("   · {line}");
 }

@@ -174,6 +174,54 @@ pub enum Event {
     DiskFull { why: String },
     /// Its state is saved again.
     DiskRecovered,
+    /// Testing is turned away now (a reject verdict, a failure, an operator's abort); its files
+    /// follow to `rejected/` once it is stopped, then `rejected` says so.
+    Rejecting {
+        version: Version,
+        reasons: Vec<String>,
+    },
+    /// At start, a promotion or rollback interrupted after its switch was completed: `version`
+    /// serves, `from` is filed away.
+    SwitchCompleted {
+        kind: String,
+        version: Version,
+        from: Option<Version>,
+    },
+    /// At start, a promotion or rollback interrupted before its switch was undone: `serving`
+    /// keeps serving users.
+    SwitchUndone {
+        kind: String,
+        version: Version,
+        serving: Option<Version>,
+    },
+    /// Running failed `failures` times in a row: it is retried every `retry_every_ms`, and a
+    /// newer build dropped now replaces it.
+    CrashLooping {
+        version: Version,
+        failures: u32,
+        retry_every_ms: u64,
+    },
+    /// A newly installed build replaced a crash-looping running version.
+    CrashLoopReplaced {
+        version: Version,
+        replaced: Version,
+        failures: u32,
+    },
+    /// The secondary instance of running's version is given up on for this build: its
+    /// differences are judged without noise cancellation.
+    SecondaryGivenUp { version: Version, reason: String },
+    /// Filing a version away (archive or `rejected/`) failed; `retrying` says whether it is tried
+    /// again at the next collection or given up on (its folder stays).
+    FilingFailed {
+        version: Version,
+        attempt: u32,
+        error: String,
+        retrying: bool,
+    },
+    /// The guard's rollback to `version` did not happen; the promoted version keeps serving.
+    RollbackFailed { version: Version, reason: String },
+    /// A promoted version held through `ROLLBACK_WINDOW`; the one it replaced is filed away.
+    GuardEnded { version: Version, from: Version },
 }
 
 impl Event {
@@ -269,7 +317,13 @@ impl Event {
                 id,
                 outcome,
                 reason,
-            } => tracing::info!(target: T, id, outcome, reason, "schedule_ended"),
+            } => {
+                if outcome == "missed" {
+                    tracing::error!(target: T, id, outcome, reason, "schedule_ended")
+                } else {
+                    tracing::info!(target: T, id, outcome, reason, "schedule_ended")
+                }
+            }
             Event::Archived { version, zip } => {
                 tracing::info!(target: T, %version, zip = %zip.display(), "archived")
             }
@@ -278,6 +332,50 @@ impl Event {
             }
             Event::DiskFull { why } => tracing::error!(target: T, why, "disk_full"),
             Event::DiskRecovered => tracing::info!(target: T, "disk_recovered"),
+            Event::Rejecting { version, reasons } => {
+                tracing::warn!(target: T, %version, reasons = %reasons.join("; "), "rejecting")
+            }
+            Event::SwitchCompleted {
+                kind,
+                version,
+                from,
+            } => {
+                let from = from.as_ref().map(Version::to_string).unwrap_or_default();
+                tracing::warn!(target: T, kind, %version, from, "switch_completed")
+            }
+            Event::SwitchUndone {
+                kind,
+                version,
+                serving,
+            } => {
+                let serving = serving.as_ref().map(Version::to_string).unwrap_or_default();
+                tracing::warn!(target: T, kind, %version, serving, "switch_undone")
+            }
+            Event::CrashLooping {
+                version,
+                failures,
+                retry_every_ms,
+            } => tracing::error!(target: T, %version, failures, retry_every_ms, "crash_looping"),
+            Event::CrashLoopReplaced {
+                version,
+                replaced,
+                failures,
+            } => tracing::warn!(target: T, %version, %replaced, failures, "crash_loop_replaced"),
+            Event::SecondaryGivenUp { version, reason } => {
+                tracing::warn!(target: T, %version, reason, "secondary_given_up")
+            }
+            Event::FilingFailed {
+                version,
+                attempt,
+                error,
+                retrying,
+            } => tracing::error!(target: T, %version, attempt, error, retrying, "filing_failed"),
+            Event::RollbackFailed { version, reason } => {
+                tracing::error!(target: T, %version, reason, "rollback_failed")
+            }
+            Event::GuardEnded { version, from } => {
+                tracing::info!(target: T, %version, %from, "guard_ended")
+            }
         }
     }
 }

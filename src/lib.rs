@@ -13,7 +13,7 @@
 //! - [`proxy`]: the users' reverse proxy; [`proxy::mirror`] copies requests to testing.
 //! - [`diff`]: names how testing's answer differs from running's (pure), aggregated per endpoint.
 //! - [`score`]: pairs and log lines → verdict and score (pure [`score::evaluate`]).
-//! - [`supervisor`]: the one owner of state; the pure [`supervisor::decide`] answers every input
+//! - [`supervisor`]: the one owner of state; the pure [`supervisor::decide()`] answers every input
 //!   with actions, which [`supervisor::executor`] carries out and reports back.
 //! - [`archive`]: zips retired versions, deletes old archives over budget.
 //! - [`events`]: decisions, logged and broadcast.

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::files::{write_files, FileJob};
+use super::resume;
 use super::{
-    decide, Action, Filed, Input, Launched, Now, Persisted, RestoreFailure, Resumed, Routing,
-    StartFailure, State,
+    decide, Action, Filed, Input, Launched, Now, RestoreFailure, Routing, StartFailure, State,
 };
 use crate::archive;
 use crate::artifact::{self, Installed, Kind};
@@ -175,53 +175,16 @@ pub async fn run(
     let mut sample = tokio::time::interval(TRAFFIC_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let layout = Layout::new(&cfg.base, &cfg.identifier);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let (inst_tx, mut inst_rx) = mpsc::unbounded_channel();
-    let (files_tx, files_rx) = mpsc::unbounded_channel();
-    let disk_tx = done_tx.clone();
-    let files = tokio::spawn(write_files(layout.clone(), files_rx, move |why| {
-        let _ = disk_tx.send(Done::Disk(why));
-    }));
-    let mut exec = Executor {
-        cfg: cfg.clone(),
-        layout: layout.clone(),
+    let parts = Parts {
         spawner,
-        instances: HashMap::new(),
-        upstreams: HashMap::new(),
         routes,
         scorer,
         events,
-        inst_tx,
-        done_tx,
-        files_tx,
         live,
-        tasks: TaskTracker::new(),
-        inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
-        replies: HashMap::new(),
-        last_reply: 0,
     };
+    let (mut exec, mut done_rx, mut inst_rx, files) = Executor::new(cfg.clone(), layout, parts);
     let mut state = State::new(cfg.port_range, Instant::now());
-    let resumed = {
-        let layout = layout.clone();
-        tokio::task::spawn_blocking(move || {
-            archive::remove_stray_temps(&layout);
-            resume_from_disk(&layout)
-        })
-        .await
-        .unwrap_or_default()
-    };
-    let mut resumed = resumed;
-    resumed.promote_at = cfg.promote_at;
-    resumed.schedule_grace = cfg.missed_schedule_grace;
-    resumed.rollback_window = cfg.rollback_window;
-    resumed.noise_cancel = cfg.diff.noise_cancel;
-    resumed.max_5xx_delta = cfg.score.max_5xx_delta;
-    resumed.hooks = crate::hooks::HookSet {
-        pre_start: cfg.hooks.pre_start.is_some(),
-        pre_promote: cfg.hooks.pre_promote.is_some(),
-        post_promote: cfg.hooks.post_promote.is_some(),
-        post_rollback: cfg.hooks.post_rollback.is_some(),
-    };
+    let resumed = resume::resume(exec.layout.clone(), &cfg).await;
     exec.perform_all(decide(&mut state, Input::Resume(resumed), Now::read()));
     publish_status(&status, &state);
     loop {
@@ -234,15 +197,7 @@ pub async fn run(
             Some(s) = verdicts.recv() => Input::Scored(s),
             Some(d) = dropped.recv() => Input::Dropped(d),
             _ = tokio::time::sleep_until(deadline) => Input::Tick,
-            _ = sample.tick() => {
-                use std::sync::atomic::Ordering::Relaxed;
-                // 5xx answers from running, and requests running never answered (502s).
-                let classes = traffic.running.classes();
-                Input::Traffic {
-                    requests: traffic.requests.load(Relaxed),
-                    errors: classes[4] + classes[crate::proxy::NO_ANSWER],
-                }
-            }
+            _ = sample.tick() => traffic_sample(&traffic),
             _ = presence.tick() => {
                 exec.write_presence(&status);
                 continue;
@@ -266,6 +221,17 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || spawner_thread.join()).await;
 }
 
+/// The proxy's counters as the guard reads them: user requests, and 5xx answers from running
+/// with the requests running never answered (502s).
+fn traffic_sample(traffic: &crate::proxy::ProxyStats) -> Input {
+    use std::sync::atomic::Ordering::Relaxed;
+    let classes = traffic.running.classes();
+    Input::Traffic {
+        requests: traffic.requests.load(Relaxed),
+        errors: classes[4] + classes[crate::proxy::NO_ANSWER],
+    }
+}
+
 /// Publish the state's status if it changed, with ready times turned into wall-clock time.
 fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
     let (mono, wall) = (Instant::now(), std::time::SystemTime::now());
@@ -277,108 +243,6 @@ fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
         }
         changed
     });
-}
-
-/// Read which versions ran before a restart. Blocking. The state file says; where it is
-/// missing, unreadable or names a version that is gone, the `running` and `testing` symlinks and
-/// the version folders they point into say instead (with a warning).
-fn resume_from_disk(layout: &Layout) -> Resumed {
-    let path = layout.state_file();
-    let persisted = match std::fs::read_to_string(&path) {
-        Ok(text) => match serde_json::from_str::<Persisted>(&text) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(
-                    "{} is unreadable ({e}); rebuilding state from the symlinks",
-                    path.display()
-                );
-                None
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            tracing::warn!(
-                "cannot read {} ({e}); rebuilding state from the symlinks",
-                path.display()
-            );
-            None
-        }
-    };
-    let had_state = persisted.is_some();
-    let persisted = persisted.unwrap_or_default();
-    let find = |named: &Option<semver::Version>, role: Option<Role>| {
-        if let Some(v) = named {
-            match artifact::find_installed(layout, v) {
-                Some(found) => {
-                    tracing::info!("resuming {v} from {}", path.display());
-                    return Some(found);
-                }
-                None => tracing::warn!(
-                    "{} names {v}, but {} holds no startable build",
-                    path.display(),
-                    layout.version_dir(v).display()
-                ),
-            }
-        }
-        let role = role?;
-        let v = linked_version(layout, role)?;
-        let found = artifact::find_installed(layout, &v);
-        match &found {
-            Some(_) => tracing::warn!(
-                "rebuilt state: {role} is {v}, from the {} symlink",
-                layout.link(role).display()
-            ),
-            None => tracing::warn!(
-                "the {} symlink points into {}, which holds no startable build",
-                layout.link(role).display(),
-                layout.version_dir(&v).display()
-            ),
-        }
-        found
-    };
-    let running = find(&persisted.running, Some(Role::Running));
-    // What served before running, for a plain rollback.
-    let previous = running.as_ref().and_then(|r| {
-        let switches = crate::history::read(&layout.history_file()).ok()?;
-        let last = switches.iter().rev().find(|s| s.to == r.version)?;
-        last.from.clone()
-    });
-    let resumed = Resumed {
-        running,
-        testing: find(&persisted.testing, Some(Role::Testing)),
-        promoting: find(&persisted.promoting, None),
-        previous,
-        schedules: persisted.schedules.clone(),
-        promote_at: None,
-        schedule_grace: Duration::ZERO,
-        txn: persisted.txn.clone(),
-        hooks: Default::default(),
-        rollback_window: Duration::ZERO,
-        max_5xx_delta: 0.0,
-        noise_cancel: false,
-    };
-    if had_state && resumed == Resumed::default() {
-        tracing::warn!(
-            "nothing to resume: neither {} nor the symlinks name an installed build; drop a build to start",
-            path.display()
-        );
-    }
-    resumed
-}
-
-/// The version whose folder the role's symlink points into (`app-1.0.0/2` → 1.0.0).
-fn linked_version(layout: &Layout, role: Role) -> Option<semver::Version> {
-    let target = std::fs::read_link(layout.link(role)).ok()?;
-    let folder = target
-        .strip_prefix(layout.base())
-        .unwrap_or(&target)
-        .components()
-        .next()?
-        .as_os_str()
-        .to_str()?
-        .to_string();
-    let v = folder.strip_prefix(&format!("{}-", layout.identifier()))?;
-    semver::Version::parse(v).ok()
 }
 
 /// The hands of the supervisor: owns the child handles and the upstreams, and the channels
@@ -403,7 +267,56 @@ struct Executor {
     last_reply: u64,
 }
 
+/// What [`Executor::new`] is handed from [`run`]'s wiring.
+struct Parts {
+    spawner: Spawner,
+    routes: watch::Sender<Arc<Routes>>,
+    scorer: mpsc::UnboundedSender<ScorerControl>,
+    events: Events,
+    live: LiveGroups,
+}
+
 impl Executor {
+    /// An executor, the receivers its completions and instance news come back on, and the file
+    /// task (started here, writing under `layout`).
+    fn new(
+        cfg: Arc<Config>,
+        layout: Layout,
+        parts: Parts,
+    ) -> (
+        Executor,
+        mpsc::UnboundedReceiver<Done>,
+        mpsc::UnboundedReceiver<InstanceEvent>,
+        JoinHandle<()>,
+    ) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (inst_tx, inst_rx) = mpsc::unbounded_channel();
+        let (files_tx, files_rx) = mpsc::unbounded_channel();
+        let disk_tx = done_tx.clone();
+        let files = tokio::spawn(write_files(layout.clone(), files_rx, move |why| {
+            let _ = disk_tx.send(Done::Disk(why));
+        }));
+        let exec = Executor {
+            cfg,
+            layout,
+            spawner: parts.spawner,
+            instances: HashMap::new(),
+            upstreams: HashMap::new(),
+            routes: parts.routes,
+            scorer: parts.scorer,
+            events: parts.events,
+            inst_tx,
+            done_tx,
+            files_tx,
+            live: parts.live,
+            tasks: TaskTracker::new(),
+            inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
+            replies: HashMap::new(),
+            last_reply: 0,
+        };
+        (exec, done_rx, inst_rx, files)
+    }
+
     fn perform_all(&mut self, actions: Vec<Action>) {
         for a in actions {
             self.perform(a);

@@ -1,0 +1,395 @@
+//! The supervisor's decisions: [`decide()`] takes the [`State`], an [`Input`] and the time and
+//! answers with [`Action`]s. Pure: no I/O, no clock, no logging; what an operator must hear goes
+//! out as [`Action::Emit`]. Its steps live by what they own: `install` (a dropped build until it
+//! is placed), `ports`, `lifecycle` (an instance from start to reaped), `secondary`, `promotion`
+//! (verdicts, transactions, the guard, rollbacks), `commands` (an operator's, and schedules) and
+//! `filing` (archives and the disk).
+
+mod commands;
+mod filing;
+mod install;
+mod lifecycle;
+mod ports;
+mod promotion;
+mod secondary;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use semver::Version;
+use tokio::time::Instant;
+
+use super::control::{Command, CommandError};
+use super::schedule::Now;
+use super::state::{Persisted, Phase, Resumed, Slot, State};
+use crate::artifact::Installed;
+use crate::events::Event;
+use crate::history::SwitchWhy;
+use crate::hooks::Hook;
+use crate::instance::{InstanceEvent, InstanceId};
+use crate::layout::Role;
+use crate::score::{Scored, ScorerControl};
+use crate::watcher::Dropped;
+
+#[cfg(test)]
+pub(super) use install::refusal;
+
+/// How often archives are checked against the size and disk budgets between filings.
+pub(super) const GC_EVERY: Duration = Duration::from_secs(60);
+/// A running instance that stayed up this long counts as a good start: its failure count resets.
+pub(super) const RESTART_STABLE: Duration = Duration::from_secs(10);
+/// Delay before the second restart in a row; doubled for each further one up to the cap.
+pub(super) const RESTART_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between restarts of a failing running version.
+pub(super) const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Failures in a row after which understudy says loudly that running is crash-looping, keeps
+/// retrying at the cap, and lets a newly dropped build replace it.
+pub(super) const MAX_RUNNING_RESTARTS: u32 = 5;
+/// Attempts at filing a version away (a full disk, say) before understudy gives up on it.
+pub(super) const MAX_FILING_ATTEMPTS: u32 = 10;
+/// Requests the new running must have answered since a switch before its 5xx rate is judged.
+pub(super) const GUARD_MIN_REQUESTS: u64 = 20;
+/// How far back the traffic before a switch is looked at, for the guard's baseline.
+pub(super) const GUARD_BASELINE: Duration = Duration::from_secs(60);
+/// How long a port found bound by another program is left alone before it is tried again.
+pub(super) const BUSY_PORT_RETRY: Duration = Duration::from_secs(1);
+
+/// A started child as the supervisor knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// Process (and process group) id.
+    pub pid: u32,
+    /// Instance folder number.
+    pub number: u32,
+    /// Instance folder.
+    pub dir: PathBuf,
+}
+
+/// Why a start did not produce a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// Another program holds the port: try another one.
+    PortBusy(u16),
+    /// The start itself failed; the reason is recorded with the version.
+    Failed(String),
+}
+
+/// Why a version could not be brought back for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFailure {
+    /// Neither its folder nor its archive is there.
+    Missing,
+    /// It is there but could not be unpacked or holds no startable build.
+    Failed(String),
+}
+
+/// What the executor filed away, reported back in [`Input::Filed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filed {
+    /// The version folder is now this zip.
+    Archived(PathBuf),
+    /// The version folder (or the refused file) is in `rejected/`, with these reasons.
+    Rejected(Vec<String>),
+}
+
+/// Everything the supervisor reacts to.
+#[derive(Debug)]
+pub enum Input {
+    /// At start: what was running and testing before.
+    Resume(Resumed),
+    /// The watcher found a complete build.
+    Dropped(Dropped),
+    /// An install finished.
+    Installed {
+        version: Version,
+        result: Result<Installed, String>,
+    },
+    /// A start finished: the child runs, or why not.
+    Started {
+        id: InstanceId,
+        result: Result<Launched, StartFailure>,
+    },
+    /// A child became ready, did not, or exited.
+    Instance(InstanceEvent),
+    /// A retired child is stopped and reaped.
+    Stopped { id: InstanceId },
+    /// The scorer judged testing.
+    Scored(Scored),
+    /// Archiving or rejecting a version finished; a failed one carries the action to retry.
+    Filed {
+        version: Version,
+        result: Result<Filed, String>,
+        retry: Option<Action>,
+    },
+    /// Garbage collection deleted these archives (zip, reason).
+    Collected(Vec<(PathBuf, String)>),
+    /// A deadline from [`State::deadline`] passed.
+    Tick,
+    /// The proxy's counters, sampled every second: user requests and 5xx answers (cumulative).
+    Traffic { requests: u64, errors: u64 },
+    /// A hook finished; `id` is the instance a `PRE_START` was for.
+    HookDone {
+        hook: Hook,
+        id: Option<InstanceId>,
+        version: Version,
+        result: Result<(), String>,
+    },
+    /// A version asked for by a rollback is back in its folder, or why not.
+    Restored {
+        version: Version,
+        result: Result<Installed, RestoreFailure>,
+    },
+    /// An operator's command; the answer goes out as [`Action::Reply`] with the same `id`.
+    Command { id: u64, command: Command },
+    /// The state files stopped being written (why: a full or read-only disk), or are again
+    /// (`None`); understudy keeps serving either way.
+    Disk { failing: Option<String> },
+}
+
+/// Where users and mirrored copies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its version.
+    pub version: Version,
+    /// Its port.
+    pub port: u16,
+}
+
+/// The whole routing table, published at once so the proxy never sees half a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// Serves users.
+    pub running: Option<Target>,
+    /// Gets mirrored copies.
+    pub testing: Option<Target>,
+    /// Gets the diffed copies too, to measure noise.
+    pub secondary: Option<Target>,
+    /// Running is down and being restarted (users are told to retry).
+    pub restarting: Option<Version>,
+}
+
+/// What the executor is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Move a dropped build into its version folder; reports [`Input::Installed`].
+    Install(Dropped),
+    /// Move a build that will not be started into `rejected/`; reports [`Input::Filed`].
+    Refuse { dropped: Dropped, reason: String },
+    /// Start an instance on `port`; reports [`Input::Started`], then instance events.
+    Start {
+        id: InstanceId,
+        role: Role,
+        installed: Installed,
+        port: u16,
+    },
+    /// Publish a new routing table to the proxy.
+    Route(Routing),
+    /// Point the role's symlink at an instance folder (after its route is live).
+    Point { role: Role, dir: PathBuf },
+    /// Remove the role's symlink.
+    Unpoint(Role),
+    /// Drain user requests (if `drain`), stop and reap an instance; reports [`Input::Stopped`].
+    Retire { id: InstanceId, drain: bool },
+    /// Zip a version folder into the archive; reports [`Input::Filed`].
+    Archive(Version),
+    /// Move a version folder into `rejected/` with reasons; reports [`Input::Filed`].
+    Reject {
+        version: Version,
+        reasons: Vec<String>,
+    },
+    /// Delete old archives over budget; reports [`Input::Collected`].
+    Collect,
+    /// Bring a version back into its folder from its archive (a rollback); reports
+    /// [`Input::Restored`].
+    Restore(Version),
+    /// Run a hook; reports [`Input::HookDone`]. `dir` `None` means the version folder.
+    RunHook {
+        hook: Hook,
+        id: Option<InstanceId>,
+        version: Version,
+        previous: Option<Version>,
+        dir: Option<PathBuf>,
+        port: Option<u16>,
+    },
+    /// Append a switch of the version serving users to the history (after its symlink).
+    Record {
+        from: Option<Version>,
+        to: Version,
+        why: SwitchWhy,
+    },
+    /// Write the state file.
+    Persist(Persisted),
+    /// Tell the scorer what to score.
+    Score(ScorerControl),
+    /// Announce a decision.
+    Emit(Event),
+    /// Answer the command with this `id`.
+    Reply {
+        id: u64,
+        result: Result<String, CommandError>,
+    },
+}
+
+/// Decide what to do about `input` at `now`: update `state` and return the actions, in order.
+/// Pure: no I/O, no clock, no await; the executor does the rest.
+pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
+    let mut d = Decision {
+        s: state,
+        out: Vec::new(),
+        now: now.mono,
+        wall: now.wall,
+    };
+    let mut reply = None;
+    match input {
+        Input::Resume(r) => d.resume(r),
+        Input::Dropped(dropped) => d.dropped(dropped),
+        Input::Installed { version, result } => d.installed(version, result),
+        Input::Started { id, result } => d.started(id, result),
+        Input::Instance(e) => d.instance(e),
+        Input::Stopped { id } => d.stopped(id),
+        Input::Scored(s) => d.scored(s),
+        Input::Filed {
+            version,
+            result,
+            retry,
+        } => d.filed(version, result, retry),
+        Input::Collected(deleted) => {
+            for (zip, reason) in deleted {
+                d.emit(Event::ArchiveDeleted { zip, reason });
+            }
+        }
+        Input::Tick => d.tick(),
+        Input::Restored { version, result } => d.restored(version, result),
+        Input::Traffic { requests, errors } => d.traffic(requests, errors),
+        Input::HookDone {
+            hook,
+            id,
+            version,
+            result,
+        } => d.hook_done(hook, id, version, result),
+        Input::Command { id, command } => {
+            reply = d
+                .command(id, command)
+                .map(|result| Action::Reply { id, result });
+        }
+        Input::Disk { failing } => d.disk(failing),
+    }
+    d.run_schedules();
+    d.fit_secondary();
+    d.assign_ports();
+    d.persist();
+    // After the state write: an operator told "scheduled" can rely on it surviving a crash.
+    d.out.extend(reply);
+    d.out
+}
+
+/// One call of [`decide`]: the state, the actions so far, and the time.
+struct Decision<'a> {
+    s: &'a mut State,
+    out: Vec<Action>,
+    now: Instant,
+    wall: SystemTime,
+}
+
+impl Decision<'_> {
+    fn emit(&mut self, e: Event) {
+        self.out.push(Action::Emit(e));
+    }
+
+    fn new_slot(&mut self, role: Role, installed: Installed, proven: bool) -> Slot {
+        self.s.last_id += 1;
+        Slot {
+            id: InstanceId(self.s.last_id),
+            role,
+            installed,
+            phase: Phase::NeedsPort,
+            proven,
+            last_heartbeat: None,
+        }
+    }
+
+    fn slot_mut(&mut self, part: SlotKey) -> Option<&mut Slot> {
+        match part {
+            SlotKey::Running => self.s.running.as_mut(),
+            SlotKey::Testing => self.s.testing.as_mut(),
+            SlotKey::Next => self.s.next.as_mut(),
+            SlotKey::Spare => self.s.spare.as_mut(),
+            SlotKey::Secondary => self.s.secondary.as_mut(),
+        }
+    }
+
+    fn part_of(&self, id: InstanceId) -> Option<SlotKey> {
+        let is = |s: &Option<Slot>| s.as_ref().is_some_and(|s| s.id == id);
+        if is(&self.s.running) {
+            Some(SlotKey::Running)
+        } else if is(&self.s.testing) {
+            Some(SlotKey::Testing)
+        } else if is(&self.s.next) {
+            Some(SlotKey::Next)
+        } else if is(&self.s.spare) {
+            Some(SlotKey::Spare)
+        } else if is(&self.s.secondary) {
+            Some(SlotKey::Secondary)
+        } else {
+            None
+        }
+    }
+
+    /// The version that serves or is about to: the one being promoted, else running's.
+    fn running_version(&self) -> Option<&Version> {
+        self.s
+            .next
+            .as_ref()
+            .or(self.s.running.as_ref())
+            .map(Slot::version)
+            .or(self.s.restart.as_ref().map(|r| &r.installed.version))
+    }
+
+    /// The newest build on its way to testing.
+    fn candidate_version(&self) -> Option<&Version> {
+        [
+            self.s.testing.as_ref().map(Slot::version),
+            self.s.pending.as_ref().map(|p| &p.version),
+            self.s.installing.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    fn persist(&mut self) {
+        let s = &*self.s;
+        let now = Persisted {
+            running: s
+                .running
+                .as_ref()
+                .map(|r| r.version().clone())
+                .or(s.restart.as_ref().map(|r| r.installed.version.clone())),
+            testing: s
+                .testing
+                .as_ref()
+                .map(|t| t.version().clone())
+                .or(s.pending.as_ref().map(|p| p.version.clone())),
+            promoting: s.next.as_ref().map(|n| n.version().clone()),
+            schedules: s.schedules.clone(),
+            txn: s.txn.clone(),
+        };
+        if s.persisted.as_ref() != Some(&now) {
+            self.s.persisted = Some(now.clone());
+            self.out.push(Action::Persist(now));
+        }
+    }
+}
+
+/// Which of the three slots an instance sits in (running, testing, or the next running).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKey {
+    Running,
+    Testing,
+    Next,
+    Secondary,
+    /// A fresh instance of running's version replacing an unresponsive one.
+    Spare,
+}

@@ -1,0 +1,345 @@
+//! An operator's commands (promote, abort, pause, resume, roll back, schedule) and the scheduled
+//! promotions they set, fired at their time.
+
+use std::time::{Duration, SystemTime};
+
+use semver::Version;
+use tokio::time::Instant;
+
+use super::{Action, Decision};
+use crate::events::Event;
+use crate::history::SwitchWhy;
+use crate::supervisor::control::{self, Command, CommandError};
+use crate::supervisor::schedule::{self, Now, Origin, Outcome, Schedule};
+
+impl Decision<'_> {
+    /// Carry out an operator's command; `None` means the answer comes later (a rollback waits
+    /// for its version to be restored).
+    pub(super) fn command(
+        &mut self,
+        id: u64,
+        command: Command,
+    ) -> Option<Result<String, CommandError>> {
+        Some(match command {
+            Command::Promote => {
+                if let Some(next) = &self.s.next {
+                    return Some(Err(CommandError::NothingToPromote(format!(
+                        "the promotion of {} is already under way",
+                        next.version()
+                    ))));
+                }
+                let Some(testing) = self.s.testing.as_ref() else {
+                    return Some(Err(CommandError::NothingToPromote(
+                        "no build is being tested".into(),
+                    )));
+                };
+                if !testing.is_ready() {
+                    return Some(Err(CommandError::NothingToPromote(format!(
+                        "{} is not ready yet",
+                        testing.version()
+                    ))));
+                }
+                if let Some(t) = &self.s.txn {
+                    return Some(Err(CommandError::NothingToPromote(format!(
+                        "the {:?} of {} is already under way",
+                        t.kind, t.version
+                    ))));
+                }
+                let version = testing.version().clone();
+                self.s.hook_block = None;
+                self.begin_promotion(SwitchWhy::Operator);
+                Ok(format!("promoting {version}"))
+            }
+            Command::Abort => {
+                let reasons = vec!["aborted by operator".to_string()];
+                if let Some(testing) = &self.s.testing {
+                    let version = testing.version().clone();
+                    self.reject_testing(reasons);
+                    return Some(Ok(format!("rejected {version}")));
+                }
+                let Some(pending) = self.s.pending.take() else {
+                    return Some(Err(CommandError::NothingToAbort));
+                };
+                let version = pending.version;
+                self.out.push(Action::Reject {
+                    version: version.clone(),
+                    reasons,
+                });
+                Ok(format!("rejected {version}"))
+            }
+            Command::Pause => {
+                self.s.paused = true;
+                self.emit(Event::Paused);
+                Ok("paused: testing is still scored, but nothing is promoted or rejected until resumed".into())
+            }
+            Command::Resume => {
+                self.s.paused = false;
+                self.emit(Event::Resumed);
+                Ok("resumed: verdicts are acted on again".into())
+            }
+            Command::PromoteAt(at) => self.schedule(at),
+            Command::CancelSchedule(sid) => self.cancel_schedule(sid),
+            Command::Rollback(version) => return self.rollback(id, version),
+        })
+    }
+
+    /// Rollback, step 1: check it makes sense, then have the version restored.
+    pub(super) fn rollback(
+        &mut self,
+        id: u64,
+        version: Option<Version>,
+    ) -> Option<Result<String, CommandError>> {
+        let refuse = |why: String| Some(Err(CommandError::Refused(why)));
+        if let Some(next) = &self.s.next {
+            return refuse(format!(
+                "the promotion of {} is under way; roll back once it is done",
+                next.version()
+            ));
+        }
+        if let Some((v, _)) = &self.s.restoring {
+            return refuse(format!("a rollback to {v} is already under way"));
+        }
+        if let Some(t) = &self.s.txn {
+            return refuse(format!(
+                "the {:?} of {} is still under way; roll back once it is done",
+                t.kind, t.version
+            ));
+        }
+        let running = self.running_version().cloned();
+        let Some(target) = version.or_else(|| self.s.previous.clone()) else {
+            return refuse(
+                "no earlier version served here: name the version to roll back to".into(),
+            );
+        };
+        if running.as_ref() == Some(&target) {
+            return refuse(format!("{target} is already running"));
+        }
+        let under_test = [self.s.testing(), self.s.next()]
+            .into_iter()
+            .flatten()
+            .any(|slot| slot.version() == &target);
+        if under_test || self.s.pending().is_some_and(|p| p.version == target) {
+            // Rolling back to a build that never served would put untested code in front of users
+            // (and a later abort would move the folder running lives in).
+            return refuse(format!(
+                "{target} is the build under test and never served: promote it or abort it; a \
+                 rollback goes to a version that served before"
+            ));
+        }
+        self.s.restoring = Some((target.clone(), Some(id)));
+        self.out.push(Action::Restore(target));
+        None
+    }
+
+    /// Take back the schedules of the state file, and add `PROMOTE_AT`'s unless it is there.
+    pub(super) fn resume_schedules(
+        &mut self,
+        schedules: Vec<Schedule>,
+        promote_at: Option<SystemTime>,
+    ) {
+        self.s.last_schedule_id = schedules.iter().map(|s| s.id).max().unwrap_or(0);
+        self.s.schedules = schedules;
+        let wanted = promote_at.map(control::rfc3339);
+        for s in &mut self.s.schedules {
+            if s.origin == Origin::Config && s.is_pending() && Some(&s.at) != wanted.as_ref() {
+                s.outcome = Outcome::Cancelled {
+                    reason: "PROMOTE_AT no longer asks for it".into(),
+                };
+            }
+        }
+        if let (Some(at), Some(text)) = (promote_at, wanted) {
+            let known = self
+                .s
+                .schedules
+                .iter()
+                .any(|s| s.origin == Origin::Config && s.at == text);
+            if !known {
+                self.s.last_schedule_id += 1;
+                let sch = Schedule::new(self.s.last_schedule_id, None, at, Origin::Config);
+                self.emit(Event::Scheduled {
+                    id: sch.id,
+                    version: None,
+                    at: sch.at.clone(),
+                });
+                self.s.schedules.push(sch);
+            }
+        }
+    }
+
+    /// `PromoteAt`: schedule the build under test; stored before the answer goes out.
+    pub(super) fn schedule(&mut self, at: SystemTime) -> Result<String, CommandError> {
+        if at <= self.wall {
+            return Err(CommandError::Refused(format!(
+                "{} is not in the future: promote now without \"at\"",
+                control::rfc3339(at)
+            )));
+        }
+        let Some(version) = self.candidate_version().cloned() else {
+            return Err(CommandError::NothingToPromote(
+                "no build is being tested, so there is nothing to schedule".into(),
+            ));
+        };
+        self.s.last_schedule_id += 1;
+        let id = self.s.last_schedule_id;
+        let replaced = format!("replaced by schedule #{id}");
+        for s in &mut self.s.schedules {
+            if s.is_pending() && s.version.as_ref() == Some(&version) {
+                s.outcome = Outcome::Cancelled {
+                    reason: replaced.clone(),
+                };
+            }
+        }
+        let sch = Schedule::new(id, Some(version.clone()), at, Origin::Operator);
+        let message = format!(
+            "schedule #{id}: {version} will be promoted at {} (until then it is scored, but not promoted automatically)",
+            sch.at
+        );
+        self.emit(Event::Scheduled {
+            id,
+            version: Some(version),
+            at: sch.at.clone(),
+        });
+        self.s.schedules.push(sch);
+        schedule::prune(&mut self.s.schedules);
+        Ok(message)
+    }
+
+    pub(super) fn cancel_schedule(&mut self, id: u64) -> Result<String, CommandError> {
+        let Some(s) = self.s.schedules.iter_mut().find(|s| s.id == id) else {
+            return Err(CommandError::UnknownSchedule(id));
+        };
+        if !s.is_pending() {
+            return Err(CommandError::Refused(format!(
+                "schedule #{id} is no longer pending ({:?})",
+                s.outcome
+            )));
+        }
+        s.outcome = Outcome::Cancelled {
+            reason: "cancelled by operator".into(),
+        };
+        self.emit(Event::ScheduleEnded {
+            id,
+            outcome: "cancelled".into(),
+            reason: "cancelled by operator".into(),
+        });
+        Ok(format!("schedule #{id} cancelled"))
+    }
+
+    /// A pending operator schedule names this version: it is promoted at its time, not before.
+    pub(super) fn held_by_schedule(&self, version: &Version) -> bool {
+        self.s
+            .schedules
+            .iter()
+            .any(|s| s.is_pending() && s.version.as_ref() == Some(version))
+    }
+
+    pub(super) fn cancel_schedules_of(&mut self, version: &Version, reason: &str) {
+        let mut ended = Vec::new();
+        for s in &mut self.s.schedules {
+            if s.is_pending() && s.version.as_ref() == Some(version) {
+                s.outcome = Outcome::Cancelled {
+                    reason: reason.to_string(),
+                };
+                ended.push(s.id);
+            }
+        }
+        for id in ended {
+            self.emit(Event::ScheduleEnded {
+                id,
+                outcome: "cancelled".into(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Fire what is due, record what can no longer fire, and plan the next look.
+    pub(super) fn run_schedules(&mut self) {
+        let now = Now {
+            mono: self.now,
+            wall: self.wall,
+        };
+        let grace = self.s.schedule_grace;
+        let mut next: Option<Instant> = None;
+        for i in 0..self.s.schedules.len() {
+            let sch = self.s.schedules[i].clone();
+            if !sch.is_pending() {
+                continue;
+            }
+            let under_test = |v: &Version| {
+                self.s.testing.as_ref().is_some_and(|t| t.version() == v)
+                    || self.s.pending.as_ref().is_some_and(|p| p.version == *v)
+                    || self.s.installing.as_ref() == Some(v)
+            };
+            let ended = match &sch.version {
+                Some(v) if !under_test(v) => Some(Outcome::Cancelled {
+                    reason: format!("{v} is no longer under test (promoted, rejected or replaced)"),
+                }),
+                _ if self.wall < sch.instant() => None,
+                _ => self.fire(&sch, grace),
+            };
+            match ended {
+                Some(outcome) => {
+                    let (name, reason) = match &outcome {
+                        Outcome::Fired { promoted, .. } => {
+                            ("fired", format!("promoting {promoted}"))
+                        }
+                        Outcome::Missed { reason } => ("missed", reason.clone()),
+                        Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
+                        Outcome::Pending => ("pending", String::new()),
+                    };
+                    self.emit(Event::ScheduleEnded {
+                        id: sch.id,
+                        outcome: name.into(),
+                        reason,
+                    });
+                    self.s.schedules[i].outcome = outcome;
+                }
+                None => {
+                    let check = schedule::next_check(&sch, now, grace);
+                    next = Some(next.map_or(check, |n| n.min(check)));
+                }
+            }
+        }
+        self.s.schedule_check = next;
+        schedule::prune(&mut self.s.schedules);
+    }
+
+    /// A due schedule: promote its build if it is ready, wait for it within the grace, or give up.
+    pub(super) fn fire(&mut self, sch: &Schedule, grace: Duration) -> Option<Outcome> {
+        let late = self.wall.duration_since(sch.instant()).unwrap_or_default();
+        let ready = self
+            .s
+            .testing
+            .as_ref()
+            .filter(|t| t.is_ready() && sch.version.as_ref().is_none_or(|v| t.version() == v))
+            .map(|t| t.version().clone());
+        match ready {
+            Some(version) if self.s.next.is_none() => {
+                self.begin_promotion(SwitchWhy::Scheduled);
+                Some(Outcome::Fired {
+                    fired_at: control::rfc3339(self.wall),
+                    promoted: version,
+                })
+            }
+            _ if late > grace => Some(Outcome::Missed {
+                reason: format!(
+                    "due at {}, but {} could not be promoted within MISSED_SCHEDULE_GRACE ({grace:?})",
+                    sch.at,
+                    sch.version
+                        .as_ref()
+                        .map_or("the build under test".to_string(), Version::to_string)
+                ),
+            }),
+            _ if sch.version.is_none()
+                && self.s.testing.is_none()
+                && self.s.pending.is_none() =>
+            {
+                Some(Outcome::Cancelled {
+                    reason: format!("nothing was under test at {}", sch.at),
+                })
+            }
+            // Due, but its build is not ready yet (starting after a restart): wait for it.
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! A dropped build on its way in: one install at a time (later drops wait their turn), refused
+//! unless newer than what runs and what is tested, placed as running or as the build to test, and
+//! held at `PRE_START` until its hook agrees.
+
+use semver::Version;
+
+use super::{Action, Decision, MAX_RUNNING_RESTARTS};
+use crate::artifact::Installed;
+use crate::events::Event;
+use crate::history::SwitchWhy;
+use crate::instance::InstanceId;
+use crate::layout::Role;
+use crate::supervisor::state::{AfterStop, Phase, Slot};
+use crate::watcher::Dropped;
+
+impl Decision<'_> {
+    pub(super) fn dropped(&mut self, dropped: Dropped) {
+        let version = dropped.name.version.clone();
+        self.emit(Event::BuildFound {
+            file: dropped.name.file_name.clone(),
+            version: version.clone(),
+        });
+        if self.s.installing.is_some() {
+            // One install at a time; the refusal rule is applied when its turn comes.
+            self.s.drops.push_back(dropped);
+            return;
+        }
+        self.consider(dropped);
+    }
+
+    pub(super) fn consider(&mut self, dropped: Dropped) {
+        let version = &dropped.name.version;
+        match refusal(version, self.running_version(), self.candidate_version()) {
+            Some(reason) => self.out.push(Action::Refuse { dropped, reason }),
+            None => {
+                self.s.installing = Some(version.clone());
+                self.out.push(Action::Install(dropped));
+            }
+        }
+    }
+
+    pub(super) fn installed(&mut self, version: Version, result: Result<Installed, String>) {
+        if self.s.installing.as_ref() == Some(&version) {
+            self.s.installing = None;
+        }
+        match result {
+            Err(reason) => self.out.push(Action::Reject {
+                version,
+                reasons: vec![reason],
+            }),
+            Ok(installed) => {
+                self.emit(Event::Installed {
+                    version: installed.version.clone(),
+                });
+                self.place(installed)
+            }
+        }
+        while self.s.installing.is_none() {
+            let Some(next) = self.s.drops.pop_front() else {
+                break;
+            };
+            self.consider(next);
+        }
+    }
+
+    /// An installed build: the first one serves; later ones are tested once running is ready.
+    pub(super) fn place(&mut self, installed: Installed) {
+        let nothing_serves =
+            self.s.running.is_none() && self.s.next.is_none() && self.s.restart.is_none();
+        if nothing_serves {
+            let slot = self.new_slot(Role::Running, installed, false);
+            self.s.running = Some(slot);
+            return;
+        }
+        if self.s.failures > MAX_RUNNING_RESTARTS && self.s.running.is_none() {
+            if let Some(r) = self.s.restart.take() {
+                // Running is crash-looping: the new build is the way out, as the log promised.
+                self.emit(Event::CrashLoopReplaced {
+                    version: installed.version.clone(),
+                    replaced: r.installed.version.clone(),
+                    failures: self.s.failures,
+                });
+                self.s.failures = 0;
+                self.archive_if_unused(r.installed.version);
+                self.s.switch_why = Some(SwitchWhy::CrashLoop);
+                let slot = self.new_slot(Role::Running, installed, false);
+                self.s.running = Some(slot);
+                self.publish_routes();
+                return;
+            }
+        }
+        if let Some(old) = self.s.pending.replace(installed) {
+            // A newer build supersedes one that never started.
+            self.archive_if_unused(old.version);
+        }
+        self.start_pending();
+    }
+
+    /// Start the pending build as testing once running is ready and no promotion is under way.
+    pub(super) fn start_pending(&mut self) {
+        let running_ready = self.s.running.as_ref().is_some_and(Slot::is_ready);
+        if !running_ready || self.s.next.is_some() {
+            return;
+        }
+        let Some(installed) = self.s.pending.take() else {
+            return;
+        };
+        if let Some(old) = self.s.testing.take() {
+            self.unroute_testing(&old);
+            self.retire(old, false, AfterStop::ArchiveIfUnused);
+        }
+        let slot = self.new_slot(Role::Testing, installed, false);
+        self.s.testing = Some(slot);
+    }
+
+    pub(super) fn pre_start_done(&mut self, id: Option<InstanceId>, result: Result<(), String>) {
+        let Some(id) = id else {
+            return;
+        };
+        let Some(part) = self.part_of(id) else {
+            return; // retired meanwhile
+        };
+        let slot = self.slot_mut(part).expect("part_of found it");
+        let Phase::PreStart { port } = slot.phase else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                slot.phase = Phase::Starting { port };
+                let action = Action::Start {
+                    id,
+                    role: slot.role,
+                    installed: slot.installed.clone(),
+                    port,
+                };
+                self.out.push(action);
+            }
+            Err(e) => {
+                slot.phase = Phase::NeedsPort;
+                self.s.taken.remove(&port);
+                self.failed(part, format!("was refused by PRE_START: {e}"));
+            }
+        }
+    }
+}
+
+/// Why a build is not started: it must be newer than running and than the build being tested.
+pub(in crate::supervisor) fn refusal(
+    v: &Version,
+    running: Option<&Version>,
+    candidate: Option<&Version>,
+) -> Option<String> {
+    match (running, candidate) {
+        (Some(r), _) if v <= r => Some(format!(
+            "{v} is not newer than running {r}: drop a higher version"
+        )),
+        (_, Some(t)) if v <= t => Some(format!(
+            "{v} is not newer than {t}, which is being tested: drop a higher version"
+        )),
+        _ => None,
+    }
+}

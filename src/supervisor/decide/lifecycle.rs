@@ -1,0 +1,460 @@
+//! An instance's life as the supervisor sees it: started, ready and served, failed (restarted
+//! with backoff, replaced by a spare, or turned away), retired, and stopped.
+
+use std::time::Duration;
+
+use super::{
+    Action, Decision, Launched, Routing, SlotKey, StartFailure, MAX_RUNNING_RESTARTS,
+    RESTART_BACKOFF_BASE, RESTART_BACKOFF_CAP, RESTART_STABLE,
+};
+use crate::events::Event;
+use crate::history::SwitchWhy;
+use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
+use crate::layout::Role;
+use crate::score::ScorerControl;
+use crate::supervisor::state::{AfterStop, Phase, Restart, Retiring, Slot, TxnStep};
+
+impl Decision<'_> {
+    pub(super) fn started(&mut self, id: InstanceId, result: Result<Launched, StartFailure>) {
+        let Some(part) = self.part_of(id) else {
+            self.started_after_retire(id, result);
+            return;
+        };
+        let slot = self.slot_mut(part).expect("part_of found it");
+        let Phase::Starting { port } = slot.phase else {
+            return;
+        };
+        match result {
+            Ok(child) => {
+                let event = Event::Started {
+                    role: slot.role,
+                    version: slot.version().clone(),
+                    number: child.number,
+                    port,
+                };
+                slot.phase = Phase::Up { port, child };
+                self.emit(event);
+                let (early, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.s.early)
+                    .into_iter()
+                    .partition(|e| e.id == id);
+                self.s.early = rest;
+                for e in early {
+                    self.instance(e);
+                }
+            }
+            Err(StartFailure::PortBusy(p)) => {
+                self.s.early.retain(|e| e.id != id);
+                let slot = self.slot_mut(part).expect("part_of found it");
+                slot.phase = Phase::NeedsPort;
+                self.s.taken.remove(&p);
+                self.s.busy.insert(p);
+            }
+            Err(StartFailure::Failed(reason)) => {
+                self.s.early.retain(|e| e.id != id);
+                let slot = self.slot_mut(part).expect("part_of found it");
+                slot.phase = Phase::NeedsPort;
+                self.s.taken.remove(&port);
+                self.failed(part, format!("could not be started: {reason}"));
+            }
+        }
+    }
+
+    /// A start that finished after its instance was retired: stop what it started.
+    pub(super) fn started_after_retire(
+        &mut self,
+        id: InstanceId,
+        result: Result<Launched, StartFailure>,
+    ) {
+        let Some(r) = self.s.retiring.get_mut(&id) else {
+            return;
+        };
+        if !r.awaiting_start {
+            return;
+        }
+        r.awaiting_start = false;
+        match result {
+            Ok(child) => {
+                r.number = Some(child.number);
+                self.out.push(Action::Retire { id, drain: false });
+            }
+            Err(_) => self.stopped(id),
+        }
+    }
+
+    pub(super) fn instance(&mut self, e: InstanceEvent) {
+        let Some(part) = self.part_of(e.id) else {
+            return; // a retired instance: its stop is already under way
+        };
+        let slot = self.slot_mut(part).expect("part_of found it");
+        if matches!(slot.phase, Phase::Starting { .. }) {
+            // The child's owner reported before its start completion arrived (a fast child):
+            // keep the news until the start is known, or readiness would be lost.
+            self.s.early.push(e);
+            return;
+        }
+        match e.kind {
+            InstanceEventKind::Ready => self.ready(part),
+            InstanceEventKind::Heartbeat => {
+                let now = self.now;
+                let slot = self.slot_mut(part).expect("part_of found it");
+                slot.last_heartbeat = Some(now);
+            }
+            InstanceEventKind::Unresponsive { misses, reason } => {
+                let slot = self.slot_mut(part).expect("part_of found it");
+                let event = Event::HeartbeatLost {
+                    role: slot.role,
+                    version: slot.version().clone(),
+                    misses,
+                    reason: reason.clone(),
+                };
+                self.emit(event);
+                let why =
+                    format!("stopped answering: {misses} heartbeats missed in a row ({reason})");
+                match part {
+                    SlotKey::Running => self.running_unresponsive(why),
+                    _ => self.failed(part, why),
+                }
+            }
+            InstanceEventKind::NotReady { reason } => {
+                self.failed(part, format!("never became ready: {reason}"))
+            }
+            InstanceEventKind::Exited {
+                status,
+                stderr_tail,
+            } => {
+                let slot = self.slot_mut(part).expect("part_of found it");
+                let event = Event::Exited {
+                    role: slot.role,
+                    version: slot.version().clone(),
+                    status: status.clone(),
+                };
+                self.emit(event);
+                self.failed(
+                    part,
+                    format!("exited ({status}); stderr ends with:\n{stderr_tail}"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn ready(&mut self, part: SlotKey) {
+        let now = self.now;
+        let slot = self.slot_mut(part).expect("part_of found it");
+        let Phase::Up { port, child } = slot.phase.clone() else {
+            return;
+        };
+        slot.phase = Phase::Ready {
+            port,
+            child: child.clone(),
+            since: now,
+        };
+        slot.proven |= slot.role == Role::Running;
+        match part {
+            SlotKey::Spare => {
+                let old = self.swap_in_spare();
+                self.running_ready(child);
+                // Users are routed to the fresh one first; then the old one drains and stops.
+                if let Some(old) = old {
+                    self.retire(old, true, AfterStop::Keep);
+                }
+            }
+            SlotKey::Running => self.running_ready(child),
+            SlotKey::Testing => {
+                self.serve(SlotKey::Testing);
+                let running = self.s.running.as_ref().and_then(|r| r.phase.child());
+                let running_dir = running.map(|c| c.dir.clone()).unwrap_or_default();
+                let running_pid = running.map(|c| c.pid);
+                let testing = self.s.testing.as_ref().expect("serving testing");
+                let noise = self.s.noise_cancel && self.s.secondary_off != Some(testing.id);
+                self.out
+                    .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
+                        testing: testing.id,
+                        testing_dir: child.dir,
+                        testing_pid: child.pid,
+                        running_dir,
+                        running_pid,
+                        noise,
+                    })));
+            }
+            SlotKey::Secondary => self.serve(SlotKey::Secondary),
+            SlotKey::Next => {
+                // Journal "ready" on its own, before the switch is even decided.
+                if let Some(t) = self.s.txn.as_mut() {
+                    t.step = TxnStep::Ready;
+                }
+                self.persist();
+                self.finish_promotion()
+            }
+        }
+    }
+
+    /// Running is ready (first start, restart or a spare that took over): serve it, keep testing
+    /// scored against it, finish a transaction resumed at start, and test what waits.
+    pub(super) fn running_ready(&mut self, child: Launched) {
+        self.s.restart = None;
+        self.serve(SlotKey::Running);
+        if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
+            // A restarted running: testing is still scored against it.
+            self.out.push(Action::Score(ScorerControl::Running {
+                running_dir: child.dir.clone(),
+                running_pid: Some(child.pid),
+            }));
+        }
+        if std::mem::take(&mut self.s.txn_post_due) {
+            if let Some(from) = self.s.txn.as_ref().and_then(|t| t.from.clone()) {
+                self.archive_if_unused(from);
+            }
+            self.after_switch();
+        }
+        self.start_pending();
+    }
+
+    /// Running stopped answering its heartbeats while its process lives: start a fresh instance
+    /// of the same version beside it and switch once that one is ready, as a promotion does, so
+    /// users are served all along. Stop-then-start only when that cannot be done (a promotion
+    /// under way, a spare already starting, a running never proven or still guarded).
+    pub(super) fn running_unresponsive(&mut self, why: String) {
+        let guarded = |r: &Slot| {
+            self.s
+                .guard
+                .as_ref()
+                .is_some_and(|g| g.version == *r.version())
+        };
+        // Within ROLLBACK_WINDOW a failing new running is rolled back instead (running_failed).
+        let can_heal = self.s.spare.is_none()
+            && self.s.next.is_none()
+            && self
+                .s
+                .running
+                .as_ref()
+                .is_some_and(|r| r.proven && r.is_ready() && !guarded(r));
+        if !can_heal {
+            return self.running_failed(why);
+        }
+        let installed = self.s.running.as_ref().expect("checked").installed.clone();
+        self.emit(Event::RestartScheduled {
+            version: installed.version.clone(),
+            attempt: self.s.failures + 1,
+            delay_ms: 0,
+            reason: format!("{why}; a fresh instance starts beside it and takes over once ready"),
+        });
+        let slot = self.new_slot(Role::Running, installed, true);
+        self.s.spare = Some(slot);
+    }
+
+    /// The spare is ready: it becomes running; the unresponsive one is returned, to be stopped.
+    pub(super) fn swap_in_spare(&mut self) -> Option<Slot> {
+        let spare = self.s.spare.take().expect("called for the spare");
+        self.s.failures = 0;
+        self.s.running.replace(spare)
+    }
+
+    /// The spare failed to start or get ready: running, still unresponsive, is restarted the
+    /// plain way (stop, then start, with backoff).
+    pub(super) fn spare_failed(&mut self, why: String) {
+        let Some(spare) = self.s.spare.take() else {
+            return;
+        };
+        self.retire(spare, false, AfterStop::Keep);
+        if self.s.running.is_some() {
+            self.running_failed(format!(
+                "stopped answering its heartbeats, and the fresh instance started beside it {why}"
+            ));
+        }
+    }
+
+    /// Put a ready instance into service: route to it first, then point its symlink and announce
+    /// it, so whoever sees the symlink can rely on the route.
+    pub(super) fn serve(&mut self, part: SlotKey) {
+        self.publish_routes();
+        let slot = self.slot_mut(part).expect("serving a slot");
+        let Phase::Ready { port, child, .. } = &slot.phase else {
+            return;
+        };
+        let (role, dir) = (slot.role, child.dir.clone());
+        let version = slot.version().clone();
+        let event = Event::Ready {
+            role,
+            version: version.clone(),
+            number: child.number,
+            port: *port,
+        };
+        self.out.push(Action::Point { role, dir });
+        self.emit(event);
+        if role == Role::Running && self.s.serving.as_ref() != Some(&version) {
+            let from = self.s.serving.replace(version.clone());
+            let why = self.s.switch_why.take().unwrap_or(if from.is_none() {
+                SwitchWhy::First
+            } else {
+                SwitchWhy::Automatic
+            });
+            if from.is_some() {
+                self.s.previous = from.clone();
+            }
+            self.out.push(Action::Record {
+                from,
+                to: version,
+                why,
+            });
+        }
+    }
+
+    pub(super) fn publish_routes(&mut self) {
+        let routing = Routing {
+            running: self.s.running.as_ref().and_then(Slot::target),
+            testing: self.s.testing.as_ref().and_then(Slot::target),
+            secondary: self.s.secondary.as_ref().and_then(Slot::target),
+            restarting: match &self.s.running {
+                Some(r) if r.proven && !r.is_ready() => Some(r.version().clone()),
+                None => self.s.restart.as_ref().map(|r| r.installed.version.clone()),
+                _ => None,
+            },
+        };
+        self.out.push(Action::Route(routing));
+    }
+
+    /// An instance failed to start, to get ready, or to stay up.
+    pub(super) fn failed(&mut self, part: SlotKey, why: String) {
+        match part {
+            SlotKey::Testing => self.reject_testing(vec![format!("testing {why}")]),
+            SlotKey::Next => self.abort_promotion(vec![format!(
+                "the new running instance of the promoted version {why}"
+            )]),
+            SlotKey::Running => self.running_failed(why),
+            SlotKey::Spare => self.spare_failed(why),
+            SlotKey::Secondary => self.secondary_failed(why),
+        }
+    }
+
+    pub(super) fn running_failed(&mut self, why: String) {
+        if let Some(spare) = self.s.spare.take() {
+            // A fresh instance is already on its way: it takes over as soon as it is ready.
+            let old = self.s.running.replace(spare).expect("called for running");
+            self.retire(old, false, AfterStop::Keep);
+            self.publish_routes();
+            return;
+        }
+        let slot = self.s.running.take().expect("called for running");
+        let version = slot.version().clone();
+        let installed = slot.installed.clone();
+        if !slot.proven {
+            // A first build that never worked is turned away, like a failing testing build.
+            self.publish_routes();
+            self.out.push(Action::Unpoint(Role::Running));
+            self.retire(
+                slot,
+                false,
+                AfterStop::Reject(vec![format!("running {why}")]),
+            );
+            if let Some(next) = self.s.pending.take() {
+                let slot = self.new_slot(Role::Running, next, false);
+                self.s.running = Some(slot);
+            }
+            return;
+        }
+        let stayed_up = match slot.phase {
+            Phase::Ready { since, .. } => self.now.saturating_duration_since(since),
+            _ => Duration::ZERO,
+        };
+        self.retire(slot, false, AfterStop::Keep);
+        self.s.failures = if stayed_up >= RESTART_STABLE {
+            1
+        } else {
+            self.s.failures + 1
+        };
+        let delay = restart_delay(self.s.failures);
+        if self.s.failures > MAX_RUNNING_RESTARTS {
+            self.emit(Event::CrashLooping {
+                version: version.clone(),
+                failures: self.s.failures,
+                retry_every_ms: RESTART_BACKOFF_CAP.as_millis() as u64,
+            });
+        }
+        let why_short = why.lines().next().unwrap_or_default().to_string();
+        self.emit(Event::RestartScheduled {
+            version: version.clone(),
+            attempt: self.s.failures,
+            delay_ms: delay.as_millis() as u64,
+            reason: why,
+        });
+        self.s.restart = Some(Restart {
+            installed,
+            at: self.now + delay,
+        });
+        self.restart_if_due();
+        self.publish_routes();
+        if self.s.guard.as_ref().is_some_and(|g| g.version == version) {
+            self.guard_rollback(format!("failed within ROLLBACK_WINDOW: {why_short}"));
+        }
+    }
+
+    pub(super) fn restart_if_due(&mut self) {
+        let due = self.s.restart.as_ref().is_some_and(|r| self.now >= r.at);
+        if !due || self.s.running.is_some() {
+            return;
+        }
+        let r = self.s.restart.take().expect("checked above");
+        let slot = self.new_slot(Role::Running, r.installed, true);
+        self.s.running = Some(slot);
+    }
+
+    /// Take an instance out of its part: stop it (draining first if `drain`) and file its
+    /// version away afterwards as `after` says.
+    pub(super) fn retire(&mut self, slot: Slot, drain: bool, after: AfterStop) {
+        self.s.early.retain(|e| e.id != slot.id);
+        let number = slot.phase.child().map(|c| c.number);
+        let retiring = Retiring {
+            version: slot.version().clone(),
+            number,
+            port: slot.phase.port(),
+            after,
+            awaiting_start: matches!(slot.phase, Phase::Starting { .. }),
+        };
+        let stop_now = matches!(slot.phase, Phase::Up { .. } | Phase::Ready { .. });
+        let no_child = matches!(slot.phase, Phase::NeedsPort | Phase::PreStart { .. });
+        self.s.retiring.insert(slot.id, retiring);
+        if stop_now {
+            self.out.push(Action::Retire { id: slot.id, drain });
+        } else if no_child {
+            self.stopped(slot.id);
+        }
+    }
+
+    /// A retired instance is gone: free its port and file its version away.
+    pub(super) fn stopped(&mut self, id: InstanceId) {
+        if self.s.txn_old == Some(id) {
+            self.s.txn_old = None;
+            self.after_switch();
+        }
+        let Some(r) = self.s.retiring.remove(&id) else {
+            return;
+        };
+        if let Some(port) = r.port {
+            self.s.taken.remove(&port);
+        }
+        if let Some(number) = r.number {
+            self.emit(Event::Stopped {
+                version: r.version.clone(),
+                number,
+            });
+        }
+        match r.after {
+            AfterStop::Keep => {}
+            AfterStop::ArchiveIfUnused => self.archive_if_unused(r.version),
+            AfterStop::Reject(reasons) => self.out.push(Action::Reject {
+                version: r.version,
+                reasons,
+            }),
+        }
+    }
+}
+
+/// How long to wait before restarting running after `failures` failures in a row: at once the
+/// first time, then 1 s, 2 s, 4 s … up to the cap.
+fn restart_delay(failures: u32) -> Duration {
+    if failures <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - 2).min(16);
+    (RESTART_BACKOFF_BASE * 2u32.pow(doublings)).min(RESTART_BACKOFF_CAP)
+}

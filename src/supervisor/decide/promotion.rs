@@ -1,0 +1,512 @@
+//! Switching the version that serves: verdicts, the promotion (and rollback) transaction from
+//! `PRE_PROMOTE` to `POST_*`, what is resolved of one at start, and the guard that watches a
+//! promoted version and rolls it back.
+
+use std::time::Duration;
+
+use semver::Version;
+
+use super::{Action, Decision, RestoreFailure, SlotKey, GUARD_BASELINE, GUARD_MIN_REQUESTS};
+use crate::artifact::Installed;
+use crate::events::{Event, VerdictKind};
+use crate::history::SwitchWhy;
+use crate::hooks::Hook;
+use crate::instance::InstanceId;
+use crate::layout::Role;
+use crate::score::{Scored, ScorerControl, Verdict};
+use crate::supervisor::control::CommandError;
+use crate::supervisor::state::{AfterStop, Guard, Resumed, Slot, Txn, TxnKind, TxnStep};
+
+impl Decision<'_> {
+    pub(super) fn resume(&mut self, r: Resumed) {
+        self.s.serving = r.running.as_ref().map(|i| i.version.clone());
+        self.s.previous = r.previous;
+        self.s.schedule_grace = r.schedule_grace;
+        self.s.hooks = r.hooks;
+        self.s.guard_window = r.rollback_window;
+        self.s.guard_max_delta = r.max_5xx_delta;
+        self.s.noise_cancel = r.noise_cancel;
+        self.resume_schedules(r.schedules, r.promote_at);
+        let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
+        if switched {
+            // Users were already served by the new version: complete the transaction.
+            let t = r.txn.clone().expect("checked above");
+            self.emit(Event::SwitchCompleted {
+                kind: t.kind.name().to_string(),
+                version: t.version.clone(),
+                from: t.from.clone(),
+            });
+            self.s.txn = Some(t);
+            self.s.txn_post_due = true;
+        }
+        let undone = if switched { None } else { r.promoting.clone() };
+        if let Some(running) = r.running {
+            let slot = self.new_slot(Role::Running, running, true);
+            self.s.running = Some(slot);
+        } else if let (Some(promoting), None) = (&undone, &r.txn) {
+            // Nothing else to serve: the version that passed its scoring serves.
+            let slot = self.new_slot(Role::Running, promoting.clone(), true);
+            self.s.running = Some(slot);
+            self.s.pending = r.testing;
+            return;
+        }
+        self.s.pending = r.testing;
+        let Some(undone) = undone else {
+            return;
+        };
+        // Interrupted before its switch: undo it. The old version serves; a promoted build is
+        // tested again (unless a newer one waits), a restored one goes back to the archive.
+        let kind = r.txn.as_ref().map_or(TxnKind::Promotion, |t| t.kind);
+        self.emit(Event::SwitchUndone {
+            kind: kind.name().to_string(),
+            version: undone.version.clone(),
+            serving: self.s.running.as_ref().map(|r| r.version().clone()),
+        });
+        let newer_waits = self
+            .s
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.version > undone.version);
+        if kind == TxnKind::Promotion && !newer_waits {
+            if let Some(old) = self.s.pending.replace(undone) {
+                self.archive_if_unused(old.version);
+            }
+        } else {
+            self.archive_if_unused(undone.version);
+        }
+    }
+
+    pub(super) fn scored(&mut self, s: Scored) {
+        let Some(testing) = self.s.testing.as_ref().filter(|t| t.id == s.testing) else {
+            return;
+        };
+        if !testing.is_ready() {
+            return;
+        }
+        let version = testing.version().clone();
+        self.s.verdict = Some((s.testing, s.evaluation.clone()));
+        let ev = &s.evaluation;
+        let verdict = match &ev.verdict {
+            Verdict::Wait(_) => VerdictKind::Wait,
+            Verdict::Promote => VerdictKind::Promote,
+            Verdict::Reject(_) => VerdictKind::Reject,
+        };
+        self.emit(Event::Scored {
+            version: version.clone(),
+            verdict,
+            score: ev.score,
+            pairs: ev.pairs,
+            summary: ev.summary(),
+            diffs: ev.diffs.clone(),
+        });
+        if self.s.paused {
+            return; // scored and shown, not acted on
+        }
+        match s.evaluation.verdict {
+            Verdict::Wait(_) => {}
+            Verdict::Reject(reasons) => self.reject_testing(reasons),
+            Verdict::Promote => {
+                if self
+                    .s
+                    .hook_block
+                    .as_ref()
+                    .is_some_and(|(v, _)| *v == version)
+                {
+                    // PRE_PROMOTE said no: an operator's promote may try again.
+                } else if self.held_by_schedule(&version) {
+                    // Scored says it passed, Scheduled said when it will be promoted.
+                } else {
+                    self.begin_promotion(SwitchWhy::Automatic)
+                }
+            }
+        }
+    }
+
+    pub(super) fn unroute_testing(&mut self, old: &Slot) {
+        if old.is_ready() {
+            self.out.push(Action::Score(ScorerControl::Clear));
+        }
+        self.out.push(Action::Unpoint(Role::Testing));
+        self.publish_routes();
+    }
+
+    pub(super) fn reject_testing(&mut self, reasons: Vec<String>) {
+        let Some(testing) = self.s.testing.take() else {
+            return;
+        };
+        self.emit(Event::Rejecting {
+            version: testing.version().clone(),
+            reasons: reasons.clone(),
+        });
+        let why = format!("{} was rejected: {}", testing.version(), reasons.join("; "));
+        self.cancel_schedules_of(testing.version(), &why);
+        self.unroute_testing(&testing);
+        self.retire(testing, false, AfterStop::Reject(reasons));
+        self.start_pending();
+    }
+
+    /// Promotion, step 1: stop testing and start a fresh running instance of its version.
+    pub(super) fn begin_promotion(&mut self, why: SwitchWhy) {
+        if self.s.next.is_some() || self.s.txn.is_some() {
+            return;
+        }
+        let Some(testing) = self.s.testing.as_ref() else {
+            return;
+        };
+        if self.s.hooks.pre_promote {
+            let version = testing.version().clone();
+            let (dir, port) = (
+                testing.phase.child().map(|c| c.dir.clone()),
+                testing.phase.port(),
+            );
+            let id = testing.id;
+            let from = self.running_version().cloned();
+            self.s.txn = Some(Txn {
+                kind: TxnKind::Promotion,
+                version: version.clone(),
+                from: from.clone(),
+                step: TxnStep::PrePromote,
+                why,
+            });
+            self.out.push(Action::RunHook {
+                hook: Hook::PrePromote,
+                id: Some(id),
+                version,
+                previous: from,
+                dir,
+                port,
+            });
+            return;
+        }
+        self.promote_testing(why);
+    }
+
+    /// Promotion, step 1 proper: stop testing and start a fresh running instance of its version.
+    pub(super) fn promote_testing(&mut self, why: SwitchWhy) {
+        let Some(testing) = self.s.testing.take() else {
+            return;
+        };
+        self.unroute_testing(&testing);
+        let installed = testing.installed.clone();
+        self.retire(testing, false, AfterStop::ArchiveIfUnused);
+        self.begin_promotion_of(installed, why);
+    }
+
+    pub(super) fn begin_promotion_of(&mut self, installed: Installed, why: SwitchWhy) {
+        self.s.switch_why = Some(why);
+        self.s.txn = Some(Txn {
+            kind: if why == SwitchWhy::Rollback {
+                TxnKind::Rollback
+            } else {
+                TxnKind::Promotion
+            },
+            version: installed.version.clone(),
+            from: self.running_version().cloned(),
+            step: TxnStep::Starting,
+            why,
+        });
+        self.emit(Event::Promoting {
+            version: installed.version.clone(),
+        });
+        let slot = self.new_slot(Role::Running, installed, false);
+        self.s.next = Some(slot);
+    }
+
+    /// Promotion, step 2: the new instance is ready; swap routes atomically, drain and stop the old.
+    pub(super) fn finish_promotion(&mut self) {
+        let mut next = self.s.next.take().expect("called for next");
+        next.proven = true;
+        let to = next.version().clone();
+        let old = self.s.running.replace(next);
+        let restarting = self.s.restart.take();
+        self.s.failures = 0;
+        // Write-ahead: the switch is journaled before the route, symlink or history show it.
+        if let Some(t) = self.s.txn.as_mut() {
+            t.step = TxnStep::Switched;
+        }
+        self.persist();
+        self.s.txn_old = old.as_ref().map(|o| o.id);
+        self.serve(SlotKey::Running);
+        let from = old
+            .as_ref()
+            .map(|o| o.version().clone())
+            .or(restarting.as_ref().map(|r| r.installed.version.clone()));
+        let why = self.s.txn.as_ref().map_or(SwitchWhy::Automatic, |t| t.why);
+        self.emit(Event::Promoted {
+            from: from.clone(),
+            to: to.clone(),
+            why,
+        });
+        if why == SwitchWhy::Rollback {
+            self.emit(Event::RolledBack { from, to });
+        }
+        let guarded = self.s.guard_window > Duration::ZERO
+            && self
+                .s
+                .txn
+                .as_ref()
+                .is_some_and(|t| t.kind == TxnKind::Promotion);
+        if let Some(old) = old {
+            // Guarded, the replaced version's folder stays until the window ends: a rollback
+            // then starts it straight away.
+            let after = if guarded {
+                let version = self
+                    .s
+                    .running
+                    .as_ref()
+                    .expect("just placed")
+                    .version()
+                    .clone();
+                self.start_guard(version, old.version().clone());
+                AfterStop::Keep
+            } else {
+                AfterStop::ArchiveIfUnused
+            };
+            self.retire(old, true, after);
+        } else {
+            if let Some(r) = restarting {
+                self.archive_if_unused(r.installed.version);
+            }
+            self.after_switch();
+        }
+        // A rollback leaves testing in place: it is scored against the new running from now on.
+        let running = self
+            .s
+            .running
+            .as_ref()
+            .and_then(|r| r.phase.child())
+            .map(|c| (c.dir.clone(), c.pid));
+        if let (Some((running_dir, pid)), true) =
+            (running, self.s.testing.as_ref().is_some_and(Slot::is_ready))
+        {
+            self.out.push(Action::Score(ScorerControl::Running {
+                running_dir,
+                running_pid: Some(pid),
+            }));
+        }
+        self.start_pending();
+    }
+
+    pub(super) fn abort_promotion(&mut self, reasons: Vec<String>) {
+        let next = self.s.next.take().expect("called for next");
+        self.emit(Event::PromotionFailed {
+            version: next.version().clone(),
+            reasons: reasons.clone(),
+        });
+        self.s.txn = None;
+        // A version brought back by a rollback had served before: it goes back to the archive.
+        let after = match self.s.switch_why.take() {
+            Some(SwitchWhy::Rollback) => AfterStop::ArchiveIfUnused,
+            _ => AfterStop::Reject(reasons),
+        };
+        self.retire(next, false, after);
+        self.start_pending();
+    }
+
+    /// The switch is done and the old instance drained and stopped: run the `POST_*` hook, or
+    /// close the transaction.
+    pub(super) fn after_switch(&mut self) {
+        let Some(t) = &self.s.txn else {
+            return;
+        };
+        let hook = match t.kind {
+            TxnKind::Promotion => Hook::PostPromote,
+            TxnKind::Rollback => Hook::PostRollback,
+        };
+        if !self.s.hooks.has(hook) {
+            self.s.txn = None;
+            return;
+        }
+        let running = self.s.running.as_ref();
+        self.out.push(Action::RunHook {
+            hook,
+            id: running.map(|r| r.id),
+            version: t.version.clone(),
+            previous: t.from.clone(),
+            dir: running.and_then(|r| r.phase.child()).map(|c| c.dir.clone()),
+            port: running.and_then(|r| r.phase.port()),
+        });
+    }
+
+    pub(super) fn hook_done(
+        &mut self,
+        hook: Hook,
+        id: Option<InstanceId>,
+        version: Version,
+        result: Result<(), String>,
+    ) {
+        self.emit(Event::HookRan {
+            hook: hook.key().to_string(),
+            version: version.clone(),
+            ok: result.is_ok(),
+            detail: result.clone().err().unwrap_or_default(),
+        });
+        match hook {
+            Hook::PreStart => self.pre_start_done(id, result),
+            Hook::PrePromote => {
+                let current = self
+                    .s
+                    .txn
+                    .as_ref()
+                    .is_some_and(|t| t.step == TxnStep::PrePromote && t.version == version);
+                if !current {
+                    return;
+                }
+                let txn = self.s.txn.take().expect("checked above");
+                let still_testing = self
+                    .s
+                    .testing
+                    .as_ref()
+                    .is_some_and(|t| *t.version() == version && t.is_ready());
+                match result {
+                    Ok(()) if still_testing => self.promote_testing(txn.why),
+                    // It left testing while PRE_PROMOTE ran (what took it out said so): no promotion.
+                    Ok(()) => {}
+                    Err(e) => {
+                        let reason = format!("PRE_PROMOTE refused it: {e}");
+                        self.emit(Event::PromotionFailed {
+                            version: version.clone(),
+                            reasons: vec![reason.clone()],
+                        });
+                        self.s.hook_block = Some((version, reason));
+                    }
+                }
+            }
+            Hook::PostPromote | Hook::PostRollback => {
+                // A failure was announced by HookRan above; the switch stands either way.
+                if self.s.txn.as_ref().is_some_and(|t| t.version == version) {
+                    self.s.txn = None;
+                }
+            }
+        }
+    }
+
+    /// Rollback, step 2: the version is back in its folder; promote it like any other.
+    pub(super) fn restored(&mut self, version: Version, result: Result<Installed, RestoreFailure>) {
+        let Some((wanted, id)) = self.s.restoring.take() else {
+            return;
+        };
+        if wanted != version {
+            self.s.restoring = Some((wanted, id));
+            return;
+        }
+        let result = match result {
+            Err(RestoreFailure::Missing) => Err(CommandError::UnknownVersion(version.to_string())),
+            Err(RestoreFailure::Failed(why)) => Err(CommandError::Refused(format!(
+                "cannot bring back {version}: {why}"
+            ))),
+            Ok(_) if self.s.next.is_some() => Err(CommandError::Refused(
+                "a promotion started meanwhile; try again once it is done".into(),
+            )),
+            Ok(installed) => {
+                let from = self.running_version().map(Version::to_string);
+                self.begin_promotion_of(installed, SwitchWhy::Rollback);
+                Ok(format!(
+                    "rolling back from {} to {version}: it starts, and takes over once ready",
+                    from.as_deref().unwrap_or("nothing")
+                ))
+            }
+        };
+        match (id, result) {
+            (Some(id), result) => self.out.push(Action::Reply { id, result }),
+            (None, Err(e)) => self.emit(Event::RollbackFailed {
+                version,
+                reason: e.to_string(),
+            }),
+            // Promoting says it.
+            (None, Ok(_)) => {}
+        }
+    }
+
+    /// A traffic sample: keep a minute of them, and judge the promoted version under watch.
+    pub(super) fn traffic(&mut self, requests: u64, errors: u64) {
+        let now = self.now;
+        self.s.traffic.push_back((now, requests, errors));
+        while self.s.traffic.len() > 1
+            && self
+                .s
+                .traffic
+                .front()
+                .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > GUARD_BASELINE)
+        {
+            self.s.traffic.pop_front();
+        }
+        let Some(g) = self.s.guard.as_mut() else {
+            return;
+        };
+        let Some((r0, e0)) = g.start else {
+            g.start = Some((requests, errors));
+            return;
+        };
+        if now >= g.until {
+            let g = self.s.guard.take().expect("checked above");
+            self.emit(Event::GuardEnded {
+                version: g.version.clone(),
+                from: g.from.clone(),
+            });
+            self.archive_if_unused(g.from);
+            return;
+        }
+        let (dr, de) = (requests.saturating_sub(r0), errors.saturating_sub(e0));
+        if dr < GUARD_MIN_REQUESTS {
+            return;
+        }
+        let rate = de as f64 / dr as f64;
+        if rate > g.baseline + self.s.guard_max_delta {
+            let why = format!(
+                "5xx rate {:.1}% over {dr} requests since the switch, against {:.1}% before it (MAX_5XX_DELTA {:.1} points)",
+                rate * 100.0,
+                g.baseline * 100.0,
+                self.s.guard_max_delta * 100.0
+            );
+            self.guard_rollback(why);
+        }
+    }
+
+    /// Start watching `version`, just promoted over `from`.
+    pub(super) fn start_guard(&mut self, version: Version, from: Version) {
+        if let Some(earlier) = self.s.guard.take() {
+            // A newer promotion ends the earlier watch: its kept version is filed away.
+            self.archive_if_unused(earlier.from);
+        }
+        let (first, last) = (self.s.traffic.front(), self.s.traffic.back());
+        let baseline = match (first, last) {
+            (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => {
+                e1.saturating_sub(e0) as f64 / (r1 - r0) as f64
+            }
+            _ => 0.0,
+        };
+        self.s.guard = Some(Guard {
+            version,
+            from,
+            until: self.now + self.s.guard_window,
+            start: last.map(|&(_, r, e)| (r, e)),
+            baseline,
+        });
+    }
+
+    /// The promoted version does worse than the one it replaced: bring that one back.
+    pub(super) fn guard_rollback(&mut self, why: String) {
+        let Some(g) = self.s.guard.take() else {
+            return;
+        };
+        self.emit(Event::GuardTripped {
+            version: g.version.clone(),
+            to: g.from.clone(),
+            reason: why,
+        });
+        if self.s.next.is_some() || self.s.restoring.is_some() {
+            self.emit(Event::RollbackFailed {
+                version: g.from.clone(),
+                reason: "another switch is under way".into(),
+            });
+            self.archive_if_unused(g.from);
+            return;
+        }
+        // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback.
+        self.s.txn = None;
+        self.s.txn_old = None;
+        self.s.restoring = Some((g.from.clone(), None));
+        self.out.push(Action::Restore(g.from));
+    }
+}

@@ -1,0 +1,481 @@
+//! What the supervisor knows: the [`State`] that only [`decide()`](super::decide()) changes, the
+//! parts instances play in it ([`Slot`], [`Phase`]), what survives a restart ([`Persisted`],
+//! [`Txn`]) and what is found on disk at start ([`Resumed`]).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::control::{self, Status};
+use super::decide::{Action, Launched, Target};
+use super::schedule::Schedule;
+use crate::artifact::Installed;
+use crate::events::VerdictKind;
+use crate::history::SwitchWhy;
+use crate::hooks::HookSet;
+use crate::instance::{InstanceEvent, InstanceId};
+use crate::layout::Role;
+use crate::score::{Evaluation, Verdict};
+use crate::watcher::Dropped;
+
+/// A promotion or a rollback is a transaction: journaled (in the state file) before each step,
+/// so that a crash in the middle is resolved at the next start, never left half done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnKind {
+    /// Testing (or a scheduled or operator-chosen build) becomes running.
+    Promotion,
+    /// An earlier version comes back from its archive.
+    Rollback,
+}
+
+impl TxnKind {
+    /// Its name in events and logs, as the state file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnKind::Promotion => "promotion",
+            TxnKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// How far a transaction got. Before [`TxnStep::Switched`] a crash undoes it (the old version
+/// serves); from it on a crash completes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnStep {
+    /// `PRE_PROMOTE` is running; nothing has changed yet.
+    PrePromote,
+    /// The fresh running instance is starting.
+    Starting,
+    /// It is ready; the switch comes next.
+    Ready,
+    /// Users are served by the new version; draining the old one and `POST_*` remain.
+    Switched,
+}
+
+/// The journal entry of a promotion or rollback under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Promotion or rollback.
+    pub kind: TxnKind,
+    /// The version that takes over.
+    pub version: Version,
+    /// The version serving before.
+    pub from: Option<Version>,
+    /// How far it got.
+    pub step: TxnStep,
+    /// Why it happens, for the history.
+    pub why: SwitchWhy,
+}
+
+/// What survives a restart: which versions play which part.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persisted {
+    /// The version serving users (or restarting to serve them).
+    pub running: Option<Version>,
+    /// The version being scored, or waiting to be.
+    pub testing: Option<Version>,
+    /// A version that passed and whose fresh running instance was starting (mid-promotion).
+    #[serde(default)]
+    pub promoting: Option<Version>,
+    /// Scheduled promotions, pending and recently finished: saved before the operator is told.
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
+    /// The promotion or rollback under way, written before each of its steps.
+    #[serde(default)]
+    pub txn: Option<Txn>,
+}
+
+/// What the executor found on disk at start, for [`Input::Resume`](super::Input::Resume).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Resumed {
+    /// The running version, installed and startable.
+    pub running: Option<Installed>,
+    /// The version that was under test.
+    pub testing: Option<Installed>,
+    /// The version that was being promoted when understudy stopped.
+    pub promoting: Option<Installed>,
+    /// The version that served before running, from the history: what a rollback brings back.
+    pub previous: Option<Version>,
+    /// Scheduled promotions from the state file.
+    pub schedules: Vec<Schedule>,
+    /// `PROMOTE_AT`: a promotion of whatever is under test at that instant.
+    pub promote_at: Option<SystemTime>,
+    /// `MISSED_SCHEDULE_GRACE`: how late a schedule may still fire.
+    pub schedule_grace: Duration,
+    /// The transaction that was under way, to be undone or completed.
+    pub txn: Option<Txn>,
+    /// Which hooks are configured.
+    pub hooks: HookSet,
+    /// `ROLLBACK_WINDOW`: how long a promoted version is guarded (zero: not at all).
+    pub rollback_window: Duration,
+    /// `MAX_5XX_DELTA`: how much worse than before the switch its 5xx rate may be.
+    pub max_5xx_delta: f64,
+    /// `NOISE_CANCEL`: run a secondary of running's version while a build is tested.
+    pub noise_cancel: bool,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a free port in `PORT_RANGE`.
+    NeedsPort,
+    /// Has its port; `PRE_START` runs before it is started.
+    PreStart { port: u16 },
+    /// Asked to start on this port; no child yet.
+    Starting { port: u16 },
+    /// The child runs; not ready yet.
+    Up { port: u16, child: Launched },
+    /// Ready and routed since `since`.
+    Ready {
+        port: u16,
+        child: Launched,
+        since: Instant,
+    },
+}
+
+impl Phase {
+    pub(super) fn port(&self) -> Option<u16> {
+        match self {
+            Phase::NeedsPort => None,
+            Phase::PreStart { port }
+            | Phase::Starting { port }
+            | Phase::Up { port, .. }
+            | Phase::Ready { port, .. } => Some(*port),
+        }
+    }
+
+    pub(super) fn child(&self) -> Option<&Launched> {
+        match self {
+            Phase::Up { child, .. } | Phase::Ready { child, .. } => Some(child),
+            _ => None,
+        }
+    }
+}
+
+/// One instance playing (or about to play) a part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    /// Identity across inputs; a late input about another id is ignored.
+    pub id: InstanceId,
+    /// The role it will play once ready.
+    pub role: Role,
+    /// What it runs.
+    pub installed: Installed,
+    /// Where it is.
+    pub phase: Phase,
+    /// The version worked before (resumed, restarted or promoted): a failure restarts it rather
+    /// than rejecting it.
+    pub proven: bool,
+    /// When it last answered a heartbeat (presence), once ready.
+    pub last_heartbeat: Option<Instant>,
+}
+
+impl Slot {
+    pub(super) fn version(&self) -> &Version {
+        &self.installed.version
+    }
+    pub(super) fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready { .. })
+    }
+    pub(super) fn target(&self) -> Option<Target> {
+        match &self.phase {
+            Phase::Ready { port, .. } => Some(Target {
+                id: self.id,
+                version: self.version().clone(),
+                port: *port,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to a version folder once a retired instance is stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum AfterStop {
+    /// The version goes on (a restart): leave the folder.
+    Keep,
+    /// Zip it into the archive unless another part still uses the version.
+    ArchiveIfUnused,
+    /// Move it to `rejected/` with these reasons.
+    Reject(Vec<String>),
+}
+
+/// An instance on its way out: its port stays taken until it is reaped.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Retiring {
+    pub(super) version: Version,
+    pub(super) number: Option<u32>,
+    pub(super) port: Option<u16>,
+    pub(super) after: AfterStop,
+    /// Its start is still under way: it is stopped as soon as it reports.
+    pub(super) awaiting_start: bool,
+}
+
+/// A promoted version watched for `ROLLBACK_WINDOW` against the traffic before its switch.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Guard {
+    /// The promoted version.
+    pub(super) version: Version,
+    /// The version it replaced, kept in its folder until the window ends.
+    pub(super) from: Version,
+    /// When the watch ends.
+    pub(super) until: Instant,
+    /// The counters at the switch (the first sample after it, if none came before).
+    pub(super) start: Option<(u64, u64)>,
+    /// The 5xx share of user requests in the minute before the switch.
+    pub(super) baseline: f64,
+}
+
+/// Running is down and will be started again at `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Restart {
+    pub(super) installed: Installed,
+    pub(super) at: Instant,
+}
+
+/// Everything the supervisor knows; only [`decide()`](super::decide()) changes it.
+#[derive(Debug)]
+pub struct State {
+    pub(super) ports: (u16, u16),
+    /// Ports handed to instances that are not yet reaped.
+    pub(super) taken: BTreeSet<u16>,
+    /// Ports another program was found holding, left alone until `busy_retry`.
+    pub(super) busy: BTreeSet<u16>,
+    pub(super) busy_retry: Option<Instant>,
+    pub(super) last_id: u64,
+    pub(super) running: Option<Slot>,
+    pub(super) testing: Option<Slot>,
+    /// A fresh running instance of the version being promoted, until it is ready.
+    pub(super) next: Option<Slot>,
+    /// A fresh instance of running's version, started because running stopped answering its
+    /// heartbeats while its process lives: it takes over once ready (start, switch, then stop).
+    pub(super) spare: Option<Slot>,
+    /// Why the state files cannot be written right now (a full disk), while it lasts.
+    pub(super) disk_full: Option<String>,
+    /// A second instance of running's version while a build is tested (`NOISE_CANCEL`).
+    pub(super) secondary: Option<Slot>,
+    /// Whether to run one.
+    pub(super) noise_cancel: bool,
+    /// The testing instance whose secondary failed: noise stays unknown for it.
+    pub(super) secondary_off: Option<InstanceId>,
+    /// An installed build waiting for running to be ready before it is tested.
+    pub(super) pending: Option<Installed>,
+    /// The build being installed; later drops wait in `drops`.
+    pub(super) installing: Option<Version>,
+    pub(super) drops: VecDeque<Dropped>,
+    pub(super) restart: Option<Restart>,
+    /// Running failures in a row.
+    pub(super) failures: u32,
+    /// The promotion or rollback under way.
+    pub(super) txn: Option<Txn>,
+    /// The old running instance of a switched transaction, until it is stopped.
+    pub(super) txn_old: Option<InstanceId>,
+    /// A transaction completed at start: its `POST_*` hook runs once running is ready.
+    pub(super) txn_post_due: bool,
+    /// Which hooks are configured.
+    pub(super) hooks: HookSet,
+    /// The version whose `PRE_PROMOTE` failed: not promoted automatically again (an operator's
+    /// promote tries again), and the failure, for status.
+    pub(super) hook_block: Option<(Version, String)>,
+    pub(super) retiring: BTreeMap<InstanceId, Retiring>,
+    /// Filings that failed, retried at each collection, with the attempts so far.
+    pub(super) refile: Vec<(Action, u32)>,
+    /// Scoring goes on, but verdicts are not acted on.
+    pub(super) paused: bool,
+    /// The latest evaluation of the testing instance, for status.
+    pub(super) verdict: Option<(InstanceId, Evaluation)>,
+    /// The version the history last recorded as serving users.
+    pub(super) serving: Option<Version>,
+    /// The version that served before it: what a plain rollback brings back.
+    pub(super) previous: Option<Version>,
+    /// Why the promotion under way happens, recorded when it switches.
+    pub(super) switch_why: Option<SwitchWhy>,
+    /// A rollback waiting for its version to be restored, and the command to answer (none for
+    /// the guard's own).
+    pub(super) restoring: Option<(Version, Option<u64>)>,
+    /// Traffic samples of the last minute: (when, requests, 5xx answers).
+    pub(super) traffic: VecDeque<(Instant, u64, u64)>,
+    /// The promoted version under watch.
+    pub(super) guard: Option<Guard>,
+    pub(super) guard_window: Duration,
+    pub(super) guard_max_delta: f64,
+    /// Instance news that arrived before the instance's start completion, replayed after it.
+    pub(super) early: Vec<InstanceEvent>,
+    /// Scheduled promotions, pending and recently finished.
+    pub(super) schedules: Vec<Schedule>,
+    pub(super) last_schedule_id: u64,
+    /// How late a due schedule may still fire.
+    pub(super) schedule_grace: Duration,
+    /// When a pending schedule next needs a look.
+    pub(super) schedule_check: Option<Instant>,
+    pub(super) persisted: Option<Persisted>,
+    pub(super) next_gc: Instant,
+}
+
+impl State {
+    /// A supervisor with nothing running, handing out ports from the inclusive range `ports`.
+    pub fn new(ports: (u16, u16), now: Instant) -> State {
+        State {
+            ports,
+            taken: BTreeSet::new(),
+            busy: BTreeSet::new(),
+            busy_retry: None,
+            last_id: 0,
+            running: None,
+            testing: None,
+            next: None,
+            spare: None,
+            disk_full: None,
+            secondary: None,
+            noise_cancel: false,
+            secondary_off: None,
+            pending: None,
+            installing: None,
+            drops: VecDeque::new(),
+            restart: None,
+            failures: 0,
+            txn: None,
+            txn_old: None,
+            txn_post_due: false,
+            hooks: HookSet::default(),
+            hook_block: None,
+            retiring: BTreeMap::new(),
+            refile: Vec::new(),
+            paused: false,
+            verdict: None,
+            serving: None,
+            previous: None,
+            switch_why: None,
+            restoring: None,
+            traffic: VecDeque::new(),
+            guard: None,
+            guard_window: Duration::ZERO,
+            guard_max_delta: 0.01,
+            early: Vec::new(),
+            schedules: Vec::new(),
+            last_schedule_id: 0,
+            schedule_grace: Duration::from_secs(3600),
+            schedule_check: None,
+            persisted: None,
+            next_gc: now,
+        }
+    }
+
+    /// When the supervisor next needs an [`Input::Tick`](super::Input::Tick): a restart, a garbage collection, or a
+    /// retry of ports that were busy.
+    pub fn deadline(&self) -> Instant {
+        [
+            self.restart.as_ref().map(|r| r.at),
+            self.busy_retry,
+            self.schedule_check,
+            Some(self.next_gc),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("next_gc is always set")
+    }
+
+    /// The instance serving users, if any.
+    pub fn running(&self) -> Option<&Slot> {
+        self.running.as_ref()
+    }
+
+    /// The instance being scored, if any.
+    pub fn testing(&self) -> Option<&Slot> {
+        self.testing.as_ref()
+    }
+
+    /// The fresh running instance of a promotion under way, if any.
+    pub fn next(&self) -> Option<&Slot> {
+        self.next.as_ref()
+    }
+
+    /// The second instance of running's version that measures noise, if any.
+    pub fn secondary(&self) -> Option<&Slot> {
+        self.secondary.as_ref()
+    }
+
+    /// The installed build waiting to be tested, if any.
+    pub fn pending(&self) -> Option<&Installed> {
+        self.pending.as_ref()
+    }
+
+    /// Ports held by instances that are not yet reaped.
+    pub fn ports_taken(&self) -> &BTreeSet<u16> {
+        &self.taken
+    }
+
+    /// What status shows, with `wall` turning the monotonic clock into wall-clock time.
+    pub fn status(&self, wall: impl Fn(Instant) -> std::time::SystemTime) -> Status {
+        let slot = |s: &Option<Slot>| {
+            s.as_ref().map(|s| {
+                let child = s.phase.child();
+                control::InstanceStatus {
+                    version: s.version().clone(),
+                    instance: child.map(|c| c.number),
+                    port: s.phase.port(),
+                    pid: child.map(|c| c.pid),
+                    ready: s.is_ready(),
+                    since: match s.phase {
+                        Phase::Ready { since, .. } => Some(control::rfc3339(wall(since))),
+                        _ => None,
+                    },
+                    last_heartbeat: s.last_heartbeat.map(|t| control::rfc3339(wall(t))),
+                }
+            })
+        };
+        let verdict = self.verdict.as_ref().and_then(|(id, ev)| {
+            let testing = self.testing.as_ref().filter(|t| t.id == *id)?;
+            let (verdict, reasons) = match &ev.verdict {
+                Verdict::Wait(why) => (VerdictKind::Wait, vec![why.clone()]),
+                Verdict::Promote => (VerdictKind::Promote, Vec::new()),
+                Verdict::Reject(r) => (VerdictKind::Reject, r.clone()),
+            };
+            Some(control::VerdictStatus {
+                version: testing.version().clone(),
+                verdict,
+                score: ev.score,
+                pairs: ev.pairs,
+                reasons,
+                parts: ev.parts.clone(),
+                diffs: ev.diffs.clone(),
+            })
+        });
+        Status {
+            running: slot(&self.running),
+            testing: slot(&self.testing),
+            promoting: slot(&self.next),
+            secondary: slot(&self.secondary),
+            restarting: match &self.running {
+                None => self.restart.as_ref().map(|r| r.installed.version.clone()),
+                Some(_) => None,
+            },
+            pending: self.pending.as_ref().map(|p| p.version.clone()),
+            installing: self.installing.clone(),
+            paused: self.paused,
+            disk_full: self.disk_full.clone(),
+            verdict,
+            schedules: self.schedules.clone(),
+            transaction: self.txn.clone(),
+            guarded: self.guard.as_ref().map(|g| {
+                format!(
+                    "{} is watched until {} against {:.1}% 5xx before its switch; {} is kept to roll back to",
+                    g.version,
+                    control::rfc3339(wall(g.until)),
+                    g.baseline * 100.0,
+                    g.from
+                )
+            }),
+            hook_failure: self
+                .hook_block
+                .as_ref()
+                .map(|(v, why)| format!("{v}: {why}")),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! An operator's commands and the scheduled promotions they set.
+
+use super::*;
+#[tokio::test(start_paused = true)]
+async fn paused_scoring_is_shown_but_not_acted_on() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Pause,
+    });
+    assert!(reply_in(&a, 1).is_ok());
+    let a = sim.verdict(testing, Verdict::Reject(vec!["5xx rate".into()]));
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::Scored { .. })));
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Retire { .. })),
+        "{a:#?}"
+    );
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "no promotion while paused");
+    let status = sim.s.status(|_| std::time::SystemTime::UNIX_EPOCH);
+    assert!(status.paused);
+    assert_eq!(status.verdict.unwrap().verdict, VerdictKind::Promote);
+    sim.feed(Input::Command {
+        id: 2,
+        command: Command::Resume,
+    });
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(start_in(&a).map(|(_, r, _)| r), Some(Role::Running));
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_promote_and_abort_and_their_refusals() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert!(
+        matches!(reply_in(&a, 1), Err(CommandError::NothingToPromote(r)) if r.contains("no build")),
+        "{a:#?}"
+    );
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::Abort,
+    });
+    assert_eq!(reply_in(&a, 2), &Err(CommandError::NothingToAbort));
+
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Abort,
+    });
+    assert_eq!(reply_in(&a, 3), &Ok("rejected 1.1.0".to_string()));
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(a.iter().any(|a| matches!(a,
+        Action::Reject { version, reasons } if *version == v("1.1.0") && reasons == &["aborted by operator"])));
+
+    let a = sim.deliver("1.2.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 4,
+        command: Command::Promote,
+    });
+    assert_eq!(reply_in(&a, 4), &Ok("promoting 1.2.0".to_string()));
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    let a = sim.feed(Input::Command {
+        id: 5,
+        command: Command::Promote,
+    });
+    assert!(
+        matches!(reply_in(&a, 5), Err(CommandError::NothingToPromote(r)) if r.contains("under way"))
+    );
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(a.contains(&Action::Retire {
+        id: running,
+        drain: true
+    }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_promotion_is_saved_before_the_answer_and_fires_once_at_its_time() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(sim.now().wall + Duration::from_secs(60)),
+    });
+    assert!(matches!(
+        reply_in(&a, 1),
+        Err(CommandError::NothingToPromote(_))
+    ));
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::PromoteAt(sim.now().wall - Duration::from_secs(1)),
+    });
+    assert!(
+        matches!(reply_in(&a, 2), Err(CommandError::Refused(r)) if r.contains("not in the future"))
+    );
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::PromoteAt(sim.now().wall + Duration::from_secs(60)),
+    });
+    assert!(
+        matches!(reply_in(&a, 3), Ok(m) if m.contains("schedule #1")),
+        "{a:#?}"
+    );
+    // The state write comes before the answer.
+    let persist = a
+        .iter()
+        .position(|a| matches!(a, Action::Persist(p) if p.schedules.len() == 1));
+    let reply = a.iter().position(|a| matches!(a, Action::Reply { .. }));
+    assert!(persist.is_some() && persist < reply, "{a:#?}");
+    // Passing before its time does not promote: the schedule holds it.
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "{a:#?}");
+    assert!(sim.s.deadline() <= Instant::now() + Duration::from_secs(60));
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(start_in(&sim.feed(Input::Tick)).is_none());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = sim.feed(Input::Tick);
+    let (next, role, _) = start_in(&a).expect("fires at its time");
+    assert_eq!(role, Role::Running);
+    assert!(a.iter().any(|a| matches!(a, Action::Persist(p)
+        if p.promoting == Some(v("1.1.0")) && matches!(p.schedules[0].outcome, Outcome::Fired { .. }))));
+    let (_, a) = {
+        sim.launch(next);
+        (next, sim.event(next, InstanceEventKind::Ready))
+    };
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Scheduled)]
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none(), "never fires twice: {a:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_due_while_down_fires_at_start_within_the_grace_else_it_is_missed() {
+    for (late_min, fires) in [(5u64, true), (90, false)] {
+        let mut sim = Sim::new(PORTS);
+        let at = sim.now().wall - Duration::from_secs(late_min * 60);
+        let a = sim.feed(Input::Resume(Resumed {
+            running: Some(installed("1.0.0")),
+            testing: Some(installed("1.1.0")),
+            schedules: vec![Schedule::new(7, Some(v("1.1.0")), at, Origin::Operator)],
+            schedule_grace: Duration::from_secs(3600),
+            ..Default::default()
+        }));
+        if !fires {
+            assert!(
+                matches!(&schedules(&sim)[0].outcome, Outcome::Missed { reason } if reason.contains("MISSED_SCHEDULE_GRACE")),
+                "{:?}",
+                schedules(&sim)
+            );
+        }
+        let (_, a) = sim.bring_up(&a); // running
+        let (_, a) = sim.bring_up(&a); // testing
+        let started = start_in(&a);
+        assert_eq!(started.is_some(), fires, "late by {late_min} min: {a:#?}");
+        if fires {
+            assert!(matches!(schedules(&sim)[0].outcome, Outcome::Fired { .. }));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_of_a_build_rejected_before_its_time_is_cancelled_with_the_reason() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(sim.now().wall + Duration::from_secs(60)),
+    });
+    sim.verdict(testing, Verdict::Reject(vec!["5xx rate".into()]));
+    assert!(
+        matches!(&schedules(&sim)[0].outcome, Outcome::Cancelled { reason } if reason.contains("5xx rate")),
+        "{:?}",
+        schedules(&sim)
+    );
+    // And an operator can cancel one.
+    let a = sim.deliver("1.2.0");
+    sim.bring_up(&a);
+    sim.feed(Input::Command {
+        id: 2,
+        command: Command::PromoteAt(sim.now().wall + Duration::from_secs(60)),
+    });
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::CancelSchedule(2),
+    });
+    assert_eq!(reply_in(&a, 3), &Ok("schedule #2 cancelled".to_string()));
+    let a = sim.feed(Input::Command {
+        id: 4,
+        command: Command::CancelSchedule(99),
+    });
+    assert_eq!(reply_in(&a, 4), &Err(CommandError::UnknownSchedule(99)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn promote_at_from_the_config_is_added_once_across_restarts() {
+    let mut sim = Sim::new(PORTS);
+    let at = sim.now().wall + Duration::from_secs(30);
+    sim.feed(Input::Resume(Resumed {
+        promote_at: Some(at),
+        ..Default::default()
+    }));
+    let first = schedules(&sim);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].version, None);
+    // Restarted: the saved schedule (fired or not) is recognised, not added again.
+    let mut fired = first[0].clone();
+    fired.outcome = Outcome::Fired {
+        fired_at: fired.at.clone(),
+        promoted: v("1.1.0"),
+    };
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Resume(Resumed {
+        promote_at: Some(at),
+        schedules: vec![fired.clone()],
+        ..Default::default()
+    }));
+    assert_eq!(schedules(&sim), vec![fired]);
+}
+
+#[test]
+fn schedules_round_trip_through_the_state_file() {
+    let mut s = Schedule::new(1, Some(v("1.1.0")), wall0(), Origin::Operator);
+    for outcome in [
+        Outcome::Pending,
+        Outcome::Fired {
+            fired_at: "2026-12-01T00:00:01Z".into(),
+            promoted: v("1.1.0"),
+        },
+        Outcome::Missed {
+            reason: "late".into(),
+        },
+        Outcome::Cancelled {
+            reason: "no".into(),
+        },
+    ] {
+        s.outcome = outcome;
+        let p = Persisted {
+            schedules: vec![s.clone()],
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Persisted>(&text).unwrap(),
+            p,
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! An instance's life: restarts with backoff, a first build that never works, late news of
+//! replaced instances, spares for an unresponsive running, and the secondary.
+
+use super::*;
+#[tokio::test(start_paused = true)]
+async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replaces_a_crash_loop() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (mut id, _) = sim.bring_up(&a);
+    let crash = |sim: &mut Sim, id| {
+        sim.event(
+            id,
+            InstanceEventKind::Exited {
+                status: "signal: 9".into(),
+                stderr_tail: String::new(),
+            },
+        )
+    };
+    // (attempt, delay before the restart) for crashes a second after each ready.
+    let table = [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 4),
+        (5, 8),
+        (6, 16),
+        (7, 30),
+        (8, 30),
+    ];
+    for (attempt, delay) in table {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let a = crash(&mut sim, id);
+        assert!(
+            emitted(&a).iter().any(|e| matches!(e,
+                Event::RestartScheduled { attempt: n, delay_ms, .. } if *n == attempt && *delay_ms == delay * 1000)),
+            "attempt {attempt}: {a:#?}"
+        );
+        assert_eq!(
+            routes_in(&a).unwrap().restarting,
+            Some(v("1.0.0")),
+            "users are told running restarts"
+        );
+        assert!(!a
+            .iter()
+            .any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
+        sim.feed(Input::Stopped { id });
+        let a = if delay == 0 {
+            a
+        } else {
+            assert!(start_in(&a).is_none(), "attempt {attempt} waits {delay}s");
+            assert_eq!(
+                sim.s.restart.as_ref().unwrap().at,
+                Instant::now() + Duration::from_secs(delay)
+            );
+            assert!(sim.s.deadline() <= Instant::now() + Duration::from_secs(delay));
+            tokio::time::advance(Duration::from_secs(delay) - Duration::from_millis(1)).await;
+            assert!(
+                start_in(&sim.feed(Input::Tick)).is_none(),
+                "not before its time"
+            );
+            tokio::time::advance(Duration::from_millis(1)).await;
+            sim.feed(Input::Tick)
+        };
+        let (restarted, a) = sim.bring_up(&a);
+        assert_eq!(
+            routes_in(&a).unwrap().running.as_ref().unwrap().id,
+            restarted
+        );
+        assert_eq!(routes_in(&a).unwrap().restarting, None);
+        id = restarted;
+    }
+    // Past the limit, a newer build is the way out: it serves as soon as it is installed.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(&mut sim, id);
+    assert!(
+        emitted(&a).iter().any(|e| matches!(
+            e,
+            Event::CrashLooping {
+                failures: 9,
+                retry_every_ms: 30_000,
+                ..
+            }
+        )),
+        "{a:#?}"
+    );
+    let a = sim.deliver("1.1.0");
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+            Event::CrashLoopReplaced { version, replaced, failures: 9 }
+                if *version == v("1.1.0") && *replaced == v("1.0.0"))),
+        "{a:#?}"
+    );
+    let (_, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    let stopped = sim.feed(Input::Stopped { id });
+    assert!(
+        stopped.contains(&Action::Archive(v("1.0.0"))),
+        "{stopped:#?}"
+    );
+
+    // A running instance that stays up a while starts a fresh count.
+    let (id, _) = sim.bring_up(&a);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(&mut sim, id);
+    let (id, _) = sim.bring_up(&a);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(&mut sim, id);
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::RestartScheduled { attempt: 2, .. })));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = sim.feed(Input::Tick);
+    let (id, _) = sim.bring_up(&a);
+    tokio::time::advance(RESTART_STABLE).await;
+    let a = crash(&mut sim, id);
+    assert!(
+        emitted(&a).iter().any(|e| matches!(
+            e,
+            Event::RestartScheduled {
+                attempt: 1,
+                delay_ms: 0,
+                ..
+            }
+        )),
+        "{a:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_build_that_never_works_is_rejected_and_the_next_one_serves() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (id, _, _) = start_in(&a).unwrap();
+    sim.launch(id);
+    sim.deliver("1.1.0");
+    let a = sim.event(
+        id,
+        InstanceEventKind::NotReady {
+            reason: "no answer".into(),
+        },
+    );
+    assert!(a.contains(&Action::Unpoint(Role::Running)));
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    assert_eq!(*sim.s.running().unwrap().version(), v("1.1.0"));
+    let a = sim.feed(Input::Stopped { id });
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Reject { version, .. } if *version == v("1.0.0"))));
+    assert_ne!(next, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn verdicts_and_exits_of_replaced_instances_are_ignored() {
+    let mut sim = Sim::new(PORTS);
+    let (running, old_testing) = sim.serving_with_testing("1.1.0");
+    sim.deliver("1.2.0");
+    assert_eq!(sim.verdict(old_testing, Verdict::Promote), vec![]);
+    assert_eq!(
+        sim.verdict(old_testing, Verdict::Reject(vec!["x".into()])),
+        vec![]
+    );
+    assert_eq!(
+        sim.event(
+            old_testing,
+            InstanceEventKind::Exited {
+                status: "signal: 15".into(),
+                stderr_tail: String::new()
+            }
+        ),
+        vec![]
+    );
+    assert_eq!(sim.s.running().unwrap().id, running);
+    // A verdict for a testing instance that is not ready yet is ignored too.
+    let new_testing = sim.s.testing().unwrap().id;
+    assert_eq!(sim.verdict(new_testing, Verdict::Promote), vec![]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_reported_before_the_start_completion_is_not_lost() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (id, _, _) = start_in(&a).unwrap();
+    // A fast child: its owner says "ready" before the spawner's completion arrives.
+    let a = sim.event(id, InstanceEventKind::Ready);
+    assert!(
+        routes_in(&a).is_none(),
+        "not routed before it is known to run: {a:#?}"
+    );
+    let a = sim.launch(id);
+    assert_eq!(
+        routes_in(&a).and_then(|r| r.running.as_ref()).map(|t| t.id),
+        Some(id),
+        "{a:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unresponsive_running_is_replaced_start_then_switch_then_stop() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (old, _) = sim.bring_up(&a);
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "GET /health timed out".into(),
+    };
+    let a = sim.event(old, lost);
+    // A fresh instance starts beside it; nothing is stopped and users stay on the old one.
+    let (fresh, role, _) = start_in(&a).expect("a fresh instance starts first");
+    assert_eq!(role, Role::Running);
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Retire { .. })),
+        "{a:#?}"
+    );
+    assert!(
+        routes_in(&a).is_none_or(|r| r.running.as_ref().is_some_and(|t| t.id == old)),
+        "{a:#?}"
+    );
+    sim.launch(fresh);
+    let a = sim.event(fresh, InstanceEventKind::Ready);
+    // Switch first, then drain and stop the old one.
+    let routed = position(
+        &a,
+        |x| matches!(x, Action::Route(r) if r.running.as_ref().is_some_and(|t| t.id == fresh)),
+    );
+    let retired = position(&a, |x| {
+        *x == Action::Retire {
+            id: old,
+            drain: true,
+        }
+    });
+    assert!(routed < retired, "{a:#?}");
+    assert!(routes_in(&a).unwrap().restarting.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spare_that_never_gets_ready_falls_back_to_stop_then_start() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (old, _) = sim.bring_up(&a);
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "refused".into(),
+    };
+    let a = sim.event(old, lost);
+    let (fresh, _, _) = start_in(&a).unwrap();
+    sim.launch(fresh);
+    let a = sim.event(
+        fresh,
+        InstanceEventKind::NotReady {
+            reason: "port never opened".into(),
+        },
+    );
+    assert!(
+        a.contains(&Action::Retire {
+            id: old,
+            drain: false
+        }),
+        "{a:#?}"
+    );
+    let (again, _, _) = start_in(&a).expect("the plain restart");
+    assert_ne!(again, fresh);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_unresponsive_running_dies_the_spare_on_its_way_takes_over() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (old, _) = sim.bring_up(&a);
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "refused".into(),
+    };
+    let a = sim.event(old, lost);
+    let (fresh, _, _) = start_in(&a).unwrap();
+    let died = InstanceEventKind::Exited {
+        status: "signal: 9".into(),
+        stderr_tail: String::new(),
+    };
+    let a = sim.event(old, died);
+    assert!(start_in(&a).is_none(), "no second fresh instance: {a:#?}");
+    sim.launch(fresh);
+    let a = sim.event(fresh, InstanceEventKind::Ready);
+    let r = routes_in(&a).unwrap();
+    assert_eq!(r.running.as_ref().map(|t| t.id), Some(fresh));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.noise_cancel = true;
+    let a = sim.deliver("1.0.0");
+    let (_running, a) = sim.bring_up(&a);
+    assert!(
+        start_of(&a, Role::Secondary).is_none(),
+        "nothing tested, no secondary: {a:#?}"
+    );
+    let a = sim.deliver("1.1.0");
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    let (secondary, version) = start_of(&a, Role::Secondary).expect("a secondary starts");
+    assert_eq!(version, v("1.0.0"), "of running's version");
+    sim.launch(testing);
+    sim.event(testing, InstanceEventKind::Ready);
+    sim.launch(secondary);
+    let a = sim.event(secondary, InstanceEventKind::Ready);
+    assert_eq!(
+        routes_in(&a).unwrap().secondary.as_ref().unwrap().id,
+        secondary
+    );
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Point {
+            role: Role::Secondary,
+            ..
+        }
+    )));
+    // Promotion: the secondary of the old version goes with it.
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(a.contains(&Action::Retire {
+        id: secondary,
+        drain: false
+    }));
+    assert!(a.contains(&Action::Unpoint(Role::Secondary)));
+    assert_eq!(routes_in(&a).unwrap().secondary, None);
+    let (next, _) = start_of(&a, Role::Running).unwrap();
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(start_of(&a, Role::Secondary).is_none(), "nothing tested");
+    // The next build gets a secondary of the new running version.
+    let a = sim.deliver("1.2.0");
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    let (secondary, version) = start_of(&a, Role::Secondary).unwrap();
+    assert_eq!(version, v("1.1.0"));
+    sim.launch(secondary);
+    // A secondary that dies costs testing nothing, and is not started again for it.
+    let a = sim.event(
+        secondary,
+        InstanceEventKind::Exited {
+            status: "exit status: 1".into(),
+            stderr_tail: String::new(),
+        },
+    );
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Reject { .. })),
+        "{a:#?}"
+    );
+    assert!(start_of(&a, Role::Secondary).is_none(), "{a:#?}");
+    assert_eq!(sim.s.testing().unwrap().id, testing);
+    assert!(sim.s.secondary().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_port_to_spare_the_build_is_judged_with_noise_unknown() {
+    let mut sim = Sim::new((30000, 30001));
+    sim.s.noise_cancel = true;
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    let a = sim.deliver("1.1.0");
+    assert!(start_of(&a, Role::Secondary).is_none(), "{a:#?}");
+    assert!(sim.s.secondary().is_none());
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    sim.launch(testing);
+    let a = sim.event(testing, InstanceEventKind::Ready);
+    let watch = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Score(ScorerControl::Watch(w)) => Some(w.clone()),
+            _ => None,
+        })
+        .expect("scored");
+    assert!(!watch.noise, "the scorer is told noise is unknown");
+}

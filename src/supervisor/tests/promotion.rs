@@ -1,0 +1,383 @@
+//! Promotions and rollbacks: the switch, its failures, the transaction resumed at start, hooks,
+//! the history, and the guard.
+
+use super::*;
+#[tokio::test(start_paused = true)]
+async fn promotion_swaps_routes_then_drains_the_old_running() {
+    let mut sim = Sim::new(PORTS);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    assert!(emitted(&a).contains(&&Event::Promoting {
+        version: v("1.1.0")
+    }));
+    let (next, role, _) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Running);
+    assert_eq!(
+        routes_in(&a).unwrap().running.as_ref().unwrap().id,
+        old,
+        "users stay on the old running until the new one is ready"
+    );
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, next);
+    assert!(emitted(&a).contains(&&Event::Promoted {
+        from: Some(v("1.0.0")),
+        to: v("1.1.0"),
+        why: SwitchWhy::Automatic,
+    }));
+    let route = position(&a, |a| matches!(a, Action::Route(_)));
+    let retire = position(&a, |a| {
+        *a == Action::Retire {
+            id: old,
+            drain: true,
+        }
+    });
+    assert!(route < retire, "the old running drains after the switch");
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Archive(_))),
+        "1.1.0 runs: {a:#?}"
+    );
+    let a = sim.feed(Input::Stopped { id: old });
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    assert_eq!(sim.s.persisted.as_ref().unwrap().running, Some(v("1.1.0")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_fresh_running_instance_leaves_the_old_one_serving() {
+    let mut sim = Sim::new(PORTS);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.launch(next);
+    let a = sim.event(
+        next,
+        InstanceEventKind::Exited {
+            status: "exit status: 3".into(),
+            stderr_tail: "boom".into(),
+        },
+    );
+    assert!(routes_in(&a).is_none(), "routes are not touched: {a:#?}");
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::PromotionFailed { version, .. } if *version == v("1.1.0"))));
+    assert!(a.contains(&Action::Retire {
+        id: next,
+        drain: false
+    }));
+    assert_eq!(sim.s.running().unwrap().id, old);
+    assert!(sim.s.running().unwrap().is_ready());
+    let a = sim.feed(Input::Stopped { id: next });
+    assert!(
+        a.iter().any(
+            |a| matches!(a, Action::Reject { version, reasons } if *version == v("1.1.0") && reasons[0].contains("boom"))
+        ),
+        "{a:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_again() {
+    for txn in [
+        None,
+        Some(Txn {
+            kind: TxnKind::Promotion,
+            version: v("1.1.0"),
+            from: Some(v("1.0.0")),
+            step: TxnStep::Ready,
+            why: SwitchWhy::Automatic,
+        }),
+    ] {
+        let mut sim = Sim::new(PORTS);
+        let a = sim.feed(Input::Resume(Resumed {
+            running: Some(installed("1.0.0")),
+            promoting: Some(installed("1.1.0")),
+            txn: txn.clone(),
+            ..Default::default()
+        }));
+        // The journal is resolved in the first state write: no transaction left.
+        assert!(a.iter().any(|a| matches!(a, Action::Persist(p) if p.txn.is_none() && p.promoting.is_none() && p.testing == Some(v("1.1.0")))), "{a:#?}");
+        let (running, a) = sim.bring_up(&a);
+        assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, running);
+        assert_eq!(*sim.s.running().unwrap().version(), v("1.0.0"));
+        let (_, role, _) = start_in(&a).unwrap();
+        assert_eq!(role, Role::Testing, "1.1.0 is tested again ({txn:?})");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_after_the_switch_completes_the_transaction() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks.post_promote = true;
+    let a = sim.feed(Input::Resume(Resumed {
+        running: Some(installed("1.1.0")),
+        txn: Some(Txn {
+            kind: TxnKind::Promotion,
+            version: v("1.1.0"),
+            from: Some(v("1.0.0")),
+            step: TxnStep::Switched,
+            why: SwitchWhy::Operator,
+        }),
+        hooks: HookSet {
+            post_promote: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    let (_, a) = sim.bring_up(&a);
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: Hook::PostPromote, version, .. } if *version == v("1.1.0"))), "{a:#?}");
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PostPromote,
+        id: None,
+        version: v("1.1.0"),
+        result: Ok(()),
+    });
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Persist(p) if p.txn.is_none())),
+        "{a:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_pre_promote_leaves_running_untouched_and_the_build_testing() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        post_promote: true,
+        ..Default::default()
+    };
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote]);
+    assert!(
+        start_in(&a).is_none(),
+        "nothing starts before PRE_PROMOTE says yes"
+    );
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Err("exit status: 1".into()),
+    });
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::PromotionFailed { .. })));
+    assert_eq!(sim.s.testing().unwrap().id, testing);
+    assert_eq!(sim.s.running().unwrap().id, running);
+    let status = sim.s.status(|_| wall0());
+    assert!(status.hook_failure.unwrap().contains("PRE_PROMOTE"));
+    // Passing again does not retry on its own...
+    assert!(hooks_in(&sim.verdict(testing, Verdict::Promote)).is_empty());
+    // ...an operator's promote does, and a yes goes on to the promotion and POST_PROMOTE.
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote]);
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Ok(()),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert!(a.contains(&Action::Retire {
+        id: running,
+        drain: true
+    }));
+    assert!(
+        hooks_in(&a).is_empty(),
+        "POST_PROMOTE waits for the old to drain"
+    );
+    let a = sim.feed(Input::Stopped { id: running });
+    assert_eq!(hooks_in(&a), vec![Hook::PostPromote]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_switch_of_the_serving_version_is_recorded_once_with_why() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (running, a) = sim.bring_up(&a);
+    assert_eq!(records_in(&a), vec![(None, v("1.0.0"), SwitchWhy::First)]);
+    // A restart of the same version is no switch.
+    let a = sim.event(
+        running,
+        InstanceEventKind::Exited {
+            status: "exit status: 1".into(),
+            stderr_tail: String::new(),
+        },
+    );
+    let (_, a) = sim.bring_up(&a);
+    assert!(records_in(&a).is_empty(), "{a:#?}");
+    // An operator's promotion is recorded as the operator's.
+    let a = sim.deliver("1.1.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Operator)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
+    let mut sim = Sim::new(PORTS);
+    // Nothing served before: nothing to roll back to.
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(None),
+    });
+    assert!(
+        matches!(reply_in(&a, 1), Err(CommandError::Refused(r)) if r.contains("name the version"))
+    );
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Automatic)]
+    );
+    // A rollback waits for the promotion's transaction to end (the old instance drained).
+    let a = sim.feed(Input::Command {
+        id: 9,
+        command: Command::Rollback(None),
+    });
+    assert!(matches!(reply_in(&a, 9), Err(CommandError::Refused(r)) if r.contains("under way")));
+    sim.feed(Input::Stopped { id: old });
+    // Rolling back to what runs is refused.
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::Rollback(Some(v("1.1.0"))),
+    });
+    assert!(
+        matches!(reply_in(&a, 2), Err(CommandError::Refused(r)) if r.contains("already running"))
+    );
+    // A plain rollback asks for the previous version; the answer waits for it.
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Rollback(None),
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Reply { .. })));
+    // A version never archived: 404-style answer, nothing changes.
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Err(RestoreFailure::Missing),
+    });
+    assert!(matches!(reply_in(&a, 3), Err(CommandError::UnknownVersion(x)) if x == "1.0.0"));
+    assert!(start_in(&a).is_none());
+    // Restored: promoted like any build, recorded as a rollback.
+    sim.feed(Input::Command {
+        id: 4,
+        command: Command::Rollback(None),
+    });
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert!(matches!(reply_in(&a, 4), Ok(m) if m.contains("1.0.0")));
+    let (next, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    );
+    assert_eq!(sim.s.running().unwrap().id, next);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_whose_version_fails_to_start_goes_back_to_the_archive_not_to_rejected() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("0.9.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("0.9.0"))));
+    let a = sim.feed(Input::Restored {
+        version: v("0.9.0"),
+        result: Ok(installed("0.9.0")),
+    });
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.launch(next);
+    sim.event(
+        next,
+        InstanceEventKind::NotReady {
+            reason: "timeout".into(),
+        },
+    );
+    let a = sim.feed(Input::Stopped { id: next });
+    assert!(a.contains(&Action::Archive(v("0.9.0"))), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Reject { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away_one_that_holds() {
+    for bad in [true, false] {
+        let mut sim = Sim::new(PORTS);
+        sim.s.guard_window = Duration::from_secs(300);
+        let (old, testing) = sim.serving_with_testing("1.1.0");
+        // A clean minute before the switch.
+        sim.feed(Input::Traffic {
+            requests: 0,
+            errors: 0,
+        });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        sim.feed(Input::Traffic {
+            requests: 1000,
+            errors: 2,
+        });
+        let a = sim.verdict(testing, Verdict::Promote);
+        let (_, a) = sim.bring_up(&a);
+        assert!(a.contains(&Action::Retire {
+            id: old,
+            drain: true
+        }));
+        let a = sim.feed(Input::Stopped { id: old });
+        assert!(
+            !a.contains(&Action::Archive(v("1.0.0"))),
+            "kept for the window: {a:#?}"
+        );
+        assert!(sim.s.status(|_| wall0()).guarded.is_some());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let errors = if bad { 2 + 25 } else { 2 };
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors,
+        });
+        if bad {
+            assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+            assert!(emitted(&a).iter().any(
+                |e| matches!(e, Event::GuardTripped { reason, .. } if reason.contains("5xx rate"))
+            ));
+            let a = sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Ok(installed("1.0.0")),
+            });
+            let (_, a) = sim.bring_up(&a);
+            assert_eq!(
+                records_in(&a),
+                vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+            );
+        } else {
+            assert!(!a.contains(&Action::Restore(v("1.0.0"))));
+            tokio::time::advance(Duration::from_secs(300)).await;
+            let a = sim.feed(Input::Traffic {
+                requests: 5000,
+                errors: 2,
+            });
+            assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+            assert!(sim.s.status(|_| wall0()).guarded.is_none());
+        }
+    }
+}
