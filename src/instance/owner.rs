@@ -113,28 +113,32 @@ impl Owner {
                 }
                 r = beat_due => {
                     next_beat = Some(tokio::time::Instant::now() + every);
-                    match r {
-                        Ok(()) => {
-                            misses = 0;
-                            self.send(InstanceEventKind::Heartbeat);
-                        }
-                        Err(e @ ProbeError::Unmade { .. }) => {
-                            // Not the child's fault: neither a miss nor an answer.
-                            tracing::warn!("{e}");
-                        }
-                        Err(e) => {
-                            misses += 1;
-                            if misses >= probe.heartbeat_misses {
-                                // Said once per run of misses; the supervisor stops it.
-                                if misses == probe.heartbeat_misses {
-                                    self.send(InstanceEventKind::Unresponsive {
-                                        misses,
-                                        reason: e.to_string(),
-                                    });
-                                }
-                            }
-                        }
-                    }
+                    self.heartbeat(r, &mut misses, probe.heartbeat_misses);
+                }
+            }
+        }
+    }
+
+    /// Report one heartbeat: an answer resets `misses`; `limit` misses in a row are reported
+    /// once as unresponsive; a probe understudy could not make counts as neither.
+    fn heartbeat(&self, r: Result<(), ProbeError>, misses: &mut u32, limit: u32) {
+        match r {
+            Ok(()) => {
+                *misses = 0;
+                self.send(InstanceEventKind::Heartbeat);
+            }
+            Err(e @ ProbeError::Unmade { .. }) => {
+                // Not the child's fault: neither a miss nor an answer.
+                tracing::warn!("{e}");
+            }
+            Err(e) => {
+                *misses += 1;
+                // Said once per run of misses; the supervisor stops it.
+                if *misses == limit {
+                    self.send(InstanceEventKind::Unresponsive {
+                        misses: *misses,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
