@@ -141,6 +141,7 @@ pub fn main(command: ControlCommand) -> u8 {
     rt.block_on(run(command))
 }
 
+/// Run one command: the two that read the base dir directly, or a call to the admin API.
 async fn run(command: ControlCommand) -> u8 {
     use ControlCommand as C;
     if let C::Events { follow, target } = &command {
@@ -155,73 +156,106 @@ async fn run(command: ControlCommand) -> u8 {
         let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
         return logs(&base.join(role), *follow).await;
     }
-    let owned_path;
-    let (target, method, path, body) = match command {
-        C::Status(t) => (t, Method::GET, "/api/status", None),
-        C::Verdict(t) => (t, Method::GET, "/api/verdict", None),
-        C::Promote { at, target } => (
-            target,
-            Method::POST,
-            "/api/promote",
-            at.map(|at| json!({ "at": at })),
-        ),
-        C::History { at, target } => {
-            owned_path = match at {
-                Some(at) => format!("/api/history?at={}", at.replace('+', "%2B")),
-                None => "/api/history".to_string(),
-            };
-            (target, Method::GET, owned_path.as_str(), None)
-        }
-        C::Events { .. } | C::Logs { .. } => unreachable!("handled above"),
-        C::Schedule {
-            action: None,
-            target,
-        } => (target, Method::GET, "/api/schedule", None),
-        C::Schedule {
-            action: Some(ScheduleAction::Cancel { id, target: inner }),
-            target,
-        } => {
-            owned_path = format!("/api/schedule/{id}");
-            let target = Target {
-                base: inner.base.or(target.base),
-                json: inner.json || target.json,
-            };
-            (target, Method::DELETE, owned_path.as_str(), None)
-        }
-        C::Abort(t) => (t, Method::POST, "/api/abort", None),
-        C::Pause(t) => (t, Method::POST, "/api/pause", None),
-        C::Resume(t) => (t, Method::POST, "/api/resume", None),
-        C::Rollback { version, target } => (
-            target,
-            Method::POST,
-            "/api/rollback",
-            version.map(|v| json!({ "version": v })),
-        ),
-    };
+    let ApiRequest {
+        target,
+        method,
+        path,
+        body,
+    } = api_request(command);
     let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
     // The identifier does not matter for the state dir.
     let socket = Layout::new(&base, "").admin_socket();
-    let (code, answer) = match call(&socket, method, path, body).await {
+    let (code, answer) = match call(&socket, method, &path, body).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("understudy: {e}");
             return EXIT_UNREACHABLE;
         }
     };
+    print_answer(target.json, code, &path, &answer)
+}
+
+/// The admin API call an operator command stands for.
+struct ApiRequest {
+    /// Where the admin socket is and how to print.
+    target: Target,
+    /// The HTTP method.
+    method: Method,
+    /// The path, with its query.
+    path: String,
+    /// The JSON body, if the command has one.
+    body: Option<Value>,
+}
+
+/// The admin API call of a command other than `events` and `logs`.
+fn api_request(command: ControlCommand) -> ApiRequest {
+    use ControlCommand as C;
+    let (target, method, path, body) = match command {
+        C::Status(t) => (t, Method::GET, "/api/status".to_string(), None),
+        C::Verdict(t) => (t, Method::GET, "/api/verdict".to_string(), None),
+        C::Promote { at, target } => (
+            target,
+            Method::POST,
+            "/api/promote".to_string(),
+            at.map(|at| json!({ "at": at })),
+        ),
+        C::History { at, target } => {
+            let path = match at {
+                Some(at) => format!("/api/history?at={}", at.replace('+', "%2B")),
+                None => "/api/history".to_string(),
+            };
+            (target, Method::GET, path, None)
+        }
+        C::Events { .. } | C::Logs { .. } => unreachable!("handled by run"),
+        C::Schedule {
+            action: None,
+            target,
+        } => (target, Method::GET, "/api/schedule".to_string(), None),
+        C::Schedule {
+            action: Some(ScheduleAction::Cancel { id, target: inner }),
+            target,
+        } => {
+            let target = Target {
+                base: inner.base.or(target.base),
+                json: inner.json || target.json,
+            };
+            (target, Method::DELETE, format!("/api/schedule/{id}"), None)
+        }
+        C::Abort(t) => (t, Method::POST, "/api/abort".to_string(), None),
+        C::Pause(t) => (t, Method::POST, "/api/pause".to_string(), None),
+        C::Resume(t) => (t, Method::POST, "/api/resume".to_string(), None),
+        C::Rollback { version, target } => (
+            target,
+            Method::POST,
+            "/api/rollback".to_string(),
+            version.map(|v| json!({ "version": v })),
+        ),
+    };
+    ApiRequest {
+        target,
+        method,
+        path,
+        body,
+    }
+}
+
+/// Print the answer to `path`: as it came with `--json`, else as text (a refusal on stderr);
+/// returns the exit code.
+fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
     let ok = (200..300).contains(&code);
-    if target.json {
+    if json {
         println!("{answer}");
     } else if !ok {
         let why = answer["error"].as_str().unwrap_or("refused").to_string();
         eprintln!("understudy: refused ({code}): {why}");
     } else if path == "/api/status" {
-        print!("{}", status_text(&answer));
+        print!("{}", status_text(answer));
     } else if path == "/api/verdict" {
-        println!("{}", verdict_text(&answer));
+        println!("{}", verdict_text(answer));
     } else if path == "/api/schedule" {
-        print!("{}", schedule_text(&answer));
+        print!("{}", schedule_text(answer));
     } else if path.starts_with("/api/history") {
-        print!("{}", history_text(&answer));
+        print!("{}", history_text(answer));
     } else {
         println!("{}", answer["message"].as_str().unwrap_or("done"));
     }

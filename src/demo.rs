@@ -43,21 +43,16 @@ pub fn run(keep: bool) -> Result<(), DemoError> {
     result
 }
 
+/// The demo's subscription to understudy's events.
+type EventRx = broadcast::Receiver<std::sync::Arc<crate::events::Stamped>>;
+
+/// Start understudy on a fresh base dir and play the acts against it, then shut it down.
 async fn story(base: &Path) -> Result<(), DemoError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
-    std::fs::write(
-        base.join(".env"),
-        format!(
-            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=24000-24999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=error\nADMIN_LISTEN=off\n"
-        ),
-    )
-    .map_err(err)?;
-    let mut cfg = Config::load(base, &ProcessEnv, &[]).map_err(err)?;
-    // The demo runs only inside understudy's own binary.
-    cfg.watchdog = Some(PathBuf::from(crate::watchdog::SELF_EXE));
+    let cfg = demo_config(base, addr)?;
     let _ = crate::init_logging(&cfg);
     let exe = std::env::current_exe().map_err(err)?;
     println!(
@@ -71,97 +66,154 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let (_reload_tx, reload) = tokio::sync::mpsc::channel(1);
     let server = tokio::spawn(crate::run(cfg, listener, events, cancel.clone(), reload));
 
-    let outcome = async {
-        println!("1. dropping demo-app-1.0.0 into the base dir");
-        drop_build(base, &exe, "1.0.0", "--noisy")?;
-        wait_for(&mut rx, |e| {
-            matches!(
-                e,
-                Event::Ready {
-                    role: Role::Running,
-                    ..
-                }
-            )
-        })
-        .await?;
-        show_answer(addr, "").await?;
-
-        println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET;");
-        println!("   a second 1.0.0 (the secondary) gets them too, so the timestamp and request id");
-        println!("   that differ in every answer are known as noise, and the version as expected");
-        drop_build(base, &exe, "1.1.0", "--noisy")?;
-        let traffic = tokio::spawn(traffic(addr));
-        wait_for(&mut rx, |e| matches!(e, Event::Promoted { .. })).await?;
-        show_answer(addr, "").await?;
-
-        println!(
-            "\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away"
-        );
-        drop_build(base, &exe, "1.2.0", "--noisy --not-found /api/items")?;
-        wait_for(
-            &mut rx,
-            |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 2, 0)),
-        )
-        .await?;
-        show_answer(addr, "  (users never noticed)").await?;
-
-        println!(
-            "\n4. dropping demo-app-1.3.0, which doubles every price behind a 200: its answers are turned away"
-        );
-        drop_build(base, &exe, "1.3.0", "--noisy --double-price")?;
-        wait_for(
-            &mut rx,
-            |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 3, 0)),
-        )
-        .await?;
-        show_answer(addr, "  (users never noticed)").await?;
-
-        println!(
-            "\n5. the operator changes their mind: `understudy rollback --base {}`",
-            base.display()
-        );
-        let socket = crate::layout::Layout::new(base, "demo-app").admin_socket();
-        let (code, answer) = crate::cli::call(&socket, hyper::Method::POST, "/api/rollback", None)
-            .await
-            .map_err(err)?;
-        println!(
-            "   understudy answers {code}: {}",
-            answer["message"]
-                .as_str()
-                .or(answer["error"].as_str())
-                .unwrap_or("?")
-        );
-        wait_for(
-            &mut rx,
-            |e| matches!(e, Event::Promoted { to, .. } if *to == Version::new(1, 0, 0)),
-        )
-        .await?;
-        show_answer(addr, "  (back, with zero downtime)").await?;
-        traffic.abort();
-        wait_for(&mut rx, |e| matches!(e, Event::Archived { .. }))
-            .await
-            .ok();
-        let (_, history) = crate::cli::call(&socket, hyper::Method::GET, "/api/history", None)
-            .await
-            .map_err(err)?;
-        println!("\n`understudy history` says who served when:");
-        for s in history["switches"].as_array().into_iter().flatten() {
-            println!(
-                "   {}  {} → {}  ({})",
-                s["at"].as_str().unwrap_or("?"),
-                s["from"].as_str().unwrap_or("nothing"),
-                s["to"].as_str().unwrap_or("?"),
-                s["why"].as_str().unwrap_or("?")
-            );
-        }
-        println!("\nthe base dir now holds:");
-        print_tree(base, 1);
-        Ok::<(), DemoError>(())
-    }
-    .await;
+    let outcome = acts(base, &exe, addr, &mut rx).await;
     cancel.cancel();
     let _ = server.await;
     outcome
+}
+
+/// The demo's `.env`, written into `base` and loaded as understudy would.
+fn demo_config(base: &Path, addr: SocketAddr) -> Result<Config, DemoError> {
+    std::fs::write(
+        base.join(".env"),
+        format!(
+            "IDENTIFIER=demo-app\nLISTEN={addr}\nPORT_RANGE=24000-24999\nSTABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=1s\nSHUTDOWN_GRACE=2s\nLOG_LEVEL=error\nADMIN_LISTEN=off\n"
+        ),
+    )
+    .map_err(err)?;
+    let mut cfg = Config::load(base, &ProcessEnv, &[]).map_err(err)?;
+    // The demo runs only inside understudy's own binary.
+    cfg.watchdog = Some(PathBuf::from(crate::watchdog::SELF_EXE));
+    Ok(cfg)
+}
+
+/// The acts in order, each ending on the event it waits for; the history and the tree last.
+async fn acts(
+    base: &Path,
+    exe: &Path,
+    addr: SocketAddr,
+    rx: &mut EventRx,
+) -> Result<(), DemoError> {
+    let traffic = serve_and_promote(base, exe, addr, rx).await?;
+    turn_away_bad_builds(base, exe, addr, rx).await?;
+    let socket = crate::layout::Layout::new(base, "demo-app").admin_socket();
+    roll_back(base, &socket, addr, rx).await?;
+    traffic.abort();
+    wait_for(rx, |e| matches!(e, Event::Archived { .. }))
+        .await
+        .ok();
+    show_history(&socket).await?;
+    println!("\nthe base dir now holds:");
+    print_tree(base, 1);
+    Ok(())
+}
+
+/// Acts 1 and 2: 1.0.0 serves, 1.1.0 is mirrored under traffic and promoted; returns the
+/// traffic task, which goes on until the rollback is done.
+async fn serve_and_promote(
+    base: &Path,
+    exe: &Path,
+    addr: SocketAddr,
+    rx: &mut EventRx,
+) -> Result<tokio::task::JoinHandle<()>, DemoError> {
+    println!("1. dropping demo-app-1.0.0 into the base dir");
+    drop_build(base, exe, "1.0.0", "--noisy")?;
+    wait_for(rx, |e| {
+        matches!(
+            e,
+            Event::Ready {
+                role: Role::Running,
+                ..
+            }
+        )
+    })
+    .await?;
+    show_answer(addr, "").await?;
+
+    println!("\n2. dropping demo-app-1.1.0: it starts as testing and gets a copy of each GET;");
+    println!("   a second 1.0.0 (the secondary) gets them too, so the timestamp and request id");
+    println!("   that differ in every answer are known as noise, and the version as expected");
+    drop_build(base, exe, "1.1.0", "--noisy")?;
+    let traffic = tokio::spawn(traffic(addr));
+    wait_for(rx, |e| matches!(e, Event::Promoted { .. })).await?;
+    show_answer(addr, "").await?;
+    Ok(traffic)
+}
+
+/// Acts 3 and 4: a build that lost an endpoint and one that doubles prices are turned away.
+async fn turn_away_bad_builds(
+    base: &Path,
+    exe: &Path,
+    addr: SocketAddr,
+    rx: &mut EventRx,
+) -> Result<(), DemoError> {
+    println!("\n3. dropping demo-app-1.2.0, which lost /api/items: it is scored and turned away");
+    drop_build(base, exe, "1.2.0", "--noisy --not-found /api/items")?;
+    wait_for(
+        rx,
+        |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 2, 0)),
+    )
+    .await?;
+    show_answer(addr, "  (users never noticed)").await?;
+
+    println!(
+        "\n4. dropping demo-app-1.3.0, which doubles every price behind a 200: its answers are turned away"
+    );
+    drop_build(base, exe, "1.3.0", "--noisy --double-price")?;
+    wait_for(
+        rx,
+        |e| matches!(e, Event::Rejected { version, .. } if *version == Version::new(1, 3, 0)),
+    )
+    .await?;
+    show_answer(addr, "  (users never noticed)").await?;
+    Ok(())
+}
+
+/// Act 5: the operator rolls back through the admin socket, and 1.0.0 serves again.
+async fn roll_back(
+    base: &Path,
+    socket: &Path,
+    addr: SocketAddr,
+    rx: &mut EventRx,
+) -> Result<(), DemoError> {
+    println!(
+        "\n5. the operator changes their mind: `understudy rollback --base {}`",
+        base.display()
+    );
+    let (code, answer) = crate::cli::call(socket, hyper::Method::POST, "/api/rollback", None)
+        .await
+        .map_err(err)?;
+    println!(
+        "   understudy answers {code}: {}",
+        answer["message"]
+            .as_str()
+            .or(answer["error"].as_str())
+            .unwrap_or("?")
+    );
+    wait_for(
+        rx,
+        |e| matches!(e, Event::Promoted { to, .. } if *to == Version::new(1, 0, 0)),
+    )
+    .await?;
+    show_answer(addr, "  (back, with zero downtime)").await
+}
+
+/// Print what `understudy history` would: who served when, and why.
+async fn show_history(socket: &Path) -> Result<(), DemoError> {
+    let (_, history) = crate::cli::call(socket, hyper::Method::GET, "/api/history", None)
+        .await
+        .map_err(err)?;
+    println!("\n`understudy history` says who served when:");
+    for s in history["switches"].as_array().into_iter().flatten() {
+        println!(
+            "   {}  {} → {}  ({})",
+            s["at"].as_str().unwrap_or("?"),
+            s["from"].as_str().unwrap_or("nothing"),
+            s["to"].as_str().unwrap_or("?"),
+            s["why"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
 }
 
 /// Write a build as an executable script that starts the fixture app, the way a deploy tool

@@ -224,41 +224,97 @@ pub enum Event {
     GuardEnded { version: Version, from: Version },
 }
 
+/// Where the events are written in understudy's log, so a filter can select them.
+const LOG_TARGET: &str = "understudy::events";
+
 impl Event {
-    /// Write the event to understudy's log as structured fields, named by what happened.
+    /// Write the event to understudy's log as structured fields, named by what happened; each
+    /// family of events is written by its own fn.
     fn log(&self) {
-        const T: &str = "understudy::events";
+        match self {
+            Event::BuildFound { .. }
+            | Event::Installed { .. }
+            | Event::RolledBack { .. }
+            | Event::Rejected { .. }
+            | Event::Archived { .. }
+            | Event::ArchiveDeleted { .. } => self.log_build(),
+            Event::Started { .. }
+            | Event::Ready { .. }
+            | Event::Exited { .. }
+            | Event::Stopped { .. }
+            | Event::RestartScheduled { .. }
+            | Event::HeartbeatLost { .. }
+            | Event::HookRan { .. } => self.log_instance(),
+            Event::Scored { .. }
+            | Event::Promoting { .. }
+            | Event::Promoted { .. }
+            | Event::PromotionFailed { .. }
+            | Event::GuardTripped { .. }
+            | Event::Paused
+            | Event::Resumed
+            | Event::Scheduled { .. }
+            | Event::ScheduleEnded { .. } => self.log_verdict(),
+            Event::DiskFull { .. } | Event::DiskRecovered => self.log_disk(),
+            Event::Rejecting { .. }
+            | Event::SwitchCompleted { .. }
+            | Event::SwitchUndone { .. }
+            | Event::CrashLooping { .. }
+            | Event::CrashLoopReplaced { .. }
+            | Event::SecondaryGivenUp { .. }
+            | Event::FilingFailed { .. }
+            | Event::RollbackFailed { .. }
+            | Event::GuardEnded { .. } => self.log_supervision(),
+        }
+    }
+
+    /// A build's way in and out: found, installed, rejected, rolled back, archived.
+    fn log_build(&self) {
         match self {
             Event::BuildFound { file, version } => {
-                tracing::info!(target: T, %version, file, "build_found")
+                tracing::info!(target: LOG_TARGET, %version, file, "build_found")
             }
-            Event::Installed { version } => tracing::info!(target: T, %version, "installed"),
+            Event::Installed { version } => {
+                tracing::info!(target: LOG_TARGET, %version, "installed")
+            }
             Event::RolledBack { from, to } => {
                 let from = from.as_ref().map(Version::to_string).unwrap_or_default();
-                tracing::warn!(target: T, from, %to, "rolled_back")
+                tracing::warn!(target: LOG_TARGET, from, %to, "rolled_back")
             }
             Event::Rejected { version, reasons } => {
-                tracing::warn!(target: T, %version, reasons = %reasons.join("; "), "rejected")
+                tracing::warn!(target: LOG_TARGET, %version, reasons = %reasons.join("; "), "rejected")
             }
+            Event::Archived { version, zip } => {
+                tracing::info!(target: LOG_TARGET, %version, zip = %zip.display(), "archived")
+            }
+            Event::ArchiveDeleted { zip, reason } => {
+                tracing::info!(target: LOG_TARGET, zip = %zip.display(), reason, "archive_deleted")
+            }
+            _ => {} // another family
+        }
+    }
+
+    /// An instance's life: started, ready, exited, stopped, restarted, unresponsive, a hook.
+    fn log_instance(&self) {
+        match self {
             Event::Started {
                 role,
                 version,
                 number,
                 port,
-            } => tracing::info!(target: T, %role, %version, number, port, "started"),
+            } => tracing::info!(target: LOG_TARGET, %role, %version, number, port, "started"),
             Event::Ready {
                 role,
                 version,
                 number,
                 port,
-            } => tracing::info!(target: T, %role, %version, number, port, "ready"),
+            } => tracing::info!(target: LOG_TARGET, %role, %version, number, port, "ready"),
             Event::Exited {
                 role,
                 version,
                 status,
-            } => tracing::warn!(target: T, %role, %version, status, "exited"),
+            } => tracing::warn!(target: LOG_TARGET, %role, %version, status, "exited"),
             Event::Stopped { version, number } => {
-                tracing::info!(target: T, %version, number, "stopped")
+                tracing::info!(target: LOG_TARGET, %version, number, "stopped")
             }
             Event::RestartScheduled {
                 version,
@@ -266,37 +322,16 @@ impl Event {
                 delay_ms,
                 reason,
             } => {
-                tracing::warn!(target: T, %version, attempt, delay_ms, reason, "restart_scheduled")
+                tracing::warn!(target: LOG_TARGET, %version, attempt, delay_ms, reason, "restart_scheduled")
             }
-            Event::Scored {
-                version,
-                verdict,
-                score,
-                pairs,
-                summary,
-                ..
-            } => tracing::info!(target: T, %version, %verdict, score, pairs, summary, "scored"),
-            Event::Promoting { version } => tracing::info!(target: T, %version, "promoting"),
-            Event::Promoted { from, to, why } => {
-                let from = from.as_ref().map(Version::to_string).unwrap_or_default();
-                tracing::info!(target: T, from, %to, %why, "promoted")
-            }
-            Event::PromotionFailed { version, reasons } => {
-                tracing::error!(target: T, %version, reasons = %reasons.join("; "), "promotion_failed")
-            }
-            Event::Paused => tracing::info!(target: T, "paused"),
-            Event::Resumed => tracing::info!(target: T, "resumed"),
-            Event::GuardTripped {
-                version,
-                to,
-                reason,
-            } => tracing::error!(target: T, %version, %to, reason, "guard_tripped"),
             Event::HeartbeatLost {
                 role,
                 version,
                 misses,
                 reason,
-            } => tracing::warn!(target: T, %role, %version, misses, reason, "heartbeat_lost"),
+            } => {
+                tracing::warn!(target: LOG_TARGET, %role, %version, misses, reason, "heartbeat_lost")
+            }
             Event::HookRan {
                 hook,
                 version,
@@ -304,14 +339,48 @@ impl Event {
                 detail,
             } => {
                 if *ok {
-                    tracing::info!(target: T, hook, %version, "hook_ran")
+                    tracing::info!(target: LOG_TARGET, hook, %version, "hook_ran")
                 } else {
-                    tracing::warn!(target: T, hook, %version, detail, "hook_failed")
+                    tracing::warn!(target: LOG_TARGET, hook, %version, detail, "hook_failed")
                 }
             }
+            _ => {} // another family
+        }
+    }
+
+    /// A verdict and what follows it: scores, promotions, the guard, the operator's pause and schedule.
+    fn log_verdict(&self) {
+        match self {
+            Event::Scored {
+                version,
+                verdict,
+                score,
+                pairs,
+                summary,
+                ..
+            } => {
+                tracing::info!(target: LOG_TARGET, %version, %verdict, score, pairs, summary, "scored")
+            }
+            Event::Promoting { version } => {
+                tracing::info!(target: LOG_TARGET, %version, "promoting")
+            }
+            Event::Promoted { from, to, why } => {
+                let from = from.as_ref().map(Version::to_string).unwrap_or_default();
+                tracing::info!(target: LOG_TARGET, from, %to, %why, "promoted")
+            }
+            Event::PromotionFailed { version, reasons } => {
+                tracing::error!(target: LOG_TARGET, %version, reasons = %reasons.join("; "), "promotion_failed")
+            }
+            Event::GuardTripped {
+                version,
+                to,
+                reason,
+            } => tracing::error!(target: LOG_TARGET, %version, %to, reason, "guard_tripped"),
+            Event::Paused => tracing::info!(target: LOG_TARGET, "paused"),
+            Event::Resumed => tracing::info!(target: LOG_TARGET, "resumed"),
             Event::Scheduled { id, version, at } => {
                 let version = version.as_ref().map(Version::to_string).unwrap_or_default();
-                tracing::info!(target: T, id, version, at, "scheduled")
+                tracing::info!(target: LOG_TARGET, id, version, at, "scheduled")
             }
             Event::ScheduleEnded {
                 id,
@@ -319,19 +388,29 @@ impl Event {
                 reason,
             } => {
                 if outcome == "missed" {
-                    tracing::error!(target: T, id, outcome, reason, "schedule_ended")
+                    tracing::error!(target: LOG_TARGET, id, outcome, reason, "schedule_ended")
                 } else {
-                    tracing::info!(target: T, id, outcome, reason, "schedule_ended")
+                    tracing::info!(target: LOG_TARGET, id, outcome, reason, "schedule_ended")
                 }
             }
-            Event::Archived { version, zip } => {
-                tracing::info!(target: T, %version, zip = %zip.display(), "archived")
-            }
-            Event::ArchiveDeleted { zip, reason } => {
-                tracing::info!(target: T, zip = %zip.display(), reason, "archive_deleted")
-            }
-            Event::DiskFull { why } => tracing::error!(target: T, why, "disk_full"),
-            Event::DiskRecovered => tracing::info!(target: T, "disk_recovered"),
+            _ => {} // another family
+        }
+    }
+
+    /// Whether understudy can save its state.
+    fn log_disk(&self) {
+        match self {
+            Event::DiskFull { why } => tracing::error!(target: LOG_TARGET, why, "disk_full"),
+            Event::DiskRecovered => tracing::info!(target: LOG_TARGET, "disk_recovered"),
+            _ => {} // another family
+        }
+    }
+
+    /// What the supervisor decided that no other event says: a rejection under way, a switch
+    /// resolved at start, a crash loop, a secondary given up, filing or a rollback that failed.
+    fn log_supervision(&self) {
+        const T: &str = LOG_TARGET;
+        match self {
             Event::Rejecting { version, reasons } => {
                 tracing::warn!(target: T, %version, reasons = %reasons.join("; "), "rejecting")
             }
@@ -376,6 +455,7 @@ impl Event {
             Event::GuardEnded { version, from } => {
                 tracing::info!(target: T, %version, %from, "guard_ended")
             }
+            _ => {} // another family
         }
     }
 }

@@ -147,16 +147,7 @@ pub async fn run(
         path: log_path.clone(),
         source,
     };
-    let _ = std::fs::create_dir_all(&env.dir);
-    let mut log = CappedLog::open(&log_path, log_max).map_err(log_err)?;
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    log.line(&format!(
-        "== {hook} for {} at {now}: {command}",
-        env.version
-    ));
-    log.mark_start();
+    let mut log = open_log(hook, env, &log_path, log_max, &command).map_err(log_err)?;
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
@@ -173,26 +164,10 @@ pub async fn run(
     drop(cmd);
     let group = child.id().map(Group::new);
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(log_err)?;
-    let waited = tokio::time::timeout(timeout, async {
-        let pump = log.pump(output);
-        tokio::pin!(pump);
-        let mut pumped = false;
-        let status = tokio::select! {
-            status = child.wait() => status,
-            () = &mut pump => {
-                pumped = true;
-                child.wait().await
-            }
-        };
-        // The hook is done: whatever it left running in its group goes too.
-        if let Some(g) = &group {
-            g.kill();
-        }
-        if !pumped {
-            let _ = tokio::time::timeout(OUTPUT_LINGER, pump).await;
-        }
-        status
-    })
+    let waited = tokio::time::timeout(
+        timeout,
+        wait_and_pump(&mut child, group.as_ref(), &mut log, output),
+    )
     .await;
     let status = match waited {
         Ok(status) => status,
@@ -223,6 +198,56 @@ pub async fn run(
             })
         }
     }
+}
+
+/// Open `hooks.log` in the release's folder and write the hook's header line; what follows the
+/// header is this run's output.
+fn open_log(
+    hook: Hook,
+    env: &HookEnv,
+    path: &Path,
+    log_max: u64,
+    command: &str,
+) -> std::io::Result<CappedLog> {
+    let _ = std::fs::create_dir_all(&env.dir);
+    let mut log = CappedLog::open(path, log_max)?;
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    log.line(&format!(
+        "== {hook} for {} at {now}: {command}",
+        env.version
+    ));
+    log.mark_start();
+    Ok(log)
+}
+
+/// Wait for the hook to exit while its output goes to the log; then kill whatever it left running
+/// in its group and give the output still in the pipe `OUTPUT_LINGER` to arrive.
+async fn wait_and_pump(
+    child: &mut tokio::process::Child,
+    group: Option<&Group>,
+    log: &mut CappedLog,
+    output: tokio::net::unix::pipe::Receiver,
+) -> std::io::Result<std::process::ExitStatus> {
+    let pump = log.pump(output);
+    tokio::pin!(pump);
+    let mut pumped = false;
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = &mut pump => {
+            pumped = true;
+            child.wait().await
+        }
+    };
+    // The hook is done: whatever it left running in its group goes too.
+    if let Some(g) = group {
+        g.kill();
+    }
+    if !pumped {
+        let _ = tokio::time::timeout(OUTPUT_LINGER, pump).await;
+    }
+    status
 }
 
 /// The hook's command: its environment, its own process group, no stdin.

@@ -186,24 +186,11 @@ pub async fn run(
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
-    let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
-        cfg.mirror_queue,
-        cfg.mirror_methods.clone(),
-        cfg.mirror_max_body,
-        cfg.diff.max_body,
-        cfg.diff.sample,
-    );
-    let capture_budget = mirror_queue.budget();
-    let listener = listener.into_std().map_err(RunError::Listener)?;
-    let proxy = proxy::start(
-        listener,
-        proxy_settings(&cfg),
-        routes_rx,
-        mirror_queue,
-        stats.clone(),
-        stops.proxy.clone(),
-        stops.fatal.clone(),
-    )?;
+    let StartedProxy {
+        proxy,
+        mirror_rx,
+        capture_budget,
+    } = start_proxy(&cfg, listener, routes_rx, &stats, &stops)?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
@@ -248,19 +235,69 @@ pub async fn run(
         "admin",
         admin::serve(admin, admin_state, stops.control.clone()),
     );
-    for (url, stats) in cfg.webhook_urls.iter().zip(webhook_stats.iter()) {
-        tasks.spawn(
-            "webhook",
-            webhooks::run(
-                url.clone(),
-                events.clone(),
-                stats.clone(),
-                stops.control.clone(),
-            ),
-        );
-    }
+    spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
     let failure = first_failure(&shutdown, &stops.fatal, &mut tasks, reload, config_tx).await;
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
+}
+
+/// The running proxy and the receiving end of the mirror queue its threads feed.
+struct StartedProxy {
+    /// The proxy threads, joined at shutdown.
+    proxy: proxy::ProxyHandle,
+    /// The mirror task's end of the queue.
+    mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
+    /// The memory the queued copies may hold, shared with the mirror task.
+    capture_budget: proxy::mirror::CaptureBudget,
+}
+
+/// Start the proxy threads on `listener`, with the mirror queue they offer copies to; a dying
+/// proxy thread cancels `stops.fatal`, and `stops.proxy` stops them accepting.
+fn start_proxy(
+    cfg: &Config,
+    listener: TcpListener,
+    routes: watch::Receiver<Arc<proxy::Routes>>,
+    stats: &Arc<proxy::ProxyStats>,
+    stops: &Stops,
+) -> Result<StartedProxy, RunError> {
+    let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
+        cfg.mirror_queue,
+        cfg.mirror_methods.clone(),
+        cfg.mirror_max_body,
+        cfg.diff.max_body,
+        cfg.diff.sample,
+    );
+    let capture_budget = mirror_queue.budget();
+    let listener = listener.into_std().map_err(RunError::Listener)?;
+    let proxy = proxy::start(
+        listener,
+        proxy_settings(cfg),
+        routes,
+        mirror_queue,
+        stats.clone(),
+        stops.proxy.clone(),
+        stops.fatal.clone(),
+    )?;
+    Ok(StartedProxy {
+        proxy,
+        mirror_rx,
+        capture_budget,
+    })
+}
+
+/// One task per webhook URL, posting the events to it until `stop`.
+fn spawn_webhooks(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    stats: &[Arc<webhooks::WebhookStats>],
+    events: &Events,
+    stop: &CancellationToken,
+) {
+    for (url, stats) in cfg.webhook_urls.iter().zip(stats.iter()) {
+        tasks.spawn(
+            "webhook",
+            webhooks::run(url.clone(), events.clone(), stats.clone(), stop.clone()),
+        );
+    }
 }
 
 fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {

@@ -279,8 +279,29 @@ impl fmt::Debug for Scrape {
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
         let s = &self.stats;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters = [
+        encode_proxy_counters(&mut enc, s)?;
+        let roles = [("running", &s.running), ("testing", &s.testing)];
+        encode_answers(&mut enc, &roles)?;
+        encode_webhooks(&mut enc, &self.webhooks)?;
+
+        let status = self.supervisor.status();
+        encode_state(&mut enc, &status)?;
+        let children: Vec<(&'static str, u32)> = [
+            ("running", status.running.as_ref()),
+            ("testing", status.testing.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(role, i)| Some((role, i?.pid?)))
+        .collect();
+        encode_children(&mut enc, &usage(&children))
+    }
+}
+
+/// The proxy's counters of user requests and of the copies made for testing, each
+/// `understudy_<name>_total`.
+fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<(), fmt::Error> {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let counters = [
             (
                 "requests",
                 "User requests received by the proxy.",
@@ -332,51 +353,46 @@ impl Collector for Scrape {
                 load(&s.mirror_skipped_body),
             ),
         ];
-        for (name, help, value) in counters {
-            let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-            ConstCounter::new(value).encode(m)?;
-        }
-        let roles = [("running", &s.running), ("testing", &s.testing)];
-        encode_answers(&mut enc, &roles)?;
-        encode_webhooks(&mut enc, &self.webhooks)?;
+    for (name, help, value) in counters {
+        let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(m)?;
+    }
+    Ok(())
+}
 
-        let status = self.supervisor.status();
-        let m = enc.encode_descriptor(
+/// What the supervisor's status says: `understudy_disk_full`, and the latest score and its parts
+/// while a build is under test.
+fn encode_state(
+    enc: &mut DescriptorEncoder,
+    status: &crate::supervisor::Status,
+) -> Result<(), fmt::Error> {
+    let m = enc.encode_descriptor(
             "disk_full",
             "1 while understudy cannot save its state files (a full or read-only disk; it keeps serving and retries), else 0.",
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(i64::from(status.disk_full.is_some())).encode(m)?;
-        if let Some(v) = &status.verdict {
-            let m = enc.encode_descriptor(
-                "score",
-                "The latest score of the build under test, 0-100 (the lowest part).",
-                None,
-                MetricType::Gauge,
-            )?;
-            ConstGauge::new(i64::from(v.score)).encode(m)?;
-            let mut m = enc.encode_descriptor(
-                "score_part",
-                "Each part of the latest score of the build under test, 0-100.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for p in &v.parts {
-                let labels = [("part", p.name)];
-                ConstGauge::new(i64::from(p.score)).encode(m.encode_family(&&labels[..])?)?;
-            }
+    ConstGauge::new(i64::from(status.disk_full.is_some())).encode(m)?;
+    if let Some(v) = &status.verdict {
+        let m = enc.encode_descriptor(
+            "score",
+            "The latest score of the build under test, 0-100 (the lowest part).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(v.score)).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "score_part",
+            "Each part of the latest score of the build under test, 0-100.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in &v.parts {
+            let labels = [("part", p.name)];
+            ConstGauge::new(i64::from(p.score)).encode(m.encode_family(&&labels[..])?)?;
         }
-
-        let children: Vec<(&'static str, u32)> = [
-            ("running", status.running.as_ref()),
-            ("testing", status.testing.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(role, i)| Some((role, i?.pid?)))
-        .collect();
-        encode_children(&mut enc, &usage(&children))
     }
+    Ok(())
 }
 
 /// `understudy_responses_total{role,class}` and `understudy_request_duration_seconds{role}`.

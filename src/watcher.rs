@@ -96,6 +96,8 @@ pub async fn run(
     drop(watcher);
 }
 
+/// One pass over the base dir: the builds complete now, each reported once. Files that are gone
+/// are forgotten, with what was logged about them.
 fn scan(
     base: &Path,
     identifier: &str,
@@ -108,7 +110,14 @@ fn scan(
     let Ok(entries) = std::fs::read_dir(base) else {
         return ready;
     };
-    let mut seen = HashSet::new();
+    let mut pass = Scan {
+        identifier,
+        ignore,
+        settle,
+        candidates,
+        logged,
+        seen: HashSet::new(),
+    };
     let mut present = HashSet::new();
     for entry in entries.filter_map(|e| e.ok()) {
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
@@ -118,52 +127,94 @@ fn scan(
             continue;
         };
         present.insert(file_name.clone());
-        if checksum_of(&file_name, identifier).is_some() {
+        if let Some(name) = pass.build_name(&entry.path(), &file_name, &meta) {
+            ready.extend(pass.complete(entry.path(), name, &meta));
+        }
+    }
+    let Scan {
+        candidates,
+        logged,
+        seen,
+        ..
+    } = pass;
+    candidates.retain(|p, _| seen.contains(p));
+    // Forget what was said about files that are gone (a key is a file name, or a checksum's
+    // name and why its build waits), or every build that waited for its checksum would stay here.
+    logged.retain(|k| k.split('\0').next().is_some_and(|f| present.contains(f)));
+    ready
+}
+
+/// What one [`scan`] works with: its settings, the state kept between passes, and what it saw.
+struct Scan<'a> {
+    identifier: &'a str,
+    ignore: &'a [String],
+    settle: Duration,
+    candidates: &'a mut HashMap<PathBuf, Candidate>,
+    logged: &'a mut HashSet<String>,
+    /// The files tracked in this pass; the candidates not seen are forgotten.
+    seen: HashSet<PathBuf>,
+}
+
+impl Scan<'_> {
+    /// The parsed name of a build of ours at `path`. A checksum is tracked instead; a symlink,
+    /// an ignored file or a stray name is skipped, and a stray name is logged once.
+    fn build_name(
+        &mut self,
+        path: &Path,
+        file_name: &str,
+        meta: &std::fs::Metadata,
+    ) -> Option<ArtifactName> {
+        if checksum_of(file_name, self.identifier).is_some() {
             // A build's `.sha256` travels with its build: never a build, never a stray name.
             if meta.is_symlink() {
-                if logged.insert(file_name.clone()) {
+                if self.logged.insert(file_name.to_string()) {
                     tracing::warn!(
                         "ignoring {}: it is a symlink, and a checksum must be a regular file; cp or mv the checksum itself",
-                        entry.path().display()
+                        path.display()
                     );
                 }
             } else if meta.is_file() {
-                let path = entry.path();
-                seen.insert(path.clone());
-                track(candidates, path, &meta, Instant::now());
+                self.seen.insert(path.to_path_buf());
+                track(self.candidates, path.to_path_buf(), meta, Instant::now());
             }
-            continue;
+            return None;
         }
-        if meta.is_symlink() && parse_name(&file_name, identifier).is_ok() {
-            if logged.insert(file_name.clone()) {
+        if meta.is_symlink() && parse_name(file_name, self.identifier).is_ok() {
+            if self.logged.insert(file_name.to_string()) {
                 tracing::warn!(
                     "ignoring {}: it is a symlink, and a build must be a regular file; cp or mv the build itself",
-                    entry.path().display()
+                    path.display()
                 );
             }
-            continue;
+            return None;
         }
-        if !meta.is_file() {
-            continue;
+        if !meta.is_file() || self.ignore.iter().any(|i| i == file_name) {
+            return None;
         }
-        if ignore.contains(&file_name) {
-            continue;
-        }
-        let name = match parse_name(&file_name, identifier) {
-            Ok(n) => n,
-            Err(NameError::InProgress(_)) => continue,
+        match parse_name(file_name, self.identifier) {
+            Ok(n) => Some(n),
+            Err(NameError::InProgress(_)) => None,
             Err(e) => {
-                if logged.insert(file_name.clone()) {
-                    tracing::warn!("ignoring {}: {e}", entry.path().display());
+                if self.logged.insert(file_name.to_string()) {
+                    tracing::warn!("ignoring {}: {e}", path.display());
                 }
-                continue;
+                None
             }
-        };
-        let path = entry.path();
-        seen.insert(path.clone());
+        }
+    }
+
+    /// The build at `path`, once it is complete and not yet reported: unchanged for the settle
+    /// time, open for writing by nobody, and its checksum (if one lies beside it) complete too.
+    fn complete(
+        &mut self,
+        path: PathBuf,
+        name: ArtifactName,
+        meta: &std::fs::Metadata,
+    ) -> Option<Dropped> {
+        self.seen.insert(path.clone());
         let (len, mtime) = (meta.len(), meta.modified().ok());
         let now = Instant::now();
-        let c = candidates.entry(path.clone()).or_insert(Candidate {
+        let c = self.candidates.entry(path.clone()).or_insert(Candidate {
             len,
             mtime,
             since: now,
@@ -176,40 +227,36 @@ fn scan(
                 since: now,
                 reported: false,
             };
-            continue;
+            return None;
         }
-        if c.reported || now.duration_since(c.since) < settle {
-            continue;
+        if c.reported || now.duration_since(c.since) < self.settle {
+            return None;
         }
         if open_for_writing(&path) {
             c.since = now;
-            continue;
+            return None;
         }
         // A checksum dropped together with the build must be complete too, or a build would be
         // judged against half a digest.
         let sum = path.with_file_name(checksum_name(&name.file_name));
-        if let Some(waiting) = checksum_incomplete(&sum, candidates, settle, now) {
-            if logged.insert(format!("{}\0waiting", checksum_name(&name.file_name))) {
+        if let Some(waiting) = checksum_incomplete(&sum, self.candidates, self.settle, now) {
+            if self
+                .logged
+                .insert(format!("{}\0waiting", checksum_name(&name.file_name)))
+            {
                 tracing::info!(
                     "{} waits for its checksum {}: {waiting}",
                     path.display(),
                     sum.display()
                 );
             }
-            continue;
+            return None;
         }
-        let Some(c) = candidates.get_mut(&path) else {
-            continue;
-        };
+        let c = self.candidates.get_mut(&path)?;
         c.reported = true;
         tracing::info!("build {} is complete ({} bytes)", path.display(), len);
-        ready.push(Dropped { path, name });
+        Some(Dropped { path, name })
     }
-    candidates.retain(|p, _| seen.contains(p));
-    // Forget what was said about files that are gone (a key is a file name, or a checksum's
-    // name and why its build waits), or every build that waited for its checksum would stay here.
-    logged.retain(|k| k.split('\0').next().is_some_and(|f| present.contains(f)));
-    ready
 }
 
 /// Note `path`'s size and mtime; a change restarts its settle time.
