@@ -320,6 +320,14 @@ fn narrate(e: &Event) {
             outcome,
             reason,
         } => format!("schedule #{id} {outcome}: {reason}"),
+        other => supervision_line(other),
+    };
+    println!("   · {line}");
+}
+
+/// The line for what the supervisor decided that no other event says.
+fn supervision_line(e: &Event) -> String {
+    match e {
         Event::Rejecting { version, reasons } => {
             format!("rejecting {version}: {}", reasons.join("; "))
         }
@@ -357,8 +365,8 @@ fn narrate(e: &Event) {
         Event::GuardEnded { version, from } => {
             format!("{version} held through the rollback window; {from} is filed away")
         }
-    };
-    println!("   · {line}");
+        other => format!("{other:?}"),
+    }
 }
 
 async fn traffic(addr: SocketAddr) {

@@ -397,8 +397,21 @@ async fn send_copy(
         p.secondary_latency = secondary_latency;
         return Some(p);
     }
-    // The diff threads are busy: this pair is not compared rather than waited for, so the mirror
-    // keeps its pace and diffing sheds load by itself (counted).
+    let mut p = diffed_pair(job, outcome, secondary, cfg, differ, stats).await;
+    p.secondary_latency = secondary_latency;
+    Some(p)
+}
+
+/// Diff the answers on the diff threads; when they are busy, the pair is not compared rather
+/// than waited for, so the mirror keeps its pace and diffing sheds load by itself (counted).
+async fn diffed_pair(
+    job: MirrorJob,
+    outcome: Result<Answered, MirrorError>,
+    secondary: Option<Answered>,
+    cfg: Arc<Config>,
+    differ: &Differ,
+    stats: &ProxyStats,
+) -> Pair {
     let (testing, method, path) = (
         job.target.id,
         job.method.clone(),
@@ -412,7 +425,7 @@ async fn send_copy(
     let diffed = differ
         .run(move || pair(job, outcome, secondary, &cfg))
         .await;
-    let mut p = diffed.unwrap_or_else(|| {
+    diffed.unwrap_or_else(|| {
         stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
         Pair {
             testing,
@@ -430,9 +443,7 @@ async fn send_copy(
             diffs: None,
             noise: None,
         }
-    });
-    p.secondary_latency = secondary_latency;
-    Some(p)
+    })
 }
 
 /// The request to `to`: the copied head (less its framing: the body goes whole, with its length),

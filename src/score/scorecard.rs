@@ -182,6 +182,9 @@ pub struct Watch {
     pub running_pid: Option<u32>,
     /// Whether a secondary measures noise for this build (`NOISE_CANCEL=on` and one could run).
     pub noise: bool,
+    /// The secondary's process, when it is already serving: testing's resources are compared
+    /// with it (later ones arrive as [`super::ScorerControl::Secondary`]).
+    pub secondary_pid: Option<u32>,
 }
 
 /// Running tallies for the current testing instance.
@@ -252,7 +255,10 @@ impl Scorecard {
                 pid: watch.running_pid.unwrap_or(0),
                 first: None,
             },
-            secondary_cpu: CpuBase::default(),
+            secondary_cpu: CpuBase {
+                pid: watch.secondary_pid.unwrap_or(0),
+                first: None,
+            },
             secondary_answered: 0,
         }
     }

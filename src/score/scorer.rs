@@ -76,41 +76,16 @@ pub async fn run(
             biased;
             _ = cancel.cancelled() => break,
             Some(c) = control.recv() => {
-                card = match c {
-                    ScorerControl::Watch(w) => {
-                        let mut c = Scorecard::new(w, requests.load(Ordering::Relaxed), Instant::now());
-                        c.limit_endpoints(cfg.max_endpoints);
-                        Some(c)
+                if let ScorerControl::Config(new) = c {
+                    if new.evaluate_every != cfg.evaluate_every {
+                        tick = tokio::time::interval(new.evaluate_every);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     }
-                    ScorerControl::Running { running_dir, running_pid } => {
-                        if let Some(c) = card.as_mut() {
-                            c.follow_running(running_dir, running_pid);
-                        }
-                        continue;
-                    }
-                    ScorerControl::Clear => None,
-                    ScorerControl::NoNoise => {
-                        if let Some(c) = card.as_mut() {
-                            c.noise = false;
-                        }
-                        continue;
-                    }
-                    ScorerControl::Secondary(pid) => {
-                        if let Some(c) = card.as_mut() {
-                            c.follow_secondary(pid);
-                        }
-                        continue;
-                    }
-                    ScorerControl::Config(new) => {
-                        if new.evaluate_every != cfg.evaluate_every {
-                            tick = tokio::time::interval(new.evaluate_every);
-                            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        }
-                        rules = LevelRules::new(&new.plain_error_regex, &new.plain_warn_regex);
-                        cfg = new;
-                        continue;
-                    }
-                };
+                    rules = LevelRules::new(&new.plain_error_regex, &new.plain_warn_regex);
+                    cfg = new;
+                } else {
+                    follow(&mut card, c, &cfg, requests.load(Ordering::Relaxed));
+                }
             }
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
@@ -135,6 +110,37 @@ pub async fn run(
                 tokio::time::sleep(PAIR_PAUSE).await;
             }
         }
+    }
+}
+
+/// Apply a control message about what is scored (anything but a new configuration).
+fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, requests: u64) {
+    match c {
+        ScorerControl::Watch(w) => {
+            let mut c = Scorecard::new(w, requests, Instant::now());
+            c.limit_endpoints(cfg.max_endpoints);
+            *card = Some(c);
+        }
+        ScorerControl::Clear => *card = None,
+        ScorerControl::Running {
+            running_dir,
+            running_pid,
+        } => {
+            if let Some(c) = card.as_mut() {
+                c.follow_running(running_dir, running_pid);
+            }
+        }
+        ScorerControl::NoNoise => {
+            if let Some(c) = card.as_mut() {
+                c.noise = false;
+            }
+        }
+        ScorerControl::Secondary(pid) => {
+            if let Some(c) = card.as_mut() {
+                c.follow_secondary(pid);
+            }
+        }
+        ScorerControl::Config(_) => {}
     }
 }
 

@@ -62,5 +62,6 @@ pub(super) fn watch_instance_1() -> Watch {
         running_dir: "/nonexistent".into(),
         running_pid: None,
         noise: false,
+        secondary_pid: None,
     }
 }

@@ -166,6 +166,13 @@ impl Decision<'_> {
                 let running_pid = running.map(|c| c.pid);
                 let testing = self.s.testing.as_ref().expect("serving testing");
                 let noise = self.s.noise_cancel && self.s.secondary_off != Some(testing.id);
+                let secondary_pid = self
+                    .s
+                    .secondary
+                    .as_ref()
+                    .filter(|s| s.is_ready())
+                    .and_then(|s| s.phase.child())
+                    .map(|c| c.pid);
                 self.out
                     .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
                         testing: testing.id,
@@ -174,9 +181,17 @@ impl Decision<'_> {
                         running_dir,
                         running_pid,
                         noise,
+                        secondary_pid,
                     })));
             }
-            SlotKey::Secondary => self.serve(SlotKey::Secondary),
+            SlotKey::Secondary => {
+                self.serve(SlotKey::Secondary);
+                // It gets exactly testing's copies: testing's resources are compared with its.
+                if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
+                    let pid = Some(child.pid);
+                    self.out.push(Action::Score(ScorerControl::Secondary(pid)));
+                }
+            }
             SlotKey::Next => {
                 // Journal "ready" on its own, before the switch is even decided.
                 if let Some(t) = self.s.txn.as_mut() {

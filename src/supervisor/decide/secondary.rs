@@ -46,6 +46,9 @@ impl Decision<'_> {
         if was_ready {
             self.out.push(Action::Unpoint(Role::Secondary));
             self.publish_routes();
+            if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
+                self.out.push(Action::Score(ScorerControl::Secondary(None)));
+            }
         }
     }
 
