@@ -451,7 +451,7 @@ fn usage(children: &[(&'static str, u32)]) -> Vec<Usage> {
     let pids: Vec<u32> = children.iter().map(|(_, p)| *p).collect();
     children
         .iter()
-        .zip(crate::usage::of(&pids))
+        .zip(crate::usage::of_groups(&pids))
         .filter_map(|(&(role, _), u)| {
             let u = u?;
             Some(Usage {
@@ -501,7 +501,7 @@ fn encode_children(enc: &mut DescriptorEncoder, children: &[Usage]) -> Result<()
     }
     let mut m = enc.encode_descriptor(
         "child_cpu",
-        "CPU time (user and system) used by each instance's process.",
+        "CPU time (user and system) used by each instance (all processes of its group, so a start script and the server it waits on count together).",
         Some(&Unit::Seconds),
         MetricType::Counter,
     )?;
@@ -511,7 +511,7 @@ fn encode_children(enc: &mut DescriptorEncoder, children: &[Usage]) -> Result<()
     }
     let mut m = enc.encode_descriptor(
         "child_resident_memory",
-        "Resident memory of each instance's process.",
+        "Resident memory of each instance (all processes of its group).",
         Some(&Unit::Bytes),
         MetricType::Gauge,
     )?;
