@@ -1,0 +1,393 @@
+//! The diff's tests: JSON, text and header differences, versions, bounds and the stats.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+const JSON: Option<&str> = Some("application/json");
+
+/// A difference as the tables list it: (path, kind).
+type Found = (String, DiffKind);
+/// Name, running's body, testing's body, ignore, unordered, the differences expected.
+type JsonCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    Vec<Found>,
+);
+
+fn answer<'a>(ct: Option<&'a str>, body: &'a str, version: &'a str) -> Answer<'a> {
+    Answer {
+        status: 200,
+        content_type: ct,
+        body: body.as_bytes(),
+        version,
+        headers: None,
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// `(path, kind)` of each difference between two JSON bodies under the options.
+fn json_diffs(r: &str, t: &str, ignore: &[&str], unordered: &[&str]) -> Vec<(String, DiffKind)> {
+    let (ignore, unordered) = (strings(ignore), strings(unordered));
+    let opts = DiffOptions {
+        ignore: &ignore,
+        unordered: &unordered,
+        ignore_headers: &[],
+    };
+    diff(&answer(JSON, r, "1.0.0"), &answer(JSON, t, "1.1.0"), &opts)
+        .into_iter()
+        .map(|d| (d.path, d.kind))
+        .collect()
+}
+
+fn p(path: &str, kind: DiffKind) -> (String, DiffKind) {
+    (path.to_string(), kind)
+}
+
+use DiffKind::*;
+
+#[test]
+fn json_rules() {
+    #[rustfmt::skip]
+    let cases: &[JsonCase] = &[
+        ("key order", r#"{"a":1,"b":2}"#, r#"{"b":2,"a":1}"#, &[], &[], vec![]),
+        ("nested key order", r#"{"o":{"x":[1,{"p":1,"q":2}]}}"#, r#"{"o":{"x":[1,{"q":2,"p":1}]}}"#, &[], &[], vec![]),
+        ("changed", r#"{"a":1}"#, r#"{"a":2}"#, &[], &[], vec![p("$.a", Changed)]),
+        ("missing", r#"{"a":1,"b":2}"#, r#"{"a":1}"#, &[], &[], vec![p("$.b", Missing)]),
+        ("added", r#"{"a":1}"#, r#"{"a":1,"c":3}"#, &[], &[], vec![p("$.c", Added)]),
+        ("type changed", r#"{"a":1}"#, r#"{"a":"1"}"#, &[], &[], vec![p("$.a", TypeChanged)]),
+        ("null to object", r#"{"a":null}"#, r#"{"a":{}}"#, &[], &[], vec![p("$.a", TypeChanged)]),
+        ("bool changed", r#"{"a":true}"#, r#"{"a":false}"#, &[], &[], vec![p("$.a", Changed)]),
+        ("1 and 1.0 are equal", r#"{"a":1}"#, r#"{"a":1.0}"#, &[], &[], vec![]),
+        ("root scalar", "1", "2", &[], &[], vec![p("$", Changed)]),
+        ("odd key", r#"{"a b":1}"#, r#"{"a b":2}"#, &[], &[], vec![p(r#"$["a b"]"#, Changed)]),
+        ("array order matters", "[1,2]", "[2,1]", &[], &[], vec![p("$[*]", Changed)]),
+        ("unordered array", r#"{"t":[1,2,2]}"#, r#"{"t":[2,1,2]}"#, &[], &["$.t"], vec![]),
+        ("unordered is a multiset", r#"{"t":[1,2,2]}"#, r#"{"t":[2,1,1]}"#, &[], &["$.t"], vec![p("$.t[*]", Changed)]),
+        ("unordered missing", r#"{"t":[1,2,3]}"#, r#"{"t":[3,1]}"#, &[], &["$.t"], vec![p("$.t[*]", Missing)]),
+        ("unordered added", r#"{"t":[1]}"#, r#"{"t":[1,4]}"#, &[], &["$.t"], vec![p("$.t[*]", Added)]),
+        ("unordered objects compared field by field",
+            r#"{"i":[{"id":1,"p":5},{"id":2,"p":6}]}"#, r#"{"i":[{"id":2,"p":6},{"id":1,"p":7}]}"#,
+            &[], &["$.i"], vec![p("$.i[*].p", Changed)]),
+        ("nested unordered path", r#"{"i":[{"t":["a","b"]}]}"#, r#"{"i":[{"t":["b","a"]}]}"#, &[], &["$.i[*].t"], vec![]),
+        ("other arrays stay ordered", r#"{"t":[1,2],"u":[1,2]}"#, r#"{"t":[2,1],"u":[2,1]}"#, &[], &["$.t"], vec![p("$.u[*]", Changed)]),
+        ("ordered extra elements", "[1,2,3]", "[1]", &[], &[], vec![p("$[*]", Missing)]),
+        ("ordered added elements", "[1]", "[1,2]", &[], &[], vec![p("$[*]", Added)]),
+        ("indices generalised, one entry per path",
+            r#"{"items":[{"price":1},{"price":2},{"price":3}]}"#, r#"{"items":[{"price":9},{"price":2},{"price":8}]}"#,
+            &[], &[], vec![p("$.items[*].price", Changed)]),
+        ("ignore exact", r#"{"meta":{"request_id":"a","n":1}}"#, r#"{"meta":{"request_id":"b","n":1}}"#, &["$.meta.request_id"], &[], vec![]),
+        ("ignore missing and added", r#"{"x":1}"#, r#"{"y":1}"#, &["$.x", "$.y"], &[], vec![]),
+        ("ignore subtree", r#"{"meta":{"a":1,"b":[1]}}"#, r#"{"meta":{"a":2,"b":[]}}"#, &["$.meta"], &[], vec![]),
+        ("ignore generalised", r#"{"items":[{"u":1,"v":1},{"u":2,"v":1}]}"#, r#"{"items":[{"u":3,"v":1},{"u":4,"v":2}]}"#,
+            &["$.items[*].u"], &[], vec![p("$.items[*].v", Changed)]),
+        ("ignore entry with an index reads as [*]", r#"{"items":[{"u":1},{"u":2}]}"#, r#"{"items":[{"u":3},{"u":4}]}"#, &["$.items[0].u"], &[], vec![]),
+        ("ignore inside unordered matching", r#"{"i":[{"id":1,"at":1},{"id":2,"at":2}]}"#, r#"{"i":[{"id":2,"at":5},{"id":1,"at":6}]}"#,
+            &["$.i[*].at"], &["$.i"], vec![]),
+        ("ignore array elements", r#"{"a":[1,2]}"#, r#"{"a":[3]}"#, &["$.a[*]"], &[], vec![]),
+        ("version in JSON string", r#"{"v":"1.0.0"}"#, r#"{"v":"1.1.0"}"#, &[], &[], vec![p("$.v", Expected)]),
+        ("version inside a string", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-abc"}"#, &[], &[], vec![p("$.build", Expected)]),
+        ("version twice", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.1.0"}"#, &[], &[], vec![p("$.b", Expected)]),
+        ("versions in unordered elements still match", r#"{"t":[{"v":"1.0.0","n":1},{"v":"x","n":2}]}"#, r#"{"t":[{"v":"x","n":2},{"v":"1.1.0","n":1}]}"#, &[], &["$.t"], vec![]),
+        ("version plus another change", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-xyz"}"#, &[], &[], vec![p("$.build", Changed)]),
+        ("version only half replaced", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.0.0"}"#, &[], &[], vec![p("$.b", Changed)]),
+        ("wrong version", r#"{"v":"1.0.0"}"#, r#"{"v":"1.2.0"}"#, &[], &[], vec![p("$.v", Changed)]),
+        ("several kinds", r#"{"a":1,"b":2,"c":[1]}"#, r#"{"a":2,"c":"x","d":0}"#, &[], &[],
+            vec![p("$.a", Changed), p("$.b", Missing), p("$.c", TypeChanged), p("$.d", Added)]),
+    ];
+    for (name, r, t, ignore, unordered, want) in cases {
+        let mut got = json_diffs(r, t, ignore, unordered);
+        got.sort();
+        let mut want = want.clone();
+        want.sort();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn json_without_json_content_type_when_both_parse() {
+    let r = answer(Some("text/plain"), r#"{"a":1,"b":2}"#, "1.0.0");
+    let t = answer(Some("text/plain"), r#"{"b":2,"a":1}"#, "1.1.0");
+    assert_eq!(diff(&r, &t, &DiffOptions::default()), vec![]);
+}
+
+#[test]
+fn text_rules() {
+    let text = Some("text/plain; charset=utf-8");
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &str, Vec<Found>)] = &[
+        ("equal after line endings", "a\nb\n", "a\r\nb", vec![]),
+        ("changed line", "a\nb\nc", "a\nB\nc", vec![p("line[*]", Changed)]),
+        ("many changed lines aggregate", "a\nb\nc", "x\ny\nz", vec![p("line[*]", Changed)]),
+        ("missing line", "a\nb", "a", vec![p("line[*]", Missing)]),
+        ("added line", "a", "a\nb", vec![p("line[*]", Added)]),
+        ("version in a line", "version 1.0.0\nok", "version 1.1.0\nok", vec![p("line[*]", Expected)]),
+        ("version and change in a line", "version 1.0.0 up", "version 1.1.0 down", vec![p("line[*]", Changed)]),
+    ];
+    for (name, r, t, want) in cases {
+        let got: Vec<_> = diff(
+            &answer(text, r, "1.0.0"),
+            &answer(text, t, "1.1.0"),
+            &DiffOptions::default(),
+        )
+        .into_iter()
+        .map(|d| (d.path, d.kind))
+        .collect();
+        assert_eq!(&got, want, "{name}");
+    }
+    let d = diff(
+        &answer(text, "a\nold", "1.0.0"),
+        &answer(text, "a\nnew", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(
+        (d[0].running.as_str(), d[0].testing.as_str()),
+        ("old", "new")
+    );
+}
+
+#[test]
+fn text_without_a_content_type_is_text() {
+    let d = diff(
+        &answer(None, "hello from 1.0.0 GET /\n", "1.0.0"),
+        &answer(None, "hello from 1.1.0 GET /\n", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].path.as_str(), d[0].kind), ("line[*]", Expected));
+    assert!(!d[0].kind.counts());
+}
+
+#[test]
+fn headers_are_compared_minus_the_ignored_ones() {
+    let h = |pairs: &[(&'static str, &'static str)]| {
+        let mut m = http::HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, http::HeaderValue::from_static(v));
+        }
+        m
+    };
+    let rh = h(&[
+        ("date", "Mon"),
+        ("cache-control", "no-store"),
+        ("x-version", "1.0.0"),
+        ("set-cookie", "sid=abc; Path=/"),
+        ("x-gone", "1"),
+        ("connection", "keep-alive"),
+    ]);
+    let th = h(&[
+        ("date", "Tue"),
+        ("cache-control", "max-age=60"),
+        ("x-version", "1.1.0"),
+        ("set-cookie", "sid=xyz; Path=/"),
+        ("x-new", "1"),
+    ]);
+    let ignore = strings(&["date", "set-cookie"]);
+    let opts = DiffOptions {
+        ignore_headers: &ignore,
+        ..DiffOptions::default()
+    };
+    let r = Answer {
+        headers: Some(&rh),
+        ..answer(None, "same", "1.0.0")
+    };
+    let t = Answer {
+        headers: Some(&th),
+        ..answer(None, "same", "1.1.0")
+    };
+    let mut got: Vec<_> = diff(&r, &t, &opts)
+        .into_iter()
+        .map(|d| (d.path, d.kind))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            p("$header.cache-control", Changed),
+            p("$header.x-gone", Missing),
+            p("$header.x-new", Added),
+            p("$header.x-version", Expected),
+        ]
+    );
+    // A cookie that is no longer set is named even though values are ignored.
+    let th2 = h(&[("set-cookie", "other=1")]);
+    let t2 = Answer {
+        headers: Some(&th2),
+        ..answer(None, "same", "1.1.0")
+    };
+    let r2h = h(&[("set-cookie", "sid=1")]);
+    let r2 = Answer {
+        headers: Some(&r2h),
+        ..answer(None, "same", "1.0.0")
+    };
+    let d = diff(&r2, &t2, &opts);
+    assert_eq!(d[0].path, "$header.set-cookie");
+    assert_eq!(
+        (d[0].running.as_str(), d[0].testing.as_str()),
+        ("sid", "other")
+    );
+}
+
+#[test]
+fn other_bodies_by_bytes() {
+    let bin = Some("application/octet-stream");
+    let same = diff(
+        &answer(bin, "\u{1}abc", "1.0.0"),
+        &answer(bin, "\u{1}abc", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(same, vec![]);
+    let r = Answer {
+        body: &[0xff, 0x00, 1],
+        ..answer(bin, "", "1.0.0")
+    };
+    let t = Answer {
+        body: &[0xff, 0x00, 2],
+        ..answer(bin, "", "1.1.0")
+    };
+    let d = diff(&r, &t, &DiffOptions::default());
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].path.as_str(), d[0].kind), ("$body", Changed));
+    assert_eq!(d[0].running, "<3 bytes, not text>");
+    // JSON declared but broken: compared by bytes.
+    let d = diff(
+        &answer(JSON, "{broken", "1.0.0"),
+        &answer(JSON, "{broke", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!((d[0].path.as_str(), d[0].kind), ("$body", Changed));
+    // No version awareness for bytes that are not text.
+    let d = diff(
+        &answer(bin, "1.0.0", "1.0.0"),
+        &answer(bin, "1.1.0", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(d.len(), 1);
+}
+
+#[test]
+fn status_and_content_type() {
+    let r = answer(Some("application/json; charset=utf-8"), "{}", "1.0.0");
+    let t = Answer {
+        status: 500,
+        ..answer(Some("APPLICATION/JSON"), "{}", "1.1.0")
+    };
+    let d = diff(&r, &t, &DiffOptions::default());
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (
+            d[0].path.as_str(),
+            d[0].running.as_str(),
+            d[0].testing.as_str()
+        ),
+        ("$status", "200", "500")
+    );
+    let t = answer(Some("text/html"), "{}", "1.1.0");
+    let d = diff(&r, &t, &DiffOptions::default());
+    assert_eq!(d[0].path, "$content_type");
+    assert_eq!(d[0].testing, "text/html");
+}
+
+#[test]
+fn examples_are_cut_to_200_bytes() {
+    let long = "é".repeat(300); // 600 bytes
+    let r = format!(r#"{{"s":"{long}","o":{{"big":"{long}"}}}}"#);
+    let t = r#"{"s":"short"}"#;
+    let d = diff(
+        &answer(JSON, &r, "1.0.0"),
+        &answer(JSON, t, "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(d.len(), 2);
+    let d: BTreeMap<_, _> = d.into_iter().map(|x| (x.path.clone(), x)).collect();
+    let d = [&d["$.s"], &d["$.o"]];
+    for x in d {
+        assert!(x.running.len() <= EXAMPLE_MAX && x.running.len() >= EXAMPLE_MAX - 4);
+    }
+    assert!(d[0].running.starts_with("\"éé"));
+    assert_eq!(d[0].testing, "\"short\"");
+    assert_eq!(d[1].testing, "");
+    // Text lines and raw bodies too.
+    let text = Some("text/plain");
+    let d = diff(
+        &answer(text, &long, "1.0.0"),
+        &answer(text, "x", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(d[0].running.len(), EXAMPLE_MAX);
+    let bin = Some("application/octet-stream");
+    let d = diff(
+        &answer(bin, &long, "1.0.0"),
+        &answer(bin, "x", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(d[0].running.len(), EXAMPLE_MAX);
+}
+
+#[test]
+fn one_pair_reports_a_bounded_list() {
+    let r: serde_json::Map<String, Value> = (0..200)
+        .map(|i| (format!("k{i}"), Value::from(i)))
+        .collect();
+    let r = Value::Object(r).to_string();
+    let d = diff(
+        &answer(JSON, &r, "1.0.0"),
+        &answer(JSON, "{}", "1.1.0"),
+        &DiffOptions::default(),
+    );
+    assert_eq!(d.len(), MAX_DIFFS_PER_PAIR);
+}
+
+fn difference(path: &str, kind: DiffKind) -> Difference {
+    Difference {
+        path: path.to_string(),
+        kind,
+        running: "r".to_string(),
+        testing: "t".to_string(),
+    }
+}
+
+#[test]
+fn stats_count_pairs_per_path() {
+    let mut s = DiffStats::default();
+    let a = difference("$.a", Changed);
+    s.record("GET /x", &[a.clone(), a.clone()]);
+    s.record("GET /x", &[]);
+    s.record("GET /x", &[a.clone(), difference("$.b", Missing)]);
+    let e = &s.endpoints["GET /x"];
+    assert_eq!(e.pairs, 3);
+    assert_eq!(e.paths[&("$.a".to_string(), Changed)].pairs, 2);
+    assert_eq!(e.paths[&("$.a".to_string(), Changed)].example, a);
+    assert_eq!(e.paths[&("$.b".to_string(), Missing)].pairs, 1);
+    assert_eq!(e.overflow, 0);
+}
+
+#[test]
+fn stats_are_bounded() {
+    let mut s = DiffStats::with_limits(2, 3);
+    for i in 0..5 {
+        s.record("GET /x", &[difference(&format!("$.k{i}"), Added)]);
+    }
+    s.record("GET /x", &[difference("$.k0", Added)]);
+    let e = &s.endpoints["GET /x"];
+    assert_eq!(e.paths.len(), 3);
+    assert_eq!(e.overflow, 2);
+    assert_eq!(e.pairs, 6);
+    assert_eq!(e.paths[&("$.k0".to_string(), Added)].pairs, 2);
+    s.record("GET /y", &[]);
+    s.record("GET /z", &[]);
+    s.record("GET /z", &[]);
+    assert_eq!(s.endpoints.len(), 2);
+    assert_eq!(s.endpoint_overflow, 2);
+    let d = DiffStats::default();
+    assert_eq!(
+        (d.max_endpoints, d.max_paths),
+        (MAX_ENDPOINTS, MAX_PATHS_PER_ENDPOINT)
+    );
+}
