@@ -9,10 +9,11 @@
 //!
 //! Every request crosses one HTTP/1.1 engine, named by its phases as pingora's is (contract in
 //! docs/http1.md): `accept` (the listener, the connection limit, the drain at stop), `conn` (one
-//! user connection: read head, refuse or route), `head` (parse and rewrite a
-//! request head), `exchange` (upstream: send it, get an answer head, the retry rule), `answer`
-//! (parse and rewrite an answer head), `framing` (where a body ends), `forward` (the request body,
-//! the mirror's tee), `relay` (the answer's body, read ahead of slow users into memory and `spill`
+//! user connection: read head, refuse or route), `head` (parse and rewrite a request head),
+//! `exchange` (upstream: send it, get an answer head, the retry rule), `answer` (parse and rewrite
+//! an answer head), `fields` (both heads' header names, read once, and the lines that go on
+//! unchanged copied whole), `framing` (where a body ends), `forward` (the request body, the
+//! mirror's tee), `relay` (the answer's body, read ahead of slow users into memory and `spill`
 //! files), `upgrade` (splices), `reply` (understudy's own answers), `pool` (keep-alive connections
 //! to the instances), `upstream` (the instances and routes) and `stats` (what is counted).
 
@@ -21,6 +22,7 @@ mod answer;
 mod bufs;
 mod conn;
 mod exchange;
+mod fields;
 mod forward;
 pub mod framing;
 mod head;

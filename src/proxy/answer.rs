@@ -7,9 +7,10 @@ use std::mem::MaybeUninit;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::fields::{content_length, is, named_by_connection, tokens};
+use super::fields::{ConnectionTokens, Copier, Name, Names, NO_NAMES};
 use super::framing::{Chunk, Framing};
-use super::head::{always_hop_by_hop, content_length, is, named_by_connection, tokens};
-use super::head::{ConnectionTokens, SLOTS};
+use super::head::SLOTS;
 
 /// Largest answer head taken from an instance (hyper's client allows about as much).
 pub const MAX_ANSWER_HEAD: usize = 64 * 1024;
@@ -65,32 +66,65 @@ pub enum BadAnswer {
     TooLarge,
 }
 
-/// What the headers say about framing.
-#[derive(Default)]
-struct Framed {
+/// What an answer's headers say, read in one pass with each one's [`Name`]: what its
+/// `Connection` lines say and how its body is framed.
+struct Read {
+    conn: ConnectionTokens,
     coded: bool,
     chunked: bool,
     length: Option<u64>,
 }
 
-fn framed(headers: &[httparse::Header<'_>]) -> Result<Framed, BadAnswer> {
-    let mut f = Framed::default();
-    for h in headers {
-        let name = h.name.as_bytes();
-        if is(name, b"transfer-encoding") {
-            f.coded = true;
-            if let Some(last) = tokens(h.value).last() {
-                f.chunked = is(last, b"chunked");
+impl Read {
+    /// Read the headers once, their names into `names` (two different `Content-Length`s are an
+    /// error).
+    fn of(headers: &[httparse::Header<'_>], names: &mut Names) -> Result<Read, BadAnswer> {
+        let mut r = Read {
+            conn: ConnectionTokens::default(),
+            coded: false,
+            chunked: false,
+            length: None,
+        };
+        for (h, slot) in headers.iter().zip(names.iter_mut()) {
+            let name = Name::of(h.name.as_bytes());
+            *slot = name;
+            match name {
+                Name::TransferEncoding => {
+                    r.coded = true;
+                    if let Some(last) = tokens(h.value).last() {
+                        r.chunked = is(last, b"chunked");
+                    }
+                }
+                Name::ContentLength => {
+                    let n = content_length(h.value).ok_or(BadAnswer::Length)?;
+                    if r.length.is_some_and(|m| m != n) {
+                        return Err(BadAnswer::Length);
+                    }
+                    r.length = Some(n);
+                }
+                Name::Connection => r.conn.read(h.value),
+                _ => {}
             }
-        } else if is(name, b"content-length") {
-            let n = content_length(h.value).ok_or(BadAnswer::Length)?;
-            if f.length.is_some_and(|m| m != n) {
-                return Err(BadAnswer::Length);
+        }
+        Ok(r)
+    }
+
+    /// How the body ends (RFC 9112 §6.3), for an answer that may have one.
+    fn framing(&self) -> Framing {
+        if self.coded {
+            if self.chunked {
+                Framing::Chunked(Chunk::START)
+            } else {
+                Framing::Close
             }
-            f.length = Some(n);
+        } else {
+            match self.length {
+                Some(0) => Framing::Empty,
+                Some(n) => Framing::Length(n),
+                None => Framing::Close,
+            }
         }
     }
-    Ok(f)
 }
 
 /// Parse the instance's answer head in `buf` (`None`: not whole yet) and write the user's form of
@@ -117,37 +151,25 @@ pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answe
         return Err(BadAnswer::Switching);
     }
     let interim = (100..200).contains(&status) && !switching;
-    let f = framed(headers)?;
-    let conn = ConnectionTokens::of(headers);
+    let mut names = NO_NAMES;
+    let read = Read::of(headers, &mut names)?;
     let framing = if asker.head || interim || switching || status == 204 || status == 304 {
         Framing::Empty
-    } else if f.coded {
-        if f.chunked {
-            Framing::Chunked(Chunk::START)
-        } else {
-            Framing::Close
-        }
     } else {
-        match f.length {
-            Some(0) => Framing::Empty,
-            Some(n) => Framing::Length(n),
-            None => Framing::Close,
-        }
+        read.framing()
     };
     let dechunk = asker.http10 && matches!(framing, Framing::Chunked(_));
     let close = !interim && !switching && (asker.close || framing == Framing::Close || dechunk);
     let keep_alive = if version == 1 {
-        !conn.close
+        !read.conn.close
     } else {
-        conn.keep_alive
+        read.conn.keep_alive
     };
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&status_digits(status));
-    out.push(b' ');
-    out.extend_from_slice(res.reason.unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    write_headers(headers, conn, &f, dechunk, switching, out);
+    let mut copier = Copier::new(buf);
+    status_line(&mut copier, status, res.reason.unwrap_or_default(), out);
+    write_headers(headers, &names, &read, dechunk, switching, &mut copier, out);
+    copier.flush(out);
     if switching {
         out.extend_from_slice(b"connection: upgrade\r\n");
     } else if close && !interim {
@@ -168,35 +190,56 @@ pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answe
     }))
 }
 
+/// `HTTP/1.1 <status> <reason>` and CRLF: taken from the head as it stands when it is that.
+fn status_line(copier: &mut Copier<'_>, status: u16, reason: &str, out: &mut Vec<u8>) {
+    let digits = status_digits(status);
+    let end = 13 + reason.len();
+    if copier.has(0, b"HTTP/1.1 ")
+        && copier.has(9, &digits)
+        && copier.has(12, b" ")
+        && copier.at(reason.as_bytes()) == Some(13)
+        && copier.has(end, b"\r\n")
+    {
+        copier.take(0, end + 2, out);
+        return;
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The instance's headers that go on to the user, in their order.
 fn write_headers(
     headers: &[httparse::Header<'_>],
-    conn: ConnectionTokens,
-    f: &Framed,
+    names: &Names,
+    read: &Read,
     dechunk: bool,
     switching: bool,
+    copier: &mut Copier<'_>,
     out: &mut Vec<u8>,
 ) {
     let mut length_written = false;
-    for h in headers {
+    for (h, &class) in headers.iter().zip(names) {
         let name = h.name.as_bytes();
-        let mut drop = always_hop_by_hop(name)
-            || (is(name, b"upgrade") && !switching)
-            || (conn.names && named_by_connection(headers, name));
-        if is(name, b"content-length") {
+        let named = || read.conn.names && named_by_connection(headers, names, name, class);
+        let drop = match class {
+            Name::Connection | Name::HopByHop => true,
+            Name::Upgrade => !switching || named(),
             // A coded body drops its length (RFC 9112 §6.3); equal duplicates go once.
-            drop |= f.coded || length_written;
-            length_written = true;
-        } else if is(name, b"transfer-encoding") {
-            drop |= dechunk;
+            Name::ContentLength => {
+                let dup = length_written;
+                length_written = true;
+                read.coded || dup
+            }
+            Name::TransferEncoding => dechunk,
+            Name::Host | Name::Close => false,
+            Name::Other | Name::XForwardedFor => named(),
+        };
+        if !drop {
+            copier.field(name, h.value, out);
         }
-        if drop {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -277,6 +320,23 @@ mod tests {
         assert_eq!(
             out,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn lines_not_as_they_go_on_are_rewritten_around_the_ones_copied() {
+        let (_, out) = answered(
+            "HTTP/1.0 200 OK\r\nA:1\r\nB: 2 \r\nConnection: close\r\nC: 3\r\nD: 4\r\nContent-Length: 0\r\n\r\n",
+            PLAIN,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (_, out) = answered("HTTP/1.1 404 \r\nA: 1\nB: 2\r\n\r\n", PLAIN);
+        assert_eq!(
+            out,
+            "HTTP/1.1 404 \r\nA: 1\r\nB: 2\r\nconnection: close\r\n\r\n"
         );
     }
 

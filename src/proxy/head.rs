@@ -9,6 +9,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode};
 
+use super::fields::{content_length, is, named_by_connection};
+use super::fields::{ConnectionTokens, Copier, Name, Names, NO_NAMES};
 use super::framing::{Chunk, Framing};
 
 /// Header slots parsed on the stack, for a request head and for an answer head (hyper's bound).
@@ -92,97 +94,6 @@ const TOO_LARGE_HEAD: Parsed = refusal(
     "understudy: the request has more header fields than MAX_HEADERS allows\n",
 );
 
-/// Whether `name` is `lower` (ASCII, any case); `lower` is lower case.
-pub fn is(name: &[u8], lower: &[u8]) -> bool {
-    name.len() == lower.len() && name.eq_ignore_ascii_case(lower)
-}
-
-/// The comma-separated tokens of a header value, trimmed, empty ones left out.
-pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-/// A `Content-Length` value: one to nineteen decimal digits, nothing else (no sign, no list).
-pub fn content_length(value: &[u8]) -> Option<u64> {
-    let v = value.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-/// Whether a header is hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1), given its name;
-/// `Upgrade` and `Transfer-Encoding` are the callers' to decide.
-pub fn always_hop_by_hop(name: &[u8]) -> bool {
-    match name.len() {
-        2 => is(name, b"te"),
-        10 => is(name, b"connection") || is(name, b"keep-alive"),
-        16 => is(name, b"proxy-connection"),
-        _ => false,
-    }
-}
-
-/// Whether any `Connection` header among `headers` names `name` (its other tokens name nothing).
-/// Framing headers and `Host` belong to the message whatever a `Connection` line says: dropping
-/// them while the body is relayed as framed would let the next hop read the body as another
-/// message (request smuggling). `close` names no header.
-pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
-    let kept = [
-        &b"content-length"[..],
-        b"transfer-encoding",
-        b"host",
-        b"close",
-    ];
-    if kept.iter().any(|k| is(name, k)) {
-        return false;
-    }
-    headers
-        .iter()
-        .filter(|h| is(h.name.as_bytes(), b"connection"))
-        .flat_map(|h| tokens(h.value))
-        .any(|t| t.eq_ignore_ascii_case(name))
-}
-
-/// What the `Connection` lines of a head say, all lines together.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ConnectionTokens {
-    /// `close`.
-    pub close: bool,
-    /// `keep-alive`.
-    pub keep_alive: bool,
-    /// `upgrade`.
-    pub upgrade: bool,
-    /// Some other token: a header made hop-by-hop.
-    pub names: bool,
-}
-
-impl ConnectionTokens {
-    /// Read every `Connection` line of `headers`.
-    pub fn of(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
-        let mut c = ConnectionTokens::default();
-        for h in headers
-            .iter()
-            .filter(|h| is(h.name.as_bytes(), b"connection"))
-        {
-            for t in tokens(h.value) {
-                if is(t, b"close") {
-                    c.close = true;
-                } else if is(t, b"keep-alive") {
-                    c.keep_alive = true;
-                } else if is(t, b"upgrade") {
-                    c.upgrade = true;
-                } else {
-                    c.names = true;
-                }
-            }
-        }
-        c
-    }
-}
-
 /// Bytes a request target may hold as understudy forwards it: visible ASCII but `#`.
 fn target_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) && b != b'#'
@@ -213,39 +124,50 @@ fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     Some((path, Some(authority)))
 }
 
-/// What a request's headers say about its host and framing.
+/// What a request's headers say, read in one pass with each one's [`Name`]: what its
+/// `Connection` lines say, its host and its framing.
 struct Seen {
+    conn: ConnectionTokens,
     hosts: usize,
     length: Option<u64>,
     chunked: bool,
     upgrade: bool,
+    forwarded_for: bool,
 }
 
 impl Seen {
-    /// Read the headers, refusing a framing that two parsers could read two ways.
-    fn of(headers: &[httparse::Header<'_>]) -> Result<Seen, Parsed> {
+    /// Read the headers, their names into `names`, refusing a framing that two parsers could
+    /// read two ways.
+    fn of(headers: &[httparse::Header<'_>], names: &mut Names) -> Result<Seen, Parsed> {
         let mut seen = Seen {
+            conn: ConnectionTokens::default(),
             hosts: 0,
             length: None,
             chunked: false,
             upgrade: false,
+            forwarded_for: false,
         };
-        for h in headers {
-            let (name, value) = (h.name.as_bytes(), h.value);
-            if is(name, b"host") {
-                seen.hosts += 1;
-            } else if is(name, b"content-length") {
-                if seen.length.is_some() {
-                    return Err(BAD_LENGTH);
+        for (h, slot) in headers.iter().zip(names.iter_mut()) {
+            let (name, value) = (Name::of(h.name.as_bytes()), h.value);
+            *slot = name;
+            match name {
+                Name::Host => seen.hosts += 1,
+                Name::ContentLength => {
+                    if seen.length.is_some() {
+                        return Err(BAD_LENGTH);
+                    }
+                    seen.length = Some(content_length(value).ok_or(BAD_LENGTH)?);
                 }
-                seen.length = Some(content_length(value).ok_or(BAD_LENGTH)?);
-            } else if is(name, b"transfer-encoding") {
-                if seen.chunked || !is(value.trim_ascii(), b"chunked") {
-                    return Err(BAD_CODING);
+                Name::TransferEncoding => {
+                    if seen.chunked || !is(value.trim_ascii(), b"chunked") {
+                        return Err(BAD_CODING);
+                    }
+                    seen.chunked = true;
                 }
-                seen.chunked = true;
-            } else if is(name, b"upgrade") {
-                seen.upgrade = true;
+                Name::Upgrade => seen.upgrade = true,
+                Name::Connection => seen.conn.read(value),
+                Name::XForwardedFor => seen.forwarded_for = true,
+                _ => {}
             }
         }
         if seen.chunked && seen.length.is_some() {
@@ -288,46 +210,39 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
         return BAD_TARGET;
     };
     let headers = &*req.headers;
-    let conn = ConnectionTokens::of(headers);
     let http10 = version == 0;
-    let seen = match Seen::of(headers) {
+    let mut names = NO_NAMES;
+    let seen = match Seen::of(headers, &mut names) {
         Ok(seen) => seen,
         Err(refused) => return refused,
     };
-    let Seen {
-        hosts,
-        length,
-        chunked,
-        upgrade: upgrade_header,
-    } = seen;
+    let hosts = seen.hosts;
     if hosts > 1 || (hosts == 0 && !http10 && authority.is_none()) {
         return NO_HOST;
     }
-    let body = match (chunked, length) {
+    let body = match (seen.chunked, seen.length) {
         (true, _) => Framing::Chunked(Chunk::START),
         (false, Some(n)) if n > 0 => Framing::Length(n),
         _ => Framing::Empty,
     };
-    let upgrade = upgrade_header && conn.upgrade;
+    let conn = seen.conn;
+    let upgrade = seen.upgrade && conn.upgrade;
     out.clear();
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    if !path.starts_with('/') && path != "*" {
-        out.push(b'/');
-    }
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let host_at = out.len();
-    if let Some(a) = authority {
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(a.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    write_headers(headers, conn, upgrade, authority.is_some(), out);
+    let mut copier = Copier::new(buf);
+    let host_at = request_line(&mut copier, &method, path, authority, out);
+    let absolute = authority.is_some();
+    write_headers(headers, &names, &seen, upgrade, absolute, &mut copier, out);
+    copier.flush(out);
     if upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");
     }
-    write_forwarded_for(headers, forwarded, out);
+    // `x-forwarded-for` last: the values the user sent and then its address.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if seen.forwarded_for {
+        forwarded_for(headers, &names, out);
+    }
+    out.extend_from_slice(forwarded);
+    out.extend_from_slice(b"\r\n\r\n");
     Parsed::Request(RequestHead {
         len,
         method,
@@ -340,38 +255,75 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     })
 }
 
+/// The request line in origin form as HTTP/1.1 (taken from the head as it stands when it is
+/// that), then the absolute form's authority as `Host`; where that `Host` goes in `out`.
+fn request_line(
+    copier: &mut Copier<'_>,
+    method: &Method,
+    path: &str,
+    authority: Option<&str>,
+    out: &mut Vec<u8>,
+) -> usize {
+    let method = method.as_str().as_bytes();
+    let at = method.len() + 1;
+    let end = at + path.len();
+    if authority.is_none()
+        && copier.has_slice(0, method)
+        && copier.has(method.len(), b" ")
+        && copier.at(path.as_bytes()) == Some(at)
+        && copier.has(end, b" HTTP/1.1\r\n")
+    {
+        copier.take(0, end + 11, out);
+        return end + 11;
+    }
+    out.extend_from_slice(method);
+    out.push(b' ');
+    if !path.starts_with('/') && path != "*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host_at = out.len();
+    if let Some(a) = authority {
+        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    host_at
+}
+
 /// The user's headers that go on, in their order.
 fn write_headers(
     headers: &[httparse::Header<'_>],
-    conn: ConnectionTokens,
+    names: &Names,
+    seen: &Seen,
     upgrade: bool,
     absolute: bool,
+    copier: &mut Copier<'_>,
     out: &mut Vec<u8>,
 ) {
-    for h in headers {
+    for (h, &class) in headers.iter().zip(names) {
         let name = h.name.as_bytes();
-        let drop = always_hop_by_hop(name)
-            || (is(name, b"upgrade") && !upgrade)
-            || is(name, b"x-forwarded-for")
-            || (absolute && is(name, b"host"))
-            || (conn.names && named_by_connection(headers, name));
-        if drop {
-            continue;
+        let named = || seen.conn.names && named_by_connection(headers, names, name, class);
+        let drop = match class {
+            Name::Connection | Name::HopByHop | Name::XForwardedFor => true,
+            Name::Upgrade => !upgrade || named(),
+            Name::Host => absolute,
+            Name::ContentLength | Name::TransferEncoding | Name::Close => false,
+            Name::Other => named(),
+        };
+        if !drop {
+            copier.field(name, h.value.trim_ascii(), out);
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.trim_ascii());
-        out.extend_from_slice(b"\r\n");
     }
 }
 
-/// `x-forwarded-for` with the values the user sent (all lines, in order) and then its address;
-/// the blank line that ends the head.
-fn write_forwarded_for(headers: &[httparse::Header<'_>], forwarded: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"x-forwarded-for: ");
-    for h in headers
+/// The values of the user's `X-Forwarded-For` lines (all lines, in order), each followed by `, `.
+fn forwarded_for(headers: &[httparse::Header<'_>], names: &Names, out: &mut Vec<u8>) {
+    for (h, _) in headers
         .iter()
-        .filter(|h| is(h.name.as_bytes(), b"x-forwarded-for"))
+        .zip(names)
+        .filter(|(_, n)| **n == Name::XForwardedFor)
     {
         let v = h.value.trim_ascii();
         if !v.is_empty() {
@@ -379,8 +331,6 @@ fn write_forwarded_for(headers: &[httparse::Header<'_>], forwarded: &[u8], out: 
             out.extend_from_slice(b", ");
         }
     }
-    out.extend_from_slice(forwarded);
-    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// Put `host: <authority>` where a request without `Host` needs it (rare: HTTP/1.0 only).

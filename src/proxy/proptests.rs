@@ -17,6 +17,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use super::answer::{self, Asker};
+use super::fields;
 use super::framing::{BadChunk, Chunk, Framing};
 use super::head::{self, Parsed};
 
@@ -1048,7 +1049,7 @@ proptest! {
         let v = raw.trim_ascii();
         let digits = !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit);
         let n = digits.then(|| v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
-        prop_assert_eq!(head::content_length(&raw), n, "{:?}", text(&raw));
+        prop_assert_eq!(fields::content_length(&raw), n, "{:?}", text(&raw));
     }
 
     /// `tokens` of any value are non-empty, trimmed and comma-free, one per non-blank item.
@@ -1057,7 +1058,7 @@ proptest! {
         Just(b','), Just(b' '), Just(b'\t'), any::<u8>(),
     ], 0..40).prop_map(Raw)) {
         let items = raw.split(|&b| b == b',').filter(|i| !i.trim_ascii().is_empty()).count();
-        let tokens: Vec<&[u8]> = head::tokens(&raw).collect();
+        let tokens: Vec<&[u8]> = fields::tokens(&raw).collect();
         prop_assert_eq!(tokens.len(), items);
         for t in tokens {
             prop_assert!(!t.is_empty() && !t.contains(&b',') && t.trim_ascii() == t);
