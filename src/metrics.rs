@@ -330,7 +330,7 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
             (
                 "upstream_broken",
                 "Answers from running that broke off after their head was relayed; the user's connection was closed.",
-                load(&crate::proxy::BROKEN_ANSWERS),
+                load(&s.upstream_broken),
             ),
             (
                 "mirrored",

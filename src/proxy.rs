@@ -38,7 +38,6 @@ mod upstream;
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,10 +96,6 @@ pub struct Limits {
     /// Largest request body; larger ones get 413 (declared) or are cut off (chunked).
     pub body: u64,
 }
-
-/// Answers whose body broke off after their head was sent (the upstream reset or closed early):
-/// the user's connection is closed, the next request is served. Process-wide, read by metrics.
-pub static BROKEN_ANSWERS: AtomicU64 = AtomicU64::new(0);
 
 /// Why the proxy could not start or an upstream could not be addressed, or how a thread ended.
 #[derive(Debug, thiserror::Error)]

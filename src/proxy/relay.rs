@@ -18,7 +18,7 @@ use super::exchange::ANSWER_READ;
 use super::framing::{BadChunk, Framing};
 use super::mirror::Tee;
 use super::spill::Spill;
-use super::{InflightGuard, Proxy, BROKEN_ANSWERS};
+use super::{InflightGuard, Proxy};
 
 /// Largest piece read back from a spill file at once.
 const REFILL: usize = 64 * 1024;
@@ -95,7 +95,10 @@ impl Upstream<'_> {
     /// closed), its in-flight count is released and the copy offered, before the user has it all.
     fn finish(&mut self) {
         if self.broken && self.conn.is_some() {
-            BROKEN_ANSWERS.fetch_add(1, Ordering::Relaxed);
+            self.proxy
+                .stats
+                .upstream_broken
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.end(!self.broken);
     }

@@ -15,6 +15,9 @@ pub struct ProxyStats {
     pub requests: Arc<AtomicU64>,
     /// User requests answered 502 (running unreachable).
     pub bad_gateway: AtomicU64,
+    /// Answers whose body broke off after their head was sent (running reset or closed early):
+    /// the user's connection was closed, the next request is served.
+    pub upstream_broken: AtomicU64,
     /// User requests answered 504 (running sent nothing for `UPSTREAM_TIMEOUT`).
     pub gateway_timeout: AtomicU64,
     /// User requests answered 503 (nothing running).

@@ -82,6 +82,7 @@ async fn tiny_upstream(bind: &str, delay: Duration) -> (SocketAddr, Arc<AtomicUs
 
 struct Running {
     addr: SocketAddr,
+    stats: Arc<ProxyStats>,
     routes: watch::Sender<Arc<Routes>>,
     handle: ProxyHandle,
     stop: CancellationToken,
@@ -114,18 +115,20 @@ fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
         answer_spill: 0,
         min_free_disk: 0,
     };
+    let stats: Arc<ProxyStats> = Arc::default();
     let handle = start(
         listener,
         settings,
         rx,
         queue,
-        Arc::default(),
+        stats.clone(),
         stop.clone(),
         fatal.clone(),
     )
     .unwrap();
     Running {
         addr,
+        stats,
         routes,
         handle,
         stop,
@@ -342,14 +345,14 @@ async fn an_answer_broken_off_closes_only_its_user_connection() {
     let (up, _, _) = scripted_upstream().await;
     let proxy = start_proxy(1, Duration::from_secs(5));
     route_to(&proxy.routes, &up);
-    let before = BROKEN_ANSWERS.load(Ordering::Relaxed);
+    let before = proxy.stats.upstream_broken.load(Ordering::Relaxed);
     let answer = send(proxy.addr, "GET /broken HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(
         answer.ends_with("\r\n\r\nhello"),
         "cut where running broke off: {answer}"
     );
-    assert!(BROKEN_ANSWERS.load(Ordering::Relaxed) > before);
+    assert!(proxy.stats.upstream_broken.load(Ordering::Relaxed) > before);
     let mut u = user(proxy.addr).await;
     assert_eq!(ask(&mut u, "GET", "/len", "").await.2, "hello");
     proxy.stop.cancel();
