@@ -23,10 +23,11 @@ fn drop_v1_serves_drop_v2_is_mirrored_gets_only() {
     assert!(body.contains("hello from 1.0.0"), "{body}");
     assert!(base.path.join("app-1.0.0/1/stdout").is_file());
     assert!(base.path.join("app-1.0.0/1/logs/json").is_dir());
-    assert_eq!(
-        base.link("running").unwrap(),
-        std::path::PathBuf::from("app-1.0.0/1")
-    );
+    // The symlink follows the route by a moment (route first, then the link).
+    let link = wait_until("the running symlink", Duration::from_secs(10), || {
+        base.link("running")
+    });
+    assert_eq!(link, std::path::PathBuf::from("app-1.0.0/1"));
 
     // v2 arrives by an atomic mv.
     base.drop_fixture("1.1.0", "");
