@@ -556,6 +556,7 @@ mod tests {
                 pairs: 10,
                 summary: String::new(),
                 diffs: Vec::new(),
+                evidence: Default::default(),
             });
         }
         c.count(&promoted("1.1.0", SwitchWhy::Automatic));

@@ -54,8 +54,9 @@ pub struct ScoreConfig {
     pub plain_warn_regex: String,
     /// Evaluation period.
     pub evaluate_every: Duration,
-    /// `REPLAY*`: replaying recorded requests when live traffic is too thin to judge.
-    pub replay: ReplayConfig,
+    /// `REPLAY=auto`: replay recorded requests when live traffic is too thin to judge (the
+    /// scorer decides when; see [`ReplayConfig`]).
+    pub replay: bool,
 }
 
 /// Low traffic never reaches `MIN_MIRRORED` within `STABLE_WINDOW`; replaying what users asked
@@ -144,7 +145,7 @@ pub(super) fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
             Duration::from_millis(10),
             MAX_SHORT_DURATION,
         )?,
-        replay: replaying(raw)?,
+        replay: replaying(raw)?.on,
     })
 }
 
@@ -163,6 +164,8 @@ pub struct DiffConfig {
     pub unordered: Vec<String>,
     /// Header names (lower case) not compared.
     pub ignore_headers: Vec<String>,
+    /// `REPLAY*`: what is recorded and how it is replayed.
+    pub replay: ReplayConfig,
 }
 
 /// The DIFF_* keys and NOISE_CANCEL.
@@ -194,6 +197,7 @@ pub(super) fn diffing(raw: &Raw) -> Result<DiffConfig, ConfigError> {
         ignore: json_paths(raw, "DIFF_IGNORE")?,
         unordered: json_paths(raw, "DIFF_UNORDERED")?,
         ignore_headers,
+        replay: replaying(raw)?,
     })
 }
 

@@ -98,6 +98,10 @@ pub struct Summary {
     pub noise_expected: bool,
     /// Resource use of both instances, when sampled.
     pub resources: Option<Resources>,
+    /// Of `pairs`, those replayed from recorded requests (judged against the secondary).
+    pub replayed: u64,
+    /// Distinct recorded requests those came from.
+    pub recorded: u64,
 }
 
 /// CPU and memory of testing and of what it is compared with, each instance's whole process
@@ -218,7 +222,14 @@ pub struct Scorecard {
     secondary_cpu: CpuBase,
     /// Copies the secondary answered.
     secondary_answered: u64,
+    /// Pairs replayed from recorded requests.
+    replayed: u64,
+    /// Serials of the recorded requests replayed (at most [`MAX_RECORDED_SEEN`]).
+    recorded: std::collections::HashSet<u64>,
 }
+
+/// Distinct recorded requests a scorecard tells apart; past it the count is a floor.
+const MAX_RECORDED_SEEN: usize = 100_000;
 
 /// A process's CPU at the first sample, to measure what it used since.
 #[derive(Debug, Clone, Copy, Default)]
@@ -260,6 +271,8 @@ impl Scorecard {
                 first: None,
             },
             secondary_answered: 0,
+            replayed: 0,
+            recorded: std::collections::HashSet::new(),
         }
     }
 
@@ -370,6 +383,14 @@ impl Scorecard {
         if p.secondary_latency.is_some() {
             self.secondary_answered += 1;
         }
+        if let Some(serial) = p.replayed {
+            // The secondary answered it twice (the second answer measures the noise).
+            self.secondary_answered += 1;
+            self.replayed += 1;
+            if self.recorded.len() < MAX_RECORDED_SEEN {
+                self.recorded.insert(serial);
+            }
+        }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
         push_sample(&mut self.running_latency, slot, p.running_latency);
         if let Some(l) = p.testing_latency {
@@ -413,6 +434,8 @@ impl Scorecard {
             running_warns: rw,
             running_p95: p95(&self.running_latency),
             testing_p95: p95(&self.testing_latency),
+            replayed: self.replayed,
+            recorded: self.recorded.len() as u64,
         }
     }
 }
@@ -477,6 +500,7 @@ mod tests {
             testing_error: None,
             diffs: None,
             noise: None,
+            replayed: None,
         };
         c.record(&p("/items/17", 200, Some(404)));
         c.record(&p("/items/18", 200, Some(500)));
@@ -512,6 +536,7 @@ mod tests {
             testing_error: None,
             diffs: Some(Vec::new()),
             noise: None,
+            replayed: None,
         };
         for i in 0..1000 {
             c.record(&p(&format!("/random/word{i}x")));

@@ -31,12 +31,7 @@ pub(super) fn cfg() -> ScoreConfig {
         plain_error_regex: String::new(),
         plain_warn_regex: String::new(),
         evaluate_every: Duration::from_secs(1),
-        replay: crate::config::ReplayConfig {
-            on: false,
-            keep: 1000,
-            rate: 20,
-            repeat: 3,
-        },
+        replay: false,
     }
 }
 
