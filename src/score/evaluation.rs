@@ -692,6 +692,25 @@ mod tests {
         );
     }
 
+    /// The evaluation says what its pairs are: all live, or how many were replayed from how
+    /// many recorded requests.
+    #[test]
+    fn the_evidence_is_stated() {
+        let mut s = summary(320, 70);
+        assert_eq!(evaluate(&s, &cfg()).evidence.text, "320 pairs, all live");
+        s.replayed = 279;
+        s.recorded = 112;
+        let e = evaluate(&s, &cfg());
+        assert_eq!(
+            e.evidence.text,
+            "320 pairs: 41 live, 279 replayed from 112 recorded requests"
+        );
+        assert_eq!((e.evidence.live, e.evidence.replayed), (41, 279));
+        assert!(e
+            .summary()
+            .contains("279 replayed from 112 recorded requests"));
+    }
+
     #[test]
     fn missing_endpoint_is_named() {
         let mut s = summary(200, 600);

@@ -392,7 +392,10 @@ impl Scorecard {
             }
         }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
-        push_sample(&mut self.running_latency, slot, p.running_latency);
+        // A replayed pair has no answer of running's (its "running" side is the secondary's).
+        if p.replayed.is_none() {
+            push_sample(&mut self.running_latency, slot, p.running_latency);
+        }
         if let Some(l) = p.testing_latency {
             push_sample(&mut self.testing_latency, slot, l);
         }
@@ -518,6 +521,37 @@ mod tests {
         );
         assert_eq!(c.endpoints["GET /x"].missing_on_testing, 0);
         assert_eq!(c.endpoints["GET /y"].testing_5xx, 1);
+    }
+
+    /// Replayed pairs are counted apart, with the distinct recorded requests they came from, and
+    /// add no sample of running's latency (running never answered them).
+    #[test]
+    fn replayed_pairs_are_counted_with_their_recorded_requests() {
+        let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
+        let p = |replayed| Pair {
+            testing: InstanceId(1),
+            method: Method::GET,
+            path: "/shop/books".to_string(),
+            running_status: 200,
+            running_latency: Duration::from_millis(1),
+            testing_status: Some(200),
+            testing_latency: Some(Duration::from_millis(1)),
+            secondary_latency: Some(Duration::from_millis(1)),
+            testing_error: None,
+            diffs: None,
+            noise: None,
+            replayed,
+        };
+        for r in [None, Some(7), Some(7), Some(8)] {
+            c.record(&p(r));
+        }
+        assert_eq!((c.pairs, c.replayed, c.recorded.len()), (4, 3, 2));
+        assert_eq!(c.running_latency.len(), 1, "only the live pair's");
+        assert_eq!(
+            c.secondary_answered,
+            4 + 3,
+            "a replay asks the secondary twice"
+        );
     }
 
     #[test]

@@ -219,4 +219,22 @@ mod tests {
         cancel.cancel();
         scorer.await.unwrap();
     }
+
+    /// Replay is wanted when live pairs, at their pace, would not reach MIN_MIRRORED within the
+    /// window; never with REPLAY=off; replayed pairs are not live ones.
+    #[test]
+    fn replay_is_wanted_only_when_live_pairs_come_too_slowly() {
+        let on = ScoreConfig {
+            replay: true,
+            ..cfg()
+        };
+        // 60 s window, 100 pairs needed: 10 live in 10 s make 60 by the end; 30 make 180.
+        let mut s = crate::score::test_support::summary(10, 10);
+        assert!(replay_wanted(&s, &on));
+        assert!(!replay_wanted(&s, &cfg()), "REPLAY=off");
+        s.pairs = 30;
+        assert!(!replay_wanted(&s, &on), "fast enough");
+        s.replayed = 25;
+        assert!(replay_wanted(&s, &on), "only 5 of the 30 are live");
+    }
 }
