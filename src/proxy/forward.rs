@@ -399,10 +399,11 @@ fn tee(
 }
 
 /// Keep a safe request without a body for replay, at most one per `RECORD_EVERY` (the check
-/// first: at high traffic this is all a request pays), whether or not a build is tested.
+/// first: at high traffic this is all a request pays), whether or not a build is tested; only
+/// methods the operator lets the mirror copy (`MIRROR_METHODS`).
 fn record(proxy: &Proxy, req: &RequestHead, rewritten: &[u8]) {
     let safe = req.method == Method::GET || req.method == Method::HEAD;
-    if !safe || req.upgrade || req.body != Framing::Empty {
+    if !safe || req.upgrade || req.body != Framing::Empty || !proxy.mirror.wants(&req.method) {
         return;
     }
     let recorder = proxy.mirror.recorder();
