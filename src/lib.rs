@@ -271,6 +271,7 @@ fn start_proxy(
         cfg.diff.sample,
     );
     let mirror_queue = mirror_queue.keeping(cfg.diff.replay.keep);
+    mirror_queue.recorder().set_on(cfg.diff.replay.on);
     let capture_budget = mirror_queue.budget();
     let replay_queue = mirror_queue.clone();
     let listener = listener.into_std().map_err(RunError::Listener)?;

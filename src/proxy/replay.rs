@@ -7,7 +7,7 @@
 //! instance. Testing is judged against the secondary for those pairs.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,8 @@ struct Kept {
 
 /// The bounded in-memory sample of recent safe requests (never written to disk).
 pub struct Recorder {
+    /// `REPLAY` is not `off`: with it off nothing is kept (requests may carry credentials).
+    on: AtomicBool,
     keep: usize,
     started: Instant,
     /// Milliseconds since `started` before which nothing more is recorded.
@@ -69,6 +71,7 @@ impl Recorder {
     /// A recorder keeping the `keep` most recent distinct requests.
     pub fn new(keep: usize) -> Recorder {
         Recorder {
+            on: AtomicBool::new(true),
             keep: keep.max(1),
             started: Instant::now(),
             next_ms: AtomicU64::new(0),
@@ -78,6 +81,9 @@ impl Recorder {
 
     /// Whether a request may be recorded now (at most one per [`RECORD_EVERY`]); cheap when not.
     pub fn due(&self) -> bool {
+        if !self.on.load(Ordering::Relaxed) {
+            return false;
+        }
         let now = self.started.elapsed().as_millis() as u64;
         let next = self.next_ms.load(Ordering::Relaxed);
         now >= next
@@ -117,6 +123,15 @@ impl Recorder {
             headers,
             uses,
         });
+    }
+
+    /// Record (`REPLAY=auto`) or not (`off`: what was kept is forgotten at once).
+    pub fn set_on(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+        if !on {
+            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            kept.requests = VecDeque::new();
+        }
     }
 
     /// Requests kept now.
@@ -161,17 +176,19 @@ pub async fn run(
     queue: MirrorQueue,
     routes: watch::Receiver<Arc<Routes>>,
     mut wanted: watch::Receiver<Option<InstanceId>>,
-    config: watch::Receiver<Arc<Config>>,
+    mut config: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
 ) {
     loop {
+        let replay = config.borrow_and_update().diff.replay;
+        recorder.set_on(replay.on);
         let Some(testing) = *wanted.borrow_and_update() else {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = wanted.changed() => if changed.is_err() { return } else { continue },
+                changed = config.changed() => if changed.is_err() { return } else { continue },
             }
         };
-        let replay = config.borrow().diff.replay;
         if let Some(job) = next_job(&recorder, &routes, testing, replay.repeat) {
             // A full queue drops this replay; it was counted as used, which only bounds it more.
             let _ = queue.offer(job);
@@ -244,11 +261,17 @@ mod tests {
         );
     }
 
-    /// At most one request per RECORD_EVERY is due.
+    /// At most one request per RECORD_EVERY is due; with REPLAY=off none, and what was kept is
+    /// forgotten.
     #[test]
-    fn recording_is_rate_limited() {
+    fn recording_is_rate_limited_and_off_keeps_nothing() {
         let r = Recorder::new(10);
         assert!(r.due());
         assert!(!r.due(), "the second at once is not due");
+        r.record(Method::GET, pq("/a?token=x"), HeaderMap::new());
+        r.set_on(false);
+        assert!(r.is_empty(), "forgotten");
+        r.next_ms.store(0, Ordering::Relaxed);
+        assert!(!r.due(), "off records nothing, even when one would be due");
     }
 }
