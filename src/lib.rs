@@ -391,6 +391,7 @@ impl Control {
             proxy::replay::run(
                 self.replay_queue.recorder().clone(),
                 self.replay_queue.clone(),
+                self.stats.clone(),
                 self.routes.subscribe(),
                 replay_rx,
                 self.config.clone(),

@@ -174,6 +174,7 @@ impl Recorder {
 pub async fn run(
     recorder: Arc<Recorder>,
     queue: MirrorQueue,
+    stats: Arc<super::ProxyStats>,
     routes: watch::Receiver<Arc<Routes>>,
     mut wanted: watch::Receiver<Option<InstanceId>>,
     mut config: watch::Receiver<Arc<Config>>,
@@ -191,7 +192,9 @@ pub async fn run(
         };
         if let Some(job) = next_job(&recorder, &routes, testing, replay.repeat) {
             // A full queue drops this replay; it was counted as used, which only bounds it more.
-            let _ = queue.offer(job);
+            if queue.offer(job) {
+                stats.replayed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let pause = Duration::from_secs(1) / replay.rate.max(1);
         tokio::select! {
