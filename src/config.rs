@@ -24,7 +24,7 @@ use std::time::Duration;
 use http::Method;
 
 use dotenv::read_dotenv;
-pub use judging::{DiffConfig, ScoreConfig};
+pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
 pub use operating::{redacted, HookCommands};

@@ -116,6 +116,9 @@ pub enum Event {
         summary: String,
         /// Where answers differ, worst first, with noise rates and examples.
         diffs: Vec<crate::score::DiffRow>,
+        /// What the pairs are: live, or replayed from recorded requests (boxed: events travel
+        /// in actions, which are kept small).
+        evidence: Box<crate::score::Evidence>,
     },
     /// Testing passed; a fresh running instance of its version is starting.
     Promoting { version: Version },

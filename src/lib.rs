@@ -190,6 +190,7 @@ pub async fn run(
         proxy,
         mirror_rx,
         capture_budget,
+        replay_queue,
     } = start_proxy(&cfg, listener, routes_rx, &stats, &stops)?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
@@ -220,6 +221,7 @@ pub async fn run(
         config: config_rx,
         mirror_rx,
         capture_budget,
+        replay_queue,
         routes: routes_tx,
         stats,
         events: events.clone(),
@@ -248,6 +250,8 @@ struct StartedProxy {
     mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
     /// The memory the queued copies may hold, shared with the mirror task.
     capture_budget: proxy::mirror::CaptureBudget,
+    /// The queue (and its recorder of recent requests) the replay task sends through.
+    replay_queue: proxy::mirror::MirrorQueue,
 }
 
 /// Start the proxy threads on `listener`, with the mirror queue they offer copies to; a dying
@@ -266,7 +270,10 @@ fn start_proxy(
         cfg.diff.max_body,
         cfg.diff.sample,
     );
+    let mirror_queue = mirror_queue.keeping(cfg.diff.replay.keep);
+    mirror_queue.recorder().set_on(cfg.diff.replay.on);
     let capture_budget = mirror_queue.budget();
+    let replay_queue = mirror_queue.clone();
     let listener = listener.into_std().map_err(RunError::Listener)?;
     let proxy = proxy::start(
         listener,
@@ -281,6 +288,7 @@ fn start_proxy(
         proxy,
         mirror_rx,
         capture_budget,
+        replay_queue,
     })
 }
 
@@ -359,6 +367,7 @@ struct Control {
     config: watch::Receiver<Arc<Config>>,
     mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
     capture_budget: proxy::mirror::CaptureBudget,
+    replay_queue: proxy::mirror::MirrorQueue,
     routes: watch::Sender<Arc<proxy::Routes>>,
     stats: Arc<proxy::ProxyStats>,
     events: Events,
@@ -375,7 +384,20 @@ impl Control {
         let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
         let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
         let (dropped_tx, dropped_rx) = mpsc::channel(DROPPED_QUEUE);
+        let (replay_tx, replay_rx) = watch::channel(None);
         let mut tasks = Tasks::new();
+        tasks.spawn(
+            "replay",
+            proxy::replay::run(
+                self.replay_queue.recorder().clone(),
+                self.replay_queue.clone(),
+                self.stats.clone(),
+                self.routes.subscribe(),
+                replay_rx,
+                self.config.clone(),
+                self.stop.clone(),
+            ),
+        );
         tasks.spawn(
             "mirror",
             proxy::mirror::run(
@@ -399,6 +421,7 @@ impl Control {
                 pairs_rx,
                 scorer_rx,
                 verdict_tx,
+                replay_tx,
                 self.stop.clone(),
             ),
         );

@@ -343,6 +343,11 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
                 load(&s.mirror_dropped),
             ),
             (
+                "replayed",
+                "Recorded user requests replayed to testing and the secondary (never running) because live traffic was too thin to reach MIN_MIRRORED within STABLE_WINDOW (REPLAY).",
+                load(&s.replayed),
+            ),
+            (
                 "diff_skipped",
                 "Sampled copies whose answers were not compared because diffing was at its bound (16 sampled copies in flight, or the low-priority diff threads and their queue busy): diffing sheds load instead of slowing users or the mirror.",
                 load(&s.diff_skipped),
@@ -556,6 +561,7 @@ mod tests {
                 pairs: 10,
                 summary: String::new(),
                 diffs: Vec::new(),
+                evidence: Default::default(),
             });
         }
         c.count(&promoted("1.1.0", SwitchWhy::Automatic));

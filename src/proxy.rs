@@ -29,6 +29,7 @@ mod head;
 pub mod mirror;
 pub mod pool;
 mod relay;
+pub mod replay;
 mod reply;
 mod spill;
 mod stats;

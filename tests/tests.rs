@@ -20,6 +20,7 @@ mod judging;
 mod metrics;
 mod promotion;
 mod proxy_faults;
+mod replay;
 mod seeing;
 mod shutdown;
 mod slow_readers;

@@ -54,6 +54,39 @@ pub struct ScoreConfig {
     pub plain_warn_regex: String,
     /// Evaluation period.
     pub evaluate_every: Duration,
+    /// `REPLAY=auto`: replay recorded requests when live traffic is too thin to judge (the
+    /// scorer decides when; see [`ReplayConfig`]).
+    pub replay: bool,
+}
+
+/// Low traffic never reaches `MIN_MIRRORED` within `STABLE_WINDOW`; replaying what users asked
+/// recently (to testing and the secondary, never running) gives the judge evidence instead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayConfig {
+    /// `REPLAY=auto` (true) or `off`.
+    pub on: bool,
+    /// `REPLAY_KEEP`: recent distinct requests kept in memory.
+    pub keep: usize,
+    /// `REPLAY_RATE`: replayed requests per second.
+    pub rate: u32,
+    /// `REPLAY_REPEAT`: times one recorded request may count per testing instance.
+    pub repeat: u32,
+}
+
+/// The REPLAY* keys.
+fn replaying(raw: &Raw) -> Result<ReplayConfig, ConfigError> {
+    let v = raw.get("REPLAY");
+    let on = match v.trim().to_ascii_lowercase().as_str() {
+        "auto" | "on" => true,
+        "off" => false,
+        _ => return Err(invalid("REPLAY", v, "auto or off")),
+    };
+    Ok(ReplayConfig {
+        on,
+        keep: raw.count_usize("REPLAY_KEEP", 100_000)?,
+        rate: raw.count("REPLAY_RATE", 1, 10_000, " (replayed requests per second)")? as u32,
+        repeat: raw.count("REPLAY_REPEAT", 1, 1_000, " (times one request may count)")? as u32,
+    })
 }
 
 /// The thresholds testing is judged by.
@@ -112,6 +145,7 @@ pub(super) fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
             Duration::from_millis(10),
             MAX_SHORT_DURATION,
         )?,
+        replay: replaying(raw)?.on,
     })
 }
 
@@ -130,6 +164,8 @@ pub struct DiffConfig {
     pub unordered: Vec<String>,
     /// Header names (lower case) not compared.
     pub ignore_headers: Vec<String>,
+    /// `REPLAY*`: what is recorded and how it is replayed.
+    pub replay: ReplayConfig,
 }
 
 /// The DIFF_* keys and NOISE_CANCEL.
@@ -161,6 +197,7 @@ pub(super) fn diffing(raw: &Raw) -> Result<DiffConfig, ConfigError> {
         ignore: json_paths(raw, "DIFF_IGNORE")?,
         unordered: json_paths(raw, "DIFF_UNORDERED")?,
         ignore_headers,
+        replay: replaying(raw)?,
     })
 }
 

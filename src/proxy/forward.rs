@@ -61,6 +61,7 @@ pub(super) async fn forward(
 ) -> Next {
     let running = route.running.shared().clone();
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
+    record(proxy, &req, &bufs.out);
     let copy = route
         .testing
         .clone()
@@ -388,12 +389,30 @@ fn tee(
         running_body: None,
         diff,
         secondary: route.secondary.clone(),
+        replay: None,
     };
     Some(Box::new(Tee::new(
         job,
         proxy.mirror.clone(),
         proxy.stats.clone(),
     )))
+}
+
+/// Keep a safe request without a body for replay, at most one per `RECORD_EVERY` (the check
+/// first: at high traffic this is all a request pays), whether or not a build is tested; only
+/// methods the operator lets the mirror copy (`MIRROR_METHODS`).
+fn record(proxy: &Proxy, req: &RequestHead, rewritten: &[u8]) {
+    let safe = req.method == Method::GET || req.method == Method::HEAD;
+    if !safe || req.upgrade || req.body != Framing::Empty || !proxy.mirror.wants(&req.method) {
+        return;
+    }
+    let recorder = proxy.mirror.recorder();
+    if !recorder.due() {
+        return;
+    }
+    if let Some((path_and_query, headers)) = head::copy_of(rewritten) {
+        recorder.record(req.method.clone(), path_and_query, headers);
+    }
 }
 
 /// Write all of `bytes` within `timeout` (a head, an interim answer or a piece of a request body:

@@ -145,6 +145,9 @@ pub struct MirrorJob {
     /// testing's latency and load are compared with its, like with like; its answers are diffed
     /// (as noise) only for sampled copies.
     pub secondary: Option<Arc<Upstream>>,
+    /// Set for a replayed recorded request (its serial): it went to testing and the secondary
+    /// only, and testing is judged against the secondary's answer.
+    pub replay: Option<u64>,
 }
 
 /// The proxy's side of the mirror: decides eligibility and offers copies without waiting.
@@ -160,6 +163,8 @@ pub struct MirrorQueue {
     /// Sampled copies in flight (see [`MAX_SAMPLED_IN_FLIGHT`]).
     sampled_in_flight: Arc<AtomicUsize>,
     budget: CaptureBudget,
+    /// Recent user requests kept for replay (`REPLAY_KEEP`).
+    recorder: Arc<super::replay::Recorder>,
 }
 
 impl MirrorQueue {
@@ -183,9 +188,21 @@ impl MirrorQueue {
                 seen: Arc::new(AtomicU64::new(0)),
                 sampled_in_flight: Arc::new(AtomicUsize::new(0)),
                 budget: CaptureBudget::default(),
+                recorder: Arc::new(super::replay::Recorder::new(1000)),
             },
             rx,
         )
+    }
+
+    /// Keep the `keep` most recent distinct requests for replay (`REPLAY_KEEP`).
+    pub fn keeping(mut self, keep: usize) -> MirrorQueue {
+        self.recorder = Arc::new(super::replay::Recorder::new(keep));
+        self
+    }
+
+    /// The recorder of recent requests, shared with the replay task.
+    pub fn recorder(&self) -> &Arc<super::replay::Recorder> {
+        &self.recorder
     }
 
     /// Whether requests with this method are copied.
@@ -350,6 +367,14 @@ async fn send_copy(
     budget: CaptureBudget,
     differ: &Differ,
 ) -> Option<Pair> {
+    if job.replay.is_some() {
+        let copy = Replayed {
+            client,
+            timeout,
+            budget,
+        };
+        return copy.send(job, stats, cfg, differ).await;
+    }
     let max = if job.diff.is_some() {
         cfg.diff.max_body
     } else {
@@ -402,6 +427,125 @@ async fn send_copy(
     Some(p)
 }
 
+/// How a replayed recorded request is sent: to testing and twice to the secondary, all at once.
+struct Replayed<'a> {
+    client: &'a Arc<Pool>,
+    timeout: Duration,
+    budget: CaptureBudget,
+}
+
+impl Replayed<'_> {
+    /// Send the replay and judge testing's answer against the secondary's (running is never
+    /// asked); the secondary's second answer to the same request measures the noise. No pair
+    /// when the secondary did not answer: there is nothing to judge against.
+    async fn send(
+        &self,
+        job: MirrorJob,
+        stats: &ProxyStats,
+        cfg: Arc<Config>,
+        differ: &Differ,
+    ) -> Option<Pair> {
+        let secondary = job.secondary.clone()?;
+        let max = cfg.diff.max_body;
+        let ask = |to: &Arc<Upstream>| {
+            let req = copy_request(&job, to);
+            let (to, method) = (to.clone(), job.method.clone());
+            let (client, timeout, budget) = (self.client, self.timeout, self.budget.clone());
+            async move { fetch(client, &to, &method, req, timeout, max, budget).await }
+        };
+        let (testing, reference, again) =
+            tokio::join!(ask(&job.target), ask(&secondary), ask(&secondary));
+        match &testing {
+            Ok(a) => stats.testing.answered(a.status, a.latency),
+            Err(_) => stats.testing.unanswered(),
+        }
+        let reference = reference.ok()?;
+        let (target, method, path, serial) = (
+            job.target.clone(),
+            job.method.clone(),
+            job.path_and_query.clone(),
+            job.replay,
+        );
+        let (testing_status, testing_latency) = match &testing {
+            Ok(a) => (Some(a.status.as_u16()), Some(a.latency)),
+            Err(_) => (None, None),
+        };
+        let (ref_status, ref_latency) = (reference.status.as_u16(), reference.latency);
+        let versions = (secondary.version.to_string(), target.version.to_string());
+        let judged = differ
+            .run(move || replay_pair(&job, testing, reference, again.ok(), versions, &cfg))
+            .await;
+        Some(judged.unwrap_or_else(|| {
+            stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
+            Pair {
+                testing: target.id,
+                method,
+                path: path.as_ref().map_or("/", |p| p.path()).to_string(),
+                running_status: ref_status,
+                running_latency: ref_latency,
+                testing_status,
+                testing_latency,
+                secondary_latency: Some(ref_latency),
+                testing_error: None,
+                diffs: None,
+                noise: None,
+                replayed: serial,
+            }
+        }))
+    }
+}
+
+/// The pair of a replayed request: the secondary's first answer stands where running's would,
+/// testing's is compared with it, and the secondary's second answer gives the noise.
+fn replay_pair(
+    job: &MirrorJob,
+    testing: Result<Answered, MirrorError>,
+    mut reference: Answered,
+    again: Option<Answered>,
+    (secondary_version, testing_version): (String, String),
+    cfg: &Config,
+) -> Pair {
+    let status = reference.status;
+    let mut against = |other: &mut Answered, version: &str| {
+        judge(
+            (
+                status,
+                &reference.headers,
+                &mut reference.body,
+                &secondary_version,
+            ),
+            (other, version),
+            cfg,
+        )
+    };
+    let (testing_status, testing_latency, testing_error, diffs) = match testing {
+        Ok(mut a) => {
+            let diffs = against(&mut a, &testing_version);
+            (Some(a.status.as_u16()), Some(a.latency), None, diffs)
+        }
+        Err(e) => (None, None, Some(e.to_string()), None),
+    };
+    let noise = again.and_then(|mut s| against(&mut s, &secondary_version));
+    Pair {
+        testing: job.target.id,
+        method: job.method.clone(),
+        path: job
+            .path_and_query
+            .as_ref()
+            .map_or("/", |p| p.path())
+            .to_string(),
+        running_status: status.as_u16(),
+        running_latency: reference.latency,
+        testing_status,
+        testing_latency,
+        secondary_latency: Some(reference.latency),
+        testing_error,
+        diffs,
+        noise,
+        replayed: job.replay,
+    }
+}
+
 /// Diff the answers on the diff threads; when they are busy, the pair is not compared rather
 /// than waited for, so the mirror keeps its pace and diffing sheds load by itself (counted).
 async fn diffed_pair(
@@ -442,6 +586,7 @@ async fn diffed_pair(
             testing_error: None,
             diffs: None,
             noise: None,
+            replayed: None,
         }
     })
 }
@@ -472,6 +617,10 @@ fn copy_request(job: &MirrorJob, to: &Upstream) -> Vec<u8> {
     }
     out.extend_from_slice(MIRROR_HEADER.as_str().as_bytes());
     out.extend_from_slice(b": 1\r\n");
+    if job.replay.is_some() {
+        out.extend_from_slice(super::replay::REPLAY_HEADER.as_str().as_bytes());
+        out.extend_from_slice(b": 1\r\n");
+    }
     if !job.body.is_empty() {
         let _ = write!(out, "content-length: {}\r\n", job.body.len());
     }
@@ -669,5 +818,6 @@ fn pair(
         testing_error,
         diffs,
         noise,
+        replayed: None,
     }
 }

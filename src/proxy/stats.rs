@@ -29,6 +29,8 @@ pub struct ProxyStats {
     pub mirrored: AtomicU64,
     /// Copies dropped because the mirror queue was full.
     pub mirror_dropped: AtomicU64,
+    /// Recorded requests replayed to testing and the secondary (low traffic, `REPLAY`).
+    pub replayed: AtomicU64,
     /// Eligible requests not mirrored because their body was too large or unsized.
     pub mirror_skipped_body: AtomicU64,
     /// Sampled copies not compared because diffing was at its bound.

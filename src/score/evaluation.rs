@@ -34,6 +34,44 @@ pub struct Evaluation {
     pub pairs: u64,
     /// The differences in answers, worst first (at most [`MAX_DIFF_ROWS`](super::MAX_DIFF_ROWS)).
     pub diffs: Vec<DiffRow>,
+    /// What the pairs are: live copies or replayed recorded requests.
+    pub evidence: Evidence,
+}
+
+/// What a verdict rests on, so an operator can tell a verdict from live traffic from one made
+/// mostly of replayed requests (judged against the secondary): "320 pairs: 41 live, 279
+/// replayed from 112 recorded requests".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Evidence {
+    /// Copies of live user requests.
+    pub live: u64,
+    /// Replayed recorded requests.
+    pub replayed: u64,
+    /// Distinct recorded requests those came from.
+    pub recorded: u64,
+    /// The same in words.
+    pub text: String,
+}
+
+impl Evidence {
+    /// The evidence of a summary.
+    pub fn of(s: &Summary) -> Evidence {
+        let live = s.pairs.saturating_sub(s.replayed);
+        let text = if s.replayed == 0 {
+            format!("{} pairs, all live", s.pairs)
+        } else {
+            format!(
+                "{} pairs: {live} live, {} replayed from {} recorded requests",
+                s.pairs, s.replayed, s.recorded
+            )
+        };
+        Evidence {
+            live,
+            replayed: s.replayed,
+            recorded: s.recorded,
+            text,
+        }
+    }
 }
 
 impl Evaluation {
@@ -74,8 +112,9 @@ impl Evaluation {
             format!(" differences: {}", diffs.join("; "))
         };
         format!(
-            "score {} [{}] → {verdict}{diffs}",
+            "score {} ({}) [{}] → {verdict}{diffs}",
             self.score,
+            self.evidence.text,
             parts.join(", ")
         )
     }
@@ -103,6 +142,7 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         parts,
         pairs: s.pairs,
         diffs,
+        evidence: Evidence::of(s),
     }
 }
 
@@ -650,6 +690,25 @@ mod tests {
             r.iter().any(|r| r.contains("CPU") && r.contains("8000 µs")),
             "{r:?}"
         );
+    }
+
+    /// The evaluation says what its pairs are: all live, or how many were replayed from how
+    /// many recorded requests.
+    #[test]
+    fn the_evidence_is_stated() {
+        let mut s = summary(320, 70);
+        assert_eq!(evaluate(&s, &cfg()).evidence.text, "320 pairs, all live");
+        s.replayed = 279;
+        s.recorded = 112;
+        let e = evaluate(&s, &cfg());
+        assert_eq!(
+            e.evidence.text,
+            "320 pairs: 41 live, 279 replayed from 112 recorded requests"
+        );
+        assert_eq!((e.evidence.live, e.evidence.replayed), (41, 279));
+        assert!(e
+            .summary()
+            .contains("279 replayed from 112 recorded requests"));
     }
 
     #[test]

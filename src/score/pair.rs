@@ -36,4 +36,8 @@ pub struct Pair {
     /// How the secondary instance of running's version differs from running (the noise), under
     /// the same conditions; `None` without a secondary answer.
     pub noise: Option<Vec<Difference>>,
+    /// Set (to the recorded request's serial) when this pair is a replayed recorded request, not
+    /// a live one: "running" here is the secondary's answer, and its noise the secondary's answer
+    /// to the same request sent again.
+    pub replayed: Option<u64>,
 }

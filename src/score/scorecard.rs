@@ -98,6 +98,10 @@ pub struct Summary {
     pub noise_expected: bool,
     /// Resource use of both instances, when sampled.
     pub resources: Option<Resources>,
+    /// Of `pairs`, those replayed from recorded requests (judged against the secondary).
+    pub replayed: u64,
+    /// Distinct recorded requests those came from.
+    pub recorded: u64,
 }
 
 /// CPU and memory of testing and of what it is compared with, each instance's whole process
@@ -218,7 +222,14 @@ pub struct Scorecard {
     secondary_cpu: CpuBase,
     /// Copies the secondary answered.
     secondary_answered: u64,
+    /// Pairs replayed from recorded requests.
+    replayed: u64,
+    /// Serials of the recorded requests replayed (at most [`MAX_RECORDED_SEEN`]).
+    recorded: std::collections::HashSet<u64>,
 }
+
+/// Distinct recorded requests a scorecard tells apart; past it the count is a floor.
+const MAX_RECORDED_SEEN: usize = 100_000;
 
 /// A process's CPU at the first sample, to measure what it used since.
 #[derive(Debug, Clone, Copy, Default)]
@@ -260,6 +271,8 @@ impl Scorecard {
                 first: None,
             },
             secondary_answered: 0,
+            replayed: 0,
+            recorded: std::collections::HashSet::new(),
         }
     }
 
@@ -370,8 +383,19 @@ impl Scorecard {
         if p.secondary_latency.is_some() {
             self.secondary_answered += 1;
         }
+        if let Some(serial) = p.replayed {
+            // The secondary answered it twice (the second answer measures the noise).
+            self.secondary_answered += 1;
+            self.replayed += 1;
+            if self.recorded.len() < MAX_RECORDED_SEEN {
+                self.recorded.insert(serial);
+            }
+        }
         let slot = (self.pairs as usize - 1) % LATENCY_SAMPLES;
-        push_sample(&mut self.running_latency, slot, p.running_latency);
+        // A replayed pair has no answer of running's (its "running" side is the secondary's).
+        if p.replayed.is_none() {
+            push_sample(&mut self.running_latency, slot, p.running_latency);
+        }
         if let Some(l) = p.testing_latency {
             push_sample(&mut self.testing_latency, slot, l);
         }
@@ -413,6 +437,8 @@ impl Scorecard {
             running_warns: rw,
             running_p95: p95(&self.running_latency),
             testing_p95: p95(&self.testing_latency),
+            replayed: self.replayed,
+            recorded: self.recorded.len() as u64,
         }
     }
 }
@@ -477,6 +503,7 @@ mod tests {
             testing_error: None,
             diffs: None,
             noise: None,
+            replayed: None,
         };
         c.record(&p("/items/17", 200, Some(404)));
         c.record(&p("/items/18", 200, Some(500)));
@@ -496,6 +523,37 @@ mod tests {
         assert_eq!(c.endpoints["GET /y"].testing_5xx, 1);
     }
 
+    /// Replayed pairs are counted apart, with the distinct recorded requests they came from, and
+    /// add no sample of running's latency (running never answered them).
+    #[test]
+    fn replayed_pairs_are_counted_with_their_recorded_requests() {
+        let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
+        let p = |replayed| Pair {
+            testing: InstanceId(1),
+            method: Method::GET,
+            path: "/shop/books".to_string(),
+            running_status: 200,
+            running_latency: Duration::from_millis(1),
+            testing_status: Some(200),
+            testing_latency: Some(Duration::from_millis(1)),
+            secondary_latency: Some(Duration::from_millis(1)),
+            testing_error: None,
+            diffs: None,
+            noise: None,
+            replayed,
+        };
+        for r in [None, Some(7), Some(7), Some(8)] {
+            c.record(&p(r));
+        }
+        assert_eq!((c.pairs, c.replayed, c.recorded.len()), (4, 3, 2));
+        assert_eq!(c.running_latency.len(), 1, "only the live pair's");
+        assert_eq!(
+            c.secondary_answered,
+            4 + 3,
+            "a replay asks the secondary twice"
+        );
+    }
+
     #[test]
     fn endpoints_past_the_cap_share_one_row_and_known_ones_keep_counting() {
         let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
@@ -512,6 +570,7 @@ mod tests {
             testing_error: None,
             diffs: Some(Vec::new()),
             noise: None,
+            replayed: None,
         };
         for i in 0..1000 {
             c.record(&p(&format!("/random/word{i}x")));

@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::evaluation::{evaluate, Evaluation};
 use super::logs::LevelRules;
 use super::pair::Pair;
-use super::scorecard::{Scorecard, Watch};
+use super::scorecard::{Scorecard, Summary, Watch};
 use crate::config::ScoreConfig;
 use crate::instance::InstanceId;
 
@@ -62,6 +62,7 @@ pub async fn run(
     mut pairs: mpsc::Receiver<Pair>,
     mut control: mpsc::UnboundedReceiver<ScorerControl>,
     verdicts: mpsc::Sender<Scored>,
+    replay: watch::Sender<Option<InstanceId>>,
     cancel: CancellationToken,
 ) {
     let mut cfg = cfg;
@@ -92,10 +93,14 @@ pub async fn run(
                     let noise = c.noise;
                     let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
                     let evaluation = evaluate(&s, &cfg);
+                    let wanted = (noise && replay_wanted(&s, &cfg)).then_some(c.testing);
+                    replay.send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
                     if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {
                         break;
                     }
+                } else {
+                    replay.send_if_modified(|w| w.take().is_some());
                 }
             }
             Some(p) = pairs.recv() => {
@@ -111,6 +116,19 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether recorded requests should be replayed (`REPLAY=auto`, and a secondary runs to judge
+/// them against): live pairs so far plus the live rate over what is left of `STABLE_WINDOW` fall
+/// short of `MIN_MIRRORED`.
+fn replay_wanted(s: &Summary, cfg: &ScoreConfig) -> bool {
+    if !cfg.replay {
+        return false;
+    }
+    let live = s.pairs.saturating_sub(s.replayed) as f64;
+    let rate = live / s.elapsed.as_secs_f64().max(1.0);
+    let left = cfg.stable_window.saturating_sub(s.elapsed).as_secs_f64();
+    live + rate * left < cfg.min_mirrored as f64
 }
 
 /// Apply a control message about what is scored (anything but a new configuration).
@@ -167,6 +185,7 @@ mod tests {
             pairs_rx,
             control_rx,
             verdict_tx,
+            watch::channel(None).0,
             cancel.clone(),
         ));
         control_tx
@@ -184,6 +203,7 @@ mod tests {
             testing_error: None,
             diffs: None,
             noise: None,
+            replayed: None,
         };
         let burst = 3 * PAIR_BATCH as u64 + 7;
         for _ in 0..burst {
@@ -198,5 +218,23 @@ mod tests {
         assert_eq!(seen, burst, "every pair of the burst is counted");
         cancel.cancel();
         scorer.await.unwrap();
+    }
+
+    /// Replay is wanted when live pairs, at their pace, would not reach MIN_MIRRORED within the
+    /// window; never with REPLAY=off; replayed pairs are not live ones.
+    #[test]
+    fn replay_is_wanted_only_when_live_pairs_come_too_slowly() {
+        let on = ScoreConfig {
+            replay: true,
+            ..cfg()
+        };
+        // 60 s window, 100 pairs needed: 10 live in 10 s make 60 by the end; 30 make 180.
+        let mut s = crate::score::test_support::summary(10, 10);
+        assert!(replay_wanted(&s, &on));
+        assert!(!replay_wanted(&s, &cfg()), "REPLAY=off");
+        s.pairs = 30;
+        assert!(!replay_wanted(&s, &on), "fast enough");
+        s.replayed = 25;
+        assert!(replay_wanted(&s, &on), "only 5 of the 30 are live");
     }
 }

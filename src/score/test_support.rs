@@ -31,6 +31,7 @@ pub(super) fn cfg() -> ScoreConfig {
         plain_error_regex: String::new(),
         plain_warn_regex: String::new(),
         evaluate_every: Duration::from_secs(1),
+        replay: false,
     }
 }
 

@@ -103,6 +103,8 @@ pub struct VerdictStatus {
     pub parts: Vec<ScorePart>,
     /// Where answers differ (endpoint, path, kind, rate, noise rate, example), worst first.
     pub diffs: Vec<crate::score::DiffRow>,
+    /// What the pairs are: live, or replayed from recorded requests.
+    pub evidence: crate::score::Evidence,
 }
 
 /// What the supervisor is doing, published after every decision.

@@ -445,6 +445,7 @@ impl State {
                 reasons,
                 parts: ev.parts.clone(),
                 diffs: ev.diffs.clone(),
+                evidence: ev.evidence.clone(),
             })
         });
         Status {

@@ -140,6 +140,7 @@ impl Sim {
                 parts: Vec::new(),
                 pairs: 500,
                 diffs: Vec::new(),
+                evidence: Default::default(),
             },
         }))
     }

@@ -66,12 +66,13 @@ impl Base {
         }
     }
 
-    /// `.env` with the basics plus `extra` lines. The proxy takes a port the kernel picks
+    /// `.env` with the basics plus `extra` lines. Replay is off unless `extra` says `REPLAY=auto`:
+    /// the tests that count pairs or wait on purpose mean live pairs only. The proxy takes a port the kernel picks
     /// (`LISTEN=127.0.0.1:0`), read back from `admin.json`: a port chosen beforehand could be
     /// taken by another test before understudy binds it.
     pub fn write_env(&self, extra: &str) {
         let text = format!(
-            "IDENTIFIER=app\nLISTEN=127.0.0.1:0\nPORT_RANGE={}-{}\nSETTLE_TIME=200ms\nSHUTDOWN_GRACE=2s\nREADY_TIMEOUT=10s\nLOG_LEVEL=info\n{extra}\n",
+            "IDENTIFIER=app\nLISTEN=127.0.0.1:0\nPORT_RANGE={}-{}\nSETTLE_TIME=200ms\nSHUTDOWN_GRACE=2s\nREADY_TIMEOUT=10s\nLOG_LEVEL=info\nREPLAY=off\n{extra}\n",
             self.port_range.0, self.port_range.1
         );
         std::fs::write(self.path.join(".env"), text).unwrap();

@@ -98,6 +98,7 @@ impl Decision<'_> {
             pairs: ev.pairs,
             summary: ev.summary(),
             diffs: ev.diffs.clone(),
+            evidence: Box::new(ev.evidence.clone()),
         });
         if self.s.paused {
             return; // scored and shown, not acted on
