@@ -114,7 +114,10 @@ fn main() {
     println!("|---|---|---|---|---|");
     for points in [0.02, 0.05, 0.20] {
         let n = fewest(&cfg, |n| with_5xx(n, &cfg, RUNNING_5XX + points));
-        row(&format!("5xx {:.0} points above running's", points * 100.0), n);
+        row(
+            &format!("5xx {:.0} points above running's", points * 100.0),
+            n,
+        );
     }
     for factor in [1.5, 3.0] {
         let n = fewest(&cfg, |n| with_latency(n, &cfg, factor));
