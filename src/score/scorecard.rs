@@ -486,24 +486,15 @@ fn p95(v: &[Duration]) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::score::test_support::watch_instance_1;
+    use crate::score::test_support::{pair, watch_instance_1};
 
     #[test]
     fn record_classifies_pairs() {
         let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
         let p = |path: &str, r, t| Pair {
-            testing: InstanceId(1),
-            method: Method::GET,
-            path: path.to_string(),
             running_status: r,
-            running_latency: Duration::from_millis(1),
             testing_status: t,
-            testing_latency: Some(Duration::from_millis(1)),
-            secondary_latency: None,
-            testing_error: None,
-            diffs: None,
-            noise: None,
-            replayed: None,
+            ..pair(path)
         };
         c.record(&p("/items/17", 200, Some(404)));
         c.record(&p("/items/18", 200, Some(500)));
@@ -529,18 +520,9 @@ mod tests {
     fn replayed_pairs_are_counted_with_their_recorded_requests() {
         let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
         let p = |replayed| Pair {
-            testing: InstanceId(1),
-            method: Method::GET,
-            path: "/shop/books".to_string(),
-            running_status: 200,
-            running_latency: Duration::from_millis(1),
-            testing_status: Some(200),
-            testing_latency: Some(Duration::from_millis(1)),
             secondary_latency: Some(Duration::from_millis(1)),
-            testing_error: None,
-            diffs: None,
-            noise: None,
             replayed,
+            ..pair("/shop/books")
         };
         for r in [None, Some(7), Some(7), Some(8)] {
             c.record(&p(r));
@@ -559,18 +541,9 @@ mod tests {
         let mut c = Scorecard::new(watch_instance_1(), 0, Instant::now());
         c.limit_endpoints(3);
         let p = |path: &str| Pair {
-            testing: InstanceId(1),
-            method: Method::GET,
-            path: path.to_string(),
-            running_status: 200,
-            running_latency: Duration::from_millis(1),
             testing_status: Some(500),
-            testing_latency: Some(Duration::from_millis(1)),
-            secondary_latency: None,
-            testing_error: None,
             diffs: Some(Vec::new()),
-            noise: None,
-            replayed: None,
+            ..pair(path)
         };
         for i in 0..1000 {
             c.record(&p(&format!("/random/word{i}x")));

@@ -166,8 +166,6 @@ fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, req
 mod tests {
     use std::time::Duration;
 
-    use http::Method;
-
     use super::*;
     use crate::score::test_support::{cfg, watch_instance_1};
 
@@ -191,20 +189,7 @@ mod tests {
         control_tx
             .send(ScorerControl::Watch(watch_instance_1()))
             .unwrap();
-        let pair = Pair {
-            testing: InstanceId(1),
-            method: Method::GET,
-            path: "/a".to_string(),
-            running_status: 200,
-            running_latency: Duration::from_millis(1),
-            testing_status: Some(200),
-            testing_latency: Some(Duration::from_millis(1)),
-            secondary_latency: None,
-            testing_error: None,
-            diffs: None,
-            noise: None,
-            replayed: None,
-        };
+        let pair = crate::score::test_support::pair("/a");
         let burst = 3 * PAIR_BATCH as u64 + 7;
         for _ in 0..burst {
             pairs_tx.send(pair.clone()).await.unwrap();

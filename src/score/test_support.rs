@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::scorecard::{EndpointStats, Summary, Watch};
+use super::Pair;
 use crate::config::ScoreConfig;
 use crate::instance::InstanceId;
 
@@ -64,5 +65,24 @@ pub(super) fn watch_instance_1() -> Watch {
         running_pid: None,
         noise: false,
         secondary_pid: None,
+    }
+}
+
+/// A healthy pair of `GET path` for testing instance 1: both answered 200 in a millisecond, no
+/// secondary, nothing diffed; tests change the fields they are about.
+pub(super) fn pair(path: &str) -> Pair {
+    Pair {
+        testing: InstanceId(1),
+        method: http::Method::GET,
+        path: path.to_string(),
+        running_status: 200,
+        running_latency: Duration::from_millis(1),
+        testing_status: Some(200),
+        testing_latency: Some(Duration::from_millis(1)),
+        secondary_latency: None,
+        testing_error: None,
+        diffs: None,
+        noise: None,
+        replayed: None,
     }
 }
