@@ -16,6 +16,8 @@ use understudy::score::{evaluate, EndpointStats, Summary, Verdict};
 const RUNNING_5XX: f64 = 0.01;
 /// Rates of traffic the times are shown for.
 const RATES: [f64; 3] = [10.0, 100.0, 1000.0];
+/// The judge's moment (`score::scorecard::LATENCY_MOMENT`), in seconds.
+const MOMENT: f64 = 0.25;
 /// Most pairs tried before a scenario is called "never".
 const MAX_PAIRS: u64 = 200_000;
 
@@ -51,8 +53,9 @@ fn with_5xx(n: u64, cfg: &ScoreConfig, testing_rate: f64) -> Summary {
 }
 
 /// `n` paired copies where testing takes `factor`× the secondary's time, each copy's own cost
-/// spread over 1–10 ms and the factor jittered by ±20 % (a deterministic sequence).
-fn with_latency(n: u64, cfg: &ScoreConfig, factor: f64) -> Summary {
+/// spread over 1–10 ms and the factor jittered by ±20 % (a deterministic sequence), arriving at
+/// `rate` per second (the judge tests significance over moments of 250 ms).
+fn with_latency(n: u64, cfg: &ScoreConfig, factor: f64, rate: f64) -> Summary {
     let mut s = with_5xx(n, cfg, RUNNING_5XX);
     s.endpoints.get_mut("GET /a").unwrap().running_5xx = 0;
     s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 0;
@@ -64,9 +67,10 @@ fn with_latency(n: u64, cfg: &ScoreConfig, factor: f64) -> Summary {
         (x % 10_000) as f64 / 10_000.0
     };
     s.latency_pairs = (0..n)
-        .map(|_| {
+        .map(|i| {
             let sec = 0.001 + 0.009 * next();
-            (sec * factor * (0.8 + 0.4 * next()), sec)
+            let moment = (i as f64 / rate / MOMENT) as u32;
+            (sec * factor * (0.8 + 0.4 * next()), sec, moment)
         })
         .collect();
     let p95 = |mut v: Vec<f64>| {
@@ -119,16 +123,20 @@ fn main() {
             n,
         );
     }
-    // Latency is report-only by default; the rows are for MAX_P95_RATIO=2.
-    let two = ScoreConfig {
-        max_p95_ratio: Some(2.0),
-        ..cfg.clone()
-    };
+    // Latency is judged over moments, so the pairs needed depend on the rate.
     for factor in [1.5, 3.0] {
-        let n = fewest(&two, |n| with_latency(n, &two, factor));
-        row(
-            &format!("latency {factor}× the secondary's (MAX_P95_RATIO=2)"),
-            n,
+        let cells: Vec<String> = RATES
+            .iter()
+            .map(
+                |&r| match fewest(&cfg, |n| with_latency(n, &cfg, factor, r)) {
+                    Some(n) => format!("{n} pairs, {:.1} s", n as f64 / r),
+                    None => format!("never (up to {MAX_PAIRS} pairs)"),
+                },
+            )
+            .collect();
+        println!(
+            "| latency {factor}× the secondary's | | {} |",
+            cells.join(" | ")
         );
     }
 }

@@ -358,6 +358,9 @@ struct Answered {
     body: BodyCapture,
 }
 
+/// Which of testing and the secondary is asked first, alternating (see [`send_copy`]).
+static ORDER: AtomicU64 = AtomicU64::new(0);
+
 async fn send_copy(
     client: &Arc<Pool>,
     mut job: MirrorJob,
@@ -399,8 +402,15 @@ async fn send_copy(
                     fetch(&client, &to, &method, req, timeout, max, budget).await
                 })
             };
-            let testing = ask(job.target.clone(), req, budget.clone());
-            let secondary = ask(to, sreq, budget);
+            // Counterbalanced: on a busy machine the request sent first is often served first
+            // and the other waits for a core, so the order alternates from copy to copy.
+            let (testing, secondary) = if ORDER.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                let t = ask(job.target.clone(), req, budget.clone());
+                (t, ask(to, sreq, budget))
+            } else {
+                let s = ask(to, sreq, budget.clone());
+                (ask(job.target.clone(), req, budget), s)
+            };
             let (t, s) = tokio::join!(testing, secondary);
             let t = t.unwrap_or(Err(MirrorError::Timeout(timeout)));
             (t, s.ok().and_then(Result::ok))

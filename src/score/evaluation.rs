@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::bodies::{bodies_part, DiffJudgement, DiffRow};
 use super::judging::{Judging, ScorePart};
-use super::scorecard::Summary;
+use super::scorecard::{Summary, LATENCY_MOMENT};
 use super::stats::{self, RateCheck};
 use crate::config::ScoreConfig;
 
@@ -404,17 +404,30 @@ fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Op
     // The test is of the factor itself: is testing, copy by copy, more than `max` times slower
     // than the secondary? A tail spike alone, or a small steady shift, is not a regression.
     let max = cfg.max_p95_ratio.unwrap_or(1.0);
-    let scaled: Vec<(f64, f64)> = s.latency_pairs.iter().map(|&(t, s)| (t, s * max)).collect();
+    let scaled: Vec<(f64, f64)> = s
+        .latency_pairs
+        .iter()
+        .map(|&(t, s, _)| (t, s * max))
+        .collect();
     let w = stats::wilcoxon_signed_rank(&scaled);
+    // Significance is tested over moments, not copies: copies in flight together share any stall
+    // of either process (descheduled on a busy machine, a pause), so they are one observation.
+    let moments = per_moment(&s.latency_pairs, max);
+    let wm = stats::wilcoxon_signed_rank(&moments);
     let enough = s.latency_pairs.len() >= MIN_LATENCY_PAIRS;
-    let significant = enough && w.is_some_and(|w| w.p_slower < 1.0 - cfg.confidence);
+    let significant = enough && wm.is_some_and(|w| w.p_slower < 1.0 - cfg.confidence);
     let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max) && significant;
     let test_text = w.map_or(String::new(), |w| {
         format!(
-            "; Wilcoxon signed-rank: testing over {max}× the secondary on {:.0}% of {} paired copies, p {:.2e}",
+            "; Wilcoxon signed-rank: testing over {max}× the secondary on {:.0}% of {} paired copies, {}",
             w.slower_share * 100.0,
             w.n,
-            w.p_slower
+            wm.map_or(format!("too few moments of {LATENCY_MOMENT:?} yet"), |m| format!(
+                "and in {:.0}% of {} moments of {LATENCY_MOMENT:?}, p {:.2e}",
+                m.slower_share * 100.0,
+                m.n,
+                m.p_slower
+            ))
         )
     });
     if over {
@@ -430,6 +443,24 @@ fn latency_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Op
             "p95 testing {t:?} vs secondary {sec:?} ({ratio:.2}×){test_text}{user_path}"
         ),
     })
+}
+
+/// Per [`LATENCY_MOMENT`], the median of testing's latency minus `max` × the secondary's over
+/// the copies completed in it, as (median, 0) pairs for the signed-rank test: a burst slowed by
+/// one stall weighs one moment, a slow build is slow in every moment.
+fn per_moment(pairs: &[(f64, f64, u32)], max: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut diffs: Vec<f64> = Vec::new();
+    for (i, &(t, s, m)) in pairs.iter().enumerate() {
+        diffs.push(t - s * max);
+        if pairs.get(i + 1).is_none_or(|next| next.2 != m) {
+            diffs.sort_unstable_by(f64::total_cmp);
+            let n = diffs.len();
+            out.push(((diffs[(n - 1) / 2] + diffs[n / 2]) / 2.0, 0.0));
+            diffs.clear();
+        }
+    }
+    out
 }
 
 /// "; slowest: GET /api/items (3.1×)", the endpoint whose paired copies shifted most.
@@ -600,7 +631,8 @@ mod tests {
         s.latency_pairs = (0..n)
             .map(|i| {
                 let sec = 0.001 + (i % 10) as f64 * 1e-4;
-                (sec * factor, sec)
+                // Five copies complete in each moment.
+                (sec * factor, sec, (i / 5) as u32)
             })
             .collect();
         let e = s.endpoints.get_mut("GET /a").unwrap();
@@ -636,6 +668,43 @@ mod tests {
         let mut few = with_paired_latency(200, 3.0);
         few.latency_pairs.truncate(12);
         assert_eq!(evaluate(&few, &two).verdict, Verdict::Promote);
+    }
+
+    #[test]
+    fn a_stall_slowing_a_burst_of_copies_is_not_a_regression() {
+        let two = ScoreConfig {
+            max_p95_ratio: Some(2.0),
+            ..cfg()
+        };
+        // Identical builds, but testing was stopped for a moment: the 64 copies in flight then
+        // all took 300 ms against the secondary's 1 ms, and completed together when it resumed.
+        // Over copies that is 64 of 100 slower (significant); over moments it is one in 8.
+        let mut s = with_paired_latency(100, 1.0);
+        let (before, after) = (
+            s.latency_pairs[..18].to_vec(),
+            s.latency_pairs[82..].to_vec(),
+        );
+        let stalled = (0..64).map(|_| (0.3, 0.001, 4));
+        s.latency_pairs = before.into_iter().chain(stalled).chain(after).collect();
+        s.testing_paired_p95 = Some(Duration::from_millis(300));
+        let e = evaluate(&s, &two);
+        assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+        let part = e.parts.iter().find(|p| p.name == "latency").unwrap();
+        assert!(
+            part.detail.contains("on 64% of 100 paired copies"),
+            "{}",
+            part.detail
+        );
+        // A build that is 3× slower in every moment is rejected.
+        let slow = with_paired_latency(100, 3.0);
+        assert!(matches!(evaluate(&slow, &two).verdict, Verdict::Reject(_)));
+    }
+
+    #[test]
+    fn per_moment_takes_each_moments_median_of_the_scaled_difference() {
+        let pairs = [(3.0, 1.0, 0), (1.0, 1.0, 0), (9.0, 1.0, 0), (1.0, 1.0, 7)];
+        assert_eq!(per_moment(&pairs, 2.0), vec![(1.0, 0.0), (-1.0, 0.0)]);
+        assert!(per_moment(&[], 2.0).is_empty());
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::instance::InstanceId;
 
 /// Latency samples kept per side; older ones are overwritten so memory stays bounded.
 const LATENCY_SAMPLES: usize = 8192;
+
+/// Paired latencies are judged per moment of this length (see `score::evaluation`): copies in
+/// flight together share a stall of either process, so one moment is one piece of evidence.
+pub const LATENCY_MOMENT: Duration = Duration::from_millis(250);
 /// `MAX_ENDPOINTS` until the scorer says otherwise.
 const MAX_ENDPOINTS_DEFAULT: usize = 256;
 /// The row that counts every endpoint past `MAX_ENDPOINTS`.
@@ -86,8 +90,9 @@ pub struct Summary {
     pub secondary_p95: Option<Duration>,
     /// Testing's p95 over those same copies.
     pub testing_paired_p95: Option<Duration>,
-    /// (testing, secondary) latency of the same copy, in seconds: the paired comparison.
-    pub latency_pairs: Vec<(f64, f64)>,
+    /// (testing, secondary) latency of the same copy, in seconds, and the [`LATENCY_MOMENT`] in
+    /// which the pair completed, oldest first: the paired comparison.
+    pub latency_pairs: Vec<(f64, f64, u32)>,
     /// Testing's latency samples, in seconds.
     pub testing_latencies: Vec<f64>,
     /// Differences between testing's and running's answers.
@@ -204,8 +209,9 @@ pub struct Scorecard {
     endpoint_overflow: u64,
     running_latency: Vec<Duration>,
     testing_latency: Vec<Duration>,
-    /// (testing, secondary) latencies of copies both answered, ring-buffered like the others.
-    paired_latency: Vec<(Duration, Duration)>,
+    /// (testing, secondary) latencies of copies both answered and the moment each completed,
+    /// ring-buffered like the others.
+    paired_latency: Vec<(Duration, Duration, u32)>,
     paired: u64,
     requests_at_start: u64,
     testing_log: LogTail,
@@ -349,7 +355,7 @@ impl Scorecard {
     }
 
     /// Fold one pair in.
-    pub fn record(&mut self, p: &Pair) {
+    pub fn record(&mut self, p: &Pair, now: Instant) {
         if p.testing != self.testing {
             return;
         }
@@ -374,10 +380,13 @@ impl Scorecard {
             e.latency_log_ratio += (floor(t) / floor(s)).ln();
             let slot = (self.paired % LATENCY_SAMPLES as u64) as usize;
             self.paired += 1;
+            let moment =
+                now.saturating_duration_since(self.since).as_millis() / LATENCY_MOMENT.as_millis();
+            let moment = u32::try_from(moment).unwrap_or(u32::MAX);
             if self.paired_latency.len() < LATENCY_SAMPLES {
-                self.paired_latency.push((t, s));
+                self.paired_latency.push((t, s, moment));
             } else {
-                self.paired_latency[slot] = (t, s);
+                self.paired_latency[slot] = (t, s, moment);
             }
         }
         if p.secondary_latency.is_some() {
@@ -401,6 +410,21 @@ impl Scorecard {
         }
     }
 
+    /// The kept (testing, secondary) latencies in seconds with their moments, oldest first: the ring's oldest entry
+    /// is at the next slot to be overwritten once it is full. The judge splits them by time.
+    fn chronological_pairs(&self) -> Vec<(f64, f64, u32)> {
+        let n = self.paired_latency.len();
+        let start = if n < LATENCY_SAMPLES {
+            0
+        } else {
+            (self.paired % LATENCY_SAMPLES as u64) as usize
+        };
+        (0..n)
+            .map(|i| self.paired_latency[(start + i) % n])
+            .map(|(t, s, m)| (t.as_secs_f64(), s.as_secs_f64(), m))
+            .collect()
+    }
+
     /// Read new log lines, sample both processes and summarise.
     pub fn summary(
         &mut self,
@@ -413,11 +437,7 @@ impl Scorecard {
         let (re, rw) = self.running_log.poll(rules);
         let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
         Summary {
-            latency_pairs: self
-                .paired_latency
-                .iter()
-                .map(|(t, s)| (t.as_secs_f64(), s.as_secs_f64()))
-                .collect(),
+            latency_pairs: self.chronological_pairs(),
             secondary_p95: p95(&self.paired_latency.iter().map(|p| p.1).collect::<Vec<_>>()),
             testing_paired_p95: p95(&self.paired_latency.iter().map(|p| p.0).collect::<Vec<_>>()),
             running_latencies: secs(&self.running_latency),
@@ -496,14 +516,17 @@ mod tests {
             testing_status: t,
             ..pair(path)
         };
-        c.record(&p("/items/17", 200, Some(404)));
-        c.record(&p("/items/18", 200, Some(500)));
-        c.record(&p("/x", 404, Some(404)));
-        c.record(&p("/y", 200, None));
-        c.record(&Pair {
-            testing: InstanceId(2),
-            ..p("/z", 200, Some(500))
-        });
+        c.record(&p("/items/17", 200, Some(404)), Instant::now());
+        c.record(&p("/items/18", 200, Some(500)), Instant::now());
+        c.record(&p("/x", 404, Some(404)), Instant::now());
+        c.record(&p("/y", 200, None), Instant::now());
+        c.record(
+            &Pair {
+                testing: InstanceId(2),
+                ..p("/z", 200, Some(500))
+            },
+            Instant::now(),
+        );
         assert_eq!(c.pairs, 4);
         let items = &c.endpoints["GET /items/{n}"];
         assert_eq!(
@@ -525,7 +548,7 @@ mod tests {
             ..pair("/shop/books")
         };
         for r in [None, Some(7), Some(7), Some(8)] {
-            c.record(&p(r));
+            c.record(&p(r), Instant::now());
         }
         assert_eq!((c.pairs, c.replayed, c.recorded.len()), (4, 3, 2));
         assert_eq!(c.running_latency.len(), 1, "only the live pair's");
@@ -546,8 +569,8 @@ mod tests {
             ..pair(path)
         };
         for i in 0..1000 {
-            c.record(&p(&format!("/random/word{i}x")));
-            c.record(&p("/api/items"));
+            c.record(&p(&format!("/random/word{i}x")), Instant::now());
+            c.record(&p("/api/items"), Instant::now());
         }
         assert_eq!(c.endpoints.len(), 4, "{:?}", c.endpoints.keys());
         assert_eq!(c.endpoints["GET /api/items"].testing_5xx, 1000);

@@ -104,13 +104,13 @@ pub async fn run(
                 }
             }
             Some(p) = pairs.recv() => {
-                if let Some(c) = card.as_mut() { c.record(&p) }
+                if let Some(c) = card.as_mut() { c.record(&p, Instant::now()) }
                 // Take what has queued, then let the next pairs gather: under load this task is
                 // woken once per PAIR_PAUSE, not once per mirrored request (each the wake-up of a
                 // parked runtime thread; measured in docs/benchmarks.md).
                 for _ in 0..PAIR_BATCH {
                     let Ok(p) = pairs.try_recv() else { break };
-                    if let Some(c) = card.as_mut() { c.record(&p) }
+                    if let Some(c) = card.as_mut() { c.record(&p, Instant::now()) }
                 }
                 tokio::time::sleep(PAIR_PAUSE).await;
             }
