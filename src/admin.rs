@@ -330,6 +330,9 @@ struct VerdictBody {
     reasons: Vec<String>,
     version: Option<String>,
     pairs: u64,
+    /// What the pairs are (live, replayed from how many recorded requests): a fleet tool
+    /// deciding on this verdict must see when it rests on replays.
+    evidence: Option<crate::score::Evidence>,
 }
 
 fn current_verdict(st: &Status) -> VerdictBody {
@@ -340,6 +343,7 @@ fn current_verdict(st: &Status) -> VerdictBody {
             reasons: v.reasons.clone(),
             version: Some(v.version.to_string()),
             pairs: v.pairs,
+            evidence: Some(v.evidence.clone()),
         },
         (None, Some(t)) => VerdictBody {
             verdict: VerdictKind::Wait,
@@ -347,6 +351,7 @@ fn current_verdict(st: &Status) -> VerdictBody {
             reasons: vec![format!("{} is not scored yet", t.version)],
             version: Some(t.version.to_string()),
             pairs: 0,
+            evidence: None,
         },
         (None, None) => VerdictBody {
             verdict: VerdictKind::Wait,
@@ -354,6 +359,7 @@ fn current_verdict(st: &Status) -> VerdictBody {
             reasons: vec!["no build is being tested".to_string()],
             version: None,
             pairs: 0,
+            evidence: None,
         },
     }
 }

@@ -512,8 +512,13 @@ fn verdict_text(v: &Value) -> String {
         v["verdict"].as_str().unwrap_or("?"),
         v["score"].as_u64().unwrap_or(0)
     );
-    if let Some(pairs) = v["pairs"].as_u64() {
-        s.push_str(&format!(", {pairs} pairs"));
+    match v["evidence"]["text"].as_str() {
+        Some(evidence) => s.push_str(&format!(", {evidence}")),
+        None => {
+            if let Some(pairs) = v["pairs"].as_u64() {
+                s.push_str(&format!(", {pairs} pairs"));
+            }
+        }
     }
     let reasons: Vec<&str> = v["reasons"]
         .as_array()

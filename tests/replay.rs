@@ -107,10 +107,16 @@ fn low_traffic_is_replayed_and_a_healthy_build_promoted_within_a_minute() {
     let off = std::thread::spawn(|| low_traffic("replay-off", "REPLAY=off", "", 12));
     let (base, mut u, trickle, dropped) = low_traffic("replay-ok", "REPLAY=auto", "", 12);
     let (off_base, mut off_u, off_trickle, _) = off.join().unwrap();
-    let mut last = None;
+    let (mut last, mut fleet) = (None, None);
+    let (addr, _) = admin(&base);
     wait_until("1.1.0 to be promoted", Duration::from_secs(60), || {
         if let Some(v) = verdict(&base) {
             last = Some(v);
+            // What a fleet tool reads: the verdict with what it rests on.
+            let (_, f) = api(addr, "GET", "/api/verdict", None, "");
+            if f["version"] == "1.1.0" {
+                fleet = Some(f);
+            }
         }
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
     });
@@ -130,6 +136,9 @@ fn low_traffic_is_replayed_and_a_healthy_build_promoted_within_a_minute() {
     );
     assert!(v["evidence"]["replayed"].as_u64().unwrap() > 0, "{v}");
     assert!(v["evidence"]["live"].as_u64().is_some(), "{v}");
+    let f = fleet.expect("/api/verdict answered about 1.1.0");
+    let text = f["evidence"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("replayed from"), "{f}");
     // The build tested without replay still waits for traffic after that time.
     assert_eq!(off_base.version_of("testing").as_deref(), Some("app-1.1.0"));
     assert_ne!(off_base.version_of("running").as_deref(), Some("app-1.1.0"));
