@@ -91,12 +91,10 @@ impl Handover {
         if TAKEN.swap(true, Ordering::SeqCst) {
             return Ok(Handover::default());
         }
-        let vars: Vec<Option<String>> = VARS.iter().map(|k| std::env::var(k).ok()).collect();
+        let [notify, wd_usec, wd_pid, listen_pid, fds, names] = VARS.map(|k| std::env::var(k).ok());
         for k in VARS {
             std::env::remove_var(k);
         }
-        let [notify, wd_usec, wd_pid, listen_pid, fds, names] =
-            <[Option<String>; 6]>::try_from(vars).expect("one value per variable");
         let pid = std::process::id();
         let ours = |p: &Option<String>| p.as_deref().map(str::trim) == Some(&pid.to_string());
         let watchdog = match wd_usec {
