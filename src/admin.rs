@@ -47,6 +47,12 @@ pub enum AdminError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The listener systemd passed (named `admin`) cannot be served.
+    #[error("cannot serve the admin listener passed by systemd: {source}")]
+    Passed {
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A file under `.understudy/` could not be written.
     #[error("cannot {what} {path}: {source}; check that the base dir is writable")]
     File {
@@ -80,16 +86,27 @@ impl Bound {
     }
 }
 
-/// Bind `ADMIN_LISTEN` and the unix socket, settle the token and write `admin.json`, which also
-/// names `proxy`, the users' address actually bound (so `LISTEN=127.0.0.1:0` can be found).
-pub fn bind(cfg: &Config, layout: &Layout, proxy: SocketAddr) -> Result<Bound, AdminError> {
+/// Bind `ADMIN_LISTEN` (or take the listener systemd `passed`) and the unix socket, settle the
+/// token and write `admin.json`, which also names `proxy`, the users' address actually bound (so
+/// `LISTEN=127.0.0.1:0` can be found).
+pub fn bind(
+    cfg: &Config,
+    layout: &Layout,
+    proxy: SocketAddr,
+    passed: Option<std::net::TcpListener>,
+) -> Result<Bound, AdminError> {
     let file = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| AdminError::File { what, path, source }
     };
-    let tcp = match cfg.admin_listen {
-        None => None,
-        Some(addr) => {
+    let tcp = match (passed, cfg.admin_listen) {
+        (Some(l), _) => Some(
+            l.set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(l))
+                .map_err(|source| AdminError::Passed { source })?,
+        ),
+        (None, None) => None,
+        (None, Some(addr)) => {
             let l = std::net::TcpListener::bind(addr)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .and_then(tokio::net::TcpListener::from_std)

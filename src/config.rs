@@ -27,7 +27,7 @@ use dotenv::read_dotenv;
 pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
-pub use operating::{redacted, HookCommands};
+pub use operating::{redacted, HookCommands, LogFormat};
 pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
 pub use reload::{changed_keys, LIVE_KEYS};
@@ -174,6 +174,8 @@ pub struct Config {
     pub log_dir: Option<PathBuf>,
     /// Own log level.
     pub log_level: tracing::Level,
+    /// Own log as text or JSON lines.
+    pub log_format: LogFormat,
     /// Scoring thresholds.
     pub score: ScoreConfig,
     /// How answers are compared.
@@ -372,6 +374,7 @@ impl Groups {
             worker_threads: mirror.worker_threads,
             log_dir: logging.dir,
             log_level: logging.level,
+            log_format: logging.format,
             score: self.score,
             diff: self.diff,
             limits: self.limits,

@@ -64,7 +64,18 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let mut rx = events.subscribe();
     let cancel = CancellationToken::new();
     let (_reload_tx, reload) = tokio::sync::mpsc::channel(1);
-    let server = tokio::spawn(crate::run(cfg, listener, events, cancel.clone(), reload));
+    let listeners = crate::Listeners {
+        proxy: listener,
+        admin: None,
+    };
+    let server = tokio::spawn(crate::run(
+        cfg,
+        listeners,
+        events,
+        cancel.clone(),
+        reload,
+        crate::systemd::Notifier::default(),
+    ));
 
     let outcome = acts(base, &exe, addr, &mut rx).await;
     cancel.cancel();

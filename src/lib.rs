@@ -22,6 +22,8 @@
 //! - [`admin`]: the operators' HTTP API (TCP and unix socket): status, steering, verdicts.
 //! - [`metrics`]: `GET /metrics` (Prometheus text): traffic, decisions, score, children's usage.
 //! - [`cli`]: `understudy status|promote|...`, the admin API's client over the unix socket.
+//! - [`systemd`]: `Type=notify` (ready, status, stopping, watchdog) and socket activation.
+//! - [`jsonlog`]: understudy's own log as JSON lines (`LOG_FORMAT=json`).
 //! - [`demo`]: the self-contained demo behind `understudy demo`.
 
 pub mod admin;
@@ -36,12 +38,14 @@ pub mod history;
 pub mod hooks;
 pub mod instance;
 pub mod instant;
+pub mod jsonlog;
 pub mod layout;
 pub mod metrics;
 pub mod proxy;
 pub mod score;
 pub mod store;
 pub mod supervisor;
+pub mod systemd;
 pub mod usage;
 pub mod watchdog;
 pub mod watcher;
@@ -68,6 +72,9 @@ const VERDICT_QUEUE: usize = 16;
 const PAIR_QUEUE: usize = 4096;
 /// Complete builds waiting for the supervisor; the watcher waits when it is full.
 const DROPPED_QUEUE: usize = 16;
+/// Heartbeats the supervisor's loop may miss before it counts as hung and systemd's watchdog is
+/// no longer petted (one late beat is not a hang).
+const STALE_BEATS: u32 = 3;
 
 /// Why understudy stopped other than by a shutdown signal.
 #[derive(Debug, thiserror::Error)]
@@ -160,27 +167,38 @@ struct Stops {
 /// A task that died: its name and why.
 type Failure = (&'static str, String);
 
-/// Run understudy on an already bound `listener` until `shutdown` (or until a task dies), then
+/// The listeners understudy serves on, bound by `main` or passed by systemd.
+pub struct Listeners {
+    /// The users' proxy (`LISTEN`).
+    pub proxy: TcpListener,
+    /// The admin API's TCP listener when systemd passed one; `None` binds `ADMIN_LISTEN`.
+    pub admin: Option<std::net::TcpListener>,
+}
+
+/// Run understudy on already bound `listeners` until `shutdown` (or until a task dies), then
 /// shut down in order: stop accepting, let in-flight user requests finish (bounded by
-/// `SHUTDOWN_GRACE`), stop every child, join every task.
+/// `SHUTDOWN_GRACE`), stop every child, join every task. `notifier` tells systemd (if understudy
+/// runs under it) when it is ready, how it is doing, and when it stops.
 ///
 /// Each configuration received on `reload` (a re-read `.env`, already validated) is applied: the
 /// keys in [`config::LIVE_KEYS`] take effect at once, any other changed key is named in the log as
 /// needing a restart.
 pub async fn run(
     cfg: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     events: Events,
     shutdown: CancellationToken,
     reload: mpsc::Receiver<Config>,
+    notifier: systemd::Notifier,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
     // The address actually bound: with `LISTEN=…:0` only the listener knows the port.
-    let listen = listener.local_addr().map_err(RunError::Listener)?;
+    let listen = listeners.proxy.local_addr().map_err(RunError::Listener)?;
     let admin = admin::bind(
         &cfg,
         &layout::Layout::new(&cfg.base, &cfg.identifier),
         listen,
+        listeners.admin,
     )?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
@@ -191,16 +209,13 @@ pub async fn run(
         mirror_rx,
         capture_budget,
         replay_queue,
-    } = start_proxy(&cfg, listener, routes_rx, &stats, &stops)?;
+    } = start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops)?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
+    let (pulse_tx, pulse_rx) = watch::channel(tokio::time::Instant::now());
     let handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
-    let webhook_stats: Arc<[Arc<webhooks::WebhookStats>]> = cfg
-        .webhook_urls
-        .iter()
-        .map(|u| Arc::new(webhooks::WebhookStats::new(u)))
-        .collect();
+    let webhook_stats = webhook_stats(&cfg);
     let (metrics, event_counters) =
         metrics::Metrics::new(stats.clone(), handle.clone(), webhook_stats.clone());
     // Subscribed before the supervisor starts, so the counters see its first event.
@@ -217,6 +232,7 @@ pub async fn run(
     let control = Control {
         commands: commands_rx,
         status: status_tx,
+        pulse: pulse_tx,
         cfg: cfg.clone(),
         config: config_rx,
         mirror_rx,
@@ -229,6 +245,8 @@ pub async fn run(
         stop: stops.control.clone(),
     };
     let mut tasks = control.spawn();
+    let watched = watched(&cfg, &admin_state.handle, pulse_rx);
+    spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     tasks.spawn(
         "metrics",
         metrics::count_events(counted_events, event_counters, stops.control.clone()),
@@ -239,6 +257,7 @@ pub async fn run(
     );
     spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
     let failure = first_failure(&shutdown, &stops.fatal, &mut tasks, reload, config_tx).await;
+    notifier.send(systemd::STOPPING);
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
 }
 
@@ -290,6 +309,44 @@ fn start_proxy(
         capture_budget,
         replay_queue,
     })
+}
+
+/// What the systemd notifier watches: the supervisor's status and its pulse, which may be
+/// `STALE_BEATS` heartbeats old before the supervisor counts as hung.
+fn watched(
+    cfg: &Config,
+    supervisor: &supervisor::SupervisorHandle,
+    pulse: watch::Receiver<tokio::time::Instant>,
+) -> systemd::Watched {
+    systemd::Watched {
+        status: supervisor.watch(),
+        pulse,
+        stale_after: cfg.heartbeat_every.saturating_mul(STALE_BEATS),
+    }
+}
+
+/// Under systemd, a task that notifies it of readiness, status and the supervisor's pulse (its
+/// watchdog) until `stop`; nothing otherwise.
+fn spawn_notifier(
+    tasks: &mut Tasks,
+    notifier: &systemd::Notifier,
+    watched: systemd::Watched,
+    stop: &CancellationToken,
+) {
+    if notifier.is_on() {
+        tasks.spawn(
+            "systemd",
+            systemd::run(notifier.clone(), watched, stop.clone()),
+        );
+    }
+}
+
+/// One delivery record per webhook URL, written by its task and read by `/metrics`.
+fn webhook_stats(cfg: &Config) -> Arc<[Arc<webhooks::WebhookStats>]> {
+    cfg.webhook_urls
+        .iter()
+        .map(|u| Arc::new(webhooks::WebhookStats::new(u)))
+        .collect()
 }
 
 /// One task per webhook URL, posting the events to it until `stop`.
@@ -374,6 +431,7 @@ struct Control {
     live: supervisor::LiveGroups,
     commands: mpsc::Receiver<supervisor::CommandRequest>,
     status: watch::Sender<Arc<supervisor::Status>>,
+    pulse: watch::Sender<tokio::time::Instant>,
     stop: CancellationToken,
 }
 
@@ -446,6 +504,7 @@ impl Control {
             events: self.events,
             commands: self.commands,
             status: self.status,
+            pulse: self.pulse,
             traffic: self.stats.clone(),
         };
         tasks.spawn(
@@ -557,24 +616,28 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
 /// docs/benchmarks.md). Four covers an install, an archive, a collection and a file write at once.
 pub const MAX_BLOCKING_THREADS: usize = 4;
 
-/// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set.
+/// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set, as text or as
+/// JSON lines (`LOG_FORMAT`).
 pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(cfg.log_level)
-        .with_target(false);
-    match &cfg.log_dir {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let writer = match &cfg.log_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(dir.join("understudy.log"))?;
-            let _ = builder.with_writer(std::sync::Mutex::new(f)).try_init();
+            BoxMakeWriter::new(std::sync::Mutex::new(f))
         }
-        None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-        }
-    }
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(cfg.log_level)
+        .with_writer(writer);
+    let _ = match cfg.log_format {
+        config::LogFormat::Text => builder.with_target(false).try_init(),
+        config::LogFormat::Json => builder.event_format(jsonlog::JsonLines).try_init(),
+    };
     // A panic anywhere goes to understudy's log, wherever that is.
     std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
     Ok(())

@@ -100,6 +100,12 @@ fn main() -> ExitCode {
             port_range,
             set,
         } => {
+            // First, while understudy is one thread: the variables are removed from the
+            // environment, so no child or hook inherits them.
+            let handover = match understudy::systemd::Handover::take_from_env() {
+                Ok(h) => h,
+                Err(e) => return fail_config(e),
+            };
             let mut overrides = Vec::new();
             for (k, v) in [
                 ("LISTEN", listen),
@@ -127,7 +133,7 @@ fn main() -> ExitCode {
             if let Err(e) = check_base_writable(&cfg.base) {
                 return fail_config(e);
             }
-            report(run(cfg, overrides))
+            report(run(cfg, overrides, handover))
         }
         Command::Demo { keep } => report(understudy::demo::run(keep).context("demo failed")),
         Command::ExampleEnv => {
@@ -157,7 +163,11 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
+fn run(
+    cfg: Config,
+    overrides: Vec<(String, String)>,
+    handover: understudy::systemd::Handover,
+) -> anyhow::Result<()> {
     let _lock = understudy::layout::Layout::new(&cfg.base, &cfg.identifier).lock()?;
     understudy::init_logging(&cfg).context("cannot set up logging")?;
     match understudy::raise_fd_limit() {
@@ -187,14 +197,18 @@ fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let understudy::systemd::Handover { notifier, passed } = handover;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on LISTEN={}", cfg.listen))?;
+        let listener = proxy_listener(&cfg, passed.proxy).await?;
         tracing::info!(
-            "understudy {} listening on {} for {}-<version> in {}",
+            "understudy {} listening on {}{} for {}-<version> in {}",
             env!("CARGO_PKG_VERSION"),
             listener.local_addr().unwrap_or(cfg.listen),
+            if notifier.is_on() {
+                " (under systemd)"
+            } else {
+                ""
+            },
             cfg.identifier,
             cfg.base.display()
         );
@@ -206,14 +220,36 @@ fn run(cfg: Config, overrides: Vec<(String, String)>) -> anyhow::Result<()> {
             stop.cancel();
         });
         let reload = reload_on_sighup(cfg.base.clone(), overrides)?;
-        let result =
-            understudy::run(cfg, listener, understudy::Events::default(), cancel, reload).await;
+        let listeners = understudy::Listeners {
+            proxy: listener,
+            admin: passed.admin,
+        };
+        let events = understudy::Events::default();
+        let result = understudy::run(cfg, listeners, events, cancel, reload, notifier).await;
         match &result {
             Ok(()) => tracing::info!("stopped"),
             Err(e) => tracing::error!("stopped: {e}"),
         }
         result.map_err(anyhow::Error::from)
     })
+}
+
+/// The users' listener: the one systemd passed (socket activation), else `LISTEN` bound here.
+async fn proxy_listener(
+    cfg: &Config,
+    passed: Option<std::net::TcpListener>,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    match passed {
+        Some(l) => {
+            tracing::info!("serving users on the listener passed by systemd (LISTEN is not bound)");
+            l.set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(l))
+                .context("cannot serve the proxy listener passed by systemd")
+        }
+        None => tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on LISTEN={}", cfg.listen)),
+    }
 }
 
 /// SIGHUP re-reads `.env` (with the same environment and CLI overrides): a valid configuration is

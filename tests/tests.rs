@@ -26,4 +26,5 @@ mod shutdown;
 mod slow_readers;
 mod soak;
 mod steering;
+mod systemd;
 mod upgrades;

@@ -49,6 +49,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Proxy threads, each with its own event loop (as nginx's workers); auto means one per core." },
     KeyDoc { key: "LOG_DIR", default: "", doc: "Directory for understudy's own log (understudy.log); empty logs to stderr." },
     KeyDoc { key: "LOG_LEVEL", default: "info", doc: "understudy's own log level: error, warn, info, debug or trace." },
+    KeyDoc { key: "LOG_FORMAT", default: "text", doc: "understudy's own log: text lines, or json (one object per line with the event's fields, for log shippers)." },
     KeyDoc { key: "STABLE_WINDOW", default: "10m", doc: "How long testing must be scored without a regression before it is promoted." },
     KeyDoc { key: "MIN_MIRRORED", default: "100", doc: "Mirrored pairs needed before any verdict; below it understudy waits and says so." },
     KeyDoc { key: "MAX_5XX_DELTA", default: "0.01", doc: "Largest allowed excess of testing's 5xx rate over running's, overall and per endpoint (0.01 = 1 point)." },

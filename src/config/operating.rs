@@ -14,9 +14,20 @@ use super::ConfigError;
 pub(super) struct Logging {
     pub(super) dir: Option<PathBuf>,
     pub(super) level: tracing::Level,
+    pub(super) format: LogFormat,
 }
 
-/// LOG_DIR (relative to the base dir), LOG_LEVEL.
+/// How understudy's own log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line with the event's fields, for log shippers.
+    Json,
+}
+
+/// LOG_DIR (relative to the base dir), LOG_LEVEL, LOG_FORMAT.
 pub(super) fn logging(base: &Path, raw: &Raw) -> Result<Logging, ConfigError> {
     let dir_expected = "a directory (created if missing), or empty to log to stderr";
     let v = raw.text("LOG_DIR", MAX_PATH_LEN, dir_expected)?;
@@ -36,7 +47,17 @@ pub(super) fn logging(base: &Path, raw: &Raw) -> Result<Logging, ConfigError> {
     Ok(Logging {
         dir,
         level: parse_level(raw.get("LOG_LEVEL"))?,
+        format: parse_format(raw.get("LOG_FORMAT"))?,
     })
+}
+
+/// LOG_FORMAT: text or json.
+fn parse_format(v: &str) -> Result<LogFormat, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(invalid("LOG_FORMAT", v, "text or json")),
+    }
 }
 
 /// LOG_LEVEL: one of error, warn, info, debug, trace.

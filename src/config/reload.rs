@@ -81,6 +81,7 @@ const FIELDS: &[(&str, Differs)] = fields!(
         worker_threads => "WORKER_THREADS",
         log_dir => "LOG_DIR",
         log_level => "LOG_LEVEL",
+        log_format => "LOG_FORMAT",
         score.stable_window => "STABLE_WINDOW",
         score.min_mirrored => "MIN_MIRRORED",
         score.max_5xx_delta => "MAX_5XX_DELTA",

@@ -38,6 +38,10 @@ const SWEEP_POLL: Duration = Duration::from_millis(20);
 /// Fault injection for the tests: `UNDERSTUDY_INJECT_PANIC=supervisor` makes the supervisor
 /// panic once running is ready, to prove a dying task stops every child.
 const INJECT_PANIC: &str = "UNDERSTUDY_INJECT_PANIC";
+/// Fault injection for the tests: `UNDERSTUDY_INJECT_HANG=supervisor` makes the supervisor's loop
+/// stop deciding (until shutdown) once running is ready, to prove a hung supervisor stops
+/// petting systemd's watchdog.
+const INJECT_HANG: &str = "UNDERSTUDY_INJECT_HANG";
 
 /// Everything the supervisor needs from the rest of understudy.
 pub struct Wiring {
@@ -55,6 +59,9 @@ pub struct Wiring {
     pub commands: mpsc::Receiver<super::CommandRequest>,
     /// Where the status is published after every decision.
     pub status: watch::Sender<Arc<super::Status>>,
+    /// Beaten with the time at every presence heartbeat of the loop: a supervisor that stops
+    /// beating is hung (systemd's watchdog is then no longer petted).
+    pub pulse: watch::Sender<Instant>,
     /// The proxy's counters, sampled every second for the guard.
     pub traffic: Arc<crate::proxy::ProxyStats>,
 }
@@ -168,6 +175,7 @@ pub async fn run(
         events,
         mut commands,
         status,
+        pulse,
         traffic,
     } = wiring;
     let mut presence = tokio::time::interval(cfg.heartbeat_every);
@@ -200,6 +208,7 @@ pub async fn run(
             _ = sample.tick() => traffic_sample(&traffic),
             _ = presence.tick() => {
                 exec.write_presence(&status);
+                pulse.send_replace(Instant::now());
                 continue;
             }
             Ok(()) = config.changed() => {
@@ -215,6 +224,9 @@ pub async fn run(
         };
         exec.perform_all(decide(&mut state, input, Now::read()));
         publish_status(&status, &state);
+        if exec.hang {
+            cancel.cancelled().await;
+        }
     }
     exec.shutdown(done_rx, files).await;
     // Every clone of the spawner is gone once its tasks are joined; its thread ends with them.
@@ -262,6 +274,10 @@ struct Executor {
     live: LiveGroups,
     tasks: TaskTracker,
     inject_panic: bool,
+    /// `INJECT_HANG` is set.
+    inject_hang: bool,
+    /// The injected hang is due: the loop waits for shutdown.
+    hang: bool,
     /// Operators waiting for an answer, by the id their command was decided under.
     replies: HashMap<u64, tokio::sync::oneshot::Sender<Result<String, super::CommandError>>>,
     last_reply: u64,
@@ -311,6 +327,8 @@ impl Executor {
             live: parts.live,
             tasks: TaskTracker::new(),
             inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
+            inject_hang: std::env::var(INJECT_HANG).is_ok_and(|v| v == "supervisor"),
+            hang: false,
             replies: HashMap::new(),
             last_reply: 0,
         };
@@ -391,6 +409,7 @@ impl Executor {
                 if ready && self.inject_panic {
                     panic!("injected panic ({INJECT_PANIC}=supervisor)");
                 }
+                self.hang |= ready && self.inject_hang;
             }
         }
     }

@@ -15,6 +15,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_understudy");
 /// Each base dir gets its own slice of ports for children, so parallel tests never compete.
 static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
 
+/// The variables systemd sets for its services' main process.
+pub const SYSTEMD_VARS: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+];
+
 /// A temp base dir under cargo's target tmp dir, removed on drop.
 pub struct Base {
     pub path: PathBuf,
@@ -217,10 +227,6 @@ impl Understudy {
 
     /// Start with the open-files limit (soft and hard) set to `nofile`, as `ulimit -n` would.
     pub fn start_limited(base: &Base, env: &[(&str, &str)], nofile: Option<u64>) -> Understudy {
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "{}.log",
-            base.path.file_name().unwrap().to_string_lossy()
-        ));
         // The admin API's default port would be shared by every test running at once: unless a
         // test chooses, each understudy takes an ephemeral one (written to admin.json).
         let env_file = std::fs::read_to_string(base.path.join(".env")).unwrap_or_default();
@@ -244,11 +250,27 @@ impl Understudy {
                 });
             }
         }
-        let child = cmd
-            .args(["run", "--base"])
+        // A test runner under systemd must not lend its manager's variables to understudy: only
+        // the tests that mean to set them (tests/systemd.rs) do.
+        for k in SYSTEMD_VARS {
+            cmd.env_remove(k);
+        }
+        cmd.args(["run", "--base"])
             .arg(&base.path)
             .envs(admin_default)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::start_command(base, cmd)
+    }
+
+    /// Start understudy through `cmd`, which names the program and its arguments (understudy
+    /// itself, or a shell that `exec`s it) and any environment; its stderr goes to the log.
+    /// Returns once it listens.
+    pub fn start_command(base: &Base, mut cmd: Command) -> Understudy {
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{}.log",
+            base.path.file_name().unwrap().to_string_lossy()
+        ));
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
