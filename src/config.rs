@@ -6,6 +6,7 @@
 //! that owns it: `serving` (users and children), `judging` (scoring and diffing) and `operating`
 //! (own log, budgets, admin API, hooks, webhooks, schedule).
 
+mod canary;
 mod dotenv;
 mod judging;
 mod keys;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use http::Method;
 
 use dotenv::read_dotenv;
+pub use canary::{CanaryConfig, Sticky};
 pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
@@ -178,6 +180,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Scoring thresholds.
     pub score: ScoreConfig,
+    /// The canary phase after the shadow verdict (`CANARY_*`).
+    pub canary: CanaryConfig,
     /// How answers are compared.
     pub diff: DiffConfig,
     /// What users may send, and how many at once.
@@ -292,6 +296,7 @@ impl Config {
             mirror: serving::mirror(raw)?,
             logging: operating::logging(base, raw)?,
             score: judging::scoring(raw)?,
+            canary: canary::canary(raw)?,
             diff: judging::diffing(raw)?,
             limits: serving::user_limits(raw)?,
             budgets: operating::budgets(raw)?,
@@ -324,6 +329,7 @@ struct Groups {
     mirror: serving::Mirror,
     logging: operating::Logging,
     score: ScoreConfig,
+    canary: CanaryConfig,
     diff: DiffConfig,
     limits: UserLimits,
     budgets: operating::Budgets,
@@ -376,6 +382,7 @@ impl Groups {
             log_level: logging.level,
             log_format: logging.format,
             score: self.score,
+            canary: self.canary,
             diff: self.diff,
             limits: self.limits,
             max_base_size: self.budgets.max_base_size,
