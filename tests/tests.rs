@@ -27,3 +27,4 @@ mod slow_readers;
 mod soak;
 mod steering;
 mod upgrades;
+mod webhooks_tls;
