@@ -73,29 +73,44 @@ fn one_line(text: &str) -> String {
     out
 }
 
-/// Which events a chat is told: all but the scorer's repeats. A `scored` event is told when its
-/// verdict is promote or reject and differs from the last one told for that version (a paused
-/// build is scored every `EVALUATE_EVERY`; `wait` is followed by what happens next anyway).
+/// Which events a chat is told: all but repeats. A `scored` event is told when its verdict is
+/// promote or reject and differs from the last one told for that version (a paused build is
+/// scored every `EVALUATE_EVERY`; `wait` is followed by what happens next anyway), and a
+/// `rejected` (files filed away) is not told after the `rejecting` of the same version, which
+/// gave the same reasons.
 #[derive(Debug, Default)]
 pub struct Told {
     last_verdict: Option<(Version, VerdictKind)>,
+    rejecting: Option<Version>,
 }
 
 impl Told {
-    /// Whether `e` is worth a line; remembers the verdicts it lets through.
+    /// Whether `e` is worth a line; remembers what it lets through.
     pub fn worth_telling(&mut self, e: &Event) -> bool {
-        let Event::Scored {
-            version, verdict, ..
-        } = e
-        else {
-            return true;
-        };
-        let now = (version.clone(), *verdict);
-        if *verdict == VerdictKind::Wait || self.last_verdict.as_ref() == Some(&now) {
-            return false;
+        match e {
+            Event::Scored {
+                version, verdict, ..
+            } => {
+                let now = (version.clone(), *verdict);
+                if *verdict == VerdictKind::Wait || self.last_verdict.as_ref() == Some(&now) {
+                    return false;
+                }
+                self.last_verdict = Some(now);
+                true
+            }
+            Event::Rejecting { version, .. } => {
+                self.rejecting = Some(version.clone());
+                true
+            }
+            Event::Rejected { version, .. } => {
+                let said = self.rejecting.as_ref() == Some(version);
+                if said {
+                    self.rejecting = None;
+                }
+                !said
+            }
+            _ => true,
         }
-        self.last_verdict = Some(now);
-        true
     }
 }
 

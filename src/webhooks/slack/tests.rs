@@ -365,3 +365,24 @@ fn the_scorer_is_told_only_when_its_verdict_changes() {
     assert!(!told.worth_telling(&scored(VerdictKind::Reject)));
     assert!(told.worth_telling(&scored(VerdictKind::Promote)));
 }
+
+#[test]
+fn a_rejection_is_told_once_with_its_reasons() {
+    let mut told = Told::default();
+    let reasons = vec!["exited at start".to_string()];
+    let rejecting = |s: &str| Event::Rejecting {
+        version: v(s),
+        reasons: reasons.clone(),
+    };
+    let rejected = |s: &str| Event::Rejected {
+        version: v(s),
+        reasons: reasons.clone(),
+    };
+    assert!(told.worth_telling(&rejecting("1.2.0")));
+    assert!(!told.worth_telling(&rejected("1.2.0")));
+    // A build refused before it ever ran (a bad bundle) has only its `rejected`.
+    assert!(told.worth_telling(&rejected("1.3.0")));
+    assert!(told.worth_telling(&rejecting("1.4.0")));
+    assert!(told.worth_telling(&rejected("1.3.1")));
+    assert!(!told.worth_telling(&rejected("1.4.0")));
+}
