@@ -3,8 +3,8 @@
 //!
 //! Every key, its default and its meaning is listed once, in [`KEYS`]; `.env.example` is generated
 //! from the same table, so the two cannot drift. The keys are read in groups, each in the module
-//! that owns it: `serving` (users and children), `judging` (scoring and diffing) and `operating`
-//! (own log, budgets, admin API, hooks, webhooks, schedule).
+//! that owns it: `serving` (users and children), `judging` (scoring and diffing), `operating`
+//! (own log, budgets, admin API, hooks, schedule) and `webhooks` (where events are POSTed).
 
 mod canary;
 mod dotenv;
@@ -16,6 +16,7 @@ mod reload;
 mod serving;
 #[cfg(test)]
 mod test_support;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,11 +30,12 @@ pub use canary::{CanaryConfig, Sticky};
 pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
-pub use operating::{redacted, HookCommands, LogFormat};
+pub use operating::{HookCommands, LogFormat};
 pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
 pub use reload::{changed_keys, LIVE_KEYS};
 pub use serving::UserLimits;
+pub use webhooks::{redacted, WebhookCa, WebhookFormat};
 
 /// Longest value echoed back in an error; longer ones are cut.
 const MAX_ECHO: usize = 200;
@@ -196,8 +198,12 @@ pub struct Config {
     pub hooks: HookCommands,
     /// How long a hook may run.
     pub hook_timeout: Duration,
-    /// Where every event is POSTed.
+    /// Where every event is POSTed (http or https).
     pub webhook_urls: Vec<String>,
+    /// `WEBHOOK_FORMAT`: JSON for programs, or one readable line for chat.
+    pub webhook_format: WebhookFormat,
+    /// `WEBHOOK_CA_FILE`: a private CA https receivers may be signed by, besides the system's.
+    pub webhook_ca: Option<WebhookCa>,
     /// How long after a promotion the new running is guarded (0: not at all).
     pub rollback_window: Duration,
     /// `PROMOTE_AT`: promote whatever is under test at this instant, once.
@@ -303,7 +309,7 @@ impl Config {
             admin: operating::admin(raw)?,
             promote_at: operating::promote_at(raw)?,
             rollback_window: raw.duration("ROLLBACK_WINDOW", Duration::ZERO, MAX_WINDOW)?,
-            webhook_urls: operating::webhook_urls(raw)?,
+            webhooks: webhooks::webhooks(base, raw)?,
             pacing: serving::pacing(raw)?,
             hooks: operating::hooks(raw)?,
             missed_schedule_grace: raw.duration(
@@ -336,7 +342,7 @@ struct Groups {
     admin: operating::Admin,
     promote_at: Option<std::time::SystemTime>,
     rollback_window: Duration,
-    webhook_urls: Vec<String>,
+    webhooks: webhooks::Webhooks,
     pacing: serving::Pacing,
     hooks: operating::Hooks,
     missed_schedule_grace: Duration,
@@ -391,7 +397,9 @@ impl Groups {
             hooks: hooks.commands,
             hook_timeout: hooks.timeout,
             rollback_window: self.rollback_window,
-            webhook_urls: self.webhook_urls,
+            webhook_urls: self.webhooks.urls,
+            webhook_format: self.webhooks.format,
+            webhook_ca: self.webhooks.ca,
             header_timeout: pacing.header_timeout,
             upstream_timeout: pacing.upstream_timeout,
             send_timeout: pacing.send_timeout,

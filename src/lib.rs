@@ -357,10 +357,17 @@ fn spawn_webhooks(
     events: &Events,
     stop: &CancellationToken,
 ) {
+    let delivery = Arc::new(webhooks::Delivery::of(cfg));
     for (url, stats) in cfg.webhook_urls.iter().zip(stats.iter()) {
         tasks.spawn(
             "webhook",
-            webhooks::run(url.clone(), events.clone(), stats.clone(), stop.clone()),
+            webhooks::run(
+                url.clone(),
+                delivery.clone(),
+                events.clone(),
+                stats.clone(),
+                stop.clone(),
+            ),
         );
     }
 }
@@ -485,6 +492,14 @@ impl Control {
         );
         let mut ignore = vec![".env".to_string()];
         ignore.extend(cfg.properties_file.clone());
+        // A CA file kept in the base dir is not a stray build name to warn about.
+        ignore.extend(
+            cfg.webhook_ca
+                .as_ref()
+                .filter(|ca| ca.path.parent() == Some(cfg.base.as_path()))
+                .and_then(|ca| ca.path.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+        );
         tasks.spawn(
             "watcher",
             watcher::run(

@@ -1,7 +1,11 @@
-//! Webhooks: every event POSTed as JSON to each of `WEBHOOK_URLS`, so other programs are told
-//! rather than poll. One task per URL keeps its events in order and retries with backoff; the
-//! queue is the event broadcast's bounded backlog, so a slow or dead receiver only loses events
-//! (counted and logged), and never holds up the supervisor or grows memory.
+//! Webhooks: every event POSTed to each of `WEBHOOK_URLS` (http, or https over rustls with the
+//! system's roots and `WEBHOOK_CA_FILE`), as JSON for programs or as one readable line for chat
+//! (`WEBHOOK_FORMAT=slack`), so people and programs are told rather than poll. One task per URL
+//! keeps its events in order and retries with backoff; the queue is the event broadcast's bounded
+//! backlog, so a slow, dead or untrusted receiver only loses events (counted and logged), and
+//! never holds up the supervisor or grows memory.
+
+mod slack;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{Config, WebhookCa, WebhookFormat};
 use crate::events::{Events, Stamped};
+pub use slack::{slack_text, Told};
 
 /// How long one POST may take before it counts as failed.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,16 +47,79 @@ impl WebhookStats {
     }
 }
 
+/// How every receiver is spoken to: the same for all of `WEBHOOK_URLS`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// `IDENTIFIER`, so a chat line says which service it is about.
+    pub identifier: String,
+    /// JSON or a chat line.
+    pub format: WebhookFormat,
+    /// A private CA trusted besides the system's roots.
+    pub ca: Option<WebhookCa>,
+}
+
+impl Delivery {
+    /// The delivery settings of `cfg`.
+    pub fn of(cfg: &Config) -> Delivery {
+        Delivery {
+            identifier: cfg.identifier.clone(),
+            format: cfg.webhook_format,
+            ca: cfg.webhook_ca.clone(),
+        }
+    }
+
+    /// The HTTP(S) client: rustls with the system's roots and the CA file's certificates.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut b = reqwest::Client::builder().timeout(POST_TIMEOUT);
+        if let Some(ca) = &self.ca {
+            let certs = ca
+                .certificates()
+                .map_err(|e| format!("{}: {}", ca.path.display(), why(&e)))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        b.build().map_err(|e| why(&e))
+    }
+
+    /// What is POSTed for `e`; `None` when a chat is not told this one (see [`Told`]).
+    fn body(&self, told: &mut Told, e: &Stamped) -> Option<Vec<u8>> {
+        match self.format {
+            WebhookFormat::Json => Some(serde_json::to_vec(e).unwrap_or_default()),
+            WebhookFormat::Slack => told.worth_telling(&e.event).then(|| {
+                let text = slack_text(&self.identifier, e);
+                serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap_or_default()
+            }),
+        }
+    }
+}
+
+/// `e` and its sources, as one line: reqwest's own text ("error sending request") hides the
+/// cause, such as an unknown certificate issuer. The URL is left out: it may hold credentials.
+fn why(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(u) = e.url() {
+        text = text.replace(&format!(" for url ({u})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
 /// Deliver events to `target` until `stop`.
 pub async fn run(
     target: String,
+    delivery: Arc<Delivery>,
     events: Events,
     stats: Arc<WebhookStats>,
     stop: CancellationToken,
 ) {
     // Everything logged names the receiver without its credentials.
     let url = stats.url.clone();
-    let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
+    let client = match delivery.client() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("webhook {url}: cannot build an HTTP client ({e}); no events go there");
@@ -58,6 +127,7 @@ pub async fn run(
             return;
         }
     };
+    let mut told = Told::default();
     let mut rx = events.subscribe();
     loop {
         let e = tokio::select! {
@@ -75,15 +145,19 @@ pub async fn run(
                 }
             },
         };
+        let Some(body) = delivery.body(&mut told, &e) else {
+            continue;
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            ok = deliver(&client, &target, &url, &e) => {
-                if ok {
+            sent = deliver(&client, &target, &url, &e, body) => match sent {
+                Ok(()) => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
-                } else {
+                }
+                Err(last) => {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        "webhook {url}: event #{} ({}) given up after {ATTEMPTS} attempts",
+                        "webhook {url}: event #{} ({}) given up after {ATTEMPTS} attempts; the last: {last}",
                         e.seq,
                         e.name()
                     );
@@ -93,10 +167,17 @@ pub async fn run(
     }
 }
 
-/// POST one event to `target` (shown as `url`), retrying with backoff; whether a 2xx came back.
-async fn deliver(client: &reqwest::Client, target: &str, url: &str, e: &Stamped) -> bool {
-    let body = serde_json::to_vec(e).unwrap_or_default();
+/// POST `body` (of event `e`) to `target` (shown as `url`), retrying with backoff, until a 2xx
+/// comes back; else why the last attempt failed.
+async fn deliver(
+    client: &reqwest::Client,
+    target: &str,
+    url: &str,
+    e: &Stamped,
+    body: Vec<u8>,
+) -> Result<(), String> {
     let mut delay = BACKOFF;
+    let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         let sent = client
             .post(target)
@@ -106,15 +187,16 @@ async fn deliver(client: &reqwest::Client, target: &str, url: &str, e: &Stamped)
             .body(body.clone())
             .send()
             .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return true,
-            Ok(r) => tracing::debug!("webhook {url}: #{} answered {}", e.seq, r.status()),
-            Err(err) => tracing::debug!("webhook {url}: #{} failed: {err}", e.seq),
-        }
+        last = match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => format!("answered {}", r.status()),
+            Err(err) => why(&err),
+        };
+        tracing::debug!("webhook {url}: #{} attempt {attempt}: {last}", e.seq);
         if attempt < ATTEMPTS {
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
     }
-    false
+    Err(last)
 }

@@ -28,3 +28,4 @@ mod soak;
 mod steering;
 mod systemd;
 mod upgrades;
+mod webhooks_tls;

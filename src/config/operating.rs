@@ -1,5 +1,5 @@
 //! The keys for operating understudy: its own log, the disk budgets, the admin API, the
-//! lifecycle hooks, the webhooks that receive events, and a scheduled promotion.
+//! lifecycle hooks, and a scheduled promotion.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -198,43 +198,6 @@ fn parse_hook(key: &str, v: &str) -> Result<Option<Vec<String>>, ConfigError> {
     Ok(Some(words).filter(|w| !w.is_empty()))
 }
 
-/// WEBHOOK_URLS: comma-separated `http://host[:port]/path` URLs.
-pub(super) fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
-    let expected = "comma-separated http:// URLs such as http://127.0.0.1:9000/hooks (https needs a local relay: this build carries no TLS), at most 16";
-    let v = raw.text("WEBHOOK_URLS", 16 * 1024, expected)?;
-    let urls = comma_list(v);
-    let bad = urls.iter().find(|u| {
-        u.parse::<http::Uri>()
-            .map(|uri| {
-                // A port past 65535 parses as an authority but names no port at all.
-                let written = uri.authority().map_or("", |a| a.as_str());
-                let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
-                let bad_port = after_host.contains(':') && uri.port_u16().is_none();
-                uri.scheme_str() != Some("http") || uri.host().is_none() || bad_port
-            })
-            .unwrap_or(true)
-    });
-    if let Some(u) = bad {
-        return Err(invalid("WEBHOOK_URLS", &redacted(u), expected));
-    }
-    if urls.len() > 16 {
-        return Err(invalid("WEBHOOK_URLS", v, expected));
-    }
-    Ok(urls)
-}
-
-/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
 /// PROMOTE_AT: an RFC 3339 instant, or empty.
 pub(super) fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, ConfigError> {
     let expected = "an RFC 3339 instant such as 2026-12-01T03:00:00Z, or empty";
@@ -260,21 +223,8 @@ pub(super) fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, Con
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::*;
     use crate::config::test_support::invalid_key;
     use crate::config::Config;
-
-    #[test]
-    fn credentials_never_show() {
-        assert_eq!(
-            redacted("http://user:secret@hooks.example:9000/in?x=1"),
-            "http://***@hooks.example:9000/in?x=1"
-        );
-        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
-        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
-        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
-        assert_eq!(redacted("not a url"), "not a url");
-    }
 
     #[test]
     fn log_dir_must_not_be_a_file() {

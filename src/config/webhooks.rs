@@ -1,0 +1,257 @@
+//! The keys for the webhooks that receive events: where (`WEBHOOK_URLS`, http or https), in what
+//! shape (`WEBHOOK_FORMAT`), and which private CA an https receiver may be signed by
+//! (`WEBHOOK_CA_FILE`). A CA file is read and checked here, at start, so a bad one exits 64
+//! instead of failing every delivery later.
+
+use std::path::{Path, PathBuf};
+
+use super::parse::{comma_list, invalid, Raw, MAX_PATH_LEN};
+use super::ConfigError;
+
+/// Largest CA file read: a bundle of every public root is about 200 KiB.
+const MAX_CA_FILE: u64 = 1 << 20;
+
+/// What each POST carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The event as JSON, for programs (the same fields as the admin API's event stream).
+    #[default]
+    Json,
+    /// `{"text": "..."}`, one readable line per event, for chat (Slack, Mattermost, Discord's
+    /// Slack-compatible endpoint).
+    Slack,
+}
+
+/// A private CA that https receivers may be signed by, besides the system's roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCa {
+    /// The file as resolved (relative values are in the base dir), for messages.
+    pub path: PathBuf,
+    /// Its PEM text, checked at start to hold certificates rustls accepts as roots.
+    pub pem: String,
+}
+
+impl WebhookCa {
+    /// The file's certificates, as the webhook client trusts them.
+    pub fn certificates(&self) -> Result<Vec<reqwest::Certificate>, reqwest::Error> {
+        reqwest::Certificate::from_pem_bundle(self.pem.as_bytes())
+    }
+}
+
+/// The webhook keys, validated.
+pub(super) struct Webhooks {
+    pub(super) urls: Vec<String>,
+    pub(super) format: WebhookFormat,
+    pub(super) ca: Option<WebhookCa>,
+}
+
+/// WEBHOOK_URLS, WEBHOOK_FORMAT, WEBHOOK_CA_FILE.
+pub(super) fn webhooks(base: &Path, raw: &Raw) -> Result<Webhooks, ConfigError> {
+    Ok(Webhooks {
+        urls: webhook_urls(raw)?,
+        format: webhook_format(raw)?,
+        ca: webhook_ca(base, raw)?,
+    })
+}
+
+/// WEBHOOK_URLS: comma-separated `http(s)://host[:port]/path` URLs.
+fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
+    let expected = "comma-separated http:// or https:// URLs such as https://hooks.example.com/understudy or http://127.0.0.1:9000/hooks, at most 16";
+    let v = raw.text("WEBHOOK_URLS", 16 * 1024, expected)?;
+    let urls = comma_list(v);
+    let bad = urls.iter().find(|u| {
+        u.parse::<http::Uri>()
+            .map(|uri| {
+                // A port past 65535 parses as an authority but names no port at all.
+                let written = uri.authority().map_or("", |a| a.as_str());
+                let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
+                let bad_port = after_host.contains(':') && uri.port_u16().is_none();
+                !matches!(uri.scheme_str(), Some("http" | "https"))
+                    || uri.host().is_none()
+                    || bad_port
+            })
+            .unwrap_or(true)
+    });
+    if let Some(u) = bad {
+        return Err(invalid("WEBHOOK_URLS", &redacted(u), expected));
+    }
+    if urls.len() > 16 {
+        return Err(invalid("WEBHOOK_URLS", v, expected));
+    }
+    Ok(urls)
+}
+
+/// WEBHOOK_FORMAT: json or slack.
+fn webhook_format(raw: &Raw) -> Result<WebhookFormat, ConfigError> {
+    let v = raw.get("WEBHOOK_FORMAT");
+    match v.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(WebhookFormat::Json),
+        "slack" => Ok(WebhookFormat::Slack),
+        _ => Err(invalid(
+            "WEBHOOK_FORMAT",
+            v,
+            "json (each event as JSON) or slack ({\"text\": ...}, one readable line per event)",
+        )),
+    }
+}
+
+/// WEBHOOK_CA_FILE: a PEM file (in the base dir, or an absolute path) of CA certificates, or empty.
+fn webhook_ca(base: &Path, raw: &Raw) -> Result<Option<WebhookCa>, ConfigError> {
+    let expected = "a readable PEM file of CA certificates (-----BEGIN CERTIFICATE-----), in the base dir or an absolute path, or empty";
+    let v = raw.text("WEBHOOK_CA_FILE", MAX_PATH_LEN, expected)?;
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let path = base.join(v);
+    let refuse = |why: String| invalid("WEBHOOK_CA_FILE", v, &format!("{expected}; {why}"));
+    let size = std::fs::metadata(&path)
+        .map_err(|e| refuse(format!("{} cannot be read: {e}", path.display())))?
+        .len();
+    if size > MAX_CA_FILE {
+        return Err(refuse(format!(
+            "{} holds {size} bytes, more than a CA file's {MAX_CA_FILE}",
+            path.display()
+        )));
+    }
+    let pem = std::fs::read(&path)
+        .map_err(|e| refuse(format!("{} cannot be read: {e}", path.display())))?;
+    let pem = String::from_utf8(pem)
+        .map_err(|_| refuse(format!("{} is not PEM text", path.display())))?;
+    let ca = WebhookCa { path, pem };
+    check_ca(&ca).map_err(refuse)?;
+    Ok(Some(ca))
+}
+
+/// Whether `ca` holds at least one certificate and rustls takes every one as a root: the same
+/// client setup the webhooks use, without the system's roots.
+fn check_ca(ca: &WebhookCa) -> Result<(), String> {
+    let shown = ca.path.display();
+    let certs = ca
+        .certificates()
+        .map_err(|e| format!("{shown} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    let mut client = reqwest::Client::builder().tls_built_in_root_certs(false);
+    for c in certs {
+        client = client.add_root_certificate(c);
+    }
+    client
+        .build()
+        .map(drop)
+        .map_err(|e| format!("{shown} holds a certificate TLS cannot use: {e:#}"))
+}
+
+/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::{invalid_key, load_set};
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redacted("http://user:secret@hooks.example:9000/in?x=1"),
+            "http://***@hooks.example:9000/in?x=1"
+        );
+        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
+        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
+        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
+
+    #[test]
+    fn https_urls_are_taken_and_other_schemes_refused() {
+        let set = [(
+            "WEBHOOK_URLS",
+            "https://hooks.example.com/services/T0/B0/x, http://127.0.0.1:9000/hooks",
+        )];
+        let cfg = load_set("IDENTIFIER=a\n", &set).unwrap();
+        assert_eq!(cfg.webhook_urls.len(), 2);
+        assert_eq!(cfg.webhook_format, WebhookFormat::Json);
+        assert_eq!(cfg.webhook_ca, None);
+        for bad in [
+            "ftp://h/x",
+            "https://",
+            "hooks.example.com/x",
+            "https://h:70000/x",
+        ] {
+            let (k, v, expected) =
+                invalid_key(load_set("IDENTIFIER=a\n", &[("WEBHOOK_URLS", bad)]));
+            assert_eq!((k.as_str(), v.as_str()), ("WEBHOOK_URLS", bad));
+            assert!(expected.contains("https://"), "{expected}");
+        }
+    }
+
+    #[test]
+    fn the_format_is_json_or_slack() {
+        let cfg = load_set("IDENTIFIER=a\n", &[("WEBHOOK_FORMAT", " Slack ")]).unwrap();
+        assert_eq!(cfg.webhook_format, WebhookFormat::Slack);
+        let (k, v, expected) =
+            invalid_key(load_set("IDENTIFIER=a\n", &[("WEBHOOK_FORMAT", "teams")]));
+        assert_eq!((k.as_str(), v.as_str()), ("WEBHOOK_FORMAT", "teams"));
+        assert!(expected.contains("slack"), "{expected}");
+    }
+
+    #[test]
+    fn a_ca_file_of_pem_certificates_is_read_relative_to_the_base_dir() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).unwrap().pem();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "IDENTIFIER=a\nWEBHOOK_CA_FILE=ca.pem\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &pem).unwrap();
+        let cfg = crate::config::Config::load(dir.path(), &std::collections::BTreeMap::new(), &[])
+            .unwrap();
+        let ca = cfg.webhook_ca.unwrap();
+        assert_eq!((ca.path, ca.pem), (dir.path().join("ca.pem"), pem));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_not_a_certificate_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "hello, not a certificate\n").unwrap();
+        let bad_der = dir.path().join("bad-der.pem");
+        std::fs::write(
+            &bad_der,
+            "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let binary = dir.path().join("binary.pem");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+        let missing = dir.path().join("missing.pem");
+        for file in [
+            &garbage,
+            &bad_der,
+            &binary,
+            &missing,
+            &dir.path().to_path_buf(),
+        ] {
+            let value = file.display().to_string();
+            let (k, v, expected) =
+                invalid_key(load_set("IDENTIFIER=a\n", &[("WEBHOOK_CA_FILE", &value)]));
+            assert_eq!(
+                (k.as_str(), v.as_str()),
+                ("WEBHOOK_CA_FILE", value.as_str())
+            );
+            assert!(expected.contains("PEM"), "{expected}");
+        }
+    }
+}

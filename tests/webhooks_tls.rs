@@ -1,0 +1,284 @@
+//! Webhooks over https, where people read: a CA and a server certificate made in the test, a
+//! small TLS receiver on loopback, and the real binary posting Slack-shaped lines to it; without
+//! the CA file the same receiver is refused, and the loss is counted and logged.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A private CA (its PEM) and a server certificate it signed for `localhost` and 127.0.0.1.
+fn make_certificates() -> (String, rustls::ServerConfig) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "understudy test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let server = server_params.signed_by(&server_key, &ca).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+    let chain = vec![CertificateDer::from(server.der().to_vec())];
+    // The process default: *ring*, the one provider the features build (as in understudy).
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    (ca.pem(), config)
+}
+
+/// What the receiver saw: each request's head and body, and each failed handshake's error.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<(String, Value)>,
+    handshake_errors: Vec<String>,
+}
+
+/// An https receiver on a loopback port, one connection at a time: answers 200 to each POST and
+/// records it. Dropped, it stops accepting and its thread is joined.
+struct TlsReceiver {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TlsReceiver {
+    fn start(config: rustls::ServerConfig) -> TlsReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = Arc::new(config);
+        let (sink, stopped) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(tcp) = stream else { continue };
+                serve_one(&config, tcp, &sink);
+            }
+        });
+        TlsReceiver {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TlsReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr); // wakes the accept
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One connection: the TLS handshake, one request (head, then the body by Content-Length),
+/// a 200 that closes.
+fn serve_one(config: &Arc<rustls::ServerConfig>, tcp: TcpStream, seen: &Mutex<Seen>) {
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let request = loop {
+        match tls.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                if tls.conn.is_handshaking() || e.kind() == std::io::ErrorKind::InvalidData {
+                    seen.lock().unwrap().handshake_errors.push(e.to_string());
+                }
+                return;
+            }
+        }
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        if rest.len() >= len {
+            break (head.to_string(), rest[..len].to_string());
+        }
+    };
+    let body = serde_json::from_str(&request.1).unwrap_or(Value::Null);
+    seen.lock().unwrap().requests.push((request.0, body));
+    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+#[test]
+fn an_https_webhook_signed_by_the_ca_file_gets_one_slack_line_per_event() {
+    let (ca_pem, config) = make_certificates();
+    let receiver = TlsReceiver::start(config);
+    let base = Base::new("webhook-tls");
+    std::fs::write(base.path.join("ca.pem"), &ca_pem).unwrap();
+    let url = format!("https://localhost:{}/hook", receiver.addr.port());
+    base.write_env(&format!(
+        "WEBHOOK_URLS={url}\nWEBHOOK_CA_FILE=ca.pem\nWEBHOOK_FORMAT=slack"
+    ));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--crash-at-start");
+    let (head, body) = wait_until(
+        "1.1.0's rejection at the https receiver",
+        Duration::from_secs(20),
+        || {
+            let seen = receiver.seen.lock().unwrap();
+            seen.requests
+                .iter()
+                .find(|(_, body)| {
+                    body["text"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("understudy: app 1.1.0 rejected: "))
+                })
+                .cloned()
+        },
+    );
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        1,
+        "only `text`, as Slack takes it: {body}"
+    );
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("fatal: cannot load configuration"),
+        "why, from the build's stderr: {text}"
+    );
+    let seen = receiver.seen.lock().unwrap();
+    let texts: Vec<&str> = seen
+        .requests
+        .iter()
+        .filter_map(|(_, b)| b["text"].as_str())
+        .collect();
+    for line in [
+        "understudy: app 1.0.0 found: app-1.0.0",
+        "understudy: app 1.0.0 is ready as running",
+    ] {
+        assert!(
+            texts.contains(&line),
+            "one line per event, from the first on: {texts:#?}"
+        );
+    }
+    let log = u.log_text();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ignoring") && l.contains("ca.pem")),
+        "the CA file in the base dir is no stray build: {log}"
+    );
+    assert!(
+        seen.handshake_errors.is_empty(),
+        "{:?}",
+        seen.handshake_errors
+    );
+    drop(seen);
+    let (admin_addr, _) = admin(&base);
+    let (_, metrics) = http(admin_addr, "GET", "/metrics").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("understudy_webhook_delivered_total{")
+                && l.contains(&url)
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    u.stop();
+}
+
+#[test]
+fn without_the_ca_file_the_receiver_is_refused_and_the_loss_counted_and_logged() {
+    let (_, config) = make_certificates();
+    let receiver = TlsReceiver::start(config);
+    let base = Base::new("webhook-tls-unknown");
+    let url = format!("https://localhost:{}/hook", receiver.addr.port());
+    base.write_env(&format!("WEBHOOK_URLS={url}\nWEBHOOK_FORMAT=slack"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (admin_addr, _) = admin(&base);
+    // Five attempts with backoff (0.5 + 1 + 2 + 4 s) before the first event is given up.
+    wait_until(
+        "a dropped event in /metrics",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = http(admin_addr, "GET", "/metrics").ok()?;
+            text.lines()
+                .any(|l| {
+                    l.starts_with("understudy_webhook_dropped_total{")
+                        && l.contains(&url)
+                        && !l.ends_with(" 0")
+                })
+                .then_some(())
+        },
+    );
+    let log = u.log_text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("given up") && l.contains(&url))
+        .unwrap_or_else(|| panic!("a warning names the receiver: {log}"));
+    assert!(
+        warning.contains("invalid peer certificate") && warning.contains("UnknownIssuer"),
+        "and why: {warning}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    {
+        let seen = receiver.seen.lock().unwrap();
+        assert!(seen.requests.is_empty(), "nothing was sent in the clear");
+        assert!(
+            !seen.handshake_errors.is_empty(),
+            "understudy hung up in the handshake"
+        );
+    }
+    assert_eq!(u.get("/").0, 200, "users are served all along");
+    u.stop();
+}
+
+#[test]
+fn a_ca_file_that_is_not_pem_exits_64_naming_key_and_value() {
+    let base = Base::new("webhook-ca-bad");
+    std::fs::write(base.path.join("ca.pem"), "not a certificate\n").unwrap();
+    for value in ["ca.pem", "missing.pem"] {
+        base.write_env(&format!(
+            "WEBHOOK_URLS=https://localhost:9/hook\nWEBHOOK_CA_FILE={value}"
+        ));
+        let (code, _, err) = cli(&base, &["run"]);
+        assert_eq!(code, 64, "{err}");
+        assert!(
+            err.contains("WEBHOOK_CA_FILE") && err.contains(value) && err.contains("PEM"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
