@@ -574,6 +574,28 @@ fn history_text(v: &Value) -> String {
 }
 
 /// The status as a few aligned lines for a terminal.
+/// "25 % (step 2 of 3), 40 s of 120 s, 312 answers".
+fn canary_text(c: &Value) -> String {
+    let elapsed = c["since"]
+        .as_str()
+        .and_then(|s| crate::instant::parse(s).ok())
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map_or(String::new(), |d| format!("{} s of ", d.as_secs()));
+    format!(
+        "{} % (step {} of {}), {elapsed}{:.0} s, {} answers{}",
+        c["weight"].as_f64().unwrap_or(0.0),
+        c["step"],
+        c["steps"],
+        c["window_secs"].as_f64().unwrap_or(0.0),
+        c["answers"],
+        if c["held"] == true {
+            "; holds: too little evidence (promote or abort)"
+        } else {
+            ""
+        }
+    )
+}
+
 fn status_text(v: &Value) -> String {
     let mut out = instance_line("running", &v["running"]);
     if let Some(r) = v["restarting"].as_str() {
@@ -590,6 +612,9 @@ fn status_text(v: &Value) -> String {
         if let Some(x) = v[key].as_str() {
             out.push_str(&format!("{key:<10}{x}\n"));
         }
+    }
+    if !v["canary"].is_null() {
+        out.push_str(&format!("{:<10}{}\n", "canary", canary_text(&v["canary"])));
     }
     if !v["verdict"].is_null() {
         out.push_str(&format!(

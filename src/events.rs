@@ -122,6 +122,22 @@ pub enum Event {
     },
     /// Testing passed; a fresh running instance of its version is starting.
     Promoting { version: Version },
+    /// A canary step began: `share` of users are served by testing, writes included.
+    CanaryStep {
+        version: Version,
+        /// 1-based.
+        step: usize,
+        steps: usize,
+        /// "20 %".
+        share: String,
+    },
+    /// A canary step had too little evidence after three windows: it holds (the operator may
+    /// promote or abort).
+    CanaryHeld {
+        version: Version,
+        step: usize,
+        why: String,
+    },
     /// Traffic now goes to a new running version; `why` tells a promotion from a rollback.
     Promoted {
         from: Option<Version>,
@@ -250,6 +266,8 @@ impl Event {
             | Event::HookRan { .. } => self.log_instance(),
             Event::Scored { .. }
             | Event::Promoting { .. }
+            | Event::CanaryStep { .. }
+            | Event::CanaryHeld { .. }
             | Event::Promoted { .. }
             | Event::PromotionFailed { .. }
             | Event::GuardTripped { .. }
@@ -366,6 +384,17 @@ impl Event {
             }
             Event::Promoting { version } => {
                 tracing::info!(target: LOG_TARGET, %version, "promoting")
+            }
+            Event::CanaryStep {
+                version,
+                step,
+                steps,
+                share,
+            } => {
+                tracing::info!(target: LOG_TARGET, %version, step, steps, share, "canary_step")
+            }
+            Event::CanaryHeld { version, step, why } => {
+                tracing::warn!(target: LOG_TARGET, %version, step, why, "canary_held")
             }
             Event::Promoted { from, to, why } => {
                 let from = from.as_ref().map(Version::to_string).unwrap_or_default();

@@ -25,6 +25,8 @@ pub enum SwitchWhy {
     Rollback,
     /// A newer build replaced a running version that kept crashing.
     CrashLoop,
+    /// Testing passed its scoring and every canary step (`CANARY_STEPS`).
+    Canary,
 }
 
 impl std::fmt::Display for SwitchWhy {
@@ -36,6 +38,7 @@ impl std::fmt::Display for SwitchWhy {
             SwitchWhy::Scheduled => "scheduled",
             SwitchWhy::Rollback => "rollback",
             SwitchWhy::CrashLoop => "crash_loop",
+            SwitchWhy::Canary => "canary",
         })
     }
 }

@@ -209,6 +209,7 @@ pub async fn run(
         mirror_rx,
         capture_budget,
         replay_queue,
+        served_rx,
     } = start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops)?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
@@ -238,6 +239,7 @@ pub async fn run(
         mirror_rx,
         capture_budget,
         replay_queue,
+        served_rx,
         routes: routes_tx,
         stats,
         events: events.clone(),
@@ -271,6 +273,8 @@ struct StartedProxy {
     capture_budget: proxy::mirror::CaptureBudget,
     /// The queue (and its recorder of recent requests) the replay task sends through.
     replay_queue: proxy::mirror::MirrorQueue,
+    /// Answers served during a canary step, for the scorer.
+    served_rx: mpsc::Receiver<proxy::canary::Served>,
 }
 
 /// Start the proxy threads on `listener`, with the mirror queue they offer copies to; a dying
@@ -294,9 +298,15 @@ fn start_proxy(
     let capture_budget = mirror_queue.budget();
     let replay_queue = mirror_queue.clone();
     let listener = listener.into_std().map_err(RunError::Listener)?;
+    // Only with canary steps configured do the proxy threads count served answers at all.
+    let (served_tx, served_rx) = mpsc::channel(proxy::canary::SERVED_QUEUE);
+    let settings = proxy::ProxySettings {
+        served: (!cfg.canary.steps.is_empty()).then_some(served_tx),
+        ..proxy_settings(cfg)
+    };
     let proxy = proxy::start(
         listener,
-        proxy_settings(cfg),
+        settings,
         routes,
         mirror_queue,
         stats.clone(),
@@ -308,6 +318,7 @@ fn start_proxy(
         mirror_rx,
         capture_budget,
         replay_queue,
+        served_rx,
     })
 }
 
@@ -374,6 +385,8 @@ fn spawn_webhooks(
 
 fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
     proxy::ProxySettings {
+        canary_sticky: cfg.canary.sticky.clone(),
+        served: None,
         threads: cfg
             .worker_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -432,6 +445,7 @@ struct Control {
     mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
     capture_budget: proxy::mirror::CaptureBudget,
     replay_queue: proxy::mirror::MirrorQueue,
+    served_rx: mpsc::Receiver<proxy::canary::Served>,
     routes: watch::Sender<Arc<proxy::Routes>>,
     stats: Arc<proxy::ProxyStats>,
     events: Events,
@@ -483,7 +497,10 @@ impl Control {
             score::run(
                 cfg.score.clone(),
                 self.stats.requests.clone(),
-                pairs_rx,
+                score::Feeds {
+                    pairs: pairs_rx,
+                    served: self.served_rx,
+                },
                 scorer_rx,
                 verdict_tx,
                 replay_tx,

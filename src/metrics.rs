@@ -97,7 +97,7 @@ pub struct EventCounters {
     verdicts: [Counter; 3],
     /// Switches that were not rollbacks, by why: first, automatic, operator, scheduled,
     /// crash_loop.
-    promotions: [Counter; 5],
+    promotions: [Counter; 6],
     /// Promotions that failed before the switch.
     promotion_failures: Counter,
     /// Builds refused or rejected.
@@ -115,7 +115,14 @@ pub struct EventCounters {
 }
 
 /// The `why` label of promotions, as [`EventCounters::promotions`] is indexed.
-const PROMOTION_WHYS: [&str; 5] = ["first", "automatic", "operator", "scheduled", "crash_loop"];
+const PROMOTION_WHYS: [&str; 6] = [
+    "first",
+    "automatic",
+    "operator",
+    "scheduled",
+    "crash_loop",
+    "canary",
+];
 /// The `verdict` label, as [`EventCounters::verdicts`] is indexed.
 const VERDICTS: [&str; 3] = ["wait", "promote", "reject"];
 /// The `trigger` label of rollbacks, as [`EventCounters::rollbacks`] is indexed.
@@ -202,6 +209,7 @@ impl EventCounters {
                     SwitchWhy::Operator => 2,
                     SwitchWhy::Scheduled => 3,
                     SwitchWhy::CrashLoop => 4,
+                    SwitchWhy::Canary => 5,
                 };
                 self.promotions[i].inc();
             }
@@ -378,6 +386,13 @@ fn encode_state(
             MetricType::Gauge,
         )?;
     ConstGauge::new(i64::from(status.disk_full.is_some())).encode(m)?;
+    let m = enc.encode_descriptor(
+        "canary_weight",
+        "Percent of users served by the build under test in its canary step (CANARY_STEPS); 0 outside one.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(status.canary.as_ref().map_or(0.0, |c| c.weight)).encode(m)?;
     if let Some(v) = &status.verdict {
         let m = enc.encode_descriptor(
             "score",
@@ -588,7 +603,7 @@ mod tests {
         });
 
         assert_eq!(get(&c.verdicts), [2, 0, 1]);
-        assert_eq!(get(&c.promotions), [0, 1, 1, 1, 0]);
+        assert_eq!(get(&c.promotions), [0, 1, 1, 1, 0, 0]);
         assert_eq!(get(&c.rollbacks), [0, 0]);
         assert_eq!(c.rejections.get(), 1);
         assert_eq!(c.restarts.get(), 1);

@@ -20,6 +20,7 @@
 mod accept;
 mod answer;
 mod bufs;
+pub mod canary;
 mod conn;
 mod exchange;
 mod fields;
@@ -60,6 +61,10 @@ pub use upstream::{InflightGuard, Routes, Upstream};
 pub struct ProxySettings {
     /// Proxy threads, each with its own event loop (0 counts as 1).
     pub threads: usize,
+    /// `CANARY_STICKY`: what places a user in a canary step.
+    pub canary_sticky: crate::config::Sticky,
+    /// Where answers served during a canary step are counted (the scorer); None: nowhere.
+    pub served: Option<canary::ServedTx>,
     /// Body of the 503 answered while nothing runs: says what to drop where.
     pub no_running_hint: String,
     /// How long requests in flight at stop may take to finish before their connections are cut.
@@ -151,6 +156,10 @@ pub enum ProxyError {
 /// The proxy's shared state, one per proxy thread, shared (as an `Arc`) by its connections.
 struct Proxy {
     routes: watch::Receiver<Arc<Routes>>,
+    /// `CANARY_STICKY`: what places a user in a canary step.
+    sticky: crate::config::Sticky,
+    /// Served answers of both sides during a canary step, to the scorer.
+    served: Option<canary::ServedTx>,
     /// This thread's connections to the instances.
     pool: pool::Pool,
     mirror: MirrorQueue,
@@ -177,6 +186,8 @@ struct Route {
     running: InflightGuard,
     testing: Option<Arc<Upstream>>,
     secondary: Option<Arc<Upstream>>,
+    /// During a canary step: which side serves this user (`running` is then that side).
+    side: Option<canary::Side>,
 }
 
 impl Proxy {
@@ -190,6 +201,8 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             routes,
+            sticky: settings.canary_sticky.clone(),
+            served: settings.served.clone(),
             pool: pool::Pool::default(),
             mirror,
             stats,
@@ -206,18 +219,56 @@ impl Proxy {
     }
 
     /// Choose running (counting the request on it) and testing; with nothing running, the
-    /// version being restarted, if any.
-    fn route(&self) -> Result<Route, Option<Version>> {
+    /// version being restarted, if any. During a canary step, a user whose place (by the sticky
+    /// key in `head`, or the address `peer` gives) is under the share is served by testing.
+    fn route(
+        &self,
+        head: &[u8],
+        peer: impl FnOnce() -> Option<std::net::IpAddr>,
+    ) -> Result<Route, Option<Version>> {
         // Take the in-flight count while the routes are borrowed: a swap waits for this borrow, so
         // a drain that starts after the swap sees every request that chose the old upstream.
         let routes = self.routes.borrow();
-        match &routes.running {
-            Some(r) => Ok(Route {
-                running: InflightGuard::new(r),
-                testing: routes.testing.clone(),
-                secondary: routes.secondary.clone(),
-            }),
-            None => Err(routes.restarting.clone()),
+        let Some(running) = &routes.running else {
+            return Err(routes.restarting.clone());
+        };
+        if let Some(testing) = routes.testing.as_ref().filter(|_| routes.canary > 0) {
+            let place = canary::place(&self.sticky, head, peer());
+            if place.is_some_and(|p| p < routes.canary) {
+                return Ok(Route {
+                    running: InflightGuard::new(testing),
+                    testing: None,
+                    secondary: None,
+                    side: Some(canary::Side::Testing),
+                });
+            }
+        }
+        Ok(Route {
+            running: InflightGuard::new(running),
+            testing: routes.testing.clone(),
+            secondary: routes.secondary.clone(),
+            side: (routes.canary > 0).then_some(canary::Side::Running),
+        })
+    }
+
+    /// During a canary step, the record of this request's answer (its side, method and path
+    /// from the request head `head`), to be completed by [`Proxy::served`].
+    fn serving(&self, route: &Route, method: &http::Method, head: &[u8]) -> Option<canary::Served> {
+        let side = route.side.filter(|_| self.served.is_some())?;
+        Some(canary::Served {
+            side,
+            method: method.clone(),
+            path: canary::path_of(head).to_string(),
+            status: 0,
+            latency: Duration::ZERO,
+        })
+    }
+
+    /// Count an answer served during a canary step for the scorer (dropped when it lags).
+    fn served(&self, record: Option<canary::Served>, status: u16, latency: Duration) {
+        if let (Some(tx), Some(mut r)) = (&self.served, record) {
+            (r.status, r.latency) = (status, latency);
+            let _ = tx.try_send(r);
         }
     }
 

@@ -4,6 +4,7 @@
 //! that does both as pairs arrive.
 
 mod bodies;
+pub mod canary;
 mod evaluation;
 mod judging;
 pub mod logs;
@@ -19,4 +20,4 @@ pub use evaluation::{evaluate, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
 pub use pair::Pair;
 pub use scorecard::{endpoint_key, EndpointStats, Resources, Scorecard, Summary, Watch};
-pub use scorer::{run, Scored, ScorerControl};
+pub use scorer::{run, Feeds, Scored, ScorerControl};

@@ -159,7 +159,8 @@ async fn route(
         .await;
         return Next::Close;
     }
-    let route = match proxy.route() {
+    let peer = || client.peer_addr().ok().map(|a| a.ip());
+    let route = match proxy.route(&bufs.out, peer) {
         Ok(r) => r,
         Err(restarting) => {
             proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);

@@ -62,6 +62,7 @@ pub(super) async fn forward(
     let running = route.running.shared().clone();
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
     record(proxy, &req, &bufs.out);
+    let serving = proxy.serving(&route, &req.method, &bufs.out);
     let copy = route
         .testing
         .clone()
@@ -91,6 +92,10 @@ pub(super) async fn forward(
     let (conn, a) = match answered {
         Ok(x) => x,
         Err(f) => {
+            // Only the side's own failures count against it; a user's broken body does not.
+            if let Failure::Upstream(e) = &f {
+                proxy.served(serving, if e.is_timeout() { 504 } else { 502 }, latency);
+            }
             // A request read whole keeps its connection; a body left half-read cannot.
             let close = asker.close || !body.framing.done();
             return failed(client, proxy, &running, f, asker, close, bufs).await;
@@ -100,6 +105,7 @@ pub(super) async fn forward(
         StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY),
         latency,
     );
+    proxy.served(serving, a.status, latency);
     if a.switching {
         return Box::pin(super::upgrade::splice(client, conn, a, route.running, bufs)).await;
     }

@@ -97,6 +97,8 @@ fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
     let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024, 0, 0.0);
     let (stop, fatal) = (CancellationToken::new(), CancellationToken::new());
     let settings = ProxySettings {
+        canary_sticky: crate::config::Sticky::Ip,
+        served: None,
         threads,
         no_running_hint: "no running instance\n".into(),
         drain_grace,

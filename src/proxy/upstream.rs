@@ -126,6 +126,9 @@ pub struct Routes {
     /// Running's version while it is being restarted (with `running` empty): users are told to
     /// retry shortly instead of being told to drop a build.
     pub restarting: Option<Version>,
+    /// In a canary step, the share of users (of [`super::canary::PLACES`]) testing serves,
+    /// writes included; 0 outside one.
+    pub canary: u32,
 }
 
 /// Counts a user request against its upstream until the response body is done.

@@ -220,6 +220,8 @@ pub struct Scorecard {
     noise_diffs: DiffStats,
     /// Whether a secondary measures noise for this build.
     pub(super) noise: bool,
+    /// The answers of the current canary step, while one runs.
+    pub(super) canary: Option<super::canary::CanaryCard>,
     /// Testing's and running's pids, with their CPU seconds and the request count when first
     /// sampled (CPU per request is measured from there).
     testing_cpu: CpuBase,
@@ -264,6 +266,7 @@ impl Scorecard {
             diffs: DiffStats::default(),
             noise_diffs: DiffStats::default(),
             noise: watch.noise,
+            canary: None,
             testing_cpu: CpuBase {
                 pid: watch.testing_pid,
                 first: None,

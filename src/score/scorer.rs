@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::canary::{CanaryEvaluation, Served};
 use super::evaluation::{evaluate, Evaluation};
 use super::logs::LevelRules;
 use super::pair::Pair;
@@ -37,6 +38,8 @@ pub enum ScorerControl {
     Secondary(Option<u32>),
     /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
     Config(ScoreConfig),
+    /// A canary step begins (`true`: its answers are counted afresh) or the canary ends.
+    Canary(bool),
 }
 
 /// A verdict about one testing instance, sent to the supervisor.
@@ -46,6 +49,16 @@ pub struct Scored {
     pub testing: InstanceId,
     /// The evaluation.
     pub evaluation: Evaluation,
+    /// The current canary step's answers judged, while one runs.
+    pub canary: Option<CanaryEvaluation>,
+}
+
+/// What the scorer counts: mirrored pairs, and the answers served during a canary step.
+pub struct Feeds {
+    /// Pairs from the mirror.
+    pub pairs: mpsc::Receiver<Pair>,
+    /// Answers served to users during a canary step, from the proxy threads.
+    pub served: mpsc::Receiver<Served>,
 }
 
 /// How long the scorer lets mirrored pairs gather after taking a batch (see [`run`]).
@@ -59,12 +72,16 @@ const PAIR_BATCH: usize = 1024;
 pub async fn run(
     cfg: ScoreConfig,
     requests: Arc<AtomicU64>,
-    mut pairs: mpsc::Receiver<Pair>,
+    feeds: Feeds,
     mut control: mpsc::UnboundedReceiver<ScorerControl>,
     verdicts: mpsc::Sender<Scored>,
     replay: watch::Sender<Option<InstanceId>>,
     cancel: CancellationToken,
 ) {
+    let Feeds {
+        mut pairs,
+        mut served,
+    } = feeds;
     let mut cfg = cfg;
     let mut rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
     let mut card: Option<Scorecard> = None;
@@ -93,14 +110,25 @@ pub async fn run(
                     let noise = c.noise;
                     let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
                     let evaluation = evaluate(&s, &cfg);
+                    let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, &cfg));
                     let wanted = (noise && replay_wanted(&s, &cfg)).then_some(c.testing);
                     replay.send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation }) {
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation, canary }) {
                         break;
                     }
                 } else {
                     replay.send_if_modified(|w| w.take().is_some());
+                }
+            }
+            Some(s) = served.recv() => {
+                let step = card.as_mut().and_then(|c| c.canary.as_mut());
+                if let Some(k) = step {
+                    k.record(&s);
+                    for _ in 0..PAIR_BATCH {
+                        let Ok(s) = served.try_recv() else { break };
+                        k.record(&s);
+                    }
                 }
             }
             Some(p) = pairs.recv() => {
@@ -158,6 +186,11 @@ fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, req
                 c.follow_secondary(pid);
             }
         }
+        ScorerControl::Canary(on) => {
+            if let Some(c) = card.as_mut() {
+                c.canary = on.then(Default::default);
+            }
+        }
         ScorerControl::Config(_) => {}
     }
 }
@@ -180,7 +213,10 @@ mod tests {
         let scorer = tokio::spawn(run(
             cfg(),
             Arc::new(AtomicU64::new(0)),
-            pairs_rx,
+            Feeds {
+                pairs: pairs_rx,
+                served: mpsc::channel(1).1,
+            },
             control_rx,
             verdict_tx,
             watch::channel(None).0,

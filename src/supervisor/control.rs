@@ -139,6 +139,30 @@ pub struct Status {
     pub transaction: Option<super::Txn>,
     /// Why the last `PRE_PROMOTE` refused the build under test (it stays testing).
     pub hook_failure: Option<String>,
+    /// The canary step under way (`CANARY_STEPS`).
+    pub canary: Option<CanaryStatus>,
+}
+
+/// A canary step as status shows it: which share of users testing serves, since when, on how
+/// many answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanaryStatus {
+    /// Share of users served by testing, in percent.
+    pub weight: f64,
+    /// 1-based step.
+    pub step: usize,
+    /// Steps in all.
+    pub steps: usize,
+    /// When the step began (RFC 3339).
+    pub since: String,
+    /// `CANARY_STEP_WINDOW`, in seconds.
+    pub window_secs: f64,
+    /// Answers served this step by testing.
+    pub answers: u64,
+    /// Answers served this step by running.
+    pub running_answers: u64,
+    /// It holds for lack of evidence.
+    pub held: bool,
 }
 
 /// Format a wall-clock instant as RFC 3339 (UTC), as status and history show times.

@@ -5,6 +5,7 @@
 //! (verdicts, transactions, the guard, rollbacks), `commands` (an operator's, and schedules) and
 //! `filing` (archives and the disk).
 
+mod canary;
 mod commands;
 mod filing;
 mod install;
@@ -168,6 +169,8 @@ pub struct Routing {
     pub secondary: Option<Target>,
     /// Running is down and being restarted (users are told to retry).
     pub restarting: Option<Version>,
+    /// In a canary step, the share of users testing serves (basis points); 0 outside one.
+    pub canary: u32,
 }
 
 /// What the executor is asked to do.

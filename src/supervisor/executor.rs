@@ -637,6 +637,7 @@ impl Executor {
             testing: upstream(&r.testing),
             secondary: upstream(&r.secondary),
             restarting: r.restarting,
+            canary: r.canary,
         };
         self.routes.send_replace(Arc::new(routes));
     }

@@ -26,6 +26,8 @@ pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
     resumed.schedule_grace = cfg.missed_schedule_grace;
     resumed.rollback_window = cfg.rollback_window;
     resumed.noise_cancel = cfg.diff.noise_cancel;
+    resumed.canary_steps = cfg.canary.steps.clone();
+    resumed.canary_window = cfg.canary.step_window;
     resumed.max_5xx_delta = cfg.score.max_5xx_delta;
     resumed.hooks = HookSet {
         pre_start: cfg.hooks.pre_start.is_some(),
@@ -65,6 +67,8 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         rollback_window: Duration::ZERO,
         max_5xx_delta: 0.0,
         noise_cancel: false,
+        canary_steps: Vec::new(),
+        canary_window: Duration::from_secs(120),
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(

@@ -117,6 +117,23 @@ pub struct Resumed {
     pub max_5xx_delta: f64,
     /// `NOISE_CANCEL`: run a secondary of running's version while a build is tested.
     pub noise_cancel: bool,
+    /// `CANARY_STEPS`: shares of users (basis points) testing serves after the shadow verdict.
+    pub canary_steps: Vec<u32>,
+    /// `CANARY_STEP_WINDOW`: how long each step is judged.
+    pub canary_window: Duration,
+}
+
+/// The canary step under way.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CanaryStep {
+    /// 0-based index into `CANARY_STEPS`.
+    pub(super) step: usize,
+    pub(super) since: Instant,
+    pub(super) since_wall: SystemTime,
+    /// Told that it holds for lack of evidence.
+    pub(super) held: bool,
+    /// Answers served this step by (testing, running).
+    pub(super) answers: (u64, u64),
 }
 
 /// Where an instance is in its life.
@@ -261,6 +278,13 @@ pub struct State {
     pub(super) secondary: Option<Slot>,
     /// Whether to run one.
     pub(super) noise_cancel: bool,
+    pub(super) canary_steps: Vec<u32>,
+    pub(super) canary_window: Duration,
+    /// The canary step under way, if any.
+    pub(super) canary: Option<CanaryStep>,
+    /// The build that served a canary share, still serving it (the share) while its promotion
+    /// starts a fresh instance: drained at the switch.
+    pub(super) canary_out: Option<(Slot, u32)>,
     /// The testing instance whose secondary failed: noise stays unknown for it.
     pub(super) secondary_off: Option<InstanceId>,
     /// An installed build waiting for running to be ready before it is tested.
@@ -333,6 +357,10 @@ impl State {
             disk_full: None,
             secondary: None,
             noise_cancel: false,
+            canary_steps: Vec::new(),
+            canary_window: Duration::from_secs(120),
+            canary: None,
+            canary_out: None,
             secondary_off: None,
             pending: None,
             installing: None,
@@ -477,6 +505,16 @@ impl State {
                 .hook_block
                 .as_ref()
                 .map(|(v, why)| format!("{v}: {why}")),
+            canary: self.canary.as_ref().map(|c| control::CanaryStatus {
+                weight: f64::from(self.canary_steps.get(c.step).copied().unwrap_or(0)) / 100.0,
+                step: c.step + 1,
+                steps: self.canary_steps.len(),
+                since: control::rfc3339(c.since_wall),
+                window_secs: self.canary_window.as_secs_f64(),
+                answers: c.answers.0,
+                running_answers: c.answers.1,
+                held: c.held,
+            }),
         }
     }
 }

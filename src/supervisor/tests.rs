@@ -142,6 +142,7 @@ impl Sim {
                 diffs: Vec::new(),
                 evidence: Default::default(),
             },
+            canary: None,
         }))
     }
 }

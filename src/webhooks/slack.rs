@@ -32,6 +32,8 @@ pub fn slack_text(app: &str, e: &Stamped) -> String {
         | Event::HookRan { .. } => instance_line(&e.event),
         Event::Scored { .. }
         | Event::Promoting { .. }
+        | Event::CanaryStep { .. }
+        | Event::CanaryHeld { .. }
         | Event::Promoted { .. }
         | Event::PromotionFailed { .. }
         | Event::GuardTripped { .. }
@@ -195,6 +197,13 @@ fn verdict_line(e: &Event) -> String {
             ..
         } => format!("{version} scored {score} over {pairs} pairs: {summary}"),
         Event::Promoting { version } => format!("{version} passed; promoting it"),
+        Event::CanaryStep {
+            version,
+            step,
+            steps,
+            share,
+        } => format!("{version} serves {share} of users (canary step {step} of {steps})"),
+        Event::CanaryHeld { version, why, .. } => format!("{version}'s canary holds: {why}"),
         Event::Promoted { from, to, why } => {
             let why = match why {
                 SwitchWhy::First => "the first build",
@@ -203,6 +212,7 @@ fn verdict_line(e: &Event) -> String {
                 SwitchWhy::Scheduled => "as scheduled",
                 SwitchWhy::Rollback => "a rollback",
                 SwitchWhy::CrashLoop => "the version before kept crashing",
+                SwitchWhy::Canary => "it passed its scoring and every canary step",
             };
             format!(
                 "{to} promoted, now serving users ({why}); was {}",

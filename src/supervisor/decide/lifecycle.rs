@@ -317,13 +317,19 @@ impl Decision<'_> {
     pub(super) fn publish_routes(&mut self) {
         let routing = Routing {
             running: self.s.running.as_ref().and_then(Slot::target),
-            testing: self.s.testing.as_ref().and_then(Slot::target),
+            testing: self
+                .s
+                .testing
+                .as_ref()
+                .or(self.s.canary_out.as_ref().map(|(s, _)| s))
+                .and_then(Slot::target),
             secondary: self.s.secondary.as_ref().and_then(Slot::target),
             restarting: match &self.s.running {
                 Some(r) if r.proven && !r.is_ready() => Some(r.version().clone()),
                 None => self.s.restart.as_ref().map(|r| r.installed.version.clone()),
                 _ => None,
             },
+            canary: self.canary_weight(),
         };
         self.out.push(Action::Route(routing));
     }

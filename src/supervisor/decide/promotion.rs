@@ -26,6 +26,8 @@ impl Decision<'_> {
         self.s.guard_window = r.rollback_window;
         self.s.guard_max_delta = r.max_5xx_delta;
         self.s.noise_cancel = r.noise_cancel;
+        self.s.canary_steps = r.canary_steps.clone();
+        self.s.canary_window = r.canary_window;
         self.resume_schedules(r.schedules, r.promote_at);
         let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
         if switched {
@@ -103,6 +105,15 @@ impl Decision<'_> {
         if self.s.paused {
             return; // scored and shown, not acted on
         }
+        if self.s.canary.is_some() {
+            // In a canary step the shadow goes on: its rejection still rejects; its promote
+            // waits for the steps.
+            match s.evaluation.verdict {
+                Verdict::Reject(reasons) => self.reject_testing(reasons),
+                _ => self.canary_scored(s.canary),
+            }
+            return;
+        }
         match s.evaluation.verdict {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
@@ -116,6 +127,8 @@ impl Decision<'_> {
                     // PRE_PROMOTE said no: an operator's promote may try again.
                 } else if self.held_by_schedule(&version) {
                     // Scored says it passed, Scheduled said when it will be promoted.
+                } else if !self.s.canary_steps.is_empty() {
+                    self.start_canary(0);
                 } else {
                     self.begin_promotion(SwitchWhy::Automatic)
                 }
@@ -124,6 +137,8 @@ impl Decision<'_> {
     }
 
     pub(super) fn unroute_testing(&mut self, old: &Slot) {
+        // Users in a canary step go back to running with the same routes.
+        self.s.canary = None;
         if old.is_ready() {
             self.out.push(Action::Score(ScorerControl::Clear));
         }
@@ -151,6 +166,7 @@ impl Decision<'_> {
         if self.s.next.is_some() || self.s.txn.is_some() {
             return;
         }
+
         let Some(testing) = self.s.testing.as_ref() else {
             return;
         };
@@ -184,12 +200,20 @@ impl Decision<'_> {
 
     /// Promotion, step 1 proper: stop testing and start a fresh running instance of its version.
     pub(super) fn promote_testing(&mut self, why: SwitchWhy) {
+        let weight = self.canary_weight();
         let Some(testing) = self.s.testing.take() else {
             return;
         };
-        self.unroute_testing(&testing);
         let installed = testing.installed.clone();
-        self.retire(testing, false, AfterStop::ArchiveIfUnused);
+        if weight > 0 {
+            // The canary's users stay on it until the switch (an operator's promote skips the
+            // steps left); it is drained then.
+            self.s.canary_out = Some((testing.clone(), weight));
+            self.unroute_testing(&testing);
+        } else {
+            self.unroute_testing(&testing);
+            self.retire(testing, false, AfterStop::ArchiveIfUnused);
+        }
         self.begin_promotion_of(installed, why);
     }
 
@@ -228,6 +252,10 @@ impl Decision<'_> {
         self.persist();
         self.s.txn_old = old.as_ref().map(|o| o.id);
         self.serve(SlotKey::Running);
+        if let Some((canary, _)) = self.s.canary_out.take() {
+            self.publish_routes();
+            self.retire(canary, true, AfterStop::Keep);
+        }
         let from = old
             .as_ref()
             .map(|o| o.version().clone())
@@ -295,6 +323,10 @@ impl Decision<'_> {
             reasons: reasons.clone(),
         });
         self.s.txn = None;
+        if let Some((canary, _)) = self.s.canary_out.take() {
+            self.publish_routes();
+            self.retire(canary, true, AfterStop::Keep);
+        }
         // A version brought back by a rollback had served before: it goes back to the archive.
         let after = match self.s.switch_why.take() {
             Some(SwitchWhy::Rollback) => AfterStop::ArchiveIfUnused,

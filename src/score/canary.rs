@@ -1,0 +1,208 @@
+//! A canary step judged on real answers: per endpoint, the answers testing served to its share of
+//! users against those running served to the rest in the same step, with the shadow verdict's
+//! statistics (`CONFIDENCE`, `MAX_5XX_DELTA`, `MAX_CLIENT_ERROR_DELTA`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Method;
+
+use serde::Serialize;
+
+use super::scorecard::endpoint_key;
+use super::stats::{self, RateCheck};
+use crate::config::ScoreConfig;
+
+/// Endpoints tallied one by one in a step; the rest share one row, so memory stays bounded.
+const MAX_ROWS: usize = 256;
+/// The row of endpoints past [`MAX_ROWS`].
+const OTHER: &str = "(other endpoints)";
+
+/// Which side served a user during a canary step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Running's version, as before.
+    Running,
+    /// The build in its canary step.
+    Testing,
+}
+
+/// One answer served to a user during a canary step.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Who served it.
+    pub side: Side,
+    /// The request's method.
+    pub method: Method,
+    /// Its path, without the query.
+    pub path: String,
+    /// The status answered (502/504 when the side did not answer).
+    pub status: u16,
+    /// Time to the answer's head.
+    pub latency: Duration,
+}
+
+/// One side's answers on one endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SideTally {
+    /// Answers served.
+    pub answers: u64,
+    /// Of which 5xx (502/504 when the side did not answer).
+    pub server_errors: u64,
+    /// Of which 4xx.
+    pub client_errors: u64,
+}
+
+/// The step's answers so far, per endpoint and side.
+#[derive(Debug, Clone, Default)]
+pub struct CanaryCard {
+    rows: BTreeMap<String, [SideTally; 2]>,
+}
+
+impl CanaryCard {
+    /// Count one served answer.
+    pub fn record(&mut self, s: &Served) {
+        let mut key = endpoint_key(&s.method, &s.path);
+        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_ROWS {
+            key = OTHER.to_string();
+        }
+        let row = self.rows.entry(key).or_default();
+        let t = &mut row[usize::from(s.side == Side::Testing)];
+        t.answers += 1;
+        t.server_errors += u64::from(s.status >= 500);
+        t.client_errors += u64::from((400..500).contains(&s.status));
+    }
+
+    /// Answers served by (testing, running) in this step.
+    pub fn answers(&self) -> (u64, u64) {
+        self.rows.values().fold((0, 0), |(t, r), row| {
+            (t + row[1].answers, r + row[0].answers)
+        })
+    }
+}
+
+/// What a step's answers say so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanaryEvaluation {
+    /// Answers testing served in this step.
+    pub testing_answers: u64,
+    /// Answers running served in this step.
+    pub running_answers: u64,
+    /// The first regression found, in words with its figures; None while there is none.
+    pub regression: Option<String>,
+    /// Enough answers on testing's side to move on (`MIN_MIRRORED`) and no rate undecided.
+    pub enough: bool,
+}
+
+/// Judge a step's answers: any endpoint (with `MIN_ENDPOINT_PAIRS` answers on testing's side)
+/// whose 5xx or 4xx rate is surely worse than running's by more than its margin is a regression.
+pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
+    let (testing_answers, running_answers) = card.answers();
+    let mut undecided = false;
+    let mut regression = None;
+    for (key, [running, testing]) in &card.rows {
+        if testing.answers < cfg.min_endpoint_pairs {
+            continue;
+        }
+        let checks = [
+            (
+                "5xx",
+                testing.server_errors,
+                running.server_errors,
+                cfg.max_5xx_delta,
+            ),
+            (
+                "4xx",
+                testing.client_errors,
+                running.client_errors,
+                cfg.max_client_error_delta,
+            ),
+        ];
+        for (what, tk, rk, margin) in checks {
+            let check = stats::compare_rates(
+                tk,
+                testing.answers,
+                rk,
+                running.answers,
+                margin,
+                cfg.confidence,
+            );
+            match check {
+                RateCheck::Worse { .. } if regression.is_none() => {
+                    let rate = |k: u64, n: u64| k as f64 * 100.0 / n.max(1) as f64;
+                    regression = Some(format!(
+                        "{key} {what} {:.1} % vs running {:.1} % over {} and {} answers ({:.0} %)",
+                        rate(tk, testing.answers),
+                        rate(rk, running.answers),
+                        testing.answers,
+                        running.answers,
+                        cfg.confidence * 100.0
+                    ));
+                }
+                RateCheck::Undecided { .. } => undecided = true,
+                _ => {}
+            }
+        }
+    }
+    CanaryEvaluation {
+        testing_answers,
+        running_answers,
+        enough: testing_answers >= cfg.min_mirrored && !undecided,
+        regression,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(side: Side, method: Method, path: &str, status: u16) -> Served {
+        Served {
+            side,
+            method,
+            path: path.into(),
+            status,
+            latency: Duration::from_millis(1),
+        }
+    }
+
+    fn card(testing_500: u64) -> CanaryCard {
+        let mut c = CanaryCard::default();
+        for i in 0..300 {
+            c.record(&served(Side::Running, Method::POST, "/api/orders", 200));
+            c.record(&served(Side::Running, Method::GET, "/api/items", 200));
+            let status = if i < testing_500 { 500 } else { 201 };
+            if i < 100 {
+                c.record(&served(Side::Testing, Method::POST, "/api/orders", status));
+                c.record(&served(Side::Testing, Method::GET, "/api/items", 200));
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn a_write_failing_on_testing_is_a_regression_named_with_its_figures() {
+        let cfg = crate::score::test_support::cfg();
+        let e = evaluate(&card(100), &cfg);
+        let r = e.regression.unwrap();
+        assert!(
+            r.starts_with("POST /api/orders 5xx 100.0 % vs running 0.0 % over 100 and 300 answers"),
+            "{r}"
+        );
+        assert_eq!((e.testing_answers, e.running_answers), (200, 600));
+    }
+
+    #[test]
+    fn healthy_answers_are_enough_and_few_are_not() {
+        let cfg = ScoreConfig {
+            min_mirrored: 150,
+            ..crate::score::test_support::cfg()
+        };
+        let e = evaluate(&card(0), &cfg);
+        assert_eq!(e.regression, None);
+        assert!(e.enough, "{e:?}");
+        let mut few = CanaryCard::default();
+        few.record(&served(Side::Testing, Method::GET, "/", 200));
+        assert!(!evaluate(&few, &cfg).enough);
+    }
+}

@@ -1,0 +1,107 @@
+//! The canary phase (`CANARY_STEPS`): after the shadow verdict says promote, a growing share of
+//! users is served by testing, each step judged on real answers, rolled back at the first
+//! regression, promoted after the last step.
+
+use super::Decision;
+use crate::events::Event;
+use crate::history::SwitchWhy;
+use crate::score::canary::CanaryEvaluation;
+use crate::score::ScorerControl;
+use crate::supervisor::state::CanaryStep;
+
+/// A step that has not gathered enough evidence after this many windows holds.
+const HOLD_AFTER_WINDOWS: u32 = 3;
+
+/// "20 %" for a share in basis points.
+pub(crate) fn share_text(weight: u32) -> String {
+    let pct = f64::from(weight) / 100.0;
+    if weight.is_multiple_of(100) {
+        format!("{pct:.0} %")
+    } else {
+        format!("{pct} %")
+    }
+}
+
+impl Decision<'_> {
+    /// Begin step `step` (0-based): its share of users goes to testing from now on.
+    pub(super) fn start_canary(&mut self, step: usize) {
+        let (Some(testing), Some(&weight)) = (&self.s.testing, self.s.canary_steps.get(step))
+        else {
+            return;
+        };
+        let version = testing.version().clone();
+        self.s.canary = Some(CanaryStep {
+            step,
+            since: self.now,
+            since_wall: self.wall,
+            held: false,
+            answers: (0, 0),
+        });
+        self.out
+            .push(crate::supervisor::Action::Score(ScorerControl::Canary(
+                true,
+            )));
+        self.emit(Event::CanaryStep {
+            version,
+            step: step + 1,
+            steps: self.s.canary_steps.len(),
+            share: share_text(weight),
+        });
+        self.publish_routes();
+        self.persist();
+    }
+
+    /// A canary step's answers judged: roll back at a regression, move on after a window with
+    /// enough evidence, hold (and say so) after three windows without.
+    pub(super) fn canary_scored(&mut self, ev: Option<CanaryEvaluation>) {
+        let (Some(ev), Some(c)) = (ev, self.s.canary.as_mut()) else {
+            return;
+        };
+        c.answers = (ev.testing_answers, ev.running_answers);
+        let (step, since, held) = (c.step, c.since, c.held);
+        let weight = self.s.canary_steps.get(step).copied().unwrap_or(0);
+        if let Some(r) = ev.regression {
+            let reason = format!("canary at {}: {r}", share_text(weight));
+            self.reject_testing(vec![reason]);
+            return;
+        }
+        let elapsed = self.now.saturating_duration_since(since);
+        let window = self.s.canary_window;
+        if elapsed >= window && ev.enough {
+            if step + 1 < self.s.canary_steps.len() {
+                self.start_canary(step + 1);
+            } else {
+                self.begin_promotion(SwitchWhy::Canary);
+            }
+        } else if elapsed >= window * HOLD_AFTER_WINDOWS && !held {
+            if let Some(c) = self.s.canary.as_mut() {
+                c.held = true;
+            }
+            let version = self.s.testing.as_ref().map(|t| t.version().clone());
+            if let Some(version) = version {
+                self.emit(Event::CanaryHeld {
+                    version,
+                    step: step + 1,
+                    why: format!(
+                        "too little evidence at {} after {:?}: {} answers from testing; it holds until promote or abort",
+                        share_text(weight),
+                        elapsed,
+                        ev.testing_answers
+                    ),
+                });
+            }
+        }
+    }
+
+    /// The share of users testing serves now (basis points; 0 outside a canary step).
+    pub(super) fn canary_weight(&self) -> u32 {
+        if let Some((_, weight)) = &self.s.canary_out {
+            return *weight;
+        }
+        let ready = self.s.testing.as_ref().is_some_and(|t| t.is_ready());
+        match &self.s.canary {
+            Some(c) if ready => self.s.canary_steps.get(c.step).copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
