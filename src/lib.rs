@@ -217,8 +217,12 @@ pub async fn run(
     let (pulse_tx, pulse_rx) = watch::channel(tokio::time::Instant::now());
     let handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
     let webhook_stats = webhook_stats(&cfg);
-    let (metrics, event_counters) =
-        metrics::Metrics::new(stats.clone(), handle.clone(), webhook_stats.clone());
+    let (metrics, event_counters) = metrics::Metrics::new(
+        stats.clone(),
+        replay_queue.recorder().clone(),
+        handle.clone(),
+        webhook_stats.clone(),
+    );
     // Subscribed before the supervisor starts, so the counters see its first event.
     let counted_events = events.subscribe();
     let admin_state = admin::AdminState {

@@ -12,7 +12,9 @@
 //!   score and each child's CPU time and resident memory are read when scraped, so they are never
 //!   stale and cost nothing in between.
 //!
-//! Every series is named `understudy_*`; the running/testing instance is the label `role`.
+//! Every series is named `understudy_*`; the running/testing instance is the label `role`, and
+//! what an answer was to is the label `source`: `live` (a user's request, or testing's copy of
+//! one) or `replay` (a recorded request replayed to testing, counted in `understudy_replayed_total`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Stamped, VerdictKind};
 use crate::history::SwitchWhy;
+use crate::proxy::replay::Recorder;
 use crate::proxy::{Answers, ProxyStats, LATENCY_BUCKETS_US, NO_ANSWER};
 use crate::supervisor::SupervisorHandle;
 use crate::webhooks::WebhookStats;
@@ -47,6 +50,9 @@ const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 /// Label pairs of a family; built once per series (at start, or per scrape), never per request.
 type Labels = Vec<(&'static str, &'static str)>;
 
+/// One instance's answers to one source of requests: `(role, source, answers)`.
+type AnswerSeries<'a> = (&'static str, &'static str, &'a Answers);
+
 /// The registry behind `GET /metrics`. Cheap to clone: the admin API's handlers share one.
 #[derive(Clone)]
 pub struct Metrics {
@@ -61,9 +67,10 @@ impl fmt::Debug for Metrics {
 
 impl Metrics {
     /// Register every series: the event counters (returned, to be fed by [`count_events`]) and
-    /// the scrape-time collector that reads `stats` and `supervisor`'s status.
+    /// the scrape-time collector that reads `stats`, `recorder`'s size and `supervisor`'s status.
     pub fn new(
         stats: Arc<ProxyStats>,
+        recorder: Arc<Recorder>,
         supervisor: SupervisorHandle,
         webhooks: Arc<[Arc<WebhookStats>]>,
     ) -> (Metrics, EventCounters) {
@@ -71,6 +78,7 @@ impl Metrics {
         let counters = EventCounters::register(&mut registry);
         registry.register_collector(Box::new(Scrape {
             stats,
+            recorder,
             supervisor,
             webhooks,
         }));
@@ -274,6 +282,8 @@ pub async fn count_events(
 /// The collector asked at every scrape: traffic counters, the current score, children's usage.
 struct Scrape {
     stats: Arc<ProxyStats>,
+    /// The requests kept for replay: `understudy_replay_recorded`.
+    recorder: Arc<Recorder>,
     supervisor: SupervisorHandle,
     webhooks: Arc<[Arc<WebhookStats>]>,
 }
@@ -288,8 +298,19 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
         let s = &self.stats;
         encode_proxy_counters(&mut enc, s)?;
-        let roles = [("running", &s.running), ("testing", &s.testing)];
-        encode_answers(&mut enc, &roles)?;
+        let m = enc.encode_descriptor(
+            "replay_recorded",
+            "Recent distinct user requests kept in memory for replay now (at most REPLAY_KEEP; 0 with REPLAY=off).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.recorder.len() as i64).encode(m)?;
+        let series = [
+            ("running", "live", &s.running),
+            ("testing", "live", &s.testing),
+            ("testing", "replay", &s.testing_replayed),
+        ];
+        encode_answers(&mut enc, &series)?;
         encode_webhooks(&mut enc, &self.webhooks)?;
 
         let status = self.supervisor.status();
@@ -352,7 +373,7 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
             ),
             (
                 "replayed",
-                "Recorded user requests replayed to testing and the secondary (never running) because live traffic was too thin to reach MIN_MIRRORED within STABLE_WINDOW (REPLAY).",
+                "Recorded user requests replayed to testing and the secondary (never running) because live traffic was too thin to reach MIN_MIRRORED within STABLE_WINDOW (REPLAY); testing's answers to them are counted under source replay in understudy_responses_total.",
                 load(&s.replayed),
             ),
             (
@@ -415,32 +436,34 @@ fn encode_state(
     Ok(())
 }
 
-/// `understudy_responses_total{role,class}` and `understudy_request_duration_seconds{role}`.
+/// `understudy_responses_total{role,source,class}` and
+/// `understudy_request_duration_seconds{role,source}`.
 fn encode_answers(
     enc: &mut DescriptorEncoder,
-    roles: &[(&'static str, &Answers)],
+    series: &[AnswerSeries<'_>],
 ) -> Result<(), fmt::Error> {
     let mut m = enc.encode_descriptor(
         "responses",
-        "Answers by instance (running: to users; testing: to mirrored copies) and status class; \
+        "Answers by instance (running: to users; testing: to copies), source (live: a user's \
+         request or its copy; replay: a recorded request replayed to testing) and status class; \
          class none: it did not answer (running: the user got a 502 from understudy).",
         None,
         MetricType::Counter,
     )?;
-    for (role, answers) in roles {
+    for (role, source, answers) in series {
         for (class, n) in CLASSES.iter().zip(answers.classes()) {
-            let labels = [("role", *role), ("class", *class)];
+            let labels = [("role", *role), ("source", *source), ("class", *class)];
             ConstCounter::new(n).encode(m.encode_family(&&labels[..])?)?;
         }
     }
     let mut m = enc.encode_descriptor(
         "request_duration",
         "Time from sending a request to an instance to its response head (running: user \
-         requests; testing: mirrored copies).",
+         requests; testing: copies, source live or replay).",
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
-    for (role, answers) in roles {
+    for (role, source, answers) in series {
         let reading = answers.latency();
         let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
             .iter()
@@ -450,7 +473,7 @@ fn encode_answers(
             .collect();
         // Count as the buckets add up, so `_count` always equals the `+Inf` bucket.
         let count = buckets.iter().map(|(_, n)| n).sum();
-        let labels = [("role", *role)];
+        let labels = [("role", *role), ("source", *source)];
         m.encode_family(&&labels[..])?
             .encode_histogram::<NoLabelSet>(reading.sum.as_secs_f64(), count, &buckets, None)?;
     }
@@ -543,196 +566,4 @@ fn encode_children(enc: &mut DescriptorEncoder, children: &[Usage]) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn v(s: &str) -> Version {
-        Version::parse(s).unwrap()
-    }
-
-    fn promoted(to: &str, why: SwitchWhy) -> Event {
-        Event::Promoted {
-            from: Some(v("1.0.0")),
-            to: v(to),
-            why,
-        }
-    }
-
-    fn get(c: &[Counter]) -> Vec<u64> {
-        c.iter().map(Counter::get).collect()
-    }
-
-    #[test]
-    fn events_map_to_their_counters() {
-        let mut registry = Registry::default();
-        let mut c = EventCounters::register(&mut registry);
-        for verdict in [VerdictKind::Wait, VerdictKind::Wait, VerdictKind::Reject] {
-            c.count(&Event::Scored {
-                version: v("1.1.0"),
-                verdict,
-                score: 40,
-                pairs: 10,
-                summary: String::new(),
-                diffs: Vec::new(),
-                evidence: Default::default(),
-            });
-        }
-        c.count(&promoted("1.1.0", SwitchWhy::Automatic));
-        c.count(&promoted("1.2.0", SwitchWhy::Operator));
-        c.count(&promoted("1.3.0", SwitchWhy::Scheduled));
-        c.count(&Event::Rejected {
-            version: v("1.4.0"),
-            reasons: vec!["5xx".into()],
-        });
-        c.count(&Event::RestartScheduled {
-            version: v("1.3.0"),
-            attempt: 1,
-            delay_ms: 1000,
-            reason: "exited".into(),
-        });
-        c.count(&Event::PromotionFailed {
-            version: v("1.5.0"),
-            reasons: vec![],
-        });
-        // Neither promotion nor decision: not counted anywhere.
-        c.count(&Event::Paused);
-        c.count(&Event::Promoting {
-            version: v("1.5.0"),
-        });
-
-        assert_eq!(get(&c.verdicts), [2, 0, 1]);
-        assert_eq!(get(&c.promotions), [0, 1, 1, 1, 0, 0]);
-        assert_eq!(get(&c.rollbacks), [0, 0]);
-        assert_eq!(c.rejections.get(), 1);
-        assert_eq!(c.restarts.get(), 1);
-        assert_eq!(c.promotion_failures.get(), 1);
-        assert_eq!(c.guard_trips.get(), 0);
-    }
-
-    #[test]
-    fn a_rollback_counts_as_the_guards_only_when_the_guard_asked_for_that_version() {
-        let mut registry = Registry::default();
-        let mut c = EventCounters::register(&mut registry);
-        // The guard trips and brings 1.0.0 back.
-        c.count(&Event::GuardTripped {
-            version: v("1.1.0"),
-            to: v("1.0.0"),
-            reason: "5xx rate".into(),
-        });
-        c.count(&promoted("1.0.0", SwitchWhy::Rollback));
-        // An operator rolls back later.
-        c.count(&promoted("0.9.0", SwitchWhy::Rollback));
-        // The guard trips while another switch is under way: that switch is no rollback, and the
-        // next operator rollback is not the guard's.
-        c.count(&Event::GuardTripped {
-            version: v("1.1.0"),
-            to: v("1.0.0"),
-            reason: "5xx rate".into(),
-        });
-        c.count(&promoted("1.2.0", SwitchWhy::Operator));
-        c.count(&promoted("1.0.0", SwitchWhy::Rollback));
-        assert_eq!(get(&c.rollbacks), [1, 2], "guard, operator");
-        assert_eq!(c.guard_trips.get(), 2);
-        assert_eq!(get(&c.promotions), [0, 0, 1, 0, 0]);
-    }
-
-    #[test]
-    fn the_exposition_parses_with_cumulative_buckets_and_no_score_before_a_verdict() {
-        let stats = Arc::new(ProxyStats::default());
-        let (commands, _) = tokio::sync::mpsc::channel(1);
-        let (_status, status) = tokio::sync::watch::channel(Arc::default());
-        let hooks: Arc<[Arc<WebhookStats>]> = vec![Arc::new(WebhookStats::new(
-            "http://user:secret@hooks.example:9000/in",
-        ))]
-        .into();
-        hooks[0].dropped.fetch_add(3, Ordering::Relaxed);
-        let handle = SupervisorHandle::new(commands, status);
-        let (metrics, _) = Metrics::new(stats.clone(), handle, hooks);
-        let ok = http::StatusCode::OK;
-        stats.running.answered(ok, Duration::from_micros(1_000)); // on a bound: in it
-        stats.running.answered(ok, Duration::from_micros(1_001));
-        stats
-            .running
-            .answered(http::StatusCode::NOT_FOUND, Duration::from_secs(60));
-        stats.running.unanswered();
-        let text = metrics.render().unwrap();
-        let scrape =
-            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-        let sample = |name: &str, labels: &[(&str, &str)]| {
-            scrape
-                .samples
-                .iter()
-                .find(|x| {
-                    x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
-                })
-                .map(|x| x.value.clone())
-        };
-        let counter = |class| {
-            sample(
-                "understudy_responses_total",
-                &[("role", "running"), ("class", class)],
-            )
-        };
-        use prometheus_parse::Value;
-        assert_eq!(
-            sample(
-                "understudy_webhook_dropped_total",
-                &[("url", "http://***@hooks.example:9000/in")]
-            ),
-            Some(Value::Counter(3.0)),
-            "{text}"
-        );
-        assert!(!text.contains("secret"), "{text}");
-        assert_eq!(counter("2xx"), Some(Value::Counter(2.0)));
-        assert_eq!(counter("4xx"), Some(Value::Counter(1.0)));
-        assert_eq!(counter("none"), Some(Value::Counter(1.0)));
-        let Some(Value::Histogram(buckets)) = sample(
-            "understudy_request_duration_seconds",
-            &[("role", "running")],
-        ) else {
-            panic!("no running histogram in\n{text}");
-        };
-        let at = |le: f64| buckets.iter().find(|b| b.less_than == le).unwrap().count;
-        assert_eq!((at(0.001), at(0.0025), at(10.0)), (1.0, 2.0, 2.0));
-        assert_eq!(
-            at(f64::INFINITY),
-            3.0,
-            "the unanswered request has no latency"
-        );
-        assert!(
-            sample("understudy_score", &[]).is_none(),
-            "no verdict, no score"
-        );
-        assert!(sample("understudy_child_resident_memory_bytes", &[]).is_none());
-    }
-
-    #[tokio::test]
-    async fn lagging_skips_the_lost_events_and_counts_them() {
-        let (tx, rx) = broadcast::channel(2);
-        let mut registry = Registry::default();
-        let counters = EventCounters::register(&mut registry);
-        let (rejections, missed) = (counters.rejections.clone(), counters.missed.clone());
-        for n in 0..5 {
-            let event = Event::Rejected {
-                version: Version::new(1, n, 0),
-                reasons: vec![],
-            };
-            let stamped = Stamped {
-                seq: n + 1,
-                at: String::new(),
-                event,
-            };
-            tx.send(Arc::new(stamped)).unwrap();
-        }
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(count_events(rx, counters, stop.clone()));
-        while rejections.get() + missed.get() < 5 {
-            tokio::task::yield_now().await;
-        }
-        stop.cancel();
-        task.await.unwrap();
-        assert_eq!((rejections.get(), missed.get()), (2, 3));
-    }
-}
+mod tests;

@@ -37,13 +37,14 @@ fn scrape_raw(addr: SocketAddr) -> (String, String) {
     (content_type, body.to_string())
 }
 
-fn scrape(addr: SocketAddr) -> Scrape {
+/// The exposition at `addr` (an admin listener), parsed.
+pub(crate) fn scrape(addr: SocketAddr) -> Scrape {
     let (_, body) = scrape_raw(addr);
     Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("a parsable exposition")
 }
 
 /// The value of the counter, gauge or untyped sample `name` whose labels include `labels`.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     s.samples
         .iter()
         .filter(|x| x.metric == name)
@@ -54,19 +55,33 @@ fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
-/// A histogram's `+Inf` bucket (its count) for `role`, and its `_count`, which must agree.
-fn histogram_count(s: &Scrape, name: &str, role: &str) -> Option<f64> {
+/// A histogram's `+Inf` bucket (its count) for the series with `labels`, and its `_count`, which
+/// must agree.
+pub(crate) fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let sample = s
         .samples
         .iter()
-        .find(|x| x.metric == name && x.labels.get("role") == Some(role))?;
+        .filter(|x| x.metric == name)
+        .find(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))?;
     let Value::Histogram(buckets) = &sample.value else {
         panic!("{name} is not a histogram: {sample:?}");
     };
     let inf = buckets.iter().find(|b| b.less_than.is_infinite())?.count;
-    let count = value(s, &format!("{name}_count"), &[("role", role)])?;
-    assert_eq!(inf, count, "{name}{{role={role}}}: +Inf bucket and _count");
+    let count = value(s, &format!("{name}_count"), labels)?;
+    assert_eq!(inf, count, "{name}{labels:?}: +Inf bucket and _count");
     Some(count)
+}
+
+/// The sum over status classes of `understudy_responses_total` for `role` and `source`.
+pub(crate) fn responses(s: &Scrape, role: &str, source: &str) -> f64 {
+    ["1xx", "2xx", "3xx", "4xx", "5xx", "none"]
+        .iter()
+        .map(|class| {
+            let labels = [("role", role), ("source", source), ("class", class)];
+            value(s, "understudy_responses_total", &labels)
+                .unwrap_or_else(|| panic!("no understudy_responses_total{labels:?}"))
+        })
+        .sum()
 }
 
 #[test]
@@ -91,7 +106,8 @@ fn metrics_show_traffic_score_decisions_and_children() {
         Duration::from_secs(20),
         || {
             let s = scrape(addr);
-            (histogram_count(&s, "understudy_request_duration_seconds", "testing")? > 0.0
+            let testing = [("role", "testing"), ("source", "live")];
+            (histogram_count(&s, "understudy_request_duration_seconds", &testing)? > 0.0
                 && value(&s, "understudy_score", &[]).is_some())
             .then_some(s)
         },
@@ -114,8 +130,9 @@ fn metrics_show_traffic_score_decisions_and_children() {
             "{class}"
         );
     }
+    let running = [("role", "running"), ("source", "live")];
     let running_latency =
-        histogram_count(&s, "understudy_request_duration_seconds", "running").unwrap();
+        histogram_count(&s, "understudy_request_duration_seconds", &running).unwrap();
     assert!(running_latency >= SENT as f64, "{running_latency}");
     let mirrored = value(&s, "understudy_mirrored_total", &[]).unwrap();
     assert!(mirrored >= 1.0, "mirrored {mirrored}");
@@ -123,13 +140,22 @@ fn metrics_show_traffic_score_decisions_and_children() {
     let testing_2xx = value(
         &s,
         "understudy_responses_total",
-        &[("role", "testing"), ("class", "2xx")],
+        &[("role", "testing"), ("source", "live"), ("class", "2xx")],
     )
     .unwrap();
     assert!(
         testing_2xx >= 1.0 && testing_2xx <= mirrored,
         "{testing_2xx}"
     );
+    // With REPLAY=off nothing is kept or replayed, and the replay series show, at zero.
+    assert_eq!(responses(&s, "testing", "replay"), 0.0);
+    let replay = [("role", "testing"), ("source", "replay")];
+    assert_eq!(
+        histogram_count(&s, "understudy_request_duration_seconds", &replay),
+        Some(0.0)
+    );
+    assert_eq!(value(&s, "understudy_replayed_total", &[]), Some(0.0));
+    assert_eq!(value(&s, "understudy_replay_recorded", &[]), Some(0.0));
 
     let score = value(&s, "understudy_score", &[]).unwrap();
     assert!((0.0..=100.0).contains(&score), "score {score}");

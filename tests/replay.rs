@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::metrics::{histogram_count, responses, scrape, value};
 use crate::support::*;
 
 /// The settings: 60 pairs needed, a 15 s window.
@@ -152,9 +153,76 @@ fn low_traffic_is_replayed_and_a_healthy_build_promoted_within_a_minute() {
         "{w}"
     );
     assert_eq!(w["evidence"]["replayed"], 0, "{w}");
+    replayed_answers_have_their_own_series(addr);
     drop((trickle, off_trickle));
     u.stop();
     off_u.stop();
+}
+
+/// `/metrics` after replays: testing's answers to them are under `source="replay"`, at most one
+/// per replay counted in `understudy_replayed_total`; its answers to live copies stay under
+/// `source="live"`, at most one per mirrored copy (replays mixed in would exceed it).
+fn replayed_answers_have_their_own_series(admin: std::net::SocketAddr) {
+    let s = scrape(admin);
+    let replay = responses(&s, "testing", "replay");
+    let replayed = value(&s, "understudy_replayed_total", &[]).unwrap();
+    let live = responses(&s, "testing", "live");
+    let mirrored = value(&s, "understudy_mirrored_total", &[]).unwrap();
+    eprintln!(
+        "testing answered {replay} of {replayed} replays and {live} of {mirrored} live copies"
+    );
+    assert!(replay > 0.0 && replay <= replayed, "{replay} of {replayed}");
+    assert!(live >= 1.0 && live <= mirrored, "{live} of {mirrored}");
+    let labels = [("role", "testing"), ("source", "replay")];
+    let timed = histogram_count(&s, "understudy_request_duration_seconds", &labels).unwrap();
+    let unanswered = [("role", "testing"), ("source", "replay"), ("class", "none")];
+    let unanswered = value(&s, "understudy_responses_total", &unanswered).unwrap();
+    assert_eq!(timed, replay - unanswered, "each answered replay is timed");
+    let labels = [("role", "running"), ("source", "replay"), ("class", "2xx")];
+    assert_eq!(value(&s, "understudy_responses_total", &labels), None);
+}
+
+/// `understudy_replay_recorded` as `/metrics` at `admin` shows it.
+fn recorded(admin: std::net::SocketAddr) -> f64 {
+    value(&scrape(admin), "understudy_replay_recorded", &[]).expect("the gauge is shown")
+}
+
+/// `REPLAY_KEEP` changes on a reload, no restart: a smaller value leaves that many recorded
+/// requests (not none), and recording goes on within the new bound; a larger one lets more in.
+#[test]
+fn a_reloaded_replay_keep_resizes_the_recorder() {
+    let base = Base::new("replay-keep");
+    let env = |keep: u32| format!("REPLAY=auto\nREPLAY_KEEP={keep}");
+    base.write_env(&env(8));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (admin, _) = admin(&base);
+    let mut n = 0;
+    record_until(&u, admin, &mut n, 8.0);
+
+    base.write_env(&env(3));
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    wait_until("3 requests kept", Duration::from_secs(10), || {
+        (recorded(admin) == 3.0).then_some(())
+    });
+    wait_until("the reload logged", Duration::from_secs(10), || {
+        u.log_text().contains("applied REPLAY_KEEP").then_some(())
+    });
+    let log = u.log_text();
+    assert!(!log.contains("REPLAY_KEEP changed but"), "{log}");
+    // Distinct requests for half a second (about ten of them recorded): still three.
+    let (from, sent) = (Instant::now(), n);
+    while from.elapsed() < Duration::from_millis(500) || n < sent + 10 {
+        n += 1;
+        assert_eq!(u.get(&format!("/keep?n={n}")).0, 200);
+    }
+    assert_eq!(recorded(admin), 3.0, "bounded by the new REPLAY_KEEP");
+
+    base.write_env(&env(6));
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    record_until(&u, admin, &mut n, 6.0);
+    u.stop();
 }
 
 /// A build that doubles the prices of one path is rejected on replayed evidence, naming it.
@@ -177,4 +245,14 @@ fn low_traffic_replay_rejects_a_wrong_price_on_one_path_naming_it() {
     assert!(!r.contains("GET /shop/books"), "only that endpoint: {r}");
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     u.stop();
+}
+
+/// Distinct user requests (`/keep?n=…`, counting on from `n`) until `want` are recorded (at most
+/// one per 50 ms is).
+fn record_until(u: &Understudy, admin: std::net::SocketAddr, n: &mut u64, want: f64) {
+    wait_until("requests to be recorded", Duration::from_secs(20), || {
+        *n += 1;
+        assert_eq!(u.get(&format!("/keep?n={n}")).0, 200);
+        (recorded(admin) == want).then_some(())
+    });
 }

@@ -78,7 +78,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "PLAIN_LOG_WARN_REGEX", default: "(?i)\\bwarn(ing)?\\b", doc: "Regex marking a non-JSON log line as a warning." },
     KeyDoc { key: "EVALUATE_EVERY", default: "5s", doc: "How often the scorer evaluates testing and logs the score." },
     KeyDoc { key: "REPLAY", default: "auto", doc: "auto replays recent user requests (GET/HEAD without a body, kept in memory only, never on disk) to testing and the secondary, never running, when live pairs come too slowly to reach MIN_MIRRORED within STABLE_WINDOW; testing is then judged against the secondary; off disables it and keeps nothing." },
-    KeyDoc { key: "REPLAY_KEEP", default: "1000", doc: "Recent distinct requests (method, path and query) kept for replay; at most one is recorded every 50 ms." },
+    KeyDoc { key: "REPLAY_KEEP", default: "1000", doc: "Recent distinct requests (method, path and query) kept for replay; at most one is recorded every 50 ms. A reload (SIGHUP) applies a new value within a second; a smaller one keeps the most recent." },
     KeyDoc { key: "REPLAY_RATE", default: "20", doc: "Replayed requests sent per second while replay is wanted." },
     KeyDoc { key: "REPLAY_REPEAT", default: "3", doc: "Times one recorded request may be replayed to one testing instance, so a single URL cannot make the evidence." },
     KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },

@@ -39,6 +39,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "PLAIN_LOG_WARN_REGEX",
     "EVALUATE_EVERY",
     "REPLAY",
+    "REPLAY_KEEP",
     "REPLAY_RATE",
     "REPLAY_REPEAT",
     "MAX_BASE_SIZE",

@@ -262,8 +262,8 @@ pub struct MirrorSettings {
 
 /// Send queued copies to testing (and, for a sampled copy with noise cancellation, to the
 /// secondary), at most `concurrency` at once, each bounded by `timeout`, diff the answers, count
-/// testing's answers in `stats.testing` and report every pair on `pairs` (dropped if the scorer
-/// lags). Runs until `cancel`.
+/// testing's answers in `stats.testing` (replays in `stats.testing_replayed`) and report every
+/// pair on `pairs` (dropped if the scorer lags). Runs until `cancel`.
 pub async fn run(
     mut rx: mpsc::Receiver<MirrorJob>,
     settings: MirrorSettings,
@@ -469,8 +469,8 @@ impl Replayed<'_> {
         let (testing, reference, again) =
             tokio::join!(ask(&job.target), ask(&secondary), ask(&secondary));
         match &testing {
-            Ok(a) => stats.testing.answered(a.status, a.latency),
-            Err(_) => stats.testing.unanswered(),
+            Ok(a) => stats.testing_replayed.answered(a.status, a.latency),
+            Err(_) => stats.testing_replayed.unanswered(),
         }
         let reference = reference.ok()?;
         let (target, method, path, serial) = (

@@ -7,7 +7,7 @@
 //! instance. Testing is judged against the secondary for those pairs.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,8 @@ pub struct Recorded {
 #[derive(Default)]
 struct Kept {
     requests: VecDeque<Recorded>,
+    /// At most this many are kept (`REPLAY_KEEP`, at least 1; changed by a reload).
+    keep: usize,
     next_serial: u64,
     /// The testing instance the `uses` counts are for; another one starts them afresh.
     uses_for: Option<InstanceId>,
@@ -60,10 +62,11 @@ struct Kept {
 pub struct Recorder {
     /// `REPLAY` is not `off`: with it off nothing is kept (requests may carry credentials).
     on: AtomicBool,
-    keep: usize,
     started: Instant,
     /// Milliseconds since `started` before which nothing more is recorded.
     next_ms: AtomicU64,
+    /// `kept.requests.len()`, set under the lock: read by metrics without taking it.
+    len: AtomicUsize,
     kept: Mutex<Kept>,
 }
 
@@ -72,11 +75,31 @@ impl Recorder {
     pub fn new(keep: usize) -> Recorder {
         Recorder {
             on: AtomicBool::new(true),
-            keep: keep.max(1),
             started: Instant::now(),
             next_ms: AtomicU64::new(0),
-            kept: Mutex::new(Kept::default()),
+            len: AtomicUsize::new(0),
+            kept: Mutex::new(Kept {
+                keep: keep.max(1),
+                ..Kept::default()
+            }),
         }
+    }
+
+    /// Keep at most `keep` (`REPLAY_KEEP` after a reload): shrinking forgets the oldest and gives
+    /// their memory back, the most recent stay with their serials and use counts.
+    pub fn set_keep(&self, keep: usize) {
+        let keep = keep.max(1);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.keep == keep {
+            return;
+        }
+        kept.keep = keep;
+        let over = kept.requests.len().saturating_sub(keep);
+        if over > 0 {
+            kept.requests.drain(..over);
+            kept.requests.shrink_to(keep);
+        }
+        self.len.store(kept.requests.len(), Ordering::Relaxed);
     }
 
     /// Whether a request may be recorded now (at most one per [`RECORD_EVERY`]); cheap when not.
@@ -113,7 +136,7 @@ impl Recorder {
                 (kept.next_serial, 0)
             }
         };
-        if kept.requests.len() >= self.keep {
+        while kept.requests.len() >= kept.keep {
             kept.requests.pop_front();
         }
         kept.requests.push_back(Recorded {
@@ -123,6 +146,7 @@ impl Recorder {
             headers,
             uses,
         });
+        self.len.store(kept.requests.len(), Ordering::Relaxed);
     }
 
     /// Record (`REPLAY=auto`) or not (`off`: what was kept is forgotten at once).
@@ -131,16 +155,13 @@ impl Recorder {
         if !on {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             kept.requests = VecDeque::new();
+            self.len.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Requests kept now.
+    /// Requests kept now; takes no lock (metrics read it at every scrape).
     pub fn len(&self) -> usize {
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .requests
-            .len()
+        self.len.load(Ordering::Relaxed)
     }
 
     /// Whether nothing is kept.
@@ -180,9 +201,16 @@ pub async fn run(
     mut config: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
 ) {
+    let mut keep = None;
     loop {
         let replay = config.borrow_and_update().diff.replay;
         recorder.set_on(replay.on);
+        // A reloaded `REPLAY_KEEP` takes effect here, within a pause (at most a second); the
+        // recorder's lock is taken only when it changed.
+        if keep != Some(replay.keep) {
+            recorder.set_keep(replay.keep);
+            keep = Some(replay.keep);
+        }
         let Some(testing) = *wanted.borrow_and_update() else {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -262,6 +290,42 @@ mod tests {
             r.pick(InstanceId(2), 2).is_some(),
             "a new testing starts afresh"
         );
+    }
+
+    /// A smaller REPLAY_KEEP keeps the most recent requests with their serials and use counts
+    /// (a larger one then lets more in); the count metrics read follows.
+    #[test]
+    fn resizing_keeps_the_most_recent_requests() {
+        let r = Recorder::new(5);
+        for n in 1..=5 {
+            r.record(Method::GET, pq(&format!("/p?n={n}")), HeaderMap::new());
+        }
+        let one = InstanceId(1);
+        let newest = r.pick(one, 9).unwrap();
+        assert_eq!(newest.path_and_query, "/p?n=5");
+        r.set_keep(2);
+        assert_eq!(r.len(), 2);
+        let mut left = Vec::new();
+        while let Some(x) = r.pick(one, 2) {
+            left.push((x.path_and_query.to_string(), x.serial));
+        }
+        left.sort();
+        let n5 = ("/p?n=5".to_string(), newest.serial);
+        let n4 = ("/p?n=4".to_string(), newest.serial - 1);
+        assert_eq!(
+            left,
+            [n4.clone(), n4, n5],
+            "the two newest stay, with their serials; /p?n=5 keeps its use"
+        );
+        r.set_keep(0);
+        assert_eq!(r.len(), 1, "at least one is kept");
+        r.set_keep(3);
+        for n in 6..=9 {
+            r.record(Method::GET, pq(&format!("/p?n={n}")), HeaderMap::new());
+        }
+        assert_eq!(r.len(), 3, "grown again, bounded by the new size");
+        r.set_on(false);
+        assert_eq!(r.len(), 0);
     }
 
     /// At most one request per RECORD_EVERY is due; with REPLAY=off none, and what was kept is

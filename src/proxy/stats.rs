@@ -37,8 +37,11 @@ pub struct ProxyStats {
     pub diff_skipped: AtomicU64,
     /// What running answered to user requests.
     pub running: Answers,
-    /// What testing answered to mirrored copies.
+    /// What testing answered to copies of live user requests.
     pub testing: Answers,
+    /// What testing answered to replayed recorded requests (of `replayed`), kept apart so live
+    /// and replayed answers are never mixed in metrics.
+    pub testing_replayed: Answers,
 }
 
 /// Upper bounds of the latency buckets, in microseconds: 1 ms to 10 s, the range in which an

@@ -90,7 +90,7 @@ pub struct CanaryEvaluation {
     pub running_answers: u64,
     /// The first regression found, in words with its figures; None while there is none.
     pub regression: Option<String>,
-    /// Enough answers on testing's side to move on (`MIN_MIRRORED`) and no rate undecided.
+    /// Enough answers on testing's side to move on (`MIN_MIRRORED`).
     pub enough: bool,
 }
 
@@ -98,7 +98,6 @@ pub struct CanaryEvaluation {
 /// whose 5xx or 4xx rate is surely worse than running's by more than its margin is a regression.
 pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
     let (testing_answers, running_answers) = card.answers();
-    let mut undecided = false;
     let mut regression = None;
     for (key, [running, testing]) in &card.rows {
         if testing.answers < cfg.min_endpoint_pairs {
@@ -139,7 +138,6 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
                         cfg.confidence * 100.0
                     ));
                 }
-                RateCheck::Undecided { .. } => undecided = true,
                 _ => {}
             }
         }
@@ -147,7 +145,7 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
     CanaryEvaluation {
         testing_answers,
         running_answers,
-        enough: testing_answers >= cfg.min_mirrored && !undecided,
+        enough: testing_answers >= cfg.min_mirrored,
         regression,
     }
 }
