@@ -7,6 +7,7 @@ mod admin;
 mod admin_side;
 mod build_bytes;
 mod builds;
+mod canary;
 mod config;
 mod conformance;
 mod core;

@@ -1,0 +1,228 @@
+//! The canary phase (`CANARY_STEPS`): after the shadow verdict, a growing share of real users is
+//! served by the build under test, writes included, sticky per user; judged on real answers,
+//! rolled back at the first regression, promoted after the last step. Real binary, real fixture
+//! children, real users on loopback.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The settings: two steps of 8 s, users told apart by `X-User`.
+const CANARY: &str = "STABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0\nCANARY_STEPS=20%,50%\nCANARY_STEP_WINDOW=8s\nCANARY_STICKY=header:X-User";
+
+/// Users in the tests.
+const USERS: usize = 200;
+
+/// What one user was answered: (when, method, status, version), in order.
+type Seen = Vec<(Instant, &'static str, u16, String)>;
+
+/// 200 users, each sending `POST /api/orders` and `GET /hello` in turn with its `X-User`, from
+/// four threads, until dropped.
+struct Users {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    seen: Arc<Mutex<BTreeMap<usize, Seen>>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Users {
+    fn start(addr: std::net::SocketAddr) -> Users {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let threads = (0..4)
+            .map(|t| {
+                let (stop, seen, failed) = (stop.clone(), seen.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let user = t + 4 * (n % (USERS / 4));
+                        let (method, path) = if (n / (USERS / 4)).is_multiple_of(2) {
+                            ("POST", "/api/orders")
+                        } else {
+                            ("GET", "/hello")
+                        };
+                        let name = format!("u{user}");
+                        let answer =
+                            http_request(addr, method, path, &[("X-User", &name)], "item=1");
+                        let (status, body) = answer.unwrap_or_default();
+                        if !(200..300).contains(&status) {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let version = body.split_whitespace().nth(2).unwrap_or("?").to_string();
+                        seen.lock()
+                            .unwrap()
+                            .entry(user)
+                            .or_insert_with(Vec::new)
+                            .push((Instant::now(), method, status, version));
+                        n += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        Users {
+            stop,
+            threads,
+            seen,
+            failed,
+        }
+    }
+
+    /// Users answered by `version` at least once so far.
+    fn met(&self, version: &str) -> usize {
+        let seen = self.seen.lock().unwrap();
+        seen.values()
+            .filter(|s| s.iter().any(|(_, _, _, v)| v == version))
+            .count()
+    }
+
+    fn stop(mut self) -> (BTreeMap<usize, Seen>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        (seen, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// The canary in `/api/status`: (weight in percent, step), if a step is under way.
+fn canary(addr: std::net::SocketAddr) -> Option<(f64, u64)> {
+    let (_, s) = api(addr, "GET", "/api/status", None, "");
+    let c = &s["canary"];
+    Some((c["weight"].as_f64()?, c["step"].as_u64()?))
+}
+
+#[test]
+fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is_promoted() {
+    let base = Base::new("canary-ok");
+    base.write_env(CANARY);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    let users = Users::start(u.addr);
+    base.drop_fixture("1.1.0", "");
+    wait_until("step 1 at 20 %", Duration::from_secs(60), || {
+        canary(addr).filter(|c| *c == (20.0, 1))
+    });
+    let step2 = wait_until("step 2 at 50 %", Duration::from_secs(60), || {
+        canary(addr).filter(|c| *c == (50.0, 2))
+    });
+    // Users met by 1.1.0 in step 1: about a fifth.
+    let in_step_1 = users.met("1.1.0");
+    let promoting = wait_until("the steps to end", Duration::from_secs(60), || {
+        canary(addr).is_none().then_some(())
+    });
+    let in_step_2 = users.met("1.1.0");
+    wait_until("1.1.0 to be promoted", Duration::from_secs(60), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    let promoted_at = Instant::now();
+    // A few more answers after the switch, then the users stop.
+    wait_until("answers after the switch", Duration::from_secs(10), || {
+        (promoted_at.elapsed() > Duration::from_millis(500)).then_some(())
+    });
+    let (seen, failed) = users.stop();
+    let _ = (step2, promoting);
+    eprintln!(
+        "met 1.1.0: {in_step_1} users in step 1, {in_step_2} by the end of step 2 of {USERS}"
+    );
+    assert_eq!(failed, 0, "no user request failed");
+    assert!(
+        (20..=70).contains(&in_step_1),
+        "about a fifth of {USERS} users met 1.1.0 in step 1: {in_step_1}"
+    );
+    assert!(
+        (70..=135).contains(&in_step_2) && in_step_2 > in_step_1,
+        "about half of {USERS} users met 1.1.0 by step 2: {in_step_2}"
+    );
+    // Sticky: a user moved to 1.1.0 never went back to 1.0.0.
+    for (user, s) in &seen {
+        let first = s.iter().position(|(_, _, _, v)| v == "1.1.0");
+        if let Some(first) = first {
+            assert!(
+                s[first..].iter().all(|(_, _, _, v)| v == "1.1.0"),
+                "user {user} went back to 1.0.0 after 1.1.0: {:?}",
+                s.iter().map(|x| &x.3).collect::<Vec<_>>()
+            );
+        }
+    }
+    // Real writes reached 1.1.0 before its promotion.
+    let writes = seen
+        .values()
+        .flatten()
+        .filter(|(at, m, _, v)| *m == "POST" && v == "1.1.0" && *at < promoted_at)
+        .count();
+    assert!(
+        writes > 20,
+        "POSTs served by 1.1.0 during the canary: {writes}"
+    );
+    let history =
+        std::fs::read_to_string(base.path.join(".understudy/history.jsonl")).unwrap_or_default();
+    assert!(
+        history
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"canary\"")),
+        "the switch is recorded with why: canary: {history}"
+    );
+    u.stop();
+}
+
+#[test]
+fn a_build_failing_a_write_only_is_rolled_back_in_step_1_naming_the_endpoint_and_the_step() {
+    let base = Base::new("canary-bad");
+    base.write_env(CANARY);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let users = Users::start(u.addr);
+    // 1.2.0 answers 500 to /api/orders, which only POSTs reach: the shadow (GETs) passes.
+    base.drop_fixture("1.2.0", "--fail-path /api/orders");
+    let reason = wait_until("1.2.0 to be rejected", Duration::from_secs(90), || {
+        std::fs::read_to_string(base.path.join("rejected/app-1.2.0/reason.json")).ok()
+    });
+    let rejected_at = Instant::now();
+    wait_until(
+        "answers after the rollback",
+        Duration::from_secs(10),
+        || (rejected_at.elapsed() > Duration::from_secs(1)).then_some(()),
+    );
+    let (seen, _) = users.stop();
+    assert!(
+        reason.contains("canary at 20 %"),
+        "the step is named: {reason}"
+    );
+    assert!(
+        reason.contains("POST /api/orders 5xx"),
+        "the endpoint is named: {reason}"
+    );
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    // Afterwards every user is on running (allowing for requests already in flight).
+    let settled = rejected_at + Duration::from_millis(300);
+    let late: Vec<_> = seen
+        .values()
+        .flatten()
+        .filter(|(at, _, _, v)| *at > settled && v != "1.0.0")
+        .collect();
+    assert!(
+        late.is_empty(),
+        "answered by another version after the rollback: {late:?}"
+    );
+    // The users who met it are no more than the step's share.
+    let met = seen
+        .values()
+        .filter(|s| s.iter().any(|(_, _, _, v)| v == "1.2.0"))
+        .count();
+    eprintln!("{met} of {USERS} users met 1.2.0: {reason}");
+    assert!(
+        met <= 70,
+        "at most about a fifth of the users met 1.2.0: {met}"
+    );
+    u.stop();
+}
