@@ -110,12 +110,12 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
     wait_until("step 1 at 20 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (20.0, 1))
     });
-    let step2 = wait_until("step 2 at 50 %", Duration::from_secs(60), || {
+    wait_until("step 2 at 50 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (50.0, 2))
     });
     // Users met by 1.1.0 in step 1: about a fifth.
     let in_step_1 = users.met("1.1.0");
-    let promoting = wait_until("the steps to end", Duration::from_secs(60), || {
+    wait_until("the steps to end", Duration::from_secs(60), || {
         canary(addr).is_none().then_some(())
     });
     let in_step_2 = users.met("1.1.0");
@@ -128,7 +128,6 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
         (promoted_at.elapsed() > Duration::from_millis(500)).then_some(())
     });
     let (seen, failed) = users.stop();
-    let _ = (step2, promoting);
     eprintln!(
         "met 1.1.0: {in_step_1} users in step 1, {in_step_2} by the end of step 2 of {USERS}"
     );
@@ -224,5 +223,76 @@ fn a_build_failing_a_write_only_is_rolled_back_in_step_1_naming_the_endpoint_and
         met <= 70,
         "at most about a fifth of the users met 1.2.0: {met}"
     );
+    u.stop();
+}
+
+#[test]
+fn after_kill_9_in_step_2_the_step_resumes_with_each_user_on_its_side() {
+    let base = Base::new("canary-kill");
+    base.write_env(CANARY);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    let users = Users::start(u.addr);
+    base.drop_fixture("1.1.0", "");
+    wait_until("step 2 at 50 %", Duration::from_secs(60), || {
+        canary(addr).filter(|c| *c == (50.0, 2))
+    });
+    // Every user answered at least twice in step 2: its side is its last answer's version.
+    let in_step_2 = Instant::now();
+    wait_until(
+        "two answers for each user in step 2",
+        Duration::from_secs(30),
+        || {
+            let seen = users.seen.lock().unwrap();
+            let each = seen.len() == USERS
+                && seen
+                    .values()
+                    .all(|s| s.iter().filter(|x| x.0 > in_step_2).count() >= 2);
+            each.then_some(())
+        },
+    );
+    let (before, _) = users.stop();
+    let side = |s: &Seen| s.last().map(|x| x.3.clone()).unwrap_or_default();
+    u.kill_hard();
+    let mut u = Understudy::start(&base);
+    let (addr, _) = admin(&base);
+    wait_until("step 2 resumed", Duration::from_secs(60), || {
+        let c = canary(addr);
+        assert_ne!(
+            c,
+            Some((20.0, 1)),
+            "the canary started over instead of resuming"
+        );
+        c.filter(|c| *c == (50.0, 2))
+    });
+    let resumed = Instant::now();
+    let users = Users::start(u.addr);
+    wait_until(
+        "two answers for each user after the resume",
+        Duration::from_secs(30),
+        || {
+            let seen = users.seen.lock().unwrap();
+            let each = seen.len() == USERS && seen.values().all(|s| s.len() >= 2);
+            each.then_some(())
+        },
+    );
+    let still = canary(addr);
+    let (after, failed) = users.stop();
+    assert_eq!(still, Some((50.0, 2)), "still in step 2 while compared");
+    let mut on_testing = 0;
+    for (user, s) in &after {
+        let was = side(&before[user]);
+        on_testing += usize::from(was == "1.1.0");
+        let now: Vec<_> = s.iter().filter(|x| x.0 > resumed).map(|x| &x.3).collect();
+        assert!(
+            now.iter().all(|v| **v == was),
+            "user {user} was on {was} before the kill, now {now:?}"
+        );
+    }
+    eprintln!("{on_testing} of {USERS} users on 1.1.0 before and after the kill; {failed} failed");
+    assert!((70..=135).contains(&on_testing), "about half: {on_testing}");
+    assert_eq!(failed, 0, "no user request failed after the resume");
     u.stop();
 }

@@ -378,6 +378,12 @@ impl Decision<'_> {
             promoting: s.next.as_ref().map(|n| n.version().clone()),
             schedules: s.schedules.clone(),
             txn: s.txn.clone(),
+            canary: s.canary.as_ref().zip(s.testing.as_ref()).map(|(c, t)| {
+                super::state::JournaledCanary {
+                    version: t.version().clone(),
+                    step: c.step,
+                }
+            }),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

@@ -132,7 +132,8 @@ enum Done {
     Filed {
         version: semver::Version,
         result: Result<Filed, String>,
-        retry: Option<Action>,
+        /// Boxed: an action is large, and this rarely holds one.
+        retry: Option<Box<Action>>,
     },
     Collected(Vec<(PathBuf, String)>),
     Restored {
@@ -683,7 +684,7 @@ impl Executor {
             if result.is_ok() {
                 crate::store::forget(&layout, &version);
             }
-            let retry = result.is_err().then_some(retry);
+            let retry = result.is_err().then(|| Box::new(retry));
             Done::Filed {
                 version,
                 result,
@@ -748,7 +749,7 @@ impl Executor {
             } => Input::Filed {
                 version,
                 result,
-                retry,
+                retry: retry.map(|r| *r),
             },
             Done::Collected(deleted) => Input::Collected(deleted),
             Done::Restored { version, result } => Input::Restored { version, result },

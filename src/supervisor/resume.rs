@@ -69,6 +69,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         noise_cancel: false,
         canary_steps: Vec::new(),
         canary_window: Duration::from_secs(120),
+        canary: persisted.canary.clone(),
     };
     if had_state && resumed == Resumed::default() {
         tracing::warn!(

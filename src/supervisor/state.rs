@@ -88,6 +88,18 @@ pub struct Persisted {
     /// The promotion or rollback under way, written before each of its steps.
     #[serde(default)]
     pub txn: Option<Txn>,
+    /// The canary step under way: resumed after a restart, with the same users on each side.
+    #[serde(default)]
+    pub canary: Option<JournaledCanary>,
+}
+
+/// A canary step as `state.json` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JournaledCanary {
+    /// The build in its canary phase.
+    pub version: Version,
+    /// 0-based index into `CANARY_STEPS`.
+    pub step: usize,
 }
 
 /// What the executor found on disk at start, for [`Input::Resume`](super::Input::Resume).
@@ -121,6 +133,8 @@ pub struct Resumed {
     pub canary_steps: Vec<u32>,
     /// `CANARY_STEP_WINDOW`: how long each step is judged.
     pub canary_window: Duration,
+    /// The canary step journaled before the restart.
+    pub canary: Option<JournaledCanary>,
 }
 
 /// The canary step under way.
@@ -285,6 +299,8 @@ pub struct State {
     /// The build that served a canary share, still serving it (the share) while its promotion
     /// starts a fresh instance: drained at the switch.
     pub(super) canary_out: Option<(Slot, u32)>,
+    /// The step journaled before a restart, resumed once its build is ready again.
+    pub(super) canary_resume: Option<JournaledCanary>,
     /// The testing instance whose secondary failed: noise stays unknown for it.
     pub(super) secondary_off: Option<InstanceId>,
     /// An installed build waiting for running to be ready before it is tested.
@@ -361,6 +377,7 @@ impl State {
             canary_window: Duration::from_secs(120),
             canary: None,
             canary_out: None,
+            canary_resume: None,
             secondary_off: None,
             pending: None,
             installing: None,

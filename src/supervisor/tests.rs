@@ -19,6 +19,7 @@ use crate::layout::Role;
 use crate::score::{Evaluation, Scored, ScorerControl, Verdict};
 use crate::watcher::Dropped;
 
+mod canary;
 mod commands;
 mod lifecycle;
 mod promotion;

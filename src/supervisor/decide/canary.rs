@@ -93,6 +93,22 @@ impl Decision<'_> {
         }
     }
 
+    /// Testing is ready: if it was in a canary step before a restart, that step begins again
+    /// (a user's place is a hash of its key, so the same users are on each side).
+    pub(super) fn resume_canary(&mut self) {
+        let Some(j) = self.s.canary_resume.take() else {
+            return;
+        };
+        let same = self
+            .s
+            .testing
+            .as_ref()
+            .is_some_and(|t| *t.version() == j.version);
+        if same && j.step < self.s.canary_steps.len() {
+            self.start_canary(j.step);
+        }
+    }
+
     /// The share of users testing serves now (basis points; 0 outside a canary step).
     pub(super) fn canary_weight(&self) -> u32 {
         if let Some((_, weight)) = &self.s.canary_out {

@@ -183,6 +183,7 @@ impl Decision<'_> {
                         noise,
                         secondary_pid,
                     })));
+                self.resume_canary();
             }
             SlotKey::Secondary => {
                 self.serve(SlotKey::Secondary);

@@ -1,0 +1,138 @@
+//! The canary phase decided as a pure function: steps, the move on, the roll back, the hold, the
+//! promotion that keeps the canary's users on it until the switch, and the step journaled.
+
+use super::*;
+use crate::score::canary::CanaryEvaluation;
+
+/// Running 1.0.0 and testing 1.1.0 with steps of 20 % and 50 %, 8 s each.
+fn canary_sim() -> (Sim, InstanceId, InstanceId) {
+    let mut sim = Sim::new(PORTS);
+    sim.s.canary_steps = vec![2000, 5000];
+    sim.s.canary_window = Duration::from_secs(8);
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    (sim, running, testing)
+}
+
+fn canary_eval(testing: u64, regression: Option<&str>) -> CanaryEvaluation {
+    CanaryEvaluation {
+        testing_answers: testing,
+        running_answers: testing * 4,
+        regression: regression.map(str::to_string),
+        enough: testing >= 100,
+    }
+}
+
+impl Sim {
+    fn canary_scored(&mut self, testing: InstanceId, c: CanaryEvaluation) -> Vec<Action> {
+        self.feed(Input::Scored(Scored {
+            testing,
+            evaluation: Evaluation {
+                verdict: Verdict::Promote,
+                score: 100,
+                parts: Vec::new(),
+                pairs: 500,
+                diffs: Vec::new(),
+                evidence: Default::default(),
+            },
+            canary: Some(c),
+        }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_grow_on_enough_evidence_then_the_build_is_promoted_its_users_kept_on_it() {
+    let (mut sim, _, testing) = canary_sim();
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(routes_in(&a).unwrap().canary, 2000, "step 1: 20 % of users");
+    assert!(a.contains(&Action::Score(ScorerControl::Canary(true))));
+    assert!(emitted(&a).iter().any(
+        |e| matches!(e, Event::CanaryStep { step: 1, steps: 2, share, .. } if share == "20 %")
+    ));
+    assert!(start_in(&a).is_none(), "no promotion yet: {a:#?}");
+    assert!(
+        a.iter().any(
+            |a| matches!(a, Action::Persist(p) if p.canary.as_ref().is_some_and(|c| c.step == 0))
+        ),
+        "the step is journaled"
+    );
+    // Enough answers, but the window is not over: the step goes on.
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert!(routes_in(&a).is_none(), "{a:#?}");
+    // The window is over: step 2.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(routes_in(&a).unwrap().canary, 5000);
+    // After the last step, the promotion: testing keeps its share until the switch.
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    let (next, _, _) = start_in(&a).expect("a fresh running instance");
+    assert!(
+        !a.contains(&Action::Retire {
+            id: testing,
+            drain: false
+        }),
+        "{a:#?}"
+    );
+    let r = routes_in(&a).unwrap();
+    assert_eq!(
+        (r.canary, r.testing.as_ref().map(|t| t.id)),
+        (5000, Some(testing))
+    );
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    let r = routes_in(&a).unwrap();
+    assert_eq!(
+        (r.canary, r.running.as_ref().map(|t| t.id)),
+        (0, Some(next))
+    );
+    assert!(
+        a.contains(&Action::Retire {
+            id: testing,
+            drain: true
+        }),
+        "drained: {a:#?}"
+    );
+    assert!(emitted(&a).iter().any(|e| matches!(
+        e,
+        Event::Promoted {
+            why: SwitchWhy::Canary,
+            ..
+        }
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_regression_rolls_back_at_once_naming_the_step() {
+    let (mut sim, _, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    let a = sim.canary_scored(
+        testing,
+        canary_eval(12, Some("POST /api/orders 5xx 100.0 %")),
+    );
+    assert_eq!(routes_in(&a).unwrap().canary, 0, "everyone back on running");
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Retire { id, .. } if *id == testing)));
+    assert!(emitted(&a).iter().any(|e| matches!(e, Event::Rejecting { reasons, .. } if reasons[0] == "canary at 20 %: POST /api/orders 5xx 100.0 %")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_little_evidence_holds_after_three_windows_and_says_so_once() {
+    let (mut sim, _, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let held = |a: &[Action]| {
+        emitted(a)
+            .iter()
+            .any(|e| matches!(e, Event::CanaryHeld { step: 1, .. }))
+    };
+    let a = sim.canary_scored(testing, canary_eval(30, None));
+    assert!(!held(&a), "waits: {a:#?}");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let a = sim.canary_scored(testing, canary_eval(30, None));
+    assert!(held(&a));
+    let a = sim.canary_scored(testing, canary_eval(30, None));
+    assert!(!held(&a), "said once: {a:#?}");
+    assert!(start_in(&a).is_none());
+}
