@@ -53,10 +53,18 @@ pub struct SideTally {
     pub client_errors: u64,
 }
 
-/// The step's answers so far, per endpoint and side.
+/// Latencies kept per side in a step (the most recent), for its p95 and rank test.
+const LATENCY_SAMPLES: usize = 4096;
+/// Answers each side needs before latency is judged.
+const MIN_LATENCY_SAMPLES: usize = 30;
+
+/// The step's answers so far, per endpoint and side, and each side's latencies.
 #[derive(Debug, Clone, Default)]
 pub struct CanaryCard {
     rows: BTreeMap<String, [SideTally; 2]>,
+    /// (running, testing) latencies in seconds, ring-buffered.
+    latencies: [Vec<f64>; 2],
+    seen: [usize; 2],
 }
 
 impl CanaryCard {
@@ -66,8 +74,16 @@ impl CanaryCard {
         if !self.rows.contains_key(&key) && self.rows.len() >= MAX_ROWS {
             key = OTHER.to_string();
         }
+        let side = usize::from(s.side == Side::Testing);
+        let (kept, seen) = (&mut self.latencies[side], &mut self.seen[side]);
+        if kept.len() < LATENCY_SAMPLES {
+            kept.push(s.latency.as_secs_f64());
+        } else {
+            kept[*seen % LATENCY_SAMPLES] = s.latency.as_secs_f64();
+        }
+        *seen += 1;
         let row = self.rows.entry(key).or_default();
-        let t = &mut row[usize::from(s.side == Side::Testing)];
+        let t = &mut row[side];
         t.answers += 1;
         t.server_errors += u64::from(s.status >= 500);
         t.client_errors += u64::from((400..500).contains(&s.status));
@@ -146,8 +162,37 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
         testing_answers,
         running_answers,
         enough: testing_answers >= cfg.min_mirrored,
-        regression,
+        regression: regression.or_else(|| slower(card, cfg)),
     }
+}
+
+/// Testing's user-path p95 over `MAX_P95_RATIO` × running's in the same step, and its answers
+/// surely slower than that factor (Mann-Whitney at `CONFIDENCE`).
+fn slower(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
+    let max = cfg.max_p95_ratio?;
+    let [running, testing] = &card.latencies;
+    if running.len() < MIN_LATENCY_SAMPLES || testing.len() < MIN_LATENCY_SAMPLES {
+        return None;
+    }
+    let p95 = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable_by(f64::total_cmp);
+        v[(v.len() * 95 / 100).min(v.len() - 1)]
+    };
+    let (t, r) = (p95(testing), p95(running));
+    let scaled: Vec<f64> = running.iter().map(|x| x * max).collect();
+    let test = stats::mann_whitney(&scaled, testing)?;
+    (t > r * max && test.p_slower < 1.0 - cfg.confidence).then(|| {
+        format!(
+            "latency p95 {:.1} ms vs running {:.1} ms ({:.1}×, over MAX_P95_RATIO {max}) over {} and {} answers (Mann-Whitney p {:.1e})",
+            t * 1e3,
+            r * 1e3,
+            t / r.max(1e-9),
+            testing.len(),
+            running.len(),
+            test.p_slower
+        )
+    })
 }
 
 #[cfg(test)]
@@ -188,6 +233,31 @@ mod tests {
             "{r}"
         );
         assert_eq!((e.testing_answers, e.running_answers), (200, 600));
+    }
+
+    #[test]
+    fn a_slower_build_on_the_user_path_is_a_regression() {
+        let cfg = ScoreConfig {
+            max_p95_ratio: Some(2.0),
+            ..crate::score::test_support::cfg()
+        };
+        let mut c = CanaryCard::default();
+        for i in 0..200 {
+            let ms = 2 + i % 5;
+            let mut r = served(Side::Running, Method::GET, "/a", 200);
+            r.latency = Duration::from_millis(ms);
+            c.record(&r);
+            let mut t = served(Side::Testing, Method::GET, "/a", 200);
+            t.latency = Duration::from_millis(ms * 5);
+            c.record(&t);
+        }
+        let r = evaluate(&c, &cfg).regression.unwrap();
+        assert!(
+            r.starts_with("latency p95 30.0 ms vs running 6.0 ms (5.0×"),
+            "{r}"
+        );
+        let same = card(0);
+        assert_eq!(evaluate(&same, &cfg).regression, None);
     }
 
     #[test]

@@ -264,9 +264,16 @@ fn client_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
     }
 }
 
-/// Excess of testing's log lines per mirrored request over running's per user request.
+/// Excess of testing's log lines per request it got (mirrored, and served in canary steps) over
+/// running's per user request.
 fn log_line_delta(s: &Summary, testing: u64, running: u64) -> f64 {
-    testing as f64 / pairs_divisor(s) - running as f64 / s.running_requests.max(1) as f64
+    testing as f64 / testing_requests(s).max(1) as f64
+        - running as f64 / s.running_requests.max(1) as f64
+}
+
+/// Requests testing got: mirrored copies and, in canary steps, users' requests.
+fn testing_requests(s: &Summary) -> u64 {
+    s.pairs + s.canary_served
 }
 
 /// Error log lines per request: testing's share of requests with an error line against running's,
@@ -274,9 +281,10 @@ fn log_line_delta(s: &Summary, testing: u64, running: u64) -> f64 {
 fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let err_delta = log_line_delta(s, s.testing_errors, s.running_errors);
     let running_n = s.running_requests.max(1);
+    let asked = testing_requests(s);
     let check = stats::compare_rates(
-        s.testing_errors.min(s.pairs),
-        s.pairs,
+        s.testing_errors.min(asked),
+        asked,
         s.running_errors.min(running_n),
         running_n,
         cfg.max_log_error_delta.min(1.0),
@@ -284,12 +292,10 @@ fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart
     );
     let check = match check {
         // More lines than requests is an excess whatever the bound says.
-        _ if err_delta > cfg.max_log_error_delta && s.testing_errors > s.pairs => {
-            RateCheck::Worse {
-                low: 1.0,
-                high: 1.0,
-            }
-        }
+        _ if err_delta > cfg.max_log_error_delta && s.testing_errors > asked => RateCheck::Worse {
+            low: 1.0,
+            high: 1.0,
+        },
         c => c,
     };
     j.rate(
@@ -297,8 +303,8 @@ fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart
         err_delta > cfg.max_log_error_delta,
         cfg.confidence,
         format!(
-            "log errors: testing {} error lines for {} mirrored requests vs running {} for {} requests",
-            s.testing_errors, s.pairs, s.running_errors, s.running_requests
+            "log errors: testing {} error lines for {} requests vs running {} for {} requests",
+            s.testing_errors, asked, s.running_errors, s.running_requests
         ),
     );
     ScorePart {
@@ -316,8 +322,11 @@ fn log_warns_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
     let warn_delta = log_line_delta(s, s.testing_warns, s.running_warns);
     if warn_delta > cfg.max_log_warn_delta {
         reasons.push(format!(
-            "log warnings: testing {} warn lines for {} mirrored requests vs running {} for {} requests",
-            s.testing_warns, s.pairs, s.running_warns, s.running_requests
+            "log warnings: testing {} warn lines for {} requests vs running {} for {} requests",
+            s.testing_warns,
+            testing_requests(s),
+            s.running_warns,
+            s.running_requests
         ));
     }
     ScorePart {

@@ -68,8 +68,11 @@ pub struct Summary {
     pub pairs: u64,
     /// Per endpoint.
     pub endpoints: BTreeMap<String, EndpointStats>,
-    /// User requests running served in the window (the denominator for its log lines).
+    /// User requests running served in the window (the denominator for its log lines); in a
+    /// canary phase, without those testing served.
     pub running_requests: u64,
+    /// User requests testing served in canary steps: its log lines count for them too.
+    pub canary_served: u64,
     /// Error lines in testing's logs since it started (startup errors count).
     pub testing_errors: u64,
     /// Warn lines in testing's logs since it started.
@@ -222,6 +225,8 @@ pub struct Scorecard {
     pub(super) noise: bool,
     /// The answers of the current canary step, while one runs.
     pub(super) canary: Option<super::canary::CanaryCard>,
+    /// User requests testing served in all canary steps so far.
+    pub(super) canary_served: u64,
     /// Testing's and running's pids, with their CPU seconds and the request count when first
     /// sampled (CPU per request is measured from there).
     testing_cpu: CpuBase,
@@ -267,6 +272,7 @@ impl Scorecard {
             noise_diffs: DiffStats::default(),
             noise: watch.noise,
             canary: None,
+            canary_served: 0,
             testing_cpu: CpuBase {
                 pid: watch.testing_pid,
                 first: None,
@@ -355,6 +361,14 @@ impl Scorecard {
         }
         self.endpoint_overflow += 1;
         OTHER_ENDPOINTS.to_string()
+    }
+
+    /// Count an answer served to a user in a canary step (ignored outside one).
+    pub fn record_served(&mut self, s: &super::canary::Served) {
+        if let Some(k) = self.canary.as_mut() {
+            k.record(s);
+            self.canary_served += u64::from(s.side == super::canary::Side::Testing);
+        }
     }
 
     /// Fold one pair in.
@@ -453,7 +467,10 @@ impl Scorecard {
             pairs: self.pairs,
             endpoints: self.endpoints.clone(),
             endpoint_overflow: self.endpoint_overflow,
-            running_requests: running_requests_now.saturating_sub(self.requests_at_start),
+            running_requests: running_requests_now
+                .saturating_sub(self.requests_at_start)
+                .saturating_sub(self.canary_served),
+            canary_served: self.canary_served,
             testing_errors: te,
             testing_warns: tw,
             running_errors: re,

@@ -122,12 +122,11 @@ pub async fn run(
                 }
             }
             Some(s) = served.recv() => {
-                let step = card.as_mut().and_then(|c| c.canary.as_mut());
-                if let Some(k) = step {
-                    k.record(&s);
+                if let Some(c) = card.as_mut() {
+                    c.record_served(&s);
                     for _ in 0..PAIR_BATCH {
                         let Ok(s) = served.try_recv() else { break };
-                        k.record(&s);
+                        c.record_served(&s);
                     }
                 }
             }
