@@ -20,22 +20,9 @@ const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
-    let Some(chromium) = find_chromium() else {
-        let required = ["UNDERSTUDY_REQUIRE_BROWSER", "CI"]
-            .iter()
-            .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
-        assert!(
-            !required,
-            "chromium is not installed, and UNDERSTUDY_REQUIRE_BROWSER or CI says the dashboard \
-             test must run: apt-get install chromium (or set CHROMIUM=/path/to/chromium)"
-        );
-        // Straight to stderr: `eprintln!` of a passing test is swallowed by the test harness.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!!!! SKIPPED dashboard_shows_running_and_testing_and_follows_a_promotion: chromium \
-             is not installed (apt-get install chromium, or set CHROMIUM=/path/to/chromium). \
-             The dashboard was NOT tested. !!!!!\n"
-        );
+    let Some(chromium) =
+        chromium_or_skip("dashboard_shows_running_and_testing_and_follows_a_promotion")
+    else {
         return;
     };
     let (base, u) = start_with_testing(
@@ -128,6 +115,62 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
         dom.contains(">promoted<"),
         "the promotion among the events: {dom}"
     );
+}
+
+/// Chromium, or None after saying loudly that `test` is skipped; without it a run that must test
+/// the dashboard (`UNDERSTUDY_REQUIRE_BROWSER` or `CI` set) fails.
+fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(c) = find_chromium() {
+        return Some(c);
+    }
+    let required = ["UNDERSTUDY_REQUIRE_BROWSER", "CI"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
+    assert!(
+        !required,
+        "chromium is not installed, and UNDERSTUDY_REQUIRE_BROWSER or CI says the dashboard \
+         test must run: apt-get install chromium (or set CHROMIUM=/path/to/chromium)"
+    );
+    // Straight to stderr: `eprintln!` of a passing test is swallowed by the test harness.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! SKIPPED {test}: chromium is not installed (apt-get install chromium, or set \
+         CHROMIUM=/path/to/chromium). The dashboard was NOT tested. !!!!!\n"
+    );
+    None
+}
+
+#[test]
+fn dashboard_shows_a_canary_step_and_both_sides_answers() {
+    let Some(chromium) = chromium_or_skip("dashboard_shows_a_canary_step_and_both_sides_answers")
+    else {
+        return;
+    };
+    let base = Base::new("dashboard-canary");
+    base.write_env(
+        "STABLE_WINDOW=2s\nMIN_MIRRORED=20\nEVALUATE_EVERY=200ms\nROLLBACK_WINDOW=0\nCANARY_STEPS=30%\nCANARY_STEP_WINDOW=10m",
+    );
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    let (addr, _) = admin(&base);
+    // Users from many addresses are one key (ip): one user, on one side; traffic until the step.
+    wait_until("the canary step", Duration::from_secs(60), || {
+        for i in 0..10 {
+            let _ = u.get(&format!("/page/{}", i % 3));
+        }
+        let (_, st) = api(addr, "GET", "/api/status", None, "");
+        st["canary"]["step"].as_u64().map(|_| ())
+    });
+    let mut browser = Browser::new(chromium);
+    let dom = browser.dump_dom(&format!("http://{addr}/"));
+    assert!(
+        dom.contains("Canary step 1 of 1: 1.1.0 serves 30 % of users"),
+        "the step in the notes: {dom}"
+    );
+    assert!(dom.contains("vs running"), "both sides' answers: {dom}");
+    u.stop();
 }
 
 /// `$CHROMIUM`, or `chromium` on the `PATH`.

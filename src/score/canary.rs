@@ -104,6 +104,8 @@ pub struct CanaryEvaluation {
     pub testing_answers: u64,
     /// Answers running served in this step.
     pub running_answers: u64,
+    /// Of which 5xx, (testing's, running's).
+    pub server_errors: (u64, u64),
     /// The first regression found, in words with its figures; None while there is none.
     pub regression: Option<String>,
     /// Enough answers on testing's side to move on (`MIN_MIRRORED`).
@@ -158,9 +160,13 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
             }
         }
     }
+    let server_errors = card.rows.values().fold((0, 0), |(t, r), row| {
+        (t + row[1].server_errors, r + row[0].server_errors)
+    });
     CanaryEvaluation {
         testing_answers,
         running_answers,
+        server_errors,
         enough: testing_answers >= cfg.min_mirrored,
         regression: regression.or_else(|| slower(card, cfg)),
     }

@@ -161,6 +161,10 @@ pub struct CanaryStatus {
     pub answers: u64,
     /// Answers served this step by running.
     pub running_answers: u64,
+    /// Of testing's answers, 5xx.
+    pub server_errors: u64,
+    /// Of running's answers, 5xx.
+    pub running_server_errors: u64,
     /// It holds for lack of evidence.
     pub held: bool,
 }

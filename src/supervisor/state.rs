@@ -146,8 +146,9 @@ pub(super) struct CanaryStep {
     pub(super) since_wall: SystemTime,
     /// Told that it holds for lack of evidence.
     pub(super) held: bool,
-    /// Answers served this step by (testing, running).
+    /// Answers served this step by (testing, running), and of those the 5xx.
     pub(super) answers: (u64, u64),
+    pub(super) server_errors: (u64, u64),
 }
 
 /// Where an instance is in its life.
@@ -530,6 +531,8 @@ impl State {
                 window_secs: self.canary_window.as_secs_f64(),
                 answers: c.answers.0,
                 running_answers: c.answers.1,
+                server_errors: c.server_errors.0,
+                running_server_errors: c.server_errors.1,
                 held: c.held,
             }),
         }

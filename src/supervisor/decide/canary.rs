@@ -36,6 +36,7 @@ impl Decision<'_> {
             since_wall: self.wall,
             held: false,
             answers: (0, 0),
+            server_errors: (0, 0),
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -58,6 +59,7 @@ impl Decision<'_> {
             return;
         };
         c.answers = (ev.testing_answers, ev.running_answers);
+        c.server_errors = ev.server_errors;
         let (step, since, held) = (c.step, c.since, c.held);
         let weight = self.s.canary_steps.get(step).copied().unwrap_or(0);
         if let Some(r) = ev.regression {

@@ -17,6 +17,7 @@ fn canary_eval(testing: u64, regression: Option<&str>) -> CanaryEvaluation {
     CanaryEvaluation {
         testing_answers: testing,
         running_answers: testing * 4,
+        server_errors: (0, 0),
         regression: regression.map(str::to_string),
         enough: testing >= 100,
     }
