@@ -148,6 +148,8 @@ impl Decision<'_> {
     }
 
     pub(super) fn reject_testing(&mut self, reasons: Vec<String>) {
+        // Users a canary step sent to it finish their requests: it is drained, not cut.
+        let drain = self.canary_weight() > 0;
         let Some(testing) = self.s.testing.take() else {
             return;
         };
@@ -158,7 +160,7 @@ impl Decision<'_> {
         let why = format!("{} was rejected: {}", testing.version(), reasons.join("; "));
         self.cancel_schedules_of(testing.version(), &why);
         self.unroute_testing(&testing);
-        self.retire(testing, false, AfterStop::Reject(reasons));
+        self.retire(testing, drain, AfterStop::Reject(reasons));
         self.start_pending();
     }
 

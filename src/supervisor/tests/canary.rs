@@ -112,9 +112,13 @@ async fn a_regression_rolls_back_at_once_naming_the_step() {
         canary_eval(12, Some("POST /api/orders 5xx 100.0 %")),
     );
     assert_eq!(routes_in(&a).unwrap().canary, 0, "everyone back on running");
-    assert!(a
-        .iter()
-        .any(|a| matches!(a, Action::Retire { id, .. } if *id == testing)));
+    assert!(
+        a.contains(&Action::Retire {
+            id: testing,
+            drain: true
+        }),
+        "its users' requests in flight finish: {a:#?}"
+    );
     assert!(emitted(&a).iter().any(|e| matches!(e, Event::Rejecting { reasons, .. } if reasons[0] == "canary at 20 %: POST /api/orders 5xx 100.0 %")));
 }
 
