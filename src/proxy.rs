@@ -186,8 +186,9 @@ struct Route {
     running: InflightGuard,
     testing: Option<Arc<Upstream>>,
     secondary: Option<Arc<Upstream>>,
-    /// During a canary step: which side serves this user (`running` is then that side).
-    side: Option<canary::Side>,
+    /// During a canary step: which side serves this user (`running` is then that side), and
+    /// the user's place.
+    side: Option<(canary::Side, u32)>,
 }
 
 impl Proxy {
@@ -234,12 +235,12 @@ impl Proxy {
         };
         if let Some(testing) = routes.testing.as_ref().filter(|_| routes.canary > 0) {
             let place = canary::place(&self.sticky, head, peer());
-            if place.is_some_and(|p| p < routes.canary) {
+            if let Some(place) = place.filter(|&p| p < routes.canary) {
                 return Ok(Route {
                     running: InflightGuard::new(testing),
                     testing: None,
                     secondary: None,
-                    side: Some(canary::Side::Testing),
+                    side: Some((canary::Side::Testing, place)),
                 });
             }
         }
@@ -247,16 +248,17 @@ impl Proxy {
             running: InflightGuard::new(running),
             testing: routes.testing.clone(),
             secondary: routes.secondary.clone(),
-            side: (routes.canary > 0).then_some(canary::Side::Running),
+            side: (routes.canary > 0).then_some((canary::Side::Running, canary::PLACES)),
         })
     }
 
     /// During a canary step, the record of this request's answer (its side, method and path
     /// from the request head `head`), to be completed by [`Proxy::served`].
     fn serving(&self, route: &Route, method: &http::Method, head: &[u8]) -> Option<canary::Served> {
-        let side = route.side.filter(|_| self.served.is_some())?;
+        let (side, place) = route.side.filter(|_| self.served.is_some())?;
         Some(canary::Served {
             side,
+            place,
             method: method.clone(),
             path: canary::path_of(head).to_string(),
             status: 0,

@@ -223,6 +223,12 @@ fn a_build_failing_a_write_only_is_rolled_back_in_step_1_naming_the_endpoint_and
         met <= 70,
         "at most about a fifth of the users met 1.2.0: {met}"
     );
+    let counted: usize = regex_lite::Regex::new(r"about (\d+) users came from it")
+        .unwrap()
+        .captures(&reason)
+        .and_then(|c| c[1].parse().ok())
+        .expect("the users who met it are counted");
+    assert!(counted <= met, "counted {counted}, met {met}: {reason}");
     u.stop();
 }
 

@@ -32,6 +32,9 @@ pub enum Side {
 pub struct Served {
     /// Who served it.
     pub side: Side,
+    /// The user's place (below `PLACES` on testing's side): distinct places count the users
+    /// who met the build.
+    pub place: u32,
     /// The request's method.
     pub method: Method,
     /// Its path, without the query.
@@ -65,7 +68,12 @@ pub struct CanaryCard {
     /// (running, testing) latencies in seconds, ring-buffered.
     latencies: [Vec<f64>; 2],
     seen: [usize; 2],
+    /// The places testing served, one bit each (allocated at its first answer).
+    met: Vec<u64>,
 }
+
+/// Places a user can take (`proxy::canary::PLACES`).
+const PLACES: usize = 10_000;
 
 impl CanaryCard {
     /// Count one served answer.
@@ -82,6 +90,12 @@ impl CanaryCard {
             kept[*seen % LATENCY_SAMPLES] = s.latency.as_secs_f64();
         }
         *seen += 1;
+        if s.side == Side::Testing && (s.place as usize) < PLACES {
+            if self.met.is_empty() {
+                self.met = vec![0; PLACES.div_ceil(64)];
+            }
+            self.met[s.place as usize / 64] |= 1 << (s.place % 64);
+        }
         let row = self.rows.entry(key).or_default();
         let t = &mut row[side];
         t.answers += 1;
@@ -106,6 +120,8 @@ pub struct CanaryEvaluation {
     pub running_answers: u64,
     /// Of which 5xx, (testing's, running's).
     pub server_errors: (u64, u64),
+    /// Users (distinct places of the sticky key) testing served in this step.
+    pub users: u64,
     /// The first regression found, in words with its figures; None while there is none.
     pub regression: Option<String>,
     /// Enough answers on testing's side to move on (`MIN_MIRRORED`).
@@ -163,10 +179,12 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
     let server_errors = card.rows.values().fold((0, 0), |(t, r), row| {
         (t + row[1].server_errors, r + row[0].server_errors)
     });
+    let users = card.met.iter().map(|w| u64::from(w.count_ones())).sum();
     CanaryEvaluation {
         testing_answers,
         running_answers,
         server_errors,
+        users,
         enough: testing_answers >= cfg.min_mirrored,
         regression: regression.or_else(|| slower(card, cfg)),
     }
@@ -208,6 +226,7 @@ mod tests {
     fn served(side: Side, method: Method, path: &str, status: u16) -> Served {
         Served {
             side,
+            place: 7,
             method,
             path: path.into(),
             status,

@@ -165,6 +165,8 @@ pub struct CanaryStatus {
     pub server_errors: u64,
     /// Of running's answers, 5xx.
     pub running_server_errors: u64,
+    /// Users (distinct places of the sticky key) testing served this step.
+    pub users: u64,
     /// It holds for lack of evidence.
     pub held: bool,
 }

@@ -149,6 +149,8 @@ pub(super) struct CanaryStep {
     /// Answers served this step by (testing, running), and of those the 5xx.
     pub(super) answers: (u64, u64),
     pub(super) server_errors: (u64, u64),
+    /// Users testing served this step.
+    pub(super) users: u64,
 }
 
 /// Where an instance is in its life.
@@ -533,6 +535,7 @@ impl State {
                 running_answers: c.answers.1,
                 server_errors: c.server_errors.0,
                 running_server_errors: c.server_errors.1,
+                users: c.users,
                 held: c.held,
             }),
         }

@@ -37,6 +37,7 @@ impl Decision<'_> {
             held: false,
             answers: (0, 0),
             server_errors: (0, 0),
+            users: 0,
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -60,10 +61,16 @@ impl Decision<'_> {
         };
         c.answers = (ev.testing_answers, ev.running_answers);
         c.server_errors = ev.server_errors;
+        c.users = ev.users;
         let (step, since, held) = (c.step, c.since, c.held);
         let weight = self.s.canary_steps.get(step).copied().unwrap_or(0);
         if let Some(r) = ev.regression {
-            let reason = format!("canary at {}: {r}", share_text(weight));
+            let reason = format!(
+                "canary at {}: {r}; {} answers to about {} users came from it",
+                share_text(weight),
+                ev.testing_answers,
+                ev.users
+            );
             self.reject_testing(vec![reason]);
             return;
         }

@@ -18,6 +18,7 @@ fn canary_eval(testing: u64, regression: Option<&str>) -> CanaryEvaluation {
         testing_answers: testing,
         running_answers: testing * 4,
         server_errors: (0, 0),
+        users: testing / 3,
         regression: regression.map(str::to_string),
         enough: testing >= 100,
     }
@@ -119,7 +120,7 @@ async fn a_regression_rolls_back_at_once_naming_the_step() {
         }),
         "its users' requests in flight finish: {a:#?}"
     );
-    assert!(emitted(&a).iter().any(|e| matches!(e, Event::Rejecting { reasons, .. } if reasons[0] == "canary at 20 %: POST /api/orders 5xx 100.0 %")));
+    assert!(emitted(&a).iter().any(|e| matches!(e, Event::Rejecting { reasons, .. } if reasons[0] == "canary at 20 %: POST /api/orders 5xx 100.0 %; 12 answers to about 4 users came from it")));
 }
 
 #[tokio::test(start_paused = true)]
