@@ -349,7 +349,7 @@ struct VerdictBody {
     pairs: u64,
     /// What the pairs are (live, replayed from how many recorded requests): a fleet tool
     /// deciding on this verdict must see when it rests on replays.
-    evidence: Option<crate::score::Evidence>,
+    evidence: crate::score::Evidence,
 }
 
 fn current_verdict(st: &Status) -> VerdictBody {
@@ -360,7 +360,7 @@ fn current_verdict(st: &Status) -> VerdictBody {
             reasons: v.reasons.clone(),
             version: Some(v.version.to_string()),
             pairs: v.pairs,
-            evidence: Some(v.evidence.clone()),
+            evidence: v.evidence.clone(),
         },
         (None, Some(t)) => VerdictBody {
             verdict: VerdictKind::Wait,
@@ -368,7 +368,7 @@ fn current_verdict(st: &Status) -> VerdictBody {
             reasons: vec![format!("{} is not scored yet", t.version)],
             version: Some(t.version.to_string()),
             pairs: 0,
-            evidence: None,
+            evidence: crate::score::Evidence::default(),
         },
         (None, None) => VerdictBody {
             verdict: VerdictKind::Wait,
@@ -376,7 +376,7 @@ fn current_verdict(st: &Status) -> VerdictBody {
             reasons: vec!["no build is being tested".to_string()],
             version: None,
             pairs: 0,
-            evidence: None,
+            evidence: crate::score::Evidence::default(),
         },
     }
 }
