@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use http::Method;
 
-use dotenv::read_dotenv;
 pub use canary::{CanaryConfig, Sticky};
+use dotenv::read_dotenv;
 pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};

@@ -91,7 +91,15 @@ mod tests {
         assert_eq!(steps("5%,25%,50%").unwrap(), vec![500, 2500, 5000]);
         assert_eq!(steps("").unwrap(), Vec::<u32>::new());
         assert_eq!(steps(" 20 , 50% ").unwrap(), vec![2000, 5000]);
-        for bad in ["50%,25%", "0%", "100%", "abc", "5%,5%", "-5%", "1,2,3,4,5,6,7,8,9,10,11"] {
+        for bad in [
+            "50%,25%",
+            "0%",
+            "100%",
+            "abc",
+            "5%,5%",
+            "-5%",
+            "1,2,3,4,5,6,7,8,9,10,11",
+        ] {
             assert!(steps(bad).is_err(), "{bad}");
         }
     }
