@@ -176,3 +176,22 @@ fn man_dir_writes_the_page_of_every_command_it_lists() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stdout_that_refuses_the_script_ends_in_a_message_not_a_panic() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full on this machine");
+        return;
+    };
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write the completion script to stdout") && !err.contains("panicked"),
+        "{err}"
+    );
+}
