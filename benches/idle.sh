@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_IDLE=${SECONDS_IDLE:-10}
-cargo build --release -q
-BIN=$PWD/target/release/understudy
+cargo build --profile dist -q
+BIN=$PWD/target/dist/understudy
 WORK=$(mktemp -d /tmp/understudy-idle.XXXXXX)
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }

@@ -5,7 +5,7 @@
 # (docs/benchmarks.md, "Proxy speed, December"). Counts user space only: the kernel's share
 # (sockets, wakeups) is not in it.
 #
-#   bash benches/instructions.sh                 # release build of this tree, and HAProxy
+#   bash benches/instructions.sh                 # dist build of this tree, and HAProxy
 #   US_BIN=/other/understudy CONNS=128 bash benches/instructions.sh
 #
 # Each proxy runs under `valgrind --tool=callgrind` in front of a static nginx (2-byte answer;
@@ -28,8 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-if [ -z "$US_BIN" ]; then cargo build --release -q; fi
-BIN=${US_BIN:-$PWD/target/release/understudy}
+if [ -z "$US_BIN" ]; then cargo build --profile dist -q; fi
+BIN=${US_BIN:-$PWD/target/dist/understudy}
 WORK=$(mktemp -d /tmp/understudy-instr.XXXXXX)
 PIDS=()
 cleanup() {

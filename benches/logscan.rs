@@ -1,8 +1,8 @@
 //! Log scanning: the `regex` crate against `regex-lite` on 1 M generated log lines, with the
 //! defaults of PLAIN_LOG_ERROR_REGEX and PLAIN_LOG_WARN_REGEX (from `understudy::config::KEYS`).
 //!
-//!   cargo bench --bench logscan            # 1 000 000 lines, 5 runs per engine
-//!   cargo bench --bench logscan -- 200000 3
+//!   cargo bench --profile dist --bench logscan            # 1 000 000 lines, 5 runs per engine
+//!   cargo bench --profile dist --bench logscan -- 200000 3
 //!
 //! Three measurements, each the median of the runs (the engines alternate within each run, so
 //! a neighbour's load hits both alike):

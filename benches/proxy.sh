@@ -45,9 +45,9 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-if [ -z "$US_BIN" ]; then cargo build --release -q; fi
-if want promotion && [ "$BACKEND" = app ]; then cargo bench -q --bench switch --no-run 2>/dev/null; fi
-BIN=${US_BIN:-$PWD/target/release/understudy}
+if [ -z "$US_BIN" ]; then cargo build --profile dist -q; fi
+if want promotion && [ "$BACKEND" = app ]; then cargo bench -q --profile dist --bench switch --no-run 2>/dev/null; fi
+BIN=${US_BIN:-$PWD/target/dist/understudy}
 WORK=$(mktemp -d /tmp/understudy-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -258,7 +258,7 @@ PPID2=$USPID
 build "$P" 1.0.0; wait_body 18210 "1.0.0"
 (sleep 2; build "$P" 1.1.0) &
 # Our own load generator here: it reports latency per second, so the switch second can be compared.
-cargo bench -q --bench switch -- 127.0.0.1:18210 128 12 /api/items > "$WORK/switch.txt"
+cargo bench -q --profile dist --bench switch -- 127.0.0.1:18210 128 12 /api/items > "$WORK/switch.txt"
 python3 - "$WORK/promote.log" "$WORK/switch.txt" <<'PY'
 import json, re, sys, statistics
 from datetime import datetime, timezone

@@ -23,8 +23,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [ -z "$US_BIN" ]; then cargo build --release -q; fi
-BIN=${US_BIN:-$PWD/target/release/understudy}
+if [ -z "$US_BIN" ]; then cargo build --profile dist -q; fi
+BIN=${US_BIN:-$PWD/target/dist/understudy}
 WORK=$(mktemp -d /tmp/understudy-slow.XXXXXX)
 PIDS=()
 cleanup() {

@@ -1,7 +1,7 @@
 //! A load generator that reports latency per second, so the second of a promotion can be compared
 //! with the steady seconds around it (wrk reports only whole-run percentiles).
 //!
-//!   cargo bench --bench switch -- 127.0.0.1:18210 128 12 /api/items
+//!   cargo bench --profile dist --bench switch -- 127.0.0.1:18210 128 12 /api/items
 //!
 //! Prints one line per second: `SECOND <unix-second> <requests> <errors> <p50-µs> <p99-µs>`.
 

@@ -4,7 +4,7 @@
 //! and 1 000 requests per second. The judge is the library's own `evaluate`, fed summaries of the
 //! shape the scorecard builds; the defaults are read from `config::KEYS`.
 //!
-//! Run: `cargo bench --bench verdict`. Never part of `cargo test`.
+//! Run: `cargo bench --profile dist --bench verdict`. Never part of `cargo test`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

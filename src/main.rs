@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use understudy::config::{check_base_writable, parse_override, Config, ProcessEnv};
 
 /// mimalloc instead of glibc's malloc: the proxy threads allocate what the mirror frees, and
@@ -82,6 +82,18 @@ enum Command {
     },
     /// Print a documented .env with every key and its default.
     ExampleEnv,
+    /// Print the shell completion script for bash, zsh or fish to stdout.
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `understudy man > understudy.1`; with --dir, write
+    /// it and one page per command (understudy-run.1, ...) into that directory.
+    Man {
+        /// Write understudy.1 and a page per command here instead of printing understudy.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     #[command(flatten)]
     Control(understudy::cli::ControlCommand),
     #[command(hide = true)]
@@ -140,11 +152,79 @@ fn main() -> ExitCode {
             print!("{}", Config::example());
             ExitCode::SUCCESS
         }
+        Command::Completions { shell } => print_generated("completion script", |out| {
+            clap_complete::generate(shell, &mut visible_command(), "understudy", out);
+            Ok(())
+        }),
+        Command::Man { dir: None } => print_generated("manual page", |out| {
+            clap_mangen::Man::new(man_command()).render(out)
+        }),
+        Command::Man { dir: Some(dir) } => write_man_pages(&dir),
         Command::Control(c) => ExitCode::from(understudy::cli::main(c)),
         Command::FixtureApp(args) => {
             report(understudy::fixture::main(args).context("fixture app failed"))
         }
         Command::Watchdog(args) => report(understudy::watchdog::main(args).context("watchdog")),
+    }
+}
+
+/// The command line without its hidden commands (`watchdog`, `fixture-app`): clap_complete's bash
+/// script would offer them, and they are understudy's own, not a user's.
+fn visible_command() -> clap::Command {
+    let full = Cli::command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .cloned()
+        .collect();
+    clap::Command::new("understudy")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default())
+        .subcommand_required(true)
+        .subcommands(visible)
+}
+
+/// The command line the manual describes: no `help` command, whose page would not exist (as
+/// clap_mangen's `generate_to` does for the pages it writes).
+fn man_command() -> clap::Command {
+    Cli::command().disable_help_subcommand(true)
+}
+
+/// Generate into memory, then write to stdout: clap_complete panics on a failed write, and a
+/// closed pipe (`understudy man | head`) must end in a message, not a panic.
+fn print_generated(
+    what: &str,
+    generate: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> ExitCode {
+    use std::io::Write;
+    let mut text = Vec::new();
+    let written = generate(&mut text).and_then(|()| {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&text).and_then(|()| stdout.flush())
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("understudy: cannot write the {what} to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every manual page into `dir` (made if missing), so the `understudy-<command>(1)` pages the
+/// main page lists exist once installed.
+fn write_man_pages(dir: &std::path::Path) -> ExitCode {
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(man_command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "understudy: cannot write the manual pages into {}: {e}; pass a writable --dir",
+                dir.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -184,7 +184,7 @@ fn rss_kib(pid: u32) -> u64 {
 const RSS_BOUND_MIB: u64 = 128;
 
 /// Not part of `cargo test`: resident memory depends on the build and on what else the machine
-/// runs, so `bash benches/capture-memory.sh` runs it alone, in release mode.
+/// runs, so `bash benches/capture-memory.sh` runs it alone, in the `dist` profile.
 #[test]
 #[ignore = "a benchmark, not a check for every change: bash benches/capture-memory.sh"]
 fn capturing_1_mib_answers_under_load_holds_bounded_memory() {

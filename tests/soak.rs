@@ -1,6 +1,6 @@
 //! Soak: steady user traffic while build after build arrives, half of them bad. Not part of
 //! `cargo test` (ignored: it takes the machine for its whole run, and what it judges needs a
-//! release build): `bash benches/soak.sh` runs it for ten minutes in release mode and judges
+//! release build): `bash benches/soak.sh` runs it for ten minutes in the `dist` profile and judges
 //! memory and descriptors (docs/benchmarks.md). Run on its own, it lasts `UNDERSTUDY_SOAK_SECS`
 //! (30 s by default).
 

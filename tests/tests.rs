@@ -16,6 +16,7 @@ mod faults;
 mod fleet;
 mod hostile;
 mod hostile_clients;
+mod installed_cli;
 mod instance_faults;
 mod judging;
 mod metrics;
