@@ -204,13 +204,8 @@ pub async fn run(
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
-    let StartedProxy {
-        proxy,
-        mirror_rx,
-        capture_budget,
-        replay_queue,
-        served_rx,
-    } = start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops)?;
+    let StartedProxy { proxy, feeds } =
+        start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops)?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
@@ -219,7 +214,7 @@ pub async fn run(
     let webhook_stats = webhook_stats(&cfg);
     let (metrics, event_counters) = metrics::Metrics::new(
         stats.clone(),
-        replay_queue.recorder().clone(),
+        feeds.replay_queue.recorder().clone(),
         handle.clone(),
         webhook_stats.clone(),
     );
@@ -240,10 +235,7 @@ pub async fn run(
         pulse: pulse_tx,
         cfg: cfg.clone(),
         config: config_rx,
-        mirror_rx,
-        capture_budget,
-        replay_queue,
-        served_rx,
+        feeds,
         routes: routes_tx,
         stats,
         events: events.clone(),
@@ -271,6 +263,12 @@ pub async fn run(
 struct StartedProxy {
     /// The proxy threads, joined at shutdown.
     proxy: proxy::ProxyHandle,
+    /// What its threads feed the control tasks.
+    feeds: ProxyFeeds,
+}
+
+/// The receiving ends of what the proxy threads feed the mirror, replay and scorer tasks.
+struct ProxyFeeds {
     /// The mirror task's end of the queue.
     mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
     /// The memory the queued copies may hold, shared with the mirror task.
@@ -319,10 +317,12 @@ fn start_proxy(
     )?;
     Ok(StartedProxy {
         proxy,
-        mirror_rx,
-        capture_budget,
-        replay_queue,
-        served_rx,
+        feeds: ProxyFeeds {
+            mirror_rx,
+            capture_budget,
+            replay_queue,
+            served_rx,
+        },
     })
 }
 
@@ -446,10 +446,7 @@ fn max_connections(cfg: &Config) -> usize {
 struct Control {
     cfg: Arc<Config>,
     config: watch::Receiver<Arc<Config>>,
-    mirror_rx: mpsc::Receiver<proxy::mirror::MirrorJob>,
-    capture_budget: proxy::mirror::CaptureBudget,
-    replay_queue: proxy::mirror::MirrorQueue,
-    served_rx: mpsc::Receiver<proxy::canary::Served>,
+    feeds: ProxyFeeds,
     routes: watch::Sender<Arc<proxy::Routes>>,
     stats: Arc<proxy::ProxyStats>,
     events: Events,
@@ -472,8 +469,8 @@ impl Control {
         tasks.spawn(
             "replay",
             proxy::replay::run(
-                self.replay_queue.recorder().clone(),
-                self.replay_queue.clone(),
+                self.feeds.replay_queue.recorder().clone(),
+                self.feeds.replay_queue.clone(),
                 self.stats.clone(),
                 self.routes.subscribe(),
                 replay_rx,
@@ -484,12 +481,12 @@ impl Control {
         tasks.spawn(
             "mirror",
             proxy::mirror::run(
-                self.mirror_rx,
+                self.feeds.mirror_rx,
                 proxy::mirror::MirrorSettings {
                     concurrency: cfg.mirror_concurrency,
                     timeout: cfg.mirror_timeout,
                     config: self.config.clone(),
-                    budget: self.capture_budget,
+                    budget: self.feeds.capture_budget,
                 },
                 pairs_tx,
                 self.stats.clone(),
@@ -503,7 +500,7 @@ impl Control {
                 self.stats.requests.clone(),
                 score::Feeds {
                     pairs: pairs_rx,
-                    served: self.served_rx,
+                    served: self.feeds.served_rx,
                 },
                 scorer_rx,
                 verdict_tx,
@@ -511,22 +508,12 @@ impl Control {
                 self.stop.clone(),
             ),
         );
-        let mut ignore = vec![".env".to_string()];
-        ignore.extend(cfg.properties_file.clone());
-        // A CA file kept in the base dir is not a stray build name to warn about.
-        ignore.extend(
-            cfg.webhook_ca
-                .as_ref()
-                .filter(|ca| ca.path.parent() == Some(cfg.base.as_path()))
-                .and_then(|ca| ca.path.file_name())
-                .map(|n| n.to_string_lossy().into_owned()),
-        );
         tasks.spawn(
             "watcher",
             watcher::run(
                 cfg.base.clone(),
                 cfg.identifier.clone(),
-                ignore,
+                not_builds(&cfg),
                 cfg.settle_time,
                 dropped_tx,
                 self.stop.clone(),
@@ -549,6 +536,21 @@ impl Control {
         );
         tasks
     }
+}
+
+/// Files in the base dir that are not builds, so the watcher does not warn about their names:
+/// `.env`, the properties file, a webhook CA kept there.
+fn not_builds(cfg: &Config) -> Vec<String> {
+    let mut ignore = vec![".env".to_string()];
+    ignore.extend(cfg.properties_file.clone());
+    ignore.extend(
+        cfg.webhook_ca
+            .as_ref()
+            .filter(|ca| ca.path.parent() == Some(cfg.base.as_path()))
+            .and_then(|ca| ca.path.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+    );
+    ignore
 }
 
 /// Wait for the shutdown signal, or for the first task or proxy thread to die; meanwhile apply

@@ -7,6 +7,7 @@ mod bodies;
 pub mod canary;
 mod evaluation;
 mod judging;
+mod latency;
 pub mod logs;
 mod pair;
 mod scorecard;

@@ -9,6 +9,7 @@ pub mod control;
 mod decide;
 pub mod executor;
 mod files;
+mod live;
 mod resume;
 pub mod schedule;
 mod state;
@@ -17,7 +18,8 @@ pub use control::{Command, CommandError, CommandRequest, Status, SupervisorHandl
 pub use decide::{
     decide, Action, Filed, Input, Launched, RestoreFailure, Routing, StartFailure, Target,
 };
-pub use executor::{run, LiveGroups, Wiring};
+pub use executor::{run, Wiring};
+pub use live::LiveGroups;
 pub use schedule::{Now, Schedule};
 pub use state::{Persisted, Phase, Resumed, Slot, State, Txn, TxnKind, TxnStep};
 

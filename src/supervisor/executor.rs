@@ -3,9 +3,10 @@
 //! threads, children are spawned on the long-lived spawner thread, symlinks and the state file
 //! are written in order by one file task, and drains and stops run as tasks of their own.
 
-use std::collections::{BTreeMap, HashMap};
+use super::live::LiveGroups;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -33,8 +34,6 @@ use crate::watcher::Dropped;
 
 /// How often the proxy's counters are handed to the supervisor (the guard's samples).
 const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
-/// How often a panic sweep checks whether killed process groups are gone.
-const SWEEP_POLL: Duration = Duration::from_millis(20);
 /// Fault injection for the tests: `UNDERSTUDY_INJECT_PANIC=supervisor` makes the supervisor
 /// panic once running is ready, to prove a dying task stops every child.
 const INJECT_PANIC: &str = "UNDERSTUDY_INJECT_PANIC";
@@ -64,56 +63,6 @@ pub struct Wiring {
     pub pulse: watch::Sender<Instant>,
     /// The proxy's counters, sampled every second for the guard.
     pub traffic: Arc<crate::proxy::ProxyStats>,
-}
-
-/// The process groups of every child not yet reaped, kept outside the supervisor's task so that
-/// if that task dies (a panic), [`LiveGroups::kill_all`] can still stop every child.
-#[derive(Clone, Default)]
-pub struct LiveGroups(Arc<Mutex<BTreeMap<InstanceId, u32>>>);
-
-impl LiveGroups {
-    fn insert(&self, id: InstanceId, pgid: u32) {
-        self.lock().insert(id, pgid);
-    }
-
-    fn remove(&self, id: InstanceId) {
-        self.lock().remove(&id);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<InstanceId, u32>> {
-        // The map stays consistent even if a holder panicked: each operation is one insert/remove.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether any child is still known to run.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
-    /// Last resort after a task died: SIGTERM every group, wait up to `grace`, SIGKILL the rest.
-    /// Blocking; the orderly path stops children through their instances instead.
-    pub fn kill_all(&self, grace: Duration) {
-        use nix::sys::signal::{killpg, Signal};
-        use nix::unistd::Pid;
-        let groups: Vec<Pid> = self
-            .lock()
-            .values()
-            .map(|p| Pid::from_raw(*p as i32))
-            .collect();
-        for g in &groups {
-            let _ = killpg(*g, Signal::SIGTERM);
-        }
-        let deadline = std::time::Instant::now() + grace;
-        while std::time::Instant::now() < deadline
-            && groups.iter().any(|g| killpg(*g, None).is_ok())
-        {
-            std::thread::sleep(SWEEP_POLL);
-        }
-        for g in &groups {
-            let _ = killpg(*g, Signal::SIGKILL);
-        }
-        self.lock().clear();
-    }
 }
 
 /// Work finished off the supervisor's task, on its way back to become an [`Input`].

@@ -7,15 +7,6 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
     let mut sim = Sim::new(PORTS);
     let a = sim.deliver("1.0.0");
     let (mut id, _) = sim.bring_up(&a);
-    let crash = |sim: &mut Sim, id| {
-        sim.event(
-            id,
-            InstanceEventKind::Exited {
-                status: "signal: 9".into(),
-                stderr_tail: String::new(),
-            },
-        )
-    };
     // (attempt, delay before the restart) for crashes a second after each ready.
     let table = [
         (1, 0),
@@ -28,46 +19,7 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
         (8, 30),
     ];
     for (attempt, delay) in table {
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let a = crash(&mut sim, id);
-        assert!(
-            emitted(&a).iter().any(|e| matches!(e,
-                Event::RestartScheduled { attempt: n, delay_ms, .. } if *n == attempt && *delay_ms == delay * 1000)),
-            "attempt {attempt}: {a:#?}"
-        );
-        assert_eq!(
-            routes_in(&a).unwrap().restarting,
-            Some(v("1.0.0")),
-            "users are told running restarts"
-        );
-        assert!(!a
-            .iter()
-            .any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
-        sim.feed(Input::Stopped { id });
-        let a = if delay == 0 {
-            a
-        } else {
-            assert!(start_in(&a).is_none(), "attempt {attempt} waits {delay}s");
-            assert_eq!(
-                sim.s.restart.as_ref().unwrap().at,
-                Instant::now() + Duration::from_secs(delay)
-            );
-            assert!(sim.s.deadline() <= Instant::now() + Duration::from_secs(delay));
-            tokio::time::advance(Duration::from_secs(delay) - Duration::from_millis(1)).await;
-            assert!(
-                start_in(&sim.feed(Input::Tick)).is_none(),
-                "not before its time"
-            );
-            tokio::time::advance(Duration::from_millis(1)).await;
-            sim.feed(Input::Tick)
-        };
-        let (restarted, a) = sim.bring_up(&a);
-        assert_eq!(
-            routes_in(&a).unwrap().running.as_ref().unwrap().id,
-            restarted
-        );
-        assert_eq!(routes_in(&a).unwrap().restarting, None);
-        id = restarted;
+        id = crash_and_restart(&mut sim, id, attempt, delay).await;
     }
     // Past the limit, a newer build is the way out: it serves as soon as it is installed.
     tokio::time::advance(Duration::from_secs(1)).await;
@@ -375,4 +327,60 @@ async fn without_a_port_to_spare_the_build_is_judged_with_noise_unknown() {
         })
         .expect("scored");
     assert!(!watch.noise, "the scorer is told noise is unknown");
+}
+
+/// Running exits (SIGKILL).
+fn crash(sim: &mut Sim, id: InstanceId) -> Vec<Action> {
+    sim.event(
+        id,
+        InstanceEventKind::Exited {
+            status: "signal: 9".into(),
+            stderr_tail: String::new(),
+        },
+    )
+}
+
+/// Running crashes a second after it got ready: restart `attempt` comes after `delay` seconds;
+/// returns the restarted instance.
+async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u64) -> InstanceId {
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(sim, id);
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+            Event::RestartScheduled { attempt: n, delay_ms, .. } if *n == attempt && *delay_ms == delay * 1000)),
+        "attempt {attempt}: {a:#?}"
+    );
+    assert_eq!(
+        routes_in(&a).unwrap().restarting,
+        Some(v("1.0.0")),
+        "users are told running restarts"
+    );
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
+    sim.feed(Input::Stopped { id });
+    let a = if delay == 0 {
+        a
+    } else {
+        assert!(start_in(&a).is_none(), "attempt {attempt} waits {delay}s");
+        assert_eq!(
+            sim.s.restart.as_ref().unwrap().at,
+            Instant::now() + Duration::from_secs(delay)
+        );
+        assert!(sim.s.deadline() <= Instant::now() + Duration::from_secs(delay));
+        tokio::time::advance(Duration::from_secs(delay) - Duration::from_millis(1)).await;
+        assert!(
+            start_in(&sim.feed(Input::Tick)).is_none(),
+            "not before its time"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        sim.feed(Input::Tick)
+    };
+    let (restarted, a) = sim.bring_up(&a);
+    assert_eq!(
+        routes_in(&a).unwrap().running.as_ref().unwrap().id,
+        restarted
+    );
+    assert_eq!(routes_in(&a).unwrap().restarting, None);
+    restarted
 }

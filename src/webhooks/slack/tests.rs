@@ -98,7 +98,22 @@ fn a_tripped_guard_names_both_versions_and_the_reason() {
 /// and carries the reason or detail.
 #[test]
 fn every_other_kind_names_its_versions_and_its_reason() {
-    let cases: Vec<(Event, &[&str])> = vec![
+    let cases = [cases_1(), cases_2(), cases_3(), cases_4(), cases_5()]
+        .into_iter()
+        .flatten();
+    for (event, wanted) in cases {
+        let text = line(event.clone());
+        assert!(text.starts_with("understudy: myapp "), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        for w in wanted {
+            assert!(text.contains(w), "{event:?}: {text:?} lacks {w:?}");
+        }
+    }
+}
+
+/// Events of kinds not covered above (part 1), with what their line must say.
+fn cases_1() -> Vec<(Event, &'static [&'static str])> {
+    vec![
         (
             Event::BuildFound {
                 file: "myapp-1.2.0.jar".into(),
@@ -152,6 +167,12 @@ fn every_other_kind_names_its_versions_and_its_reason() {
             },
             &["1.1.0 instance 2 stopped"],
         ),
+    ]
+}
+
+/// Events of kinds not covered above (part 2), with what their line must say.
+fn cases_2() -> Vec<(Event, &'static [&'static str])> {
+    vec![
         (
             Event::RestartScheduled {
                 version: v("1.1.0"),
@@ -216,6 +237,12 @@ fn every_other_kind_names_its_versions_and_its_reason() {
                 "#4",
             ],
         ),
+    ]
+}
+
+/// Events of kinds not covered above (part 3), with what their line must say.
+fn cases_3() -> Vec<(Event, &'static [&'static str])> {
+    vec![
         (
             Event::Scheduled {
                 id: 5,
@@ -269,6 +296,12 @@ fn every_other_kind_names_its_versions_and_its_reason() {
             },
             &["1.2.0: its promotion", "undone; 1.1.0 keeps serving"],
         ),
+    ]
+}
+
+/// Events of kinds not covered above (part 4), with what their line must say.
+fn cases_4() -> Vec<(Event, &'static [&'static str])> {
+    vec![
         (
             Event::CrashLooping {
                 version: v("1.1.0"),
@@ -284,6 +317,23 @@ fn every_other_kind_names_its_versions_and_its_reason() {
                 failures: 5,
             },
             &["1.2.0 replaces 1.1.0", "5 times"],
+        ),
+        (
+            Event::CanaryStep {
+                version: v("1.2.0"),
+                step: 2,
+                steps: 3,
+                share: "25 %".into(),
+            },
+            &["1.2.0 serves 25 % of users (canary step 2 of 3)"],
+        ),
+        (
+            Event::CanaryHeld {
+                version: v("1.2.0"),
+                step: 1,
+                why: "too little evidence".into(),
+            },
+            &["1.2.0's canary holds: too little evidence"],
         ),
         (
             Event::SecondaryGivenUp {
@@ -310,6 +360,12 @@ fn every_other_kind_names_its_versions_and_its_reason() {
             },
             &["given up, its folder stays"],
         ),
+    ]
+}
+
+/// Events of kinds not covered above (part 5), with what their line must say.
+fn cases_5() -> Vec<(Event, &'static [&'static str])> {
+    vec![
         (
             Event::RollbackFailed {
                 version: v("1.1.0"),
@@ -324,15 +380,7 @@ fn every_other_kind_names_its_versions_and_its_reason() {
             },
             &["1.2.0 held through its rollback window; 1.1.0 is filed away"],
         ),
-    ];
-    for (event, wanted) in cases {
-        let text = line(event.clone());
-        assert!(text.starts_with("understudy: myapp "), "{text}");
-        assert!(!text.contains('\n'), "{text}");
-        for w in wanted {
-            assert!(text.contains(w), "{event:?}: {text:?} lacks {w:?}");
-        }
-    }
+    ]
 }
 
 #[test]

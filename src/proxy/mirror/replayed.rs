@@ -1,0 +1,131 @@
+//! Replayed recorded requests (`REPLAY`): sent to testing and twice to the secondary, never to
+//! running; testing is judged against the secondary's first answer, the second gives the noise.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{copy_request, fetch, judge, Answered, CaptureBudget, Differ, MirrorError, MirrorJob};
+use crate::config::Config;
+use crate::proxy::pool::Pool;
+use crate::proxy::{ProxyStats, Upstream};
+use crate::score::Pair;
+
+/// How a replayed recorded request is sent: to testing and twice to the secondary, all at once.
+pub(super) struct Replayed<'a> {
+    pub(super) client: &'a Arc<Pool>,
+    pub(super) timeout: Duration,
+    pub(super) budget: CaptureBudget,
+}
+
+impl Replayed<'_> {
+    /// Send the replay and judge testing's answer against the secondary's (running is never
+    /// asked); the secondary's second answer to the same request measures the noise. No pair
+    /// when the secondary did not answer: there is nothing to judge against.
+    pub(super) async fn send(
+        &self,
+        job: MirrorJob,
+        stats: &ProxyStats,
+        cfg: Arc<Config>,
+        differ: &Differ,
+    ) -> Option<Pair> {
+        let secondary = job.secondary.clone()?;
+        let max = cfg.diff.max_body;
+        let ask = |to: &Arc<Upstream>| {
+            let req = copy_request(&job, to);
+            let (to, method) = (to.clone(), job.method.clone());
+            let (client, timeout, budget) = (self.client, self.timeout, self.budget.clone());
+            async move { fetch(client, &to, &method, req, timeout, max, budget).await }
+        };
+        let (testing, reference, again) =
+            tokio::join!(ask(&job.target), ask(&secondary), ask(&secondary));
+        match &testing {
+            Ok(a) => stats.testing_replayed.answered(a.status, a.latency),
+            Err(_) => stats.testing_replayed.unanswered(),
+        }
+        let reference = reference.ok()?;
+        let (target, method, path, serial) = (
+            job.target.clone(),
+            job.method.clone(),
+            job.path_and_query.clone(),
+            job.replay,
+        );
+        let (testing_status, testing_latency) = match &testing {
+            Ok(a) => (Some(a.status.as_u16()), Some(a.latency)),
+            Err(_) => (None, None),
+        };
+        let (ref_status, ref_latency) = (reference.status.as_u16(), reference.latency);
+        let versions = (secondary.version.to_string(), target.version.to_string());
+        let judged = differ
+            .run(move || replay_pair(&job, testing, reference, again.ok(), versions, &cfg))
+            .await;
+        Some(judged.unwrap_or_else(|| {
+            stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
+            Pair {
+                testing: target.id,
+                method,
+                path: path.as_ref().map_or("/", |p| p.path()).to_string(),
+                running_status: ref_status,
+                running_latency: ref_latency,
+                testing_status,
+                testing_latency,
+                secondary_latency: Some(ref_latency),
+                testing_error: None,
+                diffs: None,
+                noise: None,
+                replayed: serial,
+            }
+        }))
+    }
+}
+
+/// The pair of a replayed request: the secondary's first answer stands where running's would,
+/// testing's is compared with it, and the secondary's second answer gives the noise.
+fn replay_pair(
+    job: &MirrorJob,
+    testing: Result<Answered, MirrorError>,
+    mut reference: Answered,
+    again: Option<Answered>,
+    (secondary_version, testing_version): (String, String),
+    cfg: &Config,
+) -> Pair {
+    let status = reference.status;
+    let mut against = |other: &mut Answered, version: &str| {
+        judge(
+            (
+                status,
+                &reference.headers,
+                &mut reference.body,
+                &secondary_version,
+            ),
+            (other, version),
+            cfg,
+        )
+    };
+    let (testing_status, testing_latency, testing_error, diffs) = match testing {
+        Ok(mut a) => {
+            let diffs = against(&mut a, &testing_version);
+            (Some(a.status.as_u16()), Some(a.latency), None, diffs)
+        }
+        Err(e) => (None, None, Some(e.to_string()), None),
+    };
+    let noise = again.and_then(|mut s| against(&mut s, &secondary_version));
+    Pair {
+        testing: job.target.id,
+        method: job.method.clone(),
+        path: job
+            .path_and_query
+            .as_ref()
+            .map_or("/", |p| p.path())
+            .to_string(),
+        running_status: status.as_u16(),
+        running_latency: reference.latency,
+        testing_status,
+        testing_latency,
+        secondary_latency: Some(reference.latency),
+        testing_error,
+        diffs,
+        noise,
+        replayed: job.replay,
+    }
+}
