@@ -309,6 +309,7 @@ impl Collector for Scrape {
             ("running", "live", &s.running),
             ("testing", "live", &s.testing),
             ("testing", "replay", &s.testing_replayed),
+            ("testing", "canary", &s.testing_canary),
         ];
         encode_answers(&mut enc, &series)?;
         encode_webhooks(&mut enc, &self.webhooks)?;
@@ -445,8 +446,9 @@ fn encode_answers(
     let mut m = enc.encode_descriptor(
         "responses",
         "Answers by instance (running: to users; testing: to copies), source (live: a user's \
-         request or its copy; replay: a recorded request replayed to testing) and status class; \
-         class none: it did not answer (running: the user got a 502 from understudy).",
+         request or its copy; replay: a recorded request replayed to testing; canary: a user a \
+         canary step sent to testing) and status class; class none: it did not answer (running: \
+         the user got a 502 from understudy).",
         None,
         MetricType::Counter,
     )?;
@@ -459,7 +461,8 @@ fn encode_answers(
     let mut m = enc.encode_descriptor(
         "request_duration",
         "Time from sending a request to an instance to its response head (running: user \
-         requests; testing: copies, source live or replay).",
+         requests; testing: copies, source live or replay, or users in a canary step, source \
+         canary).",
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;

@@ -115,6 +115,11 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
     });
     // Users met by 1.1.0 in step 1: about a fifth.
     let in_step_1 = users.met("1.1.0");
+    // Its answers to them are counted as testing's, apart from its answers to copies.
+    let m = crate::metrics::scrape(addr);
+    let weight = crate::metrics::value(&m, "understudy_canary_weight", &[]);
+    assert_eq!(weight, Some(50.0), "the share in /metrics");
+    assert!(crate::metrics::responses(&m, "testing", "canary") > 0.0);
     wait_until("the steps to end", Duration::from_secs(60), || {
         canary(addr).is_none().then_some(())
     });

@@ -101,7 +101,12 @@ pub(super) async fn forward(
             return failed(client, proxy, &running, f, asker, close, bufs).await;
         }
     };
-    proxy.stats.running.answered(
+    // A user a canary step sent to testing was answered by testing.
+    let answers = match route.side {
+        Some((super::canary::Side::Testing, _)) => &proxy.stats.testing_canary,
+        _ => &proxy.stats.running,
+    };
+    answers.answered(
         StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY),
         latency,
     );

@@ -42,6 +42,8 @@ pub struct ProxyStats {
     /// What testing answered to replayed recorded requests (of `replayed`), kept apart so live
     /// and replayed answers are never mixed in metrics.
     pub testing_replayed: Answers,
+    /// What testing answered to the users a canary step sent to it (served, not copies).
+    pub testing_canary: Answers,
 }
 
 /// Upper bounds of the latency buckets, in microseconds: 1 ms to 10 s, the range in which an
