@@ -105,9 +105,11 @@ impl Decision<'_> {
         let Some(installed) = self.s.pending.take() else {
             return;
         };
+        // Users a canary step sent to the build it replaces finish their requests.
+        let drain = self.canary_weight() > 0;
         if let Some(old) = self.s.testing.take() {
             self.unroute_testing(&old);
-            self.retire(old, false, AfterStop::ArchiveIfUnused);
+            self.retire(old, drain, AfterStop::ArchiveIfUnused);
         }
         let slot = self.new_slot(Role::Testing, installed, false);
         self.s.testing = Some(slot);

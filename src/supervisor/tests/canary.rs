@@ -142,3 +142,24 @@ async fn too_little_evidence_holds_after_three_windows_and_says_so_once() {
     assert!(!held(&a), "said once: {a:#?}");
     assert!(start_in(&a).is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_build_ends_the_canary_and_the_old_one_drains() {
+    let (mut sim, _, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    let a = sim.deliver("1.2.0");
+    assert!(
+        a.contains(&Action::Retire {
+            id: testing,
+            drain: true
+        }),
+        "its canary users finish their requests: {a:#?}"
+    );
+    assert_eq!(routes_in(&a).unwrap().canary, 0, "{a:#?}");
+    let (newer, _) = sim.bring_up(&a);
+    assert_ne!(newer, testing);
+    assert!(
+        sim.s.canary.is_none(),
+        "the newer build starts with its shadow"
+    );
+}
