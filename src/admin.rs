@@ -208,6 +208,9 @@ pub struct AdminState {
     pub metrics: crate::metrics::Metrics,
     /// The users' address the proxy bound (`LISTEN`, a port 0 resolved), shown in status.
     pub listen: SocketAddr,
+    /// When this understudy process started (RFC 3339): with its pid and version, it tells an
+    /// operator which understudy answers, e.g. after replacing the binary.
+    pub started: String,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish. TCP holds at most
@@ -309,6 +312,16 @@ struct StatusBody<'a> {
     counters: Counters,
     /// Where users reach the proxy.
     listen: String,
+    /// This understudy process: its version, pid and start.
+    understudy: Itself,
+}
+
+/// Which understudy answers.
+#[derive(Debug, Serialize)]
+struct Itself {
+    version: &'static str,
+    pid: u32,
+    started: String,
 }
 
 /// `GET /metrics`: the Prometheus text exposition; read-only, so no token, as scrapers expect.
@@ -335,6 +348,11 @@ async fn status(State(s): State<AdminState>) -> Response {
         status: &st,
         counters,
         listen: s.listen.to_string(),
+        understudy: Itself {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            started: s.started.clone(),
+        },
     })
     .into_response()
 }

@@ -613,6 +613,14 @@ fn status_text(v: &Value) -> String {
             out.push_str(&format!("{key:<10}{x}\n"));
         }
     }
+    if let Some(pid) = v["understudy"]["pid"].as_u64() {
+        out.push_str(&format!(
+            "{:<10}{} (pid {pid}, since {})\n",
+            "itself",
+            v["understudy"]["version"].as_str().unwrap_or("?"),
+            v["understudy"]["started"].as_str().unwrap_or("?")
+        ));
+    }
     if !v["canary"].is_null() {
         out.push_str(&format!("{:<10}{}\n", "canary", canary_text(&v["canary"])));
     }

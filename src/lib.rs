@@ -228,6 +228,7 @@ pub async fn run(
         stop: stops.control.clone(),
         metrics,
         listen,
+        started: supervisor::control::rfc3339(std::time::SystemTime::now()),
     };
     let control = Control {
         commands: commands_rx,

@@ -48,6 +48,15 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
         u.addr.to_string(),
         "where users reach the proxy"
     );
+    // Which understudy answers: its version, pid and start.
+    assert_eq!(status["understudy"]["pid"], u.pid(), "{status}");
+    assert_eq!(status["understudy"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        status["understudy"]["started"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
+        "{status}"
+    );
 
     // With the token: pause, resume.
     let (code, body) = api(addr, "POST", "/api/pause", Some(&token), "");

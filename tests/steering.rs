@@ -51,6 +51,10 @@ fn an_instant_past_year_9999_is_refused_everywhere_and_understudy_keeps_serving(
     let (code, out, _) = cli(&base, &["status"]);
     assert_eq!(code, 0);
     assert!(out.contains("1.1.0"), "testing is still under test: {out}");
+    assert!(
+        out.contains(&format!("(pid {}, since 20", u.pid())),
+        "which understudy answers: {out}"
+    );
     u.stop();
 }
 
