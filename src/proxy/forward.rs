@@ -89,22 +89,23 @@ pub(super) async fn forward(
     let started = Instant::now();
     let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut body).await;
     let latency = started.elapsed();
+    // A user a canary step sent to testing is answered (or not) by testing.
+    let answers = match route.side {
+        Some((super::canary::Side::Testing, _)) => &proxy.stats.testing_canary,
+        _ => &proxy.stats.running,
+    };
     let (conn, a) = match answered {
         Ok(x) => x,
         Err(f) => {
             // Only the side's own failures count against it; a user's broken body does not.
             if let Failure::Upstream(e) = &f {
+                answers.unanswered();
                 proxy.served(serving, if e.is_timeout() { 504 } else { 502 }, latency);
             }
             // A request read whole keeps its connection; a body left half-read cannot.
             let close = asker.close || !body.framing.done();
             return failed(client, proxy, &running, f, asker, close, bufs).await;
         }
-    };
-    // A user a canary step sent to testing was answered by testing.
-    let answers = match route.side {
-        Some((super::canary::Side::Testing, _)) => &proxy.stats.testing_canary,
-        _ => &proxy.stats.running,
     };
     answers.answered(
         StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY),
@@ -339,7 +340,6 @@ async fn failed(
             (StatusCode::BAD_REQUEST, why.into())
         }
         Failure::Upstream(e) => {
-            proxy.stats.running.unanswered();
             let status = if e.is_timeout() {
                 proxy.stats.gateway_timeout.fetch_add(1, Ordering::Relaxed);
                 StatusCode::GATEWAY_TIMEOUT
