@@ -54,6 +54,9 @@ pub struct SideTally {
     pub server_errors: u64,
     /// Of which 4xx.
     pub client_errors: u64,
+    /// Sum of their latencies in microseconds: with `answers`, the endpoint's mean, so the
+    /// latency reason can name the endpoint that slowed most.
+    pub latency_us: u64,
 }
 
 /// Latencies kept per side in a step (the most recent), for its p95 and rank test.
@@ -101,6 +104,8 @@ impl CanaryCard {
         t.answers += 1;
         t.server_errors += u64::from(s.status >= 500);
         t.client_errors += u64::from((400..500).contains(&s.status));
+        let us = u64::try_from(s.latency.as_micros()).unwrap_or(u64::MAX);
+        t.latency_us = t.latency_us.saturating_add(us);
     }
 
     /// Answers served by (testing, running) in this step.
@@ -208,15 +213,30 @@ fn slower(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
     let test = stats::mann_whitney(&scaled, testing)?;
     (t > r * max && test.p_slower < 1.0 - cfg.confidence).then(|| {
         format!(
-            "latency p95 {:.1} ms vs running {:.1} ms ({:.1}×, over MAX_P95_RATIO {max}) over {} and {} answers (Mann-Whitney p {:.1e})",
+            "latency p95 {:.1} ms vs running {:.1} ms ({:.1}×, over MAX_P95_RATIO {max}) over {} and {} answers (Mann-Whitney p {:.1e}){}",
             t * 1e3,
             r * 1e3,
             t / r.max(1e-9),
             testing.len(),
             running.len(),
-            test.p_slower
+            test.p_slower,
+            slowest(card, cfg)
         )
     })
+}
+
+/// "; slowest: GET /a (5.0× running's mean)", the endpoint whose mean latency on testing is the
+/// largest multiple of running's, among those with `MIN_ENDPOINT_PAIRS` answers on each side.
+fn slowest(card: &CanaryCard, cfg: &ScoreConfig) -> String {
+    let mean = |t: &SideTally| t.latency_us as f64 / t.answers.max(1) as f64;
+    card.rows
+        .iter()
+        .filter(|(_, [r, t])| r.answers.min(t.answers) >= cfg.min_endpoint_pairs)
+        .map(|(k, [r, t])| (k, mean(t) / mean(r).max(1.0)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(String::new(), |(k, f)| {
+            format!("; slowest: {k} ({f:.1}× running's mean)")
+        })
 }
 
 #[cfg(test)]
@@ -279,6 +299,10 @@ mod tests {
         let r = evaluate(&c, &cfg).regression.unwrap();
         assert!(
             r.starts_with("latency p95 30.0 ms vs running 6.0 ms (5.0×"),
+            "{r}"
+        );
+        assert!(
+            r.ends_with("; slowest: GET /a (5.0× running's mean)"),
             "{r}"
         );
         let same = card(0);
