@@ -4,6 +4,7 @@
 //! children, real users on loopback.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ struct Users {
 }
 
 impl Users {
-    fn start(addr: std::net::SocketAddr) -> Users {
+    fn start(addr: SocketAddr) -> Users {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(BTreeMap::new()));
         let failed = Arc::new(AtomicU64::new(0));
@@ -91,22 +92,29 @@ impl Users {
 }
 
 /// The canary in `/api/status`: (weight in percent, step), if a step is under way.
-fn canary(addr: std::net::SocketAddr) -> Option<(f64, u64)> {
+fn canary(addr: SocketAddr) -> Option<(f64, u64)> {
     let (_, s) = api(addr, "GET", "/api/status", None, "");
     let c = &s["canary"];
     Some((c["weight"].as_f64()?, c["step"].as_u64()?))
 }
 
-#[test]
-fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is_promoted() {
-    let base = Base::new("canary-ok");
+/// 1.0.0 serving the 200 users under [`CANARY`], then `version` (with fixture `flags`) dropped;
+/// returns the base, understudy, its admin address and the users.
+fn canary_run(name: &str, version: &str, flags: &str) -> (Base, Understudy, SocketAddr, Users) {
+    let base = Base::new(name);
     base.write_env(CANARY);
-    let mut u = Understudy::start(&base);
+    let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     let (addr, _) = admin(&base);
     let users = Users::start(u.addr);
-    base.drop_fixture("1.1.0", "");
+    base.drop_fixture(version, flags);
+    (base, u, addr, users)
+}
+
+#[test]
+fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is_promoted() {
+    let (base, mut u, addr, users) = canary_run("canary-ok", "1.1.0", "");
     wait_until("step 1 at 20 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (20.0, 1))
     });
@@ -180,14 +188,8 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
 
 #[test]
 fn a_build_failing_a_write_only_is_rolled_back_in_step_1_naming_the_endpoint_and_the_step() {
-    let base = Base::new("canary-bad");
-    base.write_env(CANARY);
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    u.wait_serving();
-    let users = Users::start(u.addr);
     // 1.2.0 answers 500 to /api/orders, which only POSTs reach: the shadow (GETs) passes.
-    base.drop_fixture("1.2.0", "--fail-path /api/orders");
+    let (base, mut u, _, users) = canary_run("canary-bad", "1.2.0", "--fail-path /api/orders");
     let reason = wait_until("1.2.0 to be rejected", Duration::from_secs(90), || {
         std::fs::read_to_string(base.path.join("rejected/app-1.2.0/reason.json")).ok()
     });
@@ -240,14 +242,7 @@ fn a_build_failing_a_write_only_is_rolled_back_in_step_1_naming_the_endpoint_and
 
 #[test]
 fn after_kill_9_in_step_2_the_step_resumes_with_each_user_on_its_side() {
-    let base = Base::new("canary-kill");
-    base.write_env(CANARY);
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    u.wait_serving();
-    let (addr, _) = admin(&base);
-    let users = Users::start(u.addr);
-    base.drop_fixture("1.1.0", "");
+    let (base, mut u, addr, users) = canary_run("canary-kill", "1.1.0", "");
     wait_until("step 2 at 50 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (50.0, 2))
     });
