@@ -243,6 +243,21 @@ pub enum Event {
     GuardEnded { version: Version, from: Version },
 }
 
+/// The families of events, as [`Event::topic`] sorts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// A build's way in and out: found, installed, rejected, rolled back, archived.
+    Build,
+    /// An instance's life: started, ready, exited, restarted, hooks.
+    Instance,
+    /// Scores, promotions, canary steps, pauses, schedules.
+    Verdict,
+    /// The disk holding the state files.
+    Disk,
+    /// The supervisor's own moves: transactions, crash loops, filing, the guard.
+    Supervision,
+}
+
 /// Where the events are written in understudy's log, so a filter can select them.
 const LOG_TARGET: &str = "understudy::events";
 
@@ -250,20 +265,32 @@ impl Event {
     /// Write the event to understudy's log as structured fields, named by what happened; each
     /// family of events is written by its own fn.
     fn log(&self) {
+        match self.topic() {
+            Topic::Build => self.log_build(),
+            Topic::Instance => self.log_instance(),
+            Topic::Verdict => self.log_verdict(),
+            Topic::Disk => self.log_disk(),
+            Topic::Supervision => self.log_supervision(),
+        }
+    }
+
+    /// The family the event belongs to: one list, which the log and each webhook format write
+    /// family by family.
+    pub fn topic(&self) -> Topic {
         match self {
             Event::BuildFound { .. }
             | Event::Installed { .. }
             | Event::RolledBack { .. }
             | Event::Rejected { .. }
             | Event::Archived { .. }
-            | Event::ArchiveDeleted { .. } => self.log_build(),
+            | Event::ArchiveDeleted { .. } => Topic::Build,
             Event::Started { .. }
             | Event::Ready { .. }
             | Event::Exited { .. }
             | Event::Stopped { .. }
             | Event::RestartScheduled { .. }
             | Event::HeartbeatLost { .. }
-            | Event::HookRan { .. } => self.log_instance(),
+            | Event::HookRan { .. } => Topic::Instance,
             Event::Scored { .. }
             | Event::Promoting { .. }
             | Event::CanaryStep { .. }
@@ -274,8 +301,8 @@ impl Event {
             | Event::Paused
             | Event::Resumed
             | Event::Scheduled { .. }
-            | Event::ScheduleEnded { .. } => self.log_verdict(),
-            Event::DiskFull { .. } | Event::DiskRecovered => self.log_disk(),
+            | Event::ScheduleEnded { .. } => Topic::Verdict,
+            Event::DiskFull { .. } | Event::DiskRecovered => Topic::Disk,
             Event::Rejecting { .. }
             | Event::SwitchCompleted { .. }
             | Event::SwitchUndone { .. }
@@ -284,7 +311,7 @@ impl Event {
             | Event::SecondaryGivenUp { .. }
             | Event::FilingFailed { .. }
             | Event::RollbackFailed { .. }
-            | Event::GuardEnded { .. } => self.log_supervision(),
+            | Event::GuardEnded { .. } => Topic::Supervision,
         }
     }
 

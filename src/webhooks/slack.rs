@@ -5,7 +5,7 @@
 
 use semver::Version;
 
-use crate::events::{Event, Stamped, VerdictKind};
+use crate::events::{Event, Stamped, Topic, VerdictKind};
 use crate::history::SwitchWhy;
 
 /// Longest line sent, in characters: the reasons of a rejection can run long, a chat line should not.
@@ -16,42 +16,11 @@ const MAX_TEXT: usize = 600;
 /// Slack's control characters (`&`, `<`, `>`) are escaped, so an endpoint's path from user
 /// traffic cannot become a link or an `@channel` mention.
 pub fn slack_text(app: &str, e: &Stamped) -> String {
-    let what = match &e.event {
-        Event::BuildFound { .. }
-        | Event::Installed { .. }
-        | Event::RolledBack { .. }
-        | Event::Rejected { .. }
-        | Event::Archived { .. }
-        | Event::ArchiveDeleted { .. } => build_line(&e.event),
-        Event::Started { .. }
-        | Event::Ready { .. }
-        | Event::Exited { .. }
-        | Event::Stopped { .. }
-        | Event::RestartScheduled { .. }
-        | Event::HeartbeatLost { .. }
-        | Event::HookRan { .. } => instance_line(&e.event),
-        Event::Scored { .. }
-        | Event::Promoting { .. }
-        | Event::CanaryStep { .. }
-        | Event::CanaryHeld { .. }
-        | Event::Promoted { .. }
-        | Event::PromotionFailed { .. }
-        | Event::GuardTripped { .. }
-        | Event::Paused
-        | Event::Resumed
-        | Event::Scheduled { .. }
-        | Event::ScheduleEnded { .. } => verdict_line(&e.event),
-        Event::Rejecting { .. }
-        | Event::SwitchCompleted { .. }
-        | Event::SwitchUndone { .. }
-        | Event::CrashLooping { .. }
-        | Event::CrashLoopReplaced { .. }
-        | Event::SecondaryGivenUp { .. }
-        | Event::FilingFailed { .. }
-        | Event::RollbackFailed { .. }
-        | Event::GuardEnded { .. }
-        | Event::DiskFull { .. }
-        | Event::DiskRecovered => supervision_line(&e.event),
+    let what = match e.event.topic() {
+        Topic::Build => build_line(&e.event),
+        Topic::Instance => instance_line(&e.event),
+        Topic::Verdict => verdict_line(&e.event),
+        Topic::Disk | Topic::Supervision => supervision_line(&e.event),
     };
     one_line(&format!("understudy: {app} {what}"))
 }
