@@ -1,12 +1,13 @@
 //! One child process: started in its own process group, in its own numbered instance folder, with
-//! its port injected, guarded by a [`Watchdog`](crate::watchdog::Watchdog) that kills the group if
-//! understudy dies; probed for readiness; stopped with SIGTERM to the group, then SIGKILL to the
+//! its port injected, forked by its [watchdog](crate::watchdog) that kills the group if no
+//! understudy holds its link any more; probed for readiness; stopped with SIGTERM to the group, then SIGKILL to the
 //! group after the grace period; always reaped. Knows nothing of proxies, scores or port pools.
 //!
 //! Its parts: `spawn` prepares the instance folder and forks the child (on the [`Spawner`]
 //! thread), `probe` decides readiness and heartbeats, `owner` is the task that owns a started
 //! child until it and its process group are gone.
 
+mod leader;
 mod owner;
 mod probe;
 mod spawn;
@@ -14,6 +15,7 @@ mod spawn;
 mod test_support;
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,17 +109,6 @@ pub enum InstanceError {
     /// The installed program was changed or removed and could not be restored.
     #[error("{0}")]
     Build(#[from] crate::store::StoreError),
-    /// The child's watchdog could not be started; the child was killed, since a hard kill of
-    /// understudy would have left its group running.
-    #[error("cannot start the watchdog {program} for process group {pgid}: {source}")]
-    Watchdog {
-        /// The watchdog program (understudy's own executable).
-        program: PathBuf,
-        /// The child's process group.
-        pgid: u32,
-        /// The OS error.
-        source: io::Error,
-    },
 }
 
 /// Everything needed to start one child; built by the supervisor's executor from `Config`.
@@ -142,9 +133,10 @@ pub struct LaunchSpec {
     pub probe: ProbeSpec,
     /// Time between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
-    /// Understudy's own program, started as the child's [`Watchdog`](crate::watchdog::Watchdog)
-    /// so that a hard kill of understudy kills the child's whole group, not only the child. `None`
-    /// starts none: the library's unit tests run in an executable that is not understudy.
+    /// Understudy's own program, started as the child's [watchdog](crate::watchdog) (its parent)
+    /// so that a hard kill of understudy kills the child's whole group, and an upgrade of
+    /// understudy keeps it. `None` forks the child directly: the library's unit tests run in an
+    /// executable that is not understudy.
     pub watchdog: Option<PathBuf>,
 }
 
@@ -168,7 +160,33 @@ pub struct Instance {
     /// When it was started.
     pub started: Instant,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    release: CancellationToken,
+    task: tokio::task::JoinHandle<Option<OwnedFd>>,
+}
+
+/// A child another understudy started and handed over, still running under its watchdog.
+#[derive(Debug)]
+pub struct Adopted {
+    /// Event identity in this understudy.
+    pub id: InstanceId,
+    /// The part it plays.
+    pub role: Role,
+    /// The version it runs.
+    pub version: Version,
+    /// Its instance folder number.
+    pub number: u32,
+    /// Its instance folder.
+    pub dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+    /// Its pid (and process group id).
+    pub pid: u32,
+    /// Understudy's end of the link to its watchdog.
+    pub link: OwnedFd,
+    /// How readiness and heartbeats are probed.
+    pub probe: ProbeSpec,
+    /// Time between SIGTERM and SIGKILL when stopping.
+    pub grace: Duration,
 }
 
 impl Instance {
@@ -189,17 +207,18 @@ impl Instance {
             &layout.version_dir(&version),
         ))?;
         let launched = spawn::launch(layout.base(), &spec, &dir, number)?;
-        let stop = CancellationToken::new();
+        let (stop, release) = (CancellationToken::new(), CancellationToken::new());
         let owner = Owner {
             id: spec.id,
             pid: launched.pid,
             grace: spec.grace,
             stderr_path: launched.stderr_path,
             stop: stop.clone(),
+            release: release.clone(),
             events,
         };
         let probe = Probe::new(spec.probe, spec.port);
-        let task = tokio::spawn(owner.run(launched.child, launched.watchdog, probe));
+        let task = tokio::spawn(owner.run(launched.leader, probe));
         Ok(Instance {
             id: spec.id,
             role: spec.role,
@@ -210,8 +229,51 @@ impl Instance {
             pid: launched.pid,
             started: Instant::now(),
             stop,
+            release,
             task,
         })
+    }
+
+    /// Own a child handed over by another understudy: probed for readiness as if just started
+    /// (it answers at once), then watched, stopped and reported like any other.
+    pub fn adopt(
+        a: Adopted,
+        events: mpsc::UnboundedSender<InstanceEvent>,
+    ) -> Result<Instance, InstanceError> {
+        let leader = leader::Leader::watched(a.link, None)
+            .map_err(io_err("cannot watch the handed-over link of", &a.dir))?;
+        let (stop, release) = (CancellationToken::new(), CancellationToken::new());
+        let owner = Owner {
+            id: a.id,
+            pid: a.pid,
+            grace: a.grace,
+            stderr_path: a.dir.join("stderr"),
+            stop: stop.clone(),
+            release: release.clone(),
+            events,
+        };
+        let probe = Probe::new(a.probe, a.port);
+        let task = tokio::spawn(owner.run(leader, probe));
+        Ok(Instance {
+            id: a.id,
+            role: a.role,
+            version: a.version,
+            number: a.number,
+            dir: a.dir,
+            port: a.port,
+            pid: a.pid,
+            started: Instant::now(),
+            stop,
+            release,
+            task,
+        })
+    }
+
+    /// Let go of the child without stopping it: the link to its watchdog, which the next
+    /// understudy adopts it by. `None` if it is gone already or has no watchdog.
+    pub async fn release(self) -> Option<OwnedFd> {
+        self.release.cancel();
+        self.task.await.ok().flatten()
     }
 
     /// SIGTERM to the whole process group, wait up to the grace for the whole group to be gone,

@@ -1,24 +1,31 @@
 //! The per-instance watchdog: a tiny process (understudy's own program, hidden subcommand
-//! `watchdog`) that SIGKILLs an instance's whole process group when understudy dies, even by
-//! SIGKILL.
+//! `watchdog`) that is the parent of one instance's child, as containerd's shim and podman's
+//! conmon are, so that understudy itself can be replaced while its children keep running.
 //!
-//! Why it exists: `PR_SET_PDEATHSIG` on a child covers that child only. A build started through a
-//! wrapper script that does not `exec` (`#!/bin/sh` + `java -jar …`) would leave the real server,
-//! a grandchild, running and answering on its port after a hard kill of understudy. No code of a
-//! dead process runs, so the group must be killed from another process: the watchdog, whose own
-//! parent-death signal (SIGTERM) wakes it when understudy is gone.
+//! Understudy holds one end of a socket pair, the *link*; the watchdog holds the other as fd 3.
+//! The watchdog forks the child (the leader of its own process group) and says `pid N` on the
+//! link; when the child exits it SIGKILLs what is left in the group, reaps the child and says
+//! `exit <status>`. When the link reads end-of-file, no understudy holds it any more (understudy
+//! died, even by SIGKILL, and did not hand it over): the watchdog SIGKILLs the whole group at once.
+//! An upgrade hands the link's descriptor to the new understudy before the old one exits, so the
+//! link never reads end-of-file and the child never notices the change.
 //!
 //! What it does not cover: a process that leaves the group (`setsid()`, `setpgid()`) escapes, and
 //! so does anything once the group was recycled; no cgroup is used.
 
-use std::io;
+use std::ffi::OsString;
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
-use nix::unistd::{getpgid, getpgrp, getppid, Pid};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
 
 /// The path that names the running program itself (Linux). Understudy's `main` hands it to the
 /// library as the watchdog program: the watchdog is then the very same build, even if the file
@@ -28,191 +35,286 @@ pub const SELF_EXE: &str = "/proc/self/exe";
 /// The subcommand that runs [`main`]; must match the hidden variant in `src/main.rs`.
 const SUBCOMMAND: &str = "watchdog";
 
-/// How often the watchdog checks, without a signal, whether its group is gone (then it exits) or
-/// understudy is (then it kills the group): a backstop to the parent-death signal.
-const POLL: Duration = Duration::from_secs(1);
+/// The descriptor the watchdog finds its end of the link on.
+const LINK_FD: RawFd = 3;
 
-/// The signals that wake the watchdog. SIGTERM is its parent-death signal; SIGINT and SIGHUP are
-/// blocked too so that no stray one kills it by default action and leaves the group unguarded.
-/// Whatever the signal, the group is killed only if understudy is really gone.
-const WAKE: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+/// How long understudy waits for the watchdog to say the child's pid (or why it has none).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn wake_set() -> SigSet {
+/// The longest line either side writes on the link; a longer one is cut.
+pub const MAX_LINE: usize = 512;
+
+/// The signals a stray sender could kill the watchdog with by default action, leaving the group
+/// unguarded: blocked in the watchdog (never in the child: `std` resets the mask at its exec).
+const BLOCKED: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+fn blocked_set() -> SigSet {
     let mut set = SigSet::empty();
-    for s in WAKE {
+    for s in BLOCKED {
         set.add(s);
     }
     set
 }
 
 /// The watchdog's command line, parsed by clap in `src/main.rs` (hidden subcommand `watchdog`);
-/// built by [`Watchdog::spawn`], so both ends live here.
+/// built by [`spawn`], so both ends live here.
 #[derive(Debug, clap::Args)]
 pub struct WatchdogArgs {
-    /// The process group to kill when understudy dies (the instance's leader pid).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(2..))]
-    pub pgid: i32,
-    /// Understudy's pid: once the watchdog's parent is another process, understudy is gone.
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
-    pub parent: i32,
-    /// The instance folder it guards; only so that `ps` shows which instance this is.
+    /// The instance folder: the child's working directory (the watchdog's own is `/`, so that it
+    /// pins nothing and is not counted as working in the base dir).
     #[arg(long)]
-    pub instance: Option<PathBuf>,
+    pub instance: PathBuf,
+    /// The child's program and arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<OsString>,
 }
 
 /// Why the watchdog process cannot do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchdogError {
-    /// The group is understudy's own, or the watchdog's: killing it would kill the wrong processes.
-    #[error("refusing to guard process group {pgid}: it is understudy's or the watchdog's own")]
-    OwnGroup {
-        /// The group asked for.
-        pgid: i32,
-    },
-    /// The wake-up signals could not be blocked, so they could not be waited for.
+    /// Fd 3 is not a socket: the watchdog was not started by understudy.
+    #[error("fd 3 is not understudy's link ({0}); the watchdog is started by understudy only")]
+    NoLink(io::Error),
+    /// The stray signals could not be blocked.
     #[error("cannot block SIGTERM, SIGINT and SIGHUP: {0}")]
     Mask(Errno),
-    /// Waiting for a signal failed.
-    #[error("cannot wait for a signal: {0}")]
-    Wait(Errno),
-    /// The thread that polls the group and the parent could not be started.
-    #[error("cannot start the polling thread: {0}")]
+    /// The thread that reads the link could not be started.
+    #[error("cannot start the link thread: {0}")]
     Thread(io::Error),
 }
 
-/// A running watchdog, owned by the task that owns its instance. Dismiss it with
-/// [`Watchdog::dismiss`] once the instance's group is gone; a handle that is merely dropped
-/// leaves the watchdog armed (it exits by itself once the group is gone).
+/// What the watchdog tells understudy first: the child's pid, or why it could not start.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Hello {
+    /// The child runs with this pid (and process group id).
+    Pid(u32),
+    /// The child could not be started; the OS error, as text.
+    Failed(String),
+}
+
+/// A watchdog just started, with its child: understudy's end of the link and the watchdog process.
 #[derive(Debug)]
-pub struct Watchdog {
-    child: tokio::process::Child,
-    pid: u32,
+pub struct Started {
+    /// The child's pid, also its process group id.
+    pub pid: u32,
+    /// Understudy's end of the link.
+    pub link: OwnedFd,
+    /// The watchdog process, to be reaped once it has said the child's exit.
+    pub watchdog: tokio::process::Child,
 }
 
-impl Watchdog {
-    /// Start `program` (understudy's own executable) as the watchdog of process group `pgid`.
-    /// Must run on the spawner thread of `instance`, like the child it guards: the parent-
-    /// death signal fires when the *thread* that forked the watchdog ends.
-    pub fn spawn(program: &Path, pgid: u32, instance: &Path) -> io::Result<Watchdog> {
-        let parent = nix::unistd::getpid();
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.arg0("understudy")
-            .arg(SUBCOMMAND)
-            .arg("--pgid")
-            .arg(pgid.to_string())
-            .arg("--parent")
-            .arg(parent.to_string())
-            .arg("--instance")
-            .arg(instance)
-            // Pins no folder of the base dir.
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own group: a Ctrl-C to understudy's terminal group must not reach it.
-            .process_group(0)
-            // Dropped without dismissal it stays armed; see `Watchdog`.
-            .kill_on_drop(false);
-        let wake = wake_set();
-        // SAFETY: `pre_exec` runs in the forked child before exec, where only async-signal-safe
-        // work is allowed. The closure makes two raw syscalls through nix (sigprocmask on a
-        // `SigSet` built before the fork and copied in, and prctl) and may build an `io::Error`
-        // from an errno code, which does not allocate; it takes no locks and touches no state
-        // shared with other threads of the parent.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Blocked, a death signal that arrives before the watchdog waits for it stays
-                // pending instead of killing it by default action; the mask survives exec.
-                nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&wake), None)?;
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
-                // No `getppid()` check here: if understudy died before the prctl, the watchdog
-                // must still run; it sees a parent other than `--parent` and kills the group.
-                Ok(())
-            });
-        }
-        let child = cmd.spawn()?;
-        let pid = child
-            .id()
-            .expect("a just-spawned, unreaped child has a pid");
-        Ok(Watchdog { child, pid })
+/// Blocking: start `program` (understudy's own executable) as the watchdog of `command`, which it
+/// forks in `cmd`'s environment and stdio, in folder `instance`; returns once the watchdog said
+/// the child's pid. `Err` with kind `Other` carries the child's start failure as the watchdog saw it.
+pub fn spawn(
+    program: &Path,
+    instance: &Path,
+    command: &[String],
+    configure: impl FnOnce(&mut tokio::process::Command),
+) -> io::Result<Started> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg0("understudy")
+        .arg(SUBCOMMAND)
+        .arg("--instance")
+        .arg(instance)
+        .arg("--")
+        .args(command);
+    configure(&mut cmd);
+    // Pins no folder of the base dir; its own group, so a Ctrl-C to understudy's terminal group
+    // does not reach it; it is reaped by whoever holds the handle, or by tokio once dropped.
+    cmd.current_dir("/").process_group(0).kill_on_drop(false);
+    let theirs_fd = theirs.as_raw_fd();
+    // SAFETY: `pre_exec` runs in the forked child before exec, where only async-signal-safe work
+    // is allowed: `dup2` and `sigprocmask` are raw syscalls on values copied in before the fork,
+    // and an `io::Error` from an errno code does not allocate.
+    unsafe {
+        let blocked = blocked_set();
+        cmd.pre_exec(move || {
+            // dup2 clears close-on-exec on the copy: the watchdog inherits the link as fd 3.
+            if libc::dup2(theirs_fd, LINK_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Blocked before exec, a stray signal stays pending instead of killing it.
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)?;
+            Ok(())
+        });
     }
-
-    /// Its pid, for `instance.json`.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// SIGKILL the watchdog (it cannot catch that, so it never touches the group) and reap it.
-    /// Call it once the instance's group is gone, so a watchdog never outlives its instance and
-    /// never kills a group whose id was recycled.
-    pub async fn dismiss(mut self) {
-        if let Err(e) = self.child.start_kill() {
-            tracing::warn!("cannot kill watchdog {}: {e}", self.pid);
-        }
-        if let Err(e) = self.child.wait().await {
-            tracing::warn!("cannot reap watchdog {}: {e}", self.pid);
-        }
+    let watchdog = cmd.spawn()?;
+    drop(theirs);
+    match read_hello(&ours)? {
+        Hello::Pid(pid) => Ok(Started {
+            pid,
+            link: ours.into(),
+            watchdog,
+        }),
+        Hello::Failed(why) => Err(io::Error::other(why)),
     }
 }
 
-/// The watchdog process's body (`understudy watchdog`): wait for a wake-up signal or the next
-/// poll; once understudy is gone (the parent is no longer `--parent`) SIGKILL the group and exit
-/// 0; once the group is gone, exit 0. Never returns `Ok` otherwise.
+/// Read the watchdog's first line from the link, waiting at most [`HELLO_TIMEOUT`].
+fn read_hello(link: &UnixStream) -> io::Result<Hello> {
+    link.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    let mut line = Vec::new();
+    let mut reader = io::BufReader::new(link.take(MAX_LINE as u64));
+    reader.read_until(b'\n', &mut line)?;
+    link.set_read_timeout(None)?;
+    parse_hello(&String::from_utf8_lossy(&line)).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the watchdog ended without saying the child's pid",
+        )
+    })
+}
+
+/// The first line a watchdog writes, parsed (pure).
+pub fn parse_hello(line: &str) -> Option<Hello> {
+    let line = line.strip_suffix('\n')?;
+    if let Some(pid) = line.strip_prefix("pid ") {
+        return pid.parse().ok().filter(|p| *p > 1).map(Hello::Pid);
+    }
+    line.strip_prefix("error ")
+        .map(|why| Hello::Failed(why.to_string()))
+}
+
+/// The child's exit status in a line the watchdog wrote after its hello (pure); `None` for a line
+/// that is not one.
+pub fn parse_exit(line: &str) -> Option<&str> {
+    line.strip_prefix("exit ")
+}
+
+/// The watchdog process's body (`understudy watchdog`): fork the child, say its pid, then wait
+/// for whichever comes first: the child's exit (say it, exit 0) or the link's end (kill the
+/// group, reap the child, exit 0).
 pub fn main(args: WatchdogArgs) -> Result<(), WatchdogError> {
-    let (pgid, parent) = (Pid::from_raw(args.pgid), Pid::from_raw(args.parent));
-    if pgid == getpgrp() || getpgid(Some(parent)) == Ok(pgid) {
-        return Err(WatchdogError::OwnGroup { pgid: args.pgid });
-    }
+    // SAFETY: fd 3 was handed to us by `spawn` and nothing else in this process owns it.
+    let link = unsafe { OwnedFd::from_raw_fd(LINK_FD) };
+    let link = UnixStream::from(link);
+    link.peer_addr().map_err(WatchdogError::NoLink)?;
     // Started as `/proc/self/exe`, it would show as `exe` in `ps -e` and `top`.
     let _ = nix::sys::prctl::set_name(c"understudy-wdog");
-    let wake = wake_set();
-    // Blocked since the fork already; again in case it was started some other way. Threads
-    // started below inherit the mask, so no thread takes a wake-up signal by default action.
-    wake.thread_block().map_err(WatchdogError::Mask)?;
+    blocked_set().thread_block().map_err(WatchdogError::Mask)?;
+    // The child must not inherit the link: it would hold it open for ever.
+    let _ = nix::fcntl::fcntl(
+        &link,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let mut writer = &link;
+    let mut child = match start_child(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writer.write_all(format!("error {}\n", one_line(&e.to_string())).as_bytes());
+            return Ok(());
+        }
+    };
+    let pgid = Pid::from_raw(child.id() as i32);
+    let _ = writer.write_all(format!("pid {}\n", child.id()).as_bytes());
+    let reader = link.try_clone().map_err(WatchdogError::Thread)?;
     std::thread::Builder::new()
-        .name("poll".into())
-        .spawn(move || loop {
-            check(pgid, parent);
-            std::thread::sleep(POLL);
-        })
+        .name("link".into())
+        .spawn(move || watch_link(reader, pgid))
         .map_err(WatchdogError::Thread)?;
+    // Wait without reaping: the zombie leader keeps the group id ours while the rest is killed.
     loop {
-        wake.wait().map_err(WatchdogError::Wait)?;
-        check(pgid, parent);
+        match waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => continue,
+            _ => break,
+        }
     }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let status = match child.wait() {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let _ = writer.write_all(format!("exit {}\n", one_line(&status)).as_bytes());
+    Ok(())
 }
 
-/// Kill the group and exit if understudy is gone; exit if the group is gone; else return.
-fn check(pgid: Pid, parent: Pid) {
-    if getppid() != parent {
-        // Reparented: understudy is gone (a death signal from a mere thread of understudy that
-        // ended leaves the parent as it was, and is ignored).
-        let _ = killpg(pgid, Signal::SIGKILL);
-        std::process::exit(0);
+/// Fork the child in its folder, the leader of its own group, killed by the kernel if the
+/// watchdog dies.
+fn start_child(args: &WatchdogArgs) -> io::Result<std::process::Child> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
+    let parent = nix::unistd::getpid();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest)
+        .current_dir(&args.instance)
+        .stdin(Stdio::null())
+        .process_group(0);
+    // SAFETY: as in `spawn`: two raw syscalls (prctl, getppid) and an integer comparison.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != parent {
+                return Err(Errno::ESRCH.into());
+            }
+            Ok(())
+        });
     }
-    // EPERM means a member exists that may not be signalled; only ESRCH means none is left.
-    if killpg(pgid, None) == Err(Errno::ESRCH) {
-        std::process::exit(0);
+    cmd.spawn()
+}
+
+/// Read the link until its end (understudy sends nothing; any bytes are ignored), then SIGKILL
+/// the group: no understudy holds the link any more.
+fn watch_link(mut link: UnixStream, pgid: Pid) {
+    let mut buf = [0u8; 64];
+    loop {
+        match link.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
     }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// `text` on one line, cut to fit the link's line limit.
+fn one_line(text: &str) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
+    if s.len() > MAX_LINE - 16 {
+        let mut cut = MAX_LINE - 16;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
     use super::*;
 
     #[test]
-    fn it_refuses_to_guard_its_own_group_or_its_parents() {
-        let own = WatchdogArgs {
-            pgid: getpgrp().as_raw(),
-            parent: getppid().as_raw(),
-            instance: None,
-        };
-        assert!(matches!(main(own), Err(WatchdogError::OwnGroup { .. })));
-        let parents = WatchdogArgs {
-            pgid: getpgid(Some(getppid())).unwrap().as_raw(),
-            parent: getppid().as_raw(),
-            instance: None,
-        };
-        assert!(matches!(main(parents), Err(WatchdogError::OwnGroup { .. })));
+    fn hello_and_exit_lines_parse_and_junk_does_not() {
+        assert_eq!(parse_hello("pid 1234\n"), Some(Hello::Pid(1234)));
+        assert_eq!(
+            parse_hello("error No such file or directory (os error 2)\n"),
+            Some(Hello::Failed(
+                "No such file or directory (os error 2)".into()
+            ))
+        );
+        for junk in ["pid 1234", "pid 1\n", "pid x\n", "", "hello\n"] {
+            assert_eq!(parse_hello(junk), None, "{junk:?}");
+        }
+        assert_eq!(parse_exit("exit exit status: 3"), Some("exit status: 3"));
+        assert_eq!(parse_exit("pid 3"), None);
+        let three = std::process::ExitStatus::from_raw(3 << 8).to_string();
+        assert_eq!(parse_exit(&format!("exit {three}")), Some("exit status: 3"));
+    }
+
+    #[test]
+    fn one_line_has_no_newline_and_fits() {
+        let long = "é\n".repeat(1000);
+        let l = one_line(&long);
+        assert!(!l.contains('\n') && l.len() <= MAX_LINE - 16);
     }
 }

@@ -2,6 +2,7 @@
 //! and on a stop signals the child's whole process group (SIGTERM, then SIGKILL after the grace)
 //! until the leader is reaped and no member is left.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::leader::Leader;
 use super::probe::{Probe, ProbeError};
 use super::{InstanceEvent, InstanceEventKind, InstanceId};
-use crate::watchdog::Watchdog;
 
 /// How much of stderr a rejection reason quotes.
 const STDERR_TAIL: u64 = 4096;
@@ -22,6 +23,15 @@ const STDERR_TAIL: u64 = 4096;
 const GROUP_POLL: Duration = Duration::from_millis(20);
 /// How long SIGKILLed group members may take to vanish before stop gives up waiting for them.
 const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// How an owner's watch ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The leader was reaped (on its own or stopped).
+    Gone,
+    /// The child was handed over, still running.
+    Released,
+}
 
 /// The task that owns one child: readiness, exit watch, stop.
 pub(super) struct Owner {
@@ -35,6 +45,8 @@ pub(super) struct Owner {
     pub(super) stderr_path: PathBuf,
     /// Cancelled when the supervisor asks for a stop.
     pub(super) stop: CancellationToken,
+    /// Cancelled when the child is handed to another understudy: let go, stop nothing.
+    pub(super) release: CancellationToken,
     /// Where its events go.
     pub(super) events: mpsc::UnboundedSender<InstanceEvent>,
 }
@@ -48,22 +60,17 @@ impl Owner {
         let _ = self.events.send(InstanceEvent { id: self.id, kind });
     }
 
-    /// Own the child until it is reaped and its group is gone or killed, then dismiss its
-    /// watchdog: never before (a hard kill of understudy in between would leave the group
-    /// unguarded), never later (the watchdog could kill a group whose id was recycled).
-    pub(super) async fn run(
-        self,
-        child: tokio::process::Child,
-        watchdog: Option<Watchdog>,
-        probe: Probe,
-    ) {
-        self.supervise(child, probe).await;
-        if let Some(w) = watchdog {
-            w.dismiss().await;
+    /// Own the child until it is reaped and its group is gone or killed, then reap its watchdog;
+    /// or, once released, let go of it running and return the link to its watchdog.
+    pub(super) async fn run(self, mut leader: Leader, probe: Probe) -> Option<OwnedFd> {
+        if self.supervise(&mut leader, probe).await == Ended::Released {
+            return leader.release();
         }
+        leader.finish().await;
+        None
     }
 
-    async fn supervise(&self, mut child: tokio::process::Child, probe: Probe) {
+    async fn supervise(&self, child: &mut Leader, probe: Probe) -> Ended {
         let ready = probe.wait_ready();
         tokio::pin!(ready);
         let mut probing = true;
@@ -84,20 +91,18 @@ impl Owner {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
-                    self.stop_group(&mut child).await;
-                    return;
+                    self.stop_group(child).await;
+                    return Ended::Gone;
                 }
+                _ = self.release.cancelled() => return Ended::Released,
                 status = child.wait() => {
                     // The leader is gone; anything it left in its group goes too.
                     signal_group(self.pgid(), Signal::SIGKILL);
                     if !self.stop.is_cancelled() {
-                        let status = status
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|e| format!("unknown ({e})"));
                         let stderr_tail = tail(&self.stderr_path, STDERR_TAIL);
                         self.send(InstanceEventKind::Exited { status, stderr_tail });
                     }
-                    return;
+                    return Ended::Gone;
                 }
                 r = &mut ready, if probing => {
                     probing = false;
@@ -146,7 +151,7 @@ impl Owner {
 
     /// SIGTERM the group, wait up to the grace for the leader and then every member to be gone,
     /// SIGKILL the group if any is left, reap the leader.
-    async fn stop_group(&self, child: &mut tokio::process::Child) {
+    async fn stop_group(&self, child: &mut Leader) {
         let (pid, pgid, grace) = (self.pid, self.pgid(), self.grace);
         let deadline = tokio::time::Instant::now() + grace;
         signal_group(pgid, Signal::SIGTERM);

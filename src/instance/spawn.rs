@@ -11,25 +11,25 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::leader::Leader;
 use super::owner::signal_group;
 use super::{io_err, InstanceError, LaunchSpec};
 use crate::artifact::Kind;
-use crate::watchdog::Watchdog;
+use crate::watchdog;
 
 /// A child just forked in its instance folder, guarded by its watchdog, for its owner task.
 pub(super) struct Launched {
-    /// The child, the leader of its own process group.
-    pub(super) child: tokio::process::Child,
+    /// The leader of the child's process group, as its owner waits on it.
+    pub(super) leader: Leader,
     /// Its pid, which is also its process group id.
     pub(super) pid: u32,
-    /// The watchdog that kills the group if understudy dies; `None` when none was asked for.
-    pub(super) watchdog: Option<Watchdog>,
     /// Its stderr file, quoted when it exits.
     pub(super) stderr_path: PathBuf,
 }
 
-/// Blocking: prepare `dir` (artifact link, properties), fork the child, guard it with its
-/// watchdog and record it in `instance.json`. `base` is where a relative properties path starts.
+/// Blocking: prepare `dir` (artifact link, properties), fork the child (through its watchdog
+/// when one is asked for) and record it in `instance.json`. `base` is where a relative properties
+/// path starts.
 pub(super) fn launch(
     base: &Path,
     spec: &LaunchSpec,
@@ -44,14 +44,39 @@ pub(super) fn launch(
     let argv = build_argv(spec, dir, with_properties);
     let stdio = open_stdio(dir)?;
     let stderr_path = stdio.stderr_path.clone();
-    let child = spawn_child(&argv, dir, spec, stdio)?;
-    let pid = child
-        .id()
-        .expect("a just-spawned, unreaped child has a pid");
-    // On an error, dropping `child` lets tokio reap the leader (`kill_on_drop`).
-    let watchdog = guard(spec, pid, dir)?;
+    let spawn_err = |source| InstanceError::Spawn {
+        command: argv.join(" "),
+        dir: dir.to_path_buf(),
+        source,
+    };
+    if argv.is_empty() {
+        return Err(spawn_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the start command is empty: set JAR_COMMAND or EXEC_COMMAND",
+        )));
+    }
+    let (leader, pid, watchdog_pid) = match &spec.watchdog {
+        Some(program) => {
+            let started = watchdog::spawn(program, dir, &argv, |cmd| child_env(cmd, spec, stdio))
+                .map_err(spawn_err)?;
+            let watchdog_pid = started.watchdog.id();
+            let pid = started.pid;
+            let leader = Leader::watched(started.link, Some(started.watchdog)).map_err(|e| {
+                // Unwatched, the group would outlive a hard kill of understudy: not started.
+                signal_group(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                spawn_err(e)
+            })?;
+            (leader, pid, watchdog_pid)
+        }
+        None => {
+            let child = spawn_child(&argv, dir, spec, stdio).map_err(spawn_err)?;
+            let pid = child
+                .id()
+                .expect("a just-spawned, unreaped child has a pid");
+            (Leader::Child(child), pid, None)
+        }
+    };
     let command_line = argv.join(" ");
-    let watchdog_pid = watchdog.as_ref().map(Watchdog::pid);
     write_instance_json(dir, spec, number, pid, watchdog_pid, &command_line);
     tracing::info!(
         "started {} {} #{number} (pid {pid}, port {}): {command_line}",
@@ -60,30 +85,10 @@ pub(super) fn launch(
         spec.port
     );
     Ok(Launched {
-        child,
+        leader,
         pid,
-        watchdog,
         stderr_path,
     })
-}
-
-/// Start the child's watchdog, if one is asked for; if it cannot start, the group is killed.
-fn guard(spec: &LaunchSpec, pid: u32, dir: &Path) -> Result<Option<Watchdog>, InstanceError> {
-    let Some(program) = &spec.watchdog else {
-        return Ok(None);
-    };
-    match Watchdog::spawn(program, pid, dir) {
-        Ok(w) => Ok(Some(w)),
-        Err(source) => {
-            // Unguarded, the group could outlive a hard kill of understudy: not started.
-            signal_group(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            Err(InstanceError::Watchdog {
-                program: program.clone(),
-                pgid: pid,
-                source,
-            })
-        }
-    }
 }
 
 /// Link the program into the instance folder, as Vili keeps one, so the folder says what ran.
@@ -179,36 +184,30 @@ fn open_stdio(dir: &Path) -> Result<ChildStdio, InstanceError> {
     })
 }
 
-/// Spawn the child as the leader of its own process group, killed by the kernel if the spawning
-/// thread (the [`Spawner`]) or understudy dies.
+/// What the child gets from understudy whoever forks it: its port and role in the environment,
+/// no stdin, its stdout and stderr files.
+fn child_env(cmd: &mut tokio::process::Command, spec: &LaunchSpec, stdio: ChildStdio) {
+    cmd.env("PORT", spec.port.to_string())
+        .env("UNDERSTUDY_ROLE", spec.role.as_str())
+        .env("UNDERSTUDY_VERSION", spec.installed.version.to_string())
+        .stdin(Stdio::null())
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr);
+}
+
+/// Spawn the child directly (no watchdog: the library's own tests) as the leader of its own
+/// process group, killed by the kernel if the spawning thread (the [`Spawner`]) or understudy dies.
 fn spawn_child(
     argv: &[String],
     dir: &Path,
     spec: &LaunchSpec,
     stdio: ChildStdio,
-) -> Result<tokio::process::Child, InstanceError> {
-    let spawn_err = |source| InstanceError::Spawn {
-        command: argv.join(" "),
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let Some((program, args)) = argv.split_first() else {
-        return Err(spawn_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the start command is empty: set JAR_COMMAND or EXEC_COMMAND",
-        )));
-    };
+) -> io::Result<tokio::process::Child> {
+    let (program, args) = argv.split_first().expect("checked non-empty by launch");
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .current_dir(dir)
-        .env("PORT", spec.port.to_string())
-        .env("UNDERSTUDY_ROLE", spec.role.as_str())
-        .env("UNDERSTUDY_VERSION", spec.installed.version.to_string())
-        .stdin(Stdio::null())
-        .stdout(stdio.stdout)
-        .stderr(stdio.stderr)
-        .process_group(0)
-        .kill_on_drop(true);
+    cmd.args(args).current_dir(dir);
+    child_env(&mut cmd, spec, stdio);
+    cmd.process_group(0).kill_on_drop(true);
     let parent = nix::unistd::getpid();
     // SAFETY: `pre_exec` runs in the forked child before exec, where only async-signal-safe work
     // is allowed. The closure only makes two raw syscalls through nix (prctl, getppid), compares
@@ -225,7 +224,7 @@ fn spawn_child(
             Ok(())
         });
     }
-    cmd.spawn().map_err(spawn_err)
+    cmd.spawn()
 }
 
 /// Record what runs in the folder; a failure only loses information, so it is logged.
