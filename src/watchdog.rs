@@ -215,11 +215,8 @@ pub fn main(args: WatchdogArgs) -> Result<(), WatchdogError> {
         .spawn(move || watch_link(reader, pgid))
         .map_err(WatchdogError::Thread)?;
     // Wait without reaping: the zombie leader keeps the group id ours while the rest is killed.
-    loop {
-        match waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Err(Errno::EINTR) => continue,
-            _ => break,
-        }
+    while let Err(Errno::EINTR) = waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+    {
     }
     let _ = killpg(pgid, Signal::SIGKILL);
     let status = match child.wait() {
