@@ -84,6 +84,16 @@ impl Bound {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
+
+    /// The descriptors of the TCP listener (if any) and of the unix socket's, which an upgrade
+    /// hands to the next understudy.
+    pub fn fds(&self) -> (Option<std::os::fd::RawFd>, std::os::fd::RawFd) {
+        use std::os::fd::AsRawFd;
+        (
+            self.tcp.as_ref().map(|l| l.as_raw_fd()),
+            self.unix.as_raw_fd(),
+        )
+    }
 }
 
 /// Bind `ADMIN_LISTEN` (or take the listener systemd `passed`) and the unix socket, settle the
@@ -94,6 +104,7 @@ pub fn bind(
     layout: &Layout,
     proxy: SocketAddr,
     passed: Option<std::net::TcpListener>,
+    socket: Option<std::os::unix::net::UnixListener>,
 ) -> Result<Bound, AdminError> {
     let file = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -116,8 +127,16 @@ pub fn bind(
     };
     let dir = layout.state_dir();
     std::fs::create_dir_all(&dir).map_err(file("create", &dir))?;
-    let socket = layout.admin_socket();
-    let unix = bind_socket(&socket).map_err(file("serve the admin socket", &socket))?;
+    let path = layout.admin_socket();
+    let unix = match socket {
+        // Handed over by the previous understudy: its file is already in place.
+        Some(l) => l
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixListener::from_std(l)),
+        None => bind_socket(&path),
+    }
+    .map_err(file("serve the admin socket", &path))?;
+    let socket = path;
     let token: Arc<str> = match &cfg.admin_token {
         Some(t) => t.as_str().into(),
         None => {
@@ -211,6 +230,8 @@ pub struct AdminState {
     /// When this understudy process started (RFC 3339): with its pid and version, it tells an
     /// operator which understudy answers, e.g. after replacing the binary.
     pub started: String,
+    /// Cancelled once this understudy handed over to a new one, which now serves the socket file.
+    pub handed: CancellationToken,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish. TCP holds at most
@@ -226,6 +247,7 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
         header_timeout,
         hosts,
     } = bound;
+    let handed = state.handed.clone();
     let local = router(state.clone(), None);
     let local_permits = Arc::new(tokio::sync::Semaphore::new(UNIX_CONNECTIONS));
     let unix_task = conns::serve(unix, local, local_permits, header_timeout, stop.clone());
@@ -237,7 +259,9 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
         }
     };
     tokio::join!(unix_task, tcp_task);
-    let _ = std::fs::remove_file(&socket);
+    if !handed.is_cancelled() {
+        let _ = std::fs::remove_file(&socket);
+    }
 }
 
 /// The API; with `token`, mutating calls need it as a bearer token.
@@ -248,6 +272,7 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/rollback", post(rollback))
+        .route("/api/upgrade", post(upgrade))
         .route("/api/schedule/{id}", axum::routing::delete(cancel_schedule));
     if let Some(token) = token {
         steer = steer.route_layer(middleware::from_fn_with_state(token, require_token));
@@ -609,6 +634,27 @@ async fn pause(State(s): State<AdminState>) -> Response {
 
 async fn resume(State(s): State<AdminState>) -> Response {
     answer(s.handle.send(Command::Resume).await)
+}
+
+/// Replace understudy itself (`{"binary": "/path"}`, default the binary it was started from);
+/// answers once the new one serves, or with why it did not (409), the old one serving on.
+async fn upgrade(State(s): State<AdminState>, body: Bytes) -> Response {
+    let opts = match options(&body) {
+        Ok(o) => o,
+        Err(e) => return bad_request(e),
+    };
+    let binary = match opts.get("binary") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(p)) if p.starts_with('/') && p.len() <= 4096 => {
+            Some(PathBuf::from(p))
+        }
+        Some(other) => {
+            return bad_request(format!(
+                "\"binary\" must be an absolute path of at most 4096 bytes, not {other}"
+            ))
+        }
+    };
+    answer(s.handle.send(Command::Upgrade(binary)).await)
 }
 
 async fn rollback(State(s): State<AdminState>, body: Bytes) -> Response {

@@ -82,6 +82,16 @@ pub enum ControlCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Replace understudy itself by a new binary (default: the file it was started from)
+    /// without a dropped request: the builds keep running; exits 1 with the reason if the new
+    /// one fails, the old one serving on.
+    Upgrade {
+        /// The new understudy binary.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Which version served users when (--at T: at that instant), and every switch.
     History {
         /// The instant asked about (RFC 3339); default now.
@@ -222,6 +232,16 @@ fn api_request(command: ControlCommand) -> ApiRequest {
             (target, Method::DELETE, format!("/api/schedule/{id}"), None)
         }
         C::Abort(t) => (t, Method::POST, "/api/abort".to_string(), None),
+        C::Upgrade { binary, target } => {
+            // The API takes an absolute path: a relative one is the caller's, not understudy's.
+            let binary = binary.map(|b| std::path::absolute(&b).unwrap_or(b));
+            (
+                target,
+                Method::POST,
+                "/api/upgrade".to_string(),
+                binary.map(|b| json!({ "binary": b })),
+            )
+        }
         C::Pause(t) => (t, Method::POST, "/api/pause".to_string(), None),
         C::Resume(t) => (t, Method::POST, "/api/resume".to_string(), None),
         C::Rollback { version, target } => (

@@ -67,6 +67,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
     let listeners = crate::Listeners {
         proxy: listener,
         admin: None,
+        socket: None,
     };
     let server = tokio::spawn(crate::run(
         cfg,
@@ -75,6 +76,7 @@ async fn story(base: &Path) -> Result<(), DemoError> {
         cancel.clone(),
         reload,
         crate::systemd::Notifier::default(),
+        crate::upgrade::Succession::default(),
     ));
 
     let outcome = acts(base, &exe, addr, &mut rx).await;

@@ -187,6 +187,9 @@ pub struct Adopted {
     pub probe: ProbeSpec,
     /// Time between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
+    /// Already known ready here (taken back after a failed handover): not probed for readiness
+    /// again, and no `Ready` reported.
+    pub probed: bool,
 }
 
 impl Instance {
@@ -215,6 +218,7 @@ impl Instance {
             stderr_path: launched.stderr_path,
             stop: stop.clone(),
             release: release.clone(),
+            probed: false,
             events,
         };
         let probe = Probe::new(spec.probe, spec.port);
@@ -250,6 +254,7 @@ impl Instance {
             stderr_path: a.dir.join("stderr"),
             stop: stop.clone(),
             release: release.clone(),
+            probed: a.probed,
             events,
         };
         let probe = Probe::new(a.probe, a.port);

@@ -184,6 +184,18 @@ impl Layout {
     /// the returned guard is dropped (or the process dies), with our pid written inside so a second
     /// understudy can name who holds it.
     pub fn lock(&self) -> Result<BaseLock, LockError> {
+        self.lock_file_as(None)
+    }
+
+    /// Take the base dir as handed over by the previous understudy: `file` is its lock file,
+    /// opened there and already locked (the lock belongs to the open file, which both share).
+    pub fn take_lock(&self, file: std::os::fd::OwnedFd) -> Result<BaseLock, LockError> {
+        let mut lock = self.lock_file_as(Some(std::fs::File::from(file)))?;
+        lock.shared = true;
+        Ok(lock)
+    }
+
+    fn lock_file_as(&self, handed: Option<std::fs::File>) -> Result<BaseLock, LockError> {
         use std::io::{Seek, Write};
         let path = self.lock_file();
         let io = |source| LockError::Io {
@@ -191,13 +203,16 @@ impl Layout {
             source,
         };
         std::fs::create_dir_all(self.state_dir()).map_err(io)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let file = match handed {
+            Some(f) => f,
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io)?,
+        };
         let mut lock =
             match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
                 Ok(l) => l,
@@ -213,7 +228,10 @@ impl Layout {
         lock.set_len(0).map_err(io)?;
         lock.rewind().map_err(io)?;
         writeln!(lock, "{}", std::process::id()).map_err(io)?;
-        Ok(BaseLock { _lock: lock })
+        Ok(BaseLock {
+            lock: std::mem::ManuallyDrop::new(lock),
+            shared: false,
+        })
     }
 
     /// The properties file copied into each instance, if configured.
@@ -224,7 +242,36 @@ impl Layout {
 
 /// Proof that this process supervises the base dir; the lock goes with it.
 pub struct BaseLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    lock: std::mem::ManuallyDrop<nix::fcntl::Flock<std::fs::File>>,
+    /// Another process may hold the same open lock file (it was handed over, or handed on): an
+    /// unlock would release it for both, so the lock is left to the closing of the file.
+    shared: bool,
+}
+
+impl BaseLock {
+    /// The lock file's descriptor, which an upgrade hands to the next understudy.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.lock.as_raw_fd()
+    }
+
+    /// Exit without unlocking: the next understudy holds the same lock through its copy.
+    pub fn hand_on(mut self) {
+        self.shared = true;
+    }
+}
+
+impl Drop for BaseLock {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again.
+        let lock = unsafe { std::mem::ManuallyDrop::take(&mut self.lock) };
+        if self.shared {
+            // Its descriptor stays open until the process exits, which is next.
+            std::mem::forget(lock);
+        } else {
+            drop(lock);
+        }
+    }
 }
 
 /// Why the base dir could not be taken.

@@ -46,6 +46,7 @@ pub mod score;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;
+pub mod upgrade;
 pub mod usage;
 pub mod watchdog;
 pub mod watcher;
@@ -173,6 +174,8 @@ pub struct Listeners {
     pub proxy: TcpListener,
     /// The admin API's TCP listener when systemd passed one; `None` binds `ADMIN_LISTEN`.
     pub admin: Option<std::net::TcpListener>,
+    /// The admin API's unix socket listener, when the previous understudy handed it over.
+    pub socket: Option<std::os::unix::net::UnixListener>,
 }
 
 /// Run understudy on already bound `listeners` until `shutdown` (or until a task dies), then
@@ -190,6 +193,7 @@ pub async fn run(
     shutdown: CancellationToken,
     reload: mpsc::Receiver<Config>,
     notifier: systemd::Notifier,
+    mut succession: upgrade::Succession,
 ) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
     // The address actually bound: with `LISTEN=…:0` only the listener knows the port.
@@ -199,13 +203,29 @@ pub async fn run(
         &layout::Layout::new(&cfg.base, &cfg.identifier),
         listen,
         listeners.admin,
+        listeners.socket,
     )?;
+    succession.shared = match succession.lock {
+        Some(lock) => Some(shared_fds(lock, &listeners.proxy, &admin).map_err(RunError::Listener)?),
+        None => None,
+    };
+    let (ready, handed) = (succession.ready.take(), succession.handed.clone());
+    // Started by an upgrade: the old understudy serves until running is adopted here.
+    let open = ready.as_ref().map(|_| CancellationToken::new());
+    let adopts_running = succession.taken.iter().any(|(c, _)| c.part == "running");
+    let successor = succession.successor.clone();
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
-    let StartedProxy { proxy, feeds } =
-        start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops)?;
+    let StartedProxy { proxy, feeds } = start_proxy(
+        &cfg,
+        listeners.proxy,
+        routes_rx,
+        &stats,
+        &stops,
+        open.clone(),
+    )?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
@@ -229,6 +249,7 @@ pub async fn run(
         metrics,
         listen,
         started: supervisor::control::rfc3339(std::time::SystemTime::now()),
+        handed: handed.clone(),
     };
     let control = Control {
         commands: commands_rx,
@@ -242,8 +263,11 @@ pub async fn run(
         events: events.clone(),
         live: live.clone(),
         stop: stops.control.clone(),
+        succession,
     };
     let mut tasks = control.spawn();
+    let ready = ready.zip(open).map(|(r, o)| (r, o, adopts_running));
+    spawn_succession(&mut tasks, ready, &admin_state.handle, &stops.control);
     let watched = watched(&cfg, &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     tasks.spawn(
@@ -255,8 +279,23 @@ pub async fn run(
         admin::serve(admin, admin_state, stops.control.clone()),
     );
     spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
-    let failure = first_failure(&shutdown, &stops.fatal, &mut tasks, reload, config_tx).await;
-    notifier.send(systemd::STOPPING);
+    let failure = first_failure(
+        &shutdown,
+        &handed,
+        &stops.fatal,
+        &mut tasks,
+        reload,
+        config_tx,
+    )
+    .await;
+    if handed.is_cancelled() {
+        let pid = successor.load(std::sync::atomic::Ordering::SeqCst);
+        tracing::info!("handed over to understudy pid {pid}: finishing the requests in flight, stopping no child");
+        // Under systemd the new process becomes the service's main process.
+        notifier.send(&format!("MAINPID={pid}"));
+    } else {
+        notifier.send(systemd::STOPPING);
+    }
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
 }
 
@@ -288,6 +327,7 @@ fn start_proxy(
     routes: watch::Receiver<Arc<proxy::Routes>>,
     stats: &Arc<proxy::ProxyStats>,
     stops: &Stops,
+    open: Option<CancellationToken>,
 ) -> Result<StartedProxy, RunError> {
     let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
         cfg.mirror_queue,
@@ -305,6 +345,7 @@ fn start_proxy(
     let (served_tx, served_rx) = mpsc::channel(proxy::canary::SERVED_QUEUE);
     let settings = proxy::ProxySettings {
         served: (!cfg.canary.steps.is_empty()).then_some(served_tx),
+        open,
         ..proxy_settings(cfg)
     };
     let proxy = proxy::start(
@@ -357,6 +398,76 @@ fn spawn_notifier(
     }
 }
 
+/// Copies of the listeners' descriptors, kept to hand to the next understudy.
+fn shared_fds(
+    lock: std::os::fd::RawFd,
+    proxy: &TcpListener,
+    admin: &admin::Bound,
+) -> std::io::Result<upgrade::Shared> {
+    use std::os::fd::{AsFd, BorrowedFd};
+    let (admin_fd, socket_fd) = admin.fds();
+    // SAFETY: both descriptors belong to `admin`, alive for this call.
+    let borrow = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
+    Ok(upgrade::Shared {
+        lock,
+        proxy: proxy.as_fd().try_clone_to_owned()?,
+        admin: admin_fd
+            .map(|fd| borrow(fd).try_clone_to_owned())
+            .transpose()?,
+        socket: borrow(socket_fd).try_clone_to_owned()?,
+    })
+}
+
+/// The tasks of upgrades: SIGUSR2 asks for one (with the binary understudy was started from);
+/// after an upgrade started this process, once running serves here the proxy opens and `ready`
+/// tells the old one.
+fn spawn_succession(
+    tasks: &mut Tasks,
+    ready: Option<(upgrade::ReadyPipe, CancellationToken, bool)>,
+    supervisor: &supervisor::SupervisorHandle,
+    stop: &CancellationToken,
+) {
+    let (handle, until) = (supervisor.clone(), stop.clone());
+    tasks.spawn("upgrade signal", async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+            tracing::warn!("cannot install a SIGUSR2 handler: upgrade with `understudy upgrade`");
+            return until.cancelled().await;
+        };
+        loop {
+            tokio::select! {
+                _ = until.cancelled() => return,
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: upgrading understudy");
+                    match handle.send(supervisor::Command::Upgrade(None)).await {
+                        Ok(done) => tracing::info!("{done}"),
+                        Err(e) => tracing::error!("upgrade refused or failed: {e}"),
+                    }
+                }
+            }
+        }
+    });
+    let Some((ready, open, adopts_running)) = ready else {
+        return;
+    };
+    let (mut status, until) = (supervisor.watch(), stop.clone());
+    tasks.spawn("handover", async move {
+        // Not the status before the supervisor resumed: running handed over must serve here.
+        let settled = status.wait_for(|s| match &s.running {
+            Some(r) => r.ready,
+            None => !adopts_running,
+        });
+        tokio::select! {
+            _ = until.cancelled() => return,
+            r = settled => if r.is_ok() {
+                open.cancel();
+                ready.say("ready");
+            },
+        }
+        until.cancelled().await
+    });
+}
+
 /// One delivery record per webhook URL, written by its task and read by `/metrics`.
 fn webhook_stats(cfg: &Config) -> Arc<[Arc<webhooks::WebhookStats>]> {
     cfg.webhook_urls
@@ -392,6 +503,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
     proxy::ProxySettings {
         canary_sticky: cfg.canary.sticky.clone(),
         served: None,
+        open: None,
         threads: cfg
             .worker_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -456,6 +568,7 @@ struct Control {
     status: watch::Sender<Arc<supervisor::Status>>,
     pulse: watch::Sender<tokio::time::Instant>,
     stop: CancellationToken,
+    succession: upgrade::Succession,
 }
 
 impl Control {
@@ -530,6 +643,7 @@ impl Control {
             status: self.status,
             pulse: self.pulse,
             traffic: self.stats.clone(),
+            succession: self.succession,
         };
         tasks.spawn(
             "supervisor",
@@ -558,6 +672,7 @@ fn not_builds(cfg: &Config) -> Vec<String> {
 /// reloaded configurations.
 async fn first_failure(
     shutdown: &CancellationToken,
+    handed: &CancellationToken,
     fatal: &CancellationToken,
     tasks: &mut Tasks,
     mut reload: mpsc::Receiver<Config>,
@@ -566,6 +681,7 @@ async fn first_failure(
     let failure = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break None,
+            _ = handed.cancelled() => break None,
             _ = fatal.cancelled() => break Some(("proxy thread", "a proxy thread died".to_string())),
             Some((task, why)) = tasks.next_end() => {
                 break Some((task, why.unwrap_or_else(|| "ended on its own".into())))

@@ -114,9 +114,14 @@ fn main() -> ExitCode {
         } => {
             // First, while understudy is one thread: the variables are removed from the
             // environment, so no child or hook inherits them.
+            // Started by `understudy upgrade`: what the old understudy hands over.
+            let mut takeover = match understudy::upgrade::Takeover::from_env() {
+                Ok(t) => t,
+                Err(e) => return fail_config(e),
+            };
             let handover = match understudy::systemd::Handover::take_from_env() {
                 Ok(h) => h,
-                Err(e) => return fail_config(e),
+                Err(e) => return fail_told(e, &mut takeover),
             };
             let mut overrides = Vec::new();
             for (k, v) in [
@@ -131,21 +136,21 @@ fn main() -> ExitCode {
             for s in &set {
                 match parse_override(s) {
                     Ok(kv) => overrides.push(kv),
-                    Err(e) => return fail_config(e),
+                    Err(e) => return fail_told(e, &mut takeover),
                 }
             }
             let base = base.unwrap_or_else(|| PathBuf::from("."));
             let base = std::fs::canonicalize(&base).unwrap_or(base);
             let mut cfg = match Config::load(&base, &ProcessEnv, &overrides) {
                 Ok(c) => c,
-                Err(e) => return fail_config(e),
+                Err(e) => return fail_told(e, &mut takeover),
             };
             // This executable is understudy: it guards each child as its watchdog.
             cfg.watchdog = Some(PathBuf::from(understudy::watchdog::SELF_EXE));
             if let Err(e) = check_base_writable(&cfg.base) {
-                return fail_config(e);
+                return fail_told(e, &mut takeover);
             }
-            report(run(cfg, overrides, handover))
+            report(run(cfg, overrides, handover, takeover))
         }
         Command::Demo { keep } => report(understudy::demo::run(keep).context("demo failed")),
         Command::ExampleEnv => {
@@ -233,6 +238,17 @@ fn fail_config(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// A bad configuration in an understudy started by an upgrade: the old one is told why first.
+fn fail_told(
+    e: impl std::fmt::Display,
+    takeover: &mut Option<understudy::upgrade::Takeover>,
+) -> ExitCode {
+    if let Some(t) = takeover.take() {
+        t.ready.say(&format!("error bad configuration: {e}"));
+    }
+    fail_config(e)
+}
+
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,8 +263,28 @@ fn run(
     cfg: Config,
     overrides: Vec<(String, String)>,
     handover: understudy::systemd::Handover,
+    takeover: Option<understudy::upgrade::Takeover>,
 ) -> anyhow::Result<()> {
-    let _lock = understudy::layout::Layout::new(&cfg.base, &cfg.identifier).lock()?;
+    let layout = understudy::layout::Layout::new(&cfg.base, &cfg.identifier);
+    let understudy::systemd::Handover {
+        notifier,
+        mut passed,
+    } = handover;
+    let mut succession = understudy::upgrade::Succession::default();
+    let mut socket = None;
+    let lock = match takeover {
+        Some(t) => {
+            passed.proxy = Some(t.proxy);
+            passed.admin = t.admin;
+            socket = Some(t.socket);
+            succession.taken = t.children;
+            succession.ready = Some(t.ready);
+            layout.take_lock(t.lock)?
+        }
+        None => layout.lock()?,
+    };
+    succession.lock = Some(lock.fd());
+    let handed = succession.handed.clone();
     understudy::init_logging(&cfg).context("cannot set up logging")?;
     match understudy::raise_fd_limit() {
         Some((old, new)) if new > old => {
@@ -277,8 +313,7 @@ fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let understudy::systemd::Handover { notifier, passed } = handover;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let listener = proxy_listener(&cfg, passed.proxy).await?;
         tracing::info!(
             "understudy {} listening on {}{} for {}-<version> in {}",
@@ -303,15 +338,22 @@ fn run(
         let listeners = understudy::Listeners {
             proxy: listener,
             admin: passed.admin,
+            socket,
         };
         let events = understudy::Events::default();
-        let result = understudy::run(cfg, listeners, events, cancel, reload, notifier).await;
+        let result =
+            understudy::run(cfg, listeners, events, cancel, reload, notifier, succession).await;
         match &result {
             Ok(()) => tracing::info!("stopped"),
             Err(e) => tracing::error!("stopped: {e}"),
         }
         result.map_err(anyhow::Error::from)
-    })
+    });
+    if handed.is_cancelled() {
+        // The new understudy holds the same lock; unlocking would release it for both.
+        lock.hand_on();
+    }
+    result
 }
 
 /// The users' listener: the one systemd passed (socket activation), else `LISTEN` bound here.

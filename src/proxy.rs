@@ -61,6 +61,9 @@ pub use upstream::{InflightGuard, Routes, Upstream};
 pub struct ProxySettings {
     /// Proxy threads, each with its own event loop (0 counts as 1).
     pub threads: usize,
+    /// Accept only once this is cancelled (`None`: at once). An understudy started by an
+    /// upgrade shares its listener with the old one, which serves until running is adopted here.
+    pub open: Option<CancellationToken>,
     /// `CANARY_STICKY`: what places a user in a canary step.
     pub canary_sticky: crate::config::Sticky,
     /// Where answers served during a canary step are counted (the scorer); None: nowhere.
@@ -367,12 +370,18 @@ pub fn start(
             .and_then(|listener| {
                 let (done_tx, done) = oneshot::channel();
                 let (stop, fatal, grace) = (started.clone(), fatal.clone(), settings.drain_grace);
+                let open = settings.open.clone();
                 let conns = conns.clone();
                 std::thread::Builder::new()
                     .name(format!("understudy-proxy-{index}"))
                     .spawn(move || {
                         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            proxy_thread(index, listener, proxy, conns, stop, grace)
+                            let life = Life {
+                                stop,
+                                open,
+                                drain_grace: grace,
+                            };
+                            proxy_thread(index, listener, proxy, conns, life)
                         }))
                         .unwrap_or_else(|panic| {
                             Err(ProxyError::Panicked {
@@ -409,9 +418,13 @@ fn proxy_thread(
     listener: std::net::TcpListener,
     proxy: Proxy,
     conns: Arc<Connections>,
-    stop: CancellationToken,
-    drain_grace: Duration,
+    life: Life,
 ) -> Result<(), ProxyError> {
+    let Life {
+        stop,
+        open,
+        drain_grace,
+    } = life;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -426,12 +439,28 @@ fn proxy_thread(
                 source,
             })?;
         let proxy = Arc::new(proxy);
+        if let Some(open) = open {
+            tokio::select! {
+                () = open.cancelled() => {}
+                () = stop.cancelled() => return Ok(()),
+            }
+        }
         tokio::select! {
             () = accept::serve(listener, proxy.clone(), conns, stop, drain_grace) => {}
             () = keep_a_timer_due(&proxy) => {}
         }
         Ok(())
     })
+}
+
+/// When a proxy thread starts accepting and when it stops.
+struct Life {
+    /// Stops accepting; the connections then drain.
+    stop: CancellationToken,
+    /// Accept only once cancelled; `None` at once.
+    open: Option<CancellationToken>,
+    /// How long connections may drain after `stop`.
+    drain_grace: Duration,
 }
 
 /// Keep a timer of this thread's event loop due within `header_timeout` (and a second), for ever.

@@ -264,7 +264,7 @@ fn fresh(last: Instant, now: Instant, stale_after: Duration) -> bool {
 /// Whether running has settled enough for `READY=1`: it is ready, or there is none starting (no
 /// build yet, or it failed and is being restarted, which may take long: understudy itself
 /// serves, and `STATUS=` says what is wrong).
-fn settled(s: &Status) -> bool {
+pub(crate) fn settled(s: &Status) -> bool {
     s.running.as_ref().is_none_or(|r| r.ready)
 }
 

@@ -24,6 +24,7 @@ mod promotion;
 mod proxy_faults;
 mod replay;
 mod seeing;
+mod self_upgrade;
 mod shutdown;
 mod slow_readers;
 mod soak;

@@ -47,6 +47,9 @@ pub(super) struct Owner {
     pub(super) stop: CancellationToken,
     /// Cancelled when the child is handed to another understudy: let go, stop nothing.
     pub(super) release: CancellationToken,
+    /// Already known ready (taken back after a failed handover): heartbeats start at once, and
+    /// no second `Ready` is reported.
+    pub(super) probed: bool,
     /// Where its events go.
     pub(super) events: mpsc::UnboundedSender<InstanceEvent>,
 }
@@ -73,10 +76,11 @@ impl Owner {
     async fn supervise(&self, child: &mut Leader, probe: Probe) -> Ended {
         let ready = probe.wait_ready();
         tokio::pin!(ready);
-        let mut probing = true;
+        let mut probing = !self.probed;
         // Heartbeats start once ready; a beat runs inside the select so an exit is never missed.
         let every = probe.heartbeat_every;
-        let mut next_beat: Option<tokio::time::Instant> = None;
+        let mut next_beat: Option<tokio::time::Instant> =
+            (self.probed && !every.is_zero()).then(|| tokio::time::Instant::now() + every);
         let mut misses = 0u32;
         loop {
             let beat_due = async {

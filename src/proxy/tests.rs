@@ -100,6 +100,7 @@ fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
         canary_sticky: crate::config::Sticky::Ip,
         served: None,
         threads,
+        open: None,
         no_running_hint: "no running instance\n".into(),
         drain_grace,
         header_timeout: Duration::from_secs(10),

@@ -33,6 +33,9 @@ pub enum Command {
     Rollback(Option<Version>),
     /// Cancel a pending scheduled promotion.
     CancelSchedule(u64),
+    /// Replace understudy itself by the binary at this path (default: the one it was started
+    /// from), handing it the listeners and the children, which keep running.
+    Upgrade(Option<std::path::PathBuf>),
 }
 
 /// Why a command was refused; the admin API answers 409 with this text.

@@ -233,6 +233,13 @@ pub enum Action {
         id: u64,
         result: Result<String, CommandError>,
     },
+    /// Hand the listeners, the base dir and these children (by part name) to a new understudy
+    /// started from `binary`, and answer the command `reply` when it serves or failed.
+    Upgrade {
+        reply: u64,
+        binary: Option<PathBuf>,
+        children: Vec<(&'static str, InstanceId)>,
+    },
 }
 
 /// Decide what to do about `input` at `now`: update `state` and return the actions, in order.
@@ -310,6 +317,16 @@ impl Decision<'_> {
             phase: Phase::NeedsPort,
             proven,
             last_heartbeat: None,
+        }
+    }
+
+    fn slot_ref(&self, part: SlotKey) -> Option<&Slot> {
+        match part {
+            SlotKey::Running => self.s.running.as_ref(),
+            SlotKey::Testing => self.s.testing.as_ref(),
+            SlotKey::Next => self.s.next.as_ref(),
+            SlotKey::Spare => self.s.spare.as_ref(),
+            SlotKey::Secondary => self.s.secondary.as_ref(),
         }
     }
 
@@ -401,4 +418,17 @@ enum SlotKey {
     Secondary,
     /// A fresh instance of running's version replacing an unresponsive one.
     Spare,
+}
+
+impl SlotKey {
+    /// Its name in a handover to a new understudy.
+    fn name(self) -> &'static str {
+        match self {
+            SlotKey::Running => "running",
+            SlotKey::Testing => "testing",
+            SlotKey::Next => "next",
+            SlotKey::Secondary => "secondary",
+            SlotKey::Spare => "spare",
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! threads, children are spawned on the long-lived spawner thread, symlinks and the state file
 //! are written in order by one file task, and drains and stops run as tasks of their own.
 
+mod upgrade;
+
 use super::live::LiveGroups;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ pub struct Wiring {
     pub pulse: watch::Sender<Instant>,
     /// The proxy's counters, sampled every second for the guard.
     pub traffic: Arc<crate::proxy::ProxyStats>,
+    /// What an upgrade handed this understudy, and what it needs to hand on.
+    pub succession: crate::upgrade::Succession,
 }
 
 /// Work finished off the supervisor's task, on its way back to become an [`Input`].
@@ -97,6 +101,8 @@ enum Done {
     },
     /// The file writer started failing (why) or works again (`None`).
     Disk(Option<String>),
+    /// The time for slots to claim the children handed over is up: stop the rest.
+    AdoptWindowOver,
 }
 
 /// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
@@ -127,6 +133,7 @@ pub async fn run(
         status,
         pulse,
         traffic,
+        succession,
     } = wiring;
     let mut presence = tokio::time::interval(cfg.heartbeat_every);
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -139,10 +146,12 @@ pub async fn run(
         scorer,
         events,
         live,
+        succession,
     };
     let (mut exec, mut done_rx, mut inst_rx, files) = Executor::new(cfg.clone(), layout, parts);
     let mut state = State::new(cfg.port_range, Instant::now());
-    let resumed = resume::resume(exec.layout.clone(), &cfg).await;
+    let mut resumed = resume::resume(exec.layout.clone(), &cfg).await;
+    resumed.handed = exec.handed_ports();
     exec.perform_all(decide(&mut state, Input::Resume(resumed), Now::read()));
     publish_status(&status, &state);
     loop {
@@ -174,6 +183,11 @@ pub async fn run(
         };
         exec.perform_all(decide(&mut state, input, Now::read()));
         publish_status(&status, &state);
+        if let Some(due) = exec.upgrade_due.take() {
+            if exec.upgrade(due).await {
+                break;
+            }
+        }
         if exec.hang {
             cancel.cancelled().await;
         }
@@ -231,6 +245,12 @@ struct Executor {
     /// Operators waiting for an answer, by the id their command was decided under.
     replies: HashMap<u64, tokio::sync::oneshot::Sender<Result<String, super::CommandError>>>,
     last_reply: u64,
+    /// What this understudy can hand on to a new one.
+    succession: crate::upgrade::Succession,
+    /// Children handed over by the previous understudy, by port, until a start adopts them.
+    adoptable: HashMap<u16, (crate::upgrade::Child, std::os::fd::OwnedFd)>,
+    /// An upgrade decided, carried out once the current actions are.
+    upgrade_due: Option<upgrade::Due>,
 }
 
 /// What [`Executor::new`] is handed from [`run`]'s wiring.
@@ -240,6 +260,7 @@ struct Parts {
     scorer: mpsc::UnboundedSender<ScorerControl>,
     events: Events,
     live: LiveGroups,
+    succession: crate::upgrade::Succession,
 }
 
 impl Executor {
@@ -262,6 +283,8 @@ impl Executor {
         let files = tokio::spawn(write_files(layout.clone(), files_rx, move |why| {
             let _ = disk_tx.send(Done::Disk(why));
         }));
+        let mut succession = parts.succession;
+        let adoptable = upgrade::adoptable(std::mem::take(&mut succession.taken), &done_tx);
         let exec = Executor {
             cfg,
             layout,
@@ -281,6 +304,9 @@ impl Executor {
             hang: false,
             replies: HashMap::new(),
             last_reply: 0,
+            succession,
+            adoptable,
+            upgrade_due: None,
         };
         (exec, done_rx, inst_rx, files)
     }
@@ -347,6 +373,17 @@ impl Executor {
                 dir,
                 port,
             } => self.run_hook(hook, id, version, previous, dir, port),
+            Action::Upgrade {
+                reply,
+                binary,
+                children,
+            } => {
+                self.upgrade_due = Some(upgrade::Due {
+                    reply,
+                    binary,
+                    children,
+                })
+            }
             Action::Emit(e) => {
                 let ready = matches!(
                     e,
@@ -506,7 +543,10 @@ impl Executor {
         });
     }
 
-    fn start(&self, id: InstanceId, role: Role, installed: Installed, port: u16) {
+    fn start(&mut self, id: InstanceId, role: Role, installed: Installed, port: u16) {
+        if self.adopt(id, role, &installed, port) {
+            return;
+        }
         let cfg = &self.cfg;
         let command = match installed.kind {
             Kind::Jar => cfg.jar_command.clone(),
@@ -520,14 +560,7 @@ impl Executor {
             command,
             port_key: cfg.port_key.clone(),
             properties: cfg.properties_file.as_ref().map(|p| cfg.base.join(p)),
-            probe: ProbeSpec {
-                host: cfg.upstream_host.clone(),
-                path: cfg.ready_path.clone(),
-                timeout: cfg.ready_timeout,
-                health_path: cfg.health_path.clone(),
-                heartbeat_every: cfg.heartbeat_every,
-                heartbeat_misses: cfg.heartbeat_misses,
-            },
+            probe: self.probe_spec(),
             grace: cfg.shutdown_grace,
             watchdog: cfg.watchdog.clone(),
         };
@@ -561,6 +594,19 @@ impl Executor {
             };
             let _ = done.send(Done::Started { id, result });
         });
+    }
+
+    /// How instances are probed for readiness and heartbeats.
+    fn probe_spec(&self) -> ProbeSpec {
+        let cfg = &self.cfg;
+        ProbeSpec {
+            host: cfg.upstream_host.clone(),
+            path: cfg.ready_path.clone(),
+            timeout: cfg.ready_timeout,
+            health_path: cfg.health_path.clone(),
+            heartbeat_every: cfg.heartbeat_every,
+            heartbeat_misses: cfg.heartbeat_misses,
+        }
     }
 
     fn route(&mut self, r: Routing) {
@@ -714,6 +760,10 @@ impl Executor {
                 result,
             },
             Done::Disk(failing) => Input::Disk { failing },
+            Done::AdoptWindowOver => {
+                self.stop_unclaimed();
+                Input::Tick
+            }
         }
     }
 

@@ -135,6 +135,20 @@ pub struct Resumed {
     pub canary_window: Duration,
     /// The canary step journaled before the restart.
     pub canary: Option<JournaledCanary>,
+    /// The children an upgrade handed over: each slot of that part and version adopts one.
+    pub handed: Vec<HandedPort>,
+}
+
+/// A child handed over by the previous understudy, as `decide` needs it: which slot takes it
+/// (part and version) and on which port it already listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedPort {
+    /// `running`, `secondary` or `testing`.
+    pub part: String,
+    /// The version it runs.
+    pub version: Version,
+    /// Its port.
+    pub port: u16,
 }
 
 /// The canary step under way.
@@ -304,6 +318,8 @@ pub struct State {
     pub(super) canary_out: Option<(Slot, u32)>,
     /// The step journaled before a restart, resumed once its build is ready again.
     pub(super) canary_resume: Option<JournaledCanary>,
+    /// Children handed over by the previous understudy, not yet claimed by a slot.
+    pub(super) handed: Vec<HandedPort>,
     /// The testing instance whose secondary failed: noise stays unknown for it.
     pub(super) secondary_off: Option<InstanceId>,
     /// An installed build waiting for running to be ready before it is tested.
@@ -381,6 +397,7 @@ impl State {
             canary: None,
             canary_out: None,
             canary_resume: None,
+            handed: Vec::new(),
             secondary_off: None,
             pending: None,
             installing: None,

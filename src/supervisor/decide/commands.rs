@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 use semver::Version;
 use tokio::time::Instant;
 
-use super::{Action, Decision};
+use super::{Action, Decision, SlotKey};
 use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::supervisor::control::{self, Command, CommandError};
 use crate::supervisor::schedule::{self, Now, Origin, Outcome, Schedule};
+use crate::supervisor::state::Phase;
 
 impl Decision<'_> {
     /// Carry out an operator's command; `None` means the answer comes later (a rollback waits
@@ -80,7 +81,45 @@ impl Decision<'_> {
             Command::PromoteAt(at) => self.schedule(at),
             Command::CancelSchedule(sid) => self.cancel_schedule(sid),
             Command::Rollback(version) => return self.rollback(id, version),
+            Command::Upgrade(binary) => return self.upgrade(id, binary),
         })
+    }
+
+    /// Hand everything to a new understudy, unless a switch is under way: the children that
+    /// run (ready or not) go with it; one still starting is started again by the new one.
+    fn upgrade(
+        &mut self,
+        id: u64,
+        binary: Option<std::path::PathBuf>,
+    ) -> Option<Result<String, CommandError>> {
+        let refuse = |why: String| Some(Err(CommandError::Refused(why)));
+        if let Some(t) = &self.s.txn {
+            return refuse(format!(
+                "the {} of {} is under way; upgrade understudy once it is done",
+                t.kind.name(),
+                t.version
+            ));
+        }
+        if let Some(slot) = self.s.next.as_ref().or(self.s.spare.as_ref()) {
+            return refuse(format!(
+                "a fresh running instance of {} is starting; upgrade understudy once it serves",
+                slot.version()
+            ));
+        }
+        let children = [SlotKey::Running, SlotKey::Secondary, SlotKey::Testing]
+            .into_iter()
+            .filter_map(|part| {
+                let slot = self.slot_ref(part)?;
+                let up = matches!(slot.phase, Phase::Up { .. } | Phase::Ready { .. });
+                up.then_some((part.name(), slot.id))
+            })
+            .collect();
+        self.out.push(Action::Upgrade {
+            reply: id,
+            binary,
+            children,
+        });
+        None
     }
 
     /// Rollback, step 1: check it makes sense, then have the version restored.

@@ -7,6 +7,16 @@ use crate::layout::Role;
 use crate::supervisor::state::Phase;
 
 impl Decision<'_> {
+    /// The port of a child the previous understudy handed over for this part and version: the
+    /// start on it adopts that child instead of forking one.
+    fn handed_port(&mut self, part: SlotKey) -> Option<u16> {
+        let version = self.slot_mut(part)?.version().clone();
+        let at = self.s.handed.iter().position(|h| {
+            h.part == part.name() && h.version == version && !self.s.taken.contains(&h.port)
+        })?;
+        Some(self.s.handed.remove(at).port)
+    }
+
     /// Give a port to every slot waiting for one: running first, then a promotion, then testing.
     pub(super) fn assign_ports(&mut self) {
         if self.s.busy_retry.is_some_and(|t| self.now >= t) {
@@ -27,7 +37,10 @@ impl Decision<'_> {
                 continue;
             }
             let (lo, hi) = self.s.ports;
-            let free = (lo..=hi).find(|p| !self.s.taken.contains(p) && !self.s.busy.contains(p));
+            let handed = self.handed_port(part);
+            let free = handed.or_else(|| {
+                (lo..=hi).find(|p| !self.s.taken.contains(p) && !self.s.busy.contains(p))
+            });
             let Some(port) = free else {
                 if part == SlotKey::Secondary && self.s.busy.is_empty() {
                     // No port to spare in PORT_RANGE: noise stays unknown rather than have the
@@ -48,7 +61,7 @@ impl Decision<'_> {
             let slot = self.slot_mut(part).expect("checked above");
             let new_build =
                 slot.role == Role::Testing || (part == SlotKey::Running && !slot.proven);
-            if pre_start && new_build {
+            if pre_start && new_build && handed.is_none() {
                 slot.phase = Phase::PreStart { port };
                 let action = Action::RunHook {
                     hook: Hook::PreStart,

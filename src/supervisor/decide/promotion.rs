@@ -29,6 +29,7 @@ impl Decision<'_> {
         self.s.canary_steps = r.canary_steps.clone();
         self.s.canary_window = r.canary_window;
         self.s.canary_resume = r.canary.clone();
+        self.s.handed = r.handed.clone();
         self.resume_schedules(r.schedules, r.promote_at);
         let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
         if switched {

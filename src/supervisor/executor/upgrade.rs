@@ -1,0 +1,235 @@
+//! The executor's part of an upgrade of understudy itself: handing its children (released from
+//! their owner tasks, still running) to a new understudy, taking them back if it fails, and, in
+//! the new one, adopting the children handed over as the slots that ran them start again.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Done, Executor};
+use crate::artifact::Installed;
+use crate::instance::{Adopted, Instance, InstanceId};
+use crate::layout::Role;
+use crate::supervisor::files::FileJob;
+use crate::supervisor::state::HandedPort;
+use crate::supervisor::CommandError;
+use crate::upgrade::{self, Child};
+
+/// How long the slots of a new understudy have to claim the children handed over (running's,
+/// then testing's and its secondary once running serves); the rest are then stopped.
+const ADOPT_WINDOW: Duration = Duration::from_secs(30);
+
+/// An upgrade `decide` asked for, carried out by [`Executor::upgrade`].
+#[derive(Debug)]
+pub(super) struct Due {
+    /// The command to answer.
+    pub(super) reply: u64,
+    /// The new binary; `None` is the one this understudy was started from.
+    pub(super) binary: Option<PathBuf>,
+    /// The children to hand over, by part.
+    pub(super) children: Vec<(&'static str, InstanceId)>,
+}
+
+/// The children handed to this understudy, by port; when there are any, the window in which
+/// they must be claimed starts now.
+pub(super) fn adoptable(
+    taken: Vec<(Child, OwnedFd)>,
+    done: &mpsc::UnboundedSender<Done>,
+) -> HashMap<u16, (Child, OwnedFd)> {
+    if !taken.is_empty() {
+        let done = done.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ADOPT_WINDOW).await;
+            let _ = done.send(Done::AdoptWindowOver);
+        });
+    }
+    taken.into_iter().map(|(c, fd)| (c.port, (c, fd))).collect()
+}
+
+impl Executor {
+    /// The children handed over, as `decide` matches them to its slots.
+    pub(super) fn handed_ports(&self) -> Vec<HandedPort> {
+        self.adoptable
+            .values()
+            .map(|(c, _)| HandedPort {
+                part: c.part.clone(),
+                version: c.version.clone(),
+                port: c.port,
+            })
+            .collect()
+    }
+
+    /// Start the slot `id` by adopting the child handed over on `port`, if there is one of that
+    /// version; returns whether it did (its `Started` is then on its way).
+    pub(super) fn adopt(
+        &mut self,
+        id: InstanceId,
+        role: Role,
+        installed: &Installed,
+        port: u16,
+    ) -> bool {
+        let handed = self.adoptable.get(&port);
+        if handed.is_none_or(|(c, _)| c.version != installed.version) {
+            return false;
+        }
+        let (child, link) = self.adoptable.remove(&port).expect("checked above");
+        tracing::info!(
+            "adopted {} {} #{} (pid {}, port {port}) from the previous understudy",
+            child.part,
+            child.version,
+            child.number,
+            child.pid
+        );
+        let adopted = self.adopted(id, role, child, link, false);
+        let result = Instance::adopt(adopted, self.inst_tx.clone());
+        let _ = self.done_tx.send(Done::Started { id, result });
+        true
+    }
+
+    fn adopted(
+        &self,
+        id: InstanceId,
+        role: Role,
+        child: Child,
+        link: OwnedFd,
+        probed: bool,
+    ) -> Adopted {
+        Adopted {
+            id,
+            role,
+            version: child.version,
+            number: child.number,
+            dir: child.dir,
+            port: child.port,
+            pid: child.pid,
+            link,
+            probe: self.probe_spec(),
+            grace: self.cfg.shutdown_grace,
+            probed,
+        }
+    }
+
+    /// Stop the children handed over that no slot claimed in time (their build is no longer
+    /// wanted, or another one started in their place).
+    pub(super) fn stop_unclaimed(&mut self) {
+        let unclaimed: Vec<_> = self.adoptable.drain().map(|(_, c)| c).collect();
+        for (n, (child, link)) in unclaimed.into_iter().enumerate() {
+            tracing::warn!(
+                "stopping {} {} (pid {}), handed over but not wanted here",
+                child.part,
+                child.version,
+                child.pid
+            );
+            let role = if child.part == "testing" {
+                Role::Testing
+            } else {
+                Role::Running
+            };
+            // Ids from the top: decide counts its own from 1, and ignores events of these.
+            let id = InstanceId(u64::MAX - n as u64);
+            let adopted = self.adopted(id, role, child, link, true);
+            match Instance::adopt(adopted, self.inst_tx.clone()) {
+                Ok(instance) => {
+                    self.tasks.spawn(instance.stop());
+                }
+                Err(e) => tracing::error!("{e}; its watchdog stops it when the link closes"),
+            }
+        }
+    }
+
+    /// Carry out an upgrade and answer it; returns whether this understudy handed over (it then
+    /// stops deciding and exits, stopping no child it handed).
+    pub(super) async fn upgrade(&mut self, due: Due) -> bool {
+        let result = self.hand_over(due.binary, due.children).await;
+        let handed = result.is_ok();
+        if let Some(reply) = self.replies.remove(&due.reply) {
+            let _ = reply.send(result.map_err(CommandError::Refused));
+        }
+        handed
+    }
+
+    async fn hand_over(
+        &mut self,
+        binary: Option<PathBuf>,
+        parts: Vec<(&'static str, InstanceId)>,
+    ) -> Result<String, String> {
+        let Some(shared) = &self.succession.shared else {
+            return Err("this understudy holds no base dir lock to hand on (not started by `understudy run`)".into());
+        };
+        let binary = binary.unwrap_or_else(upgrade::own_binary);
+        self.flush_files().await;
+        let (mut handed, mut whose) = (Vec::new(), Vec::new());
+        for (part, id) in parts {
+            let Some(instance) = self.instances.remove(&id) else {
+                continue;
+            };
+            let child = Child {
+                part: part.to_string(),
+                version: instance.version.clone(),
+                number: instance.number,
+                dir: instance.dir.clone(),
+                port: instance.port,
+                pid: instance.pid,
+            };
+            let role = instance.role;
+            // A child that exited meanwhile is not handed; its exit is reported as usual.
+            if let Some(link) = instance.release().await {
+                handed.push((child, link));
+                whose.push((role, id));
+            }
+        }
+        let args: Vec<_> = std::env::args_os().skip(1).collect();
+        let result =
+            upgrade::hand_over(&binary, args, shared, &handed, upgrade::READY_WITHIN).await;
+        match result {
+            Ok(pid) => {
+                let kept: Vec<String> = handed
+                    .iter()
+                    .map(|(c, _)| format!("{} {} (pid {})", c.part, c.version, c.pid))
+                    .collect();
+                for (_, id) in &whose {
+                    self.live.remove(*id);
+                }
+                self.succession
+                    .successor
+                    .store(pid, std::sync::atomic::Ordering::SeqCst);
+                self.succession.handed.cancel();
+                Ok(format!(
+                    "understudy pid {pid} ({}) took over from pid {}; kept running: {}",
+                    binary.display(),
+                    std::process::id(),
+                    if kept.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        kept.join(", ")
+                    }
+                ))
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                for ((child, link), (role, id)) in handed.into_iter().zip(whose) {
+                    let adopted = self.adopted(id, role, child, link, true);
+                    match Instance::adopt(adopted, self.inst_tx.clone()) {
+                        Ok(instance) => {
+                            self.instances.insert(id, instance);
+                        }
+                        Err(e) => tracing::error!("cannot take a child back: {e}"),
+                    }
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Wait until the file task has written everything queued so far (the state file first of
+    /// all), so the new understudy reads what this one decided.
+    async fn flush_files(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A reply is never overtaken by the writes queued before it; this one only signals.
+        let _ = self.files_tx.send(FileJob::Reply((tx, Ok(String::new()))));
+        let _ = rx.await;
+    }
+}

@@ -1,0 +1,408 @@
+//! Upgrading understudy itself without a dropped request, as nginx does on SIGUSR2 and HAProxy by
+//! passing its listeners: the old understudy starts the new binary with its listening sockets,
+//! the base dir's lock and the links to its children's watchdogs as inherited descriptors (named
+//! in [`ENV`]); the new one adopts the children (they keep their pids), serves, and says `ready`
+//! on a pipe; only then does the old one stop accepting, finish its requests and exit. A new
+//! binary that fails first leaves the old one serving, its children re-adopted.
+//!
+//! Both ends live here: [`hand_over`] in the old process, [`Takeover::from_env`] in the new.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+/// The variable that tells a starting understudy it takes over from another, and what it is
+/// handed: a JSON [`Plan`].
+pub const ENV: &str = "UNDERSTUDY_HANDOVER";
+
+/// The longest a handover plan may be (a few children's worth of JSON).
+const MAX_PLAN: usize = 64 * 1024;
+
+/// The most the new process may write on the ready pipe.
+const MAX_READY: u64 = 4096;
+
+/// The descriptors of the old process that are handed over as they are: the lock file's is
+/// borrowed from `main`'s guard, which outlives every upgrade; the listeners are copies kept for
+/// this, since the proxy and the admin API close theirs when they stop.
+#[derive(Debug)]
+pub struct Shared {
+    /// The base dir's lock file, holding the `flock`.
+    pub lock: RawFd,
+    /// The users' listener.
+    pub proxy: OwnedFd,
+    /// The admin API's TCP listener, if it has one.
+    pub admin: Option<OwnedFd>,
+    /// The admin API's unix socket listener.
+    pub socket: OwnedFd,
+}
+
+/// One child handed over: what the new understudy needs to own it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    /// The part it plays in the supervisor (`running`, `secondary`, `testing`).
+    pub part: String,
+    /// The version it runs.
+    pub version: Version,
+    /// Its instance folder number.
+    pub number: u32,
+    /// Its instance folder.
+    pub dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+    /// Its pid, also its process group id.
+    pub pid: u32,
+}
+
+/// What [`ENV`] says: which inherited descriptor is what.
+#[derive(Debug, Serialize, Deserialize)]
+struct Plan {
+    from: u32,
+    lock: RawFd,
+    proxy: RawFd,
+    admin: Option<RawFd>,
+    socket: RawFd,
+    ready: RawFd,
+    /// Each child with the descriptor of understudy's end of its link.
+    children: Vec<(Child, RawFd)>,
+}
+
+/// How long a new understudy has to say it serves before it is killed and the old one goes on.
+pub const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// What one understudy process needs for upgrades, both ways: what it was handed (if an upgrade
+/// started it) and what it can hand on.
+#[derive(Debug, Default)]
+pub struct Succession {
+    /// The base dir lock's descriptor (held by `main`'s guard), to hand on.
+    pub lock: Option<RawFd>,
+    /// The children handed to this process, to adopt.
+    pub taken: Vec<(Child, OwnedFd)>,
+    /// Where to say this process serves, when an upgrade started it.
+    pub ready: Option<ReadyPipe>,
+    /// Cancelled once this process handed over to a new one: it then exits, stopping no child.
+    pub handed: tokio_util::sync::CancellationToken,
+    /// The new process's pid, once handed over (for systemd's `MAINPID=`).
+    pub successor: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The descriptors to hand on, filled in by `run` once everything is bound.
+    pub shared: Option<Shared>,
+}
+
+/// The program this understudy runs, as a path: the default binary of an upgrade. The file may
+/// have been replaced since (that is the point): the link then ends in " (deleted)".
+pub fn own_binary() -> PathBuf {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("understudy"));
+    let text = exe.as_os_str().as_encoded_bytes();
+    match text.strip_suffix(b" (deleted)") {
+        // SAFETY: cutting an ASCII suffix off keeps the bytes valid for an OsStr.
+        Some(path) => PathBuf::from(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(path) }),
+        None => exe,
+    }
+}
+
+/// Why an upgrade did not happen; the old understudy goes on serving.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// The new binary could not be started at all.
+    #[error("cannot start the new understudy {binary}: {source}")]
+    Spawn {
+        /// The binary asked for.
+        binary: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A descriptor could not be prepared for handing over.
+    #[error("cannot hand over descriptor {fd}: {source}")]
+    Descriptor {
+        /// The descriptor.
+        fd: RawFd,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The new understudy ended, or said why, before it was ready.
+    #[error("the new understudy {binary} (pid {pid}) failed before it was ready: {why}; this understudy goes on serving")]
+    Failed {
+        /// The binary asked for.
+        binary: PathBuf,
+        /// Its pid.
+        pid: u32,
+        /// Its own message, or its exit status.
+        why: String,
+    },
+    /// The new understudy was not ready in time and was killed.
+    #[error("the new understudy {binary} (pid {pid}) was not ready within {timeout:?} and was killed; this understudy goes on serving")]
+    Timeout {
+        /// The binary asked for.
+        binary: PathBuf,
+        /// Its pid.
+        pid: u32,
+        /// How long it had.
+        timeout: Duration,
+    },
+}
+
+/// Start `binary` with `args` as the new understudy and hand it `shared` and `children` (each with
+/// understudy's end of its link); returns its pid once it said it is ready. On an error the new
+/// process is gone (killed if it still ran) and every descriptor is still ours.
+pub async fn hand_over(
+    binary: &Path,
+    args: Vec<OsString>,
+    shared: &Shared,
+    children: &[(Child, OwnedFd)],
+    timeout: Duration,
+) -> Result<u32, UpgradeError> {
+    let (ready_r, ready_w) =
+        std::io::pipe().map_err(|source| UpgradeError::Descriptor { fd: -1, source })?;
+    let mut sources = vec![
+        shared.lock,
+        shared.proxy.as_raw_fd(),
+        shared.socket.as_raw_fd(),
+        ready_w.as_raw_fd(),
+    ];
+    sources.extend(shared.admin.as_ref().map(|fd| fd.as_raw_fd()));
+    sources.extend(children.iter().map(|(_, fd)| fd.as_raw_fd()));
+    let high = lift(&sources)?;
+    let at = |i: usize| 3 + i as RawFd;
+    let first_child = 4 + usize::from(shared.admin.is_some());
+    let plan = Plan {
+        from: std::process::id(),
+        lock: at(0),
+        proxy: at(1),
+        socket: at(2),
+        ready: at(3),
+        admin: shared.admin.as_ref().map(|_| at(4)),
+        children: children
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| (c.clone(), at(first_child + i)))
+            .collect(),
+    };
+    let plan = serde_json::to_string(&plan).expect("a plan always serialises");
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.args(args)
+        .env(ENV, plan)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(false);
+    let targets: Vec<(RawFd, RawFd)> = high
+        .iter()
+        .enumerate()
+        .map(|(i, fd)| (fd.as_raw_fd(), at(i)))
+        .collect();
+    // SAFETY: `pre_exec` runs in the forked child before exec, where only async-signal-safe work
+    // is allowed: `dup2` on integers copied in before the fork. Every source is above the
+    // highest target (see `lift`), so no dup2 overwrites a source not yet copied.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(from, to) in &targets {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
+    drop((high, ready_w));
+    let mut child = spawned.map_err(|source| UpgradeError::Spawn {
+        binary: binary.to_path_buf(),
+        source,
+    })?;
+    let pid = child.id().unwrap_or(0);
+    let said = tokio::time::timeout(timeout, read_ready(ready_r)).await;
+    let failed = |why| UpgradeError::Failed {
+        binary: binary.to_path_buf(),
+        pid,
+        why,
+    };
+    match said {
+        Ok(text) if text.trim_end() == "ready" => Ok(pid),
+        Ok(text) => {
+            let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(Ok(s)) => s.to_string(),
+                _ => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    "still running without saying it is ready; killed".to_string()
+                }
+            };
+            let why = text.trim().strip_prefix("error ").unwrap_or(text.trim());
+            Err(failed(if why.is_empty() {
+                format!("it exited ({status})")
+            } else {
+                format!("{why} ({status})")
+            }))
+        }
+        Err(_) => {
+            // SIGKILL: it must not stop the children it may have adopted.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Err(UpgradeError::Timeout {
+                binary: binary.to_path_buf(),
+                pid,
+                timeout,
+            })
+        }
+    }
+}
+
+/// Copies of `fds` numbered above the highest target (`3 + fds.len()`), close-on-exec.
+fn lift(fds: &[RawFd]) -> Result<Vec<OwnedFd>, UpgradeError> {
+    let floor = 3 + fds.len() as RawFd;
+    fds.iter()
+        .map(|&fd| {
+            // SAFETY: F_DUPFD_CLOEXEC only reads `fd` (kept open by its owner) and returns a new
+            // descriptor, which the OwnedFd then owns.
+            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+            if copy < 0 {
+                return Err(UpgradeError::Descriptor {
+                    fd,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+        })
+        .collect()
+}
+
+/// What the new process wrote on the ready pipe before closing it or ending.
+async fn read_ready(pipe: std::io::PipeReader) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        let _ = pipe.take(MAX_READY).read_to_string(&mut text);
+        text
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// What a new understudy was handed by the old one.
+#[derive(Debug)]
+pub struct Takeover {
+    /// The old understudy's pid.
+    pub from: u32,
+    /// The base dir's lock file, still locked.
+    pub lock: OwnedFd,
+    /// The users' listener.
+    pub proxy: std::net::TcpListener,
+    /// The admin API's TCP listener, if the old one had one.
+    pub admin: Option<std::net::TcpListener>,
+    /// The admin API's unix socket listener.
+    pub socket: std::os::unix::net::UnixListener,
+    /// Where to say `ready` (or `error …`).
+    pub ready: ReadyPipe,
+    /// The children, each with understudy's end of its link.
+    pub children: Vec<(Child, OwnedFd)>,
+}
+
+/// The pipe on which the new understudy tells the old one it serves, or why it cannot.
+#[derive(Debug)]
+pub struct ReadyPipe(OwnedFd);
+
+impl ReadyPipe {
+    /// Say `line` (`ready`, or `error <why>`) and close the pipe.
+    pub fn say(self, line: &str) {
+        let mut f = std::fs::File::from(self.0);
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// Why a handover plan cannot be taken.
+#[derive(Debug, thiserror::Error)]
+#[error("{ENV}: {0}; this variable is set by `understudy upgrade` only")]
+pub struct TakeoverError(String);
+
+impl Takeover {
+    /// Read and remove [`ENV`] and take over the descriptors it names. Call it before any thread
+    /// starts. `Ok(None)` when understudy was not started by an upgrade.
+    pub fn from_env() -> Result<Option<Takeover>, TakeoverError> {
+        let Some(text) = std::env::var_os(ENV) else {
+            return Ok(None);
+        };
+        std::env::remove_var(ENV);
+        let text = text.to_string_lossy();
+        if text.len() > MAX_PLAN {
+            return Err(TakeoverError(format!("longer than {MAX_PLAN} bytes")));
+        }
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| TakeoverError(e.to_string()))?;
+        let mut fds: Vec<RawFd> = vec![plan.lock, plan.proxy, plan.socket, plan.ready];
+        fds.extend(plan.admin);
+        fds.extend(plan.children.iter().map(|(_, fd)| *fd));
+        let mut seen = std::collections::BTreeSet::new();
+        for &fd in &fds {
+            let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+            if fd < 3 || !seen.insert(fd) || !open {
+                return Err(TakeoverError(format!(
+                    "descriptor {fd} is not an open inherited one"
+                )));
+            }
+        }
+        // SAFETY: each descriptor is open, above stdio, named once, and was handed to this
+        // process by the old understudy for it alone; each is owned once from here on and made
+        // close-on-exec, so no child or hook inherits it.
+        let own = |fd: RawFd| unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            OwnedFd::from_raw_fd(fd)
+        };
+        Ok(Some(Takeover {
+            from: plan.from,
+            lock: own(plan.lock),
+            proxy: own(plan.proxy).into(),
+            admin: plan.admin.map(|fd| own(fd).into()),
+            socket: own(plan.socket).into(),
+            ready: ReadyPipe(own(plan.ready)),
+            children: plan
+                .children
+                .into_iter()
+                .map(|(c, fd)| (c, own(fd)))
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifted_copies_are_above_every_target_and_close_on_exec() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fds = [a.as_raw_fd(), b.as_raw_fd(), 0];
+        let high = lift(&fds).unwrap();
+        for fd in &high {
+            assert!(fd.as_raw_fd() >= 3 + fds.len() as RawFd);
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        }
+    }
+
+    #[test]
+    fn a_plan_round_trips() {
+        let plan = Plan {
+            from: 7,
+            lock: 3,
+            proxy: 4,
+            admin: None,
+            socket: 5,
+            ready: 6,
+            children: vec![(
+                Child {
+                    part: "running".into(),
+                    version: Version::new(1, 0, 0),
+                    number: 2,
+                    dir: "/b/app-1.0.0/2".into(),
+                    port: 9000,
+                    pid: 42,
+                },
+                7,
+            )],
+        };
+        let text = serde_json::to_string(&plan).unwrap();
+        let back: Plan = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.children, plan.children);
+        assert_eq!((back.lock, back.ready, back.admin), (3, 6, None));
+    }
+}

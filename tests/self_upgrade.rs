@@ -1,0 +1,203 @@
+//! Issue 25, part 1: `understudy upgrade` replaces understudy itself under load without a failed
+//! request; running and testing keep their pids; a new binary that fails leaves the old serving.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Users asking `GET /` on fresh connections from 3 threads until stopped; counts answers and
+/// failures (anything but a 200, with the first few kept to show).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = (0..3)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        match http(addr, "GET", "/") {
+                            Ok((200, _)) => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            other => failed.lock().unwrap().push(format!("{other:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Wait until `n` more requests were answered.
+    fn wait_more(&self, n: u64) {
+        let from = self.answered();
+        wait_until("more answers", Duration::from_secs(20), || {
+            (self.answered() >= from + n).then_some(())
+        });
+    }
+
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.ok.load(Ordering::SeqCst), failed)
+    }
+}
+
+/// The understudy an upgrade started is not the test's child: stopped (and checked) by pid.
+struct Successor(i32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        if pid_alive(self.0) {
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn admin_pid(base: &Base) -> Option<u32> {
+    let text = std::fs::read_to_string(base.path.join(".understudy/admin.json")).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    info["pid"].as_u64().map(|p| p as u32)
+}
+
+/// `(role, pid)` of every instance `/api/status` shows, in a fixed order.
+fn instance_pids(base: &Base) -> Vec<(String, u64)> {
+    let (code, out, err) = cli(base, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    ["running", "secondary", "testing"]
+        .iter()
+        .filter_map(|r| Some((r.to_string(), status[*r]["pid"].as_u64()?)))
+        .collect()
+}
+
+#[test]
+fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one_serving() {
+    // Nothing is promoted meanwhile: testing stays under test.
+    let (base, mut u) = start_with_testing("self-upgrade", "MIN_MIRRORED=1000000");
+    wait_until(
+        "running, its secondary and testing up",
+        Duration::from_secs(10),
+        || (instance_pids(&base).len() == 3).then_some(()),
+    );
+    let before = instance_pids(&base);
+    let old = u.pid();
+    let load = Load::start(u.addr);
+    load.wait_more(50);
+
+    let (code, out, err) = cli(&base, &["upgrade"]);
+    assert_eq!(
+        code,
+        0,
+        "upgrade failed: {out}{err}\nlog:\n{}",
+        u.log_text()
+    );
+    assert!(out.contains("took over from pid"), "{out}");
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "the old understudy exits 0 once it handed over; log:\n{}",
+        u.log_text()
+    );
+    let new = admin_pid(&base).expect("admin.json names the new understudy");
+    let _successor = Successor(new as i32);
+    assert_ne!(new, old, "understudy's own pid changed");
+    assert!(pid_alive(new as i32));
+    load.wait_more(100);
+    assert_eq!(
+        instance_pids(&base),
+        before,
+        "running, its secondary and testing kept their pids"
+    );
+    let (_, out, _) = cli(&base, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["understudy"]["pid"], new, "{status}");
+    assert_eq!(status["running"]["ready"], true, "{status}");
+
+    // A binary that exits at once: refused with the reason, and the new understudy serves on.
+    let bad = base.path.join("..").join("self-upgrade-bad-understudy");
+    std::fs::write(&bad, "#!/bin/sh\necho 'not today' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, out, err) = cli(&base, &["upgrade", "--binary", bad.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(code, 1, "a failed upgrade exits 1: {out}{err}");
+    assert!(
+        err.contains("failed before it was ready") && err.contains("exit status: 3"),
+        "the reason: {err}"
+    );
+    load.wait_more(100);
+    assert_eq!(admin_pid(&base), Some(new), "the same understudy serves on");
+    assert!(pid_alive(new as i32));
+    assert_eq!(instance_pids(&base), before, "no child was restarted");
+
+    let (answered, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across the upgrades: {:?}",
+        failed.len(),
+        answered + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+
+    // The new understudy stops its adopted children like its own.
+    unsafe {
+        libc::kill(new as i32, libc::SIGTERM);
+    }
+    wait_until(
+        "the new understudy to stop",
+        Duration::from_secs(20),
+        || (!process_running(new as i32)).then_some(()),
+    );
+    wait_until("no process left", Duration::from_secs(10), || {
+        leftovers(&base.path).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn killed_hard_after_an_upgrade_it_still_leaves_no_process() {
+    let base = Base::new("self-upgrade-kill");
+    base.write_env("NOISE_CANCEL=off");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (_, running) = base.wait_instance_info("running");
+    let (code, out, err) = cli(&base, &["upgrade"]);
+    assert_eq!(code, 0, "{out}{err}");
+    u.wait_exit(Duration::from_secs(20));
+    let new = admin_pid(&base).unwrap() as i32;
+    let _successor = Successor(new);
+    assert_eq!(base.wait_instance_info("running").1, running);
+    unsafe {
+        libc::kill(new, libc::SIGKILL);
+    }
+    wait_until(
+        "every child gone after kill -9 of the new understudy",
+        Duration::from_secs(5),
+        || leftovers(&base.path).is_empty().then_some(()),
+    );
+}
