@@ -142,6 +142,8 @@ pub struct Notifier {
 struct Target {
     socket: UnixDatagram,
     addr: SocketAddr,
+    /// `NOTIFY_SOCKET` as it was given, for the understudy an upgrade starts.
+    path: String,
     /// A failed send is warned about once, then only at debug level.
     warned: AtomicBool,
 }
@@ -167,10 +169,24 @@ impl Notifier {
             target: Some(Arc::new(Target {
                 socket,
                 addr,
+                path: path.to_string(),
                 warned: AtomicBool::new(false),
             })),
             watchdog,
         })
+    }
+
+    /// The variables that let the understudy an upgrade starts notify the same manager (which
+    /// follows it as the main process once told `MAINPID=`): empty without a manager.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let Some(t) = &self.target else {
+            return Vec::new();
+        };
+        let mut env = vec![("NOTIFY_SOCKET", t.path.clone())];
+        if let Some(period) = self.watchdog {
+            env.push(("WATCHDOG_USEC", period.as_micros().to_string()));
+        }
+        env
     }
 
     /// Whether a manager listens for notifications.

@@ -90,6 +90,9 @@ pub struct Succession {
     pub successor: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// The descriptors to hand on, filled in by `run` once everything is bound.
     pub shared: Option<Shared>,
+    /// Variables the next understudy needs that this one removed from its own environment
+    /// (systemd's `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// The program this understudy runs, as a path: the default binary of an upgrade. The file may
@@ -151,6 +154,7 @@ pub enum UpgradeError {
 pub async fn hand_over(
     binary: &Path,
     args: Vec<OsString>,
+    env: &[(&'static str, String)],
     shared: &Shared,
     children: &[(Child, OwnedFd)],
     timeout: Duration,
@@ -184,6 +188,7 @@ pub async fn hand_over(
     let plan = serde_json::to_string(&plan).expect("a plan always serialises");
     let mut cmd = tokio::process::Command::new(binary);
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env(ENV, plan)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(false);

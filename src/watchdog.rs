@@ -45,7 +45,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_LINE: usize = 512;
 
 /// The signals a stray sender could kill the watchdog with by default action, leaving the group
-/// unguarded: blocked in the watchdog (never in the child: `std` resets the mask at its exec).
+/// unguarded: blocked in the watchdog, unblocked again in the child before its exec.
 const BLOCKED: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 
 fn blocked_set() -> SigSet {
@@ -240,9 +240,14 @@ fn start_child(args: &WatchdogArgs) -> io::Result<std::process::Child> {
         .current_dir(&args.instance)
         .stdin(Stdio::null())
         .process_group(0);
-    // SAFETY: as in `spawn`: two raw syscalls (prctl, getppid) and an integer comparison.
+    let blocked = blocked_set();
+    // SAFETY: as in `spawn`: raw syscalls (sigprocmask, prctl, getppid) on values copied
+    // in before the fork, and an integer comparison.
     unsafe {
         cmd.pre_exec(move || {
+            // The child starts as a child of understudy did: no signal blocked (the mask
+            // survives exec). SIGPIPE stays ignored, as before and as systemd starts services.
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&blocked), None)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if nix::unistd::getppid() != parent {
                 return Err(Errno::ESRCH.into());

@@ -99,7 +99,8 @@ fn instance_pids(base: &Base) -> Vec<(String, u64)> {
 #[test]
 fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one_serving() {
     // Nothing is promoted meanwhile: testing stays under test.
-    let (base, mut u) = start_with_testing("self-upgrade", "MIN_MIRRORED=1000000");
+    let (base, mut u) =
+        start_with_testing("self-upgrade", "MIN_MIRRORED=1000000\nSHUTDOWN_GRACE=20s");
     wait_until(
         "running, its secondary and testing up",
         Duration::from_secs(10),
@@ -164,14 +165,22 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
         &failed[..failed.len().min(5)]
     );
 
-    // The new understudy stops its adopted children like its own.
+    // The new understudy stops its adopted children like its own: each obeys SIGTERM at once,
+    // so nothing waits out the 20 s grace.
+    let asked = std::time::Instant::now();
     unsafe {
         libc::kill(new as i32, libc::SIGTERM);
     }
     wait_until(
         "the new understudy to stop",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || (!process_running(new as i32)).then_some(()),
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}; log:\n{}",
+        asked.elapsed(),
+        u.log_text()
     );
     wait_until("no process left", Duration::from_secs(10), || {
         leftovers(&base.path).is_empty().then_some(())

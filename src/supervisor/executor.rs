@@ -3,6 +3,7 @@
 //! threads, children are spawned on the long-lived spawner thread, symlinks and the state file
 //! are written in order by one file task, and drains and stops run as tasks of their own.
 
+mod done;
 mod upgrade;
 
 use super::live::LiveGroups;
@@ -19,20 +20,17 @@ use tokio_util::task::TaskTracker;
 
 use super::files::{write_files, FileJob};
 use super::resume;
-use super::{
-    decide, Action, Filed, Input, Launched, Now, RestoreFailure, Routing, StartFailure, State,
-};
+use super::{decide, Action, Filed, Input, Now, RestoreFailure, Routing, State};
 use crate::archive;
 use crate::artifact::{self, Installed, Kind};
 use crate::config::Config;
 use crate::events::Events;
-use crate::instance::{
-    Instance, InstanceError, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec, Spawner,
-};
+use crate::instance::{Instance, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec, Spawner};
 use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
 use crate::watcher::Dropped;
+use done::Done;
 
 /// How often the proxy's counters are handed to the supervisor (the guard's samples).
 const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
@@ -67,42 +65,6 @@ pub struct Wiring {
     pub traffic: Arc<crate::proxy::ProxyStats>,
     /// What an upgrade handed this understudy, and what it needs to hand on.
     pub succession: crate::upgrade::Succession,
-}
-
-/// Work finished off the supervisor's task, on its way back to become an [`Input`].
-enum Done {
-    Installed {
-        version: semver::Version,
-        result: Result<Installed, String>,
-    },
-    Started {
-        id: InstanceId,
-        result: Result<Instance, InstanceError>,
-    },
-    Stopped {
-        id: InstanceId,
-    },
-    Filed {
-        version: semver::Version,
-        result: Result<Filed, String>,
-        /// Boxed: an action is large, and this rarely holds one.
-        retry: Option<Box<Action>>,
-    },
-    Collected(Vec<(PathBuf, String)>),
-    Restored {
-        version: semver::Version,
-        result: Result<Installed, RestoreFailure>,
-    },
-    Hook {
-        hook: crate::hooks::Hook,
-        id: Option<InstanceId>,
-        version: semver::Version,
-        result: Result<(), String>,
-    },
-    /// The file writer started failing (why) or works again (`None`).
-    Disk(Option<String>),
-    /// The time for slots to claim the children handed over is up: stop the rest.
-    AdoptWindowOver,
 }
 
 /// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
@@ -709,62 +671,6 @@ impl Executor {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));
         }
         self.cfg = new;
-    }
-
-    /// Turn a completion into an input, keeping the handles it carries.
-    fn complete(&mut self, d: Done) -> Input {
-        match d {
-            Done::Installed { version, result } => Input::Installed { version, result },
-            Done::Started { id, result } => {
-                let result = match result {
-                    Ok(instance) => {
-                        let launched = Launched {
-                            pid: instance.pid,
-                            number: instance.number,
-                            dir: instance.dir.clone(),
-                        };
-                        self.live.insert(id, instance.pid);
-                        self.instances.insert(id, instance);
-                        Ok(launched)
-                    }
-                    Err(InstanceError::PortBusy { port }) => Err(StartFailure::PortBusy(port)),
-                    Err(e) => Err(StartFailure::Failed(e.to_string())),
-                };
-                Input::Started { id, result }
-            }
-            Done::Stopped { id } => {
-                self.upstreams.remove(&id);
-                self.live.remove(id);
-                Input::Stopped { id }
-            }
-            Done::Filed {
-                version,
-                result,
-                retry,
-            } => Input::Filed {
-                version,
-                result,
-                retry: retry.map(|r| *r),
-            },
-            Done::Collected(deleted) => Input::Collected(deleted),
-            Done::Restored { version, result } => Input::Restored { version, result },
-            Done::Hook {
-                hook,
-                id,
-                version,
-                result,
-            } => Input::HookDone {
-                hook,
-                id,
-                version,
-                result,
-            },
-            Done::Disk(failing) => Input::Disk { failing },
-            Done::AdoptWindowOver => {
-                self.stop_unclaimed();
-                Input::Tick
-            }
-        }
     }
 
     /// Stop every child at once, wait for all work (stopping children whose start was still

@@ -182,8 +182,15 @@ impl Executor {
             }
         }
         let args: Vec<_> = std::env::args_os().skip(1).collect();
-        let result =
-            upgrade::hand_over(&binary, args, shared, &handed, upgrade::READY_WITHIN).await;
+        let result = upgrade::hand_over(
+            &binary,
+            args,
+            &self.succession.env,
+            shared,
+            &handed,
+            upgrade::READY_WITHIN,
+        )
+        .await;
         match result {
             Ok(pid) => {
                 let kept: Vec<String> = handed

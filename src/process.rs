@@ -1,0 +1,64 @@
+//! The understudy process's own setup, apart from what it supervises: its open-files limit, its
+//! blocking threads, its log, and the signals that stop it.
+
+use crate::{config, jsonlog, Config};
+
+/// Raise the open-files soft limit to the hard limit, as servers do: every user connection, every
+/// upstream connection and every child's files count against it, and the common default soft
+/// limit (1024, or 512) is reached by a few hundred idle keep-alive clients. Returns (old, new).
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some((soft, soft));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
+    Some((soft, hard))
+}
+
+/// At most this many threads for blocking work (installs, archives, collection, file writes).
+/// Each thread the allocator serves keeps pages of its own: tokio starts one whenever the others
+/// are busy and, as idle ones are woken in turn, rarely lets one go, so with its default of 512
+/// the count crept up over a long soak and resident memory by 1.5–2.5 MiB with each (see
+/// docs/benchmarks.md). Four covers an install, an archive, a collection and a file write at once.
+pub const MAX_BLOCKING_THREADS: usize = 4;
+
+/// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set, as text or as
+/// JSON lines (`LOG_FORMAT`).
+pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let writer = match &cfg.log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("understudy.log"))?;
+            BoxMakeWriter::new(std::sync::Mutex::new(f))
+        }
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(cfg.log_level)
+        .with_writer(writer);
+    let _ = match cfg.log_format {
+        config::LogFormat::Text => builder.with_target(false).try_init(),
+        config::LogFormat::Json => builder.event_format(jsonlog::JsonLines).try_init(),
+    };
+    // A panic anywhere goes to understudy's log, wherever that is.
+    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .expect("installing a SIGTERM handler only fails outside a runtime");
+    let mut int = signal(SignalKind::interrupt())
+        .expect("installing a SIGINT handler only fails outside a runtime");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,103 @@
+//! Work finished off the supervisor's task ([`Done`]) and how the executor turns it into an
+//! [`Input`] for `decide`, keeping the handles it carries (instances, upstreams).
+
+use std::path::PathBuf;
+
+use super::Executor;
+use crate::artifact::Installed;
+use crate::instance::{Instance, InstanceError, InstanceId};
+use crate::supervisor::{Action, Filed, Input, Launched, RestoreFailure, StartFailure};
+
+/// Work finished off the supervisor's task, on its way back to become an [`Input`].
+pub(super) enum Done {
+    Installed {
+        version: semver::Version,
+        result: Result<Installed, String>,
+    },
+    Started {
+        id: InstanceId,
+        result: Result<Instance, InstanceError>,
+    },
+    Stopped {
+        id: InstanceId,
+    },
+    Filed {
+        version: semver::Version,
+        result: Result<Filed, String>,
+        /// Boxed: an action is large, and this rarely holds one.
+        retry: Option<Box<Action>>,
+    },
+    Collected(Vec<(PathBuf, String)>),
+    Restored {
+        version: semver::Version,
+        result: Result<Installed, RestoreFailure>,
+    },
+    Hook {
+        hook: crate::hooks::Hook,
+        id: Option<InstanceId>,
+        version: semver::Version,
+        result: Result<(), String>,
+    },
+    /// The file writer started failing (why) or works again (`None`).
+    Disk(Option<String>),
+    /// The time for slots to claim the children handed over is up: stop the rest.
+    AdoptWindowOver,
+}
+
+impl Executor {
+    /// Turn a completion into an input, keeping the handles it carries.
+    pub(super) fn complete(&mut self, d: Done) -> Input {
+        match d {
+            Done::Installed { version, result } => Input::Installed { version, result },
+            Done::Started { id, result } => {
+                let result = match result {
+                    Ok(instance) => {
+                        let launched = Launched {
+                            pid: instance.pid,
+                            number: instance.number,
+                            dir: instance.dir.clone(),
+                        };
+                        self.live.insert(id, instance.pid);
+                        self.instances.insert(id, instance);
+                        Ok(launched)
+                    }
+                    Err(InstanceError::PortBusy { port }) => Err(StartFailure::PortBusy(port)),
+                    Err(e) => Err(StartFailure::Failed(e.to_string())),
+                };
+                Input::Started { id, result }
+            }
+            Done::Stopped { id } => {
+                self.upstreams.remove(&id);
+                self.live.remove(id);
+                Input::Stopped { id }
+            }
+            Done::Filed {
+                version,
+                result,
+                retry,
+            } => Input::Filed {
+                version,
+                result,
+                retry: retry.map(|r| *r),
+            },
+            Done::Collected(deleted) => Input::Collected(deleted),
+            Done::Restored { version, result } => Input::Restored { version, result },
+            Done::Hook {
+                hook,
+                id,
+                version,
+                result,
+            } => Input::HookDone {
+                hook,
+                id,
+                version,
+                result,
+            },
+            Done::Disk(failing) => Input::Disk { failing },
+            Done::AdoptWindowOver => {
+                self.stop_unclaimed();
+                Input::Tick
+            }
+        }
+    }
+}
