@@ -4,8 +4,9 @@
 //!
 //! Understudy holds one end of a socket pair, the *link*; the watchdog holds the other as fd 3.
 //! The watchdog forks the child (the leader of its own process group) and says `pid N` on the
-//! link; when the child exits it SIGKILLs what is left in the group, reaps the child and says
-//! `exit <status>`. When the link reads end-of-file, no understudy holds it any more (understudy
+//! link; when the child exits it says `exit <status>` and keeps it unreaped (the zombie holds the
+//! group id) until understudy, having stopped the rest of the group, writes [`DONE`]; it then
+//! SIGKILLs what is left, reaps the child and exits. When the link reads end-of-file, no understudy holds it any more (understudy
 //! died, even by SIGKILL, and did not hand it over): the watchdog SIGKILLs the whole group at once.
 //! An upgrade hands the link's descriptor to the new understudy before the old one exits, so the
 //! link never reads end-of-file and the child never notices the change.
@@ -43,6 +44,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest line either side writes on the link; a longer one is cut.
 pub const MAX_LINE: usize = 512;
+
+/// What understudy writes on the link once the group of an exited leader is stopped: the
+/// watchdog then kills what is left, reaps the leader and exits.
+pub const DONE: u8 = b'.';
 
 /// The signals a stray sender could kill the watchdog with by default action, leaving the group
 /// unguarded: blocked in the watchdog, unblocked again in the child before its exec.
@@ -210,21 +215,40 @@ pub fn main(args: WatchdogArgs) -> Result<(), WatchdogError> {
     let pgid = Pid::from_raw(child.id() as i32);
     let _ = writer.write_all(format!("pid {}\n", child.id()).as_bytes());
     let reader = link.try_clone().map_err(WatchdogError::Thread)?;
+    let (done_tx, done) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("link".into())
-        .spawn(move || watch_link(reader, pgid))
+        .spawn(move || {
+            watch_link(reader);
+            // Understudy is done with the group, or gone: nothing of it may live on.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = done_tx.send(());
+        })
         .map_err(WatchdogError::Thread)?;
-    // Wait without reaping: the zombie leader keeps the group id ours while the rest is killed.
-    while let Err(Errno::EINTR) = waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-    {
-    }
-    let _ = killpg(pgid, Signal::SIGKILL);
-    let status = match child.wait() {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("unknown ({e})"),
+    // Wait without reaping: as a zombie the leader keeps the group id from being reused while
+    // understudy lets the rest of the group stop (within its grace) or kills it.
+    let status = loop {
+        match waitid(Id::Pid(pgid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => continue,
+            r => break status_text(r),
+        }
     };
     let _ = writer.write_all(format!("exit {}\n", one_line(&status)).as_bytes());
+    let _ = done.recv();
+    let _ = child.wait();
     Ok(())
+}
+
+/// A `waitid` result as `std`'s `ExitStatus` shows it (`exit status: 3`, `signal: 9 (SIGKILL)`).
+fn status_text(r: nix::Result<nix::sys::wait::WaitStatus>) -> String {
+    use nix::sys::wait::WaitStatus;
+    use std::os::unix::process::ExitStatusExt;
+    let raw = match r {
+        Ok(WaitStatus::Exited(_, code)) => (code & 0xff) << 8,
+        Ok(WaitStatus::Signaled(_, sig, core)) => sig as i32 | if core { 0x80 } else { 0 },
+        other => return format!("unknown ({other:?})"),
+    };
+    std::process::ExitStatus::from_raw(raw).to_string()
 }
 
 /// Fork the child in its folder, the leader of its own group, killed by the kernel if the
@@ -258,19 +282,19 @@ fn start_child(args: &WatchdogArgs) -> io::Result<std::process::Child> {
     cmd.spawn()
 }
 
-/// Read the link until its end (understudy sends nothing; any bytes are ignored), then SIGKILL
-/// the group: no understudy holds the link any more.
-fn watch_link(mut link: UnixStream, pgid: Pid) {
+/// Read the link until understudy says `done` (the group is stopped, the leader may be reaped)
+/// or the link ends (no understudy holds it any more); any other byte is ignored.
+fn watch_link(mut link: UnixStream) {
     let mut buf = [0u8; 64];
     loop {
         match link.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return,
+            Ok(n) if buf[..n].contains(&DONE) => return,
             Ok(_) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(_) => return,
         }
     }
-    let _ = killpg(pgid, Signal::SIGKILL);
 }
 
 /// `text` on one line, cut to fit the link's line limit.
@@ -311,6 +335,21 @@ mod tests {
         assert_eq!(parse_exit("pid 3"), None);
         let three = std::process::ExitStatus::from_raw(3 << 8).to_string();
         assert_eq!(parse_exit(&format!("exit {three}")), Some("exit status: 3"));
+    }
+
+    #[test]
+    fn exit_statuses_read_as_std_shows_them() {
+        use nix::sys::wait::WaitStatus;
+        let pid = Pid::from_raw(42);
+        assert_eq!(
+            status_text(Ok(WaitStatus::Exited(pid, 3))),
+            "exit status: 3"
+        );
+        assert_eq!(
+            status_text(Ok(WaitStatus::Signaled(pid, Signal::SIGKILL, false))),
+            "signal: 9 (SIGKILL)"
+        );
+        assert!(status_text(Err(Errno::ECHILD)).starts_with("unknown"));
     }
 
     #[test]

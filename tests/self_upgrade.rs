@@ -66,8 +66,8 @@ impl Load {
     }
 }
 
-/// The understudy an upgrade started is not the test's child: stopped (and checked) by pid.
-struct Successor(i32);
+/// The understudy an upgrade started is not the test's child: killed by pid if the test fails.
+pub struct Successor(pub i32);
 
 impl Drop for Successor {
     fn drop(&mut self) {
@@ -79,7 +79,8 @@ impl Drop for Successor {
     }
 }
 
-fn admin_pid(base: &Base) -> Option<u32> {
+/// The pid `admin.json` names: the understudy that serves the base dir now.
+pub fn admin_pid(base: &Base) -> Option<u32> {
     let text = std::fs::read_to_string(base.path.join(".understudy/admin.json")).ok()?;
     let info: serde_json::Value = serde_json::from_str(&text).ok()?;
     info["pid"].as_u64().map(|p| p as u32)

@@ -395,3 +395,53 @@ fn log_format_json_writes_one_object_per_line_with_the_events_fields() {
     assert_eq!(ready["version"], "1.0.0");
     assert!(ready["port"].is_u64(), "{ready}");
 }
+
+/// Issue 25: an upgrade hands the service to the new process: systemd is told its `MAINPID=`,
+/// and the new process goes on notifying (ready, watchdog) the same socket.
+#[test]
+fn an_upgrade_makes_the_new_process_the_main_one_and_it_goes_on_notifying() {
+    use crate::self_upgrade::{admin_pid, Successor};
+    let base = Base::new("sd-upgrade");
+    base.write_env("NOISE_CANCEL=off");
+    let mut sd = Manager::at_path();
+    let mut u = Understudy::start_with_env(
+        &base,
+        &[("NOTIFY_SOCKET", &sd.address), ("WATCHDOG_USEC", "2000000")],
+    );
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    sd.wait_for(
+        "WATCHDOG=1 from the first process",
+        Duration::from_secs(10),
+        |m| m == "WATCHDOG=1",
+    );
+    let (code, out, err) = cli(&base, &["upgrade"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
+    let new = admin_pid(&base).expect("admin.json names the new understudy");
+    let _successor = Successor(new as i32);
+    sd.wait_for("MAINPID of the new process", Duration::from_secs(10), |m| {
+        m == format!("MAINPID={new}")
+    });
+    // The old process is gone: what it sent is all queued by now; what comes next is the new one's.
+    sd.receive(Duration::from_millis(200));
+    sd.read = sd.seen.len();
+    sd.wait_for(
+        "WATCHDOG=1 from the new process",
+        Duration::from_secs(10),
+        |m| m == "WATCHDOG=1",
+    );
+    let (_, running) = base.wait_instance_info("running");
+    assert_no_systemd_vars(running);
+    unsafe {
+        libc::kill(new as i32, libc::SIGTERM);
+    }
+    sd.wait_for(
+        "STOPPING=1 from the new process",
+        Duration::from_secs(10),
+        |m| m.starts_with("STOPPING=1"),
+    );
+    wait_until("no process left", Duration::from_secs(15), || {
+        leftovers(&base.path).is_empty().then_some(())
+    });
+}

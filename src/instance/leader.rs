@@ -58,14 +58,15 @@ impl Leader {
         }
     }
 
-    /// Reap the watchdog once the leader is gone (it exits right after saying so).
+    /// Once the leader is gone and its group stopped: tell the watchdog, which then reaps the
+    /// leader and exits, and reap the watchdog if it is ours.
     pub(super) async fn finish(self) {
-        if let Leader::Watched(Watched {
-            watchdog: Some(mut w),
-            ..
-        }) = self
-        {
-            let _ = w.wait().await;
+        use tokio::io::AsyncWriteExt;
+        if let Leader::Watched(mut w) = self {
+            let _ = w.link.write_all(&[watchdog::DONE]).await;
+            if let Some(mut process) = w.watchdog {
+                let _ = process.wait().await;
+            }
         }
     }
 
