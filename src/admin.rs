@@ -77,6 +77,9 @@ pub struct Bound {
     header_timeout: std::time::Duration,
     /// `ADMIN_HOSTS` and the names always allowed.
     hosts: conns::AllowedHosts,
+    /// `admin.json` and its text, when it is written only once this understudy serves (an
+    /// upgrade started it: until then the old one's is right).
+    announce: Option<(PathBuf, String)>,
 }
 
 impl Bound {
@@ -128,6 +131,7 @@ pub fn bind(
     let dir = layout.state_dir();
     std::fs::create_dir_all(&dir).map_err(file("create", &dir))?;
     let path = layout.admin_socket();
+    let taking_over = socket.is_some();
     let unix = match socket {
         // Handed over by the previous understudy: its file is already in place.
         Some(l) => l
@@ -154,6 +158,7 @@ pub fn bind(
         permits: Arc::new(tokio::sync::Semaphore::new(cfg.admin_connections)),
         header_timeout: cfg.header_timeout,
         hosts: conns::AllowedHosts(cfg.admin_hosts.clone().into()),
+        announce: None,
     };
     let info = json!({
         "listen": bound.local_addr().map(|a| a.to_string()),
@@ -163,7 +168,12 @@ pub fn bind(
         "token_file": cfg.admin_token.is_none().then(|| layout.admin_token()),
     });
     let path = layout.admin_json();
-    write_atomic(&path, info.to_string().as_bytes()).map_err(file("write", &path))?;
+    let mut bound = bound;
+    if taking_over {
+        bound.announce = Some((path, info.to_string()));
+    } else {
+        write_atomic(&path, info.to_string().as_bytes()).map_err(file("write", &path))?;
+    }
     if let Some(addr) = bound.local_addr() {
         tracing::info!("admin API on http://{addr} and {}", bound.socket.display());
     }
@@ -232,6 +242,9 @@ pub struct AdminState {
     pub started: String,
     /// Cancelled once this understudy handed over to a new one, which now serves the socket file.
     pub handed: CancellationToken,
+    /// Cancelled once this understudy serves (at once, or once an upgrade it was started by is
+    /// done): before, the socket file is the old understudy's.
+    pub serving: CancellationToken,
 }
 
 /// Serve both listeners until `stop`, then let the calls in flight finish. TCP holds at most
@@ -246,8 +259,10 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
         permits,
         header_timeout,
         hosts,
+        announce,
     } = bound;
-    let handed = state.handed.clone();
+    let (handed, serving) = (state.handed.clone(), state.serving.clone());
+    let announced = announce_when_serving(announce, serving.clone(), stop.clone());
     let local = router(state.clone(), None);
     let local_permits = Arc::new(tokio::sync::Semaphore::new(UNIX_CONNECTIONS));
     let unix_task = conns::serve(unix, local, local_permits, header_timeout, stop.clone());
@@ -258,9 +273,28 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
             conns::serve(tcp, remote, permits, header_timeout, stop).await;
         }
     };
-    tokio::join!(unix_task, tcp_task);
-    if !handed.is_cancelled() {
+    tokio::join!(unix_task, tcp_task, announced);
+    if serving.is_cancelled() && !handed.is_cancelled() {
         let _ = std::fs::remove_file(&socket);
+    }
+}
+
+/// Write `admin.json` once this understudy serves, unless it stops first.
+async fn announce_when_serving(
+    announce: Option<(PathBuf, String)>,
+    serving: CancellationToken,
+    stop: CancellationToken,
+) {
+    let Some((path, text)) = announce else {
+        return;
+    };
+    tokio::select! {
+        _ = serving.cancelled() => {
+            if let Err(e) = write_atomic(&path, text.as_bytes()) {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+        }
+        _ = stop.cancelled() => {}
     }
 }
 

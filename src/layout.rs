@@ -190,9 +190,7 @@ impl Layout {
     /// Take the base dir as handed over by the previous understudy: `file` is its lock file,
     /// opened there and already locked (the lock belongs to the open file, which both share).
     pub fn take_lock(&self, file: std::os::fd::OwnedFd) -> Result<BaseLock, LockError> {
-        let mut lock = self.lock_file_as(Some(std::fs::File::from(file)))?;
-        lock.shared = true;
-        Ok(lock)
+        self.lock_file_as(Some(std::fs::File::from(file)))
     }
 
     fn lock_file_as(&self, handed: Option<std::fs::File>) -> Result<BaseLock, LockError> {
@@ -203,6 +201,7 @@ impl Layout {
             source,
         };
         std::fs::create_dir_all(self.state_dir()).map_err(io)?;
+        let shared = handed.is_some();
         let file = match handed {
             Some(f) => f,
             None => std::fs::OpenOptions::new()
@@ -213,25 +212,28 @@ impl Layout {
                 .open(&path)
                 .map_err(io)?,
         };
-        let mut lock =
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(l) => l,
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    return Err(LockError::Held {
-                        base: self.base.clone(),
-                        pid: holder.trim().to_string(),
-                    });
-                }
-                Err((_, e)) => return Err(io(std::io::Error::from(e))),
-            };
-        lock.set_len(0).map_err(io)?;
-        lock.rewind().map_err(io)?;
-        writeln!(lock, "{}", std::process::id()).map_err(io)?;
-        Ok(BaseLock {
+        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(LockError::Held {
+                    base: self.base.clone(),
+                    pid: holder.trim().to_string(),
+                });
+            }
+            Err((_, e)) => return Err(io(std::io::Error::from(e))),
+        };
+        // Shared from the start when handed over: a failed write below must not unlock it.
+        let mut guard = BaseLock {
             lock: std::mem::ManuallyDrop::new(lock),
-            shared: false,
-        })
+            shared,
+        };
+        let file: &mut std::fs::File = &mut guard.lock;
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(guard)
     }
 
     /// The properties file copied into each instance, if configured.

@@ -200,35 +200,16 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     // The address actually bound: with `LISTEN=…:0` only the listener knows the port.
     let listen = listeners.proxy.local_addr().map_err(RunError::Listener)?;
-    let admin = admin::bind(
-        &cfg,
-        &layout::Layout::new(&cfg.base, &cfg.identifier),
-        listen,
-        listeners.admin,
-        listeners.socket,
-    )?;
-    succession.shared = match succession.lock {
-        Some(lock) => Some(shared_fds(lock, &listeners.proxy, &admin).map_err(RunError::Listener)?),
-        None => None,
-    };
-    succession.env = notifier.env();
-    let (ready, handed) = (succession.ready.take(), succession.handed.clone());
-    // Started by an upgrade: the old understudy serves until running is adopted here.
-    let open = ready.as_ref().map(|_| CancellationToken::new());
-    let adopts_running = succession.taken.iter().any(|(c, _)| c.part == "running");
-    let successor = succession.successor.clone();
+    let layout = layout::Layout::new(&cfg.base, &cfg.identifier);
+    let admin = admin::bind(&cfg, &layout, listen, listeners.admin, listeners.socket)?;
+    let handing = handing(&mut succession, &listeners.proxy, &admin, &notifier)?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
-    let StartedProxy { proxy, feeds } = start_proxy(
-        &cfg,
-        listeners.proxy,
-        routes_rx,
-        &stats,
-        &stops,
-        open.clone(),
-    )?;
+    let gate = handing.ready.as_ref().map(|r| r.open.clone());
+    let StartedProxy { proxy, feeds } =
+        start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops, gate)?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
@@ -243,17 +224,8 @@ pub async fn run(
     );
     // Subscribed before the supervisor starts, so the counters see its first event.
     let counted_events = events.subscribe();
-    let admin_state = admin::AdminState {
-        handle,
-        stats: stats.clone(),
-        history: layout::Layout::new(&cfg.base, &cfg.identifier).history_file(),
-        events: events.clone(),
-        stop: stops.control.clone(),
-        metrics,
-        listen,
-        started: supervisor::control::rfc3339(std::time::SystemTime::now()),
-        handed: handed.clone(),
-    };
+    let parts = (handle, metrics, listen);
+    let admin_state = admin_state(&cfg, parts, &stats, &events, &stops, &handing);
     let control = Control {
         commands: commands_rx,
         status: status_tx,
@@ -269,8 +241,12 @@ pub async fn run(
         succession,
     };
     let mut tasks = control.spawn();
-    let ready = ready.zip(open).map(|(r, o)| (r, o, adopts_running));
-    spawn_succession(&mut tasks, ready, &admin_state.handle, &stops.control);
+    spawn_succession(
+        &mut tasks,
+        handing.ready,
+        &admin_state.handle,
+        &stops.control,
+    );
     let watched = watched(&cfg, &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     tasks.spawn(
@@ -282,23 +258,9 @@ pub async fn run(
         admin::serve(admin, admin_state, stops.control.clone()),
     );
     spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
-    let failure = first_failure(
-        &shutdown,
-        &handed,
-        &stops.fatal,
-        &mut tasks,
-        reload,
-        config_tx,
-    )
-    .await;
-    if handed.is_cancelled() {
-        let pid = successor.load(std::sync::atomic::Ordering::SeqCst);
-        tracing::info!("handed over to understudy pid {pid}: finishing the requests in flight, stopping no child");
-        // Under systemd the new process becomes the service's main process.
-        notifier.send(&format!("MAINPID={pid}"));
-    } else {
-        notifier.send(systemd::STOPPING);
-    }
+    let ends = [&shutdown, &handing.handed];
+    let failure = first_failure(ends, &stops.fatal, &mut tasks, reload, config_tx).await;
+    farewell(&notifier, &handing.handed, &handing.successor);
     shut_down(&cfg, stops, proxy, tasks, live, failure).await
 }
 
@@ -401,6 +363,102 @@ fn spawn_notifier(
     }
 }
 
+/// The admin API's state: the supervisor's handle, the metrics and the proxy's address in
+/// `parts`, the rest shared with the other tasks.
+fn admin_state(
+    cfg: &Config,
+    parts: (
+        supervisor::SupervisorHandle,
+        metrics::Metrics,
+        std::net::SocketAddr,
+    ),
+    stats: &Arc<proxy::ProxyStats>,
+    events: &Events,
+    stops: &Stops,
+    handing: &Handing,
+) -> admin::AdminState {
+    let (handle, metrics, listen) = parts;
+    admin::AdminState {
+        handle,
+        stats: stats.clone(),
+        history: layout::Layout::new(&cfg.base, &cfg.identifier).history_file(),
+        events: events.clone(),
+        stop: stops.control.clone(),
+        metrics,
+        listen,
+        started: supervisor::control::rfc3339(std::time::SystemTime::now()),
+        handed: handing.handed.clone(),
+        serving: handing.serving.clone(),
+    }
+}
+
+/// Tell systemd the shutdown starts, or, once handed over, that the new process is the main one.
+fn farewell(
+    notifier: &systemd::Notifier,
+    handed: &CancellationToken,
+    successor: &std::sync::atomic::AtomicU32,
+) {
+    if handed.is_cancelled() {
+        let pid = successor.load(std::sync::atomic::Ordering::SeqCst);
+        tracing::info!("handed over to understudy pid {pid}: finishing the requests in flight, stopping no child");
+        notifier.send(&format!("MAINPID={pid}"));
+    } else {
+        notifier.send(systemd::STOPPING);
+    }
+}
+
+/// What `run` keeps of its succession once the supervisor owns the rest.
+struct Handing {
+    /// After an upgrade started this process: what tells the old one it serves.
+    ready: Option<ReadySignal>,
+    /// Cancelled once this process handed over to a new one.
+    handed: CancellationToken,
+    /// Cancelled once this process serves.
+    serving: CancellationToken,
+    /// The new process's pid, once handed over.
+    successor: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// How an understudy started by an upgrade says it serves: once running (if one was handed)
+/// is ready here, the proxy opens, `serving` is cancelled and the old one hears `ready`.
+struct ReadySignal {
+    pipe: upgrade::ReadyPipe,
+    open: CancellationToken,
+    adopts_running: bool,
+    serving: CancellationToken,
+}
+
+/// Fill in what this process can hand on (descriptors, systemd's variables) and take what it
+/// was handed.
+fn handing(
+    succession: &mut upgrade::Succession,
+    proxy: &TcpListener,
+    admin: &admin::Bound,
+    notifier: &systemd::Notifier,
+) -> Result<Handing, RunError> {
+    succession.shared = match succession.lock {
+        Some(lock) => Some(shared_fds(lock, proxy, admin).map_err(RunError::Listener)?),
+        None => None,
+    };
+    succession.env = notifier.env();
+    let serving = succession.serving.clone();
+    let ready = succession.ready.take().map(|pipe| ReadySignal {
+        pipe,
+        open: CancellationToken::new(),
+        adopts_running: succession.taken.iter().any(|(c, _)| c.part == "running"),
+        serving: serving.clone(),
+    });
+    if ready.is_none() {
+        serving.cancel();
+    }
+    Ok(Handing {
+        ready,
+        handed: succession.handed.clone(),
+        serving,
+        successor: succession.successor.clone(),
+    })
+}
+
 /// Copies of the listeners' descriptors, kept to hand to the next understudy.
 fn shared_fds(
     lock: std::os::fd::RawFd,
@@ -426,7 +484,7 @@ fn shared_fds(
 /// tells the old one.
 fn spawn_succession(
     tasks: &mut Tasks,
-    ready: Option<(upgrade::ReadyPipe, CancellationToken, bool)>,
+    ready: Option<ReadySignal>,
     supervisor: &supervisor::SupervisorHandle,
     stop: &CancellationToken,
 ) {
@@ -450,7 +508,13 @@ fn spawn_succession(
             }
         }
     });
-    let Some((ready, open, adopts_running)) = ready else {
+    let Some(ReadySignal {
+        pipe,
+        open,
+        adopts_running,
+        serving,
+    }) = ready
+    else {
         return;
     };
     let (mut status, until) = (supervisor.watch(), stop.clone());
@@ -464,7 +528,8 @@ fn spawn_succession(
             _ = until.cancelled() => return,
             r = settled => if r.is_ok() {
                 open.cancel();
-                ready.say("ready");
+                serving.cancel();
+                pipe.say("ready");
             },
         }
         until.cancelled().await
@@ -671,11 +736,11 @@ fn not_builds(cfg: &Config) -> Vec<String> {
     ignore
 }
 
-/// Wait for the shutdown signal, or for the first task or proxy thread to die; meanwhile apply
+/// Wait for the shutdown signal or a handover to a new understudy, or for the first task or
+/// proxy thread to die; meanwhile apply
 /// reloaded configurations.
 async fn first_failure(
-    shutdown: &CancellationToken,
-    handed: &CancellationToken,
+    [shutdown, handed]: [&CancellationToken; 2],
     fatal: &CancellationToken,
     tasks: &mut Tasks,
     mut reload: mpsc::Receiver<Config>,

@@ -265,45 +265,14 @@ fn run(
     handover: understudy::systemd::Handover,
     takeover: Option<understudy::upgrade::Takeover>,
 ) -> anyhow::Result<()> {
-    let layout = understudy::layout::Layout::new(&cfg.base, &cfg.identifier);
     let understudy::systemd::Handover {
         notifier,
         mut passed,
     } = handover;
-    let mut succession = understudy::upgrade::Succession::default();
-    let mut socket = None;
-    let lock = match takeover {
-        Some(t) => {
-            passed.proxy = Some(t.proxy);
-            passed.admin = t.admin;
-            socket = Some(t.socket);
-            succession.taken = t.children;
-            succession.ready = Some(t.ready);
-            layout.take_lock(t.lock)?
-        }
-        None => layout.lock()?,
-    };
-    succession.lock = Some(lock.fd());
+    let (lock, succession, socket) = take_base(&cfg, takeover, &mut passed)?;
     let handed = succession.handed.clone();
     understudy::init_logging(&cfg).context("cannot set up logging")?;
-    match understudy::raise_fd_limit() {
-        Some((old, new)) if new > old => {
-            tracing::info!("open files limit raised from {old} to {new}")
-        }
-        Some(_) => {}
-        None => tracing::warn!("cannot read or raise the open files limit (RLIMIT_NOFILE)"),
-    }
-    if !reclaim_abandoned_pages() {
-        tracing::warn!(
-            "cannot confirm mimalloc's option numbering (MIMALLOC_* set?): pages left by finished threads are reclaimed only by their owner, and resident memory may creep up build by build"
-        );
-    }
-    for k in &cfg.unknown_keys {
-        tracing::warn!(
-            "ignoring unknown key {k:?} in {}",
-            cfg.base.join(".env").display()
-        );
-    }
+    set_up_process(&cfg);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cfg.worker_threads {
         rt.worker_threads(n);
@@ -356,6 +325,57 @@ fn run(
     result
 }
 
+/// Take the base dir: its lock (handed over with the rest by the previous understudy when an
+/// upgrade started this one, which then also hands the listeners and the children).
+fn take_base(
+    cfg: &Config,
+    takeover: Option<understudy::upgrade::Takeover>,
+    passed: &mut understudy::systemd::Passed,
+) -> anyhow::Result<(
+    understudy::layout::BaseLock,
+    understudy::upgrade::Succession,
+    Option<std::os::unix::net::UnixListener>,
+)> {
+    let layout = understudy::layout::Layout::new(&cfg.base, &cfg.identifier);
+    let mut succession = understudy::upgrade::Succession::default();
+    let mut socket = None;
+    let lock = match takeover {
+        Some(t) => {
+            passed.proxy = Some(t.proxy);
+            passed.admin = t.admin;
+            socket = Some(t.socket);
+            succession.taken = t.children;
+            succession.ready = Some(t.ready);
+            layout.take_lock(t.lock)?
+        }
+        None => layout.lock()?,
+    };
+    succession.lock = Some(lock.fd());
+    Ok((lock, succession, socket))
+}
+
+/// The process's own limits and allocator, and what the configuration did not know.
+fn set_up_process(cfg: &Config) {
+    match understudy::raise_fd_limit() {
+        Some((old, new)) if new > old => {
+            tracing::info!("open files limit raised from {old} to {new}")
+        }
+        Some(_) => {}
+        None => tracing::warn!("cannot read or raise the open files limit (RLIMIT_NOFILE)"),
+    }
+    if !reclaim_abandoned_pages() {
+        tracing::warn!(
+            "cannot confirm mimalloc's option numbering (MIMALLOC_* set?): pages left by finished threads are reclaimed only by their owner, and resident memory may creep up build by build"
+        );
+    }
+    for k in &cfg.unknown_keys {
+        tracing::warn!(
+            "ignoring unknown key {k:?} in {}",
+            cfg.base.join(".env").display()
+        );
+    }
+}
+
 /// The users' listener: the one systemd passed (socket activation), else `LISTEN` bound here.
 async fn proxy_listener(
     cfg: &Config,
@@ -363,7 +383,7 @@ async fn proxy_listener(
 ) -> anyhow::Result<tokio::net::TcpListener> {
     match passed {
         Some(l) => {
-            tracing::info!("serving users on the listener passed by systemd (LISTEN is not bound)");
+            tracing::info!("serving users on the listener passed by systemd or the previous understudy (LISTEN is not bound)");
             l.set_nonblocking(true)
                 .and_then(|()| tokio::net::TcpListener::from_std(l))
                 .context("cannot serve the proxy listener passed by systemd")

@@ -369,18 +369,12 @@ pub fn start(
             })
             .and_then(|listener| {
                 let (done_tx, done) = oneshot::channel();
-                let (stop, fatal, grace) = (started.clone(), fatal.clone(), settings.drain_grace);
-                let open = settings.open.clone();
-                let conns = conns.clone();
+                let life = Life::of(&settings, &started);
+                let (fatal, conns) = (fatal.clone(), conns.clone());
                 std::thread::Builder::new()
                     .name(format!("understudy-proxy-{index}"))
                     .spawn(move || {
                         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            let life = Life {
-                                stop,
-                                open,
-                                drain_grace: grace,
-                            };
                             proxy_thread(index, listener, proxy, conns, life)
                         }))
                         .unwrap_or_else(|panic| {
@@ -461,6 +455,16 @@ struct Life {
     open: Option<CancellationToken>,
     /// How long connections may drain after `stop`.
     drain_grace: Duration,
+}
+
+impl Life {
+    fn of(settings: &ProxySettings, stop: &CancellationToken) -> Life {
+        Life {
+            stop: stop.clone(),
+            open: settings.open.clone(),
+            drain_grace: settings.drain_grace,
+        }
+    }
 }
 
 /// Keep a timer of this thread's event loop due within `header_timeout` (and a second), for ever.

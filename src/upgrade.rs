@@ -72,7 +72,7 @@ struct Plan {
 }
 
 /// How long a new understudy has to say it serves before it is killed and the old one goes on.
-pub const READY_WITHIN: Duration = Duration::from_secs(60);
+pub const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// What one understudy process needs for upgrades, both ways: what it was handed (if an upgrade
 /// started it) and what it can hand on.
@@ -86,6 +86,10 @@ pub struct Succession {
     pub ready: Option<ReadyPipe>,
     /// Cancelled once this process handed over to a new one: it then exits, stopping no child.
     pub handed: tokio_util::sync::CancellationToken,
+    /// Cancelled once this process serves as the base dir's understudy: at once when started
+    /// plainly, once it said `ready` when an upgrade started it. Before, it stops no child it
+    /// adopted (the old one takes them back), keeps the socket file and starts no upgrade.
+    pub serving: tokio_util::sync::CancellationToken,
     /// The new process's pid, once handed over (for systemd's `MAINPID=`).
     pub successor: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// The descriptors to hand on, filled in by `run` once everything is bound.
@@ -148,24 +152,50 @@ pub enum UpgradeError {
     },
 }
 
-/// Start `binary` with `args` as the new understudy and hand it `shared` and `children` (each with
-/// understudy's end of its link); returns its pid once it said it is ready. On an error the new
-/// process is gone (killed if it still ran) and every descriptor is still ours.
+/// The new understudy's program, arguments and the variables it needs besides the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Successor<'a> {
+    /// The binary to start.
+    pub binary: &'a Path,
+    /// Its arguments (the old one's own).
+    pub args: &'a [OsString],
+    /// Variables the old one removed from its own environment but the new one needs.
+    pub env: &'a [(&'static str, String)],
+}
+
+/// Start the new understudy and hand it `shared` and `children` (each with understudy's end of
+/// its link); returns its pid once it said it is ready. On an error the new process is gone
+/// (killed if it still ran) and every descriptor is still ours.
 pub async fn hand_over(
-    binary: &Path,
-    args: Vec<OsString>,
-    env: &[(&'static str, String)],
+    to: Successor<'_>,
     shared: &Shared,
     children: &[(Child, OwnedFd)],
     timeout: Duration,
 ) -> Result<u32, UpgradeError> {
     let (ready_r, ready_w) =
         std::io::pipe().map_err(|source| UpgradeError::Descriptor { fd: -1, source })?;
+    let (plan, high) = plan(shared, children, &ready_w)?;
+    let spawned = command(to, &plan, &high).spawn();
+    drop((high, ready_w));
+    let child = spawned.map_err(|source| UpgradeError::Spawn {
+        binary: to.binary.to_path_buf(),
+        source,
+    })?;
+    await_ready(child, ready_r, timeout, to.binary).await
+}
+
+/// The plan the new process reads, and the copies of the descriptors it names (in plan order:
+/// lock, proxy, socket, ready, admin, children), to become its descriptors 3, 4, ...
+fn plan(
+    shared: &Shared,
+    children: &[(Child, OwnedFd)],
+    ready: &std::io::PipeWriter,
+) -> Result<(String, Vec<OwnedFd>), UpgradeError> {
     let mut sources = vec![
         shared.lock,
         shared.proxy.as_raw_fd(),
         shared.socket.as_raw_fd(),
-        ready_w.as_raw_fd(),
+        ready.as_raw_fd(),
     ];
     sources.extend(shared.admin.as_ref().map(|fd| fd.as_raw_fd()));
     sources.extend(children.iter().map(|(_, fd)| fd.as_raw_fd()));
@@ -185,17 +215,25 @@ pub async fn hand_over(
             .map(|(i, (c, _))| (c.clone(), at(first_child + i)))
             .collect(),
     };
-    let plan = serde_json::to_string(&plan).expect("a plan always serialises");
-    let mut cmd = tokio::process::Command::new(binary);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    let plan = serde_json::to_string(&plan).map_err(|e| UpgradeError::Descriptor {
+        fd: -1,
+        source: std::io::Error::other(format!("cannot write the handover plan: {e}")),
+    })?;
+    Ok((plan, high))
+}
+
+/// The new understudy's command: `high[i]` becomes its descriptor `3 + i`.
+fn command(to: Successor<'_>, plan: &str, high: &[OwnedFd]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(to.binary);
+    cmd.args(to.args)
+        .envs(to.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env(ENV, plan)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(false);
     let targets: Vec<(RawFd, RawFd)> = high
         .iter()
         .enumerate()
-        .map(|(i, fd)| (fd.as_raw_fd(), at(i)))
+        .map(|(i, fd)| (fd.as_raw_fd(), 3 + i as RawFd))
         .collect();
     // SAFETY: `pre_exec` runs in the forked child before exec, where only async-signal-safe work
     // is allowed: `dup2` on integers copied in before the fork. Every source is above the
@@ -210,48 +248,49 @@ pub async fn hand_over(
             Ok(())
         });
     }
-    let spawned = cmd.spawn();
-    drop((high, ready_w));
-    let mut child = spawned.map_err(|source| UpgradeError::Spawn {
-        binary: binary.to_path_buf(),
-        source,
-    })?;
+    cmd
+}
+
+/// Wait for the new process to say `ready` within `timeout`; otherwise why not, with it gone.
+async fn await_ready(
+    mut child: tokio::process::Child,
+    ready: std::io::PipeReader,
+    timeout: Duration,
+    binary: &Path,
+) -> Result<u32, UpgradeError> {
     let pid = child.id().unwrap_or(0);
-    let said = tokio::time::timeout(timeout, read_ready(ready_r)).await;
-    let failed = |why| UpgradeError::Failed {
-        binary: binary.to_path_buf(),
-        pid,
-        why,
+    let said = tokio::time::timeout(timeout, read_ready(ready)).await;
+    let Ok(text) = said else {
+        // SIGKILL: it must not stop the children it may have adopted.
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(UpgradeError::Timeout {
+            binary: binary.to_path_buf(),
+            pid,
+            timeout,
+        });
     };
-    match said {
-        Ok(text) if text.trim_end() == "ready" => Ok(pid),
-        Ok(text) => {
-            let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                Ok(Ok(s)) => s.to_string(),
-                _ => {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
-                    "still running without saying it is ready; killed".to_string()
-                }
-            };
-            let why = text.trim().strip_prefix("error ").unwrap_or(text.trim());
-            Err(failed(if why.is_empty() {
-                format!("it exited ({status})")
-            } else {
-                format!("{why} ({status})")
-            }))
-        }
-        Err(_) => {
-            // SIGKILL: it must not stop the children it may have adopted.
+    if text.trim_end() == "ready" {
+        return Ok(pid);
+    }
+    let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+        Ok(Ok(s)) => s.to_string(),
+        _ => {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            Err(UpgradeError::Timeout {
-                binary: binary.to_path_buf(),
-                pid,
-                timeout,
-            })
+            "still running without saying it is ready; killed".to_string()
         }
-    }
+    };
+    let why = text.trim().strip_prefix("error ").unwrap_or(text.trim());
+    Err(UpgradeError::Failed {
+        binary: binary.to_path_buf(),
+        pid,
+        why: if why.is_empty() {
+            format!("it exited ({status})")
+        } else {
+            format!("{why} ({status})")
+        },
+    })
 }
 
 /// Copies of `fds` numbered above the highest target (`3 + fds.len()`), close-on-exec.
@@ -333,18 +372,7 @@ impl Takeover {
             return Err(TakeoverError(format!("longer than {MAX_PLAN} bytes")));
         }
         let plan: Plan = serde_json::from_str(&text).map_err(|e| TakeoverError(e.to_string()))?;
-        let mut fds: Vec<RawFd> = vec![plan.lock, plan.proxy, plan.socket, plan.ready];
-        fds.extend(plan.admin);
-        fds.extend(plan.children.iter().map(|(_, fd)| *fd));
-        let mut seen = std::collections::BTreeSet::new();
-        for &fd in &fds {
-            let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-            if fd < 3 || !seen.insert(fd) || !open {
-                return Err(TakeoverError(format!(
-                    "descriptor {fd} is not an open inherited one"
-                )));
-            }
-        }
+        check(&plan)?;
         // SAFETY: each descriptor is open, above stdio, named once, and was handed to this
         // process by the old understudy for it alone; each is owned once from here on and made
         // close-on-exec, so no child or hook inherits it.
@@ -368,6 +396,41 @@ impl Takeover {
     }
 }
 
+/// Every descriptor the plan names is open, above stdio, named once and of its kind; every
+/// child's pid could be one (a pid of 0 or 1 would make a stop signal the wrong group).
+fn check(plan: &Plan) -> Result<(), TakeoverError> {
+    let mut fds = vec![
+        (plan.lock, libc::S_IFREG),
+        (plan.proxy, libc::S_IFSOCK),
+        (plan.socket, libc::S_IFSOCK),
+        (plan.ready, libc::S_IFIFO),
+    ];
+    fds.extend(plan.admin.map(|fd| (fd, libc::S_IFSOCK)));
+    fds.extend(plan.children.iter().map(|(_, fd)| (*fd, libc::S_IFSOCK)));
+    let mut seen = std::collections::BTreeSet::new();
+    for (fd, kind) in fds {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes a whole `stat` into the buffer when it returns 0.
+        let ok = fd >= 3
+            && seen.insert(fd)
+            && unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0
+            && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == kind;
+        if !ok {
+            return Err(TakeoverError(format!(
+                "descriptor {fd} is not an open inherited one of the kind it is named for"
+            )));
+        }
+    }
+    match plan
+        .children
+        .iter()
+        .find(|(c, _)| c.pid < 2 || c.pid > i32::MAX as u32)
+    {
+        Some((c, _)) => Err(TakeoverError(format!("{} cannot be a child's pid", c.pid))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,6 +445,52 @@ mod tests {
             let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
             assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
         }
+    }
+
+    #[test]
+    fn a_plan_naming_the_wrong_descriptors_or_pids_is_refused() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (_r, w) = std::io::pipe().unwrap();
+        let lock = tempfile::tempfile().unwrap();
+        let child = Child {
+            part: "running".into(),
+            version: Version::new(1, 0, 0),
+            number: 1,
+            dir: "/b/app-1.0.0/1".into(),
+            port: 9000,
+            pid: 42,
+        };
+        let (c, d) = std::os::unix::net::UnixStream::pair().unwrap();
+        let plan = |lock: RawFd, proxy: RawFd, pid: u32| Plan {
+            from: 7,
+            lock,
+            proxy,
+            admin: None,
+            socket: b.as_raw_fd(),
+            ready: w.as_raw_fd(),
+            children: vec![(
+                Child {
+                    pid,
+                    ..child.clone()
+                },
+                c.as_raw_fd(),
+            )],
+        };
+        check(&plan(lock.as_raw_fd(), a.as_raw_fd(), 42)).unwrap();
+        for (bad, what) in [
+            (plan(a.as_raw_fd(), lock.as_raw_fd(), 42), "kinds swapped"),
+            (
+                plan(lock.as_raw_fd(), b.as_raw_fd(), 42),
+                "one descriptor named twice",
+            ),
+            (plan(lock.as_raw_fd(), 1, 42), "stdout"),
+            (plan(lock.as_raw_fd(), 100_000, 42), "not open"),
+            (plan(lock.as_raw_fd(), a.as_raw_fd(), 1), "pid 1"),
+            (plan(lock.as_raw_fd(), a.as_raw_fd(), 0), "pid 0"),
+        ] {
+            assert!(check(&bad).is_err(), "{what}");
+        }
+        drop(d);
     }
 
     #[test]

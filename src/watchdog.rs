@@ -15,7 +15,7 @@
 //! so does anything once the group was recycled; no cgroup is used.
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -50,8 +50,16 @@ pub const MAX_LINE: usize = 512;
 pub const DONE: u8 = b'.';
 
 /// The signals a stray sender could kill the watchdog with by default action, leaving the group
-/// unguarded: blocked in the watchdog, unblocked again in the child before its exec.
-const BLOCKED: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+/// unguarded (`systemctl kill` signals every process of the unit, the terminal its group):
+/// blocked in the watchdog, unblocked again in the child before its exec.
+const BLOCKED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 fn blocked_set() -> SigSet {
     let mut set = SigSet::empty();
@@ -157,12 +165,20 @@ pub fn spawn(
     }
 }
 
-/// Read the watchdog's first line from the link, waiting at most [`HELLO_TIMEOUT`].
-fn read_hello(link: &UnixStream) -> io::Result<Hello> {
+/// Read the watchdog's first line from the link, waiting at most [`HELLO_TIMEOUT`]; byte by
+/// byte, so that nothing after it (an `exit` line of a child that ended at once) is read here.
+fn read_hello(mut link: &UnixStream) -> io::Result<Hello> {
     link.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut line = Vec::new();
-    let mut reader = io::BufReader::new(link.take(MAX_LINE as u64));
-    reader.read_until(b'\n', &mut line)?;
+    let mut byte = [0u8; 1];
+    while line.len() < MAX_LINE && line.last() != Some(&b'\n') {
+        match link.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
     link.set_read_timeout(None)?;
     parse_hello(&String::from_utf8_lossy(&line)).ok_or_else(|| {
         io::Error::new(
@@ -335,6 +351,23 @@ mod tests {
         assert_eq!(parse_exit("pid 3"), None);
         let three = std::process::ExitStatus::from_raw(3 << 8).to_string();
         assert_eq!(parse_exit(&format!("exit {three}")), Some("exit status: 3"));
+    }
+
+    #[test]
+    fn the_hello_leaves_an_exit_line_that_came_with_it_on_the_link() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        // A child that ended at once: both lines in one write, read by one read.
+        theirs
+            .write_all(b"pid 4242\nexit exit status: 1\n")
+            .unwrap();
+        assert_eq!(read_hello(&ours).unwrap(), Hello::Pid(4242));
+        let mut rest = String::new();
+        drop(theirs);
+        (&ours).read_to_string(&mut rest).unwrap();
+        assert_eq!(
+            rest, "exit exit status: 1\n",
+            "the exit line is still for the owner"
+        );
     }
 
     #[test]

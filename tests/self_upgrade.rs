@@ -152,6 +152,22 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
         err.contains("failed before it was ready") && err.contains("exit status: 3"),
         "the reason: {err}"
     );
+    // The new binary with a bad configuration: its own message is the reason.
+    std::fs::write(
+        &bad,
+        format!("#!/bin/sh\nexec '{BIN}' \"$@\" --set SHUTDOWN_GRACE=forever\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, out, err) = cli(&base, &["upgrade", "--binary", bad.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("bad configuration")
+            && err.contains("SHUTDOWN_GRACE")
+            && err.contains("exit status: 64"),
+        "the reason: {err}"
+    );
     load.wait_more(100);
     assert_eq!(admin_pid(&base), Some(new), "the same understudy serves on");
     assert!(pid_alive(new as i32));
@@ -189,16 +205,23 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
 }
 
 #[test]
-fn killed_hard_after_an_upgrade_it_still_leaves_no_process() {
+fn after_an_upgrade_by_sigusr2_a_kill_9_still_leaves_no_process() {
     let base = Base::new("self-upgrade-kill");
     base.write_env("NOISE_CANCEL=off");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     let (_, running) = base.wait_instance_info("running");
-    let (code, out, err) = cli(&base, &["upgrade"]);
-    assert_eq!(code, 0, "{out}{err}");
-    u.wait_exit(Duration::from_secs(20));
+    // SIGUSR2 asks for an upgrade with the binary understudy was started from.
+    unsafe {
+        libc::kill(u.pid() as i32, libc::SIGUSR2);
+    }
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        u.log_text()
+    );
     let new = admin_pid(&base).unwrap() as i32;
     let _successor = Successor(new);
     assert_eq!(base.wait_instance_info("running").1, running);
@@ -209,5 +232,59 @@ fn killed_hard_after_an_upgrade_it_still_leaves_no_process() {
         "every child gone after kill -9 of the new understudy",
         Duration::from_secs(5),
         || leftovers(&base.path).is_empty().then_some(()),
+    );
+}
+
+/// A new understudy that adopts running but cannot make it ready (here it probes another host)
+/// never stops it: after the 30 s it has, the old one takes running
+/// back, same pid, and users are served throughout.
+#[test]
+fn a_new_understudy_that_cannot_serve_never_takes_running_down() {
+    let base = Base::new("self-upgrade-unready");
+    base.write_env("NOISE_CANCEL=off");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (_, running) = base.wait_instance_info("running");
+    let load = Load::start(u.addr);
+    load.wait_more(20);
+    let unready = base.path.join("..").join("self-upgrade-unready-understudy");
+    std::fs::write(
+        &unready,
+        format!(
+            "#!/bin/sh\nexec '{BIN}' \"$@\" --set UPSTREAM_HOST=192.0.2.1 --set READY_TIMEOUT=1s\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &unready,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (code, out, err) = cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&unready);
+    let _taken_over = admin_pid(&base)
+        .filter(|p| *p != u.pid())
+        .map(|p| Successor(p as i32));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("was not ready within"), "{err}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    assert_eq!(
+        base.wait_instance_info("running").1,
+        running,
+        "running kept its pid"
+    );
+    assert!(process_running(running));
+    load.wait_more(50);
+    let (answered, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {answered} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
     );
 }

@@ -171,7 +171,11 @@ impl Owner {
             "pid {pid} or a process in its group did not stop within {grace:?} of SIGTERM; sending SIGKILL"
         );
         signal_group(pgid, Signal::SIGKILL);
-        let _ = child.wait().await;
+        // Bounded: a watchdog whose word on the exit was lost (a failed handover) must not hang
+        // the stop; the group is SIGKILLed either way and the watchdog is told to finish.
+        if tokio::time::timeout(KILL_WAIT, child.wait()).await.is_err() {
+            tracing::warn!("pid {pid}: no word of its exit {KILL_WAIT:?} after SIGKILL; going on");
+        }
         if !wait_group_gone(pgid, tokio::time::Instant::now() + KILL_WAIT).await {
             tracing::warn!(
                 "process group {pgid} still has members {KILL_WAIT:?} after SIGKILL (zombies nobody reaps?)"

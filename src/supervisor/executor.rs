@@ -25,6 +25,7 @@ use crate::archive;
 use crate::artifact::{self, Installed, Kind};
 use crate::config::Config;
 use crate::events::Events;
+use crate::history::SwitchWhy;
 use crate::instance::{Instance, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec, Spawner};
 use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
@@ -85,36 +86,22 @@ pub async fn run(
             return;
         }
     };
-    let Wiring {
-        routes,
-        mut dropped,
-        mut verdicts,
-        scorer,
-        events,
-        mut commands,
-        status,
-        pulse,
-        traffic,
-        succession,
-    } = wiring;
-    let mut presence = tokio::time::interval(cfg.heartbeat_every);
-    presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sample = tokio::time::interval(TRAFFIC_EVERY);
-    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let layout = Layout::new(&cfg.base, &cfg.identifier);
     let parts = Parts {
         spawner,
-        routes,
-        scorer,
-        events,
+        routes: wiring.routes,
+        scorer: wiring.scorer,
+        events: wiring.events,
         live,
-        succession,
+        succession: wiring.succession,
     };
+    let (mut dropped, mut verdicts, mut commands) =
+        (wiring.dropped, wiring.verdicts, wiring.commands);
+    let (status, pulse, traffic) = (wiring.status, wiring.pulse, wiring.traffic);
+    let (mut presence, mut sample) = (every(cfg.heartbeat_every), every(TRAFFIC_EVERY));
+    let layout = Layout::new(&cfg.base, &cfg.identifier);
     let (mut exec, mut done_rx, mut inst_rx, files) = Executor::new(cfg.clone(), layout, parts);
     let mut state = State::new(cfg.port_range, Instant::now());
-    let mut resumed = resume::resume(exec.layout.clone(), &cfg).await;
-    resumed.handed = exec.handed_ports();
-    exec.perform_all(decide(&mut state, Input::Resume(resumed), Now::read()));
+    exec.resume(&mut state, &cfg).await;
     publish_status(&status, &state);
     loop {
         let deadline = state.deadline();
@@ -146,7 +133,7 @@ pub async fn run(
         exec.perform_all(decide(&mut state, input, Now::read()));
         publish_status(&status, &state);
         if let Some(due) = exec.upgrade_due.take() {
-            if exec.upgrade(due).await {
+            if exec.upgrade(due, &mut presence, &pulse).await {
                 break;
             }
         }
@@ -157,6 +144,13 @@ pub async fn run(
     exec.shutdown(done_rx, files).await;
     // Every clone of the spawner is gone once its tasks are joined; its thread ends with them.
     let _ = tokio::task::spawn_blocking(move || spawner_thread.join()).await;
+}
+
+/// A ticker that skips the ticks it missed.
+fn every(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
 /// The proxy's counters as the guard reads them: user requests, and 5xx answers from running
@@ -213,6 +207,8 @@ struct Executor {
     adoptable: HashMap<u16, (crate::upgrade::Child, std::os::fd::OwnedFd)>,
     /// An upgrade decided, carried out once the current actions are.
     upgrade_due: Option<upgrade::Due>,
+    /// The instances adopted from the previous understudy.
+    adopted_ids: std::collections::HashSet<InstanceId>,
 }
 
 /// What [`Executor::new`] is handed from [`run`]'s wiring.
@@ -246,7 +242,8 @@ impl Executor {
             let _ = disk_tx.send(Done::Disk(why));
         }));
         let mut succession = parts.succession;
-        let adoptable = upgrade::adoptable(std::mem::take(&mut succession.taken), &done_tx);
+        let taken = std::mem::take(&mut succession.taken);
+        let adoptable = upgrade::adoptable(taken, &succession.serving, &done_tx);
         let exec = Executor {
             cfg,
             layout,
@@ -269,8 +266,16 @@ impl Executor {
             succession,
             adoptable,
             upgrade_due: None,
+            adopted_ids: Default::default(),
         };
         (exec, done_rx, inst_rx, files)
+    }
+
+    /// Resume what ran before (the children an upgrade handed over included) and act on it.
+    async fn resume(&mut self, state: &mut State, cfg: &Config) {
+        let mut resumed = resume::resume(self.layout.clone(), cfg).await;
+        resumed.handed = self.handed_ports();
+        self.perform_all(decide(state, Input::Resume(resumed), Now::read()));
     }
 
     fn perform_all(&mut self, actions: Vec<Action>) {
@@ -311,21 +316,7 @@ impl Executor {
                     let _ = self.files_tx.send(FileJob::Reply((reply, result)));
                 }
             }
-            Action::Record { from, to, why } => {
-                let switch = crate::history::Switch {
-                    at: super::control::rfc3339(std::time::SystemTime::now()),
-                    from,
-                    to,
-                    why,
-                };
-                tracing::info!(
-                    "{} serves users from now on ({}), recorded in {}",
-                    switch.to,
-                    switch.why,
-                    self.layout.history_file().display()
-                );
-                let _ = self.files_tx.send(FileJob::Record(switch));
-            }
+            Action::Record { from, to, why } => self.record(from, to, why),
             Action::Restore(version) => self.restore(version),
             Action::RunHook {
                 hook,
@@ -361,6 +352,23 @@ impl Executor {
                 self.hang |= ready && self.inject_hang;
             }
         }
+    }
+
+    /// Append a switch of the version serving users to the history, in order with the files.
+    fn record(&self, from: Option<semver::Version>, to: semver::Version, why: SwitchWhy) {
+        let switch = crate::history::Switch {
+            at: super::control::rfc3339(std::time::SystemTime::now()),
+            from,
+            to,
+            why,
+        };
+        tracing::info!(
+            "{} serves users from now on ({}), recorded in {}",
+            switch.to,
+            switch.why,
+            self.layout.history_file().display()
+        );
+        let _ = self.files_tx.send(FileJob::Record(switch));
     }
 
     /// Run blocking `work` off the supervisor's task and send its result back as a completion.
@@ -605,6 +613,8 @@ impl Executor {
         let upstream = self.upstreams.get(&id).cloned().filter(|_| drain);
         let grace = self.cfg.shutdown_grace;
         let done = self.done_tx.clone();
+        // Still taking over: an adopted child this one gives up on is the old one's to keep.
+        let give_back = self.adopted_ids.contains(&id) && !self.succession.serving.is_cancelled();
         self.tasks.spawn(async move {
             if let Some(up) = upstream {
                 let left = up.drain(grace).await;
@@ -615,8 +625,10 @@ impl Executor {
                     );
                 }
             }
-            if let Some(i) = instance {
-                i.stop().await;
+            match instance {
+                Some(i) if give_back => drop(i.release().await),
+                Some(i) => i.stop().await,
+                None => {}
             }
             let _ = done.send(Done::Stopped { id });
         });
@@ -676,10 +688,17 @@ impl Executor {
     /// Stop every child at once, wait for all work (stopping children whose start was still
     /// under way), then let the file task write what is queued.
     async fn shutdown(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>, files: JoinHandle<()>) {
+        // Started by an upgrade that is not done: the old understudy takes its children back.
+        let give_back = !self.succession.serving.is_cancelled();
         for (id, instance) in self.instances.drain() {
             let live = self.live.clone();
+            let adopted = self.adopted_ids.contains(&id);
             self.tasks.spawn(async move {
-                instance.stop().await;
+                if give_back && adopted {
+                    drop(instance.release().await);
+                } else {
+                    instance.stop().await;
+                }
                 live.remove(id);
             });
         }

@@ -37,11 +37,14 @@ pub(super) struct Due {
 /// they must be claimed starts now.
 pub(super) fn adoptable(
     taken: Vec<(Child, OwnedFd)>,
+    serving: &tokio_util::sync::CancellationToken,
     done: &mpsc::UnboundedSender<Done>,
 ) -> HashMap<u16, (Child, OwnedFd)> {
     if !taken.is_empty() {
-        let done = done.clone();
+        let (done, serving) = (done.clone(), serving.clone());
+        // From the moment this one serves: until then, the old one may route to any of them.
         tokio::spawn(async move {
+            serving.cancelled().await;
             tokio::time::sleep(ADOPT_WINDOW).await;
             let _ = done.send(Done::AdoptWindowOver);
         });
@@ -84,6 +87,7 @@ impl Executor {
             child.pid
         );
         let adopted = self.adopted(id, role, child, link, false);
+        self.adopted_ids.insert(id);
         let result = Instance::adopt(adopted, self.inst_tx.clone());
         let _ = self.done_tx.send(Done::Started { id, result });
         true
@@ -140,10 +144,33 @@ impl Executor {
         }
     }
 
-    /// Carry out an upgrade and answer it; returns whether this understudy handed over (it then
-    /// stops deciding and exits, stopping no child it handed).
-    pub(super) async fn upgrade(&mut self, due: Due) -> bool {
-        let result = self.hand_over(due.binary, due.children).await;
+    /// Carry out an upgrade and answer it, beating `pulse` at every `presence` tick meanwhile
+    /// (decisions wait for the handover; systemd's watchdog must not); returns whether this
+    /// understudy handed over (it then stops deciding and exits, stopping no child it handed).
+    pub(super) async fn upgrade(
+        &mut self,
+        due: Due,
+        presence: &mut tokio::time::Interval,
+        pulse: &tokio::sync::watch::Sender<tokio::time::Instant>,
+    ) -> bool {
+        let handing = self.answer_upgrade(due);
+        tokio::pin!(handing);
+        loop {
+            tokio::select! {
+                handed = &mut handing => return handed,
+                _ = presence.tick() => {
+                    pulse.send_replace(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    async fn answer_upgrade(&mut self, due: Due) -> bool {
+        let result = if self.succession.serving.is_cancelled() {
+            self.hand_over(due.binary, due.children).await
+        } else {
+            Err("this understudy is still taking over from the previous one; try again once it serves".to_string())
+        };
         let handed = result.is_ok();
         if let Some(reply) = self.replies.remove(&due.reply) {
             let _ = reply.send(result.map_err(CommandError::Refused));
@@ -182,15 +209,12 @@ impl Executor {
             }
         }
         let args: Vec<_> = std::env::args_os().skip(1).collect();
-        let result = upgrade::hand_over(
-            &binary,
-            args,
-            &self.succession.env,
-            shared,
-            &handed,
-            upgrade::READY_WITHIN,
-        )
-        .await;
+        let to = upgrade::Successor {
+            binary: &binary,
+            args: &args,
+            env: &self.succession.env,
+        };
+        let result = upgrade::hand_over(to, shared, &handed, upgrade::READY_WITHIN).await;
         match result {
             Ok(pid) => {
                 let kept: Vec<String> = handed
