@@ -1,0 +1,154 @@
+//! Handing understudy's place to the next process and taking it from the previous one, as
+//! `run` wires it: what is handed on, when a process started by an upgrade says it serves, and
+//! what systemd is told when the place changes hands. The handover itself is `upgrade`'s.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{admin, supervisor, systemd, upgrade, RunError, Tasks};
+
+/// Tell systemd the shutdown starts, or, once handed over, that the new process is the main one.
+pub(crate) fn farewell(
+    notifier: &systemd::Notifier,
+    handed: &CancellationToken,
+    successor: &std::sync::atomic::AtomicU32,
+) {
+    if handed.is_cancelled() {
+        let pid = successor.load(std::sync::atomic::Ordering::SeqCst);
+        tracing::info!("handed over to understudy pid {pid}: finishing the requests in flight, stopping no child");
+        notifier.send(&format!("MAINPID={pid}"));
+    } else {
+        notifier.send(systemd::STOPPING);
+    }
+}
+
+/// What `run` keeps of its succession once the supervisor owns the rest.
+pub(crate) struct Handing {
+    /// After an upgrade started this process: what tells the old one it serves.
+    pub(crate) ready: Option<ReadySignal>,
+    /// Cancelled once this process handed over to a new one.
+    pub(crate) handed: CancellationToken,
+    /// Cancelled once this process serves.
+    pub(crate) serving: CancellationToken,
+    /// The new process's pid, once handed over.
+    pub(crate) successor: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// How an understudy started by an upgrade says it serves: once running (if one was handed)
+/// is ready here, the proxy opens, `serving` is cancelled and the old one hears `ready`.
+pub(crate) struct ReadySignal {
+    pub(crate) pipe: upgrade::ReadyPipe,
+    pub(crate) open: CancellationToken,
+    pub(crate) adopts_running: bool,
+    pub(crate) serving: CancellationToken,
+}
+
+/// Fill in what this process can hand on (descriptors, systemd's variables) and take what it
+/// was handed.
+pub(crate) fn handing(
+    succession: &mut upgrade::Succession,
+    proxy: &TcpListener,
+    admin: &admin::Bound,
+    notifier: &systemd::Notifier,
+) -> Result<Handing, RunError> {
+    succession.shared = match succession.lock {
+        Some(lock) => Some(shared_fds(lock, proxy, admin).map_err(RunError::Listener)?),
+        None => None,
+    };
+    succession.env = notifier.env();
+    let serving = succession.serving.clone();
+    let ready = succession.ready.take().map(|pipe| ReadySignal {
+        pipe,
+        open: CancellationToken::new(),
+        adopts_running: succession.taken.iter().any(|(c, _)| c.part == "running"),
+        serving: serving.clone(),
+    });
+    if ready.is_none() {
+        serving.cancel();
+    }
+    Ok(Handing {
+        ready,
+        handed: succession.handed.clone(),
+        serving,
+        successor: succession.successor.clone(),
+    })
+}
+
+/// Copies of the listeners' descriptors, kept to hand to the next understudy.
+fn shared_fds(
+    lock: std::os::fd::RawFd,
+    proxy: &TcpListener,
+    admin: &admin::Bound,
+) -> std::io::Result<upgrade::Shared> {
+    use std::os::fd::{AsFd, BorrowedFd};
+    let (admin_fd, socket_fd) = admin.fds();
+    // SAFETY: both descriptors belong to `admin`, alive for this call.
+    let borrow = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
+    Ok(upgrade::Shared {
+        lock,
+        proxy: proxy.as_fd().try_clone_to_owned()?,
+        admin: admin_fd
+            .map(|fd| borrow(fd).try_clone_to_owned())
+            .transpose()?,
+        socket: borrow(socket_fd).try_clone_to_owned()?,
+    })
+}
+
+/// The tasks of upgrades: SIGUSR2 asks for one (with the binary understudy was started from);
+/// after an upgrade started this process, once running serves here the proxy opens and `ready`
+/// tells the old one.
+pub(crate) fn spawn_succession(
+    tasks: &mut Tasks,
+    ready: Option<ReadySignal>,
+    supervisor: &supervisor::SupervisorHandle,
+    stop: &CancellationToken,
+) {
+    let (handle, until) = (supervisor.clone(), stop.clone());
+    tasks.spawn("upgrade signal", async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+            tracing::warn!("cannot install a SIGUSR2 handler: upgrade with `understudy upgrade`");
+            return until.cancelled().await;
+        };
+        loop {
+            tokio::select! {
+                _ = until.cancelled() => return,
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: upgrading understudy");
+                    match handle.send(supervisor::Command::Upgrade(None)).await {
+                        Ok(done) => tracing::info!("{done}"),
+                        Err(e) => tracing::error!("upgrade refused or failed: {e}"),
+                    }
+                }
+            }
+        }
+    });
+    let Some(ReadySignal {
+        pipe,
+        open,
+        adopts_running,
+        serving,
+    }) = ready
+    else {
+        return;
+    };
+    let (mut status, until) = (supervisor.watch(), stop.clone());
+    tasks.spawn("handover", async move {
+        // Not the status before the supervisor resumed: running handed over must serve here.
+        let settled = status.wait_for(|s| match &s.running {
+            Some(r) => r.ready,
+            None => !adopts_running,
+        });
+        tokio::select! {
+            _ = until.cancelled() => return,
+            r = settled => if r.is_ok() {
+                open.cancel();
+                serving.cancel();
+                pipe.say("ready");
+            },
+        }
+        until.cancelled().await
+    });
+}
