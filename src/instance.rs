@@ -192,6 +192,20 @@ pub struct Adopted {
     pub probed: bool,
 }
 
+/// What an owner task and a handle are made of, whoever forked the child.
+struct Parts {
+    id: InstanceId,
+    role: Role,
+    version: Version,
+    number: u32,
+    dir: PathBuf,
+    port: u16,
+    pid: u32,
+    probe: ProbeSpec,
+    grace: Duration,
+    probed: bool,
+}
+
 impl Instance {
     /// Blocking: create the next numbered instance folder, link the artifact, copy properties,
     /// spawn the child and its owner task, which reports on `events` until the child is reaped.
@@ -210,20 +224,7 @@ impl Instance {
             &layout.version_dir(&version),
         ))?;
         let launched = spawn::launch(layout.base(), &spec, &dir, number)?;
-        let (stop, release) = (CancellationToken::new(), CancellationToken::new());
-        let owner = Owner {
-            id: spec.id,
-            pid: launched.pid,
-            grace: spec.grace,
-            stderr_path: launched.stderr_path,
-            stop: stop.clone(),
-            release: release.clone(),
-            probed: false,
-            events,
-        };
-        let probe = Probe::new(spec.probe, spec.port);
-        let task = tokio::spawn(owner.run(launched.leader, probe));
-        Ok(Instance {
+        let parts = Parts {
             id: spec.id,
             role: spec.role,
             version,
@@ -231,11 +232,11 @@ impl Instance {
             dir,
             port: spec.port,
             pid: launched.pid,
-            started: Instant::now(),
-            stop,
-            release,
-            task,
-        })
+            probe: spec.probe,
+            grace: spec.grace,
+            probed: false,
+        };
+        Ok(Instance::own(parts, launched.leader, events))
     }
 
     /// Own a child handed over by another understudy: probed for readiness as if just started
@@ -246,20 +247,7 @@ impl Instance {
     ) -> Result<Instance, InstanceError> {
         let leader = leader::Leader::watched(a.link, None)
             .map_err(io_err("cannot watch the handed-over link of", &a.dir))?;
-        let (stop, release) = (CancellationToken::new(), CancellationToken::new());
-        let owner = Owner {
-            id: a.id,
-            pid: a.pid,
-            grace: a.grace,
-            stderr_path: a.dir.join("stderr"),
-            stop: stop.clone(),
-            release: release.clone(),
-            probed: a.probed,
-            events,
-        };
-        let probe = Probe::new(a.probe, a.port);
-        let task = tokio::spawn(owner.run(leader, probe));
-        Ok(Instance {
+        let parts = Parts {
             id: a.id,
             role: a.role,
             version: a.version,
@@ -267,11 +255,44 @@ impl Instance {
             dir: a.dir,
             port: a.port,
             pid: a.pid,
+            probe: a.probe,
+            grace: a.grace,
+            probed: a.probed,
+        };
+        Ok(Instance::own(parts, leader, events))
+    }
+
+    /// The handle of a running child, whose owner task starts here.
+    fn own(
+        p: Parts,
+        leader: leader::Leader,
+        events: mpsc::UnboundedSender<InstanceEvent>,
+    ) -> Instance {
+        let (stop, release) = (CancellationToken::new(), CancellationToken::new());
+        let owner = Owner {
+            id: p.id,
+            pid: p.pid,
+            grace: p.grace,
+            stderr_path: p.dir.join("stderr"),
+            stop: stop.clone(),
+            release: release.clone(),
+            probed: p.probed,
+            events,
+        };
+        let task = tokio::spawn(owner.run(leader, Probe::new(p.probe, p.port)));
+        Instance {
+            id: p.id,
+            role: p.role,
+            version: p.version,
+            number: p.number,
+            dir: p.dir,
+            port: p.port,
+            pid: p.pid,
             started: Instant::now(),
             stop,
             release,
             task,
-        })
+        }
     }
 
     /// Let go of the child without stopping it: the link to its watchdog, which the next

@@ -23,8 +23,6 @@ pub(super) struct Launched {
     pub(super) leader: Leader,
     /// Its pid, which is also its process group id.
     pub(super) pid: u32,
-    /// Its stderr file, quoted when it exits.
-    pub(super) stderr_path: PathBuf,
 }
 
 /// Blocking: prepare `dir` (artifact link, properties), fork the child (through its watchdog
@@ -43,7 +41,6 @@ pub(super) fn launch(
     };
     let argv = build_argv(spec, dir, with_properties);
     let stdio = open_stdio(dir)?;
-    let stderr_path = stdio.stderr_path.clone();
     let spawn_err = |source| InstanceError::Spawn {
         command: argv.join(" "),
         dir: dir.to_path_buf(),
@@ -84,11 +81,7 @@ pub(super) fn launch(
         spec.installed.version,
         spec.port
     );
-    Ok(Launched {
-        leader,
-        pid,
-        stderr_path,
-    })
+    Ok(Launched { leader, pid })
 }
 
 /// Link the program into the instance folder, as Vili keeps one, so the folder says what ran.
@@ -169,7 +162,6 @@ fn build_argv(spec: &LaunchSpec, dir: &Path, with_properties: bool) -> Vec<Strin
 struct ChildStdio {
     stdout: std::fs::File,
     stderr: std::fs::File,
-    stderr_path: PathBuf,
 }
 
 fn open_stdio(dir: &Path) -> Result<ChildStdio, InstanceError> {
@@ -180,7 +172,6 @@ fn open_stdio(dir: &Path) -> Result<ChildStdio, InstanceError> {
             .map_err(io_err("cannot create", &stdout_path))?,
         stderr: std::fs::File::create(&stderr_path)
             .map_err(io_err("cannot create", &stderr_path))?,
-        stderr_path,
     })
 }
 
