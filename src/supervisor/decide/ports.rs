@@ -38,8 +38,11 @@ impl Decision<'_> {
             }
             let (lo, hi) = self.s.ports;
             let handed = self.handed_port(part);
+            // A port a handed-over child still holds is its slot's, not the next free one.
+            let held = |p: &u16| self.s.handed.iter().any(|h| h.port == *p);
             let free = handed.or_else(|| {
-                (lo..=hi).find(|p| !self.s.taken.contains(p) && !self.s.busy.contains(p))
+                (lo..=hi)
+                    .find(|p| !self.s.taken.contains(p) && !self.s.busy.contains(p) && !held(p))
             });
             let Some(port) = free else {
                 if part == SlotKey::Secondary && self.s.busy.is_empty() {

@@ -261,3 +261,75 @@ fn schedules_round_trip_through_the_state_file() {
         );
     }
 }
+
+/// An upgrade hands over what runs; a new understudy's slots take the ports their children hold
+/// (no `PRE_START`: nothing new starts), and nobody else takes a port still held.
+#[tokio::test(start_paused = true)]
+async fn an_upgrade_hands_what_runs_and_the_next_one_starts_on_the_handed_ports() {
+    let mut sim = Sim::new(PORTS);
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 7,
+        command: Command::Upgrade(None),
+    });
+    let Some(Action::Upgrade {
+        reply, children, ..
+    }) = a.iter().find(|a| matches!(a, Action::Upgrade { .. }))
+    else {
+        panic!("no upgrade in {a:?}");
+    };
+    assert_eq!(*reply, 7);
+    assert!(children.contains(&("running", running)), "{children:?}");
+    assert!(children.contains(&("testing", testing)), "{children:?}");
+
+    let mut next = Sim::new(PORTS);
+    let a = next.feed(Input::Resume(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: Some(installed("1.1.0")),
+        hooks: HookSet {
+            pre_start: true,
+            ..Default::default()
+        },
+        handed: vec![
+            HandedPort {
+                part: "running".into(),
+                version: v("1.0.0"),
+                port: 30004,
+            },
+            HandedPort {
+                part: "testing".into(),
+                version: v("1.1.0"),
+                port: 30000,
+            },
+        ],
+        ..Default::default()
+    }));
+    let (_, role, port) = start_in(&a).expect("running starts at once");
+    assert_eq!((role, port), (Role::Running, 30004), "on its handed port");
+    assert!(
+        hooks_in(&a).is_empty(),
+        "no PRE_START for a child that runs"
+    );
+    assert!(
+        next.s.handed.iter().any(|h| h.port == 30000),
+        "testing's, unclaimed yet"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upgrade_waits_for_a_switch_under_way() {
+    let mut sim = Sim::new(PORTS);
+    sim.serving_with_testing("1.1.0");
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::Upgrade(None),
+    });
+    assert!(
+        matches!(reply_in(&a, 2), Err(CommandError::Refused(why)) if why.contains("upgrade understudy once")),
+        "{a:?}"
+    );
+}
