@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// Users asking `GET /` on fresh connections from 3 threads until stopped; counts answers and
-/// failures (anything but a 200, with the first few kept to show).
+/// Users asking `GET /` until stopped, from 3 threads on fresh connections and 2 on kept-alive
+/// ones (reconnecting only when an answer says `Connection: close`); counts answers and failures
+/// (anything but a 200, an error on a kept-alive connection included, the first few kept).
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
@@ -21,12 +22,18 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let threads = (0..3)
-            .map(|_| {
+        let threads = (0..5)
+            .map(|i| {
                 let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
                 std::thread::spawn(move || {
+                    let mut kept = None;
                     while !stop.load(Ordering::SeqCst) {
-                        match http(addr, "GET", "/") {
+                        let answer = if i < 3 {
+                            http(addr, "GET", "/").map_err(|e| e.to_string())
+                        } else {
+                            kept_alive_get(&mut kept, addr)
+                        };
+                        match answer {
                             Ok((200, _)) => {
                                 ok.fetch_add(1, Ordering::SeqCst);
                             }
@@ -63,6 +70,64 @@ impl Load {
         }
         let failed = self.failed.lock().unwrap().clone();
         (self.ok.load(Ordering::SeqCst), failed)
+    }
+}
+
+/// `GET /` on the kept-alive connection `conn` (opened when there is none; dropped after an
+/// answer that says `Connection: close`, or after an error).
+fn kept_alive_get(
+    conn: &mut Option<std::io::BufReader<std::net::TcpStream>>,
+    addr: std::net::SocketAddr,
+) -> Result<(u16, String), String> {
+    use std::io::{BufRead, Read, Write};
+    if conn.is_none() {
+        let s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        *conn = Some(std::io::BufReader::new(s));
+    }
+    let reader = conn.as_mut().unwrap();
+    let answer = (|| {
+        reader
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .map_err(|e| format!("write: {e}"))?;
+        let (mut status, mut length, mut close) = (0u16, 0usize, false);
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return Err("closed before an answer".to_string()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+            let lower = line.trim_end().to_ascii_lowercase();
+            if lower.is_empty() {
+                break;
+            }
+            if let Some(code) = lower.strip_prefix("http/1.1 ") {
+                status = code.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            } else if let Some(n) = lower.strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap_or(0);
+            } else if lower == "connection: close" {
+                close = true;
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader
+            .read_exact(&mut body)
+            .map_err(|e| format!("body: {e}"))?;
+        Ok((status, close))
+    })();
+    match answer {
+        Ok((status, close)) => {
+            if close {
+                *conn = None;
+            }
+            Ok((status, String::new()))
+        }
+        Err(e) => {
+            *conn = None;
+            Err(e)
+        }
     }
 }
 

@@ -18,6 +18,12 @@ use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
 use super::{Counted, Proxy};
 
+/// After stop, how long a kept-alive connection may still bring its next request, which is then
+/// answered with `Connection: close`: a busy client (a load balancer, a page loading) sends it
+/// within this, so the end of understudy (an upgrade above all) fails none of its requests; an
+/// idle one is closed after it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: &str =
     "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
@@ -65,7 +71,10 @@ pub(super) async fn serve(
                 route(&mut client, &proxy, req, &mut bufs, &stop).await
             }
         };
-        if matches!(next, Next::Close) || stop.is_cancelled() {
+        // Stopping: an answer that did not say `Connection: close` (stop came after its head)
+        // leaves the user free to send one more request; it is read within `LINGER` and answered
+        // with `close`, rather than cut off.
+        if matches!(next, Next::Close) {
             let _ = client.shutdown().await;
             return;
         }
@@ -85,6 +94,10 @@ async fn read_head(
     let max_head = proxy.limits.header_bytes;
     bufs.head_timer.arm();
     let mut room = std::pin::pin!(proxy.room.make_room.notified());
+    let mut linger = std::pin::pin!(async {
+        stop.cancelled().await;
+        tokio::time::sleep(LINGER).await;
+    });
     loop {
         if !bufs.buf.is_empty() {
             let parsed = head::parse(
@@ -115,7 +128,7 @@ async fn read_head(
                 _ => return None,
             },
             () = bufs.head_timer.expired() => return None,
-            () = stop.cancelled() => return None,
+            () = &mut linger => return None,
             () = &mut room => {
                 if proxy.room.chosen() {
                     return None;
@@ -167,6 +180,8 @@ async fn route(
             let status = StatusCode::SERVICE_UNAVAILABLE;
             let ending = Ending {
                 retry: restarting.is_some(),
+                // Stopping: the connection ends after this answer, and says so.
+                close: ending.close || stop.is_cancelled(),
                 ..ending
             };
             let text = match restarting {
