@@ -102,6 +102,10 @@ pub enum RunError {
     /// The listener could not be handed to the proxy threads.
     #[error("cannot use the listening socket: {0}")]
     Listener(std::io::Error),
+    /// Started by an upgrade, it could not serve a child handed over; the children went back
+    /// to the old understudy, which serves on.
+    #[error("gave up taking over from the previous understudy: {0}; it keeps the children and serves on")]
+    GaveUp(String),
 }
 
 /// The control tasks (mirror, scorer, watcher, supervisor) by name, so a death can be named.
@@ -205,7 +209,13 @@ pub async fn run(
     let listen = listeners.proxy.local_addr().map_err(RunError::Listener)?;
     let layout = layout::Layout::new(&cfg.base, &cfg.identifier);
     let admin = admin::bind(&cfg, &layout, listen, listeners.admin, listeners.socket)?;
-    let handing = handing(&mut succession, &listeners.proxy, &admin, &notifier)?;
+    let mut handing = handing(
+        &shutdown,
+        &mut succession,
+        &listeners.proxy,
+        &admin,
+        &notifier,
+    )?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
@@ -244,12 +254,7 @@ pub async fn run(
         succession,
     };
     let mut tasks = control.spawn();
-    spawn_succession(
-        &mut tasks,
-        handing.ready,
-        &admin_state.handle,
-        &stops.control,
-    );
+    spawn_succession(&mut tasks, handing.ready.take(), &admin_state);
     let watched = watched(&cfg, &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     tasks.spawn(
@@ -264,7 +269,8 @@ pub async fn run(
     let ends = [&shutdown, &handing.handed];
     let failure = first_failure(ends, &stops.fatal, &mut tasks, reload, config_tx).await;
     farewell(&notifier, &handing.handed, &handing.successor);
-    shut_down(&cfg, stops, proxy, tasks, live, failure).await
+    let result = shut_down(&cfg, stops, proxy, tasks, live, failure).await;
+    handing.outcome(result)
 }
 
 /// The running proxy and the receiving end of the mirror queue its threads feed.

@@ -34,6 +34,8 @@ pub(crate) struct Handing {
     pub(crate) serving: CancellationToken,
     /// The new process's pid, once handed over.
     pub(crate) successor: Arc<std::sync::atomic::AtomicU32>,
+    /// Why this process gave up taking over, if it did.
+    pub(crate) given_up: Arc<std::sync::OnceLock<String>>,
 }
 
 /// How an understudy started by an upgrade says it serves: once running (if one was handed)
@@ -43,11 +45,28 @@ pub(crate) struct ReadySignal {
     pub(crate) open: CancellationToken,
     pub(crate) adopts_running: bool,
     pub(crate) serving: CancellationToken,
+    /// Why it gave up taking over, once `giving_up` is cancelled.
+    pub(crate) given_up: Arc<std::sync::OnceLock<String>>,
+    /// Cancelled when it gives up taking over: the old one is told why, and this one stops.
+    pub(crate) giving_up: CancellationToken,
+    /// Stops this process (`run`'s shutdown).
+    pub(crate) quit: CancellationToken,
+}
+
+impl Handing {
+    /// How `run` ended: as the shutdown went, unless this process gave up taking over.
+    pub(crate) fn outcome(&self, shut_down: Result<(), RunError>) -> Result<(), RunError> {
+        match self.given_up.get() {
+            Some(why) => Err(RunError::GaveUp(why.clone())),
+            None => shut_down,
+        }
+    }
 }
 
 /// Fill in what this process can hand on (descriptors, systemd's variables) and take what it
 /// was handed.
 pub(crate) fn handing(
+    shutdown: &CancellationToken,
     succession: &mut upgrade::Succession,
     proxy: &TcpListener,
     admin: &admin::Bound,
@@ -64,6 +83,9 @@ pub(crate) fn handing(
         open: CancellationToken::new(),
         adopts_running: succession.taken.iter().any(|(c, _)| c.part == "running"),
         serving: serving.clone(),
+        given_up: succession.given_up.clone(),
+        giving_up: succession.giving_up.clone(),
+        quit: shutdown.clone(),
     });
     if ready.is_none() {
         serving.cancel();
@@ -73,6 +95,7 @@ pub(crate) fn handing(
         handed: succession.handed.clone(),
         serving,
         successor: succession.successor.clone(),
+        given_up: succession.given_up.clone(),
     })
 }
 
@@ -102,9 +125,9 @@ fn shared_fds(
 pub(crate) fn spawn_succession(
     tasks: &mut Tasks,
     ready: Option<ReadySignal>,
-    supervisor: &supervisor::SupervisorHandle,
-    stop: &CancellationToken,
+    admin: &admin::AdminState,
 ) {
+    let (supervisor, stop) = (&admin.handle, &admin.stop);
     let (handle, until) = (supervisor.clone(), stop.clone());
     tasks.spawn("upgrade signal", async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -130,6 +153,9 @@ pub(crate) fn spawn_succession(
         open,
         adopts_running,
         serving,
+        given_up,
+        giving_up,
+        quit,
     }) = ready
     else {
         return;
@@ -143,6 +169,13 @@ pub(crate) fn spawn_succession(
         });
         tokio::select! {
             _ = until.cancelled() => return,
+            // This process stops; the old one takes the children back.
+            _ = giving_up.cancelled() => {
+                let why = given_up.get().map_or("it gave up taking over", |w| w.as_str());
+                tracing::error!("giving up the takeover: {why}");
+                pipe.say(&format!("error {why}"));
+                quit.cancel();
+            }
             r = settled => if r.is_ok() {
                 open.cancel();
                 serving.cancel();

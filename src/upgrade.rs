@@ -97,6 +97,11 @@ pub struct Succession {
     /// Variables the next understudy needs that this one removed from its own environment
     /// (systemd's `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
     pub env: Vec<(&'static str, String)>,
+    /// Why this process, started by an upgrade, gave up taking over (it gave back a child it
+    /// could not keep): said to the old one at once, rather than after its whole wait.
+    pub given_up: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// Cancelled once `given_up` is set.
+    pub giving_up: tokio_util::sync::CancellationToken,
 }
 
 /// The program this understudy runs, as a path: the default binary of an upgrade. The file may

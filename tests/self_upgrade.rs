@@ -332,7 +332,10 @@ fn a_new_understudy_that_cannot_serve_never_takes_running_down() {
         .filter(|p| *p != u.pid())
         .map(|p| Successor(p as i32));
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("was not ready within"), "{err}");
+    assert!(
+        err.contains("running 1.0.0") && err.contains("did not serve here"),
+        "the old one is told at once which child failed: {err}"
+    );
     assert_eq!(
         admin_pid(&base),
         Some(u.pid()),

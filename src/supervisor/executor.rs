@@ -613,8 +613,17 @@ impl Executor {
         let upstream = self.upstreams.get(&id).cloned().filter(|_| drain);
         let grace = self.cfg.shutdown_grace;
         let done = self.done_tx.clone();
-        // Still taking over: an adopted child this one gives up on is the old one's to keep.
+        // Still taking over: an adopted child this one gives up on is the old one's to keep,
+        // and the takeover has failed.
         let give_back = self.adopted_ids.contains(&id) && !self.succession.serving.is_cancelled();
+        if let (true, Some(i)) = (give_back, &instance) {
+            let why = format!(
+                "{} {} (pid {}), handed over, did not serve here; see this understudy's log",
+                i.role, i.version, i.pid
+            );
+            let _ = self.succession.given_up.set(why);
+            self.succession.giving_up.cancel();
+        }
         self.tasks.spawn(async move {
             if let Some(up) = upstream {
                 let left = up.drain(grace).await;
