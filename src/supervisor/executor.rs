@@ -623,6 +623,8 @@ impl Executor {
             );
             let _ = self.succession.given_up.set(why);
             self.succession.giving_up.cancel();
+            // Its group is the old one's again: never this process's to kill on the way out.
+            self.live.remove(id);
         }
         self.tasks.spawn(async move {
             if let Some(up) = upstream {
