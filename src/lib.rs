@@ -613,6 +613,8 @@ async fn first_failure(
 ) -> Option<Failure> {
     let failure = loop {
         tokio::select! {
+            // In this order: after a handover the supervisor's task ends, and that is no failure.
+            biased;
             _ = shutdown.cancelled() => break None,
             _ = handed.cancelled() => break None,
             _ = fatal.cancelled() => break Some(("proxy thread", "a proxy thread died".to_string())),

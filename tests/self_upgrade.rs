@@ -178,6 +178,9 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
     load.wait_more(50);
 
     let (code, out, err) = cli(&base, &["upgrade"]);
+    let _taken_over = admin_pid(&base)
+        .filter(|p| *p != old)
+        .map(|p| Successor(p as i32));
     assert_eq!(
         code,
         0,
@@ -278,9 +281,14 @@ fn after_an_upgrade_by_sigusr2_a_kill_9_still_leaves_no_process() {
     u.wait_serving();
     let (_, running) = base.wait_instance_info("running");
     // SIGUSR2 asks for an upgrade with the binary understudy was started from.
+    let old = u.pid();
     unsafe {
-        libc::kill(u.pid() as i32, libc::SIGUSR2);
+        libc::kill(old as i32, libc::SIGUSR2);
     }
+    let _taken_over = wait_until("the new understudy", Duration::from_secs(20), || {
+        admin_pid(&base).filter(|p| *p != old)
+    });
+    let _taken_over = Successor(_taken_over as i32);
     assert_eq!(
         u.wait_exit(Duration::from_secs(20)),
         Some(0),

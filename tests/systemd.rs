@@ -416,10 +416,15 @@ fn an_upgrade_makes_the_new_process_the_main_one_and_it_goes_on_notifying() {
         |m| m == "WATCHDOG=1",
     );
     let (code, out, err) = cli(&base, &["upgrade"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
     let new = admin_pid(&base).expect("admin.json names the new understudy");
     let _successor = Successor(new as i32);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        u.log_text()
+    );
     sd.wait_for("MAINPID of the new process", Duration::from_secs(10), |m| {
         m == format!("MAINPID={new}")
     });
