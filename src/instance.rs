@@ -171,16 +171,8 @@ pub struct Adopted {
     pub id: InstanceId,
     /// The part it plays.
     pub role: Role,
-    /// The version it runs.
-    pub version: Version,
-    /// Its instance folder number.
-    pub number: u32,
-    /// Its instance folder.
-    pub dir: PathBuf,
-    /// Its port.
-    pub port: u16,
-    /// Its pid (and process group id).
-    pub pid: u32,
+    /// What the previous understudy said of it: version, folder, port, pid.
+    pub child: crate::upgrade::Child,
     /// Understudy's end of the link to its watchdog.
     pub link: OwnedFd,
     /// How readiness and heartbeats are probed.
@@ -246,15 +238,15 @@ impl Instance {
         events: mpsc::UnboundedSender<InstanceEvent>,
     ) -> Result<Instance, InstanceError> {
         let leader = leader::Leader::watched(a.link, None)
-            .map_err(io_err("cannot watch the handed-over link of", &a.dir))?;
+            .map_err(io_err("cannot watch the handed-over link of", &a.child.dir))?;
         let parts = Parts {
             id: a.id,
             role: a.role,
-            version: a.version,
-            number: a.number,
-            dir: a.dir,
-            port: a.port,
-            pid: a.pid,
+            version: a.child.version,
+            number: a.child.number,
+            dir: a.child.dir,
+            port: a.child.port,
+            pid: a.child.pid,
             probe: a.probe,
             grace: a.grace,
             probed: a.probed,

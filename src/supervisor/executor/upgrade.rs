@@ -104,11 +104,7 @@ impl Executor {
         Adopted {
             id,
             role,
-            version: child.version,
-            number: child.number,
-            dir: child.dir,
-            port: child.port,
-            pid: child.pid,
+            child,
             link,
             probe: self.probe_spec(),
             grace: self.cfg.shutdown_grace,
