@@ -21,6 +21,7 @@ mod accept;
 mod answer;
 mod bufs;
 pub mod canary;
+mod coarse;
 mod conn;
 mod exchange;
 mod fields;
@@ -52,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use mirror::MirrorQueue;
 
 pub use accept::Connections;
-use accept::{Counted, Room};
+use accept::{Calls, Counted};
 pub use stats::{Answers, LatencyReading, ProxyStats, LATENCY_BUCKETS_US, NO_ANSWER};
 pub use upstream::{InflightGuard, Routes, Upstream};
 
@@ -180,8 +181,8 @@ struct Proxy {
     /// `ANSWER_SPILL` left, and where, for all threads.
     spills: Arc<spill::Spills>,
     limits: Limits,
-    /// This thread's connections asked to make room at the connection limit.
-    room: Room,
+    /// This thread's calls to its connections: make room at the connection limit, stop.
+    calls: Calls,
 }
 
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
@@ -218,7 +219,7 @@ impl Proxy {
             answer_memory,
             spills,
             limits: settings.limits,
-            room: Room::default(),
+            calls: Calls::default(),
         }
     }
 
@@ -419,8 +420,10 @@ fn proxy_thread(
         open,
         drain_grace,
     } = life;
+    // I/O and time only: the signal and process drivers would be looked at on every turn.
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
         .map_err(|source| ProxyError::Runtime {
             thread: index,

@@ -2,7 +2,7 @@
 //! against `MAX_CONNECTIONS` (at the limit, accepting pauses and idle keep-alive connections are
 //! asked to close), each served by its own task ([`conn`](super::conn)), all drained at stop.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,20 +47,22 @@ impl Connections {
     }
 }
 
-/// One proxy thread's way to make room: its connections wait on `make_room`, and those that
-/// claim one of `to_close` close once idle. Per thread, so a connection's wake-ups never touch
-/// another thread's lock.
+/// One proxy thread's calls to its idle connections: close to make room at the connection limit,
+/// or stop. One `Notify` carries both, so a connection waiting for its next request registers
+/// once, and `stopping` is a plain load (a `CancellationToken` locks a mutex for each look).
+/// Per thread, so a connection's wake-ups never touch another thread's lock.
 #[derive(Debug, Default)]
-pub(super) struct Room {
+pub(super) struct Calls {
     to_close: AtomicUsize,
-    pub(super) make_room: Notify,
+    stopping: AtomicBool,
+    pub(super) call: Notify,
 }
 
-impl Room {
+impl Calls {
     /// Ask up to `n` of this thread's connections to close once idle.
     pub(super) fn ask(&self, n: usize) {
         self.to_close.store(n, Ordering::Release);
-        self.make_room.notify_waiters();
+        self.call.notify_waiters();
     }
 
     /// Whether this connection is one of those asked to close.
@@ -68,6 +70,18 @@ impl Room {
         self.to_close
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// The thread stopped accepting: its connections finish what they answer, say
+    /// `Connection: close`, and end.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.call.notify_waiters();
+    }
+
+    /// Whether [`Calls::stop`] was called.
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 }
 
@@ -108,7 +122,7 @@ pub(super) async fn serve(
             if !conns.full() {
                 break;
             }
-            proxy.room.ask(ROOM_BATCH);
+            proxy.calls.ask(ROOM_BATCH);
             tokio::select! {
                 _ = stop.cancelled() => break 'accept,
                 _ = freed => {}
@@ -130,15 +144,10 @@ pub(super) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let counted = Counted::new(&conns);
-        connections.spawn(conn::serve(
-            stream,
-            peer,
-            proxy.clone(),
-            stop.clone(),
-            counted,
-        ));
+        connections.spawn(conn::serve(stream, peer, proxy.clone(), counted));
     }
     drop(listener);
+    proxy.calls.stop();
     connections.close();
     if tokio::time::timeout(drain_grace, connections.wait())
         .await

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::bufs::{Bufs, Next};
 use super::forward;
@@ -28,12 +27,11 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 const HEAD_TOO_LARGE: &str =
     "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
 
-/// Serve the user on `client` until either side closes, `stop`, or an error.
+/// Serve the user on `client` until either side closes, the thread stops, or an error.
 pub(super) async fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
-    stop: CancellationToken,
     counted: Counted,
 ) {
     let _counted = counted;
@@ -42,8 +40,7 @@ pub(super) async fn serve(
     // other buffers are sized by their first use.
     let mut bufs = Bufs::new(proxy.header_timeout, proxy.upstream_timeout);
     loop {
-        let Some(parsed) = read_head(&mut client, &proxy, &mut bufs, &forwarded, &stop).await
-        else {
+        let Some(parsed) = read_head(&mut client, &proxy, &mut bufs, &forwarded).await else {
             return;
         };
         let next = match parsed {
@@ -68,7 +65,7 @@ pub(super) async fn serve(
             }
             Ok(req) => {
                 bufs.buf.drain(..req.len);
-                route(&mut client, &proxy, req, &mut bufs, &stop).await
+                route(&mut client, &proxy, req, &mut bufs).await
             }
         };
         // Stopping: an answer that did not say `Connection: close` (stop came after its head)
@@ -89,15 +86,12 @@ async fn read_head(
     proxy: &Proxy,
     bufs: &mut Bufs,
     forwarded: &str,
-    stop: &CancellationToken,
 ) -> Option<Result<RequestHead, Refusal>> {
     let max_head = proxy.limits.header_bytes;
     bufs.head_timer.arm();
-    let mut room = std::pin::pin!(proxy.room.make_room.notified());
-    let mut linger = std::pin::pin!(async {
-        stop.cancelled().await;
-        tokio::time::sleep(LINGER).await;
-    });
+    // Made before `stopping` is looked at: a call after that look still wakes it.
+    let mut call = std::pin::pin!(proxy.calls.call.notified());
+    let mut linger = std::pin::pin!(None::<tokio::time::Sleep>);
     loop {
         if !bufs.buf.is_empty() {
             let parsed = head::parse(
@@ -121,6 +115,15 @@ async fn read_head(
         if bufs.buf.capacity() == bufs.buf.len() {
             bufs.buf.reserve(4096.min(max_head));
         }
+        if linger.is_none() && proxy.calls.stopping() {
+            linger.set(Some(tokio::time::sleep(LINGER)));
+        }
+        let lingered = async {
+            match linger.as_mut().as_pin_mut() {
+                Some(s) => s.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             r = client.read_buf(&mut bufs.buf) => match r {
@@ -128,25 +131,19 @@ async fn read_head(
                 _ => return None,
             },
             () = bufs.head_timer.expired() => return None,
-            () = &mut linger => return None,
-            () = &mut room => {
-                if proxy.room.chosen() {
+            () = lingered => return None,
+            () = &mut call => {
+                if proxy.calls.chosen() {
                     return None;
                 }
-                room.set(proxy.room.make_room.notified());
+                call.set(proxy.calls.call.notified());
             }
         }
     }
 }
 
 /// Refuse a body over the limit, answer 503 with nothing running, or forward.
-async fn route(
-    client: &mut TcpStream,
-    proxy: &Proxy,
-    req: RequestHead,
-    bufs: &mut Bufs,
-    stop: &CancellationToken,
-) -> Next {
+async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &mut Bufs) -> Next {
     // understudy's own answer leaves a body unread: then the connection cannot go on.
     let unread = req.body != Framing::Empty;
     let ending = Ending {
@@ -181,7 +178,7 @@ async fn route(
             let ending = Ending {
                 retry: restarting.is_some(),
                 // Stopping: the connection ends after this answer, and says so.
-                close: ending.close || stop.is_cancelled(),
+                close: ending.close || proxy.calls.stopping(),
                 ..ending
             };
             let text = match restarting {
@@ -201,7 +198,7 @@ async fn route(
         }
     };
     proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
-    forward::forward(client, proxy, req, route, bufs, stop).await
+    forward::forward(client, proxy, req, route, bufs).await
 }
 
 fn next_after(ending: Ending) -> Next {

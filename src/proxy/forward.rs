@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::answer::{Answer, Asker};
 use super::bufs::{Bufs, Next};
@@ -57,7 +56,6 @@ pub(super) async fn forward(
     req: RequestHead,
     route: Route,
     bufs: &mut Bufs,
-    stop: &CancellationToken,
 ) -> Next {
     let running = route.running.shared().clone();
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
@@ -76,7 +74,7 @@ pub(super) async fn forward(
     let asker = Asker {
         head: req.method == Method::HEAD,
         http10: req.http10,
-        close: req.close || stop.is_cancelled(),
+        close: req.close || proxy.calls.stopping(),
         upgrade: req.upgrade,
     };
     let mut body = BodyIn {

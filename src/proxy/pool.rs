@@ -6,11 +6,12 @@
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 use super::answer::BadAnswer;
+use super::coarse;
 use super::Upstream;
 
 /// How long an upstream connection may wait for a request before it is closed.
@@ -65,7 +66,7 @@ impl UpstreamError {
 struct Idle {
     upstream: Arc<Upstream>,
     stream: TcpStream,
-    since: Instant,
+    since: Duration,
 }
 
 /// How often every idle connection is looked at (and the closed ones dropped), at most.
@@ -76,7 +77,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     /// When every idle connection was last looked at.
-    swept: Mutex<Option<Instant>>,
+    swept: Mutex<Option<Duration>>,
 }
 
 impl Pool {
@@ -89,7 +90,7 @@ impl Pool {
             i -= 1;
             if Arc::ptr_eq(&idle[i].upstream, upstream) {
                 let c = idle.remove(i);
-                if c.since.elapsed() < IDLE_TIMEOUT && quiet(&c.stream) {
+                if coarse::now().saturating_sub(c.since) < IDLE_TIMEOUT && quiet(&c.stream) {
                     return Some(c.stream);
                 }
             }
@@ -99,14 +100,14 @@ impl Pool {
 
     /// Give back a connection whose answer was read to its end.
     pub fn put(&self, upstream: Arc<Upstream>, stream: TcpStream) {
-        let since = Instant::now();
+        let since = coarse::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         // Amortised sweep, oldest first: over the bound, stale, or to another instance that closed
         // it (a stopped one: its connections are the oldest). The newest are to the instance
         // being served, so in steady state this is one look at the first.
         while idle.first().is_some_and(|c| {
             idle.len() >= MAX_IDLE
-                || since.duration_since(c.since) >= IDLE_TIMEOUT
+                || since.saturating_sub(c.since) >= IDLE_TIMEOUT
                 || (!Arc::ptr_eq(&c.upstream, &upstream) && !quiet(&c.stream))
         }) {
             idle.remove(0);
@@ -121,22 +122,22 @@ impl Pool {
     /// Drop every idle connection that is stale or closed, at most once per `SWEEP_EVERY`; called
     /// by a tick (each proxy thread's, the mirror's sweeper), never on the request path.
     pub fn sweep(&self) {
-        self.sweep_at(Instant::now());
+        self.sweep_at(coarse::now());
     }
 
     /// Once per `SWEEP_EVERY`, drop every idle connection that is stale or closed (an instance
     /// stopped since): the amortised sweep above stops at the first live connection, and closed
     /// ones behind it would hold their descriptors until they reach the front.
-    fn sweep_at(&self, now: Instant) {
+    fn sweep_at(&self, now: Duration) {
         {
             let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
-            if swept.is_some_and(|at| now.duration_since(at) < SWEEP_EVERY) {
+            if swept.is_some_and(|at| now.saturating_sub(at) < SWEEP_EVERY) {
                 return;
             }
             *swept = Some(now);
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && quiet(&c.stream));
+        idle.retain(|c| now.saturating_sub(c.since) < IDLE_TIMEOUT && quiet(&c.stream));
     }
 
     /// Idle connections held now (for tests).

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName};
@@ -28,7 +28,7 @@ use crate::instance::InstanceId;
 pub static REPLAY_HEADER: HeaderName = HeaderName::from_static("x-understudy-replay");
 
 /// At most one request is recorded per this interval: at high traffic the user path pays one
-/// clock read and one atomic load, and the sample still follows what users ask.
+/// coarse clock read and one atomic load, and the sample still follows what users ask.
 pub const RECORD_EVERY: Duration = Duration::from_millis(50);
 
 /// One recorded request, as the proxy sent it to running (less hop-by-hop headers).
@@ -62,8 +62,7 @@ struct Kept {
 pub struct Recorder {
     /// `REPLAY` is not `off`: with it off nothing is kept (requests may carry credentials).
     on: AtomicBool,
-    started: Instant,
-    /// Milliseconds since `started` before which nothing more is recorded.
+    /// Milliseconds on the coarse clock before which nothing more is recorded.
     next_ms: AtomicU64,
     /// `kept.requests.len()`, set under the lock: read by metrics without taking it.
     len: AtomicUsize,
@@ -75,7 +74,6 @@ impl Recorder {
     pub fn new(keep: usize) -> Recorder {
         Recorder {
             on: AtomicBool::new(true),
-            started: Instant::now(),
             next_ms: AtomicU64::new(0),
             len: AtomicUsize::new(0),
             kept: Mutex::new(Kept {
@@ -107,7 +105,7 @@ impl Recorder {
         if !self.on.load(Ordering::Relaxed) {
             return false;
         }
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = u64::try_from(super::coarse::now().as_millis()).unwrap_or(u64::MAX);
         let next = self.next_ms.load(Ordering::Relaxed);
         now >= next
             && self
