@@ -83,6 +83,13 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// `admin.json`'s path and text when an upgrade started this process: the takeover writes
+    /// it just before it says `ready`, so once `understudy upgrade` returns, it names the new
+    /// process.
+    pub fn take_announcement(&mut self) -> Option<(PathBuf, String)> {
+        self.announce.take()
+    }
+
     /// The TCP address actually bound (a port 0 in `ADMIN_LISTEN` is resolved here).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
@@ -259,10 +266,9 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
         permits,
         header_timeout,
         hosts,
-        announce,
+        announce: _,
     } = bound;
     let (handed, serving) = (state.handed.clone(), state.serving.clone());
-    let announced = announce_when_serving(announce, serving.clone(), stop.clone());
     let local = router(state.clone(), None);
     let local_permits = Arc::new(tokio::sync::Semaphore::new(UNIX_CONNECTIONS));
     let unix_task = conns::serve(unix, local, local_permits, header_timeout, stop.clone());
@@ -273,28 +279,9 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
             conns::serve(tcp, remote, permits, header_timeout, stop).await;
         }
     };
-    tokio::join!(unix_task, tcp_task, announced);
+    tokio::join!(unix_task, tcp_task);
     if serving.is_cancelled() && !handed.is_cancelled() {
         let _ = std::fs::remove_file(&socket);
-    }
-}
-
-/// Write `admin.json` once this understudy serves, unless it stops first.
-async fn announce_when_serving(
-    announce: Option<(PathBuf, String)>,
-    serving: CancellationToken,
-    stop: CancellationToken,
-) {
-    let Some((path, text)) = announce else {
-        return;
-    };
-    tokio::select! {
-        _ = serving.cancelled() => {
-            if let Err(e) = write_atomic(&path, text.as_bytes()) {
-                tracing::warn!("cannot write {}: {e}", path.display());
-            }
-        }
-        _ = stop.cancelled() => {}
     }
 }
 

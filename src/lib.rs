@@ -208,12 +208,12 @@ pub async fn run(
     // The address actually bound: with `LISTEN=…:0` only the listener knows the port.
     let listen = listeners.proxy.local_addr().map_err(RunError::Listener)?;
     let layout = layout::Layout::new(&cfg.base, &cfg.identifier);
-    let admin = admin::bind(&cfg, &layout, listen, listeners.admin, listeners.socket)?;
+    let mut admin = admin::bind(&cfg, &layout, listen, listeners.admin, listeners.socket)?;
     let mut handing = handing(
         &shutdown,
         &mut succession,
         &listeners.proxy,
-        &admin,
+        &mut admin,
         &notifier,
     )?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());

@@ -45,6 +45,8 @@ pub(crate) struct ReadySignal {
     pub(crate) open: CancellationToken,
     pub(crate) adopts_running: bool,
     pub(crate) serving: CancellationToken,
+    /// `admin.json` and its text, written just before `ready`.
+    pub(crate) announce: Option<(std::path::PathBuf, String)>,
     /// Why it gave up taking over, once `giving_up` is cancelled.
     pub(crate) given_up: Arc<std::sync::OnceLock<String>>,
     /// Cancelled when it gives up taking over: the old one is told why, and this one stops.
@@ -69,7 +71,7 @@ pub(crate) fn handing(
     shutdown: &CancellationToken,
     succession: &mut upgrade::Succession,
     proxy: &TcpListener,
-    admin: &admin::Bound,
+    admin: &mut admin::Bound,
     notifier: &systemd::Notifier,
 ) -> Result<Handing, RunError> {
     succession.shared = match succession.lock {
@@ -83,6 +85,7 @@ pub(crate) fn handing(
         open: CancellationToken::new(),
         adopts_running: succession.taken.iter().any(|(c, _)| c.part == "running"),
         serving: serving.clone(),
+        announce: admin.take_announcement(),
         given_up: succession.given_up.clone(),
         giving_up: succession.giving_up.clone(),
         quit: shutdown.clone(),
@@ -153,6 +156,7 @@ pub(crate) fn spawn_succession(
         open,
         adopts_running,
         serving,
+        announce,
         given_up,
         giving_up,
         quit,
@@ -178,6 +182,12 @@ pub(crate) fn spawn_succession(
             }
             r = settled => if r.is_ok() {
                 open.cancel();
+                // Before `ready`: once the command returns, admin.json names this process.
+                if let Some((path, text)) = &announce {
+                    if let Err(e) = crate::layout::write_atomic(path, text.as_bytes()) {
+                        tracing::warn!("cannot write {}: {e}", path.display());
+                    }
+                }
                 serving.cancel();
                 pipe.say("ready");
             },

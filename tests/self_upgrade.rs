@@ -151,6 +151,16 @@ pub fn admin_pid(base: &Base) -> Option<u32> {
     info["pid"].as_u64().map(|p| p as u32)
 }
 
+/// The pid of the understudy that took over from `old`: the new process writes `admin.json` only
+/// once it serves, which may be a moment after the command that started it has returned.
+pub fn successor_of(base: &Base, old: u32) -> u32 {
+    wait_until(
+        "admin.json to name the new understudy",
+        Duration::from_secs(20),
+        || admin_pid(base).filter(|p| *p != old),
+    )
+}
+
 /// `(role, pid)` of every instance `/api/status` shows, in a fixed order.
 fn instance_pids(base: &Base) -> Vec<(String, u64)> {
     let (code, out, err) = cli(base, &["status", "--json"]);
@@ -178,7 +188,8 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
     load.wait_more(50);
 
     let (code, out, err) = cli(&base, &["upgrade"]);
-    let _taken_over = admin_pid(&base)
+    let named_at_once = admin_pid(&base);
+    let _taken_over = named_at_once
         .filter(|p| *p != old)
         .map(|p| Successor(p as i32));
     assert_eq!(
@@ -194,9 +205,13 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
         "the old understudy exits 0 once it handed over; log:\n{}",
         u.log_text()
     );
-    let new = admin_pid(&base).expect("admin.json names the new understudy");
+    let new = successor_of(&base, old);
     let _successor = Successor(new as i32);
-    assert_ne!(new, old, "understudy's own pid changed");
+    assert_eq!(
+        named_at_once,
+        Some(new),
+        "once the command returned, admin.json named the new understudy"
+    );
     assert!(pid_alive(new as i32));
     load.wait_more(100);
     assert_eq!(

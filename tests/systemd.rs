@@ -400,7 +400,7 @@ fn log_format_json_writes_one_object_per_line_with_the_events_fields() {
 /// and the new process goes on notifying (ready, watchdog) the same socket.
 #[test]
 fn an_upgrade_makes_the_new_process_the_main_one_and_it_goes_on_notifying() {
-    use crate::self_upgrade::{admin_pid, Successor};
+    use crate::self_upgrade::{admin_pid, successor_of, Successor};
     let base = Base::new("sd-upgrade");
     base.write_env("NOISE_CANCEL=off");
     let mut sd = Manager::at_path();
@@ -415,10 +415,17 @@ fn an_upgrade_makes_the_new_process_the_main_one_and_it_goes_on_notifying() {
         Duration::from_secs(10),
         |m| m == "WATCHDOG=1",
     );
+    let old = u.pid();
     let (code, out, err) = cli(&base, &["upgrade"]);
-    let new = admin_pid(&base).expect("admin.json names the new understudy");
+    let named_at_once = admin_pid(&base);
+    let new = successor_of(&base, old);
     let _successor = Successor(new as i32);
     assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        named_at_once,
+        Some(new),
+        "admin.json names the new understudy"
+    );
     assert_eq!(
         u.wait_exit(Duration::from_secs(20)),
         Some(0),
