@@ -77,8 +77,8 @@ pub struct Bound {
     header_timeout: std::time::Duration,
     /// `ADMIN_HOSTS` and the names always allowed.
     hosts: conns::AllowedHosts,
-    /// `admin.json` and its text, when it is written only once this understudy serves (an
-    /// upgrade started it: until then the old one's is right).
+    /// `admin.json` and its text, when an upgrade started this understudy: the takeover writes
+    /// it just before it says `ready` (until then the old one's is right).
     announce: Option<(PathBuf, String)>,
 }
 

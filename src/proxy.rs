@@ -420,10 +420,8 @@ fn proxy_thread(
         open,
         drain_grace,
     } = life;
-    // I/O and time only: the signal and process drivers would be looked at on every turn.
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|source| ProxyError::Runtime {
             thread: index,

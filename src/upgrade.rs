@@ -436,6 +436,24 @@ fn check(plan: &Plan) -> Result<(), TakeoverError> {
     }
 }
 
+/// After a failed upgrade, name this process in `admin.json` again if the new one wrote its own
+/// there (it does just before it says `ready`, and may have died in between). Nothing to do when
+/// the file names this process, or is missing or not JSON.
+pub fn reclaim_admin_json(path: &Path) -> std::io::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let Ok(mut info) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(());
+    };
+    let me = std::process::id();
+    if info["pid"].as_u64() == Some(u64::from(me)) {
+        return Ok(());
+    }
+    info["pid"] = me.into();
+    crate::layout::write_atomic(path, info.to_string().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +541,26 @@ mod tests {
         let back: Plan = serde_json::from_str(&text).unwrap();
         assert_eq!(back.children, plan.children);
         assert_eq!((back.lock, back.ready, back.admin), (3, 6, None));
+    }
+
+    #[test]
+    fn a_failed_upgrade_names_this_process_in_admin_json_again() {
+        let dir = std::env::temp_dir().join(format!("us-reclaim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("admin.json");
+        std::fs::write(
+            &path,
+            r#"{"pid":4194000,"listen":"127.0.0.1:9","socket":"/x"}"#,
+        )
+        .unwrap();
+        reclaim_admin_json(&path).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(info["pid"], std::process::id());
+        assert_eq!(info["listen"], "127.0.0.1:9", "the rest is kept");
+        std::fs::remove_file(&path).unwrap();
+        reclaim_admin_json(&path).expect("a missing file is left missing");
+        assert!(!path.exists());
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

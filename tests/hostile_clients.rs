@@ -205,6 +205,66 @@ fn at_max_connections_idle_keep_alive_connections_make_room() {
     u.stop();
 }
 
+/// Read one answer framed by `Content-Length` from a kept-alive connection.
+fn read_answer(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).into_owned(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Found in review: the room asked for at the connection limit (up to 32 idle connections per
+/// thread) is never given back, and a stop used up what was left of it, so idle kept-alive users
+/// were closed at once instead of being given `LINGER` (500 ms) to bring one more request.
+#[test]
+fn after_the_connection_limit_a_stop_still_gives_kept_alive_users_their_linger() {
+    let (_base, mut u) = serving(
+        "hostile-maxconn-stop",
+        "MAX_CONNECTIONS=20\nWORKER_THREADS=1",
+        "",
+    );
+    let idle = idle_connections(u.addr, 40);
+    assert_eq!(timed_get(u.addr, "/new-user").0, 200);
+    drop(idle);
+    let mut user = TcpStream::connect(u.addr).unwrap();
+    user.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut user);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let stopped = std::time::Instant::now();
+    unsafe {
+        libc::kill(u.pid() as i32, libc::SIGTERM);
+    }
+    let mut byte = [0u8; 1];
+    let read = user.read(&mut byte);
+    let held = stopped.elapsed();
+    assert!(matches!(read, Ok(0)), "closed with nothing sent: {read:?}");
+    assert!(
+        held >= Duration::from_millis(400),
+        "the idle user was closed {held:?} after the stop, without its linger"
+    );
+    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
 #[test]
 fn at_the_open_files_limit_a_new_user_is_still_served() {
     let base = Base::new("hostile-fds");

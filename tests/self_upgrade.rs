@@ -151,8 +151,8 @@ pub fn admin_pid(base: &Base) -> Option<u32> {
     info["pid"].as_u64().map(|p| p as u32)
 }
 
-/// The pid of the understudy that took over from `old`: the new process writes `admin.json` only
-/// once it serves, which may be a moment after the command that started it has returned.
+/// The pid of the understudy that took over from `old`, as `admin.json` names it: there once
+/// `understudy upgrade` returned; waited for (up to 20 s) after a signal, which returns nothing.
 pub fn successor_of(base: &Base, old: u32) -> u32 {
     wait_until(
         "admin.json to name the new understudy",

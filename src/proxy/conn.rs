@@ -133,7 +133,8 @@ async fn read_head(
             () = bufs.head_timer.expired() => return None,
             () = lingered => return None,
             () = &mut call => {
-                if proxy.calls.chosen() {
+                // At stop, the linger decides: a room request's leftover claims are not used up.
+                if !proxy.calls.stopping() && proxy.calls.chosen() {
                     return None;
                 }
                 call.set(proxy.calls.call.notified());

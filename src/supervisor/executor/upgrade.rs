@@ -237,6 +237,10 @@ impl Executor {
             }
             Err(e) => {
                 tracing::error!("{e}");
+                let admin_json = self.layout.admin_json();
+                if let Err(e) = upgrade::reclaim_admin_json(&admin_json) {
+                    tracing::warn!("cannot write {}: {e}", admin_json.display());
+                }
                 for ((child, link), (role, id)) in handed.into_iter().zip(whose) {
                     let adopted = self.adopted(id, role, child, link, true);
                     match Instance::adopt(adopted, self.inst_tx.clone()) {
