@@ -205,33 +205,6 @@ fn at_max_connections_idle_keep_alive_connections_make_room() {
     u.stop();
 }
 
-/// Read one answer framed by `Content-Length` from a kept-alive connection.
-fn read_answer(s: &mut TcpStream) -> String {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&buf).into_owned(),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
 /// Found in review: the room asked for at the connection limit (up to 32 idle connections per
 /// thread) is never given back, and a stop used up what was left of it, so idle kept-alive users
 /// were closed at once instead of being given `LINGER` (500 ms) to bring one more request.
