@@ -5,21 +5,22 @@
 //! backlog, so a slow, dead or untrusted receiver only loses events (counted and logged), and
 //! never holds up the supervisor or grows memory.
 
+mod client;
 mod slack;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WebhookCa, WebhookFormat};
 use crate::events::{Events, Stamped};
+use client::Poster;
 pub use slack::{slack_text, Told};
 
-/// How long one POST may take before it counts as failed.
-const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per event before it is given up (and counted as dropped).
 const ATTEMPTS: u32 = 5;
 /// The first retry's delay; doubled for each further one.
@@ -68,20 +69,6 @@ impl Delivery {
         }
     }
 
-    /// The HTTP(S) client: rustls with the system's roots and the CA file's certificates.
-    fn client(&self) -> Result<reqwest::Client, String> {
-        let mut b = reqwest::Client::builder().timeout(POST_TIMEOUT);
-        if let Some(ca) = &self.ca {
-            let certs = ca
-                .certificates()
-                .map_err(|e| format!("{}: {}", ca.path.display(), why(&e)))?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        b.build().map_err(|e| why(&e))
-    }
-
     /// What is POSTed for `e`; `None` when a chat is not told this one (see [`Told`]).
     fn body(&self, told: &mut Told, e: &Stamped) -> Option<Vec<u8>> {
         match self.format {
@@ -94,21 +81,6 @@ impl Delivery {
     }
 }
 
-/// `e` and its sources, as one line: reqwest's own text ("error sending request") hides the
-/// cause, such as an unknown certificate issuer. The URL is left out: it may hold credentials.
-fn why(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(u) = e.url() {
-        text = text.replace(&format!(" for url ({u})"), "");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
 /// Deliver events to `target` until `stop`.
 pub async fn run(
     target: String,
@@ -119,10 +91,10 @@ pub async fn run(
 ) {
     // Everything logged names the receiver without its credentials.
     let url = stats.url.clone();
-    let client = match delivery.client() {
-        Ok(c) => c,
+    let poster = match Poster::new(&target, delivery.ca.as_ref()) {
+        Ok(p) => p,
         Err(e) => {
-            tracing::error!("webhook {url}: cannot build an HTTP client ({e}); no events go there");
+            tracing::error!("webhook {url}: cannot build an HTTP client: {e}; no events go there");
             stop.cancelled().await;
             return;
         }
@@ -150,7 +122,7 @@ pub async fn run(
         };
         tokio::select! {
             _ = stop.cancelled() => return,
-            sent = deliver(&client, &target, &url, &e, body) => match sent {
+            sent = deliver(&poster, &url, &e, Bytes::from(body)) => match sent {
                 Ok(()) => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
                 }
@@ -167,30 +139,16 @@ pub async fn run(
     }
 }
 
-/// POST `body` (of event `e`) to `target` (shown as `url`), retrying with backoff, until a 2xx
-/// comes back; else why the last attempt failed.
-async fn deliver(
-    client: &reqwest::Client,
-    target: &str,
-    url: &str,
-    e: &Stamped,
-    body: Vec<u8>,
-) -> Result<(), String> {
+/// POST `body` (of event `e`) through `poster` (its receiver shown as `url`), retrying with
+/// backoff, until a 2xx comes back; else why the last attempt failed.
+async fn deliver(poster: &Poster, url: &str, e: &Stamped, body: Bytes) -> Result<(), String> {
     let mut delay = BACKOFF;
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
-        let sent = client
-            .post(target)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Understudy-Event", e.name())
-            .header("X-Understudy-Seq", e.seq.to_string())
-            .body(body.clone())
-            .send()
-            .await;
-        last = match sent {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => format!("answered {}", r.status()),
-            Err(err) => why(&err),
+        last = match poster.post(&e.name(), e.seq, body.clone()).await {
+            Ok(status) if status.is_success() => return Ok(()),
+            Ok(status) => format!("answered {status}"),
+            Err(why) => why,
         };
         tracing::debug!("webhook {url}: #{} attempt {attempt}: {last}", e.seq);
         if attempt < ATTEMPTS {

@@ -282,3 +282,211 @@ fn a_ca_file_that_is_not_pem_exits_64_naming_key_and_value() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// An egress proxy on a loopback port, as a company's: `CONNECT host:port` opens a tunnel to that
+/// port on loopback (for https receivers); any other request is an http one handed to it, recorded
+/// and answered 200 here. Every request head is recorded. Also serves as a plain http receiver.
+struct Proxy {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sink, stopped) = (heads.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(tcp) = stream else { continue };
+                let sink = sink.clone();
+                std::thread::spawn(move || proxy_one(tcp, &sink));
+            }
+        });
+        Proxy {
+            addr,
+            heads,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The heads recorded so far, lowercased.
+    fn heads(&self) -> Vec<String> {
+        let heads = self.heads.lock().unwrap();
+        heads.iter().map(|h| h.to_ascii_lowercase()).collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr); // wakes the accept
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One connection to the proxy: a tunnel for CONNECT, else one request answered 200.
+fn proxy_one(mut tcp: TcpStream, heads: &Mutex<Vec<String>>) {
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte: nothing past the head is taken from a tunnel's first TLS bytes.
+    while !buf.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    heads.lock().unwrap().push(head.clone());
+    if let Some(target) = head.strip_prefix("CONNECT ") {
+        let port = target
+            .split([' ', '\r'])
+            .next()
+            .and_then(|a| a.rsplit_once(':'));
+        let Some(Ok(port)) = port.map(|(_, p)| p.parse::<u16>()) else {
+            return;
+        };
+        let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return;
+        };
+        let _ = tcp.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+        tcp.set_read_timeout(None).unwrap();
+        let (mut up_read, mut client_write) =
+            (upstream.try_clone().unwrap(), tcp.try_clone().unwrap());
+        let back = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut up_read, &mut client_write);
+            let _ = client_write.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut client_read, mut up_write) = (tcp, upstream);
+        let _ = std::io::copy(&mut client_read, &mut up_write);
+        let _ = up_write.shutdown(std::net::Shutdown::Write);
+        let _ = back.join();
+        return;
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if tcp.read_exact(&mut body).is_ok() {
+        let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+}
+
+#[test]
+fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over_each_with_its_credentials(
+) {
+    let (ca_pem, config) = make_certificates();
+    let receiver = TlsReceiver::start(config);
+    let proxy = Proxy::start();
+    let direct = Proxy::start();
+    let base = Base::new("webhook-proxy");
+    std::fs::write(base.path.join("ca.pem"), &ca_pem).unwrap();
+    let https_url = format!(
+        "https://hook:s3cret@localhost:{}/hook",
+        receiver.addr.port()
+    );
+    // A name only the proxy could resolve: understudy must hand this one over, not connect.
+    let http_url = "http://receiver.invalid:8080/plain";
+    let direct_url = format!("http://127.0.0.1:{}/direct", direct.addr.port());
+    base.write_env(&format!(
+        "WEBHOOK_URLS={https_url},{http_url},{direct_url}\nWEBHOOK_CA_FILE=ca.pem\nWEBHOOK_FORMAT=slack"
+    ));
+    let proxy_url = format!("http://egress:pa55@127.0.0.1:{}", proxy.addr.port());
+    let mut u = Understudy::start_with_env(
+        &base,
+        &[
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    );
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let ready = "understudy: app 1.0.0 is ready as running";
+    let (head, _) = wait_until(
+        "the line at the https receiver, through the tunnel",
+        Duration::from_secs(20),
+        || {
+            let seen = receiver.seen.lock().unwrap();
+            seen.requests
+                .iter()
+                .find(|(_, body)| body["text"] == ready)
+                .cloned()
+        },
+    );
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /hook http/1.1"), "{head}");
+    // base64("hook:s3cret"): the URL's credentials, as Basic authorization, not in the URL.
+    assert!(
+        head.contains(
+            "authorization: basic aG9vazpzM2NyZXQ="
+                .to_ascii_lowercase()
+                .as_str()
+        ),
+        "{head}"
+    );
+    let heads = wait_until(
+        "the http line handed to the proxy",
+        Duration::from_secs(20),
+        || {
+            let heads = proxy.heads();
+            heads
+                .iter()
+                .any(|h| h.starts_with("post http://receiver.invalid:8080/plain http/1.1"))
+                .then_some(heads)
+        },
+    );
+    // base64("egress:pa55"): the proxy's own credentials, on the tunnel and on the handed request.
+    let proxy_auth = &"proxy-authorization: basic ZWdyZXNzOnBhNTU=".to_ascii_lowercase();
+    let tunnel = format!("connect localhost:{} http/1.1", receiver.addr.port());
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with(&tunnel) && h.contains(proxy_auth)),
+        "{heads:#?}"
+    );
+    assert!(
+        heads
+            .iter()
+            .filter(|h| h.starts_with("post "))
+            .all(|h| h.contains(proxy_auth) && !h.contains("\r\nauthorization:")),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.iter().all(|h| !h.contains("/direct")),
+        "NO_PROXY's host is not handed over: {heads:#?}"
+    );
+    let direct_heads = wait_until(
+        "the line at the direct receiver",
+        Duration::from_secs(20),
+        || {
+            let heads = direct.heads();
+            (!heads.is_empty()).then_some(heads)
+        },
+    );
+    assert!(
+        direct_heads
+            .iter()
+            .all(|h| h.starts_with("post /direct http/1.1")),
+        "{direct_heads:#?}"
+    );
+    let log = u.log_text();
+    assert!(!log.contains("s3cret") && !log.contains("pa55"), "{log}");
+    u.stop();
+}

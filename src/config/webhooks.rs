@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
 use super::parse::{comma_list, invalid, Raw, MAX_PATH_LEN};
 use super::ConfigError;
 
@@ -32,9 +35,19 @@ pub struct WebhookCa {
 }
 
 impl WebhookCa {
-    /// The file's certificates, as the webhook client trusts them.
-    pub fn certificates(&self) -> Result<Vec<reqwest::Certificate>, reqwest::Error> {
-        reqwest::Certificate::from_pem_bundle(self.pem.as_bytes())
+    /// Adds the file's certificates to `roots`, as the webhook client trusts them: how many, or
+    /// why one cannot be a root (checked at start, so a bad file exits 64 there).
+    pub fn add_to(&self, roots: &mut rustls::RootCertStore) -> Result<usize, String> {
+        let shown = self.path.display();
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("{shown} is not PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{shown} holds a certificate TLS cannot use: {e}"))?;
+            added += 1;
+        }
+        Ok(added)
     }
 }
 
@@ -123,23 +136,12 @@ fn webhook_ca(base: &Path, raw: &Raw) -> Result<Option<WebhookCa>, ConfigError> 
 }
 
 /// Whether `ca` holds at least one certificate and rustls takes every one as a root: the same
-/// client setup the webhooks use, without the system's roots.
+/// roots the webhooks trust, without the system's.
 fn check_ca(ca: &WebhookCa) -> Result<(), String> {
-    let shown = ca.path.display();
-    let certs = ca
-        .certificates()
-        .map_err(|e| format!("{shown} is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{shown} holds no PEM certificate"));
+    if ca.add_to(&mut rustls::RootCertStore::empty())? == 0 {
+        return Err(format!("{} holds no PEM certificate", ca.path.display()));
     }
-    let mut client = reqwest::Client::builder().tls_built_in_root_certs(false);
-    for c in certs {
-        client = client.add_root_certificate(c);
-    }
-    client
-        .build()
-        .map(drop)
-        .map_err(|e| format!("{shown} holds a certificate TLS cannot use: {e:#}"))
+    Ok(())
 }
 
 /// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.

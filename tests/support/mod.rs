@@ -25,6 +25,20 @@ pub const SYSTEMD_VARS: [&str; 6] = [
     "LISTEN_FDNAMES",
 ];
 
+/// The proxy variables the webhook client reads: a developer's or CI's own would send the tests'
+/// loopback receivers through a proxy; only the test that means to set them (tests/webhooks_tls.rs)
+/// does.
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// A temp base dir under cargo's target tmp dir, removed on drop.
 pub struct Base {
     pub path: PathBuf,
@@ -252,7 +266,7 @@ impl Understudy {
         }
         // A test runner under systemd must not lend its manager's variables to understudy: only
         // the tests that mean to set them (tests/systemd.rs) do.
-        for k in SYSTEMD_VARS {
+        for k in SYSTEMD_VARS.iter().chain(&PROXY_VARS) {
             cmd.env_remove(k);
         }
         cmd.args(["run", "--base"])
