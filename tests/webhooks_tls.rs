@@ -16,6 +16,11 @@ use crate::support::*;
 
 /// A private CA (its PEM) and a server certificate it signed for `localhost` and 127.0.0.1.
 fn make_certificates() -> (String, rustls::ServerConfig) {
+    make_certificates_for(&["localhost", "127.0.0.1"])
+}
+
+/// A private CA (its PEM) and a server certificate it signed for `names`.
+fn make_certificates_for(names: &[&str]) -> (String, rustls::ServerConfig) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -24,9 +29,8 @@ fn make_certificates() -> (String, rustls::ServerConfig) {
         .push(rcgen::DnType::CommonName, "understudy test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let server_params = rcgen::CertificateParams::new(names).unwrap();
     let server = server_params.signed_by(&server_key, &ca).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let chain = vec![CertificateDer::from(server.der().to_vec())];
@@ -391,18 +395,20 @@ fn proxy_one(mut tcp: TcpStream, heads: &Mutex<Vec<String>>) {
 #[test]
 fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over_each_with_its_credentials(
 ) {
-    let (ca_pem, config) = make_certificates();
+    // Named for a host only the proxy reaches (it tunnels any name to loopback), and for no
+    // address: verified against the receiver's name, never the proxy's.
+    let (ca_pem, config) = make_certificates_for(&["receiver.invalid"]);
     let receiver = TlsReceiver::start(config);
     let proxy = Proxy::start();
     let direct = Proxy::start();
     let base = Base::new("webhook-proxy");
     std::fs::write(base.path.join("ca.pem"), &ca_pem).unwrap();
     let https_url = format!(
-        "https://hook:s3cret@localhost:{}/hook",
+        "https://hook:s3cret@receiver.invalid:{}/hook",
         receiver.addr.port()
     );
     // A name only the proxy could resolve: understudy must hand this one over, not connect.
-    let http_url = "http://receiver.invalid:8080/plain";
+    let http_url = "http://plain:pw@receiver.invalid:8080/plain";
     let direct_url = format!("http://127.0.0.1:{}/direct", direct.addr.port());
     base.write_env(&format!(
         "WEBHOOK_URLS={https_url},{http_url},{direct_url}\nWEBHOOK_CA_FILE=ca.pem\nWEBHOOK_FORMAT=slack"
@@ -432,6 +438,10 @@ fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over
     );
     let head = head.to_ascii_lowercase();
     assert!(head.starts_with("post /hook http/1.1"), "{head}");
+    assert!(
+        !head.contains("proxy-authorization"),
+        "the proxy's credentials stay with it: {head}"
+    );
     // base64("hook:s3cret"): the URL's credentials, as Basic authorization, not in the URL.
     assert!(
         head.contains(
@@ -454,18 +464,20 @@ fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over
     );
     // base64("egress:pa55"): the proxy's own credentials, on the tunnel and on the handed request.
     let proxy_auth = &"proxy-authorization: basic ZWdyZXNzOnBhNTU=".to_ascii_lowercase();
-    let tunnel = format!("connect localhost:{} http/1.1", receiver.addr.port());
+    let tunnel = format!("connect receiver.invalid:{} http/1.1", receiver.addr.port());
     assert!(
         heads
             .iter()
             .any(|h| h.starts_with(&tunnel) && h.contains(proxy_auth)),
         "{heads:#?}"
     );
+    // base64("plain:pw"): the receiver's own credentials ride along, out of the request line.
+    let auth = &"\r\nauthorization: basic cGxhaW46cHc=".to_ascii_lowercase();
     assert!(
         heads
             .iter()
             .filter(|h| h.starts_with("post "))
-            .all(|h| h.contains(proxy_auth) && !h.contains("\r\nauthorization:")),
+            .all(|h| h.contains(proxy_auth) && h.contains(auth) && !h.contains("pw@")),
         "{heads:#?}"
     );
     assert!(
@@ -487,6 +499,9 @@ fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over
         "{direct_heads:#?}"
     );
     let log = u.log_text();
-    assert!(!log.contains("s3cret") && !log.contains("pa55"), "{log}");
+    assert!(
+        !log.contains("s3cret") && !log.contains("pa55") && !log.contains(":pw"),
+        "{log}"
+    );
     u.stop();
 }

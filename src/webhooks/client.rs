@@ -1,8 +1,9 @@
 //! The one HTTP client webhooks POST with: hyper-util's pooled client over rustls (hyper-rustls),
 //! trusting the system's roots and `WEBHOOK_CA_FILE`, through the proxy that `HTTPS_PROXY`,
-//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` name (read as curl reads them). Built from crates the
-//! rest of understudy already compiles, for one POST; redirects are not followed (a 3xx is a
-//! failed delivery that names its status), as curl does by default.
+//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` name (upper or lower case, as reqwest and Go's clients
+//! read them; http:// proxies only). Built from crates the rest of understudy already compiles,
+//! for one POST; redirects are not followed (a 3xx is a failed delivery that names its status), as
+//! curl does by default: a 301 or 302 would turn the POST into a GET and lose the event unseen.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -21,7 +22,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use percent_encoding::percent_decode_str;
 use rustls::RootCertStore;
@@ -31,7 +32,7 @@ use crate::config::WebhookCa;
 
 /// How long one POST may take, connecting and the TLS handshake included, before it counts as
 /// failed.
-pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection to a receiver is kept for the next event.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -52,26 +53,7 @@ impl Poster {
     /// The client for `target`; the error says why not, without the URL (it may hold credentials).
     pub fn new(target: &str, ca: Option<&WebhookCa>) -> Result<Poster, String> {
         let (target, auth) = without_credentials(target)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let (route, proxy_auth) = match Matcher::from_env().intercept(&target) {
-            None => (Route::Direct(http), None),
-            Some(proxy) if target.scheme_str() == Some("https") => {
-                let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
-                if let Some(a) = proxy.basic_auth() {
-                    tunnel = tunnel.with_auth(a.clone());
-                }
-                (Route::Tunnel(tunnel), None)
-            }
-            Some(proxy) => {
-                let to = proxy.uri().clone();
-                (
-                    Route::Forward { http, proxy: to },
-                    proxy.basic_auth().cloned(),
-                )
-            }
-        };
+        let (route, proxy_auth) = route(&target, Matcher::from_env().intercept(&target))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(ca)?)
             .https_or_http()
@@ -113,6 +95,38 @@ impl Poster {
     }
 }
 
+/// How to reach `target`, given the proxy the environment names for it (if any), and the
+/// authorization a forward proxy is sent. Only http:// proxies are spoken to: TLS to the proxy
+/// itself, or SOCKS, would otherwise be spoken to in plain HTTP, credentials and all.
+fn route(target: &Uri, proxy: Option<Intercept>) -> Result<(Route, Option<HeaderValue>), String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let Some(proxy) = proxy else {
+        return Ok((Route::Direct(http), None));
+    };
+    let to = proxy.uri().clone();
+    if to.scheme_str() != Some("http") {
+        let shown = crate::config::redacted(&to.to_string());
+        return Err(format!(
+            "the proxy {shown} that HTTPS_PROXY, HTTP_PROXY or ALL_PROXY names is not an http:// \
+             one, the only kind webhooks use; name an http:// proxy, or the receiver's host in \
+             NO_PROXY"
+        ));
+    }
+    if target.scheme_str() == Some("https") {
+        let mut tunnel = Tunnel::new(to, http);
+        if let Some(a) = proxy.basic_auth() {
+            tunnel = tunnel.with_auth(a.clone());
+        }
+        return Ok((Route::Tunnel(tunnel), None));
+    }
+    Ok((
+        Route::Forward { http, proxy: to },
+        proxy.basic_auth().cloned(),
+    ))
+}
+
 /// `e` and its sources, as one line: hyper's own text ("client error (Connect)") hides the
 /// cause, such as an unknown certificate issuer.
 fn why(e: &dyn StdError) -> String {
@@ -129,7 +143,8 @@ fn why(e: &dyn StdError) -> String {
     text
 }
 
-/// `url` without its `user:password@`, and those as a Basic authorization header.
+/// `url` without its `user:password@`, and those as a Basic authorization header (none for an
+/// empty `@`, as reqwest read it).
 fn without_credentials(url: &str) -> Result<(Uri, Option<HeaderValue>), String> {
     let uri: Uri = url
         .parse()
@@ -138,28 +153,46 @@ fn without_credentials(url: &str) -> Result<(Uri, Option<HeaderValue>), String> 
     let Some((userinfo, host)) = written.rsplit_once('@') else {
         return Ok((uri, None));
     };
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    let pair = format!(
-        "{}:{}",
-        percent_decode_str(user).decode_utf8_lossy(),
-        percent_decode_str(password).decode_utf8_lossy()
-    );
-    let mut auth = HeaderValue::try_from(format!("Basic {}", BASE64_STANDARD.encode(pair)))
-        .map_err(|e| format!("the URL's credentials cannot be sent: {e}"))?;
-    auth.set_sensitive(true);
+    let auth = match userinfo.split_once(':').unwrap_or((userinfo, "")) {
+        ("", "") => None,
+        (user, password) => {
+            let pair = format!(
+                "{}:{}",
+                percent_decode_str(user).decode_utf8_lossy(),
+                percent_decode_str(password).decode_utf8_lossy()
+            );
+            let mut auth = HeaderValue::try_from(format!("Basic {}", BASE64_STANDARD.encode(pair)))
+                .map_err(|e| format!("the URL's credentials cannot be sent: {e}"))?;
+            auth.set_sensitive(true);
+            Some(auth)
+        }
+    };
     let mut parts = uri.into_parts();
     parts.authority = Some(
         host.parse()
             .map_err(|e| format!("the URL's host cannot be used: {e}"))?,
     );
     let uri = Uri::from_parts(parts).map_err(|e| format!("the URL cannot be used: {e}"))?;
-    Ok((uri, Some(auth)))
+    Ok((uri, auth))
 }
 
 /// rustls with the system's trusted roots and those of `ca`.
 fn tls_config(ca: Option<&WebhookCa>) -> Result<rustls::ClientConfig, String> {
     let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let system = rustls_native_certs::load_native_certs();
+    if system.certs.is_empty() {
+        let why: Vec<String> = system.errors.iter().map(|e| e.to_string()).collect();
+        tracing::warn!(
+            "webhooks: no trusted root certificates found on this system ({}); https receivers \
+             are trusted only if WEBHOOK_CA_FILE signs them",
+            if why.is_empty() {
+                "none installed".to_string()
+            } else {
+                why.join("; ")
+            }
+        );
+    }
+    roots.add_parsable_certificates(system.certs);
     if let Some(ca) = ca {
         ca.add_to(&mut roots)?;
     }
@@ -277,6 +310,41 @@ mod tests {
         );
         let (_, auth) = without_credentials("http://token@h/p").unwrap();
         assert_eq!(auth.unwrap(), "Basic dG9rZW46"); // base64("token:")
+        let (uri, auth) = without_credentials("http://@h/p").unwrap();
+        assert_eq!((uri.to_string().as_str(), auth), ("http://h/p", None));
+    }
+
+    #[test]
+    fn only_http_proxies_are_spoken_to_tunnelled_for_https_handed_over_for_http() {
+        let https: Uri = "https://h.example/in".parse().unwrap();
+        let http: Uri = "http://h.example/in".parse().unwrap();
+        let via = |proxy: &str, target: &Uri| {
+            let m = Matcher::builder().all(proxy.to_string()).build();
+            route(target, m.intercept(target))
+        };
+        assert!(matches!(route(&https, None), Ok((Route::Direct(_), None))));
+        assert!(matches!(
+            via("http://u:p@proxy:3128", &https),
+            Ok((Route::Tunnel(_), None))
+        ));
+        let Ok((Route::Forward { proxy, .. }, Some(auth))) = via("http://u:p@proxy:3128", &http)
+        else {
+            panic!("an http receiver is handed to the proxy with its credentials");
+        };
+        assert_eq!(proxy.to_string(), "http://proxy:3128/");
+        assert_eq!(auth, "Basic dTpw"); // base64("u:p")
+        for other in [
+            "https://u:secret@proxy:443",
+            "socks5h://proxy:1080",
+            "socks5://proxy",
+        ] {
+            for target in [&https, &http] {
+                let Err(why) = via(other, target) else {
+                    panic!("{other} is refused");
+                };
+                assert!(why.contains("http://") && !why.contains("secret"), "{why}");
+            }
+        }
     }
 
     #[test]
