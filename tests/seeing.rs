@@ -300,14 +300,7 @@ fn receiver(hang: bool) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Value>>>) {
                 buf.extend_from_slice(&chunk[..n]);
                 let text = String::from_utf8_lossy(&buf).to_string();
                 if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
+                    let len = content_length(head);
                     if rest.len() >= len {
                         break Some(rest[..len].to_string());
                     }

@@ -117,14 +117,7 @@ fn serve_one(config: &Arc<rustls::ServerConfig>, tcp: TcpStream, seen: &Mutex<Se
         let Some((head, rest)) = text.split_once("\r\n\r\n") else {
             continue;
         };
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
+        let len = content_length(head);
         if rest.len() >= len {
             break (head.to_string(), rest[..len].to_string());
         }
@@ -378,15 +371,7 @@ fn proxy_one(mut tcp: TcpStream, heads: &Mutex<Vec<String>>) {
         let _ = back.join();
         return;
     }
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
+    let mut body = vec![0u8; content_length(&head)];
     if tcp.read_exact(&mut body).is_ok() {
         let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }

@@ -637,6 +637,17 @@ pub fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The `Content-Length` a message head (request or answer, as text) declares; 0 without one.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
+}
+
 /// Read one answer's head and its `Content-Length` body from a kept-alive connection.
 pub fn read_answer(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -648,15 +659,7 @@ pub fn read_answer(s: &mut TcpStream) -> String {
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got).to_string();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
+            if body.len() >= content_length(head) {
                 return head.to_string();
             }
         }
