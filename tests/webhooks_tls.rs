@@ -84,6 +84,24 @@ impl TlsReceiver {
     }
 }
 
+impl TlsReceiver {
+    /// The head (lowercased) of the request whose Slack line is `text`, once it has come.
+    fn head_of(&self, text: &str) -> String {
+        let (head, _) = wait_until(
+            &format!("{text:?} at the https receiver"),
+            Duration::from_secs(20),
+            || {
+                let seen = self.seen.lock().unwrap();
+                seen.requests
+                    .iter()
+                    .find(|(_, body)| body["text"] == text)
+                    .cloned()
+            },
+        );
+        head.to_ascii_lowercase()
+    }
+}
+
 impl Drop for TlsReceiver {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -409,19 +427,7 @@ fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over
     );
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    let ready = "understudy: app 1.0.0 is ready as running";
-    let (head, _) = wait_until(
-        "the line at the https receiver, through the tunnel",
-        Duration::from_secs(20),
-        || {
-            let seen = receiver.seen.lock().unwrap();
-            seen.requests
-                .iter()
-                .find(|(_, body)| body["text"] == ready)
-                .cloned()
-        },
-    );
-    let head = head.to_ascii_lowercase();
+    let head = receiver.head_of("understudy: app 1.0.0 is ready as running");
     assert!(head.starts_with("post /hook http/1.1"), "{head}");
     assert!(
         !head.contains("proxy-authorization"),
@@ -447,9 +453,31 @@ fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over
                 .then_some(heads)
         },
     );
+    each_credential_in_its_place(&heads, receiver.addr.port());
+    let direct_heads = wait_until(
+        "the direct receiver's lines",
+        Duration::from_secs(20),
+        || Some(direct.heads()).filter(|h| !h.is_empty()),
+    );
+    let direct_only = direct_heads
+        .iter()
+        .all(|h| h.starts_with("post /direct http/1.1"));
+    assert!(direct_only, "{direct_heads:#?}");
+    let log = u.log_text();
+    assert!(
+        !log.contains("s3cret") && !log.contains("pa55") && !log.contains(":pw"),
+        "{log}"
+    );
+    u.stop();
+}
+
+/// What the proxy saw: the tunnel to the https receiver (port `tunnelled`) and each handed-over
+/// http request carry the proxy's credentials; the handed-over ones also carry the receiver's own,
+/// out of the request line; the host `NO_PROXY` names never came.
+fn each_credential_in_its_place(heads: &[String], tunnelled: u16) {
     // base64("egress:pa55"): the proxy's own credentials, on the tunnel and on the handed request.
     let proxy_auth = &"proxy-authorization: basic ZWdyZXNzOnBhNTU=".to_ascii_lowercase();
-    let tunnel = format!("connect receiver.invalid:{} http/1.1", receiver.addr.port());
+    let tunnel = format!("connect receiver.invalid:{} http/1.1", tunnelled);
     assert!(
         heads
             .iter()
@@ -469,24 +497,4 @@ fn through_the_proxy_the_environment_names_https_tunnels_and_http_is_handed_over
         heads.iter().all(|h| !h.contains("/direct")),
         "NO_PROXY's host is not handed over: {heads:#?}"
     );
-    let direct_heads = wait_until(
-        "the line at the direct receiver",
-        Duration::from_secs(20),
-        || {
-            let heads = direct.heads();
-            (!heads.is_empty()).then_some(heads)
-        },
-    );
-    assert!(
-        direct_heads
-            .iter()
-            .all(|h| h.starts_with("post /direct http/1.1")),
-        "{direct_heads:#?}"
-    );
-    let log = u.log_text();
-    assert!(
-        !log.contains("s3cret") && !log.contains("pa55") && !log.contains(":pw"),
-        "{log}"
-    );
-    u.stop();
 }
