@@ -6,7 +6,7 @@
 # without an upgrade to compare. Never run by `cargo test`.
 #
 #   bash benches/upgrade.sh                   # builds the dist profile first
-#   US_BIN=target/release/understudy bash benches/upgrade.sh
+#   US_BIN=target/dist/understudy bash benches/upgrade.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${US_BIN:-}" ]; then
