@@ -103,18 +103,21 @@ fn big_bundle(path: &std::path::Path, version: &str, size: usize) {
     let stored = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(true);
+    // One megabyte of noise, written over and over: stored, so its bytes cost the unpacking the
+    // same whatever they are, and made once (made afresh for each megabyte, they took most of the
+    // test's CPU in a debug build).
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let chunk_len = 1 << 20;
     let mut chunk = vec![0u8; chunk_len];
+    for b in chunk.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes());
+    }
     for f in 0..(size / (8 * chunk_len)) {
         zip.start_file(format!("data/blob-{f}"), stored).unwrap();
         for _ in 0..8 {
-            for b in chunk.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b.copy_from_slice(&x.to_le_bytes());
-            }
             zip.write_all(&chunk).unwrap();
         }
     }
