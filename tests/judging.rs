@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// Fast scoring for tests: a short window, few pairs, frequent evaluation.
 /// Each traffic client's pause between requests.
 const PACE: Duration = Duration::from_millis(2);
 
+/// Fast scoring for tests: a short window, few pairs, frequent evaluation.
 const FAST: &str = "STABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0";
 
 /// GET `/api/items` (and one text endpoint) from two clients until stopped, each pausing 2 ms

@@ -134,8 +134,12 @@ fn a_crash_of_running_is_handled_while_a_large_bundle_unpacks() {
     let staged = base.path.join(".app-2.0.0.zip.part");
     big_bundle(&staged, "2.0.0", 200 << 20);
     std::fs::rename(&staged, base.path.join("app-2.0.0.zip")).unwrap();
+    // 2.0.0's own line: 1.0.0's `installing` is in the log from the start.
     wait_until("the install to begin", Duration::from_secs(10), || {
-        u.log_text().contains("installing").then_some(())
+        u.log_text()
+            .lines()
+            .any(|l| l.contains("installing") && l.contains("app-2.0.0.zip"))
+            .then_some(())
     });
     let (_, pid) = base.wait_instance_info("running");
     unsafe {
@@ -149,9 +153,13 @@ fn a_crash_of_running_is_handled_while_a_large_bundle_unpacks() {
         .find("restart_scheduled")
         .unwrap_or_else(|| panic!("no restart in the log:\n{log}"));
     let installed = log.find("installed 2.0.0").unwrap();
+    let bundle = base.path.join("app-2.0.0.zip");
+    let installing = log
+        .find(&format!("installing {}", bundle.display()))
+        .unwrap();
     assert!(
-        restart < installed,
-        "the crash was handled before the unpack ended:\n{log}"
+        installing < restart && restart < installed,
+        "the crash was handled while the bundle unpacked:\n{log}"
     );
     wait_until("running back", Duration::from_secs(10), || {
         (u.get("/").0 == 200).then_some(())

@@ -448,7 +448,7 @@ fn check_refusal_head(text: &str, status: u16, close: Option<bool>) -> Result<us
 
 /// Plays cases against one running understudy and its relay build.
 pub struct Runner {
-    /// Which mode this is, in front of each progress line (both modes run at once).
+    /// Which mode this is, in front of each progress line (the modes' halves run at once).
     pub label: &'static str,
     pub addr: SocketAddr,
     pub relay_port: u16,
