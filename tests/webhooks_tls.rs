@@ -54,32 +54,60 @@ struct Seen {
 struct TlsReceiver {
     addr: SocketAddr,
     seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: Listening,
 }
 
 impl TlsReceiver {
     fn start(config: rustls::ServerConfig) -> TlsReceiver {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (config, sink) = (Arc::new(config), seen.clone());
+        let server = Listening::start(move |tcp| serve_one(&config, tcp, &sink));
+        TlsReceiver {
+            addr: server.addr,
+            seen,
+            _server: server,
+        }
+    }
+}
+
+/// A loopback listener whose thread hands each accepted connection to a handler; dropped, it
+/// stops accepting and its thread is joined.
+struct Listening {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listening {
+    fn start(mut handle: impl FnMut(TcpStream) + Send + 'static) -> Listening {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let config = Arc::new(config);
-        let (sink, stopped) = (seen.clone(), stop.clone());
+        let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopped.load(Ordering::Relaxed) {
                     return;
                 }
-                let Ok(tcp) = stream else { continue };
-                serve_one(&config, tcp, &sink);
+                if let Ok(tcp) = stream {
+                    handle(tcp);
+                }
             }
         });
-        TlsReceiver {
+        Listening {
             addr,
-            seen,
             stop,
             thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr); // wakes the accept
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -99,16 +127,6 @@ impl TlsReceiver {
             },
         );
         head.to_ascii_lowercase()
-    }
-}
-
-impl Drop for TlsReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr); // wakes the accept
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -304,32 +322,21 @@ fn a_ca_file_that_is_not_pem_exits_64_naming_key_and_value() {
 struct Proxy {
     addr: SocketAddr,
     heads: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: Listening,
 }
 
 impl Proxy {
     fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (sink, stopped) = (heads.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(tcp) = stream else { continue };
-                let sink = sink.clone();
-                std::thread::spawn(move || proxy_one(tcp, &sink));
-            }
+        let sink = heads.clone();
+        let server = Listening::start(move |tcp| {
+            let sink = sink.clone();
+            std::thread::spawn(move || proxy_one(tcp, &sink));
         });
         Proxy {
-            addr,
+            addr: server.addr,
             heads,
-            stop,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -337,16 +344,6 @@ impl Proxy {
     fn heads(&self) -> Vec<String> {
         let heads = self.heads.lock().unwrap();
         heads.iter().map(|h| h.to_ascii_lowercase()).collect()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr); // wakes the accept
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
