@@ -18,6 +18,10 @@
 //! at once) closes the client's connection after the answer, so it says `connection: close`; a
 //! 502 or 504 to a request read whole keeps the client's connection, as a 405 does (the page
 //! lists `close` only for the refusals marked so and for answers with a request body unread).
+//!
+//! Layout: `case` is the script a case is and the builders cases are written with; `framing`,
+//! `heads` and `connections` hold the cases by topic; `harness` plays them; this file keeps the
+//! corpus's order (the halves are its even and odd places) and the runs.
 
 mod case;
 mod connections;
@@ -26,7 +30,7 @@ mod harness;
 mod heads;
 
 use crate::support::*;
-pub use case::{Case, Once, Step};
+use case::{Case, Once, Step};
 use harness::{App, Runner};
 
 /// Both modes: no secondary instance (it would be one more relay to the test's listener),

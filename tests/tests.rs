@@ -1,10 +1,11 @@
 //! Integration tests: the real binary, real child processes on real loopback ports, real files.
 //! One test binary (a `mod` per area) keeps link time down.
 //!
-//! libtest starts tests in the order of their names, 6 at a time (`.cargo/config.toml`), so the
-//! module whose tests mostly wait on the clock is named to come first: `at_low_traffic`'s two
-//! replay tests take 35-38 s each (a request every 2 s, a 15 s window). Started last, as `replay`
-//! once was, they ran alone for the suite's last 15 s.
+//! libtest (as it behaves, not as it promises) starts tests in the order of their names, 6 at a
+//! time (`.cargo/config.toml`), so the module whose tests mostly wait on the clock is named to come
+//! early: `at_low_traffic`'s two replay tests take 35-38 s each (a request every 2 s, a 15 s
+//! window) and now start within the first second, after the short `admin` ones. Named `replay`,
+//! they started 45 s in and ran alone for the suite's last 15 s.
 
 mod support;
 

@@ -72,6 +72,7 @@ impl Step {
 }
 
 impl Case {
+    /// A case with no steps yet, named as its failure report names it.
     pub fn new(name: &'static str) -> Case {
         Case {
             name,
@@ -80,33 +81,48 @@ impl Case {
         }
     }
 
+    /// The case with `steps` played after its own, so cases read as scripts.
     pub fn with(mut self, steps: impl IntoIterator<Item = Step>) -> Case {
         self.steps.extend(steps);
         self
     }
 
+    /// The case with what the app receives left unchecked (the field of the same name says when).
     pub fn app_unchecked(mut self) -> Case {
         self.app_unchecked = true;
         self
     }
+
+    /// The same case, its last step understudy's own answer with `status` instead.
+    pub fn with_status(mut self, status: u16) -> Case {
+        if let Some(Step::Refused { status: s, .. }) = self.steps.last_mut() {
+            *s = status;
+        }
+        self
+    }
 }
 
+/// Owned bytes from a string or a byte string, so scripts can be written either way.
 pub fn bytes(b: impl AsRef<[u8]>) -> Vec<u8> {
     b.as_ref().to_vec()
 }
 
+/// [`Step::Send`], from text.
 pub fn send(b: impl AsRef<[u8]>) -> Step {
     Step::Send(bytes(b))
 }
 
+/// [`Step::AppGets`], from text.
 pub fn app_gets(b: impl AsRef<[u8]>) -> Step {
     Step::AppGets(bytes(b))
 }
 
+/// [`Step::AppSends`], from text.
 pub fn app_sends(b: impl AsRef<[u8]>) -> Step {
     Step::AppSends(bytes(b))
 }
 
+/// [`Step::ClientGets`], from text.
 pub fn client_gets(b: impl AsRef<[u8]>) -> Step {
     Step::ClientGets(bytes(b))
 }
@@ -212,14 +228,4 @@ pub fn bad_answer(name: &'static str, answer: &str) -> Case {
 /// `n` bytes of a repeating alphabet.
 pub fn filler(n: usize) -> String {
     (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect()
-}
-
-impl Case {
-    /// The same case, its last step understudy's own answer with `status` instead.
-    pub fn with_status(mut self, status: u16) -> Case {
-        if let Some(Step::Refused { status: s, .. }) = self.steps.last_mut() {
-            *s = status;
-        }
-        self
-    }
 }
