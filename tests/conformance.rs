@@ -20,11 +20,13 @@
 //! lists `close` only for the refusals marked so and for answers with a request body unread).
 //!
 //! Layout: `case` is the script a case is and the builders cases are written with; `framing`,
-//! `heads` and `connections` hold the cases by topic; `harness` plays them; this file keeps the
-//! corpus's order (the halves are its even and odd places) and the runs.
+//! `heads` and `connections` hold the cases by topic; `harness` plays them (`established` counts
+//! the connections understudy still holds); this file keeps the corpus's order (the halves are its
+//! even and odd places) and the runs.
 
 mod case;
 mod connections;
+mod established;
 mod framing;
 mod harness;
 mod heads;

@@ -14,6 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use super::established::established_at;
 use super::{Case, Once, Step};
 
 /// How long any one step may wait for what it expects: more than `UPSTREAM_TIMEOUT` (2 s), so
@@ -635,27 +636,6 @@ fn set_zero_linger(fd: RawFd) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         )
     };
-}
-
-/// Sockets whose local port is `port` in state ESTABLISHED (`01`), from `/proc/net/tcp{,6}`: at
-/// the relay's port, the connections understudy holds that no side has closed yet.
-fn established_at(port: u16) -> usize {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter(|line| {
-                    let f: Vec<&str> = line.split_whitespace().collect();
-                    let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
-                    f.get(3) == Some(&"01")
-                        && local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
-                })
-                .count()
-        })
-        .sum()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
