@@ -143,7 +143,7 @@ fn mirroring_problem(base: &Base) -> Option<String> {
 // Each mode's corpus in two halves (every other case), each half against an understudy of its
 // own: a case mostly waits (100 ms for a connection to stay open, 2 s for a timeout), so the halves
 // run side by side; whole, each mode took about 103 s of a 107 s suite at 6 tests at a time, and
-// as halves 36 s each, the suite 94 s.
+// as halves 36 s each, the suite 94 s (since `established` asks netlink, 12-14 s a half).
 
 #[test]
 fn conformance_without_a_build_under_test_first_half() {
