@@ -3,6 +3,14 @@
 //! read to its end with nothing after it; before it is used again it is checked without blocking,
 //! so a connection the instance closed while idle, or one with bytes nobody asked for (a late
 //! body after a `HEAD`), is never handed to the next request.
+//!
+//! On the request path that check is the event loop's view of the socket, as nginx's and
+//! HAProxy's is: what the kernel reported by the thread's last wait for events, which ran after
+//! the connection went idle unless the user's next request was already read (pipelined). A close
+//! that comes later still fails the request before any answer byte, and an idempotent request is
+//! then sent again once on a fresh connection. Asking the kernel itself (`recv(MSG_PEEK)`) cost a
+//! system call per request, about 0.4 µs of 8–12 (docs/benchmarks.md, December (10)); the sweeps,
+//! off the request path, still ask it.
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,7 +98,7 @@ impl Pool {
             i -= 1;
             if Arc::ptr_eq(&idle[i].upstream, upstream) {
                 let c = idle.remove(i);
-                if coarse::now().saturating_sub(c.since) < IDLE_TIMEOUT && quiet(&c.stream) {
+                if coarse::now().saturating_sub(c.since) < IDLE_TIMEOUT && seen_quiet(&c.stream) {
                     return Some(c.stream);
                 }
             }
@@ -149,8 +157,17 @@ impl Pool {
     }
 }
 
-/// Whether nothing waits to be read on `stream`: no EOF, no reset, no stray bytes. One
-/// non-blocking `recv(MSG_PEEK)`: tokio's own readiness may not have seen a FIN that just came.
+/// Whether the event loop has seen nothing to read on `stream`: no EOF, no reset, no stray bytes.
+/// No system call unless tokio holds it readable; then one read of a byte (a connection that
+/// gives one is dropped anyway).
+fn seen_quiet(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Whether nothing waits to be read on `stream` now, as the kernel knows it: no EOF, no reset,
+/// no stray bytes. One non-blocking `recv(MSG_PEEK)`, for the sweeps: it also sees a close that
+/// came after the event loop last looked.
 fn quiet(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
     // SAFETY: recv on a descriptor this stream owns, into a one-byte buffer that outlives the
@@ -239,5 +256,32 @@ mod tests {
         assert_eq!(pool.idle(), 0);
         let mut rest = Vec::new();
         let _ = theirs.read_to_end(&mut rest).await;
+    }
+
+    /// Bytes or a close that come while the connection waits in the pool are seen by the event
+    /// loop's next wait, and the connection is dropped at its next use.
+    #[tokio::test]
+    async fn what_comes_while_a_connection_is_idle_keeps_it_from_reuse() {
+        for close in [false, true] {
+            let pool = Pool::default();
+            let (up, ours, mut theirs) = pair().await;
+            pool.put(up.clone(), ours);
+            if close {
+                drop(theirs);
+            } else {
+                theirs.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+            }
+            // On loopback the bytes or the FIN are in our socket once the write or close
+            // returned; another socket's readiness comes from the same wait for events, which
+            // then reports ours too.
+            let (_, probe, mut peer) = pair().await;
+            peer.write_all(b"x").await.unwrap();
+            probe.readable().await.unwrap();
+            assert!(
+                pool.take(&up).is_none(),
+                "a connection that was {} while idle was reused",
+                if close { "closed" } else { "sent stray bytes" }
+            );
+        }
     }
 }
