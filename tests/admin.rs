@@ -186,6 +186,22 @@ fn a_bare_admin_port_is_loopback_and_a_taken_one_is_a_clear_error() {
         log.contains("ADMIN_LISTEN") && log.contains(&port.to_string()),
         "{log}"
     );
+    // The last word says it once: what failed, the OS's reason, and what to do.
+    let last = log
+        .lines()
+        .rfind(|l| l.starts_with("understudy: "))
+        .unwrap_or_else(|| panic!("no closing error line in {log}"));
+    for part in [
+        "on ADMIN_LISTEN=",
+        "already in use",
+        "or set ADMIN_LISTEN=off",
+    ] {
+        assert_eq!(
+            last.matches(part).count(),
+            1,
+            "{part:?} not said once: {last}"
+        );
+    }
     u.stop();
 }
 
