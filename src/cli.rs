@@ -650,25 +650,7 @@ fn status_text(v: &Value) -> String {
             "verdict",
             verdict_text(&v["verdict"])
         ));
-        // Where answers differ and count (or are not yet told from noise).
-        for d in v["verdict"]["diffs"].as_array().into_iter().flatten() {
-            let judged = d["judgement"].as_str().unwrap_or("?");
-            if judged != "counts" && judged != "unsure" {
-                continue;
-            }
-            out.push_str(&format!(
-                "{:<10}{} {} {}: {:.1}% of {} ({}); running {} vs testing {}\n",
-                "differs",
-                d["endpoint"].as_str().unwrap_or("?"),
-                d["path"].as_str().unwrap_or("?"),
-                d["kind"].as_str().unwrap_or("?"),
-                d["rate"].as_f64().unwrap_or(0.0) * 100.0,
-                d["of"],
-                judged,
-                d["running"].as_str().unwrap_or(""),
-                d["testing"].as_str().unwrap_or("")
-            ));
-        }
+        out.push_str(&differs_text(&v["verdict"]));
     }
     for sch in v["schedules"].as_array().into_iter().flatten() {
         if sch["state"] == "pending" {
@@ -702,4 +684,54 @@ fn status_text(v: &Value) -> String {
         c["dropped_copies"].as_u64().unwrap_or(0)
     ));
     out
+}
+
+/// One line per answer difference that counts (or is not yet told from noise), for `status`.
+fn differs_text(verdict: &Value) -> String {
+    let mut out = String::new();
+    for d in verdict["diffs"].as_array().into_iter().flatten() {
+        let judged = d["judgement"].as_str().unwrap_or("?");
+        if judged != "counts" && judged != "unsure" {
+            continue;
+        }
+        out.push_str(&format!(
+            "{:<10}{} {} {}: {:.1}% of {} ({}); running {} vs testing {}\n",
+            "differs",
+            d["endpoint"].as_str().unwrap_or("?"),
+            d["path"].as_str().unwrap_or("?"),
+            d["kind"].as_str().unwrap_or("?"),
+            d["rate"].as_f64().unwrap_or(0.0) * 100.0,
+            d["of"],
+            judged,
+            d["running"].as_str().unwrap_or(""),
+            d["testing"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_the_differences_that_count_or_are_unsure_and_no_others() {
+        let row = |path: &str, judgement: &str| {
+            json!({"endpoint": "GET /items", "path": path, "kind": "value", "rate": 0.25,
+                   "of": 40, "judgement": judgement, "running": "1", "testing": "2"})
+        };
+        let verdict = json!({"diffs": [
+            row("$.price", "counts"), row("$.stock", "unsure"),
+            row("$.at", "noise"), row("$.version", "expected"),
+        ]});
+        let text = differs_text(&verdict);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "differs   GET /items $.price value: 25.0% of 40 (counts); running 1 vs testing 2",
+                "differs   GET /items $.stock value: 25.0% of 40 (unsure); running 1 vs testing 2",
+            ]
+        );
+        assert_eq!(differs_text(&json!({})), "");
+    }
 }
