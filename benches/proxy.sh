@@ -338,4 +338,21 @@ if d1:
     added = [f"{n} +{agg[(n, '1')]['p50'] - d1['p50']:.0f} µs" for n in ("nginx-plain", "haproxy", "understudy-running") if (n, "1") in agg]
     if added: print("p50 added over direct at 1 connection: " + ", ".join(added))
 print("(proxy CPU: utime + stime of all the proxy's processes over the measured interval, as a share of one core; CPU/req: the same per request.)")
+# The plain path's targets, taken within each round (the machine's speed drifts between rounds):
+# CPU per request against the more frugal of nginx and HAProxy, throughput against each.
+by_round = {(r[0], r[1], r[10]): r for r in rows}
+for c in sorted({r[1] for r in rows}, key=int):
+    lines, cpu_ratios = [], []
+    for rnd in sorted({r[10] for r in rows}, key=int):
+        us, ng, ha = (by_round.get((n, c, rnd)) for n in ("understudy-running", "nginx-plain", "haproxy"))
+        if not (us and ng and ha) or None in (num(us[9]), num(ng[9]), num(ha[9])):
+            continue
+        frugal = min(num(ng[9]), num(ha[9]))
+        cpu_ratios.append(num(us[9]) / frugal)
+        lines.append(f"  round {rnd}: CPU per request {cpu_ratios[-1]:.2f}× the more frugal peer's; "
+                     f"throughput {int(us[2]) / int(ng[2]):.2f}× nginx's, {int(us[2]) / int(ha[2]):.2f}× HAProxy's")
+    if cpu_ratios:
+        print(f"understudy-running at {c} connections against its peers in the same round "
+              f"(median CPU ratio {med(cpu_ratios):.2f}×; the target is at most 0.8×):")
+        print("\n".join(lines))
 PY
