@@ -174,6 +174,8 @@ pub struct Config {
     pub mirror_timeout: Duration,
     /// Proxy threads; `None` means one per core.
     pub worker_threads: Option<usize>,
+    /// Each proxy thread kept on a core of its own (`CPU_AFFINITY=auto`), when cores allow.
+    pub cpu_affinity: bool,
     /// Own log directory, if any.
     pub log_dir: Option<PathBuf>,
     /// Own log level.
@@ -384,6 +386,7 @@ impl Groups {
             mirror_concurrency: mirror.concurrency,
             mirror_timeout: mirror.timeout,
             worker_threads: mirror.worker_threads,
+            cpu_affinity: mirror.cpu_affinity,
             log_dir: logging.dir,
             log_level: logging.level,
             log_format: logging.format,

@@ -440,6 +440,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
         threads: cfg
             .worker_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        pin: cfg.cpu_affinity,
         no_running_hint: format!(
             "understudy: no running instance yet: drop a build named {}-<version>[.jar|.zip] into {}\n",
             cfg.identifier,

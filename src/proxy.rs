@@ -18,6 +18,7 @@
 //! to the instances), `upstream` (the instances and routes) and `stats` (what is counted).
 
 mod accept;
+pub mod affinity;
 mod answer;
 mod bufs;
 pub mod canary;
@@ -62,6 +63,8 @@ pub use upstream::{InflightGuard, Routes, Upstream};
 pub struct ProxySettings {
     /// Proxy threads, each with its own event loop (0 counts as 1).
     pub threads: usize,
+    /// Keep each thread on a core of its own when there are enough ([`affinity`]).
+    pub pin: bool,
     /// Accept only once this is cancelled (`None`: at once). An understudy started by an
     /// upgrade shares its listener with the old one, which serves until running is adopted here.
     pub open: Option<CancellationToken>,
@@ -351,9 +354,11 @@ pub fn start(
         settings.min_free_disk,
     ));
     let count = settings.threads.max(1);
+    let cores = cores(settings.pin, count);
     let conns = Arc::new(Connections::new(settings.max_connections));
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
+        let core = cores.as_ref().map(|c| c[index]);
         let proxy = Proxy::new(
             &settings,
             routes.clone(),
@@ -375,6 +380,11 @@ pub fn start(
                 std::thread::Builder::new()
                     .name(format!("understudy-proxy-{index}"))
                     .spawn(move || {
+                        if let Some(cpu) = core {
+                            if let Err(e) = affinity::pin_current(index, cpu) {
+                                tracing::warn!("{e}");
+                            }
+                        }
                         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
                             proxy_thread(index, listener, proxy, conns, life)
                         }))
@@ -404,6 +414,30 @@ pub fn start(
         }
     }
     Ok(ProxyHandle { threads })
+}
+
+/// The core for each of `count` proxy threads when `pin` (`CPU_AFFINITY=auto`) and there are
+/// enough cores this process may use; `None` leaves them to the scheduler. Says which, once.
+fn cores(pin: bool, count: usize) -> Option<Vec<usize>> {
+    if !pin {
+        return None;
+    }
+    let allowed = match affinity::allowed_cpus() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return None;
+        }
+    };
+    let cores = affinity::placement(&allowed, count);
+    match &cores {
+        Some(c) => tracing::info!("proxy threads pinned to CPUs {c:?} (CPU_AFFINITY=auto)"),
+        None => tracing::info!(
+            "{count} proxy threads and {} CPUs to run on: threads not pinned (CPU_AFFINITY)",
+            allowed.len()
+        ),
+    }
+    cores
 }
 
 /// The body of one proxy thread: its own runtime, serving until `stop` and the drain are over.

@@ -221,3 +221,70 @@ fn unwritable_base_fails_at_start_naming_the_path() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains(&state.display().to_string()), "{err}");
 }
+
+/// The CPUs in a `Cpus_allowed_list` line of `/proc/<pid>/task/<tid>/status` ("0-2,5").
+fn cpu_list(status: &str) -> Option<Vec<usize>> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?);
+    }
+    Some(cpus)
+}
+
+/// The CPUs each proxy thread of process `pid` may run on.
+fn proxy_thread_cpus(pid: u32) -> Vec<Vec<usize>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end() == "understudy-prox")
+        })
+        .filter_map(|t| cpu_list(&std::fs::read_to_string(t.path().join("status")).ok()?))
+        .collect()
+}
+
+#[test]
+fn each_proxy_thread_runs_on_a_core_of_its_own_unless_cpu_affinity_is_off() {
+    let allowed = cpu_list(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let run = |name: &str, env: &[(&str, &str)], want: &dyn Fn(&[Vec<usize>]) -> bool| {
+        let base = Base::new(name);
+        base.write_env("");
+        let mut u = Understudy::start_with_env(&base, env);
+        let seen = wait_until(name, Duration::from_secs(10), || {
+            let cpus = proxy_thread_cpus(u.pid());
+            (!cpus.is_empty() && want(&cpus)).then_some(cpus)
+        });
+        u.stop();
+        seen
+    };
+    // As many threads as CPUs (WORKER_THREADS=auto): one CPU each, the first ones allowed.
+    let threads = allowed.len().min(4).to_string();
+    let pinned = run(
+        "affinity-auto",
+        &[("UNDERSTUDY_WORKER_THREADS", &threads)],
+        &|cpus| cpus.iter().all(|c| c.len() == 1),
+    );
+    let mut each: Vec<usize> = pinned.iter().map(|c| c[0]).collect();
+    each.sort_unstable();
+    assert_eq!(
+        each,
+        allowed[..each.len()],
+        "one CPU of its own each: {pinned:?}"
+    );
+    assert_eq!(each.len().to_string(), threads);
+    // Off, or more threads than CPUs: every thread may run on every CPU the process may.
+    let all = |cpus: &[Vec<usize>]| cpus.iter().all(|c| *c == allowed);
+    run("affinity-off", &[("UNDERSTUDY_CPU_AFFINITY", "off")], &all);
+    let more = (allowed.len() + 1).to_string();
+    let unpinned = run(
+        "affinity-more",
+        &[("UNDERSTUDY_WORKER_THREADS", &more)],
+        &all,
+    );
+    assert_eq!(unpinned.len(), allowed.len() + 1);
+}

@@ -355,4 +355,14 @@ mod tests {
         assert_eq!(cfg.mirror_queue, 1_000_000);
         assert_eq!(cfg.score.max_p95_ratio, Some(1.0));
     }
+
+    #[test]
+    fn cpu_affinity_is_auto_or_off() {
+        assert!(load_set("IDENTIFIER=a\n", &[]).unwrap().cpu_affinity);
+        let off = load_set("IDENTIFIER=a\n", &[("CPU_AFFINITY", "OFF")]).unwrap();
+        assert!(!off.cpu_affinity);
+        let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[("CPU_AFFINITY", "0-3")]));
+        assert_eq!((k.as_str(), v.as_str()), ("CPU_AFFINITY", "0-3"));
+        assert!(expected.contains("auto or off"), "{expected}");
+    }
 }

@@ -80,6 +80,7 @@ const FIELDS: &[(&str, Differs)] = fields!(
         mirror_concurrency => "MIRROR_CONCURRENCY",
         mirror_timeout => "MIRROR_TIMEOUT",
         worker_threads => "WORKER_THREADS",
+        cpu_affinity => "CPU_AFFINITY",
         log_dir => "LOG_DIR",
         log_level => "LOG_LEVEL",
         log_format => "LOG_FORMAT",

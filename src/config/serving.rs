@@ -138,9 +138,10 @@ pub(super) struct Mirror {
     pub(super) concurrency: usize,
     pub(super) timeout: Duration,
     pub(super) worker_threads: Option<usize>,
+    pub(super) cpu_affinity: bool,
 }
 
-/// MIRROR_*, WORKER_THREADS.
+/// MIRROR_*, WORKER_THREADS, CPU_AFFINITY.
 pub(super) fn mirror(raw: &Raw) -> Result<Mirror, ConfigError> {
     let worker_threads = match raw.get("WORKER_THREADS").trim() {
         "" | "auto" => None,
@@ -170,6 +171,17 @@ pub(super) fn mirror(raw: &Raw) -> Result<Mirror, ConfigError> {
             MAX_SHORT_DURATION,
         )?,
         worker_threads,
+        cpu_affinity: match raw.get("CPU_AFFINITY").trim().to_ascii_lowercase().as_str() {
+            "" | "auto" | "on" => true,
+            "off" => false,
+            _ => {
+                return Err(invalid(
+                    "CPU_AFFINITY",
+                    raw.get("CPU_AFFINITY"),
+                    "auto or off",
+                ))
+            }
+        },
     })
 }
 

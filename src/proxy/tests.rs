@@ -100,6 +100,7 @@ fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
         canary_sticky: crate::config::Sticky::Ip,
         served: None,
         threads,
+        pin: false,
         open: None,
         no_running_hint: "no running instance\n".into(),
         drain_grace,
