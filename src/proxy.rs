@@ -380,11 +380,7 @@ pub fn start(
                 std::thread::Builder::new()
                     .name(format!("understudy-proxy-{index}"))
                     .spawn(move || {
-                        if let Some(cpu) = core {
-                            if let Err(e) = affinity::pin_current(index, cpu) {
-                                tracing::warn!("{e}");
-                            }
-                        }
+                        pin(index, core);
                         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
                             proxy_thread(index, listener, proxy, conns, life)
                         }))
@@ -416,8 +412,9 @@ pub fn start(
     Ok(ProxyHandle { threads })
 }
 
-/// The core for each of `count` proxy threads when `pin` (`CPU_AFFINITY=auto`) and there are
-/// enough cores this process may use; `None` leaves them to the scheduler. Says which, once.
+/// The CPU for each of `count` proxy threads when `pin` (`CPU_AFFINITY=auto`) and they are one
+/// per CPU this process may use ([`affinity::placement`]); `None` leaves them to the scheduler.
+/// Says which, once.
 fn cores(pin: bool, count: usize) -> Option<Vec<usize>> {
     if !pin {
         return None;
@@ -429,15 +426,28 @@ fn cores(pin: bool, count: usize) -> Option<Vec<usize>> {
             return None;
         }
     };
-    let cores = affinity::placement(&allowed, count);
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = affinity::placement(&allowed, usable, count);
     match &cores {
-        Some(c) => tracing::info!("proxy threads pinned to CPUs {c:?} (CPU_AFFINITY=auto)"),
+        Some(c) => {
+            tracing::info!("pinning the proxy threads to CPUs {c:?}, one each (CPU_AFFINITY)")
+        }
         None => tracing::info!(
-            "{count} proxy threads and {} CPUs to run on: threads not pinned (CPU_AFFINITY)",
+            "proxy threads not pinned (CPU_AFFINITY): {count} threads, {} CPUs in the affinity \
+             mask, {usable} usable; they are pinned when the three agree",
             allowed.len()
         ),
     }
     cores
+}
+
+/// Keep proxy thread `index` on `core`, if it has one; a refusal is said and changes nothing else.
+fn pin(index: usize, core: Option<usize>) {
+    if let Some(cpu) = core {
+        if let Err(e) = affinity::pin_current(index, cpu) {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// The body of one proxy thread: its own runtime, serving until `stop` and the drain are over.

@@ -249,42 +249,50 @@ fn proxy_thread_cpus(pid: u32) -> Vec<Vec<usize>> {
 }
 
 #[test]
-fn each_proxy_thread_runs_on_a_core_of_its_own_unless_cpu_affinity_is_off() {
-    let allowed = cpu_list(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
-    let run = |name: &str, env: &[(&str, &str)], want: &dyn Fn(&[Vec<usize>]) -> bool| {
+fn each_proxy_thread_runs_on_a_cpu_of_its_own_unless_cpu_affinity_is_off() {
+    // What understudy will see: its affinity mask (online CPUs only) and its usable CPUs (which
+    // a quota lowers); the proxy threads are one per usable CPU (WORKER_THREADS=auto).
+    let allowed = understudy::proxy::affinity::allowed_cpus().unwrap();
+    let usable = std::thread::available_parallelism().unwrap().get();
+    let run = |name: &str, env: &[(&str, &str)], threads: usize| {
         let base = Base::new(name);
         base.write_env("");
         let mut u = Understudy::start_with_env(&base, env);
-        let seen = wait_until(name, Duration::from_secs(10), || {
-            let cpus = proxy_thread_cpus(u.pid());
-            (!cpus.is_empty() && want(&cpus)).then_some(cpus)
+        wait_until("every proxy thread", Duration::from_secs(10), || {
+            (proxy_thread_cpus(u.pid()).len() == threads).then_some(())
         });
+        // Served (503: no build yet), so the threads are past their start, pinned or not.
+        assert_eq!(u.get("/").0, 503);
+        let cpus = proxy_thread_cpus(u.pid());
         u.stop();
-        seen
+        cpus
     };
-    // As many threads as CPUs (WORKER_THREADS=auto): one CPU each, the first ones allowed.
-    let threads = allowed.len().min(4).to_string();
-    let pinned = run(
-        "affinity-auto",
-        &[("UNDERSTUDY_WORKER_THREADS", &threads)],
-        &|cpus| cpus.iter().all(|c| c.len() == 1),
+    let pinned = run("affinity-auto", &[], usable);
+    if allowed.len() == usable {
+        let mut each: Vec<usize> = pinned.iter().flatten().copied().collect();
+        each.sort_unstable();
+        assert_eq!(
+            each, allowed,
+            "one CPU each, every CPU of the mask: {pinned:?}"
+        );
+    } else {
+        // A quota below the mask: pinning would crowd the threads onto the lowest CPUs.
+        assert!(pinned.iter().all(|c| c.len() > 1), "{pinned:?}");
+    }
+    // Off, or more threads than CPUs: every thread may run where this process may (as /proc
+    // lists it, which may name CPUs that are offline).
+    let whole = cpu_list(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let off = run(
+        "affinity-off",
+        &[("UNDERSTUDY_CPU_AFFINITY", "off")],
+        usable,
     );
-    let mut each: Vec<usize> = pinned.iter().map(|c| c[0]).collect();
-    each.sort_unstable();
-    assert_eq!(
-        each,
-        allowed[..each.len()],
-        "one CPU of its own each: {pinned:?}"
-    );
-    assert_eq!(each.len().to_string(), threads);
-    // Off, or more threads than CPUs: every thread may run on every CPU the process may.
-    let all = |cpus: &[Vec<usize>]| cpus.iter().all(|c| *c == allowed);
-    run("affinity-off", &[("UNDERSTUDY_CPU_AFFINITY", "off")], &all);
+    assert!(off.iter().all(|c| *c == whole), "{off:?}");
     let more = (allowed.len() + 1).to_string();
-    let unpinned = run(
+    let crowded = run(
         "affinity-more",
         &[("UNDERSTUDY_WORKER_THREADS", &more)],
-        &all,
+        allowed.len() + 1,
     );
-    assert_eq!(unpinned.len(), allowed.len() + 1);
+    assert!(crowded.iter().all(|c| *c == whole), "{crowded:?}");
 }

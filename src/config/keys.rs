@@ -47,7 +47,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
     KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },
     KeyDoc { key: "WORKER_THREADS", default: "auto", doc: "Proxy threads, each with its own event loop (as nginx's workers); auto means one per core." },
-    KeyDoc { key: "CPU_AFFINITY", default: "auto", doc: "auto: each proxy thread stays on a core of its own, when there are no more threads than cores this process may use (as nginx's worker_cpu_affinity); off: the scheduler moves them." },
+    KeyDoc { key: "CPU_AFFINITY", default: "auto", doc: "auto: each proxy thread stays on one CPU, a different one per thread, when the threads are one per CPU of the process's affinity mask and no CPU quota is below that (nginx's worker_cpu_affinity, which is off unless set there); off: the scheduler moves them." },
     KeyDoc { key: "LOG_DIR", default: "", doc: "Directory for understudy's own log (understudy.log); empty logs to stderr." },
     KeyDoc { key: "LOG_LEVEL", default: "info", doc: "understudy's own log level: error, warn, info, debug or trace." },
     KeyDoc { key: "LOG_FORMAT", default: "text", doc: "understudy's own log: text lines, or json (one object per line with the event's fields, for log shippers)." },

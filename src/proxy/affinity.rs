@@ -1,8 +1,13 @@
-//! Which core each proxy thread runs on (`CPU_AFFINITY`). Each thread keeps its connections to
-//! itself, so one that stays on its core keeps their sockets and buffers in that core's cache and
-//! is woken there; left to the scheduler it was moved between the cores under load. Pinned, the
-//! plain path took 0.91× the CPU per request at 32 connections and 0.93× at 128, in paired
-//! rounds (docs/benchmarks.md, December (10)), as nginx's `worker_cpu_affinity` offers.
+//! Which CPU each proxy thread runs on (`CPU_AFFINITY`). Each thread keeps its connections to
+//! itself, so one that stays on its CPU keeps their sockets and buffers in that CPU's cache and
+//! is woken there; left to the scheduler it was moved between them under load. Pinned, the plain
+//! path took 0.91× the CPU per request at 32 connections and 0.93× at 128, in paired rounds
+//! (docs/benchmarks.md, December (10)). nginx offers the same as `worker_cpu_affinity`, off
+//! unless set; here it is on, but only where it cannot crowd: one thread on each CPU of the
+//! process's affinity mask, and no CPU quota below that (a container limited to 2 CPUs of 64
+//! would otherwise put every such understudy on CPUs 0 and 1). Blocking threads a pinned thread's
+//! runtime starts (a name lookup of `UPSTREAM_HOST`) share its CPU; a CPU taken offline, or a
+//! cpuset changed later, widens the mask again.
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -25,11 +30,12 @@ pub enum AffinityError {
     },
 }
 
-/// The CPU for each of `threads` proxy threads, from the CPUs this process may run on (in
-/// order); `None` when there are fewer such CPUs than threads: two threads sharing a core they
-/// cannot leave would be worse than none pinned.
-pub fn placement(allowed: &[usize], threads: usize) -> Option<Vec<usize>> {
-    (threads > 0 && allowed.len() >= threads).then(|| allowed[..threads].to_vec())
+/// The CPU for each of `threads` proxy threads: the CPUs this process may run on (`allowed`, in
+/// order), one each, when the threads are exactly one per such CPU and no quota lets the process
+/// use fewer (`usable`, as `available_parallelism` counts them); otherwise `None`. Fewer threads
+/// would all crowd onto the lowest CPUs; more would share CPUs they cannot leave.
+pub fn placement(allowed: &[usize], usable: usize, threads: usize) -> Option<Vec<usize>> {
+    (threads > 0 && allowed.len() == threads && usable == threads).then(|| allowed.to_vec())
 }
 
 /// The CPUs the calling thread may run on now (a cpuset or `taskset` narrows them), in order.
@@ -58,12 +64,23 @@ mod tests {
 
     #[test]
     fn each_thread_gets_its_own_allowed_cpu_or_none_is_pinned() {
-        assert_eq!(placement(&[0, 1], 2), Some(vec![0, 1]));
-        assert_eq!(placement(&[2, 5, 7], 2), Some(vec![2, 5]));
-        assert_eq!(placement(&[3], 1), Some(vec![3]));
-        assert_eq!(placement(&[0, 1], 3), None, "more threads than CPUs");
-        assert_eq!(placement(&[], 1), None);
-        assert_eq!(placement(&[0, 1], 0), None);
+        assert_eq!(placement(&[0, 1], 2, 2), Some(vec![0, 1]));
+        assert_eq!(placement(&[2, 5, 7], 3, 3), Some(vec![2, 5, 7]), "a cpuset");
+        assert_eq!(placement(&[3], 1, 1), Some(vec![3]));
+        assert_eq!(placement(&[0, 1], 2, 3), None, "more threads than CPUs");
+        assert_eq!(
+            placement(&[0, 1, 2, 3], 4, 2),
+            None,
+            "fewer: all on CPUs 0 and 1"
+        );
+        assert_eq!(placement(&[0, 1, 2, 3], 2, 4), None, "a quota of 2 CPUs");
+        assert_eq!(
+            placement(&[0, 1, 2, 3], 2, 2),
+            None,
+            "a quota, threads as it allows"
+        );
+        assert_eq!(placement(&[], 0, 1), None);
+        assert_eq!(placement(&[0, 1], 2, 0), None);
     }
 
     #[test]
