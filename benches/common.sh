@@ -24,11 +24,12 @@ STATIC
 }
 
 # write_haproxy_cfg FILE LISTEN-PORT BACKEND-PORT [PIDFILE]: 2 threads, idle server connections
-# shared between users, no logging.
+# shared between users, no logging; with PEER_AFFINITY=1 each thread bound to a CPU of its own.
 write_haproxy_cfg() {
   {
     echo 'global'
     echo '  nbthread 2'
+    if [ "${PEER_AFFINITY:-0}" = 1 ]; then echo '  cpu-map auto:1/1-2 0-1'; fi
     echo '  maxconn 4000'
     if [ -n "${4:-}" ]; then echo "  pidfile $4"; fi
     echo 'defaults'

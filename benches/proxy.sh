@@ -15,7 +15,9 @@
 # backend is not the bottleneck; understudy's builds are then a script that execs such an nginx on
 # $PORT (hung and promotion need the fixture app and are skipped). ROUNDS repeats the cases
 # direct..mirror, rotating their order each round, and prints medians. US_BIN measures another
-# understudy binary (no build). For every proxy the CPU time of all its processes (utime + stime
+# understudy binary (no build). PEER_AFFINITY=1 binds nginx's workers and HAProxy's threads to a
+# CPU each (worker_cpu_affinity auto; cpu-map), as understudy's CPU_AFFINITY=auto does its own;
+# off by default, as in their own defaults. For every proxy the CPU time of all its processes (utime + stime
 # from /proc) over the measured interval is reported, as a share of one core and per request.
 #
 # Installs wrk, nginx and haproxy from Debian's packages if missing. Never run by `cargo test`.
@@ -164,8 +166,10 @@ if want direct || want nginx || want haproxy; then
 fi
 
 # nginx, plain and mirrored (to the second backend).
+NGINX_AFFINITY=""; [ "${PEER_AFFINITY:-0}" = 1 ] && NGINX_AFFINITY="worker_cpu_affinity auto;"
 cat > "$WORK/nginx.conf" <<NGX
 worker_processes 2;
+$NGINX_AFFINITY
 error_log $WORK/nginx-error.log;
 pid $WORK/nginx.pid;
 events { worker_connections 8192; }
