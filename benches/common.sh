@@ -23,6 +23,36 @@ STATIC
   chmod +x "$1"
 }
 
+# write_nginx_cfg DIR LISTEN-PORT BACKEND-PORT [MIRROR-LISTEN-PORT MIRROR-BACKEND-PORT]: nginx as
+# a reverse proxy with 2 workers and keep-alive upstreams into DIR/nginx.conf (pid and error log in
+# DIR); with the mirror ports, a second server that also copies each request there (`mirror`);
+# with PEER_AFFINITY=1 each worker bound to a CPU of its own.
+write_nginx_cfg() {
+  local affinity="" mirror_upstream="" mirror_server=""
+  [ "${PEER_AFFINITY:-0}" = 1 ] && affinity="worker_cpu_affinity auto;"
+  if [ -n "${4:-}" ]; then
+    mirror_upstream="upstream mirror_app { server 127.0.0.1:$5; keepalive 256; }"
+    mirror_server="server { listen 127.0.0.1:$4;
+    location / { mirror /__mirror; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    location = /__mirror { internal; proxy_pass http://mirror_app\$request_uri; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  fi
+  cat > "$1/nginx.conf" <<NGX
+worker_processes 2;
+$affinity
+error_log $1/nginx-error.log;
+pid $1/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream app { server 127.0.0.1:$3; keepalive 256; }
+  $mirror_upstream
+  server { listen 127.0.0.1:$2;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  $mirror_server
+}
+NGX
+}
+
 # write_haproxy_cfg FILE LISTEN-PORT BACKEND-PORT [PIDFILE]: 2 threads, idle server connections
 # shared between users, no logging; with PEER_AFFINITY=1 each thread bound to a CPU of its own.
 write_haproxy_cfg() {

@@ -9,7 +9,8 @@
 #   US_BINS="/tmp/a /tmp/b" PEERS= ROUNDS=5 bash benches/kernel.sh    # an A/B, no peers
 #   PROFILE=1 ROUNDS=1 CONNS=128 bash benches/kernel.sh
 #
-# Counting system calls through tracepoints (COUNT=1, the default) and sampling (PROFILE=1) slow
+# PEER_AFFINITY=1 binds the peers to a CPU per worker or thread (benches/common.sh). Counting
+# system calls through tracepoints (COUNT=1, the default) and sampling (PROFILE=1) slow
 # every proxy down (up to 1.5x), so these CPU figures are for comparing cases within one round,
 # not for quoting: benches/proxy.sh's are. The
 # backend is a static nginx (2-byte answer), as benches/proxy.sh's BACKEND=static. Needs perf and
@@ -65,18 +66,7 @@ if [[ " $PEERS " == *" haproxy "* ]]; then
   wait_port 18611
 fi
 if [[ " $PEERS " == *" nginx "* ]]; then
-  cat > "$WORK/nginx.conf" <<NGX
-worker_processes 2;
-error_log $WORK/nginx-error.log;
-pid $WORK/nginx.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:18601; keepalive 256; }
-  server { listen 127.0.0.1:18621;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-NGX
+  write_nginx_cfg "$WORK" 18621 18601
   "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
   wait_port 18621
   PORT_OF[nginx]=18621; PIDS_OF[nginx]=$(pgrep -d, -P "$(cat "$WORK/nginx.pid")")

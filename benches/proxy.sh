@@ -166,24 +166,7 @@ if want direct || want nginx || want haproxy; then
 fi
 
 # nginx, plain and mirrored (to the second backend).
-NGINX_AFFINITY=""; [ "${PEER_AFFINITY:-0}" = 1 ] && NGINX_AFFINITY="worker_cpu_affinity auto;"
-cat > "$WORK/nginx.conf" <<NGX
-worker_processes 2;
-$NGINX_AFFINITY
-error_log $WORK/nginx-error.log;
-pid $WORK/nginx.pid;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:18001; keepalive 256; }
-  upstream mirror_app { server 127.0.0.1:18002; keepalive 256; }
-  server { listen 127.0.0.1:18101;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:18102;
-    location / { mirror /__mirror; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location = /__mirror { internal; proxy_pass http://mirror_app\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-NGX
+write_nginx_cfg "$WORK" 18101 18001 18102 18002
 if want nginx; then
   "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -g "daemon on;" 2>/dev/null
   wait_port 18101; wait_port 18102
