@@ -1,6 +1,9 @@
 # Shared by benches/proxy.sh and benches/instructions.sh (sourced, not run): the static backend
 # and the HAProxy configuration, so both measure against the same peers.
 
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
 # write_static_sh FILE NGINX: a script that runs nginx in the foreground on $PORT answering `ok`
 # to everything, its files in the current directory (an understudy instance folder, or ours).
 write_static_sh() {

@@ -50,7 +50,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # The static backend on 18601, HAProxy on 18611, nginx on 18621 (2 workers, keep-alive upstream).
 write_static_sh "$WORK/static.sh" "$NGINX"

@@ -70,7 +70,6 @@ done = function(s, latency, requests)
 end
 LUA
 
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 wait_body() { for _ in $(seq 400); do curl -s "http://127.0.0.1:$1/" | grep -q "$2" && return 0; sleep 0.05; done; echo "no '$2' on $1" >&2; return 1; }
 # A proxy's processes are given as pids (threads are counted in their process); not their children,
 # which for understudy are the builds it runs.

@@ -63,7 +63,7 @@ pub use upstream::{InflightGuard, Routes, Upstream};
 pub struct ProxySettings {
     /// Proxy threads, each with its own event loop (0 counts as 1).
     pub threads: usize,
-    /// Keep each thread on a core of its own when there are enough ([`affinity`]).
+    /// Keep each thread on a CPU of its own when they are one per CPU it may use ([`affinity`]).
     pub pin: bool,
     /// Accept only once this is cancelled (`None`: at once). An understudy started by an
     /// upgrade shares its listener with the old one, which serves until running is adopted here.

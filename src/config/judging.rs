@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::parse::{
-    comma_list, invalid, on_off, Raw, MAX_COUNT, MAX_LOG_DELTA, MAX_P95_FACTOR, MAX_SHORT_DURATION,
-    MAX_WINDOW,
+    auto_or_off, comma_list, invalid, on_off, Raw, MAX_COUNT, MAX_LOG_DELTA, MAX_P95_FACTOR,
+    MAX_SHORT_DURATION, MAX_WINDOW,
 };
 use super::ConfigError;
 
@@ -75,14 +75,8 @@ pub struct ReplayConfig {
 
 /// The REPLAY* keys.
 fn replaying(raw: &Raw) -> Result<ReplayConfig, ConfigError> {
-    let v = raw.get("REPLAY");
-    let on = match v.trim().to_ascii_lowercase().as_str() {
-        "auto" | "on" => true,
-        "off" => false,
-        _ => return Err(invalid("REPLAY", v, "auto or off")),
-    };
     Ok(ReplayConfig {
-        on,
+        on: auto_or_off(raw, "REPLAY")?,
         keep: raw.count_usize("REPLAY_KEEP", 100_000)?,
         rate: raw.count("REPLAY_RATE", 1, 10_000, " (replayed requests per second)")? as u32,
         repeat: raw.count("REPLAY_REPEAT", 1, 1_000, " (times one request may count)")? as u32,

@@ -187,6 +187,16 @@ pub(super) fn on_off(raw: &Raw, key: &'static str) -> Result<bool, ConfigError> 
     }
 }
 
+/// A switch whose default does the right thing for the machine: auto (also on) or off.
+pub(super) fn auto_or_off(raw: &Raw, key: &'static str) -> Result<bool, ConfigError> {
+    let v = raw.get(key);
+    match v.trim().to_ascii_lowercase().as_str() {
+        "auto" | "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(invalid(key, v, "auto or off")),
+    }
+}
+
 /// The non-empty, trimmed items of a comma-separated value.
 pub(super) fn comma_list(v: &str) -> Vec<String> {
     v.split(',')

@@ -9,8 +9,8 @@ use std::time::Duration;
 use http::Method;
 
 use super::parse::{
-    invalid, parse_number, Raw, MAX_COMMAND_LEN, MAX_MIRROR_BODY, MAX_MIRROR_CONCURRENCY,
-    MAX_MIRROR_QUEUE, MAX_SHORT_DURATION, MAX_SIZE, MAX_WORKER_THREADS,
+    auto_or_off, invalid, parse_number, Raw, MAX_COMMAND_LEN, MAX_MIRROR_BODY,
+    MAX_MIRROR_CONCURRENCY, MAX_MIRROR_QUEUE, MAX_SHORT_DURATION, MAX_SIZE, MAX_WORKER_THREADS,
 };
 use super::ConfigError;
 
@@ -171,17 +171,7 @@ pub(super) fn mirror(raw: &Raw) -> Result<Mirror, ConfigError> {
             MAX_SHORT_DURATION,
         )?,
         worker_threads,
-        cpu_affinity: match raw.get("CPU_AFFINITY").trim().to_ascii_lowercase().as_str() {
-            "" | "auto" | "on" => true,
-            "off" => false,
-            _ => {
-                return Err(invalid(
-                    "CPU_AFFINITY",
-                    raw.get("CPU_AFFINITY"),
-                    "auto or off",
-                ))
-            }
-        },
+        cpu_affinity: auto_or_off(raw, "CPU_AFFINITY")?,
     })
 }
 
