@@ -9,7 +9,7 @@
 #   US_BINS="/tmp/a /tmp/b" PEERS= ROUNDS=5 bash benches/kernel.sh    # an A/B, no peers
 #   PROFILE=1 ROUNDS=1 CONNS=128 bash benches/kernel.sh
 #
-# PEER_AFFINITY=1 binds the peers to a CPU per worker or thread (benches/common.sh). Counting
+# KEEP_WORK=1 keeps the work directory (perf data, logs) for `perf report`. PEER_AFFINITY=1 binds the peers to a CPU per worker or thread (benches/common.sh). Counting
 # system calls through tracepoints (COUNT=1, the default) and sampling (PROFILE=1) slow
 # every proxy down (up to 1.5x), so these CPU figures are for comparing cases within one round,
 # not for quoting: benches/proxy.sh's are. The
@@ -47,7 +47,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -124,10 +124,17 @@ for name, n in parts.most_common(8):
 ' "$2"
 }
 
+# Voluntary and involuntary context switches of all threads of the given processes (comma list).
+switches() { # switches PIDS
+  local p; for p in ${1//,/ }; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+    awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v + 0, n + 0}'
+}
+
 measure() { # measure NAME
   local name=$1 port=${PORT_OF[$1]} pids=${PIDS_OF[$1]} sp rp=""
   wrk -t2 -c"$CONNS" -d3s "http://127.0.0.1:$port/" >/dev/null
   nstat -n >/dev/null
+  local before; before=$(switches "$pids")
   perf stat -x, -e "$EVENTS" -p "$pids" -o "$WORK/$name.stat" -- sleep "$DURATION" >/dev/null 2>&1 &
   sp=$!
   if [ -n "$PROFILE" ]; then
@@ -138,10 +145,12 @@ measure() { # measure NAME
   out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$port/")
   wait "$sp"; [ -n "$rp" ] && wait "$rp"
   req=$(echo "$out" | awk '/requests in/ {print $1}')
+  local after; after=$(switches "$pids")
   printf '%-14s c=%-4s %8s req/s' "$name" "$CONNS" "$(echo "$out" | awk '/Requests\/sec/ {printf "%d", $2}')"
   awk -F, -v r="$req" '$3 == "task-clock" {printf "  CPU %.2f µs/req", $1 * 1000 / r}' "$WORK/$name.stat"
   echo
   awk -F, -v r="$req" '/^[0-9]/ && $3 != "task-clock" && $1 > 0 {sub("syscalls:sys_enter_", "", $3); printf "    %-18s %6.3f per request\n", $3, $1 / r}' "$WORK/$name.stat"
+  echo "$before $after" | awk -v r="$req" '{printf "    %-18s %6.3f voluntary, %.3f involuntary per request\n", "switches", ($3 - $1) / r, ($4 - $2) / r}'
   nstat 2>/dev/null | awk -v r="$req" '$1 == "TcpOutSegs" || $1 == "TcpExtTCPPureAcks" || $1 == "TcpExtDelayedACKs" {printf "    %-18s %6.3f per request (whole machine)\n", $1, $2 / r}'
   if [ -n "$PROFILE" ]; then by_syscall "$WORK/$name.data" "$req"; fi
 }
