@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use semver::Version;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,11 +128,20 @@ pub enum HookError {
         /// The bound.
         timeout: Duration,
     },
+    /// understudy began to stop while it ran, and killed it.
+    #[error("{hook} `{command}` was killed because understudy is stopping")]
+    Stopped {
+        /// Which hook.
+        hook: Hook,
+        /// Its command line.
+        command: String,
+    },
 }
 
 /// Run `argv` for `hook` from `base`, with the release in its environment, bounded by `timeout`.
 /// Its output goes to `hooks.log`, capped at `log_max`; its whole process group is killed when it
-/// ends, times out, or understudy stops, so nothing it started in the background outlives it.
+/// ends, times out, or `stop` is cancelled (understudy stopping), so nothing it started in the
+/// background outlives it and shutdown never waits out `HOOK_TIMEOUT`.
 pub async fn run(
     hook: Hook,
     argv: &[String],
@@ -139,6 +149,7 @@ pub async fn run(
     env: &HookEnv,
     timeout: Duration,
     log_max: u64,
+    stop: &CancellationToken,
 ) -> Result<(), HookError> {
     let command = argv.join(" ");
     let log_path = env.dir.join("hooks.log");
@@ -164,23 +175,27 @@ pub async fn run(
     drop(cmd);
     let group = child.id().map(Group::new);
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(log_err)?;
-    let waited = tokio::time::timeout(
-        timeout,
-        wait_and_pump(&mut child, group.as_ref(), &mut log, output),
-    )
-    .await;
-    let status = match waited {
-        Ok(status) => status,
-        Err(_) => {
-            drop(group);
-            let _ = child.wait().await;
-            log.line(&format!("== killed after HOOK_TIMEOUT ({timeout:?})"));
-            return Err(HookError::TimedOut {
-                hook,
-                command,
-                timeout,
-            });
+    let waited = tokio::select! {
+        w = tokio::time::timeout(
+            timeout,
+            wait_and_pump(&mut child, group.as_ref(), &mut log, output),
+        ) => w.ok(),
+        () = stop.cancelled() => None,
+    };
+    let Some(status) = waited else {
+        // Killed and reaped here, whichever bound cut it short.
+        drop(group);
+        let _ = child.wait().await;
+        if stop.is_cancelled() {
+            log.line("== killed: understudy is stopping");
+            return Err(HookError::Stopped { hook, command });
         }
+        log.line(&format!("== killed after HOOK_TIMEOUT ({timeout:?})"));
+        return Err(HookError::TimedOut {
+            hook,
+            command,
+            timeout,
+        });
     };
     match status {
         Ok(s) if s.success() => Ok(()),
@@ -449,6 +464,7 @@ mod tests {
             &env(dir.path()),
             Duration::from_secs(10),
             1 << 20,
+            &CancellationToken::new(),
         )
         .await
         .unwrap();
@@ -468,6 +484,7 @@ mod tests {
             &env(dir.path()),
             Duration::from_secs(10),
             1 << 20,
+            &CancellationToken::new(),
         )
         .await
         .unwrap_err()
@@ -490,6 +507,7 @@ mod tests {
             &env(dir.path()),
             Duration::from_millis(300),
             1 << 20,
+            &CancellationToken::new(),
         )
         .await
         .unwrap_err();
@@ -536,6 +554,7 @@ mod tests {
             &env(dir.path()),
             Duration::from_secs(20),
             1 << 20,
+            &CancellationToken::new(),
         )
         .await
         .unwrap();
@@ -557,18 +576,29 @@ mod tests {
             pid_file.display()
         ));
         let release = env(dir.path());
-        let hook = run(
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.cancel();
+        });
+        let started = std::time::Instant::now();
+        let e = run(
             Hook::PreStart,
             &argv,
             dir.path(),
             &release,
             Duration::from_secs(60),
             1 << 20,
-        );
-        // Stopping drops the hook's future, as the executor's task is dropped at shutdown.
-        let cut = tokio::time::timeout(Duration::from_millis(500), hook).await;
-        assert!(cut.is_err());
+            &stop,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, HookError::Stopped { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(10));
         gone(&pid_file).await;
+        let log = std::fs::read_to_string(dir.path().join("hooks.log")).unwrap();
+        assert!(log.contains("killed: understudy is stopping"), "{log}");
     }
 
     #[tokio::test]
@@ -584,6 +614,7 @@ mod tests {
             &env(dir.path()),
             Duration::from_secs(20),
             cap,
+            &CancellationToken::new(),
         )
         .await
         .unwrap_err()
@@ -609,6 +640,7 @@ mod tests {
             &env(dir.path()),
             Duration::from_secs(20),
             cap,
+            &CancellationToken::new(),
         )
         .await
         .unwrap();

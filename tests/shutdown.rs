@@ -165,3 +165,42 @@ fn a_crash_of_running_is_handled_while_a_large_bundle_unpacks() {
         (u.get("/").0 == 200).then_some(())
     });
 }
+
+#[test]
+fn sigterm_kills_a_hook_still_running_instead_of_waiting_out_its_timeout() {
+    let base = Base::new("sigterm-hook");
+    base.write_env(
+        "PRE_START='/bin/sh -c \"echo started; exec sleep 3000\"'\nHOOK_TIMEOUT=1h\nSHUTDOWN_GRACE=2s",
+    );
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    wait_until("PRE_START running", Duration::from_secs(20), || {
+        processes_under(&base.path)
+            .iter()
+            .any(|(_, cmd)| cmd.contains("sleep 3000"))
+            .then_some(())
+    });
+    let asked = std::time::Instant::now();
+    u.sigterm();
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        u.log_text()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        processes_under(&base.path).is_empty(),
+        "the hook is killed: {:?}",
+        processes_under(&base.path)
+    );
+    let log = std::fs::read_to_string(base.path.join("app-1.0.0/hooks.log")).unwrap_or_default();
+    assert!(
+        log.contains("killed: understudy is stopping"),
+        "hooks.log says why the hook ended:\n{log}"
+    );
+}

@@ -193,6 +193,8 @@ struct Executor {
     files_tx: mpsc::UnboundedSender<FileJob>,
     live: LiveGroups,
     tasks: TaskTracker,
+    /// Cancelled when shutdown begins: a hook still running is then killed, not waited for.
+    hooks_stop: CancellationToken,
     inject_panic: bool,
     /// `INJECT_HANG` is set.
     inject_hang: bool,
@@ -258,6 +260,7 @@ impl Executor {
             files_tx,
             live: parts.live,
             tasks: TaskTracker::new(),
+            hooks_stop: CancellationToken::new(),
             inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
             inject_hang: std::env::var(INJECT_HANG).is_ok_and(|v| v == "supervisor"),
             hang: false,
@@ -425,15 +428,16 @@ impl Executor {
             previous,
             port,
         };
-        let (base, timeout, log_max, done) = (
+        let (base, timeout, log_max, done, stop) = (
             self.layout.base().to_path_buf(),
             self.cfg.hook_timeout,
             self.cfg.hook_log_max,
             self.done_tx.clone(),
+            self.hooks_stop.clone(),
         );
         tracing::info!("running {hook} for {version}: {}", argv.join(" "));
         self.tasks.spawn(async move {
-            let result = crate::hooks::run(hook, &argv, &base, &env, timeout, log_max)
+            let result = crate::hooks::run(hook, &argv, &base, &env, timeout, log_max, &stop)
                 .await
                 .map_err(|e| e.to_string());
             let _ = done.send(Done::Hook {
@@ -701,6 +705,7 @@ impl Executor {
     async fn shutdown(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>, files: JoinHandle<()>) {
         // Started by an upgrade that is not done: the old understudy takes its children back.
         let give_back = !self.succession.serving.is_cancelled();
+        self.hooks_stop.cancel();
         for (id, instance) in self.instances.drain() {
             let live = self.live.clone();
             let adopted = self.adopted_ids.contains(&id);
