@@ -160,15 +160,15 @@ pub(super) async fn relay(
             Err(()) => break false,
         }
         let read = answer.capacity().max(ANSWER_READ);
-        let target = if up.done() {
-            None
-        } else {
-            ahead.target(proxy, out, read)
+        let (target, read) = match up.done() {
+            true => (None, None),
+            false => ahead.target(proxy, out, read).unzip(),
         };
+        let read = read.unwrap_or(0);
         let can_write = ahead.sent < out.len();
         let (read_by, write_by) = clock.deadlines(proxy, target.is_some(), can_write);
         tokio::select! {
-            r = read_some(&mut up.conn, answer), if target.is_some() => match r {
+            r = read_some(&mut up.conn, answer, read), if target.is_some() => match r {
                 Ok(0) if up.framing == Framing::Close => up.framing = Framing::Empty,
                 Ok(0) | Err(_) => up.broken = true,
                 Ok(_) => {
@@ -181,6 +181,9 @@ pub(super) async fn relay(
             },
             () = read_by, if target.is_some() => up.broken = true,
             () = write_by, if can_write => break false,
+            // Nothing to read or write can only mean a rule above is wrong: end this answer
+            // rather than panic (`target` always allows a read when nothing waits).
+            else => break false,
         }
     };
     up.abandon();
@@ -243,23 +246,30 @@ impl ReadAhead {
         }
     }
 
-    /// Where one more read of up to `read` bytes from running can go, if anywhere: nowhere once
-    /// this answer has `ANSWER_BUFFER` waiting for the user; else memory while `ANSWER_MEMORY`
-    /// has room and nothing waits on disk; else disk while `ANSWER_SPILL` and the free disk allow.
-    fn target(&mut self, proxy: &Proxy, out: &mut Vec<u8>, read: usize) -> Option<Target> {
+    /// Where one more read of up to `read` bytes from running can go, and how many bytes it may
+    /// take, if anywhere: nowhere once this answer has `ANSWER_BUFFER` waiting for the user; else
+    /// memory while `ANSWER_MEMORY` has room and nothing waits on disk; else disk while
+    /// `ANSWER_SPILL` and the free disk allow. When nothing waits at all, a read is always allowed
+    /// (within the free part of memory): past every bound the answer streams at the user's pace.
+    fn target(&mut self, proxy: &Proxy, out: &mut Vec<u8>, read: usize) -> Option<(Target, usize)> {
         let on_disk = self.spill.as_ref().map_or(0, Spill::waiting);
         let waiting = (out.len() - self.sent) as u64 + on_disk;
-        if waiting + read as u64 > proxy.answer_buffer.max(FREE_ANSWER) as u64 {
+        let bound = proxy.answer_buffer.max(FREE_ANSWER);
+        // The read buffer may have grown past the bound (a long head): one read never exceeds it.
+        let read = read.min(bound);
+        if waiting + read as u64 > bound as u64 {
             return None;
         }
         if on_disk == 0 && memory_room(proxy, out, &mut self.sent, &mut self.held) {
-            return Some(Target::Memory);
+            return Some((Target::Memory, read));
         }
         if self.spill.is_none() {
             self.spill = proxy.spills.open();
         }
-        let spill = self.spill.as_mut()?;
-        spill.reserve(read).then_some(Target::Disk)
+        if self.spill.as_mut().is_some_and(|s| s.reserve(read)) {
+            return Some((Target::Disk, read));
+        }
+        (waiting == 0).then_some((Target::Memory, read.min(FREE_ANSWER)))
     }
 
     /// Bytes read from running into `answer` go where `target` said.
@@ -347,13 +357,18 @@ impl Clock {
 }
 
 /// Read from running's connection into `answer` (cleared first).
-async fn read_some(conn: &mut Option<TcpStream>, answer: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_some(
+    conn: &mut Option<TcpStream>,
+    answer: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<usize> {
     answer.clear();
     if answer.capacity() < ANSWER_READ {
         answer.reserve(ANSWER_READ);
     }
     match conn.as_mut() {
-        Some(c) => c.read_buf(answer).await,
+        Some(c) if answer.capacity() <= limit => c.read_buf(answer).await,
+        Some(c) => AsyncReadExt::take(c, limit as u64).read_buf(answer).await,
         None => std::future::pending().await,
     }
 }

@@ -91,12 +91,21 @@ struct Running {
 
 /// The proxy through [`start`], on a loopback port, with `threads` threads.
 fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
+    start_proxy_with(threads, drain_grace, |_| {})
+}
+
+/// As [`start_proxy`], with some settings changed first.
+fn start_proxy_with(
+    threads: usize,
+    drain_grace: Duration,
+    change: impl FnOnce(&mut ProxySettings),
+) -> Running {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (routes, rx) = watch::channel(Arc::new(Routes::default()));
     let (queue, _mirror_rx) = MirrorQueue::new(4, vec![http::Method::GET], 1024, 0, 0.0);
     let (stop, fatal) = (CancellationToken::new(), CancellationToken::new());
-    let settings = ProxySettings {
+    let mut settings = ProxySettings {
         canary_sticky: crate::config::Sticky::Ip,
         served: None,
         threads,
@@ -119,6 +128,7 @@ fn start_proxy(threads: usize, drain_grace: Duration) -> Running {
         answer_spill: 0,
         min_free_disk: 0,
     };
+    change(&mut settings);
     let stats: Arc<ProxyStats> = Arc::default();
     let handle = start(
         listener,
@@ -153,7 +163,7 @@ fn route_to(routes: &watch::Sender<Arc<Routes>>, up: &Arc<Upstream>) {
 
 /// An upstream speaking raw HTTP/1.1 by path: `/len` (a length), `/big` (300 000 bytes),
 /// `/chunked`, `/eof` (ended by closing), `/broken` (closes mid-body), `/bye` (a length, then
-/// closes without saying). Keeps every request head it read; counts connections.
+/// closes without saying), `/bighead` (a 20 000-byte header, then 100 000 bytes, in one write). Keeps every request head it read; counts connections.
 async fn scripted_upstream() -> (
     Arc<Upstream>,
     Arc<AtomicUsize>,
@@ -208,6 +218,12 @@ async fn scripted_upstream() -> (
                         _ if is_head => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nkeep-alive: timeout=5\r\n\r\n", false),
                         "/big" => {
                             big = [&b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n"[..], &[b'x'; 300_000]].concat();
+                            (&big, false)
+                        }
+                        "/bighead" => {
+                            let pad = "a".repeat(20_000);
+                            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: 100000\r\nx-pad: {pad}\r\n\r\n");
+                            big = [head.as_bytes(), &[b'y'; 100_000]].concat();
                             (&big, false)
                         }
                         "/chunked" => (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", false),
@@ -619,4 +635,41 @@ async fn connect_is_405_and_never_forwarded() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "CONNECT reached running");
     p.stop.cancel();
     p.handle.join().await.unwrap();
+}
+
+/// A long answer head grows the read buffer past a small `ANSWER_BUFFER`, or past what an
+/// exhausted `ANSWER_MEMORY` allows without a spill: the body still comes whole, at the user's
+/// pace, and the connection serves the next request.
+#[tokio::test]
+async fn a_long_answer_head_past_every_answer_bound_still_brings_the_whole_body() {
+    let tight: [fn(&mut ProxySettings); 2] = [
+        |s| s.answer_buffer = 0,
+        |s| {
+            s.answer_memory = 0;
+            s.answer_spill = 0;
+        },
+    ];
+    for (case, change) in tight.into_iter().enumerate() {
+        let p = start_proxy_with(1, Duration::from_secs(5), change);
+        let (up, _, _) = scripted_upstream().await;
+        route_to(&p.routes, &up);
+        let mut u = user(p.addr).await;
+        for round in 0..2 {
+            let (status, headers, body) = ask(&mut u, "GET", "/bighead", "").await;
+            assert_eq!(status, 200, "case {case}, round {round}");
+            assert_eq!(headers["x-pad"].len(), 20_000);
+            assert!(
+                body.len() == 100_000 && body.bytes().all(|b| b == b'y'),
+                "case {case}, round {round}: {} bytes",
+                body.len()
+            );
+        }
+        let (status, _, body) = ask(&mut u, "GET", "/len", "").await;
+        assert_eq!(
+            (status.as_u16(), body.as_str()),
+            (200, "hello"),
+            "case {case}"
+        );
+        p.stop.cancel();
+    }
 }
