@@ -146,6 +146,36 @@ fn oversized_heads_get_431_and_oversized_bodies_413() {
     u.stop();
 }
 
+/// A simple client (Python's `requests`, without `Expect`) sends its whole body before it reads:
+/// refused at once, it must still read the 413, not a reset (RFC 9112 §9.6, lingering close).
+#[test]
+fn a_user_still_sending_a_refused_body_reads_the_413_not_a_reset() {
+    let (_base, mut u) = serving("hostile-linger", "MAX_REQUEST_BODY=1KiB", "");
+    let body_len: usize = 32 << 20;
+    let mut s = TcpStream::connect(u.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'b'; 64 << 10];
+    let mut sent = 0;
+    while sent < body_len {
+        match s.write(&chunk[..chunk.len().min(body_len - sent)]) {
+            Ok(n) => sent += n,
+            Err(e) => panic!("sending the body failed after {sent} of {body_len} bytes: {e}"),
+        }
+    }
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok(),
+        "reading the answer: {read:?}; got {answer:.200}"
+    );
+    assert_eq!(status_of(&answer), 413, "{answer:.300}");
+    u.stop();
+}
+
 #[test]
 fn an_upstream_that_breaks_off_mid_answer_costs_only_that_answer() {
     let (base, mut u) = serving("hostile-reset", "", "--reset-path /broken");

@@ -23,6 +23,14 @@ use super::{Counted, Proxy};
 /// idle one is closed after it.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// After understudy closes its side of a connection, what the user still sends (a body it was
+/// refused, a pipelined request) is read and dropped for up to `LINGERING_TIMEOUT` between reads
+/// and `LINGERING_TIME` in all (nginx's defaults): closing with bytes unread would reset the
+/// connection and could destroy the answer before the user reads it (RFC 9112 §9.6).
+const LINGERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// See [`LINGERING_TIMEOUT`].
+const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: &str =
     "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
@@ -72,7 +80,7 @@ pub(super) async fn serve(
         // leaves the user free to send one more request; it is read within `LINGER` and answered
         // with `close`, rather than cut off.
         if matches!(next, Next::Close) {
-            let _ = client.shutdown().await;
+            close_lingering(&mut client, &proxy, &mut bufs.buf).await;
             return;
         }
         bufs.shrink();
@@ -220,4 +228,29 @@ async fn own_answer(
     ending: Ending,
 ) {
     reply::send(client, out, status, text, ending, proxy.send_timeout).await;
+}
+
+/// Close the user's connection gracefully: say so (FIN), then read and drop what the user still
+/// sends until it closes too, within `LINGERING_TIMEOUT`/`LINGERING_TIME`; sooner when understudy
+/// stops or needs the connection's room.
+async fn close_lingering(client: &mut TcpStream, proxy: &Proxy, scratch: &mut Vec<u8>) {
+    let _ = client.shutdown().await;
+    let end = tokio::time::Instant::now() + LINGERING_TIME;
+    let mut call = std::pin::pin!(proxy.calls.call.notified());
+    scratch.clear();
+    scratch.reserve(16 * 1024);
+    loop {
+        let wait = match proxy.calls.stopping() {
+            true => LINGER,
+            false => LINGERING_TIMEOUT,
+        };
+        let by = end.min(tokio::time::Instant::now() + wait);
+        tokio::select! {
+            r = tokio::time::timeout_at(by, client.read_buf(scratch)) => match r {
+                Ok(Ok(1..)) => scratch.clear(),
+                _ => return,
+            },
+            () = &mut call => return,
+        }
+    }
 }
