@@ -211,10 +211,15 @@ async fn send_with_body(
     let took = body.take(&bufs.buf)?;
     bufs.out.extend_from_slice(&bufs.buf[..took]);
     bufs.buf.drain(..took);
-    let upstream_timeout = proxy.upstream_timeout;
-    write_timed(&mut conn, &bufs.out, upstream_timeout).await?;
     bufs.answer.clear();
     bufs.answer.reserve(ANSWER_READ);
+    // The head goes from a buffer of its own: an interim answer is rewritten into `bufs.out`.
+    let head = std::mem::take(&mut bufs.out);
+    let sent = send_watching(client, proxy, req, &conn, &head, bufs).await;
+    bufs.out = head;
+    if !sent? {
+        return Ok((conn, false));
+    }
     while !body.framing.done() {
         tokio::select! {
             biased;
@@ -233,12 +238,99 @@ async fn send_with_body(
                     return Err(Failure::ClientGone);
                 }
                 let took = body.take(&bufs.buf)?;
-                write_timed(&mut conn, &bufs.buf[..took], upstream_timeout).await?;
+                let part = std::mem::take(&mut bufs.buf);
+                let sent = send_watching(client, proxy, req, &conn, &part[..took], bufs).await;
+                bufs.buf = part;
                 bufs.buf.drain(..took);
+                if !sent? {
+                    return Ok((conn, false));
+                }
             }
         }
     }
     Ok((conn, true))
+}
+
+/// Write `bytes` to running while relaying what running says meanwhile: `Ok(false)` once running
+/// gave its final answer early (it stays in `bufs.answer`, and the rest of the body is not sent),
+/// even if running then closed or stopped reading.
+async fn send_watching(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    req: &RequestHead,
+    conn: &TcpStream,
+    bytes: &[u8],
+    bufs: &mut Bufs,
+) -> Result<bool, Failure> {
+    let mut written = 0;
+    while written < bytes.len() {
+        let timeout = proxy.upstream_timeout;
+        written += write_watching(conn, &bytes[written..], &mut bufs.answer, timeout).await?;
+        if written < bytes.len() && early_answer(client, proxy, req, bufs).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Write `bytes` to running within `timeout` of each progress, reading into `answer` whatever
+/// running sends meanwhile: how many bytes went, fewer than all once something came back.
+async fn write_watching(
+    conn: &TcpStream,
+    bytes: &[u8],
+    answer: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<usize, UpstreamError> {
+    let mut written = 0;
+    let mut deadline = std::pin::pin!(tokio::time::sleep(timeout));
+    while written < bytes.len() {
+        if answer.len() == answer.capacity() {
+            answer.reserve(ANSWER_READ);
+        }
+        tokio::select! {
+            biased;
+            r = conn.readable() => {
+                r.map_err(UpstreamError::Io)?;
+                match conn.try_read_buf(answer) {
+                    Ok(0) => return Err(UpstreamError::Closed),
+                    Ok(_) => return Ok(written),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(UpstreamError::Io(e)),
+                }
+            }
+            r = conn.writable() => {
+                r.map_err(UpstreamError::Io)?;
+                match conn.try_write(&bytes[written..]) {
+                    Ok(n) => {
+                        written += n;
+                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // Running may have answered, then closed: what it said is still to be read.
+                    Err(e) => {
+                        return match tokio::time::timeout(timeout, read_after(conn, answer)).await {
+                            Ok(Ok(1..)) => Ok(written),
+                            _ => Err(UpstreamError::Io(e)),
+                        }
+                    }
+                }
+            }
+            () = &mut deadline => return Err(UpstreamError::Timeout(timeout)),
+        }
+    }
+    Ok(written)
+}
+
+/// Read what waits on `conn` once the event loop has seen it (a reset or close makes the socket
+/// readable, so this ends at once; `try_read_buf` alone would not look before then).
+async fn read_after(conn: &TcpStream, answer: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        conn.readable().await?;
+        match conn.try_read_buf(answer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+    }
 }
 
 /// Running answered before the body was all sent: relay interim answers (and return `false`), or

@@ -673,3 +673,63 @@ async fn a_long_answer_head_past_every_answer_bound_still_brings_the_whole_body(
         p.stop.cancel();
     }
 }
+
+/// An app that answers a request as soon as it has its head, then closes (`close`, with the
+/// body unread: a reset) or keeps the connection and reads no more.
+async fn early_answering_upstream(close: bool) -> Arc<Upstream> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    if !matches!(s.read_buf(&mut buf).await, Ok(1..)) {
+                        return;
+                    }
+                }
+                let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big\n";
+                let _ = s.write_all(answer).await;
+                if !close {
+                    std::future::pending::<()>().await;
+                }
+            });
+        }
+    });
+    upstream("127.0.0.1", port)
+}
+
+/// An upload the app refuses at once (as Go's net/http does): the user gets the app's answer,
+/// whether the app then closes or just stops reading, never a 502 or a 504.
+#[tokio::test]
+async fn an_app_that_answers_an_upload_early_is_heard_whether_it_closes_or_stops_reading() {
+    for close in [true, false] {
+        let p = start_proxy_with(1, Duration::from_secs(5), |s| s.limits.body = 1 << 30);
+        route_to(&p.routes, &early_answering_upstream(close).await);
+        let (mut rd, mut wr) = tokio::net::TcpStream::connect(p.addr)
+            .await
+            .unwrap()
+            .into_split();
+        let body_len: usize = 32 << 20;
+        let sender = tokio::spawn(async move {
+            let head =
+                format!("POST /up HTTP/1.1\r\nhost: t\r\ncontent-length: {body_len}\r\n\r\n");
+            wr.write_all(head.as_bytes()).await?;
+            let chunk = vec![b'b'; 64 << 10];
+            let mut sent = 0;
+            while sent < body_len {
+                sent += wr.write(&chunk[..chunk.len().min(body_len - sent)]).await?;
+            }
+            Ok::<_, std::io::Error>(sent)
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 413") && text.ends_with("too big\n"),
+            "close={close}: {read:?}, {text:.300}"
+        );
+        sender.abort();
+        p.stop.cancel();
+    }
+}
