@@ -176,6 +176,32 @@ fn a_user_still_sending_a_refused_body_reads_the_413_not_a_reset() {
     u.stop();
 }
 
+/// README tells apps to skip side effects for requests marked `X-Understudy-Mirror` (or
+/// `X-Understudy-Replay`): a user who sends the mark on a real request must not get a real answer
+/// without its side effects.
+#[test]
+fn a_user_cannot_forge_the_mark_of_a_mirrored_copy() {
+    let (base, mut u) = serving("hostile-mark", "", "");
+    let before = seen(&base);
+    for mark in ["X-Understudy-Mirror: 1", "x-understudy-replay: 1"] {
+        let answer = exchange(
+            u.addr,
+            format!("POST /orders HTTP/1.1\r\nHost: x\r\n{mark}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")
+                .as_bytes(),
+        );
+        assert_eq!(status_of(&answer), 200, "{answer:.300}");
+    }
+    let stats = base.fixture_stats("running").unwrap();
+    assert_eq!(stats["requests"].as_u64().unwrap(), before + 2, "{stats}");
+    assert_eq!(
+        stats["mirrored"], 0,
+        "running saw a mark on a user's request: {stats}"
+    );
+    let log = std::fs::read_to_string(base.path.join("running/logs/json/app.log")).unwrap();
+    assert!(!log.contains("\"mirror\":true"), "{log:.2000}");
+    u.stop();
+}
+
 #[test]
 fn an_upstream_that_breaks_off_mid_answer_costs_only_that_answer() {
     let (base, mut u) = serving("hostile-reset", "", "--reset-path /broken");

@@ -235,7 +235,7 @@ fn write_headers(
             }
             Name::TransferEncoding => dechunk,
             Name::Host | Name::Close => false,
-            Name::Other | Name::XForwardedFor => named(),
+            Name::Other | Name::XForwardedFor | Name::Mark => named(),
         };
         if !drop {
             copier.field(name, h.value, out);

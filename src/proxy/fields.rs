@@ -94,6 +94,9 @@ pub enum Name {
     XForwardedFor,
     /// A header named `close` (`Connection: close` names no header).
     Close,
+    /// `X-Understudy-Mirror` or `X-Understudy-Replay`: understudy's marks on the copies it sends,
+    /// which tell the app to skip side effects; a user's own are dropped, never forwarded.
+    Mark,
 }
 
 impl Name {
@@ -111,6 +114,8 @@ impl Name {
             15 if eq_lower(name, b"x-forwarded-for") => Name::XForwardedFor,
             16 if eq_lower(name, b"proxy-connection") => Name::HopByHop,
             17 if eq_lower(name, b"transfer-encoding") => Name::TransferEncoding,
+            19 if eq_lower(name, b"x-understudy-mirror") => Name::Mark,
+            19 if eq_lower(name, b"x-understudy-replay") => Name::Mark,
             _ => Name::Other,
         }
     }
@@ -301,6 +306,9 @@ mod tests {
             (b"x-forwarded-for", Name::XForwardedFor),
             (b"Proxy-Connection", Name::HopByHop),
             (b"Transfer-Encoding", Name::TransferEncoding),
+            (b"X-Understudy-Mirror", Name::Mark),
+            (b"x-UNDERSTUDY-replay", Name::Mark),
+            (b"x-understudy-mirrors", Name::Other),
             (b"Content-Lengths", Name::Other),
             (b"Hos", Name::Other),
             (b"Keep-Alivf", Name::Other),
