@@ -188,6 +188,10 @@ pub struct UserLimits {
     pub connections: usize,
 }
 
+/// The most header fields `MAX_HEADERS` may allow: the proxy parses a head into this many slots
+/// on its stack, so a larger setting could not be kept (hyper's default is the same).
+pub const MOST_HEADERS: usize = 100;
+
 /// MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_BODY, MAX_CONNECTIONS.
 pub(super) fn user_limits(raw: &Raw) -> Result<UserLimits, ConfigError> {
     let header_bytes = raw.size("MAX_HEADER_BYTES", 16 << 20)?;
@@ -200,7 +204,7 @@ pub(super) fn user_limits(raw: &Raw) -> Result<UserLimits, ConfigError> {
     }
     Ok(UserLimits {
         header_bytes: header_bytes as usize,
-        headers: raw.count_usize("MAX_HEADERS", 10_000)?,
+        headers: raw.count_usize("MAX_HEADERS", MOST_HEADERS as u64)?,
         request_body: raw.size("MAX_REQUEST_BODY", MAX_SIZE)?,
         connections: raw.count_usize("MAX_CONNECTIONS", 10_000_000)?,
     })
@@ -442,5 +446,16 @@ mod tests {
             let (k, v, _) = invalid_key(load_set("IDENTIFIER=a\n", &[("UPSTREAM_HOST", bad)]));
             assert_eq!((k.as_str(), v.as_str()), ("UPSTREAM_HOST", bad));
         }
+    }
+
+    /// The proxy keeps at most `MOST_HEADERS` header slots: a larger `MAX_HEADERS` is refused at
+    /// start, never silently lowered.
+    #[test]
+    fn max_headers_above_the_slots_is_refused() {
+        let cfg = load_set("IDENTIFIER=a\n", &[("MAX_HEADERS", "100")]).unwrap();
+        assert_eq!(cfg.limits.headers, super::MOST_HEADERS);
+        let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[("MAX_HEADERS", "200")]));
+        assert_eq!((k.as_str(), v.as_str()), ("MAX_HEADERS", "200"));
+        assert!(expected.contains("100"), "{expected}");
     }
 }

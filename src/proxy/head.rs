@@ -14,7 +14,7 @@ use super::fields::{ConnectionTokens, Copier, Name, Names, NO_NAMES};
 use super::framing::{Chunk, Framing};
 
 /// Header slots parsed on the stack, for a request head and for an answer head (hyper's bound).
-pub const SLOTS: usize = 100;
+pub const SLOTS: usize = crate::config::MOST_HEADERS;
 
 /// A request head the engine forwards (its rewritten form is in the output buffer).
 #[derive(Debug, PartialEq, Eq)]
