@@ -202,6 +202,23 @@ fn a_user_cannot_forge_the_mark_of_a_mirrored_copy() {
     u.stop();
 }
 
+/// Chunk extensions and trailers count against `MAX_REQUEST_BODY`: an endless one is cut off
+/// with 413 rather than streamed to running.
+#[test]
+fn endless_chunk_extensions_and_trailers_are_cut_off_at_the_body_limit() {
+    let (_base, mut u) = serving("hostile-chunk-meta", "MAX_REQUEST_BODY=1KiB", "");
+    let pad = "a".repeat(8192);
+    for body in [format!("1;{pad}"), format!("0\r\nX-Pad: {pad}")] {
+        let answer = exchange(
+            u.addr,
+            format!("POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+                .as_bytes(),
+        );
+        assert_eq!(status_of(&answer), 413, "{body:.20}: {answer:.300}");
+    }
+    u.stop();
+}
+
 #[test]
 fn an_upstream_that_breaks_off_mid_answer_costs_only_that_answer() {
     let (base, mut u) = serving("hostile-reset", "", "--reset-path /broken");

@@ -361,6 +361,8 @@ async fn early_answer(
 /// A user's body on its way: framing, bytes so far, bounds, and the mirror's copy of it.
 struct BodyIn {
     framing: Framing,
+    /// Bytes of the body as sent: a chunked one's sizes, extensions and trailers count too, so
+    /// `MAX_REQUEST_BODY` bounds everything a user can stream through to running.
     seen: u64,
     limit: u64,
     copy_limit: u64,
@@ -370,14 +372,12 @@ struct BodyIn {
 impl BodyIn {
     /// How many of `bytes` belong to the body (checked, counted, copied for the mirror).
     fn take(&mut self, bytes: &[u8]) -> Result<usize, Failure> {
-        let mut seen = self.seen;
         let mut keep = self.copy.as_mut().and_then(|c| c.body.as_mut());
         let mut over_copy = false;
         let copy_limit = self.copy_limit;
         let took = self
             .framing
             .feed(bytes, &mut |d| {
-                seen += d.len() as u64;
                 if let Some(k) = keep.as_mut() {
                     if (k.len() + d.len()) as u64 <= copy_limit {
                         k.extend_from_slice(d);
@@ -387,7 +387,7 @@ impl BodyIn {
                 }
             })
             .map_err(|BadChunk| Failure::BadBody)?;
-        self.seen = seen;
+        self.seen += took as u64;
         if over_copy {
             if let Some(c) = self.copy.as_mut() {
                 c.body = None;
