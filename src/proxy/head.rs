@@ -85,6 +85,12 @@ const BAD_CODING: Parsed = refusal(
     StatusCode::BAD_REQUEST,
     "understudy: the only Transfer-Encoding accepted in a request is one `chunked`\n",
 );
+/// RFC 9112 §6.1: `Transfer-Encoding` in an HTTP/1.0 request is faulty framing (nginx: 400).
+const HTTP10_CODING: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: an HTTP/1.0 request cannot be chunked (Transfer-Encoding); send Content-Length \
+     or use HTTP/1.1\n",
+);
 const CONNECT: Parsed = refusal(
     StatusCode::METHOD_NOT_ALLOWED,
     "understudy: CONNECT is not supported; this is a reverse proxy\n",
@@ -216,6 +222,9 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
         Ok(seen) => seen,
         Err(refused) => return refused,
     };
+    if http10 && seen.chunked {
+        return HTTP10_CODING;
+    }
     let hosts = seen.hosts;
     if hosts > 1 || (hosts == 0 && !http10 && authority.is_none()) {
         return NO_HOST;

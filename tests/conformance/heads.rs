@@ -69,6 +69,11 @@ pub fn head_syntax_cases() -> Vec<Case> {
         ),
         refusal("a NUL in a header value: 400", &with("X-A: a\x00b"), 400),
         refusal(
+            "HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 §6.1), 400",
+            "POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        refusal(
             "a control byte in a header value: 400",
             &with("X-A: a\x01b"),
             400,
