@@ -130,7 +130,8 @@ pub(super) fn host_value() -> &'static str {
 
 prop_compose! {
     /// A valid request in origin form: one `Host` somewhere, ordinary headers, maybe a framing
-    /// header and `X-Forwarded-For` lines, CRLF or bare-LF lines, HTTP/1.1 or 1.0.
+    /// header (no chunked coding for HTTP/1.0) and `X-Forwarded-For` lines, CRLF or bare-LF
+    /// lines, HTTP/1.1 or 1.0.
     pub(super) fn request()(
         method in select(METHODS),
         target in origin_target(),
@@ -147,7 +148,11 @@ prop_compose! {
     ) -> Request {
         let mut extra = vec![(host_at, host)];
         extra.extend(xffs);
-        extra.extend(framing);
+        // HTTP/1.0 has no chunked coding (RFC 9112 §6.1): such a request is refused.
+        let chunked_10 = |f: &(Index, Field)| {
+            version == "HTTP/1.0" && f.1.name.eq_ignore_ascii_case("transfer-encoding")
+        };
+        extra.extend(framing.filter(|f| !chunked_10(f)));
         Request { method, target, version, nl, fields: insert_all(fields, extra) }
     }
 }
