@@ -132,7 +132,7 @@ impl Decision<'_> {
                 } else if !self.s.canary_steps.is_empty() {
                     self.start_canary(0);
                 } else {
-                    self.begin_promotion(SwitchWhy::Automatic)
+                    self.begin_promotion(SwitchWhy::Automatic);
                 }
             }
         }
@@ -166,13 +166,15 @@ impl Decision<'_> {
     }
 
     /// Promotion, step 1: stop testing and start a fresh running instance of its version.
-    pub(super) fn begin_promotion(&mut self, why: SwitchWhy) {
+    /// Returns whether it began (with its `PRE_PROMOTE`, if any): not while another switch is
+    /// under way (starting, draining or in its `POST_*` hook), so a caller that must say
+    /// "promoting" (a schedule) says it only when it is true.
+    pub(super) fn begin_promotion(&mut self, why: SwitchWhy) -> bool {
         if self.s.next.is_some() || self.s.txn.is_some() {
-            return;
+            return false;
         }
-
         let Some(testing) = self.s.testing.as_ref() else {
-            return;
+            return false;
         };
         if self.s.hooks.pre_promote {
             let version = testing.version().clone();
@@ -197,9 +199,10 @@ impl Decision<'_> {
                 dir,
                 port,
             });
-            return;
+            return true;
         }
         self.promote_testing(why);
+        true
     }
 
     /// Promotion, step 1 proper: stop testing and start a fresh running instance of its version.
