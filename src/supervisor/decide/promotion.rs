@@ -120,12 +120,7 @@ impl Decision<'_> {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => {
-                if self
-                    .s
-                    .hook_block
-                    .as_ref()
-                    .is_some_and(|(v, _)| *v == version)
-                {
+                if self.pre_promote_refused() {
                     // PRE_PROMOTE said no: an operator's promote may try again.
                 } else if self.held_by_schedule(&version) {
                     // Scored says it passed, Scheduled said when it will be promoted.
@@ -136,6 +131,17 @@ impl Decision<'_> {
                 }
             }
         }
+    }
+
+    /// `PRE_PROMOTE` refused the build under test: no automatic path (a passing verdict, the
+    /// canary's last step) asks it again on its own, or every evaluation would rerun the hook
+    /// and announce a failed promotion; an operator's promote (which clears it) does.
+    pub(super) fn pre_promote_refused(&self) -> bool {
+        let testing = self.s.testing.as_ref().map(Slot::version);
+        self.s
+            .hook_block
+            .as_ref()
+            .is_some_and(|(v, _)| Some(v) == testing)
     }
 
     pub(super) fn unroute_testing(&mut self, old: &Slot) {
