@@ -13,7 +13,8 @@ use crate::history::SwitchWhy;
 use crate::hooks::Hook;
 use crate::instance::InstanceId;
 use crate::layout::Role;
-use crate::score::{Scored, ScorerControl, Verdict};
+use crate::score::stats::RateCheck;
+use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
 use crate::supervisor::state::{AfterStop, Guard, Resumed, Slot, Txn, TxnKind, TxnStep};
 
@@ -25,6 +26,7 @@ impl Decision<'_> {
         self.s.hooks = r.hooks;
         self.s.guard_window = r.rollback_window;
         self.s.guard_max_delta = r.max_5xx_delta;
+        self.s.guard_confidence = r.confidence;
         self.s.noise_cancel = r.noise_cancel;
         self.s.canary_steps = r.canary_steps.clone();
         self.s.canary_window = r.canary_window;
@@ -497,13 +499,17 @@ impl Decision<'_> {
         if dr < GUARD_MIN_REQUESTS {
             return;
         }
-        let rate = de as f64 / dr as f64;
-        if rate > g.baseline + self.s.guard_max_delta {
+        // The scorer's 5xx rule: only a rate worse with CONFIDENCE rolls back.
+        let (max, confidence) = (self.s.guard_max_delta, self.s.guard_confidence);
+        let check = server_error_check((de, dr), g.before, max, confidence);
+        if matches!(check, RateCheck::Worse { .. }) {
+            let (be, br) = g.before;
             let why = format!(
-                "5xx rate {:.1}% over {dr} requests since the switch, against {:.1}% before it (MAX_5XX_DELTA {:.1} points)",
-                rate * 100.0,
-                g.baseline * 100.0,
-                self.s.guard_max_delta * 100.0
+                "5xx rate {:.1}% ({de} of {dr} requests) since the switch, against {:.1}% ({be} of {br}) before it: worse by more than MAX_5XX_DELTA ({:.1} points) at {:.0}% confidence",
+                de as f64 * 100.0 / dr as f64,
+                be as f64 * 100.0 / br.max(1) as f64,
+                max * 100.0,
+                confidence * 100.0
             );
             self.guard_rollback(why);
         }
@@ -516,18 +522,16 @@ impl Decision<'_> {
             self.archive_if_unused(earlier.from);
         }
         let (first, last) = (self.s.traffic.front(), self.s.traffic.back());
-        let baseline = match (first, last) {
-            (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => {
-                e1.saturating_sub(e0) as f64 / (r1 - r0) as f64
-            }
-            _ => 0.0,
+        let before = match (first, last) {
+            (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => (e1.saturating_sub(e0), r1 - r0),
+            _ => (0, 0),
         };
         self.s.guard = Some(Guard {
             version,
             from,
             until: self.now + self.s.guard_window,
             start: last.map(|&(_, r, e)| (r, e)),
-            baseline,
+            before,
         });
     }
 
