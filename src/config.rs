@@ -27,7 +27,7 @@ use http::Method;
 
 pub use canary::{CanaryConfig, Sticky};
 use dotenv::read_dotenv;
-pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
+pub use judging::{DiffConfig, MaxBodyDiff, ReplayConfig, ScoreConfig, AUTO_MAX_BODY_DIFF};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
 pub use operating::{HookCommands, LogFormat};

@@ -17,7 +17,7 @@ pub mod stats;
 mod test_support;
 
 pub use bodies::{DiffJudgement, DiffRow, MAX_DIFF_ROWS, MIN_NOISE_PAIRS};
-pub use evaluation::{evaluate, Evaluation, Evidence, Verdict};
+pub use evaluation::{evaluate, server_error_check, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
 pub use pair::Pair;
 pub use scorecard::{endpoint_key, EndpointStats, Resources, Scorecard, Summary, Watch};

@@ -9,6 +9,35 @@ use super::parse::{
 };
 use super::ConfigError;
 
+/// The ceiling `MAX_BODY_DIFF=auto` puts on a difference measured against its noise.
+pub const AUTO_MAX_BODY_DIFF: f64 = 0.05;
+
+/// `MAX_BODY_DIFF`: above what share of pairs one difference rejects testing. Kept apart from a
+/// plain number because `auto` depends on the noise being measured, which can stop mid-test (the
+/// secondary dies): a naturally noisy field (a timestamp) cannot be told from a regression then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxBodyDiff {
+    /// Empty: differences are reported, never judged.
+    Off,
+    /// `auto`: [`AUTO_MAX_BODY_DIFF`] where noise is measured (or being measured); reported only
+    /// where it is not (`NOISE_CANCEL=off`, or the secondary given up).
+    Auto,
+    /// A number: the ceiling everywhere, noise measured or not (the operator asked for it).
+    Fixed(f64),
+}
+
+impl MaxBodyDiff {
+    /// The ceiling for a difference, `measured` saying whether its noise is (or is being)
+    /// measured; `None` means it is reported, never judged.
+    pub fn ceiling(self, measured: bool) -> Option<f64> {
+        match self {
+            MaxBodyDiff::Off => None,
+            MaxBodyDiff::Auto => measured.then_some(AUTO_MAX_BODY_DIFF),
+            MaxBodyDiff::Fixed(max) => Some(max),
+        }
+    }
+}
+
 /// Thresholds the scorer judges testing by.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreConfig {
@@ -31,8 +60,8 @@ pub struct ScoreConfig {
     pub max_endpoints: usize,
     /// Optional p95 latency ceiling as a ratio to running.
     pub max_p95_ratio: Option<f64>,
-    /// Optional ceiling on the share of pairs with one (non-noise) difference.
-    pub max_body_diff: Option<f64>,
+    /// Ceiling on the share of pairs with one (non-noise) difference, and where it applies.
+    pub max_body_diff: MaxBodyDiff,
     /// Relative margin a difference rate needs over its noise rate to count.
     pub diff_relative: f64,
     /// Absolute margin a difference rate needs over its noise rate to count.
@@ -109,9 +138,10 @@ pub(super) fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
             "2.0",
         )?,
         max_body_diff: if raw.get("MAX_BODY_DIFF").trim().eq_ignore_ascii_case("auto") {
-            noise_cancel(raw)?.then_some(0.05)
+            MaxBodyDiff::Auto
         } else {
             raw.optional_number("MAX_BODY_DIFF", 0.0, 1.0, fraction, "0.05")?
+                .map_or(MaxBodyDiff::Off, MaxBodyDiff::Fixed)
         },
         diff_relative: raw.number("DIFF_RELATIVE", 0.0, 100.0, "a share over the noise rate")?,
         diff_absolute: raw.number("DIFF_ABSOLUTE", 0.0, 1.0, fraction)?,

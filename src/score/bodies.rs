@@ -60,8 +60,8 @@ pub struct DiffRow {
 
 /// Answers (where statuses agree), judged per endpoint and path: a difference counts when it is
 /// clearly above its noise (the rate at which running differs from its own secondary) and then
-/// rejects above `MAX_BODY_DIFF`; without noise measured it is reported, and judged only when
-/// noise cancellation is off and `MAX_BODY_DIFF` is set.
+/// rejects above `MAX_BODY_DIFF`; without noise measured (no secondary, or it was given up) it is
+/// reported, and judged only when `MAX_BODY_DIFF` is a number.
 pub(super) fn bodies_part(
     s: &Summary,
     cfg: &ScoreConfig,
@@ -180,7 +180,7 @@ impl Tally {
                 self.counted,
                 self.noise_paths,
                 self.expected,
-                match (s.noise_expected, cfg.max_body_diff) {
+                match (s.noise_expected, cfg.max_body_diff.ceiling(false)) {
                     (false, None) => ", noise unknown, reported only",
                     (false, Some(_)) => ", noise unknown",
                     _ => "",
@@ -190,9 +190,10 @@ impl Tally {
     }
 }
 
-/// Count one row, and judge it: a difference that counts (or whose noise is unknown with noise
-/// cancellation off) rejects over `MAX_BODY_DIFF`; an unsure one over it waits. An endpoint seen
-/// too seldom is reported, never judged (as its 5xx rate is not).
+/// Count one row, and judge it: a difference that counts rejects over `MAX_BODY_DIFF`, and one
+/// whose noise is unknown only over a number set for it (with `auto` it is reported: a field
+/// that differs naturally cannot be told from a regression); an unsure one over it waits. An
+/// endpoint seen too seldom is reported, never judged (as its 5xx rate is not).
 fn weigh(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut Tally) {
     let judgement = row.judgement;
     if judgement == DiffJudgement::Expected {
@@ -205,10 +206,9 @@ fn weigh(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut
             if judgement == DiffJudgement::Counts {
                 t.counted += 1;
             }
-            let judged = cfg
-                .max_body_diff
-                .filter(|_| judgement == DiffJudgement::Counts || !s.noise_expected);
-            if let Some(max) = judged {
+            // NoiseUnknown comes only without a secondary (judge() says Unsure while one runs).
+            let measured = judgement == DiffJudgement::Counts;
+            if let Some(max) = cfg.max_body_diff.ceiling(measured) {
                 t.worst = t.worst.max(row.rate / max.max(1e-9) / 2.0);
                 j.rate(
                     stats::compare_rate_to(row.pairs, row.of, max, cfg.confidence),
@@ -219,7 +219,12 @@ fn weigh(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut
             }
         }
         DiffJudgement::Unsure => {
-            if cfg.max_body_diff.is_some_and(|max| row.rate > max) {
+            // Noise is being measured (a secondary runs) or was, but not enough yet.
+            if cfg
+                .max_body_diff
+                .ceiling(true)
+                .is_some_and(|max| row.rate > max)
+            {
                 j.unsure.push(format!(
                     "{} (noise not measured yet{})",
                     differ_reason(row),
@@ -288,6 +293,7 @@ fn show_example(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MaxBodyDiff;
     use crate::score::test_support::{cfg, summary};
     use crate::score::{evaluate, Verdict};
 
@@ -329,7 +335,7 @@ mod tests {
         assert_eq!(e.verdict, Verdict::Promote);
         assert_eq!(e.diffs[0].judgement, DiffJudgement::NoiseUnknown);
         let strict = ScoreConfig {
-            max_body_diff: Some(0.1),
+            max_body_diff: MaxBodyDiff::Fixed(0.1),
             ..cfg()
         };
         let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
@@ -347,7 +353,7 @@ mod tests {
     #[test]
     fn noise_cancels_what_running_does_to_itself() {
         let on = ScoreConfig {
-            max_body_diff: Some(0.05),
+            max_body_diff: MaxBodyDiff::Auto,
             noise_cancel: true,
             ..cfg()
         };
@@ -388,11 +394,40 @@ mod tests {
         let v = difference("$.version", DiffKind::Expected);
         let s = with_diffs(200, 200, &v, None);
         let strict = ScoreConfig {
-            max_body_diff: Some(0.01),
+            max_body_diff: MaxBodyDiff::Fixed(0.01),
             ..cfg()
         };
         let e = evaluate(&s, &strict);
         assert_eq!(e.verdict, Verdict::Promote);
         assert_eq!(e.diffs[0].judgement, DiffJudgement::Expected);
+    }
+
+    #[test]
+    fn with_auto_a_difference_whose_noise_was_never_measured_is_reported_not_judged() {
+        // The secondary was given up: the scorer no longer expects noise. A timestamp differs in
+        // every pair, as it does between any two instances.
+        let ts = difference("$.ts", DiffKind::Changed);
+        let auto = ScoreConfig {
+            max_body_diff: MaxBodyDiff::Auto,
+            noise_cancel: true,
+            ..cfg()
+        };
+        for noise in [None, Some((3, 3))] {
+            let s = with_diffs(200, 200, &ts, noise);
+            assert!(!s.noise_expected);
+            let e = evaluate(&s, &auto);
+            assert_eq!(e.verdict, Verdict::Promote, "{noise:?}: {e:?}");
+            assert_eq!(e.diffs[0].judgement, DiffJudgement::NoiseUnknown);
+            assert_eq!((e.diffs[0].pairs, e.diffs[0].of), (200, 200), "reported");
+            let bodies = e.parts.iter().find(|p| p.name == "bodies").unwrap();
+            assert!(bodies.detail.contains("reported only"), "{bodies:?}");
+        }
+        // A number set for MAX_BODY_DIFF still applies without a noise measurement.
+        let fixed = ScoreConfig {
+            max_body_diff: MaxBodyDiff::Fixed(0.05),
+            ..auto
+        };
+        let s = with_diffs(200, 200, &ts, None);
+        assert!(matches!(evaluate(&s, &fixed).verdict, Verdict::Reject(_)));
     }
 }

@@ -182,6 +182,25 @@ fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
     }
 }
 
+/// The 5xx rule, one for the scorer (testing against running on the same copies) and for the
+/// post-promotion guard (the new running against the traffic before its switch): `new` (5xx,
+/// requests) is worse than `before` only when its rate exceeds it by more than `max_delta`
+/// (`MAX_5XX_DELTA`) with `confidence` (Newcombe's interval), so a single unlucky error in a
+/// small sample never rejects nor rolls back. With no requests before, there is nothing to
+/// compare with: `new` is judged against `max_delta` alone (Wilson's interval).
+pub fn server_error_check(
+    new: (u64, u64),
+    before: (u64, u64),
+    max_delta: f64,
+    confidence: f64,
+) -> RateCheck {
+    let ((new_k, new_n), (before_k, before_n)) = (new, before);
+    if before_n == 0 {
+        return stats::compare_rate_to(new_k, new_n, max_delta, confidence);
+    }
+    stats::compare_rates(new_k, new_n, before_k, before_n, max_delta, confidence)
+}
+
 /// 5xx (and no answer) rate, overall and per endpoint with enough pairs, compared with running's
 /// at `CONFIDENCE`; an endpoint is named only when the overall rate is within bounds.
 fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
@@ -189,11 +208,9 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
     let test5: u64 = s.endpoints.values().map(|e| e.testing_5xx).sum();
     let delta = (test5 as f64 - run5 as f64) / pairs_divisor(s);
     let mut worst = delta;
-    let check = stats::compare_rates(
-        test5,
-        s.pairs,
-        run5,
-        s.pairs,
+    let check = server_error_check(
+        (test5, s.pairs),
+        (run5, s.pairs),
         cfg.max_5xx_delta,
         cfg.confidence,
     );
@@ -218,11 +235,9 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         if overall_worse {
             continue;
         }
-        let check = stats::compare_rates(
-            e.testing_5xx,
-            e.pairs,
-            e.running_5xx,
-            e.pairs,
+        let check = server_error_check(
+            (e.testing_5xx, e.pairs),
+            (e.running_5xx, e.pairs),
             cfg.max_5xx_delta,
             cfg.confidence,
         );
@@ -444,6 +459,21 @@ mod tests {
     use crate::diff::DiffStats;
     use crate::score::scorecard::{EndpointStats, Resources};
     use crate::score::test_support::{cfg, summary};
+
+    #[test]
+    fn the_5xx_rule_needs_confidence_with_or_without_a_baseline() {
+        let worse = |new, before| {
+            matches!(
+                server_error_check(new, before, 0.01, 0.99),
+                RateCheck::Worse { .. }
+            )
+        };
+        assert!(!worse((1, 30), (5, 1000)), "one unlucky error");
+        assert!(worse((25, 30), (5, 1000)));
+        // Nothing before to compare with: judged against MAX_5XX_DELTA alone.
+        assert!(!worse((1, 30), (0, 0)));
+        assert!(worse((25, 30), (0, 0)));
+    }
 
     #[test]
     fn too_little_data_waits_even_with_regressions() {

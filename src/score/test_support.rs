@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::scorecard::{EndpointStats, Summary, Watch};
 use super::Pair;
-use crate::config::ScoreConfig;
+use crate::config::{MaxBodyDiff, ScoreConfig};
 use crate::instance::InstanceId;
 
 /// Thresholds the tests judge by: a 60 s window, 100 pairs, no optional ceilings.
@@ -21,7 +21,7 @@ pub(super) fn cfg() -> ScoreConfig {
         min_endpoint_pairs: 5,
         max_endpoints: 256,
         max_p95_ratio: None,
-        max_body_diff: None,
+        max_body_diff: MaxBodyDiff::Off,
         diff_relative: 0.2,
         diff_absolute: 0.03,
         confidence: 0.99,

@@ -48,7 +48,8 @@ pub(super) const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub(super) const MAX_RUNNING_RESTARTS: u32 = 5;
 /// Attempts at filing a version away (a full disk, say) before understudy gives up on it.
 pub(super) const MAX_FILING_ATTEMPTS: u32 = 10;
-/// Requests the new running must have answered since a switch before its 5xx rate is judged.
+/// Requests the new running must have answered since a switch before its 5xx rate is judged
+/// (and then only a rate worse with `CONFIDENCE` rolls it back).
 pub(super) const GUARD_MIN_REQUESTS: u64 = 20;
 /// How far back the traffic before a switch is looked at, for the guard's baseline.
 pub(super) const GUARD_BASELINE: Duration = Duration::from_secs(60);

@@ -127,6 +127,8 @@ pub struct Resumed {
     pub rollback_window: Duration,
     /// `MAX_5XX_DELTA`: how much worse than before the switch its 5xx rate may be.
     pub max_5xx_delta: f64,
+    /// `CONFIDENCE`: how sure the guard must be that the 5xx rate is worse before it rolls back.
+    pub confidence: f64,
     /// `NOISE_CANCEL`: run a secondary of running's version while a build is tested.
     pub noise_cancel: bool,
     /// `CANARY_STEPS`: shares of users (basis points) testing serves after the shadow verdict.
@@ -275,8 +277,8 @@ pub(super) struct Guard {
     pub(super) until: Instant,
     /// The counters at the switch (the first sample after it, if none came before).
     pub(super) start: Option<(u64, u64)>,
-    /// The 5xx share of user requests in the minute before the switch.
-    pub(super) baseline: f64,
+    /// 5xx answers and user requests in the minute before the switch: what it is compared with.
+    pub(super) before: (u64, u64),
 }
 
 /// Running is down and will be started again at `at`.
@@ -363,6 +365,8 @@ pub struct State {
     pub(super) guard: Option<Guard>,
     pub(super) guard_window: Duration,
     pub(super) guard_max_delta: f64,
+    /// `CONFIDENCE`, for the guard's 5xx comparison (the scorer's rule).
+    pub(super) guard_confidence: f64,
     /// Instance news that arrived before the instance's start completion, replayed after it.
     pub(super) early: Vec<InstanceEvent>,
     /// Scheduled promotions, pending and recently finished.
@@ -421,6 +425,7 @@ impl State {
             guard: None,
             guard_window: Duration::ZERO,
             guard_max_delta: 0.01,
+            guard_confidence: 0.99,
             early: Vec::new(),
             schedules: Vec::new(),
             last_schedule_id: 0,
@@ -534,7 +539,7 @@ impl State {
                     "{} is watched until {} against {:.1}% 5xx before its switch; {} is kept to roll back to",
                     g.version,
                     control::rfc3339(wall(g.until)),
-                    g.baseline * 100.0,
+                    g.before.0 as f64 * 100.0 / g.before.1.max(1) as f64,
                     g.from
                 )
             }),

@@ -79,7 +79,8 @@ impl Decision<'_> {
         if elapsed >= window && ev.enough {
             if step + 1 < self.s.canary_steps.len() {
                 self.start_canary(step + 1);
-            } else {
+            } else if !self.pre_promote_refused() {
+                // Refused, the last step goes on until an operator's promote or abort.
                 self.begin_promotion(SwitchWhy::Canary);
             }
         } else if elapsed >= window * HOLD_AFTER_WINDOWS && !held {

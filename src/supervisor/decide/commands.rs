@@ -343,7 +343,8 @@ impl Decision<'_> {
         schedule::prune(&mut self.s.schedules);
     }
 
-    /// A due schedule: promote its build if it is ready, wait for it within the grace, or give up.
+    /// A due schedule: promote its build if it is ready and no other switch is under way, wait
+    /// for both within the grace, or give up.
     pub(super) fn fire(&mut self, sch: &Schedule, grace: Duration) -> Option<Outcome> {
         let late = self.wall.duration_since(sch.instant()).unwrap_or_default();
         let ready = self
@@ -352,33 +353,34 @@ impl Decision<'_> {
             .as_ref()
             .filter(|t| t.is_ready() && sch.version.as_ref().is_none_or(|v| t.version() == v))
             .map(|t| t.version().clone());
-        match ready {
-            Some(version) if self.s.next.is_none() => {
-                self.begin_promotion(SwitchWhy::Scheduled);
-                Some(Outcome::Fired {
+        if let Some(version) = ready {
+            // Another switch still under way (draining, POST_PROMOTE) holds it, within the grace.
+            if self.begin_promotion(SwitchWhy::Scheduled) {
+                return Some(Outcome::Fired {
                     fired_at: control::rfc3339(self.wall),
                     promoted: version,
-                })
+                });
             }
-            _ if late > grace => Some(Outcome::Missed {
-                reason: format!(
-                    "due at {}, but {} could not be promoted within MISSED_SCHEDULE_GRACE ({grace:?})",
-                    sch.at,
-                    sch.version
-                        .as_ref()
-                        .map_or("the build under test".to_string(), Version::to_string)
-                ),
-            }),
-            _ if sch.version.is_none()
-                && self.s.testing.is_none()
-                && self.s.pending.is_none() =>
-            {
-                Some(Outcome::Cancelled {
-                    reason: format!("nothing was under test at {}", sch.at),
-                })
-            }
-            // Due, but its build is not ready yet (starting after a restart): wait for it.
-            _ => None,
         }
+        if late > grace {
+            let what = sch
+                .version
+                .as_ref()
+                .map_or("the build under test".to_string(), Version::to_string);
+            return Some(Outcome::Missed {
+                reason: format!(
+                    "due at {}, but {what} could not be promoted within MISSED_SCHEDULE_GRACE ({grace:?})",
+                    sch.at
+                ),
+            });
+        }
+        if sch.version.is_none() && self.s.testing.is_none() && self.s.pending.is_none() {
+            return Some(Outcome::Cancelled {
+                reason: format!("nothing was under test at {}", sch.at),
+            });
+        }
+        // Due, but its build is not ready yet (starting after a restart) or another switch is
+        // finishing: wait for it.
+        None
     }
 }

@@ -1,6 +1,7 @@
 //! A dropped build on its way in: one install at a time (later drops wait their turn), refused
-//! unless newer than what runs and what is tested, placed as running or as the build to test, and
-//! held at `PRE_START` until its hook agrees.
+//! unless newer than what runs and what is tested, placed as running (replacing a crash-looping
+//! one, and turning away builds under test no newer than it) or as the build to test, and held
+//! at `PRE_START` until its hook agrees.
 
 use semver::Version;
 
@@ -72,28 +73,58 @@ impl Decision<'_> {
             self.s.running = Some(slot);
             return;
         }
-        if self.s.failures > MAX_RUNNING_RESTARTS && self.s.running.is_none() {
-            if let Some(r) = self.s.restart.take() {
-                // Running is crash-looping: the new build is the way out, as the log promised.
-                self.emit(Event::CrashLoopReplaced {
-                    version: installed.version.clone(),
-                    replaced: r.installed.version.clone(),
-                    failures: self.s.failures,
-                });
-                self.s.failures = 0;
-                self.archive_if_unused(r.installed.version);
-                self.s.switch_why = Some(SwitchWhy::CrashLoop);
-                let slot = self.new_slot(Role::Running, installed, false);
-                self.s.running = Some(slot);
-                self.publish_routes();
-                return;
-            }
+        let crash_looping = self.s.failures > MAX_RUNNING_RESTARTS && self.s.running.is_none();
+        if crash_looping && self.s.restart.is_some() {
+            self.replace_crash_loop(installed);
+            return;
         }
         if let Some(old) = self.s.pending.replace(installed) {
             // A newer build supersedes one that never started.
             self.archive_if_unused(old.version);
         }
         self.start_pending();
+    }
+
+    /// Running is crash-looping: `installed` is the way out, as the log promised, and serves at
+    /// once. A build under test or waiting that is not newer than it is turned away as the
+    /// install rule would have refused it: left there, promoting it would be a downgrade.
+    fn replace_crash_loop(&mut self, installed: Installed) {
+        let Some(r) = self.s.restart.take() else {
+            return;
+        };
+        let (new, old) = (installed.version.clone(), r.installed.version.clone());
+        self.emit(Event::CrashLoopReplaced {
+            version: new.clone(),
+            replaced: old.clone(),
+            failures: self.s.failures,
+        });
+        self.s.failures = 0;
+        self.archive_if_unused(r.installed.version);
+        self.s.switch_why = Some(SwitchWhy::CrashLoop);
+        let slot = self.new_slot(Role::Running, installed, false);
+        self.s.running = Some(slot);
+        let why = |v: &Version| {
+            refusal(v, Some(&new), None).map(|refused| {
+                format!("{new} replaced the crash-looping {old} as running, and {refused}")
+            })
+        };
+        // A newer one (the install rule keeps it from happening) would go on being tested
+        // against the new running.
+        if let Some(reason) = self.s.testing.as_ref().and_then(|t| why(t.version())) {
+            self.reject_testing(vec![reason]);
+        }
+        if let Some(reason) = self.s.pending.as_ref().and_then(|p| why(&p.version)) {
+            let pending = self.s.pending.take().expect("checked above");
+            self.emit(Event::Rejecting {
+                version: pending.version.clone(),
+                reasons: vec![reason.clone()],
+            });
+            self.out.push(Action::Reject {
+                version: pending.version,
+                reasons: vec![reason],
+            });
+        }
+        self.publish_routes();
     }
 
     /// Start the pending build as testing once running is ready and no promotion is under way.

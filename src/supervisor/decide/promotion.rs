@@ -13,7 +13,8 @@ use crate::history::SwitchWhy;
 use crate::hooks::Hook;
 use crate::instance::InstanceId;
 use crate::layout::Role;
-use crate::score::{Scored, ScorerControl, Verdict};
+use crate::score::stats::RateCheck;
+use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
 use crate::supervisor::state::{AfterStop, Guard, Resumed, Slot, Txn, TxnKind, TxnStep};
 
@@ -25,6 +26,7 @@ impl Decision<'_> {
         self.s.hooks = r.hooks;
         self.s.guard_window = r.rollback_window;
         self.s.guard_max_delta = r.max_5xx_delta;
+        self.s.guard_confidence = r.confidence;
         self.s.noise_cancel = r.noise_cancel;
         self.s.canary_steps = r.canary_steps.clone();
         self.s.canary_window = r.canary_window;
@@ -120,22 +122,28 @@ impl Decision<'_> {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => {
-                if self
-                    .s
-                    .hook_block
-                    .as_ref()
-                    .is_some_and(|(v, _)| *v == version)
-                {
+                if self.pre_promote_refused() {
                     // PRE_PROMOTE said no: an operator's promote may try again.
                 } else if self.held_by_schedule(&version) {
                     // Scored says it passed, Scheduled said when it will be promoted.
                 } else if !self.s.canary_steps.is_empty() {
                     self.start_canary(0);
                 } else {
-                    self.begin_promotion(SwitchWhy::Automatic)
+                    self.begin_promotion(SwitchWhy::Automatic);
                 }
             }
         }
+    }
+
+    /// `PRE_PROMOTE` refused the build under test: no automatic path (a passing verdict, the
+    /// canary's last step) asks it again on its own, or every evaluation would rerun the hook
+    /// and announce a failed promotion; an operator's promote (which clears it) does.
+    pub(super) fn pre_promote_refused(&self) -> bool {
+        let testing = self.s.testing.as_ref().map(Slot::version);
+        self.s
+            .hook_block
+            .as_ref()
+            .is_some_and(|(v, _)| Some(v) == testing)
     }
 
     pub(super) fn unroute_testing(&mut self, old: &Slot) {
@@ -166,13 +174,15 @@ impl Decision<'_> {
     }
 
     /// Promotion, step 1: stop testing and start a fresh running instance of its version.
-    pub(super) fn begin_promotion(&mut self, why: SwitchWhy) {
+    /// Returns whether it began (with its `PRE_PROMOTE`, if any): not while another switch is
+    /// under way (starting, draining or in its `POST_*` hook), so a caller that must say
+    /// "promoting" (a schedule) says it only when it is true.
+    pub(super) fn begin_promotion(&mut self, why: SwitchWhy) -> bool {
         if self.s.next.is_some() || self.s.txn.is_some() {
-            return;
+            return false;
         }
-
         let Some(testing) = self.s.testing.as_ref() else {
-            return;
+            return false;
         };
         if self.s.hooks.pre_promote {
             let version = testing.version().clone();
@@ -197,9 +207,10 @@ impl Decision<'_> {
                 dir,
                 port,
             });
-            return;
+            return true;
         }
         self.promote_testing(why);
+        true
     }
 
     /// Promotion, step 1 proper: stop testing and start a fresh running instance of its version.
@@ -488,13 +499,17 @@ impl Decision<'_> {
         if dr < GUARD_MIN_REQUESTS {
             return;
         }
-        let rate = de as f64 / dr as f64;
-        if rate > g.baseline + self.s.guard_max_delta {
+        // The scorer's 5xx rule: only a rate worse with CONFIDENCE rolls back.
+        let (max, confidence) = (self.s.guard_max_delta, self.s.guard_confidence);
+        let check = server_error_check((de, dr), g.before, max, confidence);
+        if matches!(check, RateCheck::Worse { .. }) {
+            let (be, br) = g.before;
             let why = format!(
-                "5xx rate {:.1}% over {dr} requests since the switch, against {:.1}% before it (MAX_5XX_DELTA {:.1} points)",
-                rate * 100.0,
-                g.baseline * 100.0,
-                self.s.guard_max_delta * 100.0
+                "5xx rate {:.1}% ({de} of {dr} requests) since the switch, against {:.1}% ({be} of {br}) before it: worse by more than MAX_5XX_DELTA ({:.1} points) at {:.0}% confidence",
+                de as f64 * 100.0 / dr as f64,
+                be as f64 * 100.0 / br.max(1) as f64,
+                max * 100.0,
+                confidence * 100.0
             );
             self.guard_rollback(why);
         }
@@ -507,18 +522,16 @@ impl Decision<'_> {
             self.archive_if_unused(earlier.from);
         }
         let (first, last) = (self.s.traffic.front(), self.s.traffic.back());
-        let baseline = match (first, last) {
-            (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => {
-                e1.saturating_sub(e0) as f64 / (r1 - r0) as f64
-            }
-            _ => 0.0,
+        let before = match (first, last) {
+            (Some(&(_, r0, e0)), Some(&(_, r1, e1))) if r1 > r0 => (e1.saturating_sub(e0), r1 - r0),
+            _ => (0, 0),
         };
         self.s.guard = Some(Guard {
             version,
             from,
             until: self.now + self.s.guard_window,
             start: last.map(|&(_, r, e)| (r, e)),
-            baseline,
+            before,
         });
     }
 

@@ -163,3 +163,47 @@ async fn a_newer_build_ends_the_canary_and_the_old_one_drains() {
         "the newer build starts with its shadow"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pre_promote_refused_after_the_last_step_is_not_asked_again_on_its_own() {
+    let (mut sim, running, testing) = canary_sim();
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        ..Default::default()
+    };
+    sim.verdict(testing, Verdict::Promote);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    sim.canary_scored(testing, canary_eval(300, None));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote], "{a:#?}");
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Err("exit status: 1".into()),
+    });
+    let failed = |a: &[Action]| {
+        emitted(a)
+            .iter()
+            .filter(|e| matches!(e, Event::PromotionFailed { .. }))
+            .count()
+    };
+    assert_eq!(failed(&a), 1);
+    // Later evaluations of the last step neither rerun the hook nor announce a failure again.
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let a = sim.canary_scored(testing, canary_eval(300, None));
+        assert!(hooks_in(&a).is_empty(), "{a:#?}");
+        assert_eq!(failed(&a), 0, "{a:#?}");
+        assert!(start_in(&a).is_none());
+    }
+    assert_eq!(sim.s.running().unwrap().id, running);
+    assert_eq!(sim.s.testing().unwrap().id, testing);
+    // An operator's promote asks the hook again.
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote], "{a:#?}");
+}

@@ -145,6 +145,65 @@ async fn a_scheduled_promotion_is_saved_before_the_answer_and_fires_once_at_its_
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_schedule_due_while_a_switch_finishes_waits_for_it_then_fires() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks = HookSet {
+        post_promote: true,
+        ..Default::default()
+    };
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.deliver("1.2.0");
+    // 1.1.0 serves; the old running drains, then POST_PROMOTE runs; 1.2.0 is tested meanwhile.
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    let (newest, _) = sim.bring_up(&a);
+    assert_eq!(*sim.s.testing().unwrap().version(), v("1.2.0"));
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(sim.now().wall + Duration::from_secs(60)),
+    });
+    assert!(reply_in(&a, 1).is_ok(), "{a:#?}");
+    let ended = |a: &[Action]| {
+        emitted(a)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::ScheduleEnded {
+                    outcome, reason, ..
+                } => Some(format!("{outcome}: {reason}")),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none(), "{a:#?}");
+    assert!(ended(&a).is_empty(), "{a:#?}");
+    let a = sim.feed(Input::Stopped { id: old });
+    assert_eq!(hooks_in(&a), vec![Hook::PostPromote]);
+    assert!(start_in(&a).is_none() && ended(&a).is_empty(), "{a:#?}");
+    assert_eq!(schedules(&sim)[0].outcome, Outcome::Pending);
+    assert_eq!(sim.s.testing().unwrap().id, newest);
+    // POST_PROMOTE is done: the switch is over, and the schedule fires.
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PostPromote,
+        id: Some(next),
+        version: v("1.1.0"),
+        result: Ok(()),
+    });
+    assert_eq!(
+        start_of(&a, Role::Running),
+        Some((start_in(&a).unwrap().0, v("1.2.0")))
+    );
+    assert_eq!(ended(&a), vec!["fired: promoting 1.2.0".to_string()]);
+    assert!(matches!(
+        &schedules(&sim)[0].outcome,
+        Outcome::Fired { promoted, .. } if *promoted == v("1.2.0")
+    ));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_schedule_due_while_down_fires_at_start_within_the_grace_else_it_is_missed() {
     for (late_min, fires) in [(5u64, true), (90, false)] {
         let mut sim = Sim::new(PORTS);

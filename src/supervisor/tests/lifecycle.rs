@@ -384,3 +384,85 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
     assert_eq!(routes_in(&a).unwrap().restarting, None);
     restarted
 }
+
+/// Crash running (1.0.0, ready at `id`) until it is crash-looping and waits for its restart.
+async fn crash_loop(sim: &mut Sim, mut id: InstanceId) {
+    for (attempt, delay) in [(1, 0), (2, 1), (3, 2), (4, 4), (5, 8)] {
+        id = crash_and_restart(sim, id, attempt, delay).await;
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = crash(sim, id);
+    assert!(
+        emitted(&a)
+            .iter()
+            .any(|e| matches!(e, Event::CrashLooping { failures: 6, .. })),
+        "{a:#?}"
+    );
+    sim.feed(Input::Stopped { id });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_replacing_a_crash_loop_turns_away_an_older_build_under_test() {
+    let mut sim = Sim::new(PORTS);
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    crash_loop(&mut sim, running).await;
+    let delivered = sim.deliver("1.2.0");
+    let a = delivered.clone();
+    assert_eq!(*sim.s.running().unwrap().version(), v("1.2.0"));
+    assert!(sim.s.testing().is_none(), "1.1.0 is no longer tested");
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+        Event::Rejecting { version, reasons } if *version == v("1.1.0")
+            && reasons[0].contains("not newer than running 1.2.0")
+            && reasons[0].contains("crash-looping 1.0.0"))),
+        "{a:#?}"
+    );
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, .. } if *version == v("1.1.0"))),
+        "{a:#?}"
+    );
+    // Its late pass promotes nothing: the new running serves, nothing else starts.
+    assert!(start_in(&sim.verdict(testing, Verdict::Promote)).is_none());
+    let (_, a) = sim.bring_up(&delivered);
+    assert!(start_of(&a, Role::Testing).is_none(), "{a:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_replacing_a_crash_loop_turns_away_an_older_build_waiting_to_be_tested() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (mut id, _) = sim.bring_up(&a);
+    for (attempt, delay) in [(1, 0), (2, 1)] {
+        id = crash_and_restart(&mut sim, id, attempt, delay).await;
+    }
+    // Running is down (not yet crash-looping) when 1.1.0 comes: it waits for running.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    crash(&mut sim, id);
+    sim.feed(Input::Stopped { id });
+    sim.deliver("1.1.0");
+    assert_eq!(sim.s.pending().map(|p| p.version.clone()), Some(v("1.1.0")));
+    // Its restarts die before they get ready, so 1.1.0 never starts.
+    while sim.s.failures <= 5 {
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let a = sim.feed(Input::Tick);
+        let (id, _, _) = start_in(&a).expect("restarted");
+        sim.launch(id);
+        crash(&mut sim, id);
+        sim.feed(Input::Stopped { id });
+    }
+    let a = sim.deliver("1.2.0");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, reasons }
+            if *version == v("1.1.0") && reasons[0].contains("not newer than running 1.2.0"))),
+        "{a:#?}"
+    );
+    let (_, a) = sim.bring_up(&a);
+    assert!(start_of(&a, Role::Testing).is_none(), "{a:#?}");
+}

@@ -381,3 +381,47 @@ async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_rolls_back_only_a_5xx_rate_worse_with_confidence() {
+    // Before the switch: 0.5 % 5xx. After it, 30 requests with `errors` 5xx.
+    for (errors, rolls_back) in [(0, false), (1, false), (2, false), (25, true)] {
+        let mut sim = Sim::new(PORTS);
+        sim.s.guard_window = Duration::from_secs(300);
+        let (old, testing) = sim.serving_with_testing("1.1.0");
+        sim.feed(Input::Traffic {
+            requests: 0,
+            errors: 0,
+        });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        sim.feed(Input::Traffic {
+            requests: 1000,
+            errors: 5,
+        });
+        let a = sim.verdict(testing, Verdict::Promote);
+        sim.bring_up(&a);
+        sim.feed(Input::Stopped { id: old });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors: 5 + errors,
+        });
+        let tripped = emitted(&a).iter().find_map(|e| match e {
+            Event::GuardTripped { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            a.contains(&Action::Restore(v("1.0.0"))),
+            rolls_back,
+            "{errors} of 30: {a:#?}"
+        );
+        assert_eq!(tripped.is_some(), rolls_back, "{errors} of 30");
+        if let Some(reason) = tripped {
+            assert!(
+                reason.contains("25 of 30") && reason.contains("0.5% (5 of 1000)"),
+                "{reason}"
+            );
+            assert!(reason.contains("99% confidence"), "{reason}");
+        }
+    }
+}
