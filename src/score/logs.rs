@@ -95,7 +95,7 @@ fn level_name(s: &str) -> Level {
 /// error and warn lines in what is appended.
 pub struct LogTail {
     dir: PathBuf,
-    offsets: HashMap<PathBuf, u64>,
+    offsets: HashMap<PathBuf, Followed>,
     errors: u64,
     warns: u64,
 }
@@ -115,7 +115,16 @@ impl LogTail {
     pub fn from_now(dir: PathBuf) -> LogTail {
         let offsets = log_files(&dir)
             .into_iter()
-            .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len())))
+            .filter_map(|p| {
+                let off = std::fs::metadata(&p).ok()?.len();
+                Some((
+                    p,
+                    Followed {
+                        off,
+                        mid_line: false,
+                    },
+                ))
+            })
             .collect();
         LogTail {
             dir,
@@ -135,20 +144,50 @@ impl LogTail {
     /// Read what was appended and return the running totals (errors, warns).
     pub fn poll(&mut self, rules: &LevelRules) -> (u64, u64) {
         for path in log_files(&self.dir) {
-            let off = self.offsets.get(&path).copied().unwrap_or(0);
-            let Some((consumed, text)) = read_complete_lines(&path, off) else {
+            let at = self.offsets.get(&path).copied().unwrap_or_default();
+            let Some((buf, full)) = read_from(&path, at.off) else {
                 continue;
             };
-            for line in text.lines() {
+            let (consumed, lines, mid_line) = complete_lines(&buf, full, at.mid_line);
+            for line in String::from_utf8_lossy(lines).lines() {
                 match rules.classify(line) {
                     Level::Error => self.errors += 1,
                     Level::Warn => self.warns += 1,
                     Level::Other => {}
                 }
             }
-            self.offsets.insert(path, off + consumed);
+            let off = at.off + consumed as u64;
+            self.offsets.insert(path, Followed { off, mid_line });
         }
         (self.errors, self.warns)
+    }
+}
+
+/// Where a log file is followed from.
+#[derive(Debug, Clone, Copy, Default)]
+struct Followed {
+    /// Bytes already counted.
+    off: u64,
+    /// Inside a line longer than `MAX_READ_PER_POLL`, already counted by its beginning.
+    mid_line: bool,
+}
+
+/// Of `buf` (read from a log, `full` when the read stopped at `MAX_READ_PER_POLL`): how many
+/// bytes are done with, the complete lines among them to count, and whether a long line goes
+/// on past them. A line still being written waits for the next poll; a line longer than the
+/// bound is counted once, by its first `MAX_READ_PER_POLL` bytes, and the rest of it skipped, so
+/// one huge line can neither stall the count nor be counted twice.
+fn complete_lines(buf: &[u8], full: bool, mid_line: bool) -> (usize, &[u8], bool) {
+    let newline = |b: &[u8]| b.iter().position(|c| *c == b'\n');
+    let start = match (mid_line, newline(buf)) {
+        (false, _) => 0,
+        (true, Some(i)) => i + 1,
+        (true, None) => return (buf.len(), &[], true),
+    };
+    match buf[start..].iter().rposition(|c| *c == b'\n') {
+        Some(e) => (start + e + 1, &buf[start..start + e + 1], false),
+        None if full && start == 0 => (buf.len(), buf, true),
+        None => (start, &[], false),
     }
 }
 
@@ -166,8 +205,9 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Bytes from `off` up to the last newline (a line still being written waits for the next poll).
-fn read_complete_lines(path: &Path, off: u64) -> Option<(u64, String)> {
+/// Up to `MAX_READ_PER_POLL` bytes of `path` from `off`, and whether the read stopped at that
+/// bound; `None` when nothing was appended.
+fn read_from(path: &Path, off: u64) -> Option<(Vec<u8>, bool)> {
     let mut f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
     if len <= off {
@@ -175,12 +215,10 @@ fn read_complete_lines(path: &Path, off: u64) -> Option<(u64, String)> {
     }
     f.seek(SeekFrom::Start(off)).ok()?;
     let mut buf = Vec::new();
-    f.take((len - off).min(MAX_READ_PER_POLL))
-        .read_to_end(&mut buf)
-        .ok()?;
-    let end = buf.iter().rposition(|b| *b == b'\n')? + 1;
-    buf.truncate(end);
-    Some((end as u64, String::from_utf8_lossy(&buf).into_owned()))
+    let want = (len - off).min(MAX_READ_PER_POLL);
+    f.take(want).read_to_end(&mut buf).ok()?;
+    let full = buf.len() as u64 == MAX_READ_PER_POLL;
+    Some((buf, full))
 }
 
 #[cfg(test)]
@@ -254,5 +292,42 @@ mod tests {
             .unwrap();
         assert_eq!(from_now.poll(&rules), (1, 2));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A line longer than the read bound neither stalls the count nor is counted twice.
+    #[test]
+    fn a_line_longer_than_the_read_bound_is_counted_once_and_passed() {
+        let full = MAX_READ_PER_POLL as usize;
+        let long = [&b"error "[..], &vec![b'a'; full - 6]].concat();
+        assert_eq!(complete_lines(&long, true, false), (full, &long[..], true));
+        // Its rest, then the next line: the rest is skipped, the next line counted.
+        let rest = b"aaaa\nwarn x\npart";
+        assert_eq!(
+            complete_lines(rest, false, true),
+            (12, &b"warn x\n"[..], false)
+        );
+        assert_eq!(complete_lines(&long, true, true), (full, &b""[..], true));
+        // Ordinary reads: up to the last newline; a partial line waits.
+        assert_eq!(
+            complete_lines(b"a\nb", false, false),
+            (2, &b"a\n"[..], false)
+        );
+        assert_eq!(complete_lines(b"ab", false, false), (0, &b""[..], false));
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let file = dir.path().join("logs/app.log");
+        let mut text = long.clone();
+        text.extend_from_slice(&vec![b'a'; full + 10]);
+        text.extend_from_slice(b"\nwarn: disk\n");
+        std::fs::write(&file, &text).unwrap();
+        let rules = LevelRules::new(r"(?i)\berror\b", r"(?i)\bwarn\b");
+        let mut tail = LogTail::from_start(dir.path().to_path_buf());
+        let mut counts = (0, 0);
+        for _ in 0..4 {
+            counts = tail.poll(&rules);
+        }
+        assert_eq!(counts, (1, 1));
+        assert_eq!(tail.offsets[&file].off, text.len() as u64);
     }
 }
