@@ -88,8 +88,10 @@ fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     let bad = urls.iter().find(|u| {
         u.parse::<http::Uri>()
             .map(|uri| {
-                // A port past 65535 parses as an authority but names no port at all.
+                // A port past 65535 parses as an authority but names no port at all. The
+                // credentials' `user:password@` (sent as Basic authorization) hold no port.
                 let written = uri.authority().map_or("", |a| a.as_str());
+                let written = written.rsplit_once('@').map_or(written, |(_, host)| host);
                 let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
                 let bad_port = after_host.contains(':') && uri.port_u16().is_none();
                 !matches!(uri.scheme_str(), Some("http" | "https"))
@@ -238,6 +240,21 @@ mod tests {
             assert_eq!((k.as_str(), v.as_str()), ("WEBHOOK_URLS", bad));
             assert!(expected.contains("https://"), "{expected}");
         }
+    }
+
+    #[test]
+    fn urls_with_a_user_and_password_are_taken() {
+        let urls = "https://ops:hunter2@h.example/in, http://ops:pw@127.0.0.1:9000/in";
+        let cfg = load_set("IDENTIFIER=a\n", &[("WEBHOOK_URLS", urls)]).unwrap();
+        assert_eq!(cfg.webhook_urls.len(), 2);
+        let (k, v, _) = invalid_key(load_set(
+            "IDENTIFIER=a\n",
+            &[("WEBHOOK_URLS", "https://ops:hunter2@h:70000/in")],
+        ));
+        assert_eq!(
+            (k.as_str(), v.as_str()),
+            ("WEBHOOK_URLS", "https://***@h:70000/in")
+        );
     }
 
     #[test]
