@@ -30,7 +30,7 @@ use dotenv::read_dotenv;
 pub use judging::{DiffConfig, ReplayConfig, ScoreConfig};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
-pub use operating::{HookCommands, LogFormat};
+pub use operating::{check_log_dir, HookCommands, LogFormat};
 pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
 pub use reload::{changed_keys, LIVE_KEYS};
@@ -102,6 +102,23 @@ pub enum ConfigError {
         /// The path that could not be created or written.
         path: PathBuf,
         /// Why.
+        source: std::io::Error,
+    },
+    /// understudy cannot write its own log where `LOG_DIR` says: found at start, so the key is
+    /// named instead of a bare OS error later.
+    #[error(
+        "config key LOG_DIR names {dir}: cannot {what} {path}: {source}; make LOG_DIR a \
+         directory this user can create and write (no file in its way), or set it empty to log to \
+         stderr"
+    )]
+    LogDir {
+        /// LOG_DIR as resolved (a relative value is in the base dir).
+        dir: PathBuf,
+        /// What failed: creating the directory or opening the log file.
+        what: &'static str,
+        /// The path that failed.
+        path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }

@@ -111,6 +111,19 @@ fn env_and_cli_override_the_file() {
     assert!(child.wait().unwrap().success());
 }
 
+#[test]
+fn a_log_dir_that_cannot_be_created_fails_at_start_naming_key_value_and_os_error() {
+    let base = Base::new("log-dir-through-a-file");
+    // A path through a file: no user, root included, can create it.
+    base.write_env("LOG_DIR=f/logs");
+    std::fs::write(base.path.join("f"), "").unwrap();
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    let dir = base.path.join("f/logs").display().to_string();
+    assert!(err.contains("LOG_DIR") && err.contains(&dir), "{err}");
+    assert!(err.contains("Not a directory"), "the OS error: {err}");
+}
+
 /// Run understudy on `base` with `args`; its exit code and stderr.
 fn run_briefly(base: &Base, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(BIN)
