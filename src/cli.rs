@@ -211,7 +211,7 @@ fn api_request(command: ControlCommand) -> ApiRequest {
         ),
         C::History { at, target } => {
             let path = match at {
-                Some(at) => format!("/api/history?at={}", at.replace('+', "%2B")),
+                Some(at) => format!("/api/history?at={}", query_value(&at)),
                 None => "/api/history".to_string(),
             };
             (target, Method::GET, path, None)
@@ -257,6 +257,20 @@ fn api_request(command: ControlCommand) -> ApiRequest {
         path,
         body,
     }
+}
+
+/// Every byte but RFC 3986's unreserved characters (letters, digits, `-._~`) is escaped in a query
+/// value: a space or `+` in an instant, or anything else a user types, then reaches the API as
+/// typed instead of making the URI invalid or turning into a space.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `v` percent-encoded for a URI's query (`?at=...`).
+fn query_value(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
 /// Print the answer to `path`: as it came with `--json`, else as text (a refusal on stderr);
@@ -713,6 +727,16 @@ fn differs_text(verdict: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded_but_unreserved_characters() {
+        assert_eq!(
+            query_value("2026-12-01 03:00:00+02:00"),
+            "2026-12-01%2003%3A00%3A00%2B02%3A00"
+        );
+        assert_eq!(query_value("aZ09-._~"), "aZ09-._~");
+        assert_eq!(query_value("é&#%"), "%C3%A9%26%23%25");
+    }
 
     #[test]
     fn status_names_the_differences_that_count_or_are_unsure_and_no_others() {
