@@ -666,6 +666,43 @@ fn status_text(v: &Value) -> String {
         ));
         out.push_str(&differs_text(&v["verdict"]));
     }
+    out.push_str(&steering_text(v));
+    let c = &v["counters"];
+    out.push_str(&format!(
+        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
+        "traffic",
+        c["requests"].as_u64().unwrap_or(0),
+        c["mirrored"].as_u64().unwrap_or(0),
+        c["dropped_copies"].as_u64().unwrap_or(0)
+    ));
+    out
+}
+
+/// What steers the switches, one line each and only when there is something to say: the
+/// transaction under way, the `PRE_PROMOTE` refusal that keeps a build testing (else an operator
+/// who asked to promote sees nothing), pending schedules, pause, a full disk.
+fn steering_text(v: &Value) -> String {
+    let mut out = String::new();
+    let t = &v["transaction"];
+    if !t.is_null() {
+        let from = t["from"]
+            .as_str()
+            .map_or(String::new(), |f| format!(" from {f}"));
+        out.push_str(&format!(
+            "{:<10}{} to {}{from} under way: {} ({})\n",
+            "switch",
+            t["kind"].as_str().unwrap_or("?"),
+            t["version"].as_str().unwrap_or("?"),
+            t["step"].as_str().unwrap_or("?").replace('_', " "),
+            t["why"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(why) = v["hook_failure"].as_str() {
+        out.push_str(&format!(
+            "{:<10}{why}; it stays testing: promote again once fixed, or abort\n",
+            "refused"
+        ));
+    }
     for sch in v["schedules"].as_array().into_iter().flatten() {
         if sch["state"] == "pending" {
             out.push_str(&format!(
@@ -689,14 +726,6 @@ fn status_text(v: &Value) -> String {
             "disk full"
         ));
     }
-    let c = &v["counters"];
-    out.push_str(&format!(
-        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
-        "traffic",
-        c["requests"].as_u64().unwrap_or(0),
-        c["mirrored"].as_u64().unwrap_or(0),
-        c["dropped_copies"].as_u64().unwrap_or(0)
-    ));
     out
 }
 
@@ -727,6 +756,28 @@ fn differs_text(verdict: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
+        let quiet = json!({"running": {"version": "1.0.0"}, "testing": {"version": "1.1.0"},
+                           "hook_failure": null, "transaction": null, "counters": {}});
+        let text = status_text(&quiet);
+        assert!(
+            !text.contains("refused") && !text.contains("switch"),
+            "{text}"
+        );
+        let mut refused = quiet.clone();
+        refused["hook_failure"] = json!("1.1.0: PRE_PROMOTE refused it: exited with 1");
+        let text = status_text(&refused);
+        let line = "refused   1.1.0: PRE_PROMOTE refused it: exited with 1; it stays testing: promote again once fixed, or abort";
+        assert!(text.lines().any(|l| l == line), "{text}");
+        let mut switching = quiet;
+        switching["transaction"] = json!({"kind": "promotion", "version": "1.1.0",
+            "from": "1.0.0", "step": "pre_promote", "why": "operator"});
+        let text = status_text(&switching);
+        let line = "switch    promotion to 1.1.0 from 1.0.0 under way: pre promote (operator)";
+        assert!(text.lines().any(|l| l == line), "{text}");
+    }
 
     #[test]
     fn query_values_are_percent_encoded_but_unreserved_characters() {
