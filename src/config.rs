@@ -104,6 +104,25 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// The base dir's path is too long for the admin socket's path to fit in a unix socket
+    /// address.
+    #[error(
+        "base directory {base} is too long for understudy's admin socket: {path} is {len} bytes, \
+         and a unix socket's path holds at most {max}; move the base dir to a path of at most \
+         {room} bytes and pass that as --base"
+    )]
+    SocketPathTooLong {
+        /// The base directory, absolute.
+        base: PathBuf,
+        /// The admin socket's path in it.
+        path: PathBuf,
+        /// That path's length in bytes.
+        len: usize,
+        /// The longest a socket's path may be.
+        max: usize,
+        /// The longest the base dir's path may be.
+        room: usize,
+    },
     /// understudy cannot write its own log where `LOG_DIR` says: found at start, so the key is
     /// named instead of a bare OS error later.
     #[error(
@@ -453,6 +472,27 @@ pub fn check_base_writable(base: &Path) -> Result<(), ConfigError> {
     std::fs::remove_file(&probe).map_err(fail(&probe))
 }
 
+/// Check that the admin socket's path in `base` (absolute, as understudy binds it) fits in a unix
+/// socket address: past [`MAX_SOCKET_PATH`](crate::layout::MAX_SOCKET_PATH) bytes no socket can be
+/// bound there, so a base dir that long is refused at start, saying how much shorter it must be.
+pub fn check_admin_socket(base: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = crate::layout::Layout::new(base, "").admin_socket();
+    let len = path.as_os_str().as_bytes().len();
+    let max = crate::layout::MAX_SOCKET_PATH;
+    if len <= max {
+        return Ok(());
+    }
+    let base_len = base.as_os_str().as_bytes().len();
+    Err(ConfigError::SocketPathTooLong {
+        base: base.to_path_buf(),
+        path,
+        len,
+        max,
+        room: (max + base_len).saturating_sub(len),
+    })
+}
+
 /// Parse a CLI `KEY=VALUE` override.
 pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
     s.split_once('=')
@@ -545,6 +585,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_base_dir_too_long_for_the_admin_socket_is_refused_saying_how_long_it_may_be() {
+        let max = crate::layout::MAX_SOCKET_PATH;
+        assert_eq!(max, 107, "Linux's sun_path less its NUL");
+        let room = max - "/.understudy/admin.sock".len();
+        let fits = PathBuf::from(format!("/{}", "b".repeat(room - 1)));
+        check_admin_socket(&fits).unwrap();
+        let long = PathBuf::from(format!("/{}", "b".repeat(room)));
+        let e = check_admin_socket(&long).unwrap_err().to_string();
+        assert!(e.contains(&long.display().to_string()), "{e}");
+        assert!(e.contains("108 bytes") && e.contains("at most 107"), "{e}");
+        assert!(e.contains(&format!("at most {room} bytes")), "{e}");
     }
 
     #[test]
