@@ -191,13 +191,20 @@ pub fn bind(
 /// else can ever connect to it. We hold the base dir's lock, so an old socket file is stale.
 fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension(format!("sock.tmp-{}", std::process::id()));
+    let tmp = temporary_socket(path, std::process::id());
     let _ = std::fs::remove_file(&tmp);
     let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&tmp, path)?;
     listener.set_nonblocking(true)?;
     tokio::net::UnixListener::from_std(listener)
+}
+
+/// The name the socket at `path` (`admin.sock`) is first bound under by process `pid`: in the
+/// same directory (the move into place is a rename) and no longer, so it fits in a unix socket
+/// address wherever the final path does.
+fn temporary_socket(path: &Path, pid: u32) -> PathBuf {
+    path.with_file_name(format!(".s{pid:x}"))
 }
 
 /// The token kept in `path` (mode 0600), made on first use so scripts keep working across
@@ -723,6 +730,17 @@ async fn served_before(s: &AdminState, v: &semver::Version) -> Result<(), Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_temporary_socket_name_is_no_longer_than_the_final_one() {
+        let path = Path::new("/base/.understudy/admin.sock");
+        for pid in [1, 4_194_304, u32::MAX] {
+            let tmp = temporary_socket(path, pid);
+            assert_eq!(tmp.parent(), path.parent(), "{tmp:?}");
+            assert!(tmp.as_os_str().len() <= path.as_os_str().len(), "{tmp:?}");
+        }
+        assert_ne!(temporary_socket(path, 1), temporary_socket(path, 2));
+    }
 
     #[test]
     fn compares_tokens_exactly() {

@@ -2,6 +2,7 @@
 //! client. It talks to `<base>/.understudy/admin.sock`, so it needs no token and no address:
 //! whoever may open the socket (understudy's own user) may steer.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use http_body_util::{BodyExt, Full};
@@ -211,7 +212,7 @@ fn api_request(command: ControlCommand) -> ApiRequest {
         ),
         C::History { at, target } => {
             let path = match at {
-                Some(at) => format!("/api/history?at={}", at.replace('+', "%2B")),
+                Some(at) => format!("/api/history?at={}", query_value(&at)),
                 None => "/api/history".to_string(),
             };
             (target, Method::GET, path, None)
@@ -259,6 +260,20 @@ fn api_request(command: ControlCommand) -> ApiRequest {
     }
 }
 
+/// Every byte but RFC 3986's unreserved characters (letters, digits, `-._~`) is escaped in a query
+/// value: a space or `+` in an instant, or anything else a user types, then reaches the API as
+/// typed instead of making the URI invalid or turning into a space.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `v` percent-encoded for a URI's query (`?at=...`).
+fn query_value(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
+}
+
 /// Print the answer to `path`: as it came with `--json`, else as text (a refusal on stderr);
 /// returns the exit code.
 fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
@@ -288,12 +303,31 @@ fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
 
 /// How often `logs --follow` looks for new lines and for a switch of the symlink.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How much of a log file `logs` holds at once.
+const LOG_CHUNK: usize = 64 * 1024;
 
-/// `understudy logs running|testing [--follow]`: the files behind the role's symlink, read
-/// directly (the CLI runs on the host that owns the base dir).
+/// `understudy logs running|testing|secondary [--follow]`: the files behind the role's symlink,
+/// read directly (the CLI runs on the host that owns the base dir). A closed pipe (`| head`) ends
+/// it quietly.
 async fn logs(link: &Path, follow: bool) -> u8 {
+    match copy_logs(link, follow, &mut std::io::stdout()).await {
+        Ok(code) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!(
+                "understudy: cannot write {}'s logs to stdout: {e}",
+                link.display()
+            );
+            EXIT_REFUSED
+        }
+    }
+}
+
+/// Stream the role's files to `out`, never holding one whole; following, read each on from where
+/// it was left, marking each switch of the symlink. An error only when writing to `out` failed.
+async fn copy_logs(link: &Path, follow: bool, out: &mut impl Write) -> std::io::Result<u8> {
     let mut current: Option<PathBuf> = None;
-    let mut offsets: std::collections::BTreeMap<PathBuf, u64> = Default::default();
+    let mut read_to: std::collections::BTreeMap<PathBuf, ReadTo> = Default::default();
     loop {
         let target = std::fs::canonicalize(link).ok();
         if target != current {
@@ -303,34 +337,84 @@ async fn logs(link: &Path, follow: bool) -> u8 {
                         "understudy: {} does not exist: nothing plays that part now",
                         link.display()
                     );
-                    return EXIT_REFUSED;
+                    return Ok(EXIT_REFUSED);
                 }
                 (_, Some(dir)) => {
                     if current.is_some() || follow {
-                        println!("==> {} is now {} <==", link.display(), dir.display());
+                        writeln!(out, "==> {} is now {} <==", link.display(), dir.display())?;
                     }
-                    offsets.clear();
+                    read_to.clear();
                 }
-                (Some(_), None) => println!("==> {} is gone <==", link.display()),
+                (Some(_), None) => writeln!(out, "==> {} is gone <==", link.display())?,
                 (None, None) => {}
             }
             current = target;
         }
         if let Some(dir) = &current {
             for file in log_files(dir) {
-                let from = offsets.get(&file).copied().unwrap_or(0);
-                if let Ok(bytes) = std::fs::read(&file) {
-                    if (bytes.len() as u64) > from {
-                        print!("{}", String::from_utf8_lossy(&bytes[from as usize..]));
-                        offsets.insert(file, bytes.len() as u64);
-                    }
+                let was = read_to.get(&file).copied();
+                if let Some(now) = copy_new(&file, was, out)? {
+                    read_to.insert(file, now);
                 }
             }
         }
+        out.flush()?;
         if !follow {
-            return 0;
+            return Ok(0);
         }
         tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// How far `logs --follow` has read one file, and which file that was (device and inode): a log
+/// rotated away and created anew under the same name is another file, read from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadTo {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+}
+
+/// Copy what `file` holds past `was` to `out`, a chunk at a time; from its start when `was` is
+/// `None`, names another file (rotated) or lies past its end (truncated). Where it now stands, or
+/// `None` when the file cannot be opened now (not there yet, or gone); an error only when
+/// writing to `out` failed.
+fn copy_new(
+    file: &Path,
+    was: Option<ReadTo>,
+    out: &mut impl Write,
+) -> std::io::Result<Option<ReadTo>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mut f) = std::fs::File::open(file) else {
+        return Ok(None);
+    };
+    let Ok(meta) = f.metadata() else {
+        return Ok(None);
+    };
+    let mut to = ReadTo {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        offset: 0,
+    };
+    if let Some(w) = was.filter(|w| (w.dev, w.ino) == (to.dev, to.ino) && w.offset <= meta.len()) {
+        if f.seek(SeekFrom::Start(w.offset)).is_err() {
+            return Ok(was);
+        }
+        to.offset = w.offset;
+    }
+    let mut chunk = vec![0u8; LOG_CHUNK];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(Some(to)),
+            Ok(n) => {
+                out.write_all(&chunk[..n])?;
+                to.offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A file that stops reading (a directory under logs/json, an I/O error) is left there.
+            Err(_) => return Ok(Some(to)),
+        }
     }
 }
 
@@ -652,6 +736,43 @@ fn status_text(v: &Value) -> String {
         ));
         out.push_str(&differs_text(&v["verdict"]));
     }
+    out.push_str(&steering_text(v));
+    let c = &v["counters"];
+    out.push_str(&format!(
+        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
+        "traffic",
+        c["requests"].as_u64().unwrap_or(0),
+        c["mirrored"].as_u64().unwrap_or(0),
+        c["dropped_copies"].as_u64().unwrap_or(0)
+    ));
+    out
+}
+
+/// What steers the switches, one line each and only when there is something to say: the
+/// transaction under way, the `PRE_PROMOTE` refusal that keeps a build testing (else an operator
+/// who asked to promote sees nothing), pending schedules, pause, a full disk.
+fn steering_text(v: &Value) -> String {
+    let mut out = String::new();
+    let t = &v["transaction"];
+    if !t.is_null() {
+        let from = t["from"]
+            .as_str()
+            .map_or(String::new(), |f| format!(" from {f}"));
+        out.push_str(&format!(
+            "{:<10}{} to {}{from} under way: {} ({})\n",
+            "switch",
+            t["kind"].as_str().unwrap_or("?"),
+            t["version"].as_str().unwrap_or("?"),
+            t["step"].as_str().unwrap_or("?").replace('_', " "),
+            t["why"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(why) = v["hook_failure"].as_str() {
+        out.push_str(&format!(
+            "{:<10}{why}; it stays testing: promote again once fixed, or abort\n",
+            "refused"
+        ));
+    }
     for sch in v["schedules"].as_array().into_iter().flatten() {
         if sch["state"] == "pending" {
             out.push_str(&format!(
@@ -675,14 +796,6 @@ fn status_text(v: &Value) -> String {
             "disk full"
         ));
     }
-    let c = &v["counters"];
-    out.push_str(&format!(
-        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
-        "traffic",
-        c["requests"].as_u64().unwrap_or(0),
-        c["mirrored"].as_u64().unwrap_or(0),
-        c["dropped_copies"].as_u64().unwrap_or(0)
-    ));
     out
 }
 
@@ -713,6 +826,72 @@ fn differs_text(verdict: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
+        let quiet = json!({"running": {"version": "1.0.0"}, "testing": {"version": "1.1.0"},
+                           "hook_failure": null, "transaction": null, "counters": {}});
+        let text = status_text(&quiet);
+        assert!(
+            !text.contains("refused") && !text.contains("switch"),
+            "{text}"
+        );
+        let mut refused = quiet.clone();
+        refused["hook_failure"] = json!("1.1.0: PRE_PROMOTE refused it: exited with 1");
+        let text = status_text(&refused);
+        let line = "refused   1.1.0: PRE_PROMOTE refused it: exited with 1; it stays testing: promote again once fixed, or abort";
+        assert!(text.lines().any(|l| l == line), "{text}");
+        let mut switching = quiet;
+        switching["transaction"] = json!({"kind": "promotion", "version": "1.1.0",
+            "from": "1.0.0", "step": "pre_promote", "why": "operator"});
+        let text = status_text(&switching);
+        let line = "switch    promotion to 1.1.0 from 1.0.0 under way: pre promote (operator)";
+        assert!(text.lines().any(|l| l == line), "{text}");
+    }
+
+    #[test]
+    fn following_a_log_reads_on_and_starts_over_when_it_is_truncated_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stdout");
+        let mut out = Vec::new();
+        assert_eq!(
+            copy_new(&file, None, &mut out).unwrap(),
+            None,
+            "not there yet"
+        );
+        std::fs::write(&file, "one\ntwo\n").unwrap();
+        let at = copy_new(&file, None, &mut out).unwrap();
+        assert_eq!(at.unwrap().offset, 8);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| f.write_all(b"three\n"))
+            .unwrap();
+        let at = copy_new(&file, at, &mut out).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), "one\ntwo\nthree\n");
+        // Truncated, then shorter than what was read: from the start.
+        std::fs::write(&file, "four\n").unwrap();
+        let at = copy_new(&file, at, &mut out).unwrap();
+        // Rotated: another file under the name, even one longer than what was read.
+        std::fs::rename(&file, dir.path().join("stdout.1")).unwrap();
+        std::fs::write(&file, "five and more than before\n").unwrap();
+        let at = copy_new(&file, at, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "one\ntwo\nthree\nfour\nfive and more than before\n"
+        );
+        assert_eq!(copy_new(&file, at, &mut out).unwrap(), at, "nothing new");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded_but_unreserved_characters() {
+        assert_eq!(
+            query_value("2026-12-01 03:00:00+02:00"),
+            "2026-12-01%2003%3A00%3A00%2B02%3A00"
+        );
+        assert_eq!(query_value("aZ09-._~"), "aZ09-._~");
+        assert_eq!(query_value("é&#%"), "%C3%A9%26%23%25");
+    }
 
     #[test]
     fn status_names_the_differences_that_count_or_are_unsure_and_no_others() {

@@ -30,7 +30,7 @@ use dotenv::read_dotenv;
 pub use judging::{DiffConfig, MaxBodyDiff, ReplayConfig, ScoreConfig, AUTO_MAX_BODY_DIFF};
 use keys::canonical_key;
 pub use keys::{KeyDoc, KEYS};
-pub use operating::{HookCommands, LogFormat};
+pub use operating::{check_log_dir, HookCommands, LogFormat};
 pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
 pub use reload::{changed_keys, LIVE_KEYS};
@@ -102,6 +102,42 @@ pub enum ConfigError {
         /// The path that could not be created or written.
         path: PathBuf,
         /// Why.
+        source: std::io::Error,
+    },
+    /// The base dir's path is too long for the admin socket's path to fit in a unix socket
+    /// address.
+    #[error(
+        "base directory {base} is too long for understudy's admin socket: {path} is {len} bytes, \
+         and a unix socket's path holds at most {max}; move the base dir to a path of at most \
+         {room} bytes and pass that as --base"
+    )]
+    SocketPathTooLong {
+        /// The base directory, absolute.
+        base: PathBuf,
+        /// The admin socket's path in it.
+        path: PathBuf,
+        /// That path's length in bytes.
+        len: usize,
+        /// The longest a socket's path may be.
+        max: usize,
+        /// The longest the base dir's path may be.
+        room: usize,
+    },
+    /// understudy cannot write its own log where `LOG_DIR` says: found at start, so the key is
+    /// named instead of a bare OS error later.
+    #[error(
+        "config key LOG_DIR names {dir}: cannot {what} {path}: {source}; make LOG_DIR a \
+         directory this user can create and write (no file in its way), or set it empty to log to \
+         stderr"
+    )]
+    LogDir {
+        /// LOG_DIR as resolved (a relative value is in the base dir).
+        dir: PathBuf,
+        /// What failed: creating the directory or opening the log file.
+        what: &'static str,
+        /// The path that failed.
+        path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }
@@ -436,6 +472,27 @@ pub fn check_base_writable(base: &Path) -> Result<(), ConfigError> {
     std::fs::remove_file(&probe).map_err(fail(&probe))
 }
 
+/// Check that the admin socket's path in `base` (absolute, as understudy binds it) fits in a unix
+/// socket address: past [`MAX_SOCKET_PATH`](crate::layout::MAX_SOCKET_PATH) bytes no socket can be
+/// bound there, so a base dir that long is refused at start, saying how much shorter it must be.
+pub fn check_admin_socket(base: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = crate::layout::Layout::new(base, "").admin_socket();
+    let len = path.as_os_str().as_bytes().len();
+    let max = crate::layout::MAX_SOCKET_PATH;
+    if len <= max {
+        return Ok(());
+    }
+    let base_len = base.as_os_str().as_bytes().len();
+    Err(ConfigError::SocketPathTooLong {
+        base: base.to_path_buf(),
+        path,
+        len,
+        max,
+        room: (max + base_len).saturating_sub(len),
+    })
+}
+
 /// Parse a CLI `KEY=VALUE` override.
 pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
     s.split_once('=')
@@ -528,6 +585,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_base_dir_too_long_for_the_admin_socket_is_refused_saying_how_long_it_may_be() {
+        let max = crate::layout::MAX_SOCKET_PATH;
+        assert_eq!(max, 107, "Linux's sun_path less its NUL");
+        let room = max - "/.understudy/admin.sock".len();
+        let fits = PathBuf::from(format!("/{}", "b".repeat(room - 1)));
+        check_admin_socket(&fits).unwrap();
+        let long = PathBuf::from(format!("/{}", "b".repeat(room)));
+        let e = check_admin_socket(&long).unwrap_err().to_string();
+        assert!(e.contains(&long.display().to_string()), "{e}");
+        assert!(e.contains("108 bytes") && e.contains("at most 107"), "{e}");
+        assert!(e.contains(&format!("at most {room} bytes")), "{e}");
     }
 
     #[test]

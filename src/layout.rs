@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use semver::Version;
 
+/// Longest path a unix socket can be bound at: `sun_path` (108 bytes on Linux) less its NUL.
+pub const MAX_SOCKET_PATH: usize =
+    std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1;
+
 /// Which part an instance plays; also the name of its symlink in the base dir.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,7 +164,8 @@ impl Layout {
         self.state_dir().join("state.json")
     }
 
-    /// The admin API's unix socket (mode 0600): the CLI's way in, guarded by its file mode.
+    /// The admin API's unix socket (mode 0600): the CLI's way in, guarded by its file mode. Its
+    /// path must fit in [`MAX_SOCKET_PATH`] bytes, checked at start.
     pub fn admin_socket(&self) -> PathBuf {
         self.state_dir().join("admin.sock")
     }

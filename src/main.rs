@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use understudy::config::{check_base_writable, parse_override, Config, ProcessEnv};
+use understudy::config::{
+    check_admin_socket, check_base_writable, check_log_dir, parse_override, Config, ProcessEnv,
+};
 
 /// mimalloc instead of glibc's malloc: the proxy threads allocate what the mirror frees, and
 /// glibc's per-arena locks made that cross-thread traffic a futex storm (docs/benchmarks.md).
@@ -148,6 +150,12 @@ fn main() -> ExitCode {
             // This executable is understudy: it guards each child as its watchdog.
             cfg.watchdog = Some(PathBuf::from(understudy::watchdog::SELF_EXE));
             if let Err(e) = check_base_writable(&cfg.base) {
+                return fail_told(e, &mut takeover);
+            }
+            if let Err(e) = check_log_dir(cfg.log_dir.as_deref()) {
+                return fail_told(e, &mut takeover);
+            }
+            if let Err(e) = check_admin_socket(&cfg.base) {
                 return fail_told(e, &mut takeover);
             }
             report(run(cfg, overrides, handover, takeover))

@@ -292,6 +292,12 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     let (_, out, _) = cli(&base, &["history", "--json", "--at", at]);
     let h: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h["serving"], "1.1.0", "{h}");
+    // Written with a space instead of the T, as `promote --at` takes it too.
+    let spaced = at.replacen('T', " ", 1);
+    let (code, out, err) = cli(&base, &["history", "--json", "--at", &spaced]);
+    assert_eq!(code, 0, "{spaced}: {err}");
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["serving"], "1.1.0", "{h}");
     // Before anything served: nothing.
     let (_, out, _) = cli(
         &base,

@@ -111,18 +111,87 @@ fn env_and_cli_override_the_file() {
     assert!(child.wait().unwrap().success());
 }
 
-/// Run understudy on `base` with `args`; its exit code and stderr.
+#[test]
+fn a_log_dir_that_cannot_be_created_fails_at_start_naming_key_value_and_os_error() {
+    let base = Base::new("log-dir-through-a-file");
+    // A path through a file: no user, root included, can create it.
+    base.write_env("LOG_DIR=f/logs");
+    std::fs::write(base.path.join("f"), "").unwrap();
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    let dir = base.path.join("f/logs").display().to_string();
+    assert!(err.contains("LOG_DIR") && err.contains(&dir), "{err}");
+    assert!(err.contains("Not a directory"), "the OS error: {err}");
+}
+
+#[test]
+fn a_long_base_dir_serves_the_admin_socket_while_its_path_fits_and_is_refused_past_it() {
+    // Linux's sun_path (108 bytes) less its NUL.
+    const MAX_SOCKET_PATH: usize = 107;
+    let suffix = "/.understudy/admin.sock".len();
+    // A base dir under the tests' temp dir whose socket path is `socket_len` bytes long.
+    let long_base = |name: &str, socket_len: usize| {
+        let mut base = Base::new(name);
+        let taken = base.path.as_os_str().len() + 1 + suffix;
+        assert!(
+            taken < socket_len,
+            "{} is too long a temp dir for this test",
+            base.path.display()
+        );
+        base.path = base.path.join("d".repeat(socket_len - taken));
+        std::fs::create_dir(&base.path).unwrap();
+        base.write_env("");
+        base
+    };
+    // The longest that fits: understudy serves the socket, and the CLI steers through it.
+    let base = long_base("long-base", MAX_SOCKET_PATH);
+    let mut u = Understudy::start(&base);
+    let (code, out, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("running"), "{out}");
+    u.stop();
+    // One byte longer: refused at start, saying why and how long the base dir may be.
+    let base = long_base("too-long-base", MAX_SOCKET_PATH + 1);
+    let (code, err) = run_briefly(&base, &["--set", "ADMIN_LISTEN=127.0.0.1:0"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains(&base.path.display().to_string()), "{err}");
+    assert!(
+        err.contains("108 bytes") && err.contains("at most 107"),
+        "{err}"
+    );
+    let room = MAX_SOCKET_PATH - suffix;
+    assert!(err.contains(&format!("at most {room} bytes")), "{err}");
+}
+
+/// Run understudy on `base` with `args`; its exit code and stderr. One still running after 10 s
+/// (it was to refuse to start) is killed, with no exit code: a test fails instead of hanging.
 fn run_briefly(base: &Base, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
+    use std::io::{Read, Seek};
+    let mut stderr = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut child = Command::new(BIN)
         .args(["run", "--base"])
         .arg(&base.path)
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
         .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    stderr.rewind().unwrap();
+    stderr.read_to_string(&mut text).unwrap();
+    (code, text)
 }
 
 #[test]

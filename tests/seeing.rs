@@ -253,6 +253,21 @@ fn logs_follow_goes_on_across_a_promotion_and_marks_the_switch() {
                 .then_some(())
         },
     );
+    // Truncated in place (shorter than what was read), then rotated away and made anew: the
+    // follower reads each from its start.
+    let stdout = std::fs::canonicalize(base.path.join("running"))
+        .unwrap()
+        .join("stdout");
+    let printed = |what: &'static str| {
+        wait_until(what, Duration::from_secs(10), || {
+            seen.lock().unwrap().contains(what).then_some(())
+        })
+    };
+    std::fs::write(&stdout, "after truncation\n").unwrap();
+    printed("after truncation");
+    std::fs::rename(&stdout, stdout.with_file_name("stdout.1")).unwrap();
+    std::fs::write(&stdout, "after rotation\n").unwrap();
+    printed("after rotation");
     assert_eq!(cli(&base, &["promote"]).0, 0);
     wait_until(
         "the follower moves to 1.1.0",

@@ -147,6 +147,15 @@ fn a_failing_pre_promote_leaves_running_untouched_with_the_reason_in_status() {
     assert_eq!(status["running"]["version"], "1.0.0", "{status}");
     assert_eq!(status["testing"]["version"], "1.1.0", "{status}");
     assert!(status["transaction"].is_null(), "{status}");
+    // The plain-text status says it too.
+    let (code, out, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("refused")
+            && l.contains("PRE_PROMOTE")
+            && l.contains("smoke test failed for 1.1.0")),
+        "{out}"
+    );
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
     assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
     assert!(u.get("/").1.contains("1.0.0"));

@@ -51,6 +51,32 @@ pub(super) fn logging(base: &Path, raw: &Raw) -> Result<Logging, ConfigError> {
     })
 }
 
+/// Check that understudy can write its own log in `dir` (`LOG_DIR`, if set): create the directory
+/// if missing and open `understudy.log` for appending, as logging will. Run at start, so a LOG_DIR
+/// through a file or where this user may not write exits 64 naming the key and the path.
+pub fn check_log_dir(dir: Option<&Path>) -> Result<(), ConfigError> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let fail = |what: &'static str, path: &Path| {
+        let (dir, path) = (dir.to_path_buf(), path.to_path_buf());
+        move |source| ConfigError::LogDir {
+            dir,
+            what,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(fail("create the directory", dir))?;
+    let log = dir.join("understudy.log");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(fail("open the log file", &log))?;
+    Ok(())
+}
+
 /// LOG_FORMAT: text or json.
 fn parse_format(v: &str) -> Result<LogFormat, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
@@ -225,6 +251,23 @@ mod tests {
 
     use crate::config::test_support::invalid_key;
     use crate::config::Config;
+
+    #[test]
+    fn a_log_dir_that_cannot_be_made_is_named_with_the_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "").unwrap();
+        let logs = dir.path().join("f/logs");
+        let e = super::check_log_dir(Some(&logs)).unwrap_err().to_string();
+        assert!(
+            e.contains("LOG_DIR") && e.contains(&logs.display().to_string()),
+            "{e}"
+        );
+        assert!(e.contains("Not a directory"), "{e}");
+        let logs = dir.path().join("logs");
+        super::check_log_dir(Some(&logs)).unwrap();
+        assert!(logs.join("understudy.log").is_file());
+        super::check_log_dir(None).unwrap();
+    }
 
     #[test]
     fn log_dir_must_not_be_a_file() {

@@ -67,16 +67,31 @@ pub(super) fn webhooks(base: &Path, raw: &Raw) -> Result<Webhooks, ConfigError> 
     })
 }
 
-/// WEBHOOK_URLS: comma-separated `http(s)://host[:port]/path` URLs.
+/// Most receivers in WEBHOOK_URLS.
+const MAX_WEBHOOKS: usize = 16;
+/// Longest WEBHOOK_URLS, in bytes.
+const MAX_WEBHOOK_URLS_LEN: usize = 16 * 1024;
+
+/// WEBHOOK_URLS: comma-separated `http(s)://host[:port]/path` URLs. Every refusal shows the value
+/// through [`redacted`]: a receiver's URL may carry its password.
 fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     let expected = "comma-separated http:// or https:// URLs such as https://hooks.example.com/understudy or http://127.0.0.1:9000/hooks, at most 16";
-    let v = raw.text("WEBHOOK_URLS", 16 * 1024, expected)?;
+    let v = raw.get("WEBHOOK_URLS").trim();
+    if v.len() > MAX_WEBHOOK_URLS_LEN {
+        return Err(invalid(
+            "WEBHOOK_URLS",
+            &redacted_list(v),
+            &format!("{expected}, at most {MAX_WEBHOOK_URLS_LEN} bytes"),
+        ));
+    }
     let urls = comma_list(v);
     let bad = urls.iter().find(|u| {
         u.parse::<http::Uri>()
             .map(|uri| {
-                // A port past 65535 parses as an authority but names no port at all.
+                // A port past 65535 parses as an authority but names no port at all. The
+                // credentials' `user:password@` (sent as Basic authorization) hold no port.
                 let written = uri.authority().map_or("", |a| a.as_str());
+                let written = written.rsplit_once('@').map_or(written, |(_, host)| host);
                 let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
                 let bad_port = after_host.contains(':') && uri.port_u16().is_none();
                 !matches!(uri.scheme_str(), Some("http" | "https"))
@@ -88,8 +103,8 @@ fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     if let Some(u) = bad {
         return Err(invalid("WEBHOOK_URLS", &redacted(u), expected));
     }
-    if urls.len() > 16 {
-        return Err(invalid("WEBHOOK_URLS", v, expected));
+    if urls.len() > MAX_WEBHOOKS {
+        return Err(invalid("WEBHOOK_URLS", &redacted_list(v), expected));
     }
     Ok(urls)
 }
@@ -144,16 +159,24 @@ fn check_ca(ca: &WebhookCa) -> Result<(), String> {
     Ok(())
 }
 
-/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`.
+/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`,
+/// also in a URL written without its scheme (`ops:pw@host/in`), which is refused with a message.
 pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => url.to_string(),
     }
+}
+
+/// A whole WEBHOOK_URLS value as errors may show it: each comma-separated URL [`redacted`].
+fn redacted_list(v: &str) -> String {
+    let urls: Vec<String> = comma_list(v).iter().map(|u| redacted(u)).collect();
+    urls.join(",")
 }
 
 #[cfg(test)]
@@ -171,6 +194,29 @@ mod tests {
         assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
         assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
         assert_eq!(redacted("not a url"), "not a url");
+        assert_eq!(redacted("ops:hunter2@h/in"), "***@h/in");
+    }
+
+    #[test]
+    fn too_many_or_too_long_urls_are_refused_without_their_credentials() {
+        // Credentials as a user name only (a token): such URLs pass the check of each URL, so
+        // the count is what refuses them.
+        let many: Vec<String> = (0..17)
+            .map(|i| format!("https://hunter2@h{i}.example/in"))
+            .collect();
+        let long = format!(
+            "https://ops:hunter2@h.example/{}",
+            "x".repeat(MAX_WEBHOOK_URLS_LEN)
+        );
+        for value in [many.join(","), long] {
+            let r = load_set("IDENTIFIER=a\n", &[("WEBHOOK_URLS", &value)]);
+            let message = r.as_ref().map(|_| ()).unwrap_err().to_string();
+            let (k, v, expected) = invalid_key(r);
+            assert_eq!(k, "WEBHOOK_URLS");
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(v.starts_with("https://***@h"), "{v}");
+            assert!(expected.contains("at most"), "{expected}");
+        }
     }
 
     #[test]
@@ -194,6 +240,21 @@ mod tests {
             assert_eq!((k.as_str(), v.as_str()), ("WEBHOOK_URLS", bad));
             assert!(expected.contains("https://"), "{expected}");
         }
+    }
+
+    #[test]
+    fn urls_with_a_user_and_password_are_taken() {
+        let urls = "https://ops:hunter2@h.example/in, http://ops:pw@127.0.0.1:9000/in";
+        let cfg = load_set("IDENTIFIER=a\n", &[("WEBHOOK_URLS", urls)]).unwrap();
+        assert_eq!(cfg.webhook_urls.len(), 2);
+        let (k, v, _) = invalid_key(load_set(
+            "IDENTIFIER=a\n",
+            &[("WEBHOOK_URLS", "https://ops:hunter2@h:70000/in")],
+        ));
+        assert_eq!(
+            (k.as_str(), v.as_str()),
+            ("WEBHOOK_URLS", "https://***@h:70000/in")
+        );
     }
 
     #[test]
