@@ -125,7 +125,8 @@ fn a_symlink_dropped_as_a_build_is_logged_once() {
 
 #[test]
 fn sighup_reloads_the_env_and_refuses_a_bad_one() {
-    let settled = "STABLE_WINDOW=10m\nMIN_MIRRORED=1000\nEVALUATE_EVERY=200ms";
+    let settled =
+        "STABLE_WINDOW=10m\nMIN_MIRRORED=1000\nEVALUATE_EVERY=200ms\nPRE_PROMOTE=/bin/true";
     let (base, mut u) = start_with_testing("sighup", settled);
     let hup = |u: &Understudy| unsafe {
         libc::kill(u.pid() as i32, libc::SIGHUP);
@@ -146,15 +147,17 @@ fn sighup_reloads_the_env_and_refuses_a_bad_one() {
     );
     assert!(u.get("/").1.contains("1.0.0"), "still serving after SIGHUP");
 
-    // A good one is applied: the new window and evidence let 1.1.0 be promoted.
+    // A good one is applied: the new window and evidence let 1.1.0 be promoted. A hook, like
+    // SETTLE_TIME, keeps its start-time command until a restart, as the log says: the refusing
+    // PRE_PROMOTE does not apply yet.
     base.write_env(&format!(
-        "{settled}\nSTABLE_WINDOW=1s\nMIN_MIRRORED=5\nSETTLE_TIME=300ms"
+        "{settled}\nSTABLE_WINDOW=1s\nMIN_MIRRORED=5\nSETTLE_TIME=300ms\nPRE_PROMOTE=/bin/false\nCANARY_STEPS=10%"
     ));
     hup(&u);
     wait_until("the reload", Duration::from_secs(5), || {
         let log = u.log_text();
         (log.contains("applied STABLE_WINDOW, MIN_MIRRORED")
-            && log.contains("SETTLE_TIME changed but take effect only when understudy restarts"))
+            && log.contains("SETTLE_TIME, PRE_PROMOTE, CANARY_STEPS changed but take effect only when understudy restarts"))
         .then_some(())
     });
     wait_until(

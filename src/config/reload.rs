@@ -141,6 +141,9 @@ const FIELDS: &[(&str, Differs)] = fields!(
         admin_connections => "MAX_ADMIN_CONNECTIONS",
         admin_hosts => "ADMIN_HOSTS",
         hook_log_max => "HOOK_LOG_MAX",
+        canary.steps => "CANARY_STEPS",
+        canary.step_window => "CANARY_STEP_WINDOW",
+        canary.sticky => "CANARY_STICKY",
 );
 
 /// The keys whose values differ between two configurations, in `KEYS` order.
@@ -173,6 +176,14 @@ mod tests {
         assert!(changed_keys(&a, &a).is_empty());
         for k in LIVE_KEYS {
             assert!(KEYS.iter().any(|d| d.key == *k), "{k} is a key");
+        }
+        // Every key a reload can change is compared (SCHEME has one value), so none is ignored.
+        for d in KEYS.iter().filter(|d| d.key != "SCHEME") {
+            assert!(
+                FIELDS.iter().any(|(k, _)| *k == d.key),
+                "{} is compared",
+                d.key
+            );
         }
     }
 }

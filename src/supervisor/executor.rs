@@ -693,11 +693,18 @@ impl Executor {
     }
 
     /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed.
+    /// The hooks keep their start-time commands, `HOOK_TIMEOUT` and `HOOK_LOG_MAX`, as the reload
+    /// says: which hooks exist is fixed at start, so a command changed here alone would run
+    /// where a removed one silently passes and an added one never runs.
     fn reconfigure(&mut self, new: Arc<Config>) {
         if new.score != self.cfg.score {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));
         }
-        self.cfg = new;
+        let mut new = Arc::unwrap_or_clone(new);
+        new.hooks = self.cfg.hooks.clone();
+        new.hook_timeout = self.cfg.hook_timeout;
+        new.hook_log_max = self.cfg.hook_log_max;
+        self.cfg = Arc::new(new);
     }
 
     /// Stop every child at once, wait for all work (stopping children whose start was still
