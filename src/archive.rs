@@ -106,7 +106,9 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
 }
 
 /// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
-/// broken build is quarantined with its logs and never retried unless dropped again.
+/// broken build is quarantined with its logs and never retried unless dropped again. A retry
+/// after the move succeeded (its `reason.json` failed) finds no folder: it finishes the job in
+/// `rejected/` and keeps what the first attempt moved there.
 pub fn reject_version(
     layout: &Layout,
     v: &Version,
@@ -116,8 +118,9 @@ pub fn reject_version(
     let rdir = layout.rejected_dir();
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
     let dest = rdir.join(layout.version_name(v));
-    let _ = fs::remove_dir_all(&dest);
     if dir.exists() {
+        // An earlier rejection of the same version (dropped again since) gives way to this one.
+        let _ = fs::remove_dir_all(&dest);
         fs::rename(&dir, &dest).map_err(io_err("cannot move the rejected version to", &dest))?;
     } else {
         fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
@@ -367,6 +370,34 @@ mod tests {
         assert!(!l.archive_zip(&v).with_extension("zip.tmp").exists());
         assert!(l.version_dir(&v).join("app-1.0.0.jar").is_file());
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_rejection_retried_after_its_move_keeps_the_quarantined_build() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.1.0").unwrap();
+        fs::create_dir_all(l.instance_dir(&v, 1).join("logs")).unwrap();
+        fs::write(l.version_dir(&v).join("app-1.1.0.jar"), b"jar").unwrap();
+        fs::write(l.instance_dir(&v, 1).join("logs/app.log"), b"boom").unwrap();
+        // reason.json cannot be written (a folder holds its name): the move succeeds, the
+        // rejection fails after it.
+        fs::create_dir_all(l.version_dir(&v).join("reason.json/x")).unwrap();
+        let reasons = vec!["testing exited".to_string()];
+        assert!(reject_version(&l, &v, &reasons).is_err());
+        let dest = l.rejected_dir().join("app-1.1.0");
+        assert!(
+            dest.join("app-1.1.0.jar").is_file(),
+            "moved before the failure"
+        );
+        fs::remove_dir_all(dest.join("reason.json")).unwrap();
+        // The retry finishes the job on what is there.
+        assert_eq!(reject_version(&l, &v, &reasons).unwrap(), dest);
+        assert_eq!(fs::read(dest.join("app-1.1.0.jar")).unwrap(), b"jar");
+        assert_eq!(fs::read(dest.join("1/logs/app.log")).unwrap(), b"boom");
+        let reason: serde_json::Value =
+            serde_json::from_slice(&fs::read(dest.join("reason.json")).unwrap()).unwrap();
+        assert_eq!(reason["reasons"][0], "testing exited");
     }
 
     #[test]
