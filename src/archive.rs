@@ -23,6 +23,16 @@ pub enum ArchiveError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The folder is archived but what is left of it could not be deleted.
+    #[error(
+        "archived as {zip}, but cannot remove the archived folder, moved aside to {path}: \
+         {source}; it is tried again at the next collection, or delete it by hand"
+    )]
+    Leftover {
+        path: PathBuf,
+        zip: PathBuf,
+        source: io::Error,
+    },
     /// Writing the zip failed.
     #[error("cannot write zip {path}: {source}")]
     Zip {
@@ -41,22 +51,48 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
 /// the files they point to only when those live inside the folder (they are already in the zip).
+///
+/// Once the archive is complete the folder leaves its name in one step (renamed aside in the
+/// base dir, then deleted), so it is whole or gone: a rollback never finds it half deleted, and a
+/// retry after a failed deletion finds no folder and only deletes what is left aside; it never
+/// zips the leftovers over the complete archive.
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
     let dir = layout.version_dir(v);
-    let adir = layout.archive_dir();
-    fs::create_dir_all(&adir).map_err(io_err("cannot create", &adir))?;
     let dest = layout.archive_zip(v);
-    let tmp = dest.with_extension("zip.tmp");
-    let written = zip_dir(&dir, &layout.version_name(v), &tmp).and_then(|()| {
-        fs::rename(&tmp, &dest).map_err(io_err("cannot move archive into place at", &dest))
-    });
-    if let Err(e) = written {
-        // A half-written zip is no archive; the folder stays, so nothing is lost.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    let aside = layout
+        .base()
+        .join(format!(".{}.archived", layout.version_name(v)));
+    let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    if whole || !dest.is_file() {
+        // Leftovers of an earlier archiving of this version (restored since) go first.
+        remove_aside(&aside, &dest)?;
+        let adir = layout.archive_dir();
+        fs::create_dir_all(&adir).map_err(io_err("cannot create", &adir))?;
+        let tmp = dest.with_extension("zip.tmp");
+        let written = zip_dir(&dir, &layout.version_name(v), &tmp).and_then(|()| {
+            fs::rename(&tmp, &dest).map_err(io_err("cannot move archive into place at", &dest))
+        });
+        if let Err(e) = written {
+            // A half-written zip is no archive; the folder stays, so nothing is lost.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&dir, &aside).map_err(io_err("cannot move the archived folder to", &aside))?;
     }
-    fs::remove_dir_all(&dir).map_err(io_err("cannot remove archived folder", &dir))?;
+    remove_aside(&aside, &dest)?;
     Ok(dest)
+}
+
+/// Delete an archived folder moved aside, if one is there.
+fn remove_aside(aside: &Path, zip: &Path) -> Result<(), ArchiveError> {
+    match fs::remove_dir_all(aside) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ArchiveError::Leftover {
+            path: aside.to_path_buf(),
+            zip: zip.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Write every regular file under `dir` into a zip at `out`, under the folder name `root`.
@@ -398,6 +434,99 @@ mod tests {
         let reason: serde_json::Value =
             serde_json::from_slice(&fs::read(dest.join("reason.json")).unwrap()).unwrap();
         assert_eq!(reason["reasons"][0], "testing exited");
+    }
+
+    /// A folder whose entries cannot be removed until dropped: read-only, and immutable for
+    /// root (whom modes do not stop). Held open, so it is found again wherever it is moved.
+    struct Stuck(fs::File);
+
+    const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+
+    impl Stuck {
+        /// `None` when this file system or user cannot make it so.
+        fn new(dir: &Path) -> Option<Stuck> {
+            let stuck = Stuck(fs::File::open(dir).unwrap());
+            stuck.set(true);
+            fs::write(dir.join("probe"), b"").is_err().then_some(stuck)
+        }
+
+        fn set(&self, on: bool) {
+            use std::os::fd::AsRawFd;
+            let mode = if on { 0o555 } else { 0o755 };
+            let _ = self.0.set_permissions(fs::Permissions::from_mode(mode));
+            let fd = self.0.as_raw_fd();
+            let mut flags: libc::c_int = 0;
+            // SAFETY: FS_IOC_[GS]ETFLAGS read or write one int through a valid pointer, on an
+            // open descriptor.
+            unsafe {
+                if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) != 0 {
+                    return;
+                }
+                flags = if on {
+                    flags | FS_IMMUTABLE_FL
+                } else {
+                    flags & !FS_IMMUTABLE_FL
+                };
+                libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags);
+            }
+        }
+    }
+
+    impl Drop for Stuck {
+        fn drop(&mut self) {
+            self.set(false);
+        }
+    }
+
+    fn zip_names(zip: &Path) -> Vec<String> {
+        let a = zip::ZipArchive::new(fs::File::open(zip).unwrap()).unwrap();
+        let mut names: Vec<String> = a.file_names().map(|n| n.unwrap().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_archive_retried_after_a_failed_removal_keeps_the_complete_archive() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        let vdir = l.version_dir(&v);
+        for i in 1..=8 {
+            fs::create_dir_all(vdir.join(format!("{i}/logs"))).unwrap();
+            fs::write(vdir.join(format!("{i}/logs/app.log")), b"log").unwrap();
+        }
+        // The folder removed last cannot be emptied: every other one is gone when it fails.
+        let last = fs::read_dir(&vdir).unwrap().last().unwrap().unwrap().path();
+        let Some(stuck) = Stuck::new(&last.join("logs")) else {
+            eprintln!("skipped: cannot make a folder that resists removal here");
+            return;
+        };
+        let err = archive_version(&l, &v).unwrap_err();
+        assert!(err.to_string().contains("remove"), "{err}");
+        let complete = zip_names(&l.archive_zip(&v));
+        assert_eq!(
+            complete.iter().filter(|n| n.ends_with("app.log")).count(),
+            8
+        );
+        // Still stuck: the retry fails again, and the archive stays whole.
+        assert!(archive_version(&l, &v).is_err());
+        assert_eq!(zip_names(&l.archive_zip(&v)), complete);
+        assert!(
+            !vdir.exists(),
+            "no half-removed folder is left under the version's name for a rollback to find"
+        );
+        drop(stuck);
+        assert_eq!(archive_version(&l, &v).unwrap(), l.archive_zip(&v));
+        assert_eq!(zip_names(&l.archive_zip(&v)), complete);
+        let left: Vec<_> = fs::read_dir(base.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("archive")],
+            "nothing else is left"
+        );
     }
 
     #[test]
