@@ -50,7 +50,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 }
 
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
-/// the files they point to only when those live inside the folder (they are already in the zip).
+/// symlinks when they stay inside the folder (see [`zip_dir`]).
 ///
 /// Once the archive is complete the folder leaves its name in one step (renamed aside in the
 /// base dir, then deleted), so it is whole or gone: a rollback never finds it half deleted, and a
@@ -95,13 +95,13 @@ fn remove_aside(aside: &Path, zip: &Path) -> Result<(), ArchiveError> {
     }
 }
 
-/// Write every regular file under `dir` into a zip at `out`, under the folder name `root`.
+/// Write every folder, regular file and symlink under `dir` into a zip at `out`, under the
+/// folder name `root`. A symlink is stored as a symlink (a bundle's `app -> bin/server` must
+/// still lead to its program when a rollback restores it) if it stays inside `dir` by the rule
+/// bundles are unpacked by; one leading out is left out, with a warning.
 pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
     let file = fs::File::create(out).map_err(io_err("cannot create", out))?;
     let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
-    let opts = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
     let mut stack = vec![(dir.to_path_buf(), root.to_string())];
     while let Some((d, prefix)) = stack.pop() {
         let mut entries: Vec<_> = fs::read_dir(&d)
@@ -112,24 +112,9 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
         for e in entries {
             let path = e.path();
             let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
-            let meta = fs::symlink_metadata(&path).map_err(io_err("cannot stat", &path))?;
-            if meta.is_dir() {
-                zip.add_directory(&name, opts)
-                    .map_err(|source| ArchiveError::Zip {
-                        path: out.to_path_buf(),
-                        source,
-                    })?;
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            if add_entry(&mut zip, &path, rel, &name, out)? {
                 stack.push((path, name));
-            } else if meta.is_file() {
-                // Keep the mode: an executable must still be one when a rollback restores it.
-                let opts = opts.unix_permissions(meta.permissions().mode() & 0o777);
-                zip.start_file(&name, opts)
-                    .map_err(|source| ArchiveError::Zip {
-                        path: out.to_path_buf(),
-                        source,
-                    })?;
-                let mut f = fs::File::open(&path).map_err(io_err("cannot open", &path))?;
-                io::copy(&mut f, &mut zip).map_err(io_err("cannot write into zip", out))?;
             }
         }
     }
@@ -139,6 +124,49 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
     })?;
     w.flush().map_err(io_err("cannot write", out))?;
     Ok(())
+}
+
+/// Add `path` (at `rel` inside the folder being zipped) to `zip` as `name`; whether it is a
+/// folder to descend into.
+fn add_entry(
+    zip: &mut zip::ZipWriter<io::BufWriter<fs::File>>,
+    path: &Path,
+    rel: &Path,
+    name: &str,
+    out: &Path,
+) -> Result<bool, ArchiveError> {
+    let zip_err = |source| ArchiveError::Zip {
+        path: out.to_path_buf(),
+        source,
+    };
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let meta = fs::symlink_metadata(path).map_err(io_err("cannot stat", path))?;
+    if meta.is_dir() {
+        zip.add_directory(name, opts).map_err(zip_err)?;
+        return Ok(true);
+    }
+    if meta.is_symlink() {
+        let target = fs::read_link(path).map_err(io_err("cannot read symlink", path))?;
+        match target.to_str() {
+            Some(t) if crate::artifact::link_stays_inside(rel, &target) => {
+                zip.add_symlink(name, t, opts).map_err(zip_err)?;
+            }
+            _ => tracing::warn!(
+                "not archiving the symlink {} -> {}: it leads out of its version folder",
+                path.display(),
+                target.display()
+            ),
+        }
+    } else if meta.is_file() {
+        // Keep the mode: an executable must still be one when a rollback restores it.
+        let opts = opts.unix_permissions(meta.permissions().mode() & 0o777);
+        zip.start_file(name, opts).map_err(zip_err)?;
+        let mut f = fs::File::open(path).map_err(io_err("cannot open", path))?;
+        io::copy(&mut f, zip).map_err(io_err("cannot write into zip", out))?;
+    }
+    Ok(false)
 }
 
 /// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
@@ -527,6 +555,48 @@ mod tests {
             vec![std::ffi::OsString::from("archive")],
             "nothing else is left"
         );
+    }
+
+    #[test]
+    fn a_bundle_with_symlinks_comes_back_from_its_archive_and_starts() {
+        use std::io::Write as _;
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let exe = SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("bin/server", exe).unwrap();
+        z.write_all(b"#!/bin/sh\necho server\n").unwrap();
+        z.add_symlink("app", "bin/server", SimpleFileOptions::default())
+            .unwrap();
+        let dropped = base.path().join("app-1.0.0.zip");
+        fs::write(&dropped, z.finish().unwrap().into_inner()).unwrap();
+        let name = crate::artifact::parse_name("app-1.0.0.zip", "app").unwrap();
+        let limits = crate::artifact::InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let installed = crate::artifact::install(&l, &dropped, &name, limits).unwrap();
+        assert!(installed.program.ends_with("bundle/app"), "{installed:?}");
+        // A link an instance left pointing out of the version folder is not kept.
+        fs::create_dir_all(l.instance_dir(&v, 1)).unwrap();
+        std::os::unix::fs::symlink("../../elsewhere", l.instance_dir(&v, 1).join("out")).unwrap();
+        let zip = archive_version(&l, &v).unwrap();
+        assert!(!l.version_dir(&v).exists());
+        let names = zip_names(&zip);
+        assert!(
+            names.contains(&"app-1.0.0/bundle/app".to_string()),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"app-1.0.0/1/out".to_string()), "{names:?}");
+        let restored = crate::artifact::restore(&l, &v, limits).unwrap();
+        assert_eq!(restored.program, installed.program);
+        let link = l.version_dir(&v).join("bundle/app");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("bin/server"));
+        let out = std::process::Command::new(&restored.program)
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"server\n", "{out:?}");
     }
 
     #[test]
