@@ -56,26 +56,27 @@ impl Decision<'_> {
         &mut self,
         version: Version,
         result: Result<Filed, String>,
-        retry: Option<Action>,
+        filing: Option<Action>,
     ) {
+        // Done either way: a retry that succeeded is not made again.
         let earlier = self
             .s
             .refile
             .iter()
-            .position(|(a, _)| Some(a) == retry.as_ref());
+            .position(|(a, _)| Some(a) == filing.as_ref());
         let attempts = earlier.map_or(0, |i| self.s.refile.remove(i).1) + 1;
         match result {
             Ok(Filed::Archived(zip)) => self.emit(Event::Archived { version, zip }),
             Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected { version, reasons }),
             Err(error) => {
-                let retrying = retry.is_some() && attempts < MAX_FILING_ATTEMPTS;
+                let retrying = filing.is_some() && attempts < MAX_FILING_ATTEMPTS;
                 self.emit(Event::FilingFailed {
                     version,
                     attempt: attempts,
                     error,
                     retrying,
                 });
-                if let Some(action) = retry.filter(|_| retrying) {
+                if let Some(action) = filing.filter(|_| retrying) {
                     self.s.refile.push((action, attempts));
                 }
             }
