@@ -237,6 +237,13 @@ pub enum Event {
         error: String,
         retrying: bool,
     },
+    /// Filing a version away (`what`: an archive or a rejection) was called off when it was due,
+    /// because the version is in use (a rollback brought it back, say): its folder stays.
+    FilingCalledOff {
+        version: Version,
+        what: String,
+        reason: String,
+    },
     /// The guard's rollback to `version` did not happen; the promoted version keeps serving.
     RollbackFailed { version: Version, reason: String },
     /// A promoted version held through `ROLLBACK_WINDOW`; the one it replaced is filed away.
@@ -310,6 +317,7 @@ impl Event {
             | Event::CrashLoopReplaced { .. }
             | Event::SecondaryGivenUp { .. }
             | Event::FilingFailed { .. }
+            | Event::FilingCalledOff { .. }
             | Event::RollbackFailed { .. }
             | Event::GuardEnded { .. } => Topic::Supervision,
         }
@@ -508,6 +516,11 @@ impl Event {
                 error,
                 retrying,
             } => tracing::error!(target: T, %version, attempt, error, retrying, "filing_failed"),
+            Event::FilingCalledOff {
+                version,
+                what,
+                reason,
+            } => tracing::warn!(target: T, %version, what, reason, "filing_called_off"),
             Event::RollbackFailed { version, reason } => {
                 tracing::error!(target: T, %version, reason, "rollback_failed")
             }

@@ -21,6 +21,7 @@ use crate::watcher::Dropped;
 
 mod canary;
 mod commands;
+mod filing;
 mod lifecycle;
 mod promotion;
 

@@ -273,6 +273,11 @@ fn supervision_tail(e: &Event) -> String {
                 "given up, its folder stays"
             }
         ),
+        Event::FilingCalledOff {
+            version,
+            what,
+            reason,
+        } => format!("{version}: its {what} is called off, its folder stays: {reason}"),
         Event::RollbackFailed { version, reason } => {
             format!("rollback to {version} failed, the promoted version keeps serving: {reason}")
         }

@@ -45,10 +45,13 @@ impl Decision<'_> {
             self.s.installing = None;
         }
         match result {
-            Err(reason) => self.out.push(Action::Reject {
-                version,
-                reasons: vec![reason],
-            }),
+            Err(reason) => {
+                let reject = Action::Reject {
+                    version,
+                    reasons: vec![reason],
+                };
+                self.file_away(reject, 0)
+            }
             Ok(installed) => {
                 self.emit(Event::Installed {
                     version: installed.version.clone(),
@@ -119,10 +122,11 @@ impl Decision<'_> {
                 version: pending.version.clone(),
                 reasons: vec![reason.clone()],
             });
-            self.out.push(Action::Reject {
+            let reject = Action::Reject {
                 version: pending.version,
                 reasons: vec![reason],
-            });
+            };
+            self.file_away(reject, 0);
         }
         self.publish_routes();
     }

@@ -380,6 +380,14 @@ fn cases_5() -> Vec<(Event, &'static [&'static str])> {
             },
             &["1.2.0 held through its rollback window; 1.1.0 is filed away"],
         ),
+        (
+            Event::FilingCalledOff {
+                version: v("1.0.0"),
+                what: "archive".into(),
+                reason: "1.0.0 is running".into(),
+            },
+            &["1.0.0: its archive is called off, its folder stays: 1.0.0 is running"],
+        ),
     ]
 }
 
