@@ -69,6 +69,14 @@ impl Stamped {
 pub enum Event {
     /// A complete build was found in the base dir.
     BuildFound { file: String, version: Version },
+    /// A build dropped while an earlier build of its version is being filed away (still
+    /// stopping, or moving to `rejected/` or the archive) stays in the base dir until that is
+    /// done, then is installed as a fresh build: it never lands in the folder on its way out.
+    BuildWaiting {
+        file: String,
+        version: Version,
+        reason: String,
+    },
     /// A build was refused or rejected; its files are in `rejected/`.
     Rejected {
         version: Version,
@@ -286,6 +294,7 @@ impl Event {
     pub fn topic(&self) -> Topic {
         match self {
             Event::BuildFound { .. }
+            | Event::BuildWaiting { .. }
             | Event::Installed { .. }
             | Event::RolledBack { .. }
             | Event::Rejected { .. }
@@ -329,6 +338,11 @@ impl Event {
             Event::BuildFound { file, version } => {
                 tracing::info!(target: LOG_TARGET, %version, file, "build_found")
             }
+            Event::BuildWaiting {
+                file,
+                version,
+                reason,
+            } => tracing::warn!(target: LOG_TARGET, %version, file, reason, "build_waiting"),
             Event::Installed { version } => {
                 tracing::info!(target: LOG_TARGET, %version, "installed")
             }

@@ -289,6 +289,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
         }
         Input::Disk { failing } => d.disk(failing),
     }
+    d.admit_drops();
     d.run_schedules();
     d.fit_secondary();
     d.assign_ports();

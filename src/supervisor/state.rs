@@ -328,7 +328,9 @@ pub struct State {
     pub(super) pending: Option<Installed>,
     /// The build being installed; later drops wait in `drops`.
     pub(super) installing: Option<Version>,
-    pub(super) drops: VecDeque<Dropped>,
+    /// Drops waiting for their turn, and whether they were told they wait for an earlier build
+    /// of their version to be filed away.
+    pub(super) drops: VecDeque<(Dropped, bool)>,
     pub(super) restart: Option<Restart>,
     /// Running failures in a row.
     pub(super) failures: u32,

@@ -182,7 +182,7 @@ impl Decision<'_> {
 }
 
 /// The version an archive or rejection files away.
-fn filing_version(action: &Action) -> Option<&Version> {
+pub(super) fn filing_version(action: &Action) -> Option<&Version> {
     match action {
         Action::Archive(v) | Action::Reject { version: v, .. } => Some(v),
         _ => None,

@@ -136,3 +136,60 @@ async fn a_rejection_waits_for_every_instance_of_its_version_to_stop() {
         "{a:#?}"
     );
 }
+
+fn waiting(a: &[Action]) -> Vec<(Version, String)> {
+    emitted(a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::BuildWaiting {
+                version, reason, ..
+            } => Some((version.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_dropped_again_while_its_rejected_one_is_retired_waits_then_installs() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    sim.verdict(testing, Verdict::Reject(vec!["5xx rate".into()]));
+    // Dropped again while the rejected instance is still stopping: its folder is about to go.
+    let a = sim.feed(Input::Dropped(build("1.1.0")));
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    assert!(
+        matches!(&waiting(&a)[..], [(ver, why)] if *ver == v("1.1.0") && why.contains("rejected/")),
+        "{a:#?}"
+    );
+    // Another version does not wait behind it.
+    let a = sim.feed(Input::Dropped(build("1.2.0")));
+    assert!(a.contains(&Action::Install(build("1.2.0"))), "{a:#?}");
+    sim.feed(Input::Installed {
+        version: v("1.2.0"),
+        result: Err("not a program".into()),
+    });
+    let reject = Action::Reject {
+        version: v("1.1.0"),
+        reasons: vec!["5xx rate".into()],
+    };
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(a.contains(&reject), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    // The move fails once: the drop waits through the retry too.
+    let a = sim.feed(Input::Filed {
+        version: v("1.1.0"),
+        result: Err("No space left on device".into()),
+        filing: Some(reject.clone()),
+    });
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(a.contains(&reject), "{a:#?}");
+    assert!(waiting(&a).is_empty(), "said once: {a:#?}");
+    let a = sim.feed(Input::Filed {
+        version: v("1.1.0"),
+        result: Ok(Filed::Rejected(vec!["5xx rate".into()])),
+        filing: Some(reject),
+    });
+    assert!(a.contains(&Action::Install(build("1.1.0"))), "{a:#?}");
+}

@@ -122,6 +122,14 @@ fn cases_1() -> Vec<(Event, &'static [&'static str])> {
             &["1.2.0 found", "myapp-1.2.0.jar"],
         ),
         (
+            Event::BuildWaiting {
+                file: "myapp-1.2.0.jar".into(),
+                version: v("1.2.0"),
+                reason: "its rejected build is still stopping".into(),
+            },
+            &["1.2.0 (myapp-1.2.0.jar) waits: its rejected build is still stopping"],
+        ),
+        (
             Event::Installed {
                 version: v("1.2.0"),
             },
