@@ -23,6 +23,16 @@ pub enum ArchiveError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The folder is archived but what is left of it could not be deleted.
+    #[error(
+        "archived as {zip}, but cannot remove the archived folder, moved aside to {path}: \
+         {source}; it is tried again at the next collection, or delete it by hand"
+    )]
+    Leftover {
+        path: PathBuf,
+        zip: PathBuf,
+        source: io::Error,
+    },
     /// Writing the zip failed.
     #[error("cannot write zip {path}: {source}")]
     Zip {
@@ -40,32 +50,58 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 }
 
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
-/// the files they point to only when those live inside the folder (they are already in the zip).
+/// symlinks when they stay inside the folder (see [`zip_dir`]).
+///
+/// Once the archive is complete the folder leaves its name in one step (renamed aside in the
+/// base dir, then deleted), so it is whole or gone: a rollback never finds it half deleted, and a
+/// retry after a failed deletion finds no folder and only deletes what is left aside; it never
+/// zips the leftovers over the complete archive.
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
     let dir = layout.version_dir(v);
-    let adir = layout.archive_dir();
-    fs::create_dir_all(&adir).map_err(io_err("cannot create", &adir))?;
     let dest = layout.archive_zip(v);
-    let tmp = dest.with_extension("zip.tmp");
-    let written = zip_dir(&dir, &layout.version_name(v), &tmp).and_then(|()| {
-        fs::rename(&tmp, &dest).map_err(io_err("cannot move archive into place at", &dest))
-    });
-    if let Err(e) = written {
-        // A half-written zip is no archive; the folder stays, so nothing is lost.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    let aside = layout
+        .base()
+        .join(format!(".{}.archived", layout.version_name(v)));
+    let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    if whole || !dest.is_file() {
+        // Leftovers of an earlier archiving of this version (restored since) go first.
+        remove_aside(&aside, &dest)?;
+        let adir = layout.archive_dir();
+        fs::create_dir_all(&adir).map_err(io_err("cannot create", &adir))?;
+        let tmp = dest.with_extension("zip.tmp");
+        let written = zip_dir(&dir, &layout.version_name(v), &tmp).and_then(|()| {
+            fs::rename(&tmp, &dest).map_err(io_err("cannot move archive into place at", &dest))
+        });
+        if let Err(e) = written {
+            // A half-written zip is no archive; the folder stays, so nothing is lost.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&dir, &aside).map_err(io_err("cannot move the archived folder to", &aside))?;
     }
-    fs::remove_dir_all(&dir).map_err(io_err("cannot remove archived folder", &dir))?;
+    remove_aside(&aside, &dest)?;
     Ok(dest)
 }
 
-/// Write every regular file under `dir` into a zip at `out`, under the folder name `root`.
+/// Delete an archived folder moved aside, if one is there.
+fn remove_aside(aside: &Path, zip: &Path) -> Result<(), ArchiveError> {
+    match fs::remove_dir_all(aside) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ArchiveError::Leftover {
+            path: aside.to_path_buf(),
+            zip: zip.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Write every folder, regular file and symlink under `dir` into a zip at `out`, under the
+/// folder name `root`. A symlink is stored as a symlink (a bundle's `app -> bin/server` must
+/// still lead to its program when a rollback restores it) if it stays inside `dir` by the rule
+/// bundles are unpacked by; one leading out is left out, with a warning.
 pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
     let file = fs::File::create(out).map_err(io_err("cannot create", out))?;
     let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
-    let opts = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
     let mut stack = vec![(dir.to_path_buf(), root.to_string())];
     while let Some((d, prefix)) = stack.pop() {
         let mut entries: Vec<_> = fs::read_dir(&d)
@@ -76,24 +112,9 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
         for e in entries {
             let path = e.path();
             let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
-            let meta = fs::symlink_metadata(&path).map_err(io_err("cannot stat", &path))?;
-            if meta.is_dir() {
-                zip.add_directory(&name, opts)
-                    .map_err(|source| ArchiveError::Zip {
-                        path: out.to_path_buf(),
-                        source,
-                    })?;
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            if add_entry(&mut zip, &path, rel, &name, out)? {
                 stack.push((path, name));
-            } else if meta.is_file() {
-                // Keep the mode: an executable must still be one when a rollback restores it.
-                let opts = opts.unix_permissions(meta.permissions().mode() & 0o777);
-                zip.start_file(&name, opts)
-                    .map_err(|source| ArchiveError::Zip {
-                        path: out.to_path_buf(),
-                        source,
-                    })?;
-                let mut f = fs::File::open(&path).map_err(io_err("cannot open", &path))?;
-                io::copy(&mut f, &mut zip).map_err(io_err("cannot write into zip", out))?;
             }
         }
     }
@@ -105,8 +126,53 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Add `path` (at `rel` inside the folder being zipped) to `zip` as `name`; whether it is a
+/// folder to descend into.
+fn add_entry(
+    zip: &mut zip::ZipWriter<io::BufWriter<fs::File>>,
+    path: &Path,
+    rel: &Path,
+    name: &str,
+    out: &Path,
+) -> Result<bool, ArchiveError> {
+    let zip_err = |source| ArchiveError::Zip {
+        path: out.to_path_buf(),
+        source,
+    };
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let meta = fs::symlink_metadata(path).map_err(io_err("cannot stat", path))?;
+    if meta.is_dir() {
+        zip.add_directory(name, opts).map_err(zip_err)?;
+        return Ok(true);
+    }
+    if meta.is_symlink() {
+        let target = fs::read_link(path).map_err(io_err("cannot read symlink", path))?;
+        match target.to_str() {
+            Some(t) if crate::artifact::link_stays_inside(rel, &target) => {
+                zip.add_symlink(name, t, opts).map_err(zip_err)?;
+            }
+            _ => tracing::warn!(
+                "not archiving the symlink {} -> {}: it leads out of its version folder",
+                path.display(),
+                target.display()
+            ),
+        }
+    } else if meta.is_file() {
+        // Keep the mode: an executable must still be one when a rollback restores it.
+        let opts = opts.unix_permissions(meta.permissions().mode() & 0o777);
+        zip.start_file(name, opts).map_err(zip_err)?;
+        let mut f = fs::File::open(path).map_err(io_err("cannot open", path))?;
+        io::copy(&mut f, zip).map_err(io_err("cannot write into zip", out))?;
+    }
+    Ok(false)
+}
+
 /// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
-/// broken build is quarantined with its logs and never retried unless dropped again.
+/// broken build is quarantined with its logs and never retried unless dropped again. A retry
+/// after the move succeeded (its `reason.json` failed) finds no folder: it finishes the job in
+/// `rejected/` and keeps what the first attempt moved there.
 pub fn reject_version(
     layout: &Layout,
     v: &Version,
@@ -116,8 +182,9 @@ pub fn reject_version(
     let rdir = layout.rejected_dir();
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
     let dest = rdir.join(layout.version_name(v));
-    let _ = fs::remove_dir_all(&dest);
     if dir.exists() {
+        // An earlier rejection of the same version (dropped again since) gives way to this one.
+        let _ = fs::remove_dir_all(&dest);
         fs::rename(&dir, &dest).map_err(io_err("cannot move the rejected version to", &dest))?;
     } else {
         fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
@@ -367,6 +434,169 @@ mod tests {
         assert!(!l.archive_zip(&v).with_extension("zip.tmp").exists());
         assert!(l.version_dir(&v).join("app-1.0.0.jar").is_file());
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_rejection_retried_after_its_move_keeps_the_quarantined_build() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.1.0").unwrap();
+        fs::create_dir_all(l.instance_dir(&v, 1).join("logs")).unwrap();
+        fs::write(l.version_dir(&v).join("app-1.1.0.jar"), b"jar").unwrap();
+        fs::write(l.instance_dir(&v, 1).join("logs/app.log"), b"boom").unwrap();
+        // reason.json cannot be written (a folder holds its name): the move succeeds, the
+        // rejection fails after it.
+        fs::create_dir_all(l.version_dir(&v).join("reason.json/x")).unwrap();
+        let reasons = vec!["testing exited".to_string()];
+        assert!(reject_version(&l, &v, &reasons).is_err());
+        let dest = l.rejected_dir().join("app-1.1.0");
+        assert!(
+            dest.join("app-1.1.0.jar").is_file(),
+            "moved before the failure"
+        );
+        fs::remove_dir_all(dest.join("reason.json")).unwrap();
+        // The retry finishes the job on what is there.
+        assert_eq!(reject_version(&l, &v, &reasons).unwrap(), dest);
+        assert_eq!(fs::read(dest.join("app-1.1.0.jar")).unwrap(), b"jar");
+        assert_eq!(fs::read(dest.join("1/logs/app.log")).unwrap(), b"boom");
+        let reason: serde_json::Value =
+            serde_json::from_slice(&fs::read(dest.join("reason.json")).unwrap()).unwrap();
+        assert_eq!(reason["reasons"][0], "testing exited");
+    }
+
+    /// A folder whose entries cannot be removed until dropped: read-only, and immutable for
+    /// root (whom modes do not stop). Held open, so it is found again wherever it is moved.
+    struct Stuck(fs::File);
+
+    const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+
+    impl Stuck {
+        /// `None` when this file system or user cannot make it so.
+        fn new(dir: &Path) -> Option<Stuck> {
+            let stuck = Stuck(fs::File::open(dir).unwrap());
+            stuck.set(true);
+            fs::write(dir.join("probe"), b"").is_err().then_some(stuck)
+        }
+
+        fn set(&self, on: bool) {
+            use std::os::fd::AsRawFd;
+            let mode = if on { 0o555 } else { 0o755 };
+            let _ = self.0.set_permissions(fs::Permissions::from_mode(mode));
+            let fd = self.0.as_raw_fd();
+            let mut flags: libc::c_int = 0;
+            // SAFETY: FS_IOC_[GS]ETFLAGS read or write one int through a valid pointer, on an
+            // open descriptor.
+            unsafe {
+                if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) != 0 {
+                    return;
+                }
+                flags = if on {
+                    flags | FS_IMMUTABLE_FL
+                } else {
+                    flags & !FS_IMMUTABLE_FL
+                };
+                libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags);
+            }
+        }
+    }
+
+    impl Drop for Stuck {
+        fn drop(&mut self) {
+            self.set(false);
+        }
+    }
+
+    fn zip_names(zip: &Path) -> Vec<String> {
+        let a = zip::ZipArchive::new(fs::File::open(zip).unwrap()).unwrap();
+        let mut names: Vec<String> = a.file_names().map(|n| n.unwrap().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_archive_retried_after_a_failed_removal_keeps_the_complete_archive() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        let vdir = l.version_dir(&v);
+        for i in 1..=8 {
+            fs::create_dir_all(vdir.join(format!("{i}/logs"))).unwrap();
+            fs::write(vdir.join(format!("{i}/logs/app.log")), b"log").unwrap();
+        }
+        // The folder removed last cannot be emptied: every other one is gone when it fails.
+        let last = fs::read_dir(&vdir).unwrap().last().unwrap().unwrap().path();
+        let Some(stuck) = Stuck::new(&last.join("logs")) else {
+            eprintln!("skipped: cannot make a folder that resists removal here");
+            return;
+        };
+        let err = archive_version(&l, &v).unwrap_err();
+        assert!(err.to_string().contains("remove"), "{err}");
+        let complete = zip_names(&l.archive_zip(&v));
+        assert_eq!(
+            complete.iter().filter(|n| n.ends_with("app.log")).count(),
+            8
+        );
+        // Still stuck: the retry fails again, and the archive stays whole.
+        assert!(archive_version(&l, &v).is_err());
+        assert_eq!(zip_names(&l.archive_zip(&v)), complete);
+        assert!(
+            !vdir.exists(),
+            "no half-removed folder is left under the version's name for a rollback to find"
+        );
+        drop(stuck);
+        assert_eq!(archive_version(&l, &v).unwrap(), l.archive_zip(&v));
+        assert_eq!(zip_names(&l.archive_zip(&v)), complete);
+        let left: Vec<_> = fs::read_dir(base.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("archive")],
+            "nothing else is left"
+        );
+    }
+
+    #[test]
+    fn a_bundle_with_symlinks_comes_back_from_its_archive_and_starts() {
+        use std::io::Write as _;
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let exe = SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("bin/server", exe).unwrap();
+        z.write_all(b"#!/bin/sh\necho server\n").unwrap();
+        z.add_symlink("app", "bin/server", SimpleFileOptions::default())
+            .unwrap();
+        let dropped = base.path().join("app-1.0.0.zip");
+        fs::write(&dropped, z.finish().unwrap().into_inner()).unwrap();
+        let name = crate::artifact::parse_name("app-1.0.0.zip", "app").unwrap();
+        let limits = crate::artifact::InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let installed = crate::artifact::install(&l, &dropped, &name, limits).unwrap();
+        assert!(installed.program.ends_with("bundle/app"), "{installed:?}");
+        // A link an instance left pointing out of the version folder is not kept.
+        fs::create_dir_all(l.instance_dir(&v, 1)).unwrap();
+        std::os::unix::fs::symlink("../../elsewhere", l.instance_dir(&v, 1).join("out")).unwrap();
+        let zip = archive_version(&l, &v).unwrap();
+        assert!(!l.version_dir(&v).exists());
+        let names = zip_names(&zip);
+        assert!(
+            names.contains(&"app-1.0.0/bundle/app".to_string()),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"app-1.0.0/1/out".to_string()), "{names:?}");
+        let restored = crate::artifact::restore(&l, &v, limits).unwrap();
+        assert_eq!(restored.program, installed.program);
+        let link = l.version_dir(&v).join("bundle/app");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("bin/server"));
+        let out = std::process::Command::new(&restored.program)
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"server\n", "{out:?}");
     }
 
     #[test]

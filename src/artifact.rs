@@ -11,6 +11,9 @@ use semver::Version;
 use crate::layout::Layout;
 
 mod unzip;
+/// Whether a symlink at a path relative to a folder, pointing at a target, stays inside that
+/// folder: the rule a bundle is unpacked by, which archiving keeps too.
+pub(crate) use unzip::stays_inside as link_stays_inside;
 use unzip::unzip;
 
 /// How a build is started.

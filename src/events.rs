@@ -69,6 +69,14 @@ impl Stamped {
 pub enum Event {
     /// A complete build was found in the base dir.
     BuildFound { file: String, version: Version },
+    /// A build dropped while an earlier build of its version is being filed away (still
+    /// stopping, or moving to `rejected/` or the archive) stays in the base dir until that is
+    /// done, then is installed as a fresh build: it never lands in the folder on its way out.
+    BuildWaiting {
+        file: String,
+        version: Version,
+        reason: String,
+    },
     /// A build was refused or rejected; its files are in `rejected/`.
     Rejected {
         version: Version,
@@ -237,6 +245,13 @@ pub enum Event {
         error: String,
         retrying: bool,
     },
+    /// Filing a version away (`what`: an archive or a rejection) was called off when it was due,
+    /// because the version is in use (a rollback brought it back, say): its folder stays.
+    FilingCalledOff {
+        version: Version,
+        what: String,
+        reason: String,
+    },
     /// The guard's rollback to `version` did not happen; the promoted version keeps serving.
     RollbackFailed { version: Version, reason: String },
     /// A promoted version held through `ROLLBACK_WINDOW`; the one it replaced is filed away.
@@ -279,6 +294,7 @@ impl Event {
     pub fn topic(&self) -> Topic {
         match self {
             Event::BuildFound { .. }
+            | Event::BuildWaiting { .. }
             | Event::Installed { .. }
             | Event::RolledBack { .. }
             | Event::Rejected { .. }
@@ -310,6 +326,7 @@ impl Event {
             | Event::CrashLoopReplaced { .. }
             | Event::SecondaryGivenUp { .. }
             | Event::FilingFailed { .. }
+            | Event::FilingCalledOff { .. }
             | Event::RollbackFailed { .. }
             | Event::GuardEnded { .. } => Topic::Supervision,
         }
@@ -321,6 +338,11 @@ impl Event {
             Event::BuildFound { file, version } => {
                 tracing::info!(target: LOG_TARGET, %version, file, "build_found")
             }
+            Event::BuildWaiting {
+                file,
+                version,
+                reason,
+            } => tracing::warn!(target: LOG_TARGET, %version, file, reason, "build_waiting"),
             Event::Installed { version } => {
                 tracing::info!(target: LOG_TARGET, %version, "installed")
             }
@@ -508,6 +530,11 @@ impl Event {
                 error,
                 retrying,
             } => tracing::error!(target: T, %version, attempt, error, retrying, "filing_failed"),
+            Event::FilingCalledOff {
+                version,
+                what,
+                reason,
+            } => tracing::warn!(target: T, %version, what, reason, "filing_called_off"),
             Event::RollbackFailed { version, reason } => {
                 tracing::error!(target: T, %version, reason, "rollback_failed")
             }

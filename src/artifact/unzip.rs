@@ -159,8 +159,9 @@ fn through_symlink(root: &Path, rel: &Path) -> bool {
     false
 }
 
-/// Whether a symlink at `link` (relative to the bundle) pointing at `target` stays inside it.
-fn stays_inside(link: &Path, target: &Path) -> bool {
+/// Whether a symlink at `link` (relative to the bundle) pointing at `target` stays inside it:
+/// the one rule for links, at install and when a version folder is archived.
+pub(crate) fn stays_inside(link: &Path, target: &Path) -> bool {
     use std::path::Component;
     if target.is_absolute() {
         return false;

@@ -117,11 +117,13 @@ pub enum Input {
     Stopped { id: InstanceId },
     /// The scorer judged testing.
     Scored(Scored),
-    /// Archiving or rejecting a version finished; a failed one carries the action to retry.
+    /// Archiving or rejecting a version finished. `filing` is the [`Action::Archive`] or
+    /// [`Action::Reject`] it reports on, so a queued retry ends when it succeeds and is made
+    /// again when it fails; `None` for a refused drop, which is not retried.
     Filed {
         version: Version,
         result: Result<Filed, String>,
-        retry: Option<Action>,
+        filing: Option<Action>,
     },
     /// Garbage collection deleted these archives (zip, reason).
     Collected(Vec<(PathBuf, String)>),
@@ -264,8 +266,8 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
         Input::Filed {
             version,
             result,
-            retry,
-        } => d.filed(version, result, retry),
+            filing,
+        } => d.filed(version, result, filing),
         Input::Collected(deleted) => {
             for (zip, reason) in deleted {
                 d.emit(Event::ArchiveDeleted { zip, reason });
@@ -287,6 +289,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
         }
         Input::Disk { failing } => d.disk(failing),
     }
+    d.admit_drops();
     d.run_schedules();
     d.fit_secondary();
     d.assign_ports();

@@ -177,6 +177,32 @@ fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
     });
 }
 
+/// Archive or reject a version folder as `filing` says (blocking), and report it with the action
+/// itself, which `decide` retries if it failed and stops retrying once it succeeded.
+fn file_away(layout: &Layout, filing: Action) -> Done {
+    let (version, result) = match &filing {
+        Action::Archive(version) => (
+            version.clone(),
+            archive::archive_version(layout, version).map(Filed::Archived),
+        ),
+        Action::Reject { version, reasons } => (
+            version.clone(),
+            archive::reject_version(layout, version, reasons)
+                .map(|_| Filed::Rejected(reasons.clone())),
+        ),
+        other => unreachable!("not a filing: {other:?}"),
+    };
+    let result = result.map_err(|e| e.to_string());
+    if result.is_ok() {
+        crate::store::forget(layout, &version);
+    }
+    Done::Filed {
+        version,
+        result,
+        filing: Some(Box::new(filing)),
+    }
+}
+
 /// The hands of the supervisor: owns the child handles and the upstreams, and the channels
 /// that carry completions back.
 struct Executor {
@@ -308,8 +334,7 @@ impl Executor {
                 let _ = self.files_tx.send(FileJob::Persist(p));
             }
             Action::Retire { id, drain } => self.retire(id, drain),
-            Action::Archive(v) => self.file(v, None),
-            Action::Reject { version, reasons } => self.file(version, Some(reasons)),
+            filing @ (Action::Archive(_) | Action::Reject { .. }) => self.file(filing),
             Action::Collect => self.collect(),
             Action::Score(c) => {
                 let _ = self.scorer.send(c);
@@ -512,7 +537,7 @@ impl Executor {
             Done::Filed {
                 version: d.name.version,
                 result,
-                retry: None,
+                filing: None,
             }
         });
     }
@@ -649,32 +674,10 @@ impl Executor {
         });
     }
 
-    fn file(&self, version: semver::Version, reject: Option<Vec<String>>) {
+    /// Carry out an [`Action::Archive`] or [`Action::Reject`] off the supervisor's task.
+    fn file(&self, filing: Action) {
         let layout = self.layout.clone();
-        self.blocking(move || {
-            let retry = match &reject {
-                None => Action::Archive(version.clone()),
-                Some(reasons) => Action::Reject {
-                    version: version.clone(),
-                    reasons: reasons.clone(),
-                },
-            };
-            let result = match reject {
-                None => archive::archive_version(&layout, &version).map(Filed::Archived),
-                Some(reasons) => archive::reject_version(&layout, &version, &reasons)
-                    .map(|_| Filed::Rejected(reasons)),
-            }
-            .map_err(|e| e.to_string());
-            if result.is_ok() {
-                crate::store::forget(&layout, &version);
-            }
-            let retry = result.is_err().then(|| Box::new(retry));
-            Done::Filed {
-                version,
-                result,
-                retry,
-            }
-        });
+        self.blocking(move || file_away(&layout, filing));
     }
 
     fn collect(&self) {
@@ -753,5 +756,29 @@ impl Executor {
         self.tasks.wait().await;
         drop(self.files_tx);
         let _ = files.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filing_reports_the_action_it_carried_out_whether_or_not_it_failed() {
+        let base = tempfile::tempdir().unwrap();
+        let layout = Layout::new(base.path(), "app");
+        let v = semver::Version::parse("1.0.0").unwrap();
+        std::fs::create_dir_all(layout.version_dir(&v)).unwrap();
+        std::fs::write(layout.version_dir(&v).join("app-1.0.0.jar"), b"jar").unwrap();
+        let archive = Action::Archive(v.clone());
+        for ok in [true, false] {
+            // The second time, there is no folder left to archive.
+            std::fs::remove_file(layout.archive_zip(&v)).ok();
+            let Done::Filed { result, filing, .. } = file_away(&layout, archive.clone()) else {
+                panic!("not a filing report");
+            };
+            assert_eq!(result.is_ok(), ok, "{result:?}");
+            assert_eq!(filing.as_deref(), Some(&archive));
+        }
     }
 }

@@ -328,7 +328,9 @@ pub struct State {
     pub(super) pending: Option<Installed>,
     /// The build being installed; later drops wait in `drops`.
     pub(super) installing: Option<Version>,
-    pub(super) drops: VecDeque<Dropped>,
+    /// Drops waiting for their turn, and whether they were told they wait for an earlier build
+    /// of their version to be filed away.
+    pub(super) drops: VecDeque<(Dropped, bool)>,
     pub(super) restart: Option<Restart>,
     /// Running failures in a row.
     pub(super) failures: u32,
@@ -346,6 +348,8 @@ pub struct State {
     pub(super) retiring: BTreeMap<InstanceId, Retiring>,
     /// Filings that failed, retried at each collection, with the attempts so far.
     pub(super) refile: Vec<(Action, u32)>,
+    /// Filings sent and not yet reported, with the attempts made before.
+    pub(super) filing: Vec<(Action, u32)>,
     /// Scoring goes on, but verdicts are not acted on.
     pub(super) paused: bool,
     /// The latest evaluation of the testing instance, for status.
@@ -359,6 +363,8 @@ pub struct State {
     /// A rollback waiting for its version to be restored, and the command to answer (none for
     /// the guard's own).
     pub(super) restoring: Option<(Version, Option<u64>)>,
+    /// Its `Restore` waits for an archive or rejection of the version under way to report.
+    pub(super) restore_waits: bool,
     /// Traffic samples of the last minute: (when, requests, 5xx answers).
     pub(super) traffic: VecDeque<(Instant, u64, u64)>,
     /// The promoted version under watch.
@@ -415,12 +421,14 @@ impl State {
             hook_block: None,
             retiring: BTreeMap::new(),
             refile: Vec::new(),
+            filing: Vec::new(),
             paused: false,
             verdict: None,
             serving: None,
             previous: None,
             switch_why: None,
             restoring: None,
+            restore_waits: false,
             traffic: VecDeque::new(),
             guard: None,
             guard_window: Duration::ZERO,

@@ -21,6 +21,7 @@ use crate::watcher::Dropped;
 
 mod canary;
 mod commands;
+mod filing;
 mod lifecycle;
 mod promotion;
 
@@ -373,7 +374,7 @@ async fn garbage_collection_runs_on_its_timer_and_after_filing() {
         result: Ok(Filed::Archived(PathBuf::from(
             "/base/archive/app-1.0.0.zip",
         ))),
-        retry: None,
+        filing: Some(Action::Archive(v("1.0.0"))),
     });
     assert!(a.contains(&Action::Collect));
     assert!(emitted(&a)
@@ -414,7 +415,7 @@ async fn a_failed_filing_is_retried_at_each_collection_then_given_up() {
         sim.feed(Input::Filed {
             version: v("1.0.0"),
             result: Err("No space left on device".into()),
-            retry: Some(Action::Archive(v("1.0.0"))),
+            filing: Some(Action::Archive(v("1.0.0"))),
         })
     };
     fail(&mut sim);
@@ -429,6 +430,31 @@ async fn a_failed_filing_is_retried_at_each_collection_then_given_up() {
         !sim.feed(Input::Tick).contains(&archive),
         "given up after {MAX_FILING_ATTEMPTS} attempts"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_filing_retried_successfully_is_not_sent_again() {
+    let mut sim = Sim::new(PORTS);
+    let reject = Action::Reject {
+        version: v("1.1.0"),
+        reasons: vec!["testing exited".into()],
+    };
+    sim.feed(Input::Filed {
+        version: v("1.1.0"),
+        result: Err("No space left on device".into()),
+        filing: Some(reject.clone()),
+    });
+    tokio::time::advance(GC_EVERY).await;
+    assert!(sim.feed(Input::Tick).contains(&reject));
+    sim.feed(Input::Filed {
+        version: v("1.1.0"),
+        result: Ok(Filed::Rejected(vec!["testing exited".into()])),
+        filing: Some(reject.clone()),
+    });
+    // Sent again, it would find rejected/app-1.1.0 and start over on it.
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(!a.contains(&reject), "{a:#?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -452,11 +478,11 @@ async fn decide_announces_a_failed_filing_as_an_event_not_a_log_line() {
             })
             .collect()
     };
-    let fail = |sim: &mut Sim, retry| {
+    let fail = |sim: &mut Sim, filing| {
         sim.feed(Input::Filed {
             version: v("1.0.0"),
             result: Err("disk full".into()),
-            retry,
+            filing,
         })
     };
     let a = fail(&mut sim, Some(Action::Archive(v("1.0.0"))));

@@ -95,6 +95,11 @@ fn or_nothing(v: &Option<Version>) -> String {
 fn build_line(e: &Event) -> String {
     match e {
         Event::BuildFound { file, version } => format!("{version} found: {file}"),
+        Event::BuildWaiting {
+            file,
+            version,
+            reason,
+        } => format!("{version} ({file}) waits: {reason}"),
         Event::Installed { version } => format!("{version} installed, about to start"),
         Event::RolledBack { from, to } => {
             format!("rolled back to {to} (from {})", or_nothing(from))
@@ -273,6 +278,11 @@ fn supervision_tail(e: &Event) -> String {
                 "given up, its folder stays"
             }
         ),
+        Event::FilingCalledOff {
+            version,
+            what,
+            reason,
+        } => format!("{version}: its {what} is called off, its folder stays: {reason}"),
         Event::RollbackFailed { version, reason } => {
             format!("rollback to {version} failed, the promoted version keeps serving: {reason}")
         }

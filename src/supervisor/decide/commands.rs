@@ -62,10 +62,11 @@ impl Decision<'_> {
                     return Some(Err(CommandError::NothingToAbort));
                 };
                 let version = pending.version;
-                self.out.push(Action::Reject {
+                let reject = Action::Reject {
                     version: version.clone(),
                     reasons,
-                });
+                };
+                self.file_away(reject, 0);
                 Ok(format!("rejected {version}"))
             }
             Command::Pause => {
@@ -165,8 +166,7 @@ impl Decision<'_> {
                  rollback goes to a version that served before"
             ));
         }
-        self.s.restoring = Some((target.clone(), Some(id)));
-        self.out.push(Action::Restore(target));
+        self.restore(target, Some(id));
         None
     }
 

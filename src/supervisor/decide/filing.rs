@@ -5,7 +5,7 @@ use semver::Version;
 
 use super::{Action, Decision, Filed, GC_EVERY, MAX_FILING_ATTEMPTS};
 use crate::events::Event;
-use crate::supervisor::state::AfterStop;
+use crate::supervisor::state::{AfterStop, Slot};
 
 impl Decision<'_> {
     /// The state files could not be written (or can again): say so once each way.
@@ -23,32 +23,101 @@ impl Decision<'_> {
         if self.now >= self.s.next_gc {
             self.s.next_gc = self.now + GC_EVERY;
             self.out.push(Action::Collect);
-            for (action, _) in &self.s.refile {
-                self.out.push(action.clone());
+            // Each retry is decided again now: the version may be in use again since it failed.
+            for (action, attempts) in std::mem::take(&mut self.s.refile) {
+                self.file_away(action, attempts);
             }
         }
     }
 
     pub(super) fn archive_if_unused(&mut self, version: Version) {
-        // An instance of it still stopping files it away once it is reaped.
+        self.file_away(Action::Archive(version), 0);
+    }
+
+    /// What `version` is still used as (its folder must stay), if anything: a part an instance
+    /// plays or is about to, a build on its way in, a rollback's.
+    pub(super) fn in_use(&self, version: &Version) -> Option<&'static str> {
+        let s = &*self.s;
+        let slot = |x: &Option<Slot>| x.as_ref().is_some_and(|x| x.version() == version);
+        let uses = [
+            (slot(&s.running) || slot(&s.spare), "running"),
+            (
+                s.restart
+                    .as_ref()
+                    .is_some_and(|r| r.installed.version == *version),
+                "running (restarting)",
+            ),
+            (slot(&s.secondary), "running's secondary"),
+            (
+                slot(&s.next)
+                    || s.canary_out
+                        .as_ref()
+                        .is_some_and(|(c, _)| c.version() == version),
+                "being promoted",
+            ),
+            (slot(&s.testing), "under test"),
+            (
+                s.pending.as_ref().is_some_and(|p| p.version == *version),
+                "waiting to be tested",
+            ),
+            (s.installing.as_ref() == Some(version), "being installed"),
+            (
+                s.restoring.as_ref().is_some_and(|(v, _)| v == version),
+                "being restored for a rollback",
+            ),
+            (
+                s.guard.as_ref().is_some_and(|g| g.from == *version),
+                "kept for a rollback until ROLLBACK_WINDOW ends",
+            ),
+        ];
+        uses.into_iter()
+            .find(|(used, _)| *used)
+            .map(|(_, what)| what)
+    }
+
+    /// Whether an archive or rejection of `version` is under way (sent, not yet reported).
+    pub(super) fn being_filed(&self, version: &Version) -> bool {
+        self.s
+            .filing
+            .iter()
+            .any(|(a, _)| filing_version(a) == Some(version))
+    }
+
+    /// Send an archive or rejection (`attempts` made before) now that it is due, unless its
+    /// version is in use again: then it is called off (the folder stays, and is filed once the
+    /// version is retired again). An instance of it still stopping files it once it is reaped.
+    pub(super) fn file_away(&mut self, action: Action, attempts: u32) {
+        let Some(version) = filing_version(&action).cloned() else {
+            return;
+        };
+        let (what, after) = match &action {
+            Action::Reject { reasons, .. } => ("rejection", AfterStop::Reject(reasons.clone())),
+            _ => ("archive", AfterStop::ArchiveIfUnused),
+        };
+        let mut stopping = false;
         for r in self.s.retiring.values_mut() {
-            if r.version == version && r.after == AfterStop::Keep {
-                r.after = AfterStop::ArchiveIfUnused;
+            if r.version == version {
+                stopping = true;
+                // A rejection outranks an archive, which outranks keeping the folder.
+                if rank(&after) > rank(&r.after) {
+                    r.after = after.clone();
+                }
             }
         }
-        let s = &*self.s;
-        let in_slot = [&s.running, &s.testing, &s.next, &s.secondary, &s.spare]
-            .into_iter()
-            .flatten()
-            .any(|slot| *slot.version() == version);
-        let in_use = in_slot
-            || s.pending.as_ref().is_some_and(|p| p.version == version)
-            || s.restart
-                .as_ref()
-                .is_some_and(|r| r.installed.version == version)
-            || s.retiring.values().any(|r| r.version == version);
-        if !in_use {
-            self.out.push(Action::Archive(version));
+        if let Some(used) = self.in_use(&version) {
+            // An archive of a version in use is the everyday case (asked at every retirement).
+            if what == "rejection" || attempts > 0 {
+                self.emit(Event::FilingCalledOff {
+                    reason: format!(
+                        "{version} is {used}: its folder stays, and is filed away once nothing uses it"
+                    ),
+                    version,
+                    what: what.into(),
+                });
+            }
+        } else if !stopping {
+            self.s.filing.push((action.clone(), attempts));
+            self.out.push(action);
         }
     }
 
@@ -56,30 +125,75 @@ impl Decision<'_> {
         &mut self,
         version: Version,
         result: Result<Filed, String>,
-        retry: Option<Action>,
+        filing: Option<Action>,
     ) {
-        let earlier = self
+        let sent = self
             .s
-            .refile
+            .filing
             .iter()
-            .position(|(a, _)| Some(a) == retry.as_ref());
-        let attempts = earlier.map_or(0, |i| self.s.refile.remove(i).1) + 1;
+            .position(|(a, _)| Some(a) == filing.as_ref());
+        let attempts = sent.map_or(0, |i| self.s.filing.remove(i).1) + 1;
         match result {
-            Ok(Filed::Archived(zip)) => self.emit(Event::Archived { version, zip }),
-            Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected { version, reasons }),
+            Ok(Filed::Archived(zip)) => self.emit(Event::Archived {
+                version: version.clone(),
+                zip,
+            }),
+            Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected {
+                version: version.clone(),
+                reasons,
+            }),
             Err(error) => {
-                let retrying = retry.is_some() && attempts < MAX_FILING_ATTEMPTS;
+                let retrying = filing.is_some() && attempts < MAX_FILING_ATTEMPTS;
                 self.emit(Event::FilingFailed {
-                    version,
+                    version: version.clone(),
                     attempt: attempts,
                     error,
                     retrying,
                 });
-                if let Some(action) = retry.filter(|_| retrying) {
+                if let Some(action) = filing.filter(|_| retrying) {
                     self.s.refile.push((action, attempts));
                 }
             }
         }
         self.out.push(Action::Collect);
+        // A rollback to it waited for the folder to be whole or archived.
+        let waits = self.s.restore_waits
+            && self
+                .s
+                .restoring
+                .as_ref()
+                .is_some_and(|(v, _)| *v == version);
+        if waits && !self.being_filed(&version) {
+            self.s.restore_waits = false;
+            self.out.push(Action::Restore(version));
+        }
+    }
+
+    /// Bring `version` back for a rollback (answering command `id` once it is back): at once,
+    /// or once an archive or rejection of it under way is done, so the restore never meets a
+    /// folder being zipped and deleted.
+    pub(super) fn restore(&mut self, version: Version, id: Option<u64>) {
+        self.s.restoring = Some((version.clone(), id));
+        self.s.restore_waits = self.being_filed(&version);
+        if !self.s.restore_waits {
+            self.out.push(Action::Restore(version));
+        }
+    }
+}
+
+/// The version an archive or rejection files away.
+pub(super) fn filing_version(action: &Action) -> Option<&Version> {
+    match action {
+        Action::Archive(v) | Action::Reject { version: v, .. } => Some(v),
+        _ => None,
+    }
+}
+
+/// How much of a version folder goes once an instance is reaped.
+fn rank(after: &AfterStop) -> u8 {
+    match after {
+        AfterStop::Keep => 0,
+        AfterStop::ArchiveIfUnused => 1,
+        AfterStop::Reject(_) => 2,
     }
 }

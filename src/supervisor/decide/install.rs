@@ -1,10 +1,12 @@
-//! A dropped build on its way in: one install at a time (later drops wait their turn), refused
+//! A dropped build on its way in: one install at a time (later drops wait their turn, and one
+//! whose version's earlier build is still being filed away waits for that to end), refused
 //! unless newer than what runs and what is tested, placed as running (replacing a crash-looping
 //! one, and turning away builds under test no newer than it) or as the build to test, and held
 //! at `PRE_START` until its hook agrees.
 
 use semver::Version;
 
+use super::filing::filing_version;
 use super::{Action, Decision, MAX_RUNNING_RESTARTS};
 use crate::artifact::Installed;
 use crate::events::Event;
@@ -21,12 +23,75 @@ impl Decision<'_> {
             file: dropped.name.file_name.clone(),
             version: version.clone(),
         });
-        if self.s.installing.is_some() {
-            // One install at a time; the refusal rule is applied when its turn comes.
-            self.s.drops.push_back(dropped);
-            return;
+        // One install at a time; the refusal rule is applied when its turn comes.
+        self.s.drops.push_back((dropped, false));
+    }
+
+    /// Give the next waiting drop its turn once no install is under way. A drop that would be
+    /// installed while an earlier build of its version is still being filed away waits (said
+    /// once) and lets later drops by: installed into the folder on its way out, it would go to
+    /// `rejected/` or the archive with it.
+    pub(super) fn admit_drops(&mut self) {
+        while self.s.installing.is_none() {
+            let Some(i) = self.next_drop() else {
+                break;
+            };
+            let (dropped, _) = self.s.drops.remove(i).expect("next_drop found it");
+            self.consider(dropped);
         }
-        self.consider(dropped);
+    }
+
+    /// The first drop that may have its turn now (to be installed or refused), telling each one
+    /// passed over why it waits.
+    fn next_drop(&mut self) -> Option<usize> {
+        for i in 0..self.s.drops.len() {
+            let (dropped, told) = &self.s.drops[i];
+            let version = dropped.name.version.clone();
+            let refused =
+                refusal(&version, self.running_version(), self.candidate_version()).is_some();
+            let Some(reason) = self.leaving(&version).filter(|_| !refused) else {
+                return Some(i);
+            };
+            if !*told {
+                let file = dropped.name.file_name.clone();
+                self.s.drops[i].1 = true;
+                self.emit(Event::BuildWaiting {
+                    file: file.clone(),
+                    reason: format!(
+                        "{reason}; {file} stays in the base dir until then, and is installed \
+                         as a fresh build"
+                    ),
+                    version,
+                });
+            }
+        }
+        None
+    }
+
+    /// Why an earlier build of `version` is still on its way out of its folder, if it is.
+    fn leaving(&self, version: &Version) -> Option<String> {
+        let retiring = self.s.retiring.values().find(|r| r.version == *version);
+        if let Some(r) = retiring {
+            let then = match r.after {
+                AfterStop::Reject(_) => "then its folder moves to rejected/",
+                AfterStop::ArchiveIfUnused => "then its folder is archived",
+                AfterStop::Keep => "and its folder may be filed away then",
+            };
+            return Some(format!(
+                "an instance of {version} is still stopping, {then}"
+            ));
+        }
+        // Sent, or failed and waiting for its retry.
+        let filing = self.s.filing.iter().chain(&self.s.refile);
+        let rejecting = filing
+            .filter(|(a, _)| filing_version(a) == Some(version))
+            .map(|(a, _)| matches!(a, Action::Reject { .. }))
+            .max()?;
+        Some(if rejecting {
+            format!("the folder of {version} is being moved to rejected/")
+        } else {
+            format!("the folder of {version} is being archived")
+        })
     }
 
     pub(super) fn consider(&mut self, dropped: Dropped) {
@@ -45,22 +110,19 @@ impl Decision<'_> {
             self.s.installing = None;
         }
         match result {
-            Err(reason) => self.out.push(Action::Reject {
-                version,
-                reasons: vec![reason],
-            }),
+            Err(reason) => {
+                let reject = Action::Reject {
+                    version,
+                    reasons: vec![reason],
+                };
+                self.file_away(reject, 0)
+            }
             Ok(installed) => {
                 self.emit(Event::Installed {
                     version: installed.version.clone(),
                 });
                 self.place(installed)
             }
-        }
-        while self.s.installing.is_none() {
-            let Some(next) = self.s.drops.pop_front() else {
-                break;
-            };
-            self.consider(next);
         }
     }
 
@@ -119,10 +181,11 @@ impl Decision<'_> {
                 version: pending.version.clone(),
                 reasons: vec![reason.clone()],
             });
-            self.out.push(Action::Reject {
+            let reject = Action::Reject {
                 version: pending.version,
                 reasons: vec![reason],
-            });
+            };
+            self.file_away(reject, 0);
         }
         self.publish_routes();
     }

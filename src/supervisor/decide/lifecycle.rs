@@ -463,10 +463,13 @@ impl Decision<'_> {
         match r.after {
             AfterStop::Keep => {}
             AfterStop::ArchiveIfUnused => self.archive_if_unused(r.version),
-            AfterStop::Reject(reasons) => self.out.push(Action::Reject {
-                version: r.version,
-                reasons,
-            }),
+            AfterStop::Reject(reasons) => {
+                let reject = Action::Reject {
+                    version: r.version,
+                    reasons,
+                };
+                self.file_away(reject, 0)
+            }
         }
     }
 }

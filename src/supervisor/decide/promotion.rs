@@ -556,7 +556,6 @@ impl Decision<'_> {
         // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback.
         self.s.txn = None;
         self.s.txn_old = None;
-        self.s.restoring = Some((g.from.clone(), None));
-        self.out.push(Action::Restore(g.from));
+        self.restore(g.from, None);
     }
 }

@@ -24,8 +24,8 @@ pub(super) enum Done {
     Filed {
         version: semver::Version,
         result: Result<Filed, String>,
-        /// Boxed: an action is large, and this rarely holds one.
-        retry: Option<Box<Action>>,
+        /// The filing action reported on (none for a refused drop). Boxed: an action is large.
+        filing: Option<Box<Action>>,
     },
     Collected(Vec<(PathBuf, String)>),
     Restored {
@@ -74,11 +74,11 @@ impl Executor {
             Done::Filed {
                 version,
                 result,
-                retry,
+                filing,
             } => Input::Filed {
                 version,
                 result,
-                retry: retry.map(|r| *r),
+                filing: filing.map(|r| *r),
             },
             Done::Collected(deleted) => Input::Collected(deleted),
             Done::Restored { version, result } => Input::Restored { version, result },

@@ -53,6 +53,7 @@ async fn a_failing_fresh_running_instance_leaves_the_old_one_serving() {
     let (old, testing) = sim.serving_with_testing("1.1.0");
     let a = sim.verdict(testing, Verdict::Promote);
     let (next, _, _) = start_in(&a).unwrap();
+    sim.feed(Input::Stopped { id: testing });
     sim.launch(next);
     let a = sim.event(
         next,
@@ -253,7 +254,15 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
         command: Command::Rollback(None),
     });
     assert!(matches!(reply_in(&a, 9), Err(CommandError::Refused(r)) if r.contains("under way")));
-    sim.feed(Input::Stopped { id: old });
+    let a = sim.feed(Input::Stopped { id: old });
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Ok(Filed::Archived(PathBuf::from(
+            "/base/archive/app-1.0.0.zip",
+        ))),
+        filing: Some(Action::Archive(v("1.0.0"))),
+    });
     // Rolling back to what runs is refused.
     let a = sim.feed(Input::Command {
         id: 2,

@@ -122,6 +122,14 @@ fn cases_1() -> Vec<(Event, &'static [&'static str])> {
             &["1.2.0 found", "myapp-1.2.0.jar"],
         ),
         (
+            Event::BuildWaiting {
+                file: "myapp-1.2.0.jar".into(),
+                version: v("1.2.0"),
+                reason: "its rejected build is still stopping".into(),
+            },
+            &["1.2.0 (myapp-1.2.0.jar) waits: its rejected build is still stopping"],
+        ),
+        (
             Event::Installed {
                 version: v("1.2.0"),
             },
@@ -379,6 +387,14 @@ fn cases_5() -> Vec<(Event, &'static [&'static str])> {
                 from: v("1.1.0"),
             },
             &["1.2.0 held through its rollback window; 1.1.0 is filed away"],
+        ),
+        (
+            Event::FilingCalledOff {
+                version: v("1.0.0"),
+                what: "archive".into(),
+                reason: "1.0.0 is running".into(),
+            },
+            &["1.0.0: its archive is called off, its folder stays: 1.0.0 is running"],
         ),
     ]
 }

@@ -1,0 +1,195 @@
+//! Filing versions away: decided when it is due, against what uses the version then.
+
+use super::*;
+
+/// 1.1.0 promoted over 1.0.0 (no guard): the old instance is stopped and 1.0.0's archive sent.
+fn promoted_over_1_0_0(sim: &mut Sim) {
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    sim.feed(Input::Stopped { id: testing });
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Stopped { id: old });
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+}
+
+fn called_off(a: &[Action]) -> Vec<(Version, String)> {
+    emitted(a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FilingCalledOff {
+                version, reason, ..
+            } => Some((version.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_archive_of_a_version_rolled_back_to_is_called_off() {
+    let mut sim = Sim::new(PORTS);
+    promoted_over_1_0_0(&mut sim);
+    sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Err("No space left on device".into()),
+        filing: Some(Action::Archive(v("1.0.0"))),
+    });
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("1.0.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    // Its retry falls due while 1.0.0 is being restored, and again once it serves users.
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    assert!(
+        matches!(&called_off(&a)[..], [(ver, why)] if *ver == v("1.0.0") && why.contains("being restored")),
+        "{a:#?}"
+    );
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    let (next, _) = sim.bring_up(&a);
+    assert_eq!(sim.s.running().unwrap().id, next);
+    for _ in 0..MAX_FILING_ATTEMPTS {
+        tokio::time::advance(GC_EVERY).await;
+        let a = sim.feed(Input::Tick);
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_waits_for_an_archive_of_its_version_under_way_then_restores_it() {
+    let mut sim = Sim::new(PORTS);
+    promoted_over_1_0_0(&mut sim);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("1.0.0"))),
+    });
+    assert!(!a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Reply { .. })));
+    let a = sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Ok(Filed::Archived(PathBuf::from(
+            "/base/archive/app-1.0.0.zip",
+        ))),
+        filing: Some(Action::Archive(v("1.0.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert!(matches!(reply_in(&a, 1), Ok(m) if m.contains("rolling back")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_is_asked_for_once() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.1.0");
+    sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("1.0.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    // A drop of 1.0.0 is refused meanwhile: its report is no reason to restore 1.0.0 again.
+    let a = sim.feed(Input::Dropped(build("1.0.0")));
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Refuse { .. })),
+        "{a:#?}"
+    );
+    let a = sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Ok(Filed::Rejected(vec!["not newer".into()])),
+        filing: None,
+    });
+    assert!(!a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_waits_for_every_instance_of_its_version_to_stop() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.launch(next);
+    // The fresh running instance fails while the tested one, same folder, is still stopping.
+    sim.event(
+        next,
+        InstanceEventKind::Exited {
+            status: "exit status: 3".into(),
+            stderr_tail: "boom".into(),
+        },
+    );
+    let a = sim.feed(Input::Stopped { id: next });
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Reject { .. })),
+        "{a:#?}"
+    );
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, reasons }
+            if *version == v("1.1.0") && reasons[0].contains("boom"))),
+        "{a:#?}"
+    );
+}
+
+fn waiting(a: &[Action]) -> Vec<(Version, String)> {
+    emitted(a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::BuildWaiting {
+                version, reason, ..
+            } => Some((version.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_dropped_again_while_its_rejected_one_is_retired_waits_then_installs() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    sim.verdict(testing, Verdict::Reject(vec!["5xx rate".into()]));
+    // Dropped again while the rejected instance is still stopping: its folder is about to go.
+    let a = sim.feed(Input::Dropped(build("1.1.0")));
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    assert!(
+        matches!(&waiting(&a)[..], [(ver, why)] if *ver == v("1.1.0") && why.contains("rejected/")),
+        "{a:#?}"
+    );
+    // Another version does not wait behind it.
+    let a = sim.feed(Input::Dropped(build("1.2.0")));
+    assert!(a.contains(&Action::Install(build("1.2.0"))), "{a:#?}");
+    sim.feed(Input::Installed {
+        version: v("1.2.0"),
+        result: Err("not a program".into()),
+    });
+    let reject = Action::Reject {
+        version: v("1.1.0"),
+        reasons: vec!["5xx rate".into()],
+    };
+    let a = sim.feed(Input::Stopped { id: testing });
+    assert!(a.contains(&reject), "{a:#?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    // The move fails once: the drop waits through the retry too.
+    let a = sim.feed(Input::Filed {
+        version: v("1.1.0"),
+        result: Err("No space left on device".into()),
+        filing: Some(reject.clone()),
+    });
+    assert!(!a.iter().any(|a| matches!(a, Action::Install(_))), "{a:#?}");
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(a.contains(&reject), "{a:#?}");
+    assert!(waiting(&a).is_empty(), "said once: {a:#?}");
+    let a = sim.feed(Input::Filed {
+        version: v("1.1.0"),
+        result: Ok(Filed::Rejected(vec!["5xx rate".into()])),
+        filing: Some(reject),
+    });
+    assert!(a.contains(&Action::Install(build("1.1.0"))), "{a:#?}");
+}
