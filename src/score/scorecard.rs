@@ -22,8 +22,9 @@ const LATENCY_SAMPLES: usize = 8192;
 pub const LATENCY_MOMENT: Duration = Duration::from_millis(250);
 /// `MAX_ENDPOINTS` until the scorer says otherwise.
 const MAX_ENDPOINTS_DEFAULT: usize = 256;
-/// The row that counts every endpoint past `MAX_ENDPOINTS`.
-pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
+/// The row that counts every endpoint past `MAX_ENDPOINTS`: the same row as the differences'
+/// tally, so the two always agree on what it holds.
+pub use crate::diff::OTHER_ENDPOINTS;
 
 /// Counts for one endpoint (method + folded path).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -605,7 +606,9 @@ mod tests {
         assert_eq!(c.endpoints["GET /api/items"].testing_5xx, 1000);
         assert_eq!(c.endpoints[OTHER_ENDPOINTS].pairs, 998);
         assert_eq!(c.endpoint_overflow, 998);
-        assert!(c.diffs.endpoints.len() <= 3);
+        // The differences' tally keeps the same rows, the shared one included.
+        assert_eq!(c.diffs.endpoints.len(), 4);
+        assert_eq!(c.diffs.endpoints[OTHER_ENDPOINTS].pairs, 998);
     }
 
     #[test]
