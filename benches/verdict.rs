@@ -38,7 +38,7 @@ fn with_5xx(n: u64, cfg: &ScoreConfig, testing_rate: f64) -> Summary {
         "GET /a".to_string(),
         EndpointStats {
             pairs: n,
-            running_5xx: (n as f64 * RUNNING_5XX).round() as u64,
+            baseline_5xx: (n as f64 * RUNNING_5XX).round() as u64,
             testing_5xx: (n as f64 * testing_rate).round() as u64,
             ..Default::default()
         },
@@ -57,7 +57,7 @@ fn with_5xx(n: u64, cfg: &ScoreConfig, testing_rate: f64) -> Summary {
 /// `rate` per second (the judge tests significance over moments of 250 ms).
 fn with_latency(n: u64, cfg: &ScoreConfig, factor: f64, rate: f64) -> Summary {
     let mut s = with_5xx(n, cfg, RUNNING_5XX);
-    s.endpoints.get_mut("GET /a").unwrap().running_5xx = 0;
+    s.endpoints.get_mut("GET /a").unwrap().baseline_5xx = 0;
     s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 0;
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {

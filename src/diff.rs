@@ -50,6 +50,9 @@ pub const MAX_DIFFS_PER_PAIR: usize = 64;
 pub const MAX_PATHS_PER_ENDPOINT: usize = 64;
 /// Default bound of endpoints in [`DiffStats`].
 pub const MAX_ENDPOINTS: usize = 256;
+/// The one row past the endpoint bound, shared by every further endpoint: their differences are
+/// still counted (and judged), only no longer apart.
+pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
 
 /// One side's answer, as the judge needs it: borrowed, so judging copies nothing.
 #[derive(Debug, Clone, Copy)]

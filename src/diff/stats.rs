@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{DiffKind, Difference, MAX_ENDPOINTS, MAX_PATHS_PER_ENDPOINT};
+use super::{DiffKind, Difference, MAX_ENDPOINTS, MAX_PATHS_PER_ENDPOINT, OTHER_ENDPOINTS};
 
 /// How often one difference was seen on one endpoint, with one example.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,7 +33,8 @@ pub struct EndpointDiffs {
 pub struct DiffStats {
     /// Per endpoint key (`GET /users/{n}`).
     pub endpoints: BTreeMap<String, EndpointDiffs>,
-    /// Pairs of endpoints not kept because `endpoints` was full.
+    /// Pairs of endpoints not kept apart because `endpoints` was full: counted under
+    /// [`OTHER_ENDPOINTS`], which comes on top of the bound.
     pub endpoint_overflow: u64,
     pub(super) max_endpoints: usize,
     pub(super) max_paths: usize,
@@ -57,15 +58,17 @@ impl DiffStats {
     }
 
     /// Count one compared pair of `endpoint` with its differences (as [`diff`] returned them; a
-    /// (path, kind) repeated in `diffs` counts once).
+    /// (path, kind) repeated in `diffs` counts once). Past the endpoint bound, under
+    /// [`OTHER_ENDPOINTS`]: a difference is never thrown away, or a regression on endpoints
+    /// beyond the bound could never be judged.
     pub fn record(&mut self, endpoint: &str, diffs: &[Difference]) {
+        let mut endpoint = endpoint;
         if !self.endpoints.contains_key(endpoint) {
             if self.endpoints.len() >= self.max_endpoints {
                 self.endpoint_overflow += 1;
-                return;
+                endpoint = OTHER_ENDPOINTS;
             }
-            self.endpoints
-                .insert(endpoint.to_string(), EndpointDiffs::default());
+            self.endpoints.entry(endpoint.to_string()).or_default();
         }
         let Some(e) = self.endpoints.get_mut(endpoint) else {
             return;

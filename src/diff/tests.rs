@@ -382,9 +382,13 @@ fn stats_are_bounded() {
     assert_eq!(e.paths[&("$.k0".to_string(), Added)].pairs, 2);
     s.record("GET /y", &[]);
     s.record("GET /z", &[]);
-    s.record("GET /z", &[]);
-    assert_eq!(s.endpoints.len(), 2);
+    s.record("GET /z", &[difference("$.price", Changed)]);
+    // Past the bound, endpoints share one row, and their differences are kept there.
+    assert_eq!(s.endpoints.len(), 3);
     assert_eq!(s.endpoint_overflow, 2);
+    let other = &s.endpoints[OTHER_ENDPOINTS];
+    assert_eq!(other.pairs, 2);
+    assert_eq!(other.paths[&("$.price".to_string(), Changed)].pairs, 1);
     let d = DiffStats::default();
     assert_eq!(
         (d.max_endpoints, d.max_paths),

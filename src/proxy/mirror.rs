@@ -426,20 +426,25 @@ async fn send_copy(
         Ok(a) => stats.testing.answered(a.status, a.latency),
         Err(_) => stats.testing.unanswered(),
     }
-    let secondary_latency = secondary.as_ref().map(|s| s.latency);
+    let seen = secondary.as_ref().map(|s| (s.latency, s.status.as_u16()));
     let worth_diffing = job.diff.is_some()
         && job.running_body.is_some()
         && outcome
             .as_ref()
             .is_ok_and(|a| a.status == job.running_status);
     if !worth_diffing {
-        let mut p = pair(job, outcome, secondary, &cfg);
-        p.secondary_latency = secondary_latency;
-        return Some(p);
+        return Some(with_secondary(pair(job, outcome, secondary, &cfg), seen));
     }
-    let mut p = diffed_pair(job, outcome, secondary, cfg, differ, stats).await;
-    p.secondary_latency = secondary_latency;
-    Some(p)
+    let p = diffed_pair(job, outcome, secondary, cfg, differ, stats).await;
+    Some(with_secondary(p, seen))
+}
+
+/// The pair with what the secondary answered to the same copy (its latency and status), which
+/// the pair's builders cannot see once the answer was moved into the diff.
+fn with_secondary(mut p: Pair, seen: Option<(Duration, u16)>) -> Pair {
+    p.secondary_latency = seen.map(|s| s.0);
+    p.secondary_status = seen.map(|s| s.1);
+    p
 }
 
 /// Diff the answers on the diff threads; when they are busy, the pair is not compared rather
@@ -479,6 +484,7 @@ async fn diffed_pair(
             testing_status,
             testing_latency,
             secondary_latency: None,
+            secondary_status: None,
             testing_error: None,
             diffs: None,
             noise: None,
@@ -711,6 +717,7 @@ fn pair(
         testing_status,
         testing_latency,
         secondary_latency: None,
+        secondary_status: None,
         testing_error,
         diffs,
         noise,

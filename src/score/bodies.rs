@@ -2,13 +2,15 @@
 //! path, each difference judged against its noise (the rate at which running differs from itself)
 //! and listed in the differences table ([`DiffRow`]).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::judging::{Judging, ScorePart};
 use super::scorecard::Summary;
 use super::stats::{self, RateCheck};
 use crate::config::ScoreConfig;
-use crate::diff::{DiffKind, EndpointDiffs};
+use crate::diff::{DiffKind, Difference, EndpointDiffs};
 
 /// Rows of the differences table kept in an evaluation (status, events, dashboard).
 pub const MAX_DIFF_ROWS: usize = 20;
@@ -61,50 +63,141 @@ pub struct DiffRow {
 /// Answers (where statuses agree), judged per endpoint and path: a difference counts when it is
 /// clearly above its noise (the rate at which running differs from its own secondary) and then
 /// rejects above `MAX_BODY_DIFF`; without noise measured (no secondary, or it was given up) it is
-/// reported, and judged only when `MAX_BODY_DIFF` is a number.
+/// reported, and judged only when `MAX_BODY_DIFF` is a number. Endpoints with too few pairs to be
+/// judged alone are judged together ([`Pool`]).
 pub(super) fn bodies_part(
     s: &Summary,
     cfg: &ScoreConfig,
     j: &mut Judging,
 ) -> (ScorePart, Vec<DiffRow>) {
     let mut rows = Vec::new();
-    let mut tally = Tally::default();
+    let mut pool = Pool::default();
     for (endpoint, e) in &s.diffs.endpoints {
-        let noise = s
-            .noise
-            .endpoints
-            .get(endpoint)
-            .filter(|n| n.pairs >= MIN_NOISE_PAIRS);
+        let noise = s.noise.endpoints.get(endpoint);
+        if e.pairs < cfg.min_endpoint_pairs {
+            pool.add(endpoint, e, noise);
+        }
+        let noise = noise.filter(|n| n.pairs >= MIN_NOISE_PAIRS);
         for ((path, kind), ps) in &e.paths {
-            let rate = ps.pairs as f64 / e.pairs.max(1) as f64;
-            let noise_k = noise.map(|n| noise_pairs(n, path));
-            let noise_rate = noise.zip(noise_k).map(|(n, k)| k as f64 / n.pairs as f64);
-            let judgement = judge(
-                s,
-                cfg,
-                *kind,
-                (ps.pairs, e.pairs),
-                noise.zip(noise_k).map(|(n, k)| (k, n.pairs)),
-            );
-            let row = DiffRow {
-                endpoint: endpoint.clone(),
-                path: path.clone(),
-                kind: *kind,
+            let noise = noise.map(|n| (noise_pairs(n, path), n.pairs));
+            let seen = Seen {
                 pairs: ps.pairs,
                 of: e.pairs,
-                rate,
-                noise_rate,
-                judgement,
-                running: ps.example.running.clone(),
-                testing: ps.example.testing.clone(),
+                noise,
+                example: &ps.example,
             };
-            weigh(s, cfg, j, &row, &mut tally);
-            rows.push(row);
+            rows.push(row(s, cfg, endpoint.clone(), (path, *kind), seen));
         }
+    }
+    rows.extend(pool.rows(s, cfg));
+    let mut tally = Tally::default();
+    for row in &rows {
+        weigh(s, cfg, j, row, &mut tally);
     }
     sort_rows(&mut rows);
     rows.truncate(MAX_DIFF_ROWS);
     (tally.part(s, cfg), rows)
+}
+
+/// How often one difference was seen where it is judged: in `pairs` of `of` compared pairs, with
+/// its noise (pairs, of the secondary's) when measured, and one example.
+struct Seen<'a> {
+    pairs: u64,
+    of: u64,
+    noise: Option<(u64, u64)>,
+    example: &'a Difference,
+}
+
+/// The row of one difference (`path`, `kind`) on `endpoint`, judged against its noise.
+fn row(
+    s: &Summary,
+    cfg: &ScoreConfig,
+    endpoint: String,
+    (path, kind): (&str, DiffKind),
+    seen: Seen,
+) -> DiffRow {
+    DiffRow {
+        endpoint,
+        path: path.to_string(),
+        kind,
+        pairs: seen.pairs,
+        of: seen.of,
+        rate: seen.pairs as f64 / seen.of.max(1) as f64,
+        noise_rate: seen.noise.map(|(k, n)| k as f64 / n as f64),
+        judgement: judge(s, cfg, kind, (seen.pairs, seen.of), seen.noise),
+        running: seen.example.running.clone(),
+        testing: seen.example.testing.clone(),
+    }
+}
+
+/// The endpoints with fewer than `MIN_ENDPOINT_PAIRS` compared pairs, too few to be judged one
+/// by one, pooled per (path, kind): a regression spread thinly over many of them (a page per
+/// product slug, each asked once or twice) is judged together, by the same noise rule and
+/// thresholds as one endpoint's row, instead of never.
+#[derive(Default)]
+struct Pool<'a> {
+    /// Endpoints pooled.
+    endpoints: u64,
+    /// Their compared pairs.
+    pairs: u64,
+    /// Their pairs with a secondary answer (the noise's base).
+    noise_pairs: u64,
+    /// Per path, pairs where running differed from its secondary there (as [`noise_pairs`]).
+    noise: BTreeMap<&'a str, u64>,
+    /// Per (path, kind): pairs with that difference, the first endpoint it was seen on and its
+    /// example.
+    paths: BTreeMap<(&'a str, DiffKind), (u64, &'a str, &'a Difference)>,
+}
+
+impl<'a> Pool<'a> {
+    /// Pool one endpoint's differences and noise.
+    fn add(&mut self, endpoint: &'a str, e: &'a EndpointDiffs, noise: Option<&'a EndpointDiffs>) {
+        self.endpoints += 1;
+        self.pairs += e.pairs;
+        for ((path, kind), ps) in &e.paths {
+            let seen = self
+                .paths
+                .entry((path, *kind))
+                .or_insert((0, endpoint, &ps.example));
+            seen.0 += ps.pairs;
+        }
+        let Some(n) = noise else {
+            return;
+        };
+        self.noise_pairs += n.pairs;
+        let paths: std::collections::BTreeSet<&str> = n.paths.keys().map(|(p, _)| &**p).collect();
+        for path in paths {
+            *self.noise.entry(path).or_default() += noise_pairs(n, path);
+        }
+    }
+
+    /// The pooled rows, named by how many endpoints they pool and one of them; none for a single
+    /// endpoint (its own row says it all).
+    fn rows(&self, s: &Summary, cfg: &ScoreConfig) -> Vec<DiffRow> {
+        if self.endpoints < 2 {
+            return Vec::new();
+        }
+        let measured = self.noise_pairs >= MIN_NOISE_PAIRS;
+        let rows = self
+            .paths
+            .iter()
+            .map(|(&(path, kind), &(pairs, first, example))| {
+                let endpoint = format!(
+                    "{} endpoints with fewer than {} compared pairs each, together (e.g. {first})",
+                    self.endpoints, cfg.min_endpoint_pairs
+                );
+                let noise = measured
+                    .then(|| (self.noise.get(path).copied().unwrap_or(0), self.noise_pairs));
+                let seen = Seen {
+                    pairs,
+                    of: self.pairs,
+                    noise,
+                    example,
+                };
+                row(s, cfg, endpoint, (path, kind), seen)
+            });
+        rows.collect()
+    }
 }
 
 /// Pairs in which running differed from its secondary at `path` (any counting kind), at most
@@ -193,7 +286,8 @@ impl Tally {
 /// Count one row, and judge it: a difference that counts rejects over `MAX_BODY_DIFF`, and one
 /// whose noise is unknown only over a number set for it (with `auto` it is reported: a field
 /// that differs naturally cannot be told from a regression); an unsure one over it waits. An
-/// endpoint seen too seldom is reported, never judged (as its 5xx rate is not).
+/// endpoint seen too seldom is reported, not judged alone (as its 5xx rate is not): the pooled
+/// row of all such endpoints judges it.
 fn weigh(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut Tally) {
     let judgement = row.judgement;
     if judgement == DiffJudgement::Expected {
@@ -294,8 +388,8 @@ fn show_example(v: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::MaxBodyDiff;
-    use crate::score::test_support::{cfg, summary};
-    use crate::score::{evaluate, Verdict};
+    use crate::score::test_support::{cfg, pair, summarised_capped, summary};
+    use crate::score::{evaluate, Pair, Verdict};
 
     fn difference(path: &str, kind: DiffKind) -> crate::diff::Difference {
         crate::diff::Difference {
@@ -429,5 +523,80 @@ mod tests {
         };
         let s = with_diffs(200, 200, &ts, None);
         assert!(matches!(evaluate(&s, &fixed).verdict, Verdict::Reject(_)));
+    }
+
+    /// `GET /products/<slug>` for slugs `from..to` (words, so none is folded into another), 1–3
+    /// pairs each; running and the secondary answer `"price": 3`, testing `"price": price`.
+    fn slugs(from: usize, to: usize, price: &str) -> Vec<Pair> {
+        let word = |i: usize| {
+            i.to_string()
+                .bytes()
+                .map(|d| (d - b'0' + b'a') as char)
+                .collect::<String>()
+        };
+        let diffs = match price {
+            "3" => vec![],
+            _ => vec![crate::diff::Difference {
+                testing: price.to_string(),
+                ..difference("$.price", DiffKind::Changed)
+            }],
+        };
+        let one = |i: usize| Pair {
+            secondary_status: Some(200),
+            diffs: Some(diffs.clone()),
+            noise: Some(vec![]),
+            ..pair(&format!("/products/widget-{}", word(i)))
+        };
+        (from..to).flat_map(|i| vec![one(i); i % 3 + 1]).collect()
+    }
+
+    /// Noise measured, `MAX_BODY_DIFF=auto`.
+    fn measured() -> ScoreConfig {
+        ScoreConfig {
+            max_body_diff: MaxBodyDiff::Auto,
+            noise_cancel: true,
+            ..cfg()
+        }
+    }
+
+    /// A wrong price on every product page, each page asked once to three times: no endpoint has
+    /// the pairs to be judged alone, together they are judged and reject naming the field.
+    #[test]
+    fn endpoints_too_rare_to_judge_alone_are_judged_together() {
+        let mut s = summarised_capped(&slugs(0, 90, "0"), 600, 256);
+        s.noise_expected = true;
+        let e = evaluate(&s, &measured());
+        let Verdict::Reject(r) = &e.verdict else {
+            panic!("{e:?}")
+        };
+        assert!(
+            r[0].contains("answers differ on 90 endpoints with fewer than 5 compared pairs each, together (e.g. GET /products/widget-a)")
+                && r[0].contains("at $.price (changed): 180 of 180 pairs (100.0%)")
+                && r[0].contains("running 3 vs testing 0"),
+            "{r:?}"
+        );
+        let mut s = summarised_capped(&slugs(0, 90, "3"), 600, 256);
+        s.noise_expected = true;
+        assert_eq!(evaluate(&s, &measured()).verdict, Verdict::Promote);
+    }
+
+    /// Past `MAX_ENDPOINTS`, the endpoints' differences are kept in the "(other endpoints)" row
+    /// and judged there.
+    #[test]
+    fn differences_past_max_endpoints_are_judged_in_the_shared_row() {
+        for (price, rejects) in [("0", true), ("3", false)] {
+            let pairs = [slugs(0, 8, "3"), slugs(8, 68, price)].concat();
+            let mut s = summarised_capped(&pairs, 600, 8);
+            s.noise_expected = true;
+            let e = evaluate(&s, &measured());
+            match &e.verdict {
+                Verdict::Reject(r) if rejects => assert!(
+                    r[0].contains("answers differ on (other endpoints) at $.price (changed): 120 of 120 pairs"),
+                    "{r:?}"
+                ),
+                Verdict::Promote if !rejects => {}
+                _ => panic!("price {price}: {e:?}"),
+            }
+        }
     }
 }

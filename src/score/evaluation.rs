@@ -127,7 +127,7 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     let mut j = Judging::default();
     let (bodies, diffs) = bodies_part(s, cfg, &mut j);
     let mut parts = vec![
-        endpoints_part(s, &mut j.reasons),
+        endpoints_part(s, cfg, &mut j),
         server_error_part(s, cfg, &mut j),
         client_error_part(s, cfg, &mut j),
         log_errors_part(s, cfg, &mut j),
@@ -152,25 +152,37 @@ fn pairs_divisor(s: &Summary) -> f64 {
     s.pairs.max(1) as f64
 }
 
-/// Endpoints that exist on running and are gone on testing (most of their pairs).
-fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
-    let missing: Vec<&String> = s
-        .endpoints
-        .iter()
-        .filter(|(_, e)| e.missing_on_testing > 0 && e.missing_on_testing * 2 > e.pairs)
-        .map(|(k, _)| k)
-        .collect();
-    for k in &missing {
-        let e = &s.endpoints[*k];
-        reasons.push(format!("endpoint regression: {k} answers 404/405/501 on testing but not on running ({} of {} pairs)", e.missing_on_testing, e.pairs));
+/// Endpoints that exist on running's version and are gone on testing (most of their pairs), each
+/// judged once it has `MIN_ENDPOINT_PAIRS` pairs (the rule every per-endpoint rate follows); one
+/// seen fewer times waits and says so, as one unlucky pair is not a vanished endpoint.
+fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
+    let mut missing = 0;
+    for (k, e) in &s.endpoints {
+        if e.missing_on_testing == 0 || e.missing_on_testing * 2 <= e.pairs {
+            continue;
+        }
+        let what = format!(
+            "{k} answers 404/405/501 on testing but not on {} ({} of {} pairs)",
+            baseline(e.status_vs_secondary, e.pairs),
+            e.missing_on_testing,
+            e.pairs
+        );
+        if e.pairs < cfg.min_endpoint_pairs {
+            j.unsure.push(format!(
+                "{what}: too few to judge, MIN_ENDPOINT_PAIRS is {}",
+                cfg.min_endpoint_pairs
+            ));
+            continue;
+        }
+        missing += 1;
+        j.reasons.push(format!("endpoint regression: {what}"));
     }
     ScorePart {
         name: "endpoints",
-        score: if missing.is_empty() { 100 } else { 0 },
+        score: if missing == 0 { 100 } else { 0 },
         detail: format!(
-            "{} endpoints, {} missing on testing{}",
+            "{} endpoints, {missing} missing on testing{}",
             s.endpoints.len(),
-            missing.len(),
             match s.endpoint_overflow {
                 0 => String::new(),
                 n => format!(
@@ -178,6 +190,18 @@ fn endpoints_part(s: &Summary, reasons: &mut Vec<String>) -> ScorePart {
                     crate::score::scorecard::OTHER_ENDPOINTS
                 ),
             }
+        ),
+    }
+}
+
+/// What testing's statuses were judged against, in words: the secondary (the same copy at the
+/// same moment on the same path) for the pairs it answered, running for the rest.
+fn baseline(secondary: u64, pairs: u64) -> String {
+    match secondary {
+        0 => "running".to_string(),
+        n if n >= pairs => "the secondary".to_string(),
+        n => format!(
+            "running's version (the secondary in {n} of {pairs} pairs, running in the rest)"
         ),
     }
 }
@@ -202,10 +226,12 @@ pub fn server_error_check(
 }
 
 /// 5xx (and no answer) rate, overall and per endpoint with enough pairs, compared with running's
-/// at `CONFIDENCE`; an endpoint is named only when the overall rate is within bounds.
+/// version's (the secondary's answers to the same copies, running's without one) at
+/// `CONFIDENCE`; an endpoint is named only when the overall rate is within bounds.
 fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
-    let run5: u64 = s.endpoints.values().map(|e| e.running_5xx).sum();
+    let run5: u64 = s.endpoints.values().map(|e| e.baseline_5xx).sum();
     let test5: u64 = s.endpoints.values().map(|e| e.testing_5xx).sum();
+    let vs = baseline(secondary_judged(s), s.pairs);
     let delta = (test5 as f64 - run5 as f64) / pairs_divisor(s);
     let mut worst = delta;
     let check = server_error_check(
@@ -220,7 +246,7 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         delta > cfg.max_5xx_delta,
         cfg.confidence,
         format!(
-            "5xx rate: testing {:.1}% vs running {:.1}% overall ({test5} and {run5} of {} pairs)",
+            "5xx rate: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs)",
             pct(test5, s.pairs),
             pct(run5, s.pairs),
             s.pairs
@@ -230,14 +256,14 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         if e.pairs < cfg.min_endpoint_pairs {
             continue;
         }
-        let d = (e.testing_5xx as f64 - e.running_5xx as f64) / e.pairs as f64;
+        let d = (e.testing_5xx as f64 - e.baseline_5xx as f64) / e.pairs as f64;
         worst = worst.max(d);
         if overall_worse {
             continue;
         }
         let check = server_error_check(
             (e.testing_5xx, e.pairs),
-            (e.running_5xx, e.pairs),
+            (e.baseline_5xx, e.pairs),
             cfg.max_5xx_delta,
             cfg.confidence,
         );
@@ -246,9 +272,10 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
             d > cfg.max_5xx_delta,
             cfg.confidence,
             format!(
-                "5xx rate on {k}: testing {:.1}% vs running {:.1}% of {} pairs",
+                "5xx rate on {k}: testing {:.1}% vs {} {:.1}% of {} pairs",
                 pct(e.testing_5xx, e.pairs),
-                pct(e.running_5xx, e.pairs),
+                baseline(e.status_vs_secondary, e.pairs),
+                pct(e.baseline_5xx, e.pairs),
                 e.pairs
             ),
         );
@@ -256,11 +283,17 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
     ScorePart {
         name: "5xx",
         score: ratio_score(worst, cfg.max_5xx_delta),
-        detail: format!("testing {test5} vs running {run5} of {} pairs", s.pairs),
+        detail: format!("testing {test5} vs {vs} {run5} of {} pairs", s.pairs),
     }
 }
 
-/// Requests running answers 2xx and testing 4xx, at `CONFIDENCE`.
+/// Pairs whose statuses were judged against the secondary's, over all endpoints.
+fn secondary_judged(s: &Summary) -> u64 {
+    s.endpoints.values().map(|e| e.status_vs_secondary).sum()
+}
+
+/// Requests running's version (the secondary, else running) answers 2xx and testing 4xx, at
+/// `CONFIDENCE`.
 fn client_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let ok4: u64 = s.endpoints.values().map(|e| e.ok_to_client_error).sum();
     let share = ok4 as f64 / pairs_divisor(s);
@@ -269,8 +302,9 @@ fn client_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         share > cfg.max_client_error_delta,
         cfg.confidence,
         format!(
-            "client errors: {ok4} of {} pairs answered 2xx on running but 4xx on testing",
-            s.pairs
+            "client errors: {ok4} of {} pairs answered 2xx on {} but 4xx on testing",
+            s.pairs,
+            baseline(secondary_judged(s), s.pairs)
         ),
     );
     ScorePart {
@@ -458,7 +492,8 @@ mod tests {
     use super::*;
     use crate::diff::DiffStats;
     use crate::score::scorecard::{EndpointStats, Resources};
-    use crate::score::test_support::{cfg, summary};
+    use crate::score::test_support::{cfg, pair, summarised, summary};
+    use crate::score::Pair;
 
     #[test]
     fn the_5xx_rule_needs_confidence_with_or_without_a_baseline() {
@@ -728,5 +763,89 @@ mod tests {
             panic!()
         };
         assert!(r[0].contains("GET /api/items"), "{r:?}");
+    }
+
+    /// `n` pairs of `path`: running answered `running`, the secondary `secondary` (none: `None`)
+    /// and testing `testing`.
+    fn statuses(
+        path: &str,
+        n: usize,
+        running: u16,
+        secondary: Option<u16>,
+        testing: u16,
+    ) -> Vec<Pair> {
+        let p = Pair {
+            running_status: running,
+            secondary_status: secondary,
+            testing_status: Some(testing),
+            ..pair(path)
+        };
+        vec![p; n]
+    }
+
+    /// A one-time link: running consumed the token and redirected; the copies reach testing and
+    /// the secondary afterwards and both answer 404. Testing answers as running's version does to
+    /// the same copy: no regression, however often it happens.
+    #[test]
+    fn statuses_are_judged_against_the_secondarys_answer_to_the_same_copy() {
+        let healthy = statuses("/a", 200, 200, Some(200), 200);
+        for n in [1, 20] {
+            let token = statuses("/confirm/ab12cd34ef", n, 302, Some(404), 404);
+            let s = summarised(&[healthy.clone(), token].concat(), 600);
+            let e = evaluate(&s, &cfg());
+            assert_eq!(e.verdict, Verdict::Promote, "{n} tokens: {e:?}");
+        }
+        // Testing 404 where running and the secondary both answer 200: a real regression.
+        let gone = statuses("/api/items/7", 20, 200, Some(200), 404);
+        let e = evaluate(&summarised(&[healthy.clone(), gone].concat(), 600), &cfg());
+        let Verdict::Reject(r) = e.verdict else {
+            panic!("{e:?}")
+        };
+        assert!(
+            r[0].contains("endpoint regression: GET /api/items/{n}")
+                && r[0].contains("not on the secondary (20 of 20 pairs)"),
+            "{r:?}"
+        );
+        // Without a secondary answer, running's status is all there is to compare with.
+        let alone = statuses("/confirm/ab12cd34ef", 20, 302, None, 404);
+        let Verdict::Reject(r) =
+            evaluate(&summarised(&[healthy, alone].concat(), 600), &cfg()).verdict
+        else {
+            panic!()
+        };
+        assert!(r[0].contains("not on running (20 of 20 pairs)"), "{r:?}");
+    }
+
+    /// The 5xx and 2xx→4xx rates are judged against the secondary's statuses too.
+    #[test]
+    fn error_rates_are_judged_against_the_secondary() {
+        let healthy = statuses("/a", 200, 200, Some(200), 200);
+        // Running answered before a dependency broke; both copies then met it.
+        let broke = statuses("/pay", 30, 200, Some(503), 503);
+        let conflict = statuses("/book", 30, 201, Some(409), 409);
+        let s = summarised(&[healthy.clone(), broke, conflict].concat(), 600);
+        assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+        let broke = statuses("/pay", 30, 200, Some(200), 503);
+        let s = summarised(&[healthy, broke].concat(), 600);
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!()
+        };
+        assert!(
+            r[0].contains("testing 13.0% vs the secondary 0.0%"),
+            "{r:?}"
+        );
+    }
+
+    /// An endpoint seen fewer than `MIN_ENDPOINT_PAIRS` times is not judged gone on one pair:
+    /// the verdict waits and says why.
+    #[test]
+    fn a_missing_endpoint_needs_min_endpoint_pairs_before_it_rejects() {
+        let healthy = statuses("/a", 200, 200, Some(200), 200);
+        let once = statuses("/api/items/7", 1, 200, Some(200), 404);
+        let e = evaluate(&summarised(&[healthy, once].concat(), 600), &cfg());
+        assert!(
+            matches!(&e.verdict, Verdict::Wait(w) if w.contains("GET /api/items/{n} answers 404/405/501 on testing but not on the secondary (1 of 1 pairs): too few to judge, MIN_ENDPOINT_PAIRS is 5")),
+            "{e:?}"
+        );
     }
 }

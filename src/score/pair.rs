@@ -8,7 +8,7 @@ use http::Method;
 use crate::diff::Difference;
 use crate::instance::InstanceId;
 
-/// One mirrored request: what running and testing answered.
+/// One mirrored request: what running, testing and (when one runs) the secondary answered.
 #[derive(Debug, Clone)]
 pub struct Pair {
     /// The testing instance the copy went to.
@@ -28,6 +28,11 @@ pub struct Pair {
     /// The secondary's (running's version) time to the head of its answer to the very same copy,
     /// on the very same path: the fair comparator for testing's latency.
     pub secondary_latency: Option<Duration>,
+    /// The secondary's status for that same copy; `None` without a secondary answer. Testing's
+    /// status is judged against it rather than running's: running answered the user first, and
+    /// state it changed (a one-time token consumed) makes the copies answer otherwise on both
+    /// versions alike.
+    pub secondary_status: Option<u16>,
     /// Why testing gave no answer, in words (the mirror's error, displayed).
     pub testing_error: Option<String>,
     /// How testing's answer differs from running's (empty: equivalent), where both statuses

@@ -22,21 +22,26 @@ const LATENCY_SAMPLES: usize = 8192;
 pub const LATENCY_MOMENT: Duration = Duration::from_millis(250);
 /// `MAX_ENDPOINTS` until the scorer says otherwise.
 const MAX_ENDPOINTS_DEFAULT: usize = 256;
-/// The row that counts every endpoint past `MAX_ENDPOINTS`.
-pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
+/// The row that counts every endpoint past `MAX_ENDPOINTS`: the same row as the differences'
+/// tally, so the two always agree on what it holds.
+pub use crate::diff::OTHER_ENDPOINTS;
 
 /// Counts for one endpoint (method + folded path).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointStats {
     /// Pairs seen.
     pub pairs: u64,
-    /// Running answered 5xx.
-    pub running_5xx: u64,
+    /// Of those, pairs whose statuses were judged against the secondary's answer to the same
+    /// copy (the rest against running's), so a reason can say what testing was compared with.
+    pub status_vs_secondary: u64,
+    /// Running's version answered 5xx: the secondary where it answered the copy, else running.
+    pub baseline_5xx: u64,
     /// Testing answered 5xx or gave no answer.
     pub testing_5xx: u64,
-    /// Running answered non-404 and testing 404/405/501: the endpoint is gone on testing.
+    /// Running's version (as for `baseline_5xx`) answered non-404 and testing 404/405/501: the
+    /// endpoint is gone on testing.
     pub missing_on_testing: u64,
-    /// Running answered 2xx and testing 4xx (other than the missing-endpoint codes).
+    /// Running's version answered 2xx and testing 4xx (other than the missing-endpoint codes).
     pub ok_to_client_error: u64,
     /// Pairs where both answered the same status (those whose answers can be compared).
     pub same_status: u64,
@@ -483,25 +488,30 @@ impl Scorecard {
     }
 }
 
-/// Count a pair's statuses into its endpoint's row.
+/// Count a pair's statuses into its endpoint's row. Testing's status is judged against the
+/// secondary's answer to the very same copy where there is one (same copy, same moment, same
+/// path: running answered the user first, and what that changed, a one-time token consumed,
+/// shows on both copies alike), and against running's only without one.
 fn tally_statuses(e: &mut EndpointStats, p: &Pair) {
     e.pairs += 1;
-    let run = p.running_status;
-    if run >= 500 {
-        e.running_5xx += 1;
+    e.status_vs_secondary += u64::from(p.secondary_status.is_some());
+    let base = p.secondary_status.unwrap_or(p.running_status);
+    if base >= 500 {
+        e.baseline_5xx += 1;
     }
     match p.testing_status {
         None => e.testing_5xx += 1,
         Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
-        Some(t) if matches!(t, 404 | 405 | 501) && run != 404 && run != t => {
+        Some(t) if matches!(t, 404 | 405 | 501) && base != 404 && base != t => {
             e.missing_on_testing += 1
         }
-        Some(t) if (400..500).contains(&t) && (200..300).contains(&run) => {
+        Some(t) if (400..500).contains(&t) && (200..300).contains(&base) => {
             e.ok_to_client_error += 1
         }
         _ => {}
     }
-    if p.testing_status == Some(run) {
+    // Bodies are diffed against running's answer, so this one stays running's.
+    if p.testing_status == Some(p.running_status) {
         e.same_status += 1;
     }
 }
@@ -596,7 +606,9 @@ mod tests {
         assert_eq!(c.endpoints["GET /api/items"].testing_5xx, 1000);
         assert_eq!(c.endpoints[OTHER_ENDPOINTS].pairs, 998);
         assert_eq!(c.endpoint_overflow, 998);
-        assert!(c.diffs.endpoints.len() <= 3);
+        // The differences' tally keeps the same rows, the shared one included.
+        assert_eq!(c.diffs.endpoints.len(), 4);
+        assert_eq!(c.diffs.endpoints[OTHER_ENDPOINTS].pairs, 998);
     }
 
     #[test]

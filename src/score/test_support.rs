@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::scorecard::{EndpointStats, Summary, Watch};
+use super::logs::LevelRules;
+use super::scorecard::{EndpointStats, Scorecard, Summary, Watch};
 use super::Pair;
 use crate::config::{MaxBodyDiff, ScoreConfig};
 use crate::instance::InstanceId;
@@ -80,9 +81,28 @@ pub(super) fn pair(path: &str) -> Pair {
         testing_status: Some(200),
         testing_latency: Some(Duration::from_millis(1)),
         secondary_latency: None,
+        secondary_status: None,
         testing_error: None,
         diffs: None,
         noise: None,
         replayed: None,
     }
+}
+
+/// The summary a scorecard of testing instance 1 gives after recording `pairs`, `elapsed`
+/// seconds into the window: what the scorer would judge had the mirror sent exactly these.
+pub(super) fn summarised(pairs: &[Pair], elapsed: u64) -> Summary {
+    summarised_capped(pairs, elapsed, 256)
+}
+
+/// As [`summarised`], with `MAX_ENDPOINTS` at `max_endpoints`.
+pub(super) fn summarised_capped(pairs: &[Pair], elapsed: u64, max_endpoints: usize) -> Summary {
+    let start = tokio::time::Instant::now();
+    let mut card = Scorecard::new(watch_instance_1(), 0, start);
+    card.limit_endpoints(max_endpoints);
+    for p in pairs {
+        card.record(p, start);
+    }
+    let end = start + Duration::from_secs(elapsed);
+    card.summary(&LevelRules::new("", ""), pairs.len() as u64, end, false)
 }

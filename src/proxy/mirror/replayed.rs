@@ -70,6 +70,7 @@ impl Replayed<'_> {
                 testing_status,
                 testing_latency,
                 secondary_latency: Some(ref_latency),
+                secondary_status: Some(ref_status),
                 testing_error: None,
                 diffs: None,
                 noise: None,
@@ -123,6 +124,8 @@ fn replay_pair(
         testing_status,
         testing_latency,
         secondary_latency: Some(reference.latency),
+        // The secondary's answer is the reference itself: testing's status is judged against it.
+        secondary_status: Some(status.as_u16()),
         testing_error,
         diffs,
         noise,
