@@ -132,6 +132,13 @@ pub enum InstallError {
         bound: String,
         advice: &'static str,
     },
+    /// A zip of more entries than understudy unpacks from one zip; nothing was unpacked.
+    #[error("{path} holds {entries} entries, more than the {max} understudy unpacks from one zip: nothing was unpacked; pack fewer files (many small files can travel in a jar or an inner archive)")]
+    TooManyEntries {
+        path: PathBuf,
+        entries: u64,
+        max: u64,
+    },
     /// A zip entry that would land outside `bundle/` (an absolute path, `..`, a symlink out).
     #[error("{path} holds {entry:?}, which would land outside the bundle folder: rebuild the zip with relative paths only")]
     UnsafeEntry { path: PathBuf, entry: String },
