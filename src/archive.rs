@@ -600,6 +600,31 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_link_may_not_lead_out_of_its_version_folder() {
+        use std::io::Write as _;
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        // Inside the archive's top folder by its text, but that folder becomes the version
+        // folder: `x -> ..` would be the base dir.
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let exe = SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("app-1.0.0/app", exe).unwrap();
+        z.write_all(b"#!/bin/sh\n").unwrap();
+        z.add_symlink("app-1.0.0/x", "..", SimpleFileOptions::default())
+            .unwrap();
+        fs::create_dir_all(l.archive_dir()).unwrap();
+        fs::write(l.archive_zip(&v), z.finish().unwrap().into_inner()).unwrap();
+        let limits = crate::artifact::InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let err = crate::artifact::restore(&l, &v, limits).unwrap_err();
+        assert!(err.to_string().contains("\"app-1.0.0/x\""), "{err}");
+        assert!(!l.version_dir(&v).exists(), "nothing is restored");
+    }
+
+    #[test]
     fn stray_temps_go_and_nothing_else() {
         let base = std::env::temp_dir().join(format!("understudy-stray-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);

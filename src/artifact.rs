@@ -139,8 +139,9 @@ pub enum InstallError {
         entries: u64,
         max: u64,
     },
-    /// A zip entry that would land outside `bundle/` (an absolute path, `..`, a symlink out).
-    #[error("{path} holds {entry:?}, which would land outside the bundle folder: rebuild the zip with relative paths only")]
+    /// A zip entry that would land outside `bundle/` (an absolute path, `..`, a symlink out, a
+    /// chain of links out, an archive's entry outside its version folder).
+    #[error("{path} holds {entry:?}, which would land or point outside the folder it is unpacked into: rebuild the zip with relative paths only, and symlinks whose target stays inside, with any `..` at its start")]
     UnsafeEntry { path: PathBuf, entry: String },
     /// The zip holds nothing startable.
     #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level: put the program there")]
@@ -303,7 +304,7 @@ pub fn install(
         Kind::Zip => {
             let bundle = vdir.join("bundle");
             let _ = fs::remove_dir_all(&bundle);
-            if let Err(e) = unzip(&dest, &bundle, limits, layout.base()) {
+            if let Err(e) = unzip(&dest, "", &bundle, limits, layout.base()) {
                 // A partial bundle is never started and only fills the disk.
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
@@ -385,11 +386,12 @@ pub fn restore(
     let tmp = layout.state_dir().join(format!("restore.tmp-{version}"));
     let _ = fs::remove_dir_all(&tmp);
     let vdir = layout.version_dir(version);
-    let moved = unzip(&zip, &tmp, limits, layout.base()).and_then(|()| {
-        // The zip holds one folder named like the version folder.
-        let inner = tmp.join(layout.version_name(version));
+    // The zip holds one folder named like the version folder: what is in it is unpacked into
+    // `tmp`, which becomes the version folder, so its links are held to the version folder.
+    let name = layout.version_name(version);
+    let moved = unzip(&zip, &name, &tmp, limits, layout.base()).and_then(|()| {
         let _ = fs::remove_dir_all(&vdir);
-        fs::rename(&inner, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
+        fs::rename(&tmp, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
     });
     let _ = fs::remove_dir_all(&tmp);
     moved.map_err(unpack)?;
@@ -485,7 +487,7 @@ pub fn unpack_bundle(
     limits: InstallLimits,
     disk: &Path,
 ) -> Result<(), InstallError> {
-    unzip(zip_path, into, limits, disk)
+    unzip(zip_path, "", into, limits, disk)
 }
 
 /// Give a restored executable its execute bits back (a copy keeps them, an archive may not).

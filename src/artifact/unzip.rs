@@ -75,11 +75,14 @@ impl Budget<'_> {
     }
 }
 
-/// Unpack `zip_path` into `into`, counting every byte written and every file, folder and link
-/// created against `limits`. Entries must stay inside `into`: absolute paths, `..` that climbs
-/// out, writing through a symlink and symlinks pointing out are refused.
+/// Unpack the entries of `zip_path` under `folder` (`""`: all of them) into `into`, without
+/// that leading folder, counting every byte written and every file, folder and link created
+/// against `limits`. Entries must stay inside `into`, which is also the folder links are held to:
+/// absolute paths, `..` that climbs out, entries outside `folder`, writing through a symlink and
+/// symlinks pointing out are refused.
 pub(super) fn unzip(
     zip_path: &Path,
+    folder: &str,
     into: &Path,
     limits: InstallLimits,
     disk: &Path,
@@ -88,6 +91,7 @@ pub(super) fn unzip(
     fs::create_dir_all(into).map_err(io_err("cannot create", into))?;
     let mut unpacker = Unpacker {
         zip: zip_path,
+        folder: Path::new(folder),
         into,
         budget: Budget {
             zip: zip_path,
@@ -165,6 +169,8 @@ fn declared_entries(file: &mut fs::File) -> io::Result<u64> {
 /// Unpacks one zip's entries into `into`, within its budget.
 struct Unpacker<'a> {
     zip: &'a Path,
+    /// The zip's folder that is unpacked (empty: the whole zip).
+    folder: &'a Path,
     into: &'a Path,
     budget: Budget<'a>,
     buf: Vec<u8>,
@@ -183,6 +189,7 @@ impl Unpacker<'_> {
         let raw_name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
         let rel = entry
             .enclosed_name()
+            .and_then(|p| Some(p.strip_prefix(self.folder).ok()?.to_path_buf()))
             .ok_or_else(|| self.unsafe_entry(&raw_name))?;
         if entry.is_dir() {
             return self.make_dirs(&rel, &raw_name);
@@ -254,25 +261,27 @@ impl Unpacker<'_> {
     }
 }
 
-/// Whether a symlink at `link` (relative to the bundle) pointing at `target` stays inside it:
-/// the one rule for links, at install and when a version folder is archived.
+/// Whether a symlink at `link` (relative to the folder unpacked into) pointing at `target` stays
+/// inside that folder: the one rule for links, at install, at a rollback's restore and when a
+/// version folder is archived (so what is archived can be restored).
+///
+/// Checked as text, without looking at the disk, so the order of a zip's entries cannot matter:
+/// the target is relative, and its `..` may only lead it, climbing no higher than the folder.
+/// A `..` after a name is refused because the name may be another link: `b -> a/..` with
+/// `a -> .` is the folder's parent, though `a/..` reads as the folder. Leading `..` climb from
+/// the link's own folder, a real one (nothing is unpacked through a symlink); the names after
+/// them only descend, and each link met on the way is held to this same rule, so no chain of
+/// links leads out.
 pub(crate) fn stays_inside(link: &Path, target: &Path) -> bool {
     use std::path::Component;
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth = link.components().count() as i64 - 1;
+    let mut climb = link.components().count().saturating_sub(1);
+    let mut named = false;
     for c in target.components() {
         match c {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => named = true,
             Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
+            Component::ParentDir if !named && climb > 0 => climb -= 1,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return false,
         }
     }
     true
@@ -347,7 +356,7 @@ mod tests {
         let declared = declared_entries(&mut fs::File::open(&zip).unwrap()).unwrap();
         assert_eq!(declared, MAX_ENTRIES + 1);
         let into = base.path().join("bundle");
-        let err = unzip(&zip, &into, NO_LIMITS, base.path()).unwrap_err();
+        let err = unzip(&zip, "", &into, NO_LIMITS, base.path()).unwrap_err();
         assert!(
             matches!(err, InstallError::TooManyEntries { entries, .. } if entries == MAX_ENTRIES + 1),
             "{err}"
@@ -372,7 +381,7 @@ mod tests {
         let unpack = |name: &str, bytes: Vec<u8>| {
             let zip = base.path().join(format!("{name}.zip"));
             fs::write(&zip, bytes).unwrap();
-            unzip(&zip, &base.path().join(name), limits, base.path())
+            unzip(&zip, "", &base.path().join(name), limits, base.path())
         };
         let over = |r: Result<(), InstallError>| {
             let err = r.unwrap_err();
@@ -389,9 +398,50 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_of_symlinks_cannot_lead_out_of_the_bundle() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        // A file of the base dir, outside every version folder, that install must not chmod.
+        let outside = base.path().join("outside.sh");
+        fs::write(&outside, b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+        // Each link stays inside by its text; resolved, `b` is the version folder, `c` the base dir.
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        for (link, target) in [
+            ("a", "."),
+            ("b", "a/.."),
+            ("c", "b/.."),
+            ("app", "c/outside.sh"),
+        ] {
+            z.add_symlink(link, target, opts).unwrap();
+        }
+        let dropped = base.path().join("app-1.0.0.zip");
+        fs::write(&dropped, z.finish().unwrap().into_inner()).unwrap();
+        let name = parse_name("app-1.0.0.zip", "app").unwrap();
+        let err = install(&l, &dropped, &name, NO_LIMITS).unwrap_err();
+        assert!(
+            matches!(&err, InstallError::UnsafeEntry { entry, .. } if entry == "b"),
+            "{err}"
+        );
+        let mode = fs::metadata(&outside).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "the file outside was not touched");
+        assert!(!base.path().join("app-1.0.0/bundle").exists());
+    }
+
+    #[test]
     fn entries_leading_out_of_the_bundle_are_refused() {
         assert!(stays_inside(Path::new("lib/a.so"), Path::new("a.so.1")));
         assert!(stays_inside(Path::new("lib/a"), Path::new("../bin/x")));
+        assert!(stays_inside(
+            Path::new("lib/x/a"),
+            Path::new("./../../bin/x")
+        ));
+        assert!(stays_inside(Path::new("a"), Path::new(".")));
+        assert!(!stays_inside(Path::new("b"), Path::new("a/..")));
+        assert!(!stays_inside(Path::new("lib/a"), Path::new("x/../../y")));
+        assert!(!stays_inside(Path::new("x"), Path::new("..")));
         assert!(!stays_inside(Path::new("a"), Path::new("../x")));
         assert!(!stays_inside(Path::new("a"), Path::new("/etc/passwd")));
         let base = temp_base("slip");
