@@ -26,7 +26,7 @@ pub enum ArchiveError {
     /// The folder is archived but what is left of it could not be deleted.
     #[error(
         "archived as {zip}, but cannot remove the archived folder, moved aside to {path}: \
-         {source}; it is tried again at the next collection, or delete it by hand"
+         {source}; it is tried again later and at understudy's next start, or delete it by hand"
     )]
     Leftover {
         path: PathBuf,
@@ -59,9 +59,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
     let dir = layout.version_dir(v);
     let dest = layout.archive_zip(v);
-    let aside = layout
-        .base()
-        .join(format!(".{}.archived", layout.version_name(v)));
+    let aside = aside_path(layout, v);
     let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
     if whole || !dest.is_file() {
         // Leftovers of an earlier archiving of this version (restored since) go first.
@@ -81,6 +79,53 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
     }
     remove_aside(&aside, &dest)?;
     Ok(dest)
+}
+
+/// Where version `v`'s folder is moved once its archive is complete, to be deleted:
+/// `.<identifier>-<version>.archived` in the base dir.
+fn aside_path(layout: &Layout, v: &Version) -> PathBuf {
+    layout
+        .base()
+        .join(format!(".{}.archived", layout.version_name(v)))
+}
+
+/// Delete the version folders that were archived and moved aside but whose deletion failed
+/// (`.<identifier>-<version>.archived`), logging each. Their retry is not kept across a restart,
+/// and their archive is complete by construction (a folder is moved aside only after its zip is
+/// in place), so nothing is lost; left, they would weigh on `MAX_BASE_SIZE` for good. Call at
+/// start, while the base dir lock is held. Blocking. Returns what was removed.
+pub fn remove_archived_leftovers(layout: &Layout) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(layout.base()) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}-", layout.identifier());
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let version = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".archived"))
+            .and_then(|v| Version::parse(v).ok());
+        let Some(v) = version else { continue };
+        let path = aside_path(layout, &v);
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if path != entry.path() || !is_dir {
+            continue;
+        }
+        let zip = layout.archive_zip(&v);
+        match remove_aside(&path, &zip) {
+            Ok(()) => {
+                tracing::info!(
+                    "removed {}, the folder of {v} left over after it was archived as {}",
+                    path.display(),
+                    zip.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    removed
 }
 
 /// Delete an archived folder moved aside, if one is there.
@@ -622,6 +667,33 @@ mod tests {
         let err = crate::artifact::restore(&l, &v, limits).unwrap_err();
         assert!(err.to_string().contains("\"app-1.0.0/x\""), "{err}");
         assert!(!l.version_dir(&v).exists(), "nothing is restored");
+    }
+
+    #[test]
+    fn folders_left_aside_after_archiving_go_at_start_and_nothing_else() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        let vdir = l.version_dir(&v);
+        fs::create_dir_all(vdir.join("1/logs")).unwrap();
+        fs::write(vdir.join("1/logs/app.log"), b"log").unwrap();
+        // Archived, but the folder moved aside could not be deleted (what is left of it is made
+        // here by hand), and the retry was lost with a restart.
+        archive_version(&l, &v).unwrap();
+        let aside = base.path().join(".app-1.0.0.archived");
+        assert_eq!(aside, aside_path(&l, &v));
+        fs::create_dir_all(aside.join("1/logs")).unwrap();
+        fs::write(aside.join("1/logs/app.log"), b"log").unwrap();
+        let keep = [".other-1.0.0.archived", ".app-latest.archived", "app-2.0.0"];
+        for k in keep {
+            fs::create_dir_all(base.path().join(k)).unwrap();
+        }
+        fs::write(base.path().join(".app-3.0.0.archived"), b"a file").unwrap();
+        assert_eq!(remove_archived_leftovers(&l), vec![aside.clone()]);
+        assert!(!aside.exists());
+        assert!(keep.iter().all(|k| base.path().join(k).is_dir()));
+        assert!(base.path().join(".app-3.0.0.archived").is_file());
+        assert!(l.archive_zip(&v).is_file(), "the archive stays");
     }
 
     #[test]
