@@ -238,8 +238,10 @@ pub fn reject_version(
     Ok(dest)
 }
 
-/// Move a dropped build that will not be started (not newer than what runs) to
-/// `rejected/<file>.refused/` with a `reason.json`, so the base dir shows it was seen.
+/// Move a dropped build that will not be started (not newer than what runs, or named too long)
+/// to `rejected/<file>.refused/` with a `reason.json`, so the base dir shows it was seen. Where
+/// that folder's name would be too long, it is the file's name cut short with a hash of it
+/// ([`refused_name`]); the file inside keeps its name.
 pub fn refuse_file(
     layout: &Layout,
     dropped: &Path,
@@ -247,7 +249,7 @@ pub fn refuse_file(
     v: &Version,
     reasons: &[String],
 ) -> Result<PathBuf, ArchiveError> {
-    let dest = layout.rejected_dir().join(format!("{file_name}.refused"));
+    let dest = layout.rejected_dir().join(refused_name(file_name));
     let _ = fs::remove_dir_all(&dest);
     fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
     let target = dest.join(file_name);
@@ -268,6 +270,27 @@ pub fn refuse_file(
     }
     write_reason(&dest, v, reasons)?;
     Ok(dest)
+}
+
+/// The name of the folder a refused build goes to: `<file>.refused`, or when that is longer than
+/// a file name may be, the file's name cut short, a hash of the whole name and `.refused`, so two
+/// long names sharing their start do not share a folder.
+fn refused_name(file_name: &str) -> String {
+    use sha2::Digest;
+    const SUFFIX: &str = ".refused";
+    let name = format!("{file_name}{SUFFIX}");
+    if name.len() <= crate::artifact::NAME_MAX {
+        return name;
+    }
+    let hash: String = sha2::Sha256::digest(file_name.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut keep = crate::artifact::NAME_MAX - SUFFIX.len() - hash.len() - 1;
+    while !file_name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{hash}{SUFFIX}", &file_name[..keep])
 }
 
 /// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
@@ -694,6 +717,73 @@ mod tests {
         assert!(keep.iter().all(|k| base.path().join(k).is_dir()));
         assert!(base.path().join(".app-3.0.0.archived").is_file());
         assert!(l.archive_zip(&v).is_file(), "the archive stays");
+    }
+
+    #[test]
+    fn a_build_named_too_long_is_refused_into_a_shortened_folder() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        // Two 250-byte names that share their first 245 bytes.
+        let head = format!("app-1.0.0-{}", "a".repeat(235));
+        let names = [format!("{head}a.jar"), format!("{head}b.jar")];
+        let mut folders = Vec::new();
+        for name in &names {
+            assert_eq!(name.len(), 250);
+            let why = crate::artifact::name_refusal(name).unwrap();
+            let dropped = base.path().join(name);
+            fs::write(&dropped, b"jar").unwrap();
+            let v = crate::artifact::parse_name(name, "app").unwrap().version;
+            let dest = refuse_file(&l, &dropped, name, &v, &[why]).unwrap();
+            let folder = dest.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(
+                folder.len() <= 255 && folder.ends_with(".refused"),
+                "{folder}"
+            );
+            assert!(!dropped.exists(), "the build left the base dir");
+            assert!(dest.join(name).is_file() && dest.join("reason.json").is_file());
+            let reason = fs::read_to_string(dest.join("reason.json")).unwrap();
+            assert!(reason.contains("250 bytes"), "{reason}");
+            folders.push(folder);
+        }
+        assert_ne!(folders[0], folders[1]);
+        // A name that fits keeps the plain folder name.
+        assert_eq!(refused_name("app-1.0.0.jar"), "app-1.0.0.jar.refused");
+    }
+
+    #[test]
+    fn a_build_named_as_long_as_understudy_handles_goes_all_the_way() {
+        use crate::artifact::{name_refusal, parse_name, MAX_BUILD_NAME};
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        // An executable: its version folder, and so its archive, have its whole name.
+        let name = format!("app-1.0.0-{}", "a".repeat(MAX_BUILD_NAME - 10));
+        assert_eq!(name.len(), MAX_BUILD_NAME);
+        assert!(name_refusal(&name).is_none());
+        let parsed = parse_name(&name, "app").unwrap();
+        let v = parsed.version.clone();
+        let limits = crate::artifact::InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let dropped = base.path().join(&name);
+        fs::write(&dropped, b"#!/bin/sh\necho hi\n").unwrap();
+        let installed = crate::artifact::install(&l, &dropped, &parsed, limits).unwrap();
+        crate::store::seal(&l, &installed).unwrap();
+        fs::remove_file(&installed.program).unwrap();
+        let repaired = crate::store::ensure(&l, &installed, limits).unwrap();
+        assert!(repaired.is_some() && installed.program.is_file());
+        archive_version(&l, &v).unwrap();
+        assert_eq!(crate::artifact::restore(&l, &v, limits).unwrap(), installed);
+        // An older build of a name as long is refused under its own name.
+        let older = name.replacen("1.0.0", "0.9.0", 1);
+        let dropped = base.path().join(&older);
+        fs::write(&dropped, b"#!/bin/sh\n").unwrap();
+        let dest = refuse_file(&l, &dropped, &older, &v, &["older".to_string()]).unwrap();
+        assert!(
+            dest.ends_with(format!("{older}.refused")),
+            "{}",
+            dest.display()
+        );
     }
 
     #[test]

@@ -80,6 +80,28 @@ pub fn parse_name(file_name: &str, identifier: &str) -> Result<ArtifactName, Nam
     })
 }
 
+/// The longest file name, in bytes, that Linux file systems take.
+pub const NAME_MAX: usize = 255;
+
+/// The longest build file name understudy handles, in bytes: [`NAME_MAX`] less the most that a
+/// name it makes from a build's adds, 14 bytes (`.<build>.copy-<pid>`, the temp name of its
+/// protected copy, with a pid of up to 7 digits). A longer build would be found, then fail
+/// half-way with "File name too long"; it is refused instead ([`name_refusal`]).
+pub const MAX_BUILD_NAME: usize = NAME_MAX - 14;
+
+/// Why a build's file name is too long for understudy to handle, if it is: such a build is
+/// refused into `rejected/` as soon as it is found, so it neither fails half-way nor stays.
+pub fn name_refusal(file_name: &str) -> Option<String> {
+    (file_name.len() > MAX_BUILD_NAME).then(|| {
+        format!(
+            "its name is {} bytes, longer than the {MAX_BUILD_NAME} understudy can handle (the \
+             names it makes from a build's must fit in {NAME_MAX} bytes): drop it again under a \
+             shorter name, with a shorter pre-release or build tag",
+            file_name.len()
+        )
+    })
+}
+
 /// Names that download tools, editors and copy utilities use while a file is incomplete.
 pub fn is_temp_name(name: &str) -> bool {
     const SUFFIXES: &[&str] = &[
