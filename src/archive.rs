@@ -26,7 +26,7 @@ pub enum ArchiveError {
     /// The folder is archived but what is left of it could not be deleted.
     #[error(
         "archived as {zip}, but cannot remove the archived folder, moved aside to {path}: \
-         {source}; it is tried again at the next collection, or delete it by hand"
+         {source}; it is tried again later and at understudy's next start, or delete it by hand"
     )]
     Leftover {
         path: PathBuf,
@@ -59,9 +59,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
     let dir = layout.version_dir(v);
     let dest = layout.archive_zip(v);
-    let aside = layout
-        .base()
-        .join(format!(".{}.archived", layout.version_name(v)));
+    let aside = aside_path(layout, v);
     let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
     if whole || !dest.is_file() {
         // Leftovers of an earlier archiving of this version (restored since) go first.
@@ -81,6 +79,53 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
     }
     remove_aside(&aside, &dest)?;
     Ok(dest)
+}
+
+/// Where version `v`'s folder is moved once its archive is complete, to be deleted:
+/// `.<identifier>-<version>.archived` in the base dir.
+fn aside_path(layout: &Layout, v: &Version) -> PathBuf {
+    layout
+        .base()
+        .join(format!(".{}.archived", layout.version_name(v)))
+}
+
+/// Delete the version folders that were archived and moved aside but whose deletion failed
+/// (`.<identifier>-<version>.archived`), logging each. Their retry is not kept across a restart,
+/// and their archive is complete by construction (a folder is moved aside only after its zip is
+/// in place), so nothing is lost; left, they would weigh on `MAX_BASE_SIZE` for good. Call at
+/// start, while the base dir lock is held. Blocking. Returns what was removed.
+pub fn remove_archived_leftovers(layout: &Layout) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(layout.base()) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}-", layout.identifier());
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let version = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".archived"))
+            .and_then(|v| Version::parse(v).ok());
+        let Some(v) = version else { continue };
+        let path = aside_path(layout, &v);
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if path != entry.path() || !is_dir {
+            continue;
+        }
+        let zip = layout.archive_zip(&v);
+        match remove_aside(&path, &zip) {
+            Ok(()) => {
+                tracing::info!(
+                    "removed {}, the folder of {v} left over after it was archived as {}",
+                    path.display(),
+                    zip.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    removed
 }
 
 /// Delete an archived folder moved aside, if one is there.
@@ -193,8 +238,10 @@ pub fn reject_version(
     Ok(dest)
 }
 
-/// Move a dropped build that will not be started (not newer than what runs) to
-/// `rejected/<file>.refused/` with a `reason.json`, so the base dir shows it was seen.
+/// Move a dropped build that will not be started (not newer than what runs, or named too long)
+/// to `rejected/<file>.refused/` with a `reason.json`, so the base dir shows it was seen. Where
+/// that folder's name would be too long, it is the file's name cut short with a hash of it
+/// ([`refused_name`]); the file inside keeps its name.
 pub fn refuse_file(
     layout: &Layout,
     dropped: &Path,
@@ -202,7 +249,7 @@ pub fn refuse_file(
     v: &Version,
     reasons: &[String],
 ) -> Result<PathBuf, ArchiveError> {
-    let dest = layout.rejected_dir().join(format!("{file_name}.refused"));
+    let dest = layout.rejected_dir().join(refused_name(file_name));
     let _ = fs::remove_dir_all(&dest);
     fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
     let target = dest.join(file_name);
@@ -223,6 +270,27 @@ pub fn refuse_file(
     }
     write_reason(&dest, v, reasons)?;
     Ok(dest)
+}
+
+/// The name of the folder a refused build goes to: `<file>.refused`, or when that is longer than
+/// a file name may be, the file's name cut short, a hash of the whole name and `.refused`, so two
+/// long names sharing their start do not share a folder.
+fn refused_name(file_name: &str) -> String {
+    use sha2::Digest;
+    const SUFFIX: &str = ".refused";
+    let name = format!("{file_name}{SUFFIX}");
+    if name.len() <= crate::artifact::NAME_MAX {
+        return name;
+    }
+    let hash: String = sha2::Sha256::digest(file_name.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut keep = crate::artifact::NAME_MAX - SUFFIX.len() - hash.len() - 1;
+    while !file_name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{hash}{SUFFIX}", &file_name[..keep])
 }
 
 /// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
@@ -597,6 +665,125 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(out.stdout, b"server\n", "{out:?}");
+    }
+
+    #[test]
+    fn a_restored_link_may_not_lead_out_of_its_version_folder() {
+        use std::io::Write as _;
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        // Inside the archive's top folder by its text, but that folder becomes the version
+        // folder: `x -> ..` would be the base dir.
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let exe = SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("app-1.0.0/app", exe).unwrap();
+        z.write_all(b"#!/bin/sh\n").unwrap();
+        z.add_symlink("app-1.0.0/x", "..", SimpleFileOptions::default())
+            .unwrap();
+        fs::create_dir_all(l.archive_dir()).unwrap();
+        fs::write(l.archive_zip(&v), z.finish().unwrap().into_inner()).unwrap();
+        let limits = crate::artifact::InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let err = crate::artifact::restore(&l, &v, limits).unwrap_err();
+        assert!(err.to_string().contains("\"app-1.0.0/x\""), "{err}");
+        assert!(!l.version_dir(&v).exists(), "nothing is restored");
+    }
+
+    #[test]
+    fn folders_left_aside_after_archiving_go_at_start_and_nothing_else() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        let v = Version::parse("1.0.0").unwrap();
+        let vdir = l.version_dir(&v);
+        fs::create_dir_all(vdir.join("1/logs")).unwrap();
+        fs::write(vdir.join("1/logs/app.log"), b"log").unwrap();
+        // Archived, but the folder moved aside could not be deleted (what is left of it is made
+        // here by hand), and the retry was lost with a restart.
+        archive_version(&l, &v).unwrap();
+        let aside = base.path().join(".app-1.0.0.archived");
+        assert_eq!(aside, aside_path(&l, &v));
+        fs::create_dir_all(aside.join("1/logs")).unwrap();
+        fs::write(aside.join("1/logs/app.log"), b"log").unwrap();
+        let keep = [".other-1.0.0.archived", ".app-latest.archived", "app-2.0.0"];
+        for k in keep {
+            fs::create_dir_all(base.path().join(k)).unwrap();
+        }
+        fs::write(base.path().join(".app-3.0.0.archived"), b"a file").unwrap();
+        assert_eq!(remove_archived_leftovers(&l), vec![aside.clone()]);
+        assert!(!aside.exists());
+        assert!(keep.iter().all(|k| base.path().join(k).is_dir()));
+        assert!(base.path().join(".app-3.0.0.archived").is_file());
+        assert!(l.archive_zip(&v).is_file(), "the archive stays");
+    }
+
+    #[test]
+    fn a_build_named_too_long_is_refused_into_a_shortened_folder() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        // Two 250-byte names that share their first 245 bytes.
+        let head = format!("app-1.0.0-{}", "a".repeat(235));
+        let names = [format!("{head}a.jar"), format!("{head}b.jar")];
+        let mut folders = Vec::new();
+        for name in &names {
+            assert_eq!(name.len(), 250);
+            let why = crate::artifact::name_refusal(name).unwrap();
+            let dropped = base.path().join(name);
+            fs::write(&dropped, b"jar").unwrap();
+            let v = crate::artifact::parse_name(name, "app").unwrap().version;
+            let dest = refuse_file(&l, &dropped, name, &v, &[why]).unwrap();
+            let folder = dest.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(
+                folder.len() <= 255 && folder.ends_with(".refused"),
+                "{folder}"
+            );
+            assert!(!dropped.exists(), "the build left the base dir");
+            assert!(dest.join(name).is_file() && dest.join("reason.json").is_file());
+            let reason = fs::read_to_string(dest.join("reason.json")).unwrap();
+            assert!(reason.contains("250 bytes"), "{reason}");
+            folders.push(folder);
+        }
+        assert_ne!(folders[0], folders[1]);
+        // A name that fits keeps the plain folder name.
+        assert_eq!(refused_name("app-1.0.0.jar"), "app-1.0.0.jar.refused");
+    }
+
+    #[test]
+    fn a_build_named_as_long_as_understudy_handles_goes_all_the_way() {
+        use crate::artifact::{name_refusal, parse_name, MAX_BUILD_NAME};
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        // An executable: its version folder, and so its archive, have its whole name.
+        let name = format!("app-1.0.0-{}", "a".repeat(MAX_BUILD_NAME - 10));
+        assert_eq!(name.len(), MAX_BUILD_NAME);
+        assert!(name_refusal(&name).is_none());
+        let parsed = parse_name(&name, "app").unwrap();
+        let v = parsed.version.clone();
+        let limits = crate::artifact::InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let dropped = base.path().join(&name);
+        fs::write(&dropped, b"#!/bin/sh\necho hi\n").unwrap();
+        let installed = crate::artifact::install(&l, &dropped, &parsed, limits).unwrap();
+        crate::store::seal(&l, &installed).unwrap();
+        fs::remove_file(&installed.program).unwrap();
+        let repaired = crate::store::ensure(&l, &installed, limits).unwrap();
+        assert!(repaired.is_some() && installed.program.is_file());
+        archive_version(&l, &v).unwrap();
+        assert_eq!(crate::artifact::restore(&l, &v, limits).unwrap(), installed);
+        // An older build of a name as long is refused under its own name.
+        let older = name.replacen("1.0.0", "0.9.0", 1);
+        let dropped = base.path().join(&older);
+        fs::write(&dropped, b"#!/bin/sh\n").unwrap();
+        let dest = refuse_file(&l, &dropped, &older, &v, &["older".to_string()]).unwrap();
+        assert!(
+            dest.ends_with(format!("{older}.refused")),
+            "{}",
+            dest.display()
+        );
     }
 
     #[test]

@@ -80,6 +80,28 @@ pub fn parse_name(file_name: &str, identifier: &str) -> Result<ArtifactName, Nam
     })
 }
 
+/// The longest file name, in bytes, that Linux file systems take.
+pub const NAME_MAX: usize = 255;
+
+/// The longest build file name understudy handles, in bytes: [`NAME_MAX`] less the most that a
+/// name it makes from a build's adds, 14 bytes (`.<build>.copy-<pid>`, the temp name of its
+/// protected copy, with a pid of up to 7 digits). A longer build would be found, then fail
+/// half-way with "File name too long"; it is refused instead ([`name_refusal`]).
+pub const MAX_BUILD_NAME: usize = NAME_MAX - 14;
+
+/// Why a build's file name is too long for understudy to handle, if it is: such a build is
+/// refused into `rejected/` as soon as it is found, so it neither fails half-way nor stays.
+pub fn name_refusal(file_name: &str) -> Option<String> {
+    (file_name.len() > MAX_BUILD_NAME).then(|| {
+        format!(
+            "its name is {} bytes, longer than the {MAX_BUILD_NAME} understudy can handle (the \
+             names it makes from a build's must fit in {NAME_MAX} bytes): drop it again under a \
+             shorter name, with a shorter pre-release or build tag",
+            file_name.len()
+        )
+    })
+}
+
 /// Names that download tools, editors and copy utilities use while a file is incomplete.
 pub fn is_temp_name(name: &str) -> bool {
     const SUFFIXES: &[&str] = &[
@@ -132,8 +154,16 @@ pub enum InstallError {
         bound: String,
         advice: &'static str,
     },
-    /// A zip entry that would land outside `bundle/` (an absolute path, `..`, a symlink out).
-    #[error("{path} holds {entry:?}, which would land outside the bundle folder: rebuild the zip with relative paths only")]
+    /// A zip of more entries than understudy unpacks from one zip; nothing was unpacked.
+    #[error("{path} holds {entries} entries, more than the {max} understudy unpacks from one zip: nothing was unpacked; pack fewer files (many small files can travel in a jar or an inner archive)")]
+    TooManyEntries {
+        path: PathBuf,
+        entries: u64,
+        max: u64,
+    },
+    /// A zip entry that would land outside `bundle/` (an absolute path, `..`, a symlink out, a
+    /// chain of links out, an archive's entry outside its version folder).
+    #[error("{path} holds {entry:?}, which would land or point outside the folder it is unpacked into: rebuild the zip with relative paths only, and symlinks whose target stays inside, with any `..` at its start")]
     UnsafeEntry { path: PathBuf, entry: String },
     /// The zip holds nothing startable.
     #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level: put the program there")]
@@ -296,7 +326,7 @@ pub fn install(
         Kind::Zip => {
             let bundle = vdir.join("bundle");
             let _ = fs::remove_dir_all(&bundle);
-            if let Err(e) = unzip(&dest, &bundle, limits, layout.base()) {
+            if let Err(e) = unzip(&dest, "", &bundle, limits, layout.base()) {
                 // A partial bundle is never started and only fills the disk.
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
@@ -378,11 +408,12 @@ pub fn restore(
     let tmp = layout.state_dir().join(format!("restore.tmp-{version}"));
     let _ = fs::remove_dir_all(&tmp);
     let vdir = layout.version_dir(version);
-    let moved = unzip(&zip, &tmp, limits, layout.base()).and_then(|()| {
-        // The zip holds one folder named like the version folder.
-        let inner = tmp.join(layout.version_name(version));
+    // The zip holds one folder named like the version folder: what is in it is unpacked into
+    // `tmp`, which becomes the version folder, so its links are held to the version folder.
+    let name = layout.version_name(version);
+    let moved = unzip(&zip, &name, &tmp, limits, layout.base()).and_then(|()| {
         let _ = fs::remove_dir_all(&vdir);
-        fs::rename(&inner, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
+        fs::rename(&tmp, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
     });
     let _ = fs::remove_dir_all(&tmp);
     moved.map_err(unpack)?;
@@ -478,7 +509,7 @@ pub fn unpack_bundle(
     limits: InstallLimits,
     disk: &Path,
 ) -> Result<(), InstallError> {
-    unzip(zip_path, into, limits, disk)
+    unzip(zip_path, "", into, limits, disk)
 }
 
 /// Give a restored executable its execute bits back (a copy keeps them, an archive may not).

@@ -18,6 +18,7 @@ use crate::layout::{Layout, Role};
 pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
     let mut resumed = tokio::task::spawn_blocking(move || {
         archive::remove_stray_temps(&layout);
+        archive::remove_archived_leftovers(&layout);
         resume_from_disk(&layout)
     })
     .await

@@ -231,6 +231,20 @@ async fn older_or_same_builds_are_refused() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_build_named_too_long_to_handle_is_refused_not_installed() {
+    let mut sim = Sim::new(PORTS);
+    let d = build(&format!("1.0.0-{}", "a".repeat(240)));
+    assert_eq!(d.name.file_name.len(), 250);
+    let a = sim.feed(Input::Dropped(d));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Refuse { reason, .. }
+            if reason.contains("250 bytes, longer than the 241"))),
+        "{a:#?}"
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::Install(_))), "{a:#?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn newer_build_replaces_testing_and_the_old_is_archived_once_stopped() {
     let mut sim = Sim::new(PORTS);
     let (_, old_testing) = sim.serving_with_testing("1.1.0");

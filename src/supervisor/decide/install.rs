@@ -47,8 +47,7 @@ impl Decision<'_> {
         for i in 0..self.s.drops.len() {
             let (dropped, told) = &self.s.drops[i];
             let version = dropped.name.version.clone();
-            let refused =
-                refusal(&version, self.running_version(), self.candidate_version()).is_some();
+            let refused = self.drop_refusal(dropped).is_some();
             let Some(reason) = self.leaving(&version).filter(|_| !refused) else {
                 return Some(i);
             };
@@ -95,14 +94,21 @@ impl Decision<'_> {
     }
 
     pub(super) fn consider(&mut self, dropped: Dropped) {
-        let version = &dropped.name.version;
-        match refusal(version, self.running_version(), self.candidate_version()) {
+        match self.drop_refusal(&dropped) {
             Some(reason) => self.out.push(Action::Refuse { dropped, reason }),
             None => {
-                self.s.installing = Some(version.clone());
+                self.s.installing = Some(dropped.name.version.clone());
                 self.out.push(Action::Install(dropped));
             }
         }
+    }
+
+    /// Why a dropped build is turned away, if it is: a name too long to handle (it would fail
+    /// half-way), or a version not newer than what runs and what is tested.
+    fn drop_refusal(&self, dropped: &Dropped) -> Option<String> {
+        let version = &dropped.name.version;
+        crate::artifact::name_refusal(&dropped.name.file_name)
+            .or_else(|| refusal(version, self.running_version(), self.candidate_version()))
     }
 
     pub(super) fn installed(&mut self, version: Version, result: Result<Installed, String>) {
