@@ -90,7 +90,8 @@ kill -TERM "$HPID"; wait "$HPID" 2>/dev/null || true
 mkdir -p "$WORK/base"
 printf 'IDENTIFIER=app\nLISTEN=127.0.0.1:19200\nPORT_RANGE=19300-19349\nSETTLE_TIME=100ms\nSTABLE_WINDOW=1h\nLOG_LEVEL=warn\n' \
   > "$WORK/base/.env"
-valgrind -q --tool=callgrind --callgrind-out-file="$WORK/understudy.cg" \
+# The watchdog runs understudy's file itself: `/proc/self/exe` would be valgrind's tool.
+UNDERSTUDY_WATCHDOG_EXE="$BIN" valgrind -q --tool=callgrind --callgrind-out-file="$WORK/understudy.cg" \
   "$BIN" run --base "$WORK/base" 2>"$WORK/understudy.log" &
 UPID=$!
 PIDS+=($UPID)

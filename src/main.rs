@@ -147,8 +147,12 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail_told(e, &mut takeover),
             };
-            // This executable is understudy: it guards each child as its watchdog.
-            cfg.watchdog = Some(PathBuf::from(understudy::watchdog::SELF_EXE));
+            // This executable is understudy: it guards each child as its watchdog. Under
+            // valgrind (benches/instructions.sh) `/proc/self/exe` names valgrind's own tool, so
+            // the bench names understudy's file in UNDERSTUDY_WATCHDOG_EXE.
+            let watchdog = std::env::var_os("UNDERSTUDY_WATCHDOG_EXE")
+                .unwrap_or_else(|| understudy::watchdog::SELF_EXE.into());
+            cfg.watchdog = Some(PathBuf::from(watchdog));
             if let Err(e) = check_base_writable(&cfg.base) {
                 return fail_told(e, &mut takeover);
             }
