@@ -20,5 +20,7 @@ pub use bodies::{DiffJudgement, DiffRow, MAX_DIFF_ROWS, MIN_NOISE_PAIRS};
 pub use evaluation::{evaluate, server_error_check, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
 pub use pair::Pair;
-pub use scorecard::{endpoint_key, EndpointStats, Resources, Scorecard, Summary, Watch};
+pub use scorecard::{
+    endpoint_key, EndpointStats, LogCounts, Resources, Scorecard, SecondaryWatch, Summary, Watch,
+};
 pub use scorer::{run, Feeds, Scored, ScorerControl};

@@ -130,8 +130,8 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         endpoints_part(s, cfg, &mut j),
         server_error_part(s, cfg, &mut j),
         client_error_part(s, cfg, &mut j),
-        log_errors_part(s, cfg, &mut j),
-        log_warns_part(s, cfg, &mut j.reasons),
+        log_lines_part(s, cfg, &mut j, Lines::Errors),
+        log_lines_part(s, cfg, &mut j, Lines::Warns),
         bodies,
     ];
     parts.extend(latency_part(s, cfg, &mut j.reasons));
@@ -314,35 +314,55 @@ fn client_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
     }
 }
 
-/// Excess of testing's log lines per request it got (mirrored, and served in canary steps) over
-/// running's per user request.
-fn log_line_delta(s: &Summary, testing: u64, running: u64) -> f64 {
-    testing as f64 / testing_requests(s).max(1) as f64
-        - running as f64 / s.running_requests.max(1) as f64
-}
-
 /// Requests testing got: mirrored copies and, in canary steps, users' requests.
 fn testing_requests(s: &Summary) -> u64 {
     s.pairs + s.canary_served
 }
 
-/// Error log lines per request: testing's share of requests with an error line against running's,
-/// at `CONFIDENCE` (a request logging several lines counts once: the bound needs a proportion).
-fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
-    let err_delta = log_line_delta(s, s.testing_errors, s.running_errors);
-    let running_n = s.running_requests.max(1);
-    let asked = testing_requests(s);
+/// Which log lines a part counts.
+#[derive(Debug, Clone, Copy)]
+enum Lines {
+    Errors,
+    Warns,
+}
+
+/// Log lines of one level per request: testing's share of requests with such a line against its
+/// baseline's, at `CONFIDENCE` (a request logging several lines counts once: the bound needs a
+/// proportion; more lines than requests is an excess whatever the bound says). The baseline is
+/// the secondary once it answered copies: it got the very same copies (replays too) and is
+/// counted from its own start as testing is, so lines every build of the app logs (at startup,
+/// for an expired token in a replayed request) cancel out. Else running, over its users'
+/// requests in the window.
+fn log_lines_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, lines: Lines) -> ScorePart {
+    let (name, word, max) = match lines {
+        Lines::Errors => ("log_errors", "error", cfg.max_log_error_delta),
+        Lines::Warns => ("log_warns", "warn", cfg.max_log_warn_delta),
+    };
+    let of = |errors: u64, warns: u64| match lines {
+        Lines::Errors => errors,
+        Lines::Warns => warns,
+    };
+    let (t, asked) = (of(s.testing_errors, s.testing_warns), testing_requests(s));
+    let (base, b, base_n) = match s.secondary_logs.filter(|c| c.requests > 0) {
+        Some(c) => ("the secondary", of(c.errors, c.warns), c.requests),
+        None => (
+            "running",
+            of(s.running_errors, s.running_warns),
+            s.running_requests,
+        ),
+    };
+    let delta = t as f64 / asked.max(1) as f64 - b as f64 / base_n.max(1) as f64;
+    let base_n = base_n.max(1);
     let check = stats::compare_rates(
-        s.testing_errors.min(asked),
+        t.min(asked),
         asked,
-        s.running_errors.min(running_n),
-        running_n,
-        cfg.max_log_error_delta.min(1.0),
+        b.min(base_n),
+        base_n,
+        max.min(1.0),
         cfg.confidence,
     );
     let check = match check {
-        // More lines than requests is an excess whatever the bound says.
-        _ if err_delta > cfg.max_log_error_delta && s.testing_errors > asked => RateCheck::Worse {
+        _ if delta > max && t > asked => RateCheck::Worse {
             low: 1.0,
             high: 1.0,
         },
@@ -350,39 +370,14 @@ fn log_errors_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart
     };
     j.rate(
         check,
-        err_delta > cfg.max_log_error_delta,
+        delta > max,
         cfg.confidence,
-        format!(
-            "log errors: testing {} error lines for {} requests vs running {} for {} requests",
-            s.testing_errors, asked, s.running_errors, s.running_requests
-        ),
+        format!("log {word}s: testing {t} {word} lines for {asked} requests vs {base} {b} for {base_n} requests"),
     );
     ScorePart {
-        name: "log_errors",
-        score: ratio_score(err_delta, cfg.max_log_error_delta),
-        detail: format!(
-            "testing {} vs running {}",
-            s.testing_errors, s.running_errors
-        ),
-    }
-}
-
-/// Warn log lines per request.
-fn log_warns_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> ScorePart {
-    let warn_delta = log_line_delta(s, s.testing_warns, s.running_warns);
-    if warn_delta > cfg.max_log_warn_delta {
-        reasons.push(format!(
-            "log warnings: testing {} warn lines for {} requests vs running {} for {} requests",
-            s.testing_warns,
-            testing_requests(s),
-            s.running_warns,
-            s.running_requests
-        ));
-    }
-    ScorePart {
-        name: "log_warns",
-        score: ratio_score(warn_delta, cfg.max_log_warn_delta),
-        detail: format!("testing {} vs running {}", s.testing_warns, s.running_warns),
+        name,
+        score: ratio_score(delta, max),
+        detail: format!("testing {t} vs {base} {b}"),
     }
 }
 
@@ -491,7 +486,7 @@ mod tests {
 
     use super::*;
     use crate::diff::DiffStats;
-    use crate::score::scorecard::{EndpointStats, Resources};
+    use crate::score::scorecard::{EndpointStats, LogCounts, Resources};
     use crate::score::test_support::{cfg, pair, summarised, summary};
     use crate::score::Pair;
 
@@ -847,5 +842,46 @@ mod tests {
             matches!(&e.verdict, Verdict::Wait(w) if w.contains("GET /api/items/{n} answers 404/405/501 on testing but not on the secondary (1 of 1 pairs): too few to judge, MIN_ENDPOINT_PAIRS is 5")),
             "{e:?}"
         );
+    }
+
+    /// Log lines are judged like with like: against the secondary's over the very same copies,
+    /// counted from its start as testing's are, so lines every build of the app logs cancel out;
+    /// against running's only without a secondary.
+    #[test]
+    fn log_lines_are_judged_against_the_secondary_when_it_answered_copies() {
+        let counts = |errors, warns| {
+            Some(LogCounts {
+                errors,
+                warns,
+                requests: 200,
+            })
+        };
+        // Replayed requests with an expired token warn on both; startup errors on both.
+        let mut s = summary(200, 600);
+        (s.testing_warns, s.testing_errors) = (180, 40);
+        s.secondary_logs = counts(40, 180);
+        assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+        // Testing alone logs them: rejected, against the secondary.
+        s.secondary_logs = counts(0, 0);
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!("rejected")
+        };
+        let has = |t: &str| r.iter().any(|r| r.contains(t));
+        assert!(
+            has("log warns: testing 180 warn lines for 200 requests vs the secondary 0 for 200")
+                && has("log errors: testing 40 error lines"),
+            "{r:?}"
+        );
+        // No secondary (or none of its answers yet): running's users, as before.
+        for secondary in [None, Some(LogCounts::default())] {
+            s.secondary_logs = secondary;
+            let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+                panic!("rejected")
+            };
+            assert!(
+                r.iter().any(|r| r.contains("vs running 0 for 200")),
+                "{r:?}"
+            );
+        }
     }
 }

@@ -86,6 +86,9 @@ pub struct Summary {
     pub running_errors: u64,
     /// Warn lines in running's logs during the window.
     pub running_warns: u64,
+    /// The secondary's log lines from its start and the copies it answered since it is followed
+    /// (`None` without one): what testing's lines are judged against when it answered any.
+    pub secondary_logs: Option<LogCounts>,
     /// Running's p95 latency over the pairs.
     pub running_p95: Option<Duration>,
     /// Testing's p95 latency over the pairs.
@@ -199,9 +202,29 @@ pub struct Watch {
     pub running_pid: Option<u32>,
     /// Whether a secondary measures noise for this build (`NOISE_CANCEL=on` and one could run).
     pub noise: bool,
-    /// The secondary's process, when it is already serving: testing's resources are compared
-    /// with it (later ones arrive as [`super::ScorerControl::Secondary`]).
-    pub secondary_pid: Option<u32>,
+    /// The secondary, when it is already serving: testing's resources and log lines are
+    /// compared with its (later ones arrive as [`super::ScorerControl::Secondary`]).
+    pub secondary: Option<SecondaryWatch>,
+}
+
+/// A secondary the scorer follows: its process group for resources, its folder for log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondaryWatch {
+    /// Its pid, also its process group's id.
+    pub pid: u32,
+    /// Its instance folder (logs counted from its start, as testing's are).
+    pub dir: std::path::PathBuf,
+}
+
+/// Error and warn lines an instance logged, and the requests it answered meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    /// Error lines.
+    pub errors: u64,
+    /// Warn lines.
+    pub warns: u64,
+    /// Requests it answered.
+    pub requests: u64,
 }
 
 /// Running tallies for the current testing instance.
@@ -224,6 +247,8 @@ pub struct Scorecard {
     requests_at_start: u64,
     testing_log: LogTail,
     running_log: LogTail,
+    /// The secondary's log lines, and `secondary_answered` when they began to be counted.
+    secondary_log: Option<(LogTail, u64)>,
     diffs: DiffStats,
     noise_diffs: DiffStats,
     /// Whether a secondary measures noise for this build.
@@ -287,9 +312,10 @@ impl Scorecard {
                 first: None,
             },
             secondary_cpu: CpuBase {
-                pid: watch.secondary_pid.unwrap_or(0),
+                pid: watch.secondary.as_ref().map_or(0, |s| s.pid),
                 first: None,
             },
+            secondary_log: watch.secondary.map(|s| (LogTail::from_start(s.dir), 0)),
             secondary_answered: 0,
             replayed: 0,
             recorded: std::collections::HashSet::new(),
@@ -305,12 +331,15 @@ impl Scorecard {
         };
     }
 
-    /// The secondary runs (or stopped: `None`): its process group becomes the comparator.
-    pub(super) fn follow_secondary(&mut self, pid: Option<u32>) {
+    /// The secondary runs (or stopped: `None`): its process group and its log lines (from its
+    /// start, over the copies it answers from now) become the comparator.
+    pub(super) fn follow_secondary(&mut self, secondary: Option<SecondaryWatch>) {
         self.secondary_cpu = CpuBase {
-            pid: pid.unwrap_or(0),
+            pid: secondary.as_ref().map_or(0, |s| s.pid),
             first: None,
         };
+        let answered = self.secondary_answered;
+        self.secondary_log = secondary.map(|s| (LogTail::from_start(s.dir), answered));
     }
 
     /// Sample testing's process group and the comparator's (the secondary's when it runs, else
@@ -457,6 +486,15 @@ impl Scorecard {
     ) -> Summary {
         let (te, tw) = self.testing_log.poll(rules);
         let (re, rw) = self.running_log.poll(rules);
+        let answered = self.secondary_answered;
+        let secondary_logs = self.secondary_log.as_mut().map(|(tail, since)| {
+            let (errors, warns) = tail.poll(rules);
+            LogCounts {
+                errors,
+                warns,
+                requests: answered - *since,
+            }
+        });
         let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
         Summary {
             latency_pairs: self.chronological_pairs(),
@@ -480,6 +518,7 @@ impl Scorecard {
             testing_warns: tw,
             running_errors: re,
             running_warns: rw,
+            secondary_logs,
             running_p95: p95(&self.running_latency),
             testing_p95: p95(&self.testing_latency),
             replayed: self.replayed,

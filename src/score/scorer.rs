@@ -33,9 +33,10 @@ pub enum ScorerControl {
     Clear,
     /// The secondary was given up for this build: noise stays unknown.
     NoNoise,
-    /// The secondary is ready (its pid, the id of its process group) or gone (`None`): testing's
-    /// memory and CPU are compared with it, which gets exactly testing's copies.
-    Secondary(Option<u32>),
+    /// The secondary is ready (its pid, the id of its process group, and its folder) or gone
+    /// (`None`): testing's memory, CPU and log lines are compared with its, which gets exactly
+    /// testing's copies.
+    Secondary(Option<super::SecondaryWatch>),
     /// New thresholds from a reloaded `.env` (SIGHUP); the scorecard is kept.
     Config(ScoreConfig),
     /// A canary step begins (`true`: its answers are counted afresh) or the canary ends.
@@ -180,9 +181,9 @@ fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, req
                 c.noise = false;
             }
         }
-        ScorerControl::Secondary(pid) => {
+        ScorerControl::Secondary(secondary) => {
             if let Some(c) = card.as_mut() {
-                c.follow_secondary(pid);
+                c.follow_secondary(secondary);
             }
         }
         ScorerControl::Canary(on) => {

@@ -65,7 +65,7 @@ pub(super) fn watch_instance_1() -> Watch {
         running_dir: "/nonexistent".into(),
         running_pid: None,
         noise: false,
-        secondary_pid: None,
+        secondary: None,
     }
 }
 

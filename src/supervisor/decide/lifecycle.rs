@@ -166,13 +166,16 @@ impl Decision<'_> {
                 let running_pid = running.map(|c| c.pid);
                 let testing = self.s.testing.as_ref().expect("serving testing");
                 let noise = self.s.noise_cancel && self.s.secondary_off != Some(testing.id);
-                let secondary_pid = self
+                let secondary = self
                     .s
                     .secondary
                     .as_ref()
                     .filter(|s| s.is_ready())
                     .and_then(|s| s.phase.child())
-                    .map(|c| c.pid);
+                    .map(|c| crate::score::SecondaryWatch {
+                        pid: c.pid,
+                        dir: c.dir.clone(),
+                    });
                 self.out
                     .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
                         testing: testing.id,
@@ -181,7 +184,7 @@ impl Decision<'_> {
                         running_dir,
                         running_pid,
                         noise,
-                        secondary_pid,
+                        secondary,
                     })));
                 self.resume_canary();
             }
@@ -189,8 +192,12 @@ impl Decision<'_> {
                 self.serve(SlotKey::Secondary);
                 // It gets exactly testing's copies: testing's resources are compared with its.
                 if self.s.testing.as_ref().is_some_and(Slot::is_ready) {
-                    let pid = Some(child.pid);
-                    self.out.push(Action::Score(ScorerControl::Secondary(pid)));
+                    let secondary = crate::score::SecondaryWatch {
+                        pid: child.pid,
+                        dir: child.dir.clone(),
+                    };
+                    let control = ScorerControl::Secondary(Some(secondary));
+                    self.out.push(Action::Score(control));
                 }
             }
             SlotKey::Next => {

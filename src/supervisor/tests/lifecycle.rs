@@ -259,10 +259,13 @@ async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
         routes_in(&a).unwrap().secondary.as_ref().unwrap().id,
         secondary
     );
-    // Testing's memory and CPU are compared with the secondary's from now on.
+    // Testing's memory, CPU and log lines are compared with the secondary's from now on.
     let pid = 1000 + secondary.0 as u32;
     assert!(
-        a.contains(&Action::Score(ScorerControl::Secondary(Some(pid)))),
+        a.iter().any(|a| matches!(
+            a,
+            Action::Score(ScorerControl::Secondary(Some(s))) if s.pid == pid
+        )),
         "{a:#?}"
     );
     assert!(a.iter().any(|a| matches!(
