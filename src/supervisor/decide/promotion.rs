@@ -122,10 +122,8 @@ impl Decision<'_> {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => {
-                if self.pre_promote_refused() {
-                    // PRE_PROMOTE said no: an operator's promote may try again.
-                } else if self.held_by_schedule(&version) {
-                    // Scored says it passed, Scheduled said when it will be promoted.
+                if self.automatic_promotion_held() {
+                    // Scored says it passed; what holds it said so when it began to.
                 } else if !self.s.canary_steps.is_empty() {
                     self.start_canary(0);
                 } else {
@@ -133,6 +131,17 @@ impl Decision<'_> {
                 }
             }
         }
+    }
+
+    /// Whether the automatic paths to a promotion of the build under test (a passing verdict,
+    /// the canary's last step) must wait: `PRE_PROMOTE` refused it, or a pending schedule names
+    /// it (`promote --at`: it is promoted at that time, not before). One rule for both paths, so
+    /// a canary cannot promote what a plain verdict would hold.
+    pub(super) fn automatic_promotion_held(&self) -> bool {
+        let Some(testing) = self.s.testing.as_ref() else {
+            return true;
+        };
+        self.pre_promote_refused() || self.held_by_schedule(testing.version())
     }
 
     /// `PRE_PROMOTE` refused the build under test: no automatic path (a passing verdict, the
