@@ -149,27 +149,33 @@ impl Decision<'_> {
 
     /// Running is crash-looping: `installed` is the way out, as the log promised, and serves at
     /// once. A build under test or waiting that is not newer than it is turned away as the
-    /// install rule would have refused it: left there, promoting it would be a downgrade.
+    /// install rule would have refused it: left there, promoting it would be a downgrade. So is
+    /// a promotion (or rollback) of an older build still starting: it is called off, or its
+    /// switch would replace the build dropped later once it got ready.
     fn replace_crash_loop(&mut self, installed: Installed) {
         let Some(r) = self.s.restart.take() else {
             return;
         };
         let (new, old) = (installed.version.clone(), r.installed.version.clone());
+        let why = |v: &Version| {
+            refusal(v, Some(&new), None).map(|refused| {
+                format!("{new} replaced the crash-looping {old} as running, and {refused}")
+            })
+        };
         self.emit(Event::CrashLoopReplaced {
             version: new.clone(),
             replaced: old.clone(),
             failures: self.s.failures,
         });
         self.s.failures = 0;
+        if let Some(reason) = self.s.next.as_ref().and_then(|n| why(n.version())) {
+            // Rejected like a build under test (a rollback's version goes back to the archive).
+            self.abort_promotion(vec![reason]);
+        }
         self.archive_if_unused(r.installed.version);
         self.s.switch_why = Some(SwitchWhy::CrashLoop);
         let slot = self.new_slot(Role::Running, installed, false);
         self.s.running = Some(slot);
-        let why = |v: &Version| {
-            refusal(v, Some(&new), None).map(|refused| {
-                format!("{new} replaced the crash-looping {old} as running, and {refused}")
-            })
-        };
         // A newer one (the install rule keeps it from happening) would go on being tested
         // against the new running.
         if let Some(reason) = self.s.testing.as_ref().and_then(|t| why(t.version())) {
