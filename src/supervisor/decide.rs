@@ -405,6 +405,13 @@ impl Decision<'_> {
                     step: c.step,
                 }
             }),
+            guard: s.guard.as_ref().map(|g| super::state::JournaledGuard {
+                version: g.version.clone(),
+                from: g.from.clone(),
+                until: super::control::rfc3339(g.until_wall),
+                before_errors: g.before.0,
+                before_requests: g.before.1,
+            }),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

@@ -331,7 +331,7 @@ impl Executor {
                 let _ = self.files_tx.send(FileJob::Unpoint(role));
             }
             Action::Persist(p) => {
-                let _ = self.files_tx.send(FileJob::Persist(p));
+                let _ = self.files_tx.send(FileJob::Persist(Box::new(p)));
             }
             Action::Retire { id, drain } => self.retire(id, drain),
             filing @ (Action::Archive(_) | Action::Reject { .. }) => self.file(filing),

@@ -72,6 +72,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         canary_steps: Vec::new(),
         canary_window: Duration::from_secs(120),
         canary: persisted.canary.clone(),
+        guard: persisted.guard.clone(),
         handed: Vec::new(),
     };
     if had_state && resumed == Resumed::default() {

@@ -91,6 +91,27 @@ pub struct Persisted {
     /// The canary step under way: resumed after a restart, with the same users on each side.
     #[serde(default)]
     pub canary: Option<JournaledCanary>,
+    /// The promoted version under watch for `ROLLBACK_WINDOW`: resumed after a restart or an
+    /// upgrade, so the watch goes on to its deadline and the kept version is filed away then.
+    #[serde(default)]
+    pub guard: Option<JournaledGuard>,
+}
+
+/// The post-promotion guard as `state.json` keeps it: what a restart needs to watch on until the
+/// same deadline against the same baseline (the counts since the switch start again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournaledGuard {
+    /// The promoted version under watch.
+    pub version: Version,
+    /// The version it replaced, kept in its folder to roll back to.
+    pub from: Version,
+    /// When the watch ends, RFC 3339 (wall-clock time: the monotonic clock does not survive a
+    /// restart).
+    pub until: String,
+    /// 5xx answers in the minute before the switch.
+    pub before_errors: u64,
+    /// User requests in the minute before the switch.
+    pub before_requests: u64,
 }
 
 /// A canary step as `state.json` keeps it.
@@ -137,6 +158,8 @@ pub struct Resumed {
     pub canary_window: Duration,
     /// The canary step journaled before the restart.
     pub canary: Option<JournaledCanary>,
+    /// The post-promotion guard journaled before the restart.
+    pub guard: Option<JournaledGuard>,
     /// The children an upgrade handed over: each slot of that part and version adopts one.
     pub handed: Vec<HandedPort>,
 }
@@ -275,6 +298,8 @@ pub(super) struct Guard {
     pub(super) from: Version,
     /// When the watch ends.
     pub(super) until: Instant,
+    /// The same, as wall-clock time: what `state.json` keeps.
+    pub(super) until_wall: SystemTime,
     /// The counters at the switch (the first sample after it, if none came before).
     pub(super) start: Option<(u64, u64)>,
     /// 5xx answers and user requests in the minute before the switch: what it is compared with.

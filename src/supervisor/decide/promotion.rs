@@ -16,12 +16,14 @@ use crate::layout::Role;
 use crate::score::stats::RateCheck;
 use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
-use crate::supervisor::state::{AfterStop, Guard, Resumed, Slot, Txn, TxnKind, TxnStep};
+use crate::supervisor::state::{
+    AfterStop, Guard, JournaledGuard, Resumed, Slot, Txn, TxnKind, TxnStep,
+};
 
 impl Decision<'_> {
-    pub(super) fn resume(&mut self, r: Resumed) {
+    pub(super) fn resume(&mut self, mut r: Resumed) {
         self.s.serving = r.running.as_ref().map(|i| i.version.clone());
-        self.s.previous = r.previous;
+        self.s.previous = r.previous.take();
         self.s.schedule_grace = r.schedule_grace;
         self.s.hooks = r.hooks;
         self.s.guard_window = r.rollback_window;
@@ -32,7 +34,15 @@ impl Decision<'_> {
         self.s.canary_window = r.canary_window;
         self.s.canary_resume = r.canary.clone();
         self.s.handed = r.handed.clone();
-        self.resume_schedules(r.schedules, r.promote_at);
+        self.resume_schedules(std::mem::take(&mut r.schedules), r.promote_at);
+        let guard = r.guard.take();
+        self.resume_parts(r);
+        self.resume_guard(guard);
+    }
+
+    /// At start: which parts the versions found play, and the transaction under way undone or
+    /// completed.
+    fn resume_parts(&mut self, r: Resumed) {
         let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
         if switched {
             // Users were already served by the new version: complete the transaction.
@@ -539,8 +549,49 @@ impl Decision<'_> {
             version,
             from,
             until: self.now + self.s.guard_window,
+            until_wall: self.wall + self.s.guard_window,
             start: last.map(|&(_, r, e)| (r, e)),
             before,
+        });
+    }
+
+    /// At start: the guard journaled before a restart (or an upgrade) watches on until its
+    /// deadline (no later than `ROLLBACK_WINDOW` from now, which may have been shortened or set
+    /// to 0 meanwhile) against its baseline; the requests since the switch are counted afresh.
+    /// One whose deadline passed while understudy was down ends now: its kept version is filed
+    /// away, as it would have been.
+    pub(super) fn resume_guard(&mut self, journaled: Option<JournaledGuard>) {
+        let Some(j) = journaled else {
+            return;
+        };
+        let serving = self.running_version() == Some(&j.version);
+        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
+        let left = until_wall
+            .duration_since(self.wall)
+            .unwrap_or_default()
+            .min(self.s.guard_window);
+        if !serving || left.is_zero() {
+            if serving {
+                self.emit(Event::GuardEnded {
+                    version: j.version,
+                    from: j.from.clone(),
+                });
+            }
+            // A switch completed at start files its old version once running is ready.
+            let txn_files_it = self.s.txn_post_due
+                && self.s.txn.as_ref().and_then(|t| t.from.as_ref()) == Some(&j.from);
+            if !txn_files_it {
+                self.archive_if_unused(j.from);
+            }
+            return;
+        }
+        self.s.guard = Some(Guard {
+            version: j.version,
+            from: j.from,
+            until: self.now + left,
+            until_wall: self.wall + left,
+            start: None,
+            before: (j.before_errors, j.before_requests),
         });
     }
 
