@@ -148,6 +148,9 @@ pub enum Input {
     /// The state files stopped being written (why: a full or read-only disk), or are again
     /// (`None`); understudy keeps serving either way.
     Disk { failing: Option<String> },
+    /// A reload (SIGHUP) changed the scoring thresholds: the guard judges by the same
+    /// `MAX_5XX_DELTA` and `CONFIDENCE` the scorer now does, from the next traffic sample on.
+    Reloaded { max_5xx_delta: f64, confidence: f64 },
 }
 
 /// Where users and mirrored copies go.
@@ -288,6 +291,13 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
                 .map(|result| Action::Reply { id, result });
         }
         Input::Disk { failing } => d.disk(failing),
+        Input::Reloaded {
+            max_5xx_delta,
+            confidence,
+        } => {
+            d.s.guard_max_delta = max_5xx_delta;
+            d.s.guard_confidence = confidence;
+        }
     }
     d.admit_drops();
     d.run_schedules();

@@ -121,8 +121,10 @@ pub async fn run(
             }
             Ok(()) = config.changed() => {
                 let new = config.borrow_and_update().clone();
-                exec.reconfigure(new);
-                continue;
+                match exec.reconfigure(new) {
+                    Some(reloaded) => reloaded,
+                    None => continue,
+                }
             }
             Some(req) = commands.recv() => {
                 exec.last_reply += 1;
@@ -175,6 +177,15 @@ fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
         }
         changed
     });
+}
+
+/// What `decide` is told of a reload from `old` to `new`: the thresholds, when the scorer's
+/// changed (it gets them at the same moment), since the guard judges by the scorer's 5xx rule.
+pub(super) fn reloaded(old: &Config, new: &Config) -> Option<Input> {
+    (new.score != old.score).then(|| Input::Reloaded {
+        max_5xx_delta: new.score.max_5xx_delta,
+        confidence: new.score.confidence,
+    })
 }
 
 /// Archive or reject a version folder as `filing` says (blocking), and report it with the action
@@ -695,12 +706,14 @@ impl Executor {
         });
     }
 
-    /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed.
+    /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,
+    /// and so does `decide` (the guard's 5xx rule is the scorer's): the input returned.
     /// The hooks keep their start-time commands, `HOOK_TIMEOUT` and `HOOK_LOG_MAX`, as the reload
     /// says: which hooks exist is fixed at start, so a command changed here alone would run
     /// where a removed one silently passes and an added one never runs.
-    fn reconfigure(&mut self, new: Arc<Config>) {
-        if new.score != self.cfg.score {
+    fn reconfigure(&mut self, new: Arc<Config>) -> Option<Input> {
+        let reloaded = reloaded(&self.cfg, &new);
+        if reloaded.is_some() {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));
         }
         let mut new = Arc::unwrap_or_clone(new);
@@ -708,6 +721,7 @@ impl Executor {
         new.hook_timeout = self.cfg.hook_timeout;
         new.hook_log_max = self.cfg.hook_log_max;
         self.cfg = Arc::new(new);
+        reloaded
     }
 
     /// Stop every child at once, wait for all work (stopping children whose start was still

@@ -550,3 +550,41 @@ async fn the_guard_is_saved_and_watches_on_after_a_restart_until_its_deadline() 
         assert!(after.s.persisted.as_ref().unwrap().guard.is_none());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_confidence_reaches_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |extra: &str| {
+        std::fs::write(dir.path().join(".env"), format!("IDENTIFIER=app\n{extra}")).unwrap();
+        let env = std::collections::BTreeMap::new();
+        crate::config::Config::load(dir.path(), &env, &[]).unwrap()
+    };
+    let (before, after) = (load(""), load("CONFIDENCE=0.9"));
+    // 2 answers in 30 are 5xx after the switch, against 0.5 % before it: not worse at the
+    // default 99 % confidence, worse at 90 %.
+    for reload in [false, true] {
+        let mut sim = Sim::new(PORTS);
+        sim.s.guard_max_delta = before.score.max_5xx_delta;
+        sim.s.guard_confidence = before.score.confidence;
+        guarded_promotion(&mut sim).await;
+        if reload {
+            // SIGHUP, as the executor hands it to decide (the scorer gets the same values).
+            let input = super::executor::reloaded(&before, &after).expect("thresholds changed");
+            sim.feed(input);
+        }
+        sim.feed(Input::Traffic {
+            requests: 1000,
+            errors: 5,
+        });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors: 7,
+        });
+        assert_eq!(a.contains(&Action::Restore(v("1.0.0"))), reload, "{a:#?}");
+        if reload {
+            assert!(emitted(&a).iter().any(|e| matches!(e,
+                Event::GuardTripped { reason, .. } if reason.contains("at 90% confidence"))));
+        }
+    }
+}
