@@ -22,7 +22,8 @@ pub use executor::{run, Wiring};
 pub use live::LiveGroups;
 pub use schedule::{Now, Schedule};
 pub use state::{
-    HandedPort, JournaledGuard, Persisted, Phase, Resumed, Slot, State, Txn, TxnKind, TxnStep,
+    HandedPort, JournaledFiling, JournaledGuard, Persisted, Phase, Resumed, Slot, State, Txn,
+    TxnKind, TxnStep,
 };
 
 #[cfg(test)]

@@ -97,8 +97,8 @@ pub enum Filed {
 /// Everything the supervisor reacts to.
 #[derive(Debug)]
 pub enum Input {
-    /// At start: what was running and testing before.
-    Resume(Resumed),
+    /// At start: what was running and testing before (boxed: it is large, and once).
+    Resume(Box<Resumed>),
     /// The watcher found a complete build.
     Dropped(Dropped),
     /// An install finished.
@@ -228,8 +228,8 @@ pub enum Action {
         to: Version,
         why: SwitchWhy,
     },
-    /// Write the state file.
-    Persist(Persisted),
+    /// Write the state file (boxed: it is large).
+    Persist(Box<Persisted>),
     /// Tell the scorer what to score.
     Score(ScorerControl),
     /// Announce a decision.
@@ -259,7 +259,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
     };
     let mut reply = None;
     match input {
-        Input::Resume(r) => d.resume(r),
+        Input::Resume(r) => d.resume(*r),
         Input::Dropped(dropped) => d.dropped(dropped),
         Input::Installed { version, result } => d.installed(version, result),
         Input::Started { id, result } => d.started(id, result),
@@ -406,6 +406,7 @@ impl Decision<'_> {
                 .as_ref()
                 .map(|t| t.version().clone())
                 .or(s.pending.as_ref().map(|p| p.version.clone())),
+            pending: s.pending.as_ref().map(|p| p.version.clone()),
             promoting: s.next.as_ref().map(|n| n.version().clone()),
             schedules: s.schedules.clone(),
             txn: s.txn.clone(),
@@ -422,10 +423,11 @@ impl Decision<'_> {
                 before_errors: g.before.0,
                 before_requests: g.before.1,
             }),
+            filings: self.journaled_filings(),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());
-            self.out.push(Action::Persist(now));
+            self.out.push(Action::Persist(Box::new(now)));
         }
     }
 }

@@ -188,6 +188,16 @@ pub(super) fn reloaded(old: &Config, new: &Config) -> Option<Input> {
     })
 }
 
+/// Fault injection for the tests: with `UNDERSTUDY_INJECT_CRASH` set to `step`, understudy kills
+/// itself (SIGKILL) there: `install-unsealed` once a build is in its version folder, before its
+/// seal; `install-sealed` once sealed, before `decide` hears of it.
+fn crash_if_injected(step: &str) {
+    if std::env::var(super::files::INJECT_CRASH).is_ok_and(|v| v == step) {
+        tracing::error!("{}={step}: dying by SIGKILL", super::files::INJECT_CRASH);
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 /// Archive or reject a version folder as `filing` says (blocking), and report it with the action
 /// itself, which `decide` retries if it failed and stops retrying once it succeeded.
 fn file_away(layout: &Layout, filing: Action) -> Done {
@@ -315,7 +325,7 @@ impl Executor {
     async fn resume(&mut self, state: &mut State, cfg: &Config) {
         let mut resumed = resume::resume(self.layout.clone(), cfg).await;
         resumed.handed = self.handed_ports();
-        self.perform_all(decide(state, Input::Resume(resumed), Now::read()));
+        self.perform_all(decide(state, Input::Resume(Box::new(resumed)), Now::read()));
     }
 
     fn perform_all(&mut self, actions: Vec<Action>) {
@@ -342,7 +352,7 @@ impl Executor {
                 let _ = self.files_tx.send(FileJob::Unpoint(role));
             }
             Action::Persist(p) => {
-                let _ = self.files_tx.send(FileJob::Persist(Box::new(p)));
+                let _ = self.files_tx.send(FileJob::Persist(p));
             }
             Action::Retire { id, drain } => self.retire(id, drain),
             filing @ (Action::Archive(_) | Action::Reject { .. }) => self.file(filing),
@@ -515,6 +525,7 @@ impl Executor {
             let result = artifact::install(&layout, &d.path, &d.name, limits)
                 .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
                 .and_then(|installed| {
+                    crash_if_injected("install-unsealed");
                     crate::store::seal(&layout, &installed)
                         .map(|()| installed)
                         .map_err(|e| {
@@ -522,6 +533,7 @@ impl Executor {
                         })
                 });
             if result.is_ok() {
+                crash_if_injected("install-sealed");
                 tracing::info!("installed {}", d.name.version);
             }
             Done::Installed {
@@ -744,11 +756,11 @@ impl Executor {
         }
         self.tasks.close();
         let stop_late = |d: Done, tasks: &TaskTracker, live: &LiveGroups| {
-            if let Done::Started {
+            match d {
+            Done::Started {
                 id,
                 result: Ok(instance),
-            } = d
-            {
+            } => {
                 let live = live.clone();
                 live.insert(id, instance.pid);
                 tasks.spawn(async move {
@@ -756,6 +768,15 @@ impl Executor {
                     live.remove(id);
                 });
             }
+            // Not lost: the next start finds it in its version folder (resume's `recover`).
+            Done::Installed {
+                version,
+                result: Ok(_),
+            } => tracing::info!(
+                "{version} was installed while understudy stopped: it takes its turn at the next start"
+            ),
+            _ => {}
+        }
         };
         // A closed tracker still tracks tasks spawned later; `wait` ends once it is empty.
         loop {

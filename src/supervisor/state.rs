@@ -79,6 +79,10 @@ pub struct Persisted {
     pub running: Option<Version>,
     /// The version being scored, or waiting to be.
     pub testing: Option<Version>,
+    /// An installed build waiting to be tested (behind the one under test, or for running to
+    /// be ready): resumed as such after a restart, never lost because `testing` names another.
+    #[serde(default)]
+    pub pending: Option<Version>,
     /// A version that passed and whose fresh running instance was starting (mid-promotion).
     #[serde(default)]
     pub promoting: Option<Version>,
@@ -95,6 +99,21 @@ pub struct Persisted {
     /// upgrade, so the watch goes on to its deadline and the kept version is filed away then.
     #[serde(default)]
     pub guard: Option<JournaledGuard>,
+    /// Version folders on their way out, by version.
+    #[serde(default)]
+    pub filings: Vec<JournaledFiling>,
+}
+
+/// A version folder on its way out as `state.json` keeps it: filed at the next start if a stop
+/// came first (the instance still stopping, or the filing still under way), so a rejected build
+/// is never taken for one still to test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournaledFiling {
+    /// The version whose folder goes.
+    pub version: Version,
+    /// Into `rejected/` with these reasons; `None`: into the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject: Option<Vec<String>>,
 }
 
 /// The post-promotion guard as `state.json` keeps it: what a restart needs to watch on until the
@@ -160,6 +179,14 @@ pub struct Resumed {
     pub canary: Option<JournaledCanary>,
     /// The post-promotion guard journaled before the restart.
     pub guard: Option<JournaledGuard>,
+    /// The installed build that waited to be tested.
+    pub pending: Option<Installed>,
+    /// Version folders that were on their way out, filed now.
+    pub filings: Vec<JournaledFiling>,
+    /// Installed builds that `state.json` does not name, found in their version folders: an
+    /// install, or the wait for a turn, cut short by a stop. Placed as if just installed, or
+    /// filed when the install rule would not take them.
+    pub found: Vec<Installed>,
     /// The children an upgrade handed over: each slot of that part and version adopts one.
     pub handed: Vec<HandedPort>,
 }

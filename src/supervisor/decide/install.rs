@@ -196,6 +196,41 @@ impl Decision<'_> {
         self.publish_routes();
     }
 
+    /// At start: installed builds no part holds yet, the one saved as waiting (`pending`) and
+    /// those found in folders `state.json` did not name (`found`: an install, or a wait for a
+    /// turn, cut short by a stop). Oldest first, each takes its turn as if just installed when
+    /// the install rule takes it (newer than running and the build under test), so the newest
+    /// waits; else it is archived, and the event says why.
+    pub(super) fn resume_found(&mut self, pending: Option<Installed>, found: Vec<Installed>) {
+        let mut builds: Vec<(Installed, bool)> = pending.map(|p| (p, false)).into_iter().collect();
+        builds.extend(found.into_iter().map(|f| (f, true)));
+        builds.sort_by(|a, b| a.0.version.cmp(&b.0.version));
+        for (installed, found) in builds {
+            let version = installed.version.clone();
+            let refused = refusal(&version, self.running_version(), self.candidate_version());
+            let outcome = match &refused {
+                None => "it takes its turn as if just installed".to_string(),
+                Some(why) => format!("{why}, so its folder is archived"),
+            };
+            let how = if found {
+                "found installed in its folder, which state.json did not name (its install, or \
+                 its wait for a turn, was cut short by a stop)"
+            } else {
+                "saved as waiting to be tested"
+            };
+            if found || refused.is_some() {
+                self.emit(Event::BuildRecovered {
+                    version: version.clone(),
+                    outcome: format!("{how}: {outcome}"),
+                });
+            }
+            match refused {
+                None => self.place(installed),
+                Some(_) => self.archive_if_unused(version),
+            }
+        }
+    }
+
     /// Start the pending build as testing once running is ready and no promotion is under way.
     pub(super) fn start_pending(&mut self) {
         let running_ready = self.s.running.as_ref().is_some_and(Slot::is_ready);

@@ -36,8 +36,12 @@ impl Decision<'_> {
         self.s.handed = r.handed.clone();
         self.resume_schedules(std::mem::take(&mut r.schedules), r.promote_at);
         let guard = r.guard.take();
+        let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
+        let filings = std::mem::take(&mut r.filings);
         self.resume_parts(r);
         self.resume_guard(guard);
+        self.resume_filings(filings);
+        self.resume_found(pending, found);
     }
 
     /// At start: which parts the versions found play, and the transaction under way undone or

@@ -94,12 +94,12 @@ async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_a
         }),
     ] {
         let mut sim = Sim::new(PORTS);
-        let a = sim.feed(Input::Resume(Resumed {
+        let a = sim.feed(Input::Resume(Box::new(Resumed {
             running: Some(installed("1.0.0")),
             promoting: Some(installed("1.1.0")),
             txn: txn.clone(),
             ..Default::default()
-        }));
+        })));
         // The journal is resolved in the first state write: no transaction left.
         assert!(a.iter().any(|a| matches!(a, Action::Persist(p) if p.txn.is_none() && p.promoting.is_none() && p.testing == Some(v("1.1.0")))), "{a:#?}");
         let (running, a) = sim.bring_up(&a);
@@ -114,7 +114,7 @@ async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_a
 async fn resume_after_the_switch_completes_the_transaction() {
     let mut sim = Sim::new(PORTS);
     sim.s.hooks.post_promote = true;
-    let a = sim.feed(Input::Resume(Resumed {
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
         running: Some(installed("1.1.0")),
         txn: Some(Txn {
             kind: TxnKind::Promotion,
@@ -128,7 +128,7 @@ async fn resume_after_the_switch_completes_the_transaction() {
             ..Default::default()
         },
         ..Default::default()
-    }));
+    })));
     let (_, a) = sim.bring_up(&a);
     assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
     assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: Hook::PostPromote, version, .. } if *version == v("1.1.0"))), "{a:#?}");
@@ -461,14 +461,14 @@ async fn guarded_promotion(sim: &mut Sim) -> Persisted {
 fn restart_serving_1_1_0(sim: &Sim, p: &Persisted) -> (Sim, Vec<Action>) {
     let mut after = Sim::new(PORTS);
     after.start = sim.start;
-    let a = after.feed(Input::Resume(Resumed {
+    let a = after.feed(Input::Resume(Box::new(Resumed {
         running: Some(installed("1.1.0")),
         guard: p.guard.clone(),
         rollback_window: Duration::from_secs(300),
         max_5xx_delta: 0.01,
         confidence: 0.99,
         ..Default::default()
-    }));
+    })));
     (after, a)
 }
 
