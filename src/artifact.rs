@@ -293,7 +293,7 @@ pub fn install(
     let dropped_sum = dropped.with_file_name(&sum_name);
     let has_sum = fs::symlink_metadata(&dropped_sum).is_ok_and(|m| m.is_file());
     // An executable build has the version folder's own name: move it out of the way first.
-    let incoming = layout.state_dir().join("incoming");
+    let incoming = layout.incoming_dir();
     fs::create_dir_all(&incoming).map_err(io_err("cannot create", &incoming))?;
     let staged = incoming.join(&name.file_name);
     move_file(dropped, &staged)?;

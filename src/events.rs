@@ -77,6 +77,11 @@ pub enum Event {
         version: Version,
         reason: String,
     },
+    /// At start, an installed build no part holds yet, found in a folder `state.json` did not
+    /// name (its install, or its wait for a turn, was cut short by a stop) or saved as waiting:
+    /// `outcome` says which, and whether it takes its turn as if just installed or is filed
+    /// away, and why.
+    BuildRecovered { version: Version, outcome: String },
     /// A build was refused or rejected; its files are in `rejected/`.
     Rejected {
         version: Version,
@@ -295,6 +300,7 @@ impl Event {
         match self {
             Event::BuildFound { .. }
             | Event::BuildWaiting { .. }
+            | Event::BuildRecovered { .. }
             | Event::Installed { .. }
             | Event::RolledBack { .. }
             | Event::Rejected { .. }
@@ -343,6 +349,9 @@ impl Event {
                 version,
                 reason,
             } => tracing::warn!(target: LOG_TARGET, %version, file, reason, "build_waiting"),
+            Event::BuildRecovered { version, outcome } => {
+                tracing::warn!(target: LOG_TARGET, %version, outcome, "build_recovered")
+            }
             Event::Installed { version } => {
                 tracing::info!(target: LOG_TARGET, %version, "installed")
             }

@@ -149,6 +149,12 @@ impl Layout {
         self.base.join(".understudy")
     }
 
+    /// Where a drop waits between the base dir and its version folder while it is installed
+    /// (an executable has its folder's name); what a stop leaves here is put back at start.
+    pub fn incoming_dir(&self) -> PathBuf {
+        self.state_dir().join("incoming")
+    }
+
     /// Rewritten every `HEARTBEAT_EVERY` by the supervisor: a stale file means a stuck one.
     pub fn status_file(&self) -> PathBuf {
         self.state_dir().join("status.json")

@@ -212,6 +212,19 @@ fn restore(
     Ok(())
 }
 
+/// The build in `version`'s folder if its install finished: sealed, and the program the seal
+/// names is there with the digest taken at install. `None` for a folder whose install a stop
+/// cut short (no seal yet), so that one is installed again rather than started half unpacked.
+/// Blocking: reads the program once.
+pub fn sealed(layout: &Layout, version: &Version) -> Option<Installed> {
+    let seal = read_seal(&entry(layout, version))?;
+    let installed = artifact::find_installed(layout, version)?;
+    let program = layout.version_dir(version).join(&seal.program);
+    let same = installed.program == program
+        && digest(&program).ok().as_deref() == Some(seal.program_sha256.as_str());
+    same.then_some(installed)
+}
+
 /// Drop a version's copy once its folder is archived or rejected (a rollback restores from the
 /// archive and seals again). Blocking; a failure only leaves a stale copy.
 pub fn forget(layout: &Layout, version: &Version) {

@@ -21,7 +21,10 @@ pub use decide::{
 pub use executor::{run, Wiring};
 pub use live::LiveGroups;
 pub use schedule::{Now, Schedule};
-pub use state::{HandedPort, Persisted, Phase, Resumed, Slot, State, Txn, TxnKind, TxnStep};
+pub use state::{
+    HandedPort, JournaledFiling, JournaledGuard, Persisted, Phase, Resumed, Slot, State, Txn,
+    TxnKind, TxnStep,
+};
 
 #[cfg(test)]
 mod tests;

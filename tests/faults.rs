@@ -166,6 +166,51 @@ fn restarted_it_resumes_running_and_testing() {
 }
 
 #[test]
+fn a_build_whose_install_a_kill_9_cut_short_is_tested_after_the_restart() {
+    let base = Base::new("kill-install");
+    base.write_env("STABLE_WINDOW=10m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    u.stop();
+    // Killed once the build is in its version folder before its seal (unpacked, its install not
+    // finished), then once it is sealed (installed, but no part given yet).
+    for (step, version) in [("install-unsealed", "1.1.0"), ("install-sealed", "1.2.0")] {
+        let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_CRASH", step)]);
+        u.wait_serving();
+        base.drop_fixture(version, "");
+        let exit = u.wait_exit(Duration::from_secs(20));
+        assert_eq!(exit, None, "killed by SIGKILL at {step}:\n{}", u.log_text());
+        let folder = format!("app-{version}");
+        assert!(
+            base.path.join(&folder).is_dir(),
+            "the drop left the base dir"
+        );
+        wait_until(
+            "no process of any build left",
+            Duration::from_secs(5),
+            || leftovers(&base.path).is_empty().then_some(()),
+        );
+        let mut u = Understudy::start(&base);
+        u.wait_serving();
+        wait_until(
+            &format!("{version} tested after a kill at {step}"),
+            Duration::from_secs(20),
+            || (base.version_of("testing")? == folder).then_some(()),
+        );
+        let stats = base.wait_testing();
+        assert_eq!(stats["version"], version, "{stats}");
+        let log = u.log_text();
+        let said = match step {
+            "install-unsealed" => "its build goes back into the base dir",
+            _ => "build_recovered",
+        };
+        assert!(log.contains(said), "the log says what was found:\n{log}");
+        u.stop();
+    }
+}
+
+#[test]
 fn a_running_instance_that_dies_is_restarted() {
     let base = Base::new("running-dies");
     base.write_env("");

@@ -97,8 +97,8 @@ pub enum Filed {
 /// Everything the supervisor reacts to.
 #[derive(Debug)]
 pub enum Input {
-    /// At start: what was running and testing before.
-    Resume(Resumed),
+    /// At start: what was running and testing before (boxed: it is large, and once).
+    Resume(Box<Resumed>),
     /// The watcher found a complete build.
     Dropped(Dropped),
     /// An install finished.
@@ -148,6 +148,9 @@ pub enum Input {
     /// The state files stopped being written (why: a full or read-only disk), or are again
     /// (`None`); understudy keeps serving either way.
     Disk { failing: Option<String> },
+    /// A reload (SIGHUP) changed the scoring thresholds: the guard judges by the same
+    /// `MAX_5XX_DELTA` and `CONFIDENCE` the scorer now does, from the next traffic sample on.
+    Reloaded { max_5xx_delta: f64, confidence: f64 },
 }
 
 /// Where users and mirrored copies go.
@@ -225,8 +228,8 @@ pub enum Action {
         to: Version,
         why: SwitchWhy,
     },
-    /// Write the state file.
-    Persist(Persisted),
+    /// Write the state file (boxed: it is large).
+    Persist(Box<Persisted>),
     /// Tell the scorer what to score.
     Score(ScorerControl),
     /// Announce a decision.
@@ -256,7 +259,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
     };
     let mut reply = None;
     match input {
-        Input::Resume(r) => d.resume(r),
+        Input::Resume(r) => d.resume(*r),
         Input::Dropped(dropped) => d.dropped(dropped),
         Input::Installed { version, result } => d.installed(version, result),
         Input::Started { id, result } => d.started(id, result),
@@ -288,6 +291,13 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
                 .map(|result| Action::Reply { id, result });
         }
         Input::Disk { failing } => d.disk(failing),
+        Input::Reloaded {
+            max_5xx_delta,
+            confidence,
+        } => {
+            d.s.guard_max_delta = max_5xx_delta;
+            d.s.guard_confidence = confidence;
+        }
     }
     d.admit_drops();
     d.run_schedules();
@@ -396,6 +406,7 @@ impl Decision<'_> {
                 .as_ref()
                 .map(|t| t.version().clone())
                 .or(s.pending.as_ref().map(|p| p.version.clone())),
+            pending: s.pending.as_ref().map(|p| p.version.clone()),
             promoting: s.next.as_ref().map(|n| n.version().clone()),
             schedules: s.schedules.clone(),
             txn: s.txn.clone(),
@@ -405,10 +416,18 @@ impl Decision<'_> {
                     step: c.step,
                 }
             }),
+            guard: s.guard.as_ref().map(|g| super::state::JournaledGuard {
+                version: g.version.clone(),
+                from: g.from.clone(),
+                until: super::control::rfc3339(g.until_wall),
+                before_errors: g.before.0,
+                before_requests: g.before.1,
+            }),
+            filings: self.journaled_filings(),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());
-            self.out.push(Action::Persist(now));
+            self.out.push(Action::Persist(Box::new(now)));
         }
     }
 }

@@ -121,8 +121,10 @@ pub async fn run(
             }
             Ok(()) = config.changed() => {
                 let new = config.borrow_and_update().clone();
-                exec.reconfigure(new);
-                continue;
+                match exec.reconfigure(new) {
+                    Some(reloaded) => reloaded,
+                    None => continue,
+                }
             }
             Some(req) = commands.recv() => {
                 exec.last_reply += 1;
@@ -175,6 +177,25 @@ fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
         }
         changed
     });
+}
+
+/// What `decide` is told of a reload from `old` to `new`: the thresholds, when the scorer's
+/// changed (it gets them at the same moment), since the guard judges by the scorer's 5xx rule.
+pub(super) fn reloaded(old: &Config, new: &Config) -> Option<Input> {
+    (new.score != old.score).then(|| Input::Reloaded {
+        max_5xx_delta: new.score.max_5xx_delta,
+        confidence: new.score.confidence,
+    })
+}
+
+/// Fault injection for the tests: with `UNDERSTUDY_INJECT_CRASH` set to `step`, understudy kills
+/// itself (SIGKILL) there: `install-unsealed` once a build is in its version folder, before its
+/// seal; `install-sealed` once sealed, before `decide` hears of it.
+fn crash_if_injected(step: &str) {
+    if std::env::var(super::files::INJECT_CRASH).is_ok_and(|v| v == step) {
+        tracing::error!("{}={step}: dying by SIGKILL", super::files::INJECT_CRASH);
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 /// Archive or reject a version folder as `filing` says (blocking), and report it with the action
@@ -304,7 +325,7 @@ impl Executor {
     async fn resume(&mut self, state: &mut State, cfg: &Config) {
         let mut resumed = resume::resume(self.layout.clone(), cfg).await;
         resumed.handed = self.handed_ports();
-        self.perform_all(decide(state, Input::Resume(resumed), Now::read()));
+        self.perform_all(decide(state, Input::Resume(Box::new(resumed)), Now::read()));
     }
 
     fn perform_all(&mut self, actions: Vec<Action>) {
@@ -504,6 +525,7 @@ impl Executor {
             let result = artifact::install(&layout, &d.path, &d.name, limits)
                 .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
                 .and_then(|installed| {
+                    crash_if_injected("install-unsealed");
                     crate::store::seal(&layout, &installed)
                         .map(|()| installed)
                         .map_err(|e| {
@@ -511,6 +533,7 @@ impl Executor {
                         })
                 });
             if result.is_ok() {
+                crash_if_injected("install-sealed");
                 tracing::info!("installed {}", d.name.version);
             }
             Done::Installed {
@@ -695,12 +718,14 @@ impl Executor {
         });
     }
 
-    /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed.
+    /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,
+    /// and so does `decide` (the guard's 5xx rule is the scorer's): the input returned.
     /// The hooks keep their start-time commands, `HOOK_TIMEOUT` and `HOOK_LOG_MAX`, as the reload
     /// says: which hooks exist is fixed at start, so a command changed here alone would run
     /// where a removed one silently passes and an added one never runs.
-    fn reconfigure(&mut self, new: Arc<Config>) {
-        if new.score != self.cfg.score {
+    fn reconfigure(&mut self, new: Arc<Config>) -> Option<Input> {
+        let reloaded = reloaded(&self.cfg, &new);
+        if reloaded.is_some() {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));
         }
         let mut new = Arc::unwrap_or_clone(new);
@@ -708,6 +733,7 @@ impl Executor {
         new.hook_timeout = self.cfg.hook_timeout;
         new.hook_log_max = self.cfg.hook_log_max;
         self.cfg = Arc::new(new);
+        reloaded
     }
 
     /// Stop every child at once, wait for all work (stopping children whose start was still
@@ -730,11 +756,11 @@ impl Executor {
         }
         self.tasks.close();
         let stop_late = |d: Done, tasks: &TaskTracker, live: &LiveGroups| {
-            if let Done::Started {
+            match d {
+            Done::Started {
                 id,
                 result: Ok(instance),
-            } = d
-            {
+            } => {
                 let live = live.clone();
                 live.insert(id, instance.pid);
                 tasks.spawn(async move {
@@ -742,6 +768,15 @@ impl Executor {
                     live.remove(id);
                 });
             }
+            // Not lost: the next start finds it in its version folder (resume's `recover`).
+            Done::Installed {
+                version,
+                result: Ok(_),
+            } => tracing::info!(
+                "{version} was installed while understudy stopped: it takes its turn at the next start"
+            ),
+            _ => {}
+        }
         };
         // A closed tracker still tracks tasks spawned later; `wait` ends once it is empty.
         loop {

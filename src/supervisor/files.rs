@@ -29,7 +29,7 @@ pub(super) type Reply = (
 pub(super) enum FileJob {
     Point(Role, PathBuf),
     Unpoint(Role),
-    Persist(Persisted),
+    Persist(Box<Persisted>),
     Record(crate::history::Switch),
     /// The presence file, already serialised; also the heartbeat at which failed writes are
     /// retried and the role symlinks checked.

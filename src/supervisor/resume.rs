@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use semver::Version;
 
+mod recover;
+
 use super::{Persisted, Resumed};
 use crate::archive;
 use crate::artifact::{self, Installed};
@@ -42,7 +44,8 @@ pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
 
 /// Read which versions ran before a restart. Blocking. The state file says; where it is
 /// missing, unreadable or names a version that is gone, the `running` and `testing` symlinks and
-/// the version folders they point into say instead (with a warning).
+/// the version folders they point into say instead (with a warning). Builds a stop cut short on
+/// their way in are found too (`recover`).
 fn resume_from_disk(layout: &Layout) -> Resumed {
     let path = layout.state_file();
     let persisted = read_persisted(&path);
@@ -56,9 +59,11 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         let last = switches.iter().rev().find(|s| s.to == r.version)?;
         last.from.clone()
     });
-    let resumed = Resumed {
+    let testing = find(&persisted.testing, Some(Role::Testing));
+    let tested = testing.as_ref().map(|t| &t.version);
+    let mut resumed = Resumed {
         running,
-        testing: find(&persisted.testing, Some(Role::Testing)),
+        testing: testing.clone(),
         promoting: find(&persisted.promoting, None),
         previous,
         schedules: persisted.schedules.clone(),
@@ -73,8 +78,13 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         canary_steps: Vec::new(),
         canary_window: Duration::from_secs(120),
         canary: persisted.canary.clone(),
+        guard: persisted.guard.clone(),
+        pending: find(&persisted.pending, None).filter(|p| Some(&p.version) != tested),
+        filings: persisted.filings.clone(),
+        found: Vec::new(),
         handed: Vec::new(),
     };
+    resumed.found = recover::recover(layout, &recover::accounted(&resumed, &persisted));
     if had_state && resumed == Resumed::default() {
         tracing::warn!(
             "nothing to resume: neither {} nor the symlinks name an installed build; drop a build to start",

@@ -79,6 +79,10 @@ pub struct Persisted {
     pub running: Option<Version>,
     /// The version being scored, or waiting to be.
     pub testing: Option<Version>,
+    /// An installed build waiting to be tested (behind the one under test, or for running to
+    /// be ready): resumed as such after a restart, never lost because `testing` names another.
+    #[serde(default)]
+    pub pending: Option<Version>,
     /// A version that passed and whose fresh running instance was starting (mid-promotion).
     #[serde(default)]
     pub promoting: Option<Version>,
@@ -91,6 +95,42 @@ pub struct Persisted {
     /// The canary step under way: resumed after a restart, with the same users on each side.
     #[serde(default)]
     pub canary: Option<JournaledCanary>,
+    /// The promoted version under watch for `ROLLBACK_WINDOW`: resumed after a restart or an
+    /// upgrade, so the watch goes on to its deadline and the kept version is filed away then.
+    #[serde(default)]
+    pub guard: Option<JournaledGuard>,
+    /// Version folders on their way out, by version.
+    #[serde(default)]
+    pub filings: Vec<JournaledFiling>,
+}
+
+/// A version folder on its way out as `state.json` keeps it: filed at the next start if a stop
+/// came first (the instance still stopping, or the filing still under way), so a rejected build
+/// is never taken for one still to test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournaledFiling {
+    /// The version whose folder goes.
+    pub version: Version,
+    /// Into `rejected/` with these reasons; `None`: into the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject: Option<Vec<String>>,
+}
+
+/// The post-promotion guard as `state.json` keeps it: what a restart needs to watch on until the
+/// same deadline against the same baseline (the counts since the switch start again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournaledGuard {
+    /// The promoted version under watch.
+    pub version: Version,
+    /// The version it replaced, kept in its folder to roll back to.
+    pub from: Version,
+    /// When the watch ends, RFC 3339 (wall-clock time: the monotonic clock does not survive a
+    /// restart).
+    pub until: String,
+    /// 5xx answers in the minute before the switch.
+    pub before_errors: u64,
+    /// User requests in the minute before the switch.
+    pub before_requests: u64,
 }
 
 /// A canary step as `state.json` keeps it.
@@ -137,6 +177,16 @@ pub struct Resumed {
     pub canary_window: Duration,
     /// The canary step journaled before the restart.
     pub canary: Option<JournaledCanary>,
+    /// The post-promotion guard journaled before the restart.
+    pub guard: Option<JournaledGuard>,
+    /// The installed build that waited to be tested.
+    pub pending: Option<Installed>,
+    /// Version folders that were on their way out, filed now.
+    pub filings: Vec<JournaledFiling>,
+    /// Installed builds that `state.json` does not name, found in their version folders: an
+    /// install, or the wait for a turn, cut short by a stop. Placed as if just installed, or
+    /// filed when the install rule would not take them.
+    pub found: Vec<Installed>,
     /// The children an upgrade handed over: each slot of that part and version adopts one.
     pub handed: Vec<HandedPort>,
 }
@@ -275,6 +325,8 @@ pub(super) struct Guard {
     pub(super) from: Version,
     /// When the watch ends.
     pub(super) until: Instant,
+    /// The same, as wall-clock time: what `state.json` keeps.
+    pub(super) until_wall: SystemTime,
     /// The counters at the switch (the first sample after it, if none came before).
     pub(super) start: Option<(u64, u64)>,
     /// 5xx answers and user requests in the minute before the switch: what it is compared with.

@@ -24,6 +24,7 @@ mod commands;
 mod filing;
 mod lifecycle;
 mod promotion;
+mod resume;
 
 const PORTS: (u16, u16) = (30000, 30009);
 
@@ -200,10 +201,10 @@ async fn first_build_serves_route_before_symlink() {
     });
     let (id, role, port) = start_in(&a).unwrap();
     assert_eq!((role, port), (Role::Running, PORTS.0));
-    assert!(a.contains(&Action::Persist(Persisted {
+    assert!(a.contains(&Action::Persist(Box::new(Persisted {
         running: Some(v("1.0.0")),
         ..Persisted::default()
-    })));
+    }))));
     let a = sim.launch(id);
     assert!(matches!(emitted(&a)[..], [Event::Started { port: p, .. }] if *p == PORTS.0));
     let a = sim.event(id, InstanceEventKind::Ready);

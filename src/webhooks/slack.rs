@@ -100,6 +100,9 @@ fn build_line(e: &Event) -> String {
             version,
             reason,
         } => format!("{version} ({file}) waits: {reason}"),
+        Event::BuildRecovered { version, outcome } => {
+            format!("{version} at start: {outcome}")
+        }
         Event::Installed { version } => format!("{version} installed, about to start"),
         Event::RolledBack { from, to } => {
             format!("rolled back to {to} (from {})", or_nothing(from))

@@ -79,8 +79,9 @@ impl Decision<'_> {
         if elapsed >= window && ev.enough {
             if step + 1 < self.s.canary_steps.len() {
                 self.start_canary(step + 1);
-            } else if !self.pre_promote_refused() {
-                // Refused, the last step goes on until an operator's promote or abort.
+            } else if !self.automatic_promotion_held() {
+                // Held (PRE_PROMOTE refused it, or a schedule names it), the last step keeps its
+                // share until the schedule fires or an operator promotes or aborts.
                 self.begin_promotion(SwitchWhy::Canary);
             }
         } else if elapsed >= window * HOLD_AFTER_WINDOWS && !held {

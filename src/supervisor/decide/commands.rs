@@ -11,7 +11,7 @@ use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::supervisor::control::{self, Command, CommandError};
 use crate::supervisor::schedule::{self, Now, Origin, Outcome, Schedule};
-use crate::supervisor::state::Phase;
+use crate::supervisor::state::{AfterStop, Phase};
 
 impl Decision<'_> {
     /// Carry out an operator's command; `None` means the answer comes later (a rollback waits
@@ -107,6 +107,12 @@ impl Decision<'_> {
                 slot.version()
             ));
         }
+        if let Some(work) = self.folder_work() {
+            return refuse(format!(
+                "{work}; upgrade understudy once it is done (the new one would find the folder \
+                 half-way, while this one still works on it)"
+            ));
+        }
         let children = [SlotKey::Running, SlotKey::Secondary, SlotKey::Testing]
             .into_iter()
             .filter_map(|part| {
@@ -121,6 +127,30 @@ impl Decision<'_> {
             children,
         });
         None
+    }
+
+    /// Work on a version folder that this understudy does off its task and would finish after
+    /// handing over, if any: an install, a filing sent or due once an instance is reaped, a
+    /// rollback's restore.
+    fn folder_work(&self) -> Option<String> {
+        let s = &*self.s;
+        if let Some(v) = &s.installing {
+            return Some(format!("the install of {v} is under way"));
+        }
+        if let Some((a, _)) = s.filing.first() {
+            let v = super::filing::filing_version(a).map_or(String::new(), Version::to_string);
+            return Some(format!("the folder of {v} is being filed away"));
+        }
+        if let Some((v, _)) = &s.restoring {
+            return Some(format!("{v} is being restored for a rollback"));
+        }
+        let leaving = s.retiring.values().find(|r| r.after != AfterStop::Keep);
+        leaving.map(|r| {
+            format!(
+                "an instance of {} is stopping, and its folder is filed away then",
+                r.version
+            )
+        })
     }
 
     /// Rollback, step 1: check it makes sense, then have the version restored.

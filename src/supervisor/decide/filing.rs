@@ -1,11 +1,13 @@
 //! Filing versions away (archive or `rejected/`) with retries, the collection timer, and the disk
 //! the state files are written to.
 
+use std::collections::BTreeMap;
+
 use semver::Version;
 
 use super::{Action, Decision, Filed, GC_EVERY, MAX_FILING_ATTEMPTS};
 use crate::events::Event;
-use crate::supervisor::state::{AfterStop, Slot};
+use crate::supervisor::state::{AfterStop, JournaledFiling, Slot};
 
 impl Decision<'_> {
     /// The state files could not be written (or can again): say so once each way.
@@ -73,6 +75,61 @@ impl Decision<'_> {
         uses.into_iter()
             .find(|(used, _)| *used)
             .map(|(_, what)| what)
+    }
+
+    /// The version folders on their way out, for `state.json`: once an instance of them is
+    /// reaped, sent and not yet reported, or waiting for a retry; a rejection outranks an
+    /// archive, and an archive of a version in use again is no longer due.
+    pub(super) fn journaled_filings(&self) -> Vec<JournaledFiling> {
+        let s = &*self.s;
+        let leaving = s.retiring.values().map(|r| (&r.version, &r.after));
+        let filings = s
+            .filing
+            .iter()
+            .chain(&s.refile)
+            .filter_map(|(a, _)| match a {
+                Action::Archive(v) => Some((v, AfterStop::ArchiveIfUnused)),
+                Action::Reject { version, reasons } => {
+                    Some((version, AfterStop::Reject(reasons.clone())))
+                }
+                _ => None,
+            });
+        let mut by_version: BTreeMap<&Version, AfterStop> = BTreeMap::new();
+        for (v, after) in leaving.map(|(v, a)| (v, a.clone())).chain(filings) {
+            let kept = by_version.entry(v).or_insert(AfterStop::Keep);
+            if rank(&after) > rank(kept) {
+                *kept = after;
+            }
+        }
+        by_version
+            .into_iter()
+            .filter_map(|(v, after)| match after {
+                AfterStop::Keep => None,
+                AfterStop::ArchiveIfUnused if self.in_use(v).is_some() => None,
+                AfterStop::ArchiveIfUnused => Some(JournaledFiling {
+                    version: v.clone(),
+                    reject: None,
+                }),
+                AfterStop::Reject(reasons) => Some(JournaledFiling {
+                    version: v.clone(),
+                    reject: Some(reasons),
+                }),
+            })
+            .collect()
+    }
+
+    /// At start: file away what a stop cut short on its way out (unless it is in use again).
+    pub(super) fn resume_filings(&mut self, filings: Vec<JournaledFiling>) {
+        for f in filings {
+            let action = match f.reject {
+                Some(reasons) => Action::Reject {
+                    version: f.version,
+                    reasons,
+                },
+                None => Action::Archive(f.version),
+            };
+            self.file_away(action, 0);
+        }
     }
 
     /// Whether an archive or rejection of `version` is under way (sent, not yet reported).

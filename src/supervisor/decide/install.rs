@@ -155,27 +155,33 @@ impl Decision<'_> {
 
     /// Running is crash-looping: `installed` is the way out, as the log promised, and serves at
     /// once. A build under test or waiting that is not newer than it is turned away as the
-    /// install rule would have refused it: left there, promoting it would be a downgrade.
+    /// install rule would have refused it: left there, promoting it would be a downgrade. So is
+    /// a promotion (or rollback) of an older build still starting: it is called off, or its
+    /// switch would replace the build dropped later once it got ready.
     fn replace_crash_loop(&mut self, installed: Installed) {
         let Some(r) = self.s.restart.take() else {
             return;
         };
         let (new, old) = (installed.version.clone(), r.installed.version.clone());
+        let why = |v: &Version| {
+            refusal(v, Some(&new), None).map(|refused| {
+                format!("{new} replaced the crash-looping {old} as running, and {refused}")
+            })
+        };
         self.emit(Event::CrashLoopReplaced {
             version: new.clone(),
             replaced: old.clone(),
             failures: self.s.failures,
         });
         self.s.failures = 0;
+        if let Some(reason) = self.s.next.as_ref().and_then(|n| why(n.version())) {
+            // Rejected like a build under test (a rollback's version goes back to the archive).
+            self.abort_promotion(vec![reason]);
+        }
         self.archive_if_unused(r.installed.version);
         self.s.switch_why = Some(SwitchWhy::CrashLoop);
         let slot = self.new_slot(Role::Running, installed, false);
         self.s.running = Some(slot);
-        let why = |v: &Version| {
-            refusal(v, Some(&new), None).map(|refused| {
-                format!("{new} replaced the crash-looping {old} as running, and {refused}")
-            })
-        };
         // A newer one (the install rule keeps it from happening) would go on being tested
         // against the new running.
         if let Some(reason) = self.s.testing.as_ref().and_then(|t| why(t.version())) {
@@ -194,6 +200,41 @@ impl Decision<'_> {
             self.file_away(reject, 0);
         }
         self.publish_routes();
+    }
+
+    /// At start: installed builds no part holds yet, the one saved as waiting (`pending`) and
+    /// those found in folders `state.json` did not name (`found`: an install, or a wait for a
+    /// turn, cut short by a stop). Oldest first, each takes its turn as if just installed when
+    /// the install rule takes it (newer than running and the build under test), so the newest
+    /// waits; else it is archived, and the event says why.
+    pub(super) fn resume_found(&mut self, pending: Option<Installed>, found: Vec<Installed>) {
+        let mut builds: Vec<(Installed, bool)> = pending.map(|p| (p, false)).into_iter().collect();
+        builds.extend(found.into_iter().map(|f| (f, true)));
+        builds.sort_by(|a, b| a.0.version.cmp(&b.0.version));
+        for (installed, found) in builds {
+            let version = installed.version.clone();
+            let refused = refusal(&version, self.running_version(), self.candidate_version());
+            let outcome = match &refused {
+                None => "it takes its turn as if just installed".to_string(),
+                Some(why) => format!("{why}, so its folder is archived"),
+            };
+            let how = if found {
+                "found installed in its folder, which state.json did not name (its install, or \
+                 its wait for a turn, was cut short by a stop)"
+            } else {
+                "saved as waiting to be tested"
+            };
+            if found || refused.is_some() {
+                self.emit(Event::BuildRecovered {
+                    version: version.clone(),
+                    outcome: format!("{how}: {outcome}"),
+                });
+            }
+            match refused {
+                None => self.place(installed),
+                Some(_) => self.archive_if_unused(version),
+            }
+        }
     }
 
     /// Start the pending build as testing once running is ready and no promotion is under way.

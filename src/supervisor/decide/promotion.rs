@@ -16,12 +16,14 @@ use crate::layout::Role;
 use crate::score::stats::RateCheck;
 use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
-use crate::supervisor::state::{AfterStop, Guard, Resumed, Slot, Txn, TxnKind, TxnStep};
+use crate::supervisor::state::{
+    AfterStop, Guard, JournaledGuard, Resumed, Slot, Txn, TxnKind, TxnStep,
+};
 
 impl Decision<'_> {
-    pub(super) fn resume(&mut self, r: Resumed) {
+    pub(super) fn resume(&mut self, mut r: Resumed) {
         self.s.serving = r.running.as_ref().map(|i| i.version.clone());
-        self.s.previous = r.previous;
+        self.s.previous = r.previous.take();
         self.s.schedule_grace = r.schedule_grace;
         self.s.hooks = r.hooks;
         self.s.guard_window = r.rollback_window;
@@ -32,7 +34,19 @@ impl Decision<'_> {
         self.s.canary_window = r.canary_window;
         self.s.canary_resume = r.canary.clone();
         self.s.handed = r.handed.clone();
-        self.resume_schedules(r.schedules, r.promote_at);
+        self.resume_schedules(std::mem::take(&mut r.schedules), r.promote_at);
+        let guard = r.guard.take();
+        let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
+        let filings = std::mem::take(&mut r.filings);
+        self.resume_parts(r);
+        self.resume_guard(guard);
+        self.resume_filings(filings);
+        self.resume_found(pending, found);
+    }
+
+    /// At start: which parts the versions found play, and the transaction under way undone or
+    /// completed.
+    fn resume_parts(&mut self, r: Resumed) {
         let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
         if switched {
             // Users were already served by the new version: complete the transaction.
@@ -122,10 +136,8 @@ impl Decision<'_> {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => {
-                if self.pre_promote_refused() {
-                    // PRE_PROMOTE said no: an operator's promote may try again.
-                } else if self.held_by_schedule(&version) {
-                    // Scored says it passed, Scheduled said when it will be promoted.
+                if self.automatic_promotion_held() {
+                    // Scored says it passed; what holds it said so when it began to.
                 } else if !self.s.canary_steps.is_empty() {
                     self.start_canary(0);
                 } else {
@@ -133,6 +145,17 @@ impl Decision<'_> {
                 }
             }
         }
+    }
+
+    /// Whether the automatic paths to a promotion of the build under test (a passing verdict,
+    /// the canary's last step) must wait: `PRE_PROMOTE` refused it, or a pending schedule names
+    /// it (`promote --at`: it is promoted at that time, not before). One rule for both paths, so
+    /// a canary cannot promote what a plain verdict would hold.
+    pub(super) fn automatic_promotion_held(&self) -> bool {
+        let Some(testing) = self.s.testing.as_ref() else {
+            return true;
+        };
+        self.pre_promote_refused() || self.held_by_schedule(testing.version())
     }
 
     /// `PRE_PROMOTE` refused the build under test: no automatic path (a passing verdict, the
@@ -530,8 +553,49 @@ impl Decision<'_> {
             version,
             from,
             until: self.now + self.s.guard_window,
+            until_wall: self.wall + self.s.guard_window,
             start: last.map(|&(_, r, e)| (r, e)),
             before,
+        });
+    }
+
+    /// At start: the guard journaled before a restart (or an upgrade) watches on until its
+    /// deadline (no later than `ROLLBACK_WINDOW` from now, which may have been shortened or set
+    /// to 0 meanwhile) against its baseline; the requests since the switch are counted afresh.
+    /// One whose deadline passed while understudy was down ends now: its kept version is filed
+    /// away, as it would have been.
+    pub(super) fn resume_guard(&mut self, journaled: Option<JournaledGuard>) {
+        let Some(j) = journaled else {
+            return;
+        };
+        let serving = self.running_version() == Some(&j.version);
+        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
+        let left = until_wall
+            .duration_since(self.wall)
+            .unwrap_or_default()
+            .min(self.s.guard_window);
+        if !serving || left.is_zero() {
+            if serving {
+                self.emit(Event::GuardEnded {
+                    version: j.version,
+                    from: j.from.clone(),
+                });
+            }
+            // A switch completed at start files its old version once running is ready.
+            let txn_files_it = self.s.txn_post_due
+                && self.s.txn.as_ref().and_then(|t| t.from.as_ref()) == Some(&j.from);
+            if !txn_files_it {
+                self.archive_if_unused(j.from);
+            }
+            return;
+        }
+        self.s.guard = Some(Guard {
+            version: j.version,
+            from: j.from,
+            until: self.now + left,
+            until_wall: self.wall + left,
+            start: None,
+            before: (j.before_errors, j.before_requests),
         });
     }
 

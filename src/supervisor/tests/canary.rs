@@ -207,3 +207,44 @@ async fn a_pre_promote_refused_after_the_last_step_is_not_asked_again_on_its_own
     });
     assert_eq!(hooks_in(&a), vec![Hook::PrePromote], "{a:#?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_naming_the_build_holds_the_last_step_at_its_share_until_it_fires() {
+    let (mut sim, running, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    let at = sim.now().wall + Duration::from_secs(60);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(at),
+    });
+    assert!(matches!(reply_in(&a, 1), Ok(m) if m.contains("schedule #1")));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(routes_in(&a).unwrap().canary, 5000, "the last step");
+    // The last step passes, again and again, before the schedule's time: it holds at its share,
+    // as a passing verdict without steps waits for the schedule.
+    for _ in 0..4 {
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let a = sim.canary_scored(testing, canary_eval(300, None));
+        assert!(start_in(&a).is_none(), "held by the schedule: {a:#?}");
+        assert!(hooks_in(&a).is_empty(), "{a:#?}");
+    }
+    assert_eq!(sim.s.running().unwrap().id, running);
+    assert_eq!(
+        sim.s.canary.as_ref().map(|c| c.step),
+        Some(1),
+        "its users stay on it"
+    );
+    // At its time the schedule promotes it, its users kept on it until the switch.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let a = sim.feed(Input::Tick);
+    let (next, role, _) = start_in(&a).expect("the schedule fires");
+    assert_eq!(role, Role::Running);
+    assert_eq!(routes_in(&a).unwrap().canary, 5000, "{a:#?}");
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Scheduled)]
+    );
+}

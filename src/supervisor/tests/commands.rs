@@ -208,13 +208,13 @@ async fn a_schedule_due_while_down_fires_at_start_within_the_grace_else_it_is_mi
     for (late_min, fires) in [(5u64, true), (90, false)] {
         let mut sim = Sim::new(PORTS);
         let at = sim.now().wall - Duration::from_secs(late_min * 60);
-        let a = sim.feed(Input::Resume(Resumed {
+        let a = sim.feed(Input::Resume(Box::new(Resumed {
             running: Some(installed("1.0.0")),
             testing: Some(installed("1.1.0")),
             schedules: vec![Schedule::new(7, Some(v("1.1.0")), at, Origin::Operator)],
             schedule_grace: Duration::from_secs(3600),
             ..Default::default()
-        }));
+        })));
         if !fires {
             assert!(
                 matches!(&schedules(&sim)[0].outcome, Outcome::Missed { reason } if reason.contains("MISSED_SCHEDULE_GRACE")),
@@ -269,10 +269,10 @@ async fn a_schedule_of_a_build_rejected_before_its_time_is_cancelled_with_the_re
 async fn promote_at_from_the_config_is_added_once_across_restarts() {
     let mut sim = Sim::new(PORTS);
     let at = sim.now().wall + Duration::from_secs(30);
-    sim.feed(Input::Resume(Resumed {
+    sim.feed(Input::Resume(Box::new(Resumed {
         promote_at: Some(at),
         ..Default::default()
-    }));
+    })));
     let first = schedules(&sim);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].version, None);
@@ -283,11 +283,11 @@ async fn promote_at_from_the_config_is_added_once_across_restarts() {
         promoted: v("1.1.0"),
     };
     let mut sim = Sim::new(PORTS);
-    sim.feed(Input::Resume(Resumed {
+    sim.feed(Input::Resume(Box::new(Resumed {
         promote_at: Some(at),
         schedules: vec![fired.clone()],
         ..Default::default()
-    }));
+    })));
     assert_eq!(schedules(&sim), vec![fired]);
 }
 
@@ -342,7 +342,7 @@ async fn an_upgrade_hands_what_runs_and_the_next_one_starts_on_the_handed_ports(
     assert!(children.contains(&("testing", testing)), "{children:?}");
 
     let mut next = Sim::new(PORTS);
-    let a = next.feed(Input::Resume(Resumed {
+    let a = next.feed(Input::Resume(Box::new(Resumed {
         running: Some(installed("1.0.0")),
         testing: Some(installed("1.1.0")),
         hooks: HookSet {
@@ -362,7 +362,7 @@ async fn an_upgrade_hands_what_runs_and_the_next_one_starts_on_the_handed_ports(
             },
         ],
         ..Default::default()
-    }));
+    })));
     let (_, role, port) = start_in(&a).expect("running starts at once");
     assert_eq!((role, port), (Role::Running, 30004), "on its handed port");
     assert!(

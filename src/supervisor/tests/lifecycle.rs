@@ -469,3 +469,62 @@ async fn a_build_replacing_a_crash_loop_turns_away_an_older_build_waiting_to_be_
     let (_, a) = sim.bring_up(&a);
     assert!(start_of(&a, Role::Testing).is_none(), "{a:#?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_build_replacing_a_crash_loop_calls_off_the_promotion_of_an_older_build_under_way() {
+    let mut sim = Sim::new(PORTS);
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    crash_loop(&mut sim, running).await;
+    // 1.1.0 passed: its fresh running instance starts while 1.0.0 waits for its next restart.
+    let a = sim.verdict(testing, Verdict::Promote);
+    let (next, role, _) = start_in(&a).expect("the promotion starts 1.1.0");
+    assert_eq!(role, Role::Running);
+    sim.launch(next);
+    // 1.2.0, dropped meanwhile, is newer than the build being promoted: it is accepted, and
+    // replaces the crash loop at once, as the log promised; the older promotion is called off.
+    let delivered = sim.deliver("1.2.0");
+    let a = delivered.clone();
+    assert_eq!(*sim.s.running().unwrap().version(), v("1.2.0"));
+    assert!(sim.s.next().is_none(), "no promotion left: {a:#?}");
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+            Event::PromotionFailed { version, reasons } if *version == v("1.1.0")
+                && reasons[0].contains("not newer than running 1.2.0")
+                && reasons[0].contains("crash-looping 1.0.0"))),
+        "{a:#?}"
+    );
+    assert!(
+        a.contains(&Action::Retire {
+            id: next,
+            drain: false
+        }),
+        "{a:#?}"
+    );
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Persist(p) if p.txn.is_none() && p.promoting.is_none())),
+        "the called-off promotion leaves the journal: {a:#?}"
+    );
+    // Its late readiness switches nothing: 1.2.0 serves, and stays.
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(
+        routes_in(&a).is_none() && records_in(&a).is_empty(),
+        "{a:#?}"
+    );
+    let (new, a) = sim.bring_up(&delivered);
+    assert_eq!(routes_in(&a).unwrap().running.as_ref().unwrap().id, new);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.2.0"), SwitchWhy::CrashLoop)]
+    );
+    // Once both its instances are stopped (the tested one and the fresh one), 1.1.0 is rejected.
+    let mut a = sim.feed(Input::Stopped { id: next });
+    a.extend(sim.feed(Input::Stopped { id: testing }));
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, reasons }
+            if *version == v("1.1.0") && reasons[0].contains("not newer than running 1.2.0"))),
+        "{a:#?}"
+    );
+    assert_eq!(*sim.s.running().unwrap().version(), v("1.2.0"));
+}

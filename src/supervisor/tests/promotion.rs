@@ -94,12 +94,12 @@ async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_a
         }),
     ] {
         let mut sim = Sim::new(PORTS);
-        let a = sim.feed(Input::Resume(Resumed {
+        let a = sim.feed(Input::Resume(Box::new(Resumed {
             running: Some(installed("1.0.0")),
             promoting: Some(installed("1.1.0")),
             txn: txn.clone(),
             ..Default::default()
-        }));
+        })));
         // The journal is resolved in the first state write: no transaction left.
         assert!(a.iter().any(|a| matches!(a, Action::Persist(p) if p.txn.is_none() && p.promoting.is_none() && p.testing == Some(v("1.1.0")))), "{a:#?}");
         let (running, a) = sim.bring_up(&a);
@@ -114,7 +114,7 @@ async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_a
 async fn resume_after_the_switch_completes_the_transaction() {
     let mut sim = Sim::new(PORTS);
     sim.s.hooks.post_promote = true;
-    let a = sim.feed(Input::Resume(Resumed {
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
         running: Some(installed("1.1.0")),
         txn: Some(Txn {
             kind: TxnKind::Promotion,
@@ -128,7 +128,7 @@ async fn resume_after_the_switch_completes_the_transaction() {
             ..Default::default()
         },
         ..Default::default()
-    }));
+    })));
     let (_, a) = sim.bring_up(&a);
     assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
     assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: Hook::PostPromote, version, .. } if *version == v("1.1.0"))), "{a:#?}");
@@ -431,6 +431,160 @@ async fn the_guard_rolls_back_only_a_5xx_rate_worse_with_confidence() {
                 "{reason}"
             );
             assert!(reason.contains("99% confidence"), "{reason}");
+        }
+    }
+}
+
+/// A promotion of 1.1.0 over 1.0.0, guarded for 300 s against a minute of 0.5 % 5xx; returns
+/// the state file as written once the old running stopped, read back as a restart reads it.
+async fn guarded_promotion(sim: &mut Sim) -> Persisted {
+    sim.s.guard_window = Duration::from_secs(300);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    sim.feed(Input::Traffic {
+        requests: 0,
+        errors: 0,
+    });
+    tokio::time::advance(Duration::from_secs(30)).await;
+    sim.feed(Input::Traffic {
+        requests: 1000,
+        errors: 5,
+    });
+    let a = sim.verdict(testing, Verdict::Promote);
+    sim.bring_up(&a);
+    sim.feed(Input::Stopped { id: old });
+    let written = sim.s.persisted.clone().expect("the state was written");
+    let text = serde_json::to_string(&written).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A restart after [`guarded_promotion`]: a new state, the same clocks, the state file `p`.
+fn restart_serving_1_1_0(sim: &Sim, p: &Persisted) -> (Sim, Vec<Action>) {
+    let mut after = Sim::new(PORTS);
+    after.start = sim.start;
+    let a = after.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.1.0")),
+        guard: p.guard.clone(),
+        rollback_window: Duration::from_secs(300),
+        max_5xx_delta: 0.01,
+        confidence: 0.99,
+        ..Default::default()
+    })));
+    (after, a)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_is_saved_and_watches_on_after_a_restart_until_its_deadline() {
+    // What the restart does: 5xx after it (rolled back), a clean window (1.0.0 filed away at
+    // the saved deadline), or a deadline passed while understudy was down (filed away at start).
+    for case in ["5xx", "clean", "down past the deadline"] {
+        let mut sim = Sim::new(PORTS);
+        let p = guarded_promotion(&mut sim).await;
+        let switched_at = sim.now().wall;
+        let g = p.guard.clone().expect("the guard is in state.json");
+        assert_eq!(
+            (g.version.clone(), g.from.clone()),
+            (v("1.1.0"), v("1.0.0"))
+        );
+        assert_eq!((g.before_errors, g.before_requests), (5, 1000));
+        assert_eq!(
+            crate::history::parse_rfc3339(&g.until),
+            Some(switched_at + Duration::from_secs(300)),
+            "its deadline as wall-clock time"
+        );
+        tokio::time::advance(Duration::from_secs(100)).await;
+        if case == "down past the deadline" {
+            tokio::time::advance(Duration::from_secs(300)).await;
+        }
+        let (mut after, a) = restart_serving_1_1_0(&sim, &p);
+        if case == "down past the deadline" {
+            assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+            assert!(emitted(&a)
+                .iter()
+                .any(|e| matches!(e, Event::GuardEnded { .. })));
+            assert!(after.s.status(|_| wall0()).guarded.is_none());
+            continue;
+        }
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "kept: {a:#?}");
+        let (_, a) = after.bring_up(&a);
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "kept: {a:#?}");
+        assert!(after.s.status(|_| wall0()).guarded.is_some());
+        assert!(
+            after.s.persisted.as_ref().unwrap().guard == p.guard,
+            "the same guard is saved again"
+        );
+        // The new process's counters start at zero.
+        after.feed(Input::Traffic {
+            requests: 0,
+            errors: 0,
+        });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        if case == "5xx" {
+            let a = after.feed(Input::Traffic {
+                requests: 30,
+                errors: 25,
+            });
+            assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+            assert!(emitted(&a).iter().any(|e| matches!(e,
+                Event::GuardTripped { reason, .. } if reason.contains("0.5% (5 of 1000) before"))));
+            continue;
+        }
+        let a = after.feed(Input::Traffic {
+            requests: 30,
+            errors: 0,
+        });
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+        // Not before the saved deadline (200 s after the restart)...
+        tokio::time::advance(Duration::from_secs(185)).await;
+        let a = after.feed(Input::Traffic {
+            requests: 900,
+            errors: 0,
+        });
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+        // ...but at it, as without the restart.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let a = after.feed(Input::Traffic {
+            requests: 1000,
+            errors: 0,
+        });
+        assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+        assert!(after.s.persisted.as_ref().unwrap().guard.is_none());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_confidence_reaches_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |extra: &str| {
+        std::fs::write(dir.path().join(".env"), format!("IDENTIFIER=app\n{extra}")).unwrap();
+        let env = std::collections::BTreeMap::new();
+        crate::config::Config::load(dir.path(), &env, &[]).unwrap()
+    };
+    let (before, after) = (load(""), load("CONFIDENCE=0.9"));
+    // 2 answers in 30 are 5xx after the switch, against 0.5 % before it: not worse at the
+    // default 99 % confidence, worse at 90 %.
+    for reload in [false, true] {
+        let mut sim = Sim::new(PORTS);
+        sim.s.guard_max_delta = before.score.max_5xx_delta;
+        sim.s.guard_confidence = before.score.confidence;
+        guarded_promotion(&mut sim).await;
+        if reload {
+            // SIGHUP, as the executor hands it to decide (the scorer gets the same values).
+            let input = super::executor::reloaded(&before, &after).expect("thresholds changed");
+            sim.feed(input);
+        }
+        sim.feed(Input::Traffic {
+            requests: 1000,
+            errors: 5,
+        });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors: 7,
+        });
+        assert_eq!(a.contains(&Action::Restore(v("1.0.0"))), reload, "{a:#?}");
+        if reload {
+            assert!(emitted(&a).iter().any(|e| matches!(e,
+                Event::GuardTripped { reason, .. } if reason.contains("at 90% confidence"))));
         }
     }
 }

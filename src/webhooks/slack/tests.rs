@@ -136,6 +136,13 @@ fn cases_1() -> Vec<(Event, &'static [&'static str])> {
             &["1.2.0 installed"],
         ),
         (
+            Event::BuildRecovered {
+                version: v("1.2.0"),
+                outcome: "found installed: it takes its turn as if just installed".into(),
+            },
+            &["1.2.0 at start: found installed: it takes its turn"],
+        ),
+        (
             Event::RolledBack {
                 from: Some(v("1.2.0")),
                 to: v("1.1.0"),

@@ -1,0 +1,135 @@
+//! What a stop (SIGTERM, `kill -9`, an upgrade) must not lose on the way in or out: a build
+//! waiting behind the one under test, builds found installed that `state.json` did not name, a
+//! version folder on its way out; and an upgrade waits for work on version folders.
+
+use super::*;
+
+/// The state file as the last write left it, read back as a restart reads it.
+fn saved(sim: &Sim) -> Persisted {
+    let text = serde_json::to_string(sim.s.persisted.as_ref().expect("written")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_waiting_behind_the_one_under_test_is_saved_and_tested_after_a_restart() {
+    let mut sim = Sim::new(PORTS);
+    let (running, _) = sim.serving_with_testing("1.1.0");
+    // Running restarts: 1.2.0 waits for it behind 1.1.0, which is still under test.
+    sim.event(
+        running,
+        InstanceEventKind::Exited {
+            status: "signal: 9".into(),
+            stderr_tail: String::new(),
+        },
+    );
+    sim.deliver("1.2.0");
+    assert_eq!(sim.s.pending().map(|p| p.version.clone()), Some(v("1.2.0")));
+    let p = saved(&sim);
+    assert_eq!(
+        (p.testing.clone(), p.pending.clone()),
+        (Some(v("1.1.0")), Some(v("1.2.0")))
+    );
+    let mut after = Sim::new(PORTS);
+    let a = after.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: Some(installed("1.1.0")),
+        pending: p.pending.as_ref().map(|v| installed(&v.to_string())),
+        ..Default::default()
+    })));
+    // As running's readiness would have: 1.2.0 is tested, 1.1.0 filed away.
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+    let (_, a) = after.bring_up(&a);
+    assert_eq!(start_of(&a, Role::Testing).map(|s| s.1), Some(v("1.2.0")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn builds_found_installed_but_not_named_take_their_turn_or_are_filed_saying_why() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: Some(installed("1.1.0")),
+        found: vec![installed("1.3.0"), installed("0.9.0"), installed("1.2.0")],
+        ..Default::default()
+    })));
+    let recovered: Vec<(Version, String)> = emitted(&a)
+        .iter()
+        .filter_map(|e| match e {
+            Event::BuildRecovered { version, outcome } => Some((version.clone(), outcome.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered.len(), 3, "one event each: {recovered:#?}");
+    assert!(
+        recovered[0].0 == v("0.9.0")
+            && recovered[0].1.contains("not newer than running 1.0.0")
+            && recovered[0].1.contains("archived"),
+        "{recovered:#?}"
+    );
+    assert!(recovered[2]
+        .1
+        .contains("takes its turn as if just installed"));
+    // The newest takes the turn; the older ones are filed away, as newer drops supersede them.
+    for old in ["0.9.0", "1.1.0", "1.2.0"] {
+        assert!(a.contains(&Action::Archive(v(old))), "{old}: {a:#?}");
+    }
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(start_of(&a, Role::Testing).map(|s| s.1), Some(v("1.3.0")));
+
+    // The very first build, found installed: it serves.
+    let mut first = Sim::new(PORTS);
+    let a = first.feed(Input::Resume(Box::new(Resumed {
+        found: vec![installed("1.0.0")],
+        ..Default::default()
+    })));
+    assert_eq!(start_of(&a, Role::Running).map(|s| s.1), Some(v("1.0.0")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_cut_short_by_a_stop_is_saved_and_filed_at_the_next_start() {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let reasons = vec!["5xx rate".to_string()];
+    sim.verdict(testing, Verdict::Reject(reasons.clone()));
+    // Its instance is still stopping when understudy stops: the rejection is in the state file.
+    let p = saved(&sim);
+    assert_eq!(p.testing, None);
+    assert_eq!(
+        p.filings,
+        vec![JournaledFiling {
+            version: v("1.1.0"),
+            reject: Some(reasons.clone()),
+        }]
+    );
+    let mut after = Sim::new(PORTS);
+    let a = after.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        filings: p.filings.clone(),
+        ..Default::default()
+    })));
+    assert!(
+        a.contains(&Action::Reject {
+            version: v("1.1.0"),
+            reasons
+        }),
+        "{a:#?}"
+    );
+    assert!(start_of(&a, Role::Testing).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upgrade_waits_for_an_install_under_way() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    sim.feed(Input::Dropped(build("1.1.0")));
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Upgrade(None),
+    });
+    assert!(
+        matches!(reply_in(&a, 1), Err(CommandError::Refused(why))
+            if why.contains("the install of 1.1.0 is under way") && why.contains("upgrade understudy once it is done")),
+        "{a:#?}"
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::Upgrade { .. })));
+}
