@@ -1,0 +1,94 @@
+use std::io::Write;
+
+use serde_json::json;
+
+use super::logs::copy_new;
+use super::query_value;
+use super::text::{differs_text, status_text};
+
+#[test]
+fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
+    let quiet = json!({"running": {"version": "1.0.0"}, "testing": {"version": "1.1.0"},
+                       "hook_failure": null, "transaction": null, "counters": {}});
+    let text = status_text(&quiet);
+    assert!(
+        !text.contains("refused") && !text.contains("switch"),
+        "{text}"
+    );
+    let mut refused = quiet.clone();
+    refused["hook_failure"] = json!("1.1.0: PRE_PROMOTE refused it: exited with 1");
+    let text = status_text(&refused);
+    let line = "refused   1.1.0: PRE_PROMOTE refused it: exited with 1; it stays testing: promote again once fixed, or abort";
+    assert!(text.lines().any(|l| l == line), "{text}");
+    let mut switching = quiet;
+    switching["transaction"] = json!({"kind": "promotion", "version": "1.1.0",
+        "from": "1.0.0", "step": "pre_promote", "why": "operator"});
+    let text = status_text(&switching);
+    let line = "switch    promotion to 1.1.0 from 1.0.0 under way: pre promote (operator)";
+    assert!(text.lines().any(|l| l == line), "{text}");
+}
+
+#[test]
+fn following_a_log_reads_on_and_starts_over_when_it_is_truncated_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stdout");
+    let mut out = Vec::new();
+    assert_eq!(
+        copy_new(&file, None, &mut out).unwrap(),
+        None,
+        "not there yet"
+    );
+    std::fs::write(&file, "one\ntwo\n").unwrap();
+    let at = copy_new(&file, None, &mut out).unwrap();
+    assert_eq!(at.unwrap().offset, 8);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| f.write_all(b"three\n"))
+        .unwrap();
+    let at = copy_new(&file, at, &mut out).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out), "one\ntwo\nthree\n");
+    // Truncated, then shorter than what was read: from the start.
+    std::fs::write(&file, "four\n").unwrap();
+    let at = copy_new(&file, at, &mut out).unwrap();
+    // Rotated: another file under the name, even one longer than what was read.
+    std::fs::rename(&file, dir.path().join("stdout.1")).unwrap();
+    std::fs::write(&file, "five and more than before\n").unwrap();
+    let at = copy_new(&file, at, &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "one\ntwo\nthree\nfour\nfive and more than before\n"
+    );
+    assert_eq!(copy_new(&file, at, &mut out).unwrap(), at, "nothing new");
+}
+
+#[test]
+fn query_values_are_percent_encoded_but_unreserved_characters() {
+    assert_eq!(
+        query_value("2026-12-01 03:00:00+02:00"),
+        "2026-12-01%2003%3A00%3A00%2B02%3A00"
+    );
+    assert_eq!(query_value("aZ09-._~"), "aZ09-._~");
+    assert_eq!(query_value("é&#%"), "%C3%A9%26%23%25");
+}
+
+#[test]
+fn status_names_the_differences_that_count_or_are_unsure_and_no_others() {
+    let row = |path: &str, judgement: &str| {
+        json!({"endpoint": "GET /items", "path": path, "kind": "value", "rate": 0.25,
+               "of": 40, "judgement": judgement, "running": "1", "testing": "2"})
+    };
+    let verdict = json!({"diffs": [
+        row("$.price", "counts"), row("$.stock", "unsure"),
+        row("$.at", "noise"), row("$.version", "expected"),
+    ]});
+    let text = differs_text(&verdict);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "differs   GET /items $.price value: 25.0% of 40 (counts); running 1 vs testing 2",
+            "differs   GET /items $.stock value: 25.0% of 40 (unsure); running 1 vs testing 2",
+        ]
+    );
+    assert_eq!(differs_text(&json!({})), "");
+}

@@ -1,0 +1,240 @@
+//! The plain-text forms of the admin API's answers (`status`, `verdict`, `schedule`, `history`):
+//! pure functions of the JSON, so they are tested without a running understudy.
+
+use serde_json::{json, Value};
+
+fn instance_line(part: &str, v: &Value) -> String {
+    if v.is_null() {
+        return format!("{part:<10}none\n");
+    }
+    let mut line = format!("{part:<10}{}", v["version"].as_str().unwrap_or("?"));
+    if let Some(n) = v["instance"].as_u64() {
+        line.push_str(&format!("  #{n}"));
+    }
+    if let Some(p) = v["port"].as_u64() {
+        line.push_str(&format!("  port {p}"));
+    }
+    if let Some(p) = v["pid"].as_u64() {
+        line.push_str(&format!("  pid {p}"));
+    }
+    match v["since"].as_str() {
+        Some(since) => line.push_str(&format!("  ready since {since}")),
+        None if v["ready"] == json!(true) => line.push_str("  ready"),
+        None => line.push_str("  starting"),
+    }
+    line.push('\n');
+    line
+}
+
+pub(super) fn verdict_text(v: &Value) -> String {
+    let mut s = format!(
+        "{} (score {})",
+        v["verdict"].as_str().unwrap_or("?"),
+        v["score"].as_u64().unwrap_or(0)
+    );
+    match v["evidence"]["text"].as_str() {
+        Some(evidence) => s.push_str(&format!(", {evidence}")),
+        None => {
+            if let Some(pairs) = v["pairs"].as_u64() {
+                s.push_str(&format!(", {pairs} pairs"));
+            }
+        }
+    }
+    let reasons: Vec<&str> = v["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !reasons.is_empty() {
+        s.push_str(": ");
+        s.push_str(&reasons.join("; "));
+    }
+    s
+}
+
+pub(super) fn schedule_text(v: &Value) -> String {
+    let list = v["schedules"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no scheduled promotions\n".to_string();
+    }
+    let mut out = String::new();
+    for s in list {
+        let what = s["version"].as_str().unwrap_or("the build under test");
+        let mut line = format!(
+            "#{}  {}  {what}  {}",
+            s["id"],
+            s["at"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?")
+        );
+        if let Some(r) = s["reason"].as_str() {
+            line.push_str(&format!(": {r}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+pub(super) fn history_text(v: &Value) -> String {
+    let mut out = String::new();
+    for s in v["switches"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{}  {} -> {}  ({})\n",
+            s["at"].as_str().unwrap_or("?"),
+            s["from"].as_str().unwrap_or("nothing"),
+            s["to"].as_str().unwrap_or("?"),
+            s["why"].as_str().unwrap_or("?")
+        ));
+    }
+    out.push_str(&format!(
+        "at {}: {} served users\n",
+        v["at"].as_str().unwrap_or("?"),
+        v["serving"].as_str().unwrap_or("nothing")
+    ));
+    out
+}
+
+/// The status as a few aligned lines for a terminal.
+/// "25 % (step 2 of 3), 40 s of 120 s, 312 answers".
+fn canary_text(c: &Value) -> String {
+    let elapsed = c["since"]
+        .as_str()
+        .and_then(|s| crate::instant::parse(s).ok())
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map_or(String::new(), |d| format!("{} s of ", d.as_secs()));
+    format!(
+        "{} % (step {} of {}), {elapsed}{:.0} s, {} answers{}",
+        c["weight"].as_f64().unwrap_or(0.0),
+        c["step"],
+        c["steps"],
+        c["window_secs"].as_f64().unwrap_or(0.0),
+        c["answers"],
+        if c["held"] == true {
+            "; holds: too little evidence (promote or abort)"
+        } else {
+            ""
+        }
+    )
+}
+
+pub(super) fn status_text(v: &Value) -> String {
+    let mut out = instance_line("running", &v["running"]);
+    if let Some(r) = v["restarting"].as_str() {
+        out.push_str(&format!("{:<10}{r} is restarting\n", ""));
+    }
+    out.push_str(&instance_line("testing", &v["testing"]));
+    if !v["promoting"].is_null() {
+        out.push_str(&instance_line("promoting", &v["promoting"]));
+    }
+    if !v["secondary"].is_null() {
+        out.push_str(&instance_line("secondary", &v["secondary"]));
+    }
+    for key in ["installing", "pending"] {
+        if let Some(x) = v[key].as_str() {
+            out.push_str(&format!("{key:<10}{x}\n"));
+        }
+    }
+    if let Some(pid) = v["understudy"]["pid"].as_u64() {
+        out.push_str(&format!(
+            "{:<10}{} (pid {pid}, since {})\n",
+            "itself",
+            v["understudy"]["version"].as_str().unwrap_or("?"),
+            v["understudy"]["started"].as_str().unwrap_or("?")
+        ));
+    }
+    if !v["canary"].is_null() {
+        out.push_str(&format!("{:<10}{}\n", "canary", canary_text(&v["canary"])));
+    }
+    if !v["verdict"].is_null() {
+        out.push_str(&format!(
+            "{:<10}{}\n",
+            "verdict",
+            verdict_text(&v["verdict"])
+        ));
+        out.push_str(&differs_text(&v["verdict"]));
+    }
+    out.push_str(&steering_text(v));
+    let c = &v["counters"];
+    out.push_str(&format!(
+        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
+        "traffic",
+        c["requests"].as_u64().unwrap_or(0),
+        c["mirrored"].as_u64().unwrap_or(0),
+        c["dropped_copies"].as_u64().unwrap_or(0)
+    ));
+    out
+}
+
+/// What steers the switches, one line each and only when there is something to say: the
+/// transaction under way, the `PRE_PROMOTE` refusal that keeps a build testing (else an operator
+/// who asked to promote sees nothing), pending schedules, pause, a full disk.
+fn steering_text(v: &Value) -> String {
+    let mut out = String::new();
+    let t = &v["transaction"];
+    if !t.is_null() {
+        let from = t["from"]
+            .as_str()
+            .map_or(String::new(), |f| format!(" from {f}"));
+        out.push_str(&format!(
+            "{:<10}{} to {}{from} under way: {} ({})\n",
+            "switch",
+            t["kind"].as_str().unwrap_or("?"),
+            t["version"].as_str().unwrap_or("?"),
+            t["step"].as_str().unwrap_or("?").replace('_', " "),
+            t["why"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(why) = v["hook_failure"].as_str() {
+        out.push_str(&format!(
+            "{:<10}{why}; it stays testing: promote again once fixed, or abort\n",
+            "refused"
+        ));
+    }
+    for sch in v["schedules"].as_array().into_iter().flatten() {
+        if sch["state"] == "pending" {
+            out.push_str(&format!(
+                "{:<10}#{} promotes {} at {}\n",
+                "scheduled",
+                sch["id"],
+                sch["version"].as_str().unwrap_or("the build under test"),
+                sch["at"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    if v["paused"] == json!(true) {
+        out.push_str(&format!(
+            "{:<10}yes: no automatic promotion or rejection (understudy resume)\n",
+            "paused"
+        ));
+    }
+    if let Some(why) = v["disk_full"].as_str() {
+        out.push_str(&format!(
+            "{:<10}{why}; still serving, retrying every heartbeat\n",
+            "disk full"
+        ));
+    }
+    out
+}
+
+/// One line per answer difference that counts (or is not yet told from noise), for `status`.
+pub(super) fn differs_text(verdict: &Value) -> String {
+    let mut out = String::new();
+    for d in verdict["diffs"].as_array().into_iter().flatten() {
+        let judged = d["judgement"].as_str().unwrap_or("?");
+        if judged != "counts" && judged != "unsure" {
+            continue;
+        }
+        out.push_str(&format!(
+            "{:<10}{} {} {}: {:.1}% of {} ({}); running {} vs testing {}\n",
+            "differs",
+            d["endpoint"].as_str().unwrap_or("?"),
+            d["path"].as_str().unwrap_or("?"),
+            d["kind"].as_str().unwrap_or("?"),
+            d["rate"].as_f64().unwrap_or(0.0) * 100.0,
+            d["of"],
+            judged,
+            d["running"].as_str().unwrap_or(""),
+            d["testing"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}

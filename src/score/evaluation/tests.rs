@@ -1,0 +1,395 @@
+use std::time::Duration;
+
+use super::*;
+use crate::diff::DiffStats;
+use crate::score::scorecard::{EndpointStats, LogCounts, Resources};
+use crate::score::test_support::{cfg, pair, summarised, summary};
+use crate::score::Pair;
+
+#[test]
+fn the_5xx_rule_needs_confidence_with_or_without_a_baseline() {
+    let worse = |new, before| {
+        matches!(
+            server_error_check(new, before, 0.01, 0.99),
+            RateCheck::Worse { .. }
+        )
+    };
+    assert!(!worse((1, 30), (5, 1000)), "one unlucky error");
+    assert!(worse((25, 30), (5, 1000)));
+    // Nothing before to compare with: judged against MAX_5XX_DELTA alone.
+    assert!(!worse((1, 30), (0, 0)));
+    assert!(worse((25, 30), (0, 0)));
+}
+
+#[test]
+fn too_little_data_waits_even_with_regressions() {
+    let mut s = summary(10, 3600);
+    s.testing_errors = 1000;
+    assert!(
+        matches!(evaluate(&s, &cfg()).verdict, Verdict::Wait(w) if w.contains("too little traffic"))
+    );
+}
+
+#[test]
+fn healthy_waits_for_window_then_promotes() {
+    assert!(
+        matches!(evaluate(&summary(200, 10), &cfg()).verdict, Verdict::Wait(w) if w.contains("stable"))
+    );
+    assert_eq!(
+        evaluate(&summary(200, 60), &cfg()).verdict,
+        Verdict::Promote
+    );
+    assert_eq!(evaluate(&summary(200, 60), &cfg()).score, 100);
+}
+
+#[test]
+fn errors_and_5xx_reject_never_promote() {
+    // Vili's inverted check promoted exactly this build.
+    let mut s = summary(200, 600);
+    s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 200;
+    s.testing_errors = 200;
+    let e = evaluate(&s, &cfg());
+    let Verdict::Reject(r) = e.verdict else {
+        panic!("{e:?}")
+    };
+    assert!(
+        r.iter().any(|r| r.contains("5xx")) && r.iter().any(|r| r.contains("log errors")),
+        "{r:?}"
+    );
+    assert_eq!(e.score, 0);
+}
+
+#[test]
+fn promotion_waits_for_enough_compared_answers() {
+    let sampled = ScoreConfig {
+        diff_sample: 0.5,
+        ..cfg()
+    };
+    let mut s = summary(200, 600);
+    s.endpoints.get_mut("GET /a").unwrap().same_status = 200;
+    // 100 mirrored pairs needed, half of them compared: 49 is not enough.
+    for _ in 0..49 {
+        s.diffs.record("GET /a", &[]);
+    }
+    let e = evaluate(&s, &sampled);
+    assert!(
+        matches!(&e.verdict, Verdict::Wait(w) if w.contains("49 of 50")),
+        "{e:?}"
+    );
+    s.diffs.record("GET /a", &[]);
+    assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
+    // Pairs whose statuses differ cannot be compared, and are not waited for.
+    s.endpoints.get_mut("GET /a").unwrap().same_status = 40;
+    s.diffs = DiffStats::default();
+    for _ in 0..20 {
+        s.diffs.record("GET /a", &[]);
+    }
+    assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
+}
+
+#[test]
+fn a_handful_of_unlucky_requests_waits_a_real_shift_rejects() {
+    // 3 5xx in 120 pairs against none: 2.5 % is over the 1-point margin, but not surely.
+    let mut s = summary(120, 600);
+    s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 3;
+    let e = evaluate(&s, &cfg());
+    assert!(
+        matches!(&e.verdict, Verdict::Wait(w) if w.contains("not yet sure at 99%")),
+        "{e:?}"
+    );
+    // 30 in 300: surely worse.
+    let mut s = summary(300, 600);
+    s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 30;
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(r[0].contains("at 99% confidence"), "{r:?}");
+    // 1 in 1000: within the margin, promoted.
+    let mut s = summary(1000, 600);
+    s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 1;
+    assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+}
+
+/// A summary with `n` paired copies, testing `factor`× the secondary on `GET /a`.
+fn with_paired_latency(n: u64, factor: f64) -> Summary {
+    let mut s = summary(n, 600);
+    s.noise_expected = true;
+    s.latency_pairs = (0..n)
+        .map(|i| {
+            let sec = 0.001 + (i % 10) as f64 * 1e-4;
+            // Five copies complete in each moment.
+            (sec * factor, sec, (i / 5) as u32)
+        })
+        .collect();
+    let e = s.endpoints.get_mut("GET /a").unwrap();
+    e.latency_paired = n;
+    e.latency_log_ratio = n as f64 * factor.ln();
+    s.secondary_p95 = Some(Duration::from_micros(1900));
+    s.testing_paired_p95 = Some(Duration::from_secs_f64(0.0019 * factor));
+    s.running_p95 = Some(Duration::from_micros(900));
+    s.testing_p95 = Some(Duration::from_secs_f64(0.0019 * factor));
+    s
+}
+
+#[test]
+fn latency_rejects_a_significant_shift_over_the_ceiling_against_the_secondary() {
+    let two = ScoreConfig {
+        max_p95_ratio: Some(2.0),
+        ..cfg()
+    };
+    let Verdict::Reject(r) = evaluate(&with_paired_latency(200, 3.0), &two).verdict else {
+        panic!()
+    };
+    assert!(
+        r[0].contains("the secondary's")
+            && r[0].contains("Wilcoxon")
+            && r[0].contains("slowest: GET /a (3.0×)"),
+        "{r:?}"
+    );
+    // Testing 2.5× slower than running's user path but equal to the secondary: promoted.
+    let mut fair = with_paired_latency(200, 1.0);
+    fair.running_p95 = Some(Duration::from_micros(700));
+    assert_eq!(evaluate(&fair, &two).verdict, Verdict::Promote);
+    // A handful of pairs: not significant yet, no rejection.
+    let mut few = with_paired_latency(200, 3.0);
+    few.latency_pairs.truncate(12);
+    assert_eq!(evaluate(&few, &two).verdict, Verdict::Promote);
+}
+
+#[test]
+fn a_stall_slowing_a_burst_of_copies_is_not_a_regression() {
+    let two = ScoreConfig {
+        max_p95_ratio: Some(2.0),
+        ..cfg()
+    };
+    // Identical builds, but testing was stopped for a moment: the 64 copies in flight then
+    // all took 300 ms against the secondary's 1 ms, and completed together when it resumed.
+    // Over copies that is 64 of 100 slower (significant); over moments it is one in 8.
+    let mut s = with_paired_latency(100, 1.0);
+    let (before, after) = (
+        s.latency_pairs[..18].to_vec(),
+        s.latency_pairs[82..].to_vec(),
+    );
+    let stalled = (0..64).map(|_| (0.3, 0.001, 4));
+    s.latency_pairs = before.into_iter().chain(stalled).chain(after).collect();
+    s.testing_paired_p95 = Some(Duration::from_millis(300));
+    let e = evaluate(&s, &two);
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+    let part = e.parts.iter().find(|p| p.name == "latency").unwrap();
+    assert!(
+        part.detail.contains("on 64% of 100 paired copies"),
+        "{}",
+        part.detail
+    );
+    // A build that is 3× slower in every moment is rejected.
+    let slow = with_paired_latency(100, 3.0);
+    assert!(matches!(evaluate(&slow, &two).verdict, Verdict::Reject(_)));
+}
+
+#[test]
+fn without_a_secondary_latency_is_reported_never_judged() {
+    let two = ScoreConfig {
+        max_p95_ratio: Some(2.0),
+        ..cfg()
+    };
+    let mut s = with_paired_latency(200, 3.0);
+    s.noise_expected = false;
+    s.latency_pairs.clear();
+    s.secondary_p95 = None;
+    s.testing_paired_p95 = None;
+    let e = evaluate(&s, &two);
+    assert_eq!(e.verdict, Verdict::Promote);
+    let part = e.parts.iter().find(|p| p.name == "latency").unwrap();
+    assert!(part.detail.contains("not judged"), "{}", part.detail);
+}
+
+#[test]
+fn resources_are_reported_and_judged_with_a_ceiling() {
+    let mut s = summary(200, 600);
+    s.resources = Some(Resources {
+        other: "secondary",
+        other_rss: 10 << 20,
+        testing_rss: 40 << 20,
+        other_cpu: 1.0,
+        testing_cpu: 8.0,
+        other_requests: 1000,
+        testing_requests: 1000,
+    });
+    let e = evaluate(&s, &cfg());
+    assert_eq!(e.verdict, Verdict::Promote);
+    assert!(e.parts.iter().any(|p| p.name == "resources"
+        && p.detail.contains("4.00×")
+        && p.detail.contains("8.00×")));
+    let strict = ScoreConfig {
+        max_rss_ratio: Some(2.0),
+        max_cpu_ratio: Some(2.0),
+        ..cfg()
+    };
+    let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+        panic!()
+    };
+    assert!(
+        r.iter().any(|r| r.contains("memory")
+            && r.contains("40.0 MiB")
+            && r.contains("the secondary's")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|r| r.contains("CPU") && r.contains("8000 µs")),
+        "{r:?}"
+    );
+}
+
+/// The evaluation says what its pairs are: all live, or how many were replayed from how
+/// many recorded requests.
+#[test]
+fn the_evidence_is_stated() {
+    let mut s = summary(320, 70);
+    assert_eq!(evaluate(&s, &cfg()).evidence.text, "320 pairs, all live");
+    s.replayed = 279;
+    s.recorded = 112;
+    let e = evaluate(&s, &cfg());
+    assert_eq!(
+        e.evidence.text,
+        "320 pairs: 41 live, 279 replayed from 112 recorded requests"
+    );
+    assert_eq!((e.evidence.live, e.evidence.replayed), (41, 279));
+    assert!(e
+        .summary()
+        .contains("279 replayed from 112 recorded requests"));
+}
+
+#[test]
+fn missing_endpoint_is_named() {
+    let mut s = summary(200, 600);
+    s.endpoints.insert(
+        "GET /api/items".to_string(),
+        EndpointStats {
+            pairs: 20,
+            missing_on_testing: 20,
+            ..Default::default()
+        },
+    );
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(r[0].contains("GET /api/items"), "{r:?}");
+}
+
+/// `n` pairs of `path`: running answered `running`, the secondary `secondary` (none: `None`)
+/// and testing `testing`.
+fn statuses(path: &str, n: usize, running: u16, secondary: Option<u16>, testing: u16) -> Vec<Pair> {
+    let p = Pair {
+        running_status: running,
+        secondary_status: secondary,
+        testing_status: Some(testing),
+        ..pair(path)
+    };
+    vec![p; n]
+}
+
+/// A one-time link: running consumed the token and redirected; the copies reach testing and
+/// the secondary afterwards and both answer 404. Testing answers as running's version does to
+/// the same copy: no regression, however often it happens.
+#[test]
+fn statuses_are_judged_against_the_secondarys_answer_to_the_same_copy() {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    for n in [1, 20] {
+        let token = statuses("/confirm/ab12cd34ef", n, 302, Some(404), 404);
+        let s = summarised(&[healthy.clone(), token].concat(), 600);
+        let e = evaluate(&s, &cfg());
+        assert_eq!(e.verdict, Verdict::Promote, "{n} tokens: {e:?}");
+    }
+    // Testing 404 where running and the secondary both answer 200: a real regression.
+    let gone = statuses("/api/items/7", 20, 200, Some(200), 404);
+    let e = evaluate(&summarised(&[healthy.clone(), gone].concat(), 600), &cfg());
+    let Verdict::Reject(r) = e.verdict else {
+        panic!("{e:?}")
+    };
+    assert!(
+        r[0].contains("endpoint regression: GET /api/items/{n}")
+            && r[0].contains("not on the secondary (20 of 20 pairs)"),
+        "{r:?}"
+    );
+    // Without a secondary answer, running's status is all there is to compare with.
+    let alone = statuses("/confirm/ab12cd34ef", 20, 302, None, 404);
+    let Verdict::Reject(r) = evaluate(&summarised(&[healthy, alone].concat(), 600), &cfg()).verdict
+    else {
+        panic!()
+    };
+    assert!(r[0].contains("not on running (20 of 20 pairs)"), "{r:?}");
+}
+
+/// The 5xx and 2xx→4xx rates are judged against the secondary's statuses too.
+#[test]
+fn error_rates_are_judged_against_the_secondary() {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    // Running answered before a dependency broke; both copies then met it.
+    let broke = statuses("/pay", 30, 200, Some(503), 503);
+    let conflict = statuses("/book", 30, 201, Some(409), 409);
+    let s = summarised(&[healthy.clone(), broke, conflict].concat(), 600);
+    assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+    let broke = statuses("/pay", 30, 200, Some(200), 503);
+    let s = summarised(&[healthy, broke].concat(), 600);
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(
+        r[0].contains("testing 13.0% vs the secondary 0.0%"),
+        "{r:?}"
+    );
+}
+
+/// An endpoint seen fewer than `MIN_ENDPOINT_PAIRS` times is not judged gone on one pair:
+/// the verdict waits and says why.
+#[test]
+fn a_missing_endpoint_needs_min_endpoint_pairs_before_it_rejects() {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    let once = statuses("/api/items/7", 1, 200, Some(200), 404);
+    let e = evaluate(&summarised(&[healthy, once].concat(), 600), &cfg());
+    assert!(
+        matches!(&e.verdict, Verdict::Wait(w) if w.contains("GET /api/items/{n} answers 404/405/501 on testing but not on the secondary (1 of 1 pairs): too few to judge, MIN_ENDPOINT_PAIRS is 5")),
+        "{e:?}"
+    );
+}
+
+/// Log lines are judged like with like: against the secondary's over the very same copies,
+/// counted from its start as testing's are, so lines every build of the app logs cancel out;
+/// against running's only without a secondary.
+#[test]
+fn log_lines_are_judged_against_the_secondary_when_it_answered_copies() {
+    let counts = |errors, warns| {
+        Some(LogCounts {
+            errors,
+            warns,
+            requests: 200,
+        })
+    };
+    // Replayed requests with an expired token warn on both; startup errors on both.
+    let mut s = summary(200, 600);
+    (s.testing_warns, s.testing_errors) = (180, 40);
+    s.secondary_logs = counts(40, 180);
+    assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+    // Testing alone logs them: rejected, against the secondary.
+    s.secondary_logs = counts(0, 0);
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!("rejected")
+    };
+    let has = |t: &str| r.iter().any(|r| r.contains(t));
+    assert!(
+        has("log warns: testing 180 warn lines for 200 requests vs the secondary 0 for 200")
+            && has("log errors: testing 40 error lines"),
+        "{r:?}"
+    );
+    // No secondary (or none of its answers yet): running's users, as before.
+    for secondary in [None, Some(LogCounts::default())] {
+        s.secondary_logs = secondary;
+        let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+            panic!("rejected")
+        };
+        assert!(
+            r.iter().any(|r| r.contains("vs running 0 for 200")),
+            "{r:?}"
+        );
+    }
+}
