@@ -306,7 +306,6 @@ fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
     }
 }
 
-
 /// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.
 async fn events(target: &Target, follow: bool) -> u8 {
     let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
