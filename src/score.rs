@@ -19,7 +19,7 @@ mod test_support;
 pub use bodies::{DiffJudgement, DiffRow, MAX_DIFF_ROWS, MIN_NOISE_PAIRS};
 pub use evaluation::{evaluate, server_error_check, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
-pub use pair::Pair;
+pub use pair::{Pair, NO_ANSWER};
 pub use scorecard::{
     endpoint_key, EndpointStats, LogCounts, Resources, Scorecard, SecondaryWatch, Summary, Watch,
 };

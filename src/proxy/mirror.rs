@@ -390,6 +390,7 @@ async fn send_copy(
     let req = copy_request(&job, &job.target);
     job.headers = HeaderMap::new();
     let method = job.method.clone();
+    let secondary_asked = secondary_req.is_some();
     let (outcome, secondary) = match secondary_req {
         Some(sreq) => {
             let to = secondary
@@ -426,7 +427,10 @@ async fn send_copy(
         Ok(a) => stats.testing.answered(a.status, a.latency),
         Err(_) => stats.testing.unanswered(),
     }
-    let seen = secondary.as_ref().map(|s| (s.latency, s.status.as_u16()));
+    let seen = Seen {
+        asked: secondary_asked,
+        answer: secondary.as_ref().map(|s| (s.latency, s.status.as_u16())),
+    };
     let worth_diffing = job.diff.is_some()
         && job.running_body.is_some()
         && outcome
@@ -439,11 +443,23 @@ async fn send_copy(
     Some(with_secondary(p, seen))
 }
 
-/// The pair with what the secondary answered to the same copy (its latency and status), which
-/// the pair's builders cannot see once the answer was moved into the diff.
-fn with_secondary(mut p: Pair, seen: Option<(Duration, u16)>) -> Pair {
-    p.secondary_latency = seen.map(|s| s.0);
-    p.secondary_status = seen.map(|s| s.1);
+/// What the secondary did with the same copy: whether it was asked, and its answer's latency
+/// and status if it gave one.
+#[derive(Clone, Copy)]
+struct Seen {
+    asked: bool,
+    answer: Option<(Duration, u16)>,
+}
+
+/// The pair with what the secondary answered to the same copy (its latency and status, or
+/// `NO_ANSWER` when it was asked and failed), which the pair's builders cannot see once the
+/// answer was moved into the diff.
+fn with_secondary(mut p: Pair, seen: Seen) -> Pair {
+    p.secondary_latency = seen.answer.map(|s| s.0);
+    p.secondary_status = seen
+        .answer
+        .map(|s| s.1)
+        .or(seen.asked.then_some(crate::score::NO_ANSWER));
     p
 }
 

@@ -8,6 +8,10 @@ use http::Method;
 use crate::diff::Difference;
 use crate::instance::InstanceId;
 
+/// [`Pair::secondary_status`] of a secondary that was asked and gave no answer: counted as a
+/// server error there, as testing's missing answer is on its side.
+pub const NO_ANSWER: u16 = 0;
+
 /// One mirrored request: what running, testing and (when one runs) the secondary answered.
 #[derive(Debug, Clone)]
 pub struct Pair {
@@ -28,10 +32,11 @@ pub struct Pair {
     /// The secondary's (running's version) time to the head of its answer to the very same copy,
     /// on the very same path: the fair comparator for testing's latency.
     pub secondary_latency: Option<Duration>,
-    /// The secondary's status for that same copy; `None` without a secondary answer. Testing's
-    /// status is judged against it rather than running's: running answered the user first, and
-    /// state it changed (a one-time token consumed) makes the copies answer otherwise on both
-    /// versions alike.
+    /// The secondary's status for that same copy; [`NO_ANSWER`] when it was asked and gave none
+    /// (failed or timed out), `None` when it was not asked. Testing's status is judged against it
+    /// rather than running's: running answered the user first, and state it changed (a one-time
+    /// token consumed) or an outage after it makes the copies answer otherwise on both versions
+    /// alike.
     pub secondary_status: Option<u16>,
     /// Why testing gave no answer, in words (the mirror's error, displayed).
     pub testing_error: Option<String>,

@@ -535,12 +535,15 @@ fn tally_statuses(e: &mut EndpointStats, p: &Pair) {
     e.pairs += 1;
     e.status_vs_secondary += u64::from(p.secondary_status.is_some());
     let base = p.secondary_status.unwrap_or(p.running_status);
-    if base >= 500 {
+    // A secondary that gave no answer failed there as testing does when it gives none.
+    if base >= 500 || base == super::NO_ANSWER {
         e.baseline_5xx += 1;
     }
     match p.testing_status {
         None => e.testing_5xx += 1,
         Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
+        // Nothing on the secondary to hold a 4xx against.
+        Some(_) if base == super::NO_ANSWER => {}
         Some(t) if matches!(t, 404 | 405 | 501) && base != 404 && base != t => {
             e.missing_on_testing += 1
         }

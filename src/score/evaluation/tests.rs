@@ -329,6 +329,17 @@ fn error_rates_are_judged_against_the_secondary() {
     let conflict = statuses("/book", 30, 201, Some(409), 409);
     let s = summarised(&[healthy.clone(), broke, conflict].concat(), 600);
     assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
+    // Both copies timed out (no answer on either side): an outage both versions share.
+    let timed_out = |n| {
+        let p = Pair {
+            testing_status: None,
+            secondary_status: Some(crate::score::NO_ANSWER),
+            ..pair("/pay")
+        };
+        vec![p; n]
+    };
+    let s = summarised(&[healthy.clone(), timed_out(30)].concat(), 600);
+    assert_eq!(evaluate(&s, &cfg()).verdict, Verdict::Promote);
     let broke = statuses("/pay", 30, 200, Some(200), 503);
     let s = summarised(&[healthy, broke].concat(), 600);
     let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
