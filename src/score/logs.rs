@@ -134,6 +134,11 @@ impl LogTail {
         }
     }
 
+    /// The instance folder followed.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Follow another instance folder from now on, keeping the totals (a restarted running).
     pub fn follow(&mut self, dir: PathBuf) {
         let fresh = LogTail::from_now(dir);

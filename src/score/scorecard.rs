@@ -247,8 +247,8 @@ pub struct Scorecard {
     requests_at_start: u64,
     testing_log: LogTail,
     running_log: LogTail,
-    /// The secondary's log lines, and `secondary_answered` when they began to be counted.
-    secondary_log: Option<(LogTail, u64)>,
+    /// The secondary's pid, its log lines, and `secondary_answered` when they began to be counted.
+    secondary_log: Option<(u32, LogTail, u64)>,
     diffs: DiffStats,
     noise_diffs: DiffStats,
     /// Whether a secondary measures noise for this build.
@@ -315,7 +315,9 @@ impl Scorecard {
                 pid: watch.secondary.as_ref().map_or(0, |s| s.pid),
                 first: None,
             },
-            secondary_log: watch.secondary.map(|s| (LogTail::from_start(s.dir), 0)),
+            secondary_log: watch
+                .secondary
+                .map(|s| (s.pid, LogTail::from_start(s.dir), 0)),
             secondary_answered: 0,
             replayed: 0,
             recorded: std::collections::HashSet::new(),
@@ -338,8 +340,26 @@ impl Scorecard {
             pid: secondary.as_ref().map_or(0, |s| s.pid),
             first: None,
         };
+        if secondary.as_ref().map(|s| s.pid) == self.secondary_pid() {
+            return;
+        }
         let answered = self.secondary_answered;
-        self.secondary_log = secondary.map(|s| (LogTail::from_start(s.dir), answered));
+        self.secondary_log = secondary.map(|s| (s.pid, LogTail::from_start(s.dir), answered));
+    }
+
+    /// The secondary whose log lines are counted, if any.
+    pub(super) fn secondary_pid(&self) -> Option<u32> {
+        self.secondary_log.as_ref().map(|s| s.0)
+    }
+
+    /// The secondary was kept from the build tested before: what it logged and answered then is
+    /// not this build's baseline, so its lines are counted from now, as its copies are (its
+    /// startup lines no longer cancel testing's).
+    pub(super) fn secondary_kept(&mut self) {
+        if let Some((_, tail, since)) = self.secondary_log.as_mut() {
+            *tail = LogTail::from_now(tail.dir().to_path_buf());
+            *since = self.secondary_answered;
+        }
     }
 
     /// Sample testing's process group and the comparator's (the secondary's when it runs, else
@@ -487,7 +507,7 @@ impl Scorecard {
         let (te, tw) = self.testing_log.poll(rules);
         let (re, rw) = self.running_log.poll(rules);
         let answered = self.secondary_answered;
-        let secondary_logs = self.secondary_log.as_mut().map(|(tail, since)| {
+        let secondary_logs = self.secondary_log.as_mut().map(|(_, tail, since)| {
             let (errors, warns) = tail.poll(rules);
             LogCounts {
                 errors,

@@ -163,7 +163,11 @@ fn replay_wanted(s: &Summary, cfg: &ScoreConfig) -> bool {
 fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, requests: u64) {
     match c {
         ScorerControl::Watch(w) => {
+            let before = card.as_ref().and_then(Scorecard::secondary_pid);
             let mut c = Scorecard::new(w, requests, Instant::now());
+            if before.is_some() && c.secondary_pid() == before {
+                c.secondary_kept();
+            }
             c.limit_endpoints(cfg.max_endpoints);
             *card = Some(c);
         }
@@ -257,5 +261,55 @@ mod tests {
         assert!(!replay_wanted(&s, &on), "fast enough");
         s.replayed = 25;
         assert!(replay_wanted(&s, &on), "only 5 of the 30 are live");
+    }
+
+    /// A secondary kept from the build tested before has logged (and answered) for that build:
+    /// the next build's baseline counts it from the new watch on, never its whole history over
+    /// the copies of the new watch alone.
+    #[test]
+    fn a_secondary_kept_for_the_next_build_counts_its_lines_from_the_new_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let log = dir.path().join("logs/app.log");
+        std::fs::write(&log, "ERROR at start\n".repeat(3000)).unwrap();
+        let cfg = cfg();
+        let rules = LevelRules::new(r"\bERROR\b", r"\bWARN\b");
+        let secondary = crate::score::SecondaryWatch {
+            pid: 4242,
+            dir: dir.path().to_path_buf(),
+        };
+        let watch = |testing| Watch {
+            testing: crate::instance::InstanceId(testing),
+            secondary: Some(secondary.clone()),
+            ..watch_instance_1()
+        };
+        let answered = crate::score::Pair {
+            secondary_latency: Some(Duration::from_millis(1)),
+            secondary_status: Some(200),
+            ..crate::score::test_support::pair("/a")
+        };
+        let mut card = None;
+        follow(&mut card, ScorerControl::Watch(watch(1)), &cfg, 0);
+        let c = card.as_mut().unwrap();
+        let logs = |c: &mut Scorecard| c.summary(&rules, 0, Instant::now(), true).secondary_logs;
+        // The first build: the secondary's lines from its start, over the copies it answered.
+        assert_eq!(logs(c).unwrap().errors, 3000);
+        // The next build, the same secondary: only what comes from now on.
+        follow(&mut card, ScorerControl::Watch(watch(2)), &cfg, 0);
+        let c = card.as_mut().unwrap();
+        let p = crate::score::Pair {
+            testing: crate::instance::InstanceId(2),
+            ..answered
+        };
+        for _ in 0..10 {
+            c.record(&p, Instant::now());
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"ERROR now\n"))
+            .unwrap();
+        let counts = logs(c).unwrap();
+        assert_eq!((counts.errors, counts.requests), (1, 10));
     }
 }
