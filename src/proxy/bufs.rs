@@ -55,4 +55,7 @@ pub enum Next {
     KeepAlive,
     /// Close it.
     Close,
+    /// Close it, though the user may still be sending (a body or head left unread): what comes
+    /// is read and dropped for a while so the answer is not lost to a reset.
+    Linger,
 }

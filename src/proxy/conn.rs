@@ -69,7 +69,8 @@ pub(super) async fn serve(
                     close,
                 )
                 .await;
-                Next::Close
+                // The rest of a refused head, and its body, may still be on their way.
+                Next::Linger
             }
             Ok(req) => {
                 bufs.buf.drain(..req.len);
@@ -79,9 +80,17 @@ pub(super) async fn serve(
         // Stopping: an answer that did not say `Connection: close` (stop came after its head)
         // leaves the user free to send one more request; it is read within `LINGER` and answered
         // with `close`, rather than cut off.
-        if matches!(next, Next::Close) {
-            close_lingering(&mut client, &proxy, &mut bufs.buf).await;
-            return;
+        match next {
+            Next::KeepAlive => {}
+            // Bytes already read past the request (pipelined) say the user is still sending.
+            Next::Linger => return close_lingering(&mut client, &proxy, &mut bufs.buf).await,
+            Next::Close if !bufs.buf.is_empty() => {
+                return close_lingering(&mut client, &proxy, &mut bufs.buf).await
+            }
+            Next::Close => {
+                let _ = client.shutdown().await;
+                return;
+            }
         }
         bufs.shrink();
     }
@@ -176,7 +185,7 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
             close,
         )
         .await;
-        return Next::Close;
+        return Next::Linger;
     }
     let peer = || client.peer_addr().ok().map(|a| a.ip());
     let route = match proxy.route(&bufs.out, peer) {
@@ -235,16 +244,16 @@ async fn own_answer(
 /// stops or needs the connection's room.
 async fn close_lingering(client: &mut TcpStream, proxy: &Proxy, scratch: &mut Vec<u8>) {
     let _ = client.shutdown().await;
-    let end = tokio::time::Instant::now() + LINGERING_TIME;
+    let mut end = tokio::time::Instant::now() + LINGERING_TIME;
     let mut call = std::pin::pin!(proxy.calls.call.notified());
     scratch.clear();
-    scratch.reserve(16 * 1024);
+    scratch.reserve(4096);
     loop {
-        let wait = match proxy.calls.stopping() {
-            true => LINGER,
-            false => LINGERING_TIMEOUT,
-        };
-        let by = end.min(tokio::time::Instant::now() + wait);
+        let now = tokio::time::Instant::now();
+        if proxy.calls.stopping() {
+            end = end.min(now + LINGER);
+        }
+        let by = end.min(now + LINGERING_TIMEOUT);
         tokio::select! {
             r = tokio::time::timeout_at(by, client.read_buf(scratch)) => match r {
                 Ok(Ok(1..)) => scratch.clear(),

@@ -101,8 +101,21 @@ pub(super) async fn forward(
                 proxy.served(serving, if e.is_timeout() { 504 } else { 502 }, latency);
             }
             // A request read whole keeps its connection; a body left half-read cannot.
-            let close = asker.close || !body.framing.done();
-            return failed(client, proxy, &running, f, asker, close, bufs).await;
+            let unread = !body.framing.done();
+            let next = failed(
+                client,
+                proxy,
+                &running,
+                f,
+                asker,
+                asker.close || unread,
+                bufs,
+            )
+            .await;
+            return match next {
+                Next::Close if unread => Next::Linger,
+                next => next,
+            };
         }
     };
     answers.answered(
@@ -119,10 +132,11 @@ pub(super) async fn forward(
         .and_then(|c| tee(proxy, c, &route, &a, &bufs.answer, latency));
     let close = a.close;
     let relayed = super::relay::relay(client, proxy, conn, a, route.running, tee, bufs).await;
-    if relayed && !close {
-        Next::KeepAlive
-    } else {
-        Next::Close
+    match (relayed && !close, body.framing.done()) {
+        (true, _) => Next::KeepAlive,
+        // Answered early: the rest of the body may still be on its way.
+        (false, false) => Next::Linger,
+        (false, true) => Next::Close,
     }
 }
 
