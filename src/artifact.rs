@@ -326,7 +326,13 @@ pub fn install(
         Kind::Zip => {
             let bundle = vdir.join("bundle");
             let _ = fs::remove_dir_all(&bundle);
-            if let Err(e) = unzip(&dest, "", &bundle, limits, layout.base()) {
+            if let Err(e) = unzip(
+                &dest,
+                ("", unzip::MAX_ENTRIES),
+                &bundle,
+                limits,
+                layout.base(),
+            ) {
                 // A partial bundle is never started and only fills the disk.
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
@@ -411,7 +417,14 @@ pub fn restore(
     // The zip holds one folder named like the version folder: what is in it is unpacked into
     // `tmp`, which becomes the version folder, so its links are held to the version folder.
     let name = layout.version_name(version);
-    let moved = unzip(&zip, &name, &tmp, limits, layout.base()).and_then(|()| {
+    let moved = unzip(
+        &zip,
+        (&name, unzip::MAX_ARCHIVE_ENTRIES),
+        &tmp,
+        limits,
+        layout.base(),
+    )
+    .and_then(|()| {
         let _ = fs::remove_dir_all(&vdir);
         fs::rename(&tmp, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
     });
@@ -509,7 +522,7 @@ pub fn unpack_bundle(
     limits: InstallLimits,
     disk: &Path,
 ) -> Result<(), InstallError> {
-    unzip(zip_path, "", into, limits, disk)
+    unzip(zip_path, ("", unzip::MAX_ENTRIES), into, limits, disk)
 }
 
 /// Give a restored executable its execute bits back (a copy keeps them, an archive may not).

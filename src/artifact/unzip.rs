@@ -26,6 +26,11 @@ pub(crate) const ENTRY_COST: u64 = 4096;
 /// cost gigabytes of memory before the first byte is unpacked.
 pub(crate) const MAX_ENTRIES: u64 = 100_000;
 
+/// Most entries an archive understudy wrote itself may hold when a rollback restores it: the
+/// bundle's unpacked tree with an entry per folder, the dropped file and the instances' logs, so
+/// a bundle within [`MAX_ENTRIES`] always comes back.
+pub(crate) const MAX_ARCHIVE_ENTRIES: u64 = 3 * MAX_ENTRIES;
+
 /// Bytes written while unpacking, held against `MAX_UNPACKED_SIZE` and `MIN_FREE_DISK`. The
 /// sizes a zip's directory claims are never trusted: only bytes actually written count, and
 /// [`ENTRY_COST`] for everything created.
@@ -82,12 +87,12 @@ impl Budget<'_> {
 /// symlinks pointing out are refused.
 pub(super) fn unzip(
     zip_path: &Path,
-    folder: &str,
+    (folder, max_entries): (&str, u64),
     into: &Path,
     limits: InstallLimits,
     disk: &Path,
 ) -> Result<(), InstallError> {
-    let mut archive = open(zip_path)?;
+    let mut archive = open(zip_path, max_entries)?;
     fs::create_dir_all(into).map_err(io_err("cannot create", into))?;
     let mut unpacker = Unpacker {
         zip: zip_path,
@@ -117,22 +122,22 @@ fn zip_error(path: &Path) -> impl FnOnce(zip::result::ZipError) -> InstallError 
     }
 }
 
-/// Open a zip for unpacking, refusing one of more than [`MAX_ENTRIES`] entries: by the count its
-/// end record states, before the zip crate reads the central directory into memory, and by the
-/// count it read (for a zip whose end records are not where zip tools put them).
-fn open(zip_path: &Path) -> Result<zip::ZipArchive<fs::File>, InstallError> {
+/// Open a zip for unpacking, refusing one of more than `max` entries: by the count its end
+/// record states, before the zip crate reads the central directory into memory, and by the count
+/// it read (for a zip whose end records are not where zip tools put them).
+fn open(zip_path: &Path, max: u64) -> Result<zip::ZipArchive<fs::File>, InstallError> {
     let mut file = fs::File::open(zip_path).map_err(io_err("cannot open", zip_path))?;
     let declared = declared_entries(&mut file).map_err(io_err("cannot read", zip_path))?;
     let too_many = |entries: u64| InstallError::TooManyEntries {
         path: zip_path.to_path_buf(),
         entries,
-        max: MAX_ENTRIES,
+        max,
     };
-    if declared > MAX_ENTRIES {
+    if declared > max {
         return Err(too_many(declared));
     }
     let archive = zip::ZipArchive::new(file).map_err(zip_error(zip_path))?;
-    if archive.len() as u64 > MAX_ENTRIES {
+    if archive.len() as u64 > max {
         return Err(too_many(archive.len() as u64));
     }
     Ok(archive)
@@ -293,7 +298,9 @@ mod tests {
     use std::io;
     use std::path::Path;
 
-    use super::{declared_entries, stays_inside, unzip, ENTRY_COST, MAX_ENTRIES};
+    use super::{
+        declared_entries, open, stays_inside, unzip, ENTRY_COST, MAX_ARCHIVE_ENTRIES, MAX_ENTRIES,
+    };
     use crate::artifact::tests::{temp_base, zip_of, NO_LIMITS};
     use crate::artifact::{install, parse_name, InstallError, InstallLimits};
     use crate::layout::Layout;
@@ -356,13 +363,15 @@ mod tests {
         let declared = declared_entries(&mut fs::File::open(&zip).unwrap()).unwrap();
         assert_eq!(declared, MAX_ENTRIES + 1);
         let into = base.path().join("bundle");
-        let err = unzip(&zip, "", &into, NO_LIMITS, base.path()).unwrap_err();
+        let err = unzip(&zip, ("", MAX_ENTRIES), &into, NO_LIMITS, base.path()).unwrap_err();
         assert!(
             matches!(err, InstallError::TooManyEntries { entries, .. } if entries == MAX_ENTRIES + 1),
             "{err}"
         );
         assert!(err.to_string().contains("pack fewer files"), "{err}");
         assert!(!into.exists(), "nothing is unpacked");
+        // An archive understudy wrote holds more (a folder entry each, logs): a rollback opens it.
+        assert!(open(&zip, MAX_ARCHIVE_ENTRIES).is_ok());
         // Through install, the bundle is refused like any other bad one.
         let l = Layout::new(base.path(), "app");
         let name = parse_name("app-1.0.0.zip", "app").unwrap();
@@ -381,7 +390,13 @@ mod tests {
         let unpack = |name: &str, bytes: Vec<u8>| {
             let zip = base.path().join(format!("{name}.zip"));
             fs::write(&zip, bytes).unwrap();
-            unzip(&zip, "", &base.path().join(name), limits, base.path())
+            unzip(
+                &zip,
+                ("", MAX_ENTRIES),
+                &base.path().join(name),
+                limits,
+                base.path(),
+            )
         };
         let over = |r: Result<(), InstallError>| {
             let err = r.unwrap_err();
