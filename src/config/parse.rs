@@ -52,11 +52,22 @@ impl Raw<'_> {
         max_len: usize,
         expected: &str,
     ) -> Result<&str, ConfigError> {
+        self.text_shown(key, max_len, expected, str::to_string)
+    }
+
+    /// [`Raw::text`] for a value that may hold secrets: a refusal shows it through `show`.
+    pub(super) fn text_shown(
+        &self,
+        key: &'static str,
+        max_len: usize,
+        expected: &str,
+        show: impl Fn(&str) -> String,
+    ) -> Result<&str, ConfigError> {
         let v = self.get(key).trim();
         if v.len() > max_len {
             return Err(invalid(
                 key,
-                v,
+                &show(v),
                 &format!("{expected}, at most {max_len} bytes"),
             ));
         }

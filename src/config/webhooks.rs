@@ -76,14 +76,12 @@ const MAX_WEBHOOK_URLS_LEN: usize = 16 * 1024;
 /// through [`redacted`]: a receiver's URL may carry its password.
 fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     let expected = "comma-separated http:// or https:// URLs such as https://hooks.example.com/understudy or http://127.0.0.1:9000/hooks, at most 16";
-    let v = raw.get("WEBHOOK_URLS").trim();
-    if v.len() > MAX_WEBHOOK_URLS_LEN {
-        return Err(invalid(
-            "WEBHOOK_URLS",
-            &redacted_list(v),
-            &format!("{expected}, at most {MAX_WEBHOOK_URLS_LEN} bytes"),
-        ));
-    }
+    let v = raw.text_shown(
+        "WEBHOOK_URLS",
+        MAX_WEBHOOK_URLS_LEN,
+        expected,
+        redacted_list,
+    )?;
     let urls = comma_list(v);
     let bad = urls.iter().find(|u| {
         u.parse::<http::Uri>()
