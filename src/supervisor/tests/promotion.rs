@@ -396,20 +396,7 @@ async fn the_guard_rolls_back_only_a_5xx_rate_worse_with_confidence() {
     // Before the switch: 0.5 % 5xx. After it, 30 requests with `errors` 5xx.
     for (errors, rolls_back) in [(0, false), (1, false), (2, false), (25, true)] {
         let mut sim = Sim::new(PORTS);
-        sim.s.guard_window = Duration::from_secs(300);
-        let (old, testing) = sim.serving_with_testing("1.1.0");
-        sim.feed(Input::Traffic {
-            requests: 0,
-            errors: 0,
-        });
-        tokio::time::advance(Duration::from_secs(30)).await;
-        sim.feed(Input::Traffic {
-            requests: 1000,
-            errors: 5,
-        });
-        let a = sim.verdict(testing, Verdict::Promote);
-        sim.bring_up(&a);
-        sim.feed(Input::Stopped { id: old });
+        guarded_promotion(&mut sim).await;
         tokio::time::advance(Duration::from_secs(10)).await;
         let a = sim.feed(Input::Traffic {
             requests: 1030,
