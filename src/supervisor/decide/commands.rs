@@ -294,12 +294,13 @@ impl Decision<'_> {
         Ok(format!("schedule #{id} cancelled"))
     }
 
-    /// A pending operator schedule names this version: it is promoted at its time, not before.
+    /// A pending schedule names this version (`promote --at`), or names none (`PROMOTE_AT`:
+    /// whatever is under test then): it is promoted at that time, not before.
     pub(super) fn held_by_schedule(&self, version: &Version) -> bool {
         self.s
             .schedules
             .iter()
-            .any(|s| s.is_pending() && s.version.as_ref() == Some(version))
+            .any(|s| s.is_pending() && s.version.as_ref().is_none_or(|v| v == version))
     }
 
     pub(super) fn cancel_schedules_of(&mut self, version: &Version, reason: &str) {

@@ -136,11 +136,13 @@ impl Decision<'_> {
             Verdict::Wait(_) => {}
             Verdict::Reject(reasons) => self.reject_testing(reasons),
             Verdict::Promote => {
-                if self.automatic_promotion_held() {
-                    // Scored says it passed; what holds it said so when it began to.
+                if self.pre_promote_refused() {
+                    // Scored says it passed; the refusal said so when it came.
                 } else if !self.s.canary_steps.is_empty() {
+                    // A schedule holds the canary's last step, not its first: the steps test
+                    // the build on users while the schedule waits.
                     self.start_canary(0);
-                } else {
+                } else if !self.automatic_promotion_held() {
                     self.begin_promotion(SwitchWhy::Automatic);
                 }
             }

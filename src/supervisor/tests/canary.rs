@@ -248,3 +248,30 @@ async fn a_schedule_naming_the_build_holds_the_last_step_at_its_share_until_it_f
         vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Scheduled)]
     );
 }
+
+/// `PROMOTE_AT` (no build named) holds the last step as a schedule naming the build does.
+#[tokio::test(start_paused = true)]
+async fn promote_at_from_the_config_holds_the_last_step_until_it_fires() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Resume(Box::new(Resumed {
+        promote_at: Some(sim.now().wall + Duration::from_secs(60)),
+        canary_steps: vec![2000, 5000],
+        canary_window: Duration::from_secs(8),
+        ..Default::default()
+    })));
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    sim.verdict(testing, Verdict::Promote);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(routes_in(&a).unwrap().canary, 5000, "the last step");
+    for _ in 0..4 {
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let a = sim.canary_scored(testing, canary_eval(300, None));
+        assert!(start_in(&a).is_none(), "held by PROMOTE_AT: {a:#?}");
+    }
+    assert_eq!(sim.s.running().unwrap().id, running);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let a = sim.feed(Input::Tick);
+    let (_, role, _) = start_in(&a).expect("PROMOTE_AT fires");
+    assert_eq!(role, Role::Running);
+}

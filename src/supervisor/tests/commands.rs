@@ -291,6 +291,38 @@ async fn promote_at_from_the_config_is_added_once_across_restarts() {
     assert_eq!(schedules(&sim), vec![fired]);
 }
 
+/// `PROMOTE_AT` names no build: whatever is under test at its instant is promoted then, so a
+/// build that passes earlier waits for it, as one named by `promote --at` does; a rejected build
+/// does not cancel it, and the next build under test is held the same way.
+#[tokio::test(start_paused = true)]
+async fn promote_at_from_the_config_holds_whatever_passes_until_its_time() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Resume(Box::new(Resumed {
+        promote_at: Some(sim.now().wall + Duration::from_secs(60)),
+        ..Default::default()
+    })));
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    sim.verdict(testing, Verdict::Reject(vec!["5xx rate".into()]));
+    assert_eq!(schedules(&sim)[0].outcome, Outcome::Pending);
+    let a = sim.deliver("1.2.0");
+    let (testing, _) = sim.bring_up(&a);
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "held until PROMOTE_AT: {a:#?}");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "still held: {a:#?}");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let a = sim.feed(Input::Tick);
+    let (next, role, _) = start_in(&a).expect("fires at its time");
+    assert_eq!(role, Role::Running);
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.2.0"), SwitchWhy::Scheduled)]
+    );
+}
+
 #[test]
 fn schedules_round_trip_through_the_state_file() {
     let mut s = Schedule::new(1, Some(v("1.1.0")), wall0(), Origin::Operator);
