@@ -108,7 +108,19 @@ impl Decision<'_> {
     fn drop_refusal(&self, dropped: &Dropped) -> Option<String> {
         let version = &dropped.name.version;
         crate::artifact::name_refusal(&dropped.name.file_name)
-            .or_else(|| refusal(version, self.running_version(), self.candidate_version()))
+            .or_else(|| refusal(version, self.newest_serving(), self.candidate_version()))
+    }
+
+    /// The newest version that serves or is about to: during a rollback the one still serving
+    /// is newer than the target, and a drop of it would be installed into the folder in use.
+    fn newest_serving(&self) -> Option<&Version> {
+        let serving = [self.s.next.as_ref(), self.s.running.as_ref()];
+        serving
+            .into_iter()
+            .flatten()
+            .map(Slot::version)
+            .chain(self.s.restart.as_ref().map(|r| &r.installed.version))
+            .max()
     }
 
     pub(super) fn installed(&mut self, version: Version, result: Result<Installed, String>) {
@@ -213,7 +225,7 @@ impl Decision<'_> {
         builds.sort_by(|a, b| a.0.version.cmp(&b.0.version));
         for (installed, found) in builds {
             let version = installed.version.clone();
-            let refused = refusal(&version, self.running_version(), self.candidate_version());
+            let refused = refusal(&version, self.newest_serving(), self.candidate_version());
             let outcome = match &refused {
                 None => "it takes its turn as if just installed".to_string(),
                 Some(why) => format!("{why}, so its folder is archived"),

@@ -303,6 +303,35 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
     assert_eq!(sim.s.running().unwrap().id, next);
 }
 
+/// During a rollback the version still serving is newer than the rollback's target: a drop of
+/// it (a CI retry) must be refused, or it would be installed into the folder that serves.
+#[tokio::test(start_paused = true)]
+async fn a_drop_of_the_serving_version_during_a_rollback_is_refused() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("0.9.0"))),
+    });
+    let a = sim.feed(Input::Restored {
+        version: v("0.9.0"),
+        result: Ok(installed("0.9.0")),
+    });
+    assert!(start_in(&a).is_some(), "{a:#?}");
+    for dropped in ["1.0.0", "0.9.5"] {
+        let a = sim.feed(Input::Dropped(build(dropped)));
+        assert!(
+            a.iter().any(|a| matches!(a, Action::Refuse { reason, .. }
+                if reason.contains("not newer than running 1.0.0"))),
+            "{dropped}: {a:#?}"
+        );
+        assert!(!a.contains(&Action::Install(build(dropped))), "{a:#?}");
+    }
+    let a = sim.feed(Input::Dropped(build("1.0.1")));
+    assert!(a.contains(&Action::Install(build("1.0.1"))), "{a:#?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rollback_whose_version_fails_to_start_goes_back_to_the_archive_not_to_rejected() {
     let mut sim = Sim::new(PORTS);
