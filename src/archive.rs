@@ -332,7 +332,7 @@ pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
             continue;
         }
         for (inst, n) in files_in(&path) {
-            if n.parse::<u32>().is_err() || !inst.is_dir() {
+            if crate::layout::instance_number(&n).is_none() || !inst.is_dir() {
                 continue;
             }
             for (p, n) in files_in(&inst) {

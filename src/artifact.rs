@@ -14,7 +14,7 @@ mod unzip;
 /// Whether a symlink at a path relative to a folder, pointing at a target, stays inside that
 /// folder: the rule a bundle is unpacked by, which archiving keeps too.
 pub(crate) use unzip::stays_inside as link_stays_inside;
-use unzip::unzip;
+use unzip::{unzip, Source};
 
 /// How a build is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -326,13 +326,7 @@ pub fn install(
         Kind::Zip => {
             let bundle = vdir.join("bundle");
             let _ = fs::remove_dir_all(&bundle);
-            if let Err(e) = unzip(
-                &dest,
-                ("", unzip::MAX_ENTRIES),
-                &bundle,
-                limits,
-                layout.base(),
-            ) {
+            if let Err(e) = unzip(&dest, Source::Bundle, &bundle, limits, layout.base()) {
                 // A partial bundle is never started and only fills the disk.
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
@@ -389,8 +383,9 @@ pub enum RestoreError {
 }
 
 /// Bring `version` back into its version folder for a rollback: as it is when the folder is still
-/// there, else unpacked from its archive zip (bounded by `limits`, like any bundle). The archive
-/// is kept. Blocking.
+/// there, else unpacked from its archive zip, bounded by `limits` like any bundle, except that
+/// its instance folders (what the instances wrote, however long they ran) only count against
+/// free disk. The archive is kept. Blocking.
 pub fn restore(
     layout: &Layout,
     version: &Version,
@@ -415,16 +410,10 @@ pub fn restore(
     let _ = fs::remove_dir_all(&tmp);
     let vdir = layout.version_dir(version);
     // The zip holds one folder named like the version folder: what is in it is unpacked into
-    // `tmp`, which becomes the version folder, so its links are held to the version folder.
+    // `tmp`, which becomes the version folder, so its links are held to the version folder. Its
+    // instance folders' logs are bounded by free disk only: a rollback must not fail on them.
     let name = layout.version_name(version);
-    let moved = unzip(
-        &zip,
-        (&name, unzip::MAX_ARCHIVE_ENTRIES),
-        &tmp,
-        limits,
-        layout.base(),
-    )
-    .and_then(|()| {
+    let moved = unzip(&zip, Source::Archive(&name), &tmp, limits, layout.base()).and_then(|()| {
         let _ = fs::remove_dir_all(&vdir);
         fs::rename(&tmp, &vdir).map_err(io_err("cannot move restored folder to", &vdir))
     });
@@ -522,7 +511,7 @@ pub fn unpack_bundle(
     limits: InstallLimits,
     disk: &Path,
 ) -> Result<(), InstallError> {
-    unzip(zip_path, ("", unzip::MAX_ENTRIES), into, limits, disk)
+    unzip(zip_path, Source::Bundle, into, limits, disk)
 }
 
 /// Give a restored executable its execute bits back (a copy keeps them, an archive may not).

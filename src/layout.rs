@@ -87,7 +87,7 @@ impl Layout {
         let vdir = self.version_dir(v);
         let mut n = 1 + std::fs::read_dir(&vdir)?
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+            .filter_map(|e| e.file_name().to_str().and_then(instance_number))
             .max()
             .unwrap_or(0);
         loop {
@@ -296,6 +296,12 @@ pub enum LockError {
     /// The lock file could not be opened or written.
     #[error("cannot lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// The number of the instance folder named `name` ([`Layout::instance_dir`]), if it is one: the
+/// number written as understudy writes it, so a `+1` or `01` someone made is not taken for one.
+pub fn instance_number(name: &str) -> Option<u32> {
+    name.parse::<u32>().ok().filter(|n| n.to_string() == name)
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `p`; `None` when it cannot be

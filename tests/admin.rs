@@ -327,3 +327,29 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
     u.stop();
 }
+
+#[test]
+fn a_rollback_brings_back_a_version_that_logged_past_max_unpacked_size() {
+    // The build is a few bytes; its instance logged twice MAX_UNPACKED_SIZE before it was archived.
+    let env = "ROLLBACK_WINDOW=0\nMAX_UNPACKED_SIZE=1MiB";
+    let (base, mut u) = start_with_testing("admin-rollback-logs", env);
+    let instance = base.link("running").unwrap();
+    let log = "GET / 200\n".repeat(200_000);
+    std::fs::create_dir_all(base.path.join(&instance).join("logs")).unwrap();
+    std::fs::write(base.path.join(&instance).join("logs/app.log"), &log).unwrap();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.0.0 archived", Duration::from_secs(30), || {
+        let zip = base.path.join("archive/app-1.0.0.zip");
+        (zip.is_file() && !base.path.join("app-1.0.0").exists()).then_some(())
+    });
+    // The restore is part of the rollback's answer: a refused one fails the command.
+    let (code, _, err) = cli(&base, &["rollback"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.0.0 running again", Duration::from_secs(30), || {
+        (base.version_of("running").as_deref() == Some("app-1.0.0")).then_some(())
+    });
+    let restored = std::fs::read_to_string(base.path.join(&instance).join("logs/app.log"));
+    assert!(restored.unwrap() == log, "the log is back whole");
+    u.stop();
+}

@@ -231,6 +231,66 @@ fn a_restored_link_may_not_lead_out_of_its_version_folder() {
 }
 
 #[test]
+fn a_version_that_logged_past_max_unpacked_size_comes_back_but_its_build_is_still_bounded() {
+    use crate::artifact::{install, parse_name, restore, InstallLimits};
+    let base = tempfile::tempdir().unwrap();
+    let l = Layout::new(base.path(), "app");
+    let limits = InstallLimits {
+        max_unpacked: 1 << 20,
+        min_free_disk: 0,
+    };
+    // 2 MB, twice the bound.
+    let log = "GET / 200\n".repeat(200_000).into_bytes();
+    // A small build whose instances wrote more than MAX_UNPACKED_SIZE: it comes back whole.
+    let v = Version::parse("1.0.0").unwrap();
+    let dropped = base.path().join("app-1.0.0");
+    fs::write(&dropped, b"#!/bin/sh\necho hi\n").unwrap();
+    let name = parse_name("app-1.0.0", "app").unwrap();
+    let installed = install(&l, &dropped, &name, limits).unwrap();
+    for n in [1, 2] {
+        let logs = l.instance_dir(&v, n).join("logs/json");
+        fs::create_dir_all(&logs).unwrap();
+        fs::write(logs.join("app.log"), &log).unwrap();
+    }
+    archive_version(&l, &v).unwrap();
+    assert_eq!(restore(&l, &v, limits).unwrap(), installed);
+    for n in [1, 2] {
+        let restored = fs::read(l.instance_dir(&v, n).join("logs/json/app.log")).unwrap();
+        assert!(restored == log, "instance {n}'s log is back whole");
+    }
+    // A build bigger than MAX_UNPACKED_SIZE is still refused, whatever its logs.
+    let bounded = |v: &Version| {
+        let err = restore(&l, v, limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("MAX_UNPACKED_SIZE (1048576 bytes)"),
+            "{err}"
+        );
+        assert!(!l.version_dir(v).exists(), "nothing is restored");
+    };
+    let v = Version::parse("1.1.0").unwrap();
+    fs::create_dir_all(l.instance_dir(&v, 1)).unwrap();
+    fs::write(l.version_dir(&v).join("app-1.1.0.jar"), &log).unwrap();
+    fs::write(l.instance_dir(&v, 1).join("stdout"), b"started\n").unwrap();
+    archive_version(&l, &v).unwrap();
+    bounded(&v);
+    // Only a number as understudy names an instance folder counts as one, on a plain path.
+    use std::io::Write as _;
+    for (n, big) in [(2, "01/big.log"), (3, "1/../big.log"), (4, "+1/big.log")] {
+        let v = Version::new(1, n, 0);
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let exe = SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file(format!("app-{v}/app-{v}"), exe).unwrap();
+        z.write_all(b"#!/bin/sh\n").unwrap();
+        z.start_file(format!("app-{v}/{big}"), exe).unwrap();
+        z.write_all(&log).unwrap();
+        fs::create_dir_all(l.archive_dir()).unwrap();
+        fs::write(l.archive_zip(&v), z.finish().unwrap().into_inner()).unwrap();
+        bounded(&v);
+    }
+}
+
+#[test]
 fn folders_left_aside_after_archiving_go_at_start_and_nothing_else() {
     let base = tempfile::tempdir().unwrap();
     let l = Layout::new(base.path(), "app");

@@ -1,8 +1,8 @@
 //! Unpacking a zip bundle safely: every byte written, and a fixed cost for every file, folder and
-//! link created, is held against `MAX_UNPACKED_SIZE` and `MIN_FREE_DISK` (never the sizes the zip
-//! claims); a zip of more than [`MAX_ENTRIES`] entries is refused before it is read; and no entry
-//! may lead out of the bundle's folder, by its path, through a symlink on the way, or as a
-//! symlink pointing out.
+//! link created, is held against `MIN_FREE_DISK` and, when it is the build's, `MAX_UNPACKED_SIZE`
+//! (never the sizes the zip claims); a zip of more than [`MAX_ENTRIES`] entries is refused before
+//! it is read; and no entry may lead out of the bundle's folder, by its path, through a symlink on
+//! the way, or as a symlink pointing out.
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,9 +15,10 @@ use super::{io_err, InstallError, InstallLimits};
 /// other writers (the running version's logs) share the disk.
 const RECHECK_DISK_EVERY: u64 = 16 << 20;
 
-/// What every file, folder and symlink that unpacking creates costs against `MAX_UNPACKED_SIZE`
-/// and `MIN_FREE_DISK`, besides its bytes: an inode and a filesystem block. Without it a zip of a
-/// million empty folders would cost nothing while filling the disk's inodes and blocks.
+/// What every file, folder and symlink that unpacking creates costs against `MIN_FREE_DISK` (and
+/// `MAX_UNPACKED_SIZE` when it is the build's), besides its bytes: an inode and a filesystem
+/// block. Without it a zip of a million empty folders would cost nothing while filling the disk's
+/// inodes and blocks.
 pub(crate) const ENTRY_COST: u64 = 4096;
 
 /// Most entries one zip may hold (a bundle, or an archive a rollback restores). The zip's own
@@ -31,22 +32,67 @@ pub(crate) const MAX_ENTRIES: u64 = 100_000;
 /// a bundle within [`MAX_ENTRIES`] always comes back.
 pub(crate) const MAX_ARCHIVE_ENTRIES: u64 = 3 * MAX_ENTRIES;
 
-/// Bytes written while unpacking, held against `MAX_UNPACKED_SIZE` and `MIN_FREE_DISK`. The
-/// sizes a zip's directory claims are never trusted: only bytes actually written count, and
-/// [`ENTRY_COST`] for everything created.
+/// What a zip is: which of it is unpacked, how many entries it may hold, and which of them are
+/// the build, held to `MAX_UNPACKED_SIZE`.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// A dropped bundle: all of it is the build.
+    Bundle,
+    /// An archive understudy wrote of a version folder, named like it inside the zip. Its
+    /// instance folders hold what the instances wrote, their logs above all, as much as ran: a
+    /// rollback must bring them back whatever their size, so only free disk bounds them.
+    Archive(&'a str),
+}
+
+impl Source<'_> {
+    /// The zip's folder that is unpacked (empty: the whole zip).
+    fn folder(&self) -> &str {
+        match self {
+            Source::Bundle => "",
+            Source::Archive(folder) => folder,
+        }
+    }
+
+    fn max_entries(&self) -> u64 {
+        match self {
+            Source::Bundle => MAX_ENTRIES,
+            Source::Archive(_) => MAX_ARCHIVE_ENTRIES,
+        }
+    }
+
+    /// Whether what lands at `rel` (inside the folder unpacked into) is the build's, held to
+    /// `MAX_UNPACKED_SIZE`: everything but an archive's instance folders, each a number at the
+    /// top of the version folder ([`crate::layout::instance_number`]) on a path without `..`.
+    fn is_build(&self, rel: &Path) -> bool {
+        use std::path::Component;
+        let mut parts = rel.components();
+        let first = parts.next().and_then(|c| c.as_os_str().to_str());
+        let instance = matches!(self, Source::Archive(_))
+            && first.and_then(crate::layout::instance_number).is_some()
+            && parts.all(|c| matches!(c, Component::Normal(_)));
+        !instance
+    }
+}
+
+/// Bytes written while unpacking, held against `MIN_FREE_DISK`, and those of the build against
+/// `MAX_UNPACKED_SIZE` too. The sizes a zip's directory claims are never trusted: only bytes
+/// actually written count, and [`ENTRY_COST`] for everything created.
 struct Budget<'a> {
     zip: &'a Path,
     disk: &'a Path,
     limits: InstallLimits,
-    written: u64,
+    /// The build's bytes written so far, held to `MAX_UNPACKED_SIZE`.
+    build_written: u64,
     /// Bytes we may still write before free disk must be asked again (`None`: cannot be asked).
     disk_allowance: Option<u64>,
     since_check: u64,
 }
 
 impl Budget<'_> {
-    fn take(&mut self, n: u64) -> Result<(), InstallError> {
-        if self.written.saturating_add(n) > self.limits.max_unpacked {
+    /// Count `n` more bytes against free disk, and against `MAX_UNPACKED_SIZE` when they are the
+    /// `build`'s; an error when either bound would be passed.
+    fn take(&mut self, n: u64, build: bool) -> Result<(), InstallError> {
+        if build && self.build_written.saturating_add(n) > self.limits.max_unpacked {
             return Err(InstallError::TooBig {
                 path: self.zip.to_path_buf(),
                 bound: format!("MAX_UNPACKED_SIZE ({} bytes)", self.limits.max_unpacked),
@@ -74,35 +120,38 @@ impl Budget<'_> {
             }
             self.disk_allowance = Some(allowance - n);
         }
-        self.written += n;
+        if build {
+            self.build_written += n;
+        }
         self.since_check += n;
         Ok(())
     }
 }
 
-/// Unpack the entries of `zip_path` under `folder` (`""`: all of them) into `into`, without
-/// that leading folder, counting every byte written and every file, folder and link created
-/// against `limits`. Entries must stay inside `into`, which is also the folder links are held to:
-/// absolute paths, `..` that climbs out, entries outside `folder`, writing through a symlink and
-/// symlinks pointing out are refused.
+/// Unpack the entries of `zip_path` under `source`'s folder (all of a bundle) into `into`,
+/// without that leading folder, counting every byte written and every file, folder and link
+/// created against `limits` (those of an archive's instance folders against free disk only).
+/// Entries must stay inside `into`, which is also the folder links are held to: absolute paths,
+/// `..` that climbs out, entries outside the folder, writing through a symlink and symlinks
+/// pointing out are refused.
 pub(super) fn unzip(
     zip_path: &Path,
-    (folder, max_entries): (&str, u64),
+    source: Source<'_>,
     into: &Path,
     limits: InstallLimits,
     disk: &Path,
 ) -> Result<(), InstallError> {
-    let mut archive = open(zip_path, max_entries)?;
+    let mut archive = open(zip_path, source.max_entries())?;
     fs::create_dir_all(into).map_err(io_err("cannot create", into))?;
     let mut unpacker = Unpacker {
         zip: zip_path,
-        folder: Path::new(folder),
+        source,
         into,
         budget: Budget {
             zip: zip_path,
             disk,
             limits,
-            written: 0,
+            build_written: 0,
             disk_allowance: None,
             since_check: u64::MAX / 2,
         },
@@ -174,8 +223,8 @@ fn declared_entries(file: &mut fs::File) -> io::Result<u64> {
 /// Unpacks one zip's entries into `into`, within its budget.
 struct Unpacker<'a> {
     zip: &'a Path,
-    /// The zip's folder that is unpacked (empty: the whole zip).
-    folder: &'a Path,
+    /// What the zip is: the folder of it unpacked, and what of it is the build.
+    source: Source<'a>,
     into: &'a Path,
     budget: Budget<'a>,
     buf: Vec<u8>,
@@ -194,16 +243,17 @@ impl Unpacker<'_> {
         let raw_name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
         let rel = entry
             .enclosed_name()
-            .and_then(|p| Some(p.strip_prefix(self.folder).ok()?.to_path_buf()))
+            .and_then(|p| Some(p.strip_prefix(self.source.folder()).ok()?.to_path_buf()))
             .ok_or_else(|| self.unsafe_entry(&raw_name))?;
+        let build = self.source.is_build(&rel);
         if entry.is_dir() {
-            return self.make_dirs(&rel, &raw_name);
+            return self.make_dirs(&rel, &raw_name, build);
         }
         if let Some(parent) = rel.parent() {
-            self.make_dirs(parent, &raw_name)?;
+            self.make_dirs(parent, &raw_name, build)?;
         }
         let out = self.into.join(&rel);
-        self.budget.take(ENTRY_COST)?;
+        self.budget.take(ENTRY_COST, build)?;
         if entry.is_symlink() {
             let mut target = Vec::new();
             (&mut entry)
@@ -218,12 +268,13 @@ impl Unpacker<'_> {
             return std::os::unix::fs::symlink(&target, &out)
                 .map_err(io_err("cannot create symlink", &out));
         }
-        self.file(&mut entry, &out)
+        self.file(&mut entry, &out, build)
     }
 
     /// Create the folder `rel` and those on its way that are not there yet, each charged
-    /// [`ENTRY_COST`]. One that is a symlink (which could lead out) refuses the entry.
-    fn make_dirs(&mut self, rel: &Path, raw_name: &str) -> Result<(), InstallError> {
+    /// [`ENTRY_COST`] (to the `build` or not, as the entry). One that is a symlink (which could
+    /// lead out) refuses the entry.
+    fn make_dirs(&mut self, rel: &Path, raw_name: &str, build: bool) -> Result<(), InstallError> {
         let mut at = self.into.to_path_buf();
         for c in rel.components() {
             at.push(c);
@@ -231,7 +282,7 @@ impl Unpacker<'_> {
                 Ok(m) if m.is_symlink() => return Err(self.unsafe_entry(raw_name)),
                 Ok(m) if m.is_dir() => {}
                 _ => {
-                    self.budget.take(ENTRY_COST)?;
+                    self.budget.take(ENTRY_COST, build)?;
                     fs::create_dir(&at).map_err(io_err("cannot create", &at))?;
                 }
             }
@@ -239,11 +290,13 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Write a file entry to `out`, every byte held against the budget, with its mode.
+    /// Write a file entry to `out`, every byte held against the budget (as the `build`'s or
+    /// not), with its mode.
     fn file(
         &mut self,
         entry: &mut zip::read::ZipFile<'_, fs::File>,
         out: &Path,
+        build: bool,
     ) -> Result<(), InstallError> {
         let _ = fs::remove_file(out);
         let mut f = fs::File::create(out).map_err(io_err("cannot create", out))?;
@@ -254,7 +307,7 @@ impl Unpacker<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_err("cannot unpack entry of", self.zip)(e)),
             };
-            self.budget.take(n as u64)?;
+            self.budget.take(n as u64, build)?;
             f.write_all(&self.buf[..n])
                 .map_err(io_err("cannot write", out))?;
         }
@@ -299,7 +352,8 @@ mod tests {
     use std::path::Path;
 
     use super::{
-        declared_entries, open, stays_inside, unzip, ENTRY_COST, MAX_ARCHIVE_ENTRIES, MAX_ENTRIES,
+        declared_entries, open, stays_inside, unzip, Source, ENTRY_COST, MAX_ARCHIVE_ENTRIES,
+        MAX_ENTRIES,
     };
     use crate::artifact::tests::{temp_base, zip_of, NO_LIMITS};
     use crate::artifact::{install, parse_name, InstallError, InstallLimits};
@@ -363,7 +417,7 @@ mod tests {
         let declared = declared_entries(&mut fs::File::open(&zip).unwrap()).unwrap();
         assert_eq!(declared, MAX_ENTRIES + 1);
         let into = base.path().join("bundle");
-        let err = unzip(&zip, ("", MAX_ENTRIES), &into, NO_LIMITS, base.path()).unwrap_err();
+        let err = unzip(&zip, Source::Bundle, &into, NO_LIMITS, base.path()).unwrap_err();
         assert!(
             matches!(err, InstallError::TooManyEntries { entries, .. } if entries == MAX_ENTRIES + 1),
             "{err}"
@@ -392,7 +446,7 @@ mod tests {
             fs::write(&zip, bytes).unwrap();
             unzip(
                 &zip,
-                ("", MAX_ENTRIES),
+                Source::Bundle,
                 &base.path().join(name),
                 limits,
                 base.path(),

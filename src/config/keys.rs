@@ -84,7 +84,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "REPLAY_REPEAT", default: "3", doc: "Times one recorded request may be replayed to one testing instance, so a single URL cannot make the evidence." },
     KeyDoc { key: "MAX_BASE_SIZE", default: "10GiB", doc: "Base dir size budget; past it the oldest archives are deleted." },
     KeyDoc { key: "MIN_FREE_DISK", default: "1GiB", doc: "Free disk to keep; below it the oldest archives are deleted." },
-    KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to, every file, folder and link counting 4 KiB besides its bytes; a bigger one is rejected." },
+    KeyDoc { key: "MAX_UNPACKED_SIZE", default: "2GiB", doc: "Largest total size a .zip bundle may unpack to, every file, folder and link counting 4 KiB besides its bytes; a bigger one is rejected. A rollback unpacking an archive holds the build to it, not its instances' logs, which only MIN_FREE_DISK bounds." },
     KeyDoc { key: "PROMOTE_AT", default: "", doc: "RFC 3339 instant (2026-12-01T03:00:00Z) at which the build then under test is promoted, once; empty means none." },
     KeyDoc { key: "MISSED_SCHEDULE_GRACE", default: "1h", doc: "How late a scheduled promotion may still fire (after understudy was down); later it is recorded as missed." },
     KeyDoc { key: "PRE_START", default: "", doc: "Hook run before a new build starts (as testing, or as the first build); failing or timing out rejects the build." },
