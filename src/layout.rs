@@ -313,11 +313,25 @@ pub fn free_disk(p: &Path) -> Option<u64> {
     Some(available.saturating_mul(block))
 }
 
-/// Write `bytes` to `path` atomically (temp file in the same folder, then rename).
+/// Write `bytes` to `path` atomically and durably: a temp file in the same folder, synced, then
+/// renamed, then the folder synced, so a power cut leaves the old file or the new one, never an
+/// empty one (ext4's `noauto_da_alloc`, XFS).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The new file is in place: the folder's sync only hardens the rename, and some filesystems
+    // refuse to sync a folder (EINVAL), so its failure is not the write's.
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let _ = std::fs::File::open(dir.unwrap_or(Path::new("."))).and_then(|d| d.sync_all());
+    Ok(())
 }
 
 #[cfg(test)]
