@@ -210,6 +210,28 @@ fn a_build_whose_install_a_kill_9_cut_short_is_tested_after_the_restart() {
     }
 }
 
+/// A bug that panics in an install must not leave understudy waiting for ever on it: the build
+/// is rejected with the reason and the next drop is installed in its turn.
+#[test]
+fn an_install_that_panics_is_rejected_and_the_next_drop_takes_its_turn() {
+    let base = Base::new("install-panic");
+    base.write_env("");
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_CRASH", "install-panic")]);
+    for version in ["1.0.0", "1.0.1"] {
+        base.drop_fixture(version, "");
+        let reason = base
+            .path
+            .join(format!("rejected/app-{version}/reason.json"));
+        let text = wait_until(
+            &format!("{version} rejected"),
+            Duration::from_secs(20),
+            || std::fs::read_to_string(&reason).ok(),
+        );
+        assert!(text.contains("this is a bug"), "{text}");
+    }
+    u.stop();
+}
+
 #[test]
 fn a_running_instance_that_dies_is_restarted() {
     let base = Base::new("running-dies");

@@ -190,9 +190,13 @@ pub(super) fn reloaded(old: &Config, new: &Config) -> Option<Input> {
 
 /// Fault injection for the tests: with `UNDERSTUDY_INJECT_CRASH` set to `step`, understudy kills
 /// itself (SIGKILL) there: `install-unsealed` once a build is in its version folder, before its
-/// seal; `install-sealed` once sealed, before `decide` hears of it.
+/// seal; `install-sealed` once sealed, before `decide` hears of it. `install-panic` panics
+/// where `install-unsealed` kills, standing in for a bug in the blocking work.
 fn crash_if_injected(step: &str) {
     if std::env::var(super::files::INJECT_CRASH).is_ok_and(|v| v == step) {
+        if step.ends_with("-panic") {
+            panic!("{}={step}", super::files::INJECT_CRASH);
+        }
         tracing::error!("{}={step}: dying by SIGKILL", super::files::INJECT_CRASH);
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
@@ -421,15 +425,22 @@ impl Executor {
     }
 
     /// Run blocking `work` off the supervisor's task and send its result back as a completion.
-    fn blocking(&self, work: impl FnOnce() -> Done + Send + 'static) {
+    /// Should the work panic, `failed` reports it as the same completion, so `decide` never
+    /// waits for ever on an install or a filing that will not come back.
+    fn blocking(
+        &self,
+        work: impl FnOnce() -> Done + Send + 'static,
+        failed: impl FnOnce(String) -> Done + Send + 'static,
+    ) {
         let done = self.done_tx.clone();
         self.tasks.spawn(async move {
-            match tokio::task::spawn_blocking(work).await {
-                Ok(d) => {
-                    let _ = done.send(d);
-                }
-                Err(e) => tracing::error!("background work failed: {e}"),
-            }
+            let d = tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+                let why =
+                    format!("understudy's own work failed ({e}); this is a bug, please report it");
+                tracing::error!("{why}");
+                failed(why)
+            });
+            let _ = done.send(d);
         });
     }
 
@@ -502,16 +513,23 @@ impl Executor {
             max_unpacked: self.cfg.max_unpacked_size,
             min_free_disk: self.cfg.min_free_disk,
         };
-        self.blocking(move || {
-            let result = artifact::restore(&layout, &version, limits).map_err(|e| match e {
-                artifact::RestoreError::Missing { .. } => RestoreFailure::Missing,
-                other => RestoreFailure::Failed(other.to_string()),
-            });
-            if let Err(RestoreFailure::Failed(why)) = &result {
-                tracing::error!("{why}");
-            }
-            Done::Restored { version, result }
-        });
+        let failed_version = version.clone();
+        self.blocking(
+            move || {
+                let result = artifact::restore(&layout, &version, limits).map_err(|e| match e {
+                    artifact::RestoreError::Missing { .. } => RestoreFailure::Missing,
+                    other => RestoreFailure::Failed(other.to_string()),
+                });
+                if let Err(RestoreFailure::Failed(why)) = &result {
+                    tracing::error!("{why}");
+                }
+                Done::Restored { version, result }
+            },
+            move |why| Done::Restored {
+                version: failed_version,
+                result: Err(RestoreFailure::Failed(why)),
+            },
+        );
     }
 
     fn install(&self, d: Dropped) {
@@ -521,48 +539,64 @@ impl Executor {
             min_free_disk: self.cfg.min_free_disk,
         };
         tracing::info!("installing {}", d.path.display());
-        self.blocking(move || {
-            let result = artifact::install(&layout, &d.path, &d.name, limits)
-                .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
-                .and_then(|installed| {
-                    crash_if_injected("install-unsealed");
-                    crate::store::seal(&layout, &installed)
-                        .map(|()| installed)
-                        .map_err(|e| {
-                            format!("cannot keep a protected copy of {}: {e}", d.path.display())
-                        })
-                });
-            if result.is_ok() {
-                crash_if_injected("install-sealed");
-                tracing::info!("installed {}", d.name.version);
-            }
-            Done::Installed {
-                version: d.name.version,
-                result,
-            }
-        });
+        let (failed_version, failed_path) = (d.name.version.clone(), d.path.clone());
+        self.blocking(
+            move || {
+                let result = artifact::install(&layout, &d.path, &d.name, limits)
+                    .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
+                    .and_then(|installed| {
+                        crash_if_injected("install-unsealed");
+                        crash_if_injected("install-panic");
+                        crate::store::seal(&layout, &installed)
+                            .map(|()| installed)
+                            .map_err(|e| {
+                                format!("cannot keep a protected copy of {}: {e}", d.path.display())
+                            })
+                    });
+                if result.is_ok() {
+                    crash_if_injected("install-sealed");
+                    tracing::info!("installed {}", d.name.version);
+                }
+                Done::Installed {
+                    version: d.name.version,
+                    result,
+                }
+            },
+            move |why| Done::Installed {
+                version: failed_version,
+                result: Err(format!("cannot install {}: {why}", failed_path.display())),
+            },
+        );
     }
 
     fn refuse(&self, d: Dropped, reason: String) {
         tracing::warn!("refusing {}: {reason}", d.path.display());
         let layout = self.layout.clone();
-        self.blocking(move || {
-            let reasons = vec![reason];
-            let result = archive::refuse_file(
-                &layout,
-                &d.path,
-                &d.name.file_name,
-                &d.name.version,
-                &reasons,
-            )
-            .map(|_| Filed::Rejected(reasons))
-            .map_err(|e| format!("cannot move the refused build aside: {e}"));
-            Done::Filed {
-                version: d.name.version,
-                result,
+        let failed_version = d.name.version.clone();
+        self.blocking(
+            move || {
+                let reasons = vec![reason];
+                let result = archive::refuse_file(
+                    &layout,
+                    &d.path,
+                    &d.name.file_name,
+                    &d.name.version,
+                    &reasons,
+                )
+                .map(|_| Filed::Rejected(reasons))
+                .map_err(|e| format!("cannot move the refused build aside: {e}"));
+                Done::Filed {
+                    version: d.name.version,
+                    result,
+                    filing: None,
+                }
+            },
+            move |why| Done::Filed {
+                version: failed_version,
+                result: Err(why),
                 filing: None,
-            }
-        });
+            },
+        );
     }
 
     fn start(&mut self, id: InstanceId, role: Role, installed: Installed, port: u16) {
@@ -700,22 +734,37 @@ impl Executor {
     /// Carry out an [`Action::Archive`] or [`Action::Reject`] off the supervisor's task.
     fn file(&self, filing: Action) {
         let layout = self.layout.clone();
-        self.blocking(move || file_away(&layout, filing));
+        let again = filing.clone();
+        let (Action::Archive(version) | Action::Reject { version, .. }) = filing.clone() else {
+            tracing::error!("not a filing: {filing:?}");
+            return;
+        };
+        self.blocking(
+            move || file_away(&layout, filing),
+            move |why| Done::Filed {
+                version,
+                result: Err(why),
+                filing: Some(Box::new(again)),
+            },
+        );
     }
 
     fn collect(&self) {
         let layout = self.layout.clone();
         let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.blocking(move || {
-            let deleted = match archive::collect_garbage(&layout, max, min_free) {
-                Ok(d) => d.into_iter().map(|d| (d.zip, d.reason)).collect(),
-                Err(e) => {
-                    tracing::error!("archive cleanup failed: {e}");
-                    Vec::new()
-                }
-            };
-            Done::Collected(deleted)
-        });
+        self.blocking(
+            move || {
+                let deleted = match archive::collect_garbage(&layout, max, min_free) {
+                    Ok(d) => d.into_iter().map(|d| (d.zip, d.reason)).collect(),
+                    Err(e) => {
+                        tracing::error!("archive cleanup failed: {e}");
+                        Vec::new()
+                    }
+                };
+                Done::Collected(deleted)
+            },
+            |_| Done::Collected(Vec::new()),
+        );
     }
 
     /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,
