@@ -512,7 +512,7 @@ impl Control {
         let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
         let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
         let (dropped_tx, dropped_rx) = mpsc::channel(DROPPED_QUEUE);
-        let (replay_tx, replay_rx) = watch::channel(None);
+        let (scorer_replay, replay_link) = score::replay_link();
         let mut tasks = Tasks::new();
         tasks.spawn(
             "replay",
@@ -521,7 +521,7 @@ impl Control {
                 self.feeds.replay_queue.clone(),
                 self.stats.clone(),
                 self.routes.subscribe(),
-                replay_rx,
+                replay_link,
                 self.config.clone(),
                 self.stop.clone(),
             ),
@@ -552,7 +552,7 @@ impl Control {
                 },
                 scorer_rx,
                 verdict_tx,
-                replay_tx,
+                scorer_replay,
                 self.stop.clone(),
             ),
         );

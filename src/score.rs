@@ -10,6 +10,7 @@ mod judging;
 mod latency;
 pub mod logs;
 mod pair;
+mod replaying;
 mod scorecard;
 mod scorer;
 pub mod stats;
@@ -20,6 +21,7 @@ pub use bodies::{DiffJudgement, DiffRow, MAX_DIFF_ROWS, MIN_NOISE_PAIRS};
 pub use evaluation::{evaluate, server_error_check, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
 pub use pair::{Pair, NO_ANSWER};
+pub use replaying::{replay_link, ReplayLink, ReplayWant, ScorerReplay, Unreplayable};
 pub use scorecard::{
     endpoint_key, EndpointStats, LogCounts, Resources, Scorecard, SecondaryWatch, Summary, Watch,
 };

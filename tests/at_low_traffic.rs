@@ -247,6 +247,90 @@ fn low_traffic_replay_rejects_a_wrong_price_on_one_path_naming_it() {
     u.stop();
 }
 
+/// v1 serving, v1.1.0 testing without `/shop/rare` (404), with `replay` (`REPLAY=auto` or
+/// `off`); then users ask `/shop/rare` once and `/shop/books` 20 times, twice `MIN_MIRRORED`.
+/// Returns when they did.
+fn rare_endpoint_lost(name: &str, replay: &str) -> (Base, Understudy) {
+    let base = Base::new(name);
+    base.write_env(&format!(
+        "STABLE_WINDOW=2s\nMIN_MIRRORED=10\nEVALUATE_EVERY=100ms\nROLLBACK_WINDOW=0\nREPLAY={replay}\nREPLAY_RATE=50"
+    ));
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--not-found /shop/rare");
+    base.wait_testing();
+    wait_until("the secondary to serve", Duration::from_secs(10), || {
+        base.fixture_stats("secondary")
+    });
+    let (admin, _) = admin(&base);
+    let before = recorded(admin);
+    // The first request through the proxy for seconds: due, so recorded (at most one per 50 ms).
+    assert_eq!(u.get("/shop/rare?id=1").0, 200, "running still has it");
+    if replay == "auto" {
+        wait_until(
+            "the rare request to be recorded",
+            Duration::from_secs(10),
+            || (recorded(admin) > before).then_some(()),
+        );
+    }
+    for n in 0..20 {
+        assert_eq!(u.get(&format!("/shop/books?n={n}")).0, 200);
+    }
+    (base, u)
+}
+
+/// A build that lost an endpoint users ask rarely (one URL, asked once) while other endpoints
+/// bring `MIN_MIRRORED` live pairs at once: the verdict waits on that endpoint's pairs
+/// (`MIN_ENDPOINT_PAIRS`, 5), replay supplies them from the one recorded request, and the build
+/// is rejected naming the endpoint within seconds, not left waiting for ever.
+#[test]
+fn a_rarely_asked_endpoint_gone_on_testing_is_replayed_until_the_build_is_rejected() {
+    let (base, mut u) = rare_endpoint_lost("replay-rare", "auto");
+    let asked = Instant::now();
+    let path = base.path.join("rejected/app-1.1.0/reason.json");
+    let r = wait_until("1.1.0 to be rejected", Duration::from_secs(30), || {
+        std::fs::read_to_string(&path).ok()
+    });
+    eprintln!("rejected {:?} after the traffic: {r}", asked.elapsed());
+    assert!(
+        r.contains("GET /shop/rare answers 404/405/501 on testing"),
+        "named: {r}"
+    );
+    assert!(!r.contains("GET /shop/books"), "only that endpoint: {r}");
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}
+
+/// The same build with `REPLAY=off` keeps waiting on that endpoint's pairs, and the waiting
+/// reason says what the operator can do.
+#[test]
+fn without_replay_a_wait_on_a_rare_endpoint_says_what_the_operator_can_do() {
+    let (base, mut u) = rare_endpoint_lost("replay-rare-off", "off");
+    let hint = "REPLAY is off: `understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it";
+    let mut last = None;
+    wait_until(
+        "the verdict to wait on GET /shop/rare",
+        Duration::from_secs(20),
+        || {
+            let v = verdict(&base)?;
+            let reason = v["reasons"][0].as_str().unwrap_or_default();
+            let waits = v["verdict"] == "wait" && reason.contains("GET /shop/rare");
+            last = Some(v);
+            waits.then_some(())
+        },
+    );
+    let v = last.unwrap();
+    let reason = v["reasons"][0].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("too few to judge, MIN_ENDPOINT_PAIRS is 5"),
+        "{v}"
+    );
+    assert!(reason.contains(hint), "{v}");
+    assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
+    u.stop();
+}
+
 /// Distinct user requests (`/keep?n=…`, counting on from `n`) until `want` are recorded (at most
 /// one per 50 ms is).
 fn record_until(u: &Understudy, admin: std::net::SocketAddr, n: &mut u64, want: f64) {

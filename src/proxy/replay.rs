@@ -2,11 +2,13 @@
 //! `STABLE_WINDOW`. The proxy records a bounded sample of what users asked ([`Recorder`]: the most
 //! recent `REPLAY_KEEP` safe requests without a body, distinct by method, path and query, at most
 //! one per [`RECORD_EVERY`], in memory only since they may carry credentials), and while the
-//! scorer says live pairs come too slowly, [`run`] sends them through the mirror to testing and
-//! the secondary (never running) at `REPLAY_RATE`, each at most `REPLAY_REPEAT` times per testing
-//! instance. Testing is judged against the secondary for those pairs.
+//! scorer wants it ([`ReplayWant`]: live pairs come too slowly, or the verdict waits on an
+//! endpoint's pairs), [`run`] sends them through the mirror to testing and the secondary (never
+//! running) at `REPLAY_RATE`, each at most `REPLAY_REPEAT` times per testing instance, or
+//! `MIN_ENDPOINT_PAIRS` times for an endpoint the verdict waits on ([`repeat_cap`]). Testing is
+//! judged against the secondary for those pairs.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +24,7 @@ use super::mirror::{MirrorJob, MirrorQueue};
 use super::Routes;
 use crate::config::Config;
 use crate::instance::InstanceId;
+use crate::score::{ReplayLink, ReplayWant, Unreplayable};
 
 /// Marks a replayed copy (besides the mirror's own mark), so the app and its logs can tell it
 /// from a copy of a live request.
@@ -43,8 +46,31 @@ pub struct Recorded {
     pub path_and_query: PathAndQuery,
     /// The user's headers.
     pub headers: HeaderMap,
+    /// Its endpoint as the scorer names it (method and folded path): how the requests of an
+    /// endpoint the verdict waits on are found.
+    endpoint: String,
     /// Times replayed to the testing instance in `Kept::uses_for`.
     uses: u32,
+}
+
+/// What [`Recorder::pick`] found.
+#[derive(Debug)]
+pub struct Picked {
+    /// The next request to replay, counted as used; `None` when none is left for what is wanted.
+    pub request: Option<Recorded>,
+    /// The wanted endpoints with no kept request left under its cap (before this pick).
+    pub unreplayable: BTreeSet<String>,
+}
+
+/// Times one recorded request may be replayed to one testing instance: `REPLAY_REPEAT`, so a
+/// single URL cannot make the evidence; for an endpoint the verdict waits on, at least
+/// `MIN_ENDPOINT_PAIRS`, so even one URL asked once gets that endpoint the pairs it needs.
+pub fn repeat_cap(repeat: u32, min_endpoint_pairs: u64, waited_on: bool) -> u32 {
+    if waited_on {
+        repeat.max(u32::try_from(min_endpoint_pairs).unwrap_or(u32::MAX))
+    } else {
+        repeat
+    }
 }
 
 /// The recorded requests, newest last.
@@ -127,11 +153,12 @@ impl Recorder {
             .requests
             .iter()
             .position(|r| r.method == method && r.path_and_query == path_and_query);
-        let (serial, uses) = match same.and_then(|i| kept.requests.remove(i)) {
-            Some(old) => (old.serial, old.uses),
+        let (serial, uses, endpoint) = match same.and_then(|i| kept.requests.remove(i)) {
+            Some(old) => (old.serial, old.uses, old.endpoint),
             None => {
                 kept.next_serial += 1;
-                (kept.next_serial, 0)
+                let endpoint = crate::score::endpoint_key(&method, path_and_query.path());
+                (kept.next_serial, 0, endpoint)
             }
         };
         while kept.requests.len() >= kept.keep {
@@ -142,6 +169,7 @@ impl Recorder {
             method,
             path_and_query,
             headers,
+            endpoint,
             uses,
         });
         self.len.store(kept.requests.len(), Ordering::Relaxed);
@@ -167,41 +195,65 @@ impl Recorder {
         self.len() == 0
     }
 
-    /// The next request to replay to `testing`: the least replayed one (newest first among
-    /// equals) still under `repeat` uses, counted as used; `None` when all are used up.
-    pub fn pick(&self, testing: InstanceId, repeat: u32) -> Option<Recorded> {
+    /// The next request to replay to `want.testing`: among those of the endpoints the verdict
+    /// waits on, else (only when `want.traffic`) among all, the least replayed one (newest first
+    /// among equals) still under its [`repeat_cap`], counted as used.
+    pub fn pick(&self, want: &ReplayWant, repeat: u32, min_endpoint_pairs: u64) -> Picked {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.uses_for != Some(testing) {
-            kept.uses_for = Some(testing);
+        if kept.uses_for != Some(want.testing) {
+            kept.uses_for = Some(want.testing);
             kept.requests.iter_mut().for_each(|r| r.uses = 0);
         }
-        let r = kept
-            .requests
-            .iter_mut()
-            .rev()
-            .filter(|r| r.uses < repeat)
-            .min_by_key(|r| r.uses)?;
-        r.uses += 1;
-        Some(r.clone())
+        let waited = |r: &Recorded| want.endpoints.contains(&r.endpoint);
+        let left = |r: &Recorded| r.uses < repeat_cap(repeat, min_endpoint_pairs, waited(r));
+        let mut unreplayable = want.endpoints.clone();
+        for r in kept.requests.iter().filter(|r| left(r)) {
+            unreplayable.remove(&r.endpoint);
+        }
+        let least_used = |only_waited: bool| {
+            let candidates = kept.requests.iter().enumerate().rev();
+            candidates
+                .filter(|(_, r)| left(r) && (!only_waited || waited(r)))
+                .min_by_key(|(_, r)| r.uses)
+                .map(|(i, _)| i)
+        };
+        let next = least_used(true).or_else(|| want.traffic.then(|| least_used(false))?);
+        let request = next.map(|i| {
+            let r = &mut kept.requests[i];
+            r.uses += 1;
+            r.clone()
+        });
+        Picked {
+            request,
+            unreplayable,
+        }
     }
 }
 
-/// Send recorded requests to testing and the secondary while `wanted` names the testing instance
-/// now routed (the scorer's call) and a secondary runs, at `REPLAY_RATE` (read live from
-/// `config`). Copies go through the mirror's queue; a full queue drops the replay, never a user's
-/// copy. Runs until `cancel`.
+/// Send recorded requests to testing and the secondary while the scorer wants it (`link.want`)
+/// for the testing instance now routed and a secondary runs, at `REPLAY_RATE` (read live from
+/// `config`), telling the scorer which endpoints it waits on have nothing left to replay
+/// (`link.unreplayable`). Copies go through the mirror's queue; a full queue drops the replay,
+/// never a user's copy. Runs until `cancel`.
 pub async fn run(
     recorder: Arc<Recorder>,
     queue: MirrorQueue,
     stats: Arc<super::ProxyStats>,
     routes: watch::Receiver<Arc<Routes>>,
-    mut wanted: watch::Receiver<Option<InstanceId>>,
+    link: ReplayLink,
     mut config: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
 ) {
+    let ReplayLink {
+        want: mut wanted,
+        unreplayable,
+    } = link;
     let mut keep = None;
     loop {
-        let replay = config.borrow_and_update().diff.replay;
+        let (replay, min_endpoint_pairs) = {
+            let c = config.borrow_and_update();
+            (c.diff.replay, c.score.min_endpoint_pairs)
+        };
         recorder.set_on(replay.on);
         // A reloaded `REPLAY_KEEP` takes effect here, within a pause (at most a second); the
         // recorder's lock is taken only when it changed.
@@ -209,16 +261,24 @@ pub async fn run(
             recorder.set_keep(replay.keep);
             keep = Some(replay.keep);
         }
-        let Some(testing) = *wanted.borrow_and_update() else {
+        let Some(want) = wanted.borrow_and_update().clone() else {
+            unreplayable.send_if_modified(|u| std::mem::take(u) != Unreplayable::default());
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = wanted.changed() => if changed.is_err() { return } else { continue },
                 changed = config.changed() => if changed.is_err() { return } else { continue },
             }
         };
-        if let Some(job) = next_job(&recorder, &routes, testing, replay.repeat) {
+        if let Some((job, none_left)) =
+            next_job(&recorder, &routes, &want, replay.repeat, min_endpoint_pairs)
+        {
+            unreplayable.send_if_modified(|u| {
+                let changed = *u != none_left;
+                *u = none_left;
+                changed
+            });
             // A full queue drops this replay; it was counted as used, which only bounds it more.
-            if queue.offer(job) {
+            if job.is_some_and(|job| queue.offer(job)) {
                 stats.replayed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -230,22 +290,24 @@ pub async fn run(
     }
 }
 
-/// The copy of the next recorded request for `testing`, when it and a secondary are routed.
+/// The copy of the next recorded request for `want.testing` (if any is left) and the wanted
+/// endpoints with nothing left to replay, when that testing instance and a secondary are routed.
 fn next_job(
     recorder: &Recorder,
     routes: &watch::Receiver<Arc<Routes>>,
-    testing: InstanceId,
+    want: &ReplayWant,
     repeat: u32,
-) -> Option<MirrorJob> {
+    min_endpoint_pairs: u64,
+) -> Option<(Option<MirrorJob>, Unreplayable)> {
     let (target, secondary) = {
         let r = routes.borrow();
         (r.testing.clone()?, r.secondary.clone()?)
     };
-    if target.id != testing {
+    if target.id != want.testing {
         return None;
     }
-    let r = recorder.pick(testing, repeat)?;
-    Some(MirrorJob {
+    let picked = recorder.pick(want, repeat, min_endpoint_pairs);
+    let job = picked.request.map(|r| MirrorJob {
         target,
         method: r.method,
         path_and_query: Some(r.path_and_query),
@@ -257,7 +319,12 @@ fn next_job(
         diff: None,
         secondary: Some(secondary),
         replay: Some(r.serial),
-    })
+    });
+    let none_left = Unreplayable {
+        testing: Some(want.testing),
+        endpoints: picked.unreplayable,
+    };
+    Some((job, none_left))
 }
 
 #[cfg(test)]
@@ -266,6 +333,21 @@ mod tests {
 
     fn pq(s: &str) -> PathAndQuery {
         PathAndQuery::try_from(s).unwrap()
+    }
+
+    /// Replay wanted for `testing` because live pairs come too slowly, and for the verdict's
+    /// waiting on `endpoints`.
+    fn want(testing: u64, traffic: bool, endpoints: &[&str]) -> ReplayWant {
+        ReplayWant {
+            testing: InstanceId(testing),
+            traffic,
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// The next pick for traffic alone (no endpoint waited on), at `repeat`.
+    fn pick(r: &Recorder, testing: u64, repeat: u32) -> Option<Recorded> {
+        r.pick(&want(testing, true, &[]), repeat, 5).request
     }
 
     /// The newest distinct requests are kept, a repeated one keeps its serial, and each is
@@ -277,17 +359,13 @@ mod tests {
             r.record(Method::GET, pq(p), HeaderMap::new());
         }
         assert_eq!(r.len(), 3, "bounded by REPLAY_KEEP");
-        let one = InstanceId(1);
         let mut picked = Vec::new();
-        while let Some(x) = r.pick(one, 2) {
+        while let Some(x) = pick(&r, 1, 2) {
             picked.push(x.path_and_query.to_string());
         }
         assert_eq!(picked.len(), 6, "3 requests × REPLAY_REPEAT 2: {picked:?}");
         assert!(!picked.iter().any(|p| p == "/b?n=2"), "the oldest went");
-        assert!(
-            r.pick(InstanceId(2), 2).is_some(),
-            "a new testing starts afresh"
-        );
+        assert!(pick(&r, 2, 2).is_some(), "a new testing starts afresh");
     }
 
     /// A smaller REPLAY_KEEP keeps the most recent requests with their serials and use counts
@@ -298,13 +376,12 @@ mod tests {
         for n in 1..=5 {
             r.record(Method::GET, pq(&format!("/p?n={n}")), HeaderMap::new());
         }
-        let one = InstanceId(1);
-        let newest = r.pick(one, 9).unwrap();
+        let newest = pick(&r, 1, 9).unwrap();
         assert_eq!(newest.path_and_query, "/p?n=5");
         r.set_keep(2);
         assert_eq!(r.len(), 2);
         let mut left = Vec::new();
-        while let Some(x) = r.pick(one, 2) {
+        while let Some(x) = pick(&r, 1, 2) {
             left.push((x.path_and_query.to_string(), x.serial));
         }
         left.sort();
@@ -338,5 +415,64 @@ mod tests {
         assert!(r.is_empty(), "forgotten");
         r.next_ms.store(0, Ordering::Relaxed);
         assert!(!r.due(), "off records nothing, even when one would be due");
+    }
+
+    /// The requests of an endpoint the verdict waits on go first, each up to MIN_ENDPOINT_PAIRS
+    /// times (REPLAY_REPEAT when larger); with live traffic enough nothing else is replayed, and
+    /// a waited endpoint with nothing recorded (a POST) or nothing left is said unreplayable.
+    #[test]
+    fn the_requests_of_endpoints_the_verdict_waits_on_go_first_up_to_min_endpoint_pairs() {
+        let r = Recorder::new(10);
+        for p in ["/shop/rare?id=1", "/shop/books?n=1", "/shop/books?n=2"] {
+            r.record(Method::GET, pq(p), HeaderMap::new());
+        }
+        let rare = want(1, false, &["GET /shop/rare", "POST /shop/cart"]);
+        let mut picked = Vec::new();
+        loop {
+            let p = r.pick(&rare, 3, 5);
+            let Some(x) = p.request else {
+                let none_left = p.unreplayable.into_iter().collect::<Vec<_>>();
+                assert_eq!(none_left, ["GET /shop/rare", "POST /shop/cart"]);
+                break;
+            };
+            assert_eq!(
+                p.unreplayable.into_iter().collect::<Vec<_>>(),
+                ["POST /shop/cart"],
+                "never recorded"
+            );
+            picked.push(x.path_and_query.to_string());
+        }
+        assert_eq!(
+            picked, ["/shop/rare?id=1"; 5],
+            "MIN_ENDPOINT_PAIRS, not REPLAY_REPEAT"
+        );
+        // Traffic wanted too: the others follow, at REPLAY_REPEAT each.
+        let both = want(1, true, &["GET /shop/rare"]);
+        let others = std::iter::from_fn(|| r.pick(&both, 3, 5).request).count();
+        assert_eq!(others, 6, "two other URLs, 3 times each");
+        // A larger REPLAY_REPEAT stands for waited endpoints too; a new testing starts afresh.
+        let rare = want(2, false, &["GET /shop/rare"]);
+        let n = std::iter::from_fn(|| r.pick(&rare, 7, 5).request).count();
+        assert_eq!(n, 7);
+        assert_eq!(repeat_cap(3, 5, false), 3);
+        assert_eq!(repeat_cap(3, u64::MAX, true), u32::MAX);
+    }
+
+    /// A waited endpoint's URLs are picked in turn (least replayed first), and the endpoint is
+    /// matched by its folded path whatever the query.
+    #[test]
+    fn a_waited_endpoints_urls_are_replayed_in_turn() {
+        let r = Recorder::new(10);
+        for p in ["/items/7?x=1", "/items/8", "/other"] {
+            r.record(Method::GET, pq(p), HeaderMap::new());
+        }
+        let items = want(1, false, &["GET /items/{n}"]);
+        let picked: Vec<String> = std::iter::from_fn(|| r.pick(&items, 1, 2).request)
+            .map(|x| x.path_and_query.to_string())
+            .collect();
+        assert_eq!(
+            picked,
+            ["/items/8", "/items/7?x=1", "/items/8", "/items/7?x=1"]
+        );
     }
 }

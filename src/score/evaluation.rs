@@ -37,6 +37,10 @@ pub struct Evaluation {
     pub diffs: Vec<DiffRow>,
     /// What the pairs are: live copies or replayed recorded requests.
     pub evidence: Evidence,
+    /// Endpoints a waiting verdict waits on for pairs (gone-looking, fewer than
+    /// `MIN_ENDPOINT_PAIRS`): what replay asks first. Empty unless the verdict is `Wait`.
+    #[serde(skip)]
+    pub waiting_on: Vec<String>,
 }
 
 /// What a verdict rests on, so an operator can tell a verdict from live traffic from one made
@@ -137,13 +141,19 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     parts.extend(latency_part(s, cfg, &mut j.reasons));
     parts.extend(resources_part(s, cfg, &mut j.reasons));
     let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
+    let mut waiting_on = std::mem::take(&mut j.waiting_on);
+    let verdict = verdict(s, cfg, j);
+    if !matches!(verdict, Verdict::Wait(_)) {
+        waiting_on.clear();
+    }
     Evaluation {
-        verdict: verdict(s, cfg, j),
+        verdict,
         score,
         parts,
         pairs: s.pairs,
         diffs,
         evidence: Evidence::of(s),
+        waiting_on,
     }
 }
 
@@ -154,7 +164,8 @@ fn pairs_divisor(s: &Summary) -> f64 {
 
 /// Endpoints that exist on running's version and are gone on testing (most of their pairs), each
 /// judged once it has `MIN_ENDPOINT_PAIRS` pairs (the rule every per-endpoint rate follows); one
-/// seen fewer times waits and says so, as one unlucky pair is not a vanished endpoint.
+/// seen fewer times waits, says so and where its pairs will come from, as one unlucky pair is
+/// not a vanished endpoint.
 fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let mut missing = 0;
     for (k, e) in &s.endpoints {
@@ -169,9 +180,11 @@ fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart 
         );
         if e.pairs < cfg.min_endpoint_pairs {
             j.unsure.push(format!(
-                "{what}: too few to judge, MIN_ENDPOINT_PAIRS is {}",
-                cfg.min_endpoint_pairs
+                "{what}: too few to judge, MIN_ENDPOINT_PAIRS is {}; {}",
+                cfg.min_endpoint_pairs,
+                more_pairs(k, s, cfg)
             ));
+            j.waiting_on.push(k.clone());
             continue;
         }
         missing += 1;
@@ -192,6 +205,23 @@ fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart 
             }
         ),
     }
+}
+
+/// Where the pairs an endpoint waits on will come from: replay (`REPLAY=auto`, a secondary to
+/// judge against, a recorded request of it left), or else what the operator can do.
+fn more_pairs(endpoint: &str, s: &Summary, cfg: &ScoreConfig) -> String {
+    let why = if !cfg.replay {
+        "REPLAY is off"
+    } else if !s.noise_expected {
+        "no secondary runs to replay it against"
+    } else if s.unreplayable.contains(endpoint) {
+        "no recorded request of it is left to replay (only GET and HEAD without a body are recorded)"
+    } else {
+        return "replaying its recorded requests".to_string();
+    };
+    format!(
+        "{why}: `understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it"
+    )
 }
 
 /// What testing's statuses were judged against, in words: the secondary (the same copy at the

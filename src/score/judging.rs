@@ -24,6 +24,8 @@ pub(super) struct Judging {
     pub(super) reasons: Vec<String>,
     /// Doubts: with no regression, any one waits.
     pub(super) unsure: Vec<String>,
+    /// Endpoints a doubt waits on for more pairs (keys as in the summary).
+    pub(super) waiting_on: Vec<String>,
 }
 
 impl Judging {

@@ -118,6 +118,9 @@ pub struct Summary {
     pub replayed: u64,
     /// Distinct recorded requests those came from.
     pub recorded: u64,
+    /// Endpoints the verdict waited on of which the replay task holds no recorded request left
+    /// to replay (it says so; the scorer copies it in before each evaluation).
+    pub unreplayable: std::collections::BTreeSet<String>,
 }
 
 /// CPU and memory of testing and of what it is compared with, each instance's whole process
@@ -543,6 +546,7 @@ impl Scorecard {
             testing_p95: p95(&self.testing_latency),
             replayed: self.replayed,
             recorded: self.recorded.len() as u64,
+            unreplayable: Default::default(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +13,8 @@ use super::canary::{CanaryEvaluation, Served};
 use super::evaluation::{evaluate, Evaluation};
 use super::logs::LevelRules;
 use super::pair::Pair;
-use super::scorecard::{Scorecard, Summary, Watch};
+use super::replaying::{replay_want, ScorerReplay};
+use super::scorecard::{Scorecard, Watch};
 use crate::config::ScoreConfig;
 use crate::instance::InstanceId;
 
@@ -68,15 +69,16 @@ const PAIR_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Most pairs the scorer takes at once before pausing.
 const PAIR_BATCH: usize = 1024;
 
-/// The scorer task: folds pairs, evaluates every `EVALUATE_EVERY`, and reports to the supervisor.
-/// `requests` counts user requests (the proxy's counter, shared), the denominator for running's logs.
+/// The scorer task: folds pairs, evaluates every `EVALUATE_EVERY`, reports to the supervisor and
+/// tells the replay task what to replay. `requests` counts user requests (the proxy's counter,
+/// shared), the denominator for running's logs.
 pub async fn run(
     cfg: ScoreConfig,
     requests: Arc<AtomicU64>,
     feeds: Feeds,
     mut control: mpsc::UnboundedReceiver<ScorerControl>,
     verdicts: mpsc::Sender<Scored>,
-    replay: watch::Sender<Option<InstanceId>>,
+    replay: ScorerReplay,
     cancel: CancellationToken,
 ) {
     let Feeds {
@@ -109,17 +111,22 @@ pub async fn run(
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
                     let noise = c.noise;
-                    let s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
+                    let mut s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
+                    s.unreplayable = replay.unreplayable.borrow().of(c.testing);
                     let evaluation = evaluate(&s, &cfg);
                     let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, &cfg));
-                    let wanted = (noise && replay_wanted(&s, &cfg)).then_some(c.testing);
-                    replay.send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
+                    let wanted = replay_want(c.testing, &s, &evaluation, &cfg);
+                    replay.want.send_if_modified(|w| {
+                        let changed = *w != wanted;
+                        *w = wanted;
+                        changed
+                    });
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
                     if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation, canary }) {
                         break;
                     }
                 } else {
-                    replay.send_if_modified(|w| w.take().is_some());
+                    replay.want.send_if_modified(|w| w.take().is_some());
                 }
             }
             Some(s) = served.recv() => {
@@ -144,19 +151,6 @@ pub async fn run(
             }
         }
     }
-}
-
-/// Whether recorded requests should be replayed (`REPLAY=auto`, and a secondary runs to judge
-/// them against): live pairs so far plus the live rate over what is left of `STABLE_WINDOW` fall
-/// short of `MIN_MIRRORED`.
-fn replay_wanted(s: &Summary, cfg: &ScoreConfig) -> bool {
-    if !cfg.replay {
-        return false;
-    }
-    let live = s.pairs.saturating_sub(s.replayed) as f64;
-    let rate = live / s.elapsed.as_secs_f64().max(1.0);
-    let left = cfg.stable_window.saturating_sub(s.elapsed).as_secs_f64();
-    live + rate * left < cfg.min_mirrored as f64
 }
 
 /// Apply a control message about what is scored (anything but a new configuration).
@@ -223,7 +217,7 @@ mod tests {
             },
             control_rx,
             verdict_tx,
-            watch::channel(None).0,
+            crate::score::replay_link().0,
             cancel.clone(),
         ));
         control_tx
@@ -243,24 +237,6 @@ mod tests {
         assert_eq!(seen, burst, "every pair of the burst is counted");
         cancel.cancel();
         scorer.await.unwrap();
-    }
-
-    /// Replay is wanted when live pairs, at their pace, would not reach MIN_MIRRORED within the
-    /// window; never with REPLAY=off; replayed pairs are not live ones.
-    #[test]
-    fn replay_is_wanted_only_when_live_pairs_come_too_slowly() {
-        let on = ScoreConfig {
-            replay: true,
-            ..cfg()
-        };
-        // 60 s window, 100 pairs needed: 10 live in 10 s make 60 by the end; 30 make 180.
-        let mut s = crate::score::test_support::summary(10, 10);
-        assert!(replay_wanted(&s, &on));
-        assert!(!replay_wanted(&s, &cfg()), "REPLAY=off");
-        s.pairs = 30;
-        assert!(!replay_wanted(&s, &on), "fast enough");
-        s.replayed = 25;
-        assert!(replay_wanted(&s, &on), "only 5 of the 30 are live");
     }
 
     /// A secondary kept from the build tested before has logged (and answered) for that build:

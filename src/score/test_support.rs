@@ -89,6 +89,24 @@ pub(super) fn pair(path: &str) -> Pair {
     }
 }
 
+/// `n` pairs of `path`: running answered `running`, the secondary `secondary` (none: `None`)
+/// and testing `testing`.
+pub(super) fn statuses(
+    path: &str,
+    n: usize,
+    running: u16,
+    secondary: Option<u16>,
+    testing: u16,
+) -> Vec<Pair> {
+    let p = Pair {
+        running_status: running,
+        secondary_status: secondary,
+        testing_status: Some(testing),
+        ..pair(path)
+    };
+    vec![p; n]
+}
+
 /// The summary a scorecard of testing instance 1 gives after recording `pairs`, `elapsed`
 /// seconds into the window: what the scorer would judge had the mirror sent exactly these.
 pub(super) fn summarised(pairs: &[Pair], elapsed: u64) -> Summary {

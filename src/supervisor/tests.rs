@@ -144,6 +144,7 @@ impl Sim {
                 pairs: 500,
                 diffs: Vec::new(),
                 evidence: Default::default(),
+                waiting_on: Vec::new(),
             },
             canary: None,
         }))

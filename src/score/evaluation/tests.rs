@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::diff::DiffStats;
 use crate::score::scorecard::{EndpointStats, LogCounts, Resources};
-use crate::score::test_support::{cfg, pair, summarised, summary};
+use crate::score::test_support::{cfg, pair, statuses, summarised, summary};
 use crate::score::Pair;
 
 #[test]
@@ -276,18 +276,6 @@ fn missing_endpoint_is_named() {
     assert!(r[0].contains("GET /api/items"), "{r:?}");
 }
 
-/// `n` pairs of `path`: running answered `running`, the secondary `secondary` (none: `None`)
-/// and testing `testing`.
-fn statuses(path: &str, n: usize, running: u16, secondary: Option<u16>, testing: u16) -> Vec<Pair> {
-    let p = Pair {
-        running_status: running,
-        secondary_status: secondary,
-        testing_status: Some(testing),
-        ..pair(path)
-    };
-    vec![p; n]
-}
-
 /// A one-time link: running consumed the token and redirected; the copies reach testing and
 /// the secondary afterwards and both answer 404. Testing answers as running's version does to
 /// the same copy: no regression, however often it happens.
@@ -360,6 +348,63 @@ fn a_missing_endpoint_needs_min_endpoint_pairs_before_it_rejects() {
     let e = evaluate(&summarised(&[healthy, once].concat(), 600), &cfg());
     assert!(
         matches!(&e.verdict, Verdict::Wait(w) if w.contains("GET /api/items/{n} answers 404/405/501 on testing but not on the secondary (1 of 1 pairs): too few to judge, MIN_ENDPOINT_PAIRS is 5")),
+        "{e:?}"
+    );
+}
+
+/// A verdict waiting on an endpoint's pairs names it for replay, and its reason says where the
+/// pairs will come from: replay, or (REPLAY off, no secondary, nothing recorded of it left, as
+/// for a POST) what the operator can do.
+#[test]
+fn a_wait_on_an_endpoints_pairs_says_where_they_will_come_from() {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    let once = statuses("/api/items/7", 1, 200, Some(200), 404);
+    let mut s = summarised(&[healthy.clone(), once].concat(), 600);
+    let key = "GET /api/items/{n}";
+    let reason = |s: &Summary, cfg: &ScoreConfig| {
+        let e = evaluate(s, cfg);
+        assert_eq!(e.waiting_on, [key], "{e:?}");
+        let Verdict::Wait(w) = e.verdict else {
+            panic!("{e:?}")
+        };
+        w
+    };
+    let operator = "`understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it";
+    let off = reason(&s, &cfg());
+    assert!(
+        off.contains(&format!(
+            "MIN_ENDPOINT_PAIRS is 5; REPLAY is off: {operator}"
+        )),
+        "{off}"
+    );
+    let on = ScoreConfig {
+        replay: true,
+        ..cfg()
+    };
+    let alone = reason(&s, &on);
+    assert!(
+        alone.contains(&format!(
+            "no secondary runs to replay it against: {operator}"
+        )),
+        "{alone}"
+    );
+    s.noise_expected = true;
+    let replaying = reason(&s, &on);
+    assert!(
+        replaying.ends_with("MIN_ENDPOINT_PAIRS is 5; replaying its recorded requests"),
+        "{replaying}"
+    );
+    s.unreplayable.insert(key.to_string());
+    let none = reason(&s, &on);
+    assert!(
+        none.contains("no recorded request of it is left to replay") && none.contains(operator),
+        "{none}"
+    );
+    // Judged (here rejected), nothing is waited on.
+    let gone = statuses("/api/items/7", 5, 200, Some(200), 404);
+    let e = evaluate(&summarised(&[healthy, gone].concat(), 600), &on);
+    assert!(
+        matches!(e.verdict, Verdict::Reject(_)) && e.waiting_on.is_empty(),
         "{e:?}"
     );
 }

@@ -35,6 +35,7 @@ impl Sim {
                 pairs: 500,
                 diffs: Vec::new(),
                 evidence: Default::default(),
+                waiting_on: Vec::new(),
             },
             canary: Some(c),
         }))
