@@ -705,17 +705,11 @@ impl Executor {
 
     fn collect(&self) {
         let layout = self.layout.clone();
-        let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
-        self.blocking(move || {
-            let deleted = match archive::collect_garbage(&layout, max, min_free) {
-                Ok(d) => d.into_iter().map(|d| (d.zip, d.reason)).collect(),
-                Err(e) => {
-                    tracing::error!("archive cleanup failed: {e}");
-                    Vec::new()
-                }
-            };
-            Done::Collected(deleted)
-        });
+        let limits = archive::Limits {
+            max_base_size: self.cfg.max_base_size,
+            min_free_disk: self.cfg.min_free_disk,
+        };
+        self.blocking(move || Done::Collected(archive::collect_garbage(&layout, limits)));
     }
 
     /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,
