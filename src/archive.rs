@@ -1,7 +1,16 @@
 //! Archive and garbage collection: a version folder nothing uses any more becomes
 //! `archive/<identifier>-<version>.zip` (artifact, properties, every instance's logs) and the
-//! folder goes; the oldest archives are deleted when the base dir passes its size budget or the
-//! disk runs short. Blocking: run on `spawn_blocking`.
+//! folder goes; a broken build goes to `rejected/`. The collection ([`collect_garbage`]) keeps
+//! the base dir within its budget: instance logs rotated, old rejected builds and archives deleted
+//! as far as that helps. Blocking: run on `spawn_blocking`.
+
+mod collect;
+mod rotate;
+
+pub use collect::{
+    collect_garbage, plan, Collection, Deleted, Item, Limits, Plan, Why, KEEP_REJECTED,
+};
+pub use rotate::{log_cap, rotate_instance_logs};
 
 use std::fs;
 use std::io::{self, Write};
@@ -387,74 +396,6 @@ pub fn dir_size(p: &Path) -> u64 {
     fs::read_dir(p)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| dir_size(&e.path())).sum())
         .unwrap_or(0)
-}
-
-/// One archive deleted by [`collect_garbage`], and why.
-#[derive(Debug, Clone)]
-pub struct Deleted {
-    /// The file (usually a zip) removed from `archive/`.
-    pub zip: PathBuf,
-    /// Which budget it was removed for.
-    pub reason: String,
-}
-
-/// Delete the oldest files in `archive/` (by modification time) while the base dir is over
-/// `max_base_size` or free disk is under `min_free_disk`. Everything in `archive/` counts and may
-/// go, whatever its name (a copy someone left there weighs as much as a zip); nothing outside it
-/// is ever touched, so the running and testing versions (live folders) are safe by construction.
-/// Stops when `archive/` is empty.
-pub fn collect_garbage(
-    layout: &Layout,
-    max_base_size: u64,
-    min_free_disk: u64,
-) -> Result<Vec<Deleted>, ArchiveError> {
-    let adir = layout.archive_dir();
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = match fs::read_dir(&adir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter_map(|p| {
-                fs::symlink_metadata(&p)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .map(|t| (t, p))
-            })
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ArchiveError::Io {
-                what: "cannot read",
-                path: adir,
-                source,
-            })
-        }
-    };
-    files.sort();
-    let mut size = dir_size(layout.base());
-    let mut deleted = Vec::new();
-    for (_, path) in files {
-        let free = crate::layout::free_disk(layout.base());
-        let reason = if size > max_base_size {
-            format!("base dir is {size} bytes, over MAX_BASE_SIZE {max_base_size}")
-        } else if free.is_some_and(|f| f < min_free_disk) {
-            format!(
-                "free disk {} bytes is under MIN_FREE_DISK {min_free_disk}",
-                free.unwrap_or(0)
-            )
-        } else {
-            break;
-        };
-        let len = dir_size(&path);
-        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-        if is_dir {
-            fs::remove_dir_all(&path).map_err(io_err("cannot delete from archive", &path))?;
-        } else {
-            fs::remove_file(&path).map_err(io_err("cannot delete archive", &path))?;
-        }
-        size = size.saturating_sub(len);
-        deleted.push(Deleted { zip: path, reason });
-    }
-    Ok(deleted)
 }
 
 #[cfg(test)]

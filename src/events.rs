@@ -202,6 +202,14 @@ pub enum Event {
     Archived { version: Version, zip: PathBuf },
     /// An old archive was deleted to stay within the size or disk budget.
     ArchiveDeleted { zip: PathBuf, reason: String },
+    /// A rejected build was deleted from `rejected/`: past the newest 20, or for the budget.
+    RejectedDeleted { dir: PathBuf, reason: String },
+    /// The base dir is over `MAX_BASE_SIZE` (or free disk under `MIN_FREE_DISK`) by more than
+    /// deleting the archives could fix, so they are kept; `why` says what takes the room. Said
+    /// once, until [`Event::WithinBudget`].
+    OverBudget { why: String },
+    /// The base dir is within its budget again.
+    WithinBudget,
     /// understudy cannot save its state (a full or read-only disk); it keeps serving and retries.
     DiskFull { why: String },
     /// Its state is saved again.
@@ -305,7 +313,8 @@ impl Event {
             | Event::RolledBack { .. }
             | Event::Rejected { .. }
             | Event::Archived { .. }
-            | Event::ArchiveDeleted { .. } => Topic::Build,
+            | Event::ArchiveDeleted { .. }
+            | Event::RejectedDeleted { .. } => Topic::Build,
             Event::Started { .. }
             | Event::Ready { .. }
             | Event::Exited { .. }
@@ -324,7 +333,10 @@ impl Event {
             | Event::Resumed
             | Event::Scheduled { .. }
             | Event::ScheduleEnded { .. } => Topic::Verdict,
-            Event::DiskFull { .. } | Event::DiskRecovered => Topic::Disk,
+            Event::DiskFull { .. }
+            | Event::DiskRecovered
+            | Event::OverBudget { .. }
+            | Event::WithinBudget => Topic::Disk,
             Event::Rejecting { .. }
             | Event::SwitchCompleted { .. }
             | Event::SwitchUndone { .. }
@@ -367,6 +379,9 @@ impl Event {
             }
             Event::ArchiveDeleted { zip, reason } => {
                 tracing::info!(target: LOG_TARGET, zip = %zip.display(), reason, "archive_deleted")
+            }
+            Event::RejectedDeleted { dir, reason } => {
+                tracing::info!(target: LOG_TARGET, dir = %dir.display(), reason, "rejected_deleted")
             }
             _ => {} // another family
         }
@@ -487,11 +502,13 @@ impl Event {
         }
     }
 
-    /// Whether understudy can save its state.
+    /// Whether understudy can save its state, and whether the base dir keeps its budget.
     fn log_disk(&self) {
         match self {
             Event::DiskFull { why } => tracing::error!(target: LOG_TARGET, why, "disk_full"),
             Event::DiskRecovered => tracing::info!(target: LOG_TARGET, "disk_recovered"),
+            Event::OverBudget { why } => tracing::warn!(target: LOG_TARGET, why, "over_budget"),
+            Event::WithinBudget => tracing::info!(target: LOG_TARGET, "within_budget"),
             _ => {} // another family
         }
     }

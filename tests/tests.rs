@@ -12,6 +12,7 @@ mod support;
 mod admin;
 mod admin_side;
 mod at_low_traffic;
+mod budget;
 mod build_bytes;
 mod builds;
 mod canary;

@@ -424,7 +424,11 @@ fn collection_counts_and_deletes_any_file_in_the_archive() {
     let l = Layout::new(&base, "app");
     fs::create_dir_all(l.archive_dir()).unwrap();
     fs::write(l.archive_dir().join("copy.bin"), vec![0u8; 4096]).unwrap();
-    let deleted = collect_garbage(&l, 1024, 0).unwrap();
+    let limits = Limits {
+        max_base_size: 1024,
+        min_free_disk: 0,
+    };
+    let deleted = collect_garbage(&l, limits).deleted;
     assert_eq!(deleted.len(), 1);
     assert!(deleted[0].reason.contains("MAX_BASE_SIZE"));
     assert!(!l.archive_dir().join("copy.bin").exists());

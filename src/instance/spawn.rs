@@ -164,14 +164,22 @@ struct ChildStdio {
     stderr: std::fs::File,
 }
 
+/// Open (empty) the child's `stdout` and `stderr`, appending (`O_APPEND`): the collection bounds
+/// them by copying a file's tail aside and truncating it (`archive::rotate`), and only an
+/// appending writer then goes on at the new start instead of leaving a hole up to where it was.
 fn open_stdio(dir: &Path) -> Result<ChildStdio, InstanceError> {
-    let stdout_path = dir.join("stdout");
-    let stderr_path = dir.join("stderr");
+    let open = |name: &str| {
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0).map(|()| f))
+            .map_err(io_err("cannot create", &path))
+    };
     Ok(ChildStdio {
-        stdout: std::fs::File::create(&stdout_path)
-            .map_err(io_err("cannot create", &stdout_path))?,
-        stderr: std::fs::File::create(&stderr_path)
-            .map_err(io_err("cannot create", &stderr_path))?,
+        stdout: open("stdout")?,
+        stderr: open("stderr")?,
     })
 }
 
@@ -235,6 +243,9 @@ fn write_instance_json(
         "pid": pid,
         "watchdog_pid": watchdog,
         "command": command,
+        // Its stdout and stderr append: the collection may rotate them (an older understudy's
+        // children, kept across an upgrade, write at their own offsets and are left alone).
+        "stdio": "append",
         "started_unix_ms": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

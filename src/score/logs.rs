@@ -149,10 +149,14 @@ impl LogTail {
     /// Read what was appended and return the running totals (errors, warns).
     pub fn poll(&mut self, rules: &LevelRules) -> (u64, u64) {
         for path in log_files(&self.dir) {
-            let at = self.offsets.get(&path).copied().unwrap_or_default();
-            let Some((buf, full)) = read_from(&path, at.off) else {
+            let mut at = self.offsets.get(&path).copied().unwrap_or_default();
+            let Some((buf, full, from)) = read_from(&path, at.off) else {
                 continue;
             };
+            if from != at.off {
+                // Truncated (the collection rotates `stderr` so): read on from its new start.
+                at = Followed::default();
+            }
             let (consumed, lines, mid_line) = complete_lines(&buf, full, at.mid_line);
             for line in String::from_utf8_lossy(lines).lines() {
                 match rules.classify(line) {
@@ -210,11 +214,13 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Up to `MAX_READ_PER_POLL` bytes of `path` from `off`, and whether the read stopped at that
-/// bound; `None` when nothing was appended.
-fn read_from(path: &Path, off: u64) -> Option<(Vec<u8>, bool)> {
+/// Up to `MAX_READ_PER_POLL` bytes of `path` from `off` (from its start when it is now shorter:
+/// truncated), whether the read stopped at that bound, and where it started; `None` when
+/// nothing was appended.
+fn read_from(path: &Path, off: u64) -> Option<(Vec<u8>, bool, u64)> {
     let mut f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
+    let off = if len < off { 0 } else { off };
     if len <= off {
         return None;
     }
@@ -223,7 +229,7 @@ fn read_from(path: &Path, off: u64) -> Option<(Vec<u8>, bool)> {
     let want = (len - off).min(MAX_READ_PER_POLL);
     f.take(want).read_to_end(&mut buf).ok()?;
     let full = buf.len() as u64 == MAX_READ_PER_POLL;
-    Some((buf, full))
+    Some((buf, full, off))
 }
 
 #[cfg(test)]
@@ -297,6 +303,34 @@ mod tests {
             .unwrap();
         assert_eq!(from_now.poll(&rules), (1, 2));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The collection rotates a long `stderr` by copying its tail aside and truncating it: the
+    /// lines the child appends then, at its new start, count.
+    #[test]
+    fn a_truncated_log_is_read_on_from_its_new_start() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("stderr");
+        let mut child = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&f)
+            .unwrap();
+        child.write_all(&[b'x'; 4096]).unwrap();
+        child.write_all(b"\nERROR first\n").unwrap();
+        let rules = LevelRules::new(r"\bERROR\b", "");
+        let mut tail = LogTail::from_start(dir.path().to_path_buf());
+        assert_eq!(tail.poll(&rules), (1, 0));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(tail.poll(&rules), (1, 0), "nothing new yet");
+        child.write_all(b"ERROR after the rotation\n").unwrap();
+        assert_eq!(tail.poll(&rules), (2, 0));
     }
 
     /// A line longer than the read bound neither stalls the count nor is counted twice.

@@ -125,8 +125,8 @@ pub enum Input {
         result: Result<Filed, String>,
         filing: Option<Action>,
     },
-    /// Garbage collection deleted these archives (zip, reason).
-    Collected(Vec<(PathBuf, String)>),
+    /// A collection finished: what it deleted, and whether the base dir stays over budget.
+    Collected(crate::archive::Collection),
     /// A deadline from [`State::deadline`] passed.
     Tick,
     /// The proxy's counters, sampled every second: user requests and 5xx answers (cumulative).
@@ -208,7 +208,8 @@ pub enum Action {
         version: Version,
         reasons: Vec<String>,
     },
-    /// Delete old archives over budget; reports [`Input::Collected`].
+    /// Rotate instance logs, prune `rejected/`, delete old archives over budget; reports
+    /// [`Input::Collected`].
     Collect,
     /// Bring a version back into its folder from its archive (a rollback); reports
     /// [`Input::Restored`].
@@ -271,11 +272,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
             result,
             filing,
         } => d.filed(version, result, filing),
-        Input::Collected(deleted) => {
-            for (zip, reason) in deleted {
-                d.emit(Event::ArchiveDeleted { zip, reason });
-            }
-        }
+        Input::Collected(c) => d.collected(c),
         Input::Tick => d.tick(),
         Input::Restored { version, result } => d.restored(version, result),
         Input::Traffic { requests, errors } => d.traffic(requests, errors),

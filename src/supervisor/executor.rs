@@ -751,19 +751,13 @@ impl Executor {
 
     fn collect(&self) {
         let layout = self.layout.clone();
-        let (max, min_free) = (self.cfg.max_base_size, self.cfg.min_free_disk);
+        let limits = archive::Limits {
+            max_base_size: self.cfg.max_base_size,
+            min_free_disk: self.cfg.min_free_disk,
+        };
         self.blocking(
-            move || {
-                let deleted = match archive::collect_garbage(&layout, max, min_free) {
-                    Ok(d) => d.into_iter().map(|d| (d.zip, d.reason)).collect(),
-                    Err(e) => {
-                        tracing::error!("archive cleanup failed: {e}");
-                        Vec::new()
-                    }
-                };
-                Done::Collected(deleted)
-            },
-            |_| Done::Collected(Vec::new()),
+            move || Done::Collected(archive::collect_garbage(&layout, limits)),
+            |_| Done::Collected(archive::Collection::default()),
         );
     }
 

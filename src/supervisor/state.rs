@@ -359,6 +359,9 @@ pub struct State {
     pub(super) spare: Option<Slot>,
     /// Why the state files cannot be written right now (a full disk), while it lasts.
     pub(super) disk_full: Option<String>,
+    /// The last collection found the base dir over budget beyond what deleting archives could
+    /// fix (said once, by [`Event::OverBudget`](crate::events::Event::OverBudget)).
+    pub(super) over_budget: bool,
     /// A second instance of running's version while a build is tested (`NOISE_CANCEL`).
     pub(super) secondary: Option<Slot>,
     /// Whether to run one.
@@ -452,6 +455,7 @@ impl State {
             next: None,
             spare: None,
             disk_full: None,
+            over_budget: false,
             secondary: None,
             noise_cancel: false,
             canary_steps: Vec::new(),

@@ -115,6 +115,9 @@ fn build_line(e: &Event) -> String {
         Event::ArchiveDeleted { zip, reason } => {
             format!("archive {} deleted: {reason}", zip.display())
         }
+        Event::RejectedDeleted { dir, reason } => {
+            format!("rejected build {} deleted: {reason}", dir.display())
+        }
         other => other_line(other),
     }
 }
@@ -294,6 +297,8 @@ fn supervision_tail(e: &Event) -> String {
         }
         Event::DiskFull { why } => format!("cannot save its state (still serving users): {why}"),
         Event::DiskRecovered => "saves its state again".to_string(),
+        Event::OverBudget { why } => format!("over its disk budget, archives kept: {why}"),
+        Event::WithinBudget => "back within its disk budget".to_string(),
         other => other_line(other),
     }
 }

@@ -20,6 +20,32 @@ impl Decision<'_> {
         }
     }
 
+    /// A collection finished: tell what it deleted, and that the base dir stays over budget
+    /// once when it starts to (not at every collection while it lasts), and when it stops.
+    pub(super) fn collected(&mut self, c: crate::archive::Collection) {
+        for d in c.deleted {
+            self.emit(match d.rejected {
+                true => Event::RejectedDeleted {
+                    dir: d.path,
+                    reason: d.reason,
+                },
+                false => Event::ArchiveDeleted {
+                    zip: d.path,
+                    reason: d.reason,
+                },
+            });
+        }
+        let over = c.over_budget.is_some();
+        match (
+            std::mem::replace(&mut self.s.over_budget, over),
+            c.over_budget,
+        ) {
+            (false, Some(why)) => self.emit(Event::OverBudget { why }),
+            (true, None) => self.emit(Event::WithinBudget),
+            _ => {}
+        }
+    }
+
     pub(super) fn tick(&mut self) {
         self.restart_if_due();
         if self.now >= self.s.next_gc {

@@ -1,8 +1,6 @@
 //! Work finished off the supervisor's task ([`Done`]) and how the executor turns it into an
 //! [`Input`] for `decide`, keeping the handles it carries (instances, upstreams).
 
-use std::path::PathBuf;
-
 use super::Executor;
 use crate::artifact::Installed;
 use crate::instance::{Instance, InstanceError, InstanceId};
@@ -27,7 +25,7 @@ pub(super) enum Done {
         /// The filing action reported on (none for a refused drop). Boxed: an action is large.
         filing: Option<Box<Action>>,
     },
-    Collected(Vec<(PathBuf, String)>),
+    Collected(crate::archive::Collection),
     Restored {
         version: semver::Version,
         result: Result<Installed, RestoreFailure>,

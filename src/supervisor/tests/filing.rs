@@ -193,3 +193,59 @@ async fn a_build_dropped_again_while_its_rejected_one_is_retired_waits_then_inst
     });
     assert!(a.contains(&Action::Install(build("1.1.0"))), "{a:#?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_base_dir_over_budget_beyond_its_archives_is_said_once_until_it_is_within_again() {
+    use crate::archive::{Collection, Deleted};
+    let mut sim = Sim::new(PORTS);
+    let over = |why: &str| Collection {
+        deleted: Vec::new(),
+        over_budget: Some(why.to_string()),
+    };
+    let a = sim.feed(Input::Collected(over("40.0 MiB over")));
+    assert_eq!(
+        emitted(&a),
+        [&Event::OverBudget {
+            why: "40.0 MiB over".into()
+        }]
+    );
+    // Every minute's collection finds it so again: nothing more is said.
+    assert!(emitted(&sim.feed(Input::Collected(over("41.0 MiB over")))).is_empty());
+    let within = Collection {
+        deleted: vec![
+            Deleted {
+                path: PathBuf::from("/base/rejected/app-0.1.0"),
+                rejected: true,
+                reason: "rejected/ keeps the newest 20 rejected builds".into(),
+            },
+            Deleted {
+                path: PathBuf::from("/base/archive/app-0.1.0.zip"),
+                rejected: false,
+                reason: "over MAX_BASE_SIZE".into(),
+            },
+        ],
+        over_budget: None,
+    };
+    let a = sim.feed(Input::Collected(within.clone()));
+    assert_eq!(
+        emitted(&a),
+        [
+            &Event::RejectedDeleted {
+                dir: PathBuf::from("/base/rejected/app-0.1.0"),
+                reason: "rejected/ keeps the newest 20 rejected builds".into(),
+            },
+            &Event::ArchiveDeleted {
+                zip: PathBuf::from("/base/archive/app-0.1.0.zip"),
+                reason: "over MAX_BASE_SIZE".into(),
+            },
+            &Event::WithinBudget,
+        ]
+    );
+    assert!(emitted(&sim.feed(Input::Collected(Collection::default()))).is_empty());
+    assert_eq!(
+        emitted(&sim.feed(Input::Collected(over("again")))),
+        [&Event::OverBudget {
+            why: "again".into()
+        }]
+    );
+}

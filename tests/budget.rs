@@ -1,0 +1,114 @@
+//! The base dir's size budget: archives (rollback targets) are deleted only when that brings the
+//! base dir back under `MAX_BASE_SIZE`; what grows by itself is bounded or named.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// v1.0.0 promoted over by v1.1.0 (operator), so `archive/app-1.0.0.zip` is there.
+fn with_1_0_0_archived(name: &str, extra_env: &str) -> (Base, Understudy) {
+    let (base, u) = start_with_testing(name, &format!("ROLLBACK_WINDOW=0\n{extra_env}"));
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.0.0 archived", Duration::from_secs(30), || {
+        let zip = base.path.join("archive/app-1.0.0.zip");
+        (zip.is_file() && !base.path.join("app-1.0.0").exists()).then_some(())
+    });
+    (base, u)
+}
+
+/// Append `mib` MiB of zeros to `path`, as `head -c 40M /dev/zero >> path` does.
+fn append_zeros(path: &std::path::Path, mib: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        f.write_all(&chunk).unwrap();
+    }
+}
+
+#[test]
+fn an_app_whose_own_logs_fill_the_budget_costs_no_archive_and_is_named_once() {
+    let (base, mut u) = with_1_0_0_archived("budget-logs", "MAX_BASE_SIZE=30MiB");
+    // The app's own log, which only the app can rotate: the base dir is over budget by itself.
+    let logs = base.path.join("running/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    append_zeros(&logs.join("app.log.1"), 40);
+    // A refused build is filed away, and a collection follows every filing.
+    base.drop_fixture("0.5.0", "");
+    let line = wait_until("over_budget said", Duration::from_secs(20), || {
+        u.log_text()
+            .lines()
+            .find(|l| l.contains("over_budget"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains("over MAX_BASE_SIZE 30.0 MiB by")
+            && line.contains("version folders (builds and instance logs) 40."),
+        "{line}"
+    );
+    assert!(base.path.join("archive/app-1.0.0.zip").is_file());
+    base.drop_fixture("0.6.0", "");
+    wait_until("0.6.0 refused", Duration::from_secs(20), || {
+        base.path
+            .join("rejected/app-0.6.0.refused/reason.json")
+            .is_file()
+            .then_some(())
+    });
+    // The rollback target is still there, and works.
+    let (code, _, err) = cli(&base, &["rollback", "1.0.0"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.0.0 running again", Duration::from_secs(30), || {
+        (base.version_of("running").as_deref() == Some("app-1.0.0")).then_some(())
+    });
+    // 1.1.0, with the big log, is zipped away: within budget again, and said so.
+    wait_until("within_budget said", Duration::from_secs(30), || {
+        u.log_text().contains("within_budget").then_some(())
+    });
+    let log = u.log_text();
+    assert_eq!(log.matches("over_budget").count(), 1, "said once:\n{log}");
+    assert!(!log.contains("archive_deleted"), "{log}");
+    u.stop();
+}
+
+#[test]
+fn a_chatty_instance_stdout_is_rotated_and_the_child_writes_on_at_its_start() {
+    // 32 MiB: an instance's stdout may hold 1 MiB.
+    let base = Base::new("budget-stdout");
+    base.write_env("MAX_BASE_SIZE=32MiB");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let stdout = std::fs::canonicalize(base.path.join("running"))
+        .unwrap()
+        .join("stdout");
+    append_zeros(&stdout, 5);
+    base.drop_fixture("0.5.0", "");
+    wait_until("stdout rotated", Duration::from_secs(20), || {
+        let len = std::fs::metadata(&stdout).ok()?.len();
+        (len < 1 << 20 && stdout.with_file_name("stdout.1").is_file()).then_some(())
+    });
+    let kept = std::fs::metadata(stdout.with_file_name("stdout.1"))
+        .unwrap()
+        .len();
+    assert!(kept <= 1 << 20, "stdout.1 holds the last 1 MiB: {kept}");
+    // The fixture prints a line per request, through the descriptor it was started with.
+    assert_eq!(u.get("/after-rotation").0, 200);
+    let text = wait_until("the child's next line", Duration::from_secs(10), || {
+        let text = std::fs::read(&stdout).ok()?;
+        let s = String::from_utf8_lossy(&text).into_owned();
+        s.contains("/after-rotation").then_some(text)
+    });
+    assert!(
+        text.len() < 1 << 20 && !text.contains(&0),
+        "the child wrote at the new start, leaving no hole: {} bytes, {:?}",
+        text.len(),
+        String::from_utf8_lossy(&text[..text.len().min(80)])
+    );
+    assert!(u.log_text().contains("starts afresh"));
+    u.stop();
+}
