@@ -136,6 +136,15 @@ pub enum InstallError {
         version: Version,
         file: String,
     },
+    /// A hard-linked build must be copied into a fresh file, but the copy would leave less than
+    /// `MIN_FREE_DISK` free.
+    #[error("{path} has other hard links, so it is copied rather than moved (a write through one of them would change the installed build), but its {size} bytes would leave less than MIN_FREE_DISK ({min_free_disk} bytes) free on the disk of {disk}: free disk space or lower MIN_FREE_DISK, or drop the build with cp or mv instead of ln")]
+    NoRoomToCopy {
+        path: PathBuf,
+        size: u64,
+        min_free_disk: u64,
+        disk: PathBuf,
+    },
     /// The zip cannot be read.
     #[error("{path} is not a readable zip: {source}")]
     Zip {
@@ -288,7 +297,8 @@ fn verify_checksum(build: &Path, checksum: &Path) -> Result<(), InstallError> {
 }
 
 /// Move a dropped build (and its `.sha256`, if one lies beside it) into its version folder,
-/// verify the checksum, unpack a zip within `limits`, and find what to start. On an error once
+/// (copied into a fresh file if it is hard-linked, within `MIN_FREE_DISK`), verify the checksum,
+/// unpack a zip within `limits`, and find what to start. On an error once
 /// the build is in its version folder, it stays there, for the caller to reject with it; on one
 /// before, it is already in `rejected/<identifier>-<version>/`, where rejecting the version
 /// writes the reason. Blocking: call from `spawn_blocking`.
@@ -299,7 +309,7 @@ pub fn install(
     limits: InstallLimits,
 ) -> Result<Installed, InstallError> {
     let vdir = layout.version_dir(&name.version);
-    let (dest, sum) = place::place(layout, dropped, name, &vdir)?;
+    let (dest, sum) = place::place(layout, dropped, name, &vdir, limits)?;
     if let Some(sum) = sum {
         verify_checksum(&dest, &sum)?;
     }

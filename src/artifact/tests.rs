@@ -121,3 +121,39 @@ fn a_build_that_cannot_reach_its_folder_goes_to_rejected_and_the_file_in_the_way
     assert_eq!(fs::read_dir(l.incoming_dir()).unwrap().count(), 0);
     fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_hard_linked_build_is_installed_as_its_own_copy() {
+    use std::os::unix::fs::MetadataExt;
+    let base = temp_base("hard-link");
+    let ci = temp_base("hard-link-ci").join("app-1.3.0.jar");
+    let l = Layout::new(&base, "app");
+    fs::write(&ci, b"jar as built").unwrap();
+    // `ln /ci/out/app-1.3.0.jar /srv/app/`: the drop shares the CI's inode.
+    fs::hard_link(&ci, base.join("app-1.3.0.jar")).unwrap();
+    let name = parse_name("app-1.3.0.jar", "app").unwrap();
+    let installed = install(&l, &base.join("app-1.3.0.jar"), &name, NO_LIMITS).unwrap();
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_ne!(ino(&installed.program), ino(&ci));
+    assert!(
+        !base.join("app-1.3.0.jar").exists(),
+        "the dropped name goes"
+    );
+    assert_eq!(fs::metadata(&ci).unwrap().nlink(), 1);
+    // The next CI build rewrites its output in place (`cp other.jar /ci/out/app-1.3.0.jar`).
+    fs::write(&ci, b"another build").unwrap();
+    assert_eq!(fs::read(&installed.program).unwrap(), b"jar as built");
+
+    // A copy that would leave less than MIN_FREE_DISK free is not made.
+    fs::hard_link(&ci, base.join("app-1.4.0.jar")).unwrap();
+    let name = parse_name("app-1.4.0.jar", "app").unwrap();
+    let full = InstallLimits {
+        max_unpacked: u64::MAX,
+        min_free_disk: u64::MAX,
+    };
+    let err = install(&l, &base.join("app-1.4.0.jar"), &name, full).unwrap_err();
+    assert!(err.to_string().contains("MIN_FREE_DISK"), "{err}");
+    assert!(base.join("rejected/app-1.4.0/app-1.4.0.jar").is_file());
+    fs::remove_dir_all(&base).unwrap();
+    fs::remove_dir_all(ci.parent().unwrap()).unwrap();
+}
