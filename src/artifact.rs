@@ -220,6 +220,10 @@ pub struct InstallLimits {
 /// The suffix of a build's checksum file: `app-1.2.0.jar.sha256` guards `app-1.2.0.jar`.
 pub const CHECKSUM_SUFFIX: &str = ".sha256";
 
+/// The most a checksum file is read of, in bytes: a `sha256sum` line is under 300 even with a
+/// long file name, so a bigger one is something else (the build copied under its name).
+pub const MAX_CHECKSUM_SIZE: u64 = 4096;
+
 /// The name of the checksum file that guards `build_file` (`<build file>.sha256`).
 pub fn checksum_name(build_file: &str) -> String {
     format!("{build_file}{CHECKSUM_SUFFIX}")
@@ -269,12 +273,32 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         .collect())
 }
 
+/// The text of a checksum file, read no further than [`MAX_CHECKSUM_SIZE`]: a build copied under
+/// the checksum's name is refused, never read into memory.
+fn read_checksum(checksum: &Path) -> Result<String, InstallError> {
+    let bad = |why: String| InstallError::BadChecksum {
+        path: checksum.to_path_buf(),
+        why,
+    };
+    let mut f = fs::File::open(checksum).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    let mut bytes = Vec::new();
+    Read::by_ref(&mut f)
+        .take(MAX_CHECKSUM_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CHECKSUM_SIZE {
+        let size = f.metadata().map_or(bytes.len() as u64, |m| m.len());
+        return Err(bad(format!(
+            "it is {size} bytes, more than the {MAX_CHECKSUM_SIZE} bytes understudy reads of one; \
+             a .sha256 file holds one line: `<64 hex>  <name>`"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| bad(format!("it is not text: {e}")))
+}
+
 /// Check `build` against the digest in `checksum`.
 fn verify_checksum(build: &Path, checksum: &Path) -> Result<(), InstallError> {
-    let text = fs::read_to_string(checksum).map_err(|e| InstallError::BadChecksum {
-        path: checksum.to_path_buf(),
-        why: format!("cannot read it as text: {e}"),
-    })?;
+    let text = read_checksum(checksum)?;
     let expected = parse_checksum(&text).map_err(|why| InstallError::BadChecksum {
         path: checksum.to_path_buf(),
         why,

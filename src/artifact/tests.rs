@@ -157,3 +157,25 @@ fn a_hard_linked_build_is_installed_as_its_own_copy() {
     fs::remove_dir_all(&base).unwrap();
     fs::remove_dir_all(ci.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn a_checksum_file_far_over_its_bound_is_refused_unread() {
+    let base = temp_base("big-sum");
+    let l = Layout::new(&base, "app");
+    fs::write(base.join("app-1.0.0.jar"), b"jar").unwrap();
+    // The build itself copied under the checksum's name: 64 MiB, mostly a hole.
+    let sum = fs::File::create(base.join("app-1.0.0.jar.sha256")).unwrap();
+    sum.set_len(64 << 20).unwrap();
+    drop(sum);
+    let name = parse_name("app-1.0.0.jar", "app").unwrap();
+    let err = install(&l, &base.join("app-1.0.0.jar"), &name, NO_LIMITS).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("app-1.0.0.jar.sha256")
+            && text.contains(&format!("is {} bytes", 64 << 20))
+            && text.contains(&format!("{MAX_CHECKSUM_SIZE} bytes"))
+            && text.contains("holds one line"),
+        "{text}"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
