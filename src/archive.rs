@@ -226,7 +226,9 @@ fn add_entry(
 /// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
 /// broken build is quarantined with its logs and never retried unless dropped again. A retry
 /// after the move succeeded (its `reason.json` failed) finds no folder: it finishes the job in
-/// `rejected/` and keeps what the first attempt moved there.
+/// `rejected/` and keeps what the first attempt moved there, as it does after an install that
+/// failed before its folder existed and moved the build there itself. Only a folder is moved: a
+/// file under the folder's name (a build of the version still being dropped) is not understudy's.
 pub fn reject_version(
     layout: &Layout,
     v: &Version,
@@ -236,7 +238,7 @@ pub fn reject_version(
     let rdir = layout.rejected_dir();
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
     let dest = rdir.join(layout.version_name(v));
-    if dir.exists() {
+    if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
         // An earlier rejection of the same version (dropped again since) gives way to this one.
         let _ = fs::remove_dir_all(&dest);
         fs::rename(&dir, &dest).map_err(io_err("cannot move the rejected version to", &dest))?;

@@ -10,6 +10,7 @@ use semver::Version;
 
 use crate::layout::Layout;
 
+mod place;
 mod unzip;
 /// Whether a symlink at a path relative to a folder, pointing at a target, stays inside that
 /// folder: the rule a bundle is unpacked by, which archiving keeps too.
@@ -127,6 +128,23 @@ pub enum InstallError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The version folder's name is held by something that is not a folder, such as an
+    /// executable build of the same version still being written: two builds of one version.
+    #[error("{path} is not a folder, yet it has the name of the version folder of {version} (an executable build of {version} still being written, or a file or link put there): {file} was not installed; drop one build per version, or move {path} away and drop {file} again")]
+    NameTaken {
+        path: PathBuf,
+        version: Version,
+        file: String,
+    },
+    /// A hard-linked build must be copied into a fresh file, but the copy would leave less than
+    /// `MIN_FREE_DISK` free.
+    #[error("{path} has other hard links, so it is copied rather than moved (a write through one of them would change the installed build), but its {size} bytes would leave less than MIN_FREE_DISK ({min_free_disk} bytes) free on the disk of {disk}: free disk space or lower MIN_FREE_DISK, or drop the build with cp or mv instead of ln")]
+    NoRoomToCopy {
+        path: PathBuf,
+        size: u64,
+        min_free_disk: u64,
+        disk: PathBuf,
+    },
     /// The zip cannot be read.
     #[error("{path} is not a readable zip: {source}")]
     Zip {
@@ -202,6 +220,10 @@ pub struct InstallLimits {
 /// The suffix of a build's checksum file: `app-1.2.0.jar.sha256` guards `app-1.2.0.jar`.
 pub const CHECKSUM_SUFFIX: &str = ".sha256";
 
+/// The most a checksum file is read of, in bytes: a `sha256sum` line is under 300 even with a
+/// long file name, so a bigger one is something else (the build copied under its name).
+pub const MAX_CHECKSUM_SIZE: u64 = 4096;
+
 /// The name of the checksum file that guards `build_file` (`<build file>.sha256`).
 pub fn checksum_name(build_file: &str) -> String {
     format!("{build_file}{CHECKSUM_SUFFIX}")
@@ -251,12 +273,32 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         .collect())
 }
 
+/// The text of a checksum file, read no further than [`MAX_CHECKSUM_SIZE`]: a build copied under
+/// the checksum's name is refused, never read into memory.
+fn read_checksum(checksum: &Path) -> Result<String, InstallError> {
+    let bad = |why: String| InstallError::BadChecksum {
+        path: checksum.to_path_buf(),
+        why,
+    };
+    let mut f = fs::File::open(checksum).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    let mut bytes = Vec::new();
+    Read::by_ref(&mut f)
+        .take(MAX_CHECKSUM_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CHECKSUM_SIZE {
+        let size = f.metadata().map_or(bytes.len() as u64, |m| m.len());
+        return Err(bad(format!(
+            "it is {size} bytes, more than the {MAX_CHECKSUM_SIZE} bytes understudy reads of one; \
+             a .sha256 file holds one line: `<64 hex>  <name>`"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| bad(format!("it is not text: {e}")))
+}
+
 /// Check `build` against the digest in `checksum`.
 fn verify_checksum(build: &Path, checksum: &Path) -> Result<(), InstallError> {
-    let text = fs::read_to_string(checksum).map_err(|e| InstallError::BadChecksum {
-        path: checksum.to_path_buf(),
-        why: format!("cannot read it as text: {e}"),
-    })?;
+    let text = read_checksum(checksum)?;
     let expected = parse_checksum(&text).map_err(|why| InstallError::BadChecksum {
         path: checksum.to_path_buf(),
         why,
@@ -279,9 +321,11 @@ fn verify_checksum(build: &Path, checksum: &Path) -> Result<(), InstallError> {
 }
 
 /// Move a dropped build (and its `.sha256`, if one lies beside it) into its version folder,
-/// verify the checksum, unpack a zip within `limits`, and find what to start. On an error the
-/// build stays in its version folder, for the caller to reject with it. Blocking: call from
-/// `spawn_blocking`.
+/// (copied into a fresh file if it is hard-linked, within `MIN_FREE_DISK`), verify the checksum,
+/// unpack a zip within `limits`, and find what to start. On an error once
+/// the build is in its version folder, it stays there, for the caller to reject with it; on one
+/// before, it is already in `rejected/<identifier>-<version>/`, where rejecting the version
+/// writes the reason. Blocking: call from `spawn_blocking`.
 pub fn install(
     layout: &Layout,
     dropped: &Path,
@@ -289,23 +333,8 @@ pub fn install(
     limits: InstallLimits,
 ) -> Result<Installed, InstallError> {
     let vdir = layout.version_dir(&name.version);
-    let sum_name = checksum_name(&name.file_name);
-    let dropped_sum = dropped.with_file_name(&sum_name);
-    let has_sum = fs::symlink_metadata(&dropped_sum).is_ok_and(|m| m.is_file());
-    // An executable build has the version folder's own name: move it out of the way first.
-    let incoming = layout.incoming_dir();
-    fs::create_dir_all(&incoming).map_err(io_err("cannot create", &incoming))?;
-    let staged = incoming.join(&name.file_name);
-    move_file(dropped, &staged)?;
-    if has_sum {
-        move_file(&dropped_sum, &incoming.join(&sum_name))?;
-    }
-    fs::create_dir_all(&vdir).map_err(io_err("cannot create version folder", &vdir))?;
-    let dest = vdir.join(&name.file_name);
-    move_file(&staged, &dest)?;
-    if has_sum {
-        let sum = vdir.join(&sum_name);
-        move_file(&incoming.join(&sum_name), &sum)?;
+    let (dest, sum) = place::place(layout, dropped, name, &vdir, limits)?;
+    if let Some(sum) = sum {
         verify_checksum(&dest, &sum)?;
     }
     match name.kind {
@@ -561,107 +590,4 @@ fn find_program(dir: &Path, identifier: &str, version: &Version) -> Option<(Path
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-
-    pub(super) fn temp_base(name: &str) -> PathBuf {
-        let base = std::env::temp_dir().join(format!("understudy-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&base).unwrap();
-        base
-    }
-
-    pub(super) const NO_LIMITS: InstallLimits = InstallLimits {
-        max_unpacked: u64::MAX,
-        min_free_disk: 0,
-    };
-
-    pub(super) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-        for (name, bytes) in entries {
-            z.start_file(*name, opts).unwrap();
-            z.write_all(bytes).unwrap();
-        }
-        z.finish().unwrap().into_inner()
-    }
-
-    #[test]
-    fn checksums_parse_as_sha256sum_writes_them() {
-        let hex = "ab".repeat(32);
-        assert_eq!(
-            parse_checksum(&format!("{hex}  app-1.0.0.jar\n")),
-            Ok(hex.clone())
-        );
-        assert_eq!(parse_checksum(&hex.to_uppercase()), Ok(hex.clone()));
-        assert!(parse_checksum("").unwrap_err().contains("empty"));
-        assert!(parse_checksum(&hex[..63])
-            .unwrap_err()
-            .contains("64 hex digits"));
-        assert_eq!(
-            checksum_of("app-1.0.0.jar.sha256", "app").map(|n| n.kind),
-            Some(Kind::Jar)
-        );
-        assert_eq!(
-            checksum_of("app-1.0.0.sha256", "app").map(|n| n.kind),
-            Some(Kind::Executable)
-        );
-        assert!(checksum_of("app-1.0.sha256", "app").is_none());
-        assert!(checksum_of("other-1.0.0.sha256", "app").is_none());
-    }
-
-    #[test]
-    fn a_mismatched_checksum_fails_the_install_and_both_stay_in_the_folder() {
-        let base = temp_base("sum");
-        let l = Layout::new(&base, "app");
-        fs::write(base.join("app-1.0.0.jar"), b"jar").unwrap();
-        fs::write(base.join("app-1.0.0.jar.sha256"), "00".repeat(32)).unwrap();
-        let name = parse_name("app-1.0.0.jar", "app").unwrap();
-        let err = install(&l, &base.join("app-1.0.0.jar"), &name, NO_LIMITS).unwrap_err();
-        assert!(
-            matches!(&err, InstallError::ChecksumMismatch { expected, .. } if *expected == "00".repeat(32)),
-            "{err}"
-        );
-        let vdir = base.join("app-1.0.0");
-        assert!(
-            vdir.join("app-1.0.0.jar").is_file() && vdir.join("app-1.0.0.jar.sha256").is_file()
-        );
-        fs::remove_dir_all(&base).unwrap();
-    }
-
-    #[test]
-    fn names() {
-        let n = parse_name("app-1.10.0.jar", "app").unwrap();
-        assert_eq!(
-            (n.version.to_string(), n.kind),
-            ("1.10.0".to_string(), Kind::Jar)
-        );
-        assert!(n.version > Version::parse("1.9.0").unwrap());
-        assert_eq!(
-            parse_name("app-2.0.0", "app").unwrap().kind,
-            Kind::Executable
-        );
-        assert_eq!(
-            parse_name("app-2.0.0-rc.1.zip", "app").unwrap().kind,
-            Kind::Zip
-        );
-        assert!(matches!(
-            parse_name("app-1.0.jar", "app"),
-            Err(NameError::BadVersion { .. })
-        ));
-        assert!(matches!(
-            parse_name("other-1.0.0.jar", "app"),
-            Err(NameError::OtherIdentifier(..))
-        ));
-        assert!(matches!(
-            parse_name("app-1.0.0.jar.part", "app"),
-            Err(NameError::InProgress(_))
-        ));
-        assert!(matches!(
-            parse_name(".app-1.0.0.jar", "app"),
-            Err(NameError::InProgress(_))
-        ));
-    }
-}
+mod tests;

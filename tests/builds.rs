@@ -276,3 +276,62 @@ fn the_same_version_again_never_replaces_the_installed_build() {
     );
     u.stop();
 }
+
+#[test]
+fn two_kinds_of_one_version_dropped_together_lose_nothing() {
+    let base = Base::new("two-kinds");
+    // A "jar" here is the fixture's start script, run by sh: no JVM needed.
+    base.write_env("JAR_COMMAND='sh {artifact}'");
+    let mut u = Understudy::start(&base);
+
+    // An executable build of 1.3.0 still being written (a slow `cp`), holding the version
+    // folder's name, when the jar of the same version arrives.
+    let exec = base.path.join("app-1.3.0");
+    let mut writing = std::fs::File::create(&exec).unwrap();
+    writing.write_all(b"#!/bin/sh\n").unwrap();
+    let jar = Base::fixture_script("1.3.0-jar", "");
+    drop_file(&base, "app-1.3.0.jar", jar.as_bytes());
+
+    // The jar is turned away into rejected/ with its reason, the executable left where it is.
+    let why = reason(&base, "app-1.3.0");
+    assert!(why.contains("app-1.3.0.jar"), "{why}");
+    assert!(
+        why.contains("is not a folder") && why.contains("one build per version"),
+        "{why}"
+    );
+    let rejected = base.path.join("rejected/app-1.3.0");
+    assert_eq!(
+        std::fs::read(rejected.join("app-1.3.0.jar")).unwrap(),
+        jar.as_bytes()
+    );
+    assert!(exec.is_file(), "the executable being written is not moved");
+
+    // The executable's copy ends: it is installed and serves.
+    writing
+        .write_all(&Base::fixture_script("1.3.0", "").as_bytes()["#!/bin/sh\n".len()..])
+        .unwrap();
+    drop(writing);
+    wait_until(
+        "the executable 1.3.0 to serve",
+        Duration::from_secs(15),
+        || u.get("/").1.starts_with("hello from 1.3.0 ").then_some(()),
+    );
+    assert!(base.path.join("app-1.3.0/app-1.3.0").is_file());
+    assert_eq!(
+        std::fs::read(rejected.join("app-1.3.0.jar")).unwrap(),
+        jar.as_bytes(),
+        "the rejected jar is kept"
+    );
+    let incoming = base.path.join(".understudy/incoming");
+    let left: Vec<_> = std::fs::read_dir(&incoming)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "nothing stays in {}: {left:?}",
+        incoming.display()
+    );
+    let log = u.log_text();
+    assert!(!log.contains("filing_failed"), "{log}");
+    u.stop();
+}

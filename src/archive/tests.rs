@@ -112,6 +112,19 @@ impl Drop for Stuck {
     }
 }
 
+#[test]
+fn a_rejection_never_moves_a_file_under_the_version_folders_name() {
+    let base = tempfile::tempdir().unwrap();
+    let l = Layout::new(base.path(), "app");
+    let v = Version::parse("1.3.0").unwrap();
+    // An executable build of 1.3.0 still being dropped, while another build of it is rejected.
+    fs::write(l.version_dir(&v), b"#!/bin/sh\n").unwrap();
+    let reasons = vec!["cannot install".to_string()];
+    let dest = reject_version(&l, &v, &reasons).unwrap();
+    assert_eq!(fs::read(l.version_dir(&v)).unwrap(), b"#!/bin/sh\n");
+    assert!(dest.is_dir() && dest.join("reason.json").is_file());
+}
+
 fn zip_names(zip: &Path) -> Vec<String> {
     let a = zip::ZipArchive::new(fs::File::open(zip).unwrap()).unwrap();
     let mut names: Vec<String> = a.file_names().map(|n| n.unwrap().into_owned()).collect();
