@@ -30,7 +30,8 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// somewhere other than a log line.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
-    /// The receiver's URL with credentials redacted: the only form that may be shown.
+    /// The receiver as [`crate::config::receiver_shown`] names it (scheme, host, port and its
+    /// place in WEBHOOK_URLS): the only form that may be shown, its path and credentials being secret.
     pub url: String,
     /// Delivered with a 2xx answer.
     pub delivered: AtomicU64,
@@ -39,10 +40,11 @@ pub struct WebhookStats {
 }
 
 impl WebhookStats {
-    /// Counters for the receiver `target`, named without its credentials.
-    pub fn new(target: &str) -> WebhookStats {
+    /// Counters for the receiver `target`, the `position`th of WEBHOOK_URLS (from 1), named
+    /// without its path, query or credentials.
+    pub fn new(position: usize, target: &str) -> WebhookStats {
         WebhookStats {
-            url: crate::config::redacted(target),
+            url: crate::config::receiver_shown(position, target),
             ..WebhookStats::default()
         }
     }
@@ -89,7 +91,7 @@ pub async fn run(
     stats: Arc<WebhookStats>,
     stop: CancellationToken,
 ) {
-    // Everything logged names the receiver without its credentials.
+    // Everything logged names the receiver without its path, query or credentials.
     let url = stats.url.clone();
     let poster = match Poster::new(&target, delivery.ca.as_ref()) {
         Ok(p) => p,
