@@ -6,6 +6,7 @@
 //! never holds up the supervisor or grows memory.
 
 mod client;
+mod resolve;
 mod slack;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, WebhookCa, WebhookFormat};
 use crate::events::{Events, Stamped};
 use client::Poster;
+use resolve::ThreadResolver;
 pub use slack::{slack_text, Told};
 
 /// Attempts per event before it is given up (and counted as dropped).
@@ -59,6 +61,9 @@ pub struct Delivery {
     pub format: WebhookFormat,
     /// A private CA trusted besides the system's roots.
     pub ca: Option<WebhookCa>,
+    /// Looks receivers' hosts up off tokio's blocking pool; one for all, so a host's hung lookup
+    /// is shared rather than repeated.
+    resolver: ThreadResolver,
 }
 
 impl Delivery {
@@ -68,6 +73,7 @@ impl Delivery {
             identifier: cfg.identifier.clone(),
             format: cfg.webhook_format,
             ca: cfg.webhook_ca.clone(),
+            resolver: ThreadResolver::default(),
         }
     }
 
@@ -93,7 +99,7 @@ pub async fn run(
 ) {
     // Everything logged names the receiver without its path, query or credentials.
     let url = stats.url.clone();
-    let poster = match Poster::new(&target, delivery.ca.as_ref()) {
+    let poster = match Poster::new(&target, delivery.ca.as_ref(), delivery.resolver.clone()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("webhook {url}: cannot build an HTTP client: {e}; no events go there");
