@@ -35,7 +35,7 @@ pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
 pub use reload::{changed_keys, LIVE_KEYS};
 pub use serving::{UserLimits, MOST_HEADERS};
-pub use webhooks::{redacted, WebhookCa, WebhookFormat};
+pub use webhooks::{receiver_shown, redacted, WebhookCa, WebhookFormat};
 
 /// Longest value echoed back in an error; longer ones are cut.
 const MAX_ECHO: usize = 200;

@@ -405,7 +405,8 @@ fn admin_state(
 fn webhook_stats(cfg: &Config) -> Arc<[Arc<webhooks::WebhookStats>]> {
     cfg.webhook_urls
         .iter()
-        .map(|u| Arc::new(webhooks::WebhookStats::new(u)))
+        .enumerate()
+        .map(|(i, u)| Arc::new(webhooks::WebhookStats::new(i + 1, u)))
         .collect()
 }
 

@@ -512,8 +512,9 @@ fn usage(children: &[(&'static str, u32)]) -> Vec<Usage> {
 /// Which of a receiver's counters a series shows.
 type WebhookCounter = fn(&WebhookStats) -> &AtomicU64;
 
-/// `understudy_webhook_delivered_total{url}` and `understudy_webhook_dropped_total{url}`, the URL
-/// with its credentials redacted.
+/// `understudy_webhook_delivered_total{url}` and `understudy_webhook_dropped_total{url}`, the
+/// receiver named by scheme, host, port and place in WEBHOOK_URLS: `/metrics` needs no token, and
+/// a chat webhook's path is its secret.
 fn encode_webhooks(
     enc: &mut DescriptorEncoder,
     hooks: &[Arc<WebhookStats>],

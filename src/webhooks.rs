@@ -6,6 +6,7 @@
 //! never holds up the supervisor or grows memory.
 
 mod client;
+mod resolve;
 mod slack;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, WebhookCa, WebhookFormat};
 use crate::events::{Events, Stamped};
 use client::Poster;
+use resolve::ThreadResolver;
 pub use slack::{slack_text, Told};
 
 /// Attempts per event before it is given up (and counted as dropped).
@@ -30,7 +32,8 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// somewhere other than a log line.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
-    /// The receiver's URL with credentials redacted: the only form that may be shown.
+    /// The receiver as [`crate::config::receiver_shown`] names it (scheme, host, port and its
+    /// place in WEBHOOK_URLS): the only form that may be shown, its path and credentials being secret.
     pub url: String,
     /// Delivered with a 2xx answer.
     pub delivered: AtomicU64,
@@ -39,10 +42,11 @@ pub struct WebhookStats {
 }
 
 impl WebhookStats {
-    /// Counters for the receiver `target`, named without its credentials.
-    pub fn new(target: &str) -> WebhookStats {
+    /// Counters for the receiver `target`, the `position`th of WEBHOOK_URLS (from 1), named
+    /// without its path, query or credentials.
+    pub fn new(position: usize, target: &str) -> WebhookStats {
         WebhookStats {
-            url: crate::config::redacted(target),
+            url: crate::config::receiver_shown(position, target),
             ..WebhookStats::default()
         }
     }
@@ -57,6 +61,9 @@ pub struct Delivery {
     pub format: WebhookFormat,
     /// A private CA trusted besides the system's roots.
     pub ca: Option<WebhookCa>,
+    /// Looks receivers' hosts up off tokio's blocking pool; one for all, so a host's hung lookup
+    /// is shared rather than repeated.
+    resolver: ThreadResolver,
 }
 
 impl Delivery {
@@ -66,6 +73,7 @@ impl Delivery {
             identifier: cfg.identifier.clone(),
             format: cfg.webhook_format,
             ca: cfg.webhook_ca.clone(),
+            resolver: ThreadResolver::default(),
         }
     }
 
@@ -89,9 +97,9 @@ pub async fn run(
     stats: Arc<WebhookStats>,
     stop: CancellationToken,
 ) {
-    // Everything logged names the receiver without its credentials.
+    // Everything logged names the receiver without its path, query or credentials.
     let url = stats.url.clone();
-    let poster = match Poster::new(&target, delivery.ca.as_ref()) {
+    let poster = match Poster::new(&target, delivery.ca.as_ref(), delivery.resolver.clone()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("webhook {url}: cannot build an HTTP client: {e}; no events go there");

@@ -73,7 +73,7 @@ const MAX_WEBHOOKS: usize = 16;
 const MAX_WEBHOOK_URLS_LEN: usize = 16 * 1024;
 
 /// WEBHOOK_URLS: comma-separated `http(s)://host[:port]/path` URLs. Every refusal shows the value
-/// through [`redacted`]: a receiver's URL may carry its password.
+/// through [`receiver_shown`]: a receiver's path, query and credentials may be its secret.
 fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     let expected = "comma-separated http:// or https:// URLs such as https://hooks.example.com/understudy or http://127.0.0.1:9000/hooks, at most 16";
     let v = raw.text_shown(
@@ -83,28 +83,27 @@ fn webhook_urls(raw: &Raw) -> Result<Vec<String>, ConfigError> {
         redacted_list,
     )?;
     let urls = comma_list(v);
-    let bad = urls.iter().find(|u| {
-        u.parse::<http::Uri>()
-            .map(|uri| {
-                // A port past 65535 parses as an authority but names no port at all. The
-                // credentials' `user:password@` (sent as Basic authorization) hold no port.
-                let written = uri.authority().map_or("", |a| a.as_str());
-                let written = written.rsplit_once('@').map_or(written, |(_, host)| host);
-                let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
-                let bad_port = after_host.contains(':') && uri.port_u16().is_none();
-                !matches!(uri.scheme_str(), Some("http" | "https"))
-                    || uri.host().is_none()
-                    || bad_port
-            })
-            .unwrap_or(true)
-    });
-    if let Some(u) = bad {
-        return Err(invalid("WEBHOOK_URLS", &redacted(u), expected));
+    let bad = urls.iter().enumerate().find(|(_, u)| !usable(u));
+    if let Some((i, u)) = bad {
+        return Err(invalid("WEBHOOK_URLS", &receiver_shown(i + 1, u), expected));
     }
     if urls.len() > MAX_WEBHOOKS {
         return Err(invalid("WEBHOOK_URLS", &redacted_list(v), expected));
     }
     Ok(urls)
+}
+
+/// Whether `url` is an http or https URL with a host and, if written, a port that names one.
+fn usable(url: &str) -> bool {
+    url.parse::<http::Uri>().is_ok_and(|uri| {
+        // A port past 65535 parses as an authority but names no port at all. The
+        // credentials' `user:password@` (sent as Basic authorization) hold no port.
+        let written = uri.authority().map_or("", |a| a.as_str());
+        let written = written.rsplit_once('@').map_or(written, |(_, host)| host);
+        let after_host = written.rsplit_once(']').map_or(written, |(_, p)| p);
+        let bad_port = after_host.contains(':') && uri.port_u16().is_none();
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() && !bad_port
+    })
 }
 
 /// WEBHOOK_FORMAT: json or slack.
@@ -157,23 +156,47 @@ fn check_ca(ca: &WebhookCa) -> Result<(), String> {
     Ok(())
 }
 
-/// A webhook `url` as logs and errors may show it: credentials (`user:pass@`) replaced by `***@`,
-/// also in a URL written without its scheme (`ops:pw@host/in`), which is refused with a message.
+/// A URL as anything but the config file may show it (metrics, logs, errors): its scheme, host
+/// and port alone. A chat webhook's path is its secret (Slack's `/services/T/B/key`, Discord's
+/// `/api/webhooks/id/token`, Mattermost's `/hooks/key`), as are a query and `user:password@`.
 pub fn redacted(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
+        Some((scheme, rest))
+            if scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            (format!("{scheme}://"), rest)
+        }
+        _ => (String::new(), url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
-        None => url.to_string(),
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(end);
+    // In a usable URL, an `@` past the authority is the path's or the query's; in another, the
+    // "authority" may be the start of credentials that hold a `/`, `?` or `#`.
+    if !authority.contains('@') && after.contains('@') && !usable(url) {
+        return format!("{scheme}(host hidden: the URL does not parse)");
     }
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}{host}")
 }
 
-/// A whole WEBHOOK_URLS value as errors may show it: each comma-separated URL [`redacted`].
+/// How the receiver at `position` (1 for the first) of WEBHOOK_URLS is named wherever it is
+/// shown: [`redacted`], and its place, which tells apart receivers on one host (every Slack hook).
+pub fn receiver_shown(position: usize, url: &str) -> String {
+    format!("{} (#{position})", redacted(url))
+}
+
+/// A whole WEBHOOK_URLS value as errors may show it: each comma-separated URL as
+/// [`receiver_shown`] names it.
 fn redacted_list(v: &str) -> String {
-    let urls: Vec<String> = comma_list(v).iter().map(|u| redacted(u)).collect();
+    let urls: Vec<String> = comma_list(v)
+        .iter()
+        .enumerate()
+        .map(|(i, u)| receiver_shown(i + 1, u))
+        .collect();
     urls.join(",")
 }
 
@@ -183,16 +206,55 @@ mod tests {
     use crate::config::test_support::{invalid_key, load_set};
 
     #[test]
-    fn credentials_never_show() {
+    fn only_the_scheme_host_and_port_show() {
+        for (url, shown) in [
+            // The chat services' forms: the path is the secret.
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXXSECRET",
+                "https://hooks.slack.com",
+            ),
+            (
+                "https://discord.com/api/webhooks/123/tok3n/slack",
+                "https://discord.com",
+            ),
+            (
+                "https://chat.example:8065/hooks/k3y",
+                "https://chat.example:8065",
+            ),
+            ("http://h/p?token=s3cret#frag", "http://h"),
+            ("http://h?token=s3cret", "http://h"),
+            ("http://h#s3cret", "http://h"),
+            (
+                "http://user:s3cret@hooks.example:9000/in?x=1",
+                "http://hooks.example:9000",
+            ),
+            ("http://a@b@h/p", "http://h"),
+            ("http://h/p?mail=a@b", "http://h"),
+            ("http://[::1]:9000/s3cret", "http://[::1]:9000"),
+            ("http://u:s3cret@[fe80::1]/in", "http://[fe80::1]"),
+            ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("https://h.example", "https://h.example"),
+            // Refused ones, shown in the refusal.
+            ("https://h:70000/s3cret", "https://h:70000"),
+            ("ops:s3cret@h/in", "h"),
+            ("hooks.example.com/s3cret", "hooks.example.com"),
+            ("u:s3cret@h://x", "h:"),
+            (
+                "http://u:s3c?ret@h/x",
+                "http://(host hidden: the URL does not parse)",
+            ),
+            (
+                "https:/u:s3cret@h/x",
+                "(host hidden: the URL does not parse)",
+            ),
+            ("https://", "https://"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
         assert_eq!(
-            redacted("http://user:secret@hooks.example:9000/in?x=1"),
-            "http://***@hooks.example:9000/in?x=1"
+            receiver_shown(2, "https://hooks.slack.com/services/T0/B0/XXXX"),
+            "https://hooks.slack.com (#2)"
         );
-        assert_eq!(redacted("http://a@b@h/p"), "http://***@h/p");
-        assert_eq!(redacted("http://h/p?mail=a@b"), "http://h/p?mail=a@b");
-        assert_eq!(redacted("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
-        assert_eq!(redacted("not a url"), "not a url");
-        assert_eq!(redacted("ops:hunter2@h/in"), "***@h/in");
     }
 
     #[test]
@@ -212,7 +274,12 @@ mod tests {
             let (k, v, expected) = invalid_key(r);
             assert_eq!(k, "WEBHOOK_URLS");
             assert!(!message.contains("hunter2"), "{message}");
-            assert!(v.starts_with("https://***@h"), "{v}");
+            assert!(
+                !message.contains("/in") && !message.contains("xxx"),
+                "{message}"
+            );
+            assert!(v.starts_with("https://h"), "{v}");
+            assert!(v.contains(" (#1)"), "{v}");
             assert!(expected.contains("at most"), "{expected}");
         }
     }
@@ -227,15 +294,16 @@ mod tests {
         assert_eq!(cfg.webhook_urls.len(), 2);
         assert_eq!(cfg.webhook_format, WebhookFormat::Json);
         assert_eq!(cfg.webhook_ca, None);
-        for bad in [
-            "ftp://h/x",
-            "https://",
-            "hooks.example.com/x",
-            "https://h:70000/x",
+        for (bad, shown) in [
+            ("ftp://h/s3cret", "ftp://h (#2)"),
+            ("https://", "https:// (#2)"),
+            ("hooks.example.com/s3cret", "hooks.example.com (#2)"),
+            ("https://h:70000/s3cret", "https://h:70000 (#2)"),
         ] {
+            let value = format!("http://good.example/in,{bad}");
             let (k, v, expected) =
-                invalid_key(load_set("IDENTIFIER=a\n", &[("WEBHOOK_URLS", bad)]));
-            assert_eq!((k.as_str(), v.as_str()), ("WEBHOOK_URLS", bad));
+                invalid_key(load_set("IDENTIFIER=a\n", &[("WEBHOOK_URLS", &value)]));
+            assert_eq!((k.as_str(), v.as_str()), ("WEBHOOK_URLS", shown));
             assert!(expected.contains("https://"), "{expected}");
         }
     }
@@ -251,7 +319,7 @@ mod tests {
         ));
         assert_eq!(
             (k.as_str(), v.as_str()),
-            ("WEBHOOK_URLS", "https://***@h:70000/in")
+            ("WEBHOOK_URLS", "https://h:70000 (#1)")
         );
     }
 

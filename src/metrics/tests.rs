@@ -100,7 +100,8 @@ fn the_exposition_parses_with_cumulative_buckets_and_no_score_before_a_verdict()
     let (commands, _) = tokio::sync::mpsc::channel(1);
     let (_status, status) = tokio::sync::watch::channel(Arc::default());
     let hooks: Arc<[Arc<WebhookStats>]> = vec![Arc::new(WebhookStats::new(
-        "http://user:secret@hooks.example:9000/in",
+        1,
+        "http://user:secret@hooks.example:9000/services/T0/B0/s3cret",
     ))]
     .into();
     hooks[0].dropped.fetch_add(3, Ordering::Relaxed);
@@ -133,12 +134,15 @@ fn the_exposition_parses_with_cumulative_buckets_and_no_score_before_a_verdict()
     assert_eq!(
         sample(
             "understudy_webhook_dropped_total",
-            &[("url", "http://***@hooks.example:9000/in")]
+            &[("url", "http://hooks.example:9000 (#1)")]
         ),
         Some(Value::Counter(3.0)),
         "{text}"
     );
-    assert!(!text.contains("secret"), "{text}");
+    assert!(
+        !text.contains("secret") && !text.contains("/services"),
+        "{text}"
+    );
     assert_eq!(counter("2xx"), Some(Value::Counter(2.0)));
     assert_eq!(counter("4xx"), Some(Value::Counter(1.0)));
     assert_eq!(counter("none"), Some(Value::Counter(1.0)));

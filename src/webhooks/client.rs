@@ -28,6 +28,7 @@ use percent_encoding::percent_decode_str;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
 
+use super::resolve::ThreadResolver;
 use crate::config::WebhookCa;
 
 /// How long one POST may take, connecting and the TLS handshake included, before it counts as
@@ -37,6 +38,9 @@ const POST_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// TCP connections whose hosts are looked up off tokio's blocking pool (see [`ThreadResolver`]).
+type Http = HttpConnector<ThreadResolver>;
 
 /// One receiver's client: how it is reached and what it is told, chosen once when its task starts.
 pub struct Poster {
@@ -50,10 +54,16 @@ pub struct Poster {
 }
 
 impl Poster {
-    /// The client for `target`; the error says why not, without the URL (it may hold credentials).
-    pub fn new(target: &str, ca: Option<&WebhookCa>) -> Result<Poster, String> {
+    /// The client for `target`, its hosts looked up by `resolver`; the error says why not, without
+    /// the URL (it may hold credentials).
+    pub fn new(
+        target: &str,
+        ca: Option<&WebhookCa>,
+        resolver: ThreadResolver,
+    ) -> Result<Poster, String> {
         let (target, auth) = without_credentials(target)?;
-        let (route, proxy_auth) = route(&target, Matcher::from_env().intercept(&target))?;
+        let proxy = Matcher::from_env().intercept(&target);
+        let (route, proxy_auth) = route(&target, proxy, resolver)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(ca)?)
             .https_or_http()
@@ -98,8 +108,12 @@ impl Poster {
 /// How to reach `target`, given the proxy the environment names for it (if any), and the
 /// authorization a forward proxy is sent. Only http:// proxies are spoken to: TLS to the proxy
 /// itself, or SOCKS, would otherwise be spoken to in plain HTTP, credentials and all.
-fn route(target: &Uri, proxy: Option<Intercept>) -> Result<(Route, Option<HeaderValue>), String> {
-    let mut http = HttpConnector::new();
+fn route(
+    target: &Uri,
+    proxy: Option<Intercept>,
+    resolver: ThreadResolver,
+) -> Result<(Route, Option<HeaderValue>), String> {
+    let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
     let Some(proxy) = proxy else {
@@ -212,9 +226,9 @@ fn tls_config(ca: Option<&WebhookCa>) -> Result<rustls::ClientConfig, String> {
 /// by handing the request to a forward proxy (http receivers).
 #[derive(Clone)]
 enum Route {
-    Direct(HttpConnector),
-    Tunnel(Tunnel<HttpConnector>),
-    Forward { http: HttpConnector, proxy: Uri },
+    Direct(Http),
+    Tunnel(Tunnel<Http>),
+    Forward { http: Http, proxy: Uri },
 }
 
 impl tower_service::Service<Uri> for Route {
@@ -320,9 +334,10 @@ mod tests {
         let http: Uri = "http://h.example/in".parse().unwrap();
         let via = |proxy: &str, target: &Uri| {
             let m = Matcher::builder().all(proxy.to_string()).build();
-            route(target, m.intercept(target))
+            route(target, m.intercept(target), ThreadResolver::default())
         };
-        assert!(matches!(route(&https, None), Ok((Route::Direct(_), None))));
+        let direct = route(&https, None, ThreadResolver::default());
+        assert!(matches!(direct, Ok((Route::Direct(_), None))));
         assert!(matches!(
             via("http://u:p@proxy:3128", &https),
             Ok((Route::Tunnel(_), None))

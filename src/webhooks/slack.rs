@@ -13,8 +13,8 @@ const MAX_TEXT: usize = 600;
 
 /// The line for `e` from understudy supervising `app`: such as
 /// `understudy: myapp 1.2.0 rejected: 5xx rate 4.1 % vs 0.2 % on GET /api/orders`.
-/// Slack's control characters (`&`, `<`, `>`) are escaped, so an endpoint's path from user
-/// traffic cannot become a link or an `@channel` mention.
+/// Slack's control characters (`&`, `<`, `>`) are escaped and markdown's are broken up (see
+/// [`one_line`]), so a path from user traffic cannot become a link or a mention anywhere.
 pub fn slack_text(app: &str, e: &Stamped) -> String {
     let what = match e.event.topic() {
         Topic::Build => build_line(&e.event),
@@ -25,10 +25,18 @@ pub fn slack_text(app: &str, e: &Stamped) -> String {
     one_line(&format!("understudy: {app} {what}"))
 }
 
-/// `text` as one escaped line of at most [`MAX_TEXT`] characters.
+/// Zero width space: splits what chat markup would read as one token, and shows nothing.
+const ZWSP: char = '\u{200B}';
+
+/// `text` as one escaped line of at most [`MAX_TEXT`] characters. Users' paths, reasons and diff
+/// values are in it, and understudy's own words use none of these characters, so the whole line
+/// is neutralised: Slack's `<!channel>`, `<@U1>` and `<url|text>` escaped as Slack asks; a zero
+/// width space after each `@` (Discord's and Mattermost's `@everyone`, `@here`, `@channel`, which
+/// ping without brackets), after each `]` (a masked link `[text](url)` needs `](`) and after a
+/// scheme's `:` (an `https://` autolink); backticks, which open code blocks, as `ˋ`.
 fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_TEXT * 2));
-    for (i, c) in text.chars().enumerate() {
+    for (i, (at, c)) in text.char_indices().enumerate() {
         if i == MAX_TEXT {
             out.push('…');
             break;
@@ -37,6 +45,9 @@ fn one_line(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '@' | ']' => out.extend([c, ZWSP]),
+            ':' if text[at + 1..].starts_with("//") => out.extend([c, ZWSP]),
+            '`' => out.push('ˋ'),
             c if c.is_control() => out.push(' '),
             c => out.push(c),
         }

@@ -425,6 +425,49 @@ fn slack_markup_from_traffic_is_escaped_and_a_long_line_is_cut() {
 }
 
 #[test]
+fn outside_text_can_neither_mention_nor_link_nor_open_code() {
+    let reasons = vec![
+        "404 rate 50 % on GET /@everyone".to_string(),
+        "@here @channel <@123> mail a@b.example".to_string(),
+        "body differs: [click](https://evil.example/login) `x` ```".to_string(),
+    ];
+    let summary = "errors=1 (GET /[a](http://evil.example) differs: \"@all\")".to_string();
+    for text in [
+        line(Event::Rejecting {
+            version: v("1.2.0"),
+            reasons,
+        }),
+        line(Event::Scored {
+            version: v("1.2.0"),
+            verdict: VerdictKind::Reject,
+            score: 12,
+            pairs: 30,
+            summary,
+            diffs: Vec::new(),
+            evidence: Box::default(),
+        }),
+    ] {
+        for pinging in ["@everyone", "@here", "@channel", "@all", "<@"] {
+            assert!(!text.contains(pinging), "{pinging} in {text}");
+        }
+        assert!(!text.contains("](") && !text.contains("://"), "{text}");
+        assert!(!text.contains('`'), "{text}");
+        // Still readable: the zero width space shows nothing.
+        let shown = text.replace('\u{200B}', "");
+        assert!(
+            shown.contains("@everyone") || shown.contains("@all"),
+            "{shown}"
+        );
+    }
+    let own = "understudy: myapp 1.2.0 rejected: 5xx rate 4.1 % vs 0.2 % on GET /api/orders";
+    let text = line(Event::Rejecting {
+        version: v("1.2.0"),
+        reasons: vec!["5xx rate 4.1 % vs 0.2 % on GET /api/orders".to_string()],
+    });
+    assert_eq!(text, own, "understudy's own words are untouched");
+}
+
+#[test]
 fn the_scorer_is_told_only_when_its_verdict_changes() {
     let mut told = Told::default();
     assert!(!told.worth_telling(&scored(VerdictKind::Wait)));
