@@ -563,6 +563,7 @@ impl Control {
                 cfg.identifier.clone(),
                 not_builds(&cfg),
                 cfg.settle_time,
+                watcher::Writes::default(),
                 dropped_tx,
                 self.stop.clone(),
             ),
