@@ -110,3 +110,112 @@ fn a_build_written_by_another_user_with_a_pause_is_installed_whole() {
     );
     u.stop();
 }
+
+/// Running 1.0.0, and 1.1.0 aborted while its instance, deaf to SIGTERM, takes `SHUTDOWN_GRACE`
+/// to stop: a fresh drop of `app-1.1.0` waits its turn until then (`build_waiting`). Returns
+/// that instance's pid: while it lives, the turn has not come. The drop is a bundle: an
+/// executable would have its version folder's name, which is taken until then.
+fn drop_waiting_its_turn(name: &str) -> (Base, Understudy, i32) {
+    let base = Base::new(name);
+    base.write_env("SHUTDOWN_GRACE=5s");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--ignore-sigterm");
+    base.wait_testing();
+    let (_, stopping) = base.wait_instance_info("testing");
+    let (code, out, err) = cli(&base, &["abort"]);
+    assert_eq!(code, 0, "abort: {out}{err}");
+    let tmp = base.path.join(".app-1.1.0.zip.tmp");
+    std::fs::write(&tmp, bundle("1.1.0")).unwrap();
+    std::fs::rename(&tmp, base.path.join("app-1.1.0.zip")).unwrap();
+    wait_until("the drop to wait its turn", Duration::from_secs(10), || {
+        u.log_text().contains("build_waiting").then_some(())
+    });
+    (base, u, stopping)
+}
+
+#[test]
+fn a_drop_taken_away_while_it_waits_is_passed_over_quietly() {
+    let (base, mut u, stopping) = drop_waiting_its_turn("gone-at-turn");
+    std::fs::remove_file(base.path.join("app-1.1.0.zip")).unwrap();
+    assert!(
+        pid_alive(stopping),
+        "its turn came before it was taken away"
+    );
+    let (gone, failed, rejected) = (
+        "no longer in the base dir",
+        "filing_failed",
+        "cannot install",
+    );
+    wait_until("its turn", Duration::from_secs(20), || {
+        let log = u.log_text();
+        [gone, failed, rejected]
+            .iter()
+            .any(|s| log.contains(s))
+            .then_some(())
+    });
+    let log = u.log_text();
+    assert!(
+        !log.contains(failed) && !log.contains(rejected),
+        "a drop that was no longer there was filed as a failure:\n{log}"
+    );
+    // The turn passed on: the next build is installed and tested.
+    base.drop_fixture("1.2.0", "");
+    wait_until("1.2.0 under test", Duration::from_secs(10), || {
+        (base.fixture_stats("testing")?["version"] == "1.2.0").then_some(())
+    });
+    u.stop();
+}
+
+#[test]
+fn a_drop_being_written_again_when_its_turn_comes_waits_for_its_writer() {
+    let (base, mut u, stopping) = drop_waiting_its_turn("rewritten-at-turn");
+    // A second copy of it starts while it waits, and pauses half-way.
+    let bytes = bundle("1.1.0");
+    let path = base.path.join("app-1.1.0.zip");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    assert!(pid_alive(stopping), "its turn came before the copy began");
+    wait_until("its turn", Duration::from_secs(20), || {
+        (u.log_text().contains("being written again") || !path.exists()).then_some(())
+    });
+    assert!(
+        path.exists(),
+        "half a copy was installed:\n{}",
+        u.log_text()
+    );
+    f.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(f);
+    wait_until("1.1.0 under test", Duration::from_secs(10), || {
+        (base.fixture_stats("testing")?["version"] == "1.1.0").then_some(())
+    });
+    u.stop();
+}
+
+#[test]
+fn a_drop_touched_while_it_waits_is_installed_once_and_never_refused() {
+    let (base, mut u, stopping) = drop_waiting_its_turn("touched-at-turn");
+    let path = base.path.join("app-1.1.0.zip");
+    let complete = format!("build {} is complete", path.display());
+    let ok = Command::new("touch").arg(&path).status().unwrap();
+    assert!(ok.success(), "touch {}", path.display());
+    wait_until(
+        "the touched drop to be reported again",
+        Duration::from_secs(10),
+        || (u.log_text().matches(&complete).count() == 2).then_some(()),
+    );
+    assert!(
+        pid_alive(stopping),
+        "its turn came before it was reported again"
+    );
+    wait_until("1.1.0 under test", Duration::from_secs(20), || {
+        (base.fixture_stats("testing")?["version"] == "1.1.0").then_some(())
+    });
+    let log = u.log_text();
+    assert!(
+        !log.contains("refusing") && !log.contains("filing_failed"),
+        "the second report of one file was refused:\n{log}"
+    );
+    u.stop();
+}
