@@ -72,6 +72,7 @@ pub enum Event {
     /// A build dropped while an earlier build of its version is being filed away (still
     /// stopping, or moving to `rejected/` or the archive) stays in the base dir until that is
     /// done, then is installed as a fresh build: it never lands in the folder on its way out.
+    /// Also a build found being written again when its turn came: it waits for its writer.
     BuildWaiting {
         file: String,
         version: Version,

@@ -557,6 +557,8 @@ impl Control {
                 self.stop.clone(),
             ),
         );
+        // Shared: the supervisor checks a drop again right before it installs it.
+        let writes = watcher::Writes::default();
         tasks.spawn(
             "watcher",
             watcher::run(
@@ -564,6 +566,7 @@ impl Control {
                 cfg.identifier.clone(),
                 not_builds(&cfg),
                 cfg.settle_time,
+                writes.clone(),
                 dropped_tx,
                 self.stop.clone(),
             ),
@@ -579,6 +582,7 @@ impl Control {
             pulse: self.pulse,
             traffic: self.stats.clone(),
             succession: self.succession,
+            writes,
         };
         tasks.spawn(
             "supervisor",

@@ -17,6 +17,7 @@ mod state;
 pub use control::{Command, CommandError, CommandRequest, Status, SupervisorHandle};
 pub use decide::{
     decide, Action, Filed, Input, Launched, RestoreFailure, Routing, StartFailure, Target,
+    Withdrawn,
 };
 pub use executor::{run, Wiring};
 pub use live::LiveGroups;

@@ -1,6 +1,9 @@
 //! Notices builds dropped into the base dir, whether they arrive by `cp` (written in place) or by
-//! an atomic `mv`, and reports each once it is complete: unchanged for `SETTLE_TIME` and not open
-//! for writing by any process. inotify pokes a rescan; a periodic rescan is the backstop.
+//! an atomic `mv`, and reports each once it is complete: unchanged for `SETTLE_TIME` and not being
+//! written ([`Writes`]: inotify, whoever the writer runs as, and `/proc`). inotify pokes a
+//! rescan; a periodic rescan is the backstop.
+
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::{checksum_name, checksum_of, parse_name, ArtifactName, NameError};
+pub use writes::{Writes, QUIET_WRITER_LIMIT};
 
 /// How often the base dir is rescanned even without an inotify event.
 const RESCAN_EVERY: Duration = Duration::from_millis(250);
@@ -32,21 +36,25 @@ struct Candidate {
 }
 
 /// Watch `base` for builds of `identifier` and send each complete one on `tx`, until `cancel`.
-/// `ignore` names files in the base dir that are not builds (the properties file).
+/// `ignore` names files in the base dir that are not builds (the properties file); `writes`
+/// learns from inotify which files are being written.
 pub async fn run(
     base: PathBuf,
     identifier: String,
     ignore: Vec<String>,
     settle: Duration,
+    writes: Writes,
     tx: mpsc::Sender<Dropped>,
     cancel: CancellationToken,
 ) {
     let (poke_tx, mut poke_rx) = mpsc::channel::<()>(1);
+    let seen = writes.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         use notify::event::{AccessKind, AccessMode, EventKind};
         // Opening or reading files (our own rescan opens the dir) is no news; a write that
         // closes is. Anything else (create, modify, rename, remove) may be a build.
         if let Ok(ev) = &res {
+            seen.note(ev.kind, &ev.paths, Instant::now());
             if matches!(ev.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write))
             {
                 return;
@@ -80,14 +88,13 @@ pub async fn run(
             _ = tick.tick() => {}
             Some(()) = poke_rx.recv() => {}
         }
-        for d in scan(
-            &base,
-            &identifier,
-            &ignore,
+        let settings = Settings {
+            identifier: &identifier,
+            ignore: &ignore,
             settle,
-            &mut candidates,
-            &mut logged,
-        ) {
+            writes: &writes,
+        };
+        for d in scan(&base, &settings, &mut candidates, &mut logged) {
             if tx.send(d).await.is_err() {
                 return;
             }
@@ -96,13 +103,20 @@ pub async fn run(
     drop(watcher);
 }
 
+/// What a [`scan`] looks for, and how it tells a build is complete.
+struct Settings<'a> {
+    identifier: &'a str,
+    /// Files in the base dir that are not builds.
+    ignore: &'a [String],
+    settle: Duration,
+    writes: &'a Writes,
+}
+
 /// One pass over the base dir: the builds complete now, each reported once. Files that are gone
 /// are forgotten, with what was logged about them.
 fn scan(
     base: &Path,
-    identifier: &str,
-    ignore: &[String],
-    settle: Duration,
+    settings: &Settings,
     candidates: &mut HashMap<PathBuf, Candidate>,
     logged: &mut HashSet<String>,
 ) -> Vec<Dropped> {
@@ -111,9 +125,10 @@ fn scan(
         return ready;
     };
     let mut pass = Scan {
-        identifier,
-        ignore,
-        settle,
+        identifier: settings.identifier,
+        ignore: settings.ignore,
+        settle: settings.settle,
+        writes: settings.writes,
         candidates,
         logged,
         seen: HashSet::new(),
@@ -149,6 +164,7 @@ struct Scan<'a> {
     identifier: &'a str,
     ignore: &'a [String],
     settle: Duration,
+    writes: &'a Writes,
     candidates: &'a mut HashMap<PathBuf, Candidate>,
     logged: &'a mut HashSet<String>,
     /// The files tracked in this pass; the candidates not seen are forgotten.
@@ -203,8 +219,9 @@ impl Scan<'_> {
         }
     }
 
-    /// The build at `path`, once it is complete and not yet reported: unchanged for the settle
-    /// time, open for writing by nobody, and its checksum (if one lies beside it) complete too.
+    /// The build at `path`, once it is complete and not yet reported (or asked for again):
+    /// unchanged for the settle time, not being written, and its checksum (if one lies beside
+    /// it) complete too.
     fn complete(
         &mut self,
         path: PathBuf,
@@ -229,17 +246,28 @@ impl Scan<'_> {
             };
             return None;
         }
+        if self.writes.take_report_again(&path) {
+            (c.reported, c.since) = (false, now);
+        }
         if c.reported || now.duration_since(c.since) < self.settle {
             return None;
         }
-        if open_for_writing(&path) {
+        let writing = format!("{}\0writing", name.file_name);
+        if self.writes.being_written(&path, now) {
             c.since = now;
+            if self.logged.insert(writing) {
+                tracing::info!(
+                    "{} is still being written: it is installed once its writer closes it",
+                    path.display()
+                );
+            }
             return None;
         }
         // A checksum dropped together with the build must be complete too, or a build would be
         // judged against half a digest.
         let sum = path.with_file_name(checksum_name(&name.file_name));
-        if let Some(waiting) = checksum_incomplete(&sum, self.candidates, self.settle, now) {
+        let sum_waits = checksum_incomplete(&sum, self.candidates, self.settle, self.writes, now);
+        if let Some(waiting) = sum_waits {
             if self
                 .logged
                 .insert(format!("{}\0waiting", checksum_name(&name.file_name)))
@@ -254,6 +282,8 @@ impl Scan<'_> {
         }
         let c = self.candidates.get_mut(&path)?;
         c.reported = true;
+        // Written again later, it is news again.
+        self.logged.remove(&writing);
         tracing::info!("build {} is complete ({} bytes)", path.display(), len);
         Some(Dropped { path, name })
     }
@@ -284,11 +314,12 @@ fn track(
 }
 
 /// Why the checksum file at `sum` is not complete yet, if one lies there: it changed lately, or
-/// is still open for writing. `None` when there is none or it is complete.
+/// is still being written. `None` when there is none or it is complete.
 fn checksum_incomplete(
     sum: &Path,
     candidates: &mut HashMap<PathBuf, Candidate>,
     settle: Duration,
+    writes: &Writes,
     now: Instant,
 ) -> Option<&'static str> {
     let meta = std::fs::symlink_metadata(sum)
@@ -299,48 +330,10 @@ fn checksum_incomplete(
     if now.duration_since(c.since) < settle {
         return Some("it changed less than SETTLE_TIME ago");
     }
-    if open_for_writing(sum) {
-        return Some("it is still open for writing");
+    if writes.being_written(sum, now) {
+        return Some("it is still being written");
     }
     None
-}
-
-/// Whether any process we can see holds `path` open for writing (a `cp` still copying, or a
-/// writer that paused). Processes we may not inspect are skipped: the settle time still holds.
-fn open_for_writing(path: &Path) -> bool {
-    let Ok(target) = std::fs::canonicalize(path) else {
-        return false;
-    };
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    for p in procs.filter_map(|e| e.ok()) {
-        let pid = p.file_name();
-        if !pid
-            .to_str()
-            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.filter_map(|e| e.ok()) {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l == target) {
-                let info = p.path().join("fdinfo").join(fd.file_name());
-                let flags = std::fs::read_to_string(info).ok().and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("flags:"))
-                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-                });
-                // O_WRONLY = 1, O_RDWR = 2; unknown flags count as writing, to be safe.
-                if flags.is_none_or(|f| f & 0o3 != 0) {
-                    return true;
-                }
-            }
-        }
-    }
-    false
 }
 
 #[cfg(test)]
@@ -349,23 +342,17 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn a_file_held_open_for_writing_is_not_complete() {
-        let dir = std::env::temp_dir().join(format!("understudy-watch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("app-1.0.0");
-        let mut f = std::fs::File::create(&p).unwrap();
-        f.write_all(b"half").unwrap();
-        assert!(open_for_writing(&p));
-        drop(f);
-        assert!(!open_for_writing(&p));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn what_was_logged_about_a_file_is_forgotten_once_it_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path();
         let (mut candidates, mut logged) = (HashMap::new(), HashSet::new());
+        let writes = Writes::default();
+        let settings = Settings {
+            identifier: "app",
+            ignore: &[],
+            settle: Duration::ZERO,
+            writes: &writes,
+        };
         for minor in 0..3 {
             // A stray name, and a build whose checksum is still being written: each logged once.
             let build = format!("app-1.{minor}.0");
@@ -375,14 +362,7 @@ mod tests {
             let sum_path = base.join(checksum_name(&build));
             let mut sum = std::fs::File::create(&sum_path).unwrap();
             sum.write_all(b"ab").unwrap();
-            let found = scan(
-                base,
-                "app",
-                &[],
-                Duration::ZERO,
-                &mut candidates,
-                &mut logged,
-            );
+            let found = scan(base, &settings, &mut candidates, &mut logged);
             assert!(found.is_empty(), "{found:?}");
             assert_eq!(logged.len(), 2, "{logged:?}");
             // The build and its checksum are taken away, the stray is removed.
@@ -390,14 +370,7 @@ mod tests {
             for p in [base.join(&stray), base.join(&build), sum_path] {
                 std::fs::remove_file(p).unwrap();
             }
-            scan(
-                base,
-                "app",
-                &[],
-                Duration::ZERO,
-                &mut candidates,
-                &mut logged,
-            );
+            scan(base, &settings, &mut candidates, &mut logged);
             assert!(
                 logged.is_empty(),
                 "kept after the files are gone: {logged:?}"

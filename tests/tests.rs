@@ -20,6 +20,7 @@ mod config;
 mod conformance;
 mod core;
 mod dashboard;
+mod drops;
 mod faults;
 mod fleet;
 mod hostile;

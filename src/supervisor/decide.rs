@@ -94,6 +94,15 @@ pub enum Filed {
     Rejected(Vec<String>),
 }
 
+/// Why the executor gave a drop's turn back instead of installing or refusing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// It is no longer in the base dir (taken away, or installed from an earlier report of it).
+    Gone,
+    /// It is being written again: the watcher reports it once it is complete.
+    BeingWritten,
+}
+
 /// Everything the supervisor reacts to.
 #[derive(Debug)]
 pub enum Input {
@@ -101,6 +110,13 @@ pub enum Input {
     Resume(Box<Resumed>),
     /// The watcher found a complete build.
     Dropped(Dropped),
+    /// A drop given its turn ([`Action::Install`] if `install`, else [`Action::Refuse`]) was
+    /// neither installed nor refused, for the reason `why`.
+    Withdrawn {
+        dropped: Dropped,
+        why: Withdrawn,
+        install: bool,
+    },
     /// An install finished.
     Installed {
         version: Version,
@@ -262,6 +278,11 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
     match input {
         Input::Resume(r) => d.resume(*r),
         Input::Dropped(dropped) => d.dropped(dropped),
+        Input::Withdrawn {
+            dropped,
+            why,
+            install,
+        } => d.withdrawn(dropped, why, install),
         Input::Installed { version, result } => d.installed(version, result),
         Input::Started { id, result } => d.started(id, result),
         Input::Instance(e) => d.instance(e),

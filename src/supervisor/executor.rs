@@ -4,6 +4,7 @@
 //! are written in order by one file task, and drains and stops run as tasks of their own.
 
 mod done;
+mod drops;
 mod upgrade;
 
 use super::live::LiveGroups;
@@ -30,7 +31,7 @@ use crate::instance::{Instance, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec
 use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
-use crate::watcher::Dropped;
+use crate::watcher::{Dropped, Writes};
 use done::Done;
 
 /// How often the proxy's counters are handed to the supervisor (the guard's samples).
@@ -66,6 +67,9 @@ pub struct Wiring {
     pub traffic: Arc<crate::proxy::ProxyStats>,
     /// What an upgrade handed this understudy, and what it needs to hand on.
     pub succession: crate::upgrade::Succession,
+    /// The writes under way in the base dir, as the watcher sees them: a drop is checked again
+    /// right before it is installed.
+    pub writes: Writes,
 }
 
 /// Run the supervisor until `cancel`: resume from the state file, decide on every input, carry
@@ -93,6 +97,7 @@ pub async fn run(
         events: wiring.events,
         live,
         succession: wiring.succession,
+        writes: wiring.writes,
     };
     let (mut dropped, mut verdicts, mut commands) =
         (wiring.dropped, wiring.verdicts, wiring.commands);
@@ -262,6 +267,8 @@ struct Executor {
     upgrade_due: Option<upgrade::Due>,
     /// The instances adopted from the previous understudy.
     adopted_ids: std::collections::HashSet<InstanceId>,
+    /// The writes under way in the base dir (shared with the watcher).
+    writes: Writes,
 }
 
 /// What [`Executor::new`] is handed from [`run`]'s wiring.
@@ -272,6 +279,7 @@ struct Parts {
     events: Events,
     live: LiveGroups,
     succession: crate::upgrade::Succession,
+    writes: Writes,
 }
 
 impl Executor {
@@ -321,6 +329,7 @@ impl Executor {
             adoptable,
             upgrade_due: None,
             adopted_ids: Default::default(),
+            writes: parts.writes,
         };
         (exec, done_rx, inst_rx, files)
     }
@@ -528,73 +537,6 @@ impl Executor {
             move |why| Done::Restored {
                 version: failed_version,
                 result: Err(RestoreFailure::Failed(why)),
-            },
-        );
-    }
-
-    fn install(&self, d: Dropped) {
-        let layout = self.layout.clone();
-        let limits = artifact::InstallLimits {
-            max_unpacked: self.cfg.max_unpacked_size,
-            min_free_disk: self.cfg.min_free_disk,
-        };
-        tracing::info!("installing {}", d.path.display());
-        let (failed_version, failed_path) = (d.name.version.clone(), d.path.clone());
-        self.blocking(
-            move || {
-                let result = artifact::install(&layout, &d.path, &d.name, limits)
-                    .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
-                    .and_then(|installed| {
-                        crash_if_injected("install-unsealed");
-                        crash_if_injected("install-panic");
-                        crate::store::seal(&layout, &installed)
-                            .map(|()| installed)
-                            .map_err(|e| {
-                                format!("cannot keep a protected copy of {}: {e}", d.path.display())
-                            })
-                    });
-                if result.is_ok() {
-                    crash_if_injected("install-sealed");
-                    tracing::info!("installed {}", d.name.version);
-                }
-                Done::Installed {
-                    version: d.name.version,
-                    result,
-                }
-            },
-            move |why| Done::Installed {
-                version: failed_version,
-                result: Err(format!("cannot install {}: {why}", failed_path.display())),
-            },
-        );
-    }
-
-    fn refuse(&self, d: Dropped, reason: String) {
-        tracing::warn!("refusing {}: {reason}", d.path.display());
-        let layout = self.layout.clone();
-        let failed_version = d.name.version.clone();
-        self.blocking(
-            move || {
-                let reasons = vec![reason];
-                let result = archive::refuse_file(
-                    &layout,
-                    &d.path,
-                    &d.name.file_name,
-                    &d.name.version,
-                    &reasons,
-                )
-                .map(|_| Filed::Rejected(reasons))
-                .map_err(|e| format!("cannot move the refused build aside: {e}"));
-                Done::Filed {
-                    version: d.name.version,
-                    result,
-                    filing: None,
-                }
-            },
-            move |why| Done::Filed {
-                version: failed_version,
-                result: Err(why),
-                filing: None,
             },
         );
     }

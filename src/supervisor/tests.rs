@@ -295,6 +295,66 @@ async fn drops_during_an_install_wait_their_turn() {
     assert!(a.contains(&Action::Install(build("1.1.0"))), "{a:#?}");
 }
 
+/// The drops given their turn in `actions`: installed (`true`) or refused.
+fn turns(actions: &[Action]) -> Vec<(Version, bool)> {
+    let turn = |a: &Action| match a {
+        Action::Install(d) => Some((d.name.version.clone(), true)),
+        Action::Refuse { dropped, .. } => Some((dropped.name.version.clone(), false)),
+        _ => None,
+    };
+    actions.iter().filter_map(turn).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_reported_again_while_it_waits_is_queued_once() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Dropped(build("1.0.0")));
+    let a = sim.feed(Input::Dropped(build("1.1.0")));
+    assert_eq!(emitted(&a).len(), 1, "build_found: {a:#?}");
+    // Touched (or written again) while 1.0.0 installs: reported a second time.
+    let a = sim.feed(Input::Dropped(build("1.1.0")));
+    assert!(emitted(&a).is_empty(), "found once: {a:#?}");
+    let a = sim.feed(Input::Installed {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert_eq!(turns(&a), [(v("1.1.0"), true)]);
+    // A second entry would now be refused, and its file (installed) be missing.
+    let a = sim.feed(Input::Installed {
+        version: v("1.1.0"),
+        result: Ok(installed("1.1.0")),
+    });
+    assert_eq!(turns(&a), [], "{a:#?}");
+    assert!(sim.s.drops.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drop_gone_or_being_written_at_its_turn_passes_the_turn_on() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Dropped(build("1.0.0")));
+    sim.feed(Input::Dropped(build("1.1.0")));
+    let a = sim.feed(Input::Withdrawn {
+        dropped: build("1.0.0"),
+        why: Withdrawn::Gone,
+        install: true,
+    });
+    assert!(emitted(&a).is_empty(), "passed over quietly: {a:#?}");
+    assert_eq!(turns(&a), [(v("1.1.0"), true)]);
+    let a = sim.feed(Input::Withdrawn {
+        dropped: build("1.1.0"),
+        why: Withdrawn::BeingWritten,
+        install: true,
+    });
+    assert!(
+        matches!(emitted(&a)[..], [Event::BuildWaiting { version, .. }] if *version == v("1.1.0")),
+        "{a:#?}"
+    );
+    assert!(sim.s.installing.is_none() && sim.s.drops.is_empty());
+    // The watcher reports it once its writer is done: a drop like any other.
+    let a = sim.feed(Input::Dropped(build("1.1.0")));
+    assert_eq!(turns(&a), [(v("1.1.0"), true)]);
+}
+
 fn hooks_in(actions: &[Action]) -> Vec<Hook> {
     actions
         .iter()

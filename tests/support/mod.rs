@@ -241,13 +241,7 @@ impl Understudy {
 
     /// Start with the open-files limit (soft and hard) set to `nofile`, as `ulimit -n` would.
     pub fn start_limited(base: &Base, env: &[(&str, &str)], nofile: Option<u64>) -> Understudy {
-        // The admin API's default port would be shared by every test running at once: unless a
-        // test chooses, each understudy takes an ephemeral one (written to admin.json).
-        let env_file = std::fs::read_to_string(base.path.join(".env")).unwrap_or_default();
-        let admin_default = (!env_file.contains("ADMIN_LISTEN")
-            && !env.iter().any(|(k, _)| k.contains("ADMIN_LISTEN")))
-        .then_some(("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Self::command(base, env);
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
@@ -264,6 +258,29 @@ impl Understudy {
                 });
             }
         }
+        Self::start_command(base, cmd)
+    }
+
+    /// Start as user and group `id` (the test must run as root, and `base` belong to `id`), as
+    /// under the shipped systemd unit, where understudy is not the user who drops builds.
+    pub fn start_as(base: &Base, id: u32) -> Understudy {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Self::command(base, &[]);
+        // std drops the supplementary groups too when root changes the user.
+        cmd.uid(id).gid(id);
+        Self::start_command(base, cmd)
+    }
+
+    /// `understudy run` on `base` with `env`, and none of the runner's own systemd or proxy
+    /// variables.
+    fn command(base: &Base, env: &[(&str, &str)]) -> Command {
+        // The admin API's default port would be shared by every test running at once: unless a
+        // test chooses, each understudy takes an ephemeral one (written to admin.json).
+        let env_file = std::fs::read_to_string(base.path.join(".env")).unwrap_or_default();
+        let admin_default = (!env_file.contains("ADMIN_LISTEN")
+            && !env.iter().any(|(k, _)| k.contains("ADMIN_LISTEN")))
+        .then_some(("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0"));
+        let mut cmd = Command::new(BIN);
         // A test runner under systemd must not lend its manager's variables to understudy: only
         // the tests that mean to set them (tests/systemd.rs) do.
         for k in SYSTEMD_VARS.iter().chain(&PROXY_VARS) {
@@ -273,7 +290,7 @@ impl Understudy {
             .arg(&base.path)
             .envs(admin_default)
             .envs(env.iter().copied());
-        Self::start_command(base, cmd)
+        cmd
     }
 
     /// Start understudy through `cmd`, which names the program and its arguments (understudy

@@ -1,5 +1,6 @@
-//! A dropped build on its way in: one install at a time (later drops wait their turn, and one
-//! whose version's earlier build is still being filed away waits for that to end), refused
+//! A dropped build on its way in: one install at a time (later drops wait their turn, one entry
+//! per file, and one whose version's earlier build is still being filed away waits for that to
+//! end; one gone or being written again when its turn comes gives it up), refused
 //! unless newer than what runs and what is tested, placed as running (replacing a crash-looping
 //! one, and turning away builds under test no newer than it) or as the build to test, and held
 //! at `PRE_START` until its hook agrees.
@@ -7,7 +8,7 @@
 use semver::Version;
 
 use super::filing::filing_version;
-use super::{Action, Decision, MAX_RUNNING_RESTARTS};
+use super::{Action, Decision, Withdrawn, MAX_RUNNING_RESTARTS};
 use crate::artifact::Installed;
 use crate::events::Event;
 use crate::history::SwitchWhy;
@@ -18,6 +19,17 @@ use crate::watcher::Dropped;
 
 impl Decision<'_> {
     pub(super) fn dropped(&mut self, dropped: Dropped) {
+        // One entry per file: a later report of it (written again, or touched) takes the place
+        // of the one waiting, or the file would be installed once and refused the next time.
+        if let Some(queued) = self
+            .s
+            .drops
+            .iter_mut()
+            .find(|(d, _)| d.path == dropped.path)
+        {
+            queued.0 = dropped;
+            return;
+        }
         let version = dropped.name.version.clone();
         self.emit(Event::BuildFound {
             file: dropped.name.file_name.clone(),
@@ -91,6 +103,26 @@ impl Decision<'_> {
         } else {
             format!("the folder of {version} is being archived")
         })
+    }
+
+    /// A drop whose turn came was gone or being written again: the turn passes on. One being
+    /// written waits for the watcher to report it complete, and is then a drop like any other.
+    pub(super) fn withdrawn(&mut self, dropped: Dropped, why: Withdrawn, install: bool) {
+        let version = dropped.name.version;
+        if install && self.s.installing.as_ref() == Some(&version) {
+            self.s.installing = None;
+        }
+        if why == Withdrawn::BeingWritten {
+            let file = dropped.name.file_name;
+            self.emit(Event::BuildWaiting {
+                reason: format!(
+                    "{file} was being written again when its turn came: it is taken once its \
+                     writer is done with it"
+                ),
+                file,
+                version,
+            });
+        }
     }
 
     pub(super) fn consider(&mut self, dropped: Dropped) {

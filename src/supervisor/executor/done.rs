@@ -4,10 +4,17 @@
 use super::Executor;
 use crate::artifact::Installed;
 use crate::instance::{Instance, InstanceError, InstanceId};
-use crate::supervisor::{Action, Filed, Input, Launched, RestoreFailure, StartFailure};
+use crate::supervisor::{Action, Filed, Input, Launched, RestoreFailure, StartFailure, Withdrawn};
+use crate::watcher::Dropped;
 
 /// Work finished off the supervisor's task, on its way back to become an [`Input`].
 pub(super) enum Done {
+    /// A drop given its turn was gone or being written again, and left alone.
+    Withdrawn {
+        dropped: Dropped,
+        why: Withdrawn,
+        install: bool,
+    },
     Installed {
         version: semver::Version,
         result: Result<Installed, String>,
@@ -46,6 +53,15 @@ impl Executor {
     /// Turn a completion into an input, keeping the handles it carries.
     pub(super) fn complete(&mut self, d: Done) -> Input {
         match d {
+            Done::Withdrawn {
+                dropped,
+                why,
+                install,
+            } => Input::Withdrawn {
+                dropped,
+                why,
+                install,
+            },
             Done::Installed { version, result } => Input::Installed { version, result },
             Done::Started { id, result } => {
                 let result = match result {
