@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -161,6 +161,65 @@ fn the_cli_steers_through_the_unix_socket() {
     let (code, _, err) = cli(&base, &["status"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot reach understudy"), "{err}");
+}
+
+/// Sends SIGCONT to a process when dropped: a stopped understudy is woken even when the test
+/// fails, so it can be stopped and reaped.
+struct Continue(i32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: a plain syscall.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+#[test]
+fn a_stopped_understudy_is_reported_by_the_cli_within_its_deadline() {
+    let base = Base::new("admin-stopped");
+    base.write_env("ADMIN_LISTEN=off");
+    let mut u = Understudy::start(&base);
+    assert_eq!(cli(&base, &["status"]).0, 0);
+    let pid = u.pid() as i32;
+    // SAFETY: a plain syscall, on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let woken = Continue(pid);
+    // A read, and a steering command whose answer may rightly take long: both give up at once.
+    let started = Instant::now();
+    let status = spawn_cli(&base, &["status"]);
+    let pause = spawn_cli(&base, &["pause"]);
+    let socket = base.path.join(".understudy/admin.sock");
+    // Both finished (or killed) before anything is asserted: none is left behind.
+    let finished = [("status", status), ("pause", pause)]
+        .map(|(what, child)| (what, cli_finished(child, Duration::from_secs(30))));
+    for (what, (code, _, err)) in finished {
+        assert_eq!(
+            code,
+            Some(2),
+            "understudy {what} against a stopped server: {err}"
+        );
+        for part in [
+            socket.display().to_string(),
+            "did not answer GET /api/status within 10s".to_string(),
+            "stopped (SIGSTOP".to_string(),
+        ] {
+            assert!(err.contains(&part), "{what}: {part:?} missing from {err}");
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(woken);
+    // Woken, it answers again, and the pause never reached it.
+    let (code, out, err) = cli(&base, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["paused"], false, "{status}");
+    u.stop();
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -266,25 +265,15 @@ fn follow_streams_on_the_unix_socket_leave_the_cli_room_for_commands() {
     }
     assert_eq!(served.len(), 16);
     // A command still gets through at once.
-    let mut status = Command::new(BIN)
-        .args(["status", "--base"])
-        .arg(&base.path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let done = (0..250).find_map(|_| {
-        std::thread::sleep(Duration::from_millis(20));
-        status.try_wait().unwrap()
-    });
-    if done.is_none() {
-        let _ = status.kill();
-    }
-    let out = status.wait_with_output().unwrap();
+    let (code, _, err) = cli_finished(spawn_cli(&base, &["status"]), Duration::from_secs(5));
+    assert_eq!(code, Some(0), "understudy status within 5 s: {err}");
+    // A further `events --follow` is refused, saying why: exit 1, not a silent end.
+    let follow = spawn_cli(&base, &["events", "--follow"]);
+    let (code, _, err) = cli_finished(follow, Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{err}");
     assert!(
-        done.is_some_and(|s| s.success()),
-        "understudy status did not answer within 5 s: {done:?} {}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("refused (503)") && err.contains("at most 16 event streams"),
+        "{err}"
     );
     drop(served);
     u.stop();
