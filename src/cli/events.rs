@@ -19,6 +19,66 @@ use crate::layout::Layout;
 /// How long a follow may hear nothing at all before it gives up on the server: four of its
 /// keep-alives missed.
 const FOLLOW_SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() * 4);
+/// The longest line of the event stream kept: a `data:` line is one event's JSON, far shorter.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Whole lines out of a byte stream cut anywhere (a character's bytes may straddle two reads):
+/// bytes are kept until their `\n`, then decoded as one line. A line longer than `max` bytes is
+/// dropped up to its end and counted, so a peer cannot make the buffer grow without bound.
+#[derive(Debug)]
+pub(super) struct Lines {
+    pending: Vec<u8>,
+    max: usize,
+    /// Inside a line already too long, dropped up to its `\n`.
+    skipping: bool,
+    /// How many lines were too long.
+    pub(super) skipped: u64,
+}
+
+impl Lines {
+    /// No bytes yet; lines of at most `max` bytes.
+    pub(super) fn new(max: usize) -> Lines {
+        Lines {
+            pending: Vec::new(),
+            max,
+            skipping: false,
+            skipped: 0,
+        }
+    }
+
+    /// The lines `chunk` completes, each without its `\n` (or `\r\n`).
+    pub(super) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if self.keep(&rest[..end]) {
+                let line = self.pending.strip_suffix(b"\r").unwrap_or(&self.pending);
+                lines.push(String::from_utf8_lossy(line).into_owned());
+            }
+            self.pending.clear();
+            self.skipping = false;
+            rest = &rest[end + 1..];
+        }
+        self.keep(rest);
+        lines
+    }
+
+    /// Add `bytes` to the line under way, unless that makes it too long (it is then dropped);
+    /// whether it is kept.
+    fn keep(&mut self, bytes: &[u8]) -> bool {
+        if self.skipping {
+            return false;
+        }
+        if self.pending.len() + bytes.len() > self.max {
+            self.pending = Vec::new();
+            self.skipping = true;
+            self.skipped += 1;
+            return false;
+        }
+        self.pending.extend_from_slice(bytes);
+        true
+    }
+}
 
 /// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.
 pub(super) async fn events(target: &Target, follow: bool) -> u8 {
@@ -123,7 +183,7 @@ async fn print_refusal(res: hyper::Response<Incoming>) {
 /// Print each event of the stream `body` as it comes, until it ends; an error when it broke, or
 /// when nothing came for [`FOLLOW_SILENCE`].
 async fn print_stream(socket: &Path, mut body: Incoming, json: bool) -> Result<(), CliError> {
-    let mut pending = String::new();
+    let mut lines = Lines::new(MAX_LINE);
     loop {
         let frame = tokio::time::timeout(FOLLOW_SILENCE, body.frame())
             .await
@@ -145,14 +205,18 @@ async fn print_stream(socket: &Path, mut body: Incoming, json: bool) -> Result<(
         let Some(data) = frame.data_ref() else {
             continue;
         };
-        pending.push_str(&String::from_utf8_lossy(data));
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(data) = line.trim_end().strip_prefix("data:") {
+        let skipped = lines.skipped;
+        for line in lines.push(data) {
+            if let Some(data) = line.strip_prefix("data:") {
                 if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
                     println!("{}", event_line(&v, json));
                 }
             }
+        }
+        if lines.skipped > skipped {
+            eprintln!(
+                "understudy: skipped a line of the event stream longer than {MAX_LINE} bytes"
+            );
         }
     }
 }
