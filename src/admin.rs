@@ -33,6 +33,7 @@ use stream::StreamSlots;
 
 mod conns;
 mod dashboard;
+mod socket;
 mod stream;
 
 pub use stream::KEEP_ALIVE;
@@ -151,7 +152,7 @@ pub fn bind(
         Some(l) => l
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixListener::from_std(l)),
-        None => bind_socket(&path),
+        None => socket::bind(&path),
     }
     .map_err(file("serve the admin socket", &path))?;
     let socket = path;
@@ -193,26 +194,6 @@ pub fn bind(
         tracing::info!("admin API on http://{addr} and {}", bound.socket.display());
     }
     Ok(bound)
-}
-
-/// Bind the socket under a temporary name, make it 0600, then move it into place, so nobody
-/// else can ever connect to it. We hold the base dir's lock, so an old socket file is stale.
-fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = temporary_socket(path, std::process::id());
-    let _ = std::fs::remove_file(&tmp);
-    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, path)?;
-    listener.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(listener)
-}
-
-/// The name the socket at `path` (`admin.sock`) is first bound under by process `pid`: in the
-/// same directory (the move into place is a rename) and no longer, so it fits in a unix socket
-/// address wherever the final path does.
-fn temporary_socket(path: &Path, pid: u32) -> PathBuf {
-    path.with_file_name(format!(".s{pid:x}"))
 }
 
 /// The token kept in `path` (mode 0600), made on first use so scripts keep working across
@@ -685,17 +666,6 @@ async fn served_before(s: &AdminState, v: &semver::Version) -> Result<(), Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_temporary_socket_name_is_no_longer_than_the_final_one() {
-        let path = Path::new("/base/.understudy/admin.sock");
-        for pid in [1, 4_194_304, u32::MAX] {
-            let tmp = temporary_socket(path, pid);
-            assert_eq!(tmp.parent(), path.parent(), "{tmp:?}");
-            assert!(tmp.as_os_str().len() <= path.as_os_str().len(), "{tmp:?}");
-        }
-        assert_ne!(temporary_socket(path, 1), temporary_socket(path, 2));
-    }
 
     #[test]
     fn compares_tokens_exactly() {
