@@ -29,11 +29,17 @@ use crate::events::VerdictKind;
 use crate::layout::{write_atomic, Layout};
 use crate::proxy::ProxyStats;
 use crate::supervisor::{Command, CommandError, Status, SupervisorHandle};
+use stream::StreamSlots;
 
 mod conns;
 mod dashboard;
+mod socket;
+mod stream;
 
-/// Connections the unix socket holds at once: the CLI's, counted in `FD_RESERVE`.
+pub use stream::KEEP_ALIVE;
+
+/// Connections the unix socket holds at once: the CLI's, counted in `FD_RESERVE`. Half of them
+/// at most are event streams (`understudy events --follow`), so commands always find one.
 const UNIX_CONNECTIONS: usize = 32;
 
 /// Why the admin API could not be set up; understudy does not start without it.
@@ -72,9 +78,11 @@ pub struct Bound {
     socket: PathBuf,
     token: Arc<str>,
     /// `MAX_ADMIN_CONNECTIONS`, for the TCP listener.
-    permits: Arc<tokio::sync::Semaphore>,
+    connections: usize,
     /// `HEADER_TIMEOUT`, for heads and for idle connections.
     header_timeout: std::time::Duration,
+    /// `SEND_TIMEOUT`: how long a connection's writes may stall before it is dropped.
+    send_timeout: std::time::Duration,
     /// `ADMIN_HOSTS` and the names always allowed.
     hosts: conns::AllowedHosts,
     /// `admin.json` and its text, when an upgrade started this understudy: the takeover writes
@@ -144,7 +152,7 @@ pub fn bind(
         Some(l) => l
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixListener::from_std(l)),
-        None => bind_socket(&path),
+        None => socket::bind(&path),
     }
     .map_err(file("serve the admin socket", &path))?;
     let socket = path;
@@ -162,8 +170,9 @@ pub fn bind(
         unix,
         socket,
         token,
-        permits: Arc::new(tokio::sync::Semaphore::new(cfg.admin_connections)),
+        connections: cfg.admin_connections,
         header_timeout: cfg.header_timeout,
+        send_timeout: cfg.send_timeout,
         hosts: conns::AllowedHosts(cfg.admin_hosts.clone().into()),
         announce: None,
     };
@@ -185,26 +194,6 @@ pub fn bind(
         tracing::info!("admin API on http://{addr} and {}", bound.socket.display());
     }
     Ok(bound)
-}
-
-/// Bind the socket under a temporary name, make it 0600, then move it into place, so nobody
-/// else can ever connect to it. We hold the base dir's lock, so an old socket file is stale.
-fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = temporary_socket(path, std::process::id());
-    let _ = std::fs::remove_file(&tmp);
-    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, path)?;
-    listener.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(listener)
-}
-
-/// The name the socket at `path` (`admin.sock`) is first bound under by process `pid`: in the
-/// same directory (the move into place is a rename) and no longer, so it fits in a unix socket
-/// address wherever the final path does.
-fn temporary_socket(path: &Path, pid: u32) -> PathBuf {
-    path.with_file_name(format!(".s{pid:x}"))
 }
 
 /// The token kept in `path` (mode 0600), made on first use so scripts keep working across
@@ -264,26 +253,36 @@ pub struct AdminState {
 /// Serve both listeners until `stop`, then let the calls in flight finish. TCP holds at most
 /// `MAX_ADMIN_CONNECTIONS` and refuses a `Host` that is not ours (421); the unix socket, which only
 /// understudy's own user can reach, has a fixed bound of its own inside the descriptor reserve.
+/// On each, event streams take at most half the connections, and a connection whose writes
+/// stall for `SEND_TIMEOUT` is dropped.
 pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
     let Bound {
         tcp,
         unix,
         socket,
         token,
-        permits,
+        connections,
         header_timeout,
+        send_timeout,
         hosts,
         announce: _,
     } = bound;
     let (handed, serving) = (state.handed.clone(), state.serving.clone());
-    let local = router(state.clone(), None);
+    let timeouts = conns::Timeouts {
+        header: header_timeout,
+        send: send_timeout,
+    };
+    let local_streams = StreamSlots::half_of(UNIX_CONNECTIONS, "the unix socket's fixed bound");
+    let local = router(state.clone(), None, local_streams);
     let local_permits = Arc::new(tokio::sync::Semaphore::new(UNIX_CONNECTIONS));
-    let unix_task = conns::serve(unix, local, local_permits, header_timeout, stop.clone());
+    let unix_task = conns::serve(unix, local, local_permits, timeouts, stop.clone());
     let tcp_task = async move {
         if let Some(tcp) = tcp {
-            let remote = router(state, Some(token))
+            let streams = StreamSlots::half_of(connections, "MAX_ADMIN_CONNECTIONS");
+            let remote = router(state, Some(token), streams)
                 .layer(middleware::from_fn_with_state(hosts, conns::require_host));
-            conns::serve(tcp, remote, permits, header_timeout, stop).await;
+            let permits = Arc::new(tokio::sync::Semaphore::new(connections));
+            conns::serve(tcp, remote, permits, timeouts, stop).await;
         }
     };
     tokio::join!(unix_task, tcp_task);
@@ -292,8 +291,9 @@ pub async fn serve(bound: Bound, state: AdminState, stop: CancellationToken) {
     }
 }
 
-/// The API; with `token`, mutating calls need it as a bearer token.
-pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
+/// The API; with `token`, mutating calls need it as a bearer token; `streams` bounds the event
+/// streams of the listener it serves.
+fn router(state: AdminState, token: Option<Arc<str>>, streams: StreamSlots) -> Router {
     let mut steer = Router::new()
         .route("/api/promote", post(promote))
         .route("/api/abort", post(abort))
@@ -311,11 +311,12 @@ pub fn router(state: AdminState, token: Option<Arc<str>>) -> Router {
         .route("/api/verdict", get(verdict))
         .route("/api/gate", post(gate))
         .route("/api/history", get(history))
-        .route("/api/events", get(events))
-        .route("/api/events/recent", get(recent_events))
+        .route("/api/events", get(stream::events))
+        .route("/api/events/recent", get(stream::recent_events))
         .route("/api/schedule", get(schedules))
         .route("/metrics", get(metrics))
         .merge(steer)
+        .layer(axum::Extension(streams))
         .with_state(state)
 }
 
@@ -473,71 +474,6 @@ async fn gate(State(s): State<AdminState>) -> Response {
         Json(json!({ "verdict": v.verdict, "score": v.score, "message": why })),
     )
         .into_response()
-}
-
-/// `?after=<seq>`: resume after this event (as the `Last-Event-ID` header does).
-#[derive(Debug, serde::Deserialize)]
-struct EventsQuery {
-    after: Option<u64>,
-}
-
-/// Server-sent events: every decision as it happens, each with its sequence number as the SSE id,
-/// so a client that reconnects with `Last-Event-ID` (or `?after=`) gets what it missed, as far as
-/// the backlog reaches.
-async fn events(
-    State(s): State<AdminState>,
-    headers: axum::http::HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
-) -> Response {
-    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-    use tokio::sync::broadcast::error::RecvError;
-    let last = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(q.after);
-    let (missed, rx) = match last {
-        Some(last) => s.events.subscribe_after(last),
-        None => (Vec::new(), s.events.subscribe()),
-    };
-    let sse = |e: &crate::events::Stamped| {
-        SseEvent::default()
-            .id(e.seq.to_string())
-            .event(e.name())
-            .data(serde_json::to_string(e).unwrap_or_default())
-    };
-    let queue: std::collections::VecDeque<_> = missed.into();
-    let stream = futures_util::stream::unfold(
-        (queue, rx, s.stop.clone()),
-        move |(mut queue, mut rx, stop)| async move {
-            if let Some(e) = queue.pop_front() {
-                return Some((
-                    Ok::<_, std::convert::Infallible>(sse(&e)),
-                    (queue, rx, stop),
-                ));
-            }
-            let item = tokio::select! {
-                _ = stop.cancelled() => return None,
-                r = rx.recv() => match r {
-                    Ok(e) => sse(&e),
-                    Err(RecvError::Lagged(n)) => SseEvent::default()
-                        .comment(format!("this client fell behind: {n} events were dropped")),
-                    Err(RecvError::Closed) => return None,
-                },
-            };
-            Some((Ok(item), (queue, rx, stop)))
-        },
-    );
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-/// The last 100 events, oldest first, as JSON (`understudy events`).
-async fn recent_events(State(s): State<AdminState>) -> Response {
-    let recent = s.events.recent(100);
-    let list: Vec<&crate::events::Stamped> = recent.iter().map(|e| &**e).collect();
-    Json(json!({ "events": list })).into_response()
 }
 
 /// `?at=<RFC 3339>`: the instant asked about.
@@ -730,17 +666,6 @@ async fn served_before(s: &AdminState, v: &semver::Version) -> Result<(), Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_temporary_socket_name_is_no_longer_than_the_final_one() {
-        let path = Path::new("/base/.understudy/admin.sock");
-        for pid in [1, 4_194_304, u32::MAX] {
-            let tmp = temporary_socket(path, pid);
-            assert_eq!(tmp.parent(), path.parent(), "{tmp:?}");
-            assert!(tmp.as_os_str().len() <= path.as_os_str().len(), "{tmp:?}");
-        }
-        assert_ne!(temporary_socket(path, 1), temporary_socket(path, 2));
-    }
 
     #[test]
     fn compares_tokens_exactly() {

@@ -1,8 +1,10 @@
 //! `understudy status | promote | abort | pause | resume | rollback | verdict`: the admin API's
 //! client. It talks to `<base>/.understudy/admin.sock`, so it needs no token and no address:
-//! whoever may open the socket (understudy's own user) may steer.
+//! whoever may open the socket (understudy's own user) may steer. Every call has a deadline, so
+//! a stopped or saturated understudy is reported (exit 2) instead of waited on for ever.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
@@ -11,16 +13,49 @@ use serde_json::{json, Value};
 
 use crate::layout::Layout;
 
+mod events;
 mod logs;
 mod text;
 
+use events::events;
 use logs::logs;
 use text::{history_text, schedule_text, status_text, verdict_text};
 
 /// Exit code when understudy answered and refused (409, 404, 400, ...).
 pub const EXIT_REFUSED: u8 = 1;
-/// Exit code when understudy could not be reached at all.
+/// Exit code when understudy could not be reached at all, or did not answer in time.
 pub const EXIT_UNREACHABLE: u8 = 2;
+
+/// How long a read (status, verdict, schedule, history, the events so far, the head of the
+/// event stream) may take, connecting included; also how long a steering command waits for
+/// understudy to answer at all before it is sent (see [`steer`]).
+pub const READ_WITHIN: Duration = Duration::from_secs(10);
+/// How long promote, abort, pause, resume, `schedule cancel` and upgrade may take to answer.
+/// understudy answers them at once, unless it is replacing itself (`upgrade`): its decisions
+/// then wait until the new one says it serves (within `READY_WITHIN`) or failed and was reaped,
+/// and `upgrade` itself answers only then.
+pub const STEER_WITHIN: Duration = Duration::from_secs(crate::upgrade::READY_WITHIN.as_secs() + 30);
+/// How long a rollback may take to answer: once its version is restored from its archive
+/// (unpacked, up to `MAX_UNPACKED_SIZE`), after any filing of that version under way.
+pub const ROLLBACK_WITHIN: Duration = Duration::from_secs(600);
+
+/// What an unanswered call says about a server that did not answer at all.
+const STOPPED: &str = "it may be stopped (SIGSTOP, a debugger), overloaded, or every connection \
+    of its socket taken; check its process (the pid in .understudy/admin.json) and its log, \
+    then try again";
+/// What an unanswered steering command says once understudy answered the probe just before.
+const MAYBE_DONE: &str = "it answered a moment before, so it is busy rather than gone: the \
+    command may still take effect; `understudy status` and `understudy events` show whether it did";
+
+/// The task driving a connection to the socket, stopped when this is dropped (the call done,
+/// failed or timed out), so no connection outlives its call.
+struct Driver(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Where the running understudy is found and how its answer is shown.
 #[derive(Debug, Clone, clap::Args)]
@@ -139,6 +174,18 @@ pub enum CliError {
         /// What went wrong.
         message: String,
     },
+    /// No answer in time.
+    #[error("understudy at {path} did not answer {what} within {within:?}: {hint}")]
+    Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// What was asked (`GET /api/status`).
+        what: String,
+        /// How long it was waited for.
+        within: Duration,
+        /// What that may mean and what to do.
+        hint: &'static str,
+    },
 }
 
 /// Run one operator command; returns the process exit code (0, [`EXIT_REFUSED`],
@@ -177,11 +224,17 @@ async fn run(command: ControlCommand) -> u8 {
         method,
         path,
         body,
+        within,
     } = api_request(command);
     let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
     // The identifier does not matter for the state dir.
     let socket = Layout::new(&base, "").admin_socket();
-    let (code, answer) = match call(&socket, method, &path, body).await {
+    let answered = if within > READ_WITHIN {
+        steer(&socket, method, &path, body, within).await
+    } else {
+        call(&socket, method, &path, body, within).await
+    };
+    let (code, answer) = match answered {
         Ok(r) => r,
         Err(e) => {
             eprintln!("understudy: {e}");
@@ -189,6 +242,32 @@ async fn run(command: ControlCommand) -> u8 {
         }
     };
     print_answer(target.json, code, &path, &answer)
+}
+
+/// A call whose answer may rightly take long (up to `within`): first whether understudy answers
+/// at all (status, within [`READ_WITHIN`]), so a stopped or saturated one is reported at once;
+/// a timeout after that says the command may still take effect.
+async fn steer(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    within: Duration,
+) -> Result<(u16, Value), CliError> {
+    call(socket, Method::GET, "/api/status", None, READ_WITHIN).await?;
+    call(socket, method, path, body, within)
+        .await
+        .map_err(|e| match e {
+            CliError::Timeout {
+                path, what, within, ..
+            } => CliError::Timeout {
+                path,
+                what,
+                within,
+                hint: MAYBE_DONE,
+            },
+            e => e,
+        })
 }
 
 /// The admin API call an operator command stands for.
@@ -201,6 +280,8 @@ struct ApiRequest {
     path: String,
     /// The JSON body, if the command has one.
     body: Option<Value>,
+    /// How long its answer may take.
+    within: Duration,
 }
 
 /// The admin API call of a command other than `events` and `logs`.
@@ -257,11 +338,17 @@ fn api_request(command: ControlCommand) -> ApiRequest {
             version.map(|v| json!({ "version": v })),
         ),
     };
+    let within = match (&method, path.as_str()) {
+        (&Method::GET, _) => READ_WITHIN,
+        (_, "/api/rollback") => ROLLBACK_WITHIN,
+        _ => STEER_WITHIN,
+    };
     ApiRequest {
         target,
         method,
         path,
         body,
+        within,
     }
 }
 
@@ -306,109 +393,13 @@ fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
     }
 }
 
-/// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.
-async fn events(target: &Target, follow: bool) -> u8 {
-    let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
-    let socket = Layout::new(&base, "").admin_socket();
-    let (code, answer) = match call(&socket, Method::GET, "/api/events/recent", None).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("understudy: {e}");
-            return EXIT_UNREACHABLE;
-        }
-    };
-    if !(200..300).contains(&code) {
-        eprintln!("understudy: refused ({code}): {answer}");
-        return EXIT_REFUSED;
-    }
-    let mut last = 0;
-    for e in answer["events"].as_array().into_iter().flatten() {
-        last = e["seq"].as_u64().unwrap_or(last);
-        println!("{}", event_line(e, target.json));
-    }
-    if !follow {
-        return 0;
-    }
-    match follow_events(&socket, last, target.json).await {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("understudy: {e}");
-            EXIT_UNREACHABLE
-        }
-    }
-}
-
-/// Print the SSE stream after event `last` until it ends (understudy stopped).
-async fn follow_events(socket: &Path, last: u64, json: bool) -> Result<(), CliError> {
-    let protocol = |message: String| CliError::Protocol {
-        path: socket.to_path_buf(),
-        message,
-    };
-    let (mut sender, conn) = connect(socket).await?;
-    let req = hyper::Request::builder()
-        .uri(format!("/api/events?after={last}"))
-        .header(hyper::header::HOST, "understudy")
-        .header(hyper::header::ACCEPT, "text/event-stream")
-        .body(Full::new(bytes::Bytes::new()))
-        .map_err(|e| protocol(e.to_string()))?;
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| protocol(e.to_string()))?;
-    let mut body = res.into_body();
-    let mut pending = String::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| protocol(e.to_string()))?;
-        let Some(data) = frame.data_ref() else {
-            continue;
-        };
-        pending.push_str(&String::from_utf8_lossy(data));
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(data) = line.trim_end().strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
-                    println!("{}", event_line(&v, json));
-                }
-            }
-        }
-    }
-    conn.abort();
-    Ok(())
-}
-
-/// One event on one line: `#seq at name key=value ...`, or its JSON.
-fn event_line(e: &Value, json: bool) -> String {
-    if json {
-        return e.to_string();
-    }
-    let mut line = format!(
-        "#{} {} {}",
-        e["seq"],
-        e["at"].as_str().unwrap_or("?"),
-        e["event"].as_str().unwrap_or("?")
-    );
-    if let Some(fields) = e.as_object() {
-        for (k, v) in fields {
-            if matches!(k.as_str(), "seq" | "at" | "event") {
-                continue;
-            }
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            line.push_str(&format!(" {k}={v}"));
-        }
-    }
-    line
-}
-
 /// An HTTP/1.1 connection to the admin socket, its driver running as a task.
 async fn connect(
     socket: &Path,
 ) -> Result<
     (
         hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>,
-        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+        Driver,
     ),
     CliError,
 > {
@@ -424,11 +415,33 @@ async fn connect(
             path: socket.to_path_buf(),
             message: e.to_string(),
         })?;
-    Ok((sender, tokio::spawn(conn)))
+    Ok((sender, Driver(tokio::spawn(conn))))
 }
 
-/// One HTTP/1.1 call over the unix socket; the status code and the JSON body.
+/// One HTTP/1.1 call over the unix socket; the status code and the JSON body, all within
+/// `within` (connecting included), else [`CliError::Timeout`].
 pub async fn call(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    within: Duration,
+) -> Result<(u16, Value), CliError> {
+    let what = format!("{method} {path}");
+    tokio::time::timeout(within, exchange(socket, method, path, body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(CliError::Timeout {
+                path: socket.to_path_buf(),
+                what,
+                within,
+                hint: STOPPED,
+            })
+        })
+}
+
+/// [`call`] without its deadline.
+async fn exchange(
     socket: &Path,
     method: Method,
     path: &str,
@@ -438,7 +451,7 @@ pub async fn call(
         path: socket.to_path_buf(),
         message,
     };
-    let (mut sender, conn) = connect(socket).await?;
+    let (mut sender, _conn) = connect(socket).await?;
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let req = hyper::Request::builder()
         .method(method)
@@ -458,7 +471,6 @@ pub async fn call(
         .await
         .map_err(|e| protocol(e.to_string()))?
         .to_bytes();
-    conn.abort();
     let value = serde_json::from_slice(&body)
         .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&body) }));
     Ok((code, value))

@@ -193,9 +193,15 @@ async fn roll_back(
         "\n5. the operator changes their mind: `understudy rollback --base {}`",
         base.display()
     );
-    let (code, answer) = crate::cli::call(socket, hyper::Method::POST, "/api/rollback", None)
-        .await
-        .map_err(err)?;
+    let (code, answer) = crate::cli::call(
+        socket,
+        hyper::Method::POST,
+        "/api/rollback",
+        None,
+        crate::cli::ROLLBACK_WITHIN,
+    )
+    .await
+    .map_err(err)?;
     println!(
         "   understudy answers {code}: {}",
         answer["message"]
@@ -213,9 +219,15 @@ async fn roll_back(
 
 /// Print what `understudy history` would: who served when, and why.
 async fn show_history(socket: &Path) -> Result<(), DemoError> {
-    let (_, history) = crate::cli::call(socket, hyper::Method::GET, "/api/history", None)
-        .await
-        .map_err(err)?;
+    let (_, history) = crate::cli::call(
+        socket,
+        hyper::Method::GET,
+        "/api/history",
+        None,
+        crate::cli::READ_WITHIN,
+    )
+    .await
+    .map_err(err)?;
     println!("\n`understudy history` says who served when:");
     for s in history["switches"].as_array().into_iter().flatten() {
         println!(

@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -161,6 +162,166 @@ fn the_cli_steers_through_the_unix_socket() {
     let (code, _, err) = cli(&base, &["status"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot reach understudy"), "{err}");
+}
+
+/// Sends SIGCONT to a process when dropped: a stopped understudy is woken even when the test
+/// fails, so it can be stopped and reaped.
+struct Continue(i32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: a plain syscall.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+#[test]
+fn a_stopped_understudy_is_reported_by_the_cli_within_its_deadline() {
+    let base = Base::new("admin-stopped");
+    base.write_env("ADMIN_LISTEN=off");
+    let mut u = Understudy::start(&base);
+    assert_eq!(cli(&base, &["status"]).0, 0);
+    let pid = u.pid() as i32;
+    // SAFETY: a plain syscall, on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let woken = Continue(pid);
+    // A read, and a steering command whose answer may rightly take long: both give up at once.
+    let started = Instant::now();
+    let status = spawn_cli(&base, &["status"]);
+    let pause = spawn_cli(&base, &["pause"]);
+    let socket = base.path.join(".understudy/admin.sock");
+    // Both finished (or killed) before anything is asserted: none is left behind.
+    let finished = [("status", status), ("pause", pause)]
+        .map(|(what, child)| (what, cli_finished(child, Duration::from_secs(30))));
+    for (what, (code, _, err)) in finished {
+        assert_eq!(
+            code,
+            Some(2),
+            "understudy {what} against a stopped server: {err}"
+        );
+        for part in [
+            socket.display().to_string(),
+            "did not answer GET /api/status within 10s".to_string(),
+            "stopped (SIGSTOP".to_string(),
+        ] {
+            assert!(err.contains(&part), "{what}: {part:?} missing from {err}");
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(woken);
+    // Woken, it answers again, and the pause never reached it.
+    let (code, out, err) = cli(&base, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["paused"], false, "{status}");
+    u.stop();
+}
+
+/// The unix sockets in `dir` and in its directories.
+fn sockets_under(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_socket() => found.push(e.path()),
+                Ok(t) if t.is_dir() && d == dir => dirs.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Whether a user other than the owner could connect to the socket `sock` below `from`: for the
+/// group or for others, every directory from `from` down searchable and the socket writable.
+/// What lies above `from` (the base dir, a test's private temp dir) is taken as open to all.
+fn reachable_by_others(from: &Path, sock: &Path) -> bool {
+    let mode = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
+    let dirs: Vec<&Path> = sock
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(from))
+        .collect();
+    [0o070, 0o007].into_iter().any(|class: u32| {
+        let (search, write) = (class & 0o111, class & 0o222);
+        dirs.iter().all(|d| mode(d) & search != 0) && mode(sock) & write != 0
+    })
+}
+
+#[test]
+fn under_umask_000_the_admin_socket_is_never_reachable_by_other_users() {
+    use std::os::unix::process::CommandExt;
+    let base = Base::new("admin-umask");
+    base.write_env("ADMIN_LISTEN=off");
+    let state = base.path.join(".understudy");
+    // While this file exists, understudy holds between binding the socket and making it 0600.
+    let hold = base.path.with_extension("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut cmd = Command::new(BIN);
+    for k in SYSTEMD_VARS.iter().chain(&PROXY_VARS) {
+        cmd.env_remove(k);
+    }
+    cmd.args(["run", "--base"])
+        .arg(&base.path)
+        .env("UNDERSTUDY_INJECT_HOLD_SOCKET", &hold);
+    // SAFETY: umask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    // Held there, where is the socket, and who could connect to it?
+    let (dir, flag) = (state.clone(), hold.clone());
+    let held = std::thread::spawn(move || {
+        let bound = (0..500).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            sockets_under(&dir).pop()
+        });
+        let seen = bound.map(|s| (reachable_by_others(&dir, &s), s));
+        let _ = std::fs::remove_file(&flag);
+        seen
+    });
+    let mut u = Understudy::start_command(&base, cmd);
+    let (reachable, bound) = held.join().unwrap().expect("a socket bound within 10 s");
+    assert_ne!(
+        bound,
+        state.join("admin.sock"),
+        "understudy did not hold between binding the socket and making it private"
+    );
+    assert!(
+        !reachable,
+        "{} could be connected to by other users while it was being bound",
+        bound.display()
+    );
+    // In place: 0600, and nothing of the binding left.
+    let mode = std::fs::metadata(state.join("admin.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".s"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(sockets_under(&state), [state.join("admin.sock")]);
+    let (code, _, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    u.stop();
 }
 
 #[test]

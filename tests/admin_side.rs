@@ -153,57 +153,129 @@ fn a_half_sent_head_a_silent_and_a_kept_alive_connection_are_closed_after_header
     u.stop();
 }
 
-/// Ask for the event stream and read its status line.
-fn sse(addr: SocketAddr) -> TcpStream {
+/// Ask for the event stream on `s` (a TCP or unix connection, its read timeout set): the status
+/// code and, for a refusal (which closes the connection), the answer's body.
+fn ask_for_stream(s: &mut (impl Read + Write), host: &str) -> (u16, String) {
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let head = loop {
+        let n = s
+            .read(&mut buf)
+            .expect("an answer head within the read timeout");
+        assert!(n > 0, "closed before an answer head");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, _)) = text.split_once("\r\n\r\n") {
+            break head.to_string();
+        }
+    };
+    let code: u16 = head[9..12].parse().unwrap();
+    if code == 200 {
+        return (code, String::new());
+    }
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).to_string();
+    (code, text.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+/// Ask for the event stream over TCP; the connection and the answer's status and refusal.
+fn sse(addr: SocketAddr) -> (TcpStream, u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 512];
-    let n = s.read(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    s
+    let (code, body) = ask_for_stream(&mut s, &addr.to_string());
+    (s, code, body)
 }
 
 #[test]
-fn event_streams_outlive_the_idle_timeout_but_count_against_max_admin_connections() {
+fn event_streams_take_at_most_half_the_admin_connections_and_outlive_the_idle_timeout() {
     let base = Base::new("admin-bound");
-    base.write_env("HEADER_TIMEOUT=1s\nMAX_ADMIN_CONNECTIONS=3\n");
+    base.write_env("HEADER_TIMEOUT=1s\nMAX_ADMIN_CONNECTIONS=4\n");
     let mut u = Understudy::start(&base);
     let (addr, _) = admin(&base);
-    let mut streams: Vec<TcpStream> = (0..3).map(|_| sse(addr)).collect();
-
-    // A fourth connection waits: its request is not answered while three streams are open.
-    let mut waiting = TcpStream::connect(addr).unwrap();
-    write!(
-        waiting,
-        "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_millis(2500)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    assert!(
-        waiting.read(&mut buf).is_err(),
-        "a fourth admin connection was served past MAX_ADMIN_CONNECTIONS=3"
-    );
-    // Past HEADER_TIMEOUT the streams are still open.
-    for s in &mut streams {
+    // As many streams as connections: two are served, the others refused at once, saying why.
+    let (mut streams, refused): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| sse(addr))
+        .partition(|(_, code, _)| *code == 200);
+    assert_eq!(streams.len(), 2, "{refused:?}");
+    for (_, code, body) in &refused {
+        assert_eq!(*code, 503, "{body}");
         assert!(
-            closed_within(s, Duration::from_millis(300)).is_none(),
+            body.contains("at most 2 event streams") && body.contains("MAX_ADMIN_CONNECTIONS"),
+            "{body}"
+        );
+    }
+    // Every other call still finds a connection, promptly.
+    for (method, path, want) in [
+        ("GET", "/api/verdict", 200),
+        ("POST", "/api/gate", 403),
+        ("GET", "/metrics", 200),
+        ("GET", "/", 200),
+        ("GET", "/api/status", 200),
+    ] {
+        let started = Instant::now();
+        let (code, body) = http(addr, method, path).unwrap();
+        assert_eq!(code, want, "{path}: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    // Past HEADER_TIMEOUT the streams are still open.
+    for (s, _, _) in &mut streams {
+        assert!(
+            closed_within(s, Duration::from_millis(1500)).is_none(),
             "an event stream was timed out"
         );
     }
-    // One stream ends: the waiting call is answered.
+    // One stream ends: its slot is given back, and a new stream is served.
     streams.pop();
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut answer = String::new();
-    waiting.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    wait_until(
+        "a stream's slot to be given back",
+        Duration::from_secs(40),
+        || {
+            let (s, code, _) = sse(addr);
+            (code == 200).then_some(s)
+        },
+    );
     drop(streams);
+    u.stop();
+}
+
+#[test]
+fn follow_streams_on_the_unix_socket_leave_the_cli_room_for_commands() {
+    let base = Base::new("admin-unix-streams");
+    base.write_env("ADMIN_LISTEN=off\n");
+    let mut u = Understudy::start(&base);
+    let socket = base.path.join(".understudy/admin.sock");
+    // As many streams as the socket's 32 connections: half are served, the rest refused.
+    let mut served = Vec::new();
+    for _ in 0..32 {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (code, body) = ask_for_stream(&mut s, "understudy");
+        match code {
+            200 => served.push(s),
+            _ => {
+                assert_eq!(code, 503, "{body}");
+                assert!(body.contains("at most 16 event streams"), "{body}");
+            }
+        }
+    }
+    assert_eq!(served.len(), 16);
+    // A command still gets through at once.
+    let (code, _, err) = cli_finished(spawn_cli(&base, &["status"]), Duration::from_secs(5));
+    assert_eq!(code, Some(0), "understudy status within 5 s: {err}");
+    // A further `events --follow` is refused, saying why: exit 1, not a silent end.
+    let follow = spawn_cli(&base, &["events", "--follow"]);
+    let (code, _, err) = cli_finished(follow, Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("refused (503)") && err.contains("at most 16 event streams"),
+        "{err}"
+    );
+    drop(served);
     u.stop();
 }
 

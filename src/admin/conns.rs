@@ -1,9 +1,15 @@
 //! The admin API's connections: at most `MAX_ADMIN_CONNECTIONS` at once (SSE streams counted),
-//! each held to `HEADER_TIMEOUT` for a request head and for idling between requests, so the admin
-//! side can never use up the descriptors the proxy and the children's heartbeats need.
+//! each held to `HEADER_TIMEOUT` for a request head and for idling between requests, and to
+//! `SEND_TIMEOUT` for writes that make no progress, so the admin side can never use up the
+//! descriptors the proxy and the children's heartbeats need, nor keep a client that stopped
+//! reading for ever.
 
+use std::future::Future;
+use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -16,12 +22,22 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long a connection's call in flight may take to finish once understudy stops.
 const DRAIN: Duration = Duration::from_secs(10);
+
+/// The bounds on one admin connection's silence.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timeouts {
+    /// `HEADER_TIMEOUT`: for a request head, and for idling between requests.
+    pub header: Duration,
+    /// `SEND_TIMEOUT`: for a write that makes no progress (a client that stopped reading).
+    pub send: Duration,
+}
 
 /// Serve `router` on `listener` until `stop`: a connection is accepted only with a permit from
 /// `permits` (past the bound, new ones wait in the listen backlog), then its calls in flight
@@ -30,7 +46,7 @@ pub(super) async fn serve<L: Listener>(
     mut listener: L,
     router: Router,
     permits: Arc<Semaphore>,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
 ) {
     let tasks = TaskTracker::new();
@@ -54,7 +70,8 @@ pub(super) async fn serve<L: Listener>(
             // The head timer also runs while a kept-alive connection waits for its next request.
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(timeouts.header);
+            let io = WriteStall::new(io, timeouts.send);
             let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             tokio::select! {
@@ -69,6 +86,90 @@ pub(super) async fn serve<L: Listener>(
     drop(listener);
     tasks.close();
     tasks.wait().await;
+}
+
+/// A connection whose writes fail with `TimedOut` once one has waited `limit` without the
+/// client taking a byte: hyper then drops the connection, and with it an event stream's slot
+/// and anything queued for it. Reads are untouched (`HEADER_TIMEOUT` bounds those).
+pub(super) struct WriteStall<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write waits; cleared by any write that goes through.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    /// `inner`, its writes bounded by `limit` of no progress.
+    pub(super) fn new(inner: S, limit: Duration) -> WriteStall<S> {
+        WriteStall {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// `r`, a write's outcome, unless it is one more wait past `limit`.
+    fn bounded<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client took nothing for {limit:?} (SEND_TIMEOUT)"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStall<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.bounded(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.bounded(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.bounded(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.bounded(cx, r)
+    }
 }
 
 /// `Host` names the TCP API answers to: any IP literal (a page's origin is then the address
@@ -132,6 +233,39 @@ pub(super) async fn require_host(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_takes_nothing_of_for_the_limit_fails_and_a_slow_reader_is_kept() {
+        let limit = Duration::from_secs(60);
+        // A client that never reads: the pipe fills, then the write waits until the limit.
+        let (ours, _client) = tokio::io::duplex(1024);
+        let mut conn = WriteStall::new(ours, limit);
+        let start = tokio::time::Instant::now();
+        let write = conn.write_all(&[b'x'; 64 * 1024]);
+        let e = tokio::time::timeout(limit * 3, write)
+            .await
+            .expect("the stalled write was given up within the limit")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("SEND_TIMEOUT"), "{e}");
+        let waited = start.elapsed();
+        assert!(waited >= limit && waited < limit * 2, "{waited:?}");
+
+        // A client that takes a little now and then, each time within the limit, is never cut.
+        let (ours, mut client) = tokio::io::duplex(1024);
+        let mut conn = WriteStall::new(ours, limit);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut got = 0;
+            while got < 64 * 1024 {
+                tokio::time::sleep(limit / 2).await;
+                got += client.read(&mut buf).await.unwrap();
+            }
+        });
+        conn.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+        reader.await.unwrap();
+    }
 
     #[test]
     fn only_addresses_localhost_and_named_hosts_pass() {

@@ -27,7 +27,7 @@ const POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 
 /// Serve the dashboard; no token needed, as it shows only what the read-only calls show.
 pub(super) async fn page(State(s): State<AdminState>) -> Response {
     let status = json_of(super::status(State(s.clone())).await).await;
-    let recent = json_of(super::recent_events(State(s)).await).await;
+    let recent = json_of(super::stream::recent_events(State(s)).await).await;
     let initial = format!(r#"{{"status":{status},"recent":{recent}}}"#);
     // JSON is a JavaScript expression; with every `<` escaped no string in it (a build's name, a
     // hook's output) can end the script element.

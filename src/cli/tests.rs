@@ -2,6 +2,7 @@ use std::io::Write;
 
 use serde_json::json;
 
+use super::events::Lines;
 use super::logs::copy_new;
 use super::query_value;
 use super::text::{differs_text, status_text};
@@ -91,4 +92,34 @@ fn status_names_the_differences_that_count_or_are_unsure_and_no_others() {
         ]
     );
     assert_eq!(differs_text(&json!({})), "");
+}
+
+#[test]
+fn a_character_split_across_two_reads_of_the_event_stream_comes_out_whole() {
+    let text = "data: {\"summary\":\"1.0.0 → 1.1.0\"}\n";
+    let bytes = text.as_bytes();
+    let arrow = text.find('→').unwrap();
+    let mut lines = Lines::new(1024);
+    // Cut inside the arrow's three bytes, at each place.
+    for cut in [arrow + 1, arrow + 2] {
+        let mut got = lines.push(&bytes[..cut]);
+        assert!(got.is_empty(), "{got:?}");
+        got.extend(lines.push(&bytes[cut..]));
+        assert_eq!(got, [text.trim_end()]);
+    }
+    // Several lines in one read, CRLF endings, and a line begun in one read, ended in the next.
+    let got = lines.push(b"a\r\nb\nc");
+    assert_eq!(got, ["a", "b"]);
+    assert_eq!(lines.push("\u{e9}\n".as_bytes()), ["c\u{e9}"]);
+}
+
+#[test]
+fn a_line_of_the_event_stream_past_the_bound_is_dropped_and_the_next_is_whole() {
+    let mut lines = Lines::new(8);
+    assert!(lines.push(b"12345").is_empty());
+    assert!(lines.push(b"6789").is_empty(), "past 8 bytes: dropped");
+    assert!(lines.push(b"more of it").is_empty());
+    assert_eq!(lines.push(b" end\nok\n"), ["ok"]);
+    assert_eq!(lines.skipped, 1);
+    assert_eq!(lines.push(b"12345678\n"), ["12345678"], "8 bytes fit");
 }

@@ -654,6 +654,39 @@ pub fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `understudy <args> --base <base>`, started: its output piped, for [`cli_finished`].
+pub fn spawn_cli(base: &Base, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .arg("--base")
+        .arg(&base.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait up to `limit` for a command from [`spawn_cli`]: its exit code (`None` when it was still
+/// running then, and was killed), stdout and stderr. Nothing is left running either way.
+pub fn cli_finished(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
+    let deadline = Instant::now() + limit;
+    let mut status = child.try_wait().unwrap();
+    while status.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        status = child.try_wait().unwrap();
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        status.and_then(|s| s.code()),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The `Content-Length` a message head (request or answer, as text) declares; 0 without one.
 /// Every head parsed here comes from understudy: a value that is not a number fails the test.
 pub fn content_length(head: &str) -> usize {

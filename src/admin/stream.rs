@@ -1,0 +1,144 @@
+//! The event stream (`GET /api/events`, server-sent events) and its backlog as JSON. A stream
+//! holds its connection for as long as it is read, so each listener serves at most half its
+//! connections as streams: the other half is always there for status, verdict, gate, metrics
+//! and steering.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::AdminState;
+
+/// How often an idle event stream sends a comment: a client that hears nothing for several of
+/// these (`understudy events --follow`) knows the server stopped answering.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The event streams one listener may hold at once, and what that bound comes from (named when
+/// a stream is refused).
+#[derive(Clone, Debug)]
+pub(super) struct StreamSlots {
+    permits: Arc<Semaphore>,
+    /// How many streams at most.
+    bound: usize,
+    /// The listener's connection bound, as an operator would look it up.
+    of: &'static str,
+    /// That bound's value.
+    connections: usize,
+}
+
+impl StreamSlots {
+    /// Half of a listener's `connections` (rounded down), named `of` in a refusal: the rest stay
+    /// for short calls, whatever the streams do. With one connection there is no room for a
+    /// stream at all.
+    pub(super) fn half_of(connections: usize, of: &'static str) -> StreamSlots {
+        let bound = connections / 2;
+        StreamSlots {
+            permits: Arc::new(Semaphore::new(bound)),
+            bound,
+            of,
+            connections,
+        }
+    }
+
+    /// A slot for one more stream, held until the stream ends; `None` when all are taken.
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// The 503 a stream past the bound gets, saying why and what to do.
+    fn refusal(&self) -> Response {
+        let (bound, connections, of) = (self.bound, self.connections, self.of);
+        let raise = match of {
+            "MAX_ADMIN_CONNECTIONS" => ", or raise MAX_ADMIN_CONNECTIONS",
+            _ => "",
+        };
+        let error = format!(
+            "this admin listener serves at most {bound} event streams at once, half of its \
+             {connections} connections ({of}), so that other calls always find one: close a \
+             stream (a dashboard tab, an `understudy events --follow`) and try again{raise}"
+        );
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            // The refused client must not keep the connection idle: it is a slot too.
+            [(header::CONNECTION, "close")],
+            Json(json!({ "ok": false, "error": error })),
+        )
+            .into_response()
+    }
+}
+
+/// `?after=<seq>`: resume after this event (as the `Last-Event-ID` header does).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct EventsQuery {
+    after: Option<u64>,
+}
+
+/// Server-sent events: every decision as it happens, each with its sequence number as the SSE id,
+/// so a client that reconnects with `Last-Event-ID` (or `?after=`) gets what it missed, as far as
+/// the backlog reaches. Past the listener's stream slots, 503.
+pub(super) async fn events(
+    State(s): State<AdminState>,
+    Extension(slots): Extension<StreamSlots>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(slot) = slots.take() else {
+        return slots.refusal();
+    };
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.after);
+    let (missed, rx) = match last {
+        Some(last) => s.events.subscribe_after(last),
+        None => (Vec::new(), s.events.subscribe()),
+    };
+    let sse = |e: &crate::events::Stamped| {
+        SseEvent::default()
+            .id(e.seq.to_string())
+            .event(e.name())
+            .data(serde_json::to_string(e).unwrap_or_default())
+    };
+    let queue: std::collections::VecDeque<_> = missed.into();
+    // The slot travels with the stream and is given back when it is dropped.
+    let stream = futures_util::stream::unfold(
+        (queue, rx, s.stop.clone(), slot),
+        move |(mut queue, mut rx, stop, slot)| async move {
+            if let Some(e) = queue.pop_front() {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(sse(&e)),
+                    (queue, rx, stop, slot),
+                ));
+            }
+            let item = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = rx.recv() => match r {
+                    Ok(e) => sse(&e),
+                    Err(RecvError::Lagged(n)) => SseEvent::default()
+                        .comment(format!("this client fell behind: {n} events were dropped")),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(item), (queue, rx, stop, slot)))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+/// The last 100 events, oldest first, as JSON (`understudy events`).
+pub(super) async fn recent_events(State(s): State<AdminState>) -> Response {
+    let recent = s.events.recent(100);
+    let list: Vec<&crate::events::Stamped> = recent.iter().map(|e| &**e).collect();
+    Json(json!({ "events": list })).into_response()
+}

@@ -1,0 +1,248 @@
+//! `understudy events [--follow]`: the backlog of events, then (following) the live SSE stream,
+//! one line each. A follow that hears nothing, not even the keep-alive the server sends every
+//! [`KEEP_ALIVE`], for [`FOLLOW_SILENCE`] ends with exit 2: the server stopped answering.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::Method;
+use serde_json::Value;
+
+use super::{
+    call, connect, CliError, Driver, Target, EXIT_REFUSED, EXIT_UNREACHABLE, READ_WITHIN, STOPPED,
+};
+use crate::admin::KEEP_ALIVE;
+use crate::layout::Layout;
+
+/// How long a follow may hear nothing at all before it gives up on the server: four of its
+/// keep-alives missed.
+const FOLLOW_SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() * 4);
+/// The longest line of the event stream kept: a `data:` line is one event's JSON, far shorter.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Whole lines out of a byte stream cut anywhere (a character's bytes may straddle two reads):
+/// bytes are kept until their `\n`, then decoded as one line. A line longer than `max` bytes is
+/// dropped up to its end and counted, so a peer cannot make the buffer grow without bound.
+#[derive(Debug)]
+pub(super) struct Lines {
+    pending: Vec<u8>,
+    max: usize,
+    /// Inside a line already too long, dropped up to its `\n`.
+    skipping: bool,
+    /// How many lines were too long.
+    pub(super) skipped: u64,
+}
+
+impl Lines {
+    /// No bytes yet; lines of at most `max` bytes.
+    pub(super) fn new(max: usize) -> Lines {
+        Lines {
+            pending: Vec::new(),
+            max,
+            skipping: false,
+            skipped: 0,
+        }
+    }
+
+    /// The lines `chunk` completes, each without its `\n` (or `\r\n`).
+    pub(super) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if self.keep(&rest[..end]) {
+                let line = self.pending.strip_suffix(b"\r").unwrap_or(&self.pending);
+                lines.push(String::from_utf8_lossy(line).into_owned());
+            }
+            self.pending.clear();
+            self.skipping = false;
+            rest = &rest[end + 1..];
+        }
+        self.keep(rest);
+        lines
+    }
+
+    /// Add `bytes` to the line under way, unless that makes it too long (it is then dropped);
+    /// whether it is kept.
+    fn keep(&mut self, bytes: &[u8]) -> bool {
+        if self.skipping {
+            return false;
+        }
+        if self.pending.len() + bytes.len() > self.max {
+            self.pending = Vec::new();
+            self.skipping = true;
+            self.skipped += 1;
+            return false;
+        }
+        self.pending.extend_from_slice(bytes);
+        true
+    }
+}
+
+/// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.
+pub(super) async fn events(target: &Target, follow: bool) -> u8 {
+    let base = target.base.clone().unwrap_or_else(|| ".".into());
+    let socket = Layout::new(&base, "").admin_socket();
+    let recent = call(
+        &socket,
+        Method::GET,
+        "/api/events/recent",
+        None,
+        READ_WITHIN,
+    )
+    .await;
+    let (code, answer) = match recent {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy: {e}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    if !(200..300).contains(&code) {
+        eprintln!("understudy: refused ({code}): {answer}");
+        return EXIT_REFUSED;
+    }
+    let mut last = 0;
+    for e in answer["events"].as_array().into_iter().flatten() {
+        last = e["seq"].as_u64().unwrap_or(last);
+        println!("{}", event_line(e, target.json));
+    }
+    if !follow {
+        return 0;
+    }
+    match follow_events(&socket, last, target.json).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("understudy: {e}");
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+/// Print the SSE stream after event `last` until it ends (understudy stopped); the exit code, 1
+/// when the stream was refused (every stream slot of the socket taken).
+async fn follow_events(socket: &Path, last: u64, json: bool) -> Result<u8, CliError> {
+    let (res, conn) = open_stream(socket, &format!("/api/events?after={last}")).await?;
+    let result = if res.status().is_success() {
+        print_stream(socket, res.into_body(), json)
+            .await
+            .map(|()| 0)
+    } else {
+        print_refusal(res).await;
+        Ok(EXIT_REFUSED)
+    };
+    drop(conn);
+    result
+}
+
+/// Ask for the event stream at `path`; its answer head (within [`READ_WITHIN`], connecting
+/// included) and the connection's driver.
+async fn open_stream(
+    socket: &Path,
+    path: &str,
+) -> Result<(hyper::Response<Incoming>, Driver), CliError> {
+    let protocol = |message: String| CliError::Protocol {
+        path: socket.to_path_buf(),
+        message,
+    };
+    let ask = async {
+        let (mut sender, conn) = connect(socket).await?;
+        let req = hyper::Request::builder()
+            .uri(path)
+            .header(hyper::header::HOST, "understudy")
+            .header(hyper::header::ACCEPT, "text/event-stream")
+            .body(Full::new(bytes::Bytes::new()))
+            .map_err(|e| protocol(e.to_string()))?;
+        let res = sender.send_request(req).await;
+        Ok((res.map_err(|e| protocol(e.to_string()))?, conn))
+    };
+    tokio::time::timeout(READ_WITHIN, ask)
+        .await
+        .map_err(|_| CliError::Timeout {
+            path: socket.to_path_buf(),
+            what: format!("GET {path}"),
+            within: READ_WITHIN,
+            hint: STOPPED,
+        })?
+}
+
+/// Print why the event stream was refused (its JSON `error`, as far as it comes in time).
+async fn print_refusal(res: hyper::Response<Incoming>) {
+    let code = res.status().as_u16();
+    let body = tokio::time::timeout(READ_WITHIN, res.into_body().collect()).await;
+    let answer: Value = body
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
+        .unwrap_or_default();
+    let why = answer["error"].as_str().unwrap_or("refused");
+    eprintln!("understudy: refused ({code}): {why}");
+}
+
+/// Print each event of the stream `body` as it comes, until it ends; an error when it broke, or
+/// when nothing came for [`FOLLOW_SILENCE`].
+async fn print_stream(socket: &Path, mut body: Incoming, json: bool) -> Result<(), CliError> {
+    let mut lines = Lines::new(MAX_LINE);
+    loop {
+        let frame = tokio::time::timeout(FOLLOW_SILENCE, body.frame())
+            .await
+            .map_err(|_| CliError::Timeout {
+                path: socket.to_path_buf(),
+                what: format!(
+                    "anything on the event stream (a keep-alive comes every {KEEP_ALIVE:?})"
+                ),
+                within: FOLLOW_SILENCE,
+                hint: STOPPED,
+            })?;
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let frame = frame.map_err(|e| CliError::Protocol {
+            path: socket.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        let skipped = lines.skipped;
+        for line in lines.push(data) {
+            if let Some(data) = line.strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                    println!("{}", event_line(&v, json));
+                }
+            }
+        }
+        if lines.skipped > skipped {
+            eprintln!(
+                "understudy: skipped a line of the event stream longer than {MAX_LINE} bytes"
+            );
+        }
+    }
+}
+
+/// One event on one line: `#seq at name key=value ...`, or its JSON.
+fn event_line(e: &Value, json: bool) -> String {
+    if json {
+        return e.to_string();
+    }
+    let mut line = format!(
+        "#{} {} {}",
+        e["seq"],
+        e["at"].as_str().unwrap_or("?"),
+        e["event"].as_str().unwrap_or("?")
+    );
+    if let Some(fields) = e.as_object() {
+        for (k, v) in fields {
+            if matches!(k.as_str(), "seq" | "at" | "event") {
+                continue;
+            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    line
+}
