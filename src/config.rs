@@ -467,6 +467,17 @@ pub fn check_base_writable(base: &Path) -> Result<(), ConfigError> {
         move |source| ConfigError::NotWritable { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(fail(&dir))?;
+    // What is kept here (the admin socket and token, the state) must not be replaced by others,
+    // whatever the umask understudy was started with: the folder is writable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dir)
+        .map_err(fail(&dir))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        let private = std::fs::Permissions::from_mode(mode & 0o755);
+        std::fs::set_permissions(&dir, private).map_err(fail(&dir))?;
+    }
     let probe = dir.join(format!(".write-check-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(fail(&probe))?;
     std::fs::remove_file(&probe).map_err(fail(&probe))

@@ -206,6 +206,7 @@ impl Layout {
 
     fn lock_file_as(&self, handed: Option<std::fs::File>) -> Result<BaseLock, LockError> {
         use std::io::{Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.lock_file();
         let io = |source| LockError::Io {
             path: path.clone(),
@@ -220,6 +221,7 @@ impl Layout {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o644)
                 .open(&path)
                 .map_err(io)?,
         };
@@ -313,16 +315,25 @@ pub fn free_disk(p: &Path) -> Option<u64> {
     Some(available.saturating_mul(block))
 }
 
-/// Write `bytes` to `path` atomically and durably: a temp file in the same folder, synced, then
+/// Write `bytes` to `path` atomically and durably (mode 0644 at most): a temp file in the same folder, synced, then
 /// renamed, then the folder synced, so a power cut leaves the old file or the new one, never an
 /// empty one (ext4's `noauto_da_alloc`, XFS).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
+    // Readable by all as before, writable by understudy alone whatever the umask (it never
+    // adds bits the umask removes).
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
     if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);

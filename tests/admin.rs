@@ -319,6 +319,14 @@ fn under_umask_000_the_admin_socket_is_never_reachable_by_other_users() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert_eq!(sockets_under(&state), [state.join("admin.sock")]);
+    // Nor can others replace what understudy keeps beside it.
+    for kept in [state.clone(), state.join("lock"), state.join("status.json")] {
+        let meta = wait_until("written", Duration::from_secs(10), || {
+            std::fs::metadata(&kept).ok()
+        });
+        let mode = meta.permissions().mode();
+        assert_eq!(mode & 0o022, 0, "{} is {mode:o}", kept.display());
+    }
     let (code, _, err) = cli(&base, &["status"]);
     assert_eq!(code, 0, "{err}");
     u.stop();
