@@ -70,7 +70,9 @@ use succession::{farewell, handing, spawn_succession, Handing};
 
 pub use config::Config;
 pub use events::{Event, Events};
-pub use process::{init_logging, raise_fd_limit, shutdown_signal, MAX_BLOCKING_THREADS};
+pub use process::{
+    init_logging, mask_write_for_others, raise_fd_limit, shutdown_signal, MAX_BLOCKING_THREADS,
+};
 
 /// Verdicts waiting for the supervisor; a stale one is skipped when full.
 const VERDICT_QUEUE: usize = 16;

@@ -114,6 +114,8 @@ fn main() -> ExitCode {
             port_range,
             set,
         } => {
+            // While understudy is one thread: nothing it makes is writable by every user.
+            understudy::mask_write_for_others();
             // First, while understudy is one thread: the variables are removed from the
             // environment, so no child or hook inherits them.
             // Started by `understudy upgrade`: what the old understudy hands over.

@@ -16,6 +16,16 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
     Some((soft, hard))
 }
 
+/// Add write-for-others to the umask (`umask |= 002`), for understudy and what it starts: under
+/// umask 000 every folder it makes (version folders, `.understudy/incoming`, the store) would let
+/// any local user put a program there. Group write, which shared setups use, is kept. Call while
+/// the process has one thread: the umask is the process's.
+pub fn mask_write_for_others() {
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::S_IWOTH);
+    umask(old | Mode::S_IWOTH);
+}
+
 /// At most this many threads for blocking work (installs, archives, collection, file writes).
 /// Each thread the allocator serves keeps pages of its own: tokio starts one whenever the others
 /// are busy and, as idle ones are woken in turn, rarely lets one go, so with its default of 512

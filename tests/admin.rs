@@ -329,6 +329,13 @@ fn under_umask_000_the_admin_socket_is_never_reachable_by_other_users() {
     }
     let (code, _, err) = cli(&base, &["status"]);
     assert_eq!(code, 0, "{err}");
+    // Nor what it makes for a build: its version folder and the store's copy.
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    for made in [base.path.join("app-1.0.0"), state.join("store")] {
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode();
+        assert_eq!(mode & 0o002, 0, "{} is {mode:o}", made.display());
+    }
     u.stop();
 }
 

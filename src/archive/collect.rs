@@ -150,6 +150,8 @@ pub struct Collection {
     /// Why the base dir stays over `MAX_BASE_SIZE` or the disk short of `MIN_FREE_DISK` though
     /// the archives are kept: by how much, and what takes the room.
     pub over_budget: Option<String>,
+    /// The pass did not get to measure (it failed): it says nothing of the budget.
+    pub failed: bool,
 }
 
 /// One collection pass: rotate instance logs past their bound, then delete what [`plan`] says,
@@ -196,6 +198,7 @@ pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
     Collection {
         deleted,
         over_budget,
+        failed: false,
     }
 }
 

@@ -102,41 +102,54 @@ pub(super) fn rotate(path: &Path, cap: u64) -> io::Result<u64> {
         .unwrap_or_default();
     let kept = path.with_file_name(format!("{name}.1"));
     let tmp = path.with_file_name(format!("{name}.1.tmp"));
-    let result = copy_tail(path, &tmp, cap).and_then(|n| {
-        // The child appends: from here on, it writes from the start.
-        fs::OpenOptions::new().write(true).open(path)?.set_len(0)?;
-        fs::rename(&tmp, &kept)?;
-        Ok(n)
+    let copied = copy_tail(path, &tmp, cap).and_then(|(n, at)| {
+        // What the child wrote during the copy and its sync joins the copy just before the
+        // file is emptied: a line is lost only if written between that read and the truncation.
+        let mut out = fs::OpenOptions::new().append(true).open(&tmp)?;
+        let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+        file.seek(SeekFrom::Start(at))?;
+        let late = io::copy(&mut (&mut file).take(cap), &mut out)?;
+        Ok((n + late, file, out))
     });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let (n, file, out) = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    // The child appends: from here on, it writes from the start. The copy is kept whatever
+    // follows (as `.1.tmp` if it cannot take its name).
+    file.set_len(0)?;
+    out.sync_data()?;
+    fs::rename(&tmp, &kept)?;
+    Ok(n)
 }
 
 /// Write the last `cap` bytes of `path` to `to`, starting after the first line end in them when
 /// one is near (so the copy starts with a whole line), with what is appended meanwhile up to
-/// another `cap`.
-fn copy_tail(path: &Path, to: &Path, cap: u64) -> io::Result<u64> {
+/// another `cap`. Returns the bytes written and the offset in `path` read up to.
+fn copy_tail(path: &Path, to: &Path, cap: u64) -> io::Result<(u64, u64)> {
     let mut src = fs::File::open(path)?;
     let len = src.metadata()?.len();
     let start = len.saturating_sub(cap);
     src.seek(SeekFrom::Start(start))?;
     let mut src = BufReader::new(src);
     let mut out = BufWriter::new(fs::File::create(to)?);
-    let mut written = 0u64;
+    let (mut written, mut read) = (0u64, 0u64);
     if start > 0 {
         let mut cut = Vec::new();
         (&mut src).take(LINE_SEARCH).read_until(b'\n', &mut cut)?;
+        read += cut.len() as u64;
         if cut.last() != Some(&b'\n') {
             // No line end near: keep what was read.
             out.write_all(&cut)?;
             written += cut.len() as u64;
         }
     }
-    written += io::copy(&mut (&mut src).take(cap.saturating_mul(2)), &mut out)?;
+    let copied = io::copy(&mut (&mut src).take(cap.saturating_mul(2)), &mut out)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
-    Ok(written)
+    Ok((written + copied, start + read + copied))
 }
 
 #[cfg(test)]

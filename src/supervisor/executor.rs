@@ -699,7 +699,12 @@ impl Executor {
         };
         self.blocking(
             move || Done::Collected(archive::collect_garbage(&layout, limits)),
-            |_| Done::Collected(archive::Collection::default()),
+            |_| {
+                Done::Collected(archive::Collection {
+                    failed: true,
+                    ..Default::default()
+                })
+            },
         );
     }
 

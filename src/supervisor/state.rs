@@ -362,6 +362,9 @@ pub struct State {
     /// The last collection found the base dir over budget beyond what deleting archives could
     /// fix (said once, by [`Event::OverBudget`](crate::events::Event::OverBudget)).
     pub(super) over_budget: bool,
+    /// A collection pass is under way, and whether another was asked for meanwhile: one runs at
+    /// a time and at most one waits, so slow passes never pile up on the blocking threads.
+    pub(super) collecting: (bool, bool),
     /// A second instance of running's version while a build is tested (`NOISE_CANCEL`).
     pub(super) secondary: Option<Slot>,
     /// Whether to run one.
@@ -456,6 +459,7 @@ impl State {
             spare: None,
             disk_full: None,
             over_budget: false,
+            collecting: (false, false),
             secondary: None,
             noise_cancel: false,
             canary_steps: Vec::new(),

@@ -442,9 +442,12 @@ async fn a_port_held_by_another_program_is_skipped_then_retried() {
 #[tokio::test(start_paused = true)]
 async fn garbage_collection_runs_on_its_timer_and_after_filing() {
     let mut sim = Sim::new(PORTS);
+    // The pass at start is done (the executor answers every pass).
+    sim.feed(Input::Collected(Default::default()));
     assert_eq!(sim.s.deadline(), Instant::now() + GC_EVERY);
     tokio::time::advance(GC_EVERY).await;
     assert!(sim.feed(Input::Tick).contains(&Action::Collect));
+    sim.feed(Input::Collected(Default::default()));
     let a = sim.feed(Input::Filed {
         version: v("1.0.0"),
         result: Ok(Filed::Archived(PathBuf::from(

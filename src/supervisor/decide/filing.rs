@@ -23,6 +23,10 @@ impl Decision<'_> {
     /// A collection finished: tell what it deleted, and that the base dir stays over budget
     /// once when it starts to (not at every collection while it lasts), and when it stops.
     pub(super) fn collected(&mut self, c: crate::archive::Collection) {
+        let (_, again) = std::mem::take(&mut self.s.collecting);
+        if again {
+            self.collect();
+        }
         for d in c.deleted {
             self.emit(match d.rejected {
                 true => Event::RejectedDeleted {
@@ -35,6 +39,9 @@ impl Decision<'_> {
                 },
             });
         }
+        if c.failed {
+            return; // nothing measured: the budget stands as last said
+        }
         let over = c.over_budget.is_some();
         match (
             std::mem::replace(&mut self.s.over_budget, over),
@@ -46,11 +53,22 @@ impl Decision<'_> {
         }
     }
 
+    /// Ask for a collection pass, or for one more once the pass under way is done.
+    fn collect(&mut self) {
+        match self.s.collecting {
+            (false, _) => {
+                self.s.collecting = (true, false);
+                self.out.push(Action::Collect);
+            }
+            (true, _) => self.s.collecting.1 = true,
+        }
+    }
+
     pub(super) fn tick(&mut self) {
         self.restart_if_due();
         if self.now >= self.s.next_gc {
             self.s.next_gc = self.now + GC_EVERY;
-            self.out.push(Action::Collect);
+            self.collect();
             // Each retry is decided again now: the version may be in use again since it failed.
             for (action, attempts) in std::mem::take(&mut self.s.refile) {
                 self.file_away(action, attempts);
@@ -238,7 +256,7 @@ impl Decision<'_> {
                 }
             }
         }
-        self.out.push(Action::Collect);
+        self.collect();
         // A rollback to it waited for the folder to be whole or archived.
         let waits = self.s.restore_waits
             && self

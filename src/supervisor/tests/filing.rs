@@ -199,8 +199,8 @@ async fn a_base_dir_over_budget_beyond_its_archives_is_said_once_until_it_is_wit
     use crate::archive::{Collection, Deleted};
     let mut sim = Sim::new(PORTS);
     let over = |why: &str| Collection {
-        deleted: Vec::new(),
         over_budget: Some(why.to_string()),
+        ..Default::default()
     };
     let a = sim.feed(Input::Collected(over("40.0 MiB over")));
     assert_eq!(
@@ -209,8 +209,14 @@ async fn a_base_dir_over_budget_beyond_its_archives_is_said_once_until_it_is_wit
             why: "40.0 MiB over".into()
         }]
     );
-    // Every minute's collection finds it so again: nothing more is said.
+    // Every minute's collection finds it so again: nothing more is said; nor by one that failed
+    // before it measured.
     assert!(emitted(&sim.feed(Input::Collected(over("41.0 MiB over")))).is_empty());
+    let failed = Collection {
+        failed: true,
+        ..Default::default()
+    };
+    assert!(emitted(&sim.feed(Input::Collected(failed))).is_empty());
     let within = Collection {
         deleted: vec![
             Deleted {
@@ -224,7 +230,7 @@ async fn a_base_dir_over_budget_beyond_its_archives_is_said_once_until_it_is_wit
                 reason: "over MAX_BASE_SIZE".into(),
             },
         ],
-        over_budget: None,
+        ..Default::default()
     };
     let a = sim.feed(Input::Collected(within.clone()));
     assert_eq!(
@@ -248,4 +254,31 @@ async fn a_base_dir_over_budget_beyond_its_archives_is_said_once_until_it_is_wit
             why: "again".into()
         }]
     );
+}
+
+/// One collection pass at a time and at most one waiting: a slow pass (a large rotation, a long
+/// folder walk) must not pile up a pass a minute on the blocking threads.
+#[tokio::test(start_paused = true)]
+async fn collections_never_pile_up_behind_a_slow_one() {
+    use crate::archive::Collection;
+    let mut sim = Sim::new(PORTS);
+    let collects = |a: &[Action]| a.iter().filter(|a| **a == Action::Collect).count();
+    // The pass at start is done.
+    sim.feed(Input::Collected(Collection::default()));
+    let mut asked = 0;
+    for _ in 0..5 {
+        tokio::time::advance(GC_EVERY).await;
+        asked += collects(&sim.feed(Input::Tick));
+    }
+    assert_eq!(asked, 1, "one pass under way, the others wait as one");
+    let a = sim.feed(Input::Collected(Collection::default()));
+    assert_eq!(
+        collects(&a),
+        1,
+        "the waiting pass runs once the first is done"
+    );
+    let a = sim.feed(Input::Collected(Collection::default()));
+    assert_eq!(collects(&a), 0, "and nothing waits after it");
+    tokio::time::advance(GC_EVERY).await;
+    assert_eq!(collects(&sim.feed(Input::Tick)), 1);
 }
