@@ -54,6 +54,9 @@ pub async fn run(
         // Opening or reading files (our own rescan opens the dir) is no news; a write that
         // closes is. Anything else (create, modify, rename, remove) may be a build.
         if let Ok(ev) = &res {
+            if ev.need_rescan() {
+                seen.forget_all(); // events were lost: what was open may have closed unseen
+            }
             seen.note(ev.kind, &ev.paths, Instant::now());
             if matches!(ev.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write))
             {

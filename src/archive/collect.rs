@@ -169,6 +169,9 @@ pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
     let mut deleted = Vec::new();
     for (i, why) in plan.delete {
         let (path, item) = &found[i];
+        if !unchanged(path, item) {
+            continue; // filed again under its name since it was measured: not what was chosen
+        }
         let removed = if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
             fs::remove_dir_all(path)
         } else {
@@ -302,13 +305,12 @@ fn candidates(layout: &Layout) -> Vec<(PathBuf, Item)> {
             }
         }
     };
-    let modified = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).ok();
     let mut found = Vec::new();
     for path in entries(&layout.archive_dir()) {
         if path.to_string_lossy().ends_with(".zip.tmp") {
             continue;
         }
-        if let Some(modified) = modified(&path) {
+        if let Some(modified) = left_service(&path, false) {
             let len = dir_size(&path);
             found.push((
                 path,
@@ -321,7 +323,7 @@ fn candidates(layout: &Layout) -> Vec<(PathBuf, Item)> {
         }
     }
     for path in entries(&layout.rejected_dir()) {
-        if let Some(modified) = modified(&path.join("reason.json")) {
+        if let Some(modified) = left_service(&path, true) {
             let len = dir_size(&path);
             found.push((
                 path,
@@ -334,6 +336,23 @@ fn candidates(layout: &Layout) -> Vec<(PathBuf, Item)> {
         }
     }
     found
+}
+
+/// When `path` left service: an archive's modification time, a rejected build's `reason.json`'s
+/// (none while that is still being written).
+fn left_service(path: &Path, rejected: bool) -> Option<SystemTime> {
+    let at = if rejected {
+        path.join("reason.json")
+    } else {
+        path.to_path_buf()
+    };
+    fs::symlink_metadata(at).and_then(|m| m.modified()).ok()
+}
+
+/// Whether `path` is still what was measured: a filing may have put a fresh rejection (or
+/// archive) of the same version under the same name since, and that one is not to be deleted.
+fn unchanged(path: &Path, item: &Item) -> bool {
+    left_service(path, item.rejected) == Some(item.modified)
 }
 
 /// Bytes as people read them: `512 B`, `40.0 MiB`.

@@ -43,6 +43,15 @@ impl Writes {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Forget every write seen: inotify's queue overflowed, so a close or a removal may have been
+    /// lost, and a build would otherwise wait [`QUIET_WRITER_LIMIT`] for a writer long gone (the
+    /// `/proc` check and `SETTLE_TIME` still hold a writer that is really there).
+    pub fn forget_all(&self) {
+        let mut w = self.lock();
+        w.open.clear();
+        w.moving = None;
+    }
+
     /// Take in what an inotify event of the base dir says about writes: a file created or
     /// written to is being written until a close of it for writing, its removal or a rename.
     pub fn note(&self, kind: EventKind, paths: &[PathBuf], now: Instant) {
@@ -185,6 +194,18 @@ mod tests {
         assert!(open_for_writing(&p));
         drop(f);
         assert!(!open_for_writing(&p));
+    }
+
+    #[test]
+    fn an_overflow_forgets_every_write_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app-1.0.0");
+        std::fs::write(&p, b"half").unwrap();
+        let (writes, t0) = (Writes::default(), Instant::now());
+        writes.note(DATA, std::slice::from_ref(&p), t0);
+        assert!(writes.seen_writing(&p, t0));
+        writes.forget_all();
+        assert!(!writes.seen_writing(&p, t0), "its close may have been lost");
     }
 
     #[test]

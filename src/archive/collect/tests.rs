@@ -189,3 +189,30 @@ fn a_collection_prunes_rejected_and_deletes_only_finished_rejections() {
     assert!(l.rejected_dir().join("app-9.0.0").is_dir());
     assert_eq!(c.over_budget, None);
 }
+
+/// A rejection filed again under the same name between the measure and the deletion (the same
+/// version rejected anew) is not the one the plan chose, and is kept.
+#[test]
+fn a_rejection_filed_again_since_it_was_measured_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path(), "app");
+    let rejected = l.rejected_dir().join("app-1.0.0");
+    fs::create_dir_all(&rejected).unwrap();
+    let reason = rejected.join("reason.json");
+    fs::write(&reason, "{}").unwrap();
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&reason)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let found = candidates(&l);
+    assert_eq!(found.len(), 1);
+    assert!(unchanged(&found[0].0, &found[0].1));
+    // Rejected anew: a fresh reason.json.
+    fs::write(&reason, "{\"again\": true}").unwrap();
+    assert!(!unchanged(&found[0].0, &found[0].1));
+    fs::remove_file(&reason).unwrap();
+    assert!(!unchanged(&found[0].0, &found[0].1), "still being written");
+}
