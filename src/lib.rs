@@ -561,17 +561,12 @@ impl Control {
         );
         // Shared: the supervisor checks a drop again right before it installs it.
         let writes = watcher::Writes::default();
-        tasks.spawn(
-            "watcher",
-            watcher::run(
-                cfg.base.clone(),
-                cfg.identifier.clone(),
-                not_builds(&cfg),
-                cfg.settle_time,
-                writes.clone(),
-                dropped_tx,
-                self.stop.clone(),
-            ),
+        spawn_watcher(
+            &mut tasks,
+            &cfg,
+            writes.clone(),
+            dropped_tx,
+            self.stop.clone(),
         );
         let wiring = supervisor::Wiring {
             routes: self.routes,
@@ -592,6 +587,28 @@ impl Control {
         );
         tasks
     }
+}
+
+/// The watcher of the base dir, which reports complete drops to the supervisor.
+fn spawn_watcher(
+    tasks: &mut Tasks,
+    cfg: &Config,
+    writes: watcher::Writes,
+    dropped: mpsc::Sender<watcher::Dropped>,
+    stop: CancellationToken,
+) {
+    tasks.spawn(
+        "watcher",
+        watcher::run(
+            cfg.base.clone(),
+            cfg.identifier.clone(),
+            not_builds(cfg),
+            cfg.settle_time,
+            writes,
+            dropped,
+            stop,
+        ),
+    );
 }
 
 /// Files in the base dir that are not builds, so the watcher does not warn about their names:

@@ -61,29 +61,7 @@ pub(super) async fn forward(
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
     record(proxy, &req, &bufs.out);
     let serving = proxy.serving(&route, &req.method, &bufs.out);
-    let copy = route
-        .testing
-        .clone()
-        .filter(|_| !req.upgrade && proxy.mirror.wants(&req.method))
-        .map(|target| Copy {
-            target,
-            method: req.method.clone(),
-            head: bufs.out.clone(),
-            body: Some(Vec::new()),
-        });
-    let asker = Asker {
-        head: req.method == Method::HEAD,
-        http10: req.http10,
-        close: req.close || proxy.calls.stopping(),
-        upgrade: req.upgrade,
-    };
-    let mut body = BodyIn {
-        framing: req.body,
-        seen: 0,
-        limit: proxy.limits.body,
-        copy_limit: proxy.mirror.max_body(),
-        copy,
-    };
+    let (asker, mut body) = asker_and_body(proxy, &req, &route, &bufs.out);
     let started = Instant::now();
     let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut body).await;
     let latency = started.elapsed();
@@ -138,6 +116,35 @@ pub(super) async fn forward(
         (false, false) => Next::Linger,
         (false, true) => Next::Close,
     }
+}
+
+/// Who asks (what the answer must suit) and the request's body as it will be read: counted
+/// against `MAX_REQUEST_BODY`, and copied for the mirror when testing wants this request.
+fn asker_and_body(proxy: &Proxy, req: &RequestHead, route: &Route, head: &[u8]) -> (Asker, BodyIn) {
+    let copy = route
+        .testing
+        .clone()
+        .filter(|_| !req.upgrade && proxy.mirror.wants(&req.method))
+        .map(|target| Copy {
+            target,
+            method: req.method.clone(),
+            head: head.to_vec(),
+            body: Some(Vec::new()),
+        });
+    let asker = Asker {
+        head: req.method == Method::HEAD,
+        http10: req.http10,
+        close: req.close || proxy.calls.stopping(),
+        upgrade: req.upgrade,
+    };
+    let body = BodyIn {
+        framing: req.body,
+        seen: 0,
+        limit: proxy.limits.body,
+        copy_limit: proxy.mirror.max_body(),
+        copy,
+    };
+    (asker, body)
 }
 
 /// The upstream phase: the request (and its body) to running, running's final answer head back.
