@@ -328,20 +328,27 @@ fn each_proxy_thread_runs_on_a_cpu_of_its_own_unless_cpu_affinity_is_off() {
     // a quota lowers); the proxy threads are one per usable CPU (WORKER_THREADS=auto).
     let allowed = understudy::proxy::affinity::allowed_cpus().unwrap();
     let usable = std::thread::available_parallelism().unwrap().get();
-    let run = |name: &str, env: &[(&str, &str)], threads: usize| {
+    // Each thread pins itself as it starts: the lists are read once every thread has (a thread
+    // seen before its own start would show the whole mask), or at the deadline, failing.
+    let run = |name: &str, env: &[(&str, &str)], threads: usize, pins: bool| {
         let base = Base::new(name);
         base.write_env("");
         let mut u = Understudy::start_with_env(&base, env);
-        wait_until("every proxy thread", Duration::from_secs(10), || {
-            (proxy_thread_cpus(u.pid()).len() == threads).then_some(())
-        });
-        // Served (503: no build yet), so the threads are past their start, pinned or not.
+        let cpus = wait_until(
+            "every proxy thread started",
+            Duration::from_secs(10),
+            || {
+                let cpus = proxy_thread_cpus(u.pid());
+                let settled = !pins || cpus.iter().all(|c| c.len() == 1);
+                (cpus.len() == threads && settled).then_some(cpus)
+            },
+        );
+        // Served (503: no build yet).
         assert_eq!(u.get("/").0, 503);
-        let cpus = proxy_thread_cpus(u.pid());
         u.stop();
         cpus
     };
-    let pinned = run("affinity-auto", &[], usable);
+    let pinned = run("affinity-auto", &[], usable, allowed.len() == usable);
     if allowed.len() == usable {
         let mut each: Vec<usize> = pinned.iter().flatten().copied().collect();
         each.sort_unstable();
@@ -360,6 +367,7 @@ fn each_proxy_thread_runs_on_a_cpu_of_its_own_unless_cpu_affinity_is_off() {
         "affinity-off",
         &[("UNDERSTUDY_CPU_AFFINITY", "off")],
         usable,
+        false,
     );
     assert!(off.iter().all(|c| *c == whole), "{off:?}");
     let more = (allowed.len() + 1).to_string();
@@ -367,6 +375,7 @@ fn each_proxy_thread_runs_on_a_cpu_of_its_own_unless_cpu_affinity_is_off() {
         "affinity-more",
         &[("UNDERSTUDY_WORKER_THREADS", &more)],
         allowed.len() + 1,
+        false,
     );
     assert!(crowded.iter().all(|c| *c == whole), "{crowded:?}");
 }
