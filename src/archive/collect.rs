@@ -305,37 +305,28 @@ fn candidates(layout: &Layout) -> Vec<(PathBuf, Item)> {
             }
         }
     };
-    let mut found = Vec::new();
-    for path in entries(&layout.archive_dir()) {
-        if path.to_string_lossy().ends_with(".zip.tmp") {
-            continue;
-        }
-        if let Some(modified) = left_service(&path, false) {
+    let archives = entries(&layout.archive_dir())
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".zip.tmp"))
+        .map(|p| (p, false));
+    let rejected = entries(&layout.rejected_dir())
+        .into_iter()
+        .map(|p| (p, true));
+    archives
+        .chain(rejected)
+        .filter_map(|(path, rejected)| {
+            let modified = left_service(&path, rejected)?;
             let len = dir_size(&path);
-            found.push((
+            Some((
                 path,
                 Item {
                     modified,
                     len,
-                    rejected: false,
+                    rejected,
                 },
-            ));
-        }
-    }
-    for path in entries(&layout.rejected_dir()) {
-        if let Some(modified) = left_service(&path, true) {
-            let len = dir_size(&path);
-            found.push((
-                path,
-                Item {
-                    modified,
-                    len,
-                    rejected: true,
-                },
-            ));
-        }
-    }
-    found
+            ))
+        })
+        .collect()
 }
 
 /// When `path` left service: an archive's modification time, a rejected build's `reason.json`'s

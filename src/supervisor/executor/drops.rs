@@ -3,6 +3,7 @@
 //! or being written again is given back to `decide` ([`Withdrawn`]) instead.
 
 use std::io::ErrorKind;
+use std::ops::ControlFlow;
 
 use super::{crash_if_injected, Done, Executor};
 use crate::archive;
@@ -24,13 +25,10 @@ impl Executor {
         };
         self.blocking(
             move || {
-                if let Some(why) = withdrawn(&writes, &d) {
-                    return Done::Withdrawn {
-                        dropped: d,
-                        why,
-                        install: true,
-                    };
-                }
+                let d = match its_turn(&writes, d, true) {
+                    ControlFlow::Continue(d) => d,
+                    ControlFlow::Break(withdrawn) => return withdrawn,
+                };
                 tracing::info!("installing {}", d.path.display());
                 let result = artifact::install(&layout, &d.path, &d.name, limits)
                     .map_err(|e| format!("cannot install {}: {e}", d.path.display()))
@@ -66,13 +64,10 @@ impl Executor {
         };
         self.blocking(
             move || {
-                if let Some(why) = withdrawn(&writes, &d) {
-                    return Done::Withdrawn {
-                        dropped: d,
-                        why,
-                        install: false,
-                    };
-                }
+                let d = match its_turn(&writes, d, false) {
+                    ControlFlow::Continue(d) => d,
+                    ControlFlow::Break(withdrawn) => return withdrawn,
+                };
                 tracing::warn!("refusing {}: {reason}", d.path.display());
                 let reasons = vec![reason];
                 let result = archive::refuse_file(
@@ -92,6 +87,19 @@ impl Executor {
             },
             failed,
         );
+    }
+}
+
+/// The drop `d`, still to be installed (`install`) or refused now; else its withdrawal, for
+/// `decide`.
+fn its_turn(writes: &Writes, d: Dropped, install: bool) -> ControlFlow<Done, Dropped> {
+    match withdrawn(writes, &d) {
+        None => ControlFlow::Continue(d),
+        Some(why) => ControlFlow::Break(Done::Withdrawn {
+            dropped: d,
+            why,
+            install,
+        }),
     }
 }
 
