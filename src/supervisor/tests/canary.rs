@@ -209,6 +209,20 @@ async fn a_pre_promote_refused_after_the_last_step_is_not_asked_again_on_its_own
     assert_eq!(hooks_in(&a), vec![Hook::PrePromote], "{a:#?}");
 }
 
+/// From the first step (20 %), move to the last (50 %), then pass it four windows running
+/// while something holds the promotion: nothing starts and no hook runs.
+async fn reach_the_last_step_and_hold(sim: &mut Sim, testing: InstanceId) {
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(routes_in(&a).unwrap().canary, 5000, "the last step");
+    for _ in 0..4 {
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let a = sim.canary_scored(testing, canary_eval(300, None));
+        assert!(start_in(&a).is_none(), "held: {a:#?}");
+        assert!(hooks_in(&a).is_empty(), "{a:#?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_schedule_naming_the_build_holds_the_last_step_at_its_share_until_it_fires() {
     let (mut sim, running, testing) = canary_sim();
@@ -219,17 +233,9 @@ async fn a_schedule_naming_the_build_holds_the_last_step_at_its_share_until_it_f
         command: Command::PromoteAt(at),
     });
     assert!(matches!(reply_in(&a, 1), Ok(m) if m.contains("schedule #1")));
-    tokio::time::advance(Duration::from_secs(9)).await;
-    let a = sim.canary_scored(testing, canary_eval(300, None));
-    assert_eq!(routes_in(&a).unwrap().canary, 5000, "the last step");
     // The last step passes, again and again, before the schedule's time: it holds at its share,
     // as a passing verdict without steps waits for the schedule.
-    for _ in 0..4 {
-        tokio::time::advance(Duration::from_secs(9)).await;
-        let a = sim.canary_scored(testing, canary_eval(300, None));
-        assert!(start_in(&a).is_none(), "held by the schedule: {a:#?}");
-        assert!(hooks_in(&a).is_empty(), "{a:#?}");
-    }
+    reach_the_last_step_and_hold(&mut sim, testing).await;
     assert_eq!(sim.s.running().unwrap().id, running);
     assert_eq!(
         sim.s.canary.as_ref().map(|c| c.step),
@@ -262,14 +268,7 @@ async fn promote_at_from_the_config_holds_the_last_step_until_it_fires() {
     })));
     let (running, testing) = sim.serving_with_testing("1.1.0");
     sim.verdict(testing, Verdict::Promote);
-    tokio::time::advance(Duration::from_secs(9)).await;
-    let a = sim.canary_scored(testing, canary_eval(300, None));
-    assert_eq!(routes_in(&a).unwrap().canary, 5000, "the last step");
-    for _ in 0..4 {
-        tokio::time::advance(Duration::from_secs(9)).await;
-        let a = sim.canary_scored(testing, canary_eval(300, None));
-        assert!(start_in(&a).is_none(), "held by PROMOTE_AT: {a:#?}");
-    }
+    reach_the_last_step_and_hold(&mut sim, testing).await;
     assert_eq!(sim.s.running().unwrap().id, running);
     tokio::time::advance(Duration::from_secs(30)).await;
     let a = sim.feed(Input::Tick);
