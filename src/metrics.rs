@@ -305,6 +305,7 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.recorder.len() as i64).encode(m)?;
+        encode_connections(&mut enc, s)?;
         let series = [
             ("running", "live", &s.running),
             ("testing", "live", &s.testing),
@@ -391,6 +392,25 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
     for (name, help, value) in counters {
         let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
         ConstCounter::new(value).encode(m)?;
+    }
+    Ok(())
+}
+
+/// Users' open connections on each proxy thread, `understudy_user_connections{thread}`.
+fn encode_connections(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<(), fmt::Error> {
+    let Some(conns) = s.connections.get() else {
+        return Ok(());
+    };
+    let mut m = enc.encode_descriptor(
+        "user_connections",
+        "Users' connections open now, by proxy thread (WORKER_THREADS): each new one goes to the thread with the fewest.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (thread, open) in conns.per_thread().enumerate() {
+        let thread = thread.to_string();
+        let labels = [("thread", thread.as_str())];
+        ConstGauge::new(open as i64).encode(m.encode_family(&&labels[..])?)?;
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use semver::Version;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use mirror::MirrorQueue;
@@ -355,9 +355,11 @@ pub fn start(
     ));
     let count = settings.threads.max(1);
     let cores = cores(settings.pin, count);
-    let conns = Arc::new(Connections::new(settings.max_connections));
+    let (conns, queues) = Connections::new(settings.max_connections, count);
+    let conns = Arc::new(conns);
+    let _ = stats.connections.set(conns.clone());
     let mut threads = Vec::with_capacity(count);
-    for index in 0..count {
+    for (index, handed) in queues.into_iter().enumerate() {
         let core = cores.as_ref().map(|c| c[index]);
         let proxy = Proxy::new(
             &settings,
@@ -373,7 +375,8 @@ pub fn start(
                 thread: index,
                 source,
             })
-            .and_then(|listener| {
+            .map(|listener| (listener, handed))
+            .and_then(|(listener, handed)| {
                 let (done_tx, done) = oneshot::channel();
                 let life = Life::of(&settings, &started);
                 let (fatal, conns) = (fatal.clone(), conns.clone());
@@ -382,7 +385,7 @@ pub fn start(
                     .spawn(move || {
                         pin(index, core);
                         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            proxy_thread(index, listener, proxy, conns, life)
+                            proxy_thread(index, (listener, handed), proxy, conns, life)
                         }))
                         .unwrap_or_else(|panic| {
                             Err(ProxyError::Panicked {
@@ -454,7 +457,7 @@ fn pin(index: usize, core: Option<usize>) {
 /// The runtime is built and dropped here, never on the caller's (async) thread.
 fn proxy_thread(
     index: usize,
-    listener: std::net::TcpListener,
+    (listener, handed): (std::net::TcpListener, mpsc::Receiver<accept::Handed>),
     proxy: Proxy,
     conns: Arc<Connections>,
     life: Life,
@@ -477,6 +480,11 @@ fn proxy_thread(
                 thread: index,
                 source,
             })?;
+        let intake = accept::Intake {
+            listener,
+            index,
+            handed,
+        };
         let proxy = Arc::new(proxy);
         if let Some(open) = open {
             tokio::select! {
@@ -485,7 +493,7 @@ fn proxy_thread(
             }
         }
         tokio::select! {
-            () = accept::serve(listener, proxy.clone(), conns, stop, drain_grace) => {}
+            () = accept::serve(intake, proxy.clone(), conns, stop, drain_grace) => {}
             () = keep_a_timer_due(&proxy) => {}
         }
         Ok(())

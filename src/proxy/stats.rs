@@ -44,6 +44,8 @@ pub struct ProxyStats {
     pub testing_replayed: Answers,
     /// What testing answered to the users a canary step sent to it (served, not copies).
     pub testing_canary: Answers,
+    /// Users' open connections, per proxy thread; set once the proxy starts.
+    pub connections: std::sync::OnceLock<Arc<super::Connections>>,
 }
 
 /// Upper bounds of the latency buckets, in microseconds: 1 ms to 10 s, the range in which an
