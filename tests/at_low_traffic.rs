@@ -340,3 +340,92 @@ fn record_until(u: &Understudy, admin: std::net::SocketAddr, n: &mut u64, want: 
         (recorded(admin) == want).then_some(())
     });
 }
+
+/// Users asking `/shop/books?n=…` about every millisecond, each a new connection, until dropped:
+/// a busy service, on which the one request recorded per 50 ms is nearly always one of these.
+struct Busy {
+    stop: Arc<AtomicBool>,
+    client: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    fn start(addr: std::net::SocketAddr) -> Busy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let client = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                n += 1;
+                let _ = http(addr, "GET", &format!("/shop/books?n={n}"));
+                // The pace of the traffic itself, not a wait for understudy.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Busy {
+            stop,
+            client: Some(client),
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.client.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+/// On a busy service the one request recorded per 50 ms is almost never a rare endpoint's, so a
+/// build that lost it waited for ever with nothing to replay. Now, once the verdict waits on it
+/// with nothing recorded, the endpoint's next request is recorded at once, replayed to
+/// `MIN_ENDPOINT_PAIRS`, and the build is rejected naming it.
+#[test]
+fn on_a_busy_service_a_rare_endpoint_the_verdict_waits_on_is_recorded_at_its_next_request() {
+    let base = Base::new("replay-busy");
+    base.write_env(
+        "STABLE_WINDOW=6s\nMIN_MIRRORED=10\nEVALUATE_EVERY=100ms\nROLLBACK_WINDOW=0\nREPLAY=auto\nREPLAY_RATE=50",
+    );
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let busy = Busy::start(u.addr);
+    base.drop_fixture("1.1.0", "--not-found /shop/rare");
+    base.wait_testing();
+    wait_until("the secondary to serve", Duration::from_secs(10), || {
+        base.fixture_stats("secondary")
+    });
+    assert_eq!(u.get("/shop/rare?id=1").0, 200, "running still has it");
+    let rejected = base.path.join("rejected/app-1.1.0/reason.json");
+    let nothing = "no recorded request of it is left to replay";
+    let mut last = None;
+    let waited = wait_until(
+        "the verdict to wait on GET /shop/rare with nothing recorded",
+        Duration::from_secs(20),
+        || {
+            if rejected.exists() {
+                // The one request happened to be the one recorded in its 50 ms: replayed already.
+                return Some(false);
+            }
+            let v = verdict(&base)?;
+            let reason = v["reasons"][0].as_str().unwrap_or_default().to_string();
+            last = Some(v);
+            (reason.contains("GET /shop/rare") && reason.contains(nothing)).then_some(true)
+        },
+    );
+    eprintln!("waited with nothing recorded: {waited}; {last:?}");
+    if waited {
+        assert_eq!(u.get("/shop/rare?id=2").0, 200);
+    }
+    let r = wait_until("1.1.0 to be rejected", Duration::from_secs(30), || {
+        std::fs::read_to_string(&rejected).ok()
+    });
+    drop(busy);
+    assert!(
+        r.contains("GET /shop/rare answers 404/405/501 on testing"),
+        "named: {r}"
+    );
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}

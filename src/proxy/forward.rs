@@ -521,15 +521,20 @@ fn tee(
 }
 
 /// Keep a safe request without a body for replay, at most one per `RECORD_EVERY` (the check
-/// first: at high traffic this is all a request pays), whether or not a build is tested; only
-/// methods the operator lets the mirror copy (`MIRROR_METHODS`).
+/// first: at high traffic this is all a request pays) or one of an endpoint the verdict waits on
+/// with nothing to replay, whether or not a build is tested; only methods the operator lets the
+/// mirror copy (`MIRROR_METHODS`).
 fn record(proxy: &Proxy, req: &RequestHead, rewritten: &[u8]) {
     let safe = req.method == Method::GET || req.method == Method::HEAD;
     if !safe || req.upgrade || req.body != Framing::Empty || !proxy.mirror.wants(&req.method) {
         return;
     }
     let recorder = proxy.mirror.recorder();
-    if !recorder.due() {
+    let wanted = || {
+        recorder.wanting()
+            && head::path_of(rewritten).is_some_and(|p| recorder.wanted(&req.method, p))
+    };
+    if !recorder.due() && !wanted() {
         return;
     }
     if let Some((path_and_query, headers)) = head::copy_of(rewritten) {

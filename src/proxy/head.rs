@@ -350,6 +350,17 @@ pub fn supply_host(head: &RequestHead, authority: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The path (without its query) of a rewritten head's origin-form target, read from its request
+/// line without parsing the rest: `None` for any other target.
+pub fn path_of(rewritten: &[u8]) -> Option<&str> {
+    let line = rewritten.split(|b| *b == b'\n').next()?;
+    let mut parts = line.split(|b| *b == b' ');
+    let target = parts.nth(1)?;
+    let path = target.split(|b| *b == b'?').next()?;
+    path.starts_with(b"/")
+        .then(|| std::str::from_utf8(path).ok())?
+}
+
 /// The path and query and the headers of a rewritten head (for a mirrored copy); `None` when its
 /// target is not one the mirror can send (`*`).
 pub fn copy_of(rewritten: &[u8]) -> Option<(PathAndQuery, HeaderMap)> {
@@ -484,5 +495,17 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
         );
         assert_eq!(parsed("GET / HTTP/1.1\r\nHost: x\r\n").0, Parsed::Partial);
+    }
+
+    #[test]
+    fn path_of_reads_the_request_lines_origin_form_path() {
+        assert_eq!(
+            path_of(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Some("/a/b")
+        );
+        assert_eq!(path_of(b"HEAD / HTTP/1.1\r\n\r\n"), Some("/"));
+        assert_eq!(path_of(b"OPTIONS * HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(path_of(b"GET"), None);
+        assert_eq!(path_of(b"GET /\xff HTTP/1.1\r\n"), None);
     }
 }

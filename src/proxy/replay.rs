@@ -1,7 +1,8 @@
 //! Low traffic: a service with a request every few seconds never reaches `MIN_MIRRORED` within
 //! `STABLE_WINDOW`. The proxy records a bounded sample of what users asked ([`Recorder`]: the most
 //! recent `REPLAY_KEEP` safe requests without a body, distinct by method, path and query, at most
-//! one per [`RECORD_EVERY`], in memory only since they may carry credentials), and while the
+//! one per [`RECORD_EVERY`] but at once for an endpoint the verdict waits on with nothing to
+//! replay, in memory only since they may carry credentials), and while the
 //! scorer wants it ([`ReplayWant`]: live pairs come too slowly, or the verdict waits on an
 //! endpoint's pairs), [`run`] sends them through the mirror to testing and the secondary (never
 //! running) at `REPLAY_RATE`, each at most `REPLAY_REPEAT` times per testing instance, or
@@ -93,6 +94,12 @@ pub struct Recorder {
     /// `kept.requests.len()`, set under the lock: read by metrics without taking it.
     len: AtomicUsize,
     kept: Mutex<Kept>,
+    /// Endpoints the verdict waits on with nothing left to replay: a user's request to one is
+    /// kept at once, whatever [`RECORD_EVERY`] says, since on a busy service a rare endpoint's
+    /// request would otherwise almost never be the one recorded.
+    missing: Mutex<BTreeSet<String>>,
+    /// `missing` is not empty: all the user path reads while nothing is missing.
+    wanting: AtomicBool,
 }
 
 impl Recorder {
@@ -106,7 +113,38 @@ impl Recorder {
                 keep: keep.max(1),
                 ..Kept::default()
             }),
+            missing: Mutex::new(BTreeSet::new()),
+            wanting: AtomicBool::new(false),
         }
+    }
+
+    /// The endpoints the verdict waits on with nothing left to replay ([`Picked::unreplayable`]),
+    /// whose next request is recorded whatever [`RECORD_EVERY`] says.
+    pub fn set_missing(&self, endpoints: &BTreeSet<String>) {
+        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        if *missing != *endpoints {
+            missing.clone_from(endpoints);
+        }
+        self.wanting.store(!missing.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Whether some endpoint is missing: all a request pays to ask [`Recorder::wanted`] while none is.
+    pub fn wanting(&self) -> bool {
+        self.wanting.load(Ordering::Relaxed)
+    }
+
+    /// Whether a `method` request for `path` is of an endpoint the verdict waits on with nothing
+    /// left to replay; it is then no longer missing (the replay loop names it again while it
+    /// still is), so each such endpoint costs the user path one lock per replay tick at most.
+    pub fn wanted(&self, method: &Method, path: &str) -> bool {
+        if !self.wanting.load(Ordering::Relaxed) || !self.on.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        let before = missing.len();
+        missing.retain(|key| !crate::score::endpoint_is(method, path, key));
+        self.wanting.store(!missing.is_empty(), Ordering::Relaxed);
+        missing.len() < before
     }
 
     /// Keep at most `keep` (`REPLAY_KEEP` after a reload): shrinking forgets the oldest and gives
@@ -262,6 +300,7 @@ pub async fn run(
             keep = Some(replay.keep);
         }
         let Some(want) = wanted.borrow_and_update().clone() else {
+            recorder.set_missing(&BTreeSet::new());
             unreplayable.send_if_modified(|u| std::mem::take(u) != Unreplayable::default());
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -272,6 +311,7 @@ pub async fn run(
         if let Some((job, none_left)) =
             next_job(&recorder, &routes, &want, replay.repeat, min_endpoint_pairs)
         {
+            recorder.set_missing(&none_left.endpoints);
             unreplayable.send_if_modified(|u| {
                 let changed = *u != none_left;
                 *u = none_left;
@@ -415,6 +455,34 @@ mod tests {
         assert!(r.is_empty(), "forgotten");
         r.next_ms.store(0, Ordering::Relaxed);
         assert!(!r.due(), "off records nothing, even when one would be due");
+    }
+
+    /// On a busy service the one request per RECORD_EVERY is rarely a rare endpoint's: one the
+    /// verdict waits on with nothing to replay is recorded at its next request, once per time
+    /// it is named missing; nothing is wanted with REPLAY=off or once nothing is missing.
+    #[test]
+    fn a_request_of_an_endpoint_missing_for_the_verdict_is_recorded_at_once() {
+        let r = Recorder::new(10);
+        assert!(r.due(), "a busy service's request took this RECORD_EVERY");
+        assert!(!r.wanting());
+        assert!(!r.wanted(&Method::GET, "/shop/rare"), "nothing missing");
+        let missing: BTreeSet<String> = ["GET /shop/rare".to_string()].into();
+        r.set_missing(&missing);
+        assert!(r.wanting());
+        assert!(!r.wanted(&Method::GET, "/shop/books"), "another endpoint");
+        assert!(!r.wanted(&Method::HEAD, "/shop/rare"), "another method");
+        assert!(r.wanted(&Method::GET, "/shop/rare"));
+        assert!(!r.wanting(), "taken: once per time it is named");
+        assert!(!r.wanted(&Method::GET, "/shop/rare"));
+        r.set_missing(&missing);
+        r.set_on(false);
+        assert!(
+            !r.wanted(&Method::GET, "/shop/rare"),
+            "REPLAY=off keeps nothing"
+        );
+        r.set_on(true);
+        r.set_missing(&BTreeSet::new());
+        assert!(!r.wanting());
     }
 
     /// The requests of an endpoint the verdict waits on go first, each up to MIN_ENDPOINT_PAIRS

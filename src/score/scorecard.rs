@@ -163,6 +163,25 @@ pub fn endpoint_key(method: &Method, path: &str) -> String {
     out
 }
 
+/// Whether a request for `method` `path` is of the endpoint `key` ([`endpoint_key`]'s form),
+/// without building its key: the user path asks this of every request while the verdict waits
+/// on an endpoint with nothing recorded to replay.
+pub fn endpoint_is(method: &Method, path: &str, key: &str) -> bool {
+    let Some(folded) = key
+        .strip_prefix(method.as_str())
+        .and_then(|k| k.strip_prefix(' '))
+    else {
+        return false;
+    };
+    if path.is_empty() {
+        return folded == "/";
+    }
+    let mut want = folded.split('/');
+    path.split('/')
+        .all(|seg| want.next() == Some(fold_segment(seg)))
+        && want.next().is_none()
+}
+
 /// One path segment, folded when it is an id (`{n}`, `{uuid}`, `{id}`).
 fn fold_segment(seg: &str) -> &str {
     if seg.is_empty() {
@@ -689,5 +708,24 @@ mod tests {
         );
         assert_eq!(endpoint_key(&Method::POST, "/a/ab12cd34ef"), "POST /a/{id}");
         assert_eq!(endpoint_key(&Method::GET, "/health"), "GET /health");
+    }
+
+    proptest::proptest! {
+        /// `endpoint_is` agrees with comparing `endpoint_key`s, for any path (segments that
+        /// fold and segments that do not) and any key.
+        #[test]
+        fn endpoint_is_agrees_with_the_key(
+            segs in proptest::collection::vec("[0-9]{1,3}|[a-z]{1,4}|[a-f0-9]{8}|3f2b8c1e-1111-2222-3333-444455556666|", 0..5),
+            other in proptest::collection::vec("[0-9]{1,3}|[a-z]{1,4}|", 0..5),
+            head in proptest::bool::ANY,
+        ) {
+            let method = if head { Method::HEAD } else { Method::GET };
+            let path = segs.join("/");
+            let key = endpoint_key(&method, &path);
+            proptest::prop_assert!(endpoint_is(&method, &path, &key));
+            proptest::prop_assert!(!endpoint_is(&Method::POST, &path, &key));
+            let other_key = endpoint_key(&Method::GET, &other.join("/"));
+            proptest::prop_assert_eq!(endpoint_is(&method, &path, &other_key), key == other_key);
+        }
     }
 }
