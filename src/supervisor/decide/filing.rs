@@ -24,6 +24,7 @@ impl Decision<'_> {
     /// once when it starts to (not at every collection while it lasts), and when it stops.
     pub(super) fn collected(&mut self, c: crate::archive::Collection) {
         let (_, again) = std::mem::take(&mut self.s.collecting);
+        self.restore_if_clear();
         if again {
             self.collect();
         }
@@ -53,8 +54,13 @@ impl Decision<'_> {
         }
     }
 
-    /// Ask for a collection pass, or for one more once the pass under way is done.
-    fn collect(&mut self) {
+    /// Ask for a collection pass, or for one more once the pass under way is done, or once a
+    /// rollback's restore is done: a pass could delete the archive the restore unpacks.
+    pub(super) fn collect(&mut self) {
+        if self.s.restoring.is_some() && !self.s.collecting.0 {
+            self.s.collecting.1 = true;
+            return;
+        }
         match self.s.collecting {
             (false, _) => {
                 self.s.collecting = (true, false);
@@ -256,28 +262,29 @@ impl Decision<'_> {
                 }
             }
         }
-        self.collect();
         // A rollback to it waited for the folder to be whole or archived.
-        let waits = self.s.restore_waits
-            && self
-                .s
-                .restoring
-                .as_ref()
-                .is_some_and(|(v, _)| *v == version);
-        if waits && !self.being_filed(&version) {
-            self.s.restore_waits = false;
-            self.out.push(Action::Restore(version));
-        }
+        self.restore_if_clear();
+        self.collect();
     }
 
     /// Bring `version` back for a rollback (answering command `id` once it is back): at once,
-    /// or once an archive or rejection of it under way is done, so the restore never meets a
-    /// folder being zipped and deleted.
+    /// or once an archive or rejection of it under way, or a collection pass (which could delete
+    /// its archive), is done; so the restore never meets a folder being zipped and deleted, nor
+    /// an archive being deleted. Collections wait for the restore in turn ([`Self::collect`]).
     pub(super) fn restore(&mut self, version: Version, id: Option<u64>) {
-        self.s.restoring = Some((version.clone(), id));
-        self.s.restore_waits = self.being_filed(&version);
-        if !self.s.restore_waits {
-            self.out.push(Action::Restore(version));
+        self.s.restoring = Some((version, id));
+        self.s.restore_waits = true;
+        self.restore_if_clear();
+    }
+
+    /// The restore that waits, once nothing it waited for is under way.
+    fn restore_if_clear(&mut self) {
+        let Some((version, _)) = self.s.restoring.as_ref().filter(|_| self.s.restore_waits) else {
+            return;
+        };
+        if !self.being_filed(version) && !self.s.collecting.0 {
+            self.s.restore_waits = false;
+            self.out.push(Action::Restore(version.clone()));
         }
     }
 }

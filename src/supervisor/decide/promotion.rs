@@ -463,6 +463,9 @@ impl Decision<'_> {
             self.s.restoring = Some((wanted, id));
             return;
         }
+        if self.s.collecting == (false, true) {
+            self.collect(); // a pass that waited for the restore
+        }
         let result = match result {
             Err(RestoreFailure::Missing) => Err(CommandError::UnknownVersion(version.to_string())),
             Err(RestoreFailure::Failed(why)) => Err(CommandError::Refused(format!(

@@ -262,9 +262,8 @@ async fn a_base_dir_over_budget_beyond_its_archives_is_said_once_until_it_is_wit
 async fn collections_never_pile_up_behind_a_slow_one() {
     use crate::archive::Collection;
     let mut sim = Sim::new(PORTS);
+    sim.collections_done = false;
     let collects = |a: &[Action]| a.iter().filter(|a| **a == Action::Collect).count();
-    // The pass at start is done.
-    sim.feed(Input::Collected(Collection::default()));
     let mut asked = 0;
     for _ in 0..5 {
         tokio::time::advance(GC_EVERY).await;
@@ -281,4 +280,36 @@ async fn collections_never_pile_up_behind_a_slow_one() {
     assert_eq!(collects(&a), 0, "and nothing waits after it");
     tokio::time::advance(GC_EVERY).await;
     assert_eq!(collects(&sim.feed(Input::Tick)), 1);
+}
+
+/// A rollback never unpacks an archive that a collection pass may be deleting: asked during a
+/// pass, the restore waits for it; a pass falling due during a restore waits for the restore.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_and_a_collection_pass_never_overlap() {
+    use crate::archive::Collection;
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.1.0");
+    sim.bring_up(&a);
+    sim.collections_done = false;
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(a.contains(&Action::Collect), "{a:#?}");
+    let rollback = Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("1.0.0"))),
+    };
+    let a = sim.feed(rollback);
+    assert!(!a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    let a = sim.feed(Input::Collected(Collection::default()));
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    // The next pass falls due while 1.0.0 is unpacked: it waits for the restore.
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(!a.contains(&Action::Collect), "{a:#?}");
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert!(a.contains(&Action::Collect), "{a:#?}");
+    assert!(matches!(reply_in(&a, 1), Ok(m) if m.contains("rolling back")));
 }
