@@ -487,9 +487,11 @@ fn proxy_thread(
         };
         let proxy = Arc::new(proxy);
         if let Some(open) = open {
+            // Stopped before it opened: `serve` stops at once, serving only what another
+            // thread, opened already, handed to this one.
             tokio::select! {
                 () = open.cancelled() => {}
-                () = stop.cancelled() => return Ok(()),
+                () = stop.cancelled() => {}
             }
         }
         tokio::select! {

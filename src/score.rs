@@ -23,7 +23,7 @@ pub use judging::ScorePart;
 pub use pair::{Pair, NO_ANSWER};
 pub use replaying::{replay_link, ReplayLink, ReplayWant, ScorerReplay, Unreplayable};
 pub use scorecard::{
-    endpoint_is, endpoint_key, EndpointStats, LogCounts, Resources, Scorecard, SecondaryWatch,
-    Summary, Watch,
+    endpoint_hash, endpoint_is, endpoint_key, key_hash, EndpointStats, LogCounts, Resources,
+    Scorecard, SecondaryWatch, Summary, Watch,
 };
 pub use scorer::{run, Feeds, Scored, ScorerControl};

@@ -235,9 +235,10 @@ pub(super) async fn serve(
             connections.spawn(conn::serve(stream, peer, proxy.clone(), counted));
         }
     }
-    // Connections handed over before the stop are served (and told to close) like the others.
+    // Connections handed over before the stop are served (and told to close) like the others:
+    // `recv` ends only once no other thread is still in the middle of handing one over.
     handed.close();
-    while let Ok(h) = handed.try_recv() {
+    while let Some(h) = handed.recv().await {
         take(h, &proxy, &connections);
     }
     drop(listener);

@@ -100,7 +100,13 @@ pub struct Recorder {
     missing: Mutex<BTreeSet<String>>,
     /// `missing` is not empty: all the user path reads while nothing is missing.
     wanting: AtomicBool,
+    /// [`crate::score::key_hash`] of each missing endpoint (0: none), read by the user path
+    /// without the lock; only a request whose endpoint hashes to one takes it.
+    hashes: [AtomicU64; MISSING_SLOTS],
 }
+
+/// Endpoints at most recorded at once for the verdict's waiting (the first, in key order).
+const MISSING_SLOTS: usize = 8;
 
 impl Recorder {
     /// A recorder keeping the `keep` most recent distinct requests.
@@ -115,15 +121,34 @@ impl Recorder {
             }),
             missing: Mutex::new(BTreeSet::new()),
             wanting: AtomicBool::new(false),
+            hashes: Default::default(),
         }
     }
 
     /// The endpoints the verdict waits on with nothing left to replay ([`Picked::unreplayable`]),
-    /// whose next request is recorded whatever [`RECORD_EVERY`] says.
+    /// whose next request is recorded whatever [`RECORD_EVERY`] says: only GET and HEAD ones
+    /// (nothing else is recorded), at most [`MISSING_SLOTS`].
     pub fn set_missing(&self, endpoints: &BTreeSet<String>) {
+        let recordable = |k: &&String| k.starts_with("GET /") || k.starts_with("HEAD /");
+        let wanted: BTreeSet<String> = endpoints
+            .iter()
+            .filter(recordable)
+            .take(MISSING_SLOTS)
+            .cloned()
+            .collect();
         let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-        if *missing != *endpoints {
-            missing.clone_from(endpoints);
+        if *missing != wanted {
+            *missing = wanted;
+            self.publish(&missing);
+        }
+    }
+
+    /// Show `missing` to the user path: its hashes, and whether there is any.
+    fn publish(&self, missing: &BTreeSet<String>) {
+        let mut keys = missing.iter();
+        for slot in &self.hashes {
+            let h = keys.next().map_or(0, |k| crate::score::key_hash(k));
+            slot.store(h, Ordering::Relaxed);
         }
         self.wanting.store(!missing.is_empty(), Ordering::Relaxed);
     }
@@ -135,16 +160,23 @@ impl Recorder {
 
     /// Whether a `method` request for `path` is of an endpoint the verdict waits on with nothing
     /// left to replay; it is then no longer missing (the replay loop names it again while it
-    /// still is), so each such endpoint costs the user path one lock per replay tick at most.
+    /// still is). Other requests pay a hash of their endpoint and a few atomic loads, no lock.
     pub fn wanted(&self, method: &Method, path: &str) -> bool {
         if !self.wanting.load(Ordering::Relaxed) || !self.on.load(Ordering::Relaxed) {
+            return false;
+        }
+        let h = crate::score::endpoint_hash(method, path);
+        if !self.hashes.iter().any(|s| s.load(Ordering::Relaxed) == h) {
             return false;
         }
         let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
         let before = missing.len();
         missing.retain(|key| !crate::score::endpoint_is(method, path, key));
-        self.wanting.store(!missing.is_empty(), Ordering::Relaxed);
-        missing.len() < before
+        if missing.len() == before {
+            return false; // another endpoint with the same hash
+        }
+        self.publish(&missing);
+        true
     }
 
     /// Keep at most `keep` (`REPLAY_KEEP` after a reload): shrinking forgets the oldest and gives
@@ -308,9 +340,11 @@ pub async fn run(
                 changed = config.changed() => if changed.is_err() { return } else { continue },
             }
         };
-        if let Some((job, none_left)) =
-            next_job(&recorder, &routes, &want, replay.repeat, min_endpoint_pairs)
-        {
+        let next = next_job(&recorder, &routes, &want, replay.repeat, min_endpoint_pairs);
+        if next.is_none() {
+            recorder.set_missing(&BTreeSet::new()); // not for the testing routed now
+        }
+        if let Some((job, none_left)) = next {
             recorder.set_missing(&none_left.endpoints);
             unreplayable.send_if_modified(|u| {
                 let changed = *u != none_left;
@@ -483,6 +517,12 @@ mod tests {
         r.set_on(true);
         r.set_missing(&BTreeSet::new());
         assert!(!r.wanting());
+        // Endpoints no request is ever recorded for never make the user path look.
+        let never: BTreeSet<String> = ["OPTIONS /x", "POST /shop/cart", "(other endpoints)"]
+            .map(String::from)
+            .into();
+        r.set_missing(&never);
+        assert!(!r.wanting(), "nothing recordable is missing");
     }
 
     /// The requests of an endpoint the verdict waits on go first, each up to MIN_ENDPOINT_PAIRS

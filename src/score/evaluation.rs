@@ -215,7 +215,7 @@ fn more_pairs(endpoint: &str, s: &Summary, cfg: &ScoreConfig) -> String {
     } else if !s.noise_expected {
         "no secondary runs to replay it against"
     } else if s.unreplayable.contains(endpoint) {
-        "no recorded request of it is left to replay (only GET and HEAD without a body are recorded; its next one is, at once)"
+        "no recorded request of it is left to replay (only GET and HEAD without a body are recorded; its next request for a URL not replayed yet is, at once)"
     } else {
         return "replaying its recorded requests".to_string();
     };

@@ -163,6 +163,39 @@ pub fn endpoint_key(method: &Method, path: &str) -> String {
     out
 }
 
+/// FNV-1a's start and prime: a hash that streams, so a key hashed whole and hashed piece by piece
+/// as [`endpoint_hash`] makes it agree.
+const FNV: (u64, u64) = (0xcbf2_9ce4_8422_2325, 0x0100_0000_01b3);
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(FNV.1);
+    }
+    h
+}
+
+/// A hash of an endpoint key ([`endpoint_key`]'s form), never 0 (an empty slot).
+pub fn key_hash(key: &str) -> u64 {
+    fnv(FNV.0, key.as_bytes()).max(1)
+}
+
+/// [`key_hash`] of `endpoint_key(method, path)` without building the key: the user path asks it
+/// while the verdict waits on an endpoint with nothing to replay, with no allocation and no lock.
+pub fn endpoint_hash(method: &Method, path: &str) -> u64 {
+    let mut h = fnv(fnv(FNV.0, method.as_str().as_bytes()), b" ");
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            h = fnv(h, b"/");
+        }
+        h = fnv(h, fold_segment(seg).as_bytes());
+    }
+    if path.is_empty() {
+        h = fnv(h, b"/");
+    }
+    h.max(1)
+}
+
 /// Whether a request for `method` `path` is of the endpoint `key` ([`endpoint_key`]'s form),
 /// without building its key: the user path asks this of every request while the verdict waits
 /// on an endpoint with nothing recorded to replay.
@@ -711,7 +744,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// `endpoint_is` agrees with comparing `endpoint_key`s, for any path (segments that
+        /// `endpoint_is` agrees with comparing `endpoint_key`s, and `endpoint_hash` with hashing
+        /// the key, for any path (segments that
         /// fold and segments that do not) and any key.
         #[test]
         fn endpoint_is_agrees_with_the_key(
@@ -726,6 +760,7 @@ mod tests {
             proptest::prop_assert!(!endpoint_is(&Method::POST, &path, &key));
             let other_key = endpoint_key(&Method::GET, &other.join("/"));
             proptest::prop_assert_eq!(endpoint_is(&method, &path, &other_key), key == other_key);
+            proptest::prop_assert_eq!(endpoint_hash(&method, &path), key_hash(&key));
         }
     }
 }
