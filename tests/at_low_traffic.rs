@@ -22,16 +22,20 @@ const PATHS: [&str; 6] = [
     "/shop/tools",
 ];
 
-/// Live traffic: one GET every 2 s, round the six paths, each request with a query of its own
-/// (`/shop/books?n=17`), so every request is a distinct recorded one.
-struct Trickle {
+/// Live traffic from a thread of its own until dropped: a GET to `path(i)` for i = 0, 1, … one
+/// every `every`.
+struct Traffic {
     stop: Arc<AtomicBool>,
     sent: Arc<std::sync::atomic::AtomicU64>,
     client: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Trickle {
-    fn start(addr: std::net::SocketAddr) -> Trickle {
+impl Traffic {
+    fn start(
+        addr: std::net::SocketAddr,
+        every: Duration,
+        path: impl Fn(u64) -> String + Send + 'static,
+    ) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (s, n) = (stop.clone(), sent.clone());
@@ -40,21 +44,36 @@ impl Trickle {
             let mut next = Instant::now();
             while !s.load(Ordering::Relaxed) {
                 if Instant::now() >= next {
-                    let path = format!("{}?n={}", PATHS[i as usize % PATHS.len()], 17 + i);
-                    let _ = http(addr, "GET", &path);
+                    let _ = http(addr, "GET", &path(i));
                     n.fetch_add(1, Ordering::Relaxed);
                     i += 1;
-                    next += Duration::from_secs(2);
+                    next += every;
                 }
                 // The pace of the traffic itself, not a wait for understudy.
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(every.min(Duration::from_millis(50)));
             }
         });
-        Trickle {
+        Traffic {
             stop,
             sent,
             client: Some(client),
         }
+    }
+
+    /// One GET every 2 s, round the six paths, each with a query of its own
+    /// (`/shop/books?n=17`), so every request is a distinct recorded one.
+    fn trickle(addr: std::net::SocketAddr) -> Traffic {
+        Traffic::start(addr, Duration::from_secs(2), |i| {
+            format!("{}?n={}", PATHS[i as usize % PATHS.len()], 17 + i)
+        })
+    }
+
+    /// `/shop/books?n=…` about every millisecond, each on a new connection: a busy service, on
+    /// which the one request recorded per 50 ms is nearly always one of these.
+    fn busy(addr: std::net::SocketAddr) -> Traffic {
+        Traffic::start(addr, Duration::from_millis(1), |i| {
+            format!("/shop/books?n={i}")
+        })
     }
 
     /// Wait until `n` requests went out (so that many are recorded).
@@ -65,7 +84,7 @@ impl Trickle {
     }
 }
 
-impl Drop for Trickle {
+impl Drop for Traffic {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(c) = self.client.take() {
@@ -81,13 +100,13 @@ fn low_traffic(
     env: &str,
     v2_flags: &str,
     recorded: u64,
-) -> (Base, Understudy, Trickle, Instant) {
+) -> (Base, Understudy, Traffic, Instant) {
     let base = Base::new(name);
     base.write_env(&format!("{LOW}\n{env}"));
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    let trickle = Trickle::start(u.addr);
+    let trickle = Traffic::trickle(u.addr);
     trickle.wait_sent(recorded);
     base.drop_fixture("1.1.0", v2_flags);
     (base, u, trickle, Instant::now())
@@ -341,42 +360,6 @@ fn record_until(u: &Understudy, admin: std::net::SocketAddr, n: &mut u64, want: 
     });
 }
 
-/// Users asking `/shop/books?n=…` about every millisecond, each a new connection, until dropped:
-/// a busy service, on which the one request recorded per 50 ms is nearly always one of these.
-struct Busy {
-    stop: Arc<AtomicBool>,
-    client: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Busy {
-    fn start(addr: std::net::SocketAddr) -> Busy {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let client = std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                n += 1;
-                let _ = http(addr, "GET", &format!("/shop/books?n={n}"));
-                // The pace of the traffic itself, not a wait for understudy.
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        Busy {
-            stop,
-            client: Some(client),
-        }
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(c) = self.client.take() {
-            let _ = c.join();
-        }
-    }
-}
-
 /// On a busy service the one request recorded per 50 ms is almost never a rare endpoint's, so a
 /// build that lost it waited for ever with nothing to replay. Now, once the verdict waits on it
 /// with nothing recorded, the endpoint's next request is recorded at once, replayed to
@@ -390,7 +373,7 @@ fn on_a_busy_service_a_rare_endpoint_the_verdict_waits_on_is_recorded_at_its_nex
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    let busy = Busy::start(u.addr);
+    let busy = Traffic::busy(u.addr);
     base.drop_fixture("1.1.0", "--not-found /shop/rare");
     base.wait_testing();
     wait_until("the secondary to serve", Duration::from_secs(10), || {
