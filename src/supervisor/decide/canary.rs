@@ -38,6 +38,8 @@ impl Decision<'_> {
             answers: (0, 0),
             server_errors: (0, 0),
             users: 0,
+            regression: None,
+            passed: false,
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -79,7 +81,12 @@ impl Decision<'_> {
         if elapsed >= window && ev.enough {
             if step + 1 < self.s.canary_steps.len() {
                 self.start_canary(step + 1);
-            } else if !self.automatic_promotion_held() {
+                return;
+            }
+            if let Some(c) = self.s.canary.as_mut() {
+                c.passed = true; // a due schedule fires now (run after every input)
+            }
+            if !self.automatic_promotion_held() {
                 // Held (PRE_PROMOTE refused it, or a schedule names it), the last step keeps its
                 // share until the schedule fires or an operator promotes or aborts.
                 self.begin_promotion(SwitchWhy::Canary);

@@ -120,6 +120,10 @@ impl Decision<'_> {
             diffs: ev.diffs.clone(),
             evidence: Box::new(ev.evidence.clone()),
         });
+        if let (Some(c), Some(ev)) = (self.s.canary.as_mut(), s.canary.as_ref()) {
+            // Kept even while paused: a due schedule must not promote over it.
+            c.regression = ev.regression.clone();
+        }
         if self.s.paused {
             return; // scored and shown, not acted on
         }
