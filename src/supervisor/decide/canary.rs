@@ -7,7 +7,7 @@ use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::score::canary::CanaryEvaluation;
 use crate::score::ScorerControl;
-use crate::supervisor::state::CanaryStep;
+use crate::supervisor::state::{AfterStop, CanaryStep};
 
 /// A step that has not gathered enough evidence after this many windows holds.
 const HOLD_AFTER_WINDOWS: u32 = 3;
@@ -124,6 +124,24 @@ impl Decision<'_> {
             .is_some_and(|t| *t.version() == j.version);
         if same && j.step < self.s.canary_steps.len() {
             self.start_canary(j.step);
+        }
+    }
+
+    /// The build that served a canary share failed while its promotion starts: its users go
+    /// back to running at once, and the failure counts against the build as a crash in a canary
+    /// step does: the promotion fails, and the build is rejected when its instances are stopped.
+    pub(super) fn canary_out_failed(&mut self, why: String) {
+        let Some((canary, weight)) = self.s.canary_out.take() else {
+            return;
+        };
+        self.publish_routes();
+        let reason = format!(
+            "canary at {}: the build serving it {why}, while its promotion started",
+            share_text(weight)
+        );
+        self.retire(canary, false, AfterStop::Reject(vec![reason.clone()]));
+        if self.s.next.is_some() {
+            self.abort_promotion(vec![reason]);
         }
     }
 

@@ -347,3 +347,45 @@ async fn a_schedule_due_before_the_last_step_waits_for_the_steps_then_fires() {
         vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Scheduled)]
     );
 }
+
+/// The canary's build exits while its promotion starts: its share of users goes back to running
+/// at once (not 502s until the switch), and the crash counts against the build.
+#[tokio::test(start_paused = true)]
+async fn a_canary_build_that_crashes_while_its_promotion_starts_sends_its_users_back() {
+    let (mut sim, running, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    sim.canary_scored(testing, canary_eval(300, None));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    let (next, _, _) = start_in(&a).expect("the promotion starts");
+    sim.launch(next);
+    let a = sim.event(
+        testing,
+        InstanceEventKind::Exited {
+            status: "signal: 9 (SIGKILL)".into(),
+            stderr_tail: "out of memory".into(),
+        },
+    );
+    let r = routes_in(&a).expect("routes republished");
+    assert_eq!((r.canary, r.testing.as_ref()), (0, None), "{a:#?}");
+    assert_eq!(r.running.as_ref().map(|t| t.id), Some(running));
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    assert!(a.contains(&Action::Retire {
+        id: next,
+        drain: false
+    }));
+    assert!(emitted(&a).iter().any(|e| matches!(
+        e,
+        Event::PromotionFailed { reasons, .. } if reasons[0].starts_with("canary at 50 %: the build serving it exited")
+    )), "{a:#?}");
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(
+        routes_in(&a).is_none(),
+        "no switch to the failed build: {a:#?}"
+    );
+    assert_eq!(sim.s.running().unwrap().id, running);
+}
