@@ -305,10 +305,11 @@ fn refused_name(file_name: &str) -> String {
 }
 
 /// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
-/// symlink), logging each, so they neither fill the disk nor confuse a reader. Only names that
-/// understudy's own writers use are touched: `archive/*.zip.tmp`, `<version>/<n>/instance.tmp-*`,
-/// `.understudy/state.tmp-*`, `.running.tmp-*` and `.testing.tmp-*`. Call at start, before
-/// anything is written, while the base dir lock is held. Blocking. Returns what was removed.
+/// symlink, a half-unpacked rollback), logging each, so they neither fill the disk nor confuse a
+/// reader. Only names that understudy's own writers use are touched: `archive/*.zip.tmp`,
+/// `<version>/<n>/instance.tmp-*`, `.understudy/state.tmp-*`, `.running.tmp-*`, `.testing.tmp-*`
+/// and the folders `.understudy/restore.tmp-*`. Call at start, before anything is written, while
+/// the base dir lock is held. Blocking. Returns what was removed.
 pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
     let files_in = |dir: &Path| -> Vec<(PathBuf, String)> {
         fs::read_dir(dir)
@@ -325,9 +326,12 @@ pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
             stray.push(path);
         }
     }
+    let mut folders = Vec::new();
     for (path, name) in files_in(&layout.state_dir()) {
         if name.starts_with("state.tmp-") {
             stray.push(path);
+        } else if name.starts_with("restore.tmp-") {
+            folders.push(path);
         }
     }
     let prefix = format!("{}-", layout.identifier());
@@ -353,24 +357,34 @@ pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
             }
         }
     }
-    stray.retain(|p| match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => false,
-        Ok(_) => match fs::remove_file(p) {
-            Ok(()) => {
-                tracing::info!("removed {}, a temp file left by an earlier crash", p.display());
-                true
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "cannot remove {}, a temp file left by an earlier crash: {e}; delete it by hand",
-                    p.display()
-                );
-                false
-            }
-        },
-        Err(_) => false,
-    });
+    stray.retain(|p| remove_stray(p, false));
+    folders.retain(|p| remove_stray(p, true));
+    stray.extend(folders);
     stray
+}
+
+/// Remove one temp a crash left behind, saying so; a folder only if `folder` (a symlink is
+/// removed, never followed). Whether it was removed.
+fn remove_stray(p: &Path, folder: bool) -> bool {
+    let removed = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() && !folder => return false,
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(_) => return false,
+    };
+    match removed {
+        Ok(()) => {
+            tracing::info!("removed {}, a temp left by an earlier crash", p.display());
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot remove {}, a temp left by an earlier crash: {e}; delete it by hand",
+                p.display()
+            );
+            false
+        }
+    }
 }
 
 fn write_reason(dir: &Path, v: &Version, reasons: &[String]) -> Result<(), ArchiveError> {

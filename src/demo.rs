@@ -340,6 +340,7 @@ fn narrate(e: &Event) {
             "{hook} for {version} {}",
             if *ok { "succeeded" } else { "FAILED" }
         ),
+        Event::ScheduleHeld { id, reason } => format!("schedule #{id} holds: {reason}"),
         Event::ScheduleEnded {
             id,
             outcome,

@@ -193,6 +193,9 @@ pub enum Event {
         version: Option<Version>,
         at: String,
     },
+    /// A scheduled promotion is due but holds: understudy is paused, the build's latest
+    /// evaluation fails, or its canary has steps left. It fires once that ends, within the grace.
+    ScheduleHeld { id: u64, reason: String },
     /// A scheduled promotion fired, was missed, or was cancelled.
     ScheduleEnded {
         id: u64,
@@ -333,6 +336,7 @@ impl Event {
             | Event::Paused
             | Event::Resumed
             | Event::Scheduled { .. }
+            | Event::ScheduleHeld { .. }
             | Event::ScheduleEnded { .. } => Topic::Verdict,
             Event::DiskFull { .. }
             | Event::DiskRecovered
@@ -487,6 +491,9 @@ impl Event {
             Event::Scheduled { id, version, at } => {
                 let version = version.as_ref().map(Version::to_string).unwrap_or_default();
                 tracing::info!(target: LOG_TARGET, id, version, at, "scheduled")
+            }
+            Event::ScheduleHeld { id, reason } => {
+                tracing::warn!(target: LOG_TARGET, id, reason, "schedule_held")
             }
             Event::ScheduleEnded {
                 id,

@@ -447,3 +447,22 @@ fn collection_counts_and_deletes_any_file_in_the_archive() {
     assert!(!l.archive_dir().join("copy.bin").exists());
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A kill while a rollback unpacks leaves `.understudy/restore.tmp-<v>`, a whole folder: it goes
+/// at start, as the other temps do (a folder of that name elsewhere stays).
+#[test]
+fn a_half_unpacked_restore_goes_at_start() {
+    let base = std::env::temp_dir().join(format!("understudy-restore-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let tmp = l.state_dir().join("restore.tmp-1.0.0");
+    fs::create_dir_all(tmp.join("3")).unwrap();
+    fs::write(tmp.join("app-1.0.0"), b"half a build").unwrap();
+    fs::write(tmp.join("3/app.log"), b"x").unwrap();
+    let other = base.join("app-1.0.0/restore.tmp-1.0.0");
+    fs::create_dir_all(&other).unwrap();
+    assert_eq!(remove_stray_temps(&l), vec![tmp.clone()]);
+    assert!(!tmp.exists());
+    assert!(other.is_dir());
+    fs::remove_dir_all(&base).unwrap();
+}

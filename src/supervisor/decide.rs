@@ -359,6 +359,7 @@ impl Decision<'_> {
             SlotKey::Next => self.s.next.as_ref(),
             SlotKey::Spare => self.s.spare.as_ref(),
             SlotKey::Secondary => self.s.secondary.as_ref(),
+            SlotKey::CanaryOut => self.s.canary_out.as_ref().map(|(s, _)| s),
         }
     }
 
@@ -369,6 +370,7 @@ impl Decision<'_> {
             SlotKey::Next => self.s.next.as_mut(),
             SlotKey::Spare => self.s.spare.as_mut(),
             SlotKey::Secondary => self.s.secondary.as_mut(),
+            SlotKey::CanaryOut => self.s.canary_out.as_mut().map(|(s, _)| s),
         }
     }
 
@@ -384,6 +386,8 @@ impl Decision<'_> {
             Some(SlotKey::Spare)
         } else if is(&self.s.secondary) {
             Some(SlotKey::Secondary)
+        } else if self.s.canary_out.as_ref().is_some_and(|(s, _)| s.id == id) {
+            Some(SlotKey::CanaryOut)
         } else {
             None
         }
@@ -459,6 +463,8 @@ enum SlotKey {
     Secondary,
     /// A fresh instance of running's version replacing an unresponsive one.
     Spare,
+    /// The build that served a canary share, serving it still while its promotion starts.
+    CanaryOut,
 }
 
 impl SlotKey {
@@ -470,6 +476,7 @@ impl SlotKey {
             SlotKey::Next => "next",
             SlotKey::Secondary => "secondary",
             SlotKey::Spare => "spare",
+            SlotKey::CanaryOut => "canary",
         }
     }
 }

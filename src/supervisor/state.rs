@@ -217,6 +217,11 @@ pub(super) struct CanaryStep {
     pub(super) server_errors: (u64, u64),
     /// Users testing served this step.
     pub(super) users: u64,
+    /// The regression the latest evaluation found (kept while paused, when it is not acted on):
+    /// a due schedule does not promote over it.
+    pub(super) regression: Option<String>,
+    /// The last step passed its window with enough evidence: a due schedule may fire.
+    pub(super) passed: bool,
 }
 
 /// Where an instance is in its life.
@@ -440,6 +445,9 @@ pub struct State {
     pub(super) schedule_grace: Duration,
     /// When a pending schedule next needs a look.
     pub(super) schedule_check: Option<Instant>,
+    /// A due schedule held (paused, a failing verdict, canary steps left) and why, said once
+    /// per reason by [`Event::ScheduleHeld`](crate::events::Event::ScheduleHeld).
+    pub(super) schedule_held: Option<(u64, String)>,
     pub(super) persisted: Option<Persisted>,
     pub(super) next_gc: Instant,
 }
@@ -499,6 +507,7 @@ impl State {
             last_schedule_id: 0,
             schedule_grace: Duration::from_secs(3600),
             schedule_check: None,
+            schedule_held: None,
             persisted: None,
             next_gc: now,
         }

@@ -229,6 +229,9 @@ fn verdict_line(e: &Event) -> String {
                 .as_ref()
                 .map_or_else(|| "the build under test".to_string(), Version::to_string)
         ),
+        Event::ScheduleHeld { id, reason } => {
+            format!("scheduled promotion #{id} is due but holds: {reason}")
+        }
         Event::ScheduleEnded {
             id,
             outcome,

@@ -7,7 +7,7 @@ use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::score::canary::CanaryEvaluation;
 use crate::score::ScorerControl;
-use crate::supervisor::state::CanaryStep;
+use crate::supervisor::state::{AfterStop, CanaryStep};
 
 /// A step that has not gathered enough evidence after this many windows holds.
 const HOLD_AFTER_WINDOWS: u32 = 3;
@@ -38,6 +38,8 @@ impl Decision<'_> {
             answers: (0, 0),
             server_errors: (0, 0),
             users: 0,
+            regression: None,
+            passed: false,
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -79,7 +81,12 @@ impl Decision<'_> {
         if elapsed >= window && ev.enough {
             if step + 1 < self.s.canary_steps.len() {
                 self.start_canary(step + 1);
-            } else if !self.automatic_promotion_held() {
+                return;
+            }
+            if let Some(c) = self.s.canary.as_mut() {
+                c.passed = true; // a due schedule fires now (run after every input)
+            }
+            if !self.automatic_promotion_held() {
                 // Held (PRE_PROMOTE refused it, or a schedule names it), the last step keeps its
                 // share until the schedule fires or an operator promotes or aborts.
                 self.begin_promotion(SwitchWhy::Canary);
@@ -117,6 +124,24 @@ impl Decision<'_> {
             .is_some_and(|t| *t.version() == j.version);
         if same && j.step < self.s.canary_steps.len() {
             self.start_canary(j.step);
+        }
+    }
+
+    /// The build that served a canary share failed while its promotion starts: its users go
+    /// back to running at once, and the failure counts against the build as a crash in a canary
+    /// step does: the promotion fails, and the build is rejected when its instances are stopped.
+    pub(super) fn canary_out_failed(&mut self, why: String) {
+        let Some((canary, weight)) = self.s.canary_out.take() else {
+            return;
+        };
+        self.publish_routes();
+        let reason = format!(
+            "canary at {}: the build serving it {why}, while its promotion started",
+            share_text(weight)
+        );
+        self.retire(canary, false, AfterStop::Reject(vec![reason.clone()]));
+        if self.s.next.is_some() {
+            self.abort_promotion(vec![reason]);
         }
     }
 

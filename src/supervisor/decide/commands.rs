@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::{Action, Decision, SlotKey};
 use crate::events::Event;
 use crate::history::SwitchWhy;
+use crate::score::Verdict;
 use crate::supervisor::control::{self, Command, CommandError};
 use crate::supervisor::schedule::{self, Now, Origin, Outcome, Schedule};
 use crate::supervisor::state::{AfterStop, Phase};
@@ -384,9 +385,12 @@ impl Decision<'_> {
             .as_ref()
             .filter(|t| t.is_ready() && sch.version.as_ref().is_none_or(|v| t.version() == v))
             .map(|t| t.version().clone());
+        let mut held = None;
         if let Some(version) = ready {
+            held = self.schedule_hold(&version);
             // Another switch still under way (draining, POST_PROMOTE) holds it, within the grace.
-            if self.begin_promotion(SwitchWhy::Scheduled) {
+            if held.is_none() && self.begin_promotion(SwitchWhy::Scheduled) {
+                self.s.schedule_held = None;
                 return Some(Outcome::Fired {
                     fired_at: control::rfc3339(self.wall),
                     promoted: version,
@@ -398,12 +402,24 @@ impl Decision<'_> {
                 .version
                 .as_ref()
                 .map_or("the build under test".to_string(), Version::to_string);
+            let why = held.map_or(String::new(), |h| format!(": it held, {h}"));
             return Some(Outcome::Missed {
                 reason: format!(
-                    "due at {}, but {what} could not be promoted within MISSED_SCHEDULE_GRACE ({grace:?})",
+                    "due at {}, but {what} could not be promoted within MISSED_SCHEDULE_GRACE ({grace:?}){why}",
                     sch.at
                 ),
             });
+        }
+        if let Some(why) = held {
+            let said = Some((sch.id, why.clone()));
+            if self.s.schedule_held != said {
+                self.s.schedule_held = said;
+                self.emit(Event::ScheduleHeld {
+                    id: sch.id,
+                    reason: why,
+                });
+            }
+            return None;
         }
         if sch.version.is_none() && self.s.testing.is_none() && self.s.pending.is_none() {
             return Some(Outcome::Cancelled {
@@ -413,5 +429,36 @@ impl Decision<'_> {
         // Due, but its build is not ready yet (starting after a restart) or another switch is
         // finishing: wait for it.
         None
+    }
+
+    /// Why a due schedule whose build is ready must wait, if it must: a pause holds it as it
+    /// holds every automatic decision; it never promotes over a failing latest evaluation (one
+    /// that came while paused, not acted on yet); and it holds the canary's last step, so the
+    /// steps before it are not skipped.
+    fn schedule_hold(&self, version: &Version) -> Option<String> {
+        if self.s.paused {
+            return Some("understudy is paused; it fires once resumed".into());
+        }
+        let testing = self.s.testing.as_ref().map(|t| t.id);
+        if let Some((id, ev)) = &self.s.verdict {
+            if let (true, Verdict::Reject(reasons)) = (Some(*id) == testing, &ev.verdict) {
+                return Some(format!(
+                    "the latest evaluation of {version} rejects it: {}",
+                    reasons.join("; ")
+                ));
+            }
+        }
+        let c = self.s.canary.as_ref()?;
+        if let Some(r) = &c.regression {
+            return Some(format!("{version}'s canary regresses: {r}"));
+        }
+        (!c.passed).then(|| {
+            format!(
+                "{version}'s canary is at step {} of {}; a schedule holds the last step, so it \
+                 fires once the last step has passed",
+                c.step + 1,
+                self.s.canary_steps.len()
+            )
+        })
     }
 }

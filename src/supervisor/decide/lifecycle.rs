@@ -208,6 +208,7 @@ impl Decision<'_> {
                 self.persist();
                 self.finish_promotion()
             }
+            SlotKey::CanaryOut => {} // ready before it left testing
         }
     }
 
@@ -352,6 +353,7 @@ impl Decision<'_> {
             SlotKey::Running => self.running_failed(why),
             SlotKey::Spare => self.spare_failed(why),
             SlotKey::Secondary => self.secondary_failed(why),
+            SlotKey::CanaryOut => self.canary_out_failed(why),
         }
     }
 

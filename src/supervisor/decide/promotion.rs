@@ -120,6 +120,10 @@ impl Decision<'_> {
             diffs: ev.diffs.clone(),
             evidence: Box::new(ev.evidence.clone()),
         });
+        if let (Some(c), Some(ev)) = (self.s.canary.as_mut(), s.canary.as_ref()) {
+            // Kept even while paused: a due schedule must not promote over it.
+            c.regression = ev.regression.clone();
+        }
         if self.s.paused {
             return; // scored and shown, not acted on
         }
@@ -308,6 +312,7 @@ impl Decision<'_> {
         });
         if why == SwitchWhy::Rollback {
             self.emit(Event::RolledBack { from, to });
+            self.end_guard_at_rollback();
         }
         let guarded = self.s.guard_window > Duration::ZERO
             && self
@@ -562,6 +567,15 @@ impl Decision<'_> {
             start: last.map(|&(_, r, e)| (r, e)),
             before,
         });
+    }
+
+    /// A rollback switched users: the guard watched the version it replaced (with that one's
+    /// counts) and would bring back the one it kept, which nobody asked for. It ends; the kept
+    /// version is filed away, as at the guard's normal end (unless the rollback went to it).
+    fn end_guard_at_rollback(&mut self) {
+        if let Some(g) = self.s.guard.take() {
+            self.archive_if_unused(g.from);
+        }
     }
 
     /// At start: the guard journaled before a restart (or an upgrade) watches on until its

@@ -275,3 +275,117 @@ async fn promote_at_from_the_config_holds_the_last_step_until_it_fires() {
     let (_, role, _) = start_in(&a).expect("PROMOTE_AT fires");
     assert_eq!(role, Role::Running);
 }
+
+/// The review's case: a canary step, a pause, a schedule, then a regression while paused.
+#[tokio::test(start_paused = true)]
+async fn a_schedule_due_while_paused_never_promotes_over_a_canary_regression() {
+    let (mut sim, running, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::Pause,
+    });
+    let at = sim.now().wall + Duration::from_secs(60);
+    sim.feed(Input::Command {
+        id: 2,
+        command: Command::PromoteAt(at),
+    });
+    sim.canary_scored(
+        testing,
+        canary_eval(300, Some("POST /api/orders 5xx 100.0 %")),
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none(), "no promotion while paused: {a:#?}");
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::ScheduleHeld { reason, .. } if reason.contains("paused"))));
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Resume,
+    });
+    assert!(start_in(&a).is_none(), "not over the regression: {a:#?}");
+    let a = sim.canary_scored(
+        testing,
+        canary_eval(300, Some("POST /api/orders 5xx 100.0 %")),
+    );
+    assert!(start_in(&a).is_none());
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::Rejecting { .. })));
+    assert_eq!(sim.s.running().unwrap().id, running);
+}
+
+/// A schedule due before the last step lets the steps run (it holds the last one) and says so;
+/// it fires once the last step has passed.
+#[tokio::test(start_paused = true)]
+async fn a_schedule_due_before_the_last_step_waits_for_the_steps_then_fires() {
+    let (mut sim, _, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    let at = sim.now().wall + Duration::from_secs(5);
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(at),
+    });
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none(), "step 1 of 2 is not skipped: {a:#?}");
+    assert!(emitted(&a).iter().any(
+        |e| matches!(e, Event::ScheduleHeld { reason, .. } if reason.contains("step 1 of 2"))
+    ));
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(routes_in(&a).unwrap().canary, 5000, "the last step");
+    assert!(start_in(&a).is_none(), "{a:#?}");
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    let (next, _, _) = start_in(&a).expect("the schedule fires after the last step");
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Scheduled)]
+    );
+}
+
+/// The canary's build exits while its promotion starts: its share of users goes back to running
+/// at once (not 502s until the switch), and the crash counts against the build.
+#[tokio::test(start_paused = true)]
+async fn a_canary_build_that_crashes_while_its_promotion_starts_sends_its_users_back() {
+    let (mut sim, running, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    sim.canary_scored(testing, canary_eval(300, None));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    let (next, _, _) = start_in(&a).expect("the promotion starts");
+    sim.launch(next);
+    let a = sim.event(
+        testing,
+        InstanceEventKind::Exited {
+            status: "signal: 9 (SIGKILL)".into(),
+            stderr_tail: "out of memory".into(),
+        },
+    );
+    let r = routes_in(&a).expect("routes republished");
+    assert_eq!((r.canary, r.testing.as_ref()), (0, None), "{a:#?}");
+    assert_eq!(r.running.as_ref().map(|t| t.id), Some(running));
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    assert!(a.contains(&Action::Retire {
+        id: next,
+        drain: false
+    }));
+    assert!(emitted(&a).iter().any(|e| matches!(
+        e,
+        Event::PromotionFailed { reasons, .. } if reasons[0].starts_with("canary at 50 %: the build serving it exited")
+    )), "{a:#?}");
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert!(
+        routes_in(&a).is_none(),
+        "no switch to the failed build: {a:#?}"
+    );
+    assert_eq!(sim.s.running().unwrap().id, running);
+}

@@ -424,3 +424,80 @@ async fn an_upgrade_waits_for_a_switch_under_way() {
         "{a:?}"
     );
 }
+
+fn held_in(actions: &[Action]) -> Vec<String> {
+    emitted(actions)
+        .iter()
+        .filter_map(|e| match e {
+            Event::ScheduleHeld { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Running 1.0.0, testing 1.1.0, paused, and a schedule for 60 s from now.
+fn paused_with_a_schedule() -> (Sim, InstanceId) {
+    let mut sim = Sim::new(PORTS);
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::Pause,
+    });
+    let at = sim.now().wall + Duration::from_secs(60);
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::PromoteAt(at),
+    });
+    assert!(reply_in(&a, 2).is_ok(), "{a:#?}");
+    (sim, testing)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_due_while_paused_holds_says_so_once_and_fires_once_resumed() {
+    let (mut sim, testing) = paused_with_a_schedule();
+    sim.verdict(testing, Verdict::Promote);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none(), "paused: {a:#?}");
+    let held = held_in(&a);
+    assert!(
+        held.len() == 1 && held[0].contains("paused"),
+        "said: {a:#?}"
+    );
+    assert!(schedules(&sim)[0].is_pending());
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none() && held_in(&a).is_empty(), "{a:#?}");
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Resume,
+    });
+    let (_, role, _) = start_in(&a).expect("fires once resumed");
+    assert_eq!(role, Role::Running);
+    assert!(matches!(schedules(&sim)[0].outcome, Outcome::Fired { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_never_promotes_over_a_rejection_that_came_while_paused() {
+    let (mut sim, testing) = paused_with_a_schedule();
+    sim.verdict(testing, Verdict::Reject(vec!["5xx rate up".into()]));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(start_in(&a).is_none(), "{a:#?}");
+    let a = sim.feed(Input::Command {
+        id: 3,
+        command: Command::Resume,
+    });
+    assert!(start_in(&a).is_none(), "not over a rejection: {a:#?}");
+    assert!(
+        held_in(&a).iter().any(|h| h.contains("5xx rate up")),
+        "{a:#?}"
+    );
+    // The next evaluation is acted on: the build is rejected, its schedule cancelled.
+    let a = sim.verdict(testing, Verdict::Reject(vec!["5xx rate up".into()]));
+    assert!(start_in(&a).is_none());
+    assert!(matches!(
+        schedules(&sim)[0].outcome,
+        Outcome::Cancelled { .. }
+    ));
+}

@@ -604,3 +604,38 @@ async fn a_reloaded_confidence_reaches_the_guard() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_operators_rollback_ends_the_guard_and_files_away_the_version_it_kept() {
+    let mut sim = Sim::new(PORTS);
+    guarded_promotion(&mut sim).await;
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("0.9.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("0.9.0"))), "{a:#?}");
+    let a = sim.feed(Input::Restored {
+        version: v("0.9.0"),
+        result: Ok(installed("0.9.0")),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("0.9.0"), SwitchWhy::Rollback)]
+    );
+    assert!(sim.s.status(|_| wall0()).guarded.is_none(), "{a:#?}");
+    assert!(
+        a.contains(&Action::Archive(v("1.0.0"))),
+        "1.0.0, kept for the guard, is filed away: {a:#?}"
+    );
+    // 0.9.0 answers 5xx: nothing switches users to 1.0.0, which nobody asked for.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let a = sim.feed(Input::Traffic {
+        requests: 1030,
+        errors: 5 + 25,
+    });
+    assert!(!a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    assert!(!emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::GuardTripped { .. })));
+}
