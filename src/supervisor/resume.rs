@@ -53,12 +53,15 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
     let persisted = persisted.unwrap_or_default();
     let find = |named: &Option<Version>, role| find_installed(layout, &path, named, role);
     let running = find(&persisted.running, Some(Role::Running));
-    // What served before running, for a plain rollback.
-    let previous = running.as_ref().and_then(|r| {
-        let switches = crate::history::read(&layout.history_file()).ok()?;
-        let last = switches.iter().rev().find(|s| s.to == r.version)?;
-        last.from.clone()
-    });
+    // What served before running, for a plain rollback; or what running's switch rolled back
+    // from, which a plain rollback must not bring back.
+    let (previous, rolled_back_from) = running
+        .as_ref()
+        .and_then(|r| {
+            let switches = crate::history::read(&layout.history_file()).ok()?;
+            Some(before(&switches, &r.version))
+        })
+        .unwrap_or_default();
     let testing = find(&persisted.testing, Some(Role::Testing));
     let tested = testing.as_ref().map(|t| &t.version);
     let mut resumed = Resumed {
@@ -66,6 +69,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         testing: testing.clone(),
         promoting: find(&persisted.promoting, None),
         previous,
+        rolled_back_from,
         schedules: persisted.schedules.clone(),
         promote_at: None,
         schedule_grace: Duration::ZERO,
@@ -170,4 +174,20 @@ fn linked_version(layout: &Layout, role: Role) -> Option<Version> {
         .to_string();
     let v = folder.strip_prefix(&format!("{}-", layout.identifier()))?;
     Version::parse(v).ok()
+}
+
+/// From the history, what a plain rollback brings back while `running` serves (the version its
+/// last switch came from), or, when that switch was a rollback, the version it rolled back from
+/// (which a plain rollback must not bring back): `(previous, rolled_back_from)`.
+pub(super) fn before(
+    switches: &[crate::history::Switch],
+    running: &Version,
+) -> (Option<Version>, Option<Version>) {
+    let Some(last) = switches.iter().rev().find(|s| s.to == *running) else {
+        return (None, None);
+    };
+    match last.why {
+        crate::history::SwitchWhy::Rollback => (None, last.from.clone()),
+        _ => (last.from.clone(), None),
+    }
 }

@@ -153,6 +153,8 @@ pub struct Resumed {
     pub promoting: Option<Installed>,
     /// The version that served before running, from the history: what a rollback brings back.
     pub previous: Option<Version>,
+    /// The version running's switch rolled back from, when it was a rollback.
+    pub rolled_back_from: Option<Version>,
     /// Scheduled promotions from the state file.
     pub schedules: Vec<Schedule>,
     /// `PROMOTE_AT`: a promotion of whatever is under test at that instant.
@@ -421,6 +423,9 @@ pub struct State {
     pub(super) serving: Option<Version>,
     /// The version that served before it: what a plain rollback brings back.
     pub(super) previous: Option<Version>,
+    /// The version the last switch rolled back from (by the guard or an operator): a plain
+    /// rollback would bring back what was just thrown out, so it is refused, naming it.
+    pub(super) rolled_back_from: Option<Version>,
     /// Why the promotion under way happens, recorded when it switches.
     pub(super) switch_why: Option<SwitchWhy>,
     /// A rollback waiting for its version to be restored, and the command to answer (none for
@@ -494,6 +499,7 @@ impl State {
             verdict: None,
             serving: None,
             previous: None,
+            rolled_back_from: None,
             switch_why: None,
             restoring: None,
             restore_waits: false,

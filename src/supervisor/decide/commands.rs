@@ -177,6 +177,13 @@ impl Decision<'_> {
             ));
         }
         let running = self.running_version().cloned();
+        if let (None, Some(from)) = (&version, &self.s.rolled_back_from) {
+            return refuse(format!(
+                "the last switch rolled back from {from}, and a plain rollback would bring it \
+                 back: name the version to roll back to (`understudy rollback {from}` if that \
+                 is what you want)"
+            ));
+        }
         let Some(target) = version.or_else(|| self.s.previous.clone()) else {
             return refuse(
                 "no earlier version served here: name the version to roll back to".into(),

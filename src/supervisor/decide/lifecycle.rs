@@ -313,7 +313,9 @@ impl Decision<'_> {
                 SwitchWhy::Automatic
             });
             if from.is_some() {
-                self.s.previous = from.clone();
+                let rollback = why == SwitchWhy::Rollback;
+                self.s.rolled_back_from = from.clone().filter(|_| rollback);
+                self.s.previous = from.clone().filter(|_| !rollback);
             }
             self.out.push(Action::Record {
                 from,

@@ -24,6 +24,7 @@ impl Decision<'_> {
     pub(super) fn resume(&mut self, mut r: Resumed) {
         self.s.serving = r.running.as_ref().map(|i| i.version.clone());
         self.s.previous = r.previous.take();
+        self.s.rolled_back_from = r.rolled_back_from.take();
         self.s.schedule_grace = r.schedule_grace;
         self.s.hooks = r.hooks;
         self.s.guard_window = r.rollback_window;

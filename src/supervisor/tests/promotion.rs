@@ -243,7 +243,7 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
     );
     let (old, testing) = sim.serving_with_testing("1.1.0");
     let a = sim.verdict(testing, Verdict::Promote);
-    let (_, a) = sim.bring_up(&a);
+    let (promoted, a) = sim.bring_up(&a);
     assert_eq!(
         records_in(&a),
         vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Automatic)]
@@ -301,6 +301,48 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
         vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
     );
     assert_eq!(sim.s.running().unwrap().id, next);
+    // 1.1.0 drained: a second plain rollback would bring back what was just rolled back from.
+    sim.feed(Input::Stopped { id: promoted });
+    let a = sim.feed(Input::Command {
+        id: 5,
+        command: Command::Rollback(None),
+    });
+    assert!(
+        matches!(reply_in(&a, 5), Err(CommandError::Refused(r)) if r.contains("rolled back from 1.1.0")),
+        "{a:#?}"
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::Restore(_))), "{a:#?}");
+    // Named, it is what the operator asked for.
+    let a = sim.feed(Input::Command {
+        id: 6,
+        command: Command::Rollback(Some(v("1.1.0"))),
+    });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Reply { .. })),
+        "{a:#?}"
+    );
+}
+
+/// After a restart, the history says the same: a plain rollback brings back what served before
+/// running, unless running's switch was a rollback, whose version it came from is named instead.
+#[test]
+fn the_history_says_what_a_plain_rollback_brings_back_after_a_restart() {
+    use crate::history::Switch;
+    let switch = |from: Option<&str>, to: &str, why| Switch {
+        at: "2026-12-01T00:00:00Z".into(),
+        from: from.map(v),
+        to: v(to),
+        why,
+    };
+    let mut h = vec![
+        switch(None, "1.0.0", SwitchWhy::First),
+        switch(Some("1.0.0"), "1.1.0", SwitchWhy::Automatic),
+    ];
+    let before = crate::supervisor::resume::before;
+    assert_eq!(before(&h, &v("1.1.0")), (Some(v("1.0.0")), None));
+    h.push(switch(Some("1.1.0"), "1.0.0", SwitchWhy::Rollback));
+    assert_eq!(before(&h, &v("1.0.0")), (None, Some(v("1.1.0"))));
+    assert_eq!(before(&h, &v("2.0.0")), (None, None));
 }
 
 /// During a rollback the version still serving is newer than the rollback's target: a drop of
