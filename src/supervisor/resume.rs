@@ -55,13 +55,12 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
     let running = find(&persisted.running, Some(Role::Running));
     // What served before running, for a plain rollback; or what running's switch rolled back
     // from, which a plain rollback must not bring back.
+    let switches = crate::history::read(&layout.history_file()).unwrap_or_default();
     let (previous, rolled_back_from) = running
         .as_ref()
-        .and_then(|r| {
-            let switches = crate::history::read(&layout.history_file()).ok()?;
-            Some(before(&switches, &r.version))
-        })
+        .map(|r| before(&switches, &r.version))
         .unwrap_or_default();
+    let history_last = switches.last().map(|s| s.to.clone());
     let testing = find(&persisted.testing, Some(Role::Testing));
     let tested = testing.as_ref().map(|t| &t.version);
     let mut resumed = Resumed {
@@ -70,6 +69,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         promoting: find(&persisted.promoting, None),
         previous,
         rolled_back_from,
+        history_last,
         schedules: persisted.schedules.clone(),
         promote_at: None,
         schedule_grace: Duration::ZERO,

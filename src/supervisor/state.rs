@@ -155,6 +155,9 @@ pub struct Resumed {
     pub previous: Option<Version>,
     /// The version running's switch rolled back from, when it was a rollback.
     pub rolled_back_from: Option<Version>,
+    /// The version the history's last line says took over: a switch the state file says
+    /// happened but the history lacks (a kill between the two writes) is recorded at start.
+    pub history_last: Option<Version>,
     /// Scheduled promotions from the state file.
     pub schedules: Vec<Schedule>,
     /// `PROMOTE_AT`: a promotion of whatever is under test at that instant.

@@ -45,6 +45,19 @@ impl Decision<'_> {
         self.resume_found(pending, found);
     }
 
+    /// A switch the journal says happened but the history lacks (killed between the state
+    /// write and the history's): recorded now, and a plain rollback's target follows it.
+    fn record_missed_switch(&mut self, t: &Txn) {
+        let rollback = t.why == SwitchWhy::Rollback;
+        self.s.rolled_back_from = t.from.clone().filter(|_| rollback);
+        self.s.previous = t.from.clone().filter(|_| !rollback);
+        self.out.push(Action::Record {
+            from: t.from.clone(),
+            to: t.version.clone(),
+            why: t.why,
+        });
+    }
+
     /// At start: which parts the versions found play, and the transaction under way undone or
     /// completed.
     fn resume_parts(&mut self, r: Resumed) {
@@ -57,6 +70,9 @@ impl Decision<'_> {
                 version: t.version.clone(),
                 from: t.from.clone(),
             });
+            if r.history_last.as_ref() != Some(&t.version) {
+                self.record_missed_switch(&t);
+            }
             self.s.txn = Some(t);
             self.s.txn_post_due = true;
         }

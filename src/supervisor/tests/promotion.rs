@@ -145,6 +145,39 @@ async fn resume_after_the_switch_completes_the_transaction() {
     );
 }
 
+/// Killed between the state write that says users are switched and the history's line: the
+/// switch is recorded at start (once: not when the history has it), and a plain rollback
+/// follows it.
+#[tokio::test(start_paused = true)]
+async fn a_switch_the_history_missed_is_recorded_at_start() {
+    for (history_last, recorded) in [(Some("1.0.0"), true), (Some("1.1.0"), false)] {
+        let mut sim = Sim::new(PORTS);
+        let a = sim.feed(Input::Resume(Box::new(Resumed {
+            running: Some(installed("1.1.0")),
+            previous: Some(v("0.9.0")),
+            history_last: history_last.map(v),
+            txn: Some(Txn {
+                kind: TxnKind::Rollback,
+                version: v("1.1.0"),
+                from: Some(v("1.2.0")),
+                step: TxnStep::Switched,
+                why: SwitchWhy::Rollback,
+            }),
+            ..Default::default()
+        })));
+        let want = [(Some(v("1.2.0")), v("1.1.0"), SwitchWhy::Rollback)];
+        assert_eq!(
+            records_in(&a),
+            &want[..usize::from(recorded)],
+            "{history_last:?}"
+        );
+        if recorded {
+            assert_eq!(sim.s.previous, None);
+            assert_eq!(sim.s.rolled_back_from, Some(v("1.2.0")));
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failing_pre_promote_leaves_running_untouched_and_the_build_testing() {
     let mut sim = Sim::new(PORTS);
