@@ -217,6 +217,8 @@ pub(super) struct CanaryStep {
     pub(super) server_errors: (u64, u64),
     /// Users testing served this step.
     pub(super) users: u64,
+    /// Why its evidence is not enough yet (the scorer's words), if it is not.
+    pub(super) waiting: Option<String>,
 }
 
 /// Where an instance is in its life.
@@ -627,6 +629,7 @@ impl State {
                 running_server_errors: c.server_errors.1,
                 users: c.users,
                 held: c.held,
+                waiting: c.waiting.clone(),
             }),
         }
     }

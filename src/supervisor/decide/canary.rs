@@ -38,6 +38,7 @@ impl Decision<'_> {
             answers: (0, 0),
             server_errors: (0, 0),
             users: 0,
+            waiting: None,
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -62,6 +63,7 @@ impl Decision<'_> {
         c.answers = (ev.testing_answers, ev.running_answers);
         c.server_errors = ev.server_errors;
         c.users = ev.users;
+        c.waiting = ev.waiting.clone();
         let (step, since, held) = (c.step, c.since, c.held);
         let weight = self.s.canary_steps.get(step).copied().unwrap_or(0);
         if let Some(r) = ev.regression {
@@ -94,10 +96,13 @@ impl Decision<'_> {
                     version,
                     step: step + 1,
                     why: format!(
-                        "too little evidence at {} after {:?}: {} answers from testing; it holds until promote or abort",
+                        "too little evidence at {} after {:?}: {}; it holds until promote or abort",
                         share_text(weight),
                         elapsed,
-                        ev.testing_answers
+                        ev.waiting.unwrap_or_else(|| format!(
+                            "{} answers from testing",
+                            ev.testing_answers
+                        ))
                     ),
                 });
             }
