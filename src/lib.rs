@@ -195,8 +195,9 @@ pub struct Listeners {
 /// runs under it) when it is ready, how it is doing, and when it stops.
 ///
 /// Each configuration received on `reload` (a re-read `.env`, already validated) is applied: the
-/// keys in [`config::LIVE_KEYS`] take effect at once, any other changed key is named in the log as
-/// needing a restart.
+/// keys in [`config::LIVE_KEYS`] take effect at once, those in [`config::NEW_INSTANCE_KEYS`] for
+/// instances started from now on, any other changed key keeps its old value and is named in the
+/// log as needing a restart.
 pub async fn run(
     cfg: Config,
     listeners: Listeners,
@@ -655,30 +656,33 @@ async fn first_failure(
     failure
 }
 
-/// Publish a reloaded configuration and say what it changed.
-fn apply_reload(config: &watch::Sender<Arc<Config>>, mut new: Config) {
-    // Not a key: set once by `main`, a re-read `.env` does not carry it.
-    new.watchdog = config.borrow().watchdog.clone();
-    let changed = config::changed_keys(&config.borrow(), &new);
-    if changed.is_empty() {
-        tracing::info!(
-            "reloaded {}: nothing changed",
-            new.base.join(".env").display()
-        );
+/// Publish a reloaded configuration (keys that need a restart keep their old values, see
+/// [`config::merge`]) and say what it changed and when each change applies.
+fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
+    let path = new.base.join(".env");
+    let r = config::merge(&config.borrow(), new);
+    if r.applied.is_empty() && r.new_instances.is_empty() && r.restart.is_empty() {
+        tracing::info!("reloaded {}: nothing changed", path.display());
         return;
     }
-    let (live, restart): (Vec<&str>, Vec<&str>) =
-        changed.iter().partition(|k| config::LIVE_KEYS.contains(k));
-    if !live.is_empty() {
-        tracing::info!("reloaded configuration: applied {}", live.join(", "));
+    if !r.applied.is_empty() {
+        tracing::info!("reloaded configuration: applied {}", r.applied.join(", "));
     }
-    if !restart.is_empty() {
-        tracing::warn!(
-            "reloaded configuration: {} changed but take effect only when understudy restarts",
-            restart.join(", ")
+    if !r.new_instances.is_empty() {
+        tracing::info!(
+            "reloaded configuration: {} apply to instances started from now on; those already running keep the old values until they restart",
+            r.new_instances.join(", ")
         );
     }
-    config.send_replace(Arc::new(new));
+    if !r.restart.is_empty() {
+        tracing::warn!(
+            "reloaded configuration: {} changed but take effect only when understudy restarts",
+            r.restart.join(", ")
+        );
+    }
+    if !r.applied.is_empty() || !r.new_instances.is_empty() {
+        config.send_replace(Arc::new(r.config));
+    }
 }
 
 /// The shutdown sequence; returns the first failure, if any.

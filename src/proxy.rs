@@ -240,6 +240,9 @@ impl Proxy {
         let Some(running) = &routes.running else {
             return Err(routes.restarting.clone());
         };
+        // Running's users keep their place too (PLACES without the key): one place with nearly
+        // all answers tells the scorer every user comes through one front proxy.
+        let mut running_place = canary::PLACES;
         if let Some(testing) = routes.testing.as_ref().filter(|_| routes.canary > 0) {
             let place = canary::place(&self.sticky, head, peer());
             if let Some(place) = place.filter(|&p| p < routes.canary) {
@@ -250,12 +253,13 @@ impl Proxy {
                     side: Some((canary::Side::Testing, place)),
                 });
             }
+            running_place = place.unwrap_or(canary::PLACES);
         }
         Ok(Route {
             running: InflightGuard::new(running),
             testing: routes.testing.clone(),
             secondary: routes.secondary.clone(),
-            side: (routes.canary > 0).then_some((canary::Side::Running, canary::PLACES)),
+            side: (routes.canary > 0).then_some((canary::Side::Running, running_place)),
         })
     }
 

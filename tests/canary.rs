@@ -303,3 +303,34 @@ fn after_kill_9_in_step_2_the_step_resumes_with_each_user_on_its_side() {
     assert_eq!(failed, 0, "no user request failed after the resume");
     u.stop();
 }
+
+/// Behind a front proxy every user has its address; here every user is on loopback with
+/// `CANARY_STICKY=ip`, one place (637) under 10 %: all land on testing, running answers nothing
+/// to compare with, so a build failing every POST is neither promoted nor rolled back: the step
+/// waits, holds, and says why and which key to use.
+#[test]
+fn users_behind_one_address_hold_the_step_and_the_reason_names_the_sticky_key() {
+    let base = Base::new("canary-one-address");
+    base.write_env("STABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0\nCANARY_STEPS=10%\nCANARY_STEP_WINDOW=2s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    let users = Users::start(u.addr);
+    base.drop_fixture("1.2.0", "--fail-path /api/orders");
+    let c = wait_until("the step to hold", Duration::from_secs(60), || {
+        let (_, s) = api(addr, "GET", "/api/status", None, "");
+        (s["canary"]["held"] == true).then(|| s["canary"].clone())
+    });
+    users.stop();
+    let why = c["waiting"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("POST /api/orders")
+            && why.contains("users all land on one side")
+            && why.contains("CANARY_STICKY=header:X-Real-IP"),
+        "{c}"
+    );
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    assert!(!base.path.join("rejected/app-1.2.0").exists());
+    u.stop();
+}

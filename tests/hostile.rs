@@ -149,14 +149,16 @@ fn sighup_reloads_the_env_and_refuses_a_bad_one() {
 
     // A good one is applied: the new window and evidence let 1.1.0 be promoted. A hook, like
     // SETTLE_TIME, keeps its start-time command until a restart, as the log says: the refusing
-    // PRE_PROMOTE does not apply yet.
+    // PRE_PROMOTE does not apply yet. READY_TIMEOUT is read when an instance starts: the log
+    // says it applies to instances started from now on, not to running.
     base.write_env(&format!(
-        "{settled}\nSTABLE_WINDOW=1s\nMIN_MIRRORED=5\nSETTLE_TIME=300ms\nPRE_PROMOTE=/bin/false\nCANARY_STEPS=10%"
+        "{settled}\nSTABLE_WINDOW=1s\nMIN_MIRRORED=5\nSETTLE_TIME=300ms\nPRE_PROMOTE=/bin/false\nCANARY_STEPS=10%\nREADY_TIMEOUT=61s"
     ));
     hup(&u);
     wait_until("the reload", Duration::from_secs(5), || {
         let log = u.log_text();
         (log.contains("applied STABLE_WINDOW, MIN_MIRRORED")
+            && log.contains("READY_TIMEOUT apply to instances started from now on; those already running keep the old values until they restart")
             && log.contains("SETTLE_TIME, PRE_PROMOTE, CANARY_STEPS changed but take effect only when understudy restarts"))
         .then_some(())
     });

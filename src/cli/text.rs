@@ -102,7 +102,7 @@ fn canary_text(c: &Value) -> String {
         .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
         .map_or(String::new(), |d| format!("{} s of ", d.as_secs()));
     format!(
-        "{} % (step {} of {}), {elapsed}{:.0} s, {} answers{}",
+        "{} % (step {} of {}), {elapsed}{:.0} s, {} answers{}{}",
         c["weight"].as_f64().unwrap_or(0.0),
         c["step"],
         c["steps"],
@@ -112,7 +112,10 @@ fn canary_text(c: &Value) -> String {
             "; holds: too little evidence (promote or abort)"
         } else {
             ""
-        }
+        },
+        c["waiting"]
+            .as_str()
+            .map_or(String::new(), |w| format!("; waiting: {w}"))
     )
 }
 

@@ -1,21 +1,12 @@
-//! What a reload (SIGHUP) changes: which keys differ between two configurations, and which of
-//! them take effect in the running understudy.
+//! What a reload (SIGHUP) changes: which keys differ between two configurations, which of them
+//! take effect in the running understudy, and the configuration to publish (the one place that
+//! decides it: a key that needs a restart keeps its old value until then).
 
 use super::Config;
 
-/// Keys a reload (SIGHUP) applies to the running understudy; any other changed key is named as
-/// needing a restart. The supervisor reads these when it acts; the scorer gets its thresholds.
+/// Keys a reload (SIGHUP) applies at once; the supervisor reads these when it acts, the scorer
+/// gets its thresholds. Any other changed key needs a restart, except [`NEW_INSTANCE_KEYS`].
 pub const LIVE_KEYS: &[&str] = &[
-    "UPSTREAM_HOST",
-    "PROPERTIES_FILE_NAME",
-    "PORT_KEY",
-    "JAR_COMMAND",
-    "EXEC_COMMAND",
-    "READY_PATH",
-    "HEALTH_PATH",
-    "HEARTBEAT_EVERY",
-    "HEARTBEAT_MISSES",
-    "READY_TIMEOUT",
     "SHUTDOWN_GRACE",
     "STABLE_WINDOW",
     "MIN_MIRRORED",
@@ -47,18 +38,87 @@ pub const LIVE_KEYS: &[&str] = &[
     "MAX_UNPACKED_SIZE",
 ];
 
-/// Whether one key's value differs between two configurations.
-type Differs = fn(&Config, &Config) -> bool;
+/// Keys a reload publishes that are read when an instance starts (its command, port, probes and
+/// address): instances started from now on get them, those already running keep the old values
+/// until they restart.
+pub const NEW_INSTANCE_KEYS: &[&str] = &[
+    "UPSTREAM_HOST",
+    "PROPERTIES_FILE_NAME",
+    "PORT_KEY",
+    "JAR_COMMAND",
+    "EXEC_COMMAND",
+    "READY_PATH",
+    "HEALTH_PATH",
+    "HEARTBEAT_EVERY",
+    "HEARTBEAT_MISSES",
+    "READY_TIMEOUT",
+];
 
-/// A table entry per key: `field.path => "KEY"` becomes the key and a check of that field.
+/// A reloaded configuration merged with the one in force, and what changed, by when it applies.
+#[derive(Debug)]
+pub struct Reload {
+    /// What to publish: the new values of live and new-instance keys, the old ones of the rest.
+    pub config: Config,
+    /// Changed keys applied at once ([`LIVE_KEYS`]).
+    pub applied: Vec<&'static str>,
+    /// Changed keys that apply to instances started from now on ([`NEW_INSTANCE_KEYS`]).
+    pub new_instances: Vec<&'static str>,
+    /// Changed keys that keep their old value until understudy restarts.
+    pub restart: Vec<&'static str>,
+}
+
+/// Merge a re-read configuration `new` into the one in force `old`: a changed key that needs a
+/// restart keeps its old value, so no part of understudy uses a value another part does not.
+pub fn merge(old: &Config, mut new: Config) -> Reload {
+    // Not a key: set once by `main`, a re-read `.env` does not carry it.
+    new.watchdog = old.watchdog.clone();
+    let (mut applied, mut new_instances, mut restart) = (Vec::new(), Vec::new(), Vec::new());
+    for f in FIELDS {
+        if !(f.differs)(old, &new) {
+            continue;
+        }
+        if LIVE_KEYS.contains(&f.key) {
+            applied.push(f.key);
+        } else if NEW_INSTANCE_KEYS.contains(&f.key) {
+            new_instances.push(f.key);
+        } else {
+            (f.keep)(old, &mut new);
+            restart.push(f.key);
+        }
+    }
+    Reload {
+        config: new,
+        applied,
+        new_instances,
+        restart,
+    }
+}
+
+/// One key and the fields it sets.
+struct Field {
+    key: &'static str,
+    /// Whether its value differs between two configurations.
+    differs: fn(&Config, &Config) -> bool,
+    /// Put the old configuration's value (every field the key sets) back into the new one.
+    keep: fn(&Config, &mut Config),
+}
+
+/// A table entry per key: `field.path | other.path => "KEY"` becomes the key, a check of its
+/// fields and how to keep their old values.
 macro_rules! fields {
-    ($($($field:ident).+ => $key:literal),* $(,)?) => {
-        &[$(($key, |old: &Config, new: &Config| old.$($field).+ != new.$($field).+)),*]
+    ($($($($field:ident).+)|+ => $key:literal),* $(,)?) => {
+        &[$(Field {
+            key: $key,
+            differs: |old: &Config, new: &Config| false $(|| old.$($field).+ != new.$($field).+)+,
+            keep: |old: &Config, new: &mut Config| {
+                $(new.$($field).+ = old.$($field).+.clone();)+
+            },
+        }),*]
     };
 }
 
-/// Every key with the field it sets, in the order [`changed_keys`] names them.
-const FIELDS: &[(&str, Differs)] = fields!(
+/// Every key with the fields it sets, in the order [`changed_keys`] names them.
+const FIELDS: &[Field] = fields!(
         identifier => "IDENTIFIER",
         listen => "LISTEN",
         port_range => "PORT_RANGE",
@@ -99,11 +159,11 @@ const FIELDS: &[(&str, Differs)] = fields!(
         limits.headers => "MAX_HEADERS",
         limits.request_body => "MAX_REQUEST_BODY",
         limits.connections => "MAX_CONNECTIONS",
-        diff.sample => "DIFF_SAMPLE",
+        diff.sample | score.diff_sample => "DIFF_SAMPLE",
         diff.ignore => "DIFF_IGNORE",
         diff.unordered => "DIFF_UNORDERED",
         diff.ignore_headers => "DIFF_IGNORE_HEADERS",
-        diff.noise_cancel => "NOISE_CANCEL",
+        diff.noise_cancel | score.noise_cancel => "NOISE_CANCEL",
         score.diff_relative => "DIFF_RELATIVE",
         score.diff_absolute => "DIFF_ABSOLUTE",
         score.confidence => "CONFIDENCE",
@@ -112,7 +172,7 @@ const FIELDS: &[(&str, Differs)] = fields!(
         score.plain_error_regex => "PLAIN_LOG_ERROR_REGEX",
         score.plain_warn_regex => "PLAIN_LOG_WARN_REGEX",
         score.evaluate_every => "EVALUATE_EVERY",
-        diff.replay.on => "REPLAY",
+        diff.replay.on | score.replay => "REPLAY",
         diff.replay.keep => "REPLAY_KEEP",
         diff.replay.rate => "REPLAY_RATE",
         diff.replay.repeat => "REPLAY_REPEAT",
@@ -150,8 +210,8 @@ const FIELDS: &[(&str, Differs)] = fields!(
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     FIELDS
         .iter()
-        .filter(|(_, differs)| differs(old, new))
-        .map(|(key, _)| *key)
+        .filter(|f| (f.differs)(old, new))
+        .map(|f| f.key)
         .collect()
 }
 
@@ -160,6 +220,43 @@ mod tests {
     use super::*;
     use crate::config::test_support::load;
     use crate::config::KEYS;
+
+    #[test]
+    fn a_key_that_needs_a_restart_keeps_its_old_value_in_the_published_config() {
+        let old = load("IDENTIFIER=a\n", &[]).unwrap();
+        let new = load(
+            "IDENTIFIER=a\nDIFF_SAMPLE=0.5\nDIFF_MAX_BODY=1KiB\nNOISE_CANCEL=off\nMIN_MIRRORED=7\nHEALTH_PATH=/health\nREADY_TIMEOUT=9s\nPRE_PROMOTE=/bin/false\n",
+            &[],
+        )
+        .unwrap();
+        let r = merge(&old, new);
+        assert_eq!(r.applied, vec!["MIN_MIRRORED"]);
+        assert_eq!(r.new_instances, vec!["HEALTH_PATH", "READY_TIMEOUT"]);
+        assert_eq!(
+            r.restart,
+            vec![
+                "DIFF_MAX_BODY",
+                "DIFF_SAMPLE",
+                "NOISE_CANCEL",
+                "PRE_PROMOTE"
+            ]
+        );
+        let c = &r.config;
+        assert_eq!(c.score.min_mirrored, 7);
+        assert_eq!(c.health_path.as_deref(), Some("/health"));
+        // The proxy samples and captures at the old rate and size until a restart: so does the
+        // scorer, and running's capture as testing's.
+        assert_eq!(c.diff.sample, old.diff.sample);
+        assert_eq!(c.score.diff_sample, old.score.diff_sample);
+        assert_eq!(c.diff.max_body, old.diff.max_body);
+        assert_eq!(c.score.noise_cancel, old.score.noise_cancel);
+        assert_eq!(c.hooks, old.hooks);
+        assert_eq!(
+            changed_keys(&old, c),
+            vec!["HEALTH_PATH", "READY_TIMEOUT", "MIN_MIRRORED"],
+            "only the keys that apply differ in what is published"
+        );
+    }
 
     #[test]
     fn a_reload_names_the_keys_that_changed() {
@@ -174,13 +271,19 @@ mod tests {
             vec!["LISTEN", "STABLE_WINDOW", "MAX_BODY_DIFF"]
         );
         assert!(changed_keys(&a, &a).is_empty());
-        for k in LIVE_KEYS {
+        for k in LIVE_KEYS.iter().chain(NEW_INSTANCE_KEYS) {
             assert!(KEYS.iter().any(|d| d.key == *k), "{k} is a key");
+        }
+        for k in NEW_INSTANCE_KEYS {
+            assert!(
+                !LIVE_KEYS.contains(k),
+                "{k} is live or for new instances, not both"
+            );
         }
         // Every key a reload can change is compared (SCHEME has one value), so none is ignored.
         for d in KEYS.iter().filter(|d| d.key != "SCHEME") {
             assert!(
-                FIELDS.iter().any(|(k, _)| *k == d.key),
+                FIELDS.iter().any(|f| f.key == d.key),
                 "{} is compared",
                 d.key
             );

@@ -32,8 +32,8 @@ pub enum Side {
 pub struct Served {
     /// Who served it.
     pub side: Side,
-    /// The user's place (below `PLACES` on testing's side): distinct places count the users
-    /// who met the build.
+    /// The user's place (`PLACES` without the sticky key): distinct places on testing's side
+    /// count the users who met the build; one place with nearly all answers is one address.
     pub place: u32,
     /// The request's method.
     pub method: Method,
@@ -73,6 +73,9 @@ pub struct CanaryCard {
     seen: [usize; 2],
     /// The places testing served, one bit each (allocated at its first answer).
     met: Vec<u64>,
+    /// Answers per place, both sides (allocated at the first answer with a place): one place
+    /// with nearly all of them is one address behind a front proxy, not many users.
+    per_place: Vec<u32>,
 }
 
 /// Places a user can take (`proxy::canary::PLACES`).
@@ -98,6 +101,13 @@ impl CanaryCard {
                 self.met = vec![0; PLACES.div_ceil(64)];
             }
             self.met[s.place as usize / 64] |= 1 << (s.place % 64);
+        }
+        if (s.place as usize) < PLACES {
+            if self.per_place.is_empty() {
+                self.per_place = vec![0; PLACES];
+            }
+            let n = &mut self.per_place[s.place as usize];
+            *n = n.saturating_add(1);
         }
         let row = self.rows.entry(key).or_default();
         let t = &mut row[side];
@@ -129,8 +139,11 @@ pub struct CanaryEvaluation {
     pub users: u64,
     /// The first regression found, in words with its figures; None while there is none.
     pub regression: Option<String>,
-    /// Enough answers on testing's side to move on (`MIN_MIRRORED`).
+    /// Enough answers to move on: `MIN_MIRRORED` from testing, and every endpoint testing
+    /// answered `MIN_ENDPOINT_PAIRS` times answered as often by running, to compare with.
     pub enough: bool,
+    /// Why it is not enough yet, in words with the figures (None when enough).
+    pub waiting: Option<String>,
 }
 
 /// Judge a step's answers: any endpoint (with `MIN_ENDPOINT_PAIRS` answers on testing's side)
@@ -185,14 +198,85 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
         (t + row[1].server_errors, r + row[0].server_errors)
     });
     let users = card.met.iter().map(|w| u64::from(w.count_ones())).sum();
+    let waiting = waiting(card, cfg);
     CanaryEvaluation {
         testing_answers,
         running_answers,
         server_errors,
         users,
-        enough: testing_answers >= cfg.min_mirrored,
+        enough: waiting.is_none(),
+        waiting,
         regression: regression.or_else(|| slower(card, cfg)),
     }
+}
+
+/// Endpoints named at most in a waiting reason.
+const NAMED: usize = 3;
+/// Share of a step's answers one place may carry before it is one address, not many users.
+const ONE_PLACE: f64 = 0.9;
+
+/// Why the step's answers are not enough evidence yet: too few from testing, or an endpoint
+/// testing answered that running did not answer often enough to compare with (its lower bound
+/// would be ≈0, so it could never look worse), said with the figures; None when enough.
+fn waiting(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
+    let (testing_answers, _) = card.answers();
+    let mut why = Vec::new();
+    if testing_answers < cfg.min_mirrored {
+        why.push(format!(
+            "{testing_answers} answers from testing of MIN_MIRRORED {}",
+            cfg.min_mirrored
+        ));
+    }
+    let uncompared: Vec<_> = card
+        .rows
+        .iter()
+        .filter(|(_, [r, t])| {
+            t.answers >= cfg.min_endpoint_pairs && r.answers < cfg.min_endpoint_pairs
+        })
+        .collect();
+    if !uncompared.is_empty() {
+        let named: Vec<String> = uncompared
+            .iter()
+            .take(NAMED)
+            .map(|(k, [r, t])| {
+                format!(
+                    "{k} ({} from testing, {} from running)",
+                    t.answers, r.answers
+                )
+            })
+            .collect();
+        let more = uncompared.len().saturating_sub(NAMED);
+        why.push(format!(
+            "running answered fewer than MIN_ENDPOINT_PAIRS {} times on {}{}, so testing's answers there cannot be compared",
+            cfg.min_endpoint_pairs,
+            named.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(format!("{}{}", why.join("; "), one_sided(card, cfg)))
+}
+
+/// "; …users all land on one side…" when one place (or one side) carries nearly all of the
+/// step's answers: behind a front proxy every user has its address, and `ip` places them as one.
+fn one_sided(card: &CanaryCard, cfg: &ScoreConfig) -> String {
+    let (testing, running) = card.answers();
+    let all = testing + running;
+    let top = card.per_place.iter().copied().max().map_or(0, u64::from);
+    let why = if all >= cfg.min_endpoint_pairs && top as f64 >= all as f64 * ONE_PLACE {
+        format!("{top} of the {all} answers came from one user's place")
+    } else if testing == 0 && running >= cfg.min_mirrored {
+        format!("running served all {running} answers")
+    } else if running == 0 && testing >= cfg.min_mirrored {
+        format!("testing served all {testing} answers")
+    } else {
+        return String::new();
+    };
+    format!(
+        "; {why}: users all land on one side, as when a front proxy or TLS terminator gives every request one address; behind one set CANARY_STICKY=header:X-Real-IP (or cookie:NAME)"
+    )
 }
 
 /// Testing's user-path p95 over `MAX_P95_RATIO` × running's in the same step, and its answers
@@ -310,6 +394,43 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_running_never_answered_is_not_enough_and_the_reason_names_the_proxy() {
+        // Behind a front proxy every user has one address, one place: all on testing at 10 %.
+        let cfg = crate::score::test_support::cfg();
+        let mut c = CanaryCard::default();
+        for _ in 0..200 {
+            c.record(&served(Side::Testing, Method::POST, "/api/orders", 500));
+        }
+        let e = evaluate(&c, &cfg);
+        assert_eq!(
+            e.regression, None,
+            "nothing to compare with is no regression"
+        );
+        assert!(!e.enough, "nothing to compare with is not enough: {e:?}");
+        let why = e.waiting.unwrap();
+        assert!(
+            why.starts_with("running answered fewer than MIN_ENDPOINT_PAIRS 5 times on POST /api/orders (200 from testing, 0 from running)"),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "200 of the 200 answers came from one user's place: users all land on one side"
+            ) && why.contains("CANARY_STICKY=header:X-Real-IP (or cookie:NAME)"),
+            "{why}"
+        );
+        // At 5 % the one place is running's: testing gets nobody, and the reason says why.
+        let mut c = CanaryCard::default();
+        for _ in 0..200 {
+            c.record(&served(Side::Running, Method::POST, "/api/orders", 200));
+        }
+        let why = evaluate(&c, &cfg).waiting.unwrap();
+        assert!(
+            why.starts_with("0 answers from testing of MIN_MIRRORED 100; 200 of the 200 answers came from one user's place"),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn healthy_answers_are_enough_and_few_are_not() {
         let cfg = ScoreConfig {
             min_mirrored: 150,
@@ -318,6 +439,7 @@ mod tests {
         let e = evaluate(&card(0), &cfg);
         assert_eq!(e.regression, None);
         assert!(e.enough, "{e:?}");
+        assert_eq!(e.waiting, None);
         let mut few = CanaryCard::default();
         few.record(&served(Side::Testing, Method::GET, "/", 200));
         assert!(!evaluate(&few, &cfg).enough);

@@ -172,6 +172,9 @@ pub struct CanaryStatus {
     pub users: u64,
     /// It holds for lack of evidence.
     pub held: bool,
+    /// Why the evidence is not enough yet (such as an endpoint running has too few answers on
+    /// to compare with), while it is not.
+    pub waiting: Option<String>,
 }
 
 /// Format a wall-clock instant as RFC 3339 (UTC), as status and history show times.

@@ -709,20 +709,15 @@ impl Executor {
     }
 
     /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,
-    /// and so does `decide` (the guard's 5xx rule is the scorer's): the input returned.
-    /// The hooks keep their start-time commands, `HOOK_TIMEOUT` and `HOOK_LOG_MAX`, as the reload
-    /// says: which hooks exist is fixed at start, so a command changed here alone would run
-    /// where a removed one silently passes and an added one never runs.
+    /// and so does `decide` (the guard's 5xx rule is the scorer's): the input returned. Keys
+    /// that need a restart (the hooks among them) already hold their old values
+    /// ([`crate::config::merge`]).
     fn reconfigure(&mut self, new: Arc<Config>) -> Option<Input> {
         let reloaded = reloaded(&self.cfg, &new);
         if reloaded.is_some() {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));
         }
-        let mut new = Arc::unwrap_or_clone(new);
-        new.hooks = self.cfg.hooks.clone();
-        new.hook_timeout = self.cfg.hook_timeout;
-        new.hook_log_max = self.cfg.hook_log_max;
-        self.cfg = Arc::new(new);
+        self.cfg = new;
         reloaded
     }
 

@@ -227,6 +227,8 @@ pub(super) struct CanaryStep {
     pub(super) regression: Option<String>,
     /// The last step passed its window with enough evidence: a due schedule may fire.
     pub(super) passed: bool,
+    /// Why its evidence is not enough yet (the scorer's words), if it is not.
+    pub(super) waiting: Option<String>,
 }
 
 /// Where an instance is in its life.
@@ -645,6 +647,7 @@ impl State {
                 running_server_errors: c.server_errors.1,
                 users: c.users,
                 held: c.held,
+                waiting: c.waiting.clone(),
             }),
         }
     }

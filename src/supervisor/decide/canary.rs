@@ -40,6 +40,7 @@ impl Decision<'_> {
             users: 0,
             regression: None,
             passed: false,
+            waiting: None,
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -64,6 +65,7 @@ impl Decision<'_> {
         c.answers = (ev.testing_answers, ev.running_answers);
         c.server_errors = ev.server_errors;
         c.users = ev.users;
+        c.waiting = ev.waiting.clone();
         let (step, since, held) = (c.step, c.since, c.held);
         let weight = self.s.canary_steps.get(step).copied().unwrap_or(0);
         if let Some(r) = ev.regression {
@@ -101,10 +103,13 @@ impl Decision<'_> {
                     version,
                     step: step + 1,
                     why: format!(
-                        "too little evidence at {} after {:?}: {} answers from testing; it holds until promote or abort",
+                        "too little evidence at {} after {:?}: {}; it holds until promote or abort",
                         share_text(weight),
                         elapsed,
-                        ev.testing_answers
+                        ev.waiting.unwrap_or_else(|| format!(
+                            "{} answers from testing",
+                            ev.testing_answers
+                        ))
                     ),
                 });
             }

@@ -21,6 +21,8 @@ fn canary_eval(testing: u64, regression: Option<&str>) -> CanaryEvaluation {
         users: testing / 3,
         regression: regression.map(str::to_string),
         enough: testing >= 100,
+        waiting: (testing < 100)
+            .then(|| format!("{testing} answers from testing of MIN_MIRRORED 100")),
     }
 }
 
