@@ -305,11 +305,12 @@ fn after_kill_9_in_step_2_the_step_resumes_with_each_user_on_its_side() {
 }
 
 /// Behind a front proxy every user has its address; here every user is on loopback with
-/// `CANARY_STICKY=ip`, one place (637) under 10 %: all land on testing, running answers nothing
-/// to compare with, so a build failing every POST is neither promoted nor rolled back: the step
-/// waits, holds, and says why and which key to use.
+/// `CANARY_STICKY=ip`, one place (637) under 10 %: all land on testing and running answers
+/// nothing to compare with. A build failing every POST is still rolled back, judged against
+/// running's rate; a healthy one holds, since the step is no share of users, and the reason
+/// says why and which key to use.
 #[test]
-fn users_behind_one_address_hold_the_step_and_the_reason_names_the_sticky_key() {
+fn users_behind_one_address_roll_back_a_failing_build_and_hold_a_healthy_one_naming_the_key() {
     let base = Base::new("canary-one-address");
     base.write_env("STABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0\nCANARY_STEPS=10%\nCANARY_STEP_WINDOW=2s");
     let mut u = Understudy::start(&base);
@@ -318,6 +319,15 @@ fn users_behind_one_address_hold_the_step_and_the_reason_names_the_sticky_key() 
     let (addr, _) = admin(&base);
     let users = Users::start(u.addr);
     base.drop_fixture("1.2.0", "--fail-path /api/orders");
+    let reason = wait_until("1.2.0 rolled back", Duration::from_secs(60), || {
+        std::fs::read_to_string(base.path.join("rejected/app-1.2.0/reason.json")).ok()
+    });
+    assert!(
+        reason.contains("POST /api/orders 5xx 100.0 %")
+            && reason.contains("running answered too few times to compare"),
+        "{reason}"
+    );
+    base.drop_fixture("1.3.0", "");
     let c = wait_until("the step to hold", Duration::from_secs(60), || {
         let (_, s) = api(addr, "GET", "/api/status", None, "");
         (s["canary"]["held"] == true).then(|| s["canary"].clone())
@@ -325,12 +335,11 @@ fn users_behind_one_address_hold_the_step_and_the_reason_names_the_sticky_key() 
     users.stop();
     let why = c["waiting"].as_str().unwrap_or_default();
     assert!(
-        why.contains("POST /api/orders")
+        why.contains("running served none of the step's answers")
             && why.contains("users all land on one side")
             && why.contains("CANARY_STICKY=header:X-Real-IP"),
         "{c}"
     );
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
-    assert!(!base.path.join("rejected/app-1.2.0").exists());
     u.stop();
 }

@@ -139,8 +139,8 @@ pub struct CanaryEvaluation {
     pub users: u64,
     /// The first regression found, in words with its figures; None while there is none.
     pub regression: Option<String>,
-    /// Enough answers to move on: `MIN_MIRRORED` from testing, and every endpoint testing
-    /// answered `MIN_ENDPOINT_PAIRS` times answered as often by running, to compare with.
+    /// Enough answers to move on: `MIN_MIRRORED` from testing, and both sides served (a step
+    /// whose users all land on one side is not a share of users).
     pub enough: bool,
     /// Why it is not enough yet, in words with the figures (None when enough).
     pub waiting: Option<String>,
@@ -152,47 +152,17 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
     let (testing_answers, running_answers) = card.answers();
     let mut regression = None;
     for (key, [running, testing]) in &card.rows {
-        if testing.answers < cfg.min_endpoint_pairs {
+        if testing.answers < cfg.min_endpoint_pairs || regression.is_some() {
             continue;
         }
         let checks = [
-            (
-                "5xx",
-                testing.server_errors,
-                running.server_errors,
-                cfg.max_5xx_delta,
-            ),
-            (
-                "4xx",
-                testing.client_errors,
-                running.client_errors,
-                cfg.max_client_error_delta,
-            ),
+            ("5xx", testing.server_errors, cfg.max_5xx_delta),
+            ("4xx", testing.client_errors, cfg.max_client_error_delta),
         ];
-        for (what, tk, rk, margin) in checks {
-            let check = stats::compare_rates(
-                tk,
-                testing.answers,
-                rk,
-                running.answers,
-                margin,
-                cfg.confidence,
-            );
-            match check {
-                RateCheck::Worse { .. } if regression.is_none() => {
-                    let rate = |k: u64, n: u64| k as f64 * 100.0 / n.max(1) as f64;
-                    regression = Some(format!(
-                        "{key} {what} {:.1} % vs running {:.1} % over {} and {} answers ({:.0} %)",
-                        rate(tk, testing.answers),
-                        rate(rk, running.answers),
-                        testing.answers,
-                        running.answers,
-                        cfg.confidence * 100.0
-                    ));
-                }
-                _ => {}
-            }
-        }
+        regression = checks.into_iter().find_map(|(what, tk, margin)| {
+            let base = baseline(card, running, what, cfg);
+            worse(key, what, (tk, testing.answers), base, margin, cfg)
+        });
     }
     let server_errors = card.rows.values().fold((0, 0), |(t, r), row| {
         (t + row[1].server_errors, r + row[0].server_errors)
@@ -210,53 +180,87 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
     }
 }
 
-/// Endpoints named at most in a waiting reason.
-const NAMED: usize = 3;
+/// What testing's rate on an endpoint is judged against.
+#[derive(Debug, Clone, Copy)]
+enum Baseline {
+    /// Running's own answers on the endpoint: (bad, answers).
+    Own(u64, u64),
+    /// Running answered the endpoint too few times to compare with (one only the new build's
+    /// pages call, or every user on testing): its rate over all its answers in the step as a
+    /// fixed ceiling, (bad, answers); (0, 0), a ceiling of the margin alone, when it has too few.
+    Pooled(u64, u64),
+}
+
+/// The baseline of `what` ("5xx" or "4xx") for the endpoint `running` answered.
+fn baseline(card: &CanaryCard, running: &SideTally, what: &str, cfg: &ScoreConfig) -> Baseline {
+    let bad = |t: &SideTally| match what {
+        "5xx" => t.server_errors,
+        _ => t.client_errors,
+    };
+    if running.answers >= cfg.min_endpoint_pairs {
+        return Baseline::Own(bad(running), running.answers);
+    }
+    let (k, n) = card
+        .rows
+        .values()
+        .fold((0, 0), |(k, n), [r, _]| (k + bad(r), n + r.answers));
+    match n >= cfg.min_endpoint_pairs {
+        true => Baseline::Pooled(k, n),
+        false => Baseline::Pooled(0, 0),
+    }
+}
+
+/// The regression, in words with its figures, when testing's rate `tk / tn` is surely worse than
+/// the baseline by more than `margin`.
+fn worse(
+    key: &str,
+    what: &str,
+    (tk, tn): (u64, u64),
+    base: Baseline,
+    margin: f64,
+    cfg: &ScoreConfig,
+) -> Option<String> {
+    let rate = |k: u64, n: u64| k as f64 / n.max(1) as f64;
+    let check = match base {
+        Baseline::Own(bk, bn) => stats::compare_rates(tk, tn, bk, bn, margin, cfg.confidence),
+        Baseline::Pooled(bk, bn) => {
+            stats::compare_rate_to(tk, tn, rate(bk, bn) + margin, cfg.confidence)
+        }
+    };
+    let RateCheck::Worse { .. } = check else {
+        return None;
+    };
+    let (t, c) = (rate(tk, tn) * 100.0, cfg.confidence * 100.0);
+    Some(match base {
+        Baseline::Own(bk, bn) => format!(
+            "{key} {what} {t:.1} % vs running {:.1} % over {tn} and {bn} answers ({c:.0} %)",
+            rate(bk, bn) * 100.0
+        ),
+        Baseline::Pooled(bk, bn) => format!(
+            "{key} {what} {t:.1} % over {tn} answers, which running answered too few times to compare: vs running's {:.1} % over all {bn} of its answers in the step ({c:.0} %)",
+            rate(bk, bn) * 100.0
+        ),
+    })
+}
+
 /// Share of a step's answers one place may carry before it is one address, not many users.
 const ONE_PLACE: f64 = 0.9;
 
-/// Why the step's answers are not enough evidence yet: too few from testing, or an endpoint
-/// testing answered that running did not answer often enough to compare with (its lower bound
-/// would be ≈0, so it could never look worse), said with the figures; None when enough.
+/// Why the step's answers are not enough evidence yet, said with the figures; None when enough:
+/// too few from testing, or every answer from one side (the step's split is then not a share of
+/// users: behind a front proxy with `CANARY_STICKY=ip`, everyone is one place). An endpoint that
+/// running answered too few times never holds the step: it is judged against running's rate over
+/// the step ([`Baseline::Pooled`]).
 fn waiting(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
-    let (testing_answers, _) = card.answers();
-    let mut why = Vec::new();
-    if testing_answers < cfg.min_mirrored {
-        why.push(format!(
-            "{testing_answers} answers from testing of MIN_MIRRORED {}",
+    let (testing, running) = card.answers();
+    let hint = one_sided(card, cfg);
+    if testing < cfg.min_mirrored {
+        return Some(format!(
+            "{testing} answers from testing of MIN_MIRRORED {}{hint}",
             cfg.min_mirrored
         ));
     }
-    let uncompared: Vec<_> = card
-        .rows
-        .iter()
-        .filter(|(_, [r, t])| {
-            t.answers >= cfg.min_endpoint_pairs && r.answers < cfg.min_endpoint_pairs
-        })
-        .collect();
-    if !uncompared.is_empty() {
-        let named: Vec<String> = uncompared
-            .iter()
-            .take(NAMED)
-            .map(|(k, [r, t])| {
-                format!(
-                    "{k} ({} from testing, {} from running)",
-                    t.answers, r.answers
-                )
-            })
-            .collect();
-        let more = uncompared.len().saturating_sub(NAMED);
-        why.push(format!(
-            "running answered fewer than MIN_ENDPOINT_PAIRS {} times on {}{}, so testing's answers there cannot be compared",
-            cfg.min_endpoint_pairs,
-            named.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
-        ));
-    }
-    if why.is_empty() {
-        return None;
-    }
-    Some(format!("{}{}", why.join("; "), one_sided(card, cfg)))
+    (running == 0).then(|| format!("running served none of the step's answers{hint}"))
 }
 
 /// "; …users all land on one side…" when one place (or one side) carries nearly all of the
@@ -394,28 +398,33 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_running_never_answered_is_not_enough_and_the_reason_names_the_proxy() {
+    fn an_endpoint_running_never_answered_is_judged_against_its_rate_over_the_step() {
         // Behind a front proxy every user has one address, one place: all on testing at 10 %.
+        // A build failing every POST is still rolled back: against no baseline, the margin.
         let cfg = crate::score::test_support::cfg();
         let mut c = CanaryCard::default();
         for _ in 0..200 {
             c.record(&served(Side::Testing, Method::POST, "/api/orders", 500));
         }
         let e = evaluate(&c, &cfg);
-        assert_eq!(
-            e.regression, None,
-            "nothing to compare with is no regression"
+        let r = e.regression.unwrap_or_default();
+        assert!(
+            r.starts_with("POST /api/orders 5xx 100.0 % over 200 answers, which running answered too few times to compare"),
+            "{r}"
         );
-        assert!(!e.enough, "nothing to compare with is not enough: {e:?}");
+        // Healthy, it holds: every answer on one side is not a share of users; the reason says
+        // so and names the key to use.
+        let mut c = CanaryCard::default();
+        for _ in 0..200 {
+            c.record(&served(Side::Testing, Method::POST, "/api/orders", 200));
+        }
+        let e = evaluate(&c, &cfg);
+        assert_eq!(e.regression, None);
+        assert!(!e.enough, "{e:?}");
         let why = e.waiting.unwrap();
         assert!(
-            why.starts_with("running answered fewer than MIN_ENDPOINT_PAIRS 5 times on POST /api/orders (200 from testing, 0 from running)"),
-            "{why}"
-        );
-        assert!(
-            why.contains(
-                "200 of the 200 answers came from one user's place: users all land on one side"
-            ) && why.contains("CANARY_STICKY=header:X-Real-IP (or cookie:NAME)"),
+            why.starts_with("running served none of the step's answers; 200 of the 200 answers came from one user's place: users all land on one side")
+                && why.contains("CANARY_STICKY=header:X-Real-IP (or cookie:NAME)"),
             "{why}"
         );
         // At 5 % the one place is running's: testing gets nobody, and the reason says why.
@@ -427,6 +436,42 @@ mod tests {
         assert!(
             why.starts_with("0 answers from testing of MIN_MIRRORED 100; 200 of the 200 answers came from one user's place"),
             "{why}"
+        );
+    }
+
+    /// A new endpoint only the new build's pages call is never answered by running: judged
+    /// against running's rate over the step, it neither holds the step nor passes when failing.
+    #[test]
+    fn an_endpoint_only_testing_serves_is_judged_against_runnings_rate_over_the_step() {
+        let cfg = crate::score::test_support::cfg();
+        let step = |new_status: u16| {
+            let mut c = CanaryCard::default();
+            for i in 0..300 {
+                let side = if i % 2 == 0 {
+                    Side::Running
+                } else {
+                    Side::Testing
+                };
+                c.record(&served(side, Method::GET, "/a", 200));
+            }
+            for _ in 0..50 {
+                c.record(&served(Side::Testing, Method::GET, "/api/v2/x", new_status));
+            }
+            evaluate(&c, &cfg)
+        };
+        let healthy = step(200);
+        assert_eq!(healthy.regression, None);
+        assert!(
+            healthy.enough,
+            "a new endpoint does not hold the step: {healthy:?}"
+        );
+        let failing = step(500);
+        assert!(
+            failing
+                .regression
+                .as_deref()
+                .is_some_and(|r| r.starts_with("GET /api/v2/x 5xx 100.0 %")),
+            "{failing:?}"
         );
     }
 
