@@ -155,6 +155,9 @@ pub struct Instance {
     pub dir: PathBuf,
     /// Its port.
     pub port: u16,
+    /// The host it was started to be reached on (`UPSTREAM_HOST` then): a reload changes the
+    /// host of instances started afterwards, never this one's.
+    pub host: String,
     /// Its pid (and process group id).
     pub pid: u32,
     /// When it was started.
@@ -271,6 +274,7 @@ impl Instance {
             probed: p.probed,
             events,
         };
+        let host = p.probe.host.clone();
         let task = tokio::spawn(owner.run(leader, Probe::new(p.probe, p.port)));
         Instance {
             id: p.id,
@@ -279,6 +283,7 @@ impl Instance {
             number: p.number,
             dir: p.dir,
             port: p.port,
+            host,
             pid: p.pid,
             started: Instant::now(),
             stop,

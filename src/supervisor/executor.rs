@@ -608,13 +608,14 @@ impl Executor {
     }
 
     fn route(&mut self, r: Routing) {
-        let host = self.cfg.upstream_host.clone();
         let mut upstream = |t: &Option<super::Target>| -> Option<Arc<Upstream>> {
             let t = t.as_ref()?;
             if let Some(u) = self.upstreams.get(&t.id) {
                 return Some(u.clone());
             }
-            match Upstream::new(t.id, t.version.clone(), &host, t.port) {
+            // Reached on the host it was started (and probed) on, whatever a reload says since.
+            let host = self.instances.get(&t.id).map_or(&self.cfg.upstream_host, |i| &i.host);
+            match Upstream::new(t.id, t.version.clone(), host, t.port) {
                 Ok(u) => {
                     let u = Arc::new(u);
                     self.upstreams.insert(t.id, u.clone());
