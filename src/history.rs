@@ -63,6 +63,15 @@ impl Switch {
     }
 }
 
+/// After a switch from `from` for `why`: what a plain rollback brings back, and what it must
+/// not (the version a rollback just threw out): `(previous, rolled_back_from)`.
+pub fn after_switch(from: Option<Version>, why: SwitchWhy) -> (Option<Version>, Option<Version>) {
+    match why {
+        SwitchWhy::Rollback => (None, from),
+        _ => (from, None),
+    }
+}
+
 /// Parse an RFC 3339 instant such as `2026-12-01T03:00:00Z` (bounded: see [`crate::instant`]).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     crate::instant::parse(s).ok()

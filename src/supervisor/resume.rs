@@ -55,12 +55,17 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
     let running = find(&persisted.running, Some(Role::Running));
     // What served before running, for a plain rollback; or what running's switch rolled back
     // from, which a plain rollback must not bring back.
-    let switches = crate::history::read(&layout.history_file()).unwrap_or_default();
+    let history = crate::history::read(&layout.history_file());
+    let switches = history.as_deref().unwrap_or_default();
     let (previous, rolled_back_from) = running
         .as_ref()
-        .map(|r| before(&switches, &r.version))
+        .map(|r| before(switches, &r.version))
         .unwrap_or_default();
-    let history_last = switches.last().map(|s| s.to.clone());
+    // Unreadable, the history is not known to lack the switch: nothing is recorded again.
+    let history_last = match &history {
+        Ok(h) => h.last().map(|s| s.to.clone()),
+        Err(_) => persisted.txn.as_ref().map(|t| t.version.clone()),
+    };
     let testing = find(&persisted.testing, Some(Role::Testing));
     let tested = testing.as_ref().map(|t| &t.version);
     let mut resumed = Resumed {
@@ -186,8 +191,5 @@ pub(super) fn before(
     let Some(last) = switches.iter().rev().find(|s| s.to == *running) else {
         return (None, None);
     };
-    match last.why {
-        crate::history::SwitchWhy::Rollback => (None, last.from.clone()),
-        _ => (last.from.clone(), None),
-    }
+    crate::history::after_switch(last.from.clone(), last.why)
 }

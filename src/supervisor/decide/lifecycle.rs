@@ -313,9 +313,8 @@ impl Decision<'_> {
                 SwitchWhy::Automatic
             });
             if from.is_some() {
-                let rollback = why == SwitchWhy::Rollback;
-                self.s.rolled_back_from = from.clone().filter(|_| rollback);
-                self.s.previous = from.clone().filter(|_| !rollback);
+                (self.s.previous, self.s.rolled_back_from) =
+                    crate::history::after_switch(from.clone(), why);
             }
             self.out.push(Action::Record {
                 from,

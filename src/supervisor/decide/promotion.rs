@@ -48,9 +48,8 @@ impl Decision<'_> {
     /// A switch the journal says happened but the history lacks (killed between the state
     /// write and the history's): recorded now, and a plain rollback's target follows it.
     fn record_missed_switch(&mut self, t: &Txn) {
-        let rollback = t.why == SwitchWhy::Rollback;
-        self.s.rolled_back_from = t.from.clone().filter(|_| rollback);
-        self.s.previous = t.from.clone().filter(|_| !rollback);
+        (self.s.previous, self.s.rolled_back_from) =
+            crate::history::after_switch(t.from.clone(), t.why);
         self.out.push(Action::Record {
             from: t.from.clone(),
             to: t.version.clone(),
