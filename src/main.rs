@@ -127,22 +127,15 @@ fn main() -> ExitCode {
                 Ok(h) => h,
                 Err(e) => return fail_told(e, &mut takeover),
             };
-            let mut overrides = Vec::new();
-            for (k, v) in [
+            let flags = [
                 ("LISTEN", listen),
                 ("IDENTIFIER", identifier),
                 ("PORT_RANGE", port_range),
-            ] {
-                if let Some(v) = v {
-                    overrides.push((k.to_string(), v));
-                }
-            }
-            for s in &set {
-                match parse_override(s) {
-                    Ok(kv) => overrides.push(kv),
-                    Err(e) => return fail_told(e, &mut takeover),
-                }
-            }
+            ];
+            let overrides = match overrides(flags, &set) {
+                Ok(o) => o,
+                Err(e) => return fail_told(e, &mut takeover),
+            };
             let base = base.unwrap_or_else(|| PathBuf::from("."));
             let base = std::fs::canonicalize(&base).unwrap_or(base);
             let mut cfg = match Config::load(&base, &ProcessEnv, &overrides) {
@@ -185,6 +178,20 @@ fn main() -> ExitCode {
         }
         Command::Watchdog(args) => report(understudy::watchdog::main(args).context("watchdog")),
     }
+}
+
+/// The settings `run` was given as flags and `--set KEY=VALUE`, as overrides of the `.env`.
+fn overrides(
+    flags: [(&str, Option<String>); 3],
+    set: &[String],
+) -> Result<Vec<(String, String)>, understudy::config::ConfigError> {
+    let named = flags
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v?)));
+    named
+        .map(Ok)
+        .chain(set.iter().map(|s| parse_override(s)))
+        .collect()
 }
 
 /// The command line without its hidden commands (`watchdog`, `fixture-app`): clap_complete's bash

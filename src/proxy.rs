@@ -351,12 +351,7 @@ pub fn start(
         .map_err(ProxyError::Listener)?;
     // Threads already started when a later one fails are stopped through this token.
     let started = stop.child_token();
-    let answer_memory = Arc::new(relay::AnswerMemory::new(settings.answer_memory));
-    let spills = Arc::new(spill::Spills::new(
-        settings.spill_dir.clone(),
-        settings.answer_spill,
-        settings.min_free_disk,
-    ));
+    let (answer_memory, spills) = answer_bounds(&settings);
     let count = settings.threads.max(1);
     let cores = cores(settings.pin, count);
     let (conns, queues) = Connections::new(settings.max_connections, count);
@@ -417,6 +412,17 @@ pub fn start(
         }
     }
     Ok(ProxyHandle { threads })
+}
+
+/// What all proxy threads' buffered answers share: `ANSWER_MEMORY`, and the spill files past it.
+fn answer_bounds(settings: &ProxySettings) -> (Arc<relay::AnswerMemory>, Arc<spill::Spills>) {
+    let memory = Arc::new(relay::AnswerMemory::new(settings.answer_memory));
+    let spills = Arc::new(spill::Spills::new(
+        settings.spill_dir.clone(),
+        settings.answer_spill,
+        settings.min_free_disk,
+    ));
+    (memory, spills)
 }
 
 /// The CPU for each of `count` proxy threads when `pin` (`CPU_AFFINITY=auto`) and they are one

@@ -614,7 +614,10 @@ impl Executor {
                 return Some(u.clone());
             }
             // Reached on the host it was started (and probed) on, whatever a reload says since.
-            let host = self.instances.get(&t.id).map_or(&self.cfg.upstream_host, |i| &i.host);
+            let host = self
+                .instances
+                .get(&t.id)
+                .map_or(&self.cfg.upstream_host, |i| &i.host);
             match Upstream::new(t.id, t.version.clone(), host, t.port) {
                 Ok(u) => {
                     let u = Arc::new(u);

@@ -288,6 +288,23 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// What status says of this slot's instance, its instants on the wall clock `wall` gives.
+    fn status(&self, wall: &impl Fn(Instant) -> std::time::SystemTime) -> control::InstanceStatus {
+        let child = self.phase.child();
+        control::InstanceStatus {
+            version: self.version().clone(),
+            instance: child.map(|c| c.number),
+            port: self.phase.port(),
+            pid: child.map(|c| c.pid),
+            ready: self.is_ready(),
+            since: match self.phase {
+                Phase::Ready { since, .. } => Some(control::rfc3339(wall(since))),
+                _ => None,
+            },
+            last_heartbeat: self.last_heartbeat.map(|t| control::rfc3339(wall(t))),
+        }
+    }
+
     pub(super) fn version(&self) -> &Version {
         &self.installed.version
     }
@@ -571,23 +588,7 @@ impl State {
 
     /// What status shows, with `wall` turning the monotonic clock into wall-clock time.
     pub fn status(&self, wall: impl Fn(Instant) -> std::time::SystemTime) -> Status {
-        let slot = |s: &Option<Slot>| {
-            s.as_ref().map(|s| {
-                let child = s.phase.child();
-                control::InstanceStatus {
-                    version: s.version().clone(),
-                    instance: child.map(|c| c.number),
-                    port: s.phase.port(),
-                    pid: child.map(|c| c.pid),
-                    ready: s.is_ready(),
-                    since: match s.phase {
-                        Phase::Ready { since, .. } => Some(control::rfc3339(wall(since))),
-                        _ => None,
-                    },
-                    last_heartbeat: s.last_heartbeat.map(|t| control::rfc3339(wall(t))),
-                }
-            })
-        };
+        let slot = |s: &Option<Slot>| s.as_ref().map(|s| s.status(&wall));
         let verdict = self.verdict.as_ref().and_then(|(id, ev)| {
             let testing = self.testing.as_ref().filter(|t| t.id == *id)?;
             let (verdict, reasons) = match &ev.verdict {

@@ -276,7 +276,7 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
     );
     let (old, testing) = sim.serving_with_testing("1.1.0");
     let a = sim.verdict(testing, Verdict::Promote);
-    let (promoted, a) = sim.bring_up(&a);
+    let (_, a) = sim.bring_up(&a);
     assert_eq!(
         records_in(&a),
         vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Automatic)]
@@ -334,7 +334,28 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
         vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
     );
     assert_eq!(sim.s.running().unwrap().id, next);
-    // 1.1.0 drained: a second plain rollback would bring back what was just rolled back from.
+}
+
+/// Right after a rollback, a plain one would bring back the version just thrown out: refused,
+/// naming it; named, it is what the operator asked for.
+#[tokio::test(start_paused = true)]
+async fn a_plain_rollback_after_a_rollback_is_refused_naming_the_version_rolled_back_from() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.1.0");
+    let (promoted, _) = sim.bring_up(&a);
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("1.0.0"))),
+    });
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    );
     sim.feed(Input::Stopped { id: promoted });
     let a = sim.feed(Input::Command {
         id: 5,
@@ -345,7 +366,6 @@ async fn rollback_restores_the_previous_version_and_answers_once_it_is_back() {
         "{a:#?}"
     );
     assert!(!a.iter().any(|x| matches!(x, Action::Restore(_))), "{a:#?}");
-    // Named, it is what the operator asked for.
     let a = sim.feed(Input::Command {
         id: 6,
         command: Command::Rollback(Some(v("1.1.0"))),
