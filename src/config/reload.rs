@@ -7,7 +7,6 @@ use super::Config;
 /// Keys a reload (SIGHUP) applies at once; the supervisor reads these when it acts, the scorer
 /// gets its thresholds. Any other changed key needs a restart, except [`NEW_INSTANCE_KEYS`].
 pub const LIVE_KEYS: &[&str] = &[
-    "SHUTDOWN_GRACE",
     "STABLE_WINDOW",
     "MIN_MIRRORED",
     "MAX_5XX_DELTA",
@@ -42,6 +41,8 @@ pub const LIVE_KEYS: &[&str] = &[
 /// address): instances started from now on get them, those already running keep the old values
 /// until they restart.
 pub const NEW_INSTANCE_KEYS: &[&str] = &[
+    // Each instance keeps the grace it was started with for its own stop.
+    "SHUTDOWN_GRACE",
     "UPSTREAM_HOST",
     "PROPERTIES_FILE_NAME",
     "PORT_KEY",
