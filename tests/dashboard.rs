@@ -155,13 +155,16 @@ fn dashboard_shows_a_canary_step_and_both_sides_answers() {
     u.wait_serving();
     base.drop_fixture("1.1.0", "");
     let (addr, _) = admin(&base);
-    // Users from many addresses are one key (ip): one user, on one side; traffic until the step.
+    // Users from many addresses are one key (ip): one user, on one side; traffic until the step
+    // says why it waits.
+    let one_side = "users all land on one side";
     wait_until("the canary step", Duration::from_secs(60), || {
         for i in 0..10 {
             let _ = u.get(&format!("/page/{}", i % 3));
         }
         let (_, st) = api(addr, "GET", "/api/status", None, "");
-        st["canary"]["step"].as_u64().map(|_| ())
+        let waiting = st["canary"]["waiting"].as_str().unwrap_or_default();
+        waiting.contains(one_side).then_some(())
     });
     let mut browser = Browser::new(chromium);
     let dom = browser.dump_dom(&format!("http://{addr}/"));
@@ -170,6 +173,10 @@ fn dashboard_shows_a_canary_step_and_both_sides_answers() {
         "the step in the notes: {dom}"
     );
     assert!(dom.contains("vs running"), "both sides' answers: {dom}");
+    assert!(
+        dom.contains(". Waiting: ") && dom.contains("CANARY_STICKY=header:X-Real-IP"),
+        "why the step waits, in its note: {dom}"
+    );
     u.stop();
 }
 
