@@ -503,10 +503,11 @@ async fn history(
         }
         Err(e) => return bad_request(format!("reading the history failed: {e}")),
     };
-    let serving = crate::history::serving_at(&switches, at).map(|s| s.to.to_string());
+    let (serving, share) = crate::history::serving_at(&switches, at);
     Json(json!({
         "at": crate::supervisor::control::rfc3339(at),
-        "serving": serving,
+        "serving": serving.map(|s| s.to.to_string()),
+        "canary": share,
         "switches": switches,
     }))
     .into_response()

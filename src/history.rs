@@ -54,9 +54,30 @@ pub struct Switch {
     pub to: Version,
     /// Why.
     pub why: SwitchWhy,
+    /// A canary step's share of users, on a line that changes no version (`from` and `to` are
+    /// running): from `at` on, `share.version` serves `share.percent` % of users (0: the canary
+    /// ended, every user back on `to`). Absent on the lines of switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<Share>,
 }
 
+/// The share of users a canary step gives the build under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    /// The build under test.
+    pub version: Version,
+    /// Percent of users it serves (0 once the canary ended without a promotion).
+    pub percent: f64,
+}
+
+impl Eq for Share {}
+
 impl Switch {
+    /// Whether this line records a canary step's share, not a switch of the version serving.
+    pub fn is_share(&self) -> bool {
+        self.share.is_some()
+    }
+
     /// The switch instant, if its text parses.
     pub fn instant(&self) -> Option<SystemTime> {
         parse_rfc3339(&self.at)
@@ -118,12 +139,18 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Switch>> {
         .collect())
 }
 
-/// The switch in force at `at`: the last one that happened at or before it.
-pub fn serving_at(switches: &[Switch], at: SystemTime) -> Option<&Switch> {
-    switches
+/// The switch in force at `at`: the last one that happened at or before it, and the canary
+/// share in force then, if a step gave the build under test one.
+pub fn serving_at(switches: &[Switch], at: SystemTime) -> (Option<&Switch>, Option<&Share>) {
+    let mut before = switches
         .iter()
         .rev()
-        .find(|s| s.instant().is_some_and(|t| t <= at))
+        .filter(|s| s.instant().is_some_and(|t| t <= at));
+    let Some(last) = before.next() else {
+        return (None, None);
+    };
+    let share = last.share.as_ref().filter(|s| s.percent > 0.0);
+    (Some(last), share)
 }
 
 #[cfg(test)]
@@ -136,6 +163,7 @@ mod tests {
             from: None,
             to: Version::parse(to).unwrap(),
             why: SwitchWhy::Automatic,
+            share: None,
         }
     }
 
@@ -145,7 +173,11 @@ mod tests {
             sw("2026-12-01T01:00:00Z", "1.0.0"),
             sw("2026-12-01T02:00:00Z", "1.1.0"),
         ];
-        let at = |s| serving_at(&h, parse_rfc3339(s).unwrap()).map(|s| s.to.to_string());
+        let at = |s| {
+            serving_at(&h, parse_rfc3339(s).unwrap())
+                .0
+                .map(|s| s.to.to_string())
+        };
         assert_eq!(at("2026-12-01T00:59:59Z"), None);
         assert_eq!(at("2026-12-01T01:00:00Z").as_deref(), Some("1.0.0"));
         assert_eq!(at("2026-12-01T01:59:59Z").as_deref(), Some("1.0.0"));
@@ -168,5 +200,47 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].to.to_string(), "1.0.0");
         assert_eq!(h[1].to.to_string(), "1.1.0");
+    }
+
+    /// A canary step's share is in force from its line until the next line: another step, its
+    /// end (0 %), or the switch that promotes the build.
+    #[test]
+    fn a_canary_share_is_in_force_until_the_next_line() {
+        let share = |at: &str, percent: f64| Switch {
+            from: Some(Version::parse("1.0.0").unwrap()),
+            why: SwitchWhy::Canary,
+            share: Some(Share {
+                version: Version::parse("1.1.0").unwrap(),
+                percent,
+            }),
+            ..sw(at, "1.0.0")
+        };
+        let h = vec![
+            sw("2026-12-01T01:00:00Z", "1.0.0"),
+            share("2026-12-01T02:00:00Z", 10.0),
+            share("2026-12-01T03:00:00Z", 0.0),
+            share("2026-12-01T04:00:00Z", 50.0),
+            sw("2026-12-01T05:00:00Z", "1.1.0"),
+        ];
+        let at = |s| {
+            let (switch, share) = serving_at(&h, parse_rfc3339(s).unwrap());
+            let to = switch.map(|s| s.to.to_string()).unwrap_or_default();
+            (to, share.map(|s| (s.version.to_string(), s.percent)))
+        };
+        let canary = |p| Some(("1.1.0".to_string(), p));
+        assert_eq!(at("2026-12-01T01:30:00Z"), ("1.0.0".into(), None));
+        assert_eq!(at("2026-12-01T02:30:00Z"), ("1.0.0".into(), canary(10.0)));
+        assert_eq!(at("2026-12-01T03:30:00Z"), ("1.0.0".into(), None));
+        assert_eq!(at("2026-12-01T04:30:00Z"), ("1.0.0".into(), canary(50.0)));
+        assert_eq!(at("2026-12-01T05:30:00Z"), ("1.1.0".into(), None));
+        // Written and read back: the share survives, and a switch's line carries none.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        for s in &h {
+            append(&path, s).unwrap();
+        }
+        assert_eq!(read(&path).unwrap(), h);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("share").count(), 3, "{text}");
     }
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::*;
 
 /// The settings: two steps of 8 s, users told apart by `X-User`.
@@ -128,6 +130,16 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
     let weight = crate::metrics::value(&m, "understudy_canary_weight", &[]);
     assert_eq!(weight, Some(50.0), "the share in /metrics");
     assert!(crate::metrics::responses(&m, "testing", "canary") > 0.0);
+    // Who answers users now, as the history says it.
+    let (_, h) = api(addr, "GET", "/api/history", None, "");
+    assert_eq!(
+        (&h["serving"], &h["canary"]),
+        (
+            &json!("1.0.0"),
+            &json!({"version": "1.1.0", "percent": 50.0})
+        ),
+        "{h}"
+    );
     wait_until("the steps to end", Duration::from_secs(60), || {
         canary(addr).is_none().then_some(())
     });
@@ -183,6 +195,10 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
             .is_some_and(|l| l.contains("\"canary\"")),
         "the switch is recorded with why: canary: {history}"
     );
+    for percent in ["20.0", "50.0"] {
+        let share = format!("\"share\":{{\"version\":\"1.1.0\",\"percent\":{percent}}}");
+        assert!(history.contains(&share), "{share} in {history}");
+    }
     u.stop();
 }
 

@@ -123,3 +123,28 @@ fn a_line_of_the_event_stream_past_the_bound_is_dropped_and_the_next_is_whole() 
     assert_eq!(lines.skipped, 1);
     assert_eq!(lines.push(b"12345678\n"), ["12345678"], "8 bytes fit");
 }
+
+/// `understudy history` says a canary step's share and its end, and who answered at the instant
+/// asked, as `/api/history` gives them.
+#[test]
+fn history_text_says_canary_shares() {
+    let v = serde_json::json!({
+        "at": "2026-12-01T02:30:00Z",
+        "serving": "1.0.0",
+        "canary": {"version": "1.1.0", "percent": 10.0},
+        "switches": [
+            {"at": "2026-12-01T01:00:00Z", "from": null, "to": "1.0.0", "why": "first"},
+            {"at": "2026-12-01T02:00:00Z", "from": "1.0.0", "to": "1.0.0", "why": "canary",
+             "share": {"version": "1.1.0", "percent": 10.0}},
+            {"at": "2026-12-01T03:00:00Z", "from": "1.0.0", "to": "1.0.0", "why": "canary",
+             "share": {"version": "1.1.0", "percent": 0.0}},
+        ],
+    });
+    assert_eq!(
+        super::text::history_text(&v),
+        "2026-12-01T01:00:00Z  nothing -> 1.0.0  (first)\n\
+         2026-12-01T02:00:00Z  1.1.0 serves 10 % of users, 1.0.0 the rest  (canary step)\n\
+         2026-12-01T03:00:00Z  1.0.0 serves every user again  (canary of 1.1.0 ended)\n\
+         at 2026-12-01T02:30:00Z: 1.0.0 served users, and 1.1.0 10 % of them (a canary step)\n"
+    );
+}

@@ -76,19 +76,38 @@ pub(super) fn schedule_text(v: &Value) -> String {
 
 pub(super) fn history_text(v: &Value) -> String {
     let mut out = String::new();
+    let text = |x: &Value| x.as_str().unwrap_or("?").to_string();
     for s in v["switches"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "{}  {} -> {}  ({})\n",
-            s["at"].as_str().unwrap_or("?"),
-            s["from"].as_str().unwrap_or("nothing"),
-            s["to"].as_str().unwrap_or("?"),
-            s["why"].as_str().unwrap_or("?")
-        ));
+        let (at, to, share) = (text(&s["at"]), text(&s["to"]), &s["share"]);
+        let line = match share["percent"].as_f64() {
+            None => format!(
+                "{at}  {} -> {to}  ({})",
+                s["from"].as_str().unwrap_or("nothing"),
+                text(&s["why"])
+            ),
+            Some(p) if p > 0.0 => format!(
+                "{at}  {} serves {p} % of users, {to} the rest  (canary step)",
+                text(&share["version"])
+            ),
+            Some(_) => format!(
+                "{at}  {to} serves every user again  (canary of {} ended)",
+                text(&share["version"])
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
     }
+    let canary = &v["canary"];
     out.push_str(&format!(
-        "at {}: {} served users\n",
-        v["at"].as_str().unwrap_or("?"),
-        v["serving"].as_str().unwrap_or("nothing")
+        "at {}: {} served users{}\n",
+        text(&v["at"]),
+        v["serving"].as_str().unwrap_or("nothing"),
+        canary["percent"]
+            .as_f64()
+            .map_or(String::new(), |p| format!(
+                ", and {} {p} % of them (a canary step)",
+                text(&canary["version"])
+            ))
     ));
     out
 }

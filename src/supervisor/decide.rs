@@ -245,6 +245,14 @@ pub enum Action {
         to: Version,
         why: SwitchWhy,
     },
+    /// Append a canary step's share of users (or its end, at 0 %) to the history, so it says
+    /// which build answered a user at any instant, not only which one ran.
+    RecordShare {
+        /// The version serving the rest of the users.
+        running: Version,
+        /// The build under test and its share.
+        share: crate::history::Share,
+    },
     /// Write the state file (boxed: it is large).
     Persist(Box<Persisted>),
     /// Tell the scorer what to score.

@@ -378,7 +378,13 @@ impl Executor {
                     let _ = self.files_tx.send(FileJob::Reply((reply, result)));
                 }
             }
-            Action::Record { from, to, why } => self.record(from, to, why),
+            Action::Record { from, to, why } => self.record(from, to, why, None),
+            Action::RecordShare { running, share } => self.record(
+                Some(running.clone()),
+                running,
+                SwitchWhy::Canary,
+                Some(share),
+            ),
             Action::Restore(version) => self.restore(version),
             Action::RunHook {
                 hook,
@@ -416,20 +422,38 @@ impl Executor {
         }
     }
 
-    /// Append a switch of the version serving users to the history, in order with the files.
-    fn record(&self, from: Option<semver::Version>, to: semver::Version, why: SwitchWhy) {
+    /// Append a switch of the version serving users (or a canary step's share) to the history,
+    /// in order with the files.
+    fn record(
+        &self,
+        from: Option<semver::Version>,
+        to: semver::Version,
+        why: SwitchWhy,
+        share: Option<crate::history::Share>,
+    ) {
         let switch = crate::history::Switch {
             at: super::control::rfc3339(std::time::SystemTime::now()),
             from,
             to,
             why,
+            share,
         };
-        tracing::info!(
-            "{} serves users from now on ({}), recorded in {}",
-            switch.to,
-            switch.why,
-            self.layout.history_file().display()
-        );
+        let file = self.layout.history_file();
+        match &switch.share {
+            None => tracing::info!(
+                "{} serves users from now on ({}), recorded in {}",
+                switch.to,
+                switch.why,
+                file.display()
+            ),
+            Some(s) => tracing::info!(
+                "{} serves {} % of users from now on, {} the rest, recorded in {}",
+                s.version,
+                s.percent,
+                switch.to,
+                file.display()
+            ),
+        }
         let _ = self.files_tx.send(FileJob::Record(switch));
     }
 

@@ -188,7 +188,11 @@ pub(super) fn before(
     switches: &[crate::history::Switch],
     running: &Version,
 ) -> (Option<Version>, Option<Version>) {
-    let Some(last) = switches.iter().rev().find(|s| s.to == *running) else {
+    let Some(last) = switches
+        .iter()
+        .rev()
+        .find(|s| s.to == *running && !s.is_share())
+    else {
         return (None, None);
     };
     crate::history::after_switch(last.from.clone(), last.why)

@@ -47,13 +47,25 @@ impl Decision<'_> {
                 true,
             )));
         self.emit(Event::CanaryStep {
-            version,
+            version: version.clone(),
             step: step + 1,
             steps: self.s.canary_steps.len(),
             share: share_text(weight),
         });
         self.publish_routes();
+        self.record_share(version, weight);
         self.persist();
+    }
+
+    /// Have the history say that `version` serves `weight` (basis points) of users from now on;
+    /// 0 once they are all back on running.
+    pub(super) fn record_share(&mut self, version: semver::Version, weight: u32) {
+        if let Some(running) = self.running_version().cloned() {
+            let percent = f64::from(weight) / 100.0;
+            let share = crate::history::Share { version, percent };
+            self.out
+                .push(crate::supervisor::Action::RecordShare { running, share });
+        }
     }
 
     /// A canary step's answers judged: roll back at a regression, move on after a window with
@@ -140,6 +152,7 @@ impl Decision<'_> {
             return;
         };
         self.publish_routes();
+        self.record_share(canary.version().clone(), 0);
         let reason = format!(
             "canary at {}: the build serving it {why}, while its promotion started",
             share_text(weight)

@@ -192,8 +192,11 @@ impl Decision<'_> {
     }
 
     pub(super) fn unroute_testing(&mut self, old: &Slot) {
-        // Users in a canary step go back to running with the same routes.
-        self.s.canary = None;
+        // Users in a canary step go back to running with the same routes (unless a promotion
+        // keeps them on the build until its switch, which the history records).
+        if self.s.canary.take().is_some() && self.s.canary_out.is_none() {
+            self.record_share(old.version().clone(), 0);
+        }
         if old.is_ready() {
             self.out.push(Action::Score(ScorerControl::Clear));
         }
@@ -386,6 +389,7 @@ impl Decision<'_> {
         self.s.txn = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
             self.publish_routes();
+            self.record_share(canary.version().clone(), 0);
             self.retire(canary, true, AfterStop::Keep);
         }
         // A version brought back by a rollback had served before: it goes back to the archive.

@@ -126,6 +126,52 @@ async fn a_regression_rolls_back_at_once_naming_the_step() {
     assert!(emitted(&a).iter().any(|e| matches!(e, Event::Rejecting { reasons, .. } if reasons[0] == "canary at 20 %: POST /api/orders 5xx 100.0 %; 12 answers to about 4 users came from it")));
 }
 
+/// The shares users had, in the history's order: (build under test, percent).
+fn shares_in(a: &[Action]) -> Vec<(Version, f64)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::RecordShare { running, share } => {
+                assert_eq!(*running, v("1.0.0"), "the rest stay on running");
+                Some((share.version.clone(), share.percent))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The history says which build answered users at any instant: each step's share is recorded,
+/// the end of a canary that rolls back too (0 %); a promotion after the last step records its
+/// switch, with no 0 % before it, as the canary's users stay on the build until then.
+#[tokio::test(start_paused = true)]
+async fn the_history_records_each_steps_share_and_its_end() {
+    let (mut sim, _, testing) = canary_sim();
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(shares_in(&a), [(v("1.1.0"), 20.0)]);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(shares_in(&a), [(v("1.1.0"), 50.0)]);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert_eq!(
+        shares_in(&a),
+        [],
+        "users stay on it until the switch: {a:#?}"
+    );
+    let (next, _, _) = start_in(&a).unwrap();
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(shares_in(&a), []);
+    assert_eq!(
+        records_in(&a),
+        [(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Canary)]
+    );
+    // A canary that rolls back says its users are all back on running.
+    let (mut sim, _, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    let a = sim.canary_scored(testing, canary_eval(12, Some("POST /x 5xx 100.0 %")));
+    assert_eq!(shares_in(&a), [(v("1.1.0"), 0.0)]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn too_little_evidence_holds_after_three_windows_and_says_so_once() {
     let (mut sim, _, testing) = canary_sim();

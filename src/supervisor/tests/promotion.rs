@@ -386,6 +386,7 @@ fn the_history_says_what_a_plain_rollback_brings_back_after_a_restart() {
         from: from.map(v),
         to: v(to),
         why,
+        share: None,
     };
     let mut h = vec![
         switch(None, "1.0.0", SwitchWhy::First),
@@ -393,6 +394,16 @@ fn the_history_says_what_a_plain_rollback_brings_back_after_a_restart() {
     ];
     let before = crate::supervisor::resume::before;
     assert_eq!(before(&h, &v("1.1.0")), (Some(v("1.0.0")), None));
+    // A canary step's share, recorded on a line of its own, changes nothing of that.
+    h.push(Switch {
+        share: Some(crate::history::Share {
+            version: v("1.2.0"),
+            percent: 10.0,
+        }),
+        ..switch(Some("1.1.0"), "1.1.0", SwitchWhy::Canary)
+    });
+    assert_eq!(before(&h, &v("1.1.0")), (Some(v("1.0.0")), None));
+    h.pop();
     h.push(switch(Some("1.1.0"), "1.0.0", SwitchWhy::Rollback));
     assert_eq!(before(&h, &v("1.0.0")), (None, Some(v("1.1.0"))));
     assert_eq!(before(&h, &v("2.0.0")), (None, None));
