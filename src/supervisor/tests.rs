@@ -127,6 +127,16 @@ impl Sim {
     }
 
     /// Launch and ready the instance a `Start` in `actions` asked for.
+    /// A rollback's restore of `ver` done, and its fresh instance ready: its id and the
+    /// actions of its readiness (the switch).
+    fn restored(&mut self, ver: &str) -> (InstanceId, Vec<Action>) {
+        let a = self.feed(Input::Restored {
+            version: v(ver),
+            result: Ok(installed(ver)),
+        });
+        self.bring_up(&a)
+    }
+
     fn bring_up(&mut self, actions: &[Action]) -> (InstanceId, Vec<Action>) {
         let (id, _, _) = start_in(actions).expect("a Start action");
         self.launch(id);

@@ -46,11 +46,7 @@ async fn a_queued_archive_of_a_version_rolled_back_to_is_called_off() {
         matches!(&called_off(&a)[..], [(ver, why)] if *ver == v("1.0.0") && why.contains("being restored")),
         "{a:#?}"
     );
-    let a = sim.feed(Input::Restored {
-        version: v("1.0.0"),
-        result: Ok(installed("1.0.0")),
-    });
-    let (next, _) = sim.bring_up(&a);
+    let (next, _) = sim.restored("1.0.0");
     assert_eq!(sim.s.running().unwrap().id, next);
     for _ in 0..MAX_FILING_ATTEMPTS {
         tokio::time::advance(GC_EVERY).await;

@@ -347,11 +347,7 @@ async fn a_plain_rollback_after_a_rollback_is_refused_naming_the_version_rolled_
         id: 1,
         command: Command::Rollback(Some(v("1.0.0"))),
     });
-    let a = sim.feed(Input::Restored {
-        version: v("1.0.0"),
-        result: Ok(installed("1.0.0")),
-    });
-    let (_, a) = sim.bring_up(&a);
+    let (_, a) = sim.restored("1.0.0");
     assert_eq!(
         records_in(&a),
         vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
@@ -504,11 +500,7 @@ async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away
             assert!(emitted(&a).iter().any(
                 |e| matches!(e, Event::GuardTripped { reason, .. } if reason.contains("5xx rate"))
             ));
-            let a = sim.feed(Input::Restored {
-                version: v("1.0.0"),
-                result: Ok(installed("1.0.0")),
-            });
-            let (_, a) = sim.bring_up(&a);
+            let (_, a) = sim.restored("1.0.0");
             assert_eq!(
                 records_in(&a),
                 vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
@@ -720,11 +712,7 @@ async fn an_operators_rollback_ends_the_guard_and_files_away_the_version_it_kept
         command: Command::Rollback(Some(v("0.9.0"))),
     });
     assert!(a.contains(&Action::Restore(v("0.9.0"))), "{a:#?}");
-    let a = sim.feed(Input::Restored {
-        version: v("0.9.0"),
-        result: Ok(installed("0.9.0")),
-    });
-    let (_, a) = sim.bring_up(&a);
+    let (_, a) = sim.restored("0.9.0");
     assert_eq!(
         records_in(&a),
         vec![(Some(v("1.1.0")), v("0.9.0"), SwitchWhy::Rollback)]
