@@ -325,8 +325,7 @@ async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer);
     match given {
         Some(t) if same(t.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => (
@@ -340,6 +339,13 @@ async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) 
         )
             .into_response(),
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value; the scheme is matched without
+/// regard to case (RFC 9110 §11.1), so `bearer` from a client library is not a 401.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Compare without an early exit, so the time taken does not tell how much of a guess was right.
@@ -485,8 +491,18 @@ struct HistoryQuery {
 /// Which version served users at `at` (default: now), and every switch.
 async fn history(
     State(s): State<AdminState>,
-    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+    q: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => {
+            return bad_request(format!(
+                "{}: ask with ?at=<RFC 3339 instant> once, e.g. ?at=2026-12-01T03:00:00Z, or \
+                 with no query for now",
+                e.body_text()
+            ))
+        }
+    };
     let at = match q.at.as_deref().map(parse_instant).transpose() {
         Ok(at) => at.unwrap_or_else(SystemTime::now),
         Err(e) => return bad_request(e),
@@ -541,15 +557,33 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-/// A JSON object body, or none at all (an empty body means no options).
-fn options(body: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+/// A JSON object body with no keys but `accepted`, or none at all (an empty body means no
+/// options). An unknown key is refused: a misspelt `"At"` must not make a dated promote a prompt one.
+fn options(
+    body: &Bytes,
+    accepted: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Default::default());
     }
-    match serde_json::from_slice(body) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err("the body must be a JSON object".to_string()),
-        Err(e) => Err(format!("the body is not JSON: {e}")),
+    let m = match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(_) => return Err("the body must be a JSON object".to_string()),
+        Err(e) => return Err(format!("the body is not JSON: {e}")),
+    };
+    match m.keys().find(|k| !accepted.contains(&k.as_str())) {
+        None => Ok(m),
+        Some(k) => Err(format!(
+            "unknown option {k:?}: nothing was done; this call takes {}",
+            match accepted {
+                [] => "no options".to_string(),
+                keys => keys
+                    .iter()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        )),
     }
 }
 
@@ -559,7 +593,7 @@ pub fn parse_instant(s: &str) -> Result<SystemTime, String> {
 }
 
 async fn promote(State(s): State<AdminState>, body: Bytes) -> Response {
-    let opts = match options(&body) {
+    let opts = match options(&body, &["at"]) {
         Ok(o) => o,
         Err(e) => return bad_request(e),
     };
@@ -604,7 +638,7 @@ async fn resume(State(s): State<AdminState>) -> Response {
 /// Replace understudy itself (`{"binary": "/path"}`, default the binary it was started from);
 /// answers once the new one serves, or with why it did not (409), the old one serving on.
 async fn upgrade(State(s): State<AdminState>, body: Bytes) -> Response {
-    let opts = match options(&body) {
+    let opts = match options(&body, &["binary"]) {
         Ok(o) => o,
         Err(e) => return bad_request(e),
     };
@@ -623,7 +657,7 @@ async fn upgrade(State(s): State<AdminState>, body: Bytes) -> Response {
 }
 
 async fn rollback(State(s): State<AdminState>, body: Bytes) -> Response {
-    let opts = match options(&body) {
+    let opts = match options(&body, &["version"]) {
         Ok(o) => o,
         Err(e) => return bad_request(e),
     };
@@ -677,14 +711,36 @@ mod tests {
 
     #[test]
     fn options_accept_nothing_or_an_object() {
-        assert!(options(&Bytes::from_static(b"")).unwrap().is_empty());
-        assert!(options(&Bytes::from_static(b" \n")).unwrap().is_empty());
+        let at = &["at"];
+        assert!(options(&Bytes::from_static(b""), at).unwrap().is_empty());
+        assert!(options(&Bytes::from_static(b" \n"), at).unwrap().is_empty());
         assert_eq!(
-            options(&Bytes::from_static(br#"{"at":"x"}"#)).unwrap()["at"],
+            options(&Bytes::from_static(br#"{"at":"x"}"#), at).unwrap()["at"],
             "x"
         );
-        assert!(options(&Bytes::from_static(b"[1]")).is_err());
-        assert!(options(&Bytes::from_static(b"{")).is_err());
+        assert!(options(&Bytes::from_static(b"[1]"), at).is_err());
+        assert!(options(&Bytes::from_static(b"{"), at).is_err());
+    }
+
+    #[test]
+    fn an_unknown_option_is_refused_naming_it_and_the_accepted_ones() {
+        let e = options(
+            &Bytes::from_static(br#"{"At":"2027-01-01T03:00:00Z"}"#),
+            &["at"],
+        )
+        .unwrap_err();
+        assert!(e.contains("\"At\"") && e.contains("takes \"at\""), "{e}");
+        let e = options(&Bytes::from_static(br#"{"x":1}"#), &[]).unwrap_err();
+        assert!(e.contains("no options"), "{e}");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc "), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 
     #[test]

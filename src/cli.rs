@@ -159,7 +159,7 @@ pub enum ScheduleAction {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// No socket, or nobody listening on it.
-    #[error("cannot reach understudy at {path}: {source}; is `understudy run` running on this base dir (--base)?")]
+    #[error("cannot reach understudy at {path}: {source}; {}", connect_hint(.path, .source))]
     Connect {
         /// The socket path.
         path: PathBuf,
@@ -390,6 +390,25 @@ fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
         0
     } else {
         EXIT_REFUSED
+    }
+}
+
+/// What to do when the socket cannot be reached: it is private to understudy's user (mode 0600),
+/// so a refusal means another user, not a stopped understudy.
+fn connect_hint(path: &Path, e: &std::io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match (e.kind(), std::fs::metadata(path)) {
+        (std::io::ErrorKind::PermissionDenied, Ok(m)) => format!(
+            "the admin socket is private to the user understudy runs as (uid {}): run this \
+             command as that user",
+            m.uid()
+        ),
+        (std::io::ErrorKind::PermissionDenied, Err(_)) => {
+            "the admin socket is private to the user understudy runs as: run this command as \
+             that user"
+                .to_string()
+        }
+        _ => "is `understudy run` running on this base dir (--base)?".to_string(),
     }
 }
 

@@ -102,6 +102,72 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
     u.stop();
 }
 
+/// The reviewer's reproduction: a misspelt `"At"` once made "promote next year" a promote now.
+#[test]
+fn a_misspelt_option_is_refused_naming_it_and_nothing_changes() {
+    let (base, mut u) = start_with_testing("admin-misspelt", "");
+    let (addr, token) = admin(&base);
+    for (path, body, key, accepted) in [
+        (
+            "/api/promote",
+            r#"{"At":"2027-01-01T03:00:00Z"}"#,
+            "At",
+            "at",
+        ),
+        (
+            "/api/rollback",
+            r#"{"Version":"1.0.0"}"#,
+            "Version",
+            "version",
+        ),
+    ] {
+        let (code, answer) = api(addr, "POST", path, Some(&token), body);
+        assert_eq!(code, 400, "{path} {body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("{key:?}")) && error.contains(&format!("{accepted:?}")),
+            "{error}"
+        );
+    }
+    let (_, status) = api(addr, "GET", "/api/status", None, "");
+    assert_eq!(status["running"]["version"], "1.0.0", "{status}");
+    assert_eq!(status["testing"]["version"], "1.1.0", "{status}");
+    let (_, schedules) = api(addr, "GET", "/api/schedule", None, "");
+    assert_eq!(
+        schedules["schedules"].as_array().map(Vec::len),
+        Some(0),
+        "{schedules}"
+    );
+    let history = std::fs::read_to_string(base.path.join(".understudy/history.jsonl")).unwrap();
+    assert!(!history.contains("operator"), "{history}");
+    u.stop();
+}
+
+/// The socket is private to understudy's user: another user is told so, not that understudy is
+/// not running.
+#[test]
+fn the_cli_run_by_another_user_is_told_whose_socket_it_is() {
+    use std::os::unix::process::CommandExt;
+    let base = Base::new("admin-other-user");
+    base.write_env("ADMIN_LISTEN=off");
+    let mut u = Understudy::start(&base);
+    let out = Command::new(BIN)
+        .args(["status", "--base"])
+        .arg(&base.path)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("private to the user understudy runs as (uid 0)")
+            && !err.contains("is `understudy run` running"),
+        "{err}"
+    );
+    u.stop();
+}
+
 #[test]
 fn verdict_and_gate_answer_as_fleet_tools_expect() {
     let (base, mut u) = start_with_testing("admin-verdict", "");

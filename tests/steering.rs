@@ -47,6 +47,14 @@ fn an_instant_past_year_9999_is_refused_everywhere_and_understudy_keeps_serving(
     assert_eq!(code, 400, "{answer}");
     let (code, answer) = api(addr, "GET", &format!("/api/history?at={far}"), None, "");
     assert_eq!(code, 400, "{answer}");
+    // A query the handler cannot read is a JSON error saying how to ask, as every other error.
+    let twice = "/api/history?at=2026-12-01T03:00:00Z&at=2026-12-02T03:00:00Z";
+    let (code, answer) = api(addr, "GET", twice, None, "");
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().is_some_and(|e| e.contains("?at=")),
+        "{answer}"
+    );
     assert_eq!(u.get("/").0, 200, "understudy still serves");
     let (code, out, _) = cli(&base, &["status"]);
     assert_eq!(code, 0);

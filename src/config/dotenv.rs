@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{cut, ConfigError};
+use super::{cut, ConfigError, KEYS};
 
 /// The entries of the `.env` at `path`, in order; no file means none.
 pub(super) fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
@@ -46,12 +46,34 @@ fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, Config
                 return Err(ConfigError::Syntax {
                     path: path.to_path_buf(),
                     line: line + 1,
-                    text: cut(bad),
+                    text: shown_line(bad),
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// understudy's keys whose values are secrets: never echoed, not even in a syntax error.
+const SECRET_KEYS: [&str; 2] = ["ADMIN_TOKEN", "WEBHOOK_URLS"];
+
+/// A bad line as an error may show it (on stderr, in the journal, in LOG_DIR): whole when it sets
+/// one of understudy's own keys that holds no secret; otherwise only the name it starts with, since
+/// the rest may be a token or a URL with credentials (ADMIN_TOKEN, WEBHOOK_URLS, another tool's key).
+fn shown_line(line: &str) -> String {
+    let t = line.trim_start();
+    let t = t.strip_prefix("export ").map_or(t, str::trim_start);
+    let name_len = t
+        .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .unwrap_or(t.len());
+    let name = &t[..name_len];
+    if KEYS.iter().any(|d| d.key == name) && !SECRET_KEYS.contains(&name) {
+        cut(line)
+    } else if name.is_empty() {
+        "(the line: hidden, it may hold a secret)".to_string()
+    } else {
+        format!("{}… (the rest hidden: it may hold a secret)", cut(name))
+    }
 }
 
 /// Hands dotenvy one line per read, so `lines_read` says how many lines the entries returned so
@@ -150,6 +172,26 @@ mod tests {
                 other => panic!("{text:?}: expected a syntax error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_syntax_error_never_shows_a_secret_value() {
+        for (text, key) in [
+            ("IDENTIFIER=a\nADMIN_TOKEN=SuperSecretToken 12345678\n", "ADMIN_TOKEN"),
+            (
+                "IDENTIFIER=a\nexport WEBHOOK_URLS=https://hooks.slack.com/services/T/B/SuperSecret x\n",
+                "WEBHOOK_URLS",
+            ),
+            ("IDENTIFIER=a\nOTHER_TOOL_PASSWORD=SuperSecret 2\n", "OTHER_TOOL_PASSWORD"),
+            ("IDENTIFIER=a\nsuperSecret pasted\n", ""),
+        ] {
+            let msg = load(text, &[]).unwrap_err().to_string();
+            assert!(!msg.contains("SuperSecret") && !msg.contains("superSecret"), "{msg}");
+            assert!(msg.contains(".env:2:") && msg.contains(key), "{msg}");
+        }
+        // One of understudy's own keys is shown whole: the user sees what to fix.
+        let msg = load("LISTEN=1 2\n", &[]).unwrap_err().to_string();
+        assert!(msg.contains("LISTEN=1 2"), "{msg}");
     }
 
     #[test]
