@@ -258,7 +258,7 @@ pub async fn run(
     };
     let mut tasks = control.spawn();
     spawn_succession(&mut tasks, handing.ready.take(), &admin_state);
-    let watched = watched(&cfg, &admin_state.handle, pulse_rx);
+    let watched = watched(config_tx.subscribe(), &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     tasks.spawn(
         "metrics",
@@ -346,16 +346,17 @@ fn start_proxy(
 }
 
 /// What the systemd notifier watches: the supervisor's status and its pulse, which may be
-/// `STALE_BEATS` heartbeats old before the supervisor counts as hung.
+/// `STALE_BEATS` heartbeats (of the configuration in force, reloads included) old before the
+/// supervisor counts as hung.
 fn watched(
-    cfg: &Config,
+    config: watch::Receiver<Arc<Config>>,
     supervisor: &supervisor::SupervisorHandle,
     pulse: watch::Receiver<tokio::time::Instant>,
 ) -> systemd::Watched {
     systemd::Watched {
         status: supervisor.watch(),
         pulse,
-        stale_after: cfg.heartbeat_every.saturating_mul(STALE_BEATS),
+        stale_after: Box::new(move || config.borrow().heartbeat_every.saturating_mul(STALE_BEATS)),
     }
 }
 
@@ -673,6 +674,11 @@ fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
             "reloaded configuration: {} apply to instances started from now on; those already running keep the old values until they restart",
             r.new_instances.join(", ")
         );
+        if r.new_instances.contains(&"HEARTBEAT_EVERY") {
+            tracing::info!(
+                "reloaded configuration: understudy's own heartbeat (.understudy/status.json, the systemd watchdog's limit) follows HEARTBEAT_EVERY at once"
+            );
+        }
     }
     if !r.restart.is_empty() {
         tracing::warn!(

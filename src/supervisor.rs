@@ -23,8 +23,8 @@ pub use executor::{run, Wiring};
 pub use live::LiveGroups;
 pub use schedule::{Now, Schedule};
 pub use state::{
-    HandedPort, JournaledFiling, JournaledGuard, Persisted, Phase, Resumed, Slot, State, Txn,
-    TxnKind, TxnStep,
+    HandedPort, HistoryShare, JournaledFiling, JournaledGuard, Persisted, Phase, Resumed, Slot,
+    State, Txn, TxnKind, TxnStep,
 };
 
 #[cfg(test)]

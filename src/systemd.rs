@@ -217,8 +217,9 @@ pub struct Watched {
     /// When the supervisor's loop last beat (its presence heartbeat); the first beat says it has
     /// resumed.
     pub pulse: watch::Receiver<Instant>,
-    /// How old the last beat may be while the supervisor still counts as alive.
-    pub stale_after: Duration,
+    /// How old the last beat may be while the supervisor still counts as alive; asked at each
+    /// pet, since a reload may change the heartbeat's pace.
+    pub stale_after: Box<dyn Fn() -> Duration + Send>,
 }
 
 /// Notify systemd until `stop`: `STATUS=` whenever the summary changes, `READY=1` once the
@@ -241,7 +242,7 @@ pub async fn run(notifier: Notifier, mut w: Watched, stop: CancellationToken) {
                 resumed |= pulse_open;
             }
             now = tick(&mut pet) => {
-                if fresh(*w.pulse.borrow(), now, w.stale_after) {
+                if fresh(*w.pulse.borrow(), now, (w.stale_after)()) {
                     notifier.send("WATCHDOG=1");
                 }
                 continue;

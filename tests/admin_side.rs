@@ -339,3 +339,87 @@ fn a_host_that_is_not_ours_gets_421_so_dns_rebinding_reads_nothing() {
     assert_eq!(code, 0, "{out}{err}");
     u.stop();
 }
+
+/// A TCP connection to `addr` whose receive buffer is 4 KiB (set before connecting, as a
+/// client may): how many events fill it then depends on nothing the host tunes.
+fn small_buffered(addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("the admin API listens on IPv4 loopback in the tests: {addr}")
+    };
+    // SAFETY: plain socket calls on a descriptor made here and owned by the TcpStream after.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let size: libc::c_int = 4096;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            std::ptr::from_ref(&sin).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// A client that subscribes to the event stream and never reads again, while events keep
+/// coming: understudy holds little for it (16 KiB unsent besides the client's own buffer), so
+/// its writes stall soon and it is closed `SEND_TIMEOUT` later, logged once; its slot serves
+/// another stream. Left to the kernel's megabytes of send buffer, that took ~40 000 events.
+#[test]
+fn an_event_stream_nobody_reads_is_closed_soon_after_events_wait_for_it() {
+    let base = Base::new("admin-unread-stream");
+    base.write_env("SEND_TIMEOUT=1s\nMAX_ADMIN_CONNECTIONS=2\n");
+    let mut u = Understudy::start(&base);
+    let (addr, token) = admin(&base);
+    let mut unread = small_buffered(addr);
+    unread
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(ask_for_stream(&mut unread, &addr.to_string()).0, 200);
+    assert_eq!(sse(addr).1, 503, "the one stream slot is taken");
+    // Events, until the server gives up on the client (or 20 s pass).
+    let closed = "while understudy had more to send";
+    let started = Instant::now();
+    let mut events = 0;
+    let took = wait_until(
+        "the unread stream to be closed",
+        Duration::from_secs(20),
+        || {
+            for path in ["/api/pause", "/api/resume"] {
+                let (code, body) = api(addr, "POST", path, Some(&token), "");
+                assert_eq!(code, 200, "{path}: {body}");
+                events += 1;
+            }
+            u.log_text().contains(closed).then(|| started.elapsed())
+        },
+    );
+    eprintln!("closed after {events} events, {took:?}");
+    // Its slot is free again, the log said it once, and the connection is closed.
+    wait_until("its slot", Duration::from_secs(5), || {
+        let (s, code, _) = sse(addr);
+        (code == 200).then_some(s)
+    });
+    assert_eq!(u.log_text().matches(closed).count(), 1, "{}", u.log_text());
+    let mut rest = Vec::new();
+    unread
+        .read_to_end(&mut rest)
+        .expect("the server closed it: what was buffered, then the end");
+    u.stop();
+}

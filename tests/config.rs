@@ -379,3 +379,48 @@ fn each_proxy_thread_runs_on_a_cpu_of_its_own_unless_cpu_affinity_is_off() {
     );
     assert!(crowded.iter().all(|c| *c == whole), "{crowded:?}");
 }
+
+/// The presence file's writes seen within `limit`: each distinct `written_unix_ms` whose
+/// `heartbeat_every_ms` is `every_ms`, polled every 20 ms.
+fn presence_writes(base: &Base, every_ms: u64, want: usize, limit: Duration) -> Vec<u64> {
+    let path = base.path.join(".understudy/status.json");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + limit;
+    while seen.len() < want && std::time::Instant::now() < deadline {
+        let read = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&read) {
+            let at = v["written_unix_ms"].as_u64().unwrap_or(0);
+            if v["heartbeat_every_ms"] == every_ms && !seen.contains(&at) {
+                seen.push(at);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
+/// `HEARTBEAT_EVERY` changed by a reload (SIGHUP) paces understudy's own presence file at once,
+/// not only the probes of instances started since: a monitor told the new pace must not find
+/// the file stale (nor, under systemd, the watchdog's limit be the old pace's).
+#[test]
+fn a_reloaded_heartbeat_every_paces_the_presence_file_at_once() {
+    let base = Base::new("heartbeat-reload");
+    base.write_env("HEARTBEAT_EVERY=60s");
+    let mut u = Understudy::start(&base);
+    let first = presence_writes(&base, 60_000, 1, Duration::from_secs(10));
+    assert_eq!(first.len(), 1, "the first write, at start");
+    base.write_env("HEARTBEAT_EVERY=200ms");
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    // At 200 ms, five writes come within a second or so; at the old pace, one a minute.
+    let writes = presence_writes(&base, 200, 5, Duration::from_secs(15));
+    assert_eq!(
+        writes.len(),
+        5,
+        "status.json rewritten {} times in 15 s after the reload: {writes:?}; log:\n{}",
+        writes.len(),
+        u.log_text()
+    );
+    let pace = (writes[4] - writes[0]) / 4;
+    assert!(pace < 2_000, "one write every {pace} ms: {writes:?}");
+    u.stop();
+}

@@ -460,3 +460,33 @@ fn an_upgrade_makes_the_new_process_the_main_one_and_it_goes_on_notifying() {
         leftovers(&base.path).is_empty().then_some(())
     });
 }
+
+/// A reload (SIGHUP) that slows `HEARTBEAT_EVERY` slows the supervisor's beats: the watchdog's
+/// limit (three heartbeats) follows, so systemd is still petted, not left to kill understudy.
+#[test]
+fn the_watchdog_follows_a_reloaded_heartbeat_every() {
+    let base = Base::new("sd-heartbeat-reload");
+    base.write_env("HEARTBEAT_EVERY=100ms");
+    let mut sd = Manager::abstract_namespace();
+    let mut u = Understudy::start_with_env(
+        &base,
+        &[("NOTIFY_SOCKET", &sd.address), ("WATCHDOG_USEC", "400000")],
+    );
+    sd.wait_for("READY=1", Duration::from_secs(10), |m| {
+        m.contains("READY=1")
+    });
+    base.write_env("HEARTBEAT_EVERY=1s");
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    wait_until("the reload", Duration::from_secs(10), || {
+        let log = u.log_text();
+        log.contains("follows HEARTBEAT_EVERY at once")
+            .then_some(())
+    });
+    // Beats every second, three of them the limit: a pet every 200 ms all along (a limit left at
+    // 300 ms would leave most of each second unpetted).
+    let pets = sd.receive(Duration::from_secs(3));
+    let n = pets.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(n >= 10, "{n} pets in three seconds: {pets:?}");
+    u.sigterm();
+    assert_eq!(u.wait_exit(Duration::from_secs(15)), Some(0));
+}

@@ -30,6 +30,12 @@ use tokio_util::task::TaskTracker;
 /// How long a connection's call in flight may take to finish once understudy stops.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// The most a TCP admin connection may hold unsent in the kernel (`TCP_NOTSENT_LOWAT`). Left to
+/// Linux, a connection's send buffer grows to megabytes, so a client that stops reading an
+/// event stream pins them, and `SEND_TIMEOUT` starts counting only once they are full (for a
+/// quiet stream, days later); bounded, its writes stall after its own receive buffer and this.
+const UNSENT_LIMIT: libc::c_int = 16 * 1024;
+
 /// The bounds on one admin connection's silence.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timeouts {
@@ -48,7 +54,10 @@ pub(super) async fn serve<L: Listener>(
     permits: Arc<Semaphore>,
     timeouts: Timeouts,
     stop: CancellationToken,
-) {
+) where
+    L::Io: std::os::fd::AsRawFd,
+    L::Addr: std::fmt::Debug,
+{
     let tasks = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -58,10 +67,11 @@ pub(super) async fn serve<L: Listener>(
                 Err(_) => break,
             },
         };
-        let io = tokio::select! {
+        let (io, peer) = tokio::select! {
             _ = stop.cancelled() => break,
-            (io, _) = listener.accept() => io,
+            (io, peer) = listener.accept() => (io, peer),
         };
+        limit_unsent(&io);
         let service = TowerToHyperService::new(router.clone());
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -71,7 +81,7 @@ pub(super) async fn serve<L: Listener>(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.header);
-            let io = WriteStall::new(io, timeouts.send);
+            let io = WriteStall::new(io, timeouts.send, format!("{peer:?}"));
             let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             tokio::select! {
@@ -88,23 +98,50 @@ pub(super) async fn serve<L: Listener>(
     tasks.wait().await;
 }
 
+/// Bound what the kernel holds unsent for a TCP connection ([`UNSENT_LIMIT`]); nothing for a
+/// unix socket, whose buffers are small and whose clients are understudy's own user.
+fn limit_unsent(io: &impl std::os::fd::AsRawFd) {
+    let limit = UNSENT_LIMIT;
+    // SAFETY: setsockopt on a descriptor `io` owns, reading a c_int that outlives the call; on a
+    // socket that is not TCP it fails (EOPNOTSUPP), which changes nothing.
+    let r = unsafe {
+        libc::setsockopt(
+            io.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::from_ref(&limit).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            tracing::debug!("cannot bound an admin connection's unsent bytes: {e}");
+        }
+    }
+}
+
 /// A connection whose writes fail with `TimedOut` once one has waited `limit` without the
 /// client taking a byte: hyper then drops the connection, and with it an event stream's slot
-/// and anything queued for it. Reads are untouched (`HEADER_TIMEOUT` bounds those).
+/// and anything queued for it; the log says so once. Reads are untouched (`HEADER_TIMEOUT`
+/// bounds those).
 pub(super) struct WriteStall<S> {
     inner: S,
     limit: Duration,
     /// Running while a write waits; cleared by any write that goes through.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The client, as the log names it; `None` once the drop was logged.
+    peer: Option<String>,
 }
 
 impl<S> WriteStall<S> {
-    /// `inner`, its writes bounded by `limit` of no progress.
-    pub(super) fn new(inner: S, limit: Duration) -> WriteStall<S> {
+    /// `inner`, its writes bounded by `limit` of no progress; `peer` names the client in the log.
+    pub(super) fn new(inner: S, limit: Duration, peer: String) -> WriteStall<S> {
         WriteStall {
             inner,
             limit,
             stalled: None,
+            peer: Some(peer),
         }
     }
 
@@ -119,10 +156,16 @@ impl<S> WriteStall<S> {
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the client took nothing for {limit:?} (SEND_TIMEOUT)"),
-            ))),
+            Poll::Ready(()) => {
+                let why = format!("the client took nothing for {limit:?} (SEND_TIMEOUT)");
+                if let Some(peer) = self.peer.take() {
+                    tracing::warn!(
+                        "admin API: {why} while understudy had more to send (an event stream \
+                         nobody reads?): closing its connection {peer}"
+                    );
+                }
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -240,7 +283,7 @@ mod tests {
         let limit = Duration::from_secs(60);
         // A client that never reads: the pipe fills, then the write waits until the limit.
         let (ours, _client) = tokio::io::duplex(1024);
-        let mut conn = WriteStall::new(ours, limit);
+        let mut conn = WriteStall::new(ours, limit, "test".into());
         let start = tokio::time::Instant::now();
         let write = conn.write_all(&[b'x'; 64 * 1024]);
         let e = tokio::time::timeout(limit * 3, write)
@@ -254,7 +297,7 @@ mod tests {
 
         // A client that takes a little now and then, each time within the limit, is never cut.
         let (ours, mut client) = tokio::io::duplex(1024);
-        let mut conn = WriteStall::new(ours, limit);
+        let mut conn = WriteStall::new(ours, limit, "test".into());
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 512];
             let mut got = 0;

@@ -50,6 +50,7 @@ pub const NEW_INSTANCE_KEYS: &[&str] = &[
     "EXEC_COMMAND",
     "READY_PATH",
     "HEALTH_PATH",
+    // Understudy's own heartbeat (status.json, the systemd watchdog's limit) follows it at once.
     "HEARTBEAT_EVERY",
     "HEARTBEAT_MISSES",
     "READY_TIMEOUT",

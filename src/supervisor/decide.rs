@@ -329,6 +329,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
     d.run_schedules();
     d.fit_secondary();
     d.assign_ports();
+    d.end_stale_share();
     d.persist();
     // After the state write: an operator told "scheduled" can rely on it surviving a crash.
     d.out.extend(reply);

@@ -126,7 +126,7 @@ pub async fn run(
             }
             Ok(()) = config.changed() => {
                 let new = config.borrow_and_update().clone();
-                match exec.reconfigure(new) {
+                match exec.reconfigure(new, &mut presence) {
                     Some(reloaded) => reloaded,
                     None => continue,
                 }
@@ -739,8 +739,16 @@ impl Executor {
     /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,
     /// and so does `decide` (the guard's 5xx rule is the scorer's): the input returned. Keys
     /// that need a restart (the hooks among them) already hold their old values
-    /// ([`crate::config::merge`]).
-    fn reconfigure(&mut self, new: Arc<Config>) -> Option<Input> {
+    /// ([`crate::config::merge`]). A new `HEARTBEAT_EVERY` paces the `presence` tick at once.
+    fn reconfigure(
+        &mut self,
+        new: Arc<Config>,
+        presence: &mut tokio::time::Interval,
+    ) -> Option<Input> {
+        if new.heartbeat_every != self.cfg.heartbeat_every {
+            // Understudy's own heartbeat follows a reload at once (a first beat now).
+            *presence = every(new.heartbeat_every);
+        }
         let reloaded = reloaded(&self.cfg, &new);
         if reloaded.is_some() {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));

@@ -9,7 +9,7 @@ use semver::Version;
 
 mod recover;
 
-use super::{Persisted, Resumed};
+use super::{HistoryShare, Persisted, Resumed};
 use crate::archive;
 use crate::artifact::{self, Installed};
 use crate::config::Config;
@@ -66,6 +66,10 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         Ok(h) => h.last().map(|s| s.to.clone()),
         Err(_) => persisted.txn.as_ref().map(|t| t.version.clone()),
     };
+    let history_share = match &history {
+        Ok(h) => share_in_force(h),
+        Err(_) => HistoryShare::Unknown,
+    };
     let testing = find(&persisted.testing, Some(Role::Testing));
     let tested = testing.as_ref().map(|t| &t.version);
     let mut resumed = Resumed {
@@ -75,6 +79,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         previous,
         rolled_back_from,
         history_last,
+        history_share,
         schedules: persisted.schedules.clone(),
         promote_at: None,
         schedule_grace: Duration::ZERO,
@@ -196,4 +201,17 @@ pub(super) fn before(
         return (None, None);
     };
     crate::history::after_switch(last.from.clone(), last.why)
+}
+
+/// The canary share the history's last line leaves in force (a share line above 0 %; a switch
+/// ends any share).
+pub(super) fn share_in_force(switches: &[crate::history::Switch]) -> HistoryShare {
+    match switches.last().and_then(|s| s.share.as_ref()) {
+        Some(s) if s.percent.is_finite() && s.percent > 0.0 => {
+            // Basis points, as `CANARY_STEPS` holds them.
+            let weight = (s.percent * 100.0).round().min(10_000.0) as u32;
+            HistoryShare::Share(s.version.clone(), weight)
+        }
+        _ => HistoryShare::None,
+    }
 }

@@ -158,6 +158,9 @@ pub struct Resumed {
     /// The version the history's last line says took over: a switch the state file says
     /// happened but the history lacks (a kill between the two writes) is recorded at start.
     pub history_last: Option<Version>,
+    /// The canary share the history's last line leaves in force: one the state file does not
+    /// account for (a kill between the two writes) is set right at start.
+    pub history_share: HistoryShare,
     /// Scheduled promotions from the state file.
     pub schedules: Vec<Schedule>,
     /// `PROMOTE_AT`: a promotion of whatever is under test at that instant.
@@ -194,6 +197,19 @@ pub struct Resumed {
     pub found: Vec<Installed>,
     /// The children an upgrade handed over: each slot of that part and version adopts one.
     pub handed: Vec<HandedPort>,
+}
+
+/// What the history's last line says of canary shares, read at start.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum HistoryShare {
+    /// The history could not be read: taken to say what the state file does, so that nothing
+    /// is recorded twice.
+    #[default]
+    Unknown,
+    /// Every user is on running (no share line, or a switch or a 0 % line came last).
+    None,
+    /// This build serves this share of users (basis points).
+    Share(Version, u32),
 }
 
 /// A child handed over by the previous understudy, as `decide` needs it: which slot takes it
@@ -407,6 +423,9 @@ pub struct State {
     pub(super) canary_out: Option<(Slot, u32)>,
     /// The step journaled before a restart, resumed once its build is ready again.
     pub(super) canary_resume: Option<JournaledCanary>,
+    /// The canary share the history says is in force (build, basis points): a share is
+    /// recorded only when it changes, and one no step keeps in force any more is ended (0 %).
+    pub(super) shared: Option<(Version, u32)>,
     /// Children handed over by the previous understudy, not yet claimed by a slot.
     pub(super) handed: Vec<HandedPort>,
     /// The testing instance whose secondary failed: noise stays unknown for it.
@@ -502,6 +521,7 @@ impl State {
             canary: None,
             canary_out: None,
             canary_resume: None,
+            shared: None,
             handed: Vec::new(),
             secondary_off: None,
             pending: None,

@@ -175,7 +175,7 @@ async fn ready_after_the_first_beat_and_the_watchdog_only_while_beats_come() {
     let watched = Watched {
         status,
         pulse,
-        stale_after: Duration::from_millis(300),
+        stale_after: Box::new(|| Duration::from_millis(300)),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(notifier, watched, stop.clone()));

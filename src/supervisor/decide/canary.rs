@@ -7,7 +7,7 @@ use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::score::canary::CanaryEvaluation;
 use crate::score::ScorerControl;
-use crate::supervisor::state::{AfterStop, CanaryStep};
+use crate::supervisor::state::{AfterStop, CanaryStep, HistoryShare, Slot};
 
 /// A step that has not gathered enough evidence after this many windows holds.
 const HOLD_AFTER_WINDOWS: u32 = 3;
@@ -59,12 +59,62 @@ impl Decision<'_> {
 
     /// Have the history say that `version` serves `weight` (basis points) of users from now on;
     /// 0 once they are all back on running.
+    /// Nothing is recorded when the history says so already (a step resumed after a restart).
     pub(super) fn record_share(&mut self, version: semver::Version, weight: u32) {
+        let shared = (weight > 0).then(|| (version.clone(), weight));
+        if self.s.shared == shared {
+            return;
+        }
         if let Some(running) = self.running_version().cloned() {
             let percent = f64::from(weight) / 100.0;
             let share = crate::history::Share { version, percent };
             self.out
                 .push(crate::supervisor::Action::RecordShare { running, share });
+            self.s.shared = shared;
+        }
+    }
+
+    /// At start, once the parts are resumed: the history is made to say what the state file
+    /// does (a kill came between their writes). A journaled step that resumes is recorded at
+    /// its share, once; a share no step keeps is ended. An unreadable history is taken to say
+    /// what the state file does, so nothing is recorded twice.
+    pub(super) fn resume_share(&mut self, history: HistoryShare) {
+        let journaled = self.resumable_step();
+        if history == HistoryShare::Unknown {
+            self.s.shared = journaled;
+            return;
+        }
+        // `shared` holds the history's share since the start of the resume, unless a switch
+        // the history missed was recorded since and ended it.
+        match journaled {
+            Some((version, weight)) => self.record_share(version, weight),
+            None => self.end_stale_share(),
+        }
+    }
+
+    /// The step journaled before a restart that resumes once its build is ready: the build and
+    /// its share.
+    fn resumable_step(&self) -> Option<(semver::Version, u32)> {
+        let j = self.s.canary_resume.as_ref()?;
+        let weight = self.s.canary_steps.get(j.step).copied()?;
+        let is = |v: Option<&semver::Version>| v == Some(&j.version);
+        let waits = is(self.s.testing.as_ref().map(|t| t.version()))
+            || is(self.s.pending.as_ref().map(|p| &p.version));
+        waits.then(|| (j.version.clone(), weight))
+    }
+
+    /// After every input: a share the history says is in force that no step keeps any more
+    /// (its build gone before its journaled step resumed, say) is ended (0 %).
+    pub(super) fn end_stale_share(&mut self) {
+        let Some((version, _)) = self.s.shared.clone() else {
+            return;
+        };
+        let on = |slot: Option<&Slot>| slot.is_some_and(|s| *s.version() == version);
+        let kept = (self.s.canary.is_some() && on(self.s.testing.as_ref()))
+            || on(self.s.canary_out.as_ref().map(|(s, _)| s))
+            || self.resumable_step().is_some_and(|(v, _)| v == version);
+        if !kept {
+            self.record_share(version, 0);
         }
     }
 

@@ -321,6 +321,7 @@ impl Decision<'_> {
                 to: version,
                 why,
             });
+            self.s.shared = None; // a switch ends any canary share
         }
     }
 

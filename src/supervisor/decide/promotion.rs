@@ -17,7 +17,7 @@ use crate::score::stats::RateCheck;
 use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
 use crate::supervisor::state::{
-    AfterStop, Guard, JournaledGuard, Resumed, Slot, Txn, TxnKind, TxnStep,
+    AfterStop, Guard, HistoryShare, JournaledGuard, Resumed, Slot, Txn, TxnKind, TxnStep,
 };
 
 impl Decision<'_> {
@@ -35,6 +35,11 @@ impl Decision<'_> {
         self.s.canary_window = r.canary_window;
         self.s.canary_resume = r.canary.clone();
         self.s.handed = r.handed.clone();
+        let history_share = std::mem::take(&mut r.history_share);
+        if let HistoryShare::Share(version, weight) = &history_share {
+            // In force until a switch the history missed, recorded on resuming, ends it.
+            self.s.shared = Some((version.clone(), *weight));
+        }
         self.resume_schedules(std::mem::take(&mut r.schedules), r.promote_at);
         let guard = r.guard.take();
         let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
@@ -43,6 +48,7 @@ impl Decision<'_> {
         self.resume_guard(guard);
         self.resume_filings(filings);
         self.resume_found(pending, found);
+        self.resume_share(history_share);
     }
 
     /// A switch the journal says happened but the history lacks (killed between the state
@@ -55,6 +61,7 @@ impl Decision<'_> {
             to: t.version.clone(),
             why: t.why,
         });
+        self.s.shared = None;
     }
 
     /// At start: which parts the versions found play, and the transaction under way undone or

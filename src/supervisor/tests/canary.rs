@@ -437,3 +437,102 @@ async fn a_canary_build_that_crashes_while_its_promotion_starts_sends_its_users_
     );
     assert_eq!(sim.s.running().unwrap().id, running);
 }
+
+/// Running 1.0.0, testing 1.1.0 waiting to start, steps of 20 % and 50 %, resumed with the
+/// state file's canary step (0-based) and what the history's last line says of shares.
+fn resumed_canary(sim: &mut Sim, step: Option<usize>, history: HistoryShare) -> Vec<Action> {
+    sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: Some(installed("1.1.0")),
+        canary_steps: vec![2000, 5000],
+        canary_window: Duration::from_secs(8),
+        canary: step.map(|step| state::JournaledCanary {
+            version: v("1.1.0"),
+            step,
+        }),
+        history_last: Some(v("1.0.0")),
+        history_share: history,
+        ..Default::default()
+    })))
+}
+
+/// Killed between the state write of a step and the history's line (or with the history's
+/// append failing meanwhile): the step's share is recorded at start, once; its resumption once
+/// the build is ready does not record it again, nor does an unreadable history make it.
+#[tokio::test(start_paused = true)]
+async fn a_canary_share_the_history_missed_is_recorded_at_start_once() {
+    let share = |w| HistoryShare::Share(v("1.1.0"), w);
+    for (history, at_start) in [
+        (HistoryShare::None, vec![(v("1.1.0"), 50.0)]),
+        (share(2000), vec![(v("1.1.0"), 50.0)]),
+        (share(5000), vec![]),
+        (HistoryShare::Unknown, vec![]),
+    ] {
+        let mut sim = Sim::new(PORTS);
+        let a = resumed_canary(&mut sim, Some(1), history.clone());
+        assert_eq!(shares_in(&a), at_start, "{history:?}: {a:#?}");
+        let (_, a) = sim.bring_up(&a);
+        let (_, a) = sim.bring_up(&a);
+        assert_eq!(routes_in(&a).unwrap().canary, 5000, "the step resumed");
+        assert_eq!(shares_in(&a), [], "{history:?}: recorded once: {a:#?}");
+    }
+}
+
+/// Killed after the history's line of a step but before the state's (or while the canary's
+/// build kept its share during a promotion that is undone at start): no step keeps the share,
+/// so it is ended at start (0 %), not left in force while every user is on running.
+#[tokio::test(start_paused = true)]
+async fn a_canary_share_no_step_keeps_is_ended_at_start() {
+    let mut sim = Sim::new(PORTS);
+    let a = resumed_canary(&mut sim, None, HistoryShare::Share(v("1.1.0"), 2000));
+    assert_eq!(shares_in(&a), [(v("1.1.0"), 0.0)], "{a:#?}");
+    // Unreadable, the history is not known to say a share: nothing is recorded.
+    let mut sim = Sim::new(PORTS);
+    let a = resumed_canary(&mut sim, None, HistoryShare::Unknown);
+    assert_eq!(shares_in(&a), [], "{a:#?}");
+    // A step recorded at start whose build fails before it resumes is ended then.
+    let mut sim = Sim::new(PORTS);
+    let a = resumed_canary(&mut sim, Some(0), HistoryShare::None);
+    assert_eq!(shares_in(&a), [(v("1.1.0"), 20.0)]);
+    let (_, a) = sim.bring_up(&a);
+    let (testing, _, _) = start_in(&a).expect("testing starts");
+    sim.launch(testing);
+    let a = sim.event(
+        testing,
+        InstanceEventKind::Exited {
+            status: "exit status: 1".into(),
+            stderr_tail: String::new(),
+        },
+    );
+    assert_eq!(shares_in(&a), [(v("1.1.0"), 0.0)], "{a:#?}");
+}
+
+/// The share in force is the history's last line's, when it is a share above 0 %.
+#[test]
+fn the_share_in_force_is_the_last_lines() {
+    use crate::history::{Share, Switch};
+    let line = |share: Option<f64>| Switch {
+        at: "2026-12-01T01:00:00Z".into(),
+        from: Some(v("1.0.0")),
+        to: v("1.0.0"),
+        why: SwitchWhy::Canary,
+        share: share.map(|percent| Share {
+            version: v("1.1.0"),
+            percent,
+        }),
+    };
+    let in_force = |lines: &[Switch]| super::super::resume::share_in_force(lines);
+    assert_eq!(in_force(&[]), HistoryShare::None);
+    assert_eq!(
+        in_force(&[line(None), line(Some(12.5))]),
+        HistoryShare::Share(v("1.1.0"), 1250)
+    );
+    assert_eq!(
+        in_force(&[line(Some(20.0)), line(Some(0.0))]),
+        HistoryShare::None
+    );
+    assert_eq!(
+        in_force(&[line(Some(20.0)), line(None)]),
+        HistoryShare::None
+    );
+}
