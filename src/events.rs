@@ -44,7 +44,8 @@ impl std::fmt::Display for VerdictKind {
 /// An event as it went out: its place in the sequence and when.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stamped {
-    /// 1, 2, 3 … in the order emitted, per run of understudy.
+    /// 1, 2, 3 … in the order emitted, numbering on across restarts and upgrades (with a gap of
+    /// at most [`SEQ_BLOCK`]), so resuming or deduplicating by number holds across them.
     pub seq: u64,
     /// When it was emitted, RFC 3339 (UTC).
     pub at: String,
@@ -587,25 +588,67 @@ pub struct Events {
     tx: broadcast::Sender<Arc<Stamped>>,
 }
 
+/// How many event numbers one write of the reservation file covers: the most a restart can skip.
+pub const SEQ_BLOCK: u64 = 1000;
+
 /// The last [`EVENT_BACKLOG`] events and the next number.
 struct Backlog {
     next: u64,
     kept: VecDeque<Arc<Stamped>>,
+    /// Where numbers are reserved, and up to which one (inclusive); none for a run that keeps no
+    /// base dir (tests).
+    reserved: Option<(PathBuf, u64)>,
 }
 
-impl Default for Events {
-    fn default() -> Self {
-        Events {
-            inner: Arc::new(Mutex::new(Backlog {
-                next: 1,
-                kept: VecDeque::with_capacity(EVENT_BACKLOG),
-            })),
-            tx: broadcast::channel(EVENT_BACKLOG).0,
+impl Backlog {
+    /// Extend the reservation past `next` before `next` is given out. A write that fails is
+    /// logged, and numbers go on from memory (a later run may then give some again).
+    fn reserve(&mut self) {
+        let Some((path, upto)) = &mut self.reserved else {
+            return;
+        };
+        if self.next <= *upto {
+            return;
+        }
+        *upto = self.next.saturating_add(SEQ_BLOCK - 1);
+        if let Err(e) = crate::layout::write_atomic(path, format!("{upto}\n").as_bytes()) {
+            tracing::warn!(
+                "cannot reserve event numbers in {}: {e}; after a restart, events may be \
+                 numbered again from an earlier number",
+                path.display()
+            );
         }
     }
 }
 
+impl Default for Events {
+    fn default() -> Self {
+        Events::numbered_from(1, None)
+    }
+}
+
 impl Events {
+    /// Events numbered on from where the last run's reservation in `path` (`.understudy/
+    /// events.seq`) ends, so an SSE client's `Last-Event-ID` or a webhook receiver's last number
+    /// from before a restart or an upgrade still orders and tells apart what comes after it.
+    pub fn continuing(path: PathBuf) -> Events {
+        let last = read_reservation(&path);
+        Events::numbered_from(last.saturating_add(1), Some((path, last)))
+    }
+
+    fn numbered_from(next: u64, reserved: Option<(PathBuf, u64)>) -> Events {
+        let mut backlog = Backlog {
+            next,
+            kept: VecDeque::with_capacity(EVENT_BACKLOG),
+            reserved,
+        };
+        backlog.reserve();
+        Events {
+            inner: Arc::new(Mutex::new(backlog)),
+            tx: broadcast::channel(EVENT_BACKLOG).0,
+        }
+    }
+
     /// Stamp `e`, log it, keep it in the backlog and send it to every subscriber.
     pub fn emit(&self, e: Event) {
         e.log();
@@ -613,6 +656,7 @@ impl Events {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        b.reserve();
         let stamped = Arc::new(Stamped {
             seq: b.next,
             at,
@@ -650,9 +694,66 @@ impl Events {
     }
 }
 
+/// The last reserved number in `path`: 0 when there is none yet; a file that is not one number
+/// (read no further than 64 bytes) is logged and taken as none.
+fn read_reservation(path: &std::path::Path) -> u64 {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64).read_to_string(&mut text));
+    match read {
+        Ok(_) => text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(
+                "{} does not hold an event number ({text:?}): numbering events from 1; delete it \
+                 to silence this",
+                path.display()
+            );
+            0
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read {}: {e}: numbering events from 1",
+                path.display()
+            );
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_go_on_across_runs_and_past_a_reservation() {
+        let dir = std::env::temp_dir().join(format!("understudy-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.seq");
+        let _ = std::fs::remove_file(&path);
+        let first = Events::continuing(path.clone());
+        for _ in 0..SEQ_BLOCK + 5 {
+            first.emit(Event::Paused);
+        }
+        let last = first.recent(1)[0].seq;
+        assert_eq!(last, SEQ_BLOCK + 5, "from 1, past the first reservation");
+        // The next run (a restart, or the new process of an upgrade) numbers on past them all.
+        let second = Events::continuing(path.clone());
+        second.emit(Event::Resumed);
+        let next = second.recent(1)[0].seq;
+        assert!(
+            next > last && next <= last + SEQ_BLOCK,
+            "{last} then {next}"
+        );
+        // A resuming client that saw the first run's last event gets the second run's.
+        let (missed, _) = second.subscribe_after(last);
+        assert_eq!(missed.len(), 1);
+        // A file that holds no number: from 1 again, without a panic.
+        std::fs::write(&path, "not a number").unwrap();
+        let third = Events::continuing(path);
+        third.emit(Event::Paused);
+        assert_eq!(third.recent(1)[0].seq, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_listener_resuming_after_an_event_gets_exactly_what_followed() {

@@ -165,6 +165,12 @@ impl Layout {
         self.state_dir().join("history.jsonl")
     }
 
+    /// How far event numbers are reserved: the next run numbers on past it, so an event's number is
+    /// never given twice across restarts and upgrades.
+    pub fn events_seq_file(&self) -> PathBuf {
+        self.state_dir().join("events.seq")
+    }
+
     /// The persisted supervisor state, so a restart resumes where it was.
     pub fn state_file(&self) -> PathBuf {
         self.state_dir().join("state.json")

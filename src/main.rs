@@ -344,7 +344,9 @@ fn run(
             admin: passed.admin,
             socket,
         };
-        let events = understudy::Events::default();
+        let events = understudy::Events::continuing(
+            understudy::layout::Layout::new(&cfg.base, &cfg.identifier).events_seq_file(),
+        );
         let result =
             understudy::run(cfg, listeners, events, cancel, reload, notifier, succession).await;
         match &result {

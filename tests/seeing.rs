@@ -64,6 +64,53 @@ fn named<'a>(events: &'a [Value], name: &str, version: &str) -> Option<&'a Value
         .find(|e| e["event"] == name && (e["version"] == version || e["to"] == version))
 }
 
+/// The reviewer's reproduction: a client that read up to event N of one run and reconnected to
+/// the next with `Last-Event-ID: N` lost the new run's first events (numbers began at 1 again).
+#[test]
+fn event_numbers_go_on_across_a_restart_and_a_resuming_client_misses_nothing() {
+    let base = Base::new("sse-restart");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (admin_addr, _) = admin(&base);
+    let before = Sse::connect(admin_addr, Some(0)).until(Duration::from_secs(20), |e| {
+        named(e, "ready", "1.0.0").is_some()
+    });
+    let last = before
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap();
+    // A number that is not one is a JSON error saying how to resume.
+    let (code, answer) = api(admin_addr, "GET", "/api/events?after=x", None, "");
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("?after=")),
+        "{answer}"
+    );
+    u.stop();
+
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    let (admin_addr, _) = admin(&base);
+    let after = Sse::connect(admin_addr, Some(last)).until(Duration::from_secs(20), |e| {
+        named(e, "ready", "1.0.0").is_some()
+    });
+    let seqs: Vec<u64> = after.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(
+        seqs.iter().all(|&s| s > last),
+        "numbered on past {last}: {seqs:?}"
+    );
+    assert!(
+        named(&after, "started", "1.0.0").is_some(),
+        "the new run's first events reach the resuming client: {after:#?}"
+    );
+    u.stop();
+}
+
 #[test]
 fn an_sse_client_sees_a_promotion_in_order_and_a_reconnect_misses_nothing() {
     let base = Base::new("sse");

@@ -86,8 +86,25 @@ pub(super) async fn events(
     State(s): State<AdminState>,
     Extension(slots): Extension<StreamSlots>,
     headers: axum::http::HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+    q: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "ok": false,
+                    "error": format!(
+                        "{}: resume with ?after=<event number> once, or with the \
+                         Last-Event-ID header",
+                        e.body_text()
+                    ),
+                })),
+            )
+                .into_response()
+        }
+    };
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
     let Some(slot) = slots.take() else {
