@@ -35,7 +35,13 @@ impl Decision<'_> {
         self.s.canary_window = r.canary_window;
         self.s.canary_resume = r.canary.clone();
         self.s.handed = r.handed.clone();
-        self.resume_schedules(std::mem::take(&mut r.schedules), r.promote_at);
+        let switched = r.txn.as_ref().filter(|t| t.step >= TxnStep::Switched);
+        let switched = switched.map(|t| t.version.clone());
+        self.resume_schedules(
+            std::mem::take(&mut r.schedules),
+            r.promote_at,
+            switched.as_ref(),
+        );
         let guard = r.guard.take();
         let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
         let filings = std::mem::take(&mut r.filings);
@@ -312,6 +318,8 @@ impl Decision<'_> {
         if let Some(t) = self.s.txn.as_mut() {
             t.step = TxnStep::Switched;
         }
+        // In the same write: a schedule that started this promotion has fired.
+        self.schedule_switched(&to);
         self.persist();
         self.s.txn_old = old.as_ref().map(|o| o.id);
         self.serve(SlotKey::Running);
@@ -386,6 +394,7 @@ impl Decision<'_> {
             version: next.version().clone(),
             reasons: reasons.clone(),
         });
+        self.schedule_failed(next.version(), &reasons.join("; "), true);
         self.s.txn = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
             self.publish_routes();
@@ -459,9 +468,13 @@ impl Decision<'_> {
                 match result {
                     Ok(()) if still_testing => self.promote_testing(txn.why),
                     // It left testing while PRE_PROMOTE ran (what took it out said so): no promotion.
-                    Ok(()) => {}
+                    Ok(()) => {
+                        let why = format!("{version} left testing while PRE_PROMOTE ran");
+                        self.schedule_failed(&version, &why, false);
+                    }
                     Err(e) => {
                         let reason = format!("PRE_PROMOTE refused it: {e}");
+                        self.schedule_failed(&version, &reason, true);
                         self.emit(Event::PromotionFailed {
                             version: version.clone(),
                             reasons: vec![reason.clone()],
