@@ -365,10 +365,11 @@ impl Decision<'_> {
             };
             self.retire(old, true, after);
         } else {
+            // The POST_* hook first: the version it replaced is filed once it has run.
+            self.after_switch();
             if let Some(r) = restarting {
                 self.archive_if_unused(r.installed.version);
             }
-            self.after_switch();
         }
         // A rollback leaves testing in place: it is scored against the new running from now on.
         let running = self
@@ -484,9 +485,13 @@ impl Decision<'_> {
                 }
             }
             Hook::PostPromote | Hook::PostRollback => {
-                // A failure was announced by HookRan above; the switch stands either way.
+                // A failure was announced by HookRan above; the switch stands either way, and
+                // the version it replaced, kept while the hook ran, is filed away now.
                 if self.s.txn.as_ref().is_some_and(|t| t.version == version) {
-                    self.s.txn = None;
+                    let from = self.s.txn.take().and_then(|t| t.from);
+                    if let Some(from) = from {
+                        self.archive_if_unused(from);
+                    }
                 }
             }
         }
