@@ -197,7 +197,7 @@ pub enum Event {
     /// A scheduled promotion is due but holds: understudy is paused, the build's latest
     /// evaluation fails, or its canary has steps left. It fires once that ends, within the grace.
     ScheduleHeld { id: u64, reason: String },
-    /// A scheduled promotion fired, was missed, or was cancelled.
+    /// A scheduled promotion fired (users were switched), failed, was missed, or was cancelled.
     ScheduleEnded {
         id: u64,
         outcome: String,
@@ -501,7 +501,7 @@ impl Event {
                 outcome,
                 reason,
             } => {
-                if outcome == "missed" {
+                if outcome == "missed" || outcome == "failed" {
                     tracing::error!(target: LOG_TARGET, id, outcome, reason, "schedule_ended")
                 } else {
                     tracing::info!(target: LOG_TARGET, id, outcome, reason, "schedule_ended")

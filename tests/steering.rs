@@ -129,6 +129,30 @@ fn a_scheduled_promotion_survives_a_hard_kill_and_fires_exactly_once() {
     u.stop();
 }
 
+/// A schedule whose promotion `PRE_PROMOTE` refuses ends `failed` with the hook's reason, never
+/// `fired`: users were not switched, and running stays.
+#[test]
+fn a_scheduled_promotion_refused_by_pre_promote_is_listed_failed_not_fired() {
+    let (base, mut u) = start_with_testing("schedule-pre-promote", "PRE_PROMOTE=/bin/false");
+    let at = understudy::supervisor::control::rfc3339(SystemTime::now() + Duration::from_secs(3));
+    let (code, _, err) = cli(&base, &["promote", "--at", &at]);
+    assert_eq!(code, 0, "{err}");
+    let sch = wait_until("the schedule's end", Duration::from_secs(30), || {
+        let (_, out, _) = cli(&base, &["schedule", "--json"]);
+        let list: Value = serde_json::from_str(&out).ok()?;
+        let sch = list["schedules"][0].clone();
+        (sch["state"] != "pending" && sch["state"] != "promoting").then_some(sch)
+    });
+    assert_eq!(sch["state"], "failed", "{sch}");
+    let reason = sch["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("PRE_PROMOTE"), "{sch}");
+    let (_, out, _) = cli(&base, &["schedule"]);
+    assert!(out.contains("#1") && out.contains("failed"), "{out}");
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    assert_eq!(scheduled_switches(&base), 0, "{:?}", switches(&base));
+    u.stop();
+}
+
 #[test]
 fn a_failing_pre_promote_leaves_running_untouched_with_the_reason_in_status() {
     // Single quotes: dotenv leaves `$UNDERSTUDY_VERSION` for the hook's shell.

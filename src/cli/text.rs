@@ -220,6 +220,15 @@ fn steering_text(v: &Value) -> String {
                 sch["version"].as_str().unwrap_or("the build under test"),
                 sch["at"].as_str().unwrap_or("?")
             ));
+        } else if sch["state"] == "promoting" {
+            out.push_str(&format!(
+                "{:<10}#{} (due {}) started the promotion of {} at {}; it fires once users are switched\n",
+                "scheduled",
+                sch["id"],
+                sch["at"].as_str().unwrap_or("?"),
+                sch["promoting"].as_str().unwrap_or("?"),
+                sch["started_at"].as_str().unwrap_or("?")
+            ));
         }
     }
     if v["paused"] == json!(true) {

@@ -1,7 +1,9 @@
 //! Effective-dated promotions: "promote 1.4.0 at 03:00". A schedule is kept in the state file
-//! from the moment it is accepted, fires at most once (its outcome is saved in the same write as
-//! the promotion it starts), and one that came due while understudy was down fires at start if
-//! it is still within `MISSED_SCHEDULE_GRACE`, or is recorded as missed, never silently dropped.
+//! from the moment it is accepted and fires at most once: it is `promoting` from the write that
+//! starts its promotion, and `fired` in the write that journals the switch of users. A promotion
+//! undone at start (killed before the switch) re-opens it; one that failed ends it `failed`. One
+//! that came due while understudy was down fires at start if it is still within
+//! `MISSED_SCHEDULE_GRACE`, or is recorded as missed, never silently dropped.
 
 use std::time::{Duration, SystemTime};
 
@@ -50,15 +52,29 @@ pub enum Origin {
 pub enum Outcome {
     /// Not yet due, or due and waiting for its build to be ready (within the grace).
     Pending,
-    /// The promotion began at `at`.
+    /// Due, and the promotion it started is under way: not fired until users are switched, so a
+    /// promotion undone at start re-opens it.
+    Promoting {
+        /// When its promotion began, RFC 3339.
+        started_at: String,
+        /// The version being promoted.
+        promoting: Version,
+    },
+    /// Its promotion switched users to its build.
     Fired {
-        /// When it fired, RFC 3339.
+        /// When users were switched, RFC 3339.
         fired_at: String,
         /// The version it promoted.
         promoted: Version,
     },
     /// It came due but could not fire within the grace.
     Missed {
+        /// Why.
+        reason: String,
+    },
+    /// The promotion it started failed (`PRE_PROMOTE` refused it, the new instance failed); it
+    /// is not retried on its own: an operator's promote, or a new schedule, tries again.
+    Failed {
         /// Why.
         reason: String,
     },
@@ -102,9 +118,26 @@ impl Schedule {
         crate::history::parse_rfc3339(&self.at).unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
-    /// Not fired, missed or cancelled yet.
+    /// Waiting for its time (or, due, for its build): it has not started a promotion.
     pub fn is_pending(&self) -> bool {
         self.outcome == Outcome::Pending
+    }
+
+    /// Not ended yet: pending, or its promotion under way.
+    pub fn is_open(&self) -> bool {
+        matches!(self.outcome, Outcome::Pending | Outcome::Promoting { .. })
+    }
+
+    /// The name of its state and the reason it ended, as `schedule_ended` says them.
+    pub fn ending(&self) -> (&'static str, String) {
+        match &self.outcome {
+            Outcome::Pending => ("pending", String::new()),
+            Outcome::Promoting { promoting, .. } => ("promoting", format!("promoting {promoting}")),
+            Outcome::Fired { promoted, .. } => ("fired", format!("users switched to {promoted}")),
+            Outcome::Failed { reason } => ("failed", reason.clone()),
+            Outcome::Missed { reason } => ("missed", reason.clone()),
+            Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
+        }
     }
 }
 
@@ -123,10 +156,10 @@ pub fn next_check(s: &Schedule, now: Now, grace: Duration) -> Instant {
 
 /// Drop the oldest finished schedules beyond [`KEEP_FINISHED`].
 pub fn prune(schedules: &mut Vec<Schedule>) {
-    let finished = schedules.iter().filter(|s| !s.is_pending()).count();
+    let finished = schedules.iter().filter(|s| !s.is_open()).count();
     let mut excess = finished.saturating_sub(KEEP_FINISHED);
     schedules.retain(|s| {
-        if excess > 0 && !s.is_pending() {
+        if excess > 0 && !s.is_open() {
             excess -= 1;
             false
         } else {

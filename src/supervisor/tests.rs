@@ -25,6 +25,7 @@ mod filing;
 mod lifecycle;
 mod promotion;
 mod resume;
+mod schedules;
 
 const PORTS: (u16, u16) = (30000, 30009);
 

@@ -208,14 +208,18 @@ impl Decision<'_> {
         None
     }
 
-    /// Take back the schedules of the state file, and add `PROMOTE_AT`'s unless it is there.
+    /// Take back the schedules of the state file (resolving one whose promotion was under way:
+    /// `switched` names the version the journal says users were switched to), and add
+    /// `PROMOTE_AT`'s unless it is there.
     pub(super) fn resume_schedules(
         &mut self,
         schedules: Vec<Schedule>,
         promote_at: Option<SystemTime>,
+        switched: Option<&Version>,
     ) {
         self.s.last_schedule_id = schedules.iter().map(|s| s.id).max().unwrap_or(0);
         self.s.schedules = schedules;
+        self.resume_promoting_schedules(switched);
         let wanted = promote_at.map(control::rfc3339);
         for s in &mut self.s.schedules {
             if s.origin == Origin::Config && s.is_pending() && Some(&s.at) != wanted.as_ref() {
@@ -285,10 +289,16 @@ impl Decision<'_> {
         let Some(s) = self.s.schedules.iter_mut().find(|s| s.id == id) else {
             return Err(CommandError::UnknownSchedule(id));
         };
-        if !s.is_pending() {
+        if let Outcome::Promoting { promoting, .. } = &s.outcome {
             return Err(CommandError::Refused(format!(
-                "schedule #{id} is no longer pending ({:?})",
-                s.outcome
+                "schedule #{id} has started the promotion of {promoting}, which is under way: \
+                 it can no longer be cancelled; roll back once it is done"
+            )));
+        }
+        if !s.is_pending() {
+            let (state, reason) = s.ending();
+            return Err(CommandError::Refused(format!(
+                "schedule #{id} is no longer pending ({state}: {reason})"
             )));
         }
         s.outcome = Outcome::Cancelled {
@@ -356,22 +366,8 @@ impl Decision<'_> {
                 _ => self.fire(&sch, grace),
             };
             match ended {
-                Some(outcome) => {
-                    let (name, reason) = match &outcome {
-                        Outcome::Fired { promoted, .. } => {
-                            ("fired", format!("promoting {promoted}"))
-                        }
-                        Outcome::Missed { reason } => ("missed", reason.clone()),
-                        Outcome::Cancelled { reason } => ("cancelled", reason.clone()),
-                        Outcome::Pending => ("pending", String::new()),
-                    };
-                    self.emit(Event::ScheduleEnded {
-                        id: sch.id,
-                        outcome: name.into(),
-                        reason,
-                    });
-                    self.s.schedules[i].outcome = outcome;
-                }
+                Some(outcome @ Outcome::Promoting { .. }) => self.s.schedules[i].outcome = outcome,
+                Some(outcome) => self.end_schedule(i, outcome),
                 None => {
                     let check = schedule::next_check(&sch, now, grace);
                     next = Some(next.map_or(check, |n| n.min(check)));
@@ -398,9 +394,11 @@ impl Decision<'_> {
             // Another switch still under way (draining, POST_PROMOTE) holds it, within the grace.
             if held.is_none() && self.begin_promotion(SwitchWhy::Scheduled) {
                 self.s.schedule_held = None;
-                return Some(Outcome::Fired {
-                    fired_at: control::rfc3339(self.wall),
-                    promoted: version,
+                // Fired once users are switched (`schedule_switched`), not now: an undo at start
+                // re-opens it, a failure ends it `failed`.
+                return Some(Outcome::Promoting {
+                    started_at: control::rfc3339(self.wall),
+                    promoting: version,
                 });
             }
         }
@@ -467,5 +465,91 @@ impl Decision<'_> {
                 self.s.canary_steps.len()
             )
         })
+    }
+
+    /// End schedule `i` with `outcome`, and say so (`schedule_ended`).
+    fn end_schedule(&mut self, i: usize, outcome: Outcome) {
+        let sch = &mut self.s.schedules[i];
+        sch.outcome = outcome;
+        let (name, reason) = sch.ending();
+        let id = sch.id;
+        self.emit(Event::ScheduleEnded {
+            id,
+            outcome: name.into(),
+            reason,
+        });
+    }
+
+    /// The schedules whose promotion of `version` is under way, by index.
+    fn promoting_schedules(&self, version: &Version) -> Vec<usize> {
+        let of =
+            |o: &Outcome| matches!(o, Outcome::Promoting { promoting, .. } if promoting == version);
+        (0..self.s.schedules.len())
+            .filter(|&i| of(&self.s.schedules[i].outcome))
+            .collect()
+    }
+
+    /// Users were switched to `version`: a schedule that started its promotion has fired (saved
+    /// in the same write as the switch).
+    pub(super) fn schedule_switched(&mut self, version: &Version) {
+        for i in self.promoting_schedules(version) {
+            let fired = Outcome::Fired {
+                fired_at: control::rfc3339(self.wall),
+                promoted: version.clone(),
+            };
+            self.end_schedule(i, fired);
+        }
+    }
+
+    /// The promotion of `version` ended without switching users: a schedule that started it
+    /// ends `failed` with the reason (or as `cancelled`, when the build left testing for
+    /// another reason). Not retried on its own: a maintenance window is not silently moved.
+    pub(super) fn schedule_failed(&mut self, version: &Version, reason: &str, failed: bool) {
+        for i in self.promoting_schedules(version) {
+            let reason = format!("its promotion of {version} did not switch users: {reason}");
+            let outcome = if failed {
+                Outcome::Failed { reason }
+            } else {
+                Outcome::Cancelled { reason }
+            };
+            self.end_schedule(i, outcome);
+        }
+    }
+
+    /// At start, a schedule whose promotion was under way when understudy stopped: fired if the
+    /// journal says users were switched; undone (stopped before the switch), it is re-opened and
+    /// fires again within `MISSED_SCHEDULE_GRACE` of its time, or is recorded as missed.
+    fn resume_promoting_schedules(&mut self, switched: Option<&Version>) {
+        let grace = self.s.schedule_grace;
+        for i in 0..self.s.schedules.len() {
+            let sch = &self.s.schedules[i];
+            let Outcome::Promoting {
+                started_at,
+                promoting,
+            } = &sch.outcome
+            else {
+                continue;
+            };
+            let undone = format!(
+                "its promotion of {promoting}, begun at {started_at}, was cut short before users \
+                 were switched (understudy stopped) and undone at start"
+            );
+            if switched == Some(promoting) {
+                self.schedule_switched(&promoting.clone());
+            } else if self.wall.duration_since(sch.instant()).unwrap_or_default() > grace {
+                let reason = format!(
+                    "{undone}, later than MISSED_SCHEDULE_GRACE ({grace:?}) after {}",
+                    sch.at
+                );
+                self.end_schedule(i, Outcome::Missed { reason });
+            } else {
+                let id = sch.id;
+                self.s.schedules[i].outcome = Outcome::Pending;
+                self.emit(Event::ScheduleHeld {
+                    id,
+                    reason: format!("{undone}: it fires again once the build is ready, within MISSED_SCHEDULE_GRACE ({grace:?})"),
+                });
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ use semver::Version;
 
 use super::{Action, Decision, Filed, GC_EVERY, MAX_FILING_ATTEMPTS};
 use crate::events::Event;
-use crate::supervisor::state::{AfterStop, JournaledFiling, Slot};
+use crate::supervisor::state::{AfterStop, JournaledFiling, Slot, TxnStep};
 
 impl Decision<'_> {
     /// The state files could not be written (or can again): say so once each way.
@@ -120,6 +120,13 @@ impl Decision<'_> {
             (
                 s.guard.as_ref().is_some_and(|g| g.from == *version),
                 "kept for a rollback until ROLLBACK_WINDOW ends",
+            ),
+            (
+                // Hook first, then archive: the switch's POST_* hook may still look at it.
+                s.txn.as_ref().is_some_and(|t| {
+                    t.step >= TxnStep::Switched && t.from.as_ref() == Some(version)
+                }),
+                "replaced by the switch under way, kept until its POST_* hook has run",
             ),
         ];
         uses.into_iter()

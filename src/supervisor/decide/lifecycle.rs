@@ -225,10 +225,12 @@ impl Decision<'_> {
             }));
         }
         if std::mem::take(&mut self.s.txn_post_due) {
-            if let Some(from) = self.s.txn.as_ref().and_then(|t| t.from.clone()) {
+            let from = self.s.txn.as_ref().and_then(|t| t.from.clone());
+            // The POST_* hook first: the old version is filed once it has run (at once without one).
+            self.after_switch();
+            if let Some(from) = from {
                 self.archive_if_unused(from);
             }
-            self.after_switch();
         }
         self.start_pending();
     }

@@ -40,7 +40,13 @@ impl Decision<'_> {
             // In force until a switch the history missed, recorded on resuming, ends it.
             self.s.shared = Some((version.clone(), *weight));
         }
-        self.resume_schedules(std::mem::take(&mut r.schedules), r.promote_at);
+        let switched = r.txn.as_ref().filter(|t| t.step >= TxnStep::Switched);
+        let switched = switched.map(|t| t.version.clone());
+        self.resume_schedules(
+            std::mem::take(&mut r.schedules),
+            r.promote_at,
+            switched.as_ref(),
+        );
         let guard = r.guard.take();
         let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
         let filings = std::mem::take(&mut r.filings);
@@ -319,6 +325,8 @@ impl Decision<'_> {
         if let Some(t) = self.s.txn.as_mut() {
             t.step = TxnStep::Switched;
         }
+        // In the same write: a schedule that started this promotion has fired.
+        self.schedule_switched(&to);
         self.persist();
         self.s.txn_old = old.as_ref().map(|o| o.id);
         self.serve(SlotKey::Running);
@@ -364,10 +372,11 @@ impl Decision<'_> {
             };
             self.retire(old, true, after);
         } else {
+            // The POST_* hook first: the version it replaced is filed once it has run.
+            self.after_switch();
             if let Some(r) = restarting {
                 self.archive_if_unused(r.installed.version);
             }
-            self.after_switch();
         }
         // A rollback leaves testing in place: it is scored against the new running from now on.
         let running = self
@@ -393,6 +402,7 @@ impl Decision<'_> {
             version: next.version().clone(),
             reasons: reasons.clone(),
         });
+        self.schedule_failed(next.version(), &reasons.join("; "), true);
         self.s.txn = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
             self.publish_routes();
@@ -466,9 +476,13 @@ impl Decision<'_> {
                 match result {
                     Ok(()) if still_testing => self.promote_testing(txn.why),
                     // It left testing while PRE_PROMOTE ran (what took it out said so): no promotion.
-                    Ok(()) => {}
+                    Ok(()) => {
+                        let why = format!("{version} left testing while PRE_PROMOTE ran");
+                        self.schedule_failed(&version, &why, false);
+                    }
                     Err(e) => {
                         let reason = format!("PRE_PROMOTE refused it: {e}");
+                        self.schedule_failed(&version, &reason, true);
                         self.emit(Event::PromotionFailed {
                             version: version.clone(),
                             reasons: vec![reason.clone()],
@@ -478,9 +492,13 @@ impl Decision<'_> {
                 }
             }
             Hook::PostPromote | Hook::PostRollback => {
-                // A failure was announced by HookRan above; the switch stands either way.
+                // A failure was announced by HookRan above; the switch stands either way, and
+                // the version it replaced, kept while the hook ran, is filed away now.
                 if self.s.txn.as_ref().is_some_and(|t| t.version == version) {
-                    self.s.txn = None;
+                    let from = self.s.txn.take().and_then(|t| t.from);
+                    if let Some(from) = from {
+                        self.archive_if_unused(from);
+                    }
                 }
             }
         }

@@ -130,7 +130,7 @@ async fn a_scheduled_promotion_is_saved_before_the_answer_and_fires_once_at_its_
     let (next, role, _) = start_in(&a).expect("fires at its time");
     assert_eq!(role, Role::Running);
     assert!(a.iter().any(|a| matches!(a, Action::Persist(p)
-        if p.promoting == Some(v("1.1.0")) && matches!(p.schedules[0].outcome, Outcome::Fired { .. }))));
+        if p.promoting == Some(v("1.1.0")) && matches!(p.schedules[0].outcome, Outcome::Promoting { .. }))));
     let (_, a) = {
         sim.launch(next);
         (next, sim.event(next, InstanceEventKind::Ready))
@@ -139,6 +139,13 @@ async fn a_scheduled_promotion_is_saved_before_the_answer_and_fires_once_at_its_
         records_in(&a),
         vec![(Some(v("1.0.0")), v("1.1.0"), SwitchWhy::Scheduled)]
     );
+    // Fired in the write that journals the switch, before the route changes.
+    let persist = a.iter().position(|a| {
+        matches!(a, Action::Persist(p)
+        if matches!(p.schedules[0].outcome, Outcome::Fired { .. }))
+    });
+    let route = a.iter().position(|a| matches!(a, Action::Route(_)));
+    assert!(persist.is_some() && persist < route, "{a:#?}");
     tokio::time::advance(Duration::from_secs(3600)).await;
     let a = sim.feed(Input::Tick);
     assert!(start_in(&a).is_none(), "never fires twice: {a:#?}");
@@ -196,7 +203,17 @@ async fn a_schedule_due_while_a_switch_finishes_waits_for_it_then_fires() {
         start_of(&a, Role::Running),
         Some((start_in(&a).unwrap().0, v("1.2.0")))
     );
-    assert_eq!(ended(&a), vec!["fired: promoting 1.2.0".to_string()]);
+    assert!(
+        ended(&a).is_empty(),
+        "fired once users are switched: {a:#?}"
+    );
+    let (next, _) = start_of(&a, Role::Running).unwrap();
+    sim.launch(next);
+    let a = sim.event(next, InstanceEventKind::Ready);
+    assert_eq!(
+        ended(&a),
+        vec!["fired: users switched to 1.2.0".to_string()]
+    );
     assert!(matches!(
         &schedules(&sim)[0].outcome,
         Outcome::Fired { promoted, .. } if *promoted == v("1.2.0")
@@ -227,7 +244,10 @@ async fn a_schedule_due_while_down_fires_at_start_within_the_grace_else_it_is_mi
         let started = start_in(&a);
         assert_eq!(started.is_some(), fires, "late by {late_min} min: {a:#?}");
         if fires {
-            assert!(matches!(schedules(&sim)[0].outcome, Outcome::Fired { .. }));
+            assert!(matches!(
+                schedules(&sim)[0].outcome,
+                Outcome::Promoting { .. }
+            ));
         }
     }
 }
@@ -328,6 +348,13 @@ fn schedules_round_trip_through_the_state_file() {
     let mut s = Schedule::new(1, Some(v("1.1.0")), wall0(), Origin::Operator);
     for outcome in [
         Outcome::Pending,
+        Outcome::Promoting {
+            started_at: "2026-12-01T00:00:00Z".into(),
+            promoting: v("1.1.0"),
+        },
+        Outcome::Failed {
+            reason: "PRE_PROMOTE refused it".into(),
+        },
         Outcome::Fired {
             fired_at: "2026-12-01T00:00:01Z".into(),
             promoted: v("1.1.0"),
@@ -474,7 +501,10 @@ async fn a_schedule_due_while_paused_holds_says_so_once_and_fires_once_resumed()
     });
     let (_, role, _) = start_in(&a).expect("fires once resumed");
     assert_eq!(role, Role::Running);
-    assert!(matches!(schedules(&sim)[0].outcome, Outcome::Fired { .. }));
+    assert!(matches!(
+        schedules(&sim)[0].outcome,
+        Outcome::Promoting { .. }
+    ));
 }
 
 #[tokio::test(start_paused = true)]

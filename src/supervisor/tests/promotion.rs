@@ -130,8 +130,11 @@ async fn resume_after_the_switch_completes_the_transaction() {
         ..Default::default()
     })));
     let (_, a) = sim.bring_up(&a);
-    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
     assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: Hook::PostPromote, version, .. } if *version == v("1.1.0"))), "{a:#?}");
+    assert!(
+        !a.contains(&Action::Archive(v("1.0.0"))),
+        "hook first: {a:#?}"
+    );
     let a = sim.feed(Input::HookDone {
         hook: Hook::PostPromote,
         id: None,
@@ -143,6 +146,46 @@ async fn resume_after_the_switch_completes_the_transaction() {
             .any(|a| matches!(a, Action::Persist(p) if p.txn.is_none())),
         "{a:#?}"
     );
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+}
+
+/// Unguarded (`ROLLBACK_WINDOW=0`), the old version is filed away after `POST_PROMOTE` has run,
+/// not while it runs (the hook may still look at it), whether the hook passes or fails; without
+/// the hook, once the old instance has stopped.
+#[tokio::test(start_paused = true)]
+async fn the_old_version_is_archived_after_post_promote_not_while_it_runs() {
+    for (hook, result) in [
+        (true, Ok(())),
+        (true, Err("exit status: 1".to_string())),
+        (false, Ok(())),
+    ] {
+        let mut sim = Sim::new(PORTS);
+        sim.s.hooks.post_promote = hook;
+        let (old, testing) = sim.serving_with_testing("1.1.0");
+        let a = sim.verdict(testing, Verdict::Promote);
+        let (next, a) = sim.bring_up(&a);
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+        let a = sim.feed(Input::Stopped { id: old });
+        if !hook {
+            assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+            continue;
+        }
+        assert_eq!(hooks_in(&a), vec![Hook::PostPromote]);
+        assert!(
+            !a.contains(&Action::Archive(v("1.0.0"))),
+            "not while POST_PROMOTE runs: {a:#?}"
+        );
+        let a = sim.feed(Input::HookDone {
+            hook: Hook::PostPromote,
+            id: Some(next),
+            version: v("1.1.0"),
+            result: result.clone(),
+        });
+        assert!(
+            a.contains(&Action::Archive(v("1.0.0"))),
+            "{result:?}: {a:#?}"
+        );
+    }
 }
 
 /// Killed between the state write that says users are switched and the history's line: the
