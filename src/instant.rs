@@ -15,6 +15,11 @@ pub const EARLIEST: &str = "1970-01-01T00:00:00Z";
 /// The latest instant accepted.
 pub const LATEST: &str = "9999-12-31T23:59:59Z";
 
+/// How far ahead a promotion may be scheduled (`promote --at`, `PROMOTE_AT`): a year and a day, so
+/// a yearly window fits and a mistyped year (2062 for 2026) is refused rather than holding the
+/// build from automatic promotion for decades.
+pub const MAX_AHEAD: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
 /// Why a text is not an instant understudy accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstantError {

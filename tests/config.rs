@@ -213,6 +213,8 @@ fn out_of_bounds_values_fail_at_start_without_panicking() {
         ("EXEC_COMMAND", "./start.sh --port {port}"),
         // Valid RFC 3339, but year 10000 in UTC: converting it panicked and stopped understudy.
         ("PROMOTE_AT", "9999-12-31T23:59:59-23:59"),
+        // A mistyped year held every build from automatic promotion until then.
+        ("PROMOTE_AT", "2062-01-01T03:00:00Z"),
         // A port past 65535 was accepted at start. Shown without its path, which may be secret.
         ("WEBHOOK_URLS", "http://127.0.0.1:99999/hooks/s3cret"),
     ];

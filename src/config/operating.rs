@@ -231,7 +231,7 @@ pub(super) fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, Con
     if v.is_empty() {
         return Ok(None);
     }
-    crate::instant::parse(v).map(Some).map_err(|e| match e {
+    let at = crate::instant::parse(v).map_err(|e| match e {
         crate::instant::InstantError::OutOfRange { .. } => invalid(
             "PROMOTE_AT",
             v,
@@ -242,7 +242,17 @@ pub(super) fn promote_at(raw: &Raw) -> Result<Option<std::time::SystemTime>, Con
             ),
         ),
         crate::instant::InstantError::NotRfc3339 { .. } => invalid("PROMOTE_AT", v, expected),
-    })
+    })?;
+    let ahead = at.duration_since(std::time::SystemTime::now());
+    if ahead.is_ok_and(|d| d > crate::instant::MAX_AHEAD) {
+        return Err(invalid(
+            "PROMOTE_AT",
+            v,
+            "an instant at most 366 days from now (a mistyped year would hold every build from \
+             automatic promotion until then)",
+        ));
+    }
+    Ok(Some(at))
 }
 
 #[cfg(test)]

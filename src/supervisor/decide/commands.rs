@@ -248,10 +248,19 @@ impl Decision<'_> {
     }
 
     /// `PromoteAt`: schedule the build under test; stored before the answer goes out.
+    /// Refused past [`crate::instant::MAX_AHEAD`]: a mistyped year would hold the build for ever.
     pub(super) fn schedule(&mut self, at: SystemTime) -> Result<String, CommandError> {
         if at <= self.wall {
             return Err(CommandError::Refused(format!(
                 "{} is not in the future: promote now without \"at\"",
+                control::rfc3339(at)
+            )));
+        }
+        if at.duration_since(self.wall).unwrap_or_default() > crate::instant::MAX_AHEAD {
+            return Err(CommandError::Refused(format!(
+                "{} is more than a year ahead (a typo?): until then the build would be held from \
+                 automatic promotion; schedule at most 366 days ahead, or `understudy pause` to \
+                 hold it",
                 control::rfc3339(at)
             )));
         }

@@ -105,6 +105,15 @@ async fn a_scheduled_promotion_is_saved_before_the_answer_and_fires_once_at_its_
     assert!(
         matches!(reply_in(&a, 2), Err(CommandError::Refused(r)) if r.contains("not in the future"))
     );
+    // A mistyped year is refused, not a build held for decades.
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::PromoteAt(sim.now().wall + Duration::from_secs(367 * 24 * 3600)),
+    });
+    assert!(
+        matches!(reply_in(&a, 2), Err(CommandError::Refused(r)) if r.contains("more than a year ahead")),
+        "{a:#?}"
+    );
     let a = sim.feed(Input::Command {
         id: 3,
         command: Command::PromoteAt(sim.now().wall + Duration::from_secs(60)),
