@@ -379,3 +379,62 @@ fn a_new_understudy_that_cannot_serve_never_takes_running_down() {
         &failed[..failed.len().min(3)]
     );
 }
+
+/// `(pid, ready)` of the instance `/api/status` shows for `role`, once it has a pid.
+fn role_status(base: &Base, role: &str) -> Option<(u64, bool)> {
+    let (code, out, _) = cli(base, &["status", "--json"]);
+    if code != 0 {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+    Some((
+        status[role]["pid"].as_u64()?,
+        status[role]["ready"].as_bool()?,
+    ))
+}
+
+/// A handover that fails while testing still starts gives testing back as it was: probed for
+/// readiness within its READY_TIMEOUT, not heartbeated as if ready (which rejected it).
+#[test]
+fn a_failed_upgrade_gives_a_starting_build_back_still_starting() {
+    let base = Base::new("self-upgrade-starting");
+    // Three missed heartbeats take 1.5 s: a starting build taken back as ready is rejected soon.
+    base.write_env("NOISE_CANCEL=off\nREADY_TIMEOUT=40s\nHEARTBEAT_EVERY=500ms");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let slow = format!("#!/bin/sh\nsleep 8\nexec '{BIN}' fixture-app --version 1.1.0\n");
+    let tmp = base.path.join(".app-1.1.0.tmp");
+    std::fs::write(&tmp, slow).unwrap();
+    std::fs::rename(&tmp, base.path.join("app-1.1.0")).unwrap();
+    let (pid, ready) = wait_until("testing starting", Duration::from_secs(10), || {
+        role_status(&base, "testing")
+    });
+    assert!(!ready, "testing sleeps 8 s before it listens");
+
+    let (code, out, err) = cli(&base, &["upgrade", "--binary", "/bin/true"]);
+    assert_eq!(
+        code, 1,
+        "an understudy that exits at once is refused: {out}{err}"
+    );
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    let rejected = base.path.join("rejected/app-1.1.0");
+    wait_until("testing ready", Duration::from_secs(30), || {
+        assert!(
+            !rejected.exists(),
+            "testing was rejected: {:?}\nlog:\n{}",
+            std::fs::read_to_string(rejected.join("reason.json")),
+            u.log_text()
+        );
+        role_status(&base, "testing").filter(|s| s.1)
+    });
+    assert_eq!(
+        role_status(&base, "testing"),
+        Some((pid, true)),
+        "the same testing instance became ready"
+    );
+}
