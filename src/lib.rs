@@ -565,7 +565,7 @@ impl Control {
         spawn_watcher(
             &mut tasks,
             &cfg,
-            writes.clone(),
+            (writes.clone(), self.succession.serving.clone()),
             dropped_tx,
             self.stop.clone(),
         );
@@ -590,26 +590,31 @@ impl Control {
     }
 }
 
-/// The watcher of the base dir, which reports complete drops to the supervisor.
+/// The watcher of the base dir, which reports complete drops to the supervisor once this process
+/// serves: an understudy still taking over leaves drops where they are, since the old one goes
+/// on (and installs them) if the takeover fails; its first scan finds them once it serves.
 fn spawn_watcher(
     tasks: &mut Tasks,
     cfg: &Config,
-    writes: watcher::Writes,
+    (writes, serving): (watcher::Writes, CancellationToken),
     dropped: mpsc::Sender<watcher::Dropped>,
     stop: CancellationToken,
 ) {
-    tasks.spawn(
-        "watcher",
-        watcher::run(
-            cfg.base.clone(),
-            cfg.identifier.clone(),
-            not_builds(cfg),
-            cfg.settle_time,
-            writes,
-            dropped,
-            stop,
-        ),
+    let watch = watcher::run(
+        cfg.base.clone(),
+        cfg.identifier.clone(),
+        not_builds(cfg),
+        cfg.settle_time,
+        writes,
+        dropped,
+        stop.clone(),
     );
+    tasks.spawn("watcher", async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = serving.cancelled() => watch.await,
+        }
+    });
 }
 
 /// Files in the base dir that are not builds, so the watcher does not warn about their names:

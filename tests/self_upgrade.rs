@@ -438,3 +438,57 @@ fn a_failed_upgrade_gives_a_starting_build_back_still_starting() {
         "the same testing instance became ready"
     );
 }
+
+/// A build dropped while a new understudy takes over is left where it is until that one serves:
+/// when the takeover fails, the old understudy, which serves on, installs and tests it.
+#[test]
+fn a_build_dropped_during_a_failed_takeover_is_tested_by_the_old_understudy() {
+    let base = Base::new("self-upgrade-drop-between");
+    base.write_env("NOISE_CANCEL=off");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // It probes another host, so running never serves there: it gives up after 6 s.
+    let unready = base
+        .path
+        .join("..")
+        .join("self-upgrade-drop-between-understudy");
+    std::fs::write(
+        &unready,
+        format!(
+            "#!/bin/sh\nexec '{BIN}' \"$@\" --set UPSTREAM_HOST=192.0.2.1 --set READY_TIMEOUT=6s\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &unready,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let upgrade = spawn_cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
+    wait_until(
+        "the new understudy to adopt running",
+        Duration::from_secs(10),
+        || {
+            u.log_text()
+                .contains("from the previous understudy")
+                .then_some(())
+        },
+    );
+    base.drop_fixture("1.1.0", "");
+    let (code, out, err) = cli_finished(upgrade, Duration::from_secs(40));
+    let _ = std::fs::remove_file(&unready);
+    assert_eq!(code, Some(1), "the takeover fails: {out}{err}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    wait_until("testing 1.1.0 ready", Duration::from_secs(20), || {
+        let (code, out, _) = cli(&base, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (code == 0 && status["testing"]["version"] == "1.1.0" && status["testing"]["ready"] == true)
+            .then_some(())
+    });
+    assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
+}
