@@ -492,3 +492,42 @@ fn a_build_dropped_during_a_failed_takeover_is_tested_by_the_old_understudy() {
     });
     assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
 }
+
+/// The admin token over TCP never lets a caller run a program of its choice as understudy: an
+/// upgrade naming a `binary` is refused there (403), and the program is not run.
+#[test]
+fn an_upgrade_to_another_binary_over_tcp_is_refused_and_runs_nothing() {
+    let base = Base::new("self-upgrade-tcp-binary");
+    base.write_env("NOISE_CANCEL=off");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let marker = base.path.join("..").join("self-upgrade-tcp-binary-ran");
+    let _ = std::fs::remove_file(&marker);
+    let program = base.path.join("..").join("self-upgrade-tcp-binary-program");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ntouch '{}'\nexit 3\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (addr, token) = admin(&base);
+    let body = serde_json::json!({ "binary": program }).to_string();
+    let (code, answer) = api(addr, "POST", "/api/upgrade", Some(&token), &body);
+    let ran = marker.exists();
+    let _ = std::fs::remove_file(&program);
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(code, 403, "{answer}");
+    assert!(!ran, "the program named over TCP was run");
+    let why = answer["error"].as_str().unwrap_or_default();
+    assert!(why.contains("understudy upgrade --binary"), "{answer}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the same understudy serves on"
+    );
+}
