@@ -66,7 +66,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use succession::{farewell, handing, spawn_succession, Handing};
+use succession::{farewell, handing, spawn_restatement, spawn_succession, Handing};
 
 pub use config::Config;
 pub use events::{Event, Events};
@@ -260,6 +260,8 @@ pub async fn run(
     spawn_succession(&mut tasks, handing.ready.take(), &admin_state);
     let watched = watched(&cfg, &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
+    let status = admin_state.handle.watch();
+    spawn_restatement(&mut tasks, &notifier, &handing, status, &stops.control);
     tasks.spawn(
         "metrics",
         metrics::count_events(counted_events, event_counters, stops.control.clone()),
