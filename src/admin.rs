@@ -300,7 +300,11 @@ fn router(state: AdminState, token: Option<Arc<str>>, streams: StreamSlots) -> R
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/rollback", post(rollback))
-        .route("/api/upgrade", post(upgrade))
+        // Over TCP (`token` set) the token must not stand for running any program as understudy.
+        .route("/api/upgrade", {
+            let tcp = token.is_some();
+            post(move |s: State<AdminState>, body: Bytes| upgrade(s, body, tcp))
+        })
         .route("/api/schedule/{id}", axum::routing::delete(cancel_schedule));
     if let Some(token) = token {
         steer = steer.route_layer(middleware::from_fn_with_state(token, require_token));
@@ -636,14 +640,27 @@ async fn resume(State(s): State<AdminState>) -> Response {
 }
 
 /// Replace understudy itself (`{"binary": "/path"}`, default the binary it was started from);
-/// answers once the new one serves, or with why it did not (409), the old one serving on.
-async fn upgrade(State(s): State<AdminState>, body: Bytes) -> Response {
+/// answers once the new one serves, or with why it did not (409), the old one serving on. A
+/// `binary` is taken only on the unix socket: over `tcp` the token would let a caller run any
+/// program as understudy's user, with its listeners and lock (403).
+async fn upgrade(State(s): State<AdminState>, body: Bytes, tcp: bool) -> Response {
     let opts = match options(&body, &["binary"]) {
         Ok(o) => o,
         Err(e) => return bad_request(e),
     };
     let binary = match opts.get("binary") {
         None | Some(serde_json::Value::Null) => None,
+        Some(_) if tcp => {
+            let why = "\"binary\" is not accepted over TCP: the token must not let a caller run any \
+                       program as understudy; run `understudy upgrade --binary PATH` on the machine \
+                       (it uses the unix socket), or POST without \"binary\" to restart the binary \
+                       understudy was started from";
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "ok": false, "error": why })),
+            )
+                .into_response();
+        }
         Some(serde_json::Value::String(p)) if p.starts_with('/') && p.len() <= 4096 => {
             Some(PathBuf::from(p))
         }

@@ -164,7 +164,7 @@ pub struct Instance {
     pub started: Instant,
     stop: CancellationToken,
     release: CancellationToken,
-    task: tokio::task::JoinHandle<Option<OwnedFd>>,
+    task: tokio::task::JoinHandle<Option<Released>>,
 }
 
 /// A child another understudy started and handed over, still running under its watchdog.
@@ -182,9 +182,34 @@ pub struct Adopted {
     pub probe: ProbeSpec,
     /// Time between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
-    /// Already known ready here (taken back after a failed handover): not probed for readiness
-    /// again, and no `Ready` reported.
-    pub probed: bool,
+    /// How far it got: a child taken back after a failed handover resumes as it was released.
+    pub readiness: Readiness,
+}
+
+/// How far a child got towards serving, kept across a handover that failed so a child still
+/// starting is not heartbeated as if ready, and keeps the end of its READY_TIMEOUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Not known here (handed over by another understudy): probed with a whole READY_TIMEOUT.
+    Unknown,
+    /// Still starting: probed for readiness until `until`, the end of its READY_TIMEOUT.
+    Starting {
+        /// When it is reported not ready if it has not answered.
+        until: tokio::time::Instant,
+    },
+    /// Ready: heartbeated at once, and no second `Ready` reported.
+    Ready,
+    /// Reported not ready in time: neither probed nor heartbeated (the supervisor stops it).
+    Unready,
+}
+
+/// A child let go for a handover: the link to its watchdog, and how far it had got.
+#[derive(Debug)]
+pub struct Released {
+    /// Understudy's end of the link to its watchdog.
+    pub link: OwnedFd,
+    /// Its phase when released.
+    pub readiness: Readiness,
 }
 
 /// What an owner task and a handle are made of, whoever forked the child.
@@ -198,7 +223,7 @@ struct Parts {
     pid: u32,
     probe: ProbeSpec,
     grace: Duration,
-    probed: bool,
+    readiness: Readiness,
 }
 
 impl Instance {
@@ -229,13 +254,13 @@ impl Instance {
             pid: launched.pid,
             probe: spec.probe,
             grace: spec.grace,
-            probed: false,
+            readiness: Readiness::Unknown,
         };
         Ok(Instance::own(parts, launched.leader, events))
     }
 
-    /// Own a child handed over by another understudy: probed for readiness as if just started
-    /// (it answers at once), then watched, stopped and reported like any other.
+    /// Own a child handed over by another understudy (or taken back from one): probed as
+    /// `a.readiness` says, then watched, stopped and reported like any other.
     pub fn adopt(
         a: Adopted,
         events: mpsc::UnboundedSender<InstanceEvent>,
@@ -252,7 +277,7 @@ impl Instance {
             pid: a.child.pid,
             probe: a.probe,
             grace: a.grace,
-            probed: a.probed,
+            readiness: a.readiness,
         };
         Ok(Instance::own(parts, leader, events))
     }
@@ -271,7 +296,7 @@ impl Instance {
             stderr_path: p.dir.join("stderr"),
             stop: stop.clone(),
             release: release.clone(),
-            probed: p.probed,
+            readiness: p.readiness,
             events,
         };
         let host = p.probe.host.clone();
@@ -293,8 +318,8 @@ impl Instance {
     }
 
     /// Let go of the child without stopping it: the link to its watchdog, which the next
-    /// understudy adopts it by. `None` if it is gone already or has no watchdog.
-    pub async fn release(self) -> Option<OwnedFd> {
+    /// understudy adopts it by, and its phase. `None` if it is gone already or has no watchdog.
+    pub async fn release(self) -> Option<Released> {
         self.release.cancel();
         self.task.await.ok().flatten()
     }

@@ -66,7 +66,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use succession::{farewell, handing, spawn_succession, Handing};
+use succession::{farewell, handing, spawn_restatement, spawn_succession, Handing};
 
 pub use config::Config;
 pub use events::{Event, Events};
@@ -260,6 +260,8 @@ pub async fn run(
     spawn_succession(&mut tasks, handing.ready.take(), &admin_state);
     let watched = watched(config_tx.subscribe(), &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
+    let status = admin_state.handle.watch();
+    spawn_restatement(&mut tasks, &notifier, &handing, status, &stops.control);
     tasks.spawn(
         "metrics",
         metrics::count_events(counted_events, event_counters, stops.control.clone()),
@@ -566,7 +568,7 @@ impl Control {
         spawn_watcher(
             &mut tasks,
             &cfg,
-            writes.clone(),
+            (writes.clone(), self.succession.serving.clone()),
             dropped_tx,
             self.stop.clone(),
         );
@@ -591,26 +593,31 @@ impl Control {
     }
 }
 
-/// The watcher of the base dir, which reports complete drops to the supervisor.
+/// The watcher of the base dir, which reports complete drops to the supervisor once this process
+/// serves: an understudy still taking over leaves drops where they are, since the old one goes
+/// on (and installs them) if the takeover fails; its first scan finds them once it serves.
 fn spawn_watcher(
     tasks: &mut Tasks,
     cfg: &Config,
-    writes: watcher::Writes,
+    (writes, serving): (watcher::Writes, CancellationToken),
     dropped: mpsc::Sender<watcher::Dropped>,
     stop: CancellationToken,
 ) {
-    tasks.spawn(
-        "watcher",
-        watcher::run(
-            cfg.base.clone(),
-            cfg.identifier.clone(),
-            not_builds(cfg),
-            cfg.settle_time,
-            writes,
-            dropped,
-            stop,
-        ),
+    let watch = watcher::run(
+        cfg.base.clone(),
+        cfg.identifier.clone(),
+        not_builds(cfg),
+        cfg.settle_time,
+        writes,
+        dropped,
+        stop.clone(),
     );
+    tasks.spawn("watcher", async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = serving.cancelled() => watch.await,
+        }
+    });
 }
 
 /// Files in the base dir that are not builds, so the watcher does not warn about their names:

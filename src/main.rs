@@ -383,6 +383,7 @@ fn take_base(
             socket = Some(t.socket);
             succession.taken = t.children;
             succession.ready = Some(t.ready);
+            succession.from = Some(t.from);
             layout.take_lock(t.lock)?
         }
         None => layout.lock()?,

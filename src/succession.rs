@@ -36,6 +36,8 @@ pub(crate) struct Handing {
     pub(crate) successor: Arc<std::sync::atomic::AtomicU32>,
     /// Why this process gave up taking over, if it did.
     pub(crate) given_up: Arc<std::sync::OnceLock<String>>,
+    /// The pid of the understudy this process took over from, if an upgrade started it.
+    pub(crate) from: Option<u32>,
 }
 
 /// How an understudy started by an upgrade says it serves: once running (if one was handed)
@@ -99,6 +101,7 @@ pub(crate) fn handing(
         serving,
         successor: succession.successor.clone(),
         given_up: succession.given_up.clone(),
+        from: succession.from,
     })
 }
 
@@ -194,4 +197,57 @@ pub(crate) fn spawn_succession(
         }
         until.cancelled().await
     });
+}
+
+/// After an upgrade, once this process serves and the old one is gone (it told systemd
+/// `MAINPID=` of this one first): say `READY=1` and `STATUS=` again, since under
+/// `NotifyAccess=main` systemd dropped what this process sent before it was the main one.
+pub(crate) fn spawn_restatement(
+    tasks: &mut Tasks,
+    notifier: &systemd::Notifier,
+    handing: &Handing,
+    status: tokio::sync::watch::Receiver<Arc<supervisor::Status>>,
+    stop: &CancellationToken,
+) {
+    let Some(old) = handing.from.filter(|_| notifier.is_on()) else {
+        return;
+    };
+    let (notifier, serving, stop) = (notifier.clone(), handing.serving.clone(), stop.clone());
+    tasks.spawn("systemd restatement", async move {
+        let handed = async {
+            serving.cancelled().await;
+            while !gone(old) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = handed => {}
+        }
+        let line = systemd::summary(&status.borrow());
+        let ready = systemd::settled(&status.borrow());
+        let ready = if ready { "READY=1\n" } else { "" };
+        notifier.send(&format!("{ready}STATUS={line}"));
+        stop.cancelled().await
+    });
+}
+
+/// Whether the process `pid` has ended (gone, or a zombie its parent has yet to reap).
+fn gone(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+        == Err(nix::errno::Errno::ESRCH)
+    {
+        return true;
+    }
+    // "pid (comm) S ...": the state follows the last ')'.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }

@@ -84,6 +84,9 @@ pub struct Succession {
     pub taken: Vec<(Child, OwnedFd)>,
     /// Where to say this process serves, when an upgrade started it.
     pub ready: Option<ReadyPipe>,
+    /// The old understudy's pid, when an upgrade started this process: once it is gone, systemd
+    /// has been told `MAINPID=` of this one and takes its notifications.
+    pub from: Option<u32>,
     /// Cancelled once this process handed over to a new one: it then exits, stopping no child.
     pub handed: tokio_util::sync::CancellationToken,
     /// Cancelled once this process serves as the base dir's understudy: at once when started

@@ -379,3 +379,155 @@ fn a_new_understudy_that_cannot_serve_never_takes_running_down() {
         &failed[..failed.len().min(3)]
     );
 }
+
+/// `(pid, ready)` of the instance `/api/status` shows for `role`, once it has a pid.
+fn role_status(base: &Base, role: &str) -> Option<(u64, bool)> {
+    let (code, out, _) = cli(base, &["status", "--json"]);
+    if code != 0 {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+    Some((
+        status[role]["pid"].as_u64()?,
+        status[role]["ready"].as_bool()?,
+    ))
+}
+
+/// A handover that fails while testing still starts gives testing back as it was: probed for
+/// readiness within its READY_TIMEOUT, not heartbeated as if ready (which rejected it).
+#[test]
+fn a_failed_upgrade_gives_a_starting_build_back_still_starting() {
+    let base = Base::new("self-upgrade-starting");
+    // Three missed heartbeats take 1.5 s: a starting build taken back as ready is rejected soon.
+    base.write_env("NOISE_CANCEL=off\nREADY_TIMEOUT=40s\nHEARTBEAT_EVERY=500ms");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let slow = format!("#!/bin/sh\nsleep 8\nexec '{BIN}' fixture-app --version 1.1.0\n");
+    let tmp = base.path.join(".app-1.1.0.tmp");
+    std::fs::write(&tmp, slow).unwrap();
+    std::fs::rename(&tmp, base.path.join("app-1.1.0")).unwrap();
+    let (pid, ready) = wait_until("testing starting", Duration::from_secs(10), || {
+        role_status(&base, "testing")
+    });
+    assert!(!ready, "testing sleeps 8 s before it listens");
+
+    let (code, out, err) = cli(&base, &["upgrade", "--binary", "/bin/true"]);
+    assert_eq!(
+        code, 1,
+        "an understudy that exits at once is refused: {out}{err}"
+    );
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    let rejected = base.path.join("rejected/app-1.1.0");
+    wait_until("testing ready", Duration::from_secs(30), || {
+        assert!(
+            !rejected.exists(),
+            "testing was rejected: {:?}\nlog:\n{}",
+            std::fs::read_to_string(rejected.join("reason.json")),
+            u.log_text()
+        );
+        role_status(&base, "testing").filter(|s| s.1)
+    });
+    assert_eq!(
+        role_status(&base, "testing"),
+        Some((pid, true)),
+        "the same testing instance became ready"
+    );
+}
+
+/// A build dropped while a new understudy takes over is left where it is until that one serves:
+/// when the takeover fails, the old understudy, which serves on, installs and tests it.
+#[test]
+fn a_build_dropped_during_a_failed_takeover_is_tested_by_the_old_understudy() {
+    let base = Base::new("self-upgrade-drop-between");
+    base.write_env("NOISE_CANCEL=off");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // It probes another host, so running never serves there: it gives up after 6 s.
+    let unready = base
+        .path
+        .join("..")
+        .join("self-upgrade-drop-between-understudy");
+    std::fs::write(
+        &unready,
+        format!(
+            "#!/bin/sh\nexec '{BIN}' \"$@\" --set UPSTREAM_HOST=192.0.2.1 --set READY_TIMEOUT=6s\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &unready,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let upgrade = spawn_cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
+    wait_until(
+        "the new understudy to adopt running",
+        Duration::from_secs(10),
+        || {
+            u.log_text()
+                .contains("from the previous understudy")
+                .then_some(())
+        },
+    );
+    base.drop_fixture("1.1.0", "");
+    let (code, out, err) = cli_finished(upgrade, Duration::from_secs(40));
+    let _ = std::fs::remove_file(&unready);
+    assert_eq!(code, Some(1), "the takeover fails: {out}{err}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    wait_until("testing 1.1.0 ready", Duration::from_secs(20), || {
+        let (code, out, _) = cli(&base, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (code == 0 && status["testing"]["version"] == "1.1.0" && status["testing"]["ready"] == true)
+            .then_some(())
+    });
+    assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
+}
+
+/// The admin token over TCP never lets a caller run a program of its choice as understudy: an
+/// upgrade naming a `binary` is refused there (403), and the program is not run.
+#[test]
+fn an_upgrade_to_another_binary_over_tcp_is_refused_and_runs_nothing() {
+    let base = Base::new("self-upgrade-tcp-binary");
+    base.write_env("NOISE_CANCEL=off");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let marker = base.path.join("..").join("self-upgrade-tcp-binary-ran");
+    let _ = std::fs::remove_file(&marker);
+    let program = base.path.join("..").join("self-upgrade-tcp-binary-program");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ntouch '{}'\nexit 3\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (addr, token) = admin(&base);
+    let body = serde_json::json!({ "binary": program }).to_string();
+    let (code, answer) = api(addr, "POST", "/api/upgrade", Some(&token), &body);
+    let ran = marker.exists();
+    let _ = std::fs::remove_file(&program);
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(code, 403, "{answer}");
+    assert!(!ran, "the program named over TCP was run");
+    let why = answer["error"].as_str().unwrap_or_default();
+    assert!(why.contains("understudy upgrade --binary"), "{answer}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the same understudy serves on"
+    );
+}

@@ -438,6 +438,13 @@ fn an_upgrade_makes_the_new_process_the_main_one_and_it_goes_on_notifying() {
     sd.wait_for("MAINPID of the new process", Duration::from_secs(10), |m| {
         m == format!("MAINPID={new}")
     });
+    // What the new one said before it was the main one, systemd (NotifyAccess=main) dropped.
+    let again = sd.wait_for(
+        "STATUS= again once the new process is the main one",
+        Duration::from_secs(10),
+        |m| m.contains("STATUS="),
+    );
+    assert!(again.starts_with("READY=1\n"), "{again}");
     // The old process is gone: what it sent is all queued by now; what comes next is the new one's.
     sd.receive(Duration::from_millis(200));
     sd.read = sd.seen.len();

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leader::Leader;
 use super::probe::{Probe, ProbeError};
-use super::{InstanceEvent, InstanceEventKind, InstanceId};
+use super::{InstanceEvent, InstanceEventKind, InstanceId, Readiness, Released};
 
 /// How much of stderr a rejection reason quotes.
 const STDERR_TAIL: u64 = 4096;
@@ -29,8 +29,8 @@ const KILL_WAIT: Duration = Duration::from_secs(1);
 enum Ended {
     /// The leader was reaped (on its own or stopped).
     Gone,
-    /// The child was handed over, still running.
-    Released,
+    /// The child was handed over, still running, in this phase.
+    Released(Readiness),
 }
 
 /// The task that owns one child: readiness, exit watch, stop.
@@ -47,9 +47,8 @@ pub(super) struct Owner {
     pub(super) stop: CancellationToken,
     /// Cancelled when the child is handed to another understudy: let go, stop nothing.
     pub(super) release: CancellationToken,
-    /// Already known ready (taken back after a failed handover): heartbeats start at once, and
-    /// no second `Ready` is reported.
-    pub(super) probed: bool,
+    /// How far the child got (taken back after a failed handover: as it was released).
+    pub(super) readiness: Readiness,
     /// Where its events go.
     pub(super) events: mpsc::UnboundedSender<InstanceEvent>,
 }
@@ -65,22 +64,31 @@ impl Owner {
 
     /// Own the child until it is reaped and its group is gone or killed, then reap its watchdog;
     /// or, once released, let go of it running and return the link to its watchdog.
-    pub(super) async fn run(self, mut leader: Leader, probe: Probe) -> Option<OwnedFd> {
-        if self.supervise(&mut leader, probe).await == Ended::Released {
-            return leader.release();
+    pub(super) async fn run(self, mut leader: Leader, probe: Probe) -> Option<Released> {
+        if let Ended::Released(readiness) = self.supervise(&mut leader, probe).await {
+            let link: Option<OwnedFd> = leader.release();
+            return link.map(|link| Released { link, readiness });
         }
         leader.finish().await;
         None
     }
 
     async fn supervise(&self, child: &mut Leader, probe: Probe) -> Ended {
-        let ready = probe.wait_ready();
+        let until = match self.readiness {
+            Readiness::Starting { until } => until,
+            _ => tokio::time::Instant::now() + probe.timeout(),
+        };
+        let ready = probe.wait_ready_until(until);
         tokio::pin!(ready);
-        let mut probing = !self.probed;
+        let mut phase = match self.readiness {
+            Readiness::Unknown => Readiness::Starting { until },
+            known => known,
+        };
         // Heartbeats start once ready; a beat runs inside the select so an exit is never missed.
         let every = probe.heartbeat_every;
-        let mut next_beat: Option<tokio::time::Instant> =
-            (self.probed && !every.is_zero()).then(|| tokio::time::Instant::now() + every);
+        let mut next_beat: Option<tokio::time::Instant> = (phase == Readiness::Ready
+            && !every.is_zero())
+        .then(|| tokio::time::Instant::now() + every);
         let mut misses = 0u32;
         loop {
             let beat_due = async {
@@ -98,7 +106,7 @@ impl Owner {
                     self.stop_group(child).await;
                     return Ended::Gone;
                 }
-                _ = self.release.cancelled() => return Ended::Released,
+                _ = self.release.cancelled() => return Ended::Released(phase),
                 status = child.wait() => {
                     // The leader is gone; anything it left in its group goes too.
                     signal_group(self.pgid(), Signal::SIGKILL);
@@ -108,16 +116,19 @@ impl Owner {
                     }
                     return Ended::Gone;
                 }
-                r = &mut ready, if probing => {
-                    probing = false;
+                r = &mut ready, if matches!(phase, Readiness::Starting { .. }) => {
                     match r {
                         Ok(()) => {
+                            phase = Readiness::Ready;
                             self.send(InstanceEventKind::Ready);
                             if !every.is_zero() {
                                 next_beat = Some(tokio::time::Instant::now() + every);
                             }
                         }
-                        Err(e) => self.send(InstanceEventKind::NotReady { reason: e.to_string() }),
+                        Err(e) => {
+                            phase = Readiness::Unready;
+                            self.send(InstanceEventKind::NotReady { reason: e.to_string() });
+                        }
                     }
                 }
                 r = beat_due => {

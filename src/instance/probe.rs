@@ -223,9 +223,24 @@ impl Probe {
         }
     }
 
-    /// Poll until an attempt succeeds or the timeout passes; at least one attempt is made.
+    /// [`Probe::wait_ready_until`] the end of a whole READY_TIMEOUT from now.
+    #[cfg(test)]
     pub(super) async fn wait_ready(&self) -> Result<(), NotReady> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.wait_ready_until(tokio::time::Instant::now() + self.timeout)
+            .await
+    }
+
+    /// How long a child may take to become ready (READY_TIMEOUT).
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Poll until an attempt succeeds or `deadline` (the end of the child's READY_TIMEOUT)
+    /// passes; at least one attempt is made.
+    pub(super) async fn wait_ready_until(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), NotReady> {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let limit = PROBE_ATTEMPT.min(left).max(READY_POLL);

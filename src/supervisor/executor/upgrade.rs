@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{Done, Executor};
 use crate::artifact::Installed;
-use crate::instance::{Adopted, Instance, InstanceId};
+use crate::instance::{Adopted, Instance, InstanceId, Readiness};
 use crate::layout::Role;
 use crate::supervisor::files::FileJob;
 use crate::supervisor::state::HandedPort;
@@ -86,7 +86,7 @@ impl Executor {
             child.number,
             child.pid
         );
-        let adopted = self.adopted(id, role, child, link, false);
+        let adopted = self.adopted(id, role, child, link, Readiness::Unknown);
         self.adopted_ids.insert(id);
         let result = Instance::adopt(adopted, self.inst_tx.clone());
         let _ = self.done_tx.send(Done::Started { id, result });
@@ -99,7 +99,7 @@ impl Executor {
         role: Role,
         child: Child,
         link: OwnedFd,
-        probed: bool,
+        readiness: Readiness,
     ) -> Adopted {
         Adopted {
             id,
@@ -108,7 +108,7 @@ impl Executor {
             link,
             probe: self.probe_spec(),
             grace: self.cfg.shutdown_grace,
-            probed,
+            readiness,
         }
     }
 
@@ -130,7 +130,8 @@ impl Executor {
             };
             // Ids from the top: decide counts its own from 1, and ignores events of these.
             let id = InstanceId(u64::MAX - n as u64);
-            let adopted = self.adopted(id, role, child, link, true);
+            // Only stopped: not probed, so nothing is reported of it meanwhile.
+            let adopted = self.adopted(id, role, child, link, Readiness::Unready);
             match Instance::adopt(adopted, self.inst_tx.clone()) {
                 Ok(instance) => {
                     self.tasks.spawn(instance.stop());
@@ -199,9 +200,9 @@ impl Executor {
             };
             let role = instance.role;
             // A child that exited meanwhile is not handed; its exit is reported as usual.
-            if let Some(link) = instance.release().await {
-                handed.push((child, link));
-                whose.push((role, id));
+            if let Some(released) = instance.release().await {
+                handed.push((child, released.link));
+                whose.push((role, id, released.readiness));
             }
         }
         let args: Vec<_> = std::env::args_os().skip(1).collect();
@@ -217,7 +218,7 @@ impl Executor {
                     .iter()
                     .map(|(c, _)| format!("{} {} (pid {})", c.part, c.version, c.pid))
                     .collect();
-                for (_, id) in &whose {
+                for (_, id, _) in &whose {
                     self.live.remove(*id);
                 }
                 self.succession
@@ -241,8 +242,10 @@ impl Executor {
                 if let Err(e) = upgrade::reclaim_admin_json(&admin_json) {
                     tracing::warn!("cannot write {}: {e}", admin_json.display());
                 }
-                for ((child, link), (role, id)) in handed.into_iter().zip(whose) {
-                    let adopted = self.adopted(id, role, child, link, true);
+                // Each in the phase it was released in: one still starting is not heartbeated
+                // as if ready, and keeps the end of its READY_TIMEOUT.
+                for ((child, link), (role, id, readiness)) in handed.into_iter().zip(whose) {
+                    let adopted = self.adopted(id, role, child, link, readiness);
                     match Instance::adopt(adopted, self.inst_tx.clone()) {
                         Ok(instance) => {
                             self.instances.insert(id, instance);
