@@ -165,8 +165,27 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
         (70..=135).contains(&in_step_2) && in_step_2 > in_step_1,
         "about half of {USERS} users met 1.1.0 by step 2: {in_step_2}"
     );
-    // Sticky: a user moved to 1.1.0 never went back to 1.0.0.
-    for (user, s) in &seen {
+    users_stayed_on_1_1_0_and_wrote_to_it(&seen, promoted_at);
+    let history =
+        std::fs::read_to_string(base.path.join(".understudy/history.jsonl")).unwrap_or_default();
+    assert!(
+        history
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"canary\"")),
+        "the switch is recorded with why: canary: {history}"
+    );
+    for percent in ["20.0", "50.0"] {
+        let share = format!("\"share\":{{\"version\":\"1.1.0\",\"percent\":{percent}}}");
+        assert!(history.contains(&share), "{share} in {history}");
+    }
+    u.stop();
+}
+
+/// Sticky: a user moved to 1.1.0 never went back to 1.0.0; and real writes reached 1.1.0 before
+/// its promotion at `promoted_at`.
+fn users_stayed_on_1_1_0_and_wrote_to_it(seen: &BTreeMap<usize, Seen>, promoted_at: Instant) {
+    for (user, s) in seen {
         let first = s.iter().position(|(_, _, _, v)| v == "1.1.0");
         if let Some(first) = first {
             assert!(
@@ -186,20 +205,6 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
         writes > 20,
         "POSTs served by 1.1.0 during the canary: {writes}"
     );
-    let history =
-        std::fs::read_to_string(base.path.join(".understudy/history.jsonl")).unwrap_or_default();
-    assert!(
-        history
-            .lines()
-            .last()
-            .is_some_and(|l| l.contains("\"canary\"")),
-        "the switch is recorded with why: canary: {history}"
-    );
-    for percent in ["20.0", "50.0"] {
-        let share = format!("\"share\":{{\"version\":\"1.1.0\",\"percent\":{percent}}}");
-        assert!(history.contains(&share), "{share} in {history}");
-    }
-    u.stop();
 }
 
 #[test]

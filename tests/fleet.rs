@@ -309,14 +309,11 @@ fn documented_template_passes_argo_validation() {
     assert!(docs.contains("understudy pause"));
 }
 
-#[test]
-fn engines_wait_then_promote_as_documented() {
-    let docs = docs();
-    let metrics = argo_metrics(&docs);
-    let (gate_path, payload) = flagger_gate(&docs);
-    let (base, mut u, addr, token) = paused_canary("fleet-promote", "");
-
-    // Too little evidence: three pairs of the twenty needed.
+/// Three pairs of the twenty needed: every engine's check says wait (inconclusive), and the
+/// Flagger gate holds, saying why.
+fn too_little_evidence_waits_and_holds_flagger(u: &Understudy, addr: SocketAddr, docs: &str) {
+    let metrics = argo_metrics(docs);
+    let (gate_path, payload) = flagger_gate(docs);
     for _ in 0..3 {
         assert_eq!(u.get("/").0, 200);
     }
@@ -331,7 +328,7 @@ fn engines_wait_then_promote_as_documented() {
         !reasons.is_empty() && reasons[0].as_str().unwrap().contains("too little traffic"),
         "{v}"
     );
-    same_shape(&v, &example(&docs, "reasons"));
+    same_shape(&v, &example(docs, "reasons"));
     for m in &metrics {
         assert_eq!(
             phase(m, &argo_measure(addr, m), "1.1.0"),
@@ -347,7 +344,17 @@ fn engines_wait_then_promote_as_documented() {
             && message.contains("too little traffic"),
         "{gate}"
     );
-    same_shape(&gate, &example(&docs, "message"));
+    same_shape(&gate, &example(docs, "message"));
+}
+
+#[test]
+fn engines_wait_then_promote_as_documented() {
+    let docs = docs();
+    let metrics = argo_metrics(&docs);
+    let (gate_path, payload) = flagger_gate(&docs);
+    let (base, mut u, addr, token) = paused_canary("fleet-promote", "");
+
+    too_little_evidence_waits_and_holds_flagger(&u, addr, &docs);
 
     // Enough evidence: promote, shown but not acted on while paused.
     let v = traffic_until(&u, addr, &metrics[0], "promote");

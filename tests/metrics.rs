@@ -113,91 +113,8 @@ fn metrics_show_traffic_score_decisions_and_children() {
         },
     );
 
-    let requests = value(&s, "understudy_requests_total", &[]).unwrap();
-    assert!(requests >= SENT as f64, "requests {requests} < {SENT}");
-    let running_2xx = value(
-        &s,
-        "understudy_responses_total",
-        &[("role", "running"), ("class", "2xx")],
-    )
-    .unwrap();
-    assert!(running_2xx >= SENT as f64, "running 2xx {running_2xx}");
-    for class in ["1xx", "3xx", "4xx", "5xx", "none"] {
-        let labels = [("role", "running"), ("class", class)];
-        assert_eq!(
-            value(&s, "understudy_responses_total", &labels),
-            Some(0.0),
-            "{class}"
-        );
-    }
-    let running = [("role", "running"), ("source", "live")];
-    let running_latency =
-        histogram_count(&s, "understudy_request_duration_seconds", &running).unwrap();
-    assert!(running_latency >= SENT as f64, "{running_latency}");
-    let mirrored = value(&s, "understudy_mirrored_total", &[]).unwrap();
-    assert!(mirrored >= 1.0, "mirrored {mirrored}");
-    assert_eq!(value(&s, "understudy_mirror_dropped_total", &[]), Some(0.0));
-    let testing_2xx = value(
-        &s,
-        "understudy_responses_total",
-        &[("role", "testing"), ("source", "live"), ("class", "2xx")],
-    )
-    .unwrap();
-    assert!(
-        testing_2xx >= 1.0 && testing_2xx <= mirrored,
-        "{testing_2xx}"
-    );
-    // With REPLAY=off nothing is kept or replayed, and the replay series show, at zero.
-    assert_eq!(responses(&s, "testing", "replay"), 0.0);
-    let replay = [("role", "testing"), ("source", "replay")];
-    assert_eq!(
-        histogram_count(&s, "understudy_request_duration_seconds", &replay),
-        Some(0.0)
-    );
-    assert_eq!(value(&s, "understudy_replayed_total", &[]), Some(0.0));
-    assert_eq!(value(&s, "understudy_replay_recorded", &[]), Some(0.0));
-
-    let score = value(&s, "understudy_score", &[]).unwrap();
-    assert!((0.0..=100.0).contains(&score), "score {score}");
-    let parts: Vec<_> = s
-        .samples
-        .iter()
-        .filter(|x| x.metric == "understudy_score_part")
-        .collect();
-    assert!(!parts.is_empty(), "no score parts");
-    for p in parts {
-        assert!(p.labels.get("part").is_some(), "{p:?}");
-    }
-    let waits = value(&s, "understudy_verdicts_total", &[("verdict", "wait")]).unwrap();
-    assert!(waits >= 1.0, "verdicts wait {waits}");
-
-    for role in ["running", "testing"] {
-        let rss = value(
-            &s,
-            "understudy_child_resident_memory_bytes",
-            &[("role", role)],
-        )
-        .unwrap_or_else(|| panic!("no memory for {role}"));
-        assert!(rss > 1024.0 * 1024.0, "{role} resident memory {rss}");
-        let cpu = value(&s, "understudy_child_cpu_seconds_total", &[("role", role)])
-            .unwrap_or_else(|| panic!("no CPU time for {role}"));
-        assert!(cpu >= 0.0, "{role} CPU {cpu}");
-    }
-    // Decisions not taken yet show, at zero.
-    for (name, labels) in [
-        ("understudy_promotions_total", [("why", "operator")]),
-        ("understudy_rollbacks_total", [("trigger", "guard")]),
-        ("understudy_rollbacks_total", [("trigger", "operator")]),
-    ] {
-        assert_eq!(value(&s, name, &labels), Some(0.0), "{name}{labels:?}");
-    }
-    for name in [
-        "understudy_rejections_total",
-        "understudy_instance_restarts_total",
-        "understudy_guard_trips_total",
-    ] {
-        assert_eq!(value(&s, name, &[]), Some(0.0), "{name}");
-    }
+    traffic_is_counted(&s, SENT);
+    the_score_children_and_untaken_decisions_show(&s);
 
     // An operator's promotion is counted from the event stream.
     let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
@@ -211,6 +128,99 @@ fn metrics_show_traffic_score_decisions_and_children() {
         Some(0.0)
     );
     u.stop();
+}
+
+/// Running's answers to the `sent` user requests, testing's to the copies, and the replay series
+/// at zero (REPLAY=off).
+fn traffic_is_counted(s: &Scrape, sent: usize) {
+    let requests = value(s, "understudy_requests_total", &[]).unwrap();
+    assert!(requests >= sent as f64, "requests {requests} < {sent}");
+    let running_2xx = value(
+        s,
+        "understudy_responses_total",
+        &[("role", "running"), ("class", "2xx")],
+    )
+    .unwrap();
+    assert!(running_2xx >= sent as f64, "running 2xx {running_2xx}");
+    for class in ["1xx", "3xx", "4xx", "5xx", "none"] {
+        let labels = [("role", "running"), ("class", class)];
+        assert_eq!(
+            value(s, "understudy_responses_total", &labels),
+            Some(0.0),
+            "{class}"
+        );
+    }
+    let running = [("role", "running"), ("source", "live")];
+    let running_latency =
+        histogram_count(s, "understudy_request_duration_seconds", &running).unwrap();
+    assert!(running_latency >= sent as f64, "{running_latency}");
+    let mirrored = value(s, "understudy_mirrored_total", &[]).unwrap();
+    assert!(mirrored >= 1.0, "mirrored {mirrored}");
+    assert_eq!(value(s, "understudy_mirror_dropped_total", &[]), Some(0.0));
+    let testing_2xx = value(
+        s,
+        "understudy_responses_total",
+        &[("role", "testing"), ("source", "live"), ("class", "2xx")],
+    )
+    .unwrap();
+    assert!(
+        testing_2xx >= 1.0 && testing_2xx <= mirrored,
+        "{testing_2xx}"
+    );
+    // With REPLAY=off nothing is kept or replayed, and the replay series show, at zero.
+    assert_eq!(responses(s, "testing", "replay"), 0.0);
+    let replay = [("role", "testing"), ("source", "replay")];
+    assert_eq!(
+        histogram_count(s, "understudy_request_duration_seconds", &replay),
+        Some(0.0)
+    );
+    assert_eq!(value(s, "understudy_replayed_total", &[]), Some(0.0));
+    assert_eq!(value(s, "understudy_replay_recorded", &[]), Some(0.0));
+}
+
+/// The score and its parts, the children's memory and CPU, and decisions not taken yet, at zero.
+fn the_score_children_and_untaken_decisions_show(s: &Scrape) {
+    let score = value(s, "understudy_score", &[]).unwrap();
+    assert!((0.0..=100.0).contains(&score), "score {score}");
+    let parts: Vec<_> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "understudy_score_part")
+        .collect();
+    assert!(!parts.is_empty(), "no score parts");
+    for p in parts {
+        assert!(p.labels.get("part").is_some(), "{p:?}");
+    }
+    let waits = value(s, "understudy_verdicts_total", &[("verdict", "wait")]).unwrap();
+    assert!(waits >= 1.0, "verdicts wait {waits}");
+
+    for role in ["running", "testing"] {
+        let rss = value(
+            s,
+            "understudy_child_resident_memory_bytes",
+            &[("role", role)],
+        )
+        .unwrap_or_else(|| panic!("no memory for {role}"));
+        assert!(rss > 1024.0 * 1024.0, "{role} resident memory {rss}");
+        let cpu = value(s, "understudy_child_cpu_seconds_total", &[("role", role)])
+            .unwrap_or_else(|| panic!("no CPU time for {role}"));
+        assert!(cpu >= 0.0, "{role} CPU {cpu}");
+    }
+    // Decisions not taken yet show, at zero.
+    for (name, labels) in [
+        ("understudy_promotions_total", [("why", "operator")]),
+        ("understudy_rollbacks_total", [("trigger", "guard")]),
+        ("understudy_rollbacks_total", [("trigger", "operator")]),
+    ] {
+        assert_eq!(value(s, name, &labels), Some(0.0), "{name}{labels:?}");
+    }
+    for name in [
+        "understudy_rejections_total",
+        "understudy_instance_restarts_total",
+        "understudy_guard_trips_total",
+    ] {
+        assert_eq!(value(s, name, &[]), Some(0.0), "{name}");
+    }
 }
 
 /// Users' connections open on each proxy thread, as `understudy_user_connections` shows them.

@@ -48,65 +48,14 @@ fn soak_builds_under_steady_load_fail_no_user_request() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load: Vec<_> = (0..2)
-        .map(|t| {
-            let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), u.addr);
-            std::thread::spawn(move || {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let path = if i.is_multiple_of(2) {
-                        "/api/items".to_string()
-                    } else {
-                        format!("/api/items/{t}{i}")
-                    };
-                    match http(addr, "GET", &path) {
-                        Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
-                        other => {
-                            eprintln!("user request {path} failed: {other:?}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
+    let load = steady_load(u.addr, &stop, &ok, &failed);
 
     let started = Instant::now();
     let mut outcomes = Vec::new();
     let mut baseline = None;
     let mut minor: u32 = 1;
     while started.elapsed() < Duration::from_secs(seconds) {
-        let version = format!("1.{minor}.0");
-        let bad = minor.is_multiple_of(2);
-        let faults = match (bad, minor % 4) {
-            (false, _) => "--quiet",
-            (true, 0) => "--quiet --fail-path /api/items",
-            (true, _) => "--quiet --not-found /api/items",
-        };
-        base.drop_fixture(&version, faults);
-        let outcome = wait_until(
-            &format!("{version} to be decided"),
-            Duration::from_secs(30),
-            || {
-                let reason = base
-                    .path
-                    .join(format!("rejected/app-{version}/reason.json"));
-                if let Ok(r) = std::fs::read_to_string(&reason) {
-                    return Some(Outcome::Rejected(r));
-                }
-                (base.version_of("running")? == format!("app-{version}"))
-                    .then_some(Outcome::Promoted)
-            },
-        );
-        match (&outcome, bad) {
-            (Outcome::Promoted, false) => {}
-            (Outcome::Rejected(r), true) => assert!(
-                r.contains("endpoint regression") || r.contains("5xx rate"),
-                "{version} rejected with a reason: {r}"
-            ),
-            _ => panic!("{version} (bad: {bad}) ended {outcome:?}"),
-        }
+        let (version, outcome) = drop_and_decide(&base, minor);
         outcomes.push((version, outcome));
         // The baseline: the end of the first minute (a third of a shorter run).
         let at = if seconds >= 120 { 60 } else { seconds / 3 };
@@ -158,4 +107,72 @@ fn soak_builds_under_steady_load_fail_no_user_request() {
         || (open_fds(u.pid()) <= fds0 + 16).then_some(()),
     );
     u.stop(); // asserts a clean exit and no process left in the base dir
+}
+
+/// Two users asking without pause, half the time the same page, half a new one; each answer
+/// counted in `ok` or `failed` until `stop`.
+fn steady_load(
+    addr: std::net::SocketAddr,
+    stop: &Arc<AtomicBool>,
+    ok: &Arc<AtomicU64>,
+    failed: &Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..2)
+        .map(|t| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let path = if i.is_multiple_of(2) {
+                        "/api/items".to_string()
+                    } else {
+                        format!("/api/items/{t}{i}")
+                    };
+                    match http(addr, "GET", &path) {
+                        Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            eprintln!("user request {path} failed: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect()
+}
+
+/// Drop build `1.<minor>.0` (every other one broken) and wait for its verdict, which must be
+/// the right one.
+fn drop_and_decide(base: &Base, minor: u32) -> (String, Outcome) {
+    let version = format!("1.{minor}.0");
+    let bad = minor.is_multiple_of(2);
+    let faults = match (bad, minor % 4) {
+        (false, _) => "--quiet",
+        (true, 0) => "--quiet --fail-path /api/items",
+        (true, _) => "--quiet --not-found /api/items",
+    };
+    base.drop_fixture(&version, faults);
+    let outcome = wait_until(
+        &format!("{version} to be decided"),
+        Duration::from_secs(30),
+        || {
+            let reason = base
+                .path
+                .join(format!("rejected/app-{version}/reason.json"));
+            if let Ok(r) = std::fs::read_to_string(&reason) {
+                return Some(Outcome::Rejected(r));
+            }
+            (base.version_of("running")? == format!("app-{version}")).then_some(Outcome::Promoted)
+        },
+    );
+    match (&outcome, bad) {
+        (Outcome::Promoted, false) => {}
+        (Outcome::Rejected(r), true) => assert!(
+            r.contains("endpoint regression") || r.contains("5xx rate"),
+            "{version} rejected with a reason: {r}"
+        ),
+        _ => panic!("{version} (bad: {bad}) ended {outcome:?}"),
+    }
+    (version, outcome)
 }
