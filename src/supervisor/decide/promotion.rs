@@ -465,6 +465,7 @@ impl Decision<'_> {
                     .as_ref()
                     .is_some_and(|t| t.step == TxnStep::PrePromote && t.version == version);
                 if !current {
+                    self.abandoned_pre_promote(&version);
                     return;
                 }
                 let txn = self.s.txn.take().expect("checked above");
@@ -681,9 +682,33 @@ impl Decision<'_> {
             self.archive_if_unused(g.from);
             return;
         }
-        // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback.
+        // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback; so does a
+        // next promotion still in PRE_PROMOTE, and the schedule that started it says so.
+        if let Some(t) = self
+            .s
+            .txn
+            .as_ref()
+            .filter(|t| t.step == TxnStep::PrePromote)
+        {
+            let version = t.version.clone();
+            let why = "the guard rolled running back while PRE_PROMOTE ran";
+            self.schedule_failed(&version, why, true);
+        }
         self.s.txn = None;
         self.s.txn_old = None;
         self.restore(g.from, None);
+    }
+}
+
+impl Decision<'_> {
+    /// A `PRE_PROMOTE` ended whose promotion is no longer under way (something took its
+    /// transaction over): a schedule that started it must not stay `promoting` for ever.
+    fn abandoned_pre_promote(&mut self, version: &Version) {
+        let still = self.s.txn.as_ref().is_some_and(|t| t.version == *version)
+            || self.s.next.as_ref().is_some_and(|n| n.version() == version);
+        if !still {
+            let why = "its promotion was given up while PRE_PROMOTE ran";
+            self.schedule_failed(version, why, true);
+        }
     }
 }

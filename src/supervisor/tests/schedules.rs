@@ -154,3 +154,65 @@ async fn a_scheduled_promotion_whose_instance_fails_ends_failed() {
         "{a:#?}"
     );
 }
+
+/// The guard rolls running back while a schedule's next promotion is in `PRE_PROMOTE`: the
+/// rollback takes the promotion's place, and the schedule ends `failed` at once, saying so, never
+/// `promoting` for ever (a reviewer's scenario).
+#[tokio::test(start_paused = true)]
+async fn a_schedule_whose_pre_promote_a_guard_rollback_cuts_short_ends_failed() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.guard_window = Duration::from_secs(300);
+    sim.s.schedule_grace = Duration::from_secs(3600);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    sim.feed(Input::Traffic {
+        requests: 0,
+        errors: 0,
+    });
+    tokio::time::advance(Duration::from_secs(30)).await;
+    sim.feed(Input::Traffic {
+        requests: 1000,
+        errors: 5,
+    });
+    let a = sim.verdict(testing, Verdict::Promote);
+    sim.bring_up(&a);
+    sim.feed(Input::Stopped { id: old });
+    // 1.2.0 under test, scheduled; its PRE_PROMOTE starts when the schedule comes due.
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        ..Default::default()
+    };
+    let a = sim.deliver("1.2.0");
+    sim.bring_up(&a);
+    let at = sim.now().wall + Duration::from_secs(6);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(at),
+    });
+    assert!(reply_in(&a, 1).is_ok(), "{a:#?}");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let a = sim.feed(Input::Tick);
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote], "{a:#?}");
+    // 1.1.0 answers 5xx: the guard rolls back to 1.0.0 while PRE_PROMOTE runs.
+    let a = sim.feed(Input::Traffic {
+        requests: 1030,
+        errors: 5 + 25,
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    let ended = ended_in(&a);
+    assert!(
+        ended.len() == 1 && ended[0].0 == "failed" && ended[0].1.contains("guard"),
+        "{ended:?}"
+    );
+    // PRE_PROMOTE's late answer changes nothing.
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: None,
+        version: v("1.2.0"),
+        result: Ok(()),
+    });
+    assert!(ended_in(&a).is_empty(), "{a:#?}");
+    assert!(matches!(
+        &schedules(&sim)[0].outcome,
+        Outcome::Failed { .. }
+    ));
+}
