@@ -304,10 +304,20 @@ fn refused_name(file_name: &str) -> String {
     format!("{}-{hash}{SUFFIX}", &file_name[..keep])
 }
 
+/// Whether the process whose pid ends a temp file's name (`write_atomic`'s `*.tmp-<pid>`) is gone:
+/// during an upgrade the previous understudy may be writing its own right now.
+fn written_by_no_live_process(pid: &str) -> bool {
+    match pid.parse::<u32>() {
+        Ok(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => true,
+    }
+}
+
 /// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
 /// symlink, a half-unpacked rollback), logging each, so they neither fill the disk nor confuse a
 /// reader. Only names that understudy's own writers use are touched: `archive/*.zip.tmp`,
-/// `<version>/<n>/instance.tmp-*`, `.understudy/state.tmp-*`, `.running.tmp-*`, `.testing.tmp-*`
+/// `<version>/<n>/instance.tmp-*`, `.understudy/{state,events,status}.tmp-<pid>` of a process
+/// gone, `.running.tmp-*`, `.testing.tmp-*`
 /// and the folders `.understudy/restore.tmp-*`. Call at start, before anything is written, while
 /// the base dir lock is held. Blocking. Returns what was removed.
 pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
@@ -328,7 +338,10 @@ pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
     }
     let mut folders = Vec::new();
     for (path, name) in files_in(&layout.state_dir()) {
-        if name.starts_with("state.tmp-") {
+        if ["state.tmp-", "events.tmp-", "status.tmp-"]
+            .iter()
+            .any(|p| name.strip_prefix(p).is_some_and(written_by_no_live_process))
+        {
             stray.push(path);
         } else if name.starts_with("restore.tmp-") {
             folders.push(path);

@@ -610,6 +610,9 @@ impl Backlog {
         if self.next <= *upto {
             return;
         }
+        // Another process of this base dir (an upgrade's successor, given up or still taking
+        // over) may have reserved past ours: number on past its numbers, never among them.
+        self.next = self.next.max(read_reservation(path).saturating_add(1));
         *upto = self.next.saturating_add(SEQ_BLOCK - 1);
         if let Err(e) = crate::layout::write_atomic(path, format!("{upto}\n").as_bytes()) {
             tracing::warn!(
@@ -634,6 +637,16 @@ impl Events {
     pub fn continuing(path: PathBuf) -> Events {
         let last = read_reservation(&path);
         Events::numbered_from(last.saturating_add(1), Some((path, last)))
+    }
+
+    /// Number on past whatever another process of this base dir reserved meanwhile: called when
+    /// an upgrade's successor gave up, after numbering its own events from past ours.
+    pub fn catch_up(&self) {
+        let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((path, _)) = &b.reserved {
+            b.next = b.next.max(read_reservation(path).saturating_add(1));
+            b.reserve();
+        }
     }
 
     fn numbered_from(next: u64, reserved: Option<(PathBuf, u64)>) -> Events {
@@ -662,7 +675,7 @@ impl Events {
             at,
             event: e,
         });
-        b.next += 1;
+        b.next = b.next.saturating_add(1);
         if b.kept.len() == EVENT_BACKLOG {
             b.kept.pop_front();
         }
@@ -701,14 +714,20 @@ fn read_reservation(path: &std::path::Path) -> u64 {
     let mut text = String::new();
     let read = std::fs::File::open(path).and_then(|f| f.take(64).read_to_string(&mut text));
     match read {
-        Ok(_) => text.trim().parse().unwrap_or_else(|_| {
-            tracing::warn!(
+        // Past 2^52 is no number this file was given (and would near JavaScript's exact range).
+        Ok(_) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n: &u64| n < 1 << 52)
+            .unwrap_or_else(|| {
+                tracing::warn!(
                 "{} does not hold an event number ({text:?}): numbering events from 1; delete it \
                  to silence this",
                 path.display()
             );
-            0
-        }),
+                0
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => {
             tracing::warn!(
@@ -747,11 +766,30 @@ mod tests {
         // A resuming client that saw the first run's last event gets the second run's.
         let (missed, _) = second.subscribe_after(last);
         assert_eq!(missed.len(), 1);
-        // A file that holds no number: from 1 again, without a panic.
-        std::fs::write(&path, "not a number").unwrap();
-        let third = Events::continuing(path);
-        third.emit(Event::Paused);
-        assert_eq!(third.recent(1)[0].seq, 1);
+        // A successor that gave up numbered its events past ours: we go on past them.
+        let ours = Events::continuing(path.clone());
+        let theirs = Events::continuing(path.clone());
+        theirs.emit(Event::Paused);
+        ours.catch_up();
+        ours.emit(Event::Resumed);
+        assert!(ours.recent(1)[0].seq > theirs.recent(1)[0].seq);
+        // One that reserved past ours while ours drained: our next block starts past theirs.
+        let ours = Events::continuing(path.clone());
+        let theirs = Events::continuing(path.clone());
+        for _ in 0..SEQ_BLOCK {
+            ours.emit(Event::Paused);
+        }
+        theirs.emit(Event::Resumed);
+        ours.emit(Event::Paused);
+        assert!(ours.recent(1)[0].seq > theirs.recent(1)[0].seq);
+        // A file that holds no number, or one past any this file was given: from 1 again,
+        // without a panic or an overflow.
+        for text in ["not a number", "18446744073709551615"] {
+            std::fs::write(&path, text).unwrap();
+            let third = Events::continuing(path.clone());
+            third.emit(Event::Paused);
+            assert_eq!(third.recent(1)[0].seq, 1);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

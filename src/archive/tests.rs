@@ -405,10 +405,15 @@ fn stray_temps_go_and_nothing_else() {
     let stray = [
         "archive/app-1.0.0.zip.tmp",
         "app-1.0.0/3/instance.tmp-1",
-        ".understudy/state.tmp-1",
+        // Past any pid the kernel gives: the writer is gone.
+        ".understudy/state.tmp-4294967",
+        ".understudy/events.tmp-4294967",
+        ".understudy/status.tmp-4294967",
         ".running.tmp-1",
         ".testing.tmp-1",
     ];
+    // A live process's (an upgrade's other understudy, here init) is being written now.
+    let live = [".understudy/events.tmp-1", ".understudy/state.tmp-1"];
     let keep = [
         "archive/app-0.1.0.zip",
         "app-1.0.0/3/instance.json",
@@ -416,6 +421,7 @@ fn stray_temps_go_and_nothing_else() {
         "other/instance.tmp-1",
         "app-1.0.0.tmp",
     ];
+    let keep: Vec<&str> = keep.iter().chain(&live).copied().collect();
     for p in stray.iter().chain(&keep) {
         let p = base.join(p);
         fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -54,12 +54,19 @@ fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, Config
     Ok(out)
 }
 
-/// understudy's keys whose values are secrets: never echoed, not even in a syntax error.
-const SECRET_KEYS: [&str; 2] = ["ADMIN_TOKEN", "WEBHOOK_URLS"];
+/// Whether a key's value may hold a secret, so a syntax error never echoes it: the token, the
+/// receivers' URLs (a chat hook's path is its key), and every command line (`JAR_COMMAND`,
+/// `EXEC_COMMAND`, the hooks), where a password on a `curl -u` is common.
+fn may_hold_a_secret(key: &str) -> bool {
+    matches!(key, "ADMIN_TOKEN" | "WEBHOOK_URLS")
+        || key.starts_with("PRE_")
+        || key.starts_with("POST_")
+        || key.ends_with("_COMMAND")
+}
 
 /// A bad line as an error may show it (on stderr, in the journal, in LOG_DIR): whole when it sets
 /// one of understudy's own keys that holds no secret; otherwise only the name it starts with, since
-/// the rest may be a token or a URL with credentials (ADMIN_TOKEN, WEBHOOK_URLS, another tool's key).
+/// the rest may be a token, a URL or a command line with credentials, or another tool's secret.
 fn shown_line(line: &str) -> String {
     let t = line.trim_start();
     let t = t.strip_prefix("export ").map_or(t, str::trim_start);
@@ -67,7 +74,7 @@ fn shown_line(line: &str) -> String {
         .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
         .unwrap_or(t.len());
     let name = &t[..name_len];
-    if KEYS.iter().any(|d| d.key == name) && !SECRET_KEYS.contains(&name) {
+    if KEYS.iter().any(|d| d.key == name) && !may_hold_a_secret(name) {
         cut(line)
     } else if name.is_empty() {
         "(the line: hidden, it may hold a secret)".to_string()
@@ -183,6 +190,11 @@ mod tests {
                 "WEBHOOK_URLS",
             ),
             ("IDENTIFIER=a\nOTHER_TOOL_PASSWORD=SuperSecret 2\n", "OTHER_TOOL_PASSWORD"),
+            (
+                "IDENTIFIER=a\nPOST_PROMOTE=curl -u deploy:SuperSecret https://ci.example/hook\n",
+                "POST_PROMOTE",
+            ),
+            ("IDENTIFIER=a\nEXEC_COMMAND=./run --password SuperSecret \"x\n", "EXEC_COMMAND"),
             ("IDENTIFIER=a\nsuperSecret pasted\n", ""),
         ] {
             let msg = load(text, &[]).unwrap_err().to_string();

@@ -238,6 +238,8 @@ impl Executor {
             }
             Err(e) => {
                 tracing::error!("{e}");
+                // The successor numbered its events past ours (and receivers may have them).
+                self.events.catch_up();
                 let admin_json = self.layout.admin_json();
                 if let Err(e) = upgrade::reclaim_admin_json(&admin_json) {
                     tracing::warn!("cannot write {}: {e}", admin_json.display());
