@@ -74,21 +74,19 @@ impl Decision<'_> {
         }
     }
 
-    /// At start, once the parts are resumed: the history is made to say what the state file
-    /// does (a kill came between their writes). A journaled step that resumes is recorded at
-    /// its share, once; a share no step keeps is ended. An unreadable history is taken to say
-    /// what the state file does, so nothing is recorded twice.
+    /// At start, once the parts are resumed: no user is on a canary until its build is ready
+    /// again, so a share the history says is in force is ended now (0 %), and the journaled
+    /// step is recorded when it resumes and users are routed to it. An unreadable history is
+    /// left alone (nothing to end that is known).
     pub(super) fn resume_share(&mut self, history: HistoryShare) {
-        let journaled = self.resumable_step();
         if history == HistoryShare::Unknown {
-            self.s.shared = journaled;
+            self.s.shared = None;
             return;
         }
         // `shared` holds the history's share since the start of the resume, unless a switch
         // the history missed was recorded since and ended it.
-        match journaled {
-            Some((version, weight)) => self.record_share(version, weight),
-            None => self.end_stale_share(),
+        if let Some((version, _)) = self.s.shared.clone() {
+            self.record_share(version, 0);
         }
     }
 
