@@ -115,7 +115,7 @@ pub enum HookError {
         command: String,
         /// How it ended.
         status: String,
-        /// The end of its output.
+        /// The end of its output, quoted ([`crate::private::quote`]).
         tail: String,
     },
     /// It ran too long and was killed.
@@ -412,7 +412,8 @@ impl CappedLog {
         }
     }
 
-    /// The last few hundred bytes this hook wrote, on one line, read from the end of the file.
+    /// The last few hundred bytes this hook wrote, on one line, read from the end of the file,
+    /// quoted ([`crate::private::quote`]).
     fn tail(&self) -> String {
         use std::io::{Read, Seek, SeekFrom};
         let from = self.start.max(self.len.saturating_sub(400));
@@ -430,7 +431,9 @@ impl CappedLog {
         if tail.trim().is_empty() {
             "(no output)".to_string()
         } else {
-            tail
+            // It may hold what the hook should not have printed: hidden from readers without the
+            // token, wherever the failure is quoted.
+            crate::private::quote(&tail)
         }
     }
 }

@@ -20,6 +20,8 @@
 //! - [`hooks`]: the operator's PRE_START / PRE_PROMOTE / POST_PROMOTE / POST_ROLLBACK commands.
 //! - [`history`]: `history.jsonl`, the fsynced record of which version served users when.
 //! - [`admin`]: the operators' HTTP API (TCP and unix socket): status, steering, verdicts.
+//! - [`private`]: users' answer values and hooks' output quoted in messages, hidden from readers
+//!   without the token.
 //! - [`metrics`]: `GET /metrics` (Prometheus text): traffic, decisions, score, children's usage.
 //! - [`cli`]: `understudy status|promote|...`, the admin API's client over the unix socket.
 //! - [`systemd`]: `Type=notify` (ready, status, stopping, watchdog) and socket activation.
@@ -41,6 +43,7 @@ pub mod instant;
 pub mod jsonlog;
 pub mod layout;
 pub mod metrics;
+pub mod private;
 pub mod process;
 pub mod proxy;
 pub mod score;

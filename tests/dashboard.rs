@@ -73,6 +73,11 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
         dom.contains(">line[*]<") && dom.contains(">expected<"),
         "the differences table: the text answers differ by their versions only: {dom}"
     );
+    assert!(
+        dom.contains("(hidden: send the token) → (hidden: send the token)")
+            && !dom.contains("hello from 1.1.0"),
+        "without a token the page hides the answers' values: {dom}"
+    );
     assert!(dom.contains(">scored<"), "the recent events: {dom}");
     assert!(
         dom.contains("<polyline"),

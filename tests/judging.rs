@@ -89,7 +89,7 @@ fn a_wrong_json_field_rejects_naming_path_and_example_through_noise() {
     assert!(r.contains("GET /api/items"), "the endpoint is named: {r}");
     assert!(r.contains("changed"), "the kind is named: {r}");
     assert!(
-        r.contains("running 3 vs testing 6") || r.contains("running 5 vs testing 10"),
+        r.contains("running ‹3› vs testing ‹6›") || r.contains("running ‹5› vs testing ‹10›"),
         "an example pair is shown: {r}"
     );
     assert!(

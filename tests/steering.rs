@@ -162,12 +162,13 @@ fn a_failing_pre_promote_leaves_running_untouched_with_the_reason_in_status() {
     let (code, out, err) = cli(&base, &["promote"]);
     assert_eq!(code, 0, "the promotion is asked for: {err}");
     let _ = out;
-    let (addr, _) = admin(&base);
+    // The hook's output is shown over TCP with the token only (tests/secrets.rs).
+    let (addr, token) = admin(&base);
     let status = wait_until(
         "the hook's refusal in status",
         Duration::from_secs(20),
         || {
-            let (_, s) = api(addr, "GET", "/api/status", None, "");
+            let (_, s) = api(addr, "GET", "/api/status", Some(&token), "");
             s["hook_failure"].is_string().then_some(s)
         },
     );

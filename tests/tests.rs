@@ -31,6 +31,7 @@ mod judging;
 mod metrics;
 mod promotion;
 mod proxy_faults;
+mod secrets;
 mod seeing;
 mod self_upgrade;
 mod shutdown;

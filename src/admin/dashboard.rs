@@ -9,8 +9,9 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
-use super::AdminState;
+use super::{AdminState, Sight};
 
 /// The page; it loads nothing but the admin API of the server it came from.
 const PAGE: &str = include_str!("dashboard.html");
@@ -24,10 +25,12 @@ const POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 
                       connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
                       form-action 'none'; frame-ancestors 'none'";
 
-/// Serve the dashboard; no token needed, as it shows only what the read-only calls show.
-pub(super) async fn page(State(s): State<AdminState>) -> Response {
-    let status = json_of(super::status(State(s.clone())).await).await;
-    let recent = json_of(super::stream::recent_events(State(s)).await).await;
+/// Serve the dashboard; no token needed, as it shows only what the read-only calls show to the
+/// same caller (a browser sends no token for the page itself: users' values come hidden, until
+/// the page's own calls send the token it was given).
+pub(super) async fn page(State(s): State<AdminState>, sight: Extension<Sight>) -> Response {
+    let status = json_of(super::status(State(s.clone()), sight).await).await;
+    let recent = json_of(super::stream::recent_events(State(s), sight).await).await;
     let initial = format!(r#"{{"status":{status},"recent":{recent}}}"#);
     // JSON is a JavaScript expression; with every `<` escaped no string in it (a build's name, a
     // hook's output) can end the script element.

@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::AdminState;
+use super::{AdminState, Sight};
 
 /// How often an idle event stream sends a comment: a client that hears nothing for several of
 /// these (`understudy events --follow`) knows the server stopped answering.
@@ -81,10 +81,12 @@ pub(super) struct EventsQuery {
 
 /// Server-sent events: every decision as it happens, each with its sequence number as the SSE id,
 /// so a client that reconnects with `Last-Event-ID` (or `?after=`) gets what it missed, as far as
-/// the backlog reaches. Past the listener's stream slots, 503.
+/// the backlog reaches, as the caller may see them ([`Sight`]). Past the listener's stream slots,
+/// 503.
 pub(super) async fn events(
     State(s): State<AdminState>,
     Extension(slots): Extension<StreamSlots>,
+    Extension(sight): Extension<Sight>,
     headers: axum::http::HeaderMap,
     q: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -119,11 +121,11 @@ pub(super) async fn events(
         Some(last) => s.events.subscribe_after(last),
         None => (Vec::new(), s.events.subscribe()),
     };
-    let sse = |e: &crate::events::Stamped| {
+    let sse = move |e: &crate::events::Stamped| {
         SseEvent::default()
             .id(e.seq.to_string())
             .event(e.name())
-            .data(serde_json::to_string(e).unwrap_or_default())
+            .data(sight.json(&*sight.event(e)).to_string())
     };
     let queue: std::collections::VecDeque<_> = missed.into();
     // The slot travels with the stream and is given back when it is dropped.
@@ -153,9 +155,12 @@ pub(super) async fn events(
         .into_response()
 }
 
-/// The last 100 events, oldest first, as JSON (`understudy events`).
-pub(super) async fn recent_events(State(s): State<AdminState>) -> Response {
+/// The last 100 events, oldest first, as JSON (`understudy events`), as the caller may see them.
+pub(super) async fn recent_events(
+    State(s): State<AdminState>,
+    Extension(sight): Extension<Sight>,
+) -> Response {
     let recent = s.events.recent(100);
-    let list: Vec<&crate::events::Stamped> = recent.iter().map(|e| &**e).collect();
-    Json(json!({ "events": list })).into_response()
+    let list: Vec<_> = recent.iter().map(|e| sight.event(e)).collect();
+    Json(sight.json(&json!({ "events": list }))).into_response()
 }

@@ -60,6 +60,18 @@ pub struct DiffRow {
     pub testing: String,
 }
 
+impl DiffRow {
+    /// Replace both example values (users' data) by [`crate::private::HIDDEN`], for a reader
+    /// without the token; where, how often and how it is judged stay.
+    pub fn hide_values(&mut self) {
+        for v in [&mut self.running, &mut self.testing] {
+            if !v.is_empty() {
+                *v = crate::private::HIDDEN.to_string();
+            }
+        }
+    }
+}
+
 /// Answers (where statuses agree), judged per endpoint and path: a difference counts when it is
 /// clearly above its noise (the rate at which running differs from its own secondary) and then
 /// rejects above `MAX_BODY_DIFF`; without noise measured (no secondary, or it was given up) it is
@@ -375,12 +387,13 @@ fn sort_rows(rows: &mut [DiffRow]) {
     });
 }
 
-/// An example value for a reason: quoted as captured, or "(none)".
+/// An example value for a reason: quoted as captured (a user's data: hidden from readers without
+/// the token), or "(none)".
 fn show_example(v: &str) -> String {
     if v.is_empty() {
         "(none)".to_string()
     } else {
-        v.to_string()
+        crate::private::quote(v)
     }
 }
 
@@ -439,7 +452,7 @@ mod tests {
             r[0].contains("150 of 200")
                 && r[0].contains("GET /a")
                 && r[0].contains("$.items[*].price")
-                && r[0].contains("running 3 vs testing 6"),
+                && r[0].contains("running ‹3› vs testing ‹6›"),
             "{r:?}"
         );
     }
@@ -572,7 +585,7 @@ mod tests {
         assert!(
             r[0].contains("answers differ on 90 endpoints with fewer than 5 compared pairs each, together (e.g. GET /products/widget-a)")
                 && r[0].contains("at $.price (changed): 180 of 180 pairs (100.0%)")
-                && r[0].contains("running 3 vs testing 0"),
+                && r[0].contains("running ‹3› vs testing ‹0›"),
             "{r:?}"
         );
         let mut s = summarised_capped(&slugs(0, 90, "3"), 600, 256);
