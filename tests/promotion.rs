@@ -192,6 +192,24 @@ fn build_that_crashes_at_start_is_rejected_with_its_stderr() {
     );
     assert_eq!(u.get("/").0, 200);
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    // A build's stderr may hold secrets: over TCP it needs the token, as answers' values do.
+    let (addr, token) = admin(&base);
+    let (_, hidden) = api(addr, "GET", "/api/events/recent", None, "");
+    let (_, shown) = api(addr, "GET", "/api/events/recent", Some(&token), "");
+    assert!(
+        shown
+            .to_string()
+            .contains("fatal: cannot load configuration"),
+        "{shown}"
+    );
+    assert!(
+        !hidden.to_string().contains("fatal: cannot load"),
+        "{hidden}"
+    );
+    assert!(
+        hidden.to_string().contains("hidden: send the token"),
+        "{hidden}"
+    );
     u.stop();
 }
 

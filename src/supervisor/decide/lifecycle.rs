@@ -131,7 +131,10 @@ impl Decision<'_> {
                 self.emit(event);
                 self.failed(
                     part,
-                    format!("exited ({status}); stderr ends with:\n{stderr_tail}"),
+                    format!(
+                        "exited ({status}); stderr ends with:\n{}",
+                        crate::private::quote(&stderr_tail)
+                    ),
                 );
             }
         }
