@@ -647,3 +647,56 @@ fn a_command_during_a_failed_takeover_is_refused_by_the_new_understudy_or_kept_b
         u.log_text()
     );
 }
+
+/// A timer restored from the state file is the old understudy's until the new one serves: the
+/// end of `ROLLBACK_WINDOW` coming during a takeover that fails does not archive the version it
+/// kept from the new process (the old one, which still guards it, does, once).
+#[test]
+fn the_rollback_window_ending_during_a_failed_takeover_is_acted_on_by_the_old_understudy_only() {
+    let (base, u) = start_with_testing(
+        "self-upgrade-guard",
+        "MIN_MIRRORED=1000000\nNOISE_CANCEL=off\nROLLBACK_WINDOW=5s",
+    );
+    let (code, out, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until(
+        "1.1.0 promoted and guarded",
+        Duration::from_secs(20),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            (status["running"]["version"] == "1.1.0"
+                && status["transaction"].is_null()
+                && status["guarded"].is_string())
+            .then_some(())
+        },
+    );
+    let kept = base.path.join("app-1.0.0");
+    assert!(kept.is_dir(), "kept for a rollback within the window");
+    // It gives up 8 s after adopting running: the window ends meanwhile.
+    let unready = unready_understudy(&base, "self-upgrade-guard-understudy", "8s");
+    let upgrade = spawn_cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
+    wait_adopted(&u);
+    let (code, out, err) = cli_finished(upgrade, Duration::from_secs(40));
+    let _ = std::fs::remove_file(&unready);
+    assert_eq!(code, Some(1), "the takeover fails: {out}{err}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    // Both processes log here: the archive comes after the takeover failed, and only once.
+    let log = wait_until("1.0.0 archived", Duration::from_secs(20), || {
+        let log = u.log_text();
+        (log.contains("archived version=1.0.0") && !kept.exists()).then_some(log)
+    });
+    assert!(base.path.join("archive/app-1.0.0.zip").is_file());
+    let failed = log
+        .find("failed before it was ready")
+        .expect("the old one says why");
+    let archived: Vec<_> = log.match_indices("archived version=1.0.0").collect();
+    assert!(
+        archived.len() == 1 && archived[0].0 > failed,
+        "1.0.0 was filed away by the understudy taking over, which did not serve yet; log:\n{log}"
+    );
+}
