@@ -506,12 +506,34 @@ async fn history(
     .into_response()
 }
 
+impl AdminState {
+    /// Ask the supervisor and answer. Once this process handed over to a new one, what was
+    /// still queued here is never decided: said as an upgrade under way (retry), not a stop.
+    async fn ask(&self, command: Command) -> Response {
+        match self.handle.send(command).await {
+            Err(CommandError::ShuttingDown) if self.handed.is_cancelled() => {
+                answer(Err(CommandError::TakingOver))
+            }
+            r => answer(r),
+        }
+    }
+}
+
+/// The supervisor's answer as JSON; a process still taking over from the previous one says
+/// 503 with `Retry-After`, as nothing was done and the one that serves next will answer.
 fn answer(r: Result<String, CommandError>) -> Response {
     match r {
         Ok(message) => (
             StatusCode::OK,
             Json(json!({ "ok": true, "message": message })),
-        ),
+        )
+            .into_response(),
+        Err(e @ CommandError::TakingOver) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({ "ok": false, "error": e.to_string() })),
+        )
+            .into_response(),
         Err(e) => {
             let code = match e {
                 CommandError::UnknownVersion(_) | CommandError::UnknownSchedule(_) => {
@@ -520,10 +542,9 @@ fn answer(r: Result<String, CommandError>) -> Response {
                 CommandError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::CONFLICT,
             };
-            (code, Json(json!({ "ok": false, "error": e.to_string() })))
+            (code, Json(json!({ "ok": false, "error": e.to_string() }))).into_response()
         }
     }
-    .into_response()
 }
 
 fn bad_request(message: String) -> Response {
@@ -582,7 +603,7 @@ async fn promote(State(s): State<AdminState>, body: Bytes) -> Response {
         },
         Some(other) => return bad_request(format!("\"at\" must be a string, not {other}")),
     };
-    answer(s.handle.send(command).await)
+    s.ask(command).await
 }
 
 /// Scheduled promotions, pending and recently finished.
@@ -596,21 +617,21 @@ async fn cancel_schedule(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
     match id.trim_start_matches('#').parse::<u64>() {
-        Ok(id) => answer(s.handle.send(Command::CancelSchedule(id)).await),
+        Ok(id) => s.ask(Command::CancelSchedule(id)).await,
         Err(_) => bad_request(format!("{id:?} is not a schedule id (a number)")),
     }
 }
 
 async fn abort(State(s): State<AdminState>) -> Response {
-    answer(s.handle.send(Command::Abort).await)
+    s.ask(Command::Abort).await
 }
 
 async fn pause(State(s): State<AdminState>) -> Response {
-    answer(s.handle.send(Command::Pause).await)
+    s.ask(Command::Pause).await
 }
 
 async fn resume(State(s): State<AdminState>) -> Response {
-    answer(s.handle.send(Command::Resume).await)
+    s.ask(Command::Resume).await
 }
 
 /// Replace understudy itself (`{"binary": "/path"}`, default the binary it was started from);
@@ -644,7 +665,7 @@ async fn upgrade(State(s): State<AdminState>, body: Bytes, tcp: bool) -> Respons
             ))
         }
     };
-    answer(s.handle.send(Command::Upgrade(binary)).await)
+    s.ask(Command::Upgrade(binary)).await
 }
 
 async fn rollback(State(s): State<AdminState>, body: Bytes) -> Response {
@@ -665,7 +686,7 @@ async fn rollback(State(s): State<AdminState>, body: Bytes) -> Response {
             return refused;
         }
     }
-    answer(s.handle.send(Command::Rollback(version)).await)
+    s.ask(Command::Rollback(version)).await
 }
 
 /// A rollback goes only to a version that served users here before, as `history.jsonl` says.

@@ -246,7 +246,8 @@ async fn run(command: ControlCommand) -> u8 {
 
 /// A call whose answer may rightly take long (up to `within`): first whether understudy answers
 /// at all (status, within [`READ_WITHIN`]), so a stopped or saturated one is reported at once;
-/// a timeout after that says the command may still take effect.
+/// a timeout after that says the command may still take effect. A 503 with `Retry-After` (a
+/// new understudy taking over, which did nothing) is asked again, saying so once, until `within`.
 async fn steer(
     socket: &Path,
     method: Method,
@@ -255,19 +256,32 @@ async fn steer(
     within: Duration,
 ) -> Result<(u16, Value), CliError> {
     call(socket, Method::GET, "/api/status", None, READ_WITHIN).await?;
-    call(socket, method, path, body, within)
-        .await
-        .map_err(|e| match e {
-            CliError::Timeout {
-                path, what, within, ..
-            } => CliError::Timeout {
-                path,
-                what,
-                within,
-                hint: MAYBE_DONE,
-            },
-            e => e,
-        })
+    let deadline = tokio::time::Instant::now() + within;
+    let mut told = false;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let asked = exchange(socket, method.clone(), path, body.clone());
+        let (code, answer, retry) =
+            tokio::time::timeout(left, asked)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CliError::Timeout {
+                        path: socket.to_path_buf(),
+                        what: format!("{method} {path}"),
+                        within,
+                        hint: MAYBE_DONE,
+                    })
+                })?;
+        let Some(pause) = retry.filter(|p| tokio::time::Instant::now() + *p < deadline) else {
+            return Ok((code, answer));
+        };
+        if !told {
+            let why = answer["error"].as_str().unwrap_or("understudy is busy");
+            eprintln!("understudy: {why}: asking again every {pause:?}");
+            told = true;
+        }
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// The admin API call an operator command stands for.
@@ -449,6 +463,7 @@ pub async fn call(
     let what = format!("{method} {path}");
     tokio::time::timeout(within, exchange(socket, method, path, body))
         .await
+        .map(|r| r.map(|(code, answer, _)| (code, answer)))
         .unwrap_or_else(|_| {
             Err(CliError::Timeout {
                 path: socket.to_path_buf(),
@@ -459,13 +474,17 @@ pub async fn call(
         })
 }
 
-/// [`call`] without its deadline.
+/// The longest pause a `Retry-After` may ask of the CLI.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// [`call`] without its deadline; also how long to wait before asking again, when a 503 says
+/// (`Retry-After` in seconds, at most [`MAX_RETRY_AFTER`]).
 async fn exchange(
     socket: &Path,
     method: Method,
     path: &str,
     body: Option<Value>,
-) -> Result<(u16, Value), CliError> {
+) -> Result<(u16, Value, Option<Duration>), CliError> {
     let protocol = |message: String| CliError::Protocol {
         path: socket.to_path_buf(),
         message,
@@ -484,6 +503,11 @@ async fn exchange(
         .await
         .map_err(|e| protocol(e.to_string()))?;
     let code = res.status().as_u16();
+    let retry = (code == 503)
+        .then(|| res.headers().get(hyper::header::RETRY_AFTER))
+        .flatten()
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).clamp(Duration::from_millis(200), MAX_RETRY_AFTER));
     let body = res
         .into_body()
         .collect()
@@ -492,7 +516,7 @@ async fn exchange(
         .to_bytes();
     let value = serde_json::from_slice(&body)
         .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&body) }));
-    Ok((code, value))
+    Ok((code, value, retry))
 }
 
 #[cfg(test)]

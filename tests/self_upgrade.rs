@@ -531,3 +531,172 @@ fn an_upgrade_to_another_binary_over_tcp_is_refused_and_runs_nothing() {
         "the same understudy serves on"
     );
 }
+
+/// A wrapper of understudy in the parent of `base` that probes another host, so running never
+/// serves there: the takeover it is started for fails `ready_timeout` after it adopted running.
+fn unready_understudy(base: &Base, name: &str, ready_timeout: &str) -> std::path::PathBuf {
+    let path = base.path.join("..").join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec '{BIN}' \"$@\" --set UPSTREAM_HOST=192.0.2.1 --set READY_TIMEOUT={ready_timeout}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Wait until the understudy started by an upgrade adopted running (it then serves the admin
+/// listeners with the old one).
+fn wait_adopted(u: &Understudy) {
+    wait_until(
+        "the new understudy to adopt running",
+        Duration::from_secs(10),
+        || {
+            u.log_text()
+                .contains("from the previous understudy")
+                .then_some(())
+        },
+    );
+}
+
+/// The `at` of every schedule the understudy serving `base` lists, whatever became of it.
+fn scheduled_ats(base: &Base) -> Vec<String> {
+    let (code, out, err) = cli(base, &["schedule", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    listed["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["at"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Both understudies accept on the admin listeners while one takes over from the other: a
+/// command the new one answered "ok" would be lost when the takeover fails. The new one refuses
+/// every command with a 503 saying to retry (the CLI retries), so each command answered ok was
+/// decided by the old one, which serves on, and each refused one was not done at all.
+#[test]
+fn a_command_during_a_failed_takeover_is_refused_by_the_new_understudy_or_kept_by_the_old() {
+    let (base, u) = start_with_testing(
+        "self-upgrade-commands",
+        "MIN_MIRRORED=1000000\nNOISE_CANCEL=off",
+    );
+    let (addr, token) = admin(&base);
+    let unready = unready_understudy(&base, "self-upgrade-commands-understudy", "6s");
+    let upgrade = spawn_cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
+    wait_adopted(&u);
+    // Distinct whole-second instants a day ahead, one per command.
+    let day = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    let day = std::time::UNIX_EPOCH
+        + Duration::from_secs(day.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let at = |i: u64| understudy::supervisor::control::rfc3339(day + Duration::from_secs(60 * i));
+    let over_tcp: Vec<_> = (0..12)
+        .map(|i| {
+            let (token, at) = (token.clone(), at(i));
+            std::thread::spawn(move || {
+                let body = serde_json::json!({ "at": at }).to_string();
+                (at, api(addr, "POST", "/api/promote", Some(&token), &body))
+            })
+        })
+        .collect();
+    let by_cli: Vec<_> = (12..15)
+        .map(|i| (at(i), spawn_cli(&base, &["promote", "--at", &at(i)])))
+        .collect();
+    let (code, out, err) = cli_finished(upgrade, Duration::from_secs(40));
+    let _ = std::fs::remove_file(&unready);
+    assert_eq!(code, Some(1), "the takeover fails: {out}{err}");
+    let (mut ok, mut refused) = (Vec::new(), 0);
+    for call in over_tcp {
+        let (at, (code, answer)) = call.join().unwrap();
+        match code {
+            200 => ok.push(at),
+            503 => {
+                let why = answer["error"].as_str().unwrap_or_default();
+                assert!(
+                    why.contains("taking over") && why.contains("retry"),
+                    "{answer}"
+                );
+                refused += 1;
+            }
+            _ => panic!("promote --at {at}: {code} {answer}"),
+        }
+    }
+    for (at, child) in by_cli {
+        let (code, out, err) = cli_finished(child, Duration::from_secs(40));
+        assert_eq!(
+            code,
+            Some(0),
+            "the CLI asks again until it is answered: {out}{err}"
+        );
+        ok.push(at);
+    }
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    let kept = scheduled_ats(&base);
+    let lost: Vec<_> = ok.iter().filter(|at| !kept.contains(at)).collect();
+    assert!(
+        lost.is_empty(),
+        "answered ok but unknown to the understudy that serves on: {lost:?} ({refused} of 12 \
+         refused with 503); it has {kept:?}\nlog:\n{}",
+        u.log_text()
+    );
+}
+
+/// A timer restored from the state file is the old understudy's until the new one serves: the
+/// end of `ROLLBACK_WINDOW` coming during a takeover that fails does not archive the version it
+/// kept from the new process (the old one, which still guards it, does, once).
+#[test]
+fn the_rollback_window_ending_during_a_failed_takeover_is_acted_on_by_the_old_understudy_only() {
+    let (base, u) = start_with_testing(
+        "self-upgrade-guard",
+        "MIN_MIRRORED=1000000\nNOISE_CANCEL=off\nROLLBACK_WINDOW=5s",
+    );
+    let (code, out, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until(
+        "1.1.0 promoted and guarded",
+        Duration::from_secs(20),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            (status["running"]["version"] == "1.1.0"
+                && status["transaction"].is_null()
+                && status["guarded"].is_string())
+            .then_some(())
+        },
+    );
+    let kept = base.path.join("app-1.0.0");
+    assert!(kept.is_dir(), "kept for a rollback within the window");
+    // It gives up 8 s after adopting running: the window ends meanwhile.
+    let unready = unready_understudy(&base, "self-upgrade-guard-understudy", "8s");
+    let upgrade = spawn_cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
+    wait_adopted(&u);
+    let (code, out, err) = cli_finished(upgrade, Duration::from_secs(40));
+    let _ = std::fs::remove_file(&unready);
+    assert_eq!(code, Some(1), "the takeover fails: {out}{err}");
+    assert_eq!(
+        admin_pid(&base),
+        Some(u.pid()),
+        "the old understudy serves on"
+    );
+    // Both processes log here: the archive comes after the takeover failed, and only once.
+    let log = wait_until("1.0.0 archived", Duration::from_secs(20), || {
+        let log = u.log_text();
+        (log.contains("archived version=1.0.0") && !kept.exists()).then_some(log)
+    });
+    assert!(base.path.join("archive/app-1.0.0.zip").is_file());
+    let failed = log
+        .find("failed before it was ready")
+        .expect("the old one says why");
+    let archived: Vec<_> = log.match_indices("archived version=1.0.0").collect();
+    assert!(
+        archived.len() == 1 && archived[0].0 > failed,
+        "1.0.0 was filed away by the understudy taking over, which did not serve yet; log:\n{log}"
+    );
+}

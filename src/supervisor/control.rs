@@ -38,7 +38,8 @@ pub enum Command {
     Upgrade(Option<std::path::PathBuf>),
 }
 
-/// Why a command was refused; the admin API answers 409 with this text.
+/// Why a command was refused; the admin API answers 409 with this text (404 for an unknown
+/// version or schedule, 503 while shutting down or taking over).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// Promote with no ready testing instance.
@@ -50,6 +51,11 @@ pub enum CommandError {
     /// The supervisor is shutting down.
     #[error("understudy is shutting down")]
     ShuttingDown,
+    /// An upgrade of understudy is under way: this process, started by it, does not serve yet
+    /// (the old one goes on with its own state if the takeover fails), or it handed over and
+    /// decides nothing more. Nothing was done; the admin API says 503 with `Retry-After`.
+    #[error("an upgrade of understudy is taking over: nothing was done; retry in a moment, and the understudy that serves then answers")]
+    TakingOver,
     /// A version that was never archived, or whose archive is gone.
     #[error("no archived version {0}: it was never archived here, or its archive was deleted")]
     UnknownVersion(String),

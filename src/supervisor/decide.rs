@@ -164,6 +164,9 @@ pub enum Input {
     /// The state files stopped being written (why: a full or read-only disk), or are again
     /// (`None`); understudy keeps serving either way.
     Disk { failing: Option<String> },
+    /// This understudy, started by an upgrade, serves now (the old one was told): what waited
+    /// for it (schedules, the guard, collections, retried filings, commands) goes on.
+    Serving,
     /// A reload (SIGHUP) changed the scoring thresholds: the guard judges by the same
     /// `MAX_5XX_DELTA` and `CONFIDENCE` the scorer now does, from the next traffic sample on.
     Reloaded { max_5xx_delta: f64, confidence: f64 },
@@ -311,11 +314,19 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
             version,
             result,
         } => d.hook_done(hook, id, version, result),
+        // Still taking over: the old understudy may yet go on without hearing of it.
+        Input::Command { id, .. } if d.s.taking_over => {
+            reply = Some(Action::Reply {
+                id,
+                result: Err(CommandError::TakingOver),
+            });
+        }
         Input::Command { id, command } => {
             reply = d
                 .command(id, command)
                 .map(|result| Action::Reply { id, result });
         }
+        Input::Serving => d.now_serving(),
         Input::Disk { failing } => d.disk(failing),
         Input::Reloaded {
             max_5xx_delta,
@@ -447,13 +458,17 @@ impl Decision<'_> {
                     step: c.step,
                 }
             }),
-            guard: s.guard.as_ref().map(|g| super::state::JournaledGuard {
-                version: g.version.clone(),
-                from: g.from.clone(),
-                until: super::control::rfc3339(g.until_wall),
-                before_errors: g.before.0,
-                before_requests: g.before.1,
-            }),
+            guard: s
+                .guard
+                .as_ref()
+                .map(|g| super::state::JournaledGuard {
+                    version: g.version.clone(),
+                    from: g.from.clone(),
+                    until: super::control::rfc3339(g.until_wall),
+                    before_errors: g.before.0,
+                    before_requests: g.before.1,
+                })
+                .or_else(|| s.held_guard.clone()),
             filings: self.journaled_filings(),
         };
         if s.persisted.as_ref() != Some(&now) {

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use super::files::{write_files, FileJob};
 use super::resume;
-use super::{decide, Action, Filed, Input, Now, RestoreFailure, Routing, State};
+use super::{decide, Action, Input, Now, RestoreFailure, Routing, State};
 use crate::archive;
 use crate::artifact::{self, Installed, Kind};
 use crate::config::Config;
@@ -32,7 +32,7 @@ use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
 use crate::watcher::{Dropped, Writes};
-use done::Done;
+use done::{file_away, Done};
 
 /// How often the proxy's counters are handed to the supervisor (the guard's samples).
 const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
@@ -108,17 +108,20 @@ pub async fn run(
     let mut state = State::new(cfg.port_range, Instant::now());
     exec.resume(&mut state, &cfg).await;
     publish_status(&status, &state);
+    let serving = exec.succession.serving.clone();
     loop {
-        let deadline = state.deadline();
+        // Taking over: no timer, verdict or traffic sample until this one serves (see `decide`).
+        let (deadline, held) = (state.deadline(), state.taking_over);
         let input = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            _ = serving.cancelled(), if held => Input::Serving,
             Some(d) = done_rx.recv() => exec.complete(d),
             Some(e) = inst_rx.recv() => Input::Instance(e),
-            Some(s) = verdicts.recv() => Input::Scored(s),
+            Some(s) = verdicts.recv(), if !held => Input::Scored(s),
             Some(d) = dropped.recv() => Input::Dropped(d),
-            _ = tokio::time::sleep_until(deadline) => Input::Tick,
-            _ = sample.tick() => traffic_sample(&traffic),
+            _ = tokio::time::sleep_until(deadline), if !held => Input::Tick,
+            _ = sample.tick(), if !held => traffic_sample(&traffic),
             _ = presence.tick() => {
                 exec.write_presence(&status);
                 pulse.send_replace(Instant::now());
@@ -204,32 +207,6 @@ fn crash_if_injected(step: &str) {
         }
         tracing::error!("{}={step}: dying by SIGKILL", super::files::INJECT_CRASH);
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
-/// Archive or reject a version folder as `filing` says (blocking), and report it with the action
-/// itself, which `decide` retries if it failed and stops retrying once it succeeded.
-fn file_away(layout: &Layout, filing: Action) -> Done {
-    let (version, result) = match &filing {
-        Action::Archive(version) => (
-            version.clone(),
-            archive::archive_version(layout, version).map(Filed::Archived),
-        ),
-        Action::Reject { version, reasons } => (
-            version.clone(),
-            archive::reject_version(layout, version, reasons)
-                .map(|_| Filed::Rejected(reasons.clone())),
-        ),
-        other => unreachable!("not a filing: {other:?}"),
-    };
-    let result = result.map_err(|e| e.to_string());
-    if result.is_ok() {
-        crate::store::forget(layout, &version);
-    }
-    Done::Filed {
-        version,
-        result,
-        filing: Some(Box::new(filing)),
     }
 }
 
@@ -338,6 +315,7 @@ impl Executor {
     async fn resume(&mut self, state: &mut State, cfg: &Config) {
         let mut resumed = resume::resume(self.layout.clone(), cfg).await;
         resumed.handed = self.handed_ports();
+        resumed.taking_over = !self.succession.serving.is_cancelled();
         self.perform_all(decide(state, Input::Resume(Box::new(resumed)), Now::read()));
     }
 

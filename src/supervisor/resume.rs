@@ -97,6 +97,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         filings: persisted.filings.clone(),
         found: Vec::new(),
         handed: Vec::new(),
+        taking_over: false,
     };
     resumed.found = recover::recover(layout, &recover::accounted(&resumed, &persisted));
     if had_state && resumed == Resumed::default() {

@@ -197,6 +197,9 @@ pub struct Resumed {
     pub found: Vec<Installed>,
     /// The children an upgrade handed over: each slot of that part and version adopts one.
     pub handed: Vec<HandedPort>,
+    /// Started by an upgrade that is not done: the old understudy may yet go on with its own
+    /// state, so nothing timer-driven is decided here until [`Input::Serving`](super::Input::Serving).
+    pub taking_over: bool,
 }
 
 /// What the history's last line says of canary shares, read at start.
@@ -428,6 +431,12 @@ pub struct State {
     pub(super) shared: Option<(Version, u32)>,
     /// Children handed over by the previous understudy, not yet claimed by a slot.
     pub(super) handed: Vec<HandedPort>,
+    /// Started by an upgrade that is not done: schedules, the guard, collections and retried
+    /// filings wait, and commands are refused, until this understudy serves.
+    pub(super) taking_over: bool,
+    /// The guard journaled before the upgrade, resumed once this understudy serves (kept in
+    /// the state file as it was meanwhile).
+    pub(super) held_guard: Option<JournaledGuard>,
     /// The testing instance whose secondary failed: noise stays unknown for it.
     pub(super) secondary_off: Option<InstanceId>,
     /// An installed build waiting for running to be ready before it is tested.
@@ -523,6 +532,8 @@ impl State {
             canary_resume: None,
             shared: None,
             handed: Vec::new(),
+            taking_over: false,
+            held_guard: None,
             secondary_off: None,
             pending: None,
             installing: None,

@@ -26,6 +26,7 @@ mod lifecycle;
 mod promotion;
 mod resume;
 mod schedules;
+mod takeover;
 
 const PORTS: (u16, u16) = (30000, 30009);
 

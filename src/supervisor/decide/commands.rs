@@ -88,7 +88,10 @@ impl Decision<'_> {
     }
 
     /// Hand everything to a new understudy, unless a switch is under way: the children that
-    /// run (ready or not) go with it; one still starting is started again by the new one.
+    /// run go with it, ready or not; the new one adopts each, and probes one still starting for
+    /// readiness (with a whole READY_TIMEOUT: the plan does not say what it had left; taken
+    /// back after a failed takeover, it keeps what it had left). A slot whose child is not
+    /// launched yet is not handed: the new one starts it.
     fn upgrade(
         &mut self,
         id: u64,
@@ -351,6 +354,10 @@ impl Decision<'_> {
 
     /// Fire what is due, record what can no longer fire, and plan the next look.
     pub(super) fn run_schedules(&mut self) {
+        // Due or missed, a schedule is the old understudy's to act on until this one serves.
+        if self.s.taking_over {
+            return;
+        }
         let now = Now {
             mono: self.now,
             wall: self.wall,

@@ -71,6 +71,9 @@ impl Decision<'_> {
     }
 
     pub(super) fn tick(&mut self) {
+        if self.s.taking_over {
+            return;
+        }
         self.restart_if_due();
         if self.now >= self.s.next_gc {
             self.s.next_gc = self.now + GC_EVERY;
@@ -185,6 +188,11 @@ impl Decision<'_> {
                 },
                 None => Action::Archive(f.version),
             };
+            if self.s.taking_over {
+                // The old understudy may go on and file it itself: sent once this one serves.
+                self.s.refile.push((action, 0));
+                continue;
+            }
             self.file_away(action, 0);
         }
     }

@@ -22,6 +22,7 @@ use crate::supervisor::state::{
 
 impl Decision<'_> {
     pub(super) fn resume(&mut self, mut r: Resumed) {
+        self.s.taking_over = r.taking_over;
         self.s.serving = r.running.as_ref().map(|i| i.version.clone());
         self.s.previous = r.previous.take();
         self.s.rolled_back_from = r.rolled_back_from.take();
@@ -547,6 +548,9 @@ impl Decision<'_> {
 
     /// A traffic sample: keep a minute of them, and judge the promoted version under watch.
     pub(super) fn traffic(&mut self, requests: u64, errors: u64) {
+        if self.s.taking_over {
+            return;
+        }
         let now = self.now;
         self.s.traffic.push_back((now, requests, errors));
         while self.s.traffic.len() > 1
@@ -633,6 +637,11 @@ impl Decision<'_> {
         let Some(j) = journaled else {
             return;
         };
+        if self.s.taking_over {
+            // Its window may end, and its kept version be filed, only where it serves.
+            self.s.held_guard = Some(j);
+            return;
+        }
         let serving = self.running_version() == Some(&j.version);
         let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
         let left = until_wall
@@ -662,6 +671,19 @@ impl Decision<'_> {
             start: None,
             before: (j.before_errors, j.before_requests),
         });
+    }
+
+    /// Started by an upgrade, this understudy serves now: the old one is on its way out, so
+    /// what waited for that is decided (the schedules right after, by `decide`), as at a start.
+    pub(super) fn now_serving(&mut self) {
+        if !std::mem::take(&mut self.s.taking_over) {
+            return;
+        }
+        let guard = self.s.held_guard.take();
+        self.resume_guard(guard);
+        for (filing, attempts) in std::mem::take(&mut self.s.refile) {
+            self.file_away(filing, attempts);
+        }
     }
 
     /// The promoted version does worse than the one it replaced: bring that one back.

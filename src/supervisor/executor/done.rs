@@ -4,6 +4,7 @@
 use super::Executor;
 use crate::artifact::Installed;
 use crate::instance::{Instance, InstanceError, InstanceId};
+use crate::layout::Layout;
 use crate::supervisor::{Action, Filed, Input, Launched, RestoreFailure, StartFailure, Withdrawn};
 use crate::watcher::Dropped;
 
@@ -113,5 +114,31 @@ impl Executor {
                 Input::Tick
             }
         }
+    }
+}
+
+/// Archive or reject a version folder as `filing` says (blocking), and report it with the action
+/// itself, which `decide` retries if it failed and stops retrying once it succeeded.
+pub(super) fn file_away(layout: &Layout, filing: Action) -> Done {
+    let (version, result) = match &filing {
+        Action::Archive(version) => (
+            version.clone(),
+            crate::archive::archive_version(layout, version).map(Filed::Archived),
+        ),
+        Action::Reject { version, reasons } => (
+            version.clone(),
+            crate::archive::reject_version(layout, version, reasons)
+                .map(|_| Filed::Rejected(reasons.clone())),
+        ),
+        other => unreachable!("not a filing: {other:?}"),
+    };
+    let result = result.map_err(|e| e.to_string());
+    if result.is_ok() {
+        crate::store::forget(layout, &version);
+    }
+    Done::Filed {
+        version,
+        result,
+        filing: Some(Box::new(filing)),
     }
 }
