@@ -379,7 +379,12 @@ impl Decision<'_> {
                 self.archive_if_unused(r.installed.version);
             }
         }
-        // A rollback leaves testing in place: it is scored against the new running from now on.
+        self.score_against_new_running();
+        self.start_pending();
+    }
+
+    /// A rollback leaves testing in place: it is scored against the new running from now on.
+    fn score_against_new_running(&mut self) {
         let running = self
             .s
             .running
@@ -394,7 +399,6 @@ impl Decision<'_> {
                 running_pid: Some(pid),
             }));
         }
-        self.start_pending();
     }
 
     pub(super) fn abort_promotion(&mut self, reasons: Vec<String>) {

@@ -238,24 +238,33 @@ impl Executor {
             }
             Err(e) => {
                 tracing::error!("{e}");
-                // The successor numbered its events past ours (and receivers may have them).
-                self.events.catch_up();
-                let admin_json = self.layout.admin_json();
-                if let Err(e) = upgrade::reclaim_admin_json(&admin_json) {
-                    tracing::warn!("cannot write {}: {e}", admin_json.display());
-                }
-                // Each in the phase it was released in: one still starting is not heartbeated
-                // as if ready, and keeps the end of its READY_TIMEOUT.
-                for ((child, link), (role, id, readiness)) in handed.into_iter().zip(whose) {
-                    let adopted = self.adopted(id, role, child, link, readiness);
-                    match Instance::adopt(adopted, self.inst_tx.clone()) {
-                        Ok(instance) => {
-                            self.instances.insert(id, instance);
-                        }
-                        Err(e) => tracing::error!("cannot take a child back: {e}"),
-                    }
-                }
+                self.take_back(handed, whose);
                 Err(e.to_string())
+            }
+        }
+    }
+
+    /// The successor gave up: this understudy goes on as before, with its children back.
+    fn take_back(
+        &mut self,
+        handed: Vec<(Child, OwnedFd)>,
+        whose: Vec<(Role, InstanceId, Readiness)>,
+    ) {
+        // The successor numbered its events past ours (and receivers may have them).
+        self.events.catch_up();
+        let admin_json = self.layout.admin_json();
+        if let Err(e) = upgrade::reclaim_admin_json(&admin_json) {
+            tracing::warn!("cannot write {}: {e}", admin_json.display());
+        }
+        // Each in the phase it was released in: one still starting is not heartbeated as if
+        // ready, and keeps the end of its READY_TIMEOUT.
+        for ((child, link), (role, id, readiness)) in handed.into_iter().zip(whose) {
+            let adopted = self.adopted(id, role, child, link, readiness);
+            match Instance::adopt(adopted, self.inst_tx.clone()) {
+                Ok(instance) => {
+                    self.instances.insert(id, instance);
+                }
+                Err(e) => tracing::error!("cannot take a child back: {e}"),
             }
         }
     }
