@@ -87,11 +87,11 @@ pub struct HookEnv {
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// The command could not be started.
-    #[error("{hook} `{command}` could not be started: {source}")]
+    #[error("{hook} {command} could not be started: {source}")]
     Spawn {
         /// Which hook.
         hook: Hook,
-        /// Its command line.
+        /// Its command line, quoted ([`crate::private::quote`]).
         command: String,
         /// The OS error.
         source: std::io::Error,
@@ -107,11 +107,11 @@ pub enum HookError {
         source: std::io::Error,
     },
     /// It ran and failed.
-    #[error("{hook} `{command}` failed ({status}); its output ends with: {tail}")]
+    #[error("{hook} {command} failed ({status}); its output ends with: {tail}")]
     Failed {
         /// Which hook.
         hook: Hook,
-        /// Its command line.
+        /// Its command line, quoted ([`crate::private::quote`]).
         command: String,
         /// How it ended.
         status: String,
@@ -119,21 +119,21 @@ pub enum HookError {
         tail: String,
     },
     /// It ran too long and was killed.
-    #[error("{hook} `{command}` did not finish within HOOK_TIMEOUT ({timeout:?}) and was killed")]
+    #[error("{hook} {command} did not finish within HOOK_TIMEOUT ({timeout:?}) and was killed")]
     TimedOut {
         /// Which hook.
         hook: Hook,
-        /// Its command line.
+        /// Its command line, quoted ([`crate::private::quote`]).
         command: String,
         /// The bound.
         timeout: Duration,
     },
     /// understudy began to stop while it ran, and killed it.
-    #[error("{hook} `{command}` was killed because understudy is stopping")]
+    #[error("{hook} {command} was killed because understudy is stopping")]
     Stopped {
         /// Which hook.
         hook: Hook,
-        /// Its command line.
+        /// Its command line, quoted ([`crate::private::quote`]).
         command: String,
     },
 }
@@ -151,14 +151,16 @@ pub async fn run(
     log_max: u64,
     stop: &CancellationToken,
 ) -> Result<(), HookError> {
-    let command = argv.join(" ");
+    // Quoted: a command line may hold a secret (`curl -u user:password`), shown only with the token.
+    let line = argv.join(" ");
+    let command = crate::private::quote(&line);
     let log_path = env.dir.join("hooks.log");
     let log_err = |source| HookError::Log {
         hook,
         path: log_path.clone(),
         source,
     };
-    let mut log = open_log(hook, env, &log_path, log_max, &command).map_err(log_err)?;
+    let mut log = open_log(hook, env, &log_path, log_max, &line).map_err(log_err)?;
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };

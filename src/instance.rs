@@ -97,9 +97,9 @@ pub enum InstanceError {
         source: io::Error,
     },
     /// The command could not be executed.
-    #[error("cannot start {command:?} in {dir}: {source}")]
+    #[error("cannot start {} in {dir}: {source}", crate::private::quote(command))]
     Spawn {
-        /// The command line, as run.
+        /// The command line, as run (quoted where shown: it may hold a secret).
         command: String,
         /// The instance folder it was run in.
         dir: PathBuf,

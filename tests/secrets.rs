@@ -17,6 +17,8 @@ const RUNNING_VALUE: &str = "alice.liddell@example.com";
 const TESTING_VALUE: &str = "mallory.private@example.com";
 /// What the smoke script prints before it fails (not on its command line).
 const HOOK_SECRET: &str = "password=hunter2-s3cr3t";
+/// An argument on the hook's command line (`curl -u user:password` is common).
+const CMD_SECRET: &str = "--api-key=cmdline-k3y";
 /// What a hidden value reads as.
 const HIDDEN: &str = "(hidden: send the token)";
 
@@ -31,7 +33,7 @@ fn answer_values_and_hook_output_need_the_token_over_tcp() {
     .unwrap();
     std::fs::set_permissions(&smoke, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     base.write_env(&format!(
-        "STABLE_WINDOW=2s\nMIN_MIRRORED=30\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0\nPRE_PROMOTE={}",
+        "STABLE_WINDOW=2s\nMIN_MIRRORED=30\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0\nPRE_PROMOTE='{} {CMD_SECRET}'",
         smoke.display()
     ));
     let u = Understudy::start(&base);
@@ -133,7 +135,7 @@ fn answer_values_and_hook_output_need_the_token_over_tcp() {
 
 /// Neither value nor the hook's secret in what `what` answered.
 fn hidden(what: &str, text: &str) {
-    for secret in [RUNNING_VALUE, TESTING_VALUE, HOOK_SECRET] {
+    for secret in [RUNNING_VALUE, TESTING_VALUE, HOOK_SECRET, CMD_SECRET] {
         assert!(
             !text.contains(secret),
             "{what} shows {secret} without the token: {text}"
@@ -148,6 +150,7 @@ fn shown(what: &str, text: &str, hook: bool) {
         "{what}: {text}"
     );
     assert!(!hook || text.contains(HOOK_SECRET), "{what}: {text}");
+    assert!(!hook || text.contains(CMD_SECRET), "{what}: {text}");
     assert!(
         !text.contains(HIDDEN),
         "{what} hides with the token: {text}"

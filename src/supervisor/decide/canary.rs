@@ -77,10 +77,16 @@ impl Decision<'_> {
     /// At start, once the parts are resumed: no user is on a canary until its build is ready
     /// again, so a share the history says is in force is ended now (0 %), and the journaled
     /// step is recorded when it resumes and users are routed to it. An unreadable history is
-    /// left alone (nothing to end that is known).
+    /// left alone (nothing to end that is known), and so is the history while taking over from
+    /// an upgrade (the old understudy still serves the share).
     pub(super) fn resume_share(&mut self, history: HistoryShare) {
         if history == HistoryShare::Unknown {
             self.s.shared = None;
+            return;
+        }
+        // Taking over from an upgrade, the old understudy still routes users to the canary: the
+        // share stays in force, and the step resumed here records nothing new.
+        if self.s.taking_over {
             return;
         }
         // `shared` holds the history's share since the start of the resume, unless a switch

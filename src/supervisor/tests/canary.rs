@@ -482,6 +482,29 @@ async fn a_resumed_canary_step_is_recorded_when_it_routes_users_again_once() {
     }
 }
 
+/// Taking over from an upgrade mid-canary: the old understudy still serves the step's share, so
+/// the new one records no 0 % at start (a failed takeover would leave the history wrong), and
+/// the step it resumes, at the same share, records nothing new.
+#[tokio::test(start_paused = true)]
+async fn a_takeover_mid_canary_leaves_the_history_as_it_is() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: Some(installed("1.1.0")),
+        canary_steps: vec![2000, 5000],
+        canary_window: Duration::from_secs(8),
+        canary: Some(state::JournaledCanary {
+            version: v("1.1.0"),
+            step: 1,
+        }),
+        history_last: Some(v("1.0.0")),
+        history_share: HistoryShare::Share(v("1.1.0"), 5000),
+        taking_over: true,
+        ..Default::default()
+    })));
+    assert_eq!(shares_in(&a), [], "{a:#?}");
+}
+
 /// Killed after the history's line of a step but before the state's (or while the canary's
 /// build kept its share during a promotion that is undone at start): no step keeps the share,
 /// so it is ended at start (0 %), not left in force while every user is on running.
