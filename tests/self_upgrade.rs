@@ -336,19 +336,7 @@ fn a_new_understudy_that_cannot_serve_never_takes_running_down() {
     let (_, running) = base.wait_instance_info("running");
     let load = Load::start(u.addr);
     load.wait_more(20);
-    let unready = base.path.join("..").join("self-upgrade-unready-understudy");
-    std::fs::write(
-        &unready,
-        format!(
-            "#!/bin/sh\nexec '{BIN}' \"$@\" --set UPSTREAM_HOST=192.0.2.1 --set READY_TIMEOUT=1s\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &unready,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let unready = unready_understudy(&base, "self-upgrade-unready-understudy", "1s");
     let (code, out, err) = cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
     let _ = std::fs::remove_file(&unready);
     let _taken_over = admin_pid(&base)
@@ -449,22 +437,7 @@ fn a_build_dropped_during_a_failed_takeover_is_tested_by_the_old_understudy() {
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     // It probes another host, so running never serves there: it gives up after 6 s.
-    let unready = base
-        .path
-        .join("..")
-        .join("self-upgrade-drop-between-understudy");
-    std::fs::write(
-        &unready,
-        format!(
-            "#!/bin/sh\nexec '{BIN}' \"$@\" --set UPSTREAM_HOST=192.0.2.1 --set READY_TIMEOUT=6s\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &unready,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let unready = unready_understudy(&base, "self-upgrade-drop-between-understudy", "6s");
     let upgrade = spawn_cli(&base, &["upgrade", "--binary", unready.to_str().unwrap()]);
     wait_until(
         "the new understudy to adopt running",

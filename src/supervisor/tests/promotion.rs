@@ -594,7 +594,7 @@ async fn the_guard_rolls_back_only_a_5xx_rate_worse_with_confidence() {
 
 /// A promotion of 1.1.0 over 1.0.0, guarded for 300 s against a minute of 0.5 % 5xx; returns
 /// the state file as written once the old running stopped, read back as a restart reads it.
-async fn guarded_promotion(sim: &mut Sim) -> Persisted {
+pub(super) async fn guarded_promotion(sim: &mut Sim) -> Persisted {
     sim.s.guard_window = Duration::from_secs(300);
     let (old, testing) = sim.serving_with_testing("1.1.0");
     sim.feed(Input::Traffic {

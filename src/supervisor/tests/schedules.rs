@@ -161,21 +161,8 @@ async fn a_scheduled_promotion_whose_instance_fails_ends_failed() {
 #[tokio::test(start_paused = true)]
 async fn a_schedule_whose_pre_promote_a_guard_rollback_cuts_short_ends_failed() {
     let mut sim = Sim::new(PORTS);
-    sim.s.guard_window = Duration::from_secs(300);
     sim.s.schedule_grace = Duration::from_secs(3600);
-    let (old, testing) = sim.serving_with_testing("1.1.0");
-    sim.feed(Input::Traffic {
-        requests: 0,
-        errors: 0,
-    });
-    tokio::time::advance(Duration::from_secs(30)).await;
-    sim.feed(Input::Traffic {
-        requests: 1000,
-        errors: 5,
-    });
-    let a = sim.verdict(testing, Verdict::Promote);
-    sim.bring_up(&a);
-    sim.feed(Input::Stopped { id: old });
+    super::promotion::guarded_promotion(&mut sim).await;
     // 1.2.0 under test, scheduled; its PRE_PROMOTE starts when the schedule comes due.
     sim.s.hooks = HookSet {
         pre_promote: true,
