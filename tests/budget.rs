@@ -37,7 +37,11 @@ fn an_app_whose_own_logs_fill_the_budget_costs_no_archive_and_is_named_once() {
     // The app's own log, which only the app can rotate: the base dir is over budget by itself.
     let logs = base.path.join("running/logs");
     std::fs::create_dir_all(&logs).unwrap();
-    append_zeros(&logs.join("app.log.1"), 40);
+    // Written beside the base dir and moved in whole: a collection running meanwhile (the one
+    // after 1.0.0's archive) sees all of it or none, never a part.
+    let aside = base.path.with_extension("app.log.1");
+    append_zeros(&aside, 40);
+    std::fs::rename(&aside, logs.join("app.log.1")).unwrap();
     // A refused build is filed away, and a collection follows every filing.
     base.drop_fixture("0.5.0", "");
     let line = wait_until("over_budget said", Duration::from_secs(20), || {
