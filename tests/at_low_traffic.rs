@@ -283,6 +283,17 @@ fn rare_endpoint_lost(name: &str, replay: &str) -> (Base, Understudy) {
         base.fixture_stats("secondary")
     });
     let (admin, _) = admin(&base);
+    if replay == "off" {
+        // Copies go to testing only once the proxy routes it (a moment after its symlink): the
+        // one rare request must be copied, or no pair ever says it is gone (seen once under load).
+        let mut n = 0;
+        wait_until("copies to reach testing", Duration::from_secs(10), || {
+            n += 1;
+            assert_eq!(u.get(&format!("/shop/books?warm={n}")).0, 200);
+            let (_, s) = api(admin, "GET", "/api/status", None, "");
+            (s["counters"]["mirrored"].as_u64() > Some(0)).then_some(())
+        });
+    }
     let before = recorded(admin);
     // The first request through the proxy for seconds: due, so recorded (at most one per 50 ms).
     assert_eq!(u.get("/shop/rare?id=1").0, 200, "running still has it");
