@@ -9,6 +9,11 @@ async fn a_schedule_firing(sim: &mut Sim, hooks: HookSet) -> Vec<Action> {
     sim.s.hooks = hooks;
     sim.s.schedule_grace = Duration::from_secs(3600);
     sim.serving_with_testing("1.1.0");
+    schedule_come_due(sim).await
+}
+
+/// Schedule the build under test 6 s from now, then let it come due: the actions of that tick.
+async fn schedule_come_due(sim: &mut Sim) -> Vec<Action> {
     let at = sim.now().wall + Duration::from_secs(6);
     let a = sim.feed(Input::Command {
         id: 1,
@@ -170,14 +175,7 @@ async fn a_schedule_whose_pre_promote_a_guard_rollback_cuts_short_ends_failed() 
     };
     let a = sim.deliver("1.2.0");
     sim.bring_up(&a);
-    let at = sim.now().wall + Duration::from_secs(6);
-    let a = sim.feed(Input::Command {
-        id: 1,
-        command: Command::PromoteAt(at),
-    });
-    assert!(reply_in(&a, 1).is_ok(), "{a:#?}");
-    tokio::time::advance(Duration::from_secs(6)).await;
-    let a = sim.feed(Input::Tick);
+    let a = schedule_come_due(&mut sim).await;
     assert_eq!(hooks_in(&a), vec![Hook::PrePromote], "{a:#?}");
     // 1.1.0 answers 5xx: the guard rolls back to 1.0.0 while PRE_PROMOTE runs.
     let a = sim.feed(Input::Traffic {
