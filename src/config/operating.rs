@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::parse::{
-    comma_list, invalid, Raw, MAX_COMMAND_LEN, MAX_PATH_LEN, MAX_SHORT_DURATION, MAX_SIZE,
+    comma_list, command_shown, invalid, Raw, MAX_COMMAND_LEN, MAX_PATH_LEN, MAX_SHORT_DURATION,
+    MAX_SIZE,
 };
 use super::ConfigError;
 
@@ -138,7 +139,7 @@ pub(super) fn admin(raw: &Raw) -> Result<Admin, ConfigError> {
         )
     };
     let token_expected = "at least 16 visible ASCII characters without spaces, or empty";
-    let token = raw.text("ADMIN_TOKEN", 1024, token_expected)?;
+    let token = raw.text_shown("ADMIN_TOKEN", 1024, token_expected, |_| "(hidden)".into())?;
     if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
         // Never echo a secret back into a log.
         return Err(invalid("ADMIN_TOKEN", "(hidden)", token_expected));
@@ -208,14 +209,14 @@ fn parse_hook(key: &str, v: &str) -> Result<Option<Vec<String>>, ConfigError> {
     if v.len() > MAX_COMMAND_LEN {
         return Err(invalid(
             key,
-            v,
+            &command_shown(v),
             &format!("a command of at most {MAX_COMMAND_LEN} bytes, or empty"),
         ));
     }
     let words = shell_words::split(v).map_err(|e| {
         invalid(
             key,
-            v,
+            &command_shown(v),
             &format!(
                 "words split as a shell would ({e}), such as `./hooks/check.sh --quick`, or empty"
             ),

@@ -179,6 +179,19 @@ impl Raw<'_> {
     }
 }
 
+/// A command line as a refusal shows it: its program, with the rest hidden, since arguments often
+/// carry a password (`curl -u deploy:pass`) and refusals reach the journal and LOG_DIR.
+pub(super) fn command_shown(v: &str) -> String {
+    let v = v.trim();
+    match v.split_once(char::is_whitespace) {
+        Some((program, rest)) if !rest.trim().is_empty() => format!(
+            "{program} … ({} more characters hidden: a command line may hold a secret)",
+            rest.trim().chars().count()
+        ),
+        _ => v.to_string(),
+    }
+}
+
 /// The error for `key`: `value` (cut if long) is not `expected`.
 pub(super) fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     ConfigError::Invalid {

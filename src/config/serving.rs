@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::parse::{
-    auto_or_off, invalid, parse_number, Raw, MAX_COMMAND_LEN, MAX_MIRROR_BODY,
+    auto_or_off, command_shown, invalid, parse_number, Raw, MAX_COMMAND_LEN, MAX_MIRROR_BODY,
     MAX_MIRROR_CONCURRENCY, MAX_MIRROR_QUEUE, MAX_SHORT_DURATION, MAX_SIZE, MAX_WORKER_THREADS,
 };
 use super::ConfigError;
@@ -336,28 +336,28 @@ fn parse_command(key: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     if v.len() > MAX_COMMAND_LEN {
         return Err(invalid(
             key,
-            v,
+            &command_shown(v),
             &format!("a command of at most {MAX_COMMAND_LEN} bytes"),
         ));
     }
     let words = shell_words::split(v).map_err(|e| {
         invalid(
             key,
-            v,
+            &command_shown(v),
             &format!("words split as a shell would ({e}), such as `java \"-Dname=a b\" -jar {{artifact}}`"),
         )
     })?;
     if words.is_empty() {
         return Err(invalid(
             key,
-            v,
+            &command_shown(v),
             "a non-empty command containing {artifact}, such as `java -jar {artifact}`",
         ));
     }
     if !words.iter().any(|w| w.contains("{artifact}")) {
         return Err(invalid(
             key,
-            v,
+            &command_shown(v),
             "a command containing {artifact}, such as `java -jar {artifact}`",
         ));
     }
@@ -410,12 +410,40 @@ mod tests {
             ),
             ("EXEC_COMMAND", "", "non-empty"),
             ("EXEC_COMMAND", "  ", "non-empty"),
-            ("JAR_COMMAND", "java -jar app.jar", "containing {artifact}"),
+            ("JAR_COMMAND", "java", "containing {artifact}"),
         ] {
             let (k, v, expected) = invalid_key(load_set("IDENTIFIER=a\n", &[(key, bad)]));
-            assert_eq!((k.as_str(), v.as_str()), (key, bad));
+            let shown = crate::config::parse::command_shown(bad);
+            assert_eq!((k.as_str(), v.as_str()), (key, shown.as_str()));
             assert!(expected.contains(why), "{bad:?}: {expected}");
         }
+    }
+
+    /// A refused command line reaches the journal: its program names it, its arguments (where a
+    /// password on a `curl -u` lives) are hidden.
+    #[test]
+    fn a_refused_command_line_shows_its_program_and_hides_its_arguments() {
+        for (key, bad) in [
+            ("EXEC_COMMAND", "./run --password Sup3rSecret \"{artifact}"),
+            ("JAR_COMMAND", "java -Dpass=Sup3rSecret -jar app.jar"),
+            ("PRE_PROMOTE", "curl -u deploy:Sup3rSecret 'https://x/"),
+            ("POST_ROLLBACK", "curl -u deploy:Sup3rSecret 'https://x/"),
+        ] {
+            let err = load_set("IDENTIFIER=a\n", &[(key, bad)]).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains(key), "{shown}");
+            let program = bad.split(' ').next().unwrap();
+            assert!(shown.contains(&format!("{program} … (")), "{shown}");
+            assert!(!shown.contains("Sup3rSecret"), "{shown}");
+        }
+        let long = format!("ADMIN_TOKEN={}\n", "S".repeat(2000));
+        let shown = load_set(&format!("IDENTIFIER=a\n{long}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            shown.contains("ADMIN_TOKEN") && !shown.contains("SSSS"),
+            "{shown}"
+        );
     }
 
     #[test]
