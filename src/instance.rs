@@ -190,7 +190,8 @@ pub struct Adopted {
 /// starting is not heartbeated as if ready, and keeps the end of its READY_TIMEOUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
-    /// Not known here (handed over by another understudy): probed with a whole READY_TIMEOUT.
+    /// Not known here (handed over ready, or by an older release): probed with a whole
+    /// READY_TIMEOUT.
     Unknown,
     /// Still starting: probed for readiness until `until`, the end of its READY_TIMEOUT.
     Starting {

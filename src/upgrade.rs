@@ -56,6 +56,38 @@ pub struct Child {
     pub port: u16,
     /// Its pid, also its process group id.
     pub pid: u32,
+    /// If it was still starting: when its READY_TIMEOUT ends, in milliseconds of the boot-time
+    /// monotonic clock both understudies read, so the new one keeps the old deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_by: Option<u64>,
+}
+
+impl Child {
+    /// Hand it over still starting, to be reported not ready at `until` unless it answers.
+    pub fn starting_until(&mut self, until: tokio::time::Instant) {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let by = since_boot().saturating_add(left).as_millis();
+        self.ready_by = Some(u64::try_from(by).unwrap_or(u64::MAX));
+    }
+
+    /// What is left of its READY_TIMEOUT, at most `max`, if it was handed over still starting.
+    pub fn ready_left(&self, max: Duration) -> Option<Duration> {
+        let by = Duration::from_millis(self.ready_by?);
+        Some(by.saturating_sub(since_boot()).min(max))
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock `Instant` reads, as time since boot: the same in every process.
+pub fn since_boot() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into a valid local; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999);
+    Duration::new(secs, nanos)
 }
 
 /// What [`ENV`] says: which inherited descriptor is what.
@@ -485,6 +517,7 @@ mod tests {
             dir: "/b/app-1.0.0/1".into(),
             port: 9000,
             pid: 42,
+            ready_by: None,
         };
         let (c, d) = std::os::unix::net::UnixStream::pair().unwrap();
         let plan = |lock: RawFd, proxy: RawFd, pid: u32| Plan {
@@ -536,6 +569,7 @@ mod tests {
                     dir: "/b/app-1.0.0/2".into(),
                     port: 9000,
                     pid: 42,
+                    ready_by: Some(123),
                 },
                 7,
             )],

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -424,6 +424,41 @@ fn a_failed_upgrade_gives_a_starting_build_back_still_starting() {
         role_status(&base, "testing"),
         Some((pid, true)),
         "the same testing instance became ready"
+    );
+}
+
+/// A build still starting when understudy upgrades itself keeps the end of its READY_TIMEOUT in
+/// the new understudy: one that never listens is rejected when its time is up, not a whole
+/// READY_TIMEOUT after the upgrade.
+#[test]
+fn a_build_still_starting_at_an_upgrade_keeps_its_ready_timeout_in_the_new_understudy() {
+    let base = Base::new("self-upgrade-ready-timeout");
+    base.write_env("NOISE_CANCEL=off\nREADY_TIMEOUT=12s");
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let mute = base.path.join(".app-1.1.0.tmp");
+    std::fs::write(&mute, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::rename(&mute, base.path.join("app-1.1.0")).unwrap();
+    wait_until("testing starting", Duration::from_secs(10), || {
+        role_status(&base, "testing")
+    });
+    let started = Instant::now();
+    // Half its READY_TIMEOUT gone, the upgrade: the new understudy has 6 s left to wait, not 12.
+    std::thread::sleep(Duration::from_secs(6));
+    let old = u.pid();
+    let (code, out, err) = cli(&base, &["upgrade"]);
+    assert_eq!(code, 0, "upgrade failed: {out}{err}");
+    let _successor = Successor(successor_of(&base, old) as i32);
+    let rejected = base.path.join("rejected/app-1.1.0");
+    wait_until("testing rejected", Duration::from_secs(30), || {
+        rejected.exists().then_some(())
+    });
+    let after = started.elapsed();
+    assert!(
+        after < Duration::from_secs(16),
+        "rejected {after:?} after it started: READY_TIMEOUT began again at the upgrade\nlog:\n{}",
+        u.log_text()
     );
 }
 

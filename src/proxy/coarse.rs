@@ -22,17 +22,7 @@ pub fn now() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// CLOCK_MONOTONIC, the clock `Instant` reads, as a duration since boot.
-    fn precise() -> Duration {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: as in `now`.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    }
+    use crate::upgrade::since_boot as precise;
 
     #[test]
     fn the_coarse_clock_is_the_precise_one_at_most_a_tick_behind() {

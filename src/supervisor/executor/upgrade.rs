@@ -86,7 +86,14 @@ impl Executor {
             child.number,
             child.pid
         );
-        let adopted = self.adopted(id, role, child, link, Readiness::Unknown);
+        // Still starting when handed over: it keeps what was left of its READY_TIMEOUT.
+        let readiness = match child.ready_left(self.cfg.ready_timeout) {
+            Some(left) => Readiness::Starting {
+                until: tokio::time::Instant::now() + left,
+            },
+            None => Readiness::Unknown,
+        };
+        let adopted = self.adopted(id, role, child, link, readiness);
         self.adopted_ids.insert(id);
         let result = Instance::adopt(adopted, self.inst_tx.clone());
         let _ = self.done_tx.send(Done::Started { id, result });
@@ -190,17 +197,24 @@ impl Executor {
             let Some(instance) = self.instances.remove(&id) else {
                 continue;
             };
-            let child = Child {
+            let mut child = Child {
                 part: part.to_string(),
                 version: instance.version.clone(),
                 number: instance.number,
                 dir: instance.dir.clone(),
                 port: instance.port,
                 pid: instance.pid,
+                ready_by: None,
             };
             let role = instance.role;
             // A child that exited meanwhile is not handed; its exit is reported as usual.
             if let Some(released) = instance.release().await {
+                // One still starting keeps the end of its READY_TIMEOUT in the new understudy.
+                match released.readiness {
+                    Readiness::Starting { until } => child.starting_until(until),
+                    Readiness::Unready => child.starting_until(tokio::time::Instant::now()),
+                    Readiness::Unknown | Readiness::Ready => {}
+                }
                 handed.push((child, released.link));
                 whose.push((role, id, released.readiness));
             }
