@@ -74,6 +74,20 @@ impl Decision<'_> {
         }
     }
 
+    /// After a switch line, which ends any share in the history: a canary step that goes on
+    /// under the new running (a rollback mid-step) is recorded again, so the history stays true.
+    pub(super) fn share_after_switch(&mut self) {
+        self.s.shared = None;
+        if self.s.canary.is_none() || self.s.canary_out.is_some() {
+            return;
+        }
+        let weight = self.canary_weight();
+        if let Some(t) = self.s.testing.as_ref().filter(|_| weight > 0) {
+            let version = t.version().clone();
+            self.record_share(version, weight);
+        }
+    }
+
     /// At start, once the parts are resumed: no user is on a canary until its build is ready
     /// again, so a share the history says is in force is ended now (0 %), and the journaled
     /// step is recorded when it resumes and users are routed to it. An unreadable history is

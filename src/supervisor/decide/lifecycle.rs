@@ -326,7 +326,7 @@ impl Decision<'_> {
                 to: version,
                 why,
             });
-            self.s.shared = None; // a switch ends any canary share
+            self.share_after_switch();
         }
     }
 

@@ -563,3 +563,40 @@ fn the_share_in_force_is_the_last_lines() {
         HistoryShare::None
     );
 }
+
+/// A rollback during a canary step switches running; the canary's users stay on the build under
+/// test, so the history, whose switch line ends any share, says so again under the new running.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_mid_canary_records_the_share_that_goes_on_under_the_new_running() {
+    let (mut sim, _, testing) = canary_sim();
+    sim.verdict(testing, Verdict::Promote);
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("0.9.0"))),
+    });
+    let a = sim.feed(Input::Restored {
+        version: v("0.9.0"),
+        result: Ok(installed("0.9.0")),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        [(Some(v("1.0.0")), v("0.9.0"), SwitchWhy::Rollback)]
+    );
+    let r = routes_in(&a).expect("routes after the switch");
+    assert_eq!(
+        (r.canary, r.testing.as_ref().map(|t| t.id)),
+        (2000, Some(testing)),
+        "the canary's users stay on it"
+    );
+    let shares: Vec<_> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::RecordShare { running, share } => {
+                Some((running.clone(), share.version.clone(), share.percent))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shares, [(v("0.9.0"), v("1.1.0"), 20.0)], "{a:#?}");
+}
