@@ -338,19 +338,20 @@ fn a_rarely_asked_endpoint_gone_on_testing_is_replayed_until_the_build_is_reject
 fn without_replay_a_wait_on_a_rare_endpoint_says_what_the_operator_can_do() {
     let (base, mut u) = rare_endpoint_lost("replay-rare-off", "off");
     let hint = "REPLAY is off: `understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it";
-    let mut last = None;
-    wait_until(
+    let v = wait_for(
         "the verdict to wait on GET /shop/rare",
         Duration::from_secs(20),
         || {
-            let v = verdict(&base)?;
+            let v = verdict(&base).ok_or("no verdict")?;
             let reason = v["reasons"][0].as_str().unwrap_or_default();
             let waits = v["verdict"] == "wait" && reason.contains("GET /shop/rare");
-            last = Some(v);
-            waits.then_some(())
+            if waits {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
         },
     );
-    let v = last.unwrap();
     let reason = v["reasons"][0].as_str().unwrap_or_default();
     assert!(
         reason.contains("too few to judge, MIN_ENDPOINT_PAIRS is 5"),
