@@ -15,6 +15,16 @@ use crate::support::*;
 fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it() {
     let (base, mut u) = start_with_testing("admin-token", "");
     let (addr, token) = admin(&base);
+    token_and_socket_are_private(&base);
+    mutating_calls_are_refused_without_the_token(addr);
+    nothing_changed_and_status_names_the_understudy(addr, &u);
+    pause_resume_and_a_bad_body_with_the_token(addr, &token, &base);
+    promote_with_the_token_then_nothing_is_left(addr, &token, &base);
+    u.stop();
+}
+
+/// The token file and the unix socket are the keys to understudy: readable by its user only.
+fn token_and_socket_are_private(base: &Base) {
     for f in ["admin.token", "admin.sock"] {
         let mode = std::fs::metadata(base.path.join(".understudy").join(f))
             .unwrap()
@@ -22,6 +32,10 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{f} is private to understudy's user");
     }
+}
+
+/// Every mutating call over TCP without the token, or with a wrong one: 401 naming `Bearer`.
+fn mutating_calls_are_refused_without_the_token(addr: std::net::SocketAddr) {
     for path in [
         "/api/promote",
         "/api/abort",
@@ -37,6 +51,10 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
     }
     let (code, _) = api(addr, "DELETE", "/api/schedule/1", None, "");
     assert_eq!(code, 401, "cancelling a schedule needs the token too");
+}
+
+/// After the refusals: testing, running and the pause as they were; status says who answers.
+fn nothing_changed_and_status_names_the_understudy(addr: std::net::SocketAddr, u: &Understudy) {
     // Nothing changed: 1.1.0 is still testing, 1.0.0 running, not paused.
     let (code, status) = api(addr, "GET", "/api/status", None, "");
     assert_eq!(code, 200);
@@ -58,13 +76,20 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
             .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
         "{status}"
     );
+}
 
+/// With the token, pause and resume take effect; a bad body is a 400 that changes nothing.
+fn pause_resume_and_a_bad_body_with_the_token(
+    addr: std::net::SocketAddr,
+    token: &str,
+    base: &Base,
+) {
     // With the token: pause, resume.
-    let (code, body) = api(addr, "POST", "/api/pause", Some(&token), "");
+    let (code, body) = api(addr, "POST", "/api/pause", Some(token), "");
     assert_eq!(code, 200, "{body}");
     let (_, status) = api(addr, "GET", "/api/status", None, "");
     assert_eq!(status["paused"], true, "{status}");
-    let (code, _) = api(addr, "POST", "/api/resume", Some(&token), "");
+    let (code, _) = api(addr, "POST", "/api/resume", Some(token), "");
     assert_eq!(code, 200);
     let (_, status) = api(addr, "GET", "/api/status", None, "");
     assert_eq!(status["paused"], false, "{status}");
@@ -73,7 +98,7 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
         addr,
         "POST",
         "/api/promote",
-        Some(&token),
+        Some(token),
         r#"{"at":"tomorrow"}"#,
     );
     assert_eq!(code, 400, "{body}");
@@ -82,15 +107,22 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
         "{body}"
     );
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+}
 
+/// The operator's promote overrules the wait; a second one finds nothing to promote (409).
+fn promote_with_the_token_then_nothing_is_left(
+    addr: std::net::SocketAddr,
+    token: &str,
+    base: &Base,
+) {
     // Promote now, with the token: the operator overrules the wait.
-    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    let (code, body) = api(addr, "POST", "/api/promote", Some(token), "");
     assert_eq!(code, 200, "{body}");
     wait_until("1.1.0 running", Duration::from_secs(20), || {
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
     });
     // Nothing left to promote: 409 with the reason.
-    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    let (code, body) = api(addr, "POST", "/api/promote", Some(token), "");
     assert_eq!(code, 409, "{body}");
     assert!(
         body["error"]
@@ -99,7 +131,6 @@ fn every_mutating_call_needs_the_token_over_tcp_and_nothing_changes_without_it()
             .contains("nothing to promote"),
         "{body}"
     );
-    u.stop();
 }
 
 /// The reviewer's reproduction: a misspelt `"At"` once made "promote next year" a promote now.
@@ -515,8 +546,16 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     );
     assert!(u.get("/").1.contains("1.0.0"));
 
+    the_history_says_what_served_when_and_why(&base);
+    a_version_that_never_served_is_refused(&base);
+    u.stop();
+}
+
+/// After promote and rollback: the history's switches, what served at an instant (also written
+/// with a space for the T), and nothing before anything served.
+fn the_history_says_what_served_when_and_why(base: &Base) {
     // The history says what served when, and why.
-    let (code, out, _) = cli(&base, &["history", "--json"]);
+    let (code, out, _) = cli(base, &["history", "--json"]);
     assert_eq!(code, 0);
     let h: Value = serde_json::from_str(&out).unwrap();
     let switches = h["switches"].as_array().unwrap();
@@ -535,26 +574,27 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     assert_eq!(h["serving"], "1.0.0");
     // At the instant of the operator's promotion, 1.1.0 served.
     let at = switches[1]["at"].as_str().unwrap();
-    let (_, out, _) = cli(&base, &["history", "--json", "--at", at]);
+    let (_, out, _) = cli(base, &["history", "--json", "--at", at]);
     let h: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h["serving"], "1.1.0", "{h}");
     // Written with a space instead of the T, as `promote --at` takes it too.
     let spaced = at.replacen('T', " ", 1);
-    let (code, out, err) = cli(&base, &["history", "--json", "--at", &spaced]);
+    let (code, out, err) = cli(base, &["history", "--json", "--at", &spaced]);
     assert_eq!(code, 0, "{spaced}: {err}");
     let h: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h["serving"], "1.1.0", "{h}");
     // Before anything served: nothing.
-    let (_, out, _) = cli(
-        &base,
-        &["history", "--json", "--at", "2000-01-01T00:00:00Z"],
-    );
+    let (_, out, _) = cli(base, &["history", "--json", "--at", "2000-01-01T00:00:00Z"]);
     let h: Value = serde_json::from_str(&out).unwrap();
     assert!(h["serving"].is_null(), "{h}");
+}
 
+/// A rollback to a version that never served here: 409 naming it (issue 22), exit 1 from the
+/// CLI, and running stays.
+fn a_version_that_never_served_is_refused(base: &Base) {
     // A version that never served here: 409 naming it (issue 22: a rollback goes only to a
     // version that served before), exit 1, nothing changes.
-    let (addr, token) = admin(&base);
+    let (addr, token) = admin(base);
     let (code, body) = api(
         addr,
         "POST",
@@ -564,14 +604,13 @@ fn rollback_under_steady_traffic_fails_no_request_and_is_recorded() {
     );
     assert_eq!(code, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("9.9.9"), "{body}");
-    let (code, _, err) = cli(&base, &["rollback", "9.9.9"]);
+    let (code, _, err) = cli(base, &["rollback", "9.9.9"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("9.9.9") && err.contains("never served"),
         "{err}"
     );
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
-    u.stop();
 }
 
 #[test]

@@ -31,18 +31,7 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
     );
     let (addr, token) = admin(&base);
 
-    // The page needs no token and changes nothing.
-    let head = raw_get(addr, "/");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let lower = head.to_ascii_lowercase();
-    assert!(lower.contains("content-type: text/html"), "{head}");
-    assert!(
-        lower.contains("content-security-policy: default-src 'none'"),
-        "{head}"
-    );
-    let (code, _) = api(addr, "POST", "/", None, "");
-    assert_eq!(code, 405, "POST / is not a thing");
-
+    the_page_needs_no_token_and_changes_nothing(addr);
     // Some traffic, so that the scorer has pairs to score and the page has a score to draw.
     for i in 0..30 {
         assert_eq!(u.get(&format!("/page/{}", i % 3)).0, 200);
@@ -54,7 +43,37 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
 
     let mut browser = Browser::new(chromium);
     let url = format!("http://{addr}/");
-    let dom = browser.dump_dom(&url);
+    while_tested_it_shows_both_and_hides_values(&mut browser, &url, &base);
+    // A screenshot while 1.1.0 is tested (docs/dashboard.png with UNDERSTUDY_SCREENSHOT=1).
+    let png = browser.screenshot(&url);
+    if std::env::var("UNDERSTUDY_SCREENSHOT").is_ok_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+        std::fs::copy(&png, &docs).unwrap();
+        eprintln!("dashboard screenshot written to {}", docs.display());
+    }
+
+    it_follows_a_promotion(&mut browser, &url, &base, addr, &token);
+}
+
+/// `/` is the page: HTML under a strict content security policy, and no POST.
+fn the_page_needs_no_token_and_changes_nothing(addr: SocketAddr) {
+    // The page needs no token and changes nothing.
+    let head = raw_get(addr, "/");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: text/html"), "{head}");
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    let (code, _) = api(addr, "POST", "/", None, "");
+    assert_eq!(code, 405, "POST / is not a thing");
+}
+
+/// While 1.1.0 is tested, without a token: both versions, running's port, the verdict and its
+/// parts, the differences with values hidden, the events, and the score drawn over time.
+fn while_tested_it_shows_both_and_hides_values(browser: &mut Browser, url: &str, base: &Base) {
+    let dom = browser.dump_dom(url);
     assert_eq!(
         shown(&dom, "running-version").as_deref(),
         Some("1.0.0"),
@@ -83,24 +102,25 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
         dom.contains("<polyline"),
         "the score drawn over time: {dom}"
     );
+}
 
-    // While 1.1.0 is tested: verdict, parts, differences, events.
-    let png = browser.screenshot(&url);
-    if std::env::var("UNDERSTUDY_SCREENSHOT").is_ok_and(|v| v == "1") {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
-        std::fs::copy(&png, &docs).unwrap();
-        eprintln!("dashboard screenshot written to {}", docs.display());
-    }
-
+/// Promoted over TCP with the token, as the page's button does: the page follows.
+fn it_follows_a_promotion(
+    browser: &mut Browser,
+    url: &str,
+    base: &Base,
+    addr: SocketAddr,
+    token: &str,
+) {
     // Promote (over TCP, with the token, as the page's button does) and watch the page follow.
-    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    let (code, body) = api(addr, "POST", "/api/promote", Some(token), "");
     assert_eq!(code, 200, "{body}");
     wait_until("1.1.0 running", Duration::from_secs(20), || {
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     let dom = loop {
-        let dom = browser.dump_dom(&url);
+        let dom = browser.dump_dom(url);
         if shown(&dom, "running-version").as_deref() == Some("1.1.0") || Instant::now() > deadline {
             break dom;
         }

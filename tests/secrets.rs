@@ -66,6 +66,14 @@ fn answer_values_and_hook_output_need_the_token_over_tcp() {
         st["hook_failure"].as_str().map(|_| ())
     });
 
+    without_the_token_nothing_shows_the_values(addr);
+    with_the_token_or_on_the_socket_everything_shows(addr, &token, &base);
+    drop(u);
+}
+
+/// Without the token (or with a wrong one): where, how often, that the hook failed; never the
+/// values, on every read route.
+fn without_the_token_nothing_shows_the_values(addr: SocketAddr) {
     // Without the token: where, how often, that the hook failed; never the values.
     for path in [
         "/api/verdict",
@@ -113,24 +121,26 @@ fn answer_values_and_hook_output_need_the_token_over_tcp() {
     // A wrong token is no token.
     let (_, st) = api(addr, "GET", "/api/status", Some("not-the-token"), "");
     hidden("/api/status with a wrong token", &st.to_string());
+}
 
+/// With the token over TCP, and on the unix socket (the CLI) without one: everything, as before.
+fn with_the_token_or_on_the_socket_everything_shows(addr: SocketAddr, token: &str, base: &Base) {
     // With the token, as today.
-    let (_, verdict) = api(addr, "GET", "/api/verdict", Some(&token), "");
+    let (_, verdict) = api(addr, "GET", "/api/verdict", Some(token), "");
     shown("/api/verdict", &verdict.to_string(), false);
-    let (_, st) = api(addr, "GET", "/api/status", Some(&token), "");
+    let (_, st) = api(addr, "GET", "/api/status", Some(token), "");
     shown("/api/status", &st.to_string(), true);
-    let (_, recent) = api(addr, "GET", "/api/events/recent", Some(&token), "");
+    let (_, recent) = api(addr, "GET", "/api/events/recent", Some(token), "");
     shown("/api/events/recent", &recent.to_string(), true);
-    shown("/api/events", &event_stream(addr, Some(&token)), true);
+    shown("/api/events", &event_stream(addr, Some(token)), true);
 
     // On the unix socket (the CLI), no token needed.
-    let (code, out, err) = cli(&base, &["status", "--json"]);
+    let (code, out, err) = cli(base, &["status", "--json"]);
     assert_eq!(code, 0, "{err}");
     shown("understudy status --json", &out, true);
-    let (code, out, err) = cli(&base, &["events", "--json"]);
+    let (code, out, err) = cli(base, &["events", "--json"]);
     assert_eq!(code, 0, "{err}");
     shown("understudy events --json", &out, true);
-    drop(u);
 }
 
 /// Neither value nor the hook's secret in what `what` answered.

@@ -224,33 +224,7 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
     assert_eq!(status["understudy"]["pid"], new, "{status}");
     assert_eq!(status["running"]["ready"], true, "{status}");
 
-    // A binary that exits at once: refused with the reason, and the new understudy serves on.
-    let bad = base.path.join("..").join("self-upgrade-bad-understudy");
-    std::fs::write(&bad, "#!/bin/sh\necho 'not today' >&2\nexit 3\n").unwrap();
-    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (code, out, err) = cli(&base, &["upgrade", "--binary", bad.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&bad);
-    assert_eq!(code, 1, "a failed upgrade exits 1: {out}{err}");
-    assert!(
-        err.contains("failed before it was ready") && err.contains("exit status: 3"),
-        "the reason: {err}"
-    );
-    // The new binary with a bad configuration: its own message is the reason.
-    std::fs::write(
-        &bad,
-        format!("#!/bin/sh\nexec '{BIN}' \"$@\" --set SHUTDOWN_GRACE=forever\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (code, out, err) = cli(&base, &["upgrade", "--binary", bad.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&bad);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        err.contains("bad configuration")
-            && err.contains("SHUTDOWN_GRACE")
-            && err.contains("exit status: 64"),
-        "the reason: {err}"
-    );
+    failing_binaries_are_refused_with_their_reason(&base);
     load.wait_more(100);
     assert_eq!(admin_pid(&base), Some(new), "the same understudy serves on");
     assert!(pid_alive(new as i32));
@@ -265,8 +239,12 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
         &failed[..failed.len().min(5)]
     );
 
-    // The new understudy stops its adopted children like its own: each obeys SIGTERM at once,
-    // so nothing waits out the 20 s grace.
+    stops_its_adopted_children_like_its_own(&base, &u, new);
+}
+
+/// The new understudy stops its adopted children like its own: each obeys SIGTERM at once, so
+/// nothing waits out the 20 s grace, and no process is left.
+fn stops_its_adopted_children_like_its_own(base: &Base, u: &Understudy, new: u32) {
     let asked = std::time::Instant::now();
     unsafe {
         libc::kill(new as i32, libc::SIGTERM);
@@ -285,6 +263,38 @@ fn understudy_upgrades_itself_under_load_and_a_failing_binary_leaves_the_old_one
     wait_until("no process left", Duration::from_secs(10), || {
         leftovers(&base.path).is_empty().then_some(())
     });
+}
+
+/// Binaries that fail before they are ready: one that exits at once, one with a bad
+/// configuration; each upgrade exits 1 with its reason, and the understudy serving serves on.
+fn failing_binaries_are_refused_with_their_reason(base: &Base) {
+    // A binary that exits at once: refused with the reason, and the new understudy serves on.
+    let bad = base.path.join("..").join("self-upgrade-bad-understudy");
+    std::fs::write(&bad, "#!/bin/sh\necho 'not today' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, out, err) = cli(base, &["upgrade", "--binary", bad.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(code, 1, "a failed upgrade exits 1: {out}{err}");
+    assert!(
+        err.contains("failed before it was ready") && err.contains("exit status: 3"),
+        "the reason: {err}"
+    );
+    // The new binary with a bad configuration: its own message is the reason.
+    std::fs::write(
+        &bad,
+        format!("#!/bin/sh\nexec '{BIN}' \"$@\" --set SHUTDOWN_GRACE=forever\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, out, err) = cli(base, &["upgrade", "--binary", bad.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("bad configuration")
+            && err.contains("SHUTDOWN_GRACE")
+            && err.contains("exit status: 64"),
+        "the reason: {err}"
+    );
 }
 
 #[test]
