@@ -181,6 +181,14 @@ fn error_logs_per_request_are_rejected() {
     assert!(r.contains("log errors"), "{r}");
 }
 
+/// Most apps log to the console by default (Spring Boot, Node, twelve-factor apps): error lines
+/// on stdout count as those on stderr or in `logs/` do.
+#[test]
+fn error_lines_on_stdout_per_request_are_rejected() {
+    let r = rejected_under_traffic("reject-stdout-logs", "", "--stdout-errors");
+    assert!(r.contains("log errors"), "{r}");
+}
+
 #[test]
 fn build_that_crashes_at_start_is_rejected_with_its_stderr() {
     let (base, mut u) = start_with_v1("reject-crash", "");

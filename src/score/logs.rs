@@ -200,8 +200,10 @@ fn complete_lines(buf: &[u8], full: bool, mid_line: bool) -> (usize, &[u8], bool
     }
 }
 
+/// Every file an instance logs to: `stdout` and `stderr` (console logging, where most apps write
+/// by default) and the files under `logs/` and `logs/json/`.
 fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.join("stderr")];
+    let mut out = vec![dir.join("stdout"), dir.join("stderr")];
     for sub in [dir.join("logs"), dir.join("logs").join("json")] {
         if let Ok(rd) = std::fs::read_dir(&sub) {
             out.extend(
