@@ -289,6 +289,18 @@ fn a_build_slower_than_the_secondary_on_the_same_copies_is_rejected_by_default()
     u.stop();
 }
 
+/// A copy's latency runs to the end of its answer: a build that sends its head at once and its
+/// body 20 ms later is as slow to its users as one that waits 20 ms to answer.
+#[test]
+fn a_build_slow_to_finish_its_answers_is_rejected_like_a_slow_one() {
+    let (base, mut u, traffic) = run("judge-slow-body", "", "", "--slow-body-ms 20");
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("latency: testing p95"), "{r}");
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}
+
 #[test]
 fn a_stall_of_an_identical_build_is_not_a_latency_regression() {
     // Identical builds under the default latency ceiling. Testing is stopped (SIGSTOP) for 1.5 s,

@@ -579,7 +579,6 @@ async fn fetch(
             answer.drain(..a.len);
         };
         let status = StatusCode::from_u16(a.status).map_err(|_| MirrorError::Status(a.status))?;
-        let latency = started.elapsed();
         let headers = if max > 0 {
             answer::header_map(&answer[..a.len])
         } else {
@@ -605,6 +604,9 @@ async fn fetch(
                 _ => return Err(MirrorError::Body("the body broke off")),
             }
         }
+        // To the end of the body: a build that sends its head at once and then streams slowly
+        // is as slow to its users as one that waits to answer.
+        let latency = started.elapsed();
         if a.reusable && !extra {
             client.put(to.clone(), conn);
         }
