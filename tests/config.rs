@@ -225,6 +225,10 @@ fn out_of_bounds_values_fail_at_start_without_panicking() {
         assert_eq!(code, Some(64), "{key}={value} should fail cleanly: {err}");
         let shown = match key {
             "WEBHOOK_URLS" => "\"http://127.0.0.1:99999 (#1)\"",
+            // A command line's program only: its arguments may hold a secret.
+            k if k.ends_with("_COMMAND") && value.trim().contains(' ') => {
+                value.split(' ').next().unwrap()
+            }
             _ => value,
         };
         assert!(
@@ -232,6 +236,9 @@ fn out_of_bounds_values_fail_at_start_without_panicking() {
             "{key}={value}: {err}"
         );
         assert!(!err.contains("s3cret"), "{err}");
+        if key.ends_with("_COMMAND") && value.trim().contains(' ') {
+            assert!(err.contains("more characters hidden"), "{err}");
+        }
     }
     let base = Base::new("bounds-min-mirrored");
     base.write_env("MIN_MIRRORED=0");

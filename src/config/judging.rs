@@ -235,8 +235,13 @@ fn json_paths(raw: &Raw, key: &'static str) -> Result<Vec<String>, ConfigError> 
     let expected = "comma-separated JSON paths starting with $, such as $.meta.request_id,$.items[*].updated_at";
     let v = raw.text(key, 16 * 1024, expected)?;
     let paths = comma_list(v);
-    if paths.len() > 256 || paths.iter().any(|p| !p.starts_with('$')) {
+    if paths.len() > 256 {
         return Err(invalid(key, v, &format!("{expected}, at most 256")));
+    }
+    if paths.iter().any(|p| !p.starts_with('$')) {
+        // `.env` reads `$.xs` unquoted as an empty variable followed by `.xs`.
+        let hint = format!("{expected}; in .env, single-quote the value ({key}='$.a,$.b'): unquoted or double-quoted, dotenv reads $ as the start of a variable");
+        return Err(invalid(key, v, &hint));
     }
     Ok(paths)
 }
@@ -268,6 +273,17 @@ fn regex_reason(e: &regex::Error) -> String {
 #[cfg(test)]
 mod tests {
     use crate::config::test_support::{invalid_key, load, load_set};
+
+    /// The review's gotcha: `DIFF_UNORDERED=$.xs` unquoted reaches understudy as `.xs`; the
+    /// refusal says to single-quote it, and single-quoted it is taken.
+    #[test]
+    fn a_json_path_whose_dollar_dotenv_ate_is_refused_saying_to_quote_it() {
+        let (key, value, expected) = invalid_key(load("IDENTIFIER=a\nDIFF_UNORDERED=$.xs\n", &[]));
+        assert_eq!((key.as_str(), value.as_str()), ("DIFF_UNORDERED", ".xs"));
+        assert!(expected.contains("single-quote"), "{expected}");
+        let cfg = load("IDENTIFIER=a\nDIFF_UNORDERED='$.xs'\n", &[]).unwrap();
+        assert_eq!(cfg.diff.unordered, ["$.xs"]);
+    }
 
     #[test]
     fn a_bad_regex_is_named_on_one_line() {

@@ -182,8 +182,7 @@ impl Raw<'_> {
 /// A command line as a refusal shows it: its program, with the rest hidden, since arguments often
 /// carry a password (`curl -u deploy:pass`) and refusals reach the journal and LOG_DIR.
 pub(super) fn command_shown(v: &str) -> String {
-    let v = v.trim();
-    match v.split_once(char::is_whitespace) {
+    match v.trim().split_once(char::is_whitespace) {
         Some((program, rest)) if !rest.trim().is_empty() => format!(
             "{program} … ({} more characters hidden: a command line may hold a secret)",
             rest.trim().chars().count()
