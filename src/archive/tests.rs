@@ -436,21 +436,57 @@ fn stray_temps_go_and_nothing_else() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+/// Only the archives understudy writes (`<identifier>-<version>.zip`, regular files) are the
+/// collection's to delete: an operator's files and folders in `archive/` stay, and when they are
+/// what keeps the base dir over budget, `over_budget` names them.
 #[test]
-fn collection_counts_and_deletes_any_file_in_the_archive() {
+fn collection_deletes_only_its_own_archives_and_names_the_rest() {
     let base = std::env::temp_dir().join(format!("understudy-gc-{}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
     let l = Layout::new(&base, "app");
-    fs::create_dir_all(l.archive_dir()).unwrap();
-    fs::write(l.archive_dir().join("copy.bin"), vec![0u8; 4096]).unwrap();
+    let adir = l.archive_dir();
+    fs::create_dir_all(adir.join("operator-backups")).unwrap();
+    fs::create_dir_all(adir.join("app-0.8.0.zip")).unwrap();
+    fs::write(adir.join("operator-backups/dump.sql"), vec![0u8; 4096]).unwrap();
+    fs::write(adir.join("app-0.8.0.zip/inside"), vec![0u8; 4096]).unwrap();
+    let foreign = [
+        "NOTES.txt",
+        "app-0.9.0.zip.bak",
+        "other-1.0.0.zip",
+        "app-01.0.0.zip",
+    ];
+    for name in foreign {
+        fs::write(adir.join(name), vec![0u8; 4096]).unwrap();
+    }
+    std::os::unix::fs::symlink("NOTES.txt", adir.join("app-0.7.0.zip")).unwrap();
+    fs::write(adir.join("app-1.0.0.zip"), vec![0u8; 4096]).unwrap();
     let limits = Limits {
         max_base_size: 1024,
         min_free_disk: 0,
     };
-    let deleted = collect_garbage(&l, limits).deleted;
-    assert_eq!(deleted.len(), 1);
-    assert!(deleted[0].reason.contains("MAX_BASE_SIZE"));
-    assert!(!l.archive_dir().join("copy.bin").exists());
+    // Deleting app-1.0.0.zip cannot bring the base dir under 1 KiB: it is kept, and the rest said.
+    let c = collect_garbage(&l, limits);
+    assert!(c.deleted.is_empty(), "{c:?}");
+    let said = c.over_budget.unwrap_or_default();
+    assert!(
+        said.contains(
+            "files in archive/ that are not understudy's archives (it never deletes them) 24.0 KiB"
+        ),
+        "{said}"
+    );
+    // Within reach once the budget leaves room for the rest: only the archive goes.
+    let limits = Limits {
+        max_base_size: 6 * 4096 + 100,
+        min_free_disk: 0,
+    };
+    let c = collect_garbage(&l, limits);
+    let deleted: Vec<&Path> = c.deleted.iter().map(|d| d.path.as_path()).collect();
+    assert_eq!(deleted, vec![adir.join("app-1.0.0.zip").as_path()]);
+    assert!(c.deleted[0].reason.contains("MAX_BASE_SIZE"));
+    assert!(foreign.iter().all(|n| adir.join(n).is_file()));
+    assert!(adir.join("operator-backups/dump.sql").is_file());
+    assert!(adir.join("app-0.8.0.zip/inside").is_file());
+    assert!(fs::symlink_metadata(adir.join("app-0.7.0.zip")).is_ok());
     fs::remove_dir_all(&base).unwrap();
 }
 
