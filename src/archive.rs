@@ -42,6 +42,14 @@ pub enum ArchiveError {
         zip: PathBuf,
         source: io::Error,
     },
+    /// The version folder was replaced by a symlink: what it leads to is not understudy's to zip
+    /// or delete.
+    #[error(
+        "{path} is a symlink to {target}, not the version folder understudy made: it is not \
+         archived, and nothing it leads to is read or deleted; put the version's folder back in \
+         its place or remove the link"
+    )]
+    Symlink { path: PathBuf, target: PathBuf },
     /// Writing the zip failed.
     #[error("cannot write zip {path}: {source}")]
     Zip {
@@ -67,6 +75,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 /// zips the leftovers over the complete archive.
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
     let dir = layout.version_dir(v);
+    refuse_symlink(&dir)?;
     let dest = layout.archive_zip(v);
     let aside = aside_path(layout, v);
     let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
@@ -88,6 +97,18 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
     }
     remove_aside(&aside, &dest)?;
     Ok(dest)
+}
+
+/// A version folder replaced by a symlink (to a user's directory, say) is never followed: not
+/// zipped into an archive, nor deleted through.
+fn refuse_symlink(dir: &Path) -> Result<(), ArchiveError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_symlink() => Err(ArchiveError::Symlink {
+            path: dir.to_path_buf(),
+            target: fs::read_link(dir).unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Where version `v`'s folder is moved once its archive is complete, to be deleted:
@@ -152,8 +173,10 @@ fn remove_aside(aside: &Path, zip: &Path) -> Result<(), ArchiveError> {
 /// Write every folder, regular file and symlink under `dir` into a zip at `out`, under the
 /// folder name `root`. A symlink is stored as a symlink (a bundle's `app -> bin/server` must
 /// still lead to its program when a rollback restores it) if it stays inside `dir` by the rule
-/// bundles are unpacked by; one leading out is left out, with a warning.
+/// bundles are unpacked by; one leading out is left out, with a warning. `dir` itself must be a
+/// folder, not a symlink to one.
 pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
+    refuse_symlink(dir)?;
     let file = fs::File::create(out).map_err(io_err("cannot create", out))?;
     let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
     let mut stack = vec![(dir.to_path_buf(), root.to_string())];

@@ -42,6 +42,40 @@ fn a_failed_archive_leaves_no_temp_and_keeps_the_folder() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+/// A version folder replaced by a symlink to someone's directory: that directory is neither
+/// zipped into the archive nor deleted, and the error says why.
+#[test]
+fn a_version_folder_replaced_by_a_symlink_is_not_followed() {
+    let base = std::env::temp_dir().join(format!("understudy-archlink-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let v = Version::parse("1.0.0").unwrap();
+    let user = base.with_extension("userdir");
+    let _ = fs::remove_dir_all(&user);
+    fs::create_dir_all(user.join("bundle")).unwrap();
+    fs::write(user.join("bundle/precious.txt"), b"precious").unwrap();
+    fs::create_dir_all(&base).unwrap();
+    std::os::unix::fs::symlink(&user, l.version_dir(&v)).unwrap();
+    for _ in 0..2 {
+        let e = archive_version(&l, &v).unwrap_err().to_string();
+        assert!(
+            e.contains("is a symlink to") && e.contains("not archived"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        fs::read(user.join("bundle/precious.txt")).unwrap(),
+        b"precious"
+    );
+    assert!(!l.archive_zip(&v).exists());
+    assert!(!l.archive_zip(&v).with_extension("zip.tmp").exists());
+    let out = base.join("direct.zip");
+    assert!(zip_dir(&l.version_dir(&v), "app-1.0.0", &out).is_err());
+    assert!(!out.exists());
+    fs::remove_dir_all(&base).unwrap();
+    fs::remove_dir_all(&user).unwrap();
+}
+
 #[test]
 fn a_rejection_retried_after_its_move_keeps_the_quarantined_build() {
     let base = tempfile::tempdir().unwrap();
