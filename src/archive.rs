@@ -69,6 +69,9 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
 /// symlinks when they stay inside the folder (see [`zip_dir`]).
 ///
+/// The zip is synced before it takes its name and `archive/` after, so the folder is deleted only
+/// once its archive would outlast a power cut.
+///
 /// Once the archive is complete the folder leaves its name in one step (renamed aside in the
 /// base dir, then deleted), so it is whole or gone: a rollback never finds it half deleted, and a
 /// retry after a failed deletion finds no folder and only deletes what is left aside; it never
@@ -93,10 +96,25 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        // The zip's name must outlast a power cut before the folder goes.
+        sync_dir(&adir)?;
         fs::rename(&dir, &aside).map_err(io_err("cannot move the archived folder to", &aside))?;
     }
     remove_aside(&aside, &dest)?;
     Ok(dest)
+}
+
+/// Make the names in folder `dir` durable (a rename into it survives a power cut). A file system
+/// that cannot sync a folder (`EINVAL`) is taken as it is.
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    match fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() != io::ErrorKind::InvalidInput => Err(ArchiveError::Io {
+            what: "cannot sync",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A version folder replaced by a symlink (to a user's directory, say) is never followed: not
@@ -200,6 +218,8 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
         source,
     })?;
     w.flush().map_err(io_err("cannot write", out))?;
+    // On disk before it takes its name: the folder it archives is deleted once it has.
+    w.get_ref().sync_all().map_err(io_err("cannot sync", out))?;
     Ok(())
 }
 
