@@ -361,7 +361,8 @@ fn written_by_no_live_process(pid: &str) -> bool {
 /// reader. Only names that understudy's own writers use are touched: `archive/*.zip.tmp`,
 /// `<version>/<n>/instance.tmp-*`, `.understudy/{state,events,status}.tmp-<pid>` of a process
 /// gone, `.running.tmp-*`, `.testing.tmp-*`
-/// and the folders `.understudy/restore.tmp-*`. Call at start, before anything is written, while
+/// and the folders `.understudy/restore.tmp-*` and `rejected/.<name>.deleting-<pid>` (a rejected
+/// build whose deletion was cut short) of a process gone. Call at start, before anything is written, while
 /// the base dir lock is held. Blocking. Returns what was removed.
 pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
     let files_in = |dir: &Path| -> Vec<(PathBuf, String)> {
@@ -416,6 +417,7 @@ pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
     stray.retain(|p| remove_stray(p, false));
     folders.retain(|p| remove_stray(p, true));
     stray.extend(folders);
+    stray.extend(collect::remove_deleting_leftovers(layout));
     stray
 }
 

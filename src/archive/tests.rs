@@ -542,3 +542,41 @@ fn a_half_unpacked_restore_goes_at_start() {
     assert!(other.is_dir());
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A kill while the collection deletes a rejected build leaves it renamed aside,
+/// `rejected/.<name>.deleting-<pid>`: it goes at start (or at the next collection of the same
+/// process), unless another process deleting it still runs; a rejection under its name stays.
+#[test]
+fn a_rejected_build_half_deleted_goes_at_start() {
+    let base = std::env::temp_dir().join(format!("understudy-halfdel-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let rdir = l.rejected_dir();
+    // Past any pid the kernel gives: the process is gone. Its reason.json already went.
+    let dead = rdir.join(".app-1.0.0.deleting-4294967");
+    let live = rdir.join(".app-2.0.0.deleting-1");
+    let ours = rdir.join(format!(".app-4.0.0.deleting-{}", std::process::id()));
+    let kept = rdir.join("app-3.0.0");
+    for d in [&dead, &live, &ours, &kept] {
+        fs::create_dir_all(d.join("1")).unwrap();
+        fs::write(d.join("1/stdout"), vec![0u8; 4096]).unwrap();
+    }
+    fs::write(kept.join("reason.json"), b"{}").unwrap();
+    fs::write(ours.join("reason.json"), b"{}").unwrap();
+    let mut removed = remove_stray_temps(&l);
+    removed.sort();
+    assert_eq!(removed, vec![dead.clone(), ours.clone()]);
+    assert!(!dead.exists());
+    assert!(live.join("1/stdout").is_file() && kept.join("1/stdout").is_file());
+    // The collection finishes this process's own, and never takes one aside for a rejection.
+    fs::create_dir_all(ours.join("1")).unwrap();
+    fs::write(ours.join("reason.json"), b"{}").unwrap();
+    let limits = Limits {
+        max_base_size: u64::MAX,
+        min_free_disk: 0,
+    };
+    assert!(collect_garbage(&l, limits).deleted.is_empty());
+    assert!(!ours.exists());
+    assert!(live.is_dir() && kept.join("reason.json").is_file());
+    fs::remove_dir_all(&base).unwrap();
+}
