@@ -6,11 +6,13 @@
 
 mod collect;
 mod rotate;
+mod stray;
 
 pub use collect::{
     collect_garbage, plan, Collection, Deleted, Item, Limits, Plan, Why, KEEP_REJECTED,
 };
 pub use rotate::{log_cap, rotate_instance_logs};
+pub use stray::remove_stray_temps;
 
 use std::fs;
 use std::io::{self, Write};
@@ -345,104 +347,6 @@ fn refused_name(file_name: &str) -> String {
         keep -= 1;
     }
     format!("{}-{hash}{SUFFIX}", &file_name[..keep])
-}
-
-/// Whether the process whose pid ends a temp file's name (`write_atomic`'s `*.tmp-<pid>`) is gone:
-/// during an upgrade the previous understudy may be writing its own right now.
-fn written_by_no_live_process(pid: &str) -> bool {
-    match pid.parse::<u32>() {
-        Ok(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
-        Err(_) => true,
-    }
-}
-
-/// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
-/// symlink, a half-unpacked rollback), logging each, so they neither fill the disk nor confuse a
-/// reader. Only names that understudy's own writers use are touched: `archive/*.zip.tmp`,
-/// `<version>/<n>/instance.tmp-*`, `.understudy/{state,events,status}.tmp-<pid>` of a process
-/// gone, `.running.tmp-*`, `.testing.tmp-*`
-/// and the folders `.understudy/restore.tmp-*` and `rejected/.<name>.deleting-<pid>` (a rejected
-/// build whose deletion was cut short) of a process gone. Call at start, before anything is written, while
-/// the base dir lock is held. Blocking. Returns what was removed.
-pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
-    let files_in = |dir: &Path| -> Vec<(PathBuf, String)> {
-        fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| Some((e.path(), e.file_name().to_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut stray = Vec::new();
-    for (path, name) in files_in(&layout.archive_dir()) {
-        if name.ends_with(".zip.tmp") {
-            stray.push(path);
-        }
-    }
-    let mut folders = Vec::new();
-    for (path, name) in files_in(&layout.state_dir()) {
-        if ["state.tmp-", "events.tmp-", "status.tmp-"]
-            .iter()
-            .any(|p| name.strip_prefix(p).is_some_and(written_by_no_live_process))
-        {
-            stray.push(path);
-        } else if name.starts_with("restore.tmp-") {
-            folders.push(path);
-        }
-    }
-    let prefix = format!("{}-", layout.identifier());
-    for (path, name) in files_in(layout.base()) {
-        if name.starts_with(".running.tmp-") || name.starts_with(".testing.tmp-") {
-            stray.push(path);
-            continue;
-        }
-        let is_version = name
-            .strip_prefix(&prefix)
-            .is_some_and(|v| Version::parse(v).is_ok());
-        if !is_version || !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        for (inst, n) in files_in(&path) {
-            if crate::layout::instance_number(&n).is_none() || !inst.is_dir() {
-                continue;
-            }
-            for (p, n) in files_in(&inst) {
-                if n.starts_with("instance.tmp-") {
-                    stray.push(p);
-                }
-            }
-        }
-    }
-    stray.retain(|p| remove_stray(p, false));
-    folders.retain(|p| remove_stray(p, true));
-    stray.extend(folders);
-    stray.extend(collect::remove_deleting_leftovers(layout));
-    stray
-}
-
-/// Remove one temp a crash left behind, saying so; a folder only if `folder` (a symlink is
-/// removed, never followed). Whether it was removed.
-fn remove_stray(p: &Path, folder: bool) -> bool {
-    let removed = match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() && !folder => return false,
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(_) => return false,
-    };
-    match removed {
-        Ok(()) => {
-            tracing::info!("removed {}, a temp left by an earlier crash", p.display());
-            true
-        }
-        Err(e) => {
-            tracing::warn!(
-                "cannot remove {}, a temp left by an earlier crash: {e}; delete it by hand",
-                p.display()
-            );
-            false
-        }
-    }
 }
 
 fn write_reason(dir: &Path, v: &Version, reasons: &[String]) -> Result<(), ArchiveError> {

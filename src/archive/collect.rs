@@ -161,7 +161,7 @@ pub struct Collection {
 pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    remove_deleting_leftovers(layout);
+    super::stray::remove_deleting_leftovers(layout);
     super::rotate::rotate_instance_logs(layout, super::rotate::log_cap(limits.max_base_size));
     let mut parts = Parts::measure(layout);
     let found = candidates(layout);
@@ -197,7 +197,7 @@ pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
 }
 
 /// Delete what the collection chose: an archive (a file) at once; a rejected build (a folder)
-/// renamed aside first ([`deleting_path`]), so a kill half-way never leaves a part of it under its
+/// renamed aside first (`rejected/.<name>.deleting-<pid>`), so a kill half-way never leaves a part of it under its
 /// name, no longer a rejection (its `reason.json` gone) yet weighing on the budget for good.
 fn delete(path: &Path, rejected: bool) -> Result<(), String> {
     let gone = |r: io::Result<()>| match r {
@@ -212,7 +212,7 @@ fn delete(path: &Path, rejected: bool) -> Result<(), String> {
             )
         });
     }
-    let aside = deleting_path(path);
+    let aside = super::stray::deleting_path(path);
     gone(fs::rename(path, &aside)).map_err(|e| {
         format!(
             "cannot move {} aside to {} to delete it for the collection: {e}; delete it by hand",
@@ -228,57 +228,6 @@ fn delete(path: &Path, rejected: bool) -> Result<(), String> {
             path.display()
         )
     })
-}
-
-/// Where a rejected build is moved to be deleted: `rejected/.<name>.deleting-<pid>`.
-fn deleting_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.deleting-{}", std::process::id()))
-}
-
-/// The pid in a name [`deleting_path`] made, if `name` is one.
-fn deleting_pid(name: &str) -> Option<u32> {
-    let (_, pid) = name.strip_prefix('.')?.rsplit_once(".deleting-")?;
-    pid.bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| pid.parse().ok())
-        .flatten()
-}
-
-/// Finish the deletions of rejected builds that a kill (or a failure) cut short: every
-/// `rejected/.<name>.deleting-<pid>` of this process or of one gone (during an upgrade the other
-/// understudy may be deleting its own), logging each. Called at start and by each collection
-/// (one at a time, so none of this process's is under way). Blocking. Returns what was removed.
-pub(super) fn remove_deleting_leftovers(layout: &Layout) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
-    for path in entries(&layout.rejected_dir()) {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let Some(pid) = deleting_pid(&name) else {
-            continue;
-        };
-        let ours = pid == std::process::id();
-        if !ours && !super::written_by_no_live_process(&pid.to_string()) {
-            continue;
-        }
-        if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        match fs::remove_dir_all(&path) {
-            Ok(()) => {
-                tracing::info!(
-                    "removed {}, a rejected build whose deletion was cut short",
-                    path.display()
-                );
-                removed.push(path);
-            }
-            Err(e) => tracing::warn!(
-                "cannot remove {}, a rejected build whose deletion was cut short: {e}; delete it \
-                 by hand",
-                path.display()
-            ),
-        }
-    }
-    removed
 }
 
 /// What the event says when a budget is out of reach.
@@ -423,7 +372,10 @@ fn candidates(layout: &Layout) -> Vec<(PathBuf, Item)> {
     // A rejected build being deleted (renamed aside) is no longer one.
     let rejected = entries(&layout.rejected_dir())
         .into_iter()
-        .filter(|p| deleting_pid(&p.file_name().unwrap_or_default().to_string_lossy()).is_none())
+        .filter(|p| {
+            super::stray::deleting_pid(&p.file_name().unwrap_or_default().to_string_lossy())
+                .is_none()
+        })
         .map(|p| (p, true));
     archives
         .chain(rejected)

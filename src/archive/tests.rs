@@ -436,23 +436,44 @@ fn stray_temps_go_and_nothing_else() {
     let base = std::env::temp_dir().join(format!("understudy-stray-{}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
     let l = Layout::new(&base, "app");
+    // Past any pid the kernel gives: the writer is gone.
     let stray = [
         "archive/app-1.0.0.zip.tmp",
-        "app-1.0.0/3/instance.tmp-1",
-        // Past any pid the kernel gives: the writer is gone.
+        "app-1.0.0/3/instance.tmp-4294967",
         ".understudy/state.tmp-4294967",
         ".understudy/events.tmp-4294967",
         ".understudy/status.tmp-4294967",
-        ".running.tmp-1",
-        ".testing.tmp-1",
+        ".running.tmp-4294967",
+        ".testing.tmp-4294967",
+        ".secondary.tmp-4294967",
+        "rejected/app-0.9.0/reason.tmp-4294967",
+        ".understudy/store/app-1.0.0/seal.tmp-4294967",
+        ".understudy/store/app-1.0.0/.app-1.0.0.copy-4294967",
+        "app-1.0.0/.app-1.0.0.copy-4294967",
     ];
     // A live process's (an upgrade's other understudy, here init) is being written now.
-    let live = [".understudy/events.tmp-1", ".understudy/state.tmp-1"];
+    let live = [
+        ".understudy/events.tmp-1",
+        ".understudy/state.tmp-1",
+        ".running.tmp-1",
+        ".secondary.tmp-1",
+        "app-1.0.0/3/instance.tmp-1",
+        "rejected/app-0.9.0/reason.tmp-1",
+        ".understudy/store/app-1.0.0/seal.tmp-1",
+        ".understudy/store/app-1.0.0/.app-1.0.0.copy-1",
+        "app-1.0.0/.app-1.0.0.copy-1",
+    ];
     let keep = [
         "archive/app-0.1.0.zip",
         "app-1.0.0/3/instance.json",
         ".understudy/state.json",
-        "other/instance.tmp-1",
+        ".understudy/store/app-1.0.0/seal.json",
+        ".understudy/store/app-1.0.0/app-1.0.0",
+        "rejected/app-0.9.0/reason.json",
+        "app-1.0.0/app-1.0.0",
+        "app-1.0.0/.copy-4294967",
+        "other/instance.tmp-4294967",
+        "other/.app.copy-4294967",
         "app-1.0.0.tmp",
     ];
     let keep: Vec<&str> = keep.iter().chain(&live).copied().collect();
@@ -473,6 +494,35 @@ fn stray_temps_go_and_nothing_else() {
 /// Only the archives understudy writes (`<identifier>-<version>.zip`, regular files) are the
 /// collection's to delete: an operator's files and folders in `archive/` stay, and when they are
 /// what keeps the base dir over budget, `over_budget` names them.
+/// A kill between a rotation's emptying of `stdout` and its copy taking the name `stdout.1` left
+/// the rotated tail in `stdout.1.tmp`, which `understudy logs` never reads: the rename is
+/// finished at start, replacing the older copy.
+#[test]
+fn a_rotation_cut_short_is_finished_at_start() {
+    let base = std::env::temp_dir().join(format!("understudy-rotcut-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let inst = base.join("app-1.0.0/2");
+    fs::create_dir_all(&inst).unwrap();
+    fs::write(inst.join("stdout"), b"").unwrap();
+    fs::write(inst.join("stdout.1"), b"older\n").unwrap();
+    fs::write(inst.join("stdout.1.tmp"), b"the rotated tail\n").unwrap();
+    fs::write(inst.join("stderr.1.tmp"), b"err tail\n").unwrap();
+    // Not an instance folder: not understudy's.
+    let other = base.join("app-1.0.0/logs");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("stdout.1.tmp"), b"x").unwrap();
+    remove_stray_temps(&l);
+    assert_eq!(
+        fs::read(inst.join("stdout.1")).unwrap(),
+        b"the rotated tail\n"
+    );
+    assert_eq!(fs::read(inst.join("stderr.1")).unwrap(), b"err tail\n");
+    assert!(!inst.join("stdout.1.tmp").exists() && !inst.join("stderr.1.tmp").exists());
+    assert!(other.join("stdout.1.tmp").is_file());
+    fs::remove_dir_all(&base).unwrap();
+}
+
 #[test]
 fn collection_deletes_only_its_own_archives_and_names_the_rest() {
     let base = std::env::temp_dir().join(format!("understudy-gc-{}", std::process::id()));
