@@ -60,6 +60,14 @@ pub enum ArchiveError {
     },
 }
 
+/// A turn at the base dir's retired versions: a collection pass, or the archiving or rejection of
+/// a version folder. Taken for the whole of each, so a collection never rotates the logs of an
+/// instance whose folder is being zipped and removed, nor measures it half gone.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
     move |source| ArchiveError::Io {
         what,
@@ -71,7 +79,8 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
 /// symlinks when they stay inside the folder (see [`zip_dir`]).
 ///
-/// The zip is synced before it takes its name and `archive/` after, so the folder is deleted only
+/// No collection runs meanwhile ([`collect_garbage`] waits its turn), so none rotates the logs
+/// being zipped. The zip is synced before it takes its name and `archive/` after, so the folder is deleted only
 /// once its archive would outlast a power cut.
 ///
 /// Once the archive is complete the folder leaves its name in one step (renamed aside in the
@@ -79,6 +88,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 /// retry after a failed deletion finds no folder and only deletes what is left aside; it never
 /// zips the leftovers over the complete archive.
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
+    let _turn = one_at_a_time();
     let dir = layout.version_dir(v);
     refuse_symlink(&dir)?;
     let dest = layout.archive_zip(v);
@@ -279,6 +289,7 @@ pub fn reject_version(
     v: &Version,
     reasons: &[String],
 ) -> Result<PathBuf, ArchiveError> {
+    let _turn = one_at_a_time();
     let dir = layout.version_dir(v);
     let rdir = layout.rejected_dir();
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;

@@ -157,10 +157,10 @@ pub struct Collection {
 
 /// One collection pass: rotate instance logs past their bound, then delete what [`plan`] says,
 /// logging a deletion that fails and going on. Blocking; one pass at a time (the timer's and a
-/// filing's may overlap), so none measures or rotates what another is deleting or rotating.
+/// filing's may overlap), and never while a version folder is archived or rejected, so none
+/// measures or rotates what another is deleting, rotating or zipping.
 pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = super::one_at_a_time();
     super::stray::remove_deleting_leftovers(layout);
     super::rotate::rotate_instance_logs(layout, super::rotate::log_cap(limits.max_base_size));
     let mut parts = Parts::measure(layout);

@@ -630,3 +630,33 @@ fn a_rejected_build_half_deleted_goes_at_start() {
     assert!(live.is_dir() && kept.join("reason.json").is_file());
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// Archiving takes the collection's turn: a collection under way (holding it) is waited for, so
+/// it never rotates an instance's logs while its folder is zipped and removed.
+#[test]
+fn archiving_waits_for_a_collection_under_way() {
+    let base = std::env::temp_dir().join(format!("understudy-archturn-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let v = Version::parse("1.0.0").unwrap();
+    fs::create_dir_all(l.instance_dir(&v, 1)).unwrap();
+    fs::write(l.instance_dir(&v, 1).join("stdout"), b"x").unwrap();
+    let turn = one_at_a_time();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let archiver = {
+        let l = l.clone();
+        let v = v.clone();
+        std::thread::spawn(move || tx.send(archive_version(&l, &v).is_ok()).unwrap())
+    };
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "archived while a collection held its turn"
+    );
+    assert!(l.instance_dir(&v, 1).join("stdout").is_file());
+    drop(turn);
+    assert!(rx.recv().unwrap());
+    archiver.join().unwrap();
+    assert!(l.archive_zip(&v).is_file() && !l.version_dir(&v).exists());
+    fs::remove_dir_all(&base).unwrap();
+}
