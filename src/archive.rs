@@ -6,11 +6,13 @@
 
 mod collect;
 mod rotate;
+mod stray;
 
 pub use collect::{
     collect_garbage, plan, Collection, Deleted, Item, Limits, Plan, Why, KEEP_REJECTED,
 };
 pub use rotate::{log_cap, rotate_instance_logs};
+pub use stray::remove_stray_temps;
 
 use std::fs;
 use std::io::{self, Write};
@@ -42,12 +44,28 @@ pub enum ArchiveError {
         zip: PathBuf,
         source: io::Error,
     },
+    /// The version folder was replaced by a symlink: what it leads to is not understudy's to zip
+    /// or delete.
+    #[error(
+        "{path} is a symlink to {target}, not the version folder understudy made: it is not \
+         archived, and nothing it leads to is read or deleted; put the version's folder back in \
+         its place or remove the link"
+    )]
+    Symlink { path: PathBuf, target: PathBuf },
     /// Writing the zip failed.
     #[error("cannot write zip {path}: {source}")]
     Zip {
         path: PathBuf,
         source: zip::result::ZipError,
     },
+}
+
+/// A turn at the base dir's retired versions: a collection pass, or the archiving or rejection of
+/// a version folder. Taken for the whole of each, so a collection never rotates the logs of an
+/// instance whose folder is being zipped and removed, nor measures it half gone.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
@@ -61,12 +79,18 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
 /// symlinks when they stay inside the folder (see [`zip_dir`]).
 ///
+/// No collection runs meanwhile ([`collect_garbage`] waits its turn), so none rotates the logs
+/// being zipped. The zip is synced before it takes its name and `archive/` after, so the folder is deleted only
+/// once its archive would outlast a power cut.
+///
 /// Once the archive is complete the folder leaves its name in one step (renamed aside in the
 /// base dir, then deleted), so it is whole or gone: a rollback never finds it half deleted, and a
 /// retry after a failed deletion finds no folder and only deletes what is left aside; it never
 /// zips the leftovers over the complete archive.
 pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveError> {
+    let _turn = one_at_a_time();
     let dir = layout.version_dir(v);
+    refuse_symlink(&dir)?;
     let dest = layout.archive_zip(v);
     let aside = aside_path(layout, v);
     let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
@@ -84,10 +108,37 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        // The zip's name must outlast a power cut before the folder goes.
+        sync_dir(&adir)?;
         fs::rename(&dir, &aside).map_err(io_err("cannot move the archived folder to", &aside))?;
     }
     remove_aside(&aside, &dest)?;
     Ok(dest)
+}
+
+/// Make the names in folder `dir` durable (a rename into it survives a power cut). A file system
+/// that cannot sync a folder (`EINVAL`) is taken as it is.
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    match fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() != io::ErrorKind::InvalidInput => Err(ArchiveError::Io {
+            what: "cannot sync",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A version folder replaced by a symlink (to a user's directory, say) is never followed: not
+/// zipped into an archive, nor deleted through.
+fn refuse_symlink(dir: &Path) -> Result<(), ArchiveError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_symlink() => Err(ArchiveError::Symlink {
+            path: dir.to_path_buf(),
+            target: fs::read_link(dir).unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Where version `v`'s folder is moved once its archive is complete, to be deleted:
@@ -152,8 +203,10 @@ fn remove_aside(aside: &Path, zip: &Path) -> Result<(), ArchiveError> {
 /// Write every folder, regular file and symlink under `dir` into a zip at `out`, under the
 /// folder name `root`. A symlink is stored as a symlink (a bundle's `app -> bin/server` must
 /// still lead to its program when a rollback restores it) if it stays inside `dir` by the rule
-/// bundles are unpacked by; one leading out is left out, with a warning.
+/// bundles are unpacked by; one leading out is left out, with a warning. `dir` itself must be a
+/// folder, not a symlink to one.
 pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
+    refuse_symlink(dir)?;
     let file = fs::File::create(out).map_err(io_err("cannot create", out))?;
     let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
     let mut stack = vec![(dir.to_path_buf(), root.to_string())];
@@ -177,6 +230,8 @@ pub fn zip_dir(dir: &Path, root: &str, out: &Path) -> Result<(), ArchiveError> {
         source,
     })?;
     w.flush().map_err(io_err("cannot write", out))?;
+    // On disk before it takes its name: the folder it archives is deleted once it has.
+    w.get_ref().sync_all().map_err(io_err("cannot sync", out))?;
     Ok(())
 }
 
@@ -234,6 +289,7 @@ pub fn reject_version(
     v: &Version,
     reasons: &[String],
 ) -> Result<PathBuf, ArchiveError> {
+    let _turn = one_at_a_time();
     let dir = layout.version_dir(v);
     let rdir = layout.rejected_dir();
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
@@ -302,102 +358,6 @@ fn refused_name(file_name: &str) -> String {
         keep -= 1;
     }
     format!("{}-{hash}{SUFFIX}", &file_name[..keep])
-}
-
-/// Whether the process whose pid ends a temp file's name (`write_atomic`'s `*.tmp-<pid>`) is gone:
-/// during an upgrade the previous understudy may be writing its own right now.
-fn written_by_no_live_process(pid: &str) -> bool {
-    match pid.parse::<u32>() {
-        Ok(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
-        Err(_) => true,
-    }
-}
-
-/// Remove temp files a crash left behind (a half-written archive, state file, `instance.json` or
-/// symlink, a half-unpacked rollback), logging each, so they neither fill the disk nor confuse a
-/// reader. Only names that understudy's own writers use are touched: `archive/*.zip.tmp`,
-/// `<version>/<n>/instance.tmp-*`, `.understudy/{state,events,status}.tmp-<pid>` of a process
-/// gone, `.running.tmp-*`, `.testing.tmp-*`
-/// and the folders `.understudy/restore.tmp-*`. Call at start, before anything is written, while
-/// the base dir lock is held. Blocking. Returns what was removed.
-pub fn remove_stray_temps(layout: &Layout) -> Vec<PathBuf> {
-    let files_in = |dir: &Path| -> Vec<(PathBuf, String)> {
-        fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| Some((e.path(), e.file_name().to_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut stray = Vec::new();
-    for (path, name) in files_in(&layout.archive_dir()) {
-        if name.ends_with(".zip.tmp") {
-            stray.push(path);
-        }
-    }
-    let mut folders = Vec::new();
-    for (path, name) in files_in(&layout.state_dir()) {
-        if ["state.tmp-", "events.tmp-", "status.tmp-"]
-            .iter()
-            .any(|p| name.strip_prefix(p).is_some_and(written_by_no_live_process))
-        {
-            stray.push(path);
-        } else if name.starts_with("restore.tmp-") {
-            folders.push(path);
-        }
-    }
-    let prefix = format!("{}-", layout.identifier());
-    for (path, name) in files_in(layout.base()) {
-        if name.starts_with(".running.tmp-") || name.starts_with(".testing.tmp-") {
-            stray.push(path);
-            continue;
-        }
-        let is_version = name
-            .strip_prefix(&prefix)
-            .is_some_and(|v| Version::parse(v).is_ok());
-        if !is_version || !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        for (inst, n) in files_in(&path) {
-            if crate::layout::instance_number(&n).is_none() || !inst.is_dir() {
-                continue;
-            }
-            for (p, n) in files_in(&inst) {
-                if n.starts_with("instance.tmp-") {
-                    stray.push(p);
-                }
-            }
-        }
-    }
-    stray.retain(|p| remove_stray(p, false));
-    folders.retain(|p| remove_stray(p, true));
-    stray.extend(folders);
-    stray
-}
-
-/// Remove one temp a crash left behind, saying so; a folder only if `folder` (a symlink is
-/// removed, never followed). Whether it was removed.
-fn remove_stray(p: &Path, folder: bool) -> bool {
-    let removed = match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() && !folder => return false,
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(_) => return false,
-    };
-    match removed {
-        Ok(()) => {
-            tracing::info!("removed {}, a temp left by an earlier crash", p.display());
-            true
-        }
-        Err(e) => {
-            tracing::warn!(
-                "cannot remove {}, a temp left by an earlier crash: {e}; delete it by hand",
-                p.display()
-            );
-            false
-        }
-    }
 }
 
 fn write_reason(dir: &Path, v: &Version, reasons: &[String]) -> Result<(), ArchiveError> {

@@ -116,3 +116,53 @@ fn a_chatty_instance_stdout_is_rotated_and_the_child_writes_on_at_its_start() {
     assert!(u.log_text().contains("starts afresh"));
     u.stop();
 }
+
+/// Set `path`'s modification time `days` days back, as `touch -d '<days> days ago'` does.
+fn age(path: &std::path::Path, days: u64) {
+    let when = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    std::fs::File::open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+#[test]
+fn the_collection_deletes_only_understudys_own_archives() {
+    let base = Base::new("budget-foreign");
+    base.write_env("MAX_BASE_SIZE=3MiB");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // An operator's files beside the archives, older than any of them.
+    let archive = base.path.join("archive");
+    let backups = archive.join("operator-backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    append_zeros(&backups.join("db-dump.sql"), 1);
+    age(&backups, 30);
+    std::fs::write(archive.join("NOTES.txt"), "keep me\n").unwrap();
+    age(&archive.join("NOTES.txt"), 40);
+    // An old archive, written beside and moved in whole: with it the base dir is over 3 MiB.
+    let aside = base.path.with_extension("app-0.9.0.zip");
+    append_zeros(&aside, 2);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&aside)
+        .unwrap()
+        .write_all(&[0u8; 600_000])
+        .unwrap();
+    age(&aside, 10);
+    std::fs::rename(&aside, archive.join("app-0.9.0.zip")).unwrap();
+    // A refused build is filed away, and a collection follows every filing.
+    base.drop_fixture("0.5.0", "");
+    wait_until("app-0.9.0.zip deleted", Duration::from_secs(20), || {
+        (!archive.join("app-0.9.0.zip").exists()).then_some(())
+    });
+    assert!(
+        archive.join("NOTES.txt").is_file() && backups.join("db-dump.sql").is_file(),
+        "{}",
+        u.log_text()
+    );
+    let log = u.log_text();
+    assert_eq!(log.matches("archive_deleted").count(), 1, "{log}");
+    u.stop();
+}

@@ -185,12 +185,13 @@ fn a_zip_bomb_is_stopped_while_it_unpacks() {
 fn temp_files_left_by_a_crash_are_removed_at_start() {
     let base = Base::new("stray-temps");
     base.write_env("MAX_BASE_SIZE=64KiB");
+    // Past any pid the kernel gives: their writer is gone.
     let stray = [
         "archive/app-0.9.0.zip.tmp",
-        "app-0.9.0/1/instance.tmp-4242",
-        ".understudy/state.tmp-4242",
-        ".running.tmp-4242",
-        ".testing.tmp-4242",
+        "app-0.9.0/1/instance.tmp-4294967",
+        ".understudy/state.tmp-4294967",
+        ".running.tmp-4294967",
+        ".testing.tmp-4294967",
     ];
     for s in stray {
         let p = base.path.join(s);
@@ -199,7 +200,7 @@ fn temp_files_left_by_a_crash_are_removed_at_start() {
     }
     // Not a temp: kept at start, but it counts against the budget and may be collected.
     std::fs::write(
-        base.path.join("archive/old-notes.bin"),
+        base.path.join("archive/app-0.8.0.zip"),
         vec![7u8; 128 << 10],
     )
     .unwrap();
@@ -210,8 +211,8 @@ fn temp_files_left_by_a_crash_are_removed_at_start() {
         "the archive to be collected and logged",
         Duration::from_secs(10),
         || {
-            let gone = !base.path.join("archive/old-notes.bin").exists();
-            (gone && u.log_text().contains("old-notes.bin")).then_some(())
+            let gone = !base.path.join("archive/app-0.8.0.zip").exists();
+            (gone && u.log_text().contains("app-0.8.0.zip")).then_some(())
         },
     );
     let log = u.log_text();
@@ -224,7 +225,7 @@ fn temp_files_left_by_a_crash_are_removed_at_start() {
         assert!(line.contains("left by an earlier crash"), "{line}");
     }
     assert!(keep.is_file(), "only temp files go");
-    assert!(log.contains("old-notes.bin"), "{log}");
+    assert!(log.contains("app-0.8.0.zip"), "{log}");
     u.stop();
 }
 

@@ -3,7 +3,8 @@
 //! may be deleted can get there: when the rest of the base dir alone is over (an app's own logs,
 //! the live versions, `.understudy/`), every archive is kept, since deleting them would lose each
 //! rollback target and leave the base dir over all the same, and the collection says what takes
-//! the room instead. `rejected/` keeps its newest [`KEEP_REJECTED`] builds.
+//! the room instead. `rejected/` keeps its newest [`KEEP_REJECTED`] builds. Only understudy's own
+//! archives (`<identifier>-<version>.zip`) are deleted: anything else put in `archive/` stays.
 
 use std::fs;
 use std::io;
@@ -18,8 +19,8 @@ use crate::layout::Layout;
 /// How many rejected (or refused) builds `rejected/` keeps; older ones go at the next collection.
 pub const KEEP_REJECTED: usize = 20;
 
-/// Something the collection may delete: an entry of `archive/`, or one of `rejected/` whose
-/// rejection is complete (its `reason.json` written).
+/// Something the collection may delete: an archive understudy wrote in `archive/`, or an entry
+/// of `rejected/` whose rejection is complete (its `reason.json` written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Item {
     /// When it left service: its modification time (a rejected build's `reason.json`'s).
@@ -134,7 +135,7 @@ impl Why {
 /// An archive or a rejected build deleted by [`collect_garbage`], and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deleted {
-    /// The entry removed from `archive/` (usually a zip) or `rejected/` (a folder).
+    /// The archive removed from `archive/` (a zip) or the entry of `rejected/` (a folder).
     pub path: PathBuf,
     /// It was in `rejected/`.
     pub rejected: bool,
@@ -156,10 +157,11 @@ pub struct Collection {
 
 /// One collection pass: rotate instance logs past their bound, then delete what [`plan`] says,
 /// logging a deletion that fails and going on. Blocking; one pass at a time (the timer's and a
-/// filing's may overlap), so none measures or rotates what another is deleting or rotating.
+/// filing's may overlap), and never while a version folder is archived or rejected, so none
+/// measures or rotates what another is deleting, rotating or zipping.
 pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = super::one_at_a_time();
+    super::stray::remove_deleting_leftovers(layout);
     super::rotate::rotate_instance_logs(layout, super::rotate::log_cap(limits.max_base_size));
     let mut parts = Parts::measure(layout);
     let found = candidates(layout);
@@ -172,20 +174,9 @@ pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
         if !unchanged(path, item) {
             continue; // filed again under its name since it was measured: not what was chosen
         }
-        let removed = if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            fs::remove_dir_all(path)
-        } else {
-            fs::remove_file(path)
-        };
-        match removed {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    "cannot delete {} for the collection: {e}; delete it by hand",
-                    path.display()
-                );
-                continue;
-            }
-            _ => {}
+        if let Err(e) = delete(path, item.rejected) {
+            tracing::warn!("{e}");
+            continue;
         }
         match item.rejected {
             true => parts.rejected = parts.rejected.saturating_sub(item.len),
@@ -203,6 +194,40 @@ pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
         over_budget,
         failed: false,
     }
+}
+
+/// Delete what the collection chose: an archive (a file) at once; a rejected build (a folder)
+/// renamed aside first (`rejected/.<name>.deleting-<pid>`), so a kill half-way never leaves a part of it under its
+/// name, no longer a rejection (its `reason.json` gone) yet weighing on the budget for good.
+fn delete(path: &Path, rejected: bool) -> Result<(), String> {
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    if !rejected {
+        return gone(fs::remove_file(path)).map_err(|e| {
+            format!(
+                "cannot delete {} for the collection: {e}; delete it by hand",
+                path.display()
+            )
+        });
+    }
+    let aside = super::stray::deleting_path(path);
+    gone(fs::rename(path, &aside)).map_err(|e| {
+        format!(
+            "cannot move {} aside to {} to delete it for the collection: {e}; delete it by hand",
+            path.display(),
+            aside.display()
+        )
+    })?;
+    gone(fs::remove_dir_all(&aside)).map_err(|e| {
+        format!(
+            "cannot delete {} (moved aside from {}) for the collection: {e}; it is tried again \
+             at the next collection, or delete it by hand",
+            aside.display(),
+            path.display()
+        )
+    })
 }
 
 /// What the event says when a budget is out of reach.
@@ -243,6 +268,8 @@ struct Parts {
     versions: u64,
     rejected: u64,
     archive: u64,
+    /// Files in `archive/` that are not understudy's archives: never deleted by the collection.
+    not_archives: u64,
     state: u64,
     other: u64,
 }
@@ -259,7 +286,12 @@ impl Parts {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let part = match &*name {
-                "archive" => &mut parts.archive,
+                "archive" => {
+                    let own: u64 = own_archives(layout).iter().map(|p| dir_size(p)).sum();
+                    parts.archive += own.min(size);
+                    parts.not_archives += size.saturating_sub(own);
+                    continue;
+                }
                 "rejected" => &mut parts.rejected,
                 ".understudy" => &mut parts.state,
                 n if n
@@ -276,12 +308,19 @@ impl Parts {
     }
 
     fn total(&self) -> u64 {
-        self.versions + self.rejected + self.archive + self.state + self.other
+        self.versions + self.rejected + self.archive + self.not_archives + self.state + self.other
     }
 
     fn say(&self) -> String {
+        let not_archives = match self.not_archives {
+            0 => String::new(),
+            n => format!(
+                ", files in archive/ that are not understudy's archives (it never deletes them) {}",
+                human(n)
+            ),
+        };
         format!(
-            "version folders (builds and instance logs) {}, rejected/ {}, archive/ {}, \
+            "version folders (builds and instance logs) {}, rejected/ {}, archive/ {}{not_archives}, \
              .understudy/ {}, other files {}",
             human(self.versions),
             human(self.rejected),
@@ -292,25 +331,51 @@ impl Parts {
     }
 }
 
-/// Everything in `archive/` but a zip being written (`*.zip.tmp`), and every complete rejected
+/// Whether `path` is one of the archives understudy writes: a regular file in `archive/` named
+/// `<identifier>-<version>.zip`. Nothing else there is understudy's to delete (an operator's notes
+/// or backups put beside the archives, a zip being written, a link).
+fn is_own_archive(layout: &Layout, path: &Path) -> bool {
+    let version = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(layout.identifier())?.strip_prefix('-'))
+        .and_then(|n| n.strip_suffix(".zip"))
+        .and_then(|v| Version::parse(v).ok());
+    version.is_some_and(|v| layout.archive_zip(&v) == path)
+        && fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The archives understudy wrote in `archive/` ([`is_own_archive`]).
+fn own_archives(layout: &Layout) -> Vec<PathBuf> {
+    entries(&layout.archive_dir())
+        .into_iter()
+        .filter(|p| is_own_archive(layout, p))
+        .collect()
+}
+
+/// The entries of `dir` (none if it does not exist; a failure to read it is logged).
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::warn!("cannot read {} for the collection: {e}", dir.display());
+            Vec::new()
+        }
+    }
+}
+
+/// Every archive understudy wrote in `archive/` ([`is_own_archive`]), and every complete rejected
 /// build in `rejected/` (one still being moved there has no `reason.json` yet and is left alone).
 fn candidates(layout: &Layout) -> Vec<(PathBuf, Item)> {
-    let entries = |dir: &Path| -> Vec<PathBuf> {
-        match fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                tracing::warn!("cannot read {} for the collection: {e}", dir.display());
-                Vec::new()
-            }
-        }
-    };
-    let archives = entries(&layout.archive_dir())
-        .into_iter()
-        .filter(|p| !p.to_string_lossy().ends_with(".zip.tmp"))
-        .map(|p| (p, false));
+    let archives = own_archives(layout).into_iter().map(|p| (p, false));
+    // A rejected build being deleted (renamed aside) is no longer one.
     let rejected = entries(&layout.rejected_dir())
         .into_iter()
+        .filter(|p| {
+            super::stray::deleting_pid(&p.file_name().unwrap_or_default().to_string_lossy())
+                .is_none()
+        })
         .map(|p| (p, true));
     archives
         .chain(rejected)

@@ -42,6 +42,40 @@ fn a_failed_archive_leaves_no_temp_and_keeps_the_folder() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+/// A version folder replaced by a symlink to someone's directory: that directory is neither
+/// zipped into the archive nor deleted, and the error says why.
+#[test]
+fn a_version_folder_replaced_by_a_symlink_is_not_followed() {
+    let base = std::env::temp_dir().join(format!("understudy-archlink-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let v = Version::parse("1.0.0").unwrap();
+    let user = base.with_extension("userdir");
+    let _ = fs::remove_dir_all(&user);
+    fs::create_dir_all(user.join("bundle")).unwrap();
+    fs::write(user.join("bundle/precious.txt"), b"precious").unwrap();
+    fs::create_dir_all(&base).unwrap();
+    std::os::unix::fs::symlink(&user, l.version_dir(&v)).unwrap();
+    for _ in 0..2 {
+        let e = archive_version(&l, &v).unwrap_err().to_string();
+        assert!(
+            e.contains("is a symlink to") && e.contains("not archived"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        fs::read(user.join("bundle/precious.txt")).unwrap(),
+        b"precious"
+    );
+    assert!(!l.archive_zip(&v).exists());
+    assert!(!l.archive_zip(&v).with_extension("zip.tmp").exists());
+    let out = base.join("direct.zip");
+    assert!(zip_dir(&l.version_dir(&v), "app-1.0.0", &out).is_err());
+    assert!(!out.exists());
+    fs::remove_dir_all(&base).unwrap();
+    fs::remove_dir_all(&user).unwrap();
+}
+
 #[test]
 fn a_rejection_retried_after_its_move_keeps_the_quarantined_build() {
     let base = tempfile::tempdir().unwrap();
@@ -402,23 +436,44 @@ fn stray_temps_go_and_nothing_else() {
     let base = std::env::temp_dir().join(format!("understudy-stray-{}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
     let l = Layout::new(&base, "app");
+    // Past any pid the kernel gives: the writer is gone.
     let stray = [
         "archive/app-1.0.0.zip.tmp",
-        "app-1.0.0/3/instance.tmp-1",
-        // Past any pid the kernel gives: the writer is gone.
+        "app-1.0.0/3/instance.tmp-4294967",
         ".understudy/state.tmp-4294967",
         ".understudy/events.tmp-4294967",
         ".understudy/status.tmp-4294967",
-        ".running.tmp-1",
-        ".testing.tmp-1",
+        ".running.tmp-4294967",
+        ".testing.tmp-4294967",
+        ".secondary.tmp-4294967",
+        "rejected/app-0.9.0/reason.tmp-4294967",
+        ".understudy/store/app-1.0.0/seal.tmp-4294967",
+        ".understudy/store/app-1.0.0/.app-1.0.0.copy-4294967",
+        "app-1.0.0/.app-1.0.0.copy-4294967",
     ];
     // A live process's (an upgrade's other understudy, here init) is being written now.
-    let live = [".understudy/events.tmp-1", ".understudy/state.tmp-1"];
+    let live = [
+        ".understudy/events.tmp-1",
+        ".understudy/state.tmp-1",
+        ".running.tmp-1",
+        ".secondary.tmp-1",
+        "app-1.0.0/3/instance.tmp-1",
+        "rejected/app-0.9.0/reason.tmp-1",
+        ".understudy/store/app-1.0.0/seal.tmp-1",
+        ".understudy/store/app-1.0.0/.app-1.0.0.copy-1",
+        "app-1.0.0/.app-1.0.0.copy-1",
+    ];
     let keep = [
         "archive/app-0.1.0.zip",
         "app-1.0.0/3/instance.json",
         ".understudy/state.json",
-        "other/instance.tmp-1",
+        ".understudy/store/app-1.0.0/seal.json",
+        ".understudy/store/app-1.0.0/app-1.0.0",
+        "rejected/app-0.9.0/reason.json",
+        "app-1.0.0/app-1.0.0",
+        "app-1.0.0/.copy-4294967",
+        "other/instance.tmp-4294967",
+        "other/.app.copy-4294967",
         "app-1.0.0.tmp",
     ];
     let keep: Vec<&str> = keep.iter().chain(&live).copied().collect();
@@ -436,21 +491,86 @@ fn stray_temps_go_and_nothing_else() {
     fs::remove_dir_all(&base).unwrap();
 }
 
+/// Only the archives understudy writes (`<identifier>-<version>.zip`, regular files) are the
+/// collection's to delete: an operator's files and folders in `archive/` stay, and when they are
+/// what keeps the base dir over budget, `over_budget` names them.
+/// A kill between a rotation's emptying of `stdout` and its copy taking the name `stdout.1` left
+/// the rotated tail in `stdout.1.tmp`, which `understudy logs` never reads: the rename is
+/// finished at start, replacing the older copy.
 #[test]
-fn collection_counts_and_deletes_any_file_in_the_archive() {
+fn a_rotation_cut_short_is_finished_at_start() {
+    let base = std::env::temp_dir().join(format!("understudy-rotcut-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let inst = base.join("app-1.0.0/2");
+    fs::create_dir_all(&inst).unwrap();
+    fs::write(inst.join("stdout"), b"").unwrap();
+    fs::write(inst.join("stdout.1"), b"older\n").unwrap();
+    fs::write(inst.join("stdout.1.tmp"), b"the rotated tail\n").unwrap();
+    fs::write(inst.join("stderr.1.tmp"), b"err tail\n").unwrap();
+    // Not an instance folder: not understudy's.
+    let other = base.join("app-1.0.0/logs");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("stdout.1.tmp"), b"x").unwrap();
+    remove_stray_temps(&l);
+    assert_eq!(
+        fs::read(inst.join("stdout.1")).unwrap(),
+        b"the rotated tail\n"
+    );
+    assert_eq!(fs::read(inst.join("stderr.1")).unwrap(), b"err tail\n");
+    assert!(!inst.join("stdout.1.tmp").exists() && !inst.join("stderr.1.tmp").exists());
+    assert!(other.join("stdout.1.tmp").is_file());
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn collection_deletes_only_its_own_archives_and_names_the_rest() {
     let base = std::env::temp_dir().join(format!("understudy-gc-{}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
     let l = Layout::new(&base, "app");
-    fs::create_dir_all(l.archive_dir()).unwrap();
-    fs::write(l.archive_dir().join("copy.bin"), vec![0u8; 4096]).unwrap();
+    let adir = l.archive_dir();
+    fs::create_dir_all(adir.join("operator-backups")).unwrap();
+    fs::create_dir_all(adir.join("app-0.8.0.zip")).unwrap();
+    fs::write(adir.join("operator-backups/dump.sql"), vec![0u8; 4096]).unwrap();
+    fs::write(adir.join("app-0.8.0.zip/inside"), vec![0u8; 4096]).unwrap();
+    let foreign = [
+        "NOTES.txt",
+        "app-0.9.0.zip.bak",
+        "other-1.0.0.zip",
+        "app-01.0.0.zip",
+    ];
+    for name in foreign {
+        fs::write(adir.join(name), vec![0u8; 4096]).unwrap();
+    }
+    std::os::unix::fs::symlink("NOTES.txt", adir.join("app-0.7.0.zip")).unwrap();
+    fs::write(adir.join("app-1.0.0.zip"), vec![0u8; 4096]).unwrap();
     let limits = Limits {
         max_base_size: 1024,
         min_free_disk: 0,
     };
-    let deleted = collect_garbage(&l, limits).deleted;
-    assert_eq!(deleted.len(), 1);
-    assert!(deleted[0].reason.contains("MAX_BASE_SIZE"));
-    assert!(!l.archive_dir().join("copy.bin").exists());
+    // Deleting app-1.0.0.zip cannot bring the base dir under 1 KiB: it is kept, and the rest said.
+    let c = collect_garbage(&l, limits);
+    assert!(c.deleted.is_empty(), "{c:?}");
+    let said = c.over_budget.unwrap_or_default();
+    assert!(
+        said.contains(
+            "files in archive/ that are not understudy's archives (it never deletes them) 24.0 KiB"
+        ),
+        "{said}"
+    );
+    // Within reach once the budget leaves room for the rest: only the archive goes.
+    let limits = Limits {
+        max_base_size: 6 * 4096 + 100,
+        min_free_disk: 0,
+    };
+    let c = collect_garbage(&l, limits);
+    let deleted: Vec<&Path> = c.deleted.iter().map(|d| d.path.as_path()).collect();
+    assert_eq!(deleted, vec![adir.join("app-1.0.0.zip").as_path()]);
+    assert!(c.deleted[0].reason.contains("MAX_BASE_SIZE"));
+    assert!(foreign.iter().all(|n| adir.join(n).is_file()));
+    assert!(adir.join("operator-backups/dump.sql").is_file());
+    assert!(adir.join("app-0.8.0.zip/inside").is_file());
+    assert!(fs::symlink_metadata(adir.join("app-0.7.0.zip")).is_ok());
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -470,5 +590,73 @@ fn a_half_unpacked_restore_goes_at_start() {
     assert_eq!(remove_stray_temps(&l), vec![tmp.clone()]);
     assert!(!tmp.exists());
     assert!(other.is_dir());
+    fs::remove_dir_all(&base).unwrap();
+}
+
+/// A kill while the collection deletes a rejected build leaves it renamed aside,
+/// `rejected/.<name>.deleting-<pid>`: it goes at start (or at the next collection of the same
+/// process), unless another process deleting it still runs; a rejection under its name stays.
+#[test]
+fn a_rejected_build_half_deleted_goes_at_start() {
+    let base = std::env::temp_dir().join(format!("understudy-halfdel-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let rdir = l.rejected_dir();
+    // Past any pid the kernel gives: the process is gone. Its reason.json already went.
+    let dead = rdir.join(".app-1.0.0.deleting-4294967");
+    let live = rdir.join(".app-2.0.0.deleting-1");
+    let ours = rdir.join(format!(".app-4.0.0.deleting-{}", std::process::id()));
+    let kept = rdir.join("app-3.0.0");
+    for d in [&dead, &live, &ours, &kept] {
+        fs::create_dir_all(d.join("1")).unwrap();
+        fs::write(d.join("1/stdout"), vec![0u8; 4096]).unwrap();
+    }
+    fs::write(kept.join("reason.json"), b"{}").unwrap();
+    fs::write(ours.join("reason.json"), b"{}").unwrap();
+    let mut removed = remove_stray_temps(&l);
+    removed.sort();
+    assert_eq!(removed, vec![dead.clone(), ours.clone()]);
+    assert!(!dead.exists());
+    assert!(live.join("1/stdout").is_file() && kept.join("1/stdout").is_file());
+    // The collection finishes this process's own, and never takes one aside for a rejection.
+    fs::create_dir_all(ours.join("1")).unwrap();
+    fs::write(ours.join("reason.json"), b"{}").unwrap();
+    let limits = Limits {
+        max_base_size: u64::MAX,
+        min_free_disk: 0,
+    };
+    assert!(collect_garbage(&l, limits).deleted.is_empty());
+    assert!(!ours.exists());
+    assert!(live.is_dir() && kept.join("reason.json").is_file());
+    fs::remove_dir_all(&base).unwrap();
+}
+
+/// Archiving takes the collection's turn: a collection under way (holding it) is waited for, so
+/// it never rotates an instance's logs while its folder is zipped and removed.
+#[test]
+fn archiving_waits_for_a_collection_under_way() {
+    let base = std::env::temp_dir().join(format!("understudy-archturn-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let l = Layout::new(&base, "app");
+    let v = Version::parse("1.0.0").unwrap();
+    fs::create_dir_all(l.instance_dir(&v, 1)).unwrap();
+    fs::write(l.instance_dir(&v, 1).join("stdout"), b"x").unwrap();
+    let turn = one_at_a_time();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let archiver = {
+        let l = l.clone();
+        let v = v.clone();
+        std::thread::spawn(move || tx.send(archive_version(&l, &v).is_ok()).unwrap())
+    };
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "archived while a collection held its turn"
+    );
+    assert!(l.instance_dir(&v, 1).join("stdout").is_file());
+    drop(turn);
+    assert!(rx.recv().unwrap());
+    archiver.join().unwrap();
+    assert!(l.archive_zip(&v).is_file() && !l.version_dir(&v).exists());
     fs::remove_dir_all(&base).unwrap();
 }
