@@ -14,6 +14,7 @@ mod replaying;
 mod scorecard;
 mod scorer;
 pub mod stats;
+mod statuses;
 #[cfg(test)]
 mod test_support;
 
@@ -27,3 +28,4 @@ pub use scorecard::{
     Scorecard, SecondaryWatch, Summary, Watch,
 };
 pub use scorer::{run, Feeds, Scored, ScorerControl};
+pub use statuses::StatusChanges;

@@ -25,6 +25,11 @@ struct Traffic {
 
 impl Traffic {
     fn start(addr: std::net::SocketAddr) -> Traffic {
+        Traffic::on(addr, |i| ["/api/items", "/api/items", "/hello"][i % 3])
+    }
+
+    /// Traffic asking `path(i)` for i counting up from each client's start (0 and 1).
+    fn on(addr: std::net::SocketAddr, path: fn(usize) -> &'static str) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let clients = (0..2)
             .map(|t| {
@@ -32,8 +37,7 @@ impl Traffic {
                 std::thread::spawn(move || {
                     let mut i = t;
                     while !stop.load(Ordering::Relaxed) {
-                        let path = ["/api/items", "/api/items", "/hello"][i % 3];
-                        let _ = http(addr, "GET", path);
+                        let _ = http(addr, "GET", path(i));
                         std::thread::sleep(PACE);
                         i += 1;
                     }
@@ -61,6 +65,22 @@ fn run(name: &str, env: &str, v1_flags: &str, v2_flags: &str) -> (Base, Understu
     base.drop_fixture("1.0.0", v1_flags);
     u.wait_serving();
     let traffic = Traffic::start(u.addr);
+    base.drop_fixture("1.1.0", v2_flags);
+    (base, u, traffic)
+}
+
+/// As [`run`], with traffic asking `path(i)`.
+fn run_on(
+    name: &str,
+    (v1_flags, v2_flags): (&str, &str),
+    path: fn(usize) -> &'static str,
+) -> (Base, Understudy, Traffic) {
+    let base = Base::new(name);
+    base.write_env(FAST);
+    let u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", v1_flags);
+    u.wait_serving();
+    let traffic = Traffic::on(u.addr, path);
     base.drop_fixture("1.1.0", v2_flags);
     (base, u, traffic)
 }
@@ -143,6 +163,40 @@ fn noise_and_versions_are_recognised_and_the_build_is_promoted() {
         Duration::from_secs(10),
         || std::fs::read_link(&secondary).is_err().then_some(()),
     );
+    u.stop();
+}
+
+/// Running asks for credentials on `/admin` (401); 1.1.0 answers it 200: a status change,
+/// judged per endpoint against the secondary (which answers 401 too), rejects by name.
+#[test]
+fn an_endpoint_that_stopped_asking_for_credentials_is_rejected_by_name() {
+    let flags = ("--noisy --status /admin=401", "--noisy");
+    let (base, mut u, traffic) = run_on("judge-auth", flags, |i| ["/api/items", "/admin"][i % 2]);
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("status changed on GET /admin"), "{r}");
+    assert!(r.contains("running 401, testing 200"), "{r}");
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}
+
+/// One request in 30 goes to `/rare`, which 1.1.0 answers 403: about 3 % of all pairs, under
+/// `MAX_CLIENT_ERROR_DELTA`, but every pair of that endpoint.
+fn rarely(i: usize) -> &'static str {
+    if i % 30 == 29 {
+        "/rare"
+    } else {
+        "/api/items"
+    }
+}
+
+#[test]
+fn a_rare_endpoint_answering_403_on_every_pair_is_rejected_by_name() {
+    let (base, mut u, traffic) = run_on("judge-rare403", ("", "--status /rare=403"), rarely);
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("status changed on GET /rare"), "{r}");
+    assert!(r.contains("running 200, testing 403"), "{r}");
     u.stop();
 }
 

@@ -8,6 +8,7 @@ use super::judging::{Judging, ScorePart};
 use super::latency::latency_part;
 use super::scorecard::Summary;
 use super::stats::{self, RateCheck};
+use super::statuses::{looks_missing, statuses_part};
 use crate::config::ScoreConfig;
 
 /// The scorer's decision.
@@ -129,11 +130,14 @@ impl Evaluation {
 /// promote once the stable window is over.
 pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     let mut j = Judging::default();
-    let (bodies, diffs) = bodies_part(s, cfg, &mut j);
+    let (bodies, body_rows) = bodies_part(s, cfg, &mut j);
+    let (statuses, status_rows) = statuses_part(s, cfg, &mut j);
+    let diffs = with_status_rows(status_rows, body_rows);
     let mut parts = vec![
         endpoints_part(s, cfg, &mut j),
         server_error_part(s, cfg, &mut j),
         client_error_part(s, cfg, &mut j),
+        statuses,
         log_lines_part(s, cfg, &mut j, Lines::Errors),
         log_lines_part(s, cfg, &mut j, Lines::Warns),
         bodies,
@@ -157,6 +161,19 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     }
 }
 
+/// The differences table: status changes that count or wait first (a changed status outweighs
+/// any field), then the bodies' rows (worst first), then the other status rows; at most
+/// [`MAX_DIFF_ROWS`](super::MAX_DIFF_ROWS).
+fn with_status_rows(statuses: Vec<DiffRow>, bodies: Vec<DiffRow>) -> Vec<DiffRow> {
+    let first = |r: &DiffRow| matches!(r.judgement, DiffJudgement::Counts | DiffJudgement::Unsure);
+    let (mut rows, rest): (Vec<_>, Vec<_>) = statuses.into_iter().partition(first);
+    rows.sort_by(|a, b| b.rate.total_cmp(&a.rate));
+    rows.extend(bodies);
+    rows.extend(rest);
+    rows.truncate(super::MAX_DIFF_ROWS);
+    rows
+}
+
 /// Pairs as a divisor: never zero.
 fn pairs_divisor(s: &Summary) -> f64 {
     s.pairs.max(1) as f64
@@ -169,7 +186,7 @@ fn pairs_divisor(s: &Summary) -> f64 {
 fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart {
     let mut missing = 0;
     for (k, e) in &s.endpoints {
-        if e.missing_on_testing == 0 || e.missing_on_testing * 2 <= e.pairs {
+        if !looks_missing(e) {
             continue;
         }
         let what = format!(

@@ -54,6 +54,8 @@ pub struct EndpointStats {
     /// Sum over those of ln(testing's latency / the secondary's): divided by `latency_paired`,
     /// the log of the typical factor by which testing is slower here.
     pub latency_log_ratio: f64,
+    /// Pairs whose status changed on testing, and the noise they are judged against.
+    pub statuses: super::statuses::StatusChanges,
 }
 
 impl EndpointStats {
@@ -489,6 +491,7 @@ impl Scorecard {
         let key = self.row(p);
         let e = self.endpoints.entry(key.clone()).or_default();
         tally_statuses(e, p);
+        e.statuses.record(p);
         if let Some(diffs) = &p.diffs {
             e.bodies_compared += 1;
             if diffs.iter().any(|d| d.kind.counts()) {
