@@ -38,9 +38,13 @@ pub struct StatusChanges {
 }
 
 /// Whether an answer `to` where `from` was answered is another status. A 304 answered with a
-/// 200 is not: the client's cached copy is simply stale for the new build.
+/// 200 is not: the client's cached copy is simply stale for the new build. Nor is a route or
+/// method running does not know (404, 405, 501) that the new build answers 2xx: new routes are
+/// what new builds are for.
 fn is_change(from: u16, to: u16) -> bool {
-    from != to && !(from == 304 && to == 200)
+    let fresh = from == 304 && to == 200;
+    let new_route = matches!(from, 404 | 405 | 501) && (200..300).contains(&to);
+    from != to && !fresh && !new_route
 }
 
 /// An answer's status, when it is one the status rule judges (under 500).

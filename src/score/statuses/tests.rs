@@ -202,3 +202,16 @@ fn the_tally_counts_changes_noise_and_examples() {
     let c = summarised(&pairs, 600).endpoints["GET /x"].statuses;
     assert!(c.described().ends_with("other changes (1 pair)"), "{c:?}");
 }
+
+/// A build that adds a route (or a method) answers 2xx where running's version answered 404, 405
+/// or 501: that is what a release is for, not a change to judge; a route it now refuses still is.
+#[test]
+fn a_route_new_on_testing_is_no_change() {
+    let added = statuses("/api/v2/orders", 20, 404, Some(404), 200);
+    let method = statuses("/api/items", 20, 405, Some(405), 204);
+    let e = judged([added.clone(), method.clone()].concat());
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+    let refused = statuses("/api/v1/orders", 20, 200, Some(200), 403);
+    let r = rejected(&judged([added, method, refused].concat()));
+    assert!(r.contains("status changed on GET /api/v1/orders"), "{r}");
+}
