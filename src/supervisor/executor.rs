@@ -226,8 +226,9 @@ struct Executor {
     files_tx: mpsc::UnboundedSender<FileJob>,
     live: LiveGroups,
     tasks: TaskTracker,
-    /// Cancelled when shutdown begins: a hook still running is then killed, not waited for.
-    hooks_stop: CancellationToken,
+    /// Cancelled when shutdown begins: a hook still running is then killed, and a build waiting
+    /// for room for its protected copy stops waiting; neither is waited for.
+    stopping: CancellationToken,
     inject_panic: bool,
     /// `INJECT_HANG` is set.
     inject_hang: bool,
@@ -296,7 +297,7 @@ impl Executor {
             files_tx,
             live: parts.live,
             tasks: TaskTracker::new(),
-            hooks_stop: CancellationToken::new(),
+            stopping: CancellationToken::new(),
             inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
             inject_hang: std::env::var(INJECT_HANG).is_ok_and(|v| v == "supervisor"),
             hang: false,
@@ -501,7 +502,7 @@ impl Executor {
             self.cfg.hook_timeout,
             self.cfg.hook_log_max,
             self.done_tx.clone(),
-            self.hooks_stop.clone(),
+            self.stopping.clone(),
         );
         tracing::info!("running {hook} for {version}: {}", argv.join(" "));
         self.tasks.spawn(async move {
@@ -740,7 +741,7 @@ impl Executor {
     async fn shutdown(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>, files: JoinHandle<()>) {
         // Started by an upgrade that is not done: the old understudy takes its children back.
         let give_back = !self.succession.serving.is_cancelled();
-        self.hooks_stop.cancel();
+        self.stopping.cancel();
         for (id, instance) in self.instances.drain() {
             let live = self.live.clone();
             let adopted = self.adopted_ids.contains(&id);
