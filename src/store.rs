@@ -38,6 +38,15 @@ pub enum StoreError {
         /// The stored copy.
         path: PathBuf,
     },
+    /// The version folder's name is held by a symbolic link (or a file): it is neither followed
+    /// nor changed, so what it leads to is never deleted or written over.
+    #[error("{path} is not the version folder of {version} but a symbolic link or a file: understudy does not start {version} through it, nor delete or write anything it leads to; put the real folder back there, or move {path} away so that {version} is restored from its protected copy at the next start")]
+    NotAFolder {
+        /// The version.
+        version: Version,
+        /// Where the version folder belongs.
+        path: PathBuf,
+    },
     /// A new build's protected copy would leave less than `MIN_FREE_DISK` free: nothing was
     /// written, and the build waits for room rather than being rejected for it.
     #[error("a protected copy of {path} ({size} bytes) would leave less than MIN_FREE_DISK ({min_free_disk} bytes) free on the disk of {disk} ({free} bytes free): free disk space, or lower MIN_FREE_DISK")]
@@ -70,7 +79,9 @@ impl StoreError {
         match self {
             StoreError::NoRoom { .. } => true,
             StoreError::Io { path, .. } => path.starts_with(store_dir(layout)),
-            StoreError::Corrupt { .. } | StoreError::Restore { .. } => false,
+            StoreError::Corrupt { .. }
+            | StoreError::Restore { .. }
+            | StoreError::NotAFolder { .. } => false,
         }
     }
 }
@@ -185,6 +196,7 @@ pub fn ensure(
     installed: &Installed,
     limits: InstallLimits,
 ) -> Result<Option<String>, StoreError> {
+    real_folder(layout, &installed.version)?;
     let dir = entry(layout, &installed.version);
     let Some(seal) = read_seal(&dir) else {
         if !installed.program.exists() {
@@ -221,6 +233,19 @@ pub fn ensure(
     )))
 }
 
+/// Refuse a version folder that is a symbolic link or a file (one missing is fine: it is made
+/// again): following it would delete and write what it leads to, the user's own files.
+fn real_folder(layout: &Layout, version: &Version) -> Result<(), StoreError> {
+    let vdir = layout.version_dir(version);
+    match fs::symlink_metadata(&vdir) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::NotAFolder {
+            version: version.clone(),
+            path: vdir,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Put the copy back into the version folder (unpacking a bundle again) and check the result.
 fn restore(
     layout: &Layout,
@@ -238,6 +263,7 @@ fn restore(
         });
     }
     let vdir = layout.version_dir(version);
+    real_folder(layout, version)?;
     fs::create_dir_all(&vdir).map_err(io_err("cannot create", &vdir))?;
     let program = vdir.join(&seal.program);
     if seal.program.starts_with("bundle") {
