@@ -62,6 +62,10 @@ pub enum StoreError {
         /// The store's folder.
         disk: PathBuf,
     },
+    /// Neither the version folder nor its protected copy could bring the version back, and its
+    /// archive could not either (or there is none: [`artifact::RestoreError::Missing`]).
+    #[error(transparent)]
+    Archive(Box<artifact::RestoreError>),
     /// The bundle could not be unpacked again.
     #[error("cannot restore {version}: {source}")]
     Restore {
@@ -73,6 +77,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the version is nowhere to be brought back from: no folder, no protected copy, no
+    /// archive (a rollback to it is refused as never archived here).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, StoreError::Archive(e) if matches!(**e, artifact::RestoreError::Missing { .. }))
+    }
+
     /// Whether this is a failure of understudy's own files (its store: a full, failing or
     /// unwritable disk), not of the build: a new build then waits and its seal is tried again.
     pub fn is_own(&self, layout: &Layout) -> bool {
@@ -81,7 +91,8 @@ impl StoreError {
             StoreError::Io { path, .. } => path.starts_with(store_dir(layout)),
             StoreError::Corrupt { .. }
             | StoreError::Restore { .. }
-            | StoreError::NotAFolder { .. } => false,
+            | StoreError::NotAFolder { .. }
+            | StoreError::Archive(_) => false,
         }
     }
 }
@@ -231,6 +242,53 @@ pub fn ensure(
         program.display(),
         dir.display()
     )))
+}
+
+/// Bring `version` back into its folder for a rollback: as it is when it holds the sealed
+/// program; else from its protected copy while one is kept (the folder kept through
+/// `ROLLBACK_WINDOW`, its program removed or changed); else from its archive. Blocking.
+pub fn restore_version(
+    layout: &Layout,
+    version: &Version,
+    limits: InstallLimits,
+) -> Result<Installed, StoreError> {
+    if let Some(installed) = sealed(layout, version) {
+        return Ok(installed);
+    }
+    let archive = |copy_failed: Option<StoreError>| match artifact::restore(layout, version, limits)
+    {
+        Ok(installed) => Ok(installed),
+        Err(artifact::RestoreError::Missing { .. }) if copy_failed.is_some() => {
+            Err(copy_failed.expect("checked"))
+        }
+        Err(e) => Err(StoreError::Archive(Box::new(e))),
+    };
+    let dir = entry(layout, version);
+    let Some(seal) = read_seal(&dir) else {
+        return archive(None);
+    };
+    let jar = seal.program.extension().is_some_and(|e| e == "jar");
+    let installed = Installed {
+        version: version.clone(),
+        program: layout.version_dir(version).join(&seal.program),
+        kind: if jar { Kind::Jar } else { Kind::Executable },
+    };
+    real_folder(layout, version)?;
+    match restore(layout, &installed, &dir, &seal, limits) {
+        Ok(()) => {
+            tracing::warn!(
+                "{} was missing or not the build that was installed: restored from the \
+                 protected copy in {} for the rollback",
+                installed.program.display(),
+                dir.display()
+            );
+            Ok(installed)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; trying the archive of {version}");
+            archive(Some(e))
+        }
+    }
 }
 
 /// Refuse a version folder that is a symbolic link or a file (one missing is fine: it is made

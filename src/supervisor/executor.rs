@@ -518,7 +518,8 @@ impl Executor {
         });
     }
 
-    /// Bring a version back into its folder, from the archive if its folder is gone.
+    /// Bring a version back into its folder: from its protected copy if its program is gone, from
+    /// the archive if its folder is.
     fn restore(&self, version: semver::Version) {
         let layout = self.layout.clone();
         let limits = artifact::InstallLimits {
@@ -528,9 +529,10 @@ impl Executor {
         let failed_version = version.clone();
         self.blocking(
             move || {
-                let result = artifact::restore(&layout, &version, limits).map_err(|e| match e {
-                    artifact::RestoreError::Missing { .. } => RestoreFailure::Missing,
-                    other => RestoreFailure::Failed(other.to_string()),
+                let restored = crate::store::restore_version(&layout, &version, limits);
+                let result = restored.map_err(|e| match e.is_missing() {
+                    true => RestoreFailure::Missing,
+                    false => RestoreFailure::Failed(e.to_string()),
                 });
                 if let Err(RestoreFailure::Failed(why)) = &result {
                     tracing::error!("{why}");
