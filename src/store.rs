@@ -38,6 +38,34 @@ pub enum StoreError {
         /// The stored copy.
         path: PathBuf,
     },
+    /// The version folder's name is held by a symbolic link (or a file): it is neither followed
+    /// nor changed, so what it leads to is never deleted or written over.
+    #[error("{path} is not the version folder of {version} but a symbolic link or a file: understudy does not start {version} through it, nor delete or write anything it leads to; put the real folder back there, or move {path} away so that {version} is restored from its protected copy at the next start")]
+    NotAFolder {
+        /// The version.
+        version: Version,
+        /// Where the version folder belongs.
+        path: PathBuf,
+    },
+    /// A new build's protected copy would leave less than `MIN_FREE_DISK` free: nothing was
+    /// written, and the build waits for room rather than being rejected for it.
+    #[error("a protected copy of {path} ({size} bytes) would leave less than MIN_FREE_DISK ({min_free_disk} bytes) free on the disk of {disk} ({free} bytes free): free disk space, or lower MIN_FREE_DISK")]
+    NoRoom {
+        /// The build file to copy.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// Free bytes on the store's disk.
+        free: u64,
+        /// `MIN_FREE_DISK`.
+        min_free_disk: u64,
+        /// The store's folder.
+        disk: PathBuf,
+    },
+    /// Neither the version folder nor its protected copy could bring the version back, and its
+    /// archive could not either (or there is none: [`artifact::RestoreError::Missing`]).
+    #[error(transparent)]
+    Archive(Box<artifact::RestoreError>),
     /// The bundle could not be unpacked again.
     #[error("cannot restore {version}: {source}")]
     Restore {
@@ -46,6 +74,27 @@ pub enum StoreError {
         /// Why.
         source: Box<artifact::InstallError>,
     },
+}
+
+impl StoreError {
+    /// Whether the version is nowhere to be brought back from: no folder, no protected copy, no
+    /// archive (a rollback to it is refused as never archived here).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, StoreError::Archive(e) if matches!(**e, artifact::RestoreError::Missing { .. }))
+    }
+
+    /// Whether this is a failure of understudy's own files (its store: a full, failing or
+    /// unwritable disk), not of the build: a new build then waits and its seal is tried again.
+    pub fn is_own(&self, layout: &Layout) -> bool {
+        match self {
+            StoreError::NoRoom { .. } => true,
+            StoreError::Io { path, .. } => path.starts_with(store_dir(layout)),
+            StoreError::Corrupt { .. }
+            | StoreError::Restore { .. }
+            | StoreError::NotAFolder { .. }
+            | StoreError::Archive(_) => false,
+        }
+    }
 }
 
 /// What was installed, as digests: kept beside the copy in `seal.json`.
@@ -69,12 +118,14 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
     }
 }
 
+/// `.understudy/store/`.
+fn store_dir(layout: &Layout) -> PathBuf {
+    layout.state_dir().join("store")
+}
+
 /// `.understudy/store/<identifier>-<version>/`.
 fn entry(layout: &Layout, v: &Version) -> PathBuf {
-    layout
-        .state_dir()
-        .join("store")
-        .join(layout.version_name(v))
+    store_dir(layout).join(layout.version_name(v))
 }
 
 /// The build file a version was installed from: the zip for a bundle, else the program itself.
@@ -87,10 +138,43 @@ fn artifact_of(layout: &Layout, installed: &Installed) -> PathBuf {
     }
 }
 
-/// Keep a copy of what was just installed, with its digests. Blocking.
+/// Check that the protected copy of a new build leaves `MIN_FREE_DISK` free, before it is
+/// made: a copy that fills the disk would stop state, logs and restarts too. Blocking.
+pub fn check_room(
+    layout: &Layout,
+    installed: &Installed,
+    min_free_disk: u64,
+) -> Result<(), StoreError> {
+    let artifact = artifact_of(layout, installed);
+    let size = fs::metadata(&artifact)
+        .map_err(io_err("cannot read", &artifact))?
+        .len();
+    let disk = layout.state_dir();
+    match crate::layout::free_disk(&disk) {
+        Some(free) if free < size.saturating_add(min_free_disk) => Err(StoreError::NoRoom {
+            path: artifact,
+            size,
+            free,
+            min_free_disk,
+            disk: store_dir(layout),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Keep a copy of what was just installed, with its digests. Blocking. On an error nothing of
+/// the copy is left behind: one cut short by a full disk must not keep the disk full.
 pub fn seal(layout: &Layout, installed: &Installed) -> Result<(), StoreError> {
     let dir = entry(layout, &installed.version);
-    fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+    let sealed = seal_into(layout, installed, &dir);
+    if sealed.is_err() {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    sealed
+}
+
+fn seal_into(layout: &Layout, installed: &Installed, dir: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
     let artifact = artifact_of(layout, installed);
     let name = artifact
         .file_name()
@@ -123,6 +207,7 @@ pub fn ensure(
     installed: &Installed,
     limits: InstallLimits,
 ) -> Result<Option<String>, StoreError> {
+    real_folder(layout, &installed.version)?;
     let dir = entry(layout, &installed.version);
     let Some(seal) = read_seal(&dir) else {
         if !installed.program.exists() {
@@ -159,6 +244,66 @@ pub fn ensure(
     )))
 }
 
+/// Bring `version` back into its folder for a rollback: as it is when it holds the sealed
+/// program; else from its protected copy while one is kept (the folder kept through
+/// `ROLLBACK_WINDOW`, its program removed or changed); else from its archive. Blocking.
+pub fn restore_version(
+    layout: &Layout,
+    version: &Version,
+    limits: InstallLimits,
+) -> Result<Installed, StoreError> {
+    if let Some(installed) = sealed(layout, version) {
+        return Ok(installed);
+    }
+    let archive = |copy_failed: Option<StoreError>| match artifact::restore(layout, version, limits)
+    {
+        Ok(installed) => Ok(installed),
+        Err(artifact::RestoreError::Missing { .. }) if copy_failed.is_some() => {
+            Err(copy_failed.expect("checked"))
+        }
+        Err(e) => Err(StoreError::Archive(Box::new(e))),
+    };
+    let dir = entry(layout, version);
+    let Some(seal) = read_seal(&dir) else {
+        return archive(None);
+    };
+    let jar = seal.program.extension().is_some_and(|e| e == "jar");
+    let installed = Installed {
+        version: version.clone(),
+        program: layout.version_dir(version).join(&seal.program),
+        kind: if jar { Kind::Jar } else { Kind::Executable },
+    };
+    real_folder(layout, version)?;
+    match restore(layout, &installed, &dir, &seal, limits) {
+        Ok(()) => {
+            tracing::warn!(
+                "{} was missing or not the build that was installed: restored from the \
+                 protected copy in {} for the rollback",
+                installed.program.display(),
+                dir.display()
+            );
+            Ok(installed)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; trying the archive of {version}");
+            archive(Some(e))
+        }
+    }
+}
+
+/// Refuse a version folder that is a symbolic link or a file (one missing is fine: it is made
+/// again): following it would delete and write what it leads to, the user's own files.
+fn real_folder(layout: &Layout, version: &Version) -> Result<(), StoreError> {
+    let vdir = layout.version_dir(version);
+    match fs::symlink_metadata(&vdir) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::NotAFolder {
+            version: version.clone(),
+            path: vdir,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Put the copy back into the version folder (unpacking a bundle again) and check the result.
 fn restore(
     layout: &Layout,
@@ -176,6 +321,7 @@ fn restore(
         });
     }
     let vdir = layout.version_dir(version);
+    real_folder(layout, version)?;
     fs::create_dir_all(&vdir).map_err(io_err("cannot create", &vdir))?;
     let program = vdir.join(&seal.program);
     if seal.program.starts_with("bundle") {
@@ -241,6 +387,7 @@ fn digest(path: &Path) -> Result<String, StoreError> {
 }
 
 /// Copy through a temp file renamed into place: a reader sees the old file or the whole new one.
+/// The temp file is removed on any error: a copy cut short by a full disk must not keep it full.
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), StoreError> {
     let tmp = to.with_file_name(format!(
         ".{}.copy-{}",
@@ -248,8 +395,55 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<(), StoreError> {
         std::process::id()
     ));
     let _ = fs::remove_file(&tmp);
-    fs::copy(from, &tmp).map_err(io_err("cannot copy to", &tmp))?;
-    let file = fs::File::open(&tmp).map_err(io_err("cannot open", &tmp))?;
-    file.sync_all().map_err(io_err("cannot sync", &tmp))?;
-    fs::rename(&tmp, to).map_err(io_err("cannot move into place", to))
+    // Opened first, so a source that is gone is told as such, not as a failure to write.
+    let mut source = fs::File::open(from).map_err(io_err("cannot read", from))?;
+    let mode = source.metadata().map_err(io_err("cannot read", from))?;
+    let copied = (|| {
+        let mut file = fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        io::copy(&mut source, &mut file).map_err(io_err("cannot copy to", &tmp))?;
+        file.set_permissions(mode.permissions())
+            .map_err(io_err("cannot set the mode of", &tmp))?;
+        file.sync_all().map_err(io_err("cannot sync", &tmp))?;
+        fs::rename(&tmp, to).map_err(io_err("cannot move into place", to))
+    })();
+    if copied.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    copied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_that_would_fill_the_disk_is_not_made_and_is_understudys_own_fault() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Layout::new(base.path(), "app");
+        fs::create_dir_all(l.state_dir()).unwrap();
+        let dropped = base.path().join("app-1.0.0");
+        fs::write(&dropped, b"#!/bin/sh\necho hi\n").unwrap();
+        let name = artifact::parse_name("app-1.0.0", "app").unwrap();
+        let limits = InstallLimits {
+            max_unpacked: u64::MAX,
+            min_free_disk: 0,
+        };
+        let installed = artifact::install(&l, &dropped, &name, limits).unwrap();
+        let e = check_room(&l, &installed, u64::MAX / 2).unwrap_err();
+        assert!(matches!(e, StoreError::NoRoom { .. }), "{e}");
+        assert!(
+            e.is_own(&l) && e.to_string().contains("MIN_FREE_DISK"),
+            "{e}"
+        );
+        assert!(!entry(&l, &installed.version).exists(), "nothing written");
+        check_room(&l, &installed, 0).unwrap();
+        // The build's own file missing is no fault of the store's.
+        fs::remove_file(&installed.program).unwrap();
+        let e = seal(&l, &installed).unwrap_err();
+        assert!(!e.is_own(&l), "{e}");
+        assert!(
+            !entry(&l, &installed.version).exists(),
+            "no partial copy left"
+        );
+    }
 }

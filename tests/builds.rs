@@ -336,3 +336,54 @@ fn two_kinds_of_one_version_dropped_together_lose_nothing() {
     assert!(!log.contains("filing_failed"), "{log}");
     u.stop();
 }
+
+#[test]
+fn a_version_folder_replaced_by_a_symlink_is_never_followed_when_the_build_is_restored() {
+    let base = Base::new("symlinked-folder");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    drop_file(&base, "app-1.0.0.zip", &bundle("1.0.0", &[]));
+    u.wait_serving();
+    let (_, pid) = base.wait_instance_info("running");
+
+    // The user moves the version folder away and puts a link to a folder of their own there.
+    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mine = elsewhere.path().join("mine");
+    std::fs::create_dir_all(mine.join("bundle")).unwrap();
+    std::fs::write(mine.join("bundle/precious.txt"), "precious").unwrap();
+    let vdir = base.path.join("app-1.0.0");
+    std::fs::rename(&vdir, elsewhere.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(&mine, &vdir).unwrap();
+    // The app crashes: its restart must not go through the link.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let log = wait_until("the restart to be tried", Duration::from_secs(15), || {
+        let log = u.log_text();
+        let tried = [
+            "is not the version folder",
+            "restored from the protected copy",
+        ];
+        tried.iter().any(|t| log.contains(t)).then_some(log)
+    });
+    assert_eq!(
+        read_tree(&mine),
+        vec![("bundle/precious.txt".to_string(), b"precious".to_vec())],
+        "the user's folder is untouched"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("is not the version folder"));
+    let line = line.unwrap_or_else(|| panic!("the restart is refused:\n{log}"));
+    assert!(line.contains(&vdir.display().to_string()), "{line}");
+    assert!(vdir.is_symlink(), "the link is left as it is");
+
+    // The link moved away: the build comes back from its protected copy and serves again.
+    std::fs::remove_file(&vdir).unwrap();
+    wait_until("1.0.0 to serve again", Duration::from_secs(40), || {
+        u.get("/").1.contains("hello from 1.0.0").then_some(())
+    });
+    assert!(vdir.join("bundle").is_dir() && !vdir.is_symlink());
+    assert_eq!(read_tree(&mine).len(), 1, "still untouched");
+    u.stop();
+}

@@ -435,3 +435,71 @@ fn with_no_space_left_understudy_keeps_serving_says_disk_full_and_saves_once_it_
     );
     u.stop();
 }
+
+/// The files under `dir` whose names hold `part`, as paths relative to it.
+fn files_named(dir: &std::path::Path, part: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.file_name().to_string_lossy().contains(part) {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_build_whose_protected_copy_cannot_be_written_waits_and_is_never_rejected() {
+    let base = Base::new("store-full");
+    base.write_env("");
+    // Writes past 1 MiB into a file fail, as on a disk that fills up mid-copy.
+    let mut u = Understudy::start_file_size_limited(&base, 1 << 20);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // A 2 MiB build: it is moved in (no write), but its protected copy fails half-way.
+    let build = format!(
+        "{}{}",
+        Base::fixture_script("1.1.0", ""),
+        "# padding a real build would carry\n".repeat(60_000)
+    );
+    let tmp = base.path.join(".app-1.1.0.tmp");
+    std::fs::write(&tmp, &build).unwrap();
+    std::fs::rename(&tmp, base.path.join("app-1.1.0")).unwrap();
+    let line = wait_until("the build to wait", Duration::from_secs(10), || {
+        let log = u.log_text();
+        let line = log.lines().find(|l| l.contains("build_waiting"))?;
+        Some(line.to_string())
+    });
+    assert!(
+        line.contains("protected copy cannot be kept") && line.contains("not rejected"),
+        "{line}"
+    );
+    let store = base.path.join(".understudy/store");
+    assert_eq!(
+        files_named(&store, ".copy-"),
+        Vec::<String>::new(),
+        "no partial copy is left"
+    );
+    assert!(
+        !base.path.join("rejected/app-1.1.0").exists(),
+        "never rejected"
+    );
+    let installed = base.path.join("app-1.1.0/app-1.1.0");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), build);
+    assert!(u.get("/").1.contains("hello from 1.0.0"), "still served");
+
+    // The disk has room again: the copy is tried again, kept, and the build is tested.
+    u.set_file_size_limit(libc::RLIM_INFINITY);
+    wait_until("1.1.0 to be tested", Duration::from_secs(30), || {
+        let at = |role| base.version_of(role).as_deref() == Some("app-1.1.0");
+        (at("testing") || at("running")).then_some(())
+    });
+    assert!(store.join("app-1.1.0/seal.json").is_file());
+    assert!(!base.path.join("rejected/app-1.1.0").exists());
+    u.stop();
+}

@@ -352,3 +352,33 @@ fn startup_errors_count_for_testing_not_for_running() {
     assert!(r.contains("log errors: testing 500 error lines"), "{r}");
     u.stop();
 }
+
+#[test]
+fn a_rollback_restores_a_kept_version_whose_program_was_removed_from_its_protected_copy() {
+    let (base, mut u) = start_with_testing("rollback-no-program", "");
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.1.0 running", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    // 1.0.0 is kept through ROLLBACK_WINDOW, with its protected copy; its program is removed.
+    let program = base.path.join("app-1.0.0/app-1.0.0");
+    assert!(base
+        .path
+        .join(".understudy/store/app-1.0.0/seal.json")
+        .is_file());
+    std::fs::remove_file(&program).unwrap();
+    let (code, out, err) = cli(&base, &["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until("1.0.0 running again", Duration::from_secs(30), || {
+        let linked = base.version_of("running").as_deref() == Some("app-1.0.0");
+        (linked && u.get("/").1.contains("hello from 1.0.0")).then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(&program).unwrap(),
+        Base::fixture_script("1.0.0", "")
+    );
+    let log = u.log_text();
+    assert!(log.contains("restored from the protected copy"), "{log}");
+    u.stop();
+}

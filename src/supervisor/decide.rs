@@ -122,6 +122,13 @@ pub enum Input {
         version: Version,
         result: Result<Installed, String>,
     },
+    /// An installed build waits for its protected copy, which failed for a reason of
+    /// understudy's own (a full disk): it is tried again, and the build is not rejected.
+    InstallWaiting {
+        version: Version,
+        file: String,
+        reason: String,
+    },
     /// A start finished: the child runs, or why not.
     Started {
         id: InstanceId,
@@ -295,6 +302,15 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
             install,
         } => d.withdrawn(dropped, why, install),
         Input::Installed { version, result } => d.installed(version, result),
+        Input::InstallWaiting {
+            version,
+            file,
+            reason,
+        } => d.emit(Event::BuildWaiting {
+            file,
+            version,
+            reason,
+        }),
         Input::Started { id, result } => d.started(id, result),
         Input::Instance(e) => d.instance(e),
         Input::Stopped { id } => d.stopped(id),

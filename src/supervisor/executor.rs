@@ -226,8 +226,9 @@ struct Executor {
     files_tx: mpsc::UnboundedSender<FileJob>,
     live: LiveGroups,
     tasks: TaskTracker,
-    /// Cancelled when shutdown begins: a hook still running is then killed, not waited for.
-    hooks_stop: CancellationToken,
+    /// Cancelled when shutdown begins: a hook still running is then killed, and a build waiting
+    /// for room for its protected copy stops waiting; neither is waited for.
+    stopping: CancellationToken,
     inject_panic: bool,
     /// `INJECT_HANG` is set.
     inject_hang: bool,
@@ -296,7 +297,7 @@ impl Executor {
             files_tx,
             live: parts.live,
             tasks: TaskTracker::new(),
-            hooks_stop: CancellationToken::new(),
+            stopping: CancellationToken::new(),
             inject_panic: std::env::var(INJECT_PANIC).is_ok_and(|v| v == "supervisor"),
             inject_hang: std::env::var(INJECT_HANG).is_ok_and(|v| v == "supervisor"),
             hang: false,
@@ -501,7 +502,7 @@ impl Executor {
             self.cfg.hook_timeout,
             self.cfg.hook_log_max,
             self.done_tx.clone(),
-            self.hooks_stop.clone(),
+            self.stopping.clone(),
         );
         tracing::info!("running {hook} for {version}: {}", argv.join(" "));
         self.tasks.spawn(async move {
@@ -517,7 +518,8 @@ impl Executor {
         });
     }
 
-    /// Bring a version back into its folder, from the archive if its folder is gone.
+    /// Bring a version back into its folder: from its protected copy if its program is gone, from
+    /// the archive if its folder is.
     fn restore(&self, version: semver::Version) {
         let layout = self.layout.clone();
         let limits = artifact::InstallLimits {
@@ -527,9 +529,10 @@ impl Executor {
         let failed_version = version.clone();
         self.blocking(
             move || {
-                let result = artifact::restore(&layout, &version, limits).map_err(|e| match e {
-                    artifact::RestoreError::Missing { .. } => RestoreFailure::Missing,
-                    other => RestoreFailure::Failed(other.to_string()),
+                let restored = crate::store::restore_version(&layout, &version, limits);
+                let result = restored.map_err(|e| match e.is_missing() {
+                    true => RestoreFailure::Missing,
+                    false => RestoreFailure::Failed(e.to_string()),
                 });
                 if let Err(RestoreFailure::Failed(why)) = &result {
                     tracing::error!("{why}");
@@ -740,7 +743,7 @@ impl Executor {
     async fn shutdown(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>, files: JoinHandle<()>) {
         // Started by an upgrade that is not done: the old understudy takes its children back.
         let give_back = !self.succession.serving.is_cancelled();
-        self.hooks_stop.cancel();
+        self.stopping.cancel();
         for (id, instance) in self.instances.drain() {
             let live = self.live.clone();
             let adopted = self.adopted_ids.contains(&id);

@@ -261,6 +261,49 @@ impl Understudy {
         Self::start_command(base, cmd)
     }
 
+    /// Start with writes past `bytes` into any one file refused, as a disk that fills up
+    /// mid-copy refuses them: `ulimit -f`, with `SIGXFSZ` ignored so a write fails (`EFBIG`)
+    /// rather than kills. [`Understudy::set_file_size_limit`] lifts it.
+    pub fn start_file_size_limited(base: &Base, bytes: u64) -> Understudy {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Self::command(base, &[]);
+        // SAFETY: setrlimit and signal are async-signal-safe; nothing else runs between fork
+        // and exec, and an ignored signal stays ignored across exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        Self::start_command(base, cmd)
+    }
+
+    /// Set the largest file understudy may write (`RLIM_INFINITY`: no limit), as freeing disk
+    /// space lets a copy that failed go through.
+    pub fn set_file_size_limit(&self, bytes: u64) {
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit reads `lim` only; the pid is understudy's, still running.
+        let rc = unsafe {
+            libc::prlimit(
+                self.pid() as libc::pid_t,
+                libc::RLIMIT_FSIZE,
+                &lim,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
     /// Start as user and group `id` (the test must run as root, and `base` belong to `id`), as
     /// under the shipped systemd unit, where understudy is not the user who drops builds.
     pub fn start_as(base: &Base, id: u32) -> Understudy {

@@ -20,6 +20,12 @@ pub(super) enum Done {
         version: semver::Version,
         result: Result<Installed, String>,
     },
+    /// A build is installed but waits for its protected copy (a full disk), for `reason`.
+    InstallWaiting {
+        version: semver::Version,
+        file: String,
+        reason: String,
+    },
     Started {
         id: InstanceId,
         result: Result<Instance, InstanceError>,
@@ -64,6 +70,15 @@ impl Executor {
                 install,
             },
             Done::Installed { version, result } => Input::Installed { version, result },
+            Done::InstallWaiting {
+                version,
+                file,
+                reason,
+            } => Input::InstallWaiting {
+                version,
+                file,
+                reason,
+            },
             Done::Started { id, result } => {
                 let result = match result {
                     Ok(instance) => {
