@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::bodies::{bodies_part, DiffJudgement, DiffRow};
-use super::judging::{Judging, ScorePart};
+use super::judging::{Judging, MorePairs, ScorePart};
 use super::latency::latency_part;
 use super::scorecard::Summary;
 use super::stats::{self, RateCheck};
@@ -131,7 +131,7 @@ impl Evaluation {
 pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
     let mut j = Judging::default();
     let (bodies, body_rows) = bodies_part(s, cfg, &mut j);
-    let (statuses, status_rows) = statuses_part(s, cfg, &mut j);
+    let (statuses, status_rows) = statuses_part(s, cfg, &more_pairs(s, cfg), &mut j);
     let diffs = with_status_rows(status_rows, body_rows);
     let mut parts = vec![
         endpoints_part(s, cfg, &mut j),
@@ -196,12 +196,7 @@ fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart 
             e.pairs
         );
         if e.pairs < cfg.min_endpoint_pairs {
-            j.unsure.push(format!(
-                "{what}: too few to judge, MIN_ENDPOINT_PAIRS is {}; {}",
-                cfg.min_endpoint_pairs,
-                more_pairs(k, s, cfg)
-            ));
-            j.waiting_on.push(k.clone());
+            j.too_few(&what, k, &more_pairs(s, cfg));
             continue;
         }
         missing += 1;
@@ -224,21 +219,14 @@ fn endpoints_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePart 
     }
 }
 
-/// Where the pairs an endpoint waits on will come from: replay (`REPLAY=auto`, a secondary to
-/// judge against, a recorded request of it left), or else what the operator can do.
-fn more_pairs(endpoint: &str, s: &Summary, cfg: &ScoreConfig) -> String {
-    let why = if !cfg.replay {
-        "REPLAY is off"
-    } else if !s.noise_expected {
-        "no secondary runs to replay it against"
-    } else if s.unreplayable.contains(endpoint) {
-        "no recorded request of it is left to replay (only GET and HEAD without a body are recorded; its next request for a URL not replayed yet is, at once)"
-    } else {
-        return "replaying its recorded requests".to_string();
-    };
-    format!(
-        "{why}: `understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it"
-    )
+/// Where the endpoints short of `MIN_ENDPOINT_PAIRS` get their pairs.
+pub(super) fn more_pairs<'a>(s: &'a Summary, cfg: &ScoreConfig) -> MorePairs<'a> {
+    MorePairs {
+        replay: cfg.replay,
+        secondary: s.noise_expected,
+        unreplayable: &s.unreplayable,
+        min_pairs: cfg.min_endpoint_pairs,
+    }
 }
 
 /// What testing's statuses were judged against, in words: the secondary (the same copy at the
@@ -301,6 +289,18 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
     );
     for (k, e) in &s.endpoints {
         if e.pairs < cfg.min_endpoint_pairs {
+            // A rare endpoint failing on testing: the overall rate would hide it, so it waits
+            // for its pairs (replayed) and is judged on its own then.
+            if e.testing_5xx > e.baseline_5xx {
+                let what = format!(
+                    "5xx on {k}: testing {} of {} pairs vs {} {}",
+                    e.testing_5xx,
+                    e.pairs,
+                    baseline(e.status_vs_secondary, e.pairs),
+                    e.baseline_5xx
+                );
+                j.too_few(&what, k, &more_pairs(s, cfg));
+            }
             continue;
         }
         let d = (e.testing_5xx as f64 - e.baseline_5xx as f64) / e.pairs as f64;

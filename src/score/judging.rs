@@ -28,7 +28,46 @@ pub(super) struct Judging {
     pub(super) waiting_on: Vec<String>,
 }
 
+/// Where an endpoint short of `MIN_ENDPOINT_PAIRS` gets its pairs: replayed, or, where nothing
+/// can be replayed, why not and what the operator can do instead.
+pub(super) struct MorePairs<'a> {
+    /// `REPLAY=auto`.
+    pub(super) replay: bool,
+    /// A secondary runs to replay against.
+    pub(super) secondary: bool,
+    /// Endpoints with no recorded request left to replay.
+    pub(super) unreplayable: &'a std::collections::BTreeSet<String>,
+    /// `MIN_ENDPOINT_PAIRS`.
+    pub(super) min_pairs: u64,
+}
+
 impl Judging {
+    /// `what` on `endpoint` is a doubt until it has `MIN_ENDPOINT_PAIRS` pairs: wait, say where
+    /// its pairs will come from, and ask replay for it.
+    pub(super) fn too_few(&mut self, what: &str, endpoint: &str, more: &MorePairs) {
+        let why = if !more.replay {
+            "REPLAY is off"
+        } else if !more.secondary {
+            "no secondary runs to replay it against"
+        } else if more.unreplayable.contains(endpoint) {
+            "no recorded request of it is left to replay (only GET and HEAD without a body are recorded; its next request for a URL not replayed yet is, at once)"
+        } else {
+            ""
+        };
+        let then = if why.is_empty() {
+            "replaying its recorded requests".to_string()
+        } else {
+            format!("{why}: `understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it")
+        };
+        self.unsure.push(format!(
+            "{what}: too few to judge, MIN_ENDPOINT_PAIRS is {}; {then}",
+            more.min_pairs
+        ));
+        if !self.waiting_on.iter().any(|k| k == endpoint) {
+            self.waiting_on.push(endpoint.to_string());
+        }
+    }
+
     /// Judge a rate by its confidence interval: `Worse` rejects with `what`, `Undecided` above
     /// the margin waits, anything else passes.
     pub(super) fn rate(

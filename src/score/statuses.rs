@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::bodies::{DiffJudgement, DiffRow};
-use super::judging::{Judging, ScorePart};
+use super::judging::{Judging, MorePairs, ScorePart};
 use super::pair::{Pair, NO_ANSWER};
 use super::scorecard::{EndpointStats, Summary};
 use super::stats::{self, RateCheck};
@@ -129,6 +129,7 @@ pub(super) fn looks_missing(e: &EndpointStats) -> bool {
 pub(super) fn statuses_part(
     s: &Summary,
     cfg: &ScoreConfig,
+    more: &MorePairs,
     j: &mut Judging,
 ) -> (ScorePart, Vec<DiffRow>) {
     let (mut rows, mut worst, mut counted) = (Vec::new(), 0.0f64, 0);
@@ -139,7 +140,14 @@ pub(super) fn statuses_part(
         }
         let judged = Judged::of(c, cfg);
         let few = c.judged < cfg.min_endpoint_pairs;
-        if !few {
+        if few {
+            // Too few pairs to judge: wait for them (replayed), as for an endpoint gone.
+            j.too_few(
+                &format!("status changed on {k}: {} of {} pairs", c.changed, c.judged),
+                k,
+                more,
+            );
+        } else {
             j.rate(
                 judged.check,
                 judged.over,

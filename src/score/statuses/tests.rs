@@ -65,9 +65,14 @@ fn a_rare_endpoint_that_always_answers_403_rejects_by_name() {
         r.contains("status changed on GET /rare: 8 of 8 pairs (100.0%): running 200, testing 403"),
         "{r}"
     );
-    // Seen fewer than MIN_ENDPOINT_PAIRS times: listed, not judged.
+    // Seen fewer than MIN_ENDPOINT_PAIRS times: listed, and the verdict waits for its pairs
+    // (replayed), never promoting over it.
     let e = judged(statuses("/rare", 4, 200, Some(200), 403));
-    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+    assert!(
+        matches!(&e.verdict, Verdict::Wait(w) if w.contains("status changed on GET /rare: 4 of 4 pairs: too few to judge")),
+        "{e:?}"
+    );
+    assert_eq!(e.waiting_on, ["GET /rare"]);
     assert_eq!(e.diffs[0].path, "$status");
 }
 
@@ -214,4 +219,17 @@ fn a_route_new_on_testing_is_no_change() {
     let refused = statuses("/api/v1/orders", 20, 200, Some(200), 403);
     let r = rejected(&judged([added, method, refused].concat()));
     assert!(r.contains("status changed on GET /api/v1/orders"), "{r}");
+}
+
+/// The review's `once3-500`: a rare endpoint answering 500 on each of its 3 pairs (1 % overall,
+/// under `MAX_5XX_DELTA`) is not promoted over: the verdict waits for its pairs, replayed.
+#[test]
+fn a_rare_endpoint_failing_on_its_few_pairs_waits_for_more() {
+    let e = judged(statuses("/rare", 3, 200, Some(200), 500));
+    assert!(
+        matches!(&e.verdict, Verdict::Wait(w) if w.contains("5xx on GET /rare: testing 3 of 3 pairs")
+            && w.contains("too few to judge")),
+        "{e:?}"
+    );
+    assert_eq!(e.waiting_on, ["GET /rare"]);
 }
