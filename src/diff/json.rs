@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use super::{same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
 
+mod multiset;
+
 /// Record every difference between running's JSON `r` and testing's `t` in `out`.
 pub(super) fn diff_json(
     r: &Value,
@@ -29,7 +31,7 @@ pub(super) fn diff_json(
 
 /// Walks two JSON values together. With `out` it records every difference; without, it only
 /// finds whether there is one (`found`) and stops at the first.
-struct Walker<'o, 'a> {
+pub(super) struct Walker<'o, 'a> {
     opts: &'a DiffOptions<'a>,
     versions: (&'a str, &'a str),
     out: Option<&'o mut Out>,
@@ -145,43 +147,8 @@ impl Walker<'_, '_> {
         path.truncate(len);
     }
 
-    /// Match each running element with an equivalent testing element; the rest are paired up in
-    /// order and compared, and what is still left over is missing or added. `path` ends in `[*]`.
-    fn multiset(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) {
-        let mut taken = vec![false; ta.len()];
-        let mut left = Vec::new();
-        for r in ra {
-            let partner = (0..ta.len()).find(|&i| !taken[i] && self.equivalent(path, r, &ta[i]));
-            match partner {
-                Some(i) => taken[i] = true,
-                None => left.push(r),
-            }
-        }
-        if left.is_empty() && taken.iter().all(|&t| t) {
-            return;
-        }
-        self.found = true;
-        if self.out.is_none() {
-            return;
-        }
-        let mut rest = ta
-            .iter()
-            .zip(&taken)
-            .filter(|(_, &taken)| !taken)
-            .map(|(t, _)| t);
-        for r in left {
-            match rest.next() {
-                Some(t) => self.value(path, r, t),
-                None => self.report(path, DiffKind::Missing, Some(r), None),
-            }
-        }
-        for t in rest {
-            self.report(path, DiffKind::Added, None, Some(t));
-        }
-    }
-
     /// Whether two values have no difference under the same rules (ignored paths, versions).
-    fn equivalent(&self, path: &mut String, r: &Value, t: &Value) -> bool {
+    pub(super) fn equivalent(&self, path: &mut String, r: &Value, t: &Value) -> bool {
         let mut probe = Walker {
             opts: self.opts,
             versions: self.versions,

@@ -94,6 +94,7 @@ fn json_rules() {
         ("version in JSON string", r#"{"v":"1.0.0"}"#, r#"{"v":"1.1.0"}"#, &[], &[], vec![p("$.v", Expected)]),
         ("version inside a string", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-abc"}"#, &[], &[], vec![p("$.build", Expected)]),
         ("version twice", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.1.0"}"#, &[], &[], vec![p("$.b", Expected)]),
+        ("unordered: a version kept as it is and one replaced", r#"{"t":[["1.0.0"],"v1.0.0x"]}"#, r#"{"t":["v1.1.0x",["1.0.0"]]}"#, &[], &["$.t"], vec![]),
         ("versions in unordered elements still match", r#"{"t":[{"v":"1.0.0","n":1},{"v":"x","n":2}]}"#, r#"{"t":[{"v":"x","n":2},{"v":"1.1.0","n":1}]}"#, &[], &["$.t"], vec![]),
         ("version plus another change", r#"{"build":"app-1.0.0-abc"}"#, r#"{"build":"app-1.1.0-xyz"}"#, &[], &[], vec![p("$.build", Changed)]),
         ("version only half replaced", r#"{"b":"1.0.0/1.0.0"}"#, r#"{"b":"1.1.0/1.0.0"}"#, &[], &[], vec![p("$.b", Changed)]),
@@ -394,4 +395,119 @@ fn stats_are_bounded() {
         (d.max_endpoints, d.max_paths),
         (MAX_ENDPOINTS, MAX_PATHS_PER_ENDPOINT)
     );
+}
+
+/// `0..n` shuffled by a fixed linear congruential sequence (no randomness crate needed).
+fn shuffled(n: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..n).collect();
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    for i in (1..v.len()).rev() {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        v.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    v
+}
+
+/// A large array under `DIFF_UNORDERED`, shuffled per answer, compares in well under a second
+/// even in a debug build (trying every pair took minutes and stalled all diffing), and one
+/// changed element is still found.
+#[test]
+fn a_large_unordered_array_compares_fast() {
+    let r = serde_json::json!({ "xs": (0..20_000).collect::<Vec<u64>>() }).to_string();
+    let mut xs = shuffled(20_000);
+    let t = serde_json::json!({ "xs": xs }).to_string();
+    let started = std::time::Instant::now();
+    assert_eq!(json_diffs(&r, &t, &[], &["$.xs"]), vec![]);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    xs[77] = 20_000;
+    let t = serde_json::json!({ "xs": xs }).to_string();
+    assert_eq!(
+        json_diffs(&r, &t, &[], &["$.xs"]),
+        vec![p("$.xs[*]", Changed)]
+    );
+}
+
+/// An element as JSON text, from a small alphabet that exercises the matching rules: numbers (1
+/// and 1.0), version strings, objects in either key order, an ignored field and nested arrays.
+fn element() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = proptest::sample::select(vec![
+        "1",
+        "1.0",
+        "2",
+        "-0.0",
+        "0",
+        "\"a\"",
+        "\"1.0.0\"",
+        "\"1.1.0\"",
+        "\"v1.1.0x\"",
+        "\"v1.1.0y\"",
+        "\"1.0.0/1.1.0\"",
+        "\"1.1.0/1.1.0\"",
+        "\"x1.0\"",
+        "\"v1.0.0x\"",
+        "null",
+        "true",
+        "false",
+    ])
+    .prop_map(str::to_string);
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3)
+                .prop_map(|v| format!("[{}]", v.join(","))),
+            (inner.clone(), inner.clone(), inner, proptest::bool::ANY).prop_map(
+                |(a, b, at, rev)| {
+                    let mut f = [
+                        format!("\"a\":{a}"),
+                        format!("\"b\":{b}"),
+                        format!("\"at\":{at}"),
+                    ];
+                    if rev {
+                        f.reverse();
+                    }
+                    format!("{{{}}}", f.join(","))
+                }
+            ),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        // A counterexample becomes a named case of `json_rules`, not a hidden file.
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+    /// Matching unordered elements by hash finds a partner exactly where comparing the elements
+    /// one against another (the rule it replaced) does: the same verdict, equal or not.
+    #[test]
+    fn unordered_matching_agrees_with_pairwise_comparison(
+        ra in proptest::collection::vec(element(), 0..6),
+        ta in proptest::collection::vec(element(), 0..6),
+        shuffle in proptest::bool::ANY,
+    ) {
+        let mut ta = ta;
+        if shuffle {
+            ta = ra.iter().rev().cloned().collect();
+        }
+        let (ignore, unordered) = (&["$.t[*].at", "$.t[*][*].at"][..], &["$.t", "$.t[*].b"][..]);
+        let pairwise_equal = |r: &str, t: &str| {
+            let r = format!("{{\"t\":[{r}]}}");
+            let t = format!("{{\"t\":[{t}]}}");
+            json_diffs(&r, &t, ignore, unordered).iter().all(|(_, k)| !k.counts())
+        };
+        let mut taken = vec![false; ta.len()];
+        let mut all_matched = ra.len() == ta.len();
+        for r in &ra {
+            match (0..ta.len()).find(|&i| !taken[i] && pairwise_equal(r, &ta[i])) {
+                Some(i) => taken[i] = true,
+                None => all_matched = false,
+            }
+        }
+        let r = format!("{{\"t\":[{}]}}", ra.join(","));
+        let t = format!("{{\"t\":[{}]}}", ta.join(","));
+        let equal = json_diffs(&r, &t, ignore, unordered).iter().all(|(_, k)| !k.counts());
+        proptest::prop_assert_eq!(equal, all_matched, "{} vs {}", r, t);
+    }
 }
