@@ -15,8 +15,11 @@
 //!
 //! # JSON
 //! A path starts at `$`; an object key is `.key` (or `["key"]` when it is not a plain identifier)
-//! and every array index is `[*]`, so `items[0].price` and `items[7].price` are one path. Object key
-//! order is never a difference. Array order is (elements are compared index by index, the longer
+//! and every array index is `[*]`, so `items[0].price` and `items[7].price` are one path; a key that
+//! is an id (digits, a uuid, or 8+ letters and digits with a digit, as endpoints fold: [`fold_id`])
+//! is folded the same way (`$.nonces.{uuid}`), and a path pattern's id key matches its fold. Object
+//! key order is never a difference. One pair lists at most [`MAX_DIFFS_PER_PAIR`] differences, the
+//! last place saying the list was cut ([`CUT_PATH`]). Array order is (elements are compared index by index, the longer
 //! side's extra elements are [`DiffKind::Missing`] / [`DiffKind::Added`] at `path[*]`), unless the
 //! array's path is in [`DiffOptions::unordered`]: then it is compared as a multiset, and the
 //! elements left without an equal partner are paired up in order and compared field by field.
@@ -41,8 +44,12 @@ use serde_json::Value;
 /// Longest example text kept per side, in bytes (cut at a character boundary).
 pub const EXAMPLE_MAX: usize = 200;
 /// Most distinct (path, kind) differences one [`diff`] reports; one broken answer can not make an
-/// unbounded list, and the rest would only repeat the pattern.
+/// unbounded list. The last place is [`CUT_PATH`] when the list was cut.
 pub const MAX_DIFFS_PER_PAIR: usize = 64;
+/// The path of the difference standing for all those past [`MAX_DIFFS_PER_PAIR`] in one pair,
+/// naming the first not kept: judged like any other (against running's own cut answers), so the
+/// cap never hides a regression silently (a wrong price behind 80 differences was promoted).
+pub const CUT_PATH: &str = "$more_differences";
 /// Default bound of distinct (path, kind) entries per endpoint in [`DiffStats`].
 pub const MAX_PATHS_PER_ENDPOINT: usize = 64;
 /// Default bound of endpoints in [`DiffStats`].
@@ -208,9 +215,18 @@ impl Out {
     /// Record a difference unless its (path, kind) is already there or the list is full; the
     /// examples are only built when it is recorded.
     fn push(&mut self, path: &str, kind: DiffKind, examples: impl FnOnce() -> (String, String)) {
-        if self.list.len() >= MAX_DIFFS_PER_PAIR
-            || self.list.iter().any(|d| d.kind == kind && d.path == path)
-        {
+        if self.full() || self.list.iter().any(|d| d.kind == kind && d.path == path) {
+            return;
+        }
+        if self.list.len() + 1 == MAX_DIFFS_PER_PAIR {
+            let kept = MAX_DIFFS_PER_PAIR - 1;
+            let first = format!("{kept} kept, the rest not: from {path} ({})", kind.as_str());
+            self.list.push(Difference {
+                path: CUT_PATH.to_string(),
+                kind: DiffKind::Changed,
+                running: String::new(),
+                testing: cut(&first).to_string(),
+            });
             return;
         }
         let (running, testing) = examples();
@@ -225,6 +241,34 @@ impl Out {
     fn full(&self) -> bool {
         self.list.len() >= MAX_DIFFS_PER_PAIR
     }
+}
+
+/// One URL path segment or JSON object key, folded when it is an id (`{n}`, `{uuid}`, `{id}`):
+/// `/users/42` and `/users/43` are one endpoint, and a map keyed by random ids is one path.
+pub fn fold_id(seg: &str) -> &str {
+    if seg.is_empty() {
+        return seg;
+    }
+    if seg.bytes().all(|b| b.is_ascii_digit()) {
+        return "{n}";
+    }
+    let is_hexish = |b: u8| b.is_ascii_hexdigit() || b == b'-';
+    if seg.len() == 36
+        && seg.bytes().all(is_hexish)
+        && seg.bytes().filter(|b| *b == b'-').count() == 4
+    {
+        return "{uuid}";
+    }
+    let has_digit = seg.bytes().any(|b| b.is_ascii_digit());
+    if seg.len() >= 8
+        && has_digit
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return "{id}";
+    }
+    seg
 }
 
 /// Whether `r` becomes `t` when every occurrence of running's version in it is replaced by

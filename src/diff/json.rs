@@ -6,7 +6,7 @@ use std::io;
 
 use serde_json::Value;
 
-use super::{same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
+use super::{fold_id, same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
 
 mod multiset;
 
@@ -162,8 +162,16 @@ impl Walker<'_, '_> {
     }
 }
 
-/// Append `.key`, or `["key"]` when the key is not a plain identifier.
+/// Append `.key`, or `["key"]` when the key is not a plain identifier; a key that is an id
+/// ([`fold_id`]: `{uuid}`, `{n}`, `{id}`) is folded, so an object used as a map of random ids is
+/// one path, not a new path per id (which filled a pair's list before the fields after it).
 fn push_key(path: &mut String, key: &str) {
+    let folded = fold_id(key);
+    if folded != key {
+        path.push('.');
+        path.push_str(folded);
+        return;
+    }
     let plain = !key.is_empty()
         && key
             .bytes()
@@ -180,7 +188,7 @@ fn push_key(path: &mut String, key: &str) {
 }
 
 /// Whether the generalised `path` is one of `patterns`, where an index in a pattern (`[3]`) is
-/// read as `[*]`.
+/// read as `[*]` and an id key (`.3f2b…`) as its folded form (`.{uuid}`).
 fn path_in(path: &str, patterns: &[String]) -> bool {
     patterns.iter().any(|p| path_matches(p, path))
 }
@@ -197,6 +205,10 @@ fn path_matches(pattern: &str, path: &str) -> bool {
                 continue;
             }
         }
+        if let Some((pi, qj)) = folded_key_matches(p, i, q, j) {
+            (i, j) = (pi, qj);
+            continue;
+        }
         if p[i] != q[j] {
             return false;
         }
@@ -204,6 +216,21 @@ fn path_matches(pattern: &str, path: &str) -> bool {
         j += 1;
     }
     i == p.len() && j == q.len()
+}
+
+/// Where the pattern and the path go on after a key, when the path has a folded key (`.{uuid}`)
+/// at `j` and the pattern at `i` a key that folds to it.
+fn folded_key_matches(p: &[u8], i: usize, q: &[u8], j: usize) -> Option<(usize, usize)> {
+    if p[i] != b'.' || !q[j..].starts_with(b".{") {
+        return None;
+    }
+    let token = &q[j + 1..j + 1 + q[j + 1..].iter().position(|&b| b == b'}')? + 1];
+    let key_len = p[i + 1..]
+        .iter()
+        .position(|&b| b == b'.' || b == b'[')
+        .unwrap_or(p.len() - i - 1);
+    let key = std::str::from_utf8(&p[i + 1..i + 1 + key_len]).ok()?;
+    (fold_id(key).as_bytes() == token).then_some((i + 1 + key_len, j + 1 + token.len()))
 }
 
 /// A JSON value as text, at most [`EXAMPLE_MAX`] bytes, without serialising more than that.

@@ -343,6 +343,54 @@ fn one_pair_reports_a_bounded_list() {
         &DiffOptions::default(),
     );
     assert_eq!(d.len(), MAX_DIFFS_PER_PAIR);
+    // The last place says the list was cut, and from where (keys in order: k0, k1, k10, ...).
+    let last = &d[MAX_DIFFS_PER_PAIR - 1];
+    assert_eq!((last.path.as_str(), last.kind), (CUT_PATH, Changed));
+    assert!(
+        last.testing.starts_with("63 kept, the rest not: from $.k")
+            && last.testing.ends_with("(missing)"),
+        "{last:?}"
+    );
+    assert!(d[..MAX_DIFFS_PER_PAIR - 1]
+        .iter()
+        .all(|x| x.path != CUT_PATH));
+}
+
+/// A map keyed by random ids (review case manykeys: 40 uuids sorting before `price`, different
+/// in every answer) is one path, so the fields after it are still compared; a pattern naming one
+/// id key matches the folded path.
+#[test]
+fn id_keys_are_folded_into_one_path() {
+    let uuid = |i: u64| format!("{:08x}-1111-2222-3333-{:012x}", i, i * 7);
+    let body = |from: u64, price: u64| {
+        let nonces: serde_json::Map<String, Value> = (from..from + 40)
+            .map(|i| (uuid(i), Value::from(1)))
+            .collect();
+        serde_json::json!({ "a_nonces": nonces, "price": price, "by_n": { from.to_string(): 1 } })
+            .to_string()
+    };
+    let mut got = json_diffs(&body(0, 3), &body(100, 4), &[], &[]);
+    got.sort();
+    let mut want = vec![
+        p("$.a_nonces.{uuid}", Missing),
+        p("$.a_nonces.{uuid}", Added),
+        p("$.by_n.{n}", Missing),
+        p("$.by_n.{n}", Added),
+        p("$.price", Changed),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    let one_key = format!("$.a_nonces.{}", uuid(5));
+    let got = json_diffs(&body(0, 3), &body(100, 3), &[&one_key, "$.by_n.{n}"], &[]);
+    assert_eq!(got, vec![]);
+    // Keys that are words stay themselves, and an unfolded pattern still matches them only.
+    let got = json_diffs(
+        r#"{"m":{"ab":1,"cd":1}}"#,
+        r#"{"m":{"ab":2,"cd":2}}"#,
+        &["$.m.ab"],
+        &[],
+    );
+    assert_eq!(got, vec![p("$.m.cd", Changed)]);
 }
 
 fn difference(path: &str, kind: DiffKind) -> Difference {
@@ -509,5 +557,26 @@ proptest::proptest! {
         let t = format!("{{\"t\":[{}]}}", ta.join(","));
         let equal = json_diffs(&r, &t, ignore, unordered).iter().all(|(_, k)| !k.counts());
         proptest::prop_assert_eq!(equal, all_matched, "{} vs {}", r, t);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+    /// An ignore entry naming a key ignores it whether or not the key folds (words, numbers,
+    /// uuids, ids), and only keys that fold alike.
+    #[test]
+    fn an_ignored_key_is_ignored_folded_or_not(
+        key in "[a-z_]{1,9}|[0-9]{1,6}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9]{8,12}",
+        other in "[a-z_]{1,9}|[0-9]{1,6}|[a-z0-9]{8,12}",
+    ) {
+        let r = serde_json::json!({ "m": { &key: 1, &other: 1 } }).to_string();
+        let t = serde_json::json!({ "m": { &key: 2, &other: 2 } }).to_string();
+        let pattern = format!("$.m.{key}");
+        let got = json_diffs(&r, &t, &[&pattern], &[]);
+        let folds_alike = fold_id(&key) == fold_id(&other);
+        proptest::prop_assert_eq!(got.is_empty(), folds_alike || key == other, "{:?}", got);
     }
 }
