@@ -106,8 +106,11 @@ impl Walker<'_, '_> {
                 }
             }
             (Value::Number(rn), Value::Number(tn)) => {
-                let float = rn.is_f64() || tn.is_f64();
-                if rn != tn && !(float && rn.as_f64() == tn.as_f64()) {
+                // An integer that became a float (3 → 3.0) breaks a client reading an integer;
+                // integers compare exactly (as i64/u64, not as f64, which would round 2^53 + 1).
+                if rn.is_f64() != tn.is_f64() {
+                    self.report(path, DiffKind::TypeChanged, Some(r), Some(t));
+                } else if rn != tn {
                     self.report(path, DiffKind::Changed, Some(r), Some(t));
                 }
             }

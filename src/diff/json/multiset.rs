@@ -83,9 +83,9 @@ impl Walker<'_, '_> {
             Value::Null => 1u8.hash(h),
             Value::Bool(b) => (2u8, b).hash(h),
             Value::Number(n) => {
-                // As the walker compares them: 1 and 1.0 are one number, -0.0 is 0.
+                // As the walker compares them: an integer is not a float, -0.0 is 0.
                 let f = n.as_f64().unwrap_or(f64::NAN);
-                (3u8, if f == 0.0 { 0 } else { f.to_bits() }).hash(h);
+                (3u8, n.is_f64(), if f == 0.0 { 0 } else { f.to_bits() }).hash(h);
             }
             Value::String(s) => (4u8, self.string_key(s)).hash(h),
             Value::Array(a) => self.hash_array(path, a, h),
