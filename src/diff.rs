@@ -15,8 +15,11 @@
 //!
 //! # JSON
 //! A path starts at `$`; an object key is `.key` (or `["key"]` when it is not a plain identifier)
-//! and every array index is `[*]`, so `items[0].price` and `items[7].price` are one path. Object key
-//! order is never a difference. Array order is (elements are compared index by index, the longer
+//! and every array index is `[*]`, so `items[0].price` and `items[7].price` are one path; a key that
+//! is an id (digits, a uuid, or 8+ letters and digits with a digit, as endpoints fold: [`fold_id`])
+//! is folded the same way (`$.nonces.{uuid}`), and a path pattern's id key matches its fold. Object
+//! key order is never a difference. One pair lists at most [`MAX_DIFFS_PER_PAIR`] differences, the
+//! last place saying the list was cut ([`CUT_PATH`]). Array order is (elements are compared index by index, the longer
 //! side's extra elements are [`DiffKind::Missing`] / [`DiffKind::Added`] at `path[*]`), unless the
 //! array's path is in [`DiffOptions::unordered`]: then it is compared as a multiset, and the
 //! elements left without an equal partner are paired up in order and compared field by field.
@@ -35,17 +38,18 @@
 //! in running's string by testing's version yields testing's string (`"app-1.0.0-abc"` against
 //! `"app-1.1.0-abc"`).
 
-use std::fmt::Write as _;
-use std::io;
-
 use serde::Serialize;
 use serde_json::Value;
 
 /// Longest example text kept per side, in bytes (cut at a character boundary).
 pub const EXAMPLE_MAX: usize = 200;
 /// Most distinct (path, kind) differences one [`diff`] reports; one broken answer can not make an
-/// unbounded list, and the rest would only repeat the pattern.
+/// unbounded list. The last place is [`CUT_PATH`] when the list was cut.
 pub const MAX_DIFFS_PER_PAIR: usize = 64;
+/// The path of the difference standing for all those past [`MAX_DIFFS_PER_PAIR`] in one pair,
+/// naming the first not kept: judged like any other (against running's own cut answers), so the
+/// cap never hides a regression silently (a wrong price behind 80 differences was promoted).
+pub const CUT_PATH: &str = "$more_differences";
 /// Default bound of distinct (path, kind) entries per endpoint in [`DiffStats`].
 pub const MAX_PATHS_PER_ENDPOINT: usize = 64;
 /// Default bound of endpoints in [`DiffStats`].
@@ -162,15 +166,7 @@ pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Diffe
         return out.list;
     }
     if let Some((r, t)) = parse_both(running, testing) {
-        let mut walker = Walker {
-            opts,
-            versions: (running.version, testing.version),
-            out: Some(&mut out),
-            found: false,
-        };
-        let mut path = String::with_capacity(64);
-        path.push('$');
-        walker.value(&mut path, &r, &t);
+        json::diff_json(&r, &t, opts, (running.version, testing.version), &mut out);
     } else if let (true, Ok(r), Ok(t)) = (
         is_text(rt) || is_text(tt) || (rt.is_empty() && tt.is_empty()),
         std::str::from_utf8(running.body),
@@ -219,9 +215,18 @@ impl Out {
     /// Record a difference unless its (path, kind) is already there or the list is full; the
     /// examples are only built when it is recorded.
     fn push(&mut self, path: &str, kind: DiffKind, examples: impl FnOnce() -> (String, String)) {
-        if self.list.len() >= MAX_DIFFS_PER_PAIR
-            || self.list.iter().any(|d| d.kind == kind && d.path == path)
-        {
+        if self.full() || self.list.iter().any(|d| d.kind == kind && d.path == path) {
+            return;
+        }
+        if self.list.len() + 1 == MAX_DIFFS_PER_PAIR {
+            let kept = MAX_DIFFS_PER_PAIR - 1;
+            let first = format!("{kept} kept, the rest not: from {path} ({})", kind.as_str());
+            self.list.push(Difference {
+                path: CUT_PATH.to_string(),
+                kind: DiffKind::Changed,
+                running: String::new(),
+                testing: cut(&first).to_string(),
+            });
             return;
         }
         let (running, testing) = examples();
@@ -238,216 +243,32 @@ impl Out {
     }
 }
 
-/// Walks two JSON values together. With `out` it records every difference; without, it only
-/// finds whether there is one (`found`) and stops at the first.
-struct Walker<'o, 'a> {
-    opts: &'a DiffOptions<'a>,
-    versions: (&'a str, &'a str),
-    out: Option<&'o mut Out>,
-    found: bool,
-}
-
-impl Walker<'_, '_> {
-    fn done(&self) -> bool {
-        match &self.out {
-            Some(out) => out.full(),
-            None => self.found,
-        }
+/// One URL path segment or JSON object key, folded when it is an id (`{n}`, `{uuid}`, `{id}`):
+/// `/users/42` and `/users/43` are one endpoint, and a map keyed by random ids is one path.
+pub fn fold_id(seg: &str) -> &str {
+    if seg.is_empty() {
+        return seg;
     }
-
-    fn report(&mut self, path: &str, kind: DiffKind, r: Option<&Value>, t: Option<&Value>) {
-        self.found = true;
-        if let Some(out) = self.out.as_deref_mut() {
-            out.push(path, kind, || (json_example(r), json_example(t)));
-        }
+    if seg.bytes().all(|b| b.is_ascii_digit()) {
+        return "{n}";
     }
-
-    /// A difference by the versions only: listed, but it does not make the values differ.
-    fn expected(&mut self, path: &str, r: &Value, t: &Value) {
-        if let Some(out) = self.out.as_deref_mut() {
-            out.push(path, DiffKind::Expected, || {
-                (json_example(Some(r)), json_example(Some(t)))
-            });
-        }
+    let is_hexish = |b: u8| b.is_ascii_hexdigit() || b == b'-';
+    if seg.len() == 36
+        && seg.bytes().all(is_hexish)
+        && seg.bytes().filter(|b| *b == b'-').count() == 4
+    {
+        return "{uuid}";
     }
-
-    fn value(&mut self, path: &mut String, r: &Value, t: &Value) {
-        if self.done() || path_in(path, self.opts.ignore) {
-            return;
-        }
-        match (r, t) {
-            (Value::Object(ro), Value::Object(to)) => {
-                let len = path.len();
-                for (k, rv) in ro {
-                    push_key(path, k);
-                    match to.get(k) {
-                        Some(tv) => self.value(path, rv, tv),
-                        None if !path_in(path, self.opts.ignore) => {
-                            self.report(path, DiffKind::Missing, Some(rv), None)
-                        }
-                        None => {}
-                    }
-                    path.truncate(len);
-                    if self.done() {
-                        return;
-                    }
-                }
-                for (k, tv) in to {
-                    if !ro.contains_key(k) {
-                        push_key(path, k);
-                        if !path_in(path, self.opts.ignore) {
-                            self.report(path, DiffKind::Added, None, Some(tv));
-                        }
-                        path.truncate(len);
-                        if self.done() {
-                            return;
-                        }
-                    }
-                }
-            }
-            (Value::Array(ra), Value::Array(ta)) => self.array(path, ra, ta),
-            (Value::String(rs), Value::String(ts)) => {
-                if rs == ts {
-                } else if same_but_version(rs, ts, self.versions) {
-                    self.expected(path, r, t);
-                } else {
-                    self.report(path, DiffKind::Changed, Some(r), Some(t));
-                }
-            }
-            (Value::Number(rn), Value::Number(tn)) => {
-                let float = rn.is_f64() || tn.is_f64();
-                if rn != tn && !(float && rn.as_f64() == tn.as_f64()) {
-                    self.report(path, DiffKind::Changed, Some(r), Some(t));
-                }
-            }
-            _ if std::mem::discriminant(r) == std::mem::discriminant(t) => {
-                if r != t {
-                    self.report(path, DiffKind::Changed, Some(r), Some(t));
-                }
-            }
-            _ => self.report(path, DiffKind::TypeChanged, Some(r), Some(t)),
-        }
-    }
-
-    fn array(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) {
-        let unordered = path_in(path, self.opts.unordered);
-        let len = path.len();
-        path.push_str("[*]");
-        if path_in(path, self.opts.ignore) {
-            path.truncate(len);
-            return;
-        }
-        if unordered {
-            self.multiset(path, ra, ta);
-        } else {
-            for (r, t) in ra.iter().zip(ta) {
-                self.value(path, r, t);
-                if self.done() {
-                    break;
-                }
-            }
-            for r in ra.iter().skip(ta.len()) {
-                self.report(path, DiffKind::Missing, Some(r), None);
-            }
-            for t in ta.iter().skip(ra.len()) {
-                self.report(path, DiffKind::Added, None, Some(t));
-            }
-        }
-        path.truncate(len);
-    }
-
-    /// Match each running element with an equivalent testing element; the rest are paired up in
-    /// order and compared, and what is still left over is missing or added. `path` ends in `[*]`.
-    fn multiset(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) {
-        let mut taken = vec![false; ta.len()];
-        let mut left = Vec::new();
-        for r in ra {
-            let partner = (0..ta.len()).find(|&i| !taken[i] && self.equivalent(path, r, &ta[i]));
-            match partner {
-                Some(i) => taken[i] = true,
-                None => left.push(r),
-            }
-        }
-        if left.is_empty() && taken.iter().all(|&t| t) {
-            return;
-        }
-        self.found = true;
-        if self.out.is_none() {
-            return;
-        }
-        let mut rest = ta
-            .iter()
-            .zip(&taken)
-            .filter(|(_, &taken)| !taken)
-            .map(|(t, _)| t);
-        for r in left {
-            match rest.next() {
-                Some(t) => self.value(path, r, t),
-                None => self.report(path, DiffKind::Missing, Some(r), None),
-            }
-        }
-        for t in rest {
-            self.report(path, DiffKind::Added, None, Some(t));
-        }
-    }
-
-    /// Whether two values have no difference under the same rules (ignored paths, versions).
-    fn equivalent(&self, path: &mut String, r: &Value, t: &Value) -> bool {
-        let mut probe = Walker {
-            opts: self.opts,
-            versions: self.versions,
-            out: None,
-            found: false,
-        };
-        let len = path.len();
-        probe.value(path, r, t);
-        path.truncate(len);
-        !probe.found
-    }
-}
-
-/// Append `.key`, or `["key"]` when the key is not a plain identifier.
-fn push_key(path: &mut String, key: &str) {
-    let plain = !key.is_empty()
-        && key
+    let has_digit = seg.bytes().any(|b| b.is_ascii_digit());
+    if seg.len() >= 8
+        && has_digit
+        && seg
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if plain {
-        path.push('.');
-        path.push_str(key);
-    } else {
-        path.push('[');
-        // Writing JSON of a string into a String cannot fail.
-        let _ = write!(path, "{}", Value::from(key));
-        path.push(']');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return "{id}";
     }
-}
-
-/// Whether the generalised `path` is one of `patterns`, where an index in a pattern (`[3]`) is
-/// read as `[*]`.
-fn path_in(path: &str, patterns: &[String]) -> bool {
-    patterns.iter().any(|p| path_matches(p, path))
-}
-
-fn path_matches(pattern: &str, path: &str) -> bool {
-    let (p, q) = (pattern.as_bytes(), path.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < p.len() && j < q.len() {
-        if p[i] == b'[' && q[j..].starts_with(b"[*]") {
-            let digits = p[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-            if digits > 0 && p.get(i + 1 + digits) == Some(&b']') {
-                i += digits + 2;
-                j += 3;
-                continue;
-            }
-        }
-        if p[i] != q[j] {
-            return false;
-        }
-        i += 1;
-        j += 1;
-    }
-    i == p.len() && j == q.len()
+    seg
 }
 
 /// Whether `r` becomes `t` when every occurrence of running's version in it is replaced by
@@ -601,40 +422,7 @@ fn bytes_example(body: &[u8]) -> String {
     }
 }
 
-/// A JSON value as text, at most [`EXAMPLE_MAX`] bytes, without serialising more than that.
-fn json_example(v: Option<&Value>) -> String {
-    let Some(v) = v else {
-        return String::new();
-    };
-    let mut w = Capped(Vec::with_capacity(64));
-    // Fails only when the cap is reached, which is the point.
-    let _ = serde_json::to_writer(&mut w, v);
-    let mut bytes = w.0;
-    while let Err(e) = std::str::from_utf8(&bytes) {
-        bytes.truncate(e.valid_up_to());
-    }
-    String::from_utf8(bytes).unwrap_or_default()
-}
-
-/// A writer that keeps the first [`EXAMPLE_MAX`] bytes and then refuses more.
-struct Capped(Vec<u8>);
-
-impl io::Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = EXAMPLE_MAX - self.0.len();
-        if room == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let n = buf.len().min(room);
-        self.0.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
+mod json;
 mod stats;
 pub use stats::{DiffStats, EndpointDiffs, PathStats};
 

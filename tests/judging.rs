@@ -120,6 +120,26 @@ fn a_wrong_json_field_rejects_naming_path_and_example_through_noise() {
     u.stop();
 }
 
+/// Running's random request id differs in every pair, which is noise for a changed value only:
+/// a build that drops the field is rejected, not promoted as noise.
+#[test]
+fn a_dropped_noisy_field_rejects() {
+    let (base, mut u, traffic) = run(
+        "judge-drop-noisy",
+        "",
+        "--noisy",
+        "--noisy --drop-request-id",
+    );
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(
+        r.contains("$.request_id (missing)") && r.contains("GET /api/items"),
+        "the dropped field is named: {r}"
+    );
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}
+
 #[test]
 fn noise_and_versions_are_recognised_and_the_build_is_promoted() {
     // A window long enough to look at the table before the promotion.

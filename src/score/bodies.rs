@@ -91,7 +91,7 @@ pub(super) fn bodies_part(
         }
         let noise = noise.filter(|n| n.pairs >= MIN_NOISE_PAIRS);
         for ((path, kind), ps) in &e.paths {
-            let noise = noise.map(|n| (noise_pairs(n, path), n.pairs));
+            let noise = noise.map(|n| (noise_pairs(n, path, *kind), n.pairs));
             let seen = Seen {
                 pairs: ps.pairs,
                 of: e.pairs,
@@ -154,8 +154,8 @@ struct Pool<'a> {
     pairs: u64,
     /// Their pairs with a secondary answer (the noise's base).
     noise_pairs: u64,
-    /// Per path, pairs where running differed from its secondary there (as [`noise_pairs`]).
-    noise: BTreeMap<&'a str, u64>,
+    /// Per (path, kind), pairs where running differed so from its secondary (as [`noise_pairs`]).
+    noise: BTreeMap<(&'a str, DiffKind), u64>,
     /// Per (path, kind): pairs with that difference, the first endpoint it was seen on and its
     /// example.
     paths: BTreeMap<(&'a str, DiffKind), (u64, &'a str, &'a Difference)>,
@@ -177,9 +177,8 @@ impl<'a> Pool<'a> {
             return;
         };
         self.noise_pairs += n.pairs;
-        let paths: std::collections::BTreeSet<&str> = n.paths.keys().map(|(p, _)| &**p).collect();
-        for path in paths {
-            *self.noise.entry(path).or_default() += noise_pairs(n, path);
+        for (path, kind) in n.paths.keys() {
+            *self.noise.entry((path, *kind)).or_default() += noise_pairs(n, path, *kind);
         }
     }
 
@@ -198,8 +197,10 @@ impl<'a> Pool<'a> {
                     "{} endpoints with fewer than {} compared pairs each, together (e.g. {first})",
                     self.endpoints, cfg.min_endpoint_pairs
                 );
-                let noise = measured
-                    .then(|| (self.noise.get(path).copied().unwrap_or(0), self.noise_pairs));
+                let noise = measured.then(|| {
+                    let k = self.noise.get(&(path, kind)).copied().unwrap_or(0);
+                    (k, self.noise_pairs)
+                });
                 let seen = Seen {
                     pairs,
                     of: self.pairs,
@@ -212,13 +213,15 @@ impl<'a> Pool<'a> {
     }
 }
 
-/// Pairs in which running differed from its secondary at `path` (any counting kind), at most
-/// the endpoint's noise pairs.
-fn noise_pairs(noise: &EndpointDiffs, path: &str) -> u64 {
+/// Pairs in which running differed from its secondary at `path` by the same `kind`, at most the
+/// endpoint's noise pairs. Per kind: a field whose value varies is no cover for testing dropping
+/// it or changing its type, while one running itself sometimes omits is noise for "missing".
+fn noise_pairs(noise: &EndpointDiffs, path: &str, kind: DiffKind) -> u64 {
+    // A lookup by borrowed parts would need a custom key type: the paths are few per endpoint.
     noise
         .paths
         .iter()
-        .filter(|((p, k), _)| p == path && k.counts())
+        .filter(|((p, k), _)| *k == kind && k.counts() && p == path)
         .map(|(_, x)| x.pairs)
         .sum::<u64>()
         .min(noise.pairs)
@@ -507,6 +510,93 @@ mod tests {
         let e = evaluate(&s, &strict);
         assert_eq!(e.verdict, Verdict::Promote);
         assert_eq!(e.diffs[0].judgement, DiffJudgement::Expected);
+    }
+
+    /// `GET /a`: 200 pairs, each with `testing`, and 190 noise pairs, each with `noise`.
+    fn against_noise(
+        testing: &[crate::diff::Difference],
+        noise: &[crate::diff::Difference],
+    ) -> Summary {
+        let mut s = summary(200, 600);
+        for _ in 0..200 {
+            s.diffs.record("GET /a", testing);
+        }
+        for _ in 0..190 {
+            s.noise.record("GET /a", noise);
+        }
+        s.noise_expected = true;
+        s
+    }
+
+    /// A field whose value running varies (a random request id) is noise for "changed" only:
+    /// testing dropping it or changing its type is a regression (review cases drop-rid and
+    /// rid-type), while a field running itself sometimes omits is noise for "missing".
+    #[test]
+    fn noise_cancels_only_the_kind_of_difference_running_makes() {
+        let on = measured();
+        let rid = |kind| difference("$.rid", kind);
+        let header = |kind| difference("$header.x-request-id", kind);
+        for (name, testing, noise, rejects) in [
+            (
+                "drop-rid",
+                rid(DiffKind::Missing),
+                rid(DiffKind::Changed),
+                true,
+            ),
+            (
+                "rid-type",
+                rid(DiffKind::TypeChanged),
+                rid(DiffKind::Changed),
+                true,
+            ),
+            (
+                "header dropped",
+                header(DiffKind::Missing),
+                header(DiffKind::Changed),
+                true,
+            ),
+            (
+                "rid varies",
+                rid(DiffKind::Changed),
+                rid(DiffKind::Changed),
+                false,
+            ),
+            (
+                "rid omitted by running too",
+                rid(DiffKind::Missing),
+                rid(DiffKind::Missing),
+                false,
+            ),
+        ] {
+            let e = evaluate(
+                &against_noise(std::slice::from_ref(&testing), &[noise]),
+                &on,
+            );
+            match &e.verdict {
+                Verdict::Reject(r) if rejects => assert!(
+                    r[0].contains(&testing.path) && r[0].contains(testing.kind.as_str()),
+                    "{name}: {r:?}"
+                ),
+                Verdict::Promote if !rejects => {}
+                v => panic!("{name}: {v:?}"),
+            }
+        }
+        // Pooled endpoints (too rare to be judged alone) keep their noise per kind too.
+        let mut s = summary(200, 600);
+        for i in 0..100 {
+            let endpoint = format!("GET /p/{}", ["a", "b", "c", "d"][i % 4].repeat(i / 4 + 1));
+            s.diffs.record(&endpoint, &[rid(DiffKind::Missing)]);
+            s.noise.record(&endpoint, &[rid(DiffKind::Changed)]);
+        }
+        s.noise_expected = true;
+        let e = evaluate(&s, &on);
+        let Verdict::Reject(r) = &e.verdict else {
+            panic!("{e:?}")
+        };
+        assert!(
+            r[0].contains("together") && r[0].contains("$.rid (missing)"),
+            "{r:?}"
+        );
     }
 
     #[test]

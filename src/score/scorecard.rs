@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::logs::{LevelRules, LogTail};
 use super::pair::Pair;
-use crate::diff::DiffStats;
+use crate::diff::{fold_id, DiffStats};
 use crate::instance::InstanceId;
 
 /// Latency samples kept per side; older ones are overwritten so memory stays bounded.
@@ -157,7 +157,7 @@ pub fn endpoint_key(method: &Method, path: &str) -> String {
             out.push('/');
         }
         first = false;
-        out.push_str(fold_segment(seg));
+        out.push_str(fold_id(seg));
     }
     if path.is_empty() {
         out.push('/');
@@ -190,7 +190,7 @@ pub fn endpoint_hash(method: &Method, path: &str) -> u64 {
         if i > 0 {
             h = fnv(h, b"/");
         }
-        h = fnv(h, fold_segment(seg).as_bytes());
+        h = fnv(h, fold_id(seg).as_bytes());
     }
     if path.is_empty() {
         h = fnv(h, b"/");
@@ -212,36 +212,7 @@ pub fn endpoint_is(method: &Method, path: &str, key: &str) -> bool {
         return folded == "/";
     }
     let mut want = folded.split('/');
-    path.split('/')
-        .all(|seg| want.next() == Some(fold_segment(seg)))
-        && want.next().is_none()
-}
-
-/// One path segment, folded when it is an id (`{n}`, `{uuid}`, `{id}`).
-fn fold_segment(seg: &str) -> &str {
-    if seg.is_empty() {
-        return seg;
-    }
-    if seg.bytes().all(|b| b.is_ascii_digit()) {
-        return "{n}";
-    }
-    let is_hexish = |b: u8| b.is_ascii_hexdigit() || b == b'-';
-    if seg.len() == 36
-        && seg.bytes().all(is_hexish)
-        && seg.bytes().filter(|b| *b == b'-').count() == 4
-    {
-        return "{uuid}";
-    }
-    let has_digit = seg.bytes().any(|b| b.is_ascii_digit());
-    if seg.len() >= 8
-        && has_digit
-        && seg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return "{id}";
-    }
-    seg
+    path.split('/').all(|seg| want.next() == Some(fold_id(seg))) && want.next().is_none()
 }
 
 /// What to score: the testing instance against the running one.

@@ -1,0 +1,271 @@
+//! JSON bodies compared field by field (see the [module doc](super#json)): a walker over both
+//! values at once, the generalised paths it names, and the operator's path patterns.
+
+use std::fmt::Write as _;
+use std::io;
+
+use serde_json::Value;
+
+use super::{fold_id, same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
+
+mod multiset;
+
+/// Record every difference between running's JSON `r` and testing's `t` in `out`.
+pub(super) fn diff_json(
+    r: &Value,
+    t: &Value,
+    opts: &DiffOptions,
+    versions: (&str, &str),
+    out: &mut Out,
+) {
+    let mut walker = Walker {
+        opts,
+        versions,
+        out: Some(out),
+        found: false,
+    };
+    let mut path = String::with_capacity(64);
+    path.push('$');
+    walker.value(&mut path, r, t);
+}
+
+/// Walks two JSON values together. With `out` it records every difference; without, it only
+/// finds whether there is one (`found`) and stops at the first.
+pub(super) struct Walker<'o, 'a> {
+    opts: &'a DiffOptions<'a>,
+    versions: (&'a str, &'a str),
+    out: Option<&'o mut Out>,
+    found: bool,
+}
+
+impl Walker<'_, '_> {
+    fn done(&self) -> bool {
+        match &self.out {
+            Some(out) => out.full(),
+            None => self.found,
+        }
+    }
+
+    fn report(&mut self, path: &str, kind: DiffKind, r: Option<&Value>, t: Option<&Value>) {
+        self.found = true;
+        if let Some(out) = self.out.as_deref_mut() {
+            out.push(path, kind, || (json_example(r), json_example(t)));
+        }
+    }
+
+    /// A difference by the versions only: listed, but it does not make the values differ.
+    fn expected(&mut self, path: &str, r: &Value, t: &Value) {
+        if let Some(out) = self.out.as_deref_mut() {
+            out.push(path, DiffKind::Expected, || {
+                (json_example(Some(r)), json_example(Some(t)))
+            });
+        }
+    }
+
+    fn value(&mut self, path: &mut String, r: &Value, t: &Value) {
+        if self.done() || path_in(path, self.opts.ignore) {
+            return;
+        }
+        match (r, t) {
+            (Value::Object(ro), Value::Object(to)) => {
+                let len = path.len();
+                for (k, rv) in ro {
+                    push_key(path, k);
+                    match to.get(k) {
+                        Some(tv) => self.value(path, rv, tv),
+                        None if !path_in(path, self.opts.ignore) => {
+                            self.report(path, DiffKind::Missing, Some(rv), None)
+                        }
+                        None => {}
+                    }
+                    path.truncate(len);
+                    if self.done() {
+                        return;
+                    }
+                }
+                for (k, tv) in to {
+                    if !ro.contains_key(k) {
+                        push_key(path, k);
+                        if !path_in(path, self.opts.ignore) {
+                            self.report(path, DiffKind::Added, None, Some(tv));
+                        }
+                        path.truncate(len);
+                        if self.done() {
+                            return;
+                        }
+                    }
+                }
+            }
+            (Value::Array(ra), Value::Array(ta)) => self.array(path, ra, ta),
+            (Value::String(rs), Value::String(ts)) => {
+                if rs == ts {
+                } else if same_but_version(rs, ts, self.versions) {
+                    self.expected(path, r, t);
+                } else {
+                    self.report(path, DiffKind::Changed, Some(r), Some(t));
+                }
+            }
+            (Value::Number(rn), Value::Number(tn)) => {
+                // An integer that became a float (3 → 3.0) breaks a client reading an integer;
+                // integers compare exactly (as i64/u64, not as f64, which would round 2^53 + 1).
+                if rn.is_f64() != tn.is_f64() {
+                    self.report(path, DiffKind::TypeChanged, Some(r), Some(t));
+                } else if rn != tn {
+                    self.report(path, DiffKind::Changed, Some(r), Some(t));
+                }
+            }
+            _ if std::mem::discriminant(r) == std::mem::discriminant(t) => {
+                if r != t {
+                    self.report(path, DiffKind::Changed, Some(r), Some(t));
+                }
+            }
+            _ => self.report(path, DiffKind::TypeChanged, Some(r), Some(t)),
+        }
+    }
+
+    fn array(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) {
+        let unordered = path_in(path, self.opts.unordered);
+        let len = path.len();
+        path.push_str("[*]");
+        if path_in(path, self.opts.ignore) {
+            path.truncate(len);
+            return;
+        }
+        if unordered {
+            self.multiset(path, ra, ta);
+        } else {
+            for (r, t) in ra.iter().zip(ta) {
+                self.value(path, r, t);
+                if self.done() {
+                    break;
+                }
+            }
+            for r in ra.iter().skip(ta.len()) {
+                self.report(path, DiffKind::Missing, Some(r), None);
+            }
+            for t in ta.iter().skip(ra.len()) {
+                self.report(path, DiffKind::Added, None, Some(t));
+            }
+        }
+        path.truncate(len);
+    }
+
+    /// Whether two values have no difference under the same rules (ignored paths, versions).
+    pub(super) fn equivalent(&self, path: &mut String, r: &Value, t: &Value) -> bool {
+        let mut probe = Walker {
+            opts: self.opts,
+            versions: self.versions,
+            out: None,
+            found: false,
+        };
+        let len = path.len();
+        probe.value(path, r, t);
+        path.truncate(len);
+        !probe.found
+    }
+}
+
+/// Append `.key`, or `["key"]` when the key is not a plain identifier; a key that is an id
+/// ([`fold_id`]: `{uuid}`, `{n}`, `{id}`) is folded, so an object used as a map of random ids is
+/// one path, not a new path per id (which filled a pair's list before the fields after it).
+fn push_key(path: &mut String, key: &str) {
+    let folded = fold_id(key);
+    if folded != key {
+        path.push('.');
+        path.push_str(folded);
+        return;
+    }
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        path.push('.');
+        path.push_str(key);
+    } else {
+        path.push('[');
+        // Writing JSON of a string into a String cannot fail.
+        let _ = write!(path, "{}", Value::from(key));
+        path.push(']');
+    }
+}
+
+/// Whether the generalised `path` is one of `patterns`, where an index in a pattern (`[3]`) is
+/// read as `[*]` and an id key (`.3f2b…`) as its folded form (`.{uuid}`).
+fn path_in(path: &str, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| path_matches(p, path))
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let (p, q) = (pattern.as_bytes(), path.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < p.len() && j < q.len() {
+        if p[i] == b'[' && q[j..].starts_with(b"[*]") {
+            let digits = p[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits > 0 && p.get(i + 1 + digits) == Some(&b']') {
+                i += digits + 2;
+                j += 3;
+                continue;
+            }
+        }
+        if let Some((pi, qj)) = folded_key_matches(p, i, q, j) {
+            (i, j) = (pi, qj);
+            continue;
+        }
+        if p[i] != q[j] {
+            return false;
+        }
+        i += 1;
+        j += 1;
+    }
+    i == p.len() && j == q.len()
+}
+
+/// Where the pattern and the path go on after a key, when the path has a folded key (`.{uuid}`)
+/// at `j` and the pattern at `i` a key that folds to it.
+fn folded_key_matches(p: &[u8], i: usize, q: &[u8], j: usize) -> Option<(usize, usize)> {
+    if p[i] != b'.' || !q[j..].starts_with(b".{") {
+        return None;
+    }
+    let token = &q[j + 1..j + 1 + q[j + 1..].iter().position(|&b| b == b'}')? + 1];
+    let key_len = p[i + 1..]
+        .iter()
+        .position(|&b| b == b'.' || b == b'[')
+        .unwrap_or(p.len() - i - 1);
+    let key = std::str::from_utf8(&p[i + 1..i + 1 + key_len]).ok()?;
+    (fold_id(key).as_bytes() == token).then_some((i + 1 + key_len, j + 1 + token.len()))
+}
+
+/// A JSON value as text, at most [`EXAMPLE_MAX`] bytes, without serialising more than that.
+fn json_example(v: Option<&Value>) -> String {
+    let Some(v) = v else {
+        return String::new();
+    };
+    let mut w = Capped(Vec::with_capacity(64));
+    // Fails only when the cap is reached, which is the point.
+    let _ = serde_json::to_writer(&mut w, v);
+    let mut bytes = w.0;
+    while let Err(e) = std::str::from_utf8(&bytes) {
+        bytes.truncate(e.valid_up_to());
+    }
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A writer that keeps the first [`EXAMPLE_MAX`] bytes and then refuses more.
+struct Capped(Vec<u8>);
+
+impl io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = EXAMPLE_MAX - self.0.len();
+        if room == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let n = buf.len().min(room);
+        self.0.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

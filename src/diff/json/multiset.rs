@@ -1,0 +1,152 @@
+//! Arrays whose order does not matter (`DIFF_UNORDERED`), compared as multisets. Elements are
+//! matched by a hash of what the walker compares (ignored paths left out, running's version read
+//! as testing's, object keys in any order), so a shuffled array of n elements costs n hashes and
+//! n walks, not the n·m walks of trying every pair: a 20 000-element array stalled all diffing.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use serde_json::Value;
+
+use super::{path_in, push_key, Walker};
+use crate::diff::DiffKind;
+
+/// Elements with the same hash tried per running element: different values share a hash only by
+/// chance, so more tries would only let a pathological answer cost time.
+const CANDIDATES: usize = 4;
+
+impl Walker<'_, '_> {
+    /// Match each running element with an equivalent testing element; the rest are paired up in
+    /// order and compared, and what is still left over is missing or added. `path` ends in `[*]`.
+    pub(super) fn multiset(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) {
+        // Per hash, testing's indices latest first, so the earliest is popped from the end.
+        let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, t) in ta.iter().enumerate().rev() {
+            let h = self.canonical_hash(path, t);
+            buckets.entry(h).or_default().push(i);
+        }
+        let mut taken = vec![false; ta.len()];
+        let mut left = Vec::new();
+        for r in ra {
+            let h = self.canonical_hash(path, r);
+            let partner = buckets.get_mut(&h).and_then(|b| {
+                let back = b
+                    .iter()
+                    .rev()
+                    .take(CANDIDATES)
+                    .position(|&i| self.equivalent(path, r, &ta[i]))?;
+                Some(b.remove(b.len() - 1 - back))
+            });
+            match partner {
+                Some(i) => taken[i] = true,
+                None => left.push(r),
+            }
+        }
+        if left.is_empty() && taken.iter().all(|&t| t) {
+            return;
+        }
+        self.found = true;
+        if self.out.is_none() {
+            return;
+        }
+        let mut rest = ta
+            .iter()
+            .zip(&taken)
+            .filter(|(_, &taken)| !taken)
+            .map(|(t, _)| t);
+        for r in left {
+            match rest.next() {
+                Some(t) => self.value(path, r, t),
+                None => self.report(path, DiffKind::Missing, Some(r), None),
+            }
+        }
+        for t in rest {
+            self.report(path, DiffKind::Added, None, Some(t));
+        }
+    }
+
+    /// A hash of `v` (at `path`) that two values the walker finds equivalent always share, on
+    /// either side: the walker's rules, read as a canonical form.
+    fn canonical_hash(&self, path: &mut String, v: &Value) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.hash_into(path, v, &mut h);
+        h.finish()
+    }
+
+    fn hash_into(&self, path: &mut String, v: &Value, h: &mut DefaultHasher) {
+        if path_in(path, self.opts.ignore) {
+            // Anything equals anything here.
+            return 0u8.hash(h);
+        }
+        match v {
+            Value::Null => 1u8.hash(h),
+            Value::Bool(b) => (2u8, b).hash(h),
+            Value::Number(n) => {
+                // As the walker compares them: an integer is not a float, -0.0 is 0.
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                (3u8, n.is_f64(), if f == 0.0 { 0 } else { f.to_bits() }).hash(h);
+            }
+            Value::String(s) => (4u8, self.string_key(s)).hash(h),
+            Value::Array(a) => self.hash_array(path, a, h),
+            Value::Object(o) => {
+                // Keys in any order: the entries' hashes are summed.
+                let (len, mut sum) = (path.len(), 0u64);
+                for (k, v) in o {
+                    push_key(path, k);
+                    if !path_in(path, self.opts.ignore) {
+                        let mut e = DefaultHasher::new();
+                        k.hash(&mut e);
+                        self.hash_into(path, v, &mut e);
+                        sum = sum.wrapping_add(e.finish());
+                    }
+                    path.truncate(len);
+                }
+                (5u8, sum).hash(h);
+            }
+        }
+    }
+
+    /// An array's part of [`Walker::canonical_hash`]: in order, or summed when it is unordered.
+    fn hash_array(&self, path: &mut String, a: &[Value], h: &mut DefaultHasher) {
+        let unordered = path_in(path, self.opts.unordered);
+        let len = path.len();
+        path.push_str("[*]");
+        if path_in(path, self.opts.ignore) {
+            6u8.hash(h);
+        } else if unordered {
+            let mut sum = 0u64;
+            for v in a {
+                sum = sum.wrapping_add(self.canonical_hash(path, v));
+            }
+            (7u8, a.len(), sum).hash(h);
+        } else {
+            (8u8, a.len()).hash(h);
+            for v in a {
+                self.hash_into(path, v, h);
+            }
+        }
+        path.truncate(len);
+    }
+
+    /// What of a string the hash may use. A string equals its partner as it is or with running's
+    /// version replaced by testing's (`app-1.0.0-x` and `app-1.1.0-x`, but also `1.0.0` and
+    /// `1.0.0`), so one carrying either version gives only what no replacement can change: the
+    /// text before the first and after the last character of either version.
+    fn string_key<'s>(&self, s: &'s str) -> (&'s str, &'s str, bool) {
+        let (rv, tv) = self.versions;
+        if rv.is_empty() || rv == tv || !(s.contains(rv) || s.contains(tv)) {
+            return (s, "", false);
+        }
+        if tv.is_empty() {
+            // Running's version deleted: nothing of the string is certain to stay.
+            return ("", "", true);
+        }
+        let in_version = |c: char| rv.contains(c) || tv.contains(c);
+        let head = s.find(in_version).unwrap_or(s.len());
+        let tail = s.rfind(in_version).map_or(s.len(), |i| {
+            i + s[i..].chars().next().map_or(0, char::len_utf8)
+        });
+        (&s[..head], &s[tail..], true)
+    }
+}
