@@ -422,6 +422,7 @@ fn bytes_example(body: &[u8]) -> String {
     }
 }
 
+pub mod encoding;
 mod json;
 mod stats;
 pub use stats::{DiffStats, EndpointDiffs, PathStats};

@@ -363,6 +363,33 @@ fn a_build_slower_than_the_secondary_on_the_same_copies_is_rejected_by_default()
     u.stop();
 }
 
+/// Apps that gzip their answers: two identical builds are compared by what their answers say
+/// (once rejected: their compressed bytes differ wherever the version does), and a wrong value
+/// inside the compressed body is found and named.
+#[test]
+fn gzipped_answers_are_compared_by_what_they_say() {
+    let (base, mut u, traffic) = run("judge-gzip-good", "", "--gzip", "--gzip");
+    wait_until("1.1.0 promoted", Duration::from_secs(40), || {
+        let rejected = base.path.join("rejected/app-1.1.0/reason.json");
+        assert!(
+            !rejected.exists(),
+            "an identical gzip build was rejected: {:?}",
+            std::fs::read_to_string(&rejected)
+        );
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    drop(traffic);
+    u.stop();
+    let (base, mut u, traffic) = run("judge-gzip-wrong", "", "--gzip", "--gzip --double-price");
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(
+        r.contains("$.items[*].price"),
+        "the value inside is named: {r}"
+    );
+    u.stop();
+}
+
 /// A copy's latency runs to the end of its answer: a build that sends its head at once and its
 /// body 20 ms later is as slow to its users as one that waits 20 ms to answer.
 #[test]

@@ -652,6 +652,17 @@ fn judge(
         (Some(r), Some(o)) => (r, o),
         _ => (&[], &[]),
     };
+    // Compressed alike by the app: compared by what they say.
+    let decoded = if whole {
+        let max = cfg.diff.max_body;
+        diff::encoding::decoded((headers, rbody), (&answer.headers, obody), max)
+    } else {
+        None
+    };
+    let (rbody, obody) = match &decoded {
+        Some((r, o)) => (r.as_slice(), o.as_slice()),
+        None => (rbody, obody),
+    };
     let mut out = diff::diff(
         &side(code, rct.as_deref(), headers, rbody, version),
         &side(code, oct.as_deref(), &answer.headers, obody, other_version),
