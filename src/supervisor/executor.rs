@@ -5,6 +5,7 @@
 
 mod done;
 mod drops;
+mod filings;
 mod upgrade;
 
 use super::live::LiveGroups;
@@ -21,8 +22,8 @@ use tokio_util::task::TaskTracker;
 
 use super::files::{write_files, FileJob};
 use super::resume;
-use super::{decide, Action, Input, Now, RestoreFailure, Routing, State};
-use crate::archive;
+use super::{decide, Action, Input, Now, Routing, State};
+
 use crate::artifact::{self, Installed, Kind};
 use crate::config::Config;
 use crate::events::Events;
@@ -32,7 +33,7 @@ use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
 use crate::watcher::{Dropped, Writes};
-use done::{file_away, Done};
+use done::Done;
 
 /// How often the proxy's counters are handed to the supervisor (the guard's samples).
 const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
@@ -436,26 +437,6 @@ impl Executor {
         let _ = self.files_tx.send(FileJob::Record(switch));
     }
 
-    /// Run blocking `work` off the supervisor's task and send its result back as a completion.
-    /// Should the work panic, `failed` reports it as the same completion, so `decide` never
-    /// waits for ever on an install or a filing that will not come back.
-    fn blocking(
-        &self,
-        work: impl FnOnce() -> Done + Send + 'static,
-        failed: impl FnOnce(String) -> Done + Send + 'static,
-    ) {
-        let done = self.done_tx.clone();
-        self.tasks.spawn(async move {
-            let d = tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-                let why =
-                    format!("understudy's own work failed ({e}); this is a bug, please report it");
-                tracing::error!("{why}");
-                failed(why)
-            });
-            let _ = done.send(d);
-        });
-    }
-
     /// Rewrite `.understudy/status.json` from the loop itself: if the supervisor is stuck, the
     /// file goes stale, which is what a monitor watches for.
     fn write_presence(&self, status: &watch::Sender<Arc<super::Status>>) {
@@ -516,34 +497,6 @@ impl Executor {
                 result,
             });
         });
-    }
-
-    /// Bring a version back into its folder: from its protected copy if its program is gone, from
-    /// the archive if its folder is.
-    fn restore(&self, version: semver::Version) {
-        let layout = self.layout.clone();
-        let limits = artifact::InstallLimits {
-            max_unpacked: self.cfg.max_unpacked_size,
-            min_free_disk: self.cfg.min_free_disk,
-        };
-        let failed_version = version.clone();
-        self.blocking(
-            move || {
-                let restored = crate::store::restore_version(&layout, &version, limits);
-                let result = restored.map_err(|e| match e.is_missing() {
-                    true => RestoreFailure::Missing,
-                    false => RestoreFailure::Failed(e.to_string()),
-                });
-                if let Err(RestoreFailure::Failed(why)) = &result {
-                    tracing::error!("{why}");
-                }
-                Done::Restored { version, result }
-            },
-            move |why| Done::Restored {
-                version: failed_version,
-                result: Err(RestoreFailure::Failed(why)),
-            },
-        );
     }
 
     fn start(&mut self, id: InstanceId, role: Role, installed: Installed, port: u16) {
@@ -680,41 +633,6 @@ impl Executor {
             }
             let _ = done.send(Done::Stopped { id });
         });
-    }
-
-    /// Carry out an [`Action::Archive`] or [`Action::Reject`] off the supervisor's task.
-    fn file(&self, filing: Action) {
-        let layout = self.layout.clone();
-        let again = filing.clone();
-        let (Action::Archive(version) | Action::Reject { version, .. }) = filing.clone() else {
-            tracing::error!("not a filing: {filing:?}");
-            return;
-        };
-        self.blocking(
-            move || file_away(&layout, filing),
-            move |why| Done::Filed {
-                version,
-                result: Err(why),
-                filing: Some(Box::new(again)),
-            },
-        );
-    }
-
-    fn collect(&self) {
-        let layout = self.layout.clone();
-        let limits = archive::Limits {
-            max_base_size: self.cfg.max_base_size,
-            min_free_disk: self.cfg.min_free_disk,
-        };
-        self.blocking(
-            move || Done::Collected(archive::collect_garbage(&layout, limits)),
-            |_| {
-                Done::Collected(archive::Collection {
-                    failed: true,
-                    ..Default::default()
-                })
-            },
-        );
     }
 
     /// Use a reloaded configuration from now on; the scorer gets new thresholds if they changed,

@@ -1,3 +1,4 @@
+use super::done::file_away;
 use super::*;
 
 #[test]
