@@ -188,10 +188,16 @@ pub(super) fn finish_rotations(layout: &Layout) -> Vec<PathBuf> {
     done
 }
 
-/// Where a rejected build is moved to be deleted: `rejected/.<name>.deleting-<pid>`.
+/// Where a rejected build is moved to be deleted: `rejected/.<name>.deleting-<pid>`, its name
+/// cut so the whole stays within a file name's 255 bytes (a build's name may take up to 241).
 pub(super) fn deleting_path(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.deleting-{}", std::process::id()))
+    let suffix = format!(".deleting-{}", std::process::id());
+    let mut keep = name.len().min(255 - 1 - suffix.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    path.with_file_name(format!(".{}{suffix}", &name[..keep]))
 }
 
 /// The pid in a name [`deleting_path`] made, if `name` is one.

@@ -660,3 +660,21 @@ fn archiving_waits_for_a_collection_under_way() {
     assert!(l.archive_zip(&v).is_file() && !l.version_dir(&v).exists());
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A build refused for its long name is filed under a name of up to 255 bytes: the name it is
+/// moved aside to for deletion still fits, so the collection can delete it (it could not, once).
+#[test]
+fn a_rejected_build_with_a_long_name_is_moved_aside_within_a_file_names_bytes() {
+    let base = tempfile::tempdir().unwrap();
+    let long = base.path().join(format!("app-{}.refused", "é".repeat(120)));
+    fs::create_dir_all(long.join("1")).unwrap();
+    let aside = super::stray::deleting_path(&long);
+    let name = aside.file_name().unwrap().to_str().unwrap();
+    assert!(name.len() <= 255, "{} bytes", name.len());
+    assert_eq!(
+        super::stray::deleting_pid(name),
+        Some(std::process::id()),
+        "{name}"
+    );
+    fs::rename(&long, &aside).expect("the aside name fits");
+}
