@@ -207,10 +207,12 @@ pub fn ensure(
     installed: &Installed,
     limits: InstallLimits,
 ) -> Result<Option<String>, StoreError> {
-    real_folder(layout, &installed.version)?;
+    // A folder the operator moved elsewhere and linked back starts as it is when it holds the
+    // build; only a repair, which writes into it, refuses to go through a link.
     let dir = entry(layout, &installed.version);
     let Some(seal) = read_seal(&dir) else {
         if !installed.program.exists() {
+            real_folder(layout, &installed.version)?;
             // Installed before the store existed, and since deleted: the archive may have it.
             let restored = artifact::restore(layout, &installed.version, limits).ok();
             if let Some(r) = restored {
@@ -236,6 +238,7 @@ pub fn ensure(
         None => "missing",
         Some(_) => "not the build that was installed and scored",
     };
+    real_folder(layout, &installed.version)?;
     restore(layout, installed, &dir, &seal, limits)?;
     Ok(Some(format!(
         "{} was {why}: restored from the protected copy in {}",

@@ -385,5 +385,24 @@ fn a_version_folder_replaced_by_a_symlink_is_never_followed_when_the_build_is_re
     });
     assert!(vdir.join("bundle").is_dir() && !vdir.is_symlink());
     assert_eq!(read_tree(&mine).len(), 1, "still untouched");
+
+    // The operator's remedy for a full disk: the folder moved to another disk and linked back.
+    // It holds the build, so running's next restart starts it as it is.
+    let (_, pid) = base.wait_instance_info("running");
+    let moved = elsewhere.path().join("moved-again");
+    std::fs::rename(&vdir, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &vdir).unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    wait_until(
+        "1.0.0 restarted through the link",
+        Duration::from_secs(40),
+        || {
+            let (_, again) = base.wait_instance_info("running");
+            (again != pid && u.get("/").1.contains("hello from 1.0.0")).then_some(())
+        },
+    );
+    assert!(vdir.is_symlink(), "the link is left as it is");
     u.stop();
 }
