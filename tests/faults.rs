@@ -503,3 +503,37 @@ fn a_build_whose_protected_copy_cannot_be_written_waits_and_is_never_rejected() 
     assert!(!base.path.join("rejected/app-1.1.0").exists());
     u.stop();
 }
+
+/// A build waiting for room for its protected copy is tried again with `MIN_FREE_DISK` as last
+/// reloaded: lowering it is a way out of the wait (the waiting copy kept the value it started
+/// with, so it waited for ever).
+#[test]
+fn a_build_waiting_for_room_follows_a_reloaded_min_free_disk() {
+    let base = Base::new("store-room-reload");
+    base.write_env("MIN_FREE_DISK=0");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // More free disk asked for than any machine here has: the next build waits for room.
+    base.write_env("MIN_FREE_DISK=100TiB");
+    unsafe {
+        libc::kill(u.pid() as i32, libc::SIGHUP);
+    }
+    wait_until("the reload", Duration::from_secs(10), || {
+        u.log_text().contains("MIN_FREE_DISK").then_some(())
+    });
+    base.drop_fixture("1.1.0", "");
+    wait_until("the build to wait", Duration::from_secs(10), || {
+        u.log_text().contains("build_waiting").then_some(())
+    });
+    base.write_env("MIN_FREE_DISK=0");
+    unsafe {
+        libc::kill(u.pid() as i32, libc::SIGHUP);
+    }
+    wait_until("1.1.0 to be tested", Duration::from_secs(40), || {
+        let at = |role| base.version_of(role).as_deref() == Some("app-1.1.0");
+        (at("testing") || at("running")).then_some(())
+    });
+    assert!(!base.path.join("rejected/app-1.1.0").exists());
+    u.stop();
+}

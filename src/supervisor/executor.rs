@@ -248,6 +248,8 @@ struct Executor {
     adopted_ids: std::collections::HashSet<InstanceId>,
     /// The writes under way in the base dir (shared with the watcher).
     writes: Writes,
+    /// `MIN_FREE_DISK` as last reloaded, for a build waiting for room for its protected copy.
+    min_free_disk: watch::Sender<u64>,
 }
 
 /// What [`Executor::new`] is handed from [`run`]'s wiring.
@@ -284,7 +286,9 @@ impl Executor {
         let mut succession = parts.succession;
         let taken = std::mem::take(&mut succession.taken);
         let adoptable = upgrade::adoptable(taken, &succession.serving, &done_tx);
+        let min_free_disk = watch::Sender::new(cfg.min_free_disk);
         let exec = Executor {
+            min_free_disk,
             cfg,
             layout,
             spawner: parts.spawner,
@@ -648,6 +652,7 @@ impl Executor {
             // Understudy's own heartbeat follows a reload at once (a first beat now).
             *presence = every(new.heartbeat_every);
         }
+        self.min_free_disk.send_replace(new.min_free_disk);
         let reloaded = reloaded(&self.cfg, &new);
         if reloaded.is_some() {
             let _ = self.scorer.send(ScorerControl::Config(new.score.clone()));

@@ -23,6 +23,7 @@ impl Executor {
     pub(super) fn install(&self, d: Dropped) {
         let (layout, writes) = (self.layout.clone(), self.writes.clone());
         let (done, stop) = (self.done_tx.clone(), self.stopping.clone());
+        let min_free_disk = self.min_free_disk.subscribe();
         let limits = artifact::InstallLimits {
             max_unpacked: self.cfg.max_unpacked_size,
             min_free_disk: self.cfg.min_free_disk,
@@ -61,7 +62,7 @@ impl Executor {
                 file,
                 reason,
             });
-            let waited = seal_when_room(layout, installed, why, limits.min_free_disk, stop);
+            let waited = seal_when_room(layout, installed, why, min_free_disk, stop);
             if let Some(d) = waited.await {
                 let _ = done.send(d);
             }
@@ -157,7 +158,7 @@ async fn seal_when_room(
     layout: Layout,
     installed: Installed,
     mut why: String,
-    min_free_disk: u64,
+    min_free_disk: tokio::sync::watch::Receiver<u64>,
     stop: CancellationToken,
 ) -> Option<Done> {
     let version = installed.version.clone();
@@ -175,6 +176,8 @@ async fn seal_when_room(
         }
         delay = (delay * 2).min(SEAL_RETRY_CAP);
         let (l, i) = (layout.clone(), installed.clone());
+        // As last reloaded: lowering MIN_FREE_DISK is one way out of the wait.
+        let min_free_disk = *min_free_disk.borrow();
         let tried = tokio::task::spawn_blocking(move || {
             store::check_room(&l, &i, min_free_disk).and_then(|()| store::seal(&l, &i))
         });
