@@ -183,6 +183,11 @@ impl Raw<'_> {
 /// carry a password (`curl -u deploy:pass`) and refusals reach the journal and LOG_DIR.
 pub(super) fn command_shown(v: &str) -> String {
     match v.trim().split_once(char::is_whitespace) {
+        // `TOKEN=s3cret ./run`: not a program, and likely a secret.
+        Some((program, rest)) if program.contains('=') => format!(
+            "… ({} characters hidden: a command line may hold a secret)",
+            program.chars().count() + 1 + rest.trim().chars().count()
+        ),
         Some((program, rest)) if !rest.trim().is_empty() => format!(
             "{program} … ({} more characters hidden: a command line may hold a secret)",
             rest.trim().chars().count()

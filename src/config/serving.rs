@@ -428,12 +428,17 @@ mod tests {
             ("JAR_COMMAND", "java -Dpass=Sup3rSecret -jar app.jar"),
             ("PRE_PROMOTE", "curl -u deploy:Sup3rSecret 'https://x/"),
             ("POST_ROLLBACK", "curl -u deploy:Sup3rSecret 'https://x/"),
+            ("PRE_START", "TOKEN=Sup3rSecret ./check 'x"),
         ] {
             let err = load_set("IDENTIFIER=a\n", &[(key, bad)]).unwrap_err();
             let shown = err.to_string();
             assert!(shown.contains(key), "{shown}");
             let program = bad.split(' ').next().unwrap();
-            assert!(shown.contains(&format!("{program} … (")), "{shown}");
+            let shown_as = match program.contains('=') {
+                true => "\"… (".to_string(),
+                false => format!("\"{program} … ("),
+            };
+            assert!(shown.contains(&shown_as), "{shown}");
             assert!(!shown.contains("Sup3rSecret"), "{shown}");
         }
         let long = format!("ADMIN_TOKEN={}\n", "S".repeat(2000));

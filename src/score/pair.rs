@@ -27,9 +27,9 @@ pub struct Pair {
     pub running_latency: Duration,
     /// Testing's status; `None` when it failed or timed out.
     pub testing_status: Option<u16>,
-    /// Testing's time to its answer's head, on the mirror's path.
+    /// Testing's time to the end of its answer's body, on the mirror's path.
     pub testing_latency: Option<Duration>,
-    /// The secondary's (running's version) time to the head of its answer to the very same copy,
+    /// The secondary's (running's version) time to the end of its answer to the very same copy,
     /// on the very same path: the fair comparator for testing's latency.
     pub secondary_latency: Option<Duration>,
     /// The secondary's status for that same copy; [`NO_ANSWER`] when it was asked and gave none
