@@ -290,16 +290,19 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
     for (k, e) in &s.endpoints {
         if e.pairs < cfg.min_endpoint_pairs {
             // A rare endpoint failing on testing: the overall rate would hide it, so it waits
-            // for its pairs (replayed) and is judged on its own then.
-            if e.testing_5xx > e.baseline_5xx {
+            // for its pairs (replayed) and is judged on its own then. Only where replay can
+            // bring them (else it would wait for ever), and only over the 5xx testing answered
+            // (a mirror's timeout is no answer of the app's).
+            let more = more_pairs(s, cfg);
+            if e.testing_5xx_answered > e.baseline_5xx && more.can_replay(k) {
                 let what = format!(
                     "5xx on {k}: testing {} of {} pairs vs {} {}",
-                    e.testing_5xx,
+                    e.testing_5xx_answered,
                     e.pairs,
                     baseline(e.status_vs_secondary, e.pairs),
                     e.baseline_5xx
                 );
-                j.too_few(&what, k, &more_pairs(s, cfg));
+                j.too_few(&what, k, &more);
             }
             continue;
         }

@@ -41,6 +41,14 @@ pub(super) struct MorePairs<'a> {
     pub(super) min_pairs: u64,
 }
 
+impl MorePairs<'_> {
+    /// Whether replaying can bring `endpoint` its pairs (`REPLAY=auto`, a secondary to replay
+    /// against, a recorded request of it left): a rule that waits where it cannot waits for ever.
+    pub(super) fn can_replay(&self, endpoint: &str) -> bool {
+        self.replay && self.secondary && !self.unreplayable.contains(endpoint)
+    }
+}
+
 impl Judging {
     /// `what` on `endpoint` is a doubt until it has `MIN_ENDPOINT_PAIRS` pairs: wait, say where
     /// its pairs will come from, and ask replay for it.

@@ -38,6 +38,9 @@ pub struct EndpointStats {
     pub baseline_5xx: u64,
     /// Testing answered 5xx or gave no answer.
     pub testing_5xx: u64,
+    /// Of those, the 5xx testing answered: its missing answers (the mirror's timeouts and
+    /// errors) left out, so a rare endpoint waits for its pairs only over what the app said.
+    pub testing_5xx_answered: u64,
     /// Running's version (as for `baseline_5xx`) answered non-404 and testing 404/405/501: the
     /// endpoint is gone on testing.
     pub missing_on_testing: u64,
@@ -591,7 +594,10 @@ fn tally_statuses(e: &mut EndpointStats, p: &Pair) {
     }
     match p.testing_status {
         None => e.testing_5xx += 1,
-        Some(t) if t >= 500 && t != 501 => e.testing_5xx += 1,
+        Some(t) if t >= 500 && t != 501 => {
+            e.testing_5xx += 1;
+            e.testing_5xx_answered += 1;
+        }
         // Nothing on the secondary to hold a 4xx against.
         Some(_) if base == super::NO_ANSWER => {}
         Some(t) if matches!(t, 404 | 405 | 501) && base != 404 && base != t => {

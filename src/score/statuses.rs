@@ -39,11 +39,13 @@ pub struct StatusChanges {
 
 /// Whether an answer `to` where `from` was answered is another status. A 304 answered with a
 /// 200 is not: the client's cached copy is simply stale for the new build. Nor is a route or
-/// method running does not know (404, 405, 501) that the new build answers 2xx: new routes are
-/// what new builds are for.
+/// method running does not know (404, 405, 501) that the new build answers 2xx, or 401/403 (a
+/// new route behind authentication the caller may not use yet): new routes are what new builds
+/// are for.
 fn is_change(from: u16, to: u16) -> bool {
     let fresh = from == 304 && to == 200;
-    let new_route = matches!(from, 404 | 405 | 501) && (200..300).contains(&to);
+    let new_route =
+        matches!(from, 404 | 405 | 501) && ((200..300).contains(&to) || matches!(to, 401 | 403));
     from != to && !fresh && !new_route
 }
 
@@ -124,8 +126,11 @@ pub(super) fn looks_missing(e: &EndpointStats) -> bool {
 
 /// Endpoints whose statuses changed on testing, each with `MIN_ENDPOINT_PAIRS` judged pairs,
 /// judged against their noise like a changed field (`DIFF_ABSOLUTE`, `DIFF_RELATIVE`,
-/// `CONFIDENCE`); without a secondary's answers, against no change at all by the same margin.
-/// Any that counts rejects; one not yet sure waits. Rows for the differences table come back.
+/// `CONFIDENCE`); where no noise was measured, by `MAX_BODY_DIFF` as a body's difference is
+/// (`auto` or empty: reported only, as running answered the user first and a consumed token or a
+/// rate limit changes every copy's status). Any that counts rejects; one not yet sure waits, and
+/// so does one with too few pairs where replay can bring them. Rows for the differences table
+/// come back.
 pub(super) fn statuses_part(
     s: &Summary,
     cfg: &ScoreConfig,
@@ -139,14 +144,19 @@ pub(super) fn statuses_part(
             continue;
         }
         let judged = Judged::of(c, cfg);
-        let few = c.judged < cfg.min_endpoint_pairs;
-        if few {
-            // Too few pairs to judge: wait for them (replayed), as for an endpoint gone.
-            j.too_few(
-                &format!("status changed on {k}: {} of {} pairs", c.changed, c.judged),
-                k,
-                more,
-            );
+        if !judged.applies {
+            // Noise unmeasured and MAX_BODY_DIFF not a number: listed, never judged.
+        } else if c.judged < cfg.min_endpoint_pairs {
+            // Too few pairs to judge: wait for them where replay can bring them, as for an
+            // endpoint gone. Where it cannot, or the endpoint has its pairs but most are 5xx
+            // (the 5xx rule's), waiting would never end: listed only.
+            if e.pairs < cfg.min_endpoint_pairs && more.can_replay(k) {
+                j.too_few(
+                    &format!("status changed on {k}: {} of {} pairs", c.changed, c.judged),
+                    k,
+                    more,
+                );
+            }
         } else {
             j.rate(
                 judged.check,
@@ -162,19 +172,7 @@ pub(super) fn statuses_part(
                 j.waiting_on.push(k.clone());
             }
         }
-        let (running, testing) = c.commonest();
-        rows.push(DiffRow {
-            endpoint: k.clone(),
-            path: "$status".to_string(),
-            kind: DiffKind::Changed,
-            pairs: c.changed,
-            of: c.judged,
-            rate: judged.rate,
-            noise_rate: judged.noise_rate,
-            judgement: judged.judgement,
-            running: running.to_string(),
-            testing: testing.to_string(),
-        });
+        rows.push(row(k, c, &judged));
     }
     let part = ScorePart {
         name: "statuses",
@@ -186,6 +184,23 @@ pub(super) fn statuses_part(
         ),
     };
     (part, rows)
+}
+
+/// An endpoint's `$status` row for the differences table.
+fn row(endpoint: &str, c: &StatusChanges, judged: &Judged) -> DiffRow {
+    let (running, testing) = c.commonest();
+    DiffRow {
+        endpoint: endpoint.to_string(),
+        path: "$status".to_string(),
+        kind: DiffKind::Changed,
+        pairs: c.changed,
+        of: c.judged,
+        rate: judged.rate,
+        noise_rate: judged.noise_rate,
+        judgement: judged.judgement,
+        running: running.to_string(),
+        testing: testing.to_string(),
+    }
 }
 
 /// How one endpoint's status changes are judged.
@@ -204,6 +219,9 @@ struct Judged {
     check: RateCheck,
     /// As shown in the table.
     judgement: DiffJudgement,
+    /// Whether the change is judged at all: its noise was measured, or `MAX_BODY_DIFF` is a
+    /// number to hold it against.
+    applies: bool,
 }
 
 impl Judged {
@@ -212,7 +230,11 @@ impl Judged {
         let rate = c.changed as f64 / c.judged.max(1) as f64;
         let noise_rate = (c.noise_of > 0).then(|| c.noise as f64 / c.noise_of as f64);
         let nr = noise_rate.unwrap_or(0.0);
-        let margin = cfg.diff_absolute.max(nr * cfg.diff_relative);
+        // Without noise, running's own answer (given to the user first) is all there is to
+        // compare with: MAX_BODY_DIFF says whether, and by what, that is judged.
+        let ceiling = noise_rate.map_or(cfg.max_body_diff.ceiling(false), |_| None);
+        let applies = noise_rate.is_some() || ceiling.is_some();
+        let margin = ceiling.unwrap_or(cfg.diff_absolute.max(nr * cfg.diff_relative));
         let check = match noise_rate {
             Some(_) => stats::compare_rates(
                 c.changed,
@@ -226,6 +248,7 @@ impl Judged {
         };
         let (excess, over) = (rate - nr, rate - nr > margin);
         let judgement = match check {
+            _ if !applies => DiffJudgement::NoiseUnknown,
             RateCheck::Worse { .. } => DiffJudgement::Counts,
             RateCheck::Undecided { .. } if over => DiffJudgement::Unsure,
             _ if noise_rate.is_none() => DiffJudgement::NoiseUnknown,
@@ -239,6 +262,7 @@ impl Judged {
             over,
             check,
             judgement,
+            applies,
         }
     }
 }
@@ -258,7 +282,10 @@ fn reason(endpoint: &str, c: &StatusChanges, j: &Judged) -> String {
                 c.noise_of,
                 n * 100.0
             ),
-            None => "no secondary answered it to measure its noise".to_string(),
+            None => format!(
+                "no secondary answered it to measure its noise, so it is held against MAX_BODY_DIFF ({:.1}%)",
+                j.margin * 100.0
+            ),
         }
     )
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{MaxBodyDiff, ScoreConfig};
 use crate::score::test_support::{cfg, pair, statuses, summarised};
 use crate::score::{evaluate, Evaluation, Verdict};
 
@@ -6,6 +7,21 @@ use crate::score::{evaluate, Evaluation, Verdict};
 fn judged(more: Vec<Pair>) -> Evaluation {
     let healthy = statuses("/a", 200, 200, Some(200), 200);
     evaluate(&summarised(&[healthy, more].concat(), 600), &cfg())
+}
+
+/// As [`judged`], by `cfg`, with a secondary running and `REPLAY=auto`: where replay can bring a
+/// rare endpoint its pairs.
+fn judged_with(more: Vec<Pair>, cfg: &ScoreConfig, replay: bool) -> Evaluation {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    let mut s = summarised(&[healthy, more].concat(), 600);
+    s.noise_expected = replay;
+    evaluate(
+        &s,
+        &ScoreConfig {
+            replay,
+            ..cfg.clone()
+        },
+    )
 }
 
 /// The reasons of a rejection, or a panic saying what the verdict was.
@@ -67,7 +83,7 @@ fn a_rare_endpoint_that_always_answers_403_rejects_by_name() {
     );
     // Seen fewer than MIN_ENDPOINT_PAIRS times: listed, and the verdict waits for its pairs
     // (replayed), never promoting over it.
-    let e = judged(statuses("/rare", 4, 200, Some(200), 403));
+    let e = judged_with(statuses("/rare", 4, 200, Some(200), 403), &cfg(), true);
     assert!(
         matches!(&e.verdict, Verdict::Wait(w) if w.contains("status changed on GET /rare: 4 of 4 pairs: too few to judge")),
         "{e:?}"
@@ -134,17 +150,112 @@ fn a_status_testing_shares_with_the_secondary_or_a_fresh_200_is_no_change() {
     );
 }
 
-/// Without a secondary, a consistent change is judged against none at all: it still rejects,
-/// and the reason says the noise is unmeasured.
+/// Without a secondary, a consistent change is judged by `MAX_BODY_DIFF` set to a number: it
+/// rejects, and the reason says the noise is unmeasured.
 #[test]
-fn without_a_secondary_a_consistent_change_rejects() {
-    let e = judged(statuses("/admin", 20, 401, None, 200));
+fn without_a_secondary_a_consistent_change_rejects_by_a_number() {
+    let fixed = ScoreConfig {
+        max_body_diff: MaxBodyDiff::Fixed(0.05),
+        ..cfg()
+    };
+    let e = judged_with(statuses("/admin", 20, 401, None, 200), &fixed, false);
     let r = rejected(&e);
     assert!(
         r.contains("status changed on GET /admin")
-            && r.contains("no secondary answered it to measure its noise"),
+            && r.contains("no secondary answered it to measure its noise, so it is held against MAX_BODY_DIFF (5.0%)"),
         "{r}"
     );
+}
+
+/// Running answers the user first: a one-time link it consumed redirects the copy to a login
+/// (302), a per-peer rate limit answers 429 to every copy. With no noise measured (no secondary, or one that gave
+/// no answer), `MAX_BODY_DIFF=auto` or empty reports the change, never rejects nor waits on it.
+#[test]
+fn without_measured_noise_a_change_is_reported_only_under_auto() {
+    let consumed = statuses("/verify", 20, 200, None, 302);
+    let limited = statuses("/api/search", 20, 200, Some(NO_ANSWER), 429);
+    let rare = statuses("/rare", 3, 200, None, 302);
+    for max_body_diff in [MaxBodyDiff::Auto, MaxBodyDiff::Off] {
+        let c = ScoreConfig {
+            max_body_diff,
+            ..cfg()
+        };
+        for replay in [false, true] {
+            let more = [consumed.clone(), limited.clone(), rare.clone()].concat();
+            let e = judged_with(more, &c, replay);
+            assert_eq!(e.verdict, Verdict::Promote, "{max_body_diff:?}: {e:?}");
+            let rows: Vec<_> = e
+                .diffs
+                .iter()
+                .map(|d| (d.endpoint.as_str(), d.judgement))
+                .collect();
+            assert_eq!(
+                rows,
+                [
+                    ("GET /api/search", DiffJudgement::NoiseUnknown),
+                    ("GET /rare", DiffJudgement::NoiseUnknown),
+                    ("GET /verify", DiffJudgement::NoiseUnknown)
+                ],
+                "{e:?}"
+            );
+        }
+    }
+}
+
+/// Where replay cannot bring a rare endpoint its pairs (`REPLAY` off, no secondary, or nothing
+/// of it recorded), a status change or 5xx there does not hold the verdict for ever: the
+/// `$status` row is listed and the build promoted, as before these rules.
+#[test]
+fn a_rare_endpoint_replay_cannot_help_does_not_wait() {
+    let changed = statuses("/rare", 4, 200, Some(200), 403);
+    let failing = statuses("/rarer", 3, 200, Some(200), 500);
+    // Healthy pairs enough that 3 errors stay well under MAX_5XX_DELTA overall.
+    let busy = statuses("/b", 400, 200, Some(200), 200);
+    let e = judged([busy.clone(), changed.clone(), failing.clone()].concat());
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+    assert_eq!(e.diffs[0].endpoint, "GET /rare");
+    assert_eq!(e.diffs[0].path, "$status");
+    // Replay on and a secondary, but nothing of them recorded to replay.
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    let mut s = summarised(&[healthy, busy, changed, failing].concat(), 600);
+    s.noise_expected = true;
+    s.unreplayable = ["GET /rare".to_string(), "GET /rarer".to_string()].into();
+    let e = evaluate(
+        &s,
+        &ScoreConfig {
+            replay: true,
+            ..cfg()
+        },
+    );
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+}
+
+/// An endpoint with its pairs, most of them 5xx on both sides (the 5xx rule's, alike), has few
+/// judged pairs: replay would bring more 5xx, not judged pairs, so its change is listed only.
+#[test]
+fn an_endpoint_with_its_pairs_but_few_judged_does_not_wait() {
+    let more = [
+        statuses("/flaky", 30, 503, Some(503), 503),
+        statuses("/flaky", 2, 200, Some(200), 403),
+    ]
+    .concat();
+    let e = judged_with(more, &cfg(), true);
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+    assert_eq!(e.diffs[0].path, "$status");
+}
+
+/// Testing's missing answers (the mirror's timeouts) on a rare endpoint are no 5xx of the app's:
+/// the rare-5xx rule does not wait over them (the overall 5xx rate still counts them).
+#[test]
+fn a_rare_endpoints_missing_answers_do_not_wait() {
+    let timed_out = Pair {
+        testing_status: None,
+        testing_error: Some("timed out".to_string()),
+        ..pair("/rare")
+    };
+    let busy = statuses("/b", 400, 200, Some(200), 200);
+    let e = judged_with([busy, vec![timed_out; 2]].concat(), &cfg(), true);
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
 }
 
 /// Server errors are the 5xx rule's and a vanished endpoint the endpoints rule's: no status
@@ -221,11 +332,26 @@ fn a_route_new_on_testing_is_no_change() {
     assert!(r.contains("status changed on GET /api/v1/orders"), "{r}");
 }
 
+/// A route new on testing behind authentication answers 401 or 403 to a caller without the
+/// rights yet, where running's version answered 404, 405 or 501: still a new route, no change.
+#[test]
+fn a_new_route_behind_authentication_is_no_change() {
+    let guarded = [
+        statuses("/api/v2/admin", 20, 404, Some(404), 401),
+        statuses("/api/v2/audit", 20, 405, Some(405), 403),
+        statuses("/api/v2/export", 20, 501, Some(501), 403),
+    ]
+    .concat();
+    let e = judged(guarded);
+    assert_eq!(e.verdict, Verdict::Promote, "{e:?}");
+    assert!(e.diffs.is_empty(), "{:?}", e.diffs);
+}
+
 /// The review's `once3-500`: a rare endpoint answering 500 on each of its 3 pairs (1 % overall,
 /// under `MAX_5XX_DELTA`) is not promoted over: the verdict waits for its pairs, replayed.
 #[test]
 fn a_rare_endpoint_failing_on_its_few_pairs_waits_for_more() {
-    let e = judged(statuses("/rare", 3, 200, Some(200), 500));
+    let e = judged_with(statuses("/rare", 3, 200, Some(200), 500), &cfg(), true);
     assert!(
         matches!(&e.verdict, Verdict::Wait(w) if w.contains("5xx on GET /rare: testing 3 of 3 pairs")
             && w.contains("too few to judge")),
