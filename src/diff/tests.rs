@@ -347,7 +347,7 @@ fn one_pair_reports_a_bounded_list() {
     assert_eq!(d.len(), MAX_DIFFS_PER_PAIR);
     // The last place says the list was cut, and from where (keys in order: k0, k1, k10, ...).
     let last = &d[MAX_DIFFS_PER_PAIR - 1];
-    assert_eq!((last.path.as_str(), last.kind), (CUT_PATH, Changed));
+    assert_eq!((last.path.as_str(), last.kind), (CUT_PATH, Missing));
     assert!(
         last.testing.starts_with("63 kept, the rest not: from $.k")
             && last.testing.ends_with("(missing)"),
@@ -356,6 +356,35 @@ fn one_pair_reports_a_bounded_list() {
     assert!(d[..MAX_DIFFS_PER_PAIR - 1]
         .iter()
         .all(|x| x.path != CUT_PATH));
+}
+
+/// Version-only differences (review: 70 fields carrying the version) neither take the counting
+/// places nor make a cut row: a good build was rejected on `$more_differences` alone.
+#[test]
+fn version_only_differences_do_not_cut_the_list() {
+    let body = |v: &str, price: u64| {
+        let mut m: serde_json::Map<String, Value> = (0..70)
+            .map(|i| (format!("f{i:02}"), Value::from(format!("app-{v}"))))
+            .collect();
+        m.insert("price".into(), Value::from(price));
+        Value::Object(m).to_string()
+    };
+    let got = json_diffs(&body("1.0.0", 3), &body("1.1.0", 3), &[], &[]);
+    assert!(got.iter().all(|(_, k)| !k.counts()), "{got:?}");
+    assert_eq!(got.len(), MAX_DIFFS_PER_PAIR);
+    let got = json_diffs(&body("1.0.0", 3), &body("1.1.0", 4), &[], &[]);
+    let counting: Vec<_> = got.iter().filter(|(_, k)| k.counts()).collect();
+    assert_eq!(counting, vec![&p("$.price", Changed)]);
+    // Past the counting places, the cut row has the kind of the difference dropped.
+    let mut m: serde_json::Map<String, Value> = (0..70)
+        .map(|i| (format!("f{i:02}"), Value::from("app-1.0.0")))
+        .collect();
+    m.extend((0..70).map(|i| (format!("g{i:02}"), Value::from(i))));
+    let r = Value::Object(m).to_string();
+    let got = json_diffs(&r, r#"{"f00":"app-1.1.0"}"#, &[], &[]);
+    let counting: Vec<_> = got.iter().filter(|(_, k)| k.counts()).collect();
+    assert_eq!(counting.len(), MAX_DIFFS_PER_PAIR);
+    assert_eq!(counting.last(), Some(&&p(CUT_PATH, Missing)));
 }
 
 /// A map keyed by random ids (review case manykeys: 40 uuids sorting before `price`, different
