@@ -261,8 +261,8 @@ impl Out {
     }
 }
 
-/// One URL path segment or JSON object key, folded when it is an id (`{n}`, `{uuid}`, `{id}`):
-/// `/users/42` and `/users/43` are one endpoint, and a map keyed by random ids is one path.
+/// One URL path segment, folded when it is an id (`{n}`, `{uuid}`, `{id}`): `/users/42` and
+/// `/users/43` are one endpoint. JSON object keys use the narrower [`fold_key`].
 pub fn fold_id(seg: &str) -> &str {
     if seg.is_empty() {
         return seg;
@@ -287,6 +287,16 @@ pub fn fold_id(seg: &str) -> &str {
         return "{id}";
     }
     seg
+}
+
+/// One JSON object key, folded only when it is unmistakably an id (`{n}`: all digits, `{uuid}`),
+/// as [`fold_id`] folds them: a map keyed by random ids is one path, while field names with
+/// digits (`address_line1`, `p95Latency`, `sha256sum`) stay apart, and so do their ignore entries.
+pub fn fold_key(key: &str) -> &str {
+    match fold_id(key) {
+        folded @ ("{n}" | "{uuid}") => folded,
+        _ => key,
+    }
 }
 
 /// Whether `r` becomes `t` when every occurrence of running's version in it is replaced by
