@@ -16,13 +16,15 @@
 //! # JSON
 //! A path starts at `$`; an object key is `.key` (or `["key"]` when it is not a plain identifier)
 //! and every array index is `[*]`, so `items[0].price` and `items[7].price` are one path; a key that
-//! is an id (digits, a uuid, or 8+ letters and digits with a digit, as endpoints fold: [`fold_id`])
-//! is folded the same way (`$.nonces.{uuid}`), and a path pattern's id key matches its fold. Object
-//! key order is never a difference. One pair lists at most [`MAX_DIFFS_PER_PAIR`] differences, the
-//! last place saying the list was cut ([`CUT_PATH`]). Array order is (elements are compared index by index, the longer
-//! side's extra elements are [`DiffKind::Missing`] / [`DiffKind::Added`] at `path[*]`), unless the
-//! array's path is in [`DiffOptions::unordered`]: then it is compared as a multiset, and the
-//! elements left without an equal partner are paired up in order and compared field by field.
+//! is unmistakably an id (all digits or a uuid: [`fold_key`]) is folded (`$.nonces.{uuid}`), and a
+//! path pattern matches folded keys only where it is itself written folded. Object key order is
+//! never a difference. One pair lists at most [`MAX_DIFFS_PER_PAIR`] counting differences, the
+//! last place saying the list was cut ([`CUT_PATH`], of the kind first dropped); version-only
+//! ones are bounded apart and never cut it. Array order is (elements are compared index by index,
+//! the longer side's extra elements are [`DiffKind::Missing`] / [`DiffKind::Added`] at
+//! `path[*]`), unless the array's path is in [`DiffOptions::unordered`]: then it is compared as a
+//! multiset, and the elements left without an equal partner are paired up in order and compared
+//! field by field.
 //! A path in [`DiffOptions::ignore`] is skipped with everything under it.
 //!
 //! # Text
@@ -43,8 +45,9 @@ use serde_json::Value;
 
 /// Longest example text kept per side, in bytes (cut at a character boundary).
 pub const EXAMPLE_MAX: usize = 200;
-/// Most distinct (path, kind) differences one [`diff`] reports; one broken answer can not make an
-/// unbounded list. The last place is [`CUT_PATH`] when the list was cut.
+/// Most distinct (path, kind) counting differences one [`diff`] reports; one broken answer can
+/// not make an unbounded list. The last place is [`CUT_PATH`] when the list was cut. Entries that
+/// never count (versions, uncompared) are bounded apart by the same number and never cut it.
 pub const MAX_DIFFS_PER_PAIR: usize = 64;
 /// The path of the difference standing for all those past [`MAX_DIFFS_PER_PAIR`] in one pair,
 /// naming the first not kept: judged like any other (against running's own cut answers), so the
@@ -142,7 +145,8 @@ pub struct Difference {
 }
 
 /// Compare running's answer with testing's; returns each distinct (path, kind) once with its first
-/// example, at most [`MAX_DIFFS_PER_PAIR`]. Empty means the answers are equivalent.
+/// example, at most [`MAX_DIFFS_PER_PAIR`] counting ones and as many others. Empty means the
+/// answers are equivalent.
 pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Difference> {
     let mut out = Out::default();
     if running.status != testing.status {
@@ -205,25 +209,38 @@ fn parse_both(running: &Answer, testing: &Answer) -> Option<(Value, Value)> {
     Some((r, t))
 }
 
-/// The differences found so far, each (path, kind) once.
+/// The differences found so far, each (path, kind) once. Counting differences and the others
+/// ([`DiffKind::Expected`], [`DiffKind::Uncompared`]) are bounded apart: version-only entries,
+/// which running's own noise never has, must not fill the list and cut a good answer.
 #[derive(Default)]
 struct Out {
     list: Vec<Difference>,
+    /// Entries in `list` that count against testing (the cut row included).
+    counting: usize,
 }
 
 impl Out {
-    /// Record a difference unless its (path, kind) is already there or the list is full; the
-    /// examples are only built when it is recorded.
+    /// Record a difference unless its (path, kind) is already there or its part of the list is
+    /// full; the examples are only built when it is recorded. The last counting place is the
+    /// cut row, of the kind of the first counting difference dropped.
     fn push(&mut self, path: &str, kind: DiffKind, examples: impl FnOnce() -> (String, String)) {
-        if self.full() || self.list.iter().any(|d| d.kind == kind && d.path == path) {
+        let full = if kind.counts() {
+            self.full()
+        } else {
+            self.list.len() - self.counting >= MAX_DIFFS_PER_PAIR
+        };
+        if full || self.list.iter().any(|d| d.kind == kind && d.path == path) {
             return;
         }
-        if self.list.len() + 1 == MAX_DIFFS_PER_PAIR {
+        if kind.counts() {
+            self.counting += 1;
+        }
+        if kind.counts() && self.counting == MAX_DIFFS_PER_PAIR {
             let kept = MAX_DIFFS_PER_PAIR - 1;
             let first = format!("{kept} kept, the rest not: from {path} ({})", kind.as_str());
             self.list.push(Difference {
                 path: CUT_PATH.to_string(),
-                kind: DiffKind::Changed,
+                kind,
                 running: String::new(),
                 testing: cut(&first).to_string(),
             });
@@ -238,13 +255,14 @@ impl Out {
         });
     }
 
+    /// Whether no further counting difference can be recorded (the walk may stop).
     fn full(&self) -> bool {
-        self.list.len() >= MAX_DIFFS_PER_PAIR
+        self.counting >= MAX_DIFFS_PER_PAIR
     }
 }
 
-/// One URL path segment or JSON object key, folded when it is an id (`{n}`, `{uuid}`, `{id}`):
-/// `/users/42` and `/users/43` are one endpoint, and a map keyed by random ids is one path.
+/// One URL path segment, folded when it is an id (`{n}`, `{uuid}`, `{id}`): `/users/42` and
+/// `/users/43` are one endpoint. JSON object keys use the narrower [`fold_key`].
 pub fn fold_id(seg: &str) -> &str {
     if seg.is_empty() {
         return seg;
@@ -269,6 +287,16 @@ pub fn fold_id(seg: &str) -> &str {
         return "{id}";
     }
     seg
+}
+
+/// One JSON object key, folded only when it is unmistakably an id (`{n}`: all digits, `{uuid}`),
+/// as [`fold_id`] folds them: a map keyed by random ids is one path, while field names with
+/// digits (`address_line1`, `p95Latency`, `sha256sum`) stay apart, and so do their ignore entries.
+pub fn fold_key(key: &str) -> &str {
+    match fold_id(key) {
+        folded @ ("{n}" | "{uuid}") => folded,
+        _ => key,
+    }
 }
 
 /// Whether `r` becomes `t` when every occurrence of running's version in it is replaced by

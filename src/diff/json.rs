@@ -1,12 +1,13 @@
 //! JSON bodies compared field by field (see the [module doc](super#json)): a walker over both
 //! values at once, the generalised paths it names, and the operator's path patterns.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io;
 
 use serde_json::Value;
 
-use super::{fold_id, same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
+use super::{fold_key, same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
 
 mod multiset;
 
@@ -49,14 +50,16 @@ impl Walker<'_, '_> {
     fn report(&mut self, path: &str, kind: DiffKind, r: Option<&Value>, t: Option<&Value>) {
         self.found = true;
         if let Some(out) = self.out.as_deref_mut() {
-            out.push(path, kind, || (json_example(r), json_example(t)));
+            out.push(&fold_path(path), kind, || {
+                (json_example(r), json_example(t))
+            });
         }
     }
 
     /// A difference by the versions only: listed, but it does not make the values differ.
     fn expected(&mut self, path: &str, r: &Value, t: &Value) {
         if let Some(out) = self.out.as_deref_mut() {
-            out.push(path, DiffKind::Expected, || {
+            out.push(&fold_path(path), DiffKind::Expected, || {
                 (json_example(Some(r)), json_example(Some(t)))
             });
         }
@@ -165,16 +168,10 @@ impl Walker<'_, '_> {
     }
 }
 
-/// Append `.key`, or `["key"]` when the key is not a plain identifier; a key that is an id
-/// ([`fold_id`]: `{uuid}`, `{n}`, `{id}`) is folded, so an object used as a map of random ids is
-/// one path, not a new path per id (which filled a pair's list before the fields after it).
+/// Append `.key`, or `["key"]` when the key is not a plain identifier. The walker's path keeps
+/// the key as it is, so an ignore entry naming one key matches that key only; a reported path
+/// folds id keys ([`fold_path`]).
 fn push_key(path: &mut String, key: &str) {
-    let folded = fold_id(key);
-    if folded != key {
-        path.push('.');
-        path.push_str(folded);
-        return;
-    }
     let plain = !key.is_empty()
         && key
             .bytes()
@@ -190,8 +187,50 @@ fn push_key(path: &mut String, key: &str) {
     }
 }
 
+/// The path as reported: each key that is an id ([`fold_key`]) folded, so a map keyed by random
+/// ids is one path, not a new path per id (which filled a pair's list before the fields after it).
+fn fold_path(path: &str) -> Cow<'_, str> {
+    let b = path.as_bytes();
+    let (mut out, mut copied, mut i) = (None::<String>, 0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|&c| c == b'.' || c == b'[')
+                    .map_or(b.len(), |n| i + 1 + n);
+                let (key, folded) = (&path[i + 1..end], fold_key(&path[i + 1..end]));
+                if folded != key {
+                    let o = out.get_or_insert_with(String::new);
+                    o.push_str(&path[copied..=i]);
+                    o.push_str(folded);
+                    copied = end;
+                }
+                i = end;
+            }
+            b'[' if b.get(i + 1) == Some(&b'"') => {
+                // A quoted key (JSON string): skip it whole, escapes included.
+                i += 2;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    match out {
+        None => Cow::Borrowed(path),
+        Some(mut o) => {
+            o.push_str(&path[copied.min(path.len())..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
 /// Whether the generalised `path` is one of `patterns`, where an index in a pattern (`[3]`) is
-/// read as `[*]` and an id key (`.3f2b…`) as its folded form (`.{uuid}`).
+/// read as `[*]` and a folded key in a pattern (`.{uuid}`, `.{n}`) matches every key that folds
+/// so ([`fold_key`]); a concrete key matches itself only.
 fn path_in(path: &str, patterns: &[String]) -> bool {
     patterns.iter().any(|p| path_matches(p, path))
 }
@@ -221,19 +260,19 @@ fn path_matches(pattern: &str, path: &str) -> bool {
     i == p.len() && j == q.len()
 }
 
-/// Where the pattern and the path go on after a key, when the path has a folded key (`.{uuid}`)
-/// at `j` and the pattern at `i` a key that folds to it.
+/// Where the pattern and the path go on after a key, when the pattern has a folded key
+/// (`.{uuid}`) at `i` and the path at `j` a key that folds to it.
 fn folded_key_matches(p: &[u8], i: usize, q: &[u8], j: usize) -> Option<(usize, usize)> {
-    if p[i] != b'.' || !q[j..].starts_with(b".{") {
+    if p[i] != b'.' || q[j] != b'.' || p.get(i + 1) != Some(&b'{') {
         return None;
     }
-    let token = &q[j + 1..j + 1 + q[j + 1..].iter().position(|&b| b == b'}')? + 1];
-    let key_len = p[i + 1..]
+    let token = &p[i + 1..i + 2 + p[i + 1..].iter().position(|&b| b == b'}')?];
+    let key_len = q[j + 1..]
         .iter()
         .position(|&b| b == b'.' || b == b'[')
-        .unwrap_or(p.len() - i - 1);
-    let key = std::str::from_utf8(&p[i + 1..i + 1 + key_len]).ok()?;
-    (fold_id(key).as_bytes() == token).then_some((i + 1 + key_len, j + 1 + token.len()))
+        .unwrap_or(q.len() - j - 1);
+    let key = std::str::from_utf8(&q[j + 1..j + 1 + key_len]).ok()?;
+    (fold_key(key).as_bytes() == token).then_some((i + 1 + token.len(), j + 1 + key_len))
 }
 
 /// A JSON value as text, at most [`EXAMPLE_MAX`] bytes, without serialising more than that.
