@@ -94,9 +94,12 @@ fn watchdogs_end_with_their_instances_and_a_normal_stop_leaves_none() {
     });
     base.drop_wrapped_fixture("1.0.0", "");
     u.wait_serving();
-    let first = base
-        .watchdog_pid("running")
-        .expect("instance.json names a watchdog");
+    // Users are routed to it a moment before its `running` link is written.
+    let first = wait_until(
+        "instance.json to name a watchdog",
+        Duration::from_secs(10),
+        || base.watchdog_pid("running"),
+    );
     assert_eq!(
         watchdogs(&base.path)
             .iter()
@@ -114,9 +117,11 @@ fn watchdogs_end_with_their_instances_and_a_normal_stop_leaves_none() {
         (base.link("running")? == std::path::Path::new("app-1.0.0/2")).then_some(())
     });
     u.wait_serving();
-    let second = base
-        .watchdog_pid("running")
-        .expect("the new instance is guarded");
+    let second = wait_until(
+        "the new instance to be guarded",
+        Duration::from_secs(10),
+        || base.watchdog_pid("running").filter(|p| *p != first),
+    );
     wait_until("the old watchdog gone", Duration::from_secs(5), || {
         (!process_running(first)).then_some(())
     });
