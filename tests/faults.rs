@@ -472,9 +472,7 @@ fn a_build_whose_protected_copy_cannot_be_written_waits_and_is_never_rejected() 
         Base::fixture_script("1.1.0", ""),
         "# padding a real build would carry\n".repeat(60_000)
     );
-    let tmp = base.path.join(".app-1.1.0.tmp");
-    std::fs::write(&tmp, &build).unwrap();
-    std::fs::rename(&tmp, base.path.join("app-1.1.0")).unwrap();
+    base.drop_script("1.1.0", &build);
     let line = wait_until("the build to wait", Duration::from_secs(10), || {
         let log = u.log_text();
         let line = log.lines().find(|l| l.contains("build_waiting"))?;

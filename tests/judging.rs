@@ -93,9 +93,15 @@ fn rejection(base: &Base) -> String {
     })
 }
 
-/// Wait until v1.1.0 serves users.
+/// Wait until v1.1.0 serves users; a rejection meanwhile fails at once, with its reason.
 fn promoted(base: &Base) {
+    let rejected = base.path.join("rejected/app-1.1.0/reason.json");
     wait_until("1.1.0 to be promoted", Duration::from_secs(30), || {
+        assert!(
+            !rejected.exists(),
+            "1.1.0 was rejected: {:?}",
+            std::fs::read_to_string(&rejected)
+        );
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
     });
 }
@@ -369,15 +375,7 @@ fn a_build_slower_than_the_secondary_on_the_same_copies_is_rejected_by_default()
 #[test]
 fn gzipped_answers_are_compared_by_what_they_say() {
     let (base, mut u, traffic) = run("judge-gzip-good", "", "--gzip", "--gzip");
-    wait_until("1.1.0 promoted", Duration::from_secs(40), || {
-        let rejected = base.path.join("rejected/app-1.1.0/reason.json");
-        assert!(
-            !rejected.exists(),
-            "an identical gzip build was rejected: {:?}",
-            std::fs::read_to_string(&rejected)
-        );
-        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
-    });
+    promoted(&base);
     drop(traffic);
     u.stop();
     let (base, mut u, traffic) = run("judge-gzip-wrong", "", "--gzip", "--gzip --double-price");

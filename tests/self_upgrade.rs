@@ -402,9 +402,7 @@ fn a_failed_upgrade_gives_a_starting_build_back_still_starting() {
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     let slow = format!("#!/bin/sh\nsleep 8\nexec '{BIN}' fixture-app --version 1.1.0\n");
-    let tmp = base.path.join(".app-1.1.0.tmp");
-    std::fs::write(&tmp, slow).unwrap();
-    std::fs::rename(&tmp, base.path.join("app-1.1.0")).unwrap();
+    base.drop_script("1.1.0", &slow);
     let (pid, ready) = wait_until("testing starting", Duration::from_secs(10), || {
         role_status(&base, "testing")
     });
@@ -447,9 +445,7 @@ fn a_build_still_starting_at_an_upgrade_keeps_its_ready_timeout_in_the_new_under
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    let mute = base.path.join(".app-1.1.0.tmp");
-    std::fs::write(&mute, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    std::fs::rename(&mute, base.path.join("app-1.1.0")).unwrap();
+    base.drop_script("1.1.0", "#!/bin/sh\nexec sleep 600\n");
     wait_until("testing starting", Duration::from_secs(10), || {
         role_status(&base, "testing")
     });

@@ -109,8 +109,13 @@ impl Base {
 
     /// Drop a fixture build the way a deploy tool does: written elsewhere, then `mv`ed in.
     pub fn drop_fixture(&self, version: &str, faults: &str) {
+        self.drop_script(version, &Self::fixture_script(version, faults));
+    }
+
+    /// Drop `app-<version>` holding `script`, written beside it and `mv`ed in whole.
+    pub fn drop_script(&self, version: &str, script: &str) {
         let tmp = self.path.join(format!(".app-{version}.tmp"));
-        std::fs::write(&tmp, Self::fixture_script(version, faults)).unwrap();
+        std::fs::write(&tmp, script).unwrap();
         std::fs::rename(&tmp, self.path.join(format!("app-{version}"))).unwrap();
     }
 
@@ -121,9 +126,7 @@ impl Base {
         let script = format!(
             "#!/bin/sh\n'{BIN}' fixture-app --version {version} {faults}\necho \"wrapper: the server exited with $?\" >&2\n"
         );
-        let tmp = self.path.join(format!(".app-{version}.tmp"));
-        std::fs::write(&tmp, script).unwrap();
-        std::fs::rename(&tmp, self.path.join(format!("app-{version}"))).unwrap();
+        self.drop_script(version, &script);
     }
 
     /// Drop a fixture build the way `cp` does: written in place.

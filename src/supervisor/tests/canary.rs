@@ -574,11 +574,7 @@ async fn a_rollback_mid_canary_records_the_share_that_goes_on_under_the_new_runn
         id: 1,
         command: Command::Rollback(Some(v("0.9.0"))),
     });
-    let a = sim.feed(Input::Restored {
-        version: v("0.9.0"),
-        result: Ok(installed("0.9.0")),
-    });
-    let (_, a) = sim.bring_up(&a);
+    let (_, a) = sim.restored("0.9.0");
     assert_eq!(
         records_in(&a),
         [(Some(v("1.0.0")), v("0.9.0"), SwitchWhy::Rollback)]
