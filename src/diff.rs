@@ -32,7 +32,12 @@
 //! (extra lines as `Missing` / `Added`): a text answer has no structure to tell one line's role
 //! from another's, and a line number would split what is one difference (a changed footer, a
 //! shifted block) into as many paths as there are lengths of answer. The example shows the first
-//! differing line.
+//! differing line. Where a third answer to the same request is expected ([`diff_witnessed`]), a
+//! line stays at `line[*]` only when that witness agrees with running there; one the witness
+//! differs on too is volatile in this pair (a per-request token, a clock), and so is every line
+//! of a pair whose witness is missing (nothing tells): both are reported at [`VOLATILE_LINES`]. A
+//! page carrying a CSRF token would otherwise differ at `line[*]` in every pair, on running's own
+//! secondary as well, and that noise would hide any other line the new build breaks.
 //!
 //! # Versions
 //! Running's and testing's answers are expected to differ where they carry their own version: a
@@ -53,6 +58,24 @@ pub const MAX_DIFFS_PER_PAIR: usize = 64;
 /// naming the first not kept: judged like any other (against running's own cut answers), so the
 /// cap never hides a regression silently (a wrong price behind 80 differences was promoted).
 pub const CUT_PATH: &str = "$more_differences";
+/// The path of text lines that differ where the witness differs from running too (see the
+/// module doc): judged apart from `line[*]`, so a per-request token cannot hide a broken line.
+pub const VOLATILE_LINES: &str = "line[volatile]";
+/// The path of every other differing text line.
+const LINES: &str = "line[*]";
+
+/// The third answer to the same request that tells a volatile text line from a changed one (see
+/// the module doc): testing's when the secondary is judged, the secondary's when testing is.
+#[derive(Debug, Clone, Copy)]
+pub enum Witness<'a> {
+    /// None is expected (no secondary runs): every differing line is at `line[*]`.
+    Off,
+    /// One was expected but did not answer alike (failed, another status, not kept): nothing
+    /// tells which lines vary, so every differing line is volatile.
+    Missing,
+    /// Its body, in the form running's is compared in.
+    Body(&'a [u8]),
+}
 /// Default bound of distinct (path, kind) entries per endpoint in [`DiffStats`].
 pub const MAX_PATHS_PER_ENDPOINT: usize = 64;
 /// Default bound of endpoints in [`DiffStats`].
@@ -148,6 +171,18 @@ pub struct Difference {
 /// example, at most [`MAX_DIFFS_PER_PAIR`] counting ones and as many others. Empty means the
 /// answers are equivalent.
 pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Difference> {
+    diff_witnessed(running, testing, Witness::Off, opts)
+}
+
+/// As [`diff`], with a third answer to the very same request: text lines it does not agree with
+/// running on are volatile in this pair ([`VOLATILE_LINES`]). The rule is symmetric, so testing's
+/// differences and running's noise are classed alike.
+pub fn diff_witnessed(
+    running: &Answer,
+    testing: &Answer,
+    witness: Witness,
+    opts: &DiffOptions,
+) -> Vec<Difference> {
     let mut out = Out::default();
     if running.status != testing.status {
         out.push("$status", DiffKind::Changed, || {
@@ -176,7 +211,11 @@ pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Diffe
         std::str::from_utf8(running.body),
         std::str::from_utf8(testing.body),
     ) {
-        diff_lines(r, t, (running.version, testing.version), &mut out);
+        diff_lines(
+            (r, t, witness),
+            (running.version, testing.version),
+            &mut out,
+        );
     } else {
         out.push("$body", DiffKind::Changed, || {
             (bytes_example(running.body), bytes_example(testing.body))
@@ -321,10 +360,26 @@ fn same_but_version(r: &str, t: &str, (rv, tv): (&str, &str)) -> bool {
     rest.is_empty()
 }
 
-/// Text bodies, line by line at the path `line[*]` (see the module doc).
-fn diff_lines(r: &str, t: &str, versions: (&str, &str), out: &mut Out) {
+/// Text bodies, line by line at the path `line[*]`, or [`VOLATILE_LINES`] where the witness's
+/// line is not running's (see the module doc).
+fn diff_lines((r, t, w): (&str, &str, Witness), versions: (&str, &str), out: &mut Out) {
+    // `None`: every line at `line[*]`; `Some(None)`: every line volatile (a witness that is not
+    // UTF-8 text tells nothing either).
+    let witness = match w {
+        Witness::Off => None,
+        Witness::Missing => Some(None),
+        Witness::Body(b) => Some(std::str::from_utf8(b).ok()),
+    };
     let (mut rl, mut tl) = (r.lines(), t.lines());
+    let mut wl = witness.flatten().map(str::lines);
     loop {
+        // The witness's line here: `None` past its end.
+        let w = wl.as_mut().and_then(|l| l.next());
+        let at = |kind: DiffKind, running: Option<&str>| match witness {
+            Some(Some(_)) if kind.counts() && w != running => VOLATILE_LINES,
+            Some(None) if kind.counts() => VOLATILE_LINES,
+            _ => LINES,
+        };
         match (rl.next(), tl.next()) {
             (Some(a), Some(b)) => {
                 let kind = if a == b {
@@ -334,16 +389,18 @@ fn diff_lines(r: &str, t: &str, versions: (&str, &str), out: &mut Out) {
                 } else {
                     DiffKind::Changed
                 };
-                out.push("line[*]", kind, || (cut(a).to_string(), cut(b).to_string()));
+                out.push(at(kind, Some(a)), kind, || {
+                    (cut(a).to_string(), cut(b).to_string())
+                });
             }
             (Some(a), None) => {
-                out.push("line[*]", DiffKind::Missing, || {
+                out.push(at(DiffKind::Missing, Some(a)), DiffKind::Missing, || {
                     (cut(a).to_string(), String::new())
                 });
                 return;
             }
             (None, Some(b)) => {
-                out.push("line[*]", DiffKind::Added, || {
+                out.push(at(DiffKind::Added, None), DiffKind::Added, || {
                     (String::new(), cut(b).to_string())
                 });
                 return;

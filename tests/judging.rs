@@ -388,6 +388,28 @@ fn gzipped_answers_are_compared_by_what_they_say() {
     u.stop();
 }
 
+/// HTML pages carrying a per-request form token differ on every pair, on running's own secondary
+/// too: a build whose page shows an error where the total was is rejected naming the line (that
+/// token once hid every other line), and two identical builds are promoted.
+#[test]
+fn a_broken_line_beside_a_per_request_token_rejects() {
+    let page = |i: usize| ["/page", "/api/items"][i % 2];
+    let (base, mut u, traffic) = run_on("judge-page-good", ("", ""), page);
+    promoted(&base);
+    drop(traffic);
+    u.stop();
+    let (base, mut u, traffic) = run_on("judge-page-broken", ("", "--broken-page"), page);
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(r.contains("GET /page") && r.contains("line[*]"), "{r}");
+    assert!(
+        r.contains("Total: 15") && r.contains("Something went wrong"),
+        "the broken line is the example, not the token: {r}"
+    );
+    assert!(!r.contains("line[volatile]"), "the token is noise: {r}");
+    u.stop();
+}
+
 /// A copy's latency runs to the end of its answer: a build that sends its head at once and its
 /// body 20 ms later is as slow to its users as one that waits 20 ms to answer.
 #[test]

@@ -44,6 +44,25 @@ pub fn decoded(
     Some((decode(c, running.1, max)?, decode(c, other.1, max)?))
 }
 
+/// A third answer's body (the witness, see [`crate::diff::diff_witnessed`]) in the form
+/// running's is compared in: decoded when running's was (`decoded`), as it came when running's
+/// did; `None` when its coding is not running's, so it cannot be set beside it.
+pub fn like_running<'a>(
+    running: &HeaderMap,
+    decoded: bool,
+    witness: (&HeaderMap, &'a [u8]),
+    max: usize,
+) -> Option<std::borrow::Cow<'a, [u8]>> {
+    let c = coding(running);
+    if coding(witness.0) != c {
+        return None;
+    }
+    match c {
+        Some(c) if decoded => decode(c, witness.1, max).map(std::borrow::Cow::Owned),
+        _ => Some(std::borrow::Cow::Borrowed(witness.1)),
+    }
+}
+
 /// `body` decoded, or `None` when it is not well-formed or decodes past `max` bytes.
 fn decode(c: Coding, body: &[u8], max: usize) -> Option<Vec<u8>> {
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);

@@ -155,6 +155,75 @@ fn text_rules() {
     );
 }
 
+/// A line the witness (a third answer to the same request) differs on too is volatile in this
+/// pair: a per-request token no longer hides a broken line beside it, in either direction.
+#[test]
+fn text_lines_the_witness_differs_on_too_are_volatile() {
+    let text = Some("text/html");
+    let page = |token: &str, total: &str| format!("<form>\n<input value={token}>\n<p>{total}</p>");
+    type Case = (&'static str, String, String, Option<String>, Vec<Found>);
+    let s = |x: &str| x.to_string();
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        ("a missing witness makes every line volatile", page("r1", "12"), page("t1", "error"),
+            Some(s("-")), vec![p(VOLATILE_LINES, Changed)]),
+        ("a token alone is volatile", page("r1", "12"), page("t1", "12"), Some(page("s1", "12")),
+            vec![p(VOLATILE_LINES, Changed)]),
+        ("a broken line beside a token is not", page("r1", "12"), page("t1", "error"),
+            Some(page("s1", "12")), vec![p(VOLATILE_LINES, Changed), p("line[*]", Changed)]),
+        ("the witness agreeing with testing still makes running's line volatile", page("r1", "12"),
+            page("t1", "12"), Some(page("t1", "12")), vec![p(VOLATILE_LINES, Changed)]),
+        ("without a witness expected every line is line[*]", page("r1", "12"), page("t1", "error"),
+            None, vec![p("line[*]", Changed)]),
+        ("a line the witness lacks is volatile", s("a\nb"), s("a"), Some(s("a")),
+            vec![p(VOLATILE_LINES, Missing)]),
+        ("a line only testing lacks is not", s("a\nb"), s("a"), Some(s("a\nb")),
+            vec![p("line[*]", Missing)]),
+        ("a line only testing adds is not", s("a"), s("a\nb"), Some(s("a")),
+            vec![p("line[*]", Added)]),
+        ("a line the witness adds too is volatile", s("a"), s("a\nb"), Some(s("a\nc")),
+            vec![p(VOLATILE_LINES, Added)]),
+        ("versions stay expected", s("v 1.0.0\nx"), s("v 1.1.0\nx"), Some(s("v 9\nx")),
+            vec![p("line[*]", Expected)]),
+    ];
+    for (name, r, t, w, want) in cases {
+        let got: Vec<_> = diff_witnessed(
+            &answer(text, r, "1.0.0"),
+            &answer(text, t, "1.1.0"),
+            match w.as_deref() {
+                None => Witness::Off,
+                Some("-") => Witness::Missing,
+                Some(w) => Witness::Body(w.as_bytes()),
+            },
+            &DiffOptions::default(),
+        )
+        .into_iter()
+        .map(|d| (d.path, d.kind))
+        .collect();
+        assert_eq!(&got, want, "{name}");
+    }
+    // A witness that is not UTF-8 text tells nothing: every line is volatile.
+    let d = diff_witnessed(
+        &answer(text, "a\nb\nc", "1.0.0"),
+        &answer(text, "a\nB\nc", "1.1.0"),
+        Witness::Body(b"a\nb\n\xff"),
+        &DiffOptions::default(),
+    );
+    assert_eq!((d[0].path.as_str(), d.len()), (VOLATILE_LINES, 1));
+    // The example of line[*] is the broken line, not the token.
+    let d = diff_witnessed(
+        &answer(text, &page("r1", "12"), "1.0.0"),
+        &answer(text, &page("t1", "error"), "1.1.0"),
+        Witness::Body(page("s1", "12").as_bytes()),
+        &DiffOptions::default(),
+    );
+    let lines = d.iter().find(|d| d.path == "line[*]").unwrap();
+    assert_eq!(
+        (lines.running.as_str(), lines.testing.as_str()),
+        ("<p>12</p>", "<p>error</p>")
+    );
+}
+
 #[test]
 fn text_without_a_content_type_is_text() {
     let d = diff(

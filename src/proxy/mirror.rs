@@ -623,10 +623,13 @@ async fn fetch(
 }
 
 /// Compare `other`'s answer with running's, where the statuses agree: field by field when both
-/// bodies were kept, else by fingerprint (headers are compared either way).
+/// bodies were kept, else by fingerprint (headers are compared either way). `witness` is the
+/// third answer to the same copy (the secondary's for testing, testing's for the secondary):
+/// text lines it differs on too are volatile in this pair ([`diff::diff_witnessed`]).
 fn judge(
     running: (StatusCode, &HeaderMap, &mut BodyCapture, &str),
     other: (&mut Answered, &str),
+    witness: Option<&mut Answered>,
     cfg: &Config,
 ) -> Option<Vec<Difference>> {
     let (status, headers, body, version) = running;
@@ -663,9 +666,22 @@ fn judge(
         Some((r, o)) => (r.as_slice(), o.as_slice()),
         None => (rbody, obody),
     };
-    let mut out = diff::diff(
+    let witnessed = witness
+        .filter(|w| whole && w.status == status)
+        .and_then(|w| Some((w.body.body()?, &w.headers)));
+    let witnessed = witnessed.as_ref().and_then(|(body, h)| {
+        let max = cfg.diff.max_body;
+        diff::encoding::like_running(headers, decoded.is_some(), (h, body), max)
+    });
+    let witness = match &witnessed {
+        Some(body) => diff::Witness::Body(body),
+        None if cfg.diff.noise_cancel => diff::Witness::Missing,
+        None => diff::Witness::Off,
+    };
+    let mut out = diff::diff_witnessed(
         &side(code, rct.as_deref(), headers, rbody, version),
         &side(code, oct.as_deref(), &answer.headers, obody, other_version),
+        witness,
         &opts,
     );
     if !whole && body.digest() != answer.body.digest() {
@@ -711,15 +727,18 @@ fn pair(
                 (Some(rb), Some(d)) => {
                     let rv = d.running.version.to_string();
                     let tv = job.target.version.to_string();
+                    let mut secondary = secondary;
                     let diffs = judge(
                         (job.running_status, &d.headers, rb, &rv),
                         (&mut a, &tv),
+                        secondary.as_mut(),
                         cfg,
                     );
-                    let noise = secondary.and_then(|mut s| {
+                    let noise = secondary.as_mut().and_then(|s| {
                         judge(
                             (job.running_status, &d.headers, rb, &rv),
-                            (&mut s, &rv),
+                            (s, &rv),
+                            Some(&mut a),
                             cfg,
                         )
                     });

@@ -91,7 +91,8 @@ fn replay_pair(
     cfg: &Config,
 ) -> Pair {
     let status = reference.status;
-    let mut against = |other: &mut Answered, version: &str| {
+    // Each side's witness is the other's answer to the same request (see `judge`).
+    let mut against = |other: &mut Answered, version: &str, witness: Option<&mut Answered>| {
         judge(
             (
                 status,
@@ -100,17 +101,21 @@ fn replay_pair(
                 &secondary_version,
             ),
             (other, version),
+            witness,
             cfg,
         )
     };
-    let (testing_status, testing_latency, testing_error, diffs) = match testing {
-        Ok(mut a) => {
-            let diffs = against(&mut a, &testing_version);
-            (Some(a.status.as_u16()), Some(a.latency), None, diffs)
-        }
+    let (testing_status, testing_latency, testing_error, mut answer) = match testing {
+        Ok(a) => (Some(a.status.as_u16()), Some(a.latency), None, Some(a)),
         Err(e) => (None, None, Some(e.to_string()), None),
     };
-    let noise = again.and_then(|mut s| against(&mut s, &secondary_version));
+    let mut again = again;
+    let diffs = answer
+        .as_mut()
+        .and_then(|a| against(a, &testing_version, again.as_mut()));
+    let noise = again
+        .as_mut()
+        .and_then(|s| against(s, &secondary_version, answer.as_mut()));
     Pair {
         testing: job.target.id,
         method: job.method.clone(),
