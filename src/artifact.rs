@@ -184,7 +184,7 @@ pub enum InstallError {
     #[error("{path} holds {entry:?}, which would land or point outside the folder it is unpacked into: rebuild the zip with relative paths only, and symlinks whose target stays inside, with any `..` at its start")]
     UnsafeEntry { path: PathBuf, entry: String },
     /// The zip holds nothing startable.
-    #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level: put the program there")]
+    #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level or in its bin/ (or in those of its one top folder): put the program there")]
     NothingToStart { path: PathBuf, identifier: String },
 }
 
@@ -360,7 +360,7 @@ pub fn install(
                 let _ = fs::remove_dir_all(&bundle);
                 return Err(e);
             }
-            let (program, kind) = find_program(&bundle, layout.identifier(), &name.version)
+            let (program, kind) = find_bundled(&bundle, layout.identifier(), &name.version)
                 .ok_or_else(|| InstallError::NothingToStart {
                     path: dest.clone(),
                     identifier: layout.identifier().to_string(),
@@ -466,14 +466,14 @@ pub fn find_installed(layout: &Layout, version: &Version) -> Option<Installed> {
     let vdir = layout.version_dir(version);
     let bundle = vdir.join("bundle");
     if bundle.is_dir() {
-        let (program, kind) = find_program(&bundle, layout.identifier(), version)?;
+        let (program, kind) = find_bundled(&bundle, layout.identifier(), version)?;
         return Some(Installed {
             version: version.clone(),
             program,
             kind,
         });
     }
-    let (program, kind) = find_program(&vdir, layout.identifier(), version)?;
+    let (program, kind) = program_in(&vdir, layout.identifier(), version)?;
     Some(Installed {
         version: version.clone(),
         program,
@@ -548,9 +548,32 @@ pub fn mark_executable(path: &Path) -> Result<(), InstallError> {
     make_executable(path)
 }
 
+/// The program of the bundle unpacked in `dir`: at its top level, else in its `bin/`; a bundle
+/// whose top level is one folder and nothing else (Gradle's `distZip`, sbt's `universal:
+/// packageBin`: `myapp-1.2.0/bin/myapp`) is looked into the same way.
+fn find_bundled(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
+    let root = only_folder(dir);
+    let root = root.as_deref().unwrap_or(dir);
+    program_in(root, identifier, version).or_else(|| {
+        let bin = root.join("bin");
+        let real = fs::symlink_metadata(&bin).is_ok_and(|m| m.is_dir());
+        real.then(|| program_in(&bin, identifier, version))?
+    })
+}
+
+/// The one entry of `dir`, when it is a folder (not a link to one).
+fn only_folder(dir: &Path) -> Option<PathBuf> {
+    let mut entries = fs::read_dir(dir).ok()?.filter_map(|e| e.ok());
+    let one = entries.next()?;
+    if entries.next().is_some() || !one.file_type().ok()?.is_dir() {
+        return None;
+    }
+    Some(one.path())
+}
+
 /// The program in `dir`: `<id>-<v>.jar`, `<id>-<v>`, `<id>.jar`, `<id>`, then the only jar,
 /// then the only executable file.
-fn find_program(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
+fn program_in(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
     let named = [
         (format!("{identifier}-{version}.jar"), Kind::Jar),
         (format!("{identifier}-{version}"), Kind::Executable),

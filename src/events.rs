@@ -79,6 +79,10 @@ pub enum Event {
         version: Version,
         reason: String,
     },
+    /// A file in the base dir named like a build but not one understudy can take (a version
+    /// that is not x.y.z, such as `myapp-v1.2.0.jar`, or a `.jar`/`.zip` of another identifier):
+    /// left where it is, said once per name so a deploy that renamed wrongly is not silent.
+    BuildIgnored { file: String, reason: String },
     /// At start, an installed build no part holds yet, found in a folder `state.json` did not
     /// name (its install, or its wait for a turn, was cut short by a stop) or saved as waiting:
     /// `outcome` says which, and whether it takes its turn as if just installed or is filed
@@ -312,6 +316,7 @@ impl Event {
     pub fn topic(&self) -> Topic {
         match self {
             Event::BuildFound { .. }
+            | Event::BuildIgnored { .. }
             | Event::BuildWaiting { .. }
             | Event::BuildRecovered { .. }
             | Event::Installed { .. }
@@ -367,6 +372,9 @@ impl Event {
                 version,
                 reason,
             } => tracing::warn!(target: LOG_TARGET, %version, file, reason, "build_waiting"),
+            Event::BuildIgnored { file, reason } => {
+                tracing::warn!(target: LOG_TARGET, file, reason, "build_ignored")
+            }
             Event::BuildRecovered { version, outcome } => {
                 tracing::warn!(target: LOG_TARGET, %version, outcome, "build_recovered")
             }

@@ -603,7 +603,7 @@ fn spawn_watcher(
     tasks: &mut Tasks,
     cfg: &Config,
     (writes, serving): (watcher::Writes, CancellationToken),
-    dropped: mpsc::Sender<watcher::Dropped>,
+    dropped: mpsc::Sender<watcher::Found>,
     stop: CancellationToken,
 ) {
     let watch = watcher::run(

@@ -28,6 +28,16 @@ pub struct Dropped {
     pub name: ArtifactName,
 }
 
+/// What the watcher tells the supervisor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// A complete build.
+    Build(Dropped),
+    /// A file named like a build that is not one understudy takes (see
+    /// [`crate::events::Event::BuildIgnored`]), once per name while it lies there.
+    Ignored { file: String, reason: String },
+}
+
 struct Candidate {
     len: u64,
     mtime: Option<SystemTime>,
@@ -44,7 +54,7 @@ pub async fn run(
     ignore: Vec<String>,
     settle: Duration,
     writes: Writes,
-    tx: mpsc::Sender<Dropped>,
+    tx: mpsc::Sender<Found>,
     cancel: CancellationToken,
 ) {
     let (poke_tx, mut poke_rx) = mpsc::channel::<()>(1);
@@ -106,6 +116,21 @@ pub async fn run(
     drop(watcher);
 }
 
+/// Whether a name understudy cannot take was most likely meant as a build, so an operator is
+/// told (an event), not only the log: ours with a version that is not x.y.z, or a `.jar` or
+/// `.zip` of another name. Notes and other files in the base dir stay a line in the log.
+fn looks_like_a_build(e: &NameError, file_name: &str) -> bool {
+    let archive = |ext: &str| {
+        let (name, ext) = (file_name.as_bytes(), ext.as_bytes());
+        name.len() > ext.len() && name[name.len() - ext.len()..].eq_ignore_ascii_case(ext)
+    };
+    match e {
+        NameError::BadVersion { .. } => true,
+        NameError::OtherIdentifier(..) => archive(".jar") || archive(".zip"),
+        NameError::InProgress(_) => false,
+    }
+}
+
 /// What a [`scan`] looks for, and how it tells a build is complete.
 struct Settings<'a> {
     identifier: &'a str,
@@ -122,7 +147,7 @@ fn scan(
     settings: &Settings,
     candidates: &mut HashMap<PathBuf, Candidate>,
     logged: &mut HashSet<String>,
-) -> Vec<Dropped> {
+) -> Vec<Found> {
     let mut ready = Vec::new();
     let Ok(entries) = std::fs::read_dir(base) else {
         return ready;
@@ -135,6 +160,7 @@ fn scan(
         candidates,
         logged,
         seen: HashSet::new(),
+        ignored: Vec::new(),
     };
     let mut present = HashSet::new();
     for entry in entries.filter_map(|e| e.ok()) {
@@ -146,15 +172,17 @@ fn scan(
         };
         present.insert(file_name.clone());
         if let Some(name) = pass.build_name(&entry.path(), &file_name, &meta) {
-            ready.extend(pass.complete(entry.path(), name, &meta));
+            ready.extend(pass.complete(entry.path(), name, &meta).map(Found::Build));
         }
     }
     let Scan {
         candidates,
         logged,
         seen,
+        ignored,
         ..
     } = pass;
+    ready.extend(ignored);
     candidates.retain(|p, _| seen.contains(p));
     // Forget what was said about files that are gone (a key is a file name, or a checksum's
     // name and why its build waits), or every build that waited for its checksum would stay here.
@@ -172,6 +200,8 @@ struct Scan<'a> {
     logged: &'a mut HashSet<String>,
     /// The files tracked in this pass; the candidates not seen are forgotten.
     seen: HashSet<PathBuf>,
+    /// Files named like builds that are not, first seen in this pass.
+    ignored: Vec<Found>,
 }
 
 impl Scan<'_> {
@@ -216,6 +246,12 @@ impl Scan<'_> {
             Err(e) => {
                 if self.logged.insert(file_name.to_string()) {
                     tracing::warn!("ignoring {}: {e}", path.display());
+                    if looks_like_a_build(&e, file_name) {
+                        self.ignored.push(Found::Ignored {
+                            file: file_name.to_string(),
+                            reason: format!("{e}; it is left where it is"),
+                        });
+                    }
                 }
                 None
             }
@@ -366,18 +402,53 @@ mod tests {
             let mut sum = std::fs::File::create(&sum_path).unwrap();
             sum.write_all(b"ab").unwrap();
             let found = scan(base, &settings, &mut candidates, &mut logged);
-            assert!(found.is_empty(), "{found:?}");
+            let told = |found: &[Found]| {
+                let ignored =
+                    |f: &Found| matches!(f, Found::Ignored { file, .. } if *file == stray);
+                found.len() == 1 && ignored(&found[0])
+            };
+            assert!(told(&found), "the stray is told once: {found:?}");
+            assert!(scan(base, &settings, &mut candidates, &mut logged).is_empty());
             assert_eq!(logged.len(), 2, "{logged:?}");
             // The build and its checksum are taken away, the stray is removed.
             drop(sum);
             for p in [base.join(&stray), base.join(&build), sum_path] {
                 std::fs::remove_file(p).unwrap();
             }
-            scan(base, &settings, &mut candidates, &mut logged);
+            assert!(scan(base, &settings, &mut candidates, &mut logged).is_empty());
             assert!(
                 logged.is_empty(),
                 "kept after the files are gone: {logged:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_names_meant_as_builds_are_told() {
+        let told = |name: &str| {
+            let e = parse_name(name, "app").unwrap_err();
+            looks_like_a_build(&e, name)
+        };
+        for meant in [
+            "app-v1.2.0.jar",
+            "app-1.9",
+            "app-latest",
+            "other-1.0.0.JAR",
+            "app.zip",
+            "приложение.jar",
+        ] {
+            assert!(told(meant), "{meant}");
+        }
+        for not in [
+            "notes.txt",
+            "README",
+            "other-1.0.0",
+            "backup.tar.gz",
+            ".app-1.0.0.tmp",
+            "zip",
+            "я",
+        ] {
+            assert!(!told(not), "{not}");
         }
     }
 }

@@ -406,3 +406,31 @@ fn a_version_folder_replaced_by_a_symlink_is_never_followed_when_the_build_is_re
     assert!(vdir.is_symlink(), "the link is left as it is");
     u.stop();
 }
+
+/// A zip laid out as Gradle's `distZip` makes it (one top folder, the start script in its `bin/`,
+/// jars in `lib/`) is installed and serves: such a zip was once rejected for holding nothing to
+/// start at its top level.
+#[test]
+fn a_distzip_bundle_with_its_program_in_one_folders_bin_serves() {
+    let base = Base::new("distzip");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let exe = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    let plain = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+    z.add_directory("app-1.0.0/", plain).unwrap();
+    z.start_file("app-1.0.0/bin/app", exe).unwrap();
+    z.write_all(Base::fixture_script("1.0.0", "").as_bytes())
+        .unwrap();
+    z.start_file("app-1.0.0/bin/app.bat", plain).unwrap();
+    z.write_all(b"@rem windows\r\n").unwrap();
+    z.start_file("app-1.0.0/lib/app-1.0.0.txt", plain).unwrap();
+    z.write_all(b"a library").unwrap();
+    drop_file(&base, "app-1.0.0.zip", &z.finish().unwrap().into_inner());
+    u.wait_serving();
+    let (status, body) = u.get("/hello");
+    assert_eq!(status, 200);
+    assert!(body.contains("hello from 1.0.0"), "{body}");
+    assert!(!base.path.join("rejected/app-1.0.0").exists());
+    u.stop();
+}

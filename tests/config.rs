@@ -433,3 +433,26 @@ fn a_reloaded_heartbeat_every_paces_the_presence_file_at_once() {
     assert!(pace < 2_000, "one write every {pace} ms: {writes:?}");
     u.stop();
 }
+
+/// A misspelt key, in `.env` or as an `UNDERSTUDY_` variable, is named at start with the key it
+/// was most likely meant as: the variable was once ignored without a word, and the default ran.
+#[test]
+fn misspelt_keys_are_named_at_start_with_the_key_meant() {
+    let base = Base::new("misspelt");
+    base.write_env("STABLE_WINDOWS=5m\n");
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_MIN_MIRORED", "10")]);
+    let log = wait_until("both warnings", Duration::from_secs(10), || {
+        let log = u.log_text();
+        log.contains("UNDERSTUDY_MIN_MIRORED").then_some(log)
+    });
+    assert!(
+        log.contains("ignoring the environment variable UNDERSTUDY_MIN_MIRORED")
+            && log.contains("did you mean MIN_MIRRORED?"),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"STABLE_WINDOWS\"") && log.contains("did you mean STABLE_WINDOW?"),
+        "{log}"
+    );
+    u.stop();
+}

@@ -219,3 +219,39 @@ fn a_drop_touched_while_it_waits_is_installed_once_and_never_refused() {
     );
     u.stop();
 }
+
+/// A build named with a `v` before its version (`app-v1.3.0.jar`, as a CI job might) is not
+/// taken: the operator is told by an event naming the file and the rule, once, and the file is
+/// left where it is. Before, only understudy's own log said so.
+#[test]
+fn a_build_named_v_version_is_told_as_ignored_and_left_in_place() {
+    let base = Base::new("misnamed");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let misnamed = base.path.join("app-v1.3.0.jar");
+    std::fs::write(&misnamed, b"PK").unwrap();
+    std::fs::write(base.path.join("notes.txt"), b"not a build").unwrap();
+    let (addr, _) = admin(&base);
+    let told = |file: &'static str| {
+        wait_until(file, Duration::from_secs(10), || {
+            let (_, events) = api(addr, "GET", "/api/events/recent", None, "");
+            let events = events.to_string();
+            events.contains(file).then_some(events)
+        })
+    };
+    let first = told("app-v1.3.0.jar");
+    assert!(first.contains("is not a semantic version"), "{first}");
+    let (code, out, _) = cli(&base, &["events"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("app-v1.3.0.jar"), "{out}");
+    // Said once, about the builds only (a later one is told after more rescans, which repeat
+    // nothing); the file stays where it was put.
+    std::fs::write(base.path.join("other-1.3.0.zip"), b"PK").unwrap();
+    let events = told("other-1.3.0.zip");
+    assert_eq!(events.matches("build_ignored").count(), 2, "{events}");
+    assert!(!events.contains("notes.txt"), "{events}");
+    assert!(misnamed.is_file());
+    u.stop();
+}

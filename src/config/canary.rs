@@ -50,13 +50,25 @@ pub(super) fn canary(raw: &Raw) -> Result<CanaryConfig, ConfigError> {
     })
 }
 
-/// "5%,25%,50%" as basis points, growing, each above 0 and below 100 %.
+/// "5%,25%,50%" as basis points, growing, each above 0 and below 100 %. A share under 1 written
+/// without `%` is refused: other share keys are fractions, so `0.05` most likely means 5 %, and
+/// read as 0.05 % it would hold the canary on almost no users.
 fn steps(v: &str) -> Result<Vec<u32>, String> {
     let expected = "shares growing from above 0% to below 100%, such as 5%,25%,50% (at most 10)";
     let mut out: Vec<u32> = Vec::new();
     for part in super::parse::comma_list(v) {
-        let number = part.strip_suffix('%').unwrap_or(&part).trim();
+        let (number, percent) = match part.strip_suffix('%') {
+            Some(n) => (n.trim(), true),
+            None => (part.trim(), false),
+        };
         let pct = super::parse::parse_number(number, 0.01, 99.99).ok_or(expected)?;
+        if !percent && pct < 1.0 {
+            return Err(format!(
+                "percentages, not fractions: {number} would be {number}% of users; write {}% \
+                 for that share, or {number}% if so few is meant",
+                pct * 100.0
+            ));
+        }
         let bp = (pct * 100.0).round() as u32;
         if out.last().is_some_and(|&last| bp <= last) || out.len() == MAX_STEPS {
             return Err(expected.to_string());
@@ -99,9 +111,17 @@ mod tests {
             "5%,5%",
             "-5%",
             "1,2,3,4,5,6,7,8,9,10,11",
+            "0.05,0.25,0.5",
         ] {
             assert!(steps(bad).is_err(), "{bad}");
         }
+        // Fractions are refused saying what they would mean; with `%` a small share is taken.
+        let why = steps("0.05,0.25").unwrap_err();
+        assert!(
+            why.contains("0.05% of users") && why.contains("write 5%"),
+            "{why}"
+        );
+        assert_eq!(steps("0.5%,1,20").unwrap(), vec![50, 100, 2000]);
     }
 
     #[test]

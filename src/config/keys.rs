@@ -60,7 +60,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "MAX_ENDPOINTS", default: "256", doc: "Endpoints scored one by one (and the same number of differing paths per endpoint); pairs of any further endpoint (and their differences in answers) are counted and judged together as \"(other endpoints)\", so endless distinct paths cannot grow memory." },
     KeyDoc { key: "MIN_ENDPOINT_PAIRS", default: "5", doc: "Pairs an endpoint needs before its own rates are judged, and before it is judged gone on testing (until then a vanished-looking endpoint makes the verdict wait, and so does one with a changed status or more 5xx on testing while replay can bring its pairs; REPLAY=auto replays its recorded requests); the answers of endpoints with fewer compared pairs are judged together, per field path." },
     KeyDoc { key: "MAX_P95_RATIO", default: "2", doc: "Reject when testing's p95 latency exceeds the secondary's (running's version, same copies, same path) by this factor, the shift is significant at CONFIDENCE over moments of 250 ms (a stall is one observation, not a regression); empty reports only. Without a secondary (NOISE_CANCEL=off) latency is reported, never judged." },
-    KeyDoc { key: "CANARY_STEPS", default: "", doc: "Shares of users served by testing, writes included, after the shadow verdict says promote, e.g. 5%,25%,50%: each step is judged on real answers for CANARY_STEP_WINDOW, then the next; after the last, the promotion. Empty: the full switch at once." },
+    KeyDoc { key: "CANARY_STEPS", default: "", doc: "Shares of users served by testing, writes included, after the shadow verdict says promote, e.g. 5%,25%,50% (percentages: a share under 1 needs its %, so 0.05 is refused rather than read as 0.05 %): each step is judged on real answers for CANARY_STEP_WINDOW, then the next; after the last, the promotion. Empty: the full switch at once." },
     KeyDoc { key: "CANARY_STEP_WINDOW", default: "2m", doc: "How long each canary step is judged before the next; with too little evidence it waits up to 3 windows, then holds and says so." },
     KeyDoc { key: "CANARY_STICKY", default: "ip", doc: "What places a user in a canary step: ip, header:NAME or cookie:NAME. A user keeps its side within a step and stays on testing as the share grows; a request without the header or cookie goes to running. Behind a front proxy or TLS terminator every request has its address, so ip puts all users on one side: use header:X-Real-IP (or a cookie) there." },
     KeyDoc { key: "MAX_BODY_DIFF", default: "auto", doc: "Reject when a difference (one path of one endpoint, not noise) is in more than this share of same-status answers; auto means 0.05 where the secondary measured the noise and report only where it did not (NOISE_CANCEL off, or the secondary gone); a number applies everywhere; empty reports only." },
@@ -91,7 +91,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "PRE_PROMOTE", default: "", doc: "Hook run before a promotion starts; failing leaves running untouched and the build testing." },
     KeyDoc { key: "POST_PROMOTE", default: "", doc: "Hook run after a promotion's switch, once the old version has drained, and before that version is archived; a failure is reported. Run again at start if understudy stopped while it ran." },
     KeyDoc { key: "POST_ROLLBACK", default: "", doc: "Hook run after a rollback's switch, once the old version has drained, and before that version is archived; a failure is reported. Run again at start if understudy stopped while it ran." },
-    KeyDoc { key: "HOOK_LOG_MAX", default: "1MiB", doc: "Largest .understudy/hooks.log; past it the older half is dropped with a marker line, so a chatty hook cannot fill the disk." },
+    KeyDoc { key: "HOOK_LOG_MAX", default: "1MiB", doc: "Largest hooks.log (in the folder a hook ran for, its UNDERSTUDY_DIR); past it the older half is dropped with a marker line, so a chatty hook cannot fill the disk." },
     KeyDoc { key: "HOOK_TIMEOUT", default: "60s", doc: "How long a hook may run before it is killed and counts as failed." },
     KeyDoc { key: "ROLLBACK_WINDOW", default: "5m", doc: "After a promotion, how long the new running is watched (5xx rate against the one before the switch, crashes) and rolled back automatically when worse; 0 turns the guard off." },
     KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// or https:// URLs each event is POSTed to, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
@@ -123,6 +123,65 @@ pub(super) fn canonical_key(key: &str) -> Option<&'static str> {
     let upper = key.to_ascii_uppercase();
     let upper = upper.strip_prefix("UNDERSTUDY_").unwrap_or(&upper);
     KEYS.iter().find(|k| k.key == upper).map(|k| k.key)
+}
+
+/// Names in understudy's own `UNDERSTUDY_` namespace that are not config keys: what it sets for
+/// its children and hooks, and its own plumbing (self-upgrade, the watchdog, fault injection).
+const NOT_KEYS: &[&str] = &[
+    "VERSION",
+    "PREVIOUS",
+    "DIR",
+    "PORT",
+    "ROLE",
+    "HOOK",
+    "HANDOVER",
+    "WATCHDOG_EXE",
+];
+
+/// The `UNDERSTUDY_*` environment variables among `names` that set no key, each with a known key
+/// it was most likely meant as: a misspelt `UNDERSTUDY_STABLE_WINDOWS` is otherwise ignored
+/// without a word, and the default runs.
+pub fn unknown_env_keys<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<(&'a str, Option<&'static str>)> {
+    names
+        .filter_map(|name| {
+            let rest = name.strip_prefix("UNDERSTUDY_")?;
+            let ours = NOT_KEYS.contains(&rest) || rest.starts_with("INJECT_");
+            (!ours && canonical_key(name).is_none()).then(|| (name, closest_key(rest)))
+        })
+        .collect()
+}
+
+/// The key `name` is most likely a misspelling of: at most two edits away, the nearest first.
+pub fn closest_key(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    KEYS.iter()
+        .map(|k| (edits(&upper, k.key), k.key))
+        .filter(|&(d, _)| d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance of two short ASCII names (a key name; longer input is cut at 64 bytes).
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b) = (
+        &a.as_bytes()[..a.len().min(64)],
+        &b.as_bytes()[..b.len().min(64)],
+    );
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// The default of `key` in [`KEYS`].
@@ -178,6 +237,30 @@ mod tests {
         );
         // What the user wrote is kept; the children are reached by that name.
         assert_eq!(cfg.upstream_host, "localhost");
+    }
+
+    #[test]
+    fn misspelt_keys_are_found_with_what_they_meant() {
+        assert_eq!(closest_key("STABLE_WINDOWS"), Some("STABLE_WINDOW"));
+        assert_eq!(closest_key("stable_window"), Some("STABLE_WINDOW"));
+        assert_eq!(closest_key("LISTN"), Some("LISTEN"));
+        assert_eq!(closest_key("SOME_OTHER_TOOL"), None);
+        assert_eq!(closest_key(&"X".repeat(10_000)), None);
+        let env = [
+            "UNDERSTUDY_STABLE_WINDOWS",
+            "UNDERSTUDY_LISTEN",
+            "UNDERSTUDY_VERSION",
+            "UNDERSTUDY_INJECT_CRASH",
+            "UNDERSTUDY_NONSENSE_NAME",
+            "PATH",
+        ];
+        assert_eq!(
+            unknown_env_keys(env.into_iter()),
+            vec![
+                ("UNDERSTUDY_STABLE_WINDOWS", Some("STABLE_WINDOW")),
+                ("UNDERSTUDY_NONSENSE_NAME", None)
+            ]
+        );
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub enum Input {
     Resume(Box<Resumed>),
     /// The watcher found a complete build.
     Dropped(Dropped),
+    /// The watcher found a file named like a build that is not one (said, nothing done).
+    Ignored { file: String, reason: String },
     /// A drop given its turn ([`Action::Install`] if `install`, else [`Action::Refuse`]) was
     /// neither installed nor refused, for the reason `why`.
     Withdrawn {
@@ -296,6 +298,7 @@ pub fn decide(state: &mut State, input: Input, now: Now) -> Vec<Action> {
     match input {
         Input::Resume(r) => d.resume(*r),
         Input::Dropped(dropped) => d.dropped(dropped),
+        Input::Ignored { file, reason } => d.emit(Event::BuildIgnored { file, reason }),
         Input::Withdrawn {
             dropped,
             why,

@@ -32,7 +32,7 @@ use crate::instance::{Instance, InstanceEvent, InstanceId, LaunchSpec, ProbeSpec
 use crate::layout::{Layout, Role};
 use crate::proxy::{Routes, Upstream};
 use crate::score::{Scored, ScorerControl};
-use crate::watcher::{Dropped, Writes};
+use crate::watcher::{Found, Writes};
 use done::Done;
 
 /// How often the proxy's counters are handed to the supervisor (the guard's samples).
@@ -49,8 +49,8 @@ const INJECT_HANG: &str = "UNDERSTUDY_INJECT_HANG";
 pub struct Wiring {
     /// Where the proxy reads routes.
     pub routes: watch::Sender<Arc<Routes>>,
-    /// Complete builds from the watcher.
-    pub dropped: mpsc::Receiver<Dropped>,
+    /// Complete builds, and names that are not builds, from the watcher.
+    pub dropped: mpsc::Receiver<Found>,
     /// Verdicts from the scorer.
     pub verdicts: mpsc::Receiver<Scored>,
     /// Tells the scorer what to score.
@@ -120,7 +120,10 @@ pub async fn run(
             Some(d) = done_rx.recv() => exec.complete(d),
             Some(e) = inst_rx.recv() => Input::Instance(e),
             Some(s) = verdicts.recv(), if !held => Input::Scored(s),
-            Some(d) = dropped.recv() => Input::Dropped(d),
+            Some(f) = dropped.recv() => match f {
+                Found::Build(d) => Input::Dropped(d),
+                Found::Ignored { file, reason } => Input::Ignored { file, reason },
+            },
             _ = tokio::time::sleep_until(deadline), if !held => Input::Tick,
             _ = sample.tick(), if !held => traffic_sample(&traffic),
             _ = presence.tick() => {

@@ -111,6 +111,7 @@ fn build_line(e: &Event) -> String {
             version,
             reason,
         } => format!("{version} ({file}) waits: {reason}"),
+        Event::BuildIgnored { file, reason } => format!("{file} ignored: {reason}"),
         Event::BuildRecovered { version, outcome } => {
             format!("{version} at start: {outcome}")
         }
