@@ -384,6 +384,16 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
                 load(&s.diff_skipped),
             ),
             (
+                "mirror_retired",
+                "Copies not sent to testing, or whose failure was not counted, because that instance was being stopped meanwhile (promoted past, rejected, replaced).",
+                load(&s.mirror_retired),
+            ),
+            (
+                "secondary_skipped",
+                "Copies sent to testing without the secondary, because MIRROR_CONCURRENCY of the secondary's answers were already awaited: a stalled secondary costs noise measurements, never testing's evidence.",
+                load(&s.secondary_skipped),
+            ),
+            (
                 "mirror_skipped_body",
                 "Eligible requests not copied: body over MIRROR_MAX_BODY or of unknown length.",
                 load(&s.mirror_skipped_body),

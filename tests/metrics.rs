@@ -281,3 +281,58 @@ fn a_burst_of_connections_is_spread_evenly_over_the_proxy_threads() {
     );
     u.stop();
 }
+
+/// Copies still queued or in flight for testing when it is promoted go to an instance being
+/// stopped: they are counted as retired, never as testing's failures (`class="none"` once rose by
+/// dozens at each promotion, answers testing never owed).
+#[test]
+fn copies_caught_by_a_promotion_are_not_testings_failures() {
+    let base = Base::new("metrics-retired");
+    base.write_env("MIRROR_CONCURRENCY=64");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--slow-ms 300");
+    base.wait_testing();
+    let (addr, token) = admin(&base);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, proxy) = (stop.clone(), u.addr);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http(proxy, "GET", "/hello");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    wait_until("copies in flight", Duration::from_secs(20), || {
+        let s = scrape(addr);
+        (value(&s, "understudy_mirrored_total", &[])? > 100.0).then_some(())
+    });
+    let (code, body) = api(addr, "POST", "/api/promote", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    let none = [("role", "testing"), ("source", "live"), ("class", "none")];
+    let s = wait_until(
+        "copies caught by the promotion",
+        Duration::from_secs(20),
+        || {
+            let s = scrape(addr);
+            let retired = value(&s, "understudy_mirror_retired_total", &[])?;
+            let failed = value(&s, "understudy_responses_total", &none)?;
+            (retired + failed > 0.0).then_some(s)
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in users {
+        t.join().unwrap();
+    }
+    assert_eq!(value(&s, "understudy_responses_total", &none), Some(0.0));
+    wait_until("1.1.0 to serve", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    let s = scrape(addr);
+    assert_eq!(value(&s, "understudy_responses_total", &none), Some(0.0));
+    u.stop();
+}

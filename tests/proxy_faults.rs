@@ -122,3 +122,45 @@ fn a_slowloris_client_is_cut_off_after_header_timeout_and_users_are_served() {
     );
     u.stop();
 }
+
+/// The secondary stopped (SIGSTOP: it accepts copies and never answers) costs noise
+/// measurements, never testing's evidence: testing keeps getting copies at the users' pace, and
+/// the copies that went without the secondary are counted. Before, each copy held its place
+/// until the secondary's MIRROR_TIMEOUT, and testing got a handful of copies per timeout.
+#[test]
+fn a_stalled_secondary_never_slows_the_copies_testing_gets() {
+    let base = Base::new("proxy-secondary-stall");
+    base.write_env("MIRROR_CONCURRENCY=4\nMIRROR_TIMEOUT=10s\nSTABLE_WINDOW=10m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (_, secondary) = base.wait_instance_info("secondary");
+    // SAFETY: kill only sends a signal to the secondary child this test started.
+    assert_eq!(unsafe { libc::kill(secondary, libc::SIGSTOP) }, 0);
+    let mirrored = || {
+        base.fixture_stats("testing").unwrap()["mirrored"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = mirrored();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mirrored() < before + 100 && Instant::now() < deadline {
+        let _ = http(u.addr, "GET", "/api/items");
+    }
+    let got = mirrored() - before;
+    unsafe { libc::kill(secondary, libc::SIGCONT) };
+    assert!(
+        got >= 100,
+        "testing got {got} copies in 5 s with the secondary stopped"
+    );
+    let (addr, _) = admin(&base);
+    let (_, metrics) = http(addr, "GET", "/metrics").unwrap();
+    let skipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("understudy_secondary_skipped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(skipped.is_some_and(|n| n > 0), "{metrics}");
+    u.stop();
+}

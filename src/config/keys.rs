@@ -42,7 +42,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "ANSWER_MEMORY", default: "64MiB", doc: "How much all answers read ahead may hold in memory together; past it they spill to unnamed temporary files under .understudy/." },
     KeyDoc { key: "ANSWER_SPILL", default: "1GiB", doc: "How much all answers read ahead may hold on disk together (never below MIN_FREE_DISK free); past it and ANSWER_MEMORY, answers stream at the user's pace." },
     KeyDoc { key: "MIRROR_METHODS", default: "GET,HEAD,OPTIONS", doc: "Methods copied to the testing instance; others go to running only." },
-    KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × this." },
+    KeyDoc { key: "MIRROR_MAX_BODY", default: "64KiB", doc: "Largest request body copied to testing; larger requests are not mirrored. Queued copies hold at most MIRROR_QUEUE × (this + MAX_HEADER_BYTES), and as many more while testing and the secondary answer (MIRROR_CONCURRENCY each)." },
     KeyDoc { key: "MIRROR_QUEUE", default: "1024", doc: "Mirrored copies waiting for testing; when full, copies are dropped and counted." },
     KeyDoc { key: "MIRROR_CONCURRENCY", default: "64", doc: "Mirrored requests in flight to testing at once." },
     KeyDoc { key: "MIRROR_TIMEOUT", default: "10s", doc: "How long testing may take to answer a mirrored copy before it counts as failed." },

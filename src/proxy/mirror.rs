@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -281,6 +281,9 @@ pub async fn run(
     } = settings;
     let client = Arc::new(Pool::default());
     let permits = Arc::new(Semaphore::new(concurrency));
+    // The secondary's answers awaited once testing's are in: as many again, so a stalled
+    // secondary holds these and never testing's places (past them copies go without it).
+    let secondary_slots = Arc::new(Semaphore::new(concurrency));
     let differ = Arc::new(Differ::start());
     let tracker = TaskTracker::new();
     // Connections to instances stopped since (a rejected testing, a retired secondary) are dropped
@@ -314,12 +317,15 @@ pub async fn run(
         let cfg = config.borrow().clone();
         let budget = budget.clone();
         let differ = differ.clone();
+        let places = Places {
+            testing: permit,
+            secondary: secondary_slots.clone(),
+        };
         // Boxed once here: the copy's future is kilobytes, and spawning moves it several times.
         tracker.spawn(Box::pin(async move {
-            let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                pair = send_copy(&client, job, timeout, &stats, cfg, budget, &differ) => {
+                pair = send_copy(&client, job, (timeout, places), &stats, cfg, budget, &differ) => {
                     if let Some(pair) = pair {
                         let _ = pairs.try_send(pair);
                     }
@@ -363,21 +369,34 @@ struct Answered {
 /// Which of testing and the secondary is asked first, alternating (see [`send_copy`]).
 static ORDER: AtomicU64 = AtomicU64::new(0);
 
+/// A copy's places: one of testing's `MIRROR_CONCURRENCY`, held until testing has answered, and
+/// the pool of the secondary's, one of which is held while its answer is still awaited after.
+struct Places {
+    testing: OwnedSemaphorePermit,
+    secondary: Arc<Semaphore>,
+}
+
 async fn send_copy(
     client: &Arc<Pool>,
     mut job: MirrorJob,
-    timeout: Duration,
+    (timeout, places): (Duration, Places),
     stats: &ProxyStats,
     cfg: Arc<Config>,
     budget: CaptureBudget,
     differ: &Differ,
 ) -> Option<Pair> {
+    if job.target.is_retired() {
+        // Promoted past, rejected or replaced while the copy queued: nothing left to judge.
+        stats.mirror_retired.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     if job.replay.is_some() {
         let copy = Replayed {
             client,
             timeout,
             budget,
         };
+        let _held = places.testing;
         return copy.send(job, stats, cfg, differ).await;
     }
     let max = if job.diff.is_some() {
@@ -385,46 +404,46 @@ async fn send_copy(
     } else {
         0
     };
-    let secondary = job.secondary.clone();
+    let slot = job.secondary.as_ref().and_then(|_| {
+        let slot = places.secondary.try_acquire_owned().ok();
+        if slot.is_none() {
+            stats.secondary_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
+    });
+    let secondary = job.secondary.clone().filter(|_| slot.is_some());
     let secondary_req = secondary.as_ref().map(|s| copy_request(&job, s));
     let req = copy_request(&job, &job.target);
     job.headers = HeaderMap::new();
     let method = job.method.clone();
     let secondary_asked = secondary_req.is_some();
-    let (outcome, secondary) = match secondary_req {
-        Some(sreq) => {
-            let to = secondary
-                .clone()
-                .expect("a secondary request has a secondary");
-            // Each on a task of its own, alike: in one joined future whichever answer is looked
-            // at second has its time stamped late (measured: testing 1.3–1.6× the secondary for
-            // identical builds), and latency is judged on exactly this comparison.
-            let ask = |to: Arc<Upstream>, req: Vec<u8>, budget: CaptureBudget| {
-                let (client, method) = (client.clone(), method.clone());
-                tokio::spawn(async move {
-                    fetch(&client, &to, &method, req, timeout, max, budget).await
-                })
+    let (outcome, secondary) = match (secondary_req, secondary) {
+        (Some(sreq), Some(to)) => {
+            let both = Both {
+                client,
+                method: &method,
+                timeout,
+                max,
             };
-            // Counterbalanced: on a busy machine the request sent first is often served first
-            // and the other waits for a core, so the order alternates from copy to copy.
-            let (testing, secondary) = if ORDER.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
-                let t = ask(job.target.clone(), req, budget.clone());
-                (t, ask(to, sreq, budget))
-            } else {
-                let s = ask(to, sreq, budget.clone());
-                (ask(job.target.clone(), req, budget), s)
-            };
-            let (t, s) = tokio::join!(testing, secondary);
-            let t = t.unwrap_or(Err(MirrorError::Timeout(timeout)));
-            (t, s.ok().and_then(Result::ok))
+            both.ask(
+                (job.target.clone(), req),
+                (to, sreq),
+                budget,
+                (places.testing, slot),
+            )
+            .await
         }
-        None => {
+        _ => {
             let t = fetch(client, &job.target, &method, req, timeout, max, budget);
             (t.await, None)
         }
     };
     match &outcome {
         Ok(a) => stats.testing.answered(a.status, a.latency),
+        Err(_) if job.target.is_retired() => {
+            stats.mirror_retired.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         Err(_) => stats.testing.unanswered(),
     }
     let seen = Seen {
@@ -441,6 +460,50 @@ async fn send_copy(
     }
     let p = diffed_pair(job, outcome, secondary, cfg, differ, stats).await;
     Some(with_secondary(p, seen))
+}
+
+/// Asking testing and the secondary the same copy, each on a task of its own, alike: in one
+/// joined future whichever answer is looked at second has its time stamped late (measured:
+/// testing 1.3–1.6× the secondary for identical builds), and latency is judged on exactly this.
+struct Both<'a> {
+    client: &'a Arc<Pool>,
+    method: &'a Method,
+    timeout: Duration,
+    max: usize,
+}
+
+impl Both<'_> {
+    /// Testing's outcome and the secondary's answer. Testing's place is given back once it has
+    /// answered; the secondary's answer is awaited on a place of its own (see [`Places`]).
+    async fn ask(
+        &self,
+        testing: (Arc<Upstream>, Vec<u8>),
+        secondary: (Arc<Upstream>, Vec<u8>),
+        budget: CaptureBudget,
+        (place, slot): (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    ) -> (Result<Answered, MirrorError>, Option<Answered>) {
+        let (timeout, max) = (self.timeout, self.max);
+        let ask = |(to, req): (Arc<Upstream>, Vec<u8>), budget: CaptureBudget| {
+            let (client, method) = (self.client.clone(), self.method.clone());
+            tokio::spawn(
+                async move { fetch(&client, &to, &method, req, timeout, max, budget).await },
+            )
+        };
+        // Counterbalanced: on a busy machine the request sent first is often served first and
+        // the other waits for a core, so the order alternates from copy to copy.
+        let (t, s) = if ORDER.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+            let t = ask(testing, budget.clone());
+            (t, ask(secondary, budget))
+        } else {
+            let s = ask(secondary, budget.clone());
+            (ask(testing, budget), s)
+        };
+        let t = t.await.unwrap_or(Err(MirrorError::Timeout(timeout)));
+        drop(place);
+        let s = s.await;
+        drop(slot);
+        (t, s.ok().and_then(Result::ok))
+    }
 }
 
 /// What the secondary did with the same copy: whether it was asked, and its answer's latency

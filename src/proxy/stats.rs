@@ -33,6 +33,12 @@ pub struct ProxyStats {
     pub replayed: AtomicU64,
     /// Eligible requests not mirrored because their body was too large or unsized.
     pub mirror_skipped_body: AtomicU64,
+    /// Copies not sent, or whose failure was not counted, because their testing instance was
+    /// being stopped meanwhile (promoted past, rejected, replaced).
+    pub mirror_retired: AtomicU64,
+    /// Copies sent to testing without the secondary, because `MIRROR_CONCURRENCY` of the
+    /// secondary's answers were already awaited (a stalled secondary never slows testing's).
+    pub secondary_skipped: AtomicU64,
     /// Sampled copies not compared because diffing was at its bound.
     pub diff_skipped: AtomicU64,
     /// What running answered to user requests.

@@ -34,6 +34,8 @@ pub struct Upstream {
     pub(super) idle: Notify,
     /// Cancelled when a drain's grace is over: upgraded connections still spliced are closed.
     pub(super) closed: CancellationToken,
+    /// Set once the instance is being stopped: a mirrored copy it fails is not testing's fault.
+    retired: AtomicBool,
 }
 
 impl Upstream {
@@ -56,7 +58,19 @@ impl Upstream {
             draining: AtomicBool::new(false),
             idle: Notify::new(),
             closed: CancellationToken::new(),
+            retired: AtomicBool::new(false),
         })
+    }
+
+    /// Mark the instance as being stopped (promoted past, rejected, replaced): copies still queued
+    /// for it are not sent, and one it fails from now on is not counted against it.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Upstream::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// User requests in flight now (response bodies included), for status and logs.

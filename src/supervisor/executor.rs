@@ -120,10 +120,7 @@ pub async fn run(
             Some(d) = done_rx.recv() => exec.complete(d),
             Some(e) = inst_rx.recv() => Input::Instance(e),
             Some(s) = verdicts.recv(), if !held => Input::Scored(s),
-            Some(f) = dropped.recv() => match f {
-                Found::Build(d) => Input::Dropped(d),
-                Found::Ignored { file, reason } => Input::Ignored { file, reason },
-            },
+            Some(f) = dropped.recv() => found(f),
             _ = tokio::time::sleep_until(deadline), if !held => Input::Tick,
             _ = sample.tick(), if !held => traffic_sample(&traffic),
             _ = presence.tick() => {
@@ -161,6 +158,14 @@ pub async fn run(
 }
 
 /// A ticker that skips the ticks it missed.
+/// What the watcher found, as the supervisor's input.
+fn found(f: Found) -> Input {
+    match f {
+        Found::Build(d) => Input::Dropped(d),
+        Found::Ignored { file, reason } => Input::Ignored { file, reason },
+    }
+}
+
 fn every(period: Duration) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -607,6 +612,9 @@ impl Executor {
 
     fn retire(&mut self, id: InstanceId, drain: bool) {
         let instance = self.instances.remove(&id);
+        if let Some(up) = self.upstreams.get(&id) {
+            up.retire();
+        }
         let upstream = self.upstreams.get(&id).cloned().filter(|_| drain);
         let grace = self.cfg.shutdown_grace;
         let done = self.done_tx.clone();
