@@ -319,7 +319,7 @@ fn router(state: AdminState, token: Option<Arc<str>>, streams: StreamSlots) -> R
         .route("/api/gate", post(gate))
         .route("/api/history", get(history))
         .route("/api/events", get(stream::events))
-        .route("/api/events/recent", get(stream::recent_events))
+        .route("/api/events/recent", get(stream::recent_events_skipping))
         .route("/api/schedule", get(schedules))
         .route("/metrics", get(metrics))
         .merge(steer)

@@ -68,6 +68,15 @@ pub struct Target {
     pub json: bool,
 }
 
+/// Where `understudy logs` reads: the base dir only (it reads files, not the admin API, so it
+/// has no `--json`: the JSON logs under `logs/json/` print as they are).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BaseDir {
+    /// The base directory understudy supervises (default: the current directory).
+    #[arg(long, short)]
+    pub base: Option<PathBuf>,
+}
+
 /// The operator commands, each one admin API call.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ControlCommand {
@@ -96,16 +105,22 @@ pub enum ControlCommand {
     },
     /// The verdict about the build under test: wait, promote or reject.
     Verdict(Target),
-    /// The latest events (decisions), one per line; --follow keeps printing them as they happen.
+    /// The latest 100 events (decisions), one per line, leaving out the `scored` one each
+    /// EVALUATE_EVERY brings (--all keeps them); --follow keeps printing them as they happen.
     Events {
-        /// Keep following until understudy stops or you interrupt.
+        /// Keep following until understudy stops or you interrupt (`scored` left out too,
+        /// unless --all).
         #[arg(long, short)]
         follow: bool,
+        /// Include the `scored` events (one per evaluation of the build under test).
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         target: Target,
     },
-    /// An instance's stdout and JSON logs (`running`, `testing` or `secondary`); --follow goes on
-    /// across promotions and restarts, marking each switch.
+    /// An instance's logs (`running`, `testing` or `secondary`): stdout and logs/json/ as they
+    /// are, then stderr and the other files of logs/, each line marked `[stderr]` or
+    /// `[logs/<file>]`; --follow goes on across promotions and restarts, marking each switch.
     Logs {
         /// `running`, `testing` or `secondary` (running's twin that measures noise).
         #[arg(value_parser = ["running", "testing", "secondary"])]
@@ -114,7 +129,7 @@ pub enum ControlCommand {
         #[arg(long, short)]
         follow: bool,
         #[command(flatten)]
-        target: Target,
+        target: BaseDir,
     },
     /// Scheduled promotions; `schedule cancel ID` cancels one.
     Schedule {
@@ -207,8 +222,13 @@ pub fn main(command: ControlCommand) -> u8 {
 /// Run one command: the two that read the base dir directly, or a call to the admin API.
 async fn run(command: ControlCommand) -> u8 {
     use ControlCommand as C;
-    if let C::Events { follow, target } = &command {
-        return events(target, *follow).await;
+    if let C::Events {
+        follow,
+        all,
+        target,
+    } = &command
+    {
+        return events(target, *follow, *all).await;
     }
     if let C::Logs {
         role,
@@ -217,7 +237,7 @@ async fn run(command: ControlCommand) -> u8 {
     } = &command
     {
         let base = target.base.clone().unwrap_or_else(|| PathBuf::from("."));
-        return logs(&base.join(role), *follow).await;
+        return logs(&base, role, *follow).await;
     }
     let ApiRequest {
         target,
@@ -384,27 +404,57 @@ fn query_value(v: &str) -> String {
 /// returns the exit code.
 fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
     let ok = (200..300).contains(&code);
-    if json {
-        println!("{answer}");
+    let text = if json {
+        format!("{answer}\n")
     } else if !ok {
         let why = answer["error"].as_str().unwrap_or("refused").to_string();
         eprintln!("understudy: refused ({code}): {why}");
+        return EXIT_REFUSED;
     } else if path == "/api/status" {
-        print!("{}", status_text(answer));
+        status_text(answer)
     } else if path == "/api/verdict" {
-        println!("{}", verdict_text(answer));
+        format!("{}\n", verdict_text(answer))
     } else if path == "/api/schedule" {
-        print!("{}", schedule_text(answer));
+        schedule_text(answer)
     } else if path.starts_with("/api/history") {
-        print!("{}", history_text(answer));
+        history_text(answer)
     } else {
-        println!("{}", answer["message"].as_str().unwrap_or("done"));
+        format!("{}\n", answer["message"].as_str().unwrap_or("done"))
+    };
+    if let Err(closed) = say(&text) {
+        return closed.exit_code();
     }
     if ok {
         0
     } else {
         EXIT_REFUSED
     }
+}
+
+/// Stdout took no more: its reader is gone (`| head`, `| grep -m1`) or writing failed.
+#[derive(Debug)]
+struct Closed(std::io::Error);
+
+impl Closed {
+    /// The command's exit code: 0 when the reader is gone (it had what it wanted, as `head`
+    /// does), else 1 with a message.
+    fn exit_code(self) -> u8 {
+        if self.0.kind() == std::io::ErrorKind::BrokenPipe {
+            return 0;
+        }
+        eprintln!("understudy: cannot write to stdout: {}", self.0);
+        EXIT_REFUSED
+    }
+}
+
+/// How every command prints: `text` written whole and flushed, an error instead of the panic
+/// of `println!` when stdout is closed, so `understudy events | head -1` ends quietly.
+fn say(text: &str) -> Result<(), Closed> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Closed)
 }
 
 /// What to do when the socket cannot be reached: it is private to understudy's user (mode 0600),

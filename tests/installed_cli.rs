@@ -1,8 +1,12 @@
 //! The conventions of an installed CLI: `understudy completions bash|zsh|fish` and `understudy man`
 //! print what a packager installs, for every command `understudy --help` lists and none of the
-//! hidden ones; bad input is clap's usage error (exit 2), as for every other command.
+//! hidden ones; bad input is clap's usage error (exit 2), as for every other command. The
+//! operator commands end quietly (exit 0) on a closed stdout, `events` leaves out `scored`
+//! unless `--all`, and `logs` shows every file the scorer reads.
 
-use std::process::{Command, Output};
+use std::io::BufRead;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -194,4 +198,161 @@ fn a_stdout_that_refuses_the_script_ends_in_a_message_not_a_panic() {
         err.contains("cannot write the completion script to stdout") && !err.contains("panicked"),
         "{err}"
     );
+}
+
+/// `understudy events | head -1`: the reader gone is a normal end (exit 0), not a panic (101),
+/// for every command that prints; the pipe here is closed before the first line, so the first
+/// write already finds it closed.
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly_with_exit_0() {
+    let (base, mut u) = start_with_testing("cli-closed-stdout", "");
+    for args in [
+        &["events"][..],
+        &["events", "--follow"],
+        &["events", "--all"],
+        &["status"],
+        &["status", "--json"],
+        &["verdict"],
+        &["history"],
+        &["schedule"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = Command::new(BIN)
+            .args(args)
+            .arg("--base")
+            .arg(&base.path)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (code, _, err) = cli_finished(child, Duration::from_secs(20));
+        assert_eq!(code, Some(0), "understudy {args:?}: {err}");
+        assert!(!err.contains("panicked"), "understudy {args:?}: {err}");
+    }
+    u.stop();
+}
+
+/// Every `scored` event (one per EVALUATE_EVERY) would push the decisions out of the last 100:
+/// `events` leaves them out (the latest 100 others, however many came), `--all` keeps them, and
+/// `--follow` leaves them out too.
+#[test]
+fn events_leave_out_scored_unless_all_and_keep_the_decisions_in_reach() {
+    let (base, mut u) = start_with_testing("cli-events-scored", "EVALUATE_EVERY=100ms");
+    let json_events = |args: &[&str]| -> Vec<serde_json::Value> {
+        let (code, out, err) = cli(&base, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // The last 100 of every event are all `scored` now.
+    wait_until(
+        "100 scored events in a row",
+        Duration::from_secs(60),
+        || {
+            let all = json_events(&["events", "--all", "--json"]);
+            (all.len() == 100 && all.iter().all(|e| e["event"] == "scored")).then_some(())
+        },
+    );
+    let decisions = json_events(&["events", "--json"]);
+    assert!(!decisions.is_empty(), "the events before the scored ones");
+    assert!(
+        decisions.iter().all(|e| e["event"] != "scored"),
+        "{decisions:?}"
+    );
+    // Following: a decision comes through, the scored events around it do not.
+    let mut follow = spawn_cli(&base, &["events", "--follow"]);
+    let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (code, _, err) = cli(&base, &["pause"]);
+    assert_eq!(code, 0, "{err}");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l: &String| l.contains(" paused")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no paused event followed within 20 s: {seen:?}"),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    assert!(!seen.iter().any(|l| l.contains(" scored ")), "{seen:?}");
+    u.stop();
+}
+
+/// `logs` shows what the scorer reads: stderr (a traceback) and the plain files of `logs/`, each
+/// line marked with its file; a base dir that is not there is exit 2 naming it, a role nobody
+/// plays exit 1 saying so, and `--json` (it reads files, not the API) a usage error.
+#[test]
+fn logs_show_stderr_and_plain_log_files_and_say_when_there_is_nothing_to_show() {
+    let base = Base::new("cli-logs");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    let script = format!(
+        "#!/bin/sh\necho 'Traceback on stderr' >&2\n{}",
+        Base::fixture_script("1.1.0", "")
+            .strip_prefix("#!/bin/sh\n")
+            .unwrap()
+    );
+    base.drop_script("1.1.0", &script);
+    base.wait_testing();
+    std::fs::write(base.path.join("testing/logs/app.log"), "a plain line\n").unwrap();
+    let (code, out, err) = cli(&base, &["logs", "testing"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l == "[stderr] Traceback on stderr"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l == "[logs/app.log] a plain line"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&base, &["logs", "testing", "--json"]);
+    assert_eq!(code, 2, "a usage error: {out}");
+    assert!(err.contains("--json"), "{err}");
+    // Nothing under test: refused, saying so.
+    assert_eq!(cli(&base, &["abort"]).0, 0);
+    wait_until("testing to go", Duration::from_secs(10), || {
+        base.link("testing").is_none().then_some(())
+    });
+    let (code, out, err) = cli(&base, &["logs", "testing"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("there is no testing instance"), "{err}");
+    // The verdict says the one reason, with no empty part before it.
+    let (code, out, _) = cli(&base, &["verdict"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "wait (score 0): no build is being tested\n")
+    );
+    // A schedule that is not there points to the command that lists them.
+    let (code, _, err) = cli(&base, &["schedule", "cancel", "3"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("list them with `understudy schedule`"),
+        "{err}"
+    );
+    // A base dir that is not there.
+    let nowhere = base.path.join("nowhere");
+    let out = Command::new(BIN)
+        .args(["logs", "testing", "--base"])
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&*nowhere.to_string_lossy()), "{err}");
+    u.stop();
 }

@@ -138,9 +138,10 @@ fn with_the_token_or_on_the_socket_everything_shows(addr: SocketAddr, token: &st
     let (code, out, err) = cli(base, &["status", "--json"]);
     assert_eq!(code, 0, "{err}");
     shown("understudy status --json", &out, true);
-    let (code, out, err) = cli(base, &["events", "--json"]);
+    // The values are in the `scored` events, which `events` shows only with --all.
+    let (code, out, err) = cli(base, &["events", "--all", "--json"]);
     assert_eq!(code, 0, "{err}");
-    shown("understudy events --json", &out, true);
+    shown("understudy events --all --json", &out, true);
 }
 
 /// Neither value nor the hook's secret in what `what` answered.

@@ -155,12 +155,92 @@ pub(super) async fn events(
         .into_response()
 }
 
-/// The last 100 events, oldest first, as JSON (`understudy events`), as the caller may see them.
+/// `?skip=<name>[,<name>...]`: event names left out of the recent events (`scored`, which comes
+/// every EVALUATE_EVERY and would push every decision out of the last 100).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct RecentQuery {
+    skip: Option<String>,
+}
+
+/// The last 100 events, oldest first, as JSON, as the caller may see them (the dashboard's first
+/// paint).
 pub(super) async fn recent_events(
     State(s): State<AdminState>,
     Extension(sight): Extension<Sight>,
 ) -> Response {
-    let recent = s.events.recent(100);
+    recent_answer(&s, &sight, "")
+}
+
+/// `GET /api/events/recent` (`understudy events`): [`recent_events`], but with `?skip=`, the
+/// last 100 of the other events, as far as the backlog reaches.
+pub(super) async fn recent_events_skipping(
+    State(s): State<AdminState>,
+    Extension(sight): Extension<Sight>,
+    q: Result<axum::extract::Query<RecentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match q {
+        Ok(axum::extract::Query(q)) => recent_answer(&s, &sight, q.skip.as_deref().unwrap_or("")),
+        Err(e) => {
+            let error = format!("{}: ?skip=<event name>[,<event name>...]", e.body_text());
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "ok": false, "error": error })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The last 100 events not named in `skip`, as the caller may see them.
+fn recent_answer(s: &AdminState, sight: &Sight, skip: &str) -> Response {
+    let recent = recent_except(&s.events, skip, 100);
     let list: Vec<_> = recent.iter().map(|e| sight.event(e)).collect();
     Json(sight.json(&json!({ "events": list }))).into_response()
+}
+
+/// The last `n` kept events whose name is not in the comma-separated `skip`, oldest first.
+fn recent_except(
+    events: &crate::events::Events,
+    skip: &str,
+    n: usize,
+) -> Vec<std::sync::Arc<crate::events::Stamped>> {
+    let skip: Vec<&str> = skip
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut kept: Vec<_> = events
+        .recent(crate::events::EVENT_BACKLOG)
+        .into_iter()
+        .rev()
+        .filter(|e| !skip.contains(&e.name().as_str()))
+        .take(n)
+        .collect();
+    kept.reverse();
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::events::{Event, Events};
+
+    /// Decisions stay in reach however many skipped events came after them.
+    #[test]
+    fn recent_events_skip_the_named_ones_and_still_give_the_last_n_others() {
+        let events = Events::default();
+        events.emit(Event::Resumed);
+        for _ in 0..150 {
+            events.emit(Event::Paused);
+        }
+        let names = |skip: &str| -> Vec<String> {
+            super::recent_except(&events, skip, 100)
+                .iter()
+                .map(|e| e.name())
+                .collect()
+        };
+        assert_eq!(names("paused"), ["resumed"]);
+        let all = names("");
+        assert_eq!(all.len(), 100);
+        assert!(all.iter().all(|n| n == "paused"), "{all:?}");
+    }
 }

@@ -1,6 +1,8 @@
-//! `understudy events [--follow]`: the backlog of events, then (following) the live SSE stream,
-//! one line each. A follow that hears nothing, not even the keep-alive the server sends every
-//! [`KEEP_ALIVE`], for [`FOLLOW_SILENCE`] ends with exit 2: the server stopped answering.
+//! `understudy events [--follow] [--all]`: the backlog of events, then (following) the live SSE
+//! stream, one line each; `scored` (one per evaluation, every EVALUATE_EVERY) is left out unless
+//! `--all`, else it buries every decision. A follow that hears nothing, not even the keep-alive
+//! the server sends every [`KEEP_ALIVE`], for [`FOLLOW_SILENCE`] ends with exit 2: the server
+//! stopped answering.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +13,8 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::{
-    call, connect, CliError, Driver, Target, EXIT_REFUSED, EXIT_UNREACHABLE, READ_WITHIN, STOPPED,
+    call, connect, say, CliError, Driver, Target, EXIT_REFUSED, EXIT_UNREACHABLE, READ_WITHIN,
+    STOPPED,
 };
 use crate::admin::KEEP_ALIVE;
 use crate::layout::Layout;
@@ -21,6 +24,8 @@ use crate::layout::Layout;
 const FOLLOW_SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() * 4);
 /// The longest line of the event stream kept: a `data:` line is one event's JSON, far shorter.
 const MAX_LINE: usize = 1024 * 1024;
+/// The event left out without `--all`: one per evaluation of the build under test.
+const SCORED: &str = "scored";
 
 /// Whole lines out of a byte stream cut anywhere (a character's bytes may straddle two reads):
 /// bytes are kept until their `\n`, then decoded as one line. A line longer than `max` bytes is
@@ -80,18 +85,18 @@ impl Lines {
     }
 }
 
-/// `understudy events [--follow]`: the backlog, then (following) the live stream, one line each.
-pub(super) async fn events(target: &Target, follow: bool) -> u8 {
+/// `understudy events [--follow] [--all]`: the backlog, then (following) the live stream, one
+/// line each; without `all`, no `scored` event (the server leaves them out of the backlog it
+/// sends, so it is still the latest 100 others).
+pub(super) async fn events(target: &Target, follow: bool, all: bool) -> u8 {
     let base = target.base.clone().unwrap_or_else(|| ".".into());
     let socket = Layout::new(&base, "").admin_socket();
-    let recent = call(
-        &socket,
-        Method::GET,
-        "/api/events/recent",
-        None,
-        READ_WITHIN,
-    )
-    .await;
+    let path = if all {
+        "/api/events/recent".to_string()
+    } else {
+        format!("/api/events/recent?skip={SCORED}")
+    };
+    let recent = call(&socket, Method::GET, &path, None, READ_WITHIN).await;
     let (code, answer) = match recent {
         Ok(r) => r,
         Err(e) => {
@@ -104,14 +109,21 @@ pub(super) async fn events(target: &Target, follow: bool) -> u8 {
         return EXIT_REFUSED;
     }
     let mut last = 0;
+    let mut text = String::new();
     for e in answer["events"].as_array().into_iter().flatten() {
         last = e["seq"].as_u64().unwrap_or(last);
-        println!("{}", event_line(e, target.json));
+        if all || e["event"] != SCORED {
+            text.push_str(&event_line(e, target.json));
+            text.push('\n');
+        }
+    }
+    if let Err(closed) = say(&text) {
+        return closed.exit_code();
     }
     if !follow {
         return 0;
     }
-    match follow_events(&socket, last, target.json).await {
+    match follow_events(&socket, last, target.json, all).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("understudy: {e}");
@@ -120,14 +132,12 @@ pub(super) async fn events(target: &Target, follow: bool) -> u8 {
     }
 }
 
-/// Print the SSE stream after event `last` until it ends (understudy stopped); the exit code, 1
-/// when the stream was refused (every stream slot of the socket taken).
-async fn follow_events(socket: &Path, last: u64, json: bool) -> Result<u8, CliError> {
+/// Print the SSE stream after event `last` until it ends (understudy stopped) or stdout is
+/// closed; the exit code, 1 when the stream was refused (every stream slot of the socket taken).
+async fn follow_events(socket: &Path, last: u64, json: bool, all: bool) -> Result<u8, CliError> {
     let (res, conn) = open_stream(socket, &format!("/api/events?after={last}")).await?;
     let result = if res.status().is_success() {
-        print_stream(socket, res.into_body(), json)
-            .await
-            .map(|()| 0)
+        print_stream(socket, res.into_body(), json, all).await
     } else {
         print_refusal(res).await;
         Ok(EXIT_REFUSED)
@@ -180,9 +190,15 @@ async fn print_refusal(res: hyper::Response<Incoming>) {
     eprintln!("understudy: refused ({code}): {why}");
 }
 
-/// Print each event of the stream `body` as it comes, until it ends; an error when it broke, or
-/// when nothing came for [`FOLLOW_SILENCE`].
-async fn print_stream(socket: &Path, mut body: Incoming, json: bool) -> Result<(), CliError> {
+/// Print each event of the stream `body` as it comes (`scored` only with `all`), until it ends
+/// or stdout is closed (the exit code); an error when it broke, or when nothing came for
+/// [`FOLLOW_SILENCE`].
+async fn print_stream(
+    socket: &Path,
+    mut body: Incoming,
+    json: bool,
+    all: bool,
+) -> Result<u8, CliError> {
     let mut lines = Lines::new(MAX_LINE);
     loop {
         let frame = tokio::time::timeout(FOLLOW_SILENCE, body.frame())
@@ -196,7 +212,7 @@ async fn print_stream(socket: &Path, mut body: Incoming, json: bool) -> Result<(
                 hint: STOPPED,
             })?;
         let Some(frame) = frame else {
-            return Ok(());
+            return Ok(0);
         };
         let frame = frame.map_err(|e| CliError::Protocol {
             path: socket.to_path_buf(),
@@ -206,12 +222,19 @@ async fn print_stream(socket: &Path, mut body: Incoming, json: bool) -> Result<(
             continue;
         };
         let skipped = lines.skipped;
+        let mut text = String::new();
         for line in lines.push(data) {
             if let Some(data) = line.strip_prefix("data:") {
                 if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
-                    println!("{}", event_line(&v, json));
+                    if all || v["event"] != SCORED {
+                        text.push_str(&event_line(&v, json));
+                        text.push('\n');
+                    }
                 }
             }
+        }
+        if let Err(closed) = say(&text) {
+            return Ok(closed.exit_code());
         }
         if lines.skipped > skipped {
             eprintln!(

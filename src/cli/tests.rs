@@ -3,9 +3,9 @@ use std::io::Write;
 use serde_json::json;
 
 use super::events::Lines;
-use super::logs::copy_new;
+use super::logs::{copy_marked, copy_new};
 use super::query_value;
-use super::text::{differs_text, status_text};
+use super::text::{differs_text, status_text, verdict_text};
 
 #[test]
 fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
@@ -147,4 +147,64 @@ fn history_text_says_canary_shares() {
          2026-12-01T03:00:00Z  1.0.0 serves every user again  (canary of 1.1.0 ended)\n\
          at 2026-12-01T02:30:00Z: 1.0.0 served users, and 1.1.0 10 % of them (a canary step)\n"
     );
+}
+
+/// With nothing under test the verdict has no evidence text and no pairs: no empty part before
+/// the reason (it read `wait (score 0), : no build is being tested`).
+#[test]
+fn a_verdict_without_a_build_reads_as_one_reason() {
+    let none = json!({"verdict": "wait", "score": 0, "reasons": ["no build is being tested"],
+                      "version": null, "pairs": 0, "evidence": {"text": ""}});
+    assert_eq!(
+        verdict_text(&none),
+        "wait (score 0): no build is being tested"
+    );
+    let fresh = json!({"verdict": "wait", "score": 0, "reasons": ["1.1.0 is not scored yet"],
+                       "version": "1.1.0", "pairs": 0, "evidence": {"text": ""}});
+    assert_eq!(
+        verdict_text(&fresh),
+        "wait (score 0), 0 pairs: 1.1.0 is not scored yet"
+    );
+}
+
+/// The CLI's `schedule cancel` and the API's `DELETE /api/schedule/<id>` both answer with this.
+#[test]
+fn an_unknown_schedule_names_the_cli_command_that_lists_them() {
+    let text = crate::supervisor::CommandError::UnknownSchedule(3).to_string();
+    assert_eq!(
+        text,
+        "no schedule #3: list them with `understudy schedule` (GET /api/schedule)"
+    );
+}
+
+/// stderr's lines come marked, whole: a line not ended yet waits while following (so another
+/// file's lines never land inside it), and is written, ended, on the last read.
+#[test]
+fn a_marked_log_is_copied_a_whole_line_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stderr");
+    std::fs::write(
+        &file,
+        "Traceback (most recent call last):\n  File \"app.py\"",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let at = copy_marked(&file, None, "[stderr] ", false, &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "[stderr] Traceback (most recent call last):\n"
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| f.write_all(b", line 1\nValueError"))
+        .unwrap();
+    let at = copy_marked(&file, at, "[stderr] ", true, &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "[stderr] Traceback (most recent call last):\n\
+         [stderr]   File \"app.py\", line 1\n\
+         [stderr] ValueError\n"
+    );
+    assert_eq!(at.unwrap().offset, std::fs::metadata(&file).unwrap().len());
 }

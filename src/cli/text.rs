@@ -32,8 +32,10 @@ pub(super) fn verdict_text(v: &Value) -> String {
         v["verdict"].as_str().unwrap_or("?"),
         v["score"].as_u64().unwrap_or(0)
     );
-    match v["evidence"]["text"].as_str() {
+    match v["evidence"]["text"].as_str().filter(|t| !t.is_empty()) {
         Some(evidence) => s.push_str(&format!(", {evidence}")),
+        // No build, no pairs to speak of: the reason says so.
+        None if v["version"].is_null() => {}
         None => {
             if let Some(pairs) = v["pairs"].as_u64() {
                 s.push_str(&format!(", {pairs} pairs"));

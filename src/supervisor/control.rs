@@ -60,7 +60,7 @@ pub enum CommandError {
     #[error("no archived version {0}: it was never archived here, or its archive was deleted")]
     UnknownVersion(String),
     /// No schedule has this id.
-    #[error("no schedule #{0}: list them with GET /api/schedule")]
+    #[error("no schedule #{0}: list them with `understudy schedule` (GET /api/schedule)")]
     UnknownSchedule(u64),
     /// The command is valid but cannot be carried out now.
     #[error("{0}")]

@@ -175,8 +175,9 @@ impl Decision<'_> {
         }
         if let Some(t) = &self.s.txn {
             return refuse(format!(
-                "the {:?} of {} is still under way; roll back once it is done",
-                t.kind, t.version
+                "the {} of {} is still under way; roll back once it is done",
+                t.kind.name(),
+                t.version
             ));
         }
         let running = self.running_version().cloned();
