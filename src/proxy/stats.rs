@@ -31,7 +31,8 @@ pub struct ProxyStats {
     pub mirror_dropped: AtomicU64,
     /// Recorded requests replayed to testing and the secondary (low traffic, `REPLAY`).
     pub replayed: AtomicU64,
-    /// Eligible requests not mirrored because their body was too large or unsized.
+    /// Eligible requests not mirrored because their body was too large, unsized, or not read
+    /// whole (running answered first).
     pub mirror_skipped_body: AtomicU64,
     /// Sampled copies not compared because diffing was at its bound.
     pub diff_skipped: AtomicU64,
