@@ -395,7 +395,7 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
             ),
             (
                 "mirror_skipped_body",
-                "Eligible requests not copied: body over MIRROR_MAX_BODY or of unknown length.",
+                "Eligible requests not copied: body over MIRROR_MAX_BODY, of unknown length, or not read whole because running answered first.",
                 load(&s.mirror_skipped_body),
             ),
         ];

@@ -347,3 +347,84 @@ fn at_the_open_files_limit_a_new_user_is_still_served() {
     let emfile = log.matches("Too many open files").count();
     assert!(emfile < 5, "{emfile} accept errors: {log}");
 }
+
+/// An app that answers `GET /early…` 401 at once, reading none of its body (the connection stays
+/// open, unread, until the test ends), and anything else `ok`; the test's running build relays to
+/// it (`--relay-to`).
+fn early_answering_app() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((mut conn, _)) = listener.accept() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match conn.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let answer: &[u8] = if head.starts_with(b"GET /early") {
+                b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            };
+            let _ = conn.write_all(answer);
+            // Closing with the body unread would reset the connection: it stays open instead.
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// A GET whose body running answered before reading it is not copied to testing at all: the copy
+/// would lack the body the user sent (issue: testing got it without body or Content-Length, and
+/// was judged on a request no user made). It is counted as skipped; the next request is copied.
+#[test]
+fn a_request_answered_before_its_body_was_read_is_not_copied() {
+    let app = early_answering_app();
+    let base = Base::new("hostile-early");
+    base.write_env("NOISE_CANCEL=off");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", &format!("--relay-to {app}"));
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (admin_addr, _) = admin(&base);
+    // A copy of a plain request reaches testing: copies are being made.
+    wait_until("testing to get copies", Duration::from_secs(10), || {
+        let _ = u.get("/before");
+        let mirrored = base.fixture_stats("testing")?["mirrored"].as_u64()?;
+        (mirrored > 0).then_some(())
+    });
+    let count = |name: &str| {
+        crate::metrics::value(&crate::metrics::scrape(admin_addr), name, &[]).unwrap_or(0.0)
+    };
+    let (mirrored, skipped) = (
+        count("understudy_mirrored_total"),
+        count("understudy_mirror_skipped_body_total"),
+    );
+    let mut s = TcpStream::connect(u.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /early/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000\r\n\r\n")
+        .unwrap();
+    let mut got = [0u8; 200];
+    let n = s.read(&mut got).unwrap();
+    let answer = String::from_utf8_lossy(&got[..n]).into_owned();
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    drop(s);
+    // The copy of a request is offered before its user has the whole answer.
+    assert_eq!(u.get("/after").0, 200);
+    assert_eq!(
+        count("understudy_mirrored_total") - mirrored,
+        1.0,
+        "only /after was copied"
+    );
+    assert_eq!(
+        count("understudy_mirror_skipped_body_total") - skipped,
+        1.0,
+        "/early was counted as not copied"
+    );
+    u.stop();
+}

@@ -574,3 +574,74 @@ fn a_hundred_thousand_distinct_paths_leave_the_tallies_bounded_and_a_real_regres
     assert!(r.contains("GET /api/items"), "{r}");
     u.stop();
 }
+
+/// Users held on one endpoint (`users` of them asking `path`, each read only up to the first
+/// bytes after the head, then left open) while traffic asks `/api/items`, answered wrongly by the
+/// build under test: the answers of `/api/items` must still be compared and the build rejected.
+/// The users come once testing gets copies, so each of theirs is copied (and, unfixed, sampled).
+fn held_users_leave_items_compared(name: &str, env: &str, path: &str, users: usize) {
+    let base = Base::new(name);
+    base.write_env(&format!("{FAST}\n{env}"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--double-price");
+    base.wait_testing();
+    wait_until("testing to get copies", Duration::from_secs(10), || {
+        let _ = u.get("/hello");
+        let mirrored = base.fixture_stats("testing")?["mirrored"].as_u64()?;
+        (mirrored > 0).then_some(())
+    });
+    let held: Vec<std::net::TcpStream> = (0..users).map(|_| held_user(u.addr, path)).collect();
+    let traffic = Traffic::on(u.addr, |_| "/api/items");
+    let r = rejection(&base);
+    drop(traffic);
+    drop(held);
+    assert!(
+        r.contains("$.items[*].price"),
+        "the wrong field is named: {r}"
+    );
+    u.stop();
+}
+
+/// A user asking `path` who reads the head and the first bytes of the body, then nothing more.
+fn held_user(addr: std::net::SocketAddr, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    let body_started = |got: &[u8]| {
+        got.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_some_and(|end| got.len() > end + 4)
+    };
+    while !body_started(&got) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "{path} closed after {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{path}: {got:?}");
+    s
+}
+
+/// Sixteen users on an event stream (as many as there are places for answers being compared)
+/// never keep other answers from being compared (issue: each stream's copy held its place for as
+/// long as the stream lasted, and the verdict waited for ever on "too few answers compared").
+#[test]
+fn held_event_streams_leave_other_answers_compared() {
+    held_users_leave_items_compared("judge-streams", "", "/__fixture/events", 16);
+}
+
+/// Sixteen users that never read a large answer never keep other answers from being compared
+/// (issue: each copy held its place until its user read the whole answer, or for ever).
+#[test]
+fn users_not_reading_a_large_answer_leave_other_answers_compared() {
+    let env = "ANSWER_BUFFER=64KiB\nSEND_TIMEOUT=120s";
+    held_users_leave_items_compared("judge-unread", env, "/__fixture/bytes/8388608", 16);
+}

@@ -19,6 +19,7 @@ use super::framing::{BadChunk, Framing};
 use super::head::{self, RequestHead};
 use super::mirror::{self, MirrorJob, Tee};
 use super::pool::UpstreamError;
+use super::relay::Teed;
 use super::reply::{self, Ending};
 use super::{Proxy, Route};
 
@@ -104,10 +105,13 @@ pub(super) async fn forward(
     if a.switching {
         return Box::pin(super::upgrade::splice(client, conn, a, route.running, bufs)).await;
     }
-    let tee = body
-        .copy
-        .take()
-        .and_then(|c| tee(proxy, c, &route, &a, &bufs.answer, latency));
+    let tee = body.copy.take().and_then(|mut c| {
+        // Answered before the body was all read: a copy must carry what the user sent, or none.
+        if !body.framing.done() {
+            c.body = None;
+        }
+        tee(proxy, c, &route, &a, &bufs.answer, latency)
+    });
     let close = a.close;
     let relayed = super::relay::relay(client, proxy, conn, a, route.running, tee, bufs).await;
     match (relayed && !close, body.framing.done()) {
@@ -471,7 +475,7 @@ async fn failed(
 }
 
 /// The mirror's tee for this answer: the copy's head and body, running's status and, for a
-/// sampled copy, running's headers.
+/// sampled copy, running's headers. None when the copy lacks the user's whole body (counted).
 fn tee(
     proxy: &Proxy,
     copy: Copy,
@@ -479,7 +483,7 @@ fn tee(
     a: &Answer,
     answer: &[u8],
     latency: Duration,
-) -> Option<Box<Tee>> {
+) -> Option<Teed> {
     let Some(body) = copy.body else {
         proxy
             .stats
@@ -489,11 +493,18 @@ fn tee(
     };
     let (path_and_query, headers) = head::copy_of(&copy.head)?;
     let diff = match proxy.mirror.sample() {
-        mirror::Sampled::Yes(slot) => Some(Box::new(mirror::DiffJob {
-            slot,
-            running: route.running.shared().clone(),
-            headers: super::answer::header_map(&answer[..a.len]),
-        })),
+        mirror::Sampled::Yes(slot) => {
+            let headers = super::answer::header_map(&answer[..a.len]);
+            // An event stream has no end to compare, and would hold its place until the user
+            // leaves: its copy goes uncompared (its place is given back here).
+            (!event_stream(&headers)).then(|| {
+                Box::new(mirror::DiffJob {
+                    slot,
+                    running: route.running.shared().clone(),
+                    headers,
+                })
+            })
+        }
         mirror::Sampled::No => None,
         mirror::Sampled::Busy => {
             proxy.stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
@@ -513,11 +524,19 @@ fn tee(
         secondary: route.secondary.clone(),
         replay: None,
     };
-    Some(Box::new(Tee::new(
-        job,
-        proxy.mirror.clone(),
-        proxy.stats.clone(),
-    )))
+    Some(Teed {
+        sampled: job.diff.is_some(),
+        tee: Box::new(Tee::new(job, proxy.mirror.clone(), proxy.stats.clone())),
+    })
+}
+
+/// Whether running's answer is a `text/event-stream` (server-sent events).
+fn event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
 /// Keep a safe request without a body for replay, at most one per `RECORD_EVERY` (the check

@@ -3,14 +3,17 @@
 //! disk (`spill`), so a slow reader never holds running's connection; running's connection goes
 //! back to the pool, its in-flight count drops and the mirror's copy is offered as soon as the
 //! body is read, before the user has it all. `UPSTREAM_TIMEOUT` bounds running's silence and
-//! `SEND_TIMEOUT` the user's.
+//! `SEND_TIMEOUT` the user's. A copy sampled for diffing holds one of few places until then, so
+//! it gives its place up (offered uncompared) once the rest of the body waits on the user, or
+//! running is still sending it [`SAMPLE_HOLD`] after the head: a stream or a slow reader never
+//! keeps the comparison of other copies waiting.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::answer::Answer;
 use super::bufs::Bufs;
@@ -25,6 +28,17 @@ const REFILL: usize = 64 * 1024;
 
 /// Bytes every answer may hold before it counts against `ANSWER_MEMORY`.
 const FREE_ANSWER: usize = 16 * 1024;
+
+/// How long running's body may take, after the relay first waits for it, while its copy holds
+/// a place among the sampled ones: an ordinary answer's body follows its head at once, and one
+/// still coming after this is a stream or a long poll, which must not hold the place for ever.
+pub const SAMPLE_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The mirror's tee of an answer, and whether its copy holds a place among the sampled ones.
+pub(super) struct Teed {
+    pub(super) tee: Box<Tee>,
+    pub(super) sampled: bool,
+}
 
 /// Answer memory left for the whole process (`ANSWER_MEMORY`), shared by every proxy thread.
 #[derive(Debug)]
@@ -59,6 +73,8 @@ struct Upstream<'a> {
     extra: bool,
     broken: bool,
     tee: Option<Box<Tee>>,
+    /// The tee's copy holds a place among the sampled ones.
+    sampled: bool,
     proxy: &'a Proxy,
 }
 
@@ -109,6 +125,16 @@ impl Upstream<'_> {
         self.end(false);
     }
 
+    /// The copy gives its place among the sampled ones back, offered now without running's body
+    /// (so not compared), rather than holding it for as long as the user or running takes.
+    fn give_up_sample(&mut self) {
+        if std::mem::take(&mut self.sampled) {
+            if let Some(mut t) = self.tee.take() {
+                t.finish(false);
+            }
+        }
+    }
+
     fn end(&mut self, complete: bool) {
         let Some(conn) = self.conn.take() else {
             return;
@@ -116,6 +142,7 @@ impl Upstream<'_> {
         if let Some(mut t) = self.tee.take() {
             t.finish(complete);
         }
+        self.sampled = false;
         if let Some(running) = self.running.take() {
             if complete && self.reusable && !self.extra {
                 self.proxy.pool.put(running.shared().clone(), conn);
@@ -132,9 +159,10 @@ pub(super) async fn relay(
     conn: TcpStream,
     a: Answer,
     running: InflightGuard,
-    tee: Option<Box<Tee>>,
+    tee: Option<Teed>,
     bufs: &mut Bufs,
 ) -> bool {
+    let sampled = tee.as_ref().is_some_and(|t| t.sampled);
     let mut up = Upstream {
         conn: Some(conn),
         running: Some(running),
@@ -143,7 +171,8 @@ pub(super) async fn relay(
         reusable: a.reusable,
         extra: false,
         broken: false,
-        tee,
+        tee: tee.map(|t| t.tee),
+        sampled,
         proxy,
     };
     let Bufs { out, answer, .. } = bufs;
@@ -164,9 +193,13 @@ pub(super) async fn relay(
             true => (None, None),
             false => ahead.target(proxy, out, read).unzip(),
         };
+        if target.is_none() && !up.done() {
+            // The rest of running's body now comes at the user's pace.
+            up.give_up_sample();
+        }
         let read = read.unwrap_or(0);
         let can_write = ahead.sent < out.len();
-        let (read_by, write_by) = clock.deadlines(proxy, target.is_some(), can_write);
+        let (read_by, write_by) = clock.deadlines(proxy, target.is_some(), can_write, up.sampled);
         tokio::select! {
             r = read_some(&mut up.conn, answer, read), if target.is_some() => match r {
                 Ok(0) if up.framing == Framing::Close => up.framing = Framing::Empty,
@@ -179,7 +212,10 @@ pub(super) async fn relay(
             r = client.writable(), if can_write => if r.is_err() {
                 break false;
             },
-            () = read_by, if target.is_some() => up.broken = true,
+            () = read_by, if target.is_some() => match clock.sample_due(up.sampled) {
+                true => up.give_up_sample(),
+                false => up.broken = true,
+            },
             () = write_by, if can_write => break false,
             // Nothing to read or write can only mean a rule above is wrong: end this answer
             // rather than panic (`target` always allows a read when nothing waits).
@@ -317,6 +353,10 @@ struct Clock {
     writing: bool,
     read_progress: bool,
     write_progress: bool,
+    /// When running's silence is really too long (the read timer may be set earlier, below).
+    read_due: Option<Instant>,
+    /// When a sampled copy gives its place up ([`SAMPLE_HOLD`] after the first wait).
+    sample_due: Option<Instant>,
 }
 
 impl Clock {
@@ -328,23 +368,42 @@ impl Clock {
         self.write_progress = true;
     }
 
-    /// The two timers, each moved on when its side made progress or just started waiting.
+    /// Whether the read timer went off for a sampled copy's [`SAMPLE_HOLD`], not for running's
+    /// silence.
+    fn sample_due(&self, sampled: bool) -> bool {
+        sampled && self.read_due.is_some_and(|due| Instant::now() < due)
+    }
+
+    /// The two timers, each moved on when its side made progress or just started waiting; the
+    /// read timer goes off at a sampled copy's [`SAMPLE_HOLD`] too, if that comes first.
     fn deadlines(
         &mut self,
         proxy: &Proxy,
         can_read: bool,
         can_write: bool,
+        sampled: bool,
     ) -> (Pin<&mut Sleep>, Pin<&mut Sleep>) {
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let restart_read = can_read && (!self.reading || self.read_progress);
         let restart_write = can_write && (!self.writing || self.write_progress);
         (self.reading, self.writing) = (can_read, can_write);
         (self.read_progress, self.write_progress) = (false, false);
+        if restart_read {
+            self.read_due = Some(now + proxy.upstream_timeout);
+        }
+        if sampled && self.sample_due.is_none() {
+            self.sample_due = Some(now + SAMPLE_HOLD);
+        }
+        let due = self.read_due.unwrap_or(now + proxy.upstream_timeout);
+        let due = match self.sample_due.filter(|_| sampled) {
+            Some(hold) => due.min(hold),
+            None => due,
+        };
         let read = self
             .read
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(proxy.upstream_timeout)));
-        if restart_read {
-            read.as_mut().reset(now + proxy.upstream_timeout);
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if can_read && read.deadline() != due {
+            read.as_mut().reset(due);
         }
         let write = self
             .send

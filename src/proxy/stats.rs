@@ -31,7 +31,8 @@ pub struct ProxyStats {
     pub mirror_dropped: AtomicU64,
     /// Recorded requests replayed to testing and the secondary (low traffic, `REPLAY`).
     pub replayed: AtomicU64,
-    /// Eligible requests not mirrored because their body was too large or unsized.
+    /// Eligible requests not mirrored because their body was too large, unsized, or not read
+    /// whole (running answered first).
     pub mirror_skipped_body: AtomicU64,
     /// Copies not sent, or whose failure was not counted, because their testing instance was
     /// being stopped meanwhile (promoted past, rejected, replaced).

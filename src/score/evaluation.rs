@@ -487,7 +487,7 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
     (compared < needed).then(|| {
         format!(
-            "too few answers compared: {compared} of {needed} needed (diffing sheds load when the machine is busy; DIFF_SAMPLE lowers the need)"
+            "too few answers compared: {compared} of {needed} needed (a sampled copy goes uncompared while 16 others are in flight or the diff threads are busy, and so does an answer still streaming 5 s after its head or paced by a slow reader; DIFF_SAMPLE lowers the need)"
         )
     })
 }
