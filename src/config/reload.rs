@@ -220,6 +220,26 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README says which keys a reload applies at once and which to new instances: every one of
+    /// each list, so the paragraph cannot fall behind the code.
+    #[test]
+    fn readme_names_every_key_a_reload_applies() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let start = readme
+            .find("`SIGHUP` re-reads `.env`")
+            .expect("the reload paragraph");
+        let end = readme[start..]
+            .find("\n\n")
+            .map_or(readme.len(), |e| start + e);
+        let paragraph = &readme[start..end];
+        for k in LIVE_KEYS.iter().chain(NEW_INSTANCE_KEYS) {
+            assert!(
+                paragraph.contains(&format!("`{k}`")),
+                "README's reload paragraph lacks {k}"
+            );
+        }
+    }
     use crate::config::test_support::load;
     use crate::config::KEYS;
 
