@@ -428,3 +428,42 @@ fn on_a_busy_service_a_rare_endpoint_the_verdict_waits_on_is_recorded_at_its_nex
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     u.stop();
 }
+
+/// Replays use only the mirror's spare capacity (review A, E6): testing answers copies in 0.5 s
+/// with MIRROR_CONCURRENCY=4 (8 copies/s) and users ask 6 requests/s while replay is wanted all
+/// along; no user's copy is dropped (replays at REPLAY_RATE=20 in the same queue dropped 77 of
+/// 120), and replays are still sent.
+#[test]
+fn replays_never_crowd_out_users_copies() {
+    let base = Base::new("replay-spare");
+    let env =
+        "REPLAY=auto\nMIN_MIRRORED=100000\nSTABLE_WINDOW=1h\nMIRROR_CONCURRENCY=4\nMIRROR_QUEUE=32";
+    base.write_env(env);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (admin, _) = admin(&base);
+    let mut n = 0;
+    record_until(&u, admin, &mut n, 10.0);
+    base.drop_fixture("1.1.0", "--slow-ms 500");
+    base.wait_testing();
+    wait_until("the secondary to be ready", Duration::from_secs(10), || {
+        base.fixture_stats("secondary")
+    });
+    let users = 90;
+    let mut next = Instant::now();
+    for i in 0..users {
+        // The pace of the users themselves, not a wait for understudy.
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += Duration::from_millis(166);
+        assert_eq!(u.get(&format!("/api/u?i={i}")).0, 200);
+    }
+    let s = scrape(admin);
+    let dropped = value(&s, "understudy_mirror_dropped_total", &[]).unwrap();
+    let replayed = value(&s, "understudy_replayed_total", &[]).unwrap();
+    let mirrored = value(&s, "understudy_mirrored_total", &[]).unwrap();
+    eprintln!("{mirrored} copies mirrored, {dropped} dropped, {replayed} replays sent");
+    assert_eq!(dropped, 0.0, "users' copies dropped for replays");
+    assert!(replayed > 0.0, "replay was wanted all along");
+    u.stop();
+}

@@ -152,9 +152,10 @@ pub struct MirrorJob {
     /// testing's latency and load are compared with its, like with like; its answers are diffed
     /// (as noise) only for sampled copies.
     pub secondary: Option<Arc<Upstream>>,
-    /// Set for a replayed recorded request (its serial): it went to testing and the secondary
-    /// only, and testing is judged against the secondary's answer.
-    pub replay: Option<u64>,
+    /// Set for a replayed recorded request (its serial, and its place among the replays in
+    /// flight): it went to testing and the secondary only, and testing is judged against the
+    /// secondary's answer.
+    pub replay: Option<super::replay::ReplayTicket>,
 }
 
 /// The proxy's side of the mirror: decides eligibility and offers copies without waiting.
@@ -247,6 +248,12 @@ impl MirrorQueue {
     /// The captured-bytes budget, shared with the mirror worker.
     pub fn budget(&self) -> CaptureBudget {
         self.budget.clone()
+    }
+
+    /// Whether no copy waits in the queue: replays are offered only then, so they never take a
+    /// place a user's copy waits for.
+    pub fn idle(&self) -> bool {
+        self.tx.capacity() == self.tx.max_capacity()
     }
 
     /// Hand over a copy; `false` when the queue is full and the copy was dropped.

@@ -9,7 +9,8 @@
 //! `MIN_ENDPOINT_PAIRS` times for an endpoint the verdict waits on ([`repeat_cap`]). Testing is
 //! judged against the secondary for those pairs.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,11 +36,74 @@ pub static REPLAY_HEADER: HeaderName = HeaderName::from_static("x-understudy-rep
 /// coarse clock read and one atomic load, and the sample still follows what users ask.
 pub const RECORD_EVERY: Duration = Duration::from_millis(50);
 
+/// All recorded requests together are counted at most this many bytes ([`recorded_size`]): past
+/// it the oldest are forgotten, whatever `REPLAY_KEEP` allows, so one client sending large heads
+/// cannot grow understudy's memory by `REPLAY_KEEP` times its largest head.
+pub const MAX_RECORDED_BYTES: usize = 4 << 20;
+
+/// A request counted more than this ([`recorded_size`]: mostly its headers, such as large
+/// cookies) is not recorded at all: replay is a sample, and such a head would crowd out many.
+pub const MAX_RECORDED_REQUEST: usize = 16 << 10;
+
+/// Distinct requests whose replays to one testing instance are counted for `REPLAY_REPEAT`: past
+/// it no request not counted yet is replayed to that instance (the count must hold, and this many
+/// distinct replays is far more evidence than any verdict waits for). About 16 bytes each.
+pub const MAX_COUNTED: usize = 1 << 16;
+
+/// Bytes a recorded request is counted for its headers besides their names and values (the map's
+/// own bookkeeping), and for itself besides its path.
+const HEADER_OVERHEAD: usize = 64;
+const REQUEST_OVERHEAD: usize = 128;
+
+/// The bytes `path_and_query` and `headers` are counted for against [`MAX_RECORDED_BYTES`] and
+/// [`MAX_RECORDED_REQUEST`]: their text plus an estimate of the memory holding them.
+pub fn recorded_size(path_and_query: &PathAndQuery, headers: &HeaderMap) -> usize {
+    let heads: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + HEADER_OVERHEAD)
+        .sum();
+    REQUEST_OVERHEAD + path_and_query.as_str().len() + heads
+}
+
+/// What identifies a request across recordings (method, path and query): its serial, stable when
+/// it is forgotten and recorded again, so `REPLAY_REPEAT` and the count of distinct recorded
+/// requests follow the request, not its place in the recorder.
+fn serial_of(method: &Method, path_and_query: &PathAndQuery) -> u64 {
+    // Fixed keys: the same request gets the same serial for the process's life.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    method.as_str().hash(&mut h);
+    path_and_query.as_str().hash(&mut h);
+    h.finish()
+}
+
+/// Replays in flight at most, out of `MIRROR_CONCURRENCY` copies: a quarter (at least one), so
+/// users' copies always have most of the mirror's places.
+pub fn replays_in_flight(concurrency: usize) -> usize {
+    (concurrency / 4).max(1)
+}
+
+/// What a replayed copy carries through the mirror: its request's serial, and its place among the
+/// replays in flight, given back when the copy is done or dropped anywhere on its way.
+pub struct ReplayTicket {
+    /// The recorded request's [`Recorded::serial`].
+    pub serial: u64,
+    _slot: ReplaySlot,
+}
+
+/// One of the places counted by [`run`]'s replays in flight.
+struct ReplaySlot(Arc<AtomicUsize>);
+
+impl Drop for ReplaySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One recorded request, as the proxy sent it to running (less hop-by-hop headers).
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    /// Stable while the same method, path and query is recorded again: what `REPLAY_REPEAT`
-    /// counts, and how the verdict counts distinct recorded requests.
+    /// The same for the same method, path and query, however often it is forgotten and recorded
+    /// again: what `REPLAY_REPEAT` counts, and how the verdict counts distinct recorded requests.
     pub serial: u64,
     /// GET or HEAD.
     pub method: Method,
@@ -50,8 +114,8 @@ pub struct Recorded {
     /// Its endpoint as the scorer names it (method and folded path): how the requests of an
     /// endpoint the verdict waits on are found.
     endpoint: String,
-    /// Times replayed to the testing instance in `Kept::uses_for`.
-    uses: u32,
+    /// Its [`recorded_size`].
+    size: usize,
 }
 
 /// What [`Recorder::pick`] found.
@@ -80,9 +144,32 @@ struct Kept {
     requests: VecDeque<Recorded>,
     /// At most this many are kept (`REPLAY_KEEP`, at least 1; changed by a reload).
     keep: usize,
-    next_serial: u64,
+    /// The [`recorded_size`] of `requests` together, at most [`MAX_RECORDED_BYTES`].
+    bytes: usize,
     /// The testing instance the `uses` counts are for; another one starts them afresh.
     uses_for: Option<InstanceId>,
+    /// Times each request (by serial) was replayed to `uses_for`, kept when the request is
+    /// forgotten and recorded again; at most [`MAX_COUNTED`] requests.
+    uses: HashMap<u64, u32>,
+}
+
+impl Kept {
+    /// Forget the oldest request.
+    fn pop_oldest(&mut self) {
+        if let Some(old) = self.requests.pop_front() {
+            self.bytes -= old.size;
+        }
+    }
+
+    /// Times `r` may still be replayed to `uses_for` under `cap`: none when not counted yet and
+    /// no room is left to count it.
+    fn left(&self, r: &Recorded, cap: u32) -> u32 {
+        match self.uses.get(&r.serial) {
+            Some(&n) => cap.saturating_sub(n),
+            None if self.uses.len() >= MAX_COUNTED => 0,
+            None => cap,
+        }
+    }
 }
 
 /// The bounded in-memory sample of recent safe requests (never written to disk).
@@ -188,9 +275,10 @@ impl Recorder {
             return;
         }
         kept.keep = keep;
-        let over = kept.requests.len().saturating_sub(keep);
-        if over > 0 {
-            kept.requests.drain(..over);
+        if kept.requests.len() > keep {
+            while kept.requests.len() > keep {
+                kept.pop_oldest();
+            }
             kept.requests.shrink_to(keep);
         }
         self.len.store(kept.requests.len(), Ordering::Relaxed);
@@ -216,33 +304,41 @@ impl Recorder {
     }
 
     /// Keep a request (only call when [`Recorder::due`] said so); the same method, path and
-    /// query seen again moves to the newest place, keeping its serial and use count.
+    /// query seen again moves to the newest place. One over [`MAX_RECORDED_REQUEST`] is not kept;
+    /// the oldest are forgotten past `REPLAY_KEEP` requests or [`MAX_RECORDED_BYTES`].
     pub fn record(&self, method: Method, path_and_query: PathAndQuery, headers: HeaderMap) {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let same = kept
-            .requests
-            .iter()
-            .position(|r| r.method == method && r.path_and_query == path_and_query);
-        let (serial, uses, endpoint) = match same.and_then(|i| kept.requests.remove(i)) {
-            Some(old) => (old.serial, old.uses, old.endpoint),
-            None => {
-                kept.next_serial += 1;
-                let endpoint = crate::score::endpoint_key(&method, path_and_query.path());
-                (kept.next_serial, 0, endpoint)
-            }
-        };
-        while kept.requests.len() >= kept.keep {
-            kept.requests.pop_front();
+        let size = recorded_size(&path_and_query, &headers);
+        if size > MAX_RECORDED_REQUEST {
+            return;
         }
+        let serial = serial_of(&method, &path_and_query);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let same = kept.requests.iter().position(|r| r.serial == serial);
+        let endpoint = match same.and_then(|i| kept.requests.remove(i)) {
+            Some(old) => {
+                kept.bytes -= old.size;
+                old.endpoint
+            }
+            None => crate::score::endpoint_key(&method, path_and_query.path()),
+        };
+        while kept.requests.len() >= kept.keep || kept.bytes + size > MAX_RECORDED_BYTES {
+            kept.pop_oldest();
+        }
+        kept.bytes += size;
         kept.requests.push_back(Recorded {
             serial,
             method,
             path_and_query,
             headers,
             endpoint,
-            uses,
+            size,
         });
         self.len.store(kept.requests.len(), Ordering::Relaxed);
+    }
+
+    /// The [`recorded_size`] of the requests kept now, together (at most [`MAX_RECORDED_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
     /// Record (`REPLAY=auto`) or not (`off`: what was kept is forgotten at once).
@@ -251,6 +347,7 @@ impl Recorder {
         if !on {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             kept.requests = VecDeque::new();
+            kept.bytes = 0;
             self.len.store(0, Ordering::Relaxed);
         }
     }
@@ -272,26 +369,28 @@ impl Recorder {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.uses_for != Some(want.testing) {
             kept.uses_for = Some(want.testing);
-            kept.requests.iter_mut().for_each(|r| r.uses = 0);
+            kept.uses = HashMap::new();
         }
+        let kept = &mut *kept;
         let waited = |r: &Recorded| want.endpoints.contains(&r.endpoint);
-        let left = |r: &Recorded| r.uses < repeat_cap(repeat, min_endpoint_pairs, waited(r));
+        let left = |r: &Recorded| kept.left(r, repeat_cap(repeat, min_endpoint_pairs, waited(r)));
         let mut unreplayable = want.endpoints.clone();
-        for r in kept.requests.iter().filter(|r| left(r)) {
+        for r in kept.requests.iter().filter(|r| left(r) > 0) {
             unreplayable.remove(&r.endpoint);
         }
+        let uses = |r: &Recorded| kept.uses.get(&r.serial).copied().unwrap_or(0);
         let least_used = |only_waited: bool| {
             let candidates = kept.requests.iter().enumerate().rev();
             candidates
-                .filter(|(_, r)| left(r) && (!only_waited || waited(r)))
-                .min_by_key(|(_, r)| r.uses)
+                .filter(|(_, r)| left(r) > 0 && (!only_waited || waited(r)))
+                .min_by_key(|(_, r)| uses(r))
                 .map(|(i, _)| i)
         };
         let next = least_used(true).or_else(|| want.traffic.then(|| least_used(false))?);
         let request = next.map(|i| {
-            let r = &mut kept.requests[i];
-            r.uses += 1;
-            r.clone()
+            let r = kept.requests[i].clone();
+            *kept.uses.entry(r.serial).or_insert(0) += 1;
+            r
         });
         Picked {
             request,
@@ -303,8 +402,8 @@ impl Recorder {
 /// Send recorded requests to testing and the secondary while the scorer wants it (`link.want`)
 /// for the testing instance now routed and a secondary runs, at `REPLAY_RATE` (read live from
 /// `config`), telling the scorer which endpoints it waits on have nothing left to replay
-/// (`link.unreplayable`). Copies go through the mirror's queue; a full queue drops the replay,
-/// never a user's copy. Runs until `cancel`.
+/// (`link.unreplayable`). Replays use only the mirror's spare capacity ([`Spare`]), so a user's
+/// copy is never dropped for one. Runs until `cancel`.
 pub async fn run(
     recorder: Arc<Recorder>,
     queue: MirrorQueue,
@@ -319,10 +418,12 @@ pub async fn run(
         unreplayable,
     } = link;
     let mut keep = None;
+    let in_flight = Arc::new(AtomicUsize::new(0));
     loop {
-        let (replay, min_endpoint_pairs) = {
+        let (replay, min_endpoint_pairs, concurrency) = {
             let c = config.borrow_and_update();
-            (c.diff.replay, c.score.min_endpoint_pairs)
+            let s = &c.score;
+            (c.diff.replay, s.min_endpoint_pairs, c.mirror_concurrency)
         };
         recorder.set_on(replay.on);
         // A reloaded `REPLAY_KEEP` takes effect here, within a pause (at most a second); the
@@ -340,20 +441,32 @@ pub async fn run(
                 changed = config.changed() => if changed.is_err() { return } else { continue },
             }
         };
-        let next = next_job(&recorder, &routes, &want, replay.repeat, min_endpoint_pairs);
-        if next.is_none() {
-            recorder.set_missing(&BTreeSet::new()); // not for the testing routed now
-        }
-        if let Some((job, none_left)) = next {
-            recorder.set_missing(&none_left.endpoints);
-            unreplayable.send_if_modified(|u| {
-                let changed = *u != none_left;
-                *u = none_left;
-                changed
-            });
-            // A full queue drops this replay; it was counted as used, which only bounds it more.
-            if job.is_some_and(|job| queue.offer(job)) {
-                stats.replayed.fetch_add(1, Ordering::Relaxed);
+        let spare = Spare {
+            queue: &queue,
+            in_flight: &in_flight,
+            limit: replays_in_flight(concurrency),
+        };
+        // Nothing is picked (nor counted as used) while the mirror has no room to spare.
+        if let Some(slot) = spare.take() {
+            let caps = (replay.repeat, min_endpoint_pairs);
+            let next = next_job(&recorder, &routes, &want, caps, slot);
+            if next.is_none() {
+                recorder.set_missing(&BTreeSet::new()); // not for the testing routed now
+            }
+            if let Some((job, none_left)) = next {
+                recorder.set_missing(&none_left.endpoints);
+                unreplayable.send_if_modified(|u| {
+                    let changed = *u != none_left;
+                    *u = none_left;
+                    changed
+                });
+                if let Some(job) = job {
+                    // Only a user's copy offered since the check can fill the queue; this replay
+                    // then goes (it was counted as used, which only bounds it more).
+                    if queue.offer(job) {
+                        stats.replayed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
         let pause = Duration::from_secs(1) / replay.rate.max(1);
@@ -364,14 +477,35 @@ pub async fn run(
     }
 }
 
+/// The mirror's room for a replay: none while a copy waits in its queue (all its places are
+/// busy, or about to be), nor while `limit` replays are in flight.
+struct Spare<'a> {
+    queue: &'a MirrorQueue,
+    in_flight: &'a Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Spare<'_> {
+    /// A place for one more replay, when there is room.
+    fn take(&self) -> Option<ReplaySlot> {
+        if !self.queue.idle() {
+            return None;
+        }
+        let taken = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = ReplaySlot(self.in_flight.clone());
+        (taken < self.limit).then_some(slot)
+    }
+}
+
 /// The copy of the next recorded request for `want.testing` (if any is left) and the wanted
-/// endpoints with nothing left to replay, when that testing instance and a secondary are routed.
+/// endpoints with nothing left to replay, when that testing instance and a secondary are routed;
+/// the copy holds `slot` (`REPLAY_REPEAT` and `MIN_ENDPOINT_PAIRS` are `caps`).
 fn next_job(
     recorder: &Recorder,
     routes: &watch::Receiver<Arc<Routes>>,
     want: &ReplayWant,
-    repeat: u32,
-    min_endpoint_pairs: u64,
+    (repeat, min_endpoint_pairs): (u32, u64),
+    slot: ReplaySlot,
 ) -> Option<(Option<MirrorJob>, Unreplayable)> {
     let (target, secondary) = {
         let r = routes.borrow();
@@ -392,7 +526,10 @@ fn next_job(
         running_body: None,
         diff: None,
         secondary: Some(secondary),
-        replay: Some(r.serial),
+        replay: Some(ReplayTicket {
+            serial: r.serial,
+            _slot: slot,
+        }),
     });
     let none_left = Unreplayable {
         testing: Some(want.testing),
@@ -402,185 +539,4 @@ fn next_job(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pq(s: &str) -> PathAndQuery {
-        PathAndQuery::try_from(s).unwrap()
-    }
-
-    /// Replay wanted for `testing` because live pairs come too slowly, and for the verdict's
-    /// waiting on `endpoints`.
-    fn want(testing: u64, traffic: bool, endpoints: &[&str]) -> ReplayWant {
-        ReplayWant {
-            testing: InstanceId(testing),
-            traffic,
-            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
-        }
-    }
-
-    /// The next pick for traffic alone (no endpoint waited on), at `repeat`.
-    fn pick(r: &Recorder, testing: u64, repeat: u32) -> Option<Recorded> {
-        r.pick(&want(testing, true, &[]), repeat, 5).request
-    }
-
-    /// The newest distinct requests are kept, a repeated one keeps its serial, and each is
-    /// picked at most `repeat` times per testing instance (afresh for the next one).
-    #[test]
-    fn recorder_keeps_distinct_recent_requests_and_bounds_their_use() {
-        let r = Recorder::new(3);
-        for p in ["/a?n=1", "/b?n=2", "/a?n=1", "/c?n=3", "/d?n=4"] {
-            r.record(Method::GET, pq(p), HeaderMap::new());
-        }
-        assert_eq!(r.len(), 3, "bounded by REPLAY_KEEP");
-        let mut picked = Vec::new();
-        while let Some(x) = pick(&r, 1, 2) {
-            picked.push(x.path_and_query.to_string());
-        }
-        assert_eq!(picked.len(), 6, "3 requests × REPLAY_REPEAT 2: {picked:?}");
-        assert!(!picked.iter().any(|p| p == "/b?n=2"), "the oldest went");
-        assert!(pick(&r, 2, 2).is_some(), "a new testing starts afresh");
-    }
-
-    /// A smaller REPLAY_KEEP keeps the most recent requests with their serials and use counts
-    /// (a larger one then lets more in); the count metrics read follows.
-    #[test]
-    fn resizing_keeps_the_most_recent_requests() {
-        let r = Recorder::new(5);
-        for n in 1..=5 {
-            r.record(Method::GET, pq(&format!("/p?n={n}")), HeaderMap::new());
-        }
-        let newest = pick(&r, 1, 9).unwrap();
-        assert_eq!(newest.path_and_query, "/p?n=5");
-        r.set_keep(2);
-        assert_eq!(r.len(), 2);
-        let mut left = Vec::new();
-        while let Some(x) = pick(&r, 1, 2) {
-            left.push((x.path_and_query.to_string(), x.serial));
-        }
-        left.sort();
-        let n5 = ("/p?n=5".to_string(), newest.serial);
-        let n4 = ("/p?n=4".to_string(), newest.serial - 1);
-        assert_eq!(
-            left,
-            [n4.clone(), n4, n5],
-            "the two newest stay, with their serials; /p?n=5 keeps its use"
-        );
-        r.set_keep(0);
-        assert_eq!(r.len(), 1, "at least one is kept");
-        r.set_keep(3);
-        for n in 6..=9 {
-            r.record(Method::GET, pq(&format!("/p?n={n}")), HeaderMap::new());
-        }
-        assert_eq!(r.len(), 3, "grown again, bounded by the new size");
-        r.set_on(false);
-        assert_eq!(r.len(), 0);
-    }
-
-    /// At most one request per RECORD_EVERY is due; with REPLAY=off none, and what was kept is
-    /// forgotten.
-    #[test]
-    fn recording_is_rate_limited_and_off_keeps_nothing() {
-        let r = Recorder::new(10);
-        assert!(r.due());
-        assert!(!r.due(), "the second at once is not due");
-        r.record(Method::GET, pq("/a?token=x"), HeaderMap::new());
-        r.set_on(false);
-        assert!(r.is_empty(), "forgotten");
-        r.next_ms.store(0, Ordering::Relaxed);
-        assert!(!r.due(), "off records nothing, even when one would be due");
-    }
-
-    /// On a busy service the one request per RECORD_EVERY is rarely a rare endpoint's: one the
-    /// verdict waits on with nothing to replay is recorded at its next request, once per time
-    /// it is named missing; nothing is wanted with REPLAY=off or once nothing is missing.
-    #[test]
-    fn a_request_of_an_endpoint_missing_for_the_verdict_is_recorded_at_once() {
-        let r = Recorder::new(10);
-        assert!(r.due(), "a busy service's request took this RECORD_EVERY");
-        assert!(!r.wanting());
-        assert!(!r.wanted(&Method::GET, "/shop/rare"), "nothing missing");
-        let missing: BTreeSet<String> = ["GET /shop/rare".to_string()].into();
-        r.set_missing(&missing);
-        assert!(r.wanting());
-        assert!(!r.wanted(&Method::GET, "/shop/books"), "another endpoint");
-        assert!(!r.wanted(&Method::HEAD, "/shop/rare"), "another method");
-        assert!(r.wanted(&Method::GET, "/shop/rare"));
-        assert!(!r.wanting(), "taken: once per time it is named");
-        assert!(!r.wanted(&Method::GET, "/shop/rare"));
-        r.set_missing(&missing);
-        r.set_on(false);
-        assert!(
-            !r.wanted(&Method::GET, "/shop/rare"),
-            "REPLAY=off keeps nothing"
-        );
-        r.set_on(true);
-        r.set_missing(&BTreeSet::new());
-        assert!(!r.wanting());
-        // Endpoints no request is ever recorded for never make the user path look.
-        let never: BTreeSet<String> = ["OPTIONS /x", "POST /shop/cart", "(other endpoints)"]
-            .map(String::from)
-            .into();
-        r.set_missing(&never);
-        assert!(!r.wanting(), "nothing recordable is missing");
-    }
-
-    /// The requests of an endpoint the verdict waits on go first, each up to MIN_ENDPOINT_PAIRS
-    /// times (REPLAY_REPEAT when larger); with live traffic enough nothing else is replayed, and
-    /// a waited endpoint with nothing recorded (a POST) or nothing left is said unreplayable.
-    #[test]
-    fn the_requests_of_endpoints_the_verdict_waits_on_go_first_up_to_min_endpoint_pairs() {
-        let r = Recorder::new(10);
-        for p in ["/shop/rare?id=1", "/shop/books?n=1", "/shop/books?n=2"] {
-            r.record(Method::GET, pq(p), HeaderMap::new());
-        }
-        let rare = want(1, false, &["GET /shop/rare", "POST /shop/cart"]);
-        let mut picked = Vec::new();
-        loop {
-            let p = r.pick(&rare, 3, 5);
-            let Some(x) = p.request else {
-                let none_left = p.unreplayable.into_iter().collect::<Vec<_>>();
-                assert_eq!(none_left, ["GET /shop/rare", "POST /shop/cart"]);
-                break;
-            };
-            assert_eq!(
-                p.unreplayable.into_iter().collect::<Vec<_>>(),
-                ["POST /shop/cart"],
-                "never recorded"
-            );
-            picked.push(x.path_and_query.to_string());
-        }
-        assert_eq!(
-            picked, ["/shop/rare?id=1"; 5],
-            "MIN_ENDPOINT_PAIRS, not REPLAY_REPEAT"
-        );
-        // Traffic wanted too: the others follow, at REPLAY_REPEAT each.
-        let both = want(1, true, &["GET /shop/rare"]);
-        let others = std::iter::from_fn(|| r.pick(&both, 3, 5).request).count();
-        assert_eq!(others, 6, "two other URLs, 3 times each");
-        // A larger REPLAY_REPEAT stands for waited endpoints too; a new testing starts afresh.
-        let rare = want(2, false, &["GET /shop/rare"]);
-        let n = std::iter::from_fn(|| r.pick(&rare, 7, 5).request).count();
-        assert_eq!(n, 7);
-        assert_eq!(repeat_cap(3, 5, false), 3);
-        assert_eq!(repeat_cap(3, u64::MAX, true), u32::MAX);
-    }
-
-    /// A waited endpoint's URLs are picked in turn (least replayed first), and the endpoint is
-    /// matched by its folded path whatever the query.
-    #[test]
-    fn a_waited_endpoints_urls_are_replayed_in_turn() {
-        let r = Recorder::new(10);
-        for p in ["/items/7?x=1", "/items/8", "/other"] {
-            r.record(Method::GET, pq(p), HeaderMap::new());
-        }
-        let items = want(1, false, &["GET /items/{n}"]);
-        let picked: Vec<String> = std::iter::from_fn(|| r.pick(&items, 1, 2).request)
-            .map(|x| x.path_and_query.to_string())
-            .collect();
-        assert_eq!(
-            picked,
-            ["/items/8", "/items/7?x=1", "/items/8", "/items/7?x=1"]
-        );
-    }
-}
+mod tests;

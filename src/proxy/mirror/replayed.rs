@@ -48,7 +48,7 @@ impl Replayed<'_> {
             job.target.clone(),
             job.method.clone(),
             job.path_and_query.clone(),
-            job.replay,
+            job.replay.as_ref().map(|r| r.serial),
         );
         let (testing_status, testing_latency) = match &testing {
             Ok(a) => (Some(a.status.as_u16()), Some(a.latency)),
@@ -134,6 +134,6 @@ fn replay_pair(
         testing_error,
         diffs,
         noise,
-        replayed: job.replay,
+        replayed: job.replay.as_ref().map(|r| r.serial),
     }
 }
