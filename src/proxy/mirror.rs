@@ -411,18 +411,11 @@ async fn send_copy(
         let _held = places.testing;
         return copy.send(job, stats, cfg, differ).await;
     }
-    let max = if job.diff.is_some() {
-        cfg.diff.max_body
-    } else {
-        0
-    };
-    let slot = job.secondary.as_ref().and_then(|_| {
-        let slot = places.secondary.try_acquire_owned().ok();
-        if slot.is_none() {
-            stats.secondary_skipped.fetch_add(1, Ordering::Relaxed);
-        }
-        slot
-    });
+    let max = job.diff.as_ref().map_or(0, |_| cfg.diff.max_body);
+    let slot = job
+        .secondary
+        .as_ref()
+        .and_then(|_| secondary_place(places.secondary, stats));
     let secondary = job.secondary.clone().filter(|_| slot.is_some());
     let secondary_req = secondary.as_ref().map(|s| copy_request(&job, s));
     let req = copy_request(&job, &job.target);
@@ -472,6 +465,16 @@ async fn send_copy(
     }
     let p = diffed_pair(job, outcome, secondary, cfg, differ, stats).await;
     Some(with_secondary(p, seen))
+}
+
+/// One of the secondary's places (see [`Places`]), or none (counted): the copy then goes to
+/// testing alone.
+fn secondary_place(pool: Arc<Semaphore>, stats: &ProxyStats) -> Option<OwnedSemaphorePermit> {
+    let place = pool.try_acquire_owned().ok();
+    if place.is_none() {
+        stats.secondary_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    place
 }
 
 /// Asking testing and the secondary the same copy, each on a task of its own, alike: in one

@@ -419,6 +419,8 @@ pub async fn run(
     } = link;
     let mut keep = None;
     let in_flight = Arc::new(AtomicUsize::new(0));
+    // Since when the mirror has had no room to spare while replays were wanted.
+    let mut busy_since: Option<tokio::time::Instant> = None;
     loop {
         let (replay, min_endpoint_pairs, concurrency) = {
             let c = config.borrow_and_update();
@@ -428,9 +430,8 @@ pub async fn run(
         recorder.set_on(replay.on);
         // A reloaded `REPLAY_KEEP` takes effect here, within a pause (at most a second); the
         // recorder's lock is taken only when it changed.
-        if keep != Some(replay.keep) {
+        if keep.replace(replay.keep) != Some(replay.keep) {
             recorder.set_keep(replay.keep);
-            keep = Some(replay.keep);
         }
         let Some(want) = wanted.borrow_and_update().clone() else {
             recorder.set_missing(&BTreeSet::new());
@@ -446,8 +447,16 @@ pub async fn run(
             in_flight: &in_flight,
             limit: replays_in_flight(concurrency),
         };
-        // Nothing is picked (nor counted as used) while the mirror has no room to spare.
-        if let Some(slot) = spare.take() {
+        // Nothing is picked (nor counted as used) while the mirror has no room to spare; busy for
+        // long, the waited endpoints are said to have nothing to replay, so the verdict judges
+        // what it has rather than waiting for replays that cannot be sent.
+        let slot = spare.take();
+        if busy_for_long(&mut busy_since, slot.is_none()) {
+            let endpoints = want.endpoints.clone();
+            let testing = Some(want.testing);
+            tell(&unreplayable, Unreplayable { testing, endpoints });
+        }
+        if let Some(slot) = slot {
             let caps = (replay.repeat, min_endpoint_pairs);
             let next = next_job(&recorder, &routes, &want, caps, slot);
             if next.is_none() {
@@ -455,11 +464,7 @@ pub async fn run(
             }
             if let Some((job, none_left)) = next {
                 recorder.set_missing(&none_left.endpoints);
-                unreplayable.send_if_modified(|u| {
-                    let changed = *u != none_left;
-                    *u = none_left;
-                    changed
-                });
+                tell(&unreplayable, none_left);
                 if let Some(job) = job {
                     // Only a user's copy offered since the check can fill the queue; this replay
                     // then goes (it was counted as used, which only bounds it more).
@@ -476,6 +481,27 @@ pub async fn run(
         }
     }
 }
+
+/// Tell the scorer which waited endpoints have nothing left to replay, when that changed.
+fn tell(unreplayable: &watch::Sender<Unreplayable>, none_left: Unreplayable) {
+    unreplayable.send_if_modified(|u| {
+        let changed = *u != none_left;
+        *u = none_left;
+        changed
+    });
+}
+
+/// Whether the mirror has had no room for a replay (`busy` now) for [`BUSY_GIVES_UP`];
+/// `since` keeps when that began.
+fn busy_for_long(since: &mut Option<tokio::time::Instant>, busy: bool) -> bool {
+    let now = tokio::time::Instant::now();
+    *since = busy.then(|| since.unwrap_or(now));
+    since.is_some_and(|t| now - t >= BUSY_GIVES_UP)
+}
+
+/// How long the mirror may have no room for a replay before the endpoints the verdict waits on
+/// are said to have nothing to replay (a saturated mirror sends none).
+const BUSY_GIVES_UP: Duration = Duration::from_secs(10);
 
 /// The mirror's room for a replay: none while a copy waits in its queue (all its places are
 /// busy, or about to be), nor while `limit` replays are in flight.

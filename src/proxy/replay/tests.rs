@@ -279,3 +279,17 @@ fn replays_take_a_quarter_of_the_mirrors_places() {
     assert_eq!(replays_in_flight(4), 1);
     assert_eq!(replays_in_flight(64), 16);
 }
+
+/// A mirror with no room for replays for BUSY_GIVES_UP makes the waited endpoints unreplayable
+/// (the verdict then judges what it has): a moment of room starts the count again.
+#[tokio::test(start_paused = true)]
+async fn a_mirror_busy_for_long_gives_the_replays_up_and_room_starts_again() {
+    let mut since = None;
+    assert!(!busy_for_long(&mut since, true));
+    tokio::time::advance(BUSY_GIVES_UP - Duration::from_millis(1)).await;
+    assert!(!busy_for_long(&mut since, true));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(busy_for_long(&mut since, true));
+    assert!(!busy_for_long(&mut since, false), "room: not busy");
+    assert!(!busy_for_long(&mut since, true), "counted again from now");
+}
