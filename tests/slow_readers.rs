@@ -313,31 +313,40 @@ fn read_whole_answers(readers: Vec<TcpStream>) {
         .map(|mut s| {
             std::thread::spawn(move || {
                 s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                let mut got = Vec::new();
-                let _ = s.read_to_end(&mut got);
-                got
+                let (mut got, mut head_end) = (Vec::new(), None);
+                let mut chunk = vec![0u8; 64 * 1024];
+                // Until the whole body is in (the connection stays open after it).
+                while head_end.is_none_or(|h| got.len() < h + HUGE) {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    }
+                    if head_end.is_none() {
+                        head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+                    }
+                }
+                (got, head_end)
             })
         })
         .collect();
     for r in readers {
-        let got = r.join().unwrap();
-        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-        let head_end = head_end.expect("an answer head");
-        assert!(got.starts_with(b"HTTP/1.1 200"));
-        assert_eq!(got.len() - head_end, HUGE, "the answer was cut off");
+        let (got, head_end) = r.join().unwrap();
+        assert!(got.starts_with(b"HTTP/1.1 200"), "no answer head");
+        let body = got.len() - head_end.expect("an answer head");
+        assert_eq!(body, HUGE, "the answer was cut off");
     }
 }
 
-/// Spilling never takes the disk below `MIN_FREE_DISK` (set here to leave understudy 32 MiB, 16
+/// Spilling never takes the disk below `MIN_FREE_DISK` (set here to leave understudy 28 MiB, 16
 /// of them its margin): free disk is looked at as spill files grow, not only when they open,
 /// and past the line the answers stream at the users' pace, whole (it was checked only at open,
-/// so 4 answers opened within it spilled 64 MB).
+/// so the answers opened within it spilled up to 64 MB).
 #[test]
 fn spilling_stops_at_min_free_disk_and_answers_stream_whole() {
     let _disk = SPILLING.lock().unwrap_or_else(|e| e.into_inner());
     let (app, _) = worker_app_of(HUGE);
     let base = Base::new("spill-min-free");
-    let min = free_disk(&base.path).saturating_sub(32 << 20);
+    let min = free_disk(&base.path).saturating_sub(28 << 20);
     base.write_env(&format!(
         "ANSWER_BUFFER=64MiB\nANSWER_MEMORY=0\nMIN_FREE_DISK={min}"
     ));
@@ -347,13 +356,14 @@ fn spilling_stops_at_min_free_disk_and_answers_stream_whole() {
 
     let readers = ask_huge(&u);
     wait_until("answers to spill", Duration::from_secs(20), || {
-        (spilled(u.pid(), &base) >= 6 << 20).then_some(())
+        (spilled(u.pid(), &base) >= 4 << 20).then_some(())
     });
     let most = most_spilled(&u, &base, Duration::from_secs(2));
     eprintln!("at most {} MiB spilled", most >> 20);
+    // 12 MiB allowed, the rest a tolerance for other tests freeing disk meanwhile.
     assert!(
-        most <= 32 << 20,
-        "{} MiB spilled with 16 MiB above MIN_FREE_DISK and its margin",
+        most <= 24 << 20,
+        "{} MiB spilled with 12 MiB above MIN_FREE_DISK and its margin",
         most >> 20
     );
     read_whole_answers(readers);

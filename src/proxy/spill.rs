@@ -11,19 +11,23 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::config::Config;
 
-/// Free disk spilling leaves beyond `MIN_FREE_DISK`: room for what other threads reserved since
-/// they last looked (at most [`CHECK_EVERY`] each) and for writes in flight.
+/// Free disk spilling leaves beyond `MIN_FREE_DISK`: room for what was granted before something
+/// else took the disk (at most [`CHECK_EVERY`]).
 const MARGIN: u64 = 16 << 20;
 
 /// Bytes reserved between two looks at the free disk (a `statvfs`): far from `MIN_FREE_DISK` a
-/// look per MiB spilled, never one per piece; near it, every reservation looks.
+/// look per MiB spilled, never one per piece.
 const CHECK_EVERY: u64 = 1 << 20;
+
+/// After a look found no room, how long reservations are refused before the next look.
+const RELOOK: Duration = Duration::from_millis(100);
 
 /// `MIN_FREE_DISK` as spilling reads it: the configuration in force, reloads included, or a
 /// fixed value.
@@ -52,6 +56,11 @@ pub struct Spills {
     min_free_disk: MinFreeDisk,
     /// What may still be reserved before the free disk is looked at again.
     unchecked: AtomicU64,
+    /// Reserved and not written yet: not in what the free disk shows, so a look deducts it.
+    outstanding: AtomicU64,
+    /// Held while the free disk is looked at (one thread at a time, so grants never stack):
+    /// when the last look found no room, no new look before this instant.
+    look: Mutex<Option<Instant>>,
     /// How the free disk is looked at ([`crate::layout::free_disk`]; a fake in unit tests).
     free_disk: fn(&Path) -> Option<u64>,
 }
@@ -64,13 +73,15 @@ impl Spills {
             left: AtomicU64::new(bytes),
             min_free_disk,
             unchecked: AtomicU64::new(0),
+            outstanding: AtomicU64::new(0),
+            look: Mutex::new(None),
             free_disk: crate::layout::free_disk,
         }
     }
 
     /// A new spill file, when the budget has room and the disk has `MIN_FREE_DISK` to spare.
     pub fn open(self: &Arc<Self>) -> Option<Spill> {
-        if self.left.load(Ordering::Acquire) == 0 || self.room() == 0 {
+        if self.left.load(Ordering::Acquire) == 0 || !self.disk_allows(0) {
             return None;
         }
         let file = unnamed_file(&self.dir)
@@ -91,13 +102,6 @@ impl Spills {
         })
     }
 
-    /// What the disk can take now and still keep `MIN_FREE_DISK` (and [`MARGIN`]) free; none
-    /// when its free space cannot be read.
-    fn room(&self) -> u64 {
-        let keep = self.min_free_disk.get().saturating_add(MARGIN);
-        (self.free_disk)(&self.dir).map_or(0, |free| free.saturating_sub(keep))
-    }
-
     /// Take `n` bytes of `ANSWER_SPILL`, if both it and the free disk allow them.
     fn take(&self, n: u64) -> bool {
         let taken = self
@@ -106,30 +110,60 @@ impl Spills {
                 left.checked_sub(n)
             })
             .is_ok();
-        if taken && !self.disk_allows(n) {
+        if !taken {
+            return false;
+        }
+        if !self.disk_allows(n) {
             self.give_back(n);
             return false;
         }
-        taken
+        self.outstanding.fetch_add(n, Ordering::AcqRel);
+        true
     }
 
-    /// Whether `n` more bytes may go to disk: from what the last look granted, else after a new
-    /// look, which grants at most [`CHECK_EVERY`] beyond them (so all threads together overshoot
-    /// by at most that each, within [`MARGIN`]).
+    /// Whether `n` more bytes (0: any) may go to disk: from what the last look granted, else
+    /// after a new look, which grants at most [`CHECK_EVERY`] beyond them. Looks are one at a
+    /// time and deduct what is reserved, so spilling passes the line by at most `CHECK_EVERY`
+    /// (when something else filled the disk meanwhile), well within [`MARGIN`]. After a look
+    /// that found no room, the next waits [`RELOOK`]: at the line, no `statvfs` per piece.
     fn disk_allows(&self, n: u64) -> bool {
-        let granted = self
-            .unchecked
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(n))
-            .is_ok();
-        if granted {
+        if self.grant(n) {
             return true;
         }
-        let room = self.room();
-        let allowed = room >= n;
+        let mut next_look = self.look.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have looked while this one waited.
+        if self.grant(n) {
+            return true;
+        }
+        let now = Instant::now();
+        if next_look.is_some_and(|at| now < at) {
+            return false;
+        }
+        let keep = self.min_free_disk.get().saturating_add(MARGIN);
+        let room = (self.free_disk)(&self.dir).map_or(0, |free| {
+            free.saturating_sub(keep)
+                .saturating_sub(self.outstanding.load(Ordering::Acquire))
+        });
+        let allowed = room > 0 && room >= n;
+        *next_look = (!allowed).then(|| now + RELOOK);
         let more = if allowed { room - n } else { 0 };
         self.unchecked
             .store(more.min(CHECK_EVERY), Ordering::Release);
         allowed
+    }
+
+    /// Take `n` (0: nothing, when any is left) from what the last look granted.
+    fn grant(&self, n: u64) -> bool {
+        self.unchecked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u > 0 && u >= n).then(|| u - n)
+            })
+            .is_ok()
+    }
+
+    /// `n` reserved bytes were written (the free disk shows them now) or given up.
+    fn settle(&self, n: u64) {
+        self.outstanding.fetch_sub(n, Ordering::AcqRel);
     }
 
     fn give_back(&self, n: u64) {
@@ -203,12 +237,15 @@ impl Spill {
         self.written += n;
         self.reserved -= n;
         self.held += n;
+        self.spills.settle(n);
         Ok(())
     }
 
     /// Give back what was reserved and not written.
     pub fn unreserve(&mut self) {
-        self.spills.give_back(std::mem::take(&mut self.reserved));
+        let reserved = std::mem::take(&mut self.reserved);
+        self.spills.give_back(reserved);
+        self.spills.settle(reserved);
     }
 
     /// Bytes waiting on disk.
@@ -241,6 +278,7 @@ impl Spill {
 impl Drop for Spill {
     fn drop(&mut self) {
         self.spills.give_back(self.held + self.reserved);
+        self.spills.settle(self.reserved);
     }
 }
 
@@ -357,11 +395,36 @@ mod tests {
             s.refill(&mut out, 1 << 20).unwrap();
         }
         FREE.set((min + MARGIN + (5 << 20), 0));
+        *spills.look.lock().unwrap() = None; // as after `RELOOK`
         assert_eq!(spill_until_refused(&mut s, 64 << 20), 5 << 20);
+        assert_eq!(spills.outstanding.load(Ordering::Acquire), 0);
     }
 
-    /// A reloaded `MIN_FREE_DISK` reaches spilling: raised above the free disk, no new spill file
-    /// opens and a spilling answer stops within `CHECK_EVERY`.
+    /// Reservations not written yet count against the room (another answer may not take it
+    /// too), and at the line reservations are refused without a `statvfs` each.
+    #[test]
+    fn reserved_bytes_count_and_the_line_is_not_looked_at_per_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let spills = on_fake_disk(dir.path(), MARGIN + (1 << 20), MinFreeDisk::Fixed(0));
+        let (mut a, mut b) = (spills.open().unwrap(), spills.open().unwrap());
+        assert!(a.reserve(768 << 10));
+        assert!(!b.reserve(768 << 10), "a's reservation holds that room");
+        let looks = FREE.get().1;
+        for _ in 0..100 {
+            assert!(!b.reserve(768 << 10));
+        }
+        assert_eq!(
+            FREE.get().1,
+            looks,
+            "no look within RELOOK of one that found no room"
+        );
+        a.unreserve();
+        *spills.look.lock().unwrap() = None; // as after `RELOOK`
+        assert!(b.reserve(768 << 10), "given back");
+    }
+
+    /// A reloaded `MIN_FREE_DISK` reaches spilling: raised above the free disk, a spilling answer
+    /// stops within `CHECK_EVERY` and no new spill file opens.
     #[test]
     fn a_reloaded_min_free_disk_reaches_spilling() {
         let dir = tempfile::tempdir().unwrap();
@@ -375,11 +438,11 @@ mod tests {
         let mut s = spills.open().expect("room");
         assert_eq!(spill_until_refused(&mut s, 4 << 20), 4 << 20);
         config.send_replace(cfg("MIN_FREE_DISK=2TiB"));
-        assert!(spills.open().is_none(), "a new answer does not spill");
         let more = spill_until_refused(&mut s, 64 << 20);
         assert!(
             more <= CHECK_EVERY,
             "{more} bytes spilled past the reloaded MIN_FREE_DISK"
         );
+        assert!(spills.open().is_none(), "a new answer does not spill");
     }
 }
