@@ -257,8 +257,8 @@ fn a_user_that_takes_nothing_for_send_timeout_is_closed() {
 /// measures against `MIN_FREE_DISK`.
 static SPILLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The answers the disk tests ask for: 4 of 16 MB, 64 MB to spill without bounds.
-const HUGE: usize = 16_000_000;
+/// The answers the disk tests ask for: 4 of 48 MB, 192 MB to spill without bounds.
+const HUGE: usize = 48_000_000;
 
 /// Free bytes on the filesystem of `path`, as understudy reads them.
 fn free_disk(path: &std::path::Path) -> u64 {
@@ -337,16 +337,17 @@ fn read_whole_answers(readers: Vec<TcpStream>) {
     }
 }
 
-/// Spilling never takes the disk below `MIN_FREE_DISK` (set here to leave understudy 28 MiB, 16
+/// Spilling never takes the disk below `MIN_FREE_DISK` (set here to leave understudy 80 MiB, 16
 /// of them its margin): free disk is looked at as spill files grow, not only when they open,
 /// and past the line the answers stream at the users' pace, whole (it was checked only at open,
-/// so the answers opened within it spilled up to 64 MB).
+/// so the answers opened within it spilled up to 192 MB). The real disk is shared: other
+/// processes writing or deleting move the line while the test runs, hence its tolerance.
 #[test]
 fn spilling_stops_at_min_free_disk_and_answers_stream_whole() {
     let _disk = SPILLING.lock().unwrap_or_else(|e| e.into_inner());
     let (app, _) = worker_app_of(HUGE);
     let base = Base::new("spill-min-free");
-    let min = free_disk(&base.path).saturating_sub(28 << 20);
+    let min = free_disk(&base.path).saturating_sub(80 << 20);
     base.write_env(&format!(
         "ANSWER_BUFFER=64MiB\nANSWER_MEMORY=0\nMIN_FREE_DISK={min}"
     ));
@@ -356,14 +357,14 @@ fn spilling_stops_at_min_free_disk_and_answers_stream_whole() {
 
     let readers = ask_huge(&u);
     wait_until("answers to spill", Duration::from_secs(20), || {
-        (spilled(u.pid(), &base) >= 4 << 20).then_some(())
+        (spilled(u.pid(), &base) >= 16 << 20).then_some(())
     });
     let most = most_spilled(&u, &base, Duration::from_secs(2));
     eprintln!("at most {} MiB spilled", most >> 20);
-    // 12 MiB allowed, the rest a tolerance for other tests freeing disk meanwhile.
+    // 64 MiB allowed, the rest a tolerance for others freeing disk meanwhile.
     assert!(
-        most <= 24 << 20,
-        "{} MiB spilled with 12 MiB above MIN_FREE_DISK and its margin",
+        most <= 128 << 20,
+        "{} MiB spilled with 64 MiB above MIN_FREE_DISK and its margin",
         most >> 20
     );
     read_whole_answers(readers);
