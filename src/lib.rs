@@ -227,8 +227,15 @@ pub async fn run(
     let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
     let stats = Arc::new(proxy::ProxyStats::default());
     let gate = handing.ready.as_ref().map(|r| r.open.clone());
-    let StartedProxy { proxy, feeds } =
-        start_proxy(&cfg, listeners.proxy, routes_rx, &stats, &stops, gate)?;
+    let StartedProxy { proxy, feeds } = start_proxy(
+        &cfg,
+        listeners.proxy,
+        routes_rx,
+        &stats,
+        &stops,
+        gate,
+        &config_tx,
+    )?;
     let live = supervisor::LiveGroups::default();
     let (commands_tx, commands_rx) = mpsc::channel(supervisor::control::COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(Arc::new(supervisor::Status::default()));
@@ -302,7 +309,8 @@ struct ProxyFeeds {
 }
 
 /// Start the proxy threads on `listener`, with the mirror queue they offer copies to; a dying
-/// proxy thread cancels `stops.fatal`, and `stops.proxy` stops them accepting.
+/// proxy thread cancels `stops.fatal`, and `stops.proxy` stops them accepting. Spilling reads
+/// `MIN_FREE_DISK` from `config` as reloaded.
 fn start_proxy(
     cfg: &Config,
     listener: TcpListener,
@@ -310,6 +318,7 @@ fn start_proxy(
     stats: &Arc<proxy::ProxyStats>,
     stops: &Stops,
     open: Option<CancellationToken>,
+    config: &watch::Sender<Arc<Config>>,
 ) -> Result<StartedProxy, RunError> {
     let (mirror_queue, mirror_rx) = proxy::mirror::MirrorQueue::new(
         cfg.mirror_queue,
@@ -328,6 +337,7 @@ fn start_proxy(
     let settings = proxy::ProxySettings {
         served: (!cfg.canary.steps.is_empty()).then_some(served_tx),
         open,
+        min_free_disk: proxy::MinFreeDisk::Live(config.subscribe()),
         ..proxy_settings(cfg)
     };
     let proxy = proxy::start(
@@ -470,7 +480,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
         answer_memory: usize::try_from(cfg.answer_memory).unwrap_or(usize::MAX),
         spill_dir: cfg.base.join(".understudy"),
         answer_spill: cfg.answer_spill,
-        min_free_disk: cfg.min_free_disk,
+        min_free_disk: proxy::MinFreeDisk::Fixed(cfg.min_free_disk),
     }
 }
 

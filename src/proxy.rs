@@ -55,6 +55,7 @@ use mirror::MirrorQueue;
 
 pub use accept::Connections;
 use accept::{Calls, Counted};
+pub use spill::MinFreeDisk;
 pub use stats::{Answers, LatencyReading, ProxyStats, LATENCY_BUCKETS_US, NO_ANSWER};
 pub use upstream::{InflightGuard, Routes, Upstream};
 
@@ -95,8 +96,8 @@ pub struct ProxySettings {
     pub spill_dir: std::path::PathBuf,
     /// `ANSWER_SPILL`: how much all spilled answers may hold on disk together.
     pub answer_spill: u64,
-    /// `MIN_FREE_DISK`: spilling never leaves less free.
-    pub min_free_disk: u64,
+    /// `MIN_FREE_DISK`, as last reloaded: spilling never leaves less free.
+    pub min_free_disk: MinFreeDisk,
 }
 
 /// What one request may be (`MAX_HEADER_BYTES`, `MAX_HEADERS`, `MAX_REQUEST_BODY`).
@@ -420,7 +421,7 @@ fn answer_bounds(settings: &ProxySettings) -> (Arc<relay::AnswerMemory>, Arc<spi
     let spills = Arc::new(spill::Spills::new(
         settings.spill_dir.clone(),
         settings.answer_spill,
-        settings.min_free_disk,
+        settings.min_free_disk.clone(),
     ));
     (memory, spills)
 }

@@ -126,7 +126,7 @@ fn start_proxy_with(
         answer_memory: 64 << 20,
         spill_dir: std::env::temp_dir(),
         answer_spill: 0,
-        min_free_disk: 0,
+        min_free_disk: super::MinFreeDisk::Fixed(0),
     };
     change(&mut settings);
     let stats: Arc<ProxyStats> = Arc::default();
