@@ -272,20 +272,31 @@ pub async fn run(
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     let status = admin_state.handle.watch();
     spawn_restatement(&mut tasks, &notifier, &handing, status, &stops.control);
-    tasks.spawn(
-        "metrics",
-        metrics::count_events(counted_events, event_counters, stops.control.clone()),
-    );
-    tasks.spawn(
-        "admin",
-        admin::serve(admin, admin_state, stops.control.clone()),
-    );
+    let counting = (counted_events, event_counters);
+    spawn_admin(&mut tasks, (admin, admin_state), counting, &stops.control);
     spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
     let ends = [&shutdown, &handing.handed];
     let failure = first_failure(ends, &stops.fatal, &mut tasks, reload, config_tx).await;
     farewell(&notifier, &handing.handed, &handing.successor);
     let result = shut_down(&cfg, stops, proxy, tasks, live, failure).await;
     handing.outcome(result)
+}
+
+/// The admin API, and the counting of events for its metrics.
+fn spawn_admin(
+    tasks: &mut Tasks,
+    (bound, state): (admin::Bound, admin::AdminState),
+    (events, counters): (
+        tokio::sync::broadcast::Receiver<Arc<events::Stamped>>,
+        metrics::EventCounters,
+    ),
+    stop: &CancellationToken,
+) {
+    tasks.spawn(
+        "metrics",
+        metrics::count_events(events, counters, stop.clone()),
+    );
+    tasks.spawn("admin", admin::serve(bound, state, stop.clone()));
 }
 
 /// The running proxy and the receiving end of the mirror queue its threads feed.
