@@ -33,11 +33,15 @@
 //! from another's, and a line number would split what is one difference (a changed footer, a
 //! shifted block) into as many paths as there are lengths of answer. The example shows the first
 //! differing line. Where a third answer to the same request is expected ([`diff_witnessed`]), a
-//! line stays at `line[*]` only when that witness agrees with running there; one the witness
-//! differs on too is volatile in this pair (a per-request token, a clock), and so is every line
-//! of a pair whose witness is missing (nothing tells): both are reported at [`VOLATILE_LINES`]. A
-//! page carrying a CSRF token would otherwise differ at `line[*]` in every pair, on running's own
-//! secondary as well, and that noise would hide any other line the new build breaks.
+//! line on which all three answers differ from each other is volatile in this pair (a per-request
+//! token, a clock to the millisecond) and is reported at [`VOLATILE_LINES`]: a page carrying a
+//! CSRF token would otherwise differ at `line[*]` in every pair, on running's own secondary as
+//! well, and that noise would hide any other line the new build breaks. Any other differing line
+//! stays at `line[*]`, so a line with a few values (a banner picked at random) is judged against
+//! running's own rate as before: were it volatile whenever the witness differed, testing's
+//! `line[*]` and the noise's would become events that exclude each other, and identical builds
+//! were rejected. A pair whose witness is missing compares no lines (nothing tells a token
+//! from a change, and counting them would weigh one side only).
 //!
 //! # Versions
 //! Running's and testing's answers are expected to differ where they carry their own version: a
@@ -71,7 +75,7 @@ pub enum Witness<'a> {
     /// None is expected (no secondary runs): every differing line is at `line[*]`.
     Off,
     /// One was expected but did not answer alike (failed, another status, not kept): nothing
-    /// tells which lines vary, so every differing line is volatile.
+    /// tells which lines vary, so the lines of this pair are not compared.
     Missing,
     /// Its body, in the form running's is compared in.
     Body(&'a [u8]),
@@ -174,8 +178,8 @@ pub fn diff(running: &Answer, testing: &Answer, opts: &DiffOptions) -> Vec<Diffe
     diff_witnessed(running, testing, Witness::Off, opts)
 }
 
-/// As [`diff`], with a third answer to the very same request: text lines it does not agree with
-/// running on are volatile in this pair ([`VOLATILE_LINES`]). The rule is symmetric, so testing's
+/// As [`diff`], with a third answer to the very same request: text lines on which all three
+/// differ are volatile in this pair ([`VOLATILE_LINES`]). The rule is symmetric, so testing's
 /// differences and running's noise are classed alike.
 pub fn diff_witnessed(
     running: &Answer,
@@ -361,23 +365,23 @@ fn same_but_version(r: &str, t: &str, (rv, tv): (&str, &str)) -> bool {
 }
 
 /// Text bodies, line by line at the path `line[*]`, or [`VOLATILE_LINES`] where the witness's
-/// line is not running's (see the module doc).
+/// line is neither running's nor testing's (see the module doc).
 fn diff_lines((r, t, w): (&str, &str, Witness), versions: (&str, &str), out: &mut Out) {
-    // `None`: every line at `line[*]`; `Some(None)`: every line volatile (a witness that is not
-    // UTF-8 text tells nothing either).
     let witness = match w {
         Witness::Off => None,
-        Witness::Missing => Some(None),
-        Witness::Body(b) => Some(std::str::from_utf8(b).ok()),
+        // A witness that is not UTF-8 text tells nothing either.
+        Witness::Missing => return,
+        Witness::Body(b) => match std::str::from_utf8(b) {
+            Ok(w) => Some(w),
+            Err(_) => return,
+        },
     };
-    let (mut rl, mut tl) = (r.lines(), t.lines());
-    let mut wl = witness.flatten().map(str::lines);
+    let (mut rl, mut tl, mut wl) = (r.lines(), t.lines(), witness.map(str::lines));
     loop {
-        // The witness's line here: `None` past its end.
-        let w = wl.as_mut().and_then(|l| l.next());
-        let at = |kind: DiffKind, running: Option<&str>| match witness {
-            Some(Some(_)) if kind.counts() && w != running => VOLATILE_LINES,
-            Some(None) if kind.counts() => VOLATILE_LINES,
+        // The witness's line here (`None` past its end), when there is a witness.
+        let w = wl.as_mut().map(|l| l.next());
+        let at = |kind: DiffKind, r: Option<&str>, t: Option<&str>| match w {
+            Some(w) if kind.counts() && w != r && w != t => VOLATILE_LINES,
             _ => LINES,
         };
         match (rl.next(), tl.next()) {
@@ -389,18 +393,20 @@ fn diff_lines((r, t, w): (&str, &str, Witness), versions: (&str, &str), out: &mu
                 } else {
                     DiffKind::Changed
                 };
-                out.push(at(kind, Some(a)), kind, || {
+                out.push(at(kind, Some(a), Some(b)), kind, || {
                     (cut(a).to_string(), cut(b).to_string())
                 });
             }
             (Some(a), None) => {
-                out.push(at(DiffKind::Missing, Some(a)), DiffKind::Missing, || {
-                    (cut(a).to_string(), String::new())
-                });
+                out.push(
+                    at(DiffKind::Missing, Some(a), None),
+                    DiffKind::Missing,
+                    || (cut(a).to_string(), String::new()),
+                );
                 return;
             }
             (None, Some(b)) => {
-                out.push(at(DiffKind::Added, None), DiffKind::Added, || {
+                out.push(at(DiffKind::Added, None, Some(b)), DiffKind::Added, || {
                     (String::new(), cut(b).to_string())
                 });
                 return;

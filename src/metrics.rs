@@ -390,7 +390,7 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
             ),
             (
                 "secondary_skipped",
-                "Copies sent to testing without the secondary, because MIRROR_CONCURRENCY of the secondary's answers were already awaited: a stalled secondary costs noise measurements, never testing's evidence.",
+                "Copies sent to testing without the secondary, because twice MIRROR_CONCURRENCY of the secondary's answers were already awaited: a stalled secondary costs noise measurements, never testing's pace.",
                 load(&s.secondary_skipped),
             ),
             (

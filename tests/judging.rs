@@ -390,7 +390,8 @@ fn gzipped_answers_are_compared_by_what_they_say() {
 
 /// HTML pages carrying a per-request form token differ on every pair, on running's own secondary
 /// too: a build whose page shows an error where the total was is rejected naming the line (that
-/// token once hid every other line), and two identical builds are promoted.
+/// token once hid every other line), and two identical builds are promoted, a banner picked at
+/// random between two values included (judged against running's own rate, not rejected).
 #[test]
 fn a_broken_line_beside_a_per_request_token_rejects() {
     let page = |i: usize| ["/page", "/api/items"][i % 2];

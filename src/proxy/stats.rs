@@ -37,7 +37,7 @@ pub struct ProxyStats {
     /// Copies not sent, or whose failure was not counted, because their testing instance was
     /// being stopped meanwhile (promoted past, rejected, replaced).
     pub mirror_retired: AtomicU64,
-    /// Copies sent to testing without the secondary, because `MIRROR_CONCURRENCY` of the
+    /// Copies sent to testing without the secondary, because twice `MIRROR_CONCURRENCY` of the
     /// secondary's answers were already awaited (a stalled secondary never slows testing's).
     pub secondary_skipped: AtomicU64,
     /// Sampled copies not compared because diffing was at its bound.
