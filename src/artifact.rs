@@ -548,17 +548,21 @@ pub fn mark_executable(path: &Path) -> Result<(), InstallError> {
     make_executable(path)
 }
 
-/// The program of the bundle unpacked in `dir`: at its top level, else in its `bin/`; a bundle
-/// whose top level is one folder and nothing else (Gradle's `distZip`, sbt's `universal:
-/// packageBin`: `myapp-1.2.0/bin/myapp`) is looked into the same way.
+/// The program of the bundle unpacked in `dir`: a named one at its top level, else in its `bin/`,
+/// then the only jar or executable there, in that order; a bundle whose top level is one folder
+/// and nothing else (Gradle's `distZip`, sbt's `universal:packageBin`: `myapp-1.2.0/bin/myapp`)
+/// is looked into the same way. A named program in `bin/` wins over a lone script beside it.
 fn find_bundled(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
     let root = only_folder(dir);
     let root = root.as_deref().unwrap_or(dir);
-    program_in(root, identifier, version).or_else(|| {
-        let bin = root.join("bin");
-        let real = fs::symlink_metadata(&bin).is_ok_and(|m| m.is_dir());
-        real.then(|| program_in(&bin, identifier, version))?
-    })
+    let bin = root.join("bin");
+    let bin = fs::symlink_metadata(&bin)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(bin);
+    let places = || std::iter::once(root).chain(bin.as_deref());
+    places()
+        .find_map(|d| named_in(d, identifier, version))
+        .or_else(|| places().find_map(only_in))
 }
 
 /// The one entry of `dir`, when it is a folder (not a link to one).
@@ -574,35 +578,41 @@ fn only_folder(dir: &Path) -> Option<PathBuf> {
 /// The program in `dir`: `<id>-<v>.jar`, `<id>-<v>`, `<id>.jar`, `<id>`, then the only jar,
 /// then the only executable file.
 fn program_in(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
+    named_in(dir, identifier, version).or_else(|| only_in(dir))
+}
+
+/// `<id>-<v>.jar`, `<id>-<v>`, `<id>.jar` or `<id>` in `dir`, the first there.
+fn named_in(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
     let named = [
         (format!("{identifier}-{version}.jar"), Kind::Jar),
         (format!("{identifier}-{version}"), Kind::Executable),
         (format!("{identifier}.jar"), Kind::Jar),
         (identifier.to_string(), Kind::Executable),
     ];
-    for (n, kind) in named {
+    named.into_iter().find_map(|(n, kind)| {
         let p = dir.join(&n);
-        if p.is_file() {
-            return Some((p, kind));
-        }
-    }
+        p.is_file().then_some((p, kind))
+    })
+}
+
+/// The only jar in `dir`, else its only executable file (Windows' `.bat`/`.cmd` scripts, which
+/// `distZip` marks executable beside the real one, and zips left out).
+fn only_in(dir: &Path) -> Option<(PathBuf, Kind)> {
     let files: Vec<PathBuf> = fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.is_file())
         .collect();
-    let jars: Vec<&PathBuf> = files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jar"))
-        .collect();
+    let ext = |p: &Path, e: &str| p.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
+    let jars: Vec<&PathBuf> = files.iter().filter(|p| ext(p, "jar")).collect();
     if jars.len() == 1 {
         return Some((jars[0].clone(), Kind::Jar));
     }
     let exes: Vec<&PathBuf> = files
         .iter()
         .filter(|p| {
-            p.extension().is_none_or(|e| e != "zip")
+            !["zip", "bat", "cmd"].iter().any(|e| ext(p, e))
                 && fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
         })
         .collect();

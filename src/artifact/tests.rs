@@ -179,3 +179,43 @@ fn a_checksum_file_far_over_its_bound_is_refused_unread() {
     );
     fs::remove_dir_all(&base).unwrap();
 }
+
+/// A bundle's program: a named one in `bin/` wins over a lone script at the top (a distZip with a
+/// `setup.sh` once started the setup script), and Windows' scripts beside the real one in `bin/`
+/// do not make it ambiguous (a distZip whose script is not named after the identifier was
+/// refused).
+#[test]
+fn a_bundles_program_is_the_named_one_then_the_only_one_windows_scripts_aside() {
+    let mk = |name: &str, files: &[&str]| {
+        let dir = temp_base(name);
+        for f in files {
+            let p = dir.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, b"#!/bin/sh\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    };
+    let v = Version::new(1, 2, 0);
+    let found = |dir: &Path| {
+        let (p, _) = find_bundled(dir, "shop", &v).expect("a program");
+        p.strip_prefix(dir).unwrap().display().to_string()
+    };
+    let setup = mk(
+        "bundle-setup",
+        &["shop-1.2.0/setup.sh", "shop-1.2.0/bin/shop"],
+    );
+    assert_eq!(found(&setup), "shop-1.2.0/bin/shop");
+    let other = mk(
+        "bundle-bat",
+        &["x/bin/server", "x/bin/server.bat", "x/lib/a.txt"],
+    );
+    assert_eq!(found(&other), "x/bin/server");
+    let top = mk("bundle-top", &["shop", "bin/shop"]);
+    assert_eq!(found(&top), "shop", "the top level first");
+    let two = mk("bundle-two", &["bin/a", "bin/b"]);
+    assert!(find_bundled(&two, "shop", &v).is_none(), "two: ambiguous");
+    for d in [setup, other, top, two] {
+        let _ = fs::remove_dir_all(d);
+    }
+}

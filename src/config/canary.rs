@@ -63,10 +63,11 @@ fn steps(v: &str) -> Result<Vec<u32>, String> {
         };
         let pct = super::parse::parse_number(number, 0.01, 99.99).ok_or(expected)?;
         if !percent && pct < 1.0 {
+            // As a share: basis points are whole, so 0.07 reads 7%, not 7.000000000000001%.
+            let meant = (pct * 10_000.0).round() / 100.0;
             return Err(format!(
-                "percentages, not fractions: {number} would be {number}% of users; write {}% \
-                 for that share, or {number}% if so few is meant",
-                pct * 100.0
+                "percentages, not fractions: {number} would be {number}% of users; write \
+                 {meant}% for that share, or {number}% if so few is meant"
             ));
         }
         let bp = (pct * 100.0).round() as u32;
@@ -121,6 +122,14 @@ mod tests {
             why.contains("0.05% of users") && why.contains("write 5%"),
             "{why}"
         );
+        for (v, meant) in [
+            ("0.07", "write 7%"),
+            ("0.29", "write 29%"),
+            ("0.125", "write 12.5%"),
+        ] {
+            let why = steps(v).unwrap_err();
+            assert!(why.contains(meant), "{v}: {why}");
+        }
         assert_eq!(steps("0.5%,1,20").unwrap(), vec![50, 100, 2000]);
     }
 
