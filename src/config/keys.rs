@@ -126,7 +126,8 @@ pub(super) fn canonical_key(key: &str) -> Option<&'static str> {
 }
 
 /// Names in understudy's own `UNDERSTUDY_` namespace that are not config keys: what it sets for
-/// its children and hooks, and its own plumbing (self-upgrade, the watchdog, fault injection).
+/// its children and hooks, its own plumbing (self-upgrade, the watchdog, fault injection), and
+/// the knobs of its test suite and benchmarks, which run it with them set.
 const NOT_KEYS: &[&str] = &[
     "VERSION",
     "PREVIOUS",
@@ -136,6 +137,9 @@ const NOT_KEYS: &[&str] = &[
     "HOOK",
     "HANDOVER",
     "WATCHDOG_EXE",
+    "REQUIRE_BROWSER",
+    "SCREENSHOT",
+    "SOAK_SECS",
 ];
 
 /// The `UNDERSTUDY_*` environment variables among `names` that set no key, each with a known key
@@ -251,6 +255,7 @@ mod tests {
             "UNDERSTUDY_LISTEN",
             "UNDERSTUDY_VERSION",
             "UNDERSTUDY_INJECT_CRASH",
+            "UNDERSTUDY_REQUIRE_BROWSER",
             "UNDERSTUDY_NONSENSE_NAME",
             "PATH",
         ];
