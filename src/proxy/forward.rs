@@ -499,7 +499,7 @@ fn tee(
             // leaves: its copy goes uncompared (its place is given back here).
             (!event_stream(&headers)).then(|| {
                 Box::new(mirror::DiffJob {
-                    slot,
+                    slot: Some(slot),
                     running: route.running.shared().clone(),
                     headers,
                 })

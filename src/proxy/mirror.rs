@@ -119,8 +119,9 @@ impl Drop for SampleSlot {
 
 /// What a sampled copy needs to be diffed: running's side of the comparison.
 pub struct DiffJob {
-    /// Its place among the sampled copies in flight.
-    pub slot: SampleSlot,
+    /// Its place among the sampled copies in flight; given back once testing has answered (a
+    /// stalled secondary must not hold the few places while its answer is awaited).
+    pub slot: Option<SampleSlot>,
     /// Running, for its version.
     pub running: Arc<Upstream>,
     /// Running's response headers.
@@ -418,6 +419,7 @@ async fn send_copy(
         .secondary
         .as_ref()
         .and_then(|_| secondary_place(places.secondary, stats));
+    let sampled = job.diff.as_mut().and_then(|d| d.slot.take());
     let secondary = job.secondary.clone().filter(|_| slot.is_some());
     let secondary_req = secondary.as_ref().map(|s| copy_request(&job, s));
     let req = copy_request(&job, &job.target);
@@ -436,7 +438,7 @@ async fn send_copy(
                 (job.target.clone(), req),
                 (to, sreq),
                 budget,
-                (places.testing, slot),
+                (places.testing, sampled, slot),
             )
             .await
         }
@@ -497,7 +499,11 @@ impl Both<'_> {
         testing: (Arc<Upstream>, Vec<u8>),
         secondary: (Arc<Upstream>, Vec<u8>),
         budget: CaptureBudget,
-        (place, slot): (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+        (place, sampled, slot): (
+            OwnedSemaphorePermit,
+            Option<SampleSlot>,
+            Option<OwnedSemaphorePermit>,
+        ),
     ) -> (Result<Answered, MirrorError>, Option<Answered>) {
         let (timeout, max) = (self.timeout, self.max);
         let ask = |(to, req): (Arc<Upstream>, Vec<u8>), budget: CaptureBudget| {
@@ -516,7 +522,7 @@ impl Both<'_> {
             (ask(testing, budget), s)
         };
         let t = t.await.unwrap_or(Err(MirrorError::Timeout(timeout)));
-        drop(place);
+        drop((place, sampled));
         let s = s.await;
         drop(slot);
         (t, s.ok().and_then(Result::ok))
