@@ -8,54 +8,8 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// Each traffic client's pause between requests.
-const PACE: Duration = Duration::from_millis(2);
-
 /// Fast scoring for tests: a short window, few pairs, frequent evaluation.
 const FAST: &str = "STABLE_WINDOW=3s\nMIN_MIRRORED=40\nEVALUATE_EVERY=250ms\nROLLBACK_WINDOW=0";
-
-/// GET `/api/items` (and one text endpoint) from two clients until stopped, each pausing 2 ms
-/// between requests: evidence enough for every judgement here (40 pairs, moments of 250 ms), and
-/// not the two cores of the whole suite (without the pause, the noise test alone took 19 s of CPU,
-/// with it 10 s).
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    clients: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(addr: std::net::SocketAddr) -> Traffic {
-        Traffic::on(addr, |i| ["/api/items", "/api/items", "/hello"][i % 3])
-    }
-
-    /// Traffic asking `path(i)` for i counting up from each client's start (0 and 1).
-    fn on(addr: std::net::SocketAddr, path: fn(usize) -> &'static str) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = (0..2)
-            .map(|t| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut i = t;
-                    while !stop.load(Ordering::Relaxed) {
-                        let _ = http(addr, "GET", path(i));
-                        std::thread::sleep(PACE);
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        Traffic { stop, clients }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for c in self.clients.drain(..) {
-            let _ = c.join();
-        }
-    }
-}
 
 /// v1 with `v1_flags` serving under traffic, then v2 with `v2_flags` dropped.
 fn run(name: &str, env: &str, v1_flags: &str, v2_flags: &str) -> (Base, Understudy, Traffic) {

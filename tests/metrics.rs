@@ -295,18 +295,7 @@ fn copies_caught_by_a_promotion_are_not_testings_failures() {
     base.drop_fixture("1.1.0", "--slow-ms 300");
     base.wait_testing();
     let (addr, token) = admin(&base);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let users: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, proxy) = (stop.clone(), u.addr);
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = http(proxy, "GET", "/hello");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        })
-        .collect();
+    let traffic = Traffic::on(u.addr, |_| "/hello");
     wait_until("copies in flight", Duration::from_secs(20), || {
         let s = scrape(addr);
         (value(&s, "understudy_mirrored_total", &[])? > 100.0).then_some(())
@@ -324,10 +313,7 @@ fn copies_caught_by_a_promotion_are_not_testings_failures() {
             (retired + failed > 0.0).then_some(s)
         },
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in users {
-        t.join().unwrap();
-    }
+    drop(traffic);
     assert_eq!(value(&s, "understudy_responses_total", &none), Some(0.0));
     wait_until("1.1.0 to serve", Duration::from_secs(20), || {
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
