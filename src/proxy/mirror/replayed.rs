@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{copy_request, fetch, judge, Answered, CaptureBudget, Differ, MirrorError, MirrorJob};
+use super::ask::{copy_request, fetch, Answered};
+use super::judge::judge;
+use super::{CaptureBudget, Differ, MirrorError, MirrorJob};
 use crate::config::Config;
 use crate::proxy::pool::Pool;
 use crate::proxy::{ProxyStats, Upstream};

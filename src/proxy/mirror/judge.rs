@@ -1,0 +1,233 @@
+//! Judging a copy's answers: testing's (and the secondary's) against running's, field by field
+//! where the statuses agree, into the [`Pair`] the scorer counts.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderMap;
+use http::StatusCode;
+
+use super::ask::Answered;
+use super::{BodyCapture, Differ, MirrorError, MirrorJob};
+use crate::config::Config;
+use crate::diff::{self, DiffOptions, Difference};
+use crate::proxy::ProxyStats;
+use crate::score::Pair;
+
+/// What the secondary did with the same copy: whether it was asked, and its answer's latency
+/// and status if it gave one.
+#[derive(Clone, Copy)]
+pub(super) struct Seen {
+    pub(super) asked: bool,
+    pub(super) answer: Option<(Duration, u16)>,
+}
+
+/// The pair with what the secondary answered to the same copy (its latency and status, or
+/// `NO_ANSWER` when it was asked and failed), which the pair's builders cannot see once the
+/// answer was moved into the diff.
+pub(super) fn with_secondary(mut p: Pair, seen: Seen) -> Pair {
+    p.secondary_latency = seen.answer.map(|s| s.0);
+    p.secondary_status = seen
+        .answer
+        .map(|s| s.1)
+        .or(seen.asked.then_some(crate::score::NO_ANSWER));
+    p
+}
+
+/// Diff the answers on the diff threads; when they are busy, the pair is not compared rather
+/// than waited for, so the mirror keeps its pace and diffing sheds load by itself (counted).
+pub(super) async fn diffed_pair(
+    job: MirrorJob,
+    outcome: Result<Answered, MirrorError>,
+    secondary: Option<Answered>,
+    cfg: Arc<Config>,
+    differ: &Differ,
+    stats: &ProxyStats,
+) -> Pair {
+    let (testing, method, path) = (
+        job.target.id,
+        job.method.clone(),
+        job.path_and_query.clone(),
+    );
+    let (running_status, running_latency) = (job.running_status, job.running_latency);
+    let (testing_status, testing_latency) = match &outcome {
+        Ok(a) => (Some(a.status.as_u16()), Some(a.latency)),
+        Err(_) => (None, None),
+    };
+    let diffed = differ
+        .run(move || pair(job, outcome, secondary, &cfg))
+        .await;
+    diffed.unwrap_or_else(|| {
+        stats.diff_skipped.fetch_add(1, Ordering::Relaxed);
+        Pair {
+            testing,
+            method,
+            path: path
+                .as_ref()
+                .map(|p| p.path().to_string())
+                .unwrap_or_else(|| "/".to_string()),
+            running_status: running_status.as_u16(),
+            running_latency,
+            testing_status,
+            testing_latency,
+            secondary_latency: None,
+            secondary_status: None,
+            testing_error: None,
+            diffs: None,
+            noise: None,
+            replayed: None,
+        }
+    })
+}
+
+/// Compare `other`'s answer with running's, where the statuses agree: field by field when both
+/// bodies were kept, else by fingerprint (headers are compared either way). `witness` is the
+/// third answer to the same copy (the secondary's for testing, testing's for the secondary):
+/// text lines it differs on too are volatile in this pair ([`diff::diff_witnessed`]).
+pub(super) fn judge(
+    running: (StatusCode, &HeaderMap, &mut BodyCapture, &str),
+    other: (&mut Answered, &str),
+    witness: Option<&mut Answered>,
+    cfg: &Config,
+) -> Option<Vec<Difference>> {
+    let (status, headers, body, version) = running;
+    let (answer, other_version) = other;
+    if answer.status != status {
+        return None;
+    }
+    let opts = DiffOptions {
+        ignore: &cfg.diff.ignore,
+        unordered: &cfg.diff.unordered,
+        ignore_headers: &cfg.diff.ignore_headers,
+    };
+    let content_type = |h: &HeaderMap| {
+        h.get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (rct, oct) = (content_type(headers), content_type(&answer.headers));
+    let (rb, ob) = (body.body(), answer.body.body());
+    let whole = rb.is_some() && ob.is_some();
+    let code = status.as_u16();
+    let (rbody, obody): (&[u8], &[u8]) = match (&rb, &ob) {
+        (Some(r), Some(o)) => (r, o),
+        _ => (&[], &[]),
+    };
+    // Compressed alike by the app: compared by what they say.
+    let decoded = if whole {
+        let max = cfg.diff.max_body;
+        diff::encoding::decoded((headers, rbody), (&answer.headers, obody), max)
+    } else {
+        None
+    };
+    let (rbody, obody) = match &decoded {
+        Some((r, o)) => (r.as_slice(), o.as_slice()),
+        None => (rbody, obody),
+    };
+    let witnessed = witness
+        .filter(|w| whole && w.status == status)
+        .and_then(|w| Some((w.body.body()?, &w.headers)));
+    let witnessed = witnessed.as_ref().and_then(|(body, h)| {
+        let max = cfg.diff.max_body;
+        diff::encoding::like_running(headers, decoded.is_some(), (h, body), max)
+    });
+    let witness = match &witnessed {
+        Some(body) => diff::Witness::Body(body),
+        None if cfg.diff.noise_cancel => diff::Witness::Missing,
+        None => diff::Witness::Off,
+    };
+    let mut out = diff::diff_witnessed(
+        &side(code, rct.as_deref(), headers, rbody, version),
+        &side(code, oct.as_deref(), &answer.headers, obody, other_version),
+        witness,
+        &opts,
+    );
+    if !whole && body.digest() != answer.body.digest() {
+        out.push(Difference {
+            path: "$body".to_string(),
+            kind: diff::DiffKind::Uncompared,
+            running: format!("<{} bytes, over DIFF_MAX_BODY>", body.digest().len()),
+            testing: format!("<{} bytes, over DIFF_MAX_BODY>", answer.body.digest().len()),
+        });
+    }
+    Some(out)
+}
+
+/// One side of a comparison, borrowed.
+pub(super) fn side<'a>(
+    status: u16,
+    content_type: Option<&'a str>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    version: &'a str,
+) -> diff::Answer<'a> {
+    diff::Answer {
+        status,
+        content_type,
+        body,
+        version,
+        headers: Some(headers),
+    }
+}
+
+/// The pair for the scorer. Answers are compared only where the statuses agree: a different
+/// status is judged on its own. Without a diff job only the body fingerprints are compared.
+pub(super) fn pair(
+    mut job: MirrorJob,
+    outcome: Result<Answered, MirrorError>,
+    secondary: Option<Answered>,
+    cfg: &Config,
+) -> Pair {
+    let (testing_status, testing_latency, testing_error, diffs, noise) = match outcome {
+        Ok(mut a) => {
+            let (status, latency) = (a.status, a.latency);
+            let (diffs, noise) = match (job.running_body.as_mut(), job.diff.as_ref()) {
+                (Some(rb), Some(d)) => {
+                    let rv = d.running.version.to_string();
+                    let tv = job.target.version.to_string();
+                    let mut secondary = secondary;
+                    let diffs = judge(
+                        (job.running_status, &d.headers, rb, &rv),
+                        (&mut a, &tv),
+                        secondary.as_mut(),
+                        cfg,
+                    );
+                    let noise = secondary.as_mut().and_then(|s| {
+                        judge(
+                            (job.running_status, &d.headers, rb, &rv),
+                            (s, &rv),
+                            Some(&mut a),
+                            cfg,
+                        )
+                    });
+                    (diffs, noise)
+                }
+                // Not sampled: not compared. A fingerprint cannot tell a version string from a
+                // regression, and a half-judged pair would only mislead the scorer.
+                _ => (None, None),
+            };
+            (Some(status.as_u16()), Some(latency), None, diffs, noise)
+        }
+        Err(e) => (None, None, Some(e.to_string()), None, None),
+    };
+    Pair {
+        testing: job.target.id,
+        method: job.method,
+        path: job
+            .path_and_query
+            .as_ref()
+            .map(|p| p.path().to_string())
+            .unwrap_or_else(|| "/".to_string()),
+        running_status: job.running_status.as_u16(),
+        running_latency: job.running_latency,
+        testing_status,
+        testing_latency,
+        secondary_latency: None,
+        secondary_status: None,
+        testing_error,
+        diffs,
+        noise,
+        replayed: None,
+    }
+}
