@@ -582,9 +582,19 @@ mod tests {
         ));
         let release = env(dir.path());
         let stop = CancellationToken::new();
-        let cancel = stop.clone();
+        let (cancel, written) = (stop.clone(), pid_file.clone());
+        // Stopped once the background job is there to take along (on a fixed timer, a loaded
+        // machine could stop the hook before its shell had started the job and written its pid).
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::fs::read_to_string(&written)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .is_none()
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             cancel.cancel();
         });
         let started = std::time::Instant::now();

@@ -448,13 +448,11 @@ fn a_bare_admin_port_is_loopback_and_a_taken_one_is_a_clear_error() {
     // A second base dir asking for the same admin port is refused, naming the key.
     let other = Base::new("admin-taken");
     other.write_env(&format!("ADMIN_LISTEN=127.0.0.1:{port}"));
-    let out = Command::new(BIN)
-        .args(["run", "--base"])
-        .arg(&other.path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "exits non-zero");
-    let log = String::from_utf8_lossy(&out.stderr);
+    let (code, log) = run_briefly(&other, &[]);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "exits non-zero within 10 s, not {code:?}: {log}"
+    );
     assert!(
         log.contains("ADMIN_LISTEN") && log.contains(&port.to_string()),
         "{log}"

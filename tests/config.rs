@@ -50,17 +50,8 @@ fn bad_values_fail_at_start_naming_key_and_value() {
         let base = Base::new("bad-env");
         // Quoted, as dotenv wants values with spaces.
         base.write_env(&format!("{key}='{value}'"));
-        let out = Command::new(BIN)
-            .args(["run", "--base"])
-            .arg(&base.path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(64),
-            "{key}={value} should fail: {err}"
-        );
+        let (code, err) = run_briefly(&base, &[]);
+        assert_eq!(code, Some(64), "{key}={value} should fail: {err}");
         assert!(
             err.contains(&key.to_ascii_uppercase()) && err.contains(value),
             "{key}={value}: {err}"
@@ -70,13 +61,9 @@ fn bad_values_fail_at_start_naming_key_and_value() {
     // A missing identifier is named too.
     let base = Base::new("no-identifier");
     std::fs::write(base.path.join(".env"), "LISTEN=127.0.0.1:0\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["run", "--base"])
-        .arg(&base.path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("IDENTIFIER"));
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("IDENTIFIER"), "{err}");
 }
 
 #[test]
@@ -85,15 +72,17 @@ fn env_and_cli_override_the_file() {
     base.write_env("");
     // Three loopback addresses (all of 127/8 is loopback): the file says 127.0.0.1, the
     // environment 127.0.0.2, the CLI 127.0.0.3; the proxy must be where the CLI says.
-    let mut child = Command::new(BIN)
-        .args(["run", "--base"])
-        .arg(&base.path)
-        .env("UNDERSTUDY_LISTEN", "127.0.0.2:0")
-        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
-        .args(["--listen", "127.0.0.3:0"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop::new(
+        Command::new(BIN)
+            .args(["run", "--base"])
+            .arg(&base.path)
+            .env("UNDERSTUDY_LISTEN", "127.0.0.2:0")
+            .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+            .args(["--listen", "127.0.0.3:0"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr = wait_proxy_addr(&base, child.id());
     assert_eq!(
         addr.ip(),
@@ -161,37 +150,6 @@ fn a_long_base_dir_serves_the_admin_socket_while_its_path_fits_and_is_refused_pa
     );
     let room = MAX_SOCKET_PATH - suffix;
     assert!(err.contains(&format!("at most {room} bytes")), "{err}");
-}
-
-/// Run understudy on `base` with `args`; its exit code and stderr. One still running after 10 s
-/// (it was to refuse to start) is killed, with no exit code: a test fails instead of hanging.
-fn run_briefly(base: &Base, args: &[&str]) -> (Option<i32>, String) {
-    use std::io::{Read, Seek};
-    let mut stderr = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--base"])
-        .arg(&base.path)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr.try_clone().unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut text = String::new();
-    stderr.rewind().unwrap();
-    stderr.read_to_string(&mut text).unwrap();
-    (code, text)
 }
 
 #[test]

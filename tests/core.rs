@@ -272,7 +272,7 @@ fn large_answers_stream_through_unchanged() {
 }
 
 #[test]
-fn a_build_serves_within_two_seconds_and_other_names_are_logged_once() {
+fn a_build_serves_within_five_seconds_and_other_names_are_logged_once() {
     let base = Base::new("timely");
     base.write_env("SETTLE_TIME=500ms"); // the default
     let mut u = Understudy::start(&base);
@@ -282,13 +282,16 @@ fn a_build_serves_within_two_seconds_and_other_names_are_logged_once() {
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     let took = dropped.elapsed();
+    // SETTLE_TIME (500 ms) and a fixture's start take well under 2 s on an idle machine; 5 s
+    // leaves a loaded one room, and still fails a build found only on a slow rescan or held.
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "served {took:?} after the drop"
     );
     // Many rescans later, each stray name was logged exactly once.
+    let later = took + Duration::from_secs(2);
     wait_until("a few more rescans", Duration::from_secs(5), || {
-        (dropped.elapsed() > Duration::from_secs(2)).then_some(())
+        (dropped.elapsed() > later).then_some(())
     });
     let log = u.log_text();
     let ignoring: Vec<&str> = log.lines().filter(|l| l.contains("ignoring")).collect();

@@ -1,6 +1,9 @@
 //! Noticing drops: a build is installed only once its writer is done with it, even when the
 //! writer is another user's process, which understudy cannot see in `/proc` (scp, curl and CI
 //! deploys rarely run as understudy's user).
+//!
+//! The other user's test needs root and a user 65534 that can run the binary; where it cannot
+//! run, it is skipped loudly, unless `UNDERSTUDY_REQUIRE_OTHER_USER` or `CI` is set: then it fails.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -62,7 +65,11 @@ fn give(path: &Path) {
 #[test]
 fn a_build_written_by_another_user_with_a_pause_is_installed_whole() {
     if let Some(why) = writer_visible() {
-        eprintln!("skipped: cannot hide a writer from understudy's /proc scan: {why}");
+        skip_or_fail(
+            "a_build_written_by_another_user_with_a_pause_is_installed_whole",
+            "UNDERSTUDY_REQUIRE_OTHER_USER",
+            &format!("cannot hide a writer from understudy's /proc scan: {why}"),
+        );
         return;
     }
     let base = Base::new("hidden-writer");

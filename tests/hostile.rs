@@ -44,15 +44,11 @@ fn a_second_understudy_on_the_same_base_dir_is_refused_naming_the_first() {
     let base = Base::new("second");
     base.write_env("");
     let mut first = Understudy::start(&base);
-    let out = Command::new(BIN)
-        .args(["run", "--base"])
-        .arg(&base.path)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the second one must not run: {err}");
+    let (code, err) = run_briefly(&base, &["--listen", "127.0.0.1:0"]);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the second one must not run ({code:?} within 10 s): {err}"
+    );
     assert!(
         err.contains("already supervised") && err.contains(&first.pid().to_string()),
         "{err}"
@@ -209,17 +205,19 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit_at_start() {
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
         .unwrap();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -Sn 512 && exec '{BIN}' run --base '{}'",
-            base.path.display()
-        ))
-        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop::new(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -Sn 512 && exec '{BIN}' run --base '{}'",
+                base.path.display()
+            ))
+            .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_proxy_addr(&base, child.id());
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let line = limits

@@ -315,17 +315,19 @@ fn after_the_connection_limit_a_stop_still_gives_kept_alive_users_their_linger()
 fn at_the_open_files_limit_a_new_user_is_still_served() {
     let base = Base::new("hostile-fds");
     base.write_env("LOG_DIR=own-logs");
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 512 && exec '{BIN}' run --base '{}'",
-            base.path.display()
-        ))
-        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop::new(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 512 && exec '{BIN}' run --base '{}'",
+                base.path.display()
+            ))
+            .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr = wait_proxy_addr(&base, child.id());
     base.drop_fixture("1.0.0", "");
     wait_until("running to serve", Duration::from_secs(20), || {

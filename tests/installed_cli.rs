@@ -263,7 +263,7 @@ fn events_leave_out_scored_unless_all_and_keep_the_decisions_in_reach() {
         "{decisions:?}"
     );
     // Following: a decision comes through, the scored events around it do not.
-    let mut follow = spawn_cli(&base, &["events", "--follow"]);
+    let mut follow = KillOnDrop::new(spawn_cli(&base, &["events", "--follow"]));
     let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {

@@ -44,7 +44,9 @@ fn a_grandchild_that_ignores_sigterm_is_killed_with_its_group() {
 fn ready_path_is_judged_by_a_whole_answer_through_a_host_name() {
     // `localhost` may resolve to ::1 first; the fixture listens on both loopbacks.
     let base = Base::new("ready-path-host");
-    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=1s\nUPSTREAM_HOST=localhost");
+    // Long enough for a loaded machine to start the fixture (1.0.0 must become ready within it,
+    // and 1.1.0's last probe must see its 404), as in faults::ready_path_must_answer_2xx.
+    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=4s\nUPSTREAM_HOST=localhost");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
@@ -55,7 +57,7 @@ fn ready_path_is_judged_by_a_whole_answer_through_a_host_name() {
 
     base.drop_fixture("1.1.0", "--not-found /health");
     let path = base.path.join("rejected/app-1.1.0/reason.json");
-    let r = wait_until("1.1.0 rejected", Duration::from_secs(10), || {
+    let r = wait_until("1.1.0 rejected", Duration::from_secs(15), || {
         std::fs::read_to_string(&path).ok()
     });
     assert!(

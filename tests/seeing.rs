@@ -204,8 +204,16 @@ fn a_testing_build_that_stops_answering_is_rejected_within_the_heartbeat_bound()
         std::fs::read_to_string(&reason).ok()
     });
     let took = hung.elapsed();
-    // HEARTBEAT_EVERY × (HEARTBEAT_MISSES + 1) = 1.2 s, plus stopping it and filing it away.
-    assert!(took < Duration::from_millis(1200 + 1000), "took {took:?}");
+    // HEARTBEAT_EVERY × (HEARTBEAT_MISSES + 1) = 1.2 s, plus stopping it and filing it away
+    // (1 s), plus 3 s of room for a loaded machine: timed across processes, this bound only
+    // tells the configured pace from a wrong one (the default 2 s pace would take 8 s); the
+    // count of misses is held by the reason's "3 heartbeats" below. No unit test holds the exact
+    // bound yet: the misses are counted in src/instance/owner.rs (`heartbeat`), and no test
+    // there runs it on a paused clock.
+    assert!(
+        took < Duration::from_millis(1200 + 1000 + 3000),
+        "took {took:?}"
+    );
     assert!(
         text.contains("stopped answering") && text.contains("3 heartbeats"),
         "{text}"
@@ -273,12 +281,14 @@ fn logs_follow_goes_on_across_a_promotion_and_marks_the_switch() {
     let (code, out, err) = cli(&base, &["logs", "running"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("fixture 1.0.0 listening"), "{out}");
-    let mut follower = std::process::Command::new(BIN)
-        .args(["logs", "running", "--follow", "--base"])
-        .arg(&base.path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = KillOnDrop::new(
+        std::process::Command::new(BIN)
+            .args(["logs", "running", "--follow", "--base"])
+            .arg(&base.path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let seen = Arc::new(std::sync::Mutex::new(String::new()));
     let reader = {
         let (seen, stdout) = (seen.clone(), follower.stdout.take().unwrap());

@@ -126,6 +126,8 @@ fn big_bundle(path: &std::path::Path, version: &str, size: usize) {
 
 #[test]
 fn a_crash_of_running_is_handled_while_a_large_bundle_unpacks() {
+    // 200 MiB written, as much again unpacked: not beside a test that measures free disk.
+    let _disk = disk_lock();
     let base = Base::new("slow-install");
     base.write_env("");
     let u = Understudy::start(&base);

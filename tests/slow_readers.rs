@@ -113,27 +113,27 @@ fn slow_reader(addr: SocketAddr) -> TcpStream {
 
 #[test]
 fn slow_readers_of_large_answers_never_hold_the_app_and_users_are_served() {
-    slow_readers_are_served("slow-readers", "ANSWER_BUFFER=16MiB\nANSWER_MEMORY=512MiB");
+    slow_readers_are_served(
+        "slow-readers",
+        "ANSWER_BUFFER=16MiB\nANSWER_MEMORY=512MiB",
+        false,
+    );
 }
 
 /// With answers past `ANSWER_MEMORY` (1 MiB here for 12 answers of 8 MB), the rest spills to
 /// disk and the app is freed all the same (with `ANSWER_SPILL=0` this test fails); the spill
-/// files have no name, so nothing is left in `.understudy/`.
+/// files have no name and close with their answers, so nothing is left in `.understudy/`.
 #[test]
 fn answers_past_answer_memory_spill_to_disk_and_leave_nothing_behind() {
-    let _disk = SPILLING.lock().unwrap_or_else(|e| e.into_inner());
-    let base = slow_readers_are_served("spill", "ANSWER_BUFFER=16MiB\nANSWER_MEMORY=1MiB");
-    let left: Vec<_> = std::fs::read_dir(base.path.join(".understudy"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("spill"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    let _disk = disk_lock();
+    slow_readers_are_served("spill", "ANSWER_BUFFER=16MiB\nANSWER_MEMORY=1MiB", true);
 }
 
-/// Slow readers ask for big answers, then users must be served at once; returns the base dir.
-fn slow_readers_are_served(name: &str, env: &str) -> Base {
+/// Slow readers ask for big answers, then users must be served at once. While the readers hold
+/// their answers, at least one answer is spilled if `spills` (to files with no name: [`spilled`]
+/// counts only those), none otherwise; once they are done, nothing is (the files were closed,
+/// and with no name, nothing is left on disk).
+fn slow_readers_are_served(name: &str, env: &str, spills: bool) {
     let (app, written) = worker_app();
     let base = Base::new(name);
     base.write_env(env);
@@ -160,6 +160,19 @@ fn slow_readers_are_served(name: &str, env: &str) -> Base {
         "every big answer written {:?} after asking",
         asked.elapsed()
     );
+    if spills {
+        wait_for(
+            "a whole answer spilled while its reader holds it",
+            Duration::from_secs(10),
+            || match spilled(u.pid(), &base) {
+                n if n >= BIG as u64 => Ok(()),
+                n => Err(format!("{n} bytes spilled")),
+            },
+        );
+    } else {
+        let n = spilled(u.pid(), &base);
+        assert_eq!(n, 0, "{n} bytes spilled within ANSWER_MEMORY");
+    }
     let started = Instant::now();
     let users: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -208,8 +221,17 @@ fn slow_readers_are_served(name: &str, env: &str) -> Base {
     let head_end = head_end.expect("the loop ends once the head is seen");
     assert_eq!(got.len() - head_end, BIG);
     eprintln!("a slow reader's whole answer after {:?}", started.elapsed());
+    // The other readers left when the first was taken; now it goes too.
+    drop(first);
+    wait_for(
+        "the spill files to close with their answers",
+        Duration::from_secs(10),
+        || match spilled(u.pid(), &base) {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes spilled")),
+        },
+    );
     u.stop();
-    base
 }
 
 #[test]
@@ -252,10 +274,6 @@ fn a_user_that_takes_nothing_for_send_timeout_is_closed() {
     assert_eq!(u.get("/small").0, 200);
     u.stop();
 }
-
-/// Held by the tests that spill, so that one's spill files never move the free disk another
-/// measures against `MIN_FREE_DISK`.
-static SPILLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The answers the disk tests ask for: 4 of 48 MB, 192 MB to spill without bounds.
 const HUGE: usize = 48_000_000;
@@ -344,7 +362,7 @@ fn read_whole_answers(readers: Vec<TcpStream>) {
 /// processes writing or deleting move the line while the test runs, hence its tolerance.
 #[test]
 fn spilling_stops_at_min_free_disk_and_answers_stream_whole() {
-    let _disk = SPILLING.lock().unwrap_or_else(|e| e.into_inner());
+    let _disk = disk_lock();
     let (app, _) = worker_app_of(HUGE);
     let base = Base::new("spill-min-free");
     let min = free_disk(&base.path).saturating_sub(80 << 20);
@@ -376,7 +394,7 @@ fn spilling_stops_at_min_free_disk_and_answers_stream_whole() {
 /// with, so they spilled).
 #[test]
 fn a_reloaded_min_free_disk_reaches_spilling() {
-    let _disk = SPILLING.lock().unwrap_or_else(|e| e.into_inner());
+    let _disk = disk_lock();
     let (app, _) = worker_app_of(HUGE);
     let base = Base::new("spill-reload");
     let env = "ANSWER_BUFFER=64MiB\nANSWER_MEMORY=0";

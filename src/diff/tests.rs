@@ -618,7 +618,7 @@ fn shuffled(n: u64) -> Vec<u64> {
 
 /// A large array under `DIFF_UNORDERED`, shuffled per answer, compares in well under a second
 /// even in a debug build (trying every pair took minutes and stalled all diffing), and one
-/// changed element is still found.
+/// changed element is still found. Bounded at 5 s: room for a loaded machine, far from minutes.
 #[test]
 fn a_large_unordered_array_compares_fast() {
     let r = serde_json::json!({ "xs": (0..20_000).collect::<Vec<u64>>() }).to_string();
@@ -627,7 +627,7 @@ fn a_large_unordered_array_compares_fast() {
     let started = std::time::Instant::now();
     assert_eq!(json_diffs(&r, &t, &[], &["$.xs"]), vec![]);
     let took = started.elapsed();
-    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     xs[77] = 20_000;
     let t = serde_json::json!({ "xs": xs }).to_string();
     assert_eq!(

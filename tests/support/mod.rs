@@ -1,7 +1,17 @@
 //! Test support: a temp base dir, fixture builds, the real understudy binary as a child process
-//! (SIGTERM and reap on drop), a tiny HTTP client, polling with deadlines, and the orphan check.
+//! (SIGTERM and reap on drop), a tiny HTTP client, polling with deadlines, and the orphan check;
+//! the children a test starts itself in `children`, the shared disk in `machine`, background
+//! traffic in `traffic`.
 
 #![allow(dead_code)]
+
+mod children;
+mod machine;
+mod traffic;
+
+pub use children::*;
+pub use machine::*;
+pub use traffic::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -200,7 +210,7 @@ impl Base {
 impl Drop for Base {
     fn drop(&mut self) {
         // Children first; the folder goes with the TempDir afterwards.
-        kill_processes_under(&self.path);
+        kill_leftovers(&self.path);
     }
 }
 
@@ -414,7 +424,8 @@ impl Understudy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, wait for exit, then check that no process is left in the base dir.
+    /// SIGTERM, wait for exit, then check that no process of the base dir is left ([`leftovers`]:
+    /// instances and their watchdogs).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -439,7 +450,9 @@ impl Understudy {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let left = processes_under(&self.base);
+        // `leftovers`, not `processes_under`: a watchdog works in `/`, and only its arguments
+        // name the base dir.
+        let left = leftovers(&self.base);
         assert!(
             left.is_empty(),
             "processes left behind after understudy stopped: {left:?}"
@@ -452,7 +465,7 @@ impl Drop for Understudy {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-            kill_processes_under(&self.base);
+            kill_leftovers(&self.base);
         }
     }
 }
@@ -611,8 +624,10 @@ pub fn port_answers(port: u16) -> bool {
     .is_ok()
 }
 
-fn kill_processes_under(dir: &Path) {
-    for (pid, _) in processes_under(dir) {
+/// SIGKILL every process of `dir` ([`leftovers`]: watchdogs too, and an understudy a test
+/// started itself).
+fn kill_leftovers(dir: &Path) {
+    for (pid, _) in leftovers(dir) {
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }
@@ -699,54 +714,6 @@ pub fn api(
     (code, json)
 }
 
-/// `understudy <args> --base <base>`: exit code, stdout, stderr.
-pub fn cli(base: &Base, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--base")
-        .arg(&base.path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `understudy <args> --base <base>`, started: its output piped, for [`cli_finished`].
-pub fn spawn_cli(base: &Base, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .arg("--base")
-        .arg(&base.path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Wait up to `limit` for a command from [`spawn_cli`]: its exit code (`None` when it was still
-/// running then, and was killed), stdout and stderr. Nothing is left running either way.
-pub fn cli_finished(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
-    let deadline = Instant::now() + limit;
-    let mut status = child.try_wait().unwrap();
-    while status.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        status = child.try_wait().unwrap();
-    }
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        status.and_then(|s| s.code()),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The `Content-Length` a message head (request or answer, as text) declares; 0 without one.
 /// Every head parsed here comes from understudy: a value that is not a number fails the test.
 pub fn content_length(head: &str) -> usize {
@@ -776,53 +743,6 @@ pub fn read_answer(s: &mut TcpStream) -> String {
             if body.len() >= content_length(head) {
                 return head.to_string();
             }
-        }
-    }
-}
-
-/// Each traffic client's pause between requests.
-pub const PACE: Duration = Duration::from_millis(2);
-
-/// GET `/api/items` (and one text endpoint) from two clients until stopped, each pausing 2 ms
-/// between requests: evidence enough for every judgement here (40 pairs, moments of 250 ms), and
-/// not the two cores of the whole suite (without the pause, the noise test alone took 19 s of CPU,
-/// with it 10 s).
-pub struct Traffic {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    clients: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    /// Traffic asking the judging tests' mix: `/api/items` twice, then `/hello`.
-    pub fn start(addr: SocketAddr) -> Traffic {
-        Traffic::on(addr, |i| ["/api/items", "/api/items", "/hello"][i % 3])
-    }
-
-    /// Traffic asking `path(i)` for i counting up from each client's start (0 and 1).
-    pub fn on(addr: SocketAddr, path: fn(usize) -> &'static str) -> Traffic {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let clients = (0..2)
-            .map(|t| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut i = t;
-                    while !stop.load(Ordering::Relaxed) {
-                        let _ = http(addr, "GET", path(i));
-                        std::thread::sleep(PACE);
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        Traffic { stop, clients }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for c in self.clients.drain(..) {
-            let _ = c.join();
         }
     }
 }
