@@ -3,7 +3,7 @@
 //! deploys rarely run as understudy's user).
 //!
 //! The other user's test needs root and a user 65534 that can run the binary; where it cannot
-//! run, it is skipped loudly, unless `UNDERSTUDY_REQUIRE_OTHER_USER` or `CI` is set: then it fails.
+//! run, it is skipped loudly, unless `UNDERSTUDY_REQUIRE_OTHER_USER` is set: then it fails.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
