@@ -2,6 +2,7 @@
 //! they say, not by their compressed bytes: two identical builds' gzip bodies differ in nothing a
 //! user reads, yet byte for byte they are "not text" and any wrong value inside is invisible.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use http::HeaderMap;
@@ -13,54 +14,122 @@ enum Coding {
     Deflate,
 }
 
-/// The answer's one content coding, if it is one understudy can undo.
-fn coding(headers: &HeaderMap) -> Option<Coding> {
-    let mut values = headers.get_all(http::header::CONTENT_ENCODING).iter();
-    let v = values.next()?.to_str().ok()?.trim();
-    if values.next().is_some() || v.contains(',') {
-        return None; // stacked codings: compared as they are
-    }
-    if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
-        Some(Coding::Gzip)
-    } else if v.eq_ignore_ascii_case("deflate") {
-        Some(Coding::Deflate)
-    } else {
-        None
+impl Coding {
+    /// Its token in `Content-Encoding` and `Accept-Encoding`.
+    fn token(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+        }
     }
 }
 
-/// Both bodies decoded, when both answers carry the same coding understudy can undo and each
-/// decodes whole to at most `max` bytes (a decompression bomb stops at `max`); otherwise `None`,
-/// and the bodies are compared as they came.
+/// The answer's content coding: `Ok(None)` for none (or `identity`), `Ok(Some)` for one
+/// understudy can undo, `Err` for any other or for stacked codings (compared as they came).
+fn coding(headers: &HeaderMap) -> Result<Option<Coding>, ()> {
+    let mut values = headers.get_all(http::header::CONTENT_ENCODING).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?.trim();
+    if values.next().is_some() || v.contains(',') {
+        return Err(()); // stacked codings: compared as they are
+    }
+    if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
+        Ok(Some(Coding::Gzip))
+    } else if v.eq_ignore_ascii_case("deflate") {
+        Ok(Some(Coding::Deflate))
+    } else if v.is_empty() || v.eq_ignore_ascii_case("identity") {
+        Ok(None)
+    } else {
+        Err(())
+    }
+}
+
+/// `body` as it says, by its own coding (`None` when it is coded in a way understudy cannot
+/// undo, broken, or past `max`).
+fn plain<'a>(headers: &HeaderMap, body: &'a [u8], max: usize) -> Option<Cow<'a, [u8]>> {
+    match coding(headers).ok()? {
+        Some(c) => decode(c, body, max).map(Cow::Owned),
+        None => Some(Cow::Borrowed(body)),
+    }
+}
+
+/// Both bodies decoded, when at least one answer carries a coding understudy can undo and each
+/// decodes whole to at most `max` bytes (a decompression bomb stops at `max`); one compressed
+/// and one not (a build that starts compressing) are compared by what they say too. Otherwise
+/// `None`, and the bodies are compared as they came.
 pub fn decoded(
     running: (&HeaderMap, &[u8]),
     other: (&HeaderMap, &[u8]),
     max: usize,
 ) -> Option<(Vec<u8>, Vec<u8>)> {
-    let c = coding(running.0)?;
-    if coding(other.0) != Some(c) {
+    if coding(running.0).ok()?.is_none() && coding(other.0).ok()?.is_none() {
         return None;
     }
-    Some((decode(c, running.1, max)?, decode(c, other.1, max)?))
+    let r = plain(running.0, running.1, max)?.into_owned();
+    Some((r, plain(other.0, other.1, max)?.into_owned()))
+}
+
+/// Whether two answers differ in their coding only as the request allowed: one compressed with
+/// a coding its `Accept-Encoding` names (or `*`) and the other not. Their `Content-Encoding`,
+/// and `accept-encoding` in `Vary`, are then how the answer travelled, not what it says.
+pub fn recoded_as_asked(running: &HeaderMap, other: &HeaderMap, accepted: Option<&[u8]>) -> bool {
+    let coded = match (coding(running), coding(other)) {
+        (Ok(Some(c)), Ok(None)) | (Ok(None), Ok(Some(c))) => c,
+        _ => return false,
+    };
+    let Some(accepted) = accepted.and_then(|a| std::str::from_utf8(a).ok()) else {
+        return false;
+    };
+    accepted.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        !refused && (name.eq_ignore_ascii_case(coded.token()) || name == "*")
+    })
+}
+
+/// `headers` without what [`recoded_as_asked`] sets aside: `Content-Encoding`, and the
+/// `accept-encoding` token of `Vary` (the header dropped when nothing else is left in it).
+pub fn without_coding(headers: &HeaderMap) -> HeaderMap {
+    let mut h = headers.clone();
+    h.remove(http::header::CONTENT_ENCODING);
+    let vary: Vec<String> = h
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("accept-encoding"))
+        .map(str::to_string)
+        .collect();
+    h.remove(http::header::VARY);
+    if let Ok(v) = http::HeaderValue::from_str(&vary.join(", ")) {
+        if !vary.is_empty() {
+            h.insert(http::header::VARY, v);
+        }
+    }
+    h
 }
 
 /// A third answer's body (the witness, see [`crate::diff::diff_witnessed`]) in the form
-/// running's is compared in: decoded when running's was (`decoded`), as it came when running's
-/// did; `None` when its coding is not running's, so it cannot be set beside it.
+/// running's is compared in: decoded by its own coding when running's was decoded (`decoded`),
+/// as it came when running's did; `None` when it cannot be set beside running's.
 pub fn like_running<'a>(
     running: &HeaderMap,
     decoded: bool,
     witness: (&HeaderMap, &'a [u8]),
     max: usize,
-) -> Option<std::borrow::Cow<'a, [u8]>> {
-    let c = coding(running);
-    if coding(witness.0) != c {
-        return None;
+) -> Option<Cow<'a, [u8]>> {
+    if decoded {
+        return plain(witness.0, witness.1, max);
     }
-    match c {
-        Some(c) if decoded => decode(c, witness.1, max).map(std::borrow::Cow::Owned),
-        _ => Some(std::borrow::Cow::Borrowed(witness.1)),
-    }
+    (coding(witness.0) == coding(running)).then_some(Cow::Borrowed(witness.1))
 }
 
 /// `body` decoded, or `None` when it is not well-formed or decodes past `max` bytes.
@@ -125,11 +194,57 @@ mod tests {
     }
 
     #[test]
+    fn one_side_compressed_is_compared_by_what_it_says() {
+        let (a, none) = (gzip(b"{\"price\":3}"), HeaderMap::new());
+        let got = decoded((&none, b"{\"price\":3}"), (&coded("gzip"), &a), 1024);
+        assert_eq!(
+            got,
+            Some((b"{\"price\":3}".to_vec(), b"{\"price\":3}".to_vec()))
+        );
+        let got = decoded((&coded("gzip"), &a), (&coded("identity"), b"x"), 1024);
+        assert_eq!(got, Some((b"{\"price\":3}".to_vec(), b"x".to_vec())));
+        let witness = like_running(&none, true, (&coded("gzip"), &a), 1024);
+        assert_eq!(witness.as_deref(), Some(&b"{\"price\":3}"[..]));
+        assert_eq!(like_running(&none, false, (&coded("gzip"), &a), 1024), None);
+    }
+
+    #[test]
+    fn a_coding_differs_as_asked_only_where_the_request_accepted_it() {
+        let (g, none) = (coded("gzip"), HeaderMap::new());
+        assert!(recoded_as_asked(&none, &g, Some(b"gzip, deflate, br")));
+        assert!(recoded_as_asked(&g, &none, Some(b"br;q=1.0, *;q=0.5")));
+        assert!(recoded_as_asked(&none, &g, Some(b"GZIP")));
+        assert!(
+            !recoded_as_asked(&none, &g, None),
+            "the user did not ask for it"
+        );
+        assert!(!recoded_as_asked(&none, &g, Some(b"br")));
+        assert!(!recoded_as_asked(&none, &g, Some(b"gzip;q=0")));
+        assert!(!recoded_as_asked(&g, &g, Some(b"gzip")), "not a difference");
+        assert!(!recoded_as_asked(&none, &coded("br"), Some(b"br")));
+        let mut h = coded("gzip");
+        h.insert(
+            http::header::VARY,
+            "Accept-Encoding, Origin".parse().unwrap(),
+        );
+        let left = without_coding(&h);
+        assert_eq!(left.get(http::header::CONTENT_ENCODING), None);
+        assert_eq!(left.get(http::header::VARY).unwrap(), "Origin");
+        h.insert(http::header::VARY, "accept-encoding".parse().unwrap());
+        assert_eq!(without_coding(&h).get(http::header::VARY), None);
+    }
+
+    #[test]
     fn different_codings_bombs_and_broken_bodies_are_compared_as_they_came() {
         let a = gzip(b"same");
         let none = HeaderMap::new();
-        assert_eq!(decoded((&coded("gzip"), &a), (&none, b"same"), 1024), None);
+        assert_eq!(decoded((&none, b"same"), (&none, b"same"), 1024), None);
         assert_eq!(decoded((&coded("br"), &a), (&coded("br"), &a), 1024), None);
+        assert_eq!(decoded((&coded("br"), &a), (&none, b"same"), 1024), None);
+        assert_eq!(
+            decoded((&coded("gzip"), &a), (&coded("br"), &a), 1024),
+            None
+        );
         let bomb = gzip(&vec![0u8; 1 << 20]);
         assert_eq!(
             decoded((&coded("gzip"), &bomb), (&coded("gzip"), &bomb), 4096),

@@ -494,14 +494,15 @@ fn tee(
     let (path_and_query, headers) = head::copy_of(&copy.head)?;
     let diff = match proxy.mirror.sample() {
         mirror::Sampled::Yes(slot) => {
-            let headers = super::answer::header_map(&answer[..a.len]);
+            let answered = super::answer::header_map(&answer[..a.len]);
             // An event stream has no end to compare, and would hold its place until the user
             // leaves: its copy goes uncompared (its place is given back here).
-            (!event_stream(&headers)).then(|| {
+            (!event_stream(&answered)).then(|| {
                 Box::new(mirror::DiffJob {
                     slot: Some(slot),
                     running: route.running.shared().clone(),
-                    headers,
+                    headers: answered,
+                    accept_encoding: headers.get(http::header::ACCEPT_ENCODING).cloned(),
                 })
             })
         }

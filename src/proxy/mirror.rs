@@ -120,6 +120,9 @@ pub struct DiffJob {
     pub running: Arc<Upstream>,
     /// Running's response headers.
     pub headers: HeaderMap,
+    /// The request's `Accept-Encoding`: an answer compressed as it allows, beside one that is
+    /// not, differs in how it travelled only.
+    pub accept_encoding: Option<http::HeaderValue>,
 }
 
 /// A copy of one user request, with running's answer to compare against.

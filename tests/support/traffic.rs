@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::http;
+use super::http_request;
 
 /// Each traffic client's pause between requests.
 pub const PACE: Duration = Duration::from_millis(2);
@@ -26,6 +26,15 @@ impl Traffic {
 
     /// Traffic asking `path(i)` for i counting up from each client's start (0 and 1).
     pub fn on(addr: SocketAddr, path: fn(usize) -> &'static str) -> Traffic {
+        Traffic::with_headers(addr, path, &[])
+    }
+
+    /// As [`Traffic::on`], each request carrying `headers`.
+    pub fn with_headers(
+        addr: SocketAddr,
+        path: fn(usize) -> &'static str,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> Traffic {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let clients = (0..2)
             .map(|t| {
@@ -33,7 +42,7 @@ impl Traffic {
                 std::thread::spawn(move || {
                     let mut i = t;
                     while !stop.load(Ordering::Relaxed) {
-                        let _ = http(addr, "GET", path(i));
+                        let _ = http_request(addr, "GET", path(i), headers, "");
                         std::thread::sleep(PACE);
                         i += 1;
                     }

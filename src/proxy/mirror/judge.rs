@@ -1,6 +1,7 @@
 //! Judging a copy's answers: testing's (and the secondary's) against running's, field by field
 //! where the statuses agree, into the [`Pair`] the scorer counts.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,17 +82,27 @@ pub(super) async fn diffed_pair(
     })
 }
 
+/// Running's side of a comparison: its answer (status, headers, body), its version, and the
+/// request's `Accept-Encoding` (which codings an answer may differ in as asked).
+pub(super) struct Running<'a> {
+    pub(super) status: StatusCode,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) body: &'a mut BodyCapture,
+    pub(super) version: &'a str,
+    pub(super) accepted: Option<&'a [u8]>,
+}
+
 /// Compare `other`'s answer with running's, where the statuses agree: field by field when both
 /// bodies were kept, else by fingerprint (headers are compared either way). `witness` is the
 /// third answer to the same copy (the secondary's for testing, testing's for the secondary):
 /// text lines it differs on too are volatile in this pair ([`diff::diff_witnessed`]).
 pub(super) fn judge(
-    running: (StatusCode, &HeaderMap, &mut BodyCapture, &str),
+    running: &mut Running<'_>,
     other: (&mut Answered, &str),
     witness: Option<&mut Answered>,
     cfg: &Config,
 ) -> Option<Vec<Difference>> {
-    let (status, headers, body, version) = running;
+    let (status, headers, version) = (running.status, running.headers, running.version);
     let (answer, other_version) = other;
     if answer.status != status {
         return None;
@@ -107,29 +118,28 @@ pub(super) fn judge(
             .map(str::to_string)
     };
     let (rct, oct) = (content_type(headers), content_type(&answer.headers));
-    let (rb, ob) = (body.body(), answer.body.body());
+    let (rb, ob) = (running.body.body(), answer.body.body());
     let whole = rb.is_some() && ob.is_some();
-    let code = status.as_u16();
     let (rbody, obody): (&[u8], &[u8]) = match (&rb, &ob) {
         (Some(r), Some(o)) => (r, o),
         _ => (&[], &[]),
     };
-    // Compressed alike by the app: compared by what they say.
-    let decoded = if whole {
-        let max = cfg.diff.max_body;
-        diff::encoding::decoded((headers, rbody), (&answer.headers, obody), max)
-    } else {
-        None
-    };
+    // Compressed by the app (alike, or by one side only): compared by what they say.
+    let max = cfg.diff.max_body;
+    let decoded = whole
+        .then(|| diff::encoding::decoded((headers, rbody), (&answer.headers, obody), max))
+        .flatten();
     let (rbody, obody) = match &decoded {
         Some((r, o)) => (r.as_slice(), o.as_slice()),
         None => (rbody, obody),
     };
+    let recoded = decoded.is_some()
+        && diff::encoding::recoded_as_asked(headers, &answer.headers, running.accepted);
+    let (rh, oh) = compared_headers(headers, &answer.headers, recoded);
     let witnessed = witness
         .filter(|w| whole && w.status == status)
         .and_then(|w| Some((w.body.body()?, &w.headers)));
     let witnessed = witnessed.as_ref().and_then(|(body, h)| {
-        let max = cfg.diff.max_body;
         diff::encoding::like_running(headers, decoded.is_some(), (h, body), max)
     });
     let witness = match &witnessed {
@@ -137,21 +147,40 @@ pub(super) fn judge(
         None if cfg.diff.noise_cancel => diff::Witness::Missing,
         None => diff::Witness::Off,
     };
+    let code = status.as_u16();
     let mut out = diff::diff_witnessed(
-        &side(code, rct.as_deref(), headers, rbody, version),
-        &side(code, oct.as_deref(), &answer.headers, obody, other_version),
+        &side(code, rct.as_deref(), &rh, rbody, version),
+        &side(code, oct.as_deref(), &oh, obody, other_version),
         witness,
         &opts,
     );
-    if !whole && body.digest() != answer.body.digest() {
+    let (rd, od) = (running.body.digest(), answer.body.digest());
+    if !whole && rd != od {
         out.push(Difference {
             path: "$body".to_string(),
             kind: diff::DiffKind::Uncompared,
-            running: format!("<{} bytes, over DIFF_MAX_BODY>", body.digest().len()),
-            testing: format!("<{} bytes, over DIFF_MAX_BODY>", answer.body.digest().len()),
+            running: format!("<{} bytes, over DIFF_MAX_BODY>", rd.len()),
+            testing: format!("<{} bytes, over DIFF_MAX_BODY>", od.len()),
         });
     }
     Some(out)
+}
+
+/// The headers compared: as they came, or, for answers that differ in their coding only as the
+/// request allowed (`recoded`), without `Content-Encoding` and `Vary: accept-encoding`, which
+/// say how the answer travelled (a build that starts compressing is not a regression).
+fn compared_headers<'a>(
+    running: &'a HeaderMap,
+    other: &'a HeaderMap,
+    recoded: bool,
+) -> (Cow<'a, HeaderMap>, Cow<'a, HeaderMap>) {
+    if !recoded {
+        return (Cow::Borrowed(running), Cow::Borrowed(other));
+    }
+    (
+        Cow::Owned(diff::encoding::without_coding(running)),
+        Cow::Owned(diff::encoding::without_coding(other)),
+    )
 }
 
 /// One side of a comparison, borrowed.
@@ -187,20 +216,17 @@ pub(super) fn pair(
                     let rv = d.running.version.to_string();
                     let tv = job.target.version.to_string();
                     let mut secondary = secondary;
-                    let diffs = judge(
-                        (job.running_status, &d.headers, rb, &rv),
-                        (&mut a, &tv),
-                        secondary.as_mut(),
-                        cfg,
-                    );
-                    let noise = secondary.as_mut().and_then(|s| {
-                        judge(
-                            (job.running_status, &d.headers, rb, &rv),
-                            (s, &rv),
-                            Some(&mut a),
-                            cfg,
-                        )
-                    });
+                    let mut running = Running {
+                        status: job.running_status,
+                        headers: &d.headers,
+                        body: rb,
+                        version: &rv,
+                        accepted: d.accept_encoding.as_ref().map(|v| v.as_bytes()),
+                    };
+                    let diffs = judge(&mut running, (&mut a, &tv), secondary.as_mut(), cfg);
+                    let noise = secondary
+                        .as_mut()
+                        .and_then(|s| judge(&mut running, (s, &rv), Some(&mut a), cfg));
                     (diffs, noise)
                 }
                 // Not sampled: not compared. A fingerprint cannot tell a version string from a

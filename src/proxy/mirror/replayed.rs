@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ask::{copy_request, fetch, Answered};
-use super::judge::judge;
+use super::judge::{judge, Running};
 use super::{CaptureBudget, Differ, MirrorError, MirrorJob};
 use crate::config::Config;
 use crate::proxy::pool::Pool;
@@ -94,18 +94,18 @@ fn replay_pair(
 ) -> Pair {
     let status = reference.status;
     // Each side's witness is the other's answer to the same request (see `judge`).
+    let mut running = Running {
+        status,
+        headers: &reference.headers,
+        body: &mut reference.body,
+        version: &secondary_version,
+        accepted: job
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .map(|v| v.as_bytes()),
+    };
     let mut against = |other: &mut Answered, version: &str, witness: Option<&mut Answered>| {
-        judge(
-            (
-                status,
-                &reference.headers,
-                &mut reference.body,
-                &secondary_version,
-            ),
-            (other, version),
-            witness,
-            cfg,
-        )
+        judge(&mut running, (other, version), witness, cfg)
     };
     let (testing_status, testing_latency, testing_error, mut answer) = match testing {
         Ok(a) => (Some(a.status.as_u16()), Some(a.latency), None, Some(a)),
