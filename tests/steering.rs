@@ -313,6 +313,16 @@ fn a_promoted_version_that_answers_500s_is_rolled_back_by_the_guard() {
         log.contains("guard_tripped") && log.contains("5xx rate"),
         "{log}"
     );
+    // The version rolled back from is rejected with the guard's reason, not archived as a
+    // version to come back to.
+    let reason = wait_until("1.1.0 rejected", Duration::from_secs(15), || {
+        std::fs::read_to_string(base.path.join("rejected/app-1.1.0/reason.json")).ok()
+    });
+    assert!(
+        reason.contains("rolled back by the guard") && reason.contains("5xx rate"),
+        "{reason}"
+    );
+    assert!(!base.path.join("archive/app-1.1.0.zip").exists());
     u.stop();
 }
 

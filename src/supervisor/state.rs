@@ -481,6 +481,9 @@ pub struct State {
     /// A rollback waiting for its version to be restored, and the command to answer (none for
     /// the guard's own).
     pub(super) restoring: Option<(Version, Option<u64>)>,
+    /// The version the guard rolled back from, and why: once the rollback switches, it is
+    /// filed in `rejected/` with that reason, not archived as a version to come back to.
+    pub(super) tripped: Option<(Version, Vec<String>)>,
     /// Its `Restore` waits for an archive or rejection of the version under way to report.
     pub(super) restore_waits: bool,
     /// Traffic samples of the last minute: (when, requests, 5xx answers).
@@ -555,6 +558,7 @@ impl State {
             rolled_back_from: None,
             switch_why: None,
             restoring: None,
+            tripped: None,
             restore_waits: false,
             traffic: VecDeque::new(),
             guard: None,

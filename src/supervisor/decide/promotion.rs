@@ -345,6 +345,8 @@ impl Decision<'_> {
             to: to.clone(),
             why,
         });
+        // The version the guard rolled back from is rejected with its reason, not archived.
+        let tripped = self.s.tripped.take().filter(|_| why == SwitchWhy::Rollback);
         if why == SwitchWhy::Rollback {
             self.emit(Event::RolledBack { from, to });
             self.end_guard_at_rollback();
@@ -369,14 +371,23 @@ impl Decision<'_> {
                 self.start_guard(version, old.version().clone());
                 AfterStop::Keep
             } else {
-                AfterStop::ArchiveIfUnused
+                match tripped {
+                    Some((v, reasons)) if v == *old.version() => AfterStop::Reject(reasons),
+                    _ => AfterStop::ArchiveIfUnused,
+                }
             };
             self.retire(old, true, after);
         } else {
             // The POST_* hook first: the version it replaced is filed once it has run.
             self.after_switch();
             if let Some(r) = restarting {
-                self.archive_if_unused(r.installed.version);
+                match tripped {
+                    Some((v, reasons)) if v == r.installed.version => {
+                        let version = v;
+                        self.file_away(Action::Reject { version, reasons }, 0);
+                    }
+                    _ => self.archive_if_unused(r.installed.version),
+                }
             }
         }
         self.score_against_new_running();
@@ -409,6 +420,7 @@ impl Decision<'_> {
         });
         self.schedule_failed(next.version(), &reasons.join("; "), true);
         self.s.txn = None;
+        self.s.tripped = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
             self.publish_routes();
             self.record_share(canary.version().clone(), 0);
@@ -539,6 +551,9 @@ impl Decision<'_> {
                 ))
             }
         };
+        if result.is_err() {
+            self.s.tripped = None; // no rollback: the version the guard left is filed as it was
+        }
         match (id, result) {
             (Some(id), result) => self.out.push(Action::Reply { id, result }),
             (None, Err(e)) => self.emit(Event::RollbackFailed {
@@ -698,7 +713,7 @@ impl Decision<'_> {
         self.emit(Event::GuardTripped {
             version: g.version.clone(),
             to: g.from.clone(),
-            reason: why,
+            reason: why.clone(),
         });
         if self.s.next.is_some() || self.s.restoring.is_some() {
             self.emit(Event::RollbackFailed {
@@ -722,6 +737,8 @@ impl Decision<'_> {
         }
         self.s.txn = None;
         self.s.txn_old = None;
+        let reason = format!("rolled back by the guard within ROLLBACK_WINDOW: {why}");
+        self.s.tripped = Some((g.version, vec![reason]));
         self.restore(g.from, None);
     }
 }

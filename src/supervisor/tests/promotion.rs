@@ -525,7 +525,7 @@ async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away
             errors: 2,
         });
         let a = sim.verdict(testing, Verdict::Promote);
-        let (_, a) = sim.bring_up(&a);
+        let (promoted, a) = sim.bring_up(&a);
         assert!(a.contains(&Action::Retire {
             id: old,
             drain: true
@@ -552,6 +552,19 @@ async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away
                 records_in(&a),
                 vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
             );
+            // The version rolled back from is rejected with the guard's reason: archived, it
+            // would be offered again as a version to come back to.
+            let mut a = sim.feed(Input::Stopped { id: testing });
+            a.extend(sim.feed(Input::Stopped { id: promoted }));
+            assert!(
+                a.iter()
+                    .any(|a| matches!(a, Action::Reject { version, reasons }
+                    if *version == v("1.1.0")
+                        && reasons[0].contains("rolled back by the guard")
+                        && reasons[0].contains("5xx rate"))),
+                "{a:#?}"
+            );
+            assert!(!a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
         } else {
             assert!(!a.contains(&Action::Restore(v("1.0.0"))));
             tokio::time::advance(Duration::from_secs(300)).await;
