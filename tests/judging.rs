@@ -325,6 +325,44 @@ fn a_build_slower_than_the_secondary_on_the_same_copies_is_rejected_by_default()
     u.stop();
 }
 
+/// One endpoint 100 ms slower among fast ones, a tenth of the traffic: the p95 of all copies
+/// pooled moves, but each moment's typical copy is a fast one, so only judging the endpoint alone
+/// (on its own copies, against the secondary's answers to them) sees it; the reason names it.
+#[test]
+fn one_slow_endpoint_among_fast_ones_is_rejected_naming_it() {
+    let path = |i: usize| match i % 10 {
+        0 => "/api/search",
+        n => ["/api/items", "/hello"][n % 2],
+    };
+    // A longer window than FAST's: judged alone at 1 % shared by three endpoints, the endpoint
+    // needs ten moments of 250 ms slower in every one, and a loaded machine may be late to them.
+    let base = Base::new("judge-slow-endpoint");
+    let env = FAST.replace("STABLE_WINDOW=3s", "STABLE_WINDOW=8s");
+    assert_ne!(env, FAST, "FAST's window changed: lengthen it here too");
+    base.write_env(&env);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let traffic = Traffic::on(u.addr, path);
+    base.drop_fixture("1.1.0", "--slow-path /api/search --slow-ms 100");
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(
+        r.contains("latency: GET /api/search: testing p95"),
+        "the endpoint is judged alone and named: {r}"
+    );
+    assert!(r.contains("the secondary's"), "both p95s are given: {r}");
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    let log = u.log_text();
+    let line = log.lines().rev().find(|l| l.contains("latency=0 ("));
+    assert!(
+        line.is_some_and(|l| l.contains("judged alone at p < ")
+            && l.contains("slowest GET /api/search: p95 testing ")),
+        "the score line names it: {line:?}"
+    );
+    u.stop();
+}
+
 /// Apps that gzip their answers: two identical builds are compared by what their answers say
 /// (once rejected: their compressed bytes differ wherever the version does), and a wrong value
 /// inside the compressed body is found and named.

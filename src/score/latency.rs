@@ -2,7 +2,9 @@
 //! by pair, significance tested over moments so one stall of a process is one observation.
 
 use super::judging::ScorePart;
-use super::scorecard::{Summary, LATENCY_MOMENT};
+use std::time::Duration;
+
+use super::scorecard::{Summary, LATENCY_MOMENT, OTHER_ENDPOINTS};
 use super::stats;
 use crate::config::ScoreConfig;
 
@@ -12,8 +14,9 @@ const MIN_LATENCY_PAIRS: usize = 30;
 /// Latency, judged like with like: testing against the secondary (running's version), pair by
 /// pair over the very same copies on the very same path (Wilcoxon signed-rank). Rejects only
 /// when testing's p95 exceeds the secondary's by `MAX_P95_RATIO` *and* the shift is significant
-/// at `CONFIDENCE`. Running's user-path p95 is shown beside it for information; without a
-/// secondary, latency is reported and never judged.
+/// at `CONFIDENCE`, over all copies pooled or over one endpoint's alone (see [`endpoints_alone`]).
+/// Running's user-path p95 is shown beside it for information; without a secondary, latency is
+/// reported and never judged.
 pub(super) fn latency_part(
     s: &Summary,
     cfg: &ScoreConfig,
@@ -37,49 +40,159 @@ pub(super) fn latency_part(
             detail,
         });
     };
-    let ratio = t.as_secs_f64() / sec.as_secs_f64().max(1e-6);
-    // The test is of the factor itself: is testing, copy by copy, more than `max` times slower
-    // than the secondary? A tail spike alone, or a small steady shift, is not a regression.
-    let max = cfg.max_p95_ratio.unwrap_or(1.0);
-    let scaled: Vec<(f64, f64)> = s
-        .latency_pairs
-        .iter()
-        .map(|&(t, s, _)| (t, s * max))
-        .collect();
-    let w = stats::wilcoxon_signed_rank(&scaled);
-    // Significance is tested over moments, not copies: copies in flight together share any stall
-    // of either process (descheduled on a busy machine, a pause), so they are one observation.
-    let moments = per_moment(&s.latency_pairs, max);
-    let wm = stats::wilcoxon_signed_rank(&moments);
-    let enough = s.latency_pairs.len() >= MIN_LATENCY_PAIRS;
-    let significant = enough && wm.is_some_and(|w| w.p_slower < 1.0 - cfg.confidence);
-    let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max) && significant;
-    let test_text = w.map_or(String::new(), |w| {
-        format!(
-            "; Wilcoxon signed-rank: testing over {max}× the secondary on {:.0}% of {} paired copies, {}",
-            w.slower_share * 100.0,
-            w.n,
-            wm.map_or(format!("too few moments of {LATENCY_MOMENT:?} yet"), |m| format!(
-                "and in {:.0}% of {} moments of {LATENCY_MOMENT:?}, p {:.2e}",
-                m.slower_share * 100.0,
-                m.n,
-                m.p_slower
-            ))
-        )
-    });
-    if over {
+    let alpha = 1.0 - cfg.confidence;
+    let pooled = Paired::judge(&s.latency_pairs, (t, sec), cfg, alpha, MIN_LATENCY_PAIRS);
+    let test_text = pooled.test_text();
+    if pooled.over {
         reasons.push(format!(
-            "latency: testing p95 {t:?} is {ratio:.1}× the secondary's {sec:?} on the same copies{}{test_text}",
+            "latency: testing p95 {t:?} is {:.1}× the secondary's {sec:?} on the same copies{}{test_text}",
+            pooled.ratio,
             slowest_endpoint(s)
         ));
     }
+    let (alone_over, alone) = endpoints_alone(s, cfg, reasons);
     Some(ScorePart {
         name: "latency",
-        score: if over { 0 } else { 100 },
+        score: if pooled.over || alone_over { 0 } else { 100 },
         detail: format!(
-            "p95 testing {t:?} vs secondary {sec:?} ({ratio:.2}×){test_text}{user_path}"
+            "p95 testing {t:?} vs secondary {sec:?} ({:.2}×){test_text}{alone}{user_path}",
+            pooled.ratio
         ),
     })
+}
+
+/// One paired judgement of testing against the secondary over the same copies (all of them, or
+/// one endpoint's): the rule both the pooled and the per-endpoint judgement follow.
+struct Paired {
+    /// Testing's p95 over the secondary's.
+    ratio: f64,
+    /// `MAX_P95_RATIO` (1 when report-only).
+    max: f64,
+    /// The signed-rank test over copies, for the record.
+    copies: Option<stats::Wilcoxon>,
+    /// The same over moments: what significance is decided on.
+    moments: Option<stats::Wilcoxon>,
+    /// Over `MAX_P95_RATIO`, significantly (p below `alpha`), from at least the minimum pairs.
+    over: bool,
+}
+
+impl Paired {
+    /// Judge `pairs` (testing, secondary, moment) whose p95s are `(t, sec)`, significant when
+    /// the moments' p is below `alpha`, never with fewer than `min_pairs` copies.
+    fn judge(
+        pairs: &[(f64, f64, u32)],
+        (t, sec): (Duration, Duration),
+        cfg: &ScoreConfig,
+        alpha: f64,
+        min_pairs: usize,
+    ) -> Paired {
+        let ratio = t.as_secs_f64() / sec.as_secs_f64().max(1e-6);
+        // The test is of the factor itself: is testing, copy by copy, more than `max` times
+        // slower than the secondary? A tail spike alone, or a small steady shift, is not a
+        // regression.
+        let max = cfg.max_p95_ratio.unwrap_or(1.0);
+        let scaled: Vec<(f64, f64)> = pairs.iter().map(|&(t, s, _)| (t, s * max)).collect();
+        let copies = stats::wilcoxon_signed_rank(&scaled);
+        // Significance is tested over moments, not copies: copies in flight together share any
+        // stall of either process (descheduled on a busy machine, a pause), so they are one
+        // observation.
+        let moments = stats::wilcoxon_signed_rank(&per_moment(pairs, max));
+        let significant = pairs.len() >= min_pairs && moments.is_some_and(|w| w.p_slower < alpha);
+        let over = cfg.max_p95_ratio.is_some_and(|max| ratio > max) && significant;
+        Paired {
+            ratio,
+            max,
+            copies,
+            moments,
+            over,
+        }
+    }
+
+    /// "; Wilcoxon signed-rank: testing over 2× the secondary on 97% of 412 paired copies, and
+    /// in 95% of 300 moments of 250ms, p 1.20e-20".
+    fn test_text(&self) -> String {
+        self.copies.map_or(String::new(), |w| {
+            format!(
+                "; Wilcoxon signed-rank: testing over {}× the secondary on {:.0}% of {} paired copies, {}",
+                self.max,
+                w.slower_share * 100.0,
+                w.n,
+                self.moments.map_or(format!("too few moments of {LATENCY_MOMENT:?} yet"), |m| format!(
+                    "and in {:.0}% of {} moments of {LATENCY_MOMENT:?}, p {:.2e}",
+                    m.slower_share * 100.0,
+                    m.n,
+                    m.p_slower
+                ))
+            )
+        })
+    }
+}
+
+/// Each endpoint with enough paired copies (`MIN_ENDPOINT_PAIRS`, and never fewer than the
+/// pooled judgement's minimum) judged alone by the pooled rule, so one slow endpoint among many
+/// fast ones cannot hide in the pooled p95. The significance level `1 − CONFIDENCE` is shared
+/// among the endpoints judged (Bonferroni): with twenty endpoints of identical builds one would
+/// otherwise look slower by chance. Endpoints with fewer copies, and those past `MAX_ENDPOINTS`,
+/// count only in the pooled judgement. Returns whether one rejects, and the text for the detail.
+fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> (bool, String) {
+    // One endpoint alone is the pooled judgement again, at a stricter level.
+    if s.endpoint_latency_pairs.len() < 2 {
+        return (false, String::new());
+    }
+    let min = usize::try_from(cfg.min_endpoint_pairs)
+        .unwrap_or(usize::MAX)
+        .max(MIN_LATENCY_PAIRS);
+    let judged: Vec<_> = s
+        .endpoint_latency_pairs
+        .iter()
+        .filter(|(k, v)| k.as_str() != OTHER_ENDPOINTS && v.len() >= min)
+        .collect();
+    if judged.is_empty() {
+        return (
+            false,
+            format!("; no endpoint has {min} paired copies to be judged alone yet"),
+        );
+    }
+    let n = judged.len();
+    let alpha = (1.0 - cfg.confidence) / n as f64;
+    let mut over = false;
+    let mut slowest: Option<(&String, Duration, Duration, Paired)> = None;
+    for (k, pairs) in judged {
+        let (t, sec) = (
+            p95(pairs.iter().map(|p| p.0)),
+            p95(pairs.iter().map(|p| p.1)),
+        );
+        let p = Paired::judge(pairs, (t, sec), cfg, alpha, min);
+        if p.over {
+            over = true;
+            reasons.push(format!(
+                "latency: {k}: testing p95 {t:?} is {:.1}× the secondary's {sec:?} on the same copies{} (below {alpha:.1e}: CONFIDENCE shared by the {n} endpoints judged alone)",
+                p.ratio,
+                p.test_text()
+            ));
+        }
+        if slowest.as_ref().is_none_or(|w| p.ratio > w.3.ratio) {
+            slowest = Some((k, t, sec, p));
+        }
+    }
+    let text = slowest.map_or(String::new(), |(k, t, sec, p)| {
+        let pv = p.moments.map_or("too few moments".to_string(), |m| {
+            format!("p {:.2e}", m.p_slower)
+        });
+        format!(
+            "; {n} endpoints judged alone at p < {alpha:.1e}, slowest {k}: p95 testing {t:?} vs secondary {sec:?} ({:.2}×, {pv})",
+            p.ratio
+        )
+    });
+    (over, text)
+}
+
+/// The p95 of latencies in seconds, taken as the scorecard takes it.
+fn p95(v: impl Iterator<Item = f64>) -> Duration {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_unstable_by(f64::total_cmp);
+    let i = (v.len() * 95 / 100).min(v.len().saturating_sub(1));
+    Duration::from_secs_f64(v.get(i).copied().unwrap_or(0.0).max(0.0))
 }
 
 /// Per [`LATENCY_MOMENT`], the median of testing's latency minus `max` × the secondary's over
@@ -113,6 +226,198 @@ fn slowest_endpoint(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::score::test_support::cfg;
+
+    /// The default `MAX_P95_RATIO` (2) and `CONFIDENCE` (0.99).
+    fn two() -> ScoreConfig {
+        ScoreConfig {
+            max_p95_ratio: Some(2.0),
+            confidence: 0.99,
+            ..cfg()
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so the jitter is the same on every run.
+    struct Jitter(u64);
+
+    impl Jitter {
+        /// Uniform in [0, 1).
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        /// `ms` milliseconds scattered as on a loaded machine: ×0.5–2 (log-uniform), and one
+        /// copy in fifty stalled ten times longer.
+        fn latency(&mut self, ms: f64) -> f64 {
+            let stall = if self.next() < 0.02 { 10.0 } else { 1.0 };
+            ms / 1000.0 * (2f64.ln() * (2.0 * self.next() - 1.0)).exp() * stall
+        }
+    }
+
+    /// A summary of paired copies, `endpoints` as (name, testing's factor over the secondary,
+    /// copies per moment, moments): each endpoint's copies of one moment complete in it, and in
+    /// one moment in twenty all of testing's are stalled.
+    fn summary(endpoints: &[(&str, f64, usize, u32)], seed: u64) -> Summary {
+        let mut j = Jitter(seed.max(1));
+        let mut s = Summary {
+            noise_expected: true,
+            ..Default::default()
+        };
+        let moments = endpoints.iter().map(|e| e.3).max().unwrap_or(0);
+        for m in 0..moments {
+            // One moment in twenty, testing's process is stalled: every copy in flight waits.
+            let stalled = if j.next() < 0.05 { 10.0 } else { 1.0 };
+            for &(k, factor, per, _) in endpoints.iter().filter(|e| m < e.3) {
+                for _ in 0..per {
+                    let pair = (j.latency(20.0) * factor * stalled, j.latency(20.0), m);
+                    s.latency_pairs.push(pair);
+                    s.endpoint_latency_pairs
+                        .entry(k.to_string())
+                        .or_default()
+                        .push(pair);
+                }
+            }
+        }
+        s.testing_paired_p95 = Some(p95(s.latency_pairs.iter().map(|p| p.0)));
+        s.secondary_p95 = Some(p95(s.latency_pairs.iter().map(|p| p.1)));
+        s
+    }
+
+    #[test]
+    fn one_slow_endpoint_among_fast_ones_rejects_naming_it_with_both_p95s() {
+        // Nine copies of fast endpoints and one of /api/search in each moment, search 5× slower:
+        // pooled, each moment's median copy is a fast one, so the pooled test cannot see it.
+        let fast = |k| (k, 1.0, 3, 200);
+        let s = summary(
+            &[
+                fast("GET /a"),
+                fast("GET /b"),
+                fast("GET /c"),
+                ("GET /api/search", 5.0, 1, 200),
+            ],
+            7,
+        );
+        let mut reasons = Vec::new();
+        let part = latency_part(&s, &two(), &mut reasons).unwrap();
+        assert_eq!(part.score, 0, "{}", part.detail);
+        assert_eq!(reasons.len(), 1, "only the endpoint rejects: {reasons:?}");
+        let search = &s.endpoint_latency_pairs["GET /api/search"];
+        let (t, sec) = (
+            p95(search.iter().map(|p| p.0)),
+            p95(search.iter().map(|p| p.1)),
+        );
+        let r = &reasons[0];
+        assert!(
+            r.starts_with("latency: GET /api/search: testing p95 ")
+                && r.contains(&format!("{t:?}"))
+                && r.contains(&format!("the secondary's {sec:?}"))
+                && r.contains("the 4 endpoints judged alone"),
+            "{r}"
+        );
+        assert!(
+            part.detail
+                .contains("4 endpoints judged alone at p < 2.5e-3, slowest GET /api/search"),
+            "{}",
+            part.detail
+        );
+    }
+
+    #[test]
+    fn an_endpoint_slower_within_the_ratio_does_not_reject() {
+        let fast = |k| (k, 1.0, 3, 200);
+        let s = summary(
+            &[
+                fast("GET /a"),
+                fast("GET /b"),
+                ("GET /api/search", 1.5, 1, 200),
+            ],
+            11,
+        );
+        let mut reasons = Vec::new();
+        let part = latency_part(&s, &two(), &mut reasons).unwrap();
+        assert!(reasons.is_empty(), "{reasons:?}");
+        assert_eq!(part.score, 100);
+        assert!(
+            part.detail
+                .contains("3 endpoints judged alone at p < 3.3e-3, slowest GET /api/search"),
+            "{}",
+            part.detail
+        );
+    }
+
+    #[test]
+    fn an_endpoint_with_too_few_pairs_is_not_judged_alone() {
+        // 20 copies 5× slower, each in its own moment: significant, but under the 30 pairs an
+        // endpoint needs, it only counts in the pooled judgement (where it does not reject).
+        let fast = |k| (k, 1.0, 3, 200);
+        let rare = ("GET /api/search", 5.0, 1, 20);
+        let s = summary(&[fast("GET /a"), fast("GET /b"), rare], 3);
+        let mut reasons = Vec::new();
+        let part = latency_part(&s, &two(), &mut reasons).unwrap();
+        assert!(reasons.is_empty(), "{reasons:?}");
+        assert!(
+            part.detail.contains("2 endpoints judged alone"),
+            "{}",
+            part.detail
+        );
+        assert!(!part.detail.contains("GET /api/search"), "{}", part.detail);
+        // A higher MIN_ENDPOINT_PAIRS raises the bar: none is judged alone yet.
+        let strict = ScoreConfig {
+            min_endpoint_pairs: 1000,
+            ..two()
+        };
+        let part = latency_part(&s, &strict, &mut reasons).unwrap();
+        assert!(reasons.is_empty(), "{reasons:?}");
+        assert!(
+            part.detail
+                .contains("no endpoint has 1000 paired copies to be judged alone yet"),
+            "{}",
+            part.detail
+        );
+        // With 40 it is judged alone, and rejects.
+        let s = summary(
+            &[
+                fast("GET /a"),
+                fast("GET /b"),
+                ("GET /api/search", 5.0, 1, 40),
+            ],
+            3,
+        );
+        let part = latency_part(&s, &two(), &mut reasons).unwrap();
+        assert!(
+            reasons
+                .first()
+                .is_some_and(|r| r.starts_with("latency: GET /api/search:")),
+            "{reasons:?} {}",
+            part.detail
+        );
+    }
+
+    #[test]
+    fn many_endpoints_of_identical_builds_with_jitter_never_reject() {
+        // Thirty endpoints, 40 to 120 copies each, latencies scattered ×0.5–2 with stalls, over
+        // many seeds: identical builds on a loaded machine are never rejected for one of them.
+        let names: Vec<String> = (0..30).map(|i| format!("GET /e{i}")).collect();
+        for seed in 1..=200u64 {
+            let eps: Vec<(&str, f64, usize, u32)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), 1.0, 1 + i % 3, 40))
+                .collect();
+            let s = summary(&eps, seed);
+            let mut reasons = Vec::new();
+            let part = latency_part(&s, &two(), &mut reasons).unwrap();
+            assert!(reasons.is_empty(), "seed {seed}: {reasons:?}");
+            assert!(
+                part.detail.contains("30 endpoints judged alone"),
+                "{}",
+                part.detail
+            );
+        }
+    }
 
     #[test]
     fn per_moment_takes_each_moments_median_of_the_scaled_difference() {

@@ -111,6 +111,9 @@ pub struct Summary {
     pub latency_pairs: Vec<(f64, f64, u32)>,
     /// Testing's latency samples, in seconds.
     pub testing_latencies: Vec<f64>,
+    /// `latency_pairs` split by endpoint (those past `MAX_ENDPOINTS` under [`OTHER_ENDPOINTS`]):
+    /// one slow endpoint among many fast ones is judged on its own copies.
+    pub endpoint_latency_pairs: BTreeMap<String, Vec<(f64, f64, u32)>>,
     /// Differences between testing's and running's answers.
     pub diffs: DiffStats,
     /// Differences between the secondary's and running's answers (the noise).
@@ -271,9 +274,11 @@ pub struct Scorecard {
     endpoint_overflow: u64,
     running_latency: Vec<Duration>,
     testing_latency: Vec<Duration>,
-    /// (testing, secondary) latencies of copies both answered and the moment each completed,
-    /// ring-buffered like the others.
-    paired_latency: Vec<(Duration, Duration, u32)>,
+    /// (testing, secondary) latencies of copies both answered, the moment each completed and
+    /// its row's index in `latency_rows`, ring-buffered like the others.
+    paired_latency: Vec<(Duration, Duration, u32, u32)>,
+    /// The rows (endpoints) `paired_latency` refers to by index: at most `MAX_ENDPOINTS` + 1.
+    latency_rows: Vec<String>,
     paired: u64,
     requests_at_start: u64,
     testing_log: LogTail,
@@ -325,6 +330,7 @@ impl Scorecard {
             running_latency: Vec::new(),
             testing_latency: Vec::new(),
             paired_latency: Vec::new(),
+            latency_rows: Vec::new(),
             paired: 0,
             requests_at_start: requests_now,
             testing_log: LogTail::from_start(watch.testing_dir),
@@ -486,10 +492,11 @@ impl Scorecard {
             let moment =
                 now.saturating_duration_since(self.since).as_millis() / LATENCY_MOMENT.as_millis();
             let moment = u32::try_from(moment).unwrap_or(u32::MAX);
+            let row = self.latency_row(&key);
             if self.paired_latency.len() < LATENCY_SAMPLES {
-                self.paired_latency.push((t, s, moment));
+                self.paired_latency.push((t, s, moment, row));
             } else {
-                self.paired_latency[slot] = (t, s, moment);
+                self.paired_latency[slot] = (t, s, moment, row);
             }
         }
         if p.secondary_latency.is_some() {
@@ -513,9 +520,35 @@ impl Scorecard {
         }
     }
 
-    /// The kept (testing, secondary) latencies in seconds with their moments, oldest first: the ring's oldest entry
+    /// `key`'s index in `latency_rows`, added there when first seen.
+    fn latency_row(&mut self, key: &str) -> u32 {
+        let i = match self.latency_rows.iter().position(|r| r == key) {
+            Some(i) => i,
+            None => {
+                self.latency_rows.push(key.to_string());
+                self.latency_rows.len() - 1
+            }
+        };
+        u32::try_from(i).unwrap_or(u32::MAX)
+    }
+
+    /// The kept latency pairs of each endpoint, oldest first.
+    fn latency_by_endpoint(
+        &self,
+        pairs: &[(f64, f64, u32, u32)],
+    ) -> BTreeMap<String, Vec<(f64, f64, u32)>> {
+        let mut out: BTreeMap<String, Vec<(f64, f64, u32)>> = BTreeMap::new();
+        for &(t, s, m, row) in pairs {
+            if let Some(k) = self.latency_rows.get(row as usize) {
+                out.entry(k.clone()).or_default().push((t, s, m));
+            }
+        }
+        out
+    }
+
+    /// The kept (testing, secondary) latencies in seconds with their moments and rows, oldest first: the ring's oldest entry
     /// is at the next slot to be overwritten once it is full. The judge splits them by time.
-    fn chronological_pairs(&self) -> Vec<(f64, f64, u32)> {
+    fn chronological_pairs(&self) -> Vec<(f64, f64, u32, u32)> {
         let n = self.paired_latency.len();
         let start = if n < LATENCY_SAMPLES {
             0
@@ -524,7 +557,7 @@ impl Scorecard {
         };
         (0..n)
             .map(|i| self.paired_latency[(start + i) % n])
-            .map(|(t, s, m)| (t.as_secs_f64(), s.as_secs_f64(), m))
+            .map(|(t, s, m, row)| (t.as_secs_f64(), s.as_secs_f64(), m, row))
             .collect()
     }
 
@@ -548,8 +581,13 @@ impl Scorecard {
             }
         });
         let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+        let chronological = self.chronological_pairs();
         Summary {
-            latency_pairs: self.chronological_pairs(),
+            latency_pairs: chronological
+                .iter()
+                .map(|&(t, s, m, _)| (t, s, m))
+                .collect(),
+            endpoint_latency_pairs: self.latency_by_endpoint(&chronological),
             secondary_p95: p95(&self.paired_latency.iter().map(|p| p.1).collect::<Vec<_>>()),
             testing_paired_p95: p95(&self.paired_latency.iter().map(|p| p.0).collect::<Vec<_>>()),
             running_latencies: secs(&self.running_latency),
