@@ -155,6 +155,7 @@ fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) ->
     }
     let n = judged.len();
     let alpha = (1.0 - cfg.confidence) / n as f64;
+    let ends = if n == 1 { "endpoint" } else { "endpoints" };
     let mut over = false;
     let mut slowest: Option<(&String, Duration, Duration, Paired)> = None;
     for (k, pairs) in judged {
@@ -166,7 +167,7 @@ fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) ->
         if p.over {
             over = true;
             reasons.push(format!(
-                "latency: {k}: testing p95 {t:?} is {:.1}× the secondary's {sec:?} on the same copies{} (below {alpha:.1e}: CONFIDENCE shared by the {n} endpoints judged alone)",
+                "latency: {k}: testing p95 {t:?} is {:.1}× the secondary's {sec:?} on the same copies{} (below {alpha:.1e}: CONFIDENCE shared by the {n} {ends} judged alone)",
                 p.ratio,
                 p.test_text()
             ));
@@ -180,7 +181,7 @@ fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) ->
             format!("p {:.2e}", m.p_slower)
         });
         format!(
-            "; {n} endpoints judged alone at p < {alpha:.1e}, slowest {k}: p95 testing {t:?} vs secondary {sec:?} ({:.2}×, {pv})",
+            "; {n} {ends} judged alone at p < {alpha:.1e}, slowest {k}: p95 testing {t:?} vs secondary {sec:?} ({:.2}×, {pv})",
             p.ratio
         )
     });
