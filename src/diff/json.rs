@@ -136,6 +136,8 @@ impl Walker<'_, '_> {
         }
         if unordered {
             self.multiset(path, ra, ta);
+        } else if ra.len() != ta.len() && self.one_block(path, ra, ta) {
+            // Reported as the elements missing or added where they were.
         } else {
             for (r, t) in ra.iter().zip(ta) {
                 self.value(path, r, t);
@@ -151,6 +153,40 @@ impl Walker<'_, '_> {
             }
         }
         path.truncate(len);
+    }
+
+    /// Arrays of different lengths that agree but for one run of elements removed or inserted
+    /// (the same elements before it and after it): that run is reported, missing or added,
+    /// rather than every element after it as changed and the last ones as missing. `false`,
+    /// with nothing reported, when they differ otherwise. `path` ends in `[*]`.
+    fn one_block(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) -> bool {
+        let shorter = ra.len().min(ta.len());
+        let same = |w: &Self, path: &mut String, r: &Value, t: &Value| w.equivalent(path, r, t);
+        let mut before = 0;
+        while before < shorter && same(self, path, &ra[before], &ta[before]) {
+            before += 1;
+        }
+        let mut after = 0;
+        while after < shorter - before
+            && same(
+                self,
+                path,
+                &ra[ra.len() - 1 - after],
+                &ta[ta.len() - 1 - after],
+            )
+        {
+            after += 1;
+        }
+        if before + after < shorter {
+            return false;
+        }
+        for r in &ra[before..ra.len() - after] {
+            self.report(path, DiffKind::Missing, Some(r), None);
+        }
+        for t in &ta[before..ta.len() - after] {
+            self.report(path, DiffKind::Added, None, Some(t));
+        }
+        true
     }
 
     /// Whether two values have no difference under the same rules (ignored paths, versions).
