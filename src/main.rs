@@ -99,7 +99,7 @@ enum Command {
     #[command(flatten)]
     Control(understudy::cli::ControlCommand),
     #[command(hide = true)]
-    FixtureApp(understudy::fixture::FixtureArgs),
+    FixtureApp(Box<understudy::fixture::FixtureArgs>),
     /// Started by understudy beside each child: kills the child's process group if understudy dies.
     #[command(hide = true)]
     Watchdog(understudy::watchdog::WatchdogArgs),
@@ -174,7 +174,7 @@ fn main() -> ExitCode {
         Command::Man { dir: Some(dir) } => write_man_pages(&dir),
         Command::Control(c) => ExitCode::from(understudy::cli::main(c)),
         Command::FixtureApp(args) => {
-            report(understudy::fixture::main(args).context("fixture app failed"))
+            report(understudy::fixture::main(*args).context("fixture app failed"))
         }
         Command::Watchdog(args) => report(understudy::watchdog::main(args).context("watchdog")),
     }
