@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::bodies::{bodies_part, DiffJudgement, DiffRow};
 use super::judging::{Judging, MorePairs, ScorePart};
 use super::latency::latency_part;
-use super::scorecard::Summary;
+use super::scorecard::{EndpointStats, Summary};
 use super::stats::{self, RateCheck};
 use super::statuses::{looks_missing, statuses_part};
 use crate::config::ScoreConfig;
@@ -281,10 +281,12 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         delta > cfg.max_5xx_delta,
         cfg.confidence,
         format!(
-            "5xx rate: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs)",
+            "5xx rate{}: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs){}",
+            counting_no_answer(s.endpoints.values()),
             pct(test5, s.pairs),
             pct(run5, s.pairs),
-            s.pairs
+            s.pairs,
+            no_answers(s.endpoints.values()),
         ),
     );
     for (k, e) in &s.endpoints {
@@ -322,11 +324,13 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
             d > cfg.max_5xx_delta,
             cfg.confidence,
             format!(
-                "5xx rate on {k}: testing {:.1}% vs {} {:.1}% of {} pairs",
+                "5xx rate on {k}{}: testing {:.1}% vs {} {:.1}% of {} pairs{}",
+                counting_no_answer([e]),
                 pct(e.testing_5xx, e.pairs),
                 baseline(e.status_vs_secondary, e.pairs),
                 pct(e.baseline_5xx, e.pairs),
-                e.pairs
+                e.pairs,
+                no_answers([e]),
             ),
         );
     }
@@ -334,6 +338,34 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         name: "5xx",
         score: ratio_score(worst, cfg.max_5xx_delta),
         detail: format!("testing {test5} vs {vs} {run5} of {} pairs", s.pairs),
+    }
+}
+
+/// ", counting no answer as 5xx" when testing left any copy of these rows unanswered.
+fn counting_no_answer<'a>(rows: impl IntoIterator<Item = &'a EndpointStats>) -> &'static str {
+    match rows.into_iter().any(|e| e.testing_unanswered() > 0) {
+        true => ", counting no answer as 5xx",
+        false => "",
+    }
+}
+
+/// How testing's share splits into copies it gave no answer to (and why: a hang reads as a hang,
+/// not as a server error) and 5xx it answered; empty when it answered every copy.
+fn no_answers<'a>(rows: impl IntoIterator<Item = &'a EndpointStats>) -> String {
+    let (mut none, mut answered, mut why) = (0, 0, None);
+    for e in rows {
+        none += e.testing_unanswered();
+        answered += e.testing_5xx_answered;
+        if e.testing_unanswered() > 0 {
+            why = why.or(e.testing_no_answer_why.as_deref());
+        }
+    }
+    match none {
+        0 => String::new(),
+        _ => format!(
+            "; testing gave no answer to {none} ({}) and answered 5xx to {answered}",
+            why.unwrap_or("no answer")
+        ),
     }
 }
 

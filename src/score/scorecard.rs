@@ -41,6 +41,9 @@ pub struct EndpointStats {
     /// Of those, the 5xx testing answered: its missing answers (the mirror's timeouts and
     /// errors) left out, so a rare endpoint waits for its pairs only over what the app said.
     pub testing_5xx_answered: u64,
+    /// Why testing's last missing answer here was missing (the mirror's error: a timeout, a
+    /// refused connection), so a reason tells a hang from a server error.
+    pub testing_no_answer_why: Option<String>,
     /// Running's version (as for `baseline_5xx`) answered non-404 and testing 404/405/501: the
     /// endpoint is gone on testing.
     pub missing_on_testing: u64,
@@ -62,6 +65,11 @@ pub struct EndpointStats {
 }
 
 impl EndpointStats {
+    /// Copies testing gave no answer to (timed out, refused, broke off): counted with its 5xx.
+    pub fn testing_unanswered(&self) -> u64 {
+        self.testing_5xx - self.testing_5xx_answered
+    }
+
     /// The typical (geometric mean) factor by which testing answered slower than the secondary.
     pub fn latency_shift(&self) -> Option<f64> {
         (self.latency_paired > 0)
@@ -593,7 +601,13 @@ fn tally_statuses(e: &mut EndpointStats, p: &Pair) {
         e.baseline_5xx += 1;
     }
     match p.testing_status {
-        None => e.testing_5xx += 1,
+        None => {
+            e.testing_5xx += 1;
+            let why = p.testing_error.as_deref().unwrap_or("no answer");
+            if e.testing_no_answer_why.as_deref() != Some(why) {
+                e.testing_no_answer_why = Some(why.to_string());
+            }
+        }
         Some(t) if t >= 500 && t != 501 => {
             e.testing_5xx += 1;
             e.testing_5xx_answered += 1;

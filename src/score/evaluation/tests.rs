@@ -449,3 +449,33 @@ fn log_lines_are_judged_against_the_secondary_when_it_answered_copies() {
         );
     }
 }
+
+/// A hung endpoint is judged as strictly as a failing one, but its reason says testing gave no
+/// answer (and why), apart from the 5xx it answered: a hang is not read as a server error.
+#[test]
+fn a_hang_is_reported_as_unanswered_copies_not_as_5xx() {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    let hung = Pair {
+        testing_status: None,
+        secondary_status: Some(200),
+        testing_error: Some("no answer within MIRROR_TIMEOUT (10s)".into()),
+        ..pair("/api/search")
+    };
+    let failed = statuses("/api/search", 10, 200, Some(200), 500);
+    let s = summarised(&[healthy, vec![hung; 50], failed].concat(), 600);
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!("rejected as strictly as 5xx")
+    };
+    let r = r.join("\n");
+    assert!(r.contains("counting no answer as 5xx"), "{r}");
+    assert!(
+        r.contains("testing gave no answer to 50 (no answer within MIRROR_TIMEOUT (10s)) and answered 5xx to 10"),
+        "{r}"
+    );
+    // Answered 5xx alone say nothing of missing answers.
+    let s = summarised(&statuses("/b", 200, 200, Some(200), 500), 600);
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(!r.join("\n").contains("no answer"), "{r:?}");
+}
