@@ -524,13 +524,28 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     })
 }
 
+/// When most users' requests cannot be mirrored (their method is not in `MIRROR_METHODS`: writes
+/// are never copied), the wait is no matter of time: say so, and what decides instead.
+fn unmirrorable(s: &Summary) -> String {
+    let users = s.running_requests.max(s.not_mirrored_method);
+    if s.not_mirrored_method == 0 || s.not_mirrored_method * 2 < users {
+        return String::new();
+    }
+    format!(
+        "; users' traffic is there, but {} of their {users} requests since testing started were not mirrorable: MIRROR_METHODS leaves their method out (writes are never copied). More time will not bring the pairs: `understudy promote` or `understudy abort` decides, or a lower MIN_MIRRORED lets the shadow verdict judge what is mirrored, and then CANARY_STEPS tries the writes on a share of real users before the full switch",
+        s.not_mirrored_method
+    )
+}
+
 /// Never judge on no evidence, in either direction; then any reason rejects; then doubts wait;
 /// then the window.
 fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
     if s.pairs < cfg.min_mirrored {
         Verdict::Wait(format!(
-            "too little traffic: {} of {} mirrored pairs needed",
-            s.pairs, cfg.min_mirrored
+            "too little traffic: {} of {} mirrored pairs needed{}",
+            s.pairs,
+            cfg.min_mirrored,
+            unmirrorable(s)
         ))
     } else if !j.reasons.is_empty() {
         Verdict::Reject(j.reasons)

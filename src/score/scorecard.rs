@@ -108,6 +108,9 @@ pub struct Summary {
     pub testing_p95: Option<Duration>,
     /// Running's latency samples, in seconds (for Mann-Whitney U).
     pub running_latencies: Vec<f64>,
+    /// User requests in the window not mirrored because `MIRROR_METHODS` leaves their method out
+    /// (set by the scorer from the proxy's count).
+    pub not_mirrored_method: u64,
     /// Pairs counted under [`OTHER_ENDPOINTS`] because `MAX_ENDPOINTS` were already kept.
     pub endpoint_overflow: u64,
     /// The secondary's p95 over the copies it answered with testing.
@@ -284,6 +287,8 @@ pub struct Scorecard {
     paired_latency: Vec<(Duration, Duration, u32)>,
     paired: u64,
     requests_at_start: u64,
+    /// The proxy's count of requests not mirrored for their method when this card began.
+    not_mirrored_at_start: u64,
     testing_log: LogTail,
     running_log: LogTail,
     /// The secondary's pid, its log lines, and `secondary_answered` when they began to be counted.
@@ -335,6 +340,7 @@ impl Scorecard {
             paired_latency: Vec::new(),
             paired: 0,
             requests_at_start: requests_now,
+            not_mirrored_at_start: 0,
             testing_log: LogTail::from_start(watch.testing_dir),
             running_log: LogTail::from_now(watch.running_dir),
             diffs: DiffStats::default(),
@@ -536,6 +542,16 @@ impl Scorecard {
             .collect()
     }
 
+    /// Count requests not mirrored for their method from the proxy's count `now` on.
+    pub fn count_not_mirrored_from(&mut self, now: u64) {
+        self.not_mirrored_at_start = now;
+    }
+
+    /// Requests not mirrored for their method since this card began, the proxy's count being `now`.
+    pub fn not_mirrored_since(&self, now: u64) -> u64 {
+        now.saturating_sub(self.not_mirrored_at_start)
+    }
+
     /// Read new log lines, sample both processes and summarise.
     pub fn summary(
         &mut self,
@@ -570,6 +586,7 @@ impl Scorecard {
             pairs: self.pairs,
             endpoints: self.endpoints.clone(),
             endpoint_overflow: self.endpoint_overflow,
+            not_mirrored_method: 0,
             running_requests: running_requests_now
                 .saturating_sub(self.requests_at_start)
                 .saturating_sub(self.canary_served),

@@ -479,3 +479,28 @@ fn a_hang_is_reported_as_unanswered_copies_not_as_5xx() {
     };
     assert!(!r.join("\n").contains("no answer"), "{r:?}");
 }
+
+/// Users' traffic that is mostly writes (never mirrored) waits for ever on "too little traffic":
+/// the wait says the traffic is there but not mirrorable, and what decides instead.
+#[test]
+fn a_wait_for_pairs_says_when_most_requests_are_not_mirrorable() {
+    let mut s = summary(3, 100);
+    s.running_requests = 703;
+    s.not_mirrored_method = 700;
+    let Verdict::Wait(w) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(w.contains("too little traffic: 3 of"), "{w}");
+    assert!(w.contains("700 of their 703 requests"), "{w}");
+    assert!(w.contains("MIRROR_METHODS"), "{w}");
+    assert!(
+        w.contains("`understudy promote` or `understudy abort` decides"),
+        "{w}"
+    );
+    // A few writes among mirrored reads: only time is short.
+    s.not_mirrored_method = 10;
+    let Verdict::Wait(w) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(!w.contains("MIRROR_METHODS"), "{w}");
+}
