@@ -463,10 +463,12 @@ fn log_lines_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, lines: Lines)
     }
 }
 
-/// Testing's memory and CPU per request against running's, each judged only with its ceiling.
+/// Testing's memory and CPU per request against running's, each judged only with its ceiling;
+/// unjudged, the score still falls with the ratio, so a blow-up is seen on the scorecard.
 fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
     let r = s.resources?;
     let other = r.other;
+    let mib = |b: u64| b as f64 / 1048576.0;
     let rss_ratio = r.testing_rss as f64 / (r.other_rss.max(1)) as f64;
     let other_per = r.other_cpu / r.other_requests.max(1) as f64;
     let test_per = r.testing_cpu / r.testing_requests.max(1) as f64;
@@ -476,8 +478,8 @@ fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
         over = true;
         reasons.push(format!(
             "memory: testing uses {:.1} MiB, {rss_ratio:.1}× the {other}'s {:.1} MiB (MAX_RSS_RATIO {max})",
-            r.testing_rss as f64 / 1048576.0,
-            r.other_rss as f64 / 1048576.0
+            mib(r.testing_rss),
+            mib(r.other_rss)
         ));
     }
     let enough = r.testing_requests >= cfg.min_mirrored && r.other_cpu > 0.05;
@@ -489,24 +491,41 @@ fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
             other_per * 1e6
         ));
     }
+    let measured_cpu = r.other_cpu > 0.05 && r.testing_cpu > 0.0;
+    let mut score = resource_score(rss_ratio);
+    if enough && measured_cpu {
+        score = score.min(resource_score(cpu_ratio));
+    }
+    let unjudged = |max: Option<f64>, key: &str| match max {
+        Some(_) => String::new(),
+        None => format!(" (not judged: {key} unset)"),
+    };
+    let cpu = if measured_cpu {
+        format!(
+            "CPU per request testing {:.0} µs vs {other} {:.0} µs ({cpu_ratio:.2}×){}",
+            test_per * 1e6,
+            other_per * 1e6,
+            unjudged(cfg.max_cpu_ratio, "MAX_CPU_RATIO")
+        )
+    } else {
+        "CPU per request: too little CPU time used yet to compare".to_string()
+    };
     Some(ScorePart {
         name: "resources",
-        score: if over { 0 } else { 100 },
+        score: if over { 0 } else { score },
         detail: format!(
-            "RSS testing {:.1} MiB vs {other} {:.1} MiB ({rss_ratio:.2}×); {}",
-            r.testing_rss as f64 / 1048576.0,
-            r.other_rss as f64 / 1048576.0,
-            if r.other_cpu > 0.05 && r.testing_cpu > 0.0 {
-                format!(
-                    "CPU per request testing {:.0} µs vs {other} {:.0} µs ({cpu_ratio:.2}×)",
-                    test_per * 1e6,
-                    other_per * 1e6
-                )
-            } else {
-                "CPU per request: too little CPU time used yet to compare".to_string()
-            }
+            "RSS testing {:.1} MiB vs {other} {:.1} MiB ({rss_ratio:.2}×){}; {cpu}",
+            mib(r.testing_rss),
+            mib(r.other_rss),
+            unjudged(cfg.max_rss_ratio, "MAX_RSS_RATIO")
         ),
     })
+}
+
+/// A resource ratio's score, judged or not: 100 up to using as much as running's version,
+/// falling to 0 at 5× (75 at 2×, 50 at 3×).
+fn resource_score(ratio: f64) -> u32 {
+    ratio_score(ratio - 1.0, 2.0)
 }
 
 /// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of

@@ -504,3 +504,41 @@ fn a_wait_for_pairs_says_when_most_requests_are_not_mirrorable() {
     };
     assert!(!w.contains("MIRROR_METHODS"), "{w}");
 }
+
+/// Unjudged (`MAX_RSS_RATIO` unset, the default), a 5× memory blow-up still promotes, but its
+/// score falls with the ratio and the line says it was not judged.
+#[test]
+fn an_unjudged_memory_blow_up_shows_in_the_score() {
+    let mut s = summary(200, 600);
+    let with_rss = |testing_rss: u64| Resources {
+        other: "secondary",
+        other_rss: 87 << 20,
+        testing_rss,
+        other_cpu: 0.0,
+        testing_cpu: 0.0,
+        other_requests: 1000,
+        testing_requests: 1000,
+    };
+    s.resources = Some(with_rss(432 << 20));
+    let e = evaluate(&s, &cfg());
+    assert_eq!(e.verdict, Verdict::Promote, "report-only by default");
+    let part = e.parts.iter().find(|p| p.name == "resources").unwrap();
+    assert!(part.score <= 5, "{part:?}");
+    assert!(
+        part.detail.contains("(not judged: MAX_RSS_RATIO unset)"),
+        "{part:?}"
+    );
+    assert!(e.score <= 5, "the lowest part: {}", e.score);
+    s.resources = Some(with_rss(174 << 20));
+    let part = evaluate(&s, &cfg())
+        .parts
+        .into_iter()
+        .find(|p| p.name == "resources");
+    assert_eq!(part.unwrap().score, 75, "2× memory");
+    s.resources = Some(with_rss(80 << 20));
+    let part = evaluate(&s, &cfg())
+        .parts
+        .into_iter()
+        .find(|p| p.name == "resources");
+    assert_eq!(part.unwrap().score, 100, "less memory");
+}
