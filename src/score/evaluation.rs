@@ -556,15 +556,28 @@ fn unmirrorable(s: &Summary) -> String {
     )
 }
 
+/// When replay has nothing more to offer (every recorded request replayed `REPLAY_REPEAT`
+/// times), the wait lasts until users bring new requests: say so, and the ways forward.
+fn replay_spent(s: &Summary) -> String {
+    if !s.replay_exhausted {
+        return String::new();
+    }
+    format!(
+        "; replay has nothing more to offer: the {} recorded requests were each replayed REPLAY_REPEAT times ({} pairs), so only new users' requests bring more. More traffic, a lower MIN_MIRRORED, or `understudy promote` (`understudy abort` rejects) ends the wait",
+        s.recorded, s.replayed
+    )
+}
+
 /// Never judge on no evidence, in either direction; then any reason rejects; then doubts wait;
 /// then the window.
 fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
     if s.pairs < cfg.min_mirrored {
         Verdict::Wait(format!(
-            "too little traffic: {} of {} mirrored pairs needed{}",
+            "too little traffic: {} of {} mirrored pairs needed{}{}",
             s.pairs,
             cfg.min_mirrored,
-            unmirrorable(s)
+            unmirrorable(s),
+            replay_spent(s)
         ))
     } else if !j.reasons.is_empty() {
         Verdict::Reject(j.reasons)

@@ -108,6 +108,9 @@ pub struct Summary {
     pub testing_p95: Option<Duration>,
     /// Running's latency samples, in seconds (for Mann-Whitney U).
     pub running_latencies: Vec<f64>,
+    /// Replay was wanted for traffic and has nothing more to offer: every recorded request was
+    /// replayed its `REPLAY_REPEAT` times (set by the scorer from the replay task's answer).
+    pub replay_exhausted: bool,
     /// User requests in the window not mirrored because `MIRROR_METHODS` leaves their method out
     /// (set by the scorer from the proxy's count).
     pub not_mirrored_method: u64,
@@ -587,6 +590,7 @@ impl Scorecard {
             endpoints: self.endpoints.clone(),
             endpoint_overflow: self.endpoint_overflow,
             not_mirrored_method: 0,
+            replay_exhausted: false,
             running_requests: running_requests_now
                 .saturating_sub(self.requests_at_start)
                 .saturating_sub(self.canary_served),

@@ -123,7 +123,9 @@ pub async fn run(
                 if let Some(c) = card.as_mut() {
                     let noise = c.noise;
                     let mut s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
-                    s.unreplayable = replay.unreplayable.borrow().of(c.testing);
+                    let unreplayable = replay.unreplayable.borrow().clone();
+                    s.unreplayable = unreplayable.of(c.testing);
+                    s.replay_exhausted = unreplayable.exhausted_for(c.testing);
                     s.not_mirrored_method = c.not_mirrored_since(not_mirrored.load(Ordering::Relaxed));
                     let evaluation = evaluate(&s, &cfg);
                     let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, &cfg));

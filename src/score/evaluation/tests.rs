@@ -542,3 +542,25 @@ fn an_unjudged_memory_blow_up_shows_in_the_score() {
         .find(|p| p.name == "resources");
     assert_eq!(part.unwrap().score, 100, "less memory");
 }
+
+/// A slow service whose recorded requests were all replayed `REPLAY_REPEAT` times waits on
+/// users alone: the wait says replay has nothing more to offer, and the ways forward.
+#[test]
+fn a_wait_for_pairs_says_when_replay_has_nothing_more_to_offer() {
+    let mut s = summary(75, 170);
+    s.replayed = 21;
+    s.recorded = 7;
+    let wait = |s: &Summary| match evaluate(s, &cfg()).verdict {
+        Verdict::Wait(w) => w,
+        v => panic!("{v:?}"),
+    };
+    assert!(!wait(&s).contains("nothing more"), "replay still has some");
+    s.replay_exhausted = true;
+    let w = wait(&s);
+    assert!(w.contains("too little traffic: 75 of"), "{w}");
+    assert!(w.contains("replay has nothing more to offer: the 7 recorded requests were each replayed REPLAY_REPEAT times (21 pairs)"), "{w}");
+    assert!(
+        w.contains("a lower MIN_MIRRORED, or `understudy promote`"),
+        "{w}"
+    );
+}
