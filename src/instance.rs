@@ -72,6 +72,9 @@ pub enum InstanceEventKind {
         status: String,
         /// The end of its stderr, for the rejection reason.
         stderr_tail: String,
+        /// The end of its stdout: quoted instead when stderr is empty (apps that log only to
+        /// stdout, as many Java ones do, say why they died there).
+        stdout_tail: String,
     },
 }
 

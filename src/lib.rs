@@ -576,7 +576,10 @@ impl Control {
             "scorer",
             score::run(
                 cfg.score.clone(),
-                self.stats.requests.clone(),
+                score::UserRequests {
+                    all: self.stats.requests.clone(),
+                    not_mirrored_method: self.stats.not_mirrored_method.clone(),
+                },
                 score::Feeds {
                     pairs: pairs_rx,
                     served: self.feeds.served_rx,

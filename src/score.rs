@@ -27,5 +27,5 @@ pub use scorecard::{
     endpoint_hash, endpoint_is, endpoint_key, key_hash, EndpointStats, LogCounts, Resources,
     Scorecard, SecondaryWatch, Summary, Watch,
 };
-pub use scorer::{run, Feeds, Scored, ScorerControl};
+pub use scorer::{run, Feeds, Scored, ScorerControl, UserRequests};
 pub use statuses::StatusChanges;

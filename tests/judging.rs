@@ -686,3 +686,32 @@ fn users_not_reading_a_large_answer_leave_other_answers_compared() {
     let env = "ANSWER_BUFFER=64KiB\nSEND_TIMEOUT=120s";
     held_users_leave_items_compared("judge-unread", env, "/__fixture/bytes/8388608", 16);
 }
+
+/// A POST-only API mirrors nothing: the wait counts the users' requests MIRROR_METHODS left out
+/// and says what decides instead, rather than "too little traffic" alone for ever.
+#[test]
+fn a_post_only_service_is_told_its_requests_are_not_mirrorable() {
+    let (base, mut u) = start_with_testing("post-only", "EVALUATE_EVERY=100ms\n");
+    let (addr, _) = admin(&base);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        for _ in 0..10 {
+            assert_eq!(http(u.addr, "POST", "/api/orders").unwrap().0, 200);
+        }
+        let (_, s) = api(addr, "GET", "/api/status", None, "");
+        let why = s["verdict"]["reasons"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if s["verdict"]["version"] == "1.1.0" && why.contains("not mirrorable") {
+            assert!(why.contains("MIRROR_METHODS"), "{why}");
+            assert!(
+                why.contains("`understudy promote` or `understudy abort`"),
+                "{why}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never said: {s}");
+    }
+    u.stop();
+}

@@ -221,6 +221,20 @@ fn build_that_crashes_at_start_is_rejected_with_its_stderr() {
     u.stop();
 }
 
+/// An app that logs only to stdout dies with an empty stderr: the reason quotes stdout's end.
+#[test]
+fn build_that_crashes_saying_why_on_stdout_only_is_rejected_with_its_stdout() {
+    let (base, mut u) = start_with_v1("reject-crash-stdout", "");
+    base.drop_fixture("1.1.0", "--crash-on-stdout");
+    let r = reason(&base, "1.1.0");
+    assert!(
+        r.contains("shutting down, bye"),
+        "stdout tail in the reason: {r}"
+    );
+    assert!(r.contains("stderr is empty"), "{r}");
+    u.stop();
+}
+
 #[test]
 fn build_that_never_gets_ready_is_rejected() {
     let (base, mut u) = start_with_v1("reject-never-ready", "READY_TIMEOUT=1s");

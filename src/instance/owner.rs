@@ -16,7 +16,7 @@ use super::leader::Leader;
 use super::probe::{Probe, ProbeError};
 use super::{InstanceEvent, InstanceEventKind, InstanceId, Readiness, Released};
 
-/// How much of stderr a rejection reason quotes.
+/// How much of stderr (or of stdout, when stderr is empty) a rejection reason quotes.
 const STDERR_TAIL: u64 = 4096;
 
 /// How often a stopping process group is checked for members left.
@@ -112,7 +112,10 @@ impl Owner {
                     signal_group(self.pgid(), Signal::SIGKILL);
                     if !self.stop.is_cancelled() {
                         let stderr_tail = tail(&self.stderr_path, STDERR_TAIL);
-                        self.send(InstanceEventKind::Exited { status, stderr_tail });
+                        let stdout = self.stderr_path.with_file_name("stdout");
+                        let stdout_tail = tail(&stdout, STDERR_TAIL);
+                        let kind = InstanceEventKind::Exited { status, stderr_tail, stdout_tail };
+                        self.send(kind);
                     }
                     return Ended::Gone;
                 }
@@ -358,6 +361,7 @@ mod tests {
         let InstanceEventKind::Exited {
             status,
             stderr_tail,
+            ..
         } = kind
         else {
             panic!("expected Exited, got {kind:?}");

@@ -125,6 +125,10 @@ pub(super) async fn forward(
 /// Who asks (what the answer must suit) and the request's body as it will be read: counted
 /// against `MAX_REQUEST_BODY`, and copied for the mirror when testing wants this request.
 fn asker_and_body(proxy: &Proxy, req: &RequestHead, route: &Route, head: &[u8]) -> (Asker, BodyIn) {
+    if route.testing.is_some() && !req.upgrade && !proxy.mirror.wants(&req.method) {
+        let not_mirrored = &proxy.stats.not_mirrored_method;
+        not_mirrored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let copy = route
         .testing
         .clone()

@@ -366,7 +366,7 @@ pub enum MirrorError {
     #[error("an answer with status {0}")]
     Status(u16),
     /// Testing did not answer (headers and body) within the mirror timeout.
-    #[error("no answer within {0:?}")]
+    #[error("no answer within MIRROR_TIMEOUT ({0:?})")]
     Timeout(Duration),
 }
 

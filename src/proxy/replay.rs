@@ -454,7 +454,12 @@ pub async fn run(
         if busy_for_long(&mut busy_since, slot.is_none()) {
             let endpoints = want.endpoints.clone();
             let testing = Some(want.testing);
-            tell(&unreplayable, Unreplayable { testing, endpoints });
+            let busy = Unreplayable {
+                testing,
+                endpoints,
+                traffic_exhausted: false,
+            };
+            tell(&unreplayable, busy);
         }
         if let Some(slot) = slot {
             let caps = (replay.repeat, min_endpoint_pairs);
@@ -541,6 +546,7 @@ fn next_job(
         return None;
     }
     let picked = recorder.pick(want, repeat, min_endpoint_pairs);
+    let traffic_exhausted = want.traffic && picked.request.is_none();
     let job = picked.request.map(|r| MirrorJob {
         target,
         method: r.method,
@@ -560,6 +566,7 @@ fn next_job(
     let none_left = Unreplayable {
         testing: Some(want.testing),
         endpoints: picked.unreplayable,
+        traffic_exhausted,
     };
     Some((job, none_left))
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::bodies::{bodies_part, DiffJudgement, DiffRow};
 use super::judging::{Judging, MorePairs, ScorePart};
 use super::latency::latency_part;
-use super::scorecard::Summary;
+use super::scorecard::{EndpointStats, Summary};
 use super::stats::{self, RateCheck};
 use super::statuses::{looks_missing, statuses_part};
 use crate::config::ScoreConfig;
@@ -281,10 +281,12 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         delta > cfg.max_5xx_delta,
         cfg.confidence,
         format!(
-            "5xx rate: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs)",
+            "5xx rate{}: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs){}",
+            counting_no_answer(s.endpoints.values()),
             pct(test5, s.pairs),
             pct(run5, s.pairs),
-            s.pairs
+            s.pairs,
+            no_answers(s.endpoints.values()),
         ),
     );
     for (k, e) in &s.endpoints {
@@ -322,11 +324,13 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
             d > cfg.max_5xx_delta,
             cfg.confidence,
             format!(
-                "5xx rate on {k}: testing {:.1}% vs {} {:.1}% of {} pairs",
+                "5xx rate on {k}{}: testing {:.1}% vs {} {:.1}% of {} pairs{}",
+                counting_no_answer([e]),
                 pct(e.testing_5xx, e.pairs),
                 baseline(e.status_vs_secondary, e.pairs),
                 pct(e.baseline_5xx, e.pairs),
-                e.pairs
+                e.pairs,
+                no_answers([e]),
             ),
         );
     }
@@ -334,6 +338,34 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         name: "5xx",
         score: ratio_score(worst, cfg.max_5xx_delta),
         detail: format!("testing {test5} vs {vs} {run5} of {} pairs", s.pairs),
+    }
+}
+
+/// ", counting no answer as 5xx" when testing left any copy of these rows unanswered.
+fn counting_no_answer<'a>(rows: impl IntoIterator<Item = &'a EndpointStats>) -> &'static str {
+    match rows.into_iter().any(|e| e.testing_unanswered() > 0) {
+        true => ", counting no answer as 5xx",
+        false => "",
+    }
+}
+
+/// How testing's share splits into copies it gave no answer to (and why: a hang reads as a hang,
+/// not as a server error) and 5xx it answered; empty when it answered every copy.
+fn no_answers<'a>(rows: impl IntoIterator<Item = &'a EndpointStats>) -> String {
+    let (mut none, mut answered, mut why) = (0, 0, None);
+    for e in rows {
+        none += e.testing_unanswered();
+        answered += e.testing_5xx_answered;
+        if e.testing_unanswered() > 0 {
+            why = why.or(e.testing_no_answer_why.as_deref());
+        }
+    }
+    match none {
+        0 => String::new(),
+        _ => format!(
+            "; testing gave no answer to {none} ({}) and answered 5xx to {answered}",
+            why.unwrap_or("no answer")
+        ),
     }
 }
 
@@ -431,10 +463,12 @@ fn log_lines_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, lines: Lines)
     }
 }
 
-/// Testing's memory and CPU per request against running's, each judged only with its ceiling.
+/// Testing's memory and CPU per request against running's, each judged only with its ceiling;
+/// unjudged, the score still falls with the ratio, so a blow-up is seen on the scorecard.
 fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> Option<ScorePart> {
     let r = s.resources?;
     let other = r.other;
+    let mib = |b: u64| b as f64 / 1048576.0;
     let rss_ratio = r.testing_rss as f64 / (r.other_rss.max(1)) as f64;
     let other_per = r.other_cpu / r.other_requests.max(1) as f64;
     let test_per = r.testing_cpu / r.testing_requests.max(1) as f64;
@@ -444,8 +478,8 @@ fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
         over = true;
         reasons.push(format!(
             "memory: testing uses {:.1} MiB, {rss_ratio:.1}× the {other}'s {:.1} MiB (MAX_RSS_RATIO {max})",
-            r.testing_rss as f64 / 1048576.0,
-            r.other_rss as f64 / 1048576.0
+            mib(r.testing_rss),
+            mib(r.other_rss)
         ));
     }
     let enough = r.testing_requests >= cfg.min_mirrored && r.other_cpu > 0.05;
@@ -457,24 +491,41 @@ fn resources_part(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) -> 
             other_per * 1e6
         ));
     }
+    let measured_cpu = r.other_cpu > 0.05 && r.testing_cpu > 0.0;
+    let mut score = resource_score(rss_ratio);
+    if enough && measured_cpu {
+        score = score.min(resource_score(cpu_ratio));
+    }
+    let unjudged = |max: Option<f64>, key: &str| match max {
+        Some(_) => String::new(),
+        None => format!(" (not judged: {key} unset)"),
+    };
+    let cpu = if measured_cpu {
+        format!(
+            "CPU per request testing {:.0} µs vs {other} {:.0} µs ({cpu_ratio:.2}×){}",
+            test_per * 1e6,
+            other_per * 1e6,
+            unjudged(cfg.max_cpu_ratio, "MAX_CPU_RATIO")
+        )
+    } else {
+        "CPU per request: too little CPU time used yet to compare".to_string()
+    };
     Some(ScorePart {
         name: "resources",
-        score: if over { 0 } else { 100 },
+        score: if over { 0 } else { score },
         detail: format!(
-            "RSS testing {:.1} MiB vs {other} {:.1} MiB ({rss_ratio:.2}×); {}",
-            r.testing_rss as f64 / 1048576.0,
-            r.other_rss as f64 / 1048576.0,
-            if r.other_cpu > 0.05 && r.testing_cpu > 0.0 {
-                format!(
-                    "CPU per request testing {:.0} µs vs {other} {:.0} µs ({cpu_ratio:.2}×)",
-                    test_per * 1e6,
-                    other_per * 1e6
-                )
-            } else {
-                "CPU per request: too little CPU time used yet to compare".to_string()
-            }
+            "RSS testing {:.1} MiB vs {other} {:.1} MiB ({rss_ratio:.2}×){}; {cpu}",
+            mib(r.testing_rss),
+            mib(r.other_rss),
+            unjudged(cfg.max_rss_ratio, "MAX_RSS_RATIO")
         ),
     })
+}
+
+/// A resource ratio's score, judged or not: 100 up to using as much as running's version,
+/// falling to 0 at 5× (75 at 2×, 50 at 3×).
+fn resource_score(ratio: f64) -> u32 {
+    ratio_score(ratio - 1.0, 2.0)
 }
 
 /// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of
@@ -492,13 +543,41 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     })
 }
 
+/// When most users' requests cannot be mirrored (their method is not in `MIRROR_METHODS`: writes
+/// are never copied), the wait is no matter of time: say so, and what decides instead.
+fn unmirrorable(s: &Summary) -> String {
+    let users = s.running_requests.max(s.not_mirrored_method);
+    if s.not_mirrored_method == 0 || s.not_mirrored_method * 2 < users {
+        return String::new();
+    }
+    format!(
+        "; users' traffic is there, but {} of their {users} requests since testing started were not mirrorable: MIRROR_METHODS leaves their method out (writes are never copied). More time will not bring the pairs: `understudy promote` or `understudy abort` decides, or a lower MIN_MIRRORED lets the shadow verdict judge what is mirrored, and then CANARY_STEPS tries the writes on a share of real users before the full switch",
+        s.not_mirrored_method
+    )
+}
+
+/// When replay has nothing more to offer (every recorded request replayed `REPLAY_REPEAT`
+/// times), the wait lasts until users bring new requests: say so, and the ways forward.
+fn replay_spent(s: &Summary) -> String {
+    if !s.replay_exhausted {
+        return String::new();
+    }
+    format!(
+        "; replay has nothing more to offer: the {} recorded requests were each replayed REPLAY_REPEAT times ({} pairs), so only new users' requests bring more. More traffic, a lower MIN_MIRRORED, or `understudy promote` (`understudy abort` rejects) ends the wait",
+        s.recorded, s.replayed
+    )
+}
+
 /// Never judge on no evidence, in either direction; then any reason rejects; then doubts wait;
 /// then the window.
 fn verdict(s: &Summary, cfg: &ScoreConfig, j: Judging) -> Verdict {
     if s.pairs < cfg.min_mirrored {
         Verdict::Wait(format!(
-            "too little traffic: {} of {} mirrored pairs needed",
-            s.pairs, cfg.min_mirrored
+            "too little traffic: {} of {} mirrored pairs needed{}{}",
+            s.pairs,
+            cfg.min_mirrored,
+            unmirrorable(s),
+            replay_spent(s)
         ))
     } else if !j.reasons.is_empty() {
         Verdict::Reject(j.reasons)

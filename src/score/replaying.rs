@@ -34,9 +34,17 @@ pub struct Unreplayable {
     pub testing: Option<InstanceId>,
     /// The endpoints.
     pub endpoints: BTreeSet<String>,
+    /// Replay was wanted for traffic and every recorded request has been replayed its
+    /// `REPLAY_REPEAT` times: replay has nothing more to offer until users bring new requests.
+    pub traffic_exhausted: bool,
 }
 
 impl Unreplayable {
+    /// Whether replay for traffic has nothing left to offer `testing`.
+    pub fn exhausted_for(&self, testing: InstanceId) -> bool {
+        self.testing == Some(testing) && self.traffic_exhausted
+    }
+
     /// The endpoints, when the answer is about `testing`.
     pub fn of(&self, testing: InstanceId) -> BTreeSet<String> {
         match self.testing {
@@ -174,6 +182,7 @@ mod tests {
         let u = Unreplayable {
             testing: Some(InstanceId(1)),
             endpoints: BTreeSet::from(["GET /rare".to_string()]),
+            ..Default::default()
         };
         assert_eq!(u.of(InstanceId(1)).len(), 1);
         assert!(u.of(InstanceId(2)).is_empty());

@@ -41,6 +41,9 @@ pub struct EndpointStats {
     /// Of those, the 5xx testing answered: its missing answers (the mirror's timeouts and
     /// errors) left out, so a rare endpoint waits for its pairs only over what the app said.
     pub testing_5xx_answered: u64,
+    /// Why testing's last missing answer here was missing (the mirror's error: a timeout, a
+    /// refused connection), so a reason tells a hang from a server error.
+    pub testing_no_answer_why: Option<String>,
     /// Running's version (as for `baseline_5xx`) answered non-404 and testing 404/405/501: the
     /// endpoint is gone on testing.
     pub missing_on_testing: u64,
@@ -62,6 +65,11 @@ pub struct EndpointStats {
 }
 
 impl EndpointStats {
+    /// Copies testing gave no answer to (timed out, refused, broke off): counted with its 5xx.
+    pub fn testing_unanswered(&self) -> u64 {
+        self.testing_5xx - self.testing_5xx_answered
+    }
+
     /// The typical (geometric mean) factor by which testing answered slower than the secondary.
     pub fn latency_shift(&self) -> Option<f64> {
         (self.latency_paired > 0)
@@ -100,6 +108,12 @@ pub struct Summary {
     pub testing_p95: Option<Duration>,
     /// Running's latency samples, in seconds (for Mann-Whitney U).
     pub running_latencies: Vec<f64>,
+    /// Replay was wanted for traffic and has nothing more to offer: every recorded request was
+    /// replayed its `REPLAY_REPEAT` times (set by the scorer from the replay task's answer).
+    pub replay_exhausted: bool,
+    /// User requests in the window not mirrored because `MIRROR_METHODS` leaves their method out
+    /// (set by the scorer from the proxy's count).
+    pub not_mirrored_method: u64,
     /// Pairs counted under [`OTHER_ENDPOINTS`] because `MAX_ENDPOINTS` were already kept.
     pub endpoint_overflow: u64,
     /// The secondary's p95 over the copies it answered with testing.
@@ -281,6 +295,8 @@ pub struct Scorecard {
     latency_rows: Vec<String>,
     paired: u64,
     requests_at_start: u64,
+    /// The proxy's count of requests not mirrored for their method when this card began.
+    not_mirrored_at_start: u64,
     testing_log: LogTail,
     running_log: LogTail,
     /// The secondary's pid, its log lines, and `secondary_answered` when they began to be counted.
@@ -333,6 +349,7 @@ impl Scorecard {
             latency_rows: Vec::new(),
             paired: 0,
             requests_at_start: requests_now,
+            not_mirrored_at_start: 0,
             testing_log: LogTail::from_start(watch.testing_dir),
             running_log: LogTail::from_now(watch.running_dir),
             diffs: DiffStats::default(),
@@ -561,6 +578,16 @@ impl Scorecard {
             .collect()
     }
 
+    /// Count requests not mirrored for their method from the proxy's count `now` on.
+    pub fn count_not_mirrored_from(&mut self, now: u64) {
+        self.not_mirrored_at_start = now;
+    }
+
+    /// Requests not mirrored for their method since this card began, the proxy's count being `now`.
+    pub fn not_mirrored_since(&self, now: u64) -> u64 {
+        now.saturating_sub(self.not_mirrored_at_start)
+    }
+
     /// Read new log lines, sample both processes and summarise.
     pub fn summary(
         &mut self,
@@ -600,6 +627,8 @@ impl Scorecard {
             pairs: self.pairs,
             endpoints: self.endpoints.clone(),
             endpoint_overflow: self.endpoint_overflow,
+            not_mirrored_method: 0,
+            replay_exhausted: false,
             running_requests: running_requests_now
                 .saturating_sub(self.requests_at_start)
                 .saturating_sub(self.canary_served),
@@ -631,7 +660,13 @@ fn tally_statuses(e: &mut EndpointStats, p: &Pair) {
         e.baseline_5xx += 1;
     }
     match p.testing_status {
-        None => e.testing_5xx += 1,
+        None => {
+            e.testing_5xx += 1;
+            let why = p.testing_error.as_deref().unwrap_or("no answer");
+            if e.testing_no_answer_why.as_deref() != Some(why) {
+                e.testing_no_answer_why = Some(why.to_string());
+            }
+        }
         Some(t) if t >= 500 && t != 501 => {
             e.testing_5xx += 1;
             e.testing_5xx_answered += 1;

@@ -69,12 +69,20 @@ const PAIR_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Most pairs the scorer takes at once before pausing.
 const PAIR_BATCH: usize = 1024;
 
+/// The proxy's counters of user requests, shared with the scorer.
+pub struct UserRequests {
+    /// All user requests: the denominator for running's logs.
+    pub all: Arc<AtomicU64>,
+    /// Those not copied because `MIRROR_METHODS` leaves their method out, while a build was
+    /// tested: a wait for traffic says when most are.
+    pub not_mirrored_method: Arc<AtomicU64>,
+}
+
 /// The scorer task: folds pairs, evaluates every `EVALUATE_EVERY`, reports to the supervisor and
-/// tells the replay task what to replay. `requests` counts user requests (the proxy's counter,
-/// shared), the denominator for running's logs.
+/// tells the replay task what to replay, counting user requests in `users`.
 pub async fn run(
     cfg: ScoreConfig,
-    requests: Arc<AtomicU64>,
+    users: UserRequests,
     feeds: Feeds,
     mut control: mpsc::UnboundedReceiver<ScorerControl>,
     verdicts: mpsc::Sender<Scored>,
@@ -85,6 +93,8 @@ pub async fn run(
         mut pairs,
         mut served,
     } = feeds;
+    let requests = users.all;
+    let not_mirrored = users.not_mirrored_method;
     let mut cfg = cfg;
     let mut rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
     let mut card: Option<Scorecard> = None;
@@ -105,14 +115,18 @@ pub async fn run(
                     rules = LevelRules::new(&new.plain_error_regex, &new.plain_warn_regex);
                     cfg = new;
                 } else {
-                    follow(&mut card, c, &cfg, requests.load(Ordering::Relaxed));
+                    let counts = (requests.load(Ordering::Relaxed), not_mirrored.load(Ordering::Relaxed));
+                    follow(&mut card, c, &cfg, counts);
                 }
             }
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
                     let noise = c.noise;
                     let mut s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
-                    s.unreplayable = replay.unreplayable.borrow().of(c.testing);
+                    let unreplayable = replay.unreplayable.borrow().clone();
+                    s.unreplayable = unreplayable.of(c.testing);
+                    s.replay_exhausted = unreplayable.exhausted_for(c.testing);
+                    s.not_mirrored_method = c.not_mirrored_since(not_mirrored.load(Ordering::Relaxed));
                     let evaluation = evaluate(&s, &cfg);
                     let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, &cfg));
                     let wanted = replay_want(c.testing, &s, &evaluation, &cfg);
@@ -154,11 +168,13 @@ pub async fn run(
 }
 
 /// Apply a control message about what is scored (anything but a new configuration).
-fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, requests: u64) {
+/// `counts`: user requests so far, and of those not mirrored for their method.
+fn follow(card: &mut Option<Scorecard>, c: ScorerControl, cfg: &ScoreConfig, counts: (u64, u64)) {
     match c {
         ScorerControl::Watch(w) => {
             let before = card.as_ref().and_then(Scorecard::secondary_pid);
-            let mut c = Scorecard::new(w, requests, Instant::now());
+            let mut c = Scorecard::new(w, counts.0, Instant::now());
+            c.count_not_mirrored_from(counts.1);
             if before.is_some() && c.secondary_pid() == before {
                 c.secondary_kept();
             }
@@ -210,7 +226,10 @@ mod tests {
         let cancel = CancellationToken::new();
         let scorer = tokio::spawn(run(
             cfg(),
-            Arc::new(AtomicU64::new(0)),
+            UserRequests {
+                all: Arc::new(AtomicU64::new(0)),
+                not_mirrored_method: Arc::new(AtomicU64::new(0)),
+            },
             Feeds {
                 pairs: pairs_rx,
                 served: mpsc::channel(1).1,
@@ -265,13 +284,13 @@ mod tests {
             ..crate::score::test_support::pair("/a")
         };
         let mut card = None;
-        follow(&mut card, ScorerControl::Watch(watch(1)), &cfg, 0);
+        follow(&mut card, ScorerControl::Watch(watch(1)), &cfg, (0, 0));
         let c = card.as_mut().unwrap();
         let logs = |c: &mut Scorecard| c.summary(&rules, 0, Instant::now(), true).secondary_logs;
         // The first build: the secondary's lines from its start, over the copies it answered.
         assert_eq!(logs(c).unwrap().errors, 3000);
         // The next build, the same secondary: only what comes from now on.
-        follow(&mut card, ScorerControl::Watch(watch(2)), &cfg, 0);
+        follow(&mut card, ScorerControl::Watch(watch(2)), &cfg, (0, 0));
         let c = card.as_mut().unwrap();
         let p = crate::score::Pair {
             testing: crate::instance::InstanceId(2),

@@ -293,3 +293,34 @@ async fn a_mirror_busy_for_long_gives_the_replays_up_and_room_starts_again() {
     assert!(!busy_for_long(&mut since, false), "room: not busy");
     assert!(!busy_for_long(&mut since, true), "counted again from now");
 }
+
+/// Once every recorded request was replayed its `REPLAY_REPEAT` times, the scorer is told replay
+/// has nothing more to offer for traffic (so its wait can say so); not before, nor for another
+/// testing instance.
+#[test]
+fn the_scorer_is_told_when_replay_for_traffic_has_run_out() {
+    use crate::proxy::upstream::{Routes, Upstream};
+    let up = |id: u64| {
+        let v = semver::Version::new(1, 0, 0);
+        Arc::new(Upstream::new(InstanceId(id), v, "127.0.0.1", 9).unwrap())
+    };
+    let routes = Routes {
+        testing: Some(up(1)),
+        secondary: Some(up(2)),
+        ..Default::default()
+    };
+    let (_tx, routes) = watch::channel(Arc::new(routes));
+    let r = Recorder::new(10);
+    r.record(Method::GET, pq("/a"), HeaderMap::new());
+    let slot = || ReplaySlot(Arc::new(AtomicUsize::new(0)));
+    let next = |w: &ReplayWant| next_job(&r, &routes, w, (2, 5), slot()).unwrap();
+    let traffic = want(1, true, &[]);
+    for _ in 0..2 {
+        let (job, told) = next(&traffic);
+        assert!(job.is_some() && !told.traffic_exhausted);
+    }
+    let (job, told) = next(&traffic);
+    assert!(job.is_none());
+    assert!(told.exhausted_for(InstanceId(1)), "{told:?}");
+    assert!(!told.exhausted_for(InstanceId(3)));
+}

@@ -449,3 +449,118 @@ fn log_lines_are_judged_against_the_secondary_when_it_answered_copies() {
         );
     }
 }
+
+/// A hung endpoint is judged as strictly as a failing one, but its reason says testing gave no
+/// answer (and why), apart from the 5xx it answered: a hang is not read as a server error.
+#[test]
+fn a_hang_is_reported_as_unanswered_copies_not_as_5xx() {
+    let healthy = statuses("/a", 200, 200, Some(200), 200);
+    let hung = Pair {
+        testing_status: None,
+        secondary_status: Some(200),
+        testing_error: Some("no answer within MIRROR_TIMEOUT (10s)".into()),
+        ..pair("/api/search")
+    };
+    let failed = statuses("/api/search", 10, 200, Some(200), 500);
+    let s = summarised(&[healthy, vec![hung; 50], failed].concat(), 600);
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!("rejected as strictly as 5xx")
+    };
+    let r = r.join("\n");
+    assert!(r.contains("counting no answer as 5xx"), "{r}");
+    assert!(
+        r.contains("testing gave no answer to 50 (no answer within MIRROR_TIMEOUT (10s)) and answered 5xx to 10"),
+        "{r}"
+    );
+    // Answered 5xx alone say nothing of missing answers.
+    let s = summarised(&statuses("/b", 200, 200, Some(200), 500), 600);
+    let Verdict::Reject(r) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(!r.join("\n").contains("no answer"), "{r:?}");
+}
+
+/// Users' traffic that is mostly writes (never mirrored) waits for ever on "too little traffic":
+/// the wait says the traffic is there but not mirrorable, and what decides instead.
+#[test]
+fn a_wait_for_pairs_says_when_most_requests_are_not_mirrorable() {
+    let mut s = summary(3, 100);
+    s.running_requests = 703;
+    s.not_mirrored_method = 700;
+    let Verdict::Wait(w) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(w.contains("too little traffic: 3 of"), "{w}");
+    assert!(w.contains("700 of their 703 requests"), "{w}");
+    assert!(w.contains("MIRROR_METHODS"), "{w}");
+    assert!(
+        w.contains("`understudy promote` or `understudy abort` decides"),
+        "{w}"
+    );
+    // A few writes among mirrored reads: only time is short.
+    s.not_mirrored_method = 10;
+    let Verdict::Wait(w) = evaluate(&s, &cfg()).verdict else {
+        panic!()
+    };
+    assert!(!w.contains("MIRROR_METHODS"), "{w}");
+}
+
+/// Unjudged (`MAX_RSS_RATIO` unset, the default), a 5× memory blow-up still promotes, but its
+/// score falls with the ratio and the line says it was not judged.
+#[test]
+fn an_unjudged_memory_blow_up_shows_in_the_score() {
+    let mut s = summary(200, 600);
+    let with_rss = |testing_rss: u64| Resources {
+        other: "secondary",
+        other_rss: 87 << 20,
+        testing_rss,
+        other_cpu: 0.0,
+        testing_cpu: 0.0,
+        other_requests: 1000,
+        testing_requests: 1000,
+    };
+    s.resources = Some(with_rss(432 << 20));
+    let e = evaluate(&s, &cfg());
+    assert_eq!(e.verdict, Verdict::Promote, "report-only by default");
+    let part = e.parts.iter().find(|p| p.name == "resources").unwrap();
+    assert!(part.score <= 5, "{part:?}");
+    assert!(
+        part.detail.contains("(not judged: MAX_RSS_RATIO unset)"),
+        "{part:?}"
+    );
+    assert!(e.score <= 5, "the lowest part: {}", e.score);
+    s.resources = Some(with_rss(174 << 20));
+    let part = evaluate(&s, &cfg())
+        .parts
+        .into_iter()
+        .find(|p| p.name == "resources");
+    assert_eq!(part.unwrap().score, 75, "2× memory");
+    s.resources = Some(with_rss(80 << 20));
+    let part = evaluate(&s, &cfg())
+        .parts
+        .into_iter()
+        .find(|p| p.name == "resources");
+    assert_eq!(part.unwrap().score, 100, "less memory");
+}
+
+/// A slow service whose recorded requests were all replayed `REPLAY_REPEAT` times waits on
+/// users alone: the wait says replay has nothing more to offer, and the ways forward.
+#[test]
+fn a_wait_for_pairs_says_when_replay_has_nothing_more_to_offer() {
+    let mut s = summary(75, 170);
+    s.replayed = 21;
+    s.recorded = 7;
+    let wait = |s: &Summary| match evaluate(s, &cfg()).verdict {
+        Verdict::Wait(w) => w,
+        v => panic!("{v:?}"),
+    };
+    assert!(!wait(&s).contains("nothing more"), "replay still has some");
+    s.replay_exhausted = true;
+    let w = wait(&s);
+    assert!(w.contains("too little traffic: 75 of"), "{w}");
+    assert!(w.contains("replay has nothing more to offer: the 7 recorded requests were each replayed REPLAY_REPEAT times (21 pairs)"), "{w}");
+    assert!(
+        w.contains("a lower MIN_MIRRORED, or `understudy promote`"),
+        "{w}"
+    );
+}

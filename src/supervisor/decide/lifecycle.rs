@@ -121,6 +121,7 @@ impl Decision<'_> {
             InstanceEventKind::Exited {
                 status,
                 stderr_tail,
+                stdout_tail,
             } => {
                 let slot = self.slot_mut(part).expect("part_of found it");
                 let event = Event::Exited {
@@ -129,13 +130,7 @@ impl Decision<'_> {
                     status: status.clone(),
                 };
                 self.emit(event);
-                self.failed(
-                    part,
-                    format!(
-                        "exited ({status}); stderr ends with:\n{}",
-                        crate::private::quote(&stderr_tail)
-                    ),
-                );
+                self.failed(part, exit_reason(&status, &stderr_tail, &stdout_tail));
             }
         }
     }
@@ -498,4 +493,23 @@ fn restart_delay(failures: u32) -> Duration {
     }
     let doublings = (failures - 2).min(16);
     (RESTART_BACKOFF_BASE * 2u32.pow(doublings)).min(RESTART_BACKOFF_CAP)
+}
+
+/// Why an instance that exited on its own failed, quoting its last words: stderr's end, or
+/// stdout's when stderr is empty (many apps, Java ones above all, log only to stdout).
+pub(super) fn exit_reason(status: &str, stderr_tail: &str, stdout_tail: &str) -> String {
+    use crate::private::quote;
+    if !stderr_tail.trim().is_empty() {
+        format!(
+            "exited ({status}); stderr ends with:\n{}",
+            quote(stderr_tail)
+        )
+    } else if !stdout_tail.trim().is_empty() {
+        format!(
+            "exited ({status}); stderr is empty, stdout ends with:\n{}",
+            quote(stdout_tail)
+        )
+    } else {
+        format!("exited ({status}); stderr and stdout are both empty")
+    }
 }

@@ -413,6 +413,7 @@ async fn a_canary_build_that_crashes_while_its_promotion_starts_sends_its_users_
         InstanceEventKind::Exited {
             status: "signal: 9 (SIGKILL)".into(),
             stderr_tail: "out of memory".into(),
+            stdout_tail: String::new(),
         },
     );
     let r = routes_in(&a).expect("routes republished");
@@ -529,6 +530,7 @@ async fn a_canary_share_no_step_keeps_is_ended_at_start() {
         InstanceEventKind::Exited {
             status: "exit status: 1".into(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
     );
     assert_eq!(shares_in(&a), [], "{a:#?}");

@@ -117,6 +117,7 @@ async fn a_rejection_waits_for_every_instance_of_its_version_to_stop() {
         InstanceEventKind::Exited {
             status: "exit status: 3".into(),
             stderr_tail: "boom".into(),
+            stdout_tail: String::new(),
         },
     );
     let a = sim.feed(Input::Stopped { id: next });

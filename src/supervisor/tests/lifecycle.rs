@@ -117,7 +117,8 @@ async fn verdicts_and_exits_of_replaced_instances_are_ignored() {
             old_testing,
             InstanceEventKind::Exited {
                 status: "signal: 15".into(),
-                stderr_tail: String::new()
+                stderr_tail: String::new(),
+                stdout_tail: String::new()
             }
         ),
         vec![]
@@ -228,6 +229,7 @@ async fn when_the_unresponsive_running_dies_the_spare_on_its_way_takes_over() {
     let died = InstanceEventKind::Exited {
         status: "signal: 9".into(),
         stderr_tail: String::new(),
+        stdout_tail: String::new(),
     };
     let a = sim.event(old, died);
     assert!(start_in(&a).is_none(), "no second fresh instance: {a:#?}");
@@ -299,6 +301,7 @@ async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
         InstanceEventKind::Exited {
             status: "exit status: 1".into(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
     );
     assert!(
@@ -339,6 +342,7 @@ fn crash(sim: &mut Sim, id: InstanceId) -> Vec<Action> {
         InstanceEventKind::Exited {
             status: "signal: 9".into(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
     )
 }
@@ -527,4 +531,36 @@ async fn a_build_replacing_a_crash_loop_calls_off_the_promotion_of_an_older_buil
         "{a:#?}"
     );
     assert_eq!(*sim.s.running().unwrap().version(), v("1.2.0"));
+}
+
+/// An app that logs only to stdout (many Java ones) dies with an empty stderr: its reason quotes
+/// stdout's end instead of an empty stderr.
+#[tokio::test(start_paused = true)]
+async fn a_testing_that_dies_with_an_empty_stderr_is_rejected_quoting_its_stdout() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    let a = sim.deliver("1.1.0");
+    let (testing, _) = start_of(&a, Role::Testing).unwrap();
+    sim.launch(testing);
+    sim.event(testing, InstanceEventKind::Ready);
+    let died = InstanceEventKind::Exited {
+        status: "exit status: 3".into(),
+        stderr_tail: "\n".into(),
+        stdout_tail: "INFO GET /api/items/87\nINFO bye\n".into(),
+    };
+    sim.event(testing, died);
+    let a = sim.feed(Input::Stopped { id: testing });
+    let reasons = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Reject { reasons, .. } => Some(reasons.join("\n")),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("rejected: {a:#?}"));
+    assert!(reasons.contains("INFO bye"), "{reasons}");
+    assert!(
+        reasons.contains("stderr is empty, stdout ends with"),
+        "{reasons}"
+    );
 }

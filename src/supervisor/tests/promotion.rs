@@ -60,6 +60,7 @@ async fn a_failing_fresh_running_instance_leaves_the_old_one_serving() {
         InstanceEventKind::Exited {
             status: "exit status: 3".into(),
             stderr_tail: "boom".into(),
+            stdout_tail: String::new(),
         },
     );
     assert!(routes_in(&a).is_none(), "routes are not touched: {a:#?}");
@@ -288,6 +289,7 @@ async fn each_switch_of_the_serving_version_is_recorded_once_with_why() {
         InstanceEventKind::Exited {
             status: "exit status: 1".into(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
     );
     let (_, a) = sim.bring_up(&a);

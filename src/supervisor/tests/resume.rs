@@ -20,6 +20,7 @@ async fn a_build_waiting_behind_the_one_under_test_is_saved_and_tested_after_a_r
         InstanceEventKind::Exited {
             status: "signal: 9".into(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
     );
     sim.deliver("1.2.0");

@@ -151,6 +151,7 @@ async fn a_scheduled_promotion_whose_instance_fails_ends_failed() {
         InstanceEventKind::Exited {
             status: "exit status: 3".into(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
     );
     assert_eq!(
