@@ -576,10 +576,7 @@ impl Control {
             "scorer",
             score::run(
                 cfg.score.clone(),
-                score::UserRequests {
-                    all: self.stats.requests.clone(),
-                    not_mirrored_method: self.stats.not_mirrored_method.clone(),
-                },
+                user_requests(&self.stats),
                 score::Feeds {
                     pairs: pairs_rx,
                     served: self.feeds.served_rx,
@@ -617,6 +614,14 @@ impl Control {
             supervisor::run(self.config, wiring, self.live, self.stop),
         );
         tasks
+    }
+}
+
+/// The proxy's counters of user requests the scorer reads.
+fn user_requests(stats: &proxy::ProxyStats) -> score::UserRequests {
+    score::UserRequests {
+        all: stats.requests.clone(),
+        not_mirrored_method: stats.not_mirrored_method.clone(),
     }
 }
 

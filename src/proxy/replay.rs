@@ -464,26 +464,32 @@ pub async fn run(
         if let Some(slot) = slot {
             let caps = (replay.repeat, min_endpoint_pairs);
             let next = next_job(&recorder, &routes, &want, caps, slot);
-            if next.is_none() {
-                recorder.set_missing(&BTreeSet::new()); // not for the testing routed now
-            }
-            if let Some((job, none_left)) = next {
-                recorder.set_missing(&none_left.endpoints);
-                tell(&unreplayable, none_left);
-                if let Some(job) = job {
-                    // Only a user's copy offered since the check can fill the queue; this replay
-                    // then goes (it was counted as used, which only bounds it more).
-                    if queue.offer(job) {
-                        stats.replayed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+            offer_next(next, (&recorder, &queue, &stats), &unreplayable);
         }
         let pause = Duration::from_secs(1) / replay.rate.max(1);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// Offer the replay picked (if any) to the mirror, and tell the scorer what has nothing left.
+fn offer_next(
+    next: Option<(Option<MirrorJob>, Unreplayable)>,
+    (recorder, queue, stats): (&Recorder, &MirrorQueue, &super::ProxyStats),
+    unreplayable: &watch::Sender<Unreplayable>,
+) {
+    let Some((job, none_left)) = next else {
+        recorder.set_missing(&BTreeSet::new()); // not for the testing routed now
+        return;
+    };
+    recorder.set_missing(&none_left.endpoints);
+    tell(unreplayable, none_left);
+    // Only a user's copy offered since the check can fill the queue; this replay then goes (it
+    // was counted as used, which only bounds it more).
+    if job.is_some_and(|job| queue.offer(job)) {
+        stats.replayed.fetch_add(1, Ordering::Relaxed);
     }
 }
 

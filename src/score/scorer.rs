@@ -121,22 +121,10 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if let Some(c) = card.as_mut() {
-                    let noise = c.noise;
-                    let mut s = c.summary(&rules, requests.load(Ordering::Relaxed), Instant::now(), noise);
-                    let unreplayable = replay.unreplayable.borrow().clone();
-                    s.unreplayable = unreplayable.of(c.testing);
-                    s.replay_exhausted = unreplayable.exhausted_for(c.testing);
-                    s.not_mirrored_method = c.not_mirrored_since(not_mirrored.load(Ordering::Relaxed));
-                    let evaluation = evaluate(&s, &cfg);
-                    let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, &cfg));
-                    let wanted = replay_want(c.testing, &s, &evaluation, &cfg);
-                    replay.want.send_if_modified(|w| {
-                        let changed = *w != wanted;
-                        *w = wanted;
-                        changed
-                    });
+                    let counts = (requests.load(Ordering::Relaxed), not_mirrored.load(Ordering::Relaxed));
+                    let scored = evaluate_card(c, (&rules, &cfg), counts, &replay);
                     // A supervisor that lags skips a verdict; the next evaluation follows soon.
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(Scored { testing: c.testing, evaluation, canary }) {
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = verdicts.try_send(scored) {
                         break;
                     }
                 } else {
@@ -164,6 +152,35 @@ pub async fn run(
                 tokio::time::sleep(PAIR_PAUSE).await;
             }
         }
+    }
+}
+
+/// One evaluation of the build under test (`counts`: user requests so far, and of those not
+/// mirrored for their method), telling the replay task what to replay from now on.
+fn evaluate_card(
+    c: &mut Scorecard,
+    (rules, cfg): (&LevelRules, &ScoreConfig),
+    (requests, not_mirrored): (u64, u64),
+    replay: &ScorerReplay,
+) -> Scored {
+    let noise = c.noise;
+    let mut s = c.summary(rules, requests, Instant::now(), noise);
+    let unreplayable = replay.unreplayable.borrow().clone();
+    s.unreplayable = unreplayable.of(c.testing);
+    s.replay_exhausted = unreplayable.exhausted_for(c.testing);
+    s.not_mirrored_method = c.not_mirrored_since(not_mirrored);
+    let evaluation = evaluate(&s, cfg);
+    let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, cfg));
+    let wanted = replay_want(c.testing, &s, &evaluation, cfg);
+    replay.want.send_if_modified(|w| {
+        let changed = *w != wanted;
+        *w = wanted;
+        changed
+    });
+    Scored {
+        testing: c.testing,
+        evaluation,
+        canary,
     }
 }
 
