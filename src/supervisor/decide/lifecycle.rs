@@ -403,7 +403,8 @@ impl Decision<'_> {
                 retry_every_ms: RESTART_BACKOFF_CAP.as_millis() as u64,
             });
         }
-        let why_short = why.lines().next().unwrap_or_default().to_string();
+        // Whole, with the tail it quotes: the guard's reason is what a rejection keeps.
+        let guard_why = format!("failed within ROLLBACK_WINDOW: {why}");
         self.emit(Event::RestartScheduled {
             version: version.clone(),
             attempt: self.s.failures,
@@ -417,7 +418,7 @@ impl Decision<'_> {
         self.restart_if_due();
         self.publish_routes();
         if self.s.guard.as_ref().is_some_and(|g| g.version == version) {
-            self.guard_rollback(format!("failed within ROLLBACK_WINDOW: {why_short}"));
+            self.guard_rollback(guard_why);
         }
     }
 

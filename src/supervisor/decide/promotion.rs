@@ -737,7 +737,7 @@ impl Decision<'_> {
         }
         self.s.txn = None;
         self.s.txn_old = None;
-        let reason = format!("rolled back by the guard within ROLLBACK_WINDOW: {why}");
+        let reason = format!("rolled back by the guard: {why}");
         self.s.tripped = Some((g.version, vec![reason]));
         self.restore(g.from, None);
     }

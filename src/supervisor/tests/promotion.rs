@@ -580,6 +580,49 @@ async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away
     }
 }
 
+/// A promoted version that crashes within the window is rolled back and rejected with the crash
+/// said whole: what it last wrote, not a cut-off "stdout ends with:".
+#[tokio::test(start_paused = true)]
+async fn a_promoted_version_that_crashes_is_rejected_quoting_what_it_last_wrote() {
+    let mut sim = Sim::new(PORTS);
+    guarded_promotion(&mut sim).await;
+    let running = sim.s.running().unwrap().id;
+    let a = sim.event(
+        running,
+        InstanceEventKind::Exited {
+            status: "exit status: 3".into(),
+            stderr_tail: String::new(),
+            stdout_tail: "INFO bye".into(),
+        },
+    );
+    let tripped = emitted(&a).iter().find_map(|e| match e {
+        Event::GuardTripped { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let tripped = tripped.expect("the guard trips");
+    assert!(tripped.contains("INFO bye"), "{tripped}");
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    let (_, a) = sim.restored("1.0.0");
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    );
+    // Journaled as a rejection (sent once its instances are gone).
+    let persisted = sim.s.persisted.clone().expect("the state was written");
+    let reasons: Vec<String> = persisted
+        .filings
+        .iter()
+        .filter(|f| f.version == v("1.1.0"))
+        .flat_map(|f| f.reject.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r
+            .starts_with("rolled back by the guard: failed within ROLLBACK_WINDOW")
+            && r.contains("INFO bye")),
+        "{reasons:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_guard_rolls_back_only_a_5xx_rate_worse_with_confidence() {
     // Before the switch: 0.5 % 5xx. After it, 30 requests with `errors` 5xx.
