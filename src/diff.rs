@@ -28,8 +28,9 @@
 //! A path in [`DiffOptions::ignore`] is skipped with everything under it.
 //!
 //! # Text
-//! Lines are compared by their index. Every differing line is reported at the one path `line[*]`
-//! (extra lines as `Missing` / `Added`): a text answer has no structure to tell one line's role
+//! Lines are compared by their index, except where the answers' line counts differ around one
+//! run of lines removed or inserted: that run is then reported, not every line after it. Every
+//! differing line is reported at the one path `line[*]` (extra lines as `Missing` / `Added`): a text answer has no structure to tell one line's role
 //! from another's, and a line number would split what is one difference (a changed footer, a
 //! shifted block) into as many paths as there are lengths of answer. The example shows the first
 //! differing line. Where a third answer to the same request is expected ([`diff_witnessed`]), a
@@ -376,6 +377,9 @@ fn diff_lines((r, t, w): (&str, &str, Witness), versions: (&str, &str), out: &mu
             Err(_) => return,
         },
     };
+    if one_block_of_lines((r, t, witness), versions, out) {
+        return;
+    }
     let (mut rl, mut tl, mut wl) = (r.lines(), t.lines(), witness.map(str::lines));
     loop {
         // The witness's line here (`None` past its end), when there is a witness.
@@ -414,6 +418,76 @@ fn diff_lines((r, t, w): (&str, &str, Witness), versions: (&str, &str), out: &mu
             (None, None) => return,
         }
     }
+}
+
+/// Answers whose line counts differ but agree around one run of lines removed or inserted (an
+/// error banner added): that run is reported, `Missing` or `Added` at `line[*]`, instead of
+/// every line after it as changed. Lines agree when equal, equal but for the versions, or when
+/// the witness (line for line running's shape, else this is not tried) differs from running
+/// there: such a line varies from answer to answer, and is reported as the index walk would.
+/// `false`, with nothing reported, when the answers differ otherwise.
+fn one_block_of_lines(
+    (r, t, witness): (&str, &str, Option<&str>),
+    versions: (&str, &str),
+    out: &mut Out,
+) -> bool {
+    let (rl, tl): (Vec<&str>, Vec<&str>) = (r.lines().collect(), t.lines().collect());
+    if rl.len() == tl.len() {
+        return false;
+    }
+    let wl: Option<Vec<&str>> = witness.map(|w| w.lines().collect());
+    if wl.as_ref().is_some_and(|w| w.len() != rl.len()) {
+        return false; // the witness's shape differs too: line counts vary from answer to answer
+    }
+    let varies = |i: usize| wl.as_ref().is_some_and(|w| w[i] != rl[i]);
+    let alike = |i: usize, j: usize| {
+        rl[i] == tl[j] || same_but_version(rl[i], tl[j], versions) || varies(i)
+    };
+    let shorter = rl.len().min(tl.len());
+    let mut before = 0;
+    while before < shorter && alike(before, before) {
+        before += 1;
+    }
+    let mut after = 0;
+    while after < shorter - before && alike(rl.len() - 1 - after, tl.len() - 1 - after) {
+        after += 1;
+    }
+    if before + after < shorter {
+        return false;
+    }
+    let aligned = (0..before).map(|i| (i, i));
+    let aligned = aligned.chain((0..after).map(|k| (rl.len() - 1 - k, tl.len() - 1 - k)));
+    for (i, j) in aligned {
+        let (a, b) = (rl[i], tl[j]);
+        if a == b {
+            continue;
+        }
+        let kind = if same_but_version(a, b, versions) {
+            DiffKind::Expected
+        } else {
+            DiffKind::Changed
+        };
+        let all_three = wl.as_ref().is_some_and(|w| w[i] != a && w[i] != b);
+        let path = if kind.counts() && all_three {
+            VOLATILE_LINES
+        } else {
+            LINES
+        };
+        out.push(path, kind, || (cut(a).to_string(), cut(b).to_string()));
+    }
+    // The witness has running's shape: it lacks an inserted line and has a removed one, as
+    // running does, so neither is volatile.
+    for a in &rl[before..rl.len() - after] {
+        out.push(LINES, DiffKind::Missing, || {
+            (cut(a).to_string(), String::new())
+        });
+    }
+    for b in &tl[before..tl.len() - after] {
+        out.push(LINES, DiffKind::Added, || {
+            (String::new(), cut(b).to_string())
+        });
+    }
+    true
 }
 
 /// Headers never compared whatever the operator lists: they describe the connection or the

@@ -166,6 +166,32 @@ fn text_rules() {
 /// per-request token no longer hides a broken line beside it; a line of a few values stays at
 /// line[*], judged against running's own rate as before (classing it volatile whenever the
 /// witness differed rejected identical builds).
+/// The example a reason quotes for a line inserted into a page is that line, not the line the
+/// insertion pushed down.
+#[test]
+fn a_line_inserted_into_a_page_is_the_example_shown() {
+    let (r, w) = (
+        "<h1>Shop</h1>\n<p>at 10:01</p>\n<p>Total 12</p>\n<footer>v1.0.0</footer>",
+        "<h1>Shop</h1>\n<p>at 10:03</p>\n<p>Total 12</p>\n<footer>v1.0.0</footer>",
+    );
+    let t = "<h1>Shop</h1>\n<p>at 10:02</p>\n<div>Something went wrong</div>\n<p>Total 12</p>\n<footer>v1.1.0</footer>";
+    let text = Some("text/html");
+    let got = diff_witnessed(
+        &answer(text, r, "1.0.0"),
+        &answer(text, t, "1.1.0"),
+        Witness::Body(w.as_bytes()),
+        &DiffOptions::default(),
+    );
+    let added: Vec<_> = got.iter().filter(|d| d.kind == Added).collect();
+    assert_eq!(added.len(), 1, "{got:?}");
+    assert_eq!(added[0].path, "line[*]");
+    assert_eq!(added[0].testing, "<div>Something went wrong</div>");
+    assert!(
+        !got.iter().any(|d| d.kind == Changed && d.path == "line[*]"),
+        "{got:?}"
+    );
+}
+
 #[test]
 fn text_lines_all_three_answers_differ_on_are_volatile() {
     let text = Some("text/html");
@@ -198,6 +224,13 @@ fn text_lines_all_three_answers_differ_on_are_volatile() {
             vec![p(VOLATILE_LINES, Added)]),
         ("versions stay expected", s("v 1.0.0\nx"), s("v 1.1.0\nx"), Some(s("v 9\nx")),
             vec![p("line[*]", Expected)]),
+        ("a line inserted beside a token is the one added", page("r1", "12"),
+            s("<form>\n<input value=t1>\n<div>Something went wrong</div>\n<p>12</p>"),
+            Some(page("s1", "12")), vec![p(VOLATILE_LINES, Changed), p("line[*]", Added)]),
+        ("a line removed from the middle is the one missing", s("a\nb\nc\nd"), s("a\nc\nd"),
+            Some(s("a\nb\nc\nd")), vec![p("line[*]", Missing)]),
+        ("removed and changed: by index as before", s("a\nb\nc\nd"), s("a\nc\nx"),
+            Some(s("a\nb\nc\nd")), vec![p("line[*]", Changed), p("line[*]", Missing)]),
     ];
     for (name, r, t, w, want) in cases {
         let got: Vec<_> = diff_witnessed(
