@@ -659,6 +659,23 @@ fn shuffled(n: u64) -> Vec<u64> {
 /// A large array under `DIFF_UNORDERED`, shuffled per answer, compares in well under a second
 /// even in a debug build (trying every pair took minutes and stalled all diffing), and one
 /// changed element is still found. Bounded at 5 s: room for a loaded machine, far from minutes.
+/// Arrays nested deep whose lengths differ at every level: linear work, not twice the work per
+/// level (the run of elements tried again inside each probe took seconds at 24 levels).
+#[test]
+fn deeply_nested_arrays_of_other_lengths_compare_fast() {
+    let depth = 40;
+    let r = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let t = format!("{}2{}", "[".repeat(depth), ",0]".repeat(depth));
+    let started = std::time::Instant::now();
+    let found = json_diffs(&r, &t, &[], &[]);
+    assert!(!found.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_large_unordered_array_compares_fast() {
     let r = serde_json::json!({ "xs": (0..20_000).collect::<Vec<u64>>() }).to_string();
