@@ -70,6 +70,10 @@ pub struct Txn {
     pub step: TxnStep,
     /// Why it happens, for the history.
     pub why: SwitchWhy,
+    /// For the guard's rollback: the reasons the version rolled back from (`from`) is rejected
+    /// with once the switch and its `POST_ROLLBACK` are done, rather than archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_from: Option<Vec<String>>,
 }
 
 /// What survives a restart: which versions play which part.

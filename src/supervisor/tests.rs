@@ -22,6 +22,7 @@ use crate::watcher::Dropped;
 mod canary;
 mod commands;
 mod filing;
+mod guard;
 mod lifecycle;
 mod promotion;
 mod resume;

@@ -223,11 +223,17 @@ impl Decision<'_> {
             }));
         }
         if std::mem::take(&mut self.s.txn_post_due) {
-            let from = self.s.txn.as_ref().and_then(|t| t.from.clone());
+            let txn = self.s.txn.as_ref();
+            let from = txn.and_then(|t| Some((t.from.clone()?, t.reject_from.clone())));
             // The POST_* hook first: the old version is filed once it has run (at once without one).
             self.after_switch();
-            if let Some(from) = from {
-                self.archive_if_unused(from);
+            match from {
+                // The guard's rollback, completed at start: the version it left is rejected.
+                Some((version, Some(reasons))) if self.s.txn.is_none() => {
+                    self.file_away(Action::Reject { version, reasons }, 0)
+                }
+                Some((from, _)) => self.archive_if_unused(from),
+                None => {}
             }
         }
         self.start_pending();

@@ -17,7 +17,7 @@ use crate::score::stats::RateCheck;
 use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
 use crate::supervisor::state::{
-    AfterStop, Guard, HistoryShare, JournaledGuard, Resumed, Slot, Txn, TxnKind, TxnStep,
+    AfterStop, Guard, HistoryShare, JournaledGuard, Restart, Resumed, Slot, Txn, TxnKind, TxnStep,
 };
 
 impl Decision<'_> {
@@ -260,6 +260,7 @@ impl Decision<'_> {
                 from: from.clone(),
                 step: TxnStep::PrePromote,
                 why,
+                reject_from: None,
             });
             self.out.push(Action::RunHook {
                 hook: Hook::PrePromote,
@@ -306,7 +307,19 @@ impl Decision<'_> {
             from: self.running_version().cloned(),
             step: TxnStep::Starting,
             why,
+            reject_from: None,
         });
+        if why == SwitchWhy::Rollback {
+            // The guard's: the version it rolls back from is rejected, journaled with the switch.
+            let from = self.running_version().cloned();
+            let tripped = self.s.tripped.take();
+            let reasons = tripped
+                .filter(|(v, _)| Some(v) == from.as_ref())
+                .map(|t| t.1);
+            if let Some(t) = self.s.txn.as_mut() {
+                t.reject_from = reasons;
+            }
+        }
         self.emit(Event::Promoting {
             version: installed.version.clone(),
         });
@@ -345,12 +358,26 @@ impl Decision<'_> {
             to: to.clone(),
             why,
         });
-        // The version the guard rolled back from is rejected with its reason, not archived.
-        let tripped = self.s.tripped.take().filter(|_| why == SwitchWhy::Rollback);
         if why == SwitchWhy::Rollback {
             self.emit(Event::RolledBack { from, to });
             self.end_guard_at_rollback();
         }
+        self.file_replaced(old, restarting);
+        self.score_against_new_running();
+        self.start_pending();
+    }
+
+    /// The instance a switch replaced (or the running version that was restarting) retired,
+    /// and its version kept for the guard, archived, or, when the guard rolled back from it,
+    /// rejected with its reason: here, or once `POST_ROLLBACK` has run (`hook_done`), which may
+    /// still look at its folder.
+    fn file_replaced(&mut self, old: Option<Slot>, restarting: Option<Restart>) {
+        let tripped = self
+            .s
+            .txn
+            .as_ref()
+            .filter(|_| !self.s.hooks.has(Hook::PostRollback))
+            .and_then(|t| Some((t.from.clone()?, t.reject_from.clone()?)));
         let guarded = self.s.guard_window > Duration::ZERO
             && self
                 .s
@@ -361,13 +388,8 @@ impl Decision<'_> {
             // Guarded, the replaced version's folder stays until the window ends: a rollback
             // then starts it straight away.
             let after = if guarded {
-                let version = self
-                    .s
-                    .running
-                    .as_ref()
-                    .expect("just placed")
-                    .version()
-                    .clone();
+                let running = self.s.running.as_ref().expect("just placed");
+                let version = running.version().clone();
                 self.start_guard(version, old.version().clone());
                 AfterStop::Keep
             } else {
@@ -377,21 +399,18 @@ impl Decision<'_> {
                 }
             };
             self.retire(old, true, after);
-        } else {
-            // The POST_* hook first: the version it replaced is filed once it has run.
-            self.after_switch();
-            if let Some(r) = restarting {
-                match tripped {
-                    Some((v, reasons)) if v == r.installed.version => {
-                        let version = v;
-                        self.file_away(Action::Reject { version, reasons }, 0);
-                    }
-                    _ => self.archive_if_unused(r.installed.version),
+            return;
+        }
+        // The POST_* hook first: the version it replaced is filed once it has run.
+        self.after_switch();
+        if let Some(r) = restarting {
+            match tripped {
+                Some((version, reasons)) if version == r.installed.version => {
+                    self.file_away(Action::Reject { version, reasons }, 0);
                 }
+                _ => self.archive_if_unused(r.installed.version),
             }
         }
-        self.score_against_new_running();
-        self.start_pending();
     }
 
     /// A rollback leaves testing in place: it is scored against the new running from now on.
@@ -513,9 +532,13 @@ impl Decision<'_> {
                 // A failure was announced by HookRan above; the switch stands either way, and
                 // the version it replaced, kept while the hook ran, is filed away now.
                 if self.s.txn.as_ref().is_some_and(|t| t.version == version) {
-                    let from = self.s.txn.take().and_then(|t| t.from);
-                    if let Some(from) = from {
-                        self.archive_if_unused(from);
+                    let txn = self.s.txn.take();
+                    match txn.and_then(|t| Some((t.from?, t.reject_from))) {
+                        Some((version, Some(reasons))) => {
+                            self.file_away(Action::Reject { version, reasons }, 0)
+                        }
+                        Some((from, None)) => self.archive_if_unused(from),
+                        None => {}
                     }
                 }
             }

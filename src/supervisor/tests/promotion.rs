@@ -1,5 +1,5 @@
 //! Promotions and rollbacks: the switch, its failures, the transaction resumed at start, hooks,
-//! the history, and the guard.
+//! and the history (the guard: `guard.rs`).
 
 use super::*;
 #[tokio::test(start_paused = true)]
@@ -92,6 +92,7 @@ async fn resume_mid_promotion_before_the_switch_is_undone_and_the_build_tested_a
             from: Some(v("1.0.0")),
             step: TxnStep::Ready,
             why: SwitchWhy::Automatic,
+            reject_from: None,
         }),
     ] {
         let mut sim = Sim::new(PORTS);
@@ -123,6 +124,7 @@ async fn resume_after_the_switch_completes_the_transaction() {
             from: Some(v("1.0.0")),
             step: TxnStep::Switched,
             why: SwitchWhy::Operator,
+            reject_from: None,
         }),
         hooks: HookSet {
             post_promote: true,
@@ -206,6 +208,7 @@ async fn a_switch_the_history_missed_is_recorded_at_start() {
                 from: Some(v("1.2.0")),
                 step: TxnStep::Switched,
                 why: SwitchWhy::Rollback,
+                reject_from: None,
             }),
             ..Default::default()
         })));
@@ -220,6 +223,35 @@ async fn a_switch_the_history_missed_is_recorded_at_start() {
             assert_eq!(sim.s.rolled_back_from, Some(v("1.2.0")));
         }
     }
+}
+
+/// Killed after the guard's rollback switched users: completed at start, and the version it
+/// rolled back from is rejected with the guard's reason (journaled with the switch), not
+/// archived.
+#[tokio::test(start_paused = true)]
+async fn the_guards_rollback_completed_at_start_rejects_the_version_it_left() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.1.0")),
+        history_last: Some(v("1.1.0")),
+        txn: Some(Txn {
+            kind: TxnKind::Rollback,
+            version: v("1.1.0"),
+            from: Some(v("1.2.0")),
+            step: TxnStep::Switched,
+            why: SwitchWhy::Rollback,
+            reject_from: Some(vec!["rolled back by the guard: 5xx rate".into()]),
+        }),
+        ..Default::default()
+    })));
+    let (_, a) = sim.bring_up(&a);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, reasons }
+            if *version == v("1.2.0") && reasons[0].contains("rolled back by the guard"))),
+        "{a:#?}"
+    );
+    assert!(!a.contains(&Action::Archive(v("1.2.0"))), "{a:#?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -508,333 +540,4 @@ async fn a_rollback_whose_version_fails_to_start_goes_back_to_the_archive_not_to
     let a = sim.feed(Input::Stopped { id: next });
     assert!(a.contains(&Action::Archive(v("0.9.0"))), "{a:#?}");
     assert!(!a.iter().any(|a| matches!(a, Action::Reject { .. })));
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away_one_that_holds() {
-    for bad in [true, false] {
-        let mut sim = Sim::new(PORTS);
-        sim.s.guard_window = Duration::from_secs(300);
-        let (old, testing) = sim.serving_with_testing("1.1.0");
-        // A clean minute before the switch.
-        sim.feed(Input::Traffic {
-            requests: 0,
-            errors: 0,
-        });
-        tokio::time::advance(Duration::from_secs(30)).await;
-        sim.feed(Input::Traffic {
-            requests: 1000,
-            errors: 2,
-        });
-        let a = sim.verdict(testing, Verdict::Promote);
-        let (promoted, a) = sim.bring_up(&a);
-        assert!(a.contains(&Action::Retire {
-            id: old,
-            drain: true
-        }));
-        let a = sim.feed(Input::Stopped { id: old });
-        assert!(
-            !a.contains(&Action::Archive(v("1.0.0"))),
-            "kept for the window: {a:#?}"
-        );
-        assert!(sim.s.status(|_| wall0()).guarded.is_some());
-        tokio::time::advance(Duration::from_secs(10)).await;
-        let errors = if bad { 2 + 25 } else { 2 };
-        let a = sim.feed(Input::Traffic {
-            requests: 1030,
-            errors,
-        });
-        if bad {
-            assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
-            assert!(emitted(&a).iter().any(
-                |e| matches!(e, Event::GuardTripped { reason, .. } if reason.contains("5xx rate"))
-            ));
-            let (_, a) = sim.restored("1.0.0");
-            assert_eq!(
-                records_in(&a),
-                vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
-            );
-            // The version rolled back from is rejected with the guard's reason: archived, it
-            // would be offered again as a version to come back to.
-            let mut a = sim.feed(Input::Stopped { id: testing });
-            a.extend(sim.feed(Input::Stopped { id: promoted }));
-            assert!(
-                a.iter()
-                    .any(|a| matches!(a, Action::Reject { version, reasons }
-                    if *version == v("1.1.0")
-                        && reasons[0].contains("rolled back by the guard")
-                        && reasons[0].contains("5xx rate"))),
-                "{a:#?}"
-            );
-            assert!(!a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
-        } else {
-            assert!(!a.contains(&Action::Restore(v("1.0.0"))));
-            tokio::time::advance(Duration::from_secs(300)).await;
-            let a = sim.feed(Input::Traffic {
-                requests: 5000,
-                errors: 2,
-            });
-            assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
-            assert!(sim.s.status(|_| wall0()).guarded.is_none());
-        }
-    }
-}
-
-/// A promoted version that crashes within the window is rolled back and rejected with the crash
-/// said whole: what it last wrote, not a cut-off "stdout ends with:".
-#[tokio::test(start_paused = true)]
-async fn a_promoted_version_that_crashes_is_rejected_quoting_what_it_last_wrote() {
-    let mut sim = Sim::new(PORTS);
-    guarded_promotion(&mut sim).await;
-    let running = sim.s.running().unwrap().id;
-    let a = sim.event(
-        running,
-        InstanceEventKind::Exited {
-            status: "exit status: 3".into(),
-            stderr_tail: String::new(),
-            stdout_tail: "INFO bye".into(),
-        },
-    );
-    let tripped = emitted(&a).iter().find_map(|e| match e {
-        Event::GuardTripped { reason, .. } => Some(reason.clone()),
-        _ => None,
-    });
-    let tripped = tripped.expect("the guard trips");
-    assert!(tripped.contains("INFO bye"), "{tripped}");
-    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
-    let (_, a) = sim.restored("1.0.0");
-    assert_eq!(
-        records_in(&a),
-        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
-    );
-    // Journaled as a rejection (sent once its instances are gone).
-    let persisted = sim.s.persisted.clone().expect("the state was written");
-    let reasons: Vec<String> = persisted
-        .filings
-        .iter()
-        .filter(|f| f.version == v("1.1.0"))
-        .flat_map(|f| f.reject.clone().unwrap_or_default())
-        .collect();
-    assert!(
-        reasons.iter().any(|r| r
-            .starts_with("rolled back by the guard: failed within ROLLBACK_WINDOW")
-            && r.contains("INFO bye")),
-        "{reasons:?}"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_guard_rolls_back_only_a_5xx_rate_worse_with_confidence() {
-    // Before the switch: 0.5 % 5xx. After it, 30 requests with `errors` 5xx.
-    for (errors, rolls_back) in [(0, false), (1, false), (2, false), (25, true)] {
-        let mut sim = Sim::new(PORTS);
-        guarded_promotion(&mut sim).await;
-        tokio::time::advance(Duration::from_secs(10)).await;
-        let a = sim.feed(Input::Traffic {
-            requests: 1030,
-            errors: 5 + errors,
-        });
-        let tripped = emitted(&a).iter().find_map(|e| match e {
-            Event::GuardTripped { reason, .. } => Some(reason.clone()),
-            _ => None,
-        });
-        assert_eq!(
-            a.contains(&Action::Restore(v("1.0.0"))),
-            rolls_back,
-            "{errors} of 30: {a:#?}"
-        );
-        assert_eq!(tripped.is_some(), rolls_back, "{errors} of 30");
-        if let Some(reason) = tripped {
-            assert!(
-                reason.contains("25 of 30") && reason.contains("0.5% (5 of 1000)"),
-                "{reason}"
-            );
-            assert!(reason.contains("99% confidence"), "{reason}");
-        }
-    }
-}
-
-/// A promotion of 1.1.0 over 1.0.0, guarded for 300 s against a minute of 0.5 % 5xx; returns
-/// the state file as written once the old running stopped, read back as a restart reads it.
-pub(super) async fn guarded_promotion(sim: &mut Sim) -> Persisted {
-    sim.s.guard_window = Duration::from_secs(300);
-    let (old, testing) = sim.serving_with_testing("1.1.0");
-    sim.feed(Input::Traffic {
-        requests: 0,
-        errors: 0,
-    });
-    tokio::time::advance(Duration::from_secs(30)).await;
-    sim.feed(Input::Traffic {
-        requests: 1000,
-        errors: 5,
-    });
-    let a = sim.verdict(testing, Verdict::Promote);
-    sim.bring_up(&a);
-    sim.feed(Input::Stopped { id: old });
-    let written = sim.s.persisted.clone().expect("the state was written");
-    let text = serde_json::to_string(&written).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// A restart after [`guarded_promotion`]: a new state, the same clocks, the state file `p`.
-fn restart_serving_1_1_0(sim: &Sim, p: &Persisted) -> (Sim, Vec<Action>) {
-    let mut after = Sim::new(PORTS);
-    after.start = sim.start;
-    let a = after.feed(Input::Resume(Box::new(Resumed {
-        running: Some(installed("1.1.0")),
-        guard: p.guard.clone(),
-        rollback_window: Duration::from_secs(300),
-        max_5xx_delta: 0.01,
-        confidence: 0.99,
-        ..Default::default()
-    })));
-    (after, a)
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_guard_is_saved_and_watches_on_after_a_restart_until_its_deadline() {
-    // What the restart does: 5xx after it (rolled back), a clean window (1.0.0 filed away at
-    // the saved deadline), or a deadline passed while understudy was down (filed away at start).
-    for case in ["5xx", "clean", "down past the deadline"] {
-        let mut sim = Sim::new(PORTS);
-        let p = guarded_promotion(&mut sim).await;
-        let switched_at = sim.now().wall;
-        let g = p.guard.clone().expect("the guard is in state.json");
-        assert_eq!(
-            (g.version.clone(), g.from.clone()),
-            (v("1.1.0"), v("1.0.0"))
-        );
-        assert_eq!((g.before_errors, g.before_requests), (5, 1000));
-        assert_eq!(
-            crate::history::parse_rfc3339(&g.until),
-            Some(switched_at + Duration::from_secs(300)),
-            "its deadline as wall-clock time"
-        );
-        tokio::time::advance(Duration::from_secs(100)).await;
-        if case == "down past the deadline" {
-            tokio::time::advance(Duration::from_secs(300)).await;
-        }
-        let (mut after, a) = restart_serving_1_1_0(&sim, &p);
-        if case == "down past the deadline" {
-            assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
-            assert!(emitted(&a)
-                .iter()
-                .any(|e| matches!(e, Event::GuardEnded { .. })));
-            assert!(after.s.status(|_| wall0()).guarded.is_none());
-            continue;
-        }
-        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "kept: {a:#?}");
-        let (_, a) = after.bring_up(&a);
-        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "kept: {a:#?}");
-        assert!(after.s.status(|_| wall0()).guarded.is_some());
-        assert!(
-            after.s.persisted.as_ref().unwrap().guard == p.guard,
-            "the same guard is saved again"
-        );
-        // The new process's counters start at zero.
-        after.feed(Input::Traffic {
-            requests: 0,
-            errors: 0,
-        });
-        tokio::time::advance(Duration::from_secs(10)).await;
-        if case == "5xx" {
-            let a = after.feed(Input::Traffic {
-                requests: 30,
-                errors: 25,
-            });
-            assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
-            assert!(emitted(&a).iter().any(|e| matches!(e,
-                Event::GuardTripped { reason, .. } if reason.contains("0.5% (5 of 1000) before"))));
-            continue;
-        }
-        let a = after.feed(Input::Traffic {
-            requests: 30,
-            errors: 0,
-        });
-        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
-        // Not before the saved deadline (200 s after the restart)...
-        tokio::time::advance(Duration::from_secs(185)).await;
-        let a = after.feed(Input::Traffic {
-            requests: 900,
-            errors: 0,
-        });
-        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
-        // ...but at it, as without the restart.
-        tokio::time::advance(Duration::from_secs(6)).await;
-        let a = after.feed(Input::Traffic {
-            requests: 1000,
-            errors: 0,
-        });
-        assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
-        assert!(after.s.persisted.as_ref().unwrap().guard.is_none());
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_reloaded_confidence_reaches_the_guard() {
-    let dir = tempfile::tempdir().unwrap();
-    let load = |extra: &str| {
-        std::fs::write(dir.path().join(".env"), format!("IDENTIFIER=app\n{extra}")).unwrap();
-        let env = std::collections::BTreeMap::new();
-        crate::config::Config::load(dir.path(), &env, &[]).unwrap()
-    };
-    let (before, after) = (load(""), load("CONFIDENCE=0.9"));
-    // 2 answers in 30 are 5xx after the switch, against 0.5 % before it: not worse at the
-    // default 99 % confidence, worse at 90 %.
-    for reload in [false, true] {
-        let mut sim = Sim::new(PORTS);
-        sim.s.guard_max_delta = before.score.max_5xx_delta;
-        sim.s.guard_confidence = before.score.confidence;
-        guarded_promotion(&mut sim).await;
-        if reload {
-            // SIGHUP, as the executor hands it to decide (the scorer gets the same values).
-            let input = super::executor::reloaded(&before, &after).expect("thresholds changed");
-            sim.feed(input);
-        }
-        sim.feed(Input::Traffic {
-            requests: 1000,
-            errors: 5,
-        });
-        tokio::time::advance(Duration::from_secs(10)).await;
-        let a = sim.feed(Input::Traffic {
-            requests: 1030,
-            errors: 7,
-        });
-        assert_eq!(a.contains(&Action::Restore(v("1.0.0"))), reload, "{a:#?}");
-        if reload {
-            assert!(emitted(&a).iter().any(|e| matches!(e,
-                Event::GuardTripped { reason, .. } if reason.contains("at 90% confidence"))));
-        }
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_operators_rollback_ends_the_guard_and_files_away_the_version_it_kept() {
-    let mut sim = Sim::new(PORTS);
-    guarded_promotion(&mut sim).await;
-    let a = sim.feed(Input::Command {
-        id: 1,
-        command: Command::Rollback(Some(v("0.9.0"))),
-    });
-    assert!(a.contains(&Action::Restore(v("0.9.0"))), "{a:#?}");
-    let (_, a) = sim.restored("0.9.0");
-    assert_eq!(
-        records_in(&a),
-        vec![(Some(v("1.1.0")), v("0.9.0"), SwitchWhy::Rollback)]
-    );
-    assert!(sim.s.status(|_| wall0()).guarded.is_none(), "{a:#?}");
-    assert!(
-        a.contains(&Action::Archive(v("1.0.0"))),
-        "1.0.0, kept for the guard, is filed away: {a:#?}"
-    );
-    // 0.9.0 answers 5xx: nothing switches users to 1.0.0, which nobody asked for.
-    tokio::time::advance(Duration::from_secs(10)).await;
-    let a = sim.feed(Input::Traffic {
-        requests: 1030,
-        errors: 5 + 25,
-    });
-    assert!(!a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
-    assert!(!emitted(&a)
-        .iter()
-        .any(|e| matches!(e, Event::GuardTripped { .. })));
 }

@@ -168,7 +168,7 @@ async fn a_scheduled_promotion_whose_instance_fails_ends_failed() {
 async fn a_schedule_whose_pre_promote_a_guard_rollback_cuts_short_ends_failed() {
     let mut sim = Sim::new(PORTS);
     sim.s.schedule_grace = Duration::from_secs(3600);
-    super::promotion::guarded_promotion(&mut sim).await;
+    super::guard::guarded_promotion(&mut sim).await;
     // 1.2.0 under test, scheduled; its PRE_PROMOTE starts when the schedule comes due.
     sim.s.hooks = HookSet {
         pre_promote: true,
