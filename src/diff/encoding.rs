@@ -72,33 +72,91 @@ pub fn decoded(
 }
 
 /// Whether two answers differ in their coding only as the request allowed: one compressed with
-/// a coding its `Accept-Encoding` names (or `*`) and the other not. Their `Content-Encoding`,
-/// and `accept-encoding` in `Vary`, are then how the answer travelled, not what it says.
+/// a coding its `Accept-Encoding` allows and the other not (where it allows `identity`). Their
+/// `Content-Encoding`, and `accept-encoding` in `Vary`, are then how the answer travelled, not
+/// what it says. Decided by the headers alone: a body too large to keep, or empty, is no matter.
 pub fn recoded_as_asked(running: &HeaderMap, other: &HeaderMap, accepted: Option<&[u8]>) -> bool {
-    let coded = match (coding(running), coding(other)) {
-        (Ok(Some(c)), Ok(None)) | (Ok(None), Ok(Some(c))) => c,
+    let (coded, other_plain) = match (coding(running), coding(other)) {
+        (Ok(Some(c)), Ok(None)) => (c, true),
+        (Ok(None), Ok(Some(c))) => (c, false),
         _ => return false,
     };
     let Some(accepted) = accepted.and_then(|a| std::str::from_utf8(a).ok()) else {
         return false;
     };
-    accepted.split(',').any(|item| {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|p| {
-            let p = p.trim();
-            p.strip_prefix("q=")
-                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
-        });
-        !refused && (name.eq_ignore_ascii_case(coded.token()) || name == "*")
-    })
+    allows(accepted, coded.token()) && (!other_plain || allows(accepted, "identity"))
 }
 
-/// `headers` without what [`recoded_as_asked`] sets aside: `Content-Encoding`, and the
-/// `accept-encoding` token of `Vary` (the header dropped when nothing else is left in it).
-pub fn without_coding(headers: &HeaderMap) -> HeaderMap {
+/// Whether an `Accept-Encoding` value allows `token` (RFC 9110 §12.5.3): by its own weight when
+/// named (`x-gzip` naming gzip), else by `*`'s, else only `identity` is allowed.
+fn allows(accepted: &str, token: &str) -> bool {
+    let mut star = None;
+    for item in accepted.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let weight = parts.find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            let q = k.trim().eq_ignore_ascii_case("q");
+            q.then(|| v.trim().parse::<f32>().unwrap_or(1.0))
+        });
+        let allowed = weight.unwrap_or(1.0) > 0.0;
+        let names = |t: &str| {
+            name.eq_ignore_ascii_case(t) || (t == "gzip" && name.eq_ignore_ascii_case("x-gzip"))
+        };
+        if names(token) {
+            return allowed;
+        }
+        if name == "*" {
+            star = Some(allowed);
+        }
+    }
+    star.unwrap_or(token == "identity")
+}
+
+/// The request's `Accept-Encoding`, its lines joined as one list (a request may send several).
+pub fn accept_encoding(request: &HeaderMap) -> Option<http::HeaderValue> {
+    let mut lines = request.get_all(http::header::ACCEPT_ENCODING).iter();
+    let first = lines.next()?;
+    let mut joined = first.as_bytes().to_vec();
+    for more in lines {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(more.as_bytes());
+    }
+    http::HeaderValue::from_bytes(&joined).ok()
+}
+
+/// Whether the two answers' `Vary` differ only in `accept-encoding`, which a compression
+/// middleware adds to every answer, compressed or not, for caches: set aside.
+pub fn vary_differs_in_coding_only(running: &HeaderMap, other: &HeaderMap) -> bool {
+    let vary = |h: &HeaderMap| -> Vec<String> {
+        let mut v: Vec<String> = h
+            .get_all(http::header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        v.sort();
+        v
+    };
+    let (r, o) = (vary(running), vary(other));
+    let strip = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|t| *t != "accept-encoding")
+            .cloned()
+            .collect()
+    };
+    r != o && strip(&r) == strip(&o)
+}
+
+/// `headers` without the `accept-encoding` token of `Vary` (the header dropped when nothing
+/// else is left in it), and without `Content-Encoding` too when `recoded` ([`recoded_as_asked`]).
+pub fn without_coding(headers: &HeaderMap, recoded: bool) -> HeaderMap {
     let mut h = headers.clone();
-    h.remove(http::header::CONTENT_ENCODING);
+    if recoded {
+        h.remove(http::header::CONTENT_ENCODING);
+    }
     let vary: Vec<String> = h
         .get_all(http::header::VARY)
         .iter()
@@ -136,6 +194,9 @@ pub fn like_running<'a>(
 
 /// `body` decoded, or `None` when it is not well-formed or decodes past `max` bytes.
 fn decode(c: Coding, body: &[u8], max: usize) -> Option<Vec<u8>> {
+    if body.is_empty() {
+        return Some(Vec::new()); // a HEAD's or a 204's, sent with its coding
+    }
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let mut out = Vec::new();
     let read = match c {
@@ -228,6 +289,37 @@ mod tests {
         );
         assert!(!recoded_as_asked(&none, &g, Some(b"br")));
         assert!(!recoded_as_asked(&none, &g, Some(b"gzip;q=0")));
+        assert!(
+            !recoded_as_asked(&none, &g, Some(b"gzip;q=0, *")),
+            "named beats *"
+        );
+        assert!(
+            !recoded_as_asked(&none, &g, Some(b"gzip;Q=0")),
+            "q in any case"
+        );
+        assert!(recoded_as_asked(&none, &g, Some(b"x-gzip")));
+        assert!(
+            !recoded_as_asked(&g, &none, Some(b"gzip, identity;q=0")),
+            "plain refused"
+        );
+        assert!(recoded_as_asked(&none, &g, Some(b"gzip, identity;q=0")));
+        let mut lines = HeaderMap::new();
+        lines.append(http::header::ACCEPT_ENCODING, "br".parse().unwrap());
+        lines.append(http::header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        let joined = accept_encoding(&lines).unwrap();
+        assert_eq!(joined, "br, gzip");
+        assert!(recoded_as_asked(&none, &g, Some(joined.as_bytes())));
+        let mut vary = HeaderMap::new();
+        vary.insert(http::header::VARY, "Accept-Encoding".parse().unwrap());
+        assert!(vary_differs_in_coding_only(&none, &vary));
+        assert!(!vary_differs_in_coding_only(&vary, &vary));
+        let mut origin = HeaderMap::new();
+        origin.insert(http::header::VARY, "Origin".parse().unwrap());
+        assert!(!vary_differs_in_coding_only(&none, &origin));
+        assert_eq!(
+            decoded((&none, b""), (&g, b""), 1024),
+            Some((vec![], vec![]))
+        );
         assert!(!recoded_as_asked(&g, &g, Some(b"gzip")), "not a difference");
         assert!(!recoded_as_asked(&none, &coded("br"), Some(b"br")));
         let mut h = coded("gzip");
@@ -235,11 +327,13 @@ mod tests {
             http::header::VARY,
             "Accept-Encoding, Origin".parse().unwrap(),
         );
-        let left = without_coding(&h);
+        let left = without_coding(&h, true);
         assert_eq!(left.get(http::header::CONTENT_ENCODING), None);
         assert_eq!(left.get(http::header::VARY).unwrap(), "Origin");
         h.insert(http::header::VARY, "accept-encoding".parse().unwrap());
-        assert_eq!(without_coding(&h).get(http::header::VARY), None);
+        assert_eq!(without_coding(&h, true).get(http::header::VARY), None);
+        let kept = without_coding(&h, false);
+        assert_eq!(kept.get(http::header::CONTENT_ENCODING).unwrap(), "gzip");
     }
 
     #[test]

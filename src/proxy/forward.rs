@@ -506,7 +506,7 @@ fn tee(
                     slot: Some(slot),
                     running: route.running.shared().clone(),
                     headers: answered,
-                    accept_encoding: headers.get(http::header::ACCEPT_ENCODING).cloned(),
+                    accept_encoding: crate::diff::encoding::accept_encoding(&headers),
                 })
             })
         }

@@ -133,9 +133,7 @@ pub(super) fn judge(
         Some((r, o)) => (r.as_slice(), o.as_slice()),
         None => (rbody, obody),
     };
-    let recoded = decoded.is_some()
-        && diff::encoding::recoded_as_asked(headers, &answer.headers, running.accepted);
-    let (rh, oh) = compared_headers(headers, &answer.headers, recoded);
+    let (rh, oh) = compared_headers(headers, &answer.headers, running.accepted);
     let witnessed = witness
         .filter(|w| whole && w.status == status)
         .and_then(|w| Some((w.body.body()?, &w.headers)));
@@ -166,20 +164,23 @@ pub(super) fn judge(
     Some(out)
 }
 
-/// The headers compared: as they came, or, for answers that differ in their coding only as the
-/// request allowed (`recoded`), without `Content-Encoding` and `Vary: accept-encoding`, which
-/// say how the answer travelled (a build that starts compressing is not a regression).
+/// The headers compared: as they came, or without `Vary: accept-encoding` (a compression
+/// middleware adds it to every answer, compressed or not, for caches) and, where the answers
+/// differ in their coding only as the request's `Accept-Encoding` (`accepted`) allowed, without
+/// `Content-Encoding`: they say how the answer travelled, not what it says.
 fn compared_headers<'a>(
     running: &'a HeaderMap,
     other: &'a HeaderMap,
-    recoded: bool,
+    accepted: Option<&[u8]>,
 ) -> (Cow<'a, HeaderMap>, Cow<'a, HeaderMap>) {
-    if !recoded {
+    let recoded = diff::encoding::recoded_as_asked(running, other, accepted);
+    let vary = diff::encoding::vary_differs_in_coding_only(running, other);
+    if !recoded && !vary {
         return (Cow::Borrowed(running), Cow::Borrowed(other));
     }
     (
-        Cow::Owned(diff::encoding::without_coding(running)),
-        Cow::Owned(diff::encoding::without_coding(other)),
+        Cow::Owned(diff::encoding::without_coding(running, recoded)),
+        Cow::Owned(diff::encoding::without_coding(other, recoded)),
     )
 }
 

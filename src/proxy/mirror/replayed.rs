@@ -94,15 +94,13 @@ fn replay_pair(
 ) -> Pair {
     let status = reference.status;
     // Each side's witness is the other's answer to the same request (see `judge`).
+    let accepted = crate::diff::encoding::accept_encoding(&job.headers);
     let mut running = Running {
         status,
         headers: &reference.headers,
         body: &mut reference.body,
         version: &secondary_version,
-        accepted: job
-            .headers
-            .get(http::header::ACCEPT_ENCODING)
-            .map(|v| v.as_bytes()),
+        accepted: accepted.as_ref().map(|v| v.as_bytes()),
     };
     let mut against = |other: &mut Answered, version: &str, witness: Option<&mut Answered>| {
         judge(&mut running, (other, version), witness, cfg)
