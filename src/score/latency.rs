@@ -50,7 +50,13 @@ pub(super) fn latency_part(
             slowest_endpoint(s)
         ));
     }
-    let (alone_over, alone) = endpoints_alone(s, cfg, reasons);
+    // A build slow everywhere is said once, by the pooled reason; endpoints alone add theirs
+    // only where the pooled judgement let them through.
+    let mut alone_reasons = Vec::new();
+    let (alone_over, alone) = endpoints_alone(s, cfg, &mut alone_reasons);
+    if !pooled.over {
+        reasons.append(&mut alone_reasons);
+    }
     Some(ScorePart {
         name: "latency",
         score: if pooled.over || alone_over { 0 } else { 100 },
@@ -323,6 +329,21 @@ mod tests {
                 .contains("4 endpoints judged alone at p < 2.5e-3, slowest GET /api/search"),
             "{}",
             part.detail
+        );
+    }
+
+    /// A build slow on every endpoint is one reason, the pooled one, not one per endpoint too.
+    #[test]
+    fn a_build_slow_everywhere_is_said_once() {
+        let slow = |k| (k, 5.0, 3, 200);
+        let s = summary(&[slow("GET /a"), slow("GET /b"), slow("GET /c")], 7);
+        let mut reasons = Vec::new();
+        let part = latency_part(&s, &two(), &mut reasons).unwrap();
+        assert_eq!(part.score, 0, "{}", part.detail);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("latency: testing p95 "),
+            "{reasons:?}"
         );
     }
 

@@ -293,6 +293,8 @@ pub struct Scorecard {
     paired_latency: Vec<(Duration, Duration, u32, u32)>,
     /// The rows (endpoints) `paired_latency` refers to by index: at most `MAX_ENDPOINTS` + 1.
     latency_rows: Vec<String>,
+    /// Each row's index in `latency_rows`, by its key: a pair finds its row without a search.
+    latency_index: std::collections::HashMap<String, u32>,
     paired: u64,
     requests_at_start: u64,
     /// The proxy's count of requests not mirrored for their method when this card began.
@@ -347,6 +349,7 @@ impl Scorecard {
             testing_latency: Vec::new(),
             paired_latency: Vec::new(),
             latency_rows: Vec::new(),
+            latency_index: std::collections::HashMap::new(),
             paired: 0,
             requests_at_start: requests_now,
             not_mirrored_at_start: 0,
@@ -539,14 +542,13 @@ impl Scorecard {
 
     /// `key`'s index in `latency_rows`, added there when first seen.
     fn latency_row(&mut self, key: &str) -> u32 {
-        let i = match self.latency_rows.iter().position(|r| r == key) {
-            Some(i) => i,
-            None => {
-                self.latency_rows.push(key.to_string());
-                self.latency_rows.len() - 1
-            }
-        };
-        u32::try_from(i).unwrap_or(u32::MAX)
+        if let Some(&i) = self.latency_index.get(key) {
+            return i;
+        }
+        let i = u32::try_from(self.latency_rows.len()).unwrap_or(u32::MAX);
+        self.latency_rows.push(key.to_string());
+        self.latency_index.insert(key.to_string(), i);
+        i
     }
 
     /// The kept latency pairs of each endpoint, oldest first.
@@ -554,13 +556,14 @@ impl Scorecard {
         &self,
         pairs: &[(f64, f64, u32, u32)],
     ) -> BTreeMap<String, Vec<(f64, f64, u32)>> {
-        let mut out: BTreeMap<String, Vec<(f64, f64, u32)>> = BTreeMap::new();
+        let mut rows: Vec<Vec<(f64, f64, u32)>> = vec![Vec::new(); self.latency_rows.len()];
         for &(t, s, m, row) in pairs {
-            if let Some(k) = self.latency_rows.get(row as usize) {
-                out.entry(k.clone()).or_default().push((t, s, m));
+            if let Some(r) = rows.get_mut(row as usize) {
+                r.push((t, s, m));
             }
         }
-        out
+        let named = self.latency_rows.iter().cloned().zip(rows);
+        named.filter(|(_, v)| !v.is_empty()).collect()
     }
 
     /// The kept (testing, secondary) latencies in seconds with their moments and rows, oldest first: the ring's oldest entry
