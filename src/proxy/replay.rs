@@ -552,7 +552,8 @@ fn next_job(
         return None;
     }
     let picked = recorder.pick(want, repeat, min_endpoint_pairs);
-    let traffic_exhausted = want.traffic && picked.request.is_none();
+    // With nothing recorded yet there is nothing spent either: users' requests bring some.
+    let traffic_exhausted = want.traffic && picked.request.is_none() && !recorder.is_empty();
     let job = picked.request.map(|r| MirrorJob {
         target,
         method: r.method,

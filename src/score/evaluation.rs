@@ -563,8 +563,8 @@ fn replay_spent(s: &Summary) -> String {
         return String::new();
     }
     format!(
-        "; replay has nothing more to offer: the {} recorded requests were each replayed REPLAY_REPEAT times ({} pairs), so only new users' requests bring more. More traffic, a lower MIN_MIRRORED, or `understudy promote` (`understudy abort` rejects) ends the wait",
-        s.recorded, s.replayed
+        "; replay has nothing more to offer: every request recorded was replayed as often as REPLAY_REPEAT allows ({} pairs from {} of them), so only new users' requests bring more. More traffic, a lower MIN_MIRRORED, or `understudy promote` (`understudy abort` rejects) ends the wait",
+        s.replayed, s.recorded
     )
 }
 

@@ -310,11 +310,15 @@ fn the_scorer_is_told_when_replay_for_traffic_has_run_out() {
         ..Default::default()
     };
     let (_tx, routes) = watch::channel(Arc::new(routes));
+    let slot = || ReplaySlot(Arc::new(AtomicUsize::new(0)));
+    let traffic = want(1, true, &[]);
+    // Nothing recorded yet (a fresh start): nothing is spent either.
+    let empty = Recorder::new(10);
+    let (job, told) = next_job(&empty, &routes, &traffic, (2, 5), slot()).unwrap();
+    assert!(job.is_none() && !told.traffic_exhausted, "{told:?}");
     let r = Recorder::new(10);
     r.record(Method::GET, pq("/a"), HeaderMap::new());
-    let slot = || ReplaySlot(Arc::new(AtomicUsize::new(0)));
     let next = |w: &ReplayWant| next_job(&r, &routes, w, (2, 5), slot()).unwrap();
-    let traffic = want(1, true, &[]);
     for _ in 0..2 {
         let (job, told) = next(&traffic);
         assert!(job.is_some() && !told.traffic_exhausted);

@@ -558,7 +558,7 @@ fn a_wait_for_pairs_says_when_replay_has_nothing_more_to_offer() {
     s.replay_exhausted = true;
     let w = wait(&s);
     assert!(w.contains("too little traffic: 75 of"), "{w}");
-    assert!(w.contains("replay has nothing more to offer: the 7 recorded requests were each replayed REPLAY_REPEAT times (21 pairs)"), "{w}");
+    assert!(w.contains("replay has nothing more to offer: every request recorded was replayed as often as REPLAY_REPEAT allows (21 pairs from 7 of them)"), "{w}");
     assert!(
         w.contains("a lower MIN_MIRRORED, or `understudy promote`"),
         "{w}"
