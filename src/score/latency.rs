@@ -11,6 +11,12 @@ use crate::config::ScoreConfig;
 /// Paired copies the latency judgement waits for before it may reject.
 const MIN_LATENCY_PAIRS: usize = 30;
 
+/// Each endpoint's first paired copies, left out when it is judged alone: a fresh process (a JVM
+/// still compiling a rarely asked handler) beside a secondary kept warm from the build tested
+/// before is slower there for a while, which the pooled judgement dilutes and one endpoint alone
+/// would not.
+const WARM_UP_PAIRS: usize = 20;
+
 /// Latency, judged like with like: testing against the secondary (running's version), pair by
 /// pair over the very same copies on the very same path (Wilcoxon signed-rank). Rejects only
 /// when testing's p95 exceeds the secondary's by `MAX_P95_RATIO` *and* the shift is significant
@@ -134,8 +140,8 @@ impl Paired {
     }
 }
 
-/// Each endpoint with enough paired copies (`MIN_ENDPOINT_PAIRS`, and never fewer than the
-/// pooled judgement's minimum) judged alone by the pooled rule, so one slow endpoint among many
+/// Each endpoint with enough paired copies past its first [`WARM_UP_PAIRS`] (`MIN_ENDPOINT_PAIRS`,
+/// and never fewer than the pooled judgement's minimum) judged alone by the pooled rule, so one slow endpoint among many
 /// fast ones cannot hide in the pooled p95. The significance level `1 − CONFIDENCE` is shared
 /// among the endpoints judged (Bonferroni): with twenty endpoints of identical builds one would
 /// otherwise look slower by chance. Endpoints with fewer copies, and those past `MAX_ENDPOINTS`,
@@ -151,12 +157,15 @@ fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) ->
     let judged: Vec<_> = s
         .endpoint_latency_pairs
         .iter()
+        .map(|(k, v)| (k, &v[WARM_UP_PAIRS.min(v.len())..]))
         .filter(|(k, v)| k.as_str() != OTHER_ENDPOINTS && v.len() >= min)
         .collect();
     if judged.is_empty() {
         return (
             false,
-            format!("; no endpoint has {min} paired copies to be judged alone yet"),
+            format!(
+                "; no endpoint has {min} paired copies past its first {WARM_UP_PAIRS} to be judged alone yet"
+            ),
         );
     }
     let n = judged.len();
@@ -311,7 +320,7 @@ mod tests {
         let part = latency_part(&s, &two(), &mut reasons).unwrap();
         assert_eq!(part.score, 0, "{}", part.detail);
         assert_eq!(reasons.len(), 1, "only the endpoint rejects: {reasons:?}");
-        let search = &s.endpoint_latency_pairs["GET /api/search"];
+        let search = &s.endpoint_latency_pairs["GET /api/search"][WARM_UP_PAIRS..];
         let (t, sec) = (
             p95(search.iter().map(|p| p.0)),
             p95(search.iter().map(|p| p.1)),
@@ -345,6 +354,29 @@ mod tests {
             reasons[0].starts_with("latency: testing p95 "),
             "{reasons:?}"
         );
+    }
+
+    /// A rarely asked endpoint slow only in its first copies (a fresh JVM warming up beside a
+    /// warm secondary) is not judged on them; slow throughout, it still rejects.
+    #[test]
+    fn an_endpoint_slow_only_while_warming_up_does_not_reject() {
+        // 34 copies, the first 20 far slower: judged on all, most are slow and it rejects.
+        for (total, cold, rejects) in [(34, WARM_UP_PAIRS, false), (60, 60, true)] {
+            let fast = |k| (k, 1.0, 3, 200);
+            let mut s = summary(&[fast("GET /a"), fast("GET /b")], 7);
+            let mut j = Jitter(3);
+            for i in 0..total {
+                let factor = if (i as usize) < cold { 20.0 } else { 1.0 };
+                let pair = (j.latency(20.0) * factor, j.latency(20.0), i * 3);
+                s.latency_pairs.push(pair);
+                let rare = s.endpoint_latency_pairs.entry("GET /rare".into());
+                rare.or_default().push(pair);
+            }
+            let mut reasons = Vec::new();
+            latency_part(&s, &two(), &mut reasons).unwrap();
+            let named = reasons.iter().any(|r| r.contains("GET /rare"));
+            assert_eq!(named, rejects, "{cold} cold copies: {reasons:?}");
+        }
     }
 
     #[test]
@@ -394,17 +426,18 @@ mod tests {
         let part = latency_part(&s, &strict, &mut reasons).unwrap();
         assert!(reasons.is_empty(), "{reasons:?}");
         assert!(
-            part.detail
-                .contains("no endpoint has 1000 paired copies to be judged alone yet"),
+            part.detail.contains(
+                "no endpoint has 1000 paired copies past its first 20 to be judged alone yet"
+            ),
             "{}",
             part.detail
         );
-        // With 40 it is judged alone, and rejects.
+        // With 60 (40 past the first 20) it is judged alone, and rejects.
         let s = summary(
             &[
                 fast("GET /a"),
                 fast("GET /b"),
-                ("GET /api/search", 5.0, 1, 40),
+                ("GET /api/search", 5.0, 1, 60),
             ],
             3,
         );
@@ -420,14 +453,14 @@ mod tests {
 
     #[test]
     fn many_endpoints_of_identical_builds_with_jitter_never_reject() {
-        // Thirty endpoints, 40 to 120 copies each, latencies scattered ×0.5–2 with stalls, over
+        // Thirty endpoints, 60 to 180 copies each, latencies scattered ×0.5–2 with stalls, over
         // many seeds: identical builds on a loaded machine are never rejected for one of them.
         let names: Vec<String> = (0..30).map(|i| format!("GET /e{i}")).collect();
         for seed in 1..=200u64 {
             let eps: Vec<(&str, f64, usize, u32)> = names
                 .iter()
                 .enumerate()
-                .map(|(i, k)| (k.as_str(), 1.0, 1 + i % 3, 40))
+                .map(|(i, k)| (k.as_str(), 1.0, 1 + i % 3, 60))
                 .collect();
             let s = summary(&eps, seed);
             let mut reasons = Vec::new();
