@@ -420,6 +420,26 @@ fn diff_lines((r, t, w): (&str, &str, Witness), versions: (&str, &str), out: &mu
     }
 }
 
+/// Two sequences of lengths `r` and `t` that agree (`alike(i, j)`) element for element but for
+/// one run removed or inserted: how many agree before that run and after it. `None` when they
+/// differ otherwise. The one alignment rule of JSON arrays and text lines.
+pub(crate) fn one_run_apart(
+    r: usize,
+    t: usize,
+    mut alike: impl FnMut(usize, usize) -> bool,
+) -> Option<(usize, usize)> {
+    let shorter = r.min(t);
+    let mut before = 0;
+    while before < shorter && alike(before, before) {
+        before += 1;
+    }
+    let mut after = 0;
+    while after < shorter - before && alike(r - 1 - after, t - 1 - after) {
+        after += 1;
+    }
+    (before + after >= shorter).then_some((before, after))
+}
+
 /// Answers whose line counts differ but agree around one run of lines removed or inserted (an
 /// error banner added): that run is reported, `Missing` or `Added` at `line[*]`, instead of
 /// every line after it as changed. Lines agree when equal, equal but for the versions, or when
@@ -443,18 +463,9 @@ fn one_block_of_lines(
     let alike = |i: usize, j: usize| {
         rl[i] == tl[j] || same_but_version(rl[i], tl[j], versions) || varies(i)
     };
-    let shorter = rl.len().min(tl.len());
-    let mut before = 0;
-    while before < shorter && alike(before, before) {
-        before += 1;
-    }
-    let mut after = 0;
-    while after < shorter - before && alike(rl.len() - 1 - after, tl.len() - 1 - after) {
-        after += 1;
-    }
-    if before + after < shorter {
+    let Some((before, after)) = one_run_apart(rl.len(), tl.len(), alike) else {
         return false;
-    }
+    };
     let aligned = (0..before).map(|i| (i, i));
     let aligned = aligned.chain((0..after).map(|k| (rl.len() - 1 - k, tl.len() - 1 - k)));
     for (i, j) in aligned {

@@ -128,26 +128,25 @@ pub fn accept_encoding(request: &HeaderMap) -> Option<http::HeaderValue> {
 /// Whether the two answers' `Vary` differ only in `accept-encoding`, which a compression
 /// middleware adds to every answer, compressed or not, for caches: set aside.
 pub fn vary_differs_in_coding_only(running: &HeaderMap, other: &HeaderMap) -> bool {
-    let vary = |h: &HeaderMap| -> Vec<String> {
-        let mut v: Vec<String> = h
-            .get_all(http::header::VARY)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
+    let sorted = |h: &HeaderMap, keep_coding: bool| {
+        let mut v: Vec<String> = vary_tokens(h)
+            .filter(|t| keep_coding || !t.eq_ignore_ascii_case("accept-encoding"))
+            .map(str::to_ascii_lowercase)
             .collect();
         v.sort();
         v
     };
-    let (r, o) = (vary(running), vary(other));
-    let strip = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .filter(|t| *t != "accept-encoding")
-            .cloned()
-            .collect()
-    };
-    r != o && strip(&r) == strip(&o)
+    sorted(running, true) != sorted(other, true) && sorted(running, false) == sorted(other, false)
+}
+
+/// The names `Vary` lists, over all its lines.
+fn vary_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// `headers` without the `accept-encoding` token of `Vary` (the header dropped when nothing
@@ -157,13 +156,8 @@ pub fn without_coding(headers: &HeaderMap, recoded: bool) -> HeaderMap {
     if recoded {
         h.remove(http::header::CONTENT_ENCODING);
     }
-    let vary: Vec<String> = h
-        .get_all(http::header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("accept-encoding"))
+    let vary: Vec<String> = vary_tokens(&h)
+        .filter(|t| !t.eq_ignore_ascii_case("accept-encoding"))
         .map(str::to_string)
         .collect();
     h.remove(http::header::VARY);

@@ -164,26 +164,10 @@ impl Walker<'_, '_> {
     /// rather than every element after it as changed and the last ones as missing. `false`,
     /// with nothing reported, when they differ otherwise. `path` ends in `[*]`.
     fn one_block(&mut self, path: &mut String, ra: &[Value], ta: &[Value]) -> bool {
-        let shorter = ra.len().min(ta.len());
-        let same = |w: &Self, path: &mut String, r: &Value, t: &Value| w.equivalent(path, r, t);
-        let mut before = 0;
-        while before < shorter && same(self, path, &ra[before], &ta[before]) {
-            before += 1;
-        }
-        let mut after = 0;
-        while after < shorter - before
-            && same(
-                self,
-                path,
-                &ra[ra.len() - 1 - after],
-                &ta[ta.len() - 1 - after],
-            )
-        {
-            after += 1;
-        }
-        if before + after < shorter {
+        let alike = |i: usize, j: usize| self.equivalent(path, &ra[i], &ta[j]);
+        let Some((before, after)) = super::one_run_apart(ra.len(), ta.len(), alike) else {
             return false;
-        }
+        };
         for r in &ra[before..ra.len() - after] {
             self.report(path, DiffKind::Missing, Some(r), None);
         }

@@ -125,20 +125,18 @@ pub(super) async fn forward(
 /// Who asks (what the answer must suit) and the request's body as it will be read: counted
 /// against `MAX_REQUEST_BODY`, and copied for the mirror when testing wants this request.
 fn asker_and_body(proxy: &Proxy, req: &RequestHead, route: &Route, head: &[u8]) -> (Asker, BodyIn) {
-    if route.testing.is_some() && !req.upgrade && !proxy.mirror.wants(&req.method) {
+    let testing = route.testing.as_ref().filter(|_| !req.upgrade);
+    let wanted = testing.is_some() && proxy.mirror.wants(&req.method);
+    if testing.is_some() && !wanted {
         let not_mirrored = &proxy.stats.not_mirrored_method;
         not_mirrored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    let copy = route
-        .testing
-        .clone()
-        .filter(|_| !req.upgrade && proxy.mirror.wants(&req.method))
-        .map(|target| Copy {
-            target,
-            method: req.method.clone(),
-            head: head.to_vec(),
-            body: Some(Vec::new()),
-        });
+    let copy = testing.filter(|_| wanted).cloned().map(|target| Copy {
+        target,
+        method: req.method.clone(),
+        head: head.to_vec(),
+        body: Some(Vec::new()),
+    });
     let asker = Asker {
         head: req.method == Method::HEAD,
         http10: req.http10,
