@@ -390,6 +390,9 @@ pub(super) struct Guard {
 pub(super) struct Restart {
     pub(super) installed: Installed,
     pub(super) at: Instant,
+    /// The guard rolls back from it: it is not started again (users would wait on a build
+    /// being thrown out) unless the rollback fails.
+    pub(super) held: bool,
 }
 
 /// Everything the supervisor knows; only [`decide()`](super::decide()) changes it.
@@ -584,7 +587,7 @@ impl State {
     /// retry of ports that were busy.
     pub fn deadline(&self) -> Instant {
         [
-            self.restart.as_ref().map(|r| r.at),
+            self.restart.as_ref().filter(|r| !r.held).map(|r| r.at),
             self.busy_retry,
             self.schedule_check,
             Some(self.next_gc),
@@ -652,7 +655,11 @@ impl State {
             promoting: slot(&self.next),
             secondary: slot(&self.secondary),
             restarting: match &self.running {
-                None => self.restart.as_ref().map(|r| r.installed.version.clone()),
+                None => self
+                    .restart
+                    .as_ref()
+                    .filter(|r| !r.held)
+                    .map(|r| r.installed.version.clone()),
                 Some(_) => None,
             },
             pending: self.pending.as_ref().map(|p| p.version.clone()),

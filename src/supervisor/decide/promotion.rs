@@ -451,6 +451,8 @@ impl Decision<'_> {
             _ => AfterStop::Reject(reasons),
         };
         self.retire(next, false, after);
+        // A rollback from a running that crashed: that version serves again, as it can.
+        self.release_held_restart("failed");
         self.start_pending();
     }
 
@@ -576,6 +578,7 @@ impl Decision<'_> {
         };
         if result.is_err() {
             self.s.tripped = None; // no rollback: the version the guard left is filed as it was
+            self.release_held_restart("could not begin");
         }
         match (id, result) {
             (Some(id), result) => self.out.push(Action::Reply { id, result }),
@@ -728,10 +731,11 @@ impl Decision<'_> {
         }
     }
 
-    /// The promoted version does worse than the one it replaced: bring that one back.
-    pub(super) fn guard_rollback(&mut self, why: String) {
+    /// The promoted version does worse than the one it replaced: bring that one back. Returns
+    /// whether the rollback began.
+    pub(super) fn guard_rollback(&mut self, why: String) -> bool {
         let Some(g) = self.s.guard.take() else {
-            return;
+            return false;
         };
         self.emit(Event::GuardTripped {
             version: g.version.clone(),
@@ -744,7 +748,7 @@ impl Decision<'_> {
                 reason: "another switch is under way".into(),
             });
             self.archive_if_unused(g.from);
-            return;
+            return false;
         }
         // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback; so does a
         // next promotion still in PRE_PROMOTE, and the schedule that started it says so.
@@ -763,6 +767,7 @@ impl Decision<'_> {
         let reason = format!("rolled back by the guard: {why}");
         self.s.tripped = Some((g.version, vec![reason]));
         self.restore(g.from, None);
+        true
     }
 }
 
