@@ -347,6 +347,7 @@ impl Decision<'_> {
                 None => self.coming_back(),
                 _ => None,
             },
+            hold: self.s.running.is_none() && self.s.restart.as_ref().is_some_and(|r| r.held),
             canary: self.canary_weight(),
         };
         self.out.push(Action::Route(routing));

@@ -434,6 +434,7 @@ async fn a_crash_the_guard_rolls_back_is_not_restarted_and_users_wait_for_the_ve
     let routes = routes_in(&a).expect("routes published");
     assert_eq!(routes.running, None);
     assert_eq!(routes.restarting, Some(v("1.0.0")), "{routes:?}");
+    assert!(routes.hold, "users' requests wait for it: {routes:?}");
     assert_eq!(sim.s.status(|_| wall0()).restarting, None);
     // No timer restarts it while the restore and the start take their time.
     tokio::time::advance(Duration::from_secs(60)).await;
@@ -450,6 +451,7 @@ async fn a_crash_the_guard_rolls_back_is_not_restarted_and_users_wait_for_the_ve
         Some(v("1.0.0"))
     );
     assert_eq!(routes.restarting, None);
+    assert!(!routes.hold);
     // Rejected with the crash, as before.
     let persisted = sim.s.persisted.clone().expect("the state was written");
     assert!(
@@ -495,5 +497,6 @@ async fn a_crash_held_for_a_rollback_that_fails_is_restarted_after_all() {
         assert!(starts(&a, "1.1.0"), "{how}: {a:#?}");
         let routes = routes_in(&a).expect("routes published");
         assert_eq!(routes.restarting, Some(v("1.1.0")), "{how}");
+        assert!(!routes.hold, "{how}: told to retry, as at any restart");
     }
 }
