@@ -385,6 +385,19 @@ pub(super) struct Guard {
     pub(super) before: (u64, u64),
 }
 
+impl Guard {
+    /// As `state.json` keeps it.
+    pub(super) fn journaled(&self) -> JournaledGuard {
+        JournaledGuard {
+            version: self.version.clone(),
+            from: self.from.clone(),
+            until: super::control::rfc3339(self.until_wall),
+            before_errors: self.before.0,
+            before_requests: self.before.1,
+        }
+    }
+}
+
 /// Running is down and will be started again at `at`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Restart {
@@ -491,6 +504,9 @@ pub struct State {
     /// The version the guard rolled back from, and why: once the rollback switches, it is
     /// filed in `rejected/` with that reason, not archived as a version to come back to.
     pub(super) tripped: Option<(Version, Vec<String>)>,
+    /// The watch that tripped, journaled until its rollback switches: a restart before then
+    /// watches on (the version it left serves again) instead of forgetting it.
+    pub(super) tripped_guard: Option<JournaledGuard>,
     /// Its `Restore` waits for an archive or rejection of the version under way to report.
     pub(super) restore_waits: bool,
     /// Traffic samples of the last minute: (when, requests, 5xx answers).
@@ -566,6 +582,7 @@ impl State {
             switch_why: None,
             restoring: None,
             tripped: None,
+            tripped_guard: None,
             restore_waits: false,
             traffic: VecDeque::new(),
             guard: None,

@@ -440,6 +440,7 @@ impl Decision<'_> {
         self.schedule_failed(next.version(), &reasons.join("; "), true);
         self.s.txn = None;
         self.s.tripped = None;
+        self.s.tripped_guard = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
             self.publish_routes();
             self.record_share(canary.version().clone(), 0);
@@ -578,6 +579,7 @@ impl Decision<'_> {
         };
         if result.is_err() {
             self.s.tripped = None; // no rollback: the version the guard left is filed as it was
+            self.s.tripped_guard = None;
             self.release_held_restart("could not begin");
         }
         match (id, result) {
@@ -668,6 +670,7 @@ impl Decision<'_> {
     /// counts) and would bring back the one it kept, which nobody asked for. It ends; the kept
     /// version is filed away, as at the guard's normal end (unless the rollback went to it).
     fn end_guard_at_rollback(&mut self) {
+        self.s.tripped_guard = None;
         if let Some(g) = self.s.guard.take() {
             self.archive_if_unused(g.from);
         }
@@ -765,6 +768,7 @@ impl Decision<'_> {
         self.s.txn = None;
         self.s.txn_old = None;
         let reason = format!("rolled back by the guard: {why}");
+        self.s.tripped_guard = Some(g.journaled());
         self.s.tripped = Some((g.version, vec![reason]));
         self.restore(g.from, None);
         true

@@ -500,3 +500,55 @@ async fn a_crash_held_for_a_rollback_that_fails_is_restarted_after_all() {
         assert!(!routes.hold, "{how}: told to retry, as at any restart");
     }
 }
+
+/// Killed between the guard's trip and the rollback's switch (the restore under way, or the
+/// version coming back still starting): the journal kept no guard, so after the restart the
+/// version the guard had thrown out served on, unwatched, and was never rejected. The tripped
+/// watch is journaled until the switch: after the restart it watches on and trips again.
+#[tokio::test(start_paused = true)]
+async fn a_restart_between_the_guards_trip_and_the_switch_watches_on_and_rolls_back_again() {
+    for when in ["restoring", "starting"] {
+        let mut sim = Sim::new(PORTS);
+        let journaled = guarded_promotion(&mut sim).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors: 5 + 25,
+        });
+        assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+        if when == "starting" {
+            sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Ok(installed("1.0.0")),
+            });
+        }
+        let p = sim.s.persisted.clone().expect("the state was written");
+        assert_eq!(
+            p.guard, journaled.guard,
+            "{when}: the watch is journaled still"
+        );
+        let (mut after, a) = restart_serving_1_1_0(&sim, &p);
+        let (_, _) = after.bring_up(&a);
+        assert!(after.s.status(|_| wall0()).guarded.is_some(), "{when}");
+        after.feed(Input::Traffic {
+            requests: 0,
+            errors: 0,
+        });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = after.feed(Input::Traffic {
+            requests: 30,
+            errors: 25,
+        });
+        assert!(a.contains(&Action::Restore(v("1.0.0"))), "{when}: {a:#?}");
+        let (_, _) = after.restored("1.0.0");
+        let p = after.s.persisted.clone().expect("the state was written");
+        assert_eq!(p.guard, None, "{when}: the watch ends with the switch");
+        assert!(
+            p.filings.iter().any(|f| f.version == v("1.1.0")
+                && f.reject
+                    .as_ref()
+                    .is_some_and(|r| r[0].contains("rolled back by the guard"))),
+            "{when}: {p:#?}"
+        );
+    }
+}
