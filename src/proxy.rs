@@ -264,6 +264,32 @@ impl Proxy {
         })
     }
 
+    /// Nothing serves while the guard brings a version back (`hold`): wait for it, up to
+    /// `UPSTREAM_TIMEOUT` (as for a slow running) or until understudy stops, so users see a
+    /// slow answer, not a 503. Whether something serves now.
+    async fn wait_for_running(&self) -> bool {
+        let mut routes = self.routes.clone();
+        let back = tokio::time::timeout(
+            self.upstream_timeout,
+            routes.wait_for(|r| r.running.is_some() || !r.hold),
+        );
+        let stop = async {
+            loop {
+                // Made before the look, so a stop between the two still wakes it.
+                let called = self.calls.call.notified();
+                if self.calls.stopping() {
+                    return;
+                }
+                called.await;
+            }
+        };
+        tokio::select! {
+            // The routes' lock is let go at once: the supervisor's next change waits for it.
+            r = back => matches!(r, Ok(Ok(r)) if r.running.is_some()),
+            () = stop => false,
+        }
+    }
+
     /// During a canary step, the record of this request's answer (its side, method and path
     /// from the request head `head`), to be completed by [`Proxy::served`].
     fn serving(&self, route: &Route, method: &http::Method, head: &[u8]) -> Option<canary::Served> {

@@ -364,3 +364,145 @@ fn a_rollback_to_the_build_under_test_or_to_a_version_that_never_served_is_409()
     assert!(u.get("/").1.contains("1.0.0"));
     u.stop();
 }
+
+/// One user's request: when it was sent, how long its answer took, its status and body.
+struct Answer {
+    at: std::time::Instant,
+    took: Duration,
+    status: u16,
+    body: String,
+}
+
+/// Users asking `/` from two clients until stopped, every answer kept.
+struct Users {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<Vec<Answer>>>,
+}
+
+impl Users {
+    fn start(addr: std::net::SocketAddr) -> Users {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut answers = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let at = std::time::Instant::now();
+                        let (status, body) = http(addr, "GET", "/")
+                            .unwrap_or_else(|e| (0, format!("no answer: {e}")));
+                        let took = at.elapsed();
+                        answers.push(Answer {
+                            at,
+                            took,
+                            status,
+                            body,
+                        });
+                        std::thread::sleep(PACE);
+                    }
+                    answers
+                })
+            })
+            .collect();
+        Users { stop, clients }
+    }
+
+    /// Stop; every answer, in the order they were asked.
+    fn finish(mut self) -> Vec<Answer> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = Vec::new();
+        for c in self.clients.drain(..) {
+            all.extend(c.join().unwrap());
+        }
+        all.sort_by_key(|a| a.at);
+        all
+    }
+}
+
+/// The hostile review's run: a promoted build crashed, and while the guard brought the previous
+/// version back understudy restarted the crashed one too, telling users "running 1.1.0 is
+/// restarting" (503) for seconds. Now it is not restarted, and users wait for the version
+/// coming back instead of being refused.
+#[test]
+fn users_wait_for_the_guards_rollback_from_a_crash_and_the_crashed_build_is_not_restarted() {
+    let base = Base::new("guard-crash");
+    base.write_env("ROLLBACK_WINDOW=2m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // Passes as testing; as running it exits 1.5 s after it listens.
+    let bin = env!("CARGO_BIN_EXE_understudy");
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500'; fi\nexec '{bin}' fixture-app --version 1.1.0 $crash\n"
+        ),
+    );
+    base.wait_testing();
+    let users = Users::start(u.addr);
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        "the guard's rollback to 1.0.0",
+        Duration::from_secs(30),
+        || {
+            let rolled_back = switches(&base)
+                .iter()
+                .any(|(to, why, _)| to == "1.0.0" && why == "rollback");
+            rolled_back.then_some(())
+        },
+    );
+    // A second of users on 1.0.0 after the switch.
+    let served = std::time::Instant::now();
+    wait_until("a second after the switch", Duration::from_secs(5), || {
+        (served.elapsed() >= Duration::from_secs(1)).then_some(())
+    });
+    let answers = users.finish();
+    // The crash itself: a request 1.1.0 had in hand as it died, or one sent to it before
+    // understudy heard of it, is 502 (as at any crash of running). Nothing after it fails.
+    let at_crash = |a: &Answer| a.status == 502 && a.body.contains("(1.1.0 at");
+    let crash: Vec<&Answer> = answers.iter().filter(|a| at_crash(a)).collect();
+    let failed: Vec<(u16, &str)> = answers
+        .iter()
+        .filter(|a| a.status != 200 && !at_crash(a))
+        .map(|a| (a.status, a.body.as_str()))
+        .collect();
+    // Measured: the requests that waited for 1.0.0 (over 10 ms), and the longest wait.
+    let waited = answers
+        .iter()
+        .filter(|a| a.took > Duration::from_millis(10))
+        .count();
+    let longest = answers.iter().map(|a| a.took).max().unwrap_or_default();
+    eprintln!(
+        "{} requests: {} failed, {} lost with 1.1.0 as it died; {waited} took over 10 ms, the longest {longest:?}",
+        answers.len(),
+        failed.len(),
+        crash.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    if let (Some(first), Some(last)) = (crash.first(), crash.last()) {
+        let span = last.at.saturating_duration_since(first.at);
+        assert!(span < Duration::from_secs(1), "lost over {span:?}");
+    }
+    assert!(
+        answers.iter().any(|a| a.body.contains("1.1.0")),
+        "1.1.0 served before it crashed"
+    );
+    assert!(answers.last().is_some_and(|a| a.body.contains("1.0.0")));
+    let log = u.log_text();
+    assert!(log.contains("guard_tripped"), "{log}");
+    assert!(
+        !log.contains("restart_scheduled"),
+        "the crashed build is not restarted: {log}"
+    );
+    wait_until("1.1.0 rejected", Duration::from_secs(15), || {
+        base.path.join("rejected/app-1.1.0").exists().then_some(())
+    });
+    u.stop();
+}

@@ -188,7 +188,11 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         return Next::Linger;
     }
     let peer = || client.peer_addr().ok().map(|a| a.ip());
-    let route = match proxy.route(&bufs.out, peer) {
+    let mut routed = proxy.route(&bufs.out, peer);
+    if routed.is_err() && proxy.wait_for_running().await {
+        routed = proxy.route(&bufs.out, peer);
+    }
+    let route = match routed {
         Ok(r) => r,
         Err(restarting) => {
             proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);

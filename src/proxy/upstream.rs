@@ -140,6 +140,9 @@ pub struct Routes {
     /// Running's version while it is being restarted (with `running` empty): users are told to
     /// retry shortly instead of being told to drop a build.
     pub restarting: Option<Version>,
+    /// With `running` empty: the guard rolls back from a running that crashed, and a request
+    /// waits for the version coming back (up to `UPSTREAM_TIMEOUT`) rather than get a 503.
+    pub hold: bool,
     /// In a canary step, the share of users (of [`super::canary::PLACES`]) testing serves,
     /// writes included; 0 outside one.
     pub canary: u32,

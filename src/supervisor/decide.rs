@@ -203,6 +203,9 @@ pub struct Routing {
     pub secondary: Option<Target>,
     /// Running is down and being restarted (users are told to retry).
     pub restarting: Option<Version>,
+    /// Running crashed and the guard brings back the version it replaced: users' requests wait
+    /// for that one (bounded) instead of being told to retry, as at a switch.
+    pub hold: bool,
     /// In a canary step, the share of users testing serves (basis points); 0 outside one.
     pub canary: u32,
 }
@@ -480,14 +483,9 @@ impl Decision<'_> {
             guard: s
                 .guard
                 .as_ref()
-                .map(|g| super::state::JournaledGuard {
-                    version: g.version.clone(),
-                    from: g.from.clone(),
-                    until: super::control::rfc3339(g.until_wall),
-                    before_errors: g.before.0,
-                    before_requests: g.before.1,
-                })
-                .or_else(|| s.held_guard.clone()),
+                .map(super::state::Guard::journaled)
+                .or_else(|| s.held_guard.clone())
+                .or_else(|| s.tripped_guard.clone()),
             filings: self.journaled_filings(),
         };
         if s.persisted.as_ref() != Some(&now) {

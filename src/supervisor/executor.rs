@@ -605,6 +605,7 @@ impl Executor {
             testing: upstream(&r.testing),
             secondary: upstream(&r.secondary),
             restarting: r.restarting,
+            hold: r.hold,
             canary: r.canary,
         };
         self.routes.send_replace(Arc::new(routes));

@@ -385,11 +385,27 @@ pub(super) struct Guard {
     pub(super) before: (u64, u64),
 }
 
+impl Guard {
+    /// As `state.json` keeps it.
+    pub(super) fn journaled(&self) -> JournaledGuard {
+        JournaledGuard {
+            version: self.version.clone(),
+            from: self.from.clone(),
+            until: super::control::rfc3339(self.until_wall),
+            before_errors: self.before.0,
+            before_requests: self.before.1,
+        }
+    }
+}
+
 /// Running is down and will be started again at `at`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Restart {
     pub(super) installed: Installed,
     pub(super) at: Instant,
+    /// The guard rolls back from it: it is not started again (users would wait on a build
+    /// being thrown out) unless the rollback fails.
+    pub(super) held: bool,
 }
 
 /// Everything the supervisor knows; only [`decide()`](super::decide()) changes it.
@@ -488,6 +504,9 @@ pub struct State {
     /// The version the guard rolled back from, and why: once the rollback switches, it is
     /// filed in `rejected/` with that reason, not archived as a version to come back to.
     pub(super) tripped: Option<(Version, Vec<String>)>,
+    /// The watch that tripped, journaled until its rollback switches: a restart before then
+    /// watches on (the version it left serves again) instead of forgetting it.
+    pub(super) tripped_guard: Option<JournaledGuard>,
     /// Its `Restore` waits for an archive or rejection of the version under way to report.
     pub(super) restore_waits: bool,
     /// Traffic samples of the last minute: (when, requests, 5xx answers).
@@ -563,6 +582,7 @@ impl State {
             switch_why: None,
             restoring: None,
             tripped: None,
+            tripped_guard: None,
             restore_waits: false,
             traffic: VecDeque::new(),
             guard: None,
@@ -584,7 +604,7 @@ impl State {
     /// retry of ports that were busy.
     pub fn deadline(&self) -> Instant {
         [
-            self.restart.as_ref().map(|r| r.at),
+            self.restart.as_ref().filter(|r| !r.held).map(|r| r.at),
             self.busy_retry,
             self.schedule_check,
             Some(self.next_gc),
@@ -652,7 +672,11 @@ impl State {
             promoting: slot(&self.next),
             secondary: slot(&self.secondary),
             restarting: match &self.running {
-                None => self.restart.as_ref().map(|r| r.installed.version.clone()),
+                None => self
+                    .restart
+                    .as_ref()
+                    .filter(|r| !r.held)
+                    .map(|r| r.installed.version.clone()),
                 Some(_) => None,
             },
             pending: self.pending.as_ref().map(|p| p.version.clone()),

@@ -7,6 +7,7 @@ use super::{
     Action, Decision, Launched, Routing, SlotKey, StartFailure, MAX_RUNNING_RESTARTS,
     RESTART_BACKOFF_BASE, RESTART_BACKOFF_CAP, RESTART_STABLE,
 };
+use crate::artifact::Installed;
 use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::instance::{InstanceEvent, InstanceEventKind, InstanceId};
@@ -343,12 +344,26 @@ impl Decision<'_> {
             secondary: self.s.secondary.as_ref().and_then(Slot::target),
             restarting: match &self.s.running {
                 Some(r) if r.proven && !r.is_ready() => Some(r.version().clone()),
-                None => self.s.restart.as_ref().map(|r| r.installed.version.clone()),
+                None => self.coming_back(),
                 _ => None,
             },
+            hold: self.s.running.is_none() && self.s.restart.as_ref().is_some_and(|r| r.held),
             canary: self.canary_weight(),
         };
         self.out.push(Action::Route(routing));
+    }
+
+    /// The version users are told is coming back while nothing serves: the one restarting, or,
+    /// held for the guard's rollback, the version that rollback brings back.
+    fn coming_back(&self) -> Option<semver::Version> {
+        let r = self.s.restart.as_ref()?;
+        let back = self.s.next.as_ref().map(Slot::version);
+        let back = back.or(self.s.restoring.as_ref().map(|(v, _)| v));
+        Some(
+            back.filter(|_| r.held)
+                .unwrap_or(&r.installed.version)
+                .clone(),
+        )
     }
 
     /// An instance failed to start, to get ready, or to stay up.
@@ -401,6 +416,26 @@ impl Decision<'_> {
         } else {
             self.s.failures + 1
         };
+        if self.s.guard.as_ref().is_some_and(|g| g.version == version) {
+            // Not restarted: the guard brings back the version it replaced, and users wait for
+            // that one, not for a build being thrown out (unless the rollback cannot begin).
+            self.s.restart = Some(Restart {
+                installed: installed.clone(),
+                at: self.now,
+                held: true,
+            });
+            // Whole, with the tail it quotes: the guard's reason is what a rejection keeps.
+            if self.guard_rollback(format!("failed within ROLLBACK_WINDOW: {why}")) {
+                self.publish_routes();
+                return;
+            }
+        }
+        self.schedule_restart(installed, why);
+    }
+
+    /// Running is down: start it again, at once or after the backoff its failures call for.
+    fn schedule_restart(&mut self, installed: Installed, why: String) {
+        let version = installed.version.clone();
         let delay = restart_delay(self.s.failures);
         if self.s.failures > MAX_RUNNING_RESTARTS {
             self.emit(Event::CrashLooping {
@@ -409,10 +444,8 @@ impl Decision<'_> {
                 retry_every_ms: RESTART_BACKOFF_CAP.as_millis() as u64,
             });
         }
-        // Whole, with the tail it quotes: the guard's reason is what a rejection keeps.
-        let guard_why = format!("failed within ROLLBACK_WINDOW: {why}");
         self.emit(Event::RestartScheduled {
-            version: version.clone(),
+            version,
             attempt: self.s.failures,
             delay_ms: delay.as_millis() as u64,
             reason: why,
@@ -420,16 +453,27 @@ impl Decision<'_> {
         self.s.restart = Some(Restart {
             installed,
             at: self.now + delay,
+            held: false,
         });
         self.restart_if_due();
         self.publish_routes();
-        if self.s.guard.as_ref().is_some_and(|g| g.version == version) {
-            self.guard_rollback(guard_why);
-        }
+    }
+
+    /// The guard's rollback from a running that crashed failed or was called off: that version
+    /// is all there is to serve, so it is restarted after all.
+    pub(super) fn release_held_restart(&mut self, why: &str) {
+        let Some(r) = self.s.restart.take_if(|r| r.held) else {
+            return;
+        };
+        self.schedule_restart(r.installed, format!("the guard's rollback {why}"));
     }
 
     pub(super) fn restart_if_due(&mut self) {
-        let due = self.s.restart.as_ref().is_some_and(|r| self.now >= r.at);
+        let due = self
+            .s
+            .restart
+            .as_ref()
+            .is_some_and(|r| !r.held && self.now >= r.at);
         if !due || self.s.running.is_some() {
             return;
         }

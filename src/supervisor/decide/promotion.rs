@@ -440,6 +440,7 @@ impl Decision<'_> {
         self.schedule_failed(next.version(), &reasons.join("; "), true);
         self.s.txn = None;
         self.s.tripped = None;
+        self.s.tripped_guard = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
             self.publish_routes();
             self.record_share(canary.version().clone(), 0);
@@ -451,6 +452,8 @@ impl Decision<'_> {
             _ => AfterStop::Reject(reasons),
         };
         self.retire(next, false, after);
+        // A rollback from a running that crashed: that version serves again, as it can.
+        self.release_held_restart("failed");
         self.start_pending();
     }
 
@@ -576,6 +579,8 @@ impl Decision<'_> {
         };
         if result.is_err() {
             self.s.tripped = None; // no rollback: the version the guard left is filed as it was
+            self.s.tripped_guard = None;
+            self.release_held_restart("could not begin");
         }
         match (id, result) {
             (Some(id), result) => self.out.push(Action::Reply { id, result }),
@@ -665,6 +670,7 @@ impl Decision<'_> {
     /// counts) and would bring back the one it kept, which nobody asked for. It ends; the kept
     /// version is filed away, as at the guard's normal end (unless the rollback went to it).
     fn end_guard_at_rollback(&mut self) {
+        self.s.tripped_guard = None;
         if let Some(g) = self.s.guard.take() {
             self.archive_if_unused(g.from);
         }
@@ -728,10 +734,11 @@ impl Decision<'_> {
         }
     }
 
-    /// The promoted version does worse than the one it replaced: bring that one back.
-    pub(super) fn guard_rollback(&mut self, why: String) {
+    /// The promoted version does worse than the one it replaced: bring that one back. Returns
+    /// whether the rollback began.
+    pub(super) fn guard_rollback(&mut self, why: String) -> bool {
         let Some(g) = self.s.guard.take() else {
-            return;
+            return false;
         };
         self.emit(Event::GuardTripped {
             version: g.version.clone(),
@@ -744,7 +751,7 @@ impl Decision<'_> {
                 reason: "another switch is under way".into(),
             });
             self.archive_if_unused(g.from);
-            return;
+            return false;
         }
         // The promotion's own tail (draining, POST_PROMOTE) gives way to the rollback; so does a
         // next promotion still in PRE_PROMOTE, and the schedule that started it says so.
@@ -761,8 +768,10 @@ impl Decision<'_> {
         self.s.txn = None;
         self.s.txn_old = None;
         let reason = format!("rolled back by the guard: {why}");
+        self.s.tripped_guard = Some(g.journaled());
         self.s.tripped = Some((g.version, vec![reason]));
         self.restore(g.from, None);
+        true
     }
 }
 

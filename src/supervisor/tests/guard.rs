@@ -392,3 +392,163 @@ async fn an_operators_rollback_ends_the_guard_and_files_away_the_version_it_kept
         .iter()
         .any(|e| matches!(e, Event::GuardTripped { .. })));
 }
+
+/// The promoted version crashes: (running id, the crash's actions).
+fn crash_running(sim: &mut Sim) -> (InstanceId, Vec<Action>) {
+    let running = sim.s.running().unwrap().id;
+    let a = sim.event(
+        running,
+        InstanceEventKind::Exited {
+            status: "exit status: 4".into(),
+            stderr_tail: "boom".into(),
+            stdout_tail: String::new(),
+        },
+    );
+    (running, a)
+}
+
+/// Whether `actions` start an instance of `ver`.
+fn starts(actions: &[Action], ver: &str) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Start { installed, .. } if installed.version == v(ver)))
+}
+
+/// A crash the guard rolls back from is not restarted beside the rollback (users were told
+/// "running 1.1.0 is restarting" for seconds, then served by it until it crashed again): users
+/// wait for the version coming back, which serves as soon as it is ready.
+#[tokio::test(start_paused = true)]
+async fn a_crash_the_guard_rolls_back_is_not_restarted_and_users_wait_for_the_version_coming_back()
+{
+    let mut sim = Sim::new(PORTS);
+    guarded_promotion(&mut sim).await;
+    let (_, a) = crash_running(&mut sim);
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    assert!(!starts(&a, "1.1.0"), "1.1.0 is not restarted: {a:#?}");
+    assert!(
+        !emitted(&a)
+            .iter()
+            .any(|e| matches!(e, Event::RestartScheduled { .. })),
+        "{a:#?}"
+    );
+    let routes = routes_in(&a).expect("routes published");
+    assert_eq!(routes.running, None);
+    assert_eq!(routes.restarting, Some(v("1.0.0")), "{routes:?}");
+    assert!(routes.hold, "users' requests wait for it: {routes:?}");
+    assert_eq!(sim.s.status(|_| wall0()).restarting, None);
+    // No timer restarts it while the restore and the start take their time.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(!starts(&a, "1.1.0"), "{a:#?}");
+    let (_, a) = sim.restored("1.0.0");
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    );
+    let routes = routes_in(&a).expect("routes published");
+    assert_eq!(
+        routes.running.as_ref().map(|t| t.version.clone()),
+        Some(v("1.0.0"))
+    );
+    assert_eq!(routes.restarting, None);
+    assert!(!routes.hold);
+    // Rejected with the crash, as before.
+    let persisted = sim.s.persisted.clone().expect("the state was written");
+    assert!(
+        persisted
+            .filings
+            .iter()
+            .any(|f| f.version == v("1.1.0")
+                && f.reject.as_ref().is_some_and(|r| r[0].contains("boom"))),
+        "{persisted:#?}"
+    );
+    assert_eq!(persisted.running, Some(v("1.0.0")));
+}
+
+/// Held for the rollback, the version that crashed is still what serves if the rollback cannot
+/// bring the other one back (its folder gone) or that one fails to start: it is restarted then.
+#[tokio::test(start_paused = true)]
+async fn a_crash_held_for_a_rollback_that_fails_is_restarted_after_all() {
+    for how in ["restore fails", "start fails"] {
+        let mut sim = Sim::new(PORTS);
+        guarded_promotion(&mut sim).await;
+        crash_running(&mut sim);
+        assert_eq!(
+            sim.s.persisted.as_ref().unwrap().running,
+            Some(v("1.1.0")),
+            "journaled as running until the rollback switches"
+        );
+        let a = if how == "restore fails" {
+            sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Err(RestoreFailure::Missing),
+            })
+        } else {
+            let a = sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Ok(installed("1.0.0")),
+            });
+            let (id, _, _) = start_in(&a).expect("1.0.0 starts");
+            sim.feed(Input::Started {
+                id,
+                result: Err(StartFailure::Failed("no such file".into())),
+            })
+        };
+        assert!(starts(&a, "1.1.0"), "{how}: {a:#?}");
+        let routes = routes_in(&a).expect("routes published");
+        assert_eq!(routes.restarting, Some(v("1.1.0")), "{how}");
+        assert!(!routes.hold, "{how}: told to retry, as at any restart");
+    }
+}
+
+/// Killed between the guard's trip and the rollback's switch (the restore under way, or the
+/// version coming back still starting): the journal kept no guard, so after the restart the
+/// version the guard had thrown out served on, unwatched, and was never rejected. The tripped
+/// watch is journaled until the switch: after the restart it watches on and trips again.
+#[tokio::test(start_paused = true)]
+async fn a_restart_between_the_guards_trip_and_the_switch_watches_on_and_rolls_back_again() {
+    for when in ["restoring", "starting"] {
+        let mut sim = Sim::new(PORTS);
+        let journaled = guarded_promotion(&mut sim).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors: 5 + 25,
+        });
+        assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+        if when == "starting" {
+            sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Ok(installed("1.0.0")),
+            });
+        }
+        let p = sim.s.persisted.clone().expect("the state was written");
+        assert_eq!(
+            p.guard, journaled.guard,
+            "{when}: the watch is journaled still"
+        );
+        let (mut after, a) = restart_serving_1_1_0(&sim, &p);
+        let (_, _) = after.bring_up(&a);
+        assert!(after.s.status(|_| wall0()).guarded.is_some(), "{when}");
+        after.feed(Input::Traffic {
+            requests: 0,
+            errors: 0,
+        });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = after.feed(Input::Traffic {
+            requests: 30,
+            errors: 25,
+        });
+        assert!(a.contains(&Action::Restore(v("1.0.0"))), "{when}: {a:#?}");
+        let (_, _) = after.restored("1.0.0");
+        let p = after.s.persisted.clone().expect("the state was written");
+        assert_eq!(p.guard, None, "{when}: the watch ends with the switch");
+        assert!(
+            p.filings.iter().any(|f| f.version == v("1.1.0")
+                && f.reject
+                    .as_ref()
+                    .is_some_and(|r| r[0].contains("rolled back by the guard"))),
+            "{when}: {p:#?}"
+        );
+    }
+}
