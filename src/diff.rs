@@ -133,8 +133,9 @@ pub enum DiffKind {
     /// The values differ only by the versions they carry (`"v": "1.0.0"` vs `"v": "1.1.0"`):
     /// shown to the operator as expected, never counted against testing.
     Expected,
-    /// Bodies over `DIFF_MAX_BODY` whose length or hash differ: they could not be compared field
-    /// by field, so a version string cannot be told from a regression; reported, never counted.
+    /// Bodies over `DIFF_MAX_BODY` (or past the capture budget), compared by fingerprint only: a
+    /// version string cannot be told from a regression, so reported, never counted, and the pair
+    /// is no evidence about the bodies (see [`EndpointDiffs::uncompared`]).
     Uncompared,
 }
 
@@ -153,7 +154,7 @@ impl DiffKind {
             DiffKind::Added => "added",
             DiffKind::TypeChanged => "type changed",
             DiffKind::Expected => "version (expected)",
-            DiffKind::Uncompared => "too large to compare (length or hash)",
+            DiffKind::Uncompared => "too large to compare (fingerprint only)",
         }
     }
 }
