@@ -18,7 +18,8 @@
 //! and every array index is `[*]`, so `items[0].price` and `items[7].price` are one path; a key that
 //! is unmistakably an id (all digits or a uuid: [`fold_key`]) is folded (`$.nonces.{uuid}`), and a
 //! path pattern matches folded keys only where it is itself written folded. Object key order is
-//! never a difference. One pair lists at most [`MAX_DIFFS_PER_PAIR`] counting differences, the
+//! never a difference. An integer is not a float (`1` against `1.0`, `100` against `1e2`: a type
+//! change); integers compare exactly whatever their size, floats as `f64` (`1.0` equals `1.00`). One pair lists at most [`MAX_DIFFS_PER_PAIR`] counting differences, the
 //! last place saying the list was cut ([`CUT_PATH`], of the kind first dropped); version-only
 //! ones are bounded apart and never cut it. Array order is (elements are compared index by index,
 //! the longer side's extra elements are [`DiffKind::Missing`] / [`DiffKind::Added`] at
@@ -133,8 +134,9 @@ pub enum DiffKind {
     /// The values differ only by the versions they carry (`"v": "1.0.0"` vs `"v": "1.1.0"`):
     /// shown to the operator as expected, never counted against testing.
     Expected,
-    /// Bodies over `DIFF_MAX_BODY` whose length or hash differ: they could not be compared field
-    /// by field, so a version string cannot be told from a regression; reported, never counted.
+    /// Bodies over `DIFF_MAX_BODY` (or past the capture budget), compared by fingerprint only: a
+    /// version string cannot be told from a regression, so reported, never counted, and the pair
+    /// is no evidence about the bodies (see [`EndpointDiffs::uncompared`]).
     Uncompared,
 }
 
@@ -153,7 +155,7 @@ impl DiffKind {
             DiffKind::Added => "added",
             DiffKind::TypeChanged => "type changed",
             DiffKind::Expected => "version (expected)",
-            DiffKind::Uncompared => "too large to compare (length or hash)",
+            DiffKind::Uncompared => "too large to compare (fingerprint only)",
         }
     }
 }
@@ -248,9 +250,7 @@ fn parse_both(running: &Answer, testing: &Answer) -> Option<(Value, Value)> {
     if !plausible(running.body) || !plausible(testing.body) {
         return None;
     }
-    let r = serde_json::from_slice(running.body).ok()?;
-    let t = serde_json::from_slice(testing.body).ok()?;
-    Some((r, t))
+    Some((json::parse(running.body)?, json::parse(testing.body)?))
 }
 
 /// The differences found so far, each (path, kind) once. Counting differences and the others

@@ -722,3 +722,51 @@ fn a_post_only_service_is_told_its_requests_are_not_mirrorable() {
     }
     u.stop();
 }
+
+/// Every answer over `DIFF_MAX_BODY`: the bodies are fingerprinted only, never compared, so the
+/// build waits and says why and which key helps, past its stable window, and is not promoted
+/// (issue: such pairs counted as compared answers, and an identical-looking build passed).
+#[test]
+fn a_build_whose_answers_are_all_too_large_to_compare_waits_and_says_why() {
+    let base = Base::new("judge-all-large");
+    base.write_env(&format!("{FAST}\nDIFF_MAX_BODY=1KiB"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let traffic = Traffic::on(u.addr, |_| "/__fixture/bytes/4096");
+    base.drop_fixture("1.1.0", "");
+    let (addr, _) = admin(&base);
+    let waiting = |s: &serde_json::Value| {
+        let why = s["verdict"]["reasons"][0].as_str().unwrap_or_default();
+        s["verdict"]["version"] == "1.1.0" && why.contains("more answers are not compared")
+    };
+    let (seen, why) = wait_until(
+        "the wait saying the bodies are not compared",
+        Duration::from_secs(30),
+        || {
+            let (_, s) = api(addr, "GET", "/api/status", None, "");
+            waiting(&s).then(|| {
+                (
+                    std::time::Instant::now(),
+                    s["verdict"]["reasons"][0].clone(),
+                )
+            })
+        },
+    );
+    let why = why.as_str().unwrap_or_default().to_string();
+    assert!(
+        why.contains("DIFF_MAX_BODY") && why.contains("`understudy promote`"),
+        "{why}"
+    );
+    // Well past the 3 s stable window, it still waits: not promoted, not rejected.
+    let rejected = base.path.join("rejected/app-1.1.0/reason.json");
+    while seen.elapsed() < Duration::from_secs(6) {
+        let (_, s) = api(addr, "GET", "/api/status", None, "");
+        assert!(waiting(&s), "the wait changed: {s}");
+        assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+        assert!(!rejected.exists(), "rejected on no evidence");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(traffic);
+    u.stop();
+}

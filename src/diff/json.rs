@@ -9,7 +9,10 @@ use serde_json::Value;
 
 use super::{fold_key, same_but_version, DiffKind, DiffOptions, Out, EXAMPLE_MAX};
 
+mod big;
 mod multiset;
+
+pub(super) use big::parse;
 
 /// Record every difference between running's JSON `r` and testing's `t` in `out`.
 pub(super) fn diff_json(
@@ -99,6 +102,7 @@ impl Walker<'_, '_> {
                     }
                 }
             }
+            _ if big::digits(r).is_some() || big::digits(t).is_some() => self.big(path, r, t),
             (Value::Array(ra), Value::Array(ta)) => self.array(path, ra, ta),
             (Value::String(rs), Value::String(ts)) => {
                 if rs == ts {
@@ -123,6 +127,20 @@ impl Walker<'_, '_> {
                 }
             }
             _ => self.report(path, DiffKind::TypeChanged, Some(r), Some(t)),
+        }
+    }
+
+    /// Where one side at least is an integer too large for `u64` / `i64` ([`big::digits`]):
+    /// compared by its digits, exactly; against a float it is a type change, as 1 against 1.0.
+    fn big(&mut self, path: &str, r: &Value, t: &Value) {
+        let integer = |v: &Value| match v {
+            Value::Number(n) => !n.is_f64(),
+            _ => big::digits(v).is_some(),
+        };
+        if !integer(r) || !integer(t) {
+            self.report(path, DiffKind::TypeChanged, Some(r), Some(t));
+        } else if big::digits(r) != big::digits(t) {
+            self.report(path, DiffKind::Changed, Some(r), Some(t));
         }
     }
 
@@ -304,6 +322,13 @@ fn json_example(v: Option<&Value>) -> String {
     let Some(v) = v else {
         return String::new();
     };
+    if let Some(d) = big::digits(v) {
+        let mut end = d.len().min(EXAMPLE_MAX);
+        while !d.is_char_boundary(end) {
+            end -= 1;
+        }
+        return d[..end].to_string();
+    }
     let mut w = Capped(Vec::with_capacity(64));
     // Fails only when the cap is reached, which is the point.
     let _ = serde_json::to_writer(&mut w, v);
@@ -311,7 +336,7 @@ fn json_example(v: Option<&Value>) -> String {
     while let Err(e) = std::str::from_utf8(&bytes) {
         bytes.truncate(e.valid_up_to());
     }
-    String::from_utf8(bytes).unwrap_or_default()
+    big::unmarked(String::from_utf8(bytes).unwrap_or_default())
 }
 
 /// A writer that keeps the first [`EXAMPLE_MAX`] bytes and then refuses more.

@@ -25,6 +25,17 @@ pub struct EndpointDiffs {
     pub paths: BTreeMap<(String, DiffKind), PathStats>,
     /// Differences not kept because `paths` was full: the bound is visible, not silent.
     pub overflow: u64,
+    /// Of `pairs`, those whose bodies were not compared (a [`DiffKind::Uncompared`] difference:
+    /// over `DIFF_MAX_BODY`): their status and headers were, but they are no evidence that the
+    /// bodies agree, so they never count toward the answers a verdict needs compared.
+    pub uncompared: u64,
+}
+
+impl EndpointDiffs {
+    /// Pairs whose bodies were compared: the evidence about the bodies.
+    pub fn bodies_compared(&self) -> u64 {
+        self.pairs - self.uncompared
+    }
 }
 
 /// What the scorer holds: per endpoint and (path, kind), how many pairs differed, with bounded
@@ -74,6 +85,9 @@ impl DiffStats {
             return;
         };
         e.pairs += 1;
+        if diffs.iter().any(|d| d.kind == DiffKind::Uncompared) {
+            e.uncompared += 1;
+        }
         for (i, d) in diffs.iter().enumerate() {
             if diffs[..i]
                 .iter()

@@ -815,3 +815,5 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got.is_empty(), folds_alike || key == other, "{:?}", got);
     }
 }
+
+mod big_integers;

@@ -530,17 +530,31 @@ fn resource_score(ratio: f64) -> u32 {
 
 /// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of
 /// `MIN_MIRRORED`. Diffing sheds load when busy, and a build must not pass because its answers
-/// went unread.
+/// went unread; an answer over `DIFF_MAX_BODY` (fingerprinted only) is no evidence either.
 fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     // Only pairs with the same status on both sides can be compared.
     let comparable: u64 = s.endpoints.values().map(|e| e.same_status).sum();
     let needed = (cfg.min_mirrored.min(comparable) as f64 * cfg.diff_sample).ceil() as u64;
-    let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
-    (compared < needed).then(|| {
+    let compared: u64 = s
+        .diffs
+        .endpoints
+        .values()
+        .map(|e| e.bodies_compared())
+        .sum();
+    let uncompared: u64 = s.diffs.endpoints.values().map(|e| e.uncompared).sum();
+    if compared >= needed {
+        return None;
+    }
+    let large = if uncompared == 0 {
+        String::new()
+    } else {
         format!(
-            "too few answers compared: {compared} of {needed} needed (a sampled copy goes uncompared while 16 others are in flight or the diff threads are busy, and so does an answer still streaming 5 s after its head or paced by a slow reader; DIFF_SAMPLE lowers the need)"
+            "; the bodies of {uncompared} more answers are not compared: they were over DIFF_MAX_BODY (or came while the 32 MiB held for diffing was full), and a fingerprint of their length and first 64 KiB cannot tell a regression from a version string. A larger DIFF_MAX_BODY compares them; else `understudy promote` (`understudy abort` rejects) decides"
         )
-    })
+    };
+    Some(format!(
+        "too few answers compared: {compared} of {needed} needed (a sampled copy goes uncompared while 16 others are in flight or the diff threads are busy, and so does an answer still streaming 5 s after its head or paced by a slow reader; DIFF_SAMPLE lowers the need){large}"
+    ))
 }
 
 /// When most users' requests cannot be mirrored (their method is not in `MIRROR_METHODS`: writes

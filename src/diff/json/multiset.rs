@@ -136,6 +136,8 @@ impl Walker<'_, '_> {
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 (3u8, n.is_f64(), if f == 0.0 { 0 } else { f.to_bits() }).hash(h);
             }
+            // An integer too large for u64 / i64, by its digits (never a version to replace).
+            Value::String(s) if super::big::digits(v).is_some() => (3u8, false, s).hash(h),
             Value::String(s) => self.hash_string(s, key, h),
             Value::Array(a) => self.hash_array(path, a, key, h),
             Value::Object(o) => {

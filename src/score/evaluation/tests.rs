@@ -87,6 +87,47 @@ fn promotion_waits_for_enough_compared_answers() {
     assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
 }
 
+/// Answers over `DIFF_MAX_BODY` are fingerprinted only: a build whose every answer is so large
+/// waits, saying why and which key helps, and is never promoted on bodies nobody compared
+/// (issue: such pairs counted toward the answers compared, and the build passed).
+#[test]
+fn answers_whose_bodies_were_not_compared_are_no_evidence() {
+    let large = |alike: &str| crate::diff::Difference {
+        path: "$body".to_string(),
+        kind: crate::diff::DiffKind::Uncompared,
+        running: format!("<300000 bytes, over DIFF_MAX_BODY{alike}>"),
+        testing: format!("<300000 bytes, over DIFF_MAX_BODY{alike}>"),
+    };
+    let p = |d| Pair {
+        diffs: Some(vec![d]),
+        ..pair("/big")
+    };
+    let mut pairs: Vec<Pair> = (0..100).map(|_| p(large(""))).collect();
+    pairs.extend((0..100).map(|_| p(large(", alike by length and first 64 KiB"))));
+    let every = ScoreConfig {
+        diff_sample: 1.0,
+        ..cfg()
+    };
+    let e = evaluate(&summarised(&pairs, 600), &every);
+    let Verdict::Wait(w) = &e.verdict else {
+        panic!("bodies never compared must wait: {e:?}")
+    };
+    assert!(w.contains("0 of 100 needed"), "{w}");
+    assert!(
+        w.contains("200 more answers are not compared") && w.contains("DIFF_MAX_BODY"),
+        "{w}"
+    );
+    // With enough answers compared besides, they are waited for no more.
+    pairs.extend((0..100).map(|_| Pair {
+        diffs: Some(Vec::new()),
+        ..pair("/small")
+    }));
+    assert_eq!(
+        evaluate(&summarised(&pairs, 600), &every).verdict,
+        Verdict::Promote
+    );
+}
+
 #[test]
 fn a_handful_of_unlucky_requests_waits_a_real_shift_rejects() {
     // 3 5xx in 120 pairs against none: 2.5 % is over the 1-point margin, but not surely.
