@@ -286,10 +286,14 @@ fn a_stopped_understudy_is_reported_by_the_cli_within_its_deadline() {
     let woken = Continue(pid);
     // A signal is delivered when its target is next scheduled: wait until the kernel says it is
     // stopped, so a busy machine cannot let the pause through before the stop.
-    wait_until("understudy to show as stopped in /proc", Duration::from_secs(10), || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit(") ").next()?.starts_with('T').then_some(())
-    });
+    wait_until(
+        "understudy to show as stopped in /proc",
+        Duration::from_secs(10),
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.rsplit(") ").next()?.starts_with('T').then_some(())
+        },
+    );
     // A read, and a steering command whose answer may rightly take long: both give up at once.
     let started = Instant::now();
     let status = spawn_cli(&base, &["status"]);

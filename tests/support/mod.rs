@@ -384,9 +384,12 @@ impl Understudy {
     }
 
     /// Wait until a build serves through the proxy.
+    /// Until a running build serves `/` and its `running` link is in place (the link follows the
+    /// switch that made it serve, so tests that read `running/` wait for both).
     pub fn wait_serving(&self) {
+        let link = self.base.join("running");
         wait_until("a running build to serve", Duration::from_secs(10), || {
-            (self.get("/").0 == 200).then_some(())
+            (self.get("/").0 == 200 && std::fs::canonicalize(&link).is_ok()).then_some(())
         });
     }
 
