@@ -770,3 +770,20 @@ fn a_build_whose_answers_are_all_too_large_to_compare_waits_and_says_why() {
     drop(traffic);
     u.stop();
 }
+
+/// `DIFF_MAX_BODY=0` is the operator judging answers by status and headers alone: no body is
+/// waited for, and an identical build is promoted (this stop's evidence rule first made it wait
+/// for ever on bodies it was told never to compare).
+#[test]
+fn with_bodies_never_compared_by_choice_a_build_is_promoted_on_the_rest() {
+    let base = Base::new("judge-no-bodies");
+    base.write_env(&format!("{FAST}\nDIFF_MAX_BODY=0"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let traffic = Traffic::on(u.addr, |_| "/__fixture/bytes/4096");
+    base.drop_fixture("1.1.0", "");
+    promoted(&base);
+    drop(traffic);
+    u.stop();
+}

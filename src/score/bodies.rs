@@ -279,12 +279,18 @@ impl Tally {
     /// The part, from what was counted.
     fn part(&self, s: &Summary, cfg: &ScoreConfig) -> ScorePart {
         let compared: u64 = s.diffs.endpoints.values().map(|e| e.pairs).sum();
+        let uncompared: u64 = s.diffs.endpoints.values().map(|e| e.uncompared).sum();
         let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
+        // Pairs over DIFF_MAX_BODY had their status and headers compared, not their bodies.
+        let too_large = match uncompared {
+            0 => String::new(),
+            n => format!(" ({n} of them with bodies too large to compare)"),
+        };
         ScorePart {
             name: "bodies",
             score: (100.0 * (1.0 - self.worst.min(1.0))) as u32,
             detail: format!(
-                "{differ} of {compared} compared answers differ; {} paths count, {} noise, {} version only{}",
+                "{differ} of {compared} compared answers differ{too_large}; {} paths count, {} noise, {} version only{}",
                 self.counted,
                 self.noise_paths,
                 self.expected,

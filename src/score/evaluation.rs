@@ -530,10 +530,14 @@ fn resource_score(ratio: f64) -> u32 {
 
 /// Answers compared so far against those needed before a promotion: `DIFF_SAMPLE` of
 /// `MIN_MIRRORED`. Diffing sheds load when busy, and a build must not pass because its answers
-/// went unread; an answer over `DIFF_MAX_BODY` (fingerprinted only) is no evidence either.
+/// went unread; an answer over `DIFF_MAX_BODY` (fingerprinted only) is no evidence either. With
+/// `DIFF_MAX_BODY=0` no body is ever compared, by the operator's choice: none is waited for.
 fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     // Only pairs with the same status on both sides can be compared.
     let comparable: u64 = s.endpoints.values().map(|e| e.same_status).sum();
+    if !cfg.compares_bodies {
+        return None;
+    }
     let needed = (cfg.min_mirrored.min(comparable) as f64 * cfg.diff_sample).ceil() as u64;
     let compared: u64 = s
         .diffs

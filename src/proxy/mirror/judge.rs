@@ -162,11 +162,16 @@ pub(super) fn judge(
         } else {
             ""
         };
+        // At 0 nothing is kept or fingerprinted, so there is no length to show.
+        let said = |d: super::BodyDigest| match max {
+            0 => "<not compared: DIFF_MAX_BODY=0>".to_string(),
+            _ => format!("<{} bytes, over DIFF_MAX_BODY{kept}>", d.len()),
+        };
         out.push(Difference {
             path: "$body".to_string(),
             kind: diff::DiffKind::Uncompared,
-            running: format!("<{} bytes, over DIFF_MAX_BODY{kept}>", rd.len()),
-            testing: format!("<{} bytes, over DIFF_MAX_BODY{kept}>", od.len()),
+            running: said(rd),
+            testing: said(od),
         });
     }
     Some(out)

@@ -122,9 +122,25 @@ fn answers_whose_bodies_were_not_compared_are_no_evidence() {
         diffs: Some(Vec::new()),
         ..pair("/small")
     }));
+    // DIFF_MAX_BODY=0: the operator judges by status and headers alone, and nothing is waited for.
+    let headers_only = ScoreConfig {
+        compares_bodies: false,
+        ..every.clone()
+    };
     assert_eq!(
-        evaluate(&summarised(&pairs, 600), &every).verdict,
+        evaluate(&summarised(&pairs[..200], 600), &headers_only).verdict,
         Verdict::Promote
+    );
+    let e = evaluate(&summarised(&pairs, 600), &every);
+    assert_eq!(e.verdict, Verdict::Promote);
+    // The bodies line says how many of the compared answers had their bodies left out.
+    let bodies = e.parts.iter().find(|p| p.name == "bodies").unwrap();
+    assert!(
+        bodies
+            .detail
+            .starts_with("0 of 300 compared answers differ (200 of them with bodies too large"),
+        "{}",
+        bodies.detail
     );
 }
 
