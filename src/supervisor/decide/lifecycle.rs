@@ -416,14 +416,23 @@ impl Decision<'_> {
         } else {
             self.s.failures + 1
         };
+        let held = Restart {
+            installed: installed.clone(),
+            at: self.now,
+            held: true,
+        };
+        if let Some((_, reasons)) = self.s.tripped.as_mut().filter(|(v, _)| *v == version) {
+            // The guard already rolls back from it (on its 5xx rate): not restarted either, and
+            // its rejection says it crashed too.
+            reasons.push(format!("then it failed: {why}"));
+            self.s.restart = Some(held);
+            self.publish_routes();
+            return;
+        }
         if self.s.guard.as_ref().is_some_and(|g| g.version == version) {
             // Not restarted: the guard brings back the version it replaced, and users wait for
             // that one, not for a build being thrown out (unless the rollback cannot begin).
-            self.s.restart = Some(Restart {
-                installed: installed.clone(),
-                at: self.now,
-                held: true,
-            });
+            self.s.restart = Some(held);
             // Whole, with the tail it quotes: the guard's reason is what a rejection keeps.
             if self.guard_rollback(format!("failed within ROLLBACK_WINDOW: {why}")) {
                 self.publish_routes();
