@@ -77,9 +77,9 @@ pub struct ScoreConfig {
     /// `DIFF_SAMPLE`: the share of pairs meant to be compared; promotion waits for that share of
     /// `MIN_MIRRORED` to have been compared.
     pub diff_sample: f64,
-    /// `DIFF_MAX_BODY` is above 0: bodies are compared, so a promotion waits for some to be.
-    /// At 0 the operator chose to judge answers by status and headers alone.
-    pub compares_bodies: bool,
+    /// `DIFF_MAX_BODY`, in bytes: above 0 bodies are compared, so a promotion waits for some to
+    /// be; at 0 the operator chose to judge answers by status and headers alone.
+    pub diff_max_body: u64,
     /// Plain-text error line regex.
     pub plain_error_regex: String,
     /// Plain-text warn line regex.
@@ -165,7 +165,7 @@ pub(super) fn scoring(raw: &Raw) -> Result<ScoreConfig, ConfigError> {
         )?,
         noise_cancel: noise_cancel(raw)?,
         diff_sample: raw.number("DIFF_SAMPLE", 0.0, 1.0, "a fraction")?,
-        compares_bodies: raw.size("DIFF_MAX_BODY", 64 << 20)? > 0,
+        diff_max_body: raw.size("DIFF_MAX_BODY", 64 << 20)?,
         plain_error_regex: parse_regex(raw, "PLAIN_LOG_ERROR_REGEX")?,
         plain_warn_regex: parse_regex(raw, "PLAIN_LOG_WARN_REGEX")?,
         evaluate_every: raw.duration(

@@ -535,7 +535,7 @@ fn resource_score(ratio: f64) -> u32 {
 fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     // Only pairs with the same status on both sides can be compared.
     let comparable: u64 = s.endpoints.values().map(|e| e.same_status).sum();
-    if !cfg.compares_bodies {
+    if cfg.diff_max_body == 0 {
         return None;
     }
     let needed = (cfg.min_mirrored.min(comparable) as f64 * cfg.diff_sample).ceil() as u64;
@@ -549,16 +549,31 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     if compared >= needed {
         return None;
     }
-    let large = if uncompared == 0 {
-        String::new()
+    let why_not = "(a sampled copy goes uncompared while 16 others are in flight or the diff threads are busy, and so does an answer still streaming 5 s after its head or paced by a slow reader; DIFF_SAMPLE lowers the need)";
+    if uncompared == 0 {
+        return Some(format!(
+            "too few answers compared: {compared} of {needed} needed {why_not}"
+        ));
+    }
+    let max = size_text(cfg.diff_max_body);
+    let large = format!(
+        "the bodies of {uncompared} more answers are not compared: they were over DIFF_MAX_BODY ({max}) or came while the 32 MiB held for diffing was full, and a fingerprint of their length and first 64 KiB cannot tell a regression from a version string. A DIFF_MAX_BODY above their size compares them, DIFF_MAX_BODY=0 judges answers by status and headers alone; else `understudy promote` (`understudy abort` rejects) decides"
+    );
+    // When the large answers are what is missing, more time will not help: that comes first.
+    Some(if compared + uncompared >= needed {
+        format!("too few answers compared: {compared} of {needed} needed; {large}")
     } else {
-        format!(
-            "; the bodies of {uncompared} more answers are not compared: they were over DIFF_MAX_BODY (or came while the 32 MiB held for diffing was full), and a fingerprint of their length and first 64 KiB cannot tell a regression from a version string. A larger DIFF_MAX_BODY compares them; else `understudy promote` (`understudy abort` rejects) decides"
-        )
-    };
-    Some(format!(
-        "too few answers compared: {compared} of {needed} needed (a sampled copy goes uncompared while 16 others are in flight or the diff threads are busy, and so does an answer still streaming 5 s after its head or paced by a slow reader; DIFF_SAMPLE lowers the need){large}"
-    ))
+        format!("too few answers compared: {compared} of {needed} needed {why_not}; {large}")
+    })
+}
+
+/// A size as `.env` writes it: `256KiB`, `2MiB`, or bytes.
+fn size_text(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// When most users' requests cannot be mirrored (their method is not in `MIRROR_METHODS`: writes

@@ -30,7 +30,7 @@ pub(super) fn cfg() -> ScoreConfig {
         max_cpu_ratio: None,
         noise_cancel: false,
         diff_sample: 0.0,
-        compares_bodies: true,
+        diff_max_body: 256 << 10,
         plain_error_regex: String::new(),
         plain_warn_regex: String::new(),
         evaluate_every: Duration::from_secs(1),

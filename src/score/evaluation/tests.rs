@@ -112,7 +112,11 @@ fn answers_whose_bodies_were_not_compared_are_no_evidence() {
     let Verdict::Wait(w) = &e.verdict else {
         panic!("bodies never compared must wait: {e:?}")
     };
-    assert!(w.contains("0 of 100 needed"), "{w}");
+    assert!(
+        w.starts_with("too few answers compared: 0 of 100 needed; the bodies"),
+        "{w}"
+    );
+    assert!(w.contains("over DIFF_MAX_BODY (256KiB)"), "{w}");
     assert!(
         w.contains("200 more answers are not compared") && w.contains("DIFF_MAX_BODY"),
         "{w}"
@@ -124,7 +128,7 @@ fn answers_whose_bodies_were_not_compared_are_no_evidence() {
     }));
     // DIFF_MAX_BODY=0: the operator judges by status and headers alone, and nothing is waited for.
     let headers_only = ScoreConfig {
-        compares_bodies: false,
+        diff_max_body: 0,
         ..every.clone()
     };
     assert_eq!(
