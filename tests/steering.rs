@@ -506,3 +506,72 @@ fn users_wait_for_the_guards_rollback_from_a_crash_and_the_crashed_build_is_not_
     });
     u.stop();
 }
+
+/// Killed after the guard tripped and before its rollback switched (the hostile review's
+/// `systemctl restart` at the wrong moment): the next start undid the rollback, so the build
+/// the guard had thrown out served again and 1.0.0 was archived. Now the rollback is finished
+/// at start: 1.0.0 serves without any request having to fail again, and 1.1.0 is rejected with
+/// the guard's reason.
+#[test]
+fn a_guard_rollback_cut_short_by_a_kill_is_finished_at_the_next_start() {
+    let base = Base::new("guard-killed");
+    base.write_env("ROLLBACK_WINDOW=5m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    for _ in 0..20 {
+        assert_eq!(u.get("/").0, 200);
+    }
+    base.drop_fixture("1.1.0", "--fail-as-running");
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.1.0 running", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    u.stop();
+    // Watching on after the restart, it trips on 1.1.0's 500s; the rollback's switch is
+    // journaled as ready, and understudy dies by SIGKILL right then.
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_CRASH", "before-switch")]);
+    wait_until(
+        "the kill before the rollback's switch",
+        Duration::from_secs(30),
+        || {
+            let _ = http(u.addr, "GET", "/");
+            u.log_text().contains("dying by SIGKILL").then_some(())
+        },
+    );
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(10)),
+        None,
+        "killed by a signal"
+    );
+    assert!(u.log_text().contains("guard_tripped"), "{}", u.log_text());
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(base.path.join(".understudy/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["txn"]["kind"], "rollback", "{state}");
+    assert_eq!(state["txn"]["step"], "ready", "{state}");
+    assert_eq!(state["running"], "1.1.0", "{state}");
+    // No request is sent until 1.0.0 is back: the rollback must not wait for 1.1.0 to fail again.
+    let mut u = Understudy::start(&base);
+    wait_until("1.0.0 running again", Duration::from_secs(20), || {
+        (base.version_of("running").as_deref() == Some("app-1.0.0")).then_some(())
+    });
+    wait_until("1.0.0 answering", Duration::from_secs(10), || {
+        let (code, body) = u.get("/");
+        (code == 200 && body.contains("1.0.0")).then_some(())
+    });
+    let reason = wait_until("1.1.0 rejected", Duration::from_secs(15), || {
+        std::fs::read_to_string(base.path.join("rejected/app-1.1.0/reason.json")).ok()
+    });
+    assert!(
+        reason.contains("rolled back by the guard") && reason.contains("5xx rate"),
+        "{reason}"
+    );
+    let log = u.log_text();
+    assert!(!log.contains("switch_undone"), "{log}");
+    assert!(!base.path.join("archive/app-1.0.0.zip").exists());
+    u.stop();
+}

@@ -12,6 +12,7 @@ mod install;
 mod lifecycle;
 mod ports;
 mod promotion;
+mod resume;
 mod secondary;
 
 use std::path::PathBuf;

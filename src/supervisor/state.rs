@@ -135,6 +135,10 @@ pub struct JournaledGuard {
     pub before_errors: u64,
     /// User requests in the minute before the switch.
     pub before_requests: u64,
+    /// Set once the guard tripped (why): its rollback was decided, so a restart before the
+    /// switch finishes it rather than watching again for a failure that may not repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tripped: Option<String>,
 }
 
 /// A canary step as `state.json` keeps it.
@@ -394,6 +398,7 @@ impl Guard {
             until: super::control::rfc3339(self.until_wall),
             before_errors: self.before.0,
             before_requests: self.before.1,
+            tripped: None,
         }
     }
 }
@@ -504,8 +509,8 @@ pub struct State {
     /// The version the guard rolled back from, and why: once the rollback switches, it is
     /// filed in `rejected/` with that reason, not archived as a version to come back to.
     pub(super) tripped: Option<(Version, Vec<String>)>,
-    /// The watch that tripped, journaled until its rollback switches: a restart before then
-    /// watches on (the version it left serves again) instead of forgetting it.
+    /// The watch that tripped (with why), journaled until its rollback switches: a restart
+    /// before then finishes the rollback instead of forgetting it.
     pub(super) tripped_guard: Option<JournaledGuard>,
     /// Its `Restore` waits for an archive or rejection of the version under way to report.
     pub(super) restore_waits: bool,

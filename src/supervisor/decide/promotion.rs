@@ -16,116 +16,9 @@ use crate::layout::Role;
 use crate::score::stats::RateCheck;
 use crate::score::{server_error_check, Scored, ScorerControl, Verdict};
 use crate::supervisor::control::CommandError;
-use crate::supervisor::state::{
-    AfterStop, Guard, HistoryShare, JournaledGuard, Restart, Resumed, Slot, Txn, TxnKind, TxnStep,
-};
+use crate::supervisor::state::{AfterStop, Guard, Restart, Slot, Txn, TxnKind, TxnStep};
 
 impl Decision<'_> {
-    pub(super) fn resume(&mut self, mut r: Resumed) {
-        self.s.taking_over = r.taking_over;
-        self.s.serving = r.running.as_ref().map(|i| i.version.clone());
-        self.s.previous = r.previous.take();
-        self.s.rolled_back_from = r.rolled_back_from.take();
-        self.s.schedule_grace = r.schedule_grace;
-        self.s.hooks = r.hooks;
-        self.s.guard_window = r.rollback_window;
-        self.s.guard_max_delta = r.max_5xx_delta;
-        self.s.guard_confidence = r.confidence;
-        self.s.noise_cancel = r.noise_cancel;
-        self.s.canary_steps = r.canary_steps.clone();
-        self.s.canary_window = r.canary_window;
-        self.s.canary_resume = r.canary.clone();
-        self.s.handed = r.handed.clone();
-        let history_share = std::mem::take(&mut r.history_share);
-        if let HistoryShare::Share(version, weight) = &history_share {
-            // In force until a switch the history missed, recorded on resuming, ends it.
-            self.s.shared = Some((version.clone(), *weight));
-        }
-        let switched = r.txn.as_ref().filter(|t| t.step >= TxnStep::Switched);
-        let switched = switched.map(|t| t.version.clone());
-        self.resume_schedules(
-            std::mem::take(&mut r.schedules),
-            r.promote_at,
-            switched.as_ref(),
-        );
-        let guard = r.guard.take();
-        let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
-        let filings = std::mem::take(&mut r.filings);
-        self.resume_parts(r);
-        self.resume_guard(guard);
-        self.resume_filings(filings);
-        self.resume_found(pending, found);
-        self.resume_share(history_share);
-    }
-
-    /// A switch the journal says happened but the history lacks (killed between the state
-    /// write and the history's): recorded now, and a plain rollback's target follows it.
-    fn record_missed_switch(&mut self, t: &Txn) {
-        (self.s.previous, self.s.rolled_back_from) =
-            crate::history::after_switch(t.from.clone(), t.why);
-        self.out.push(Action::Record {
-            from: t.from.clone(),
-            to: t.version.clone(),
-            why: t.why,
-        });
-        self.s.shared = None;
-    }
-
-    /// At start: which parts the versions found play, and the transaction under way undone or
-    /// completed.
-    fn resume_parts(&mut self, r: Resumed) {
-        let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
-        if switched {
-            // Users were already served by the new version: complete the transaction.
-            let t = r.txn.clone().expect("checked above");
-            self.emit(Event::SwitchCompleted {
-                kind: t.kind.name().to_string(),
-                version: t.version.clone(),
-                from: t.from.clone(),
-            });
-            if r.history_last.as_ref() != Some(&t.version) {
-                self.record_missed_switch(&t);
-            }
-            self.s.txn = Some(t);
-            self.s.txn_post_due = true;
-        }
-        let undone = if switched { None } else { r.promoting.clone() };
-        if let Some(running) = r.running {
-            let slot = self.new_slot(Role::Running, running, true);
-            self.s.running = Some(slot);
-        } else if let (Some(promoting), None) = (&undone, &r.txn) {
-            // Nothing else to serve: the version that passed its scoring serves.
-            let slot = self.new_slot(Role::Running, promoting.clone(), true);
-            self.s.running = Some(slot);
-            self.s.pending = r.testing;
-            return;
-        }
-        self.s.pending = r.testing;
-        let Some(undone) = undone else {
-            return;
-        };
-        // Interrupted before its switch: undo it. The old version serves; a promoted build is
-        // tested again (unless a newer one waits), a restored one goes back to the archive.
-        let kind = r.txn.as_ref().map_or(TxnKind::Promotion, |t| t.kind);
-        self.emit(Event::SwitchUndone {
-            kind: kind.name().to_string(),
-            version: undone.version.clone(),
-            serving: self.s.running.as_ref().map(|r| r.version().clone()),
-        });
-        let newer_waits = self
-            .s
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.version > undone.version);
-        if kind == TxnKind::Promotion && !newer_waits {
-            if let Some(old) = self.s.pending.replace(undone) {
-                self.archive_if_unused(old.version);
-            }
-        } else {
-            self.archive_if_unused(undone.version);
-        }
-    }
-
     pub(super) fn scored(&mut self, s: Scored) {
         let Some(testing) = self.s.testing.as_ref().filter(|t| t.id == s.testing) else {
             return;
@@ -676,51 +569,6 @@ impl Decision<'_> {
         }
     }
 
-    /// At start: the guard journaled before a restart (or an upgrade) watches on until its
-    /// deadline (no later than `ROLLBACK_WINDOW` from now, which may have been shortened or set
-    /// to 0 meanwhile) against its baseline; the requests since the switch are counted afresh.
-    /// One whose deadline passed while understudy was down ends now: its kept version is filed
-    /// away, as it would have been.
-    pub(super) fn resume_guard(&mut self, journaled: Option<JournaledGuard>) {
-        let Some(j) = journaled else {
-            return;
-        };
-        if self.s.taking_over {
-            // Its window may end, and its kept version be filed, only where it serves.
-            self.s.held_guard = Some(j);
-            return;
-        }
-        let serving = self.running_version() == Some(&j.version);
-        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
-        let left = until_wall
-            .duration_since(self.wall)
-            .unwrap_or_default()
-            .min(self.s.guard_window);
-        if !serving || left.is_zero() {
-            if serving {
-                self.emit(Event::GuardEnded {
-                    version: j.version,
-                    from: j.from.clone(),
-                });
-            }
-            // A switch completed at start files its old version once running is ready.
-            let txn_files_it = self.s.txn_post_due
-                && self.s.txn.as_ref().and_then(|t| t.from.as_ref()) == Some(&j.from);
-            if !txn_files_it {
-                self.archive_if_unused(j.from);
-            }
-            return;
-        }
-        self.s.guard = Some(Guard {
-            version: j.version,
-            from: j.from,
-            until: self.now + left,
-            until_wall: self.wall + left,
-            start: None,
-            before: (j.before_errors, j.before_requests),
-        });
-    }
-
     /// Started by an upgrade, this understudy serves now: the old one is on its way out, so
     /// what waited for that is decided (the schedules right after, by `decide`), as at a start.
     pub(super) fn now_serving(&mut self) {
@@ -768,7 +616,10 @@ impl Decision<'_> {
         self.s.txn = None;
         self.s.txn_old = None;
         let reason = format!("rolled back by the guard: {why}");
-        self.s.tripped_guard = Some(g.journaled());
+        // Journaled as tripped: a restart before the switch finishes this rollback.
+        let mut journaled = g.journaled();
+        journaled.tripped = Some(why);
+        self.s.tripped_guard = Some(journaled);
         self.s.tripped = Some((g.version, vec![reason]));
         self.restore(g.from, None);
         true

@@ -502,54 +502,88 @@ async fn a_crash_held_for_a_rollback_that_fails_is_restarted_after_all() {
 }
 
 /// Killed between the guard's trip and the rollback's switch (the restore under way, or the
-/// version coming back still starting): the journal kept no guard, so after the restart the
-/// version the guard had thrown out served on, unwatched, and was never rejected. The tripped
-/// watch is journaled until the switch: after the restart it watches on and trips again.
+/// version coming back still starting): the restart undid the rollback (`switch_undone`), the
+/// version the guard had thrown out served again (503s while it started), the one it kept was
+/// archived, and recovery hung on the failure coming back within the window. The rollback was
+/// decided: it is finished at start, the thrown-out version not started meanwhile, and it is
+/// rejected with the guard's journaled reason (also from a state file written before the guard
+/// was marked tripped, whose rollback entry names the reason).
 #[tokio::test(start_paused = true)]
-async fn a_restart_between_the_guards_trip_and_the_switch_watches_on_and_rolls_back_again() {
-    for when in ["restoring", "starting"] {
+async fn a_restart_between_the_guards_trip_and_the_switch_finishes_the_rollback() {
+    for when in ["restoring", "starting", "starting, older state file"] {
         let mut sim = Sim::new(PORTS);
-        let journaled = guarded_promotion(&mut sim).await;
+        guarded_promotion(&mut sim).await;
         tokio::time::advance(Duration::from_secs(10)).await;
         let a = sim.feed(Input::Traffic {
             requests: 1030,
             errors: 5 + 25,
         });
         assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
-        if when == "starting" {
+        if when != "restoring" {
             sim.feed(Input::Restored {
                 version: v("1.0.0"),
                 result: Ok(installed("1.0.0")),
             });
         }
-        let p = sim.s.persisted.clone().expect("the state was written");
-        assert_eq!(
-            p.guard, journaled.guard,
-            "{when}: the watch is journaled still"
-        );
-        let (mut after, a) = restart_serving_1_1_0(&sim, &p);
-        let (_, _) = after.bring_up(&a);
-        assert!(after.s.status(|_| wall0()).guarded.is_some(), "{when}");
-        after.feed(Input::Traffic {
-            requests: 0,
-            errors: 0,
-        });
-        tokio::time::advance(Duration::from_secs(10)).await;
-        let a = after.feed(Input::Traffic {
-            requests: 30,
-            errors: 25,
-        });
+        let mut p = sim.s.persisted.clone().expect("the state was written");
+        assert_eq!(p.running, Some(v("1.1.0")), "{when}");
+        if when == "starting, older state file" {
+            let text = serde_json::to_string(&p)
+                .unwrap()
+                .replace("\"tripped\":", "\"x\":");
+            p = serde_json::from_str(&text).unwrap();
+            let guard = format!("{:?}", p.guard);
+            assert!(!guard.contains("tripped: Some"), "unmarked: {guard}");
+        }
+        let mut after = Sim::new(PORTS);
+        after.start = sim.start;
+        let a = after.feed(Input::Resume(Box::new(Resumed {
+            running: Some(installed("1.1.0")),
+            promoting: p.promoting.as_ref().map(|v| installed(&v.to_string())),
+            txn: p.txn.clone(),
+            guard: p.guard.clone(),
+            history_last: Some(v("1.1.0")),
+            rollback_window: Duration::from_secs(300),
+            max_5xx_delta: 0.01,
+            confidence: 0.99,
+            ..Default::default()
+        })));
         assert!(a.contains(&Action::Restore(v("1.0.0"))), "{when}: {a:#?}");
-        let (_, _) = after.restored("1.0.0");
-        let p = after.s.persisted.clone().expect("the state was written");
-        assert_eq!(p.guard, None, "{when}: the watch ends with the switch");
+        assert!(!starts(&a, "1.1.0"), "{when}: 1.1.0 is not started: {a:#?}");
+        assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{when}: {a:#?}");
+        let events = emitted(&a);
         assert!(
-            p.filings.iter().any(|f| f.version == v("1.1.0")
-                && f.reject
-                    .as_ref()
-                    .is_some_and(|r| r[0].contains("rolled back by the guard"))),
-            "{when}: {p:#?}"
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::SwitchUndone { .. })),
+            "{when}: {a:#?}"
         );
+        assert!(
+            events.iter().any(|e| matches!(e,
+                Event::GuardTripped { reason, .. } if reason.contains("5xx rate"))),
+            "{when}: tripped again with its reason: {a:#?}"
+        );
+        let routes = routes_in(&a).expect("routes published");
+        assert_eq!(routes.running, None, "{when}");
+        assert_eq!(routes.restarting, Some(v("1.0.0")), "{when}: {routes:?}");
+        assert!(routes.hold, "{when}: users wait for 1.0.0: {routes:?}");
+        let (_, a) = after.restored("1.0.0");
+        assert_eq!(
+            records_in(&a),
+            vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)],
+            "{when}"
+        );
+        assert!(
+            a.iter()
+                .any(|a| matches!(a, Action::Reject { version, reasons }
+                if *version == v("1.1.0")
+                    && reasons[0].contains("rolled back by the guard")
+                    && reasons[0].contains("5xx rate"))),
+            "{when}: {a:#?}"
+        );
+        let p = after.s.persisted.clone().expect("the state was written");
+        assert_eq!(p.running, Some(v("1.0.0")), "{when}");
+        assert_eq!(p.guard, None, "{when}: the watch ends with the switch");
     }
 }
 

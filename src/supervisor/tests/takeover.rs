@@ -18,6 +18,7 @@ fn resumed_while_taking_over(sim: &Sim, taking_over: bool) -> Resumed {
             until: control::rfc3339(wall - Duration::from_secs(1)),
             before_errors: 0,
             before_requests: 1000,
+            tripped: None,
         }),
         rollback_window: Duration::from_secs(300),
         schedules: vec![Schedule::new(

@@ -1,0 +1,237 @@
+//! What is resolved at start of what ran before a stop: the parts the versions found play, the
+//! transaction under way undone or completed, the guard's watch resumed, and a rollback the
+//! guard had decided finished.
+
+use super::{Action, Decision};
+use crate::events::Event;
+use crate::layout::Role;
+use crate::supervisor::state::{
+    Guard, HistoryShare, JournaledGuard, Restart, Resumed, Txn, TxnKind, TxnStep,
+};
+
+/// What the guard's reasons for a rejection start with (`guard_rollback`'s).
+const TRIPPED: &str = "rolled back by the guard: ";
+
+/// Why the guard rolled back, when the journal says it had decided a rollback that had not
+/// switched yet: marked on the guard, or (a state file written before the mark) named by the
+/// rollback's own entry. An operator's rollback carries no reasons: it is undone (the operator
+/// was there to see it, and may have stopped understudy to call it off).
+fn guards_rollback(r: &Resumed, guard: Option<&JournaledGuard>) -> Option<String> {
+    let g = guard?;
+    let serving = r.running.as_ref().is_none_or(|i| i.version == g.version);
+    if r.taking_over || !serving {
+        return None;
+    }
+    let txn = r.txn.as_ref();
+    if txn.is_some_and(|t| t.step >= TxnStep::Switched) {
+        return None; // switched: completed as any other, rejecting what it left
+    }
+    if let Some(why) = &g.tripped {
+        return Some(why.clone());
+    }
+    let t = txn.filter(|t| t.kind == TxnKind::Rollback && t.from.as_ref() == Some(&g.version))?;
+    let reason = t.reject_from.as_ref()?.first()?;
+    Some(reason.strip_prefix(TRIPPED).unwrap_or(reason).to_string())
+}
+
+impl Decision<'_> {
+    pub(super) fn resume(&mut self, mut r: Resumed) {
+        self.s.taking_over = r.taking_over;
+        self.s.serving = r.running.as_ref().map(|i| i.version.clone());
+        self.s.previous = r.previous.take();
+        self.s.rolled_back_from = r.rolled_back_from.take();
+        self.s.schedule_grace = r.schedule_grace;
+        self.s.hooks = r.hooks;
+        self.s.guard_window = r.rollback_window;
+        self.s.guard_max_delta = r.max_5xx_delta;
+        self.s.guard_confidence = r.confidence;
+        self.s.noise_cancel = r.noise_cancel;
+        self.s.canary_steps = r.canary_steps.clone();
+        self.s.canary_window = r.canary_window;
+        self.s.canary_resume = r.canary.clone();
+        self.s.handed = r.handed.clone();
+        let history_share = std::mem::take(&mut r.history_share);
+        if let HistoryShare::Share(version, weight) = &history_share {
+            // In force until a switch the history missed, recorded on resuming, ends it.
+            self.s.shared = Some((version.clone(), *weight));
+        }
+        let switched = r.txn.as_ref().filter(|t| t.step >= TxnStep::Switched);
+        let switched = switched.map(|t| t.version.clone());
+        self.resume_schedules(
+            std::mem::take(&mut r.schedules),
+            r.promote_at,
+            switched.as_ref(),
+        );
+        let guard = r.guard.take();
+        let tripped = guards_rollback(&r, guard.as_ref());
+        let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
+        let filings = std::mem::take(&mut r.filings);
+        match (guard, tripped) {
+            (Some(g), Some(why)) => {
+                self.hold_for_rollback(r, &g.version);
+                self.finish_guards_rollback(g, why);
+            }
+            (guard, _) => {
+                self.resume_parts(r);
+                self.resume_guard(guard);
+            }
+        }
+        self.resume_filings(filings);
+        self.resume_found(pending, found);
+        self.resume_share(history_share);
+    }
+
+    /// A switch the journal says happened but the history lacks (killed between the state
+    /// write and the history's): recorded now, and a plain rollback's target follows it.
+    fn record_missed_switch(&mut self, t: &Txn) {
+        (self.s.previous, self.s.rolled_back_from) =
+            crate::history::after_switch(t.from.clone(), t.why);
+        self.out.push(Action::Record {
+            from: t.from.clone(),
+            to: t.version.clone(),
+            why: t.why,
+        });
+        self.s.shared = None;
+    }
+
+    /// At start: which parts the versions found play, and the transaction under way undone or
+    /// completed.
+    fn resume_parts(&mut self, r: Resumed) {
+        let switched = r.txn.as_ref().is_some_and(|t| t.step >= TxnStep::Switched);
+        if switched {
+            // Users were already served by the new version: complete the transaction.
+            let t = r.txn.clone().expect("checked above");
+            self.emit(Event::SwitchCompleted {
+                kind: t.kind.name().to_string(),
+                version: t.version.clone(),
+                from: t.from.clone(),
+            });
+            if r.history_last.as_ref() != Some(&t.version) {
+                self.record_missed_switch(&t);
+            }
+            self.s.txn = Some(t);
+            self.s.txn_post_due = true;
+        }
+        let undone = if switched { None } else { r.promoting.clone() };
+        if let Some(running) = r.running {
+            let slot = self.new_slot(Role::Running, running, true);
+            self.s.running = Some(slot);
+        } else if let (Some(promoting), None) = (&undone, &r.txn) {
+            // Nothing else to serve: the version that passed its scoring serves.
+            let slot = self.new_slot(Role::Running, promoting.clone(), true);
+            self.s.running = Some(slot);
+            self.s.pending = r.testing;
+            return;
+        }
+        self.s.pending = r.testing;
+        let Some(undone) = undone else {
+            return;
+        };
+        // Interrupted before its switch: undo it. The old version serves; a promoted build is
+        // tested again (unless a newer one waits), a restored one goes back to the archive.
+        let kind = r.txn.as_ref().map_or(TxnKind::Promotion, |t| t.kind);
+        self.emit(Event::SwitchUndone {
+            kind: kind.name().to_string(),
+            version: undone.version.clone(),
+            serving: self.s.running.as_ref().map(|r| r.version().clone()),
+        });
+        let newer_waits = self
+            .s
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.version > undone.version);
+        if kind == TxnKind::Promotion && !newer_waits {
+            if let Some(old) = self.s.pending.replace(undone) {
+                self.archive_if_unused(old.version);
+            }
+        } else {
+            self.archive_if_unused(undone.version);
+        }
+    }
+
+    /// At start: the guard journaled before a restart (or an upgrade) watches on until its
+    /// deadline (no later than `ROLLBACK_WINDOW` from now, which may have been shortened or set
+    /// to 0 meanwhile) against its baseline; the requests since the switch are counted afresh.
+    /// One whose deadline passed while understudy was down ends now: its kept version is filed
+    /// away, as it would have been.
+    pub(super) fn resume_guard(&mut self, journaled: Option<JournaledGuard>) {
+        let Some(j) = journaled else {
+            return;
+        };
+        if self.s.taking_over {
+            // Its window may end, and its kept version be filed, only where it serves.
+            self.s.held_guard = Some(j);
+            return;
+        }
+        let serving = self.running_version() == Some(&j.version);
+        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
+        let left = until_wall
+            .duration_since(self.wall)
+            .unwrap_or_default()
+            .min(self.s.guard_window);
+        if !serving || left.is_zero() {
+            if serving {
+                self.emit(Event::GuardEnded {
+                    version: j.version,
+                    from: j.from.clone(),
+                });
+            }
+            // A switch completed at start files its old version once running is ready.
+            let txn_files_it = self.s.txn_post_due
+                && self.s.txn.as_ref().and_then(|t| t.from.as_ref()) == Some(&j.from);
+            if !txn_files_it {
+                self.archive_if_unused(j.from);
+            }
+            return;
+        }
+        self.s.guard = Some(Guard {
+            version: j.version,
+            from: j.from,
+            until: self.now + left,
+            until_wall: self.wall + left,
+            start: None,
+            before: (j.before_errors, j.before_requests),
+        });
+    }
+
+    /// At start, with the guard's rollback to finish: the version it threw out is not started
+    /// again (users served by it, then cut over once more): it is held, as after a crash within
+    /// the window, and started only if the rollback cannot be finished. Users' requests wait
+    /// for the version coming back.
+    fn hold_for_rollback(&mut self, r: Resumed, from: &semver::Version) {
+        self.s.pending = r.testing;
+        match r.running {
+            Some(running) if running.version == *from => {
+                self.s.restart = Some(Restart {
+                    installed: running,
+                    at: self.now,
+                    held: true,
+                });
+            }
+            Some(running) => {
+                let slot = self.new_slot(Role::Running, running, true);
+                self.s.running = Some(slot);
+            }
+            None => {}
+        }
+    }
+
+    /// At start: the guard had tripped and its rollback had not switched when understudy
+    /// stopped. Decided on traffic that may not come again, it is not undone: the guard trips
+    /// again at once with its journaled reason, so the version it left is restored and takes
+    /// over, and the one it threw out is rejected with that reason.
+    fn finish_guards_rollback(&mut self, j: JournaledGuard, why: String) {
+        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
+        let left = until_wall.duration_since(self.wall).unwrap_or_default();
+        self.s.guard = Some(Guard {
+            version: j.version,
+            from: j.from,
+            until: self.now + left,
+            until_wall: self.wall + left,
+            start: None,
+            before: (j.before_errors, j.before_requests),
+        });
+        self.guard_rollback(why);
+        self.publish_routes();
+    }
+}
