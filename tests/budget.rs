@@ -156,8 +156,10 @@ fn the_collection_deletes_only_understudys_own_archives() {
     std::fs::rename(&aside, archive.join("app-0.9.0.zip")).unwrap();
     // A refused build is filed away, and a collection follows every filing.
     base.drop_fixture("0.5.0", "");
+    // The deletion is logged just after it: wait for both (a busy machine showed the gap).
     wait_until("app-0.9.0.zip deleted", Duration::from_secs(20), || {
-        (!archive.join("app-0.9.0.zip").exists()).then_some(())
+        let gone = !archive.join("app-0.9.0.zip").exists();
+        (gone && u.log_text().contains("archive_deleted")).then_some(())
     });
     assert!(
         archive.join("NOTES.txt").is_file() && backups.join("db-dump.sql").is_file(),
