@@ -250,8 +250,10 @@ impl Decision<'_> {
                 .guard
                 .as_ref()
                 .is_some_and(|g| g.version == *r.version())
+                || self.rolled_back_from(r.version())
         };
-        // Within ROLLBACK_WINDOW a failing new running is rolled back instead (running_failed).
+        // Within ROLLBACK_WINDOW a failing new running is rolled back instead (running_failed),
+        // and one the guard already rolls back from is not healed beside the rollback.
         let can_heal = self.s.spare.is_none()
             && self.s.next.is_none()
             && self
@@ -271,6 +273,15 @@ impl Decision<'_> {
         });
         let slot = self.new_slot(Role::Running, installed, true);
         self.s.spare = Some(slot);
+    }
+
+    /// Whether the guard tripped on `version` and its rollback has not switched yet: from the
+    /// trip to the switch, however far the restore and the start have come.
+    fn rolled_back_from(&self, version: &semver::Version) -> bool {
+        self.s
+            .tripped_guard
+            .as_ref()
+            .is_some_and(|g| g.version == *version)
     }
 
     /// The spare is ready: it becomes running; the unresponsive one is returned, to be stopped.
@@ -421,10 +432,18 @@ impl Decision<'_> {
             at: self.now,
             held: true,
         };
-        if let Some((_, reasons)) = self.s.tripped.as_mut().filter(|(v, _)| *v == version) {
+        if self.rolled_back_from(&version) {
             // The guard already rolls back from it (on its 5xx rate): not restarted either, and
-            // its rejection says it crashed too.
-            reasons.push(format!("then it failed: {why}"));
+            // its rejection says it crashed too: kept with the trip until the restore reports,
+            // with the switch's journal after.
+            let then = format!("then it failed: {why}");
+            match (self.s.tripped.as_mut(), self.s.txn.as_mut()) {
+                (Some((v, reasons)), _) if *v == version => reasons.push(then),
+                (_, Some(t)) if t.why == SwitchWhy::Rollback => {
+                    t.reject_from.get_or_insert_with(Vec::new).push(then)
+                }
+                _ => {}
+            }
             self.s.restart = Some(held);
             self.publish_routes();
             return;

@@ -588,38 +588,85 @@ async fn a_restart_between_the_guards_trip_and_the_switch_finishes_the_rollback(
 }
 
 /// A promoted version whose 5xx rate tripped the guard, and which then crashes while the
-/// rollback brings the old one back, is not restarted beside it either (users were told "running
-/// 1.1.0 is restarting" for seconds): they wait for 1.0.0, and the rejection says it crashed.
+/// rollback brings the old one back (before the restore reports, or while the old one starts), is
+/// not restarted beside it either (users were told "running 1.1.0 is restarting" for seconds):
+/// they wait for 1.0.0, and the rejection says it crashed too.
 #[tokio::test(start_paused = true)]
 async fn a_crash_during_the_guards_rollback_on_5xx_is_not_restarted() {
+    for when in ["restoring", "starting"] {
+        let mut sim = Sim::new(PORTS);
+        guarded_promotion(&mut sim).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let a = sim.feed(Input::Traffic {
+            requests: 1030,
+            errors: 5 + 25,
+        });
+        assert!(a.contains(&Action::Restore(v("1.0.0"))), "tripped: {a:#?}");
+        let old = (when == "starting").then(|| {
+            let a = sim.feed(Input::Restored {
+                version: v("1.0.0"),
+                result: Ok(installed("1.0.0")),
+            });
+            let (id, _, _) = start_in(&a).expect("1.0.0 starts");
+            sim.launch(id);
+            id
+        });
+        let (_, a) = crash_running(&mut sim);
+        assert!(
+            !starts(&a, "1.1.0"),
+            "{when}: 1.1.0 is not restarted: {a:#?}"
+        );
+        let routes = routes_in(&a).expect("routes published");
+        assert_eq!(routes.running, None);
+        assert_eq!(routes.restarting, Some(v("1.0.0")), "{when}: {routes:?}");
+        assert!(
+            routes.hold,
+            "{when}: users' requests wait for it: {routes:?}"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!starts(&sim.feed(Input::Tick), "1.1.0"), "{when}");
+        let a = match old {
+            Some(id) => sim.event(id, InstanceEventKind::Ready),
+            None => sim.restored("1.0.0").1,
+        };
+        assert_eq!(
+            records_in(&a),
+            vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)],
+            "{when}"
+        );
+        let persisted = sim.s.persisted.clone().expect("the state was written");
+        let reject = persisted
+            .filings
+            .iter()
+            .find(|f| f.version == v("1.1.0"))
+            .and_then(|f| f.reject.clone())
+            .expect("1.1.0 is to be rejected");
+        assert!(reject[0].contains("5xx rate"), "{when}: {reject:?}");
+        assert!(
+            reject.iter().any(|r| r.contains("boom")),
+            "{when}: {reject:?}"
+        );
+    }
+}
+
+/// One the guard rolls back from that stops answering meanwhile is not healed by a fresh
+/// instance of itself started beside the rollback.
+#[tokio::test(start_paused = true)]
+async fn a_hang_during_the_guards_rollback_starts_no_spare_of_the_version_left() {
     let mut sim = Sim::new(PORTS);
     guarded_promotion(&mut sim).await;
     tokio::time::advance(Duration::from_secs(10)).await;
-    let a = sim.feed(Input::Traffic {
+    sim.feed(Input::Traffic {
         requests: 1030,
         errors: 5 + 25,
     });
-    assert!(a.contains(&Action::Restore(v("1.0.0"))), "tripped: {a:#?}");
-    let (_, a) = crash_running(&mut sim);
-    assert!(!starts(&a, "1.1.0"), "1.1.0 is not restarted: {a:#?}");
-    let routes = routes_in(&a).expect("routes published");
-    assert_eq!(routes.running, None);
-    assert_eq!(routes.restarting, Some(v("1.0.0")), "{routes:?}");
-    assert!(routes.hold, "users' requests wait for it: {routes:?}");
-    tokio::time::advance(Duration::from_secs(60)).await;
-    assert!(!starts(&sim.feed(Input::Tick), "1.1.0"));
-    let (_, a) = sim.restored("1.0.0");
-    assert_eq!(
-        records_in(&a),
-        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    let running = sim.s.running().unwrap().id;
+    let a = sim.event(
+        running,
+        InstanceEventKind::Unresponsive {
+            misses: 3,
+            reason: "no answer within 2s".into(),
+        },
     );
-    let persisted = sim.s.persisted.clone().expect("the state was written");
-    let reject = persisted
-        .filings
-        .iter()
-        .find(|f| f.version == v("1.1.0"))
-        .and_then(|f| f.reject.clone())
-        .expect("1.1.0 is to be rejected");
-    assert!(reject[0].contains("5xx rate"), "{reject:?}");
-    assert!(reject.iter().any(|r| r.contains("boom")), "{reject:?}");
+    assert!(!starts(&a, "1.1.0"), "no spare of 1.1.0: {a:#?}");
 }
