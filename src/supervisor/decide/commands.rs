@@ -24,10 +24,14 @@ impl Decision<'_> {
     ) -> Option<Result<String, CommandError>> {
         Some(match command {
             Command::Promote => {
-                if let Some(next) = &self.s.next {
+                if let Some(next) = self.next_switch() {
                     return Some(Err(CommandError::NothingToPromote(format!(
-                        "the promotion of {} is already under way",
-                        next.version()
+                        "{next} is already under way"
+                    ))));
+                }
+                if let Some((v, _)) = &self.s.restoring {
+                    return Some(Err(CommandError::NothingToPromote(format!(
+                        "a rollback to {v} is under way; promote once it is done"
                     ))));
                 }
                 let Some(testing) = self.s.testing.as_ref() else {
@@ -157,6 +161,16 @@ impl Decision<'_> {
         })
     }
 
+    /// The switch whose new instance is starting, as a user would name it: "the promotion of
+    /// 1.1.0" or "the rollback to 1.0.0".
+    fn next_switch(&self) -> Option<String> {
+        let next = self.s.next.as_ref()?.version();
+        Some(match self.s.switch_why {
+            Some(SwitchWhy::Rollback) => format!("the rollback to {next}"),
+            _ => format!("the promotion of {next}"),
+        })
+    }
+
     /// Rollback, step 1: check it makes sense, then have the version restored.
     pub(super) fn rollback(
         &mut self,
@@ -164,11 +178,8 @@ impl Decision<'_> {
         version: Option<Version>,
     ) -> Option<Result<String, CommandError>> {
         let refuse = |why: String| Some(Err(CommandError::Refused(why)));
-        if let Some(next) = &self.s.next {
-            return refuse(format!(
-                "the promotion of {} is under way; roll back once it is done",
-                next.version()
-            ));
+        if let Some(next) = self.next_switch() {
+            return refuse(format!("{next} is under way; roll back once it is done"));
         }
         if let Some((v, _)) = &self.s.restoring {
             return refuse(format!("a rollback to {v} is already under way"));

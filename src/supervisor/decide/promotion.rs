@@ -130,10 +130,11 @@ impl Decision<'_> {
 
     /// Promotion, step 1: stop testing and start a fresh running instance of its version.
     /// Returns whether it began (with its `PRE_PROMOTE`, if any): not while another switch is
-    /// under way (starting, draining or in its `POST_*` hook), so a caller that must say
+    /// under way (restoring, starting, draining or in its `POST_*` hook), so a caller that must say
     /// "promoting" (a schedule) says it only when it is true.
     pub(super) fn begin_promotion(&mut self, why: SwitchWhy) -> bool {
-        if self.s.next.is_some() || self.s.txn.is_some() {
+        // A rollback still bringing its version back (from the archive) is a switch under way.
+        if self.s.next.is_some() || self.s.txn.is_some() || self.s.restoring.is_some() {
             return false;
         }
         let Some(testing) = self.s.testing.as_ref() else {

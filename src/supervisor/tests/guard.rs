@@ -670,3 +670,43 @@ async fn a_hang_during_the_guards_rollback_starts_no_spare_of_the_version_left()
     );
     assert!(!starts(&a, "1.1.0"), "no spare of 1.1.0: {a:#?}");
 }
+
+/// While the guard brings back the version it replaced, nothing else is promoted: neither an
+/// operator's promote (told why) nor a verdict (a promotion failing meanwhile restarted the
+/// crashed version and filed it as one to come back to, the guard's reason lost).
+#[tokio::test(start_paused = true)]
+async fn nothing_is_promoted_while_the_guards_rollback_brings_its_version_back() {
+    let mut sim = Sim::new(PORTS);
+    guarded_promotion(&mut sim).await;
+    let a = sim.deliver("1.2.0");
+    let (testing, _) = sim.bring_up(&a);
+    let (_, a) = crash_running(&mut sim);
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    let a = sim.feed(Input::Command {
+        id: 7,
+        command: Command::Promote,
+    });
+    let refused = format!("{:?}", reply_in(&a, 7));
+    assert!(
+        refused.contains("a rollback to 1.0.0 is under way"),
+        "{refused}"
+    );
+    assert!(!starts(&a, "1.2.0"), "{a:#?}");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(!starts(&a, "1.2.0"), "{a:#?}");
+    // Once 1.0.0 starts, the operator is told it is the rollback under way, not a promotion.
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    assert!(starts(&a, "1.0.0"), "{a:#?}");
+    let a = sim.feed(Input::Command {
+        id: 8,
+        command: Command::Promote,
+    });
+    let refused = format!("{:?}", reply_in(&a, 8));
+    assert!(
+        refused.contains("the rollback to 1.0.0 is already under way"),
+        "{refused}"
+    );
+}
