@@ -282,9 +282,10 @@ impl Tally {
         let uncompared: u64 = s.diffs.endpoints.values().map(|e| e.uncompared).sum();
         let differ: u64 = s.endpoints.values().map(|e| e.bodies_differ).sum();
         // Pairs over DIFF_MAX_BODY had their status and headers compared, not their bodies.
-        let too_large = match uncompared {
-            0 => String::new(),
-            n => format!(" ({n} of them with bodies too large to compare)"),
+        let too_large = match (uncompared, cfg.diff_max_body) {
+            (0, _) => String::new(),
+            (_, 0) => " (bodies not compared: DIFF_MAX_BODY=0)".to_string(),
+            (n, _) => format!(" ({n} of them with bodies too large to compare)"),
         };
         ScorePart {
             name: "bodies",

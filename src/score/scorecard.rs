@@ -51,7 +51,8 @@ pub struct EndpointStats {
     pub ok_to_client_error: u64,
     /// Pairs where both answered the same status (those whose answers can be compared).
     pub same_status: u64,
-    /// Pairs with the same status whose bodies were compared.
+    /// Pairs with the same status that were diffed: status and headers always, bodies unless
+    /// they were over `DIFF_MAX_BODY` (see `EndpointDiffs::bodies_compared` for those).
     pub bodies_compared: u64,
     /// Of those, bodies that differed.
     pub bodies_differ: u64,

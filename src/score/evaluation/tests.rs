@@ -131,9 +131,15 @@ fn answers_whose_bodies_were_not_compared_are_no_evidence() {
         diff_max_body: 0,
         ..every.clone()
     };
-    assert_eq!(
-        evaluate(&summarised(&pairs[..200], 600), &headers_only).verdict,
-        Verdict::Promote
+    let e = evaluate(&summarised(&pairs[..200], 600), &headers_only);
+    assert_eq!(e.verdict, Verdict::Promote);
+    let bodies = e.parts.iter().find(|p| p.name == "bodies").unwrap();
+    assert!(
+        bodies
+            .detail
+            .contains("(bodies not compared: DIFF_MAX_BODY=0)"),
+        "{}",
+        bodies.detail
     );
     let e = evaluate(&summarised(&pairs, 600), &every);
     assert_eq!(e.verdict, Verdict::Promote);

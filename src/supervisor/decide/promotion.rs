@@ -233,8 +233,17 @@ impl Decision<'_> {
         if let Some(t) = self.s.txn.as_mut() {
             t.step = TxnStep::Switched;
         }
-        // In the same write: a schedule that started this promotion has fired.
+        // In the same write: a schedule that started this promotion has fired, and a watch that
+        // tripped is over (resumed, it would watch a version that no longer serves).
         self.schedule_switched(&to);
+        if self
+            .s
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.why == SwitchWhy::Rollback)
+        {
+            self.s.tripped_guard = None;
+        }
         self.persist();
         self.s.txn_old = old.as_ref().map(|o| o.id);
         self.serve(SlotKey::Running);
