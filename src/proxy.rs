@@ -264,6 +264,12 @@ impl Proxy {
         })
     }
 
+    /// Whether requests are held for a version the guard brings back (see
+    /// [`Proxy::wait_for_running`]); read only on the way to a 503.
+    fn holding(&self) -> bool {
+        self.routes.borrow().hold
+    }
+
     /// Nothing serves while the guard brings a version back (`hold`): wait for it, up to
     /// `UPSTREAM_TIMEOUT` (as for a slow running) or until understudy stops, so users see a
     /// slow answer, not a 503. Whether something serves now.

@@ -575,3 +575,52 @@ fn a_guard_rollback_cut_short_by_a_kill_is_finished_at_the_next_start() {
     assert!(!base.path.join("archive/app-1.0.0.zip").exists());
     u.stop();
 }
+
+/// A rollback slower than `UPSTREAM_TIMEOUT`: a request held for it is answered 503 after that
+/// long, saying the version is being brought back (not that it "is restarting"), and the
+/// version serves once it is up.
+#[test]
+fn a_request_held_past_upstream_timeout_is_told_the_rollback_is_not_done() {
+    let base = Base::new("guard-slow-back");
+    base.write_env("ROLLBACK_WINDOW=2m\nUPSTREAM_TIMEOUT=1s");
+    let mut u = Understudy::start(&base);
+    // Beside the base dir (inside it, it would be taken for a drop): once there, 1.0.0 takes
+    // 4 s to start.
+    let slow = base.path.with_extension("slow-start");
+    let slow_text = slow.display();
+    base.drop_script(
+        "1.0.0",
+        &format!(
+            "#!/bin/sh\nif [ -e '{slow_text}' ]; then sleep 4; fi\nexec '{BIN}' fixture-app --version 1.0.0\n"
+        ),
+    );
+    u.wait_serving();
+    std::fs::write(&slow, "").unwrap();
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
+        ),
+    );
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("the guard to trip", Duration::from_secs(30), || {
+        u.log_text().contains("guard_tripped").then_some(())
+    });
+    let asked = std::time::Instant::now();
+    let (status, body) = http(u.addr, "GET", "/").unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("1.0.0 is being brought back by a rollback"),
+        "{body}"
+    );
+    assert!(waited >= Duration::from_millis(900), "held {waited:?}");
+    wait_until("1.0.0 to serve", Duration::from_secs(30), || {
+        let (status, body) = u.get("/");
+        (status == 200 && body.contains("1.0.0")).then_some(())
+    });
+    let _ = std::fs::remove_file(&slow);
+    u.stop();
+}

@@ -204,6 +204,10 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
                 ..ending
             };
             let text = match restarting {
+                // Waited for up to UPSTREAM_TIMEOUT already: the guard's rollback is slow.
+                Some(v) if proxy.holding() => format!(
+                    "understudy: {v} is being brought back by a rollback and is not serving yet; retry in a moment\n"
+                ),
                 Some(v) => format!("understudy: running {v} is restarting; retry in a moment\n"),
                 None => String::from_utf8_lossy(&proxy.no_running_hint).into_owned(),
             };
