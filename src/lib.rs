@@ -248,8 +248,14 @@ pub async fn run(
         handle.clone(),
         webhook_stats.clone(),
     );
-    // Subscribed before the supervisor starts, so the counters see its first event.
+    // Subscribed before the supervisor starts, so the counters and every webhook see its first
+    // event (a task subscribes only once it first runs, which may be after the supervisor's).
     let counted_events = events.subscribe();
+    let webhook_events: Vec<_> = cfg
+        .webhook_urls
+        .iter()
+        .map(|_| events.subscribe())
+        .collect();
     let parts = (handle, metrics, listen);
     let admin_state = admin_state(&cfg, parts, &stats, &events, &stops, &handing);
     let control = Control {
@@ -274,7 +280,13 @@ pub async fn run(
     spawn_restatement(&mut tasks, &notifier, &handing, status, &stops.control);
     let counting = (counted_events, event_counters);
     spawn_admin(&mut tasks, (admin, admin_state), counting, &stops.control);
-    spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
+    spawn_webhooks(
+        &mut tasks,
+        &cfg,
+        &webhook_stats,
+        webhook_events,
+        &stops.control,
+    );
     let ends = [&shutdown, &handing.handed];
     let failure = first_failure(ends, &stops.fatal, &mut tasks, reload, config_tx).await;
     farewell(&notifier, &handing.handed, &handing.successor);
@@ -440,22 +452,23 @@ fn webhook_stats(cfg: &Config) -> Arc<[Arc<webhooks::WebhookStats>]> {
         .collect()
 }
 
-/// One task per webhook URL, posting the events to it until `stop`.
+/// One task per webhook URL, posting the events (one receiver each, subscribed by the caller
+/// before any event) to it until `stop`.
 fn spawn_webhooks(
     tasks: &mut Tasks,
     cfg: &Config,
     stats: &[Arc<webhooks::WebhookStats>],
-    events: &Events,
+    events: Vec<tokio::sync::broadcast::Receiver<Arc<events::Stamped>>>,
     stop: &CancellationToken,
 ) {
     let delivery = Arc::new(webhooks::Delivery::of(cfg));
-    for (url, stats) in cfg.webhook_urls.iter().zip(stats.iter()) {
+    for ((url, stats), rx) in cfg.webhook_urls.iter().zip(stats.iter()).zip(events) {
         tasks.spawn(
             "webhook",
             webhooks::run(
                 url.clone(),
                 delivery.clone(),
-                events.clone(),
+                rx,
                 stats.clone(),
                 stop.clone(),
             ),

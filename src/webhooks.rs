@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WebhookCa, WebhookFormat};
-use crate::events::{Events, Stamped};
+use crate::events::Stamped;
 use client::Poster;
 use resolve::ThreadResolver;
 pub use slack::{slack_text, Told};
@@ -89,11 +89,11 @@ impl Delivery {
     }
 }
 
-/// Deliver events to `target` until `stop`.
+/// Deliver the events of `rx` (subscribed before the first event) to `target` until `stop`.
 pub async fn run(
     target: String,
     delivery: Arc<Delivery>,
-    events: Events,
+    mut rx: broadcast::Receiver<Arc<Stamped>>,
     stats: Arc<WebhookStats>,
     stop: CancellationToken,
 ) {
@@ -108,7 +108,6 @@ pub async fn run(
         }
     };
     let mut told = Told::default();
-    let mut rx = events.subscribe();
     loop {
         let e = tokio::select! {
             _ = stop.cancelled() => return,
