@@ -252,24 +252,29 @@ fn killed_between_ready_and_switch_the_old_version_serves_and_the_journal_is_res
     u.stop();
 }
 
-#[test]
-fn a_promoted_version_that_answers_500s_is_rolled_back_by_the_guard() {
-    let base = Base::new("guard");
-    base.write_env("ROLLBACK_WINDOW=2m");
-    let mut u = Understudy::start(&base);
+/// 1.0.0 serving (20 requests answered, the guard's baseline), then 1.1.0, which passes as
+/// testing and answers 500s once it serves users, promoted by the operator and running.
+fn promote_a_build_failing_as_running(base: &Base, u: &Understudy) {
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     for _ in 0..20 {
         assert_eq!(u.get("/").0, 200);
     }
-    // Passes as testing, fails once it serves users.
     base.drop_fixture("1.1.0", "--fail-as-running");
     base.wait_testing();
-    let (code, _, err) = cli(&base, &["promote"]);
+    let (code, _, err) = cli(base, &["promote"]);
     assert_eq!(code, 0, "{err}");
     wait_until("1.1.0 running", Duration::from_secs(20), || {
         (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
     });
+}
+
+#[test]
+fn a_promoted_version_that_answers_500s_is_rolled_back_by_the_guard() {
+    let base = Base::new("guard");
+    base.write_env("ROLLBACK_WINDOW=2m");
+    let mut u = Understudy::start(&base);
+    promote_a_build_failing_as_running(&base, &u);
     let (_, out, _) = cli(&base, &["status", "--json"]);
     let status: Value = serde_json::from_str(&out).unwrap();
     assert!(
@@ -517,18 +522,7 @@ fn a_guard_rollback_cut_short_by_a_kill_is_finished_at_the_next_start() {
     let base = Base::new("guard-killed");
     base.write_env("ROLLBACK_WINDOW=5m");
     let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    u.wait_serving();
-    for _ in 0..20 {
-        assert_eq!(u.get("/").0, 200);
-    }
-    base.drop_fixture("1.1.0", "--fail-as-running");
-    base.wait_testing();
-    let (code, _, err) = cli(&base, &["promote"]);
-    assert_eq!(code, 0, "{err}");
-    wait_until("1.1.0 running", Duration::from_secs(20), || {
-        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
-    });
+    promote_a_build_failing_as_running(&base, &u);
     u.stop();
     // Watching on after the restart, it trips on 1.1.0's 500s; the rollback's switch is
     // journaled as ready, and understudy dies by SIGKILL right then.

@@ -52,6 +52,9 @@ pub(super) const MAX_FILING_ATTEMPTS: u32 = 10;
 /// Requests the new running must have answered since a switch before its 5xx rate is judged
 /// (and then only a rate worse with `CONFIDENCE` rolls it back).
 pub(super) const GUARD_MIN_REQUESTS: u64 = 20;
+/// What the guard's reasons for a rejection start with: made by `guard_rollback`, taken off
+/// again by a resume that finds only the rollback's journaled entry.
+const GUARD_REJECTION: &str = "rolled back by the guard: ";
 /// How far back the traffic before a switch is looked at, for the guard's baseline.
 pub(super) const GUARD_BASELINE: Duration = Duration::from_secs(60);
 /// How long a port found bound by another program is left alone before it is tried again.

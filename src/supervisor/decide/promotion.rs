@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::{Action, Decision, RestoreFailure, SlotKey, GUARD_BASELINE, GUARD_MIN_REQUESTS};
+use super::{
+    Action, Decision, RestoreFailure, SlotKey, GUARD_BASELINE, GUARD_MIN_REQUESTS, GUARD_REJECTION,
+};
 use crate::artifact::Installed;
 use crate::events::{Event, VerdictKind};
 use crate::history::SwitchWhy;
@@ -625,7 +627,7 @@ impl Decision<'_> {
         }
         self.s.txn = None;
         self.s.txn_old = None;
-        let reason = format!("rolled back by the guard: {why}");
+        let reason = format!("{GUARD_REJECTION}{why}");
         // Journaled as tripped: a restart before the switch finishes this rollback.
         let mut journaled = g.journaled();
         journaled.tripped = Some(why);

@@ -2,15 +2,12 @@
 //! transaction under way undone or completed, the guard's watch resumed, and a rollback the
 //! guard had decided finished.
 
-use super::{Action, Decision};
+use super::{Action, Decision, GUARD_REJECTION};
 use crate::events::Event;
 use crate::layout::Role;
 use crate::supervisor::state::{
     Guard, HistoryShare, JournaledGuard, Restart, Resumed, Txn, TxnKind, TxnStep,
 };
-
-/// What the guard's reasons for a rejection start with (`guard_rollback`'s).
-const TRIPPED: &str = "rolled back by the guard: ";
 
 /// Why the guard rolled back, when the journal says it had decided a rollback that had not
 /// switched yet: marked on the guard, or (a state file written before the mark) named by the
@@ -31,7 +28,12 @@ fn guards_rollback(r: &Resumed, guard: Option<&JournaledGuard>) -> Option<String
     }
     let t = txn.filter(|t| t.kind == TxnKind::Rollback && t.from.as_ref() == Some(&g.version))?;
     let reason = t.reject_from.as_ref()?.first()?;
-    Some(reason.strip_prefix(TRIPPED).unwrap_or(reason).to_string())
+    Some(
+        reason
+            .strip_prefix(GUARD_REJECTION)
+            .unwrap_or(reason)
+            .to_string(),
+    )
 }
 
 impl Decision<'_> {
@@ -164,11 +166,7 @@ impl Decision<'_> {
             return;
         }
         let serving = self.running_version() == Some(&j.version);
-        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
-        let left = until_wall
-            .duration_since(self.wall)
-            .unwrap_or_default()
-            .min(self.s.guard_window);
+        let left = self.time_left(&j).min(self.s.guard_window);
         if !serving || left.is_zero() {
             if serving {
                 self.emit(Event::GuardEnded {
@@ -184,6 +182,18 @@ impl Decision<'_> {
             }
             return;
         }
+        self.watch_again(j, left);
+    }
+
+    /// What is left of a journaled watch's window, by the wall clock (none once past).
+    fn time_left(&self, j: &JournaledGuard) -> std::time::Duration {
+        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
+        until_wall.duration_since(self.wall).unwrap_or_default()
+    }
+
+    /// The journaled watch `j` watches again for `left`, against its baseline, counting the
+    /// requests afresh.
+    fn watch_again(&mut self, j: JournaledGuard, left: std::time::Duration) {
         self.s.guard = Some(Guard {
             version: j.version,
             from: j.from,
@@ -221,16 +231,8 @@ impl Decision<'_> {
     /// again at once with its journaled reason, so the version it left is restored and takes
     /// over, and the one it threw out is rejected with that reason.
     fn finish_guards_rollback(&mut self, j: JournaledGuard, why: String) {
-        let until_wall = crate::history::parse_rfc3339(&j.until).unwrap_or(self.wall);
-        let left = until_wall.duration_since(self.wall).unwrap_or_default();
-        self.s.guard = Some(Guard {
-            version: j.version,
-            from: j.from,
-            until: self.now + left,
-            until_wall: self.wall + left,
-            start: None,
-            before: (j.before_errors, j.before_requests),
-        });
+        let left = self.time_left(&j);
+        self.watch_again(j, left);
         self.guard_rollback(why);
         self.publish_routes();
     }
