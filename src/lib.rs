@@ -242,22 +242,19 @@ pub async fn run(
     let (pulse_tx, pulse_rx) = watch::channel(tokio::time::Instant::now());
     let handle = supervisor::SupervisorHandle::new(commands_tx, status_rx);
     let webhook_stats = webhook_stats(&cfg);
-    let (metrics, event_counters) = metrics::Metrics::new(
+    let (metrics, counters) = metrics::Metrics::new(
         stats.clone(),
         feeds.replay_queue.recorder().clone(),
         handle.clone(),
         webhook_stats.clone(),
     );
-    // Subscribed before the supervisor starts, so the counters and every webhook see its first
-    // event (a task subscribes only once it first runs, which may be after the supervisor's).
-    let counted_events = events.subscribe();
-    let webhook_events: Vec<_> = cfg
-        .webhook_urls
-        .iter()
-        .map(|_| events.subscribe())
-        .collect();
     let parts = (handle, metrics, listen);
     let admin_state = admin_state(&cfg, parts, &stats, &events, &stops, &handing);
+    // Spawned (so subscribed) before the supervisor starts, so the counters and every webhook see
+    // its first event (a task subscribing once it first runs may do so after the supervisor's).
+    let mut tasks = Tasks::new();
+    spawn_admin(&mut tasks, (admin, admin_state.clone()), counters, &stops);
+    spawn_webhooks(&mut tasks, &cfg, &webhook_stats, &events, &stops.control);
     let control = Control {
         commands: commands_rx,
         status: status_tx,
@@ -272,21 +269,12 @@ pub async fn run(
         stop: stops.control.clone(),
         succession,
     };
-    let mut tasks = control.spawn();
+    control.spawn(&mut tasks);
     spawn_succession(&mut tasks, handing.ready.take(), &admin_state);
     let watched = watched(config_tx.subscribe(), &admin_state.handle, pulse_rx);
     spawn_notifier(&mut tasks, &notifier, watched, &stops.control);
     let status = admin_state.handle.watch();
     spawn_restatement(&mut tasks, &notifier, &handing, status, &stops.control);
-    let counting = (counted_events, event_counters);
-    spawn_admin(&mut tasks, (admin, admin_state), counting, &stops.control);
-    spawn_webhooks(
-        &mut tasks,
-        &cfg,
-        &webhook_stats,
-        webhook_events,
-        &stops.control,
-    );
     let ends = [&shutdown, &handing.handed];
     let failure = first_failure(ends, &stops.fatal, &mut tasks, reload, config_tx).await;
     farewell(&notifier, &handing.handed, &handing.successor);
@@ -298,12 +286,10 @@ pub async fn run(
 fn spawn_admin(
     tasks: &mut Tasks,
     (bound, state): (admin::Bound, admin::AdminState),
-    (events, counters): (
-        tokio::sync::broadcast::Receiver<Arc<events::Stamped>>,
-        metrics::EventCounters,
-    ),
-    stop: &CancellationToken,
+    counters: metrics::EventCounters,
+    stops: &Stops,
 ) {
+    let (events, stop) = (state.events.subscribe(), &stops.control);
     tasks.spawn(
         "metrics",
         metrics::count_events(events, counters, stop.clone()),
@@ -458,11 +444,12 @@ fn spawn_webhooks(
     tasks: &mut Tasks,
     cfg: &Config,
     stats: &[Arc<webhooks::WebhookStats>],
-    events: Vec<tokio::sync::broadcast::Receiver<Arc<events::Stamped>>>,
+    events: &Events,
     stop: &CancellationToken,
 ) {
     let delivery = Arc::new(webhooks::Delivery::of(cfg));
-    for ((url, stats), rx) in cfg.webhook_urls.iter().zip(stats.iter()).zip(events) {
+    for (url, stats) in cfg.webhook_urls.iter().zip(stats.iter()) {
+        let rx = events.subscribe();
         tasks.spawn(
             "webhook",
             webhooks::run(
@@ -550,14 +537,13 @@ struct Control {
 }
 
 impl Control {
-    fn spawn(self) -> Tasks {
+    fn spawn(self, tasks: &mut Tasks) {
         let cfg = self.cfg;
         let (pairs_tx, pairs_rx) = mpsc::channel(PAIR_QUEUE);
         let (scorer_tx, scorer_rx) = mpsc::unbounded_channel();
         let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
         let (dropped_tx, dropped_rx) = mpsc::channel(DROPPED_QUEUE);
         let (scorer_replay, replay_link) = score::replay_link();
-        let mut tasks = Tasks::new();
         tasks.spawn(
             "replay",
             proxy::replay::run(
@@ -603,7 +589,7 @@ impl Control {
         // Shared: the supervisor checks a drop again right before it installs it.
         let writes = watcher::Writes::default();
         spawn_watcher(
-            &mut tasks,
+            tasks,
             &cfg,
             (writes.clone(), self.succession.serving.clone()),
             dropped_tx,
@@ -626,7 +612,6 @@ impl Control {
             "supervisor",
             supervisor::run(self.config, wiring, self.live, self.stop),
         );
-        tasks
     }
 }
 
