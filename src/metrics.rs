@@ -344,6 +344,11 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
                 load(&s.unavailable),
             ),
             (
+                "rerouted",
+                "User requests whose instance refused the connection (it had just exited or closed its port): they waited for where users go next (up to UPSTREAM_TIMEOUT) instead of a 502.",
+                load(&s.rerouted),
+            ),
+            (
                 "refused",
                 "User requests refused before anything was forwarded: malformed or smuggling heads (400), bodies over MAX_REQUEST_BODY (413), oversized heads (431), CONNECT (405).",
                 load(&s.refused),

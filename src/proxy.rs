@@ -279,20 +279,35 @@ impl Proxy {
             self.upstream_timeout,
             routes.wait_for(|r| r.running.is_some() || !r.hold),
         );
-        let stop = async {
-            loop {
-                // Made before the look, so a stop between the two still wakes it.
-                let called = self.calls.call.notified();
-                if self.calls.stopping() {
-                    return;
-                }
-                called.await;
-            }
-        };
         tokio::select! {
             // The routes' lock is let go at once: the supervisor's next change waits for it.
             r = back => matches!(r, Ok(Ok(r)) if r.running.is_some()),
-            () = stop => false,
+            () = self.stopped() => false,
+        }
+    }
+
+    /// `gone` refused a connection: nothing listens there any more (it crashed, or is on its
+    /// way out), and the supervisor routes elsewhere once it hears. Wait for that, up to
+    /// `UPSTREAM_TIMEOUT` or a stop, so the request goes where users go next.
+    async fn moved_from(&self, gone: &Arc<Upstream>) {
+        let mut routes = self.routes.clone();
+        let moved =
+            tokio::time::timeout(self.upstream_timeout, routes.wait_for(|r| !r.serves(gone)));
+        tokio::select! {
+            _ = moved => {}
+            () = self.stopped() => {}
+        }
+    }
+
+    /// Resolves once understudy stops.
+    async fn stopped(&self) {
+        loop {
+            // Made before the look, so a stop between the two still wakes it.
+            let called = self.calls.call.notified();
+            if self.calls.stopping() {
+                return;
+            }
+            called.await;
         }
     }
 

@@ -386,16 +386,22 @@ struct Users {
 
 impl Users {
     fn start(addr: std::net::SocketAddr) -> Users {
+        Users::asking(addr, ["GET", "GET"])
+    }
+
+    /// One client per method, each on a new connection per request.
+    fn asking(addr: std::net::SocketAddr, methods: [&'static str; 2]) -> Users {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let clients = (0..2)
-            .map(|_| {
+        let clients = methods
+            .into_iter()
+            .map(|method| {
                 let stop = stop.clone();
                 std::thread::spawn(move || {
                     let mut answers = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         let at = std::time::Instant::now();
-                        let (status, body) = http(addr, "GET", "/")
+                        let (status, body) = http(addr, method, "/")
                             .unwrap_or_else(|e| (0, format!("no answer: {e}")));
                         let took = at.elapsed();
                         answers.push(Answer {
@@ -464,8 +470,9 @@ fn users_wait_for_the_guards_rollback_from_a_crash_and_the_crashed_build_is_not_
         (served.elapsed() >= Duration::from_secs(1)).then_some(())
     });
     let answers = users.finish();
-    // The crash itself: a request 1.1.0 had in hand as it died, or one sent to it before
-    // understudy heard of it, is 502 (as at any crash of running). Nothing after it fails.
+    // The crash itself: a request 1.1.0 had in hand as it died, on a connection it had not
+    // served before (so not retried), is 502, as at any crash of running (none in three runs
+    // since requests its closed port refused wait for the rollback). Nothing after it fails.
     let at_crash = |a: &Answer| a.status == 502 && a.body.contains("(1.1.0 at");
     let crash: Vec<&Answer> = answers.iter().filter(|a| at_crash(a)).collect();
     let failed: Vec<(u16, &str)> = answers
@@ -509,6 +516,64 @@ fn users_wait_for_the_guards_rollback_from_a_crash_and_the_crashed_build_is_not_
     wait_until("1.1.0 rejected", Duration::from_secs(15), || {
         base.path.join("rejected/app-1.1.0").exists().then_some(())
     });
+    u.stop();
+}
+
+/// A promoted build on its way out closes its port and connections first, then exits a second
+/// later (a JVM's shutdown hooks). Requests in that second found its port refusing and were
+/// 502 "did not answer", POSTs as well as GETs. Nothing had reached it: now they wait for where
+/// users go next, here the guard's rollback, and not one request fails.
+#[test]
+fn requests_refused_by_a_build_on_its_way_out_wait_for_the_guards_rollback() {
+    let base = Base::new("guard-closing");
+    base.write_env("ROLLBACK_WINDOW=2m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let bin = env!("CARGO_BIN_EXE_understudy");
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500 --close-before-exit-ms 1000'; fi\nexec '{bin}' fixture-app --version 1.1.0 $crash\n"
+        ),
+    );
+    base.wait_testing();
+    let users = Users::asking(u.addr, ["GET", "POST"]);
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        "the guard's rollback to 1.0.0",
+        Duration::from_secs(30),
+        || {
+            let rolled_back = switches(&base)
+                .iter()
+                .any(|(to, why, _)| to == "1.0.0" && why == "rollback");
+            rolled_back.then_some(())
+        },
+    );
+    let served = std::time::Instant::now();
+    wait_until("a second after the switch", Duration::from_secs(5), || {
+        (served.elapsed() >= Duration::from_secs(1)).then_some(())
+    });
+    let answers = users.finish();
+    let failed: Vec<(u16, &str)> = answers
+        .iter()
+        .filter(|a| a.status != 200)
+        .map(|a| (a.status, a.body.as_str()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    assert!(answers.iter().any(|a| a.body.contains("1.1.0")));
+    assert!(answers.last().is_some_and(|a| a.body.contains("1.0.0")));
+    // Requests did meet the closed port, and waited for the rollback.
+    let (admin, _) = admin(&base);
+    let scraped = crate::metrics::scrape(admin);
+    let rerouted = crate::metrics::value(&scraped, "understudy_rerouted_total", &[]);
+    assert!(rerouted.is_some_and(|n| n >= 1.0), "{rerouted:?}");
     u.stop();
 }
 

@@ -11,11 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::bufs::{Bufs, Next};
-use super::forward;
+use super::forward::{self, Forwarded};
 use super::framing::Framing;
 use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
-use super::{Counted, Proxy};
+use super::{Counted, Proxy, Route};
 
 /// After stop, how long a kept-alive connection may still bring its next request, which is then
 /// answered with `Connection: close`: a busy client (a load balancer, a page loading) sends it
@@ -160,7 +160,8 @@ async fn read_head(
     }
 }
 
-/// Refuse a body over the limit, answer 503 with nothing running, or forward.
+/// Refuse a body over the limit, answer 503 with nothing running, or forward; once more, to
+/// wherever users go next, if the instance chosen refused the connection (it had just gone).
 async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &mut Bufs) -> Next {
     // understudy's own answer leaves a body unread: then the connection cannot go on.
     let unread = req.body != Framing::Empty;
@@ -187,44 +188,69 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         .await;
         return Next::Linger;
     }
+    let (mut req, mut again) = (req, false);
+    loop {
+        let route = match choose(client, proxy, bufs, ending).await {
+            Ok(route) => route,
+            Err(next) => return next,
+        };
+        if !again {
+            proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        match forward::forward(client, proxy, req, route, bufs, again).await {
+            Forwarded::Done(next) => return next,
+            Forwarded::Refused(back, gone) => {
+                proxy.stats.rerouted.fetch_add(1, Ordering::Relaxed);
+                proxy.moved_from(&gone).await;
+                (req, again) = (back, true);
+            }
+        }
+    }
+}
+
+/// The route for a request (waiting while the guard brings a version back), or understudy's 503
+/// when nothing serves.
+async fn choose(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    bufs: &mut Bufs,
+    ending: Ending,
+) -> Result<Route, Next> {
     let peer = || client.peer_addr().ok().map(|a| a.ip());
     let mut routed = proxy.route(&bufs.out, peer);
     if routed.is_err() && proxy.wait_for_running().await {
         routed = proxy.route(&bufs.out, peer);
     }
-    let route = match routed {
-        Ok(r) => r,
-        Err(restarting) => {
-            proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-            let status = StatusCode::SERVICE_UNAVAILABLE;
-            let ending = Ending {
-                retry: restarting.is_some(),
-                // Stopping: the connection ends after this answer, and says so.
-                close: ending.close || proxy.calls.stopping(),
-                ..ending
-            };
-            let text = match restarting {
-                // Waited for up to UPSTREAM_TIMEOUT already: the guard's rollback is slow.
-                Some(v) if proxy.holding() => format!(
-                    "understudy: {v} is being brought back by a rollback and is not serving yet; retry in a moment\n"
-                ),
-                Some(v) => format!("understudy: running {v} is restarting; retry in a moment\n"),
-                None => String::from_utf8_lossy(&proxy.no_running_hint).into_owned(),
-            };
-            own_answer(
-                client,
-                proxy,
-                &mut bufs.out,
-                status,
-                text.as_bytes(),
-                ending,
-            )
-            .await;
-            return next_after(ending);
-        }
+    let restarting = match routed {
+        Ok(route) => return Ok(route),
+        Err(restarting) => restarting,
     };
-    proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
-    forward::forward(client, proxy, req, route, bufs).await
+    proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let ending = Ending {
+        retry: restarting.is_some(),
+        // Stopping: the connection ends after this answer, and says so.
+        close: ending.close || proxy.calls.stopping(),
+        ..ending
+    };
+    let text = match restarting {
+        // Waited for up to UPSTREAM_TIMEOUT already: the guard's rollback is slow.
+        Some(v) if proxy.holding() => format!(
+            "understudy: {v} is being brought back by a rollback and is not serving yet; retry in a moment\n"
+        ),
+        Some(v) => format!("understudy: running {v} is restarting; retry in a moment\n"),
+        None => String::from_utf8_lossy(&proxy.no_running_hint).into_owned(),
+    };
+    own_answer(
+        client,
+        proxy,
+        &mut bufs.out,
+        status,
+        text.as_bytes(),
+        ending,
+    )
+    .await;
+    Err(next_after(ending))
 }
 
 fn next_after(ending: Ending) -> Next {

@@ -49,18 +49,31 @@ struct Copy {
     body: Option<Vec<u8>>,
 }
 
+/// What became of a request given to [`forward`].
+pub(super) enum Forwarded {
+    /// Answered, by running or by understudy: what the connection does next.
+    Done(Next),
+    /// The instance refused the connection: nothing reached it and nothing was written to the
+    /// user, so the request (given back, its head as it came) may be routed once more.
+    Refused(RequestHead, Arc<super::Upstream>),
+}
+
 /// Forward `req` (its rewritten head in `bufs.out`, its body first in `bufs.buf`) to running and
-/// relay the answer.
+/// relay the answer. The first time (`again` false), a refused connection gives the request back;
+/// the second, the user is told.
 pub(super) async fn forward(
     client: &mut TcpStream,
     proxy: &Proxy,
     req: RequestHead,
     route: Route,
     bufs: &mut Bufs,
-) -> Next {
+    again: bool,
+) -> Forwarded {
     let running = route.running.shared().clone();
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
-    record(proxy, &req, &bufs.out);
+    if !again {
+        record(proxy, &req, &bufs.out);
+    }
     let serving = proxy.serving(&route, &req.method, &bufs.out);
     let (asker, mut body) = asker_and_body(proxy, &req, &route, &bufs.out);
     let started = Instant::now();
@@ -73,6 +86,10 @@ pub(super) async fn forward(
     };
     let (conn, a) = match answered {
         Ok(x) => x,
+        Err(Failure::Upstream(e)) if e.is_refused() && !again => {
+            head::withdraw_host(&req, running.host.as_bytes(), &mut bufs.out);
+            return Forwarded::Refused(req, running);
+        }
         Err(f) => {
             // Only the side's own failures count against it; a user's broken body does not.
             if let Failure::Upstream(e) = &f {
@@ -91,10 +108,10 @@ pub(super) async fn forward(
                 bufs,
             )
             .await;
-            return match next {
+            return Forwarded::Done(match next {
                 Next::Close if unread => Next::Linger,
                 next => next,
-            };
+            });
         }
     };
     answers.answered(
@@ -103,7 +120,8 @@ pub(super) async fn forward(
     );
     proxy.served(serving, a.status, latency);
     if a.switching {
-        return Box::pin(super::upgrade::splice(client, conn, a, route.running, bufs)).await;
+        let spliced = super::upgrade::splice(client, conn, a, route.running, bufs);
+        return Forwarded::Done(Box::pin(spliced).await);
     }
     let tee = body.copy.take().and_then(|mut c| {
         // Answered before the body was all read: a copy must carry what the user sent, or none.
@@ -114,12 +132,12 @@ pub(super) async fn forward(
     });
     let close = a.close;
     let relayed = super::relay::relay(client, proxy, conn, a, route.running, tee, bufs).await;
-    match (relayed && !close, body.framing.done()) {
+    Forwarded::Done(match (relayed && !close, body.framing.done()) {
         (true, _) => Next::KeepAlive,
         // Answered early: the rest of the body may still be on its way.
         (false, false) => Next::Linger,
         (false, true) => Next::Close,
-    }
+    })
 }
 
 /// Who asks (what the answer must suit) and the request's body as it will be read: counted

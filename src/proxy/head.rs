@@ -350,6 +350,14 @@ pub fn supply_host(head: &RequestHead, authority: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Take back what [`supply_host`] put in for `authority`: the request goes to another instance.
+pub fn withdraw_host(head: &RequestHead, authority: &[u8], out: &mut Vec<u8>) {
+    if head.needs_host {
+        let len = b"Host: ".len() + authority.len() + 2;
+        out.drain(head.host_at..head.host_at + len);
+    }
+}
+
 /// The path (without its query) of a rewritten head's origin-form target, read from its request
 /// line without parsing the rest: `None` for any other target.
 pub fn path_of(rewritten: &[u8]) -> Option<&str> {

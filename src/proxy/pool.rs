@@ -60,6 +60,13 @@ impl UpstreamError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, UpstreamError::Timeout(_))
     }
+
+    /// Whether no connection could be made because nothing listens (the instance has gone, or
+    /// is going): then the request never reached it, whatever its method, and may go elsewhere.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, UpstreamError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
 }
 
 /// An idle connection to an instance and when it went idle.

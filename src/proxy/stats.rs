@@ -22,6 +22,9 @@ pub struct ProxyStats {
     pub gateway_timeout: AtomicU64,
     /// User requests answered 503 (nothing running).
     pub unavailable: AtomicU64,
+    /// User requests whose instance refused the connection (it had just gone): they waited for
+    /// where users go next rather than get a 502.
+    pub rerouted: AtomicU64,
     /// User requests refused before anything was forwarded: smuggling attempts (400) and bodies
     /// over `MAX_REQUEST_BODY` (413).
     pub refused: AtomicU64,

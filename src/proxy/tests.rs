@@ -19,6 +19,8 @@ use crate::instance::InstanceId;
 use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod routes;
+
 /// Send a raw request on a fresh connection and read the whole answer.
 async fn send(addr: SocketAddr, raw: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -380,39 +382,6 @@ async fn an_answer_broken_off_closes_only_its_user_connection() {
 }
 
 #[tokio::test]
-async fn no_running_is_503_and_unreachable_running_is_502_never_an_empty_200() {
-    let p = start_proxy(1, Duration::from_secs(5));
-    let (addr, tx) = (p.addr, &p.routes);
-    let answer = get(addr).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 503") && answer.ends_with("no running instance\n"),
-        "{answer}"
-    );
-
-    // A port nobody listens on: bind one, then close it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let up = upstream("127.0.0.1", closed);
-    route_to(tx, &up);
-    let answer = get(addr).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 502") && answer.contains("did not answer"),
-        "{answer}"
-    );
-    assert_eq!(
-        up.inflight(),
-        0,
-        "a failed request leaves no in-flight count"
-    );
-
-    p.stop.cancel();
-    p.handle.join().await.unwrap();
-}
-
-#[tokio::test]
 async fn stop_lets_requests_in_flight_finish_and_closes_idle_connections() {
     let (up_addr, hits) = tiny_upstream("127.0.0.1:0", Duration::from_millis(500)).await;
     let p = start_proxy(2, Duration::from_secs(10));
@@ -594,29 +563,6 @@ async fn proxies_to_an_ipv6_upstream_given_without_brackets() {
         "{answer}"
     );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    p.stop.cancel();
-    p.handle.join().await.unwrap();
-}
-
-#[tokio::test]
-async fn restarting_running_is_503_with_retry_after() {
-    let p = start_proxy(1, Duration::from_secs(5));
-    p.routes.send_replace(Arc::new(Routes {
-        restarting: Some(Version::new(1, 4, 2)),
-        ..Routes::default()
-    }));
-    let answer = get(p.addr).await;
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(
-        answer
-            .to_ascii_lowercase()
-            .contains("\r\nretry-after: 1\r\n"),
-        "{answer}"
-    );
-    assert!(
-        answer.ends_with("understudy: running 1.4.2 is restarting; retry in a moment\n"),
-        "{answer}"
-    );
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }

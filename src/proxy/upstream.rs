@@ -148,6 +148,14 @@ pub struct Routes {
     pub canary: u32,
 }
 
+impl Routes {
+    /// Whether users are still sent to `up` (as running, or as testing in a canary step).
+    pub(super) fn serves(&self, up: &Arc<Upstream>) -> bool {
+        let is = |u: &Option<Arc<Upstream>>| u.as_ref().is_some_and(|u| Arc::ptr_eq(u, up));
+        is(&self.running) || (self.canary > 0 && is(&self.testing))
+    }
+}
+
 /// Counts a user request against its upstream until the response body is done.
 pub struct InflightGuard(Arc<Upstream>);
 

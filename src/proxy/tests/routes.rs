@@ -1,0 +1,152 @@
+//! Where a request goes when running is missing or has just gone: 503 with nothing running,
+//! 502 when running stays unreachable, and a refused connection routed to where users go next.
+
+use super::*;
+
+/// A loopback port nobody listens on: bound, then closed.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn no_running_is_503_and_unreachable_running_is_502_never_an_empty_200() {
+    let wait = Duration::from_millis(300);
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| s.upstream_timeout = wait);
+    let (addr, tx) = (p.addr, &p.routes);
+    let answer = get(addr).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.ends_with("no running instance\n"),
+        "{answer}"
+    );
+
+    let up = upstream("127.0.0.1", closed_port());
+    route_to(tx, &up);
+    let asked = Instant::now();
+    let answer = get(addr).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 502") && answer.contains("did not answer"),
+        "{answer}"
+    );
+    // Refused, it waited for running to change (it did not), then was tried once more.
+    assert!(asked.elapsed() >= wait, "{:?}", asked.elapsed());
+    assert_eq!(p.stats.rerouted.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        up.inflight(),
+        0,
+        "a failed request leaves no in-flight count"
+    );
+
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+#[tokio::test]
+async fn restarting_running_is_503_with_retry_after() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 4, 2)),
+        ..Routes::default()
+    }));
+    let answer = get(p.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 1\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("understudy: running 1.4.2 is restarting; retry in a moment\n"),
+        "{answer}"
+    );
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// Running exited (or closed its port on its way out) and the supervisor has not heard yet: its
+/// port refuses connections. The request never reached it, so even a POST with a body waits for
+/// the next route and is served there, with the `Host` understudy supplies naming the instance
+/// that serves it. It used to be a 502 ("did not answer").
+#[tokio::test]
+async fn a_request_refused_by_a_running_just_gone_is_served_where_users_go_next() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let gone = upstream("127.0.0.1", closed_port());
+    route_to(&p.routes, &gone);
+    // HTTP/1.0 without Host: understudy supplies running's, which must follow the request.
+    let raw = "POST /len HTTP/1.0\r\nContent-Length: 4\r\n\r\nping";
+    let asked = tokio::spawn(send(p.addr, raw));
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let (next, accepted, heads) = scripted_upstream().await;
+    route_to(&p.routes, &next);
+    let answer = asked.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello"), "{answer}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let heads = heads.lock().unwrap().clone();
+    let head = heads[0].to_ascii_lowercase();
+    let host = format!("host: {}\r\n", next.authority);
+    assert_eq!(head.matches("host:").count(), 1, "{head}");
+    assert!(head.contains(&host), "{head}");
+    assert!(head.contains("content-length: 4"), "{head}");
+    assert_eq!(p.stats.bad_gateway.load(Ordering::SeqCst), 0);
+    assert_eq!(p.stats.requests.load(Ordering::SeqCst), 1);
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// Routed away from a running that refused, to nothing but its restart: the user is told it is
+/// restarting (503, retry), not that it did not answer.
+#[tokio::test]
+async fn a_request_refused_by_a_running_being_restarted_is_told_so() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let gone = upstream("127.0.0.1", closed_port());
+    route_to(&p.routes, &gone);
+    let asked = tokio::spawn(get(p.addr));
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        ..Routes::default()
+    }));
+    let answer = asked.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503")
+            && answer.ends_with("running 1.0.0 is restarting; retry in a moment\n"),
+        "{answer}"
+    );
+    assert_eq!(p.stats.bad_gateway.load(Ordering::SeqCst), 0);
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// A stop does not wait out `UPSTREAM_TIMEOUT` for a request whose running refused.
+#[tokio::test]
+async fn a_stop_ends_the_wait_after_a_refusal() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    });
+    route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
+    let asked = tokio::spawn(get(p.addr));
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stopped = Instant::now();
+    p.stop.cancel();
+    let answer = tokio::time::timeout(Duration::from_secs(10), asked)
+        .await
+        .expect("answered within the drain, not after UPSTREAM_TIMEOUT")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    p.handle.join().await.unwrap();
+}
