@@ -199,9 +199,12 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         }
         match forward::forward(client, proxy, req, route, bufs, again).await {
             Forwarded::Done(next) => return next,
-            Forwarded::Refused(back, gone) => {
+            Forwarded::Refused(back, refused) => {
                 proxy.stats.rerouted.fetch_add(1, Ordering::Relaxed);
-                proxy.moved_from(&gone).await;
+                tokio::select! {
+                    () = proxy.moved_from(&refused) => {}
+                    () = gone(client) => return Next::Close,
+                }
                 (req, again) = (back, true);
             }
         }
@@ -218,8 +221,14 @@ async fn choose(
 ) -> Result<Route, Next> {
     let peer = || client.peer_addr().ok().map(|a| a.ip());
     let mut routed = proxy.route(&bufs.out, peer);
-    if routed.is_err() && proxy.wait_for_running().await {
-        routed = proxy.route(&bufs.out, peer);
+    if routed.is_err() {
+        let back = tokio::select! {
+            back = proxy.wait_for_running() => back,
+            () = gone(client) => return Err(Next::Close),
+        };
+        if back {
+            routed = proxy.route(&bufs.out, peer);
+        }
     }
     let restarting = match routed {
         Ok(route) => return Ok(route),
@@ -251,6 +260,16 @@ async fn choose(
     )
     .await;
     Err(next_after(ending))
+}
+
+/// Resolves once the user has closed its connection (or it failed) while its request waits for
+/// an instance: then it is never sent, as nginx aborts on a user gone. Never resolves once the
+/// user sends more (a body, its next request): that stays unread for later.
+async fn gone(client: &TcpStream) {
+    let mut byte = [0u8; 1];
+    if let Ok(1..) = client.peek(&mut byte).await {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn next_after(ending: Ending) -> Next {

@@ -150,3 +150,76 @@ async fn a_stop_ends_the_wait_after_a_refusal() {
     assert!(stopped.elapsed() < Duration::from_secs(10));
     p.handle.join().await.unwrap();
 }
+
+/// A user who gives up while its request waits (here after a refusal) is gone: its request is
+/// never sent, even once an instance serves again, and its connection is let go at once rather
+/// than after `UPSTREAM_TIMEOUT`.
+#[tokio::test]
+async fn a_user_gone_while_its_request_waits_is_never_forwarded() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    });
+    route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let raw = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nping";
+    user.write_all(raw.as_bytes()).await.unwrap();
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(user);
+    let connections = p.stats.connections.get().unwrap().clone();
+    eventually(
+        "the user's connection let go",
+        Duration::from_secs(5),
+        || connections.open() == 0,
+    )
+    .await;
+    let (next, accepted, _) = scripted_upstream().await;
+    route_to(&p.routes, &next);
+    assert_eq!(
+        get(p.addr).await.split("\r\n").next(),
+        Some("HTTP/1.1 200 OK")
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "only the new user's request"
+    );
+    assert_eq!(p.stats.requests.load(Ordering::SeqCst), 2);
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// The same while the guard's rollback is awaited (`hold`): the user who left is not sent on.
+#[tokio::test]
+async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    });
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        hold: true,
+        ..Routes::default()
+    }));
+    let idle = p.routes.receiver_count();
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    user.write_all(b"GET /len HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // A held request watches the routes with a receiver of its own.
+    eventually("the request held", Duration::from_secs(5), || {
+        p.routes.receiver_count() == idle + 1
+    })
+    .await;
+    drop(user);
+    let connections = p.stats.connections.get().unwrap().clone();
+    eventually(
+        "the user's connection let go",
+        Duration::from_secs(5),
+        || connections.open() == 0,
+    )
+    .await;
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
