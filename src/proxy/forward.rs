@@ -75,7 +75,7 @@ pub(super) async fn forward(
         record(proxy, &req, &bufs.out);
     }
     let serving = proxy.serving(&route, &req.method, &bufs.out);
-    let (asker, mut body) = asker_and_body(proxy, &req, &route, &bufs.out);
+    let (asker, mut body) = asker_and_body(proxy, &req, (&route, again), &bufs.out);
     let started = Instant::now();
     let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut body).await;
     let latency = started.elapsed();
@@ -141,11 +141,17 @@ pub(super) async fn forward(
 }
 
 /// Who asks (what the answer must suit) and the request's body as it will be read: counted
-/// against `MAX_REQUEST_BODY`, and copied for the mirror when testing wants this request.
-fn asker_and_body(proxy: &Proxy, req: &RequestHead, route: &Route, head: &[u8]) -> (Asker, BodyIn) {
+/// against `MAX_REQUEST_BODY`, and copied for the mirror when testing wants this request (counted
+/// when it does not, unless routed once more: `again`).
+fn asker_and_body(
+    proxy: &Proxy,
+    req: &RequestHead,
+    (route, again): (&Route, bool),
+    head: &[u8],
+) -> (Asker, BodyIn) {
     let testing = route.testing.as_ref().filter(|_| !req.upgrade);
     let wanted = testing.is_some() && proxy.mirror.wants(&req.method);
-    if testing.is_some() && !wanted {
+    if testing.is_some() && !wanted && !again {
         let not_mirrored = &proxy.stats.not_mirrored_method;
         not_mirrored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
