@@ -473,3 +473,67 @@ fn status_shows_the_guards_rollback_and_the_requests_held_for_it() {
     assert!(status["guard_rollback"].is_null(), "switched: {status}");
     u.stop();
 }
+
+/// The guard's rollback cannot start (the old version's folder is gone, and it was never
+/// archived): 1.1.0, which crashed, is restarted as documented, and status said only that it was
+/// restarting. It now says the guard gave up, why, and that 1.1.0 crashed since its promotion;
+/// so does the restart's log line.
+#[test]
+fn status_says_when_the_guards_rollback_could_not_start() {
+    let base = Base::new("guard-gave-up");
+    base.write_env("ROLLBACK_WINDOW=2m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // Passes as testing; as running it exits 3 s after it listens.
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 3000'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
+        ),
+    );
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        "1.1.0 promoted and guarded",
+        Duration::from_secs(20),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            status["guarded"].is_string().then_some(())
+        },
+    );
+    // Gone, with its protected copy: nothing to bring it back from.
+    std::fs::remove_dir_all(base.path.join("app-1.0.0")).unwrap();
+    std::fs::remove_dir_all(base.path.join(".understudy/store/app-1.0.0")).unwrap();
+    let status = wait_until(
+        "status to say the guard gave up",
+        Duration::from_secs(30),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            status["guard_failed"].is_string().then_some(status)
+        },
+    );
+    let said = status["guard_failed"].as_str().unwrap();
+    assert!(
+        said.starts_with(
+            "the guard's rollback from 1.1.0 to 1.0.0 could not start (no archived version 1.0.0"
+        ) && said.contains("its watch of 1.1.0 is over, and 1.1.0, which crashed at"),
+        "{status}"
+    );
+    assert!(status["guard_rollback"].is_null(), "{status}");
+    let (_, text, _) = cli(&base, &["status"]);
+    assert!(
+        text.contains("guard     the guard's rollback from 1.1.0 to 1.0.0 could not start"),
+        "{text}"
+    );
+    let log = u.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("restart_scheduled") && l.contains("its watch of 1.1.0 is over")),
+        "{log}"
+    );
+    u.stop();
+}
