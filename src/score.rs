@@ -8,6 +8,7 @@ pub mod canary;
 mod evaluation;
 mod judging;
 mod latency;
+mod limits;
 pub mod logs;
 mod pair;
 mod replaying;
@@ -21,6 +22,7 @@ mod test_support;
 pub use bodies::{DiffJudgement, DiffRow, MAX_DIFF_ROWS, MIN_NOISE_PAIRS};
 pub use evaluation::{evaluate, server_error_check, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
+pub use limits::{DIFF_HELD, FINGERPRINTED};
 pub use pair::{Pair, NO_ANSWER};
 pub use replaying::{replay_link, ReplayLink, ReplayWant, ScorerReplay, Unreplayable};
 pub use scorecard::{

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::support::*;
 
 /// Fast scoring for tests: a short window, few pairs, frequent evaluation.
@@ -394,5 +396,144 @@ fn a_rollback_restores_a_kept_version_whose_program_was_removed_from_its_protect
     );
     let log = u.log_text();
     assert!(log.contains("restored from the protected copy"), "{log}");
+    u.stop();
+}
+
+/// While the guard brings 1.0.0 back after 1.1.0 crashed, nothing serves and users' requests
+/// wait: `understudy status` said only `running none`. It now says what comes back, from what
+/// and why, and that requests are held (each up to `UPSTREAM_TIMEOUT`); the JSON says the same.
+#[test]
+fn status_shows_the_guards_rollback_and_the_requests_held_for_it() {
+    let base = Base::new("guard-status");
+    base.write_env("ROLLBACK_WINDOW=2m\nUPSTREAM_TIMEOUT=3s");
+    let mut u = Understudy::start(&base);
+    // Beside the base dir (inside it, it would be taken for a drop): while it is there, 1.0.0
+    // waits before it starts, so the rollback stays under way until the test has looked.
+    let hold = base.path.with_extension("hold-start");
+    let hold_text = hold.display();
+    base.drop_script(
+        "1.0.0",
+        &format!(
+            "#!/bin/sh\nwhile [ -e '{hold_text}' ]; do sleep 0.1; done\nexec '{BIN}' fixture-app --version 1.0.0\n"
+        ),
+    );
+    u.wait_serving();
+    std::fs::write(&hold, "").unwrap();
+    // Passes as testing; as running it exits 1.5 s after it listens.
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
+        ),
+    );
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    let status = wait_until(
+        "status to show requests held for the guard's rollback",
+        Duration::from_secs(30),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            (status["guard_rollback"]["requests_held"] == true).then_some(status)
+        },
+    );
+    let r = &status["guard_rollback"];
+    assert!(status["running"].is_null(), "{status}");
+    assert_eq!(
+        (&r["version"], &r["from"]),
+        (&json!("1.0.0"), &json!("1.1.0"))
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("failed within ROLLBACK_WINDOW: exited")),
+        "{status}"
+    );
+    assert_eq!(
+        r["held_up_to_secs"],
+        json!(3.0),
+        "UPSTREAM_TIMEOUT: {status}"
+    );
+    assert!(r["down_since"].is_string(), "{status}");
+    let (code, text, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("guard     rolling back from 1.1.0 to 1.0.0 (1.0.0 is")
+            && text.contains("held      users' requests wait for 1.0.0, each up to 3 s (UPSTREAM_TIMEOUT), then 503; 1.1.0 crashed at"),
+        "{text}"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    wait_until("1.0.0 to serve", Duration::from_secs(30), || {
+        let (status, body) = u.get("/");
+        (status == 200 && body.contains("1.0.0")).then_some(())
+    });
+    let (_, out, _) = cli(&base, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(status["guard_rollback"].is_null(), "switched: {status}");
+    u.stop();
+}
+
+/// The guard's rollback cannot start (the old version's folder is gone, and it was never
+/// archived): 1.1.0, which crashed, is restarted as documented, and status said only that it was
+/// restarting. It now says the guard gave up, why, and that 1.1.0 crashed since its promotion;
+/// so does the restart's log line.
+#[test]
+fn status_says_when_the_guards_rollback_could_not_start() {
+    let base = Base::new("guard-gave-up");
+    base.write_env("ROLLBACK_WINDOW=2m");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    // Passes as testing; as running it exits 3 s after it listens.
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 3000'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
+        ),
+    );
+    base.wait_testing();
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        "1.1.0 promoted and guarded",
+        Duration::from_secs(20),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            status["guarded"].is_string().then_some(())
+        },
+    );
+    // Gone, with its protected copy: nothing to bring it back from.
+    std::fs::remove_dir_all(base.path.join("app-1.0.0")).unwrap();
+    std::fs::remove_dir_all(base.path.join(".understudy/store/app-1.0.0")).unwrap();
+    let status = wait_until(
+        "status to say the guard gave up",
+        Duration::from_secs(30),
+        || {
+            let (_, out, _) = cli(&base, &["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            status["guard_failed"].is_string().then_some(status)
+        },
+    );
+    let said = status["guard_failed"].as_str().unwrap();
+    assert!(
+        said.starts_with(
+            "the guard's rollback from 1.1.0 to 1.0.0 could not start (no archived version 1.0.0"
+        ) && said.contains("its watch of 1.1.0 is over, and 1.1.0, which crashed at"),
+        "{status}"
+    );
+    assert!(status["guard_rollback"].is_null(), "{status}");
+    let (_, text, _) = cli(&base, &["status"]);
+    assert!(
+        text.contains("guard     the guard's rollback from 1.1.0 to 1.0.0 could not start"),
+        "{text}"
+    );
+    let log = u.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("restart_scheduled") && l.contains("its watch of 1.1.0 is over")),
+        "{log}"
+    );
     u.stop();
 }

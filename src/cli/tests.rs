@@ -29,6 +29,50 @@ fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
     assert!(text.lines().any(|l| l == line), "{text}");
 }
 
+/// While the guard brings a version back, `running none` alone left users' waits unexplained:
+/// the rollback (what, from what, why, how far) and the held requests are each a line, as are a
+/// rollback that could not be carried out and the watch. The JSON is the supervisor's own.
+#[test]
+fn status_says_the_guards_rollback_and_the_requests_held_for_it() {
+    use crate::supervisor::control::{GuardRollbackStatus, RollbackStep, Status};
+    let version = |s: &str| semver::Version::parse(s).unwrap();
+    let status = Status {
+        guard_rollback: Some(GuardRollbackStatus {
+            version: version("1.0.0"),
+            from: version("1.1.0"),
+            reason:
+                "failed within ROLLBACK_WINDOW: exited (exit status: 4); stderr ends with:\n‹boom›"
+                    .into(),
+            step: RollbackStep::Starting,
+            down_since: Some("2026-12-01T00:00:07Z".into()),
+            requests_held: true,
+            held_up_to_secs: 60.0,
+        }),
+        ..Default::default()
+    };
+    let mut v = serde_json::to_value(&status).unwrap();
+    let text = status_text(&v);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "running   none", "{text}");
+    assert_eq!(
+        lines[1],
+        "guard     rolling back from 1.1.0 to 1.0.0 (1.0.0 is starting): failed within ROLLBACK_WINDOW: exited (exit status: 4); stderr ends with: ‹boom›",
+        "{text}"
+    );
+    assert_eq!(
+        lines[2],
+        "held      users' requests wait for 1.0.0, each up to 60 s (UPSTREAM_TIMEOUT), then 503; 1.1.0 crashed at 2026-12-01T00:00:07Z and is not restarted",
+        "{text}"
+    );
+    v["guard_rollback"]["requests_held"] = json!(false);
+    assert!(!status_text(&v).contains("held "), "{}", status_text(&v));
+    v["guard_rollback"] = json!(null);
+    v["guard_failed"] = json!("the guard's rollback from 1.1.0 to 1.0.0 could not start (gone); its watch of 1.1.0 is over, and 1.1.0 serves on");
+    let text = status_text(&v);
+    let line = "guard     the guard's rollback from 1.1.0 to 1.0.0 could not start (gone); its watch of 1.1.0 is over, and 1.1.0 serves on";
+    assert!(text.lines().any(|l| l == line), "{text}");
+}
+
 #[test]
 fn following_a_log_reads_on_and_starts_over_when_it_is_truncated_or_replaced() {
     let dir = tempfile::tempdir().unwrap();

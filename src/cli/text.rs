@@ -145,6 +145,7 @@ pub(super) fn status_text(v: &Value) -> String {
     if let Some(r) = v["restarting"].as_str() {
         out.push_str(&format!("{:<10}{r} is restarting\n", ""));
     }
+    out.push_str(&guard_text(v));
     out.push_str(&instance_line("testing", &v["testing"]));
     if !v["promoting"].is_null() {
         out.push_str(&instance_line("promoting", &v["promoting"]));
@@ -185,6 +186,43 @@ pub(super) fn status_text(v: &Value) -> String {
         c["mirrored"].as_u64().unwrap_or(0),
         c["dropped_copies"].as_u64().unwrap_or(0)
     ));
+    out
+}
+
+/// The guard, right under `running` (which its rollback may leave empty): the rollback it is
+/// carrying out, why, and the users' requests held for it; or why it could not; or its watch.
+fn guard_text(v: &Value) -> String {
+    let mut out = String::new();
+    let r = &v["guard_rollback"];
+    if !r.is_null() {
+        let text = |x: &Value| x.as_str().unwrap_or("?").to_string();
+        let (back, from) = (text(&r["version"]), text(&r["from"]));
+        let step = match r["step"].as_str() {
+            Some("starting") => "starting",
+            _ => "being restored",
+        };
+        // A crash's reason quotes the app's last lines: one line here.
+        let reason = text(&r["reason"]).replace('\n', " ");
+        out.push_str(&format!(
+            "{:<10}rolling back from {from} to {back} ({back} is {step}): {reason}\n",
+            "guard"
+        ));
+        if r["requests_held"] == json!(true) {
+            let down = r["down_since"].as_str().map_or(String::new(), |t| {
+                format!("; {from} crashed at {t} and is not restarted")
+            });
+            out.push_str(&format!(
+                "{:<10}users' requests wait for {back}, each up to {} s (UPSTREAM_TIMEOUT), then 503{down}\n",
+                "held",
+                r["held_up_to_secs"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
+    for key in ["guard_failed", "guarded"] {
+        if let Some(g) = v[key].as_str() {
+            out.push_str(&format!("{:<10}{}\n", "guard", g.replace('\n', " ")));
+        }
+    }
     out
 }
 

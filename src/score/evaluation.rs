@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::bodies::{bodies_part, DiffJudgement, DiffRow};
 use super::judging::{Judging, MorePairs, ScorePart};
 use super::latency::latency_part;
+use super::limits::{size_text, DIFF_HELD, FINGERPRINTED};
 use super::scorecard::{EndpointStats, Summary};
 use super::stats::{self, RateCheck};
 use super::statuses::{looks_missing, statuses_part};
@@ -555,9 +556,13 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
             "too few answers compared: {compared} of {needed} needed {why_not}"
         ));
     }
-    let max = size_text(cfg.diff_max_body);
+    let (max, held, print) = (
+        size_text(cfg.diff_max_body),
+        size_text(DIFF_HELD),
+        size_text(FINGERPRINTED),
+    );
     let large = format!(
-        "the bodies of {uncompared} more answers are not compared: they were over DIFF_MAX_BODY ({max}) or came while the 32 MiB held for diffing was full, and a fingerprint of their length and first 64 KiB cannot tell a regression from a version string. A DIFF_MAX_BODY above their size compares them, DIFF_MAX_BODY=0 judges answers by status and headers alone; else `understudy promote` (`understudy abort` rejects) decides"
+        "the bodies of {uncompared} more answers are not compared: they were over DIFF_MAX_BODY ({max}) or came while the {held} held for diffing was full, and a fingerprint of their length and first {print} cannot tell a regression from a version string. A DIFF_MAX_BODY above their size (a body over {held} is never held) compares them, DIFF_MAX_BODY=0 judges answers by status and headers alone; else `understudy promote` (`understudy abort` rejects) decides"
     );
     // When the large answers are what is missing, more time will not help: that comes first.
     Some(if compared + uncompared >= needed {
@@ -565,15 +570,6 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
     } else {
         format!("too few answers compared: {compared} of {needed} needed {why_not}; {large}")
     })
-}
-
-/// A size as `.env` writes it: `256KiB`, `2MiB`, or bytes.
-fn size_text(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
-        n => format!("{n} bytes"),
-    }
 }
 
 /// When most users' requests cannot be mirrored (their method is not in `MIRROR_METHODS`: writes

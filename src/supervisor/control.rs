@@ -150,6 +150,42 @@ pub struct Status {
     pub hook_failure: Option<String>,
     /// The canary step under way (`CANARY_STEPS`).
     pub canary: Option<CanaryStatus>,
+    /// The guard's rollback from its trip to its switch: while it brings the old version back,
+    /// `running` may be empty and users' requests wait, and this says for what and why.
+    pub guard_rollback: Option<GuardRollbackStatus>,
+    /// The guard's rollback could not be carried out, and what serves instead (the version it
+    /// rolled back from, restarted if it had crashed): said until the next switch.
+    pub guard_failed: Option<String>,
+}
+
+/// How far the guard's rollback got before its switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackStep {
+    /// The old version is being brought back into its folder (from the archive if it went).
+    Restoring,
+    /// Its instance is starting; users switch to it once it is ready.
+    Starting,
+}
+
+/// The guard's rollback as status shows it: an operator looking at an empty `running` sees what
+/// comes back, why, and that users' requests wait for it rather than fail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardRollbackStatus {
+    /// The version coming back.
+    pub version: Version,
+    /// The version the guard rolls back from.
+    pub from: Version,
+    /// Why the guard tripped: a crash within `ROLLBACK_WINDOW`, or a worse 5xx rate.
+    pub reason: String,
+    /// How far the rollback got.
+    pub step: RollbackStep,
+    /// When `from` went down (RFC 3339), if it crashed: it is not restarted meanwhile.
+    pub down_since: Option<String>,
+    /// Nothing serves meanwhile, so users' requests are held for `version`.
+    pub requests_held: bool,
+    /// How long a held request waits (`UPSTREAM_TIMEOUT`, in seconds) before it is answered 503.
+    pub held_up_to_secs: f64,
 }
 
 /// A canary step as status shows it: which share of users testing serves, since when, on how

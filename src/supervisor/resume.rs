@@ -33,6 +33,7 @@ pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
     resumed.canary_window = cfg.canary.step_window;
     resumed.max_5xx_delta = cfg.score.max_5xx_delta;
     resumed.confidence = cfg.score.confidence;
+    resumed.upstream_timeout = cfg.upstream_timeout;
     resumed.hooks = HookSet {
         pre_start: cfg.hooks.pre_start.is_some(),
         pre_promote: cfg.hooks.pre_promote.is_some(),
@@ -88,6 +89,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         rollback_window: Duration::ZERO,
         max_5xx_delta: 0.0,
         confidence: 0.0,
+        upstream_timeout: Duration::ZERO,
         noise_cancel: false,
         canary_steps: Vec::new(),
         canary_window: Duration::from_secs(120),

@@ -9,17 +9,18 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::control::{self, Status};
+use super::control;
 use super::decide::{Action, Launched, Target};
 use super::schedule::Schedule;
 use crate::artifact::Installed;
-use crate::events::VerdictKind;
 use crate::history::SwitchWhy;
 use crate::hooks::HookSet;
 use crate::instance::{InstanceEvent, InstanceId};
 use crate::layout::Role;
-use crate::score::{Evaluation, Verdict};
+use crate::score::Evaluation;
 use crate::watcher::Dropped;
+
+mod status;
 
 /// A promotion or a rollback is a transaction: journaled (in the state file) before each step,
 /// so that a crash in the middle is resolved at the next start, never left half done.
@@ -185,6 +186,9 @@ pub struct Resumed {
     pub max_5xx_delta: f64,
     /// `CONFIDENCE`: how sure the guard must be that the 5xx rate is worse before it rolls back.
     pub confidence: f64,
+    /// `UPSTREAM_TIMEOUT`: how long a request held for the guard's rollback waits, for status
+    /// (zero: left as it was).
+    pub upstream_timeout: Duration,
     /// `NOISE_CANCEL`: run a secondary of running's version while a build is tested.
     pub noise_cancel: bool,
     /// `CANARY_STEPS`: shares of users (basis points) testing serves after the shadow verdict.
@@ -411,6 +415,8 @@ pub(super) struct Restart {
     /// The guard rolls back from it: it is not started again (users would wait on a build
     /// being thrown out) unless the rollback fails.
     pub(super) held: bool,
+    /// When it crashed (wall-clock time); `None` when held at start, not down on its own.
+    pub(super) crashed: Option<SystemTime>,
 }
 
 /// Everything the supervisor knows; only [`decide()`](super::decide()) changes it.
@@ -514,6 +520,11 @@ pub struct State {
     pub(super) tripped_guard: Option<JournaledGuard>,
     /// Its `Restore` waits for an archive or rejection of the version under way to report.
     pub(super) restore_waits: bool,
+    /// The guard's rollback could not be carried out, and what serves instead: for status,
+    /// until the next switch begins.
+    pub(super) guard_failed: Option<String>,
+    /// `UPSTREAM_TIMEOUT`: how long the proxy holds a request while nothing serves, for status.
+    pub(super) hold_up_to: Duration,
     /// Traffic samples of the last minute: (when, requests, 5xx answers).
     pub(super) traffic: VecDeque<(Instant, u64, u64)>,
     /// The promoted version under watch.
@@ -589,6 +600,8 @@ impl State {
             tripped: None,
             tripped_guard: None,
             restore_waits: false,
+            guard_failed: None,
+            hold_up_to: Duration::from_secs(60),
             traffic: VecDeque::new(),
             guard: None,
             guard_window: Duration::ZERO,
@@ -648,76 +661,5 @@ impl State {
     /// Ports held by instances that are not yet reaped.
     pub fn ports_taken(&self) -> &BTreeSet<u16> {
         &self.taken
-    }
-
-    /// What status shows, with `wall` turning the monotonic clock into wall-clock time.
-    pub fn status(&self, wall: impl Fn(Instant) -> std::time::SystemTime) -> Status {
-        let slot = |s: &Option<Slot>| s.as_ref().map(|s| s.status(&wall));
-        let verdict = self.verdict.as_ref().and_then(|(id, ev)| {
-            let testing = self.testing.as_ref().filter(|t| t.id == *id)?;
-            let (verdict, reasons) = match &ev.verdict {
-                Verdict::Wait(why) => (VerdictKind::Wait, vec![why.clone()]),
-                Verdict::Promote => (VerdictKind::Promote, Vec::new()),
-                Verdict::Reject(r) => (VerdictKind::Reject, r.clone()),
-            };
-            Some(control::VerdictStatus {
-                version: testing.version().clone(),
-                verdict,
-                score: ev.score,
-                pairs: ev.pairs,
-                reasons,
-                parts: ev.parts.clone(),
-                diffs: ev.diffs.clone(),
-                evidence: ev.evidence.clone(),
-            })
-        });
-        Status {
-            running: slot(&self.running),
-            testing: slot(&self.testing),
-            promoting: slot(&self.next),
-            secondary: slot(&self.secondary),
-            restarting: match &self.running {
-                None => self
-                    .restart
-                    .as_ref()
-                    .filter(|r| !r.held)
-                    .map(|r| r.installed.version.clone()),
-                Some(_) => None,
-            },
-            pending: self.pending.as_ref().map(|p| p.version.clone()),
-            installing: self.installing.clone(),
-            paused: self.paused,
-            disk_full: self.disk_full.clone(),
-            verdict,
-            schedules: self.schedules.clone(),
-            transaction: self.txn.clone(),
-            guarded: self.guard.as_ref().map(|g| {
-                format!(
-                    "{} is watched until {} against {:.1}% 5xx before its switch; {} is kept to roll back to",
-                    g.version,
-                    control::rfc3339(wall(g.until)),
-                    g.before.0 as f64 * 100.0 / g.before.1.max(1) as f64,
-                    g.from
-                )
-            }),
-            hook_failure: self
-                .hook_block
-                .as_ref()
-                .map(|(v, why)| format!("{v}: {why}")),
-            canary: self.canary.as_ref().map(|c| control::CanaryStatus {
-                weight: f64::from(self.canary_steps.get(c.step).copied().unwrap_or(0)) / 100.0,
-                step: c.step + 1,
-                steps: self.canary_steps.len(),
-                since: control::rfc3339(c.since_wall),
-                window_secs: self.canary_window.as_secs_f64(),
-                answers: c.answers.0,
-                running_answers: c.answers.1,
-                server_errors: c.server_errors.0,
-                running_server_errors: c.server_errors.1,
-                users: c.users,
-                held: c.held,
-                waiting: c.waiting.clone(),
-            }),
-        }
     }
 }

@@ -23,6 +23,7 @@ mod canary;
 mod commands;
 mod filing;
 mod guard;
+mod guard_status;
 mod lifecycle;
 mod promotion;
 mod resume;

@@ -87,6 +87,47 @@ fn promotion_waits_for_enough_compared_answers() {
     assert_eq!(evaluate(&s, &sampled).verdict, Verdict::Promote);
 }
 
+/// The wait for bodies too large to compare names the sizes in force: `DIFF_MAX_BODY` as set,
+/// and the proxy's own limits (what is held for diffing at once, what a fingerprint covers),
+/// not copies written into the text; and a `DIFF_MAX_BODY` above the held limit is not offered
+/// as the cure for bodies over it.
+#[test]
+fn the_wait_for_large_bodies_names_the_sizes_in_force() {
+    use crate::score::limits::{size_text, DIFF_HELD, FINGERPRINTED};
+    let large = crate::diff::Difference {
+        path: "$body".to_string(),
+        kind: crate::diff::DiffKind::Uncompared,
+        running: "<3000000 bytes, over DIFF_MAX_BODY>".to_string(),
+        testing: "<3000000 bytes, over DIFF_MAX_BODY>".to_string(),
+    };
+    let pairs: Vec<Pair> = (0..100)
+        .map(|_| Pair {
+            diffs: Some(vec![large.clone()]),
+            ..pair("/big")
+        })
+        .collect();
+    for max in [1 << 20, 3 << 10, 1000] {
+        let c = ScoreConfig {
+            diff_sample: 1.0,
+            diff_max_body: max,
+            ..cfg()
+        };
+        let e = evaluate(&summarised(&pairs, 600), &c);
+        let Verdict::Wait(w) = &e.verdict else {
+            panic!("bodies never compared must wait: {e:?}")
+        };
+        let held = size_text(DIFF_HELD);
+        for said in [
+            format!("over DIFF_MAX_BODY ({})", size_text(max)),
+            format!("while the {held} held for diffing was full"),
+            format!("first {} cannot tell", size_text(FINGERPRINTED)),
+            format!("above their size (a body over {held} is never held)"),
+        ] {
+            assert!(w.contains(&said), "{said:?} in {w}");
+        }
+    }
+}
+
 /// Answers over `DIFF_MAX_BODY` are fingerprinted only: a build whose every answer is so large
 /// waits, saying why and which key helps, and is never promoted on bodies nobody compared
 /// (issue: such pairs counted toward the answers compared, and the build passed).

@@ -431,6 +431,7 @@ impl Decision<'_> {
             installed: installed.clone(),
             at: self.now,
             held: true,
+            crashed: Some(self.wall),
         };
         if self.rolled_back_from(&version) {
             // The guard already rolls back from it (on its 5xx rate): not restarted either, and
@@ -482,18 +483,51 @@ impl Decision<'_> {
             installed,
             at: self.now + delay,
             held: false,
+            crashed: None,
         });
         self.restart_if_due();
         self.publish_routes();
     }
 
-    /// The guard's rollback from a running that crashed failed or was called off: that version
-    /// is all there is to serve, so it is restarted after all.
-    pub(super) fn release_held_restart(&mut self, why: &str) {
-        let Some(r) = self.s.restart.take_if(|r| r.held) else {
-            return;
+    /// The guard's rollback from `from` to `to` could not be carried out (`failure`): its watch
+    /// is over, and `from` is all there is to serve, so one that crashed (held meanwhile) is
+    /// restarted after all. Status says so until the next switch, and so does the restart.
+    pub(super) fn guard_gave_up(
+        &mut self,
+        from: &semver::Version,
+        to: &semver::Version,
+        failure: &str,
+    ) {
+        self.s.tripped = None; // no rollback: the version the guard left is filed as it was
+        self.s.tripped_guard = None;
+        let note = format!(
+            "the guard's rollback from {from} to {to} {failure}; {}",
+            self.after_guard(from)
+        );
+        self.s.guard_failed = Some(note.clone());
+        if let Some(r) = self.s.restart.take_if(|r| r.held) {
+            self.schedule_restart(r.installed, note);
+        }
+    }
+
+    /// What follows when the guard cannot roll back from `from`: the watch is over, and how
+    /// `from` serves on (it may have crashed since its promotion, which a plain "restarting"
+    /// would hide).
+    pub(super) fn after_guard(&self, from: &semver::Version) -> String {
+        let held = self
+            .s
+            .restart
+            .as_ref()
+            .filter(|r| r.held && r.installed.version == *from);
+        let serves = match (held, held.and_then(|r| r.crashed)) {
+            (_, Some(at)) => format!(
+                "{from}, which crashed at {} since its promotion, is restarted",
+                crate::supervisor::control::rfc3339(at)
+            ),
+            (Some(_), None) => format!("{from}, held for the rollback, is started again"),
+            (None, _) => format!("{from} serves on"),
         };
-        self.schedule_restart(r.installed, format!("the guard's rollback {why}"));
+        format!("its watch of {from} is over, and {serves}")
     }
 
     pub(super) fn restart_if_due(&mut self) {

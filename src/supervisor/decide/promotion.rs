@@ -231,7 +231,8 @@ impl Decision<'_> {
         let old = self.s.running.replace(next);
         let restarting = self.s.restart.take();
         self.s.failures = 0;
-        // Write-ahead: the switch is journaled before the route, symlink or history show it.
+        self.s.guard_failed = None; // another version serves: the note was about the last one
+                                    // Write-ahead: the switch is journaled before the route, symlink or history show it.
         if let Some(t) = self.s.txn.as_mut() {
             t.step = TxnStep::Switched;
         }
@@ -344,6 +345,8 @@ impl Decision<'_> {
         });
         self.schedule_failed(next.version(), &reasons.join("; "), true);
         self.s.txn = None;
+        let gave_up = self.guard_rolls_back_from();
+        let failure = format!("failed ({})", reasons.join("; "));
         self.s.tripped = None;
         self.s.tripped_guard = None;
         if let Some((canary, _)) = self.s.canary_out.take() {
@@ -356,10 +359,23 @@ impl Decision<'_> {
             Some(SwitchWhy::Rollback) => AfterStop::ArchiveIfUnused,
             _ => AfterStop::Reject(reasons),
         };
+        let to = next.version().clone();
         self.retire(next, false, after);
-        // A rollback from a running that crashed: that version serves again, as it can.
-        self.release_held_restart("failed");
+        // The guard's rollback (from a running that crashed, say): that version serves again.
+        if let Some(from) = gave_up {
+            self.guard_gave_up(&from, &to, &failure);
+        }
         self.start_pending();
+    }
+
+    /// The version the guard's rollback under way rolls back from (or holds stopped for it).
+    fn guard_rolls_back_from(&self) -> Option<Version> {
+        let held = self.s.restart.as_ref().filter(|r| r.held);
+        self.s
+            .tripped_guard
+            .as_ref()
+            .map(|g| g.version.clone())
+            .or_else(|| held.map(|r| r.installed.version.clone()))
     }
 
     /// The switch is done and the old instance drained and stopped: run the `POST_*` hook, or
@@ -482,16 +498,21 @@ impl Decision<'_> {
                 ))
             }
         };
-        if result.is_err() {
+        let mut reason = result.as_ref().err().map(ToString::to_string);
+        if let (Some(why), Some(from)) = (&reason, self.guard_rolls_back_from()) {
+            let failure = format!("could not start ({why})");
+            reason = Some(format!("{why}; {}", self.after_guard(&from)));
+            self.guard_gave_up(&from, &version, &failure);
+        }
+        if reason.is_some() {
             self.s.tripped = None; // no rollback: the version the guard left is filed as it was
             self.s.tripped_guard = None;
-            self.release_held_restart("could not begin");
         }
         match (id, result) {
             (Some(id), result) => self.out.push(Action::Reply { id, result }),
             (None, Err(e)) => self.emit(Event::RollbackFailed {
                 version,
-                reason: e.to_string(),
+                reason: reason.unwrap_or_else(|| e.to_string()),
             }),
             // Promoting says it.
             (None, Ok(_)) => {}
@@ -606,9 +627,15 @@ impl Decision<'_> {
             reason: why.clone(),
         });
         if self.s.next.is_some() || self.s.restoring.is_some() {
+            let why = "another switch is under way";
+            let after = self.after_guard(&g.version);
+            self.s.guard_failed = Some(format!(
+                "the guard's rollback from {} to {} could not start ({why}); {after}",
+                g.version, g.from
+            ));
             self.emit(Event::RollbackFailed {
                 version: g.from.clone(),
-                reason: "another switch is under way".into(),
+                reason: format!("{why}; {after}"),
             });
             self.archive_if_unused(g.from);
             return false;

@@ -47,6 +47,9 @@ impl Decision<'_> {
         self.s.guard_window = r.rollback_window;
         self.s.guard_max_delta = r.max_5xx_delta;
         self.s.guard_confidence = r.confidence;
+        if !r.upstream_timeout.is_zero() {
+            self.s.hold_up_to = r.upstream_timeout;
+        }
         self.s.noise_cancel = r.noise_cancel;
         self.s.canary_steps = r.canary_steps.clone();
         self.s.canary_window = r.canary_window;
@@ -216,6 +219,7 @@ impl Decision<'_> {
                     installed: running,
                     at: self.now,
                     held: true,
+                    crashed: None,
                 });
             }
             Some(running) => {

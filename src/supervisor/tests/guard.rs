@@ -394,7 +394,7 @@ async fn an_operators_rollback_ends_the_guard_and_files_away_the_version_it_kept
 }
 
 /// The promoted version crashes: (running id, the crash's actions).
-fn crash_running(sim: &mut Sim) -> (InstanceId, Vec<Action>) {
+pub(super) fn crash_running(sim: &mut Sim) -> (InstanceId, Vec<Action>) {
     let running = sim.s.running().unwrap().id;
     let a = sim.event(
         running,
