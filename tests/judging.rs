@@ -787,3 +787,24 @@ fn with_bodies_never_compared_by_choice_a_build_is_promoted_on_the_rest() {
     drop(traffic);
     u.stop();
 }
+
+/// At `DIFF_MAX_BODY=0` headers are still compared, so testing's and the secondary's must be kept
+/// too: they were dropped with the bodies while running's were kept, so every sampled answer
+/// differed in `$content_type`. With the noise measured that read as "noise 100%"; without it
+/// (`NOISE_CANCEL=off`, a set `MAX_BODY_DIFF`), an identical build was rejected.
+#[test]
+fn without_bodies_an_identical_build_has_the_same_headers() {
+    let base = Base::new("judge-no-bodies-headers");
+    let env = "DIFF_MAX_BODY=0\nNOISE_CANCEL=off\nMAX_BODY_DIFF=0.05";
+    base.write_env(&format!("{FAST}\n{env}"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let traffic = Traffic::on(u.addr, |_| "/api/items");
+    base.drop_fixture("1.1.0", "");
+    promoted(&base);
+    drop(traffic);
+    let log = u.log_text();
+    assert!(!log.contains("$content_type"), "{log}");
+    u.stop();
+}

@@ -393,7 +393,7 @@ async fn send_copy(
         let _held = places.testing;
         return copy.send(job, stats, cfg, differ).await;
     }
-    let max = job.diff.as_ref().map_or(0, |_| cfg.diff.max_body);
+    let max = job.diff.as_ref().map(|_| cfg.diff.max_body);
     let slot = job
         .secondary
         .as_ref()

@@ -57,7 +57,7 @@ pub(super) struct Both<'a> {
     pub(super) client: &'a Arc<Pool>,
     pub(super) method: &'a Method,
     pub(super) timeout: Duration,
-    pub(super) max: usize,
+    pub(super) max: Option<usize>,
 }
 
 impl Both<'_> {
@@ -136,15 +136,17 @@ pub(super) fn copy_request(job: &MirrorJob, to: &Upstream) -> Vec<u8> {
     out
 }
 
-/// Send the copy and read the whole answer (so the connection goes back to the pool), keeping up
-/// to `max` bytes of its body, all within `timeout`; a broken body is a failure.
+/// Send the copy and read the whole answer (so the connection goes back to the pool), keeping,
+/// when it is to be diffed (`max` is some), its headers and up to `max` bytes of its body (none
+/// at `DIFF_MAX_BODY=0`: headers are still compared), all within `timeout`; a broken body is a
+/// failure.
 pub(super) async fn fetch(
     client: &Pool,
     to: &Arc<Upstream>,
     method: &Method,
     req: Vec<u8>,
     timeout: Duration,
-    max: usize,
+    max: Option<usize>,
     budget: CaptureBudget,
 ) -> Result<Answered, MirrorError> {
     let started = Instant::now();
@@ -168,12 +170,11 @@ pub(super) async fn fetch(
             answer.drain(..a.len);
         };
         let status = StatusCode::from_u16(a.status).map_err(|_| MirrorError::Status(a.status))?;
-        let headers = if max > 0 {
-            answer::header_map(&answer[..a.len])
-        } else {
-            HeaderMap::new()
+        let headers = match max {
+            Some(_) => answer::header_map(&answer[..a.len]),
+            None => HeaderMap::new(),
         };
-        let mut capture = BodyCapture::new(max, budget);
+        let mut capture = BodyCapture::new(max.unwrap_or(0), budget);
         let mut framing = a.framing;
         let mut extra = false;
         let mut from = a.len;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 /// How much of a body is fingerprinted; longer bodies compare by this prefix and their length.
-pub const COMPARED_BODY: usize = 64 * 1024;
+/// Defined by the scorer, which says it when bodies go uncompared.
+pub const COMPARED_BODY: usize = crate::score::FINGERPRINTED as usize;
 
 /// A cheap fingerprint of a body: FNV-1a over its first [`COMPARED_BODY`] bytes, and its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,8 @@ impl BodyDigest {
 
 /// Bytes of answer bodies held for diffing at once, across all captures: past it a body is
 /// compared by length and hash only, so memory stays bounded however large or many the answers.
-pub const CAPTURE_BUDGET: usize = 32 << 20;
+/// Defined by the scorer, which says it when bodies go uncompared.
+pub const CAPTURE_BUDGET: usize = crate::score::DIFF_HELD as usize;
 
 /// A shared count of captured bytes, against [`CAPTURE_BUDGET`].
 #[derive(Clone, Default)]

@@ -32,7 +32,7 @@ impl Replayed<'_> {
         differ: &Differ,
     ) -> Option<Pair> {
         let secondary = job.secondary.clone()?;
-        let max = cfg.diff.max_body;
+        let max = Some(cfg.diff.max_body);
         let ask = |to: &Arc<Upstream>| {
             let req = copy_request(&job, to);
             let (to, method) = (to.clone(), job.method.clone());
