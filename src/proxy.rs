@@ -270,15 +270,12 @@ impl Proxy {
         self.routes.borrow().hold
     }
 
-    /// Nothing serves while the guard brings a version back (`hold`): wait for it, up to
-    /// `UPSTREAM_TIMEOUT` (as for a slow running) or until understudy stops, so users see a
+    /// Nothing serves while the guard brings a version back (`hold`): wait for it, until `by`
+    /// (`UPSTREAM_TIMEOUT`, as for a slow running) or until understudy stops, so users see a
     /// slow answer, not a 503. Whether something serves now.
-    async fn wait_for_running(&self) -> bool {
+    async fn wait_for_running(&self, by: tokio::time::Instant) -> bool {
         let mut routes = self.routes.clone();
-        let back = tokio::time::timeout(
-            self.upstream_timeout,
-            routes.wait_for(|r| r.running.is_some() || !r.hold),
-        );
+        let back = tokio::time::timeout_at(by, routes.wait_for(|r| r.running.is_some() || !r.hold));
         tokio::select! {
             // The routes' lock is let go at once: the supervisor's next change waits for it.
             r = back => matches!(r, Ok(Ok(r)) if r.running.is_some()),
@@ -287,12 +284,11 @@ impl Proxy {
     }
 
     /// `gone` refused a connection: nothing listens there any more (it crashed, or is on its
-    /// way out), and the supervisor routes elsewhere once it hears. Wait for that, up to
-    /// `UPSTREAM_TIMEOUT` or a stop, so the request goes where users go next.
-    async fn moved_from(&self, gone: &Arc<Upstream>) {
+    /// way out), and the supervisor routes elsewhere once it hears. Wait for that, until `by`
+    /// or a stop, so the request goes where users go next.
+    async fn moved_from(&self, gone: &Arc<Upstream>, by: tokio::time::Instant) {
         let mut routes = self.routes.clone();
-        let moved =
-            tokio::time::timeout(self.upstream_timeout, routes.wait_for(|r| !r.serves(gone)));
+        let moved = tokio::time::timeout_at(by, routes.wait_for(|r| !r.serves(gone)));
         tokio::select! {
             _ = moved => {}
             () = self.stopped() => {}

@@ -31,6 +31,10 @@ const LINGERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// See [`LINGERING_TIMEOUT`].
 const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often a waiting request's user, who sent more than understudy read, is looked at for a
+/// close (see [`gone`]).
+const GONE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: &str =
     "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
@@ -189,8 +193,10 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         return Next::Linger;
     }
     let (mut req, mut again) = (req, false);
+    // One bound for all of a request's waits, set by the first.
+    let mut by = None;
     loop {
-        let route = match choose(client, proxy, bufs, ending).await {
+        let route = match choose(client, proxy, bufs, ending, &mut by).await {
             Ok(route) => route,
             Err(next) => return next,
         };
@@ -201,8 +207,10 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
             Forwarded::Done(next) => return next,
             Forwarded::Refused(back, refused) => {
                 proxy.stats.rerouted.fetch_add(1, Ordering::Relaxed);
+                let by = *by.get_or_insert_with(|| wait_bound(proxy));
                 tokio::select! {
-                    () = proxy.moved_from(&refused) => {}
+                    biased;
+                    () = proxy.moved_from(&refused, by) => {}
                     () = gone(client) => return Next::Close,
                 }
                 (req, again) = (back, true);
@@ -211,19 +219,28 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
     }
 }
 
-/// The route for a request (waiting while the guard brings a version back), or understudy's 503
-/// when nothing serves.
+/// `UPSTREAM_TIMEOUT` from now: how long a request may wait for an instance, in all.
+fn wait_bound(proxy: &Proxy) -> tokio::time::Instant {
+    tokio::time::Instant::now() + proxy.upstream_timeout
+}
+
+/// The route for a request (waiting, until `by`, while the guard brings a version back), or
+/// understudy's 503 when nothing serves.
 async fn choose(
     client: &mut TcpStream,
     proxy: &Proxy,
     bufs: &mut Bufs,
     ending: Ending,
+    by: &mut Option<tokio::time::Instant>,
 ) -> Result<Route, Next> {
     let peer = || client.peer_addr().ok().map(|a| a.ip());
     let mut routed = proxy.route(&bufs.out, peer);
     if routed.is_err() {
+        let by = *by.get_or_insert_with(|| wait_bound(proxy));
         let back = tokio::select! {
-            back = proxy.wait_for_running() => back,
+            // A user who asked and half-closed is answered when nothing is held for.
+            biased;
+            back = proxy.wait_for_running(by) => back,
             () = gone(client) => return Err(Next::Close),
         };
         if back {
@@ -263,13 +280,32 @@ async fn choose(
 }
 
 /// Resolves once the user has closed its connection (or it failed) while its request waits for
-/// an instance: then it is never sent, as nginx aborts on a user gone. Never resolves once the
-/// user sends more (a body, its next request): that stays unread for later.
+/// an instance: then it is never sent, as nginx aborts on a user gone. What the user sent and
+/// understudy has not read yet (a body, its next request) stays unread for later.
 async fn gone(client: &TcpStream) {
     let mut byte = [0u8; 1];
     if let Ok(1..) = client.peek(&mut byte).await {
-        std::future::pending::<()>().await;
+        // Bytes wait unread, so readiness stays set and says nothing more: look for the user's
+        // close behind them instead, now and then (only while a request waits).
+        let mut every = tokio::time::interval(GONE_EVERY);
+        while !hung_up(client) {
+            every.tick().await;
+        }
     }
+}
+
+/// Whether the user has closed its side (FIN) or its connection failed, whatever it sent before.
+fn hung_up(client: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: client.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, for a descriptor this stream owns, that outlives the call; a timeout
+    // of 0 never blocks.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn next_after(ending: Ending) -> Next {

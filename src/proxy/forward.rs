@@ -77,7 +77,18 @@ pub(super) async fn forward(
     let serving = proxy.serving(&route, &req.method, &bufs.out);
     let (asker, mut body) = asker_and_body(proxy, &req, (&route, again), &bufs.out);
     let started = Instant::now();
-    let answered = upstream(client, proxy, &req, &running, asker, bufs, &mut body).await;
+    // Routed once more, it may have reached an instance once already: never a third time.
+    let retry = exchange::retryable(&req.method) && !again;
+    let answered = upstream(
+        client,
+        proxy,
+        (&req, retry),
+        &running,
+        asker,
+        bufs,
+        &mut body,
+    )
+    .await;
     let latency = started.elapsed();
     // A user a canary step sent to testing is answered (or not) by testing.
     let answers = match route.side {
@@ -181,14 +192,13 @@ fn asker_and_body(
 async fn upstream(
     client: &mut TcpStream,
     proxy: &Proxy,
-    req: &RequestHead,
+    (req, retry): (&RequestHead, bool),
     running: &Arc<super::Upstream>,
     asker: Asker,
     bufs: &mut Bufs,
     body: &mut BodyIn,
 ) -> Result<(TcpStream, Answer), Failure> {
     let (mut conn, body_done) = if req.body == Framing::Empty {
-        let retry = exchange::retryable(&req.method);
         let (answer, timer) = (&mut bufs.answer, &mut bufs.upstream_timer);
         let conn = exchange::send(&proxy.pool, running, &bufs.out, retry, answer, timer).await?;
         (conn, true)

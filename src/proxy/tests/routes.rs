@@ -223,3 +223,102 @@ async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
+
+/// A user who leaves with more sent than understudy has read (a large body) is seen to leave
+/// too: the bytes waiting keep its socket readable, so only its close behind them tells.
+#[tokio::test]
+async fn a_user_gone_with_its_large_body_unread_is_let_go() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    });
+    route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let body = "x".repeat(64 << 10);
+    let raw = format!(
+        "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    user.write_all(raw.as_bytes()).await.unwrap();
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(user);
+    let connections = p.stats.connections.get().unwrap().clone();
+    eventually(
+        "the user's connection let go",
+        Duration::from_secs(5),
+        || connections.open() == 0,
+    )
+    .await;
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// A request's waits share one `UPSTREAM_TIMEOUT`: held for the guard's rollback, then refused
+/// by the version that came back, it is answered when the first wait's bound is up, not one
+/// bound later.
+#[tokio::test]
+async fn a_requests_waits_share_one_upstream_timeout() {
+    let bound = Duration::from_secs(1);
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| s.upstream_timeout = bound);
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        hold: true,
+        ..Routes::default()
+    }));
+    let idle = p.routes.receiver_count();
+    let asked = Instant::now();
+    let answer = tokio::spawn(get(p.addr));
+    eventually("the request held", Duration::from_secs(5), || {
+        p.routes.receiver_count() == idle + 1
+    })
+    .await;
+    // The rollback takes most of the bound, then brings back a version whose port refuses.
+    eventually("most of the bound gone", Duration::from_secs(5), || {
+        asked.elapsed() >= bound * 7 / 10
+    })
+    .await;
+    route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
+    let answer = answer.await.unwrap();
+    let took = asked.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(
+        took < bound * 3 / 2,
+        "waited {took:?} against a bound of {bound:?}"
+    );
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// A request routed once more is counted once, as every other: here as a request testing's
+/// `MIRROR_METHODS` leaves out.
+#[tokio::test]
+async fn a_request_routed_once_more_is_counted_once() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let (testing, _, _) = scripted_upstream().await;
+    let gone = upstream("127.0.0.1", closed_port());
+    p.routes.send_replace(Arc::new(Routes {
+        running: Some(gone),
+        testing: Some(testing.clone()),
+        ..Routes::default()
+    }));
+    let raw = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\nping";
+    let asked = tokio::spawn(send(p.addr, raw));
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let (next, _, _) = scripted_upstream().await;
+    p.routes.send_replace(Arc::new(Routes {
+        running: Some(next),
+        testing: Some(testing),
+        ..Routes::default()
+    }));
+    let answer = asked.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(p.stats.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(p.stats.not_mirrored_method.load(Ordering::SeqCst), 1);
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
