@@ -550,6 +550,13 @@ pub struct State {
 }
 
 impl State {
+    /// Whether users' requests are held (the proxy's `Routes::hold`): nothing serves, and the
+    /// version that crashed waits for the guard's rollback rather than a restart. One rule for
+    /// the routes and for status.
+    pub(crate) fn holding(&self) -> bool {
+        self.running.is_none() && self.restart.as_ref().is_some_and(|r| r.held)
+    }
+
     /// A supervisor with nothing running, handing out ports from the inclusive range `ports`.
     pub fn new(ports: (u16, u16), now: Instant) -> State {
         State {

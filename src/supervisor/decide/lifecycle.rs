@@ -358,7 +358,7 @@ impl Decision<'_> {
                 None => self.coming_back(),
                 _ => None,
             },
-            hold: self.s.running.is_none() && self.s.restart.as_ref().is_some_and(|r| r.held),
+            hold: self.s.holding(),
             canary: self.canary_weight(),
         };
         self.out.push(Action::Route(routing));
@@ -458,6 +458,10 @@ impl Decision<'_> {
                 self.publish_routes();
                 return;
             }
+            // It could not begin: the restart says so, as status does.
+            let note = self.s.guard_failed.clone();
+            self.schedule_restart(installed, note.unwrap_or(why));
+            return;
         }
         self.schedule_restart(installed, why);
     }
@@ -500,14 +504,23 @@ impl Decision<'_> {
     ) {
         self.s.tripped = None; // no rollback: the version the guard left is filed as it was
         self.s.tripped_guard = None;
-        let note = format!(
-            "the guard's rollback from {from} to {to} {failure}; {}",
-            self.after_guard(from)
-        );
+        let note = self.guard_note(from, to, failure);
         self.s.guard_failed = Some(note.clone());
         if let Some(r) = self.s.restart.take_if(|r| r.held) {
             self.schedule_restart(r.installed, note);
         }
+    }
+
+    /// What status and the log say when the guard's rollback from `from` to `to` fails
+    /// (`failure`), and what follows.
+    pub(super) fn guard_note(
+        &self,
+        from: &semver::Version,
+        to: &semver::Version,
+        failure: &str,
+    ) -> String {
+        let after = self.after_guard(from);
+        format!("the guard's rollback from {from} to {to} {failure}; {after}")
     }
 
     /// What follows when the guard cannot roll back from `from`: the watch is over, and how

@@ -231,8 +231,9 @@ impl Decision<'_> {
         let old = self.s.running.replace(next);
         let restarting = self.s.restart.take();
         self.s.failures = 0;
-        self.s.guard_failed = None; // another version serves: the note was about the last one
-                                    // Write-ahead: the switch is journaled before the route, symlink or history show it.
+        // Another version serves: the guard's note was about the last one.
+        self.s.guard_failed = None;
+        // Write-ahead: the switch is journaled before the route, symlink or history show it.
         if let Some(t) = self.s.txn.as_mut() {
             t.step = TxnStep::Switched;
         }
@@ -627,15 +628,12 @@ impl Decision<'_> {
             reason: why.clone(),
         });
         if self.s.next.is_some() || self.s.restoring.is_some() {
-            let why = "another switch is under way";
-            let after = self.after_guard(&g.version);
-            self.s.guard_failed = Some(format!(
-                "the guard's rollback from {} to {} could not start ({why}); {after}",
-                g.version, g.from
-            ));
+            let failure = "could not start (another switch is under way)";
+            let note = self.guard_note(&g.version, &g.from, failure);
+            self.s.guard_failed = Some(note.clone());
             self.emit(Event::RollbackFailed {
                 version: g.from.clone(),
-                reason: format!("{why}; {after}"),
+                reason: note,
             });
             self.archive_if_unused(g.from);
             return false;

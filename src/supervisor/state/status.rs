@@ -113,7 +113,7 @@ impl State {
             reason: g.tripped.clone().unwrap_or_default(),
             step,
             down_since: held.and_then(|r| r.crashed).map(control::rfc3339),
-            requests_held: self.running.is_none() && held.is_some(),
+            requests_held: self.holding() && held.is_some(),
             held_up_to_secs: self.hold_up_to.as_secs_f64(),
         })
     }

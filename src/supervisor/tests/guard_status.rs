@@ -167,3 +167,39 @@ async fn status_says_the_guard_gave_up_and_that_the_version_left_crashed_since_i
         }
     }
 }
+
+/// The guard's rollback from a crash cannot begin while another switch is under way: status
+/// said so, but the restart's event gave only the crash. Both now say the same.
+#[tokio::test(start_paused = true)]
+async fn a_guard_rollback_that_cannot_begin_says_so_in_the_restart_too() {
+    let mut sim = Sim::new(PORTS);
+    guarded_promotion(&mut sim).await;
+    tokio::time::advance(Duration::from_secs(7)).await;
+    // An operator's rollback to 0.9.0 is restoring its build.
+    sim.s.restoring = Some((v("0.9.0"), None));
+    let (_, a) = crash_running(&mut sim);
+    let note = sim
+        .s
+        .status(|_| wall0())
+        .guard_failed
+        .expect("status says it");
+    assert!(
+        note.starts_with(
+            "the guard's rollback from 1.1.0 to 1.0.0 could not start (another switch is under way)"
+        ),
+        "{note}"
+    );
+    assert!(note.contains("is restarted"), "{note}");
+    let events = emitted(&a);
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::RestartScheduled { version, reason, .. }
+                if *version == v("1.1.0") && *reason == note)),
+        "{a:#?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::RollbackFailed { reason, .. } if *reason == note)),
+        "{a:#?}"
+    );
+}
