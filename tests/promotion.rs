@@ -485,11 +485,15 @@ fn status_says_when_the_guards_rollback_could_not_start() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    // Passes as testing; as running it exits 3 s after it listens.
+    // Passes as testing; as running it exits once the test has taken 1.0.0 away. Beside the
+    // base dir: inside it, the file would be taken for a drop.
+    let crash = base.path.with_extension("crash");
+    let _ = std::fs::remove_file(&crash);
     base.drop_script(
         "1.1.0",
         &format!(
-            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 3000'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
+            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-on-file {}'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n",
+            crash.display()
         ),
     );
     base.wait_testing();
@@ -507,6 +511,7 @@ fn status_says_when_the_guards_rollback_could_not_start() {
     // Gone, with its protected copy: nothing to bring it back from.
     std::fs::remove_dir_all(base.path.join("app-1.0.0")).unwrap();
     std::fs::remove_dir_all(base.path.join(".understudy/store/app-1.0.0")).unwrap();
+    std::fs::write(&crash, "").unwrap();
     let status = wait_until(
         "status to say the guard gave up",
         Duration::from_secs(30),
@@ -536,4 +541,5 @@ fn status_says_when_the_guards_rollback_could_not_start() {
         "{log}"
     );
     u.stop();
+    let _ = std::fs::remove_file(&crash);
 }

@@ -28,6 +28,7 @@ mod hostile_clients;
 mod installed_cli;
 mod instance_faults;
 mod judging;
+mod judging_sizes;
 mod metrics;
 mod promotion;
 mod proxy_faults;
