@@ -277,7 +277,7 @@ pub async fn run(
     spawn_restatement(&mut tasks, &notifier, &handing, status, &stops.control);
     let ends = [&shutdown, &handing.handed];
     let failure = first_failure(ends, &stops.fatal, &mut tasks, reload, config_tx).await;
-    farewell(&notifier, &handing.handed, &handing.successor);
+    farewell(&notifier, &handing);
     let result = shut_down(&cfg, stops, proxy, tasks, live, failure).await;
     handing.outcome(result)
 }

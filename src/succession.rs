@@ -10,17 +10,18 @@ use tokio_util::sync::CancellationToken;
 use crate::{admin, supervisor, systemd, upgrade, RunError, Tasks};
 
 /// Tell systemd the shutdown starts, or, once handed over, that the new process is the main one.
-pub(crate) fn farewell(
-    notifier: &systemd::Notifier,
-    handed: &CancellationToken,
-    successor: &std::sync::atomic::AtomicU32,
-) {
-    if handed.is_cancelled() {
-        let pid = successor.load(std::sync::atomic::Ordering::SeqCst);
+/// A shutdown that hands nothing on lets the listener's copy kept for a successor go
+/// ([`upgrade::Listening`]).
+pub(crate) fn farewell(notifier: &systemd::Notifier, handing: &Handing) {
+    if handing.handed.is_cancelled() {
+        let pid = handing.successor.load(std::sync::atomic::Ordering::SeqCst);
         tracing::info!("handed over to understudy pid {pid}: finishing the requests in flight, stopping no child");
         notifier.send(&format!("MAINPID={pid}"));
     } else {
         notifier.send(systemd::STOPPING);
+        if let Some(kept) = &handing.listening {
+            drop(kept.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
     }
 }
 
@@ -38,6 +39,8 @@ pub(crate) struct Handing {
     pub(crate) given_up: Arc<std::sync::OnceLock<String>>,
     /// The pid of the understudy this process took over from, if an upgrade started it.
     pub(crate) from: Option<u32>,
+    /// The listener's copy kept for a successor, if any, for [`farewell`] to let go.
+    pub(crate) listening: Option<upgrade::Listening>,
 }
 
 /// How an understudy started by an upgrade says it serves: once running (if one was handed)
@@ -96,6 +99,7 @@ pub(crate) fn handing(
         serving.cancel();
     }
     Ok(Handing {
+        listening: succession.shared.as_ref().map(|s| s.proxy.clone()),
         ready,
         handed: succession.handed.clone(),
         serving,
@@ -117,7 +121,9 @@ fn shared_fds(
     let borrow = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
     Ok(upgrade::Shared {
         lock,
-        proxy: proxy.as_fd().try_clone_to_owned()?,
+        proxy: std::sync::Arc::new(std::sync::Mutex::new(Some(
+            proxy.as_fd().try_clone_to_owned()?,
+        ))),
         admin: admin_fd
             .map(|fd| borrow(fd).try_clone_to_owned())
             .transpose()?,

@@ -33,13 +33,19 @@ const MAX_READY: u64 = 4096;
 pub struct Shared {
     /// The base dir's lock file, holding the `flock`.
     pub lock: RawFd,
-    /// The users' listener.
-    pub proxy: OwnedFd,
+    /// The users' listener, until a shutdown that hands nothing on lets it go ([`Listening`]).
+    pub proxy: Listening,
     /// The admin API's TCP listener, if it has one.
     pub admin: Option<OwnedFd>,
     /// The admin API's unix socket listener.
     pub socket: OwnedFd,
 }
+
+/// The copy of the users' listener kept for a successor. A shutdown that hands nothing on takes
+/// it away at once, so the socket stops listening with the proxy's own copies (unless a successor
+/// holds one): users who come during the drain are refused, not left in the kernel's backlog to
+/// be reset at exit.
+pub type Listening = std::sync::Arc<std::sync::Mutex<Option<OwnedFd>>>;
 
 /// One child handed over: what the new understudy needs to own it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +160,9 @@ pub fn own_binary() -> PathBuf {
 /// Why an upgrade did not happen; the old understudy goes on serving.
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
+    /// This understudy is shutting down and no longer listens for users.
+    #[error("this understudy is shutting down; start the new one with `understudy run` instead")]
+    Stopping,
     /// The new binary could not be started at all.
     #[error("cannot start the new understudy {binary}: {source}")]
     Spawn {
@@ -231,9 +240,11 @@ fn plan(
     children: &[(Child, OwnedFd)],
     ready: &std::io::PipeWriter,
 ) -> Result<(String, Vec<OwnedFd>), UpgradeError> {
+    let proxy = shared.proxy.lock().unwrap_or_else(|p| p.into_inner());
+    let proxy = proxy.as_ref().ok_or(UpgradeError::Stopping)?;
     let mut sources = vec![
         shared.lock,
-        shared.proxy.as_raw_fd(),
+        proxy.as_raw_fd(),
         shared.socket.as_raw_fd(),
         ready.as_raw_fd(),
     ];

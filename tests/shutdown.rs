@@ -45,6 +45,38 @@ fn sigterm_lets_requests_in_flight_finish() {
     );
 }
 
+/// A stop that hands nothing on stops listening at once: a user who comes while the requests in
+/// flight finish is refused, and may go elsewhere. It used to be accepted into the kernel's
+/// backlog (a copy of the listener was kept for a successor) and reset when understudy exited.
+#[test]
+fn users_who_come_during_the_drain_are_refused_at_once() {
+    let base = Base::new("sigterm-refuse");
+    base.write_env("SHUTDOWN_GRACE=10s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--slow-ms 4000");
+    u.wait_serving();
+    let before = base.fixture_stats("running").unwrap()["requests"]
+        .as_u64()
+        .unwrap();
+    let addr = u.addr;
+    let in_flight = std::thread::spawn(move || http(addr, "GET", "/slow/1"));
+    wait_until("a request in flight", Duration::from_secs(5), || {
+        let n = base.fixture_stats("running")?["requests"].as_u64()?;
+        (n > before).then_some(())
+    });
+    u.sigterm();
+    // Well before the request in flight ends (4 s), and so before understudy exits.
+    wait_until("new users refused", Duration::from_secs(2), || {
+        let tried = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        matches!(tried, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused).then_some(())
+    });
+    match in_flight.join().unwrap() {
+        Ok((200, body)) => assert!(body.contains("hello from 1.0.0"), "{body}"),
+        other => panic!("the request in flight got {other:?}"),
+    }
+    assert_eq!(u.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
 #[test]
 fn a_task_that_panics_stops_the_children_and_exits_non_zero() {
     let base = Base::new("panic");
