@@ -198,6 +198,9 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
     loop {
         let route = match choose(client, proxy, bufs, ending, &mut by).await {
             Ok(route) => route,
+            // A body left unread (answered 503) may still be on its way: read and dropped for
+            // a while, or the close would reset the connection and lose the answer.
+            Err(Next::Close) if unread => return Next::Linger,
             Err(next) => return next,
         };
         if !again {

@@ -322,3 +322,31 @@ async fn a_request_routed_once_more_is_counted_once() {
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
+
+/// With nothing running, a chunked upload is answered 503 before its body is read: the body
+/// still on its way must be read and dropped for a while, or closing resets the connection and
+/// a user that sends its whole body before reading (as most clients do) gets a broken pipe and
+/// never the 503.
+#[tokio::test]
+async fn a_503_to_an_upload_reaches_a_user_that_sends_its_whole_body_first() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    // The 503 is written before the body is read; the user reads it only once all is sent.
+    let mut first = [0u8; 12];
+    user.peek(&mut first).await.unwrap();
+    let chunk = format!("1000\r\n{}\r\n", "x".repeat(0x1000));
+    // 16 MiB: more than the two sockets' buffers hold, so a reset is met while sending.
+    for i in 0..4096 {
+        let sent = user.write_all(chunk.as_bytes()).await;
+        assert!(sent.is_ok(), "chunk {i}: {sent:?}");
+    }
+    user.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = user.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
