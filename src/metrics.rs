@@ -305,6 +305,13 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.recorder.len() as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "requests_waiting",
+            "User requests waiting now for an instance to serve them: held for the guard's rollback, or refused by an instance that has just gone (each up to UPSTREAM_TIMEOUT).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(s.waiting.load(Ordering::Relaxed) as i64).encode(m)?;
         encode_connections(&mut enc, s)?;
         let series = [
             ("running", "live", &s.running),
@@ -345,7 +352,7 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
             ),
             (
                 "rerouted",
-                "User requests whose instance refused the connection (it had just exited or closed its port): they waited for where users go next (up to UPSTREAM_TIMEOUT) instead of a 502.",
+                "User requests whose instance refused the connection (it had just exited or closed its port): they waited for where users go next, up to UPSTREAM_TIMEOUT, rather than get a 502 at once (one still refused then is counted in bad_gateway).",
                 load(&s.rerouted),
             ),
             (

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::bufs::{Bufs, Next};
-use super::forward::{self, Forwarded};
+use super::forward::{self, Forwarded, Pass};
 use super::framing::Framing;
 use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
@@ -34,6 +34,12 @@ const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 /// How often a waiting request's user, who sent more than understudy read, is looked at for a
 /// close (see [`gone`]).
 const GONE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A refused request tries the same instance again after this, then after twice as long, up
+/// to [`RECHECK_MOST`] (see [`recheck_after`]).
+const RECHECK_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+/// See [`RECHECK_FIRST`].
+const RECHECK_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: &str =
@@ -192,7 +198,7 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         .await;
         return Next::Linger;
     }
-    let (mut req, mut again) = (req, false);
+    let (mut req, mut tries) = (req, 0u32);
     // One bound for all of a request's waits, set by the first.
     let mut by = None;
     loop {
@@ -203,22 +209,58 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
             Err(Next::Close) if unread => return Next::Linger,
             Err(next) => return next,
         };
-        if !again {
+        if tries == 0 {
             proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
         }
-        match forward::forward(client, proxy, req, route, bufs, again).await {
+        // No clock read on the way of a request that never waited. Stopping, no more waits.
+        let last = by.is_some_and(|by| proxy.calls.stopping() || tokio::time::Instant::now() >= by);
+        let pass = Pass {
+            first: tries == 0,
+            last,
+        };
+        match forward::forward(client, proxy, req, route, bufs, pass).await {
             Forwarded::Done(next) => return next,
             Forwarded::Refused(back, refused) => {
-                proxy.stats.rerouted.fetch_add(1, Ordering::Relaxed);
+                if tries == 0 {
+                    proxy.stats.rerouted.fetch_add(1, Ordering::Relaxed);
+                }
+                // Until the supervisor routes elsewhere, or, now and then, the same instance
+                // once more: an app that closed its port for a moment may be back on it.
                 let by = *by.get_or_insert_with(|| wait_bound(proxy));
+                let again = tokio::time::Instant::now() + recheck_after(tries);
+                let _waiting = Waiting::on(proxy);
                 tokio::select! {
                     biased;
-                    () = proxy.moved_from(&refused, by) => {}
+                    () = proxy.moved_from(&refused, by.min(again)) => {}
                     () = gone(client) => return Next::Close,
                 }
-                (req, again) = (back, true);
+                (req, tries) = (back, tries + 1);
             }
         }
+    }
+}
+
+/// After a request's `tries`-th refusal, when to try the same instance again if the routes have
+/// not moved: 50 ms, doubling up to a second.
+fn recheck_after(tries: u32) -> std::time::Duration {
+    RECHECK_FIRST
+        .saturating_mul(1 << tries.min(5))
+        .min(RECHECK_MOST)
+}
+
+/// A request counted as waiting (`understudy_requests_waiting`) while this lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn on(proxy: &'a Proxy) -> Waiting<'a> {
+        proxy.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(&proxy.stats.waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -240,6 +282,7 @@ async fn choose(
     let mut routed = proxy.route(&bufs.out, peer);
     if routed.is_err() {
         let by = *by.get_or_insert_with(|| wait_bound(proxy));
+        let _waiting = Waiting::on(proxy);
         let back = tokio::select! {
             // A user who asked and half-closed is answered when nothing is held for.
             biased;

@@ -54,41 +54,42 @@ pub(super) enum Forwarded {
     /// Answered, by running or by understudy: what the connection does next.
     Done(Next),
     /// The instance refused the connection: nothing reached it and nothing was written to the
-    /// user, so the request (given back, its head as it came) may be routed once more.
+    /// user, so the request (given back, its head as it came) may be routed again.
     Refused(RequestHead, Arc<super::Upstream>),
 }
 
+/// Which of a request's passes through [`forward`] this is: only the first is recorded, counted
+/// and retried on a fresh connection (a later one may follow a send that reached an instance);
+/// on the last, a refused connection is told to the user rather than given back.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pass {
+    /// The request's first pass.
+    pub(super) first: bool,
+    /// Its last: its waits are over.
+    pub(super) last: bool,
+}
+
 /// Forward `req` (its rewritten head in `bufs.out`, its body first in `bufs.buf`) to running and
-/// relay the answer. The first time (`again` false), a refused connection gives the request back;
-/// the second, the user is told.
+/// relay the answer; a refused connection gives the request back but on the `last` [`Pass`].
 pub(super) async fn forward(
     client: &mut TcpStream,
     proxy: &Proxy,
     req: RequestHead,
     route: Route,
     bufs: &mut Bufs,
-    again: bool,
+    pass: Pass,
 ) -> Forwarded {
     let running = route.running.shared().clone();
     head::supply_host(&req, running.host.as_bytes(), &mut bufs.out);
-    if !again {
+    if pass.first {
         record(proxy, &req, &bufs.out);
     }
     let serving = proxy.serving(&route, &req.method, &bufs.out);
-    let (asker, mut body) = asker_and_body(proxy, &req, (&route, again), &bufs.out);
+    let (asker, mut body) = asker_and_body(proxy, &req, (&route, pass.first), &bufs.out);
     let started = Instant::now();
     // Routed once more, it may have reached an instance once already: never a third time.
-    let retry = exchange::retryable(&req.method) && !again;
-    let answered = upstream(
-        client,
-        proxy,
-        (&req, retry),
-        &running,
-        asker,
-        bufs,
-        &mut body,
-    )
-    .await;
+    let asked = (&req, exchange::retryable(&req.method) && pass.first);
+    let answered = upstream(client, proxy, asked, &running, asker, bufs, &mut body).await;
     let latency = started.elapsed();
     // A user a canary step sent to testing is answered (or not) by testing.
     let answers = match route.side {
@@ -97,7 +98,7 @@ pub(super) async fn forward(
     };
     let (conn, a) = match answered {
         Ok(x) => x,
-        Err(Failure::Upstream(e)) if e.is_refused() && !again => {
+        Err(Failure::Upstream(e)) if e.is_refused() && !pass.last => {
             head::withdraw_host(&req, running.host.as_bytes(), &mut bufs.out);
             return Forwarded::Refused(req, running);
         }
@@ -109,16 +110,8 @@ pub(super) async fn forward(
             }
             // A request read whole keeps its connection; a body left half-read cannot.
             let unread = !body.framing.done();
-            let next = failed(
-                client,
-                proxy,
-                &running,
-                f,
-                asker,
-                asker.close || unread,
-                bufs,
-            )
-            .await;
+            let close = asker.close || unread;
+            let next = failed(client, proxy, &running, f, asker, close, bufs).await;
             return Forwarded::Done(match next {
                 Next::Close if unread => Next::Linger,
                 next => next,
@@ -153,16 +146,16 @@ pub(super) async fn forward(
 
 /// Who asks (what the answer must suit) and the request's body as it will be read: counted
 /// against `MAX_REQUEST_BODY`, and copied for the mirror when testing wants this request (counted
-/// when it does not, unless routed once more: `again`).
+/// when it does not, on its `first` pass only).
 fn asker_and_body(
     proxy: &Proxy,
     req: &RequestHead,
-    (route, again): (&Route, bool),
+    (route, first): (&Route, bool),
     head: &[u8],
 ) -> (Asker, BodyIn) {
     let testing = route.testing.as_ref().filter(|_| !req.upgrade);
     let wanted = testing.is_some() && proxy.mirror.wants(&req.method);
-    if testing.is_some() && !wanted && !again {
+    if testing.is_some() && !wanted && first {
         let not_mirrored = &proxy.stats.not_mirrored_method;
         not_mirrored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -23,8 +23,11 @@ pub struct ProxyStats {
     /// User requests answered 503 (nothing running).
     pub unavailable: AtomicU64,
     /// User requests whose instance refused the connection (it had just gone): they waited for
-    /// where users go next rather than get a 502.
+    /// where users go next rather than get a 502 at once.
     pub rerouted: AtomicU64,
+    /// User requests waiting now for an instance (held for the guard's rollback, or after a
+    /// refusal), so an operator sees users held while status may still show running ready.
+    pub waiting: AtomicU64,
     /// User requests refused before anything was forwarded: smuggling attempts (400) and bodies
     /// over `MAX_REQUEST_BODY` (413).
     pub refused: AtomicU64,

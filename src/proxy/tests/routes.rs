@@ -83,9 +83,15 @@ async fn a_request_refused_by_a_running_just_gone_is_served_where_users_go_next(
         p.stats.rerouted.load(Ordering::SeqCst) == 1
     })
     .await;
+    assert_eq!(
+        p.stats.waiting.load(Ordering::SeqCst),
+        1,
+        "shown as waiting"
+    );
     let (next, accepted, heads) = scripted_upstream().await;
     route_to(&p.routes, &next);
     let answer = asked.await.unwrap();
+    assert_eq!(p.stats.waiting.load(Ordering::SeqCst), 0);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("hello"), "{answer}");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -212,6 +218,11 @@ async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
         p.routes.receiver_count() == idle + 1
     })
     .await;
+    assert_eq!(
+        p.stats.waiting.load(Ordering::SeqCst),
+        1,
+        "shown as waiting"
+    );
     drop(user);
     let connections = p.stats.connections.get().unwrap().clone();
     eventually(
@@ -347,6 +358,52 @@ async fn a_503_to_an_upload_reaches_a_user_that_sends_its_whole_body_first() {
     let _ = user.read_to_end(&mut answer).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// An app that closes its port for a moment and listens again on it (an in-process reload):
+/// the routes never move, so a request it refused meanwhile waited out all of
+/// `UPSTREAM_TIMEOUT`. It now tries the same instance again every so often, and is served once
+/// the port is back.
+#[tokio::test]
+async fn a_request_refused_by_an_app_reloading_in_place_is_served_when_it_is_back() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    });
+    let port = closed_port();
+    route_to(&p.routes, &upstream("127.0.0.1", port));
+    let asked = Instant::now();
+    let answer = tokio::spawn(get(p.addr));
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let back = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = back.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if s.read(&mut byte).await.unwrap() == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nback")
+            .await;
+    });
+    let answer = answer.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("back"),
+        "{answer}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
