@@ -39,6 +39,7 @@ mod stats;
 mod timer;
 mod upgrade;
 mod upstream;
+mod wait;
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -187,6 +188,8 @@ struct Proxy {
     limits: Limits,
     /// This thread's calls to its connections: make room at the connection limit, stop.
     calls: Calls,
+    /// When this thread last let a waiting request go (see [`wait`]).
+    released: std::sync::Mutex<tokio::time::Instant>,
 }
 
 /// The upstreams chosen for one request; the guard counts it on running (and names running).
@@ -224,6 +227,7 @@ impl Proxy {
             spills,
             limits: settings.limits,
             calls: Calls::default(),
+            released: std::sync::Mutex::new(tokio::time::Instant::now()),
         }
     }
 
@@ -262,49 +266,6 @@ impl Proxy {
             secondary: routes.secondary.clone(),
             side: (routes.canary > 0).then_some((canary::Side::Running, running_place)),
         })
-    }
-
-    /// Whether requests are held for a version the guard brings back (see
-    /// [`Proxy::wait_for_running`]); read only on the way to a 503.
-    fn holding(&self) -> bool {
-        self.routes.borrow().hold
-    }
-
-    /// Nothing serves while the guard brings a version back (`hold`): wait for it, until `by`
-    /// (`UPSTREAM_TIMEOUT`, as for a slow running) or until understudy stops, so users see a
-    /// slow answer, not a 503. Whether something serves now.
-    async fn wait_for_running(&self, by: tokio::time::Instant) -> bool {
-        let mut routes = self.routes.clone();
-        let back = tokio::time::timeout_at(by, routes.wait_for(|r| r.running.is_some() || !r.hold));
-        tokio::select! {
-            // The routes' lock is let go at once: the supervisor's next change waits for it.
-            r = back => matches!(r, Ok(Ok(r)) if r.running.is_some()),
-            () = self.stopped() => false,
-        }
-    }
-
-    /// `gone` refused a connection: nothing listens there any more (it crashed, or is on its
-    /// way out), and the supervisor routes elsewhere once it hears. Wait for that, until `by`
-    /// or a stop, so the request goes where users go next.
-    async fn moved_from(&self, gone: &Arc<Upstream>, by: tokio::time::Instant) {
-        let mut routes = self.routes.clone();
-        let moved = tokio::time::timeout_at(by, routes.wait_for(|r| !r.serves(gone)));
-        tokio::select! {
-            _ = moved => {}
-            () = self.stopped() => {}
-        }
-    }
-
-    /// Resolves once understudy stops.
-    async fn stopped(&self) {
-        loop {
-            // Made before the look, so a stop between the two still wakes it.
-            let called = self.calls.call.notified();
-            if self.calls.stopping() {
-                return;
-            }
-            called.await;
-        }
     }
 
     /// During a canary step, the record of this request's answer (its side, method and path

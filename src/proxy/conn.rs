@@ -15,7 +15,7 @@ use super::forward::{self, Forwarded, Pass};
 use super::framing::Framing;
 use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
-use super::{Counted, Proxy, Route};
+use super::{wait, Counted, Proxy, Route};
 
 /// After stop, how long a kept-alive connection may still bring its next request, which is then
 /// answered with `Connection: close`: a busy client (a load balancer, a page loading) sends it
@@ -30,16 +30,6 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 const LINGERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// See [`LINGERING_TIMEOUT`].
 const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// How often a waiting request's user, who sent more than understudy read, is looked at for a
-/// close (see [`gone`]).
-const GONE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// A refused request tries the same instance again after this, then after twice as long, up
-/// to [`RECHECK_MOST`] (see [`recheck_after`]).
-const RECHECK_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
-/// See [`RECHECK_FIRST`].
-const RECHECK_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: &str =
@@ -226,47 +216,18 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
                 }
                 // Until the supervisor routes elsewhere, or, now and then, the same instance
                 // once more: an app that closed its port for a moment may be back on it.
-                let by = *by.get_or_insert_with(|| wait_bound(proxy));
-                let again = tokio::time::Instant::now() + recheck_after(tries);
-                let _waiting = Waiting::on(proxy);
+                let by = *by.get_or_insert_with(|| wait::bound(proxy));
+                let again = tokio::time::Instant::now() + wait::recheck_after(tries);
+                let _waiting = wait::Waiting::on(proxy);
                 tokio::select! {
                     biased;
                     () = proxy.moved_from(&refused, by.min(again)) => {}
-                    () = gone(client) => return Next::Close,
+                    () = wait::gone(client) => return Next::Close,
                 }
                 (req, tries) = (back, tries + 1);
             }
         }
     }
-}
-
-/// After a request's `tries`-th refusal, when to try the same instance again if the routes have
-/// not moved: 50 ms, doubling up to a second.
-fn recheck_after(tries: u32) -> std::time::Duration {
-    RECHECK_FIRST
-        .saturating_mul(1 << tries.min(5))
-        .min(RECHECK_MOST)
-}
-
-/// A request counted as waiting (`understudy_requests_waiting`) while this lives.
-struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
-
-impl<'a> Waiting<'a> {
-    fn on(proxy: &'a Proxy) -> Waiting<'a> {
-        proxy.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        Waiting(&proxy.stats.waiting)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// `UPSTREAM_TIMEOUT` from now: how long a request may wait for an instance, in all.
-fn wait_bound(proxy: &Proxy) -> tokio::time::Instant {
-    tokio::time::Instant::now() + proxy.upstream_timeout
 }
 
 /// The route for a request (waiting, until `by`, while the guard brings a version back), or
@@ -281,13 +242,13 @@ async fn choose(
     let peer = || client.peer_addr().ok().map(|a| a.ip());
     let mut routed = proxy.route(&bufs.out, peer);
     if routed.is_err() {
-        let by = *by.get_or_insert_with(|| wait_bound(proxy));
-        let _waiting = Waiting::on(proxy);
+        let by = *by.get_or_insert_with(|| wait::bound(proxy));
+        let _waiting = wait::Waiting::on(proxy);
         let back = tokio::select! {
             // A user who asked and half-closed is answered when nothing is held for.
             biased;
             back = proxy.wait_for_running(by) => back,
-            () = gone(client) => return Err(Next::Close),
+            () = wait::gone(client) => return Err(Next::Close),
         };
         if back {
             routed = proxy.route(&bufs.out, peer);
@@ -323,35 +284,6 @@ async fn choose(
     )
     .await;
     Err(next_after(ending))
-}
-
-/// Resolves once the user has closed its connection (or it failed) while its request waits for
-/// an instance: then it is never sent, as nginx aborts on a user gone. What the user sent and
-/// understudy has not read yet (a body, its next request) stays unread for later.
-async fn gone(client: &TcpStream) {
-    let mut byte = [0u8; 1];
-    if let Ok(1..) = client.peek(&mut byte).await {
-        // Bytes wait unread, so readiness stays set and says nothing more: look for the user's
-        // close behind them instead, now and then (only while a request waits).
-        let mut every = tokio::time::interval(GONE_EVERY);
-        while !hung_up(client) {
-            every.tick().await;
-        }
-    }
-}
-
-/// Whether the user has closed its side (FIN) or its connection failed, whatever it sent before.
-fn hung_up(client: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut fd = libc::pollfd {
-        fd: client.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: one pollfd, for a descriptor this stream owns, that outlives the call; a timeout
-    // of 0 never blocks.
-    let n = unsafe { libc::poll(&mut fd, 1, 0) };
-    n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn next_after(ending: Ending) -> Next {

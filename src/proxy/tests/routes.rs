@@ -407,3 +407,60 @@ async fn a_request_refused_by_an_app_reloading_in_place_is_served_when_it_is_bac
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
+
+/// Requests held together (here for the guard's rollback) reach the version that comes back
+/// paced, not in one burst: all at once, an app with a small listen backlog reset a third of
+/// a hundred (the hostile review's Python app, backlog 5).
+#[tokio::test]
+async fn requests_let_go_together_reach_the_instance_paced() {
+    const HELD: usize = 40;
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    });
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        hold: true,
+        ..Routes::default()
+    }));
+    let idle = p.routes.receiver_count();
+    let users: Vec<_> = (0..HELD).map(|_| tokio::spawn(get(p.addr))).collect();
+    eventually("every request held", Duration::from_secs(10), || {
+        p.routes.receiver_count() == idle + HELD
+    })
+    .await;
+    // The version that comes back notes when each request reaches it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = arrived.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    noted.lock().unwrap().push(Instant::now());
+                    async {
+                        Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                            Bytes::from_static(b"back"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    route_to(&p.routes, &upstream("127.0.0.1", port));
+    for user in users {
+        let answer = user.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let arrived = arrived.lock().unwrap().clone();
+    assert_eq!(arrived.len(), HELD);
+    let (first, last) = (arrived.iter().min().unwrap(), arrived.iter().max().unwrap());
+    let spread = last.duration_since(*first);
+    assert!(spread >= Duration::from_millis(30), "all within {spread:?}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}

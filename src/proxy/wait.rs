@@ -1,0 +1,152 @@
+//! Wait phase: a request with no instance to serve it yet waits rather than fail, within
+//! `UPSTREAM_TIMEOUT` for all its waits: for the version the guard's rollback brings back
+//! (`Routes::hold`), or, refused by an instance that has just gone, for where users go next
+//! (trying that one again now and then). A user who leaves meanwhile is let go; the requests a
+//! route change lets go together leave paced, so a version just started is not met by all of
+//! them in one burst (an app with a small listen backlog resets what overflows it).
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::{Proxy, Upstream};
+
+/// Requests let go together by a route change leave this far apart on each proxy thread (a
+/// thousand a second): a hundred held ones reach the version that came back over 100 ms.
+const RELEASE_GAP: Duration = Duration::from_millis(1);
+
+/// How often a waiting request's user, who sent more than understudy read, is looked at for a
+/// close (see [`gone`]).
+const GONE_EVERY: Duration = Duration::from_millis(250);
+
+/// A refused request tries the same instance again after this, then after twice as long, up
+/// to [`RECHECK_MOST`] (see [`recheck_after`]).
+const RECHECK_FIRST: Duration = Duration::from_millis(50);
+/// See [`RECHECK_FIRST`].
+const RECHECK_MOST: Duration = Duration::from_secs(1);
+
+/// After a request's `tries`-th refusal, when to try the same instance again if the routes have
+/// not moved: 50 ms, doubling up to a second.
+pub(super) fn recheck_after(tries: u32) -> Duration {
+    RECHECK_FIRST
+        .saturating_mul(1 << tries.min(5))
+        .min(RECHECK_MOST)
+}
+
+/// A request counted as waiting (`understudy_requests_waiting`) while this lives.
+pub(super) struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    pub(super) fn on(proxy: &'a Proxy) -> Waiting<'a> {
+        proxy.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(&proxy.stats.waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `UPSTREAM_TIMEOUT` from now: how long a request may wait for an instance, in all.
+pub(super) fn bound(proxy: &Proxy) -> Instant {
+    Instant::now() + proxy.upstream_timeout
+}
+
+impl Proxy {
+    /// Whether requests are held for a version the guard brings back (see
+    /// [`Proxy::wait_for_running`]); read only on the way to a 503.
+    pub(super) fn holding(&self) -> bool {
+        self.routes.borrow().hold
+    }
+
+    /// Nothing serves while the guard brings a version back (`hold`): wait for it, until `by`
+    /// (`UPSTREAM_TIMEOUT`, as for a slow running) or until understudy stops, so users see a
+    /// slow answer, not a 503. Whether something serves now.
+    pub(super) async fn wait_for_running(&self, by: Instant) -> bool {
+        let mut routes = self.routes.clone();
+        let back = tokio::time::timeout_at(by, routes.wait_for(|r| r.running.is_some() || !r.hold));
+        let back = tokio::select! {
+            // The routes' lock is let go at once: the supervisor's next change waits for it.
+            r = back => matches!(r, Ok(Ok(r)) if r.running.is_some()),
+            () = self.stopped() => false,
+        };
+        if back {
+            self.paced().await;
+        }
+        back
+    }
+
+    /// `gone` refused a connection: nothing listens there any more (it crashed, or is on its
+    /// way out), and the supervisor routes elsewhere once it hears. Wait for that, until `by`
+    /// or a stop, so the request goes where users go next.
+    pub(super) async fn moved_from(&self, gone: &Arc<Upstream>, by: Instant) {
+        let mut routes = self.routes.clone();
+        let moved = tokio::time::timeout_at(by, routes.wait_for(|r| !r.serves(gone)));
+        let moved = tokio::select! {
+            r = moved => matches!(r, Ok(Ok(_))),
+            () = self.stopped() => false,
+        };
+        if moved {
+            self.paced().await;
+        }
+    }
+
+    /// Resolves once understudy stops.
+    async fn stopped(&self) {
+        loop {
+            // Made before the look, so a stop between the two still wakes it.
+            let called = self.calls.call.notified();
+            if self.calls.stopping() {
+                return;
+            }
+            called.await;
+        }
+    }
+
+    /// Let a request go once those this thread let go before it are [`RELEASE_GAP`] apart.
+    async fn paced(&self) {
+        let now = Instant::now();
+        let at = {
+            let mut last = self.released.lock().unwrap_or_else(|p| p.into_inner());
+            *last = (*last + RELEASE_GAP).max(now);
+            *last
+        };
+        if at > now {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+/// Resolves once the user has closed its connection (or it failed) while its request waits for
+/// an instance: then it is never sent, as nginx aborts on a user gone. What the user sent and
+/// understudy has not read yet (a body, its next request) stays unread for later.
+pub(super) async fn gone(client: &TcpStream) {
+    let mut byte = [0u8; 1];
+    if let Ok(1..) = client.peek(&mut byte).await {
+        // Bytes wait unread, so readiness stays set and says nothing more: look for the user's
+        // close behind them instead, now and then (only while a request waits).
+        let mut every = tokio::time::interval(GONE_EVERY);
+        while !hung_up(client) {
+            every.tick().await;
+        }
+    }
+}
+
+/// Whether the user has closed its side (FIN) or its connection failed, whatever it sent before.
+fn hung_up(client: &TcpStream) -> bool {
+    let mut fd = libc::pollfd {
+        fd: client.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, for a descriptor this stream owns, that outlives the call; a timeout
+    // of 0 never blocks.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
