@@ -16,8 +16,11 @@ use tokio::time::Instant;
 use super::{Proxy, Upstream};
 
 /// Requests let go together by a route change leave this far apart on each proxy thread (a
-/// thousand a second): a hundred held ones reach the version that came back over 100 ms.
+/// thousand a second): a hundred held ones reach the version that came back over 100 ms...
 const RELEASE_GAP: Duration = Duration::from_millis(1);
+/// ... but closer when more wait, so that the last is let go within this of the first (a busy
+/// service's thousands held for a rollback are not kept seconds more).
+const RELEASE_SPREAD: Duration = Duration::from_millis(250);
 
 /// How often a waiting request's user, who sent more than understudy read, is looked at for a
 /// close (see [`gone`]).
@@ -109,12 +112,19 @@ impl Proxy {
         }
     }
 
-    /// Let a request go once those this thread let go before it are [`RELEASE_GAP`] apart.
+    /// Let a request go once those this thread let go before it are [`RELEASE_GAP`] apart (or
+    /// less, see [`RELEASE_SPREAD`]).
     async fn paced(&self) {
         let now = Instant::now();
+        let waiting = self
+            .stats
+            .waiting
+            .load(Ordering::Relaxed)
+            .clamp(1, u64::from(u32::MAX));
+        let gap = RELEASE_GAP.min(RELEASE_SPREAD / waiting as u32);
         let at = {
             let mut last = self.released.lock().unwrap_or_else(|p| p.into_inner());
-            *last = (*last + RELEASE_GAP).max(now);
+            *last = (*last + gap).max(now);
             *last
         };
         if at > now {
