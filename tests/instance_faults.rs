@@ -109,3 +109,69 @@ fn a_running_that_fails_its_health_check_is_replaced_without_a_failed_request() 
     );
     u.stop();
 }
+
+/// Running crashes once (after serving for a while) and is started again at once: users' requests
+/// wait for it rather than get 503 "restarting" for the whole restart. Only a request it had in
+/// hand as it died may fail (a POST may have been read; one per user at most).
+#[test]
+fn users_wait_for_running_started_again_at_once_after_a_crash() {
+    let base = Base::new("restart-hold");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    // Crashes 1.5 s after it first listens, then serves on (the marker beside the base dir),
+    // and takes half a second to start each time.
+    let marker = base.path.with_extension("crashed");
+    let _ = std::fs::remove_file(&marker);
+    let bin = env!("CARGO_BIN_EXE_understudy");
+    base.drop_script(
+        "1.0.0",
+        &format!(
+            "#!/bin/sh\nsleep 0.5\nif [ ! -e '{m}' ]; then touch '{m}'; crash='--exit-after-ms 1500'; fi\nexec '{bin}' fixture-app --version 1.0.0 $crash\n",
+            m = marker.display()
+        ),
+    );
+    u.wait_serving();
+    let addr = u.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users: Vec<_> = ["GET", "POST"]
+        .into_iter()
+        .map(|method| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    answers.push(http(addr, method, "/").unwrap_or((0, String::new())));
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                answers
+            })
+        })
+        .collect();
+    wait_until("running restarted", Duration::from_secs(20), || {
+        u.log_text().contains("restart_scheduled").then_some(())
+    });
+    wait_until("running serving again", Duration::from_secs(20), || {
+        let link = base.link("running")?;
+        link.to_string_lossy()
+            .ends_with("app-1.0.0/2")
+            .then_some(())
+    });
+    let again = Instant::now();
+    wait_until(
+        "users served by the restarted one",
+        Duration::from_secs(5),
+        || (again.elapsed() >= Duration::from_millis(500)).then_some(()),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers: Vec<(u16, String)> = users.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let failed: Vec<&(u16, String)> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    let unavailable = failed.iter().filter(|(s, _)| *s == 503).count();
+    assert!(
+        unavailable == 0 && failed.len() <= 2,
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    u.stop();
+    let _ = std::fs::remove_file(&marker);
+}

@@ -15,7 +15,7 @@ use super::forward::{self, Forwarded, Pass};
 use super::framing::Framing;
 use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
-use super::{wait, Counted, Proxy, Route};
+use super::{wait, Counted, Hold, Proxy, Route};
 
 /// After stop, how long a kept-alive connection may still bring its next request, which is then
 /// answered with `Connection: close`: a busy client (a load balancer, a page loading) sends it
@@ -268,7 +268,7 @@ async fn choose(
     };
     let text = match restarting {
         // Waited for up to UPSTREAM_TIMEOUT already: the guard's rollback is slow.
-        Some(v) if proxy.holding() => format!(
+        Some(v) if proxy.holding() == Some(Hold::Rollback) => format!(
             "understudy: {v} is being brought back by a rollback and is not serving yet; retry in a moment\n"
         ),
         Some(v) => format!("understudy: running {v} is restarting; retry in a moment\n"),

@@ -140,12 +140,21 @@ pub struct Routes {
     /// Running's version while it is being restarted (with `running` empty): users are told to
     /// retry shortly instead of being told to drop a build.
     pub restarting: Option<Version>,
-    /// With `running` empty: the guard rolls back from a running that crashed, and a request
-    /// waits for the version coming back (up to `UPSTREAM_TIMEOUT`) rather than get a 503.
-    pub hold: bool,
+    /// With `running` empty: a request waits for the version coming back (up to
+    /// `UPSTREAM_TIMEOUT`) rather than get a 503, and why.
+    pub hold: Option<Hold>,
     /// In a canary step, the share of users (of [`super::canary::PLACES`]) testing serves,
     /// writes included; 0 outside one.
     pub canary: u32,
+}
+
+/// Why requests wait while nothing serves, which is what they are told if it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Running crashed and is started again at once (not a crash loop, which backs off).
+    Restart,
+    /// The guard rolls back from a running that crashed.
+    Rollback,
 }
 
 impl Routes {

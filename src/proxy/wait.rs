@@ -62,18 +62,22 @@ pub(super) fn bound(proxy: &Proxy) -> Instant {
 }
 
 impl Proxy {
-    /// Whether requests are held for a version the guard brings back (see
+    /// Why requests are held, if they are: for a version the guard brings back, or restarted (see
     /// [`Proxy::wait_for_running`]); read only on the way to a 503.
-    pub(super) fn holding(&self) -> bool {
+    pub(super) fn holding(&self) -> Option<super::Hold> {
         self.routes.borrow().hold
     }
 
-    /// Nothing serves while the guard brings a version back (`hold`): wait for it, until `by`
+    /// Nothing serves while a version comes back (`hold`: the guard's rollback, or a restart at
+    /// once after a crash): wait for it, until `by`
     /// (`UPSTREAM_TIMEOUT`, as for a slow running) or until understudy stops, so users see a
     /// slow answer, not a 503. Whether something serves now.
     pub(super) async fn wait_for_running(&self, by: Instant) -> bool {
         let mut routes = self.routes.clone();
-        let back = tokio::time::timeout_at(by, routes.wait_for(|r| r.running.is_some() || !r.hold));
+        let back = tokio::time::timeout_at(
+            by,
+            routes.wait_for(|r| r.running.is_some() || r.hold.is_none()),
+        );
         let back = tokio::select! {
             // The routes' lock is let go at once: the supervisor's next change waits for it.
             r = back => matches!(r, Ok(Ok(r)) if r.running.is_some()),

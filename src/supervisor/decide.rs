@@ -207,9 +207,10 @@ pub struct Routing {
     pub secondary: Option<Target>,
     /// Running is down and being restarted (users are told to retry).
     pub restarting: Option<Version>,
-    /// Running crashed and the guard brings back the version it replaced: users' requests wait
-    /// for that one (bounded) instead of being told to retry, as at a switch.
-    pub hold: bool,
+    /// Users' requests wait (bounded) instead of being told to retry, as at a switch: running
+    /// crashed and the guard brings back the version it replaced, or it is started again at
+    /// once.
+    pub hold: Option<crate::proxy::Hold>,
     /// In a canary step, the share of users testing serves (basis points); 0 outside one.
     pub canary: u32,
 }

@@ -205,7 +205,7 @@ async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
     });
     p.routes.send_replace(Arc::new(Routes {
         restarting: Some(Version::new(1, 0, 0)),
-        hold: true,
+        hold: Some(Hold::Rollback),
         ..Routes::default()
     }));
     let idle = p.routes.receiver_count();
@@ -275,7 +275,7 @@ async fn a_requests_waits_share_one_upstream_timeout() {
     let p = start_proxy_with(1, Duration::from_secs(5), |s| s.upstream_timeout = bound);
     p.routes.send_replace(Arc::new(Routes {
         restarting: Some(Version::new(1, 0, 0)),
-        hold: true,
+        hold: Some(Hold::Rollback),
         ..Routes::default()
     }));
     let idle = p.routes.receiver_count();
@@ -419,7 +419,7 @@ async fn requests_let_go_together_reach_the_instance_paced() {
     });
     p.routes.send_replace(Arc::new(Routes {
         restarting: Some(Version::new(1, 0, 0)),
-        hold: true,
+        hold: Some(Hold::Rollback),
         ..Routes::default()
     }));
     let idle = p.routes.receiver_count();

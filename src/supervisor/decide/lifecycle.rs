@@ -1,6 +1,7 @@
 //! An instance's life as the supervisor sees it: started, ready and served, failed (restarted
 //! with backoff, replaced by a spare, or turned away), retired, and stopped.
 
+use crate::proxy::Hold;
 use std::time::Duration;
 
 use super::{
@@ -358,10 +359,25 @@ impl Decision<'_> {
                 None => self.coming_back(),
                 _ => None,
             },
-            hold: self.s.holding(),
+            hold: self.hold(),
             canary: self.canary_weight(),
         };
         self.out.push(Action::Route(routing));
+    }
+
+    /// Whether users' requests wait while nothing serves: for the guard's rollback, or for a
+    /// running started again at once after a crash (a crash loop, restarted after a backoff,
+    /// is told to retry at once).
+    fn hold(&self) -> Option<Hold> {
+        if self.s.holding() {
+            return Some(Hold::Rollback);
+        }
+        let restarting = self
+            .s
+            .running
+            .as_ref()
+            .is_some_and(|r| r.proven && !r.is_ready());
+        (restarting && self.s.failures <= 1).then_some(Hold::Restart)
     }
 
     /// The version users are told is coming back while nothing serves: the one restarting, or,

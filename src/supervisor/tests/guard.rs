@@ -2,6 +2,7 @@
 //! the version it left rejected), its watch saved across restarts.
 
 use super::*;
+use crate::proxy::Hold;
 
 #[tokio::test(start_paused = true)]
 async fn the_guard_rolls_back_a_promoted_version_that_answers_5xx_and_files_away_one_that_holds() {
@@ -434,7 +435,11 @@ async fn a_crash_the_guard_rolls_back_is_not_restarted_and_users_wait_for_the_ve
     let routes = routes_in(&a).expect("routes published");
     assert_eq!(routes.running, None);
     assert_eq!(routes.restarting, Some(v("1.0.0")), "{routes:?}");
-    assert!(routes.hold, "users' requests wait for it: {routes:?}");
+    assert_eq!(
+        routes.hold,
+        Some(Hold::Rollback),
+        "users' requests wait for it: {routes:?}"
+    );
     assert_eq!(sim.s.status(|_| wall0()).restarting, None);
     // No timer restarts it while the restore and the start take their time.
     tokio::time::advance(Duration::from_secs(60)).await;
@@ -451,7 +456,7 @@ async fn a_crash_the_guard_rolls_back_is_not_restarted_and_users_wait_for_the_ve
         Some(v("1.0.0"))
     );
     assert_eq!(routes.restarting, None);
-    assert!(!routes.hold);
+    assert_eq!(routes.hold, None);
     // Rejected with the crash, as before.
     let persisted = sim.s.persisted.clone().expect("the state was written");
     assert!(
@@ -497,7 +502,8 @@ async fn a_crash_held_for_a_rollback_that_fails_is_restarted_after_all() {
         assert!(starts(&a, "1.1.0"), "{how}: {a:#?}");
         let routes = routes_in(&a).expect("routes published");
         assert_eq!(routes.restarting, Some(v("1.1.0")), "{how}");
-        assert!(!routes.hold, "{how}: told to retry, as at any restart");
+        // Started again at once after its first crash: users wait for it, as at any such restart.
+        assert_eq!(routes.hold, Some(Hold::Restart), "{how}");
     }
 }
 
@@ -566,7 +572,11 @@ async fn a_restart_between_the_guards_trip_and_the_switch_finishes_the_rollback(
         let routes = routes_in(&a).expect("routes published");
         assert_eq!(routes.running, None, "{when}");
         assert_eq!(routes.restarting, Some(v("1.0.0")), "{when}: {routes:?}");
-        assert!(routes.hold, "{when}: users wait for 1.0.0: {routes:?}");
+        assert_eq!(
+            routes.hold,
+            Some(Hold::Rollback),
+            "{when}: users wait for 1.0.0: {routes:?}"
+        );
         let (_, a) = after.restored("1.0.0");
         assert_eq!(
             records_in(&a),
@@ -619,8 +629,9 @@ async fn a_crash_during_the_guards_rollback_on_5xx_is_not_restarted() {
         let routes = routes_in(&a).expect("routes published");
         assert_eq!(routes.running, None);
         assert_eq!(routes.restarting, Some(v("1.0.0")), "{when}: {routes:?}");
-        assert!(
+        assert_eq!(
             routes.hold,
+            Some(Hold::Rollback),
             "{when}: users' requests wait for it: {routes:?}"
         );
         tokio::time::advance(Duration::from_secs(60)).await;

@@ -362,6 +362,10 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
         Some(v("1.0.0")),
         "users are told running restarts"
     );
+    // Started again at once, users' requests wait for it; after a backoff (a crash loop), they
+    // are told to retry at once.
+    let hold = (delay == 0).then_some(crate::proxy::Hold::Restart);
+    assert_eq!(routes_in(&a).unwrap().hold, hold, "attempt {attempt}");
     assert!(!a
         .iter()
         .any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
