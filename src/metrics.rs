@@ -356,6 +356,11 @@ fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<
                 load(&s.rerouted),
             ),
             (
+                "left_waiting",
+                "User requests whose user closed its connection (or half-closed it, as nginx takes it too) while they waited for an instance: never sent.",
+                load(&s.left_waiting),
+            ),
+            (
                 "refused",
                 "User requests refused before anything was forwarded: malformed or smuggling heads (400), bodies over MAX_REQUEST_BODY (413), oversized heads (431), CONNECT (405).",
                 load(&s.refused),

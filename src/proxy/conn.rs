@@ -222,7 +222,7 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
                 tokio::select! {
                     biased;
                     () = proxy.moved_from(&refused, by.min(again)) => {}
-                    () = wait::gone(client) => return Next::Close,
+                    () = wait::gone(client, &mut bufs.buf, proxy) => return left(proxy),
                 }
                 (req, tries) = (back, tries + 1);
             }
@@ -248,7 +248,7 @@ async fn choose(
             // A user who asked and half-closed is answered when nothing is held for.
             biased;
             back = proxy.wait_for_running(by) => back,
-            () = wait::gone(client) => return Err(Next::Close),
+            () = wait::gone(client, &mut bufs.buf, proxy) => return Err(left(proxy)),
         };
         if back {
             routed = proxy.route(&bufs.out, peer);
@@ -284,6 +284,12 @@ async fn choose(
     )
     .await;
     Err(next_after(ending))
+}
+
+/// The user left while its request waited: counted, and the connection closed.
+fn left(proxy: &Proxy) -> Next {
+    proxy.stats.left_waiting.fetch_add(1, Ordering::Relaxed);
+    Next::Close
 }
 
 fn next_after(ending: Ending) -> Next {

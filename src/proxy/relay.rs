@@ -50,7 +50,8 @@ impl AnswerMemory {
         AnswerMemory(AtomicUsize::new(bytes))
     }
 
-    fn take(&self, n: usize) -> bool {
+    /// Take `n` bytes of the budget, if that many are left.
+    pub(super) fn take(&self, n: usize) -> bool {
         self.0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
                 left.checked_sub(n)
@@ -58,7 +59,8 @@ impl AnswerMemory {
             .is_ok()
     }
 
-    fn give_back(&self, n: usize) {
+    /// Give back `n` bytes taken.
+    pub(super) fn give_back(&self, n: usize) {
         self.0.fetch_add(n, Ordering::AcqRel);
     }
 }

@@ -25,6 +25,9 @@ pub struct ProxyStats {
     /// User requests whose instance refused the connection (it had just gone): they waited for
     /// where users go next rather than get a 502 at once.
     pub rerouted: AtomicU64,
+    /// User requests whose user closed its connection while they waited: never sent (nginx's
+    /// 499).
+    pub left_waiting: AtomicU64,
     /// User requests waiting now for an instance (held for the guard's rollback, or after a
     /// refusal), so an operator sees users held while status may still show running ready.
     pub waiting: AtomicU64,

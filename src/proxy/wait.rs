@@ -22,8 +22,11 @@ const RELEASE_GAP: Duration = Duration::from_millis(1);
 /// service's thousands held for a rollback are not kept seconds more).
 const RELEASE_SPREAD: Duration = Duration::from_millis(250);
 
-/// How often a waiting request's user, who sent more than understudy read, is looked at for a
-/// close (see [`gone`]).
+/// What a waiting request reads of its user at a time (see [`gone`]).
+const READ_AHEAD: usize = 16 * 1024;
+
+/// How often a waiting request's user, who sent more than understudy may read ahead, is looked
+/// at for a close (see [`gone`]).
 const GONE_EVERY: Duration = Duration::from_millis(250);
 
 /// A refused request tries the same instance again after this, then after twice as long, up
@@ -138,17 +141,50 @@ impl Proxy {
 }
 
 /// Resolves once the user has closed its connection (or it failed) while its request waits for
-/// an instance: then it is never sent, as nginx aborts on a user gone. What the user sent and
-/// understudy has not read yet (a body, its next request) stays unread for later.
-pub(super) async fn gone(client: &TcpStream) {
-    let mut byte = [0u8; 1];
-    if let Ok(1..) = client.peek(&mut byte).await {
-        // Bytes wait unread, so readiness stays set and says nothing more: look for the user's
-        // close behind them instead, now and then (only while a request waits).
-        let mut every = tokio::time::interval(GONE_EVERY);
-        while !hung_up(client) {
-            every.tick().await;
+/// an instance: then it is never sent, as nginx aborts on a user gone. What the user sends
+/// meanwhile (the rest of a body, its next request) is read into `buf`, as if it had come with
+/// the head, up to `ANSWER_BUFFER` and within `ANSWER_MEMORY`: a close comes behind it, and a
+/// user gone with a large body unread would otherwise look as if it still waited.
+pub(super) async fn gone(client: &TcpStream, buf: &mut Vec<u8>, proxy: &Proxy) {
+    let mut held = Held {
+        memory: &proxy.answer_memory,
+        bytes: 0,
+    };
+    loop {
+        if client.readable().await.is_err() {
+            return;
         }
+        if buf.len() == buf.capacity() {
+            if held.bytes >= proxy.answer_buffer || !held.memory.take(READ_AHEAD) {
+                break;
+            }
+            held.bytes += READ_AHEAD;
+            buf.reserve_exact(READ_AHEAD);
+        }
+        match client.try_read_buf(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    // Held all it may: look for the user's close behind the rest now and then.
+    let mut every = tokio::time::interval(GONE_EVERY);
+    while !hung_up(client) {
+        every.tick().await;
+    }
+}
+
+/// Answer memory a waiting request's read-ahead holds, given back when the wait ends (its bytes
+/// are the request's own from then on, as a head's are).
+struct Held<'a> {
+    memory: &'a super::relay::AnswerMemory,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.memory.give_back(self.bytes);
     }
 }
 
