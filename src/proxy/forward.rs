@@ -289,6 +289,9 @@ async fn send_with_body(
             }
             r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => {
                 if !matches!(r, Some(Ok(1..))) {
+                    // Reset, not closed: an end of file would read as the whole body to an app
+                    // that does not check its length, and it would act on a part.
+                    let _ = conn.set_zero_linger();
                     return Err(Failure::ClientGone);
                 }
                 let took = body.take(&bufs.buf)?;

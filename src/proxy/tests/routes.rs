@@ -568,3 +568,43 @@ async fn a_body_read_ahead_during_a_wait_reaches_the_instance_whole() {
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
+
+/// A user who leaves partway through its body: running's connection is reset, not closed, so an
+/// app never takes the part it got for a whole request (an end of file after 3 of 10 bytes was
+/// run as an order of 3 bytes).
+#[tokio::test]
+async fn a_body_cut_short_by_its_user_resets_runnings_connection() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    route_to(&p.routes, &upstream("127.0.0.1", port));
+    let app = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            match s.read(&mut chunk).await {
+                Ok(0) => return Ok(got),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    });
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    user.write_all(b"POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    // Once the app has the head and the 3 bytes, the user goes.
+    eventually("the request sent on", Duration::from_secs(5), || {
+        p.stats.requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(user);
+    let ended = tokio::time::timeout(Duration::from_secs(5), app)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended, Err(std::io::ErrorKind::ConnectionReset), "{ended:?}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
