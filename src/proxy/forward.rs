@@ -216,6 +216,12 @@ async fn final_head(
     asker: Asker,
     bufs: &mut Bufs,
 ) -> Result<Answer, Failure> {
+    // Stopped while running answered: the user is told the connection ends with this answer,
+    // rather than send a next request into the drain.
+    let asker = Asker {
+        close: asker.close || proxy.calls.stopping(),
+        ..asker
+    };
     loop {
         let a = exchange::read_head(
             conn,

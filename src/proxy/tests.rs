@@ -450,6 +450,35 @@ async fn stop_lets_requests_in_flight_finish_and_closes_idle_connections() {
     assert!(!p.fatal.is_cancelled());
 }
 
+/// A kept-alive request still in flight when understudy stops is answered with `Connection:
+/// close`, so its user sends no next request into a drain that would cut it off (the hostile
+/// review's `/second`, sent after an answer that said nothing, waited out the grace for nothing).
+#[tokio::test]
+async fn an_answer_relayed_after_stop_says_the_connection_closes() {
+    let (up_addr, hits) = tiny_upstream("127.0.0.1:0", Duration::from_millis(300)).await;
+    let p = start_proxy(1, Duration::from_secs(10));
+    route_to(&p.routes, &upstream("127.0.0.1", up_addr.port()));
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    user.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the request in flight", Duration::from_secs(5), || {
+        hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    p.stop.cancel();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"hello") {
+        let mut buf = [0u8; 512];
+        let n = user.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the answer was cut short");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    p.handle.join().await.unwrap();
+}
+
 /// Poll `f` once: `true` when it is done.
 async fn poll_once(f: Pin<&mut impl std::future::Future>) -> bool {
     tokio::select! {
