@@ -370,6 +370,20 @@ fn a_rollback_to_the_build_under_test_or_to_a_version_that_never_served_is_409()
     u.stop();
 }
 
+/// Until history shows the guard's rollback to 1.0.0.
+fn rolled_back_to_1_0_0(base: &Base) {
+    wait_until(
+        "the guard's rollback to 1.0.0",
+        Duration::from_secs(30),
+        || {
+            let rolled_back = switches(base)
+                .iter()
+                .any(|(to, why, _)| to == "1.0.0" && why == "rollback");
+            rolled_back.then_some(())
+        },
+    );
+}
+
 /// Let the users ask for a second more (on the version just switched to).
 fn users_for_a_second() {
     let served = std::time::Instant::now();
@@ -462,16 +476,7 @@ fn users_wait_for_the_guards_rollback_from_a_crash_and_the_crashed_build_is_not_
     let users = Users::start(u.addr);
     let (code, _, err) = cli(&base, &["promote"]);
     assert_eq!(code, 0, "{err}");
-    wait_until(
-        "the guard's rollback to 1.0.0",
-        Duration::from_secs(30),
-        || {
-            let rolled_back = switches(&base)
-                .iter()
-                .any(|(to, why, _)| to == "1.0.0" && why == "rollback");
-            rolled_back.then_some(())
-        },
-    );
+    rolled_back_to_1_0_0(&base);
     users_for_a_second();
     let answers = users.finish();
     // The crash itself: a request 1.1.0 had in hand as it died, on a connection it had not
@@ -545,16 +550,7 @@ fn requests_refused_by_a_build_on_its_way_out_wait_for_the_guards_rollback() {
     let users = Users::asking(u.addr, ["GET", "POST"]);
     let (code, _, err) = cli(&base, &["promote"]);
     assert_eq!(code, 0, "{err}");
-    wait_until(
-        "the guard's rollback to 1.0.0",
-        Duration::from_secs(30),
-        || {
-            let rolled_back = switches(&base)
-                .iter()
-                .any(|(to, why, _)| to == "1.0.0" && why == "rollback");
-            rolled_back.then_some(())
-        },
-    );
+    rolled_back_to_1_0_0(&base);
     users_for_a_second();
     let answers = users.finish();
     let failed: Vec<(u16, &str)> = answers

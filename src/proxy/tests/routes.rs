@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// Until the proxy has met its first refused connection (and the request waits).
+async fn refusal_seen(p: &Running) {
+    eventually("the refusal seen", Duration::from_secs(5), || {
+        p.stats.rerouted.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
 /// A loopback port nobody listens on: bound, then closed.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -79,10 +87,7 @@ async fn a_request_refused_by_a_running_just_gone_is_served_where_users_go_next(
     // HTTP/1.0 without Host: understudy supplies running's, which must follow the request.
     let raw = "POST /len HTTP/1.0\r\nContent-Length: 4\r\n\r\nping";
     let asked = tokio::spawn(send(p.addr, raw));
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     assert_eq!(
         p.stats.waiting.load(Ordering::SeqCst),
         1,
@@ -115,10 +120,7 @@ async fn a_request_refused_by_a_running_being_restarted_is_told_so() {
     let gone = upstream("127.0.0.1", closed_port());
     route_to(&p.routes, &gone);
     let asked = tokio::spawn(get(p.addr));
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     p.routes.send_replace(Arc::new(Routes {
         restarting: Some(Version::new(1, 0, 0)),
         ..Routes::default()
@@ -142,10 +144,7 @@ async fn a_stop_ends_the_wait_after_a_refusal() {
     });
     route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
     let asked = tokio::spawn(get(p.addr));
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     let stopped = Instant::now();
     p.stop.cancel();
     let answer = tokio::time::timeout(Duration::from_secs(10), asked)
@@ -169,10 +168,7 @@ async fn a_user_gone_while_its_request_waits_is_never_forwarded() {
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let raw = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nping";
     user.write_all(raw.as_bytes()).await.unwrap();
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     drop(user);
     let connections = p.stats.connections.get().unwrap().clone();
     eventually(
@@ -251,10 +247,7 @@ async fn a_user_gone_with_its_large_body_unread_is_let_go() {
         body.len()
     );
     user.write_all(raw.as_bytes()).await.unwrap();
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     drop(user);
     let connections = p.stats.connections.get().unwrap().clone();
     eventually(
@@ -317,10 +310,7 @@ async fn a_request_routed_once_more_is_counted_once() {
     }));
     let raw = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\nping";
     let asked = tokio::spawn(send(p.addr, raw));
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     let (next, _, _) = scripted_upstream().await;
     p.routes.send_replace(Arc::new(Routes {
         running: Some(next),
@@ -376,10 +366,7 @@ async fn a_request_refused_by_an_app_reloading_in_place_is_served_when_it_is_bac
     route_to(&p.routes, &upstream("127.0.0.1", port));
     let asked = Instant::now();
     let answer = tokio::spawn(get(p.addr));
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     let back = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     tokio::spawn(async move {
         let (mut s, _) = back.accept().await.unwrap();
@@ -485,10 +472,7 @@ async fn a_user_gone_with_a_body_larger_than_the_buffers_is_let_go() {
         to.write_all(&vec![b'x'; len]).await.unwrap();
         to
     });
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     // Gone mid-upload: what the kernel holds is sent, then the close.
     uploading.abort();
     let _ = uploading.await;
@@ -528,10 +512,7 @@ async fn a_body_read_ahead_during_a_wait_reaches_the_instance_whole() {
         to.write_all(b"0\r\n\r\n").await.unwrap();
         to
     });
-    eventually("the refusal seen", Duration::from_secs(5), || {
-        p.stats.rerouted.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    refusal_seen(&p).await;
     // The instance that serves next answers with what it received.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
