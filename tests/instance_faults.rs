@@ -118,16 +118,20 @@ fn users_wait_for_running_started_again_at_once_after_a_crash() {
     let base = Base::new("restart-hold");
     base.write_env("");
     let mut u = Understudy::start(&base);
-    // Crashes 1.5 s after it first listens, then serves on (the marker beside the base dir),
-    // and takes half a second to start each time.
-    let marker = base.path.with_extension("crashed");
-    let _ = std::fs::remove_file(&marker);
+    // Crashes once the test says so (the crash file), then serves on (the marker), taking half a
+    // second to start each time. Both beside the base dir, where no drop is looked for.
+    let (marker, crash) = (
+        base.path.with_extension("crashed"),
+        base.path.with_extension("crash"),
+    );
+    let _ = (std::fs::remove_file(&marker), std::fs::remove_file(&crash));
     let bin = env!("CARGO_BIN_EXE_understudy");
     base.drop_script(
         "1.0.0",
         &format!(
-            "#!/bin/sh\nsleep 0.5\nif [ ! -e '{m}' ]; then touch '{m}'; crash='--exit-after-ms 1500'; fi\nexec '{bin}' fixture-app --version 1.0.0 $crash\n",
-            m = marker.display()
+            "#!/bin/sh\nsleep 0.5\nif [ ! -e '{m}' ]; then touch '{m}'; crash='--exit-on-file {c}'; fi\nexec '{bin}' fixture-app --version 1.0.0 $crash\n",
+            m = marker.display(),
+            c = crash.display()
         ),
     );
     u.wait_serving();
@@ -147,6 +151,12 @@ fn users_wait_for_running_started_again_at_once_after_a_crash() {
             })
         })
         .collect();
+    // The users ask for a while before the crash.
+    wait_until("users served", Duration::from_secs(10), || {
+        let served = base.fixture_stats("running")?["requests"].as_u64()?;
+        (served > 20).then_some(())
+    });
+    std::fs::write(&crash, "").unwrap();
     wait_until("running restarted", Duration::from_secs(20), || {
         u.log_text().contains("restart_scheduled").then_some(())
     });
@@ -173,5 +183,5 @@ fn users_wait_for_running_started_again_at_once_after_a_crash() {
         answers.len()
     );
     u.stop();
-    let _ = std::fs::remove_file(&marker);
+    let _ = (std::fs::remove_file(&marker), std::fs::remove_file(&crash));
 }

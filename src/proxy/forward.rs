@@ -268,6 +268,27 @@ async fn send_with_body(
     body: &mut BodyIn,
 ) -> Result<(TcpStream, bool), Failure> {
     let (mut conn, _) = exchange::connection(&proxy.pool, running, false).await?;
+    match send_body(client, proxy, req, &mut conn, bufs, body).await {
+        Ok(done) => Ok((conn, done)),
+        Err(f) => {
+            // Reset, not closed: an end of file would read as the whole body to an app that
+            // does not check its length, and it would act on a part.
+            let _ = conn.set_zero_linger();
+            Err(f)
+        }
+    }
+}
+
+/// [`send_with_body`] once connected: `Ok(false)` when running answered before the body was
+/// all sent.
+async fn send_body(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    req: &RequestHead,
+    conn: &mut TcpStream,
+    bufs: &mut Bufs,
+    body: &mut BodyIn,
+) -> Result<bool, Failure> {
     let took = body.take(&bufs.buf)?;
     bufs.out.extend_from_slice(&bufs.buf[..took]);
     bufs.buf.drain(..took);
@@ -275,10 +296,10 @@ async fn send_with_body(
     bufs.answer.reserve(ANSWER_READ);
     // The head goes from a buffer of its own: an interim answer is rewritten into `bufs.out`.
     let head = std::mem::take(&mut bufs.out);
-    let sent = send_watching(client, proxy, req, &conn, &head, bufs).await;
+    let sent = send_watching(client, proxy, req, conn, &head, bufs).await;
     bufs.out = head;
     if !sent? {
-        return Ok((conn, false));
+        return Ok(false);
     }
     while !body.framing.done() {
         tokio::select! {
@@ -290,28 +311,25 @@ async fn send_with_body(
                     Err(e) => return Err(UpstreamError::Io(e).into()),
                 }
                 if early_answer(client, proxy, req, bufs).await? {
-                    return Ok((conn, false));
+                    return Ok(false);
                 }
             }
             r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => {
                 if !matches!(r, Some(Ok(1..))) {
-                    // Reset, not closed: an end of file would read as the whole body to an app
-                    // that does not check its length, and it would act on a part.
-                    let _ = conn.set_zero_linger();
                     return Err(Failure::ClientGone);
                 }
                 let took = body.take(&bufs.buf)?;
                 let part = std::mem::take(&mut bufs.buf);
-                let sent = send_watching(client, proxy, req, &conn, &part[..took], bufs).await;
+                let sent = send_watching(client, proxy, req, conn, &part[..took], bufs).await;
                 bufs.buf = part;
                 bufs.buf.drain(..took);
                 if !sent? {
-                    return Ok((conn, false));
+                    return Ok(false);
                 }
             }
         }
     }
-    Ok((conn, true))
+    Ok(true)
 }
 
 /// Write `bytes` to running while relaying what running says meanwhile: `Ok(false)` once running

@@ -22,6 +22,10 @@ const RELEASE_GAP: Duration = Duration::from_millis(1);
 /// service's thousands held for a rollback are not kept seconds more).
 const RELEASE_SPREAD: Duration = Duration::from_millis(250);
 
+/// The longest a request waits for running started again at once after a crash (within
+/// `UPSTREAM_TIMEOUT`); it is then told running is restarting.
+const RESTART_HOLD: Duration = Duration::from_secs(10);
+
 /// What a waiting request reads of its user at a time (see [`gone`]).
 const READ_AHEAD: usize = 16 * 1024;
 
@@ -77,6 +81,14 @@ impl Proxy {
     /// slow answer, not a 503. Whether something serves now.
     pub(super) async fn wait_for_running(&self, by: Instant) -> bool {
         let mut routes = self.routes.clone();
+        // A restart that takes longer than a JVM's is told sooner (each waiting user holds a
+        // connection meanwhile); a rollback is worth the whole wait.
+        let restart = routes.borrow().hold == Some(super::Hold::Restart);
+        let by = if restart {
+            by.min(Instant::now() + RESTART_HOLD)
+        } else {
+            by
+        };
         let back = tokio::time::timeout_at(
             by,
             routes.wait_for(|r| r.running.is_some() || r.hold.is_none()),
@@ -99,8 +111,20 @@ impl Proxy {
         let mut routes = self.routes.clone();
         let moved = tokio::time::timeout_at(by, routes.wait_for(|r| !r.serves(gone)));
         let moved = tokio::select! {
-            r = moved => matches!(r, Ok(Ok(_))),
-            () = self.stopped() => false,
+            r = moved => match r {
+                Ok(Ok(_)) => Some(true),
+                Ok(Err(_)) => None,
+                Err(_) => Some(false),
+            },
+            () = self.stopped() => Some(false),
+        };
+        let Some(moved) = moved else {
+            // The supervisor is gone, so nothing will move: wait out the bound (or a stop).
+            tokio::select! {
+                () = tokio::time::sleep_until(by) => {}
+                () = self.stopped() => {}
+            }
+            return;
         };
         if moved {
             self.paced().await;
@@ -155,11 +179,12 @@ pub(super) async fn gone(client: &TcpStream, buf: &mut Vec<u8>, proxy: &Proxy) {
             return;
         }
         if buf.len() == buf.capacity() {
-            if held.bytes >= proxy.answer_buffer || !held.memory.take(READ_AHEAD) {
+            // Bounded per request (what earlier waits read stays in `buf`), and in all.
+            if buf.len() >= proxy.answer_buffer || !held.memory.take(READ_AHEAD) {
                 break;
             }
             held.bytes += READ_AHEAD;
-            buf.reserve_exact(READ_AHEAD);
+            buf.reserve(READ_AHEAD);
         }
         match client.try_read_buf(buf) {
             Ok(0) => return,

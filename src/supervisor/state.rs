@@ -550,9 +550,9 @@ pub struct State {
 }
 
 impl State {
-    /// Whether users' requests are held (the proxy's `Routes::hold`): nothing serves, and the
-    /// version that crashed waits for the guard's rollback rather than a restart. One rule for
-    /// the routes and for status.
+    /// Whether users' requests are held for the guard's rollback: nothing serves, and the
+    /// version that crashed waits for the rollback rather than a restart. One rule for the
+    /// routes (`Hold::Rollback`; a restart at once holds too, `Hold::Restart`) and for status.
     pub(crate) fn holding(&self) -> bool {
         self.running.is_none() && self.restart.as_ref().is_some_and(|r| r.held)
     }
