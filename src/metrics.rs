@@ -336,89 +336,93 @@ impl Collector for Scrape {
 }
 
 /// The proxy's counters of user requests and of the copies made for testing, each
-/// `understudy_<name>_total`.
-fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<(), fmt::Error> {
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let counters = [
+/// `understudy_<name>_total`: its name, its help, and where the proxy keeps it.
+type ProxyCounter = (&'static str, &'static str, fn(&ProxyStats) -> &AtomicU64);
+
+/// See [`ProxyCounter`].
+const PROXY_COUNTERS: [ProxyCounter; 15] = [
             (
                 "requests",
                 "User requests received by the proxy.",
-                load(&s.requests),
+                |s| &*s.requests,
             ),
             (
                 "unavailable",
                 "User requests answered 503 by understudy because nothing was running.",
-                load(&s.unavailable),
+                |s| &s.unavailable,
             ),
             (
                 "rerouted",
                 "User requests whose instance refused the connection (it had just exited or closed its port): they waited for where users go next, up to UPSTREAM_TIMEOUT, rather than get a 502 at once (one still refused then is counted in bad_gateway).",
-                load(&s.rerouted),
+                |s| &s.rerouted,
             ),
             (
                 "left_waiting",
                 "User requests whose user closed its connection (or half-closed it, as nginx takes it too) while they waited for an instance: never sent.",
-                load(&s.left_waiting),
+                |s| &s.left_waiting,
             ),
             (
                 "refused",
                 "User requests refused before anything was forwarded: malformed or smuggling heads (400), bodies over MAX_REQUEST_BODY (413), oversized heads (431), CONNECT (405).",
-                load(&s.refused),
+                |s| &s.refused,
             ),
             (
                 "bad_gateway",
                 "User requests answered 502 by understudy: running refused, reset or answered something that is not HTTP/1.x.",
-                load(&s.bad_gateway),
+                |s| &s.bad_gateway,
             ),
             (
                 "gateway_timeout",
                 "User requests answered 504 by understudy: running sent nothing for UPSTREAM_TIMEOUT.",
-                load(&s.gateway_timeout),
+                |s| &s.gateway_timeout,
             ),
             (
                 "upstream_broken",
                 "Answers from running that broke off after their head was relayed; the user's connection was closed.",
-                load(&s.upstream_broken),
+                |s| &s.upstream_broken,
             ),
             (
                 "mirrored",
                 "Copies of user requests handed to the mirror queue for testing.",
-                load(&s.mirrored),
+                |s| &s.mirrored,
             ),
             (
                 "mirror_dropped",
                 "Copies dropped because the mirror queue was full (testing too slow).",
-                load(&s.mirror_dropped),
+                |s| &s.mirror_dropped,
             ),
             (
                 "replayed",
                 "Recorded user requests replayed to testing and the secondary (never running) because live traffic was too thin to reach MIN_MIRRORED within STABLE_WINDOW (REPLAY); testing's answers to them are counted under source replay in understudy_responses_total.",
-                load(&s.replayed),
+                |s| &s.replayed,
             ),
             (
                 "diff_skipped",
                 "Sampled copies whose answers were not compared because diffing was at its bound (16 sampled copies in flight, or the low-priority diff threads and their queue busy): diffing sheds load instead of slowing users or the mirror.",
-                load(&s.diff_skipped),
+                |s| &s.diff_skipped,
             ),
             (
                 "mirror_retired",
                 "Copies not sent to testing, or whose failure was not counted, because that instance was being stopped meanwhile (promoted past, rejected, replaced).",
-                load(&s.mirror_retired),
+                |s| &s.mirror_retired,
             ),
             (
                 "secondary_skipped",
                 "Copies sent to testing without the secondary, because twice MIRROR_CONCURRENCY of the secondary's answers were already awaited: a stalled secondary costs noise measurements, never testing's pace.",
-                load(&s.secondary_skipped),
+                |s| &s.secondary_skipped,
             ),
             (
                 "mirror_skipped_body",
                 "Eligible requests not copied: body over MIRROR_MAX_BODY, of unknown length, or not read whole because running answered first.",
-                load(&s.mirror_skipped_body),
+                |s| &s.mirror_skipped_body,
             ),
         ];
-    for (name, help, value) in counters {
+
+/// Each of [`PROXY_COUNTERS`], as it stands now.
+fn encode_proxy_counters(enc: &mut DescriptorEncoder, s: &ProxyStats) -> Result<(), fmt::Error> {
+    for (name, help, counter) in PROXY_COUNTERS {
         let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-        ConstCounter::new(value).encode(m)?;
+        ConstCounter::new(counter(s).load(Ordering::Relaxed)).encode(m)?;
     }
     Ok(())
 }
