@@ -632,7 +632,7 @@ async fn a_crash_during_the_guards_rollback_on_5xx_is_not_restarted() {
         assert_eq!(
             routes.hold,
             Some(Hold::Rollback),
-            "{when}: users' requests wait for it: {routes:?}"
+            "{when}: held: {routes:?}"
         );
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(!starts(&sim.feed(Input::Tick), "1.1.0"), "{when}");
