@@ -575,7 +575,7 @@ async fn a_restart_between_the_guards_trip_and_the_switch_finishes_the_rollback(
         assert_eq!(
             routes.hold,
             Some(Hold::Rollback),
-            "{when}: users wait for 1.0.0: {routes:?}"
+            "{when}: held: {routes:?}"
         );
         let (_, a) = after.restored("1.0.0");
         assert_eq!(
