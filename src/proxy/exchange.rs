@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 
-use std::io::ErrorKind;
-
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,13 +66,6 @@ pub async fn send(
             None => return Err(UpstreamError::Timeout(timer.after())),
             Some(Ok(1..)) => return Ok(conn),
             Some(_) if reused && retry && !fresh => fresh = true,
-            // A new connection reset unanswered: most likely taken into the backlog of a port
-            // being closed; the caller may route it again.
-            Some(Err(e))
-                if retry && !reused && !fresh && e.kind() == ErrorKind::ConnectionReset =>
-            {
-                return Err(UpstreamError::ResetUnanswered(e))
-            }
             Some(Ok(_)) => return Err(UpstreamError::Closed),
             Some(Err(e)) => return Err(UpstreamError::Io(e)),
         }

@@ -98,7 +98,7 @@ pub(super) async fn forward(
     };
     let (conn, a) = match answered {
         Ok(x) => x,
-        Err(Failure::Upstream(e)) if e.routable_again() && !pass.last => {
+        Err(Failure::Upstream(e)) if e.is_refused() && !pass.last => {
             head::withdraw_host(&req, running.host.as_bytes(), &mut bufs.out);
             return Forwarded::Refused(req, running);
         }

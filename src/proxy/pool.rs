@@ -44,10 +44,6 @@ pub enum UpstreamError {
     /// The connection failed while the request was sent or the answer read.
     #[error("the connection failed: {0}")]
     Io(#[source] std::io::Error),
-    /// A new connection was reset before any byte of the answer, the request being one that may
-    /// be sent again (the instance was closing its port, with the connection in its backlog).
-    #[error("the connection was reset before any answer: {0}")]
-    ResetUnanswered(#[source] std::io::Error),
     /// The instance closed the connection without answering (or before its answer ended).
     #[error("the instance closed the connection without answering")]
     Closed,
@@ -65,17 +61,11 @@ impl UpstreamError {
         matches!(self, UpstreamError::Timeout(_))
     }
 
-    /// Whether the request may be routed again: no connection could be made because nothing
-    /// listens (the instance has gone, or is going), so it never reached it, whatever its
-    /// method; or a request that may be sent again met a reset before any answer.
-    pub fn routable_again(&self) -> bool {
-        match self {
-            UpstreamError::Connect { source, .. } => {
-                source.kind() == std::io::ErrorKind::ConnectionRefused
-            }
-            UpstreamError::ResetUnanswered(_) => true,
-            _ => false,
-        }
+    /// Whether no connection could be made because nothing listens (the instance has gone, or
+    /// is going): then the request never reached it, whatever its method, and may go elsewhere.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, UpstreamError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::ConnectionRefused)
     }
 }
 
