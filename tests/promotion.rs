@@ -420,12 +420,7 @@ fn status_shows_the_guards_rollback_and_the_requests_held_for_it() {
     u.wait_serving();
     std::fs::write(&hold, "").unwrap();
     // Passes as testing; as running it exits 1.5 s after it listens.
-    base.drop_script(
-        "1.1.0",
-        &format!(
-            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
-        ),
-    );
+    base.drop_fixture_as_running("1.1.0", "--exit-after-ms 1500");
     base.wait_testing();
     let (code, _, err) = cli(&base, &["promote"]);
     assert_eq!(code, 0, "{err}");
@@ -489,13 +484,8 @@ fn status_says_when_the_guards_rollback_could_not_start() {
     // base dir: inside it, the file would be taken for a drop.
     let crash = base.path.with_extension("crash");
     let _ = std::fs::remove_file(&crash);
-    base.drop_script(
-        "1.1.0",
-        &format!(
-            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-on-file {}'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n",
-            crash.display()
-        ),
-    );
+    let as_running = format!("--exit-on-file {}", crash.display());
+    base.drop_fixture_as_running("1.1.0", &as_running);
     base.wait_testing();
     let (code, _, err) = cli(&base, &["promote"]);
     assert_eq!(code, 0, "{err}");

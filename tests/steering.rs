@@ -465,13 +465,7 @@ fn users_wait_for_the_guards_rollback_from_a_crash_and_the_crashed_build_is_not_
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     // Passes as testing; as running it exits 1.5 s after it listens.
-    let bin = env!("CARGO_BIN_EXE_understudy");
-    base.drop_script(
-        "1.1.0",
-        &format!(
-            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500'; fi\nexec '{bin}' fixture-app --version 1.1.0 $crash\n"
-        ),
-    );
+    base.drop_fixture_as_running("1.1.0", "--exit-after-ms 1500");
     base.wait_testing();
     let users = Users::start(u.addr);
     let (code, _, err) = cli(&base, &["promote"]);
@@ -539,13 +533,7 @@ fn requests_refused_by_a_build_on_its_way_out_wait_for_the_guards_rollback() {
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    let bin = env!("CARGO_BIN_EXE_understudy");
-    base.drop_script(
-        "1.1.0",
-        &format!(
-            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500 --close-before-exit-ms 1000'; fi\nexec '{bin}' fixture-app --version 1.1.0 $crash\n"
-        ),
-    );
+    base.drop_fixture_as_running("1.1.0", "--exit-after-ms 1500 --close-before-exit-ms 1000");
     base.wait_testing();
     let users = Users::asking(u.addr, ["GET", "POST"]);
     let (code, _, err) = cli(&base, &["promote"]);
@@ -656,12 +644,7 @@ fn a_request_held_past_upstream_timeout_is_told_the_rollback_is_not_done() {
     );
     u.wait_serving();
     std::fs::write(&slow, "").unwrap();
-    base.drop_script(
-        "1.1.0",
-        &format!(
-            "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then crash='--exit-after-ms 1500'; fi\nexec '{BIN}' fixture-app --version 1.1.0 $crash\n"
-        ),
-    );
+    base.drop_fixture_as_running("1.1.0", "--exit-after-ms 1500");
     base.wait_testing();
     let (code, _, err) = cli(&base, &["promote"]);
     assert_eq!(code, 0, "{err}");

@@ -110,7 +110,7 @@ pub(super) async fn forward(
             }
             // A request read whole keeps its connection; a body left half-read cannot.
             let unread = !body.framing.done();
-            let close = asker.close || unread;
+            let close = asker.close || unread || proxy.calls.stopping();
             let next = failed(client, proxy, &running, f, asker, close, bufs).await;
             return Forwarded::Done(match next {
                 Next::Close if unread => Next::Linger,
@@ -168,7 +168,8 @@ fn asker_and_body(
     let asker = Asker {
         head: req.method == Method::HEAD,
         http10: req.http10,
-        close: req.close || proxy.calls.stopping(),
+        // Stopping is looked at once the answer comes ([`final_head`]), or on a failure.
+        close: req.close,
         upgrade: req.upgrade,
     };
     let body = BodyIn {

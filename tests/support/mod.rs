@@ -122,6 +122,17 @@ impl Base {
         self.drop_script(version, &Self::fixture_script(version, faults));
     }
 
+    /// Drop a fixture build that passes as testing and, started as running, runs with the
+    /// faults `as_running` (a build that fails in production only: a crash, a hang).
+    pub fn drop_fixture_as_running(&self, version: &str, as_running: &str) {
+        self.drop_script(
+            version,
+            &format!(
+                "#!/bin/sh\nif [ \"$UNDERSTUDY_ROLE\" = running ]; then faults='{as_running}'; fi\nexec '{BIN}' fixture-app --version {version} $faults\n"
+            ),
+        );
+    }
+
     /// Drop `app-<version>` holding `script`, written beside it and `mv`ed in whole.
     pub fn drop_script(&self, version: &str, script: &str) {
         let tmp = self.path.join(format!(".app-{version}.tmp"));

@@ -3,6 +3,33 @@
 
 use super::*;
 
+/// The proxy with `UPSTREAM_TIMEOUT` at a minute: longer than any of these tests may wait.
+fn patient_proxy() -> Running {
+    start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.upstream_timeout = Duration::from_secs(60)
+    })
+}
+
+/// Nothing serves while the guard's rollback brings 1.0.0 back: requests are held.
+fn hold_for_a_rollback(p: &Running) {
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        hold: Some(Hold::Rollback),
+        ..Routes::default()
+    }));
+}
+
+/// Until the proxy holds no user connection any more.
+async fn let_go(p: &Running) {
+    let connections = p.stats.connections.get().unwrap().clone();
+    eventually(
+        "the user's connection let go",
+        Duration::from_secs(5),
+        || connections.open() == 0,
+    )
+    .await;
+}
+
 /// Until the proxy has met its first refused connection (and the request waits).
 async fn refusal_seen(p: &Running) {
     eventually("the refusal seen", Duration::from_secs(5), || {
@@ -139,9 +166,7 @@ async fn a_request_refused_by_a_running_being_restarted_is_told_so() {
 /// A stop does not wait out `UPSTREAM_TIMEOUT` for a request whose running refused.
 #[tokio::test]
 async fn a_stop_ends_the_wait_after_a_refusal() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
+    let p = patient_proxy();
     route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
     let asked = tokio::spawn(get(p.addr));
     refusal_seen(&p).await;
@@ -161,22 +186,14 @@ async fn a_stop_ends_the_wait_after_a_refusal() {
 /// than after `UPSTREAM_TIMEOUT`.
 #[tokio::test]
 async fn a_user_gone_while_its_request_waits_is_never_forwarded() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
+    let p = patient_proxy();
     route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let raw = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nping";
     user.write_all(raw.as_bytes()).await.unwrap();
     refusal_seen(&p).await;
     drop(user);
-    let connections = p.stats.connections.get().unwrap().clone();
-    eventually(
-        "the user's connection let go",
-        Duration::from_secs(5),
-        || connections.open() == 0,
-    )
-    .await;
+    let_go(&p).await;
     assert_eq!(p.stats.left_waiting.load(Ordering::SeqCst), 1);
     let (next, accepted, _) = scripted_upstream().await;
     route_to(&p.routes, &next);
@@ -197,14 +214,8 @@ async fn a_user_gone_while_its_request_waits_is_never_forwarded() {
 /// The same while the guard's rollback is awaited (`hold`): the user who left is not sent on.
 #[tokio::test]
 async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
-    p.routes.send_replace(Arc::new(Routes {
-        restarting: Some(Version::new(1, 0, 0)),
-        hold: Some(Hold::Rollback),
-        ..Routes::default()
-    }));
+    let p = patient_proxy();
+    hold_for_a_rollback(&p);
     let idle = p.routes.receiver_count();
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     user.write_all(b"GET /len HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -221,13 +232,7 @@ async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
         "shown as waiting"
     );
     drop(user);
-    let connections = p.stats.connections.get().unwrap().clone();
-    eventually(
-        "the user's connection let go",
-        Duration::from_secs(5),
-        || connections.open() == 0,
-    )
-    .await;
+    let_go(&p).await;
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
@@ -236,9 +241,7 @@ async fn a_user_gone_while_held_for_a_rollback_is_let_go() {
 /// too: the bytes waiting keep its socket readable, so only its close behind them tells.
 #[tokio::test]
 async fn a_user_gone_with_its_large_body_unread_is_let_go() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
+    let p = patient_proxy();
     route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let body = "x".repeat(64 << 10);
@@ -249,13 +252,7 @@ async fn a_user_gone_with_its_large_body_unread_is_let_go() {
     user.write_all(raw.as_bytes()).await.unwrap();
     refusal_seen(&p).await;
     drop(user);
-    let connections = p.stats.connections.get().unwrap().clone();
-    eventually(
-        "the user's connection let go",
-        Duration::from_secs(5),
-        || connections.open() == 0,
-    )
-    .await;
+    let_go(&p).await;
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
@@ -267,11 +264,7 @@ async fn a_user_gone_with_its_large_body_unread_is_let_go() {
 async fn a_requests_waits_share_one_upstream_timeout() {
     let bound = Duration::from_secs(1);
     let p = start_proxy_with(1, Duration::from_secs(5), |s| s.upstream_timeout = bound);
-    p.routes.send_replace(Arc::new(Routes {
-        restarting: Some(Version::new(1, 0, 0)),
-        hold: Some(Hold::Rollback),
-        ..Routes::default()
-    }));
+    hold_for_a_rollback(&p);
     let idle = p.routes.receiver_count();
     let asked = Instant::now();
     let answer = tokio::spawn(get(p.addr));
@@ -359,9 +352,7 @@ async fn a_503_to_an_upload_reaches_a_user_that_sends_its_whole_body_first() {
 /// the port is back.
 #[tokio::test]
 async fn a_request_refused_by_an_app_reloading_in_place_is_served_when_it_is_back() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
+    let p = patient_proxy();
     let port = closed_port();
     route_to(&p.routes, &upstream("127.0.0.1", port));
     let asked = Instant::now();
@@ -402,14 +393,8 @@ async fn a_request_refused_by_an_app_reloading_in_place_is_served_when_it_is_bac
 #[tokio::test]
 async fn requests_let_go_together_reach_the_instance_paced() {
     const HELD: usize = 40;
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
-    p.routes.send_replace(Arc::new(Routes {
-        restarting: Some(Version::new(1, 0, 0)),
-        hold: Some(Hold::Rollback),
-        ..Routes::default()
-    }));
+    let p = patient_proxy();
+    hold_for_a_rollback(&p);
     let idle = p.routes.receiver_count();
     let users: Vec<_> = (0..HELD).map(|_| tokio::spawn(get(p.addr))).collect();
     eventually("every request held", Duration::from_secs(10), || {
@@ -460,9 +445,7 @@ async fn requests_let_go_together_reach_the_instance_paced() {
 /// back).
 #[tokio::test]
 async fn a_user_gone_with_a_body_larger_than_the_buffers_is_let_go() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
+    let p = patient_proxy();
     route_to(&p.routes, &upstream("127.0.0.1", closed_port()));
     let user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let (from, mut to) = user.into_split();
@@ -478,13 +461,7 @@ async fn a_user_gone_with_a_body_larger_than_the_buffers_is_let_go() {
     uploading.abort();
     let _ = uploading.await;
     drop(from);
-    let connections = p.stats.connections.get().unwrap().clone();
-    eventually(
-        "the user's connection let go",
-        Duration::from_secs(5),
-        || connections.open() == 0,
-    )
-    .await;
+    let_go(&p).await;
     assert_eq!(p.stats.waiting.load(Ordering::SeqCst), 0);
     p.stop.cancel();
     p.handle.join().await.unwrap();
@@ -596,9 +573,7 @@ async fn a_body_cut_short_by_its_user_resets_runnings_connection() {
 /// have every user hold a connection for a minute.
 #[tokio::test]
 async fn a_request_held_for_a_restart_is_told_after_ten_seconds() {
-    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
-        s.upstream_timeout = Duration::from_secs(60)
-    });
+    let p = patient_proxy();
     p.routes.send_replace(Arc::new(Routes {
         restarting: Some(Version::new(1, 4, 2)),
         hold: Some(Hold::Restart),
