@@ -1,6 +1,7 @@
 //! Instance faults: a child's whole process group is stopped (a grandchild that ignores SIGTERM
 //! included), and readiness on `READY_PATH` is decided by a whole HTTP answer.
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -184,4 +185,52 @@ fn users_wait_for_running_started_again_at_once_after_a_crash() {
     );
     u.stop();
     let _ = (std::fs::remove_file(&marker), std::fs::remove_file(&crash));
+}
+
+/// Running closed its port and connections but lives on (wedged): a request it refuses waits for
+/// where users go next. understudy stopping meanwhile answers it 503 with `Retry-After`, closing
+/// the connection: it reached no instance, so asking again is safe. It was a 502 "cannot
+/// connect", as if the service had failed it.
+#[test]
+fn a_request_waiting_for_an_instance_when_understudy_stops_is_told_to_retry() {
+    let base = Base::new("stop-while-waiting");
+    base.write_env("UPSTREAM_TIMEOUT=30s");
+    let mut u = Understudy::start(&base);
+    // Beside the base dir, where no drop is looked for.
+    let close = base.path.with_extension("close");
+    let _ = std::fs::remove_file(&close);
+    base.drop_fixture("1.0.0", &format!("--close-on-file {}", close.display()));
+    u.wait_serving();
+    let (port, _) = base.wait_instance_info("running");
+    std::fs::write(&close, "").unwrap();
+    wait_until("running's port closed", Duration::from_secs(10), || {
+        (!port_answers(port)).then_some(())
+    });
+    let addr = u.addr;
+    let user = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Length: 3\r\n\r\nx=1")
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let (admin, _) = admin(&base);
+    wait_until("the request waiting", Duration::from_secs(10), || {
+        let scraped = crate::metrics::scrape(admin);
+        let waiting = crate::metrics::value(&scraped, "understudy_requests_waiting", &[]);
+        waiting.is_some_and(|n| n >= 1.0).then_some(())
+    });
+    u.sigterm();
+    let answer = user.join().unwrap();
+    // Each header line with its CRLF.
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    let head = format!("{}\r\n", head.to_ascii_lowercase());
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(head.contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(answer.contains("reached no instance"), "{answer}");
+    u.stop();
+    let _ = std::fs::remove_file(&close);
 }

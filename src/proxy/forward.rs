@@ -33,6 +33,9 @@ enum Failure {
     TooLarge,
     /// The user went away mid-body.
     ClientGone,
+    /// Refused by an instance that has gone while understudy stops: nothing reached it, and
+    /// nothing will serve here again (503, to be asked again).
+    Stopping,
 }
 
 impl From<UpstreamError> for Failure {
@@ -103,6 +106,12 @@ pub(super) async fn forward(
             return Forwarded::Refused(req, running);
         }
         Err(f) => {
+            let f = match f {
+                Failure::Upstream(e) if e.is_refused() && proxy.calls.stopping() => {
+                    Failure::Stopping
+                }
+                f => f,
+            };
             // Only the side's own failures count against it; a user's broken body does not.
             if let Failure::Upstream(e) = &f {
                 answers.unanswered();
@@ -497,10 +506,14 @@ async fn failed(
     let ending = Ending {
         head: asker.head,
         close,
-        retry: false,
+        retry: matches!(f, Failure::Stopping),
     };
     let (status, text): (StatusCode, std::borrow::Cow<'static, str>) = match f {
         Failure::ClientGone => return Next::Close,
+        Failure::Stopping => {
+            proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            (StatusCode::SERVICE_UNAVAILABLE, reply::STOPPING.into())
+        }
         Failure::TooLarge => {
             proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
             (StatusCode::PAYLOAD_TOO_LARGE, reply::TOO_LARGE.into())

@@ -12,6 +12,11 @@ use tokio::net::TcpStream;
 /// Answer to a request body over the limit.
 pub const TOO_LARGE: &str = "understudy: the request body is larger than MAX_REQUEST_BODY allows\n";
 
+/// Answer to a request still waiting for an instance when understudy stops: it reached none, so
+/// asking again (of whatever serves next) is safe, even for a POST.
+pub const STOPPING: &str =
+    "understudy: stopping, and the request reached no instance of the service; retry in a moment\n";
+
 /// How an own answer ends.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ending {
