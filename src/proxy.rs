@@ -58,7 +58,7 @@ pub use accept::Connections;
 use accept::{Calls, Counted};
 pub use spill::MinFreeDisk;
 pub use stats::{Answers, LatencyReading, ProxyStats, LATENCY_BUCKETS_US, NO_ANSWER};
-pub use upstream::{Hold, InflightGuard, Routes, Upstream};
+pub use upstream::{Hold, InflightGuard, Routes, Upstream, RESTART_HOLD};
 
 /// Settings of the users' proxy.
 #[derive(Debug, Clone)]

@@ -157,7 +157,14 @@ fn users_wait_for_running_started_again_at_once_after_a_crash() {
         let served = base.fixture_stats("running")?["requests"].as_u64()?;
         (served > 20).then_some(())
     });
+    let (admin, _) = admin(&base);
     std::fs::write(&crash, "").unwrap();
+    // Status says why running is `starting`: users wait for it (half a second at least).
+    let held = wait_until("status to say users wait", Duration::from_secs(20), || {
+        let (_, status) = api(admin, "GET", "/api/status", None, "");
+        (status["restart_held"]["version"] == "1.0.0").then_some(status)
+    });
+    assert_eq!(held["restart_held"]["held_up_to_secs"], 10.0, "{held}");
     wait_until("running restarted", Duration::from_secs(20), || {
         u.log_text().contains("restart_scheduled").then_some(())
     });

@@ -29,6 +29,25 @@ fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
     assert!(text.lines().any(|l| l == line), "{text}");
 }
 
+/// Running restarted at once after a crash showed as `starting` alone, though users' requests
+/// waited for it: a line now says why, and how long each may wait.
+#[test]
+fn status_says_users_wait_for_running_restarted_after_a_crash() {
+    use crate::supervisor::control::{RestartHeldStatus, Status};
+    let status = Status {
+        restart_held: Some(RestartHeldStatus {
+            version: semver::Version::parse("1.0.0").unwrap(),
+            held_up_to_secs: 10.0,
+        }),
+        ..Default::default()
+    };
+    let text = status_text(&serde_json::to_value(&status).unwrap());
+    let line = "held      1.0.0 crashed and is started again at once: users' requests wait for it, each up to 10 s, then 503";
+    assert!(text.lines().any(|l| l == line), "{text}");
+    let text = status_text(&serde_json::to_value(Status::default()).unwrap());
+    assert!(!text.contains("held "), "{text}");
+}
+
 /// While the guard brings a version back, `running none` alone left users' waits unexplained:
 /// the rollback (what, from what, why, how far) and the held requests are each a line, as are a
 /// rollback that could not be carried out and the watch. The JSON is the supervisor's own.

@@ -145,6 +145,14 @@ pub(super) fn status_text(v: &Value) -> String {
     if let Some(r) = v["restarting"].as_str() {
         out.push_str(&format!("{:<10}{r} is restarting\n", ""));
     }
+    let held = &v["restart_held"];
+    if let Some(r) = held["version"].as_str() {
+        out.push_str(&format!(
+            "{:<10}{r} crashed and is started again at once: users' requests wait for it, each up to {} s, then 503\n",
+            "held",
+            held["held_up_to_secs"].as_f64().unwrap_or(0.0)
+        ));
+    }
     out.push_str(&guard_text(v));
     out.push_str(&instance_line("testing", &v["testing"]));
     if !v["promoting"].is_null() {

@@ -148,6 +148,10 @@ pub struct Routes {
     pub canary: u32,
 }
 
+/// The longest a request waits for running started again at once after a crash (within
+/// `UPSTREAM_TIMEOUT`); it is then told running is restarting. Status says it too.
+pub const RESTART_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why requests wait while nothing serves, which is what they are told if it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {

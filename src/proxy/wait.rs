@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{Proxy, Upstream};
+use super::{Proxy, Upstream, RESTART_HOLD};
 
 /// Requests let go together by a route change leave this far apart on each proxy thread (a
 /// thousand a second): a hundred held ones reach the version that came back over 100 ms...
@@ -21,10 +21,6 @@ const RELEASE_GAP: Duration = Duration::from_millis(1);
 /// ... but closer when more wait, so that the last is let go within this of the first (a busy
 /// service's thousands held for a rollback are not kept seconds more).
 const RELEASE_SPREAD: Duration = Duration::from_millis(250);
-
-/// The longest a request waits for running started again at once after a crash (within
-/// `UPSTREAM_TIMEOUT`); it is then told running is restarting.
-const RESTART_HOLD: Duration = Duration::from_secs(10);
 
 /// What a waiting request reads of its user at a time (see [`gone`]).
 const READ_AHEAD: usize = 16 * 1024;

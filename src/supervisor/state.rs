@@ -557,6 +557,18 @@ impl State {
         self.running.is_none() && self.restart.as_ref().is_some_and(|r| r.held)
     }
 
+    /// Whether users' requests wait for running started again at once after a crash (a crash
+    /// loop, restarted after a backoff, is told to retry at once instead). One rule for the
+    /// routes (`Hold::Restart`) and for status.
+    pub(crate) fn restart_held(&self) -> bool {
+        !self.holding()
+            && self.failures <= 1
+            && self
+                .running
+                .as_ref()
+                .is_some_and(|r| r.proven && !r.is_ready())
+    }
+
     /// A supervisor with nothing running, handing out ports from the inclusive range `ports`.
     pub fn new(ports: (u16, u16), now: Instant) -> State {
         State {

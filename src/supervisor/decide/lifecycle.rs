@@ -372,12 +372,7 @@ impl Decision<'_> {
         if self.s.holding() {
             return Some(Hold::Rollback);
         }
-        let restarting = self
-            .s
-            .running
-            .as_ref()
-            .is_some_and(|r| r.proven && !r.is_ready());
-        (restarting && self.s.failures <= 1).then_some(Hold::Restart)
+        self.s.restart_held().then_some(Hold::Restart)
     }
 
     /// The version users are told is coming back while nothing serves: the one restarting, or,

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 use super::{Slot, State};
 use crate::events::VerdictKind;
 use crate::score::Verdict;
-use crate::supervisor::control::{self, GuardRollbackStatus, RollbackStep, Status};
+use crate::supervisor::control::{
+    self, GuardRollbackStatus, RestartHeldStatus, RollbackStep, Status,
+};
 
 impl State {
     /// What status shows, with `wall` turning the monotonic clock into wall-clock time.
@@ -50,6 +52,7 @@ impl State {
             canary: self.canary_status(),
             guard_rollback: self.guard_rollback_status(),
             guard_failed: self.guard_failed.clone(),
+            restart_held: self.restart_held_status(),
         }
     }
 
@@ -89,6 +92,18 @@ impl State {
             users: c.users,
             held: c.held,
             waiting: c.waiting.clone(),
+        })
+    }
+
+    /// Running started again at once after a crash, while users' requests wait for it.
+    fn restart_held_status(&self) -> Option<RestartHeldStatus> {
+        let running = self.running.as_ref().filter(|_| self.restart_held())?;
+        Some(RestartHeldStatus {
+            version: running.version().clone(),
+            held_up_to_secs: self
+                .hold_up_to
+                .min(crate::proxy::RESTART_HOLD)
+                .as_secs_f64(),
         })
     }
 

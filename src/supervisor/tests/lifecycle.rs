@@ -366,6 +366,13 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
     // are told to retry at once.
     let hold = (delay == 0).then_some(crate::proxy::Hold::Restart);
     assert_eq!(routes_in(&a).unwrap().hold, hold, "attempt {attempt}");
+    // Status says so (the shorter of UPSTREAM_TIMEOUT and the restart's own limit).
+    let held = sim.s.status(|_| wall0()).restart_held;
+    assert_eq!(
+        held.map(|h| (h.version, h.held_up_to_secs)),
+        (delay == 0).then(|| (v("1.0.0"), 10.0)),
+        "attempt {attempt}"
+    );
     assert!(!a
         .iter()
         .any(|a| matches!(a, Action::Reject { .. } | Action::Archive(_))));
@@ -393,6 +400,7 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
         restarted
     );
     assert_eq!(routes_in(&a).unwrap().restarting, None);
+    assert_eq!(sim.s.status(|_| wall0()).restart_held, None, "served again");
     restarted
 }
 
