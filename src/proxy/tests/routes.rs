@@ -163,7 +163,8 @@ async fn a_request_refused_by_a_running_being_restarted_is_told_so() {
     p.handle.join().await.unwrap();
 }
 
-/// A stop does not wait out `UPSTREAM_TIMEOUT` for a request whose running refused.
+/// A stop does not wait out `UPSTREAM_TIMEOUT` for a request whose running refused; it is told
+/// to ask again (503, `Retry-After`), since it reached no instance.
 #[tokio::test]
 async fn a_stop_ends_the_wait_after_a_refusal() {
     let p = patient_proxy();
@@ -176,7 +177,8 @@ async fn a_stop_ends_the_wait_after_a_refusal() {
         .await
         .expect("answered within the drain, not after UPSTREAM_TIMEOUT")
         .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\r\nretry-after: 1\r\n"), "{answer}");
     assert!(stopped.elapsed() < Duration::from_secs(10));
     p.handle.join().await.unwrap();
 }
