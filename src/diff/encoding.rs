@@ -48,27 +48,29 @@ fn coding(headers: &HeaderMap) -> Result<Option<Coding>, ()> {
 
 /// `body` as it says, by its own coding (`None` when it is coded in a way understudy cannot
 /// undo, broken, or past `max`).
-fn plain<'a>(headers: &HeaderMap, body: &'a [u8], max: usize) -> Option<Cow<'a, [u8]>> {
+pub fn plain<'a>(headers: &HeaderMap, body: &'a [u8], max: usize) -> Option<Cow<'a, [u8]>> {
     match coding(headers).ok()? {
         Some(c) => decode(c, body, max).map(Cow::Owned),
         None => Some(Cow::Borrowed(body)),
     }
 }
 
-/// Both bodies decoded, when at least one answer carries a coding understudy can undo and each
-/// decodes whole to at most `max` bytes (a decompression bomb stops at `max`); one compressed
-/// and one not (a build that starts compressing) are compared by what they say too. Otherwise
-/// `None`, and the bodies are compared as they came.
-pub fn decoded(
-    running: (&HeaderMap, &[u8]),
-    other: (&HeaderMap, &[u8]),
-    max: usize,
-) -> Option<(Vec<u8>, Vec<u8>)> {
-    if coding(running.0).ok()?.is_none() && coding(other.0).ok()?.is_none() {
-        return None;
-    }
-    let r = plain(running.0, running.1, max)?.into_owned();
-    Some((r, plain(other.0, other.1, max)?.into_owned()))
+/// Whether two answers are compared by what they say ([`plain`], when both decode whole within
+/// the limit; a decompression bomb stops there): at least one carries a coding understudy can
+/// undo, and neither one it cannot. One compressed and one not (a build that starts
+/// compressing) are compared so too; otherwise the bodies are compared as they came.
+pub fn decodable(running: &HeaderMap, other: &HeaderMap) -> bool {
+    matches!((coding(running), coding(other)), (Ok(r), Ok(o)) if r.is_some() || o.is_some())
+}
+
+/// In which form a third answer's body (the witness, see [`crate::diff::diff_witnessed`]) is
+/// set beside running's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// As it says ([`plain`]).
+    Plain,
+    /// As it came.
+    AsCame,
 }
 
 /// Whether two answers differ in their coding only as the request allowed: one compressed with
@@ -169,21 +171,15 @@ pub fn without_coding(headers: &HeaderMap, recoded: bool) -> HeaderMap {
     h
 }
 
-/// A third answer's body (the witness, see [`crate::diff::diff_witnessed`]) in the form
-/// running's is compared in: decoded by its own coding when running's was decoded (`decoded`),
-/// as it came when running's did; `None` when it cannot be set beside running's.
-pub fn like_running<'a>(
-    running: &HeaderMap,
-    decoded: bool,
-    witness: (&HeaderMap, &'a [u8]),
-    max: usize,
-) -> Option<Cow<'a, [u8]>> {
-    // Running's body as it says (decoded, or never coded): the witness is set beside it the same
-    // way, whatever its own coding (testing's gzip answer witnessing the secondary's plain one).
+/// The form a third answer's body (the witness) takes beside running's: as it says when
+/// running's is compared so (`decoded`, or never coded), whatever the witness's own coding
+/// (testing's gzip answer witnessing the secondary's plain one); as it came when running's did
+/// and both are coded alike; `None` when it cannot be set beside running's.
+pub fn witness_form(running: &HeaderMap, decoded: bool, witness: &HeaderMap) -> Option<Form> {
     if decoded || coding(running) == Ok(None) {
-        return plain(witness.0, witness.1, max);
+        return Some(Form::Plain);
     }
-    (coding(witness.0) == coding(running)).then_some(Cow::Borrowed(witness.1))
+    (coding(witness) == coding(running)).then_some(Form::AsCame)
 }
 
 /// `body` decoded, or `None` when it is not well-formed or decodes past `max` bytes.
@@ -231,6 +227,21 @@ mod tests {
         e.finish().unwrap()
     }
 
+    /// Both bodies as they say, when [`decodable`], as the mirror's judge composes them.
+    fn decoded(
+        r: (&HeaderMap, &[u8]),
+        o: (&HeaderMap, &[u8]),
+        max: usize,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        if !decodable(r.0, o.0) {
+            return None;
+        }
+        Some((
+            plain(r.0, r.1, max)?.into_owned(),
+            plain(o.0, o.1, max)?.into_owned(),
+        ))
+    }
+
     fn coded(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_ENCODING, v.parse().unwrap());
@@ -260,15 +271,17 @@ mod tests {
         );
         let got = decoded((&coded("gzip"), &a), (&coded("identity"), b"x"), 1024);
         assert_eq!(got, Some((b"{\"price\":3}".to_vec(), b"x".to_vec())));
-        let witness = like_running(&none, true, (&coded("gzip"), &a), 1024);
-        assert_eq!(witness.as_deref(), Some(&b"{\"price\":3}"[..]));
+        let g = coded("gzip");
+        assert_eq!(witness_form(&g, true, &none), Some(Form::Plain));
         // The noise's side: running and the secondary plain, testing's gzip answer the witness.
-        let witness = like_running(&none, false, (&coded("gzip"), &a), 1024);
-        assert_eq!(witness.as_deref(), Some(&b"{\"price\":3}"[..]));
+        assert_eq!(witness_form(&none, false, &g), Some(Form::Plain));
+        assert_eq!(plain(&g, &a, 1024).as_deref(), Some(&b"{\"price\":3}"[..]));
+        // Running's compared as it came: a witness coded alike is too, another one is not.
         assert_eq!(
-            like_running(&coded("br"), false, (&coded("gzip"), &a), 1024),
-            None
+            witness_form(&coded("br"), false, &coded("br")),
+            Some(Form::AsCame)
         );
+        assert_eq!(witness_form(&coded("br"), false, &g), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::diff::encoding;
+
 /// How much of a body is fingerprinted; longer bodies compare by this prefix and their length.
 /// Defined by the scorer, which says it when bodies go uncompared.
 pub const COMPARED_BODY: usize = crate::score::FINGERPRINTED as usize;
@@ -95,6 +97,8 @@ pub struct BodyCapture {
     max: usize,
     whole: bool,
     budget: CaptureBudget,
+    /// The body as it says ([`BodyCapture::plain`]), once worked out.
+    plain: Option<Option<Bytes>>,
 }
 
 impl BodyCapture {
@@ -107,6 +111,7 @@ impl BodyCapture {
             max,
             whole: max > 0,
             budget,
+            plain: None,
         }
     }
 
@@ -155,6 +160,23 @@ impl BodyCapture {
         })
     }
 
+    /// The whole body as it says, undone of the app's compression by `headers`' coding
+    /// ([`encoding::plain`]), worked out once: each answer is set beside two others per copy
+    /// (as one side and as the other's witness). `None` when not kept whole or not decodable.
+    pub(super) fn plain(&mut self, headers: &http::HeaderMap, max: usize) -> Option<Bytes> {
+        if self.plain.is_none() {
+            let body = self.body();
+            let plain = body.as_ref().and_then(|b| {
+                Some(match encoding::plain(headers, b, max)? {
+                    std::borrow::Cow::Borrowed(_) => b.clone(),
+                    std::borrow::Cow::Owned(decoded) => Bytes::from(decoded),
+                })
+            });
+            self.plain = Some(plain);
+        }
+        self.plain.clone().flatten()
+    }
+
     pub(super) fn digest(&self) -> BodyDigest {
         self.digest
     }
@@ -163,5 +185,36 @@ impl BodyCapture {
 impl Drop for BodyCapture {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Each answer is set beside two others per copy (as one side, then as the other's
+    /// witness): its compressed body is decoded once, not once per comparison.
+    #[test]
+    fn a_compressed_body_is_decoded_once_however_often_it_is_compared() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"price\":3}").unwrap();
+        let mut c = BodyCapture::new(1024, CaptureBudget::default());
+        c.feed(&gz.finish().unwrap());
+        let mut gzip = http::HeaderMap::new();
+        gzip.insert(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        let first = c.plain(&gzip, 1024).unwrap();
+        let again = c.plain(&gzip, 1024).unwrap();
+        assert_eq!(&first[..], b"{\"price\":3}");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "decoded once");
+        // Not coded: the body itself, never copied.
+        let mut p = BodyCapture::new(1024, CaptureBudget::default());
+        p.feed(b"plain");
+        let plain = p.plain(&http::HeaderMap::new(), 1024).unwrap();
+        assert_eq!(plain.as_ptr(), p.body().unwrap().as_ptr());
+        // Not kept whole: nothing to decode.
+        let mut none = BodyCapture::new(0, CaptureBudget::default());
+        none.feed(b"x");
+        assert_eq!(none.plain(&gzip, 1024), None);
     }
 }

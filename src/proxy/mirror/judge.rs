@@ -12,7 +12,7 @@ use http::StatusCode;
 use super::ask::Answered;
 use super::{BodyCapture, Differ, MirrorError, MirrorJob};
 use crate::config::Config;
-use crate::diff::{self, DiffOptions, Difference};
+use crate::diff::{self, encoding, DiffOptions, Difference};
 use crate::proxy::ProxyStats;
 use crate::score::Pair;
 
@@ -126,20 +126,25 @@ pub(super) fn judge(
     };
     // Compressed by the app (alike, or by one side only): compared by what they say.
     let max = cfg.diff.max_body;
-    let decoded = whole
-        .then(|| diff::encoding::decoded((headers, rbody), (&answer.headers, obody), max))
+    let decoded = (whole && encoding::decodable(headers, &answer.headers))
+        .then(|| {
+            let r = running.body.plain(headers, max)?;
+            Some((r, answer.body.plain(&answer.headers, max)?))
+        })
         .flatten();
     let (rbody, obody) = match &decoded {
-        Some((r, o)) => (r.as_slice(), o.as_slice()),
+        Some((r, o)) => (&r[..], &o[..]),
         None => (rbody, obody),
     };
     let (rh, oh) = compared_headers(headers, &answer.headers, running.accepted);
     let witnessed = witness
         .filter(|w| whole && w.status == status)
-        .and_then(|w| Some((w.body.body()?, &w.headers)));
-    let witnessed = witnessed.as_ref().and_then(|(body, h)| {
-        diff::encoding::like_running(headers, decoded.is_some(), (h, body), max)
-    });
+        .and_then(
+            |w| match encoding::witness_form(headers, decoded.is_some(), &w.headers)? {
+                encoding::Form::Plain => w.body.plain(&w.headers, max),
+                encoding::Form::AsCame => w.body.body(),
+            },
+        );
     let witness = match &witnessed {
         Some(body) => diff::Witness::Body(body),
         None if cfg.diff.noise_cancel => diff::Witness::Missing,
@@ -186,14 +191,14 @@ fn compared_headers<'a>(
     other: &'a HeaderMap,
     accepted: Option<&[u8]>,
 ) -> (Cow<'a, HeaderMap>, Cow<'a, HeaderMap>) {
-    let recoded = diff::encoding::recoded_as_asked(running, other, accepted);
-    let vary = diff::encoding::vary_differs_in_coding_only(running, other);
+    let recoded = encoding::recoded_as_asked(running, other, accepted);
+    let vary = encoding::vary_differs_in_coding_only(running, other);
     if !recoded && !vary {
         return (Cow::Borrowed(running), Cow::Borrowed(other));
     }
     (
-        Cow::Owned(diff::encoding::without_coding(running, recoded)),
-        Cow::Owned(diff::encoding::without_coding(other, recoded)),
+        Cow::Owned(encoding::without_coding(running, recoded)),
+        Cow::Owned(encoding::without_coding(other, recoded)),
     )
 }
 
