@@ -224,7 +224,7 @@ pub async fn run(
     )?;
     let (config_tx, config_rx) = watch::channel(cfg.clone());
     let stops = Stops::default();
-    let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::default()));
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(proxy::Routes::at_start()));
     let stats = Arc::new(proxy::ProxyStats::default());
     let gate = handing.ready.as_ref().map(|r| r.open.clone());
     let StartedProxy { proxy, feeds } = start_proxy(

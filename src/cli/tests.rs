@@ -29,8 +29,8 @@ fn status_shows_a_pre_promote_refusal_and_the_transaction_only_when_present() {
     assert!(text.lines().any(|l| l == line), "{text}");
 }
 
-/// Running restarted at once after a crash showed as `starting` alone, though users' requests
-/// waited for it: a line now says why, and how long each may wait.
+/// Running started again (after a crash, or at understudy's start) showed as `starting` alone,
+/// though users' requests waited for it: a line now says so, and how long each may wait.
 #[test]
 fn status_says_users_wait_for_running_restarted_after_a_crash() {
     use crate::supervisor::control::{RestartHeldStatus, Status};
@@ -42,7 +42,8 @@ fn status_says_users_wait_for_running_restarted_after_a_crash() {
         ..Default::default()
     };
     let text = status_text(&serde_json::to_value(&status).unwrap());
-    let line = "held      1.0.0 crashed and is started again at once: users' requests wait for it, each up to 10 s, then 503";
+    let line =
+        "held      1.0.0 is starting again: users' requests wait for it, each up to 10 s, then 503";
     assert!(text.lines().any(|l| l == line), "{text}");
     let text = status_text(&serde_json::to_value(Status::default()).unwrap());
     assert!(!text.contains("held "), "{text}");

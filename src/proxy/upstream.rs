@@ -155,13 +155,24 @@ pub const RESTART_HOLD: std::time::Duration = std::time::Duration::from_secs(10)
 /// Why requests wait while nothing serves, which is what they are told if it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
-    /// Running crashed and is started again at once (not a crash loop, which backs off).
+    /// Running is started again: at once after a crash (not a crash loop, which backs off), or
+    /// resumed at understudy's start.
     Restart,
     /// The guard rolls back from a running that crashed.
     Rollback,
 }
 
 impl Routes {
+    /// The routes until the supervisor's first decision: a request waits for it (as for a
+    /// running restarted, up to [`RESTART_HOLD`]), since a running resumed at start is being
+    /// started again, and only that decision says whether there is one.
+    pub fn at_start() -> Routes {
+        Routes {
+            hold: Some(Hold::Restart),
+            ..Routes::default()
+        }
+    }
+
     /// Whether users are still sent to `up` (as running, or as testing in a canary step).
     pub(super) fn serves(&self, up: &Arc<Upstream>) -> bool {
         let is = |u: &Option<Arc<Upstream>>| u.as_ref().is_some_and(|u| Arc::ptr_eq(u, up));

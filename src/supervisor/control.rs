@@ -153,16 +153,16 @@ pub struct Status {
     /// The guard's rollback from its trip to its switch: while it brings the old version back,
     /// `running` may be empty and users' requests wait, and this says for what and why.
     pub guard_rollback: Option<GuardRollbackStatus>,
-    /// Running crashed and is being started again at once: users' requests wait for it rather
-    /// than get 503, and this says for how long each may.
+    /// Running is being started again (at once after a crash, or at understudy's start): users'
+    /// requests wait for it rather than get 503, and this says for how long each may.
     pub restart_held: Option<RestartHeldStatus>,
     /// The guard's rollback could not be carried out, and what serves instead (the version it
     /// rolled back from, restarted if it had crashed): said until the next switch.
     pub guard_failed: Option<String>,
 }
 
-/// Running started again at once after a crash, as status shows it: an operator who sees it
-/// `starting` learns why, and that users' requests wait for it.
+/// Running started again (at once after a crash, or at understudy's start), as status shows
+/// it: an operator who sees it `starting` learns that users' requests wait for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestartHeldStatus {
     /// The version restarting.

@@ -557,9 +557,9 @@ impl State {
         self.running.is_none() && self.restart.as_ref().is_some_and(|r| r.held)
     }
 
-    /// Whether users' requests wait for running started again at once after a crash (a crash
-    /// loop, restarted after a backoff, is told to retry at once instead). One rule for the
-    /// routes (`Hold::Restart`) and for status.
+    /// Whether users' requests wait for running started again: at once after a crash, or
+    /// resumed at understudy's start (a crash loop, restarted after a backoff, is told to retry
+    /// at once instead). One rule for the routes (`Hold::Restart`) and for status.
     pub(crate) fn restart_held(&self) -> bool {
         !self.holding()
             && self.failures <= 1

@@ -84,6 +84,9 @@ impl Decision<'_> {
         self.resume_filings(filings);
         self.resume_found(pending, found);
         self.resume_share(history_share);
+        // Ends the proxy's wait for this first decision (`Routes::at_start`): users wait for a
+        // running resumed as for one restarted, or are told at once there is none.
+        self.publish_routes();
     }
 
     /// A switch the journal says happened but the history lacks (killed between the state
@@ -238,6 +241,5 @@ impl Decision<'_> {
         let left = self.time_left(&j);
         self.watch_again(j, left);
         self.guard_rollback(why);
-        self.publish_routes();
     }
 }

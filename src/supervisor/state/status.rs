@@ -95,7 +95,8 @@ impl State {
         })
     }
 
-    /// Running started again at once after a crash, while users' requests wait for it.
+    /// Running started again (after a crash, or at understudy's start), while users' requests
+    /// wait for it.
     fn restart_held_status(&self) -> Option<RestartHeldStatus> {
         let running = self.running.as_ref().filter(|_| self.restart_held())?;
         Some(RestartHeldStatus {

@@ -134,3 +134,26 @@ async fn an_upgrade_waits_for_an_install_under_way() {
     );
     assert!(!a.iter().any(|a| matches!(a, Action::Upgrade { .. })));
 }
+
+/// The proxy holds users' requests until this first decision (`Routes::at_start`): with a
+/// running resumed it says to wait for it, as after a crash (they were told 503 "no running
+/// instance yet" while it started); with nothing to run it says so, and users are told at once.
+#[tokio::test(start_paused = true)]
+async fn the_first_decision_says_users_wait_for_running_resumed_or_that_there_is_none() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        ..Default::default()
+    })));
+    let routes = routes_in(&a).expect("routes published at resume");
+    assert_eq!(routes.hold, Some(crate::proxy::Hold::Restart), "{routes:?}");
+    assert_eq!(routes.restarting, Some(v("1.0.0")));
+    let mut empty = Sim::new(PORTS);
+    let a = empty.feed(Input::Resume(Box::default()));
+    let routes = routes_in(&a).expect("routes published at resume");
+    assert_eq!(
+        (routes.hold, routes.running.is_none()),
+        (None, true),
+        "{routes:?}"
+    );
+}
