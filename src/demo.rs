@@ -148,7 +148,12 @@ async fn serve_and_promote(
     println!("   that differ in every answer are known as noise, and the version as expected");
     drop_build(base, exe, "1.1.0", "--noisy")?;
     let traffic = tokio::spawn(traffic(addr));
-    wait_for(rx, |e| matches!(e, Event::Promoted { .. })).await?;
+    // 1.0.0's own switch (the first build) was announced as promoted too.
+    wait_for(
+        rx,
+        |e| matches!(e, Event::Promoted { to, .. } if *to == Version::new(1, 1, 0)),
+    )
+    .await?;
     show_answer(addr, "").await?;
     Ok(traffic)
 }

@@ -127,6 +127,11 @@ fn metrics_show_traffic_score_decisions_and_children() {
         value(&s, "understudy_rollbacks_total", &[("trigger", "operator")]),
         Some(0.0)
     );
+    // The first build's switch counts too (it was never announced, so 0 whatever served).
+    assert_eq!(
+        value(&s, "understudy_promotions_total", &[("why", "first")]),
+        Some(1.0)
+    );
     u.stop();
 }
 

@@ -336,6 +336,13 @@ impl Decision<'_> {
                     crate::history::after_switch(from.clone(), why);
             }
             self.out.push(Action::Record {
+                from: from.clone(),
+                to: version.clone(),
+                why,
+            });
+            // Every switch the history records is announced, the first build's and a crash
+            // loop's replacement included (webhooks, SSE, `understudy_promotions_total`).
+            self.emit(Event::Promoted {
                 from,
                 to: version,
                 why,

@@ -255,16 +255,12 @@ impl Decision<'_> {
             self.publish_routes();
             self.retire(canary, true, AfterStop::Keep);
         }
+        // `serve` announced the switch (`Promoted`); a rollback is announced as one too.
         let from = old
             .as_ref()
             .map(|o| o.version().clone())
             .or(restarting.as_ref().map(|r| r.installed.version.clone()));
         let why = self.s.txn.as_ref().map_or(SwitchWhy::Automatic, |t| t.why);
-        self.emit(Event::Promoted {
-            from: from.clone(),
-            to: to.clone(),
-            why,
-        });
         if why == SwitchWhy::Rollback {
             self.emit(Event::RolledBack { from, to });
             self.end_guard_at_rollback();

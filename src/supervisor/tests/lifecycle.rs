@@ -576,3 +576,30 @@ async fn a_testing_that_dies_with_an_empty_stderr_is_rejected_quoting_its_stdout
         "{reasons}"
     );
 }
+
+/// The history recorded the first build's switch and a crash loop's replacement, but no
+/// `promoted` event went out (webhooks, SSE), and `understudy_promotions_total` never counted
+/// `first` or `crash_loop`: each switch is announced once now.
+#[tokio::test(start_paused = true)]
+async fn the_first_build_and_a_crash_loops_replacement_are_announced_as_promoted() {
+    let promoted = |a: &[Action]| -> Vec<(Option<Version>, Version, SwitchWhy)> {
+        emitted(a)
+            .iter()
+            .filter_map(|e| match e {
+                Event::Promoted { from, to, why } => Some((from.clone(), to.clone(), *why)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (running, a) = sim.bring_up(&a);
+    assert_eq!(promoted(&a), vec![(None, v("1.0.0"), SwitchWhy::First)]);
+    crash_loop(&mut sim, running).await;
+    let a = sim.deliver("1.2.0");
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        promoted(&a),
+        vec![(Some(v("1.0.0")), v("1.2.0"), SwitchWhy::CrashLoop)]
+    );
+}
