@@ -168,7 +168,7 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
     let ending = Ending {
         head: req.method == Method::HEAD,
         close: req.close || unread,
-        retry: false,
+        retry_after: 0,
     };
     if matches!(req.body, Framing::Length(n) if n > proxy.limits.body) {
         proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -260,19 +260,28 @@ async fn choose(
     };
     proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
     let status = StatusCode::SERVICE_UNAVAILABLE;
+    // A crash loop's backoff: when running is started again, not in a second.
+    let backoff = restarting.as_ref().and_then(|_| proxy.restart_in());
     let ending = Ending {
-        retry: restarting.is_some(),
+        retry_after: match (&restarting, backoff) {
+            (None, _) => 0,
+            (Some(_), None) => 1,
+            (Some(_), Some(secs)) => secs,
+        },
         // Stopping: the connection ends after this answer, and says so.
         close: ending.close || proxy.calls.stopping(),
         ..ending
     };
-    let text = match restarting {
+    let text = match (restarting, backoff) {
         // Waited for up to UPSTREAM_TIMEOUT already: the guard's rollback is slow.
-        Some(v) if proxy.holding() == Some(Hold::Rollback) => format!(
+        (Some(v), _) if proxy.holding() == Some(Hold::Rollback) => format!(
             "understudy: {v} is being brought back by a rollback and is not serving yet; retry in a moment\n"
         ),
-        Some(v) => format!("understudy: running {v} is restarting; retry in a moment\n"),
-        None => String::from_utf8_lossy(&proxy.no_running_hint).into_owned(),
+        (Some(v), Some(secs)) => format!(
+            "understudy: running {v} keeps failing and is started again in {secs} s; retry then\n"
+        ),
+        (Some(v), None) => format!("understudy: running {v} is restarting; retry in a moment\n"),
+        (None, _) => String::from_utf8_lossy(&proxy.no_running_hint).into_owned(),
     };
     own_answer(
         client,

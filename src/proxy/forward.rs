@@ -506,7 +506,7 @@ async fn failed(
     let ending = Ending {
         head: asker.head,
         close,
-        retry: matches!(f, Failure::Stopping),
+        retry_after: u32::from(matches!(f, Failure::Stopping)),
     };
     let (status, text): (StatusCode, std::borrow::Cow<'static, str>) = match f {
         Failure::ClientGone => return Next::Close,

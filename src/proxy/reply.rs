@@ -24,8 +24,9 @@ pub struct Ending {
     pub head: bool,
     /// understudy closes the connection after it.
     pub close: bool,
-    /// Ask the client to retry in a second (running restarts).
-    pub retry: bool,
+    /// Ask the client to retry in this many seconds (`Retry-After`; running restarts, or
+    /// understudy stops); 0: not asked.
+    pub retry_after: u32,
 }
 
 /// Write the whole answer into `out` (cleared first).
@@ -33,12 +34,22 @@ pub fn write(out: &mut Vec<u8>, status: StatusCode, text: &[u8], ending: Ending)
     out.clear();
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}{}\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Unknown"),
         text.len(),
-        if ending.retry { "retry-after: 1\r\n" } else { "" },
-        if ending.close { "connection: close\r\n" } else { "" },
+    );
+    if ending.retry_after > 0 {
+        let _ = write!(out, "retry-after: {}\r\n", ending.retry_after);
+    }
+    let _ = write!(
+        out,
+        "{}\r\n",
+        if ending.close {
+            "connection: close\r\n"
+        } else {
+            ""
+        }
     );
     if !ending.head {
         out.extend_from_slice(text);
@@ -68,7 +79,7 @@ mod tests {
         let close = Ending {
             head: true,
             close: true,
-            retry: false,
+            retry_after: 0,
         };
         write(&mut out, StatusCode::BAD_GATEWAY, b"gone\n", close);
         assert_eq!(
@@ -80,12 +91,12 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             b"wait\n",
             Ending {
-                retry: true,
+                retry_after: 30,
                 ..Ending::default()
             },
         );
         assert!(String::from_utf8(out)
             .unwrap()
-            .ends_with("retry-after: 1\r\n\r\nwait\n"));
+            .ends_with("retry-after: 30\r\n\r\nwait\n"));
     }
 }

@@ -140,6 +140,9 @@ pub struct Routes {
     /// Running's version while it is being restarted (with `running` empty): users are told to
     /// retry shortly instead of being told to drop a build.
     pub restarting: Option<Version>,
+    /// With `restarting`: when running is started again, after a crash loop's backoff; users
+    /// are told to retry then (`Retry-After`) rather than in a second.
+    pub restart_at: Option<tokio::time::Instant>,
     /// With `running` empty: a request waits for the version coming back (up to
     /// `UPSTREAM_TIMEOUT`) rather than get a 503, and why.
     pub hold: Option<Hold>,

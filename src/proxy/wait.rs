@@ -71,6 +71,14 @@ impl Proxy {
         self.routes.borrow().hold
     }
 
+    /// In how many whole seconds (at least one, at most an hour) running is started again after
+    /// a crash loop's backoff, if it waits for one; read only on the way to a 503.
+    pub(super) fn restart_in(&self) -> Option<u32> {
+        let at = self.routes.borrow().restart_at?;
+        let left = at.saturating_duration_since(Instant::now());
+        Some(left.as_secs_f64().ceil().clamp(1.0, 3600.0) as u32)
+    }
+
     /// Nothing serves while a version comes back (`hold`: the guard's rollback, or a restart at
     /// once after a crash): wait for it, until `by`
     /// (`UPSTREAM_TIMEOUT`, as for a slow running) or until understudy stops, so users see a

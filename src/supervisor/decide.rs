@@ -207,6 +207,9 @@ pub struct Routing {
     pub secondary: Option<Target>,
     /// Running is down and being restarted (users are told to retry).
     pub restarting: Option<Version>,
+    /// With `restarting` and nothing serving: when running is started again (a crash loop's
+    /// backoff), which users are told to wait for (`Retry-After`).
+    pub restart_at: Option<Instant>,
     /// Users' requests wait (bounded) instead of being told to retry, as at a switch: running
     /// crashed and the guard brings back the version it replaced, or it is started again at
     /// once.

@@ -605,6 +605,7 @@ impl Executor {
             testing: upstream(&r.testing),
             secondary: upstream(&r.secondary),
             restarting: r.restarting,
+            restart_at: r.restart_at,
             hold: r.hold,
             canary: r.canary,
         };

@@ -139,12 +139,7 @@ pub(super) fn judge(
     let (rh, oh) = compared_headers(headers, &answer.headers, running.accepted);
     let witnessed = witness
         .filter(|w| whole && w.status == status)
-        .and_then(
-            |w| match encoding::witness_form(headers, decoded.is_some(), &w.headers)? {
-                encoding::Form::Plain => w.body.plain(&w.headers, max),
-                encoding::Form::AsCame => w.body.body(),
-            },
-        );
+        .and_then(|w| like_running(w, headers, decoded.is_some(), max));
     let witness = match &witnessed {
         Some(body) => diff::Witness::Body(body),
         None if cfg.diff.noise_cancel => diff::Witness::Missing,
@@ -180,6 +175,20 @@ pub(super) fn judge(
         });
     }
     Some(out)
+}
+
+/// The witness's body in the form running's is compared in (`decoded`: as it says), if it can
+/// be set beside it ([`encoding::witness_form`]).
+fn like_running(
+    w: &mut Answered,
+    running: &HeaderMap,
+    decoded: bool,
+    max: usize,
+) -> Option<bytes::Bytes> {
+    match encoding::witness_form(running, decoded, &w.headers)? {
+        encoding::Form::Plain => w.body.plain(&w.headers, max),
+        encoding::Form::AsCame => w.body.body(),
+    }
 }
 
 /// The headers compared: as they came, or without `Vary: accept-encoding` (a compression

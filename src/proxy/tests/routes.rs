@@ -595,3 +595,29 @@ async fn a_request_held_for_a_restart_is_told_after_ten_seconds() {
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
+
+/// Running crash-looping, restarted only after a backoff of up to 30 s: users were told to
+/// retry in a second (`Retry-After: 1`, "retry in a moment") for all of it. They are told when
+/// it is started again.
+#[tokio::test]
+async fn a_crash_loops_backoff_is_the_retry_after_users_are_told() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        restart_at: Some(tokio::time::Instant::now() + Duration::from_secs(30)),
+        ..Routes::default()
+    }));
+    let answer = get(p.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let after = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    assert!(after.is_some_and(|s| (25..=30).contains(&s)), "{answer}");
+    assert!(
+        answer.contains("running 1.0.0 keeps failing and is started again in"),
+        "{answer}"
+    );
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}

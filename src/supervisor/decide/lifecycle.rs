@@ -366,6 +366,12 @@ impl Decision<'_> {
                 None => self.coming_back(),
                 _ => None,
             },
+            restart_at: self
+                .s
+                .restart
+                .as_ref()
+                .filter(|r| self.s.running.is_none() && !r.held && r.at > self.now)
+                .map(|r| r.at),
             hold: self.hold(),
             canary: self.canary_weight(),
         };
@@ -630,10 +636,14 @@ impl Decision<'_> {
 }
 
 /// How long to wait before restarting running after `failures` failures in a row: at once the
-/// first time, then 1 s, 2 s, 4 s … up to the cap.
+/// first time, then 1 s, 2 s, 4 s … up to the cap, and at the cap once it is crash-looping
+/// (past [`MAX_RUNNING_RESTARTS`], as `crash_looping` says).
 fn restart_delay(failures: u32) -> Duration {
     if failures <= 1 {
         return Duration::ZERO;
+    }
+    if failures > MAX_RUNNING_RESTARTS {
+        return RESTART_BACKOFF_CAP;
     }
     let doublings = (failures - 2).min(16);
     (RESTART_BACKOFF_BASE * 2u32.pow(doublings)).min(RESTART_BACKOFF_CAP)

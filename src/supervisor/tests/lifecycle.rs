@@ -14,7 +14,8 @@ async fn running_that_crashes_is_restarted_with_backoff_and_a_newer_build_replac
         (3, 2),
         (4, 4),
         (5, 8),
-        (6, 16),
+        // Crash-looping: at the cap, as `crash_looping` says (it was 16 s here).
+        (6, 30),
         (7, 30),
         (8, 30),
     ];
@@ -366,6 +367,9 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
     // are told to retry at once.
     let hold = (delay == 0).then_some(crate::proxy::Hold::Restart);
     assert_eq!(routes_in(&a).unwrap().hold, hold, "attempt {attempt}");
+    // After a backoff, users are told when (`Retry-After`).
+    let due = (delay > 0).then(|| Instant::now() + Duration::from_secs(delay));
+    assert_eq!(routes_in(&a).unwrap().restart_at, due, "attempt {attempt}");
     // Status says so (the shorter of UPSTREAM_TIMEOUT and the restart's own limit).
     let held = sim.s.status(|_| wall0()).restart_held;
     assert_eq!(
