@@ -161,31 +161,7 @@ impl Decision<'_> {
             SlotKey::Running => self.running_ready(child),
             SlotKey::Testing => {
                 self.serve(SlotKey::Testing);
-                let running = self.s.running.as_ref().and_then(|r| r.phase.child());
-                let running_dir = running.map(|c| c.dir.clone()).unwrap_or_default();
-                let running_pid = running.map(|c| c.pid);
-                let testing = self.s.testing.as_ref().expect("serving testing");
-                let noise = self.s.noise_cancel && self.s.secondary_off != Some(testing.id);
-                let secondary = self
-                    .s
-                    .secondary
-                    .as_ref()
-                    .filter(|s| s.is_ready())
-                    .and_then(|s| s.phase.child())
-                    .map(|c| crate::score::SecondaryWatch {
-                        pid: c.pid,
-                        dir: c.dir.clone(),
-                    });
-                self.out
-                    .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
-                        testing: testing.id,
-                        testing_dir: child.dir,
-                        testing_pid: child.pid,
-                        running_dir,
-                        running_pid,
-                        noise,
-                        secondary,
-                    })));
+                self.watch_testing(child);
                 self.resume_canary();
             }
             SlotKey::Secondary => {
@@ -210,6 +186,38 @@ impl Decision<'_> {
             }
             SlotKey::CanaryOut => {} // ready before it left testing
         }
+    }
+
+    /// Score testing (ready, on `child`) from now on, with a fresh scorecard, against running and
+    /// the secondary as they are (a secondary of another version than running's joins later).
+    pub(super) fn watch_testing(&mut self, child: Launched) {
+        let running = self.s.running.as_ref();
+        let serving = running.map(|r| r.version().clone());
+        let running = running.and_then(|r| r.phase.child());
+        let running_dir = running.map(|c| c.dir.clone()).unwrap_or_default();
+        let running_pid = running.map(|c| c.pid);
+        let testing = self.s.testing.as_ref().expect("watching testing");
+        let noise = self.s.noise_cancel && self.s.secondary_off != Some(testing.id);
+        let secondary = self
+            .s
+            .secondary
+            .as_ref()
+            .filter(|s| s.is_ready() && Some(s.version()) == serving.as_ref())
+            .and_then(|s| s.phase.child())
+            .map(|c| crate::score::SecondaryWatch {
+                pid: c.pid,
+                dir: c.dir.clone(),
+            });
+        self.out
+            .push(Action::Score(ScorerControl::Watch(crate::score::Watch {
+                testing: testing.id,
+                testing_dir: child.dir,
+                testing_pid: child.pid,
+                running_dir,
+                running_pid,
+                noise,
+                secondary,
+            })));
     }
 
     /// Running is ready (first start, restart or a spare that took over): serve it, keep testing

@@ -316,21 +316,13 @@ impl Decision<'_> {
         }
     }
 
-    /// A rollback leaves testing in place: it is scored against the new running from now on.
+    /// A rollback leaves testing in place: it is scored afresh against the version now serving,
+    /// since what it was scored on so far compared it with another (its stable window starts
+    /// again).
     fn score_against_new_running(&mut self) {
-        let running = self
-            .s
-            .running
-            .as_ref()
-            .and_then(|r| r.phase.child())
-            .map(|c| (c.dir.clone(), c.pid));
-        if let (Some((running_dir, pid)), true) =
-            (running, self.s.testing.as_ref().is_some_and(Slot::is_ready))
-        {
-            self.out.push(Action::Score(ScorerControl::Running {
-                running_dir,
-                running_pid: Some(pid),
-            }));
+        let testing = self.s.testing.as_ref().filter(|t| t.is_ready());
+        if let Some(child) = testing.and_then(|t| t.phase.child()).cloned() {
+            self.watch_testing(child);
         }
     }
 

@@ -546,3 +546,47 @@ async fn a_rollback_whose_version_fails_to_start_goes_back_to_the_archive_not_to
     assert!(a.contains(&Action::Archive(v("0.9.0"))), "{a:#?}");
     assert!(!a.iter().any(|a| matches!(a, Action::Reject { .. })));
 }
+
+/// An operator's rollback while a build is under test: it was scored on as before, its stable
+/// window and pairs kept though they compared it with the version rolled back from (the review
+/// saw it go on to a canary 11 s after the switch). It is scored afresh against the version
+/// now serving.
+#[tokio::test(start_paused = true)]
+async fn a_build_under_test_is_scored_afresh_after_a_rollback_under_it() {
+    let mut sim = Sim::new(PORTS);
+    let (old, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    sim.feed(Input::Stopped { id: testing });
+    sim.bring_up(&a);
+    sim.feed(Input::Stopped { id: old });
+    sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Ok(Filed::Archived(PathBuf::from(
+            "/base/archive/app-1.0.0.zip",
+        ))),
+        filing: Some(Action::Archive(v("1.0.0"))),
+    });
+    let a = sim.deliver("1.2.0");
+    let (testing, _) = sim.bring_up(&a);
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Rollback(Some(v("1.0.0"))),
+    });
+    assert!(a.contains(&Action::Restore(v("1.0.0"))), "{a:#?}");
+    let a = sim.feed(Input::Restored {
+        version: v("1.0.0"),
+        result: Ok(installed("1.0.0")),
+    });
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        records_in(&a),
+        vec![(Some(v("1.1.0")), v("1.0.0"), SwitchWhy::Rollback)]
+    );
+    let watched = a
+        .iter()
+        .any(|a| matches!(a, Action::Score(ScorerControl::Watch(w)) if w.testing == testing));
+    assert!(watched, "a fresh scorecard for 1.2.0: {a:#?}");
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, Action::Score(ScorerControl::Running { .. }))));
+}
