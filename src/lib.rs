@@ -698,6 +698,9 @@ async fn first_failure(
 /// [`config::merge`]) and say what it changed and when each change applies.
 fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
     let path = new.base.join(".env");
+    for warning in config::unknown_key_warnings(&path, &new.unknown_keys) {
+        tracing::warn!("{warning}");
+    }
     let r = config::merge(&config.borrow(), new);
     if r.applied.is_empty() && r.new_instances.is_empty() && r.restart.is_empty() {
         tracing::info!("reloaded {}: nothing changed", path.display());

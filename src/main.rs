@@ -406,25 +406,15 @@ fn set_up_process(cfg: &Config) {
             "cannot confirm mimalloc's option numbering (MIMALLOC_* set?): pages left by finished threads are reclaimed only by their owner, and resident memory may creep up build by build"
         );
     }
-    let meant = |k: Option<&str>| {
-        k.map(|k| format!(" (did you mean {k}?)"))
-            .unwrap_or_default()
-    };
-    for k in &cfg.unknown_keys {
-        tracing::warn!(
-            "ignoring unknown key {k:?} in {}{}",
-            cfg.base.join(".env").display(),
-            meant(understudy::config::closest_key(k))
-        );
+    let env_file = cfg.base.join(".env");
+    for warning in understudy::config::unknown_key_warnings(&env_file, &cfg.unknown_keys) {
+        tracing::warn!("{warning}");
     }
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
-    for (name, key) in understudy::config::unknown_env_keys(names.iter().map(String::as_str)) {
-        tracing::warn!(
-            "ignoring the environment variable {name}: no key of understudy's is named so{}",
-            meant(key)
-        );
+    for warning in understudy::config::unknown_env_warnings(names.iter().map(String::as_str)) {
+        tracing::warn!("{warning}");
     }
 }
 
