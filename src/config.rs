@@ -35,7 +35,9 @@ pub use keys::{
 pub use operating::{check_log_dir, HookCommands, LogFormat};
 pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
-pub use reload::{changed_keys, merge, Reload, LIVE_KEYS, NEW_INSTANCE_KEYS};
+pub use reload::{
+    changed_keys, merge, new_instances_note, restart_note, Reload, LIVE_KEYS, NEW_INSTANCE_KEYS,
+};
 pub use serving::{UserLimits, MOST_HEADERS};
 pub use webhooks::{receiver_shown, redacted, WebhookCa, WebhookFormat};
 
