@@ -152,7 +152,7 @@ pub enum InstallError {
         source: zip::result::ZipError,
     },
     /// An executable build that is neither an ELF binary nor a script with a `#!` line.
-    #[error("{path} is not a program: an executable build must start with an ELF header or a #! line, but it starts with {start}; drop the real build (a .jar or .zip if it is one)")]
+    #[error("{path} is not a program: an executable build must start with an ELF header or a #! line, but it starts with {start}; drop the real build (a .jar or .zip if it is one), or start a script with its interpreter's #! line (#!/bin/sh)")]
     NotAProgram { path: PathBuf, start: String },
     /// The build's `.sha256` names another digest: the copy is truncated or corrupt.
     #[error("{path} does not match its checksum {checksum}: expected sha256 {expected}, actual sha256 {actual}; the copy is incomplete or corrupt: drop the build again")]
@@ -499,7 +499,7 @@ pub fn move_file(from: &Path, to: &Path) -> Result<(), InstallError> {
 
 /// Refuse what `/bin/sh` would otherwise try to run: an empty file, random bytes, a fragment.
 fn check_program(path: &Path) -> Result<(), InstallError> {
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 16];
     let mut f = fs::File::open(path).map_err(io_err("cannot open", path))?;
     let mut n = 0;
     while n < head.len() {
@@ -515,15 +515,20 @@ fn check_program(path: &Path) -> Result<(), InstallError> {
     if head.starts_with(b"\x7fELF") || head.starts_with(b"#!") {
         return Ok(());
     }
-    let start = if head.is_empty() {
-        "nothing (the file is empty)".to_string()
-    } else {
-        format!("{:02x?}", head)
-    };
     Err(InstallError::NotAProgram {
         path: path.to_path_buf(),
-        start,
+        start: shown_start(head),
     })
+}
+
+/// A file's first bytes as an operator reads them: text in quotes, other bytes escaped
+/// (`"echo hi"`, `"\x00\x01"`), not a list of hex numbers.
+fn shown_start(head: &[u8]) -> String {
+    if head.is_empty() {
+        "nothing (the file is empty)".to_string()
+    } else {
+        format!("\"{}\"", head.escape_ascii())
+    }
 }
 
 fn make_executable(path: &Path) -> Result<(), InstallError> {

@@ -29,11 +29,15 @@ pub use canary::{CanaryConfig, Sticky};
 use dotenv::read_dotenv;
 pub use judging::{DiffConfig, MaxBodyDiff, ReplayConfig, ScoreConfig, AUTO_MAX_BODY_DIFF};
 use keys::canonical_key;
-pub use keys::{closest_key, unknown_env_keys, KeyDoc, KEYS};
+pub use keys::{
+    closest_key, unknown_env_keys, unknown_env_warnings, unknown_key_warnings, KeyDoc, KEYS,
+};
 pub use operating::{check_log_dir, HookCommands, LogFormat};
 pub use parse::parse_duration;
 use parse::{invalid, Raw, MAX_WINDOW};
-pub use reload::{changed_keys, merge, Reload, LIVE_KEYS, NEW_INSTANCE_KEYS};
+pub use reload::{
+    changed_keys, merge, new_instances_note, restart_note, Reload, LIVE_KEYS, NEW_INSTANCE_KEYS,
+};
 pub use serving::{UserLimits, MOST_HEADERS};
 pub use webhooks::{receiver_shown, redacted, WebhookCa, WebhookFormat};
 

@@ -64,7 +64,8 @@ impl Stamped {
     }
 }
 
-/// Something worth telling an operator.
+/// Something worth telling an operator. Its fields sit beside the envelope's (`seq`, `at`,
+/// `event`) in one JSON object, so none may be named so: it would hide the envelope's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -192,10 +193,12 @@ pub enum Event {
         ok: bool,
         detail: String,
     },
-    /// A promotion was scheduled for `at` (RFC 3339).
+    /// A promotion was scheduled to fire at `fires_at` (RFC 3339); the envelope's `at` stays
+    /// when it was scheduled.
     Scheduled {
         id: u64,
         version: Option<Version>,
+        #[serde(rename = "fires_at")]
         at: String,
     },
     /// A scheduled promotion is due but holds: understudy is paused, the build's latest
@@ -499,7 +502,7 @@ impl Event {
             Event::Resumed => tracing::info!(target: LOG_TARGET, "resumed"),
             Event::Scheduled { id, version, at } => {
                 let version = version.as_ref().map(Version::to_string).unwrap_or_default();
-                tracing::info!(target: LOG_TARGET, id, version, at, "scheduled")
+                tracing::info!(target: LOG_TARGET, id, version, fires_at = at, "scheduled")
             }
             Event::ScheduleHeld { id, reason } => {
                 tracing::warn!(target: LOG_TARGET, id, reason, "schedule_held")
@@ -586,5 +589,29 @@ impl Event {
             }
             _ => {} // another family
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `scheduled`'s own instant once came out as `at`, hiding the envelope's (when the event
+    /// happened): events looked out of order and webhooks never learnt when it was scheduled.
+    #[test]
+    fn a_scheduled_event_keeps_the_envelope_at_and_says_when_it_fires() {
+        let stamped = Stamped {
+            seq: 7,
+            at: "2026-12-07T02:00:00Z".to_string(),
+            event: Event::Scheduled {
+                id: 3,
+                version: Some(Version::new(1, 4, 0)),
+                at: "2026-12-07T03:00:00Z".to_string(),
+            },
+        };
+        let v = serde_json::to_value(&stamped).unwrap();
+        assert_eq!(v["at"], "2026-12-07T02:00:00Z", "{v}");
+        assert_eq!(v["fires_at"], "2026-12-07T03:00:00Z", "{v}");
+        assert_eq!(v["event"], "scheduled", "{v}");
     }
 }

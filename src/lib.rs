@@ -698,6 +698,9 @@ async fn first_failure(
 /// [`config::merge`]) and say what it changed and when each change applies.
 fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
     let path = new.base.join(".env");
+    for warning in config::unknown_key_warnings(&path, &new.unknown_keys) {
+        tracing::warn!("{warning}");
+    }
     let r = config::merge(&config.borrow(), new);
     if r.applied.is_empty() && r.new_instances.is_empty() && r.restart.is_empty() {
         tracing::info!("reloaded {}: nothing changed", path.display());
@@ -707,10 +710,7 @@ fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
         tracing::info!("reloaded configuration: applied {}", r.applied.join(", "));
     }
     if !r.new_instances.is_empty() {
-        tracing::info!(
-            "reloaded configuration: {} apply to instances started from now on; those already running keep the old values until they restart",
-            r.new_instances.join(", ")
-        );
+        tracing::info!("{}", config::new_instances_note(&r.new_instances));
         if r.new_instances.contains(&"HEARTBEAT_EVERY") {
             tracing::info!(
                 "reloaded configuration: understudy's own heartbeat (.understudy/status.json, the systemd watchdog's limit) follows HEARTBEAT_EVERY at once"
@@ -718,10 +718,7 @@ fn apply_reload(config: &watch::Sender<Arc<Config>>, new: Config) {
         }
     }
     if !r.restart.is_empty() {
-        tracing::warn!(
-            "reloaded configuration: {} changed but take effect only when understudy restarts",
-            r.restart.join(", ")
-        );
+        tracing::warn!("{}", config::restart_note(&r.restart));
     }
     if !r.applied.is_empty() || !r.new_instances.is_empty() {
         config.send_replace(Arc::new(r.config));

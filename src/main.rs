@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use understudy::config::{
     check_admin_socket, check_base_writable, check_log_dir, parse_override, Config, ProcessEnv,
 };
@@ -84,7 +84,7 @@ enum Command {
     },
     /// Print a documented .env with every key and its default.
     ExampleEnv,
-    /// Print the shell completion script for bash, zsh or fish to stdout.
+    /// Print a shell's completion script to stdout (`cli_command` names the shells in the help).
     Completions {
         /// The shell the script is for.
         shell: clap_complete::Shell,
@@ -106,7 +106,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::from_arg_matches(&cli_command().get_matches()).unwrap_or_else(|e| e.exit());
+    match cli.command {
         Command::Run {
             base,
             listen,
@@ -194,10 +195,30 @@ fn overrides(
         .collect()
 }
 
+/// The command line, with `completions`' help naming every shell its argument accepts (taken from
+/// the same list clap parses it with), so a shell added to clap_complete is never left unsaid.
+fn cli_command() -> clap::Command {
+    let shells: Vec<String> = clap_complete::Shell::value_variants()
+        .iter()
+        .filter_map(|s| s.to_possible_value())
+        .map(|v| v.get_name().to_string())
+        .collect();
+    let listed = match shells.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "a shell".to_string(),
+    };
+    Cli::command().mut_subcommand("completions", |c| {
+        c.about(format!(
+            "Print the shell completion script for {listed} to stdout"
+        ))
+    })
+}
+
 /// The command line without its hidden commands (`watchdog`, `fixture-app`): clap_complete's bash
 /// script would offer them, and they are understudy's own, not a user's.
 fn visible_command() -> clap::Command {
-    let full = Cli::command();
+    let full = cli_command();
     let visible: Vec<clap::Command> = full
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
@@ -213,7 +234,7 @@ fn visible_command() -> clap::Command {
 /// The command line the manual describes: no `help` command, whose page would not exist (as
 /// clap_mangen's `generate_to` does for the pages it writes).
 fn man_command() -> clap::Command {
-    Cli::command().disable_help_subcommand(true)
+    cli_command().disable_help_subcommand(true)
 }
 
 /// Generate into memory, then write to stdout: clap_complete panics on a failed write, and a
@@ -406,25 +427,15 @@ fn set_up_process(cfg: &Config) {
             "cannot confirm mimalloc's option numbering (MIMALLOC_* set?): pages left by finished threads are reclaimed only by their owner, and resident memory may creep up build by build"
         );
     }
-    let meant = |k: Option<&str>| {
-        k.map(|k| format!(" (did you mean {k}?)"))
-            .unwrap_or_default()
-    };
-    for k in &cfg.unknown_keys {
-        tracing::warn!(
-            "ignoring unknown key {k:?} in {}{}",
-            cfg.base.join(".env").display(),
-            meant(understudy::config::closest_key(k))
-        );
+    let env_file = cfg.base.join(".env");
+    for warning in understudy::config::unknown_key_warnings(&env_file, &cfg.unknown_keys) {
+        tracing::warn!("{warning}");
     }
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
-    for (name, key) in understudy::config::unknown_env_keys(names.iter().map(String::as_str)) {
-        tracing::warn!(
-            "ignoring the environment variable {name}: no key of understudy's is named so{}",
-            meant(key)
-        );
+    for warning in understudy::config::unknown_env_warnings(names.iter().map(String::as_str)) {
+        tracing::warn!("{warning}");
     }
 }
 

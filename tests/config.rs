@@ -414,3 +414,26 @@ fn misspelt_keys_are_named_at_start_with_the_key_meant() {
     );
     u.stop();
 }
+
+/// A misspelt key added to `.env` later is named at the reload (SIGHUP) as at start: the reload
+/// once said only "nothing changed", and the operator believed the key applied.
+#[test]
+fn a_misspelt_key_is_named_at_a_reload_with_the_key_meant() {
+    let base = Base::new("misspelt-reload");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let env = base.path.join(".env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(&env, format!("{text}STABLE_WINDOWS=5m\n")).unwrap();
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    let log = wait_until("the reload", Duration::from_secs(10), || {
+        let log = u.log_text();
+        log.contains("reloaded").then_some(log)
+    });
+    assert!(
+        log.contains("ignoring unknown key \"STABLE_WINDOWS\"")
+            && log.contains("did you mean STABLE_WINDOW?"),
+        "{log}"
+    );
+    u.stop();
+}

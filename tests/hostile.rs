@@ -154,7 +154,7 @@ fn sighup_reloads_the_env_and_refuses_a_bad_one() {
     wait_until("the reload", Duration::from_secs(5), || {
         let log = u.log_text();
         (log.contains("applied STABLE_WINDOW, MIN_MIRRORED")
-            && log.contains("READY_TIMEOUT apply to instances started from now on; those already running keep the old values until they restart")
+            && log.contains("READY_TIMEOUT applies to instances started from now on; those already running keep the old values until they restart")
             && log.contains("SETTLE_TIME, PRE_PROMOTE, CANARY_STEPS changed but take effect only when understudy restarts"))
         .then_some(())
     });

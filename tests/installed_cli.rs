@@ -73,6 +73,29 @@ fn completions_for_bash_zsh_and_fish_offer_every_listed_command_and_no_hidden_on
     assert!(stdout_of(&["completions", "zsh"]).starts_with("#compdef understudy"));
 }
 
+/// `completions --help` names every shell the argument accepts: it once said "bash, zsh or fish"
+/// while powershell and elvish worked too.
+#[test]
+fn completions_help_names_every_shell_it_accepts() {
+    let help = stdout_of(&["completions", "--help"]);
+    let accepted: Vec<&str> = help
+        .split_once("[possible values: ")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list.split(", ").collect())
+        .unwrap_or_default();
+    assert!(accepted.contains(&"powershell"), "{help}");
+    let about = help.lines().next().unwrap_or_default();
+    let listed = stdout_of(&["--help"]);
+    let line = listed
+        .lines()
+        .find(|l| l.trim_start().starts_with("completions "))
+        .unwrap_or_default();
+    for shell in &accepted {
+        assert!(about.contains(shell), "{shell} in {about:?}");
+        assert!(line.contains(shell), "{shell} in {line:?}");
+    }
+}
+
 #[test]
 fn bash_accepts_the_completion_script_and_completes_with_it() {
     if Command::new("bash").arg("-c").arg("true").output().is_err() {

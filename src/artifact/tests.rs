@@ -219,3 +219,21 @@ fn a_bundles_program_is_the_named_one_then_the_only_one_windows_scripts_aside() 
         let _ = fs::remove_dir_all(d);
     }
 }
+
+/// A build that is no program is shown by its first bytes as text (`"echo hi"`), not as the hex
+/// list `[65, 63, 68, 6f]` an operator had to decode.
+#[test]
+fn a_non_program_is_shown_by_its_first_bytes_as_text() {
+    assert_eq!(shown_start(b"echo hi\n"), "\"echo hi\\n\"");
+    assert_eq!(shown_start(b"\x00\x01PK"), "\"\\x00\\x01PK\"");
+    assert_eq!(shown_start(b""), "nothing (the file is empty)");
+    let base = temp_base("not-a-program");
+    let path = base.join("app");
+    fs::write(&path, b"echo hello\n").unwrap();
+    let err = check_program(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("it starts with \"echo hello\\n\"") && err.contains("#! line"),
+        "{err}"
+    );
+    let _ = fs::remove_dir_all(&base);
+}

@@ -157,6 +157,39 @@ pub fn unknown_env_keys<'a>(
         .collect()
 }
 
+/// The warnings for `.env` keys understudy does not know, each naming the key likely meant: one
+/// wording at start and at each reload (SIGHUP), so a misspelling added later is not missed.
+pub fn unknown_key_warnings(env_file: &std::path::Path, keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| {
+            format!(
+                "ignoring unknown key {k:?} in {}{}",
+                env_file.display(),
+                meant(closest_key(k))
+            )
+        })
+        .collect()
+}
+
+/// The warnings for the `UNDERSTUDY_*` environment variables among `names` that set no key.
+pub fn unknown_env_warnings<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    unknown_env_keys(names)
+        .into_iter()
+        .map(|(name, key)| {
+            format!(
+                "ignoring the environment variable {name}: no key of understudy's is named so{}",
+                meant(key)
+            )
+        })
+        .collect()
+}
+
+/// ` (did you mean KEY?)`, or nothing when no key is near.
+fn meant(key: Option<&str>) -> String {
+    key.map(|k| format!(" (did you mean {k}?)"))
+        .unwrap_or_default()
+}
+
 /// The key `name` is most likely a misspelling of: at most two edits away, the nearest first.
 pub fn closest_key(name: &str) -> Option<&'static str> {
     let upper = name.to_ascii_uppercase();

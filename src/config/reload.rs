@@ -217,9 +217,52 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         .collect()
 }
 
+/// What the log says of changed keys that apply to instances started from now on.
+pub fn new_instances_note(keys: &[&str]) -> String {
+    format!(
+        "reloaded configuration: {} {} to instances started from now on; those already running keep the old values until they restart",
+        keys.join(", "),
+        agree(keys, "applies", "apply")
+    )
+}
+
+/// What the log says of changed keys that keep their old value until understudy restarts.
+pub fn restart_note(keys: &[&str]) -> String {
+    format!(
+        "reloaded configuration: {} changed but {} effect only when understudy restarts",
+        keys.join(", "),
+        agree(keys, "takes", "take")
+    )
+}
+
+/// The verb's form that agrees with the keys named: `one` for a single key, `many` otherwise.
+fn agree<'a>(keys: &[&str], one: &'a str, many: &'a str) -> &'a str {
+    if keys.len() == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One key takes effect, several take effect: the notes once said "LISTEN changed but take
+    /// effect" and "READY_TIMEOUT apply to".
+    #[test]
+    fn reload_notes_agree_with_the_number_of_keys() {
+        assert_eq!(
+            restart_note(&["LISTEN"]),
+            "reloaded configuration: LISTEN changed but takes effect only when understudy restarts"
+        );
+        assert!(restart_note(&["LISTEN", "PORT_RANGE"])
+            .contains("LISTEN, PORT_RANGE changed but take effect only"));
+        assert!(new_instances_note(&["READY_TIMEOUT"])
+            .starts_with("reloaded configuration: READY_TIMEOUT applies to instances started"));
+        assert!(new_instances_note(&["READY_TIMEOUT", "READY_PATH"])
+            .contains("READY_TIMEOUT, READY_PATH apply to instances started"));
+    }
 
     /// README says which keys a reload applies at once and which to new instances: every one of
     /// each list, so the paragraph cannot fall behind the code.

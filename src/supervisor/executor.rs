@@ -108,7 +108,9 @@ pub async fn run(
     let (mut exec, mut done_rx, mut inst_rx, files) = Executor::new(cfg.clone(), layout, parts);
     let mut state = State::new(cfg.port_range, Instant::now());
     exec.resume(&mut state, &cfg).await;
-    publish_status(&status, &state);
+    // The clocks status converts instants with, read again only if the wall clock is set.
+    let mut clock = Now::read();
+    publish_status(&status, &state, &mut clock);
     let serving = exec.succession.serving.clone();
     loop {
         // Taking over: no timer, verdict or traffic sample until this one serves (see `decide`).
@@ -142,7 +144,7 @@ pub async fn run(
             }
         };
         exec.perform_all(decide(&mut state, input, Now::read()));
-        publish_status(&status, &state);
+        publish_status(&status, &state, &mut clock);
         if let Some(due) = exec.upgrade_due.take() {
             if exec.upgrade(due, &mut presence, &pulse).await {
                 break;
@@ -183,10 +185,11 @@ fn traffic_sample(traffic: &crate::proxy::ProxyStats) -> Input {
     }
 }
 
-/// Publish the state's status if it changed, with ready times turned into wall-clock time.
-fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State) {
-    let (mono, wall) = (Instant::now(), std::time::SystemTime::now());
-    let new = state.status(|t| wall - mono.saturating_duration_since(t));
+/// Publish the state's status if it changed, its instants (past and future) turned into wall-clock
+/// time by `clock`, kept while the wall clock is not set so the same instant reads the same.
+fn publish_status(status: &watch::Sender<Arc<super::Status>>, state: &State, clock: &mut Now) {
+    *clock = Now::keep_anchor(*clock, Now::read());
+    let new = state.status(|t| clock.wall_of(t));
     status.send_if_modified(|old| {
         let changed = **old != new;
         if changed {

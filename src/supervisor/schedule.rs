@@ -34,6 +34,32 @@ impl Now {
             wall: SystemTime::now(),
         }
     }
+
+    /// The wall-clock time of the monotonic instant `t`, before or after `mono` alike: status
+    /// shows deadlines (the guard's watch, schedules) ahead as well as moments past.
+    pub fn wall_of(&self, t: Instant) -> SystemTime {
+        if t >= self.mono {
+            self.wall + (t - self.mono)
+        } else {
+            self.wall - (self.mono - t)
+        }
+    }
+
+    /// `read` if the wall clock was set since `anchor` was read (more than a second off what
+    /// `anchor` projects), else `anchor`: so the same instant converts to the same wall time
+    /// publish after publish, not one nanoseconds apart each time both clocks are read.
+    pub fn keep_anchor(anchor: Now, read: Now) -> Now {
+        let projected = anchor.wall_of(read.mono);
+        let off = match read.wall.duration_since(projected) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        if off > Duration::from_secs(1) {
+            read
+        } else {
+            anchor
+        }
+    }
 }
 
 /// Who asked for the schedule.
@@ -166,4 +192,38 @@ pub fn prune(schedules: &mut Vec<Schedule>) {
             true
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Instants after the clocks were read are deadlines ahead, not "now"; those before are past.
+    #[test]
+    fn wall_of_places_instants_before_and_after_the_reading() {
+        let now = Now::read();
+        let min = Duration::from_secs(60);
+        assert_eq!(now.wall_of(now.mono), now.wall);
+        assert_eq!(now.wall_of(now.mono + min), now.wall + min);
+        let past = now.mono.checked_sub(min).expect("an instant a minute back");
+        assert_eq!(now.wall_of(past), now.wall - min);
+    }
+
+    /// The anchor is kept while the clocks agree with it, so conversions do not jitter; a wall
+    /// clock set since (NTP step, an operator) takes over.
+    #[test]
+    fn keep_anchor_holds_until_the_wall_clock_is_set() {
+        let anchor = Now::read();
+        let later = Duration::from_secs(30);
+        let drifted = Now {
+            mono: anchor.mono + later,
+            wall: anchor.wall + later + Duration::from_micros(3),
+        };
+        assert_eq!(Now::keep_anchor(anchor, drifted).wall, anchor.wall);
+        let set = Now {
+            mono: anchor.mono + later,
+            wall: anchor.wall + later + Duration::from_secs(3600),
+        };
+        assert_eq!(Now::keep_anchor(anchor, set).wall, set.wall);
+    }
 }
