@@ -15,6 +15,25 @@ use crate::supervisor::schedule::{self, Now, Origin, Outcome, Schedule};
 use crate::supervisor::state::{AfterStop, Phase};
 
 impl Decision<'_> {
+    /// With no build under test, the one on its way to be tested, if any, and when to `verb`
+    /// it: an operator who just dropped a build learns it is coming, not that there is none (a
+    /// schedule takes it at once: [`Decision::candidate_version`]).
+    fn on_its_way(&self, verb: &str) -> String {
+        let next = self
+            .s
+            .installing
+            .as_ref()
+            .map(|v| (v, "is being installed"));
+        let next = next.or(self
+            .s
+            .pending
+            .as_ref()
+            .map(|p| (&p.version, "waits its turn")));
+        next.map_or(String::new(), |(v, state)| {
+            format!(": {v} {state} and is tested next; {verb} it once it is under test")
+        })
+    }
+
     /// Carry out an operator's command; `None` means the answer comes later (a rollback waits
     /// for its version to be restored).
     pub(super) fn command(
@@ -35,9 +54,8 @@ impl Decision<'_> {
                     ))));
                 }
                 let Some(testing) = self.s.testing.as_ref() else {
-                    return Some(Err(CommandError::NothingToPromote(
-                        "no build is being tested".into(),
-                    )));
+                    let why = format!("no build is being tested{}", self.on_its_way("promote"));
+                    return Some(Err(CommandError::NothingToPromote(why)));
                 };
                 if !testing.is_ready() {
                     return Some(Err(CommandError::NothingToPromote(format!(

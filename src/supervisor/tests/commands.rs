@@ -540,3 +540,23 @@ async fn a_schedule_never_promotes_over_a_rejection_that_came_while_paused() {
         Outcome::Cancelled { .. }
     ));
 }
+
+/// `promote` right after a drop was told "nothing to promote: no build is
+/// being tested", though status showed the build installing: it names the build on its way.
+#[tokio::test(start_paused = true)]
+async fn promote_before_a_dropped_build_is_under_test_names_it() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    sim.feed(Input::Dropped(build("1.1.0")));
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert!(
+        matches!(reply_in(&a, 1), Err(CommandError::NothingToPromote(r))
+            if r == "no build is being tested: 1.1.0 is being installed and is tested next; promote it once it is under test"),
+        "{a:#?}"
+    );
+    // A schedule takes it as it comes (the schedule's own tests).
+}
