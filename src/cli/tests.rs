@@ -272,3 +272,20 @@ fn a_marked_log_is_copied_a_whole_line_at_a_time() {
     );
     assert_eq!(at.unwrap().offset, std::fs::metadata(&file).unwrap().len());
 }
+
+/// Users told 503 while a first build started showed as `traffic 0 requests`: the answers
+/// understudy gave itself are counted on the same line, when there are any.
+#[test]
+fn status_counts_the_answers_understudy_gave_itself() {
+    let mut v = json!({"running": null, "testing": null, "counters": {
+        "requests": 4, "mirrored": 2, "dropped_copies": 0, "unavailable": 3, "bad_gateway": 1,
+        "gateway_timeout": 0}});
+    let text = status_text(&v);
+    let line = "traffic   4 requests, 2 mirrored, 0 copies dropped; understudy answered 3 with 503, 1 with 502";
+    assert!(text.lines().any(|l| l == line), "{text}");
+    v["counters"]["unavailable"] = json!(0);
+    v["counters"]["bad_gateway"] = json!(0);
+    let text = status_text(&v);
+    let line = "traffic   4 requests, 2 mirrored, 0 copies dropped";
+    assert!(text.lines().any(|l| l == line), "{text}");
+}

@@ -186,15 +186,36 @@ pub(super) fn status_text(v: &Value) -> String {
         out.push_str(&differs_text(&v["verdict"]));
     }
     out.push_str(&steering_text(v));
-    let c = &v["counters"];
-    out.push_str(&format!(
-        "{:<10}{} requests, {} mirrored, {} copies dropped\n",
-        "traffic",
-        c["requests"].as_u64().unwrap_or(0),
-        c["mirrored"].as_u64().unwrap_or(0),
-        c["dropped_copies"].as_u64().unwrap_or(0)
-    ));
+    out.push_str(&traffic_text(&v["counters"]));
     out
+}
+
+/// What the proxy did: requests forwarded and mirrored, and, when there were any, those
+/// understudy answered itself because nothing could (503 with nothing serving, 502, 504): a
+/// first build still starting showed `0 requests` while users were told 503.
+fn traffic_text(c: &Value) -> String {
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let mut line = format!(
+        "{:<10}{} requests, {} mirrored, {} copies dropped",
+        "traffic",
+        n("requests"),
+        n("mirrored"),
+        n("dropped_copies")
+    );
+    let own: Vec<String> = [
+        ("unavailable", "503"),
+        ("bad_gateway", "502"),
+        ("gateway_timeout", "504"),
+    ]
+    .iter()
+    .filter(|(k, _)| n(k) > 0)
+    .map(|(k, code)| format!("{} with {code}", n(k)))
+    .collect();
+    if !own.is_empty() {
+        line.push_str(&format!("; understudy answered {}", own.join(", ")));
+    }
+    line.push('\n');
+    line
 }
 
 /// The guard, right under `running` (which its rollback may leave empty): the rollback it is
