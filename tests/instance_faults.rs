@@ -265,8 +265,18 @@ fn users_wait_for_running_while_understudy_starts_it_again() {
     let waited = asked.elapsed();
     assert_eq!((status, body.contains("1.0.0")), (200, true), "{body}");
     assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // Status follows the decision that routed the request, a moment later.
     let (admin, _) = admin(&base);
-    let (_, status) = api(admin, "GET", "/api/status", None, "");
-    assert!(status["restart_held"].is_null(), "served again: {status}");
+    wait_for(
+        "status to say running serves",
+        Duration::from_secs(5),
+        || {
+            let (_, status) = api(admin, "GET", "/api/status", None, "");
+            match status["restart_held"].is_null() {
+                true => Ok(()),
+                false => Err(status.to_string()),
+            }
+        },
+    );
     u.stop();
 }

@@ -337,9 +337,18 @@ fn one_slow_endpoint_among_fast_ones_is_rejected_naming_it() {
     };
     // A longer window than FAST's: judged alone at 1 % shared by three endpoints, the endpoint
     // needs ten moments of 250 ms slower in every one, and a loaded machine may be late to them.
+    // And more pairs: judged alone from 30 copies past its first 20, the endpoint (a tenth of
+    // the traffic) has them by 700 pairs in all; a loaded machine reached the window with 48,
+    // and it was promoted unjudged.
     let base = Base::new("judge-slow-endpoint");
-    let env = FAST.replace("STABLE_WINDOW=3s", "STABLE_WINDOW=8s");
-    assert_ne!(env, FAST, "FAST's window changed: lengthen it here too");
+    let env = FAST
+        .replace("STABLE_WINDOW=3s", "STABLE_WINDOW=8s")
+        .replace("MIN_MIRRORED=40", "MIN_MIRRORED=700");
+    assert_eq!(
+        env.matches("8s").count() + env.matches("=700").count(),
+        2,
+        "FAST changed: {env}"
+    );
     base.write_env(&env);
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
