@@ -14,7 +14,6 @@ use crate::config::{Config, ProcessEnv};
 use semver::Version;
 
 use crate::events::{Event, Events};
-use crate::layout::Role;
 
 /// Why the demo stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -131,15 +130,11 @@ async fn serve_and_promote(
 ) -> Result<tokio::task::JoinHandle<()>, DemoError> {
     println!("1. dropping demo-app-1.0.0 into the base dir");
     drop_build(base, exe, "1.0.0", "--noisy")?;
-    wait_for(rx, |e| {
-        matches!(
-            e,
-            Event::Ready {
-                role: Role::Running,
-                ..
-            }
-        )
-    })
+    // Announced once users are switched to it (after `ready`), as every switch is.
+    wait_for(
+        rx,
+        |e| matches!(e, Event::Promoted { to, .. } if *to == Version::new(1, 0, 0)),
+    )
     .await?;
     show_answer(addr, "").await?;
 
@@ -299,11 +294,12 @@ fn narrate(e: &Event) {
         Event::Promoting { version } => {
             format!("{version} passed: starting a fresh running instance of it")
         }
-        Event::Promoted { from, to, .. } => format!(
-            "PROMOTED {to} (was {})",
-            from.as_ref()
-                .map_or("nothing".to_string(), Version::to_string)
-        ),
+        Event::Promoted { from: None, to, .. } => format!("{to} SERVES USERS (the first build)"),
+        Event::Promoted {
+            from: Some(from),
+            to,
+            ..
+        } => format!("PROMOTED {to} (was {from})"),
         Event::PromotionFailed { version, reasons } => {
             format!("promotion of {version} failed: {}", reasons.join("; "))
         }
