@@ -39,7 +39,14 @@ fn guards_rollback(r: &Resumed, guard: Option<&JournaledGuard>) -> Option<String
 impl Decision<'_> {
     pub(super) fn resume(&mut self, mut r: Resumed) {
         self.s.taking_over = r.taking_over;
-        self.s.serving = r.running.as_ref().map(|i| i.version.clone());
+        // What users were switched to: running, unless the history has no switch at all (a
+        // first build stopped before it got ready), which is then announced and recorded when
+        // it does get ready.
+        self.s.serving = r
+            .running
+            .as_ref()
+            .map(|i| i.version.clone())
+            .filter(|_| r.history_last.is_some());
         self.s.previous = r.previous.take();
         self.s.rolled_back_from = r.rolled_back_from.take();
         self.s.schedule_grace = r.schedule_grace;
@@ -99,6 +106,7 @@ impl Decision<'_> {
             to: t.version.clone(),
             why: t.why,
         });
+        self.s.serving = Some(t.version.clone());
         self.s.shared = None;
     }
 

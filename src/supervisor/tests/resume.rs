@@ -157,3 +157,32 @@ async fn the_first_decision_says_users_wait_for_running_resumed_or_that_there_is
         "{routes:?}"
     );
 }
+
+/// A first build still starting when understudy stopped (or upgraded): once ready after the
+/// restart it was never announced (`promoted`) nor recorded in the history, which went on saying
+/// nothing had served users. It is both, once, as at a first start.
+#[tokio::test(start_paused = true)]
+async fn a_first_build_that_got_ready_only_after_a_restart_is_announced_and_recorded() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        history_last: None,
+        ..Default::default()
+    })));
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(records_in(&a), vec![(None, v("1.0.0"), SwitchWhy::First)]);
+    let promoted = emitted(&a)
+        .iter()
+        .filter(|e| matches!(e, Event::Promoted { .. }))
+        .count();
+    assert_eq!(promoted, 1, "{a:#?}");
+    // One that had served: nothing recorded again.
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        history_last: Some(v("1.0.0")),
+        ..Default::default()
+    })));
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(records_in(&a), vec![]);
+}
