@@ -718,3 +718,51 @@ fn the_rollback_window_ending_during_a_failed_takeover_is_acted_on_by_the_old_un
         "1.0.0 was filed away by the understudy taking over, which did not serve yet; log:\n{log}"
     );
 }
+
+/// understudy started again while running takes seconds to start, then upgraded while users'
+/// requests wait for it: at the handover every waiting request got 503 (12 to 16 per try in
+/// the review). The upgrade is refused until running serves, as while a promotion's fresh
+/// instance starts, and the requests are served.
+#[test]
+fn requests_held_for_running_at_an_upgrade_are_served() {
+    let base = Base::new("self-upgrade-held");
+    base.write_env("NOISE_CANCEL=off");
+    let mut u = Understudy::start(&base);
+    base.drop_script(
+        "1.0.0",
+        &format!("#!/bin/sh\nsleep 2\nexec '{BIN}' fixture-app --version 1.0.0\n"),
+    );
+    u.wait_serving();
+    u.stop();
+    let u = Understudy::start(&base);
+    let addr = u.addr;
+    let users: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || http(addr, "GET", "/")))
+        .collect();
+    let (admin, _) = admin(&base);
+    wait_until("the users' requests held", Duration::from_secs(10), || {
+        let scraped = crate::metrics::scrape(admin);
+        let waiting = crate::metrics::value(&scraped, "understudy_requests_waiting", &[]);
+        waiting.is_some_and(|n| n >= 4.0).then_some(())
+    });
+    // Refused while running starts (this process holds the requests), then done once it serves.
+    let old = u.pid();
+    let (code, _, err) = cli(&base, &["upgrade"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("running 1.0.0 is starting"), "{err}");
+    wait_for("the upgrade", Duration::from_secs(20), || {
+        let (code, out, err) = cli(&base, &["upgrade"]);
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(format!("{out}{err}"))
+        }
+    });
+    let new = successor_of(&base, old);
+    let _successor = Successor(new as i32);
+    for user in users {
+        let (status, body) = user.join().unwrap().expect("an answer");
+        assert_eq!((status, body.contains("1.0.0")), (200, true), "{body}");
+    }
+    stops_its_adopted_children_like_its_own(&base, &u, new);
+}

@@ -133,6 +133,14 @@ impl Decision<'_> {
                 slot.version()
             ));
         }
+        if let Some(r) = self.s.running.as_ref().filter(|r| !r.is_ready()) {
+            // Users' requests wait for it in this process, which would hand over before it is
+            // ready and have to answer them 503.
+            return refuse(format!(
+                "running {} is starting; upgrade understudy once it serves",
+                r.version()
+            ));
+        }
         if let Some(work) = self.folder_work() {
             return refuse(format!(
                 "{work}; upgrade understudy once it is done (the new one would find the folder \
