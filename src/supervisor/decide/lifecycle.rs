@@ -587,6 +587,8 @@ impl Decision<'_> {
         let r = self.s.restart.take().expect("checked above");
         let slot = self.new_slot(Role::Running, r.installed, true);
         self.s.running = Some(slot);
+        // Users are told it is starting, no longer when it will (`restart_at`).
+        self.publish_routes();
     }
 
     /// Take an instance out of its part: stop it (draining first if `drain`) and file its

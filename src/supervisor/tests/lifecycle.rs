@@ -396,7 +396,15 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
             "not before its time"
         );
         tokio::time::advance(Duration::from_millis(1)).await;
-        sim.feed(Input::Tick)
+        let a = sim.feed(Input::Tick);
+        // Started: users are no longer told when (it said "in 1 s" for the whole start).
+        let routes = routes_in(&a).expect("routes published as it starts");
+        assert_eq!(
+            (routes.restart_at, routes.restarting.clone()),
+            (None, Some(v("1.0.0"))),
+            "attempt {attempt}"
+        );
+        a
     };
     let (restarted, a) = sim.bring_up(&a);
     assert_eq!(
