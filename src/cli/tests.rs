@@ -43,7 +43,7 @@ fn status_says_users_wait_for_running_restarted_after_a_crash() {
     };
     let text = status_text(&serde_json::to_value(&status).unwrap());
     let line =
-        "held      1.0.0 is starting again: users' requests wait for it, each up to 10 s, then 503";
+        "held      1.0.0 is starting: users' requests wait for it, each up to 10 s, then 503";
     assert!(text.lines().any(|l| l == line), "{text}");
     let text = status_text(&serde_json::to_value(Status::default()).unwrap());
     assert!(!text.contains("held "), "{text}");

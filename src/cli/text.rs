@@ -148,7 +148,7 @@ pub(super) fn status_text(v: &Value) -> String {
     let held = &v["restart_held"];
     if let Some(r) = held["version"].as_str() {
         out.push_str(&format!(
-            "{:<10}{r} is starting again: users' requests wait for it, each up to {} s, then 503\n",
+            "{:<10}{r} is starting: users' requests wait for it, each up to {} s, then 503\n",
             "held",
             held["held_up_to_secs"].as_f64().unwrap_or(0.0)
         ));

@@ -557,16 +557,17 @@ impl State {
         self.running.is_none() && self.restart.as_ref().is_some_and(|r| r.held)
     }
 
-    /// Whether users' requests wait for running started again: at once after a crash, or
-    /// resumed at understudy's start (a crash loop, restarted after a backoff, is told to retry
-    /// at once instead). One rule for the routes (`Hold::Restart`) and for status.
+    /// Whether users' requests wait for running while it starts: started again at once after a
+    /// crash, resumed at understudy's start, or a build starting as running (the first one, or
+    /// one replacing a crash loop); a running that keeps failing, started again after a
+    /// backoff, is told to retry at once instead. One rule for the routes (`Hold::Restart`) and
+    /// for status.
     pub(crate) fn restart_held(&self) -> bool {
         !self.holding()
-            && self.failures <= 1
             && self
                 .running
                 .as_ref()
-                .is_some_and(|r| r.proven && !r.is_ready())
+                .is_some_and(|r| !r.is_ready() && (!r.proven || self.failures <= 1))
     }
 
     /// A supervisor with nothing running, handing out ports from the inclusive range `ports`.

@@ -183,6 +183,8 @@ impl Decision<'_> {
         if nothing_serves {
             let slot = self.new_slot(Role::Running, installed, false);
             self.s.running = Some(slot);
+            // Users wait for it rather than be told to drop a build (`State::restart_held`).
+            self.publish_routes();
             return;
         }
         let crash_looping = self.s.failures > MAX_RUNNING_RESTARTS && self.s.running.is_none();

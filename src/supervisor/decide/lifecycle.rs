@@ -370,7 +370,7 @@ impl Decision<'_> {
                 .and_then(Slot::target),
             secondary: self.s.secondary.as_ref().and_then(Slot::target),
             restarting: match &self.s.running {
-                Some(r) if r.proven && !r.is_ready() => Some(r.version().clone()),
+                Some(r) if !r.is_ready() => Some(r.version().clone()),
                 None => self.coming_back(),
                 _ => None,
             },
@@ -446,6 +446,7 @@ impl Decision<'_> {
             if let Some(next) = self.s.pending.take() {
                 let slot = self.new_slot(Role::Running, next, false);
                 self.s.running = Some(slot);
+                self.publish_routes();
             }
             return;
         }

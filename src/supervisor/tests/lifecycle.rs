@@ -615,3 +615,25 @@ async fn the_first_build_and_a_crash_loops_replacement_are_announced_as_promoted
         vec![(Some(v("1.0.0")), v("1.2.0"), SwitchWhy::CrashLoop)]
     );
 }
+
+/// A build starting as running with nothing serving yet (the first one, or one replacing a
+/// crash loop) made users' requests a 503 "no running instance yet: drop a build": they wait
+/// for it, as for running started again.
+#[tokio::test(start_paused = true)]
+async fn users_wait_for_a_build_starting_as_running_with_nothing_serving() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let routes = routes_in(&a).expect("routes published as it starts");
+    assert_eq!(
+        (routes.hold, routes.restarting.clone()),
+        (Some(crate::proxy::Hold::Restart), Some(v("1.0.0")))
+    );
+    let (running, _) = sim.bring_up(&a);
+    crash_loop(&mut sim, running).await;
+    let a = sim.deliver("1.1.0");
+    let routes = routes_in(&a).expect("routes published as it starts");
+    assert_eq!(
+        (routes.hold, routes.restarting.clone()),
+        (Some(crate::proxy::Hold::Restart), Some(v("1.1.0")))
+    );
+}
