@@ -289,3 +289,14 @@ fn status_counts_the_answers_understudy_gave_itself() {
     let line = "traffic   4 requests, 2 mirrored, 0 copies dropped";
     assert!(text.lines().any(|l| l == line), "{text}");
 }
+
+/// Running waiting out a backoff showed as `1.0.0 is restarting` alone, though users' 503s said
+/// when it is started again: status says how many failures and when too.
+#[test]
+fn status_says_when_running_down_after_failures_is_started_again() {
+    let v = json!({"running": null, "testing": null, "counters": {}, "restarting": "1.0.0",
+        "restart_due": {"failures": 6, "at": "2026-12-07T03:00:30Z"}});
+    let text = status_text(&v);
+    let line = "          1.0.0 is restarting (6 failures in a row; started again at 2026-12-07T03:00:30Z)";
+    assert!(text.lines().any(|l| l == line), "{text}");
+}

@@ -143,7 +143,12 @@ fn canary_text(c: &Value) -> String {
 pub(super) fn status_text(v: &Value) -> String {
     let mut out = instance_line("running", &v["running"]);
     if let Some(r) = v["restarting"].as_str() {
-        out.push_str(&format!("{:<10}{r} is restarting\n", ""));
+        let due = &v["restart_due"];
+        let when = match (due["failures"].as_u64(), due["at"].as_str()) {
+            (Some(n), Some(at)) => format!(" ({n} failures in a row; started again at {at})"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("{:<10}{r} is restarting{when}\n", ""));
     }
     let held = &v["restart_held"];
     if let Some(r) = held["version"].as_str() {

@@ -129,6 +129,9 @@ pub struct Status {
     pub secondary: Option<InstanceStatus>,
     /// Running is down and being restarted.
     pub restarting: Option<Version>,
+    /// With `restarting`: its failures in a row (past 5 it is crash-looping) and when it is
+    /// started again (RFC 3339), as users' `Retry-After` says.
+    pub restart_due: Option<RestartDue>,
     /// A build installed and waiting for its turn as testing.
     pub pending: Option<Version>,
     /// A build being installed.
@@ -159,6 +162,15 @@ pub struct Status {
     /// The guard's rollback could not be carried out, and what serves instead (the version it
     /// rolled back from, restarted if it had crashed): said until the next switch.
     pub guard_failed: Option<String>,
+}
+
+/// When running, down after failures in a row, is started again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartDue {
+    /// Failures in a row so far.
+    pub failures: u32,
+    /// When it is started again (RFC 3339).
+    pub at: String,
 }
 
 /// Running started again (at once after a crash, or at understudy's start), as status shows

@@ -29,6 +29,14 @@ impl State {
                     .map(|r| r.installed.version.clone()),
                 Some(_) => None,
             },
+            restart_due: self
+                .restart
+                .as_ref()
+                .filter(|r| !r.held && self.running.is_none())
+                .map(|r| control::RestartDue {
+                    failures: self.failures,
+                    at: control::rfc3339(wall(r.at)),
+                }),
             pending: self.pending.as_ref().map(|p| p.version.clone()),
             installing: self.installing.clone(),
             paused: self.paused,

@@ -367,9 +367,11 @@ async fn crash_and_restart(sim: &mut Sim, id: InstanceId, attempt: u32, delay: u
     // are told to retry at once.
     let hold = (delay == 0).then_some(crate::proxy::Hold::Restart);
     assert_eq!(routes_in(&a).unwrap().hold, hold, "attempt {attempt}");
-    // After a backoff, users are told when (`Retry-After`).
+    // After a backoff, users are told when (`Retry-After`), and so is status.
     let due = (delay > 0).then(|| Instant::now() + Duration::from_secs(delay));
     assert_eq!(routes_in(&a).unwrap().restart_at, due, "attempt {attempt}");
+    let said = sim.s.status(|_| wall0()).restart_due.map(|d| d.failures);
+    assert_eq!(said, (delay > 0).then_some(attempt), "attempt {attempt}");
     // Status says so (the shorter of UPSTREAM_TIMEOUT and the restart's own limit).
     let held = sim.s.status(|_| wall0()).restart_held;
     assert_eq!(
