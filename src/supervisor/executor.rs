@@ -137,11 +137,7 @@ pub async fn run(
                     None => continue,
                 }
             }
-            Some(req) = commands.recv() => {
-                exec.last_reply += 1;
-                exec.replies.insert(exec.last_reply, req.reply);
-                Input::Command { id: exec.last_reply, command: req.command }
-            }
+            Some(req) = commands.recv() => exec.command(req),
         };
         exec.perform_all(decide(&mut state, input, Now::read()));
         publish_status(&status, &state, &mut clock);
@@ -326,6 +322,16 @@ impl Executor {
             writes: parts.writes,
         };
         (exec, done_rx, inst_rx, files)
+    }
+
+    /// An operator's command as an input, its reply kept until the decision answers it.
+    fn command(&mut self, req: super::control::CommandRequest) -> Input {
+        self.last_reply += 1;
+        self.replies.insert(self.last_reply, req.reply);
+        Input::Command {
+            id: self.last_reply,
+            command: req.command,
+        }
     }
 
     /// Resume what ran before (the children an upgrade handed over included) and act on it.

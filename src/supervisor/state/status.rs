@@ -16,27 +16,18 @@ impl State {
     /// What status shows, with `wall` turning the monotonic clock into wall-clock time.
     pub fn status(&self, wall: impl Fn(Instant) -> SystemTime) -> Status {
         let slot = |s: &Option<Slot>| s.as_ref().map(|s| s.status(&wall));
+        // Running down, to be started again (not held for the guard's rollback).
+        let restart = (self.restart.as_ref()).filter(|r| !r.held && self.running.is_none());
         Status {
             running: slot(&self.running),
             testing: slot(&self.testing),
             promoting: slot(&self.next),
             secondary: slot(&self.secondary),
-            restarting: match &self.running {
-                None => self
-                    .restart
-                    .as_ref()
-                    .filter(|r| !r.held)
-                    .map(|r| r.installed.version.clone()),
-                Some(_) => None,
-            },
-            restart_due: self
-                .restart
-                .as_ref()
-                .filter(|r| !r.held && self.running.is_none())
-                .map(|r| control::RestartDue {
-                    failures: self.failures,
-                    at: control::rfc3339(wall(r.at)),
-                }),
+            restarting: restart.map(|r| r.installed.version.clone()),
+            restart_due: restart.map(|r| control::RestartDue {
+                failures: self.failures,
+                at: control::rfc3339(wall(r.at)),
+            }),
             pending: self.pending.as_ref().map(|p| p.version.clone()),
             installing: self.installing.clone(),
             paused: self.paused,
