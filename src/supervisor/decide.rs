@@ -495,6 +495,7 @@ impl Decision<'_> {
                 .or_else(|| s.held_guard.clone())
                 .or_else(|| s.tripped_guard.clone()),
             filings: self.journaled_filings(),
+            guard_failed: s.guard_failed.clone(),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

@@ -97,6 +97,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         guard: persisted.guard.clone(),
         pending: find(&persisted.pending, None).filter(|p| Some(&p.version) != tested),
         filings: persisted.filings.clone(),
+        guard_failed: persisted.guard_failed.clone(),
         found: Vec::new(),
         handed: Vec::new(),
         taking_over: false,

@@ -107,6 +107,10 @@ pub struct Persisted {
     /// Version folders on their way out, by version.
     #[serde(default)]
     pub filings: Vec<JournaledFiling>,
+    /// The guard's rollback could not be carried out, and what serves instead: said in status
+    /// until the next switch, a restart included.
+    #[serde(default)]
+    pub guard_failed: Option<String>,
 }
 
 /// A version folder on its way out as `state.json` keeps it: filed at the next start if a stop
@@ -209,6 +213,8 @@ pub struct Resumed {
     pub found: Vec<Installed>,
     /// The children an upgrade handed over: each slot of that part and version adopts one.
     pub handed: Vec<HandedPort>,
+    /// The guard's rollback that could not be carried out, as status said before the stop.
+    pub guard_failed: Option<String>,
     /// Started by an upgrade that is not done: the old understudy may yet go on with its own
     /// state, so nothing timer-driven is decided here until [`Input::Serving`](super::Input::Serving).
     pub taking_over: bool,

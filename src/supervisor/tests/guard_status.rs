@@ -148,6 +148,17 @@ async fn status_says_the_guard_gave_up_and_that_the_version_left_crashed_since_i
             ),
         };
         assert!(note.ends_with(&serves), "{how}: {note}");
+        // Journaled: a restart of understudy still says it (it forgot it).
+        let saved = sim.s.persisted.clone().expect("written");
+        assert_eq!(saved.guard_failed.as_ref(), Some(&note), "{how}");
+        let mut after = Sim::new(PORTS);
+        after.feed(Input::Resume(Box::new(Resumed {
+            running: Some(installed("1.1.0")),
+            guard_failed: saved.guard_failed,
+            ..Default::default()
+        })));
+        let said = after.s.status(|_| wall0()).guard_failed;
+        assert_eq!(said.as_ref(), Some(&note), "{how}");
         let events = emitted(&a);
         if how != "restore fails after 5xx" {
             assert!(
