@@ -38,11 +38,13 @@ impl Now {
     /// The wall-clock time of the monotonic instant `t`, before or after `mono` alike: status
     /// shows deadlines (the guard's watch, schedules) ahead as well as moments past.
     pub fn wall_of(&self, t: Instant) -> SystemTime {
-        if t >= self.mono {
-            self.wall + (t - self.mono)
+        // Checked: an instant past what `SystemTime` can hold reads as the reading, not a panic.
+        let wall = if t >= self.mono {
+            self.wall.checked_add(t - self.mono)
         } else {
-            self.wall - (self.mono - t)
-        }
+            self.wall.checked_sub(self.mono - t)
+        };
+        wall.unwrap_or(self.wall)
     }
 
     /// `read` if the wall clock was set since `anchor` was read (more than a second off what
