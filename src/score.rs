@@ -22,6 +22,7 @@ mod test_support;
 pub use bodies::{DiffJudgement, DiffRow, MAX_DIFF_ROWS, MIN_NOISE_PAIRS};
 pub use evaluation::{evaluate, server_error_check, Evaluation, Evidence, Verdict};
 pub use judging::ScorePart;
+pub use latency::replays_to_judge_alone;
 pub use limits::{DIFF_HELD, FINGERPRINTED};
 pub use pair::{Pair, NO_ANSWER};
 pub use replaying::{replay_link, ReplayLink, ReplayWant, ScorerReplay, Unreplayable};

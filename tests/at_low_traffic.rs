@@ -270,6 +270,11 @@ fn low_traffic_replay_rejects_a_wrong_price_on_one_path_naming_it() {
 /// `off`); then users ask `/shop/rare` once and `/shop/books` 20 times, twice `MIN_MIRRORED`.
 /// Returns when they did.
 fn rare_endpoint_lost(name: &str, replay: &str) -> (Base, Understudy) {
+    rare_endpoint_changed(name, replay, "--not-found /shop/rare")
+}
+
+/// As [`rare_endpoint_lost`], v1.1.0 with `v2_flags`.
+fn rare_endpoint_changed(name: &str, replay: &str, v2_flags: &str) -> (Base, Understudy) {
     let base = Base::new(name);
     base.write_env(&format!(
         "STABLE_WINDOW=2s\nMIN_MIRRORED=10\nEVALUATE_EVERY=100ms\nROLLBACK_WINDOW=0\nREPLAY={replay}\nREPLAY_RATE=50"
@@ -277,7 +282,7 @@ fn rare_endpoint_lost(name: &str, replay: &str) -> (Base, Understudy) {
     let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
-    base.drop_fixture("1.1.0", "--not-found /shop/rare");
+    base.drop_fixture("1.1.0", v2_flags);
     base.wait_testing();
     wait_until("the secondary to serve", Duration::from_secs(10), || {
         base.fixture_stats("secondary")
@@ -328,6 +333,44 @@ fn a_rarely_asked_endpoint_gone_on_testing_is_replayed_until_the_build_is_reject
         "named: {r}"
     );
     assert!(!r.contains("GET /shop/books"), "only that endpoint: {r}");
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    u.stop();
+}
+
+/// A build 100 ms slower on an endpoint users ask rarely (one URL, asked once) while other
+/// endpoints bring `MIN_MIRRORED` live pairs at once: one copy of it is too few to judge it alone
+/// and the pooled p95 hides it (it was promoted). Now the verdict waits on its copies, replay
+/// brings them from the one recorded request, and the build is rejected naming the endpoint.
+#[test]
+fn a_rarely_asked_endpoint_slow_on_testing_is_replayed_until_the_build_is_rejected() {
+    let (base, mut u) = rare_endpoint_changed(
+        "replay-rare-slow",
+        "auto",
+        "--slow-path /shop/rare --slow-ms 100",
+    );
+    let asked = Instant::now();
+    let path = base.path.join("rejected/app-1.1.0/reason.json");
+    let r = wait_until("1.1.0 to be rejected", Duration::from_secs(40), || {
+        assert_ne!(
+            base.version_of("running").as_deref(),
+            Some("app-1.1.0"),
+            "promoted with its slow endpoint unjudged"
+        );
+        std::fs::read_to_string(&path).ok()
+    });
+    eprintln!("rejected {:?} after the traffic: {r}", asked.elapsed());
+    // Judged alone, or pooled once its replayed copies outnumber the rest ("slowest: …").
+    assert!(
+        r.contains("latency: ") && r.contains("GET /shop/rare"),
+        "rejected on latency, naming it: {r}"
+    );
+    assert!(!r.contains("GET /shop/books"), "only that endpoint: {r}");
+    let log = u.log_text();
+    assert!(
+        log.contains("latency on GET /shop/rare: testing p95 ")
+            && log.contains("too few to judge alone"),
+        "the wait said why: {log}"
+    );
     assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
     u.stop();
 }

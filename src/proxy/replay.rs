@@ -5,8 +5,8 @@
 //! replay, in memory only since they may carry credentials), and while the
 //! scorer wants it ([`ReplayWant`]: live pairs come too slowly, or the verdict waits on an
 //! endpoint's pairs), [`run`] sends them through the mirror to testing and the secondary (never
-//! running) at `REPLAY_RATE`, each at most `REPLAY_REPEAT` times per testing instance, or
-//! `MIN_ENDPOINT_PAIRS` times for an endpoint the verdict waits on ([`repeat_cap`]). Testing is
+//! running) at `REPLAY_RATE`, each at most `REPLAY_REPEAT` times per testing instance, or as
+//! many times as an endpoint the verdict waits on needs pairs ([`repeat_cap`]). Testing is
 //! judged against the secondary for those pairs.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -26,7 +26,7 @@ use super::mirror::{MirrorJob, MirrorQueue};
 use super::Routes;
 use crate::config::Config;
 use crate::instance::InstanceId;
-use crate::score::{ReplayLink, ReplayWant, Unreplayable};
+use crate::score::{replays_to_judge_alone, ReplayLink, ReplayWant, Unreplayable};
 
 /// Marks a replayed copy (besides the mirror's own mark), so the app and its logs can tell it
 /// from a copy of a live request.
@@ -128,11 +128,14 @@ pub struct Picked {
 }
 
 /// Times one recorded request may be replayed to one testing instance: `REPLAY_REPEAT`, so a
-/// single URL cannot make the evidence; for an endpoint the verdict waits on, at least
-/// `MIN_ENDPOINT_PAIRS`, so even one URL asked once gets that endpoint the pairs it needs.
+/// single URL cannot make the evidence; for an endpoint the verdict waits on, enough for its
+/// latency to be judged alone ([`replays_to_judge_alone`], 200 by default), so even one URL
+/// asked once gets that endpoint the pairs any of its waits needs (a wait for fewer, such as
+/// `MIN_ENDPOINT_PAIRS` of a status, ends, and with it the replays, once it has them).
 pub fn repeat_cap(repeat: u32, min_endpoint_pairs: u64, waited_on: bool) -> u32 {
     if waited_on {
-        repeat.max(u32::try_from(min_endpoint_pairs).unwrap_or(u32::MAX))
+        let need = replays_to_judge_alone(min_endpoint_pairs);
+        repeat.max(u32::try_from(need).unwrap_or(u32::MAX))
     } else {
         repeat
     }

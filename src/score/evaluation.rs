@@ -143,7 +143,7 @@ pub fn evaluate(s: &Summary, cfg: &ScoreConfig) -> Evaluation {
         log_lines_part(s, cfg, &mut j, Lines::Warns),
         bodies,
     ];
-    parts.extend(latency_part(s, cfg, &mut j.reasons));
+    parts.extend(latency_part(s, cfg, &more_pairs(s, cfg), &mut j));
     parts.extend(resources_part(s, cfg, &mut j.reasons));
     let score = parts.iter().map(|p| p.score).min().unwrap_or(100);
     let mut waiting_on = std::mem::take(&mut j.waiting_on);

@@ -53,6 +53,26 @@ impl Judging {
     /// `what` on `endpoint` is a doubt until it has `MIN_ENDPOINT_PAIRS` pairs: wait, say where
     /// its pairs will come from, and ask replay for it.
     pub(super) fn too_few(&mut self, what: &str, endpoint: &str, more: &MorePairs) {
+        let minimum = format!("too few to judge, MIN_ENDPOINT_PAIRS is {}", more.min_pairs);
+        self.wait_for_pairs(
+            what,
+            endpoint,
+            more,
+            &minimum,
+            ", or a lower MIN_ENDPOINT_PAIRS judges it",
+        );
+    }
+
+    /// As [`too_few`](Self::too_few), for a judgement whose minimum is not `MIN_ENDPOINT_PAIRS`
+    /// alone: `minimum` says what it is, `lower` how else (if at all) to judge sooner.
+    pub(super) fn wait_for_pairs(
+        &mut self,
+        what: &str,
+        endpoint: &str,
+        more: &MorePairs,
+        minimum: &str,
+        lower: &str,
+    ) {
         let why = if !more.replay {
             "REPLAY is off"
         } else if !more.secondary {
@@ -65,12 +85,9 @@ impl Judging {
         let then = if why.is_empty() {
             "replaying its recorded requests".to_string()
         } else {
-            format!("{why}: `understudy abort` rejects the build, `understudy promote` promotes it, or a lower MIN_ENDPOINT_PAIRS judges it")
+            format!("{why}: `understudy abort` rejects the build, `understudy promote` promotes it{lower}")
         };
-        self.unsure.push(format!(
-            "{what}: too few to judge, MIN_ENDPOINT_PAIRS is {}; {then}",
-            more.min_pairs
-        ));
+        self.unsure.push(format!("{what}: {minimum}; {then}"));
         if !self.waiting_on.iter().any(|k| k == endpoint) {
             self.waiting_on.push(endpoint.to_string());
         }

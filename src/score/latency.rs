@@ -1,7 +1,7 @@
 //! Latency judged like with like: testing against the secondary over the very same copies, pair
 //! by pair, significance tested over moments so one stall of a process is one observation.
 
-use super::judging::ScorePart;
+use super::judging::{Judging, MorePairs, ScorePart};
 use std::time::Duration;
 
 use super::scorecard::{Summary, LATENCY_MOMENT, OTHER_ENDPOINTS};
@@ -17,17 +17,31 @@ const MIN_LATENCY_PAIRS: usize = 30;
 /// would not.
 const WARM_UP_PAIRS: usize = 20;
 
+/// Times replay may send one request of an endpoint the verdict waits on: four times the copies
+/// the endpoint needs to be judged alone on latency (`MIN_ENDPOINT_PAIRS`, at least
+/// [`MIN_LATENCY_PAIRS`], past its first [`WARM_UP_PAIRS`]), so that one URL can also bring them
+/// over the moments the test needs (8–10 of 250 ms: 200 copies at 20 a second span 10 s).
+pub fn replays_to_judge_alone(min_endpoint_pairs: u64) -> u64 {
+    min_endpoint_pairs
+        .max(MIN_LATENCY_PAIRS as u64)
+        .saturating_add(WARM_UP_PAIRS as u64)
+        .saturating_mul(4)
+}
+
 /// Latency, judged like with like: testing against the secondary (running's version), pair by
 /// pair over the very same copies on the very same path (Wilcoxon signed-rank). Rejects only
 /// when testing's p95 exceeds the secondary's by `MAX_P95_RATIO` *and* the shift is significant
 /// at `CONFIDENCE`, over all copies pooled or over one endpoint's alone (see [`endpoints_alone`]).
 /// Running's user-path p95 is shown beside it for information; without a secondary, latency is
-/// reported and never judged.
+/// reported and never judged. An endpoint too rare to be judged alone that looks slow so far
+/// makes the verdict wait for its copies (see [`too_rare_and_slow`]).
 pub(super) fn latency_part(
     s: &Summary,
     cfg: &ScoreConfig,
-    reasons: &mut Vec<String>,
+    more: &MorePairs,
+    j: &mut Judging,
 ) -> Option<ScorePart> {
+    let reasons = &mut j.reasons;
     let user_path = match (s.running_p95, s.testing_p95) {
         (Some(r), Some(t)) => {
             format!("; running serves users at p95 {r:?}, testing {t:?} on the mirror")
@@ -62,6 +76,9 @@ pub(super) fn latency_part(
     let (alone_over, alone) = endpoints_alone(s, cfg, &mut alone_reasons);
     if !pooled.over {
         reasons.append(&mut alone_reasons);
+    }
+    if !pooled.over && !alone_over {
+        too_rare_and_slow(s, cfg, more, j);
     }
     Some(ScorePart {
         name: "latency",
@@ -203,6 +220,57 @@ fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) ->
     (over, text)
 }
 
+/// Endpoints that cannot be judged alone yet (too few copies past their first
+/// [`WARM_UP_PAIRS`], or over too few moments for the signed-rank test to tell a shift at the
+/// level the endpoints judged alone share) whose copies so far are over `MAX_P95_RATIO` times
+/// the secondary's at p95 and in most pairs: the pooled p95 hides one, so each is a doubt the
+/// verdict waits on, as a rare endpoint's 5xx are, while replay can bring its copies (where it
+/// cannot, it would wait for ever: the pooled judgement is all there is then).
+fn too_rare_and_slow(s: &Summary, cfg: &ScoreConfig, more: &MorePairs, j: &mut Judging) {
+    // One endpoint alone is the pooled judgement, which waits for its copies by MIN_MIRRORED.
+    let Some(max) = cfg
+        .max_p95_ratio
+        .filter(|_| s.endpoint_latency_pairs.len() >= 2)
+    else {
+        return;
+    };
+    let min = usize::try_from(cfg.min_endpoint_pairs)
+        .unwrap_or(usize::MAX)
+        .max(MIN_LATENCY_PAIRS);
+    let past = |v: &[(f64, f64, u32)]| v.len().saturating_sub(WARM_UP_PAIRS);
+    let judged = s.endpoint_latency_pairs.values().filter(|v| past(v) >= min);
+    let alpha = (1.0 - cfg.confidence) / judged.count().max(1) as f64;
+    let Some(moments) = stats::fewest_to_tell(alpha) else {
+        return;
+    };
+    for (k, pairs) in &s.endpoint_latency_pairs {
+        let seen = per_moment(&pairs[WARM_UP_PAIRS.min(pairs.len())..], max).len();
+        let can_tell = past(pairs) >= min && seen >= moments;
+        if k == OTHER_ENDPOINTS || can_tell || !more.can_replay(k) {
+            continue;
+        }
+        let (t, sec) = (
+            p95(pairs.iter().map(|p| p.0)),
+            p95(pairs.iter().map(|p| p.1)),
+        );
+        let ratio = t.as_secs_f64() / sec.as_secs_f64().max(1e-6);
+        // Most copies over the ratio, as the judgement alone will test: one stalled copy among
+        // twenty makes a p95, not a slow endpoint.
+        let over = pairs.iter().filter(|p| p.0 > p.1 * max).count();
+        if ratio > max && over * 2 > pairs.len() {
+            let what = format!(
+                "latency on {k}: testing p95 {t:?} is {ratio:.1}× the secondary's {sec:?}, over {max}× on {over} of {} paired copies",
+                pairs.len()
+            );
+            let minimum = format!(
+                "too few to judge alone, it needs {min} past its first {WARM_UP_PAIRS} (MIN_ENDPOINT_PAIRS, at least {MIN_LATENCY_PAIRS}) over {moments} moments of {LATENCY_MOMENT:?} (has {} over {seen})",
+                past(pairs)
+            );
+            j.wait_for_pairs(&what, k, more, &minimum, "");
+        }
+    }
+}
+
 /// The p95 of latencies in seconds, taken as the scorecard takes it.
 fn p95(v: impl Iterator<Item = f64>) -> Duration {
     let mut v: Vec<f64> = v.collect();
@@ -251,6 +319,31 @@ mod tests {
             confidence: 0.99,
             ..cfg()
         }
+    }
+
+    /// The latency part as the evaluation takes it, with replay off (so no endpoint waits on
+    /// its copies): `reasons` gets the regressions.
+    fn latency_part(
+        s: &Summary,
+        cfg: &ScoreConfig,
+        reasons: &mut Vec<String>,
+    ) -> Option<ScorePart> {
+        let (part, mut j) = judged(s, cfg, false);
+        reasons.append(&mut j.reasons);
+        part
+    }
+
+    /// The latency part and what it added to the judging, replay on or off.
+    fn judged(s: &Summary, cfg: &ScoreConfig, replay: bool) -> (Option<ScorePart>, Judging) {
+        let none = std::collections::BTreeSet::new();
+        let more = MorePairs {
+            replay,
+            secondary: true,
+            unreplayable: &none,
+            min_pairs: cfg.min_endpoint_pairs,
+        };
+        let mut j = Judging::default();
+        (super::latency_part(s, cfg, &more, &mut j), j)
     }
 
     /// A small deterministic generator (xorshift), so the jitter is the same on every run.
@@ -400,6 +493,44 @@ mod tests {
             "{}",
             part.detail
         );
+    }
+
+    /// An endpoint too rare to be judged alone that is slow so far makes the verdict wait and
+    /// asks replay for its copies; as fast as the secondary, or where replay cannot bring its
+    /// copies, it waits for nothing.
+    #[test]
+    fn a_rare_endpoint_slow_so_far_waits_for_its_copies_while_replay_can_bring_them() {
+        let fast = |k| (k, 1.0, 3, 200);
+        for (factor, replay, waits) in [(5.0, true, true), (5.0, false, false), (1.0, true, false)]
+        {
+            let rare = ("GET /api/search", factor, 1, 20);
+            let s = summary(&[fast("GET /a"), fast("GET /b"), rare], 3);
+            let (part, j) = judged(&s, &two(), replay);
+            assert!(j.reasons.is_empty(), "{:?}", j.reasons);
+            assert_eq!(part.unwrap().score, 100);
+            let doubt = j.unsure.iter().find(|u| u.contains("GET /api/search"));
+            assert_eq!(
+                doubt.is_some(),
+                waits,
+                "{factor}×, replay {replay}: {:?}",
+                j.unsure
+            );
+            assert_eq!(
+                j.waiting_on == ["GET /api/search"],
+                waits,
+                "{:?}",
+                j.waiting_on
+            );
+            if let Some(d) = doubt {
+                assert!(
+                    d.starts_with("latency on GET /api/search: testing p95 ")
+                        && d.contains("× the secondary's ")
+                        && d.contains(", over 2× on ")
+                        && d.contains(" paired copies: too few to judge alone, it needs 30 past its first 20 (MIN_ENDPOINT_PAIRS, at least 30) over 9 moments of 250ms (has 0 over 0); replaying its recorded requests"),
+                    "{d}"
+                );
+            }
+        }
     }
 
     #[test]

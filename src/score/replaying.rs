@@ -21,7 +21,8 @@ pub struct ReplayWant {
     /// request helps.
     pub traffic: bool,
     /// Endpoints (keys as [`endpoint_key`](super::endpoint_key) makes them) the verdict waits on
-    /// for pairs: their recorded requests go first, each up to `MIN_ENDPOINT_PAIRS` times.
+    /// for pairs: their recorded requests go first, each up to as many times as the pairs they
+    /// may need (the proxy's `replay::repeat_cap`).
     pub endpoints: BTreeSet<String>,
 }
 

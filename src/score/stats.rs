@@ -228,6 +228,16 @@ pub fn wilcoxon_signed_rank(pairs: &[(f64, f64)]) -> Option<Wilcoxon> {
     })
 }
 
+/// The fewest paired samples (of [`wilcoxon_signed_rank`], up to 1 000) with which it could
+/// find a shift at `alpha`, every one of them shifted: below it, waiting for more is the only
+/// way to a verdict. `None` when not even 1 000 could (alpha zero or NaN).
+pub fn fewest_to_tell(alpha: f64) -> Option<usize> {
+    (MIN_LATENCY_SAMPLES..=1000).find(|&n| {
+        let all_shifted: Vec<(f64, f64)> = (1..=n).map(|i| (i as f64, 0.0)).collect();
+        wilcoxon_signed_rank(&all_shifted).is_some_and(|w| w.p_slower < alpha)
+    })
+}
+
 /// Sorts an interval for a difference against the margin it must stay under.
 fn classify(low: f64, high: f64, margin: f64) -> RateCheck {
     if low > margin {
@@ -386,6 +396,15 @@ fn normal_quantile(p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every moment slower, 8 tell a shift at 1 %; shared by three, at 1/3 %, it takes 10.
+    #[test]
+    fn the_fewest_samples_that_can_tell_a_shift() {
+        assert_eq!(fewest_to_tell(0.01), Some(8));
+        assert_eq!(fewest_to_tell(0.01 / 3.0), Some(10));
+        assert_eq!(fewest_to_tell(0.0), None);
+        assert_eq!(fewest_to_tell(f64::NAN), None);
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol

@@ -126,7 +126,7 @@ fn a_request_of_an_endpoint_missing_for_the_verdict_is_recorded_at_once() {
 /// times (REPLAY_REPEAT when larger); with live traffic enough nothing else is replayed, and
 /// a waited endpoint with nothing recorded (a POST) or nothing left is said unreplayable.
 #[test]
-fn the_requests_of_endpoints_the_verdict_waits_on_go_first_up_to_min_endpoint_pairs() {
+fn the_requests_of_endpoints_the_verdict_waits_on_go_first_up_to_the_pairs_they_need() {
     let r = Recorder::new(10);
     for p in ["/shop/rare?id=1", "/shop/books?n=1", "/shop/books?n=2"] {
         r.record(Method::GET, pq(p), HeaderMap::new());
@@ -148,8 +148,8 @@ fn the_requests_of_endpoints_the_verdict_waits_on_go_first_up_to_min_endpoint_pa
         picked.push(x.path_and_query.to_string());
     }
     assert_eq!(
-        picked, ["/shop/rare?id=1"; 5],
-        "MIN_ENDPOINT_PAIRS, not REPLAY_REPEAT"
+        picked, ["/shop/rare?id=1"; 200],
+        "as many as its latency judged alone needs, not REPLAY_REPEAT"
     );
     // Traffic wanted too: the others follow, at REPLAY_REPEAT each.
     let both = want(1, true, &["GET /shop/rare"]);
@@ -157,9 +157,12 @@ fn the_requests_of_endpoints_the_verdict_waits_on_go_first_up_to_min_endpoint_pa
     assert_eq!(others, 6, "two other URLs, 3 times each");
     // A larger REPLAY_REPEAT stands for waited endpoints too; a new testing starts afresh.
     let rare = want(2, false, &["GET /shop/rare"]);
-    let n = std::iter::from_fn(|| r.pick(&rare, 7, 5).request).count();
-    assert_eq!(n, 7);
+    let n = std::iter::from_fn(|| r.pick(&rare, 300, 5).request).count();
+    assert_eq!(n, 300);
     assert_eq!(repeat_cap(3, 5, false), 3);
+    assert_eq!(repeat_cap(3, 5, true), 200, "4 × (30 past its first 20)");
+    let past = "4 × (MIN_ENDPOINT_PAIRS past its first 20)";
+    assert_eq!(repeat_cap(3, 40, true), 240, "{past}");
     assert_eq!(repeat_cap(3, u64::MAX, true), u32::MAX);
 }
 
@@ -173,11 +176,18 @@ fn a_waited_endpoints_urls_are_replayed_in_turn() {
     }
     let items = want(1, false, &["GET /items/{n}"]);
     let picked: Vec<String> = std::iter::from_fn(|| r.pick(&items, 1, 2).request)
+        .take(4)
         .map(|x| x.path_and_query.to_string())
         .collect();
     assert_eq!(
         picked,
         ["/items/8", "/items/7?x=1", "/items/8", "/items/7?x=1"]
+    );
+    let rest = std::iter::from_fn(|| r.pick(&items, 1, 2).request).count();
+    assert_eq!(
+        rest,
+        2 * 200 - 4,
+        "each URL up to the pairs a wait may need"
     );
 }
 
