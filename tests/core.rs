@@ -337,3 +337,34 @@ fn opted_in_posts_are_mirrored_up_to_the_body_limit() {
     );
     u.stop();
 }
+
+/// Java's `HttpClient` (and `curl --http2`) offers an upgrade to h2c on every plain request:
+/// `Connection: Upgrade, HTTP2-Settings` and `Upgrade: h2c`. Taken as a protocol upgrade, such
+/// requests went to running only and were never mirrored, so a service called by JVM clients got
+/// no pairs. They are ordinary requests: answered, mirrored, and the offer goes no further.
+#[test]
+fn requests_offering_h2c_are_mirrored_as_ordinary_requests() {
+    let (base, mut u) = start_with_testing("mirror-h2c", "");
+    let offer = [
+        ("Connection", "Upgrade, HTTP2-Settings"),
+        ("HTTP2-Settings", "AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA"),
+        ("Upgrade", "h2c"),
+        ("User-Agent", "Java-http-client/17.0.9"),
+    ];
+    for i in 0..10 {
+        let (status, body) =
+            http_request(u.addr, "GET", &format!("/items/{i}"), &offer, "").unwrap();
+        assert!(
+            status == 200 && body.contains("hello from 1.0.0"),
+            "{status} {body}"
+        );
+    }
+    let stats = wait_for("10 copies at testing", Duration::from_secs(10), || {
+        let s = base.fixture_stats("testing").ok_or("no stats yet")?;
+        (s["mirrored"] == 10)
+            .then_some(s.clone())
+            .ok_or(s.to_string())
+    });
+    assert_eq!(stats["requests"], 10, "{stats}");
+    u.stop();
+}

@@ -137,6 +137,7 @@ struct Seen {
     hosts: usize,
     length: Option<u64>,
     chunked: bool,
+    /// An `Upgrade` line offers a protocol other than `h2c`.
     upgrade: bool,
     forwarded_for: bool,
 }
@@ -170,7 +171,7 @@ impl Seen {
                     }
                     seen.chunked = true;
                 }
-                Name::Upgrade => seen.upgrade = true,
+                Name::Upgrade => seen.upgrade |= !h2c_only(value),
                 Name::Connection => seen.conn.read(value),
                 Name::XForwardedFor => seen.forwarded_for = true,
                 _ => {}
@@ -181,6 +182,13 @@ impl Seen {
         }
         Ok(seen)
     }
+}
+
+/// Whether an `Upgrade` value offers nothing but HTTP/2 over cleartext (`h2c`), as Java's
+/// `HttpClient` and `curl --http2` do on every plain request: the request is then an ordinary
+/// one (served, and mirrored, as such) and the offer goes no further, as nginx drops it.
+fn h2c_only(value: &[u8]) -> bool {
+    super::fields::tokens(value).all(|t| is(t, b"h2c"))
 }
 
 /// Parse the user's request head in `buf` and, if it is to be forwarded, write running's form of
@@ -493,6 +501,19 @@ mod tests {
             out,
             "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nconnection: upgrade\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
         );
+        // Java's HttpClient on every plain request: an ordinary request, the offer dropped.
+        let (r, out) = request(
+            "GET /a HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nHost: x\r\nHTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA\r\nUpgrade: h2c\r\nUser-Agent: Java-http-client/17\r\n\r\n",
+        );
+        assert!(!r.upgrade);
+        assert_eq!(
+            out,
+            "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: Java-http-client/17\r\nx-forwarded-for: 10.0.0.9\r\n\r\n"
+        );
+        let (r, _) = request(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c, websocket\r\n\r\n",
+        );
+        assert!(r.upgrade, "another protocol offered too");
     }
 
     #[test]

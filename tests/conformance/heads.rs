@@ -160,6 +160,16 @@ pub fn hop_by_hop_request_cases() -> Vec<Case> {
             ),
             OK,
         ),
+        Case::new("an offer of h2c (Java's HttpClient) is an ordinary request: the offer goes")
+            .with(exchange(
+                "GET /a HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nHost: x\r\n\
+                 HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA\r\nUpgrade: h2c\r\n\
+                 User-Agent: Java-http-client/17\r\n\r\n",
+                &fwd("GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: Java-http-client/17\r\n"),
+                OK,
+                OK,
+            ))
+            .with(follow_up()),
         Case::new("Connection: close from the client: the answer says so and the client closes")
             .with([
                 send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
