@@ -2,7 +2,10 @@
 //! `UPSTREAM_TIMEOUT`; for users' requests and mirrored copies alike. Here is the one retry rule:
 //! a request without a body and with an idempotent method, sent on a *reused* connection that
 //! failed before any byte of the answer came back, goes once more on a fresh connection (the
-//! instance may have closed it while idle); never after an answer byte, never twice.
+//! instance may have closed it while idle); never after an answer byte, never twice. And one
+//! rule for an instance gone mid-request: such a request, failed before any answer byte on a
+//! fresh connection, is given back as refused if the instance now refuses connections (it
+//! crashed, or closed its port), so it goes where users go next rather than fail with a 502.
 
 use std::sync::Arc;
 
@@ -62,13 +65,32 @@ pub async fn send(
             conn.write_all(request).await?;
             conn.read_buf(answer).await
         };
-        match timer.bound(exchanged).await {
+        let failed = match timer.bound(exchanged).await {
             None => return Err(UpstreamError::Timeout(timer.after())),
             Some(Ok(1..)) => return Ok(conn),
-            Some(_) if reused && retry && !fresh => fresh = true,
-            Some(Ok(_)) => return Err(UpstreamError::Closed),
-            Some(Err(e)) => return Err(UpstreamError::Io(e)),
-        }
+            Some(_) if reused && retry && !fresh => {
+                fresh = true;
+                continue;
+            }
+            Some(Ok(_)) => UpstreamError::Closed,
+            Some(Err(e)) => UpstreamError::Io(e),
+        };
+        return Err(if retry {
+            gone_or(to, failed).await
+        } else {
+            failed
+        });
+    }
+}
+
+/// `failed`, unless `to` now refuses connections: then it has gone (its process exited, or it
+/// closed its port: an answer it had not begun will never come) and the refusal is returned,
+/// which hands the request back to be routed where users go next. An instance still listening
+/// keeps `failed` (it may have acted on the request; a 502 says it broke off).
+async fn gone_or(to: &Arc<Upstream>, failed: UpstreamError) -> UpstreamError {
+    match Box::pin(pool::open(to)).await {
+        Err(refused) if refused.is_refused() => refused,
+        _ => failed,
     }
 }
 
@@ -199,6 +221,44 @@ mod tests {
         );
         for m in [Method::PUT, Method::PATCH, Method::DELETE, Method::POST] {
             assert!(!retryable(&m), "{m}");
+        }
+    }
+
+    /// An instance that reads the first request head, then closes its port and resets the
+    /// connection (as a process that exits mid-request does).
+    async fn dying() -> Arc<Upstream> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                if !matches!(s.read_buf(&mut buf).await, Ok(1..)) {
+                    return;
+                }
+            }
+            drop(listener);
+            let _ = s.set_zero_linger();
+        });
+        let up = Upstream::new(InstanceId(1), Version::new(1, 0, 0), "127.0.0.1", port).unwrap();
+        Arc::new(up)
+    }
+
+    /// A GET the instance broke off as it went away is given back as refused (to go where users
+    /// go next); a POST is not (it may have been acted on).
+    #[tokio::test]
+    async fn a_request_that_may_be_sent_again_is_given_back_when_its_instance_is_gone() {
+        for (retry, given_back) in [(true, true), (false, false)] {
+            let up = dying().await;
+            let mut answer = Vec::new();
+            let mut timer = Timer::new(SECOND);
+            let sent = send(&Pool::default(), &up, GET, retry, &mut answer, &mut timer).await;
+            let e = sent.expect_err("never answered");
+            assert_eq!(
+                e.is_refused(),
+                given_back,
+                "may be sent again: {retry}: {e}"
+            );
         }
     }
 
