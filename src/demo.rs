@@ -373,6 +373,9 @@ fn supervision_line(e: &Event) -> String {
         Event::SecondaryGivenUp { version, reason } => {
             format!("secondary {version} given up ({reason}): noise unknown")
         }
+        Event::SecondaryRestarted { version, .. } => {
+            format!("secondary {version} failed: started again")
+        }
         Event::FilingFailed {
             version,
             error,

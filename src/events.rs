@@ -262,6 +262,13 @@ pub enum Event {
     /// The secondary instance of running's version is given up on for this build: its
     /// differences are judged without noise cancellation.
     SecondaryGivenUp { version: Version, reason: String },
+    /// The secondary failed while a build is tested and is started again (given up after its
+    /// third failure for that build).
+    SecondaryRestarted {
+        version: Version,
+        failures: u32,
+        reason: String,
+    },
     /// Filing a version away (archive or `rejected/`) failed; `retrying` says whether it is tried
     /// again at the next collection or given up on (its folder stays).
     FilingFailed {
@@ -357,6 +364,7 @@ impl Event {
             | Event::CrashLooping { .. }
             | Event::CrashLoopReplaced { .. }
             | Event::SecondaryGivenUp { .. }
+            | Event::SecondaryRestarted { .. }
             | Event::FilingFailed { .. }
             | Event::FilingCalledOff { .. }
             | Event::RollbackFailed { .. }
@@ -570,6 +578,11 @@ impl Event {
             Event::SecondaryGivenUp { version, reason } => {
                 tracing::warn!(target: T, %version, reason, "secondary_given_up")
             }
+            Event::SecondaryRestarted {
+                version,
+                failures,
+                reason,
+            } => tracing::warn!(target: T, %version, failures, reason, "secondary_restarted"),
             Event::FilingFailed {
                 version,
                 attempt,

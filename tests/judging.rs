@@ -81,6 +81,28 @@ fn a_wrong_json_field_rejects_naming_path_and_example_through_noise() {
     u.stop();
 }
 
+/// The secondary killed (the OOM killer, an operator's `kill`) as the build's test begins: it
+/// was given up at once and the build judged with noise unknown, so a price doubled in every
+/// answer was only reported, and the build promoted. It is started again, measures the noise,
+/// and the build is rejected.
+#[test]
+fn a_build_whose_secondary_is_killed_is_still_judged_against_measured_noise() {
+    let (base, mut u, traffic) = run("judge-secondary-killed", "", "", "--double-price");
+    let (_, pid) = base.wait_instance_info("secondary");
+    // SAFETY: kill(2) on a pid this test's understudy started; no memory is touched.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(
+        r.contains("$.items[*].price") && r.contains("changed"),
+        "the difference counts: {r}"
+    );
+    assert_eq!(base.version_of("running").unwrap(), "app-1.0.0");
+    let log = u.log_text();
+    assert!(log.contains("secondary_restarted"), "said so: {log}");
+    u.stop();
+}
+
 /// Running's random request id differs in every pair, which is noise for a changed value only:
 /// a build that drops the field is rejected, not promoted as noise.
 #[test]

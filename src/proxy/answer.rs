@@ -56,7 +56,7 @@ pub enum BadAnswer {
     #[error("an answer head that is not HTTP/1.x ({0})")]
     NotHttp(String),
     /// `Content-Length` not a number, or two different ones.
-    #[error("an answer with an invalid Content-Length")]
+    #[error("a Content-Length that is not a number, or two different ones")]
     Length,
     /// A `101` to a request that asked for no upgrade.
     #[error("101 Switching Protocols to a request that asked for no upgrade")]

@@ -52,7 +52,7 @@ pub(super) fn latency_part(
     let (Some(t), Some(sec)) = (s.testing_paired_p95, s.secondary_p95) else {
         let detail = match s.noise_expected {
             true => format!("waiting for copies answered by both testing and the secondary{user_path}"),
-            false => format!("reported, not judged: no secondary (NOISE_CANCEL=off) to compare with on the same path{user_path}"),
+            false => format!("reported, not judged: no secondary to compare with on the same path (NOISE_CANCEL=off, or it was given up){user_path}"),
         };
         return (s.testing_p95.is_some()).then_some(ScorePart {
             name: "latency",

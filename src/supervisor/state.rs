@@ -476,6 +476,9 @@ pub struct State {
     pub(super) held_guard: Option<JournaledGuard>,
     /// The testing instance whose secondary failed: noise stays unknown for it.
     pub(super) secondary_off: Option<InstanceId>,
+    /// The testing instance whose secondary failed, and how many times: it is started again
+    /// until it has failed `MAX_SECONDARY_FAILURES` times.
+    pub(super) secondary_failures: Option<(InstanceId, u32)>,
     /// An installed build waiting for running to be ready before it is tested.
     pub(super) pending: Option<Installed>,
     /// The build being installed; later drops wait in `drops`.
@@ -603,6 +606,7 @@ impl State {
             taking_over: false,
             held_guard: None,
             secondary_off: None,
+            secondary_failures: None,
             pending: None,
             installing: None,
             drops: VecDeque::new(),

@@ -279,6 +279,13 @@ fn supervision_line(e: &Event) -> String {
         Event::SecondaryGivenUp { version, reason } => format!(
             "{version}: running's secondary was given up ({reason}); differences are judged without noise cancellation"
         ),
+        Event::SecondaryRestarted {
+            version,
+            failures,
+            reason,
+        } => format!(
+            "{version}: running's secondary failed ({reason}) and is started again (failure {failures} of 3 before it is given up)"
+        ),
         other => supervision_tail(other),
     }
 }

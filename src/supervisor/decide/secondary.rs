@@ -7,14 +7,37 @@ use crate::layout::Role;
 use crate::score::ScorerControl;
 use crate::supervisor::state::{AfterStop, Slot};
 
+/// Failures of the secondary while one build is tested after which it is given up (testing is
+/// then judged with noise unknown): an instance killed once (the OOM killer, an operator's
+/// `kill`) is started again, so the noise it measures, and the verdict, are not lost to it.
+pub(super) const MAX_SECONDARY_FAILURES: u32 = 3;
+
 impl Decision<'_> {
-    /// The noise instance failed: testing is judged without it ("noise unknown"); never a
-    /// reason to reject testing or to touch running.
+    /// The noise instance failed: it is started again, up to [`MAX_SECONDARY_FAILURES`] times
+    /// for one build under test (meanwhile differences wait for the noise it measures), then
+    /// testing is judged without it ("noise unknown"); never a reason to reject testing or to
+    /// touch running.
     pub(super) fn secondary_failed(&mut self, why: String) {
         let Some(slot) = self.s.secondary.take() else {
             return;
         };
-        self.give_up_secondary(slot, why);
+        let testing = self.s.testing.as_ref().map(|t| t.id);
+        let failures = match self.s.secondary_failures {
+            Some((id, n)) if Some(id) == testing => n + 1,
+            _ => 1,
+        };
+        self.s.secondary_failures = testing.map(|id| (id, failures));
+        if failures >= MAX_SECONDARY_FAILURES {
+            let reason = format!("{why}; it failed {failures} times while this build was tested");
+            return self.give_up_secondary(slot, reason);
+        }
+        self.emit(Event::SecondaryRestarted {
+            version: slot.version().clone(),
+            failures,
+            reason: why,
+        });
+        // Started again by `fit_secondary`, at the end of this decision.
+        self.drop_secondary(slot);
     }
 
     /// No secondary for the build under test: it is judged with noise unknown.

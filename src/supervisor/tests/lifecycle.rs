@@ -296,22 +296,42 @@ async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
     let (secondary, version) = start_of(&a, Role::Secondary).unwrap();
     assert_eq!(version, v("1.1.0"));
     sim.launch(secondary);
-    // A secondary that dies costs testing nothing, and is not started again for it.
-    let a = sim.event(
-        secondary,
-        InstanceEventKind::Exited {
-            status: "exit status: 1".into(),
-            stderr_tail: String::new(),
-            stdout_tail: String::new(),
-        },
-    );
-    assert!(
-        !a.iter().any(|a| matches!(a, Action::Reject { .. })),
-        "{a:#?}"
-    );
-    assert!(start_of(&a, Role::Secondary).is_none(), "{a:#?}");
-    assert_eq!(sim.s.testing().unwrap().id, testing);
-    assert!(sim.s.secondary().is_none());
+    // A secondary that dies costs testing nothing; it is started again (the OOM killer, a
+    // `kill`), and given up on at its third failure for this build.
+    let mut secondary = secondary;
+    for failure in 1..=3 {
+        let a = sim.event(
+            secondary,
+            InstanceEventKind::Exited {
+                status: "signal: 9 (SIGKILL)".into(),
+                stderr_tail: String::new(),
+                stdout_tail: String::new(),
+            },
+        );
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Reject { .. })),
+            "{a:#?}"
+        );
+        assert_eq!(sim.s.testing().unwrap().id, testing);
+        let again = start_of(&a, Role::Secondary);
+        let restarted = a.iter().any(|a| {
+            matches!(a, Action::Emit(Event::SecondaryRestarted { failures, .. }) if *failures == failure)
+        });
+        let given_up = a.iter().any(|a| {
+            matches!(a, Action::Emit(Event::SecondaryGivenUp { reason, .. })
+                if reason.contains("it failed 3 times while this build was tested"))
+        });
+        if failure < 3 {
+            assert!(restarted && !given_up, "failure {failure}: {a:#?}");
+            let (next, version) = again.expect("started again");
+            assert_eq!(version, v("1.1.0"));
+            sim.launch(next);
+            secondary = next;
+        } else {
+            assert!(given_up && !restarted && again.is_none(), "{a:#?}");
+            assert!(sim.s.secondary().is_none());
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]
