@@ -108,8 +108,8 @@ pub enum ControlCommand {
     /// The latest 100 events (decisions), one per line, leaving out the `scored` one each
     /// EVALUATE_EVERY brings (--all keeps them); --follow keeps printing them as they happen.
     Events {
-        /// Keep following until understudy stops or you interrupt (`scored` left out too,
-        /// unless --all).
+        /// Keep following, across upgrades and restarts, until understudy stops (exit 2) or you
+        /// interrupt (`scored` left out too, unless --all).
         #[arg(long, short)]
         follow: bool,
         /// Include the `scored` events (one per evaluation of the build under test).

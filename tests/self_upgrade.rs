@@ -766,3 +766,51 @@ fn requests_held_for_running_at_an_upgrade_are_served() {
     }
     stops_its_adopted_children_like_its_own(&base, &u, new);
 }
+
+/// `understudy events --follow` across an upgrade: it ended with exit 0 at the handover and
+/// missed the new understudy's events. It goes on with them now, and once understudy stops
+/// it exits 2 saying so, so a script can tell a stop from its own end.
+#[test]
+fn events_follow_goes_on_across_an_upgrade_and_says_when_understudy_stopped() {
+    use std::io::BufRead;
+    let base = Base::new("follow-upgrade");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let mut follow = KillOnDrop::new(spawn_cli(&base, &["events", "--follow"]));
+    let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let old = u.pid();
+    let (code, out, err) = cli(&base, &["upgrade"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
+    let new = successor_of(&base, old);
+    let _successor = Successor(new as i32);
+    let (code, _, err) = cli(&base, &["pause"]);
+    assert_eq!(code, 0, "{err}");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l: &String| l.contains(" paused")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the new understudy's pause did not follow: {seen:?}"),
+        }
+    }
+    // SAFETY: kill(2) on the understudy this test's upgrade started.
+    assert_eq!(unsafe { libc::kill(new as i32, libc::SIGTERM) }, 0);
+    let (code, _, err) = cli_finished(follow.into_inner(), Duration::from_secs(40));
+    reader.join().unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("following on after event #") && err.contains(": it stopped"),
+        "{err}"
+    );
+}

@@ -2,7 +2,9 @@
 //! stream, one line each; `scored` (one per evaluation, every EVALUATE_EVERY) is left out unless
 //! `--all`, else it buries every decision. A follow that hears nothing, not even the keep-alive
 //! the server sends every [`KEEP_ALIVE`], for [`FOLLOW_SILENCE`] ends with exit 2: the server
-//! stopped answering.
+//! stopped answering. A stream that ends (understudy upgraded itself, or restarted) is asked
+//! for again after the last event printed, for up to [`RESUME_WITHIN`]; if no understudy answers
+//! by then, the follow ends with exit 2, saying so, so a script can tell a stop from its own end.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +24,11 @@ use crate::layout::Layout;
 /// How long a follow may hear nothing at all before it gives up on the server: four of its
 /// keep-alives missed.
 const FOLLOW_SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() * 4);
+/// How long a follow whose stream ended waits for an understudy to answer again (an upgrade
+/// hands the socket over within seconds; a `systemctl restart` takes about as long).
+const RESUME_WITHIN: Duration = Duration::from_secs(10);
+/// How often it asks meanwhile.
+const RESUME_EVERY: Duration = Duration::from_millis(200);
 /// The longest line of the event stream kept: a `data:` line is one event's JSON, far shorter.
 const MAX_LINE: usize = 1024 * 1024;
 /// The event left out without `--all`: one per evaluation of the build under test.
@@ -132,18 +139,57 @@ pub(super) async fn events(target: &Target, follow: bool, all: bool) -> u8 {
     }
 }
 
-/// Print the SSE stream after event `last` until it ends (understudy stopped) or stdout is
-/// closed; the exit code, 1 when the stream was refused (every stream slot of the socket taken).
-async fn follow_events(socket: &Path, last: u64, json: bool, all: bool) -> Result<u8, CliError> {
-    let (res, conn) = open_stream(socket, &format!("/api/events?after={last}")).await?;
-    let result = if res.status().is_success() {
-        print_stream(socket, res.into_body(), json, all).await
-    } else {
-        print_refusal(res).await;
-        Ok(EXIT_REFUSED)
-    };
-    drop(conn);
-    result
+/// Print the SSE stream after event `last` until stdout is closed, asking for it again after
+/// the last event printed when it ends (an upgrade or a restart of understudy); the exit code:
+/// 1 when the stream was refused (every stream slot of the socket taken), 2 when it ended and
+/// no understudy answered within [`RESUME_WITHIN`].
+async fn follow_events(
+    socket: &Path,
+    mut last: u64,
+    json: bool,
+    all: bool,
+) -> Result<u8, CliError> {
+    let mut stream = open_stream(socket, &format!("/api/events?after={last}")).await?;
+    loop {
+        let (res, conn) = stream;
+        if !res.status().is_success() {
+            print_refusal(res).await;
+            return Ok(EXIT_REFUSED);
+        }
+        let printed = print_stream(socket, res.into_body(), json, all, &mut last).await;
+        drop(conn);
+        if let Some(code) = printed? {
+            return Ok(code);
+        }
+        let Some(again) = reopen(socket, last).await else {
+            return Ok(ended(last));
+        };
+        eprintln!("understudy: the event stream ended (an upgrade or a restart of understudy); following on after event #{last}");
+        stream = again;
+    }
+}
+
+/// The event stream after `last`, asked for every [`RESUME_EVERY`] until an understudy answers,
+/// for at most [`RESUME_WITHIN`].
+async fn reopen(socket: &Path, last: u64) -> Option<(hyper::Response<Incoming>, Driver)> {
+    let deadline = tokio::time::Instant::now() + RESUME_WITHIN;
+    loop {
+        if let Ok(stream) = open_stream(socket, &format!("/api/events?after={last}")).await {
+            return Some(stream);
+        }
+        if tokio::time::Instant::now() + RESUME_EVERY > deadline {
+            return None;
+        }
+        tokio::time::sleep(RESUME_EVERY).await;
+    }
+}
+
+/// The stream ended and nothing answered again: say so, and exit 2.
+fn ended(last: u64) -> u8 {
+    eprintln!(
+        "understudy: the event stream ended after event #{last} and no understudy answered on the socket within {RESUME_WITHIN:?}: it stopped"
+    );
+    EXIT_UNREACHABLE
 }
 
 /// Ask for the event stream at `path`; its answer head (within [`READ_WITHIN`], connecting
@@ -190,15 +236,16 @@ async fn print_refusal(res: hyper::Response<Incoming>) {
     eprintln!("understudy: refused ({code}): {why}");
 }
 
-/// Print each event of the stream `body` as it comes (`scored` only with `all`), until it ends
-/// or stdout is closed (the exit code); an error when it broke, or when nothing came for
-/// [`FOLLOW_SILENCE`].
+/// Print each event of the stream `body` as it comes (`scored` only with `all`), `last` the
+/// newest one's number, until it ends (`None`) or stdout is closed (the exit code); an error
+/// when it broke, or when nothing came for [`FOLLOW_SILENCE`].
 async fn print_stream(
     socket: &Path,
     mut body: Incoming,
     json: bool,
     all: bool,
-) -> Result<u8, CliError> {
+    last: &mut u64,
+) -> Result<Option<u8>, CliError> {
     let mut lines = Lines::new(MAX_LINE);
     loop {
         let frame = tokio::time::timeout(FOLLOW_SILENCE, body.frame())
@@ -212,7 +259,7 @@ async fn print_stream(
                 hint: STOPPED,
             })?;
         let Some(frame) = frame else {
-            return Ok(0);
+            return Ok(None);
         };
         let frame = frame.map_err(|e| CliError::Protocol {
             path: socket.to_path_buf(),
@@ -226,6 +273,7 @@ async fn print_stream(
         for line in lines.push(data) {
             if let Some(data) = line.strip_prefix("data:") {
                 if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                    *last = v["seq"].as_u64().unwrap_or(*last);
                     if all || v["event"] != SCORED {
                         text.push_str(&event_line(&v, json));
                         text.push('\n');
@@ -234,7 +282,7 @@ async fn print_stream(
             }
         }
         if let Err(closed) = say(&text) {
-            return Ok(closed.exit_code());
+            return Ok(Some(closed.exit_code()));
         }
         if lines.skipped > skipped {
             eprintln!(
