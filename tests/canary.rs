@@ -33,6 +33,13 @@ struct Users {
 
 impl Users {
     fn start(addr: SocketAddr) -> Users {
+        Users::start_mixed(addr, USERS / 4, 2)
+    }
+
+    /// As [`Users::start`], each thread sending `block` requests of one kind in turn, a block of
+    /// POSTs in every `every` (the rest GETs): `(1, 4)` makes a quarter of the requests writes,
+    /// spread over time.
+    fn start_mixed(addr: SocketAddr, block: usize, every: usize) -> Users {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(BTreeMap::new()));
         let failed = Arc::new(AtomicU64::new(0));
@@ -43,7 +50,7 @@ impl Users {
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let user = t + 4 * (n % (USERS / 4));
-                        let (method, path) = if (n / (USERS / 4)).is_multiple_of(2) {
+                        let (method, path) = if (n / block).is_multiple_of(every) {
                             ("POST", "/api/orders")
                         } else {
                             ("GET", "/hello")
@@ -361,6 +368,37 @@ fn users_behind_one_address_roll_back_a_failing_build_and_hold_a_healthy_one_nam
             && why.contains("CANARY_STICKY=header:X-Real-IP"),
         "{c}"
     );
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    u.stop();
+}
+
+/// A build whose writes take 100 ms more while its reads are as fast as running's: writes are a
+/// quarter of the users' requests and never mirrored, so the shadow verdict passes and, in the
+/// step, the pooled latency judgement cannot tell (most of testing's answers are fast reads). The
+/// endpoint judged alone can: the build is rolled back during the canary, the endpoint named.
+#[test]
+fn a_build_slow_on_a_write_that_is_a_minority_of_requests_is_rolled_back_naming_it() {
+    let base = Base::new("canary-slow-write");
+    base.write_env(CANARY);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    let users = Users::start_mixed(u.addr, 1, 4);
+    base.drop_fixture("1.2.0", "--slow-path /api/orders --slow-ms 100");
+    wait_until("step 1 at 20 %", Duration::from_secs(60), || {
+        canary(addr).filter(|c| c.1 == 1)
+    });
+    let reason = wait_until("1.2.0 to be rejected", Duration::from_secs(90), || {
+        std::fs::read_to_string(base.path.join("rejected/app-1.2.0/reason.json")).ok()
+    });
+    let (_, failed) = users.stop();
+    eprintln!("{reason}");
+    assert!(
+        reason.contains("canary at ") && reason.contains("latency on POST /api/orders: p95 "),
+        "rejected in a canary step, the endpoint named: {reason}"
+    );
+    assert_eq!(failed, 0, "no user request failed");
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
     u.stop();
 }

@@ -170,6 +170,14 @@ pub struct Resources {
 /// Fold `/users/42/orders/9f1c…` into `/users/{n}/orders/{id}` so one endpoint is one key.
 pub fn endpoint_key(method: &Method, path: &str) -> String {
     let mut out = String::with_capacity(path.len() + 8);
+    endpoint_key_into(&mut out, method, path);
+    out
+}
+
+/// [`endpoint_key`] written into `out` (cleared first), so a caller looking a row up per answer
+/// reuses one buffer and allocates only for a new row.
+pub fn endpoint_key_into(out: &mut String, method: &Method, path: &str) {
+    out.clear();
     out.push_str(method.as_str());
     out.push(' ');
     let mut first = true;
@@ -183,7 +191,6 @@ pub fn endpoint_key(method: &Method, path: &str) -> String {
     if path.is_empty() {
         out.push('/');
     }
-    out
 }
 
 /// FNV-1a's start and prime: a hash that streams, so a key hashed whole and hashed piece by piece
