@@ -6,6 +6,7 @@
 
 mod collect;
 mod rotate;
+mod served;
 mod stray;
 
 pub use collect::{
@@ -77,7 +78,9 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 }
 
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
-/// symlinks when they stay inside the folder (see [`zip_dir`]).
+/// symlinks when they stay inside the folder (see [`zip_dir`]). A build of a version that served
+/// here, which itself never served, is archived apart ([`Layout::unserved_zip`]), so it never
+/// replaces the archive a rollback to that version brings back.
 ///
 /// No collection runs meanwhile ([`collect_garbage`] waits its turn), so none rotates the logs
 /// being zipped. The zip is synced before it takes its name and `archive/` after, so the folder is deleted only
@@ -91,9 +94,18 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
     let _turn = one_at_a_time();
     let dir = layout.version_dir(v);
     refuse_symlink(&dir)?;
-    let dest = layout.archive_zip(v);
-    let aside = aside_path(layout, v);
     let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    let dest = if whole {
+        served::archive_for(layout, v, &dir)
+    } else {
+        // A retry after the folder was moved aside: its archive is complete, under either name.
+        let apart = layout.unserved_zip(v);
+        match apart.is_file() && !layout.archive_zip(v).is_file() {
+            true => apart,
+            false => layout.archive_zip(v),
+        }
+    };
+    let aside = aside_path(layout, v);
     if whole || !dest.is_file() {
         // Leftovers of an earlier archiving of this version (restored since) go first.
         remove_aside(&aside, &dest)?;

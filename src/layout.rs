@@ -139,6 +139,14 @@ impl Layout {
             .join(format!("{}.zip", self.version_name(v)))
     }
 
+    /// The zip of a build of `v` that never served users though an earlier build of `v` did:
+    /// kept apart from [`Layout::archive_zip`], the one a rollback brings back. No version has a
+    /// `~` in it, so no other version's archive has this name. A later such build replaces it.
+    pub fn unserved_zip(&self, v: &Version) -> PathBuf {
+        self.archive_dir()
+            .join(format!("{}~unserved.zip", self.version_name(v)))
+    }
+
     /// Version folders and files that were turned away, each with a `reason.json`.
     pub fn rejected_dir(&self) -> PathBuf {
         self.base.join("rejected")
