@@ -291,7 +291,8 @@ fn add_entry(
 }
 
 /// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
-/// broken build is quarantined with its logs and never retried unless dropped again. A retry
+/// broken build is quarantined with its logs and never retried unless dropped again. An earlier
+/// rejection of the version there is kept, renamed `<identifier>-<version>~<n>`. A retry
 /// after the move succeeded (its `reason.json` failed) finds no folder: it finishes the job in
 /// `rejected/` and keeps what the first attempt moved there, as it does after an install that
 /// failed before its folder existed and moved the build there itself. Only a folder is moved: a
@@ -307,14 +308,32 @@ pub fn reject_version(
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
     let dest = rdir.join(layout.version_name(v));
     if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-        // An earlier rejection of the same version (dropped again since) gives way to this one.
-        let _ = fs::remove_dir_all(&dest);
+        // An earlier rejection of the same version (dropped again since) is kept beside it.
+        set_aside(&dest)?;
         fs::rename(&dir, &dest).map_err(io_err("cannot move the rejected version to", &dest))?;
     } else {
         fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
     }
     write_reason(&dest, v, reasons)?;
     Ok(dest)
+}
+
+/// Keep an earlier rejection at `dest` beside the one about to take its name
+/// ([`crate::layout::set_aside_rejection`]), logging where it went.
+fn set_aside(dest: &Path) -> Result<(), ArchiveError> {
+    let aside = crate::layout::set_aside_rejection(dest).map_err(|source| ArchiveError::Io {
+        what: "cannot move the earlier rejection aside to make room at",
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    if let Some(aside) = aside {
+        tracing::info!(
+            "the earlier rejection in {} is kept as {}",
+            dest.display(),
+            aside.display()
+        );
+    }
+    Ok(())
 }
 
 /// Move a dropped build that will not be started (not newer than what runs, or named too long)
@@ -329,7 +348,7 @@ pub fn refuse_file(
     reasons: &[String],
 ) -> Result<PathBuf, ArchiveError> {
     let dest = layout.rejected_dir().join(refused_name(file_name));
-    let _ = fs::remove_dir_all(&dest);
+    set_aside(&dest)?;
     fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
     let target = dest.join(file_name);
     crate::artifact::move_file(dropped, &target).map_err(|e| ArchiveError::Io {

@@ -320,6 +320,44 @@ pub fn instance_number(name: &str) -> Option<u32> {
     name.parse::<u32>().ok().filter(|n| n.to_string() == name)
 }
 
+/// Make room in `rejected/` for a new rejection at `dest`: an earlier complete one there (its
+/// `reason.json` written: the same version, or file, turned away before) is moved aside to
+/// `<name>~<n>`, `n` one past the highest taken, so both are kept, counted among the newest
+/// rejected builds kept and deleted oldest first; anything else there (what a rejection cut short
+/// left) is removed. No version has a `~` in it, so the name is no other version's. Returns where
+/// the earlier rejection went.
+pub fn set_aside_rejection(dest: &Path) -> io::Result<Option<PathBuf>> {
+    if !std::fs::symlink_metadata(dest.join("reason.json")).is_ok_and(|m| m.is_file()) {
+        return match std::fs::remove_dir_all(dest) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(None),
+        };
+    }
+    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else {
+        return Ok(None);
+    };
+    // Room for `~` and any u32, within a file name's 255 bytes.
+    let mut keep = name.len().min(255 - 11);
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let stem = format!("{}~", &name[..keep]);
+    let taken = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(&stem)?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let aside = dir.join(format!("{stem}{}", taken.saturating_add(1)));
+    std::fs::rename(dest, &aside)?;
+    Ok(Some(aside))
+}
+
 /// Free bytes for unprivileged users on the filesystem holding `p`; `None` when it cannot be
 /// asked (the disk budget is then skipped rather than guessed).
 pub fn free_disk(p: &Path) -> Option<u64> {
