@@ -6,6 +6,7 @@
 
 mod collect;
 mod rotate;
+mod served;
 mod stray;
 
 pub use collect::{
@@ -77,7 +78,9 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
 }
 
 /// Zip version `v`'s folder into the archive and delete the folder. Symlinks are stored as
-/// symlinks when they stay inside the folder (see [`zip_dir`]).
+/// symlinks when they stay inside the folder (see [`zip_dir`]). A build of a version that served
+/// here, which itself never served, is archived apart ([`Layout::unserved_zip`]), so it never
+/// replaces the archive a rollback to that version brings back.
 ///
 /// No collection runs meanwhile ([`collect_garbage`] waits its turn), so none rotates the logs
 /// being zipped. The zip is synced before it takes its name and `archive/` after, so the folder is deleted only
@@ -91,9 +94,18 @@ pub fn archive_version(layout: &Layout, v: &Version) -> Result<PathBuf, ArchiveE
     let _turn = one_at_a_time();
     let dir = layout.version_dir(v);
     refuse_symlink(&dir)?;
-    let dest = layout.archive_zip(v);
-    let aside = aside_path(layout, v);
     let whole = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    let dest = if whole {
+        served::archive_for(layout, v, &dir)
+    } else {
+        // A retry after the folder was moved aside: its archive is complete, under either name.
+        let apart = layout.unserved_zip(v);
+        match apart.is_file() && !layout.archive_zip(v).is_file() {
+            true => apart,
+            false => layout.archive_zip(v),
+        }
+    };
+    let aside = aside_path(layout, v);
     if whole || !dest.is_file() {
         // Leftovers of an earlier archiving of this version (restored since) go first.
         remove_aside(&aside, &dest)?;
@@ -279,7 +291,8 @@ fn add_entry(
 }
 
 /// Move version `v`'s folder to `rejected/<identifier>-<version>/` with a `reason.json`, so a
-/// broken build is quarantined with its logs and never retried unless dropped again. A retry
+/// broken build is quarantined with its logs and never retried unless dropped again. An earlier
+/// rejection of the version there is kept, renamed `<identifier>-<version>~<n>`. A retry
 /// after the move succeeded (its `reason.json` failed) finds no folder: it finishes the job in
 /// `rejected/` and keeps what the first attempt moved there, as it does after an install that
 /// failed before its folder existed and moved the build there itself. Only a folder is moved: a
@@ -295,14 +308,32 @@ pub fn reject_version(
     fs::create_dir_all(&rdir).map_err(io_err("cannot create", &rdir))?;
     let dest = rdir.join(layout.version_name(v));
     if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-        // An earlier rejection of the same version (dropped again since) gives way to this one.
-        let _ = fs::remove_dir_all(&dest);
+        // An earlier rejection of the same version (dropped again since) is kept beside it.
+        set_aside(&dest)?;
         fs::rename(&dir, &dest).map_err(io_err("cannot move the rejected version to", &dest))?;
     } else {
         fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
     }
     write_reason(&dest, v, reasons)?;
     Ok(dest)
+}
+
+/// Keep an earlier rejection at `dest` beside the one about to take its name
+/// ([`crate::layout::set_aside_rejection`]), logging where it went.
+fn set_aside(dest: &Path) -> Result<(), ArchiveError> {
+    let aside = crate::layout::set_aside_rejection(dest).map_err(|source| ArchiveError::Io {
+        what: "cannot move the earlier rejection aside to make room at",
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    if let Some(aside) = aside {
+        tracing::info!(
+            "the earlier rejection in {} is kept as {}",
+            dest.display(),
+            aside.display()
+        );
+    }
+    Ok(())
 }
 
 /// Move a dropped build that will not be started (not newer than what runs, or named too long)
@@ -317,7 +348,7 @@ pub fn refuse_file(
     reasons: &[String],
 ) -> Result<PathBuf, ArchiveError> {
     let dest = layout.rejected_dir().join(refused_name(file_name));
-    let _ = fs::remove_dir_all(&dest);
+    set_aside(&dest)?;
     fs::create_dir_all(&dest).map_err(io_err("cannot create", &dest))?;
     let target = dest.join(file_name);
     crate::artifact::move_file(dropped, &target).map_err(|e| ArchiveError::Io {

@@ -153,6 +153,15 @@ pub fn serving_at(switches: &[Switch], at: SystemTime) -> (Option<&Switch>, Opti
     (Some(last), share)
 }
 
+/// Whether `v` served users at or after `since` (`None`: ever), as the history says: a build
+/// of `v` that started after `v`'s last switch never served, though an earlier build of `v` did.
+pub fn served_since(switches: &[Switch], v: &Version, since: Option<SystemTime>) -> bool {
+    switches
+        .iter()
+        .filter(|s| !s.is_share() && &s.to == v)
+        .any(|s| since.is_none_or(|t| s.instant().is_some_and(|at| at >= t)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +191,22 @@ mod tests {
         assert_eq!(at("2026-12-01T01:00:00Z").as_deref(), Some("1.0.0"));
         assert_eq!(at("2026-12-01T01:59:59Z").as_deref(), Some("1.0.0"));
         assert_eq!(at("2026-12-01T03:00:00Z").as_deref(), Some("1.1.0"));
+    }
+
+    /// A switch to a version before a build of it started says nothing of that build.
+    #[test]
+    fn served_since_counts_only_switches_from_that_instant_on() {
+        let h = vec![
+            sw("2026-12-01T01:00:00Z", "1.1.0"),
+            sw("2026-12-01T02:00:00Z", "1.0.0"),
+        ];
+        let v = Version::parse("1.1.0").unwrap();
+        let t = |s| Some(parse_rfc3339(s).unwrap());
+        assert!(served_since(&h, &v, None));
+        assert!(served_since(&h, &v, t("2026-12-01T00:59:00Z")));
+        assert!(served_since(&h, &v, t("2026-12-01T01:00:00Z")));
+        assert!(!served_since(&h, &v, t("2026-12-01T01:00:01Z")));
+        assert!(!served_since(&h, &Version::parse("2.0.0").unwrap(), None));
     }
 
     #[test]

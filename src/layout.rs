@@ -139,6 +139,14 @@ impl Layout {
             .join(format!("{}.zip", self.version_name(v)))
     }
 
+    /// The zip of a build of `v` that never served users though an earlier build of `v` did:
+    /// kept apart from [`Layout::archive_zip`], the one a rollback brings back. No version has a
+    /// `~` in it, so no other version's archive has this name. A later such build replaces it.
+    pub fn unserved_zip(&self, v: &Version) -> PathBuf {
+        self.archive_dir()
+            .join(format!("{}~unserved.zip", self.version_name(v)))
+    }
+
     /// Version folders and files that were turned away, each with a `reason.json`.
     pub fn rejected_dir(&self) -> PathBuf {
         self.base.join("rejected")
@@ -310,6 +318,44 @@ pub enum LockError {
 /// number written as understudy writes it, so a `+1` or `01` someone made is not taken for one.
 pub fn instance_number(name: &str) -> Option<u32> {
     name.parse::<u32>().ok().filter(|n| n.to_string() == name)
+}
+
+/// Make room in `rejected/` for a new rejection at `dest`: an earlier complete one there (its
+/// `reason.json` written: the same version, or file, turned away before) is moved aside to
+/// `<name>~<n>`, `n` one past the highest taken, so both are kept, counted among the newest
+/// rejected builds kept and deleted oldest first; anything else there (what a rejection cut short
+/// left) is removed. No version has a `~` in it, so the name is no other version's. Returns where
+/// the earlier rejection went.
+pub fn set_aside_rejection(dest: &Path) -> io::Result<Option<PathBuf>> {
+    if !std::fs::symlink_metadata(dest.join("reason.json")).is_ok_and(|m| m.is_file()) {
+        return match std::fs::remove_dir_all(dest) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(None),
+        };
+    }
+    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else {
+        return Ok(None);
+    };
+    // Room for `~` and any u32, within a file name's 255 bytes.
+    let mut keep = name.len().min(255 - 11);
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let stem = format!("{}~", &name[..keep]);
+    let taken = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(&stem)?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let aside = dir.join(format!("{stem}{}", taken.saturating_add(1)));
+    std::fs::rename(dest, &aside)?;
+    Ok(Some(aside))
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `p`; `None` when it cannot be

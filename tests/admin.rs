@@ -647,3 +647,68 @@ fn a_rollback_brings_back_a_version_that_logged_past_max_unpacked_size() {
     assert!(restored.unwrap() == log, "the log is back whole");
     u.stop();
 }
+
+/// The program inside `archive/app-<version>.zip` (or another archive of it), as text.
+fn archived_program(zip: &Path, version: &str) -> String {
+    let mut a = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    let mut s = String::new();
+    let name = format!("app-{version}/app-{version}");
+    std::io::Read::read_to_string(&mut a.by_name(&name).unwrap(), &mut s).unwrap();
+    s
+}
+
+/// 1.1.0 served and went back to its archive; a different 1.1.0 dropped later is tested and
+/// superseded by 1.2.0 without ever serving. It is archived apart, never over the archive of the
+/// 1.1.0 that served, and `rollback 1.1.0` brings back the build that served.
+#[test]
+fn a_rollback_target_is_never_replaced_by_a_build_of_its_version_that_never_served() {
+    let (base, mut u) = start_with_testing("admin-archive-unserved", "ROLLBACK_WINDOW=0");
+    let (code, _, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.0.0 archived", Duration::from_secs(30), || {
+        let zip = base.path.join("archive/app-1.0.0.zip");
+        (zip.is_file() && !base.path.join("app-1.0.0").exists()).then_some(())
+    });
+    let (code, _, err) = cli(&base, &["rollback", "1.0.0"]);
+    assert_eq!(code, 0, "{err}");
+    let served = base.path.join("archive/app-1.1.0.zip");
+    wait_until(
+        "the 1.1.0 that served archived",
+        Duration::from_secs(30),
+        || (served.is_file() && !base.path.join("app-1.1.0").exists()).then_some(()),
+    );
+    let good = Base::fixture_script("1.1.0", "");
+    assert_eq!(archived_program(&served, "1.1.0"), good);
+
+    // Another 1.1.0, which would fail users, is tested, then 1.2.0 replaces it under test.
+    base.drop_fixture("1.1.0", "--fail-as-running");
+    wait_until("the new 1.1.0 under test", Duration::from_secs(20), || {
+        (base.version_of("testing").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    base.drop_fixture("1.2.0", "");
+    let apart = base.path.join("archive/app-1.1.0~unserved.zip");
+    wait_until("the new 1.1.0 archived", Duration::from_secs(30), || {
+        let gone = !base.path.join("app-1.1.0").exists();
+        (gone && base.version_of("testing").as_deref() == Some("app-1.2.0")).then_some(())
+    });
+    assert_eq!(
+        archived_program(&served, "1.1.0"),
+        good,
+        "the archive of the 1.1.0 that served is kept"
+    );
+    assert!(
+        archived_program(&apart, "1.1.0").contains("--fail-as-running"),
+        "the 1.1.0 that never served is archived apart"
+    );
+
+    let (code, _, err) = cli(&base, &["rollback", "1.1.0"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("1.1.0 running again", Duration::from_secs(30), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    for _ in 0..5 {
+        let (status, body) = u.get("/");
+        assert_eq!(status, 200, "users get the 1.1.0 that served: {body}");
+    }
+    u.stop();
+}

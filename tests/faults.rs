@@ -298,6 +298,39 @@ fn ready_path_must_answer_2xx() {
     u.stop();
 }
 
+/// 1.1.0 crashes at start and is rejected; a different 1.1.0 dropped again is rejected too: the
+/// first rejection (build and reason) is kept as `rejected/app-1.1.0~1/`, not replaced.
+#[test]
+fn a_version_rejected_again_keeps_its_earlier_rejection() {
+    let base = Base::new("rejected-again");
+    base.write_env("READY_PATH=/health\nREADY_TIMEOUT=3s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--crash-at-start");
+    let path = base.path.join("rejected/app-1.1.0/reason.json");
+    wait_until("the first 1.1.0 rejected", Duration::from_secs(10), || {
+        let r = std::fs::read_to_string(&path).ok()?;
+        r.contains("fatal: cannot load configuration").then_some(())
+    });
+    base.drop_fixture("1.1.0", "--not-found /health");
+    wait_until("the second 1.1.0 rejected", Duration::from_secs(15), || {
+        let r = std::fs::read_to_string(&path).ok()?;
+        r.contains("never became ready").then_some(())
+    });
+    let earlier = base.path.join("rejected/app-1.1.0~1");
+    let reason = std::fs::read_to_string(earlier.join("reason.json")).unwrap_or_default();
+    assert!(
+        reason.contains("fatal: cannot load configuration"),
+        "the first rejection is kept beside the second: {reason:?}"
+    );
+    let build = std::fs::read_to_string(earlier.join("app-1.1.0")).unwrap();
+    assert!(build.contains("--crash-at-start"), "{build}");
+    let build = std::fs::read_to_string(base.path.join("rejected/app-1.1.0/app-1.1.0")).unwrap();
+    assert!(build.contains("--not-found /health"), "{build}");
+    u.stop();
+}
+
 #[test]
 fn a_first_build_that_crashes_is_rejected_and_the_next_one_serves() {
     let base = Base::new("first-crash");

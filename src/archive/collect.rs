@@ -4,7 +4,8 @@
 //! the live versions, `.understudy/`), every archive is kept, since deleting them would lose each
 //! rollback target and leave the base dir over all the same, and the collection says what takes
 //! the room instead. `rejected/` keeps its newest [`KEEP_REJECTED`] builds. Only understudy's own
-//! archives (`<identifier>-<version>.zip`) are deleted: anything else put in `archive/` stays.
+//! archives (`<identifier>-<version>.zip`, `…~unserved.zip`) are deleted: anything else put in
+//! `archive/` stays.
 
 use std::fs;
 use std::io;
@@ -332,16 +333,18 @@ impl Parts {
 }
 
 /// Whether `path` is one of the archives understudy writes: a regular file in `archive/` named
-/// `<identifier>-<version>.zip`. Nothing else there is understudy's to delete (an operator's notes
-/// or backups put beside the archives, a zip being written, a link).
+/// `<identifier>-<version>.zip` (or `<identifier>-<version>~unserved.zip`). Nothing else there is
+/// understudy's to delete (an operator's notes or backups put beside the archives, a zip being
+/// written, a link).
 fn is_own_archive(layout: &Layout, path: &Path) -> bool {
     let version = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix(layout.identifier())?.strip_prefix('-'))
         .and_then(|n| n.strip_suffix(".zip"))
+        .map(|n| n.strip_suffix("~unserved").unwrap_or(n))
         .and_then(|v| Version::parse(v).ok());
-    version.is_some_and(|v| layout.archive_zip(&v) == path)
+    version.is_some_and(|v| layout.archive_zip(&v) == path || layout.unserved_zip(&v) == path)
         && fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
 }
 

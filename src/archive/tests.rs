@@ -678,3 +678,64 @@ fn a_rejected_build_with_a_long_name_is_moved_aside_within_a_file_names_bytes() 
     );
     fs::rename(&long, &aside).expect("the aside name fits");
 }
+
+/// 1.1.0 rejected, dropped again and rejected again, twice: every rejection is kept (the newest
+/// under the version's name, the earlier ones as `~1`, `~2`), each with its own build and reason,
+/// and they count among the newest rejected builds kept, the oldest deleted first. A file refused
+/// twice keeps both refusals too.
+#[test]
+fn a_version_rejected_again_keeps_its_earlier_rejections() {
+    let base = tempfile::tempdir().unwrap();
+    let l = Layout::new(base.path(), "app");
+    let v = Version::parse("1.1.0").unwrap();
+    let rejected = l.rejected_dir();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (i, why) in ["crashed at start", "lost /api", "never ready"]
+        .iter()
+        .enumerate()
+    {
+        fs::create_dir_all(l.version_dir(&v)).unwrap();
+        fs::write(l.version_dir(&v).join("app-1.1.0"), format!("build {i}")).unwrap();
+        let dest = reject_version(&l, &v, &[why.to_string()]).unwrap();
+        assert_eq!(dest, rejected.join("app-1.1.0"));
+        // Rejected in turn, a minute apart, an hour ago.
+        fs::File::options()
+            .write(true)
+            .open(dest.join("reason.json"))
+            .unwrap()
+            .set_modified(long_ago + std::time::Duration::from_secs(60 * i as u64))
+            .unwrap();
+    }
+    for (name, build, why) in [
+        ("app-1.1.0~1", "build 0", "crashed at start"),
+        ("app-1.1.0~2", "build 1", "lost /api"),
+        ("app-1.1.0", "build 2", "never ready"),
+    ] {
+        let dir = rejected.join(name);
+        assert_eq!(fs::read_to_string(dir.join("app-1.1.0")).unwrap(), build);
+        let reason = fs::read_to_string(dir.join("reason.json")).unwrap();
+        assert!(reason.contains(why), "{name}: {reason}");
+    }
+    let dropped = base.path().join("app-0.9.0");
+    for i in 0..2 {
+        fs::write(&dropped, format!("refused {i}")).unwrap();
+        refuse_file(&l, &dropped, "app-0.9.0", &v, &["older".into()]).unwrap();
+    }
+    let refused = |n: &str| fs::read_to_string(rejected.join(n).join("app-0.9.0")).unwrap();
+    assert_eq!(refused("app-0.9.0.refused~1"), "refused 0");
+    assert_eq!(refused("app-0.9.0.refused"), "refused 1");
+    // 5 here and 16 other rejected builds, newer: the oldest rejection of 1.1.0 goes.
+    for i in 0..16 {
+        let other = Version::parse(&format!("2.0.{i}")).unwrap();
+        fs::create_dir_all(l.version_dir(&other)).unwrap();
+        reject_version(&l, &other, &["bad".into()]).unwrap();
+    }
+    let limits = Limits {
+        max_base_size: u64::MAX,
+        min_free_disk: 0,
+    };
+    let c = collect_garbage(&l, limits);
+    let deleted: Vec<&Path> = c.deleted.iter().map(|d| d.path.as_path()).collect();
+    assert_eq!(deleted, vec![rejected.join("app-1.1.0~1").as_path()]);
+    assert!(rejected.join("app-1.1.0~2").is_dir());
+}

@@ -119,7 +119,8 @@ fn take(from: &Path, to: &Path, limits: InstallLimits, disk: &Path) -> Result<()
 }
 
 /// After a failed [`place`]: the version folder, if one is there, and every file of the drop not
-/// in it go to `rejected/<identifier>-<version>/` (an earlier rejection of the version gives way),
+/// in it go to `rejected/<identifier>-<version>/` (an earlier rejection of the version is kept,
+/// renamed `<identifier>-<version>~<n>`),
 /// where rejecting the version, as a failed install is, writes the reason beside them. So the
 /// rejection never has to move a file it does not know, and nothing hides in `incoming/`; should
 /// this fail too, what is in `incoming/` goes back into the base dir at the next start.
@@ -144,7 +145,11 @@ fn rescue(layout: &Layout, name: &ArtifactName, vdir: &Path, files: &Files, erro
 }
 
 fn reject_files(vdir: &Path, files: &Files, dest: &Path) -> Result<(), InstallError> {
-    let _ = fs::remove_dir_all(dest);
+    // An earlier rejection of the version is kept beside this one.
+    crate::layout::set_aside_rejection(dest).map_err(io_err(
+        "cannot move the earlier rejection aside to make room at",
+        dest,
+    ))?;
     if fs::symlink_metadata(vdir).is_ok_and(|m| m.is_dir()) {
         fs::rename(vdir, dest).map_err(io_err("cannot move the version folder to", dest))?;
     } else {

@@ -107,9 +107,14 @@ fn a_build_that_cannot_reach_its_folder_goes_to_rejected_and_the_file_in_the_way
     fs::write(base.join("app-1.3.0"), b"#!/bin/sh\n").unwrap();
     fs::write(base.join("app-1.3.0.jar"), b"jar").unwrap();
     fs::write(base.join("app-1.3.0.jar.sha256"), "00".repeat(32)).unwrap();
+    // An earlier build of 1.3.0 was rejected: that rejection is kept beside this one.
+    let earlier = base.join("rejected/app-1.3.0");
+    fs::create_dir_all(&earlier).unwrap();
+    fs::write(earlier.join("reason.json"), b"{}").unwrap();
     let name = parse_name("app-1.3.0.jar", "app").unwrap();
     let err = install(&l, &base.join("app-1.3.0.jar"), &name, NO_LIMITS).unwrap_err();
     assert!(matches!(err, InstallError::NameTaken { .. }), "{err}");
+    assert!(base.join("rejected/app-1.3.0~1/reason.json").is_file());
     assert!(
         err.to_string().contains("drop one build per version"),
         "{err}"
