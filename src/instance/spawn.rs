@@ -135,7 +135,8 @@ fn write_properties(
 }
 
 /// The command's words with placeholders replaced; a `java` jar start without a properties file
-/// gets `-D<key>=<port>`, as Vili does.
+/// gets `-D<key>=<port>`, as Vili does, right after the first word naming `java` (so a wrapper
+/// such as `nice -n 5 java -jar …` or `/usr/bin/env java …` passes it to the JVM too).
 fn build_argv(spec: &LaunchSpec, dir: &Path, with_properties: bool) -> Vec<String> {
     let program = spec.installed.program.to_string_lossy();
     let port = spec.port.to_string();
@@ -149,11 +150,9 @@ fn build_argv(spec: &LaunchSpec, dir: &Path, with_properties: bool) -> Vec<Strin
                 .replace("{dir}", &dir)
         })
         .collect();
-    if spec.installed.kind == Kind::Jar
-        && !with_properties
-        && argv.first().is_some_and(|p| Path::new(p).ends_with("java"))
-    {
-        argv.insert(1, format!("-D{}={}", spec.port_key, spec.port));
+    let java = argv.iter().position(|w| Path::new(w).ends_with("java"));
+    if let Some(at) = java.filter(|_| spec.installed.kind == Kind::Jar && !with_properties) {
+        argv.insert(at + 1, format!("-D{}={}", spec.port_key, spec.port));
     }
     argv
 }
@@ -413,6 +412,16 @@ mod tests {
             &["{artifact}", "--port", "{port}"],
         );
         assert_eq!(build_argv(&exe, &dir, false)[1..], ["--port", "7"]);
+        // A wrapper before java: the JVM still gets the port.
+        for wrapped in [
+            &["nice", "-n", "5", "java", "-jar", "{artifact}"][..],
+            &["/usr/bin/env", "java", "-Xmx1g", "-jar", "{artifact}"][..],
+        ] {
+            let argv = build_argv(&spec(jar.clone(), 9000, wrapped), &dir, false);
+            let at = argv.iter().position(|w| w == "-Dserver.port=9000");
+            let java = argv.iter().position(|w| w.ends_with("java"));
+            assert_eq!(at, java.map(|j| j + 1), "{argv:?}");
+        }
     }
 
     #[test]
