@@ -280,3 +280,39 @@ fn users_wait_for_running_while_understudy_starts_it_again() {
     );
     u.stop();
 }
+
+/// A running that hangs 1.5 s after each start: each hang counts toward the failures in a row as
+/// a crash does, so the restarts back off (at once, 1 s, 2 s, ...) instead of coming every two
+/// seconds for ever as `attempt=1 delay_ms=0` (a reviewer's scenario).
+#[test]
+fn a_running_that_hangs_after_each_start_is_restarted_with_backoff() {
+    let base = Base::new("hang-loop");
+    base.write_env("HEARTBEAT_EVERY=300ms\nHEARTBEAT_MISSES=2");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--hang-after-ms 1500");
+    u.wait_serving();
+    let restarts = || -> Vec<(u64, u64)> {
+        let (_, out, _) = cli(&base, &["events", "--json"]);
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == "restart_scheduled")
+            .map(|e| {
+                (
+                    e["attempt"].as_u64().unwrap_or(0),
+                    e["delay_ms"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let seen = wait_until("a third restart in a row", Duration::from_secs(40), || {
+        let seen = restarts();
+        (seen.len() >= 3).then_some(seen)
+    });
+    assert_eq!(
+        seen[..3],
+        [(1, 0), (2, 1000), (3, 2000)],
+        "{seen:?}\n{}",
+        u.log_text()
+    );
+    u.stop();
+}
