@@ -667,3 +667,39 @@ async fn a_build_dropped_during_a_refused_pre_promote_is_tested_after_it() {
     }));
     assert_eq!(sim.s.running().unwrap().id, running);
 }
+
+/// Stopped while a promotion started and a newer build waited behind it: at start the promotion
+/// is undone, the promoted build goes back to testing, where the newer one replaces it as a newer
+/// drop would, and the log says so (it said only `archived`, as if the build were lost).
+#[tokio::test(start_paused = true)]
+async fn an_undone_promotion_with_a_newer_build_waiting_says_the_newer_one_replaces_it() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        promoting: Some(installed("1.1.0")),
+        testing: Some(installed("1.2.0")),
+        txn: Some(Txn {
+            kind: TxnKind::Promotion,
+            version: v("1.1.0"),
+            from: Some(v("1.0.0")),
+            step: TxnStep::Starting,
+            why: SwitchWhy::Operator,
+            reject_from: None,
+        }),
+        ..Default::default()
+    })));
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+            Event::BuildRecovered { version, outcome } if *version == v("1.1.0")
+                && outcome.contains("went back to testing")
+                && outcome.contains("1.2.0"))),
+        "{a:#?}"
+    );
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        start_of(&a, Role::Testing).map(|s| s.1),
+        Some(v("1.2.0")),
+        "{a:#?}"
+    );
+}
