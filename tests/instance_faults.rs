@@ -73,6 +73,10 @@ fn ready_path_is_judged_by_a_whole_answer_through_a_host_name() {
     u.stop();
 }
 
+/// A running whose health check fails (its port answers users) is replaced by a fresh instance
+/// started beside it, without a failed request. The fresh one fails it too at once: that is a
+/// second failure in a row, restarted with the backoff as a crash is (it was replaced every
+/// half second for ever, never `crash_looping`).
 #[test]
 fn a_running_that_fails_its_health_check_is_replaced_without_a_failed_request() {
     let base = Base::new("heal-start-first");
@@ -82,25 +86,24 @@ fn a_running_that_fails_its_health_check_is_replaced_without_a_failed_request() 
     base.drop_fixture("1.0.0", "--fail-path /health");
     u.wait_serving();
     let (_, first) = base.wait_instance_info("running");
-    let mut pids = vec![first];
     let mut failed = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    // Every user request while running is replaced, twice over.
-    while pids.len() < 3 {
+    // Every user request while running is replaced by the instance started beside it.
+    loop {
         assert!(
             std::time::Instant::now() < deadline,
-            "replaced {} times: {pids:?}\n{}",
-            pids.len() - 1,
+            "never replaced\n{}",
             u.log_text()
         );
         match http(u.addr, "GET", "/api/items") {
             Ok((200, _)) => {}
             other => failed.push(format!("{other:?}")),
         }
-        if let Some((_, pid)) = base.instance_info("running") {
-            if !pids.contains(&pid) {
-                pids.push(pid);
-            }
+        if base
+            .instance_info("running")
+            .is_some_and(|(_, pid)| pid != first)
+        {
+            break;
         }
     }
     assert!(
@@ -108,6 +111,17 @@ fn a_running_that_fails_its_health_check_is_replaced_without_a_failed_request() 
         "{} failed requests: {failed:?}",
         failed.len()
     );
+    let backoff = wait_until(
+        "the second failure's restart",
+        Duration::from_secs(20),
+        || {
+            let (_, out, _) = cli(&base, &["events"]);
+            out.lines()
+                .find(|l| l.contains("restart_scheduled attempt=2"))
+                .map(str::to_string)
+        },
+    );
+    assert!(backoff.contains("delay_ms=1000"), "{backoff}");
     u.stop();
 }
 
@@ -277,6 +291,42 @@ fn users_wait_for_running_while_understudy_starts_it_again() {
                 false => Err(status.to_string()),
             }
         },
+    );
+    u.stop();
+}
+
+/// A running that hangs 1.5 s after each start: each hang counts toward the failures in a row as
+/// a crash does, so the restarts back off (at once, 1 s, 2 s, ...) instead of coming every two
+/// seconds for ever as `attempt=1 delay_ms=0` (a reviewer's scenario).
+#[test]
+fn a_running_that_hangs_after_each_start_is_restarted_with_backoff() {
+    let base = Base::new("hang-loop");
+    base.write_env("HEARTBEAT_EVERY=300ms\nHEARTBEAT_MISSES=2");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "--hang-after-ms 1500");
+    u.wait_serving();
+    let restarts = || -> Vec<(u64, u64)> {
+        let (_, out, _) = cli(&base, &["events", "--json"]);
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == "restart_scheduled")
+            .map(|e| {
+                (
+                    e["attempt"].as_u64().unwrap_or(0),
+                    e["delay_ms"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let seen = wait_until("a third restart in a row", Duration::from_secs(40), || {
+        let seen = restarts();
+        (seen.len() >= 3).then_some(seen)
+    });
+    assert_eq!(
+        seen[..3],
+        [(1, 0), (2, 1000), (3, 2000)],
+        "{seen:?}\n{}",
+        u.log_text()
     );
     u.stop();
 }

@@ -533,3 +533,55 @@ fn status_says_when_the_guards_rollback_could_not_start() {
     u.stop();
     let _ = std::fs::remove_file(&crash);
 }
+
+/// A build dropped while an operator's promotion waits on `PRE_PROMOTE` waits as pending: the
+/// promotion is finished (it used to be dropped without a word, the promoted build archived)
+/// and the new build is tested after it.
+#[test]
+fn a_build_dropped_during_pre_promote_is_tested_after_the_promotion() {
+    let flags = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (started, go) = (flags.path().join("started"), flags.path().join("go"));
+    let hook = format!(
+        r#"PRE_PROMOTE='/bin/sh -c "touch {}; while [ ! -e {} ]; do sleep 0.05; done"'"#,
+        started.display(),
+        go.display()
+    );
+    let base = Base::new("pre-promote-drop");
+    // Never promoted on its own: only the operator's promote switches.
+    base.write_env(&format!(
+        "STABLE_WINDOW=10m\nMIN_MIRRORED=1000\nROLLBACK_WINDOW=0\n{hook}"
+    ));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (code, out, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1.1.0"), "{out}");
+    wait_until("PRE_PROMOTE to run", Duration::from_secs(20), || {
+        started.exists().then_some(())
+    });
+    base.drop_fixture("1.2.0", "");
+    let (addr, token) = admin(&base);
+    wait_until("1.2.0 to wait as pending", Duration::from_secs(20), || {
+        let (_, s) = api(addr, "GET", "/api/status", Some(&token), "");
+        (s["pending"] == "1.2.0").then_some(())
+    });
+    assert_eq!(base.version_of("testing").as_deref(), Some("app-1.1.0"));
+    std::fs::write(&go, "").unwrap();
+    wait_until("1.1.0 to serve", Duration::from_secs(30), || {
+        (base.version_of("running").as_deref() == Some("app-1.1.0")).then_some(())
+    });
+    wait_until("1.2.0 under test", Duration::from_secs(30), || {
+        (base.version_of("testing").as_deref() == Some("app-1.2.0")).then_some(())
+    });
+    let history =
+        std::fs::read_to_string(base.path.join(".understudy/history.jsonl")).unwrap_or_default();
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains("\"to\":\"1.1.0\"") && l.contains("operator")),
+        "{history}"
+    );
+    u.stop();
+}

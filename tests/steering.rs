@@ -667,3 +667,45 @@ fn a_request_held_past_upstream_timeout_is_told_the_rollback_is_not_done() {
     let _ = std::fs::remove_file(&slow);
     u.stop();
 }
+
+/// Stopped while an operator's promotion starts (slowly) and a newer build waits behind it: at
+/// the next start the promotion is undone, the promoted build goes back to testing and the newer
+/// one replaces it as a newer drop would, and the log says so (it said only `archived`).
+#[test]
+fn a_promotion_undone_at_start_gives_way_to_the_newer_build_waiting_saying_so() {
+    let base = Base::new("undone-pending");
+    base.write_env("STABLE_WINDOW=10m\nMIN_MIRRORED=1000\nROLLBACK_WINDOW=0\nREADY_TIMEOUT=60s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    // Quick as testing; started as running it takes longer than this test waits.
+    base.drop_script(
+        "1.1.0",
+        &format!(
+            "#!/bin/sh\n[ \"$UNDERSTUDY_ROLE\" = running ] && sleep 50\nexec '{BIN}' fixture-app --version 1.1.0\n"
+        ),
+    );
+    base.wait_testing();
+    let (code, out, err) = cli(&base, &["promote"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("promoting 1.1.0"), "{out}");
+    base.drop_fixture("1.2.0", "");
+    let (addr, token) = admin(&base);
+    wait_until("1.2.0 to wait as pending", Duration::from_secs(20), || {
+        let (_, s) = api(addr, "GET", "/api/status", Some(&token), "");
+        (s["pending"] == "1.2.0").then_some(())
+    });
+    u.stop();
+    let mut u = Understudy::start(&base);
+    wait_until("1.2.0 under test", Duration::from_secs(20), || {
+        (base.version_of("testing").as_deref() == Some("app-1.2.0")).then_some(())
+    });
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    let log = u.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("build_recovered")
+            && l.contains("1.1.0")
+            && l.contains("went back to testing")),
+        "{log}"
+    );
+    u.stop();
+}

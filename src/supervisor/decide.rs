@@ -38,14 +38,15 @@ pub(super) use install::refusal;
 
 /// How often archives are checked against the size and disk budgets between filings.
 pub(super) const GC_EVERY: Duration = Duration::from_secs(60);
-/// A running instance that stayed up this long counts as a good start: its failure count resets.
+/// A running instance that stayed up and answering this long counts as a good start: its next
+/// failure (a crash or a hang) counts from one again.
 pub(super) const RESTART_STABLE: Duration = Duration::from_secs(10);
 /// Delay before the second restart in a row; doubled for each further one up to the cap.
 pub(super) const RESTART_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between restarts of a failing running version.
 pub(super) const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// Failures in a row after which understudy says loudly that running is crash-looping, keeps
-/// retrying at the cap, and lets a newly dropped build replace it.
+/// Failures in a row past which (at the next one) understudy says loudly that running is
+/// crash-looping, keeps retrying at the cap, and lets a newly dropped build replace it.
 pub(super) const MAX_RUNNING_RESTARTS: u32 = 5;
 /// Attempts at filing a version away (a full disk, say) before understudy gives up on it.
 pub(super) const MAX_FILING_ATTEMPTS: u32 = 10;

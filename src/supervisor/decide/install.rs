@@ -14,7 +14,7 @@ use crate::events::Event;
 use crate::history::SwitchWhy;
 use crate::instance::InstanceId;
 use crate::layout::Role;
-use crate::supervisor::state::{AfterStop, Phase, Slot};
+use crate::supervisor::state::{AfterStop, Phase, Slot, TxnStep};
 use crate::watcher::Dropped;
 
 impl Decision<'_> {
@@ -283,10 +283,17 @@ impl Decision<'_> {
         }
     }
 
-    /// Start the pending build as testing once running is ready and no promotion is under way.
+    /// Start the pending build as testing once running is ready and no promotion is under way:
+    /// from the moment one is accepted (its `PRE_PROMOTE` included), or a newer drop would
+    /// take the promoted build out of testing and the promotion would be lost without a word.
     pub(super) fn start_pending(&mut self) {
         let running_ready = self.s.running.as_ref().is_some_and(Slot::is_ready);
-        if !running_ready || self.s.next.is_some() {
+        let pre_promote = self
+            .s
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.step == TxnStep::PrePromote);
+        if !running_ready || self.s.next.is_some() || pre_promote {
             return;
         }
         let Some(installed) = self.s.pending.take() else {

@@ -252,7 +252,10 @@ impl Decision<'_> {
     /// Running stopped answering its heartbeats while its process lives: start a fresh instance
     /// of the same version beside it and switch once that one is ready, as a promotion does, so
     /// users are served all along. Stop-then-start only when that cannot be done (a promotion
-    /// under way, a spare already starting, a running never proven or still guarded).
+    /// under way, a spare already starting, a running never proven or still guarded) or when it
+    /// is not its first failure in a row: a hang counts as a crash does (`failures_with`), with
+    /// the same backoff and `crash_looping`, or a build that hangs soon after each start would
+    /// be started beside itself every few seconds for ever.
     pub(super) fn running_unresponsive(&mut self, why: String) {
         let guarded = |r: &Slot| {
             self.s
@@ -263,20 +266,23 @@ impl Decision<'_> {
         };
         // Within ROLLBACK_WINDOW a failing new running is rolled back instead (running_failed),
         // and one the guard already rolls back from is not healed beside the rollback.
+        let first = |r: &Slot| self.failures_with(r, true) <= 1;
         let can_heal = self.s.spare.is_none()
             && self.s.next.is_none()
             && self
                 .s
                 .running
                 .as_ref()
-                .is_some_and(|r| r.proven && r.is_ready() && !guarded(r));
+                .is_some_and(|r| r.proven && r.is_ready() && !guarded(r) && first(r));
         if !can_heal {
-            return self.running_failed(why);
+            let failures = self.s.running.as_ref().map(|r| self.failures_with(r, true));
+            return self.running_down(why, failures.unwrap_or(self.s.failures + 1));
         }
         let installed = self.s.running.as_ref().expect("checked").installed.clone();
+        self.s.failures = 1;
         self.emit(Event::RestartScheduled {
             version: installed.version.clone(),
-            attempt: self.s.failures + 1,
+            attempt: self.s.failures,
             delay_ms: 0,
             reason: format!("{why}; a fresh instance starts beside it and takes over once ready"),
         });
@@ -295,8 +301,8 @@ impl Decision<'_> {
 
     /// The spare is ready: it becomes running; the unresponsive one is returned, to be stopped.
     pub(super) fn swap_in_spare(&mut self) -> Option<Slot> {
+        // The hang it replaces stays counted: only a good start of the spare resets the count.
         let spare = self.s.spare.take().expect("called for the spare");
-        self.s.failures = 0;
         self.s.running.replace(spare)
     }
 
@@ -308,9 +314,11 @@ impl Decision<'_> {
         };
         self.retire(spare, false, AfterStop::Keep);
         if self.s.running.is_some() {
-            self.running_failed(format!(
+            // The hang was counted when the spare started: this is one more failure in a row.
+            let why = format!(
                 "stopped answering its heartbeats, and the fresh instance started beside it {why}"
-            ));
+            );
+            self.running_down(why, self.s.failures + 1);
         }
     }
 
@@ -424,6 +432,40 @@ impl Decision<'_> {
     }
 
     pub(super) fn running_failed(&mut self, why: String) {
+        let failures = self
+            .s
+            .running
+            .as_ref()
+            .map(|r| self.failures_with(r, false));
+        self.running_down(why, failures.unwrap_or(self.s.failures + 1))
+    }
+
+    /// Failures in a row once `running` fails: one more, or a fresh count of 1 after a good
+    /// start, `RESTART_STABLE` up and answering. A hang (`hung`) answered only until its last
+    /// heartbeat, not until its misses were noticed (`HEARTBEAT_MISSES` × `HEARTBEAT_EVERY`
+    /// later), so a build that hangs soon after each start never counts as a good start.
+    fn failures_with(&self, running: &Slot, hung: bool) -> u32 {
+        let Phase::Ready { since, .. } = running.phase else {
+            return self.s.failures + 1;
+        };
+        let until = if hung {
+            running
+                .last_heartbeat
+                .filter(|h| *h >= since)
+                .unwrap_or(since)
+        } else {
+            self.now
+        };
+        if until.saturating_duration_since(since) >= RESTART_STABLE {
+            1
+        } else {
+            self.s.failures + 1
+        }
+    }
+
+    /// Running failed, its `failures` in a row counting this one: a spare on its way takes
+    /// over, a first build is turned away, else it is restarted with the backoff they call for.
+    fn running_down(&mut self, why: String, failures: u32) {
         if let Some(spare) = self.s.spare.take() {
             // A fresh instance is already on its way: it takes over as soon as it is ready.
             let old = self.s.running.replace(spare).expect("called for running");
@@ -450,16 +492,8 @@ impl Decision<'_> {
             }
             return;
         }
-        let stayed_up = match slot.phase {
-            Phase::Ready { since, .. } => self.now.saturating_duration_since(since),
-            _ => Duration::ZERO,
-        };
+        self.s.failures = failures;
         self.retire(slot, false, AfterStop::Keep);
-        self.s.failures = if stayed_up >= RESTART_STABLE {
-            1
-        } else {
-            self.s.failures + 1
-        };
         let held = Restart {
             installed: installed.clone(),
             at: self.now,

@@ -440,6 +440,9 @@ impl Decision<'_> {
                         self.s.hook_block = Some((version, reason));
                     }
                 }
+                // A build dropped while the hook ran waited for it: it is tested now, unless
+                // the promotion goes on (it is then tested once that is done).
+                self.start_pending();
             }
             Hook::PostPromote | Hook::PostRollback => {
                 // A failure was announced by HookRan above; the switch stands either way, and
@@ -506,6 +509,8 @@ impl Decision<'_> {
             // Promoting says it.
             (None, Ok(_)) => {}
         }
+        // A build dropped while a PRE_PROMOTE this rollback cut short ran waits no longer.
+        self.start_pending();
     }
 
     /// A traffic sample: keep a minute of them, and judge the promoted version under watch.
@@ -661,5 +666,6 @@ impl Decision<'_> {
             let why = "its promotion was given up while PRE_PROMOTE ran";
             self.schedule_failed(version, why, true);
         }
+        self.start_pending();
     }
 }

@@ -162,6 +162,19 @@ impl Decision<'_> {
                 self.archive_if_unused(old.version);
             }
         } else {
+            let promoted = kind == TxnKind::Promotion;
+            if let Some(newer) = self.s.pending.as_ref().filter(|_| promoted) {
+                // Back to testing, where the newer build replaces it as a newer drop would: said,
+                // or the promoted build would seem to be archived for no reason.
+                let outcome = format!(
+                    "its promotion was undone at start, so it went back to testing, and {}, \
+                     dropped while it was being promoted, is newer and replaces it (as a newer \
+                     drop replaces the build under test): its folder is archived",
+                    newer.version
+                );
+                let version = undone.version.clone();
+                self.emit(Event::BuildRecovered { version, outcome });
+            }
             self.archive_if_unused(undone.version);
         }
     }

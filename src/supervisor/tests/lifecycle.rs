@@ -212,6 +212,11 @@ async fn a_spare_that_never_gets_ready_falls_back_to_stop_then_start() {
         }),
         "{a:#?}"
     );
+    // The hang and the failed fresh start are two failures in a row: the backoff's second step.
+    assert_eq!(scheduled(&a), Some((2, 1000)), "{a:#?}");
+    sim.feed(Input::Stopped { id: old });
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let a = sim.feed(Input::Tick);
     let (again, _, _) = start_in(&a).expect("the plain restart");
     assert_ne!(again, fresh);
 }
@@ -658,4 +663,63 @@ async fn users_wait_for_a_build_starting_as_running_with_nothing_serving() {
         (routes.hold, routes.restarting.clone()),
         (Some(crate::proxy::Hold::Restart), Some(v("1.1.0")))
     );
+}
+
+/// Running (ready at `id`) answers its heartbeats for `answered`, then misses them for 15 s.
+async fn hang(sim: &mut Sim, id: InstanceId, answered: Duration) -> Vec<Action> {
+    tokio::time::advance(answered).await;
+    sim.event(id, InstanceEventKind::Heartbeat);
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let lost = InstanceEventKind::Unresponsive {
+        misses: 3,
+        reason: "GET /health timed out".into(),
+    };
+    sim.event(id, lost)
+}
+
+fn scheduled(a: &[Action]) -> Option<(u32, u64)> {
+    emitted(a).iter().find_map(|e| match e {
+        Event::RestartScheduled {
+            attempt, delay_ms, ..
+        } => Some((*attempt, *delay_ms)),
+        _ => None,
+    })
+}
+
+/// A running that hangs soon after each start counts its hangs as failures in a row, as a crash
+/// does: the first is healed beside it, the next ones restarted with the backoff, and it is
+/// `crash_looping` at the sixth (it was healed at once for ever, `attempt=1` each time: a
+/// reviewer's scenario). It answered 1.5 s only, though noticed 16.5 s after it got ready: not a
+/// good start. One that answered `RESTART_STABLE` starts a fresh count.
+#[tokio::test(start_paused = true)]
+async fn a_running_that_hangs_after_each_start_backs_off_and_is_crash_looping() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    let (id, _) = sim.bring_up(&a);
+    let a = hang(&mut sim, id, Duration::from_millis(1500)).await;
+    assert_eq!(scheduled(&a), Some((1, 0)), "{a:#?}");
+    let (spare, role, _) = start_in(&a).expect("healed beside it the first time");
+    assert_eq!(role, Role::Running);
+    sim.launch(spare);
+    sim.event(spare, InstanceEventKind::Ready);
+    sim.feed(Input::Stopped { id });
+    let mut id = spare;
+    for (attempt, delay) in [(2, 1), (3, 2), (4, 4), (5, 8), (6, 30)] {
+        let a = hang(&mut sim, id, Duration::from_millis(1500)).await;
+        assert_eq!(scheduled(&a), Some((attempt, delay * 1000)), "{a:#?}");
+        assert!(a.contains(&Action::Retire { id, drain: false }), "{a:#?}");
+        assert!(start_in(&a).is_none(), "after its backoff: {a:#?}");
+        let looping = emitted(&a)
+            .iter()
+            .any(|e| matches!(e, Event::CrashLooping { failures: 6, .. }));
+        assert_eq!(looping, attempt == 6, "attempt {attempt}: {a:#?}");
+        sim.feed(Input::Stopped { id });
+        tokio::time::advance(Duration::from_secs(delay)).await;
+        let a = sim.feed(Input::Tick);
+        (id, _) = sim.bring_up(&a);
+    }
+    // Up and answering for RESTART_STABLE: a good start, its hang is healed beside it again.
+    let a = hang(&mut sim, id, RESTART_STABLE).await;
+    assert_eq!(scheduled(&a), Some((1, 0)), "{a:#?}");
+    assert!(start_in(&a).is_some(), "{a:#?}");
 }

@@ -590,3 +590,116 @@ async fn a_build_under_test_is_scored_afresh_after_a_rollback_under_it() {
         .iter()
         .any(|a| matches!(a, Action::Score(ScorerControl::Running { .. }))));
 }
+
+/// A build dropped while an operator's promotion is in its `PRE_PROMOTE` waits as pending: the
+/// promotion is finished first and the new build is tested after it (it used to replace the
+/// build being promoted, which was then archived without a word: a reviewer's scenario).
+#[tokio::test(start_paused = true)]
+async fn a_build_dropped_during_pre_promote_waits_for_the_promotion() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        ..Default::default()
+    };
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Promote,
+    });
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote]);
+    let a = sim.deliver("1.2.0");
+    assert!(start_in(&a).is_none(), "1.2.0 waits: {a:#?}");
+    assert_eq!(sim.s.testing().unwrap().id, testing);
+    assert_eq!(
+        sim.s.pending.as_ref().map(|p| p.version.clone()),
+        Some(v("1.2.0"))
+    );
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Ok(()),
+    });
+    assert_eq!(
+        start_of(&a, Role::Running).map(|s| s.1),
+        Some(v("1.1.0")),
+        "{a:#?}"
+    );
+    assert!(start_of(&a, Role::Testing).is_none(), "{a:#?}");
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(*sim.s.running().unwrap().version(), v("1.1.0"));
+    assert_eq!(
+        start_of(&a, Role::Testing).map(|s| s.1),
+        Some(v("1.2.0")),
+        "{a:#?}"
+    );
+}
+
+/// `PRE_PROMOTE` refuses the promotion a drop waited for: the waiting build is tested at once.
+#[tokio::test(start_paused = true)]
+async fn a_build_dropped_during_a_refused_pre_promote_is_tested_after_it() {
+    let mut sim = Sim::new(PORTS);
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        ..Default::default()
+    };
+    let (running, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(hooks_in(&a), vec![Hook::PrePromote]);
+    assert!(start_in(&sim.deliver("1.2.0")).is_none());
+    let a = sim.feed(Input::HookDone {
+        hook: Hook::PrePromote,
+        id: Some(testing),
+        version: v("1.1.0"),
+        result: Err("exit status: 1".into()),
+    });
+    assert!(emitted(&a)
+        .iter()
+        .any(|e| matches!(e, Event::PromotionFailed { .. })));
+    assert_eq!(
+        start_of(&a, Role::Testing).map(|s| s.1),
+        Some(v("1.2.0")),
+        "{a:#?}"
+    );
+    assert!(a.contains(&Action::Retire {
+        id: testing,
+        drain: false
+    }));
+    assert_eq!(sim.s.running().unwrap().id, running);
+}
+
+/// Stopped while a promotion started and a newer build waited behind it: at start the promotion
+/// is undone, the promoted build goes back to testing, where the newer one replaces it as a newer
+/// drop would, and the log says so (it said only `archived`, as if the build were lost).
+#[tokio::test(start_paused = true)]
+async fn an_undone_promotion_with_a_newer_build_waiting_says_the_newer_one_replaces_it() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        promoting: Some(installed("1.1.0")),
+        testing: Some(installed("1.2.0")),
+        txn: Some(Txn {
+            kind: TxnKind::Promotion,
+            version: v("1.1.0"),
+            from: Some(v("1.0.0")),
+            step: TxnStep::Starting,
+            why: SwitchWhy::Operator,
+            reject_from: None,
+        }),
+        ..Default::default()
+    })));
+    assert!(
+        emitted(&a).iter().any(|e| matches!(e,
+            Event::BuildRecovered { version, outcome } if *version == v("1.1.0")
+                && outcome.contains("went back to testing")
+                && outcome.contains("1.2.0"))),
+        "{a:#?}"
+    );
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(
+        start_of(&a, Role::Testing).map(|s| s.1),
+        Some(v("1.2.0")),
+        "{a:#?}"
+    );
+}
