@@ -65,8 +65,9 @@ impl Decision<'_> {
                 }
                 if let Some(t) = &self.s.txn {
                     return Some(Err(CommandError::NothingToPromote(format!(
-                        "the {:?} of {} is already under way",
-                        t.kind, t.version
+                        "the {} of {} is already under way",
+                        t.kind.name(),
+                        t.version
                     ))));
                 }
                 let version = testing.version().clone();
@@ -241,8 +242,8 @@ impl Decision<'_> {
             // Rolling back to a build that never served would put untested code in front of users
             // (and a later abort would move the folder running lives in).
             return refuse(format!(
-                "{target} is the build under test and never served: promote it or abort it; a \
-                 rollback goes to a version that served before"
+                "{target} is the build under test (this build of it has not served users): \
+                 promote it or abort it; a rollback brings back a build that served"
             ));
         }
         self.restore(target, Some(id));
