@@ -712,3 +712,31 @@ fn a_rollback_target_is_never_replaced_by_a_build_of_its_version_that_never_serv
     }
     u.stop();
 }
+
+/// A pause holds across a restart of understudy: it was lost, and the build the operator meant
+/// to check by hand was then promoted automatically.
+#[test]
+fn a_pause_holds_across_a_restart_of_understudy() {
+    let (base, mut u) = start_with_testing(
+        "pause-restart",
+        "STABLE_WINDOW=1s\nMIN_MIRRORED=1\nEVALUATE_EVERY=250ms",
+    );
+    let (code, _, err) = cli(&base, &["pause"]);
+    assert_eq!(code, 0, "{err}");
+    u.stop();
+    let mut u = Understudy::start(&base);
+    let (code, out, err) = cli(&base, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["paused"], true, "{status}");
+    // Verdicts come (a window of 1 s, one pair), and nothing is promoted while paused.
+    base.wait_testing();
+    let mut n = 0;
+    wait_until("a verdict to promote", Duration::from_secs(20), || {
+        n += 1;
+        assert_eq!(u.get(&format!("/items/{n}")).0, 200);
+        u.log_text().contains("verdict=promote").then_some(())
+    });
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    u.stop();
+}

@@ -497,6 +497,7 @@ impl Decision<'_> {
                 .or_else(|| s.tripped_guard.clone()),
             filings: self.journaled_filings(),
             guard_failed: s.guard_failed.clone(),
+            paused: s.paused,
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

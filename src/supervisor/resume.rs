@@ -98,6 +98,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         pending: find(&persisted.pending, None).filter(|p| Some(&p.version) != tested),
         filings: persisted.filings.clone(),
         guard_failed: persisted.guard_failed.clone(),
+        paused: persisted.paused,
         found: Vec::new(),
         handed: Vec::new(),
         taking_over: false,

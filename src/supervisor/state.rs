@@ -111,6 +111,10 @@ pub struct Persisted {
     /// until the next switch, a restart included.
     #[serde(default)]
     pub guard_failed: Option<String>,
+    /// The operator paused automatic decisions (`understudy pause`): kept until `resume`, a
+    /// restart or an upgrade of understudy included.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A version folder on its way out as `state.json` keeps it: filed at the next start if a stop
@@ -215,6 +219,8 @@ pub struct Resumed {
     pub handed: Vec<HandedPort>,
     /// The guard's rollback that could not be carried out, as status said before the stop.
     pub guard_failed: Option<String>,
+    /// Paused by the operator before the stop.
+    pub paused: bool,
     /// Started by an upgrade that is not done: the old understudy may yet go on with its own
     /// state, so nothing timer-driven is decided here until [`Input::Serving`](super::Input::Serving).
     pub taking_over: bool,

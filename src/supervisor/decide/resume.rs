@@ -63,6 +63,7 @@ impl Decision<'_> {
         self.s.canary_resume = r.canary.clone();
         self.s.handed = r.handed.clone();
         self.s.guard_failed = r.guard_failed.take();
+        self.s.paused = r.paused;
         let history_share = std::mem::take(&mut r.history_share);
         if let HistoryShare::Share(version, weight) = &history_share {
             // In force until a switch the history missed, recorded on resuming, ends it.

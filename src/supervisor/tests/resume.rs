@@ -186,3 +186,36 @@ async fn a_first_build_that_got_ready_only_after_a_restart_is_announced_and_reco
     let (_, a) = sim.bring_up(&a);
     assert_eq!(records_in(&a), vec![]);
 }
+
+/// An operator's pause is kept across a restart (or an upgrade) of understudy: it was lost, and
+/// the build the operator meant to check by hand was promoted automatically after the restart.
+#[tokio::test(start_paused = true)]
+async fn a_pause_is_saved_and_holds_after_a_restart() {
+    let mut sim = Sim::new(PORTS);
+    sim.serving_with_testing("1.1.0");
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::Pause,
+    });
+    assert!(reply_in(&a, 1).is_ok());
+    let p = saved(&sim);
+    assert!(p.paused, "{p:?}");
+    let mut after = Sim::new(PORTS);
+    let a = after.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.0.0")),
+        testing: Some(installed("1.1.0")),
+        paused: p.paused,
+        ..Default::default()
+    })));
+    let (_, a) = after.bring_up(&a);
+    let (testing, _) = after.bring_up(&a);
+    assert_eq!(after.s.testing().map(|t| t.id), Some(testing));
+    let a = after.verdict(testing, Verdict::Promote);
+    assert!(start_in(&a).is_none(), "promoted though paused: {a:#?}");
+    let a = after.feed(Input::Command {
+        id: 2,
+        command: Command::Resume,
+    });
+    assert!(reply_in(&a, 2).is_ok());
+    assert!(!saved(&after).paused);
+}
