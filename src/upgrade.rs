@@ -312,8 +312,14 @@ async fn await_ready(
     let pid = child.id().unwrap_or(0);
     let said = tokio::time::timeout(timeout, read_ready(ready)).await;
     let Ok(text) = said else {
-        // SIGKILL: it must not stop the children it may have adopted.
+        // SIGKILL: it must not stop the children it may have adopted (the old one's, not its
+        // descendants). What it started itself goes with it: a wrapper script's own children.
+        let descendants = descendants(pid);
         let _ = child.start_kill();
+        for d in descendants {
+            // SAFETY: kill(2) on a pid read from /proc just before; no memory is touched.
+            unsafe { libc::kill(d as libc::pid_t, libc::SIGKILL) };
+        }
         let _ = child.wait().await;
         return Err(UpgradeError::Timeout {
             binary: binary.to_path_buf(),
@@ -342,6 +348,32 @@ async fn await_ready(
             format!("{why} ({status})")
         },
     })
+}
+
+/// Every process below `pid` (children, theirs, ...), read from `/proc/<pid>/task/*/children`;
+/// empty where that is not there.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in text
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u32>().ok())
+            {
+                // Bounded: a pid is taken once, however the tree changes meanwhile.
+                if c != pid && !found.contains(&c) && found.len() < 4096 {
+                    found.push(c);
+                    next.push(c);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Copies of `fds` numbered above the highest target (`3 + fds.len()`), close-on-exec.
@@ -503,6 +535,31 @@ pub fn reclaim_admin_json(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new binary that never says ready is killed with what it started (a wrapper script's
+    /// `sleep` survived it): its descendants are found, grandchildren included.
+    #[test]
+    fn the_descendants_of_a_process_are_found_to_the_grandchildren() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = sh.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut found = descendants(pid);
+        while found.len() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            found = descendants(pid);
+        }
+        for d in &found {
+            // SAFETY: kill(2) on processes this test started.
+            unsafe { libc::kill(*d as libc::pid_t, libc::SIGKILL) };
+        }
+        sh.kill().unwrap();
+        sh.wait().unwrap();
+        assert_eq!(found.len(), 3, "a shell and two sleeps below it: {found:?}");
+        assert!(!found.contains(&pid));
+    }
 
     #[test]
     fn lifted_copies_are_above_every_target_and_close_on_exec() {
