@@ -814,3 +814,77 @@ fn events_follow_goes_on_across_an_upgrade_and_says_when_understudy_stopped() {
         "{err}"
     );
 }
+
+/// SIGTERM to understudy while an upgrade's new process starts (a `systemctl stop` at the wrong
+/// moment): the old one exited 0 and the new one took over and served on, unasked, with the
+/// lock, the ports and every child. Now the new one is told to stop too, and nothing is left.
+#[test]
+fn a_stop_during_an_upgrade_stops_the_new_understudy_too() {
+    let base = Base::new("upgrade-term");
+    base.write_env("NOISE_CANCEL=off");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (_, running) = base.wait_instance_info("running");
+    let slow = base.path.join("..").join("upgrade-term-slow-understudy");
+    std::fs::write(&slow, format!("#!/bin/sh\nsleep 2\nexec '{BIN}' \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let upgrading = spawn_cli(&base, &["upgrade", "--binary", slow.to_str().unwrap()]);
+    // The new process is on its way (its wrapper runs), not yet ready.
+    let mark = slow.to_string_lossy().into_owned();
+    wait_until(
+        "the upgrade to start its new process",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_dir("/proc").unwrap().flatten().find_map(|p| {
+                let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                // The wrapper, not the `upgrade --binary` command naming it.
+                (cmdline.contains(&mark) && !cmdline.contains("--binary")).then_some(())
+            })
+        },
+    );
+    let old = u.pid();
+    // SAFETY: kill(2) on the understudy this test started.
+    assert_eq!(unsafe { libc::kill(old as i32, libc::SIGTERM) }, 0);
+    let (code, out, err) = cli_finished(upgrading, Duration::from_secs(40));
+    let _ = std::fs::remove_file(&slow);
+    assert!(code.is_some(), "upgrade still ran: {out}{err}");
+    assert_eq!(
+        u.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        u.log_text()
+    );
+    // Whatever serves this base dir now: the new understudy, once its wrapper is done.
+    let dir = base.path.to_string_lossy().into_owned();
+    let serving = || -> Vec<i32> {
+        let procs = std::fs::read_dir("/proc").unwrap().flatten();
+        procs
+            .filter_map(|p| {
+                let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+                (cmdline.contains(&dir) && cmdline.contains("run")).then_some(pid)
+            })
+            .collect()
+    };
+    let guards: Vec<Successor> = Vec::new();
+    let mut guards = guards;
+    // Past the wrapper's 2 s and a take-over: nothing may serve the base dir after the stop.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        for pid in serving() {
+            if !guards.iter().any(|g| g.0 == pid) {
+                guards.push(Successor(pid));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<i32> = serving()
+        .into_iter()
+        .filter(|p| process_running(*p))
+        .collect();
+    assert!(left.is_empty(), "still serving after the stop: {left:?}");
+    assert!(!process_running(running), "running {running} left behind");
+}

@@ -143,6 +143,9 @@ pub async fn run(
         publish_status(&status, &state, &mut clock);
         if let Some(due) = exec.upgrade_due.take() {
             if exec.upgrade(due, &mut presence, &pulse).await {
+                if cancel.is_cancelled() {
+                    exec.stop_successor();
+                }
                 break;
             }
         }

@@ -169,6 +169,27 @@ impl Executor {
         }
     }
 
+    /// A stop (SIGTERM) came while the handover ran, and the new understudy took over: it is
+    /// told to stop too (it stops the children it now owns, as this one would have), so a stop
+    /// during an upgrade stops understudy rather than leave the new one serving unasked.
+    pub(super) fn stop_successor(&self) {
+        let pid = self
+            .succession
+            .successor
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        if pid <= 0 {
+            return;
+        }
+        tracing::warn!(
+            "understudy was asked to stop during the upgrade: the new understudy (pid {pid}) took over and is told to stop too"
+        );
+        // SAFETY: kill(2) on the pid of the process this understudy started and handed over to.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
     async fn answer_upgrade(&mut self, due: Due) -> bool {
         let result = if self.succession.serving.is_cancelled() {
             self.hand_over(due.binary, due.children).await
