@@ -38,6 +38,7 @@ mod conns;
 mod dashboard;
 mod socket;
 mod stream;
+mod unknown;
 
 pub use stream::KEEP_ALIVE;
 
@@ -323,6 +324,8 @@ fn router(state: AdminState, token: Option<Arc<str>>, streams: StreamSlots) -> R
         .route("/api/schedule", get(schedules))
         .route("/metrics", get(metrics))
         .merge(steer)
+        .fallback(unknown::no_such_path)
+        .method_not_allowed_fallback(unknown::wrong_method)
         .layer(axum::Extension(streams))
         .layer(middleware::from_fn_with_state(token, auth::sight))
         .with_state(state)

@@ -712,3 +712,25 @@ fn a_rollback_target_is_never_replaced_by_a_build_of_its_version_that_never_serv
     }
     u.stop();
 }
+
+/// A path the API does not serve, or a method a path does not take, is answered with a JSON
+/// error as every other refusal (README: `{ok:false, error}`): it was once an empty body.
+#[test]
+fn unknown_paths_and_wrong_methods_answer_json_errors() {
+    let base = Base::new("admin-unknown");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let (addr, _) = admin(&base);
+    let (code, v) = api(addr, "GET", "/api/nonexistent", None, "");
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("/api/nonexistent"),
+        "{v}"
+    );
+    let (code, v) = api(addr, "DELETE", "/api/status", None, "");
+    assert_eq!(code, 405, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("DELETE"), "{v}");
+    u.stop();
+}
