@@ -483,10 +483,19 @@ async fn history(
             ))
         }
     };
+    let now = SystemTime::now();
     let at = match q.at.as_deref().map(parse_instant).transpose() {
-        Ok(at) => at.unwrap_or_else(SystemTime::now),
+        Ok(at) => at.unwrap_or(now),
         Err(e) => return bad_request(e),
     };
+    if at > now {
+        // The history is a record: a future instant would be answered with a guess as a fact.
+        return bad_request(format!(
+            "{} is in the future: the history says what served users up to now; ask for an \
+             instant up to now, or without --at for now (pending promotions: understudy schedule)",
+            crate::supervisor::control::rfc3339(at)
+        ));
+    }
     let path = s.history.clone();
     let switches = match tokio::task::spawn_blocking(move || crate::history::read(&path)).await {
         Ok(Ok(h)) => h,

@@ -734,3 +734,21 @@ fn unknown_paths_and_wrong_methods_answer_json_errors() {
     assert!(v["error"].as_str().unwrap().contains("DELETE"), "{v}");
     u.stop();
 }
+
+/// `history --at` a future instant is refused, saying why: the history records what served, and
+/// answered "1.0.0 served users" for 2999 as a fact.
+#[test]
+fn history_at_a_future_instant_is_refused() {
+    let base = Base::new("history-future");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let (code, out, err) = cli(&base, &["history", "--at", "2999-01-01T00:00:00Z"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("2999-01-01T00:00:00Z is in the future") && !out.contains("served users"),
+        "{out}{err}"
+    );
+    let (code, out, err) = cli(&base, &["history", "--at", "2001-01-01T00:00:00Z"]);
+    assert_eq!(code, 0, "a past instant is answered: {out}{err}");
+    u.stop();
+}
