@@ -168,7 +168,8 @@ pub(super) fn status_text(v: &Value) -> String {
     }
     for key in ["installing", "pending"] {
         if let Some(x) = v[key].as_str() {
-            out.push_str(&format!("{key:<10}{x}\n"));
+            // "installing" fills the label column: one space at least, as every other line.
+            out.push_str(&format!("{key:<9} {x}\n"));
         }
     }
     if let Some(pid) = v["understudy"]["pid"].as_u64() {
