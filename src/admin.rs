@@ -348,6 +348,9 @@ struct StatusBody<'a> {
     #[serde(flatten)]
     status: &'a Status,
     counters: Counters,
+    /// Why the build being installed waits, if it does (`build_waiting`'s reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installing_waiting: Option<String>,
     /// Where users reach the proxy.
     listen: String,
     /// This understudy process: its version, pid and start.
@@ -383,9 +386,14 @@ async fn status(State(s): State<AdminState>, Extension(sight): Extension<Sight>)
         gateway_timeout: c.gateway_timeout.load(Ordering::Relaxed),
         unavailable: c.unavailable.load(Ordering::Relaxed),
     };
+    let installing_waiting = st
+        .installing
+        .as_ref()
+        .and_then(|v| stream::install_waiting(&s.events, v));
     Json(sight.json(&StatusBody {
         status: &st,
         counters,
+        installing_waiting,
         listen: s.listen.to_string(),
         understudy: Itself {
             version: env!("CARGO_PKG_VERSION"),

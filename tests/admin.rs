@@ -752,3 +752,21 @@ fn history_at_a_future_instant_is_refused() {
     assert_eq!(code, 0, "a past instant is answered: {out}{err}");
     u.stop();
 }
+
+/// A build waiting to be installed while the disk is short shows why in status (its JSON's
+/// `installing_waiting`, and the text beside `installing`): status once showed the version alone.
+#[test]
+fn status_says_why_an_install_waits_for_disk() {
+    let base = Base::new("install-waits");
+    base.write_env("MIN_FREE_DISK=100TiB");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.6.0", "");
+    let json = wait_until("installing_waiting", Duration::from_secs(15), || {
+        let (_, out, _) = cli(&base, &["status", "--json"]);
+        out.contains("installing_waiting").then_some(out)
+    });
+    assert!(json.contains("MIN_FREE_DISK"), "{json}");
+    let (_, text, _) = cli(&base, &["status"]);
+    assert!(text.contains("installing 1.6.0 (waiting: "), "{text}");
+    u.stop();
+}

@@ -310,3 +310,14 @@ fn status_keeps_a_space_after_installing() {
     assert!(text.lines().any(|l| l == "installing 1.6.0"), "{text}");
     assert!(text.lines().any(|l| l == "pending   1.5.0"), "{text}");
 }
+
+/// A build waiting to install (a disk too short, say) shows why beside `installing`, when the
+/// status says it (`installing_waiting`): it showed the version alone.
+#[test]
+fn status_shows_why_an_install_waits() {
+    let v = json!({"running": null, "testing": null, "counters": {}, "installing": "1.6.0",
+        "installing_waiting": "the disk is short"});
+    let text = status_text(&v);
+    let line = "installing 1.6.0 (waiting: the disk is short)";
+    assert!(text.lines().any(|l| l == line), "{text}");
+}
