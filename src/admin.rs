@@ -38,6 +38,7 @@ mod conns;
 mod dashboard;
 mod socket;
 mod stream;
+mod unknown;
 
 pub use stream::KEEP_ALIVE;
 
@@ -323,6 +324,8 @@ fn router(state: AdminState, token: Option<Arc<str>>, streams: StreamSlots) -> R
         .route("/api/schedule", get(schedules))
         .route("/metrics", get(metrics))
         .merge(steer)
+        .fallback(unknown::no_such_path)
+        .method_not_allowed_fallback(unknown::wrong_method)
         .layer(axum::Extension(streams))
         .layer(middleware::from_fn_with_state(token, auth::sight))
         .with_state(state)
@@ -345,6 +348,9 @@ struct StatusBody<'a> {
     #[serde(flatten)]
     status: &'a Status,
     counters: Counters,
+    /// Why the build being installed waits, if it does (`build_waiting`'s reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installing_waiting: Option<String>,
     /// Where users reach the proxy.
     listen: String,
     /// This understudy process: its version, pid and start.
@@ -380,9 +386,14 @@ async fn status(State(s): State<AdminState>, Extension(sight): Extension<Sight>)
         gateway_timeout: c.gateway_timeout.load(Ordering::Relaxed),
         unavailable: c.unavailable.load(Ordering::Relaxed),
     };
+    let installing_waiting = st
+        .installing
+        .as_ref()
+        .and_then(|v| stream::install_waiting(&s.events, v));
     Json(sight.json(&StatusBody {
         status: &st,
         counters,
+        installing_waiting,
         listen: s.listen.to_string(),
         understudy: Itself {
             version: env!("CARGO_PKG_VERSION"),
@@ -480,10 +491,19 @@ async fn history(
             ))
         }
     };
+    let now = SystemTime::now();
     let at = match q.at.as_deref().map(parse_instant).transpose() {
-        Ok(at) => at.unwrap_or_else(SystemTime::now),
+        Ok(at) => at.unwrap_or(now),
         Err(e) => return bad_request(e),
     };
+    if at > now {
+        // The history is a record: a future instant would be answered with a guess as a fact.
+        return bad_request(format!(
+            "{} is in the future: the history says what served users up to now; ask for an \
+             instant up to now, or without --at for now (pending promotions: understudy schedule)",
+            crate::supervisor::control::rfc3339(at)
+        ));
+    }
     let path = s.history.clone();
     let switches = match tokio::task::spawn_blocking(move || crate::history::read(&path)).await {
         Ok(Ok(h)) => h,

@@ -186,6 +186,14 @@ pub enum InstallError {
     /// The zip holds nothing startable.
     #[error("{path} holds no {identifier}-<version>.jar, jar or executable file at its top level or in its bin/ (or in those of its one top folder): put the program there")]
     NothingToStart { path: PathBuf, identifier: String },
+    /// The zip holds no named program and more than one jar or executable where one is looked
+    /// for: which to start is a guess, so none is.
+    #[error("{path} holds several programs and none is named: {candidates}; name the one to start {identifier}-<version>.jar, {identifier}-<version>, {identifier}.jar or {identifier} (at the top level or in bin/), or leave only one jar or one executable file there")]
+    SeveralToStart {
+        path: PathBuf,
+        identifier: String,
+        candidates: String,
+    },
 }
 
 /// An installed build: what an instance starts.
@@ -361,9 +369,16 @@ pub fn install(
                 return Err(e);
             }
             let (program, kind) = find_bundled(&bundle, layout.identifier(), &name.version)
-                .ok_or_else(|| InstallError::NothingToStart {
-                    path: dest.clone(),
-                    identifier: layout.identifier().to_string(),
+                .ok_or_else(|| {
+                    let (path, identifier) = (dest.clone(), layout.identifier().to_string());
+                    match several_in(&bundle) {
+                        Some(candidates) => InstallError::SeveralToStart {
+                            path,
+                            identifier,
+                            candidates,
+                        },
+                        None => InstallError::NothingToStart { path, identifier },
+                    }
                 })?;
             if kind == Kind::Executable {
                 check_program(&program)?;
@@ -558,16 +573,36 @@ pub fn mark_executable(path: &Path) -> Result<(), InstallError> {
 /// and nothing else (Gradle's `distZip`, sbt's `universal:packageBin`: `myapp-1.2.0/bin/myapp`)
 /// is looked into the same way. A named program in `bin/` wins over a lone script beside it.
 fn find_bundled(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf, Kind)> {
-    let root = only_folder(dir);
-    let root = root.as_deref().unwrap_or(dir);
-    let bin = root.join("bin");
-    let bin = fs::symlink_metadata(&bin)
-        .is_ok_and(|m| m.is_dir())
-        .then_some(bin);
-    let places = || std::iter::once(root).chain(bin.as_deref());
-    places()
+    let places = places_in(dir);
+    places
+        .iter()
         .find_map(|d| named_in(d, identifier, version))
-        .or_else(|| places().find_map(only_in))
+        .or_else(|| places.iter().find_map(|d| only_in(d)))
+}
+
+/// Where a bundle's program is looked for: its top level (or that of its one top folder), then
+/// the `bin/` there.
+fn places_in(dir: &Path) -> Vec<PathBuf> {
+    let root = only_folder(dir).unwrap_or_else(|| dir.to_path_buf());
+    let bin = root.join("bin");
+    let bin = fs::symlink_metadata(&bin).is_ok_and(|m| m.is_dir());
+    let mut places = vec![root.clone()];
+    places.extend(bin.then(|| root.join("bin")));
+    places
+}
+
+/// When no program was found: the first place holding several jars or several executables,
+/// as their paths in the bundle (`run1.sh, run2.sh`), so the refusal names what to choose from.
+fn several_in(dir: &Path) -> Option<String> {
+    places_in(dir).iter().find_map(|d| {
+        let (jars, exes) = candidates_in(d);
+        let many = if jars.len() > 1 { jars } else { exes };
+        let names: Vec<String> = many
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+            .collect();
+        (names.len() > 1).then(|| names.join(", "))
+    })
 }
 
 /// The one entry of `dir`, when it is a folder (not a link to one).
@@ -603,28 +638,37 @@ fn named_in(dir: &Path, identifier: &str, version: &Version) -> Option<(PathBuf,
 /// The only jar in `dir`, else its only executable file (Windows' `.bat`/`.cmd` scripts, which
 /// `distZip` marks executable beside the real one, and zips left out).
 fn only_in(dir: &Path) -> Option<(PathBuf, Kind)> {
-    let files: Vec<PathBuf> = fs::read_dir(dir)
-        .ok()?
+    let (jars, exes) = candidates_in(dir);
+    if jars.len() == 1 {
+        return Some((jars[0].clone(), Kind::Jar));
+    }
+    if exes.len() == 1 {
+        return Some((exes[0].clone(), Kind::Executable));
+    }
+    None
+}
+
+/// The jars in `dir`, and its executable files (but `.zip`, `.bat`, `.cmd`), sorted.
+fn candidates_in(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.is_file())
         .collect();
+    files.sort();
     let ext = |p: &Path, e: &str| p.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
-    let jars: Vec<&PathBuf> = files.iter().filter(|p| ext(p, "jar")).collect();
-    if jars.len() == 1 {
-        return Some((jars[0].clone(), Kind::Jar));
-    }
-    let exes: Vec<&PathBuf> = files
-        .iter()
+    let jars = files.iter().filter(|p| ext(p, "jar")).cloned().collect();
+    let exes = files
+        .into_iter()
         .filter(|p| {
             !["zip", "bat", "cmd"].iter().any(|e| ext(p, e))
                 && fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
         })
         .collect();
-    if exes.len() == 1 {
-        return Some((exes[0].clone(), Kind::Executable));
-    }
-    None
+    (jars, exes)
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ pub enum ControlCommand {
     },
     /// Which version served users when (--at T: at that instant), and every switch.
     History {
-        /// The instant asked about (RFC 3339); default now.
+        /// The instant asked about (RFC 3339, up to now: a future one is refused); default now.
         #[arg(long)]
         at: Option<String>,
         #[command(flatten)]

@@ -7,6 +7,7 @@
 //! (own log, budgets, admin API, hooks, schedule) and `webhooks` (where events are POSTed).
 
 mod canary;
+mod cross;
 mod dotenv;
 mod judging;
 mod keys;
@@ -85,6 +86,15 @@ pub enum ConfigError {
         line: usize,
         /// That line's text.
         text: String,
+    },
+    /// `.env` was there at start and is gone at a reload.
+    #[error(
+        "{path} does not exist: put it back (understudy example-env prints one with every key) \
+         and reload again"
+    )]
+    DotenvGone {
+        /// The `.env` file looked for.
+        path: PathBuf,
     },
     /// A CLI `--set` that is not `KEY=VALUE`.
     #[error("--set {0:?}: expected KEY=VALUE")]
@@ -331,8 +341,24 @@ impl Config {
             raw.insert(k.to_string(), value.clone());
         }
         let mut cfg = Self::from_raw(base, &Raw(&raw))?;
+        cross::listen_apart(&cfg)?;
+        cross::properties_readable(base, &cfg)?;
         cfg.unknown_keys = unknown;
         Ok(cfg)
+    }
+
+    /// Load again at a reload (SIGHUP): as [`Config::load`], but a `.env` that is gone is refused
+    /// by name, where a first start without one takes the keys from the environment alone.
+    pub fn reload(
+        base: &Path,
+        env: &dyn Env,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let path = base.join(".env");
+        if base.is_dir() && !path.exists() {
+            return Err(ConfigError::DotenvGone { path });
+        }
+        Self::load(base, env, overrides)
     }
 
     /// Validate every key, one group at a time (in this order: the first invalid key is the one

@@ -469,7 +469,7 @@ fn reload_on_sighup(
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: re-reading {}", base.join(".env").display());
-            match Config::load(&base, &ProcessEnv, &overrides) {
+            match Config::reload(&base, &ProcessEnv, &overrides) {
                 Ok(cfg) => {
                     if tx.send(cfg).await.is_err() {
                         return;

@@ -740,3 +740,61 @@ fn a_pause_holds_across_a_restart_of_understudy() {
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
     u.stop();
 }
+
+/// A path the API does not serve, or a method a path does not take, is answered with a JSON
+/// error as every other refusal (README: `{ok:false, error}`): it was once an empty body.
+#[test]
+fn unknown_paths_and_wrong_methods_answer_json_errors() {
+    let base = Base::new("admin-unknown");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let (addr, _) = admin(&base);
+    let (code, v) = api(addr, "GET", "/api/nonexistent", None, "");
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("/api/nonexistent"),
+        "{v}"
+    );
+    let (code, v) = api(addr, "DELETE", "/api/status", None, "");
+    assert_eq!(code, 405, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("DELETE"), "{v}");
+    u.stop();
+}
+
+/// `history --at` a future instant is refused, saying why: the history records what served, and
+/// answered "1.0.0 served users" for 2999 as a fact.
+#[test]
+fn history_at_a_future_instant_is_refused() {
+    let base = Base::new("history-future");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let (code, out, err) = cli(&base, &["history", "--at", "2999-01-01T00:00:00Z"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("2999-01-01T00:00:00Z is in the future") && !out.contains("served users"),
+        "{out}{err}"
+    );
+    let (code, out, err) = cli(&base, &["history", "--at", "2001-01-01T00:00:00Z"]);
+    assert_eq!(code, 0, "a past instant is answered: {out}{err}");
+    u.stop();
+}
+
+/// A build waiting to be installed while the disk is short shows why in status (its JSON's
+/// `installing_waiting`, and the text beside `installing`): status once showed the version alone.
+#[test]
+fn status_says_why_an_install_waits_for_disk() {
+    let base = Base::new("install-waits");
+    base.write_env("MIN_FREE_DISK=100TiB");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.6.0", "");
+    let json = wait_until("installing_waiting", Duration::from_secs(15), || {
+        let (_, out, _) = cli(&base, &["status", "--json"]);
+        out.contains("installing_waiting").then_some(out)
+    });
+    assert!(json.contains("MIN_FREE_DISK"), "{json}");
+    let (_, text, _) = cli(&base, &["status"]);
+    assert!(text.contains("installing 1.6.0 (waiting: "), "{text}");
+    u.stop();
+}

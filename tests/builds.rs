@@ -434,3 +434,28 @@ fn a_distzip_bundle_with_its_program_in_one_folders_bin_serves() {
     assert!(!base.path.join("rejected/app-1.0.0").exists());
     u.stop();
 }
+
+/// A zip with two executables and no named program is rejected saying it holds several, naming
+/// them and how to choose: it once said it held no executable at all.
+#[test]
+fn a_zip_with_two_unnamed_programs_is_rejected_naming_both() {
+    let base = Base::new("twoexec");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let exe = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    for name in ["run1.sh", "run2.sh"] {
+        z.start_file(name, exe).unwrap();
+        z.write_all(Base::fixture_script("1.0.0", "").as_bytes())
+            .unwrap();
+    }
+    drop_file(&base, "app-1.0.0.zip", &z.finish().unwrap().into_inner());
+    let why = reason(&base, "app-1.0.0");
+    assert!(
+        why.contains("holds several programs")
+            && why.contains("run1.sh, run2.sh")
+            && why.contains("app-<version>"),
+        "{why}"
+    );
+    u.stop();
+}

@@ -437,3 +437,81 @@ fn a_misspelt_key_is_named_at_a_reload_with_the_key_meant() {
     );
     u.stop();
 }
+
+/// A `PROPERTIES_FILE_NAME` naming no file stops understudy at start, naming the key, the value
+/// and the path looked at: it once started, and instances ran without their configuration. At a
+/// reload the same value is refused and the old configuration stays.
+#[test]
+fn a_properties_file_that_is_not_there_is_refused_at_start_and_at_a_reload() {
+    let base = Base::new("props-missing");
+    base.write_env("PROPERTIES_FILE_NAME=application.properties");
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    let path = base.path.join("application.properties");
+    assert!(
+        err.contains("PROPERTIES_FILE_NAME")
+            && err.contains("application.properties")
+            && err.contains(&path.display().to_string())
+            && err.contains("put the file there"),
+        "{err}"
+    );
+
+    let base = Base::new("props-missing-reload");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.write_env("PROPERTIES_FILE_NAME=application.properties");
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    let log = wait_until("the refused reload", Duration::from_secs(10), || {
+        let log = u.log_text();
+        log.contains("refusing the new configuration")
+            .then_some(log)
+    });
+    assert!(
+        log.contains("PROPERTIES_FILE_NAME") && log.contains("the old one stays"),
+        "{log}"
+    );
+    u.stop();
+}
+
+/// `ADMIN_LISTEN` on `LISTEN`'s address (or a wildcard covering it) is refused at start naming
+/// both keys and the value: it once failed later with a bare "Address already in use".
+#[test]
+fn admin_listen_on_the_listen_address_is_refused_naming_both_keys() {
+    for (listen, admin) in [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1")] {
+        let base = Base::new("admin-clash");
+        let port = base.port_range.0;
+        base.write_env(&format!(
+            "LISTEN={listen}:{port}\nADMIN_LISTEN={admin}:{port}"
+        ));
+        let (code, err) = run_briefly(&base, &[]);
+        assert_eq!(code, Some(64), "{listen} and {admin}: {err}");
+        assert!(
+            err.contains("ADMIN_LISTEN")
+                && err.contains("LISTEN's")
+                && err.contains(&format!("{admin}:{port}")),
+            "{err}"
+        );
+    }
+}
+
+/// `.env` deleted and then a reload (SIGHUP): the refusal names the missing file, where it once
+/// said only that IDENTIFIER is not set. The old configuration stays.
+#[test]
+fn a_reload_without_dotenv_names_the_missing_file() {
+    let base = Base::new("dotenv-gone");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    let env = base.path.join(".env");
+    std::fs::remove_file(&env).unwrap();
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    let log = wait_until("the refused reload", Duration::from_secs(10), || {
+        let log = u.log_text();
+        log.contains("refusing the new configuration")
+            .then_some(log)
+    });
+    assert!(
+        log.contains(&format!("{} does not exist", env.display())),
+        "{log}"
+    );
+    u.stop();
+}

@@ -220,6 +220,31 @@ fn recent_except(
     kept
 }
 
+/// Why the build `version` being installed waits, when its latest build event says it does (a
+/// disk too short to unpack it, an earlier build of its version still leaving): status says it
+/// beside `installing`, where an operator once saw only the version.
+pub(super) fn install_waiting(
+    events: &crate::events::Events,
+    version: &semver::Version,
+) -> Option<String> {
+    use crate::events::Event as E;
+    let latest = events
+        .recent(crate::events::EVENT_BACKLOG)
+        .into_iter()
+        .rev()
+        .find(|e| match &e.event {
+            E::BuildFound { version: v, .. }
+            | E::BuildWaiting { version: v, .. }
+            | E::Installed { version: v }
+            | E::Rejected { version: v, .. } => v == version,
+            _ => false,
+        })?;
+    match &latest.event {
+        E::BuildWaiting { reason, .. } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::events::{Event, Events};
@@ -242,5 +267,28 @@ mod tests {
         let all = names("");
         assert_eq!(all.len(), 100);
         assert!(all.iter().all(|n| n == "paused"), "{all:?}");
+    }
+
+    /// The build being installed shows why it waits while its latest build event is a wait
+    /// (a disk too short, say), and nothing once it was installed after all.
+    #[test]
+    fn an_install_waits_for_the_reason_of_its_latest_build_event() {
+        let events = Events::default();
+        let v = semver::Version::new(1, 6, 0);
+        let other = semver::Version::new(1, 5, 0);
+        let waiting = |reason: &str, version: &semver::Version| Event::BuildWaiting {
+            file: format!("app-{version}"),
+            version: version.clone(),
+            reason: reason.into(),
+        };
+        assert_eq!(super::install_waiting(&events, &v), None);
+        events.emit(waiting("disk short", &v));
+        events.emit(waiting("another", &other));
+        assert_eq!(
+            super::install_waiting(&events, &v).as_deref(),
+            Some("disk short")
+        );
+        events.emit(Event::Installed { version: v.clone() });
+        assert_eq!(super::install_waiting(&events, &v), None);
     }
 }

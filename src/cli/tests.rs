@@ -300,3 +300,24 @@ fn status_says_when_running_down_after_failures_is_started_again() {
     let line = "          1.0.0 is restarting (6 failures in a row; started again at 2026-12-07T03:00:30Z)";
     assert!(text.lines().any(|l| l == line), "{text}");
 }
+
+/// `installing` fills the label column: it once ran into its version (`installing1.6.0`).
+#[test]
+fn status_keeps_a_space_after_installing() {
+    let v = json!({"running": null, "testing": null, "counters": {}, "installing": "1.6.0",
+        "pending": "1.5.0"});
+    let text = status_text(&v);
+    assert!(text.lines().any(|l| l == "installing 1.6.0"), "{text}");
+    assert!(text.lines().any(|l| l == "pending   1.5.0"), "{text}");
+}
+
+/// A build waiting to install (a disk too short, say) shows why beside `installing`, when the
+/// status says it (`installing_waiting`): it showed the version alone.
+#[test]
+fn status_shows_why_an_install_waits() {
+    let v = json!({"running": null, "testing": null, "counters": {}, "installing": "1.6.0",
+        "installing_waiting": "the disk is short"});
+    let text = status_text(&v);
+    let line = "installing 1.6.0 (waiting: the disk is short)";
+    assert!(text.lines().any(|l| l == line), "{text}");
+}

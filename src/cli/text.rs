@@ -168,7 +168,11 @@ pub(super) fn status_text(v: &Value) -> String {
     }
     for key in ["installing", "pending"] {
         if let Some(x) = v[key].as_str() {
-            out.push_str(&format!("{key:<10}{x}\n"));
+            // "installing" fills the label column: one space at least, as every other line.
+            let waiting = v[format!("{key}_waiting")]
+                .as_str()
+                .map_or(String::new(), |w| format!(" (waiting: {w})"));
+            out.push_str(&format!("{key:<9} {x}{waiting}\n"));
         }
     }
     if let Some(pid) = v["understudy"]["pid"].as_u64() {

@@ -20,7 +20,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "PORT_RANGE", default: "20000-20099", doc: "Ports handed to child instances; ports already bound are skipped." },
     KeyDoc { key: "SCHEME", default: "http", doc: "Scheme used to reach the children; only http is supported." },
     KeyDoc { key: "UPSTREAM_HOST", default: "127.0.0.1", doc: "Host the children listen on, as the proxy reaches them." },
-    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file (a name in the base dir, or an absolute path) copied into each instance folder with the port key rewritten; the original is never changed." },
+    KeyDoc { key: "PROPERTIES_FILE_NAME", default: "", doc: "Properties file (a name in the base dir, or an absolute path) copied into each instance folder with the port key rewritten; the original is never changed. One that cannot be read is refused at start (exit 64) and at a reload." },
     KeyDoc { key: "PORT_KEY", default: "server.port", doc: "Key holding the port in the properties file (or -D<key>=<port> for a jar without one)." },
     KeyDoc { key: "JAR_COMMAND", default: "java -jar {artifact}", doc: "How a .jar is started, split into words as a shell would (quote a word with spaces); {artifact}, {port} and {dir} are replaced." },
     KeyDoc { key: "EXEC_COMMAND", default: "{artifact}", doc: "How an executable build is started, split into words as a shell would; {artifact}, {port} and {dir} are replaced." },
@@ -97,7 +97,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "WEBHOOK_URLS", default: "", doc: "Comma-separated http:// or https:// URLs each event is POSTed to, in order, retried with backoff; a slow one loses events (counted), never delays understudy." },
     KeyDoc { key: "WEBHOOK_FORMAT", default: "json", doc: "What each webhook POST carries: json (the event, for programs) or slack ({\"text\": ...}, one readable line per event, for Slack, Mattermost or Discord's /slack endpoint)." },
     KeyDoc { key: "WEBHOOK_CA_FILE", default: "", doc: "PEM file of CA certificates (in the base dir, or an absolute path) an https webhook may be signed by, besides the system's trusted roots; empty means the system's alone." },
-    KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. The unix socket .understudy/admin.sock is always served." },
+    KeyDoc { key: "ADMIN_LISTEN", default: "127.0.0.1:8081", doc: "Address of the admin API (status, promote, abort, ...); a bare port means loopback, off disables it. LISTEN's port on the same (or a wildcard) address is refused at start (exit 64). The unix socket .understudy/admin.sock is always served." },
     KeyDoc { key: "MAX_ADMIN_CONNECTIONS", default: "256", doc: "Most admin API connections open at once (SSE streams included); past it new ones wait in the backlog, so the admin side can never use up the descriptors the proxy and the children need. Event streams (`GET /api/events`: dashboards and other SSE clients) take at most half of them (rounded down; none with 1): a stream past that gets 503 at once, so status, verdict, gate, metrics and steering always find a connection. A stream whose client takes nothing for `SEND_TIMEOUT` is dropped." },
     KeyDoc { key: "ADMIN_HOSTS", default: "", doc: "Comma-separated extra names the admin API answers to in Host (the listen address and localhost always work); any other Host gets 421, so a web page cannot read the API through DNS rebinding." },
     KeyDoc { key: "ADMIN_TOKEN", default: "", doc: "Bearer token for mutating admin calls over TCP; empty means a random one kept in .understudy/admin.token (mode 0600)." },
@@ -255,17 +255,18 @@ pub(super) fn example() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::test_support::load;
+    use crate::config::test_support::load_with;
     use crate::config::Config;
 
     #[test]
     fn vili_env_is_accepted() {
-        let cfg = load(
-            "port=8081\nscheme=http\nendpoint=localhost\nport_range=9000-9010\nidentifier=app\nlog_dir=\nproperties_file_name=local_override.properties\nport_identifier=server.port\n",
+        let cfg = load_with(
+            "port=8090\nscheme=http\nendpoint=localhost\nport_range=9000-9010\nidentifier=app\nlog_dir=\nproperties_file_name=local_override.properties\nport_identifier=server.port\n",
             &[],
+            &[("local_override.properties", "server.port=1\n")],
         )
         .unwrap();
-        assert_eq!(cfg.listen.port(), 8081);
+        assert_eq!(cfg.listen.port(), 8090);
         assert_eq!(cfg.port_range, (9000, 9010));
         assert_eq!(cfg.identifier, "app");
         assert_eq!(

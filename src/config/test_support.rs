@@ -7,6 +7,15 @@ use super::{Config, ConfigError};
 
 /// `load` with `.env` text and `UNDERSTUDY_*` variables, in a fresh temp dir.
 pub(super) fn load(env_text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    load_with(env_text, vars, &[])
+}
+
+/// `load`, with `files` (name, text) written in the base dir beside `.env`.
+pub(super) fn load_with(
+    env_text: &str,
+    vars: &[(&str, &str)],
+    files: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
     let dir = std::env::temp_dir().join(format!(
         "understudy-config-{}-{}",
         std::process::id(),
@@ -14,6 +23,9 @@ pub(super) fn load(env_text: &str, vars: &[(&str, &str)]) -> Result<Config, Conf
     ));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(".env"), env_text).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
     let env: BTreeMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
