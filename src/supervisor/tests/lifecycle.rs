@@ -301,8 +301,16 @@ async fn a_secondary_of_running_measures_noise_while_a_build_is_tested() {
     let (secondary, version) = start_of(&a, Role::Secondary).unwrap();
     assert_eq!(version, v("1.1.0"));
     sim.launch(secondary);
-    // A secondary that dies costs testing nothing; it is started again (the OOM killer, a
-    // `kill`), and given up on at its third failure for this build.
+    a_secondary_that_dies_is_started_again_then_given_up(&mut sim, testing, secondary);
+}
+
+/// A secondary that dies costs testing nothing; it is started again (the OOM killer, a `kill`),
+/// and given up on at its third failure for this build.
+fn a_secondary_that_dies_is_started_again_then_given_up(
+    sim: &mut Sim,
+    testing: InstanceId,
+    secondary: InstanceId,
+) {
     let mut secondary = secondary;
     for failure in 1..=3 {
         let a = sim.event(
