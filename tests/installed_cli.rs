@@ -4,7 +4,6 @@
 //! operator commands end quietly (exit 0) on a closed stdout, `events` leaves out `scored`
 //! unless `--all`, and `logs` shows every file the scorer reads.
 
-use std::io::BufRead;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -287,26 +286,11 @@ fn events_leave_out_scored_unless_all_and_keep_the_decisions_in_reach() {
     );
     // Following: a decision comes through, the scored events around it do not.
     let mut follow = KillOnDrop::new(spawn_cli(&base, &["events", "--follow"]));
-    let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (rx, reader) = stdout_lines(&mut follow);
     let (code, _, err) = cli(&base, &["pause"]);
     assert_eq!(code, 0, "{err}");
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !seen.iter().any(|l: &String| l.contains(" paused")) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("no paused event followed within 20 s: {seen:?}"),
-        }
-    }
+    let what = "no paused event followed";
+    let mut seen = lines_until(&rx, " paused", Duration::from_secs(20), what);
     let _ = follow.kill();
     let _ = follow.wait();
     reader.join().unwrap();

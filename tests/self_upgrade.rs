@@ -772,22 +772,13 @@ fn requests_held_for_running_at_an_upgrade_are_served() {
 /// it exits 2 saying so, so a script can tell a stop from its own end.
 #[test]
 fn events_follow_goes_on_across_an_upgrade_and_says_when_understudy_stopped() {
-    use std::io::BufRead;
     let base = Base::new("follow-upgrade");
     base.write_env("");
     let mut u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     let mut follow = KillOnDrop::new(spawn_cli(&base, &["events", "--follow"]));
-    let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (rx, reader) = stdout_lines(&mut follow);
     let old = u.pid();
     let (code, out, err) = cli(&base, &["upgrade"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -796,14 +787,8 @@ fn events_follow_goes_on_across_an_upgrade_and_says_when_understudy_stopped() {
     let _successor = Successor(new as i32);
     let (code, _, err) = cli(&base, &["pause"]);
     assert_eq!(code, 0, "{err}");
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !seen.iter().any(|l: &String| l.contains(" paused")) {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("the new understudy's pause did not follow: {seen:?}"),
-        }
-    }
+    let what = "the new understudy's pause to follow";
+    lines_until(&rx, " paused", Duration::from_secs(20), what);
     // SAFETY: kill(2) on the understudy this test's upgrade started.
     assert_eq!(unsafe { libc::kill(new as i32, libc::SIGTERM) }, 0);
     let (code, _, err) = cli_finished(follow.into_inner(), Duration::from_secs(40));

@@ -129,3 +129,43 @@ pub fn cli_finished(mut child: Child, limit: Duration) -> (Option<i32>, String, 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The lines `child` prints on stdout, as they come (its stdout taken), from a thread that ends
+/// with the stream: for a command that follows (`events --follow`).
+pub fn stdout_lines(
+    child: &mut Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead;
+    let lines = std::io::BufReader::new(child.stdout.take().expect("stdout piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, reader)
+}
+
+/// Lines from `rx` until one contains `want`, within `limit` (a panic naming `what` after it);
+/// every line seen, that one last.
+pub fn lines_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    want: &str,
+    limit: Duration,
+    what: &str,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.iter().any(|l| l.contains(want)) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("{what} within {limit:?}: {seen:?}"),
+        }
+    }
+    seen
+}
