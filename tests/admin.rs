@@ -725,9 +725,19 @@ fn a_pause_holds_across_a_restart_of_understudy() {
     assert_eq!(code, 0, "{err}");
     u.stop();
     let mut u = Understudy::start(&base);
-    let (code, out, err) = cli(&base, &["status", "--json"]);
-    assert_eq!(code, 0, "{err}");
-    let status: Value = serde_json::from_str(&out).unwrap();
+    // Once it has resumed what it ran (status before that shows nothing running yet).
+    let status = wait_for(
+        "status to show running resumed",
+        Duration::from_secs(10),
+        || {
+            let (code, out, err) = cli(&base, &["status", "--json"]);
+            let status: Value =
+                serde_json::from_str(&out).map_err(|e| format!("{code} {e}: {err}"))?;
+            (!status["running"].is_null())
+                .then_some(status.clone())
+                .ok_or(status.to_string())
+        },
+    );
     assert_eq!(status["paused"], true, "{status}");
     // Verdicts come (a window of 1 s, one pair), and nothing is promoted while paused.
     base.wait_testing();
