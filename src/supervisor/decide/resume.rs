@@ -8,6 +8,7 @@ use crate::layout::Role;
 use crate::supervisor::state::{
     Guard, HistoryShare, JournaledGuard, Restart, Resumed, Txn, TxnKind, TxnStep,
 };
+use semver::Version;
 
 /// Why the guard rolled back, when the journal says it had decided a rollback that had not
 /// switched yet: marked on the guard, or (a state file written before the mark) named by the
@@ -78,6 +79,7 @@ impl Decision<'_> {
         );
         let guard = r.guard.take();
         let tripped = guards_rollback(&r, guard.as_ref());
+        let pre_promote = promotion_in_pre_promote(&r);
         let (pending, found) = (r.pending.take(), std::mem::take(&mut r.found));
         let filings = std::mem::take(&mut r.filings);
         match (guard, tripped) {
@@ -92,10 +94,38 @@ impl Decision<'_> {
         }
         self.resume_filings(filings);
         self.resume_found(pending, found);
+        if let Some(v) = pre_promote {
+            self.undone_in_pre_promote(v);
+        }
         self.resume_share(history_share);
         // Ends the proxy's wait for this first decision (`Routes::at_start`): users wait for a
         // running resumed as for one restarted, or are told at once there is none.
         self.publish_routes();
+    }
+
+    /// A promotion stopped while its `PRE_PROMOTE` ran is undone as one stopped later is: said,
+    /// and its build back to testing, or replaced there by a newer build dropped meanwhile (said
+    /// too: else the operator's promotion would seem lost without a word).
+    fn undone_in_pre_promote(&mut self, version: Version) {
+        self.emit(Event::SwitchUndone {
+            kind: TxnKind::Promotion.name().to_string(),
+            version: version.clone(),
+            serving: self.s.running.as_ref().map(|r| r.version().clone()),
+        });
+        let next = self
+            .s
+            .pending
+            .as_ref()
+            .or(self.s.testing.as_ref().map(|t| &t.installed));
+        if let Some(newer) = next.filter(|n| n.version > version) {
+            let outcome = format!(
+                "its promotion was undone at start (understudy stopped while PRE_PROMOTE ran), so \
+                 it went back to testing, and {}, dropped while it was being promoted, is newer \
+                 and replaces it (as a newer drop replaces the build under test)",
+                newer.version
+            );
+            self.emit(Event::BuildRecovered { version, outcome });
+        }
     }
 
     /// A switch the journal says happened but the history lacks (killed between the state
@@ -265,4 +295,13 @@ impl Decision<'_> {
         self.watch_again(j, left);
         self.guard_rollback(why);
     }
+}
+
+/// The version of a promotion the journal says was stopped in its `PRE_PROMOTE` step (before
+/// any new instance: nothing else names it), with its build still the one under test.
+fn promotion_in_pre_promote(r: &Resumed) -> Option<Version> {
+    let t = r.txn.as_ref()?;
+    let pre = t.kind == TxnKind::Promotion && t.step == TxnStep::PrePromote;
+    let tested = r.testing.as_ref().is_some_and(|i| i.version == t.version);
+    (pre && tested && r.promoting.is_none()).then(|| t.version.clone())
 }

@@ -219,3 +219,41 @@ async fn a_pause_is_saved_and_holds_after_a_restart() {
     assert!(reply_in(&a, 2).is_ok());
     assert!(!saved(&after).paused);
 }
+
+/// Stopped while the promotion of 1.1.0 ran its `PRE_PROMOTE`, with 1.2.0 dropped meanwhile
+/// (waiting behind it): at start the promotion is undone and said so, and 1.2.0 replacing 1.1.0
+/// is said too; the operator's promotion was lost without a word. Without a newer build, 1.1.0
+/// is tested again.
+#[tokio::test(start_paused = true)]
+async fn a_promotion_stopped_in_its_pre_promote_is_said_undone_at_start() {
+    for newer in [Some("1.2.0"), None] {
+        let mut sim = Sim::new(PORTS);
+        let a = sim.feed(Input::Resume(Box::new(Resumed {
+            running: Some(installed("1.0.0")),
+            testing: Some(installed("1.1.0")),
+            pending: newer.map(installed),
+            txn: Some(Txn {
+                kind: TxnKind::Promotion,
+                version: v("1.1.0"),
+                from: Some(v("1.0.0")),
+                step: TxnStep::PrePromote,
+                why: SwitchWhy::Operator,
+                reject_from: None,
+            }),
+            ..Default::default()
+        })));
+        let events = emitted(&a);
+        assert!(
+            events.iter().any(|e| matches!(e,
+                Event::SwitchUndone { version, .. } if *version == v("1.1.0"))),
+            "{events:#?}"
+        );
+        let recovered = events.iter().any(|e| matches!(e,
+            Event::BuildRecovered { version, outcome }
+                if *version == v("1.1.0") && outcome.contains("1.2.0, dropped while it was being promoted")));
+        assert_eq!(recovered, newer.is_some(), "{newer:?}: {events:#?}");
+        let (_, a) = sim.bring_up(&a);
+        let tested = start_of(&a, Role::Testing).map(|s| s.1);
+        assert_eq!(tested, Some(v(newer.unwrap_or("1.1.0"))), "{a:#?}");
+    }
+}
