@@ -347,15 +347,17 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Load again at a reload (SIGHUP): as [`Config::load`], but a `.env` that is gone is refused
-    /// by name, where a first start without one takes the keys from the environment alone.
+    /// Load again at a reload (SIGHUP): as [`Config::load`], but a `.env` that was there at
+    /// start (`had_dotenv`) and is gone is refused by name; a start without one takes the keys
+    /// from the environment alone, and so does its reload.
     pub fn reload(
         base: &Path,
         env: &dyn Env,
         overrides: &[(String, String)],
+        had_dotenv: bool,
     ) -> Result<Config, ConfigError> {
         let path = base.join(".env");
-        if base.is_dir() && !path.exists() {
+        if had_dotenv && base.is_dir() && !path.exists() {
             return Err(ConfigError::DotenvGone { path });
         }
         Self::load(base, env, overrides)
@@ -546,6 +548,19 @@ pub fn parse_override(s: &str) -> Result<(String, String), ConfigError> {
 mod tests {
     use super::*;
     use crate::config::test_support::{load, load_set};
+
+    /// A start configured by the environment alone (no `.env`) reloads from it alone; a `.env`
+    /// there at start and gone since is refused by name.
+    #[test]
+    fn a_reload_without_dotenv_is_refused_only_where_one_was_there_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: BTreeMap<String, String> =
+            [("UNDERSTUDY_IDENTIFIER".to_string(), "a".to_string())].into();
+        let cfg = Config::reload(dir.path(), &env, &[], false).unwrap();
+        assert_eq!(cfg.identifier, "a");
+        let e = Config::reload(dir.path(), &env, &[], true).unwrap_err();
+        assert!(matches!(e, ConfigError::DotenvGone { .. }), "{e}");
+    }
 
     #[test]
     fn env_overrides_file() {

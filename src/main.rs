@@ -466,10 +466,11 @@ fn reload_on_sighup(
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let had_dotenv = base.join(".env").exists();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: re-reading {}", base.join(".env").display());
-            match Config::reload(&base, &ProcessEnv, &overrides) {
+            match Config::reload(&base, &ProcessEnv, &overrides, had_dotenv) {
                 Ok(cfg) => {
                     if tx.send(cfg).await.is_err() {
                         return;

@@ -88,11 +88,16 @@ pub async fn send(
 /// which hands the request back to be routed where users go next. An instance still listening
 /// keeps `failed` (it may have acted on the request; a 502 says it broke off).
 async fn gone_or(to: &Arc<Upstream>, failed: UpstreamError) -> UpstreamError {
-    match Box::pin(pool::open(to)).await {
-        Err(refused) if refused.is_refused() => refused,
+    // A gone instance refuses at once; one that does not answer the connect is not gone.
+    match tokio::time::timeout(GONE_PROBE, Box::pin(pool::open(to))).await {
+        Ok(Err(refused)) if refused.is_refused() => refused,
         _ => failed,
     }
 }
+
+/// How long [`gone_or`] waits for its connect: a refusal comes at once on loopback, and the
+/// 502 of an instance that accepts nothing is not held back for `CONNECT_TIMEOUT`.
+const GONE_PROBE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Read on until `answer` holds a whole answer head, and parse it (rewritten for the user into
 /// `out`). Interim answers are returned like any other: the caller relays them and reads on.

@@ -238,7 +238,8 @@ fn too_rare_and_slow(s: &Summary, cfg: &ScoreConfig, more: &MorePairs, j: &mut J
         .unwrap_or(usize::MAX)
         .max(MIN_LATENCY_PAIRS);
     let past = |v: &[(f64, f64, u32)]| v.len().saturating_sub(WARM_UP_PAIRS);
-    let judged = s.endpoint_latency_pairs.values().filter(|v| past(v) >= min);
+    let judged = s.endpoint_latency_pairs.iter();
+    let judged = judged.filter(|(k, v)| k.as_str() != OTHER_ENDPOINTS && past(v) >= min);
     let alpha = (1.0 - cfg.confidence) / judged.count().max(1) as f64;
     let Some(moments) = stats::fewest_to_tell(alpha) else {
         return;
