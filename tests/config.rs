@@ -425,11 +425,7 @@ fn a_misspelt_key_is_named_at_a_reload_with_the_key_meant() {
     let env = base.path.join(".env");
     let text = std::fs::read_to_string(&env).unwrap();
     std::fs::write(&env, format!("{text}STABLE_WINDOWS=5m\n")).unwrap();
-    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
-    let log = wait_until("the reload", Duration::from_secs(10), || {
-        let log = u.log_text();
-        log.contains("reloaded").then_some(log)
-    });
+    let log = u.reload_until("reloaded");
     assert!(
         log.contains("ignoring unknown key \"STABLE_WINDOWS\"")
             && log.contains("did you mean STABLE_WINDOW?"),
@@ -460,12 +456,7 @@ fn a_properties_file_that_is_not_there_is_refused_at_start_and_at_a_reload() {
     base.write_env("");
     let mut u = Understudy::start(&base);
     base.write_env("PROPERTIES_FILE_NAME=application.properties");
-    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
-    let log = wait_until("the refused reload", Duration::from_secs(10), || {
-        let log = u.log_text();
-        log.contains("refusing the new configuration")
-            .then_some(log)
-    });
+    let log = u.reload_until("refusing the new configuration");
     assert!(
         log.contains("PROPERTIES_FILE_NAME") && log.contains("the old one stays"),
         "{log}"
@@ -503,12 +494,7 @@ fn a_reload_without_dotenv_names_the_missing_file() {
     let mut u = Understudy::start(&base);
     let env = base.path.join(".env");
     std::fs::remove_file(&env).unwrap();
-    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
-    let log = wait_until("the refused reload", Duration::from_secs(10), || {
-        let log = u.log_text();
-        log.contains("refusing the new configuration")
-            .then_some(log)
-    });
+    let log = u.reload_until("refusing the new configuration");
     assert!(
         log.contains(&format!("{} does not exist", env.display())),
         "{log}"

@@ -188,6 +188,18 @@ fn routes_in(actions: &[Action]) -> Option<&Routing> {
     })
 }
 
+/// A promotion of `version` from 1.0.0 as the journal holds it at `step`, asked by the operator.
+fn operators_promotion(version: &str, step: TxnStep) -> Txn {
+    Txn {
+        kind: TxnKind::Promotion,
+        version: v(version),
+        from: Some(v("1.0.0")),
+        step,
+        why: SwitchWhy::Operator,
+        reject_from: None,
+    }
+}
+
 fn emitted(actions: &[Action]) -> Vec<&Event> {
     actions
         .iter()

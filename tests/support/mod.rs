@@ -434,6 +434,20 @@ impl Understudy {
         }
     }
 
+    /// SIGHUP (a reload), then its log once it holds `marker` (within 10 s).
+    pub fn reload_until(&self, marker: &str) -> String {
+        // SAFETY: kill(2) on the understudy this test started.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGHUP) };
+        wait_until(
+            &format!("the reload to log {marker:?}"),
+            Duration::from_secs(10),
+            || {
+                let log = self.log_text();
+                log.contains(marker).then_some(log)
+            },
+        )
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

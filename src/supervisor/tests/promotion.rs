@@ -123,14 +123,7 @@ async fn resume_after_the_switch_completes_the_transaction() {
     sim.s.hooks.post_promote = true;
     let a = sim.feed(Input::Resume(Box::new(Resumed {
         running: Some(installed("1.1.0")),
-        txn: Some(Txn {
-            kind: TxnKind::Promotion,
-            version: v("1.1.0"),
-            from: Some(v("1.0.0")),
-            step: TxnStep::Switched,
-            why: SwitchWhy::Operator,
-            reject_from: None,
-        }),
+        txn: Some(operators_promotion("1.1.0", TxnStep::Switched)),
         hooks: HookSet {
             post_promote: true,
             ..Default::default()
@@ -678,14 +671,7 @@ async fn an_undone_promotion_with_a_newer_build_waiting_says_the_newer_one_repla
         running: Some(installed("1.0.0")),
         promoting: Some(installed("1.1.0")),
         testing: Some(installed("1.2.0")),
-        txn: Some(Txn {
-            kind: TxnKind::Promotion,
-            version: v("1.1.0"),
-            from: Some(v("1.0.0")),
-            step: TxnStep::Starting,
-            why: SwitchWhy::Operator,
-            reject_from: None,
-        }),
+        txn: Some(operators_promotion("1.1.0", TxnStep::Starting)),
         ..Default::default()
     })));
     assert!(

@@ -232,14 +232,7 @@ async fn a_promotion_stopped_in_its_pre_promote_is_said_undone_at_start() {
             running: Some(installed("1.0.0")),
             testing: Some(installed("1.1.0")),
             pending: newer.map(installed),
-            txn: Some(Txn {
-                kind: TxnKind::Promotion,
-                version: v("1.1.0"),
-                from: Some(v("1.0.0")),
-                step: TxnStep::PrePromote,
-                why: SwitchWhy::Operator,
-                reject_from: None,
-            }),
+            txn: Some(operators_promotion("1.1.0", TxnStep::PrePromote)),
             ..Default::default()
         })));
         let events = emitted(&a);
