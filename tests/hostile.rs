@@ -229,6 +229,39 @@ fn the_open_files_soft_limit_is_raised_to_the_hard_limit_at_start() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    assert!(child.wait().unwrap().success());
+    // Bounded: once (in a clean clone's CI, under load) it did not exit and the run hung; then
+    // say where its threads wait rather than hang.
+    let pid = child.id();
+    let status = wait_for(
+        "understudy to exit after SIGTERM",
+        Duration::from_secs(20),
+        || {
+            child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| threads_waiting(pid))
+        },
+    );
+    assert!(status.success());
     assert_eq!(soft, hard, "soft limit raised to the hard one: {line}");
+}
+
+/// Each thread of `pid` with its name and the kernel function it waits in (`wchan`).
+fn threads_waiting(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("pid {pid} has no /proc entry");
+    };
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    tasks
+        .flatten()
+        .map(|t| {
+            let (comm, wchan) = (read(t.path().join("comm")), read(t.path().join("wchan")));
+            format!(
+                "{} {} in {wchan}",
+                t.file_name().to_string_lossy(),
+                comm.trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
