@@ -339,6 +339,10 @@ fn run(
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async {
+        // Before the listener: from the moment users (or systemd) can see understudy, a stop
+        // asked for is a stop carried out.
+        let signalled = understudy::shutdown_signal()
+            .context("cannot install the SIGTERM and SIGINT handlers")?;
         let listener = proxy_listener(&cfg, passed.proxy).await?;
         tracing::info!(
             "understudy {} listening on {}{} for {}-<version> in {}",
@@ -355,7 +359,7 @@ fn run(
         let cancel = tokio_util::sync::CancellationToken::new();
         let stop = cancel.clone();
         tokio::spawn(async move {
-            understudy::shutdown_signal().await;
+            signalled.await;
             tracing::info!("shutting down: stopping children");
             stop.cancel();
         });
@@ -376,12 +380,25 @@ fn run(
         }
         result.map_err(anyhow::Error::from)
     });
+    // Every task was joined by the stop; a blocking call still in flight (a file system that
+    // stopped answering) must not keep understudy from exiting, and its lock from others.
+    let began = std::time::Instant::now();
+    rt.shutdown_timeout(RUNTIME_STOP_LIMIT);
+    if began.elapsed() >= RUNTIME_STOP_LIMIT {
+        tracing::warn!(
+            "a blocking call was still running {}s after the stop; exiting without it",
+            RUNTIME_STOP_LIMIT.as_secs()
+        );
+    }
     if handed.is_cancelled() {
         // The new understudy holds the same lock; unlocking would release it for both.
         lock.hand_on();
     }
     result
 }
+
+/// How long a stopped runtime waits for blocking calls still running before understudy exits.
+const RUNTIME_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Take the base dir: its lock (handed over with the rest by the previous understudy when an
 /// upgrade started this one, which then also hands the listeners and the children).

@@ -60,15 +60,17 @@ pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns the wait for either: installed
+/// inside a task, a signal sent before that task first ran took the default (an exit that stops
+/// no child) or, inherited as ignored, was lost and understudy never stopped.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .expect("installing a SIGTERM handler only fails outside a runtime");
-    let mut int = signal(SignalKind::interrupt())
-        .expect("installing a SIGINT handler only fails outside a runtime");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
