@@ -174,9 +174,30 @@ fn slow_readers_are_served(name: &str, env: &str, spills: bool) {
         assert_eq!(n, 0, "{n} bytes spilled within ANSWER_MEMORY");
     }
     let started = Instant::now();
+    users_are_served_at_once(u.addr);
+    eprintln!("users served after {:?}", started.elapsed());
+    // The slow readers still get their whole answers, at their pace.
+    let first = slow.into_iter().next().unwrap();
+    let first = a_slow_reader_gets_its_whole_answer(first);
+    eprintln!("a slow reader's whole answer after {:?}", started.elapsed());
+    // The other readers left when the first was taken; now it goes too.
+    drop(first);
+    wait_for(
+        "the spill files to close with their answers",
+        Duration::from_secs(10),
+        || match spilled(u.pid(), &base) {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes spilled")),
+        },
+    );
+    u.stop();
+}
+
+/// `WORKERS` users at once, each asking for a small answer: all served within 5 s.
+fn users_are_served_at_once(addr: std::net::SocketAddr) {
+    let started = Instant::now();
     let users: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let addr = u.addr;
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -196,9 +217,10 @@ fn slow_readers_are_served(name: &str, env: &str, spills: bool) {
         );
     }
     assert!(started.elapsed() < Duration::from_secs(5));
-    eprintln!("users served after {:?}", started.elapsed());
-    // The slow readers still get their whole answers, at their pace.
-    let mut first = slow.into_iter().next().unwrap();
+}
+
+/// A slow reader, read now: its whole big answer comes (it is given back, still open).
+fn a_slow_reader_gets_its_whole_answer(mut first: TcpStream) -> TcpStream {
     first
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -220,18 +242,7 @@ fn slow_readers_are_served(name: &str, env: &str, spills: bool) {
     }
     let head_end = head_end.expect("the loop ends once the head is seen");
     assert_eq!(got.len() - head_end, BIG);
-    eprintln!("a slow reader's whole answer after {:?}", started.elapsed());
-    // The other readers left when the first was taken; now it goes too.
-    drop(first);
-    wait_for(
-        "the spill files to close with their answers",
-        Duration::from_secs(10),
-        || match spilled(u.pid(), &base) {
-            0 => Ok(()),
-            n => Err(format!("{n} bytes spilled")),
-        },
-    );
-    u.stop();
+    first
 }
 
 #[test]
