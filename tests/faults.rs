@@ -578,3 +578,34 @@ fn a_build_waiting_for_room_follows_a_reloaded_min_free_disk() {
     assert!(!base.path.join("rejected/app-1.1.0").exists());
     u.stop();
 }
+
+/// `understudy abort` while a build waits for room for its protected copy (which may never come):
+/// the build is rejected, naming the abort and the wait, and running serves on. Before, abort
+/// said there was nothing to abort, and the build waited for ever.
+#[test]
+fn a_build_waiting_for_room_is_rejected_by_abort() {
+    let base = Base::new("store-room-abort");
+    base.write_env("MIN_FREE_DISK=0");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.write_env("MIN_FREE_DISK=100TiB");
+    u.reload_until("MIN_FREE_DISK");
+    base.drop_fixture("1.1.0", "");
+    wait_until("the build to wait", Duration::from_secs(10), || {
+        u.log_text().contains("build_waiting").then_some(())
+    });
+    let (code, out, err) = cli(&base, &["abort"]);
+    assert_eq!(code, 0, "abort: {out}{err}");
+    assert!(out.contains("rejecting 1.1.0"), "{out}");
+    let reason = wait_until("1.1.0 rejected", Duration::from_secs(10), || {
+        std::fs::read_to_string(base.path.join("rejected/app-1.1.0/reason.json")).ok()
+    });
+    assert!(
+        reason.contains("aborted by operator while it waited for room"),
+        "{reason}"
+    );
+    assert_eq!(u.get("/").0, 200);
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
+    u.stop();
+}

@@ -224,6 +224,9 @@ pub struct Routing {
 pub enum Action {
     /// Move a dropped build into its version folder; reports [`Input::Installed`].
     Install(Dropped),
+    /// The install under way was aborted by an operator: one waiting for room for its protected
+    /// copy stops waiting and reports [`Input::Installed`] as failed.
+    AbortInstall,
     /// Move a build that will not be started into `rejected/`; reports [`Input::Filed`].
     Refuse { dropped: Dropped, reason: String },
     /// Start an instance on `port`; reports [`Input::Started`], then instance events.

@@ -260,6 +260,8 @@ struct Executor {
     writes: Writes,
     /// `MIN_FREE_DISK` as last reloaded, for a build waiting for room for its protected copy.
     min_free_disk: watch::Sender<u64>,
+    /// Cancelled when an operator aborts the install under way (one at a time).
+    install_abort: CancellationToken,
 }
 
 /// What [`Executor::new`] is handed from [`run`]'s wiring.
@@ -323,6 +325,7 @@ impl Executor {
             upgrade_due: None,
             adopted_ids: Default::default(),
             writes: parts.writes,
+            install_abort: CancellationToken::new(),
         };
         (exec, done_rx, inst_rx, files)
     }
@@ -354,6 +357,7 @@ impl Executor {
     fn perform(&mut self, action: Action) {
         match action {
             Action::Install(d) => self.install(d),
+            Action::AbortInstall => self.install_abort.cancel(),
             Action::Refuse { dropped, reason } => self.refuse(dropped, reason),
             Action::Start {
                 id,

@@ -489,6 +489,8 @@ pub struct State {
     pub(super) pending: Option<Installed>,
     /// The build being installed; later drops wait in `drops`.
     pub(super) installing: Option<Version>,
+    /// An operator aborted the build being installed: it is rejected as its install ends.
+    pub(super) aborting_install: bool,
     /// Drops waiting for their turn, and whether they were told they wait for an earlier build
     /// of their version to be filed away.
     pub(super) drops: VecDeque<(Dropped, bool)>,
@@ -615,6 +617,7 @@ impl State {
             secondary_failures: None,
             pending: None,
             installing: None,
+            aborting_install: false,
             drops: VecDeque::new(),
             restart: None,
             failures: 0,

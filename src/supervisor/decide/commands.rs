@@ -83,7 +83,7 @@ impl Decision<'_> {
                     return Some(Ok(format!("rejected {version}")));
                 }
                 let Some(pending) = self.s.pending.take() else {
-                    return Some(Err(CommandError::NothingToAbort));
+                    return Some(self.abort_install());
                 };
                 let version = pending.version;
                 let reject = Action::Reject {
@@ -108,6 +108,20 @@ impl Decision<'_> {
             Command::Rollback(version) => return self.rollback(id, version),
             Command::Upgrade(binary) => return self.upgrade(id, binary),
         })
+    }
+
+    /// Abort the build being installed, if one is: it is rejected as its install ends, at once
+    /// if it waits for room for its protected copy (which may never come).
+    fn abort_install(&mut self) -> Result<String, CommandError> {
+        let Some(version) = self.s.installing.clone() else {
+            return Err(CommandError::NothingToAbort);
+        };
+        self.s.aborting_install = true;
+        self.out.push(Action::AbortInstall);
+        Ok(format!(
+            "rejecting {version}: it is being installed, and is rejected as soon as its install \
+             ends (at once if it waits for room for its protected copy)"
+        ))
     }
 
     /// Hand everything to a new understudy, unless a switch is under way: the children that

@@ -111,6 +111,7 @@ impl Decision<'_> {
         let version = dropped.name.version;
         if install && self.s.installing.as_ref() == Some(&version) {
             self.s.installing = None;
+            self.s.aborting_install = false;
         }
         if why == Withdrawn::BeingWritten {
             let file = dropped.name.file_name;
@@ -156,9 +157,15 @@ impl Decision<'_> {
     }
 
     pub(super) fn installed(&mut self, version: Version, result: Result<Installed, String>) {
+        let mut aborted = false;
         if self.s.installing.as_ref() == Some(&version) {
             self.s.installing = None;
+            aborted = std::mem::take(&mut self.s.aborting_install);
         }
+        let result = match result {
+            Ok(_) if aborted => Err("aborted by operator".to_string()),
+            other => other,
+        };
         match result {
             Err(reason) => {
                 let reject = Action::Reject {

@@ -20,9 +20,11 @@ impl Executor {
     /// Install a drop and keep its protected copy. A copy that fails for want of room on
     /// understudy's own disk (or its store's I/O) is not the build's fault: the build stays
     /// installed, untested, and the copy is tried again until it is kept or understudy stops.
-    pub(super) fn install(&self, d: Dropped) {
+    pub(super) fn install(&mut self, d: Dropped) {
         let (layout, writes) = (self.layout.clone(), self.writes.clone());
+        self.install_abort = CancellationToken::new();
         let (done, stop) = (self.done_tx.clone(), self.stopping.clone());
+        let abort = self.install_abort.clone();
         let min_free_disk = self.min_free_disk.subscribe();
         let limits = artifact::InstallLimits {
             max_unpacked: self.cfg.max_unpacked_size,
@@ -62,7 +64,7 @@ impl Executor {
                 file,
                 reason,
             });
-            let waited = seal_when_room(layout, installed, why, min_free_disk, stop);
+            let waited = seal_when_room(layout, installed, why, min_free_disk, [stop, abort]);
             if let Some(d) = waited.await {
                 let _ = done.send(d);
             }
@@ -152,19 +154,26 @@ fn install_now(layout: &Layout, writes: &Writes, d: Dropped, limits: InstallLimi
 }
 
 /// Try the protected copy of `installed` again, waiting longer each time, until it is kept
-/// (or fails for a reason of the build's own); `None` once understudy stops first: the build is
-/// then given back at the next start, as any install a stop cut short.
+/// (or fails for a reason of the build's own), or an operator aborts it; `None` once
+/// understudy stops first: the build is then given back at the next start, as any install a
+/// stop cut short.
 async fn seal_when_room(
     layout: Layout,
     installed: Installed,
     mut why: String,
     min_free_disk: tokio::sync::watch::Receiver<u64>,
-    stop: CancellationToken,
+    [stop, abort]: [CancellationToken; 2],
 ) -> Option<Done> {
     let version = installed.version.clone();
     let mut delay = SEAL_RETRY_FIRST;
     loop {
         tokio::select! {
+            _ = abort.cancelled() => {
+                let why = format!(
+                    "aborted by operator while it waited for room for its protected copy ({why})"
+                );
+                return Some(Done::Installed { version, result: Err(why) });
+            }
             _ = stop.cancelled() => {
                 tracing::warn!(
                     "{version} is still waiting for its protected copy ({why}) as understudy \

@@ -560,3 +560,54 @@ async fn promote_before_a_dropped_build_is_under_test_names_it() {
     );
     // A schedule takes it as it comes (the schedule's own tests).
 }
+
+/// `abort` while a build is being installed (as when it waits for room for its protected copy,
+/// which may never come): the install is told to stop waiting, and the build is rejected as its
+/// install ends, waiting or not. Before, `abort` said there was nothing to abort.
+#[tokio::test(start_paused = true)]
+async fn abort_during_an_install_rejects_the_build_as_its_install_ends() {
+    for waited in [true, false] {
+        let mut sim = Sim::new(PORTS);
+        sim.serving_with_testing("1.1.0");
+        sim.feed(Input::Command {
+            id: 1,
+            command: Command::Abort,
+        });
+        let a = sim.feed(Input::Dropped(build("1.2.0")));
+        assert!(a.contains(&Action::Install(build("1.2.0"))), "{a:#?}");
+        let a = sim.feed(Input::Command {
+            id: 2,
+            command: Command::Abort,
+        });
+        assert!(
+            matches!(reply_in(&a, 2), Ok(r) if r.starts_with("rejecting 1.2.0: it is being installed")),
+            "{a:#?}"
+        );
+        assert!(a.contains(&Action::AbortInstall), "{a:#?}");
+        let result = match waited {
+            true => Err("aborted by operator while it waited for room (disk)".to_string()),
+            false => Ok(installed("1.2.0")),
+        };
+        let a = sim.feed(Input::Installed {
+            version: v("1.2.0"),
+            result,
+        });
+        let reasons = a.iter().find_map(|a| match a {
+            Action::Reject { version, reasons } if *version == v("1.2.0") => Some(reasons),
+            _ => None,
+        });
+        assert!(
+            reasons.is_some_and(|r| r[0].starts_with("aborted by operator")),
+            "{a:#?}"
+        );
+        assert!(
+            start_in(&a).is_none(),
+            "an aborted build is not tested: {a:#?}"
+        );
+        let a = sim.feed(Input::Command {
+            id: 3,
+            command: Command::Abort,
+        });
+        assert_eq!(reply_in(&a, 3), &Err(CommandError::NothingToAbort));
+    }
+}
