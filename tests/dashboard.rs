@@ -36,10 +36,17 @@ fn dashboard_shows_running_and_testing_and_follows_a_promotion() {
     for i in 0..30 {
         assert_eq!(u.get(&format!("/page/{}", i % 3)).0, 200);
     }
-    wait_until("scores over 20 pairs", Duration::from_secs(20), || {
-        let (_, st) = api(addr, "GET", "/api/status", None, "");
-        (st["verdict"]["pairs"].as_u64() >= Some(20)).then_some(())
-    });
+    // And until the body's difference is in (bodies are diffed apart from the pairs' count, so
+    // a slow machine, a browser's cold first start, showed the header's alone).
+    wait_until(
+        "scores over 20 pairs, bodies compared",
+        Duration::from_secs(20),
+        || {
+            let (_, st) = api(addr, "GET", "/api/status", None, "");
+            let pairs = st["verdict"]["pairs"].as_u64() >= Some(20);
+            (pairs && st["verdict"]["diffs"].to_string().contains("line[*]")).then_some(())
+        },
+    );
 
     let mut browser = Browser::new(chromium);
     let url = format!("http://{addr}/");
