@@ -619,7 +619,7 @@ impl Control {
 fn user_requests(stats: &proxy::ProxyStats) -> score::UserRequests {
     score::UserRequests {
         all: stats.requests.clone(),
-        not_mirrored_method: stats.not_mirrored_method.clone(),
+        not_mirrorable: stats.not_mirrorable.clone(),
     }
 }
 

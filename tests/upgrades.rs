@@ -162,3 +162,36 @@ fn a_refused_upgrade_is_relayed_as_an_answer() {
     assert_eq!(u.get("/after").0, 200);
     u.stop();
 }
+
+/// A service whose users only open WebSockets mirrors nothing (a handshake is never copied): the
+/// wait counts the handshakes among the requests not mirrorable and says what decides instead,
+/// rather than "too little traffic" alone for ever.
+#[test]
+fn a_websocket_only_service_is_told_its_handshakes_are_not_mirrorable() {
+    let (a, _) = echo_server("v1");
+    let (b, _) = echo_server("v2");
+    let base = Base::new("upgrade-ws-wait");
+    base.write_env("EVALUATE_EVERY=100ms\nSTABLE_WINDOW=1h");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", &format!("--relay-to {a}"));
+    wait_until("running", Duration::from_secs(10), || base.link("running"));
+    base.drop_fixture("1.1.0", &format!("--relay-to {b}"));
+    wait_until("testing", Duration::from_secs(10), || base.link("testing"));
+    let (addr, _) = admin(&base);
+    wait_for(
+        "the wait to name the handshakes",
+        Duration::from_secs(20),
+        || {
+            let mut ws = open(u.addr);
+            assert_eq!(echo(&mut ws, "hi"), "v1:hi");
+            let (_, s) = api(addr, "GET", "/api/status", None, "");
+            let why = s["verdict"]["reasons"][0].as_str().unwrap_or_default();
+            if s["verdict"]["version"] == "1.1.0" && why.contains("not mirrorable") {
+                assert!(why.contains("opened a WebSocket"), "{why}");
+                return Ok(());
+            }
+            Err(s.to_string())
+        },
+    );
+    u.stop();
+}

@@ -164,8 +164,9 @@ fn asker_and_body(
 ) -> (Asker, BodyIn) {
     let testing = route.testing.as_ref().filter(|_| !req.upgrade);
     let wanted = testing.is_some() && proxy.mirror.wants(&req.method);
-    if testing.is_some() && !wanted && first {
-        let not_mirrored = &proxy.stats.not_mirrored_method;
+    // A WebSocket's handshake is never copied either: counted as a write is.
+    if route.testing.is_some() && !wanted && first {
+        let not_mirrored = &proxy.stats.not_mirrorable;
         not_mirrored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let copy = testing.filter(|_| wanted).cloned().map(|target| Copy {

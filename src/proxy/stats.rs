@@ -37,8 +37,9 @@ pub struct ProxyStats {
     /// Copies handed to the mirror queue.
     pub mirrored: AtomicU64,
     /// User requests not copied while a build was tested because `MIRROR_METHODS` leaves their
-    /// method out (writes); shared with the scorer, so a wait can say traffic is there, unmirrorable.
-    pub not_mirrored_method: Arc<AtomicU64>,
+    /// method out (writes) or they open a WebSocket; shared with the scorer, so a wait can say
+    /// traffic is there, unmirrorable.
+    pub not_mirrorable: Arc<AtomicU64>,
     /// Copies dropped because the mirror queue was full.
     pub mirror_dropped: AtomicU64,
     /// Recorded requests replayed to testing and the secondary (low traffic, `REPLAY`).

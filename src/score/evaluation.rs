@@ -573,15 +573,16 @@ fn too_few_compared(s: &Summary, cfg: &ScoreConfig) -> Option<String> {
 }
 
 /// When most users' requests cannot be mirrored (their method is not in `MIRROR_METHODS`: writes
-/// are never copied), the wait is no matter of time: say so, and what decides instead.
+/// are never copied; nor are WebSocket handshakes), the wait is no matter of time: say so, and
+/// what decides instead.
 fn unmirrorable(s: &Summary) -> String {
-    let users = s.running_requests.max(s.not_mirrored_method);
-    if s.not_mirrored_method == 0 || s.not_mirrored_method * 2 < users {
+    let users = s.running_requests.max(s.not_mirrorable);
+    if s.not_mirrorable == 0 || s.not_mirrorable * 2 < users {
         return String::new();
     }
     format!(
-        "; users' traffic is there, but {} of their {users} requests since testing started were not mirrorable: MIRROR_METHODS leaves their method out (writes are never copied). More time will not bring the pairs: `understudy promote` or `understudy abort` decides, or a lower MIN_MIRRORED lets the shadow verdict judge what is mirrored, and then CANARY_STEPS tries the writes on a share of real users before the full switch",
-        s.not_mirrored_method
+        "; users' traffic is there, but {} of their {users} requests since testing started were not mirrorable: MIRROR_METHODS leaves their method out (writes are never copied), or they opened a WebSocket (never copied). More time will not bring the pairs: `understudy promote` or `understudy abort` decides, or a lower MIN_MIRRORED lets the shadow verdict judge what is mirrored, and then CANARY_STEPS tries the writes on a share of real users before the full switch",
+        s.not_mirrorable
     )
 }
 

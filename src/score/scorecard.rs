@@ -113,8 +113,8 @@ pub struct Summary {
     /// replayed its `REPLAY_REPEAT` times (set by the scorer from the replay task's answer).
     pub replay_exhausted: bool,
     /// User requests in the window not mirrored because `MIRROR_METHODS` leaves their method out
-    /// (set by the scorer from the proxy's count).
-    pub not_mirrored_method: u64,
+    /// or they open a WebSocket (set by the scorer from the proxy's count).
+    pub not_mirrorable: u64,
     /// Pairs counted under [`OTHER_ENDPOINTS`] because `MAX_ENDPOINTS` were already kept.
     pub endpoint_overflow: u64,
     /// The secondary's p95 over the copies it answered with testing.
@@ -638,7 +638,7 @@ impl Scorecard {
             pairs: self.pairs,
             endpoints: self.endpoints.clone(),
             endpoint_overflow: self.endpoint_overflow,
-            not_mirrored_method: 0,
+            not_mirrorable: 0,
             replay_exhausted: false,
             running_requests: running_requests_now
                 .saturating_sub(self.requests_at_start)

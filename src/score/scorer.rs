@@ -75,7 +75,7 @@ pub struct UserRequests {
     pub all: Arc<AtomicU64>,
     /// Those not copied because `MIRROR_METHODS` leaves their method out, while a build was
     /// tested: a wait for traffic says when most are.
-    pub not_mirrored_method: Arc<AtomicU64>,
+    pub not_mirrorable: Arc<AtomicU64>,
 }
 
 /// The scorer task: folds pairs, evaluates every `EVALUATE_EVERY`, reports to the supervisor and
@@ -94,7 +94,7 @@ pub async fn run(
         mut served,
     } = feeds;
     let requests = users.all;
-    let not_mirrored = users.not_mirrored_method;
+    let not_mirrored = users.not_mirrorable;
     let mut cfg = cfg;
     let mut rules = LevelRules::new(&cfg.plain_error_regex, &cfg.plain_warn_regex);
     let mut card: Option<Scorecard> = None;
@@ -168,7 +168,7 @@ fn evaluate_card(
     let unreplayable = replay.unreplayable.borrow().clone();
     s.unreplayable = unreplayable.of(c.testing);
     s.replay_exhausted = unreplayable.exhausted_for(c.testing);
-    s.not_mirrored_method = c.not_mirrored_since(not_mirrored);
+    s.not_mirrorable = c.not_mirrored_since(not_mirrored);
     let evaluation = evaluate(&s, cfg);
     let canary = c.canary.as_ref().map(|k| super::canary::evaluate(k, cfg));
     let wanted = replay_want(c.testing, &s, &evaluation, cfg);
@@ -245,7 +245,7 @@ mod tests {
             cfg(),
             UserRequests {
                 all: Arc::new(AtomicU64::new(0)),
-                not_mirrored_method: Arc::new(AtomicU64::new(0)),
+                not_mirrorable: Arc::new(AtomicU64::new(0)),
             },
             Feeds {
                 pairs: pairs_rx,

@@ -315,7 +315,7 @@ async fn a_request_routed_once_more_is_counted_once() {
     let answer = asked.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(p.stats.requests.load(Ordering::SeqCst), 1);
-    assert_eq!(p.stats.not_mirrored_method.load(Ordering::SeqCst), 1);
+    assert_eq!(p.stats.not_mirrorable.load(Ordering::SeqCst), 1);
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }

@@ -594,7 +594,7 @@ fn a_hang_is_reported_as_unanswered_copies_not_as_5xx() {
 fn a_wait_for_pairs_says_when_most_requests_are_not_mirrorable() {
     let mut s = summary(3, 100);
     s.running_requests = 703;
-    s.not_mirrored_method = 700;
+    s.not_mirrorable = 700;
     let Verdict::Wait(w) = evaluate(&s, &cfg()).verdict else {
         panic!()
     };
@@ -606,7 +606,7 @@ fn a_wait_for_pairs_says_when_most_requests_are_not_mirrorable() {
         "{w}"
     );
     // A few writes among mirrored reads: only time is short.
-    s.not_mirrored_method = 10;
+    s.not_mirrorable = 10;
     let Verdict::Wait(w) = evaluate(&s, &cfg()).verdict else {
         panic!()
     };
