@@ -84,6 +84,7 @@ pub(crate) fn handing(
         None => None,
     };
     succession.env = notifier.env();
+    succession.stop_asked = shutdown.clone();
     let serving = succession.serving.clone();
     let ready = succession.ready.take().map(|pipe| ReadySignal {
         pipe,

@@ -143,6 +143,9 @@ pub struct Succession {
     pub given_up: std::sync::Arc<std::sync::OnceLock<String>>,
     /// Cancelled once `given_up` is set.
     pub giving_up: tokio_util::sync::CancellationToken,
+    /// Cancelled by SIGTERM or SIGINT: a stop asked for while a handover runs is passed on to
+    /// the new understudy, unlike this process's own stop once it handed over.
+    pub stop_asked: tokio_util::sync::CancellationToken,
 }
 
 /// The program this understudy runs, as a path: the default binary of an upgrade. The file may

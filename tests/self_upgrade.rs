@@ -873,3 +873,36 @@ fn a_stop_during_an_upgrade_stops_the_new_understudy_too() {
     assert!(left.is_empty(), "still serving after the stop: {left:?}");
     assert!(!process_running(running), "running {running} left behind");
 }
+
+/// An upgrade on a loaded machine: the old understudy's own stop, which follows any handover,
+/// ran ahead of its supervisor (forced here), which took it for a stop asked during the upgrade
+/// and sent SIGTERM to the new understudy, stopping the service. Only a stop asked for (SIGTERM,
+/// SIGINT) is passed on: the new one serves on.
+#[test]
+fn an_upgrade_whose_old_understudy_stops_first_leaves_the_new_one_serving() {
+    let base = Base::new("upgrade-order");
+    base.write_env("NOISE_CANCEL=off");
+    let mut u = Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_HANG", "after-handover")]);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let old = u.pid();
+    let (code, out, err) = cli(&base, &["upgrade"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let new = successor_of(&base, old);
+    let _successor = Successor(new as i32);
+    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
+    let log = u.log_text();
+    assert!(!log.contains("is told to stop too"), "{log}");
+    // A round trip through the new one's supervisor, then users are served by it.
+    let (code, out, err) = cli(&base, &["pause"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(pid_alive(new as i32));
+    assert_eq!(u.get("/").0, 200);
+    // SAFETY: kill(2) on the understudy the upgrade started.
+    unsafe { libc::kill(new as i32, libc::SIGTERM) };
+    wait_until(
+        "the new understudy to stop",
+        Duration::from_secs(20),
+        || (!pid_alive(new as i32)).then_some(()),
+    );
+}

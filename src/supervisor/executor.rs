@@ -42,7 +42,8 @@ const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
 const INJECT_PANIC: &str = "UNDERSTUDY_INJECT_PANIC";
 /// Fault injection for the tests: `UNDERSTUDY_INJECT_HANG=supervisor` makes the supervisor's loop
 /// stop deciding (until shutdown) once running is ready, to prove a hung supervisor stops
-/// petting systemd's watchdog.
+/// petting systemd's watchdog; `=after-handover` makes it wait, once it handed over to a new
+/// understudy, until the rest of this one has begun to stop (the order a loaded machine may give).
 const INJECT_HANG: &str = "UNDERSTUDY_INJECT_HANG";
 
 /// Everything the supervisor needs from the rest of understudy.
@@ -143,7 +144,11 @@ pub async fn run(
         publish_status(&status, &state, &mut clock);
         if let Some(due) = exec.upgrade_due.take() {
             if exec.upgrade(due, &mut presence, &pulse).await {
-                if cancel.is_cancelled() {
+                if std::env::var(INJECT_HANG).is_ok_and(|v| v == "after-handover") {
+                    cancel.cancelled().await;
+                }
+                // A stop asked for, not the stop of this process that any handover brings.
+                if exec.succession.stop_asked.is_cancelled() {
                     exec.stop_successor();
                 }
                 break;
