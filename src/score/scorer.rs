@@ -73,8 +73,8 @@ const PAIR_BATCH: usize = 1024;
 pub struct UserRequests {
     /// All user requests: the denominator for running's logs.
     pub all: Arc<AtomicU64>,
-    /// Those not copied because `MIRROR_METHODS` leaves their method out, while a build was
-    /// tested: a wait for traffic says when most are.
+    /// Those not copied because `MIRROR_METHODS` leaves their method out or they open a
+    /// WebSocket, while a build was tested: a wait for traffic says when most are.
     pub not_mirrorable: Arc<AtomicU64>,
 }
 
