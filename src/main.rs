@@ -117,6 +117,7 @@ fn main() -> ExitCode {
         } => {
             // While understudy is one thread: nothing it makes is writable by every user.
             understudy::mask_write_for_others();
+            understudy::ignore_hangup_until_handled();
             // First, while understudy is one thread: the variables are removed from the
             // environment, so no child or hook inherits them.
             // Started by `understudy upgrade`: what the old understudy hands over.
@@ -343,6 +344,7 @@ fn run(
         // asked for is a stop carried out.
         let signalled = understudy::shutdown_signal()
             .context("cannot install the SIGTERM and SIGINT handlers")?;
+        let reload = reload_on_sighup(cfg.base.clone(), overrides)?;
         let listener = proxy_listener(&cfg, passed.proxy).await?;
         tracing::info!(
             "understudy {} listening on {}{} for {}-<version> in {}",
@@ -363,7 +365,6 @@ fn run(
             tracing::info!("shutting down: stopping children");
             stop.cancel();
         });
-        let reload = reload_on_sighup(cfg.base.clone(), overrides)?;
         let listeners = understudy::Listeners {
             proxy: listener,
             admin: passed.admin,

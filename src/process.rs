@@ -74,3 +74,12 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
         }
     })
 }
+
+/// A SIGHUP asks for a reload; until its handler is installed (with the runtime), one sent is
+/// ignored rather than take the default, an exit: a reload asked for before the configuration
+/// was first read has nothing to reload. The handler replaces this; children never inherit it.
+pub fn ignore_hangup_until_handled() {
+    // SAFETY: signal(2) with SIG_IGN installs no handler code; called while understudy is one
+    // thread, before any other signal setup.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+}
