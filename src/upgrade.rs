@@ -202,6 +202,15 @@ pub enum UpgradeError {
         /// How long it had.
         timeout: Duration,
     },
+    /// understudy was asked to stop (SIGTERM, SIGINT) while the new one got ready: the new one
+    /// was killed, and this one stops as asked, with its children.
+    #[error("understudy was asked to stop while the new understudy {binary} (pid {pid}) got ready: it was killed, and this understudy stops as asked")]
+    Stopped {
+        /// The binary asked for.
+        binary: PathBuf,
+        /// Its pid.
+        pid: u32,
+    },
 }
 
 /// The new understudy's program, arguments and the variables it needs besides the plan.
@@ -222,7 +231,7 @@ pub async fn hand_over(
     to: Successor<'_>,
     shared: &Shared,
     children: &[(Child, OwnedFd)],
-    timeout: Duration,
+    (timeout, stop): (Duration, &tokio_util::sync::CancellationToken),
 ) -> Result<u32, UpgradeError> {
     let (ready_r, ready_w) =
         std::io::pipe().map_err(|source| UpgradeError::Descriptor { fd: -1, source })?;
@@ -233,7 +242,7 @@ pub async fn hand_over(
         binary: to.binary.to_path_buf(),
         source,
     })?;
-    await_ready(child, ready_r, timeout, to.binary).await
+    await_ready(child, ready_r, (timeout, stop), to.binary).await
 }
 
 /// The plan the new process reads, and the copies of the descriptors it names (in plan order:
@@ -305,16 +314,21 @@ fn command(to: Successor<'_>, plan: &str, high: &[OwnedFd]) -> tokio::process::C
     cmd
 }
 
-/// Wait for the new process to say `ready` within `timeout`; otherwise why not, with it gone.
+/// Wait for the new process to say `ready` within `timeout`, or until a stop is asked for (a
+/// word already said wins); otherwise why not, with it gone.
 async fn await_ready(
     mut child: tokio::process::Child,
     ready: std::io::PipeReader,
-    timeout: Duration,
+    (timeout, stop): (Duration, &tokio_util::sync::CancellationToken),
     binary: &Path,
 ) -> Result<u32, UpgradeError> {
     let pid = child.id().unwrap_or(0);
-    let said = tokio::time::timeout(timeout, read_ready(ready)).await;
-    let Ok(text) = said else {
+    let said = tokio::select! {
+        biased;
+        said = tokio::time::timeout(timeout, read_ready(ready)) => said.ok(),
+        () = stop.cancelled() => None,
+    };
+    let Some(text) = said else {
         // SIGKILL: it must not stop the children it may have adopted (the old one's, not its
         // descendants). What it started itself goes with it: a wrapper script's own children.
         let descendants = descendants(pid);
@@ -324,10 +338,14 @@ async fn await_ready(
             unsafe { libc::kill(d as libc::pid_t, libc::SIGKILL) };
         }
         let _ = child.wait().await;
-        return Err(UpgradeError::Timeout {
-            binary: binary.to_path_buf(),
-            pid,
-            timeout,
+        let binary = binary.to_path_buf();
+        return Err(match stop.is_cancelled() {
+            true => UpgradeError::Stopped { binary, pid },
+            false => UpgradeError::Timeout {
+                binary,
+                pid,
+                timeout,
+            },
         });
     };
     if text.trim_end() == "ready" {

@@ -906,3 +906,50 @@ fn an_upgrade_whose_old_understudy_stops_first_leaves_the_new_one_serving() {
         || (!pid_alive(new as i32)).then_some(()),
     );
 }
+
+/// SIGTERM while an upgrade waits for a new binary that never gets ready: understudy waited out
+/// the whole readiness limit (30 s), refusing users meanwhile, then said it "goes on serving"
+/// as it exited. Now the stop ends the wait: the new process is killed, and understudy stops at
+/// once, saying why.
+#[test]
+fn a_stop_during_an_upgrade_to_a_binary_never_ready_ends_the_wait() {
+    let base = Base::new("upgrade-term-never");
+    base.write_env("NOISE_CANCEL=off");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let never = base.path.join("..").join("upgrade-never-ready-understudy");
+    std::fs::write(&never, "#!/bin/sh\nexec sleep 100\n").unwrap();
+    std::fs::set_permissions(&never, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let upgrading = spawn_cli(&base, &["upgrade", "--binary", never.to_str().unwrap()]);
+    let mark = never.to_string_lossy().into_owned();
+    let sleeper = wait_until("the new binary to run", Duration::from_secs(10), || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|p| {
+            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("sleep") && cmdline.contains("100") || cmdline.contains(&mark))
+                .then_some(pid)
+                .filter(|_| !cmdline.contains("--binary"))
+        })
+    });
+    let _sleeper = Successor(sleeper);
+    let asked = Instant::now();
+    // SAFETY: kill(2) on the understudy this test started.
+    assert_eq!(unsafe { libc::kill(u.pid() as i32, libc::SIGTERM) }, 0);
+    let code = u.wait_exit(Duration::from_secs(20));
+    let took = asked.elapsed();
+    let _ = cli_finished(upgrading, Duration::from_secs(10));
+    let _ = std::fs::remove_file(&never);
+    assert_eq!(code, Some(0), "{}", u.log_text());
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    let log = u.log_text();
+    assert!(
+        log.contains("asked to stop while the new understudy"),
+        "{log}"
+    );
+    assert!(!log.contains("goes on serving"), "{log}");
+    wait_until("the new binary to be gone", Duration::from_secs(5), || {
+        (!pid_alive(sleeper)).then_some(())
+    });
+}

@@ -246,7 +246,8 @@ impl Executor {
             args: &args,
             env: &self.succession.env,
         };
-        let result = upgrade::hand_over(to, shared, &handed, upgrade::READY_WITHIN).await;
+        let within = (upgrade::READY_WITHIN, &self.succession.stop_asked);
+        let result = upgrade::hand_over(to, shared, &handed, within).await;
         match result {
             Ok(pid) => {
                 let kept: Vec<String> = handed
