@@ -5,6 +5,7 @@
 //! as far as that helps. Blocking: run on `spawn_blocking`.
 
 mod collect;
+mod instances;
 mod rotate;
 mod served;
 mod stray;

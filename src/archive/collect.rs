@@ -164,6 +164,7 @@ pub fn collect_garbage(layout: &Layout, limits: Limits) -> Collection {
     let _turn = super::one_at_a_time();
     super::stray::remove_deleting_leftovers(layout);
     super::rotate::rotate_instance_logs(layout, super::rotate::log_cap(limits.max_base_size));
+    super::instances::prune_instance_folders(layout, super::instances::KEPT_INSTANCE_FOLDERS);
     let mut parts = Parts::measure(layout);
     let found = candidates(layout);
     let items: Vec<Item> = found.iter().map(|(_, item)| *item).collect();

@@ -132,7 +132,7 @@ fn in_base_and_version_folders(layout: &Layout) -> Vec<PathBuf> {
 }
 
 /// The version folders in the base dir, `<identifier>-<version>/`.
-fn version_folders(layout: &Layout) -> Vec<(PathBuf, String)> {
+pub(super) fn version_folders(layout: &Layout) -> Vec<(PathBuf, String)> {
     let prefix = format!("{}-", layout.identifier());
     folders_in(layout.base())
         .into_iter()
@@ -144,7 +144,7 @@ fn version_folders(layout: &Layout) -> Vec<(PathBuf, String)> {
 }
 
 /// The instance folders (`<n>/`) of a version folder.
-fn instance_folders(vdir: &Path) -> Vec<(PathBuf, String)> {
+pub(super) fn instance_folders(vdir: &Path) -> Vec<(PathBuf, String)> {
     folders_in(vdir)
         .into_iter()
         .filter(|(_, n)| crate::layout::instance_number(n).is_some())
