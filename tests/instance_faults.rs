@@ -330,3 +330,46 @@ fn a_running_that_hangs_after_each_start_is_restarted_with_backoff() {
     );
     u.stop();
 }
+
+/// A hostile review's case: running frozen (SIGSTOP) with users' GETs held on it. Its fresh
+/// instance was ready within seconds, but the frozen one was drained for `SHUTDOWN_GRACE`, then
+/// given another on SIGTERM (pending while it was stopped) before its SIGKILL: the GETs waited
+/// both, over 30 s. Now it is stopped at once, undrained, and continued to take its SIGTERM; the
+/// GETs, broken off before any answer byte, go to the fresh instance.
+#[test]
+fn gets_held_on_a_frozen_running_are_answered_by_its_fresh_instance_without_the_graces() {
+    let base = Base::new("frozen-running");
+    base.write_env(
+        "HEALTH_PATH=/health\nHEARTBEAT_EVERY=200ms\nHEARTBEAT_MISSES=3\nSHUTDOWN_GRACE=15s\n",
+    );
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (_, frozen) = base.wait_instance_info("running");
+    // SAFETY: kill(2) on the running instance this test's understudy started.
+    assert_eq!(unsafe { libc::kill(frozen, libc::SIGSTOP) }, 0);
+    let asked = Instant::now();
+    let addr = u.addr;
+    let users: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                let req = format!("GET /item/{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                s.write_all(req.as_bytes()).unwrap();
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                answer
+            })
+        })
+        .collect();
+    for user in users {
+        let answer = user.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let took = asked.elapsed();
+    // One SHUTDOWN_GRACE at most (the frozen one's stop), never a drain's and a stop's both.
+    assert!(took < Duration::from_secs(15), "the GETs took {took:?}");
+    assert!(!process_running(frozen), "the frozen instance is gone");
+    u.stop();
+}

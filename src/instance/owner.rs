@@ -173,6 +173,9 @@ impl Owner {
         let (pid, pgid, grace) = (self.pid, self.pgid(), self.grace);
         let deadline = tokio::time::Instant::now() + grace;
         signal_group(pgid, Signal::SIGTERM);
+        // As systemd does: a stopped process (SIGSTOP, or frozen by a debugger's tool) handles
+        // its SIGTERM only once continued, else it waits out the grace to its SIGKILL.
+        signal_group(pgid, Signal::SIGCONT);
         // The leader must be reaped first: as a zombie it would keep the group alive.
         let gone = match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(_) => wait_group_gone(pgid, deadline).await,

@@ -153,9 +153,11 @@ impl Decision<'_> {
             SlotKey::Spare => {
                 let old = self.swap_in_spare();
                 self.running_ready(child);
-                // Users are routed to the fresh one first; then the old one drains and stops.
+                // Users are routed to the fresh one first; then the old one stops at once: it
+                // answers no heartbeat, so requests held on it would wait out a drain of
+                // SHUTDOWN_GRACE before its stop's own (a GET broken off goes where users go).
                 if let Some(old) = old {
-                    self.retire(old, true, AfterStop::Keep);
+                    self.retire(old, false, AfterStop::Keep);
                 }
             }
             SlotKey::Running => self.running_ready(child),
