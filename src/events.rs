@@ -118,6 +118,13 @@ pub enum Event {
         version: Version,
         status: String,
     },
+    /// An instance exited before it was ready because its port was taken meanwhile (not the
+    /// build's fault): it is started again on another port.
+    PortTaken {
+        role: Role,
+        version: Version,
+        port: u16,
+    },
     /// An instance was stopped and reaped.
     Stopped { version: Version, number: u32 },
     /// Running failed; it is started again after `delay_ms`.
@@ -338,6 +345,7 @@ impl Event {
             Event::Started { .. }
             | Event::Ready { .. }
             | Event::Exited { .. }
+            | Event::PortTaken { .. }
             | Event::Stopped { .. }
             | Event::RestartScheduled { .. }
             | Event::HeartbeatLost { .. }
@@ -432,6 +440,18 @@ impl Event {
                 version,
                 status,
             } => tracing::warn!(target: LOG_TARGET, %role, %version, status, "exited"),
+            Event::PortTaken {
+                role,
+                version,
+                port,
+            } => tracing::warn!(
+                target: LOG_TARGET,
+                %role,
+                %version,
+                port,
+                reason = "its port was taken by another process before it bound it (a client's ephemeral port, if PORT_RANGE overlaps the kernel's ip_local_port_range); started again on another port",
+                "port_taken"
+            ),
             Event::Stopped { version, number } => {
                 tracing::info!(target: LOG_TARGET, %version, number, "stopped")
             }

@@ -373,3 +373,45 @@ fn gets_held_on_a_frozen_running_are_answered_by_its_fresh_instance_without_the_
     assert!(!process_running(frozen), "the frozen instance is gone");
     u.stop();
 }
+
+/// A hostile review's case: a build binds its port seconds after it starts (a JVM), and in the
+/// meantime another process takes the port (a client's ephemeral port, when PORT_RANGE overlaps
+/// the kernel's range). The app exits with "Address already in use": not the build's fault. It
+/// was rejected; now it is started again on another port and tested.
+#[test]
+fn a_build_whose_port_is_taken_before_it_binds_is_started_again_not_rejected() {
+    let base = Base::new("port-taken");
+    base.write_env("STABLE_WINDOW=1h");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--bind-after-ms 1500");
+    let port: u16 = wait_until("testing to be started", Duration::from_secs(10), || {
+        u.log_text().lines().find_map(|l| {
+            let rest = l.split("started role=testing version=1.1.0").nth(1)?;
+            rest.split("port=").nth(1)?.trim().parse().ok()
+        })
+    });
+    // Taken before the app binds it, and held, by a client's connection from that port (as an
+    // ephemeral port is), not a listener: a listener would answer the readiness probe itself.
+    let far = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let thief = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        socket.connect(far.local_addr().unwrap()).await.unwrap()
+    });
+    wait_until("testing to serve", Duration::from_secs(20), || {
+        base.link("testing")
+    });
+    let log = u.log_text();
+    assert!(log.contains("port_taken"), "{log}");
+    let (again, _) = base.wait_instance_info("testing");
+    assert_ne!(again, port);
+    assert!(!base.path.join("rejected/app-1.1.0").exists());
+    drop(thief);
+    u.stop();
+}

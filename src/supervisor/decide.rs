@@ -403,6 +403,7 @@ impl Decision<'_> {
             phase: Phase::NeedsPort,
             proven,
             last_heartbeat: None,
+            port_retries: 0,
         }
     }
 

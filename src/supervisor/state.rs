@@ -328,6 +328,8 @@ pub struct Slot {
     pub proven: bool,
     /// When it last answered a heartbeat (presence), once ready.
     pub last_heartbeat: Option<Instant>,
+    /// Starts of this slot that exited before ready because their port was taken meanwhile.
+    pub port_retries: u32,
 }
 
 impl Slot {

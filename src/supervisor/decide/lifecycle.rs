@@ -132,9 +132,43 @@ impl Decision<'_> {
                     status: status.clone(),
                 };
                 self.emit(event);
-                self.failed(part, exit_reason(&status, &stderr_tail, &stdout_tail));
+                if !self.port_taken_before_ready(part, [&stderr_tail, &stdout_tail]) {
+                    self.failed(part, exit_reason(&status, &stderr_tail, &stdout_tail));
+                }
             }
         }
+    }
+
+    /// An instance that exited before it was ready saying its port was taken, by a client's
+    /// ephemeral port or another program between understudy's pick and the app's bind (a JVM
+    /// binds seconds after it starts): the machine's fault, not the build's, so it is started
+    /// again on another port, up to [`MAX_PORT_RETRIES`] times. Whether it was.
+    fn port_taken_before_ready(&mut self, part: SlotKey, tails: [&str; 2]) -> bool {
+        if !tails.iter().any(|t| says_port_taken(t)) {
+            return false;
+        }
+        self.s.last_id += 1;
+        let fresh = InstanceId(self.s.last_id);
+        let Some(slot) = self.slot_mut(part) else {
+            return false;
+        };
+        let Phase::Up { port, .. } = slot.phase else {
+            return false;
+        };
+        if slot.port_retries >= MAX_PORT_RETRIES {
+            return false;
+        }
+        let old = slot.clone();
+        (slot.id, slot.phase, slot.port_retries) = (fresh, Phase::NeedsPort, slot.port_retries + 1);
+        let (role, version) = (slot.role, slot.version().clone());
+        self.s.busy.insert(port);
+        self.retire(old, false, AfterStop::Keep);
+        self.emit(Event::PortTaken {
+            role,
+            version,
+            port,
+        });
+        true
     }
 
     pub(super) fn ready(&mut self, part: SlotKey) {
@@ -698,6 +732,16 @@ fn restart_delay(failures: u32) -> Duration {
 
 /// Why an instance that exited on its own failed, quoting its last words: stderr's end, or
 /// stdout's when stderr is empty (many apps, Java ones above all, log only to stdout).
+/// Starts in a row of one slot that may exit for a port taken before its app bound it.
+const MAX_PORT_RETRIES: u32 = 3;
+
+/// Whether an app's last words say its port was taken: the text of `EADDRINUSE` as the JVM,
+/// Python, Go, Node and C libraries print it.
+fn says_port_taken(tail: &str) -> bool {
+    let tail = tail.to_ascii_lowercase();
+    tail.contains("address already in use") || tail.contains("eaddrinuse")
+}
+
 pub(super) fn exit_reason(status: &str, stderr_tail: &str, stdout_tail: &str) -> String {
     use crate::private::quote;
     if !stderr_tail.trim().is_empty() {

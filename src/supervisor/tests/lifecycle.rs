@@ -732,3 +732,50 @@ async fn a_running_that_hangs_after_each_start_backs_off_and_is_crash_looping() 
     assert_eq!(scheduled(&a), Some((1, 0)), "{a:#?}");
     assert!(start_in(&a).is_some(), "{a:#?}");
 }
+
+/// A build under test whose app exits before ready saying its port is taken (a client's
+/// ephemeral port grabbed it while a JVM started): started again on another port, not rejected,
+/// up to three times; a fourth such exit is the build's own failure.
+#[tokio::test(start_paused = true)]
+async fn a_start_whose_port_was_taken_before_ready_is_tried_again_on_another_port() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.deliver("1.0.0");
+    sim.bring_up(&a);
+    let a = sim.deliver("1.1.0");
+    let (mut id, role, mut port) = start_in(&a).unwrap();
+    assert_eq!(role, Role::Testing);
+    let taken = || InstanceEventKind::Exited {
+        status: "exit status: 1".into(),
+        stderr_tail: "java.net.BindException: Address already in use".into(),
+        stdout_tail: String::new(),
+    };
+    for _ in 0..3 {
+        sim.launch(id);
+        let a = sim.event(id, taken());
+        assert!(a.contains(&Action::Retire { id, drain: false }), "{a:#?}");
+        assert!(
+            emitted(&a)
+                .iter()
+                .any(|e| matches!(e, Event::PortTaken { port: p, .. } if *p == port)),
+            "{a:#?}"
+        );
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Reject { .. })),
+            "{a:#?}"
+        );
+        let (next, role, next_port) = start_in(&a).expect("started again");
+        assert_eq!(role, Role::Testing);
+        assert_ne!(next_port, port, "not on the port taken");
+        sim.feed(Input::Stopped { id });
+        (id, port) = (next, next_port);
+    }
+    sim.launch(id);
+    let a = sim.event(id, taken());
+    assert!(start_in(&a).is_none(), "{a:#?}");
+    let a = sim.feed(Input::Stopped { id });
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Reject { version, .. } if *version == v("1.1.0"))),
+        "{a:#?}"
+    );
+}
