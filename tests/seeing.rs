@@ -477,3 +477,44 @@ fn a_refusing_webhook_is_counted_per_url_in_metrics_and_its_secrets_shown_nowher
     assert!(!seen(&log), "{log}");
     u.stop();
 }
+
+/// A symlink dropped into the base dir as a build (`ln -s /elsewhere/app-5.0.0 base/`) is not
+/// taken; it was only a line in understudy's log, while a name meant as a build is told to the
+/// operator as a `build_ignored` event, as every other one is.
+#[test]
+fn a_symlink_dropped_as_a_build_is_told_as_ignored() {
+    let base = Base::new("symlink-drop");
+    base.write_env("");
+    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = elsewhere.path().join("app-5.0.0");
+    std::fs::write(&target, Base::fixture_script("5.0.0", "")).unwrap();
+    let mut u = Understudy::start(&base);
+    std::os::unix::fs::symlink(&target, base.path.join("app-5.0.0")).unwrap();
+    let (addr, _) = admin(&base);
+    let events = wait_until(
+        "build_ignored for the symlink",
+        Duration::from_secs(10),
+        || {
+            let (_, events) = api(addr, "GET", "/api/events/recent", None, "");
+            let events = events.to_string();
+            events.contains("build_ignored").then_some(events)
+        },
+    );
+    assert!(
+        events.contains("app-5.0.0") && events.contains("it is a symlink"),
+        "{events}"
+    );
+    let (code, out, err) = cli(&base, &["events"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("build_ignored") && l.contains("app-5.0.0")),
+        "{out}"
+    );
+    assert_eq!(
+        base.version_of("running"),
+        None,
+        "the symlink is not installed"
+    );
+    u.stop();
+}
