@@ -518,3 +518,49 @@ fn a_symlink_dropped_as_a_build_is_told_as_ignored() {
     );
     u.stop();
 }
+
+/// understudy's own log under `LOG_DIR` is rotated by renaming it (logrotate's default `create`
+/// mode): understudy writes a new `understudy.log` at its next lines. Before, every later line
+/// went into the renamed file, and `understudy.log` was never made again.
+#[test]
+fn understudys_own_log_renamed_away_is_written_anew() {
+    let base = Base::new("own-log-rotate");
+    base.write_env("LOG_DIR=logs");
+    let mut u = Understudy::start(&base);
+    let log = base.path.join("logs/understudy.log");
+    let rotated = base.path.join("logs/understudy.log.2");
+    wait_until("understudy.log to start", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("listening").then_some(())
+    });
+    std::fs::rename(&log, &rotated).unwrap();
+    // Each SIGHUP logs a line; one every 200 ms until they land in a new understudy.log.
+    let mut hup = Instant::now() - Duration::from_secs(1);
+    let fresh = wait_until("a new understudy.log", Duration::from_secs(10), || {
+        if hup.elapsed() >= Duration::from_millis(200) {
+            // SAFETY: kill(2) on the understudy this test started.
+            unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+            hup = Instant::now();
+        }
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("SIGHUP: re-reading").then_some(text)
+    });
+    assert!(!fresh.contains("listening"), "a new file: {fresh}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("listening"), "{old}");
+    // Lines go to the new file from then on.
+    let written = old.len();
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    wait_until(
+        "the next line in the new file",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            (text.matches("SIGHUP: re-reading").count()
+                > fresh.matches("SIGHUP: re-reading").count())
+            .then_some(())
+        },
+    );
+    assert_eq!(std::fs::read_to_string(&rotated).unwrap().len(), written);
+    u.stop();
+}
