@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use semver::Version;
 
+mod holder;
+
 /// Longest path a unix socket can be bound at: `sun_path` (108 bytes on Linux) less its NUL.
 pub const MAX_SOCKET_PATH: usize =
     std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1;
@@ -239,18 +241,7 @@ impl Layout {
                 .open(&path)
                 .map_err(io)?,
         };
-        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        {
-            Ok(l) => l,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(LockError::Held {
-                    base: self.base.clone(),
-                    pid: holder.trim().to_string(),
-                });
-            }
-            Err((_, e)) => return Err(io(std::io::Error::from(e))),
-        };
+        let lock = self.flock(file, &path)?;
         // Shared from the start when handed over: a failed write below must not unlock it.
         let mut guard = BaseLock {
             lock: std::mem::ManuallyDrop::new(lock),
@@ -261,6 +252,61 @@ impl Layout {
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         Ok(guard)
+    }
+
+    /// Lock `file` (at `path`), waiting while its holder is on its way out: an understudy just
+    /// killed holds the lock until the kernel has torn it down, which a restart right after the
+    /// kill must not take for another understudy.
+    fn flock(
+        &self,
+        mut file: std::fs::File,
+        path: &Path,
+    ) -> Result<nix::fcntl::Flock<std::fs::File>, LockError> {
+        use nix::fcntl::{Flock, FlockArg};
+        let start = std::time::Instant::now();
+        loop {
+            let (back, errno) = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(l),
+                Err(e) => e,
+            };
+            if errno != nix::errno::Errno::EWOULDBLOCK {
+                return Err(LockError::Io {
+                    path: path.to_path_buf(),
+                    source: errno.into(),
+                });
+            }
+            let pid = std::fs::read_to_string(path).unwrap_or_default();
+            let pid = pid.trim().to_string();
+            let alive = holder::alive(&pid);
+            let limit = match alive {
+                true => holder::LIVE_HOLDER_WAIT,
+                false => holder::DEAD_HOLDER_WAIT,
+            };
+            if start.elapsed() >= limit {
+                return Err(self.held(pid, alive, path));
+            }
+            file = back;
+            std::thread::sleep(holder::POLL);
+        }
+    }
+
+    /// Why the lock at `path` cannot be taken: its holder `pid` lives, or what else holds it.
+    fn held(&self, pid: String, alive: bool, path: &Path) -> LockError {
+        let base = self.base.clone();
+        if alive {
+            return LockError::Held { base, pid };
+        }
+        let openers = holder::openers(path, std::process::id());
+        LockError::Orphaned {
+            base,
+            path: path.to_path_buf(),
+            pid,
+            waited: holder::DEAD_HOLDER_WAIT,
+            openers: match openers.is_empty() {
+                true => "a process this user cannot look into".into(),
+                false => openers,
+            },
+        }
     }
 
     /// The properties file copied into each instance, if configured.
@@ -309,6 +355,15 @@ pub enum LockError {
     /// Another understudy supervises it.
     #[error("{base} is already supervised by another understudy (pid {pid}); stop that one first or use another base dir")]
     Held { base: PathBuf, pid: String },
+    /// The understudy the lock file names is gone, but something still holds its lock.
+    #[error("{base} is still locked {waited:?} after the understudy that locked it (pid {pid}) ended: {path} is held open by {openers}; stop it (a process started by that understudy that kept its lock open), then start again")]
+    Orphaned {
+        base: PathBuf,
+        path: PathBuf,
+        pid: String,
+        waited: std::time::Duration,
+        openers: String,
+    },
     /// The lock file could not be opened or written.
     #[error("cannot lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },

@@ -3,6 +3,8 @@
 
 use crate::{config, jsonlog, Config};
 
+mod logfile;
+
 /// Raise the open-files soft limit to the hard limit, as servers do: every user connection, every
 /// upstream connection and every child's files count against it, and the common default soft
 /// limit (1024, or 512) is reached by a few hundred idle keep-alive clients. Returns (old, new).
@@ -33,17 +35,15 @@ pub fn mask_write_for_others() {
 /// docs/benchmarks.md). Four covers an install, an archive, a collection and a file write at once.
 pub const MAX_BLOCKING_THREADS: usize = 4;
 
-/// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set, as text or as
-/// JSON lines (`LOG_FORMAT`).
+/// Send understudy's own log to stderr, or to `LOG_DIR/understudy.log` when set (reopened within
+/// a second of a line once renamed away), as text or as JSON lines (`LOG_FORMAT`).
 pub fn init_logging(cfg: &Config) -> std::io::Result<()> {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let writer = match &cfg.log_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("understudy.log"))?;
+            // Reopened once renamed or deleted: logrotate's `create` mode works, as `copytruncate`.
+            let f = logfile::LogFile::open(dir.join("understudy.log"))?;
             BoxMakeWriter::new(std::sync::Mutex::new(f))
         }
         None => BoxMakeWriter::new(std::io::stderr),

@@ -230,10 +230,13 @@ impl Scan<'_> {
         }
         if meta.is_symlink() && parse_name(file_name, self.identifier).is_ok() {
             if self.logged.insert(file_name.to_string()) {
-                tracing::warn!(
-                    "ignoring {}: it is a symlink, and a build must be a regular file; cp or mv the build itself",
-                    path.display()
-                );
+                let why = "it is a symlink, and a build must be a regular file; cp or mv the build itself";
+                tracing::warn!("ignoring {}: {why}", path.display());
+                // Named as a build, so meant as one: the operator is told, not only the log.
+                self.ignored.push(Found::Ignored {
+                    file: file_name.to_string(),
+                    reason: format!("{why}; it is left where it is"),
+                });
             }
             return None;
         }

@@ -262,3 +262,67 @@ fn a_build_named_v_version_is_told_as_ignored_and_left_in_place() {
     assert!(misnamed.is_file());
     u.stop();
 }
+
+/// Hold the base dir's lock from this process, as an understudy killed a moment ago still holds
+/// it while the kernel tears it down; the lock file still names that understudy.
+fn hold_lock_as_the_dead_one(base: &Base) -> nix::fcntl::Flock<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(base.path.join(".understudy/lock"))
+        .unwrap();
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("the killed understudy's lock is free")
+}
+
+#[test]
+fn a_start_right_after_a_kill_9_waits_for_the_dead_ones_lock_and_serves() {
+    let base = Base::new("restart-after-kill");
+    base.write_env("");
+    base.drop_fixture("1.0.0", "");
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    let dead = u.pid();
+    u.kill_hard();
+    // The lock is taken here again before the new understudy starts and let go a second after.
+    let held = hold_lock_as_the_dead_one(&base);
+    let lock_file = base.path.join(".understudy/lock");
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap().trim(),
+        dead.to_string()
+    );
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        drop(held);
+    });
+    let mut again = Understudy::start(&base);
+    again.wait_serving();
+    release.join().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap().trim(),
+        again.pid().to_string(),
+        "the new understudy holds the lock"
+    );
+    again.stop();
+}
+
+#[test]
+fn a_lock_held_on_after_its_understudy_died_names_what_holds_it() {
+    let base = Base::new("orphaned-lock");
+    base.write_env("");
+    std::fs::create_dir_all(base.path.join(".understudy")).unwrap();
+    // A pid that was an understudy's and is gone: a process that ended, reaped.
+    let gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    let _ = { gone }.wait();
+    std::fs::write(base.path.join(".understudy/lock"), format!("{gone_pid}\n")).unwrap();
+    let _held = hold_lock_as_the_dead_one(&base);
+    let (code, stderr) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let me = format!("held open by pid {} (", std::process::id());
+    assert!(
+        stderr.contains(&format!("(pid {gone_pid}) ended")) && stderr.contains(&me),
+        "the refusal names the dead understudy and what holds its lock: {stderr}"
+    );
+}

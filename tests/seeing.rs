@@ -477,3 +477,90 @@ fn a_refusing_webhook_is_counted_per_url_in_metrics_and_its_secrets_shown_nowher
     assert!(!seen(&log), "{log}");
     u.stop();
 }
+
+/// A symlink dropped into the base dir as a build (`ln -s /elsewhere/app-5.0.0 base/`) is not
+/// taken; it was only a line in understudy's log, while a name meant as a build is told to the
+/// operator as a `build_ignored` event, as every other one is.
+#[test]
+fn a_symlink_dropped_as_a_build_is_told_as_ignored() {
+    let base = Base::new("symlink-drop");
+    base.write_env("");
+    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = elsewhere.path().join("app-5.0.0");
+    std::fs::write(&target, Base::fixture_script("5.0.0", "")).unwrap();
+    let mut u = Understudy::start(&base);
+    std::os::unix::fs::symlink(&target, base.path.join("app-5.0.0")).unwrap();
+    let (addr, _) = admin(&base);
+    let events = wait_until(
+        "build_ignored for the symlink",
+        Duration::from_secs(10),
+        || {
+            let (_, events) = api(addr, "GET", "/api/events/recent", None, "");
+            let events = events.to_string();
+            events.contains("build_ignored").then_some(events)
+        },
+    );
+    assert!(
+        events.contains("app-5.0.0") && events.contains("it is a symlink"),
+        "{events}"
+    );
+    let (code, out, err) = cli(&base, &["events"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("build_ignored") && l.contains("app-5.0.0")),
+        "{out}"
+    );
+    assert_eq!(
+        base.version_of("running"),
+        None,
+        "the symlink is not installed"
+    );
+    u.stop();
+}
+
+/// understudy's own log under `LOG_DIR` is rotated by renaming it (logrotate's default `create`
+/// mode): understudy writes a new `understudy.log` at its next lines. Before, every later line
+/// went into the renamed file, and `understudy.log` was never made again.
+#[test]
+fn understudys_own_log_renamed_away_is_written_anew() {
+    let base = Base::new("own-log-rotate");
+    base.write_env("LOG_DIR=logs");
+    let mut u = Understudy::start(&base);
+    let log = base.path.join("logs/understudy.log");
+    let rotated = base.path.join("logs/understudy.log.2");
+    wait_until("understudy.log to start", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("listening").then_some(())
+    });
+    std::fs::rename(&log, &rotated).unwrap();
+    // Each SIGHUP logs a line; one every 200 ms until they land in a new understudy.log.
+    let mut hup = Instant::now() - Duration::from_secs(1);
+    let fresh = wait_until("a new understudy.log", Duration::from_secs(10), || {
+        if hup.elapsed() >= Duration::from_millis(200) {
+            // SAFETY: kill(2) on the understudy this test started.
+            unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+            hup = Instant::now();
+        }
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("SIGHUP: re-reading").then_some(text)
+    });
+    assert!(!fresh.contains("listening"), "a new file: {fresh}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("listening"), "{old}");
+    // Lines go to the new file from then on.
+    let written = old.len();
+    unsafe { libc::kill(u.pid() as i32, libc::SIGHUP) };
+    wait_until(
+        "the next line in the new file",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            (text.matches("SIGHUP: re-reading").count()
+                > fresh.matches("SIGHUP: re-reading").count())
+            .then_some(())
+        },
+    );
+    assert_eq!(std::fs::read_to_string(&rotated).unwrap().len(), written);
+    u.stop();
+}
