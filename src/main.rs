@@ -445,6 +445,9 @@ fn set_up_process(cfg: &Config) {
             "cannot confirm mimalloc's option numbering (MIMALLOC_* set?): pages left by finished threads are reclaimed only by their owner, and resident memory may creep up build by build"
         );
     }
+    if let Some(warning) = understudy::ephemeral_overlap(cfg.port_range) {
+        tracing::warn!("{warning}");
+    }
     let env_file = cfg.base.join(".env");
     for warning in understudy::config::unknown_key_warnings(&env_file, &cfg.unknown_keys) {
         tracing::warn!("{warning}");

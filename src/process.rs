@@ -83,3 +83,43 @@ pub fn ignore_hangup_until_handled() {
     // thread, before any other signal setup.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
 }
+
+/// The warning for a `PORT_RANGE` that overlaps the kernel's ephemeral ports
+/// (`ip_local_port_range`), if it does: any outgoing connection may take one of its ports while an
+/// instance starts (a JVM binds seconds after it starts), and that start must then be retried.
+pub fn ephemeral_overlap(range: (u16, u16)) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    overlap_with(range, &text)
+}
+
+/// [`ephemeral_overlap`] with the kernel's range as `ip_local_port_range` reads (`from\tto`).
+fn overlap_with((lo, hi): (u16, u16), text: &str) -> Option<String> {
+    let mut words = text.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(from)), Some(Ok(to))) = (words.next(), words.next()) else {
+        return None;
+    };
+    (lo <= to && from <= hi).then(|| {
+        format!(
+            "PORT_RANGE={lo}-{hi} overlaps the kernel's ephemeral ports ({from}-{to}, \
+             net.ipv4.ip_local_port_range): any outgoing connection may take one of its ports \
+             while an instance starts, which is then started again on another (port_taken); \
+             choose a PORT_RANGE outside it, or reserve it with net.ipv4.ip_local_reserved_ports"
+        )
+    })
+}
+
+#[cfg(test)]
+mod ephemeral_tests {
+    use super::overlap_with;
+
+    #[test]
+    fn a_port_range_inside_the_ephemeral_ports_is_warned_about_and_one_below_is_not() {
+        let kernel = "32768\t60999\n";
+        let warning = overlap_with((41000, 41299), kernel).unwrap();
+        assert!(warning.contains("PORT_RANGE=41000-41299"), "{warning}");
+        assert!(warning.contains("32768-60999"), "{warning}");
+        assert!(overlap_with((60999, 61010), kernel).is_some());
+        assert!(overlap_with((20000, 20099), kernel).is_none());
+        assert!(overlap_with((20000, 20099), "garbage").is_none());
+    }
+}
