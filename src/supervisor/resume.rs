@@ -79,7 +79,11 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         Ok(h) => share_in_force(h),
         Err(_) => HistoryShare::Unknown,
     };
-    let testing = disk.find(&persisted.testing, Some(Role::Testing));
+    // A `testing` symlink left from before running's promotion names running.
+    let serving = running.as_ref().map(|r| &r.version);
+    let testing = disk
+        .find(&persisted.testing, Some(Role::Testing))
+        .filter(|t| Some(&t.version) != serving);
     let tested = testing.as_ref().map(|t| &t.version);
     let mut resumed = Resumed {
         running,
