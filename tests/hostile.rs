@@ -265,3 +265,100 @@ fn threads_waiting(pid: u32) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// The state file lost with the `running` symlink (running 1.0.0, 1.1.0 under test, running's
+/// secondary up): running is rebuilt from the history's last switch, else (the history lost too)
+/// from the `secondary` symlink. It was taken for a build found installed, archived as older than
+/// the one under test, and users were told "no running instance yet" for ever.
+#[test]
+fn running_lost_with_the_state_file_is_rebuilt_from_the_history_else_the_secondary() {
+    let (base, mut u) = start_with_testing("lost-running", "STABLE_WINDOW=10m");
+    let secondary = || {
+        wait_until("the secondary", Duration::from_secs(10), || {
+            (base.version_of("secondary")? == "app-1.0.0").then_some(())
+        })
+    };
+    secondary();
+    u.stop();
+    let state_dir = base.path.join(".understudy");
+    for lost in ["history.jsonl kept", "history.jsonl lost too"] {
+        std::fs::remove_file(state_dir.join("state.json")).unwrap();
+        std::fs::remove_file(base.path.join("running")).unwrap();
+        if lost.ends_with("too") {
+            std::fs::remove_file(state_dir.join("history.jsonl")).unwrap();
+        }
+        let mut u = Understudy::start(&base);
+        wait_until(
+            &format!("1.0.0 to serve, {lost}"),
+            Duration::from_secs(10),
+            || u.get("/").1.contains("hello from 1.0.0").then_some(()),
+        );
+        wait_until(
+            &format!("1.1.0 under test, {lost}"),
+            Duration::from_secs(10),
+            || (base.fixture_stats("testing")?["version"] == "1.1.0").then_some(()),
+        );
+        let log = u.log_text();
+        assert!(
+            log.contains("rebuilt state: running is 1.0.0") && !log.contains("build_recovered"),
+            "{lost}: running rebuilt, nothing taken for a build found installed:\n{log}"
+        );
+        assert!(base.path.join("app-1.0.0").is_dir(), "{lost}: not archived");
+        secondary();
+        u.stop();
+    }
+}
+
+/// A `testing` symlink into a version whose folder is gone is removed at start; and one left
+/// behind into a folder whose install a `kill -9` cut short never makes it the build under
+/// test: its build goes back into the base dir and is installed again, as without the symlink
+/// (it was started half-installed, its install never finished).
+#[test]
+fn a_testing_symlink_left_behind_never_brings_back_an_install_cut_short() {
+    let (base, mut u) = start_with_testing("leftover-testing", "STABLE_WINDOW=10m");
+    let leftover = base.link("testing").unwrap();
+    u.stop();
+    std::fs::remove_dir_all(base.path.join("app-1.1.0")).unwrap();
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    wait_until(
+        "the testing symlink into nothing removed",
+        Duration::from_secs(10),
+        || base.link("testing").is_none().then_some(()),
+    );
+    let log = u.log_text();
+    assert!(log.contains("is not resumed as testing"), "{log}");
+    u.stop();
+    let mut u =
+        Understudy::start_with_env(&base, &[("UNDERSTUDY_INJECT_CRASH", "install-unsealed")]);
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    let exit = u.wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        exit,
+        None,
+        "killed by SIGKILL in the install:\n{}",
+        u.log_text()
+    );
+    wait_until(
+        "no process of any build left",
+        Duration::from_secs(5),
+        || leftovers(&base.path).is_empty().then_some(()),
+    );
+    // Left behind as a stop (or an older understudy) can leave it.
+    std::os::unix::fs::symlink(&leftover, base.path.join("testing")).unwrap();
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    wait_until(
+        "1.1.0 installed again and tested",
+        Duration::from_secs(20),
+        || (base.fixture_stats("testing")?["version"] == "1.1.0").then_some(()),
+    );
+    let log = u.log_text();
+    assert!(
+        log.contains("its build goes back into the base dir")
+            && !log.contains("rebuilt state: testing"),
+        "the install cut short is done again, not resumed from the symlink:\n{log}"
+    );
+    u.stop();
+}

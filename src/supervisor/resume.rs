@@ -15,6 +15,7 @@ use crate::artifact::{self, Installed};
 use crate::config::Config;
 use crate::hooks::HookSet;
 use crate::layout::{Layout, Role};
+use crate::store;
 
 /// What was running before, with the configuration's part of [`Resumed`] filled in.
 pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
@@ -45,19 +46,26 @@ pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
 
 /// Read which versions ran before a restart. Blocking. The state file says; where it is
 /// missing, unreadable or names a version that is gone, the `running` and `testing` symlinks and
-/// the version folders they point into say instead (with a warning). Builds a stop cut short on
-/// their way in are found too (`recover`).
+/// the version folders they point into say instead (with a warning), and running, lacking its
+/// symlink, is the version the history's last switch names, else the `secondary` symlink's. Builds
+/// a stop cut short on their way in are found too (`recover`).
 fn resume_from_disk(layout: &Layout) -> Resumed {
     let path = layout.state_file();
     let persisted = read_persisted(&path);
     let had_state = persisted.is_some();
     let persisted = persisted.unwrap_or_default();
-    let find = |named: &Option<Version>, role| find_installed(layout, &path, named, role);
-    let running = find(&persisted.running, Some(Role::Running));
-    // What served before running, for a plain rollback; or what running's switch rolled back
-    // from, which a plain rollback must not bring back.
     let history = crate::history::read(&layout.history_file());
     let switches = history.as_deref().unwrap_or_default();
+    let disk = Disk {
+        layout,
+        path: &path,
+        had_state,
+    };
+    let running = disk
+        .find(&persisted.running, Some(Role::Running))
+        .or_else(|| disk.rebuilt_running(&persisted.running, switches));
+    // What served before running, for a plain rollback; or what running's switch rolled back
+    // from, which a plain rollback must not bring back.
     let (previous, rolled_back_from) = running
         .as_ref()
         .map(|r| before(switches, &r.version))
@@ -71,37 +79,24 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         Ok(h) => share_in_force(h),
         Err(_) => HistoryShare::Unknown,
     };
-    let testing = find(&persisted.testing, Some(Role::Testing));
+    // A `testing` symlink left from before running's promotion names running.
+    let serving = running.as_ref().map(|r| &r.version);
+    let testing = disk
+        .find(&persisted.testing, Some(Role::Testing))
+        .filter(|t| Some(&t.version) != serving);
     let tested = testing.as_ref().map(|t| &t.version);
     let mut resumed = Resumed {
         running,
         testing: testing.clone(),
-        promoting: find(&persisted.promoting, None),
+        promoting: disk.find(&persisted.promoting, None),
         previous,
         rolled_back_from,
         history_last,
         history_share,
-        schedules: persisted.schedules.clone(),
-        promote_at: None,
-        schedule_grace: Duration::ZERO,
-        txn: persisted.txn.clone(),
-        hooks: Default::default(),
-        rollback_window: Duration::ZERO,
-        max_5xx_delta: 0.0,
-        confidence: 0.0,
-        upstream_timeout: Duration::ZERO,
-        noise_cancel: false,
-        canary_steps: Vec::new(),
-        canary_window: Duration::from_secs(120),
-        canary: persisted.canary.clone(),
-        guard: persisted.guard.clone(),
-        pending: find(&persisted.pending, None).filter(|p| Some(&p.version) != tested),
-        filings: persisted.filings.clone(),
-        guard_failed: persisted.guard_failed.clone(),
-        paused: persisted.paused,
-        found: Vec::new(),
-        handed: Vec::new(),
-        taking_over: false,
+        pending: disk
+            .find(&persisted.pending, None)
+            .filter(|p| Some(&p.version) != tested),
+        ..journaled(&persisted)
     };
     resumed.found = recover::recover(layout, &recover::accounted(&resumed, &persisted));
     if had_state && resumed == Resumed::default() {
@@ -111,6 +106,21 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
         );
     }
     resumed
+}
+
+/// The parts of [`Resumed`] the state file keeps as they are; the rest at their defaults.
+fn journaled(persisted: &Persisted) -> Resumed {
+    Resumed {
+        schedules: persisted.schedules.clone(),
+        txn: persisted.txn.clone(),
+        canary_window: Duration::from_secs(120),
+        canary: persisted.canary.clone(),
+        guard: persisted.guard.clone(),
+        filings: persisted.filings.clone(),
+        guard_failed: persisted.guard_failed.clone(),
+        paused: persisted.paused,
+        ..Resumed::default()
+    }
 }
 
 /// The state file at `path`, if there is one and it reads; a warning if it is there but does
@@ -138,42 +148,103 @@ fn read_persisted(path: &Path) -> Option<Persisted> {
     }
 }
 
-/// The installed build of the version the state file (at `path`) names, else of the version
-/// `role`'s symlink points into.
-fn find_installed(
-    layout: &Layout,
-    path: &Path,
-    named: &Option<Version>,
-    role: Option<Role>,
-) -> Option<Installed> {
-    if let Some(v) = named {
-        match artifact::find_installed(layout, v) {
-            Some(found) => {
-                tracing::info!("resuming {v} from {}", path.display());
-                return Some(found);
+/// Where the versions found at start are looked for: the state file, else the symlinks.
+struct Disk<'a> {
+    layout: &'a Layout,
+    /// The state file.
+    path: &'a Path,
+    /// Whether the state file was there and read: then it alone says which versions play a part
+    /// (a symlink left behind by a stop must not bring back what it no longer names).
+    had_state: bool,
+}
+
+impl Disk<'_> {
+    /// The installed build of the version the state file names, else (the state file lost, or
+    /// naming a version that is gone) of the version `role`'s symlink points into.
+    fn find(&self, named: &Option<Version>, role: Option<Role>) -> Option<Installed> {
+        if let Some(v) = named {
+            match artifact::find_installed(self.layout, v) {
+                Some(found) => {
+                    tracing::info!("resuming {v} from {}", self.path.display());
+                    return Some(found);
+                }
+                None => tracing::warn!(
+                    "{} names {v}, but {} holds no startable build",
+                    self.path.display(),
+                    self.layout.version_dir(v).display()
+                ),
             }
+        }
+        let role = role.filter(|_| self.state_lacks(named))?;
+        let v = linked_version(self.layout, role)?;
+        let link = self.layout.link(role);
+        let found = self.finished(&v, role, &format!("the {} symlink", link.display()));
+        if found.is_none() {
+            self.remove_link(role, &v);
+        }
+        found
+    }
+
+    /// Whether the state file does not say for a role: it is lost, or names a version gone.
+    fn state_lacks(&self, named: &Option<Version>) -> bool {
+        !self.had_state || named.is_some()
+    }
+
+    /// Running, lost with its symlink: the version the history's last switch made serve, else
+    /// the one running's `secondary` symlink points into. Never a build left half-installed.
+    fn rebuilt_running(
+        &self,
+        named: &Option<Version>,
+        switches: &[crate::history::Switch],
+    ) -> Option<Installed> {
+        if !self.state_lacks(named) {
+            return None;
+        }
+        let history = self.layout.history_file();
+        let last = switches.iter().rev().find(|s| !s.is_share());
+        let from_history = last.and_then(|s| {
+            let source = format!("the last switch in {}", history.display());
+            self.finished(&s.to, Role::Running, &source)
+        });
+        from_history.or_else(|| {
+            let v = linked_version(self.layout, Role::Secondary)?;
+            let link = self.layout.link(Role::Secondary);
+            let source = format!("the {} symlink (running's second instance)", link.display());
+            self.finished(&v, Role::Running, &source)
+        })
+    }
+
+    /// The build of `v`, named by `source` (not the state file) as `role`'s, if its install finished: a
+    /// folder whose install a stop cut short is not started half unpacked (`recover` gives its
+    /// build back, to be installed again).
+    fn finished(&self, v: &Version, role: Role, source: &str) -> Option<Installed> {
+        let dir = self.layout.version_dir(v);
+        let found = store::sealed(self.layout, v).or_else(|| {
+            let unfinished = recover::unfinished_install(self.layout, v, &dir).is_some();
+            (!unfinished)
+                .then(|| artifact::find_installed(self.layout, v))
+                .flatten()
+        });
+        match &found {
+            Some(_) => tracing::warn!("rebuilt state: {role} is {v}, from {source}"),
             None => tracing::warn!(
-                "{} names {v}, but {} holds no startable build",
-                path.display(),
-                layout.version_dir(v).display()
+                "{source} points into {}, which holds no startable build, or one whose install \
+                 was cut short",
+                dir.display()
             ),
         }
+        found
     }
-    let role = role?;
-    let v = linked_version(layout, role)?;
-    let found = artifact::find_installed(layout, &v);
-    match &found {
-        Some(_) => tracing::warn!(
-            "rebuilt state: {role} is {v}, from the {} symlink",
-            layout.link(role).display()
-        ),
-        None => tracing::warn!(
-            "the {} symlink points into {}, which holds no startable build",
-            layout.link(role).display(),
-            layout.version_dir(&v).display()
-        ),
+
+    /// Remove `role`'s symlink, which points into `v`'s folder, whose build is not to start: a
+    /// later start must not take it for one.
+    fn remove_link(&self, role: Role, v: &Version) {
+        let link = self.layout.link(role);
+        match self.layout.unpoint(role) {
+            Ok(()) => tracing::warn!("removed {}: {v} is not resumed as {role}", link.display()),
+            Err(e) => tracing::error!("cannot remove {}: {e}; remove it by hand", link.display()),
+        }
     }
-    found
 }
 
 /// The version whose folder the role's symlink points into (`app-1.0.0/2` → 1.0.0).
@@ -218,5 +289,129 @@ pub(super) fn share_in_force(switches: &[crate::history::Switch]) -> HistoryShar
             HistoryShare::Share(s.version.clone(), weight)
         }
         _ => HistoryShare::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::InstallLimits;
+    use crate::history::{Switch, SwitchWhy};
+
+    const LIMITS: InstallLimits = InstallLimits {
+        max_unpacked: u64::MAX,
+        min_free_disk: 0,
+    };
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    /// Install an executable `app-<version>` as understudy does, sealed or not (an install a
+    /// stop cut short), and give it an instance folder `1` when it ran.
+    fn install(layout: &Layout, version: &str, seal: bool) {
+        let file = format!("app-{version}");
+        std::fs::write(layout.base().join(&file), b"#!/bin/sh\nexit 0\n").unwrap();
+        let name = artifact::parse_name(&file, "app").unwrap();
+        let installed =
+            artifact::install(layout, &layout.base().join(&file), &name, LIMITS).unwrap();
+        if seal {
+            store::seal(layout, &installed).unwrap();
+            std::fs::create_dir_all(layout.instance_dir(&v(version), 1)).unwrap();
+        }
+    }
+
+    fn point(layout: &Layout, role: Role, version: &str) {
+        layout
+            .point(role, &layout.instance_dir(&v(version), 1))
+            .unwrap();
+    }
+
+    fn version(i: &Option<Installed>) -> Option<String> {
+        i.as_ref().map(|i| i.version.to_string())
+    }
+
+    /// The state file and the `running` symlink lost: running is what the history's last switch
+    /// made serve, else what the `secondary` symlink points into; never a build to test, which
+    /// would be archived as older than the one under test.
+    #[test]
+    fn running_lost_with_its_symlink_is_rebuilt_from_the_history_else_the_secondary() {
+        for history in [true, false] {
+            let base = tempfile::tempdir().unwrap();
+            let layout = Layout::new(base.path(), "app");
+            install(&layout, "1.0.0", true);
+            install(&layout, "1.1.0", true);
+            point(&layout, Role::Testing, "1.1.0");
+            point(&layout, Role::Secondary, "1.0.0");
+            if history {
+                let switch = Switch {
+                    at: "2026-12-01T00:00:00Z".to_string(),
+                    from: None,
+                    to: v("1.0.0"),
+                    why: SwitchWhy::First,
+                    share: None,
+                };
+                crate::history::append(&layout.history_file(), &switch).unwrap();
+                // The secondary's symlink says nothing when the history does.
+                point(&layout, Role::Secondary, "1.1.0");
+            }
+            let r = resume_from_disk(&layout);
+            let parts = (version(&r.running), version(&r.testing));
+            let want = (Some("1.0.0".to_string()), Some("1.1.0".to_string()));
+            assert_eq!(parts, want, "history: {history}");
+            assert!(r.found.is_empty(), "{:?}", r.found);
+        }
+    }
+
+    /// A `testing` symlink left behind into a folder whose install a stop cut short: never taken
+    /// for the build under test, whether the state file is there (it names no build under test)
+    /// or lost; the build goes back into the base dir to be installed again, and with the state
+    /// file lost, the symlink is removed.
+    #[test]
+    fn a_symlink_into_an_install_cut_short_brings_nothing_back_and_the_build_goes_back() {
+        for state in [true, false] {
+            let base = tempfile::tempdir().unwrap();
+            let layout = Layout::new(base.path(), "app");
+            install(&layout, "1.0.0", true);
+            point(&layout, Role::Running, "1.0.0");
+            install(&layout, "2.0.0", false);
+            point(&layout, Role::Testing, "2.0.0");
+            if state {
+                std::fs::create_dir_all(layout.state_dir()).unwrap();
+                let text = r#"{"running":"1.0.0","testing":null}"#;
+                std::fs::write(layout.state_file(), text).unwrap();
+            }
+            let r = resume_from_disk(&layout);
+            assert_eq!(version(&r.running), Some("1.0.0".to_string()));
+            assert_eq!(version(&r.testing), None, "state file: {state}");
+            assert!(
+                base.path().join("app-2.0.0").is_file(),
+                "given back, its folder gone"
+            );
+            assert!(!layout.version_dir(&v("2.0.0")).is_dir());
+            let link = std::fs::symlink_metadata(layout.link(Role::Testing));
+            assert_eq!(
+                link.is_ok(),
+                state,
+                "the symlink removed with the state file lost"
+            );
+        }
+    }
+
+    /// A symlink into a version with no startable build (its folder removed) is removed.
+    #[test]
+    fn a_symlink_into_a_version_with_no_startable_build_is_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let layout = Layout::new(base.path(), "app");
+        install(&layout, "1.0.0", true);
+        point(&layout, Role::Running, "1.0.0");
+        point(&layout, Role::Testing, "2.0.0");
+        std::fs::create_dir_all(layout.state_dir()).unwrap();
+        let text = r#"{"running":"1.0.0","testing":"2.0.0"}"#;
+        std::fs::write(layout.state_file(), text).unwrap();
+        let r = resume_from_disk(&layout);
+        assert_eq!(version(&r.testing), None);
+        assert!(std::fs::symlink_metadata(layout.link(Role::Testing)).is_err());
+        assert!(std::fs::symlink_metadata(layout.link(Role::Running)).is_ok());
     }
 }

@@ -188,6 +188,12 @@ impl Decision<'_> {
         let nothing_serves =
             self.s.running.is_none() && self.s.next.is_none() && self.s.restart.is_none();
         if nothing_serves {
+            // A build waiting since before a start that found no running is not tested against
+            // a newer one.
+            let older = |p: &Installed| p.version <= installed.version;
+            if let Some(old) = self.s.pending.take_if(|p| older(p)) {
+                self.archive_if_unused(old.version);
+            }
             let slot = self.new_slot(Role::Running, installed, false);
             self.s.running = Some(slot);
             // Users wait for it rather than be told to drop a build (`State::restart_held`).

@@ -2,11 +2,13 @@
 //! transaction under way undone or completed, the guard's watch resumed, and a rollback the
 //! guard had decided finished.
 
+use super::install::refusal;
 use super::{Action, Decision, GUARD_REJECTION};
+use crate::artifact::Installed;
 use crate::events::Event;
 use crate::layout::Role;
 use crate::supervisor::state::{
-    Guard, HistoryShare, JournaledGuard, Restart, Resumed, Txn, TxnKind, TxnStep,
+    Guard, HistoryShare, JournaledGuard, Restart, Resumed, Slot, Txn, TxnKind, TxnStep,
 };
 use semver::Version;
 
@@ -40,6 +42,7 @@ fn guards_rollback(r: &Resumed, guard: Option<&JournaledGuard>) -> Option<String
 impl Decision<'_> {
     pub(super) fn resume(&mut self, mut r: Resumed) {
         self.s.taking_over = r.taking_over;
+        serve_last_switched(&mut r);
         // What users were switched to: running, unless the history has no switch at all (a
         // first build stopped before it got ready), which is then announced and recorded when
         // it does get ready.
@@ -168,10 +171,10 @@ impl Decision<'_> {
             // Nothing else to serve: the version that passed its scoring serves.
             let slot = self.new_slot(Role::Running, promoting.clone(), true);
             self.s.running = Some(slot);
-            self.s.pending = r.testing;
+            self.resume_testing(r.testing);
             return;
         }
-        self.s.pending = r.testing;
+        self.resume_testing(r.testing);
         let Some(undone) = undone else {
             return;
         };
@@ -268,7 +271,6 @@ impl Decision<'_> {
     /// the window, and started only if the rollback cannot be finished. Users' requests wait
     /// for the version coming back.
     fn hold_for_rollback(&mut self, r: Resumed, from: &semver::Version) {
-        self.s.pending = r.testing;
         match r.running {
             Some(running) if running.version == *from => {
                 self.s.restart = Some(Restart {
@@ -284,6 +286,34 @@ impl Decision<'_> {
             }
             None => {}
         }
+        self.resume_testing(r.testing);
+    }
+
+    /// At start: the build that was under test waits to be tested again, unless it is not
+    /// newer than what serves (a symlink left behind, or running rebuilt from the history, can
+    /// make it so): tested against a newer running, its promotion would be a downgrade. It is
+    /// archived then, saying why.
+    fn resume_testing(&mut self, testing: Option<Installed>) {
+        let restarting = self.s.restart.as_ref().map(|r| &r.installed.version);
+        let serving = self.s.running.as_ref().map(Slot::version).or(restarting);
+        let refused = testing
+            .as_ref()
+            .and_then(|t| refusal(&t.version, serving, None));
+        match (testing, refused) {
+            (Some(t), Some(why)) => {
+                let outcome = format!(
+                    "it was under test before the stop, but {why}, so it is not tested again: \
+                     its folder is archived"
+                );
+                let version = t.version;
+                self.emit(Event::BuildRecovered {
+                    version: version.clone(),
+                    outcome,
+                });
+                self.archive_if_unused(version);
+            }
+            (testing, _) => self.s.pending = testing,
+        }
     }
 
     /// At start: the guard had tripped and its rollback had not switched when understudy
@@ -294,6 +324,21 @@ impl Decision<'_> {
         let left = self.time_left(&j);
         self.watch_again(j, left);
         self.guard_rollback(why);
+    }
+}
+
+/// Running lost with the state file and its symlink, and the build the history's last switch
+/// made serve found installed: it serves again. Taken for a build to test, it would be archived
+/// as older than the one under test, and nothing would serve until a drop.
+fn serve_last_switched(r: &mut Resumed) {
+    if r.running.is_some() || r.promoting.is_some() || r.txn.is_some() {
+        return;
+    }
+    let Some(last) = &r.history_last else {
+        return;
+    };
+    if let Some(i) = r.found.iter().position(|f| f.version == *last) {
+        r.running = Some(r.found.remove(i));
     }
 }
 

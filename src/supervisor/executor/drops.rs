@@ -127,6 +127,9 @@ fn install_now(layout: &Layout, writes: &Writes, d: Dropped, limits: InstallLimi
     };
     tracing::info!("installing {}", d.path.display());
     let version = d.name.version.clone();
+    // A protected copy left from an earlier install of this version (its folder removed by
+    // hand) would pass this one for finished, were a stop to cut it short.
+    store::forget(layout, &version);
     let installed = match artifact::install(layout, &d.path, &d.name, limits) {
         Ok(installed) => installed,
         Err(e) => {

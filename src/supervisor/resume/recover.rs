@@ -91,7 +91,11 @@ fn version_folders(layout: &Layout) -> Vec<(Version, PathBuf)> {
 /// The dropped files in a version folder whose install a stop cut short: it holds nothing but
 /// builds of its version, their checksums and a (partial) `bundle/`, and never ran (no instance
 /// folder). `None` for any other folder, which is not understudy's to take apart.
-fn unfinished_install(layout: &Layout, version: &Version, dir: &Path) -> Option<Vec<PathBuf>> {
+pub(super) fn unfinished_install(
+    layout: &Layout,
+    version: &Version,
+    dir: &Path,
+) -> Option<Vec<PathBuf>> {
     let id = layout.identifier();
     let mut files = Vec::new();
     for e in fs::read_dir(dir).ok()? {

@@ -250,3 +250,61 @@ async fn a_promotion_stopped_in_its_pre_promote_is_said_undone_at_start() {
         assert_eq!(tested, Some(v(newer.unwrap_or("1.1.0"))), "{a:#?}");
     }
 }
+
+/// The state file and the `running` symlink lost, the build the history's last switch made
+/// serve is found installed and nothing else names it: it serves again. It was taken for a build
+/// to test, archived as older than the one under test, and nothing served until a drop.
+#[tokio::test(start_paused = true)]
+async fn running_lost_with_the_state_file_is_the_build_the_history_last_switched_to() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        testing: Some(installed("1.1.0")),
+        found: vec![installed("1.0.0")],
+        history_last: Some(v("1.0.0")),
+        ..Default::default()
+    })));
+    assert!(!a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    assert_eq!(start_of(&a, Role::Running).map(|s| s.1), Some(v("1.0.0")));
+    let (_, a) = sim.bring_up(&a);
+    assert_eq!(start_of(&a, Role::Testing).map(|s| s.1), Some(v("1.1.0")));
+    // Already served: nothing recorded again.
+    assert_eq!(records_in(&a), vec![]);
+}
+
+/// A build under test before the stop that is not newer than running (a symlink left behind, or
+/// running rebuilt from the history, can make it so) is not tested against it: archived, saying
+/// why.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_build_under_test_not_newer_than_running_is_archived_saying_why() {
+    let mut sim = Sim::new(PORTS);
+    let a = sim.feed(Input::Resume(Box::new(Resumed {
+        running: Some(installed("1.2.0")),
+        testing: Some(installed("1.1.0")),
+        history_last: Some(v("1.2.0")),
+        ..Default::default()
+    })));
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+    let said = emitted(&a).iter().any(|e| {
+        matches!(e, Event::BuildRecovered { version, outcome }
+            if *version == v("1.1.0") && outcome.contains("not newer than running 1.2.0"))
+    });
+    assert!(said, "{a:#?}");
+    let (_, a) = sim.bring_up(&a);
+    assert!(start_of(&a, Role::Testing).is_none(), "{a:#?}");
+}
+
+/// Nothing to serve at start, a build waiting to be tested: a newer first drop serves, and the
+/// older build is not tested against it (it was, a downgrade on its promotion).
+#[tokio::test(start_paused = true)]
+async fn a_waiting_build_older_than_the_first_drop_to_serve_is_not_tested() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Resume(Box::new(Resumed {
+        testing: Some(installed("1.1.0")),
+        ..Default::default()
+    })));
+    let a = sim.deliver("1.2.0");
+    assert!(a.contains(&Action::Archive(v("1.1.0"))), "{a:#?}");
+    let (_, a) = sim.bring_up(&a);
+    assert!(start_of(&a, Role::Testing).is_none(), "{a:#?}");
+    assert!(sim.s.pending().is_none());
+}
