@@ -362,7 +362,7 @@ fn run(
         let stop = cancel.clone();
         tokio::spawn(async move {
             signalled.await;
-            tracing::info!("shutting down: stopping children");
+            tracing::info!("shutting down: no new users, the requests in flight drain, then every child stops");
             stop.cancel();
         });
         let listeners = understudy::Listeners {
