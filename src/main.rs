@@ -362,7 +362,9 @@ fn run(
         let stop = cancel.clone();
         tokio::spawn(async move {
             signalled.await;
-            tracing::info!("shutting down: no new users, the requests in flight drain, then every child stops");
+            tracing::info!(
+                "shutting down: no new users, the requests in flight drain, then every child stops"
+            );
             stop.cancel();
         });
         let listeners = understudy::Listeners {

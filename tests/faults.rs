@@ -313,6 +313,15 @@ fn a_version_rejected_again_keeps_its_earlier_rejection() {
         let r = std::fs::read_to_string(&path).ok()?;
         r.contains("fatal: cannot load configuration").then_some(())
     });
+    // Testing is empty again, and the verdict says no build is tested: status says what became
+    // of the last one.
+    let (code, out, err) = cli(&base, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    let said = out.lines().find(|l| l.starts_with("rejected"));
+    assert!(
+        said.is_some_and(|l| l.contains("1.1.0 at ") && l.contains("fatal: cannot load")),
+        "{out}"
+    );
     base.drop_fixture("1.1.0", "--not-found /health");
     wait_until("the second 1.1.0 rejected", Duration::from_secs(15), || {
         let r = std::fs::read_to_string(&path).ok()?;

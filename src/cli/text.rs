@@ -194,6 +194,17 @@ pub(super) fn status_text(v: &Value) -> String {
         ));
         out.push_str(&differs_text(&v["verdict"]));
     }
+    if let (Some(version), Some(at)) = (
+        v["last_rejected"]["version"].as_str(),
+        v["last_rejected"]["at"].as_str(),
+    ) {
+        let reasons: Vec<&str> = (v["last_rejected"]["reasons"].as_array())
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // A reason may quote an app's last lines: one line here.
+        let why = reasons.join("; ").replace('\n', " ");
+        out.push_str(&format!("{:<10}{version} at {at}: {why}\n", "rejected"));
+    }
     out.push_str(&steering_text(v));
     out.push_str(&traffic_text(&v["counters"]));
     out

@@ -162,6 +162,20 @@ pub struct Status {
     /// The guard's rollback could not be carried out, and what serves instead (the version it
     /// rolled back from, restarted if it had crashed): said until the next switch.
     pub guard_failed: Option<String>,
+    /// The last build rejected (RFC 3339 and its reasons): after a rejection testing is empty
+    /// and the verdict says no build is tested, so this says what became of the last one.
+    pub last_rejected: Option<LastRejected>,
+}
+
+/// A build rejected, as status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastRejected {
+    /// Its version.
+    pub version: Version,
+    /// When it was filed in `rejected/` (RFC 3339).
+    pub at: String,
+    /// Why, as in its `reason.json`.
+    pub reasons: Vec<String>,
 }
 
 /// When running, down after failures in a row, is started again.

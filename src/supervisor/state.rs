@@ -542,6 +542,8 @@ pub struct State {
     /// The guard's rollback could not be carried out, and what serves instead: for status,
     /// until the next switch begins.
     pub(super) guard_failed: Option<String>,
+    /// The last build rejected, when, and why: status says it once testing is empty again.
+    pub(super) last_rejected: Option<(Version, Instant, Vec<String>)>,
     /// `UPSTREAM_TIMEOUT`: how long the proxy holds a request while nothing serves, for status.
     pub(super) hold_up_to: Duration,
     /// Traffic samples of the last minute: (when, requests, 5xx answers).
@@ -642,6 +644,7 @@ impl State {
             tripped_guard: None,
             restore_waits: false,
             guard_failed: None,
+            last_rejected: None,
             hold_up_to: Duration::from_secs(60),
             traffic: VecDeque::new(),
             guard: None,

@@ -260,10 +260,13 @@ impl Decision<'_> {
                 version: version.clone(),
                 zip,
             }),
-            Ok(Filed::Rejected(reasons)) => self.emit(Event::Rejected {
-                version: version.clone(),
-                reasons,
-            }),
+            Ok(Filed::Rejected(reasons)) => {
+                self.s.last_rejected = Some((version.clone(), self.now, reasons.clone()));
+                self.emit(Event::Rejected {
+                    version: version.clone(),
+                    reasons,
+                })
+            }
             Err(error) => {
                 let retrying = filing.is_some() && attempts < MAX_FILING_ATTEMPTS;
                 self.emit(Event::FilingFailed {

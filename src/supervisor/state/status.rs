@@ -51,6 +51,13 @@ impl State {
             canary: self.canary_status(),
             guard_rollback: self.guard_rollback_status(),
             guard_failed: self.guard_failed.clone(),
+            last_rejected: self.last_rejected.as_ref().map(|(version, at, reasons)| {
+                control::LastRejected {
+                    version: version.clone(),
+                    at: control::rfc3339(wall(*at)),
+                    reasons: reasons.clone(),
+                }
+            }),
             restart_held: self.restart_held_status(),
         }
     }
