@@ -343,6 +343,7 @@ impl Config {
         let mut cfg = Self::from_raw(base, &Raw(&raw))?;
         cross::listen_apart(&cfg)?;
         cross::properties_readable(base, &cfg)?;
+        cross::commands_runnable(&raw, &cfg)?;
         cfg.unknown_keys = unknown;
         Ok(cfg)
     }
