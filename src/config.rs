@@ -274,6 +274,10 @@ pub struct Config {
     pub hook_log_max: u64,
     /// Unknown keys seen in `.env` (logged once tracing is up, never fatal: a Vili `.env` may carry others).
     pub unknown_keys: Vec<String>,
+    /// Not a key: whether MAX_CONNECTIONS was set (in `.env`, the environment or on the command
+    /// line) rather than left at its default, so a default the open-files limit lowers is said
+    /// at info level and only a number the user chose at warn.
+    pub max_connections_set: bool,
     /// Not a key: understudy's own program, started as each instance's watchdog (see
     /// [`crate::watchdog`]). `load` leaves it `None` (no watchdog); `main` sets it, since only
     /// `main` knows the running executable is understudy. A reload keeps the value in force.
@@ -343,7 +347,9 @@ impl Config {
         let mut cfg = Self::from_raw(base, &Raw(&raw))?;
         cross::listen_apart(&cfg)?;
         cross::properties_readable(base, &cfg)?;
+        cross::commands_runnable(&raw, &cfg)?;
         cfg.unknown_keys = unknown;
+        cfg.max_connections_set = raw.contains_key("MAX_CONNECTIONS");
         Ok(cfg)
     }
 
@@ -485,6 +491,7 @@ impl Groups {
             admin_hosts: admin.hosts,
             hook_log_max: hooks.log_max,
             unknown_keys: Vec::new(),
+            max_connections_set: false,
             watchdog: None,
         }
     }

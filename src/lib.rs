@@ -511,14 +511,39 @@ fn max_connections(cfg: &Config) -> usize {
         return configured;
     };
     let others = 2 * cfg.mirror_concurrency as u64 + cfg.admin_connections as u64;
-    let room = (soft.saturating_sub(FD_RESERVE.saturating_add(others)) / 2).max(16);
-    let max = configured.min(usize::try_from(room).unwrap_or(usize::MAX));
-    if max < configured {
-        tracing::warn!(
-            "at most {max} user connections at once: the open-files limit is {soft} (raise it with `ulimit -n` or LimitNOFILE= to allow MAX_CONNECTIONS={configured})"
-        );
+    let (max, lowered) = connections_room(configured, cfg.max_connections_set, soft, others);
+    match lowered {
+        Some((tracing::Level::WARN, text)) => tracing::warn!("{text}"),
+        Some((_, text)) => tracing::info!("{text}"),
+        None => {}
     }
     max
+}
+
+/// The user connections the open-files limit `soft` leaves room for, beside `others` descriptors
+/// (the mirror's, the admin API's), and, when that is under `configured`, what to say: a warning
+/// when the user set MAX_CONNECTIONS (`set`), information when it is only the default.
+fn connections_room(
+    configured: usize,
+    set: bool,
+    soft: u64,
+    others: u64,
+) -> (usize, Option<(tracing::Level, String)>) {
+    let room = (soft.saturating_sub(FD_RESERVE.saturating_add(others)) / 2).max(16);
+    let max = configured.min(usize::try_from(room).unwrap_or(usize::MAX));
+    if max >= configured {
+        return (max, None);
+    }
+    let (level, setting) = if set {
+        (tracing::Level::WARN, "MAX_CONNECTIONS")
+    } else {
+        (tracing::Level::INFO, "the default MAX_CONNECTIONS")
+    };
+    let text = format!(
+        "at most {max} user connections at once: the open-files limit is {soft} (raise it with \
+         `ulimit -n` or LimitNOFILE= to allow {setting}={configured})"
+    );
+    (max, Some((level, text)))
 }
 
 /// What the control tasks (mirror, scorer, watcher, supervisor) are started with.
@@ -755,3 +780,6 @@ async fn shut_down(
         None => proxy_result.map_err(RunError::from),
     }
 }
+
+#[cfg(test)]
+mod tests;

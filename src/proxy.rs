@@ -290,18 +290,49 @@ impl Proxy {
         }
     }
 
-    /// The words of a 502 or 504 (logged here): which instance failed, and how.
-    fn failure_text(&self, running: &Upstream, e: &pool::UpstreamError) -> String {
-        tracing::warn!(
-            "running {} at {} failed: {e:?}",
-            running.version,
-            running.authority
-        );
+    /// The words of a 502 or 504 (logged here): which instance failed, on which request (from
+    /// `head`, the request head sent to it), how, and what the user got.
+    fn failure_text(&self, running: &Upstream, e: &pool::UpstreamError, head: &[u8]) -> String {
+        tracing::warn!("{}", failure_log(running, e, head));
         format!(
             "understudy: the running instance ({} at {}) did not answer: {e}\n",
             running.version, running.authority
         )
     }
+}
+
+/// The log line of a request running did not answer: built only when one failed.
+fn failure_log(running: &Upstream, e: &pool::UpstreamError, head: &[u8]) -> String {
+    let got = if e.is_timeout() {
+        "504 Gateway Timeout"
+    } else {
+        "502 Bad Gateway"
+    };
+    let request = match request_of(head) {
+        Some((method, path)) => format!(" {method} {path}"),
+        None => String::new(),
+    };
+    format!(
+        "running {} at {} did not answer{request}: {e}; the user got {got}",
+        running.version, running.authority
+    )
+}
+
+/// The method and path (without its query, cut to 200 bytes) of the request head `head`; None
+/// once the buffer holds something else (an interim answer rewritten over it).
+fn request_of(head: &[u8]) -> Option<(&str, &str)> {
+    let end = head.iter().position(|&b| b == b' ')?;
+    let method = std::str::from_utf8(&head[..end]).ok()?;
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || !method.bytes().all(token) {
+        return None;
+    }
+    let path = canary::path_of(head);
+    let mut cut = path.len().min(200);
+    while !path.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some((method, &path[..cut]))
 }
 
 /// The running proxy threads, from [`start`].

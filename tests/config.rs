@@ -501,3 +501,38 @@ fn a_reload_without_dotenv_names_the_missing_file() {
     );
     u.stop();
 }
+
+/// A `JAR_COMMAND` or `EXEC_COMMAND` whose program is not there stops understudy at start, naming
+/// the key, the program and what to do: it once started, and each build dropped was rejected for
+/// a "No such file or directory" that was the configuration's fault. At a reload the same value is
+/// refused and the old configuration stays: a build dropped afterwards still starts.
+#[test]
+fn a_command_whose_program_is_not_there_is_refused_at_start_and_at_a_reload() {
+    let base = Base::new("command-missing");
+    base.write_env("JAR_COMMAND='javaa -Xmx128m -jar {artifact}'");
+    let (code, err) = run_briefly(&base, &[]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("JAR_COMMAND")
+            && err.contains("javaa is in no directory of PATH")
+            && err.contains("install it"),
+        "{err}"
+    );
+
+    let base = Base::new("command-missing-reload");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.write_env("EXEC_COMMAND='/no/such/launcher {artifact}'");
+    let log = u.reload_until("refusing the new configuration");
+    assert!(
+        log.contains("EXEC_COMMAND")
+            && log.contains("/no/such/launcher cannot be run")
+            && log.contains("the old one stays"),
+        "{log}"
+    );
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (status, body) = u.get("/");
+    assert_eq!(status, 200, "the old EXEC_COMMAND starts the build: {body}");
+    u.stop();
+}

@@ -1,11 +1,14 @@
 //! Checks that look past one key's value: two keys that must not agree (LISTEN and ADMIN_LISTEN)
-//! and a key that names a file which must be there (PROPERTIES_FILE_NAME). Run at start and at
-//! each reload, so a refused value stops understudy at start and keeps the old config at a reload.
+//! and keys that name a file which must be there (PROPERTIES_FILE_NAME, the program of
+//! JAR_COMMAND and EXEC_COMMAND). Run at start and at each reload, so a refused value stops
+//! understudy at start and keeps the old config at a reload.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::parse::invalid;
+use super::parse::{command_shown, invalid};
 use super::{Config, ConfigError};
 
 /// Refuse an ADMIN_LISTEN that is LISTEN's address (or overlaps it, as 0.0.0.0 does every IPv4
@@ -61,6 +64,65 @@ pub(super) fn properties_readable(base: &Path, cfg: &Config) -> Result<(), Confi
     ))
 }
 
+/// Refuse a JAR_COMMAND or EXEC_COMMAND (one the user set, in `set`) whose program is not there
+/// or cannot be run: every build would fail to start and be rejected as if it were at fault. The
+/// default `java` is not checked, so a host that only runs executables needs no Java.
+pub(super) fn commands_runnable(
+    set: &BTreeMap<String, String>,
+    cfg: &Config,
+) -> Result<(), ConfigError> {
+    for (key, words) in [
+        ("JAR_COMMAND", &cfg.jar_command),
+        ("EXEC_COMMAND", &cfg.exec_command),
+    ] {
+        let (Some(value), Some(program)) = (set.get(key), words.first()) else {
+            continue;
+        };
+        let Some(why) = not_runnable(program) else {
+            continue;
+        };
+        return Err(invalid(
+            key,
+            &command_shown(value),
+            &format!(
+                "a command whose first word names a program that can be run, but {why}; install \
+                 it, fix the name, or give its absolute path (such as /usr/bin/java)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Why `program` (a command's first word) cannot be run, if it is known before a build starts: a
+/// word holding a placeholder (`{artifact}`) or a relative path (taken from each instance folder)
+/// is left to the start. A bare name is looked up on PATH, as the start will.
+fn not_runnable(program: &str) -> Option<String> {
+    if program.contains('{') || (program.contains('/') && !program.starts_with('/')) {
+        return None;
+    }
+    if program.starts_with('/') {
+        return runnable_file(Path::new(program)).err();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let found = std::env::split_paths(&path).any(|dir| runnable_file(&dir.join(program)).is_ok());
+    (!found).then(|| {
+        format!(
+            "{program} is in no directory of PATH ({})",
+            path.to_string_lossy()
+        )
+    })
+}
+
+/// Whether `path` is a file some execute bit allows to run, or why not.
+fn runnable_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(m) if m.is_file() => Err(format!("{} is not executable", path.display())),
+        Ok(_) => Err(format!("{} is not a file", path.display())),
+        Err(e) => Err(format!("{} cannot be run ({e})", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +140,50 @@ mod tests {
         assert!(!clash(at("127.0.0.1:80"), at("127.0.0.2:80")));
         assert!(!clash(at("127.0.0.1:80"), at("127.0.0.1:81")));
         assert!(!clash(at("127.0.0.1:0"), at("127.0.0.1:0")));
+    }
+
+    #[test]
+    fn a_command_program_is_looked_up_on_path_or_at_its_absolute_path() {
+        assert_eq!(not_runnable("sh"), None);
+        assert_eq!(not_runnable("/bin/sh"), None);
+        assert_eq!(not_runnable("{artifact}"), None);
+        assert_eq!(not_runnable("./run"), None);
+        let why = not_runnable("javaa-no-such-program").unwrap();
+        assert!(
+            why.contains("javaa-no-such-program is in no directory of PATH"),
+            "{why}"
+        );
+        let why = not_runnable("/no/such/java").unwrap();
+        assert!(why.contains("/no/such/java cannot be run"), "{why}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let plain = file.path().to_str().unwrap();
+        std::fs::set_permissions(plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(not_runnable(plain).is_some_and(|w| w.contains("not executable")));
+        assert!(not_runnable("/").is_some_and(|w| w.contains("not a file")));
+    }
+
+    #[test]
+    fn a_command_set_to_a_missing_program_is_refused_naming_key_and_what_to_do() {
+        use crate::config::test_support::{invalid_key, load_set};
+        let (key, value, expected) = invalid_key(load_set(
+            "IDENTIFIER=a\n",
+            &[("JAR_COMMAND", "javaa -Xmx128m -jar {artifact}")],
+        ));
+        assert_eq!(key, "JAR_COMMAND");
+        assert!(value.starts_with("javaa"), "{value}");
+        assert!(
+            expected.contains("javaa is in no directory of PATH") && expected.contains("install"),
+            "{expected}"
+        );
+        let r = load_set(
+            "IDENTIFIER=a\n",
+            &[("EXEC_COMMAND", "/no/such/run {artifact}")],
+        );
+        assert_eq!(invalid_key(r).0, "EXEC_COMMAND");
+        assert!(load_set(
+            "IDENTIFIER=a\n",
+            &[("EXEC_COMMAND", "nice -n 5 {artifact}")]
+        )
+        .is_ok());
     }
 }

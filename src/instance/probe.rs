@@ -123,7 +123,10 @@ fn own_shortage(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
 
 /// The instance never became ready; says what the last attempt got.
 #[derive(Debug, thiserror::Error)]
-#[error("not ready on {addr} within {timeout:?} (last attempt: {last})")]
+#[error(
+    "not ready on {addr} within {timeout:?} (last attempt: {last}); if it only needs longer to \
+     start, raise READY_TIMEOUT"
+)]
 pub(super) struct NotReady {
     addr: String,
     timeout: Duration,
@@ -425,7 +428,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e.last, ProbeError::Connect { .. }), "{e}");
         assert!(
-            e.to_string().contains(&format!("127.0.0.1:{closed}")),
+            e.to_string().contains(&format!("127.0.0.1:{closed}"))
+                && e.to_string().contains("raise READY_TIMEOUT"),
             "{e}"
         );
         let e = probe("127.0.0.1", closed, Some("/health"))

@@ -533,7 +533,7 @@ async fn failed(
                 proxy.stats.bad_gateway.fetch_add(1, Ordering::Relaxed);
                 StatusCode::BAD_GATEWAY
             };
-            (status, proxy.failure_text(running, &e).into())
+            (status, proxy.failure_text(running, &e, &bufs.out).into())
         }
     };
     let (text, timeout) = (text.as_bytes(), proxy.send_timeout);

@@ -708,3 +708,25 @@ async fn an_app_that_answers_an_upload_early_is_heard_whether_it_closes_or_stops
         p.stop.cancel();
     }
 }
+
+/// The log of a request running did not answer says in words how, which request and what the
+/// user got: it once printed Rust's `Io(Os { code: 104, kind: ConnectionReset, .. })`.
+#[test]
+fn a_failure_is_logged_in_words_with_its_request_and_the_users_status() {
+    let running = Upstream::new(InstanceId(1), Version::new(3, 5, 0), "127.0.0.1", 41013).unwrap();
+    let reset = std::io::Error::from_raw_os_error(104);
+    let head = b"GET /orders/7?token=s3cret HTTP/1.1\r\nHost: x\r\n\r\n";
+    let log = failure_log(&running, &pool::UpstreamError::Io(reset), head);
+    assert_eq!(
+        log,
+        "running 3.5.0 at 127.0.0.1:41013 did not answer GET /orders/7: the connection failed: \
+         Connection reset by peer (os error 104); the user got 502 Bad Gateway"
+    );
+    let timeout = pool::UpstreamError::Timeout(Duration::from_secs(60));
+    let log = failure_log(&running, &timeout, b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(
+        log,
+        "running 3.5.0 at 127.0.0.1:41013 did not answer: it sent nothing for 60s \
+         (UPSTREAM_TIMEOUT); the user got 504 Gateway Timeout"
+    );
+}

@@ -273,6 +273,10 @@ struct Tally {
     noise_paths: usize,
     /// Paths where only the versions differ.
     expected: usize,
+    /// DIFF_IGNORE was named in a reason (for an added field): once is enough.
+    named_ignore: bool,
+    /// DIFF_IGNORE_HEADERS was named in a reason (for an added header).
+    named_ignore_headers: bool,
 }
 
 impl Tally {
@@ -311,6 +315,42 @@ impl Tally {
 /// endpoint seen too seldom is reported, not judged alone (as its 5xx rate is not): the pooled
 /// row of all such endpoints judges it.
 fn weigh(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut Tally) {
+    let said = (j.reasons.len(), j.unsure.len());
+    judge_row(s, cfg, j, row, t);
+    let pushed = if j.reasons.len() > said.0 {
+        j.reasons.last_mut()
+    } else if j.unsure.len() > said.1 {
+        j.unsure.last_mut()
+    } else {
+        None
+    };
+    if let Some(reason) = pushed {
+        reason.push_str(&remedy(row, t));
+    }
+}
+
+/// How to keep a difference testing adds on purpose from counting, named in the first reason of
+/// an evaluation about an added JSON field (DIFF_IGNORE) or header (DIFF_IGNORE_HEADERS).
+fn remedy(row: &DiffRow, t: &mut Tally) -> String {
+    if row.kind != DiffKind::Added {
+        return String::new();
+    }
+    let field = row.path.starts_with("$.") || row.path.starts_with("$[");
+    match row.path.strip_prefix("$header.") {
+        Some(name) if !std::mem::replace(&mut t.named_ignore_headers, true) => format!(
+            "; if testing adds the header {name} on purpose, list it in DIFF_IGNORE_HEADERS"
+        ),
+        None if field && !std::mem::replace(&mut t.named_ignore, true) => format!(
+            "; if testing adds {} on purpose, list it in DIFF_IGNORE to ignore it (in .env, \
+             single-quoted: DIFF_IGNORE='{}')",
+            row.path, row.path
+        ),
+        _ => String::new(),
+    }
+}
+
+/// [`weigh`] itself: count the row and push its reason or doubt, if any.
+fn judge_row(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, row: &DiffRow, t: &mut Tally) {
     let judgement = row.judgement;
     if judgement == DiffJudgement::Expected {
         t.expected += 1;
@@ -462,9 +502,43 @@ mod tests {
             r[0].contains("150 of 200")
                 && r[0].contains("GET /a")
                 && r[0].contains("$.items[*].price")
-                && r[0].contains("running ‹3› vs testing ‹6›"),
+                && r[0].contains("running ‹3› vs testing ‹6›")
+                && !r[0].contains("DIFF_IGNORE"),
             "{r:?}"
         );
+    }
+
+    /// A field or header testing adds rejects naming how to ignore it, once: the reason once said
+    /// only `$.trace (added)`, and the operator had to find DIFF_IGNORE alone.
+    #[test]
+    fn an_added_field_rejects_naming_diff_ignore_once() {
+        let strict = ScoreConfig {
+            max_body_diff: MaxBodyDiff::Fixed(0.1),
+            ..cfg()
+        };
+        let mut s = summary(200, 600);
+        let added = [
+            difference("$.trace", DiffKind::Added),
+            difference("$.span", DiffKind::Added),
+            difference("$header.x-trace", DiffKind::Added),
+        ];
+        for i in 0..200 {
+            let d = if i < 150 { added.to_vec() } else { vec![] };
+            s.diffs.record("GET /a", &d);
+        }
+        let Verdict::Reject(r) = evaluate(&s, &strict).verdict else {
+            panic!()
+        };
+        let all = r.join("\n");
+        assert_eq!(
+            all.matches("list it in DIFF_IGNORE to ignore it").count(),
+            1,
+            "{all}"
+        );
+        assert!(all.contains("DIFF_IGNORE='$."), "{all}");
+        let header =
+            "if testing adds the header x-trace on purpose, list it in DIFF_IGNORE_HEADERS";
+        assert!(all.contains(header), "{all}");
     }
 
     #[test]
