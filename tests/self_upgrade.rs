@@ -922,15 +922,17 @@ fn a_stop_during_an_upgrade_to_a_binary_never_ready_ends_the_wait() {
     std::fs::write(&never, "#!/bin/sh\nexec sleep 100\n").unwrap();
     std::fs::set_permissions(&never, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let upgrading = spawn_cli(&base, &["upgrade", "--binary", never.to_str().unwrap()]);
-    let mark = never.to_string_lossy().into_owned();
+    // The new binary: understudy's own child, the script become `sleep`.
+    let parent = u.pid();
     let sleeper = wait_until("the new binary to run", Duration::from_secs(10), || {
-        std::fs::read_dir("/proc").unwrap().flatten().find_map(|p| {
-            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            (cmdline.contains("sleep") && cmdline.contains("100") || cmdline.contains(&mark))
-                .then_some(pid)
-                .filter(|_| !cmdline.contains("--binary"))
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;
+        tasks.flatten().find_map(|t| {
+            let children = std::fs::read_to_string(t.path().join("children")).ok()?;
+            children.split_whitespace().find_map(|c| {
+                let pid: i32 = c.parse().ok()?;
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                (String::from_utf8_lossy(&cmdline) == "sleep\0100\0").then_some(pid)
+            })
         })
     });
     let _sleeper = Successor(sleeper);
