@@ -931,7 +931,7 @@ fn a_stop_during_an_upgrade_to_a_binary_never_ready_ends_the_wait() {
             children.split_whitespace().find_map(|c| {
                 let pid: i32 = c.parse().ok()?;
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-                (String::from_utf8_lossy(&cmdline) == "sleep\0100\0").then_some(pid)
+                (cmdline == b"sleep\x00100\x00").then_some(pid)
             })
         })
     });
