@@ -261,6 +261,19 @@ pub fn server_error_check(
     stats::compare_rates(new_k, new_n, before_k, before_n, max_delta, confidence)
 }
 
+/// "; most on GET /api/user/{n} (198 of its 198 pairs)": the endpoint whose 5xx testing answered
+/// most over its baseline, so a rejection on the overall rate says where to look.
+fn most_5xx_on(s: &Summary) -> String {
+    let excess = |e: &super::scorecard::EndpointStats| e.testing_5xx.saturating_sub(e.baseline_5xx);
+    s.endpoints
+        .iter()
+        .filter(|(_, e)| excess(e) > 0)
+        .max_by_key(|(_, e)| excess(e))
+        .map_or(String::new(), |(k, e)| {
+            format!("; most on {k} ({} of its {} pairs)", e.testing_5xx, e.pairs)
+        })
+}
+
 /// 5xx (and no answer) rate, overall and per endpoint with enough pairs, compared with running's
 /// version's (the secondary's answers to the same copies, running's without one) at
 /// `CONFIDENCE`; an endpoint is named only when the overall rate is within bounds.
@@ -282,11 +295,12 @@ fn server_error_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging) -> ScorePa
         delta > cfg.max_5xx_delta,
         cfg.confidence,
         format!(
-            "5xx rate{}: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs){}",
+            "5xx rate{}: testing {:.1}% vs {vs} {:.1}% overall ({test5} and {run5} of {} pairs){}{}",
             counting_no_answer(s.endpoints.values()),
             pct(test5, s.pairs),
             pct(run5, s.pairs),
             s.pairs,
+            most_5xx_on(s),
             no_answers(s.endpoints.values()),
         ),
     );

@@ -56,6 +56,12 @@ fn errors_and_5xx_reject_never_promote() {
         r.iter().any(|r| r.contains("5xx")) && r.iter().any(|r| r.contains("log errors")),
         "{r:?}"
     );
+    // The overall rate names where to look.
+    assert!(
+        r.iter()
+            .any(|r| r.contains("overall") && r.contains("most on GET /a (200 of its")),
+        "{r:?}"
+    );
     assert_eq!(e.score, 0);
 }
 
