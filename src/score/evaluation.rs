@@ -469,7 +469,14 @@ fn log_lines_part(s: &Summary, cfg: &ScoreConfig, j: &mut Judging, lines: Lines)
         check,
         delta > max,
         cfg.confidence,
-        format!("log {word}s: testing {t} {word} lines for {asked} requests vs {base} {b} for {base_n} requests"),
+        format!(
+            "log {word}s: testing {t} {word} lines for {asked} requests vs {base} {b} for {base_n} requests{}",
+            match (&lines, &s.testing_last_error) {
+                (Lines::Errors, Some((line, file))) =>
+                    format!("; the last, in {file}: {}", crate::private::quote(line)),
+                _ => String::new(),
+            }
+        ),
     );
     ScorePart {
         name,

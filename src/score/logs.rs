@@ -98,7 +98,13 @@ pub struct LogTail {
     offsets: HashMap<PathBuf, Followed>,
     errors: u64,
     warns: u64,
+    /// The last error line counted (cut to [`EXAMPLE_MAX`] bytes) and its file's name, for a
+    /// rejection to show.
+    last_error: Option<(String, String)>,
 }
+
+/// The most of an error line kept as the example a rejection shows.
+const EXAMPLE_MAX: usize = 300;
 
 impl LogTail {
     /// Count everything, including what was logged at startup.
@@ -108,6 +114,7 @@ impl LogTail {
             offsets: HashMap::new(),
             errors: 0,
             warns: 0,
+            last_error: None,
         }
     }
 
@@ -131,7 +138,13 @@ impl LogTail {
             offsets,
             errors: 0,
             warns: 0,
+            last_error: None,
         }
+    }
+
+    /// The last error line counted, and the file (in the instance folder) it was in.
+    pub fn last_error(&self) -> Option<&(String, String)> {
+        self.last_error.as_ref()
     }
 
     /// The instance folder followed.
@@ -158,12 +171,25 @@ impl LogTail {
                 at = Followed::default();
             }
             let (consumed, lines, mid_line) = complete_lines(&buf, full, at.mid_line);
-            for line in String::from_utf8_lossy(lines).lines() {
+            let (text, mut last) = (String::from_utf8_lossy(lines), None);
+            for line in text.lines() {
                 match rules.classify(line) {
-                    Level::Error => self.errors += 1,
+                    Level::Error => {
+                        self.errors += 1;
+                        last = Some(line);
+                    }
                     Level::Warn => self.warns += 1,
                     Level::Other => {}
                 }
+            }
+            if let Some(line) = last {
+                let mut cut = line.len().min(EXAMPLE_MAX);
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let line = line[..cut].to_string();
+                let file = path.strip_prefix(&self.dir).unwrap_or(&path);
+                self.last_error = Some((line, file.display().to_string()));
             }
             let off = at.off + consumed as u64;
             self.offsets.insert(path, Followed { off, mid_line });
@@ -289,8 +315,17 @@ mod tests {
             .unwrap();
         assert_eq!(from_now.poll(&rules), (0, 1));
         assert_eq!(from_start.poll(&rules), (1, 1));
-        h.write_all(b"}\n").unwrap();
+        h.write_all(b",\"msg\":\"boom\"}\n").unwrap();
         assert_eq!(from_now.poll(&rules), (1, 1));
+        // The last error line counted is kept, with its file, as a rejection's example.
+        let (line, file) = from_now.last_error().unwrap();
+        assert_eq!(
+            (line.as_str(), file.as_str()),
+            (
+                "{\"level\":\"error\",\"msg\":\"boom\"}",
+                "logs/json/app.log"
+            )
+        );
 
         // A restarted instance: its startup lines do not count, the totals carry on.
         let other = dir.join("2");

@@ -94,6 +94,9 @@ pub struct Summary {
     pub canary_served: u64,
     /// Error lines in testing's logs since it started (startup errors count).
     pub testing_errors: u64,
+    /// The last of them, and the file (in its instance folder) it was in: the example a
+    /// rejection on them shows.
+    pub testing_last_error: Option<(String, String)>,
     /// Warn lines in testing's logs since it started.
     pub testing_warns: u64,
     /// Error lines in running's logs during the window (its startup errors do not count).
@@ -645,6 +648,7 @@ impl Scorecard {
                 .saturating_sub(self.canary_served),
             canary_served: self.canary_served,
             testing_errors: te,
+            testing_last_error: self.testing_log.last_error().cloned(),
             testing_warns: tw,
             running_errors: re,
             running_warns: rw,

@@ -48,12 +48,18 @@ fn errors_and_5xx_reject_never_promote() {
     let mut s = summary(200, 600);
     s.endpoints.get_mut("GET /a").unwrap().testing_5xx = 200;
     s.testing_errors = 200;
+    s.testing_last_error = Some(("ERROR boom".into(), "stderr".into()));
     let e = evaluate(&s, &cfg());
     let Verdict::Reject(r) = e.verdict else {
         panic!("{e:?}")
     };
     assert!(
         r.iter().any(|r| r.contains("5xx")) && r.iter().any(|r| r.contains("log errors")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|r| r.contains("log errors") && r.contains("; the last, in stderr: ‹ERROR boom›")),
         "{r:?}"
     );
     // The overall rate names where to look.
