@@ -383,8 +383,17 @@ fn run(
         }
         result.map_err(anyhow::Error::from)
     });
-    // Every task was joined by the stop; a blocking call still in flight (a file system that
-    // stopped answering) must not keep understudy from exiting, and its lock from others.
+    stop_runtime(rt);
+    if handed.is_cancelled() {
+        // The new understudy holds the same lock; unlocking would release it for both.
+        lock.hand_on();
+    }
+    result
+}
+
+/// Every task was joined by the stop; a blocking call still in flight (a file system that
+/// stopped answering) must not keep understudy from exiting, and its lock from others.
+fn stop_runtime(rt: tokio::runtime::Runtime) {
     let began = std::time::Instant::now();
     rt.shutdown_timeout(RUNTIME_STOP_LIMIT);
     if began.elapsed() >= RUNTIME_STOP_LIMIT {
@@ -393,11 +402,6 @@ fn run(
             RUNTIME_STOP_LIMIT.as_secs()
         );
     }
-    if handed.is_cancelled() {
-        // The new understudy holds the same lock; unlocking would release it for both.
-        lock.hand_on();
-    }
-    result
 }
 
 /// How long a stopped runtime waits for blocking calls still running before understudy exits.

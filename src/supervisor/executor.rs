@@ -144,13 +144,7 @@ pub async fn run(
         publish_status(&status, &state, &mut clock);
         if let Some(due) = exec.upgrade_due.take() {
             if exec.upgrade(due, &mut presence, &pulse).await {
-                if std::env::var(INJECT_HANG).is_ok_and(|v| v == "after-handover") {
-                    cancel.cancelled().await;
-                }
-                // A stop asked for, not the stop of this process that any handover brings.
-                if exec.succession.stop_asked.is_cancelled() {
-                    exec.stop_successor();
-                }
+                exec.after_handover(&cancel).await;
                 break;
             }
         }

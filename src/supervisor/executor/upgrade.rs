@@ -169,6 +169,17 @@ impl Executor {
         }
     }
 
+    /// Handed over: a stop asked for meanwhile (SIGTERM, SIGINT) is passed on to the new
+    /// understudy; the stop of this process that any handover brings is not.
+    pub(super) async fn after_handover(&self, cancel: &tokio_util::sync::CancellationToken) {
+        if std::env::var(super::INJECT_HANG).is_ok_and(|v| v == "after-handover") {
+            cancel.cancelled().await;
+        }
+        if self.succession.stop_asked.is_cancelled() {
+            self.stop_successor();
+        }
+    }
+
     /// A stop (SIGTERM) came while the handover ran, and the new understudy took over: it is
     /// told to stop too (it stops the children it now owns, as this one would have), so a stop
     /// during an upgrade stops understudy rather than leave the new one serving unasked.
