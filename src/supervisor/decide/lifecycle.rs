@@ -187,11 +187,11 @@ impl Decision<'_> {
             SlotKey::Spare => {
                 let old = self.swap_in_spare();
                 self.running_ready(child);
-                // Users are routed to the fresh one first; then the old one stops at once: it
-                // answers no heartbeat, so requests held on it would wait out a drain of
-                // SHUTDOWN_GRACE before its stop's own (a GET broken off goes where users go).
+                // Users are routed to the fresh one first; then the old one drains and stops: one
+                // that missed its heartbeats for load may still finish what it holds (a frozen
+                // one is continued with its SIGTERM, so it stops within the drain's grace).
                 if let Some(old) = old {
-                    self.retire(old, false, AfterStop::Keep);
+                    self.retire(old, true, AfterStop::Keep);
                 }
             }
             SlotKey::Running => self.running_ready(child),
