@@ -182,6 +182,12 @@ fn scan(
         ignored,
         ..
     } = pass;
+    // Builds found together (those waiting at start, above all) go oldest first: the older
+    // serves and the newer is tested against it, whatever order the directory lists them in.
+    ready.sort_by(|a, b| match (a, b) {
+        (Found::Build(a), Found::Build(b)) => a.name.version.cmp(&b.name.version),
+        _ => std::cmp::Ordering::Equal,
+    });
     ready.extend(ignored);
     candidates.retain(|p, _| seen.contains(p));
     // Forget what was said about files that are gone (a key is a file name, or a checksum's

@@ -459,3 +459,23 @@ fn a_zip_with_two_unnamed_programs_is_rejected_naming_both() {
     );
     u.stop();
 }
+
+/// Two builds waiting in the base dir when understudy first starts: the older serves and the
+/// newer is tested against it, whatever order the directory lists them in. The first one listed
+/// served before, and the other, if older, was refused as not newer.
+#[test]
+fn builds_waiting_at_the_first_start_go_oldest_first() {
+    let base = Base::new("first-start-two");
+    base.write_env("STABLE_WINDOW=1h");
+    // On ext4 here app-1.3.0 is listed before app-1.1.0.
+    base.drop_fixture("1.3.0", "");
+    base.drop_fixture("1.1.0", "");
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    wait_until("1.3.0 under test", Duration::from_secs(10), || {
+        (base.version_of("testing").as_deref() == Some("app-1.3.0")).then_some(())
+    });
+    assert_eq!(base.version_of("running").as_deref(), Some("app-1.1.0"));
+    assert!(!base.path.join("rejected/app-1.1.0.refused").exists());
+    u.stop();
+}
