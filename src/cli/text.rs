@@ -205,6 +205,10 @@ pub(super) fn status_text(v: &Value) -> String {
         let why = reasons.join("; ").replace('\n', " ");
         out.push_str(&format!("{:<10}{version} at {at}: {why}\n", "rejected"));
     }
+    for failed in v["filing_failed"].as_array().into_iter().flatten() {
+        let failed = failed.as_str().unwrap_or_default().replace('\n', " ");
+        out.push_str(&format!("{:<10}{failed}\n", "filing"));
+    }
     out.push_str(&steering_text(v));
     out.push_str(&traffic_text(&v["counters"]));
     out

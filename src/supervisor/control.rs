@@ -165,6 +165,8 @@ pub struct Status {
     /// The last build rejected (RFC 3339 and its reasons): after a rejection testing is empty
     /// and the verdict says no build is tested, so this says what became of the last one.
     pub last_rejected: Option<LastRejected>,
+    /// Versions whose archiving or rejection failed, each with its last error, until it succeeds.
+    pub filing_failed: Vec<String>,
 }
 
 /// A build rejected, as status shows it.

@@ -542,6 +542,9 @@ pub struct State {
     /// The guard's rollback could not be carried out, and what serves instead: for status,
     /// until the next switch begins.
     pub(super) guard_failed: Option<String>,
+    /// Filings of a version that failed, their last error, until one of its filings succeeds:
+    /// status says them (a read-only `archive/` was in the log alone).
+    pub(super) filing_failed: std::collections::BTreeMap<Version, String>,
     /// The last build rejected, when, and why: status says it once testing is empty again.
     pub(super) last_rejected: Option<(Version, Instant, Vec<String>)>,
     /// `UPSTREAM_TIMEOUT`: how long the proxy holds a request while nothing serves, for status.
@@ -645,6 +648,7 @@ impl State {
             restore_waits: false,
             guard_failed: None,
             last_rejected: None,
+            filing_failed: Default::default(),
             hold_up_to: Duration::from_secs(60),
             traffic: VecDeque::new(),
             guard: None,

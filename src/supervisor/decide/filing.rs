@@ -255,6 +255,9 @@ impl Decision<'_> {
             .iter()
             .position(|(a, _)| Some(a) == filing.as_ref());
         let attempts = sent.map_or(0, |i| self.s.filing.remove(i).1) + 1;
+        if result.is_ok() {
+            self.s.filing_failed.remove(&version);
+        }
         match result {
             Ok(Filed::Archived(zip)) => self.emit(Event::Archived {
                 version: version.clone(),
@@ -269,6 +272,11 @@ impl Decision<'_> {
             }
             Err(error) => {
                 let retrying = filing.is_some() && attempts < MAX_FILING_ATTEMPTS;
+                let said = match retrying {
+                    true => format!("{error} (attempt {attempts}; tried again every minute)"),
+                    false => format!("{error} (attempt {attempts}; given up: see the log)"),
+                };
+                self.s.filing_failed.insert(version.clone(), said);
                 self.emit(Event::FilingFailed {
                     version: version.clone(),
                     attempt: attempts,

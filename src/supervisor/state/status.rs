@@ -51,6 +51,9 @@ impl State {
             canary: self.canary_status(),
             guard_rollback: self.guard_rollback_status(),
             guard_failed: self.guard_failed.clone(),
+            filing_failed: (self.filing_failed.iter())
+                .map(|(v, why)| format!("{v}: {why}"))
+                .collect(),
             last_rejected: self.last_rejected.as_ref().map(|(version, at, reasons)| {
                 control::LastRejected {
                     version: version.clone(),

@@ -310,3 +310,37 @@ async fn a_rollback_and_a_collection_pass_never_overlap() {
     assert!(a.contains(&Action::Collect), "{a:#?}");
     assert!(matches!(reply_in(&a, 1), Ok(m) if m.contains("rolling back")));
 }
+
+/// A filing that fails is in status, with its error and whether it is tried again, until one of
+/// its version's filings succeeds: a read-only `archive/` was said in the log alone.
+#[tokio::test(start_paused = true)]
+async fn a_failed_filing_is_in_status_until_its_version_is_filed() {
+    let mut sim = Sim::new(PORTS);
+    promoted_over_1_0_0(&mut sim);
+    let status = |sim: &Sim| {
+        sim.s
+            .status(|_| std::time::SystemTime::UNIX_EPOCH)
+            .filing_failed
+    };
+    sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Err("cannot write /base/archive: Read-only file system".into()),
+        filing: Some(Action::Archive(v("1.0.0"))),
+    });
+    let said = status(&sim);
+    assert!(
+        matches!(&said[..], [s] if s.starts_with("1.0.0: cannot write") && s.contains("tried again")),
+        "{said:?}"
+    );
+    tokio::time::advance(GC_EVERY).await;
+    let a = sim.feed(Input::Tick);
+    assert!(a.contains(&Action::Archive(v("1.0.0"))), "{a:#?}");
+    sim.feed(Input::Filed {
+        version: v("1.0.0"),
+        result: Ok(Filed::Archived(PathBuf::from(
+            "/base/archive/app-1.0.0.zip",
+        ))),
+        filing: Some(Action::Archive(v("1.0.0"))),
+    });
+    assert!(status(&sim).is_empty());
+}
