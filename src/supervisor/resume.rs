@@ -168,11 +168,20 @@ impl Disk<'_> {
                     tracing::info!("resuming {v} from {}", self.path.display());
                     return Some(found);
                 }
-                None => tracing::warn!(
-                    "{} names {v}, but {} holds no startable build",
-                    self.path.display(),
-                    self.layout.version_dir(v).display()
-                ),
+                None => {
+                    // A rejection that the stop cut short, or done before the state was saved.
+                    let name = self.layout.version_name(v);
+                    let rejected = self.layout.rejected_dir().join(&name);
+                    let there = match rejected.is_dir() {
+                        true => format!(" (it is in {}: rejected)", rejected.display()),
+                        false => String::new(),
+                    };
+                    tracing::warn!(
+                        "{} names {v}, but {} holds no startable build{there}",
+                        self.path.display(),
+                        self.layout.version_dir(v).display()
+                    )
+                }
             }
         }
         let role = role.filter(|_| self.state_lacks(named))?;
