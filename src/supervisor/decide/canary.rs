@@ -74,17 +74,16 @@ impl Decision<'_> {
         }
     }
 
-    /// After a switch line, which ends any share in the history: a canary step that goes on
-    /// under the new running (a rollback mid-step) is recorded again, so the history stays true.
+    /// After a switch line, which ends any share in the history: a canary step under way when
+    /// another version starts to serve (a rollback mid-step) ends too, its users back on the
+    /// version now serving. The build is scored afresh against that version, and its steps begin
+    /// again once it passes: a step carried on froze (its scorecard begins afresh), the build
+    /// kept its share, and what it answered those users was judged no more.
     pub(super) fn share_after_switch(&mut self) {
         self.s.shared = None;
-        if self.s.canary.is_none() || self.s.canary_out.is_some() {
-            return;
-        }
-        let weight = self.canary_weight();
-        if let Some(t) = self.s.testing.as_ref().filter(|_| weight > 0) {
-            let version = t.version().clone();
-            self.record_share(version, weight);
+        if self.s.canary_out.is_none() && self.s.canary.take().is_some() {
+            self.publish_routes();
+            self.persist();
         }
     }
 

@@ -566,10 +566,12 @@ fn the_share_in_force_is_the_last_lines() {
     );
 }
 
-/// A rollback during a canary step switches running; the canary's users stay on the build under
-/// test, so the history, whose switch line ends any share, says so again under the new running.
+/// A rollback during a canary step switches running: the step ends, its users back on the version
+/// now serving (the switch line ends the share in the history), and the build, scored afresh
+/// against that version, begins its steps again once it passes. The step went on before, and
+/// froze: the scorecard began afresh, and what the build answered its users was judged no more.
 #[tokio::test(start_paused = true)]
-async fn a_rollback_mid_canary_records_the_share_that_goes_on_under_the_new_running() {
+async fn a_rollback_mid_canary_ends_the_step_and_the_steps_begin_again() {
     let (mut sim, _, testing) = canary_sim();
     sim.verdict(testing, Verdict::Promote);
     sim.feed(Input::Command {
@@ -584,17 +586,26 @@ async fn a_rollback_mid_canary_records_the_share_that_goes_on_under_the_new_runn
     let r = routes_in(&a).expect("routes after the switch");
     assert_eq!(
         (r.canary, r.testing.as_ref().map(|t| t.id)),
-        (2000, Some(testing)),
-        "the canary's users stay on it"
+        (0, Some(testing)),
+        "the canary's users are back on running"
     );
-    let shares: Vec<_> = a
-        .iter()
-        .filter_map(|a| match a {
-            Action::RecordShare { running, share } => {
-                Some((running.clone(), share.version.clone(), share.percent))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(shares, [(v("0.9.0"), v("1.1.0"), 20.0)], "{a:#?}");
+    let shares = |a: &[Action]| -> Vec<_> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::RecordShare { running, share } => {
+                    Some((running.clone(), share.version.clone(), share.percent))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(shares(&a).is_empty(), "{a:#?}");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(
+        emitted(&a)
+            .iter()
+            .any(|e| matches!(e, Event::CanaryStep { step: 1, .. })),
+        "{a:#?}"
+    );
+    assert_eq!(shares(&a), [(v("0.9.0"), v("1.1.0"), 20.0)], "{a:#?}");
 }
