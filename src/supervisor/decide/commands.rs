@@ -460,6 +460,14 @@ impl Decision<'_> {
         let mut held = None;
         if let Some(version) = ready {
             held = self.schedule_hold(&version);
+            if held.is_none() && self.canary_not_begun() {
+                // Due before the shadow verdict began the steps: they begin now, not skipped.
+                self.start_canary(0);
+                held = Some(format!(
+                    "{version}'s canary steps (CANARY_STEPS) begin now: a schedule does not \
+                     skip them, and fires once the last step has passed"
+                ));
+            }
             // Another switch still under way (draining, POST_PROMOTE) holds it, within the grace.
             if held.is_none() && self.begin_promotion(SwitchWhy::Scheduled) {
                 self.s.schedule_held = None;
@@ -534,6 +542,11 @@ impl Decision<'_> {
                 self.s.canary_steps.len()
             )
         })
+    }
+
+    /// Whether canary steps are configured and the build under test has not begun them.
+    fn canary_not_begun(&self) -> bool {
+        !self.s.canary_steps.is_empty() && self.s.canary.is_none() && self.s.canary_out.is_none()
     }
 
     /// End schedule `i` with `outcome`, and say so (`schedule_ended`).

@@ -609,3 +609,48 @@ async fn a_rollback_mid_canary_ends_the_step_and_the_steps_begin_again() {
     );
     assert_eq!(shares(&a), [(v("0.9.0"), v("1.1.0"), 20.0)], "{a:#?}");
 }
+
+/// A hostile review's case: a schedule due while the shadow verdict still waits (before the
+/// steps began) promoted the build to every user at once, a build that broke writes for half of
+/// them. The steps begin at its time instead, and it fires once the last step has passed.
+#[tokio::test(start_paused = true)]
+async fn a_schedule_due_before_the_steps_began_begins_them_and_fires_after_the_last() {
+    let (mut sim, running, testing) = canary_sim();
+    let at = sim.now().wall + Duration::from_secs(3);
+    sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(at),
+    });
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let a = sim.feed(Input::Tick);
+    assert!(
+        start_in(&a).is_none(),
+        "no promotion before the steps: {a:#?}"
+    );
+    assert!(
+        emitted(&a)
+            .iter()
+            .any(|e| matches!(e, Event::CanaryStep { step: 1, .. })),
+        "{a:#?}"
+    );
+    assert!(
+        emitted(&a).iter().any(
+            |e| matches!(e, Event::ScheduleHeld { reason, .. } if reason.contains("canary steps"))
+        ),
+        "{a:#?}"
+    );
+    assert_eq!(routes_in(&a).unwrap().canary, 2000);
+    assert_eq!(sim.s.running().unwrap().id, running);
+    // Both steps pass: the due schedule fires then.
+    tokio::time::advance(Duration::from_secs(8)).await;
+    sim.canary_scored(testing, canary_eval(300, None));
+    tokio::time::advance(Duration::from_secs(8)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    let a = if start_in(&a).is_some() {
+        a
+    } else {
+        sim.feed(Input::Tick)
+    };
+    let (_, role, _) = start_in(&a).expect("the schedule fires after the last step");
+    assert_eq!(role, Role::Running);
+}
