@@ -502,6 +502,7 @@ impl Decision<'_> {
             filings: self.journaled_filings(),
             guard_failed: s.guard_failed.clone(),
             paused: s.paused,
+            hook_block: s.hook_block.clone(),
         };
         if s.persisted.as_ref() != Some(&now) {
             self.s.persisted = Some(now.clone());

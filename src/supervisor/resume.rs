@@ -119,6 +119,7 @@ fn journaled(persisted: &Persisted) -> Resumed {
         filings: persisted.filings.clone(),
         guard_failed: persisted.guard_failed.clone(),
         paused: persisted.paused,
+        hook_block: persisted.hook_block.clone(),
         ..Resumed::default()
     }
 }

@@ -115,6 +115,10 @@ pub struct Persisted {
     /// restart or an upgrade of understudy included.
     #[serde(default)]
     pub paused: bool,
+    /// `PRE_PROMOTE` refused the build under test (its version, why): no automatic path asks it
+    /// again, a restart included, until an operator promotes it.
+    #[serde(default)]
+    pub hook_block: Option<(Version, String)>,
 }
 
 /// A version folder on its way out as `state.json` keeps it: filed at the next start if a stop
@@ -221,6 +225,8 @@ pub struct Resumed {
     pub guard_failed: Option<String>,
     /// Paused by the operator before the stop.
     pub paused: bool,
+    /// `PRE_PROMOTE`'s refusal of the build under test before the stop.
+    pub hook_block: Option<(Version, String)>,
     /// Started by an upgrade that is not done: the old understudy may yet go on with its own
     /// state, so nothing timer-driven is decided here until [`Input::Serving`](super::Input::Serving).
     pub taking_over: bool,

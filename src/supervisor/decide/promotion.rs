@@ -101,6 +101,15 @@ impl Decision<'_> {
     }
 
     pub(super) fn unroute_testing(&mut self, old: &Slot) {
+        // A refusal was of this build: a later one of its version is asked afresh.
+        if self
+            .s
+            .hook_block
+            .as_ref()
+            .is_some_and(|(v, _)| v == old.version())
+        {
+            self.s.hook_block = None;
+        }
         // Users in a canary step go back to running with the same routes (unless a promotion
         // keeps them on the build until its switch, which the history records).
         if self.s.canary.take().is_some() && self.s.canary_out.is_none() {
@@ -437,7 +446,14 @@ impl Decision<'_> {
                             version: version.clone(),
                             reasons: vec![reason.clone()],
                         });
+                        // The canary's users go back to running: the hook refused the build, which
+                        // serves none of them until an operator promotes it (or aborts it).
+                        if self.s.canary.take().is_some() {
+                            self.record_share(version.clone(), 0);
+                            self.publish_routes();
+                        }
                         self.s.hook_block = Some((version, reason));
+                        self.persist();
                     }
                 }
                 // A build dropped while the hook ran waited for it: it is tested now, unless

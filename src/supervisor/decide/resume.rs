@@ -68,6 +68,7 @@ impl Decision<'_> {
         self.s.handed = r.handed.clone();
         self.s.guard_failed = r.guard_failed.take();
         self.s.paused = r.paused;
+        self.s.hook_block = r.hook_block.take();
         let history_share = std::mem::take(&mut r.history_share);
         if let HistoryShare::Share(version, weight) = &history_share {
             // In force until a switch the history missed, recorded on resuming, ends it.

@@ -239,6 +239,18 @@ async fn a_pre_promote_refused_after_the_last_step_is_not_asked_again_on_its_own
             .count()
     };
     assert_eq!(failed(&a), 1);
+    // Its users go back to running (half of them stayed on the refused build, for ever), and
+    // the refusal is journaled: a restart does not ask the hook again on its own either.
+    assert_eq!(routes_in(&a).unwrap().canary, 0, "{a:#?}");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::RecordShare { share, .. } if share.percent == 0.0)),
+        "{a:#?}"
+    );
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Persist(p) if p.hook_block.as_ref().is_some_and(|(v, _)| *v == super::v("1.1.0")))),
+        "{a:#?}"
+    );
     // Later evaluations of the last step neither rerun the hook nor announce a failure again.
     for _ in 0..3 {
         tokio::time::advance(Duration::from_secs(9)).await;
@@ -653,4 +665,29 @@ async fn a_schedule_due_before_the_steps_began_begins_them_and_fires_after_the_l
     };
     let (_, role, _) = start_in(&a).expect("the schedule fires after the last step");
     assert_eq!(role, Role::Running);
+}
+
+/// A refusal journaled before a restart holds after it: the hook is not asked again, and no
+/// step begins, on the build's passing verdict (it ran again by itself one window later).
+#[tokio::test(start_paused = true)]
+async fn a_pre_promote_refusal_holds_across_a_restart() {
+    let mut sim = Sim::new(PORTS);
+    sim.feed(Input::Resume(Box::new(Resumed {
+        canary_steps: vec![2000, 5000],
+        canary_window: Duration::from_secs(8),
+        hook_block: Some((v("1.1.0"), "PRE_PROMOTE refused it: exit status: 1".into())),
+        ..Default::default()
+    })));
+    sim.s.hooks = HookSet {
+        pre_promote: true,
+        ..Default::default()
+    };
+    let (_, testing) = sim.serving_with_testing("1.1.0");
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert!(hooks_in(&a).is_empty(), "{a:#?}");
+    assert!(sim.s.canary.is_none(), "{a:#?}");
+    let status = sim.s.status(|_| std::time::SystemTime::UNIX_EPOCH);
+    assert!(status
+        .hook_failure
+        .is_some_and(|h| h.contains("PRE_PROMOTE refused")));
 }
