@@ -419,6 +419,16 @@ struct VerdictBody {
 
 fn current_verdict(st: &Status) -> VerdictBody {
     match (&st.verdict, &st.testing) {
+        (Some(v), _) if v.verdict == VerdictKind::Promote && canary_due(st).is_some() => {
+            VerdictBody {
+                verdict: VerdictKind::Wait,
+                score: v.score,
+                reasons: canary_due(st).into_iter().collect(),
+                version: Some(v.version.to_string()),
+                pairs: v.pairs,
+                evidence: v.evidence.clone(),
+            }
+        }
         (Some(v), _) => VerdictBody {
             verdict: v.verdict,
             score: v.score,
@@ -444,6 +454,25 @@ fn current_verdict(st: &Status) -> VerdictBody {
             evidence: crate::score::Evidence::default(),
         },
     }
+}
+
+/// Why a build the shadow verdict passes is not passed yet: `CANARY_STEPS` tests its writes on
+/// users, and until the last step has passed a fleet must not take `promote` (it did at step 1).
+fn canary_due(st: &Status) -> Option<String> {
+    if st.canary_steps == 0 || st.promoting.is_some() || st.transaction.is_some() {
+        return None;
+    }
+    Some(match &st.canary {
+        Some(c) if c.passed => return None,
+        Some(c) => format!(
+            "the shadow verdict passes; the canary (CANARY_STEPS) is at step {} of {}, and the build passes once the last step has",
+            c.step, c.steps
+        ),
+        None => format!(
+            "the shadow verdict passes; the canary's {} steps (CANARY_STEPS) have not begun (they do not while understudy is paused), and the build passes once the last step has",
+            st.canary_steps
+        ),
+    })
 }
 
 async fn verdict(State(s): State<AdminState>, Extension(sight): Extension<Sight>) -> Response {

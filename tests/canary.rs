@@ -127,6 +127,23 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
     wait_until("step 1 at 20 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (20.0, 1))
     });
+    // A fleet asking for the verdict waits for the steps: the shadow's promote is not the
+    // build's, its writes untested on users (it said promote, and the gate let it through).
+    let (_, v) = api(addr, "GET", "/api/verdict", None, "");
+    let why = v["reasons"][0].as_str().unwrap_or_default();
+    assert!(
+        v["verdict"] == "wait" && why.contains("CANARY_STEPS"),
+        "{v}"
+    );
+    let (code, gate) = api(addr, "POST", "/api/gate", None, "");
+    assert!(
+        code == 403
+            && gate["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("step 1 of 2"),
+        "{code} {gate}"
+    );
     wait_until("step 2 at 50 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (50.0, 2))
     });

@@ -153,6 +153,8 @@ pub struct Status {
     pub hook_failure: Option<String>,
     /// The canary step under way (`CANARY_STEPS`).
     pub canary: Option<CanaryStatus>,
+    /// `CANARY_STEPS` in all (0 without a canary phase): a build passes only once the last has.
+    pub canary_steps: usize,
     /// The guard's rollback from its trip to its switch: while it brings the old version back,
     /// `running` may be empty and users' requests wait, and this says for what and why.
     pub guard_rollback: Option<GuardRollbackStatus>,
@@ -259,6 +261,8 @@ pub struct CanaryStatus {
     /// Why the evidence is not enough yet (such as an endpoint running has too few answers on
     /// to compare with), while it is not.
     pub waiting: Option<String>,
+    /// The last step has passed: the build waits only for what holds its promotion.
+    pub passed: bool,
 }
 
 /// Format a wall-clock instant as RFC 3339 (UTC), as status and history show times.

@@ -49,6 +49,7 @@ impl State {
                 .as_ref()
                 .map(|(v, why)| format!("{v}: {why}")),
             canary: self.canary_status(),
+            canary_steps: self.canary_steps.len(),
             guard_rollback: self.guard_rollback_status(),
             guard_failed: self.guard_failed.clone(),
             filing_failed: (self.filing_failed.iter())
@@ -101,6 +102,7 @@ impl State {
             users: c.users,
             held: c.held,
             waiting: c.waiting.clone(),
+            passed: c.passed,
         })
     }
 
