@@ -955,3 +955,36 @@ fn a_stop_during_an_upgrade_to_a_binary_never_ready_ends_the_wait() {
         (!pid_alive(sleeper)).then_some(())
     });
 }
+
+/// A hostile review's case: `events --follow`, then understudy killed (`kill -9`, as the OOM
+/// killer does) and started again: the follow gave up at once ("error reading a body", exit 2)
+/// where a stop or an upgrade is followed on. A stream broken off is asked for again too.
+#[test]
+fn events_follow_goes_on_after_understudy_is_killed_and_started_again() {
+    let base = Base::new("follow-kill");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let mut follow = KillOnDrop::new(spawn_cli(&base, &["events", "--follow"]));
+    let (rx, reader) = stdout_lines(&mut follow);
+    lines_until(&rx, " ready ", Duration::from_secs(10), "the events so far");
+    u.kill_hard();
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    let (code, _, err) = cli(&base, &["pause"]);
+    assert_eq!(code, 0, "{err}");
+    lines_until(
+        &rx,
+        " paused",
+        Duration::from_secs(20),
+        "the pause after the restart",
+    );
+    // SAFETY: kill(2) on the understudy this test started (`stop` would find the follow running).
+    assert_eq!(unsafe { libc::kill(u.pid() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
+    let (code, _, err) = cli_finished(follow.into_inner(), Duration::from_secs(40));
+    reader.join().unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("following on after event #"), "{err}");
+}

@@ -149,7 +149,17 @@ async fn follow_events(
     json: bool,
     all: bool,
 ) -> Result<u8, CliError> {
-    let mut stream = open_stream(socket, &format!("/api/events?after={last}")).await?;
+    let mut stream = match open_stream(socket, &format!("/api/events?after={last}")).await {
+        Ok(stream) => stream,
+        // Gone between the events printed and the stream (killed, or stopping): followed on.
+        Err(_) => match reopen(socket, last).await {
+            Some(stream) => {
+                following_on(last);
+                stream
+            }
+            None => return Ok(ended(last)),
+        },
+    };
     loop {
         let (res, conn) = stream;
         if !res.status().is_success() {
@@ -164,7 +174,7 @@ async fn follow_events(
         let Some(again) = reopen(socket, last).await else {
             return Ok(ended(last));
         };
-        eprintln!("understudy: the event stream ended (an upgrade or a restart of understudy); following on after event #{last}");
+        following_on(last);
         stream = again;
     }
 }
@@ -182,6 +192,11 @@ async fn reopen(socket: &Path, last: u64) -> Option<(hyper::Response<Incoming>, 
         }
         tokio::time::sleep(RESUME_EVERY).await;
     }
+}
+
+/// The stream ended and another understudy answered: say so.
+fn following_on(last: u64) {
+    eprintln!("understudy: the event stream ended (an upgrade or a restart of understudy); following on after event #{last}");
 }
 
 /// The stream ended and nothing answered again: say so, and exit 2.
@@ -261,10 +276,11 @@ async fn print_stream(
         let Some(frame) = frame else {
             return Ok(None);
         };
-        let frame = frame.map_err(|e| CliError::Protocol {
-            path: socket.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        // Broken off (understudy killed, `kill -9` or the OOM killer): as a stream that ended,
+        // it is asked for again after the last event printed.
+        let Ok(frame) = frame else {
+            return Ok(None);
+        };
         let Some(data) = frame.data_ref() else {
             continue;
         };
