@@ -74,8 +74,8 @@ use succession::{farewell, handing, spawn_restatement, spawn_succession, Handing
 pub use config::Config;
 pub use events::{Event, Events};
 pub use process::{
-    ephemeral_overlap, ignore_hangup_until_handled, init_logging, mask_write_for_others,
-    raise_fd_limit, shutdown_signal, MAX_BLOCKING_THREADS,
+    close_inherited_on_exec, ephemeral_overlap, ignore_hangup_until_handled, init_logging,
+    mask_write_for_others, raise_fd_limit, shutdown_signal, MAX_BLOCKING_THREADS,
 };
 
 /// Verdicts waiting for the supervisor; a stale one is skipped when full.

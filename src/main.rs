@@ -118,6 +118,7 @@ fn main() -> ExitCode {
             // While understudy is one thread: nothing it makes is writable by every user.
             understudy::mask_write_for_others();
             understudy::ignore_hangup_until_handled();
+            understudy::close_inherited_on_exec();
             // First, while understudy is one thread: the variables are removed from the
             // environment, so no child or hook inherits them.
             // Started by `understudy upgrade`: what the old understudy hands over.

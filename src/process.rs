@@ -108,6 +108,32 @@ fn overlap_with((lo, hi): (u16, u16), text: &str) -> Option<String> {
     })
 }
 
+/// Mark every descriptor understudy was started with, past stdin, stdout and stderr,
+/// close-on-exec: a shell's `7>file` or a CI step's pipe would otherwise reach every watchdog and
+/// build, which could write into it or keep its reader from ever seeing its end. What understudy
+/// takes from them (systemd's listeners, an upgrade's plan) it owns, and hands on deliberately.
+/// Call while understudy is one thread.
+pub fn close_inherited_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor number; one closed meanwhile (the listing's own) fails
+        // with EBADF and is left alone.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod ephemeral_tests {
     use super::overlap_with;

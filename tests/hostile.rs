@@ -373,3 +373,37 @@ fn a_testing_symlink_left_behind_never_brings_back_an_install_cut_short() {
     );
     u.stop();
 }
+
+/// A hostile review's case: understudy started with a descriptor of the shell's open
+/// (`7>file`): it reached every watchdog and build, which could write into it, and a build
+/// escaping its group could keep its reader from seeing its end. It reaches none now.
+#[test]
+fn a_descriptor_understudy_inherits_reaches_no_build() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let base = Base::new("inherited-fd");
+    base.write_env("");
+    let file = tempfile::tempfile().unwrap();
+    let raw = file.as_raw_fd();
+    let mut cmd = Understudy::command(&base, &[]);
+    // SAFETY: dup2 on two descriptor numbers, async-signal-safe, between fork and exec; the
+    // copy at 7 is not close-on-exec, as a shell's redirection leaves it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut u = Understudy::start_command(&base, cmd);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let (_, running) = base.wait_instance_info("running");
+    let ours = std::fs::read_link(format!("/proc/{}/fd/7", u.pid())).ok();
+    assert!(ours.is_some(), "understudy itself keeps it");
+    let theirs = std::fs::read_link(format!("/proc/{running}/fd/7")).ok();
+    assert!(theirs.is_none() || theirs != ours, "{theirs:?}");
+    drop(file);
+    u.stop();
+}

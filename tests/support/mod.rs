@@ -340,7 +340,7 @@ impl Understudy {
 
     /// `understudy run` on `base` with `env`, and none of the runner's own systemd or proxy
     /// variables.
-    fn command(base: &Base, env: &[(&str, &str)]) -> Command {
+    pub fn command(base: &Base, env: &[(&str, &str)]) -> Command {
         // The admin API's default port would be shared by every test running at once: unless a
         // test chooses, each understudy takes an ephemeral one (written to admin.json).
         let env_file = std::fs::read_to_string(base.path.join(".env")).unwrap_or_default();
