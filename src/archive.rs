@@ -66,8 +66,22 @@ pub enum ArchiveError {
 /// a version folder. Taken for the whole of each, so a collection never rotates the logs of an
 /// instance whose folder is being zipped and removed, nor measures it half gone.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// See [`one_at_a_time`].
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Rotate the instances' `stdout` and `stderr` past their bound now, unless a collection (which
+/// rotates them too) or a filing is under way. Blocking; called every heartbeat, as a chatty app
+/// writes far past its bound in the minute between collections. Returns what was rotated.
+pub fn rotate_if_free(layout: &Layout, max_base_size: u64) -> Vec<std::path::PathBuf> {
+    let _turn = match ONE_AT_A_TIME.try_lock() {
+        Ok(turn) => turn,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return Vec::new(),
+    };
+    rotate::rotate_instance_logs(layout, rotate::log_cap(max_base_size))
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {

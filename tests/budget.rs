@@ -170,3 +170,24 @@ fn the_collection_deletes_only_understudys_own_archives() {
     assert_eq!(log.matches("archive_deleted").count(), 1, "{log}");
     u.stop();
 }
+
+/// A hostile review's case: stdout was rotated only by the collection, once a minute, and a
+/// chatty app wrote 66 MB past a 40 MiB budget's 1.25 MiB bound in between. It is looked at
+/// every heartbeat now: no drop or filing needed, well within the minute.
+#[test]
+fn a_chatty_instance_stdout_is_rotated_within_heartbeats_not_the_minute() {
+    let base = Base::new("budget-stdout-soon");
+    base.write_env("MAX_BASE_SIZE=32MiB\nHEARTBEAT_EVERY=500ms");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let stdout = std::fs::canonicalize(base.path.join("running"))
+        .unwrap()
+        .join("stdout");
+    append_zeros(&stdout, 5);
+    wait_until("stdout rotated", Duration::from_secs(10), || {
+        let len = std::fs::metadata(&stdout).ok()?.len();
+        (len < 1 << 20 && stdout.with_file_name("stdout.1").is_file()).then_some(())
+    });
+    u.stop();
+}

@@ -128,6 +128,7 @@ pub async fn run(
             _ = sample.tick(), if !held => traffic_sample(&traffic),
             _ = presence.tick() => {
                 exec.write_presence(&status);
+                exec.rotate_logs();
                 pulse.send_replace(Instant::now());
                 continue;
             }
@@ -261,6 +262,8 @@ struct Executor {
     min_free_disk: watch::Sender<u64>,
     /// Cancelled when an operator aborts the install under way (one at a time).
     install_abort: CancellationToken,
+    /// A rotation of the instances' logs is under way (at most one at a time).
+    rotating: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What [`Executor::new`] is handed from [`run`]'s wiring.
@@ -325,6 +328,7 @@ impl Executor {
             adopted_ids: Default::default(),
             writes: parts.writes,
             install_abort: CancellationToken::new(),
+            rotating: Default::default(),
         };
         (exec, done_rx, inst_rx, files)
     }

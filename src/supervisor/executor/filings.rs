@@ -28,6 +28,23 @@ impl Executor {
         });
     }
 
+    /// Rotate the instances' `stdout` and `stderr` past their bound, each heartbeat, unless one
+    /// rotation (or a collection, which rotates them too) is still under way: between the
+    /// minute's collections a chatty app wrote 66 MB past a 40 MiB budget's 1.25 MiB bound.
+    pub(super) fn rotate_logs(&self) {
+        use std::sync::atomic::Ordering;
+        if self.rotating.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (layout, max) = (self.layout.clone(), self.cfg.max_base_size);
+        let rotating = self.rotating.clone();
+        self.tasks.spawn(async move {
+            let _ =
+                tokio::task::spawn_blocking(move || archive::rotate_if_free(&layout, max)).await;
+            rotating.store(false, Ordering::Release);
+        });
+    }
+
     /// Bring a version back into its folder: from its protected copy if its program is gone, from
     /// the archive if its folder is.
     pub(super) fn restore(&self, version: semver::Version) {
