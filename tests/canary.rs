@@ -352,8 +352,8 @@ fn after_kill_9_in_step_2_the_step_resumes_with_each_user_on_its_side() {
 /// Behind a front proxy every user has its address; here every user is on loopback with
 /// `CANARY_STICKY=ip`, one place (637) under 10 %: all land on testing and running answers
 /// nothing to compare with. A build failing every POST is still rolled back, judged against
-/// running's rate; a healthy one holds, since the step is no share of users, and the reason
-/// says why and which key to use.
+/// running's rate; a healthy one holds, since the step is no share of users, its users back on
+/// running (the step served all of them), and the reason says why and which key to use.
 #[test]
 fn users_behind_one_address_roll_back_a_failing_build_and_hold_a_healthy_one_naming_the_key() {
     let base = Base::new("canary-one-address");
@@ -376,6 +376,17 @@ fn users_behind_one_address_roll_back_a_failing_build_and_hold_a_healthy_one_nam
     let c = wait_until("the step to hold", Duration::from_secs(60), || {
         let (_, s) = api(addr, "GET", "/api/status", None, "");
         (s["canary"]["held"] == true).then(|| s["canary"].clone())
+    });
+    // Held, its users are back on running: the "10 %" step served every one of them.
+    let m = crate::metrics::scrape(addr);
+    assert_eq!(
+        crate::metrics::value(&m, "understudy_canary_weight", &[]),
+        Some(0.0),
+        "{c}"
+    );
+    wait_until("users answered by running", Duration::from_secs(20), || {
+        let (_, body) = u.get("/page/after-hold");
+        body.contains("1.0.0").then_some(())
     });
     users.stop();
     let why = c["waiting"].as_str().unwrap_or_default();

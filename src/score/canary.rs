@@ -187,6 +187,9 @@ pub struct CanaryEvaluation {
     pub enough: bool,
     /// Why it is not enough yet, in words with the figures (None when enough).
     pub waiting: Option<String>,
+    /// Testing served every answer of the step, `MIN_MIRRORED` of them or more: the users are
+    /// one place on its side (behind a front proxy with `CANARY_STICKY=ip`), not a share.
+    pub all_on_testing: bool,
 }
 
 /// Judge a step's answers: any endpoint (with `MIN_ENDPOINT_PAIRS` answers on testing's side)
@@ -217,7 +220,9 @@ pub fn evaluate(card: &CanaryCard, cfg: &ScoreConfig) -> CanaryEvaluation {
     });
     let users = card.met.iter().map(|w| u64::from(w.count_ones())).sum();
     let waiting = waiting(card, cfg);
+    let all_on_testing = running_answers == 0 && testing_answers >= cfg.min_mirrored;
     CanaryEvaluation {
+        all_on_testing,
         testing_answers,
         running_answers,
         server_errors,

@@ -278,6 +278,9 @@ pub(super) struct CanaryStep {
     pub(super) passed: bool,
     /// Why its evidence is not enough yet (the scorer's words), if it is not.
     pub(super) waiting: Option<String>,
+    /// Every answer of the step came from testing (its users are one place on its side): its
+    /// share is given back to running, and the step holds until promote or abort.
+    pub(super) withdrawn: bool,
 }
 
 /// Where an instance is in its life.

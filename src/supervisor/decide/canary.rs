@@ -41,6 +41,7 @@ impl Decision<'_> {
             regression: None,
             passed: false,
             waiting: None,
+            withdrawn: false,
         });
         self.out
             .push(crate::supervisor::Action::Score(ScorerControl::Canary(
@@ -141,6 +142,9 @@ impl Decision<'_> {
         let (Some(ev), Some(c)) = (ev, self.s.canary.as_mut()) else {
             return;
         };
+        if c.withdrawn {
+            return; // held at 0 %, its figures as they were: they say why
+        }
         c.answers = (ev.testing_answers, ev.running_answers);
         c.server_errors = ev.server_errors;
         c.users = ev.users;
@@ -173,6 +177,9 @@ impl Decision<'_> {
                 self.begin_promotion(SwitchWhy::Canary);
             }
         } else if elapsed >= window * HOLD_AFTER_WINDOWS && !held {
+            if ev.all_on_testing {
+                return self.withdraw_step(weight, ev.testing_answers);
+            }
             if let Some(c) = self.s.canary.as_mut() {
                 c.held = true;
             }
@@ -193,6 +200,31 @@ impl Decision<'_> {
                 });
             }
         }
+    }
+
+    /// Every answer of the step came from testing, its windows over: its users are one place,
+    /// all on its side (behind a front proxy with `CANARY_STICKY=ip`), so a "20 %" step was
+    /// every user's. They go back to running (a regression found meanwhile rejected the build),
+    /// and the step holds, saying why, until promote or abort.
+    fn withdraw_step(&mut self, weight: u32, answers: u64) {
+        let Some(c) = self.s.canary.as_mut().filter(|c| !c.withdrawn) else {
+            return;
+        };
+        (c.withdrawn, c.held) = (true, true);
+        let (step, version) = (c.step, self.s.testing.as_ref().map(|t| t.version().clone()));
+        let Some(version) = version else {
+            return;
+        };
+        self.record_share(version.clone(), 0);
+        self.publish_routes();
+        self.emit(Event::CanaryHeld {
+            version,
+            step: step + 1,
+            why: format!(
+                "all {answers} answers of the step at {} came from testing: its users are one place (every user has one address behind a front proxy or TLS terminator), so it served every user, not a share; they are back on running, and it holds until promote or abort; set CANARY_STICKY=header:X-Real-IP (or cookie:NAME)",
+                share_text(weight)
+            ),
+        });
     }
 
     /// Testing is ready: if it was in a canary step before a restart, that step begins again
@@ -237,7 +269,9 @@ impl Decision<'_> {
         }
         let ready = self.s.testing.as_ref().is_some_and(|t| t.is_ready());
         match &self.s.canary {
-            Some(c) if ready => self.s.canary_steps.get(c.step).copied().unwrap_or(0),
+            Some(c) if ready && !c.withdrawn => {
+                self.s.canary_steps.get(c.step).copied().unwrap_or(0)
+            }
             _ => 0,
         }
     }

@@ -90,7 +90,11 @@ impl State {
     fn canary_status(&self) -> Option<control::CanaryStatus> {
         let c = self.canary.as_ref()?;
         Some(control::CanaryStatus {
-            weight: f64::from(self.canary_steps.get(c.step).copied().unwrap_or(0)) / 100.0,
+            // Withdrawn, its share is running's again.
+            weight: match c.withdrawn {
+                true => 0.0,
+                false => f64::from(self.canary_steps.get(c.step).copied().unwrap_or(0)) / 100.0,
+            },
             step: c.step + 1,
             steps: self.canary_steps.len(),
             since: control::rfc3339(c.since_wall),

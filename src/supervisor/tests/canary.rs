@@ -23,6 +23,7 @@ fn canary_eval(testing: u64, regression: Option<&str>) -> CanaryEvaluation {
         enough: testing >= 100,
         waiting: (testing < 100)
             .then(|| format!("{testing} answers from testing of MIN_MIRRORED 100")),
+        all_on_testing: false,
     }
 }
 
@@ -690,4 +691,46 @@ async fn a_pre_promote_refusal_holds_across_a_restart() {
     assert!(status
         .hook_failure
         .is_some_and(|h| h.contains("PRE_PROMOTE refused")));
+}
+
+/// A hostile review's case: every user one place (one address behind a front proxy, with
+/// `CANARY_STICKY=ip`), all on testing's side: a "20 %" step served every user, writes
+/// included, and stayed so. Once its windows are over (a regression meanwhile still rejects),
+/// the step gives them back to running and holds, saying why, once.
+#[tokio::test(start_paused = true)]
+async fn a_step_whose_answers_all_came_from_testing_gives_its_users_back() {
+    let (mut sim, _, testing) = canary_sim();
+    let a = sim.verdict(testing, Verdict::Promote);
+    assert_eq!(routes_in(&a).unwrap().canary, 2000);
+    let all_on_testing = CanaryEvaluation {
+        running_answers: 0,
+        all_on_testing: true,
+        waiting: Some("running served none of the step's answers".into()),
+        enough: false,
+        ..canary_eval(300, None)
+    };
+    let a = sim.canary_scored(testing, all_on_testing.clone());
+    assert!(
+        routes_in(&a).is_none_or(|r| r.canary == 2000),
+        "within its windows: {a:#?}"
+    );
+    tokio::time::advance(Duration::from_secs(25)).await;
+    let a = sim.canary_scored(testing, all_on_testing.clone());
+    assert_eq!(routes_in(&a).unwrap().canary, 0, "{a:#?}");
+    let held = |a: &[Action]| {
+        emitted(a)
+            .iter()
+            .filter(|e| matches!(e, Event::CanaryHeld { why, .. } if why.contains("CANARY_STICKY")))
+            .count()
+    };
+    assert_eq!(held(&a), 1, "{a:#?}");
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, all_on_testing);
+    assert_eq!(held(&a), 0, "said once: {a:#?}");
+    // Its answers are running's alone now, enough and past the window: it still holds.
+    tokio::time::advance(Duration::from_secs(9)).await;
+    let a = sim.canary_scored(testing, canary_eval(300, None));
+    assert!(start_in(&a).is_none());
+    assert!(routes_in(&a).is_none_or(|r| r.canary == 0), "{a:#?}");
+    assert_eq!(sim.s.canary.as_ref().map(|c| c.step), Some(0), "it holds");
 }
