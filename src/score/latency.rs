@@ -220,9 +220,6 @@ fn endpoints_alone(s: &Summary, cfg: &ScoreConfig, reasons: &mut Vec<String>) ->
     (over, text)
 }
 
-/// Copies over `MAX_P95_RATIO` an endpoint needs before its slowness is a doubt to wait on.
-const MIN_SLOW_COPIES: usize = 3;
-
 /// Endpoints that cannot be judged alone yet (too few copies past their first
 /// [`WARM_UP_PAIRS`], or over too few moments for the signed-rank test to tell a shift at the
 /// level the endpoints judged alone share) whose copies so far are over `MAX_P95_RATIO` times
@@ -261,10 +258,7 @@ fn too_rare_and_slow(s: &Summary, cfg: &ScoreConfig, more: &MorePairs, j: &mut J
         // Most copies over the ratio, as the judgement alone will test: one stalled copy among
         // twenty makes a p95, not a slow endpoint.
         let over = pairs.iter().filter(|p| p.0 > p.1 * max).count();
-        // And at least a few: one slow first copy of a path asked once (a cold code path, a
-        // URL unique to its request) is no endpoint to wait on, and a service with many such
-        // paths held its verdict on them one after another.
-        if ratio > max && over * 2 > pairs.len() && over >= MIN_SLOW_COPIES {
+        if ratio > max && over * 2 > pairs.len() {
             let what = format!(
                 "latency on {k}: testing p95 {t:?} is {ratio:.1}× the secondary's {sec:?}, over {max}× on {over} of {} paired copies",
                 pairs.len()
@@ -537,19 +531,6 @@ mod tests {
                     "{d}"
                 );
             }
-        }
-    }
-
-    /// One or two slow copies (a path asked once: a cold code path, a URL unique to its
-    /// request) are no endpoint to wait on: a service with many such paths held its verdict.
-    #[test]
-    fn one_or_two_slow_copies_of_a_rare_endpoint_are_no_doubt() {
-        let fast = |k| (k, 1.0, 3, 200);
-        for copies in [1, 2] {
-            let rare = ("GET /x07aee4/{id}", 50.0, 1, copies);
-            let s = summary(&[fast("GET /a"), fast("GET /b"), rare], 3);
-            let (_, j) = judged(&s, &two(), true);
-            assert!(j.unsure.is_empty(), "{copies}: {:?}", j.unsure);
         }
     }
 
