@@ -44,6 +44,32 @@ pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
     resumed
 }
 
+/// The guard's rollback journaled with the reasons its version is rejected for, and a kill
+/// after that version's folder had moved into `rejected/` but before its `reason.json` was
+/// written: the folder is gone, so nothing would file it again, and the rejection said no why.
+/// Its reasons are written now. Blocking.
+fn finish_cut_rejection(layout: &Layout, persisted: &super::state::Persisted) {
+    let Some(t) = persisted.txn.as_ref() else {
+        return;
+    };
+    let (Some(from), Some(reasons)) = (t.from.as_ref(), t.reject_from.as_ref()) else {
+        return;
+    };
+    let moved = layout.rejected_dir().join(layout.version_name(from));
+    let cut =
+        !layout.version_dir(from).exists() && moved.is_dir() && !moved.join("reason.json").exists();
+    if !cut {
+        return;
+    }
+    match archive::reject_version(layout, from, reasons) {
+        Ok(dir) => tracing::warn!(
+            "{} was moved there by the guard's rollback, and understudy was killed before its reason.json was written: written now",
+            dir.display()
+        ),
+        Err(e) => tracing::warn!("cannot finish the rejection of {from} a kill cut short: {e}"),
+    }
+}
+
 /// Read which versions ran before a restart. Blocking. The state file says; where it is
 /// missing, unreadable or names a version that is gone, the `running` and `testing` symlinks and
 /// the version folders they point into say instead (with a warning), and running, lacking its
@@ -54,6 +80,7 @@ fn resume_from_disk(layout: &Layout) -> Resumed {
     let persisted = read_persisted(&path);
     let had_state = persisted.is_some();
     let persisted = persisted.unwrap_or_default();
+    finish_cut_rejection(layout, &persisted);
     let history = crate::history::read(&layout.history_file());
     let switches = history.as_deref().unwrap_or_default();
     let disk = Disk {
@@ -423,5 +450,43 @@ mod tests {
         assert_eq!(version(&r.testing), None);
         assert!(std::fs::symlink_metadata(layout.link(Role::Testing)).is_err());
         assert!(std::fs::symlink_metadata(layout.link(Role::Running)).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod cut_rejection_tests {
+    use super::*;
+    use crate::history::SwitchWhy;
+    use crate::supervisor::state::{Txn, TxnKind, TxnStep};
+
+    /// Killed after the guard's rollback moved 1.1.0 into `rejected/`, before its reason.json:
+    /// the start writes it, with the reasons the journal kept. A whole rejection is left alone.
+    #[test]
+    fn a_rejection_cut_short_by_a_kill_gets_its_reasons_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path(), "app");
+        let v = Version::parse("1.1.0").unwrap();
+        let moved = layout.rejected_dir().join("app-1.1.0");
+        std::fs::create_dir_all(&moved).unwrap();
+        std::fs::write(moved.join("app-1.1.0"), "#!/bin/sh\n").unwrap();
+        let persisted = Persisted {
+            txn: Some(Txn {
+                kind: TxnKind::Rollback,
+                version: Version::parse("1.0.0").unwrap(),
+                from: Some(v),
+                step: TxnStep::Ready,
+                why: SwitchWhy::Rollback,
+                reject_from: Some(vec!["rolled back by the guard: 5xx rate 100.0%".into()]),
+            }),
+            ..Persisted::default()
+        };
+        finish_cut_rejection(&layout, &persisted);
+        let reason = std::fs::read_to_string(moved.join("reason.json")).unwrap();
+        assert!(reason.contains("rolled back by the guard"), "{reason}");
+        assert!(moved.join("app-1.1.0").is_file(), "the build stays");
+        std::fs::write(moved.join("reason.json"), "{\"kept\":1}").unwrap();
+        finish_cut_rejection(&layout, &persisted);
+        let kept = std::fs::read_to_string(moved.join("reason.json")).unwrap();
+        assert_eq!(kept, "{\"kept\":1}");
     }
 }
