@@ -455,6 +455,12 @@ fn set_up_process(cfg: &Config) {
     if let Some(warning) = understudy::ephemeral_overlap(cfg.port_range) {
         tracing::warn!("{warning}");
     }
+    if let Some(dir) = cfg.log_dir.as_ref().filter(|d| d.starts_with(&cfg.base)) {
+        tracing::warn!(
+            "LOG_DIR={} is in the base dir: understudy.log counts toward MAX_BASE_SIZE, and as it grows rollback archives are deleted to make room; put it elsewhere (such as /var/log/understudy), or rotate it",
+            dir.display()
+        );
+    }
     let env_file = cfg.base.join(".env");
     for warning in understudy::config::unknown_key_warnings(&env_file, &cfg.unknown_keys) {
         tracing::warn!("{warning}");

@@ -536,3 +536,20 @@ fn a_command_whose_program_is_not_there_is_refused_at_start_and_at_a_reload() {
     assert_eq!(status, 200, "the old EXEC_COMMAND starts the build: {body}");
     u.stop();
 }
+
+/// A hostile review's case: `LOG_DIR` in the base dir counted toward `MAX_BASE_SIZE` unsaid, and
+/// as understudy.log grew, rollback archives went to make room (45 in one collection). Said at
+/// start now.
+#[test]
+fn a_log_dir_in_the_base_dir_is_warned_about_at_start() {
+    let base = Base::new("log-dir-inside");
+    base.write_env("LOG_DIR=own-logs");
+    let mut u = Understudy::start(&base);
+    let log = base.path.join("own-logs/understudy.log");
+    let text = wait_until("the warning", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("is in the base dir").then_some(text)
+    });
+    assert!(text.contains("counts toward MAX_BASE_SIZE"), "{text}");
+    u.stop();
+}

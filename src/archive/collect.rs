@@ -244,7 +244,8 @@ fn over_budget(
         said.push(format!(
             "the base dir is {} and stays over MAX_BASE_SIZE {} by {}: deleting every archive \
              and older rejected build would not bring it under, so they are kept; it holds {}; \
-             free room there (an app's own logs under logs/ are the app's to rotate) or raise \
+             free room there (an app's own logs, in each instance folder's logs/, are the app's \
+             to rotate; understudy's own log counts too if LOG_DIR is in the base dir) or raise \
              MAX_BASE_SIZE",
             human(parts.total()),
             human(limits.max_base_size),
