@@ -313,7 +313,50 @@ fn waiting(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
             cfg.min_mirrored
         ));
     }
-    (running == 0).then(|| format!("running served none of the step's answers{hint}"))
+    if running == 0 {
+        return Some(format!("running served none of the step's answers{hint}"));
+    }
+    too_rare_and_slow(card, cfg)
+}
+
+/// Answers each side needs on an endpoint before its latency so far is a doubt the step waits on.
+const MIN_DOUBT_ANSWERS: usize = 5;
+
+/// An endpoint too rarely asked to be judged alone yet (fewer than [`slower_alone`] needs on a
+/// side) whose answers so far are over `MAX_P95_RATIO` × running's at the median and at p95: a
+/// rare write slower on testing passed a step unsaid, the pooled latency hiding it. The step
+/// waits for its answers, saying so (writes cannot be replayed), and holds after its windows.
+fn too_rare_and_slow(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
+    let max = cfg.max_p95_ratio?;
+    let min = usize::try_from(cfg.min_endpoint_pairs)
+        .unwrap_or(usize::MAX)
+        .max(MIN_LATENCY_SAMPLES);
+    card.rows.iter().find_map(|(key, row)| {
+        let [running, testing] = &row.latencies;
+        let rare = running.seen < min || testing.seen < min;
+        let enough = running.kept.len().min(testing.kept.len()) >= MIN_DOUBT_ANSWERS;
+        if key.as_str() == OTHER || !rare || !enough {
+            return None;
+        }
+        let (t, r) = (p95(&testing.kept), p95(&running.kept));
+        let slower = median(&testing.kept) > max * median(&running.kept) && t > max * r;
+        slower.then(|| {
+            format!(
+                "latency on {key}: testing p95 {:.1} ms vs running {:.1} ms over {} and {} answers, over MAX_P95_RATIO {max}: too few to judge alone (it needs {min} on each side), so the step waits for more of its answers",
+                t * 1e3,
+                r * 1e3,
+                testing.seen,
+                running.seen
+            )
+        })
+    })
+}
+
+/// The median of latencies in seconds.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// "; …users all land on one side…" when one place (or one side) carries nearly all of the

@@ -318,3 +318,34 @@ fn an_endpoints_latencies_are_bounded_and_the_other_row_keeps_none() {
     assert_eq!(other.sides[1].answers, 30);
     assert!(other.latencies.iter().all(|r| r.kept.is_empty()));
 }
+
+/// A hostile review's case: a rare write (5 % of the traffic) 430× slower on testing, about 15
+/// answers a side in the step: too few to judge alone, the pooled latency hid it, and the build
+/// was promoted unsaid. The step waits for its answers now, naming it; equal builds with the
+/// same few answers, over seeds, do not wait.
+#[test]
+fn a_rare_endpoint_slow_so_far_makes_the_step_wait_naming_it() {
+    let cfg = judging_latency();
+    let step = |seed, factor| {
+        timed_step(
+            seed,
+            &[
+                (Method::GET, "/items", 300, 300, 1.0),
+                (Method::POST, "/refunds", 15, 15, factor),
+            ],
+        )
+    };
+    let e = evaluate(&step(1, 430.0), &cfg);
+    assert!(!e.enough, "{e:?}");
+    let w = e.waiting.unwrap_or_default();
+    assert!(
+        w.starts_with("latency on POST /refunds: testing p95 ")
+            && w.contains("over 15 and 15 answers")
+            && w.ends_with("too few to judge alone (it needs 30 on each side), so the step waits for more of its answers"),
+        "{w}"
+    );
+    for seed in 1..=20 {
+        let e = evaluate(&step(seed, 1.0), &cfg);
+        assert!(e.enough, "seed {seed}: {:?}", e.waiting);
+    }
+}
