@@ -354,9 +354,7 @@ fn too_rare_and_slow(card: &CanaryCard, cfg: &ScoreConfig) -> Option<String> {
 
 /// The median of latencies in seconds.
 fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_unstable_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    quantile(v, 50)
 }
 
 /// "; …users all land on one side…" when one place (or one side) carries nearly all of the
@@ -488,9 +486,15 @@ impl Judged {
 
 /// The 95th percentile of `v` (0 when empty).
 fn p95(v: &[f64]) -> f64 {
+    quantile(v, 95)
+}
+
+/// The `percent` percentile of `v` (the value at index ⌊len × percent / 100⌋, as the scorecard
+/// takes its p95); 0 for none.
+fn quantile(v: &[f64], percent: usize) -> f64 {
     let mut v = v.to_vec();
     v.sort_unstable_by(f64::total_cmp);
-    let i = (v.len() * 95 / 100).min(v.len().saturating_sub(1));
+    let i = (v.len() * percent / 100).min(v.len().saturating_sub(1));
     v.get(i).copied().unwrap_or(0.0)
 }
 
