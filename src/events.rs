@@ -498,8 +498,7 @@ impl Event {
                 summary,
                 ..
             } => {
-                let summary = logged_summary(summary);
-                tracing::info!(target: LOG_TARGET, %version, %verdict, score, pairs, %summary, "scored")
+                tracing::info!(target: LOG_TARGET, %version, %verdict, score, pairs, summary, "scored")
             }
             Event::Promoting { version } => {
                 tracing::info!(target: LOG_TARGET, %version, "promoting")
@@ -626,44 +625,9 @@ impl Event {
     }
 }
 
-/// The most of a verdict's summary the log keeps per `scored` line: one waiting on many
-/// endpoints ran to 6 KB, every `EVALUATE_EVERY`. Events, SSE and webhooks carry it whole.
-const LOGGED_SUMMARY: usize = 600;
-
-/// `summary`, cut to [`LOGGED_SUMMARY`] bytes at a character's edge, saying where the rest is.
-fn logged_summary(summary: &str) -> std::borrow::Cow<'_, str> {
-    if summary.len() <= LOGGED_SUMMARY {
-        return summary.into();
-    }
-    let mut cut = LOGGED_SUMMARY;
-    while !summary.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!(
-        "{}… ({} bytes more: `understudy verdict` shows it whole)",
-        &summary[..cut],
-        summary.len() - cut
-    )
-    .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A verdict waiting on many endpoints wrote 6 KB per `scored` line, every evaluation: the
-    /// log keeps its first 600 bytes and says where the rest is.
-    #[test]
-    fn a_long_summary_is_cut_in_the_log_only() {
-        assert_eq!(logged_summary("wait: 3 pairs"), "wait: 3 pairs");
-        let long = "é".repeat(500);
-        let cut = logged_summary(&long);
-        assert!(cut.len() < 700, "{}", cut.len());
-        assert!(
-            cut.ends_with("bytes more: `understudy verdict` shows it whole)"),
-            "{cut}"
-        );
-    }
 
     /// `scheduled`'s own instant once came out as `at`, hiding the envelope's (when the event
     /// happened): events looked out of order and webhooks never learnt when it was scheduled.
