@@ -84,15 +84,7 @@ fn an_app_whose_own_logs_fill_the_budget_costs_no_archive_and_is_named_once() {
 #[test]
 fn a_chatty_instance_stdout_is_rotated_and_the_child_writes_on_at_its_start() {
     // 32 MiB: an instance's stdout may hold 1 MiB.
-    let base = Base::new("budget-stdout");
-    base.write_env("MAX_BASE_SIZE=32MiB");
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    u.wait_serving();
-    let stdout = std::fs::canonicalize(base.path.join("running"))
-        .unwrap()
-        .join("stdout");
-    append_zeros(&stdout, 5);
+    let (base, mut u, stdout) = running_wrote_5_mib("budget-stdout", "MAX_BASE_SIZE=32MiB");
     base.drop_fixture("0.5.0", "");
     wait_until("stdout rotated", Duration::from_secs(20), || {
         let len = std::fs::metadata(&stdout).ok()?.len();
@@ -176,18 +168,26 @@ fn the_collection_deletes_only_understudys_own_archives() {
 /// every heartbeat now: no drop or filing needed, well within the minute.
 #[test]
 fn a_chatty_instance_stdout_is_rotated_within_heartbeats_not_the_minute() {
-    let base = Base::new("budget-stdout-soon");
-    base.write_env("MAX_BASE_SIZE=32MiB\nHEARTBEAT_EVERY=500ms");
-    let mut u = Understudy::start(&base);
+    let env = "MAX_BASE_SIZE=32MiB\nHEARTBEAT_EVERY=500ms";
+    let (_base, mut u, stdout) = running_wrote_5_mib("budget-stdout-soon", env);
+    wait_until("stdout rotated", Duration::from_secs(10), || {
+        let len = std::fs::metadata(&stdout).ok()?.len();
+        (len < 1 << 20 && stdout.with_file_name("stdout.1").is_file()).then_some(())
+    });
+    u.stop();
+}
+
+/// 1.0.0 serving under `env`, its `stdout` grown by 5 MiB as a chatty app's would: the base,
+/// understudy and that file.
+fn running_wrote_5_mib(name: &str, env: &str) -> (Base, Understudy, std::path::PathBuf) {
+    let base = Base::new(name);
+    base.write_env(env);
+    let u = Understudy::start(&base);
     base.drop_fixture("1.0.0", "");
     u.wait_serving();
     let stdout = std::fs::canonicalize(base.path.join("running"))
         .unwrap()
         .join("stdout");
     append_zeros(&stdout, 5);
-    wait_until("stdout rotated", Duration::from_secs(10), || {
-        let len = std::fs::metadata(&stdout).ok()?.len();
-        (len < 1 << 20 && stdout.with_file_name("stdout.1").is_file()).then_some(())
-    });
-    u.stop();
+    (base, u, stdout)
 }
