@@ -17,6 +17,8 @@ mod test_support;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use semver::Version;
@@ -37,6 +39,23 @@ pub use spawn::{port_is_free, Spawner, SpawnerGone};
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct InstanceId(pub u64);
+
+/// How many answers a child has begun, for users or mirrored copies: counted by the proxy, read
+/// by the heartbeat, so that a busy child whose health check times out is not taken for a hung one.
+#[derive(Debug, Clone, Default)]
+pub struct Answers(Arc<AtomicU64>);
+
+impl Answers {
+    /// One answer's first bytes came back.
+    pub fn seen(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers begun so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// What an instance reports to the supervisor.
 #[derive(Debug, Clone)]
@@ -165,6 +184,8 @@ pub struct Instance {
     pub pid: u32,
     /// When it was started.
     pub started: Instant,
+    /// Its answers, counted by the proxy's upstream for it (see [`Answers`]).
+    pub answers: Answers,
     stop: CancellationToken,
     release: CancellationToken,
     task: tokio::task::JoinHandle<Option<Released>>,
@@ -293,6 +314,7 @@ impl Instance {
         events: mpsc::UnboundedSender<InstanceEvent>,
     ) -> Instance {
         let (stop, release) = (CancellationToken::new(), CancellationToken::new());
+        let answers = Answers::default();
         let owner = Owner {
             id: p.id,
             pid: p.pid,
@@ -301,6 +323,7 @@ impl Instance {
             stop: stop.clone(),
             release: release.clone(),
             readiness: p.readiness,
+            answers: answers.clone(),
             events,
         };
         let host = p.probe.host.clone();
@@ -315,6 +338,7 @@ impl Instance {
             host,
             pid: p.pid,
             started: Instant::now(),
+            answers,
             stop,
             release,
             task,

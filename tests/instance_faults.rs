@@ -125,6 +125,48 @@ fn a_running_that_fails_its_health_check_is_replaced_without_a_failed_request() 
     u.stop();
 }
 
+/// A running whose health check times out while it answers users is busy, not hung: it keeps
+/// serving, unreplaced, as long as its answers grow between heartbeats. Once users stop coming,
+/// the same timed-out checks are misses again and it is replaced.
+#[test]
+fn a_busy_running_whose_health_check_times_out_is_not_replaced() {
+    let base = Base::new("busy-not-hung");
+    base.write_env("HEALTH_PATH=/health\nHEARTBEAT_EVERY=200ms\nHEARTBEAT_MISSES=2\n");
+    let mut u = Understudy::start(&base);
+    // Every check of /health outlasts its heartbeat (200 ms); users' pages answer at once.
+    base.drop_fixture("1.0.0", "--slow-ms 2000 --slow-path /health");
+    u.wait_serving();
+    let (_, first) = base.wait_instance_info("running");
+    // Two seconds of users: ten heartbeats, five times the misses that replace a hung one.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut answered = 0;
+    while std::time::Instant::now() < until {
+        if let Ok((200, _)) = http(u.addr, "GET", "/api/items") {
+            answered += 1;
+        }
+        assert_eq!(
+            base.instance_info("running").map(|(_, pid)| pid),
+            Some(first),
+            "a busy running was replaced\n{}",
+            u.log_text()
+        );
+    }
+    assert!(answered > 20, "only {answered} answers");
+    let log = u.log_text();
+    assert!(
+        log.contains("taken as busy, not hung"),
+        "the log says why it is kept\n{log}"
+    );
+    let (_, events, _) = cli(&base, &["events"]);
+    assert!(!events.contains("heartbeat_lost"), "{events}");
+    // No users: its checks time out with no answer meanwhile, and it is replaced.
+    wait_until("the idle one replaced", Duration::from_secs(20), || {
+        base.instance_info("running")
+            .filter(|(_, pid)| *pid != first)
+    });
+    u.stop();
+}
+
 /// Running crashes once (after serving for a while) and is started again at once: users' requests
 /// wait for it rather than get 503 "restarting" for the whole restart. Only a request it had in
 /// hand as it died may fail (a POST may have been read; one per user at most).

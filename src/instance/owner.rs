@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leader::Leader;
 use super::probe::{Probe, ProbeError};
-use super::{InstanceEvent, InstanceEventKind, InstanceId, Readiness, Released};
+use super::{Answers, InstanceEvent, InstanceEventKind, InstanceId, Readiness, Released};
 
 /// How much of stderr (or of stdout, when stderr is empty) a rejection reason quotes.
 const STDERR_TAIL: u64 = 4096;
@@ -33,6 +33,16 @@ enum Ended {
     Released(Readiness),
 }
 
+/// What the heartbeats of one child have seen so far.
+struct Beats {
+    /// Checks missed in a row.
+    misses: u32,
+    /// Its answers as counted at the last beat.
+    answers: u64,
+    /// Whether a timed-out check taken as busy was logged since the last one answered in time.
+    busy_said: bool,
+}
+
 /// The task that owns one child: readiness, exit watch, stop.
 pub(super) struct Owner {
     /// The instance its events name.
@@ -49,6 +59,9 @@ pub(super) struct Owner {
     pub(super) release: CancellationToken,
     /// How far the child got (taken back after a failed handover: as it was released).
     pub(super) readiness: Readiness,
+    /// Its answers as the proxy counts them: a heartbeat that times out while they grow is a
+    /// busy child's, not a hung one's.
+    pub(super) answers: Answers,
     /// Where its events go.
     pub(super) events: mpsc::UnboundedSender<InstanceEvent>,
 }
@@ -89,7 +102,11 @@ impl Owner {
         let mut next_beat: Option<tokio::time::Instant> = (phase == Readiness::Ready
             && !every.is_zero())
         .then(|| tokio::time::Instant::now() + every);
-        let mut misses = 0u32;
+        let mut beats = Beats {
+            misses: 0,
+            answers: self.answers.count(),
+            busy_said: false,
+        };
         loop {
             let beat_due = async {
                 match next_beat {
@@ -136,30 +153,49 @@ impl Owner {
                 }
                 r = beat_due => {
                     next_beat = Some(tokio::time::Instant::now() + every);
-                    self.heartbeat(r, &mut misses, probe.heartbeat_misses);
+                    self.heartbeat(r, &mut beats, probe.heartbeat_misses);
                 }
             }
         }
     }
 
-    /// Report one heartbeat: an answer resets `misses`; `limit` misses in a row are reported
-    /// once as unresponsive; a probe understudy could not make counts as neither.
-    fn heartbeat(&self, r: Result<(), ProbeError>, misses: &mut u32, limit: u32) {
+    /// Report one heartbeat: an answer resets the misses; `limit` misses in a row are reported
+    /// once as unresponsive; a probe understudy could not make counts as neither. A check that
+    /// timed out while the child began answers (users' or mirrored copies') since the last beat
+    /// counts as answered: under load a health check waits in the same queue as users, and
+    /// replacing a busy instance with a cold one would make the load worse.
+    fn heartbeat(&self, r: Result<(), ProbeError>, beats: &mut Beats, limit: u32) {
+        let answers = self.answers.count();
+        let busy = answers != beats.answers;
+        let since = answers.wrapping_sub(beats.answers);
+        beats.answers = answers;
         match r {
             Ok(()) => {
-                *misses = 0;
+                beats.misses = 0;
+                beats.busy_said = false;
                 self.send(InstanceEventKind::Heartbeat);
             }
             Err(e @ ProbeError::Unmade { .. }) => {
                 // Not the child's fault: neither a miss nor an answer.
                 tracing::warn!("{e}");
             }
+            Err(e @ ProbeError::Timeout { .. }) if busy => {
+                if !beats.busy_said {
+                    tracing::warn!(
+                        "heartbeat of pid {}: {e}, but it began {since} answers meanwhile: taken as busy, not hung (said once until a check answers in time)",
+                        self.pid
+                    );
+                    beats.busy_said = true;
+                }
+                beats.misses = 0;
+                self.send(InstanceEventKind::Heartbeat);
+            }
             Err(e) => {
-                *misses += 1;
+                beats.misses += 1;
                 // Said once per run of misses; the supervisor stops it.
-                if *misses == limit {
+                if beats.misses == limit {
                     self.send(InstanceEventKind::Unresponsive {
-                        misses: *misses,
+                        misses: beats.misses,
                         reason: e.to_string(),
                     });
                 }

@@ -214,6 +214,7 @@ async fn upstream(
         ..asker
     };
     let a = final_head(client, proxy, &mut conn, asker, bufs).await?;
+    running.answers.seen();
     // A body left half-sent leaves running's connection in the middle of a request.
     let reusable = a.reusable && body_done;
     Ok((conn, Answer { reusable, ..a }))

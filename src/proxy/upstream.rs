@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ProxyError;
-use crate::instance::InstanceId;
+use crate::instance::{Answers, InstanceId};
 
 /// One instance as the proxy sees it: where it listens and how many user requests it is serving.
 #[derive(Debug)]
@@ -36,6 +36,8 @@ pub struct Upstream {
     pub(super) closed: CancellationToken,
     /// Set once the instance is being stopped: a mirrored copy it fails is not testing's fault.
     retired: AtomicBool,
+    /// Answers it began (users' and mirrored copies'), shared with its heartbeat.
+    pub(super) answers: Answers,
 }
 
 impl Upstream {
@@ -59,7 +61,14 @@ impl Upstream {
             idle: Notify::new(),
             closed: CancellationToken::new(),
             retired: AtomicBool::new(false),
+            answers: Answers::default(),
         })
+    }
+
+    /// Count its answers into `answers`, the instance's own count, which its heartbeat reads.
+    pub fn with_answers(mut self, answers: Answers) -> Upstream {
+        self.answers = answers;
+        self
     }
 
     /// Mark the instance as being stopped (promoted past, rejected, replaced): copies still queued

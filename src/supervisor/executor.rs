@@ -609,7 +609,11 @@ impl Executor {
                 .map_or(&self.cfg.upstream_host, |i| &i.host);
             match Upstream::new(t.id, t.version.clone(), host, t.port) {
                 Ok(u) => {
-                    let u = Arc::new(u);
+                    let answers = self.instances.get(&t.id).map(|i| i.answers.clone());
+                    let u = Arc::new(match answers {
+                        Some(a) => u.with_answers(a),
+                        None => u,
+                    });
                     self.upstreams.insert(t.id, u.clone());
                     Some(u)
                 }

@@ -169,6 +169,7 @@ pub(super) async fn fetch(
             }
             answer.drain(..a.len);
         };
+        to.answers.seen();
         let status = StatusCode::from_u16(a.status).map_err(|_| MirrorError::Status(a.status))?;
         let headers = match max {
             Some(_) => answer::header_map(&answer[..a.len]),
