@@ -7,6 +7,7 @@
 #
 #   bash benches/instructions.sh                 # dist build of this tree, and HAProxy
 #   US_BIN=/other/understudy CONNS=128 bash benches/instructions.sh
+#   KEEP_WORK=1 bash benches/instructions.sh     # keeps the callgrind files for callgrind_annotate
 #
 # Each proxy runs under `valgrind --tool=callgrind` in front of a static nginx (2-byte answer;
 # understudy's running build is a script that execs it); wrk -t1 warms up for 3 s, the counters
@@ -38,7 +39,7 @@ cleanup() {
     if [ -f "$f" ]; then kill "$(cat "$f" 2>/dev/null)" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK (callgrind_annotate $WORK/understudy.cg.*)"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
