@@ -121,14 +121,9 @@ fn canary_run(name: &str, version: &str, flags: &str) -> (Base, Understudy, Sock
     (base, u, addr, users)
 }
 
-#[test]
-fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is_promoted() {
-    let (base, mut u, addr, users) = canary_run("canary-ok", "1.1.0", "");
-    wait_until("step 1 at 20 %", Duration::from_secs(60), || {
-        canary(addr).filter(|c| *c == (20.0, 1))
-    });
-    // A fleet asking for the verdict waits for the steps: the shadow's promote is not the
-    // build's, its writes untested on users (it said promote, and the gate let it through).
+/// A fleet asking for the verdict during step 1 waits for the steps: the shadow's promote is not
+/// the build's, its writes untested on users (it said promote, and the gate let it through).
+fn a_fleet_waits_for_the_steps(addr: SocketAddr) {
     let (_, v) = api(addr, "GET", "/api/verdict", None, "");
     let why = v["reasons"][0].as_str().unwrap_or_default();
     assert!(
@@ -144,6 +139,15 @@ fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is
                 .contains("step 1 of 2"),
         "{code} {gate}"
     );
+}
+
+#[test]
+fn a_healthy_build_serves_a_fifth_then_half_of_the_users_writes_included_then_is_promoted() {
+    let (base, mut u, addr, users) = canary_run("canary-ok", "1.1.0", "");
+    wait_until("step 1 at 20 %", Duration::from_secs(60), || {
+        canary(addr).filter(|c| *c == (20.0, 1))
+    });
+    a_fleet_waits_for_the_steps(addr);
     wait_until("step 2 at 50 %", Duration::from_secs(60), || {
         canary(addr).filter(|c| *c == (50.0, 2))
     });
