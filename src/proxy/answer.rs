@@ -8,12 +8,16 @@ use std::mem::MaybeUninit;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::fields::{content_length, is, named_by_connection, tokens};
-use super::fields::{ConnectionTokens, Copier, Name, Names, NO_NAMES};
+use super::fields::{ConnectionTokens, Copier, Name, NO_NAMES};
 use super::framing::{Chunk, Framing};
 use super::head::SLOTS;
 
 /// Largest answer head taken from an instance (hyper's client allows about as much).
 pub const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+/// Most header fields in an answer head. The first parse has room for [`SLOTS`] on the stack;
+/// a head with more (a chatty framework's, many `Set-Cookie`s) is parsed again with this many.
+pub const MOST_ANSWER_FIELDS: usize = 1024;
 
 /// What the user's side needs to know to frame an answer for it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,6 +68,9 @@ pub enum BadAnswer {
     /// Over [`MAX_ANSWER_HEAD`].
     #[error("an answer head larger than 64 KiB")]
     TooLarge,
+    /// Over [`MOST_ANSWER_FIELDS`].
+    #[error("an answer head of more than 1024 header fields")]
+    TooManyFields,
 }
 
 /// What an answer's headers say, read in one pass with each one's [`Name`]: what its
@@ -78,7 +85,7 @@ struct Read {
 impl Read {
     /// Read the headers once, their names into `names` (two different `Content-Length`s are an
     /// error).
-    fn of(headers: &[httparse::Header<'_>], names: &mut Names) -> Result<Read, BadAnswer> {
+    fn of(headers: &[httparse::Header<'_>], names: &mut [Name]) -> Result<Read, BadAnswer> {
         let mut r = Read {
             conn: ConnectionTokens::default(),
             coded: false,
@@ -131,15 +138,37 @@ impl Read {
 /// it into `out`.
 pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answer>, BadAnswer> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
+    let mut names = NO_NAMES;
+    match parse_in(buf, asker, out, &mut slots, &mut names) {
+        Err(BadAnswer::TooManyFields) => {
+            // Rare: room for more fields on the heap, bounded by MOST_ANSWER_FIELDS.
+            let mut slots = Vec::with_capacity(MOST_ANSWER_FIELDS);
+            slots.resize_with(MOST_ANSWER_FIELDS, MaybeUninit::uninit);
+            let mut names = vec![Name::Other; MOST_ANSWER_FIELDS];
+            parse_in(buf, asker, out, &mut slots, &mut names)
+        }
+        parsed => parsed,
+    }
+}
+
+/// [`parse`] with room for `slots.len()` fields (`names` as long).
+fn parse_in<'b>(
+    buf: &'b [u8],
+    asker: Asker,
+    out: &mut Vec<u8>,
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+    names: &mut [Name],
+) -> Result<Option<Answer>, BadAnswer> {
     let mut res = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        .parse_response_with_uninit_headers(&mut res, buf, slots)
     {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_ANSWER_HEAD => {
             return Err(BadAnswer::TooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(BadAnswer::TooManyFields),
         Err(e) => return Err(BadAnswer::NotHttp(e.to_string())),
     };
     let (Some(version), Some(status)) = (res.version, res.code) else {
@@ -151,8 +180,7 @@ pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answe
         return Err(BadAnswer::Switching);
     }
     let interim = (100..200).contains(&status) && !switching;
-    let mut names = NO_NAMES;
-    let read = Read::of(headers, &mut names)?;
+    let read = Read::of(headers, names)?;
     let framing = if asker.head || interim || switching || status == 204 || status == 304 {
         Framing::Empty
     } else {
@@ -168,7 +196,7 @@ pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answe
     out.clear();
     let mut copier = Copier::new(buf);
     status_line(&mut copier, status, res.reason.unwrap_or_default(), out);
-    write_headers(headers, &names, &read, dechunk, switching, &mut copier, out);
+    write_headers(headers, names, &read, dechunk, switching, &mut copier, out);
     copier.flush(out);
     if switching {
         out.extend_from_slice(b"connection: upgrade\r\n");
@@ -213,7 +241,7 @@ fn status_line(copier: &mut Copier<'_>, status: u16, reason: &str, out: &mut Vec
 /// The instance's headers that go on to the user, in their order.
 fn write_headers(
     headers: &[httparse::Header<'_>],
-    names: &Names,
+    names: &[Name],
     read: &Read,
     dechunk: bool,
     switching: bool,
@@ -257,22 +285,32 @@ fn status_digits(status: u16) -> [u8; 3] {
 /// head was parsed once already, so this cannot fail but on a head that changed).
 pub fn header_map(buf: &[u8]) -> HeaderMap {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
-    let mut res = httparse::Response::new(&mut []);
     let mut map = HeaderMap::new();
-    if httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
-        .is_ok()
-    {
-        for h in res.headers.iter() {
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(h.name.as_bytes()),
-                HeaderValue::from_bytes(h.value),
-            ) {
-                map.append(k, v);
-            }
-        }
+    if let Err(httparse::Error::TooManyHeaders) = fill_map(buf, &mut slots, &mut map) {
+        let mut slots = Vec::with_capacity(MOST_ANSWER_FIELDS);
+        slots.resize_with(MOST_ANSWER_FIELDS, MaybeUninit::uninit);
+        let _ = fill_map(buf, &mut slots, &mut map);
     }
     map
+}
+
+/// [`header_map`] with room for `slots.len()` fields.
+fn fill_map<'b>(
+    buf: &'b [u8],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+    map: &mut HeaderMap,
+) -> Result<(), httparse::Error> {
+    let mut res = httparse::Response::new(&mut []);
+    httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, slots)?;
+    for h in res.headers.iter() {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) {
+            map.append(k, v);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ pub const NO_NAMES: Names = [Name::Other; super::head::SLOTS];
 /// hop read the body as another message (request smuggling). `close` names no header.
 pub fn named_by_connection(
     headers: &[httparse::Header<'_>],
-    names: &Names,
+    names: &[Name],
     name: &[u8],
     class: Name,
 ) -> bool {

@@ -213,6 +213,13 @@ pub fn upstream_failure_cases() -> Vec<Case> {
                 filler(70_000)
             ),
         ),
+        bad_answer(
+            "an answer head of more than 1024 header fields: 502",
+            &format!(
+                "HTTP/1.1 200 OK\r\n{}Content-Length: 0\r\n\r\n",
+                "X: v\r\n".repeat(1100)
+            ),
+        ),
         Case::new("an app that resets before answering a HEAD: 502, no text").with([
             send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"),
             app_gets(fwd("HEAD / HTTP/1.1\r\nHost: x\r\n")),

@@ -24,6 +24,17 @@ pub fn header_cases() -> Vec<Case> {
              Content-Length: 2\r\n\r\nok",
         ),
         same(
+            "an answer of 300 header fields is relayed whole (nginx limits only the head's size)",
+            GET,
+            &get_fwd(),
+            &format!(
+                "HTTP/1.1 200 OK\r\n{}Content-Length: 2\r\n\r\nok",
+                (0..300)
+                    .map(|i| format!("X-H{i}: v\r\n"))
+                    .collect::<String>()
+            ),
+        ),
+        same(
             "an answer's reason phrase is kept as sent",
             GET,
             &get_fwd(),
