@@ -196,7 +196,14 @@ fn parse_in<'b>(
     out.clear();
     let mut copier = Copier::new(buf);
     status_line(&mut copier, status, res.reason.unwrap_or_default(), out);
-    write_headers(headers, names, &read, dechunk, switching, &mut copier, out);
+    // RFC 9112 §6.1, §6.2: a 1xx or 204 carries no framing fields, whatever the app sent.
+    let unframed = interim || status == 204;
+    let drops = Drops {
+        dechunk,
+        switching,
+        unframed,
+    };
+    write_headers(headers, names, &read, drops, &mut copier, out);
     copier.flush(out);
     if switching {
         out.extend_from_slice(b"connection: upgrade\r\n");
@@ -238,16 +245,31 @@ fn status_line(copier: &mut Copier<'_>, status: u16, reason: &str, out: &mut Vec
     out.extend_from_slice(b"\r\n");
 }
 
+/// Which of an answer's fields the user's form of it leaves out besides the hop-by-hop ones.
+#[derive(Clone, Copy)]
+struct Drops {
+    /// `Transfer-Encoding`: the body is dechunked for an HTTP/1.0 user.
+    dechunk: bool,
+    /// Not `Upgrade` (and its `Connection` line is understudy's own): a `101`.
+    switching: bool,
+    /// `Content-Length` and `Transfer-Encoding`: a 1xx or 204, which has no body to frame.
+    unframed: bool,
+}
+
 /// The instance's headers that go on to the user, in their order.
 fn write_headers(
     headers: &[httparse::Header<'_>],
     names: &[Name],
     read: &Read,
-    dechunk: bool,
-    switching: bool,
+    drops: Drops,
     copier: &mut Copier<'_>,
     out: &mut Vec<u8>,
 ) {
+    let Drops {
+        dechunk,
+        switching,
+        unframed,
+    } = drops;
     let mut length_written = false;
     for (h, &class) in headers.iter().zip(names) {
         let name = h.name.as_bytes();
@@ -259,9 +281,9 @@ fn write_headers(
             Name::ContentLength => {
                 let dup = length_written;
                 length_written = true;
-                read.coded || dup
+                read.coded || dup || unframed
             }
-            Name::TransferEncoding => dechunk,
+            Name::TransferEncoding => dechunk || unframed,
             Name::Host | Name::Close => false,
             Name::Other | Name::XForwardedFor | Name::Mark => named(),
         };

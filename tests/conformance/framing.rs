@@ -306,24 +306,38 @@ pub fn no_body_cases() -> Vec<Case> {
     let with_follow_up = |name, request: &str, forwarded: &str, answer: &str| {
         same(name, request, forwarded, answer).with(follow_up())
     };
+    // RFC 9112 §6.1, §6.2: a 204 (or 1xx) carries neither framing field; understudy drops them.
+    let no_content = "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n";
     vec![
-        with_follow_up(
-            "204 with a stray Content-Length: no body, the next answer intact",
+        relayed(
+            "204 with a stray Content-Length: no body, no length, the next answer intact",
             GET,
             &get_fwd(),
-            "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+            no_content,
+        )
+        .with(follow_up()),
+        relayed(
+            "204 with Transfer-Encoding: chunked and a body: neither reaches the client",
+            GET,
+            &get_fwd(),
+            "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n",
+            no_content,
+        )
+        .with(follow_up()),
+        relayed(
+            "a 103 with a Content-Length: relayed without it",
+            GET,
+            &get_fwd(),
+            &format!("HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\nLink: </a>\r\n\r\n{OK}"),
+            &format!("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n{OK}"),
         ),
         with_follow_up(
             "304 with a Content-Length: no body, the next answer intact",
             GET,
             &get_fwd(),
             "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 100\r\n\r\n",
-        ),
-        with_follow_up(
-            "204 with Transfer-Encoding: chunked: no body",
-            GET,
-            &get_fwd(),
-            "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
         ),
         with_follow_up(
             "304 without a length is not read until close",
