@@ -97,6 +97,10 @@ pub enum Name {
     /// `X-Understudy-Mirror` or `X-Understudy-Replay`: understudy's marks on the copies it sends,
     /// which tell the app to skip side effects; a user's own are dropped, never forwarded.
     Mark,
+    /// A name that reads as `X-Forwarded-For` or a [`Name::Mark`] once its underscores are dashes
+    /// (`X_Forwarded_For`): servers that name headers CGI-style (WSGI, Rack, PHP) take the two
+    /// for one, so a user could forge what understudy vouches for; dropped from requests.
+    Forged,
 }
 
 impl Name {
@@ -116,9 +120,21 @@ impl Name {
             17 if eq_lower(name, b"transfer-encoding") => Name::TransferEncoding,
             19 if eq_lower(name, b"x-understudy-mirror") => Name::Mark,
             19 if eq_lower(name, b"x-understudy-replay") => Name::Mark,
+            15 if underscored(name, b"x-forwarded-for") => Name::Forged,
+            19 if underscored(name, b"x-understudy-mirror") => Name::Forged,
+            19 if underscored(name, b"x-understudy-replay") => Name::Forged,
             _ => Name::Other,
         }
     }
+}
+
+/// Whether `name` is `lower` in any ASCII case with some of its dashes written as underscores
+/// (reached only for a name of `lower`'s length that is not `lower` itself; most stop at the
+/// first byte).
+fn underscored(name: &[u8], lower: &[u8]) -> bool {
+    name.iter()
+        .zip(lower)
+        .all(|(&b, &l)| b.to_ascii_lowercase() == l || (b == b'_' && l == b'-'))
 }
 
 /// Each header's [`Name`], by its index among the head's headers.
@@ -308,6 +324,12 @@ mod tests {
             (b"Transfer-Encoding", Name::TransferEncoding),
             (b"X-Understudy-Mirror", Name::Mark),
             (b"x-UNDERSTUDY-replay", Name::Mark),
+            (b"X_Forwarded_For", Name::Forged),
+            (b"x-forwarded_for", Name::Forged),
+            (b"X_UNDERSTUDY_MIRROR", Name::Forged),
+            (b"x_understudy-replay", Name::Forged),
+            (b"Accept-Language", Name::Other),
+            (b"x_forwarded_fox", Name::Other),
             (b"x-understudy-mirrors", Name::Other),
             (b"Content-Lengths", Name::Other),
             (b"Hos", Name::Other),
@@ -338,11 +360,18 @@ mod tests {
         let check = |name: &[u8]| {
             let lower = known.iter().copied().find(|k| is(name, k));
             let shown = name.escape_ascii().to_string();
-            assert_eq!(
-                Name::of(name),
-                lower.map_or(Name::Other, Name::of),
-                "{shown}"
-            );
+            // `X-Forwarded-For` with an underscore for a dash reads as it to CGI-style servers.
+            let dashed: Vec<u8> = name
+                .iter()
+                .map(|&b| if b == b'_' { b'-' } else { b })
+                .collect();
+            let forged = name.contains(&b'_') && is(&dashed, b"x-forwarded-for");
+            let expected = match lower {
+                Some(k) => Name::of(k),
+                None if forged => Name::Forged,
+                None => Name::Other,
+            };
+            assert_eq!(Name::of(name), expected, "{shown}");
             assert_eq!(
                 eq_lower(name, b"chunked"),
                 lower == Some(b"chunked"),

@@ -323,7 +323,9 @@ fn write_headers(
         let name = h.name.as_bytes();
         let named = || seen.conn.names && named_by_connection(headers, names, name, class);
         let drop = match class {
-            Name::Connection | Name::HopByHop | Name::XForwardedFor | Name::Mark => true,
+            Name::Connection | Name::HopByHop | Name::XForwardedFor | Name::Mark | Name::Forged => {
+                true
+            }
             Name::Upgrade => !upgrade || named(),
             Name::Host => absolute,
             Name::ContentLength | Name::TransferEncoding | Name::Close => false,

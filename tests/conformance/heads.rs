@@ -162,6 +162,14 @@ pub fn hop_by_hop_request_cases() -> Vec<Case> {
             OK,
         ),
         same(
+            "X_Forwarded_For and X_Understudy_Mirror (what CGI-style servers read as the dashed \
+             names) are not forwarded; other underscored names are",
+            "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nx-understudy_mirror: 1\r\n\
+             X_Replay_Id: 7\r\n\r\n",
+            &fwd("GET / HTTP/1.1\r\nHost: x\r\nX_Replay_Id: 7\r\n"),
+            OK,
+        ),
+        same(
             "an upgrade request keeps Upgrade; connection: upgrade goes before x-forwarded-for",
             "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Key: k\r\n\r\n",
