@@ -754,3 +754,22 @@ fn a_post_only_service_is_told_its_requests_are_not_mirrorable() {
     }
     u.stop();
 }
+
+/// A build that answers copies later than `MIRROR_TIMEOUT` is rejected naming that key (it named
+/// `UPSTREAM_TIMEOUT`, which copies never wait on: an operator raising it changed nothing).
+#[test]
+fn copies_unanswered_within_mirror_timeout_are_rejected_naming_it() {
+    let (base, mut u, traffic) = run(
+        "judge-mirror-timeout",
+        "MIRROR_TIMEOUT=300ms\nUPSTREAM_TIMEOUT=60s",
+        "",
+        "--slow-ms 2000",
+    );
+    let r = rejection(&base);
+    drop(traffic);
+    assert!(
+        r.contains("no answer within MIRROR_TIMEOUT (300ms)") && !r.contains("UPSTREAM_TIMEOUT"),
+        "{r}"
+    );
+    u.stop();
+}

@@ -358,7 +358,7 @@ pub async fn run(
 pub enum MirrorError {
     /// The request failed: connection refused or reset, or a broken response head.
     #[error("{0}")]
-    Request(#[from] UpstreamError),
+    Request(UpstreamError),
     /// The answer's body broke off or was not well-formed.
     #[error("body: {0}")]
     Body(&'static str),
@@ -368,6 +368,17 @@ pub enum MirrorError {
     /// Testing did not answer (headers and body) within the mirror timeout.
     #[error("no answer within MIRROR_TIMEOUT ({0:?})")]
     Timeout(Duration),
+}
+
+impl From<UpstreamError> for MirrorError {
+    /// A copy's exchange timed out on `MIRROR_TIMEOUT`, which is what its reason must name (an
+    /// operator told `UPSTREAM_TIMEOUT` would raise a limit that does not apply to copies).
+    fn from(e: UpstreamError) -> MirrorError {
+        match e {
+            UpstreamError::Timeout(after) => MirrorError::Timeout(after),
+            e => MirrorError::Request(e),
+        }
+    }
 }
 
 async fn send_copy(
