@@ -671,16 +671,25 @@ async fn cancel_schedule(
     }
 }
 
-async fn abort(State(s): State<AdminState>) -> Response {
-    s.ask(Command::Abort).await
+async fn abort(State(s): State<AdminState>, body: Bytes) -> Response {
+    without_options(&s, &body, Command::Abort).await
 }
 
-async fn pause(State(s): State<AdminState>) -> Response {
-    s.ask(Command::Pause).await
+async fn pause(State(s): State<AdminState>, body: Bytes) -> Response {
+    without_options(&s, &body, Command::Pause).await
 }
 
-async fn resume(State(s): State<AdminState>) -> Response {
-    s.ask(Command::Resume).await
+async fn resume(State(s): State<AdminState>, body: Bytes) -> Response {
+    without_options(&s, &body, Command::Resume).await
+}
+
+/// `command`, for a call that takes no options: a body with any (`{"why": …}`) is refused and
+/// nothing is done, as for the calls that take some.
+async fn without_options(s: &AdminState, body: &Bytes, command: Command) -> Response {
+    match options(body, &[]) {
+        Ok(_) => s.ask(command).await,
+        Err(e) => bad_request(e),
+    }
 }
 
 /// Replace understudy itself (`{"binary": "/path"}`, default the binary it was started from);

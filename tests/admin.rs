@@ -143,26 +143,31 @@ fn a_misspelt_option_is_refused_naming_it_and_nothing_changes() {
             "/api/promote",
             r#"{"At":"2027-01-01T03:00:00Z"}"#,
             "At",
-            "at",
+            "\"at\"",
         ),
         (
             "/api/rollback",
             r#"{"Version":"1.0.0"}"#,
             "Version",
-            "version",
+            "\"version\"",
         ),
+        // The calls that take no options refuse one too: an abort "with a reason" rejected.
+        ("/api/abort", r#"{"why":"x"}"#, "why", "no options"),
+        ("/api/pause", r#"{"At":"x"}"#, "At", "no options"),
+        ("/api/resume", r#"{"now":true}"#, "now", "no options"),
     ] {
         let (code, answer) = api(addr, "POST", path, Some(&token), body);
         assert_eq!(code, 400, "{path} {body}: {answer}");
         let error = answer["error"].as_str().unwrap();
         assert!(
-            error.contains(&format!("{key:?}")) && error.contains(&format!("{accepted:?}")),
+            error.contains(&format!("{key:?}")) && error.contains(accepted),
             "{error}"
         );
     }
     let (_, status) = api(addr, "GET", "/api/status", None, "");
     assert_eq!(status["running"]["version"], "1.0.0", "{status}");
     assert_eq!(status["testing"]["version"], "1.1.0", "{status}");
+    assert_eq!(status["paused"], false, "{status}");
     let (_, schedules) = api(addr, "GET", "/api/schedule", None, "");
     assert_eq!(
         schedules["schedules"].as_array().map(Vec::len),
