@@ -308,6 +308,18 @@ async fn print_stream(
     }
 }
 
+/// `s` onto `line` with its control characters escaped (a newline as `\n`): a reason quoting an
+/// app's output keeps its event on one line, for `grep` and line-based shippers.
+fn one_line(s: &str, line: &mut String) {
+    for c in s.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+}
+
 /// One event on one line: `#seq at name key=value ...`, or its JSON.
 fn event_line(e: &Value, json: bool) -> String {
     if json {
@@ -324,12 +336,38 @@ fn event_line(e: &Value, json: bool) -> String {
             if matches!(k.as_str(), "seq" | "at" | "event") {
                 continue;
             }
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            line.push_str(&format!(" {k}={v}"));
+            line.push_str(&format!(" {k}="));
+            match v {
+                Value::String(s) => one_line(s, &mut line),
+                other => line.push_str(&other.to_string()),
+            }
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reviewer's case: a restart's reason quoting the app's stdout spread one event over
+    /// several lines of `understudy events`.
+    #[test]
+    fn an_event_quoting_an_apps_output_stays_on_one_line() {
+        let e = serde_json::json!({
+            "seq": 7, "at": "2026-12-07T10:25:47Z", "event": "restart_scheduled",
+            "reason": "exited: signal 9; stdout ends with:\nGET /a 200\r\nGET /b 500\tslow",
+            "attempt": 2,
+        });
+        let line = event_line(&e, false);
+        assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
+        assert!(
+            line.contains(r"stdout ends with:\nGET /a 200\r\nGET /b 500\tslow"),
+            "{line}"
+        );
+        assert!(
+            line.starts_with("#7 2026-12-07T10:25:47Z restart_scheduled"),
+            "{line}"
+        );
+    }
 }
