@@ -205,30 +205,54 @@ pub fn diff_witnessed(
             (cut(rt).to_string(), cut(tt).to_string())
         });
     }
+    let versions = (
+        spelled(running.version, running),
+        spelled(testing.version, testing),
+    );
     if let (Some(rh), Some(th)) = (running.headers, testing.headers) {
-        diff_headers(rh, th, opts, (running.version, testing.version), &mut out);
+        diff_headers(rh, th, opts, versions, &mut out);
     }
     if running.body == testing.body {
         return out.list;
     }
     if let Some((r, t)) = parse_both(running, testing) {
-        json::diff_json(&r, &t, opts, (running.version, testing.version), &mut out);
+        json::diff_json(&r, &t, opts, versions, &mut out);
     } else if let (true, Ok(r), Ok(t)) = (
         is_text(rt) || is_text(tt) || (rt.is_empty() && tt.is_empty()),
         std::str::from_utf8(running.body),
         std::str::from_utf8(testing.body),
     ) {
-        diff_lines(
-            (r, t, witness),
-            (running.version, testing.version),
-            &mut out,
-        );
+        diff_lines((r, t, witness), versions, &mut out);
     } else {
         out.push("$body", DiffKind::Changed, || {
             (bytes_example(running.body), bytes_example(testing.body))
         });
     }
     out.list
+}
+
+/// The spelling of `version` the answer `a` carries: whole (`1.4.0-rc.1+build.7`), without its
+/// build metadata (`1.4.0-rc.1`), or its core (`1.4.0`). A build named with a CI stamp
+/// (`app-1.4.0+g1234`) usually reports less than its name says; its version is still no difference.
+fn spelled<'v>(version: &'v str, a: &Answer) -> &'v str {
+    let no_build = version.split('+').next().unwrap_or(version);
+    let core = no_build.split('-').next().unwrap_or(no_build);
+    if core.len() == version.len() {
+        return version;
+    }
+    [version, no_build, core]
+        .into_iter()
+        .find(|v| carries(a, v))
+        .unwrap_or(version)
+}
+
+/// Whether `v` (not empty) occurs in `a`'s body or one of its headers' values.
+fn carries(a: &Answer, v: &str) -> bool {
+    let v = v.as_bytes();
+    let within = |hay: &[u8]| !v.is_empty() && hay.windows(v.len()).any(|w| w == v);
+    within(a.body)
+        || a.headers
+            .is_some_and(|h| h.values().any(|x| within(x.as_bytes())))
 }
 
 /// The media type without parameters: `application/json; charset=utf-8` → `application/json`.

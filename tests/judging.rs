@@ -773,3 +773,32 @@ fn copies_unanswered_within_mirror_timeout_are_rejected_naming_it() {
     );
     u.stop();
 }
+
+/// The reviewer's case: a build named with a CI stamp (`app-1.1.0+build.7`) that reports
+/// `1.1.0` (in a header, a JSON field and its text page) is promoted: its version is no
+/// difference. It was rejected on `$header.x-fixture-version`.
+#[test]
+fn a_build_named_with_build_metadata_reporting_its_core_version_is_promoted() {
+    let base = Base::new("judge-build-metadata");
+    base.write_env(FAST);
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    let traffic = Traffic::start(u.addr);
+    base.drop_script("1.1.0+build.7", &Base::fixture_script("1.1.0", ""));
+    let rejected = base.path.join("rejected/app-1.1.0+build.7/reason.json");
+    wait_until(
+        "1.1.0+build.7 to be promoted",
+        Duration::from_secs(30),
+        || {
+            assert!(
+                !rejected.exists(),
+                "rejected: {:?}",
+                std::fs::read_to_string(&rejected)
+            );
+            (base.version_of("running").as_deref() == Some("app-1.1.0+build.7")).then_some(())
+        },
+    );
+    drop(traffic);
+    u.stop();
+}

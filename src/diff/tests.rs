@@ -817,3 +817,53 @@ proptest::proptest! {
 }
 
 mod big_integers;
+
+/// A reviewer's case: `app-1.40.0+build.7` (a CI stamp in its name) reports `1.40.0`, in a
+/// header, a JSON field and a text line; a pre-release build reports its core or its whole name.
+/// Each is the version, not a difference; a wrong value beside it still is.
+#[test]
+fn a_version_is_recognised_without_its_build_metadata_or_pre_release() {
+    let header = |v: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-version", v.parse().unwrap());
+        h
+    };
+    let pair = |(rv, tv): (&str, &str), (rb, tb): (&str, &str), shown: &str| {
+        let json = Some("application/json");
+        let (rh, th) = (header("1.33.0"), header(shown));
+        let (mut r, mut t) = (answer(json, rb, rv), answer(json, tb, tv));
+        (r.headers, t.headers) = (Some(&rh), Some(&th));
+        diff(&r, &t, &DiffOptions::default())
+            .into_iter()
+            .filter(|d| d.kind.counts())
+            .map(|d| d.path)
+            .collect::<Vec<_>>()
+    };
+    let bodies = (r#"{"v":"1.33.0","p":1}"#, r#"{"v":"1.40.0","p":1}"#);
+    assert!(pair(("1.33.0", "1.40.0+build.7"), bodies, "1.40.0").is_empty());
+    assert!(pair(("1.33.0+b.2", "1.40.0-rc.1+build.7"), bodies, "1.40.0").is_empty());
+    let pre = (bodies.0, r#"{"v":"1.40.0-rc.1","p":1}"#);
+    assert!(pair(("1.33.0", "1.40.0-rc.1+build.7"), pre, "1.40.0-rc.1").is_empty());
+    let wrong = (bodies.0, r#"{"v":"1.40.0-rc.1","p":2}"#);
+    assert_eq!(
+        pair(("1.33.0", "1.40.0-rc.1"), wrong, "1.40.0-rc.1"),
+        vec!["$.p".to_string()]
+    );
+    let (rt, tt) = ("hello from 1.33.0\n", "hello from 1.40.0\n");
+    let text = |rv, tv| {
+        let (r, t) = (
+            answer(Some("text/plain"), rt, rv),
+            answer(Some("text/plain"), tt, tv),
+        );
+        diff(&r, &t, &DiffOptions::default())
+            .into_iter()
+            .filter(|d| d.kind.counts())
+            .count()
+    };
+    assert_eq!(text("1.33.0", "1.40.0+g1234"), 0);
+    assert_eq!(
+        text("1.33.0", "1.41.0+g1234"),
+        1,
+        "another version is a difference"
+    );
+}
