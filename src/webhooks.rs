@@ -89,7 +89,21 @@ impl Delivery {
     }
 }
 
-/// Deliver the events of `rx` (subscribed before the first event) to `target` until `stop`.
+/// How long a stop waits for the events still queued (and the one being delivered) to go out,
+/// one attempt each; what is left then is counted as dropped and named in a warning.
+const FLUSH: Duration = Duration::from_secs(3);
+
+/// One receiver's sending side: its client, its name as shown, its counters.
+struct Outbox {
+    poster: Poster,
+    url: String,
+    stats: Arc<WebhookStats>,
+    delivery: Arc<Delivery>,
+    told: Told,
+}
+
+/// Deliver the events of `rx` (subscribed before the first event) to `target` until `stop`,
+/// then flush what is queued (see [`FLUSH`]).
 pub async fn run(
     target: String,
     delivery: Arc<Delivery>,
@@ -107,41 +121,106 @@ pub async fn run(
             return;
         }
     };
-    let mut told = Told::default();
-    loop {
-        let e = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = rx.recv() => match r {
-                Ok(e) => e,
-                Err(RecvError::Lagged(n)) => {
-                    stats.dropped.fetch_add(n, Ordering::Relaxed);
-                    tracing::warn!("webhook {url} is too slow: {n} events dropped");
-                    continue;
-                }
-                Err(RecvError::Closed) => {
-                    stop.cancelled().await;
-                    return;
-                }
-            },
-        };
-        let Some(body) = delivery.body(&mut told, &e) else {
-            continue;
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            sent = deliver(&poster, &url, &e, Bytes::from(body)) => match sent {
-                Ok(()) => {
-                    stats.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(last) => {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        "webhook {url}: event #{} ({}) given up after {ATTEMPTS} attempts; the last: {last}",
-                        e.seq,
-                        e.name()
-                    );
+    let mut out = Outbox {
+        poster,
+        url,
+        stats,
+        delivery,
+        told: Told::default(),
+    };
+    let pending = out.deliver_until(&mut rx, &stop).await;
+    out.flush(&mut rx, pending).await;
+}
+
+impl Outbox {
+    /// Deliver events with retries until `stop`; the event being delivered then, if any.
+    async fn deliver_until(
+        &mut self,
+        rx: &mut broadcast::Receiver<Arc<Stamped>>,
+        stop: &CancellationToken,
+    ) -> Option<(Arc<Stamped>, Bytes)> {
+        let url = self.url.clone();
+        loop {
+            let e = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = rx.recv() => match r {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(n)) => {
+                        self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                        tracing::warn!("webhook {url} is too slow: {n} events dropped");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => {
+                        stop.cancelled().await;
+                        return None;
+                    }
+                },
+            };
+            let Some(body) = self.delivery.body(&mut self.told, &e) else {
+                continue;
+            };
+            let body = Bytes::from(body);
+            tokio::select! {
+                _ = stop.cancelled() => return Some((e, body)),
+                sent = deliver(&self.poster, &url, &e, body.clone()) => match sent {
+                    Ok(()) => {
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(last) => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "webhook {url}: event #{} ({}) given up after {ATTEMPTS} attempts; the last: {last}",
+                            e.seq,
+                            e.name()
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    /// At a stop: `pending` and the events queued now get one attempt each within [`FLUSH`];
+    /// those that fail or are left are counted as dropped and named in one warning.
+    async fn flush(
+        &mut self,
+        rx: &mut broadcast::Receiver<Arc<Stamped>>,
+        mut pending: Option<(Arc<Stamped>, Bytes)>,
+    ) {
+        let deadline = tokio::time::Instant::now() + FLUSH;
+        let mut lost: Vec<u64> = Vec::new();
+        loop {
+            let (e, body) = match pending.take() {
+                Some(p) => p,
+                None => match rx.try_recv() {
+                    Ok(e) => match self.delivery.body(&mut self.told, &e) {
+                        Some(body) => (e, Bytes::from(body)),
+                        None => continue,
+                    },
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(_) => break,
+                },
+            };
+            let name = e.name();
+            let posted = tokio::time::timeout_at(deadline, self.poster.post(&name, e.seq, body));
+            match posted.await {
+                Ok(Ok(status)) if status.is_success() => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => lost.push(e.seq),
+            }
+        }
+        if let (Some(first), Some(last)) = (lost.first(), lost.last()) {
+            self.stats
+                .dropped
+                .fetch_add(lost.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                "webhook {}: {} events not delivered as understudy stopped (#{first} to #{last}); counted in understudy_webhook_dropped_total",
+                self.url,
+                lost.len()
+            );
         }
     }
 }

@@ -349,6 +349,11 @@ fn logs_follow_goes_on_across_a_promotion_and_marks_the_switch() {
 /// A webhook receiver on a loopback port: answers 200 and records each body, or (`hang`) accepts
 /// and never answers.
 fn receiver(hang: bool) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Value>>>) {
+    paced_receiver(hang, Duration::ZERO)
+}
+
+/// [`receiver`], taking `pace` to answer each delivery (a receiver slower than a burst of events).
+fn paced_receiver(hang: bool, pace: Duration) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Value>>>) {
     use std::io::Read;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -379,6 +384,7 @@ fn receiver(hang: bool) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Value>>>) {
                     }
                 }
             };
+            std::thread::sleep(pace);
             if let Some(body) = body {
                 if let Ok(v) = serde_json::from_str(&body) {
                     sink.lock().unwrap().push(v);
@@ -429,6 +435,45 @@ fn a_hanging_webhook_delays_nothing_and_a_good_one_gets_every_event_in_order() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
     assert_eq!(seqs[0], 1, "from the first event on: {seqs:?}");
     u.stop();
+}
+
+/// The reviewer's case: events still queued for a slow receiver when understudy stops (a
+/// `systemctl restart` just after a rejection) were lost without a word. They are sent at the
+/// stop (one attempt each, within a bound); the rejection reaches the receiver.
+#[test]
+fn events_queued_for_a_webhook_at_a_stop_are_delivered_before_it_ends() {
+    let (hook, got) = paced_receiver(false, Duration::from_millis(150));
+    let base = Base::new("webhook-flush");
+    base.write_env(&format!("WEBHOOK_URLS=http://{hook}/hooks"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--crash-at-start");
+    let (addr, _) = admin(&base);
+    // A burst: the build found, installed, started, exited, rejected, while each delivery
+    // takes 150 ms.
+    let emitted = wait_until("1.1.0 rejected", Duration::from_secs(15), || {
+        let (_, recent) = api(addr, "GET", "/api/events/recent", None, "");
+        let events = recent["events"].as_array()?.clone();
+        events
+            .iter()
+            .any(|e| e["event"] == "rejected")
+            .then_some(events)
+    });
+    u.sigterm();
+    assert_eq!(u.wait_exit(Duration::from_secs(20)), Some(0));
+    let seqs = |events: &[Value]| -> Vec<u64> {
+        events.iter().filter_map(|e| e["seq"].as_u64()).collect()
+    };
+    let delivered = seqs(&got.lock().unwrap());
+    let missing: Vec<u64> = seqs(&emitted)
+        .into_iter()
+        .filter(|s| !delivered.contains(s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "events emitted before the stop never reached the receiver: {missing:?} (got {delivered:?})"
+    );
 }
 
 #[test]
