@@ -327,17 +327,19 @@ impl Decision<'_> {
         };
         self.s.last_schedule_id += 1;
         let id = self.s.last_schedule_id;
-        let replaced = format!("replaced by schedule #{id}");
-        for s in &mut self.s.schedules {
-            if s.is_pending() && s.version.as_ref() == Some(&version) {
-                s.outcome = Outcome::Cancelled {
-                    reason: replaced.clone(),
-                };
-            }
-        }
+        let replaces: Vec<String> = (self.s.schedules.iter())
+            .filter(|s| s.is_pending() && s.version.as_ref() == Some(&version))
+            .map(|s| format!("#{}", s.id))
+            .collect();
+        // Ended as a cancel is, event included: a webhook consumer must not wait on it for ever.
+        self.cancel_schedules_of(&version, &format!("replaced by schedule #{id}"));
         let sch = Schedule::new(id, Some(version.clone()), at, Origin::Operator);
+        let replacing = match replaces.is_empty() {
+            true => String::new(),
+            false => format!("; it replaces schedule {}", replaces.join(", ")),
+        };
         let message = format!(
-            "schedule #{id}: {version} will be promoted at {} (until then it is scored, but not promoted automatically)",
+            "schedule #{id}: {version} will be promoted at {} (until then it is scored, but not promoted automatically){replacing}",
             sch.at
         );
         self.emit(Event::Scheduled {

@@ -202,3 +202,35 @@ async fn a_schedule_whose_pre_promote_a_guard_rollback_cuts_short_ends_failed() 
         Outcome::Failed { .. }
     ));
 }
+
+/// The reviewer's case: a second `promote --at` of the same build replaced the first without a
+/// `schedule_ended` event, so a webhook consumer saw the first pending for ever. It ends as a
+/// cancel does, and the reply names the schedule it replaces.
+#[tokio::test(start_paused = true)]
+async fn a_schedule_replaced_by_another_of_its_build_ends_with_an_event() {
+    let mut sim = Sim::new(PORTS);
+    sim.serving_with_testing("1.1.0");
+    let wall = sim.now().wall;
+    let (first, second) = (
+        wall + Duration::from_secs(600),
+        wall + Duration::from_secs(1200),
+    );
+    let a = sim.feed(Input::Command {
+        id: 1,
+        command: Command::PromoteAt(first),
+    });
+    assert!(ended_in(&a).is_empty(), "{a:#?}");
+    let a = sim.feed(Input::Command {
+        id: 2,
+        command: Command::PromoteAt(second),
+    });
+    let reply = reply_in(&a, 2).as_ref().expect("scheduled");
+    assert!(reply.contains("it replaces schedule #1"), "{reply}");
+    assert_eq!(
+        ended_in(&a),
+        vec![(
+            "cancelled".to_string(),
+            "replaced by schedule #2".to_string()
+        )]
+    );
+}
