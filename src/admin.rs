@@ -26,7 +26,6 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::events::VerdictKind;
 use crate::layout::{write_atomic, Layout};
 use crate::proxy::ProxyStats;
 use crate::supervisor::{Command, CommandError, Status, SupervisorHandle};
@@ -39,6 +38,7 @@ mod dashboard;
 mod socket;
 mod stream;
 mod unknown;
+mod verdict;
 
 pub use stream::KEEP_ALIVE;
 
@@ -316,8 +316,8 @@ fn router(state: AdminState, token: Option<Arc<str>>, streams: StreamSlots) -> R
     Router::new()
         .route("/", get(dashboard::page))
         .route("/api/status", get(status))
-        .route("/api/verdict", get(verdict))
-        .route("/api/gate", post(gate))
+        .route("/api/verdict", get(verdict::verdict))
+        .route("/api/gate", post(verdict::gate))
         .route("/api/history", get(history))
         .route("/api/events", get(stream::events))
         .route("/api/events/recent", get(stream::recent_events_skipping))
@@ -402,101 +402,6 @@ async fn status(State(s): State<AdminState>, Extension(sight): Extension<Sight>)
         },
     }))
     .into_response()
-}
-
-/// The verdict as a fleet tool reads it: wait, promote or reject, with a score and reasons.
-#[derive(Debug, Serialize)]
-struct VerdictBody {
-    verdict: VerdictKind,
-    score: u32,
-    reasons: Vec<String>,
-    version: Option<String>,
-    pairs: u64,
-    /// What the pairs are (live, replayed from how many recorded requests): a fleet tool
-    /// deciding on this verdict must see when it rests on replays.
-    evidence: crate::score::Evidence,
-}
-
-fn current_verdict(st: &Status) -> VerdictBody {
-    match (&st.verdict, &st.testing) {
-        (Some(v), _) if v.verdict == VerdictKind::Promote && canary_due(st).is_some() => {
-            VerdictBody {
-                verdict: VerdictKind::Wait,
-                score: v.score,
-                reasons: canary_due(st).into_iter().collect(),
-                version: Some(v.version.to_string()),
-                pairs: v.pairs,
-                evidence: v.evidence.clone(),
-            }
-        }
-        (Some(v), _) => VerdictBody {
-            verdict: v.verdict,
-            score: v.score,
-            reasons: v.reasons.clone(),
-            version: Some(v.version.to_string()),
-            pairs: v.pairs,
-            evidence: v.evidence.clone(),
-        },
-        (None, Some(t)) => VerdictBody {
-            verdict: VerdictKind::Wait,
-            score: 0,
-            reasons: vec![format!("{} is not scored yet", t.version)],
-            version: Some(t.version.to_string()),
-            pairs: 0,
-            evidence: crate::score::Evidence::default(),
-        },
-        (None, None) => VerdictBody {
-            verdict: VerdictKind::Wait,
-            score: 0,
-            reasons: vec!["no build is being tested".to_string()],
-            version: None,
-            pairs: 0,
-            evidence: crate::score::Evidence::default(),
-        },
-    }
-}
-
-/// Why a build the shadow verdict passes is not passed yet: `CANARY_STEPS` tests its writes on
-/// users, and until the last step has passed a fleet must not take `promote` (it did at step 1).
-fn canary_due(st: &Status) -> Option<String> {
-    if st.canary_steps == 0 || st.promoting.is_some() || st.transaction.is_some() {
-        return None;
-    }
-    Some(match &st.canary {
-        Some(c) if c.passed => return None,
-        Some(c) => format!(
-            "the shadow verdict passes; the canary (CANARY_STEPS) is at step {} of {}, and the build passes once the last step has",
-            c.step, c.steps
-        ),
-        None => format!(
-            "the shadow verdict passes; the canary's {} steps (CANARY_STEPS) have not begun (they do not while understudy is paused), and the build passes once the last step has",
-            st.canary_steps
-        ),
-    })
-}
-
-async fn verdict(State(s): State<AdminState>, Extension(sight): Extension<Sight>) -> Response {
-    Json(sight.json(&current_verdict(&s.handle.status()))).into_response()
-}
-
-/// A Flagger `confirm-promotion` webhook: 200 lets the rollout go on, anything else holds it.
-/// Its message quotes the reasons, so it hides what they quote as any read does.
-async fn gate(State(s): State<AdminState>, Extension(sight): Extension<Sight>) -> Response {
-    let v = current_verdict(&s.handle.status());
-    let code = if v.verdict == VerdictKind::Promote {
-        StatusCode::OK
-    } else {
-        StatusCode::FORBIDDEN
-    };
-    let why = match v.verdict {
-        VerdictKind::Promote => "understudy's verdict is promote".to_string(),
-        other => format!("understudy's verdict is {other}: {}", v.reasons.join("; ")),
-    };
-    (
-        code,
-        Json(sight.json(&json!({ "verdict": v.verdict, "score": v.score, "message": why }))),
-    )
-        .into_response()
 }
 
 /// `?at=<RFC 3339>`: the instant asked about.

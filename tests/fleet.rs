@@ -441,3 +441,48 @@ fn engines_see_a_regression_as_reject() {
     assert_eq!(base.version_of("running").as_deref(), Some("app-1.0.0"));
     u.stop();
 }
+
+/// The reviewer's case: this host's `PRE_PROMOTE` refused the build (it stays testing, and is
+/// not promoted until an operator says so), yet the gate answered 200 `promote` and a rollout
+/// gated on it would ship the build. Both the gate and the verdict wait now, saying why.
+#[test]
+fn a_build_refused_by_pre_promote_is_not_passed_to_the_fleet() {
+    let base = Base::new("fleet-pre-promote");
+    base.write_env(&format!("{FAST}\nPRE_PROMOTE=/bin/false"));
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "");
+    base.wait_testing();
+    let (addr, _) = admin(&base);
+    let mut i = 0;
+    wait_until("the hook's refusal", Duration::from_secs(30), || {
+        for _ in 0..5 {
+            assert_eq!(u.get(["/", "/api/items"][i % 2]).0, 200);
+            i += 1;
+        }
+        let (_, s) = api(addr, "GET", "/api/status", None, "");
+        s["hook_failure"].is_string().then_some(())
+    });
+    let (code, gate) = api(
+        addr,
+        "POST",
+        "/api/gate",
+        None,
+        r#"{"phase":"Progressing"}"#,
+    );
+    let message = gate["message"].as_str().unwrap_or_default();
+    assert!(
+        code == 403 && gate["verdict"] == "wait" && message.contains("PRE_PROMOTE"),
+        "{code} {gate}"
+    );
+    let (_, v) = api(addr, "GET", "/api/verdict", None, "");
+    assert_eq!(v["verdict"], "wait", "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("understudy promote")),
+        "{v}"
+    );
+    u.stop();
+}
