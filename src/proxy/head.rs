@@ -73,6 +73,14 @@ const NO_HOST: Parsed = refusal(
     StatusCode::BAD_REQUEST,
     "understudy: an HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2)\n",
 );
+const BAD_HOST: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: the Host is not a host name or address with an optional port (RFC 9112 section 3.2); send Host: name[:port]\n",
+);
+const BAD_ASTERISK: Parsed = refusal(
+    StatusCode::BAD_REQUEST,
+    "understudy: the target * is for OPTIONS only (RFC 9112 section 3.2.4); send /path?query\n",
+);
 const SMUGGLING: Parsed = refusal(
     StatusCode::BAD_REQUEST,
     "understudy: a request with both Content-Length and Transfer-Encoding is refused (request smuggling); send one of them\n",
@@ -103,6 +111,48 @@ const TOO_LARGE_HEAD: Parsed = refusal(
 /// Bytes a request target may hold as understudy forwards it: visible ASCII but `#`.
 fn target_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) && b != b'#'
+}
+
+/// Whether a `Host` value, or an absolute target's authority, is `host[:port]` (RFC 9112 §3.2,
+/// RFC 3986 §3.2.2): a name of letters, digits and `-._~!$&'()*+,;=%`, or a bracketed IPv6
+/// literal, then at most a colon and a port up to 65535. Empty is allowed (a target without
+/// authority). A value with a blank, a slash, an `@` or a quote is refused, as nginx does: apps
+/// build links and cache keys from it.
+fn host_value(v: &[u8]) -> bool {
+    let v = v.trim_ascii();
+    let (host, port) = match v.first() {
+        Some(b'[') => match v.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inside = &v[1..end];
+                let literal = !inside.is_empty()
+                    && (inside.iter()).all(|&b| b.is_ascii_alphanumeric() || b".:%".contains(&b));
+                if !literal {
+                    return false;
+                }
+                (&v[..=end], &v[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match v.iter().position(|&b| b == b':') {
+            Some(colon) => (&v[..colon], &v[colon..]),
+            None => (v, &v[v.len()..]),
+        },
+    };
+    let name = host.first() == Some(&b'[')
+        || (host.iter()).all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let port = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+                    <= 65535
+        }
+        _ => false,
+    };
+    name && port
 }
 
 /// The target's path and query and, for an absolute form, its authority (the path may then be
@@ -158,7 +208,12 @@ impl Seen {
             let (name, value) = (Name::of(h.name.as_bytes()), h.value);
             *slot = name;
             match name {
-                Name::Host => seen.hosts += 1,
+                Name::Host => {
+                    if !host_value(value) {
+                        return Err(BAD_HOST);
+                    }
+                    seen.hosts += 1;
+                }
                 Name::ContentLength => {
                     if seen.length.is_some() {
                         return Err(BAD_LENGTH);
@@ -223,6 +278,12 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     let Some((path, authority)) = split_target(target) else {
         return BAD_TARGET;
     };
+    if path == "*" && method != Method::OPTIONS {
+        return BAD_ASTERISK;
+    }
+    if authority.is_some_and(|a| !host_value(a.as_bytes())) {
+        return BAD_HOST;
+    }
     let headers = &*req.headers;
     let http10 = version == 0;
     let mut names = NO_NAMES;

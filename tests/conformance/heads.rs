@@ -255,6 +255,64 @@ pub fn host_cases() -> Vec<Case> {
             "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
             400,
         ),
+        refusal(
+            "a Host with a blank: 400",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            400,
+        ),
+        refusal(
+            "a Host with a slash: 400",
+            "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            400,
+        ),
+        refusal(
+            "a Host with markup in it: 400",
+            "GET / HTTP/1.1\r\nHost: a\"<script>\r\n\r\n",
+            400,
+        ),
+        refusal(
+            "a Host with userinfo: 400",
+            "GET / HTTP/1.1\r\nHost: a@evil\r\n\r\n",
+            400,
+        ),
+        refusal(
+            "a Host with an unclosed IPv6 bracket: 400",
+            "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            400,
+        ),
+        refusal(
+            "a Host with a port over 65535: 400",
+            "GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+            400,
+        ),
+        refusal(
+            "an absolute-form target whose authority is no host: 400",
+            "GET http://a\"b/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+        ),
+        same(
+            "a Host that is an IPv6 literal with a port: forwarded",
+            "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            &fwd("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n"),
+            OK,
+        ),
+        same(
+            "a Host that is a name with an underscore and a port: forwarded",
+            "GET / HTTP/1.1\r\nHost: a_b.example:80\r\n\r\n",
+            &fwd("GET / HTTP/1.1\r\nHost: a_b.example:80\r\n"),
+            OK,
+        ),
+        refusal(
+            "the target * with GET: 400 (it is for OPTIONS only)",
+            "GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+        ),
+        same(
+            "OPTIONS * is forwarded",
+            "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            &fwd("OPTIONS * HTTP/1.1\r\nHost: x\r\n"),
+            OK,
+        ),
         same(
             "absolute-form: origin-form for the app, its authority as Host, first",
             "GET http://example.com:8080/p?q=1 HTTP/1.1\r\nAccept: */*\r\nHost: other\r\n\r\n",

@@ -123,9 +123,9 @@ pub(super) fn origin_target() -> impl Strategy<Value = String> {
     "/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,24}(\\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,16})?"
 }
 
-/// A `Host` value: a name or an address, maybe a port.
+/// A `Host` value: a name or an address, maybe a port (at most 65535: `[0-5]?[0-9]{1,4}` is).
 pub(super) fn host_value() -> &'static str {
-    "[a-z0-9][a-z0-9.-]{0,15}(:[0-9]{1,5})?"
+    "[a-z0-9][a-z0-9.-]{0,15}(:[0-5]?[0-9]{1,4})?"
 }
 
 prop_compose! {
