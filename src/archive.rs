@@ -406,6 +406,37 @@ fn refused_name(file_name: &str) -> String {
     format!("{}-{hash}{SUFFIX}", &file_name[..keep])
 }
 
+/// The newest rejection filed in `rejected/`, as its `reason.json` says it: version, when,
+/// reasons. Files that cannot be read, or are over 1 MiB, are passed over.
+pub fn last_rejection(layout: &Layout) -> Option<(Version, std::time::SystemTime, Vec<String>)> {
+    use std::io::Read;
+    let mut newest: Option<(u64, Version, Vec<String>)> = None;
+    for entry in std::fs::read_dir(layout.rejected_dir()).ok()?.flatten() {
+        let mut text = String::new();
+        let read = std::fs::File::open(entry.path().join("reason.json"))
+            .and_then(|f| f.take(1 << 20).read_to_string(&mut text));
+        let Ok(v) = read.map(|_| serde_json::from_str::<serde_json::Value>(&text)) else {
+            continue;
+        };
+        let Ok(v) = v else { continue };
+        let (Some(version), Some(ms)) = (
+            v["version"].as_str().and_then(|s| Version::parse(s).ok()),
+            v["rejected_unix_ms"].as_u64(),
+        ) else {
+            continue;
+        };
+        let reasons = (v["reasons"].as_array().into_iter().flatten())
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        if newest.as_ref().is_none_or(|(t, ..)| ms > *t) {
+            newest = Some((ms, version, reasons));
+        }
+    }
+    let (ms, version, reasons) = newest?;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    Some((version, at, reasons))
+}
+
 fn write_reason(dir: &Path, v: &Version, reasons: &[String]) -> Result<(), ArchiveError> {
     let body = serde_json::json!({
         "version": v.to_string(),

@@ -609,3 +609,43 @@ fn understudys_own_log_renamed_away_is_written_anew() {
     assert_eq!(std::fs::read_to_string(&rotated).unwrap().len(), written);
     u.stop();
 }
+
+/// The reviewer's case: after a restart the last rejection vanished from status and the
+/// dashboard, leaving the why only in `rejected/`. It is read back from there at start.
+#[test]
+fn the_last_rejection_is_still_in_status_after_a_restart() {
+    let base = Base::new("last-rejected-restart");
+    base.write_env("");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", "");
+    u.wait_serving();
+    base.drop_fixture("1.1.0", "--crash-at-start");
+    let (addr, _) = admin(&base);
+    let before = wait_until("1.1.0 rejected", Duration::from_secs(15), || {
+        let (_, s) = api(addr, "GET", "/api/status", None, "");
+        (s["last_rejected"]["version"] == "1.1.0").then(|| s["last_rejected"].clone())
+    });
+    u.stop();
+    let mut u = Understudy::start(&base);
+    u.wait_serving();
+    let (addr, _) = admin(&base);
+    let (_, s) = api(addr, "GET", "/api/status", None, "");
+    let after = &s["last_rejected"];
+    assert_eq!(after["version"], "1.1.0", "{s}");
+    assert_eq!(after["reasons"], before["reasons"], "{s}");
+    let when = |v: &Value| understudy::instant::parse(v["at"].as_str().unwrap()).unwrap();
+    let (b, a) = (when(&before), when(after));
+    let apart = a.duration_since(b).unwrap_or_else(|e| e.duration());
+    assert!(
+        apart < Duration::from_secs(2),
+        "the same moment: {before} and {after}"
+    );
+    let (code, out, _) = cli(&base, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("rejected") && l.contains("1.1.0")),
+        "{out}"
+    );
+    u.stop();
+}

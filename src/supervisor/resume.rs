@@ -22,7 +22,9 @@ pub(super) async fn resume(layout: Layout, cfg: &Config) -> Resumed {
     let mut resumed = tokio::task::spawn_blocking(move || {
         archive::remove_stray_temps(&layout);
         archive::remove_archived_leftovers(&layout);
-        resume_from_disk(&layout)
+        let mut r = resume_from_disk(&layout);
+        r.last_rejected = archive::last_rejection(&layout);
+        r
     })
     .await
     .unwrap_or_default();

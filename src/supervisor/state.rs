@@ -227,6 +227,9 @@ pub struct Resumed {
     pub paused: bool,
     /// `PRE_PROMOTE`'s refusal of the build under test before the stop.
     pub hook_block: Option<(Version, String)>,
+    /// The newest rejection in `rejected/` (version, when, reasons): status keeps saying why
+    /// across a restart, as it did before it.
+    pub last_rejected: Option<(Version, SystemTime, Vec<String>)>,
     /// Started by an upgrade that is not done: the old understudy may yet go on with its own
     /// state, so nothing timer-driven is decided here until [`Input::Serving`](super::Input::Serving).
     pub taking_over: bool,

@@ -69,6 +69,10 @@ impl Decision<'_> {
         self.s.guard_failed = r.guard_failed.take();
         self.s.paused = r.paused;
         self.s.hook_block = r.hook_block.take();
+        self.s.last_rejected = r.last_rejected.take().map(|(v, at, reasons)| {
+            let ago = self.wall.duration_since(at).unwrap_or_default();
+            (v, self.now.checked_sub(ago).unwrap_or(self.now), reasons)
+        });
         let history_share = std::mem::take(&mut r.history_share);
         if let HistoryShare::Share(version, weight) = &history_share {
             // In force until a switch the history missed, recorded on resuming, ends it.
