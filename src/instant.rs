@@ -43,7 +43,7 @@ pub enum InstantError {
 pub fn parse(text: &str) -> Result<SystemTime, InstantError> {
     let t = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|e| InstantError::NotRfc3339 {
         text: text.to_string(),
-        why: e.to_string(),
+        why: why_not(text.trim(), &e),
     })?;
     let out_of_range = || InstantError::OutOfRange {
         text: text.to_string(),
@@ -57,9 +57,37 @@ pub fn parse(text: &str) -> Result<SystemTime, InstantError> {
     Ok(SystemTime::from(utc))
 }
 
+/// What the parser said of `text`, in words for the commonest slip: a local time without its
+/// zone (`2026-12-07T10:00:00`), which RFC 3339 does not allow.
+fn why_not(text: &str, e: &time::error::Parse) -> String {
+    let zoneless = text
+        .get(10..11)
+        .is_some_and(|t| t.eq_ignore_ascii_case("T"))
+        && text
+            .get(19..)
+            .is_some_and(|rest| !rest.contains(['Z', 'z', '+', '-']));
+    match zoneless {
+        true => "it has no time zone: add Z for UTC (2026-12-07T10:00:00Z) or an offset (+01:00)"
+            .to_string(),
+        false => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_time_without_a_zone_is_told_to_add_one() {
+        let e = parse("2026-12-07T10:00:00").unwrap_err().to_string();
+        assert!(e.contains("no time zone: add Z"), "{e}");
+        let e = parse("2026-12-07T10:00:00.5").unwrap_err().to_string();
+        assert!(e.contains("no time zone: add Z"), "{e}");
+        let e = parse("tomorrow at ten").unwrap_err().to_string();
+        assert!(!e.contains("time zone"), "{e}");
+        // Never a panic on a slice through a character.
+        let _ = parse("2026-12-07T10:00:0é");
+    }
 
     #[test]
     fn instants_in_range_parse_and_the_rest_are_errors_never_panics() {

@@ -297,7 +297,8 @@ fn status_says_when_running_down_after_failures_is_started_again() {
     let v = json!({"running": null, "testing": null, "counters": {}, "restarting": "1.0.0",
         "restart_due": {"failures": 6, "at": "2026-12-07T03:00:30Z"}});
     let text = status_text(&v);
-    let line = "          1.0.0 is restarting (6 failures in a row; started again at 2026-12-07T03:00:30Z)";
+    let line =
+        "          1.0.0 is restarting (6 failures in a row; starts again at 2026-12-07T03:00:30Z)";
     assert!(text.lines().any(|l| l == line), "{text}");
 }
 

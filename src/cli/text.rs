@@ -145,7 +145,7 @@ pub(super) fn status_text(v: &Value) -> String {
     if let Some(r) = v["restarting"].as_str() {
         let due = &v["restart_due"];
         let when = match (due["failures"].as_u64(), due["at"].as_str()) {
-            (Some(n), Some(at)) => format!(" ({n} failures in a row; started again at {at})"),
+            (Some(n), Some(at)) => format!(" ({n} failures in a row; starts again at {at})"),
             _ => String::new(),
         };
         out.push_str(&format!("{:<10}{r} is restarting{when}\n", ""));

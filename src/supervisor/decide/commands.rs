@@ -93,10 +93,19 @@ impl Decision<'_> {
                 self.file_away(reject, 0);
                 Ok(format!("rejected {version}"))
             }
+            // Said as it is when nothing changes: an operator told "paused" of a pause already
+            // in force may think it began now.
+            Command::Pause if self.s.paused => Ok(
+                "already paused: nothing changed; `understudy resume` acts on verdicts again"
+                    .into(),
+            ),
             Command::Pause => {
                 self.s.paused = true;
                 self.emit(Event::Paused);
                 Ok("paused: testing is still scored, but nothing is promoted or rejected until resumed".into())
+            }
+            Command::Resume if !self.s.paused => {
+                Ok("not paused: nothing changed; verdicts are acted on as they come".into())
             }
             Command::Resume => {
                 self.s.paused = false;

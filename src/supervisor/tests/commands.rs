@@ -31,6 +31,33 @@ async fn paused_scoring_is_shown_but_not_acted_on() {
     assert_eq!(start_in(&a).map(|(_, r, _)| r), Some(Role::Running));
 }
 
+/// A reviewer's case: `resume` when not paused said "resumed", and a second `pause` "paused",
+/// as if something began. Each says nothing changed, and no event is told.
+#[tokio::test(start_paused = true)]
+async fn a_pause_or_resume_that_changes_nothing_says_so() {
+    let mut sim = Sim::new(PORTS);
+    sim.serving_with_testing("1.1.0");
+    let mut say = |id, command| {
+        let a = sim.feed(Input::Command { id, command });
+        let reply = reply_in(&a, id).clone().expect("answered");
+        (reply, emitted(&a).len())
+    };
+    let (reply, events) = say(1, Command::Resume);
+    assert!(
+        reply.starts_with("not paused: nothing changed") && events == 0,
+        "{reply}"
+    );
+    let (reply, events) = say(2, Command::Pause);
+    assert!(reply.starts_with("paused:") && events == 1, "{reply}");
+    let (reply, events) = say(3, Command::Pause);
+    assert!(
+        reply.starts_with("already paused: nothing changed") && events == 0,
+        "{reply}"
+    );
+    let (reply, events) = say(4, Command::Resume);
+    assert!(reply.starts_with("resumed:") && events == 1, "{reply}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn operator_promote_and_abort_and_their_refusals() {
     let mut sim = Sim::new(PORTS);
