@@ -46,8 +46,14 @@ fn mutating_calls_are_refused_without_the_token(addr: std::net::SocketAddr) {
         let (code, body) = api(addr, "POST", path, None, "");
         assert_eq!(code, 401, "{path} without a token: {body}");
         assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
-        let (code, _) = api(addr, "POST", path, Some("wrong-token-wrong-token"), "");
+        let (code, body) = api(addr, "POST", path, Some("wrong-token-wrong-token"), "");
         assert_eq!(code, 401, "{path} with a wrong token");
+        // Said apart from none: the caller must look at which token it holds.
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("is not `Bearer` with understudy's token"),
+            "{body}"
+        );
     }
     let (code, _) = api(addr, "DELETE", "/api/schedule/1", None, "");
     assert_eq!(code, 401, "cancelling a schedule needs the token too");

@@ -94,14 +94,23 @@ pub(super) async fn require_token(
     if entitled(req.headers(), &token) {
         return next.run(req).await;
     }
+    // A token that was sent but is not the one is said apart from none: the caller has the
+    // scheme right and must look at which token it holds.
+    let error = match req.headers().get(header::AUTHORIZATION) {
+        Some(_) => {
+            "this call changes what serves users, and the Authorization sent is not `Bearer` \
+             with understudy's token: check it against ADMIN_TOKEN, or the file \
+             .understudy/admin.token when ADMIN_TOKEN is unset, or use the unix socket"
+        }
+        None => {
+            "this call changes what serves users: send Authorization: Bearer <token> \
+             (ADMIN_TOKEN, or the file .understudy/admin.token), or use the unix socket"
+        }
+    };
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({
-            "ok": false,
-            "error": "this call changes what serves users: send Authorization: Bearer <token> \
-                      (ADMIN_TOKEN, or the file .understudy/admin.token), or use the unix socket",
-        })),
+        Json(json!({ "ok": false, "error": error })),
     )
         .into_response()
 }
