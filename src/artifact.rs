@@ -49,6 +49,14 @@ pub enum NameError {
     /// The part after the identifier is not semver.
     #[error("{name:?}: {version:?} is not a semantic version (x.y.z): rename it to <identifier>-<x.y.z>[.jar|.zip]")]
     BadVersion { name: String, version: String },
+    /// A version, then a kind of file understudy does not start (`.tar.gz`, `.war`, `.py`).
+    #[error("{name:?}: a .{ext} build is not one understudy starts: drop a .jar, a .zip bundle, or an executable (a program, or a script with a #! line) named <identifier>-<x.y.z>; repack a .tar.gz or .tgz as a .zip")]
+    OtherKind {
+        /// The file name as dropped.
+        name: String,
+        /// What follows the version (`tar.gz`).
+        ext: String,
+    },
     /// A temporary or partial name that will change when complete.
     #[error("{0:?} looks like a file still being written")]
     InProgress(String),
@@ -70,15 +78,36 @@ pub fn parse_name(file_name: &str, identifier: &str) -> Result<ArtifactName, Nam
     } else {
         (rest, Kind::Executable)
     };
-    let version = Version::parse(version).map_err(|_| NameError::BadVersion {
-        name: file_name.to_string(),
-        version: version.to_string(),
-    })?;
+    let version = Version::parse(version).map_err(|_| bad_version(file_name, version))?;
     Ok(ArtifactName {
         file_name: file_name.to_string(),
         version,
         kind,
     })
+}
+
+/// Why `version` (of the file `name`) is not a build's: a version followed by a kind of file
+/// understudy does not start (`1.2.0.tar.gz`), or no version at all.
+fn bad_version(name: &str, version: &str) -> NameError {
+    let split = (version.char_indices())
+        .filter(|&(_, c)| c == '.')
+        .map(|(i, _)| (&version[..i], &version[i + 1..]))
+        .find(|(v, ext)| {
+            Version::parse(v).is_ok()
+                && !ext.is_empty()
+                && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                && !ext.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        });
+    match split {
+        Some((_, ext)) => NameError::OtherKind {
+            name: name.to_string(),
+            ext: ext.to_string(),
+        },
+        None => NameError::BadVersion {
+            name: name.to_string(),
+            version: version.to_string(),
+        },
+    }
 }
 
 /// The longest file name, in bytes, that Linux file systems take.

@@ -125,7 +125,7 @@ fn looks_like_a_build(e: &NameError, file_name: &str) -> bool {
         name.len() > ext.len() && name[name.len() - ext.len()..].eq_ignore_ascii_case(ext)
     };
     match e {
-        NameError::BadVersion { .. } => true,
+        NameError::BadVersion { .. } | NameError::OtherKind { .. } => true,
         NameError::OtherIdentifier(..) => archive(".jar") || archive(".zip"),
         NameError::InProgress(_) => false,
     }

@@ -89,6 +89,28 @@ fn names() {
         parse_name("other-1.0.0.jar", "app"),
         Err(NameError::OtherIdentifier(..))
     ));
+    // A reviewer's case: a Python team's `.tar.gz` was told its version is not one.
+    for (name, ext) in [
+        ("app-1.37.0.tar.gz", "tar.gz"),
+        ("app-1.37.0.tgz", "tgz"),
+        ("app-2.0.0.war", "war"),
+    ] {
+        let e = parse_name(name, "app").unwrap_err();
+        assert_eq!(
+            e,
+            NameError::OtherKind {
+                name: name.into(),
+                ext: ext.into()
+            }
+        );
+        assert!(e.to_string().contains("repack a .tar.gz"), "{e}");
+    }
+    for name in ["app-1.0.0.1", "app-v1.3.0.jar", "app-1.0.0."] {
+        assert!(
+            matches!(parse_name(name, "app"), Err(NameError::BadVersion { .. })),
+            "{name}"
+        );
+    }
     assert!(matches!(
         parse_name("app-1.0.0.jar.part", "app"),
         Err(NameError::InProgress(_))
