@@ -349,7 +349,10 @@ impl Config {
         cross::properties_readable(base, &cfg)?;
         cross::commands_runnable(&raw, &cfg)?;
         cfg.unknown_keys = unknown;
-        cfg.max_connections_set = raw.contains_key("MAX_CONNECTIONS");
+        // The default written out (`understudy example-env` writes every key) is still the
+        // default: its lowering is not the user's choice to be warned about.
+        cfg.max_connections_set = raw.contains_key("MAX_CONNECTIONS")
+            && cfg.limits.connections.to_string() != keys::default_of("MAX_CONNECTIONS");
         Ok(cfg)
     }
 
@@ -567,6 +570,20 @@ mod tests {
         assert_eq!(cfg.identifier, "a");
         let e = Config::reload(dir.path(), &env, &[], true).unwrap_err();
         assert!(matches!(e, ConfigError::DotenvGone { .. }), "{e}");
+    }
+
+    /// A reviewer's case: `understudy example-env` writes `MAX_CONNECTIONS=10000`, the default,
+    /// and every start then warned about its lowering as if the user had chosen it.
+    #[test]
+    fn max_connections_written_at_its_default_is_not_a_choice() {
+        let set = |line: &str| {
+            load(&format!("IDENTIFIER=a\n{line}\n"), &[])
+                .unwrap()
+                .max_connections_set
+        };
+        assert!(!set(""));
+        assert!(!set("MAX_CONNECTIONS=10000"));
+        assert!(set("MAX_CONNECTIONS=5000"));
     }
 
     #[test]
