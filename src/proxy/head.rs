@@ -120,27 +120,25 @@ fn target_byte(b: u8) -> bool {
 /// build links and cache keys from it.
 fn host_value(v: &[u8]) -> bool {
     let v = v.trim_ascii();
-    let (host, port) = match v.first() {
+    // What follows the host: nothing, or a colon and the port.
+    let port = match v.first() {
         Some(b'[') => match v.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let inside = &v[1..end];
-                let literal = !inside.is_empty()
-                    && (inside.iter()).all(|&b| b.is_ascii_alphanumeric() || b".:%".contains(&b));
-                if !literal {
-                    return false;
-                }
-                (&v[..=end], &v[end + 1..])
+            Some(end)
+                if end > 1
+                    && v[1..end]
+                        .iter()
+                        .all(|&b| HOST_BYTE[b as usize] & LITERAL != 0) =>
+            {
+                &v[end + 1..]
             }
-            None => return false,
+            _ => return false,
         },
-        _ => match v.iter().position(|&b| b == b':') {
-            Some(colon) => (&v[..colon], &v[colon..]),
-            None => (v, &v[v.len()..]),
+        _ => match v.iter().position(|&b| HOST_BYTE[b as usize] & NAME == 0) {
+            None => return true,
+            Some(i) => &v[i..],
         },
     };
-    let name = host.first() == Some(&b'[')
-        || (host.iter()).all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
-    let port = match port {
+    match port {
         [] => true,
         [b':', digits @ ..] => {
             digits.len() <= 5
@@ -151,9 +149,36 @@ fn host_value(v: &[u8]) -> bool {
                     <= 65535
         }
         _ => false,
-    };
-    name && port
+    }
 }
+
+/// [`HOST_BYTE`]'s mark of a byte a host name may hold (RFC 3986 §3.2.2 reg-name).
+const NAME: u8 = 1;
+/// [`HOST_BYTE`]'s mark of a byte a bracketed IP literal may hold.
+const LITERAL: u8 = 2;
+
+/// What each byte may be in a `Host` value: one look-up per byte on the request path.
+const HOST_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = NAME | LITERAL;
+        }
+        b += 1;
+    }
+    let names = b"-._~!$&'()*+,;=%";
+    let mut i = 0;
+    while i < names.len() {
+        t[names[i] as usize] |= NAME;
+        i += 1;
+    }
+    t[b'.' as usize] |= LITERAL;
+    t[b':' as usize] |= LITERAL;
+    t[b'%' as usize] |= LITERAL;
+    t
+};
 
 /// The target's path and query and, for an absolute form, its authority (the path may then be
 /// empty or start with `?`: the origin form needs a `/` before it, RFC 9112 §3.2.1).
@@ -467,6 +492,45 @@ pub fn copy_of(rewritten: &[u8]) -> Option<(PathAndQuery, HeaderMap)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `host[:port]`, by RFC 3986's bytes; the reviewer's values are refused.
+    #[test]
+    fn host_values_are_names_or_literals_with_a_port() {
+        for ok in [
+            "",
+            "x",
+            "127.0.0.1:19200",
+            "a_b.example:80",
+            "[::1]",
+            "[::1]:8080",
+            "[fe80::1%25eth0]",
+            "xn--bcher-kva.example",
+            "a:",
+            " a.b ",
+            "a,b",
+            "a:65535",
+        ] {
+            assert!(host_value(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "a\"<script>",
+            "a@evil",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "a:99999",
+            "a:65536",
+            "a:1:2",
+            "a:x",
+            "é",
+            "a\tb",
+            "[a b]",
+        ] {
+            assert!(!host_value(bad.as_bytes()), "{bad:?}");
+        }
+    }
 
     fn parsed(raw: &str) -> (Parsed, String) {
         let mut out = Vec::new();
