@@ -120,33 +120,37 @@ fn target_byte(b: u8) -> bool {
 /// build links and cache keys from it.
 fn host_value(v: &[u8]) -> bool {
     let v = v.trim_ascii();
-    // What follows the host: nothing, or a colon and the port.
-    let port = match v.first() {
-        Some(b'[') => match v.iter().position(|&b| b == b']') {
-            Some(end)
-                if end > 1
-                    && v[1..end]
-                        .iter()
-                        .all(|&b| HOST_BYTE[b as usize] & LITERAL != 0) =>
-            {
-                &v[end + 1..]
-            }
-            _ => return false,
-        },
-        _ => match v.iter().position(|&b| HOST_BYTE[b as usize] & NAME == 0) {
-            None => return true,
-            Some(i) => &v[i..],
-        },
-    };
-    match port {
-        [] => true,
-        [b':', digits @ ..] => {
-            digits.len() <= 5
-                && digits.iter().all(u8::is_ascii_digit)
-                && digits
+    if v.first() == Some(&b'[') {
+        return match v.iter().position(|&b| b == b']') {
+            Some(end) if end > 1 => {
+                v[1..end]
                     .iter()
-                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
-                    <= 65535
+                    .all(|&b| HOST_BYTE[b as usize] & LITERAL != 0)
+                    && port_ok(&v[end + 1..])
+            }
+            _ => false,
+        };
+    }
+    let mut i = 0;
+    while i < v.len() && HOST_BYTE[v[i] as usize] & NAME != 0 {
+        i += 1;
+    }
+    port_ok(&v[i..])
+}
+
+/// What follows a `Host`'s host: nothing, or a colon and a port up to 65535 (one pass).
+fn port_ok(rest: &[u8]) -> bool {
+    match rest {
+        [] => true,
+        [b':', digits @ ..] if digits.len() <= 5 => {
+            let mut n = 0u32;
+            for &d in digits {
+                if !d.is_ascii_digit() {
+                    return false;
+                }
+                n = n * 10 + u32::from(d - b'0');
+            }
+            n <= 65535
         }
         _ => false,
     }
