@@ -184,6 +184,17 @@ const HOST_BYTE: [u8; 256] = {
     t
 };
 
+/// Why a target split into `path` and `authority` is refused: `*` but for `OPTIONS` (RFC 9112
+/// §3.2.4), an authority that is no `host[:port]`.
+fn target_refusal(method: &Method, path: &str, authority: Option<&str>) -> Option<Parsed> {
+    if path == "*" && method != Method::OPTIONS {
+        return Some(BAD_ASTERISK);
+    }
+    authority
+        .filter(|a| !host_value(a.as_bytes()))
+        .map(|_| BAD_HOST)
+}
+
 /// The target's path and query and, for an absolute form, its authority (the path may then be
 /// empty or start with `?`: the origin form needs a `/` before it, RFC 9112 §3.2.1).
 fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
@@ -307,11 +318,8 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     let Some((path, authority)) = split_target(target) else {
         return BAD_TARGET;
     };
-    if path == "*" && method != Method::OPTIONS {
-        return BAD_ASTERISK;
-    }
-    if authority.is_some_and(|a| !host_value(a.as_bytes())) {
-        return BAD_HOST;
+    if let Some(refused) = target_refusal(&method, path, authority) {
+        return refused;
     }
     let headers = &*req.headers;
     let http10 = version == 0;

@@ -93,30 +93,37 @@ impl Decision<'_> {
                 self.file_away(reject, 0);
                 Ok(format!("rejected {version}"))
             }
-            // Said as it is when nothing changes: an operator told "paused" of a pause already
-            // in force may think it began now.
-            Command::Pause if self.s.paused => Ok(
-                "already paused: nothing changed; `understudy resume` acts on verdicts again"
-                    .into(),
-            ),
-            Command::Pause => {
-                self.s.paused = true;
-                self.emit(Event::Paused);
-                Ok("paused: testing is still scored, but nothing is promoted or rejected until resumed".into())
-            }
-            Command::Resume if !self.s.paused => {
-                Ok("not paused: nothing changed; verdicts are acted on as they come".into())
-            }
-            Command::Resume => {
-                self.s.paused = false;
-                self.emit(Event::Resumed);
-                Ok("resumed: verdicts are acted on again".into())
-            }
+            Command::Pause => Ok(self.pause(true)),
+            Command::Resume => Ok(self.pause(false)),
             Command::PromoteAt(at) => self.schedule(at),
             Command::CancelSchedule(sid) => self.cancel_schedule(sid),
             Command::Rollback(version) => return self.rollback(id, version),
             Command::Upgrade(binary) => return self.upgrade(id, binary),
         })
+    }
+
+    /// Pause (`on`) or resume acting on verdicts. Said as it is when nothing changes: an
+    /// operator told "paused" of a pause already in force may think it began now.
+    fn pause(&mut self, on: bool) -> String {
+        match (on, self.s.paused) {
+            (true, true) => {
+                "already paused: nothing changed; `understudy resume` acts on verdicts again".into()
+            }
+            (false, false) => {
+                "not paused: nothing changed; verdicts are acted on as they come".into()
+            }
+            (true, false) => {
+                self.s.paused = true;
+                self.emit(Event::Paused);
+                "paused: testing is still scored, but nothing is promoted or rejected until resumed"
+                    .into()
+            }
+            (false, true) => {
+                self.s.paused = false;
+                self.emit(Event::Resumed);
+                "resumed: verdicts are acted on again".into()
+            }
+        }
     }
 
     /// Abort the build being installed, if one is: it is rejected as its install ends, at once
