@@ -447,13 +447,10 @@ fn engines_see_a_regression_as_reject() {
 /// gated on it would ship the build. Both the gate and the verdict wait now, saying why.
 #[test]
 fn a_build_refused_by_pre_promote_is_not_passed_to_the_fleet() {
-    let base = Base::new("fleet-pre-promote");
-    base.write_env(&format!("{FAST}\nPRE_PROMOTE=/bin/false"));
-    let mut u = Understudy::start(&base);
-    base.drop_fixture("1.0.0", "");
-    u.wait_serving();
-    base.drop_fixture("1.1.0", "");
-    base.wait_testing();
+    let (base, mut u) = start_with_testing(
+        "fleet-pre-promote",
+        &format!("{FAST}\nPRE_PROMOTE=/bin/false"),
+    );
     let (addr, _) = admin(&base);
     let mut i = 0;
     wait_until("the hook's refusal", Duration::from_secs(30), || {

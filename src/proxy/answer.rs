@@ -142,13 +142,19 @@ pub fn parse(buf: &[u8], asker: Asker, out: &mut Vec<u8>) -> Result<Option<Answe
     match parse_in(buf, asker, out, &mut slots, &mut names) {
         Err(BadAnswer::TooManyFields) => {
             // Rare: room for more fields on the heap, bounded by MOST_ANSWER_FIELDS.
-            let mut slots = Vec::with_capacity(MOST_ANSWER_FIELDS);
-            slots.resize_with(MOST_ANSWER_FIELDS, MaybeUninit::uninit);
+            let mut slots = heap_slots();
             let mut names = vec![Name::Other; MOST_ANSWER_FIELDS];
             parse_in(buf, asker, out, &mut slots, &mut names)
         }
         parsed => parsed,
     }
+}
+
+/// Room for [`MOST_ANSWER_FIELDS`] fields, for a head with more than the stack's [`SLOTS`].
+fn heap_slots<'b>() -> Vec<MaybeUninit<httparse::Header<'b>>> {
+    let mut slots = Vec::with_capacity(MOST_ANSWER_FIELDS);
+    slots.resize_with(MOST_ANSWER_FIELDS, MaybeUninit::uninit);
+    slots
 }
 
 /// [`parse`] with room for `slots.len()` fields (`names` as long).
@@ -309,8 +315,7 @@ pub fn header_map(buf: &[u8]) -> HeaderMap {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
     let mut map = HeaderMap::new();
     if let Err(httparse::Error::TooManyHeaders) = fill_map(buf, &mut slots, &mut map) {
-        let mut slots = Vec::with_capacity(MOST_ANSWER_FIELDS);
-        slots.resize_with(MOST_ANSWER_FIELDS, MaybeUninit::uninit);
+        let mut slots = heap_slots();
         let _ = fill_map(buf, &mut slots, &mut map);
     }
     map
