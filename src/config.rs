@@ -208,6 +208,8 @@ pub struct Config {
     pub send_timeout: Duration,
     /// `ANSWER_BUFFER`: one answer's read-ahead.
     pub answer_buffer: u64,
+    /// `REQUEST_BUFFER`: one request body's read-ahead, before running is asked.
+    pub request_buffer: u64,
     /// `ANSWER_MEMORY`: all answers' read-ahead in memory.
     pub answer_memory: u64,
     /// `ANSWER_SPILL`: all answers' read-ahead on disk.
@@ -484,6 +486,7 @@ impl Groups {
             upstream_timeout: pacing.upstream_timeout,
             send_timeout: pacing.send_timeout,
             answer_buffer: pacing.answer_buffer,
+            request_buffer: pacing.request_buffer,
             answer_memory: pacing.answer_memory,
             answer_spill: pacing.answer_spill,
             promote_at: self.promote_at,

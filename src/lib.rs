@@ -489,6 +489,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
         upstream_timeout: cfg.upstream_timeout,
         send_timeout: cfg.send_timeout,
         answer_buffer: usize::try_from(cfg.answer_buffer).unwrap_or(usize::MAX),
+        request_buffer: usize::try_from(cfg.request_buffer).unwrap_or(usize::MAX),
         answer_memory: usize::try_from(cfg.answer_memory).unwrap_or(usize::MAX),
         spill_dir: cfg.base.join(".understudy"),
         answer_spill: cfg.answer_spill,

@@ -38,6 +38,7 @@ mod spill;
 mod stats;
 mod timer;
 mod upgrade;
+mod upload;
 mod upstream;
 mod wait;
 
@@ -91,6 +92,8 @@ pub struct ProxySettings {
     pub send_timeout: Duration,
     /// `ANSWER_BUFFER`: how much of one answer is read ahead of a slow user.
     pub answer_buffer: usize,
+    /// `REQUEST_BUFFER`: how much of one request body is read before running is asked.
+    pub request_buffer: usize,
     /// `ANSWER_MEMORY`: how much all answers read ahead may hold together.
     pub answer_memory: usize,
     /// Where answers past those spill (`.understudy/`).
@@ -181,6 +184,8 @@ struct Proxy {
     send_timeout: Duration,
     /// `ANSWER_BUFFER`: how much of one answer is read ahead of a slow user.
     answer_buffer: usize,
+    /// `REQUEST_BUFFER`: how much of one request body is read before running is asked.
+    request_buffer: usize,
     /// `ANSWER_MEMORY` left, for all threads.
     answer_memory: Arc<relay::AnswerMemory>,
     /// `ANSWER_SPILL` left, and where, for all threads.
@@ -223,6 +228,7 @@ impl Proxy {
             upstream_timeout: settings.upstream_timeout,
             send_timeout: settings.send_timeout,
             answer_buffer: settings.answer_buffer,
+            request_buffer: settings.request_buffer,
             answer_memory,
             spills,
             limits: settings.limits,

@@ -14,8 +14,8 @@
 //! itself is `x-forwarded-for`, `connection: close`, `connection: keep-alive`,
 //! `connection: upgrade` as the page spells them, and `Host: <host:port>` (the page names it
 //! `Host` without spelling the line); a forwarded field is `<name as sent>: <value without the
-//! surrounding blanks>`; a request whose body was left unread (an `Expect: 100-continue` answered
-//! at once) closes the client's connection after the answer, so it says `connection: close`; a
+//! surrounding blanks>`; a request whose body was left unread (an answer to a request refused before
+//! its body) closes the client's connection after the answer, so it says `connection: close`; a
 //! 502 or 504 to a request read whole keeps the client's connection, as a 405 does (the page
 //! lists `close` only for the refusals marked so and for answers with a request body unread).
 //!

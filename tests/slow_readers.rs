@@ -4,7 +4,8 @@
 //! answer and never read it, then ordinary users, who must all be served. The answers are larger
 //! than what the kernel's socket buffers on the way can absorb (loopback autotunes them to
 //! megabytes), so only understudy's own read-ahead (`ANSWER_BUFFER`) frees the workers:
-//! with `ANSWER_BUFFER=0` this test fails.
+//! with `ANSWER_BUFFER=0` this test fails. Slow uploads likewise: a body is read into understudy
+//! before the app is asked (`REQUEST_BUFFER`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,8 +20,9 @@ const WORKERS: usize = 4;
 const BIG: usize = 8_000_000;
 
 /// An app with `WORKERS` blocking threads, each serving one connection at a time and closing it
-/// after the answer (so only writing holds a worker): `/big` answers `BIG` bytes, anything else
-/// `ok`. Counts the big answers written in full.
+/// after the answer (so only reading a request and writing its answer hold a worker): `/big`
+/// answers `BIG` bytes, anything else `ok` once its body is read. Counts the big answers written
+/// in full.
 fn worker_app() -> (SocketAddr, Arc<AtomicU64>) {
     worker_app_of(BIG)
 }
@@ -52,6 +54,10 @@ fn serve(mut conn: TcpStream, written: &AtomicU64, size: usize) {
         }
     }
     if !buf.starts_with(b"GET /big ") {
+        // A body is read whole first, as a blocking worker (gunicorn's sync one) does.
+        if !read_body(&mut conn, &mut buf) {
+            return;
+        }
         let _ =
             conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         return;
@@ -60,6 +66,26 @@ fn serve(mut conn: TcpStream, written: &AtomicU64, size: usize) {
     if conn.write_all(head.as_bytes()).is_ok() && conn.write_all(&vec![b'x'; size]).is_ok() {
         written.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// Read the rest of the body `buf`'s head declares with `Content-Length` (none: nothing to read);
+/// `false` when the connection ended first.
+fn read_body(conn: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
 }
 
 /// Give `conn` a kernel buffer of `size` for `which` (`SO_SNDBUF`, `SO_RCVBUF`), so the kernel
@@ -191,6 +217,56 @@ fn slow_readers_are_served(name: &str, env: &str, spills: bool) {
         },
     );
     u.stop();
+}
+
+/// The hostile review's slow upload: five sockets each sending a `POST` with `Content-Length:
+/// 100` and one byte held five app connections for as long as `HEADER_TIMEOUT` allowed between
+/// reads (nginx reads the body first). Here three times as many uploads as the app has workers,
+/// each stalled after its first byte, and then users, who must all be served at once; the
+/// uploads are still taken, and answered, once they finish. With `REQUEST_BUFFER=0` (bodies
+/// streamed at the user's pace) this test fails.
+#[test]
+fn slow_uploads_never_hold_the_app_and_users_are_served() {
+    let (app, _) = worker_app();
+    let base = Base::new("slow-uploads");
+    base.write_env("HEADER_TIMEOUT=60s");
+    let mut u = Understudy::start(&base);
+    base.drop_fixture("1.0.0", &format!("--relay-to {app}"));
+    u.wait_serving();
+    let (admin, _) = admin(&base);
+    let before = requests(admin);
+
+    let uploads: Vec<TcpStream> = (0..3 * WORKERS)
+        .map(|_| {
+            let mut s = TcpStream::connect(u.addr).unwrap();
+            s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Every upload's head taken by understudy (before the fix, relayed to a worker at once).
+    wait_for("the uploads' heads read", Duration::from_secs(10), || {
+        match requests(admin) - before {
+            n if n >= uploads.len() as f64 => Ok(()),
+            n => Err(format!("{n} requests")),
+        }
+    });
+    users_are_served_at_once(u.addr);
+    // The uploads go on, and are answered once whole.
+    for mut s in uploads {
+        s.write_all(&[b'y'; 99]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = [0u8; 12];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200");
+    }
+    u.stop();
+}
+
+/// `understudy_requests_total` on the admin listener at `admin`.
+fn requests(admin: SocketAddr) -> f64 {
+    let m = crate::metrics::scrape(admin);
+    crate::metrics::value(&m, "understudy_requests_total", &[]).unwrap_or(0.0)
 }
 
 /// `WORKERS` users at once, each asking for a small answer: all served within 5 s.

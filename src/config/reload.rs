@@ -194,6 +194,7 @@ const FIELDS: &[Field] = fields!(
         upstream_timeout => "UPSTREAM_TIMEOUT",
         send_timeout => "SEND_TIMEOUT",
         answer_buffer => "ANSWER_BUFFER",
+        request_buffer => "REQUEST_BUFFER",
         answer_memory => "ANSWER_MEMORY",
         answer_spill => "ANSWER_SPILL",
         promote_at => "PROMOTE_AT",

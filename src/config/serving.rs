@@ -216,11 +216,13 @@ pub(super) struct Pacing {
     pub(super) upstream_timeout: Duration,
     pub(super) send_timeout: Duration,
     pub(super) answer_buffer: u64,
+    pub(super) request_buffer: u64,
     pub(super) answer_memory: u64,
     pub(super) answer_spill: u64,
 }
 
-/// HEADER_TIMEOUT, UPSTREAM_TIMEOUT, SEND_TIMEOUT, ANSWER_BUFFER, ANSWER_MEMORY, ANSWER_SPILL.
+/// HEADER_TIMEOUT, UPSTREAM_TIMEOUT, SEND_TIMEOUT, ANSWER_BUFFER, REQUEST_BUFFER, ANSWER_MEMORY,
+/// ANSWER_SPILL.
 pub(super) fn pacing(raw: &Raw) -> Result<Pacing, ConfigError> {
     Ok(Pacing {
         header_timeout: raw.duration(
@@ -239,6 +241,7 @@ pub(super) fn pacing(raw: &Raw) -> Result<Pacing, ConfigError> {
             MAX_SHORT_DURATION,
         )?,
         answer_buffer: raw.size("ANSWER_BUFFER", 1 << 30)?,
+        request_buffer: raw.size("REQUEST_BUFFER", 1 << 30)?,
         answer_memory: raw.size("ANSWER_MEMORY", 64 << 30)?,
         answer_spill: raw.size("ANSWER_SPILL", MAX_SIZE)?,
     })

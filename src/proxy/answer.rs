@@ -291,7 +291,7 @@ fn write_headers(
             }
             Name::TransferEncoding => dechunk || unframed,
             Name::Host | Name::Close => false,
-            Name::Other | Name::XForwardedFor | Name::Mark | Name::Forged => named(),
+            Name::Other | Name::XForwardedFor | Name::Mark | Name::Forged | Name::Expect => named(),
         };
         if !drop {
             copier.field(name, h.value, out);

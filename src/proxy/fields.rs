@@ -92,6 +92,9 @@ pub enum Name {
     HopByHop,
     /// `X-Forwarded-For`.
     XForwardedFor,
+    /// `Expect`: understudy answers `100-continue` itself and reads the body before running
+    /// is asked (as nginx does), so a request never carries it on.
+    Expect,
     /// A header named `close` (`Connection: close` names no header).
     Close,
     /// `X-Understudy-Mirror` or `X-Understudy-Replay`: understudy's marks on the copies it sends,
@@ -111,6 +114,7 @@ impl Name {
             2 if eq_lower(name, b"te") => Name::HopByHop,
             4 if eq_lower(name, b"host") => Name::Host,
             5 if eq_lower(name, b"close") => Name::Close,
+            6 if eq_lower(name, b"expect") => Name::Expect,
             7 if eq_lower(name, b"upgrade") => Name::Upgrade,
             10 if eq_lower(name, b"connection") => Name::Connection,
             10 if eq_lower(name, b"keep-alive") => Name::HopByHop,

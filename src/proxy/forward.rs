@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::answer::{Answer, Asker};
@@ -36,6 +36,17 @@ enum Failure {
     /// Refused by an instance that has gone while understudy stops: nothing reached it, and
     /// nothing will serve here again (503, to be asked again).
     Stopping,
+}
+
+impl From<super::upload::Unread> for Failure {
+    fn from(u: super::upload::Unread) -> Failure {
+        use super::upload::Unread;
+        match u {
+            Unread::BadBody => Failure::BadBody,
+            Unread::TooLarge => Failure::TooLarge,
+            Unread::ClientGone => Failure::ClientGone,
+        }
+    }
 }
 
 impl From<UpstreamError> for Failure {
@@ -89,10 +100,23 @@ pub(super) async fn forward(
     }
     let serving = proxy.serving(&route, &req.method, &bufs.out);
     let (asker, mut body) = asker_and_body(proxy, &req, (&route, pass.first), &bufs.out);
+    // The body is read before running is asked (and before its latency counts).
+    let ahead = match req.body {
+        Framing::Empty => Ok(None),
+        _ => super::upload::read_ahead(client, proxy, &req, bufs).await.map(Some),
+    };
     let started = Instant::now();
     // Routed once more, it may have reached an instance once already: never a third time.
     let asked = (&req, exchange::retryable(&req.method) && pass.first);
-    let answered = upstream(client, proxy, asked, &running, asker, bufs, &mut body).await;
+    let answered = match ahead {
+        Ok(held) => {
+            let answered = upstream(client, proxy, asked, &running, asker, bufs, &mut body).await;
+            // Sent: the body's bytes are running's now.
+            drop(held);
+            answered
+        }
+        Err(unread) => Err(unread.into()),
+    };
     let latency = started.elapsed();
     // A user a canary step sent to testing is answered (or not) by testing.
     let answers = match route.side {
@@ -260,7 +284,7 @@ async fn pass_interim(
     bufs: &mut Bufs,
 ) -> Result<(), Failure> {
     if !http10 {
-        write_timed(client, &bufs.out, proxy.send_timeout)
+        reply::write_timed(client, &bufs.out, proxy.send_timeout)
             .await
             .map_err(|_| Failure::ClientGone)?;
     }
@@ -631,19 +655,5 @@ fn record(proxy: &Proxy, req: &RequestHead, rewritten: &[u8]) {
     }
     if let Some((path_and_query, headers)) = head::copy_of(rewritten) {
         recorder.record(req.method.clone(), path_and_query, headers);
-    }
-}
-
-/// Write all of `bytes` within `timeout` (a head, an interim answer or a piece of a request body:
-/// small, so one bound for the whole write).
-async fn write_timed(
-    stream: &mut TcpStream,
-    bytes: &[u8],
-    timeout: Duration,
-) -> Result<(), UpstreamError> {
-    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(UpstreamError::Io(e)),
-        Err(_) => Err(UpstreamError::Timeout(timeout)),
     }
 }

@@ -35,6 +35,8 @@ pub struct RequestHead {
     pub needs_host: bool,
     /// Where, in the rewritten head, a supplied `Host` line goes (just after the request line).
     pub host_at: usize,
+    /// It asked `Expect: 100-continue`: the user waits for a `100` before it sends its body.
+    pub expect: bool,
 }
 
 /// A request understudy answers itself, with why.
@@ -230,6 +232,8 @@ struct Seen {
     /// An `Upgrade` line offers a protocol other than `h2c`.
     upgrade: bool,
     forwarded_for: bool,
+    /// An `Expect: 100-continue` line.
+    expect: bool,
 }
 
 impl Seen {
@@ -243,6 +247,7 @@ impl Seen {
             chunked: false,
             upgrade: false,
             forwarded_for: false,
+            expect: false,
         };
         for (h, slot) in headers.iter().zip(names.iter_mut()) {
             let (name, value) = (Name::of(h.name.as_bytes()), h.value);
@@ -269,6 +274,7 @@ impl Seen {
                 Name::Upgrade => seen.upgrade |= !h2c_only(value),
                 Name::Connection => seen.conn.read(value),
                 Name::XForwardedFor => seen.forwarded_for = true,
+                Name::Expect => seen.expect |= is(value.trim_ascii(), b"100-continue"),
                 _ => {}
             }
         }
@@ -367,6 +373,7 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
         upgrade,
         needs_host: hosts == 0 && authority.is_none(),
         host_at,
+        expect: seen.expect,
     })
 }
 
@@ -421,9 +428,12 @@ fn write_headers(
         let name = h.name.as_bytes();
         let named = || seen.conn.names && named_by_connection(headers, names, name, class);
         let drop = match class {
-            Name::Connection | Name::HopByHop | Name::XForwardedFor | Name::Mark | Name::Forged => {
-                true
-            }
+            Name::Connection
+            | Name::HopByHop
+            | Name::XForwardedFor
+            | Name::Mark
+            | Name::Forged
+            | Name::Expect => true,
             Name::Upgrade => !upgrade || named(),
             Name::Host => absolute,
             Name::ContentLength | Name::TransferEncoding | Name::Close => false,

@@ -65,6 +65,35 @@ impl AnswerMemory {
     }
 }
 
+/// What one user's read-ahead (a body, or what comes while its request waits) holds of the
+/// budget, given back when it is dropped: its bytes are then the request's own, as a head's are.
+pub(super) struct Held<'a> {
+    memory: &'a AnswerMemory,
+    bytes: usize,
+}
+
+impl<'a> Held<'a> {
+    /// Nothing held yet.
+    pub(super) fn new(memory: &'a AnswerMemory) -> Held<'a> {
+        Held { memory, bytes: 0 }
+    }
+
+    /// Hold `n` more bytes, if the budget has them.
+    pub(super) fn take(&mut self, n: usize) -> bool {
+        let took = self.memory.take(n);
+        if took {
+            self.bytes += n;
+        }
+        took
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.memory.give_back(self.bytes);
+    }
+}
+
 /// The answer's body on its way, and what is left to do with running's connection.
 struct Upstream<'a> {
     conn: Option<TcpStream>,

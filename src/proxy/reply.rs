@@ -69,6 +69,24 @@ pub async fn send(
     let _ = tokio::time::timeout(send_timeout, client.write_all(out)).await;
 }
 
+/// understudy's own interim answer to `Expect: 100-continue`: go on with the body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Write all of `bytes` within `timeout` (an interim answer, a head: small, so one bound for the
+/// whole write).
+pub async fn write_timed(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), super::pool::UpstreamError> {
+    use super::pool::UpstreamError;
+    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(UpstreamError::Io(e)),
+        Err(_) => Err(UpstreamError::Timeout(timeout)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

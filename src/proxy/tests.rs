@@ -125,6 +125,7 @@ fn start_proxy_with(
         upstream_timeout: Duration::from_secs(10),
         send_timeout: Duration::from_secs(10),
         answer_buffer: 1 << 20,
+        request_buffer: 1 << 20,
         answer_memory: 64 << 20,
         spill_dir: std::env::temp_dir(),
         answer_spill: 0,

@@ -174,20 +174,16 @@ impl Proxy {
 /// the head, up to `ANSWER_BUFFER` and within `ANSWER_MEMORY`: a close comes behind it, and a
 /// user gone with a large body unread would otherwise look as if it still waited.
 pub(super) async fn gone(client: &TcpStream, buf: &mut Vec<u8>, proxy: &Proxy) {
-    let mut held = Held {
-        memory: &proxy.answer_memory,
-        bytes: 0,
-    };
+    let mut held = super::relay::Held::new(&proxy.answer_memory);
     loop {
         if client.readable().await.is_err() {
             return;
         }
         if buf.len() == buf.capacity() {
             // Bounded per request (what earlier waits read stays in `buf`), and in all.
-            if buf.len() >= proxy.answer_buffer || !held.memory.take(READ_AHEAD) {
+            if buf.len() >= proxy.answer_buffer || !held.take(READ_AHEAD) {
                 break;
             }
-            held.bytes += READ_AHEAD;
             buf.reserve(READ_AHEAD);
         }
         match client.try_read_buf(buf) {
@@ -201,19 +197,6 @@ pub(super) async fn gone(client: &TcpStream, buf: &mut Vec<u8>, proxy: &Proxy) {
     let mut every = tokio::time::interval(GONE_EVERY);
     while !hung_up(client) {
         every.tick().await;
-    }
-}
-
-/// Answer memory a waiting request's read-ahead holds, given back when the wait ends (its bytes
-/// are the request's own from then on, as a head's are).
-struct Held<'a> {
-    memory: &'a super::relay::AnswerMemory,
-    bytes: usize,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.memory.give_back(self.bytes);
     }
 }
 

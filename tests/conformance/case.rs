@@ -5,10 +5,6 @@
 pub struct Case {
     pub name: &'static str,
     pub steps: Vec<Step>,
-    /// Whether what the app receives goes unchecked: for a request refused over its chunked
-    /// body, whose head may have been forwarded before the body went wrong (the refusal the
-    /// client gets is still checked).
-    pub app_unchecked: bool,
 }
 
 /// One step of a case.
@@ -18,10 +14,6 @@ pub enum Step {
     Send(Vec<u8>),
     /// The app must receive exactly these bytes next, on whichever upstream connection.
     AppGets(Vec<u8>),
-    /// The app must receive a request starting with these bytes; the rest of what that
-    /// connection carries is not checked (a body understudy cut off), and it is closed with the
-    /// case, so a late connection can never be taken for the next case's.
-    AppGetsStart(Vec<u8>),
     /// The app writes these bytes on the connection the last request came on.
     AppSends(Vec<u8>),
     /// The app closes that connection (FIN).
@@ -59,7 +51,7 @@ impl Step {
     pub fn what(&self) -> &'static str {
         match self {
             Step::Send(_) => "the client sends",
-            Step::AppGets(_) | Step::AppGetsStart(_) => "the app receives",
+            Step::AppGets(_) => "the app receives",
             Step::AppSends(_) => "the app sends",
             Step::AppCloses => "the app closes",
             Step::AppResets => "the app resets",
@@ -77,19 +69,12 @@ impl Case {
         Case {
             name,
             steps: Vec::new(),
-            app_unchecked: false,
         }
     }
 
     /// The case with `steps` played after its own, so cases read as scripts.
     pub fn with(mut self, steps: impl IntoIterator<Item = Step>) -> Case {
         self.steps.extend(steps);
-        self
-    }
-
-    /// The case with what the app receives left unchecked (the field of the same name says when).
-    pub fn app_unchecked(mut self) -> Case {
-        self.app_unchecked = true;
         self
     }
 

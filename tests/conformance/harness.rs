@@ -133,14 +133,6 @@ impl App {
         }
     }
 
-    /// Like [`App::expect`], then drop whatever else that connection has brought so far.
-    pub fn expect_start(&mut self, want: &[u8], deadline: Instant) -> Result<(), String> {
-        self.expect(want, deadline)?;
-        let i = self.current_index()?;
-        self.conns[i].unread.clear();
-        Ok(())
-    }
-
     /// Match `want` against connection `i`'s unread bytes and consume them.
     fn take(&mut self, i: usize, want: &[u8]) -> Result<(), String> {
         let c = &mut self.conns[i];
@@ -491,10 +483,8 @@ impl Runner {
         if !closes {
             client.stays_open(SETTLE)?;
         }
-        if !case.app_unchecked {
-            self.app
-                .nothing_more(if closes { SETTLE } else { Duration::ZERO })?;
-        }
+        self.app
+            .nothing_more(if closes { SETTLE } else { Duration::ZERO })?;
         Ok(())
     }
 
@@ -506,7 +496,6 @@ impl Runner {
                 Ok(())
             }
             Step::AppGets(b) => self.app.expect(b, deadline),
-            Step::AppGetsStart(b) => self.app.expect_start(b, deadline),
             Step::AppSends(b) => self.app.send(b),
             Step::AppCloses => self.app.close(),
             Step::AppResets => self.app.reset(),

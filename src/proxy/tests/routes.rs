@@ -530,12 +530,12 @@ async fn a_body_read_ahead_during_a_wait_reaches_the_instance_whole() {
     p.handle.join().await.unwrap();
 }
 
-/// A user who leaves partway through its body: running's connection is reset, not closed, so an
-/// app never takes the part it got for a whole request (an end of file after 3 of 10 bytes was
-/// run as an order of 3 bytes).
+/// A user who leaves partway through a body streamed to running (past `REQUEST_BUFFER`, here 0):
+/// running's connection is reset, not closed, so an app never takes the part it got for a whole
+/// request (an end of file after 3 of 10 bytes was run as an order of 3 bytes).
 #[tokio::test]
 async fn a_body_cut_short_by_its_user_resets_runnings_connection() {
-    let p = start_proxy(1, Duration::from_secs(5));
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| s.request_buffer = 0);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     route_to(&p.routes, &upstream("127.0.0.1", port));
@@ -566,6 +566,49 @@ async fn a_body_cut_short_by_its_user_resets_runnings_connection() {
         .unwrap()
         .unwrap();
     assert_eq!(ended, Err(std::io::ErrorKind::ConnectionReset), "{ended:?}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// Within `REQUEST_BUFFER`, a body is read whole before running is asked: a user who leaves
+/// partway through it never reaches running at all, and the next user's request is the first
+/// running gets.
+#[tokio::test]
+async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    route_to(&p.routes, &upstream("127.0.0.1", port));
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    user.write_all(b"POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    eventually("the request read", Duration::from_secs(5), || {
+        p.stats.requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(user);
+    let whole = "POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz";
+    let next = tokio::spawn(send(p.addr, whole));
+    let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"xyz") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "running's first connection ended: {got:?}");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(!got.contains("abc"), "the cut-short body reached running: {got}");
+    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), next).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
