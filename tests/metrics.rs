@@ -100,15 +100,18 @@ fn metrics_show_traffic_score_decisions_and_children() {
         content_type.starts_with("text/plain") && content_type.contains("version=0.0.4"),
         "{content_type}"
     );
-    // The copies reach testing and the scorer evaluates asynchronously: wait for both.
+    // The copies reach testing and the scorer evaluates asynchronously, and its verdicts are
+    // counted from the event stream, after the score shows: wait for all three.
     let s = wait_until(
-        "testing's answers and a score in /metrics",
+        "testing's answers, a score and a verdict in /metrics",
         Duration::from_secs(20),
         || {
             let s = scrape(addr);
             let testing = [("role", "testing"), ("source", "live")];
+            let waits = [("verdict", "wait")];
             (histogram_count(&s, "understudy_request_duration_seconds", &testing)? > 0.0
-                && value(&s, "understudy_score", &[]).is_some())
+                && value(&s, "understudy_score", &[]).is_some()
+                && value(&s, "understudy_verdicts_total", &waits)? >= 1.0)
             .then_some(s)
         },
     );
