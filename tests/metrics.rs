@@ -112,7 +112,7 @@ fn metrics_show_traffic_score_decisions_and_children() {
             (histogram_count(&s, "understudy_request_duration_seconds", &testing)? > 0.0
                 && value(&s, "understudy_score", &[]).is_some()
                 && value(&s, "understudy_verdicts_total", &waits)? >= 1.0)
-            .then_some(s)
+                .then_some(s)
         },
     );
 

@@ -245,12 +245,14 @@ fn slow_uploads_never_hold_the_app_and_users_are_served() {
         })
         .collect();
     // Every upload's head taken by understudy (before the fix, relayed to a worker at once).
-    wait_for("the uploads' heads read", Duration::from_secs(10), || {
-        match requests(admin) - before {
+    wait_for(
+        "the uploads' heads read",
+        Duration::from_secs(10),
+        || match requests(admin) - before {
             n if n >= uploads.len() as f64 => Ok(()),
             n => Err(format!("{n} requests")),
-        }
-    });
+        },
+    );
     users_are_served_at_once(u.addr);
     // The uploads go on, and are answered once whole.
     for mut s in uploads {

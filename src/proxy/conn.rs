@@ -32,8 +32,16 @@ const LINGERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Answer to a head that never ended within the limit.
-const HEAD_TOO_LARGE: &str =
-    "understudy: the request head is larger than MAX_HEADER_BYTES allows\n";
+const HEAD_TOO_LARGE: Refusal = Refusal {
+    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    why: "understudy: the request head is larger than MAX_HEADER_BYTES allows\n",
+};
+
+/// Answer to a request line that never ended within the limit (RFC 9110 §15.5.15, as nginx).
+const LINE_TOO_LONG: Refusal = Refusal {
+    status: StatusCode::URI_TOO_LONG,
+    why: "understudy: the request line (its target) is longer than MAX_HEADER_BYTES allows; shorten the URL\n",
+};
 
 /// Serve the user on `client` until either side closes, the thread stops, or an error.
 pub(super) async fn serve(
@@ -119,10 +127,12 @@ async fn read_head(
             );
             match parsed {
                 Parsed::Partial if bufs.buf.len() >= max_head => {
-                    return Some(Err(Refusal {
-                        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        why: HEAD_TOO_LARGE,
-                    }))
+                    let line_ended = bufs.buf.contains(&b'\n');
+                    return Some(Err(if line_ended {
+                        HEAD_TOO_LARGE
+                    } else {
+                        LINE_TOO_LONG
+                    }));
                 }
                 Parsed::Partial => {}
                 Parsed::Request(r) => return Some(Ok(r)),

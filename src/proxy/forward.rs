@@ -103,7 +103,9 @@ pub(super) async fn forward(
     // The body is read before running is asked (and before its latency counts).
     let ahead = match req.body {
         Framing::Empty => Ok(None),
-        _ => super::upload::read_ahead(client, proxy, &req, bufs).await.map(Some),
+        _ => super::upload::read_ahead(client, proxy, &req, bufs)
+            .await
+            .map(Some),
     };
     let started = Instant::now();
     // Routed once more, it may have reached an instance once already: never a third time.

@@ -56,7 +56,10 @@ pub(super) async fn read_ahead<'p>(
             return Ok(held);
         }
         if bufs.buf.len() == bufs.buf.capacity() {
-            let more = bufs.buf.capacity().clamp(GROW, proxy.request_buffer.max(GROW));
+            let more = bufs
+                .buf
+                .capacity()
+                .clamp(GROW, proxy.request_buffer.max(GROW));
             if !held.take(more) {
                 return Ok(held);
             }

@@ -347,6 +347,11 @@ pub fn limit_cases() -> Vec<Case> {
             431,
         ),
         refusal(
+            "a request line over MAX_HEADER_BYTES: 414",
+            &format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", filler(20 * 1024)),
+            414,
+        ),
+        refusal(
             "more header fields than MAX_HEADERS: 431",
             &format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
             431,

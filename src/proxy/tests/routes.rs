@@ -588,7 +588,8 @@ async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
     })
     .await;
     drop(user);
-    let whole = "POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz";
+    let whole =
+        "POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz";
     let next = tokio::spawn(send(p.addr, whole));
     let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
         .await
@@ -605,9 +606,17 @@ async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
         got.extend_from_slice(&chunk[..n]);
     }
     let got = String::from_utf8_lossy(&got);
-    assert!(!got.contains("abc"), "the cut-short body reached running: {got}");
-    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(5), next).await.unwrap().unwrap();
+    assert!(
+        !got.contains("abc"),
+        "the cut-short body reached running: {got}"
+    );
+    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     p.stop.cancel();
     p.handle.join().await.unwrap();
