@@ -25,6 +25,11 @@ use text::{history_text, schedule_text, status_text, verdict_text};
 pub const EXIT_REFUSED: u8 = 1;
 /// Exit code when understudy could not be reached at all, or did not answer in time.
 pub const EXIT_UNREACHABLE: u8 = 2;
+/// `understudy verdict`'s exit code for `wait`: a script gates on the code
+/// (`understudy verdict && ship`) and tells waiting from rejection without parsing text.
+pub const EXIT_WAIT: u8 = 3;
+/// `understudy verdict`'s exit code for `reject` (`promote` is 0).
+pub const EXIT_REJECT: u8 = 4;
 
 /// How long a read (status, verdict, schedule, history, the events so far, the head of the
 /// event stream) may take, connecting included; also how long a steering command waits for
@@ -424,10 +429,16 @@ fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
     if let Err(closed) = say(&text) {
         return closed.exit_code();
     }
-    if ok {
-        0
-    } else {
-        EXIT_REFUSED
+    if !ok {
+        return EXIT_REFUSED;
+    }
+    if path != "/api/verdict" {
+        return 0;
+    }
+    match answer["verdict"].as_str() {
+        Some("promote") => 0,
+        Some("reject") => EXIT_REJECT,
+        _ => EXIT_WAIT,
     }
 }
 

@@ -372,6 +372,10 @@ fn engines_wait_then_promote_as_documented() {
     }
     let (code, gate) = flagger_call(addr, &gate_path, &payload);
     assert_eq!(code, 200, "promote lets Flagger promote: {gate}");
+    // A script on the host gates on the CLI's exit code: 0 for promote.
+    let (code, out, err) = cli(&base, &["verdict"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("promote"), "{out}");
     assert_eq!(gate["verdict"], "promote");
     assert_eq!(gate["message"], "understudy's verdict is promote");
     let (_, status) = api(addr, "GET", "/api/status", None, "");
@@ -424,6 +428,10 @@ fn engines_see_a_regression_as_reject() {
     }
     let (code, gate) = flagger_call(addr, &gate_path, &payload);
     assert_eq!(code, 403, "reject holds Flagger's promotion: {gate}");
+    // The CLI exits 4 for reject, with --json too.
+    let (code, out, err) = cli(&base, &["verdict", "--json"]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(out.contains("\"reject\""), "{out}");
     assert_eq!(gate["verdict"], "reject");
     let message = gate["message"].as_str().unwrap();
     assert!(

@@ -338,11 +338,11 @@ fn logs_show_stderr_and_plain_log_files_and_say_when_there_is_nothing_to_show() 
     let (code, out, err) = cli(&base, &["logs", "testing"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("there is no testing instance"), "{err}");
-    // The verdict says the one reason, with no empty part before it.
+    // The verdict says the one reason, with no empty part before it; `wait` exits 3.
     let (code, out, _) = cli(&base, &["verdict"]);
     assert_eq!(
         (code, out.as_str()),
-        (0, "wait (score 0): no build is being tested\n")
+        (3, "wait (score 0): no build is being tested\n")
     );
     // A schedule that is not there points to the command that lists them.
     let (code, _, err) = cli(&base, &["schedule", "cancel", "3"]);
