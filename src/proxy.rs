@@ -20,6 +20,7 @@
 mod accept;
 pub mod affinity;
 mod answer;
+mod budget;
 mod bufs;
 pub mod canary;
 mod coarse;
@@ -187,7 +188,7 @@ struct Proxy {
     /// `REQUEST_BUFFER`: how much of one request body is read before running is asked.
     request_buffer: usize,
     /// `ANSWER_MEMORY` left, for all threads.
-    answer_memory: Arc<relay::AnswerMemory>,
+    answer_memory: Arc<budget::AnswerMemory>,
     /// `ANSWER_SPILL` left, and where, for all threads.
     spills: Arc<spill::Spills>,
     limits: Limits,
@@ -213,7 +214,7 @@ impl Proxy {
         routes: watch::Receiver<Arc<Routes>>,
         mirror: MirrorQueue,
         stats: Arc<ProxyStats>,
-        answer_memory: Arc<relay::AnswerMemory>,
+        answer_memory: Arc<budget::AnswerMemory>,
         spills: Arc<spill::Spills>,
     ) -> Proxy {
         Proxy {
@@ -240,6 +241,13 @@ impl Proxy {
     /// Choose running (counting the request on it) and testing; with nothing running, the
     /// version being restarted, if any. During a canary step, a user whose place (by the sticky
     /// key in `head`, or the address `peer` gives) is under the share is served by testing.
+    /// Whether nothing serves users now, nor is brought back for them to wait for: a request
+    /// gets understudy's 503 at once (its body is not asked for first).
+    fn serves_nothing(&self) -> bool {
+        let routes = self.routes.borrow();
+        routes.running.is_none() && routes.restarting.is_none()
+    }
+
     fn route(
         &self,
         head: &[u8],
@@ -457,8 +465,8 @@ pub fn start(
 }
 
 /// What all proxy threads' buffered answers share: `ANSWER_MEMORY`, and the spill files past it.
-fn answer_bounds(settings: &ProxySettings) -> (Arc<relay::AnswerMemory>, Arc<spill::Spills>) {
-    let memory = Arc::new(relay::AnswerMemory::new(settings.answer_memory));
+fn answer_bounds(settings: &ProxySettings) -> (Arc<budget::AnswerMemory>, Arc<spill::Spills>) {
+    let memory = Arc::new(budget::AnswerMemory::new(settings.answer_memory));
     let spills = Arc::new(spill::Spills::new(
         settings.spill_dir.clone(),
         settings.answer_spill,

@@ -234,7 +234,6 @@ fn slow_uploads_never_hold_the_app_and_users_are_served() {
     base.drop_fixture("1.0.0", &format!("--relay-to {app}"));
     u.wait_serving();
     let (admin, _) = admin(&base);
-    let before = requests(admin);
 
     let uploads: Vec<TcpStream> = (0..3 * WORKERS)
         .map(|_| {
@@ -244,13 +243,14 @@ fn slow_uploads_never_hold_the_app_and_users_are_served() {
             s
         })
         .collect();
-    // Every upload's head taken by understudy (before the fix, relayed to a worker at once).
+    // Every upload's connection taken by understudy (before the fix, its head was relayed to a
+    // worker at once).
     wait_for(
-        "the uploads' heads read",
+        "the uploads' connections taken",
         Duration::from_secs(10),
-        || match requests(admin) - before {
+        || match connections(admin) {
             n if n >= uploads.len() as f64 => Ok(()),
-            n => Err(format!("{n} requests")),
+            n => Err(format!("{n} user connections")),
         },
     );
     users_are_served_at_once(u.addr);
@@ -265,10 +265,17 @@ fn slow_uploads_never_hold_the_app_and_users_are_served() {
     u.stop();
 }
 
-/// `understudy_requests_total` on the admin listener at `admin`.
-fn requests(admin: SocketAddr) -> f64 {
+/// `understudy_user_connections` (open now), summed over the proxy threads, on the admin listener
+/// at `admin`.
+fn connections(admin: SocketAddr) -> f64 {
     let m = crate::metrics::scrape(admin);
-    crate::metrics::value(&m, "understudy_requests_total", &[]).unwrap_or(0.0)
+    (0..64)
+        .map_while(|t| {
+            let thread = t.to_string();
+            let labels = [("thread", thread.as_str())];
+            crate::metrics::value(&m, "understudy_user_connections", &labels)
+        })
+        .sum()
 }
 
 /// `WORKERS` users at once, each asking for a small answer: all served within 5 s.

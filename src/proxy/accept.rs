@@ -142,6 +142,20 @@ impl Calls {
     pub(super) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
+
+    /// Resolves `linger` after [`Calls::stop`]: what a connection in the middle of something that
+    /// reached no instance yet (a body read ahead) still gets to finish it.
+    pub(super) async fn stopped_then(&self, linger: std::time::Duration) {
+        loop {
+            // Made before the look: a stop after it still wakes this (`notify_waiters`).
+            let call = self.call.notified();
+            if self.stopping() {
+                break;
+            }
+            call.await;
+        }
+        tokio::time::sleep(linger).await;
+    }
 }
 
 /// One open user connection, counted while it lives, in all and as its proxy thread's.

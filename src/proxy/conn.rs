@@ -15,6 +15,7 @@ use super::forward::{self, Forwarded, Pass};
 use super::framing::Framing;
 use super::head::{self, Parsed, Refusal, RequestHead};
 use super::reply::{self, Ending};
+use super::upload::Unread;
 use super::{wait, Counted, Hold, Proxy, Route};
 
 /// After stop, how long a kept-alive connection may still bring its next request, which is then
@@ -85,6 +86,8 @@ pub(super) async fn serve(
                 route(&mut client, &proxy, req, &mut bufs).await
             }
         };
+        // A body read ahead that never went (refused, failed) gives back its room now.
+        bufs.release_ahead();
         // Stopping: an answer that did not say `Connection: close` (stop came after its head)
         // leaves the user free to send one more request; it is read within `LINGER` and answered
         // with `close`, rather than cut off.
@@ -127,7 +130,9 @@ async fn read_head(
             );
             match parsed {
                 Parsed::Partial if bufs.buf.len() >= max_head => {
-                    let line_ended = bufs.buf.contains(&b'\n');
+                    // Blank lines before a request line are allowed (RFC 9112 section 2.2).
+                    let line = bufs.buf.trim_ascii_start();
+                    let line_ended = line.contains(&b'\n');
                     return Some(Err(if line_ended {
                         HEAD_TOO_LARGE
                     } else {
@@ -198,6 +203,15 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         .await;
         return Next::Linger;
     }
+    // The body first: the instance is chosen once it is whole, so a slow upload goes to what
+    // serves when it ends (never to a version retired meanwhile, or a build that took its port).
+    // With nothing to serve it, the 503 comes at once, the body not asked for.
+    if unread && !proxy.serves_nothing() {
+        if let Err(u) = super::upload::read_ahead(client, proxy, &req, bufs, LINGER).await {
+            bufs.release_ahead();
+            return refuse_body(client, proxy, bufs, u, ending).await;
+        }
+    }
     let (mut req, mut tries) = (req, 0u32);
     // One bound for all of a request's waits, set by the first.
     let mut by = None;
@@ -238,6 +252,44 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
             }
         }
     }
+}
+
+/// understudy's answer to a request whose body was not read whole: 400 or 413, or, at a stop, 503
+/// with `Retry-After` (it reached no instance, so it may be sent again); nothing to a user gone.
+async fn refuse_body(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    bufs: &mut Bufs,
+    unread: Unread,
+    ending: Ending,
+) -> Next {
+    let (status, text) = match unread {
+        Unread::ClientGone => return Next::Close,
+        Unread::BadBody => (StatusCode::BAD_REQUEST, reply::BAD_BODY),
+        Unread::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, reply::TOO_LARGE),
+        Unread::Stopping => (StatusCode::SERVICE_UNAVAILABLE, reply::STOPPING),
+    };
+    let counter = match unread {
+        Unread::Stopping => &proxy.stats.unavailable,
+        _ => &proxy.stats.refused,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let ending = Ending {
+        close: true,
+        retry_after: u32::from(unread == Unread::Stopping),
+        ..ending
+    };
+    own_answer(
+        client,
+        proxy,
+        &mut bufs.out,
+        status,
+        text.as_bytes(),
+        ending,
+    )
+    .await;
+    // The rest of the body may still be on its way.
+    Next::Linger
 }
 
 /// The route for a request (waiting, until `by`, while the guard brings a version back), or

@@ -38,17 +38,6 @@ enum Failure {
     Stopping,
 }
 
-impl From<super::upload::Unread> for Failure {
-    fn from(u: super::upload::Unread) -> Failure {
-        use super::upload::Unread;
-        match u {
-            Unread::BadBody => Failure::BadBody,
-            Unread::TooLarge => Failure::TooLarge,
-            Unread::ClientGone => Failure::ClientGone,
-        }
-    }
-}
-
 impl From<UpstreamError> for Failure {
     fn from(e: UpstreamError) -> Failure {
         Failure::Upstream(e)
@@ -100,25 +89,10 @@ pub(super) async fn forward(
     }
     let serving = proxy.serving(&route, &req.method, &bufs.out);
     let (asker, mut body) = asker_and_body(proxy, &req, (&route, pass.first), &bufs.out);
-    // The body is read before running is asked (and before its latency counts).
-    let ahead = match req.body {
-        Framing::Empty => Ok(None),
-        _ => super::upload::read_ahead(client, proxy, &req, bufs)
-            .await
-            .map(Some),
-    };
     let started = Instant::now();
     // Routed once more, it may have reached an instance once already: never a third time.
     let asked = (&req, exchange::retryable(&req.method) && pass.first);
-    let answered = match ahead {
-        Ok(held) => {
-            let answered = upstream(client, proxy, asked, &running, asker, bufs, &mut body).await;
-            // Sent: the body's bytes are running's now.
-            drop(held);
-            answered
-        }
-        Err(unread) => Err(unread.into()),
-    };
+    let answered = upstream(client, proxy, asked, &running, asker, bufs, &mut body).await;
     let latency = started.elapsed();
     // A user a canary step sent to testing is answered (or not) by testing.
     let answers = match route.side {
@@ -317,6 +291,10 @@ async fn send_with_body(
     }
 }
 
+/// Up to this much of a body goes in the head's write (copied behind it); more is written from
+/// the user's buffer, not copied.
+const JOIN_BODY: usize = 16 * 1024;
+
 /// [`send_with_body`] once connected: `Ok(false)` when running answered before the body was
 /// all sent.
 async fn send_body(
@@ -328,14 +306,25 @@ async fn send_body(
     body: &mut BodyIn,
 ) -> Result<bool, Failure> {
     let took = body.take(&bufs.buf)?;
-    bufs.out.extend_from_slice(&bufs.buf[..took]);
-    bufs.buf.drain(..took);
+    // A small body goes in one write with the head; a large one (read ahead) from where it is.
+    let joined = took <= JOIN_BODY;
+    if joined {
+        bufs.out.extend_from_slice(&bufs.buf[..took]);
+    }
     bufs.answer.clear();
     bufs.answer.reserve(ANSWER_READ);
     // The head goes from a buffer of its own: an interim answer is rewritten into `bufs.out`.
     let head = std::mem::take(&mut bufs.out);
-    let sent = send_watching(client, proxy, req, conn, &head, bufs).await;
+    let mut sent = send_watching(client, proxy, req, conn, &head, bufs).await;
     bufs.out = head;
+    if !joined && matches!(sent, Ok(true)) {
+        let part = std::mem::take(&mut bufs.buf);
+        sent = send_watching(client, proxy, req, conn, &part[..took], bufs).await;
+        bufs.buf = part;
+    }
+    bufs.buf.drain(..took);
+    // What was read ahead is running's now: its room goes before the answer is relayed.
+    bufs.release_ahead();
     if !sent? {
         return Ok(false);
     }
@@ -548,9 +537,7 @@ async fn failed(
         }
         Failure::BadBody => {
             proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let why =
-                "understudy: the chunked request body is not well-formed (RFC 9112 section 7.1)\n";
-            (StatusCode::BAD_REQUEST, why.into())
+            (StatusCode::BAD_REQUEST, reply::BAD_BODY.into())
         }
         Failure::Upstream(e) => {
             let status = if e.is_timeout() {

@@ -9,7 +9,7 @@
 //! keeps the comparison of other copies waiting.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -38,60 +38,6 @@ pub const SAMPLE_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) struct Teed {
     pub(super) tee: Box<Tee>,
     pub(super) sampled: bool,
-}
-
-/// Answer memory left for the whole process (`ANSWER_MEMORY`), shared by every proxy thread.
-#[derive(Debug)]
-pub struct AnswerMemory(AtomicUsize);
-
-impl AnswerMemory {
-    /// A budget of `bytes`.
-    pub fn new(bytes: usize) -> AnswerMemory {
-        AnswerMemory(AtomicUsize::new(bytes))
-    }
-
-    /// Take `n` bytes of the budget, if that many are left.
-    pub(super) fn take(&self, n: usize) -> bool {
-        self.0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(n)
-            })
-            .is_ok()
-    }
-
-    /// Give back `n` bytes taken.
-    pub(super) fn give_back(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::AcqRel);
-    }
-}
-
-/// What one user's read-ahead (a body, or what comes while its request waits) holds of the
-/// budget, given back when it is dropped: its bytes are then the request's own, as a head's are.
-pub(super) struct Held<'a> {
-    memory: &'a AnswerMemory,
-    bytes: usize,
-}
-
-impl<'a> Held<'a> {
-    /// Nothing held yet.
-    pub(super) fn new(memory: &'a AnswerMemory) -> Held<'a> {
-        Held { memory, bytes: 0 }
-    }
-
-    /// Hold `n` more bytes, if the budget has them.
-    pub(super) fn take(&mut self, n: usize) -> bool {
-        let took = self.memory.take(n);
-        if took {
-            self.bytes += n;
-        }
-        took
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.memory.give_back(self.bytes);
-    }
 }
 
 /// The answer's body on its way, and what is left to do with running's connection.

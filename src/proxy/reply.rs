@@ -12,6 +12,10 @@ use tokio::net::TcpStream;
 /// Answer to a request body over the limit.
 pub const TOO_LARGE: &str = "understudy: the request body is larger than MAX_REQUEST_BODY allows\n";
 
+/// Answer to a chunked request body that is not one.
+pub const BAD_BODY: &str =
+    "understudy: the chunked request body is not well-formed (RFC 9112 section 7.1)\n";
+
 /// Answer to a request still waiting for an instance when understudy stops: it reached none, so
 /// asking again (of whatever serves next) is safe, even for a POST.
 pub const STOPPING: &str =

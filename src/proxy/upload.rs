@@ -1,20 +1,23 @@
-//! The request phase between the head and running: a user's body read into understudy before
-//! running is asked, up to `REQUEST_BUFFER` per request within `ANSWER_MEMORY` for all (nginx's
-//! `proxy_request_buffering`), so a slow upload holds one of understudy's connections, never one
-//! of running's (a thread-per-connection app's worker). `Expect: 100-continue` is answered here,
-//! by understudy: running gets the head and the body together and never sees the expectation.
+//! The request phase between the head and the route: a user's body read into understudy before
+//! an instance is chosen and asked, up to `REQUEST_BUFFER` per request within `ANSWER_MEMORY` for
+//! all (nginx's `proxy_request_buffering`), so a slow upload holds one of understudy's
+//! connections, never one of running's (a thread-per-connection app's worker), and goes to
+//! whatever serves once it is whole. `Expect: 100-continue` is answered here, by understudy:
+//! running gets the head and the body together and never sees the expectation.
+
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::budget::Held;
 use super::bufs::Bufs;
-use super::framing::BadChunk;
+use super::framing::{BadChunk, Framing};
 use super::head::RequestHead;
-use super::relay::Held;
 use super::reply;
 use super::Proxy;
 
-/// How much more room the user's buffer gets at a time (doubling past it), counted in the budget.
+/// The least room the user's buffer grows by at a time (doubling past it), counted in the budget.
 const GROW: usize = 16 * 1024;
 
 /// Why a body read ahead goes no further.
@@ -26,24 +29,28 @@ pub(super) enum Unread {
     TooLarge,
     /// The user went away, or sent nothing for `HEADER_TIMEOUT`.
     ClientGone,
+    /// understudy stops, and the body did not come within `linger` of it (503: it reached no
+    /// instance, so it may be sent again).
+    Stopping,
 }
 
 /// Read `req`'s body into `bufs.buf`, behind what is there, until it is whole, `REQUEST_BUFFER`
-/// of it is there, or the memory budget is spent (the rest then streams at the user's pace);
-/// a `100 Continue` first when the user waits for one. Nothing is consumed: the body is sent
-/// from `bufs.buf` as if it had come with the head. What it holds of the budget is returned.
-pub(super) async fn read_ahead<'p>(
+/// of it is there, or the budget is spent (the rest then streams at the user's pace); a
+/// `100 Continue` first when the user waits for one. Nothing is consumed: the body is sent from
+/// `bufs.buf` as if it had come with the head. At a stop the user has `linger` to finish.
+pub(super) async fn read_ahead(
     client: &mut TcpStream,
-    proxy: &'p Proxy,
+    proxy: &Proxy,
     req: &RequestHead,
     bufs: &mut Bufs,
-) -> Result<Held<'p>, Unread> {
-    let mut held = Held::new(&proxy.answer_memory);
+    linger: Duration,
+) -> Result<(), Unread> {
     if req.expect && !req.http10 && bufs.buf.is_empty() {
         reply::write_timed(client, reply::CONTINUE, proxy.send_timeout)
             .await
             .map_err(|_| Unread::ClientGone)?;
     }
+    let mut stopped = std::pin::pin!(proxy.calls.stopped_then(linger));
     let (mut framing, mut at) = (req.body, 0usize);
     loop {
         at += framing
@@ -52,22 +59,36 @@ pub(super) async fn read_ahead<'p>(
         if at as u64 > proxy.limits.body {
             return Err(Unread::TooLarge);
         }
-        if framing.done() || at >= proxy.request_buffer {
-            return Ok(held);
+        let room = proxy.request_buffer.saturating_sub(at);
+        if framing.done() || room == 0 {
+            return Ok(());
         }
-        if bufs.buf.len() == bufs.buf.capacity() {
-            let more = bufs
-                .buf
-                .capacity()
-                .clamp(GROW, proxy.request_buffer.max(GROW));
-            if !held.take(more) {
-                return Ok(held);
-            }
-            bufs.buf.reserve_exact(more);
+        if bufs.buf.len() == bufs.buf.capacity() && !grow(proxy, bufs, framing, room) {
+            return Ok(());
         }
-        match bufs.head_timer.bound(client.read_buf(&mut bufs.buf)).await {
-            Some(Ok(1..)) => {}
-            _ => return Err(Unread::ClientGone),
+        tokio::select! {
+            biased;
+            r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => match r {
+                Some(Ok(1..)) => {}
+                _ => return Err(Unread::ClientGone),
+            },
+            () = &mut stopped => return Err(Unread::Stopping),
         }
     }
+}
+
+/// Give the full `bufs.buf` room for more of a body (`framing` as it stands, `room` left of
+/// `REQUEST_BUFFER`): what a length says is still to come, else double, never past `room`;
+/// `false` when the budget has none left.
+fn grow(proxy: &Proxy, bufs: &mut Bufs, framing: Framing, room: usize) -> bool {
+    let more = match framing {
+        Framing::Length(left) => usize::try_from(left).unwrap_or(usize::MAX).min(room),
+        _ => bufs.buf.capacity().max(GROW).min(room),
+    };
+    let held = (bufs.ahead).get_or_insert_with(|| Held::new(&proxy.answer_memory));
+    if !held.take(more) {
+        return false;
+    }
+    bufs.buf.reserve_exact(more);
+    true
 }

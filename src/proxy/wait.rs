@@ -174,7 +174,7 @@ impl Proxy {
 /// the head, up to `ANSWER_BUFFER` and within `ANSWER_MEMORY`: a close comes behind it, and a
 /// user gone with a large body unread would otherwise look as if it still waited.
 pub(super) async fn gone(client: &TcpStream, buf: &mut Vec<u8>, proxy: &Proxy) {
-    let mut held = super::relay::Held::new(&proxy.answer_memory);
+    let mut held = super::budget::Held::new(&proxy.answer_memory);
     loop {
         if client.readable().await.is_err() {
             return;

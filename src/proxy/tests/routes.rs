@@ -570,9 +570,9 @@ async fn a_body_cut_short_by_its_user_resets_runnings_connection() {
     p.handle.join().await.unwrap();
 }
 
-/// Within `REQUEST_BUFFER`, a body is read whole before running is asked: a user who leaves
-/// partway through it never reaches running at all, and the next user's request is the first
-/// running gets.
+/// Within `REQUEST_BUFFER`, a body is read whole before running is asked (understudy answers
+/// `Expect: 100-continue` itself): a user who leaves partway through it never reaches running at
+/// all, and the next user's request is the first running gets.
 #[tokio::test]
 async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
     let p = start_proxy(1, Duration::from_secs(5));
@@ -580,13 +580,17 @@ async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
     let port = listener.local_addr().unwrap().port();
     route_to(&p.routes, &upstream("127.0.0.1", port));
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    user.write_all(b"POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    let head =
+        "POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    // understudy, not running, asks for the body.
+    let mut go_on = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
         .await
+        .unwrap()
         .unwrap();
-    eventually("the request read", Duration::from_secs(5), || {
-        p.stats.requests.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
+    user.write_all(b"abc").await.unwrap();
     drop(user);
     let whole =
         "POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz";
@@ -619,6 +623,82 @@ async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// The review's case: an upload begun under one running went, once whole, to the instance chosen
+/// before it began, though that version was retired meanwhile (and a build under test had taken
+/// its port). The instance is chosen once the body is in: here running changes while the body
+/// comes, and the new one gets the request; the old one never hears of it.
+#[tokio::test]
+async fn an_upload_goes_to_what_runs_once_its_body_is_whole() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    old.set_nonblocking(true).unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
+    );
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    // understudy asks for the body: the request is on its way in.
+    let mut go_on = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
+        .await
+        .unwrap()
+        .unwrap();
+    user.write_all(b"abc").await.unwrap();
+    let (new, _, heads) = scripted_upstream().await;
+    route_to(&p.routes, &new);
+    user.write_all(b"def").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        heads.lock().unwrap().len(),
+        1,
+        "the new running got the request"
+    );
+    let asked_old = old.accept();
+    assert!(
+        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the retired running was asked: {asked_old:?}"
+    );
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// A stop while a body is read ahead: the user has a moment to finish it, then gets a 503 with
+/// `Retry-After` and `Connection: close` (it reached no instance, so it may be sent again,
+/// whatever its method), not a bare close.
+#[tokio::test]
+async fn an_upload_unfinished_at_a_stop_gets_a_503_to_send_again() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let (up, _, heads) = scripted_upstream().await;
+    route_to(&p.routes, &up);
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    let mut go_on = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
+        .await
+        .unwrap()
+        .unwrap();
+    user.write_all(b"abc").await.unwrap();
+    p.stop.cancel();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(heads.lock().unwrap().is_empty(), "running was asked");
     p.handle.join().await.unwrap();
 }
 
