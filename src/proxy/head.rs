@@ -354,16 +354,8 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     let absolute = authority.is_some();
     write_headers(headers, &names, &seen, upgrade, absolute, &mut copier, out);
     copier.flush(out);
-    if upgrade {
-        out.extend_from_slice(b"connection: upgrade\r\n");
-    }
-    // `x-forwarded-for` last: the values the user sent and then its address.
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if seen.forwarded_for {
-        forwarded_for(headers, &names, out);
-    }
-    out.extend_from_slice(forwarded);
-    out.extend_from_slice(b"\r\n\r\n");
+    let ends = (seen.forwarded_for, upgrade);
+    end_head(headers, &names, ends, forwarded, out);
     Parsed::Request(RequestHead {
         len,
         method,
@@ -443,6 +435,27 @@ fn write_headers(
             copier.field(name, h.value.trim_ascii(), out);
         }
     }
+}
+
+/// The lines understudy writes last: `connection: upgrade` for an upgrade, then
+/// `x-forwarded-for` (the values the user sent, if `sent`, and then its address), and the blank
+/// line.
+fn end_head(
+    headers: &[httparse::Header<'_>],
+    names: &Names,
+    (sent, upgrade): (bool, bool),
+    forwarded: &[u8],
+    out: &mut Vec<u8>,
+) {
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if sent {
+        forwarded_for(headers, names, out);
+    }
+    out.extend_from_slice(forwarded);
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// The values of the user's `X-Forwarded-For` lines (all lines, in order), each followed by `, `.
