@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::budget::Held;
+use super::spill::Spill;
 use super::timer::Timer;
 
 /// Buffers kept between requests up to this size; a larger one (after a large answer) goes.
@@ -24,6 +25,10 @@ pub struct Bufs {
     /// What `buf`'s growth for a request body read ahead holds of `ANSWER_MEMORY`: it goes with
     /// that growth ([`Bufs::release_ahead`]), or with the connection.
     pub ahead: Option<Held>,
+    /// The rest of a body read ahead once `ANSWER_MEMORY` had no more room: on disk, after the
+    /// body's first bytes in `buf` (how many: the `usize`; what follows them there is the next
+    /// request's).
+    pub spilled: Option<(Spill, usize)>,
 }
 
 impl Bufs {
@@ -36,12 +41,14 @@ impl Bufs {
             head_timer: Timer::new(header_timeout),
             upstream_timer: Timer::new(upstream_timeout),
             ahead: None,
+            spilled: None,
         }
     }
 
     /// A body read ahead has gone to running (or will never go): `buf`'s growth for it goes, and
     /// with it what that held of the budget, before the answer is relayed at the user's pace.
     pub fn release_ahead(&mut self) {
+        self.spilled = None;
         if self.ahead.take().is_some() {
             self.buf.shrink_to(KEPT_BUFFER.max(self.buf.len()));
         }

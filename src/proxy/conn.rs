@@ -268,6 +268,7 @@ async fn refuse_body(
         Unread::BadBody => (StatusCode::BAD_REQUEST, reply::BAD_BODY),
         Unread::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, reply::TOO_LARGE),
         Unread::Stopping => (StatusCode::SERVICE_UNAVAILABLE, reply::STOPPING),
+        Unread::Disk => (StatusCode::INTERNAL_SERVER_ERROR, reply::BODY_LOST),
     };
     let counter = match unread {
         Unread::Stopping => &proxy.stats.unavailable,

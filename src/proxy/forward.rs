@@ -33,6 +33,8 @@ enum Failure {
     TooLarge,
     /// The user went away mid-body.
     ClientGone,
+    /// The part of the body kept on disk could not be read back (500).
+    Disk(std::io::Error),
     /// Refused by an instance that has gone while understudy stops: nothing reached it, and
     /// nothing will serve here again (503, to be asked again).
     Stopping,
@@ -305,7 +307,10 @@ async fn send_body(
     bufs: &mut Bufs,
     body: &mut BodyIn,
 ) -> Result<bool, Failure> {
-    let took = body.take(&bufs.buf)?;
+    // A body partly spilled has its first bytes in `buf`, then the spill; what follows them in
+    // `buf` is the next request's.
+    let first = bufs.spilled.as_ref().map_or(bufs.buf.len(), |(_, n)| *n);
+    let took = body.take(&bufs.buf[..first])?;
     // A small body goes in one write with the head; a large one (read ahead) from where it is.
     let joined = took <= JOIN_BODY;
     if joined {
@@ -323,6 +328,9 @@ async fn send_body(
         bufs.buf = part;
     }
     bufs.buf.drain(..took);
+    if let (Some((spill, _)), Ok(true)) = (bufs.spilled.take(), &sent) {
+        sent = send_spilled(client, proxy, req, conn, bufs, body, spill).await;
+    }
     // What was read ahead is running's now: its room goes before the answer is relayed.
     bufs.release_ahead();
     if !sent? {
@@ -354,6 +362,30 @@ async fn send_body(
                     return Ok(false);
                 }
             }
+        }
+    }
+    Ok(true)
+}
+
+/// The part of a body read ahead that spilled to disk, read back and sent to running a piece at a
+/// time (through the body's count and the mirror's copy, as if it came from the user): `Ok(false)`
+/// once running answered early.
+async fn send_spilled(
+    client: &mut TcpStream,
+    proxy: &Proxy,
+    req: &RequestHead,
+    conn: &TcpStream,
+    bufs: &mut Bufs,
+    body: &mut BodyIn,
+    mut spill: super::spill::Spill,
+) -> Result<bool, Failure> {
+    let mut piece = Vec::with_capacity(JOIN_BODY);
+    while spill.pending() {
+        piece.clear();
+        spill.refill(&mut piece, JOIN_BODY).map_err(Failure::Disk)?;
+        let took = body.take(&piece)?;
+        if !send_watching(client, proxy, req, conn, &piece[..took], bufs).await? {
+            return Ok(false);
         }
     }
     Ok(true)
@@ -530,6 +562,10 @@ async fn failed(
         Failure::Stopping => {
             proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
             (StatusCode::SERVICE_UNAVAILABLE, reply::STOPPING.into())
+        }
+        Failure::Disk(e) => {
+            tracing::warn!("a request body kept on disk could not be read back: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, reply::BODY_LOST.into())
         }
         Failure::TooLarge => {
             proxy.stats.refused.fetch_add(1, Ordering::Relaxed);

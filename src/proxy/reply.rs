@@ -16,6 +16,10 @@ pub const TOO_LARGE: &str = "understudy: the request body is larger than MAX_REQ
 pub const BAD_BODY: &str =
     "understudy: the chunked request body is not well-formed (RFC 9112 section 7.1)\n";
 
+/// Answer to a request whose body, read ahead, could not be kept on disk (or read back).
+pub const BODY_LOST: &str = "understudy: the request body could not be kept on disk under \
+     .understudy/ (its log says why); send it again\n";
+
 /// Answer to a request still waiting for an instance when understudy stops: it reached none, so
 /// asking again (of whatever serves next) is safe, even for a POST.
 pub const STOPPING: &str =

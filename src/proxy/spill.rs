@@ -87,7 +87,7 @@ impl Spills {
         let file = unnamed_file(&self.dir)
             .map_err(|e| {
                 tracing::warn!(
-                    "cannot spill an answer to {}: {e}; it streams at the user's pace",
+                    "cannot spill an answer or a request body to {}: {e}; it streams at the user's pace",
                     self.dir.display()
                 )
             })

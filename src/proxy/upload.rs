@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use bytes::BufMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -32,12 +33,16 @@ pub(super) enum Unread {
     /// understudy stops, and the body did not come within `linger` of it (503: it reached no
     /// instance, so it may be sent again).
     Stopping,
+    /// What was read of the body could not be kept on disk (500: it is lost, and the user is
+    /// told so rather than running given a part).
+    Disk,
 }
 
-/// Read `req`'s body into `bufs.buf`, behind what is there, until it is whole, `REQUEST_BUFFER`
-/// of it is there, or the budget is spent (the rest then streams at the user's pace); a
-/// `100 Continue` first when the user waits for one. Nothing is consumed: the body is sent from
-/// `bufs.buf` as if it had come with the head. At a stop the user has `linger` to finish.
+/// Read `req`'s body into `bufs.buf`, behind what is there, until it is whole or `REQUEST_BUFFER`
+/// of it is in (past `ANSWER_MEMORY`, the rest of that goes to a spill file within `ANSWER_SPILL`;
+/// past both, the rest streams at the user's pace); a `100 Continue` first when the user waits
+/// for one. Nothing is consumed: the body is sent from `bufs.buf` (and `bufs.spilled`) as if it
+/// had come with the head. At a stop the user has `linger` to finish.
 pub(super) async fn read_ahead(
     client: &mut TcpStream,
     proxy: &Proxy,
@@ -52,29 +57,84 @@ pub(super) async fn read_ahead(
     }
     let mut stopped = std::pin::pin!(proxy.calls.stopped_then(linger));
     let (mut framing, mut at) = (req.body, 0usize);
+    // What is read while the body spills, before it goes to disk (allocated only then).
+    let mut piece = Vec::new();
     loop {
-        at += framing
-            .feed(&bufs.buf[at..], &mut |_| {})
-            .map_err(|BadChunk| Unread::BadBody)?;
-        if at as u64 > proxy.limits.body {
+        if bufs.spilled.is_none() {
+            at += framing
+                .feed(&bufs.buf[at..], &mut |_| {})
+                .map_err(|BadChunk| Unread::BadBody)?;
+        }
+        let seen = at
+            + bufs
+                .spilled
+                .as_ref()
+                .map_or(0, |(s, _)| s.waiting() as usize);
+        if seen as u64 > proxy.limits.body {
             return Err(Unread::TooLarge);
         }
-        let room = proxy.request_buffer.saturating_sub(at);
-        if framing.done() || room == 0 {
+        let room = proxy.request_buffer.saturating_sub(seen);
+        if framing.done() || room == 0 || !make_room(proxy, bufs, (framing, at, room)) {
             return Ok(());
         }
-        if bufs.buf.len() == bufs.buf.capacity() && !grow(proxy, bufs, framing, room) {
-            return Ok(());
-        }
+        let spilling = bufs.spilled.is_some();
+        // While spilling, at most what the spill reserved ([`make_room`]) is read at a time.
+        let into = if spilling {
+            piece.clear();
+            piece.reserve_exact(GROW);
+            (&mut piece).limit(GROW.min(room))
+        } else {
+            (&mut bufs.buf).limit(usize::MAX)
+        };
+        let mut into = into;
         tokio::select! {
             biased;
-            r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => match r {
+            r = bufs.head_timer.bound(client.read_buf(&mut into)) => match r {
                 Some(Ok(1..)) => {}
                 _ => return Err(Unread::ClientGone),
             },
             () = &mut stopped => return Err(Unread::Stopping),
         }
+        if spilling {
+            spill_piece(bufs, &mut framing, &piece)?;
+        }
     }
+}
+
+/// Room for the next read of a body (`framing` as it stands, `at` of it in `bufs.buf`, `room`
+/// left of `REQUEST_BUFFER`): in `bufs.buf` while the budget allows, then in a spill file (opened
+/// here), whose budget is reserved for the read to come; `false` past both.
+fn make_room(proxy: &Proxy, bufs: &mut Bufs, (framing, at, room): (Framing, usize, usize)) -> bool {
+    if bufs.spilled.is_none() {
+        if bufs.buf.len() < bufs.buf.capacity() || grow(proxy, bufs, framing, room) {
+            return true;
+        }
+        let Some(spill) = proxy.spills.open() else {
+            return false;
+        };
+        bufs.spilled = Some((spill, at));
+    }
+    bufs.spilled
+        .as_mut()
+        .is_some_and(|(spill, _)| spill.reserve(GROW.min(room)))
+}
+
+/// A `piece` read while the body spills: its body bytes to disk (their budget reserved), what
+/// follows the body (a pipelined request) behind the body's first bytes in `bufs.buf`.
+fn spill_piece(bufs: &mut Bufs, framing: &mut Framing, piece: &[u8]) -> Result<(), Unread> {
+    let took = framing
+        .feed(piece, &mut |_| {})
+        .map_err(|BadChunk| Unread::BadBody)?;
+    let Some((spill, _)) = bufs.spilled.as_mut() else {
+        return Ok(());
+    };
+    spill.write(&piece[..took]).map_err(|e| {
+        tracing::warn!("a request body read ahead could not be kept on disk: {e}");
+        Unread::Disk
+    })?;
+    spill.unreserve();
+    bufs.buf.extend_from_slice(&piece[took..]);
+    Ok(())
 }
 
 /// Give the full `bufs.buf` room for more of a body (`framing` as it stands, `room` left of

@@ -672,6 +672,103 @@ async fn an_upload_goes_to_what_runs_once_its_body_is_whole() {
     p.handle.join().await.unwrap();
 }
 
+/// One request as running reads it: its head and `body` bytes after it, within 5 s each read.
+async fn read_request(app: &mut tokio::net::TcpStream, body: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|e| e + 4);
+        if end.is_some_and(|end| got.len() >= end + body) {
+            return got;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), app.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "running's connection ended at {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Past `ANSWER_MEMORY` (none here), a body read ahead spills to disk (`ANSWER_SPILL`) rather than
+/// stream at the user's pace: users trickling big bodies cannot hog the memory budget and make
+/// everyone else's upload hold one of running's connections. The body, read back, reaches what
+/// runs once it is whole, byte for byte, with a pipelined request behind it answered next.
+#[tokio::test]
+async fn a_body_past_the_memory_budget_is_read_ahead_onto_disk() {
+    let dir = std::env::temp_dir().join(format!("us-spill-body-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spill_dir = dir.clone();
+    let p = start_proxy_with(1, Duration::from_secs(5), move |s| {
+        s.answer_memory = 0;
+        s.answer_spill = 4 << 20;
+        s.spill_dir = spill_dir;
+    });
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    old.set_nonblocking(true).unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
+    );
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = format!(
+        "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    user.write_all(head.as_bytes()).await.unwrap();
+    let mut go_on = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
+        .await
+        .unwrap()
+        .unwrap();
+    user.write_all(&body[..150_000]).await.unwrap();
+    let new = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", new.local_addr().unwrap().port()),
+    );
+    user.write_all(&body[150_000..]).await.unwrap();
+    user.write_all(b"GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut app, _) = tokio::time::timeout(Duration::from_secs(5), new.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = read_request(&mut app, body.len()).await;
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&got[end..], &body[..], "the body as sent");
+    app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    let next = read_request(&mut app, 0).await;
+    let next = String::from_utf8_lossy(&next);
+    assert!(next.starts_with("GET /next "), "{next}");
+    app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+        .await
+        .unwrap();
+    let mut answers = String::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answers))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answers.contains("\r\n\r\nok") && answers.ends_with("next"),
+        "{answers}"
+    );
+    let asked_old = old.accept();
+    assert!(
+        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the retired running was asked: {asked_old:?}"
+    );
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "spill files left: {left:?}");
+    std::fs::remove_dir(&dir).unwrap();
+}
+
 /// A stop while a body is read ahead: the user has a moment to finish it, then gets a 503 with
 /// `Retry-After` and `Connection: close` (it reached no instance, so it may be sent again,
 /// whatever its method), not a bare close.
