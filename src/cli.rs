@@ -426,19 +426,17 @@ fn print_answer(json: bool, code: u16, path: &str, answer: &Value) -> u8 {
     } else {
         format!("{}\n", answer["message"].as_str().unwrap_or("done"))
     };
-    if let Err(closed) = say(&text) {
-        return closed.exit_code();
-    }
-    if !ok {
-        return EXIT_REFUSED;
-    }
-    if path != "/api/verdict" {
-        return 0;
-    }
-    match answer["verdict"].as_str() {
+    // The verdict's code is the point of `verdict`: a reader gone early does not change it.
+    let verdict = match answer["verdict"].as_str() {
+        _ if !ok => EXIT_REFUSED,
+        _ if path != "/api/verdict" => 0,
         Some("promote") => 0,
         Some("reject") => EXIT_REJECT,
         _ => EXIT_WAIT,
+    };
+    match say(&text) {
+        Err(closed) if verdict == 0 => closed.exit_code(),
+        _ => verdict,
     }
 }
 

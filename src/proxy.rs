@@ -238,9 +238,6 @@ impl Proxy {
         }
     }
 
-    /// Choose running (counting the request on it) and testing; with nothing running, the
-    /// version being restarted, if any. During a canary step, a user whose place (by the sticky
-    /// key in `head`, or the address `peer` gives) is under the share is served by testing.
     /// Whether nothing serves users now, nor is brought back for them to wait for: a request
     /// gets understudy's 503 at once (its body is not asked for first).
     fn serves_nothing(&self) -> bool {
@@ -248,6 +245,9 @@ impl Proxy {
         routes.running.is_none() && routes.restarting.is_none()
     }
 
+    /// Choose running (counting the request on it) and testing; with nothing running, the
+    /// version being restarted, if any. During a canary step, a user whose place (by the sticky
+    /// key in `head`, or the address `peer` gives) is under the share is served by testing.
     fn route(
         &self,
         head: &[u8],

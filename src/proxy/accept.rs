@@ -143,17 +143,22 @@ impl Calls {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// Resolves `linger` after [`Calls::stop`]: what a connection in the middle of something that
-    /// reached no instance yet (a body read ahead) still gets to finish it.
-    pub(super) async fn stopped_then(&self, linger: std::time::Duration) {
+    /// Resolves once [`Calls::stop`] is called.
+    pub(super) async fn stopped(&self) {
         loop {
             // Made before the look: a stop after it still wakes this (`notify_waiters`).
             let call = self.call.notified();
             if self.stopping() {
-                break;
+                return;
             }
             call.await;
         }
+    }
+
+    /// Resolves `linger` after [`Calls::stop`]: what a connection in the middle of something that
+    /// reached no instance yet (a body read ahead) still gets to finish it.
+    pub(super) async fn stopped_then(&self, linger: std::time::Duration) {
+        self.stopped().await;
         tokio::time::sleep(linger).await;
     }
 }

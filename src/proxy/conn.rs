@@ -14,8 +14,7 @@ use super::bufs::{Bufs, Next};
 use super::forward::{self, Forwarded, Pass};
 use super::framing::Framing;
 use super::head::{self, Parsed, Refusal, RequestHead};
-use super::reply::{self, Ending};
-use super::upload::Unread;
+use super::reply::{self, Ending, Unserved};
 use super::{wait, Counted, Hold, Proxy, Route};
 
 /// After stop, how long a kept-alive connection may still bring its next request, which is then
@@ -31,6 +30,8 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 const LINGERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// See [`LINGERING_TIMEOUT`].
 const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// Largest buffer a lingering close keeps for what it reads and drops.
+const LINGER_BUFFER: usize = 64 * 1024;
 
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: Refusal = Refusal {
@@ -126,6 +127,7 @@ async fn read_head(
                 &bufs.buf,
                 proxy.limits.headers,
                 forwarded.as_bytes(),
+                proxy.request_buffer == 0,
                 &mut bufs.out,
             );
             match parsed {
@@ -254,30 +256,25 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
     }
 }
 
-/// understudy's answer to a request whose body was not read whole: 400 or 413, or, at a stop, 503
-/// with `Retry-After` (it reached no instance, so it may be sent again); nothing to a user gone.
+/// understudy's answer to a request whose body was not read whole (see [`Unserved`]); it was
+/// received, so it counts among the requests, as it did when its body broke off on its way to
+/// running (a stop's, which reached nothing, as the 503s of waiting requests do not).
 async fn refuse_body(
     client: &mut TcpStream,
     proxy: &Proxy,
     bufs: &mut Bufs,
-    unread: Unread,
+    unserved: Unserved,
     ending: Ending,
 ) -> Next {
-    let (status, text) = match unread {
-        Unread::ClientGone => return Next::Close,
-        Unread::BadBody => (StatusCode::BAD_REQUEST, reply::BAD_BODY),
-        Unread::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, reply::TOO_LARGE),
-        Unread::Stopping => (StatusCode::SERVICE_UNAVAILABLE, reply::STOPPING),
-        Unread::Disk => (StatusCode::INTERNAL_SERVER_ERROR, reply::BODY_LOST),
+    if unserved != Unserved::Stopping {
+        proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    let Some((status, text)) = unserved.answer(&proxy.stats) else {
+        return Next::Close;
     };
-    let counter = match unread {
-        Unread::Stopping => &proxy.stats.unavailable,
-        _ => &proxy.stats.refused,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
     let ending = Ending {
         close: true,
-        retry_after: u32::from(unread == Unread::Stopping),
+        retry_after: unserved.retry_after(),
         ..ending
     };
     own_answer(
@@ -389,6 +386,10 @@ async fn own_answer(
 /// stops or needs the connection's room.
 async fn close_lingering(client: &mut TcpStream, proxy: &Proxy, scratch: &mut Vec<u8>) {
     let _ = client.shutdown().await;
+    // What it held (a body never sent) goes: lingering needs a small buffer, for up to 30 s.
+    if scratch.capacity() > LINGER_BUFFER {
+        *scratch = Vec::new();
+    }
     let mut end = tokio::time::Instant::now() + LINGERING_TIME;
     let mut call = std::pin::pin!(proxy.calls.call.notified());
     scratch.clear();

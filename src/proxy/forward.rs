@@ -20,24 +20,17 @@ use super::head::{self, RequestHead};
 use super::mirror::{self, MirrorJob, Tee};
 use super::pool::UpstreamError;
 use super::relay::Teed;
-use super::reply::{self, Ending};
+use super::reply::{self, Ending, Unserved};
 use super::{Proxy, Route};
 
 /// Why a request got no answer from running.
 enum Failure {
     /// Running failed (502) or timed out (504).
     Upstream(UpstreamError),
-    /// The user's chunked body is not one (400).
-    BadBody,
-    /// The user's chunked body passed `MAX_REQUEST_BODY` (413).
-    TooLarge,
-    /// The user went away mid-body.
-    ClientGone,
-    /// The part of the body kept on disk could not be read back (500).
-    Disk(std::io::Error),
-    /// Refused by an instance that has gone while understudy stops: nothing reached it, and
-    /// nothing will serve here again (503, to be asked again).
-    Stopping,
+    /// understudy answers itself: the user's body broke off (bad, too large, gone, not read
+    /// back from disk), or, while understudy stops, an instance that has gone refused it
+    /// (nothing reached it, and nothing will serve here again).
+    Own(Unserved),
 }
 
 impl From<UpstreamError> for Failure {
@@ -110,7 +103,7 @@ pub(super) async fn forward(
         Err(f) => {
             let f = match f {
                 Failure::Upstream(e) if e.is_refused() && proxy.calls.stopping() => {
-                    Failure::Stopping
+                    Failure::Own(Unserved::Stopping)
                 }
                 f => f,
             };
@@ -264,7 +257,7 @@ async fn pass_interim(
     if !http10 {
         reply::write_timed(client, &bufs.out, proxy.send_timeout)
             .await
-            .map_err(|_| Failure::ClientGone)?;
+            .map_err(|_| Failure::Own(Unserved::ClientGone))?;
     }
     bufs.answer.drain(..len);
     Ok(())
@@ -337,6 +330,19 @@ async fn send_body(
         return Ok(false);
     }
     while !body.framing.done() {
+        // What is already here (the rest of a body that came while the request waited, behind
+        // a spill) goes before anything more is read.
+        if !bufs.buf.is_empty() {
+            let took = body.take(&bufs.buf)?;
+            let part = std::mem::take(&mut bufs.buf);
+            let sent = send_watching(client, proxy, req, conn, &part[..took], bufs).await;
+            bufs.buf = part;
+            bufs.buf.drain(..took);
+            if !sent? {
+                return Ok(false);
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             r = conn.read_buf(&mut bufs.answer) => {
@@ -351,15 +357,7 @@ async fn send_body(
             }
             r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => {
                 if !matches!(r, Some(Ok(1..))) {
-                    return Err(Failure::ClientGone);
-                }
-                let took = body.take(&bufs.buf)?;
-                let part = std::mem::take(&mut bufs.buf);
-                let sent = send_watching(client, proxy, req, conn, &part[..took], bufs).await;
-                bufs.buf = part;
-                bufs.buf.drain(..took);
-                if !sent? {
-                    return Ok(false);
+                    return Err(Failure::Own(Unserved::ClientGone));
                 }
             }
         }
@@ -382,7 +380,10 @@ async fn send_spilled(
     let mut piece = Vec::with_capacity(JOIN_BODY);
     while spill.pending() {
         piece.clear();
-        spill.refill(&mut piece, JOIN_BODY).map_err(Failure::Disk)?;
+        spill.refill(&mut piece, JOIN_BODY).map_err(|e| {
+            tracing::warn!("a request body kept on disk could not be read back: {e}");
+            Failure::Own(Unserved::Disk)
+        })?;
         let took = body.take(&piece)?;
         if !send_watching(client, proxy, req, conn, &piece[..took], bufs).await? {
             return Ok(false);
@@ -526,7 +527,7 @@ impl BodyIn {
                     }
                 }
             })
-            .map_err(|BadChunk| Failure::BadBody)?;
+            .map_err(|BadChunk| Failure::Own(Unserved::BadBody))?;
         self.seen += took as u64;
         if over_copy {
             if let Some(c) = self.copy.as_mut() {
@@ -534,7 +535,7 @@ impl BodyIn {
             }
         }
         if self.seen > self.limit {
-            return Err(Failure::TooLarge);
+            return Err(Failure::Own(Unserved::TooLarge));
         }
         Ok(took)
     }
@@ -555,26 +556,16 @@ async fn failed(
     let ending = Ending {
         head: asker.head,
         close,
-        retry_after: u32::from(matches!(f, Failure::Stopping)),
+        retry_after: match f {
+            Failure::Own(u) => u.retry_after(),
+            Failure::Upstream(_) => 0,
+        },
     };
     let (status, text): (StatusCode, std::borrow::Cow<'static, str>) = match f {
-        Failure::ClientGone => return Next::Close,
-        Failure::Stopping => {
-            proxy.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-            (StatusCode::SERVICE_UNAVAILABLE, reply::STOPPING.into())
-        }
-        Failure::Disk(e) => {
-            tracing::warn!("a request body kept on disk could not be read back: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, reply::BODY_LOST.into())
-        }
-        Failure::TooLarge => {
-            proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
-            (StatusCode::PAYLOAD_TOO_LARGE, reply::TOO_LARGE.into())
-        }
-        Failure::BadBody => {
-            proxy.stats.refused.fetch_add(1, Ordering::Relaxed);
-            (StatusCode::BAD_REQUEST, reply::BAD_BODY.into())
-        }
+        Failure::Own(u) => match u.answer(&proxy.stats) {
+            Some((status, text)) => (status, text.into()),
+            None => return Next::Close,
+        },
         Failure::Upstream(e) => {
             let status = if e.is_timeout() {
                 proxy.stats.gateway_timeout.fetch_add(1, Ordering::Relaxed);

@@ -186,6 +186,26 @@ const HOST_BYTE: [u8; 256] = {
     t
 };
 
+/// The target of a `method` request split into its path and authority (see [`split_target`]),
+/// or why it is refused: `CONNECT` (tunnels would bypass the mirror, and understudy is not a
+/// forward proxy), bytes a target may not hold, or the rules of [`target_refusal`].
+fn checked_target<'t>(
+    method: &Method,
+    target: &'t str,
+) -> Result<(&'t str, Option<&'t str>), Parsed> {
+    if *method == Method::CONNECT {
+        return Err(CONNECT);
+    }
+    if !target.bytes().all(target_byte) {
+        return Err(BAD_TARGET);
+    }
+    let (path, authority) = split_target(target).ok_or(BAD_TARGET)?;
+    match target_refusal(method, path, authority) {
+        Some(refused) => Err(refused),
+        None => Ok((path, authority)),
+    }
+}
+
 /// Why a target split into `path` and `authority` is refused: `*` but for `OPTIONS` (RFC 9112
 /// §3.2.4), an authority that is no `host[:port]`.
 fn target_refusal(method: &Method, path: &str, authority: Option<&str>) -> Option<Parsed> {
@@ -294,8 +314,16 @@ fn h2c_only(value: &[u8]) -> bool {
 
 /// Parse the user's request head in `buf` and, if it is to be forwarded, write running's form of
 /// it into `out`: the request line as HTTP/1.1 in origin form, the headers less the hop-by-hop
-/// ones, the user's address (`forwarded`) appended to `X-Forwarded-For`.
-pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>) -> Parsed {
+/// ones, the user's address (`forwarded`) appended to `X-Forwarded-For`. `Expect` goes on only
+/// when `expect_on` (bodies stream to running as they come, `REQUEST_BUFFER=0`, and running
+/// answers it); else understudy answers it.
+pub fn parse(
+    buf: &[u8],
+    max_headers: usize,
+    forwarded: &[u8],
+    expect_on: bool,
+    out: &mut Vec<u8>,
+) -> Parsed {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; SLOTS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -314,19 +342,10 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return MALFORMED;
     };
-    if method == Method::CONNECT {
-        // Tunnels would bypass the mirror, and understudy is not a forward proxy.
-        return CONNECT;
-    }
-    if !target.bytes().all(target_byte) {
-        return BAD_TARGET;
-    }
-    let Some((path, authority)) = split_target(target) else {
-        return BAD_TARGET;
+    let (path, authority) = match checked_target(&method, target) {
+        Ok(split) => split,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = target_refusal(&method, path, authority) {
-        return refused;
-    }
     let headers = &*req.headers;
     let http10 = version == 0;
     let mut names = NO_NAMES;
@@ -352,7 +371,14 @@ pub fn parse(buf: &[u8], max_headers: usize, forwarded: &[u8], out: &mut Vec<u8>
     let mut copier = Copier::new(buf);
     let host_at = request_line(&mut copier, &method, path, authority, out);
     let absolute = authority.is_some();
-    write_headers(headers, &names, &seen, upgrade, absolute, &mut copier, out);
+    write_headers(
+        headers,
+        &names,
+        &seen,
+        (upgrade, absolute, expect_on),
+        &mut copier,
+        out,
+    );
     copier.flush(out);
     let ends = (seen.forwarded_for, upgrade);
     end_head(headers, &names, ends, forwarded, out);
@@ -411,8 +437,7 @@ fn write_headers(
     headers: &[httparse::Header<'_>],
     names: &Names,
     seen: &Seen,
-    upgrade: bool,
-    absolute: bool,
+    (upgrade, absolute, expect_on): (bool, bool, bool),
     copier: &mut Copier<'_>,
     out: &mut Vec<u8>,
 ) {
@@ -420,12 +445,10 @@ fn write_headers(
         let name = h.name.as_bytes();
         let named = || seen.conn.names && named_by_connection(headers, names, name, class);
         let drop = match class {
-            Name::Connection
-            | Name::HopByHop
-            | Name::XForwardedFor
-            | Name::Mark
-            | Name::Forged
-            | Name::Expect => true,
+            Name::Connection | Name::HopByHop | Name::XForwardedFor | Name::Mark | Name::Forged => {
+                true
+            }
+            Name::Expect => !expect_on,
             Name::Upgrade => !upgrade || named(),
             Name::Host => absolute,
             Name::ContentLength | Name::TransferEncoding | Name::Close => false,
@@ -569,7 +592,7 @@ mod tests {
 
     fn parsed(raw: &str) -> (Parsed, String) {
         let mut out = Vec::new();
-        let p = parse(raw.as_bytes(), 100, b"10.0.0.9", &mut out);
+        let p = parse(raw.as_bytes(), 100, b"10.0.0.9", false, &mut out);
         (p, String::from_utf8(out).unwrap())
     }
 
@@ -629,7 +652,7 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", 431),
         ] {
             let mut out = Vec::new();
-            match parse(raw.as_bytes(), 3, b"ip", &mut out) {
+            match parse(raw.as_bytes(), 3, b"ip", false, &mut out) {
                 Parsed::Refused(r) => assert_eq!(r.status.as_u16(), status, "{raw:?}"),
                 other => panic!("{raw:?}: {other:?}"),
             }

@@ -77,6 +77,49 @@ pub async fn send(
     let _ = tokio::time::timeout(send_timeout, client.write_all(out)).await;
 }
 
+/// Why understudy answers a request itself that reached no instance, or whose body broke off:
+/// one mapping to status, text and counter for every phase that meets one (the body read ahead,
+/// the body sent on, a stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unserved {
+    /// A chunked body that is not one (400).
+    BadBody,
+    /// A body past `MAX_REQUEST_BODY` (413).
+    TooLarge,
+    /// The user went away, or sent nothing for `HEADER_TIMEOUT`: nothing to answer.
+    ClientGone,
+    /// understudy stops and nothing reached an instance (503 with `Retry-After`: safe to send
+    /// again, whatever the method).
+    Stopping,
+    /// A body read ahead could not be kept on disk, or read back (500).
+    Disk,
+}
+
+impl Unserved {
+    /// Its answer, counted in `stats` (a stop's as unavailable, the rest as refused); `None`
+    /// for a user gone.
+    pub fn answer(self, stats: &super::stats::ProxyStats) -> Option<(StatusCode, &'static str)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (status, text) = match self {
+            Unserved::ClientGone => return None,
+            Unserved::BadBody => (StatusCode::BAD_REQUEST, BAD_BODY),
+            Unserved::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
+            Unserved::Stopping => (StatusCode::SERVICE_UNAVAILABLE, STOPPING),
+            Unserved::Disk => (StatusCode::INTERNAL_SERVER_ERROR, BODY_LOST),
+        };
+        match self {
+            Unserved::Stopping => stats.unavailable.fetch_add(1, Relaxed),
+            _ => stats.refused.fetch_add(1, Relaxed),
+        };
+        Some((status, text))
+    }
+
+    /// `Retry-After` seconds its answer asks for (0: none).
+    pub fn retry_after(self) -> u32 {
+        u32::from(self == Unserved::Stopping)
+    }
+}
+
 /// understudy's own interim answer to `Expect: 100-continue`: go on with the body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 

@@ -15,28 +15,11 @@ use super::budget::Held;
 use super::bufs::Bufs;
 use super::framing::{BadChunk, Framing};
 use super::head::RequestHead;
-use super::reply;
+use super::reply::{self, Unserved};
 use super::Proxy;
 
 /// The least room the user's buffer grows by at a time (doubling past it), counted in the budget.
 const GROW: usize = 16 * 1024;
-
-/// Why a body read ahead goes no further.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Unread {
-    /// A chunked body that is not one (400).
-    BadBody,
-    /// A body past `MAX_REQUEST_BODY` (413).
-    TooLarge,
-    /// The user went away, or sent nothing for `HEADER_TIMEOUT`.
-    ClientGone,
-    /// understudy stops, and the body did not come within `linger` of it (503: it reached no
-    /// instance, so it may be sent again).
-    Stopping,
-    /// What was read of the body could not be kept on disk (500: it is lost, and the user is
-    /// told so rather than running given a part).
-    Disk,
-}
 
 /// Read `req`'s body into `bufs.buf`, behind what is there, until it is whole or `REQUEST_BUFFER`
 /// of it is in (past `ANSWER_MEMORY`, the rest of that goes to a spill file within `ANSWER_SPILL`;
@@ -49,11 +32,11 @@ pub(super) async fn read_ahead(
     req: &RequestHead,
     bufs: &mut Bufs,
     linger: Duration,
-) -> Result<(), Unread> {
-    if req.expect && !req.http10 && bufs.buf.is_empty() {
+) -> Result<(), Unserved> {
+    if req.expect && !req.http10 && bufs.buf.is_empty() && proxy.request_buffer > 0 {
         reply::write_timed(client, reply::CONTINUE, proxy.send_timeout)
             .await
-            .map_err(|_| Unread::ClientGone)?;
+            .map_err(|_| Unserved::ClientGone)?;
     }
     let mut stopped = std::pin::pin!(proxy.calls.stopped_then(linger));
     let (mut framing, mut at) = (req.body, 0usize);
@@ -63,7 +46,7 @@ pub(super) async fn read_ahead(
         if bufs.spilled.is_none() {
             at += framing
                 .feed(&bufs.buf[at..], &mut |_| {})
-                .map_err(|BadChunk| Unread::BadBody)?;
+                .map_err(|BadChunk| Unserved::BadBody)?;
         }
         let seen = at
             + bufs
@@ -71,7 +54,7 @@ pub(super) async fn read_ahead(
                 .as_ref()
                 .map_or(0, |(s, _)| s.waiting() as usize);
         if seen as u64 > proxy.limits.body {
-            return Err(Unread::TooLarge);
+            return Err(Unserved::TooLarge);
         }
         let room = proxy.request_buffer.saturating_sub(seen);
         if framing.done() || room == 0 || !make_room(proxy, bufs, (framing, at, room)) {
@@ -91,9 +74,9 @@ pub(super) async fn read_ahead(
             biased;
             r = bufs.head_timer.bound(client.read_buf(&mut into)) => match r {
                 Some(Ok(1..)) => {}
-                _ => return Err(Unread::ClientGone),
+                _ => return Err(Unserved::ClientGone),
             },
-            () = &mut stopped => return Err(Unread::Stopping),
+            () = &mut stopped => return Err(Unserved::Stopping),
         }
         if spilling {
             spill_piece(bufs, &mut framing, &piece)?;
@@ -121,30 +104,32 @@ fn make_room(proxy: &Proxy, bufs: &mut Bufs, (framing, at, room): (Framing, usiz
 
 /// A `piece` read while the body spills: its body bytes to disk (their budget reserved), what
 /// follows the body (a pipelined request) behind the body's first bytes in `bufs.buf`.
-fn spill_piece(bufs: &mut Bufs, framing: &mut Framing, piece: &[u8]) -> Result<(), Unread> {
+fn spill_piece(bufs: &mut Bufs, framing: &mut Framing, piece: &[u8]) -> Result<(), Unserved> {
     let took = framing
         .feed(piece, &mut |_| {})
-        .map_err(|BadChunk| Unread::BadBody)?;
+        .map_err(|BadChunk| Unserved::BadBody)?;
     let Some((spill, _)) = bufs.spilled.as_mut() else {
         return Ok(());
     };
     spill.write(&piece[..took]).map_err(|e| {
         tracing::warn!("a request body read ahead could not be kept on disk: {e}");
-        Unread::Disk
+        Unserved::Disk
     })?;
     spill.unreserve();
+    bufs.buf.reserve_exact(piece.len() - took);
     bufs.buf.extend_from_slice(&piece[took..]);
     Ok(())
 }
 
 /// Give the full `bufs.buf` room for more of a body (`framing` as it stands, `room` left of
-/// `REQUEST_BUFFER`): what a length says is still to come, else double, never past `room`;
-/// `false` when the budget has none left.
+/// `REQUEST_BUFFER`): double, never past what a length says is still to come nor `room`, so the
+/// budget held stays within twice what the user sent; `false` when the budget has none left.
 fn grow(proxy: &Proxy, bufs: &mut Bufs, framing: Framing, room: usize) -> bool {
-    let more = match framing {
-        Framing::Length(left) => usize::try_from(left).unwrap_or(usize::MAX).min(room),
-        _ => bufs.buf.capacity().max(GROW).min(room),
+    let left = match framing {
+        Framing::Length(left) => usize::try_from(left).unwrap_or(usize::MAX),
+        _ => usize::MAX,
     };
+    let more = bufs.buf.capacity().max(GROW).min(left).min(room);
     let held = (bufs.ahead).get_or_insert_with(|| Held::new(&proxy.answer_memory));
     if !held.take(more) {
         return false;

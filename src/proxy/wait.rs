@@ -137,14 +137,7 @@ impl Proxy {
 
     /// Resolves once understudy stops.
     async fn stopped(&self) {
-        loop {
-            // Made before the look, so a stop between the two still wakes it.
-            let called = self.calls.call.notified();
-            if self.calls.stopping() {
-                return;
-            }
-            called.await;
-        }
+        self.calls.stopped().await;
     }
 
     /// Let a request go once those this thread let go before it are [`RELEASE_GAP`] apart (or
@@ -184,7 +177,7 @@ pub(super) async fn gone(client: &TcpStream, buf: &mut Vec<u8>, proxy: &Proxy) {
             if buf.len() >= proxy.answer_buffer || !held.take(READ_AHEAD) {
                 break;
             }
-            buf.reserve(READ_AHEAD);
+            buf.reserve_exact(READ_AHEAD);
         }
         match client.try_read_buf(buf) {
             Ok(0) => return,

@@ -19,7 +19,7 @@ proptest! {
         peer in vec(any::<u8>(), 0..24),
     ) {
         let mut out = Vec::new();
-        if let Parsed::Request(r) = head::parse(&raw, max_headers, &peer, &mut out) {
+        if let Parsed::Request(r) = head::parse(&raw, max_headers, &peer, false, &mut out) {
             prop_assert!(r.len <= raw.len());
             prop_assert!(out.ends_with(b"\r\n\r\n"), "{:?}", text(&out));
         }

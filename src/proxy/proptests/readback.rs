@@ -58,7 +58,7 @@ pub(super) fn reread_answer(out: &[u8]) -> Result<Reread, TestCaseError> {
 /// `head::parse` with the usual bounds and [`PEER`]; the rewritten head as text.
 pub(super) fn parse_request(raw: &[u8], peer: &[u8]) -> (Parsed, Vec<u8>) {
     let mut out = Vec::new();
-    let parsed = head::parse(raw, head::SLOTS, peer, &mut out);
+    let parsed = head::parse(raw, head::SLOTS, peer, false, &mut out);
     (parsed, out)
 }
 

@@ -769,6 +769,203 @@ async fn a_body_past_the_memory_budget_is_read_ahead_onto_disk() {
     std::fs::remove_dir(&dir).unwrap();
 }
 
+/// The code review's case: a body read ahead past `ANSWER_MEMORY` spilled, and the rest of it came
+/// while the request waited for running to be back (read then into the user's buffer, behind the
+/// spill). It was sent after the spill only once the user sent more, which it never would: the
+/// request hung for `HEADER_TIMEOUT` and was lost. What is already read goes first now.
+#[tokio::test]
+async fn a_spilled_body_whose_rest_came_while_it_waited_is_sent_whole() {
+    let dir = std::env::temp_dir().join(format!("us-spill-tail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spill_dir = dir.clone();
+    let p = start_proxy_with(1, Duration::from_secs(5), move |s| {
+        s.answer_memory = 64 << 10;
+        s.answer_spill = 4 << 20;
+        s.spill_dir = spill_dir;
+        s.request_buffer = 200_000;
+        s.upstream_timeout = Duration::from_secs(30);
+    });
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        hold: Some(Hold::Restart),
+        ..Routes::default()
+    }));
+    let body: Vec<u8> = (0..210_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = format!(
+        "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    user.write_all(head.as_bytes()).await.unwrap();
+    user.write_all(&body).await.unwrap();
+    // Everything the user sent is in understudy (read ahead, spilled, or read while waiting).
+    let me = user.local_addr().unwrap();
+    eventually("understudy to read all", Duration::from_secs(5), || {
+        unread_by(p.addr, me) == Some(0)
+    })
+    .await;
+    let new = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", new.local_addr().unwrap().port()),
+    );
+    let (mut app, _) = tokio::time::timeout(Duration::from_secs(5), new.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = read_request(&mut app, body.len()).await;
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        got[end..] == body[..],
+        "the body as sent, {} bytes",
+        got.len() - end
+    );
+    app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bytes waiting unread in the receive queue of `server`'s side of its connection from `client`
+/// (IPv4, from `/proc/net/tcp`): 0 once the server has read all the client sent.
+fn unread_by(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from(*v4.ip()).swap_bytes(), v4.port()),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+            .then(|| u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok())?
+    })
+}
+
+/// The code review's case: a declared length took its whole size of the memory budget at the
+/// first read, however little had come, so a few uploads trickling after their first bytes held
+/// all of it, and every other upload streamed at its user's pace (no disk here). The budget held
+/// grows with what was sent now: two such uploads leave room for a third to be read ahead.
+#[tokio::test]
+async fn uploads_that_stall_hold_only_what_they_sent_of_the_budget() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.answer_memory = 1 << 20;
+        s.answer_spill = 0;
+    });
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    old.set_nonblocking(true).unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        let head = "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 900000\r\n\r\n";
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&[b'x'; 10_000]).await.unwrap();
+        let me = s.local_addr().unwrap();
+        eventually("the stalled upload read", Duration::from_secs(5), || {
+            unread_by(p.addr, me) == Some(0)
+        })
+        .await;
+        stalled.push(s);
+    }
+    // A third upload, half sent before running changes: read ahead whole, it goes to the new one.
+    let body = vec![b'y'; 300_000];
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head =
+        "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\nConnection: close\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    user.write_all(&body[..150_000]).await.unwrap();
+    let me = user.local_addr().unwrap();
+    eventually("the first half read", Duration::from_secs(5), || {
+        unread_by(p.addr, me) == Some(0)
+    })
+    .await;
+    let new = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", new.local_addr().unwrap().port()),
+    );
+    user.write_all(&body[150_000..]).await.unwrap();
+    let (mut app, _) = tokio::time::timeout(Duration::from_secs(5), new.accept())
+        .await
+        .expect("the new running asked")
+        .unwrap();
+    let got = read_request(&mut app, body.len()).await;
+    assert!(got.ends_with(&body), "{} bytes", got.len());
+    let asked_old = old.accept();
+    assert!(
+        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the third upload streamed to the old running: {asked_old:?}"
+    );
+    app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    user.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(stalled);
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// With `REQUEST_BUFFER=0` bodies stream to running as they come, so `Expect: 100-continue` is
+/// running's to answer (it may refuse before the body is sent): it goes on, and running's `100`
+/// comes back; understudy sends none of its own.
+#[tokio::test]
+async fn with_no_request_buffer_expect_goes_on_to_running() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| s.request_buffer = 0);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", listener.local_addr().unwrap().port()),
+    );
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    let (mut app, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = read_request(&mut app, 0).await;
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(got.contains("Expect: 100-continue\r\n"), "{got}");
+    app.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut go_on = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
+    user.write_all(b"hi").await.unwrap();
+    let mut body = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), app.read_exact(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&body, b"hi");
+    app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    user.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
 /// A stop while a body is read ahead: the user has a moment to finish it, then gets a 503 with
 /// `Retry-After` and `Connection: close` (it reached no instance, so it may be sent again,
 /// whatever its method), not a bare close.
