@@ -202,6 +202,8 @@ pub struct Config {
     pub settle_time: Duration,
     /// How long a user may take to send a request head.
     pub header_timeout: Duration,
+    /// `BODY_TIMEOUT`: a user's silence allowed between two reads of a request body.
+    pub body_timeout: Duration,
     /// `UPSTREAM_TIMEOUT`: running's silence allowed while an answer is awaited.
     pub upstream_timeout: Duration,
     /// `SEND_TIMEOUT`: a user's silence allowed while an answer waits to be taken.
@@ -483,6 +485,7 @@ impl Groups {
             webhook_format: self.webhooks.format,
             webhook_ca: self.webhooks.ca,
             header_timeout: pacing.header_timeout,
+            body_timeout: pacing.body_timeout,
             upstream_timeout: pacing.upstream_timeout,
             send_timeout: pacing.send_timeout,
             answer_buffer: pacing.answer_buffer,

@@ -480,6 +480,7 @@ fn proxy_settings(cfg: &Config) -> proxy::ProxySettings {
         ),
         drain_grace: cfg.shutdown_grace,
         header_timeout: cfg.header_timeout,
+        body_timeout: cfg.body_timeout,
         limits: proxy::Limits {
             header_bytes: cfg.limits.header_bytes,
             headers: cfg.limits.headers,

@@ -82,6 +82,8 @@ pub struct ProxySettings {
     pub drain_grace: Duration,
     /// How long a client may take to send a whole request head (slowloris clients are cut off).
     pub header_timeout: Duration,
+    /// `BODY_TIMEOUT`: how long a client may send nothing of a request body.
+    pub body_timeout: Duration,
     /// Limits on what one request may be.
     pub limits: Limits,
     /// Most user connections open at once, across threads (`MAX_CONNECTIONS`, lowered to what
@@ -179,6 +181,8 @@ struct Proxy {
     stats: Arc<ProxyStats>,
     no_running_hint: Bytes,
     header_timeout: Duration,
+    /// `BODY_TIMEOUT`: how long a user may send nothing of a request body.
+    body_timeout: Duration,
     /// `UPSTREAM_TIMEOUT`: how long running may send nothing while understudy waits for it.
     upstream_timeout: Duration,
     /// `SEND_TIMEOUT`: how long a user may take no byte of an answer.
@@ -226,6 +230,7 @@ impl Proxy {
             stats,
             no_running_hint: Bytes::from(settings.no_running_hint.clone()),
             header_timeout: settings.header_timeout,
+            body_timeout: settings.body_timeout,
             upstream_timeout: settings.upstream_timeout,
             send_timeout: settings.send_timeout,
             answer_buffer: settings.answer_buffer,
@@ -238,11 +243,12 @@ impl Proxy {
         }
     }
 
-    /// Whether nothing serves users now, nor is brought back for them to wait for: a request
-    /// gets understudy's 503 at once (its body is not asked for first).
+    /// Whether nothing serves users now, nor is held for (a restart started at once, a guard's
+    /// rollback): a request gets understudy's 503 at once, a crash loop's backoff included, and
+    /// its body is not asked for first.
     fn serves_nothing(&self) -> bool {
         let routes = self.routes.borrow();
-        routes.running.is_none() && routes.restarting.is_none()
+        routes.running.is_none() && routes.hold.is_none()
     }
 
     /// Choose running (counting the request on it) and testing; with nothing running, the

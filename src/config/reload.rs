@@ -191,6 +191,7 @@ const FIELDS: &[Field] = fields!(
         webhook_format => "WEBHOOK_FORMAT",
         webhook_ca => "WEBHOOK_CA_FILE",
         header_timeout => "HEADER_TIMEOUT",
+        body_timeout => "BODY_TIMEOUT",
         upstream_timeout => "UPSTREAM_TIMEOUT",
         send_timeout => "SEND_TIMEOUT",
         answer_buffer => "ANSWER_BUFFER",

@@ -213,6 +213,7 @@ pub(super) fn user_limits(raw: &Raw) -> Result<UserLimits, ConfigError> {
 /// How long each side may stay silent, and how far answers are read ahead of a slow user.
 pub(super) struct Pacing {
     pub(super) header_timeout: Duration,
+    pub(super) body_timeout: Duration,
     pub(super) upstream_timeout: Duration,
     pub(super) send_timeout: Duration,
     pub(super) answer_buffer: u64,
@@ -221,12 +222,17 @@ pub(super) struct Pacing {
     pub(super) answer_spill: u64,
 }
 
-/// HEADER_TIMEOUT, UPSTREAM_TIMEOUT, SEND_TIMEOUT, ANSWER_BUFFER, REQUEST_BUFFER, ANSWER_MEMORY,
+/// HEADER_TIMEOUT, BODY_TIMEOUT, UPSTREAM_TIMEOUT, SEND_TIMEOUT, ANSWER_BUFFER, REQUEST_BUFFER, ANSWER_MEMORY,
 /// ANSWER_SPILL.
 pub(super) fn pacing(raw: &Raw) -> Result<Pacing, ConfigError> {
     Ok(Pacing {
         header_timeout: raw.duration(
             "HEADER_TIMEOUT",
+            Duration::from_millis(100),
+            MAX_SHORT_DURATION,
+        )?,
+        body_timeout: raw.duration(
+            "BODY_TIMEOUT",
             Duration::from_millis(100),
             MAX_SHORT_DURATION,
         )?,

@@ -18,7 +18,8 @@ pub struct Bufs {
     pub out: Vec<u8>,
     /// What the instance sent and is not relayed yet.
     pub answer: Vec<u8>,
-    /// `HEADER_TIMEOUT`: for a request head, and between the reads of a request body.
+    /// `HEADER_TIMEOUT`: for a request head (and, for `BODY_TIMEOUT`, between the reads of a
+    /// request body: idle then).
     pub head_timer: Timer,
     /// `UPSTREAM_TIMEOUT`: for running's answer head.
     pub upstream_timer: Timer,

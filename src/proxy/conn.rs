@@ -36,7 +36,8 @@ const LINGER_BUFFER: usize = 64 * 1024;
 /// Answer to a head that never ended within the limit.
 const HEAD_TOO_LARGE: Refusal = Refusal {
     status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-    why: "understudy: the request head is larger than MAX_HEADER_BYTES allows\n",
+    why: "understudy: the request head is larger than MAX_HEADER_BYTES allows; send fewer or \
+          smaller headers (cookies, tokens), or raise MAX_HEADER_BYTES in understudy's config\n",
 };
 
 /// Answer to a request line that never ended within the limit (RFC 9110 §15.5.15, as nginx).

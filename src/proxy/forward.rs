@@ -355,7 +355,7 @@ async fn send_body(
                     return Ok(false);
                 }
             }
-            r = bufs.head_timer.bound(client.read_buf(&mut bufs.buf)) => {
+            r = bufs.head_timer.bound_for(proxy.body_timeout, client.read_buf(&mut bufs.buf)) => {
                 if !matches!(r, Some(Ok(1..))) {
                     return Err(Failure::Own(Unserved::ClientGone));
                 }

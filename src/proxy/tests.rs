@@ -116,6 +116,7 @@ fn start_proxy_with(
         no_running_hint: "no running instance\n".into(),
         drain_grace,
         header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
         limits: Limits {
             header_bytes: 64 << 10,
             headers: 100,

@@ -42,7 +42,13 @@ impl Timer {
 
     /// Wait for `f` for at most `after` from now; `None` when the time ran out first.
     pub async fn bound<T>(&mut self, f: impl Future<Output = T>) -> Option<T> {
-        self.arm();
+        self.bound_for(self.after, f).await
+    }
+
+    /// [`Timer::bound`] for a wait of another kind, of at most `after` (the head's timer, idle
+    /// while a body comes, bounds each read of the body).
+    pub async fn bound_for<T>(&mut self, after: Duration, f: impl Future<Output = T>) -> Option<T> {
+        self.sleep.as_mut().reset(Instant::now() + after);
         tokio::select! {
             biased;
             v = f => Some(v),

@@ -72,7 +72,7 @@ pub(super) async fn read_ahead(
         let mut into = into;
         tokio::select! {
             biased;
-            r = bufs.head_timer.bound(client.read_buf(&mut into)) => match r {
+            r = bufs.head_timer.bound_for(proxy.body_timeout, client.read_buf(&mut into)) => match r {
                 Some(Ok(1..)) => {}
                 _ => return Err(Unserved::ClientGone),
             },

@@ -966,6 +966,64 @@ async fn with_no_request_buffer_expect_goes_on_to_running() {
     p.handle.join().await.unwrap();
 }
 
+/// The client review's case: in a crash loop's backoff the 503 is decided before any body byte,
+/// yet understudy answered `100 Continue`, took up to a MiB of upload, then said 503 (and asked
+/// for it again in a second). Nothing held for, the 503 comes first, the body not asked for.
+#[tokio::test]
+async fn in_a_crash_loops_backoff_an_upload_is_told_503_before_its_body() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    p.routes.send_replace(Arc::new(Routes {
+        restarting: Some(Version::new(1, 0, 0)),
+        restart_at: Some(tokio::time::Instant::now() + Duration::from_secs(30)),
+        ..Routes::default()
+    }));
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &first,
+        b"HTTP/1.1 503",
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
+/// The client review's case: a phone's upload that paused 11 s was cut off with no answer, the
+/// body's silence bound to `HEADER_TIMEOUT` (10 s), which also guards against slowloris heads.
+/// A body has `BODY_TIMEOUT` of its own (nginx's `client_body_timeout`): here the head must come
+/// within 200 ms and the body may pause for 5 s.
+#[tokio::test]
+async fn an_upload_may_pause_longer_than_a_head_may_take() {
+    let p = start_proxy_with(1, Duration::from_secs(5), |s| {
+        s.header_timeout = Duration::from_millis(200);
+        s.body_timeout = Duration::from_secs(5);
+    });
+    let (up, _, heads) = scripted_upstream().await;
+    route_to(&p.routes, &up);
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nConnection: close\r\n\r\nabc";
+    user.write_all(head.as_bytes()).await.unwrap();
+    // The user's pause (the case itself, not a wait for understudy): three times HEADER_TIMEOUT.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    user.write_all(b"def").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(heads.lock().unwrap().len(), 1);
+    p.stop.cancel();
+    p.handle.join().await.unwrap();
+}
+
 /// A stop while a body is read ahead: the user has a moment to finish it, then gets a 503 with
 /// `Retry-After` and `Connection: close` (it reached no instance, so it may be sent again,
 /// whatever its method), not a bare close.
