@@ -210,7 +210,9 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
     // serves when it ends (never to a version retired meanwhile, or a build that took its port).
     // With nothing to serve it, the 503 comes at once, the body not asked for.
     if unread && !proxy.serves_nothing() {
-        if let Err(u) = super::upload::read_ahead(client, proxy, &req, bufs, LINGER).await {
+        if let Err(u) =
+            super::upload::read_ahead(client, proxy, &req, bufs, proxy.upload_grace).await
+        {
             bufs.release_ahead();
             return refuse_body(client, proxy, bufs, u, ending).await;
         }

@@ -1024,9 +1024,9 @@ async fn an_upload_may_pause_longer_than_a_head_may_take() {
     p.handle.join().await.unwrap();
 }
 
-/// A stop while a body is read ahead: the user has a moment to finish it, then gets a 503 with
-/// `Retry-After` and `Connection: close` (it reached no instance, so it may be sent again,
-/// whatever its method), not a bare close.
+/// A stop while a body is read ahead: the user has half of `SHUTDOWN_GRACE` to finish it, then
+/// gets a 503 with `Retry-After` and `Connection: close` (it reached no instance, so it may be
+/// sent again, whatever its method), not a bare close.
 #[tokio::test]
 async fn an_upload_unfinished_at_a_stop_gets_a_503_to_send_again() {
     let p = start_proxy(1, Duration::from_secs(5));
@@ -1051,6 +1051,38 @@ async fn an_upload_unfinished_at_a_stop_gets_a_503_to_send_again() {
     assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
     assert!(answer.contains("connection: close\r\n"), "{answer}");
     assert!(heads.lock().unwrap().is_empty(), "running was asked");
+    p.handle.join().await.unwrap();
+}
+
+/// An upload still coming when understudy stops (an `understudy upgrade`, a restart), and done a
+/// second later, is served: the read-ahead had half a second, and such an upload got a 503 that
+/// streaming it to running (as before the read-ahead) would not have given.
+#[tokio::test]
+async fn an_upload_done_a_second_after_a_stop_is_served() {
+    let p = start_proxy(1, Duration::from_secs(5));
+    let (up, _, heads) = scripted_upstream().await;
+    route_to(&p.routes, &up);
+    let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let head = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n";
+    user.write_all(head.as_bytes()).await.unwrap();
+    let mut go_on = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
+        .await
+        .unwrap()
+        .unwrap();
+    user.write_all(b"abc").await.unwrap();
+    p.stop.cancel();
+    // The user's own pace (the case, not a wait for understudy): a second to the body's end.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    user.write_all(b"def").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert_eq!(heads.lock().unwrap().len(), 1);
     p.handle.join().await.unwrap();
 }
 
