@@ -183,8 +183,9 @@ struct Proxy {
     header_timeout: Duration,
     /// `BODY_TIMEOUT`: how long a user may send nothing of a request body.
     body_timeout: Duration,
-    /// At a stop, how long a body still being read ahead may take to come (half of
-    /// `SHUTDOWN_GRACE`: the rest is for its answer); then it is told 503, to send it again.
+    /// At a stop (or an upgrade's handover), how long a body still being read ahead may take to
+    /// come: three quarters of `SHUTDOWN_GRACE`, the rest for its answer (requests in flight are
+    /// cut at the end of it); then it is told 503, to send it again.
     upload_grace: Duration,
     /// `UPSTREAM_TIMEOUT`: how long running may send nothing while understudy waits for it.
     upstream_timeout: Duration,
@@ -234,7 +235,7 @@ impl Proxy {
             no_running_hint: Bytes::from(settings.no_running_hint.clone()),
             header_timeout: settings.header_timeout,
             body_timeout: settings.body_timeout,
-            upload_grace: settings.drain_grace / 2,
+            upload_grace: settings.drain_grace - settings.drain_grace / 4,
             upstream_timeout: settings.upstream_timeout,
             send_timeout: settings.send_timeout,
             answer_buffer: settings.answer_buffer,

@@ -22,8 +22,8 @@ pub const BODY_LOST: &str = "understudy: the request body could not be kept on d
 
 /// Answer to a request still waiting for an instance when understudy stops: it reached none, so
 /// asking again (of whatever serves next) is safe, even for a POST.
-pub const STOPPING: &str =
-    "understudy: stopping, and the request reached no instance of the service; retry in a moment\n";
+pub const STOPPING: &str = "understudy: stopping (or handing over to a new understudy), and the \
+     request reached no instance of the service; retry in a moment\n";
 
 /// How an own answer ends.
 #[derive(Debug, Clone, Copy, Default)]

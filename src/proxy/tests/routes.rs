@@ -1024,8 +1024,8 @@ async fn an_upload_may_pause_longer_than_a_head_may_take() {
     p.handle.join().await.unwrap();
 }
 
-/// A stop while a body is read ahead: the user has half of `SHUTDOWN_GRACE` to finish it, then
-/// gets a 503 with `Retry-After` and `Connection: close` (it reached no instance, so it may be
+/// A stop while a body is read ahead: the user has three quarters of `SHUTDOWN_GRACE` to finish
+/// it, then gets a 503 with `Retry-After` and `Connection: close` (it reached no instance, so it may be
 /// sent again, whatever its method), not a bare close.
 #[tokio::test]
 async fn an_upload_unfinished_at_a_stop_gets_a_503_to_send_again() {
@@ -1054,11 +1054,12 @@ async fn an_upload_unfinished_at_a_stop_gets_a_503_to_send_again() {
     p.handle.join().await.unwrap();
 }
 
-/// An upload still coming when understudy stops (an `understudy upgrade`, a restart), and done a
-/// second later, is served: the read-ahead had half a second, and such an upload got a 503 that
-/// streaming it to running (as before the read-ahead) would not have given.
+/// An upload still coming when understudy stops (an `understudy upgrade`, a restart), and done
+/// three seconds later (`SHUTDOWN_GRACE` is 5 s here), is served: the read-ahead first had half a
+/// second, then half the grace, and such an upload got a 503 that streaming it to running (as
+/// before the read-ahead) would not have given.
 #[tokio::test]
-async fn an_upload_done_a_second_after_a_stop_is_served() {
+async fn an_upload_done_three_seconds_after_a_stop_is_served() {
     let p = start_proxy(1, Duration::from_secs(5));
     let (up, _, heads) = scripted_upstream().await;
     route_to(&p.routes, &up);
@@ -1072,8 +1073,8 @@ async fn an_upload_done_a_second_after_a_stop_is_served() {
         .unwrap();
     user.write_all(b"abc").await.unwrap();
     p.stop.cancel();
-    // The user's own pace (the case, not a wait for understudy): a second to the body's end.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The user's own pace (the case, not a wait for understudy): three seconds to the body's end.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     user.write_all(b"def").await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(5), user.read_to_string(&mut answer))
