@@ -20,6 +20,7 @@ use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod routes;
+mod uploads;
 
 /// Send a raw request on a fresh connection and read the whole answer.
 async fn send(addr: SocketAddr, raw: &str) -> String {
