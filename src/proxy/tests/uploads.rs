@@ -58,11 +58,7 @@ async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
         "POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
     user.write_all(head.as_bytes()).await.unwrap();
     // understudy, not running, asks for the body.
-    let mut go_on = [0u8; 25];
-    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
-        .await
-        .unwrap()
-        .unwrap();
+    let go_on = interim(&mut user).await;
     assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
     user.write_all(b"abc").await.unwrap();
     drop(user);
@@ -107,21 +103,12 @@ async fn a_body_cut_short_within_the_request_buffer_never_reaches_running() {
 #[tokio::test]
 async fn an_upload_goes_to_what_runs_once_its_body_is_whole() {
     let p = start_proxy(1, Duration::from_secs(5));
-    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    old.set_nonblocking(true).unwrap();
-    route_to(
-        &p.routes,
-        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
-    );
+    let old = old_running(&p);
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let head = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
     user.write_all(head.as_bytes()).await.unwrap();
     // understudy asks for the body: the request is on its way in.
-    let mut go_on = [0u8; 25];
-    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
-        .await
-        .unwrap()
-        .unwrap();
+    interim(&mut user).await;
     user.write_all(b"abc").await.unwrap();
     let (new, _, heads) = scripted_upstream().await;
     route_to(&p.routes, &new);
@@ -137,11 +124,7 @@ async fn an_upload_goes_to_what_runs_once_its_body_is_whole() {
         1,
         "the new running got the request"
     );
-    let asked_old = old.accept();
-    assert!(
-        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "the retired running was asked: {asked_old:?}"
-    );
+    never_asked(&old, "the retired running was asked");
     p.stop.cancel();
     p.handle.join().await.unwrap();
 }
@@ -178,12 +161,7 @@ async fn a_body_past_the_memory_budget_is_read_ahead_onto_disk() {
         s.answer_spill = 4 << 20;
         s.spill_dir = spill_dir;
     });
-    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    old.set_nonblocking(true).unwrap();
-    route_to(
-        &p.routes,
-        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
-    );
+    let old = old_running(&p);
     let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let head = format!(
@@ -191,11 +169,7 @@ async fn a_body_past_the_memory_budget_is_read_ahead_onto_disk() {
         body.len()
     );
     user.write_all(head.as_bytes()).await.unwrap();
-    let mut go_on = [0u8; 25];
-    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
-        .await
-        .unwrap()
-        .unwrap();
+    interim(&mut user).await;
     user.write_all(&body[..150_000]).await.unwrap();
     let new = TcpListener::bind("127.0.0.1:0").await.unwrap();
     route_to(
@@ -231,11 +205,7 @@ async fn a_body_past_the_memory_budget_is_read_ahead_onto_disk() {
         answers.contains("\r\n\r\nok") && answers.ends_with("next"),
         "{answers}"
     );
-    let asked_old = old.accept();
-    assert!(
-        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "the retired running was asked: {asked_old:?}"
-    );
+    never_asked(&old, "the retired running was asked");
     p.stop.cancel();
     p.handle.join().await.unwrap();
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
@@ -334,12 +304,7 @@ async fn uploads_that_stall_hold_only_what_they_sent_of_the_budget() {
         s.answer_memory = 1 << 20;
         s.answer_spill = 0;
     });
-    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    old.set_nonblocking(true).unwrap();
-    route_to(
-        &p.routes,
-        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
-    );
+    let old = old_running(&p);
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
@@ -377,11 +342,7 @@ async fn uploads_that_stall_hold_only_what_they_sent_of_the_budget() {
         .unwrap();
     let got = read_request(&mut app, body.len()).await;
     assert!(got.ends_with(&body), "{} bytes", got.len());
-    let asked_old = old.accept();
-    assert!(
-        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "the third upload streamed to the old running: {asked_old:?}"
-    );
+    never_asked(&old, "the third upload streamed to the old running");
     app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         .await
         .unwrap();
@@ -417,11 +378,7 @@ async fn with_no_request_buffer_expect_goes_on_to_running() {
     app.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
         .await
         .unwrap();
-    let mut go_on = [0u8; 25];
-    tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
-        .await
-        .unwrap()
-        .unwrap();
+    let go_on = interim(&mut user).await;
     assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
     user.write_all(b"hi").await.unwrap();
     let mut body = [0u8; 2];
@@ -549,12 +506,39 @@ async fn upload_begun(p: &Running) -> (tokio::net::TcpStream, Arc<std::sync::Mut
     let mut user = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let head = "POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n";
     user.write_all(head.as_bytes()).await.unwrap();
+    let go_on = interim(&mut user).await;
+    assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
+    user.write_all(b"abc").await.unwrap();
+    (user, heads)
+}
+
+/// A running that must never be asked: a listener that accepts nothing, routed to by `p`.
+fn old_running(p: &Running) -> std::net::TcpListener {
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    old.set_nonblocking(true).unwrap();
+    route_to(
+        &p.routes,
+        &upstream("127.0.0.1", old.local_addr().unwrap().port()),
+    );
+    old
+}
+
+/// `old` (see [`old_running`]) got no connection; `why` names what it would mean.
+fn never_asked(old: &std::net::TcpListener, why: &str) {
+    let asked_old = old.accept();
+    assert!(
+        matches!(&asked_old, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{why}: {asked_old:?}"
+    );
+}
+
+/// The interim answer the user reads next (25 bytes: `HTTP/1.1 100 Continue` and its CRLFs),
+/// within 5 s.
+async fn interim(user: &mut tokio::net::TcpStream) -> [u8; 25] {
     let mut go_on = [0u8; 25];
     tokio::time::timeout(Duration::from_secs(5), user.read_exact(&mut go_on))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
-    user.write_all(b"abc").await.unwrap();
-    (user, heads)
+    go_on
 }
