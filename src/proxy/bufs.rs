@@ -56,9 +56,8 @@ impl Bufs {
     }
 
     /// Between requests: a buffer grown by a large answer or head goes, so an idle connection
-    /// holds little.
+    /// holds little (a body read ahead was released after its request, [`Bufs::release_ahead`]).
     pub fn shrink(&mut self) {
-        self.release_ahead();
         if self.out.capacity() > KEPT_BUFFER {
             self.out = Vec::new();
         }

@@ -213,7 +213,6 @@ async fn route(client: &mut TcpStream, proxy: &Proxy, req: RequestHead, bufs: &m
         if let Err(u) =
             super::upload::read_ahead(client, proxy, &req, bufs, proxy.upload_grace).await
         {
-            bufs.release_ahead();
             return refuse_body(client, proxy, bufs, u, ending).await;
         }
     }
